@@ -1,0 +1,40 @@
+# Two commands for a newcomer: `make run` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+DATABASE_DIR ?= database
+FEATURES_DIR ?= features
+export DATABASE_DIR FEATURES_DIR
+
+.PHONY: run test install catalogue index lint clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
+
+$(DATABASE_DIR)/pairs.csv: | $(VENV)/.installed
+	$(PY) -m worker.sample --out $(DATABASE_DIR)
+
+catalogue: $(DATABASE_DIR)/pairs.csv
+
+$(FEATURES_DIR)/manifest.json: $(DATABASE_DIR)/pairs.csv | $(VENV)/.installed
+	$(PY) -m worker.index
+
+index: $(VENV)/.installed catalogue
+	$(PY) -m worker.index
+
+run: $(VENV)/.installed $(FEATURES_DIR)/manifest.json
+	$(PY) -m worker.supervisor
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q -ra
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check web worker tests
+
+clean:
+	rm -rf $(VENV) .run .pytest_cache

@@ -1,0 +1,21 @@
+"""Real images made in the test: catalogue drawings and deliberately odd or hostile files."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image
+
+from worker.sample import draw_side, make_designs
+
+
+def encode(img: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kwargs)
+    return buf.getvalue()
+
+
+def design_pair(index: int, n_pairs: int, seed: int = 7) -> tuple[bytes, bytes]:
+    """PNG bytes of the front and back of sample design `index` (as the catalogue has them)."""
+    design = make_designs(n_pairs, seed)[index]
+    return encode(draw_side(design, "front")), encode(draw_side(design, "back"))

@@ -1,0 +1,40 @@
+"""The web process: validates and stores uploads, enqueues searches, reports on them.
+
+It never imports TensorFlow: jobs are enqueued by their dotted name.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+from redis import Redis
+from rq import Queue
+
+from worker.settings import REPO_ROOT, Settings
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Application factory. `test_config` may carry a ready `SETTINGS` object."""
+    app = Flask(__name__, template_folder=str(REPO_ROOT / "templates"))
+    config = dict(test_config or {})
+    settings: Settings = config.pop("SETTINGS", None) or Settings.from_env()
+    app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=settings.max_upload_bytes, **config)
+    for folder in (settings.upload_dir, settings.output_dir):
+        folder.mkdir(parents=True, exist_ok=True)
+
+    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, socket_timeout=2.0)
+    app.extensions["redis"] = redis
+    app.extensions["queue"] = Queue(settings.queue_name, connection=redis)
+
+    from web import api, errors, pages
+
+    app.register_blueprint(api.bp)
+    app.register_blueprint(pages.bp)
+    errors.register(app)
+
+    @app.after_request
+    def security_headers(response):
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
+
+    return app

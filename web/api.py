@@ -1,0 +1,72 @@
+"""JSON API: submit a search, poll it, fetch its grid; health."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, current_app, jsonify, request, send_file, url_for
+from rq import Worker
+
+from web.errors import error_response
+from web.searches import SearchStatus, describe, fetch_search
+from web.submissions import submit_search
+from worker.bank import BankError, read_manifest
+
+bp = Blueprint("api", __name__)
+
+
+@bp.post("/api/searches")
+def create_search():
+    search_id = submit_search(request.files, request.form)
+    url = url_for("api.get_search", search_id=search_id)
+    response = jsonify(id=search_id, status=SearchStatus.QUEUED.value, url=url)
+    response.status_code = 202
+    response.headers["Location"] = url
+    return response
+
+
+def _job_or_404(search_id: str):
+    job = fetch_search(search_id)
+    if job is None:
+        abort(404, description="no such search (unknown or expired id)")
+    return job
+
+
+@bp.get("/api/searches/<search_id>")
+def get_search(search_id: str):
+    return jsonify(describe(_job_or_404(search_id)))
+
+
+@bp.get("/api/searches/<search_id>/result.jpg")
+def get_result_image(search_id: str):
+    job = _job_or_404(search_id)
+    body = describe(job)
+    if body["status"] == SearchStatus.FAILED:
+        return error_response(409, "search_failed", f"the search failed: {body['error']}")
+    if body["status"] != SearchStatus.FINISHED:
+        return error_response(409, "not_ready", "the search has not finished yet; poll "
+                              f"{body['url']} until its status is 'finished'")
+    path = current_app.config["SETTINGS"].output_dir / f"{job.id}.jpg"
+    if not path.is_file():
+        abort(404, description="the result image has expired")
+    return send_file(path, mimetype="image/jpeg", max_age=3600)
+
+
+@bp.get("/healthz")
+def healthz():
+    settings = current_app.config["SETTINGS"]
+    redis = current_app.extensions["redis"]
+    body: dict = {"redis": False, "workers": 0, "queue_length": None}
+    try:
+        redis.ping()
+        body.update(redis=True, workers=len(Worker.all(connection=redis)),
+                    queue_length=len(current_app.extensions["queue"]))
+    except Exception as exc:  # noqa: BLE001 - health reports every failure as data
+        body["redis_error"] = str(exc)
+    try:
+        manifest = read_manifest(settings.features_dir)
+        body.update(catalogue_pairs=manifest.get("n_pairs"), descriptor=manifest.get("descriptor"),
+                    weights=manifest.get("weights"), index_created=manifest.get("created"))
+    except BankError as exc:
+        body["index_error"] = str(exc)
+    body["status"] = "ok" if body["redis"] and body["workers"] and "index_error" not in body \
+        else "degraded"
+    return jsonify(body), 200 if body["redis"] else 503

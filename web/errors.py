@@ -1,0 +1,48 @@
+"""Every refusal is a 4xx (or 503) with {"error", "message"}; HTML pages get a readable page."""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify, make_response, render_template, request
+from redis.exceptions import RedisError
+from werkzeug.exceptions import HTTPException
+
+from web.submissions import SubmissionError
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or request.path in ("/healthz",)
+
+
+def error_response(status: int, error: str, message: str, retry_after: int | None = None):
+    if wants_json():
+        response = jsonify(error=error, message=message)
+    else:
+        response = make_response(render_template("error.html", status=status, message=message))
+    response.status_code = status
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(SubmissionError)
+    def submission_error(exc: SubmissionError):
+        return error_response(exc.status, exc.error, exc.message, exc.retry_after)
+
+    @app.errorhandler(RedisError)
+    def redis_error(exc: RedisError):
+        app.logger.warning("redis unavailable: %s", exc)
+        return error_response(503, "queue_unavailable",
+                              "the search service is briefly unavailable; please retry shortly",
+                              retry_after=5)
+
+    @app.errorhandler(413)
+    def too_large(exc):
+        limit = app.config["SETTINGS"].max_upload_mb
+        return error_response(413, "too_large",
+                              f"the upload is too large; the limit is {limit} MB per search")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        return error_response(exc.code or 500, (exc.name or "error").lower().replace(" ", "_"),
+                              exc.description or exc.name)

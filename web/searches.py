@@ -1,0 +1,76 @@
+"""Reading a search back from Redis: its status, stage, results and error."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+
+from flask import current_app, url_for
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+
+SEARCH_ID = re.compile(r"^[0-9a-f]{32}$")
+RESUBMIT = "please submit the search again"
+
+
+class SearchStatus(StrEnum):
+    QUEUED = "queued"
+    STARTED = "started"
+    FINISHED = "finished"
+    FAILED = "failed"
+
+
+STATUS_FROM_RQ = {
+    JobStatus.QUEUED: SearchStatus.QUEUED, JobStatus.DEFERRED: SearchStatus.QUEUED,
+    JobStatus.SCHEDULED: SearchStatus.QUEUED, JobStatus.STARTED: SearchStatus.STARTED,
+    JobStatus.FINISHED: SearchStatus.FINISHED, JobStatus.FAILED: SearchStatus.FAILED,
+    JobStatus.STOPPED: SearchStatus.FAILED, JobStatus.CANCELED: SearchStatus.FAILED,
+}
+
+
+def fetch_search(search_id: str) -> Job | None:
+    """The job of a search id, or None when unknown, expired or malformed (same answer)."""
+    if not SEARCH_ID.match(search_id):
+        return None
+    try:
+        return Job.fetch(search_id, connection=current_app.extensions["redis"])
+    except NoSuchJobError:
+        return None
+
+
+def error_message(job: Job) -> str:
+    """Why a search failed, in words a person can act on."""
+    error_type, error = job.meta.get("error_type"), job.meta.get("error")
+    if error_type == "JobTimeoutException":
+        return f"the search took too long and was stopped; {RESUBMIT}"
+    if error_type == "AbandonedJobError" or (not error and job.get_status() == JobStatus.FAILED
+                                             and "AbandonedJobError" in (job.exc_info or "")):
+        return f"the worker stopped while running this search; {RESUBMIT}"
+    if error:
+        return error
+    lines = [ln for ln in (job.exc_info or "").strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else f"the search failed; {RESUBMIT}"
+
+
+def _with_urls(hit: dict) -> dict:
+    return {**hit, "front_url": url_for("pages.catalogue_image", path=hit["front"]),
+            "back_url": url_for("pages.catalogue_image", path=hit["back"])}
+
+
+def describe(job: Job) -> dict:
+    """The JSON the API returns for one search."""
+    status = STATUS_FROM_RQ.get(job.get_status(refresh=False), SearchStatus.FAILED)
+    body: dict = {"id": job.id, "status": status.value, "stage": job.meta.get("stage"),
+                  "url": url_for("api.get_search", search_id=job.id)}
+    if status is SearchStatus.QUEUED:
+        body["queue_position"] = job.get_position()
+    elif status is SearchStatus.FINISHED:
+        result = job.return_value() or {}
+        body.update(results=[_with_urls(h) for h in result.get("results", [])],
+                    timings=result.get("timings", {}), k=result.get("k"),
+                    front_weight=result.get("front_weight"),
+                    descriptor=result.get("descriptor"), weights=result.get("weights"),
+                    image_url=url_for("api.get_result_image", search_id=job.id))
+    elif status is SearchStatus.FAILED:
+        body["error"] = error_message(job)
+    return body

@@ -1,0 +1,102 @@
+"""Turning a multipart request into a queued search: validate, store, enqueue."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from flask import current_app
+from redis.exceptions import RedisError
+from werkzeug.datastructures import FileStorage, ImmutableMultiDict
+
+from worker.preprocess import ImageRejected, inspect_image
+
+JOB_FUNC = "worker.jobs.search_pair"
+SIDES = ("front", "back")
+STATUS_BY_REASON = {"unsupported_format": 415, "too_many_pixels": 413}
+EXTENSION = {"JPEG": "jpg", "PNG": "png"}
+
+
+class SubmissionError(Exception):
+    """A request we refuse: HTTP status, a short code and a message for people."""
+
+    def __init__(self, status: int, error: str, message: str, retry_after: int | None = None):
+        super().__init__(message)
+        self.status, self.error, self.message, self.retry_after = status, error, message, retry_after
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    k: int = 20
+    front_weight: float = 0.5
+
+
+def parse_options(form: ImmutableMultiDict) -> SearchOptions:
+    """k (1..100) and front_weight (0..1) from the form; blank means default."""
+    k_raw, w_raw = (form.get(f, "").strip() for f in ("k", "front_weight"))
+    try:
+        k = int(k_raw) if k_raw else 20
+    except ValueError:
+        raise SubmissionError(400, "invalid_k", f"k must be a whole number, got {k_raw!r}") from None
+    if not 1 <= k <= 100:
+        raise SubmissionError(400, "invalid_k", f"k must be between 1 and 100, got {k}")
+    try:
+        weight = float(w_raw) if w_raw else 0.5
+    except ValueError:
+        raise SubmissionError(400, "invalid_front_weight",
+                              f"front_weight must be a number, got {w_raw!r}") from None
+    if not 0.0 <= weight <= 1.0:  # also refuses nan
+        raise SubmissionError(400, "invalid_front_weight",
+                              f"front_weight must be between 0 and 1, got {w_raw}")
+    return SearchOptions(k, weight)
+
+
+def _read_side(files: ImmutableMultiDict, side: str, max_pixels: int) -> tuple[bytes, str]:
+    upload: FileStorage | None = files.get(side)
+    if upload is None or not upload.filename and not upload.content_length:
+        raise SubmissionError(400, f"missing_{side}",
+                              f"the {side} image is missing; upload both the front and the back")
+    data = upload.read()
+    if not data:
+        raise SubmissionError(400, f"empty_{side}", f"the {side} image file is empty")
+    try:
+        info = inspect_image(data, max_pixels)
+    except ImageRejected as exc:
+        raise SubmissionError(STATUS_BY_REASON.get(exc.reason, 422), exc.reason,
+                              f"the {side} image was refused: {exc}") from None
+    return data, EXTENSION[info.format]
+
+
+def _store(upload_dir: Path, name: str, data: bytes) -> Path:
+    """Write under our own name, aside first, so a half-written file is never seen."""
+    path = upload_dir / name
+    tmp = upload_dir / f".{name}.part"
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
+
+
+def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> str:
+    """Validate both sides and the options, store the uploads, enqueue; return the search id."""
+    settings = current_app.config["SETTINGS"]
+    options = parse_options(form)
+    sides = {side: _read_side(files, side, settings.max_image_pixels) for side in SIDES}
+    search_id = uuid.uuid4().hex  # 122 random bits: unguessable
+    names = {side: f"{search_id}-{side}.{ext}" for side, (_, ext) in sides.items()}
+    stored = [_store(settings.upload_dir, names[side], data) for side, (data, _) in sides.items()]
+    try:
+        current_app.extensions["queue"].enqueue(
+            JOB_FUNC, kwargs={"search_id": search_id, **names, "k": options.k,
+                              "front_weight": options.front_weight},
+            job_id=search_id, job_timeout=settings.job_timeout, result_ttl=settings.result_ttl,
+            failure_ttl=settings.result_ttl, ttl=settings.result_ttl,
+            meta={"stage": "queued"}, description="paired design search")
+    except RedisError:
+        for path in stored:
+            path.unlink(missing_ok=True)
+        raise SubmissionError(503, "queue_unavailable",
+                              "the search queue is unavailable right now; please retry shortly",
+                              retry_after=5) from None
+    return search_id

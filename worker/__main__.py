@@ -1,0 +1,39 @@
+"""`python -m worker`: start one search worker (model and banks loaded once)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from redis import Redis
+
+from worker.bank import BankError
+from worker.catalogue import CatalogueError
+from worker.service import make_worker, start_engine
+from worker.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Serve paired design searches from the queue.")
+    parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    parser.add_argument("--name", default=None, help="worker name (default: RQ's)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env()
+    try:
+        engine = start_engine(settings)
+    except (BankError, CatalogueError, ValueError, RuntimeError) as exc:
+        print(f"worker: cannot start: {exc}", file=sys.stderr)
+        return 2
+    connection = Redis.from_url(settings.redis_url)
+    worker = make_worker(settings, engine, connection, args.name)
+    logging.getLogger("worker").info(
+        "serving queue %r on %s with %d pairs", settings.queue_name, settings.redis_url,
+        len(engine.index.catalogue))
+    worker.work(burst=args.burst, with_scheduler=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

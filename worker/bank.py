@@ -1,0 +1,126 @@
+"""Feature banks: `front.npy`, `back.npy` ((n_pairs, dim) float32, rows L2-normalised,
+row i = pairs.csv row i) and `manifest.json`, all in FEATURES_DIR.
+
+Writers put new files aside and swap them in with os.replace, manifest last; readers
+check each file against the sha256 the manifest records, so a reader never mixes banks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+MANIFEST = "manifest.json"
+SIDES = ("front", "back")
+FORMAT_VERSION = 1
+REINDEX = "rebuild the index with `make index` (python -m worker.index)"
+
+
+class BankError(RuntimeError):
+    """Banks missing, corrupt, or not matching the catalogue or the model; says what to do."""
+
+
+@dataclass(frozen=True)
+class FeatureBank:
+    front: np.ndarray  # (n_pairs, dim) float32, rows L2-normalised (memory-mapped)
+    back: np.ndarray  # (n_pairs, dim) float32, rows L2-normalised (memory-mapped)
+    manifest: dict
+
+    def __len__(self) -> int:
+        return self.front.shape[0]
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def manifest_stamp(features_dir: Path) -> tuple[int, int, int] | None:
+    """Cheap change detector for the manifest: (inode, size, mtime_ns), None if absent."""
+    try:
+        st = os.stat(Path(features_dir) / MANIFEST)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def read_manifest(features_dir: Path) -> dict:
+    path = Path(features_dir) / MANIFEST
+    if not path.is_file():
+        raise BankError(f"no feature banks in {features_dir} (no {MANIFEST}); {REINDEX}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BankError(f"{path} is corrupt ({exc}); {REINDEX}") from None
+
+
+def _load_side(features_dir: Path, side: str, manifest: dict) -> np.ndarray:
+    path = Path(features_dir) / f"{side}.npy"
+    if not path.is_file():
+        raise BankError(f"{path} is missing; {REINDEX}")
+    expected = manifest.get("sha256", {}).get(side)
+    if expected != file_sha256(path):
+        raise BankError(f"{path} does not match its manifest (changed or truncated); {REINDEX}")
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise BankError(f"{path} is not a readable .npy bank ({exc}); {REINDEX}") from None
+    shape = (manifest.get("n_pairs"), manifest.get("dim"))
+    if array.ndim != 2 or array.shape != shape or array.dtype != np.dtype(manifest.get("dtype")):
+        raise BankError(f"{path} holds {array.shape} {array.dtype}, the manifest says "
+                        f"{shape} {manifest.get('dtype')}; {REINDEX}")
+    if not np.isfinite(array).all():
+        raise BankError(f"{path} has NaN or infinite rows; {REINDEX}")
+    return array
+
+
+def load_bank(features_dir: Path) -> FeatureBank:
+    """Manifest plus both banks, memory-mapped and checked. Raises BankError."""
+    manifest = read_manifest(features_dir)
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise BankError(f"{features_dir}/{MANIFEST} has format "
+                        f"{manifest.get('format_version')!r}, expected {FORMAT_VERSION}; {REINDEX}")
+    front, back = (_load_side(features_dir, side, manifest) for side in SIDES)
+    return FeatureBank(front, back, manifest)
+
+
+def check_bank_matches(bank: FeatureBank, catalogue_fingerprint: str, n_pairs: int,
+                       weights_fingerprint: str, descriptor: str) -> None:
+    """Refuse a bank built from another catalogue, other weights or another descriptor."""
+    m = bank.manifest
+    if m.get("catalogue_fingerprint") != catalogue_fingerprint or len(bank) != n_pairs:
+        raise BankError(f"the banks ({len(bank)} pairs) were built from another pairs.csv than "
+                        f"the current one ({n_pairs} pairs); {REINDEX}")
+    if m.get("descriptor") != descriptor:
+        raise BankError(f"the banks hold descriptor {m.get('descriptor')!r} but this worker "
+                        f"uses {descriptor!r}; set DESCRIPTOR={m.get('descriptor')} or {REINDEX}")
+    built = m.get("weights", {})
+    if built.get("fingerprint") != weights_fingerprint:
+        raise BankError(f"the banks were built with VGG16 weights {built.get('id')!r} "
+                        f"({built.get('fingerprint')}) but this worker loaded other weights "
+                        f"({weights_fingerprint}); set VGG16_WEIGHTS={built.get('id')} or {REINDEX}")
+
+
+def write_bank(features_dir: Path, front: np.ndarray, back: np.ndarray, manifest: dict) -> None:
+    """Write both banks and the manifest aside, then swap them in (manifest last)."""
+    features_dir = Path(features_dir)
+    features_dir.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex[:8]
+    manifest = {**manifest, "format_version": FORMAT_VERSION, "sha256": {}}
+    staged = []
+    for side, array in zip(SIDES, (front, back), strict=True):
+        tmp = features_dir / f".{side}.{token}.npy"
+        np.save(tmp, np.ascontiguousarray(array))
+        manifest["sha256"][side] = file_sha256(tmp)
+        staged.append((tmp, features_dir / f"{side}.npy"))
+    tmp_manifest = features_dir / f".{MANIFEST}.{token}"
+    tmp_manifest.write_text(json.dumps(manifest, indent=1))
+    staged.append((tmp_manifest, features_dir / MANIFEST))
+    for tmp, final in staged:
+        os.replace(tmp, final)

@@ -1,0 +1,73 @@
+"""What one worker process holds: one extractor, the catalogue and its memory-mapped banks.
+
+Loaded once per process (`install` at start-up, or lazily by `current`), refreshed between
+jobs when `features/manifest.json` changes, so a re-index needs no restart.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from worker.bank import FeatureBank, check_bank_matches, load_bank, manifest_stamp
+from worker.catalogue import Catalogue, load_catalogue
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Index:
+    """A catalogue and the banks built from it, always swapped together."""
+
+    catalogue: Catalogue
+    bank: FeatureBank
+    stamp: tuple[int, int, int] | None
+
+
+class Engine:
+    def __init__(self, settings: Settings, extractor=None):
+        if extractor is None:
+            from worker.extract import FeatureExtractor
+
+            extractor = FeatureExtractor(settings.vgg16_weights, settings.descriptor)
+        self.settings = settings
+        self.extractor = extractor
+        self.index = self._load_index()
+
+    def _load_index(self) -> Index:
+        """Load and cross-check catalogue and banks; raises BankError or CatalogueError."""
+        stamp = manifest_stamp(self.settings.features_dir)
+        catalogue = load_catalogue(self.settings.database_dir)
+        bank = load_bank(self.settings.features_dir)
+        check_bank_matches(bank, catalogue.fingerprint(), len(catalogue),
+                           self.extractor.weights_fingerprint, self.extractor.descriptor)
+        return Index(catalogue, bank, stamp)
+
+    def refresh(self) -> bool:
+        """Swap in a rebuilt index if the manifest changed; keep the old one if the new is bad."""
+        if manifest_stamp(self.settings.features_dir) == self.index.stamp:
+            return False
+        try:
+            self.index = self._load_index()
+        except Exception as exc:  # noqa: BLE001 - keep serving the index we have, loudly
+            log.error("index changed but cannot be loaded, still serving the previous one: %s",
+                      exc)
+            return False
+        log.info("index reloaded: %d pairs", len(self.index.catalogue))
+        return True
+
+
+_engine: Engine | None = None
+
+
+def install(engine: Engine) -> None:
+    global _engine
+    _engine = engine
+
+
+def current() -> Engine:
+    """The process's engine, loading it from the environment's settings on first use."""
+    if _engine is None:
+        install(Engine(Settings.from_env()))
+    return _engine

@@ -1,0 +1,128 @@
+"""Offline indexing: `python -m worker.index` builds features/{front,back}.npy + manifest.json.
+
+Images are decoded in a thread pool while the model runs on the previous batch. If any
+image is unreadable, every failure is listed and the run exits non-zero without touching
+the existing banks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+import numpy as np
+from tqdm import tqdm
+
+from worker.bank import write_bank
+from worker.catalogue import Catalogue, CatalogueError, load_catalogue
+from worker.preprocess import PREPROCESS_PARAMS, ImageRejected, prepare
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class UnreadableImages(RuntimeError):
+    """Some catalogue images could not be read; `failures` lists (path, reason)."""
+
+    def __init__(self, failures: list[tuple[str, str]]):
+        lines = "\n".join(f"  {path}: {reason}" for path, reason in failures)
+        super().__init__(f"{len(failures)} catalogue image(s) could not be read:\n{lines}")
+        self.failures = failures
+
+
+def _prepared(catalogue: Catalogue, paths: list[str], max_pixels: int
+              ) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
+    def load(rel: str):
+        try:
+            return rel, prepare(catalogue.image_path(rel), max_pixels), None
+        except ImageRejected as exc:
+            return rel, None, str(exc)
+        except OSError as exc:  # missing file, permission denied
+            return rel, None, exc.strerror or str(exc)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        yield from pool.map(load, paths)
+
+
+def extract_images(extractor, catalogue: Catalogue, batch_size: int = 16,
+                   max_pixels: int = 40_000_000, progress: bool = True) -> dict[str, np.ndarray]:
+    """Every distinct image path -> (dim,) float32 unit descriptor. Raises UnreadableImages."""
+    paths = list(dict.fromkeys([*catalogue.fronts, *catalogue.backs]))
+    features: dict[str, np.ndarray] = {}
+    failures: list[tuple[str, str]] = []
+    batch_paths, batch = [], []
+
+    def flush():
+        if batch:
+            for rel, row in zip(batch_paths, extractor.extract(np.stack(batch)), strict=True):
+                features[rel] = row
+            batch_paths.clear()
+            batch.clear()
+
+    bar = tqdm(total=len(paths), unit="img", desc="indexing", disable=not progress)
+    for rel, canvas, error in _prepared(catalogue, paths, max_pixels):
+        if error is not None:
+            failures.append((rel, error))
+        elif not failures:
+            batch_paths.append(rel)
+            batch.append(canvas)
+            if len(batch) == batch_size:
+                flush()
+        bar.update(1)
+    bar.close()
+    if failures:
+        raise UnreadableImages(failures)
+    flush()
+    return features
+
+
+def build_index(settings: Settings, extractor, batch_size: int = 16,
+                progress: bool = True) -> dict:
+    """Extract the whole catalogue and swap in new banks; returns the manifest written."""
+    start = time.perf_counter()
+    catalogue = load_catalogue(settings.database_dir)
+    features = extract_images(extractor, catalogue, batch_size, settings.max_image_pixels,
+                              progress)
+    front = np.stack([features[p] for p in catalogue.fronts]).astype(np.float32)
+    back = np.stack([features[p] for p in catalogue.backs]).astype(np.float32)
+    manifest = {
+        "n_pairs": len(catalogue), "dim": extractor.dim, "dtype": "float32",
+        "descriptor": extractor.descriptor,
+        "weights": {"id": extractor.weights_id, "fingerprint": extractor.weights_fingerprint},
+        "preprocess": PREPROCESS_PARAMS,
+        "catalogue_fingerprint": catalogue.fingerprint(),
+        "names": catalogue.names, "fronts": catalogue.fronts, "backs": catalogue.backs,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "build_seconds": round(time.perf_counter() - start, 2),
+    }
+    write_bank(settings.features_dir, front, back, manifest)
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Build the feature banks of the catalogue.")
+    parser.add_argument("--batch-size", type=int, default=16)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    settings = Settings.from_env()
+    from worker.extract import FeatureExtractor
+
+    try:
+        manifest = build_index(settings, FeatureExtractor(settings.vgg16_weights,
+                                                          settings.descriptor), args.batch_size)
+    except (CatalogueError, UnreadableImages) as exc:
+        print(f"index: {exc}\nindex: the existing banks were left untouched.", file=sys.stderr)
+        return 1
+    print(f"indexed {manifest['n_pairs']} pairs ({manifest['descriptor']}, dim {manifest['dim']},"
+          f" weights {manifest['weights']['id']}) in {manifest['build_seconds']} s"
+          f" -> {settings.features_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

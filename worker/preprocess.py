@@ -1,0 +1,130 @@
+"""Stage 1: decode an image and bring it onto the 224x224 canvas VGG16 expects.
+
+One code path for catalogue images and query uploads, so both are seen the same way:
+allow-listed decode -> EXIF orientation -> RGB on white -> long side 200 -> centred
+white padding to 224x224. The Keras `vgg16.preprocess_input` step runs in `worker.extract`
+(it needs Keras); this module is Pillow + numpy only, and the web process uses it to
+validate uploads at the door.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+ACCEPTED_FORMATS = ("JPEG", "PNG")
+LONG_SIDE = 200
+CANVAS = 224
+MIN_SIDE = 16
+MAX_ASPECT = 20.0
+PREPROCESS_PARAMS = {"long_side": LONG_SIDE, "canvas": CANVAS, "pad": "white",
+                     "resample": "bicubic", "keras_mode": "vgg16.preprocess_input"}
+
+
+class ImageRejected(ValueError):
+    """An image we will not process; `reason` is a short code, the message is for people."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    format: str
+    width: int
+    height: int
+    mode: str
+
+
+def _open(source: bytes | str | Path) -> Image.Image:
+    fp = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
+    try:
+        return Image.open(fp, formats=ACCEPTED_FORMATS)
+    except UnidentifiedImageError:
+        raise ImageRejected(
+            "unsupported_format", "not a JPEG or PNG image (only JPEG and PNG are accepted)"
+        ) from None
+    except Image.DecompressionBombError as exc:
+        raise ImageRejected("too_many_pixels", f"image has too many pixels: {exc}") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageRejected("corrupt", f"image could not be read: {exc}") from None
+
+
+def _check_geometry(img: Image.Image, max_pixels: int) -> None:
+    w, h = img.size
+    if w * h > max_pixels:
+        raise ImageRejected(
+            "too_many_pixels", f"image is {w}x{h} = {w * h} pixels; the limit is {max_pixels}"
+        )
+    if min(w, h) < MIN_SIDE:
+        raise ImageRejected("too_small", f"image is {w}x{h}; each side must be >= {MIN_SIDE}px")
+    if max(w, h) / min(w, h) > MAX_ASPECT:
+        raise ImageRejected(
+            "bad_aspect", f"image is {w}x{h}; the long side may be at most {MAX_ASPECT:g}x the short"
+        )
+    if getattr(img, "n_frames", 1) > 1:
+        raise ImageRejected(
+            "animated", "animated images are not accepted; upload a single still frame"
+        )
+
+
+def load_image(source: bytes | str | Path, max_pixels: int = 40_000_000) -> Image.Image:
+    """Decode `source` (bytes or a path) fully, with all limits checked before pixels are read.
+
+    Raises ImageRejected with a person-readable message for anything we will not process.
+    """
+    img = _open(source)
+    _check_geometry(img, max_pixels)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img.load()
+    except Image.DecompressionBombWarning as exc:
+        raise ImageRejected("too_many_pixels", f"image has too many pixels: {exc}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageRejected("corrupt", f"image is truncated or corrupt: {exc}") from None
+    return img
+
+
+def inspect_image(data: bytes, max_pixels: int) -> ImageInfo:
+    """Validate an upload the way the worker will read it; return what it is."""
+    img = load_image(data, max_pixels)
+    return ImageInfo(img.format or "", img.width, img.height, img.mode)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any mode (palette, alpha, grayscale, 1-bit, CMYK, 16-bit) -> RGB, transparency on white."""
+    img = ImageOps.exif_transpose(img)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if arr.max(initial=0) > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / top * 255.0, 0, 255).astype(np.uint8), "L")
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def to_canvas(img: Image.Image) -> np.ndarray:
+    """RGB image -> (224, 224, 3) uint8: long side 200, aspect kept, centred on white."""
+    w, h = img.size
+    scale = LONG_SIDE / max(w, h)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    resized = img.resize(size, Image.Resampling.BICUBIC, reducing_gap=3.0)
+    canvas = Image.new("RGB", (CANVAS, CANVAS), (255, 255, 255))
+    canvas.paste(resized, ((CANVAS - size[0]) // 2, (CANVAS - size[1]) // 2))
+    return np.asarray(canvas, dtype=np.uint8)
+
+
+def prepare(source: bytes | str | Path, max_pixels: int = 40_000_000) -> np.ndarray:
+    """Decode and place one image: bytes or path -> (224, 224, 3) uint8 RGB canvas."""
+    return to_canvas(to_rgb(load_image(source, max_pixels)))

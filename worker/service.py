@@ -1,0 +1,53 @@
+"""The worker process: one model, loaded and warmed once, serving the queue without forking.
+
+TensorFlow is not fork-safe, so jobs run in this process (an RQ SimpleWorker). Between
+jobs the worker swaps in a rebuilt index if `features/manifest.json` changed.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from redis import Redis
+from rq import Queue, SimpleWorker
+from rq.job import Job
+
+from worker.engine import Engine, install
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def record_error(job: Job, exc_type, exc_value, traceback) -> bool:
+    """RQ exception handler: keep a person-readable message beside RQ's traceback."""
+    job.meta["error"] = str(exc_value) or exc_type.__name__
+    job.meta["error_type"] = exc_type.__name__
+    job.save_meta()
+    return True
+
+
+class SearchWorker(SimpleWorker):
+    """A SimpleWorker that refreshes the engine's index before each job."""
+
+    def __init__(self, *args, engine: Engine, **kwargs):
+        kwargs.setdefault("exception_handlers", [record_error])
+        super().__init__(*args, **kwargs)
+        self.engine = engine
+
+    def execute_job(self, job: Job, queue: Queue):
+        self.engine.refresh()
+        return super().execute_job(job, queue)
+
+
+def start_engine(settings: Settings, extractor=None) -> Engine:
+    """Load model + index, warm the model, make it this process's engine."""
+    engine = Engine(settings, extractor)
+    engine.extractor.warm_up()
+    install(engine)
+    return engine
+
+
+def make_worker(settings: Settings, engine: Engine, connection: Redis,
+                name: str | None = None) -> SearchWorker:
+    queue = Queue(settings.queue_name, connection=connection)
+    return SearchWorker([queue], connection=connection, engine=engine, name=name)

@@ -1,0 +1,71 @@
+"""One settings object, read from the environment, shared by web and worker."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _int(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"setting {name} must be an integer, got {raw!r}") from None
+
+
+def _path(environ: Mapping[str, str], name: str, default: str) -> Path:
+    return Path(environ.get(name) or REPO_ROOT / default).resolve()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of the service. Env var names are the upper-case field names."""
+
+    redis_url: str = DEFAULT_REDIS_URL
+    database_dir: Path = REPO_ROOT / "database"
+    features_dir: Path = REPO_ROOT / "features"
+    upload_dir: Path = REPO_ROOT / "uploads"
+    output_dir: Path = REPO_ROOT / "output"
+    vgg16_weights: str = "auto"
+    descriptor: str = "flatten"
+    queue_name: str = "searches"
+    max_upload_mb: int = 20
+    max_image_pixels: int = 40_000_000
+    result_ttl: int = 24 * 3600
+    job_timeout: int = 120
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def catalogue_csv(self) -> Path:
+        return self.database_dir / "pairs.csv"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> Settings:
+        env = os.environ if environ is None else environ
+        values = dict(
+            redis_url=env.get("REDIS_URL") or DEFAULT_REDIS_URL,
+            database_dir=_path(env, "DATABASE_DIR", "database"),
+            features_dir=_path(env, "FEATURES_DIR", "features"),
+            upload_dir=_path(env, "UPLOAD_DIR", "uploads"),
+            output_dir=_path(env, "OUTPUT_DIR", "output"),
+            vgg16_weights=env.get("VGG16_WEIGHTS") or "auto",
+            descriptor=env.get("DESCRIPTOR") or "flatten",
+            queue_name=env.get("QUEUE_NAME") or "searches",
+            max_upload_mb=_int(env, "MAX_UPLOAD_MB", 20),
+            max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", 40_000_000),
+            result_ttl=_int(env, "RESULT_TTL", 24 * 3600),
+            job_timeout=_int(env, "JOB_TIMEOUT", 120),
+        )
+        values.update(overrides)
+        return cls(**values)

@@ -1,0 +1,81 @@
+"""`python -m worker.supervisor`: what `make run` starts.
+
+Redis (a local redis-server when REDIS_URL is unset), one search worker (restarted if it
+dies), and the web app under gunicorn on http://127.0.0.1:5000. Ctrl-C stops them all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from worker.redis_server import free_port, port_in_use, start_redis
+from worker.settings import REPO_ROOT
+
+RESTART_DELAY = 2.0
+
+
+def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, *args], env=env, cwd=REPO_ROOT)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
+    args = parser.parse_args(argv)
+    env = dict(os.environ)
+    children: list[subprocess.Popen] = []
+    if not env.get("REDIS_URL"):
+        port = 6379 if not port_in_use(6379) else free_port()
+        children.append(start_redis(port, REPO_ROOT / ".run" / "redis"))
+        env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+        print(f"supervisor: started redis-server on port {port} (append-only, .run/redis)")
+    web = _spawn(["-m", "gunicorn", "--bind", f"{args.host}:{args.port}", "--workers", "2",
+                  "--threads", "4", "--access-logfile", "-", "web:create_app()"], env)
+    worker = _spawn(["-m", "worker"], env)
+    children += [web, worker]
+    print(f"supervisor: web on http://{args.host}:{args.port} · Ctrl-C stops everything")
+    stopping = False
+
+    def stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while not stopping:
+            time.sleep(0.5)
+            if web.poll() is not None:
+                print(f"supervisor: web exited with {web.returncode}; stopping", file=sys.stderr)
+                return 1
+            if worker.poll() is not None:
+                if worker.returncode == 2:  # refused to start: restarting will not help
+                    print("supervisor: the worker refused to start (see above); stopping",
+                          file=sys.stderr)
+                    return 2
+                print(f"supervisor: worker exited with {worker.returncode}; restarting",
+                      file=sys.stderr)
+                time.sleep(RESTART_DELAY)
+                children.remove(worker)
+                worker = _spawn(["-m", "worker"], env)
+                children.append(worker)
+        return 0
+    finally:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.terminate()
+        for child in children:
+            try:
+                child.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
