@@ -36,6 +36,12 @@ class FeatureBank:
         return self.front.shape[0]
 
 
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    """(n, dim) -> (n, dim) float32 with unit rows (all-zero rows stay zero)."""
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
 def file_sha256(path: Path) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()

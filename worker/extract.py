@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 
+from worker.bank import l2_normalise
 from worker.weights import WeightsChoice, fingerprint, load_bsds500_into, resolve_weights
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -26,13 +27,6 @@ DESCRIPTORS = {
 
 class UnknownDescriptor(ValueError):
     pass
-
-
-def l2_normalise(x: np.ndarray) -> np.ndarray:
-    """(n, dim) -> (n, dim) float32 with unit rows (all-zero rows stay zero)."""
-    x = np.asarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
 
 
 def build_vgg16(choice: WeightsChoice) -> keras.Model:

@@ -197,7 +197,8 @@ def make_designs(n_pairs: int, seed: int = 7, variant_every: int = 12) -> list[D
         name = f"{garment}-{i:04d}"
         if variant_every and i % variant_every == variant_every - 1 and designs:
             base = designs[-1]
-            variant = Design(**{**base.__dict__, "name": name, "variant_of": base.name,
+            variant = Design(**{**base.__dict__, "name": f"{base.garment}-{i:04d}",
+                                "variant_of": base.name,
                                 "back_pattern": rng.choice([p for p in PATTERNS
                                                             if p != base.back_pattern])})
             designs.append(variant)

@@ -1,0 +1,179 @@
+"""The whole service through HTTP: app from the factory, real Redis, real worker (burst)."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+from rq import Queue
+
+from tests.conftest import N_PAIRS
+from tests.images import design_pair, encode
+
+pytestmark = pytest.mark.slow
+
+
+def post_pair(client, front: bytes | None, back: bytes | None, **fields):
+    data = {k: str(v) for k, v in fields.items()}
+    if front is not None:
+        data["front"] = (io.BytesIO(front), "front.png")
+    if back is not None:
+        data["back"] = (io.BytesIO(back), "back.png")
+    return client.post("/api/searches", data=data, content_type="multipart/form-data")
+
+
+def test_search_end_to_end(indexed_client, run_worker, indexed_settings):
+    front, back = design_pair(5, N_PAIRS)
+    response = post_pair(indexed_client, front, back)
+    assert response.status_code == 202
+    body = response.get_json()
+    assert body["status"] == "queued" and response.headers["Location"] == body["url"]
+    assert indexed_client.get(body["url"]).get_json()["status"] == "queued"
+    assert indexed_client.get(f"{body['url']}/result.jpg").status_code == 409
+
+    run_worker()
+
+    result = indexed_client.get(body["url"]).get_json()
+    assert result["status"] == "finished", result
+    hits = result["results"]
+    assert len(hits) == 20 and [h["rank"] for h in hits] == list(range(1, 21))
+    assert hits[0]["name"] == "dress-0005" and hits[0]["score"] == pytest.approx(1.0, abs=1e-3)
+    assert set(hits[0]) >= {"rank", "name", "score", "front_score", "back_score", "front", "back"}
+    assert all(a["score"] >= b["score"] for a, b in zip(hits, hits[1:], strict=False))
+    assert set(result["timings"]) == {"preprocess_ms", "extract_ms", "search_ms", "render_ms",
+                                      "total_ms"}
+    assert result["stage"] == "render"
+
+    image = indexed_client.get(result["image_url"])
+    assert image.status_code == 200 and image.mimetype == "image/jpeg"
+    assert image.headers["X-Content-Type-Options"] == "nosniff"
+    grid = Image.open(io.BytesIO(image.data))
+    assert grid.format == "JPEG" and grid.width > 1000
+    thumb = indexed_client.get(hits[0]["front_url"])
+    assert thumb.status_code == 200 and thumb.mimetype == "image/png"
+    assert list(indexed_settings.output_dir.iterdir()) == [indexed_settings.output_dir /
+                                                           f"{body['id']}.jpg"]
+
+
+def test_options_are_used(indexed_client, run_worker):
+    front, back = design_pair(10, N_PAIRS)
+    url = post_pair(indexed_client, front, back, k=3, front_weight=1.0).get_json()["url"]
+    run_worker()
+    result = indexed_client.get(url).get_json()
+    assert result["k"] == 3 and result["front_weight"] == 1.0
+    assert len(result["results"]) == 3
+    for hit in result["results"]:
+        assert hit["score"] == pytest.approx(hit["front_score"], abs=1e-5)
+
+
+def test_html_form_redirects_to_a_page_that_shows_the_grid(indexed_client, run_worker):
+    front, back = design_pair(2, N_PAIRS)
+    form = indexed_client.get("/")
+    assert b'name="front"' in form.data and b'name="back"' in form.data
+    response = indexed_client.post("/", data={"front": (io.BytesIO(front), "f.png"),
+                                              "back": (io.BytesIO(back), "b.png")},
+                                   content_type="multipart/form-data")
+    assert response.status_code == 303 and response.location.startswith("/searches/")
+    waiting = indexed_client.get(response.location)
+    assert b"Searching" in waiting.data and b"http-equiv=\"refresh\"" in waiting.data
+    run_worker()
+    page = indexed_client.get(response.location).data.decode()
+    assert "result.jpg" in page and "jacket-0002" in page and 'id="results"' in page
+
+
+def test_form_errors_are_readable(indexed_client, redis, indexed_settings):
+    front, _ = design_pair(2, N_PAIRS)
+    response = indexed_client.post("/", data={"front": (io.BytesIO(front), "f.png")},
+                                   content_type="multipart/form-data")
+    assert response.status_code == 400
+    assert b"the back image is missing" in response.data and b"<form" in response.data
+
+
+GOOD_FRONT, GOOD_BACK = design_pair(0, N_PAIRS)
+
+
+@pytest.mark.parametrize("front, back, fields, status, error", [
+    (GOOD_FRONT, None, {}, 400, "missing_back"),
+    (None, GOOD_BACK, {}, 400, "missing_front"),
+    (b"", GOOD_BACK, {}, 400, "empty_front"),
+    (b"just some text", GOOD_BACK, {}, 415, "unsupported_format"),
+    (GOOD_FRONT, encode(Image.new("RGB", (64, 64)), "GIF"), {}, 415, "unsupported_format"),
+    (GOOD_FRONT, GOOD_BACK[:200], {}, 422, "corrupt"),
+    (GOOD_FRONT, GOOD_BACK, {"k": 0}, 400, "invalid_k"),
+    (GOOD_FRONT, GOOD_BACK, {"k": "many"}, 400, "invalid_k"),
+    (GOOD_FRONT, GOOD_BACK, {"front_weight": 1.5}, 400, "invalid_front_weight"),
+    (GOOD_FRONT, GOOD_BACK, {"front_weight": "nan"}, 400, "invalid_front_weight"),
+])
+def test_bad_input_is_refused_and_nothing_is_kept(indexed_client, redis, indexed_settings,
+                                                 front, back, fields, status, error):
+    response = post_pair(indexed_client, front, back, **fields)
+    assert response.status_code == status
+    body = response.get_json()
+    assert body["error"] == error and len(body["message"]) > 10
+    assert len(Queue(indexed_settings.queue_name, connection=redis)) == 0
+    assert list(indexed_settings.upload_dir.iterdir()) == []
+
+
+def test_too_large_upload_is_413(redis, indexed_settings):
+    import dataclasses
+
+    from web import create_app
+
+    app = create_app({"SETTINGS": dataclasses.replace(indexed_settings, max_upload_mb=1)})
+    response = post_pair(app.test_client(), GOOD_FRONT, b"\0" * (2 * 1024 * 1024))
+    assert response.status_code == 413 and response.get_json()["error"] == "too_large"
+
+
+def test_unknown_ids_are_404(indexed_client):
+    for url in ("/api/searches/0123456789abcdef0123456789abcdef", "/api/searches/nope",
+                "/api/searches/0123456789abcdef0123456789abcdef/result.jpg", "/searches/zz"):
+        response = indexed_client.get(url)
+        assert response.status_code == 404
+
+
+def test_failed_search_reports_its_error(indexed_client, run_worker, indexed_settings):
+    url = post_pair(indexed_client, GOOD_FRONT, GOOD_BACK).get_json()["url"]
+    for upload in indexed_settings.upload_dir.iterdir():
+        upload.unlink()  # the uploads vanish before the worker gets to them
+    run_worker()
+    body = indexed_client.get(url).get_json()
+    assert body["status"] == "failed" and "resubmit" in body["error"]
+    assert indexed_client.get(f"{url}/result.jpg").status_code == 409
+
+
+def test_catalogue_images_cannot_escape_the_database(indexed_client):
+    assert indexed_client.get("/database/images/dress-0001_front.png").status_code == 200
+    for path in ("/database/../pyproject.toml", "/database/..%2f..%2fetc/passwd",
+                 "/database/pairs.csv", "/database/%2e%2e/%2e%2e/etc/hostname.png"):
+        assert indexed_client.get(path).status_code == 404, path
+
+
+def test_healthz_reports_redis_workers_and_index(indexed_client, indexed_settings):
+    body = indexed_client.get("/healthz").get_json()
+    assert body["redis"] is True and body["catalogue_pairs"] == N_PAIRS
+    assert body["descriptor"] == "flatten" and body["weights"]["id"] == "bsds500"
+    assert body["workers"] == 0 and body["status"] == "degraded"
+
+
+def test_redis_down_gives_503_and_keeps_no_upload(indexed_settings):
+    import dataclasses
+
+    from web import create_app
+    from worker.redis_server import free_port
+
+    settings = dataclasses.replace(indexed_settings,
+                                   redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    client = create_app({"SETTINGS": settings}).test_client()
+    response = post_pair(client, GOOD_FRONT, GOOD_BACK)
+    assert response.status_code == 503 and response.headers["Retry-After"]
+    assert list(settings.upload_dir.iterdir()) == []
+    assert client.get("/healthz").status_code == 503
+
+
+def test_web_process_never_imports_tensorflow():
+    code = ("import sys; from web import create_app; create_app(); import web.api, web.pages;"
+            "sys.exit(1 if 'tensorflow' in sys.modules or 'keras' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0

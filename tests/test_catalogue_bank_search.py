@@ -1,0 +1,128 @@
+"""Catalogue reading, bank files and scoring: the pure-numpy parts of the pipeline."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from worker.bank import BankError, FeatureBank, check_bank_matches, l2_normalise, load_bank, write_bank
+from worker.catalogue import CatalogueError, load_catalogue
+from worker.search import top_k
+
+
+def write_csv(root, text):
+    (root / "pairs.csv").write_text(text)
+    return root
+
+
+def test_catalogue_reads_rows_in_order(catalogue_dir):
+    cat = load_catalogue(catalogue_dir)
+    assert len(cat) == 24 and cat.names[0] == "tshirt-0000"
+    assert cat.image_path(cat.fronts[0]).is_file()
+
+
+@pytest.mark.parametrize("text, words", [
+    ("name,front\na,x.png\n", "lacks column"),
+    ("name,front,back\na,x.png,y.png\na,z.png,w.png\n", "duplicate"),
+    ("name,front,back\na,,y.png\n", "empty field"),
+    ("name,front,back\na,../../etc/passwd,y.png\n", "outside"),
+])
+def test_catalogue_errors_name_the_problem(tmp_path, text, words):
+    with pytest.raises(CatalogueError, match=words):
+        load_catalogue(write_csv(tmp_path, text))
+
+
+def test_missing_catalogue_says_what_to_do(tmp_path):
+    with pytest.raises(CatalogueError, match="worker.sample"):
+        load_catalogue(tmp_path)
+
+
+def random_bank(n=10, dim=8, seed=0):
+    rng = np.random.default_rng(seed)
+    return l2_normalise(rng.normal(size=(n, dim))), l2_normalise(rng.normal(size=(n, dim)))
+
+
+def manifest(n=10, dim=8):
+    return {"n_pairs": n, "dim": dim, "dtype": "float32", "descriptor": "flatten",
+            "weights": {"id": "bsds500", "fingerprint": "abc"}, "catalogue_fingerprint": "cat"}
+
+
+def test_bank_round_trip_is_memory_mapped(tmp_path):
+    front, back = random_bank()
+    write_bank(tmp_path, front, back, manifest())
+    bank = load_bank(tmp_path)
+    assert isinstance(bank.front, np.memmap)
+    np.testing.assert_array_equal(bank.front, front)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["back.npy", "front.npy", "manifest.json"]
+
+
+def test_bank_damage_is_refused(tmp_path):
+    front, back = random_bank()
+    write_bank(tmp_path, front, back, manifest())
+    data = (tmp_path / "back.npy").read_bytes()
+    (tmp_path / "back.npy").write_bytes(data[: len(data) // 2])
+    with pytest.raises(BankError, match="make index"):
+        load_bank(tmp_path)
+
+
+def test_nan_rows_and_wrong_dims_are_refused(tmp_path):
+    front, back = random_bank()
+    front[3] = np.nan
+    write_bank(tmp_path / "nan", front, back, manifest())
+    with pytest.raises(BankError, match="NaN"):
+        load_bank(tmp_path / "nan")
+    write_bank(tmp_path / "dim", *random_bank(), {**manifest(), "dim": 9})
+    with pytest.raises(BankError, match="manifest says"):
+        load_bank(tmp_path / "dim")
+
+
+def test_missing_banks_say_what_to_do(tmp_path):
+    with pytest.raises(BankError, match="make index"):
+        load_bank(tmp_path)
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(BankError, match="corrupt"):
+        load_bank(tmp_path)
+
+
+def test_bank_must_match_catalogue_weights_and_descriptor():
+    bank = FeatureBank(*random_bank(), manifest())
+    check_bank_matches(bank, "cat", 10, "abc", "flatten")
+    with pytest.raises(BankError, match="pairs.csv"):
+        check_bank_matches(bank, "other", 10, "abc", "flatten")
+    with pytest.raises(BankError, match="DESCRIPTOR"):
+        check_bank_matches(bank, "cat", 10, "abc", "rmac")
+    with pytest.raises(BankError, match="VGG16_WEIGHTS=bsds500"):
+        check_bank_matches(bank, "cat", 10, "zzz", "flatten")
+
+
+def test_rewrite_swaps_whole_index(tmp_path):
+    write_bank(tmp_path, *random_bank(seed=1), manifest())
+    write_bank(tmp_path, *random_bank(n=12, seed=2), manifest(n=12))
+    assert len(load_bank(tmp_path)) == 12
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temp files left"
+    assert json.loads((tmp_path / "manifest.json").read_text())["n_pairs"] == 12
+
+
+def test_top_k_orders_by_weighted_score():
+    front, back = random_bank(n=50, dim=16)
+    bank = FeatureBank(front, back, {})
+    hits = top_k(bank, front[7], back[7], k=5, front_weight=0.5)
+    assert [h.rank for h in hits] == [1, 2, 3, 4, 5]
+    assert hits[0].index == 7 and hits[0].score == pytest.approx(1.0, abs=1e-6)
+    assert all(a.score >= b.score for a, b in zip(hits, hits[1:], strict=False))
+    expected = 0.5 * front @ front[7] + 0.5 * back @ back[7]
+    np.testing.assert_allclose([h.score for h in hits], np.sort(expected)[::-1][:5], rtol=1e-5)
+
+
+def test_front_weight_one_ignores_the_back():
+    front, back = random_bank(n=30, dim=16)
+    bank = FeatureBank(front, back, {})
+    hits = top_k(bank, front[3], -back[3], k=1, front_weight=1.0)
+    assert hits[0].index == 3 and hits[0].back_score == pytest.approx(-1.0, abs=1e-6)
+
+
+def test_k_larger_than_catalogue_returns_everything():
+    bank = FeatureBank(*random_bank(n=4), {})
+    assert len(top_k(bank, bank.front[0], bank.back[0], k=20, front_weight=0.5)) == 4

@@ -1,0 +1,98 @@
+"""The model, its offline weights and the index build (one shared VGG16)."""
+
+from __future__ import annotations
+
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+
+from worker.bank import load_bank
+from worker.catalogue import load_catalogue
+from worker.index import UnreadableImages, build_index
+from worker.index import main as index_main
+from worker.preprocess import prepare
+from worker.settings import Settings
+from worker.weights import VGG16_CONV_LAYERS, bsds500_path, resolve_weights
+
+pytestmark = pytest.mark.slow
+
+
+def test_bsds500_weights_are_the_conv_layers(extractor):
+    vgg = extractor.model
+    with h5py.File(bsds500_path()) as f:
+        for layer_name, group in VGG16_CONV_LAYERS:
+            kernel, bias = vgg.get_layer(layer_name).get_weights()
+            np.testing.assert_array_equal(kernel, f[f"{group}/0"][()])
+            np.testing.assert_array_equal(bias, f[f"{group}/1"][()])
+    assert len(VGG16_CONV_LAYERS) == 13
+    assert extractor.weights_id == "bsds500" and len(extractor.weights_fingerprint) == 16
+
+
+def test_auto_falls_back_to_bsds500_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # nothing cached
+    monkeypatch.setattr("worker.weights._imagenet_reachable", lambda timeout=2.0: False)
+    assert resolve_weights("auto").id == "bsds500"
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5").write_bytes(b"x")
+    assert resolve_weights("auto").id == "imagenet"
+
+
+def test_unknown_weights_setting_is_explained():
+    with pytest.raises(RuntimeError, match="neither imagenet, bsds500, auto"):
+        resolve_weights("/no/such/file.h5")
+
+
+def test_descriptor_rows_are_unit_and_deterministic(extractor, catalogue_dir):
+    cat = load_catalogue(catalogue_dir)
+    canvases = np.stack([prepare(cat.image_path(p)) for p in cat.fronts[:3]])
+    a, b = extractor.extract(canvases), extractor.extract(canvases)
+    assert a.shape == (3, 25088) and a.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    assert (a[0] @ a[1]) < 0.999, "different drawings give different descriptors"
+
+
+def test_index_rows_follow_pairs_csv(features_dir, catalogue_dir, extractor):
+    bank = load_bank(features_dir)
+    cat = load_catalogue(catalogue_dir)
+    m = bank.manifest
+    assert len(bank) == len(cat) and m["names"] == cat.names and m["dim"] == 25088
+    assert m["descriptor"] == "flatten" and m["weights"]["id"] == "bsds500"
+    assert m["weights"]["fingerprint"] == extractor.weights_fingerprint
+    assert m["preprocess"]["long_side"] == 200 and m["preprocess"]["canvas"] == 224
+    for row in (0, 5, 23):
+        q = extractor.extract(np.stack([prepare(cat.image_path(cat.backs[row]))]))[0]
+        assert float(bank.back[row] @ q) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_unreadable_images_leave_old_banks_untouched(tmp_path, catalogue_dir, features_dir,
+                                                     extractor):
+    db = tmp_path / "db"
+    shutil.copytree(catalogue_dir, db)
+    feats = tmp_path / "features"
+    shutil.copytree(features_dir, feats)
+    before = (feats / "manifest.json").read_bytes()
+    (db / "images" / "dress-0001_back.png").write_bytes(b"not a png")
+    (db / "images" / "tshirt-0004_front.png").unlink()
+    with pytest.raises(UnreadableImages) as info:
+        build_index(Settings(database_dir=db, features_dir=feats), extractor, progress=False)
+    reasons = dict(info.value.failures)
+    assert set(reasons) == {"images/dress-0001_back.png", "images/tshirt-0004_front.png"}
+    assert "JPEG or PNG" in reasons["images/dress-0001_back.png"]
+    assert (feats / "manifest.json").read_bytes() == before
+
+
+def test_index_command_exits_non_zero_and_lists_failures(tmp_path, catalogue_dir, monkeypatch,
+                                                         capsys):
+    db = tmp_path / "db"
+    shutil.copytree(catalogue_dir, db)
+    (db / "images" / "jacket-0002_front.png").write_bytes(b"")
+    monkeypatch.setenv("DATABASE_DIR", str(db))
+    monkeypatch.setenv("FEATURES_DIR", str(tmp_path / "features"))
+    monkeypatch.setenv("VGG16_WEIGHTS", "bsds500")
+    assert index_main([]) == 1
+    err = capsys.readouterr().err
+    assert "images/jacket-0002_front.png" in err and "left untouched" in err
+    assert not (tmp_path / "features" / "manifest.json").exists()

@@ -1,0 +1,99 @@
+"""Preprocessing: every accepted mode ends as the same kind of canvas; bad files are refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.images import encode
+from worker.preprocess import CANVAS, ImageRejected, inspect_image, prepare
+
+
+def drawing(mode: str = "RGB", size=(300, 150)) -> Image.Image:
+    """A red box on white, wider than tall."""
+    img = Image.new("RGB", size, (255, 255, 255))
+    img.paste((200, 20, 20), (50, 30, size[0] - 50, size[1] - 30))
+    return img.convert(mode)
+
+
+def test_canvas_keeps_aspect_and_pads_white():
+    canvas = prepare(encode(drawing()))
+    assert canvas.shape == (CANVAS, CANVAS, 3) and canvas.dtype == np.uint8
+    # 300x150 -> 200x100 centred: rows 0..61 and 162.. are padding.
+    assert (canvas[:60] == 255).all() and (canvas[-60:] == 255).all()
+    assert (canvas[112, 112] == (200, 20, 20)).all()
+
+
+@pytest.mark.parametrize("mode", ["L", "1", "P", "CMYK", "RGBA", "LA", "I;16"])
+def test_modes_become_rgb(mode):
+    img = drawing(mode)
+    fmt = "JPEG" if mode == "CMYK" else "PNG"
+    canvas = prepare(encode(img, fmt))
+    assert canvas.shape == (CANVAS, CANVAS, 3)
+    assert (canvas[0, 0] == 255).all(), "padding is white"
+    assert canvas[112, 112].max() < 255 or mode == "1", "the drawing survives the conversion"
+
+
+def test_sixteen_bit_png_scales_to_eight_bits():
+    arr = np.full((64, 64), 65535, dtype=np.uint16)
+    arr[16:48, 16:48] = 0
+    canvas = prepare(encode(Image.fromarray(arr)))
+    assert (canvas[112, 112] == 0).all() and (canvas[15, 112] == 255).all()
+
+
+def test_transparency_is_composited_on_white():
+    img = Image.new("RGBA", (100, 100), (0, 0, 0, 0))  # fully transparent black
+    img.paste((0, 0, 255, 255), (40, 40, 60, 60))
+    canvas = prepare(encode(img))
+    assert (canvas[20, 20] == 255).all()
+    assert (canvas[112, 112] == (0, 0, 255)).all()
+
+
+def test_palette_transparency_is_composited_on_white():
+    img = Image.new("P", (100, 100), 0)
+    img.putpalette([0, 0, 0, 0, 255, 0] + [0] * 762)
+    img.paste(1, (40, 40, 60, 60))
+    canvas = prepare(encode(img, transparency=0))
+    assert (canvas[20, 20] == 255).all() and (canvas[112, 112] == (0, 255, 0)).all()
+
+
+def test_exif_orientation_is_applied():
+    img = drawing(size=(300, 150))  # wide
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees to display
+    canvas = prepare(encode(img, "JPEG", exif=exif))
+    # displayed tall: padding left and right, not top and bottom
+    assert (canvas[112, :55] > 240).all() and (canvas[:55, 112] < 240).any()
+
+
+@pytest.mark.parametrize("data, reason", [
+    (b"hello, I am text", "unsupported_format"),
+    (b"<svg xmlns='http://www.w3.org/2000/svg'></svg>", "unsupported_format"),
+    (b"%PDF-1.4\n", "unsupported_format"),
+    (encode(drawing(), "GIF"), "unsupported_format"),
+    (encode(drawing(), "TIFF"), "unsupported_format"),
+    (encode(drawing(), "BMP"), "unsupported_format"),
+    (encode(drawing())[:300], "corrupt"),
+    (encode(Image.new("L", (8, 8))), "too_small"),
+    (encode(Image.new("L", (2000, 40))), "bad_aspect"),
+])
+def test_refused_inputs(data, reason):
+    with pytest.raises(ImageRejected) as info:
+        inspect_image(data, max_pixels=10_000_000)
+    assert info.value.reason == reason
+    assert str(info.value)
+
+
+def test_pixel_limit_is_checked_before_decoding():
+    with pytest.raises(ImageRejected) as info:
+        inspect_image(encode(Image.new("L", (2000, 2000))), max_pixels=1_000_000)
+    assert info.value.reason == "too_many_pixels"
+
+
+def test_animated_png_is_refused():
+    frames = [drawing(), drawing().rotate(10)]
+    data = encode(frames[0], save_all=True, append_images=frames[1:])
+    with pytest.raises(ImageRejected) as info:
+        inspect_image(data, 10_000_000)
+    assert info.value.reason == "animated"

@@ -1,0 +1,88 @@
+"""The worker as a process: refuses bad banks at start, serves a real job, swaps a rebuilt
+index between jobs without a restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from rq import Queue
+
+from tests.conftest import N_PAIRS
+from tests.images import design_pair
+from tests.test_api import post_pair
+from worker.index import build_index
+from worker.sample import write_catalogue
+
+pytestmark = pytest.mark.slow
+
+
+def worker_env(settings) -> dict[str, str]:
+    return {**os.environ, "REDIS_URL": settings.redis_url,
+            "DATABASE_DIR": str(settings.database_dir), "FEATURES_DIR": str(settings.features_dir),
+            "UPLOAD_DIR": str(settings.upload_dir), "OUTPUT_DIR": str(settings.output_dir),
+            "VGG16_WEIGHTS": settings.vgg16_weights, "QUEUE_NAME": settings.queue_name}
+
+
+def run_worker_process(settings, timeout=180) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "worker", "--burst"], env=worker_env(settings),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_worker_process_serves_a_search(indexed_client, indexed_settings, redis):
+    front, back = design_pair(7, N_PAIRS)
+    url = post_pair(indexed_client, front, back).get_json()["url"]
+    proc = run_worker_process(indexed_settings)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    body = indexed_client.get(url).get_json()
+    assert body["status"] == "finished" and body["results"][0]["name"] == "trousers-0007"
+
+
+def test_worker_refuses_to_start_without_usable_banks(indexed_settings, tmp_path):
+    # missing banks, then a bank that no longer matches pairs.csv: both are refused with a fix
+    import dataclasses
+
+    missing = dataclasses.replace(indexed_settings, features_dir=tmp_path / "empty")
+    proc = run_worker_process(missing)
+    assert proc.returncode == 2 and "make index" in proc.stderr
+
+    manifest_path = indexed_settings.features_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["catalogue_fingerprint"] = "0" * 16
+    manifest_path.write_text(json.dumps(manifest))
+    proc = run_worker_process(indexed_settings)
+    assert proc.returncode == 2 and "another pairs.csv" in proc.stderr and "make index" in proc.stderr
+
+
+def test_rebuilt_index_is_picked_up_between_jobs(tmp_path, indexed_settings, extractor, redis,
+                                                 indexed_client):
+    import dataclasses
+
+    from worker.service import make_worker, start_engine
+
+    db = tmp_path / "db"
+    write_catalogue(db, 8, seed=7)
+    settings = dataclasses.replace(indexed_settings, database_dir=db, features_dir=tmp_path / "f")
+    build_index(settings, extractor, progress=False)
+    engine = start_engine(settings, extractor)
+    worker = make_worker(settings, engine, redis)
+    queue = Queue(settings.queue_name, connection=redis)
+
+    from web import create_app
+
+    client = create_app({"SETTINGS": settings}).test_client()
+    front, back = design_pair(11, 12)  # design 11 exists only in the bigger catalogue
+    first = post_pair(client, front, back).get_json()["url"]
+    worker.work(burst=True, with_scheduler=False)
+    assert client.get(first).get_json()["results"][0]["name"] != "jacket-0011"
+
+    write_catalogue(db, 12, seed=7)
+    build_index(settings, extractor, progress=False)
+    second = post_pair(client, front, back).get_json()["url"]
+    worker.work(burst=True, with_scheduler=False)
+    body = client.get(second).get_json()
+    assert body["results"][0]["name"] == "jacket-0011" and len(engine.index.catalogue) == 12
+    assert len(queue) == 0
