@@ -85,20 +85,21 @@ def test_html_form_redirects_to_a_page_that_shows_the_grid(indexed_client, run_w
 
 
 def test_form_errors_are_readable(indexed_client, redis, indexed_settings):
-    front, _ = design_pair(2, N_PAIRS)
-    response = indexed_client.post("/", data={"front": (io.BytesIO(front), "f.png")},
-                                   content_type="multipart/form-data")
+    response = indexed_client.post("/", data={"k": "20"}, content_type="multipart/form-data")
     assert response.status_code == 400
-    assert b"the back image is missing" in response.data and b"<form" in response.data
+    assert b"no image was uploaded" in response.data and b"<form" in response.data
+    response = indexed_client.post("/", data={"front": (io.BytesIO(b"GIF89a"), "x.gif")},
+                                   content_type="multipart/form-data")
+    assert response.status_code == 415 and b"not a JPEG or PNG image" in response.data
 
 
 GOOD_FRONT, GOOD_BACK = design_pair(0, N_PAIRS)
 
 
 @pytest.mark.parametrize("front, back, fields, status, error", [
-    (GOOD_FRONT, None, {}, 400, "missing_back"),
-    (None, GOOD_BACK, {}, 400, "missing_front"),
+    (None, None, {}, 400, "missing_images"),
     (b"", GOOD_BACK, {}, 400, "empty_front"),
+    (GOOD_FRONT, GOOD_BACK, {"sides": "sideways"}, 400, "invalid_sides"),
     (b"just some text", GOOD_BACK, {}, 415, "unsupported_format"),
     (GOOD_FRONT, encode(Image.new("RGB", (64, 64)), "GIF"), {}, 415, "unsupported_format"),
     (GOOD_FRONT, GOOD_BACK[:200], {}, 422, "corrupt"),
@@ -177,3 +178,36 @@ def test_web_process_never_imports_tensorflow():
     code = ("import sys; from web import create_app; create_app(); import web.api, web.pages;"
             "sys.exit(1 if 'tensorflow' in sys.modules or 'keras' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+def finished(client, url) -> dict:
+    body = client.get(url).get_json()
+    assert body["status"] == "finished", body
+    return body
+
+
+def test_one_side_searches_score_that_side_alone(indexed_client, run_worker):
+    front, back = design_pair(5, N_PAIRS)
+    front_only = post_pair(indexed_client, front, None).get_json()["url"]
+    back_only = post_pair(indexed_client, None, back).get_json()["url"]
+    run_worker()
+    for url, side in ((front_only, "front"), (back_only, "back")):
+        hits = finished(indexed_client, url)["results"]
+        other = "back" if side == "front" else "front"
+        assert hits[0]["name"] == "dress-0005"
+        assert all(h[f"{other}_score"] is None for h in hits)
+        assert all(h["score"] == pytest.approx(h[f"{side}_score"]) for h in hits)
+
+
+def test_sides_unknown_finds_a_pair_uploaded_back_to_front(indexed_client, run_worker):
+    front, back = design_pair(5, N_PAIRS)
+    known = post_pair(indexed_client, back, front).get_json()["url"]  # sides swapped
+    unknown = post_pair(indexed_client, back, front, sides="unknown").get_json()["url"]
+    run_worker()
+    known_top = finished(indexed_client, known)["results"][0]
+    body = finished(indexed_client, unknown)
+    top = body["results"][0]
+    assert body["sides_unknown"] is True
+    assert top["name"] == "dress-0005" and top["swapped"] is True
+    assert top["score"] == pytest.approx(1.0, abs=1e-3)
+    assert known_top["score"] < top["score"] - 0.01

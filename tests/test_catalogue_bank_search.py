@@ -126,3 +126,25 @@ def test_front_weight_one_ignores_the_back():
 def test_k_larger_than_catalogue_returns_everything():
     bank = FeatureBank(*random_bank(n=4), {})
     assert len(top_k(bank, bank.front[0], bank.back[0], k=20, front_weight=0.5)) == 4
+
+
+def test_one_sided_query_scores_that_side():
+    front, back = random_bank(n=20, dim=16)
+    bank = FeatureBank(front, back, {})
+    hits = top_k(bank, None, back[4], k=3, front_weight=0.5)
+    assert hits[0].index == 4 and hits[0].front_score is None
+    assert hits[0].score == pytest.approx(hits[0].back_score)
+    with pytest.raises(ValueError):
+        top_k(bank, None, None, k=3, front_weight=0.5)
+
+
+def test_sides_unknown_takes_the_better_assignment():
+    front, back = random_bank(n=20, dim=16)
+    bank = FeatureBank(front, back, {})
+    straight = top_k(bank, back[9], front[9], k=1, front_weight=0.5)[0]
+    either = top_k(bank, back[9], front[9], k=1, front_weight=0.5, sides_unknown=True)[0]
+    assert either.index == 9 and either.swapped and either.score == pytest.approx(1.0, abs=1e-6)
+    assert straight.score < either.score
+    # a single drawing filed as another design's back still matches
+    single = top_k(bank, back[2], None, k=1, front_weight=0.5, sides_unknown=True)[0]
+    assert single.index == 2 and single.swapped and single.score == pytest.approx(1.0, abs=1e-6)

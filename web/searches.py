@@ -53,6 +53,7 @@ def error_message(job: Job) -> str:
 
 
 def _with_urls(hit: dict) -> dict:
+    """A hit with the URLs of its two catalogue images."""
     return {**hit, "front_url": url_for("pages.catalogue_image", path=hit["front"]),
             "back_url": url_for("pages.catalogue_image", path=hit["back"])}
 
@@ -69,6 +70,7 @@ def describe(job: Job) -> dict:
         body.update(results=[_with_urls(h) for h in result.get("results", [])],
                     timings=result.get("timings", {}), k=result.get("k"),
                     front_weight=result.get("front_weight"),
+                    sides_unknown=result.get("sides_unknown", False),
                     descriptor=result.get("descriptor"), weights=result.get("weights"),
                     image_url=url_for("api.get_result_image", search_id=job.id))
     elif status is SearchStatus.FAILED:

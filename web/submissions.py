@@ -31,11 +31,15 @@ class SubmissionError(Exception):
 class SearchOptions:
     k: int = 20
     front_weight: float = 0.5
+    sides_unknown: bool = False
 
 
 def parse_options(form: ImmutableMultiDict) -> SearchOptions:
-    """k (1..100) and front_weight (0..1) from the form; blank means default."""
-    k_raw, w_raw = (form.get(f, "").strip() for f in ("k", "front_weight"))
+    """k (1..100), front_weight (0..1) and sides (known|unknown) from the form; blank = default."""
+    k_raw, w_raw, sides = (form.get(f, "").strip() for f in ("k", "front_weight", "sides"))
+    if sides not in ("", "known", "unknown"):
+        raise SubmissionError(400, "invalid_sides",
+                              f"sides must be 'known' or 'unknown', got {sides!r}")
     try:
         k = int(k_raw) if k_raw else 20
     except ValueError:
@@ -50,14 +54,10 @@ def parse_options(form: ImmutableMultiDict) -> SearchOptions:
     if not 0.0 <= weight <= 1.0:  # also refuses nan
         raise SubmissionError(400, "invalid_front_weight",
                               f"front_weight must be between 0 and 1, got {w_raw}")
-    return SearchOptions(k, weight)
+    return SearchOptions(k, weight, sides == "unknown")
 
 
-def _read_side(files: ImmutableMultiDict, side: str, max_pixels: int) -> tuple[bytes, str]:
-    upload: FileStorage | None = files.get(side)
-    if upload is None or not upload.filename and not upload.content_length:
-        raise SubmissionError(400, f"missing_{side}",
-                              f"the {side} image is missing; upload both the front and the back")
+def _read_side(upload: FileStorage, side: str, max_pixels: int) -> tuple[bytes, str]:
     data = upload.read()
     if not data:
         raise SubmissionError(400, f"empty_{side}", f"the {side} image file is empty")
@@ -82,14 +82,21 @@ def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> str:
     """Validate both sides and the options, store the uploads, enqueue; return the search id."""
     settings = current_app.config["SETTINGS"]
     options = parse_options(form)
-    sides = {side: _read_side(files, side, settings.max_image_pixels) for side in SIDES}
+    uploads = {side: files[side] for side in SIDES
+               if side in files and (files[side].filename or files[side].content_length)}
+    if not uploads:
+        raise SubmissionError(400, "missing_images", "no image was uploaded; upload the front "
+                              "and the back of the design (or at least one of them)")
+    sides = {side: _read_side(upload, side, settings.max_image_pixels)
+             for side, upload in uploads.items()}
     search_id = uuid.uuid4().hex  # 122 random bits: unguessable
     names = {side: f"{search_id}-{side}.{ext}" for side, (_, ext) in sides.items()}
     stored = [_store(settings.upload_dir, names[side], data) for side, (data, _) in sides.items()]
     try:
         current_app.extensions["queue"].enqueue(
             JOB_FUNC, kwargs={"search_id": search_id, **names, "k": options.k,
-                              "front_weight": options.front_weight},
+                              "front_weight": options.front_weight,
+                              "sides_unknown": options.sides_unknown},
             job_id=search_id, job_timeout=settings.job_timeout, result_ttl=settings.result_ttl,
             failure_ttl=settings.result_ttl, ttl=settings.result_ttl,
             meta={"stage": "queued"}, description="paired design search")

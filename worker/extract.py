@@ -1,6 +1,7 @@
 """Stage 2: (n, 224, 224, 3) uint8 canvases -> (n, dim) float32 descriptors, rows L2-normalised.
 
-The only module that imports TensorFlow. One `FeatureExtractor` per process.
+With `worker.descriptors`, the only modules that import TensorFlow. One `FeatureExtractor`
+per process.
 """
 
 from __future__ import annotations
@@ -17,16 +18,22 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-log = logging.getLogger(__name__)
+from worker.descriptors import DESCRIPTORS, Descriptor  # noqa: E402
 
-# descriptor name -> (VGG16 layer it reads, how it pools)
-DESCRIPTORS = {
-    "flatten": "block5_pool flattened (7*7*512 = 25088), L2-normalised (the seed's descriptor)",
-}
+log = logging.getLogger(__name__)
 
 
 class UnknownDescriptor(ValueError):
     pass
+
+
+def get_descriptor(name: str) -> Descriptor:
+    try:
+        return DESCRIPTORS[name]
+    except KeyError:
+        raise UnknownDescriptor(
+            f"unknown DESCRIPTOR {name!r}; choose one of {', '.join(DESCRIPTORS)}"
+        ) from None
 
 
 def build_vgg16(choice: WeightsChoice) -> keras.Model:
@@ -37,43 +44,42 @@ def build_vgg16(choice: WeightsChoice) -> keras.Model:
     model = keras.applications.VGG16(weights=None, include_top=False, input_shape=(224, 224, 3))
     if choice.id == "bsds500":
         load_bsds500_into(model, choice.path)
+    elif choice.seed is not None:
+        keras.utils.set_random_seed(choice.seed)
+        model = keras.applications.VGG16(weights=None, include_top=False,
+                                         input_shape=(224, 224, 3))
     else:
         model.load_weights(str(choice.path))
     return model
-
-
-def _descriptor_head(vgg: keras.Model, descriptor: str) -> keras.Model:
-    if descriptor == "flatten":
-        out = keras.layers.Flatten()(vgg.get_layer("block5_pool").output)
-        return keras.Model(vgg.input, out, name="vgg16_flatten")
-    raise UnknownDescriptor(
-        f"unknown DESCRIPTOR {descriptor!r}; choose one of {', '.join(DESCRIPTORS)}"
-    )
 
 
 class FeatureExtractor:
     """One VGG16 and one descriptor. `extract` is the whole stage."""
 
     def __init__(self, weights: str = "auto", descriptor: str = "flatten"):
-        if descriptor not in DESCRIPTORS:
-            raise UnknownDescriptor(
-                f"unknown DESCRIPTOR {descriptor!r}; choose one of {', '.join(DESCRIPTORS)}"
-            )
+        spec = get_descriptor(descriptor)
         choice = resolve_weights(weights)
         vgg = build_vgg16(choice)
         self.weights_id = choice.id
         self.weights_fingerprint = fingerprint(vgg)
         self.descriptor = descriptor
-        self.model = _descriptor_head(vgg, descriptor)
-        self.dim = int(self.model.output.shape[-1])
-        self._forward = tf.function(self.model, reduce_retracing=True)
+        self.trim = spec.trim  # preprocessing crops to the drawing first (see preprocess.to_canvas)
+        self.model = keras.Model(vgg.input, [vgg.get_layer(name).output for name in spec.layers])
+        self._forward = tf.function(lambda x: spec.pool(self._feature_maps(x)),
+                                    reduce_retracing=True)
+        self.dim = int(self._forward(tf.zeros((1, 224, 224, 3))).shape[-1])
         log.info("VGG16 ready: weights=%s (%s) descriptor=%s dim=%d", self.weights_id,
                  self.weights_fingerprint, descriptor, self.dim)
+
+    def _feature_maps(self, x: tf.Tensor) -> list[tf.Tensor]:
+        """(n, 224, 224, 3) float32 -> the spec's layer outputs, always as a list."""
+        outputs = self.model(x, training=False)
+        return list(outputs) if isinstance(outputs, list | tuple) else [outputs]
 
     def extract(self, canvases: np.ndarray) -> np.ndarray:
         """(n, 224, 224, 3) uint8 RGB -> (n, dim) float32, rows L2-normalised."""
         x = keras.applications.vgg16.preprocess_input(canvases.astype(np.float32))
-        return l2_normalise(self._forward(tf.constant(x), training=False).numpy())
+        return l2_normalise(self._forward(tf.constant(x)).numpy())
 
     def warm_up(self) -> None:
         """Trace and run the graph once so the first real search is not the slow one."""

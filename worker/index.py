@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from worker.bank import write_bank
 from worker.catalogue import Catalogue, CatalogueError, load_catalogue
-from worker.preprocess import PREPROCESS_PARAMS, ImageRejected, prepare
+from worker.preprocess import ImageRejected, prepare, preprocess_params
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -35,11 +35,11 @@ class UnreadableImages(RuntimeError):
         self.failures = failures
 
 
-def _prepared(catalogue: Catalogue, paths: list[str], max_pixels: int
+def _prepared(catalogue: Catalogue, paths: list[str], max_pixels: int, trim: bool
               ) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
     def load(rel: str):
         try:
-            return rel, prepare(catalogue.image_path(rel), max_pixels), None
+            return rel, prepare(catalogue.image_path(rel), max_pixels, trim), None
         except ImageRejected as exc:
             return rel, None, str(exc)
         except OSError as exc:  # missing file, permission denied
@@ -65,7 +65,7 @@ def extract_images(extractor, catalogue: Catalogue, batch_size: int = 16,
             batch.clear()
 
     bar = tqdm(total=len(paths), unit="img", desc="indexing", disable=not progress)
-    for rel, canvas, error in _prepared(catalogue, paths, max_pixels):
+    for rel, canvas, error in _prepared(catalogue, paths, max_pixels, extractor.trim):
         if error is not None:
             failures.append((rel, error))
         elif not failures:
@@ -94,7 +94,7 @@ def build_index(settings: Settings, extractor, batch_size: int = 16,
         "n_pairs": len(catalogue), "dim": extractor.dim, "dtype": "float32",
         "descriptor": extractor.descriptor,
         "weights": {"id": extractor.weights_id, "fingerprint": extractor.weights_fingerprint},
-        "preprocess": PREPROCESS_PARAMS,
+        "preprocess": preprocess_params(extractor.trim),
         "catalogue_fingerprint": catalogue.fingerprint(),
         "names": catalogue.names, "fronts": catalogue.fronts, "backs": catalogue.backs,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -48,47 +48,69 @@ def stage(name: str, timings: dict[str, float]) -> Iterator[None]:
     timings[f"{name}_ms"] = round((time.perf_counter() - start) * 1000, 2)
 
 
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)
+
+
 def _hit_json(engine: Engine, hit: SearchHit) -> dict:
     cat = engine.index.catalogue
     return {"rank": hit.rank, "name": cat.names[hit.index], "score": round(hit.score, 6),
-            "front_score": round(hit.front_score, 6), "back_score": round(hit.back_score, 6),
-            "front": cat.fronts[hit.index], "back": cat.backs[hit.index]}
+            "front_score": _round(hit.front_score), "back_score": _round(hit.back_score),
+            "swapped": hit.swapped, "front": cat.fronts[hit.index], "back": cat.backs[hit.index]}
 
 
-def _grid_cells(engine: Engine, query: np.ndarray, hits: list[SearchHit]) -> list[GridCell]:
-    """The query pair (as the model saw it) first, then each hit's catalogue drawings."""
+def _score_line(hit: SearchHit) -> str:
+    parts = [f"{label} {value:.3f}" for label, value in (("F", hit.front_score),
+                                                         ("B", hit.back_score)) if value is not None]
+    return f"{hit.score:.3f}  ({' | '.join(parts)}{' swapped' if hit.swapped else ''})"
+
+
+def _grid_cells(engine: Engine, query: list[np.ndarray | None],
+                hits: list[SearchHit]) -> list[GridCell]:
+    """The query pair (as the model saw it; a missing side blank) first, then each hit."""
     cat = engine.index.catalogue
-    cells = [GridCell(query[0], query[1], "Query", "front | back")]
+    blank = np.full((8, 8, 3), 255, dtype=np.uint8)
+    sides = " | ".join(name for name, img in zip(("front", "back"), query, strict=True)
+                       if img is not None)
+    cells = [GridCell(query[0] if query[0] is not None else blank,
+                      query[1] if query[1] is not None else blank, "Query", sides)]
     for hit in hits:
         front, back = (np.asarray(to_rgb(load_image(cat.image_path(rel))))
                        for rel in (cat.fronts[hit.index], cat.backs[hit.index]))
-        cells.append(GridCell(front, back, f"#{hit.rank}  {cat.names[hit.index]}",
-                              f"{hit.score:.3f}  (F {hit.front_score:.3f} | B {hit.back_score:.3f})"))
+        cells.append(GridCell(front, back, f"#{hit.rank}  {cat.names[hit.index]}", _score_line(hit)))
     return cells
 
 
-def search_pair(search_id: str, front: str, back: str, k: int = 20,
-                front_weight: float = 0.5) -> dict:
-    """Search the catalogue for the uploaded pair; render `OUTPUT_DIR/<search_id>.jpg`."""
-    engine = current()
+def _check_options(front: str | None, back: str | None, k: int, front_weight: float) -> None:
+    if front is None and back is None:
+        raise SearchInputError("a search needs a front image, a back image, or both")
     if not 1 <= k <= 100:
         raise SearchInputError(f"k must be between 1 and 100, got {k}")
     if not 0.0 <= front_weight <= 1.0:
         raise SearchInputError(f"front_weight must be between 0 and 1, got {front_weight}")
+
+
+def search_pair(search_id: str, front: str | None = None, back: str | None = None, k: int = 20,
+                front_weight: float = 0.5, sides_unknown: bool = False) -> dict:
+    """Search the catalogue for the uploaded pair (or one side); render `OUTPUT_DIR/<id>.jpg`."""
+    engine = current()
+    _check_options(front, back, k, front_weight)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     with stage("preprocess", timings):
-        max_pixels = engine.settings.max_image_pixels
-        query = np.stack([prepare(upload_path(engine, name), max_pixels)
-                          for name in (front, back)])  # (2, 224, 224, 3) uint8
+        max_pixels, trim = engine.settings.max_image_pixels, engine.extractor.trim
+        query = [None if name is None else prepare(upload_path(engine, name), max_pixels, trim)
+                 for name in (front, back)]  # each (224, 224, 3) uint8 or None
     with stage("extract", timings):
-        features = engine.extractor.extract(query)  # (2, dim) float32, unit rows
+        present = [canvas for canvas in query if canvas is not None]
+        rows = iter(engine.extractor.extract(np.stack(present)))  # (1 or 2, dim) unit rows
+        q_front, q_back = (None if canvas is None else next(rows) for canvas in query)
     with stage("search", timings):
-        hits = top_k(engine.index.bank, features[0], features[1], k, front_weight)
+        hits = top_k(engine.index.bank, q_front, q_back, k, front_weight, sides_unknown)
     with stage("render", timings):
         image = f"{search_id}.jpg"
         render_grid(_grid_cells(engine, query, hits), engine.settings.output_dir / image)
     timings["total_ms"] = round((time.perf_counter() - start) * 1000, 2)
     return {"results": [_hit_json(engine, hit) for hit in hits], "image": image, "k": k,
-            "front_weight": front_weight, "timings": timings,
+            "front_weight": front_weight, "sides_unknown": sides_unknown, "timings": timings,
             "descriptor": engine.extractor.descriptor, "weights": engine.extractor.weights_id}

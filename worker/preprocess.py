@@ -22,8 +22,14 @@ LONG_SIDE = 200
 CANVAS = 224
 MIN_SIDE = 16
 MAX_ASPECT = 20.0
-PREPROCESS_PARAMS = {"long_side": LONG_SIDE, "canvas": CANVAS, "pad": "white",
-                     "resample": "bicubic", "keras_mode": "vgg16.preprocess_input"}
+TRIM_THRESHOLD = 24  # a pixel darker than 255 - this (in grey) belongs to the drawing
+TRIM_MARGIN = 0.03  # keep this fraction of the drawing's long side around it
+
+
+def preprocess_params(trim: bool) -> dict:
+    """What the manifest records about preprocessing."""
+    return {"long_side": LONG_SIDE, "canvas": CANVAS, "pad": "white", "resample": "bicubic",
+            "keras_mode": "vgg16.preprocess_input", "trim": trim}
 
 
 class ImageRejected(ValueError):
@@ -114,8 +120,23 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def to_canvas(img: Image.Image) -> np.ndarray:
+def trim_to_content(img: Image.Image) -> Image.Image:
+    """Crop an RGB drawing to the bounding box of its non-white pixels (plus a small margin),
+    so margins, shifts and scale on the canvas matter less. A blank image is returned as is."""
+    grey = np.asarray(img.convert("L"))
+    rows, cols = np.nonzero(grey < 255 - TRIM_THRESHOLD)
+    if rows.size == 0:
+        return img
+    top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    pad = round(TRIM_MARGIN * max(bottom - top, right - left))
+    return img.crop((max(0, left - pad), max(0, top - pad), min(img.width, right + pad),
+                     min(img.height, bottom + pad)))
+
+
+def to_canvas(img: Image.Image, trim: bool = False) -> np.ndarray:
     """RGB image -> (224, 224, 3) uint8: long side 200, aspect kept, centred on white."""
+    if trim:
+        img = trim_to_content(img)
     w, h = img.size
     scale = LONG_SIDE / max(w, h)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
@@ -125,6 +146,7 @@ def to_canvas(img: Image.Image) -> np.ndarray:
     return np.asarray(canvas, dtype=np.uint8)
 
 
-def prepare(source: bytes | str | Path, max_pixels: int = 40_000_000) -> np.ndarray:
+def prepare(source: bytes | str | Path, max_pixels: int = 40_000_000,
+            trim: bool = False) -> np.ndarray:
     """Decode and place one image: bytes or path -> (224, 224, 3) uint8 RGB canvas."""
-    return to_canvas(to_rgb(load_image(source, max_pixels)))
+    return to_canvas(to_rgb(load_image(source, max_pixels)), trim)

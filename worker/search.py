@@ -1,4 +1,9 @@
-"""Stage 3: score the query pair against the banks and keep the top k."""
+"""Stage 3: score the query against the banks and keep the top k.
+
+A query has a front, a back, or both. With `sides_unknown`, each query image is also
+matched against the other side of every pair, and the better assignment counts (a drawing
+filed as the back of another design still matches).
+"""
 
 from __future__ import annotations
 
@@ -14,27 +19,66 @@ class SearchHit:
     rank: int  # 1-based
     index: int  # row in pairs.csv and in the banks
     score: float
-    front_score: float
-    back_score: float
+    front_score: float | None  # None when the query had no front
+    back_score: float | None  # None when the query had no back
+    swapped: bool = False  # the query's front matched the design's back (sides unknown)
 
 
-def score_pairs(bank: FeatureBank, q_front: np.ndarray, q_back: np.ndarray,
-                front_weight: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(dim,) unit queries -> three (n_pairs,) float32: total, front and back cosine scores.
+@dataclass(frozen=True)
+class Scores:
+    """(n_pairs,) arrays; front/back are None for a side the query lacks."""
 
-    total = w * (front_q . front_bank) + (1 - w) * (back_q . back_bank), w = front_weight.
+    total: np.ndarray
+    front: np.ndarray | None
+    back: np.ndarray | None
+    swapped: np.ndarray  # bool
+
+
+def _combine(front: np.ndarray | None, back: np.ndarray | None, w: float) -> np.ndarray:
+    if front is None:
+        return back
+    if back is None:
+        return front
+    return w * front + (1.0 - w) * back
+
+
+def score_pairs(bank: FeatureBank, q_front: np.ndarray | None, q_back: np.ndarray | None,
+                front_weight: float, sides_unknown: bool = False) -> Scores:
+    """(dim,) unit query vectors (either may be None) -> per-pair scores.
+
+    total = w * (front_q . front_bank) + (1 - w) * (back_q . back_bank), w = front_weight;
+    a one-sided query scores that side alone.
     """
-    front_scores = bank.front @ q_front
-    back_scores = bank.back @ q_back
-    return front_weight * front_scores + (1.0 - front_weight) * back_scores, front_scores, back_scores
+    if q_front is None and q_back is None:
+        raise ValueError("a query needs a front, a back, or both")
+    front = None if q_front is None else bank.front @ q_front
+    back = None if q_back is None else bank.back @ q_back
+    total = _combine(front, back, front_weight)
+    swapped = np.zeros(total.shape[0], dtype=bool)
+    if sides_unknown:
+        cross_front = None if q_back is None else bank.front @ q_back  # query back vs fronts
+        cross_back = None if q_front is None else bank.back @ q_front  # query front vs backs
+        cross = _combine(cross_front, cross_back, front_weight)
+        swapped = cross > total
+        total = np.where(swapped, cross, total)
+        if front is not None:
+            front = np.where(swapped, cross_back, front)
+        if back is not None:
+            back = np.where(swapped, cross_front, back)
+    return Scores(total, front, back, swapped)
 
 
-def top_k(bank: FeatureBank, q_front: np.ndarray, q_back: np.ndarray, k: int,
-          front_weight: float) -> list[SearchHit]:
+def top_k(bank: FeatureBank, q_front: np.ndarray | None, q_back: np.ndarray | None, k: int,
+          front_weight: float, sides_unknown: bool = False) -> list[SearchHit]:
     """The k best pairs, best first (ties broken by catalogue order)."""
-    total, front_scores, back_scores = score_pairs(bank, q_front, q_back, front_weight)
-    k = min(k, total.shape[0])
-    candidates = np.argpartition(-total, k - 1)[:k] if k < total.shape[0] else np.arange(k)
-    order = candidates[np.lexsort((candidates, -total[candidates]))]
-    return [SearchHit(rank, int(i), float(total[i]), float(front_scores[i]),
-                      float(back_scores[i])) for rank, i in enumerate(order, start=1)]
+    s = score_pairs(bank, q_front, q_back, front_weight, sides_unknown)
+    n = s.total.shape[0]
+    k = min(k, n)
+    candidates = np.argpartition(-s.total, k - 1)[:k] if k < n else np.arange(n)
+    order = candidates[np.lexsort((candidates, -s.total[candidates]))]
+
+    def side(scores: np.ndarray | None, i: int) -> float | None:
+        return None if scores is None else float(scores[i])
+
+    return [SearchHit(rank, int(i), float(s.total[i]), side(s.front, i), side(s.back, i),
+                      bool(s.swapped[i])) for rank, i in enumerate(order, start=1)]

