@@ -68,7 +68,7 @@ def settings(tmp_path, redis_url, catalogue_dir) -> Settings:
     return Settings(redis_url=redis_url, database_dir=catalogue_dir,
                     features_dir=tmp_path / "features", upload_dir=tmp_path / "uploads",
                     output_dir=tmp_path / "output", vgg16_weights="bsds500",
-                    queue_name=f"test-{uuid.uuid4().hex[:8]}")
+                    queue_name=f"test-{uuid.uuid4().hex[:8]}", require_worker=False)
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ def test_auto_falls_back_to_bsds500_offline(tmp_path, monkeypatch):
 
 
 def test_unknown_weights_setting_is_explained():
-    with pytest.raises(RuntimeError, match="neither imagenet, bsds500, auto"):
+    with pytest.raises(RuntimeError, match="neither imagenet, bsds500, random"):
         resolve_weights("/no/such/file.h5")
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from flask import current_app
 from redis.exceptions import RedisError
+from rq import Worker
 from werkzeug.datastructures import FileStorage, ImmutableMultiDict
 
 from worker.preprocess import ImageRejected, inspect_image
@@ -25,6 +26,12 @@ class SubmissionError(Exception):
     def __init__(self, status: int, error: str, message: str, retry_after: int | None = None):
         super().__init__(message)
         self.status, self.error, self.message, self.retry_after = status, error, message, retry_after
+
+
+def queue_unavailable() -> SubmissionError:
+    return SubmissionError(503, "queue_unavailable",
+                           "the search queue is unavailable right now; please retry shortly",
+                           retry_after=5)
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,17 @@ def _store(upload_dir: Path, name: str, data: bytes) -> Path:
     return path
 
 
+def check_capacity(settings) -> None:
+    """Refuse (503, Retry-After) when no worker would serve the search or the queue is full."""
+    queue = current_app.extensions["queue"]
+    if settings.require_worker and Worker.count(queue=queue) == 0:
+        raise SubmissionError(503, "no_worker", "no search worker is running right now, so the "
+                              "search could not start; please retry in a minute", retry_after=30)
+    if len(queue) >= settings.max_queue_length:
+        raise SubmissionError(503, "queue_full", "the service is busy (too many searches "
+                              "waiting); please retry shortly", retry_after=10)
+
+
 def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> str:
     """Validate both sides and the options, store the uploads, enqueue; return the search id."""
     settings = current_app.config["SETTINGS"]
@@ -89,6 +107,10 @@ def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> str:
                               "and the back of the design (or at least one of them)")
     sides = {side: _read_side(upload, side, settings.max_image_pixels)
              for side, upload in uploads.items()}
+    try:
+        check_capacity(settings)
+    except RedisError:
+        raise queue_unavailable() from None
     search_id = uuid.uuid4().hex  # 122 random bits: unguessable
     names = {side: f"{search_id}-{side}.{ext}" for side, (_, ext) in sides.items()}
     stored = [_store(settings.upload_dir, names[side], data) for side, (data, _) in sides.items()]
@@ -103,7 +125,5 @@ def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> str:
     except RedisError:
         for path in stored:
             path.unlink(missing_ok=True)
-        raise SubmissionError(503, "queue_unavailable",
-                              "the search queue is unavailable right now; please retry shortly",
-                              retry_after=5) from None
+        raise queue_unavailable() from None
     return search_id

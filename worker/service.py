@@ -13,6 +13,7 @@ from rq import Queue, SimpleWorker
 from rq.job import Job
 
 from worker.engine import Engine, install
+from worker.housekeeping import fail_orphaned_searches, sweep_expired_files, worker_name
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,17 @@ class SearchWorker(SimpleWorker):
         self.engine.refresh()
         return super().execute_job(job, queue)
 
+    def run_maintenance_tasks(self):
+        """RQ's registry clean-up, plus: fail searches of dead workers, delete expired files."""
+        super().run_maintenance_tasks()
+        settings = self.engine.settings
+        for queue in self.queues:
+            fail_orphaned_searches(queue, settings.result_ttl)
+        removed = sweep_expired_files([settings.upload_dir, settings.output_dir],
+                                      settings.result_ttl)
+        if removed:
+            log.info("deleted %d expired upload/result files", removed)
+
 
 def start_engine(settings: Settings, extractor=None) -> Engine:
     """Load model + index, warm the model, make it this process's engine."""
@@ -50,4 +62,4 @@ def start_engine(settings: Settings, extractor=None) -> Engine:
 def make_worker(settings: Settings, engine: Engine, connection: Redis,
                 name: str | None = None) -> SearchWorker:
     queue = Queue(settings.queue_name, connection=connection)
-    return SearchWorker([queue], connection=connection, engine=engine, name=name)
+    return SearchWorker([queue], connection=connection, engine=engine, name=name or worker_name())

@@ -41,6 +41,8 @@ class Settings:
     max_image_pixels: int = 40_000_000
     result_ttl: int = 24 * 3600
     job_timeout: int = 120
+    max_queue_length: int = 100
+    require_worker: bool = True
 
     @property
     def max_upload_bytes(self) -> int:
@@ -66,6 +68,8 @@ class Settings:
             max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", 40_000_000),
             result_ttl=_int(env, "RESULT_TTL", 24 * 3600),
             job_timeout=_int(env, "JOB_TIMEOUT", 120),
+            max_queue_length=_int(env, "MAX_QUEUE_LENGTH", 100),
+            require_worker=_int(env, "REQUIRE_WORKER", 1) != 0,
         )
         values.update(overrides)
         return cls(**values)

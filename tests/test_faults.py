@@ -1,0 +1,152 @@
+"""Faults caused for real: a worker SIGKILLed mid-search, Redis killed and restarted, an
+unwritable output folder, a search past its timeout, a full queue, no worker at all."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import time
+
+import pytest
+from redis import Redis
+
+from tests.conftest import N_PAIRS
+from tests.images import design_pair
+from tests.test_api import post_pair
+from tests.workers import start_worker, stop, wait_for_workers
+from web import create_app
+from worker.housekeeping import sweep_expired_files
+from worker.redis_server import free_port, start_redis
+
+pytestmark = pytest.mark.slow
+FRONT, BACK = design_pair(3, N_PAIRS)
+
+
+def status_of(client, url) -> dict:
+    return client.get(url).get_json()
+
+
+def test_worker_killed_mid_search_is_failed_and_a_new_worker_serves(indexed_settings, redis,
+                                                                    indexed_client):
+    worker = start_worker(indexed_settings)
+    try:
+        wait_for_workers(indexed_settings)
+        killed_url = None
+        for _ in range(8):  # catch one search while it is running
+            url = post_pair(indexed_client, FRONT, BACK, k=100).get_json()["url"]
+            deadline = time.monotonic() + 30
+            while status_of(indexed_client, url)["status"] == "queued" \
+                    and time.monotonic() < deadline:
+                time.sleep(0.002)
+            if status_of(indexed_client, url)["status"] == "started":
+                os.kill(worker.pid, signal.SIGKILL)
+                worker.wait()
+                killed_url = url
+                break
+        assert killed_url, "never caught a search in the 'started' state"
+    finally:
+        stop(worker)
+    assert status_of(indexed_client, killed_url)["status"] == "started"
+    next_url = post_pair(indexed_client, FRONT, BACK).get_json()["url"]
+    restarted = start_worker(indexed_settings, "--burst")
+    assert restarted.wait(timeout=180) == 0, restarted.stderr.read()[-2000:]
+    killed = status_of(indexed_client, killed_url)
+    assert killed["status"] == "failed" and "stopped" in killed["error"] and "submit" in killed["error"]
+    assert not (indexed_settings.output_dir / f"{killed['id']}.jpg").exists()
+    assert not [p for p in indexed_settings.output_dir.iterdir() if p.name.startswith(".")]
+    assert status_of(indexed_client, next_url)["status"] == "finished"
+
+
+def test_redis_restart_loses_no_accepted_search(indexed_settings, tmp_path, extractor):
+    from worker.service import make_worker, start_engine
+
+    port = free_port()
+    redis_dir = tmp_path / "redis"
+    server = start_redis(port, redis_dir)
+    settings = dataclasses.replace(indexed_settings, redis_url=f"redis://127.0.0.1:{port}/0")
+    client = create_app({"SETTINGS": settings}).test_client()
+    try:
+        url = post_pair(client, FRONT, BACK).get_json()["url"]
+        server.kill()
+        server.wait()
+
+        start = time.monotonic()
+        polled = client.get(url)
+        assert polled.status_code == 503 and polled.headers["Retry-After"]
+        refused = post_pair(client, FRONT, BACK)
+        assert refused.status_code == 503 and refused.headers["Retry-After"]
+        assert time.monotonic() - start < 5, "a missing Redis must not hang requests"
+        assert len(list(settings.upload_dir.iterdir())) == 2, "the refused upload is not kept"
+
+        server = start_redis(port, redis_dir)
+        assert status_of(client, url)["status"] == "queued", "the accepted search survived"
+        engine = start_engine(settings, extractor)
+        make_worker(settings, engine, Redis.from_url(settings.redis_url)).work(burst=True)
+        assert status_of(client, url)["status"] == "finished"
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_unwritable_output_fails_the_search_and_the_worker_goes_on(indexed_settings, redis,
+                                                                   indexed_client, run_worker):
+    out = indexed_settings.output_dir
+    if out.exists():
+        out.rmdir()
+    out.write_text("a file where the output folder should be")
+    first = post_pair(indexed_client, FRONT, BACK).get_json()["url"]
+    run_worker()
+    body = status_of(indexed_client, first)
+    assert body["status"] == "failed" and "could not be saved" in body["error"]
+    out.unlink()
+    out.mkdir()
+    second = post_pair(indexed_client, FRONT, BACK).get_json()["url"]
+    run_worker()
+    assert status_of(indexed_client, second)["status"] == "finished"
+
+
+def test_search_past_its_timeout_fails_with_a_timeout_message(indexed_settings, redis,
+                                                              extractor, monkeypatch):
+    from worker.service import make_worker, start_engine
+
+    settings = dataclasses.replace(indexed_settings, job_timeout=1)
+    client = create_app({"SETTINGS": settings}).test_client()
+    url = post_pair(client, FRONT, BACK).get_json()["url"]
+    engine = start_engine(settings, extractor)
+    real_extract = extractor.extract
+    monkeypatch.setattr(extractor, "extract", lambda x: (time.sleep(3), real_extract(x))[1])
+    make_worker(settings, engine, redis).work(burst=True, with_scheduler=False)
+    body = status_of(client, url)
+    assert body["status"] == "failed" and "took too long" in body["error"]
+
+
+def test_full_queue_pushes_back_with_503(indexed_settings, redis):
+    settings = dataclasses.replace(indexed_settings, max_queue_length=2)
+    client = create_app({"SETTINGS": settings}).test_client()
+    assert [post_pair(client, FRONT, BACK).status_code for _ in range(2)] == [202, 202]
+    response = post_pair(client, FRONT, BACK)
+    assert response.status_code == 503 and response.get_json()["error"] == "queue_full"
+    assert int(response.headers["Retry-After"]) > 0
+    assert len(list(settings.upload_dir.iterdir())) == 4
+
+
+def test_no_live_worker_means_503_not_a_queue_forever(indexed_settings, redis):
+    settings = dataclasses.replace(indexed_settings, require_worker=True)
+    client = create_app({"SETTINGS": settings}).test_client()
+    response = post_pair(client, FRONT, BACK)
+    assert response.status_code == 503 and response.get_json()["error"] == "no_worker"
+    assert list(settings.upload_dir.iterdir()) == []
+
+
+def test_expired_uploads_and_results_are_deleted(tmp_path):
+    old, new, leftover = tmp_path / "old.jpg", tmp_path / "new.jpg", tmp_path / ".x.part"
+    for path in (old, new, leftover):
+        path.write_bytes(b"x")
+    now = time.time()
+    os.utime(old, (now - 7200, now - 7200))
+    os.utime(leftover, (now - 4000, now - 4000))
+    assert sweep_expired_files([tmp_path], ttl_s=5 * 3600, now=now) == 1
+    assert not leftover.exists() and old.exists() and new.exists()
+    assert sweep_expired_files([tmp_path], ttl_s=3600, now=now) == 1
+    assert not old.exists() and new.exists()

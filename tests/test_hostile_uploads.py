@@ -1,0 +1,122 @@
+"""Every upload is hostile until proven otherwise: a catalogue of bad inputs through HTTP."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+from rq import Queue
+
+from tests.images import encode
+from tests.test_api import post_pair
+
+GOOD = encode(Image.new("RGB", (120, 160), (200, 40, 40)))
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_header_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header claims a huge size but carries a tiny (bomb-like) payload."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 1024)
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + \
+        png_chunk(b"IEND", b"")
+
+
+def noise(w, h) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(0).integers(0, 255, (h, w, 3), dtype=np.uint8))
+
+
+def animated_png() -> bytes:
+    frames = [Image.new("RGB", (64, 64), c) for c in ("red", "blue")]
+    return encode(frames[0], save_all=True, append_images=frames[1:])
+
+
+HOSTILE = {
+    "text": (b"hello world", 415),
+    "html": (b"<!doctype html><script>alert(1)</script>", 415),
+    "svg": (b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>', 415),
+    "svg-as-png-name": (b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>', 415),
+    "pdf": (b"%PDF-1.7\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF", 415),
+    "eps": (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n", 415),
+    "psd": (b"8BPS\x00\x01" + b"\0" * 40, 415),
+    "zip": (b"PK\x03\x04" + b"\0" * 60, 415),
+    "elf": (b"\x7fELF" + b"\0" * 60, 415),
+    "random-bytes": (bytes(np.random.default_rng(1).integers(0, 256, 4096, dtype=np.uint8)), 415),
+    "zeros": (b"\0" * 2048, 415),
+    "gif": (encode(Image.new("RGB", (64, 64)), "GIF"), 415),
+    "tiff": (encode(Image.new("RGB", (64, 64)), "TIFF"), 415),
+    "bmp": (encode(Image.new("RGB", (64, 64)), "BMP"), 415),
+    "webp": (encode(Image.new("RGB", (64, 64)), "WEBP"), 415),
+    "ico": (encode(Image.new("RGB", (64, 64)), "ICO"), 415),
+    "ppm": (encode(Image.new("RGB", (64, 64)), "PPM"), 415),
+    "tga": (encode(Image.new("RGB", (64, 64)), "TGA"), 415),
+    "jpeg-magic-only": (b"\xff\xd8\xff\xe0", 422),
+    "png-magic-only": (b"\x89PNG\r\n\x1a\n", 422),
+    "truncated-png": (encode(noise(200, 200))[:2000], 422),
+    "truncated-jpeg": (encode(noise(200, 200), "JPEG")[:1500], 422),
+    "png-bad-crc": (GOOD[:40] + bytes([GOOD[40] ^ 0xFF]) + GOOD[41:], 422),
+    "bomb-header": (png_header_claiming(60000, 60000), 413),
+    "too-many-pixels": (encode(Image.new("L", (9000, 9000))), 413),
+    "60000x1": (png_header_claiming(60000, 1), 422),
+    "1x1": (encode(Image.new("RGB", (1, 1))), 422),
+    "thin-strip": (encode(Image.new("RGB", (3000, 40))), 422),
+    "animated-png": (animated_png(), 422),
+    "empty": (b"", 400),
+    "jpeg-then-html": (b"\xff\xd8\xff<html><body>hi</body></html>", 422),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_hostile_upload_is_refused_cleanly(name, client, redis, settings):
+    data, status = HOSTILE[name]
+    response = post_pair(client, data, GOOD)
+    assert response.status_code == status, response.get_json()
+    body = response.get_json()
+    assert set(body) == {"error", "message"} and "front image" in body["message"] or \
+        body["error"] == "empty_front"
+    assert len(Queue(settings.queue_name, connection=redis)) == 0
+    assert [p.name for p in settings.upload_dir.iterdir()] == []
+
+
+def test_the_catalogue_is_big_enough():
+    assert len(HOSTILE) >= 30
+
+
+ODD_BUT_VALID = {
+    "cmyk-jpeg": encode(Image.new("CMYK", (80, 80), (0, 255, 255, 0)), "JPEG"),
+    "16-bit": encode(Image.fromarray(np.full((64, 64), 40000, dtype=np.uint16))),
+    "palette-transparency": encode(Image.new("P", (64, 64), 0), transparency=0),
+    "rgba": encode(Image.new("RGBA", (64, 64), (0, 0, 255, 128))),
+    "one-bit": encode(Image.new("1", (64, 64), 1)),
+    "grayscale-jpeg": encode(Image.new("L", (64, 64), 90), "JPEG"),
+    "progressive-jpeg": encode(noise(100, 100), "JPEG", progressive=True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ODD_BUT_VALID))
+def test_odd_but_valid_images_are_accepted(name, client, redis, settings):
+    response = post_pair(client, ODD_BUT_VALID[name], GOOD)
+    assert response.status_code == 202, response.get_json()
+    stored = sorted(p.name for p in settings.upload_dir.iterdir())
+    assert len(stored) == 2 and all(n.startswith(response.get_json()["id"]) for n in stored)
+
+
+def test_client_filename_and_content_type_are_ignored(client, settings):
+    data = {"front": (io.BytesIO(GOOD), "../../../etc/evil.php", "text/html"),
+            "back": (io.BytesIO(b"<svg/>"), "pic.png", "image/png")}
+    response = client.post("/api/searches", data=data, content_type="multipart/form-data")
+    assert response.status_code == 415
+    data = {"front": (io.BytesIO(GOOD), "../../../etc/evil.php", "text/html"),
+            "back": (io.BytesIO(GOOD), "x.png; rm -rf /", "image/png")}
+    response = client.post("/api/searches", data=data, content_type="multipart/form-data")
+    assert response.status_code == 202
+    names = sorted(p.name for p in settings.upload_dir.iterdir())
+    assert names == [f"{response.get_json()['id']}-back.png",
+                     f"{response.get_json()['id']}-front.png"]

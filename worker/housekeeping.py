@@ -1,0 +1,84 @@
+"""Keeping the queue and the folders honest: orphaned searches and expired files."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+from pathlib import Path
+
+from rq import Queue
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.registry import FailedJobRegistry, StartedJobRegistry
+
+log = logging.getLogger(__name__)
+ABANDONED = "the worker stopped while running this search; please submit it again"
+TEMP_GRACE_S = 3600  # aside-written files older than this are leftovers of a crash
+
+
+def worker_name() -> str:
+    """`host.pid.random`: lets a restarted worker recognise searches its dead predecessor held."""
+    return f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
+
+
+def _dead_local_worker(name: str | None) -> bool:
+    host, _, rest = (name or "").rpartition(".")[0].rpartition(".")
+    if host != socket.gethostname() or not rest.isdigit() or int(rest) == os.getpid():
+        return False
+    try:
+        os.kill(int(rest), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def fail_orphaned_searches(queue: Queue, failure_ttl: int) -> list[str]:
+    """Fail searches left 'started' by a dead worker of this host, telling the user to resubmit.
+
+    RQ would find them too, but only once their heartbeat expires (the job timeout + 60 s).
+    """
+    registry = StartedJobRegistry(queue=queue)
+    failed = []
+    for job_id in registry.get_job_ids(cleanup=False):
+        try:
+            job = Job.fetch(job_id, connection=queue.connection)
+        except NoSuchJobError:
+            continue
+        if job.get_status() != JobStatus.STARTED or not _dead_local_worker(job.worker_name):
+            continue
+        job.meta.update(error=ABANDONED, error_type="AbandonedJobError")
+        job.save_meta()
+        with queue.connection.pipeline() as pipe:
+            registry.remove_executions(job, pipeline=pipe)
+            job.set_status(JobStatus.FAILED, pipeline=pipe)
+            FailedJobRegistry(queue=queue).add(job, ttl=failure_ttl,
+                                               exc_string=f"AbandonedJobError: {ABANDONED}",
+                                               pipeline=pipe)
+            pipe.execute()
+        failed.append(job_id)
+        log.warning("search %s was abandoned by dead worker %s: marked failed", job_id,
+                    job.worker_name)
+    return failed
+
+
+def sweep_expired_files(folders: list[Path], ttl_s: int, now: float | None = None) -> int:
+    """Delete files older than `ttl_s` (and crash leftovers `.*` older than an hour)."""
+    now = time.time() if now is None else now
+    removed = 0
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            limit = min(ttl_s, TEMP_GRACE_S) if path.name.startswith(".") else ttl_s
+            try:
+                if path.is_file() and now - path.stat().st_mtime > limit:
+                    path.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+    return removed
