@@ -6,7 +6,7 @@ DATABASE_DIR ?= database
 FEATURES_DIR ?= features
 export DATABASE_DIR FEATURES_DIR
 
-.PHONY: run test install catalogue index lint clean
+.PHONY: run test install catalogue index lint clean bench-quality fuzz
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,8 +33,14 @@ run: $(VENV)/.installed $(FEATURES_DIR)/manifest.json
 test: $(VENV)/.installed
 	$(PY) -m pytest -q -ra
 
+bench-quality: $(VENV)/.installed
+	$(PY) -m benchmarks.quality --front-weights 0,0.25,0.5,0.75,1
+
+fuzz: $(VENV)/.installed
+	$(PY) -m benchmarks.fuzz_upload --seconds 60
+
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check web worker tests
+	$(VENV)/bin/ruff check web worker tests benchmarks
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache

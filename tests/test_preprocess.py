@@ -97,3 +97,26 @@ def test_animated_png_is_refused():
     with pytest.raises(ImageRejected) as info:
         inspect_image(data, 10_000_000)
     assert info.value.reason == "animated"
+
+
+def test_trim_finds_the_drawing_through_margins_and_noise():
+    from worker.preprocess import trim_to_content
+
+    page = Image.new("RGB", (400, 300), "white")
+    page.paste((200, 30, 30), (100, 80, 220, 200))
+    assert trim_to_content(page).size == (128, 128)
+    noisy = np.asarray(page).astype(float) + np.random.default_rng(0).normal(0, 15, (300, 400, 3))
+    assert trim_to_content(Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))).size == \
+        (128, 128)
+    blank = Image.new("RGB", (50, 50), "white")
+    assert trim_to_content(blank).size == (50, 50)
+    # the same drawing on a wider page gives the same canvas
+    wide = Image.new("RGB", (800, 600), "white")
+    wide.paste(page, (200, 150))
+    from worker.preprocess import to_canvas
+
+    def ink(img, trim: bool) -> int:  # red pixels on the canvas
+        return int((to_canvas(img, trim)[..., 1] < 128).sum())
+
+    assert abs(ink(page, True) - ink(wide, True)) < 0.05 * ink(page, True)
+    assert ink(page, False) > 3 * ink(wide, False)  # without trimming, the margins shrink it
