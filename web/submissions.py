@@ -13,11 +13,10 @@ from rq import Worker
 from werkzeug.datastructures import FileStorage, ImmutableMultiDict
 
 from worker.preprocess import ImageRejected, inspect_image
+from worker.queueing import enqueue_search, upload_name
 
-JOB_FUNC = "worker.jobs.search_pair"
 SIDES = ("front", "back")
 STATUS_BY_REASON = {"unsupported_format": 415, "too_many_pixels": 413}
-EXTENSION = {"JPEG": "jpg", "PNG": "png"}
 
 
 class SubmissionError(Exception):
@@ -65,6 +64,7 @@ def parse_options(form: ImmutableMultiDict) -> SearchOptions:
 
 
 def _read_side(upload: FileStorage, side: str, max_pixels: int) -> tuple[bytes, str]:
+    """The upload's bytes and its format (JPEG or PNG); SubmissionError for anything else."""
     data = upload.read()
     if not data:
         raise SubmissionError(400, f"empty_{side}", f"the {side} image file is empty")
@@ -73,7 +73,7 @@ def _read_side(upload: FileStorage, side: str, max_pixels: int) -> tuple[bytes, 
     except ImageRejected as exc:
         raise SubmissionError(STATUS_BY_REASON.get(exc.reason, 422), exc.reason,
                               f"the {side} image was refused: {exc}") from None
-    return data, EXTENSION[info.format]
+    return data, info.format
 
 
 def _store(upload_dir: Path, name: str, data: bytes) -> Path:
@@ -112,16 +112,11 @@ def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> str:
     except RedisError:
         raise queue_unavailable() from None
     search_id = uuid.uuid4().hex  # 122 random bits: unguessable
-    names = {side: f"{search_id}-{side}.{ext}" for side, (_, ext) in sides.items()}
+    names = {side: upload_name(search_id, side, fmt) for side, (_, fmt) in sides.items()}
     stored = [_store(settings.upload_dir, names[side], data) for side, (data, _) in sides.items()]
     try:
-        current_app.extensions["queue"].enqueue(
-            JOB_FUNC, kwargs={"search_id": search_id, **names, "k": options.k,
-                              "front_weight": options.front_weight,
-                              "sides_unknown": options.sides_unknown},
-            job_id=search_id, job_timeout=settings.job_timeout, result_ttl=settings.result_ttl,
-            failure_ttl=settings.result_ttl, ttl=settings.result_ttl,
-            meta={"stage": "queued"}, description="paired design search")
+        enqueue_search(current_app.extensions["queue"], settings, search_id, names, options.k,
+                       options.front_weight, options.sides_unknown)
     except RedisError:
         for path in stored:
             path.unlink(missing_ok=True)

@@ -21,6 +21,7 @@ class Descriptor:
     pool: Callable[[list[tf.Tensor]], tf.Tensor]
     trim: bool  # crop the drawing to its bounding box before the resize
     summary: str
+    grey: bool = False  # feed the model a grey copy: recoloured copies still match
 
 
 def _l2(x: tf.Tensor) -> tf.Tensor:
@@ -85,4 +86,8 @@ DESCRIPTORS = {d.name: d for d in [
     Descriptor("trim-gem45", (B4, B5), gem_multi, True, "trim margins, then gem45: 1024"),
     Descriptor("trim-rmac", (B5,), rmac, True, "trim margins, then rmac: 512"),
     Descriptor("trim-gemgrid", (B5,), gem_grid, True, "trim margins, then gemgrid: 2560"),
+    Descriptor("trim-gem45-grey", (B4, B5), gem_multi, True,
+               "trim margins, grey input, then gem45: 1024", grey=True),
+    Descriptor("trim-gemgrid-grey", (B5,), gem_grid, True,
+               "trim margins, grey input, then gemgrid: 2560", grey=True),
 ]}

@@ -64,6 +64,7 @@ class FeatureExtractor:
         self.weights_fingerprint = fingerprint(vgg)
         self.descriptor = descriptor
         self.trim = spec.trim  # preprocessing crops to the drawing first (see preprocess.to_canvas)
+        self.grey = spec.grey
         self.model = keras.Model(vgg.input, [vgg.get_layer(name).output for name in spec.layers])
         self._forward = tf.function(lambda x: spec.pool(self._feature_maps(x)),
                                     reduce_retracing=True)
@@ -78,7 +79,10 @@ class FeatureExtractor:
 
     def extract(self, canvases: np.ndarray) -> np.ndarray:
         """(n, 224, 224, 3) uint8 RGB -> (n, dim) float32, rows L2-normalised."""
-        x = keras.applications.vgg16.preprocess_input(canvases.astype(np.float32))
+        x = canvases.astype(np.float32)
+        if self.grey:  # ITU-R 601 luma, replicated to three channels
+            x = np.repeat(x @ np.array([[0.299], [0.587], [0.114]], np.float32), 3, axis=-1)
+        x = keras.applications.vgg16.preprocess_input(x)
         return l2_normalise(self._forward(tf.constant(x)).numpy())
 
     def warm_up(self) -> None:

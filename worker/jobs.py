@@ -5,7 +5,6 @@ The web enqueues `worker.jobs.search_pair` by name; only the worker imports this
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,10 +15,9 @@ from rq import get_current_job
 
 from worker.engine import Engine, current
 from worker.preprocess import load_image, prepare, to_rgb
+from worker.queueing import UPLOAD_NAME
 from worker.render import GridCell, render_grid
 from worker.search import SearchHit, top_k
-
-UPLOAD_NAME = re.compile(r"^[0-9a-f]{32}-(front|back)\.(jpg|png)$")
 
 
 class SearchInputError(ValueError):

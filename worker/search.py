@@ -82,3 +82,11 @@ def top_k(bank: FeatureBank, q_front: np.ndarray | None, q_back: np.ndarray | No
 
     return [SearchHit(rank, int(i), float(s.total[i]), side(s.front, i), side(s.back, i),
                       bool(s.swapped[i])) for rank, i in enumerate(order, start=1)]
+
+
+if __name__ == "__main__":  # `python -m worker.search`: the command-line search
+    import sys
+
+    from worker.cli import main
+
+    sys.exit(main())

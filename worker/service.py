@@ -54,6 +54,11 @@ class SearchWorker(SimpleWorker):
 def start_engine(settings: Settings, extractor=None) -> Engine:
     """Load model + index, warm the model, make it this process's engine."""
     engine = Engine(settings, extractor)
+    for folder in (settings.upload_dir, settings.output_dir):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # searches will fail with a clear message; say so now too
+            log.error("cannot create %s: %s", folder, exc)
     engine.extractor.warm_up()
     install(engine)
     return engine

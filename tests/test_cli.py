@@ -1,0 +1,47 @@
+"""`python -m worker.search` goes through the same queue as the web."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from rq import Queue
+
+from tests.conftest import N_PAIRS
+from tests.images import design_pair
+from tests.workers import service_env
+
+pytestmark = pytest.mark.slow
+
+
+def test_cli_search_is_served_by_a_worker(indexed_settings, redis, run_worker, tmp_path):
+    front, back = design_pair(6, N_PAIRS)
+    (tmp_path / "f.png").write_bytes(front)
+    (tmp_path / "b.png").write_bytes(back)
+    cli = subprocess.Popen([sys.executable, "-m", "worker.search", str(tmp_path / "f.png"),
+                            str(tmp_path / "b.png"), "-k", "5", "--json"],
+                           env=service_env(indexed_settings), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    queue = Queue(indexed_settings.queue_name, connection=redis)
+    deadline = time.monotonic() + 60
+    while len(queue) == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(queue) == 1, "the CLI enqueued its search"
+    run_worker()
+    out, err = cli.communicate(timeout=60)
+    assert cli.returncode == 0, err[-2000:]
+    result = json.loads(out)
+    assert [h["rank"] for h in result["results"]] == [1, 2, 3, 4, 5]
+    assert result["results"][0]["name"] == "jacket-0006"
+    assert (indexed_settings.output_dir / result["image"]).is_file()
+
+
+def test_cli_refuses_a_non_image(indexed_settings, tmp_path):
+    (tmp_path / "x.png").write_text("<svg/>")
+    proc = subprocess.run([sys.executable, "-m", "worker.search", str(tmp_path / "x.png")],
+                          env=service_env(indexed_settings), capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 1 and "not a JPEG or PNG" in proc.stderr

@@ -1,0 +1,84 @@
+"""`python -m worker.search FRONT [BACK] [-k 20] [--front-weight 0.5] [--sides-unknown] [--json]`
+
+A command-line search for scripts. It goes through the same queue as the web: the images
+are validated and stored in UPLOAD_DIR the same way, the job is enqueued by name, and the
+command waits for a worker to finish it. It never loads the model itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from redis import Redis
+from rq import Queue
+from rq.job import Job, JobStatus
+
+from worker.preprocess import ImageRejected, inspect_image
+from worker.queueing import enqueue_search, upload_name
+from worker.settings import Settings
+
+
+def _store(settings: Settings, search_id: str, side: str, path: Path) -> str:
+    data = path.read_bytes()
+    info = inspect_image(data, settings.max_image_pixels)
+    name = upload_name(search_id, side, info.format)
+    settings.upload_dir.mkdir(parents=True, exist_ok=True)
+    (settings.upload_dir / name).write_bytes(data)
+    return name
+
+
+def run_search(settings: Settings, front: Path | None, back: Path | None, k: int,
+               front_weight: float, sides_unknown: bool, timeout: float) -> dict:
+    """Enqueue one search and wait for it; returns the job's result. Raises on failure."""
+    search_id = uuid.uuid4().hex
+    names = {side: _store(settings, search_id, side, path)
+             for side, path in (("front", front), ("back", back)) if path is not None}
+    connection = Redis.from_url(settings.redis_url)
+    job = enqueue_search(Queue(settings.queue_name, connection=connection), settings, search_id,
+                         names, k, front_weight, sides_unknown)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = job.get_status(refresh=True)
+        if status == JobStatus.FINISHED:
+            return {"id": search_id, **Job.fetch(search_id, connection=connection).return_value()}
+        if status == JobStatus.FAILED:
+            job.refresh()
+            raise RuntimeError(job.meta.get("error") or "the search failed")
+        time.sleep(0.05)
+    raise TimeoutError(f"no worker finished the search within {timeout:g} s "
+                       "(is `python -m worker` running?)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m worker.search",
+                                     description="Search the catalogue for a design.")
+    parser.add_argument("front", type=Path, help="front drawing (or '-' for none)")
+    parser.add_argument("back", type=Path, nargs="?", help="back drawing")
+    parser.add_argument("-k", type=int, default=20)
+    parser.add_argument("--front-weight", type=float, default=0.5)
+    parser.add_argument("--sides-unknown", action="store_true")
+    parser.add_argument("--timeout", type=float, default=120)
+    parser.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    args = parser.parse_args(argv)
+    front = None if str(args.front) == "-" else args.front
+    if not 1 <= args.k <= 100 or not 0 <= args.front_weight <= 1:
+        parser.error("k must be 1..100 and --front-weight 0..1")
+    settings = Settings.from_env()
+    try:
+        result = run_search(settings, front, args.back, args.k, args.front_weight,
+                            args.sides_unknown, args.timeout)
+    except (ImageRejected, OSError, RuntimeError, TimeoutError) as exc:
+        print(f"search: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    for hit in result["results"]:
+        print(f"{hit['rank']:>3}  {hit['score']:.4f}  {hit['name']}")
+    print(f"grid: {settings.output_dir / result['image']}")
+    return 0
