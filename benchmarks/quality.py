@@ -279,11 +279,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--queries", type=int, default=120)
     parser.add_argument("--weights", default="bsds500")
     parser.add_argument("--descriptor", default="flatten")
+    parser.add_argument("--precision", default="float32", help="float32, bfloat16 or auto")
     parser.add_argument("--front-weight", type=float, default=0.5)
     parser.add_argument("--front-weights", type=_weights_list, default=[],
                         help="comma-separated, e.g. 0,0.25,0.5,0.75,1")
     parser.add_argument("--candidates", default="",
-                        help="compare several WEIGHTS/DESCRIPTOR, e.g. bsds500/flatten,random:0/gem45")
+                        help="compare several WEIGHTS/DESCRIPTOR[/PRECISION], e.g. "
+                             "bsds500/flatten,random:0/gem45,bsds500/gem45/bfloat16")
     parser.add_argument("--no-progress", action="store_true")
     return parser.parse_args(argv)
 
@@ -296,13 +298,13 @@ def run_candidates(args: argparse.Namespace, database: Path) -> list[dict]:
     queries = make_queries(catalogue, args.queries, args.seed)
     rows, results = [], []
     for candidate in args.candidates.split(","):
-        weights, _, descriptor = candidate.strip().partition("/")
-        extractor = FeatureExtractor(weights, descriptor)
+        weights, descriptor, *precision = candidate.strip().split("/")
+        extractor = FeatureExtractor(weights, descriptor, *precision)
         result = evaluate(extractor, catalogue, queries, None, args.front_weight,
                           progress=not args.no_progress)
         results.append(result)
         sf = result["shared_front"]
-        rows.append([weights, descriptor, f"{result['recall@1']:.3f}",
+        rows.append([weights, descriptor, extractor.precision, f"{result['recall@1']:.3f}",
                      f"{result[f'recall@{K}']:.3f}", f"{result['mrr']:.3f}",
                      f"{sf['recall@1']:.3f}", result["dim"], result["bytes_per_pair"],
                      f"{result['ms_per_query']:.1f}"])
@@ -311,7 +313,7 @@ def run_candidates(args: argparse.Namespace, database: Path) -> list[dict]:
               + ", ".join(f"{name} {m['recall@1']:.2f}" for name, m in worst), file=sys.stderr)
     print(f"catalogue: {len(catalogue)} pairs; {len(queries)} queries; seed {args.seed}; "
           f"front_weight {args.front_weight}\n")
-    print(_table(["weights", "descriptor", "recall@1", f"recall@{K}", f"MRR@{K}",
+    print(_table(["weights", "descriptor", "precision", "recall@1", f"recall@{K}", f"MRR@{K}",
                   "recall@1 shared-front", "dims", "bytes/pair", "ms/query"], rows))
     return results
 
@@ -321,7 +323,7 @@ def run(args: argparse.Namespace, database: Path) -> dict:
     from worker.extract import FeatureExtractor
 
     catalogue = load_catalogue(database)
-    extractor = FeatureExtractor(args.weights, args.descriptor)
+    extractor = FeatureExtractor(args.weights, args.descriptor, args.precision)
     start = time.perf_counter()
     bank = build_bank(extractor, catalogue)
     index_s = time.perf_counter() - start

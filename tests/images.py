@@ -19,3 +19,10 @@ def design_pair(index: int, n_pairs: int, seed: int = 7) -> tuple[bytes, bytes]:
     """PNG bytes of the front and back of sample design `index` (as the catalogue has them)."""
     design = make_designs(n_pairs, seed)[index]
     return encode(draw_side(design, "front")), encode(draw_side(design, "back"))
+
+
+def variant(png: bytes, n: int) -> bytes:
+    """The same drawing with one corner pixel changed: different bytes, same design."""
+    img = Image.open(io.BytesIO(png)).convert("RGB")
+    img.putpixel((0, 0), (n % 256, n // 256 % 256, 250))
+    return encode(img)

@@ -211,3 +211,17 @@ def test_sides_unknown_finds_a_pair_uploaded_back_to_front(indexed_client, run_w
     assert top["name"] == "dress-0005" and top["swapped"] is True
     assert top["score"] == pytest.approx(1.0, abs=1e-3)
     assert known_top["score"] < top["score"] - 0.01
+
+
+def test_identical_resubmission_is_answered_from_the_cache(indexed_client, run_worker, redis,
+                                                          indexed_settings):
+    front, back = design_pair(4, N_PAIRS)
+    first = post_pair(indexed_client, front, back).get_json()
+    assert post_pair(indexed_client, front, back).get_json()["id"] == first["id"]  # queued
+    run_worker()
+    again = post_pair(indexed_client, front, back)
+    assert again.status_code == 202 and again.get_json()["id"] == first["id"]
+    assert indexed_client.get(again.get_json()["url"]).get_json()["status"] == "finished"
+    assert len(Queue(indexed_settings.queue_name, connection=redis)) == 0, "nothing recomputed"
+    other = post_pair(indexed_client, front, back, k=5).get_json()
+    assert other["id"] != first["id"], "other options are another search"

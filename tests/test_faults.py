@@ -12,7 +12,7 @@ import pytest
 from redis import Redis
 
 from tests.conftest import N_PAIRS
-from tests.images import design_pair
+from tests.images import design_pair, variant
 from tests.test_api import post_pair
 from tests.workers import start_worker, stop, wait_for_workers
 from web import create_app
@@ -33,8 +33,8 @@ def test_worker_killed_mid_search_is_failed_and_a_new_worker_serves(indexed_sett
     try:
         wait_for_workers(indexed_settings)
         killed_url = None
-        for _ in range(8):  # catch one search while it is running
-            url = post_pair(indexed_client, FRONT, BACK, k=100).get_json()["url"]
+        for attempt in range(8):  # catch one search while it is running
+            url = post_pair(indexed_client, variant(FRONT, attempt), BACK, k=100).get_json()["url"]
             deadline = time.monotonic() + 30
             while status_of(indexed_client, url)["status"] == "queued" \
                     and time.monotonic() < deadline:
@@ -74,7 +74,7 @@ def test_redis_restart_loses_no_accepted_search(indexed_settings, tmp_path, extr
         start = time.monotonic()
         polled = client.get(url)
         assert polled.status_code == 503 and polled.headers["Retry-After"]
-        refused = post_pair(client, FRONT, BACK)
+        refused = post_pair(client, variant(FRONT, 1), BACK)
         assert refused.status_code == 503 and refused.headers["Retry-After"]
         assert time.monotonic() - start < 5, "a missing Redis must not hang requests"
         assert len(list(settings.upload_dir.iterdir())) == 2, "the refused upload is not kept"
@@ -124,8 +124,8 @@ def test_search_past_its_timeout_fails_with_a_timeout_message(indexed_settings, 
 def test_full_queue_pushes_back_with_503(indexed_settings, redis):
     settings = dataclasses.replace(indexed_settings, max_queue_length=2)
     client = create_app({"SETTINGS": settings}).test_client()
-    assert [post_pair(client, FRONT, BACK).status_code for _ in range(2)] == [202, 202]
-    response = post_pair(client, FRONT, BACK)
+    assert [post_pair(client, variant(FRONT, i), BACK).status_code for i in range(2)] == [202, 202]
+    response = post_pair(client, variant(FRONT, 3), BACK)
     assert response.status_code == 503 and response.get_json()["error"] == "queue_full"
     assert int(response.headers["Retry-After"]) > 0
     assert len(list(settings.upload_dir.iterdir())) == 4

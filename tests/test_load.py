@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from tests.conftest import N_PAIRS
-from tests.images import design_pair
+from tests.images import design_pair, variant
 from tests.workers import service_env, start_worker, stop, wait_for_workers
 from worker.redis_server import free_port
 from worker.settings import REPO_ROOT
@@ -48,8 +48,8 @@ def test_hundred_concurrent_submissions(indexed_settings, redis):
         wait_for_http(f"{base}/healthz")
         wait_for_workers(settings)
 
-        def submit(_: int) -> tuple[int, str | None]:
-            r = requests.post(f"{base}/api/searches", files={"front": front, "back": back},
+        def submit(i: int) -> tuple[int, str | None]:  # distinct bytes: no result cache hits
+            r = requests.post(f"{base}/api/searches", files={"front": variant(front, i), "back": back},
                               timeout=30)
             return r.status_code, r.json().get("url") if r.status_code == 202 else None
 

@@ -64,7 +64,8 @@ def healthz():
     try:
         manifest = read_manifest(settings.features_dir)
         body.update(catalogue_pairs=manifest.get("n_pairs"), descriptor=manifest.get("descriptor"),
-                    weights=manifest.get("weights"), index_created=manifest.get("created"))
+                    weights=manifest.get("weights"), precision=manifest.get("precision"),
+                    index_created=manifest.get("created"))
     except BankError as exc:
         body["index_error"] = str(exc)
     body["status"] = "ok" if body["redis"] and body["workers"] and "index_error" not in body \

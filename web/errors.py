@@ -10,7 +10,8 @@ from web.submissions import SubmissionError
 
 
 def wants_json() -> bool:
-    return request.path.startswith("/api/") or request.path in ("/healthz",)
+    return request.path.startswith("/api/") or request.path in ("/healthz", "/readyz", "/metrics",
+                                                                 "/openapi.json")
 
 
 def error_response(status: int, error: str, message: str, retry_after: int | None = None):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from dataclasses import dataclass
@@ -12,6 +13,8 @@ from redis.exceptions import RedisError
 from rq import Worker
 from werkzeug.datastructures import FileStorage, ImmutableMultiDict
 
+from web.searches import SearchStatus, describe, fetch_search
+from worker.bank import BankError, read_manifest
 from worker.preprocess import ImageRejected, inspect_image
 from worker.queueing import enqueue_search, upload_name
 
@@ -96,6 +99,37 @@ def check_capacity(settings) -> None:
                               "waiting); please retry shortly", retry_after=10)
 
 
+def cache_key(sides: dict[str, tuple[bytes, str]], options: SearchOptions, settings) -> str | None:
+    """Same bytes, same options, same index -> same key; None when there is no index."""
+    try:
+        manifest = read_manifest(settings.features_dir)
+    except BankError:
+        return None
+    digest = hashlib.sha256(repr((options, manifest.get("created"),
+                                  manifest.get("sha256"))).encode())
+    for side in SIDES:
+        digest.update(side.encode() + hashlib.sha256(sides[side][0]).digest() if side in sides
+                      else b"-")
+    return f"pairsearch:cache:{digest.hexdigest()}"
+
+
+def cached_search(key: str | None) -> str | None:
+    """The id of a live, not failed search with the same key, if any."""
+    if key is None:
+        return None
+    redis = current_app.extensions["redis"]
+    search_id = redis.get(key)
+    if search_id is None:
+        return None
+    job = fetch_search(search_id.decode())
+    if job is None or describe(job)["status"] == SearchStatus.FAILED:
+        return None
+    output = current_app.config["SETTINGS"].output_dir / f"{job.id}.jpg"
+    if job.is_finished and not output.is_file():
+        return None
+    return job.id
+
+
 def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> str:
     """Validate both sides and the options, store the uploads, enqueue; return the search id."""
     settings = current_app.config["SETTINGS"]
@@ -107,7 +141,11 @@ def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> str:
                               "and the back of the design (or at least one of them)")
     sides = {side: _read_side(upload, side, settings.max_image_pixels)
              for side, upload in uploads.items()}
+    key = cache_key(sides, options, settings)
     try:
+        cached = cached_search(key)
+        if cached is not None:  # an identical search: answer from its result
+            return cached
         check_capacity(settings)
     except RedisError:
         raise queue_unavailable() from None
@@ -117,6 +155,8 @@ def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> str:
     try:
         enqueue_search(current_app.extensions["queue"], settings, search_id, names, options.k,
                        options.front_weight, options.sides_unknown)
+        if key is not None:
+            current_app.extensions["redis"].set(key, search_id, ex=settings.result_ttl)
     except RedisError:
         for path in stored:
             path.unlink(missing_ok=True)

@@ -30,7 +30,8 @@ class Engine:
         if extractor is None:
             from worker.extract import FeatureExtractor
 
-            extractor = FeatureExtractor(settings.vgg16_weights, settings.descriptor)
+            extractor = FeatureExtractor(settings.vgg16_weights, settings.descriptor,
+                                         settings.precision)
         self.settings = settings
         self.extractor = extractor
         self.index = self._load_index()

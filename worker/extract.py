@@ -41,25 +41,49 @@ def build_vgg16(choice: WeightsChoice) -> keras.Model:
     if choice.id == "imagenet":
         return keras.applications.VGG16(weights="imagenet", include_top=False,
                                         input_shape=(224, 224, 3))
+    if choice.seed is not None:
+        keras.utils.set_random_seed(choice.seed)
     model = keras.applications.VGG16(weights=None, include_top=False, input_shape=(224, 224, 3))
     if choice.id == "bsds500":
         load_bsds500_into(model, choice.path)
-    elif choice.seed is not None:
-        keras.utils.set_random_seed(choice.seed)
-        model = keras.applications.VGG16(weights=None, include_top=False,
-                                         input_shape=(224, 224, 3))
-    else:
+    elif choice.path is not None:
         model.load_weights(str(choice.path))
     return model
+
+
+def cpu_supports_bf16() -> bool:
+    """True on CPUs with native bfloat16 arithmetic (AVX512_BF16 or AMX_BF16)."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(setting: str) -> str:
+    """PRECISION setting -> "float32" or "bfloat16" (`auto`: bfloat16 where the CPU has it)."""
+    if setting == "auto":
+        return "bfloat16" if cpu_supports_bf16() else "float32"
+    if setting not in ("float32", "bfloat16"):
+        raise ValueError(f"PRECISION must be auto, float32 or bfloat16, got {setting!r}")
+    return setting
 
 
 class FeatureExtractor:
     """One VGG16 and one descriptor. `extract` is the whole stage."""
 
-    def __init__(self, weights: str = "auto", descriptor: str = "flatten"):
+    def __init__(self, weights: str = "auto", descriptor: str = "flatten",
+                 precision: str = "float32"):
         spec = get_descriptor(descriptor)
         choice = resolve_weights(weights)
-        vgg = build_vgg16(choice)
+        self.precision = resolve_precision(precision)
+        previous = keras.config.dtype_policy()
+        keras.config.set_dtype_policy("mixed_bfloat16" if self.precision == "bfloat16"
+                                      else "float32")
+        try:
+            vgg = build_vgg16(choice)  # variables stay float32; bfloat16 only in the compute
+        finally:
+            keras.config.set_dtype_policy(previous)
         self.weights_id = choice.id
         self.weights_fingerprint = fingerprint(vgg)
         self.descriptor = descriptor
@@ -69,13 +93,14 @@ class FeatureExtractor:
         self._forward = tf.function(lambda x: spec.pool(self._feature_maps(x)),
                                     reduce_retracing=True)
         self.dim = int(self._forward(tf.zeros((1, 224, 224, 3))).shape[-1])
-        log.info("VGG16 ready: weights=%s (%s) descriptor=%s dim=%d", self.weights_id,
-                 self.weights_fingerprint, descriptor, self.dim)
+        log.info("VGG16 ready: weights=%s (%s) descriptor=%s dim=%d precision=%s",
+                 self.weights_id, self.weights_fingerprint, descriptor, self.dim, self.precision)
 
     def _feature_maps(self, x: tf.Tensor) -> list[tf.Tensor]:
         """(n, 224, 224, 3) float32 -> the spec's layer outputs, always as a list."""
         outputs = self.model(x, training=False)
-        return list(outputs) if isinstance(outputs, list | tuple) else [outputs]
+        outputs = list(outputs) if isinstance(outputs, list | tuple) else [outputs]
+        return [tf.cast(o, tf.float32) for o in outputs]  # pool in float32 whatever the compute
 
     def extract(self, canvases: np.ndarray) -> np.ndarray:
         """(n, 224, 224, 3) uint8 RGB -> (n, dim) float32, rows L2-normalised."""

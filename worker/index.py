@@ -94,6 +94,7 @@ def build_index(settings: Settings, extractor, batch_size: int = 16,
         "n_pairs": len(catalogue), "dim": extractor.dim, "dtype": "float32",
         "descriptor": extractor.descriptor,
         "weights": {"id": extractor.weights_id, "fingerprint": extractor.weights_fingerprint},
+        "precision": extractor.precision,
         "preprocess": preprocess_params(extractor.trim),
         "catalogue_fingerprint": catalogue.fingerprint(),
         "names": catalogue.names, "fronts": catalogue.fronts, "backs": catalogue.backs,
@@ -113,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     from worker.extract import FeatureExtractor
 
     try:
-        manifest = build_index(settings, FeatureExtractor(settings.vgg16_weights,
-                                                          settings.descriptor), args.batch_size)
+        extractor = FeatureExtractor(settings.vgg16_weights, settings.descriptor,
+                                     settings.precision)
+        manifest = build_index(settings, extractor, args.batch_size)
     except (CatalogueError, UnreadableImages) as exc:
         print(f"index: {exc}\nindex: the existing banks were left untouched.", file=sys.stderr)
         return 1

@@ -14,6 +14,7 @@ import numpy as np
 from rq import get_current_job
 
 from worker.engine import Engine, current
+from worker.metrics import record_timings
 from worker.preprocess import load_image, prepare, to_rgb
 from worker.queueing import UPLOAD_NAME
 from worker.render import GridCell, render_grid
@@ -117,6 +118,7 @@ def search_pair(search_id: str, front: str | None = None, back: str | None = Non
             raise ResultNotSaved(f"the result image could not be saved ({exc.strerror or exc}); "
                                  "please try again later") from exc
     timings["total_ms"] = round((time.perf_counter() - start) * 1000, 2)
+    record_timings(getattr(get_current_job(), "connection", None), timings)
     return {"results": [_hit_json(engine, hit) for hit in hits], "image": image, "k": k,
             "front_weight": front_weight, "sides_unknown": sides_unknown, "timings": timings,
             "descriptor": engine.extractor.descriptor, "weights": engine.extractor.weights_id}

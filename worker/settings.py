@@ -36,6 +36,7 @@ class Settings:
     output_dir: Path = REPO_ROOT / "output"
     vgg16_weights: str = "auto"
     descriptor: str = "flatten"
+    precision: str = "auto"
     queue_name: str = "searches"
     max_upload_mb: int = 20
     max_image_pixels: int = 40_000_000
@@ -63,6 +64,7 @@ class Settings:
             output_dir=_path(env, "OUTPUT_DIR", "output"),
             vgg16_weights=env.get("VGG16_WEIGHTS") or "auto",
             descriptor=env.get("DESCRIPTOR") or "flatten",
+            precision=env.get("PRECISION") or "auto",
             queue_name=env.get("QUEUE_NAME") or "searches",
             max_upload_mb=_int(env, "MAX_UPLOAD_MB", 20),
             max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", 40_000_000),

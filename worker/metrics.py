@@ -1,0 +1,57 @@
+"""Per-stage timing totals the worker keeps in Redis, for the web's `/metrics` to read cheaply.
+
+Redis only (no TensorFlow, no numpy): the web process imports this module. Each finished
+search adds its stage durations to one hash of sums (ms, float) and one of counts, keyed by
+stage name (`preprocess`, `extract`, `search`, `render`, `total`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+STAGE_MS_SUM = "pairsearch:metrics:stage_ms_sum"
+STAGE_COUNT = "pairsearch:metrics:stage_count"
+
+
+def stage_name(timing_key: str) -> str:
+    """`extract_ms` -> `extract` (a key without the suffix is kept as it is)."""
+    return timing_key.removesuffix("_ms")
+
+
+def record_timings(connection: Redis | None, timings: Mapping[str, float]) -> None:
+    """Add one search's `{"<stage>_ms": ms}` to the totals. Never fails the search: a Redis
+    error is logged and the sample dropped. `connection` None (no RQ job) does nothing."""
+    if connection is None or not timings:
+        return
+    try:
+        with connection.pipeline(transaction=True) as pipe:
+            for key, ms in timings.items():
+                stage = stage_name(key)
+                pipe.hincrbyfloat(STAGE_MS_SUM, stage, float(ms))
+                pipe.hincrby(STAGE_COUNT, stage, 1)
+            pipe.execute()
+    except (RedisError, TypeError, ValueError) as exc:
+        log.warning("stage timings not recorded: %s", exc)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def read_metrics(connection: Redis) -> dict[str, dict[str, float | int]]:
+    """`{stage: {"sum_ms": float, "count": int}}` for every stage recorded so far (raises
+    RedisError when Redis is away)."""
+    with connection.pipeline(transaction=True) as pipe:
+        pipe.hgetall(STAGE_MS_SUM)
+        pipe.hgetall(STAGE_COUNT)
+        sums, counts = pipe.execute()
+    sums = {_text(k): float(v) for k, v in sums.items()}
+    counts = {_text(k): int(v) for k, v in counts.items()}
+    return {stage: {"sum_ms": sums.get(stage, 0.0), "count": counts.get(stage, 0)}
+            for stage in sorted(sums.keys() | counts.keys())}
