@@ -43,8 +43,9 @@ def test_search_end_to_end(indexed_client, run_worker, indexed_settings):
     assert hits[0]["name"] == "dress-0005" and hits[0]["score"] == pytest.approx(1.0, abs=1e-3)
     assert set(hits[0]) >= {"rank", "name", "score", "front_score", "back_score", "front", "back"}
     assert all(a["score"] >= b["score"] for a, b in zip(hits, hits[1:], strict=False))
-    assert set(result["timings"]) == {"preprocess_ms", "extract_ms", "search_ms", "render_ms",
-                                      "total_ms"}
+    assert set(result["timings"]) == {"queue_wait_ms", "preprocess_ms", "extract_ms", "search_ms",
+                                      "render_ms", "total_ms"}
+    assert result["timings"]["queue_wait_ms"] >= 0
     assert result["stage"] == "render"
 
     image = indexed_client.get(result["image_url"])

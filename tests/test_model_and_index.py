@@ -96,3 +96,15 @@ def test_index_command_exits_non_zero_and_lists_failures(tmp_path, catalogue_dir
     err = capsys.readouterr().err
     assert "images/jacket-0002_front.png" in err and "left untouched" in err
     assert not (tmp_path / "features" / "manifest.json").exists()
+
+
+def test_index_writes_a_small_thumbnail_per_image(features_dir, catalogue_dir):
+    from PIL import Image
+
+    from worker.thumbnails import thumbnail_path
+
+    cat = load_catalogue(catalogue_dir)
+    distinct = set(cat.fronts) | set(cat.backs)
+    assert len(list((features_dir / "thumbs").glob("*.jpg"))) == len(distinct)
+    with Image.open(thumbnail_path(features_dir, cat.fronts[0])) as thumb:
+        assert thumb.format == "JPEG" and max(thumb.size) == 150

@@ -11,7 +11,8 @@ from redis import Redis
 from worker.bank import BankError
 from worker.catalogue import CatalogueError
 from worker.service import make_worker, start_engine
-from worker.settings import Settings
+from worker.settings import InvalidSetting, Settings
+from worker.weights import WeightsUnavailable
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,9 +22,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_env()
+
     try:
         engine = start_engine(settings)
-    except (BankError, CatalogueError, ValueError, RuntimeError) as exc:
+    except (BankError, CatalogueError, InvalidSetting, WeightsUnavailable) as exc:
         print(f"worker: cannot start: {exc}", file=sys.stderr)
         return 2
     connection = Redis.from_url(settings.redis_url)

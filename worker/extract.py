@@ -12,6 +12,7 @@ import os
 import numpy as np
 
 from worker.bank import l2_normalise
+from worker.settings import InvalidSetting
 from worker.weights import WeightsChoice, fingerprint, load_bsds500_into, resolve_weights
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -23,7 +24,7 @@ from worker.descriptors import DESCRIPTORS, Descriptor  # noqa: E402
 log = logging.getLogger(__name__)
 
 
-class UnknownDescriptor(ValueError):
+class UnknownDescriptor(InvalidSetting):
     pass
 
 
@@ -65,7 +66,7 @@ def resolve_precision(setting: str) -> str:
     if setting == "auto":
         return "bfloat16" if cpu_supports_bf16() else "float32"
     if setting not in ("float32", "bfloat16"):
-        raise ValueError(f"PRECISION must be auto, float32 or bfloat16, got {setting!r}")
+        raise InvalidSetting(f"PRECISION must be auto, float32 or bfloat16, got {setting!r}")
     return setting
 
 

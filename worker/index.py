@@ -14,14 +14,17 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from worker.bank import write_bank
 from worker.catalogue import Catalogue, CatalogueError, load_catalogue
-from worker.preprocess import ImageRejected, prepare, preprocess_params
-from worker.settings import Settings
+from worker.preprocess import ImageRejected, load_image, preprocess_params, to_canvas, to_rgb
+from worker.settings import InvalidSetting, Settings
+from worker.thumbnails import write_thumbnail
+from worker.weights import WeightsUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +38,16 @@ class UnreadableImages(RuntimeError):
         self.failures = failures
 
 
-def _prepared(catalogue: Catalogue, paths: list[str], max_pixels: int, trim: bool
-              ) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
+def _prepared(catalogue: Catalogue, paths: list[str], max_pixels: int, trim: bool,
+              thumbs_dir: Path | None) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
+    """(path, (224, 224, 3) uint8 canvas or None, error or None) per path, in order; writes
+    each image's grid thumbnail on the way when `thumbs_dir` is given."""
     def load(rel: str):
         try:
-            return rel, prepare(catalogue.image_path(rel), max_pixels, trim), None
+            rgb = to_rgb(load_image(catalogue.image_path(rel), max_pixels))
+            if thumbs_dir is not None:
+                write_thumbnail(thumbs_dir, rel, rgb)
+            return rel, to_canvas(rgb, trim), None
         except ImageRejected as exc:
             return rel, None, str(exc)
         except OSError as exc:  # missing file, permission denied
@@ -50,7 +58,8 @@ def _prepared(catalogue: Catalogue, paths: list[str], max_pixels: int, trim: boo
 
 
 def extract_images(extractor, catalogue: Catalogue, batch_size: int = 16,
-                   max_pixels: int = 40_000_000, progress: bool = True) -> dict[str, np.ndarray]:
+                   max_pixels: int = 40_000_000, progress: bool = True,
+                   thumbs_dir: Path | None = None) -> dict[str, np.ndarray]:
     """Every distinct image path -> (dim,) float32 unit descriptor. Raises UnreadableImages."""
     paths = list(dict.fromkeys([*catalogue.fronts, *catalogue.backs]))
     features: dict[str, np.ndarray] = {}
@@ -65,7 +74,7 @@ def extract_images(extractor, catalogue: Catalogue, batch_size: int = 16,
             batch.clear()
 
     bar = tqdm(total=len(paths), unit="img", desc="indexing", disable=not progress)
-    for rel, canvas, error in _prepared(catalogue, paths, max_pixels, extractor.trim):
+    for rel, canvas, error in _prepared(catalogue, paths, max_pixels, extractor.trim, thumbs_dir):
         if error is not None:
             failures.append((rel, error))
         elif not failures:
@@ -87,7 +96,7 @@ def build_index(settings: Settings, extractor, batch_size: int = 16,
     start = time.perf_counter()
     catalogue = load_catalogue(settings.database_dir)
     features = extract_images(extractor, catalogue, batch_size, settings.max_image_pixels,
-                              progress)
+                              progress, thumbs_dir=settings.features_dir)
     front = np.stack([features[p] for p in catalogue.fronts]).astype(np.float32)
     back = np.stack([features[p] for p in catalogue.backs]).astype(np.float32)
     manifest = {
@@ -117,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         extractor = FeatureExtractor(settings.vgg16_weights, settings.descriptor,
                                      settings.precision)
         manifest = build_index(settings, extractor, args.batch_size)
-    except (CatalogueError, UnreadableImages) as exc:
+    except (CatalogueError, UnreadableImages, InvalidSetting, WeightsUnavailable) as exc:
         print(f"index: {exc}\nindex: the existing banks were left untouched.", file=sys.stderr)
         return 1
     print(f"indexed {manifest['n_pairs']} pairs ({manifest['descriptor']}, dim {manifest['dim']},"

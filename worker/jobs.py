@@ -15,10 +15,11 @@ from rq import get_current_job
 
 from worker.engine import Engine, current
 from worker.metrics import record_timings
-from worker.preprocess import load_image, prepare, to_rgb
+from worker.preprocess import prepare
 from worker.queueing import UPLOAD_NAME
 from worker.render import GridCell, render_grid
 from worker.search import SearchHit, top_k
+from worker.thumbnails import load_thumbnail
 
 
 class SearchInputError(ValueError):
@@ -77,11 +78,20 @@ def _grid_cells(engine: Engine, query: list[np.ndarray | None],
                        if img is not None)
     cells = [GridCell(query[0] if query[0] is not None else blank,
                       query[1] if query[1] is not None else blank, "Query", sides)]
+    features_dir = engine.settings.features_dir
     for hit in hits:
-        front, back = (np.asarray(to_rgb(load_image(cat.image_path(rel))))
+        front, back = (load_thumbnail(features_dir, cat, rel)
                        for rel in (cat.fronts[hit.index], cat.backs[hit.index]))
         cells.append(GridCell(front, back, f"#{hit.rank}  {cat.names[hit.index]}", _score_line(hit)))
     return cells
+
+
+def _queue_wait_ms() -> float | None:
+    """How long the current job waited in the queue before a worker started it."""
+    job = get_current_job()
+    if job is None or job.enqueued_at is None or job.started_at is None:
+        return None
+    return round((job.started_at - job.enqueued_at).total_seconds() * 1000, 2)
 
 
 def _check_options(front: str | None, back: str | None, k: int, front_weight: float) -> None:
@@ -99,6 +109,8 @@ def search_pair(search_id: str, front: str | None = None, back: str | None = Non
     engine = current()
     _check_options(front, back, k, front_weight)
     timings: dict[str, float] = {}
+    if (wait := _queue_wait_ms()) is not None:
+        timings["queue_wait_ms"] = wait
     start = time.perf_counter()
     with stage("preprocess", timings):
         max_pixels, trim = engine.settings.max_image_pixels, engine.extractor.trim

@@ -11,6 +11,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
+class InvalidSetting(ValueError):
+    """A setting with a value the service cannot use; the message names it."""
+
+
 def _int(environ: Mapping[str, str], name: str, default: int) -> int:
     raw = environ.get(name)
     if raw is None or raw == "":
@@ -18,7 +22,7 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise ValueError(f"setting {name} must be an integer, got {raw!r}") from None
+        raise InvalidSetting(f"setting {name} must be an integer, got {raw!r}") from None
 
 
 def _path(environ: Mapping[str, str], name: str, default: str) -> Path:

@@ -1,0 +1,740 @@
+"""Performance of the paired search: the search stage against bank sizes, and the service end to end.
+
+`python -m benchmarks.perf sizes [--dim 1024] [--sizes 3000,30000,300000,1000000] [--queries 20]`
+    Synthetic L2-normalised banks (front and back, float32 and float16 storage); times
+    `worker.search.top_k(bank, qf, qb, 20, 0.5)` per query with float32 queries (what the
+    extractor returns). A size/dtype whose estimated cost exceeds `--budget-s` is skipped.
+
+`python -m benchmarks.perf e2e [--pairs 3000] [--searches 50] [--concurrent 100] [--workers 1,2]
+[--descriptor D] [--weights bsds500] [--precision auto]`
+    In a temporary directory: redis-server on a free port, a sample catalogue, the index built
+    by `python -m worker.index` (wall time, images/s, peak RSS), gunicorn + one `python -m
+    worker` (start-up time to the first finished search), sequential searches over HTTP (per
+    stage p50/p95), process RSS, then bursts of concurrent searches with 1, 2... workers.
+
+Every subcommand prints its command line and key settings, then markdown tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import platform
+import resource
+import shlex
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from worker.bank import FeatureBank
+from worker.search import top_k
+from worker.settings import REPO_ROOT, Settings
+
+K = 20
+FRONT_WEIGHT = 0.5
+MIB = 1024 * 1024
+
+
+# --- output -----------------------------------------------------------------------------------
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if values else None
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    return "n/a" if value is None else f"{value:,.{digits}f}"
+
+
+def md_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def emit(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def preamble(title: str, argv: Sequence[str], settings: dict[str, object]) -> None:
+    emit(f"## {title}\n")
+    emit(f"`python -m benchmarks.perf {shlex.join(argv)}`\n")
+    host = {"python": platform.python_version(), "numpy": np.__version__,
+            "cpus": os.cpu_count(), "machine": platform.machine(),
+            "load average (1/5 min) at start": " / ".join(f"{x:.2f}" for x in os.getloadavg()[:2])}
+    for key, value in {**host, **settings}.items():
+        emit(f"- {key}: {value}")
+    emit()
+
+
+def ints(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
+# --- sizes: the search stage alone ------------------------------------------------------------
+
+def unit_rows(rng: np.random.Generator, n: int, dim: int, dtype: np.dtype,
+              chunk: int = 16384) -> np.ndarray:
+    """(n, dim) random unit rows stored as `dtype`, generated chunk-wise in float32."""
+    out = np.empty((n, dim), dtype=dtype)
+    for start in range(0, n, chunk):
+        block = rng.standard_normal((min(chunk, n - start), dim), dtype=np.float32)
+        block /= np.linalg.norm(block, axis=1, keepdims=True)
+        out[start:start + block.shape[0]] = block
+    return out
+
+
+def synthetic_bank(rng: np.random.Generator, n: int, dim: int, dtype: np.dtype) -> FeatureBank:
+    return FeatureBank(unit_rows(rng, n, dim, dtype), unit_rows(rng, n, dim, dtype), manifest={})
+
+
+def time_search(bank: FeatureBank, queries: np.ndarray) -> list[float]:
+    """ms per `top_k` call, one call per pair of query rows (front, back)."""
+    times = []
+    for q_front, q_back in queries:
+        start = time.perf_counter()
+        top_k(bank, q_front, q_back, K, FRONT_WEIGHT)
+        times.append((time.perf_counter() - start) * 1000)
+    return times
+
+
+def estimate_seconds(n: int, dim: int, dtype: np.dtype, n_queries: int,
+                     rng: np.random.Generator, probe_rows: int = 20000) -> tuple[float, float]:
+    """(estimated seconds for the warm-up call + the timed queries, estimated ms per query),
+    from a probe bank of at most `probe_rows` pairs scaled linearly to `n`."""
+    rows = min(n, probe_rows)
+    probe = synthetic_bank(rng, rows, dim, dtype)
+    query = unit_rows(rng, 2, dim, np.dtype(np.float32))[None]
+    time_search(probe, query)  # first call: page faults, allocator
+    per_query_ms = float(np.median(time_search(probe, np.repeat(query, 3, axis=0))))
+    scale = n / rows
+    return per_query_ms / 1000 * (n_queries + 1) * scale, per_query_ms * scale
+
+
+def size_row(n: int, dim: int, dtype: np.dtype, n_queries: int, budget_s: float,
+             rng: np.random.Generator) -> list[object]:
+    per_pair = 2 * dim * dtype.itemsize
+    bank_mib = n * per_pair / MIB
+    head: list[object] = [f"{n:,}", dtype.name, dim, f"{per_pair:,}", fmt(bank_mib)]
+    est_s, est_ms = estimate_seconds(n, dim, dtype, n_queries, rng)
+    if est_s > budget_s:
+        return [*head, "-", "-", "-", "-",
+                f"skipped (est. {est_s:,.0f} s > {budget_s:.0f} s; ~{est_ms:,.0f} ms/query)"]
+    start = time.perf_counter()
+    bank = synthetic_bank(rng, n, dim, dtype)
+    build_s = time.perf_counter() - start
+    queries = unit_rows(rng, 2 * (n_queries + 1), dim, np.dtype(np.float32)).reshape(-1, 2, dim)
+    times = time_search(bank, queries)[1:]  # the first call warms up
+    del bank
+    p50 = percentile(times, 50)
+    gb_s = n * per_pair / 1e9 / (p50 / 1000) if p50 else None
+    return [*head, fmt(build_s, 2), fmt(p50, 2), fmt(percentile(times, 95), 2), fmt(gb_s, 2),
+            f"{len(times)} queries"]
+
+
+def cmd_sizes(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    sizes = ints(args.sizes)
+    preamble("Search stage vs bank size", argv, {
+        "dim": args.dim, "sizes": sizes, "queries per size/dtype": args.queries,
+        "k": K, "front_weight": FRONT_WEIGHT, "query dtype": "float32 (as the extractor returns)",
+        "budget per size/dtype": f"{args.budget_s:.0f} s of searching, estimated from a "
+                                 "20k-pair probe (bank generation not counted)",
+        "build s": "time to generate the synthetic bank (not part of the service)",
+        "banks": "synthetic random unit rows, front + back, in RAM (not memory-mapped)"})
+    rng = np.random.default_rng(args.seed)
+    rows = []
+    for n in sizes:
+        for dtype in (np.dtype(np.float32), np.dtype(np.float16)):
+            rows.append(size_row(n, args.dim, dtype, args.queries, args.budget_s, rng))
+            print(f"done: {n} pairs {dtype.name}", file=sys.stderr, flush=True)
+    emit(md_table(["pairs", "dtype", "dim", "bytes/pair", "bank MiB", "build s", "p50 ms",
+                   "p95 ms", "GB/s at p50", "note"], rows))
+    return 0
+
+
+# --- e2e: processes ---------------------------------------------------------------------------
+
+def spawn(cmd: Sequence[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    with log.open("ab") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(list(cmd), env=env, cwd=REPO_ROOT, stdout=out,
+                                stderr=subprocess.STDOUT)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 30) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def proc_ppid(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])  # fields after "(comm)": state, ppid, ...
+
+
+def children(pid: int) -> list[int]:
+    pids = (int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit())
+    return [child for child in pids if proc_ppid(child) == pid]
+
+
+def rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str,
+               interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not reached within {timeout:.0f} s")
+        time.sleep(interval)
+
+
+def http_up(url: str) -> bool:
+    import requests
+
+    try:
+        requests.get(url, timeout=2)
+        return True
+    except requests.ConnectionError:
+        return False
+
+
+@dataclass
+class Service:
+    """What one e2e run has started; `close` stops all of it."""
+
+    tmp: Path
+    env: dict[str, str]
+    base: str
+    redis_url: str
+    queue_name: str
+    logs: Path
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    workers: list[subprocess.Popen] = field(default_factory=list)
+
+    def queue(self):
+        from redis import Redis
+        from rq import Queue
+
+        return Queue(self.queue_name, connection=Redis.from_url(self.redis_url))
+
+    def worker_count(self) -> int:
+        from rq import Worker
+
+        return Worker.count(queue=self.queue())
+
+    def start_worker(self) -> subprocess.Popen:
+        log = self.logs / f"worker-{len(self.workers) + 1}.log"
+        proc = spawn([sys.executable, "-m", "worker"], self.env, log)
+        self.workers.append(proc)
+        return proc
+
+    def check_alive(self) -> None:
+        for name, proc in [*self.procs.items(), *(("worker", w) for w in self.workers)]:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} (pid {proc.pid}) exited with {proc.returncode}")
+
+    def close(self) -> None:
+        for proc in self.workers:  # all warm shutdowns at once, then wait for each
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.workers:
+            stop_process(proc)
+        for name in ("web", "redis"):
+            if name in self.procs:
+                stop_process(self.procs[name])
+
+
+def service_env(tmp: Path, redis_url: str, args: argparse.Namespace) -> dict[str, str]:
+    return {**os.environ, "DATABASE_DIR": str(tmp / "database"),
+            "FEATURES_DIR": str(tmp / "features"), "UPLOAD_DIR": str(tmp / "uploads"),
+            "OUTPUT_DIR": str(tmp / "output"), "REDIS_URL": redis_url,
+            "VGG16_WEIGHTS": args.weights, "DESCRIPTOR": args.descriptor,
+            "PRECISION": args.precision, "QUEUE_NAME": args.queue_name, "REQUIRE_WORKER": "1",
+            "MAX_QUEUE_LENGTH": "1000"}
+
+
+# --- e2e: catalogue, index and query images -------------------------------------------------
+
+def catalogue_paths(database: Path) -> list[tuple[str, str]]:
+    with (database / "pairs.csv").open(newline="") as f:
+        return [(row["front"], row["back"]) for row in csv.DictReader(f)]
+
+
+@dataclass(frozen=True)
+class IndexBuild:
+    images: int
+    wall_s: float
+    build_s: float | None
+    peak_rss_kb: int
+
+
+def build_index(service: Service) -> IndexBuild:
+    import json
+
+    pairs = catalogue_paths(service.tmp / "database")
+    images = len({p for pair in pairs for p in pair})
+    log = service.logs / "index.log"
+    start = time.perf_counter()
+    with log.open("ab") as out:
+        rc = subprocess.run([sys.executable, "-m", "worker.index"], env=service.env, cwd=REPO_ROOT,
+                            stdout=out, stderr=subprocess.STDOUT).returncode
+    wall = time.perf_counter() - start
+    if rc != 0:
+        raise RuntimeError(f"python -m worker.index exited with {rc}:\n{tail(log)}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KB on Linux
+    manifest = json.loads((service.tmp / "features" / "manifest.json").read_text())
+    return IndexBuild(images, wall, manifest.get("build_seconds"), peak)
+
+
+class QueryImages:
+    """Catalogue drawings as PNG bytes, each with one pixel changed so no two searches (and
+    no catalogue image) share bytes: the service's result cache never answers them."""
+
+    def __init__(self, database: Path):
+        self.database = database
+        self.pairs = catalogue_paths(database)
+        self.count = 0
+        self._cache: dict[str, np.ndarray] = {}
+
+    def _pixels(self, rel: str) -> np.ndarray:
+        from PIL import Image
+
+        if rel not in self._cache:
+            with Image.open(self.database / rel) as img:
+                self._cache[rel] = np.asarray(img.convert("RGB"))
+        return self._cache[rel]
+
+    @staticmethod
+    def _png(pixels: np.ndarray) -> bytes:
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, format="PNG")
+        return buf.getvalue()
+
+    def next(self) -> tuple[bytes, bytes]:
+        i = self.count
+        self.count += 1
+        front_rel, back_rel = self.pairs[i % len(self.pairs)]
+        front = self._pixels(front_rel).copy()
+        h, w, _ = front.shape
+        y, x = divmod(i % (h * w), w)
+        front[y, x] ^= 0x55  # a different pixel per search
+        return self._png(front), self._png(self._pixels(back_rel))
+
+
+# --- e2e: searches over HTTP ------------------------------------------------------------------
+
+@dataclass
+class Submission:
+    status: int
+    search_id: str | None
+    url: str | None
+    start: float  # perf_counter at POST start
+    post_ms: float
+    error: str | None = None
+
+
+def post_search(session, base: str, front: bytes, back: bytes) -> Submission:
+    start = time.perf_counter()
+    r = session.post(f"{base}/api/searches", timeout=60,
+                     files={"front": ("front.png", front, "image/png"),
+                            "back": ("back.png", back, "image/png")})
+    post_ms = (time.perf_counter() - start) * 1000
+    body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+    if r.status_code == 202:
+        return Submission(202, body["id"], body["url"], start, post_ms)
+    return Submission(r.status_code, None, None, start, post_ms, body.get("error"))
+
+
+def poll_http(session, base: str, url: str, timeout: float = 600,
+              interval: float = 0.01) -> tuple[dict, float]:
+    """Poll until finished or failed: (body, perf_counter when seen)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = session.get(f"{base}{url}", timeout=30).json()
+        if body.get("status") in ("finished", "failed"):
+            return body, time.perf_counter()
+        time.sleep(interval)
+    raise TimeoutError(f"{url} did not finish within {timeout:.0f} s")
+
+
+@dataclass(frozen=True)
+class StartUp:
+    registered_s: float
+    first_finished_s: float
+    status: str
+
+
+def worker_start_up(service: Service, images: QueryImages, timeout: float) -> StartUp:
+    """Spawn one worker, submit a search at once (retrying while the web refuses it with 503
+    no_worker, REQUIRE_WORKER=1) and poll it to the end."""
+    import requests
+
+    session = requests.Session()
+    front, back = images.next()
+    t0 = time.perf_counter()
+    service.start_worker()
+    sub = post_search(session, service.base, front, back)
+    deadline = time.monotonic() + timeout
+
+    def registered() -> bool:
+        service.check_alive()
+        return service.worker_count() >= 1
+
+    while sub.status == 503 and sub.error == "no_worker" and time.monotonic() < deadline:
+        wait_until(registered, timeout, "worker registered")
+        sub = post_search(session, service.base, front, back)
+    if sub.status != 202:
+        raise RuntimeError(f"first search refused: {sub.status} {sub.error}")
+    registered = sub.start - t0
+    body, seen = poll_http(session, service.base, sub.url, timeout)
+    return StartUp(registered, seen - t0, body["status"])
+
+
+@dataclass
+class SequentialSample:
+    post_ms: float
+    e2e_ms: float
+    status: str
+    timings: dict[str, float]
+
+
+def sequential_searches(service: Service, images: QueryImages, n: int,
+                        timeout: float) -> list[SequentialSample]:
+    import requests
+
+    session = requests.Session()
+    samples = []
+    for _ in range(n):
+        front, back = images.next()
+        sub = post_search(session, service.base, front, back)
+        if sub.status != 202:
+            raise RuntimeError(f"sequential search refused: {sub.status} {sub.error}")
+        body, seen = poll_http(session, service.base, sub.url, timeout)
+        samples.append(SequentialSample(sub.post_ms, (seen - sub.start) * 1000, body["status"],
+                                        body.get("timings") or {}))
+    return samples
+
+
+def stage_rows(samples: list[SequentialSample]) -> list[list[object]]:
+    done = [s for s in samples if s.status == "finished"]
+
+    def row(label: str, values: list[float]) -> list[object]:
+        return [label, len(values), fmt(percentile(values, 50)), fmt(percentile(values, 95))]
+
+    def timing(key: str) -> list[float]:
+        return [float(s.timings[key]) for s in done if s.timings.get(key) is not None]
+
+    rows = [row("upload handling (POST request)", [s.post_ms for s in samples])]
+    queue_wait = timing("queue_wait_ms")
+    rows.append(row("queue wait (timings.queue_wait_ms)", queue_wait) if queue_wait
+                else ["queue wait (timings.queue_wait_ms)", 0, "not reported", "not reported"])
+    for stage in ("preprocess", "extract", "search", "render"):
+        rows.append(row(stage, timing(f"{stage}_ms")))
+    rows.append(row("total job (timings.total_ms)", timing("total_ms")))
+    rows.append(row("end-to-end (POST start -> finished seen, 10 ms poll)",
+                    [s.e2e_ms for s in done]))
+    overhead = [s.e2e_ms - float(s.timings["total_ms"]) for s in done if "total_ms" in s.timings]
+    rows.append(row("end-to-end minus total job", overhead))
+    return rows
+
+
+def rss_rows(service: Service) -> list[list[object]]:
+    rows: list[list[object]] = []
+    for i, proc in enumerate(service.workers, start=1):
+        rows.append([f"worker {i}", proc.pid, fmt(rss_kb(proc.pid) / 1024)])
+    web = service.procs["web"].pid
+    web_pids = [web, *children(web)]
+    rows.append([f"gunicorn (master + {len(web_pids) - 1} workers)", " ".join(map(str, web_pids)),
+                 fmt(sum(rss_kb(pid) for pid in web_pids) / 1024)])
+    redis = service.procs["redis"].pid
+    rows.append(["redis-server", redis, fmt(rss_kb(redis) / 1024)])
+    return rows
+
+
+# --- e2e: concurrent bursts -------------------------------------------------------------------
+
+def ensure_workers(service: Service, n: int, timeout: float) -> float:
+    """Exactly `n` worker processes, all registered; returns the seconds it took."""
+    start = time.perf_counter()
+    while len(service.workers) > n:
+        stop_process(service.workers.pop())
+    while len(service.workers) < n:
+        service.start_worker()
+
+    def ready() -> bool:
+        service.check_alive()
+        return service.worker_count() == n
+
+    wait_until(ready, timeout, f"{n} registered worker(s)", interval=0.2)
+    return time.perf_counter() - start
+
+
+TERMINAL = {"finished": "finished", "failed": "failed", "stopped": "failed", "canceled": "failed"}
+
+
+def job_outcomes(connection, ids: list[str]) -> dict[str, str]:
+    """search id -> "finished"/"failed" for those that ended (one pipelined Redis read)."""
+    from rq.job import Job
+
+    ended = {}
+    for search_id, job in zip(ids, Job.fetch_many(ids, connection=connection), strict=True):
+        status = None if job is None else job.get_status(refresh=False)
+        outcome = TERMINAL.get(getattr(status, "value", status) or "")
+        if job is None or outcome:
+            ended[search_id] = outcome or "failed"
+    return ended
+
+
+@dataclass
+class Burst:
+    workers: int
+    ready_s: float
+    submissions: list[Submission] = field(default_factory=list)
+    ended: dict[str, tuple[str, float]] = field(default_factory=dict)  # id -> (outcome, seen)
+
+
+def submit_all(service: Service, payloads: list[tuple[bytes, bytes]],
+               threads: int) -> tuple[ThreadPoolExecutor, list[Future]]:
+    import requests
+
+    local = threading.local()
+
+    def submit(payload: tuple[bytes, bytes]) -> Submission:
+        if not hasattr(local, "session"):
+            local.session = requests.Session()
+        return post_search(local.session, service.base, *payload)
+
+    pool = ThreadPoolExecutor(max_workers=threads)
+    return pool, [pool.submit(submit, payload) for payload in payloads]
+
+
+def run_burst(service: Service, images: QueryImages, workers: int, n: int, threads: int,
+              timeout: float) -> Burst:
+    """Submit `n` searches at once; watch Redis (every 20 ms) until every accepted one ends."""
+    from redis import Redis
+
+    burst = Burst(workers, ensure_workers(service, workers, timeout))
+    payloads = [images.next() for _ in range(n)]
+    connection = Redis.from_url(service.redis_url)
+    pool, futures = submit_all(service, payloads, threads)
+    pending: dict[str, Submission] = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while futures or pending:
+            for future in [f for f in futures if f.done()]:
+                futures.remove(future)
+                sub = future.result()
+                burst.submissions.append(sub)
+                if sub.search_id:
+                    pending[sub.search_id] = sub
+            if pending:
+                seen = time.perf_counter()
+                for search_id, outcome in job_outcomes(connection, list(pending)).items():
+                    burst.ended[search_id] = (outcome, seen)
+                    pending.pop(search_id)
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return burst
+
+
+def burst_row(burst: Burst) -> list[object]:
+    subs = burst.submissions
+    accepted = {s.search_id: s for s in subs if s.search_id}
+    refused = Counter(f"{s.status} {s.error or ''}".strip() for s in subs if not s.search_id)
+    outcomes = Counter(outcome for outcome, _ in burst.ended.values())
+    first = min((s.start for s in subs), default=0.0)
+    last = max((seen for _, seen in burst.ended.values()), default=first)
+    wall = last - first
+    latencies = [(seen - accepted[i].start) * 1000 for i, (outcome, seen) in burst.ended.items()
+                 if outcome == "finished"]
+    unfinished = len(accepted) - len(burst.ended)
+    return [burst.workers, fmt(burst.ready_s), len(subs), len(accepted),
+            ", ".join(f"{k} x{v}" for k, v in refused.items()) or "0",
+            outcomes["finished"], outcomes["failed"] + unfinished, fmt(wall, 2),
+            fmt(outcomes["finished"] / wall if wall > 0 else None, 2),
+            fmt(percentile(latencies, 50), 0), fmt(percentile(latencies, 95), 0)]
+
+
+# --- e2e: the whole run -----------------------------------------------------------------------
+
+@contextmanager
+def started_service(args: argparse.Namespace) -> Iterator[Service]:
+    from worker.redis_server import free_port, start_redis
+
+    with ExitStack() as stack:
+        tmp = Path(tempfile.mkdtemp(prefix="perf-e2e-") if args.keep else
+                   stack.enter_context(tempfile.TemporaryDirectory(prefix="perf-e2e-")))
+        logs = tmp / "logs"
+        logs.mkdir()
+        port = free_port()
+        redis_url = f"redis://127.0.0.1:{port}/0"
+        service = Service(tmp, service_env(tmp, redis_url, args), "", redis_url, args.queue_name,
+                          logs)
+        stack.callback(service.close)
+        service.procs["redis"] = start_redis(port, tmp / "redis")
+        try:
+            yield service
+        except BaseException:
+            for log in sorted(logs.glob("*.log")):
+                print(f"--- {log.name} (tail)\n{tail(log)}", file=sys.stderr)
+            raise
+        finally:
+            if args.keep:
+                emit(f"\nkept {tmp}")
+
+
+def start_web(service: Service, timeout: float) -> None:
+    from worker.redis_server import free_port
+
+    port = free_port()
+    service.base = f"http://127.0.0.1:{port}"
+    service.procs["web"] = spawn(
+        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+         "--threads", "8", "web:create_app()"], service.env, service.logs / "gunicorn.log")
+
+    def up() -> bool:
+        service.check_alive()
+        return http_up(f"{service.base}/healthz")
+
+    wait_until(up, timeout, "gunicorn answering /healthz", interval=0.2)
+
+
+def index_settings(service: Service) -> dict[str, object]:
+    import json
+
+    m = json.loads((service.tmp / "features" / "manifest.json").read_text())
+    return {"pairs": m.get("n_pairs"), "dim": m.get("dim"), "descriptor": m.get("descriptor"),
+            "weights": (m.get("weights") or {}).get("id"), "precision": m.get("precision")}
+
+
+def report_index(build: IndexBuild, service: Service) -> None:
+    emit("### Index build (`python -m worker.index`, subprocess)\n")
+    emit(md_table(
+        ["images", "wall s", "build s (manifest)", "images/s (wall)", "images/s (build)",
+         "peak RSS MiB"],
+        [[build.images, fmt(build.wall_s, 2), fmt(build.build_s, 2),
+          fmt(build.images / build.wall_s, 2),
+          fmt(build.images / build.build_s if build.build_s else None, 2),
+          fmt(build.peak_rss_kb / 1024)]]))
+    emit(f"\nindex: {index_settings(service)}\n")
+
+
+def cmd_e2e(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    worker_counts = ints(args.workers)
+    preamble("Service end to end", argv, {
+        "pairs": args.pairs, "sequential searches": args.searches,
+        "concurrent searches": args.concurrent, "worker counts": worker_counts,
+        "submit threads": args.threads, "descriptor": args.descriptor, "weights": args.weights,
+        "precision (setting)": args.precision, "gunicorn": "--workers 2 --threads 8",
+        "queries": "catalogue drawings, one pixel changed per search (no cache hits)"})
+    from worker.sample import write_catalogue
+
+    with started_service(args) as service:
+        start = time.perf_counter()
+        write_catalogue(service.tmp / "database", args.pairs, seed=7)
+        emit(f"catalogue: {args.pairs} pairs written in {time.perf_counter() - start:.1f} s\n")
+        report_index(build_index(service), service)
+
+        start_web(service, args.timeout)
+        images = QueryImages(service.tmp / "database")
+        startup = worker_start_up(service, images, args.timeout)
+        emit("### Worker start-up (spawn -> first search)\n")
+        emit(md_table(["spawn -> registered (first POST accepted) s",
+                       "spawn -> first search finished s", "first search"],
+                      [[fmt(startup.registered_s, 2), fmt(startup.first_finished_s, 2),
+                        startup.status]]))
+
+        samples = sequential_searches(service, images, args.searches, args.timeout)
+        failed = sum(s.status != "finished" for s in samples)
+        emit(f"\n### Sequential searches ({len(samples)}, {failed} failed), 1 worker\n")
+        emit(md_table(["stage", "n", "p50 ms", "p95 ms"], stage_rows(samples)))
+        emit("\n### RSS after the sequential run (VmRSS)\n")
+        emit(md_table(["process", "pid(s)", "RSS MiB"], rss_rows(service)))
+
+        rows = []
+        for n in worker_counts:
+            rows.append(burst_row(run_burst(service, images, n, args.concurrent, args.threads,
+                                            args.timeout)))
+        emit(f"\n### Concurrent bursts ({args.concurrent} searches from {args.threads} threads;"
+             " end seen by polling Redis every 20 ms)\n")
+        emit(md_table(["workers", "ready s", "submitted", "accepted", "refused", "finished",
+                       "failed", "wall s", "searches/s", "p50 e2e ms", "p95 e2e ms"], rows))
+    return 0
+
+
+# --- command line -----------------------------------------------------------------------------
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.perf", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("sizes", help="top_k against synthetic banks of several sizes")
+    s.add_argument("--dim", type=int, default=1024)
+    s.add_argument("--sizes", default="3000,30000,300000,1000000")
+    s.add_argument("--queries", type=int, default=20)
+    s.add_argument("--budget-s", type=float, default=60.0,
+                   help="skip a size/dtype estimated to take longer (default 60)")
+    s.add_argument("--seed", type=int, default=0)
+    e = sub.add_parser("e2e", help="the whole service: index, start-up, searches, bursts")
+    e.add_argument("--pairs", type=int, default=3000)
+    e.add_argument("--searches", type=int, default=50)
+    e.add_argument("--concurrent", type=int, default=100)
+    e.add_argument("--workers", default="1,2")
+    e.add_argument("--threads", type=int, default=25)
+    e.add_argument("--descriptor", default=os.environ.get("DESCRIPTOR") or Settings().descriptor)
+    e.add_argument("--weights", default="bsds500")
+    e.add_argument("--precision", default="auto")
+    e.add_argument("--queue-name", default="perf")
+    e.add_argument("--timeout", type=float, default=1800.0,
+                   help="seconds any single wait may take (default 1800)")
+    e.add_argument("--keep", action="store_true", help="keep the temporary directory and logs")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser().parse_args(argv)
+    if args.command == "sizes":
+        return cmd_sizes(args, argv)
+    return cmd_e2e(args, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

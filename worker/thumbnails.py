@@ -1,0 +1,46 @@
+"""Catalogue thumbnails made at index time, so rendering a grid reads 40 small JPEGs instead
+of decoding and shrinking 40 full drawings."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from worker.catalogue import Catalogue
+from worker.preprocess import load_image, to_rgb
+from worker.render import THUMB
+
+THUMB_DIR = "thumbs"
+
+
+def thumbnail_path(features_dir: Path, relative: str) -> Path:
+    """Where the thumbnail of catalogue image `relative` lives (keyed by its path)."""
+    return Path(features_dir) / THUMB_DIR / f"{hashlib.sha1(relative.encode()).hexdigest()[:20]}.jpg"
+
+
+def write_thumbnail(features_dir: Path, relative: str, rgb: Image.Image) -> None:
+    """Shrink an RGB drawing to fit THUMB x THUMB and store it as JPEG (written aside first)."""
+    thumb = rgb.copy()
+    thumb.thumbnail((THUMB, THUMB), Image.Resampling.BICUBIC)
+    path = thumbnail_path(features_dir, relative)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    thumb.save(buf, "JPEG", quality=88)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+    tmp.write_bytes(buf.getvalue())
+    os.replace(tmp, path)
+
+
+def load_thumbnail(features_dir: Path, catalogue: Catalogue, relative: str) -> np.ndarray:
+    """(h, w, 3) uint8 thumbnail of a catalogue image; the full drawing if none was made."""
+    path = thumbnail_path(features_dir, relative)
+    if path.is_file():
+        with Image.open(path, formats=("JPEG",)) as img:
+            return np.asarray(img.convert("RGB"))
+    return np.asarray(to_rgb(load_image(catalogue.image_path(relative))))
