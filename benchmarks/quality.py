@@ -171,13 +171,11 @@ def render_query(catalogue: Catalogue, query: Query) -> tuple[Image.Image, Image
 # --- banks and evaluation -------------------------------------------------------------------
 
 def build_bank(extractor, catalogue: Catalogue) -> FeatureBank:
-    """In-process banks, as `worker.index` builds them: two (n_pairs, dim) float32."""
-    from worker.index import extract_images
+    """In-process banks, built by the indexer's own code: two (n_pairs, dim) float32."""
+    from worker.index import compute_banks
 
-    features = extract_images(extractor, catalogue, batch_size=16, progress=False)
-    front = np.stack([features[p] for p in catalogue.fronts]).astype(np.float32)
-    back = np.stack([features[p] for p in catalogue.backs]).astype(np.float32)
-    return FeatureBank(front, back, manifest={})
+    front, back, whitening = compute_banks(extractor, catalogue, batch_size=16, progress=False)
+    return FeatureBank(front, back, manifest={}, whitening=whitening)
 
 
 def rank_of(bank: FeatureBank, qf: np.ndarray, qb: np.ndarray, row: int,
@@ -219,7 +217,7 @@ def evaluate(extractor, catalogue: Catalogue, queries: Sequence[Query],
         front, back = render_query(catalogue, query)
         start = time.perf_counter()
         canvases = np.stack([to_canvas(front, extractor.trim), to_canvas(back, extractor.trim)])
-        qfb = extractor.extract(canvases)  # (2, dim) float32, unit rows
+        qfb = bank.project(extractor.extract(canvases))  # (2, dim) float32, unit rows
         ranks.append(rank_of(bank, qfb[0], qfb[1], query.row, front_weight))
         seconds.append(time.perf_counter() - start)
         feats.append(qfb)

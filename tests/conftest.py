@@ -13,7 +13,7 @@ from redis import Redis
 
 from worker.redis_server import free_port, start_redis
 from worker.sample import write_catalogue
-from worker.settings import Settings
+from worker.settings import DEFAULT_DESCRIPTOR, Settings
 
 N_PAIRS = 24
 
@@ -46,7 +46,7 @@ def extractor():
     """The one VGG16 the slow tests share (offline weights)."""
     from worker.extract import FeatureExtractor
 
-    fe = FeatureExtractor("bsds500", "flatten")
+    fe = FeatureExtractor("bsds500", DEFAULT_DESCRIPTOR)
     fe.warm_up()
     return fe
 

@@ -48,7 +48,7 @@ def test_descriptor_rows_are_unit_and_deterministic(extractor, catalogue_dir):
     cat = load_catalogue(catalogue_dir)
     canvases = np.stack([prepare(cat.image_path(p)) for p in cat.fronts[:3]])
     a, b = extractor.extract(canvases), extractor.extract(canvases)
-    assert a.shape == (3, 25088) and a.dtype == np.float32
+    assert a.shape == (3, extractor.dim) and a.dtype == np.float32 and extractor.dim == 1024
     np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(a, b, atol=1e-6)
     assert (a[0] @ a[1]) < 0.999, "different drawings give different descriptors"
@@ -58,12 +58,16 @@ def test_index_rows_follow_pairs_csv(features_dir, catalogue_dir, extractor):
     bank = load_bank(features_dir)
     cat = load_catalogue(catalogue_dir)
     m = bank.manifest
-    assert len(bank) == len(cat) and m["names"] == cat.names and m["dim"] == 25088
-    assert m["descriptor"] == "flatten" and m["weights"]["id"] == "bsds500"
+    distinct = len(set(cat.fronts) | set(cat.backs))
+    assert len(bank) == len(cat) and m["names"] == cat.names
+    assert m["dim"] == distinct - 1 and m["raw_dim"] == 1024, "whitened to at most n - 1 dims"
+    assert m["descriptor"] == "trim-gem45-pw256" and m["weights"]["id"] == "bsds500"
+    assert m["whitening"]["dims"] == m["dim"] and m["preprocess"]["trim"] is True
     assert m["weights"]["fingerprint"] == extractor.weights_fingerprint
     assert m["preprocess"]["long_side"] == 200 and m["preprocess"]["canvas"] == 224
     for row in (0, 5, 23):
-        q = extractor.extract(np.stack([prepare(cat.image_path(cat.backs[row]))]))[0]
+        q = bank.project(extractor.extract(
+            np.stack([prepare(cat.image_path(cat.backs[row]), trim=True)])))[0]
         assert float(bank.back[row] @ q) == pytest.approx(1.0, abs=1e-4)
 
 
@@ -108,3 +112,20 @@ def test_index_writes_a_small_thumbnail_per_image(features_dir, catalogue_dir):
     assert len(list((features_dir / "thumbs").glob("*.jpg"))) == len(distinct)
     with Image.open(thumbnail_path(features_dir, cat.fronts[0])) as thumb:
         assert thumb.format == "JPEG" and max(thumb.size) == 150
+
+
+def test_flatten_stays_selectable_as_the_seeds_descriptor():
+    from worker.extract import FeatureExtractor
+
+    flatten = FeatureExtractor("bsds500", "flatten")
+    rows = flatten.extract(np.full((2, 224, 224, 3), 200, dtype=np.uint8))
+    assert flatten.dim == 25088 and rows.shape == (2, 25088) and not flatten.trim
+    np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-5)
+
+
+def test_descriptors_have_the_dims_they_claim():
+    from worker.descriptors import rmac_regions
+
+    assert len(rmac_regions(14)) == 1 + 4 + 9
+    assert all(0 <= t and t + s <= 14 and 0 <= left and left + s <= 14
+               for t, left, s in rmac_regions(14))

@@ -21,7 +21,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     for folder in (settings.upload_dir, settings.output_dir):
         folder.mkdir(parents=True, exist_ok=True)
 
-    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, socket_timeout=2.0)
+    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, socket_timeout=5.0)
     app.extensions["redis"] = redis
     app.extensions["queue"] = Queue(settings.queue_name, connection=redis)
 

@@ -16,7 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from worker.whitening import Whitening
+
 MANIFEST = "manifest.json"
+WHITENING = "whitening.npz"
 SIDES = ("front", "back")
 FORMAT_VERSION = 1
 REINDEX = "rebuild the index with `make index` (python -m worker.index)"
@@ -31,9 +34,14 @@ class FeatureBank:
     front: np.ndarray  # (n_pairs, dim) float32, rows L2-normalised (memory-mapped)
     back: np.ndarray  # (n_pairs, dim) float32, rows L2-normalised (memory-mapped)
     manifest: dict
+    whitening: Whitening | None = None  # learned on the catalogue; queries need it too
 
     def __len__(self) -> int:
         return self.front.shape[0]
+
+    def project(self, features: np.ndarray) -> np.ndarray:
+        """Extractor output (n, raw dim) -> the bank's space (n, dim), rows L2-normalised."""
+        return features if self.whitening is None else self.whitening.apply(features)
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -93,7 +101,20 @@ def load_bank(features_dir: Path) -> FeatureBank:
         raise BankError(f"{features_dir}/{MANIFEST} has format "
                         f"{manifest.get('format_version')!r}, expected {FORMAT_VERSION}; {REINDEX}")
     front, back = (_load_side(features_dir, side, manifest) for side in SIDES)
-    return FeatureBank(front, back, manifest)
+    return FeatureBank(front, back, manifest, _load_whitening(features_dir, manifest))
+
+
+def _load_whitening(features_dir: Path, manifest: dict) -> Whitening | None:
+    if "whitening" not in manifest.get("sha256", {}):
+        return None
+    path = Path(features_dir) / WHITENING
+    if not path.is_file() or file_sha256(path) != manifest["sha256"]["whitening"]:
+        raise BankError(f"{path} is missing or does not match its manifest; {REINDEX}")
+    whitening = Whitening.load(path)
+    if whitening.dim != manifest.get("dim"):
+        raise BankError(f"{path} projects to {whitening.dim} dims, the banks hold "
+                        f"{manifest.get('dim')}; {REINDEX}")
+    return whitening
 
 
 def check_bank_matches(bank: FeatureBank, catalogue_fingerprint: str, n_pairs: int,
@@ -113,8 +134,10 @@ def check_bank_matches(bank: FeatureBank, catalogue_fingerprint: str, n_pairs: i
                         f"({weights_fingerprint}); set VGG16_WEIGHTS={built.get('id')} or {REINDEX}")
 
 
-def write_bank(features_dir: Path, front: np.ndarray, back: np.ndarray, manifest: dict) -> None:
-    """Write both banks and the manifest aside, then swap them in (manifest last)."""
+def write_bank(features_dir: Path, front: np.ndarray, back: np.ndarray, manifest: dict,
+               whitening: Whitening | None = None) -> None:
+    """Write both banks (and the whitening) and the manifest aside, then swap them in,
+    manifest last."""
     features_dir = Path(features_dir)
     features_dir.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex[:8]
@@ -125,6 +148,11 @@ def write_bank(features_dir: Path, front: np.ndarray, back: np.ndarray, manifest
         np.save(tmp, np.ascontiguousarray(array))
         manifest["sha256"][side] = file_sha256(tmp)
         staged.append((tmp, features_dir / f"{side}.npy"))
+    if whitening is not None:
+        tmp = features_dir / f".whitening.{token}.npz"
+        whitening.save(tmp)
+        manifest["sha256"]["whitening"] = file_sha256(tmp)
+        staged.append((tmp, features_dir / WHITENING))
     tmp_manifest = features_dir / f".{MANIFEST}.{token}"
     tmp_manifest.write_text(json.dumps(manifest, indent=1))
     staged.append((tmp_manifest, features_dir / MANIFEST))

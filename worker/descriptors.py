@@ -22,6 +22,7 @@ class Descriptor:
     trim: bool  # crop the drawing to its bounding box before the resize
     summary: str
     grey: bool = False  # feed the model a grey copy: recoloured copies still match
+    whiten: int = 0  # keep this many PCA-whitened dims learned on the catalogue (0: none)
 
 
 def _l2(x: tf.Tensor) -> tf.Tensor:
@@ -65,16 +66,21 @@ def gem_grid(maps: list[tf.Tensor]) -> tf.Tensor:
     return tf.concat([_l2(gem(c)) for c in cells], axis=-1)
 
 
-def gem_multi(maps: list[tf.Tensor]) -> tf.Tensor:
+def gem_multi(maps: list[tf.Tensor], p: float = GEM_P) -> tf.Tensor:
     """GeM of several layers, each L2'd, concatenated: (n, sum c)."""
-    return tf.concat([_l2(gem(m)) for m in maps], axis=-1)
+    return tf.concat([_l2(gem(m, p)) for m in maps], axis=-1)
+
+
+def gem_multi_p6(maps: list[tf.Tensor]) -> tf.Tensor:
+    """GeM with p=6 (closer to max pooling: the strongest local evidence counts most)."""
+    return gem_multi(maps, 6.0)
 
 
 def _gem_one(maps: list[tf.Tensor]) -> tf.Tensor:
     return gem(maps[0])
 
 
-B4, B5, B5P = "block4_conv3", "block5_conv3", "block5_pool"
+B3, B4, B5, B5P = "block3_conv3", "block4_conv3", "block5_conv3", "block5_pool"
 DESCRIPTORS = {d.name: d for d in [
     Descriptor("flatten", (B5P,), flatten, False,
                "block5_pool flattened (7*7*512 = 25088): the seed's descriptor"),
@@ -86,6 +92,12 @@ DESCRIPTORS = {d.name: d for d in [
     Descriptor("trim-gem45", (B4, B5), gem_multi, True, "trim margins, then gem45: 1024"),
     Descriptor("trim-rmac", (B5,), rmac, True, "trim margins, then rmac: 512"),
     Descriptor("trim-gemgrid", (B5,), gem_grid, True, "trim margins, then gemgrid: 2560"),
+    Descriptor("trim-gem345", (B3, B4, B5), gem_multi_p6, True,
+               "trim margins, GeM (p=6) of block3+4+5_conv3: 1280"),
+    Descriptor("trim-gem45-pw128", (B4, B5), gem_multi, True,
+               "trim-gem45, PCA-whitened to 128 dims learned on the catalogue", whiten=128),
+    Descriptor("trim-gem45-pw256", (B4, B5), gem_multi, True,
+               "trim-gem45, PCA-whitened to 256 dims learned on the catalogue", whiten=256),
     Descriptor("trim-gem45-grey", (B4, B5), gem_multi, True,
                "trim margins, grey input, then gem45: 1024", grey=True),
     Descriptor("trim-gemgrid-grey", (B5,), gem_grid, True,

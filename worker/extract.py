@@ -90,6 +90,7 @@ class FeatureExtractor:
         self.descriptor = descriptor
         self.trim = spec.trim  # preprocessing crops to the drawing first (see preprocess.to_canvas)
         self.grey = spec.grey
+        self.whiten = spec.whiten  # learned per catalogue at index time, applied by the bank
         self.model = keras.Model(vgg.input, [vgg.get_layer(name).output for name in spec.layers])
         self._forward = tf.function(lambda x: spec.pool(self._feature_maps(x)),
                                     reduce_retracing=True)

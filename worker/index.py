@@ -25,6 +25,7 @@ from worker.preprocess import ImageRejected, load_image, preprocess_params, to_c
 from worker.settings import InvalidSetting, Settings
 from worker.thumbnails import write_thumbnail
 from worker.weights import WeightsUnavailable
+from worker.whitening import SHRINK, Whitening, learn_whitening
 
 log = logging.getLogger(__name__)
 
@@ -90,17 +91,38 @@ def extract_images(extractor, catalogue: Catalogue, batch_size: int = 16,
     return features
 
 
+def compute_banks(extractor, catalogue: Catalogue, batch_size: int = 16,
+                  max_pixels: int = 40_000_000, progress: bool = True,
+                  thumbs_dir: Path | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, Whitening | None]:
+    """Front and back banks, (n_pairs, dim) float32 with unit rows, and the whitening learned
+    on the catalogue's distinct images when the descriptor asks for one."""
+    features = extract_images(extractor, catalogue, batch_size, max_pixels, progress, thumbs_dir)
+    whitening = None
+    if extractor.whiten:
+        paths = list(features)
+        whitening = learn_whitening(np.stack([features[p] for p in paths]), extractor.whiten)
+        features = dict(zip(paths, whitening.apply(np.stack([features[p] for p in paths])),
+                            strict=True))
+    front = np.stack([features[p] for p in catalogue.fronts]).astype(np.float32)
+    back = np.stack([features[p] for p in catalogue.backs]).astype(np.float32)
+    return front, back, whitening
+
+
 def build_index(settings: Settings, extractor, batch_size: int = 16,
                 progress: bool = True) -> dict:
     """Extract the whole catalogue and swap in new banks; returns the manifest written."""
     start = time.perf_counter()
     catalogue = load_catalogue(settings.database_dir)
-    features = extract_images(extractor, catalogue, batch_size, settings.max_image_pixels,
-                              progress, thumbs_dir=settings.features_dir)
-    front = np.stack([features[p] for p in catalogue.fronts]).astype(np.float32)
-    back = np.stack([features[p] for p in catalogue.backs]).astype(np.float32)
+    front, back, whitening = compute_banks(extractor, catalogue, batch_size,
+                                           settings.max_image_pixels, progress,
+                                           thumbs_dir=settings.features_dir)
     manifest = {
-        "n_pairs": len(catalogue), "dim": extractor.dim, "dtype": "float32",
+        "n_pairs": len(catalogue), "dim": int(front.shape[1]), "raw_dim": extractor.dim,
+        "dtype": "float32",
+        "whitening": None if whitening is None else {"dims": whitening.dim, "shrink": SHRINK,
+                                                     "learned_on_images": len(set(
+                                                         catalogue.fronts + catalogue.backs))},
         "descriptor": extractor.descriptor,
         "weights": {"id": extractor.weights_id, "fingerprint": extractor.weights_fingerprint},
         "precision": extractor.precision,
@@ -110,7 +132,7 @@ def build_index(settings: Settings, extractor, batch_size: int = 16,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "build_seconds": round(time.perf_counter() - start, 2),
     }
-    write_bank(settings.features_dir, front, back, manifest)
+    write_bank(settings.features_dir, front, back, manifest, whitening)
     return manifest
 
 

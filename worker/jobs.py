@@ -121,7 +121,9 @@ def search_pair(search_id: str, front: str | None = None, back: str | None = Non
         rows = iter(engine.extractor.extract(np.stack(present)))  # (1 or 2, dim) unit rows
         q_front, q_back = (None if canvas is None else next(rows) for canvas in query)
     with stage("search", timings):
-        hits = top_k(engine.index.bank, q_front, q_back, k, front_weight, sides_unknown)
+        bank = engine.index.bank
+        q_front, q_back = (None if q is None else bank.project(q[None])[0] for q in (q_front, q_back))
+        hits = top_k(bank, q_front, q_back, k, front_weight, sides_unknown)
     with stage("render", timings):
         image = f"{search_id}.jpg"
         try:

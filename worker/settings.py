@@ -9,6 +9,9 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+# Chosen by `make bench-quality` (docs/quality.md): margins trimmed, GeM of block4+5,
+# PCA-whitened to 256 dims learned on the catalogue. `flatten` is the seed's descriptor.
+DEFAULT_DESCRIPTOR = "trim-gem45-pw256"
 
 
 class InvalidSetting(ValueError):
@@ -39,7 +42,7 @@ class Settings:
     upload_dir: Path = REPO_ROOT / "uploads"
     output_dir: Path = REPO_ROOT / "output"
     vgg16_weights: str = "auto"
-    descriptor: str = "flatten"
+    descriptor: str = DEFAULT_DESCRIPTOR
     precision: str = "auto"
     queue_name: str = "searches"
     max_upload_mb: int = 20
@@ -67,7 +70,7 @@ class Settings:
             upload_dir=_path(env, "UPLOAD_DIR", "uploads"),
             output_dir=_path(env, "OUTPUT_DIR", "output"),
             vgg16_weights=env.get("VGG16_WEIGHTS") or "auto",
-            descriptor=env.get("DESCRIPTOR") or "flatten",
+            descriptor=env.get("DESCRIPTOR") or DEFAULT_DESCRIPTOR,
             precision=env.get("PRECISION") or "auto",
             queue_name=env.get("QUEUE_NAME") or "searches",
             max_upload_mb=_int(env, "MAX_UPLOAD_MB", 20),

@@ -1,0 +1,46 @@
+"""PCA-whitening: learned on catalogue vectors, stored with the banks, applied to queries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from worker.bank import BankError, l2_normalise, load_bank, write_bank
+from worker.whitening import learn_whitening
+
+
+def vectors(n=60, dim=32, seed=0):
+    rng = np.random.default_rng(seed)
+    # correlated dims: a few strong directions dominate, as in CNN descriptors
+    return l2_normalise(rng.normal(size=(n, 4)) @ rng.normal(size=(4, dim)) * 5
+                        + rng.normal(size=(n, dim)))
+
+
+def test_whitening_reduces_dims_and_keeps_unit_rows():
+    x = vectors()
+    w = learn_whitening(x, dims=16)
+    y = w.apply(x)
+    assert y.shape == (60, 16) and y.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(y, axis=1), 1.0, atol=1e-5)
+    assert learn_whitening(x[:10], dims=16).dim == 9, "never more dims than samples - 1"
+
+
+def test_whitening_decorrelates_the_catalogue():
+    x = vectors()
+    y = (x - x.mean(0)) @ learn_whitening(x, dims=8, shrink=0.0).projection
+    cov = np.cov(y, rowvar=False)
+    np.testing.assert_allclose(cov / np.sqrt(np.outer(np.diag(cov), np.diag(cov))), np.eye(8),
+                               atol=1e-5)
+
+
+def test_bank_round_trip_with_whitening(tmp_path):
+    x = vectors()
+    w = learn_whitening(x, dims=16)
+    front, back = w.apply(x[:30]), w.apply(x[30:])
+    manifest = {"n_pairs": 30, "dim": 16, "dtype": "float32"}
+    write_bank(tmp_path, front, back, manifest, w)
+    bank = load_bank(tmp_path)
+    np.testing.assert_allclose(bank.project(x[:2]), front[:2], atol=1e-6)
+    (tmp_path / "whitening.npz").write_bytes(b"garbage")
+    with pytest.raises(BankError, match="whitening.npz"):
+        load_bank(tmp_path)
