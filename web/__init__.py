@@ -25,11 +25,12 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.extensions["redis"] = redis
     app.extensions["queue"] = Queue(settings.queue_name, connection=redis)
 
-    from web import api, errors, ops, pages
+    from web import api, designs, errors, ops, pages
 
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(ops.bp)
+    app.register_blueprint(designs.bp)
     errors.register(app)
 
     @app.after_request

@@ -66,7 +66,7 @@ def parse_options(form: ImmutableMultiDict) -> SearchOptions:
     return SearchOptions(k, weight, sides == "unknown")
 
 
-def _read_side(upload: FileStorage, side: str, max_pixels: int) -> tuple[bytes, str]:
+def read_side(upload: FileStorage, side: str, max_pixels: int) -> tuple[bytes, str]:
     """The upload's bytes and its format (JPEG or PNG); SubmissionError for anything else."""
     data = upload.read()
     if not data:
@@ -79,7 +79,7 @@ def _read_side(upload: FileStorage, side: str, max_pixels: int) -> tuple[bytes, 
     return data, info.format
 
 
-def _store(upload_dir: Path, name: str, data: bytes) -> Path:
+def store_upload(upload_dir: Path, name: str, data: bytes) -> Path:
     """Write under our own name, aside first, so a half-written file is never seen."""
     path = upload_dir / name
     tmp = upload_dir / f".{name}.part"
@@ -139,7 +139,7 @@ def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> str:
     if not uploads:
         raise SubmissionError(400, "missing_images", "no image was uploaded; upload the front "
                               "and the back of the design (or at least one of them)")
-    sides = {side: _read_side(upload, side, settings.max_image_pixels)
+    sides = {side: read_side(upload, side, settings.max_image_pixels)
              for side, upload in uploads.items()}
     key = cache_key(sides, options, settings)
     try:
@@ -151,7 +151,7 @@ def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> str:
         raise queue_unavailable() from None
     search_id = uuid.uuid4().hex  # 122 random bits: unguessable
     names = {side: upload_name(search_id, side, fmt) for side, (_, fmt) in sides.items()}
-    stored = [_store(settings.upload_dir, names[side], data) for side, (data, _) in sides.items()]
+    stored = [store_upload(settings.upload_dir, names[side], data) for side, (data, _) in sides.items()]
     try:
         enqueue_search(current_app.extensions["queue"], settings, search_id, names, options.k,
                        options.front_weight, options.sides_unknown)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,3 +71,24 @@ def load_catalogue(database_dir: Path) -> Catalogue:
     for rel in (*catalogue.fronts, *catalogue.backs):
         catalogue.image_path(rel)
     return catalogue
+
+
+def write_catalogue_csv(database_dir: Path, names: list[str], fronts: list[str],
+                        backs: list[str]) -> Path:
+    """Write `pairs.csv` aside and swap it in, so a reader never sees half a file."""
+    csv_path = Path(database_dir) / "pairs.csv"
+    tmp = csv_path.with_name(".pairs.csv.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(COLUMNS)
+        writer.writerows(zip(names, fronts, backs, strict=True))
+    os.replace(tmp, csv_path)
+    return csv_path
+
+
+if __name__ == "__main__":  # `python -m worker.catalogue add|remove|import`
+    import sys
+
+    from worker.catalogue_admin import main
+
+    sys.exit(main())

@@ -12,12 +12,13 @@ Tests use the same generator for their data.
 from __future__ import annotations
 
 import argparse
-import csv
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, ImageDraw
+
+from worker.catalogue import write_catalogue_csv
 
 SIZE = 320
 GARMENTS = ("tshirt", "dress", "jacket", "trousers")
@@ -229,15 +230,9 @@ def write_catalogue(out_dir: Path, n_pairs: int = 200, seed: int = 7) -> Path:
         if d.variant_of is None:
             draw_side(d, "front").save(out_dir / front, optimize=False)
         draw_side(d, "back").save(out_dir / back, optimize=False)
-        rows.append({"name": d.name, "front": front, "back": back})
-    csv_path = out_dir / "pairs.csv"
-    tmp = csv_path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["name", "front", "back"])
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(csv_path)
-    return csv_path
+        rows.append((d.name, front, back))
+    names, fronts, backs = (list(col) for col in zip(*rows, strict=True))
+    return write_catalogue_csv(out_dir, names, fronts, backs)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -51,6 +51,7 @@ class Settings:
     job_timeout: int = 120
     max_queue_length: int = 100
     require_worker: bool = True
+    admin_token: str = ""
 
     @property
     def max_upload_bytes(self) -> int:
@@ -79,6 +80,7 @@ class Settings:
             job_timeout=_int(env, "JOB_TIMEOUT", 120),
             max_queue_length=_int(env, "MAX_QUEUE_LENGTH", 100),
             require_worker=_int(env, "REQUIRE_WORKER", 1) != 0,
+            admin_token=env.get("ADMIN_TOKEN", ""),
         )
         values.update(overrides)
         return cls(**values)

@@ -1,0 +1,143 @@
+"""Catalogue management: add and remove designs without re-indexing; searches before and
+after show the change; the worker picks it up between searches."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from rq import Queue
+
+from tests.conftest import N_PAIRS
+from tests.test_api import post_pair
+from tests.workers import service_env
+from worker.bank import load_bank
+from worker.catalogue import load_catalogue
+from worker.catalogue_admin import CatalogueEditError, add_designs, remove_design
+from worker.sample import draw_side, make_designs
+
+pytestmark = pytest.mark.slow
+NEW = make_designs(N_PAIRS + 8, seed=7)[N_PAIRS + 5]  # a design the catalogue lacks
+
+
+@pytest.fixture
+def own_catalogue(indexed_settings, tmp_path, catalogue_dir):
+    """A private copy of the catalogue, so edits stay in this test."""
+    import shutil
+
+    db = tmp_path / "db"
+    shutil.copytree(catalogue_dir, db)
+    return dataclasses.replace(indexed_settings, database_dir=db, admin_token="s3cret")
+
+
+def new_design_files(tmp_path):
+    front, back = tmp_path / "new_front.png", tmp_path / "new_back.png"
+    draw_side(NEW, "front").save(front)
+    draw_side(NEW, "back").save(back)
+    return front, back
+
+
+def top_hit(client, front: bytes, back: bytes, run_worker) -> dict:
+    url = post_pair(client, front, back).get_json()["url"]
+    run_worker()
+    return client.get(url).get_json()["results"][0]
+
+
+def test_add_then_remove_changes_what_searches_find(own_catalogue, extractor, tmp_path, redis):
+    from web import create_app
+    from worker.service import make_worker, start_engine
+
+    client = create_app({"SETTINGS": own_catalogue}).test_client()
+    engine = start_engine(own_catalogue, extractor)
+    worker = make_worker(own_catalogue, engine, redis)
+
+    def run():
+        worker.work(burst=True, with_scheduler=False)
+
+    front, back = new_design_files(tmp_path)
+    query = (front.read_bytes(), back.read_bytes())
+    before = top_hit(client, *query, run)
+    assert before["score"] < 0.99
+
+    manifest = add_designs(own_catalogue, extractor, [("brand-new", front, back)])
+    assert manifest["n_pairs"] == N_PAIRS + 1
+    assert load_catalogue(own_catalogue.database_dir).names[-1] == "brand-new"
+    added = top_hit(client, *query, run)  # the index changed, so no cached answer
+    assert added["name"] == "brand-new" and added["score"] == pytest.approx(1.0, abs=1e-3)
+
+    with pytest.raises(CatalogueEditError, match="already used"):
+        add_designs(own_catalogue, extractor, [("brand-new", front, back)])
+
+    remove_design(own_catalogue, "brand-new")
+    bank = load_bank(own_catalogue.features_dir)
+    assert len(bank) == N_PAIRS and "brand-new" not in bank.manifest["names"]
+    assert not (own_catalogue.database_dir / "images" / "brand-new_front.png").exists()
+    assert top_hit(client, *query, run)["name"] != "brand-new"
+
+
+def test_api_edits_need_the_token_and_refuse_duplicates(own_catalogue, redis, tmp_path,
+                                                        extractor):
+    from web import create_app
+    from worker.service import make_worker, start_engine
+
+    client = create_app({"SETTINGS": own_catalogue}).test_client()
+    front, back = new_design_files(tmp_path)
+
+    def form(name):
+        return {"name": name, "front": (io.BytesIO(front.read_bytes()), "f.png"),
+                "back": (io.BytesIO(back.read_bytes()), "b.png")}
+
+    assert client.post("/api/designs", data=form("x")).status_code == 401
+    assert client.post("/api/designs", data=form("x"),
+                       headers={"Authorization": "Bearer wrong"}).status_code == 401
+    auth = {"Authorization": "Bearer s3cret"}
+    assert client.post("/api/designs", data=form("../evil"), headers=auth).status_code == 400
+    existing = load_catalogue(own_catalogue.database_dir).names[0]
+    assert client.post("/api/designs", data=form(existing), headers=auth).status_code == 409
+
+    engine = start_engine(own_catalogue, extractor)
+    worker = make_worker(own_catalogue, engine, redis)
+    queue = Queue(own_catalogue.queue_name, connection=redis)
+
+    def served(request):
+        """Send `request` from a thread (it waits for its job); serve the job right here."""
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(request)
+            deadline = time.monotonic() + 30
+            while len(queue) == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            worker.work(burst=True, with_scheduler=False)  # RQ wants the main thread
+            return answer.result(timeout=90)
+
+    created = served(lambda: client.post("/api/designs", data=form("via-api"), headers=auth))
+    assert created.status_code == 201, created.get_json()
+    assert created.get_json() == {"name": "via-api", "n_pairs": N_PAIRS + 1}
+    deleted = served(lambda: client.delete("/api/designs/via-api", headers=auth))
+    assert deleted.status_code == 200 and deleted.get_json()["n_pairs"] == N_PAIRS
+    assert client.delete("/api/designs/via-api", headers=auth).status_code == 404
+
+
+def test_cli_import_adds_a_batch(own_catalogue, tmp_path):
+    from worker.sample import write_catalogue
+
+    batch = tmp_path / "batch"
+    write_catalogue(batch, 3, seed=99)
+    rows = (batch / "pairs.csv").read_text().splitlines()
+    renamed = [f"imported-{i}," + row.split(",", 1)[1] for i, row in enumerate(rows[1:])]
+    (batch / "pairs.csv").write_text("\n".join([rows[0], *renamed]) + "\n")
+    proc = subprocess.run([sys.executable, "-m", "worker.catalogue", "import", str(batch)],
+                          env={**service_env(own_catalogue), "DESCRIPTOR":
+                               own_catalogue.descriptor}, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    names = load_catalogue(own_catalogue.database_dir).names
+    assert names[-3:] == ["imported-0", "imported-1", "imported-2"]
+    again = subprocess.run([sys.executable, "-m", "worker.catalogue", "remove", "nope"],
+                           env=service_env(own_catalogue), capture_output=True, text=True,
+                           timeout=120)
+    assert again.returncode == 1 and "no design named 'nope'" in again.stderr

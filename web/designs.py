@@ -1,0 +1,88 @@
+"""Catalogue editing over HTTP: POST /api/designs and DELETE /api/designs/<name>.
+
+Authenticated with `Authorization: Bearer <ADMIN_TOKEN>` (editing is off without a token).
+The edit runs as a job on the search queue (the worker holds the model and serialises edits
+with searches); the request waits up to EDIT_WAIT_S for it: 201/200 when done, else 202.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import time
+import uuid
+
+from flask import Blueprint, abort, current_app, jsonify, request
+from rq.job import Job, JobStatus
+
+from web.submissions import SubmissionError, check_capacity, read_side, store_upload
+from worker.bank import BankError, read_manifest
+from worker.queueing import upload_name
+
+bp = Blueprint("designs", __name__)
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+EDIT_WAIT_S = 60
+
+
+def _authorise() -> None:
+    token = current_app.config["SETTINGS"].admin_token
+    if not token:
+        abort(403, description="catalogue editing is disabled: set ADMIN_TOKEN on the server")
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(given.encode(), token.encode()):
+        abort(401, description="a valid 'Authorization: Bearer <token>' header is required")
+
+
+def _names() -> list[str]:
+    try:
+        return read_manifest(current_app.config["SETTINGS"].features_dir).get("names", [])
+    except BankError as exc:
+        raise SubmissionError(503, "no_index", str(exc), retry_after=60) from None
+
+
+def _run(func: str, kwargs: dict, done_status: int):
+    """Enqueue an edit job and wait a while for it."""
+    settings = current_app.config["SETTINGS"]
+    check_capacity(settings)
+    queue = current_app.extensions["queue"]
+    job = queue.enqueue(func, kwargs=kwargs, job_timeout=max(settings.job_timeout, 300),
+                        result_ttl=settings.result_ttl, failure_ttl=settings.result_ttl)
+    deadline = time.monotonic() + EDIT_WAIT_S
+    while time.monotonic() < deadline:
+        status = job.get_status(refresh=True)
+        if status == JobStatus.FINISHED:
+            return jsonify(job.return_value()), done_status
+        if status == JobStatus.FAILED:
+            job = Job.fetch(job.id, connection=queue.connection)
+            raise SubmissionError(422, "edit_failed", job.meta.get("error") or "the edit failed")
+        time.sleep(0.05)
+    return jsonify(id=job.id, status=job.get_status().value), 202
+
+
+@bp.post("/api/designs")
+def add_design():
+    _authorise()
+    name = request.form.get("name", "").strip()
+    if not NAME.match(name):
+        raise SubmissionError(400, "invalid_name", "name must be 1-100 letters, digits, '.', "
+                              "'_' or '-', starting with a letter or digit")
+    if name in _names():
+        raise SubmissionError(409, "duplicate_name", f"a design named {name!r} already exists")
+    settings = current_app.config["SETTINGS"]
+    edit_id = uuid.uuid4().hex
+    uploads = {}
+    for side in ("front", "back"):
+        if side not in request.files:
+            raise SubmissionError(400, f"missing_{side}", f"the {side} image is missing")
+        data, fmt = read_side(request.files[side], side, settings.max_image_pixels)
+        uploads[side] = upload_name(edit_id, side, fmt)
+        store_upload(settings.upload_dir, uploads[side], data)
+    return _run("worker.catalogue_admin.add_design_job", {"name": name, **uploads}, 201)
+
+
+@bp.delete("/api/designs/<name>")
+def delete_design(name: str):
+    _authorise()
+    if name not in _names():
+        abort(404, description=f"no design named {name!r}")
+    return _run("worker.catalogue_admin.remove_design_job", {"name": name}, 200)
