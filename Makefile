@@ -6,7 +6,7 @@ DATABASE_DIR ?= database
 FEATURES_DIR ?= features
 export DATABASE_DIR FEATURES_DIR
 
-.PHONY: run test install catalogue index lint clean bench-quality fuzz
+.PHONY: run test install catalogue index lint clean bench-quality fuzz browser
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,14 @@ index: $(VENV)/.installed catalogue
 run: $(VENV)/.installed $(FEATURES_DIR)/manifest.json
 	$(PY) -m worker.supervisor
 
-test: $(VENV)/.installed
+# The browser tests drive Debian's chromium (installed with apt; Playwright's own browser
+# download is never used).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$(test "$$(id -u)" -eq 0 || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+
+test: $(VENV)/.installed browser
 	$(PY) -m pytest -q -ra
 
 bench-quality: $(VENV)/.installed

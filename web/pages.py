@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import os
+
 from flask import (
     Blueprint,
     abort,
@@ -12,9 +15,12 @@ from flask import (
     send_from_directory,
     url_for,
 )
+from werkzeug.datastructures import FileStorage, MultiDict
+from werkzeug.security import safe_join
 
 from web.searches import describe, fetch_search
 from web.submissions import SubmissionError, submit_search
+from worker.bank import BankError, read_manifest
 
 bp = Blueprint("pages", __name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -36,6 +42,26 @@ def submit():
         if exc.retry_after:
             response.headers["Retry-After"] = str(exc.retry_after)
         return response
+    return redirect(url_for("pages.search_page", search_id=search_id), code=303)
+
+
+@bp.post("/designs/<name>/search")
+def search_like(name: str):
+    """"Search with this design": the catalogue design's own drawings become the query."""
+    settings = current_app.config["SETTINGS"]
+    try:
+        manifest = read_manifest(settings.features_dir)
+        row = manifest["names"].index(name)
+    except (BankError, KeyError, ValueError):
+        abort(404, description=f"no design named {name!r} in the catalogue")
+    files = {}
+    for side, rel in (("front", manifest["fronts"][row]), ("back", manifest["backs"][row])):
+        path = safe_join(str(settings.database_dir), rel)
+        if path is None or not os.path.isfile(path):
+            abort(404, description=f"the {side} drawing of {name!r} is missing")
+        with open(path, "rb") as f:
+            files[side] = FileStorage(io.BytesIO(f.read()), filename=os.path.basename(path))
+    search_id = submit_search(MultiDict(files), MultiDict())
     return redirect(url_for("pages.search_page", search_id=search_id), code=303)
 
 
