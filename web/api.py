@@ -17,7 +17,9 @@ bp = Blueprint("api", __name__)
 def create_search():
     search_id = submit_search(request.files, request.form)
     url = url_for("api.get_search", search_id=search_id)
-    response = jsonify(id=search_id, status=SearchStatus.QUEUED.value, url=url)
+    job = fetch_search(search_id)  # a resubmission may be answered by a finished search
+    status = describe(job)["status"] if job is not None else SearchStatus.QUEUED.value
+    response = jsonify(id=search_id, status=status, url=url)
     response.status_code = 202
     response.headers["Location"] = url
     return response

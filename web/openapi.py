@@ -39,11 +39,18 @@ SCHEMAS: dict = {
             "message": {"type": "string", "description": "what went wrong, for people"},
         },
     },
+    "DesignEdit": {
+        "type": "object", "required": ["name", "n_pairs"], "additionalProperties": False,
+        "properties": {"name": {"type": "string"},
+                       "n_pairs": {"type": "integer", "description": "catalogue size after"}},
+    },
     "SearchCreated": {
         "type": "object", "required": ["id", "status", "url"], "additionalProperties": False,
         "properties": {
             "id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-            "status": {"type": "string", "enum": ["queued"]},
+            "status": {"type": "string", "enum": ["queued", "started", "finished"],
+                       "description": "`queued` for a new search; an identical resubmission "
+                                      "is answered with the earlier search and its status"},
             "url": {"type": "string", "description": "where to poll the search "
                     "(`/api/searches/{id}`), the same as the Location header"},
         },
@@ -208,6 +215,47 @@ PATHS: dict = {
             },
         },
     },
+    "/api/designs": {"post": {
+        "operationId": "addDesign", "summary": "Add a design to the catalogue (no re-index)",
+        "security": [{"adminToken": []}],
+        "requestBody": {"required": True, "content": {"multipart/form-data": {
+            "schema": {"type": "object", "required": ["name", "front", "back"], "properties": {
+                "name": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"},
+                "front": {"type": "string", "format": "binary"},
+                "back": {"type": "string", "format": "binary"}}}}}},
+        "responses": {
+            "201": {"description": "added", "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/DesignEdit"}}}},
+            "202": {"description": "still being added after 60 s", "content": {
+                "application/json": {"schema": {"type": "object"}}}},
+            "400": _error("bad or missing name or image"),
+            "401": _error("missing or wrong bearer token"),
+            "403": _error("editing is disabled (no ADMIN_TOKEN on the server)"),
+            "409": _error("a design of that name exists (`duplicate_name`)"),
+            "413": _error("too large"), "415": _error("not a JPEG or PNG"),
+            "422": _error("corrupt image, or the edit failed (`edit_failed`)"),
+            "503": _error("no index, no worker, a full queue or no Redis", retry=True),
+        },
+    }},
+    "/api/designs/{name}": {
+        "parameters": [{"name": "name", "in": "path", "required": True,
+                        "schema": {"type": "string"}}],
+        "delete": {
+            "operationId": "removeDesign", "summary": "Remove a design from the catalogue",
+            "security": [{"adminToken": []}],
+            "responses": {
+                "200": {"description": "removed", "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/DesignEdit"}}}},
+                "202": {"description": "still being removed after 60 s", "content": {
+                    "application/json": {"schema": {"type": "object"}}}},
+                "401": _error("missing or wrong bearer token"),
+                "403": _error("editing is disabled (no ADMIN_TOKEN on the server)"),
+                "404": _error("no such design"),
+                "422": _error("the edit failed (`edit_failed`)"),
+                "503": _error("no index, no worker, a full queue or no Redis", retry=True),
+            },
+        },
+    },
     "/healthz": {"get": {
         "operationId": "health", "summary": "What the service sees: Redis, workers, index",
         "responses": {
@@ -248,7 +296,9 @@ SPEC: dict = {
                             "designs most like it. Searches run asynchronously: submit, poll, "
                             "then fetch the grid."},
     "paths": PATHS,
-    "components": {"schemas": SCHEMAS},
+    "components": {"schemas": SCHEMAS, "securitySchemes": {
+        "adminToken": {"type": "http", "scheme": "bearer",
+                       "description": "the server's ADMIN_TOKEN setting"}}},
 }
 
 
