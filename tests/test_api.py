@@ -11,18 +11,10 @@ from PIL import Image
 from rq import Queue
 
 from tests.conftest import N_PAIRS
+from tests.http import post_pair
 from tests.images import design_pair, encode
 
 pytestmark = pytest.mark.slow
-
-
-def post_pair(client, front: bytes | None, back: bytes | None, **fields):
-    data = {k: str(v) for k, v in fields.items()}
-    if front is not None:
-        data["front"] = (io.BytesIO(front), "front.png")
-    if back is not None:
-        data["back"] = (io.BytesIO(back), "back.png")
-    return client.post("/api/searches", data=data, content_type="multipart/form-data")
 
 
 def test_search_end_to_end(indexed_client, run_worker, indexed_settings):

@@ -14,7 +14,7 @@ import pytest
 from rq import Queue
 
 from tests.conftest import N_PAIRS
-from tests.test_api import post_pair
+from tests.http import post_pair
 from tests.workers import service_env
 from worker.bank import load_bank
 from worker.catalogue import load_catalogue

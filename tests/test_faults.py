@@ -12,8 +12,8 @@ import pytest
 from redis import Redis
 
 from tests.conftest import N_PAIRS
+from tests.http import post_pair
 from tests.images import design_pair, variant
-from tests.test_api import post_pair
 from tests.workers import start_worker, stop, wait_for_workers
 from web import create_app
 from worker.housekeeping import sweep_expired_files

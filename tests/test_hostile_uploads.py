@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 from rq import Queue
 
+from tests.http import post_pair
 from tests.images import encode
-from tests.test_api import post_pair
 
 GOOD = encode(Image.new("RGB", (120, 160), (200, 40, 40)))
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 import re
 import shutil
 
@@ -22,6 +21,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from tests import http
 from tests.conftest import N_PAIRS
 from tests.images import design_pair
 from web.openapi import PATHS
@@ -35,12 +35,8 @@ STAGES = ("preprocess", "extract", "search", "render", "total")
 
 
 def post_pair(client, front: bytes | None = FRONT, back: bytes | None = BACK, **fields):
-    data = {k: str(v) for k, v in fields.items()}
-    if front is not None:
-        data["front"] = (io.BytesIO(front), "front.png")
-    if back is not None:
-        data["back"] = (io.BytesIO(back), "back.png")
-    return client.post("/api/searches", data=data, content_type="multipart/form-data")
+    """This module's default query is design 3's pair."""
+    return http.post_pair(client, front, back, **fields)
 
 
 def metric_values(text: str) -> dict[str, float]:

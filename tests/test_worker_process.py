@@ -12,8 +12,8 @@ import pytest
 from rq import Queue
 
 from tests.conftest import N_PAIRS
+from tests.http import post_pair
 from tests.images import design_pair
-from tests.test_api import post_pair
 from worker.index import build_index
 from worker.sample import write_catalogue
 

@@ -1,0 +1,15 @@
+"""Submitting searches through the Flask test client."""
+
+from __future__ import annotations
+
+import io
+
+
+def post_pair(client, front: bytes | None, back: bytes | None, **fields):
+    """POST /api/searches with the given sides (None: left out) and form fields."""
+    data = {k: str(v) for k, v in fields.items()}
+    if front is not None:
+        data["front"] = (io.BytesIO(front), "front.png")
+    if back is not None:
+        data["back"] = (io.BytesIO(back), "back.png")
+    return client.post("/api/searches", data=data, content_type="multipart/form-data")
