@@ -150,3 +150,29 @@ def test_expired_uploads_and_results_are_deleted(tmp_path):
     assert not leftover.exists() and old.exists() and new.exists()
     assert sweep_expired_files([tmp_path], ttl_s=3600, now=now) == 1
     assert not old.exists() and new.exists()
+
+
+def test_a_running_worker_survives_a_redis_restart(indexed_settings, tmp_path):
+    port = free_port()
+    redis_dir = tmp_path / "redis"
+    server = start_redis(port, redis_dir)
+    settings = dataclasses.replace(indexed_settings, redis_url=f"redis://127.0.0.1:{port}/0")
+    client = create_app({"SETTINGS": settings}).test_client()
+    worker = start_worker(settings)
+    try:
+        wait_for_workers(settings)
+        server.kill()
+        server.wait()
+        time.sleep(2)  # the worker notices and retries
+        server = start_redis(port, redis_dir)
+        url = post_pair(client, variant(FRONT, 7), BACK).get_json()["url"]
+        deadline = time.monotonic() + 120
+        while status_of(client, url)["status"] != "finished" and time.monotonic() < deadline:
+            assert worker.poll() is None, "the worker died with Redis"
+            time.sleep(0.2)
+        assert status_of(client, url)["status"] == "finished"
+        assert worker.poll() is None
+    finally:
+        stop(worker)
+        server.kill()
+        server.wait()

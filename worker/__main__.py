@@ -10,7 +10,7 @@ from redis import Redis
 
 from worker.bank import BankError
 from worker.catalogue import CatalogueError
-from worker.service import make_worker, start_engine
+from worker.service import serve, start_engine
 from worker.settings import InvalidSetting, Settings
 from worker.weights import WeightsUnavailable
 
@@ -29,11 +29,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"worker: cannot start: {exc}", file=sys.stderr)
         return 2
     connection = Redis.from_url(settings.redis_url)
-    worker = make_worker(settings, engine, connection, args.name)
     logging.getLogger("worker").info(
         "serving queue %r on %s with %d pairs", settings.queue_name, settings.redis_url,
         len(engine.index.catalogue))
-    worker.work(burst=args.burst, with_scheduler=False)
+    serve(settings, engine, connection, args.name, args.burst)
     return 0
 
 

@@ -1,7 +1,7 @@
 """Stage 4: render the query pair and its hits as one grid JPEG (matplotlib Figure, no pyplot).
 
-The thumbnails are pasted into one (H, W, 3) uint8 mosaic shown by a single imshow; the
-labels are figure text. One image artist instead of 2*(k+1) axes keeps rendering cheap.
+The Figure draws the page and its labels; the thumbnails are then pasted 1:1 into the
+rendered pixels (numpy), so matplotlib never resamples images: rendering costs the text.
 """
 
 from __future__ import annotations
@@ -50,42 +50,40 @@ def _cell_origin(i: int) -> tuple[int, int]:
     return (i % CELLS_PER_ROW) * cell_w, (i // CELLS_PER_ROW) * cell_h
 
 
-def _mosaic(cells: list[GridCell]) -> np.ndarray:
-    rows = math.ceil(len(cells) / CELLS_PER_ROW)
-    width = CELLS_PER_ROW * (2 * THUMB + 3 * GAP)
-    height = rows * (THUMB + LABEL + GAP)
-    mosaic = np.full((height, width, 3), 255, dtype=np.uint8)
+def _paste_thumbnails(pixels: np.ndarray, cells: list[GridCell]) -> None:
+    """Paste each cell's two drawings below its label, in place; frame the query in blue."""
     for i, cell in enumerate(cells):
         x, y = _cell_origin(i)
         if i == 0:
-            mosaic[y + LABEL - 3:y + LABEL + THUMB + 3, x + GAP - 3:x + 2 * THUMB + 2 * GAP + 3] \
+            pixels[y + LABEL - 3:y + LABEL + THUMB + 3, x + GAP - 3:x + 2 * THUMB + 2 * GAP + 3] \
                 = QUERY_COLOUR
         for j, image in enumerate((cell.front, cell.back)):
             left = x + GAP + j * (THUMB + GAP)
-            mosaic[y + LABEL:y + LABEL + THUMB, left:left + THUMB] = _thumb(image)
-    return mosaic
+            pixels[y + LABEL:y + LABEL + THUMB, left:left + THUMB] = _thumb(image)
 
 
 def render_grid(cells: list[GridCell], out_path: Path) -> Path:
     """Draw cells (the query first) into a JPEG at `out_path`, written aside then renamed."""
-    mosaic = _mosaic(cells)
-    height, width = mosaic.shape[:2]
-    fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI)
-    FigureCanvasAgg(fig)
-    ax = fig.add_axes((0, 0, 1, 1))
-    ax.imshow(mosaic, interpolation="nearest")
-    ax.set_axis_off()
+    width = CELLS_PER_ROW * (2 * THUMB + 3 * GAP)
+    height = math.ceil(len(cells) / CELLS_PER_ROW) * (THUMB + LABEL + GAP)
+    fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, facecolor="white")
+    canvas = FigureCanvasAgg(fig)
+
+    def text(x: int, y: int, label: str, **style) -> None:  # (x, y): pixels from top-left
+        fig.text(x / width, 1 - y / height, label, va="top", ha="left", **style)
+
     for i, cell in enumerate(cells):
         x, y = _cell_origin(i)
         colour = "#{:02x}{:02x}{:02x}".format(*QUERY_COLOUR) if i == 0 else "#222222"
-        ax.text(x + GAP, y + 4, cell.title, fontsize=9.5, weight="bold", color=colour,
-                va="top", ha="left", clip_on=True)
-        ax.text(x + GAP, y + 21, cell.subtitle, fontsize=8.5, color="#444444", va="top",
-                ha="left")
+        text(x + GAP, y + 4, cell.title, fontsize=9.5, weight="bold", color=colour)
+        text(x + GAP, y + 21, cell.subtitle, fontsize=8.5, color="#444444")
+    canvas.draw()
+    pixels = np.array(canvas.buffer_rgba())[..., :3]  # (height, width, 3) uint8
+    _paste_thumbnails(pixels, cells)
     out_path = Path(out_path)
     tmp = out_path.with_name(f".{out_path.stem}.{uuid.uuid4().hex[:8]}.jpg")
     try:
-        fig.savefig(tmp, format="jpeg", dpi=DPI, pil_kwargs={"quality": 85})
+        Image.fromarray(pixels).save(tmp, "JPEG", quality=85)
         os.replace(tmp, out_path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -7,8 +7,10 @@ jobs the worker swaps in a rebuilt index if `features/manifest.json` changed.
 from __future__ import annotations
 
 import logging
+import time
 
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
 from rq.job import Job
 
@@ -68,3 +70,30 @@ def make_worker(settings: Settings, engine: Engine, connection: Redis,
                 name: str | None = None) -> SearchWorker:
     queue = Queue(settings.queue_name, connection=connection)
     return SearchWorker([queue], connection=connection, engine=engine, name=name or worker_name())
+
+
+def wait_for_redis(connection: Redis, pause: float = 1.0) -> None:
+    """Block until Redis answers again, saying so once."""
+    log.warning("lost the connection to Redis; waiting for it to come back")
+    while True:
+        try:
+            if connection.ping():
+                log.info("Redis is back; serving again")
+                return
+        except RedisError:
+            time.sleep(pause)
+
+
+def serve(settings: Settings, engine: Engine, connection: Redis, name: str | None = None,
+          burst: bool = False) -> None:
+    """Serve the queue until stopped. RQ's worker quits on a Redis error; the model stays
+    loaded here, so when Redis comes back a fresh registration serves again at once."""
+    while True:
+        worker = make_worker(settings, engine, connection, name)
+        try:
+            worker.work(burst=burst, with_scheduler=False)
+        except RedisError as exc:  # raised by RQ's own start-up or teardown while Redis is away
+            log.warning("worker stopped on a Redis error: %s", exc)
+        if burst or worker._stop_requested:  # asked to stop (SIGTERM/SIGINT), or queue done
+            return
+        wait_for_redis(connection)
