@@ -64,7 +64,8 @@ def test_upload_a_pair_and_see_the_results(site, browser, drawings):
     page.goto(site)
     page.set_input_files("#front", str(drawings[0]))
     page.set_input_files("#back", str(drawings[1]))
-    assert page.is_visible("#front-preview") and page.is_visible("#back-preview")
+    for preview in ("#front-preview", "#back-preview"):  # shown by the change handler
+        page.wait_for_selector(preview, state="visible", timeout=10_000)
     page.click("button[type=submit]")
     page.wait_for_url("**/searches/*")
     page.wait_for_selector("img.grid", timeout=90_000)
