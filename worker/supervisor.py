@@ -66,15 +66,15 @@ def main(argv: list[str] | None = None) -> int:
                 worker = _spawn(["-m", "worker"], env)
                 children.append(worker)
         return 0
-    finally:
+    finally:  # worker and web first (they finish their requests), Redis last
         for child in reversed(children):
             if child.poll() is None:
                 child.terminate()
-        for child in children:
             try:
-                child.wait(timeout=10)
+                child.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 child.kill()
+                child.wait()
 
 
 if __name__ == "__main__":
