@@ -10,6 +10,8 @@ import time
 from redis import Redis
 from rq import Queue, Worker
 
+from worker.supervisor import stop_process as stop  # noqa: F401 - re-exported for tests
+
 
 def service_env(settings) -> dict[str, str]:
     return {**os.environ, "REDIS_URL": settings.redis_url,
@@ -33,13 +35,3 @@ def wait_for_workers(settings, count: int = 1, timeout: float = 120) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"fewer than {count} worker(s) registered within {timeout} s")
         time.sleep(0.2)
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()

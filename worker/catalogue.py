@@ -44,10 +44,11 @@ class Catalogue:
         return digest.hexdigest()[:16]
 
 
-def load_catalogue(database_dir: Path) -> Catalogue:
-    """Read and check `database_dir/pairs.csv`."""
+def load_catalogue(database_dir: Path, csv_path: Path | None = None) -> Catalogue:
+    """Read and check `database_dir/pairs.csv` (or another CSV of the same columns whose
+    image paths are relative to `database_dir`)."""
     root = Path(database_dir).resolve()
-    csv_path = root / "pairs.csv"
+    csv_path = csv_path or root / "pairs.csv"
     if not csv_path.is_file():
         raise CatalogueError(
             f"no catalogue at {csv_path}; run `python -m worker.sample` for a sample one"

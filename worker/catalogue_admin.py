@@ -121,17 +121,12 @@ def remove_design(settings: Settings, name: str) -> dict:
 
 
 def read_import(source: Path) -> list[tuple[str, Path, Path]]:
-    """A folder with pairs.csv, or a CSV file; image paths are relative to the CSV's folder."""
+    """Designs to import from a folder with pairs.csv, or from a name,front,back CSV; image
+    paths are relative to the CSV's folder."""
     csv_path = source / "pairs.csv" if source.is_dir() else source
-    imported = load_catalogue(csv_path.parent) if csv_path.name == "pairs.csv" else None
-    if imported is None:
-        import pandas as pd
-
-        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
-        return [(r.name, csv_path.parent / r.front, csv_path.parent / r.back)
-                for r in frame.itertuples()]
-    return [(n, imported.image_path(f), imported.image_path(b))
-            for n, f, b in zip(imported.names, imported.fronts, imported.backs, strict=True)]
+    batch = load_catalogue(csv_path.parent, csv_path)
+    return [(name, batch.image_path(front), batch.image_path(back))
+            for name, front, back in zip(batch.names, batch.fronts, batch.backs, strict=True)]
 
 
 def add_design_job(name: str, front: str, back: str) -> dict:

@@ -19,6 +19,17 @@ from worker.settings import REPO_ROOT
 RESTART_DELAY = 2.0
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    """SIGTERM (a warm shutdown), then SIGKILL if it is still there after `timeout` s."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, *args], env=env, cwd=REPO_ROOT)
 
@@ -68,13 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:  # worker and web first (they finish their requests), Redis last
         for child in reversed(children):
-            if child.poll() is None:
-                child.terminate()
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+            stop_process(child)
 
 
 if __name__ == "__main__":
