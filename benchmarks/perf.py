@@ -41,6 +41,7 @@ import numpy as np
 from worker.bank import FeatureBank
 from worker.search import top_k
 from worker.settings import REPO_ROOT, Settings
+from worker.supervisor import stop_process
 
 K = 20
 FRONT_WEIGHT = 0.5
@@ -169,16 +170,6 @@ def spawn(cmd: Sequence[str], env: dict[str, str], log: Path) -> subprocess.Pope
     with log.open("ab") as out:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(list(cmd), env=env, cwd=REPO_ROOT, stdout=out,
                                 stderr=subprocess.STDOUT)
-
-
-def stop_process(proc: subprocess.Popen, timeout: float = 30) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def tail(path: Path, lines: int = 15) -> str:
