@@ -8,19 +8,18 @@ with searches); the request waits up to EDIT_WAIT_S for it: 201/200 when done, e
 from __future__ import annotations
 
 import hmac
-import re
 import time
 import uuid
 
 from flask import Blueprint, abort, current_app, jsonify, request
 from rq.job import Job, JobStatus
 
-from web.submissions import SubmissionError, check_capacity, read_side, store_upload
+from web.submissions import SubmissionError, check_capacity, read_side
 from worker.bank import BankError, read_manifest
-from worker.queueing import upload_name
+from worker.catalogue import DESIGN_NAME
+from worker.queueing import store_upload, upload_name
 
 bp = Blueprint("designs", __name__)
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 EDIT_WAIT_S = 60
 
 
@@ -63,7 +62,7 @@ def _run(func: str, kwargs: dict, done_status: int):
 def add_design():
     _authorise()
     name = request.form.get("name", "").strip()
-    if not NAME.match(name):
+    if not DESIGN_NAME.match(name):
         raise SubmissionError(400, "invalid_name", "name must be 1-100 letters, digits, '.', "
                               "'_' or '-', starting with a letter or digit")
     if name in _names():

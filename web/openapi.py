@@ -25,6 +25,19 @@ def _error(description: str, *, retry: bool = False) -> dict:
     return response
 
 
+def _edit_responses(done_code: str, done: str) -> dict:
+    """Responses both catalogue edits share: done, still running, auth, unavailable."""
+    return {
+        done_code: {"description": done, "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/DesignEdit"}}}},
+        "202": {"description": f"not yet {done} after 60 s", "content": {
+            "application/json": {"schema": {"type": "object"}}}},
+        "401": _error("missing or wrong bearer token"),
+        "403": _error("editing is disabled (no ADMIN_TOKEN on the server)"),
+        "503": _error("no index, no worker, a full queue or no Redis", retry=True),
+    }
+
+
 UNAVAILABLE = _error("Redis (the queue and the results) is unreachable; retry after Retry-After "
                      "seconds (`queue_unavailable`)", retry=True)
 
@@ -224,17 +237,11 @@ PATHS: dict = {
                 "front": {"type": "string", "format": "binary"},
                 "back": {"type": "string", "format": "binary"}}}}}},
         "responses": {
-            "201": {"description": "added", "content": {"application/json": {
-                "schema": {"$ref": "#/components/schemas/DesignEdit"}}}},
-            "202": {"description": "still being added after 60 s", "content": {
-                "application/json": {"schema": {"type": "object"}}}},
+            **_edit_responses("201", "added"),
             "400": _error("bad or missing name or image"),
-            "401": _error("missing or wrong bearer token"),
-            "403": _error("editing is disabled (no ADMIN_TOKEN on the server)"),
             "409": _error("a design of that name exists (`duplicate_name`)"),
             "413": _error("too large"), "415": _error("not a JPEG or PNG"),
             "422": _error("corrupt image, or the edit failed (`edit_failed`)"),
-            "503": _error("no index, no worker, a full queue or no Redis", retry=True),
         },
     }},
     "/api/designs/{name}": {
@@ -244,15 +251,9 @@ PATHS: dict = {
             "operationId": "removeDesign", "summary": "Remove a design from the catalogue",
             "security": [{"adminToken": []}],
             "responses": {
-                "200": {"description": "removed", "content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/DesignEdit"}}}},
-                "202": {"description": "still being removed after 60 s", "content": {
-                    "application/json": {"schema": {"type": "object"}}}},
-                "401": _error("missing or wrong bearer token"),
-                "403": _error("editing is disabled (no ADMIN_TOKEN on the server)"),
+                **_edit_responses("200", "removed"),
                 "404": _error("no such design"),
                 "422": _error("the edit failed (`edit_failed`)"),
-                "503": _error("no index, no worker, a full queue or no Redis", retry=True),
             },
         },
     },

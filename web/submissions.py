@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 from flask import current_app
 from redis.exceptions import RedisError
@@ -16,7 +14,7 @@ from werkzeug.datastructures import FileStorage, ImmutableMultiDict
 from web.searches import SearchStatus, describe, fetch_search
 from worker.bank import BankError, read_manifest
 from worker.preprocess import ImageRejected, inspect_image
-from worker.queueing import enqueue_search, upload_name
+from worker.queueing import enqueue_search, store_upload, upload_name
 
 SIDES = ("front", "back")
 STATUS_BY_REASON = {"unsupported_format": 415, "too_many_pixels": 413}
@@ -77,15 +75,6 @@ def read_side(upload: FileStorage, side: str, max_pixels: int) -> tuple[bytes, s
         raise SubmissionError(STATUS_BY_REASON.get(exc.reason, 422), exc.reason,
                               f"the {side} image was refused: {exc}") from None
     return data, info.format
-
-
-def store_upload(upload_dir: Path, name: str, data: bytes) -> Path:
-    """Write under our own name, aside first, so a half-written file is never seen."""
-    path = upload_dir / name
-    tmp = upload_dir / f".{name}.part"
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path
 
 
 def check_capacity(settings) -> None:

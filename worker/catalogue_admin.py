@@ -11,7 +11,6 @@ sees half an update. One editor at a time (a lock file in FEATURES_DIR).
 from __future__ import annotations
 
 import fcntl
-import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,12 +21,11 @@ import numpy as np
 from tqdm import tqdm
 
 from worker.bank import FeatureBank, check_bank_matches, load_bank, write_bank
-from worker.catalogue import Catalogue, load_catalogue, write_catalogue_csv
+from worker.catalogue import DESIGN_NAME, Catalogue, load_catalogue, write_catalogue_csv
 from worker.preprocess import load_image, to_canvas, to_rgb
 from worker.settings import Settings
 from worker.thumbnails import write_thumbnail
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 EXTENSION = {"JPEG": ".jpg", "PNG": ".png"}
 
 
@@ -72,7 +70,7 @@ def add_designs(settings: Settings, extractor, designs: list[tuple[str, Path, Pa
         check_bank_matches(bank, catalogue.fingerprint(), len(catalogue),
                            extractor.weights_fingerprint, extractor.descriptor)
         names = [name for name, _, _ in designs]
-        bad = [n for n in names if not NAME.match(n)]
+        bad = [n for n in names if not DESIGN_NAME.match(n)]
         if bad:
             raise CatalogueEditError(f"invalid design name(s) {bad[:5]}: use letters, digits, "
                                      "'.', '_' and '-' (at most 100)")

@@ -19,7 +19,7 @@ from rq import Queue
 from rq.job import Job, JobStatus
 
 from worker.preprocess import ImageRejected, inspect_image
-from worker.queueing import enqueue_search, upload_name
+from worker.queueing import enqueue_search, store_upload, upload_name
 from worker.settings import Settings
 
 
@@ -27,8 +27,7 @@ def _store(settings: Settings, search_id: str, side: str, path: Path) -> str:
     data = path.read_bytes()
     info = inspect_image(data, settings.max_image_pixels)
     name = upload_name(search_id, side, info.format)
-    settings.upload_dir.mkdir(parents=True, exist_ok=True)
-    (settings.upload_dir / name).write_bytes(data)
+    store_upload(settings.upload_dir, name, data)
     return name
 
 
