@@ -148,3 +148,13 @@ def test_sides_unknown_takes_the_better_assignment():
     # a single drawing filed as another design's back still matches
     single = top_k(bank, back[2], None, k=1, front_weight=0.5, sides_unknown=True)[0]
     assert single.index == 2 and single.swapped and single.score == pytest.approx(1.0, abs=1e-6)
+
+
+def test_cached_manifest_follows_a_rewritten_index(tmp_path):
+    from worker.bank import read_manifest_cached
+
+    write_bank(tmp_path, *random_bank(), manifest())
+    first = read_manifest_cached(tmp_path)
+    assert first["n_pairs"] == 10 and read_manifest_cached(tmp_path) is first  # not re-parsed
+    write_bank(tmp_path, *random_bank(n=12), manifest(n=12))
+    assert read_manifest_cached(tmp_path)["n_pairs"] == 12

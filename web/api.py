@@ -8,7 +8,7 @@ from rq import Worker
 from web.errors import error_response
 from web.searches import SearchStatus, describe, fetch_search
 from web.submissions import submit_search
-from worker.bank import BankError, read_manifest
+from worker.bank import BankError, read_manifest_cached
 
 bp = Blueprint("api", __name__)
 
@@ -64,7 +64,7 @@ def healthz():
     except Exception as exc:  # noqa: BLE001 - health reports every failure as data
         body["redis_error"] = str(exc)
     try:
-        manifest = read_manifest(settings.features_dir)
+        manifest = read_manifest_cached(settings.features_dir)
         body.update(catalogue_pairs=manifest.get("n_pairs"), descriptor=manifest.get("descriptor"),
                     weights=manifest.get("weights"), precision=manifest.get("precision"),
                     index_created=manifest.get("created"))

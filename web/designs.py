@@ -15,7 +15,7 @@ from flask import Blueprint, abort, current_app, jsonify, request
 from rq.job import Job, JobStatus
 
 from web.submissions import SubmissionError, check_capacity, read_side
-from worker.bank import BankError, read_manifest
+from worker.bank import BankError, read_manifest_cached
 from worker.catalogue import DESIGN_NAME
 from worker.queueing import store_upload, upload_name
 
@@ -34,7 +34,7 @@ def _authorise() -> None:
 
 def _names() -> list[str]:
     try:
-        return read_manifest(current_app.config["SETTINGS"].features_dir).get("names", [])
+        return read_manifest_cached(current_app.config["SETTINGS"].features_dir).get("names", [])
     except BankError as exc:
         raise SubmissionError(503, "no_index", str(exc), retry_after=60) from None
 

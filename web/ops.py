@@ -16,7 +16,7 @@ from rq import Queue, Worker
 from rq.registry import BaseRegistry
 
 from web.openapi import openapi_document
-from worker.bank import BankError, read_manifest
+from worker.bank import BankError, read_manifest_cached
 from worker.metrics import read_metrics
 
 bp = Blueprint("ops", __name__)
@@ -58,7 +58,7 @@ def _check_worker(queue: Queue) -> tuple[bool, str]:
 
 def _check_index(features_dir) -> tuple[bool, str]:
     try:
-        manifest = read_manifest(features_dir)
+        manifest = read_manifest_cached(features_dir)
     except (BankError, OSError) as exc:
         return False, str(exc)
     if not isinstance(manifest, dict):

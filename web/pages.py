@@ -20,7 +20,7 @@ from werkzeug.security import safe_join
 
 from web.searches import describe, fetch_search
 from web.submissions import SubmissionError, submit_search
-from worker.bank import BankError, read_manifest
+from worker.bank import BankError, read_manifest_cached
 
 bp = Blueprint("pages", __name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -50,7 +50,7 @@ def search_like(name: str):
     """"Search with this design": the catalogue design's own drawings become the query."""
     settings = current_app.config["SETTINGS"]
     try:
-        manifest = read_manifest(settings.features_dir)
+        manifest = read_manifest_cached(settings.features_dir)
         row = manifest["names"].index(name)
     except (BankError, KeyError, ValueError):
         abort(404, description=f"no design named {name!r} in the catalogue")

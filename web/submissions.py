@@ -12,7 +12,7 @@ from rq import Worker
 from werkzeug.datastructures import FileStorage, ImmutableMultiDict
 
 from web.searches import SearchStatus, describe, fetch_search
-from worker.bank import BankError, read_manifest
+from worker.bank import BankError, read_manifest_cached
 from worker.preprocess import ImageRejected, inspect_image
 from worker.queueing import enqueue_search, store_upload, upload_name
 
@@ -91,7 +91,7 @@ def check_capacity(settings) -> None:
 def cache_key(sides: dict[str, tuple[bytes, str]], options: SearchOptions, settings) -> str | None:
     """Same bytes, same options, same index -> same key; None when there is no index."""
     try:
-        manifest = read_manifest(settings.features_dir)
+        manifest = read_manifest_cached(settings.features_dir)
     except BankError:
         return None
     digest = hashlib.sha256(repr((options, manifest.get("created"),
