@@ -123,7 +123,7 @@ def test_flatten_stays_selectable_as_the_seeds_descriptor():
     np.testing.assert_allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-5)
 
 
-def test_descriptors_have_the_dims_they_claim():
+def test_rmac_regions_stay_inside_the_feature_map():
     from worker.descriptors import rmac_regions
 
     assert len(rmac_regions(14)) == 1 + 4 + 9
