@@ -7,6 +7,7 @@ import hashlib
 import io
 import os
 import uuid
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -37,10 +38,19 @@ def write_thumbnail(features_dir: Path, relative: str, rgb: Image.Image) -> None
     os.replace(tmp, path)
 
 
+@lru_cache(maxsize=1024)  # ~70 MB at most: the designs that keep coming up stay decoded
+def _decoded(path: str, mtime_ns: int) -> np.ndarray:
+    with Image.open(path, formats=("JPEG",)) as img:
+        pixels = np.asarray(img.convert("RGB"))
+    pixels.flags.writeable = False
+    return pixels
+
+
 def load_thumbnail(features_dir: Path, catalogue: Catalogue, relative: str) -> np.ndarray:
     """(h, w, 3) uint8 thumbnail of a catalogue image; the full drawing if none was made."""
     path = thumbnail_path(features_dir, relative)
-    if path.is_file():
-        with Image.open(path, formats=("JPEG",)) as img:
-            return np.asarray(img.convert("RGB"))
+    try:
+        return _decoded(str(path), path.stat().st_mtime_ns)
+    except FileNotFoundError:
+        pass
     return np.asarray(to_rgb(load_image(catalogue.image_path(relative))))

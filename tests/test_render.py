@@ -1,0 +1,67 @@
+"""The grid renderer: labels are matplotlib's own glyphs, the layout holds, output is JPEG."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from matplotlib.ft2font import FT2Font
+from PIL import Image
+
+from worker.render import CELL_H, CELL_W, CELLS_PER_ROW, GlyphFont, GridCell, GridRenderer, render_grid
+
+
+@pytest.mark.parametrize("text", ["#12  trousers-0042", "0.873  (F 0.912 | B 0.834 swapped)",
+                                  "Query", "front | back", "gjpqy()[]{}|/\\_-…"])
+def test_glyph_by_glyph_label_equals_matplotlib_whole_string(text):
+    font = GlyphFont("bold", 9.5)
+    reference = FT2Font(font._font.fname)
+    reference.set_size(9.5, 100)
+    reference.set_text(text, 0.0)
+    reference.draw_glyphs_to_bitmap(antialiased=True)
+    whole = np.asarray(reference.get_image())
+    composed = font.coverage(text)
+    # same ink, same place: compare the inked boxes (the two images differ only in padding)
+    def ink(a):
+        rows, cols = np.flatnonzero(a.any(1)), np.flatnonzero(a.any(0))
+        return a[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    assert np.array_equal(ink(composed), ink(whole))
+
+
+def test_long_names_are_cut_with_an_ellipsis():
+    font = GlyphFont("normal", 8.5)
+    cut = font.fit("x" * 200, 100)
+    assert cut.endswith("…") and font.width(cut) <= 100 and font.fit("short", 100) == "short"
+
+
+def _cells(n: int) -> list[GridCell]:
+    rng = np.random.default_rng(0)
+    big = rng.integers(0, 255, (224, 224, 3), dtype=np.uint8)  # a query canvas: shrunk
+    small = rng.integers(0, 255, (150, 100, 3), dtype=np.uint8)  # a portrait thumbnail
+    return [GridCell(big, big, "Query", "front | back")] + [
+        GridCell(small, small, f"#{i}  design-{i:04d}", "0.500  (F 0.500 | B 0.500)")
+        for i in range(1, n)]
+
+
+@pytest.mark.parametrize("n", [1, 6, 21])
+def test_grid_is_a_jpeg_with_one_cell_per_pair(n):
+    grid = Image.open(io.BytesIO(render_grid(_cells(n))))
+    rows = -(-n // CELLS_PER_ROW)
+    assert grid.format == "JPEG" and grid.size == (CELLS_PER_ROW * CELL_W, rows * CELL_H)
+
+
+def test_thumbnails_are_pasted_unscaled_and_labels_drawn():
+    renderer = GridRenderer()
+    cells = _cells(2)
+    pixels = renderer.pixels(cells)
+    page = renderer.page(2)
+    # the hit's 100-px wide thumbnail sits centred in its 150-px slot, pixel for pixel
+    x0, y0 = CELL_W, 0
+    from worker.render import GAP, LABEL, THUMB
+    left, top = x0 + GAP + (THUMB - 100) // 2, y0 + LABEL
+    assert np.array_equal(pixels[top:top + 150, left:left + 100], cells[1].front)
+    label_band = pixels[y0 + 4:y0 + LABEL - 4, x0 + GAP:x0 + CELL_W - GAP]
+    assert (label_band < 128).any(), "the label was drawn"
+    assert not np.array_equal(page, pixels) and (page == renderer.page(2)).all(), \
+        "the cached page is not drawn on"
