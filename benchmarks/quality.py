@@ -1,7 +1,8 @@
 """Retrieval quality of the paired search, deterministic by seed.
 
 `python -m benchmarks.quality [--pairs 200] [--seed 7] [--queries 120] [--database DIR]
-[--weights bsds500] [--descriptor flatten] [--front-weights 0,0.25,0.5,0.75,1]`
+[--weights bsds500] [--descriptor flatten] [--front-weights 0,0.25,0.5,0.75,1]
+[--ann [--ann-candidates N]]`
 
 Builds the banks in-process with the worker's own code (FeatureExtractor, extract_images),
 then, for a seeded sample of catalogue pairs, makes a "re-drawn / re-scanned" copy of both
@@ -170,12 +171,20 @@ def render_query(catalogue: Catalogue, query: Query) -> tuple[Image.Image, Image
 
 # --- banks and evaluation -------------------------------------------------------------------
 
-def build_bank(extractor, catalogue: Catalogue) -> FeatureBank:
-    """In-process banks, built by the indexer's own code: two (n_pairs, dim) float32."""
+def build_bank(extractor, catalogue: Catalogue, ann_candidates: int | None = None) -> FeatureBank:
+    """In-process banks, built by the indexer's own code: two (n_pairs, dim) float32.
+    With `ann_candidates`, also the coarse index (`worker.ann`, whatever the bank's size):
+    0 re-scores the service's max(10 k, 200) candidates, N > 0 exactly N (at least k)."""
     from worker.index import compute_banks
 
     front, back, whitening = compute_banks(extractor, catalogue, batch_size=16, progress=False)
-    return FeatureBank(front, back, manifest={}, whitening=whitening)
+    bank = FeatureBank(front, back, manifest={}, whitening=whitening)
+    if ann_candidates is None:
+        return bank
+    from worker.ann import with_coarse_index
+
+    options = {"min_candidates": ann_candidates, "per_k": 0} if ann_candidates > 0 else {}
+    return with_coarse_index(bank, 0, **options)
 
 
 def rank_of(bank: FeatureBank, qf: np.ndarray, qb: np.ndarray, row: int,
@@ -285,7 +294,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="compare several WEIGHTS/DESCRIPTOR[/PRECISION], e.g. "
                              "bsds500/flatten,random:0/gem45,bsds500/gem45/bfloat16")
     parser.add_argument("--no-progress", action="store_true")
-    return parser.parse_args(argv)
+    parser.add_argument("--ann", action="store_true",
+                        help="search through the coarse index + exact re-scoring (worker.ann) "
+                             "whatever the catalogue size (SEARCH_ANN_MIN_PAIRS=0)")
+    parser.add_argument("--ann-candidates", type=int, default=0,
+                        help="with --ann: rows re-scored exactly per query vector (default 0: "
+                             "the service's max(10 k, 200), the whole sample when it is small)")
+    args = parser.parse_args(argv)
+    if args.ann_candidates < 0:
+        parser.error("--ann-candidates must be 0 or more")
+    return args
+
+
+def ann_candidates(args: argparse.Namespace) -> int | None:
+    return args.ann_candidates if args.ann else None
 
 
 def run_candidates(args: argparse.Namespace, database: Path) -> list[dict]:
@@ -298,7 +320,8 @@ def run_candidates(args: argparse.Namespace, database: Path) -> list[dict]:
     for candidate in args.candidates.split(","):
         weights, descriptor, *precision = candidate.strip().split("/")
         extractor = FeatureExtractor(weights, descriptor, *precision)
-        result = evaluate(extractor, catalogue, queries, None, args.front_weight,
+        bank = build_bank(extractor, catalogue, ann_candidates(args))
+        result = evaluate(extractor, catalogue, queries, bank, args.front_weight,
                           progress=not args.no_progress)
         results.append(result)
         sf = result["shared_front"]
@@ -310,10 +333,17 @@ def run_candidates(args: argparse.Namespace, database: Path) -> list[dict]:
         print(f"{candidate}: recall@1 {result['recall@1']:.3f}; weakest families "
               + ", ".join(f"{name} {m['recall@1']:.2f}" for name, m in worst), file=sys.stderr)
     print(f"catalogue: {len(catalogue)} pairs; {len(queries)} queries; seed {args.seed}; "
-          f"front_weight {args.front_weight}\n")
+          f"front_weight {args.front_weight}; search {search_mode(args)}\n")
     print(_table(["weights", "descriptor", "precision", "recall@1", f"recall@{K}", f"MRR@{K}",
                   "recall@1 shared-front", "dims", "bytes/pair", "ms/query"], rows))
     return results
+
+
+def search_mode(args: argparse.Namespace) -> str:
+    if not args.ann:
+        return "brute force"
+    return (f"coarse + exact ({args.ann_candidates} candidates)" if args.ann_candidates
+            else "coarse + exact (max(10 k, 200) candidates)")
 
 
 def run(args: argparse.Namespace, database: Path) -> dict:
@@ -323,7 +353,7 @@ def run(args: argparse.Namespace, database: Path) -> dict:
     catalogue = load_catalogue(database)
     extractor = FeatureExtractor(args.weights, args.descriptor, args.precision)
     start = time.perf_counter()
-    bank = build_bank(extractor, catalogue)
+    bank = build_bank(extractor, catalogue, ann_candidates(args))
     index_s = time.perf_counter() - start
     queries = make_queries(catalogue, args.queries, args.seed)
     result = evaluate(extractor, catalogue, queries, bank, args.front_weight,
@@ -331,7 +361,8 @@ def run(args: argparse.Namespace, database: Path) -> dict:
     source = str(args.database) if args.database else f"generated sample ({args.pairs} pairs)"
     print(f"catalogue: {source}, {len(catalogue)} pairs; seed {args.seed}; weights "
           f"{extractor.weights_id} ({extractor.weights_fingerprint}); descriptor "
-          f"{extractor.descriptor}; front_weight {args.front_weight}; indexing {index_s:.1f} s\n")
+          f"{extractor.descriptor}; front_weight {args.front_weight}; indexing {index_s:.1f} s; "
+          f"search {search_mode(args)}\n")
     print(format_report(result))
     return result
 

@@ -42,6 +42,11 @@ def _combine(front: np.ndarray | None, back: np.ndarray | None, w: float) -> np.
     return w * front + (1.0 - w) * back
 
 
+def _check_query(q_front: np.ndarray | None, q_back: np.ndarray | None) -> None:
+    if q_front is None and q_back is None:
+        raise ValueError("a query needs a front, a back, or both")
+
+
 def score_pairs(bank: FeatureBank, q_front: np.ndarray | None, q_back: np.ndarray | None,
                 front_weight: float, sides_unknown: bool = False) -> Scores:
     """(dim,) unit query vectors (either may be None) -> per-pair scores.
@@ -49,8 +54,7 @@ def score_pairs(bank: FeatureBank, q_front: np.ndarray | None, q_back: np.ndarra
     total = w * (front_q . front_bank) + (1 - w) * (back_q . back_bank), w = front_weight;
     a one-sided query scores that side alone.
     """
-    if q_front is None and q_back is None:
-        raise ValueError("a query needs a front, a back, or both")
+    _check_query(q_front, q_back)
     front = None if q_front is None else bank.front @ q_front
     back = None if q_back is None else bank.back @ q_back
     total = _combine(front, back, front_weight)
@@ -70,7 +74,17 @@ def score_pairs(bank: FeatureBank, q_front: np.ndarray | None, q_back: np.ndarra
 
 def top_k(bank: FeatureBank, q_front: np.ndarray | None, q_back: np.ndarray | None, k: int,
           front_weight: float, sides_unknown: bool = False) -> list[SearchHit]:
-    """The k best pairs, best first (ties broken by catalogue order)."""
+    """The k best pairs, best first (ties broken by catalogue order).
+
+    A bank with a coarse index (`worker.ann`, large catalogues) scores exactly only the rows
+    that index proposes; otherwise every row.
+    """
+    _check_query(q_front, q_back)
+    coarse = getattr(bank, "coarse", None)
+    rows = None if coarse is None else coarse.candidates(q_front, q_back, k, front_weight,
+                                                         sides_unknown)
+    if rows is not None:  # sorted rows, so ties still break by catalogue order
+        bank = FeatureBank(bank.front[rows], bank.back[rows], bank.manifest, bank.whitening)
     s = score_pairs(bank, q_front, q_back, front_weight, sides_unknown)
     n = s.total.shape[0]
     k = min(k, n)
@@ -80,7 +94,10 @@ def top_k(bank: FeatureBank, q_front: np.ndarray | None, q_back: np.ndarray | No
     def side(scores: np.ndarray | None, i: int) -> float | None:
         return None if scores is None else float(scores[i])
 
-    return [SearchHit(rank, int(i), float(s.total[i]), side(s.front, i), side(s.back, i),
+    def row(i: int) -> int:
+        return int(i) if rows is None else int(rows[i])
+
+    return [SearchHit(rank, row(i), float(s.total[i]), side(s.front, i), side(s.back, i),
                       bool(s.swapped[i])) for rank, i in enumerate(order, start=1)]
 
 

@@ -1,0 +1,132 @@
+"""Coarse-then-exact search (worker.ann): the same hits as brute force; its setting."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from worker.ann import IndexedBank, with_coarse_index
+from worker.bank import FeatureBank, l2_normalise, write_bank
+from worker.catalogue import load_catalogue
+from worker.engine import Engine
+from worker.search import top_k
+from worker.settings import InvalidSetting, Settings
+
+N, DIM = 3000, 32
+
+
+@pytest.fixture(scope="module")
+def banks() -> tuple[FeatureBank, FeatureBank]:
+    """(brute force bank, the same bank with a coarse index), 3000 random pairs."""
+    rng = np.random.default_rng(3)
+    bank = FeatureBank(l2_normalise(rng.normal(size=(N, DIM))),
+                       l2_normalise(rng.normal(size=(N, DIM))), manifest={})
+    indexed = with_coarse_index(bank, 0)
+    assert isinstance(indexed, IndexedBank) and len(indexed.coarse) == N
+    return bank, indexed
+
+
+def queries(bank: FeatureBank, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A noisy copy of one pair (a near-duplicate) with its sides possibly exchanged."""
+    rng = np.random.default_rng(seed)
+    row = int(rng.integers(N))
+    noisy = [l2_normalise(side[row][None] + rng.normal(scale=0.1, size=(1, DIM)))[0]
+             for side in (bank.front, bank.back)]
+    return (noisy[1], noisy[0]) if seed % 2 else (noisy[0], noisy[1])
+
+
+def assert_same_hits(exact, approx):
+    assert [(h.rank, h.index, h.swapped) for h in approx] == \
+        [(h.rank, h.index, h.swapped) for h in exact]
+    for a, e in zip(approx, exact, strict=True):
+        assert a.score == pytest.approx(e.score, abs=1e-6)
+        for got, want in ((a.front_score, e.front_score), (a.back_score, e.back_score)):
+            assert (got is None) == (want is None)
+            if want is not None:
+                assert got == pytest.approx(want, abs=1e-6)
+
+
+@pytest.mark.parametrize("sides", ["both", "front", "back"])
+@pytest.mark.parametrize("sides_unknown", [False, True])
+@pytest.mark.parametrize("front_weight", [0.0, 0.3, 0.5, 1.0])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_coarse_then_exact_returns_the_brute_force_hits(banks, sides, sides_unknown,
+                                                       front_weight, seed):
+    bank, indexed = banks
+    q_front, q_back = queries(bank, seed)
+    q_front = None if sides == "back" else q_front
+    q_back = None if sides == "front" else q_back
+    rows = indexed.coarse.candidates(q_front, q_back, 20, front_weight, sides_unknown)
+    assert rows is not None and len(rows) < N  # the coarse path really ran
+    for k in (1, 20, 50):
+        exact = top_k(bank, q_front, q_back, k, front_weight, sides_unknown)
+        assert_same_hits(exact, top_k(indexed, q_front, q_back, k, front_weight, sides_unknown))
+
+
+def test_random_queries_and_k_beyond_the_bank(banks):
+    bank, indexed = banks
+    rng = np.random.default_rng(11)
+    q_front, q_back = l2_normalise(rng.normal(size=(2, DIM)))
+    for k in (20, 100, N + 5):
+        exact = top_k(bank, q_front, q_back, k, 0.5, True)
+        assert len(exact) == min(k, N)
+        assert_same_hits(exact, top_k(indexed, q_front, q_back, k, 0.5, True))
+
+
+def test_small_bank_k_larger_than_the_bank():
+    rng = np.random.default_rng(5)
+    bank = FeatureBank(l2_normalise(rng.normal(size=(7, 8))), l2_normalise(rng.normal(size=(7, 8))),
+                       manifest={})
+    indexed = with_coarse_index(bank, 0)
+    q_front, q_back = l2_normalise(rng.normal(size=(2, 8)))
+    for sides_unknown in (False, True):
+        exact = top_k(bank, q_front, q_back, 20, 0.5, sides_unknown)
+        assert len(exact) == 7
+        assert_same_hits(exact, top_k(indexed, q_front, q_back, 20, 0.5, sides_unknown))
+
+
+def test_threshold_decides_which_banks_get_an_index(banks):
+    bank, _ = banks
+    assert with_coarse_index(bank, N + 1) is bank
+    assert isinstance(with_coarse_index(bank, N), IndexedBank)
+
+
+def test_all_zero_query_falls_back_to_brute_force(banks):
+    bank, indexed = banks
+    zero = np.zeros(DIM, dtype=np.float32)
+    assert indexed.coarse.candidates(zero, zero, 20, 0.5, True) is None
+    assert_same_hits(top_k(bank, zero, None, 20, 0.5), top_k(indexed, zero, None, 20, 0.5))
+
+
+def test_query_without_sides_is_refused(banks):
+    with pytest.raises(ValueError, match="front, a back"):
+        top_k(banks[1], None, None, 5, 0.5)
+
+
+def test_search_ann_min_pairs_setting():
+    assert Settings.from_env({}).search_ann_min_pairs == 100_000
+    assert Settings.from_env({"SEARCH_ANN_MIN_PAIRS": "0"}).search_ann_min_pairs == 0
+    assert Settings.from_env({"SEARCH_ANN_MIN_PAIRS": "250000"}).search_ann_min_pairs == 250_000
+    for bad in ("many", "1e5", "-1"):
+        with pytest.raises(InvalidSetting, match="SEARCH_ANN_MIN_PAIRS"):
+            Settings.from_env({"SEARCH_ANN_MIN_PAIRS": bad})
+
+
+class FakeExtractor:
+    weights_fingerprint = "abc"
+    descriptor = "flatten"
+
+
+@pytest.mark.parametrize("min_pairs, indexed", [(0, True), (24, True), (25, False)])
+def test_engine_attaches_the_index_from_the_setting(tmp_path, catalogue_dir, min_pairs, indexed):
+    catalogue = load_catalogue(catalogue_dir)
+    rng = np.random.default_rng(0)
+    n = len(catalogue)
+    write_bank(tmp_path, l2_normalise(rng.normal(size=(n, 8))), l2_normalise(rng.normal(size=(n, 8))),
+               {"n_pairs": n, "dim": 8, "dtype": "float32", "descriptor": "flatten",
+                "weights": {"id": "bsds500", "fingerprint": "abc"},
+                "catalogue_fingerprint": catalogue.fingerprint()})
+    settings = Settings(database_dir=catalogue_dir, features_dir=tmp_path,
+                        search_ann_min_pairs=min_pairs)
+    bank = Engine(settings, FakeExtractor()).index.bank
+    assert isinstance(bank, IndexedBank) is indexed
