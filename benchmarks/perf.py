@@ -1,9 +1,11 @@
 """Performance of the paired search: the search stage against bank sizes, and the service end to end.
 
 `python -m benchmarks.perf sizes [--dim 1024] [--sizes 3000,30000,300000,1000000] [--queries 20]`
-    Synthetic L2-normalised banks (front and back, float32 and float16 storage); times
-    `worker.search.top_k(bank, qf, qb, 20, 0.5)` per query with float32 queries (what the
-    extractor returns). A size/dtype whose estimated cost exceeds `--budget-s` is skipped.
+    Synthetic L2-normalised float32 banks (front and back); times
+    `worker.search.top_k(bank, qf, qb, 20, 0.5)` (and with sides_unknown) per query with
+    float32 queries (what the extractor returns), brute force and coarse + exact
+    (`worker.ann`: index build time, memory, agreement of its top 20 with brute force on
+    random and on clustered banks). A size whose estimated cost exceeds `--budget-s` is skipped.
 
 `python -m benchmarks.perf e2e [--pairs 3000] [--searches 50] [--concurrent 100] [--workers 1,2]
 [--descriptor D] [--weights bsds500] [--precision auto]`
@@ -38,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from worker.ann import MIN_CANDIDATES, with_coarse_index
 from worker.bank import FeatureBank
 from worker.search import top_k
 from worker.settings import REPO_ROOT, Settings
@@ -85,6 +88,11 @@ def ints(text: str) -> list[int]:
 
 # --- sizes: the search stage alone ------------------------------------------------------------
 
+CLUSTER = 20  # pairs per "design family" in the clustered banks
+FAMILY_COS = (0.6, 0.9)  # cosine of a clustered row to its family's centre
+QUERY_COS = (0.8, 0.95)  # cosine of a near-duplicate query to the row it copies
+
+
 def unit_rows(rng: np.random.Generator, n: int, dim: int, dtype: np.dtype,
               chunk: int = 16384) -> np.ndarray:
     """(n, dim) random unit rows stored as `dtype`, generated chunk-wise in float32."""
@@ -100,14 +108,56 @@ def synthetic_bank(rng: np.random.Generator, n: int, dim: int, dtype: np.dtype) 
     return FeatureBank(unit_rows(rng, n, dim, dtype), unit_rows(rng, n, dim, dtype), manifest={})
 
 
-def time_search(bank: FeatureBank, queries: np.ndarray) -> list[float]:
-    """ms per `top_k` call, one call per pair of query rows (front, back)."""
-    times = []
+def noisy_copies(rng: np.random.Generator, rows: np.ndarray, cos: tuple[float, float]) -> np.ndarray:
+    """(m, dim) unit rows -> unit rows at a cosine drawn uniformly from `cos` (approximately:
+    isotropic noise of norm sqrt(1/c^2 - 1) added, then normalised)."""
+    m, dim = rows.shape
+    c = rng.uniform(*cos, size=(m, 1)).astype(np.float32)
+    sigma = np.sqrt((1.0 / c**2 - 1.0) / dim)
+    out = rows + sigma * rng.standard_normal((m, dim), dtype=np.float32)
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def clustered_rows(rng: np.random.Generator, n: int, dim: int, chunk: int = 16384) -> np.ndarray:
+    """(n, dim) float32 unit rows in families of CLUSTER consecutive rows around random centres."""
+    out = np.empty((n, dim), dtype=np.float32)
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        first, last = start // CLUSTER, (stop - 1) // CLUSTER
+        centres = unit_rows(rng, last - first + 1, dim, np.dtype(np.float32))
+        out[start:stop] = noisy_copies(rng, centres[np.arange(start, stop) // CLUSTER - first],
+                                       FAMILY_COS)
+    return out
+
+
+def clustered_bank(rng: np.random.Generator, n: int, dim: int) -> FeatureBank:
+    """Front and back families share rows (a family is a group of related designs)."""
+    return FeatureBank(clustered_rows(rng, n, dim), clustered_rows(rng, n, dim), manifest={})
+
+
+def near_duplicate_queries(rng: np.random.Generator, bank: FeatureBank, count: int) -> np.ndarray:
+    """(count, 2, dim): noisy copies of the front and back of random pairs of `bank`."""
+    rows = rng.integers(len(bank), size=count)
+    return np.stack([noisy_copies(rng, np.asarray(bank.front[rows]), QUERY_COS),
+                     noisy_copies(rng, np.asarray(bank.back[rows]), QUERY_COS)], axis=1)
+
+
+def time_search(bank: FeatureBank, queries: np.ndarray,
+                sides_unknown: bool = False) -> tuple[list[float], list[list[int]]]:
+    """(ms per `top_k` call, the hits' rows per call), one call per pair of query rows."""
+    times, hits = [], []
     for q_front, q_back in queries:
         start = time.perf_counter()
-        top_k(bank, q_front, q_back, K, FRONT_WEIGHT)
+        found = top_k(bank, q_front, q_back, K, FRONT_WEIGHT, sides_unknown)
         times.append((time.perf_counter() - start) * 1000)
-    return times
+        hits.append([hit.index for hit in found])
+    return times, hits
+
+
+def agreement(exact: Sequence[Sequence[int]], approx: Sequence[Sequence[int]]) -> float | None:
+    """Fraction of the exact top K found in the approximate top K, averaged over queries."""
+    shares = [len(set(e) & set(a)) / len(e) for e, a in zip(exact, approx, strict=True) if e]
+    return float(np.mean(shares)) if shares else None
 
 
 def estimate_seconds(n: int, dim: int, dtype: np.dtype, n_queries: int,
@@ -118,50 +168,106 @@ def estimate_seconds(n: int, dim: int, dtype: np.dtype, n_queries: int,
     probe = synthetic_bank(rng, rows, dim, dtype)
     query = unit_rows(rng, 2, dim, np.dtype(np.float32))[None]
     time_search(probe, query)  # first call: page faults, allocator
-    per_query_ms = float(np.median(time_search(probe, np.repeat(query, 3, axis=0))))
+    per_query_ms = float(np.median(time_search(probe, np.repeat(query, 3, axis=0))[0]))
     scale = n / rows
     return per_query_ms / 1000 * (n_queries + 1) * scale, per_query_ms * scale
 
 
-def size_row(n: int, dim: int, dtype: np.dtype, n_queries: int, budget_s: float,
-             rng: np.random.Generator) -> list[object]:
+@dataclass
+class SizeResult:
+    brute: list[object]  # a row of the brute-force table
+    coarse: list[object]  # a row of the coarse + exact table
+
+
+def size_rows(n: int, dim: int, n_queries: int, budget_s: float,
+              rng: np.random.Generator) -> SizeResult:
+    """Brute force and coarse + exact on one random bank of n pairs (timings, agreement on
+    random queries), then agreement on a clustered bank with near-duplicate queries."""
+    dtype = np.dtype(np.float32)
     per_pair = 2 * dim * dtype.itemsize
-    bank_mib = n * per_pair / MIB
-    head: list[object] = [f"{n:,}", dtype.name, dim, f"{per_pair:,}", fmt(bank_mib)]
-    est_s, est_ms = estimate_seconds(n, dim, dtype, n_queries, rng)
+    head: list[object] = [f"{n:,}", dim, f"{per_pair:,}", fmt(n * per_pair / MIB)]
+    est_s, est_ms = estimate_seconds(n, dim, dtype, 2 * n_queries, rng)  # straight + crossed
     if est_s > budget_s:
-        return [*head, "-", "-", "-", "-",
-                f"skipped (est. {est_s:,.0f} s > {budget_s:.0f} s; ~{est_ms:,.0f} ms/query)"]
+        note = f"skipped (est. {est_s:,.0f} s > {budget_s:.0f} s; ~{est_ms:,.0f} ms/query)"
+        return SizeResult([*head, "-", "-", "-", "-", "-", note], [f"{n:,}", *["-"] * 9, note])
     start = time.perf_counter()
     bank = synthetic_bank(rng, n, dim, dtype)
-    build_s = time.perf_counter() - start
-    queries = unit_rows(rng, 2 * (n_queries + 1), dim, np.dtype(np.float32)).reshape(-1, 2, dim)
-    times = time_search(bank, queries)[1:]  # the first call warms up
-    del bank
-    p50 = percentile(times, 50)
+    gen_s = time.perf_counter() - start
+    queries = unit_rows(rng, 2 * (n_queries + 1), dim, dtype).reshape(-1, 2, dim)
+    brute, brute_hits = time_search(bank, queries)
+    brute_x, brute_x_hits = time_search(bank, queries, sides_unknown=True)
+    start = time.perf_counter()
+    indexed = with_coarse_index(bank, 0)
+    index_s = time.perf_counter() - start
+    index_bytes = indexed.coarse.nbytes
+    ann, ann_hits = time_search(indexed, queries)
+    ann_x, ann_x_hits = time_search(indexed, queries, sides_unknown=True)
+    del bank, indexed
+    # near-duplicate queries against families of related designs (what real queries look like)
+    bank = clustered_bank(rng, n, dim)
+    indexed = with_coarse_index(bank, 0)
+    near = near_duplicate_queries(rng, bank, n_queries)
+    near_hits, near_ann_hits = time_search(bank, near)[1], time_search(indexed, near)[1]
+    near_x_hits = time_search(bank, near, sides_unknown=True)[1]
+    near_ann_x_hits = time_search(indexed, near, sides_unknown=True)[1]
+    del bank, indexed
+
+    def ms(times: list[float], q: float) -> str:
+        return fmt(percentile(times[1:], q), 2)  # the first call warms up
+
+    def agree(exact: list[list[int]], approx: list[list[int]],
+              exact_x: list[list[int]], approx_x: list[list[int]]) -> str:
+        return f"{fmt(agreement(exact, approx), 3)} ({fmt(agreement(exact_x, approx_x), 3)})"
+
+    p50 = percentile(brute[1:], 50)
     gb_s = n * per_pair / 1e9 / (p50 / 1000) if p50 else None
-    return [*head, fmt(build_s, 2), fmt(p50, 2), fmt(percentile(times, 95), 2), fmt(gb_s, 2),
-            f"{len(times)} queries"]
+    note = f"{len(brute) - 1} queries"
+    total_per_pair = per_pair + index_bytes / n
+    return SizeResult(
+        [*head, fmt(gen_s, 2), ms(brute, 50), ms(brute, 95), ms(brute_x, 50), fmt(gb_s, 2), note],
+        [f"{n:,}", fmt(index_s, 2), fmt(index_bytes / MIB), f"{total_per_pair:,.0f}",
+         ms(ann, 50), ms(ann, 95), ms(ann_x, 50),
+         agree(brute_hits[1:], ann_hits[1:], brute_x_hits[1:], ann_x_hits[1:]),
+         agree(near_hits, near_ann_hits, near_x_hits, near_ann_x_hits), note])
 
 
 def cmd_sizes(args: argparse.Namespace, argv: Sequence[str]) -> int:
     sizes = ints(args.sizes)
     preamble("Search stage vs bank size", argv, {
-        "dim": args.dim, "sizes": sizes, "queries per size/dtype": args.queries,
+        "dim": args.dim, "sizes": sizes, "queries per size": args.queries,
         "k": K, "front_weight": FRONT_WEIGHT, "query dtype": "float32 (as the extractor returns)",
-        "budget per size/dtype": f"{args.budget_s:.0f} s of searching, estimated from a "
-                                 "20k-pair probe (bank generation not counted)",
-        "build s": "time to generate the synthetic bank (not part of the service)",
-        "banks": "synthetic random unit rows, front + back, in RAM (not memory-mapped)"})
+        "budget per size": f"{args.budget_s:.0f} s of brute-force searching, estimated from a "
+                           "20k-pair probe (bank generation not counted)",
+        "gen s": "time to generate the synthetic bank (not part of the service)",
+        "banks": "synthetic random unit rows, front + back, float32 in RAM (not memory-mapped); "
+                 "float16 banks were 10-15x slower with numpy and are not measured",
+        "coarse + exact": f"worker.ann.CoarseIndex (int8 [front | back] codes, faiss "
+                          f"{faiss_version()}), best max(10 k, {MIN_CANDIDATES}) rows per query "
+                          "vector re-scored exactly",
+        "agreement": f"fraction of brute force's top {K} that coarse + exact returns, mean over "
+                     "queries; in brackets: with sides_unknown. random: random unit queries on "
+                     f"the random bank (near-ties: the worst case); clustered: families of "
+                     f"{CLUSTER} pairs (cosine to centre {FAMILY_COS[0]}-{FAMILY_COS[1]}), "
+                     f"queries are noisy copies of a pair (cosine {QUERY_COS[0]}-{QUERY_COS[1]})"})
     rng = np.random.default_rng(args.seed)
-    rows = []
+    results = []
     for n in sizes:
-        for dtype in (np.dtype(np.float32), np.dtype(np.float16)):
-            rows.append(size_row(n, args.dim, dtype, args.queries, args.budget_s, rng))
-            print(f"done: {n} pairs {dtype.name}", file=sys.stderr, flush=True)
-    emit(md_table(["pairs", "dtype", "dim", "bytes/pair", "bank MiB", "build s", "p50 ms",
-                   "p95 ms", "GB/s at p50", "note"], rows))
+        results.append(size_rows(n, args.dim, args.queries, args.budget_s, rng))
+        print(f"done: {n} pairs", file=sys.stderr, flush=True)
+    emit("### Brute force (numpy, float32 banks)\n")
+    emit(md_table(["pairs", "dim", "bytes/pair", "bank MiB", "gen s", "p50 ms", "p95 ms",
+                   "p50 ms sides unknown", "GB/s at p50", "note"], [r.brute for r in results]))
+    emit("\n### Coarse + exact (worker.ann)\n")
+    emit(md_table(["pairs", "index build s", "index MiB", "bytes/pair (banks + index)", "p50 ms",
+                   "p95 ms", "p50 ms sides unknown", f"top-{K} agreement random",
+                   f"top-{K} agreement clustered", "note"], [r.coarse for r in results]))
     return 0
+
+
+def faiss_version() -> str:
+    import faiss
+
+    return faiss.__version__
 
 
 # --- e2e: processes ---------------------------------------------------------------------------
@@ -215,9 +321,9 @@ def http_up(url: str) -> bool:
     import requests
 
     try:
-        requests.get(url, timeout=2)
+        requests.get(url, timeout=10)
         return True
-    except requests.ConnectionError:
+    except requests.RequestException:  # refused, or too slow while the model starts
         return False
 
 
@@ -273,7 +379,8 @@ def service_env(tmp: Path, redis_url: str, args: argparse.Namespace) -> dict[str
             "OUTPUT_DIR": str(tmp / "output"), "REDIS_URL": redis_url,
             "VGG16_WEIGHTS": args.weights, "DESCRIPTOR": args.descriptor,
             "PRECISION": args.precision, "QUEUE_NAME": args.queue_name, "REQUIRE_WORKER": "1",
-            "MAX_QUEUE_LENGTH": "1000"}
+            "MAX_QUEUE_LENGTH": "1000", "STORAGE": args.storage,
+            "BATCH_SIZE": str(args.batch_size)}
 
 
 # --- e2e: catalogue, index and query images -------------------------------------------------
@@ -370,15 +477,13 @@ def post_search(session, base: str, front: bytes, back: bytes) -> Submission:
     return Submission(r.status_code, None, None, start, post_ms, body.get("error"))
 
 
-def poll_http(session, base: str, url: str, timeout: float = 600,
-              interval: float = 0.01) -> tuple[dict, float]:
-    """Poll until finished or failed: (body, perf_counter when seen)."""
+def poll_http(session, base: str, url: str, timeout: float = 600) -> tuple[dict, float]:
+    """Long-poll (`?wait=`) until finished or failed: (body, perf_counter when seen)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        body = session.get(f"{base}{url}", timeout=30).json()
+        body = session.get(f"{base}{url}?wait=30", timeout=60).json()
         if body.get("status") in ("finished", "failed"):
             return body, time.perf_counter()
-        time.sleep(interval)
     raise TimeoutError(f"{url} did not finish within {timeout:.0f} s")
 
 
@@ -456,7 +561,9 @@ def stage_rows(samples: list[SequentialSample]) -> list[list[object]]:
     for stage in ("preprocess", "extract", "search", "render"):
         rows.append(row(stage, timing(f"{stage}_ms")))
     rows.append(row("total job (timings.total_ms)", timing("total_ms")))
-    rows.append(row("end-to-end (POST start -> finished seen, 10 ms poll)",
+    beyond = [s.e2e_ms - float(s.timings["extract_ms"]) for s in done if "extract_ms" in s.timings]
+    rows.append(row("end-to-end minus extract (the overhead beyond the forward pass)", beyond))
+    rows.append(row("end-to-end (POST start -> finished seen, long poll ?wait=30)",
                     [s.e2e_ms for s in done]))
     overhead = [s.e2e_ms - float(s.timings["total_ms"]) for s in done if "total_ms" in s.timings]
     rows.append(row("end-to-end minus total job", overhead))
@@ -498,15 +605,20 @@ TERMINAL = {"finished": "finished", "failed": "failed", "stopped": "failed", "ca
 
 
 def job_outcomes(connection, ids: list[str]) -> dict[str, str]:
-    """search id -> "finished"/"failed" for those that ended (one pipelined Redis read)."""
+    """search id -> "finished"/"failed" for those that ended: one pipelined HGET of each job's
+    status (this client shares the cores with the service, so it reads as little as it can)."""
     from rq.job import Job
 
+    with connection.pipeline(transaction=False) as pipe:
+        for search_id in ids:
+            pipe.hget(Job.key_for(search_id), "status")
+        statuses = pipe.execute()
     ended = {}
-    for search_id, job in zip(ids, Job.fetch_many(ids, connection=connection), strict=True):
-        status = None if job is None else job.get_status(refresh=False)
-        outcome = TERMINAL.get(getattr(status, "value", status) or "")
-        if job is None or outcome:
-            ended[search_id] = outcome or "failed"
+    for search_id, status in zip(ids, statuses, strict=True):
+        if status is None:  # expired or deleted: it will never finish
+            ended[search_id] = "failed"
+        elif outcome := TERMINAL.get(status.decode()):
+            ended[search_id] = outcome
     return ended
 
 
@@ -655,13 +767,21 @@ def cmd_e2e(args: argparse.Namespace, argv: Sequence[str]) -> int:
         "submit threads": args.threads, "descriptor": args.descriptor, "weights": args.weights,
         "precision (setting)": args.precision, "gunicorn": "--workers 2 --threads 8",
         "queries": "catalogue drawings, one pixel changed per search (no cache hits)"})
+    import shutil
+
     from worker.sample import write_catalogue
 
     with started_service(args) as service:
-        start = time.perf_counter()
-        write_catalogue(service.tmp / "database", args.pairs, seed=7)
-        emit(f"catalogue: {args.pairs} pairs written in {time.perf_counter() - start:.1f} s\n")
-        report_index(build_index(service), service)
+        if args.reuse:  # a catalogue + index kept by an earlier `--keep` run
+            for part in ("database", "features"):
+                shutil.copytree(Path(args.reuse) / part, service.tmp / part)
+            emit(f"catalogue and index copied from {args.reuse} (index build not measured)\n")
+            emit(f"index: {index_settings(service)}\n")
+        else:
+            start = time.perf_counter()
+            write_catalogue(service.tmp / "database", args.pairs, seed=7)
+            emit(f"catalogue: {args.pairs} pairs written in {time.perf_counter() - start:.1f} s\n")
+            report_index(build_index(service), service)
 
         start_web(service, args.timeout)
         images = QueryImages(service.tmp / "database")
@@ -687,6 +807,36 @@ def cmd_e2e(args: argparse.Namespace, argv: Sequence[str]) -> int:
              " end seen by polling Redis every 20 ms)\n")
         emit(md_table(["workers", "ready s", "submitted", "accepted", "refused", "finished",
                        "failed", "wall s", "searches/s", "p50 e2e ms", "p95 e2e ms"], rows))
+    return 0
+
+
+# --- model: the forward pass alone ----------------------------------------------------------
+
+def cmd_model(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """What the model itself does per batch size: the ceiling for index builds and searches."""
+    from worker.extract import FeatureExtractor
+
+    extractor = FeatureExtractor(args.weights, args.descriptor, args.precision)
+    preamble("The model alone (FeatureExtractor.extract: preprocess_input + VGG16 + pooling)",
+             argv, {"descriptor": args.descriptor, "weights": args.weights,
+                    "precision": extractor.precision, "input": "random 224x224 uint8 canvases",
+                    "timing": "median over repeated calls after two warm-up calls"})
+    rng = np.random.default_rng(0)
+    rows = []
+    for size in ints(args.batch_sizes):
+        canvases = rng.integers(0, 256, (size, 224, 224, 3), dtype=np.uint8)
+        extractor.extract(canvases)
+        extractor.extract(canvases)
+        times = []
+        for _ in range(max(3, args.repeats // size)):
+            start = time.perf_counter()
+            extractor.extract(canvases)
+            times.append(time.perf_counter() - start)
+        batch_s = float(np.median(times))
+        rows.append([size, len(times), fmt(batch_s * 1000), fmt(batch_s / size * 1000),
+                     fmt(size / batch_s, 2), fmt(size / 2 / batch_s, 2)])
+    emit(md_table(["batch (images)", "calls", "ms per batch", "ms per image", "images/s",
+                   "pair searches/s (2 images each)"], rows))
     return 0
 
 
@@ -716,6 +866,18 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--timeout", type=float, default=1800.0,
                    help="seconds any single wait may take (default 1800)")
     e.add_argument("--keep", action="store_true", help="keep the temporary directory and logs")
+    e.add_argument("--reuse", metavar="DIR",
+                   help="copy database/ and features/ from DIR (a --keep run) instead of "
+                        "writing the catalogue and building the index")
+    e.add_argument("--storage", choices=("files", "redis"), default="files")
+    e.add_argument("--batch-size", type=int, default=Settings().batch_size,
+                   help="BATCH_SIZE of the workers (queued searches per forward pass)")
+    m = sub.add_parser("model", help="the model alone: images/s per batch size")
+    m.add_argument("--batch-sizes", default="1,2,4,8,16,32")
+    m.add_argument("--precision", default="auto")
+    m.add_argument("--descriptor", default=Settings().descriptor)
+    m.add_argument("--weights", default="bsds500")
+    m.add_argument("--repeats", type=int, default=64, help="images per batch size (about)")
     return p
 
 
@@ -724,6 +886,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "sizes":
         return cmd_sizes(args, argv)
+    if args.command == "model":
+        return cmd_model(args, argv)
     return cmd_e2e(args, argv)
 
 

@@ -36,7 +36,8 @@ def test_search_end_to_end(indexed_client, run_worker, indexed_settings):
     assert set(hits[0]) >= {"rank", "name", "score", "front_score", "back_score", "front", "back"}
     assert all(a["score"] >= b["score"] for a, b in zip(hits, hits[1:], strict=False))
     assert set(result["timings"]) == {"queue_wait_ms", "preprocess_ms", "extract_ms", "search_ms",
-                                      "render_ms", "total_ms"}
+                                      "render_ms", "total_ms", "batch_images"}
+    assert result["timings"]["batch_images"] == 2  # alone in the queue: its own two images
     assert result["timings"]["queue_wait_ms"] >= 0
     assert result["stage"] == "render"
 
@@ -218,3 +219,26 @@ def test_identical_resubmission_is_answered_from_the_cache(indexed_client, run_w
     assert len(Queue(indexed_settings.queue_name, connection=redis)) == 0, "nothing recomputed"
     other = post_pair(indexed_client, front, back, k=5).get_json()
     assert other["id"] != first["id"], "other options are another search"
+
+
+def test_long_poll_answers_when_the_search_finishes(indexed_client, run_worker):
+    import threading
+    import time
+
+    front, back = design_pair(12, N_PAIRS)
+    url = post_pair(indexed_client, front, back).get_json()["url"]
+    for bad in ("abc", "-1", "31", "nan", "inf"):
+        response = indexed_client.get(f"{url}?wait={bad}")
+        assert response.status_code == 400 and "wait" in response.get_json()["message"]
+    start = time.monotonic()
+    assert indexed_client.get(f"{url}?wait=0.3").get_json()["status"] == "queued"
+    assert time.monotonic() - start >= 0.3  # no worker yet: held for the whole wait
+    answer = {}
+    poll = threading.Thread(target=lambda: answer.update(
+        body=indexed_client.get(f"{url}?wait=30").get_json()))  # held until the search ends
+    poll.start()
+    run_worker()  # RQ wants the main thread
+    poll.join(timeout=60)
+    body = answer["body"]
+    assert body.get("status") == "finished", body
+    assert body["results"][0]["name"].endswith("0012")

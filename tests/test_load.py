@@ -27,9 +27,9 @@ def wait_for_http(url: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            requests.get(url, timeout=2)
+            requests.get(url, timeout=10)
             return
-        except requests.ConnectionError:
+        except requests.RequestException:  # refused, or too slow while the machine is busy
             time.sleep(0.2)
     raise TimeoutError(f"{url} did not answer within {timeout} s")
 

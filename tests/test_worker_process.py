@@ -4,7 +4,6 @@ index between jobs without a restart."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -14,21 +13,15 @@ from rq import Queue
 from tests.conftest import N_PAIRS
 from tests.http import post_pair
 from tests.images import design_pair
+from tests.workers import service_env
 from worker.index import build_index
 from worker.sample import write_catalogue
 
 pytestmark = pytest.mark.slow
 
 
-def worker_env(settings) -> dict[str, str]:
-    return {**os.environ, "REDIS_URL": settings.redis_url,
-            "DATABASE_DIR": str(settings.database_dir), "FEATURES_DIR": str(settings.features_dir),
-            "UPLOAD_DIR": str(settings.upload_dir), "OUTPUT_DIR": str(settings.output_dir),
-            "VGG16_WEIGHTS": settings.vgg16_weights, "QUEUE_NAME": settings.queue_name}
-
-
 def run_worker_process(settings, timeout=180) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "worker", "--burst"], env=worker_env(settings),
+    return subprocess.run([sys.executable, "-m", "worker", "--burst"], env=service_env(settings),
                           capture_output=True, text=True, timeout=timeout)
 
 

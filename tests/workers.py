@@ -20,7 +20,8 @@ def service_env(settings) -> dict[str, str]:
             "VGG16_WEIGHTS": settings.vgg16_weights, "QUEUE_NAME": settings.queue_name,
             "REQUIRE_WORKER": "1" if settings.require_worker else "0",
             "JOB_TIMEOUT": str(settings.job_timeout),
-            "MAX_QUEUE_LENGTH": str(settings.max_queue_length)}
+            "MAX_QUEUE_LENGTH": str(settings.max_queue_length), "STORAGE": settings.storage,
+            "BATCH_SIZE": str(settings.batch_size)}
 
 
 def start_worker(settings, *args: str) -> subprocess.Popen:

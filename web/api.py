@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import io
+import time
+
 from flask import Blueprint, abort, current_app, jsonify, request, send_file, url_for
 from rq import Worker
+from rq.exceptions import InvalidJobOperation
+from rq.job import JobStatus
 
 from web.errors import error_response
 from web.searches import SearchStatus, describe, fetch_search
@@ -32,9 +37,35 @@ def _job_or_404(search_id: str):
     return job
 
 
+MAX_WAIT_S = 30.0
+WAIT_STEP_S = 0.005
+DONE = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
+
+
+def _wait_seconds() -> float:
+    raw = request.args.get("wait", "0")
+    try:
+        wait = float(raw)
+    except ValueError:
+        wait = -1.0
+    if not 0.0 <= wait <= MAX_WAIT_S:  # also refuses nan and inf
+        abort(400, description=f"wait must be a number of seconds from 0 to {MAX_WAIT_S:g}, "
+                               f"got {raw!r}")
+    return wait
+
+
 @bp.get("/api/searches/<search_id>")
 def get_search(search_id: str):
-    return jsonify(describe(_job_or_404(search_id)))
+    """The search; with `?wait=S`, answered as soon as it is finished or failed, or after S s."""
+    wait = _wait_seconds()
+    job = _job_or_404(search_id)
+    deadline = time.monotonic() + wait
+    try:
+        while time.monotonic() < deadline and job.get_status(refresh=True) not in DONE:
+            time.sleep(WAIT_STEP_S)
+    except InvalidJobOperation:  # expired while we waited: answered by the 404 below
+        pass
+    return jsonify(describe(_job_or_404(search_id) if wait else job))
 
 
 @bp.get("/api/searches/<search_id>/result.jpg")
@@ -46,10 +77,10 @@ def get_result_image(search_id: str):
     if body["status"] != SearchStatus.FINISHED:
         return error_response(409, "not_ready", "the search has not finished yet; poll "
                               f"{body['url']} until its status is 'finished'")
-    path = current_app.config["SETTINGS"].output_dir / f"{job.id}.jpg"
-    if not path.is_file():
+    data = current_app.extensions["storage"].read_result(f"{job.id}.jpg")
+    if data is None:
         abort(404, description="the result image has expired")
-    return send_file(path, mimetype="image/jpeg", max_age=3600)
+    return send_file(io.BytesIO(data), mimetype="image/jpeg", max_age=3600)
 
 
 @bp.get("/healthz")

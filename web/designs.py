@@ -17,7 +17,7 @@ from rq.job import Job, JobStatus
 from web.submissions import SubmissionError, check_capacity, read_side
 from worker.bank import BankError, read_manifest_cached
 from worker.catalogue import DESIGN_NAME
-from worker.queueing import store_upload, upload_name
+from worker.queueing import upload_name
 
 bp = Blueprint("designs", __name__)
 EDIT_WAIT_S = 60
@@ -75,7 +75,7 @@ def add_design():
             raise SubmissionError(400, f"missing_{side}", f"the {side} image is missing")
         data, fmt = read_side(request.files[side], side, settings.max_image_pixels)
         uploads[side] = upload_name(edit_id, side, fmt)
-        store_upload(settings.upload_dir, uploads[side], data)
+        current_app.extensions["storage"].put_upload(uploads[side], data)
     return _run("worker.catalogue_admin.add_design_job", {"name": name, **uploads}, 201)
 
 

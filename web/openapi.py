@@ -206,9 +206,16 @@ PATHS: dict = {
         "parameters": [{"name": "search_id", "in": "path", "required": True, "schema": SEARCH_ID}],
         "get": {
             "operationId": "getSearch", "summary": "Poll a search: status, stage, then results",
+            "parameters": [{"name": "wait", "in": "query", "required": False,
+                            "description": "hold the answer up to this many seconds until the "
+                                           "search is finished or failed (long poll; 0: answer "
+                                           "at once)",
+                            "schema": {"type": "number", "minimum": 0, "maximum": 30,
+                                       "default": 0}}],
             "responses": {
                 "200": {"description": "the search", "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/Search"}}}},
+                "400": _error("`wait` is not a number of seconds from 0 to 30"),
                 "404": _error("unknown, expired or malformed id"),
                 "503": UNAVAILABLE,
             },

@@ -6,7 +6,6 @@ TensorFlow-free, so load balancers and Prometheus may call it often.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from datetime import UTC, datetime
 
@@ -66,15 +65,6 @@ def _check_index(features_dir) -> tuple[bool, str]:
     return True, f"manifest readable: {manifest.get('n_pairs')} pairs"
 
 
-def _check_output_dir(output_dir) -> tuple[bool, str]:
-    try:
-        with tempfile.NamedTemporaryFile(dir=output_dir, prefix=".readyz-", suffix=".tmp"):
-            pass  # created here, deleted on close
-    except OSError as exc:
-        return False, f"OUTPUT_DIR {output_dir} is not writable: {exc.strerror or exc}"
-    return True, f"OUTPUT_DIR {output_dir} is writable"
-
-
 @bp.get("/readyz")
 def readyz():
     settings = current_app.config["SETTINGS"]
@@ -85,7 +75,7 @@ def readyz():
     checks = {name: {"ok": ok, "reason": reason} for name, (ok, reason) in {
         "redis": (redis_ok, redis_reason), "worker": worker,
         "index": _check_index(settings.features_dir),
-        "output_dir": _check_output_dir(settings.output_dir)}.items()}
+        "output_dir": current_app.extensions["storage"].check()}.items()}
     ready = all(check["ok"] for check in checks.values())
     response = jsonify(ready=ready, checks=checks)
     response.status_code = 200 if ready else 503

@@ -14,7 +14,7 @@ from werkzeug.datastructures import FileStorage, ImmutableMultiDict
 from web.searches import SearchStatus, describe, fetch_search
 from worker.bank import BankError, read_manifest_cached
 from worker.preprocess import ImageRejected, inspect_image
-from worker.queueing import enqueue_search, store_upload, upload_name
+from worker.queueing import enqueue_search, upload_name
 
 SIDES = ("front", "back")
 STATUS_BY_REASON = {"unsupported_format": 415, "too_many_pixels": 413}
@@ -113,8 +113,7 @@ def cached_search(key: str | None) -> str | None:
     job = fetch_search(search_id.decode())
     if job is None or describe(job)["status"] == SearchStatus.FAILED:
         return None
-    output = current_app.config["SETTINGS"].output_dir / f"{job.id}.jpg"
-    if job.is_finished and not output.is_file():
+    if job.is_finished and not current_app.extensions["storage"].has_result(f"{job.id}.jpg"):
         return None
     return job.id
 
@@ -140,14 +139,18 @@ def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> str:
         raise queue_unavailable() from None
     search_id = uuid.uuid4().hex  # 122 random bits: unguessable
     names = {side: upload_name(search_id, side, fmt) for side, (_, fmt) in sides.items()}
-    stored = [store_upload(settings.upload_dir, names[side], data) for side, (data, _) in sides.items()]
+    storage = current_app.extensions["storage"]
     try:
+        for side, (data, _) in sides.items():
+            storage.put_upload(names[side], data)
         enqueue_search(current_app.extensions["queue"], settings, search_id, names, options.k,
                        options.front_weight, options.sides_unknown)
         if key is not None:
             current_app.extensions["redis"].set(key, search_id, ex=settings.result_ttl)
     except RedisError:
-        for path in stored:
-            path.unlink(missing_ok=True)
+        try:
+            storage.delete_uploads(list(names.values()))
+        except RedisError:  # Redis is away: its keys expire with RESULT_TTL
+            pass
         raise queue_unavailable() from None
     return search_id

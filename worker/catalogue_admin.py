@@ -129,12 +129,20 @@ def read_import(source: Path) -> list[tuple[str, Path, Path]]:
 
 def add_design_job(name: str, front: str, back: str) -> dict:
     """Queue job behind POST /api/designs: the uploads become catalogue design `name`."""
+    import tempfile
+
     from worker.engine import current
-    from worker.jobs import upload_path
+    from worker.jobs import job_storage
+    from worker.queueing import check_upload_name
 
     engine = current()
-    manifest = add_designs(engine.settings, engine.extractor,
-                           [(name, upload_path(engine, front), upload_path(engine, back))])
+    storage = job_storage(engine)
+    with tempfile.TemporaryDirectory(prefix="design-") as tmp:
+        paths = []
+        for upload in (front, back):  # the uploads, wherever STORAGE keeps them
+            paths.append(Path(tmp) / check_upload_name(upload))
+            paths[-1].write_bytes(storage.read_upload(upload))
+        manifest = add_designs(engine.settings, engine.extractor, [(name, *paths)])
     engine.refresh()
     return {"name": name, "n_pairs": manifest["n_pairs"]}
 

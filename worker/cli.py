@@ -19,15 +19,16 @@ from rq import Queue
 from rq.job import Job, JobStatus
 
 from worker.preprocess import ImageRejected, inspect_image
-from worker.queueing import enqueue_search, store_upload, upload_name
+from worker.queueing import enqueue_search, upload_name
 from worker.settings import Settings
+from worker.storage import FileStorage, Storage, open_storage
 
 
-def _store(settings: Settings, search_id: str, side: str, path: Path) -> str:
+def _store(storage: Storage, settings: Settings, search_id: str, side: str, path: Path) -> str:
     data = path.read_bytes()
     info = inspect_image(data, settings.max_image_pixels)
     name = upload_name(search_id, side, info.format)
-    store_upload(settings.upload_dir, name, data)
+    storage.put_upload(name, data)
     return name
 
 
@@ -35,9 +36,10 @@ def run_search(settings: Settings, front: Path | None, back: Path | None, k: int
                front_weight: float, sides_unknown: bool, timeout: float) -> dict:
     """Enqueue one search and wait for it; returns the job's result. Raises on failure."""
     search_id = uuid.uuid4().hex
-    names = {side: _store(settings, search_id, side, path)
-             for side, path in (("front", front), ("back", back)) if path is not None}
     connection = Redis.from_url(settings.redis_url)
+    storage = open_storage(settings, connection)
+    names = {side: _store(storage, settings, search_id, side, path)
+             for side, path in (("front", front), ("back", back)) if path is not None}
     job = enqueue_search(Queue(settings.queue_name, connection=connection), settings, search_id,
                          names, k, front_weight, sides_unknown)
     deadline = time.monotonic() + timeout
@@ -79,5 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for hit in result["results"]:
         print(f"{hit['rank']:>3}  {hit['score']:.4f}  {hit['name']}")
+    if settings.storage == "redis":  # the grid lives in Redis: keep a copy in OUTPUT_DIR
+        data = open_storage(settings, Redis.from_url(settings.redis_url)).read_result(result["image"])
+        FileStorage(settings.upload_dir, settings.output_dir).put_result(result["image"], data or b"")
     print(f"grid: {settings.output_dir / result['image']}")
     return 0

@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from worker.ann import with_coarse_index
 from worker.bank import FeatureBank, check_bank_matches, load_bank, manifest_stamp
+from worker.batching import Batcher
 from worker.catalogue import Catalogue, load_catalogue
 from worker.settings import Settings
 
@@ -34,6 +36,7 @@ class Engine:
                                          settings.precision)
         self.settings = settings
         self.extractor = extractor
+        self.batcher = Batcher(extractor, settings.batch_size, settings.max_image_pixels)
         self.index = self._load_index()
 
     def _load_index(self) -> Index:
@@ -43,6 +46,7 @@ class Engine:
         bank = load_bank(self.settings.features_dir)
         check_bank_matches(bank, catalogue.fingerprint(), len(catalogue),
                            self.extractor.weights_fingerprint, self.extractor.descriptor)
+        bank = with_coarse_index(bank, self.settings.search_ann_min_pairs)
         return Index(catalogue, bank, stamp)
 
     def refresh(self) -> bool:

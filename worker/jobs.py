@@ -8,17 +8,17 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
+from redis import Redis
+from redis.exceptions import RedisError
 from rq import get_current_job
 
 from worker.engine import Engine, current
 from worker.metrics import record_timings
-from worker.preprocess import prepare
-from worker.queueing import UPLOAD_NAME
 from worker.render import GridCell, render_grid
 from worker.search import SearchHit, top_k
+from worker.storage import Storage, open_storage
 from worker.thumbnails import load_thumbnail
 
 
@@ -27,17 +27,16 @@ class SearchInputError(ValueError):
 
 
 class ResultNotSaved(RuntimeError):
-    """The grid could not be written (disk full, folder unwritable)."""
+    """The grid could not be stored (disk full, folder unwritable, Redis refused it)."""
 
 
-def upload_path(engine: Engine, name: str) -> Path:
-    """Server-generated upload name -> path in UPLOAD_DIR; anything else is refused."""
-    if not UPLOAD_NAME.match(name):
-        raise SearchInputError(f"not an upload name this service generates: {name!r}")
-    path = engine.settings.upload_dir / name
-    if not path.is_file():
-        raise SearchInputError(f"upload {name} is gone (expired or deleted); please resubmit")
-    return path
+def job_storage(engine: Engine) -> Storage:
+    """Where this job's uploads are and its grid goes (STORAGE), over the job's connection."""
+    job = get_current_job()
+    connection = job.connection if job is not None else None
+    if connection is None and engine.settings.storage == "redis":
+        connection = Redis.from_url(engine.settings.redis_url)
+    return open_storage(engine.settings, connection)
 
 
 @contextmanager
@@ -105,34 +104,41 @@ def _check_options(front: str | None, back: str | None, k: int, front_weight: fl
 
 def search_pair(search_id: str, front: str | None = None, back: str | None = None, k: int = 20,
                 front_weight: float = 0.5, sides_unknown: bool = False) -> dict:
-    """Search the catalogue for the uploaded pair (or one side); render `OUTPUT_DIR/<id>.jpg`."""
+    """Search the catalogue for the uploaded pair (or one side); store the grid `<id>.jpg`."""
     engine = current()
     _check_options(front, back, k, front_weight)
+    job = get_current_job()
+    storage = job_storage(engine)
     timings: dict[str, float] = {}
     if (wait := _queue_wait_ms()) is not None:
         timings["queue_wait_ms"] = wait
     start = time.perf_counter()
+    uploads = (front, back)
+    prepared = engine.batcher.lookup(search_id, uploads)  # computed in an earlier batch?
     with stage("preprocess", timings):
-        max_pixels, trim = engine.settings.max_image_pixels, engine.extractor.trim
-        query = [None if name is None else prepare(upload_path(engine, name), max_pixels, trim)
-                 for name in (front, back)]  # each (224, 224, 3) uint8 or None
+        canvases = prepared.canvases if prepared else engine.batcher.prepare(storage, uploads)
     with stage("extract", timings):
-        present = [canvas for canvas in query if canvas is not None]
-        rows = iter(engine.extractor.extract(np.stack(present)))  # (1 or 2, dim) unit rows
-        q_front, q_back = (None if canvas is None else next(rows) for canvas in query)
+        if prepared is None:
+            prepared = engine.batcher.extract(
+                storage, search_id, canvases, getattr(job, "connection", None),
+                getattr(job, "origin", None), getattr(job, "worker_name", None) or "")
+    timings["batch_images"] = prepared.batch_images
     with stage("search", timings):
         bank = engine.index.bank
-        q_front, q_back = (None if q is None else bank.project(q[None])[0] for q in (q_front, q_back))
+        q_front, q_back = (None if q is None else bank.project(q[None])[0] for q in prepared.rows)
         hits = top_k(bank, q_front, q_back, k, front_weight, sides_unknown)
     with stage("render", timings):
         image = f"{search_id}.jpg"
+        jpeg = render_grid(_grid_cells(engine, list(canvases), hits))
         try:
-            render_grid(_grid_cells(engine, query, hits), engine.settings.output_dir / image)
-        except OSError as exc:
-            raise ResultNotSaved(f"the result image could not be saved ({exc.strerror or exc}); "
+            storage.put_result(image, jpeg)
+        except (OSError, RedisError) as exc:
+            reason = getattr(exc, "strerror", None) or exc
+            raise ResultNotSaved(f"the result image could not be saved ({reason}); "
                                  "please try again later") from exc
     timings["total_ms"] = round((time.perf_counter() - start) * 1000, 2)
-    record_timings(getattr(get_current_job(), "connection", None), timings)
+    record_timings(getattr(job, "connection", None),
+                   {key: ms for key, ms in timings.items() if key.endswith("_ms")})
     return {"results": [_hit_json(engine, hit) for hit in hits], "image": image, "k": k,
             "front_weight": front_weight, "sides_unknown": sides_unknown, "timings": timings,
             "descriptor": engine.extractor.descriptor, "weights": engine.extractor.weights_id}

@@ -5,9 +5,7 @@ TensorFlow-free: the web imports it. The job itself runs in `worker.jobs`.
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 from rq import Queue
 from rq.job import Job
@@ -19,19 +17,20 @@ EXTENSION = {"JPEG": "jpg", "PNG": "png"}
 UPLOAD_NAME = re.compile(r"^[0-9a-f]{32}-(front|back)\.(jpg|png)$")
 
 
+class UploadRefused(ValueError):
+    """A job names an upload this service never generates."""
+
+
+def check_upload_name(name: str) -> str:
+    """`name` if it is one `upload_name` makes (nothing else is read as an upload)."""
+    if not UPLOAD_NAME.match(name):
+        raise UploadRefused(f"not an upload name this service generates: {name!r}")
+    return name
+
+
 def upload_name(search_id: str, side: str, image_format: str) -> str:
     """The only names uploads are stored under: `<search id>-<side>.<jpg|png>`."""
     return f"{search_id}-{side}.{EXTENSION[image_format]}"
-
-
-def store_upload(upload_dir: Path, name: str, data: bytes) -> Path:
-    """Write under our own name, aside first, so a half-written file is never seen."""
-    upload_dir.mkdir(parents=True, exist_ok=True)
-    path = upload_dir / name
-    tmp = upload_dir / f".{name}.part"
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path
 
 
 def enqueue_search(queue: Queue, settings: Settings, search_id: str, uploads: dict[str, str],

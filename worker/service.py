@@ -47,6 +47,8 @@ class SearchWorker(SimpleWorker):
         settings = self.engine.settings
         for queue in self.queues:
             fail_orphaned_searches(queue, settings.result_ttl)
+        if settings.storage != "files":
+            return  # STORAGE=redis: uploads and grids expire with their keys
         removed = sweep_expired_files([settings.upload_dir, settings.output_dir],
                                       settings.result_ttl)
         if removed:
@@ -56,7 +58,7 @@ class SearchWorker(SimpleWorker):
 def start_engine(settings: Settings, extractor=None) -> Engine:
     """Load model + index, warm the model, make it this process's engine."""
     engine = Engine(settings, extractor)
-    for folder in (settings.upload_dir, settings.output_dir):
+    for folder in (settings.upload_dir, settings.output_dir) if settings.storage == "files" else ():
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # searches will fail with a clear message; say so now too

@@ -28,6 +28,13 @@ def _int(environ: Mapping[str, str], name: str, default: int) -> int:
         raise InvalidSetting(f"setting {name} must be an integer, got {raw!r}") from None
 
 
+def _choice(environ: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = environ.get(name) or default
+    if raw not in choices:
+        raise InvalidSetting(f"setting {name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 def _path(environ: Mapping[str, str], name: str, default: str) -> Path:
     return Path(environ.get(name) or REPO_ROOT / default).resolve()
 
@@ -52,6 +59,9 @@ class Settings:
     max_queue_length: int = 100
     require_worker: bool = True
     admin_token: str = ""
+    search_ann_min_pairs: int = 100_000  # banks this large also get a coarse index (0: always)
+    storage: str = "files"  # where uploads and grids live: files (shared folders) or redis
+    batch_size: int = 8  # queued searches one forward pass may serve at once (1: no batching)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -81,6 +91,14 @@ class Settings:
             max_queue_length=_int(env, "MAX_QUEUE_LENGTH", 100),
             require_worker=_int(env, "REQUIRE_WORKER", 1) != 0,
             admin_token=env.get("ADMIN_TOKEN", ""),
+            search_ann_min_pairs=_int(env, "SEARCH_ANN_MIN_PAIRS", 100_000),
+            storage=_choice(env, "STORAGE", ("files", "redis"), "files"),
+            batch_size=_int(env, "BATCH_SIZE", 8),
         )
         values.update(overrides)
+        if values["batch_size"] < 1:
+            raise InvalidSetting(f"setting BATCH_SIZE must be at least 1, got {values['batch_size']}")
+        if values["search_ann_min_pairs"] < 0:
+            raise InvalidSetting("setting SEARCH_ANN_MIN_PAIRS must be 0 or more, got "
+                                 f"{values['search_ann_min_pairs']}")
         return cls(**values)

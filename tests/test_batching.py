@@ -1,0 +1,82 @@
+"""Searches queued together share one forward pass, and get the results they would alone."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from rq import Queue
+from rq.job import Job
+
+from tests.conftest import N_PAIRS
+from tests.http import post_pair
+from tests.images import design_pair, variant
+from worker.queueing import enqueue_search
+
+pytestmark = pytest.mark.slow
+
+
+def _serve(settings, extractor, redis) -> None:
+    from worker.service import make_worker, start_engine
+
+    engine = start_engine(settings, extractor)
+    make_worker(settings, engine, redis).work(burst=True, with_scheduler=False)
+
+
+def _submit(client, designs: list[int], copy: int = 0) -> list[str]:
+    """Submit each design; `copy` > 0 changes one pixel (new bytes: not the result cache)."""
+    ids = []
+    for i in designs:
+        front, back = design_pair(i, N_PAIRS)
+        if copy:
+            front, back = variant(front, copy), variant(back, copy)
+        ids.append(post_pair(client, front, back).get_json()["id"])
+    return ids
+
+
+def _results(redis, ids: list[str]) -> list[dict]:
+    return [Job.fetch(i, connection=redis).return_value() for i in ids]
+
+
+def test_queued_searches_are_batched_with_the_same_results(indexed_settings, indexed_client,
+                                                           extractor, redis):
+    designs = [3, 4, 5, 6, 7]
+    batched = dataclasses.replace(indexed_settings, batch_size=4)
+    ids = _submit(indexed_client, designs)
+    _serve(batched, extractor, redis)
+    together = _results(redis, ids)
+    # the first search ran 4 searches' 8 images in one pass, the next 3 were looked up, the
+    # 5th (beyond the batch) ran alone
+    assert [r["timings"]["batch_images"] for r in together] == [8, 8, 8, 8, 2]
+
+    alone_ids = _submit(indexed_client, designs, copy=1)
+    _serve(dataclasses.replace(indexed_settings, batch_size=1), extractor, redis)
+    alone = _results(redis, alone_ids)
+    assert [r["timings"]["batch_images"] for r in alone] == [2] * 5
+    for design, a, b in zip(designs, together, alone, strict=True):
+        assert a["results"][0]["name"].endswith(f"{design:04d}")
+        assert [h["name"] for h in a["results"]] == [h["name"] for h in b["results"]]
+        for x, y in zip(a["results"], b["results"], strict=True):
+            assert x["score"] == pytest.approx(y["score"], abs=1e-4)
+
+
+def test_a_bad_search_in_the_queue_does_not_spoil_the_batch(indexed_settings, indexed_client,
+                                                            extractor, redis):
+    from worker.storage import open_storage
+
+    first = _submit(indexed_client, [8])
+    storage = open_storage(indexed_settings, redis)
+    bad_id = "f" * 32
+    storage.put_upload(f"{bad_id}-front.png", b"\x89PNG\r\n\x1a\n broken")
+    storage.put_upload(f"{bad_id}-back.png", b"\x89PNG\r\n\x1a\n broken")
+    queue = Queue(indexed_settings.queue_name, connection=redis)
+    enqueue_search(queue, indexed_settings, bad_id,
+                   {"front": f"{bad_id}-front.png", "back": f"{bad_id}-back.png"}, 20, 0.5, False)
+    last = _submit(indexed_client, [9])
+    _serve(indexed_settings, extractor, redis)
+    good = _results(redis, first + last)
+    assert [r["timings"]["batch_images"] for r in good] == [4, 4]  # the bad one left out
+    assert good[0]["results"][0]["name"].endswith("0008")
+    assert good[1]["results"][0]["name"].endswith("0009")
+    failed = indexed_client.get(f"/api/searches/{bad_id}").get_json()
+    assert failed["status"] == "failed" and "damaged" in failed["error"]
