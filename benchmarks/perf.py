@@ -561,12 +561,16 @@ def stage_rows(samples: list[SequentialSample]) -> list[list[object]]:
     for stage in ("preprocess", "extract", "search", "render"):
         rows.append(row(stage, timing(f"{stage}_ms")))
     rows.append(row("total job (timings.total_ms)", timing("total_ms")))
-    beyond = [s.e2e_ms - float(s.timings["extract_ms"]) for s in done if "extract_ms" in s.timings]
-    rows.append(row("end-to-end minus extract (the overhead beyond the forward pass)", beyond))
     rows.append(row("end-to-end (POST start -> finished seen, long poll ?wait=30)",
                     [s.e2e_ms for s in done]))
     overhead = [s.e2e_ms - float(s.timings["total_ms"]) for s in done if "total_ms" in s.timings]
     rows.append(row("end-to-end minus total job", overhead))
+    beyond = [s.e2e_ms - float(s.timings["extract_ms"]) for s in done if "extract_ms" in s.timings]
+    rows.append(row("end-to-end minus extract (the overhead beyond the forward pass)", beyond))
+    share = [100 * (s.e2e_ms - float(s.timings["extract_ms"])) / float(s.timings["extract_ms"])
+             for s in done if s.timings.get("extract_ms")]
+    rows.append(["overhead / extract, % (per search)", len(share), fmt(percentile(share, 50)),
+                 fmt(percentile(share, 95))])
     return rows
 
 

@@ -236,9 +236,14 @@ def test_long_poll_answers_when_the_search_finishes(indexed_client, run_worker):
     answer = {}
     poll = threading.Thread(target=lambda: answer.update(
         body=indexed_client.get(f"{url}?wait=30").get_json()))  # held until the search ends
+    announcements = indexed_client.application.extensions["redis"].pubsub()
+    announcements.subscribe(f"pairsearch:done:{url.rsplit('/', 1)[-1]}")
     poll.start()
     run_worker()  # RQ wants the main thread
     poll.join(timeout=60)
     body = answer["body"]
     assert body.get("status") == "finished", body
     assert body["results"][0]["name"].endswith("0012")
+    # the worker announced the end, which is what releases a long poll at once
+    messages = [announcements.get_message(timeout=5) for _ in range(2)]
+    assert [m["data"] for m in messages if m and m["type"] == "message"] == [b"done"]

@@ -34,7 +34,7 @@ def index():
 @bp.post("/")
 def submit():
     try:
-        search_id = submit_search(request.files, request.form)
+        search_id = submit_search(request.files, request.form).id
     except SubmissionError as exc:
         response = current_app.make_response(
             render_template("index.html", error=exc.message, form=request.form))
@@ -61,7 +61,7 @@ def search_like(name: str):
             abort(404, description=f"the {side} drawing of {name!r} is missing")
         with open(path, "rb") as f:
             files[side] = FileStorage(io.BytesIO(f.read()), filename=os.path.basename(path))
-    search_id = submit_search(MultiDict(files), MultiDict())
+    search_id = submit_search(MultiDict(files), MultiDict()).id
     return redirect(url_for("pages.search_page", search_id=search_id), code=303)
 
 

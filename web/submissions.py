@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from flask import current_app
 from redis.exceptions import RedisError
@@ -118,8 +119,14 @@ def cached_search(key: str | None) -> str | None:
     return job.id
 
 
-def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> str:
-    """Validate both sides and the options, store the uploads, enqueue; return the search id."""
+class Submitted(NamedTuple):
+    id: str
+    from_cache: bool  # an identical earlier search answers it
+
+
+def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> Submitted:
+    """Validate both sides and the options, store the uploads, enqueue; return the search id
+    (that of an identical earlier search, if one still lives)."""
     settings = current_app.config["SETTINGS"]
     options = parse_options(form)
     uploads = {side: files[side] for side in SIDES
@@ -133,7 +140,7 @@ def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> str:
     try:
         cached = cached_search(key)
         if cached is not None:  # an identical search: answer from its result
-            return cached
+            return Submitted(cached, from_cache=True)
         check_capacity(settings)
     except RedisError:
         raise queue_unavailable() from None
@@ -153,4 +160,4 @@ def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> str:
         except RedisError:  # Redis is away: its keys expire with RESULT_TTL
             pass
         raise queue_unavailable() from None
-    return search_id
+    return Submitted(search_id, from_cache=False)

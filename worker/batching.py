@@ -33,7 +33,6 @@ log = logging.getLogger(__name__)
 
 CLAIM_PREFIX = "pairsearch:batch-claim:"
 CLAIM_TTL_S = 120
-PREPARE_THREADS = 2
 KEEP = 64  # prefetched searches kept at most (oldest dropped: recomputed if ever run)
 
 
@@ -54,14 +53,12 @@ def sides_of(job: Job) -> tuple[str | None, str | None]:
 class Batcher:
     """Per worker process: computes descriptors for a search, batched with queued ones."""
 
-    def __init__(self, extractor, max_searches: int, max_pixels: int):
+    def __init__(self, extractor, max_searches: int, max_pixels: int, pool: ThreadPoolExecutor):
         self.extractor = extractor
         self.max_searches = max_searches
         self.max_pixels = max_pixels
         self._ready: OrderedDict[tuple[str, tuple], Prepared] = OrderedDict()
-        # Pillow decodes and resizes without the GIL: the sides of a search, and the searches
-        # of a batch, are prepared on both cores while the model is idle
-        self._pool = ThreadPoolExecutor(max_workers=PREPARE_THREADS, thread_name_prefix="prepare")
+        self._pool = pool  # the sides of a search, and the searches of a batch, in parallel
 
     def _canvas(self, storage: Storage, name: str | None) -> np.ndarray | None:
         if name is None:

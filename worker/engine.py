@@ -7,6 +7,7 @@ jobs when `features/manifest.json` changes, so a re-index needs no restart.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from worker.ann import with_coarse_index
@@ -16,6 +17,7 @@ from worker.catalogue import Catalogue, load_catalogue
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
+DECODE_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,11 @@ class Engine:
                                          settings.precision)
         self.settings = settings
         self.extractor = extractor
-        self.batcher = Batcher(extractor, settings.batch_size, settings.max_image_pixels)
+        # Pillow decodes and resizes without the GIL: uploads and thumbnails are decoded on
+        # both cores while the model (which uses both) is idle
+        self.pool = ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="decode")
+        self.batcher = Batcher(extractor, settings.batch_size, settings.max_image_pixels,
+                               self.pool)
         self.index = self._load_index()
 
     def _load_index(self) -> Index:

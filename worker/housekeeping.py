@@ -14,6 +14,8 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
+from worker.queueing import announce_done
+
 log = logging.getLogger(__name__)
 ABANDONED = "the worker stopped while running this search; please submit it again"
 TEMP_GRACE_S = 3600  # aside-written files older than this are leftovers of a crash
@@ -60,6 +62,7 @@ def fail_orphaned_searches(queue: Queue, failure_ttl: int) -> list[str]:
                                                exc_string=f"AbandonedJobError: {ABANDONED}",
                                                pipeline=pipe)
             pipe.execute()
+        announce_done(queue.connection, job_id)
         failed.append(job_id)
         log.warning("search %s was abandoned by dead worker %s: marked failed", job_id,
                     job.worker_name)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+from redis import Redis
 from rq import Queue
 from rq.job import Job
 
@@ -15,6 +16,14 @@ from worker.settings import Settings
 JOB_FUNC = "worker.jobs.search_pair"  # enqueued by name: the web never imports the model
 EXTENSION = {"JPEG": "jpg", "PNG": "png"}
 UPLOAD_NAME = re.compile(r"^[0-9a-f]{32}-(front|back)\.(jpg|png)$")
+
+
+DONE_CHANNEL = "pairsearch:done:"  # + search id: a worker publishes when a search has ended
+
+
+def announce_done(connection: Redis, search_id: str) -> None:
+    """Wake whoever long-polls this search (`GET /api/searches/<id>?wait=S`)."""
+    connection.publish(DONE_CHANNEL + search_id, b"done")
 
 
 class UploadRefused(ValueError):

@@ -150,7 +150,7 @@ class GridRenderer:
             ax.add_patch(Rectangle((qx + GAP - 3, qy + LABEL - 3), 2 * THUMB + GAP + 6, THUMB + 6,
                                    facecolor=np.array(QUERY_COLOUR) / 255, edgecolor="none"))
             canvas.draw()
-            self._pages[n_cells] = np.array(canvas.buffer_rgba())[..., :3]
+            self._pages[n_cells] = np.ascontiguousarray(np.asarray(canvas.buffer_rgba())[..., :3])
         return self._pages[n_cells]
 
     @staticmethod

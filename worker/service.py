@@ -16,6 +16,7 @@ from rq.job import Job
 
 from worker.engine import Engine, install
 from worker.housekeeping import fail_orphaned_searches, sweep_expired_files, worker_name
+from worker.queueing import announce_done
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,13 @@ class SearchWorker(SimpleWorker):
 
     def execute_job(self, job: Job, queue: Queue):
         self.engine.refresh()
-        return super().execute_job(job, queue)
+        try:
+            return super().execute_job(job, queue)
+        finally:  # finished or failed by now: wake the long polls at once
+            try:
+                announce_done(self.connection, job.id)
+            except RedisError as exc:
+                log.warning("could not announce the end of %s: %s", job.id, exc)
 
     def run_maintenance_tasks(self):
         """RQ's registry clean-up, plus: fail searches of dead workers, delete expired files."""
