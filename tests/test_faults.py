@@ -176,3 +176,17 @@ def test_a_running_worker_survives_a_redis_restart(indexed_settings, tmp_path):
         stop(worker)
         server.kill()
         server.wait()
+
+
+def test_an_idle_worker_stops_on_sigterm(indexed_settings, redis):
+    # the warm shutdown that `make run` (and any process manager) asks for: an idle worker
+    # exits by itself instead of registering again and waiting to be killed
+    worker = start_worker(indexed_settings)
+    try:
+        wait_for_workers(indexed_settings)
+        worker.terminate()
+        assert worker.wait(timeout=30) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()

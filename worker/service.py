@@ -38,6 +38,12 @@ class SearchWorker(SimpleWorker):
         super().__init__(*args, **kwargs)
         self.engine = engine
 
+    stop_signalled = False  # SIGTERM/SIGINT seen: RQ flags it only when a job is running
+
+    def request_stop(self, signum, frame):
+        self.stop_signalled = True
+        super().request_stop(signum, frame)
+
     def execute_job(self, job: Job, queue: Queue):
         self.engine.refresh()
         try:
@@ -103,6 +109,6 @@ def serve(settings: Settings, engine: Engine, connection: Redis, name: str | Non
             worker.work(burst=burst, with_scheduler=False)
         except RedisError as exc:  # raised by RQ's own start-up or teardown while Redis is away
             log.warning("worker stopped on a Redis error: %s", exc)
-        if burst or worker._stop_requested:  # asked to stop (SIGTERM/SIGINT), or queue done
+        if burst or worker.stop_signalled:  # asked to stop (SIGTERM/SIGINT), or queue done
             return
         wait_for_redis(connection)
