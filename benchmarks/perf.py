@@ -632,6 +632,7 @@ class Burst:
     ready_s: float
     submissions: list[Submission] = field(default_factory=list)
     ended: dict[str, tuple[str, float]] = field(default_factory=dict)  # id -> (outcome, seen)
+    jobs: list[dict] = field(default_factory=list)  # finished searches: timings, start, end
 
 
 def submit_all(service: Service, payloads: list[tuple[bytes, bytes]],
@@ -678,7 +679,45 @@ def run_burst(service: Service, images: QueryImages, workers: int, n: int, threa
             time.sleep(0.02)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+    burst.jobs = finished_jobs(connection, [i for i, (o, _) in burst.ended.items()
+                                            if o == "finished"])
     return burst
+
+
+def finished_jobs(connection, ids: list[str]) -> list[dict]:
+    """Each finished search's job timings and its start and end in the worker (s, epoch)."""
+    from rq.job import Job
+
+    jobs = []
+    for job in Job.fetch_many(ids, connection=connection):
+        if job is None or job.started_at is None or job.ended_at is None:
+            continue
+        jobs.append({"timings": (job.return_value() or {}).get("timings", {}),
+                     "start": job.started_at.timestamp(), "end": job.ended_at.timestamp(),
+                     "worker": job.worker_name})
+    return jobs
+
+
+def worker_time_row(burst: Burst) -> list[object]:
+    """Where one worker's time went per finished search: inside the job function, by stage,
+    and between jobs (RQ's bookkeeping and dequeueing: from one job's end to the next's start
+    on the same worker)."""
+    jobs = burst.jobs
+    n = len(jobs)
+
+    def mean(key: str) -> str:
+        values = [float(j["timings"].get(key, 0.0)) for j in jobs]
+        return fmt(sum(values) / n if n else None)
+
+    gaps = []
+    for worker in {j["worker"] for j in jobs}:
+        mine = sorted((j for j in jobs if j["worker"] == worker), key=lambda j: j["start"])
+        gaps += [(b["start"] - a["end"]) * 1000 for a, b in zip(mine, mine[1:], strict=False)]
+    outside = [(j["end"] - j["start"]) * 1000 - float(j["timings"].get("total_ms", 0.0))
+               for j in jobs]
+    return [burst.workers, n, mean("preprocess_ms"), mean("extract_ms"), mean("search_ms"),
+            mean("render_ms"), mean("total_ms"),
+            fmt(sum(outside) / n if n else None), fmt(sum(gaps) / len(gaps) if gaps else None)]
 
 
 def burst_row(burst: Burst) -> list[object]:
@@ -803,14 +842,17 @@ def cmd_e2e(args: argparse.Namespace, argv: Sequence[str]) -> int:
         emit("\n### RSS after the sequential run (VmRSS)\n")
         emit(md_table(["process", "pid(s)", "RSS MiB"], rss_rows(service)))
 
-        rows = []
-        for n in worker_counts:
-            rows.append(burst_row(run_burst(service, images, n, args.concurrent, args.threads,
-                                            args.timeout)))
+        bursts = [run_burst(service, images, n, args.concurrent, args.threads, args.timeout)
+                  for n in worker_counts]
         emit(f"\n### Concurrent bursts ({args.concurrent} searches from {args.threads} threads;"
              " end seen by polling Redis every 20 ms)\n")
         emit(md_table(["workers", "ready s", "submitted", "accepted", "refused", "finished",
-                       "failed", "wall s", "searches/s", "p50 e2e ms", "p95 e2e ms"], rows))
+                       "failed", "wall s", "searches/s", "p50 e2e ms", "p95 e2e ms"],
+                      [burst_row(b) for b in bursts]))
+        emit("\n### Worker time per finished search in the bursts (means, ms)\n")
+        emit(md_table(["workers", "searches", "preprocess", "extract", "search", "render",
+                       "job total", "RQ around the job (start -> end minus job total)",
+                       "gap between jobs on a worker"], [worker_time_row(b) for b in bursts]))
     return 0
 
 
