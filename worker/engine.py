@@ -38,7 +38,7 @@ class Engine:
                                          settings.precision)
         self.settings = settings
         self.extractor = extractor
-        # Pillow decodes and resizes without the GIL: uploads and thumbnails are decoded on
+        # the two sides of a search, and the searches of a batch, are decoded and placed on
         # both cores while the model (which uses both) is idle
         self.pool = ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="decode")
         self.batcher = Batcher(extractor, settings.batch_size, settings.max_image_pixels,
