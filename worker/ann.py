@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from worker.bank import FeatureBank
+from worker.search import side_weights
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +59,6 @@ def _threads(n: int):
     faiss = _faiss()
     faiss.omp_set_num_threads(min(n, _cpus()))
     return faiss
-
-
-def side_weights(has_first: bool, has_second: bool, w: float) -> tuple[float, float]:
-    """The weights `worker.search._combine` gives two score arrays, either of which may be
-    missing: both -> (w, 1 - w), only one -> 1 for it."""
-    if has_first and has_second:
-        return w, 1.0 - w
-    return (1.0, 0.0) if has_first else (0.0, 1.0)
 
 
 class CoarseIndex:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from worker.whitening import Whitening
+from worker.whitening import Whitening, l2_normalise  # noqa: F401 - l2_normalise re-exported
 
 MANIFEST = "manifest.json"
 WHITENING = "whitening.npz"
@@ -42,12 +42,6 @@ class FeatureBank:
     def project(self, features: np.ndarray) -> np.ndarray:
         """Extractor output (n, raw dim) -> the bank's space (n, dim), rows L2-normalised."""
         return features if self.whitening is None else self.whitening.apply(features)
-
-
-def l2_normalise(x: np.ndarray) -> np.ndarray:
-    """(n, dim) -> (n, dim) float32 with unit rows (all-zero rows stay zero)."""
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def file_sha256(path: Path) -> str:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import os
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+
+from worker.storage import write_aside
 
 COLUMNS = ("name", "front", "back")
 DESIGN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # names new designs may take
@@ -79,14 +81,11 @@ def load_catalogue(database_dir: Path, csv_path: Path | None = None) -> Catalogu
 def write_catalogue_csv(database_dir: Path, names: list[str], fronts: list[str],
                         backs: list[str]) -> Path:
     """Write `pairs.csv` aside and swap it in, so a reader never sees half a file."""
-    csv_path = Path(database_dir) / "pairs.csv"
-    tmp = csv_path.with_name(".pairs.csv.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(COLUMNS)
-        writer.writerows(zip(names, fronts, backs, strict=True))
-    os.replace(tmp, csv_path)
-    return csv_path
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(COLUMNS)
+    writer.writerows(zip(names, fronts, backs, strict=True))
+    return write_aside(Path(database_dir), "pairs.csv", text.getvalue().encode())
 
 
 if __name__ == "__main__":  # `python -m worker.catalogue add|remove|import`

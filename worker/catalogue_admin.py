@@ -23,10 +23,9 @@ from tqdm import tqdm
 from worker.bank import FeatureBank, check_bank_matches, load_bank, write_bank
 from worker.catalogue import DESIGN_NAME, Catalogue, load_catalogue, write_catalogue_csv
 from worker.preprocess import load_image, to_canvas, to_rgb
+from worker.queueing import EXTENSION
 from worker.settings import Settings
 from worker.thumbnails import write_thumbnail
-
-EXTENSION = {"JPEG": ".jpg", "PNG": ".png"}
 
 
 class CatalogueEditError(ValueError):
@@ -57,7 +56,7 @@ def _save(settings: Settings, bank: FeatureBank, names: list[str], fronts: list[
 def _copy_in(settings: Settings, name: str, side: str, source: Path) -> str:
     """Validate an image and copy it to images/<name>_<side>.<ext>; returns its catalogue path."""
     image = load_image(source, settings.max_image_pixels)
-    relative = f"images/{name}_{side}{EXTENSION[image.format]}"
+    relative = f"images/{name}_{side}.{EXTENSION[image.format]}"
     target = settings.database_dir / relative
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source, target)

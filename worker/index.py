@@ -98,9 +98,9 @@ def compute_banks(extractor, catalogue: Catalogue, batch_size: int = 16,
     whitening = None
     if extractor.whiten:
         paths = list(features)
-        whitening = learn_whitening(np.stack([features[p] for p in paths]), extractor.whiten)
-        features = dict(zip(paths, whitening.apply(np.stack([features[p] for p in paths])),
-                            strict=True))
+        rows = np.stack([features[p] for p in paths])
+        whitening = learn_whitening(rows, extractor.whiten)
+        features = dict(zip(paths, whitening.apply(rows), strict=True))
     front = np.stack([features[p] for p in catalogue.fronts]).astype(np.float32)
     back = np.stack([features[p] for p in catalogue.backs]).astype(np.float32)
     return front, back, whitening

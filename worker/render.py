@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import math
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,16 +66,14 @@ class GlyphFont:
         self.height = self.ascent + math.ceil(
             -self._font.descender * size_pt * dpi / 72 / self._font.units_per_EM)
         self._glyphs: dict[str, _Glyph] = {}
-        self._lock = threading.Lock()  # FT2Font holds state between set_text and get_image
 
     def glyph(self, char: str) -> _Glyph:
         found = self._glyphs.get(char)
         if found is None:
-            with self._lock:
-                self._font.set_text(char, 0.0)
-                self._font.draw_glyphs_to_bitmap(antialiased=True)
-                image = np.asarray(self._font.get_image())
-                metrics = self._font.load_char(ord(char))
+            self._font.set_text(char, 0.0)  # one renderer per worker process, one thread
+            self._font.draw_glyphs_to_bitmap(antialiased=True)
+            image = np.asarray(self._font.get_image())
+            metrics = self._font.load_char(ord(char))
             rows, cols = np.flatnonzero(image.any(axis=1)), np.flatnonzero(image.any(axis=0))
             ink = (image[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].copy() if rows.size
                    else np.zeros((0, 0), np.uint8))

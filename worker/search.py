@@ -34,12 +34,17 @@ class Scores:
     swapped: np.ndarray  # bool
 
 
+def side_weights(has_first: bool, has_second: bool, w: float) -> tuple[float, float]:
+    """How two score arrays, either of which may be missing, are weighted: both -> (w, 1 - w),
+    only one -> 1 for it. (The coarse index in `worker.ann` weights its query the same way.)"""
+    if has_first and has_second:
+        return w, 1.0 - w
+    return (1.0, 0.0) if has_first else (0.0, 1.0)
+
+
 def _combine(front: np.ndarray | None, back: np.ndarray | None, w: float) -> np.ndarray:
-    if front is None:
-        return back
-    if back is None:
-        return front
-    return w * front + (1.0 - w) * back
+    weights = side_weights(front is not None, back is not None, w)
+    return sum(wt * s for wt, s in zip(weights, (front, back), strict=True) if s is not None)
 
 
 def _check_query(q_front: np.ndarray | None, q_back: np.ndarray | None) -> None:

@@ -12,6 +12,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 # Chosen by `make bench-quality` (docs/quality.md): margins trimmed, GeM of block4+5,
 # PCA-whitened to 256 dims learned on the catalogue. `flatten` is the seed's descriptor.
 DEFAULT_DESCRIPTOR = "trim-gem45-pw256"
+STORAGE_CHOICES = ("files", "redis")  # where uploads and grids live (worker/storage.py)
 
 
 class InvalidSetting(ValueError):
@@ -92,7 +93,7 @@ class Settings:
             require_worker=_int(env, "REQUIRE_WORKER", 1) != 0,
             admin_token=env.get("ADMIN_TOKEN", ""),
             search_ann_min_pairs=_int(env, "SEARCH_ANN_MIN_PAIRS", 100_000),
-            storage=_choice(env, "STORAGE", ("files", "redis"), "files"),
+            storage=_choice(env, "STORAGE", STORAGE_CHOICES, "files"),
             batch_size=_int(env, "BATCH_SIZE", 8),
         )
         values.update(overrides)

@@ -21,7 +21,6 @@ from redis import Redis
 
 from worker.settings import Settings
 
-STORAGE_CHOICES = ("files", "redis")
 KEY_PREFIX = "pairsearch:blob:"
 
 
@@ -33,8 +32,6 @@ class UploadGone(LookupError):
 
 
 class Storage(Protocol):
-    kind: str
-
     def put_upload(self, name: str, data: bytes) -> None: ...
 
     def read_upload(self, name: str) -> bytes: ...
@@ -50,7 +47,7 @@ class Storage(Protocol):
     def check(self) -> tuple[bool, str]: ...
 
 
-def _write_aside(folder: Path, name: str, data: bytes) -> Path:
+def write_aside(folder: Path, name: str, data: bytes) -> Path:
     """Write under our own name, aside first, so a half-written file is never seen."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
@@ -64,16 +61,11 @@ def _write_aside(folder: Path, name: str, data: bytes) -> Path:
 
 
 class FileStorage:
-    kind = "files"
-
     def __init__(self, upload_dir: Path, output_dir: Path):
         self.upload_dir, self.output_dir = Path(upload_dir), Path(output_dir)
 
     def put_upload(self, name: str, data: bytes) -> None:
-        _write_aside(self.upload_dir, name, data)
-
-    def upload_path(self, name: str) -> Path:
-        return self.upload_dir / name
+        write_aside(self.upload_dir, name, data)
 
     def read_upload(self, name: str) -> bytes:
         try:
@@ -86,10 +78,7 @@ class FileStorage:
             (self.upload_dir / name).unlink(missing_ok=True)
 
     def put_result(self, name: str, data: bytes) -> None:
-        _write_aside(self.output_dir, name, data)
-
-    def result_path(self, name: str) -> Path:
-        return self.output_dir / name
+        write_aside(self.output_dir, name, data)
 
     def read_result(self, name: str) -> bytes | None:
         try:
@@ -111,8 +100,6 @@ class FileStorage:
 
 
 class RedisStorage:
-    kind = "redis"
-
     def __init__(self, connection: Redis, ttl: int):
         self.connection, self.ttl = connection, ttl
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import uuid
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from PIL import Image
 from worker.catalogue import Catalogue
 from worker.preprocess import load_image, to_rgb
 from worker.render import THUMB
+from worker.storage import write_aside
 
 THUMB_DIR = "thumbs"
 
@@ -30,12 +29,9 @@ def write_thumbnail(features_dir: Path, relative: str, rgb: Image.Image) -> None
     thumb = rgb.copy()
     thumb.thumbnail((THUMB, THUMB), Image.Resampling.BICUBIC)
     path = thumbnail_path(features_dir, relative)
-    path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     thumb.save(buf, "JPEG", quality=88)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
+    write_aside(path.parent, path.name, buf.getvalue())
 
 
 @lru_cache(maxsize=1024)  # ~70 MB at most: the designs that keep coming up stay decoded

@@ -15,6 +15,12 @@ import numpy as np
 SHRINK = 0.1  # eigenvalue regularisation, as a fraction of the mean kept eigenvalue
 
 
+def l2_normalise(x: np.ndarray) -> np.ndarray:
+    """(n, dim) -> (n, dim) float32 with unit rows (all-zero rows stay zero)."""
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
 @dataclass(frozen=True)
 class Whitening:
     mean: np.ndarray  # (dim_in,) float32
@@ -26,8 +32,7 @@ class Whitening:
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         """(n, dim_in) -> (n, dim_out) float32, rows L2-normalised."""
-        y = (np.asarray(x, np.float32) - self.mean) @ self.projection
-        return y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+        return l2_normalise((np.asarray(x, np.float32) - self.mean) @ self.projection)
 
     def save(self, path: Path) -> None:
         with open(path, "wb") as f:
