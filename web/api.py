@@ -3,28 +3,23 @@
 from __future__ import annotations
 
 import io
-import time
 
 from flask import Blueprint, abort, current_app, jsonify, request, send_file, url_for
 from rq import Worker
-from rq.exceptions import InvalidJobOperation
-from rq.job import JobStatus
 
 from web.errors import error_response
 from web.searches import SearchStatus, describe, fetch_search
 from web.submissions import submit_search
 from worker.bank import BankError, read_manifest_cached
-from worker.queueing import DONE_CHANNEL
+from worker.queueing import wait_until_done
 
 bp = Blueprint("api", __name__)
 
 
 @bp.post("/api/searches")
 def create_search():
-    search_id, from_cache = submit_search(request.files, request.form)
+    search_id, status = submit_search(request.files, request.form)
     url = url_for("api.get_search", search_id=search_id)
-    job = fetch_search(search_id) if from_cache else None  # an earlier search may have ended
-    status = describe(job)["status"] if job is not None else SearchStatus.QUEUED.value
     response = jsonify(id=search_id, status=status, url=url)
     response.status_code = 202
     response.headers["Location"] = url
@@ -39,8 +34,6 @@ def _job_or_404(search_id: str):
 
 
 MAX_WAIT_S = 30.0
-RECHECK_S = 1.0  # a long poll also re-reads the status this often (an announcement missed)
-DONE = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
 
 
 def _wait_seconds() -> float:
@@ -61,26 +54,9 @@ def get_search(search_id: str):
     wait = _wait_seconds()
     job = _job_or_404(search_id)
     if wait:
-        _wait_until_done(job, wait)
-        job = _job_or_404(search_id)
+        wait_until_done(current_app.extensions["redis"], job, wait)
+        job = _job_or_404(search_id)  # its results, or a 404 if it expired meanwhile
     return jsonify(describe(job))
-
-
-def _wait_until_done(job, wait: float) -> None:
-    """Block until the worker announces the search's end (Redis pub/sub), or `wait` s pass.
-    Subscribed before the status is read, so an end between the two is not missed."""
-    deadline = time.monotonic() + wait
-    pubsub = current_app.extensions["redis"].pubsub(ignore_subscribe_messages=True)
-    try:
-        pubsub.subscribe(DONE_CHANNEL + job.id)
-        while (left := deadline - time.monotonic()) > 0:
-            if job.get_status(refresh=True) in DONE:
-                return
-            pubsub.get_message(timeout=min(left, RECHECK_S))
-    except InvalidJobOperation:  # expired while we waited: the caller answers 404
-        pass
-    finally:
-        pubsub.close()
 
 
 @bp.get("/api/searches/<search_id>/result.jpg")

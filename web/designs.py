@@ -8,16 +8,15 @@ with searches); the request waits up to EDIT_WAIT_S for it: 201/200 when done, e
 from __future__ import annotations
 
 import hmac
-import time
 import uuid
 
 from flask import Blueprint, abort, current_app, jsonify, request
-from rq.job import Job, JobStatus
+from rq.job import JobStatus
 
 from web.submissions import SubmissionError, check_capacity, read_side
 from worker.bank import BankError, read_manifest_cached
 from worker.catalogue import DESIGN_NAME
-from worker.queueing import upload_name
+from worker.queueing import upload_name, wait_until_done
 
 bp = Blueprint("designs", __name__)
 EDIT_WAIT_S = 60
@@ -42,20 +41,16 @@ def _names() -> list[str]:
 def _run(func: str, kwargs: dict, done_status: int):
     """Enqueue an edit job and wait a while for it."""
     settings = current_app.config["SETTINGS"]
-    check_capacity(settings)
     queue = current_app.extensions["queue"]
     job = queue.enqueue(func, kwargs=kwargs, job_timeout=max(settings.job_timeout, 300),
                         result_ttl=settings.result_ttl, failure_ttl=settings.result_ttl)
-    deadline = time.monotonic() + EDIT_WAIT_S
-    while time.monotonic() < deadline:
-        status = job.get_status(refresh=True)
-        if status == JobStatus.FINISHED:
-            return jsonify(job.return_value()), done_status
-        if status == JobStatus.FAILED:
-            job = Job.fetch(job.id, connection=queue.connection)
-            raise SubmissionError(422, "edit_failed", job.meta.get("error") or "the edit failed")
-        time.sleep(0.05)
-    return jsonify(id=job.id, status=job.get_status().value), 202
+    status = wait_until_done(queue.connection, job, EDIT_WAIT_S)
+    if status == JobStatus.FINISHED:
+        return jsonify(job.return_value()), done_status
+    if status == JobStatus.FAILED:
+        job.refresh()
+        raise SubmissionError(422, "edit_failed", job.meta.get("error") or "the edit failed")
+    return jsonify(id=job.id, status=getattr(status, "value", "expired")), 202
 
 
 @bp.post("/api/designs")
@@ -69,12 +64,14 @@ def add_design():
         raise SubmissionError(409, "duplicate_name", f"a design named {name!r} already exists")
     settings = current_app.config["SETTINGS"]
     edit_id = uuid.uuid4().hex
-    uploads = {}
+    sides = {}
     for side in ("front", "back"):
         if side not in request.files:
             raise SubmissionError(400, f"missing_{side}", f"the {side} image is missing")
-        data, fmt = read_side(request.files[side], side, settings.max_image_pixels)
-        uploads[side] = upload_name(edit_id, side, fmt)
+        sides[side] = read_side(request.files[side], side, settings.max_image_pixels)
+    check_capacity(settings)  # before anything is stored: a refused edit leaves no upload
+    uploads = {side: upload_name(edit_id, side, fmt) for side, (_, fmt) in sides.items()}
+    for side, (data, _) in sides.items():
         current_app.extensions["storage"].put_upload(uploads[side], data)
     return _run("worker.catalogue_admin.add_design_job", {"name": name, **uploads}, 201)
 
@@ -84,4 +81,5 @@ def delete_design(name: str):
     _authorise()
     if name not in _names():
         abort(404, description=f"no design named {name!r}")
+    check_capacity(current_app.config["SETTINGS"])
     return _run("worker.catalogue_admin.remove_design_job", {"name": name}, 200)

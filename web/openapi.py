@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from copy import deepcopy
 
+from web.api import MAX_WAIT_S
+from web.designs import EDIT_WAIT_S
+
 SEARCH_ID = {"type": "string", "example": "3f2c9a0e7b5d4c1f8e6a2b9d0c7e5f3a",
              "description": "the id the submission returned (32 lowercase hex digits); any other "
                             "string, an unknown or an expired id is 404"}
@@ -30,7 +33,7 @@ def _edit_responses(done_code: str, done: str) -> dict:
     return {
         done_code: {"description": done, "content": {"application/json": {
             "schema": {"$ref": "#/components/schemas/DesignEdit"}}}},
-        "202": {"description": f"not yet {done} after 60 s", "content": {
+        "202": {"description": f"not yet {done} after {EDIT_WAIT_S} s", "content": {
             "application/json": {"schema": {"type": "object"}}}},
         "401": _error("missing or wrong bearer token"),
         "403": _error("editing is disabled (no ADMIN_TOKEN on the server)"),
@@ -210,12 +213,12 @@ PATHS: dict = {
                             "description": "hold the answer up to this many seconds until the "
                                            "search is finished or failed (long poll; 0: answer "
                                            "at once)",
-                            "schema": {"type": "number", "minimum": 0, "maximum": 30,
+                            "schema": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_S,
                                        "default": 0}}],
             "responses": {
                 "200": {"description": "the search", "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/Search"}}}},
-                "400": _error("`wait` is not a number of seconds from 0 to 30"),
+                "400": _error(f"`wait` is not a number of seconds from 0 to {MAX_WAIT_S:g}"),
                 "404": _error("unknown, expired or malformed id"),
                 "503": UNAVAILABLE,
             },

@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 from rq import Worker
 from werkzeug.datastructures import FileStorage, ImmutableMultiDict
 
-from web.searches import SearchStatus, describe, fetch_search
+from web.searches import STATUS_FROM_RQ, SearchStatus, fetch_search
 from worker.bank import BankError, read_manifest_cached
 from worker.preprocess import ImageRejected, inspect_image
 from worker.queueing import enqueue_search, upload_name
@@ -103,25 +103,26 @@ def cache_key(sides: dict[str, tuple[bytes, str]], options: SearchOptions, setti
     return f"pairsearch:cache:{digest.hexdigest()}"
 
 
-def cached_search(key: str | None) -> str | None:
-    """The id of a live, not failed search with the same key, if any."""
-    if key is None:
-        return None
-    redis = current_app.extensions["redis"]
-    search_id = redis.get(key)
-    if search_id is None:
-        return None
-    job = fetch_search(search_id.decode())
-    if job is None or describe(job)["status"] == SearchStatus.FAILED:
-        return None
-    if job.is_finished and not current_app.extensions["storage"].has_result(f"{job.id}.jpg"):
-        return None
-    return job.id
-
-
 class Submitted(NamedTuple):
     id: str
-    from_cache: bool  # an identical earlier search answers it
+    status: str  # a SearchStatus: "queued" for a new search, else the earlier search's
+
+
+def cached_search(key: str | None) -> Submitted | None:
+    """A live, not failed search with the same key, and its status, if any."""
+    if key is None:
+        return None
+    search_id = current_app.extensions["redis"].get(key)
+    job = None if search_id is None else fetch_search(search_id.decode())
+    if job is None:
+        return None
+    status = STATUS_FROM_RQ.get(job.get_status(refresh=False), SearchStatus.FAILED)
+    if status == SearchStatus.FAILED:
+        return None
+    if status == SearchStatus.FINISHED and \
+            not current_app.extensions["storage"].has_result(f"{job.id}.jpg"):
+        return None
+    return Submitted(job.id, status.value)
 
 
 def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> Submitted:
@@ -140,7 +141,7 @@ def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> Submit
     try:
         cached = cached_search(key)
         if cached is not None:  # an identical search: answer from its result
-            return Submitted(cached, from_cache=True)
+            return cached
         check_capacity(settings)
     except RedisError:
         raise queue_unavailable() from None
@@ -160,4 +161,4 @@ def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> Submit
         except RedisError:  # Redis is away: its keys expire with RESULT_TTL
             pass
         raise queue_unavailable() from None
-    return Submitted(search_id, from_cache=False)
+    return Submitted(search_id, SearchStatus.QUEUED.value)

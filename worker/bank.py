@@ -63,9 +63,14 @@ def read_manifest(features_dir: Path) -> dict:
     if not path.is_file():
         raise BankError(f"no feature banks in {features_dir} (no {MANIFEST}); {REINDEX}")
     try:
-        return json.loads(path.read_text())
+        manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BankError(f"{path} is corrupt ({exc}); {REINDEX}") from None
+    except OSError as exc:
+        raise BankError(f"{path} cannot be read ({exc.strerror or exc}); {REINDEX}") from None
+    if not isinstance(manifest, dict):
+        raise BankError(f"{path} is not a JSON object; {REINDEX}")
+    return manifest
 
 
 _manifests: dict[Path, tuple[tuple[int, int, int], dict]] = {}

@@ -10,16 +10,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 import uuid
 from pathlib import Path
 
 from redis import Redis
 from rq import Queue
-from rq.job import Job, JobStatus
+from rq.job import JobStatus
 
 from worker.preprocess import ImageRejected, inspect_image
-from worker.queueing import enqueue_search, upload_name
+from worker.queueing import ENDED, enqueue_search, upload_name, wait_until_done
 from worker.settings import Settings
 from worker.storage import FileStorage, Storage, open_storage
 
@@ -32,25 +31,21 @@ def _store(storage: Storage, settings: Settings, search_id: str, side: str, path
     return name
 
 
-def run_search(settings: Settings, front: Path | None, back: Path | None, k: int,
-               front_weight: float, sides_unknown: bool, timeout: float) -> dict:
+def run_search(settings: Settings, storage: Storage, connection: Redis, front: Path | None,
+               back: Path | None, k: int, front_weight: float, sides_unknown: bool,
+               timeout: float) -> dict:
     """Enqueue one search and wait for it; returns the job's result. Raises on failure."""
     search_id = uuid.uuid4().hex
-    connection = Redis.from_url(settings.redis_url)
-    storage = open_storage(settings, connection)
     names = {side: _store(storage, settings, search_id, side, path)
              for side, path in (("front", front), ("back", back)) if path is not None}
     job = enqueue_search(Queue(settings.queue_name, connection=connection), settings, search_id,
                          names, k, front_weight, sides_unknown)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        status = job.get_status(refresh=True)
-        if status == JobStatus.FINISHED:
-            return {"id": search_id, **Job.fetch(search_id, connection=connection).return_value()}
-        if status == JobStatus.FAILED:
-            job.refresh()
-            raise RuntimeError(job.meta.get("error") or "the search failed")
-        time.sleep(0.05)
+    status = wait_until_done(connection, job, timeout)
+    if status == JobStatus.FINISHED:
+        return {"id": search_id, **job.return_value()}
+    if status in ENDED:  # failed, stopped or cancelled
+        job.refresh()
+        raise RuntimeError(job.meta.get("error") or "the search failed")
     raise TimeoutError(f"no worker finished the search within {timeout:g} s "
                        "(is `python -m worker` running?)")
 
@@ -70,9 +65,11 @@ def main(argv: list[str] | None = None) -> int:
     if not 1 <= args.k <= 100 or not 0 <= args.front_weight <= 1:
         parser.error("k must be 1..100 and --front-weight 0..1")
     settings = Settings.from_env()
+    connection = Redis.from_url(settings.redis_url)
+    storage = open_storage(settings, connection)
     try:
-        result = run_search(settings, front, args.back, args.k, args.front_weight,
-                            args.sides_unknown, args.timeout)
+        result = run_search(settings, storage, connection, front, args.back, args.k,
+                            args.front_weight, args.sides_unknown, args.timeout)
     except (ImageRejected, OSError, RuntimeError, TimeoutError) as exc:
         print(f"search: {exc}", file=sys.stderr)
         return 1
@@ -82,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     for hit in result["results"]:
         print(f"{hit['rank']:>3}  {hit['score']:.4f}  {hit['name']}")
     if settings.storage == "redis":  # the grid lives in Redis: keep a copy in OUTPUT_DIR
-        data = open_storage(settings, Redis.from_url(settings.redis_url)).read_result(result["image"])
-        FileStorage(settings.upload_dir, settings.output_dir).put_result(result["image"], data or b"")
+        data = storage.read_result(result["image"])
+        if data is None:
+            print("search: the grid has already expired", file=sys.stderr)
+            return 1
+        FileStorage(settings.upload_dir, settings.output_dir).put_result(result["image"], data)
     print(f"grid: {settings.output_dir / result['image']}")
     return 0

@@ -6,10 +6,12 @@ TensorFlow-free: the web imports it. The job itself runs in `worker.jobs`.
 from __future__ import annotations
 
 import re
+import time
 
 from redis import Redis
 from rq import Queue
-from rq.job import Job
+from rq.exceptions import InvalidJobOperation
+from rq.job import Job, JobStatus
 
 from worker.settings import Settings
 
@@ -18,12 +20,37 @@ EXTENSION = {"JPEG": "jpg", "PNG": "png"}
 UPLOAD_NAME = re.compile(r"^[0-9a-f]{32}-(front|back)\.(jpg|png)$")
 
 
-DONE_CHANNEL = "pairsearch:done:"  # + search id: a worker publishes when a search has ended
+DONE_CHANNEL = "pairsearch:done:"  # + job id: a worker publishes when a job has ended
+ENDED = frozenset({JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED})
+RECHECK_S = 1.0  # a waiter also re-reads the status this often (an announcement missed)
 
 
-def announce_done(connection: Redis, search_id: str) -> None:
-    """Wake whoever long-polls this search (`GET /api/searches/<id>?wait=S`)."""
-    connection.publish(DONE_CHANNEL + search_id, b"done")
+def announce_done(connection: Redis, job_id: str) -> None:
+    """Wake whoever waits for this job (`wait_until_done`)."""
+    connection.publish(DONE_CHANNEL + job_id, b"done")
+
+
+def wait_until_done(connection: Redis, job: Job, timeout: float) -> JobStatus | None:
+    """Block until `job` has ended or `timeout` s pass; its last status (None: it expired).
+    The worker's announcement (pub/sub) wakes the wait at once; subscribing before the status
+    is re-read means an end between the two is not missed."""
+    try:
+        status = job.get_status(refresh=True)
+        if status in ENDED or timeout <= 0:
+            return status
+        deadline = time.monotonic() + timeout
+        pubsub = connection.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(DONE_CHANNEL + job.id)
+            while (left := deadline - time.monotonic()) > 0:
+                if (status := job.get_status(refresh=True)) in ENDED:
+                    return status
+                pubsub.get_message(timeout=min(left, RECHECK_S))
+            return job.get_status(refresh=True)
+        finally:
+            pubsub.close()
+    except InvalidJobOperation:  # the job expired or was deleted
+        return None
 
 
 class UploadRefused(ValueError):
