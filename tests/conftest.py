@@ -105,11 +105,13 @@ def indexed_client(indexed_app):
 
 @pytest.fixture
 def run_worker(indexed_settings, extractor, redis):
-    """Run a real SearchWorker in burst mode in this process (shared model)."""
+    """Run a real SearchWorker in burst mode in this process (shared model), with the test's
+    indexed settings or others given."""
     from worker.service import make_worker, start_engine
 
-    def run() -> None:
-        engine = start_engine(indexed_settings, extractor)
-        make_worker(indexed_settings, engine, redis).work(burst=True, with_scheduler=False)
+    def run(settings=None) -> None:
+        settings = settings or indexed_settings
+        engine = start_engine(settings, extractor)
+        make_worker(settings, engine, redis).work(burst=True, with_scheduler=False)
 
     return run

@@ -51,8 +51,12 @@ def assert_same_hits(exact, approx):
 @pytest.mark.parametrize("front_weight", [0.0, 0.3, 0.5, 1.0])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_coarse_then_exact_returns_the_brute_force_hits(banks, sides, sides_unknown,
-                                                       front_weight, seed):
+                                                       front_weight, seed, monkeypatch):
     bank, indexed = banks
+    calls = []
+    candidates = indexed.coarse.candidates
+    monkeypatch.setattr(indexed.coarse, "candidates",
+                        lambda *a, **kw: calls.append(a) or candidates(*a, **kw))
     q_front, q_back = queries(bank, seed)
     q_front = None if sides == "back" else q_front
     q_back = None if sides == "front" else q_back
@@ -61,6 +65,7 @@ def test_coarse_then_exact_returns_the_brute_force_hits(banks, sides, sides_unkn
     for k in (1, 20, 50):
         exact = top_k(bank, q_front, q_back, k, front_weight, sides_unknown)
         assert_same_hits(exact, top_k(indexed, q_front, q_back, k, front_weight, sides_unknown))
+    assert len(calls) == 4, "top_k asked the coarse index for its candidates (once per k)"
 
 
 def test_random_queries_and_k_beyond_the_bank(banks):

@@ -241,6 +241,7 @@ def test_long_poll_answers_when_the_search_finishes(indexed_client, run_worker):
     poll.start()
     run_worker()  # RQ wants the main thread
     poll.join(timeout=60)
+    assert not poll.is_alive(), "the long poll was not released"
     body = answer["body"]
     assert body.get("status") == "finished", body
     assert body["results"][0]["name"].endswith("0012")

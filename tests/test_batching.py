@@ -16,13 +16,6 @@ from worker.queueing import enqueue_search
 pytestmark = pytest.mark.slow
 
 
-def _serve(settings, extractor, redis) -> None:
-    from worker.service import make_worker, start_engine
-
-    engine = start_engine(settings, extractor)
-    make_worker(settings, engine, redis).work(burst=True, with_scheduler=False)
-
-
 def _submit(client, designs: list[int], copy: int = 0) -> list[str]:
     """Submit each design; `copy` > 0 changes one pixel (new bytes: not the result cache)."""
     ids = []
@@ -39,18 +32,18 @@ def _results(redis, ids: list[str]) -> list[dict]:
 
 
 def test_queued_searches_are_batched_with_the_same_results(indexed_settings, indexed_client,
-                                                           extractor, redis):
+                                                           run_worker, redis):
     designs = [3, 4, 5, 6, 7]
     batched = dataclasses.replace(indexed_settings, batch_size=4)
     ids = _submit(indexed_client, designs)
-    _serve(batched, extractor, redis)
+    run_worker(batched)
     together = _results(redis, ids)
     # the first search ran 4 searches' 8 images in one pass, the next 3 were looked up, the
     # 5th (beyond the batch) ran alone
     assert [r["timings"]["batch_images"] for r in together] == [8, 8, 8, 8, 2]
 
     alone_ids = _submit(indexed_client, designs, copy=1)
-    _serve(dataclasses.replace(indexed_settings, batch_size=1), extractor, redis)
+    run_worker(dataclasses.replace(indexed_settings, batch_size=1))
     alone = _results(redis, alone_ids)
     assert [r["timings"]["batch_images"] for r in alone] == [2] * 5
     for design, a, b in zip(designs, together, alone, strict=True):
@@ -61,7 +54,7 @@ def test_queued_searches_are_batched_with_the_same_results(indexed_settings, ind
 
 
 def test_a_bad_search_in_the_queue_does_not_spoil_the_batch(indexed_settings, indexed_client,
-                                                            extractor, redis):
+                                                            run_worker, redis):
     from worker.storage import open_storage
 
     first = _submit(indexed_client, [8])
@@ -73,7 +66,7 @@ def test_a_bad_search_in_the_queue_does_not_spoil_the_batch(indexed_settings, in
     enqueue_search(queue, indexed_settings, bad_id,
                    {"front": f"{bad_id}-front.png", "back": f"{bad_id}-back.png"}, 20, 0.5, False)
     last = _submit(indexed_client, [9])
-    _serve(indexed_settings, extractor, redis)
+    run_worker()
     good = _results(redis, first + last)
     assert [r["timings"]["batch_images"] for r in good] == [4, 4]  # the bad one left out
     assert good[0]["results"][0]["name"].endswith("0008")

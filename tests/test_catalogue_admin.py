@@ -131,8 +131,7 @@ def test_cli_import_adds_a_batch(own_catalogue, tmp_path):
     renamed = [f"imported-{i}," + row.split(",", 1)[1] for i, row in enumerate(rows[1:])]
     (batch / "pairs.csv").write_text("\n".join([rows[0], *renamed]) + "\n")
     proc = subprocess.run([sys.executable, "-m", "worker.catalogue", "import", str(batch)],
-                          env={**service_env(own_catalogue), "DESCRIPTOR":
-                               own_catalogue.descriptor}, capture_output=True, text=True,
+                          env=service_env(own_catalogue), capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     names = load_catalogue(own_catalogue.database_dir).names

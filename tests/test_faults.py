@@ -113,7 +113,7 @@ def test_search_past_its_timeout_fails_with_a_timeout_message(indexed_settings, 
     settings = dataclasses.replace(indexed_settings, job_timeout=1)
     client = create_app({"SETTINGS": settings}).test_client()
     url = post_pair(client, FRONT, BACK).get_json()["url"]
-    engine = start_engine(settings, extractor)
+    engine = start_engine(settings, extractor)  # warmed up before the model is slowed down
     real_extract = extractor.extract
     monkeypatch.setattr(extractor, "extract", lambda x: (time.sleep(3), real_extract(x))[1])
     make_worker(settings, engine, redis).work(burst=True, with_scheduler=False)
@@ -187,6 +187,4 @@ def test_an_idle_worker_stops_on_sigterm(indexed_settings, redis):
         worker.terminate()
         assert worker.wait(timeout=30) == 0
     finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
+        stop(worker)

@@ -270,10 +270,6 @@ def test_metrics_and_documents_of_finished_and_failed_searches(indexed_app, inde
     assert values["pairsearch_queue_length"] == 0
     assert len(Queue(indexed_settings.queue_name, connection=redis)) == 0
 
-    import worker.jobs
-
-    if not hasattr(worker.jobs, "record_timings"):
-        pytest.skip("worker.jobs does not call worker.metrics.record_timings yet")
     timings = finished.get_json()["timings"]
     for stage in STAGES:
         assert values[f'pairsearch_stage_duration_seconds_count{{stage="{stage}"}}'] == 1

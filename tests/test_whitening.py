@@ -31,6 +31,8 @@ def test_whitening_decorrelates_the_catalogue():
     cov = np.cov(y, rowvar=False)
     np.testing.assert_allclose(cov / np.sqrt(np.outer(np.diag(cov), np.diag(cov))), np.eye(8),
                                atol=1e-5)
+    # ... and whitens it: unit variance along every kept direction, not only no correlation
+    np.testing.assert_allclose(np.cov(y, rowvar=False, bias=True), np.eye(8), atol=1e-5)
 
 
 def test_bank_round_trip_with_whitening(tmp_path):
