@@ -20,7 +20,6 @@ Every subcommand prints its command line and key settings, then markdown tables.
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import os
 import platform
@@ -41,7 +40,8 @@ from pathlib import Path
 import numpy as np
 
 from worker.ann import MIN_CANDIDATES, with_coarse_index
-from worker.bank import FeatureBank
+from worker.bank import FeatureBank, read_manifest
+from worker.catalogue import load_catalogue
 from worker.search import top_k
 from worker.settings import REPO_ROOT, Settings
 from worker.supervisor import stop_process
@@ -93,10 +93,10 @@ FAMILY_COS = (0.6, 0.9)  # cosine of a clustered row to its family's centre
 QUERY_COS = (0.8, 0.95)  # cosine of a near-duplicate query to the row it copies
 
 
-def unit_rows(rng: np.random.Generator, n: int, dim: int, dtype: np.dtype,
+def unit_rows(rng: np.random.Generator, n: int, dim: int,
               chunk: int = 16384) -> np.ndarray:
-    """(n, dim) random unit rows stored as `dtype`, generated chunk-wise in float32."""
-    out = np.empty((n, dim), dtype=dtype)
+    """(n, dim) random float32 unit rows, generated chunk-wise."""
+    out = np.empty((n, dim), dtype=np.float32)
     for start in range(0, n, chunk):
         block = rng.standard_normal((min(chunk, n - start), dim), dtype=np.float32)
         block /= np.linalg.norm(block, axis=1, keepdims=True)
@@ -104,8 +104,8 @@ def unit_rows(rng: np.random.Generator, n: int, dim: int, dtype: np.dtype,
     return out
 
 
-def synthetic_bank(rng: np.random.Generator, n: int, dim: int, dtype: np.dtype) -> FeatureBank:
-    return FeatureBank(unit_rows(rng, n, dim, dtype), unit_rows(rng, n, dim, dtype), manifest={})
+def synthetic_bank(rng: np.random.Generator, n: int, dim: int) -> FeatureBank:
+    return FeatureBank(unit_rows(rng, n, dim), unit_rows(rng, n, dim), manifest={})
 
 
 def noisy_copies(rng: np.random.Generator, rows: np.ndarray, cos: tuple[float, float]) -> np.ndarray:
@@ -124,7 +124,7 @@ def clustered_rows(rng: np.random.Generator, n: int, dim: int, chunk: int = 1638
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         first, last = start // CLUSTER, (stop - 1) // CLUSTER
-        centres = unit_rows(rng, last - first + 1, dim, np.dtype(np.float32))
+        centres = unit_rows(rng, last - first + 1, dim)
         out[start:stop] = noisy_copies(rng, centres[np.arange(start, stop) // CLUSTER - first],
                                        FAMILY_COS)
     return out
@@ -160,13 +160,13 @@ def agreement(exact: Sequence[Sequence[int]], approx: Sequence[Sequence[int]]) -
     return float(np.mean(shares)) if shares else None
 
 
-def estimate_seconds(n: int, dim: int, dtype: np.dtype, n_queries: int,
+def estimate_seconds(n: int, dim: int, n_queries: int,
                      rng: np.random.Generator, probe_rows: int = 20000) -> tuple[float, float]:
     """(estimated seconds for the warm-up call + the timed queries, estimated ms per query),
     from a probe bank of at most `probe_rows` pairs scaled linearly to `n`."""
     rows = min(n, probe_rows)
-    probe = synthetic_bank(rng, rows, dim, dtype)
-    query = unit_rows(rng, 2, dim, np.dtype(np.float32))[None]
+    probe = synthetic_bank(rng, rows, dim)
+    query = unit_rows(rng, 2, dim)[None]
     time_search(probe, query)  # first call: page faults, allocator
     per_query_ms = float(np.median(time_search(probe, np.repeat(query, 3, axis=0))[0]))
     scale = n / rows
@@ -183,17 +183,16 @@ def size_rows(n: int, dim: int, n_queries: int, budget_s: float,
               rng: np.random.Generator) -> SizeResult:
     """Brute force and coarse + exact on one random bank of n pairs (timings, agreement on
     random queries), then agreement on a clustered bank with near-duplicate queries."""
-    dtype = np.dtype(np.float32)
-    per_pair = 2 * dim * dtype.itemsize
+    per_pair = 2 * dim * np.dtype(np.float32).itemsize
     head: list[object] = [f"{n:,}", dim, f"{per_pair:,}", fmt(n * per_pair / MIB)]
-    est_s, est_ms = estimate_seconds(n, dim, dtype, 2 * n_queries, rng)  # straight + crossed
+    est_s, est_ms = estimate_seconds(n, dim, 2 * n_queries, rng)  # straight + crossed
     if est_s > budget_s:
         note = f"skipped (est. {est_s:,.0f} s > {budget_s:.0f} s; ~{est_ms:,.0f} ms/query)"
         return SizeResult([*head, "-", "-", "-", "-", "-", note], [f"{n:,}", *["-"] * 9, note])
     start = time.perf_counter()
-    bank = synthetic_bank(rng, n, dim, dtype)
+    bank = synthetic_bank(rng, n, dim)
     gen_s = time.perf_counter() - start
-    queries = unit_rows(rng, 2 * (n_queries + 1), dim, dtype).reshape(-1, 2, dim)
+    queries = unit_rows(rng, 2 * (n_queries + 1), dim).reshape(-1, 2, dim)
     brute, brute_hits = time_search(bank, queries)
     brute_x, brute_x_hits = time_search(bank, queries, sides_unknown=True)
     start = time.perf_counter()
@@ -386,8 +385,8 @@ def service_env(tmp: Path, redis_url: str, args: argparse.Namespace) -> dict[str
 # --- e2e: catalogue, index and query images -------------------------------------------------
 
 def catalogue_paths(database: Path) -> list[tuple[str, str]]:
-    with (database / "pairs.csv").open(newline="") as f:
-        return [(row["front"], row["back"]) for row in csv.DictReader(f)]
+    catalogue = load_catalogue(database)
+    return list(zip(catalogue.fronts, catalogue.backs, strict=True))
 
 
 @dataclass(frozen=True)
@@ -399,8 +398,6 @@ class IndexBuild:
 
 
 def build_index(service: Service) -> IndexBuild:
-    import json
-
     pairs = catalogue_paths(service.tmp / "database")
     images = len({p for pair in pairs for p in pair})
     log = service.logs / "index.log"
@@ -412,7 +409,7 @@ def build_index(service: Service) -> IndexBuild:
     if rc != 0:
         raise RuntimeError(f"python -m worker.index exited with {rc}:\n{tail(log)}")
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KB on Linux
-    manifest = json.loads((service.tmp / "features" / "manifest.json").read_text())
+    manifest = read_manifest(service.tmp / "features")
     return IndexBuild(images, wall, manifest.get("build_seconds"), peak)
 
 
@@ -515,9 +512,8 @@ def worker_start_up(service: Service, images: QueryImages, timeout: float) -> St
         sub = post_search(session, service.base, front, back)
     if sub.status != 202:
         raise RuntimeError(f"first search refused: {sub.status} {sub.error}")
-    registered = sub.start - t0
     body, seen = poll_http(session, service.base, sub.url, timeout)
-    return StartUp(registered, seen - t0, body["status"])
+    return StartUp(sub.start - t0, seen - t0, body["status"])
 
 
 @dataclass
@@ -783,9 +779,7 @@ def start_web(service: Service, timeout: float) -> None:
 
 
 def index_settings(service: Service) -> dict[str, object]:
-    import json
-
-    m = json.loads((service.tmp / "features" / "manifest.json").read_text())
+    m = read_manifest(service.tmp / "features")
     return {"pairs": m.get("n_pairs"), "dim": m.get("dim"), "descriptor": m.get("descriptor"),
             "weights": (m.get("weights") or {}).get("id"), "precision": m.get("precision")}
 
@@ -897,7 +891,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--sizes", default="3000,30000,300000,1000000")
     s.add_argument("--queries", type=int, default=20)
     s.add_argument("--budget-s", type=float, default=60.0,
-                   help="skip a size/dtype estimated to take longer (default 60)")
+                   help="skip a size estimated to take longer (default 60)")
     s.add_argument("--seed", type=int, default=0)
     e = sub.add_parser("e2e", help="the whole service: index, start-up, searches, bursts")
     e.add_argument("--pairs", type=int, default=3000)

@@ -319,7 +319,7 @@ def run_candidates(args: argparse.Namespace, database: Path) -> list[dict]:
     rows, results = [], []
     for candidate in args.candidates.split(","):
         weights, descriptor, *precision = candidate.strip().split("/")
-        extractor = FeatureExtractor(weights, descriptor, *precision)
+        extractor = FeatureExtractor(weights, descriptor, *(precision or [args.precision]))
         bank = build_bank(extractor, catalogue, ann_candidates(args))
         result = evaluate(extractor, catalogue, queries, bank, args.front_weight,
                           progress=not args.no_progress)
