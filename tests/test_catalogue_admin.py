@@ -140,3 +140,18 @@ def test_cli_import_adds_a_batch(own_catalogue, tmp_path):
                            env=service_env(own_catalogue), capture_output=True, text=True,
                            timeout=120)
     assert again.returncode == 1 and "no design named 'nope'" in again.stderr
+
+
+def test_an_edit_refuses_banks_that_no_longer_match_pairs_csv(own_catalogue):
+    # pairs.csv edited by hand (its last design dropped): removing a design must not slice the
+    # stale banks by the new row numbers and stamp them as matching
+    from worker.bank import BankError
+    from worker.catalogue import write_catalogue_csv
+
+    catalogue = load_catalogue(own_catalogue.database_dir)
+    write_catalogue_csv(own_catalogue.database_dir, catalogue.names[:-1], catalogue.fronts[:-1],
+                        catalogue.backs[:-1])
+    manifest = (own_catalogue.features_dir / "manifest.json").read_bytes()
+    with pytest.raises(BankError, match="another pairs.csv"):
+        remove_design(own_catalogue, catalogue.names[0])
+    assert (own_catalogue.features_dir / "manifest.json").read_bytes() == manifest

@@ -136,10 +136,20 @@ def _load_whitening(features_dir: Path, manifest: dict) -> Whitening | None:
 def check_bank_matches(bank: FeatureBank, catalogue_fingerprint: str, n_pairs: int,
                        weights_fingerprint: str, descriptor: str) -> None:
     """Refuse a bank built from another catalogue, other weights or another descriptor."""
-    m = bank.manifest
-    if m.get("catalogue_fingerprint") != catalogue_fingerprint or len(bank) != n_pairs:
+    check_catalogue_matches(bank, catalogue_fingerprint, n_pairs)
+    check_model_matches(bank, weights_fingerprint, descriptor)
+
+
+def check_catalogue_matches(bank: FeatureBank, catalogue_fingerprint: str, n_pairs: int) -> None:
+    """Refuse a bank whose rows are not the current pairs.csv's."""
+    if bank.manifest.get("catalogue_fingerprint") != catalogue_fingerprint or len(bank) != n_pairs:
         raise BankError(f"the banks ({len(bank)} pairs) were built from another pairs.csv than "
                         f"the current one ({n_pairs} pairs); {REINDEX}")
+
+
+def check_model_matches(bank: FeatureBank, weights_fingerprint: str, descriptor: str) -> None:
+    """Refuse a bank built with other weights or another descriptor."""
+    m = bank.manifest
     if m.get("descriptor") != descriptor:
         raise BankError(f"the banks hold descriptor {m.get('descriptor')!r} but this worker "
                         f"uses {descriptor!r}; set DESCRIPTOR={m.get('descriptor')} or {REINDEX}")

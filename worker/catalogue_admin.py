@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from worker.bank import FeatureBank, check_bank_matches, load_bank, write_bank
+from worker.bank import FeatureBank, check_catalogue_matches, check_model_matches, load_bank, write_bank
 from worker.catalogue import DESIGN_NAME, Catalogue, load_catalogue, write_catalogue_csv
 from worker.preprocess import load_image, to_canvas, to_rgb
 from worker.queueing import EXTENSION
@@ -34,11 +34,14 @@ class CatalogueEditError(ValueError):
 
 @contextmanager
 def editing(settings: Settings) -> Iterator[tuple[Catalogue, FeatureBank]]:
-    """Hold the edit lock and yield the current catalogue and its banks."""
+    """Hold the edit lock and yield the current catalogue and its banks, which must match
+    (an edit of mismatched banks would stamp them as matching)."""
     settings.features_dir.mkdir(parents=True, exist_ok=True)
     with open(settings.features_dir / ".catalogue.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        yield load_catalogue(settings.database_dir), load_bank(settings.features_dir)
+        catalogue, bank = load_catalogue(settings.database_dir), load_bank(settings.features_dir)
+        check_catalogue_matches(bank, catalogue.fingerprint(), len(catalogue))
+        yield catalogue, bank
 
 
 def _save(settings: Settings, bank: FeatureBank, names: list[str], fronts: list[str],
@@ -66,8 +69,7 @@ def _copy_in(settings: Settings, name: str, side: str, source: Path) -> str:
 def add_designs(settings: Settings, extractor, designs: list[tuple[str, Path, Path]]) -> dict:
     """Append designs (name, front image, back image); returns the new manifest."""
     with editing(settings) as (catalogue, bank):
-        check_bank_matches(bank, catalogue.fingerprint(), len(catalogue),
-                           extractor.weights_fingerprint, extractor.descriptor)
+        check_model_matches(bank, extractor.weights_fingerprint, extractor.descriptor)
         names = [name for name, _, _ in designs]
         bad = [n for n in names if not DESIGN_NAME.match(n)]
         if bad:
