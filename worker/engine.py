@@ -15,6 +15,7 @@ from worker.bank import FeatureBank, check_bank_matches, load_bank, manifest_sta
 from worker.batching import Batcher
 from worker.catalogue import Catalogue, load_catalogue
 from worker.settings import Settings
+from worker.thumbnails import ThumbnailCache
 
 log = logging.getLogger(__name__)
 DECODE_THREADS = 2
@@ -43,7 +44,15 @@ class Engine:
         self.pool = ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="decode")
         self.batcher = Batcher(extractor, settings.batch_size, settings.max_image_pixels,
                                self.pool)
+        self.thumbnails = ThumbnailCache(settings.thumb_cache_mb * 2**20)
         self.index = self._load_index()
+
+    def preload_thumbnails(self) -> int:
+        """Decode the catalogue's thumbnails, pair by pair, until THUMB_CACHE_MB is full."""
+        cat = self.index.catalogue
+        return self.thumbnails.preload(self.settings.features_dir,
+                                       (rel for pair in zip(cat.fronts, cat.backs, strict=True)
+                                        for rel in pair))
 
     def _load_index(self) -> Index:
         """Load and cross-check catalogue and banks; raises BankError or CatalogueError."""

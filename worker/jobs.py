@@ -78,8 +78,8 @@ def _grid_cells(engine: Engine, query: list[np.ndarray | None],
     cells = [GridCell(query[0] if query[0] is not None else blank,
                       query[1] if query[1] is not None else blank, "Query", sides)]
     features_dir = engine.settings.features_dir
-    for hit in hits:  # one thread: decoding 150-px JPEGs on two was slower (13 vs 10 ms)
-        front, back = (load_thumbnail(features_dir, cat, rel)
+    for hit in hits:  # decoded once, kept in RAM (THUMB_CACHE_MB)
+        front, back = (load_thumbnail(features_dir, cat, rel, engine.thumbnails)
                        for rel in (cat.fronts[hit.index], cat.backs[hit.index]))
         cells.append(GridCell(front, back, f"#{hit.rank}  {cat.names[hit.index]}", _score_line(hit)))
     return cells

@@ -89,6 +89,10 @@ def start_engine(settings: Settings, extractor=None) -> Engine:
         except OSError as exc:  # searches will fail with a clear message; say so now too
             log.error("cannot create %s: %s", folder, exc)
     engine.extractor.warm_up()
+    start = time.perf_counter()
+    held = engine.preload_thumbnails()
+    log.info("%d thumbnails decoded in RAM (%.0f MB) in %.1f s", held,
+             engine.thumbnails.nbytes / 2**20, time.perf_counter() - start)
     install(engine)
     return engine
 

@@ -63,6 +63,7 @@ class Settings:
     search_ann_min_pairs: int = 100_000  # banks this large also get a coarse index (0: always)
     storage: str = "files"  # where uploads and grids live: files (shared folders) or redis
     batch_size: int = 8  # queued searches one forward pass may serve at once (1: no batching)
+    thumb_cache_mb: int = 512  # decoded grid thumbnails a worker keeps in RAM (0: none)
 
     @property
     def max_upload_bytes(self) -> int:
@@ -95,10 +96,14 @@ class Settings:
             search_ann_min_pairs=_int(env, "SEARCH_ANN_MIN_PAIRS", 100_000),
             storage=_choice(env, "STORAGE", STORAGE_CHOICES, "files"),
             batch_size=_int(env, "BATCH_SIZE", 8),
+            thumb_cache_mb=_int(env, "THUMB_CACHE_MB", 512),
         )
         values.update(overrides)
         if values["batch_size"] < 1:
             raise InvalidSetting(f"setting BATCH_SIZE must be at least 1, got {values['batch_size']}")
+        if values["thumb_cache_mb"] < 0:
+            raise InvalidSetting("setting THUMB_CACHE_MB must be 0 or more, got "
+                                 f"{values['thumb_cache_mb']}")
         if values["search_ann_min_pairs"] < 0:
             raise InvalidSetting("setting SEARCH_ANN_MIN_PAIRS must be 0 or more, got "
                                  f"{values['search_ann_min_pairs']}")

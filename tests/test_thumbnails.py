@@ -1,0 +1,104 @@
+"""Decoded grid thumbnails kept in RAM within THUMB_CACHE_MB (worker/thumbnails.py)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from worker.settings import InvalidSetting, Settings
+from worker.thumbnails import ThumbnailCache, thumbnail_path, write_thumbnail
+
+PAIR_BYTES = 2 * 150 * 150 * 3  # two square thumbnails
+
+
+def _write(features_dir, names, shade=0):
+    for i, name in enumerate(names):
+        pixels = np.full((300, 300, 3), (shade + 10 * i) % 256, np.uint8)
+        write_thumbnail(features_dir, name, Image.fromarray(pixels))
+
+
+def test_a_thumbnail_is_decoded_once_then_served_from_ram(tmp_path, monkeypatch):
+    _write(tmp_path, ["a.png"])
+    cache = ThumbnailCache(10 * PAIR_BYTES)
+    first = cache.get(thumbnail_path(tmp_path, "a.png"))
+    assert first.shape == (150, 150, 3) and not first.flags.writeable
+    decoded = []
+    monkeypatch.setattr("worker.thumbnails._decode", lambda path: decoded.append(path))
+    assert cache.get(thumbnail_path(tmp_path, "a.png")) is first and decoded == []
+
+
+def test_the_cache_stays_within_its_budget_dropping_the_least_recently_used(tmp_path):
+    names = [f"{i}.png" for i in range(5)]
+    _write(tmp_path, names)
+    cache = ThumbnailCache(3 * PAIR_BYTES // 2)  # three single thumbnails
+    for name in names[:3]:
+        cache.get(thumbnail_path(tmp_path, name))
+    cache.get(thumbnail_path(tmp_path, names[0]))  # 0 is now the most recently used
+    cache.get(thumbnail_path(tmp_path, names[3]))  # drops 1, the least recently used
+    held = {key[0] for key in cache._pixels}
+    assert held == {str(thumbnail_path(tmp_path, n)) for n in (names[0], names[2], names[3])}
+    assert cache.nbytes == 3 * 150 * 150 * 3 <= cache.budget_bytes
+
+
+def test_a_rewritten_thumbnail_is_decoded_afresh(tmp_path):
+    _write(tmp_path, ["a.png"], shade=0)
+    cache = ThumbnailCache(10 * PAIR_BYTES)
+    path = thumbnail_path(tmp_path, "a.png")
+    assert cache.get(path)[0, 0, 0] < 5
+    _write(tmp_path, ["a.png"], shade=200)
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    assert cache.get(path)[0, 0, 0] > 190
+
+
+def test_preload_fills_the_budget_in_order_and_skips_missing_thumbnails(tmp_path):
+    names = [f"{i}.png" for i in range(6)]
+    _write(tmp_path, names[1:])
+    cache = ThumbnailCache(3 * 150 * 150 * 3)
+    assert cache.preload(tmp_path, names) == 3  # 0 has no thumbnail; 1, 2, 3 fill the budget
+    assert {key[0] for key in cache._pixels} == {str(thumbnail_path(tmp_path, n))
+                                                 for n in names[1:4]}
+
+
+def test_a_zero_budget_keeps_nothing(tmp_path):
+    _write(tmp_path, ["a.png"])
+    cache = ThumbnailCache(0)
+    assert cache.get(thumbnail_path(tmp_path, "a.png")).shape == (150, 150, 3)
+    assert len(cache) == 0 and cache.preload(tmp_path, ["a.png"]) == 0
+
+
+def test_a_missing_thumbnail_raises_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        ThumbnailCache(PAIR_BYTES).get(thumbnail_path(tmp_path, "nothing.png"))
+
+
+def test_thumb_cache_mb_is_read_and_checked():
+    assert Settings.from_env({}).thumb_cache_mb == 512
+    assert Settings.from_env({"THUMB_CACHE_MB": "0"}).thumb_cache_mb == 0
+    with pytest.raises(InvalidSetting, match="THUMB_CACHE_MB"):
+        Settings.from_env({"THUMB_CACHE_MB": "-1"})
+
+
+@pytest.mark.slow
+def test_a_started_worker_renders_grids_from_the_thumbnails_it_preloaded(
+        indexed_settings, extractor, indexed_client, redis, monkeypatch):
+    from tests.conftest import N_PAIRS
+    from tests.http import post_pair
+    from tests.images import design_pair
+    from worker.service import make_worker, start_engine
+
+    engine = start_engine(indexed_settings, extractor)
+    cat = engine.index.catalogue  # every distinct image (the sample has duplicates) fits
+    assert len(engine.thumbnails) == len(set(cat.fronts) | set(cat.backs)) > N_PAIRS
+
+    def no_decoding(path):
+        raise AssertionError(f"{path} decoded during a search")
+
+    monkeypatch.setattr("worker.thumbnails._decode", no_decoding)
+    url = post_pair(indexed_client, *design_pair(3, N_PAIRS)).get_json()["url"]
+    make_worker(indexed_settings, engine, redis).work(burst=True, with_scheduler=False)
+    body = indexed_client.get(url).get_json()
+    assert body["status"] == "finished", body.get("error")
+    assert len(body["results"]) == min(20, N_PAIRS)
