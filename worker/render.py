@@ -150,38 +150,35 @@ class GridRenderer:
             self._pages[n_cells] = np.ascontiguousarray(np.asarray(canvas.buffer_rgba())[..., :3])
         return self._pages[n_cells]
 
-    @staticmethod
-    def _paint(pixels: np.ndarray, x: int, y: int, coverage: np.ndarray,
-               colour: tuple[int, int, int]) -> None:
-        """Blend `colour` into pixels[y:, x:] with `coverage` as alpha (clipped to the page)."""
-        region = pixels[y:y + coverage.shape[0], x:x + coverage.shape[1]]
-        alpha = coverage[:region.shape[0], :region.shape[1], None].astype(np.float32) / 255
-        region[:] = (region * (1 - alpha) + np.asarray(colour, np.float32) * alpha).astype(np.uint8)
-
-    def pixels(self, cells: list[GridCell]) -> np.ndarray:
-        """(height, width, 3) uint8: the grid of `cells`, the query first."""
-        pixels = self.page(len(cells)).copy()
+    def image(self, cells: list[GridCell]) -> Image.Image:
+        """The grid of `cells`, the query first, as an RGB image (composed by Pillow in C:
+        labels blended through their coverage as a mask, thumbnails pasted 1:1)."""
+        grid = Image.fromarray(self.page(len(cells)))  # a copy: the kept page is never drawn on
         max_text = CELL_W - 2 * GAP
         for i, cell in enumerate(cells):
             x, y = _cell_origin(i)
-            title = self.title_font.coverage(self.title_font.fit(cell.title, max_text))
-            self._paint(pixels, x + GAP, y + 6, title, QUERY_COLOUR if i == 0 else TITLE_COLOUR)
-            subtitle = self.subtitle_font.coverage(self.subtitle_font.fit(cell.subtitle, max_text))
-            self._paint(pixels, x + GAP, y + 22, subtitle, SUBTITLE_COLOUR)
-            for j, image in enumerate((cell.front, cell.back)):
-                thumb = _fit_into(image)
+            for font, text, top, colour in (
+                    (self.title_font, cell.title, 6, QUERY_COLOUR if i == 0 else TITLE_COLOUR),
+                    (self.subtitle_font, cell.subtitle, 22, SUBTITLE_COLOUR)):
+                grid.paste(colour, (x + GAP, y + top),
+                           Image.fromarray(font.coverage(font.fit(text, max_text)), "L"))
+            for j, side in enumerate((cell.front, cell.back)):
+                thumb = _fit_into(side)
                 h, w = thumb.shape[:2]
-                left = x + GAP + j * (THUMB + GAP) + (THUMB - w) // 2
-                top = y + LABEL + (THUMB - h) // 2
-                pixels[y + LABEL:y + LABEL + THUMB, x + GAP + j * (THUMB + GAP):
-                       x + GAP + j * (THUMB + GAP) + THUMB] = 255
-                pixels[top:top + h, left:left + w] = thumb
-        return pixels
+                slot = x + GAP + j * (THUMB + GAP)
+                grid.paste((255, 255, 255), (slot, y + LABEL, slot + THUMB, y + LABEL + THUMB))
+                grid.paste(Image.fromarray(thumb), (slot + (THUMB - w) // 2,
+                                                    y + LABEL + (THUMB - h) // 2))
+        return grid
+
+    def pixels(self, cells: list[GridCell]) -> np.ndarray:
+        """(height, width, 3) uint8: the grid of `cells`, the query first."""
+        return np.asarray(self.image(cells))
 
     def render(self, cells: list[GridCell]) -> bytes:
         """The grid as JPEG bytes."""
         buf = io.BytesIO()
-        Image.fromarray(self.pixels(cells)).save(buf, "JPEG", quality=JPEG_QUALITY)
+        self.image(cells).save(buf, "JPEG", quality=JPEG_QUALITY)
         return buf.getvalue()
 
 
