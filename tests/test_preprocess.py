@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageFilter
 
 from tests.images import encode
-from worker.preprocess import CANVAS, ImageRejected, inspect_image, prepare
+from worker.preprocess import CANVAS, ImageRejected, _median3_below, inspect_image, prepare
 
 
 def drawing(mode: str = "RGB", size=(300, 150)) -> Image.Image:
@@ -120,3 +122,16 @@ def test_trim_finds_the_drawing_through_margins_and_noise():
 
     assert abs(ink(page, True) - ink(wide, True)) < 0.05 * ink(page, True)
     assert ink(page, False) > 3 * ink(wide, False)  # without trimming, the margins shrink it
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 40), st.integers(0, 256), st.integers(0, 2**32 - 1),
+       st.sampled_from(["noise", "ink"]))
+def test_trim_ink_mask_equals_a_pillow_median_filter(h, w, threshold, seed, kind):
+    """The counting 3x3 median (worker.preprocess._median3_below) gives what Pillow's
+    MedianFilter(3) then a threshold give, borders included: the index was built with it."""
+    rng = np.random.default_rng(seed)
+    grey = (rng.integers(0, 256, (h, w), dtype=np.uint8) if kind == "noise"
+            else np.where(rng.random((h, w)) < 0.3, 0, 255).astype(np.uint8))
+    expected = np.asarray(Image.fromarray(grey).filter(ImageFilter.MedianFilter(3))) < threshold
+    assert np.array_equal(_median3_below(grey, threshold), expected)
