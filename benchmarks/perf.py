@@ -556,6 +556,9 @@ def stage_rows(samples: list[SequentialSample]) -> list[list[object]]:
                 else ["queue wait (timings.queue_wait_ms)", 0, "not reported", "not reported"])
     for stage in ("preprocess", "extract", "search", "render"):
         rows.append(row(stage, timing(f"{stage}_ms")))
+        if stage == "extract":
+            rows.append(row("  of which the forward pass (timings.forward_ms)",
+                            timing("forward_ms")))
     rows.append(row("total job (timings.total_ms)", timing("total_ms")))
     rows.append(row("end-to-end (POST start -> finished seen, long poll ?wait=30)",
                     [s.e2e_ms for s in done]))
@@ -567,6 +570,14 @@ def stage_rows(samples: list[SequentialSample]) -> list[list[object]]:
              for s in done if s.timings.get("extract_ms")]
     rows.append(["overhead / extract, % (per search)", len(share), fmt(percentile(share, 50)),
                  fmt(percentile(share, 95))])
+    # the target: overhead beyond the search's own forward pass (alone in the queue: 2 images)
+    own = [(s.e2e_ms, float(s.timings["forward_ms"])) for s in done
+           if s.timings.get("forward_ms") and s.timings.get("batch_images") == 2]
+    rows.append(row("end-to-end minus forward pass (the overhead beyond the model)",
+                    [e2e - fwd for e2e, fwd in own]))
+    rows.append(["overhead / forward pass, % (per search)", len(own),
+                 fmt(percentile([100 * (e2e - fwd) / fwd for e2e, fwd in own], 50)),
+                 fmt(percentile([100 * (e2e - fwd) / fwd for e2e, fwd in own], 95))])
     return rows
 
 

@@ -36,8 +36,9 @@ def test_search_end_to_end(indexed_client, run_worker, indexed_settings):
     assert set(hits[0]) >= {"rank", "name", "score", "front_score", "back_score", "front", "back"}
     assert all(a["score"] >= b["score"] for a, b in zip(hits, hits[1:], strict=False))
     assert set(result["timings"]) == {"queue_wait_ms", "preprocess_ms", "extract_ms", "search_ms",
-                                      "render_ms", "total_ms", "batch_images"}
+                                      "render_ms", "total_ms", "batch_images", "forward_ms"}
     assert result["timings"]["batch_images"] == 2  # alone in the queue: its own two images
+    assert 0 < result["timings"]["forward_ms"] <= result["timings"]["extract_ms"]
     assert result["timings"]["queue_wait_ms"] >= 0
     assert result["stage"] == "render"
 

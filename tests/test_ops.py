@@ -275,3 +275,4 @@ def test_metrics_and_documents_of_finished_and_failed_searches(indexed_app, inde
         assert values[f'pairsearch_stage_duration_seconds_count{{stage="{stage}"}}'] == 1
         assert values[f'pairsearch_stage_duration_seconds_sum{{stage="{stage}"}}'] == \
             pytest.approx(timings[f"{stage}_ms"] / 1000)
+    assert "forward_ms" in timings and not any('stage="forward"' in key for key in values)

@@ -95,10 +95,13 @@ SCHEMAS: dict = {
         },
     },
     "Timings": {
-        "type": "object", "description": "milliseconds per stage",
+        "type": "object",
+        "description": "milliseconds per stage; `forward_ms` is the forward pass inside "
+                       "`extract_ms` (of the whole batch, `batch_images` images)",
         "additionalProperties": {"type": "number"},
         "properties": {name: {"type": "number", "minimum": 0} for name in
-                       ("preprocess_ms", "extract_ms", "search_ms", "render_ms", "total_ms")},
+                       ("queue_wait_ms", "preprocess_ms", "extract_ms", "forward_ms",
+                        "search_ms", "render_ms", "total_ms", "batch_images")},
     },
     "Search": {
         "type": "object", "additionalProperties": False,

@@ -44,6 +44,7 @@ class Prepared:
     canvases: tuple[np.ndarray | None, np.ndarray | None]
     rows: tuple[np.ndarray | None, np.ndarray | None]
     batch_images: int  # images in the forward pass that computed these rows
+    forward_ms: float  # that forward pass alone (model + pooling), shared by its searches
 
 
 def sides_of(job: Job) -> tuple[str | None, str | None]:
@@ -125,12 +126,13 @@ class Batcher:
         images = [c for _, pair in batch for c in pair if c is not None]
         start = time.perf_counter()
         rows = iter(self.extractor.extract(np.stack(images)))
+        forward_ms = round((time.perf_counter() - start) * 1000, 2)
         log.debug("forward pass: %d images, %d searches, %.0f ms", len(images), len(batch),
-                  (time.perf_counter() - start) * 1000)
+                  forward_ms)
         results = []
         for key, pair in batch:
             prepared = Prepared(pair, tuple(None if c is None else next(rows) for c in pair),
-                                len(images))
+                                len(images), forward_ms)
             if key is None:
                 results.append(prepared)
             else:

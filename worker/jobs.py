@@ -21,6 +21,9 @@ from worker.search import SearchHit, top_k
 from worker.storage import Storage, open_storage
 from worker.thumbnails import load_thumbnail
 
+STAGE_TIMINGS = ("queue_wait_ms", "preprocess_ms", "extract_ms", "search_ms", "render_ms",
+                 "total_ms")  # what /metrics sums (forward_ms is inside extract_ms)
+
 
 class SearchInputError(ValueError):
     """A job argument the worker refuses (it names the value)."""
@@ -123,6 +126,7 @@ def search_pair(search_id: str, front: str | None = None, back: str | None = Non
                 storage, search_id, canvases, getattr(job, "connection", None),
                 getattr(job, "origin", None), getattr(job, "worker_name", None) or "")
     timings["batch_images"] = prepared.batch_images
+    timings["forward_ms"] = prepared.forward_ms  # the model's share of extract (whole batch)
     with stage("search", timings):
         bank = engine.index.bank
         q_front, q_back = (None if q is None else bank.project(q[None])[0] for q in prepared.rows)
@@ -138,7 +142,7 @@ def search_pair(search_id: str, front: str | None = None, back: str | None = Non
                                  "please try again later") from exc
     timings["total_ms"] = round((time.perf_counter() - start) * 1000, 2)
     record_timings(getattr(job, "connection", None),
-                   {key: ms for key, ms in timings.items() if key.endswith("_ms")})
+                   {key: ms for key, ms in timings.items() if key in STAGE_TIMINGS})
     return {"results": [_hit_json(engine, hit) for hit in hits], "image": image, "k": k,
             "front_weight": front_weight, "sides_unknown": sides_unknown, "timings": timings,
             "descriptor": engine.extractor.descriptor, "weights": engine.extractor.weights_id}
