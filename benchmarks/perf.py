@@ -231,6 +231,9 @@ def size_rows(n: int, dim: int, n_queries: int, budget_s: float,
 
 
 def cmd_sizes(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from worker.service import SEARCH_BLAS_THREADS, limit_blas_threads
+
+    limit_blas_threads()  # as in the worker
     sizes = ints(args.sizes)
     preamble("Search stage vs bank size", argv, {
         "dim": args.dim, "sizes": sizes, "queries per size": args.queries,
@@ -238,6 +241,7 @@ def cmd_sizes(args: argparse.Namespace, argv: Sequence[str]) -> int:
         "budget per size": f"{args.budget_s:.0f} s of brute-force searching, estimated from a "
                            "20k-pair probe (bank generation not counted)",
         "gen s": "time to generate the synthetic bank (not part of the service)",
+        "numpy BLAS threads": f"{SEARCH_BLAS_THREADS} (as in the worker)",
         "banks": "synthetic random unit rows, front + back, float32 in RAM (not memory-mapped); "
                  "float16 banks were 10-15x slower with numpy and are not measured",
         "coarse + exact": f"worker.ann.CoarseIndex (int8 [front | back] codes, faiss "
@@ -541,7 +545,7 @@ def sequential_searches(service: Service, images: QueryImages, n: int,
     return samples
 
 
-def stage_rows(samples: list[SequentialSample]) -> list[list[object]]:
+def stage_rows(samples: list[SequentialSample], model_ms: list[float]) -> list[list[object]]:
     done = [s for s in samples if s.status == "finished"]
 
     def row(label: str, values: list[float]) -> list[object]:
@@ -578,6 +582,13 @@ def stage_rows(samples: list[SequentialSample]) -> list[list[object]]:
     rows.append(["overhead / forward pass, % (per search)", len(own),
                  fmt(percentile([100 * (e2e - fwd) / fwd for e2e, fwd in own], 50)),
                  fmt(percentile([100 * (e2e - fwd) / fwd for e2e, fwd in own], 95))])
+    # and beyond the model alone, timed in this process right after with the service idle
+    rows.append(row("model alone, a pair (batch of 2), right after in this process", model_ms))
+    e2e_p50, model_p50 = percentile([s.e2e_ms for s in done], 50), percentile(model_ms, 50)
+    if e2e_p50 is not None and model_p50:
+        rows.append(["end-to-end p50 minus model-alone p50, ms (%)", len(done),
+                     f"{fmt(e2e_p50 - model_p50)} ({fmt(100 * (e2e_p50 - model_p50) / model_p50)} %)",
+                     ""])
     return rows
 
 
@@ -841,9 +852,10 @@ def cmd_e2e(args: argparse.Namespace, argv: Sequence[str]) -> int:
                         startup.status]]))
 
         samples = sequential_searches(service, images, args.searches, args.timeout)
+        model_ms = model_alone_ms(args, images, args.searches)
         failed = sum(s.status != "finished" for s in samples)
         emit(f"\n### Sequential searches ({len(samples)}, {failed} failed), 1 worker\n")
-        emit(md_table(["stage", "n", "p50 ms", "p95 ms"], stage_rows(samples)))
+        emit(md_table(["stage", "n", "p50 ms", "p95 ms"], stage_rows(samples, model_ms)))
         emit("\n### RSS after the sequential run (VmRSS)\n")
         emit(md_table(["process", "pid(s)", "RSS MiB"], rss_rows(service)))
 
@@ -863,6 +875,30 @@ def cmd_e2e(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 # --- model: the forward pass alone ----------------------------------------------------------
 
+def time_extract(extractor, batches: Sequence[np.ndarray], calls: int) -> list[float]:
+    """Seconds per `extractor.extract` call, cycling through `batches`, after two warm-ups."""
+    extractor.extract(batches[0])
+    extractor.extract(batches[0])
+    times = []
+    for i in range(calls):
+        start = time.perf_counter()
+        extractor.extract(batches[i % len(batches)])
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def model_alone_ms(args: argparse.Namespace, images: QueryImages, calls: int) -> list[float]:
+    """The model alone on query pairs (batch of 2), in this process, with the service idle:
+    the floor of a search, measured in the same run as the searches."""
+    from worker.extract import FeatureExtractor
+    from worker.preprocess import prepare
+
+    extractor = FeatureExtractor(args.weights, args.descriptor, args.precision)
+    pairs = [np.stack([prepare(side, trim=extractor.trim) for side in images.next()])
+             for _ in range(8)]
+    return [s * 1000 for s in time_extract(extractor, pairs, calls)]
+
+
 def cmd_model(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """What the model itself does per batch size: the ceiling for index builds and searches."""
     from worker.extract import FeatureExtractor
@@ -876,13 +912,7 @@ def cmd_model(args: argparse.Namespace, argv: Sequence[str]) -> int:
     rows = []
     for size in ints(args.batch_sizes):
         canvases = rng.integers(0, 256, (size, 224, 224, 3), dtype=np.uint8)
-        extractor.extract(canvases)
-        extractor.extract(canvases)
-        times = []
-        for _ in range(max(3, args.repeats // size)):
-            start = time.perf_counter()
-            extractor.extract(canvases)
-            times.append(time.perf_counter() - start)
+        times = time_extract(extractor, [canvases], max(3, args.repeats // size))
         batch_s = float(np.median(times))
         rows.append([size, len(times), fmt(batch_s * 1000), fmt(batch_s / size * 1000),
                      fmt(size / batch_s, 2), fmt(size / 2 / batch_s, 2)])
