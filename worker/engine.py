@@ -1,4 +1,5 @@
-"""What one worker process holds: one extractor, the catalogue and its memory-mapped banks.
+"""What one worker process holds: one extractor, the catalogue and its memory-mapped banks,
+and the decoded grid thumbnails (THUMB_CACHE_MB).
 
 Loaded once per process (`install` at start-up, or lazily by `current`), refreshed between
 jobs when `features/manifest.json` changes, so a re-index needs no restart.

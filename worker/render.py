@@ -1,12 +1,14 @@
 """Stage 4: render the query pair and its hits as one grid JPEG, drawn by matplotlib.
 
-A grid costs ~20 ms instead of the ~150 ms a fresh Figure with 42 text artists takes:
+A grid costs ~8 ms (`benchmarks/render_speed.py`) instead of the ~125 ms a fresh Figure with
+42 text artists takes:
 - the page (cell frames, the query's blue frame) is a matplotlib Figure drawn once per grid
   size and kept as pixels;
 - labels are rasterised by matplotlib's own FreeType renderer (`matplotlib.ft2font`), one
   glyph at a time, each glyph once per process: the composed label is pixel-identical to
   what `FT2Font.set_text` + `draw_glyphs_to_bitmap` give for the whole string (tested);
-- thumbnails are pasted 1:1 (numpy), so nothing is resampled at render time but the query.
+- thumbnails are pasted 1:1, so nothing is resampled at render time but the query; labels
+  are blended through their coverage as a mask, both by Pillow in C.
 """
 
 from __future__ import annotations

@@ -72,8 +72,8 @@ class ThumbnailCache:
                 break
             try:
                 self.get(thumbnail_path(features_dir, relative))
-            except (FileNotFoundError, OSError):  # made lazily, or never (old banks)
-                continue
+            except OSError:  # none (banks from before thumbnails) or unreadable: decoded
+                continue  # per search, or the full drawing, as load_thumbnail falls back
         return len(self)
 
 
