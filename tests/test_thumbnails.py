@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from worker.catalogue import load_catalogue
+from worker.sample import write_catalogue
 from worker.settings import InvalidSetting, Settings
-from worker.thumbnails import ThumbnailCache, thumbnail_path, write_thumbnail
+from worker.thumbnails import ThumbnailCache, load_thumbnail, thumbnail_path, write_thumbnail
 
 PAIR_BYTES = 2 * 150 * 150 * 3  # two square thumbnails
 
@@ -72,6 +74,39 @@ def test_a_zero_budget_keeps_nothing(tmp_path):
 def test_a_missing_thumbnail_raises_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError):
         ThumbnailCache(PAIR_BYTES).get(thumbnail_path(tmp_path, "nothing.png"))
+
+
+def test_a_missing_thumbnail_is_made_from_the_drawing_once_and_stored(tmp_path, monkeypatch):
+    # banks built before thumbnails existed: the first grid makes them, later ones reuse them
+    write_catalogue(tmp_path / "db", 2, seed=3)
+    cat = load_catalogue(tmp_path / "db")
+    features, cache = tmp_path / "features", ThumbnailCache(10 * PAIR_BYTES)
+    first = load_thumbnail(features, cat, cat.fronts[0], cache)
+    assert thumbnail_path(features, cat.fronts[0]).is_file()
+    assert max(first.shape[:2]) == 150 and first.shape[2] == 3
+
+    def no_drawing(*args, **kwargs):
+        raise AssertionError("the full drawing was decoded again")
+
+    monkeypatch.setattr("worker.thumbnails.load_image", no_drawing)
+    assert load_thumbnail(features, cat, cat.fronts[0], cache) is first
+
+
+def test_a_thumbnail_that_cannot_be_stored_is_drawn_each_time_with_one_warning(
+        tmp_path, monkeypatch, caplog):
+    write_catalogue(tmp_path / "db", 2, seed=3)
+    cat = load_catalogue(tmp_path / "db")
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("worker.thumbnails.write_thumbnail", read_only)
+    cache, features = ThumbnailCache(10 * PAIR_BYTES), tmp_path / "read-only"
+    for rel in (cat.fronts[0], cat.backs[0], cat.fronts[1]):
+        thumb = load_thumbnail(features, cat, rel, cache)
+        assert max(thumb.shape[:2]) == 150
+    assert len(cache) == 0 and not features.exists()
+    assert sum("cannot store thumbnails" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_thumb_cache_mb_is_read_and_checked():

@@ -1,10 +1,12 @@
-"""Catalogue thumbnails made at index time, so rendering a grid reads 40 small JPEGs instead
-of decoding and shrinking 40 full drawings."""
+"""Catalogue thumbnails made at index time (or at first use, for banks from before them), so
+rendering a grid pastes 40 small images instead of decoding and shrinking 40 full drawings;
+the worker keeps them decoded in RAM (ThumbnailCache, THUMB_CACHE_MB)."""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import logging
 from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,6 +20,8 @@ from worker.render import THUMB
 from worker.storage import write_aside
 
 THUMB_DIR = "thumbs"
+log = logging.getLogger(__name__)
+_UNWRITABLE: set[str] = set()  # FEATURES_DIRs a thumbnail could not be stored in
 
 
 def thumbnail_path(features_dir: Path, relative: str) -> Path:
@@ -25,13 +29,18 @@ def thumbnail_path(features_dir: Path, relative: str) -> Path:
     return Path(features_dir) / THUMB_DIR / f"{hashlib.sha1(relative.encode()).hexdigest()[:20]}.jpg"
 
 
-def write_thumbnail(features_dir: Path, relative: str, rgb: Image.Image) -> None:
-    """Shrink an RGB drawing to fit THUMB x THUMB and store it as JPEG (written aside first)."""
+def shrink(rgb: Image.Image) -> Image.Image:
+    """A copy of an RGB drawing that fits THUMB x THUMB, aspect kept."""
     thumb = rgb.copy()
     thumb.thumbnail((THUMB, THUMB), Image.Resampling.BICUBIC)
+    return thumb
+
+
+def write_thumbnail(features_dir: Path, relative: str, rgb: Image.Image) -> None:
+    """Shrink an RGB drawing to fit THUMB x THUMB and store it as JPEG (written aside first)."""
     path = thumbnail_path(features_dir, relative)
     buf = io.BytesIO()
-    thumb.save(buf, "JPEG", quality=88)
+    shrink(rgb).save(buf, "JPEG", quality=88)
     write_aside(path.parent, path.name, buf.getvalue())
 
 
@@ -86,9 +95,21 @@ def _decode(path: Path) -> np.ndarray:
 
 def load_thumbnail(features_dir: Path, catalogue: Catalogue, relative: str,
                    cache: ThumbnailCache) -> np.ndarray:
-    """(h, w, 3) uint8 thumbnail of a catalogue image; the full drawing if none was made."""
+    """(h, w, 3) uint8 thumbnail of a catalogue image. One the index did not make (banks from
+    before thumbnails) is made from the drawing now and stored, so it is decoded only once;
+    where FEATURES_DIR cannot be written, it is made again each time."""
+    path = thumbnail_path(features_dir, relative)
     try:
-        return cache.get(thumbnail_path(features_dir, relative))
+        return cache.get(path)
     except FileNotFoundError:
         pass
-    return np.asarray(to_rgb(load_image(catalogue.image_path(relative))))
+    rgb = to_rgb(load_image(catalogue.image_path(relative)))
+    try:
+        write_thumbnail(features_dir, relative, rgb)
+        return cache.get(path)
+    except OSError as exc:
+        if str(features_dir) not in _UNWRITABLE:  # say it once, not 40 times a search
+            _UNWRITABLE.add(str(features_dir))
+            log.warning("cannot store thumbnails in %s (%s); grids shrink the drawings each "
+                        "time until `make index` is run", features_dir, exc)
+        return np.asarray(shrink(rgb))
