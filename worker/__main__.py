@@ -21,9 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default=None, help="worker name (default: RQ's)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_env()
-
     try:
+        settings = Settings.from_env()
         engine = start_engine(settings)
     except (BankError, CatalogueError, InvalidSetting, WeightsUnavailable) as exc:
         print(f"worker: cannot start: {exc}", file=sys.stderr)

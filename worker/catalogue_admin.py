@@ -24,7 +24,7 @@ from worker.bank import FeatureBank, check_catalogue_matches, check_model_matche
 from worker.catalogue import DESIGN_NAME, Catalogue, load_catalogue, write_catalogue_csv
 from worker.preprocess import load_image, to_canvas, to_rgb
 from worker.queueing import EXTENSION
-from worker.settings import Settings
+from worker.settings import InvalidSetting, Settings
 from worker.thumbnails import write_thumbnail
 
 
@@ -178,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     batch = commands.add_parser("import", help="add every design of a folder or CSV")
     batch.add_argument("source", type=Path, help="folder with pairs.csv, or a name,front,back CSV")
     args = parser.parse_args(argv)
-    settings = Settings.from_env()
     try:
+        settings = Settings.from_env()
         if args.command == "remove":
             manifest = remove_design(settings, args.name)
         else:
@@ -190,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             extractor = FeatureExtractor(settings.vgg16_weights, settings.descriptor,
                                          settings.precision)
             manifest = add_designs(settings, extractor, designs)
-    except (CatalogueEditError, CatalogueError, BankError, ImageRejected, OSError) as exc:
+    except (CatalogueEditError, CatalogueError, BankError, ImageRejected, InvalidSetting,
+            OSError) as exc:
         print(f"catalogue: {exc}", file=sys.stderr)
         return 1
     print(f"catalogue now has {manifest['n_pairs']} designs")

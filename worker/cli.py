@@ -19,7 +19,7 @@ from rq.job import JobStatus
 
 from worker.preprocess import ImageRejected, inspect_image
 from worker.queueing import ENDED, enqueue_search, upload_name, wait_until_done
-from worker.settings import Settings
+from worker.settings import InvalidSetting, Settings
 from worker.storage import FileStorage, Storage, open_storage
 
 
@@ -64,7 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     front = None if str(args.front) == "-" else args.front
     if not 1 <= args.k <= 100 or not 0 <= args.front_weight <= 1:
         parser.error("k must be 1..100 and --front-weight 0..1")
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except InvalidSetting as exc:
+        print(f"search: {exc}", file=sys.stderr)
+        return 2
     connection = Redis.from_url(settings.redis_url)
     storage = open_storage(settings, connection)
     try:

@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from worker.bank import l2_normalise
-from worker.settings import InvalidSetting
+from worker.settings import PRECISION_CHOICES, InvalidSetting
 from worker.weights import WeightsChoice, fingerprint, load_bsds500_into, resolve_weights
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -65,8 +65,9 @@ def resolve_precision(setting: str) -> str:
     """PRECISION setting -> "float32" or "bfloat16" (`auto`: bfloat16 where the CPU has it)."""
     if setting == "auto":
         return "bfloat16" if cpu_supports_bf16() else "float32"
-    if setting not in ("float32", "bfloat16"):
-        raise InvalidSetting(f"PRECISION must be auto, float32 or bfloat16, got {setting!r}")
+    if setting not in PRECISION_CHOICES:  # a CLI's --precision (Settings checks PRECISION)
+        raise InvalidSetting(f"PRECISION must be one of {', '.join(PRECISION_CHOICES)}, "
+                             f"got {setting!r}")
     return setting
 
 

@@ -138,10 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    settings = Settings.from_env()
     from worker.extract import FeatureExtractor
 
     try:
+        settings = Settings.from_env()
         extractor = FeatureExtractor(settings.vgg16_weights, settings.descriptor,
                                      settings.precision)
         manifest = build_index(settings, extractor, args.batch_size)

@@ -13,6 +13,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 # PCA-whitened to 256 dims learned on the catalogue. `flatten` is the seed's descriptor.
 DEFAULT_DESCRIPTOR = "trim-gem45-pw256"
 STORAGE_CHOICES = ("files", "redis")  # where uploads and grids live (worker/storage.py)
+PRECISION_CHOICES = ("auto", "float32", "bfloat16")  # auto: bfloat16 where the CPU has it
 
 
 class InvalidSetting(ValueError):
@@ -84,7 +85,7 @@ class Settings:
             output_dir=_path(env, "OUTPUT_DIR", "output"),
             vgg16_weights=env.get("VGG16_WEIGHTS") or "auto",
             descriptor=env.get("DESCRIPTOR") or DEFAULT_DESCRIPTOR,
-            precision=env.get("PRECISION") or "auto",
+            precision=_choice(env, "PRECISION", PRECISION_CHOICES, "auto"),
             queue_name=env.get("QUEUE_NAME") or "searches",
             max_upload_mb=_int(env, "MAX_UPLOAD_MB", 20),
             max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", 40_000_000),

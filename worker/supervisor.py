@@ -14,7 +14,7 @@ import sys
 import time
 
 from worker.redis_server import free_port, port_in_use, start_redis
-from worker.settings import REPO_ROOT
+from worker.settings import REPO_ROOT, InvalidSetting, Settings
 
 RESTART_DELAY = 2.0
 
@@ -39,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
     args = parser.parse_args(argv)
+    try:
+        Settings.from_env()  # a bad setting stops here, not in a worker restarted forever
+    except InvalidSetting as exc:
+        print(f"supervisor: {exc}", file=sys.stderr)
+        return 2
     env = dict(os.environ)
     children: list[subprocess.Popen] = []
     if not env.get("REDIS_URL"):

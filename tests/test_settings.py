@@ -1,0 +1,40 @@
+"""Settings come from the environment in one place; a bad one stops every entry point with
+a message that names it, before anything is started."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from worker.settings import InvalidSetting, Settings
+
+BAD = [("PRECISION", "fp8"), ("STORAGE", "s3"), ("BATCH_SIZE", "0"), ("THUMB_CACHE_MB", "-1"),
+       ("MAX_UPLOAD_MB", "twenty"), ("SEARCH_ANN_MIN_PAIRS", "-5")]
+
+
+@pytest.mark.parametrize("name,value", BAD)
+def test_a_bad_setting_is_refused_by_name(name, value):
+    with pytest.raises(InvalidSetting, match=name):
+        Settings.from_env({name: value})
+
+
+def test_precision_choices():
+    assert Settings.from_env({}).precision == "auto"
+    for value in ("auto", "float32", "bfloat16"):
+        assert Settings.from_env({"PRECISION": value}).precision == value
+
+
+@pytest.mark.parametrize("module,args,code", [
+    ("worker", ["--burst"], 2), ("worker.supervisor", [], 2), ("worker.index", [], 1),
+    ("worker.catalogue", ["remove", "x"], 1), ("worker.search", ["a.png", "b.png"], 2)])
+def test_every_entry_point_names_a_bad_setting_and_stops(module, args, code, tmp_path):
+    env = {**os.environ, "PRECISION": "fp8", "REDIS_URL": "redis://127.0.0.1:1/0",
+           "FEATURES_DIR": str(tmp_path / "features"), "DATABASE_DIR": str(tmp_path / "db")}
+    proc = subprocess.run([sys.executable, "-m", module, *args], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == code, proc.stderr[-2000:]
+    assert "PRECISION" in proc.stderr and "fp8" in proc.stderr
+    assert "Traceback" not in proc.stderr
