@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 from PIL import Image
 
+from worker import thumbnails
 from worker.catalogue import load_catalogue
 from worker.sample import write_catalogue
 from worker.settings import InvalidSetting, Settings
@@ -46,22 +45,27 @@ def test_the_cache_stays_within_its_budget_dropping_the_least_recently_used(tmp_
 
 
 def test_a_rewritten_thumbnail_is_decoded_afresh(tmp_path):
+    # no clock involved: the new file is renamed into place, so it is another inode
     _write(tmp_path, ["a.png"], shade=0)
     cache = ThumbnailCache(10 * PAIR_BYTES)
     path = thumbnail_path(tmp_path, "a.png")
     assert cache.get(path)[0, 0, 0] < 5
     _write(tmp_path, ["a.png"], shade=200)
-    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
     assert cache.get(path)[0, 0, 0] > 190
 
 
-def test_preload_fills_the_budget_in_order_and_skips_missing_thumbnails(tmp_path):
-    names = [f"{i}.png" for i in range(6)]
-    _write(tmp_path, names[1:])
-    cache = ThumbnailCache(3 * 150 * 150 * 3)
-    assert cache.preload(tmp_path, names) == 3  # 0 has no thumbnail; 1, 2, 3 fill the budget
+def test_preload_stops_when_the_next_thumbnail_would_not_fit(tmp_path, monkeypatch):
+    names = [f"{i}.png" for i in range(10)]
+    _write(tmp_path, names[1:])  # 0 has no thumbnail
+    decoded = []
+    real = thumbnails._decode
+    monkeypatch.setattr(thumbnails, "_decode", lambda path: decoded.append(path) or real(path))
+    cache = ThumbnailCache(7 * 150 * 150 * 3 // 2)  # room for 3.5 thumbnails
+    assert cache.preload(tmp_path, names) == 3
     assert {key[0] for key in cache._pixels} == {str(thumbnail_path(tmp_path, n))
                                                  for n in names[1:4]}
+    assert len(decoded) == 4  # the 4th was decoded, did not fit, and ended the preload
+    assert cache.nbytes == 3 * 150 * 150 * 3
 
 
 def test_a_zero_budget_keeps_nothing(tmp_path):

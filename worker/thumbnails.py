@@ -49,19 +49,25 @@ class ThumbnailCache:
 
     Decoding the 40 thumbnails of a grid costs ~7 ms, a third of the render stage; a pair
     decoded is (150, 150, 3) x 2 = 135 KB, so THUMB_CACHE_MB=512 holds about 3,900 pairs.
-    Entries are keyed by path and mtime, so a re-written thumbnail is decoded afresh."""
+    Entries are keyed by the file's path, inode, size and mtime: a thumbnail written again
+    (aside, then renamed into place) is decoded afresh."""
 
     def __init__(self, budget_bytes: int):
         self.budget_bytes = budget_bytes
         self.nbytes = 0
-        self._pixels: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
+        self._pixels: OrderedDict[tuple, np.ndarray] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._pixels)
 
+    @staticmethod
+    def _key(path: Path) -> tuple:
+        stat = path.stat()  # FileNotFoundError when there is no thumbnail
+        return str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns
+
     def get(self, path: Path) -> np.ndarray:
         """(h, w, 3) uint8, read-only; FileNotFoundError when there is no thumbnail."""
-        key = (str(path), path.stat().st_mtime_ns)
+        key = self._key(path)
         pixels = self._pixels.get(key)
         if pixels is not None:
             self._pixels.move_to_end(key)
@@ -75,14 +81,20 @@ class ThumbnailCache:
         return pixels
 
     def preload(self, features_dir: Path, relatives: Iterable[str]) -> int:
-        """Decode thumbnails in order until the budget is full; how many are held."""
+        """Decode thumbnails in order until the next would not fit; how many are held."""
         for relative in relatives:
-            if self.nbytes >= self.budget_bytes:
-                break
+            path = thumbnail_path(features_dir, relative)
             try:
-                self.get(thumbnail_path(features_dir, relative))
-            except OSError:  # none (banks from before thumbnails) or unreadable: decoded
-                continue  # per search, or the full drawing, as load_thumbnail falls back
+                key = self._key(path)
+                if key in self._pixels:
+                    continue
+                pixels = _decode(path)
+            except OSError:  # none (banks from before thumbnails) or unreadable: made or
+                continue  # drawn when a grid needs it (load_thumbnail)
+            if self.nbytes + pixels.nbytes > self.budget_bytes:
+                break  # full: evicting what was just decoded would only waste the time
+            self._pixels[key] = pixels
+            self.nbytes += pixels.nbytes
         return len(self)
 
 
