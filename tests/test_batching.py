@@ -41,6 +41,10 @@ def test_queued_searches_are_batched_with_the_same_results(indexed_settings, ind
     # the first search ran 4 searches' 8 images in one pass, the next 3 were looked up, the
     # 5th (beyond the batch) ran alone
     assert [r["timings"]["batch_images"] for r in together] == [8, 8, 8, 8, 2]
+    # the pass is timed where it ran: in the extract stage of the 1st and of the 5th
+    assert ["forward_ms" in r["timings"] for r in together] == [True, False, False, False, True]
+    assert all(r["timings"]["forward_ms"] <= r["timings"]["extract_ms"]
+               for r in together if "forward_ms" in r["timings"])
 
     alone_ids = _submit(indexed_client, designs, copy=1)
     run_worker(dataclasses.replace(indexed_settings, batch_size=1))

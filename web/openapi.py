@@ -96,8 +96,9 @@ SCHEMAS: dict = {
     },
     "Timings": {
         "type": "object",
-        "description": "milliseconds per stage; `forward_ms` is the forward pass inside "
-                       "`extract_ms` (of the whole batch, `batch_images` images)",
+        "description": "milliseconds per stage; `forward_ms`: the forward pass inside "
+                       "`extract_ms`, only for the search that ran it (for its whole batch); "
+                       "`batch_images`: how many images that pass took (a count)",
         "additionalProperties": {"type": "number"},
         "properties": {name: {"type": "number", "minimum": 0} for name in
                        ("queue_wait_ms", "preprocess_ms", "extract_ms", "forward_ms",

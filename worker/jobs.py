@@ -22,7 +22,7 @@ from worker.storage import Storage, open_storage
 from worker.thumbnails import load_thumbnail
 
 STAGE_TIMINGS = ("queue_wait_ms", "preprocess_ms", "extract_ms", "search_ms", "render_ms",
-                 "total_ms")  # what /metrics sums (forward_ms is inside extract_ms)
+                 "total_ms")  # what /metrics sums (forward_ms, only where the pass ran, is in extract_ms)
 
 
 class SearchInputError(ValueError):
@@ -121,12 +121,12 @@ def search_pair(search_id: str, front: str | None = None, back: str | None = Non
     with stage("preprocess", timings):
         canvases = prepared.canvases if prepared else engine.batcher.prepare(storage, uploads)
     with stage("extract", timings):
-        if prepared is None:
+        if prepared is None:  # this search runs the forward pass (for its batch)
             prepared = engine.batcher.extract(
                 storage, search_id, canvases, getattr(job, "connection", None),
                 getattr(job, "origin", None), getattr(job, "worker_name", None) or "")
+            timings["forward_ms"] = prepared.forward_ms  # inside extract_ms
     timings["batch_images"] = prepared.batch_images
-    timings["forward_ms"] = prepared.forward_ms  # the model's share of extract (whole batch)
     with stage("search", timings):
         bank = engine.index.bank
         q_front, q_back = (None if q is None else bank.project(q[None])[0] for q in prepared.rows)
