@@ -231,7 +231,7 @@ def size_rows(n: int, dim: int, n_queries: int, budget_s: float,
 
 
 def cmd_sizes(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from worker.service import SEARCH_BLAS_THREADS, limit_blas_threads
+    from worker.engine import WORKER_BLAS_THREADS, limit_blas_threads
 
     limit_blas_threads()  # as in the worker
     sizes = ints(args.sizes)
@@ -241,7 +241,7 @@ def cmd_sizes(args: argparse.Namespace, argv: Sequence[str]) -> int:
         "budget per size": f"{args.budget_s:.0f} s of brute-force searching, estimated from a "
                            "20k-pair probe (bank generation not counted)",
         "gen s": "time to generate the synthetic bank (not part of the service)",
-        "numpy BLAS threads": f"{SEARCH_BLAS_THREADS} (as in the worker)",
+        "BLAS threads": f"{WORKER_BLAS_THREADS} (as in the worker)",
         "banks": "synthetic random unit rows, front + back, float32 in RAM (not memory-mapped); "
                  "float16 banks were 10-15x slower with numpy and are not measured",
         "coarse + exact": f"worker.ann.CoarseIndex (int8 [front | back] codes, faiss "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from worker.ann import IndexedBank, with_coarse_index
 from worker.bank import FeatureBank, l2_normalise, write_bank
@@ -133,5 +134,8 @@ def test_engine_attaches_the_index_from_the_setting(tmp_path, catalogue_dir, min
                 "catalogue_fingerprint": catalogue.fingerprint()})
     settings = Settings(database_dir=catalogue_dir, features_dir=tmp_path,
                         search_ann_min_pairs=min_pairs)
+    threadpool_limits(limits=2, user_api="blas")
     bank = Engine(settings, FakeExtractor()).index.bank
     assert isinstance(bank, IndexedBank) is indexed
+    # faiss brings its own BLAS: limited as numpy's is, even when loaded by this index
+    assert all(pool["num_threads"] == 1 for pool in threadpool_info() if pool["user_api"] == "blas")

@@ -85,9 +85,10 @@ def test_a_started_worker_runs_numpy_blas_on_one_thread(indexed_settings, extrac
     # OpenBLAS's spinning second thread would take a core from the next forward pass
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from worker.service import SEARCH_BLAS_THREADS, start_engine
+    from worker.engine import WORKER_BLAS_THREADS
+    from worker.service import start_engine
 
     threadpool_limits(limits=2, user_api="blas")  # as a fresh process on two cores starts
     start_engine(indexed_settings, extractor)
     blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
-    assert blas and all(pool["num_threads"] == SEARCH_BLAS_THREADS == 1 for pool in blas)
+    assert blas and all(pool["num_threads"] == WORKER_BLAS_THREADS == 1 for pool in blas)

@@ -11,6 +11,8 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from threadpoolctl import threadpool_limits
+
 from worker.ann import with_coarse_index
 from worker.bank import FeatureBank, check_bank_matches, load_bank, manifest_stamp
 from worker.batching import Batcher
@@ -20,6 +22,16 @@ from worker.thumbnails import ThumbnailCache
 
 log = logging.getLogger(__name__)
 DECODE_THREADS = 2
+# The BLAS libraries loaded in the process (numpy's OpenBLAS, and faiss's own once a large
+# catalogue loads it) keep a thread busy-waiting for ~0.1 s after each call. The search
+# stage's products gain nothing from a second thread, but the spinning one took one of the
+# two cores from the next search's forward pass (+26 ms a search; docs/performance.md).
+WORKER_BLAS_THREADS = 1
+
+
+def limit_blas_threads() -> None:
+    """Every BLAS library loaded so far on WORKER_BLAS_THREADS threads (process-wide)."""
+    threadpool_limits(limits=WORKER_BLAS_THREADS, user_api="blas")
 
 
 @dataclass(frozen=True)
@@ -63,6 +75,7 @@ class Engine:
         check_bank_matches(bank, catalogue.fingerprint(), len(catalogue),
                            self.extractor.weights_fingerprint, self.extractor.descriptor)
         bank = with_coarse_index(bank, self.settings.search_ann_min_pairs)
+        limit_blas_threads()  # again: the coarse index may have loaded faiss's BLAS just now
         return Index(catalogue, bank, stamp)
 
     def refresh(self) -> bool:

@@ -13,7 +13,6 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
 from rq.job import Job
-from threadpoolctl import threadpool_limits
 
 from worker.engine import Engine, install
 from worker.housekeeping import fail_orphaned_searches, sweep_expired_files, worker_name
@@ -21,11 +20,6 @@ from worker.queueing import announce_done
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
-
-# numpy's OpenBLAS keeps its threads busy-waiting for ~0.1 s after each call. The search
-# stage's small products gain nothing from a second thread, but that spinning thread took one
-# of the two cores from the next search's forward pass (+26 ms a search, benchmarks/perf e2e).
-SEARCH_BLAS_THREADS = 1
 
 
 def record_error(job: Job, exc_type, exc_value, traceback) -> bool:
@@ -74,14 +68,9 @@ class SearchWorker(SimpleWorker):
             log.info("deleted %d expired upload/result files", removed)
 
 
-def limit_blas_threads() -> None:
-    """numpy's BLAS on SEARCH_BLAS_THREADS threads for the rest of this process."""
-    threadpool_limits(limits=SEARCH_BLAS_THREADS, user_api="blas")
-
-
 def start_engine(settings: Settings, extractor=None) -> Engine:
-    """Load model + index, warm the model, make it this process's engine."""
-    limit_blas_threads()
+    """Load model + index (BLAS limited to one thread), warm the model, make it this
+    process's engine."""
     engine = Engine(settings, extractor)
     for folder in (settings.upload_dir, settings.output_dir) if settings.storage == "files" else ():
         try:
