@@ -54,6 +54,19 @@ def test_a_rewritten_thumbnail_is_decoded_afresh(tmp_path):
     assert cache.get(path)[0, 0, 0] > 190
 
 
+def test_thumbnails_rewritten_or_deleted_are_dropped_and_preload_refills(tmp_path):
+    names = ["a.png", "b.png", "c.png"]
+    _write(tmp_path, names)
+    cache = ThumbnailCache(10 * PAIR_BYTES)
+    assert cache.preload(tmp_path, names) == 3
+    _write(tmp_path, ["a.png"], shade=100)  # re-indexed
+    thumbnail_path(tmp_path, "b.png").unlink()  # design removed
+    assert cache.drop_stale() == 2 and len(cache) == 1
+    assert cache.nbytes == 150 * 150 * 3
+    assert cache.preload(tmp_path, names) == 2  # a decoded afresh, b gone, c kept
+    assert cache.get(thumbnail_path(tmp_path, "a.png"))[0, 0, 0] > 90
+
+
 def test_preload_stops_when_the_next_thumbnail_would_not_fit(tmp_path, monkeypatch):
     names = [f"{i}.png" for i in range(10)]
     _write(tmp_path, names[1:])  # 0 has no thumbnail

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from rq import Queue
@@ -16,6 +17,7 @@ from tests.images import design_pair
 from tests.workers import service_env
 from worker.index import build_index
 from worker.sample import write_catalogue
+from worker.thumbnails import thumbnail_path
 
 pytestmark = pytest.mark.slow
 
@@ -79,6 +81,12 @@ def test_rebuilt_index_is_picked_up_between_jobs(tmp_path, indexed_settings, ext
     body = client.get(second).get_json()
     assert body["results"][0]["name"] == "jacket-0011" and len(engine.index.catalogue) == 12
     assert len(queue) == 0
+    # the rebuild rewrote every thumbnail: the old decodings are gone, the new ones held
+    cat = engine.index.catalogue
+    fresh = {str(thumbnail_path(settings.features_dir, rel)) for rel in cat.fronts + cat.backs}
+    held = {key[0] for key in engine.thumbnails._pixels}
+    assert held == fresh and all(engine.thumbnails._key(Path(key[0])) == key
+                                 for key in engine.thumbnails._pixels)
 
 
 def test_a_started_worker_runs_numpy_blas_on_one_thread(indexed_settings, extractor):

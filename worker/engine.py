@@ -88,7 +88,9 @@ class Engine:
             log.error("index changed but cannot be loaded, still serving the previous one: %s",
                       exc)
             return False
-        log.info("index reloaded: %d pairs", len(self.index.catalogue))
+        stale = self.thumbnails.drop_stale()
+        log.info("index reloaded: %d pairs; %d stale thumbnails dropped, %d held",
+                 len(self.index.catalogue), stale, self.preload_thumbnails())
         return True
 
 

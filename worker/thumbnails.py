@@ -80,6 +80,21 @@ class ThumbnailCache:
                 self.nbytes -= self._pixels.popitem(last=False)[1].nbytes
         return pixels
 
+    def drop_stale(self) -> int:
+        """Forget thumbnails rewritten or deleted since they were decoded (after a re-index
+        or a catalogue edit); how many were dropped."""
+        stale = []
+        for key in self._pixels:
+            try:
+                current = self._key(Path(key[0]))
+            except OSError:
+                current = None
+            if current != key:
+                stale.append(key)
+        for key in stale:
+            self.nbytes -= self._pixels.pop(key).nbytes
+        return len(stale)
+
     def preload(self, features_dir: Path, relatives: Iterable[str]) -> int:
         """Decode thumbnails in order until the next would not fit; how many are held."""
         for relative in relatives:
