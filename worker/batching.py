@@ -6,6 +6,11 @@ queue (without taking them off it), prepares their images, and runs all of them 
 model at once. The descriptors of the others are kept in this process; when the worker then
 dequeues those searches in the normal way, their extract stage is a lookup.
 
+Read-ahead (READ_AHEAD): when a search's descriptors were computed ahead, the worker also
+starts the next queued searches' pass in a background thread, so the model keeps both cores
+busy while this batch's grids are drawn and RQ does its bookkeeping (one core, the GIL). A
+search whose pass is still running waits for it; one whose pass failed computes itself.
+
 Nothing is moved off the queue, so a worker that dies mid-batch loses nothing: the searches
 it had prefetched are still queued and any worker serves them. Each prefetched search is
 claimed in Redis (SET NX with a TTL) so two workers do not compute the same one twice; a
@@ -15,9 +20,10 @@ search that a worker claimed but another dequeued is computed by the one that ru
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,12 +60,18 @@ def sides_of(job: Job) -> tuple[str | None, str | None]:
 class Batcher:
     """Per worker process: computes descriptors for a search, batched with queued ones."""
 
-    def __init__(self, extractor, max_searches: int, max_pixels: int, pool: ThreadPoolExecutor):
+    def __init__(self, extractor, max_searches: int, max_pixels: int, pool: ThreadPoolExecutor,
+                 read_ahead: bool = True):
         self.extractor = extractor
         self.max_searches = max_searches
         self.max_pixels = max_pixels
+        self.read_ahead_enabled = read_ahead and max_searches > 1
         self._ready: OrderedDict[tuple[str, tuple], Prepared] = OrderedDict()
+        self._inflight: dict[tuple[str, tuple], Future] = {}  # read ahead, pass not done yet
+        self._lock = threading.Lock()  # _ready and _inflight: the job thread and read-ahead
+        self._model_lock = threading.Lock()  # one forward pass at a time
         self._pool = pool  # the sides of a search, and the searches of a batch, in parallel
+        self._ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead")
 
     def _canvas(self, storage: Storage, name: str | None) -> np.ndarray | None:
         if name is None:
@@ -87,9 +99,53 @@ class Batcher:
                 log.info("not batching search %s: %s", job.id, exc)
         return prepared
 
+    def computed_ahead(self, search_id: str, uploads: tuple[str | None, str | None]) -> bool:
+        """Are this search's descriptors ready, or in a pass running now?"""
+        key = (search_id, uploads)
+        with self._lock:
+            return key in self._ready or key in self._inflight
+
     def lookup(self, search_id: str, uploads: tuple[str | None, str | None]) -> Prepared | None:
-        """Descriptors computed for this search in an earlier batch, if any (taken out)."""
-        return self._ready.pop((search_id, uploads), None)
+        """Descriptors computed for this search in an earlier batch, if any (taken out); waits
+        for a pass read ahead that includes it."""
+        key = (search_id, uploads)
+        with self._lock:
+            pending = self._inflight.get(key)
+        if pending is not None:
+            pending.exception()  # wait; a failed pass leaves the search to compute itself
+        with self._lock:
+            return self._ready.pop(key, None)
+
+    def read_ahead(self, storage: Storage, connection: Redis | None, queue_name: str | None,
+                   worker: str) -> None:
+        """Start the forward pass of the next queued searches in the background, while this
+        one is searched and drawn (one pass ahead at most)."""
+        if not self.read_ahead_enabled or connection is None or queue_name is None:
+            return
+        with self._lock:
+            if self._inflight:
+                return
+        jobs = self._queued(connection, queue_name, None, worker, self.max_searches)
+        if not jobs:
+            return
+        with self._lock:
+            future = self._ahead.submit(self._pass_ahead, storage, jobs)
+            for job in jobs:
+                self._inflight[(job.id, sides_of(job))] = future
+
+    def _pass_ahead(self, storage: Storage, jobs: list[Job]) -> None:
+        try:
+            batch = [((job.id, sides_of(job)), pair)
+                     for job, pair in self._prepare_many(storage, jobs)]
+            if batch:
+                self._forward(batch)
+        except Exception:  # the searches compute themselves when they run
+            log.exception("read-ahead forward pass failed")
+            raise
+        finally:
+            with self._lock:
+                for job in jobs:
+                    self._inflight.pop((job.id, sides_of(job)), None)
 
     def _queued(self, connection: Redis, queue_name: str, current_id: str, worker: str,
                 limit: int) -> list[Job]:
@@ -97,7 +153,9 @@ class Batcher:
         if limit <= 0:
             return []
         queue = Queue(queue_name, connection=connection)
-        ids = [i for i in queue.get_job_ids(0, limit * 2) if i != current_id]
+        with self._lock:
+            known = len(self._ready) + len(self._inflight)
+        ids = [i for i in queue.get_job_ids(0, known + limit * 2) if i != current_id]
         jobs = [job for job in Job.fetch_many(ids, connection=connection) if job is not None]
         claimed = []
         for job in jobs:
@@ -105,8 +163,10 @@ class Batcher:
                 break
             if job.func_name != JOB_FUNC or job.get_status(refresh=False) != JobStatus.QUEUED:
                 continue
-            if (job.id, sides_of(job)) in self._ready:
-                continue
+            key = (job.id, sides_of(job))
+            with self._lock:
+                if key in self._ready or key in self._inflight:
+                    continue
             if connection.set(CLAIM_PREFIX + job.id, worker, nx=True, ex=CLAIM_TTL_S):
                 claimed.append(job)
         return claimed
@@ -123,20 +183,27 @@ class Batcher:
                                   self.max_searches - 1)
             batch += [((job.id, sides_of(job)), pair)
                       for job, pair in self._prepare_many(storage, queued)]
+        return self._forward(batch)[0]
+
+    def _forward(self, batch: list[tuple[tuple[str, tuple] | None, tuple]]) -> list[Prepared]:
+        """One forward pass over the batch's images; keyed searches are kept for later, the
+        unkeyed one (the running search, if any) is returned."""
         images = [c for _, pair in batch for c in pair if c is not None]
-        start = time.perf_counter()
-        rows = iter(self.extractor.extract(np.stack(images)))
-        forward_ms = round((time.perf_counter() - start) * 1000, 2)
+        with self._model_lock:
+            start = time.perf_counter()
+            rows = iter(self.extractor.extract(np.stack(images)))
+            forward_ms = round((time.perf_counter() - start) * 1000, 2)
         log.debug("forward pass: %d images, %d searches, %.0f ms", len(images), len(batch),
                   forward_ms)
         results = []
-        for key, pair in batch:
-            prepared = Prepared(pair, tuple(None if c is None else next(rows) for c in pair),
-                                len(images), forward_ms)
-            if key is None:
-                results.append(prepared)
-            else:
-                self._ready[key] = prepared
-        while len(self._ready) > KEEP:
-            self._ready.popitem(last=False)
-        return results[0]
+        with self._lock:
+            for key, pair in batch:
+                prepared = Prepared(pair, tuple(None if c is None else next(rows) for c in pair),
+                                    len(images), forward_ms)
+                if key is None:
+                    results.append(prepared)
+                else:
+                    self._ready[key] = prepared
+            while len(self._ready) > KEEP:
+                self._ready.popitem(last=False)
+        return results

@@ -56,7 +56,7 @@ class Engine:
         # both cores while the model (which uses both) is idle
         self.pool = ThreadPoolExecutor(max_workers=DECODE_THREADS, thread_name_prefix="decode")
         self.batcher = Batcher(extractor, settings.batch_size, settings.max_image_pixels,
-                               self.pool)
+                               self.pool, settings.read_ahead)
         self.thumbnails = ThumbnailCache(settings.thumb_cache_mb * 2**20)
         self.index = self._load_index()
 

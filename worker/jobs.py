@@ -117,15 +117,21 @@ def search_pair(search_id: str, front: str | None = None, back: str | None = Non
         timings["queue_wait_ms"] = wait
     start = time.perf_counter()
     uploads = (front, back)
-    prepared = engine.batcher.lookup(search_id, uploads)  # computed in an earlier batch?
+    queue_args = (getattr(job, "connection", None), getattr(job, "origin", None),
+                  getattr(job, "worker_name", None) or "")
+    ahead = engine.batcher.computed_ahead(search_id, uploads)  # in an earlier or running pass?
     with stage("preprocess", timings):
-        canvases = prepared.canvases if prepared else engine.batcher.prepare(storage, uploads)
+        canvases = None if ahead else engine.batcher.prepare(storage, uploads)
     with stage("extract", timings):
+        prepared = engine.batcher.lookup(search_id, uploads) if ahead else None  # waits
         if prepared is None:  # this search runs the forward pass (for its batch)
-            prepared = engine.batcher.extract(
-                storage, search_id, canvases, getattr(job, "connection", None),
-                getattr(job, "origin", None), getattr(job, "worker_name", None) or "")
+            if canvases is None:  # the pass ahead failed or left it out
+                canvases = engine.batcher.prepare(storage, uploads)
+            prepared = engine.batcher.extract(storage, search_id, canvases, *queue_args)
             timings["forward_ms"] = prepared.forward_ms  # inside extract_ms
+        else:  # the next queued searches go through the model while this one is drawn
+            engine.batcher.read_ahead(storage, *queue_args)
+    canvases = prepared.canvases
     timings["batch_images"] = prepared.batch_images
     with stage("search", timings):
         bank = engine.index.bank

@@ -65,6 +65,7 @@ class Settings:
     storage: str = "files"  # where uploads and grids live: files (shared folders) or redis
     batch_size: int = 8  # queued searches one forward pass may serve at once (1: no batching)
     thumb_cache_mb: int = 512  # decoded grid thumbnails a worker keeps in RAM (0: none)
+    read_ahead: bool = True  # the next batch through the model while a batch is drawn
 
     @property
     def max_upload_bytes(self) -> int:
@@ -98,6 +99,7 @@ class Settings:
             storage=_choice(env, "STORAGE", STORAGE_CHOICES, "files"),
             batch_size=_int(env, "BATCH_SIZE", 8),
             thumb_cache_mb=_int(env, "THUMB_CACHE_MB", 512),
+            read_ahead=_int(env, "READ_AHEAD", 1) != 0,
         )
         values.update(overrides)
         if values["batch_size"] < 1:
