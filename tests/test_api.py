@@ -249,3 +249,26 @@ def test_long_poll_answers_when_the_search_finishes(indexed_client, run_worker):
     # the worker announced the end, which is what releases a long poll at once
     messages = [announcements.get_message(timeout=5) for _ in range(2)]
     assert [m["data"] for m in messages if m and m["type"] == "message"] == [b"done"]
+
+
+def test_stage_reports_are_written_in_the_background_in_order(indexed_client, run_worker,
+                                                              monkeypatch):
+    import threading
+
+    from rq.job import Job
+
+    order = ["queued", "preprocess", "extract", "search", "render"]
+    written, real = [], Job.save_meta
+
+    def spy(self):
+        written.append((threading.current_thread().name, self.meta.get("stage")))
+        return real(self)
+
+    monkeypatch.setattr(Job, "save_meta", spy)
+    url = post_pair(indexed_client, *design_pair(6, N_PAIRS)).get_json()["url"]
+    run_worker()
+    body = indexed_client.get(url).get_json()
+    assert body["status"] == "finished" and body["stage"] == "render"
+    assert written and all(name.startswith("stage-report") for name, _ in written)
+    stages = [order.index(stage) for _, stage in written]  # a report may already carry a later
+    assert stages == sorted(stages) and stages[-1] == order.index("render")  # stage, never older

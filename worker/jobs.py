@@ -5,8 +5,10 @@ The web enqueues `worker.jobs.search_pair` by name; only the worker imports this
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
@@ -23,6 +25,9 @@ from worker.thumbnails import load_thumbnail
 
 STAGE_TIMINGS = ("queue_wait_ms", "preprocess_ms", "extract_ms", "search_ms", "render_ms",
                  "total_ms")  # what /metrics sums (forward_ms, only where the pass ran, is in extract_ms)
+
+
+log = logging.getLogger(__name__)
 
 
 class SearchInputError(ValueError):
@@ -42,13 +47,37 @@ def job_storage(engine: Engine) -> Storage:
     return open_storage(engine.settings, connection)
 
 
+class StageReports:
+    """The job's stage written to `job.meta` by one background thread, in order, so the
+    search does not wait for Redis at each stage (4 round trips, 2-6 ms a search); `flush`
+    waits until all are written, before the job ends and RQ records its outcome."""
+
+    def __init__(self) -> None:
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage-report")
+        self._last: Future | None = None
+
+    def report(self, job, name: str) -> None:
+        job.meta["stage"] = name
+        self._last = self._writer.submit(job.save_meta)
+
+    def flush(self) -> None:
+        if self._last is not None:
+            try:
+                self._last.result()
+            except RedisError as exc:  # a lost stage report never fails a search
+                log.warning("stage not reported: %s", exc)
+            self._last = None
+
+
+_reports = StageReports()
+
+
 @contextmanager
 def stage(name: str, timings: dict[str, float]) -> Iterator[None]:
-    """Report `name` as the job's stage and record its duration in ms."""
+    """Report `name` as the job's stage (in the background) and record its duration in ms."""
     job = get_current_job()
     if job is not None:
-        job.meta["stage"] = name
-        job.save_meta()
+        _reports.report(job, name)
     start = time.perf_counter()
     yield
     timings[f"{name}_ms"] = round((time.perf_counter() - start) * 1000, 2)
@@ -108,6 +137,14 @@ def _check_options(front: str | None, back: str | None, k: int, front_weight: fl
 def search_pair(search_id: str, front: str | None = None, back: str | None = None, k: int = 20,
                 front_weight: float = 0.5, sides_unknown: bool = False) -> dict:
     """Search the catalogue for the uploaded pair (or one side); store the grid `<id>.jpg`."""
+    try:
+        return _search_pair(search_id, front, back, k, front_weight, sides_unknown)
+    finally:  # every stage written before RQ records the outcome (and its error, in meta)
+        _reports.flush()
+
+
+def _search_pair(search_id: str, front: str | None, back: str | None, k: int,
+                 front_weight: float, sides_unknown: bool) -> dict:
     engine = current()
     _check_options(front, back, k, front_weight)
     job = get_current_job()
