@@ -272,3 +272,20 @@ def test_stage_reports_are_written_in_the_background_in_order(indexed_client, ru
     assert written and all(name.startswith("stage-report") for name, _ in written)
     stages = [order.index(stage) for _, stage in written]  # a report may already carry a later
     assert stages == sorted(stages) and stages[-1] == order.index("render")  # stage, never older
+
+
+def test_an_error_is_recorded_after_the_last_stage_report(redis, monkeypatch):
+    # a late stage write carries meta without the error: it must land before record_error
+    from rq.job import Job
+
+    from worker import service
+
+    job = Job.create("worker.jobs.search_pair", connection=redis, meta={"stage": "render"})
+    job.save()
+    order = []
+    monkeypatch.setattr(service, "flush_stage_reports", lambda: order.append("flush"))
+    real_save_meta = job.save_meta
+    monkeypatch.setattr(job, "save_meta", lambda: (order.append("error"), real_save_meta())[1])
+    service.record_error(job, ValueError, ValueError("the front image is damaged"), None)
+    assert order == ["flush", "error"]
+    assert Job.fetch(job.id, connection=redis).meta["error"] == "the front image is damaged"

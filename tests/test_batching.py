@@ -103,7 +103,55 @@ def test_a_failed_pass_read_ahead_leaves_its_searches_to_compute_themselves(
     ids = _submit(indexed_client, [3, 4, 5, 6, 7], copy=3)
     run_worker(dataclasses.replace(indexed_settings, batch_size=4))
     results = _results(redis, ids)
-    assert attempts == [2]  # the 5th search was read ahead, and that pass failed
+    # the 5th search was read ahead (tried again by the next searches: its claim is this
+    # worker's own), and each of those passes failed
+    assert attempts and set(attempts) == {2}
     assert all(r is not None for r in results)  # every search finished
     assert ["forward_ms" in r["timings"] for r in results] == [True, False, False, False, True]
     assert results[4]["results"][0]["name"].endswith("0007")
+
+
+def test_a_search_this_worker_claimed_before_can_be_claimed_again_by_it(indexed_settings, redis):
+    # claims of a failed pass read ahead are this worker's own: its next batch takes them
+    import uuid
+
+    from worker.batching import CLAIM_PREFIX, Batcher
+
+    queue = Queue(indexed_settings.queue_name, connection=redis)
+    ids = [uuid.uuid4().hex for _ in range(3)]
+    for search_id in ids:
+        enqueue_search(queue, indexed_settings, search_id, {"front": f"{search_id}-front.png"},
+                       20, 0.5, False)
+    redis.set(CLAIM_PREFIX + ids[0], "this-worker", ex=60)
+    redis.set(CLAIM_PREFIX + ids[1], "another-worker", ex=60)
+    batcher = Batcher(None, 8, 1000, pool=None)
+    claimed = batcher._queued(redis, queue.name, None, "this-worker", 8)
+    assert [job.id for job in claimed] == [ids[0], ids[2]]
+
+
+def test_a_search_waits_for_its_pass_ahead_only_so_long(monkeypatch):
+    from concurrent.futures import Future
+
+    from worker import batching
+
+    monkeypatch.setattr(batching, "AHEAD_WAIT_S", 0.2)
+    batcher = batching.Batcher(None, 8, 1000, pool=None)
+    key = ("a" * 32, ("a-front.png", None))
+    batcher._inflight[key] = Future()  # a pass that never ends
+    assert batcher.computed_ahead(*key)
+    assert batcher.lookup(*key) is None  # computes itself instead of waiting for ever
+
+
+def test_a_stopping_worker_reads_no_further_ahead(indexed_settings, extractor, redis):
+    import signal
+
+    from rq.exceptions import StopRequested
+
+    from worker.service import make_worker, start_engine
+
+    engine = start_engine(indexed_settings, extractor)
+    worker = make_worker(indexed_settings, engine, redis)
+    assert engine.batcher.read_ahead_enabled
+    with pytest.raises(StopRequested):
+        worker.request_stop(signal.SIGTERM, None)  # idle: RQ stops at once
+    assert worker.stop_signalled and not engine.batcher.read_ahead_enabled

@@ -24,6 +24,7 @@ import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 CLAIM_PREFIX = "pairsearch:batch-claim:"
 CLAIM_TTL_S = 120
 KEEP = 64  # prefetched searches kept at most (oldest dropped: recomputed if ever run)
+AHEAD_WAIT_S = 30  # a search waits this long at most for the pass read ahead for it
 
 
 @dataclass(frozen=True)
@@ -111,10 +113,19 @@ class Batcher:
         key = (search_id, uploads)
         with self._lock:
             pending = self._inflight.get(key)
-        if pending is not None:
-            pending.exception()  # wait; a failed pass leaves the search to compute itself
+        if pending is not None:  # wait; a failed or stuck pass leaves it to compute itself
+            try:
+                pending.exception(timeout=AHEAD_WAIT_S)
+            except FutureTimeout:
+                log.warning("search %s: its pass read ahead is still running after %d s; "
+                            "computing it here", search_id, AHEAD_WAIT_S)
+                return None
         with self._lock:
             return self._ready.pop(key, None)
+
+    def stop_reading_ahead(self) -> None:
+        """No new pass ahead (the worker is stopping: it would only claim searches)."""
+        self.read_ahead_enabled = False
 
     def read_ahead(self, storage: Storage, connection: Redis | None, queue_name: str | None,
                    worker: str) -> None:
@@ -167,7 +178,9 @@ class Batcher:
             with self._lock:
                 if key in self._ready or key in self._inflight:
                     continue
-            if connection.set(CLAIM_PREFIX + job.id, worker, nx=True, ex=CLAIM_TTL_S):
+            claim = CLAIM_PREFIX + job.id
+            if connection.set(claim, worker, nx=True, ex=CLAIM_TTL_S) or \
+                    connection.get(claim) == worker.encode():  # ours, from a failed pass
                 claimed.append(job)
         return claimed
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 
 import numpy as np
@@ -59,17 +59,26 @@ class StageReports:
     def report(self, job, name: str) -> None:
         job.meta["stage"] = name
         self._last = self._writer.submit(job.save_meta)
+        self._last.add_done_callback(_log_failure)
 
     def flush(self) -> None:
-        if self._last is not None:
-            try:
-                self._last.result()
-            except RedisError as exc:  # a lost stage report never fails a search
-                log.warning("stage not reported: %s", exc)
-            self._last = None
+        """Wait until every report so far is written (in order: the last one is enough)."""
+        last, self._last = self._last, None
+        if last is not None:
+            wait([last])
+
+
+def _log_failure(report: Future) -> None:
+    if not report.cancelled() and (exc := report.exception()) is not None:
+        log.warning("stage not reported: %s", exc)  # a lost stage report never fails a search
 
 
 _reports = StageReports()
+
+
+def flush_stage_reports() -> None:
+    """Every stage report of the running job written (RQ's error handler calls this too)."""
+    _reports.flush()
 
 
 @contextmanager
@@ -140,7 +149,7 @@ def search_pair(search_id: str, front: str | None = None, back: str | None = Non
     try:
         return _search_pair(search_id, front, back, k, front_weight, sides_unknown)
     finally:  # every stage written before RQ records the outcome (and its error, in meta)
-        _reports.flush()
+        flush_stage_reports()
 
 
 def _search_pair(search_id: str, front: str | None, back: str | None, k: int,

@@ -16,6 +16,7 @@ from rq.job import Job
 
 from worker.engine import Engine, install
 from worker.housekeeping import fail_orphaned_searches, sweep_expired_files, worker_name
+from worker.jobs import flush_stage_reports
 from worker.queueing import announce_done
 from worker.settings import Settings
 
@@ -23,7 +24,9 @@ log = logging.getLogger(__name__)
 
 
 def record_error(job: Job, exc_type, exc_value, traceback) -> bool:
-    """RQ exception handler: keep a person-readable message beside RQ's traceback."""
+    """RQ exception handler: keep a person-readable message beside RQ's traceback (after
+    the job's last stage report, so that one cannot land later and erase it)."""
+    flush_stage_reports()
     job.meta["error"] = str(exc_value) or exc_type.__name__
     job.meta["error_type"] = exc_type.__name__
     job.save_meta()
@@ -42,6 +45,7 @@ class SearchWorker(SimpleWorker):
 
     def request_stop(self, signum, frame):
         self.stop_signalled = True
+        self.engine.batcher.stop_reading_ahead()
         super().request_stop(signum, frame)
 
     def execute_job(self, job: Job, queue: Queue):
