@@ -84,7 +84,7 @@ def start_engine(settings: Settings, extractor=None) -> Engine:
     engine.extractor.warm_up()
     start = time.perf_counter()
     held = engine.preload_thumbnails()
-    log.info("%d thumbnails decoded in RAM (%.0f MB) in %.1f s", held,
+    log.info("%d thumbnails decoded in RAM (%.0f MiB) in %.1f s", held,
              engine.thumbnails.nbytes / 2**20, time.perf_counter() - start)
     install(engine)
     return engine
