@@ -59,6 +59,11 @@ def sides_of(job: Job) -> tuple[str | None, str | None]:
     return job.kwargs.get("front"), job.kwargs.get("back")
 
 
+def search_key(job: Job) -> tuple[str, tuple[str | None, str | None]]:
+    """How a search's descriptors are kept: its id and its two upload names."""
+    return job.id, sides_of(job)
+
+
 class Batcher:
     """Per worker process: computes descriptors for a search, batched with queued ones."""
 
@@ -88,15 +93,14 @@ class Batcher:
         front, back = self._pool.map(lambda name: self._canvas(storage, name), uploads)
         return front, back
 
-    def _prepare_many(self, storage: Storage, jobs: list[Job]
-                      ) -> list[tuple[Job, tuple[np.ndarray | None, np.ndarray | None]]]:
-        """The jobs whose uploads could be prepared, with their canvases (all images at once)."""
+    def _prepare_many(self, storage: Storage, jobs: list[Job]) -> list[tuple[tuple, tuple]]:
+        """(key, canvases) of the jobs whose uploads could be prepared (all images at once)."""
         futures = [[self._pool.submit(self._canvas, storage, name) for name in sides_of(job)]
                    for job in jobs]
         prepared = []
         for job, pair in zip(jobs, futures, strict=True):
             try:
-                prepared.append((job, (pair[0].result(), pair[1].result())))
+                prepared.append((search_key(job), (pair[0].result(), pair[1].result())))
             except Exception as exc:  # noqa: BLE001 - that search fails on its own later
                 log.info("not batching search %s: %s", job.id, exc)
         return prepared
@@ -142,12 +146,11 @@ class Batcher:
         with self._lock:
             future = self._ahead.submit(self._pass_ahead, storage, jobs)
             for job in jobs:
-                self._inflight[(job.id, sides_of(job))] = future
+                self._inflight[search_key(job)] = future
 
     def _pass_ahead(self, storage: Storage, jobs: list[Job]) -> None:
         try:
-            batch = [((job.id, sides_of(job)), pair)
-                     for job, pair in self._prepare_many(storage, jobs)]
+            batch = self._prepare_many(storage, jobs)
             if batch:
                 self._forward(batch)
         except Exception:  # the searches compute themselves when they run
@@ -156,7 +159,7 @@ class Batcher:
         finally:
             with self._lock:
                 for job in jobs:
-                    self._inflight.pop((job.id, sides_of(job)), None)
+                    self._inflight.pop(search_key(job), None)
 
     def _queued(self, connection: Redis, queue_name: str, current_id: str, worker: str,
                 limit: int) -> list[Job]:
@@ -167,22 +170,29 @@ class Batcher:
         with self._lock:
             known = len(self._ready) + len(self._inflight)
         ids = [i for i in queue.get_job_ids(0, known + limit * 2) if i != current_id]
-        jobs = [job for job in Job.fetch_many(ids, connection=connection) if job is not None]
-        claimed = []
-        for job in jobs:
-            if len(claimed) == limit:
-                break
-            if job.func_name != JOB_FUNC or job.get_status(refresh=False) != JobStatus.QUEUED:
-                continue
-            key = (job.id, sides_of(job))
-            with self._lock:
-                if key in self._ready or key in self._inflight:
-                    continue
-            claim = CLAIM_PREFIX + job.id
-            if connection.set(claim, worker, nx=True, ex=CLAIM_TTL_S) or \
-                    connection.get(claim) == worker.encode():  # ours, from a failed pass
-                claimed.append(job)
+        jobs = [job for job in Job.fetch_many(ids, connection=connection) if job is not None
+                and job.func_name == JOB_FUNC and job.get_status(refresh=False) == JobStatus.QUEUED]
+        with self._lock:
+            jobs = [job for job in jobs
+                    if search_key(job) not in self._ready and search_key(job) not in self._inflight]
+        claimed: list[Job] = []
+        while jobs and len(claimed) < limit:  # one pipelined round trip per attempt
+            tried, jobs = jobs[:limit - len(claimed)], jobs[limit - len(claimed):]
+            claimed += [job for job, ok in zip(tried, self._claim(connection, tried, worker),
+                                               strict=True) if ok]
         return claimed
+
+    @staticmethod
+    def _claim(connection: Redis, jobs: list[Job], worker: str) -> list[bool]:
+        """Claim each job for `worker` (SET NX with a TTL); a claim already held by `worker`
+        (from a pass of its own that failed) counts as claimed."""
+        with connection.pipeline(transaction=False) as pipe:
+            for job in jobs:
+                pipe.set(CLAIM_PREFIX + job.id, worker, nx=True, ex=CLAIM_TTL_S)
+                pipe.get(CLAIM_PREFIX + job.id)
+            replies = pipe.execute()
+        return [bool(new) or held == worker.encode()
+                for new, held in zip(replies[::2], replies[1::2], strict=True)]
 
     def extract(self, storage: Storage, search_id: str,
                 canvases: tuple[np.ndarray | None, np.ndarray | None],
@@ -194,8 +204,7 @@ class Batcher:
         if connection is not None and queue_name is not None and self.max_searches > 1:
             queued = self._queued(connection, queue_name, search_id, worker,
                                   self.max_searches - 1)
-            batch += [((job.id, sides_of(job)), pair)
-                      for job, pair in self._prepare_many(storage, queued)]
+            batch += self._prepare_many(storage, queued)
         return self._forward(batch)[0]
 
     def _forward(self, batch: list[tuple[tuple[str, tuple] | None, tuple]]) -> list[Prepared]:

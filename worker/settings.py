@@ -14,6 +14,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_DESCRIPTOR = "trim-gem45-pw256"
 STORAGE_CHOICES = ("files", "redis")  # where uploads and grids live (worker/storage.py)
 PRECISION_CHOICES = ("auto", "float32", "bfloat16")  # auto: bfloat16 where the CPU has it
+MINIMUMS = {"batch_size": 1, "thumb_cache_mb": 0, "search_ann_min_pairs": 0}
 
 
 class InvalidSetting(ValueError):
@@ -102,12 +103,8 @@ class Settings:
             read_ahead=_int(env, "READ_AHEAD", 1) != 0,
         )
         values.update(overrides)
-        if values["batch_size"] < 1:
-            raise InvalidSetting(f"setting BATCH_SIZE must be at least 1, got {values['batch_size']}")
-        if values["thumb_cache_mb"] < 0:
-            raise InvalidSetting("setting THUMB_CACHE_MB must be 0 or more, got "
-                                 f"{values['thumb_cache_mb']}")
-        if values["search_ann_min_pairs"] < 0:
-            raise InvalidSetting("setting SEARCH_ANN_MIN_PAIRS must be 0 or more, got "
-                                 f"{values['search_ann_min_pairs']}")
+        for name, least in MINIMUMS.items():  # also checks overrides
+            if values[name] < least:
+                raise InvalidSetting(f"setting {name.upper()} must be at least {least}, "
+                                     f"got {values[name]}")
         return cls(**values)

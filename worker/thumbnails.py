@@ -21,7 +21,6 @@ from worker.storage import write_aside
 
 THUMB_DIR = "thumbs"
 log = logging.getLogger(__name__)
-_UNWRITABLE: set[str] = set()  # FEATURES_DIRs a thumbnail could not be stored in
 
 
 def thumbnail_path(features_dir: Path, relative: str) -> Path:
@@ -56,6 +55,7 @@ class ThumbnailCache:
         self.budget_bytes = budget_bytes
         self.nbytes = 0
         self._pixels: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self.unwritable: set[str] = set()  # FEATURES_DIRs a thumbnail could not be stored in
 
     def __len__(self) -> int:
         return len(self._pixels)
@@ -135,8 +135,8 @@ def load_thumbnail(features_dir: Path, catalogue: Catalogue, relative: str,
         write_thumbnail(features_dir, relative, rgb)
         return cache.get(path)
     except OSError as exc:
-        if str(features_dir) not in _UNWRITABLE:  # say it once, not 40 times a search
-            _UNWRITABLE.add(str(features_dir))
+        if str(features_dir) not in cache.unwritable:  # say it once, not 40 times a search
+            cache.unwritable.add(str(features_dir))
             log.warning("cannot store thumbnails in %s (%s); grids shrink the drawings each "
                         "time until `make index` is run", features_dir, exc)
         return np.asarray(shrink(rgb))
