@@ -7,11 +7,12 @@ import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from worker.ann import IndexedBank, with_coarse_index
-from worker.bank import FeatureBank, l2_normalise, write_bank
+from worker.bank import FeatureBank, write_bank
 from worker.catalogue import load_catalogue
 from worker.engine import Engine
 from worker.search import top_k
 from worker.settings import InvalidSetting, Settings
+from worker.whitening import l2_normalise
 
 N, DIM = 3000, 32
 

@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from worker.bank import BankError, FeatureBank, check_bank_matches, l2_normalise, load_bank, write_bank
+from worker.bank import BankError, FeatureBank, check_bank_matches, load_bank, write_bank
 from worker.catalogue import CatalogueError, load_catalogue
 from worker.search import top_k
+from worker.whitening import l2_normalise
 
 
 def write_csv(root, text):

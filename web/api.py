@@ -11,7 +11,7 @@ from web.errors import error_response
 from web.searches import SearchStatus, describe, fetch_search
 from web.submissions import submit_search
 from worker.bank import BankError, read_manifest_cached
-from worker.queueing import wait_until_done
+from worker.queueing import ENDED, wait_until_done
 
 bp = Blueprint("api", __name__)
 
@@ -53,7 +53,7 @@ def get_search(search_id: str):
     """The search; with `?wait=S`, answered as soon as it is finished or failed, or after S s."""
     wait = _wait_seconds()
     job = _job_or_404(search_id)
-    if wait:
+    if wait and job.get_status(refresh=False) not in ENDED:  # an ended search answers at once
         wait_until_done(current_app.extensions["redis"], job, wait)
         job = _job_or_404(search_id)  # its results, or a 404 if it expired meanwhile
     return jsonify(describe(job))

@@ -58,9 +58,14 @@ def _with_urls(hit: dict) -> dict:
             "back_url": url_for("pages.catalogue_image", path=hit["back"])}
 
 
+def search_status(job: Job) -> SearchStatus:
+    """The search's status from its job's (as fetched; an unknown RQ status reads as failed)."""
+    return STATUS_FROM_RQ.get(job.get_status(refresh=False), SearchStatus.FAILED)
+
+
 def describe(job: Job) -> dict:
     """The JSON the API returns for one search."""
-    status = STATUS_FROM_RQ.get(job.get_status(refresh=False), SearchStatus.FAILED)
+    status = search_status(job)
     body: dict = {"id": job.id, "status": status.value, "stage": job.meta.get("stage"),
                   "url": url_for("api.get_search", search_id=job.id)}
     if status is SearchStatus.QUEUED:

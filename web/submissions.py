@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 from rq import Worker
 from werkzeug.datastructures import FileStorage, ImmutableMultiDict
 
-from web.searches import STATUS_FROM_RQ, SearchStatus, fetch_search
+from web.searches import SearchStatus, fetch_search, search_status
 from worker.bank import BankError, read_manifest_cached
 from worker.preprocess import ImageRejected, inspect_image
 from worker.queueing import enqueue_search, upload_name
@@ -116,7 +116,7 @@ def cached_search(key: str | None) -> Submitted | None:
     job = None if search_id is None else fetch_search(search_id.decode())
     if job is None:
         return None
-    status = STATUS_FROM_RQ.get(job.get_status(refresh=False), SearchStatus.FAILED)
+    status = search_status(job)
     if status == SearchStatus.FAILED:
         return None
     if status == SearchStatus.FINISHED and \

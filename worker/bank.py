@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from worker.whitening import Whitening, l2_normalise  # noqa: F401 - l2_normalise re-exported
+from worker.whitening import Whitening
 
 MANIFEST = "manifest.json"
 WHITENING = "whitening.npz"

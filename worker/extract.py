@@ -11,9 +11,9 @@ import os
 
 import numpy as np
 
-from worker.bank import l2_normalise
 from worker.settings import PRECISION_CHOICES, InvalidSetting
 from worker.weights import WeightsChoice, fingerprint, load_bsds500_into, resolve_weights
+from worker.whitening import l2_normalise
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
