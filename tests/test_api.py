@@ -222,9 +222,11 @@ def test_identical_resubmission_is_answered_from_the_cache(indexed_client, run_w
     assert other["id"] != first["id"], "other options are another search"
 
 
-def test_long_poll_answers_when_the_search_finishes(indexed_client, run_worker):
+def test_long_poll_answers_when_the_search_finishes(indexed_client, run_worker, monkeypatch):
     import threading
     import time
+
+    monkeypatch.setattr("worker.queueing.RECHECK_S", 60.0)  # only the announcement can wake it
 
     front, back = design_pair(12, N_PAIRS)
     url = post_pair(indexed_client, front, back).get_json()["url"]
@@ -240,9 +242,17 @@ def test_long_poll_answers_when_the_search_finishes(indexed_client, run_worker):
     announcements = indexed_client.application.extensions["redis"].pubsub()
     announcements.subscribe(f"pairsearch:done:{url.rsplit('/', 1)[-1]}")
     poll.start()
+    redis = indexed_client.application.extensions["redis"]
+    channel = f"pairsearch:done:{url.rsplit('/', 1)[-1]}"
+    deadline = time.monotonic() + 10  # the poll is waiting (subscribed) before the worker runs
+    while dict(redis.pubsub_numsub(channel))[channel.encode()] < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert dict(redis.pubsub_numsub(channel))[channel.encode()] == 2
     run_worker()  # RQ wants the main thread
+    ended = time.monotonic()
     poll.join(timeout=60)
     assert not poll.is_alive(), "the long poll was not released"
+    assert time.monotonic() - ended < 5  # released by the announcement, not the 60 s re-read
     body = answer["body"]
     assert body.get("status") == "finished", body
     assert body["results"][0]["name"].endswith("0012")
@@ -289,3 +299,25 @@ def test_an_error_is_recorded_after_the_last_stage_report(redis, monkeypatch):
     service.record_error(job, ValueError, ValueError("the front image is damaged"), None)
     assert order == ["flush", "error"]
     assert Job.fetch(job.id, connection=redis).meta["error"] == "the front image is damaged"
+
+
+def test_flushing_stage_reports_waits_until_they_are_written():
+    import threading
+    import time
+
+    from worker.jobs import StageReports
+
+    written = threading.Event()
+
+    class SlowJob:
+        meta: dict = {}
+
+        def save_meta(self):
+            time.sleep(0.3)
+            written.set()
+
+    reports = StageReports()
+    reports.report(SlowJob(), "render")
+    assert not written.is_set()  # written in the background: the search did not wait
+    reports.flush()
+    assert written.is_set()

@@ -130,6 +130,8 @@ def test_a_search_this_worker_claimed_before_can_be_claimed_again_by_it(indexed_
 
 
 def test_a_search_waits_for_its_pass_ahead_only_so_long(monkeypatch):
+    import threading
+    import time
     from concurrent.futures import Future
 
     from worker import batching
@@ -139,7 +141,22 @@ def test_a_search_waits_for_its_pass_ahead_only_so_long(monkeypatch):
     key = ("a" * 32, ("a-front.png", None))
     batcher._inflight[key] = Future()  # a pass that never ends
     assert batcher.computed_ahead(*key)
+    start = time.monotonic()
     assert batcher.lookup(*key) is None  # computes itself instead of waiting for ever
+    assert 0.2 <= time.monotonic() - start < 5
+
+    # a pass that ends while the search waits: its descriptors are taken
+    done, prepared = Future(), object()
+    batcher._inflight[key] = done
+
+    def finish():
+        time.sleep(0.05)
+        batcher._ready[key] = prepared
+        del batcher._inflight[key]
+        done.set_result(None)
+
+    threading.Thread(target=finish).start()
+    assert batcher.lookup(*key) is prepared
 
 
 def test_a_stopping_worker_reads_no_further_ahead(indexed_settings, extractor, redis):
@@ -155,3 +172,15 @@ def test_a_stopping_worker_reads_no_further_ahead(indexed_settings, extractor, r
     with pytest.raises(StopRequested):
         worker.request_stop(signal.SIGTERM, None)  # idle: RQ stops at once
     assert worker.stop_signalled and not engine.batcher.read_ahead_enabled
+    import uuid
+
+    from worker.batching import CLAIM_PREFIX
+    from worker.storage import open_storage
+
+    queue = Queue(indexed_settings.queue_name, connection=redis)
+    queued = uuid.uuid4().hex
+    enqueue_search(queue, indexed_settings, queued, {"front": f"{queued}-front.png"}, 20, 0.5,
+                   False)
+    engine.batcher.read_ahead(open_storage(indexed_settings, redis), redis, queue.name,
+                              worker.name)
+    assert not engine.batcher._inflight and redis.get(CLAIM_PREFIX + queued) is None

@@ -44,6 +44,7 @@ def test_long_names_are_cut_with_an_ellipsis():
     font = GlyphFont("normal", 8.5)
     cut = font.fit("x" * 200, 100)
     assert cut.endswith("…") and font.width(cut) <= 100 and font.fit("short", 100) == "short"
+    assert len(cut) > 1 and font.width("x" * len(cut) + "…") > 100  # the longest cut that fits
 
 
 def _cells(n: int) -> list[GridCell]:

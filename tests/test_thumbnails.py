@@ -107,6 +107,8 @@ def test_a_missing_thumbnail_is_made_from_the_drawing_once_and_stored(tmp_path, 
 
     monkeypatch.setattr("worker.thumbnails.load_image", no_drawing)
     assert load_thumbnail(features, cat, cat.fronts[0], cache) is first
+    # and stored: a worker with no cache reads it from disk, not from the drawing
+    assert np.array_equal(load_thumbnail(features, cat, cat.fronts[0], ThumbnailCache(0)), first)
 
 
 def test_a_thumbnail_that_cannot_be_stored_is_drawn_each_time_with_one_warning(
@@ -149,6 +151,7 @@ def test_a_started_worker_renders_grids_from_the_thumbnails_it_preloaded(
         raise AssertionError(f"{path} decoded during a search")
 
     monkeypatch.setattr("worker.thumbnails._decode", no_decoding)
+    monkeypatch.setattr("worker.thumbnails.load_image", no_decoding)  # nor full drawings
     url = post_pair(indexed_client, *design_pair(3, N_PAIRS)).get_json()["url"]
     make_worker(indexed_settings, engine, redis).work(burst=True, with_scheduler=False)
     body = indexed_client.get(url).get_json()
