@@ -17,18 +17,18 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 $(DATABASE_DIR)/pairs.csv: | $(VENV)/.installed
-	$(PY) -m worker.sample --out $(DATABASE_DIR)
+	$(PY) -m worker.cli.sample --out $(DATABASE_DIR)
 
 catalogue: $(DATABASE_DIR)/pairs.csv
 
 $(FEATURES_DIR)/manifest.json: $(DATABASE_DIR)/pairs.csv | $(VENV)/.installed
-	$(PY) -m worker.index
+	$(PY) -m worker.cli.index
 
 index: $(VENV)/.installed catalogue
-	$(PY) -m worker.index
+	$(PY) -m worker.cli.index
 
 run: $(VENV)/.installed $(FEATURES_DIR)/manifest.json
-	$(PY) -m worker.supervisor
+	$(PY) -m worker.cli.supervisor
 
 # The browser tests drive Debian's chromium (installed with apt; Playwright's own browser
 # download is never used).

@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from worker.preprocess import ImageRejected, inspect_image, prepare
+from worker.core.images import ImageRejected, inspect_image
+from worker.pipeline.preprocess import make_canvas
 
 MAX_PIXELS = 4_000_000
 
@@ -69,7 +70,7 @@ def run(seconds: float) -> dict:
         stats["inputs"] += 1
         try:
             inspect_image(data, MAX_PIXELS)
-            canvas = prepare(data, MAX_PIXELS)
+            canvas = make_canvas(data, MAX_PIXELS)
             assert canvas.shape == (224, 224, 3)
             stats["accepted"] += 1
         except ImageRejected:

@@ -2,15 +2,15 @@
 
 `python -m benchmarks.perf sizes [--dim 1024] [--sizes 3000,30000,300000,1000000] [--queries 20]`
     Synthetic L2-normalised float32 banks (front and back); times
-    `worker.search.top_k(bank, qf, qb, 20, 0.5)` (and with sides_unknown) per query with
+    `worker.pipeline.ranking.top_k(bank, qf, qb, 20, 0.5)` (and with sides_unknown) per query with
     float32 queries (what the extractor returns), brute force and coarse + exact
-    (`worker.ann`: index build time, memory, agreement of its top 20 with brute force on
+    (`worker.pipeline.ann`: index build time, memory, agreement of its top 20 with brute force on
     random and on clustered banks). A size whose estimated cost exceeds `--budget-s` is skipped.
 
 `python -m benchmarks.perf e2e [--pairs 3000] [--searches 50] [--concurrent 100] [--workers 1,2]
 [--descriptor D] [--weights bsds500] [--precision auto]`
     In a temporary directory: redis-server on a free port, a sample catalogue, the index built
-    by `python -m worker.index` (wall time, images/s, peak RSS), gunicorn + one `python -m
+    by `python -m worker.cli.index` (wall time, images/s, peak RSS), gunicorn + one `python -m
     worker` (start-up time to the first finished search), sequential searches over HTTP (per
     stage p50/p95), process RSS, then bursts of concurrent searches with 1, 2... workers.
 
@@ -39,12 +39,12 @@ from pathlib import Path
 
 import numpy as np
 
-from worker.ann import MIN_CANDIDATES, with_coarse_index
-from worker.bank import FeatureBank, read_manifest
-from worker.catalogue import load_catalogue
-from worker.search import top_k
-from worker.settings import REPO_ROOT, Settings
-from worker.supervisor import stop_process
+from worker.core.bank import FeatureBank, read_manifest
+from worker.core.catalogue import load_catalogue
+from worker.core.settings import REPO_ROOT, Settings
+from worker.dev.processes import stop_process
+from worker.pipeline.ann import MIN_CANDIDATES, with_coarse_index
+from worker.pipeline.ranking import top_k
 
 K = 20
 FRONT_WEIGHT = 0.5
@@ -231,7 +231,7 @@ def size_rows(n: int, dim: int, n_queries: int, budget_s: float,
 
 
 def cmd_sizes(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from worker.engine import WORKER_BLAS_THREADS, limit_blas_threads
+    from worker.service.engine import WORKER_BLAS_THREADS, limit_blas_threads
 
     limit_blas_threads()  # as in the worker
     sizes = ints(args.sizes)
@@ -244,7 +244,7 @@ def cmd_sizes(args: argparse.Namespace, argv: Sequence[str]) -> int:
         "BLAS threads": f"{WORKER_BLAS_THREADS} (as in the worker)",
         "banks": "synthetic random unit rows, front + back, float32 in RAM (not memory-mapped); "
                  "float16 banks were 10-15x slower with numpy and are not measured",
-        "coarse + exact": f"worker.ann.CoarseIndex (int8 [front | back] codes, faiss "
+        "coarse + exact": f"worker.pipeline.ann.CoarseIndex (int8 [front | back] codes, faiss "
                           f"{faiss_version()}), best max(10 k, {MIN_CANDIDATES}) rows per query "
                           "vector re-scored exactly",
         "agreement": f"fraction of brute force's top {K} that coarse + exact returns, mean over "
@@ -260,7 +260,7 @@ def cmd_sizes(args: argparse.Namespace, argv: Sequence[str]) -> int:
     emit("### Brute force (numpy, float32 banks)\n")
     emit(md_table(["pairs", "dim", "bytes/pair", "bank MiB", "gen s", "p50 ms", "p95 ms",
                    "p50 ms sides unknown", "GB/s at p50", "note"], [r.brute for r in results]))
-    emit("\n### Coarse + exact (worker.ann)\n")
+    emit("\n### Coarse + exact (worker.pipeline.ann)\n")
     emit(md_table(["pairs", "index build s", "index MiB", "bytes/pair (banks + index)", "p50 ms",
                    "p95 ms", "p50 ms sides unknown", f"top-{K} agreement random",
                    f"top-{K} agreement clustered", "note"], [r.coarse for r in results]))
@@ -407,11 +407,11 @@ def build_index(service: Service) -> IndexBuild:
     log = service.logs / "index.log"
     start = time.perf_counter()
     with log.open("ab") as out:
-        rc = subprocess.run([sys.executable, "-m", "worker.index"], env=service.env, cwd=REPO_ROOT,
+        rc = subprocess.run([sys.executable, "-m", "worker.cli.index"], env=service.env, cwd=REPO_ROOT,
                             stdout=out, stderr=subprocess.STDOUT).returncode
     wall = time.perf_counter() - start
     if rc != 0:
-        raise RuntimeError(f"python -m worker.index exited with {rc}:\n{tail(log)}")
+        raise RuntimeError(f"python -m worker.cli.index exited with {rc}:\n{tail(log)}")
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KB on Linux
     manifest = read_manifest(service.tmp / "features")
     return IndexBuild(images, wall, manifest.get("build_seconds"), peak)
@@ -674,7 +674,7 @@ def run_burst(service: Service, images: QueryImages, workers: int, n: int, threa
     long poll does), with the statuses of those still pending re-read every second."""
     from redis import Redis
 
-    from worker.queueing import DONE_CHANNEL
+    from worker.core.queueing import DONE_CHANNEL
 
     burst = Burst(workers, ensure_workers(service, workers, timeout))
     payloads = [images.next() for _ in range(n)]
@@ -773,7 +773,7 @@ def burst_row(burst: Burst) -> list[object]:
 
 @contextmanager
 def started_service(args: argparse.Namespace) -> Iterator[Service]:
-    from worker.redis_server import free_port, start_redis
+    from worker.dev.processes import free_port, start_redis
 
     with ExitStack() as stack:
         tmp = Path(tempfile.mkdtemp(prefix="perf-e2e-") if args.keep else
@@ -798,7 +798,7 @@ def started_service(args: argparse.Namespace) -> Iterator[Service]:
 
 
 def start_web(service: Service, timeout: float) -> None:
-    from worker.redis_server import free_port
+    from worker.dev.processes import free_port
 
     port = free_port()
     service.base = f"http://127.0.0.1:{port}"
@@ -820,7 +820,7 @@ def index_settings(service: Service) -> dict[str, object]:
 
 
 def report_index(build: IndexBuild, service: Service) -> None:
-    emit("### Index build (`python -m worker.index`, subprocess)\n")
+    emit("### Index build (`python -m worker.cli.index`, subprocess)\n")
     emit(md_table(
         ["images", "wall s", "build s (manifest)", "images/s (wall)", "images/s (build)",
          "peak RSS MiB"],
@@ -841,7 +841,7 @@ def cmd_e2e(args: argparse.Namespace, argv: Sequence[str]) -> int:
         "queries": "catalogue drawings, one pixel changed per search (no cache hits)"})
     import shutil
 
-    from worker.sample import write_catalogue
+    from worker.dev.sample import write_catalogue
 
     with started_service(args) as service:
         if args.reuse:  # a catalogue + index kept by an earlier `--keep` run
@@ -903,18 +903,18 @@ def time_extract(extractor, batches: Sequence[np.ndarray], calls: int) -> list[f
 def model_alone_ms(args: argparse.Namespace, images: QueryImages, calls: int) -> list[float]:
     """The model alone on query pairs (batch of 2), in this process, with the service idle:
     the floor of a search, measured in the same run as the searches."""
-    from worker.extract import FeatureExtractor
-    from worker.preprocess import prepare
+    from worker.pipeline.extract import FeatureExtractor
+    from worker.pipeline.preprocess import make_canvas
 
     extractor = FeatureExtractor(args.weights, args.descriptor, args.precision)
-    pairs = [np.stack([prepare(side, trim=extractor.trim) for side in images.next()])
+    pairs = [np.stack([make_canvas(side, trim=extractor.trim) for side in images.next()])
              for _ in range(8)]
     return [s * 1000 for s in time_extract(extractor, pairs, calls)]
 
 
 def cmd_model(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """What the model itself does per batch size: the ceiling for index builds and searches."""
-    from worker.extract import FeatureExtractor
+    from worker.pipeline.extract import FeatureExtractor
 
     extractor = FeatureExtractor(args.weights, args.descriptor, args.precision)
     preamble("The model alone (FeatureExtractor.extract: preprocess_input + VGG16 + pooling)",

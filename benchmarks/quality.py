@@ -27,10 +27,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
-from worker.bank import FeatureBank
-from worker.catalogue import Catalogue, load_catalogue
-from worker.preprocess import load_image, to_canvas, to_rgb
-from worker.search import top_k
+from worker.core.bank import FeatureBank
+from worker.core.catalogue import Catalogue, load_catalogue
+from worker.core.images import load_image
+from worker.pipeline.preprocess import to_canvas, to_rgb
+from worker.pipeline.ranking import top_k
 
 K = 20
 WHITE = (255, 255, 255)
@@ -173,15 +174,15 @@ def render_query(catalogue: Catalogue, query: Query) -> tuple[Image.Image, Image
 
 def build_bank(extractor, catalogue: Catalogue, ann_candidates: int | None = None) -> FeatureBank:
     """In-process banks, built by the indexer's own code: two (n_pairs, dim) float32.
-    With `ann_candidates`, also the coarse index (`worker.ann`, whatever the bank's size):
+    With `ann_candidates`, also the coarse index (`worker.pipeline.ann`, whatever the bank's size):
     0 re-scores the service's max(10 k, 200) candidates, N > 0 exactly N (at least k)."""
-    from worker.index import compute_banks
+    from worker.indexing.build import compute_banks
 
     front, back, whitening = compute_banks(extractor, catalogue, batch_size=16, progress=False)
     bank = FeatureBank(front, back, manifest={}, whitening=whitening)
     if ann_candidates is None:
         return bank
-    from worker.ann import with_coarse_index
+    from worker.pipeline.ann import with_coarse_index
 
     options = {"min_candidates": ann_candidates, "per_k": 0} if ann_candidates > 0 else {}
     return with_coarse_index(bank, 0, **options)
@@ -295,7 +296,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "bsds500/flatten,random:0/gem45,bsds500/gem45/bfloat16")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--ann", action="store_true",
-                        help="search through the coarse index + exact re-scoring (worker.ann) "
+                        help="search through the coarse index + exact re-scoring (worker.pipeline.ann) "
                              "whatever the catalogue size (SEARCH_ANN_MIN_PAIRS=0)")
     parser.add_argument("--ann-candidates", type=int, default=0,
                         help="with --ann: rows re-scored exactly per query vector (default 0: "
@@ -312,7 +313,7 @@ def ann_candidates(args: argparse.Namespace) -> int | None:
 
 def run_candidates(args: argparse.Namespace, database: Path) -> list[dict]:
     """Evaluate every WEIGHTS/DESCRIPTOR candidate on the same queries; print one table."""
-    from worker.extract import FeatureExtractor
+    from worker.pipeline.extract import FeatureExtractor
 
     catalogue = load_catalogue(database)
     queries = make_queries(catalogue, args.queries, args.seed)
@@ -348,7 +349,7 @@ def search_mode(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace, database: Path) -> dict:
     """Load the catalogue at `database`, build extractor + banks, evaluate; print the report."""
-    from worker.extract import FeatureExtractor
+    from worker.pipeline.extract import FeatureExtractor
 
     catalogue = load_catalogue(database)
     extractor = FeatureExtractor(args.weights, args.descriptor, args.precision)
@@ -374,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.database is not None:
         runner(args, args.database)
     else:
-        from worker.sample import write_catalogue
+        from worker.dev.sample import write_catalogue
 
         with tempfile.TemporaryDirectory(prefix="quality-") as tmp:
             write_catalogue(Path(tmp), args.pairs, args.seed)

@@ -6,8 +6,8 @@ import argparse
 import statistics
 import time
 
-from worker.render import GridCell, render_grid
-from worker.sample import draw_side, make_designs
+from worker.dev.sample import draw_side, make_designs
+from worker.pipeline.render import GridCell, render_grid
 
 
 def main(argv: list[str] | None = None) -> None:

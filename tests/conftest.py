@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from worker.redis_server import free_port, start_redis
-from worker.sample import write_catalogue
-from worker.settings import DEFAULT_DESCRIPTOR, Settings
+from worker.core.settings import DEFAULT_DESCRIPTOR, Settings
+from worker.dev.processes import free_port, start_redis
+from worker.dev.sample import write_catalogue
 
 N_PAIRS = 24
 
@@ -44,7 +44,7 @@ def catalogue_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def extractor():
     """The one VGG16 the slow tests share (offline weights)."""
-    from worker.extract import FeatureExtractor
+    from worker.pipeline.extract import FeatureExtractor
 
     fe = FeatureExtractor("bsds500", DEFAULT_DESCRIPTOR)
     fe.warm_up()
@@ -53,7 +53,7 @@ def extractor():
 
 @pytest.fixture(scope="session")
 def features_dir(tmp_path_factory, catalogue_dir, extractor) -> Path:
-    from worker.index import build_index
+    from worker.indexing.build import build_index
 
     root = tmp_path_factory.mktemp("features")
     build_index(Settings(database_dir=catalogue_dir, features_dir=root), extractor,
@@ -107,7 +107,7 @@ def indexed_client(indexed_app):
 def run_worker(indexed_settings, extractor, redis):
     """Run a real SearchWorker in burst mode in this process (shared model), with the test's
     indexed settings or others given."""
-    from worker.service import make_worker, start_engine
+    from worker.service.process import make_worker, start_engine
 
     def run(settings=None) -> None:
         settings = settings or indexed_settings

@@ -6,7 +6,7 @@ import io
 
 from PIL import Image
 
-from worker.sample import draw_side, make_designs
+from worker.dev.sample import draw_side, make_designs
 
 
 def encode(img: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:

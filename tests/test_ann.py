@@ -1,4 +1,4 @@
-"""Coarse-then-exact search (worker.ann): the same hits as brute force; its setting."""
+"""Coarse-then-exact search (worker.pipeline.ann): the same hits as brute force; its setting."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from worker.ann import IndexedBank, with_coarse_index
-from worker.bank import FeatureBank, write_bank
-from worker.catalogue import load_catalogue
-from worker.engine import Engine
-from worker.search import top_k
-from worker.settings import InvalidSetting, Settings
-from worker.whitening import l2_normalise
+from worker.core.bank import FeatureBank, write_bank
+from worker.core.catalogue import load_catalogue
+from worker.core.settings import InvalidSetting, Settings
+from worker.core.whitening import l2_normalise
+from worker.pipeline.ann import IndexedBank, with_coarse_index
+from worker.pipeline.ranking import top_k
+from worker.service.engine import Engine
 
 N, DIM = 3000, 32
 
@@ -138,7 +138,7 @@ def test_engine_attaches_the_index_from_the_setting(tmp_path, catalogue_dir, min
     import faiss  # noqa: F401 - loaded, as a large catalogue loads it, then limited again
 
     threadpool_limits(limits=2, user_api="blas")
-    bank = Engine(settings, FakeExtractor()).index.bank
+    bank = Engine(settings, FakeExtractor()).snapshot.bank
     assert isinstance(bank, IndexedBank) is indexed
     # faiss brings its own BLAS: limited as numpy's is, even when loaded by this index
     blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]

@@ -158,7 +158,7 @@ def test_redis_down_gives_503_and_keeps_no_upload(indexed_settings):
     import dataclasses
 
     from web import create_app
-    from worker.redis_server import free_port
+    from worker.dev.processes import free_port
 
     settings = dataclasses.replace(indexed_settings,
                                    redis_url=f"redis://127.0.0.1:{free_port()}/0")
@@ -226,7 +226,7 @@ def test_long_poll_answers_when_the_search_finishes(indexed_client, run_worker, 
     import threading
     import time
 
-    monkeypatch.setattr("worker.queueing.RECHECK_S", 60.0)  # only the announcement can wake it
+    monkeypatch.setattr("worker.core.queueing.RECHECK_S", 60.0)  # only the announcement can wake it
 
     front, back = design_pair(12, N_PAIRS)
     url = post_pair(indexed_client, front, back).get_json()["url"]
@@ -288,12 +288,13 @@ def test_an_error_is_recorded_after_the_last_stage_report(redis, monkeypatch):
     # a late stage write carries meta without the error: it must land before record_error
     from rq.job import Job
 
-    from worker import service
+    from worker.service import process as service
+    from worker.service.reports import REPORTS
 
-    job = Job.create("worker.jobs.search_pair", connection=redis, meta={"stage": "render"})
+    job = Job.create("worker.service.jobs.search_pair", connection=redis, meta={"stage": "render"})
     job.save()
     order = []
-    monkeypatch.setattr(service, "flush_stage_reports", lambda: order.append("flush"))
+    monkeypatch.setattr(REPORTS, "flush", lambda: order.append("flush"))
     real_save_meta = job.save_meta
     monkeypatch.setattr(job, "save_meta", lambda: (order.append("error"), real_save_meta())[1])
     service.record_error(job, ValueError, ValueError("the front image is damaged"), None)
@@ -305,7 +306,7 @@ def test_flushing_stage_reports_waits_until_they_are_written():
     import threading
     import time
 
-    from worker.jobs import StageReports
+    from worker.service.reports import StageReports
 
     written = threading.Event()
 

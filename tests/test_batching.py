@@ -11,7 +11,8 @@ from rq.job import Job
 from tests.conftest import N_PAIRS
 from tests.http import post_pair
 from tests.images import design_pair, variant
-from worker.queueing import enqueue_search
+from worker.core.contract import SearchRequest
+from worker.core.queueing import enqueue_search
 
 pytestmark = pytest.mark.slow
 
@@ -58,7 +59,7 @@ def test_queued_searches_are_batched_with_the_same_results(indexed_settings, ind
 
 def test_a_bad_search_in_the_queue_does_not_spoil_the_batch(indexed_settings, indexed_client,
                                                             run_worker, redis):
-    from worker.storage import open_storage
+    from worker.core.storage import open_storage
 
     first = _submit(indexed_client, [8])
     storage = open_storage(indexed_settings, redis)
@@ -66,8 +67,8 @@ def test_a_bad_search_in_the_queue_does_not_spoil_the_batch(indexed_settings, in
     storage.put_upload(f"{bad_id}-front.png", b"\x89PNG\r\n\x1a\n broken")
     storage.put_upload(f"{bad_id}-back.png", b"\x89PNG\r\n\x1a\n broken")
     queue = Queue(indexed_settings.queue_name, connection=redis)
-    enqueue_search(queue, indexed_settings, bad_id,
-                   {"front": f"{bad_id}-front.png", "back": f"{bad_id}-back.png"}, 20, 0.5, False)
+    enqueue_search(queue, indexed_settings, SearchRequest(
+        search_id=bad_id, front=f"{bad_id}-front.png", back=f"{bad_id}-back.png"))
     last = _submit(indexed_client, [9])
     run_worker()
     good = _results(redis, first + last)
@@ -115,13 +116,14 @@ def test_a_search_this_worker_claimed_before_can_be_claimed_again_by_it(indexed_
     # claims of a failed pass read ahead are this worker's own: its next batch takes them
     import uuid
 
-    from worker.batching import CLAIM_PREFIX, Batcher
+    from worker.service.batching import Batcher
+    from worker.service.claims import CLAIM_PREFIX
 
     queue = Queue(indexed_settings.queue_name, connection=redis)
     ids = [uuid.uuid4().hex for _ in range(3)]
     for search_id in ids:
-        enqueue_search(queue, indexed_settings, search_id, {"front": f"{search_id}-front.png"},
-                       20, 0.5, False)
+        enqueue_search(queue, indexed_settings,
+                       SearchRequest(search_id=search_id, front=f"{search_id}-front.png"))
     redis.set(CLAIM_PREFIX + ids[0], "this-worker", ex=60)
     redis.set(CLAIM_PREFIX + ids[1], "another-worker", ex=60)
     batcher = Batcher(None, 8, 1000, pool=None)
@@ -134,7 +136,7 @@ def test_a_search_waits_for_its_pass_ahead_only_so_long(monkeypatch):
     import time
     from concurrent.futures import Future
 
-    from worker import batching
+    from worker.service import batching
 
     monkeypatch.setattr(batching, "AHEAD_WAIT_S", 0.2)
     batcher = batching.Batcher(None, 8, 1000, pool=None)
@@ -164,7 +166,7 @@ def test_a_stopping_worker_reads_no_further_ahead(indexed_settings, extractor, r
 
     from rq.exceptions import StopRequested
 
-    from worker.service import make_worker, start_engine
+    from worker.service.process import make_worker, start_engine
 
     engine = start_engine(indexed_settings, extractor)
     worker = make_worker(indexed_settings, engine, redis)
@@ -174,13 +176,13 @@ def test_a_stopping_worker_reads_no_further_ahead(indexed_settings, extractor, r
     assert worker.stop_signalled and not engine.batcher.read_ahead_enabled
     import uuid
 
-    from worker.batching import CLAIM_PREFIX
-    from worker.storage import open_storage
+    from worker.core.storage import open_storage
+    from worker.service.claims import CLAIM_PREFIX
 
     queue = Queue(indexed_settings.queue_name, connection=redis)
     queued = uuid.uuid4().hex
-    enqueue_search(queue, indexed_settings, queued, {"front": f"{queued}-front.png"}, 20, 0.5,
-                   False)
+    enqueue_search(queue, indexed_settings,
+                   SearchRequest(search_id=queued, front=f"{queued}-front.png"))
     engine.batcher.read_ahead(open_storage(indexed_settings, redis), redis, queue.name,
                               worker.name)
     assert not engine.batcher._inflight and redis.get(CLAIM_PREFIX + queued) is None

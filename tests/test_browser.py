@@ -12,7 +12,7 @@ from werkzeug.serving import make_server
 from tests.conftest import N_PAIRS
 from tests.images import design_pair
 from tests.workers import start_worker, stop, wait_for_workers
-from worker.settings import REPO_ROOT
+from worker.core.settings import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
@@ -27,7 +27,7 @@ def site(indexed_settings, redis):
     import dataclasses
 
     from web import create_app
-    from worker.redis_server import free_port
+    from worker.dev.processes import free_port
 
     settings = dataclasses.replace(indexed_settings, require_worker=True)
     server = make_server("127.0.0.1", free_port(), create_app({"SETTINGS": settings}),

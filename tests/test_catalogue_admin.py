@@ -16,10 +16,10 @@ from rq import Queue
 from tests.conftest import N_PAIRS
 from tests.http import post_pair
 from tests.workers import service_env
-from worker.bank import load_bank
-from worker.catalogue import load_catalogue
-from worker.catalogue_admin import CatalogueEditError, add_designs, remove_design
-from worker.sample import draw_side, make_designs
+from worker.core.bank import load_bank
+from worker.core.catalogue import load_catalogue
+from worker.dev.sample import draw_side, make_designs
+from worker.indexing.edits import CatalogueEditError, add_designs, remove_design
 
 pytestmark = pytest.mark.slow
 NEW = make_designs(N_PAIRS + 8, seed=7)[N_PAIRS + 5]  # a design the catalogue lacks
@@ -50,7 +50,7 @@ def top_hit(client, front: bytes, back: bytes, run_worker) -> dict:
 
 def test_add_then_remove_changes_what_searches_find(own_catalogue, extractor, tmp_path, redis):
     from web import create_app
-    from worker.service import make_worker, start_engine
+    from worker.service.process import make_worker, start_engine
 
     client = create_app({"SETTINGS": own_catalogue}).test_client()
     engine = start_engine(own_catalogue, extractor)
@@ -83,7 +83,7 @@ def test_add_then_remove_changes_what_searches_find(own_catalogue, extractor, tm
 def test_api_edits_need_the_token_and_refuse_duplicates(own_catalogue, redis, tmp_path,
                                                         extractor):
     from web import create_app
-    from worker.service import make_worker, start_engine
+    from worker.service.process import make_worker, start_engine
 
     client = create_app({"SETTINGS": own_catalogue}).test_client()
     front, back = new_design_files(tmp_path)
@@ -123,20 +123,20 @@ def test_api_edits_need_the_token_and_refuse_duplicates(own_catalogue, redis, tm
 
 
 def test_cli_import_adds_a_batch(own_catalogue, tmp_path):
-    from worker.sample import write_catalogue
+    from worker.dev.sample import write_catalogue
 
     batch = tmp_path / "batch"
     write_catalogue(batch, 3, seed=99)
     rows = (batch / "pairs.csv").read_text().splitlines()
     renamed = [f"imported-{i}," + row.split(",", 1)[1] for i, row in enumerate(rows[1:])]
     (batch / "pairs.csv").write_text("\n".join([rows[0], *renamed]) + "\n")
-    proc = subprocess.run([sys.executable, "-m", "worker.catalogue", "import", str(batch)],
+    proc = subprocess.run([sys.executable, "-m", "worker.cli.catalogue", "import", str(batch)],
                           env=service_env(own_catalogue), capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     names = load_catalogue(own_catalogue.database_dir).names
     assert names[-3:] == ["imported-0", "imported-1", "imported-2"]
-    again = subprocess.run([sys.executable, "-m", "worker.catalogue", "remove", "nope"],
+    again = subprocess.run([sys.executable, "-m", "worker.cli.catalogue", "remove", "nope"],
                            env=service_env(own_catalogue), capture_output=True, text=True,
                            timeout=120)
     assert again.returncode == 1 and "no design named 'nope'" in again.stderr
@@ -145,8 +145,8 @@ def test_cli_import_adds_a_batch(own_catalogue, tmp_path):
 def test_an_edit_refuses_banks_that_no_longer_match_pairs_csv(own_catalogue):
     # pairs.csv edited by hand (its last design dropped): removing a design must not slice the
     # stale banks by the new row numbers and stamp them as matching
-    from worker.bank import BankError
-    from worker.catalogue import write_catalogue_csv
+    from worker.core.bank import BankError
+    from worker.core.catalogue import write_catalogue_csv
 
     catalogue = load_catalogue(own_catalogue.database_dir)
     write_catalogue_csv(own_catalogue.database_dir, catalogue.names[:-1], catalogue.fronts[:-1],

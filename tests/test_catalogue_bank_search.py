@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from worker.bank import BankError, FeatureBank, check_bank_matches, load_bank, write_bank
-from worker.catalogue import CatalogueError, load_catalogue
-from worker.search import top_k
-from worker.whitening import l2_normalise
+from worker.core.bank import BankError, FeatureBank, check_bank_matches, load_bank, write_bank
+from worker.core.catalogue import CatalogueError, load_catalogue
+from worker.core.whitening import l2_normalise
+from worker.pipeline.ranking import top_k
 
 
 def write_csv(root, text):
@@ -36,7 +36,7 @@ def test_catalogue_errors_name_the_problem(tmp_path, text, words):
 
 
 def test_missing_catalogue_says_what_to_do(tmp_path):
-    with pytest.raises(CatalogueError, match="worker.sample"):
+    with pytest.raises(CatalogueError, match="worker.cli.sample"):
         load_catalogue(tmp_path)
 
 
@@ -152,7 +152,7 @@ def test_sides_unknown_takes_the_better_assignment():
 
 
 def test_cached_manifest_follows_a_rewritten_index(tmp_path):
-    from worker.bank import read_manifest_cached
+    from worker.core.bank import read_manifest_cached
 
     write_bank(tmp_path, *random_bank(), manifest())
     first = read_manifest_cached(tmp_path)

@@ -1,4 +1,4 @@
-"""`python -m worker.search` goes through the same queue as the web."""
+"""`python -m worker.cli.submit` goes through the same queue as the web."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def test_cli_search_is_served_by_a_worker(indexed_settings, redis, run_worker, t
     front, back = design_pair(6, N_PAIRS)
     (tmp_path / "f.png").write_bytes(front)
     (tmp_path / "b.png").write_bytes(back)
-    cli = subprocess.Popen([sys.executable, "-m", "worker.search", str(tmp_path / "f.png"),
+    cli = subprocess.Popen([sys.executable, "-m", "worker.cli.submit", str(tmp_path / "f.png"),
                             str(tmp_path / "b.png"), "-k", "5", "--json"],
                            env=service_env(indexed_settings), stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
@@ -41,7 +41,7 @@ def test_cli_search_is_served_by_a_worker(indexed_settings, redis, run_worker, t
 
 def test_cli_refuses_a_non_image(indexed_settings, tmp_path):
     (tmp_path / "x.png").write_text("<svg/>")
-    proc = subprocess.run([sys.executable, "-m", "worker.search", str(tmp_path / "x.png")],
+    proc = subprocess.run([sys.executable, "-m", "worker.cli.submit", str(tmp_path / "x.png")],
                           env=service_env(indexed_settings), capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 1 and "not a JPEG or PNG" in proc.stderr

@@ -16,8 +16,8 @@ from tests.http import post_pair
 from tests.images import design_pair, variant
 from tests.workers import start_worker, stop, wait_for_workers
 from web import create_app
-from worker.housekeeping import sweep_expired_files
-from worker.redis_server import free_port, start_redis
+from worker.core.storage import FileStorage
+from worker.dev.processes import free_port, start_redis
 
 pytestmark = pytest.mark.slow
 FRONT, BACK = design_pair(3, N_PAIRS)
@@ -59,7 +59,7 @@ def test_worker_killed_mid_search_is_failed_and_a_new_worker_serves(indexed_sett
 
 
 def test_redis_restart_loses_no_accepted_search(indexed_settings, tmp_path, extractor):
-    from worker.service import make_worker, start_engine
+    from worker.service.process import make_worker, start_engine
 
     port = free_port()
     redis_dir = tmp_path / "redis"
@@ -108,7 +108,7 @@ def test_unwritable_output_fails_the_search_and_the_worker_goes_on(indexed_setti
 
 def test_search_past_its_timeout_fails_with_a_timeout_message(indexed_settings, redis,
                                                               extractor, monkeypatch):
-    from worker.service import make_worker, start_engine
+    from worker.service.process import make_worker, start_engine
 
     settings = dataclasses.replace(indexed_settings, job_timeout=1)
     client = create_app({"SETTINGS": settings}).test_client()
@@ -146,9 +146,9 @@ def test_expired_uploads_and_results_are_deleted(tmp_path):
     now = time.time()
     os.utime(old, (now - 7200, now - 7200))
     os.utime(leftover, (now - 4000, now - 4000))
-    assert sweep_expired_files([tmp_path], ttl_s=5 * 3600, now=now) == 1
+    assert FileStorage(tmp_path, tmp_path / "output").sweep(5 * 3600, now=now) == 1
     assert not leftover.exists() and old.exists() and new.exists()
-    assert sweep_expired_files([tmp_path], ttl_s=3600, now=now) == 1
+    assert FileStorage(tmp_path, tmp_path / "output").sweep(3600, now=now) == 1
     assert not old.exists() and new.exists()
 
 

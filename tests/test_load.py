@@ -16,8 +16,8 @@ import requests
 from tests.conftest import N_PAIRS
 from tests.images import design_pair, variant
 from tests.workers import service_env, start_worker, stop, wait_for_workers
-from worker.redis_server import free_port
-from worker.settings import REPO_ROOT
+from worker.core.settings import REPO_ROOT
+from worker.dev.processes import free_port
 
 pytestmark = pytest.mark.slow
 SUBMISSIONS = 100

@@ -8,13 +8,13 @@ import h5py
 import numpy as np
 import pytest
 
-from worker.bank import load_bank
-from worker.catalogue import load_catalogue
-from worker.index import UnreadableImages, build_index
-from worker.index import main as index_main
-from worker.preprocess import prepare
-from worker.settings import Settings
-from worker.weights import VGG16_CONV_LAYERS, bsds500_path, resolve_weights
+from worker.core.bank import load_bank
+from worker.core.catalogue import load_catalogue
+from worker.core.settings import Settings
+from worker.indexing.build import UnreadableImages, build_index
+from worker.cli.index import main as index_main
+from worker.pipeline.preprocess import make_canvas
+from worker.pipeline.weights import VGG16_CONV_LAYERS, bsds500_path, resolve_weights
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,7 @@ def test_bsds500_weights_are_the_conv_layers(extractor):
 
 def test_auto_falls_back_to_bsds500_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # nothing cached
-    monkeypatch.setattr("worker.weights._imagenet_reachable", lambda timeout=2.0: False)
+    monkeypatch.setattr("worker.pipeline.weights._imagenet_reachable", lambda timeout=2.0: False)
     assert resolve_weights("auto").id == "bsds500"
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5").write_bytes(b"x")
@@ -46,7 +46,7 @@ def test_unknown_weights_setting_is_explained():
 
 def test_descriptor_rows_are_unit_and_deterministic(extractor, catalogue_dir):
     cat = load_catalogue(catalogue_dir)
-    canvases = np.stack([prepare(cat.image_path(p)) for p in cat.fronts[:3]])
+    canvases = np.stack([make_canvas(cat.image_path(p)) for p in cat.fronts[:3]])
     a, b = extractor.extract(canvases), extractor.extract(canvases)
     assert a.shape == (3, extractor.dim) and a.dtype == np.float32 and extractor.dim == 1024
     np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
@@ -67,7 +67,7 @@ def test_index_rows_follow_pairs_csv(features_dir, catalogue_dir, extractor):
     assert m["preprocess"]["long_side"] == 200 and m["preprocess"]["canvas"] == 224
     for row in (0, 5, 23):
         q = bank.project(extractor.extract(
-            np.stack([prepare(cat.image_path(cat.backs[row]), trim=True)])))[0]
+            np.stack([make_canvas(cat.image_path(cat.backs[row]), trim=True)])))[0]
         assert float(bank.back[row] @ q) == pytest.approx(1.0, abs=1e-4)
 
 
@@ -105,7 +105,7 @@ def test_index_command_exits_non_zero_and_lists_failures(tmp_path, catalogue_dir
 def test_index_writes_a_small_thumbnail_per_image(features_dir, catalogue_dir):
     from PIL import Image
 
-    from worker.thumbnails import thumbnail_path
+    from worker.pipeline.thumbnails import thumbnail_path
 
     cat = load_catalogue(catalogue_dir)
     distinct = set(cat.fronts) | set(cat.backs)
@@ -115,7 +115,7 @@ def test_index_writes_a_small_thumbnail_per_image(features_dir, catalogue_dir):
 
 
 def test_flatten_stays_selectable_as_the_seeds_descriptor():
-    from worker.extract import FeatureExtractor
+    from worker.pipeline.extract import FeatureExtractor
 
     flatten = FeatureExtractor("bsds500", "flatten")
     rows = flatten.extract(np.full((2, 224, 224, 3), 200, dtype=np.uint8))
@@ -124,7 +124,7 @@ def test_flatten_stays_selectable_as_the_seeds_descriptor():
 
 
 def test_rmac_regions_stay_inside_the_feature_map():
-    from worker.descriptors import rmac_regions
+    from worker.pipeline.descriptors import rmac_regions
 
     assert len(rmac_regions(14)) == 1 + 4 + 9
     assert all(0 <= t and t + s <= 14 and 0 <= left and left + s <= 14

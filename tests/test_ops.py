@@ -25,8 +25,8 @@ from tests import http
 from tests.conftest import N_PAIRS
 from tests.images import design_pair
 from web.openapi import PATHS
-from worker.metrics import STAGE_COUNT, STAGE_MS_SUM, read_metrics, record_timings
-from worker.redis_server import free_port
+from worker.core.metrics import STAGE_COUNT, STAGE_MS_SUM, read_metrics, record_timings
+from worker.dev.processes import free_port
 
 FRONT, BACK = design_pair(3, N_PAIRS)
 CONFORMANCE = [status_code_conformance, content_type_conformance, response_headers_conformance,
@@ -161,7 +161,7 @@ def test_not_ready_when_redis_is_down(settings):
 @pytest.mark.slow
 def test_ready_only_while_a_live_worker_serves_the_queue(indexed_client, indexed_settings,
                                                        extractor, redis):
-    from worker.service import make_worker, start_engine
+    from worker.service.process import make_worker, start_engine
 
     assert indexed_client.get("/readyz").status_code == 503
     engine = start_engine(indexed_settings, extractor)

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from PIL import Image, ImageFilter
 
 from tests.images import encode
-from worker.preprocess import CANVAS, ImageRejected, _median3_below, inspect_image, prepare
+from worker.core.images import ImageRejected, inspect_image
+from worker.pipeline.preprocess import CANVAS, _median3_below, make_canvas
 
 
 def drawing(mode: str = "RGB", size=(300, 150)) -> Image.Image:
@@ -20,7 +21,7 @@ def drawing(mode: str = "RGB", size=(300, 150)) -> Image.Image:
 
 
 def test_canvas_keeps_aspect_and_pads_white():
-    canvas = prepare(encode(drawing()))
+    canvas = make_canvas(encode(drawing()))
     assert canvas.shape == (CANVAS, CANVAS, 3) and canvas.dtype == np.uint8
     # 300x150 -> 200x100 centred: rows 0..61 and 162.. are padding.
     assert (canvas[:60] == 255).all() and (canvas[-60:] == 255).all()
@@ -31,7 +32,7 @@ def test_canvas_keeps_aspect_and_pads_white():
 def test_modes_become_rgb(mode):
     img = drawing(mode)
     fmt = "JPEG" if mode == "CMYK" else "PNG"
-    canvas = prepare(encode(img, fmt))
+    canvas = make_canvas(encode(img, fmt))
     assert canvas.shape == (CANVAS, CANVAS, 3)
     assert (canvas[0, 0] == 255).all(), "padding is white"
     assert canvas[112, 112].max() < 255 or mode == "1", "the drawing survives the conversion"
@@ -40,14 +41,14 @@ def test_modes_become_rgb(mode):
 def test_sixteen_bit_png_scales_to_eight_bits():
     arr = np.full((64, 64), 65535, dtype=np.uint16)
     arr[16:48, 16:48] = 0
-    canvas = prepare(encode(Image.fromarray(arr)))
+    canvas = make_canvas(encode(Image.fromarray(arr)))
     assert (canvas[112, 112] == 0).all() and (canvas[15, 112] == 255).all()
 
 
 def test_transparency_is_composited_on_white():
     img = Image.new("RGBA", (100, 100), (0, 0, 0, 0))  # fully transparent black
     img.paste((0, 0, 255, 255), (40, 40, 60, 60))
-    canvas = prepare(encode(img))
+    canvas = make_canvas(encode(img))
     assert (canvas[20, 20] == 255).all()
     assert (canvas[112, 112] == (0, 0, 255)).all()
 
@@ -56,7 +57,7 @@ def test_palette_transparency_is_composited_on_white():
     img = Image.new("P", (100, 100), 0)
     img.putpalette([0, 0, 0, 0, 255, 0] + [0] * 762)
     img.paste(1, (40, 40, 60, 60))
-    canvas = prepare(encode(img, transparency=0))
+    canvas = make_canvas(encode(img, transparency=0))
     assert (canvas[20, 20] == 255).all() and (canvas[112, 112] == (0, 255, 0)).all()
 
 
@@ -64,7 +65,7 @@ def test_exif_orientation_is_applied():
     img = drawing(size=(300, 150))  # wide
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 degrees to display
-    canvas = prepare(encode(img, "JPEG", exif=exif))
+    canvas = make_canvas(encode(img, "JPEG", exif=exif))
     # displayed tall: padding left and right, not top and bottom
     assert (canvas[112, :55] > 240).all() and (canvas[:55, 112] < 240).any()
 
@@ -102,7 +103,7 @@ def test_animated_png_is_refused():
 
 
 def test_trim_finds_the_drawing_through_margins_and_noise():
-    from worker.preprocess import trim_to_content
+    from worker.pipeline.preprocess import trim_to_content
 
     page = Image.new("RGB", (400, 300), "white")
     page.paste((200, 30, 30), (100, 80, 220, 200))
@@ -115,7 +116,7 @@ def test_trim_finds_the_drawing_through_margins_and_noise():
     # the same drawing on a wider page gives the same canvas
     wide = Image.new("RGB", (800, 600), "white")
     wide.paste(page, (200, 150))
-    from worker.preprocess import to_canvas
+    from worker.pipeline.preprocess import to_canvas
 
     def ink(img, trim: bool) -> int:  # red pixels on the canvas
         return int((to_canvas(img, trim)[..., 1] < 128).sum())
@@ -128,7 +129,7 @@ def test_trim_finds_the_drawing_through_margins_and_noise():
 @given(st.integers(1, 40), st.integers(1, 40), st.integers(0, 256), st.integers(0, 2**32 - 1),
        st.sampled_from(["noise", "ink"]))
 def test_trim_ink_mask_equals_a_pillow_median_filter(h, w, threshold, seed, kind):
-    """The counting 3x3 median (worker.preprocess._median3_below) gives what Pillow's
+    """The counting 3x3 median (worker.pipeline.preprocess._median3_below) gives what Pillow's
     MedianFilter(3) then a threshold give, borders included: the index was built with it."""
     rng = np.random.default_rng(seed)
     grey = (rng.integers(0, 256, (h, w), dtype=np.uint8) if kind == "noise"

@@ -9,7 +9,7 @@ import pytest
 from matplotlib.ft2font import FT2Font
 from PIL import Image
 
-from worker.render import (
+from worker.pipeline.render import (
     CELL_H,
     CELL_W,
     CELLS_PER_ROW,

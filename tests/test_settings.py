@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from worker.settings import InvalidSetting, Settings
+from worker.core.settings import InvalidSetting, Settings
 
 BAD = [("PRECISION", "fp8"), ("STORAGE", "s3"), ("BATCH_SIZE", "0"), ("THUMB_CACHE_MB", "-1"),
        ("MAX_UPLOAD_MB", "twenty"), ("SEARCH_ANN_MIN_PAIRS", "-5")]
@@ -28,8 +28,9 @@ def test_precision_choices():
 
 
 @pytest.mark.parametrize("module,args,code", [
-    ("worker", ["--burst"], 2), ("worker.supervisor", [], 2), ("worker.index", [], 1),
-    ("worker.catalogue", ["remove", "x"], 1), ("worker.search", ["a.png", "b.png"], 2)])
+    ("worker", ["--burst"], 2), ("worker.cli.supervisor", [], 2), ("worker.cli.index", [], 1),
+    ("worker.cli.catalogue", ["remove", "x"], 1), ("worker.cli.submit", ["a.png", "b.png"], 2),
+    ("worker.cli.sample", [], 2)])
 def test_every_entry_point_names_a_bad_setting_and_stops(module, args, code, tmp_path):
     env = {**os.environ, "PRECISION": "fp8", "REDIS_URL": "redis://127.0.0.1:1/0",
            "FEATURES_DIR": str(tmp_path / "features"), "DATABASE_DIR": str(tmp_path / "db")}

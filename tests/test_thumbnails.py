@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from worker import thumbnails
-from worker.catalogue import load_catalogue
-from worker.sample import write_catalogue
-from worker.settings import InvalidSetting, Settings
-from worker.thumbnails import ThumbnailCache, load_thumbnail, thumbnail_path, write_thumbnail
+from worker.core.catalogue import load_catalogue
+from worker.core.settings import InvalidSetting, Settings
+from worker.dev.sample import write_catalogue
+from worker.pipeline import thumbnails
+from worker.pipeline.thumbnails import ThumbnailCache, load_thumbnail, thumbnail_path, write_thumbnail
 
 PAIR_BYTES = 2 * 150 * 150 * 3  # two square thumbnails
 
@@ -27,7 +27,7 @@ def test_a_thumbnail_is_decoded_once_then_served_from_ram(tmp_path, monkeypatch)
     first = cache.get(thumbnail_path(tmp_path, "a.png"))
     assert first.shape == (150, 150, 3) and not first.flags.writeable
     decoded = []
-    monkeypatch.setattr("worker.thumbnails._decode", lambda path: decoded.append(path))
+    monkeypatch.setattr("worker.pipeline.thumbnails._decode", lambda path: decoded.append(path))
     assert cache.get(thumbnail_path(tmp_path, "a.png")) is first and decoded == []
 
 
@@ -105,7 +105,7 @@ def test_a_missing_thumbnail_is_made_from_the_drawing_once_and_stored(tmp_path, 
     def no_drawing(*args, **kwargs):
         raise AssertionError("the full drawing was decoded again")
 
-    monkeypatch.setattr("worker.thumbnails.load_image", no_drawing)
+    monkeypatch.setattr("worker.pipeline.thumbnails.load_image", no_drawing)
     assert load_thumbnail(features, cat, cat.fronts[0], cache) is first
     # and stored: a worker with no cache reads it from disk, not from the drawing
     assert np.array_equal(load_thumbnail(features, cat, cat.fronts[0], ThumbnailCache(0)), first)
@@ -119,7 +119,7 @@ def test_a_thumbnail_that_cannot_be_stored_is_drawn_each_time_with_one_warning(
     def read_only(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("worker.thumbnails.write_thumbnail", read_only)
+    monkeypatch.setattr("worker.pipeline.thumbnails.write_thumbnail", read_only)
     cache, features = ThumbnailCache(10 * PAIR_BYTES), tmp_path / "read-only"
     for rel in (cat.fronts[0], cat.backs[0], cat.fronts[1]):
         thumb = load_thumbnail(features, cat, rel, cache)
@@ -141,17 +141,17 @@ def test_a_started_worker_renders_grids_from_the_thumbnails_it_preloaded(
     from tests.conftest import N_PAIRS
     from tests.http import post_pair
     from tests.images import design_pair
-    from worker.service import make_worker, start_engine
+    from worker.service.process import make_worker, start_engine
 
     engine = start_engine(indexed_settings, extractor)
-    cat = engine.index.catalogue  # every distinct image (the sample has duplicates) fits
+    cat = engine.snapshot.catalogue  # every distinct image (the sample has duplicates) fits
     assert len(engine.thumbnails) == len(set(cat.fronts) | set(cat.backs)) > N_PAIRS
 
     def no_decoding(path):
         raise AssertionError(f"{path} decoded during a search")
 
-    monkeypatch.setattr("worker.thumbnails._decode", no_decoding)
-    monkeypatch.setattr("worker.thumbnails.load_image", no_decoding)  # nor full drawings
+    monkeypatch.setattr("worker.pipeline.thumbnails._decode", no_decoding)
+    monkeypatch.setattr("worker.pipeline.thumbnails.load_image", no_decoding)  # nor full drawings
     url = post_pair(indexed_client, *design_pair(3, N_PAIRS)).get_json()["url"]
     make_worker(indexed_settings, engine, redis).work(burst=True, with_scheduler=False)
     body = indexed_client.get(url).get_json()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from worker.bank import BankError, load_bank, write_bank
-from worker.whitening import l2_normalise, learn_whitening
+from worker.core.bank import BankError, load_bank, write_bank
+from worker.core.whitening import l2_normalise, learn_whitening
 
 
 def vectors(n=60, dim=32, seed=0):

@@ -15,9 +15,9 @@ from tests.conftest import N_PAIRS
 from tests.http import post_pair
 from tests.images import design_pair
 from tests.workers import service_env
-from worker.index import build_index
-from worker.sample import write_catalogue
-from worker.thumbnails import thumbnail_path
+from worker.dev.sample import write_catalogue
+from worker.indexing.build import build_index
+from worker.pipeline.thumbnails import thumbnail_path
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +56,7 @@ def test_rebuilt_index_is_picked_up_between_jobs(tmp_path, indexed_settings, ext
                                                  indexed_client):
     import dataclasses
 
-    from worker.service import make_worker, start_engine
+    from worker.service.process import make_worker, start_engine
 
     db = tmp_path / "db"
     write_catalogue(db, 8, seed=7)
@@ -79,10 +79,10 @@ def test_rebuilt_index_is_picked_up_between_jobs(tmp_path, indexed_settings, ext
     second = post_pair(client, front, back).get_json()["url"]
     worker.work(burst=True, with_scheduler=False)
     body = client.get(second).get_json()
-    assert body["results"][0]["name"] == "jacket-0011" and len(engine.index.catalogue) == 12
+    assert body["results"][0]["name"] == "jacket-0011" and len(engine.snapshot.catalogue) == 12
     assert len(queue) == 0
     # the rebuild rewrote every thumbnail: the old decodings are gone, the new ones held
-    cat = engine.index.catalogue
+    cat = engine.snapshot.catalogue
     fresh = {str(thumbnail_path(settings.features_dir, rel)) for rel in cat.fronts + cat.backs}
     held = {key[0] for key in engine.thumbnails._pixels}
     assert held == fresh and all(engine.thumbnails._key(Path(key[0])) == key
@@ -93,8 +93,8 @@ def test_a_started_worker_runs_numpy_blas_on_one_thread(indexed_settings, extrac
     # OpenBLAS's spinning second thread would take a core from the next forward pass
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from worker.engine import WORKER_BLAS_THREADS
-    from worker.service import start_engine
+    from worker.service.engine import WORKER_BLAS_THREADS
+    from worker.service.process import start_engine
 
     threadpool_limits(limits=2, user_api="blas")  # as a fresh process on two cores starts
     start_engine(indexed_settings, extractor)

@@ -10,7 +10,7 @@ import time
 from redis import Redis
 from rq import Queue, Worker
 
-from worker.supervisor import stop_process as stop  # noqa: F401 - re-exported for tests
+from worker.dev.processes import stop_process as stop  # noqa: F401 - re-exported for tests
 
 
 def service_env(settings) -> dict[str, str]:

@@ -9,8 +9,8 @@ from flask import Flask
 from redis import Redis
 from rq import Queue
 
-from worker.settings import REPO_ROOT, Settings
-from worker.storage import open_storage
+from worker.core.settings import REPO_ROOT, Settings
+from worker.core.storage import open_storage
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -19,14 +19,12 @@ def create_app(test_config: dict | None = None) -> Flask:
     config = dict(test_config or {})
     settings: Settings = config.pop("SETTINGS", None) or Settings.from_env()
     app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=settings.max_upload_bytes, **config)
-    if settings.storage == "files":
-        for folder in (settings.upload_dir, settings.output_dir):
-            folder.mkdir(parents=True, exist_ok=True)
 
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, socket_timeout=5.0)
     app.extensions["redis"] = redis
     app.extensions["queue"] = Queue(settings.queue_name, connection=redis)
-    app.extensions["storage"] = open_storage(settings, redis)
+    app.extensions["storage"] = storage = open_storage(settings, redis)
+    storage.setup()
 
     from web import api, designs, errors, ops, pages
 

@@ -10,8 +10,8 @@ from rq import Worker
 from web.errors import error_response
 from web.searches import SearchStatus, describe, fetch_search
 from web.submissions import submit_search
-from worker.bank import BankError, read_manifest_cached
-from worker.queueing import ENDED, wait_until_done
+from worker.core.bank import BankError, read_manifest_cached
+from worker.core.queueing import ENDED, wait_until_done
 
 bp = Blueprint("api", __name__)
 

@@ -13,10 +13,11 @@ import uuid
 from flask import Blueprint, abort, current_app, jsonify, request
 from rq.job import JobStatus
 
-from web.submissions import SubmissionError, check_capacity, read_side
-from worker.bank import BankError, read_manifest_cached
-from worker.catalogue import DESIGN_NAME
-from worker.queueing import upload_name, wait_until_done
+from web.errors import RequestRefused
+from web.submissions import check_capacity, read_side
+from worker.core.bank import BankError, read_manifest_cached
+from worker.core.catalogue import DESIGN_NAME
+from worker.core.queueing import ADD_DESIGN_FUNC, REMOVE_DESIGN_FUNC, upload_name, wait_until_done
 
 bp = Blueprint("designs", __name__)
 EDIT_WAIT_S = 60
@@ -35,7 +36,7 @@ def _names() -> list[str]:
     try:
         return read_manifest_cached(current_app.config["SETTINGS"].features_dir).get("names", [])
     except BankError as exc:
-        raise SubmissionError(503, "no_index", str(exc), retry_after=60) from None
+        raise RequestRefused(503, "no_index", str(exc), retry_after=60) from None
 
 
 def _run(func: str, kwargs: dict, done_status: int):
@@ -49,7 +50,7 @@ def _run(func: str, kwargs: dict, done_status: int):
         return jsonify(job.return_value()), done_status
     if status == JobStatus.FAILED:
         job.refresh()
-        raise SubmissionError(422, "edit_failed", job.meta.get("error") or "the edit failed")
+        raise RequestRefused(422, "edit_failed", job.meta.get("error") or "the edit failed")
     return jsonify(id=job.id, status=getattr(status, "value", "expired")), 202
 
 
@@ -58,22 +59,22 @@ def add_design():
     _authorise()
     name = request.form.get("name", "").strip()
     if not DESIGN_NAME.match(name):
-        raise SubmissionError(400, "invalid_name", "name must be 1-100 letters, digits, '.', "
+        raise RequestRefused(400, "invalid_name", "name must be 1-100 letters, digits, '.', "
                               "'_' or '-', starting with a letter or digit")
     if name in _names():
-        raise SubmissionError(409, "duplicate_name", f"a design named {name!r} already exists")
+        raise RequestRefused(409, "duplicate_name", f"a design named {name!r} already exists")
     settings = current_app.config["SETTINGS"]
     edit_id = uuid.uuid4().hex
     sides = {}
     for side in ("front", "back"):
         if side not in request.files:
-            raise SubmissionError(400, f"missing_{side}", f"the {side} image is missing")
+            raise RequestRefused(400, f"missing_{side}", f"the {side} image is missing")
         sides[side] = read_side(request.files[side], side, settings.max_image_pixels)
     check_capacity(settings)  # before anything is stored: a refused edit leaves no upload
     uploads = {side: upload_name(edit_id, side, fmt) for side, (_, fmt) in sides.items()}
     for side, (data, _) in sides.items():
         current_app.extensions["storage"].put_upload(uploads[side], data)
-    return _run("worker.catalogue_admin.add_design_job", {"name": name, **uploads}, 201)
+    return _run(ADD_DESIGN_FUNC, {"name": name, **uploads}, 201)
 
 
 @bp.delete("/api/designs/<name>")
@@ -82,4 +83,4 @@ def delete_design(name: str):
     if name not in _names():
         abort(404, description=f"no design named {name!r}")
     check_capacity(current_app.config["SETTINGS"])
-    return _run("worker.catalogue_admin.remove_design_job", {"name": name}, 200)
+    return _run(REMOVE_DESIGN_FUNC, {"name": name}, 200)

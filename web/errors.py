@@ -6,7 +6,21 @@ from flask import Flask, jsonify, make_response, render_template, request
 from redis.exceptions import RedisError
 from werkzeug.exceptions import HTTPException
 
-from web.submissions import SubmissionError
+
+class RequestRefused(Exception):
+    """A request we refuse (a search, an edit): HTTP status, a short code and a message for
+    people, and Retry-After for a refusal that passes."""
+
+    def __init__(self, status: int, error: str, message: str, retry_after: int | None = None):
+        super().__init__(message)
+        self.status, self.error, self.message, self.retry_after = status, error, message, retry_after
+
+
+QUEUE_UNAVAILABLE = "the search service is briefly unavailable; please retry shortly"
+
+
+def queue_unavailable() -> RequestRefused:
+    return RequestRefused(503, "queue_unavailable", QUEUE_UNAVAILABLE, retry_after=5)
 
 
 def wants_json() -> bool:
@@ -26,16 +40,14 @@ def error_response(status: int, error: str, message: str, retry_after: int | Non
 
 
 def register(app: Flask) -> None:
-    @app.errorhandler(SubmissionError)
-    def submission_error(exc: SubmissionError):
+    @app.errorhandler(RequestRefused)
+    def refused(exc: RequestRefused):
         return error_response(exc.status, exc.error, exc.message, exc.retry_after)
 
     @app.errorhandler(RedisError)
     def redis_error(exc: RedisError):
         app.logger.warning("redis unavailable: %s", exc)
-        return error_response(503, "queue_unavailable",
-                              "the search service is briefly unavailable; please retry shortly",
-                              retry_after=5)
+        return refused(queue_unavailable())
 
     @app.errorhandler(413)
     def too_large(exc):

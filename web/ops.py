@@ -15,8 +15,8 @@ from rq import Queue, Worker
 from rq.registry import BaseRegistry
 
 from web.openapi import openapi_document
-from worker.bank import BankError, read_manifest_cached
-from worker.metrics import read_metrics
+from worker.core.bank import BankError, read_manifest_cached
+from worker.core.metrics import read_metrics
 
 bp = Blueprint("ops", __name__)
 HEARTBEAT_MAX_AGE_S = 60

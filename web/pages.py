@@ -18,9 +18,10 @@ from flask import (
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.security import safe_join
 
+from web.errors import RequestRefused
 from web.searches import describe, fetch_search
-from web.submissions import SubmissionError, submit_search
-from worker.bank import BankError, read_manifest_cached
+from web.submissions import submit_search
+from worker.core.bank import BankError, read_manifest_cached
 
 bp = Blueprint("pages", __name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -35,7 +36,7 @@ def index():
 def submit():
     try:
         search_id = submit_search(request.files, request.form).id
-    except SubmissionError as exc:
+    except RequestRefused as exc:
         response = current_app.make_response(
             render_template("index.html", error=exc.message, form=request.form))
         response.status_code = exc.status

@@ -9,8 +9,9 @@ from flask import current_app, url_for
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
+from worker.core.contract import ABANDONED, RESUBMIT, Hit, SearchResult
+
 SEARCH_ID = re.compile(r"^[0-9a-f]{32}$")
-RESUBMIT = "please submit the search again"
 
 
 class SearchStatus(StrEnum):
@@ -45,17 +46,17 @@ def error_message(job: Job) -> str:
         return f"the search took too long and was stopped; {RESUBMIT}"
     if error_type == "AbandonedJobError" or (not error and job.get_status() == JobStatus.FAILED
                                              and "AbandonedJobError" in (job.exc_info or "")):
-        return f"the worker stopped while running this search; {RESUBMIT}"
+        return ABANDONED
     if error:
         return error
     lines = [ln for ln in (job.exc_info or "").strip().splitlines() if ln.strip()]
     return lines[-1] if lines else f"the search failed; {RESUBMIT}"
 
 
-def _with_urls(hit: dict) -> dict:
+def _with_urls(hit: Hit) -> dict:
     """A hit with the URLs of its two catalogue images."""
-    return {**hit, "front_url": url_for("pages.catalogue_image", path=hit["front"]),
-            "back_url": url_for("pages.catalogue_image", path=hit["back"])}
+    return {**hit.model_dump(), "front_url": url_for("pages.catalogue_image", path=hit.front),
+            "back_url": url_for("pages.catalogue_image", path=hit.back)}
 
 
 def search_status(job: Job) -> SearchStatus:
@@ -71,12 +72,9 @@ def describe(job: Job) -> dict:
     if status is SearchStatus.QUEUED:
         body["queue_position"] = job.get_position()
     elif status is SearchStatus.FINISHED:
-        result = job.return_value() or {}
-        body.update(results=[_with_urls(h) for h in result.get("results", [])],
-                    timings=result.get("timings", {}), k=result.get("k"),
-                    front_weight=result.get("front_weight"),
-                    sides_unknown=result.get("sides_unknown", False),
-                    descriptor=result.get("descriptor"), weights=result.get("weights"),
+        result = SearchResult.model_validate(job.return_value())
+        body.update(result.model_dump(exclude={"results", "image"}),
+                    results=[_with_urls(hit) for hit in result.results],
                     image_url=url_for("api.get_result_image", search_id=job.id))
     elif status is SearchStatus.FAILED:
         body["error"] = error_message(job)

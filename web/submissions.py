@@ -4,76 +4,49 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from flask import current_app
+from pydantic import ValidationError
 from redis.exceptions import RedisError
 from rq import Worker
 from werkzeug.datastructures import FileStorage, ImmutableMultiDict
 
+from web.errors import RequestRefused, queue_unavailable
 from web.searches import SearchStatus, fetch_search, search_status
-from worker.bank import BankError, read_manifest_cached
-from worker.preprocess import ImageRejected, inspect_image
-from worker.queueing import enqueue_search, upload_name
+from worker.core.bank import BankError, read_manifest_cached
+from worker.core.contract import SIDES, SearchOptions, SearchRequest, problems
+from worker.core.images import ImageRejected, inspect_image
+from worker.core.queueing import enqueue_search, upload_name
 
-SIDES = ("front", "back")
 STATUS_BY_REASON = {"unsupported_format": 415, "too_many_pixels": 413}
 
 
-class SubmissionError(Exception):
-    """A request we refuse: HTTP status, a short code and a message for people."""
-
-    def __init__(self, status: int, error: str, message: str, retry_after: int | None = None):
-        super().__init__(message)
-        self.status, self.error, self.message, self.retry_after = status, error, message, retry_after
-
-
-def queue_unavailable() -> SubmissionError:
-    return SubmissionError(503, "queue_unavailable",
-                           "the search queue is unavailable right now; please retry shortly",
-                           retry_after=5)
-
-
-@dataclass(frozen=True)
-class SearchOptions:
-    k: int = 20
-    front_weight: float = 0.5
-    sides_unknown: bool = False
-
-
 def parse_options(form: ImmutableMultiDict) -> SearchOptions:
-    """k (1..100), front_weight (0..1) and sides (known|unknown) from the form; blank = default."""
-    k_raw, w_raw, sides = (form.get(f, "").strip() for f in ("k", "front_weight", "sides"))
+    """k, front_weight and sides (known|unknown) from the form (blank = default), validated
+    by the contract; a refusal names the field (`invalid_k`, `invalid_front_weight`)."""
+    sides = form.get("sides", "").strip()
     if sides not in ("", "known", "unknown"):
-        raise SubmissionError(400, "invalid_sides",
-                              f"sides must be 'known' or 'unknown', got {sides!r}")
+        raise RequestRefused(400, "invalid_sides",
+                             f"sides must be 'known' or 'unknown', got {sides!r}")
+    given = {f: form.get(f, "").strip() for f in ("k", "front_weight")}
     try:
-        k = int(k_raw) if k_raw else 20
-    except ValueError:
-        raise SubmissionError(400, "invalid_k", f"k must be a whole number, got {k_raw!r}") from None
-    if not 1 <= k <= 100:
-        raise SubmissionError(400, "invalid_k", f"k must be between 1 and 100, got {k}")
-    try:
-        weight = float(w_raw) if w_raw else 0.5
-    except ValueError:
-        raise SubmissionError(400, "invalid_front_weight",
-                              f"front_weight must be a number, got {w_raw!r}") from None
-    if not 0.0 <= weight <= 1.0:  # also refuses nan
-        raise SubmissionError(400, "invalid_front_weight",
-                              f"front_weight must be between 0 and 1, got {w_raw}")
-    return SearchOptions(k, weight, sides == "unknown")
+        return SearchOptions(**{f: v for f, v in given.items() if v},
+                             sides_unknown=sides == "unknown")
+    except ValidationError as exc:
+        field, message = problems(exc)[0]
+        raise RequestRefused(400, f"invalid_{field}", message) from None
 
 
 def read_side(upload: FileStorage, side: str, max_pixels: int) -> tuple[bytes, str]:
-    """The upload's bytes and its format (JPEG or PNG); SubmissionError for anything else."""
+    """The upload's bytes and its format (JPEG or PNG); RequestRefused for anything else."""
     data = upload.read()
     if not data:
-        raise SubmissionError(400, f"empty_{side}", f"the {side} image file is empty")
+        raise RequestRefused(400, f"empty_{side}", f"the {side} image file is empty")
     try:
         info = inspect_image(data, max_pixels)
     except ImageRejected as exc:
-        raise SubmissionError(STATUS_BY_REASON.get(exc.reason, 422), exc.reason,
+        raise RequestRefused(STATUS_BY_REASON.get(exc.reason, 422), exc.reason,
                               f"the {side} image was refused: {exc}") from None
     return data, info.format
 
@@ -82,10 +55,10 @@ def check_capacity(settings) -> None:
     """Refuse (503, Retry-After) when no worker would serve the search or the queue is full."""
     queue = current_app.extensions["queue"]
     if settings.require_worker and Worker.count(queue=queue) == 0:
-        raise SubmissionError(503, "no_worker", "no search worker is running right now, so the "
+        raise RequestRefused(503, "no_worker", "no search worker is running right now, so the "
                               "search could not start; please retry in a minute", retry_after=30)
     if len(queue) >= settings.max_queue_length:
-        raise SubmissionError(503, "queue_full", "the service is busy (too many searches "
+        raise RequestRefused(503, "queue_full", "the service is busy (too many searches "
                               "waiting); please retry shortly", retry_after=10)
 
 
@@ -133,7 +106,7 @@ def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> Submit
     uploads = {side: files[side] for side in SIDES
                if side in files and (files[side].filename or files[side].content_length)}
     if not uploads:
-        raise SubmissionError(400, "missing_images", "no image was uploaded; upload the front "
+        raise RequestRefused(400, "missing_images", "no image was uploaded; upload the front "
                               "and the back of the design (or at least one of them)")
     sides = {side: read_side(upload, side, settings.max_image_pixels)
              for side, upload in uploads.items()}
@@ -151,8 +124,8 @@ def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> Submit
     try:
         for side, (data, _) in sides.items():
             storage.put_upload(names[side], data)
-        enqueue_search(current_app.extensions["queue"], settings, search_id, names, options.k,
-                       options.front_weight, options.sides_unknown)
+        enqueue_search(current_app.extensions["queue"], settings,
+                       SearchRequest(search_id=search_id, **names, **options.model_dump()))
         if key is not None:
             current_app.extensions["redis"].set(key, search_id, ex=settings.result_ttl)
     except RedisError:

@@ -1,5 +1,11 @@
-"""The search worker: preprocess -> extract -> bank search -> render.
+"""The search worker and the code it shares with the web, grouped by role:
 
-Importing this package must stay cheap and TensorFlow-free: the web process imports
-`worker.settings` and `worker.preprocess`. TensorFlow is imported only by `worker.extract`.
+- `worker.core`: what the web imports too (settings, storage, queueing, the web<->worker
+  contract, banks, catalogue, metrics, image validation). TensorFlow-free.
+- `worker.pipeline`: the stages: preprocess -> extract -> ranking -> grid/render (plus the
+  descriptors, weights, thumbnails and the coarse index). Only `extract` imports TensorFlow.
+- `worker.service`: the worker process (`python -m worker`): engine, batching, the job.
+- `worker.indexing`: building the banks and editing the catalogue (offline, with the model).
+- `worker.dev`: what a developer's machine runs: the sample catalogue, a local redis-server.
+- `worker.cli`: the commands a person types (`python -m worker.cli.<name>`).
 """

@@ -8,11 +8,11 @@ import sys
 
 from redis import Redis
 
-from worker.bank import BankError
-from worker.catalogue import CatalogueError
-from worker.service import serve, start_engine
-from worker.settings import InvalidSetting, Settings
-from worker.weights import WeightsUnavailable
+from worker.core.bank import BankError
+from worker.core.catalogue import CatalogueError
+from worker.core.settings import InvalidSetting, Settings
+from worker.pipeline.weights import WeightsUnavailable
+from worker.service.process import serve, start_engine
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     connection = Redis.from_url(settings.redis_url)
     logging.getLogger("worker").info(
         "serving queue %r on %s with %d pairs", settings.queue_name, settings.redis_url,
-        len(engine.index.catalogue))
+        len(engine.snapshot.catalogue))
     serve(settings, engine, connection, args.name, args.burst)
     return 0
 

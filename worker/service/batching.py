@@ -23,36 +23,51 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import numpy as np
 from redis import Redis
-from rq import Queue
-from rq.job import Job, JobStatus
+from rq.job import Job
 
-from worker.preprocess import prepare
-from worker.queueing import JOB_FUNC, check_upload_name
-from worker.storage import Storage
+from worker.core.queueing import check_upload_name
+from worker.core.storage import Storage
+from worker.pipeline.preprocess import make_canvas
+from worker.service.claims import claim_queued
 
 log = logging.getLogger(__name__)
 
-CLAIM_PREFIX = "pairsearch:batch-claim:"
-CLAIM_TTL_S = 120
 KEEP = 64  # prefetched searches kept at most (oldest dropped: recomputed if ever run)
 AHEAD_WAIT_S = 30  # a search waits this long at most for the pass read ahead for it
 
 
 @dataclass(frozen=True)
-class Prepared:
+class QueueRef:
+    """Where the running job came from: its queue's connection and name, and this worker."""
+
+    connection: Redis | None
+    name: str | None
+    worker: str
+
+    @classmethod
+    def of(cls, job: Job | None) -> QueueRef:
+        return cls(getattr(job, "connection", None), getattr(job, "origin", None),
+                   getattr(job, "worker_name", None) or "")
+
+
+@dataclass(frozen=True)
+class Extracted:
     """A search's images as the model saw them and their descriptors (front, back; None if
     the search has no such side)."""
 
     canvases: tuple[np.ndarray | None, np.ndarray | None]
-    rows: tuple[np.ndarray | None, np.ndarray | None]
+    rows: tuple[np.ndarray | None, np.ndarray | None]  # (dim,) float32 descriptors
     batch_images: int  # images in the forward pass that computed these rows
     forward_ms: float  # that forward pass alone (model + pooling), shared by its searches
+    own_pass: bool = False  # the running search ran that pass (it was not computed ahead)
 
 
 def sides_of(job: Job) -> tuple[str | None, str | None]:
@@ -73,7 +88,7 @@ class Batcher:
         self.max_searches = max_searches
         self.max_pixels = max_pixels
         self.read_ahead_enabled = read_ahead and max_searches > 1
-        self._ready: OrderedDict[tuple[str, tuple], Prepared] = OrderedDict()
+        self._ready: OrderedDict[tuple[str, tuple], Extracted] = OrderedDict()
         self._inflight: dict[tuple[str, tuple], Future] = {}  # read ahead, pass not done yet
         self._lock = threading.Lock()  # _ready and _inflight: the job thread and read-ahead
         self._model_lock = threading.Lock()  # one forward pass at a time
@@ -83,10 +98,10 @@ class Batcher:
     def _canvas(self, storage: Storage, name: str | None) -> np.ndarray | None:
         if name is None:
             return None
-        return prepare(storage.read_upload(check_upload_name(name)), self.max_pixels,
+        return make_canvas(storage.read_upload(check_upload_name(name)), self.max_pixels,
                        self.extractor.trim)
 
-    def prepare(self, storage: Storage, uploads: tuple[str | None, str | None]
+    def canvases(self, storage: Storage, uploads: tuple[str | None, str | None]
                 ) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Uploads (front, back names) -> 224x224 canvases; raises UploadRefused, UploadGone or
         ImageRejected (the search fails with its message)."""
@@ -105,13 +120,31 @@ class Batcher:
                 log.info("not batching search %s: %s", job.id, exc)
         return prepared
 
+    def descriptors(self, storage: Storage, search_id: str,
+                    uploads: tuple[str | None, str | None], queue: QueueRef,
+                    stage: Callable[[str], AbstractContextManager]) -> Extracted:
+        """A search's canvases and descriptors, timed as its `preprocess` and `extract` stages:
+        from a pass that already ran or is running (then the next queued batch is read
+        ahead), else from a pass this search runs with the queued searches behind it."""
+        ahead = self.computed_ahead(search_id, uploads)
+        with stage("preprocess"):
+            canvases = None if ahead else self.canvases(storage, uploads)
+        with stage("extract"):
+            found = self.lookup(search_id, uploads) if ahead else None  # waits for its pass
+            if found is not None:
+                self.read_ahead(storage, queue)
+                return found
+            if canvases is None:  # the pass ahead failed or left it out
+                canvases = self.canvases(storage, uploads)
+            return self.extract(storage, search_id, canvases, queue)
+
     def computed_ahead(self, search_id: str, uploads: tuple[str | None, str | None]) -> bool:
         """Are this search's descriptors ready, or in a pass running now?"""
         key = (search_id, uploads)
         with self._lock:
             return key in self._ready or key in self._inflight
 
-    def lookup(self, search_id: str, uploads: tuple[str | None, str | None]) -> Prepared | None:
+    def lookup(self, search_id: str, uploads: tuple[str | None, str | None]) -> Extracted | None:
         """Descriptors computed for this search in an earlier batch, if any (taken out); waits
         for a pass read ahead that includes it."""
         key = (search_id, uploads)
@@ -131,16 +164,15 @@ class Batcher:
         """No new pass ahead (the worker is stopping: it would only claim searches)."""
         self.read_ahead_enabled = False
 
-    def read_ahead(self, storage: Storage, connection: Redis | None, queue_name: str | None,
-                   worker: str) -> None:
+    def read_ahead(self, storage: Storage, queue: QueueRef) -> None:
         """Start the forward pass of the next queued searches in the background, while this
         one is searched and drawn (one pass ahead at most)."""
-        if not self.read_ahead_enabled or connection is None or queue_name is None:
+        if not self.read_ahead_enabled or queue.connection is None or queue.name is None:
             return
         with self._lock:
             if self._inflight:
                 return
-        jobs = self._queued(connection, queue_name, None, worker, self.max_searches)
+        jobs = self._queued(queue.connection, queue.name, None, queue.worker, self.max_searches)
         if not jobs:
             return
         with self._lock:
@@ -161,53 +193,27 @@ class Batcher:
                 for job in jobs:
                     self._inflight.pop(search_key(job), None)
 
-    def _queued(self, connection: Redis, queue_name: str, current_id: str, worker: str,
+    def _queued(self, connection: Redis, queue_name: str, current_id: str | None, worker: str,
                 limit: int) -> list[Job]:
         """Up to `limit` queued searches behind the current one that this worker claimed."""
-        if limit <= 0:
-            return []
-        queue = Queue(queue_name, connection=connection)
         with self._lock:
-            known = len(self._ready) + len(self._inflight)
-        ids = [i for i in queue.get_job_ids(0, known + limit * 2) if i != current_id]
-        jobs = [job for job in Job.fetch_many(ids, connection=connection) if job is not None
-                and job.func_name == JOB_FUNC and job.get_status(refresh=False) == JobStatus.QUEUED]
-        with self._lock:
-            jobs = [job for job in jobs
-                    if search_key(job) not in self._ready and search_key(job) not in self._inflight]
-        claimed: list[Job] = []
-        while jobs and len(claimed) < limit:  # one pipelined round trip per attempt
-            tried, jobs = jobs[:limit - len(claimed)], jobs[limit - len(claimed):]
-            claimed += [job for job, ok in zip(tried, self._claim(connection, tried, worker),
-                                               strict=True) if ok]
-        return claimed
-
-    @staticmethod
-    def _claim(connection: Redis, jobs: list[Job], worker: str) -> list[bool]:
-        """Claim each job for `worker` (SET NX with a TTL); a claim already held by `worker`
-        (from a pass of its own that failed) counts as claimed."""
-        with connection.pipeline(transaction=False) as pipe:
-            for job in jobs:
-                pipe.set(CLAIM_PREFIX + job.id, worker, nx=True, ex=CLAIM_TTL_S)
-                pipe.get(CLAIM_PREFIX + job.id)
-            replies = pipe.execute()
-        return [bool(new) or held == worker.encode()
-                for new, held in zip(replies[::2], replies[1::2], strict=True)]
+            known = set(self._ready) | set(self._inflight)
+        return claim_queued(connection, queue_name, lambda job: job.id == current_id or
+                            search_key(job) in known, worker, limit, len(known) + limit * 2)
 
     def extract(self, storage: Storage, search_id: str,
                 canvases: tuple[np.ndarray | None, np.ndarray | None],
-                connection: Redis | None = None, queue_name: str | None = None,
-                worker: str = "") -> Prepared:
+                queue: QueueRef = QueueRef(None, None, "")) -> Extracted:
         """Descriptors for the current search's canvases, in one forward pass with up to
         BATCH_SIZE - 1 queued searches (those are kept for later)."""
         batch: list[tuple[tuple[str, tuple] | None, tuple]] = [(None, canvases)]
-        if connection is not None and queue_name is not None and self.max_searches > 1:
-            queued = self._queued(connection, queue_name, search_id, worker,
+        if queue.connection is not None and queue.name is not None and self.max_searches > 1:
+            queued = self._queued(queue.connection, queue.name, search_id, queue.worker,
                                   self.max_searches - 1)
             batch += self._prepare_many(storage, queued)
         return self._forward(batch)[0]
 
-    def _forward(self, batch: list[tuple[tuple[str, tuple] | None, tuple]]) -> list[Prepared]:
+    def _forward(self, batch: list[tuple[tuple[str, tuple] | None, tuple]]) -> list[Extracted]:
         """One forward pass over the batch's images; keyed searches are kept for later, the
         unkeyed one (the running search, if any) is returned."""
         images = [c for _, pair in batch for c in pair if c is not None]
@@ -220,8 +226,8 @@ class Batcher:
         results = []
         with self._lock:
             for key, pair in batch:
-                prepared = Prepared(pair, tuple(None if c is None else next(rows) for c in pair),
-                                    len(images), forward_ms)
+                prepared = Extracted(pair, tuple(None if c is None else next(rows) for c in pair),
+                                     len(images), forward_ms, own_pass=key is None)
                 if key is None:
                     results.append(prepared)
                 else:

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from worker.whitening import Whitening
+from worker.core.whitening import Whitening
 
 MANIFEST = "manifest.json"
 WHITENING = "whitening.npz"
 SIDES = ("front", "back")
 FORMAT_VERSION = 1
-REINDEX = "rebuild the index with `make index` (python -m worker.index)"
+REINDEX = "rebuild the index with `make index` (python -m worker.cli.index)"
 
 
 class BankError(RuntimeError):

@@ -1,24 +1,21 @@
-"""Keeping the queue and the folders honest: orphaned searches and expired files."""
+"""Keeping the queue honest: searches left started by a worker that died are failed."""
 
 from __future__ import annotations
 
 import logging
 import os
 import socket
-import time
 import uuid
-from pathlib import Path
 
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
-from worker.queueing import announce_done
+from worker.core.contract import ABANDONED
+from worker.core.queueing import announce_done
 
 log = logging.getLogger(__name__)
-ABANDONED = "the worker stopped while running this search; please submit it again"
-TEMP_GRACE_S = 3600  # aside-written files older than this are leftovers of a crash
 
 
 def worker_name() -> str:
@@ -67,21 +64,3 @@ def fail_orphaned_searches(queue: Queue, failure_ttl: int) -> list[str]:
         log.warning("search %s was abandoned by dead worker %s: marked failed", job_id,
                     job.worker_name)
     return failed
-
-
-def sweep_expired_files(folders: list[Path], ttl_s: int, now: float | None = None) -> int:
-    """Delete files older than `ttl_s` (and crash leftovers `.*` older than an hour)."""
-    now = time.time() if now is None else now
-    removed = 0
-    for folder in folders:
-        if not folder.is_dir():
-            continue
-        for path in folder.iterdir():
-            limit = min(ttl_s, TEMP_GRACE_S) if path.name.startswith(".") else ttl_s
-            try:
-                if path.is_file() and now - path.stat().st_mtime > limit:
-                    path.unlink()
-                    removed += 1
-            except FileNotFoundError:
-                continue
-    return removed

@@ -2,26 +2,21 @@
 
 One code path for catalogue images and query uploads, so both are seen the same way:
 allow-listed decode -> EXIF orientation -> RGB on white -> long side 200 -> centred
-white padding to 224x224. The Keras `vgg16.preprocess_input` step runs in `worker.extract`
-(it needs Keras); this module is Pillow + numpy only, and the web process uses it to
-validate uploads at the door.
+white padding to 224x224. The Keras `vgg16.preprocess_input` step runs in `worker.pipeline.extract`
+(it needs Keras); this module is Pillow + numpy only (the decode itself is `worker.core.images`).
 """
 
 from __future__ import annotations
 
-import io
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
-ACCEPTED_FORMATS = ("JPEG", "PNG")
+from worker.core.images import load_image
+
 LONG_SIDE = 200
 CANVAS = 224
-MIN_SIDE = 16
-MAX_ASPECT = 20.0
 TRIM_THRESHOLD = 40  # a pixel darker than 255 - this (in grey) is ink
 TRIM_MIN_INK = 0.01  # a row/column with at least this fraction of ink belongs to the drawing
 TRIM_PROBE = 256  # px: the box is found on a copy at most this large
@@ -32,90 +27,6 @@ def preprocess_params(trim: bool) -> dict:
     """What the manifest records about preprocessing."""
     return {"long_side": LONG_SIDE, "canvas": CANVAS, "pad": "white", "resample": "bicubic",
             "keras_mode": "vgg16.preprocess_input", "trim": trim}
-
-
-class ImageRejected(ValueError):
-    """An image we will not process; `reason` is a short code, the message is for people."""
-
-    def __init__(self, reason: str, message: str):
-        super().__init__(message)
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    format: str
-    width: int
-    height: int
-    mode: str
-
-
-MAGIC = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG"}
-
-
-def _unidentified(source: bytes | str | Path) -> ImageRejected:
-    """Why Pillow could not identify `source`: a damaged JPEG/PNG, or another format."""
-    head = bytes(source[:8]) if isinstance(source, bytes | bytearray) else Path(source).open(
-        "rb").read(8)
-    for magic, name in MAGIC.items():
-        if head.startswith(magic):
-            return ImageRejected("corrupt", f"the file starts like a {name} but is damaged")
-    return ImageRejected("unsupported_format",
-                         "not a JPEG or PNG image (only JPEG and PNG are accepted)")
-
-
-def _open(source: bytes | str | Path) -> Image.Image:
-    fp = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
-    try:
-        return Image.open(fp, formats=ACCEPTED_FORMATS)
-    except UnidentifiedImageError:
-        raise _unidentified(source) from None
-    except Image.DecompressionBombError as exc:
-        raise ImageRejected("too_many_pixels", f"image has too many pixels: {exc}") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageRejected("corrupt", f"image could not be read: {exc}") from None
-
-
-def _check_geometry(img: Image.Image, max_pixels: int) -> None:
-    w, h = img.size
-    if w * h > max_pixels:
-        raise ImageRejected(
-            "too_many_pixels", f"image is {w}x{h} = {w * h} pixels; the limit is {max_pixels}"
-        )
-    if min(w, h) < MIN_SIDE:
-        raise ImageRejected("too_small", f"image is {w}x{h}; each side must be >= {MIN_SIDE}px")
-    if max(w, h) / min(w, h) > MAX_ASPECT:
-        raise ImageRejected(
-            "bad_aspect", f"image is {w}x{h}; the long side may be at most {MAX_ASPECT:g}x the short"
-        )
-    if getattr(img, "n_frames", 1) > 1:
-        raise ImageRejected(
-            "animated", "animated images are not accepted; upload a single still frame"
-        )
-
-
-def load_image(source: bytes | str | Path, max_pixels: int = 40_000_000) -> Image.Image:
-    """Decode `source` (bytes or a path) fully, with all limits checked before pixels are read.
-
-    Raises ImageRejected with a person-readable message for anything we will not process.
-    """
-    img = _open(source)
-    _check_geometry(img, max_pixels)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img.load()
-    except Image.DecompressionBombWarning as exc:
-        raise ImageRejected("too_many_pixels", f"image has too many pixels: {exc}") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageRejected("corrupt", f"image is truncated or corrupt: {exc}") from None
-    return img
-
-
-def inspect_image(data: bytes, max_pixels: int) -> ImageInfo:
-    """Validate an upload the way the worker will read it; return what it is."""
-    img = load_image(data, max_pixels)
-    return ImageInfo(img.format or "", img.width, img.height, img.mode)
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -180,7 +91,7 @@ def to_canvas(img: Image.Image, trim: bool = False) -> np.ndarray:
     return np.asarray(canvas, dtype=np.uint8)
 
 
-def prepare(source: bytes | str | Path, max_pixels: int = 40_000_000,
+def make_canvas(source: bytes | str | Path, max_pixels: int = 40_000_000,
             trim: bool = False) -> np.ndarray:
     """Decode and place one image: bytes or path -> (224, 224, 3) uint8 RGB canvas."""
     return to_canvas(to_rgb(load_image(source, max_pixels)), trim)

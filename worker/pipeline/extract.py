@@ -1,6 +1,6 @@
 """Stage 2: (n, 224, 224, 3) uint8 canvases -> (n, dim) float32 descriptors, rows L2-normalised.
 
-With `worker.descriptors`, the only modules that import TensorFlow. One `FeatureExtractor`
+With `worker.pipeline.descriptors`, the only modules that import TensorFlow. One `FeatureExtractor`
 per process.
 """
 
@@ -11,15 +11,15 @@ import os
 
 import numpy as np
 
-from worker.settings import PRECISION_CHOICES, InvalidSetting
-from worker.weights import WeightsChoice, fingerprint, load_bsds500_into, resolve_weights
-from worker.whitening import l2_normalise
+from worker.core.settings import PRECISION_CHOICES, InvalidSetting
+from worker.core.whitening import l2_normalise
+from worker.pipeline.weights import WeightsChoice, fingerprint, load_bsds500_into, resolve_weights
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from worker.descriptors import DESCRIPTORS, Descriptor  # noqa: E402
+from worker.pipeline.descriptors import DESCRIPTORS, Descriptor  # noqa: E402
 
 log = logging.getLogger(__name__)
 

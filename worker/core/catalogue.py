@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from worker.storage import write_aside
+from worker.core.storage import write_aside
 
 COLUMNS = ("name", "front", "back")
 DESIGN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # names new designs may take
@@ -55,7 +55,7 @@ def load_catalogue(database_dir: Path, csv_path: Path | None = None) -> Catalogu
     csv_path = csv_path or root / "pairs.csv"
     if not csv_path.is_file():
         raise CatalogueError(
-            f"no catalogue at {csv_path}; run `python -m worker.sample` for a sample one"
+            f"no catalogue at {csv_path}; run `python -m worker.cli.sample` for a sample one"
         )
     try:
         frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
@@ -86,11 +86,3 @@ def write_catalogue_csv(database_dir: Path, names: list[str], fronts: list[str],
     writer.writerow(COLUMNS)
     writer.writerows(zip(names, fronts, backs, strict=True))
     return write_aside(Path(database_dir), "pairs.csv", text.getvalue().encode())
-
-
-if __name__ == "__main__":  # `python -m worker.catalogue add|remove|import`
-    import sys
-
-    from worker.catalogue_admin import main
-
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Offline indexing: `python -m worker.index` builds features/{front,back}.npy + manifest.json.
+"""Offline indexing: `python -m worker.cli.index` builds features/{front,back}.npy + manifest.json.
 
 Images are decoded in a thread pool while the model runs on the previous batch. If any
 image is unreadable, every failure is listed and the run exits non-zero without touching
@@ -7,9 +7,7 @@ the existing banks.
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,13 +17,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from worker.bank import write_bank
-from worker.catalogue import Catalogue, CatalogueError, load_catalogue
-from worker.preprocess import ImageRejected, load_image, preprocess_params, to_canvas, to_rgb
-from worker.settings import InvalidSetting, Settings
-from worker.thumbnails import write_thumbnail
-from worker.weights import WeightsUnavailable
-from worker.whitening import SHRINK, Whitening, learn_whitening
+from worker.core.bank import write_bank
+from worker.core.catalogue import Catalogue, load_catalogue
+from worker.core.images import ImageRejected, load_image
+from worker.core.settings import Settings
+from worker.core.whitening import SHRINK, Whitening, learn_whitening
+from worker.pipeline.preprocess import preprocess_params, to_canvas, to_rgb
+from worker.pipeline.thumbnails import write_thumbnail
 
 log = logging.getLogger(__name__)
 
@@ -131,28 +129,3 @@ def build_index(settings: Settings, extractor, batch_size: int = 16,
     }
     write_bank(settings.features_dir, front, back, manifest, whitening)
     return manifest
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Build the feature banks of the catalogue.")
-    parser.add_argument("--batch-size", type=int, default=16)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from worker.extract import FeatureExtractor
-
-    try:
-        settings = Settings.from_env()
-        extractor = FeatureExtractor(settings.vgg16_weights, settings.descriptor,
-                                     settings.precision)
-        manifest = build_index(settings, extractor, args.batch_size)
-    except (CatalogueError, UnreadableImages, InvalidSetting, WeightsUnavailable) as exc:
-        print(f"index: {exc}\nindex: the existing banks were left untouched.", file=sys.stderr)
-        return 1
-    print(f"indexed {manifest['n_pairs']} pairs ({manifest['descriptor']}, dim {manifest['dim']},"
-          f" weights {manifest['weights']['id']}) in {manifest['build_seconds']} s"
-          f" -> {settings.features_dir}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""`python -m worker.search FRONT [BACK] [-k 20] [--front-weight 0.5] [--sides-unknown] [--json]`
+"""`python -m worker.cli.submit FRONT [BACK] [-k 20] [--front-weight 0.5] [--sides-unknown] [--json]`
 
 A command-line search for scripts. It goes through the same queue as the web: the images
 are validated and stored in UPLOAD_DIR the same way, the job is enqueued by name, and the
@@ -13,14 +13,22 @@ import sys
 import uuid
 from pathlib import Path
 
+from pydantic import ValidationError
 from redis import Redis
 from rq import Queue
 from rq.job import JobStatus
 
-from worker.preprocess import ImageRejected, inspect_image
-from worker.queueing import ENDED, enqueue_search, upload_name, wait_until_done
-from worker.settings import InvalidSetting, Settings
-from worker.storage import FileStorage, Storage, open_storage
+from worker.core.contract import (
+    DEFAULT_FRONT_WEIGHT,
+    DEFAULT_K,
+    SearchOptions,
+    SearchRequest,
+    problems,
+)
+from worker.core.images import ImageRejected, inspect_image
+from worker.core.queueing import ENDED, enqueue_search, upload_name, wait_until_done
+from worker.core.settings import InvalidSetting, Settings
+from worker.core.storage import Storage, open_storage
 
 
 def _store(storage: Storage, settings: Settings, search_id: str, side: str, path: Path) -> str:
@@ -32,14 +40,13 @@ def _store(storage: Storage, settings: Settings, search_id: str, side: str, path
 
 
 def run_search(settings: Settings, storage: Storage, connection: Redis, front: Path | None,
-               back: Path | None, k: int, front_weight: float, sides_unknown: bool,
-               timeout: float) -> dict:
+               back: Path | None, options: SearchOptions, timeout: float) -> dict:
     """Enqueue one search and wait for it; returns the job's result. Raises on failure."""
     search_id = uuid.uuid4().hex
     names = {side: _store(storage, settings, search_id, side, path)
              for side, path in (("front", front), ("back", back)) if path is not None}
-    job = enqueue_search(Queue(settings.queue_name, connection=connection), settings, search_id,
-                         names, k, front_weight, sides_unknown)
+    job = enqueue_search(Queue(settings.queue_name, connection=connection), settings,
+                         SearchRequest(search_id=search_id, **names, **options.model_dump()))
     status = wait_until_done(connection, job, timeout)
     if status == JobStatus.FINISHED:
         return {"id": search_id, **job.return_value()}
@@ -51,42 +58,47 @@ def run_search(settings: Settings, storage: Storage, connection: Redis, front: P
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m worker.search",
+    parser = argparse.ArgumentParser(prog="python -m worker.cli.submit",
                                      description="Search the catalogue for a design.")
     parser.add_argument("front", type=Path, help="front drawing (or '-' for none)")
     parser.add_argument("back", type=Path, nargs="?", help="back drawing")
-    parser.add_argument("-k", type=int, default=20)
-    parser.add_argument("--front-weight", type=float, default=0.5)
+    parser.add_argument("-k", default=DEFAULT_K)
+    parser.add_argument("--front-weight", default=DEFAULT_FRONT_WEIGHT)
     parser.add_argument("--sides-unknown", action="store_true")
     parser.add_argument("--timeout", type=float, default=120)
     parser.add_argument("--json", action="store_true", help="print the whole result as JSON")
     args = parser.parse_args(argv)
     front = None if str(args.front) == "-" else args.front
-    if not 1 <= args.k <= 100 or not 0 <= args.front_weight <= 1:
-        parser.error("k must be 1..100 and --front-weight 0..1")
+    try:
+        options = SearchOptions(k=args.k, front_weight=args.front_weight,
+                                sides_unknown=args.sides_unknown)
+    except ValidationError as exc:
+        parser.error("; ".join(message for _, message in problems(exc)))
     try:
         settings = Settings.from_env()
     except InvalidSetting as exc:
-        print(f"search: {exc}", file=sys.stderr)
+        print(f"submit: {exc}", file=sys.stderr)
         return 2
     connection = Redis.from_url(settings.redis_url)
     storage = open_storage(settings, connection)
     try:
-        result = run_search(settings, storage, connection, front, args.back, args.k,
-                            args.front_weight, args.sides_unknown, args.timeout)
+        result = run_search(settings, storage, connection, front, args.back, options,
+                            args.timeout)
     except (ImageRejected, OSError, RuntimeError, TimeoutError) as exc:
-        print(f"search: {exc}", file=sys.stderr)
+        print(f"submit: {exc}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
     for hit in result["results"]:
         print(f"{hit['rank']:>3}  {hit['score']:.4f}  {hit['name']}")
-    if settings.storage == "redis":  # the grid lives in Redis: keep a copy in OUTPUT_DIR
-        data = storage.read_result(result["image"])
-        if data is None:
-            print("search: the grid has already expired", file=sys.stderr)
-            return 1
-        FileStorage(settings.upload_dir, settings.output_dir).put_result(result["image"], data)
-    print(f"grid: {settings.output_dir / result['image']}")
+    grid = storage.export_result(result["image"], settings.output_dir)
+    if grid is None:
+        print("submit: the grid has already expired", file=sys.stderr)
+        return 1
+    print(f"grid: {grid}")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

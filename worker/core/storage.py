@@ -11,17 +11,22 @@ TensorFlow-free: the web imports it.
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Protocol
 
 from redis import Redis
 
-from worker.settings import Settings
+from worker.core.settings import Settings
 
 KEY_PREFIX = "pairsearch:blob:"
+TEMP_GRACE_S = 3600  # aside-written files older than this are leftovers of a crash
+log = logging.getLogger(__name__)
 
 
 class UploadGone(LookupError):
@@ -32,6 +37,15 @@ class UploadGone(LookupError):
 
 
 class Storage(Protocol):
+    """Uploads and result grids, and their lifecycle: `setup` once at start, `sweep` now and
+    then (what outlived RESULT_TTL), `check` for /readyz."""
+
+    def setup(self) -> None: ...
+
+    def sweep(self, ttl_s: int) -> int: ...
+
+    def check(self) -> tuple[bool, str]: ...
+
     def put_upload(self, name: str, data: bytes) -> None: ...
 
     def read_upload(self, name: str) -> bytes: ...
@@ -44,7 +58,7 @@ class Storage(Protocol):
 
     def has_result(self, name: str) -> bool: ...
 
-    def check(self) -> tuple[bool, str]: ...
+    def export_result(self, name: str, folder: Path) -> Path | None: ...
 
 
 def write_aside(folder: Path, name: str, data: bytes) -> Path:
@@ -61,8 +75,35 @@ def write_aside(folder: Path, name: str, data: bytes) -> Path:
 
 
 class FileStorage:
+    """UPLOAD_DIR and OUTPUT_DIR, shared by the web and the workers."""
+
     def __init__(self, upload_dir: Path, output_dir: Path):
         self.upload_dir, self.output_dir = Path(upload_dir), Path(output_dir)
+
+    def setup(self) -> None:
+        """Both folders exist; one that cannot be made is logged (searches then fail saying so)."""
+        for folder in (self.upload_dir, self.output_dir):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                log.error("cannot create %s: %s", folder, exc)
+
+    def sweep(self, ttl_s: int, now: float | None = None) -> int:
+        """Delete files older than `ttl_s` (and crash leftovers `.*` older than an hour)."""
+        now = time.time() if now is None else now
+        removed = 0
+        for folder in (self.upload_dir, self.output_dir):
+            if not folder.is_dir():
+                continue
+            for path in folder.iterdir():
+                limit = min(ttl_s, TEMP_GRACE_S) if path.name.startswith(".") else ttl_s
+                try:
+                    if path.is_file() and now - path.stat().st_mtime > limit:
+                        path.unlink()
+                        removed += 1
+                except FileNotFoundError:
+                    continue
+        return removed
 
     def put_upload(self, name: str, data: bytes) -> None:
         write_aside(self.upload_dir, name, data)
@@ -89,6 +130,16 @@ class FileStorage:
     def has_result(self, name: str) -> bool:
         return (self.output_dir / name).is_file()
 
+    def export_result(self, name: str, folder: Path) -> Path | None:
+        """The grid as a file in `folder` (copied unless it is OUTPUT_DIR); None if gone."""
+        source = self.output_dir / name
+        if not source.is_file():
+            return None
+        if Path(folder).resolve() == self.output_dir.resolve():
+            return source
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        return Path(shutil.copyfile(source, Path(folder) / name))
+
     def check(self) -> tuple[bool, str]:
         """Can results be written? (a probe file in OUTPUT_DIR, removed at once)"""
         try:
@@ -100,8 +151,17 @@ class FileStorage:
 
 
 class RedisStorage:
+    """Bytes in Redis beside the job, expiring with it (RESULT_TTL)."""
+
     def __init__(self, connection: Redis, ttl: int):
         self.connection, self.ttl = connection, ttl
+
+    def setup(self) -> None:
+        """Nothing to make: keys are created on write."""
+
+    def sweep(self, ttl_s: int) -> int:
+        """Nothing to delete: every key expires by itself."""
+        return 0
 
     @staticmethod
     def _key(kind: str, name: str) -> str:
@@ -129,6 +189,11 @@ class RedisStorage:
     def has_result(self, name: str) -> bool:
         return bool(self.connection.exists(self._key("result", name)))
 
+    def export_result(self, name: str, folder: Path) -> Path | None:
+        """The grid written to a file in `folder`; None if it expired."""
+        data = self.read_result(name)
+        return None if data is None else write_aside(Path(folder), name, data)
+
     def check(self) -> tuple[bool, str]:
         try:
             self.connection.ping()
@@ -137,10 +202,13 @@ class RedisStorage:
         return True, "results are stored in Redis"
 
 
-def open_storage(settings: Settings, connection: Redis | None) -> FileStorage | RedisStorage:
-    """The storage `settings.storage` names (`redis` needs the connection)."""
-    if settings.storage == "redis":
-        if connection is None:
-            raise ValueError("STORAGE=redis needs a Redis connection")
-        return RedisStorage(connection, settings.result_ttl)
-    return FileStorage(settings.upload_dir, settings.output_dir)
+BACKENDS = {
+    "files": lambda settings, connection: FileStorage(settings.upload_dir, settings.output_dir),
+    "redis": lambda settings, connection: RedisStorage(
+        connection or Redis.from_url(settings.redis_url), settings.result_ttl),
+}  # STORAGE's choices: a new backend is a class above and a line here
+
+
+def open_storage(settings: Settings, connection: Redis | None = None) -> Storage:
+    """The storage STORAGE names (`redis` uses `connection`, or one to REDIS_URL)."""
+    return BACKENDS[settings.storage](settings, connection)

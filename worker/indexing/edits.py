@@ -1,6 +1,6 @@
 """Adding and removing designs without re-indexing everything.
 
-`python -m worker.catalogue add NAME FRONT BACK | remove NAME | import DIR_OR_CSV`, and the
+`python -m worker.cli.catalogue add NAME FRONT BACK | remove NAME | import DIR_OR_CSV`, and the
 same as queue jobs for the web's `/api/designs`. New rows are extracted with the model and
 projected with the index's existing whitening (a full `make index` re-learns it); removed
 rows are dropped. pairs.csv is swapped in first and the banks + manifest after it (manifest
@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from worker.bank import FeatureBank, check_catalogue_matches, check_model_matches, load_bank, write_bank
-from worker.catalogue import DESIGN_NAME, Catalogue, load_catalogue, write_catalogue_csv
-from worker.preprocess import load_image, to_canvas, to_rgb
-from worker.queueing import EXTENSION
-from worker.settings import InvalidSetting, Settings
-from worker.thumbnails import write_thumbnail
+from worker.core.bank import FeatureBank, check_catalogue_matches, check_model_matches, load_bank, write_bank
+from worker.core.catalogue import DESIGN_NAME, Catalogue, load_catalogue, write_catalogue_csv
+from worker.core.images import load_image
+from worker.core.queueing import EXTENSION
+from worker.core.settings import Settings
+from worker.pipeline.preprocess import to_canvas, to_rgb
+from worker.pipeline.thumbnails import write_thumbnail
 
 
 class CatalogueEditError(ValueError):
@@ -126,73 +127,3 @@ def read_import(source: Path) -> list[tuple[str, Path, Path]]:
     batch = load_catalogue(csv_path.parent, csv_path)
     return [(name, batch.image_path(front), batch.image_path(back))
             for name, front, back in zip(batch.names, batch.fronts, batch.backs, strict=True)]
-
-
-def add_design_job(name: str, front: str, back: str) -> dict:
-    """Queue job behind POST /api/designs: the uploads become catalogue design `name`."""
-    import tempfile
-
-    from worker.engine import current
-    from worker.jobs import job_storage
-    from worker.queueing import check_upload_name
-
-    engine = current()
-    storage = job_storage(engine)
-    with tempfile.TemporaryDirectory(prefix="design-") as tmp:
-        paths = []
-        for upload in (front, back):  # the uploads, wherever STORAGE keeps them
-            paths.append(Path(tmp) / check_upload_name(upload))
-            paths[-1].write_bytes(storage.read_upload(upload))
-        manifest = add_designs(engine.settings, engine.extractor, [(name, *paths)])
-    engine.refresh()
-    return {"name": name, "n_pairs": manifest["n_pairs"]}
-
-
-def remove_design_job(name: str) -> dict:
-    """Queue job behind DELETE /api/designs/<name>."""
-    from worker.engine import current
-
-    engine = current()
-    manifest = remove_design(engine.settings, name)
-    engine.refresh()
-    return {"name": name, "n_pairs": manifest["n_pairs"]}
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import sys
-
-    from worker.bank import BankError
-    from worker.catalogue import CatalogueError
-    from worker.preprocess import ImageRejected
-
-    parser = argparse.ArgumentParser(prog="python -m worker.catalogue",
-                                     description="Add or remove catalogue designs.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    add = commands.add_parser("add", help="add one design")
-    add.add_argument("name")
-    add.add_argument("front", type=Path)
-    add.add_argument("back", type=Path)
-    remove = commands.add_parser("remove", help="remove one design")
-    remove.add_argument("name")
-    batch = commands.add_parser("import", help="add every design of a folder or CSV")
-    batch.add_argument("source", type=Path, help="folder with pairs.csv, or a name,front,back CSV")
-    args = parser.parse_args(argv)
-    try:
-        settings = Settings.from_env()
-        if args.command == "remove":
-            manifest = remove_design(settings, args.name)
-        else:
-            from worker.extract import FeatureExtractor
-
-            designs = ([(args.name, args.front, args.back)] if args.command == "add"
-                       else read_import(args.source))
-            extractor = FeatureExtractor(settings.vgg16_weights, settings.descriptor,
-                                         settings.precision)
-            manifest = add_designs(settings, extractor, designs)
-    except (CatalogueEditError, CatalogueError, BankError, ImageRejected, InvalidSetting,
-            OSError) as exc:
-        print(f"catalogue: {exc}", file=sys.stderr)
-        return 1
-    print(f"catalogue now has {manifest['n_pairs']} designs")
-    return 0

@@ -14,11 +14,11 @@ from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
 from rq.job import Job
 
-from worker.engine import Engine, install
-from worker.housekeeping import fail_orphaned_searches, sweep_expired_files, worker_name
-from worker.jobs import flush_stage_reports
-from worker.queueing import announce_done
-from worker.settings import Settings
+from worker.core.queueing import announce_done
+from worker.core.settings import Settings
+from worker.service.engine import Engine, install
+from worker.service.housekeeping import fail_orphaned_searches, worker_name
+from worker.service.reports import REPORTS
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 def record_error(job: Job, exc_type, exc_value, traceback) -> bool:
     """RQ exception handler: keep a person-readable message beside RQ's traceback (after
     the job's last stage report, so that one cannot land later and erase it)."""
-    flush_stage_reports()
+    REPORTS.flush()
     job.meta["error"] = str(exc_value) or exc_type.__name__
     job.meta["error_type"] = exc_type.__name__
     job.save_meta()
@@ -61,13 +61,9 @@ class SearchWorker(SimpleWorker):
     def run_maintenance_tasks(self):
         """RQ's registry clean-up, plus: fail searches of dead workers, delete expired files."""
         super().run_maintenance_tasks()
-        settings = self.engine.settings
         for queue in self.queues:
-            fail_orphaned_searches(queue, settings.result_ttl)
-        if settings.storage != "files":
-            return  # STORAGE=redis: uploads and grids expire with their keys
-        removed = sweep_expired_files([settings.upload_dir, settings.output_dir],
-                                      settings.result_ttl)
+            fail_orphaned_searches(queue, self.engine.settings.result_ttl)
+        removed = self.engine.storage.sweep(self.engine.settings.result_ttl)
         if removed:
             log.info("deleted %d expired upload/result files", removed)
 
@@ -76,11 +72,7 @@ def start_engine(settings: Settings, extractor=None) -> Engine:
     """Load model + index (BLAS limited to one thread), warm the model, make it this
     process's engine."""
     engine = Engine(settings, extractor)
-    for folder in (settings.upload_dir, settings.output_dir) if settings.storage == "files" else ():
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:  # searches will fail with a clear message; say so now too
-            log.error("cannot create %s: %s", folder, exc)
+    engine.storage.setup()
     engine.extractor.warm_up()
     start = time.perf_counter()
     held = engine.preload_thumbnails()

@@ -69,3 +69,14 @@ def start_redis(port: int, data_dir: Path, timeout: float = 10.0) -> subprocess.
             time.sleep(0.05)
     proc.kill()
     raise RedisServerError(f"redis-server did not answer on port {port} within {timeout} s")
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    """SIGTERM (a warm shutdown), then SIGKILL if it is still there after `timeout` s."""
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

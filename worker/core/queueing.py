@@ -1,6 +1,6 @@
 """How a search is put on the queue: upload names and the job, shared by web and CLI.
 
-TensorFlow-free: the web imports it. The job itself runs in `worker.jobs`.
+TensorFlow-free: the web imports it. The job itself runs in `worker.service.jobs`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,13 @@ from rq import Queue
 from rq.exceptions import InvalidJobOperation
 from rq.job import Job, JobStatus
 
-from worker.settings import Settings
+from worker.core.contract import SearchRequest
+from worker.core.settings import Settings
 
-JOB_FUNC = "worker.jobs.search_pair"  # enqueued by name: the web never imports the model
+# jobs are enqueued by name: the web never imports the worker's code
+JOB_FUNC = "worker.service.jobs.search_pair"
+ADD_DESIGN_FUNC = "worker.service.edits.add_design"
+REMOVE_DESIGN_FUNC = "worker.service.edits.remove_design_by_name"
 EXTENSION = {"JPEG": "jpg", "PNG": "png"}
 UPLOAD_NAME = re.compile(r"^[0-9a-f]{32}-(front|back)\.(jpg|png)$")
 
@@ -69,12 +73,10 @@ def upload_name(search_id: str, side: str, image_format: str) -> str:
     return f"{search_id}-{side}.{EXTENSION[image_format]}"
 
 
-def enqueue_search(queue: Queue, settings: Settings, search_id: str, uploads: dict[str, str],
-                   k: int, front_weight: float, sides_unknown: bool) -> Job:
-    """Enqueue `worker.jobs.search_pair` under `search_id` (`uploads`: side -> upload name)."""
+def enqueue_search(queue: Queue, settings: Settings, request: SearchRequest) -> Job:
+    """Enqueue `worker.service.jobs.search_pair` under the request's search id."""
     return queue.enqueue(
-        JOB_FUNC, kwargs={"search_id": search_id, **uploads, "k": k,
-                          "front_weight": front_weight, "sides_unknown": sides_unknown},
-        job_id=search_id, job_timeout=settings.job_timeout, result_ttl=settings.result_ttl,
+        JOB_FUNC, kwargs=request.job_kwargs(), job_id=request.search_id,
+        job_timeout=settings.job_timeout, result_ttl=settings.result_ttl,
         failure_ttl=settings.result_ttl, ttl=settings.result_ttl, meta={"stage": "queued"},
         description="paired design search")

@@ -6,7 +6,7 @@ also gets a `CoarseIndex`: the rows [front | back] quantized to int8 (512 bytes 
 256 dims) in a faiss flat inner-product index. A query's weighted vector
 [w * q_front, (1 - w) * q_back] against it approximates the exact pair score; its best
 C = max(10 * k, 200) rows (and, with sides unknown, the best C for the crossed vector
-[w * q_back, (1 - w) * q_front]) are then re-scored exactly by `worker.search` on the float32
+[w * q_back, (1 - w) * q_front]) are then re-scored exactly by `worker.pipeline.ranking` on the float32
 banks, so scores, ranks and `swapped` are brute force's whenever the true top k are among the
 candidates.
 
@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from worker.bank import FeatureBank
-from worker.search import side_weights
+from worker.core.bank import FeatureBank
+from worker.pipeline.ranking import side_weights
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class CoarseIndex:
 
 @dataclass(frozen=True)
 class IndexedBank(FeatureBank):
-    """A FeatureBank that also carries its coarse index; `worker.search.top_k` uses it."""
+    """A FeatureBank that also carries its coarse index; `worker.pipeline.ranking.top_k` uses it."""
 
     coarse: CoarseIndex | None = None
 

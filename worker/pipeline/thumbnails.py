@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from worker.catalogue import Catalogue
-from worker.preprocess import load_image, to_rgb
-from worker.render import THUMB
-from worker.storage import write_aside
+from worker.core.catalogue import Catalogue
+from worker.core.images import load_image
+from worker.core.storage import write_aside
+from worker.pipeline.preprocess import to_rgb
+from worker.pipeline.render import THUMB
 
 THUMB_DIR = "thumbs"
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Generate a deterministic sample catalogue of synthetic garment designs.
 
-`python -m worker.sample [--pairs 200] [--seed 7] [--out database/]` writes
+`python -m worker.cli.sample [--pairs 200] [--seed 7] [--out database/]` writes
 `images/*.png` and `pairs.csv` (name,front,back). Each design is a T-shirt, dress,
 jacket or trousers silhouette with a colour from a deliberately narrow palette and a
 pattern (plain, stripes, dots, checks, print); the front carries details and a small logo
@@ -11,14 +11,13 @@ Tests use the same generator for their data.
 
 from __future__ import annotations
 
-import argparse
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from worker.catalogue import write_catalogue_csv
+from worker.core.catalogue import write_catalogue_csv
 
 SIZE = 320
 GARMENTS = ("tshirt", "dress", "jacket", "trousers")
@@ -233,20 +232,3 @@ def write_catalogue(out_dir: Path, n_pairs: int = 200, seed: int = 7) -> Path:
         rows.append((d.name, front, back))
     names, fronts, backs = (list(col) for col in zip(*rows, strict=True))
     return write_catalogue_csv(out_dir, names, fronts, backs)
-
-
-def main(argv: list[str] | None = None) -> None:
-    from worker.settings import Settings
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=200)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--out", type=Path, default=None, help="default: DATABASE_DIR")
-    args = parser.parse_args(argv)
-    out = args.out or Settings.from_env().database_dir
-    path = write_catalogue(out, args.pairs, args.seed)
-    print(f"wrote {args.pairs} sample designs to {path}")
-
-
-if __name__ == "__main__":
-    main()

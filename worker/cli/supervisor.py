@@ -1,4 +1,4 @@
-"""`python -m worker.supervisor`: what `make run` starts.
+"""`python -m worker.cli.supervisor`: what `make run` starts.
 
 Redis (a local redis-server when REDIS_URL is unset), one search worker (restarted if it
 dies), and the web app under gunicorn on http://127.0.0.1:5000. Ctrl-C stops them all.
@@ -13,21 +13,10 @@ import subprocess
 import sys
 import time
 
-from worker.redis_server import free_port, port_in_use, start_redis
-from worker.settings import REPO_ROOT, InvalidSetting, Settings
+from worker.core.settings import REPO_ROOT, InvalidSetting, Settings
+from worker.dev.processes import free_port, port_in_use, start_redis, stop_process
 
 RESTART_DELAY = 2.0
-
-
-def stop_process(proc: subprocess.Popen, timeout: float = 20.0) -> None:
-    """SIGTERM (a warm shutdown), then SIGKILL if it is still there after `timeout` s."""
-    if proc.poll() is None:
-        proc.terminate()
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen:

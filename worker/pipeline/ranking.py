@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from worker.bank import FeatureBank
+from worker.core.bank import FeatureBank
+from worker.core.catalogue import Catalogue
+from worker.core.contract import Hit, rounded
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,13 @@ class SearchHit:
     front_score: float | None  # None when the query had no front
     back_score: float | None  # None when the query had no back
     swapped: bool = False  # the query's front matched the design's back (sides unknown)
+
+    def to_hit(self, catalogue: Catalogue) -> Hit:
+        """The hit as the result reports it, named from the catalogue row."""
+        i = self.index
+        return Hit(rank=self.rank, name=catalogue.names[i], score=rounded(self.score),
+                   front_score=rounded(self.front_score), back_score=rounded(self.back_score),
+                   swapped=self.swapped, front=catalogue.fronts[i], back=catalogue.backs[i])
 
 
 @dataclass(frozen=True)
@@ -36,7 +45,7 @@ class Scores:
 
 def side_weights(has_first: bool, has_second: bool, w: float) -> tuple[float, float]:
     """How two score arrays, either of which may be missing, are weighted: both -> (w, 1 - w),
-    only one -> 1 for it. (The coarse index in `worker.ann` weights its query the same way.)"""
+    only one -> 1 for it. (The coarse index in `worker.pipeline.ann` weights its query the same way.)"""
     if has_first and has_second:
         return w, 1.0 - w
     return (1.0, 0.0) if has_first else (0.0, 1.0)
@@ -81,7 +90,7 @@ def top_k(bank: FeatureBank, q_front: np.ndarray | None, q_back: np.ndarray | No
           front_weight: float, sides_unknown: bool = False) -> list[SearchHit]:
     """The k best pairs, best first (ties broken by catalogue order).
 
-    A bank with a coarse index (`worker.ann`, large catalogues) scores exactly only the rows
+    A bank with a coarse index (`worker.pipeline.ann`, large catalogues) scores exactly only the rows
     that index proposes; otherwise every row.
     """
     _check_query(q_front, q_back)
@@ -104,11 +113,3 @@ def top_k(bank: FeatureBank, q_front: np.ndarray | None, q_back: np.ndarray | No
 
     return [SearchHit(rank, row(i), float(s.total[i]), side(s.front, i), side(s.back, i),
                       bool(s.swapped[i])) for rank, i in enumerate(order, start=1)]
-
-
-if __name__ == "__main__":  # `python -m worker.search`: the command-line search
-    import sys
-
-    from worker.cli import main
-
-    sys.exit(main())

@@ -1,0 +1,51 @@
+"""`python -m worker.cli.catalogue add NAME FRONT BACK | remove NAME | import DIR_OR_CSV`:
+edit the catalogue without re-indexing everything (worker.indexing.edits)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from worker.core.bank import BankError
+from worker.core.catalogue import CatalogueError
+from worker.core.images import ImageRejected
+from worker.core.settings import InvalidSetting, Settings
+from worker.indexing.edits import CatalogueEditError, add_designs, read_import, remove_design
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m worker.cli.catalogue",
+                                     description="Add or remove catalogue designs.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add = commands.add_parser("add", help="add one design")
+    add.add_argument("name")
+    add.add_argument("front", type=Path)
+    add.add_argument("back", type=Path)
+    remove = commands.add_parser("remove", help="remove one design")
+    remove.add_argument("name")
+    batch = commands.add_parser("import", help="add every design of a folder or CSV")
+    batch.add_argument("source", type=Path, help="folder with pairs.csv, or a name,front,back CSV")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        if args.command == "remove":
+            manifest = remove_design(settings, args.name)
+        else:
+            from worker.pipeline.extract import FeatureExtractor
+
+            designs = ([(args.name, args.front, args.back)] if args.command == "add"
+                       else read_import(args.source))
+            extractor = FeatureExtractor(settings.vgg16_weights, settings.descriptor,
+                                         settings.precision)
+            manifest = add_designs(settings, extractor, designs)
+    except (CatalogueEditError, CatalogueError, BankError, ImageRejected, InvalidSetting,
+            OSError) as exc:
+        print(f"catalogue: {exc}", file=sys.stderr)
+        return 1
+    print(f"catalogue now has {manifest['n_pairs']} designs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

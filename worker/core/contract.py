@@ -1,0 +1,123 @@
+"""The contract between the web and the worker: what a search asks and what it answers.
+
+`SearchOptions` is validated once, where a search enters (the web form, the CLI); a
+`SearchRequest` travels in the job as plain kwargs and is rebuilt by the worker with the same
+validation; the worker returns a `SearchResult` as a dict (RQ stores it), which the web reads
+back with the same model. The OpenAPI document is generated from these models.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SIDES = ("front", "back")
+RESUBMIT = "please submit the search again"
+ABANDONED = f"the worker stopped while running this search; {RESUBMIT}"
+K_MAX = 100
+DEFAULT_K = 20
+DEFAULT_FRONT_WEIGHT = 0.5
+
+Score = Annotated[float, Field(description="cosine-based score, higher is closer")]
+
+
+class SearchOptions(BaseModel):
+    """How to search: how many hits, how much the front counts, whether sides are known."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    k: int = Field(DEFAULT_K, description=f"hits to return, 1-{K_MAX}")
+    front_weight: float = Field(DEFAULT_FRONT_WEIGHT,
+                                description="weight of the front's score, 0-1 (back: 1 - this)")
+    sides_unknown: bool = Field(False, description="match each drawing against both sides of "
+                                "every design and keep the better assignment")
+
+    @field_validator("k", mode="before")
+    @classmethod
+    def _k(cls, value: object) -> int:
+        if isinstance(value, bool) or not isinstance(value, int | str) or \
+                (isinstance(value, str) and not value.strip().lstrip("+-").isdigit()):
+            raise ValueError(f"k must be a whole number, got {value!r}")
+        k = int(value)
+        if not 1 <= k <= K_MAX:
+            raise ValueError(f"k must be between 1 and {K_MAX}, got {k}")
+        return k
+
+    @field_validator("front_weight", mode="before")
+    @classmethod
+    def _front_weight(cls, value: object) -> float:
+        try:
+            weight = float(value)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ValueError(f"front_weight must be a number, got {value!r}") from None
+        if not 0.0 <= weight <= 1.0:  # also refuses nan
+            raise ValueError(f"front_weight must be between 0 and 1, got {value}")
+        return weight
+
+
+class SearchRequest(SearchOptions):
+    """One queued search: its id, the stored upload names of its sides, and its options."""
+
+    search_id: str
+    front: str | None = None
+    back: str | None = None
+
+    @model_validator(mode="after")
+    def _a_side(self) -> SearchRequest:
+        if self.front is None and self.back is None:
+            raise ValueError("a search needs a front image, a back image, or both")
+        return self
+
+    @property
+    def uploads(self) -> tuple[str | None, str | None]:
+        """(front, back) upload names; None for a side the query does not have."""
+        return self.front, self.back
+
+    def job_kwargs(self) -> dict:
+        """The request as the job's kwargs (plain values: RQ stores them)."""
+        return self.model_dump()
+
+
+class Hit(BaseModel):
+    """One catalogue design in a result, best first."""
+
+    rank: int = Field(ge=1, description="1 is the closest design")
+    name: str
+    score: Score
+    front_score: float | None = Field(description="null for a side the query did not have")
+    back_score: float | None = Field(description="null for a side the query did not have")
+    swapped: bool = Field(description="with sides=unknown: the query's front matched the "
+                          "design's back")
+    front: str = Field(description="catalogue path of the design's front")
+    back: str = Field(description="catalogue path of the design's back")
+
+
+class SearchResult(BaseModel):
+    """What a finished search returns (the job's return value)."""
+
+    results: list[Hit]
+    image: str = Field(description="file name of the rendered grid")
+    k: int
+    front_weight: float
+    sides_unknown: bool = False
+    timings: dict[str, float] = Field(default_factory=dict,
+                                      description="milliseconds per stage, and batch size")
+    descriptor: str | None = None
+    weights: str | None = Field(None, description="VGG16 weights id, e.g. `imagenet`")
+
+
+def problems(exc: ValidationError) -> list[tuple[str, str]]:
+    """(field, message for people) of each refusal in a validation error."""
+    out = []
+    for err in exc.errors():
+        field = ".".join(str(part) for part in err["loc"]) or "request"
+        cause = (err.get("ctx") or {}).get("error")
+        out.append((field, str(cause) if cause is not None else f"{field}: {err['msg']}"))
+    return out
+
+
+def rounded(value: float | None, digits: int = 6) -> float | None:
+    """A score as stored in results (None stays None, nan never occurs)."""
+    return None if value is None or math.isnan(value) else round(value, digits)

@@ -1,0 +1,83 @@
+"""The search job: preprocess -> extract -> search -> render, each stage reported in job.meta.
+
+The web enqueues `worker.service.jobs.search_pair` by name; only the worker imports this module.
+"""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+from redis.exceptions import RedisError
+from rq import get_current_job
+
+from worker.core.contract import SearchRequest, SearchResult, problems
+from worker.core.metrics import record_timings
+from worker.pipeline.grid import draw_grid
+from worker.pipeline.ranking import SearchHit, top_k
+from worker.service.batching import Extracted, QueueRef
+from worker.service.engine import Engine, current
+from worker.service.reports import REPORTS, StageClock
+
+STAGE_TIMINGS = ("queue_wait_ms", "preprocess_ms", "extract_ms", "search_ms", "render_ms",
+                 "total_ms")  # what /metrics sums (forward_ms, only where the pass ran, is in extract_ms)
+
+
+class SearchInputError(ValueError):
+    """A job argument the worker refuses (the message names the value)."""
+
+
+class ResultNotSaved(RuntimeError):
+    """The grid could not be stored (disk full, folder unwritable, Redis refused it)."""
+
+
+def search_pair(**kwargs) -> dict:
+    """Search the catalogue for the uploaded pair (or one side); store the grid `<id>.jpg`."""
+    try:
+        try:
+            request = SearchRequest.model_validate(kwargs)
+        except ValidationError as exc:
+            raise SearchInputError("; ".join(msg for _, msg in problems(exc))) from None
+        return run_search(current(), request).model_dump()
+    finally:  # every stage written before RQ records the outcome (and its error, in meta)
+        REPORTS.flush()
+
+
+def run_search(engine: Engine, request: SearchRequest) -> SearchResult:
+    job = get_current_job()
+    stage = StageClock()
+    found = engine.batcher.descriptors(engine.storage, request.search_id, request.uploads,
+                                       QueueRef.of(job), stage)
+    snapshot = engine.snapshot
+    with stage("search"):
+        q_front, q_back = (None if q is None else snapshot.bank.project(q[None])[0]
+                           for q in found.rows)
+        hits = top_k(snapshot.bank, q_front, q_back, request.k, request.front_weight,
+                     request.sides_unknown)
+    with stage("render"):
+        image = save_grid(engine, request.search_id, found, hits)
+    timings = stage.stop()
+    record_timings(getattr(job, "connection", None),
+                   {key: ms for key, ms in timings.items() if key in STAGE_TIMINGS})
+    return SearchResult(results=[hit.to_hit(snapshot.catalogue) for hit in hits], image=image,
+                        timings=timings | pass_timings(found), descriptor=engine.extractor.descriptor,
+                        weights=engine.extractor.weights_id,
+                        **request.model_dump(include={"k", "front_weight", "sides_unknown"}))
+
+
+def pass_timings(found: Extracted) -> dict[str, float]:
+    """The forward pass's size, and its time where this search ran it (it is in extract_ms)."""
+    return {"batch_images": found.batch_images} | \
+        ({"forward_ms": found.forward_ms} if found.own_pass else {})
+
+
+def save_grid(engine: Engine, search_id: str, found: Extracted, hits: list[SearchHit]) -> str:
+    """Draw and store the grid; its file name."""
+    image = f"{search_id}.jpg"
+    jpeg = draw_grid(engine.snapshot.catalogue, engine.settings.features_dir, engine.thumbnails,
+                     found.canvases, hits)
+    try:
+        engine.storage.put_result(image, jpeg)
+    except (OSError, RedisError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise ResultNotSaved(f"the result image could not be saved ({reason}); "
+                             "please try again later") from exc
+    return image
