@@ -109,7 +109,7 @@ def test_index_writes_a_small_thumbnail_per_image(features_dir, catalogue_dir):
 
     cat = load_catalogue(catalogue_dir)
     distinct = set(cat.fronts) | set(cat.backs)
-    assert len(list((features_dir / "thumbs").glob("*.jpg"))) == len(distinct)
+    assert len(list((features_dir / "thumbs" / "150px").glob("*.jpg"))) == len(distinct)
     with Image.open(thumbnail_path(features_dir, cat.fronts[0])) as thumb:
         assert thumb.format == "JPEG" and max(thumb.size) == 150
 

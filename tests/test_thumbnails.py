@@ -111,6 +111,19 @@ def test_a_missing_thumbnail_is_made_from_the_drawing_once_and_stored(tmp_path, 
     assert np.array_equal(load_thumbnail(features, cat, cat.fronts[0], ThumbnailCache(0)), first)
 
 
+def test_another_thumbnail_size_never_reads_thumbnails_made_for_the_old_one(tmp_path, monkeypatch):
+    write_catalogue(tmp_path / "db", 1, seed=3)
+    cat = load_catalogue(tmp_path / "db")
+    features, rel = tmp_path / "features", cat.fronts[0]
+    assert max(load_thumbnail(features, cat, rel, ThumbnailCache(PAIR_BYTES)).shape[:2]) == 150
+    old = thumbnail_path(features, rel)
+    monkeypatch.setattr("worker.pipeline.thumbnails.THUMB", 100)  # the grid's size changed
+    assert thumbnail_path(features, rel) != old
+    small = load_thumbnail(features, cat, rel, ThumbnailCache(PAIR_BYTES))
+    assert max(small.shape[:2]) == 100 and thumbnail_path(features, rel).is_file()
+    assert old.is_file()  # the old size's file is left for a worker that still draws it
+
+
 def test_a_thumbnail_that_cannot_be_stored_is_drawn_each_time_with_one_warning(
         tmp_path, monkeypatch, caplog):
     write_catalogue(tmp_path / "db", 2, seed=3)

@@ -44,8 +44,7 @@ def _prepared(catalogue: Catalogue, paths: list[str], max_pixels: int, trim: boo
     order; writes each image's grid thumbnail on the way when `thumbs_dir` is given.
 
     A batch is decoded on both cores and only then handed to the model, which also uses both
-    cores: decoding while the model runs made both slower (the index ran at ~82 % of the
-    model's own rate); taking turns costs only the decode time (~3 ms an image on 2 cores)."""
+    cores: the two take turns rather than compete for them (docs/performance.md)."""
     def load(rel: str):
         try:
             rgb = to_rgb(load_image(catalogue.image_path(rel), max_pixels))

@@ -1,7 +1,7 @@
 """Coarse-then-exact search for large banks (SEARCH_ANN_MIN_PAIRS).
 
-Brute force reads both float32 banks for every query (2 KB per pair at 256 dims), which is
-memory-bandwidth bound: ~150 ms for 1M pairs. A bank of at least SEARCH_ANN_MIN_PAIRS pairs
+Brute force reads both float32 banks for every query (2 KB per pair at 256 dims): memory
+bandwidth bounds it (docs/performance.md). A bank of at least SEARCH_ANN_MIN_PAIRS pairs
 also gets a `CoarseIndex`: the rows [front | back] quantized to int8 (512 bytes per pair at
 256 dims) in a faiss flat inner-product index. A query's weighted vector
 [w * q_front, (1 - w) * q_back] against it approximates the exact pair score; its best
@@ -53,9 +53,8 @@ def _faiss():
 
 def _threads(n: int):
     """faiss with min(n, CPUs) OpenMP threads for the calling thread. A flat index searches
-    one query vector per thread, and a second thread that has nothing to do still joins the
-    barrier: with the cores busy (other workers, TensorFlow) that cost ~10 ms a search
-    (docs/performance.md), so a one-vector search runs on one thread."""
+    one query vector per thread, and a second thread with nothing to do still waits at the
+    barrier for a busy core, so a one-vector search runs on one thread."""
     faiss = _faiss()
     faiss.omp_set_num_threads(min(n, _cpus()))
     return faiss

@@ -83,7 +83,7 @@ def _gem_one(maps: list[tf.Tensor]) -> tf.Tensor:
 B3, B4, B5, B5P = "block3_conv3", "block4_conv3", "block5_conv3", "block5_pool"
 DESCRIPTORS = {d.name: d for d in [
     Descriptor("flatten", (B5P,), flatten, False,
-               "block5_pool flattened (7*7*512 = 25088): the seed's descriptor"),
+               "block5_pool flattened (7*7*512 = 25088)"),
     Descriptor("gem", (B5,), _gem_one, False, "GeM (p=3) over block5_conv3: 512"),
     Descriptor("rmac", (B5,), rmac, False, "R-MAC (3 levels) over block5_conv3: 512"),
     Descriptor("gem45", (B4, B5), gem_multi, False, "GeM of block4_conv3 + block5_conv3: 1024"),

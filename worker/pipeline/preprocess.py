@@ -49,7 +49,7 @@ def _median3_below(grey: np.ndarray, threshold: int) -> np.ndarray:
     """(h, w) uint8 -> (h, w) bool: is the median of each pixel's 3x3 neighbourhood (edges
     repeated, as Pillow's MedianFilter(3) pads) below `threshold`? The median of 9 values is
     below it exactly when 5 or more of them are, so this counts instead of sorting: the same
-    answer as `np.asarray(img.filter(MedianFilter(3))) < threshold`, 6x faster."""
+    answer as `np.asarray(img.filter(MedianFilter(3))) < threshold` (tested)."""
     below = np.pad(grey < threshold, 1, mode="edge").astype(np.uint8)
     h, w = grey.shape
     count = sum(below[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3))

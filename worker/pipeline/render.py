@@ -1,7 +1,6 @@
 """Stage 4: render the query pair and its hits as one grid JPEG, drawn by matplotlib.
 
-A grid costs ~8 ms (`benchmarks/render_speed.py`) instead of the ~125 ms a fresh Figure with
-42 text artists takes:
+Drawn so that nothing is laid out twice (timings in docs/performance.md):
 - the page (cell frames, the query's blue frame) is a matplotlib Figure drawn once per grid
   size and kept as pixels;
 - labels are rasterised by matplotlib's own FreeType renderer (`matplotlib.ft2font`), one

@@ -1,6 +1,7 @@
-"""Catalogue thumbnails made at index time (or at first use, for banks from before them), so
-rendering a grid pastes 40 small images instead of decoding and shrinking 40 full drawings;
-the worker keeps them decoded in RAM (ThumbnailCache, THUMB_CACHE_MB)."""
+"""Catalogue thumbnails, made at index time (or at first use where missing), so a grid
+pastes 40 small images and never shrinks a full drawing; the worker keeps them decoded in
+RAM (ThumbnailCache, THUMB_CACHE_MB). Their path names their size: a grid of another
+thumbnail size never reads a thumbnail made for the old one."""
 
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ log = logging.getLogger(__name__)
 
 
 def thumbnail_path(features_dir: Path, relative: str) -> Path:
-    """Where the thumbnail of catalogue image `relative` lives (keyed by its path)."""
-    return Path(features_dir) / THUMB_DIR / f"{hashlib.sha1(relative.encode()).hexdigest()[:20]}.jpg"
+    """Where the THUMB-pixel thumbnail of catalogue image `relative` lives."""
+    name = f"{hashlib.sha1(relative.encode()).hexdigest()[:20]}.jpg"
+    return Path(features_dir) / THUMB_DIR / f"{THUMB}px" / name
 
 
 def shrink(rgb: Image.Image) -> Image.Image:
@@ -47,8 +49,7 @@ def write_thumbnail(features_dir: Path, relative: str, rgb: Image.Image) -> None
 class ThumbnailCache:
     """Decoded thumbnails kept in RAM, least recently used dropped past `budget_bytes`.
 
-    Decoding the 40 thumbnails of a grid costs ~7 ms, a third of the render stage; a pair
-    decoded is (150, 150, 3) x 2 = 135 KB, so THUMB_CACHE_MB=512 holds about 3,900 pairs.
+    A pair decoded is (150, 150, 3) x 2 = 135 KB, so THUMB_CACHE_MB=512 holds ~3,900 pairs.
     Entries are keyed by the file's path, inode, size and mtime: a thumbnail written again
     (aside, then renamed into place) is decoded afresh."""
 
@@ -105,8 +106,8 @@ class ThumbnailCache:
                 if key in self._pixels:
                     continue
                 pixels = _decode(path)
-            except OSError:  # none (banks from before thumbnails) or unreadable: made or
-                continue  # drawn when a grid needs it (load_thumbnail)
+            except OSError:  # missing or unreadable: made when a grid needs it
+                continue
             if self.nbytes + pixels.nbytes > self.budget_bytes:
                 break  # full: evicting what was just decoded would only waste the time
             self._pixels[key] = pixels
