@@ -6,7 +6,7 @@ DATABASE_DIR ?= database
 FEATURES_DIR ?= features
 export DATABASE_DIR FEATURES_DIR
 
-.PHONY: run test install catalogue index lint clean bench-quality fuzz browser
+.PHONY: run test test-fast install catalogue index lint clean bench-quality fuzz browser
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,8 +37,13 @@ browser:
 	  SUDO=$$(test "$$(id -u)" -eq 0 || echo sudo); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
+# Everything (what CI runs): real Redis, real workers, the real VGG16, the browser.
 test: $(VENV)/.installed browser
 	$(PY) -m pytest -q -ra
+
+# The fast tier while editing: no model, no worker processes (tests not marked slow).
+test-fast: $(VENV)/.installed
+	$(PY) -m pytest -q -ra -m "not slow"
 
 bench-quality: $(VENV)/.installed
 	$(PY) -m benchmarks.quality --front-weights 0,0.25,0.5,0.75,1

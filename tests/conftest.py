@@ -11,11 +11,10 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
+from tests.images import N_PAIRS
 from worker.core.settings import DEFAULT_DESCRIPTOR, Settings
 from worker.dev.processes import free_port, start_redis
 from worker.dev.sample import write_catalogue
-
-N_PAIRS = 24
 
 
 @pytest.fixture(scope="session")
@@ -79,23 +78,27 @@ def indexed_settings(settings, features_dir, tmp_path) -> Settings:
     return dataclasses.replace(settings, features_dir=private)
 
 
-@pytest.fixture
-def app(settings, redis):
+def _app(settings):
     from web import create_app
 
     return create_app({"SETTINGS": settings, "TESTING": True})
 
 
 @pytest.fixture
-def client(app):
-    return app.test_client()
+def app(settings, redis):
+    """The app from its factory, with no index."""
+    return _app(settings)
 
 
 @pytest.fixture
 def indexed_app(indexed_settings, redis):
-    from web import create_app
+    """The app from its factory, with a private copy of the session's banks."""
+    return _app(indexed_settings)
 
-    return create_app({"SETTINGS": indexed_settings, "TESTING": True})
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
 
 
 @pytest.fixture

@@ -8,6 +8,8 @@ from PIL import Image
 
 from worker.dev.sample import draw_side, make_designs
 
+N_PAIRS = 24  # the session catalogue's size (tests/conftest.py)
+
 
 def encode(img: Image.Image, fmt: str = "PNG", **kwargs) -> bytes:
     buf = io.BytesIO()

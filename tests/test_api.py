@@ -10,9 +10,8 @@ import pytest
 from PIL import Image
 from rq import Queue
 
-from tests.conftest import N_PAIRS
 from tests.http import post_pair
-from tests.images import design_pair, encode
+from tests.images import N_PAIRS, design_pair, encode
 
 pytestmark = pytest.mark.slow
 

@@ -8,9 +8,8 @@ import pytest
 from rq import Queue
 from rq.job import Job
 
-from tests.conftest import N_PAIRS
 from tests.http import post_pair
-from tests.images import design_pair, variant
+from tests.images import N_PAIRS, design_pair, variant
 from worker.core.contract import SearchRequest
 from worker.core.queueing import enqueue_search
 

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
-from tests.conftest import N_PAIRS
-from tests.images import design_pair
+from tests.images import N_PAIRS, design_pair
 from tests.workers import start_worker, stop, wait_for_workers
 from worker.core.settings import REPO_ROOT
 

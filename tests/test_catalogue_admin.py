@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from rq import Queue
 
-from tests.conftest import N_PAIRS
 from tests.http import post_pair
+from tests.images import N_PAIRS
 from tests.workers import service_env
 from worker.core.bank import load_bank
 from worker.core.catalogue import load_catalogue

@@ -10,8 +10,7 @@ import time
 import pytest
 from rq import Queue
 
-from tests.conftest import N_PAIRS
-from tests.images import design_pair
+from tests.images import N_PAIRS, design_pair
 from tests.workers import service_env
 
 pytestmark = pytest.mark.slow

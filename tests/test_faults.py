@@ -11,9 +11,8 @@ import time
 import pytest
 from redis import Redis
 
-from tests.conftest import N_PAIRS
 from tests.http import post_pair
-from tests.images import design_pair, variant
+from tests.images import N_PAIRS, design_pair, variant
 from tests.workers import start_worker, stop, wait_for_workers
 from web import create_app
 from worker.core.storage import FileStorage

@@ -13,8 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.conftest import N_PAIRS
-from tests.images import design_pair, variant
+from tests.images import N_PAIRS, design_pair, variant
 from tests.workers import service_env, start_worker, stop, wait_for_workers
 from worker.core.settings import REPO_ROOT
 from worker.dev.processes import free_port

@@ -12,9 +12,8 @@ import pytest
 from PIL import Image
 from rq.job import Job
 
-from tests.conftest import N_PAIRS
 from tests.http import post_pair
-from tests.images import design_pair
+from tests.images import N_PAIRS, design_pair
 from tests.workers import start_worker, stop, wait_for_workers
 
 pytestmark = pytest.mark.slow

@@ -151,9 +151,8 @@ def test_thumb_cache_mb_is_read_and_checked():
 @pytest.mark.slow
 def test_a_started_worker_renders_grids_from_the_thumbnails_it_preloaded(
         indexed_settings, extractor, indexed_client, redis, monkeypatch):
-    from tests.conftest import N_PAIRS
     from tests.http import post_pair
-    from tests.images import design_pair
+    from tests.images import N_PAIRS, design_pair
     from worker.service.process import make_worker, start_engine
 
     engine = start_engine(indexed_settings, extractor)

@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 from rq import Queue
 
-from tests.conftest import N_PAIRS
 from tests.http import post_pair
-from tests.images import design_pair
+from tests.images import N_PAIRS, design_pair
 from tests.workers import service_env
 from worker.dev.sample import write_catalogue
 from worker.indexing.build import build_index
