@@ -175,13 +175,12 @@ def test_a_stopping_worker_reads_no_further_ahead(indexed_settings, extractor, r
     assert worker.stop_signalled and not engine.batcher.read_ahead_enabled
     import uuid
 
-    from worker.core.storage import open_storage
+    from worker.service.batching import QueueRef
     from worker.service.claims import CLAIM_PREFIX
 
     queue = Queue(indexed_settings.queue_name, connection=redis)
     queued = uuid.uuid4().hex
     enqueue_search(queue, indexed_settings,
                    SearchRequest(search_id=queued, front=f"{queued}-front.png"))
-    engine.batcher.read_ahead(open_storage(indexed_settings, redis), redis, queue.name,
-                              worker.name)
+    engine.batcher.read_ahead(engine.storage, QueueRef(redis, queue.name, worker.name))
     assert not engine.batcher._inflight and redis.get(CLAIM_PREFIX + queued) is None
