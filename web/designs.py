@@ -17,6 +17,7 @@ from web.errors import RequestRefused
 from web.submissions import check_capacity, read_side
 from worker.core.bank import BankError, read_manifest_cached
 from worker.core.catalogue import DESIGN_NAME
+from worker.core.contract import SIDES
 from worker.core.queueing import ADD_DESIGN_FUNC, REMOVE_DESIGN_FUNC, upload_name, wait_until_done
 
 bp = Blueprint("designs", __name__)
@@ -66,7 +67,7 @@ def add_design():
     settings = current_app.config["SETTINGS"]
     edit_id = uuid.uuid4().hex
     sides = {}
-    for side in ("front", "back"):
+    for side in SIDES:
         if side not in request.files:
             raise RequestRefused(400, f"missing_{side}", f"the {side} image is missing")
         sides[side] = read_side(request.files[side], side, settings.max_image_pixels)

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from worker.core.contract import SIDES
 from worker.core.whitening import Whitening
 
 MANIFEST = "manifest.json"
 WHITENING = "whitening.npz"
-SIDES = ("front", "back")
 FORMAT_VERSION = 1
 REINDEX = "rebuild the index with `make index` (python -m worker.cli.index)"
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from worker.core.catalogue import Catalogue
+from worker.core.contract import SIDES
 from worker.pipeline.ranking import SearchHit
 from worker.pipeline.render import GridCell, render_grid
 from worker.pipeline.thumbnails import ThumbnailCache, load_thumbnail
@@ -25,7 +26,7 @@ def grid_cells(catalogue: Catalogue, features_dir: Path, thumbnails: ThumbnailCa
                query: tuple[np.ndarray | None, np.ndarray | None],
                hits: list[SearchHit]) -> list[GridCell]:
     """The query pair (as the model saw it; a missing side blank) first, then each hit."""
-    sides = " | ".join(name for name, img in zip(("front", "back"), query, strict=True)
+    sides = " | ".join(name for name, img in zip(SIDES, query, strict=True)
                        if img is not None)
     cells = [GridCell(*(BLANK if img is None else img for img in query), "Query", sides)]
     for hit in hits:  # decoded once, kept in RAM (THUMB_CACHE_MB)

@@ -108,7 +108,7 @@ class Batcher:
         front, back = self._pool.map(lambda name: self._canvas(storage, name), uploads)
         return front, back
 
-    def _prepare_many(self, storage: Storage, jobs: list[Job]) -> list[tuple[tuple, tuple]]:
+    def _canvases_of(self, storage: Storage, jobs: list[Job]) -> list[tuple[tuple, tuple]]:
         """(key, canvases) of the jobs whose uploads could be prepared (all images at once)."""
         futures = [[self._pool.submit(self._canvas, storage, name) for name in sides_of(job)]
                    for job in jobs]
@@ -182,7 +182,7 @@ class Batcher:
 
     def _pass_ahead(self, storage: Storage, jobs: list[Job]) -> None:
         try:
-            batch = self._prepare_many(storage, jobs)
+            batch = self._canvases_of(storage, jobs)
             if batch:
                 self._forward(batch)
         except Exception:  # the searches compute themselves when they run
@@ -210,7 +210,7 @@ class Batcher:
         if queue.connection is not None and queue.name is not None and self.max_searches > 1:
             queued = self._queued(queue.connection, queue.name, search_id, queue.worker,
                                   self.max_searches - 1)
-            batch += self._prepare_many(storage, queued)
+            batch += self._canvases_of(storage, queued)
         return self._forward(batch)[0]
 
     def _forward(self, batch: list[tuple[tuple[str, tuple] | None, tuple]]) -> list[Extracted]:
