@@ -11,8 +11,9 @@ from werkzeug.serving import make_server
 
 from tests.conftest import N_PAIRS
 from tests.images import design_pair
-from tests.workers import start_worker, stop, wait_for_workers
 from worker.core.settings import REPO_ROOT
+from worker.dev.processes import stop_process
+from worker.dev.services import start_worker, wait_for_workers
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
@@ -37,7 +38,7 @@ def site(indexed_settings, redis):
     worker = start_worker(settings)
     wait_for_workers(settings)
     yield f"http://127.0.0.1:{server.server_port}"
-    stop(worker)
+    stop_process(worker)
     server.shutdown()
 
 

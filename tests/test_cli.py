@@ -12,7 +12,7 @@ from rq import Queue
 
 from tests.conftest import N_PAIRS
 from tests.images import design_pair
-from tests.workers import service_env
+from worker.dev.services import service_env
 
 pytestmark = pytest.mark.slow
 
