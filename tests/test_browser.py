@@ -10,8 +10,9 @@ import pytest
 from werkzeug.serving import make_server
 
 from tests.images import N_PAIRS, design_pair
-from tests.workers import start_worker, stop, wait_for_workers
 from worker.core.settings import REPO_ROOT
+from worker.dev.processes import stop_process
+from worker.dev.services import start_worker, wait_for_workers
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
@@ -36,7 +37,7 @@ def site(indexed_settings, redis):
     worker = start_worker(settings)
     wait_for_workers(settings)
     yield f"http://127.0.0.1:{server.server_port}"
-    stop(worker)
+    stop_process(worker)
     server.shutdown()
 
 

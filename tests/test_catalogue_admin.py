@@ -15,10 +15,10 @@ from rq import Queue
 
 from tests.http import post_pair
 from tests.images import N_PAIRS
-from tests.workers import service_env
 from worker.core.bank import load_bank
 from worker.core.catalogue import load_catalogue
 from worker.dev.sample import draw_side, make_designs
+from worker.dev.services import service_env
 from worker.indexing.edits import CatalogueEditError, add_designs, remove_design
 
 pytestmark = pytest.mark.slow

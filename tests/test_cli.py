@@ -11,7 +11,7 @@ import pytest
 from rq import Queue
 
 from tests.images import N_PAIRS, design_pair
-from tests.workers import service_env
+from worker.dev.services import service_env
 
 pytestmark = pytest.mark.slow
 

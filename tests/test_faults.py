@@ -13,10 +13,10 @@ from redis import Redis
 
 from tests.http import post_pair
 from tests.images import N_PAIRS, design_pair, variant
-from tests.workers import start_worker, stop, wait_for_workers
 from web import create_app
 from worker.core.storage import FileStorage
-from worker.dev.processes import free_port, start_redis
+from worker.dev.processes import free_port, start_redis, stop_process
+from worker.dev.services import start_worker, wait_for_workers
 
 pytestmark = pytest.mark.slow
 FRONT, BACK = design_pair(3, N_PAIRS)
@@ -45,7 +45,7 @@ def test_worker_killed_mid_search_is_failed_and_a_new_worker_serves(indexed_sett
                 break
         assert killed_url, "never caught a search in the 'started' state"
     finally:
-        stop(worker)
+        stop_process(worker)
     assert status_of(indexed_client, killed_url)["status"] == "started"
     next_url = post_pair(indexed_client, FRONT, BACK).get_json()["url"]
     restarted = start_worker(indexed_settings, "--burst")
@@ -172,7 +172,7 @@ def test_a_running_worker_survives_a_redis_restart(indexed_settings, tmp_path):
         assert status_of(client, url)["status"] == "finished"
         assert worker.poll() is None
     finally:
-        stop(worker)
+        stop_process(worker)
         server.kill()
         server.wait()
 
@@ -186,4 +186,4 @@ def test_an_idle_worker_stops_on_sigterm(indexed_settings, redis):
         worker.terminate()
         assert worker.wait(timeout=30) == 0
     finally:
-        stop(worker)
+        stop_process(worker)

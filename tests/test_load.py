@@ -14,9 +14,9 @@ import pytest
 import requests
 
 from tests.images import N_PAIRS, design_pair, variant
-from tests.workers import service_env, start_worker, stop, wait_for_workers
 from worker.core.settings import REPO_ROOT
-from worker.dev.processes import free_port
+from worker.dev.processes import free_port, stop_process
+from worker.dev.services import service_env, start_worker, wait_for_workers
 
 pytestmark = pytest.mark.slow
 SUBMISSIONS = 100
@@ -77,5 +77,5 @@ def test_hundred_concurrent_submissions(indexed_settings, redis):
         assert not pending, f"{len(pending)} accepted searches never ended"
         assert statuses["finished"] == len(accepted)
     finally:
-        stop(worker)
-        stop(web)
+        stop_process(worker)
+        stop_process(web)

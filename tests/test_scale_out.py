@@ -14,7 +14,8 @@ from rq.job import Job
 
 from tests.http import post_pair
 from tests.images import N_PAIRS, design_pair
-from tests.workers import start_worker, stop, wait_for_workers
+from worker.dev.processes import stop_process
+from worker.dev.services import start_worker, wait_for_workers
 
 pytestmark = pytest.mark.slow
 
@@ -54,7 +55,7 @@ def test_two_workers_sharing_only_redis_serve_the_web(indexed_settings, redis, t
             bodies.append(body)
     finally:
         for worker in workers:
-            stop(worker)
+            stop_process(worker)
     for design, body in zip(designs, bodies, strict=True):
         assert body["status"] == "finished", body
         assert body["results"][0]["name"].endswith(f"{design:04d}")

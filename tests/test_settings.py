@@ -39,3 +39,11 @@ def test_every_entry_point_names_a_bad_setting_and_stops(module, args, code, tmp
     assert proc.returncode == code, proc.stderr[-2000:]
     assert "PRECISION" in proc.stderr and "fp8" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_service_env_carries_every_setting_to_a_child(tmp_path):
+    from worker.dev.services import service_env
+
+    settings = Settings(database_dir=tmp_path / "db", precision="float32", require_worker=False,
+                        read_ahead=False, batch_size=3, admin_token="t", storage="redis")
+    assert Settings.from_env(service_env(settings)) == settings

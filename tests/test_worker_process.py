@@ -13,8 +13,8 @@ from rq import Queue
 
 from tests.http import post_pair
 from tests.images import N_PAIRS, design_pair
-from tests.workers import service_env
 from worker.dev.sample import write_catalogue
+from worker.dev.services import service_env
 from worker.indexing.build import build_index
 from worker.pipeline.thumbnails import thumbnail_path
 
