@@ -9,7 +9,7 @@ back with the same model. The OpenAPI document is generated from these models.
 from __future__ import annotations
 
 import math
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -20,6 +20,7 @@ K_MAX = 100
 DEFAULT_K = 20
 DEFAULT_FRONT_WEIGHT = 0.5
 
+Verdict = Literal["copy", "near-duplicate", "similar"]
 Score = Annotated[float, Field(description="cosine-based score, higher is closer")]
 
 
@@ -92,6 +93,12 @@ class Hit(BaseModel):
                           "design's back")
     front: str = Field(description="catalogue path of the design's front")
     back: str = Field(description="catalogue path of the design's back")
+    verdict: Verdict | None = Field(None, description="`copy`, `near-duplicate` or `similar` "
+                                    "(thresholds calibrated for the descriptor, in the index's "
+                                    "manifest); null below them")
+    similarity: int | None = Field(None, ge=0, le=100, description="0-100, the score mapped "
+                                   "through the same thresholds (similar 50, near-duplicate 75, "
+                                   "copy 90); null when the index has no thresholds")
 
 
 class SearchResult(BaseModel):

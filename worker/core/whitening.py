@@ -7,7 +7,7 @@ manifest), applied to catalogue and query vectors alike.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,34 +23,58 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Whitening:
+    """The model's columns whitened; appearance columns after them (`blocks`: their sizes
+    and weights) centred on the catalogue and weighted, each block L2-normalised."""
+
     mean: np.ndarray  # (dim_in,) float32
     projection: np.ndarray  # (dim_in, dim_out) float32
+    block_mean: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    blocks: tuple[tuple[int, float], ...] = ()  # (size, weight) of each appearance block
 
     @property
     def dim(self) -> int:
-        return int(self.projection.shape[1])
+        return int(self.projection.shape[1]) + int(self.block_mean.size)
 
     def apply(self, x: np.ndarray) -> np.ndarray:
-        """(n, dim_in) -> (n, dim_out) float32, rows L2-normalised."""
-        return l2_normalise((np.asarray(x, np.float32) - self.mean) @ self.projection)
+        """(n, dim_in + appearance) -> (n, dim) float32, rows L2-normalised."""
+        x = np.asarray(x, np.float32)
+        start = self.mean.size
+        parts = [l2_normalise((x[:, :start] - self.mean) @ self.projection)]
+        for size, weight in self.blocks:
+            centred = x[:, start:start + size] - self.block_mean[start - self.mean.size:][:size]
+            parts.append(weight * l2_normalise(centred))
+            start += size
+        return l2_normalise(np.hstack(parts)) if self.blocks else parts[0]
 
     def save(self, path: Path) -> None:
+        sizes, weights = (np.array([b[i] for b in self.blocks], np.float32) for i in (0, 1))
         with open(path, "wb") as f:
-            np.savez(f, mean=self.mean, projection=self.projection)
+            np.savez(f, mean=self.mean, projection=self.projection, block_mean=self.block_mean,
+                     block_sizes=sizes, block_weights=weights)
 
     @classmethod
     def load(cls, path: Path) -> Whitening:
         with np.load(path, allow_pickle=False) as data:
-            return cls(data["mean"].astype(np.float32), data["projection"].astype(np.float32))
+            blocks = tuple(zip(data["block_sizes"].astype(int).tolist(),
+                               data["block_weights"].astype(float).tolist(), strict=True)) \
+                if "block_sizes" in data else ()
+            block_mean = data["block_mean"] if "block_mean" in data else np.zeros(0)
+            return cls(data["mean"].astype(np.float32), data["projection"].astype(np.float32),
+                       block_mean.astype(np.float32), blocks)
 
 
-def learn_whitening(x: np.ndarray, dims: int, shrink: float = SHRINK) -> Whitening:
-    """Learn from (n, dim_in) catalogue vectors; keeps min(dims, n - 1, dim_in) components."""
+def learn_whitening(x: np.ndarray, dims: int, shrink: float = SHRINK,
+                    blocks: tuple[tuple[int, float], ...] = ()) -> Whitening:
+    """Learn from (n, dim_in) catalogue vectors (appearance `blocks` last, centred only);
+    keeps min(dims, n - 1, model dims) whitened components."""
     x = np.asarray(x, np.float64)
+    appearance = x[:, x.shape[1] - sum(size for size, _ in blocks):]
+    x = x[:, :x.shape[1] - appearance.shape[1]]
     mean = x.mean(axis=0)
     _, singular, components = np.linalg.svd(x - mean, full_matrices=False)
     keep = max(1, min(dims, x.shape[0] - 1, x.shape[1]))
     variance = singular[:keep] ** 2 / x.shape[0]
     scale = 1.0 / np.sqrt(variance + shrink * variance.mean())
     projection = (components[:keep].T * scale).astype(np.float32)  # (dim_in, keep)
-    return Whitening(mean.astype(np.float32), projection)
+    return Whitening(mean.astype(np.float32), projection,
+                     appearance.mean(axis=0).astype(np.float32), tuple(blocks))

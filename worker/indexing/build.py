@@ -24,6 +24,7 @@ from worker.core.settings import Settings
 from worker.core.whitening import SHRINK, Whitening, learn_whitening
 from worker.pipeline.preprocess import preprocess_params, to_canvas, to_rgb
 from worker.pipeline.thumbnails import write_thumbnail
+from worker.pipeline.verdicts import thresholds_for
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,7 @@ def compute_banks(extractor, catalogue: Catalogue, batch_size: int = 16,
     if extractor.whiten:
         paths = list(features)
         rows = np.stack([features[p] for p in paths])
-        whitening = learn_whitening(rows, extractor.whiten)
+        whitening = learn_whitening(rows, extractor.whiten, blocks=extractor.appearance)
         features = dict(zip(paths, whitening.apply(rows), strict=True))
     front = np.stack([features[p] for p in catalogue.fronts]).astype(np.float32)
     back = np.stack([features[p] for p in catalogue.backs]).astype(np.float32)
@@ -118,6 +119,7 @@ def build_index(settings: Settings, extractor, batch_size: int = 16,
                                                      "learned_on_images": len(set(
                                                          catalogue.fronts + catalogue.backs))},
         "descriptor": extractor.descriptor,
+        "verdicts": thresholds_for(extractor.descriptor),
         "weights": {"id": extractor.weights_id, "fingerprint": extractor.weights_fingerprint},
         "precision": extractor.precision,
         "preprocess": preprocess_params(extractor.trim),

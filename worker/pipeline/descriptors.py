@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
+from worker.pipeline.appearance import BLOCKS
+
 GEM_P = 3.0
 
 
@@ -23,6 +25,7 @@ class Descriptor:
     summary: str
     grey: bool = False  # feed the model a grey copy: recoloured copies still match
     whiten: int = 0  # keep this many PCA-whitened dims learned on the catalogue (0: none)
+    appearance: tuple[tuple[int, float], ...] = ()  # silhouette and colour blocks: size, weight
 
 
 def _l2(x: tf.Tensor) -> tf.Tensor:
@@ -76,6 +79,12 @@ def gem_multi_p6(maps: list[tf.Tensor]) -> tf.Tensor:
     return gem_multi(maps, 6.0)
 
 
+def gem_directions(maps: list[tf.Tensor], p: float = GEM_P) -> tf.Tensor:
+    """GeM of each location's unit feature vector (which filters fire, not how strongly:
+    contrast, and so colour, counts less), per layer L2'd and concatenated: (n, sum c)."""
+    return gem_multi([tf.math.l2_normalize(tf.nn.relu(m), axis=-1) for m in maps], p)
+
+
 def _gem_one(maps: list[tf.Tensor]) -> tf.Tensor:
     return gem(maps[0])
 
@@ -102,4 +111,9 @@ DESCRIPTORS = {d.name: d for d in [
                "trim margins, grey input, then gem45: 1024", grey=True),
     Descriptor("trim-gemgrid-grey", (B5,), gem_grid, True,
                "trim margins, grey input, then gemgrid: 2560", grey=True),
+    Descriptor("grey-dir345-pw256-shape-colour", (B3, B4, B5), gem_directions, True,
+               "trim margins, grey input, GeM of unit local features of block3+4+5_conv3 "
+               "PCA-whitened to 256, + the garment's silhouette (12x12, weight 0.5) and colour "
+               "histogram (64, weight 0.4) computed without the model: 464",
+               grey=True, whiten=256, appearance=tuple(zip(BLOCKS, (0.5, 0.4), strict=True))),
 ]}

@@ -19,6 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from worker.pipeline.appearance import appearance  # noqa: E402
 from worker.pipeline.descriptors import DESCRIPTORS, Descriptor  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -92,10 +93,12 @@ class FeatureExtractor:
         self.trim = spec.trim  # preprocessing crops to the drawing first (see preprocess.to_canvas)
         self.grey = spec.grey
         self.whiten = spec.whiten  # learned per catalogue at index time, applied by the bank
+        self.appearance = spec.appearance  # model-free columns after the model's
         self.model = keras.Model(vgg.input, [vgg.get_layer(name).output for name in spec.layers])
         self._forward = tf.function(lambda x: spec.pool(self._feature_maps(x)),
                                     reduce_retracing=True)
-        self.dim = int(self._forward(tf.zeros((1, 224, 224, 3))).shape[-1])
+        self.dim = int(self._forward(tf.zeros((1, 224, 224, 3))).shape[-1]) + \
+            sum(size for size, _ in spec.appearance)
         log.info("VGG16 ready: weights=%s (%s) descriptor=%s dim=%d precision=%s",
                  self.weights_id, self.weights_fingerprint, descriptor, self.dim, self.precision)
 
@@ -106,12 +109,14 @@ class FeatureExtractor:
         return [tf.cast(o, tf.float32) for o in outputs]  # pool in float32 whatever the compute
 
     def extract(self, canvases: np.ndarray) -> np.ndarray:
-        """(n, 224, 224, 3) uint8 RGB -> (n, dim) float32, rows L2-normalised."""
+        """(n, 224, 224, 3) uint8 RGB -> (n, dim) float32: the model's descriptor with unit
+        rows, then the appearance columns if the descriptor has them (the bank weighs them)."""
         x = canvases.astype(np.float32)
         if self.grey:  # ITU-R 601 luma, replicated to three channels
             x = np.repeat(x @ np.array([[0.299], [0.587], [0.114]], np.float32), 3, axis=-1)
         x = keras.applications.vgg16.preprocess_input(x)
-        return l2_normalise(self._forward(tf.constant(x)).numpy())
+        rows = l2_normalise(self._forward(tf.constant(x)).numpy())
+        return np.hstack([rows, appearance(canvases)]) if self.appearance else rows
 
     def warm_up(self) -> None:
         """Trace and run the graph once so the first real search is not the slow one."""

@@ -7,38 +7,39 @@ from pathlib import Path
 import numpy as np
 
 from worker.core.catalogue import Catalogue
-from worker.core.contract import SIDES
-from worker.pipeline.ranking import SearchHit
+from worker.core.contract import SIDES, Hit
 from worker.pipeline.render import GridCell, render_grid
 from worker.pipeline.thumbnails import ThumbnailCache, load_thumbnail
 
 BLANK = np.full((8, 8, 3), 255, dtype=np.uint8)  # a side the query does not have
 
 
-def score_line(hit: SearchHit) -> str:
-    """`0.912  (F 0.950 | B 0.874 swapped)`: the score and each side's that exists."""
+def score_line(hit: Hit) -> str:
+    """`copy 93  0.912 (F 0.950 | B 0.874 swapped)`: verdict and similarity where there are,
+    the score and each side's that exists."""
     parts = [f"{label} {value:.3f}" for label, value in (("F", hit.front_score),
                                                          ("B", hit.back_score)) if value is not None]
-    return f"{hit.score:.3f}  ({' | '.join(parts)}{' swapped' if hit.swapped else ''})"
+    verdict = f"{hit.verdict} {hit.similarity}  " if hit.verdict else ""
+    return f"{verdict}{hit.score:.3f} ({' | '.join(parts)}{' swapped' if hit.swapped else ''})"
 
 
 def grid_cells(catalogue: Catalogue, features_dir: Path, thumbnails: ThumbnailCache,
                query: tuple[np.ndarray | None, np.ndarray | None],
-               hits: list[SearchHit]) -> list[GridCell]:
+               hits: list[Hit]) -> list[GridCell]:
     """The query pair (as the model saw it; a missing side blank) first, then each hit."""
     sides = " | ".join(name for name, img in zip(SIDES, query, strict=True)
                        if img is not None)
     cells = [GridCell(*(BLANK if img is None else img for img in query), "Query", sides)]
     for hit in hits:  # decoded once, kept in RAM (THUMB_CACHE_MB)
         front, back = (load_thumbnail(features_dir, catalogue, rel, thumbnails)
-                       for rel in (catalogue.fronts[hit.index], catalogue.backs[hit.index]))
-        cells.append(GridCell(front, back, f"#{hit.rank}  {catalogue.names[hit.index]}",
-                              score_line(hit)))
+                       for rel in (hit.front, hit.back))
+        cells.append(GridCell(front, back, f"#{hit.rank}  {hit.name}", score_line(hit),
+                              hit.verdict))
     return cells
 
 
 def draw_grid(catalogue: Catalogue, features_dir: Path, thumbnails: ThumbnailCache,
               query: tuple[np.ndarray | None, np.ndarray | None],
-              hits: list[SearchHit]) -> bytes:
+              hits: list[Hit]) -> bytes:
     """The result grid as JPEG bytes."""
     return render_grid(grid_cells(catalogue, features_dir, thumbnails, query, hits))

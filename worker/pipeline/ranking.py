@@ -14,6 +14,7 @@ import numpy as np
 from worker.core.bank import FeatureBank
 from worker.core.catalogue import Catalogue
 from worker.core.contract import Hit, rounded
+from worker.pipeline.verdicts import similarity, verdict_of
 
 
 @dataclass(frozen=True)
@@ -25,12 +26,14 @@ class SearchHit:
     back_score: float | None  # None when the query had no back
     swapped: bool = False  # the query's front matched the design's back (sides unknown)
 
-    def to_hit(self, catalogue: Catalogue) -> Hit:
-        """The hit as the result reports it, named from the catalogue row."""
+    def to_hit(self, catalogue: Catalogue, thresholds: dict[str, float] | None) -> Hit:
+        """The hit as the result reports it, named from the catalogue row, with its verdict."""
         i = self.index
         return Hit(rank=self.rank, name=catalogue.names[i], score=rounded(self.score),
                    front_score=rounded(self.front_score), back_score=rounded(self.back_score),
-                   swapped=self.swapped, front=catalogue.fronts[i], back=catalogue.backs[i])
+                   swapped=self.swapped, front=catalogue.fronts[i], back=catalogue.backs[i],
+                   verdict=verdict_of(self.score, thresholds),
+                   similarity=similarity(self.score, thresholds))
 
 
 @dataclass(frozen=True)

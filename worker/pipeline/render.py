@@ -22,7 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ft2font import FT2Font
 from matplotlib.patches import Rectangle
-from PIL import Image
+from PIL import Image, ImageDraw
 
 THUMB = 150  # px, one side of one drawing
 GAP = 8  # px between the two drawings of a pair and between cells
@@ -35,6 +35,7 @@ QUERY_COLOUR = (40, 110, 200)
 TITLE_COLOUR = (34, 34, 34)
 SUBTITLE_COLOUR = (68, 68, 68)
 FRAME_COLOUR = "#e4e4e4"
+VERDICT_FRAMES = {"copy": ((200, 30, 30), 4), "near-duplicate": ((230, 130, 20), 3)}  # colour, px
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class GridCell:
     back: np.ndarray
     title: str
     subtitle: str
+    verdict: str | None = None  # a copy or near-duplicate is framed in its colour
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,10 @@ class GridRenderer:
                 grid.paste((255, 255, 255), (slot, y + LABEL, slot + THUMB, y + LABEL + THUMB))
                 grid.paste(Image.fromarray(thumb), (slot + (THUMB - w) // 2,
                                                     y + LABEL + (THUMB - h) // 2))
+            if cell.verdict in VERDICT_FRAMES:
+                colour, width = VERDICT_FRAMES[cell.verdict]
+                ImageDraw.Draw(grid).rectangle((x + 2, y + 2, x + CELL_W - 3, y + CELL_H - 3),
+                                               outline=colour, width=width)
         return grid
 
     def pixels(self, cells: list[GridCell]) -> np.ndarray:

@@ -9,10 +9,11 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 from rq import get_current_job
 
-from worker.core.contract import SearchRequest, SearchResult, problems
+from worker.core.contract import Hit, SearchRequest, SearchResult, problems
 from worker.core.metrics import record_timings
 from worker.pipeline.grid import draw_grid
-from worker.pipeline.ranking import SearchHit, top_k
+from worker.pipeline.ranking import top_k
+from worker.pipeline.verdicts import thresholds_in
 from worker.service.batching import Extracted, QueueRef
 from worker.service.engine import Engine, current
 from worker.service.reports import REPORTS, StageClock
@@ -50,14 +51,16 @@ def run_search(engine: Engine, request: SearchRequest) -> SearchResult:
     with stage("search"):
         q_front, q_back = (None if q is None else snapshot.bank.project(q[None])[0]
                            for q in found.rows)
-        hits = top_k(snapshot.bank, q_front, q_back, request.k, request.front_weight,
-                     request.sides_unknown)
+        thresholds = thresholds_in(snapshot.bank.manifest)
+        hits = [hit.to_hit(snapshot.catalogue, thresholds)
+                for hit in top_k(snapshot.bank, q_front, q_back, request.k,
+                                 request.front_weight, request.sides_unknown)]
     with stage("render"):
         image = save_grid(engine, request.search_id, found, hits)
     timings = stage.stop()
     record_timings(getattr(job, "connection", None),
                    {key: ms for key, ms in timings.items() if key in STAGE_TIMINGS})
-    return SearchResult(results=[hit.to_hit(snapshot.catalogue) for hit in hits], image=image,
+    return SearchResult(results=hits, image=image,
                         timings=timings | pass_timings(found), descriptor=engine.extractor.descriptor,
                         weights=engine.extractor.weights_id,
                         **request.model_dump(include={"k", "front_weight", "sides_unknown"}))
@@ -69,7 +72,7 @@ def pass_timings(found: Extracted) -> dict[str, float]:
         ({"forward_ms": found.forward_ms} if found.own_pass else {})
 
 
-def save_grid(engine: Engine, search_id: str, found: Extracted, hits: list[SearchHit]) -> str:
+def save_grid(engine: Engine, search_id: str, found: Extracted, hits: list[Hit]) -> str:
     """Draw and store the grid; its file name."""
     image = f"{search_id}.jpg"
     jpeg = draw_grid(engine.snapshot.catalogue, engine.settings.features_dir, engine.thumbnails,

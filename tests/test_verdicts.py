@@ -1,0 +1,103 @@
+"""Verdicts and similarity from scores, their calibration, and the appearance features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks.lookalike_edits import colourway, lineart
+from worker.core.whitening import Whitening, learn_whitening
+from worker.dev.sample import draw_side, make_designs
+from worker.pipeline.appearance import BLOCKS, appearance, colour_histogram, silhouette
+from worker.pipeline.preprocess import to_canvas
+from worker.pipeline.verdicts import (
+    CALIBRATED,
+    calibrate,
+    lowest_threshold,
+    similarity,
+    thresholds_in,
+    verdict_of,
+)
+
+T = {"copy": 0.8, "near-duplicate": 0.7, "similar": 0.5, "floor": 0.2}
+
+
+def test_verdicts_follow_the_thresholds_most_serious_first():
+    assert [verdict_of(s, T) for s in (0.95, 0.8, 0.75, 0.5, 0.49, -1.0)] == \
+        ["copy", "copy", "near-duplicate", "similar", None, None]
+    assert verdict_of(0.99, None) is None and similarity(0.99, None) is None
+
+
+def test_similarity_maps_the_thresholds_to_fixed_points_and_stays_in_0_100():
+    assert [similarity(s, T) for s in (0.2, 0.5, 0.7, 0.8, 1.0)] == [0, 50, 75, 90, 100]
+    assert similarity(-1.0, T) == 0 and similarity(1.5, T) == 100
+    scores = np.linspace(-1, 1, 101)
+    mapped = [similarity(s, T) for s in scores]
+    assert mapped == sorted(mapped)  # monotone
+
+
+def test_the_lowest_threshold_keeps_the_precision_asked_for():
+    # best first: four copies, then an impostor, then two copies, then impostors
+    scored = [(0.9, 3), (0.85, 3), (0.8, 3), (0.78, 3), (0.7, 0), (0.6, 3), (0.55, 3), (0.4, 0),
+              (0.3, 0)]
+    assert lowest_threshold(scored, 3, 1.0) == 0.78
+    assert lowest_threshold(scored, 3, 0.85) == 0.55  # 6 of 7 above it are copies
+    assert lowest_threshold([(0.5, 0)], 3, 0.99) == float("inf")  # never precise enough
+
+
+def test_calibration_orders_the_thresholds():
+    rng = np.random.default_rng(0)
+    hits = [(float(s), 3) for s in rng.uniform(0.7, 1.0, 50)] + \
+        [(float(s), 2) for s in rng.uniform(0.4, 0.75, 100)] + \
+        [(float(s), 0) for s in rng.uniform(-0.2, 0.5, 400)]
+    t = calibrate(hits)
+    assert t["copy"] >= t["near-duplicate"] >= t["similar"] > t["floor"]
+    for name, (relevant, precision) in {"copy": (3, 0.99), "similar": (2, 0.8)}.items():
+        above = [rel for score, rel in hits if score >= t[name]]
+        assert np.mean([r >= relevant for r in above]) >= precision
+
+
+def test_an_index_carries_its_thresholds_and_old_ones_fall_back_to_the_descriptor():
+    assert thresholds_in({"verdicts": T, "descriptor": "trim-gem45-pw256"}) == T
+    assert thresholds_in({"descriptor": "trim-gem45-pw256"}) == CALIBRATED["trim-gem45-pw256"]
+    assert thresholds_in({"descriptor": "flatten"}) is None
+
+
+@pytest.fixture(scope="module")
+def design():
+    return next(d for d in make_designs(12, seed=3) if d.pattern != "plain")
+
+
+def test_a_line_sketch_has_the_silhouette_of_the_coloured_drawing(design):
+    coloured, sketch = (to_canvas(img, trim=True) for img in
+                        (draw_side(design, "front"), lineart(design, "front", None)))
+    a, b = silhouette(coloured), silhouette(sketch)
+    assert a.shape == (BLOCKS[0],) and a.mean() > 0.3  # the garment, filled
+    assert np.abs(a - b).mean() < 0.05
+    other = next(d for d in make_designs(12, seed=3) if d.garment != design.garment)
+    assert np.abs(a - silhouette(to_canvas(draw_side(other, "front"), trim=True))).mean() > 0.05
+
+
+def test_the_colour_histogram_sees_a_colourway_and_ignores_paper(design):
+    rng = np.random.default_rng(1)
+    canvas = to_canvas(draw_side(design, "front"), trim=True)
+    recoloured = to_canvas(colourway(design, "front", rng), trim=True)
+    h = colour_histogram(canvas)
+    assert h.shape == (BLOCKS[1],) and np.isclose((h ** 2).sum(), 1.0)
+    assert np.dot(h, colour_histogram(recoloured)) < 0.9
+    assert np.all(colour_histogram(np.full((224, 224, 3), 255, np.uint8)) == 0)
+    assert appearance(np.stack([canvas, recoloured])).shape == (2, sum(BLOCKS))
+
+
+def test_whitening_with_appearance_blocks_round_trips(tmp_path):
+    rng = np.random.default_rng(2)
+    x = rng.random((40, 30)).astype(np.float32)
+    w = learn_whitening(x, 8, blocks=((6, 0.5), (4, 0.4)))
+    y = w.apply(x)
+    assert y.shape == (40, 18) and w.dim == 18
+    assert np.allclose(np.linalg.norm(y, axis=1), 1.0, atol=1e-5)
+    w.save(tmp_path / "w.npz")
+    assert np.allclose(Whitening.load(tmp_path / "w.npz").apply(x), y, atol=1e-6)
+    plain = learn_whitening(x, 8)
+    plain.save(tmp_path / "p.npz")
+    assert Whitening.load(tmp_path / "p.npz").blocks == () and plain.apply(x).shape == (40, 8)

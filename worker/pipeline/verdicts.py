@@ -1,0 +1,78 @@
+"""A verdict a person can read, and a 0-100 similarity, from a hit's score.
+
+Thresholds are calibrated per descriptor on the look-alike benchmark
+(`python -m benchmarks.lookalike --seed 7 --calibrate`, docs/quality.md): a hit scoring at
+least `copy` is the copied design with precision >= 0.99 there, at least `near-duplicate`
+with precision >= 0.95, and at least `similar` is the same garment and pattern with
+precision >= 0.80. The index writes them into the manifest beside the descriptor; a worker
+reads them from there. Similarity maps the score piecewise-linearly through the thresholds:
+`floor` -> 0, similar -> 50, near-duplicate -> 75, copy -> 90, 1.0 -> 100.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+VERDICTS = ("copy", "near-duplicate", "similar")  # most serious first
+TARGETS = {"copy": (3, 0.99), "near-duplicate": (3, 0.95), "similar": (2, 0.80)}  # relevance, precision
+ANCHORS = {"floor": 0.0, "similar": 50.0, "near-duplicate": 75.0, "copy": 90.0}
+
+# descriptor -> thresholds, from `python -m benchmarks.lookalike --seed 7 --calibrate --descriptor D`
+CALIBRATED: dict[str, dict[str, float]] = {
+    "grey-dir345-pw256-shape-colour": {"copy": 0.778, "near-duplicate": 0.7291, "similar": 0.5014,
+                                       "floor": 0.2622},
+    "trim-gem45-pw256": {"copy": 0.7018, "near-duplicate": 0.664, "similar": 0.3844,
+                         "floor": 0.1319},
+}
+
+
+def thresholds_for(descriptor: str) -> dict[str, float] | None:
+    """The calibrated thresholds of `descriptor`, None if it was never calibrated."""
+    return CALIBRATED.get(descriptor)
+
+
+def thresholds_in(manifest: dict) -> dict[str, float] | None:
+    """The thresholds an index was built with (its manifest), else its descriptor's."""
+    return manifest.get("verdicts") or thresholds_for(manifest.get("descriptor", ""))
+
+
+def verdict_of(score: float, thresholds: dict[str, float] | None) -> str | None:
+    """`copy`, `near-duplicate`, `similar`, or None below them (or without thresholds)."""
+    if not thresholds:
+        return None
+    return next((v for v in VERDICTS if score >= thresholds[v]), None)
+
+
+def similarity(score: float, thresholds: dict[str, float] | None) -> int | None:
+    """0-100: the score mapped through the thresholds (ANCHORS); None without thresholds."""
+    if not thresholds:
+        return None
+    xs = [thresholds["floor"], thresholds["similar"], thresholds["near-duplicate"],
+          thresholds["copy"], 1.0]
+    ys = [ANCHORS["floor"], ANCHORS["similar"], ANCHORS["near-duplicate"], ANCHORS["copy"], 100.0]
+    return int(round(float(np.interp(score, xs, ys))))
+
+
+def lowest_threshold(scored: list[tuple[float, int]], relevant: int, precision: float) -> float:
+    """The lowest score t such that, of every hit scoring >= t, at least `precision` have
+    relevance >= `relevant` (hits sorted by score, best first)."""
+    best, hits, good = float("inf"), 0, 0
+    for score, rel in scored:
+        hits += 1
+        good += rel >= relevant
+        if good / hits >= precision:
+            best = score
+    return best
+
+
+def calibrate(hits: Iterable[tuple[float, int]]) -> dict[str, float]:
+    """Thresholds from (score, relevance) of benchmark hits: relevance 3 the copy, 2 the same
+    garment and pattern, 1 the same garment, 0 other; `floor` the median score."""
+    scored = sorted(((float(s), int(r)) for s, r in hits), reverse=True)
+    out = {name: round(lowest_threshold(scored, rel, p), 4) for name, (rel, p) in TARGETS.items()}
+    out["near-duplicate"] = min(out["near-duplicate"], out["copy"])
+    out["similar"] = min(out["similar"], out["near-duplicate"])
+    out["floor"] = round(min(float(np.median([s for s, _ in scored])), out["similar"] - 1e-3), 4)
+    return out
