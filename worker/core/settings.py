@@ -9,8 +9,8 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-# margins trimmed, GeM of block4+5, PCA-whitened to 256 dims (docs/quality.md)
-DEFAULT_DESCRIPTOR = "trim-gem45-pw256"
+# grey input, GeM of unit local features, PCA-whitened to 256, + silhouette and colours (docs/quality.md)
+DEFAULT_DESCRIPTOR = "grey-dir345-pw256-shape-colour"
 STORAGE_CHOICES = ("files", "redis")  # where uploads and grids live (worker/core/storage.py)
 PRECISION_CHOICES = ("auto", "float32", "bfloat16")  # auto: bfloat16 where the CPU has it
 CHOICES = {"STORAGE": STORAGE_CHOICES, "PRECISION": PRECISION_CHOICES}

@@ -1,0 +1,91 @@
+"""Near-duplicates through the API: a copy in another colourway comes back first with a
+verdict; an unrelated drawing gets none. Real app, real Redis, real worker, the real model,
+on a look-alike catalogue of the size the verdicts were calibrated on (300 designs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from benchmarks.lookalike_edits import colourway, rescan
+from tests.http import post_pair
+from tests.images import encode
+from worker.dev.sample import make_designs, write_catalogue
+
+pytestmark = pytest.mark.slow
+LOOKALIKES = 300
+COPIED = 28  # one of the colourway copies the verdicts flag (docs/quality.md: most are "similar")
+
+
+@pytest.fixture(scope="module")
+def lookalike_settings(tmp_path_factory, extractor):
+    from worker.core.settings import Settings
+    from worker.indexing.build import build_index
+
+    root = tmp_path_factory.mktemp("lookalikes")
+    write_catalogue(root / "db", LOOKALIKES, seed=7)
+    settings = Settings(database_dir=root / "db", features_dir=root / "features")
+    build_index(settings, extractor, progress=False)
+    return settings
+
+
+@pytest.fixture
+def client_and_worker(lookalike_settings, settings, extractor, redis):
+    import dataclasses
+
+    from web import create_app
+    from worker.service.process import make_worker, start_engine
+
+    here = dataclasses.replace(settings, database_dir=lookalike_settings.database_dir,
+                               features_dir=lookalike_settings.features_dir)
+
+    def run_worker() -> None:
+        make_worker(here, start_engine(here, extractor), redis).work(burst=True,
+                                                                     with_scheduler=False)
+
+    return create_app({"SETTINGS": here, "TESTING": True}).test_client(), run_worker
+
+
+def _search(client, run_worker, front: bytes, back: bytes) -> list[dict]:
+    response = post_pair(client, front, back)
+    assert response.status_code == 202, response.get_json()
+    run_worker()
+    body = client.get(response.get_json()["url"]).get_json()
+    assert body["status"] == "finished", body
+    return body["results"]
+
+
+def test_a_colourway_copy_comes_back_first_as_a_copy_or_near_duplicate(client_and_worker):
+    client, run_worker = client_and_worker
+    design = make_designs(LOOKALIKES, seed=7)[COPIED]
+    rng = np.random.default_rng(4)
+    state = rng.bit_generator.state
+    sides = []
+    for side in ("front", "back"):
+        rng.bit_generator.state = state  # one colourway for both sides
+        sides.append(encode(rescan(colourway(design, side, rng), np.random.default_rng(5))))
+    hits = _search(client, run_worker, *sides)
+    assert hits[0]["name"] == design.name
+    assert hits[0]["verdict"] in ("copy", "near-duplicate"), hits[0]
+    assert 75 <= hits[0]["similarity"] <= 100
+    assert all(h["similarity"] <= hits[0]["similarity"] for h in hits)
+
+
+def test_an_unrelated_drawing_gets_no_verdict(client_and_worker):
+    client, run_worker = client_and_worker
+    sides = []
+    for seed in (1, 2):
+        rng = np.random.default_rng(seed)
+        img = Image.new("RGB", (300, 300), "white")
+        draw = ImageDraw.Draw(img)
+        for _ in range(12):  # scattered circles and bars: no garment
+            x, y = rng.integers(20, 280, 2)
+            r = int(rng.integers(5, 25))
+            colour = tuple(int(c) for c in rng.integers(0, 200, 3))
+            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)([x - r, y - r, x + r, y + r],
+                                                                       fill=colour)
+        sides.append(encode(img))
+    hits = _search(client, run_worker, *sides)
+    assert [h["verdict"] for h in hits] == [None] * len(hits), hits[:3]
+    assert all(h["similarity"] < 50 for h in hits)
