@@ -8,11 +8,11 @@ import h5py
 import numpy as np
 import pytest
 
+from worker.cli.index import main as index_main
 from worker.core.bank import load_bank
 from worker.core.catalogue import load_catalogue
 from worker.core.settings import Settings
 from worker.indexing.build import UnreadableImages, build_index
-from worker.cli.index import main as index_main
 from worker.pipeline.preprocess import make_canvas
 from worker.pipeline.weights import VGG16_CONV_LAYERS, bsds500_path, resolve_weights
 
