@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]  # worker/core/settings.py -> the repository
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 # Chosen by `make bench-quality` (docs/quality.md): margins trimmed, GeM of block4+5,
 # PCA-whitened to 256 dims learned on the catalogue. `flatten` is the seed's descriptor.
