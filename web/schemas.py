@@ -18,6 +18,9 @@ from worker.core.contract import DEFAULT_FRONT_WEIGHT, DEFAULT_K, K_MAX, Hit, Se
 from worker.core.images import ACCEPTED_FORMATS, MAX_ASPECT, MIN_SIDE
 
 SearchId = Annotated[str, Field(pattern=SEARCH_ID.pattern, description="32 lowercase hex digits")]
+# What str.strip() strips (the form's fields are read stripped), as a regex class: not \\s,
+# whose ECMA meaning differs from Python's.
+_WS = "[\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
 IMAGE_LIMITS = (f"{' or '.join(ACCEPTED_FORMATS)} only, checked by content whatever the name or "
                 f"part Content-Type; not empty; each side at least {MIN_SIDE} px, the long side "
                 f"at most {MAX_ASPECT:g}x the short; one frame")
@@ -62,9 +65,9 @@ class SearchForm(Model):
     front_weight: float = Field(DEFAULT_FRONT_WEIGHT, ge=0, le=1, description="weight of the "
                                 "front score, the back gets 1 - this; unused for a one-sided "
                                 "query (400 `invalid_front_weight` otherwise)")
-    sides: Literal["known", "unknown"] = Field("known", description="`unknown`: also match the "
-                                               "query's front against each design's back and the "
-                                               "other way round (400 `invalid_sides` otherwise)")
+    sides: str = Field("known", pattern=f"^{_WS}*(known|unknown)?{_WS}*$", description=(
+        "`known` (or blank) or `unknown`: also match the query's front against each design's "
+        "back and the other way round (400 `invalid_sides` otherwise)"))
 
 
 class SearchCreated(Closed):
