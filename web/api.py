@@ -7,17 +7,36 @@ import io
 from flask import Blueprint, abort, current_app, jsonify, request, send_file, url_for
 from rq import Worker
 
+from web.apidoc import Responses, api
 from web.errors import error_response
-from web.searches import SearchStatus, describe, fetch_search
+from web.schemas import Error, Health, Search, SearchCreated, SearchForm, WaitQuery
+from web.searches import MAX_WAIT_S, SearchStatus, describe, fetch_search
 from web.submissions import submit_search
 from worker.core.bank import BankError, read_manifest_cached
 from worker.core.queueing import ENDED, wait_until_done
 
 bp = Blueprint("api", __name__)
+SEARCH_ID = {"search_id": "the id the submission returned (32 lowercase hex digits); any other "
+                          "string, an unknown or an expired id is 404"}
+UNAVAILABLE = (Error, "Redis (the queue and the results) is unreachable (`queue_unavailable`)")
 
 
 @bp.post("/api/searches")
+@api.validate(form=SearchForm, tags=["searches"], operation_id="createSearch",
+              skip_validation=True, resp=Responses(
+                  HTTP_202=(SearchCreated, "queued (or an identical live search); poll `url`"),
+                  HTTP_400=(Error, "no image, an empty file, a bad `k`, `front_weight` or "
+                                   "`sides`, or a malformed multipart body"),
+                  HTTP_413=(Error, "the request is too large (`too_large`) or an image has too "
+                                   "many pixels (`too_many_pixels`)"),
+                  HTTP_415=(Error, "an image is not a JPEG or PNG (`unsupported_format`)"),
+                  HTTP_422=(Error, "an image is corrupt or truncated (`corrupt`), under 16 px "
+                                   "(`too_small`), of extreme aspect ratio (`bad_aspect`) or "
+                                   "animated (`animated`)"),
+                  HTTP_503=(Error, "Redis is unreachable (`queue_unavailable`), no worker runs "
+                                   "(`no_worker`) or too many searches wait (`queue_full`)")))
 def create_search():
+    """Submit a pair (or one side) to search for"""
     search_id, status = submit_search(request.files, request.form)
     url = url_for("api.get_search", search_id=search_id)
     response = jsonify(id=search_id, status=status, url=url)
@@ -33,9 +52,6 @@ def _job_or_404(search_id: str):
     return job
 
 
-MAX_WAIT_S = 30.0
-
-
 def _wait_seconds() -> float:
     raw = request.args.get("wait", "0")
     try:
@@ -49,8 +65,15 @@ def _wait_seconds() -> float:
 
 
 @bp.get("/api/searches/<search_id>")
+@api.validate(query=WaitQuery, tags=["searches"], operation_id="getSearch",
+              path_parameter_descriptions=SEARCH_ID, skip_validation=True, resp=Responses(
+                  HTTP_200=(Search, "the search"),
+                  HTTP_400=(Error, f"`wait` is not a number of seconds from 0 to {MAX_WAIT_S:g}"),
+                  HTTP_404=(Error, "unknown, expired or malformed id"), HTTP_503=UNAVAILABLE))
 def get_search(search_id: str):
-    """The search; with `?wait=S`, answered as soon as it is finished or failed, or after S s."""
+    """Poll a search: status, stage, then results
+
+    With `?wait=S`, answered as soon as it is finished or failed, or after S s."""
     wait = _wait_seconds()
     job = _job_or_404(search_id)
     if wait and job.get_status(refresh=False) not in ENDED:  # an ended search answers at once
@@ -60,7 +83,14 @@ def get_search(search_id: str):
 
 
 @bp.get("/api/searches/<search_id>/result.jpg")
+@api.validate(tags=["searches"], operation_id="getSearchImage",
+              path_parameter_descriptions=SEARCH_ID, skip_validation=True, resp=Responses(
+                  HTTP_200=(None, "the grid: the query pair, then each hit (JPEG)"),
+                  HTTP_404=(Error, "unknown, expired or malformed id, or the image has expired"),
+                  HTTP_409=(Error, "not finished yet (`not_ready`) or failed (`search_failed`)"),
+                  HTTP_503=UNAVAILABLE))
 def get_result_image(search_id: str):
+    """The rendered grid of a finished search"""
     job = _job_or_404(search_id)
     body = describe(job)
     if body["status"] == SearchStatus.FAILED:
@@ -71,11 +101,17 @@ def get_result_image(search_id: str):
     data = current_app.extensions["storage"].read_result(f"{job.id}.jpg")
     if data is None:
         abort(404, description="the result image has expired")
-    return send_file(io.BytesIO(data), mimetype="image/jpeg", max_age=3600)
+    response = send_file(io.BytesIO(data), mimetype="image/jpeg", max_age=3600)
+    response.direct_passthrough = False  # spectree's wrapper reads every body back (in memory)
+    return response
 
 
 @bp.get("/healthz")
+@api.validate(tags=["operations"], operation_id="health", skip_validation=True, resp=Responses(
+    HTTP_200=(Health, "Redis answers (`status` says whether all is well)"),
+    HTTP_503=(Health, "Redis is unreachable")))
 def healthz():
+    """What the service sees: Redis, workers, index"""
     settings = current_app.config["SETTINGS"]
     redis = current_app.extensions["redis"]
     body: dict = {"redis": False, "workers": 0, "queue_length": None}

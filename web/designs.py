@@ -12,8 +12,12 @@ import uuid
 
 from flask import Blueprint, abort, current_app, jsonify, request
 from rq.job import JobStatus
+from werkzeug.datastructures import WWWAuthenticate
+from werkzeug.exceptions import Unauthorized
 
+from web.apidoc import ADMIN, Responses, api
 from web.errors import RequestRefused
+from web.schemas import DesignEdit, DesignForm, EditPending, Error
 from web.submissions import check_capacity, read_side
 from worker.core.bank import BankError, read_manifest_cached
 from worker.core.catalogue import DESIGN_NAME
@@ -25,12 +29,25 @@ EDIT_WAIT_S = 60
 
 
 def _authorise() -> None:
+    """403 while editing is off; 401 (with a Bearer challenge) unless the request carries
+    exactly `Authorization: Bearer <ADMIN_TOKEN>` (the scheme's case aside, RFC 9110)."""
     token = current_app.config["SETTINGS"].admin_token
     if not token:
         abort(403, description="catalogue editing is disabled: set ADMIN_TOKEN on the server")
-    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    if not hmac.compare_digest(given.encode(), token.encode()):
-        abort(401, description="a valid 'Authorization: Bearer <token>' header is required")
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+        raise Unauthorized("a valid 'Authorization: Bearer <token>' header is required",
+                           www_authenticate=WWWAuthenticate("bearer"))
+
+
+def _edit_responses(done: int, done_text: str, **more) -> Responses:
+    """What both edits answer: done, still running, refused."""
+    return Responses(**{f"HTTP_{done}": (DesignEdit, done_text)}, **more,
+                     HTTP_202=(EditPending, f"not yet {done_text} after {EDIT_WAIT_S} s"),
+                     HTTP_401=(Error, "no or a wrong bearer token (`unauthorized`)"),
+                     HTTP_403=(Error, "editing is disabled: no ADMIN_TOKEN on the server"),
+                     HTTP_503=(Error, "no index (`no_index`), no worker, a full queue or no "
+                                      "Redis"))
 
 
 def _names() -> list[str]:
@@ -56,7 +73,17 @@ def _run(func: str, kwargs: dict, done_status: int):
 
 
 @bp.post("/api/designs")
+@api.validate(form=DesignForm, tags=["catalogue"], operation_id="addDesign", security=ADMIN,
+              skip_validation=True, resp=_edit_responses(
+                  201, "added", HTTP_400=(Error, "a bad name, a missing or empty image, or a "
+                                                 "malformed multipart body"),
+                  HTTP_409=(Error, "a design of that name exists (`duplicate_name`)"),
+                  HTTP_413=(Error, "too large (`too_large`, `too_many_pixels`)"),
+                  HTTP_415=(Error, "an image is not a JPEG or PNG (`unsupported_format`)"),
+                  HTTP_422=(Error, "an image is corrupt, too small, of extreme aspect ratio or "
+                                   "animated, or the edit failed (`edit_failed`)")))
 def add_design():
+    """Add a design to the catalogue (no re-index)"""
     _authorise()
     name = request.form.get("name", "").strip()
     if not DESIGN_NAME.match(name):
@@ -79,7 +106,12 @@ def add_design():
 
 
 @bp.delete("/api/designs/<name>")
+@api.validate(tags=["catalogue"], operation_id="removeDesign", security=ADMIN,
+              path_parameter_descriptions={"name": "the design's name"}, skip_validation=True,
+              resp=_edit_responses(200, "removed", HTTP_404=(Error, "no such design"),
+                                   HTTP_422=(Error, "the edit failed (`edit_failed`)")))
 def delete_design(name: str):
+    """Remove a design from the catalogue"""
     _authorise()
     if name not in _names():
         abort(404, description=f"no design named {name!r}")

@@ -57,5 +57,10 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        return error_response(exc.code or 500, (exc.name or "error").lower().replace(" ", "_"),
-                              exc.description or exc.name)
+        """Our body, the exception's headers (Allow of a 405, WWW-Authenticate of a 401)."""
+        response = error_response(exc.code or 500, (exc.name or "error").lower().replace(" ", "_"),
+                                  exc.description or exc.name)
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers.add(name, value)
+        return response

@@ -14,7 +14,8 @@ from redis.exceptions import RedisError
 from rq import Queue, Worker
 from rq.registry import BaseRegistry
 
-from web.openapi import openapi_document
+from web.apidoc import Responses, api, openapi_document
+from web.schemas import OpenAPIDocument, Readiness
 from worker.core.bank import BankError, read_manifest_cached
 from worker.core.metrics import read_metrics
 
@@ -24,8 +25,11 @@ PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @bp.get("/openapi.json")
+@api.validate(tags=["operations"], operation_id="openapi", skip_validation=True,
+              resp=Responses(HTTP_200=(OpenAPIDocument, "OpenAPI 3.1, generated")))
 def openapi_json():
-    return jsonify(openapi_document())
+    """This document"""
+    return jsonify(openapi_document(current_app.config["SETTINGS"]))
 
 
 def live_workers(queue: Queue, max_age_s: float = HEARTBEAT_MAX_AGE_S) -> list[Worker]:
@@ -64,7 +68,13 @@ def _check_index(features_dir) -> tuple[bool, str]:
 
 
 @bp.get("/readyz")
+@api.validate(tags=["operations"], operation_id="ready", skip_validation=True, resp=Responses(
+    HTTP_200=(Readiness, "ready"), HTTP_503=(Readiness, "not ready: see `checks`")))
 def readyz():
+    """Ready: Redis answers, a worker has a heartbeat, the index and OUTPUT_DIR are usable
+
+    200 only when Redis answers, a worker of the queue has sent a heartbeat within 60 s, the
+    feature manifest is readable and OUTPUT_DIR is writable; else 503."""
     settings = current_app.config["SETTINGS"]
     redis = current_app.extensions["redis"]
     redis_ok, redis_reason = _check_redis(redis)
@@ -110,7 +120,11 @@ class _Exposition:
 
 
 @bp.get("/metrics")
+@api.validate(tags=["operations"], operation_id="metrics", skip_validation=True,
+              resp=Responses(HTTP_200=(None, "searches by status, queue length, live workers, "
+                                             "per-stage durations")))
 def metrics():
+    """Prometheus text exposition format"""
     redis = current_app.extensions["redis"]
     queue: Queue = current_app.extensions["queue"]
     out = _Exposition()

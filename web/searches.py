@@ -12,6 +12,7 @@ from rq.job import Job, JobStatus
 from worker.core.contract import ABANDONED, RESUBMIT, Hit, SearchResult
 
 SEARCH_ID = re.compile(r"^[0-9a-f]{32}$")
+MAX_WAIT_S = 30.0  # the longest long poll
 
 
 class SearchStatus(StrEnum):

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[2]  # worker/core/settings.py -> the repository
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 # grey input, GeM of unit local features, PCA-whitened to 256, + silhouette and colours (docs/quality.md)
 DEFAULT_DESCRIPTOR = "grey-dir345-pw256-shape-colour"

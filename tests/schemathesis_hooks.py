@@ -1,0 +1,83 @@
+"""What a valid upload is, for schemathesis. Loaded by the CLI through schemathesis.toml and
+by tests/test_ops.py.
+
+- The API's `format: binary` fields are drawings, and a schema cannot say "a decodable JPEG or
+  PNG of at least 16 px": schemathesis's own samples (a 1x1 PNG, a PDF, random bytes) are
+  refusals the document lists (422, 415), not valid data.
+- schemathesis does not check that a "negative" body holding files is really invalid as the
+  server reads it (its validator cannot read files): negating one branch of `anyOf: [front
+  required, back required]` while the other side is there, or `k` as an empty list (nothing
+  sent), yields a valid search. Such cases are dropped.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import jsonschema_rs
+import schemathesis
+from hypothesis import strategies as st
+from PIL import Image
+from schemathesis.transport.serialization import Binary
+
+from worker.core.images import MIN_SIDE
+
+
+@st.composite
+def drawings(draw) -> bytes:
+    """A small solid-colour JPEG or PNG, each side MIN_SIDE to 4 x MIN_SIDE px."""
+    size = (draw(st.integers(MIN_SIDE, 4 * MIN_SIDE)), draw(st.integers(MIN_SIDE, 4 * MIN_SIDE)))
+    colour = draw(st.tuples(*[st.integers(0, 255)] * 3))
+    out = io.BytesIO()
+    Image.new("RGB", size, colour).save(out, draw(st.sampled_from(["PNG", "JPEG"])))
+    return out.getvalue()
+
+
+schemathesis.openapi.format("binary", drawings())
+
+
+def _readings(value: Any, binary: bool) -> list[Any]:
+    """How the server may read one field as sent: a file as a string of its length; a binary
+    field sent as text as null (invalid); an empty list or object not at all (no reading);
+    a list as its first value (what the form's .get() returns); text also parsed as JSON."""
+    if isinstance(value, Binary):
+        return ["x" * len(value.data)]
+    if binary:
+        return [None]
+    if isinstance(value, list | dict) and not value:
+        return []
+    if isinstance(value, list):
+        return _readings(value[0], binary)
+    if isinstance(value, str):
+        try:
+            return [value, json.loads(value)]
+        except ValueError:
+            return [value]
+    return [value]
+
+
+def _valid_as_read(body: dict[str, Any], schema: dict[str, Any]) -> bool:
+    validator = jsonschema_rs.validator_for(schema)
+    properties = schema.get("properties", {})
+    sent: dict[str, Any] = {}
+    for name, value in body.items():
+        readings = _readings(value, properties.get(name, {}).get("format") == "binary")
+        fine = [r for r in readings if not any(
+            e.instance_path[:1] == [name] for e in validator.iter_errors({**sent, name: r}))]
+        if readings:
+            sent[name] = (fine or readings)[0]
+    return validator.is_valid(sent)
+
+
+@schemathesis.hook
+def filter_case(context, case) -> bool:
+    if case.meta is None or not case.meta.generation.mode.is_negative \
+            or not isinstance(case.body, dict):
+        return True
+    declared = case.operation.get_body_for_media_type(case.media_type)
+    schema = getattr(declared, "optimized_schema", None)
+    if not isinstance(schema, dict) or "binary" not in str(schema):
+        return True
+    return not _valid_as_read(case.body, schema)

@@ -1,0 +1,194 @@
+"""The JSON API's request and response shapes, as pydantic models: the OpenAPI document
+(web/apidoc.py) is generated from them and from the web<->worker contract.
+
+They describe; they do not validate requests (web/submissions.py and web/designs.py do,
+with their own error codes). Search results reuse `worker.core.contract` directly.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic.json_schema import SkipJsonSchema
+
+from web.searches import MAX_WAIT_S, SEARCH_ID, SearchStatus
+from worker.core.catalogue import DESIGN_NAME
+from worker.core.contract import DEFAULT_FRONT_WEIGHT, DEFAULT_K, K_MAX, Hit, SearchResult
+from worker.core.images import ACCEPTED_FORMATS, MAX_ASPECT, MIN_SIDE
+
+SearchId = Annotated[str, Field(pattern=SEARCH_ID.pattern, description="32 lowercase hex digits")]
+# What str.strip() strips (the form's fields are read stripped), as a regex class: not \\s,
+# whose ECMA meaning differs from Python's.
+_WS = "[\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+IMAGE_LIMITS = (f"{' or '.join(ACCEPTED_FORMATS)} only, checked by content whatever the name or "
+                f"part Content-Type; not empty; each side at least {MIN_SIDE} px, the long side "
+                f"at most {MAX_ASPECT:g}x the short; one frame")
+
+
+def _drop_null_default(schema: dict[str, Any]) -> None:
+    """An omittable field is absent from the JSON, never null: say so in the schema."""
+    for prop in schema.get("properties", {}).values():
+        if prop.get("default", ...) is None:
+            del prop["default"]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(json_schema_extra=_drop_null_default)
+
+
+class Closed(Model):
+    """A JSON object with exactly these fields."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_drop_null_default)
+
+
+def image(side: str, **default: Any) -> Any:
+    return Field(**default, json_schema_extra={"format": "binary", "minLength": 1},
+                 description=f"the {side} drawing: {IMAGE_LIMITS}")
+
+
+def _a_side(schema: dict[str, Any]) -> None:
+    _drop_null_default(schema)
+    schema["anyOf"] = [{"required": ["front"]}, {"required": ["back"]}]
+
+
+class SearchForm(Model):
+    """multipart/form-data of POST /api/searches: at least one side (400 `missing_images`)."""
+
+    model_config = ConfigDict(json_schema_extra=_a_side)
+
+    front: bytes | SkipJsonSchema[None] = image("front", default=None)
+    back: bytes | SkipJsonSchema[None] = image("back", default=None)
+    k: int = Field(DEFAULT_K, ge=1, le=K_MAX, description="how many designs to return "
+                   "(400 `invalid_k` otherwise)")
+    front_weight: float = Field(DEFAULT_FRONT_WEIGHT, ge=0, le=1, description="weight of the "
+                                "front score, the back gets 1 - this; unused for a one-sided "
+                                "query (400 `invalid_front_weight` otherwise)")
+    sides: str = Field("known", pattern=f"^{_WS}*(known|unknown)?{_WS}*$", description=(
+        "`known` (or blank) or `unknown`: also match the query's front against each design's "
+        "back and the other way round (400 `invalid_sides` otherwise)"))
+
+
+class SearchCreated(Closed):
+    """202 to POST /api/searches."""
+
+    id: SearchId
+    status: Literal["queued", "started", "finished"] = Field(
+        description="`queued` for a new search; an identical resubmission is answered with the "
+                    "earlier search and its status")
+    url: str = Field(description="where to poll the search, the same as the Location header")
+
+
+class WaitQuery(Model):
+    wait: float = Field(0, ge=0, le=MAX_WAIT_S, description="hold the answer up to this many seconds "
+                        "until the search is finished or failed (long poll; 0: at once)")
+
+
+class HitView(Hit):
+    """A hit as the API shows it: the contract's `Hit` and the URLs of its two images."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    front_url: str = Field(description="`/database/<front>`")
+    back_url: str = Field(description="`/database/<back>`")
+
+
+def _when_finished() -> dict[str, Any]:
+    """The contract's `SearchResult` fields as the API shows them: only once finished, `results`
+    with URLs, no `image` (its URL is `image_url`)."""
+    fields: dict[str, Any] = {
+        name: (info.annotation | SkipJsonSchema[None], Field(None, description=info.description))
+        for name, info in SearchResult.model_fields.items() if name not in ("results", "image")}
+    fields["results"] = (list[HitView] | SkipJsonSchema[None],
+                         Field(None, description="best first, at most k"))
+    fields["image_url"] = (str | SkipJsonSchema[None],
+                           Field(None, description="the rendered grid (result.jpg)"))
+    return fields
+
+
+class _SearchBase(Closed):
+    id: SearchId
+    status: SearchStatus
+    stage: str | None = Field(description="queued, preprocess, extract, search, render "
+                              "(the last stage reached)")
+    url: str
+    queue_position: int | None = Field(None, ge=0, description="only while queued: 0 = next, "
+                                       "null when not in the queue itself")
+    error: str | SkipJsonSchema[None] = Field(None, description="only when failed: why, for "
+                                              "people")
+
+
+Search = create_model("Search", __base__=_SearchBase, __doc__="A search: its status and stage; "
+                      "its results, timings and options once finished.", **_when_finished())
+
+
+class Error(Closed):
+    """Every refusal."""
+
+    error: str = Field(description="a short machine-readable code, e.g. `missing_images`, "
+                       "`invalid_k`, `unsupported_format`, `corrupt`, `too_small`, `too_large`, "
+                       "`too_many_pixels`, `not_found`, `not_ready`, `search_failed`, `no_worker`, "
+                       "`queue_full`, `queue_unavailable`, `unauthorized`")
+    message: str = Field(description="what went wrong, for people")
+
+
+class Health(Model):
+    status: Literal["ok", "degraded"]
+    redis: bool
+    redis_error: str | SkipJsonSchema[None] = None
+    workers: int = Field(ge=0, description="workers registered in Redis (any queue)")
+    queue_length: int | None = Field(ge=0)
+    catalogue_pairs: int | None = None
+    descriptor: str | None = None
+    weights: dict[str, Any] | None = Field(None, description="the index's VGG16 weights: id, "
+                                           "fingerprint")
+    precision: str | None = None
+    index_created: str | None = None
+    index_error: str | SkipJsonSchema[None] = None
+
+
+class Check(Closed):
+    ok: bool
+    reason: str
+
+
+class Checks(Closed):
+    redis: Check
+    worker: Check
+    index: Check
+    output_dir: Check
+
+
+class Readiness(Closed):
+    ready: bool
+    checks: Checks
+
+
+class DesignForm(Model):
+    """multipart/form-data of POST /api/designs."""
+
+    name: str = Field(pattern=DESIGN_NAME.pattern, description="the new design's name "
+                      "(400 `invalid_name` otherwise, 409 `duplicate_name` if taken)")
+    front: bytes = image("front")
+    back: bytes = image("back")
+
+
+class DesignEdit(Closed):
+    """A catalogue edit, done."""
+
+    name: str
+    n_pairs: int = Field(ge=0, description="catalogue size after the edit")
+
+
+class EditPending(Closed):
+    """A catalogue edit still running after the request's wait."""
+
+    id: str
+    status: str
+
+
+class OpenAPIDocument(Model):
+    openapi: str
+    info: dict[str, Any]
+    paths: dict[str, Any]
