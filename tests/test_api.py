@@ -12,6 +12,7 @@ from rq import Queue
 
 from tests.http import post_pair
 from tests.images import N_PAIRS, design_pair, encode
+from worker.core.settings import DEFAULT_DESCRIPTOR
 
 pytestmark = pytest.mark.slow
 
@@ -149,7 +150,7 @@ def test_catalogue_images_cannot_escape_the_database(indexed_client):
 def test_healthz_reports_redis_workers_and_index(indexed_client, indexed_settings):
     body = indexed_client.get("/healthz").get_json()
     assert body["redis"] is True and body["catalogue_pairs"] == N_PAIRS
-    assert body["descriptor"] == "trim-gem45-pw256" and body["weights"]["id"] == "bsds500"
+    assert body["descriptor"] == DEFAULT_DESCRIPTOR and body["weights"]["id"] == "bsds500"
     assert body["workers"] == 0 and body["status"] == "degraded"
 
 

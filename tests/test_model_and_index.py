@@ -11,9 +11,11 @@ import pytest
 from worker.cli.index import main as index_main
 from worker.core.bank import load_bank
 from worker.core.catalogue import load_catalogue
-from worker.core.settings import Settings
+from worker.core.settings import DEFAULT_DESCRIPTOR, Settings
 from worker.indexing.build import UnreadableImages, build_index
+from worker.pipeline.appearance import BLOCKS
 from worker.pipeline.preprocess import make_canvas
+from worker.pipeline.verdicts import CALIBRATED
 from worker.pipeline.weights import VGG16_CONV_LAYERS, bsds500_path, resolve_weights
 
 pytestmark = pytest.mark.slow
@@ -48,10 +50,12 @@ def test_descriptor_rows_are_unit_and_deterministic(extractor, catalogue_dir):
     cat = load_catalogue(catalogue_dir)
     canvases = np.stack([make_canvas(cat.image_path(p)) for p in cat.fronts[:3]])
     a, b = extractor.extract(canvases), extractor.extract(canvases)
-    assert a.shape == (3, extractor.dim) and a.dtype == np.float32 and extractor.dim == 1024
-    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+    model = 256 + 512 + 512  # GeM of block3, block4, block5; then the appearance columns
+    assert a.shape == (3, extractor.dim) and a.dtype == np.float32
+    assert extractor.dim == model + sum(BLOCKS)
+    np.testing.assert_allclose(np.linalg.norm(a[:, :model], axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(a, b, atol=1e-6)
-    assert (a[0] @ a[1]) < 0.999, "different drawings give different descriptors"
+    assert (a[0, :model] @ a[1, :model]) < 0.999, "different drawings give different descriptors"
 
 
 def test_index_rows_follow_pairs_csv(features_dir, catalogue_dir, extractor):
@@ -60,8 +64,10 @@ def test_index_rows_follow_pairs_csv(features_dir, catalogue_dir, extractor):
     m = bank.manifest
     distinct = len(set(cat.fronts) | set(cat.backs))
     assert len(bank) == len(cat) and m["names"] == cat.names
-    assert m["dim"] == distinct - 1 and m["raw_dim"] == 1024, "whitened to at most n - 1 dims"
-    assert m["descriptor"] == "trim-gem45-pw256" and m["weights"]["id"] == "bsds500"
+    assert m["dim"] == distinct - 1 + sum(BLOCKS), "whitened to at most n - 1 dims"
+    assert m["raw_dim"] == extractor.dim
+    assert m["descriptor"] == DEFAULT_DESCRIPTOR and m["weights"]["id"] == "bsds500"
+    assert m["verdicts"] == CALIBRATED[DEFAULT_DESCRIPTOR]
     assert m["whitening"]["dims"] == m["dim"] and m["preprocess"]["trim"] is True
     assert m["weights"]["fingerprint"] == extractor.weights_fingerprint
     assert m["preprocess"]["long_side"] == 200 and m["preprocess"]["canvas"] == 224
