@@ -109,7 +109,7 @@ class SearchResult(BaseModel):
     k: int
     front_weight: float
     sides_unknown: bool = False
-    timings: dict[str, float] = Field(default_factory=dict,
+    timings: dict[str, int | float] = Field(default_factory=dict,
                                       description="milliseconds per stage, and batch size")
     descriptor: str | None = None
     weights: str | None = Field(None, description="VGG16 weights id, e.g. `imagenet`")
