@@ -114,9 +114,13 @@ def similar_beyond_copy(outcomes: list[Outcome], designs: list[Design]) -> dict:
 
 
 def graded_hits(outcomes: list[Outcome], designs: list[Design]) -> list[tuple[float, int, bool]]:
-    """(score, relevance, copied query) of every hit."""
-    return [(h.score, relevance(o.query.design, designs[h.index], h.index == o.query.row),
-             o.query.row is not None) for o in outcomes for h in o.hits]
+    """(score the verdicts judge, relevance, copied query) of every hit."""
+    from worker.pipeline.verdicts import verdict_scores
+
+    return [(judged, relevance(o.query.design, designs[h.index], h.index == o.query.row),
+             o.query.row is not None)
+            for o in outcomes
+            for h, judged in zip(o.hits, verdict_scores([h.score for h in o.hits]), strict=True)]
 
 
 def verdict_table(outcomes: list[Outcome], designs: list[Design],

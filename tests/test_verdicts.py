@@ -17,6 +17,7 @@ from worker.pipeline.verdicts import (
     similarity,
     thresholds_in,
     verdict_of,
+    verdict_scores,
 )
 
 T = {"copy": 0.8, "near-duplicate": 0.7, "similar": 0.5, "floor": 0.2}
@@ -26,6 +27,12 @@ def test_verdicts_follow_the_thresholds_most_serious_first():
     assert [verdict_of(s, T) for s in (0.95, 0.8, 0.75, 0.5, 0.49, -1.0)] == \
         ["copy", "copy", "near-duplicate", "similar", None, None]
     assert verdict_of(0.99, None) is None and similarity(0.99, None) is None
+
+
+def test_the_first_hit_is_judged_with_its_lead_over_the_second():
+    assert verdict_scores([0.7, 0.5, 0.4]) == pytest.approx([0.9, 0.5, 0.4])
+    assert verdict_scores([0.7, 0.7]) == [0.7, 0.7]  # a tie: no lead
+    assert verdict_scores([0.7]) == [0.7] and verdict_scores([]) == []
 
 
 def test_similarity_maps_the_thresholds_to_fixed_points_and_stays_in_0_100():

@@ -26,14 +26,16 @@ class SearchHit:
     back_score: float | None  # None when the query had no back
     swapped: bool = False  # the query's front matched the design's back (sides unknown)
 
-    def to_hit(self, catalogue: Catalogue, thresholds: dict[str, float] | None) -> Hit:
-        """The hit as the result reports it, named from the catalogue row, with its verdict."""
+    def to_hit(self, catalogue: Catalogue, thresholds: dict[str, float] | None,
+               judged: float) -> Hit:
+        """The hit as the result reports it, named from the catalogue row, with the verdict
+        and similarity of `judged` (its score as `verdict_scores` gives it)."""
         i = self.index
         return Hit(rank=self.rank, name=catalogue.names[i], score=rounded(self.score),
                    front_score=rounded(self.front_score), back_score=rounded(self.back_score),
                    swapped=self.swapped, front=catalogue.fronts[i], back=catalogue.backs[i],
-                   verdict=verdict_of(self.score, thresholds),
-                   similarity=similarity(self.score, thresholds))
+                   verdict=verdict_of(judged, thresholds),
+                   similarity=similarity(judged, thresholds))
 
 
 @dataclass(frozen=True)

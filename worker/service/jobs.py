@@ -13,7 +13,7 @@ from worker.core.contract import Hit, SearchRequest, SearchResult, problems
 from worker.core.metrics import record_timings
 from worker.pipeline.grid import draw_grid
 from worker.pipeline.ranking import top_k
-from worker.pipeline.verdicts import thresholds_in
+from worker.pipeline.verdicts import thresholds_in, verdict_scores
 from worker.service.batching import Extracted, QueueRef
 from worker.service.engine import Engine, current
 from worker.service.reports import REPORTS, StageClock
@@ -51,10 +51,12 @@ def run_search(engine: Engine, request: SearchRequest) -> SearchResult:
     with stage("search"):
         q_front, q_back = (None if q is None else snapshot.bank.project(q[None])[0]
                            for q in found.rows)
+        found_hits = top_k(snapshot.bank, q_front, q_back, max(request.k, 2),
+                           request.front_weight, request.sides_unknown)  # 2: the lead
+        judged = verdict_scores([hit.score for hit in found_hits])
         thresholds = thresholds_in(snapshot.bank.manifest)
-        hits = [hit.to_hit(snapshot.catalogue, thresholds)
-                for hit in top_k(snapshot.bank, q_front, q_back, request.k,
-                                 request.front_weight, request.sides_unknown)]
+        hits = [hit.to_hit(snapshot.catalogue, thresholds, score)
+                for hit, score in zip(found_hits[:request.k], judged, strict=False)]
     with stage("render"):
         image = save_grid(engine, request.search_id, found, hits)
     timings = stage.stop()
