@@ -164,3 +164,18 @@ def test_cached_manifest_follows_a_rewritten_index(tmp_path):
     assert first["n_pairs"] == 10 and read_manifest_cached(tmp_path) is first  # not re-parsed
     write_bank(tmp_path, *random_bank(n=12), manifest(n=12))
     assert read_manifest_cached(tmp_path)["n_pairs"] == 12
+
+
+def test_a_flat_features_dir_from_older_builds_loads_and_is_replaced_by_a_generation(tmp_path):
+    import shutil
+
+    write_bank(tmp_path, *random_bank(), manifest())
+    for path in current_dir(tmp_path).iterdir():  # the layout before generations
+        shutil.move(path, tmp_path / path.name)
+    shutil.rmtree(tmp_path / "generations")
+    (tmp_path / "CURRENT").unlink()
+    (tmp_path / ".front.1234abcd.npy").write_bytes(b"left by a killed writer")
+    assert len(load_bank(tmp_path)) == 10
+    write_bank(tmp_path, *random_bank(n=12), manifest(n=12))
+    assert len(load_bank(tmp_path)) == 12
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["CURRENT", "generations"]

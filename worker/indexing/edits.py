@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from worker.core import generations
 from worker.core.bank import (
     REINDEX,
     BankError,
@@ -31,7 +32,7 @@ from worker.core.bank import (
     write_bank,
 )
 from worker.core.catalogue import DESIGN_NAME, Catalogue, catalogue_csv, load_catalogue, write_catalogue_csv
-from worker.core.generations import catalogue_lock, checkpoint, current_id
+from worker.core.generations import catalogue_lock, current_id
 from worker.core.images import load_image
 from worker.core.queueing import EXTENSION
 from worker.core.settings import Settings
@@ -75,7 +76,7 @@ def _save(settings: Settings, bank: FeatureBank, before: Catalogue, names: list[
     folder = write_bank(settings.features_dir, front.astype(np.float32), back.astype(np.float32),
                         manifest, bank.whitening, catalogue_csv(names, fronts, backs))
     write_catalogue_csv(settings.database_dir, names, fronts, backs)
-    checkpoint("renamed pairs.csv")
+    generations.checkpoint("renamed pairs.csv")
     mark_listed(folder)
     return {**manifest, "generation": folder.name}
 
@@ -97,7 +98,7 @@ def _store(settings: Settings, image: tuple[str, bytes], created: list[Path]) ->
         return relative
     write_aside(target.parent, target.name, data)
     created.append(target)
-    checkpoint(f"renamed {relative}")
+    generations.checkpoint(f"renamed {relative}")
     return relative
 
 
@@ -162,7 +163,7 @@ def remove_design(settings: Settings, name: str) -> dict:
                          bank.back[keep])
         for rel in {catalogue.fronts[i], catalogue.backs[i]} - set(fronts) - set(backs):
             catalogue.image_path(rel).unlink(missing_ok=True)
-            checkpoint(f"deleted {rel}")
+            generations.checkpoint(f"deleted {rel}")
         return manifest
 
 

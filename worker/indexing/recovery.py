@@ -10,11 +10,13 @@ date when an edit stopped after its switch but before it rewrote that list.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
+from worker.core import generations
 from worker.core.bank import BankError, read_manifest
 from worker.core.catalogue import CatalogueError, load_catalogue, write_catalogue_csv
-from worker.core.generations import CatalogueBusy, catalogue_lock, checkpoint, clean_leftovers, current_dir
+from worker.core.generations import CatalogueBusy, catalogue_lock, clean_leftovers, current_dir
 from worker.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -22,8 +24,11 @@ LISTED = "database-updated"  # in a generation: DATABASE_DIR/pairs.csv was rewri
 
 
 def mark_listed(folder: Path) -> None:
+    """Note that DATABASE_DIR/pairs.csv lists generation `folder`; CURRENT is touched so it
+    stays newer than pairs.csv (make's rule for re-indexing)."""
     (folder / LISTED).touch()
-    checkpoint(f"written {LISTED}")
+    os.utime(folder.parent.parent / generations.CURRENT)
+    generations.checkpoint(f"written {LISTED}")
 
 
 def sync_listed(settings: Settings) -> bool | None:
@@ -44,7 +49,7 @@ def sync_listed(settings: Settings) -> bool | None:
     if before != listed or (folder / LISTED).exists():
         return None
     write_catalogue_csv(settings.database_dir, current.names, current.fronts, current.backs)
-    checkpoint("renamed pairs.csv")
+    generations.checkpoint("renamed pairs.csv")
     mark_listed(folder)
     return True
 
