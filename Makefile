@@ -21,13 +21,13 @@ $(DATABASE_DIR)/pairs.csv: | $(VENV)/.installed
 
 catalogue: $(DATABASE_DIR)/pairs.csv
 
-$(FEATURES_DIR)/manifest.json: $(DATABASE_DIR)/pairs.csv | $(VENV)/.installed
+$(FEATURES_DIR)/CURRENT: $(DATABASE_DIR)/pairs.csv | $(VENV)/.installed
 	$(PY) -m worker.cli.index
 
 index: $(VENV)/.installed catalogue
 	$(PY) -m worker.cli.index
 
-run: $(VENV)/.installed $(FEATURES_DIR)/manifest.json
+run: $(VENV)/.installed $(FEATURES_DIR)/CURRENT
 	$(PY) -m worker.cli.supervisor
 
 # The browser tests drive Debian's chromium (installed with apt; Playwright's own browser

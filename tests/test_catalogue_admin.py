@@ -73,10 +73,13 @@ def test_add_then_remove_changes_what_searches_find(own_catalogue, extractor, tm
     with pytest.raises(CatalogueEditError, match="already used"):
         add_designs(own_catalogue, extractor, [("brand-new", front, back)])
 
+    added_images = [own_catalogue.database_dir / rel for rel in
+                    (manifest["fronts"][-1], manifest["backs"][-1])]
+    assert all(path.is_file() for path in added_images)
     remove_design(own_catalogue, "brand-new")
     bank = load_bank(own_catalogue.features_dir)
     assert len(bank) == N_PAIRS and "brand-new" not in bank.manifest["names"]
-    assert not (own_catalogue.database_dir / "images" / "brand-new_front.png").exists()
+    assert not any(path.exists() for path in added_images)
     assert top_hit(client, *query, run)["name"] != "brand-new"
 
 
@@ -151,7 +154,7 @@ def test_an_edit_refuses_banks_that_no_longer_match_pairs_csv(own_catalogue):
     catalogue = load_catalogue(own_catalogue.database_dir)
     write_catalogue_csv(own_catalogue.database_dir, catalogue.names[:-1], catalogue.fronts[:-1],
                         catalogue.backs[:-1])
-    manifest = (own_catalogue.features_dir / "manifest.json").read_bytes()
+    current = (own_catalogue.features_dir / "CURRENT").read_bytes()
     with pytest.raises(BankError, match="another pairs.csv"):
         remove_design(own_catalogue, catalogue.names[0])
-    assert (own_catalogue.features_dir / "manifest.json").read_bytes() == manifest
+    assert (own_catalogue.features_dir / "CURRENT").read_bytes() == current

@@ -9,6 +9,7 @@ import pytest
 
 from worker.core.bank import BankError, FeatureBank, check_bank_matches, load_bank, write_bank
 from worker.core.catalogue import CatalogueError, load_catalogue
+from worker.core.generations import current_dir
 from worker.core.whitening import l2_normalise
 from worker.pipeline.ranking import top_k
 
@@ -56,14 +57,17 @@ def test_bank_round_trip_is_memory_mapped(tmp_path):
     bank = load_bank(tmp_path)
     assert isinstance(bank.front, np.memmap)
     np.testing.assert_array_equal(bank.front, front)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["back.npy", "front.npy", "manifest.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["CURRENT", "generations"]
+    assert sorted(p.name for p in current_dir(tmp_path).iterdir()) == ["back.npy", "front.npy",
+                                                                      "manifest.json"]
 
 
 def test_bank_damage_is_refused(tmp_path):
     front, back = random_bank()
     write_bank(tmp_path, front, back, manifest())
-    data = (tmp_path / "back.npy").read_bytes()
-    (tmp_path / "back.npy").write_bytes(data[: len(data) // 2])
+    path = current_dir(tmp_path) / "back.npy"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
     with pytest.raises(BankError, match="make index"):
         load_bank(tmp_path)
 
@@ -103,7 +107,8 @@ def test_rewrite_swaps_whole_index(tmp_path):
     write_bank(tmp_path, *random_bank(n=12, seed=2), manifest(n=12))
     assert len(load_bank(tmp_path)) == 12
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "no temp files left"
-    assert json.loads((tmp_path / "manifest.json").read_text())["n_pairs"] == 12
+    assert json.loads((current_dir(tmp_path) / "manifest.json").read_text())["n_pairs"] == 12
+    assert len(list((tmp_path / "generations").iterdir())) == 2  # the current and the previous
 
 
 def test_top_k_orders_by_weighted_score():
@@ -159,3 +164,18 @@ def test_cached_manifest_follows_a_rewritten_index(tmp_path):
     assert first["n_pairs"] == 10 and read_manifest_cached(tmp_path) is first  # not re-parsed
     write_bank(tmp_path, *random_bank(n=12), manifest(n=12))
     assert read_manifest_cached(tmp_path)["n_pairs"] == 12
+
+
+def test_a_flat_features_dir_from_older_builds_loads_and_is_replaced_by_a_generation(tmp_path):
+    import shutil
+
+    write_bank(tmp_path, *random_bank(), manifest())
+    for path in current_dir(tmp_path).iterdir():  # the layout before generations
+        shutil.move(path, tmp_path / path.name)
+    shutil.rmtree(tmp_path / "generations")
+    (tmp_path / "CURRENT").unlink()
+    (tmp_path / ".front.1234abcd.npy").write_bytes(b"left by a killed writer")
+    assert len(load_bank(tmp_path)) == 10
+    write_bank(tmp_path, *random_bank(n=12), manifest(n=12))
+    assert len(load_bank(tmp_path)) == 12
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["CURRENT", "generations"]

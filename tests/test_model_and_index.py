@@ -11,6 +11,7 @@ import pytest
 from worker.cli.index import main as index_main
 from worker.core.bank import load_bank
 from worker.core.catalogue import load_catalogue
+from worker.core.generations import current_dir
 from worker.core.settings import DEFAULT_DESCRIPTOR, Settings
 from worker.indexing.build import UnreadableImages, build_index
 from worker.pipeline.appearance import BLOCKS
@@ -83,7 +84,7 @@ def test_unreadable_images_leave_old_banks_untouched(tmp_path, catalogue_dir, fe
     shutil.copytree(catalogue_dir, db)
     feats = tmp_path / "features"
     shutil.copytree(features_dir, feats)
-    before = (feats / "manifest.json").read_bytes()
+    before = (feats / "CURRENT").read_bytes(), (current_dir(feats) / "manifest.json").read_bytes()
     (db / "images" / "dress-0001_back.png").write_bytes(b"not a png")
     (db / "images" / "tshirt-0004_front.png").unlink()
     with pytest.raises(UnreadableImages) as info:
@@ -91,7 +92,8 @@ def test_unreadable_images_leave_old_banks_untouched(tmp_path, catalogue_dir, fe
     reasons = dict(info.value.failures)
     assert set(reasons) == {"images/dress-0001_back.png", "images/tshirt-0004_front.png"}
     assert "JPEG or PNG" in reasons["images/dress-0001_back.png"]
-    assert (feats / "manifest.json").read_bytes() == before
+    assert ((feats / "CURRENT").read_bytes(),
+            (current_dir(feats) / "manifest.json").read_bytes()) == before
 
 
 def test_index_command_exits_non_zero_and_lists_failures(tmp_path, catalogue_dir, monkeypatch,
@@ -105,7 +107,7 @@ def test_index_command_exits_non_zero_and_lists_failures(tmp_path, catalogue_dir
     assert index_main([]) == 1
     err = capsys.readouterr().err
     assert "images/jacket-0002_front.png" in err and "left untouched" in err
-    assert not (tmp_path / "features" / "manifest.json").exists()
+    assert not (tmp_path / "features" / "CURRENT").exists()
 
 
 def test_index_writes_a_small_thumbnail_per_image(features_dir, catalogue_dir):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from worker.core.bank import BankError, load_bank, write_bank
+from worker.core.generations import current_dir
 from worker.core.whitening import l2_normalise, learn_whitening
 
 
@@ -43,6 +44,6 @@ def test_bank_round_trip_with_whitening(tmp_path):
     write_bank(tmp_path, front, back, manifest, w)
     bank = load_bank(tmp_path)
     np.testing.assert_allclose(bank.project(x[:2]), front[:2], atol=1e-6)
-    (tmp_path / "whitening.npz").write_bytes(b"garbage")
+    (current_dir(tmp_path) / "whitening.npz").write_bytes(b"garbage")
     with pytest.raises(BankError, match="whitening.npz"):
         load_bank(tmp_path)

@@ -13,6 +13,7 @@ from rq import Queue
 
 from tests.http import post_pair
 from tests.images import N_PAIRS, design_pair
+from worker.core.generations import current_dir
 from worker.dev.sample import write_catalogue
 from worker.dev.services import service_env
 from worker.indexing.build import build_index
@@ -43,7 +44,7 @@ def test_worker_refuses_to_start_without_usable_banks(indexed_settings, tmp_path
     proc = run_worker_process(missing)
     assert proc.returncode == 2 and "make index" in proc.stderr
 
-    manifest_path = indexed_settings.features_dir / "manifest.json"
+    manifest_path = current_dir(indexed_settings.features_dir) / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["catalogue_fingerprint"] = "0" * 16
     manifest_path.write_text(json.dumps(manifest))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from worker.core.bank import BankError
 from worker.core.catalogue import CatalogueError
+from worker.core.generations import CatalogueBusy
 from worker.core.images import ImageRejected
 from worker.core.settings import InvalidSetting, Settings
 from worker.indexing.edits import CatalogueEditError, add_designs, read_import, remove_design
@@ -39,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
             extractor = FeatureExtractor(settings.vgg16_weights, settings.descriptor,
                                          settings.precision)
             manifest = add_designs(settings, extractor, designs)
-    except (CatalogueEditError, CatalogueError, BankError, ImageRejected, InvalidSetting,
-            OSError) as exc:
+    except (CatalogueEditError, CatalogueError, CatalogueBusy, BankError, ImageRejected,
+            InvalidSetting, OSError) as exc:
         print(f"catalogue: {exc}", file=sys.stderr)
         return 1
     print(f"catalogue now has {manifest['n_pairs']} designs")

@@ -1,8 +1,9 @@
 """Feature banks: `front.npy`, `back.npy` ((n_pairs, dim) float32, rows L2-normalised,
-row i = pairs.csv row i) and `manifest.json`, all in FEATURES_DIR.
+row i = pairs.csv row i), `whitening.npz` and `manifest.json`, with the catalogue list they
+were built from (`pairs.csv`), together one generation (worker.core.generations).
 
-Writers put new files aside and swap them in with os.replace, manifest last; readers
-check each file against the sha256 the manifest records, so a reader never mixes banks.
+A writer fills a new generation folder and switches FEATURES_DIR/CURRENT last; a reader
+resolves CURRENT once per load and checks each file against the sha256 the manifest records.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from worker.core import generations
+from worker.core.catalogue import Catalogue, load_catalogue
 from worker.core.contract import SIDES
 from worker.core.whitening import Whitening
 
@@ -50,16 +52,18 @@ def file_sha256(path: Path) -> str:
 
 
 def manifest_stamp(features_dir: Path) -> tuple[int, int, int] | None:
-    """Cheap change detector for the manifest: (inode, size, mtime_ns), None if absent."""
+    """Cheap change detector for the current manifest: (inode, size, mtime_ns), None if
+    absent. Every generation has its own manifest, so a switch changes the inode."""
     try:
-        st = os.stat(Path(features_dir) / MANIFEST)
+        st = os.stat(generations.current_dir(features_dir) / MANIFEST)
     except FileNotFoundError:
         return None
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def read_manifest(features_dir: Path) -> dict:
-    path = Path(features_dir) / MANIFEST
+    """The current generation's manifest (or the one of the generation folder given)."""
+    path = generations.current_dir(features_dir) / MANIFEST
     if not path.is_file():
         raise BankError(f"no feature banks in {features_dir} (no {MANIFEST}); {REINDEX}")
     try:
@@ -111,7 +115,9 @@ def _load_side(features_dir: Path, side: str, manifest: dict) -> np.ndarray:
 
 
 def load_bank(features_dir: Path) -> FeatureBank:
-    """Manifest plus both banks, memory-mapped and checked. Raises BankError."""
+    """Manifest plus both banks, memory-mapped and checked, of the current generation (or of
+    the generation folder given). Raises BankError."""
+    features_dir = generations.current_dir(features_dir)  # once: CURRENT may switch meanwhile
     manifest = read_manifest(features_dir)
     if manifest.get("format_version") != FORMAT_VERSION:
         raise BankError(f"{features_dir}/{MANIFEST} has format "
@@ -160,27 +166,56 @@ def check_model_matches(bank: FeatureBank, weights_fingerprint: str, descriptor:
                         f"({weights_fingerprint}); set VGG16_WEIGHTS={built.get('id')} or {REINDEX}")
 
 
+def load_generation(database_dir: Path, features_dir: Path
+                    ) -> tuple[Catalogue, FeatureBank, tuple[int, int, int] | None]:
+    """The current generation's catalogue (its own pairs.csv; DATABASE_DIR's for a flat
+    FEATURES_DIR), banks and manifest stamp, all from one resolution of CURRENT. Unchecked
+    against each other: see check_bank_matches."""
+    folder = generations.current_dir(features_dir)
+    stamp = manifest_stamp(folder)
+    listed = folder / "pairs.csv"
+    catalogue = load_catalogue(database_dir, listed if listed.is_file() else None)
+    return catalogue, load_bank(folder), stamp
+
+
+def _save(path: Path, write) -> str:
+    """Write a file of a new generation with `write(file)`, to disk; its sha256."""
+    with open(path, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    generations.checkpoint(f"written {path.name}")
+    return file_sha256(path)
+
+
 def write_bank(features_dir: Path, front: np.ndarray, back: np.ndarray, manifest: dict,
-               whitening: Whitening | None = None) -> None:
-    """Write both banks (and the whitening) and the manifest aside, then swap them in,
-    manifest last."""
+               whitening: Whitening | None = None, catalogue_csv: bytes | None = None) -> Path:
+    """Write banks, whitening, the catalogue list and the manifest into a new generation,
+    switch CURRENT to it, then delete leftovers; returns its folder. Writers hold
+    generations.catalogue_lock (the clean-up assumes no other writer)."""
     features_dir = Path(features_dir)
     features_dir.mkdir(parents=True, exist_ok=True)
-    token = uuid.uuid4().hex[:8]
-    manifest = {**manifest, "format_version": FORMAT_VERSION, "sha256": {}}
-    staged = []
+    previous = generations.current_id(features_dir)
+    try:
+        replaced = read_manifest(features_dir).get("catalogue_fingerprint")
+    except BankError:
+        replaced = None
+    folder = generations.new_generation(features_dir)
+    manifest = {**manifest, "format_version": FORMAT_VERSION, "generation": folder.name,
+                "replaces": {"generation": previous, "catalogue_fingerprint": replaced},
+                "sha256": {}}
     for side, array in zip(SIDES, (front, back), strict=True):
-        tmp = features_dir / f".{side}.{token}.npy"
-        np.save(tmp, np.ascontiguousarray(array))
-        manifest["sha256"][side] = file_sha256(tmp)
-        staged.append((tmp, features_dir / f"{side}.npy"))
+        manifest["sha256"][side] = _save(folder / f"{side}.npy", lambda f, a=array: np.save(
+            f, np.ascontiguousarray(a)))
     if whitening is not None:
-        tmp = features_dir / f".whitening.{token}.npz"
-        whitening.save(tmp)
-        manifest["sha256"]["whitening"] = file_sha256(tmp)
-        staged.append((tmp, features_dir / WHITENING))
-    tmp_manifest = features_dir / f".{MANIFEST}.{token}"
-    tmp_manifest.write_text(json.dumps(manifest, indent=1))
-    staged.append((tmp_manifest, features_dir / MANIFEST))
-    for tmp, final in staged:
-        os.replace(tmp, final)
+        manifest["sha256"]["whitening"] = _save(folder / WHITENING, whitening.save)
+    if catalogue_csv is not None:
+        manifest["sha256"]["pairs"] = _save(folder / "pairs.csv", lambda f: f.write(catalogue_csv))
+    _save(folder / MANIFEST, lambda f: f.write(json.dumps(manifest, indent=1).encode()))
+    generations.switch_to(features_dir, folder)
+    try:
+        generations.clean_leftovers(features_dir, keep=previous)
+    except OSError:  # the switch is done; the next writer cleans up
+        pass
+    generations.checkpoint("cleaned leftovers")
+    return folder

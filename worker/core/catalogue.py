@@ -78,11 +78,16 @@ def load_catalogue(database_dir: Path, csv_path: Path | None = None) -> Catalogu
     return catalogue
 
 
-def write_catalogue_csv(database_dir: Path, names: list[str], fronts: list[str],
-                        backs: list[str]) -> Path:
-    """Write `pairs.csv` aside and swap it in, so a reader never sees half a file."""
+def catalogue_csv(names: list[str], fronts: list[str], backs: list[str]) -> bytes:
+    """The text of a pairs.csv with these rows."""
     text = io.StringIO(newline="")
     writer = csv.writer(text)
     writer.writerow(COLUMNS)
     writer.writerows(zip(names, fronts, backs, strict=True))
-    return write_aside(Path(database_dir), "pairs.csv", text.getvalue().encode())
+    return text.getvalue().encode()
+
+
+def write_catalogue_csv(database_dir: Path, names: list[str], fronts: list[str],
+                        backs: list[str]) -> Path:
+    """Write `pairs.csv` aside and swap it in, so a reader never sees half a file."""
+    return write_aside(Path(database_dir), "pairs.csv", catalogue_csv(names, fronts, backs))

@@ -46,11 +46,14 @@ class Whitening:
             start += size
         return l2_normalise(np.hstack(parts)) if self.blocks else parts[0]
 
-    def save(self, path: Path) -> None:
+    def save(self, path) -> None:
+        """To a path or an open binary file."""
         sizes, weights = (np.array([b[i] for b in self.blocks], np.float32) for i in (0, 1))
-        with open(path, "wb") as f:
-            np.savez(f, mean=self.mean, projection=self.projection, block_mean=self.block_mean,
-                     block_sizes=sizes, block_weights=weights)
+        if not hasattr(path, "write"):
+            with open(path, "wb") as f:
+                return self.save(f)
+        np.savez(path, mean=self.mean, projection=self.projection, block_mean=self.block_mean,
+                 block_sizes=sizes, block_weights=weights)
 
     @classmethod
     def load(cls, path: Path) -> Whitening:

@@ -1,4 +1,6 @@
-"""Offline indexing: `python -m worker.cli.index` builds features/{front,back}.npy + manifest.json.
+"""Offline indexing: `python -m worker.cli.index` builds a new generation of the index from
+DATABASE_DIR/pairs.csv (banks, whitening, manifest, the list itself) and switches to it.
+It holds the catalogue lock throughout, so an edit waits for it instead of being lost.
 
 Images are decoded in a thread pool while the model runs on the previous batch. If any
 image is unreadable, every failure is listed and the run exits non-zero without touching
@@ -18,10 +20,12 @@ import numpy as np
 from tqdm import tqdm
 
 from worker.core.bank import write_bank
-from worker.core.catalogue import Catalogue, load_catalogue
+from worker.core.catalogue import Catalogue, catalogue_csv, load_catalogue
+from worker.core.generations import catalogue_lock
 from worker.core.images import ImageRejected, load_image
 from worker.core.settings import Settings
 from worker.core.whitening import SHRINK, Whitening, learn_whitening
+from worker.indexing.recovery import tidy
 from worker.pipeline.preprocess import preprocess_params, to_canvas, to_rgb
 from worker.pipeline.thumbnails import write_thumbnail
 from worker.pipeline.verdicts import thresholds_for
@@ -106,7 +110,13 @@ def compute_banks(extractor, catalogue: Catalogue, batch_size: int = 16,
 
 def build_index(settings: Settings, extractor, batch_size: int = 16,
                 progress: bool = True) -> dict:
-    """Extract the whole catalogue and swap in new banks; returns the manifest written."""
+    """Extract the whole catalogue and switch to a new generation; returns its manifest."""
+    with catalogue_lock(settings.features_dir):
+        tidy(settings)
+        return _build(settings, extractor, batch_size, progress)
+
+
+def _build(settings: Settings, extractor, batch_size: int, progress: bool) -> dict:
     start = time.perf_counter()
     catalogue = load_catalogue(settings.database_dir)
     front, back, whitening = compute_banks(extractor, catalogue, batch_size,
@@ -128,5 +138,6 @@ def build_index(settings: Settings, extractor, batch_size: int = 16,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "build_seconds": round(time.perf_counter() - start, 2),
     }
-    write_bank(settings.features_dir, front, back, manifest, whitening)
-    return manifest
+    folder = write_bank(settings.features_dir, front, back, manifest, whitening,
+                        catalogue_csv(catalogue.names, catalogue.fronts, catalogue.backs))
+    return {**manifest, "generation": folder.name}

@@ -3,15 +3,16 @@
 `python -m worker.cli.catalogue add NAME FRONT BACK | remove NAME | import DIR_OR_CSV`, and the
 same as queue jobs for the web's `/api/designs`. New rows are extracted with the model and
 projected with the index's existing whitening (a full `make index` re-learns it); removed
-rows are dropped. pairs.csv is swapped in first and the banks + manifest after it (manifest
-last), so a worker swaps catalogue and banks together between searches and a search never
-sees half an update. One editor at a time (a lock file in FEATURES_DIR).
+rows are dropped. An edit writes a new generation (its pairs.csv, banks, manifest) and
+switches to it in one step (worker.core.generations), then rewrites DATABASE_DIR/pairs.csv;
+wherever it stops, workers see the old catalogue or the new one. Edits and `make index` take
+one lock. Added images are stored under their content's hash, so no file a design uses is
+ever overwritten.
 """
 
 from __future__ import annotations
 
-import fcntl
-import shutil
+import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -20,13 +21,27 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from worker.core.bank import FeatureBank, check_catalogue_matches, check_model_matches, load_bank, write_bank
-from worker.core.catalogue import DESIGN_NAME, Catalogue, load_catalogue, write_catalogue_csv
+from worker.core import generations
+from worker.core.bank import (
+    REINDEX,
+    BankError,
+    FeatureBank,
+    check_catalogue_matches,
+    check_model_matches,
+    load_generation,
+    write_bank,
+)
+from worker.core.catalogue import DESIGN_NAME, Catalogue, catalogue_csv, load_catalogue, write_catalogue_csv
+from worker.core.generations import catalogue_lock, current_id
 from worker.core.images import load_image
 from worker.core.queueing import EXTENSION
 from worker.core.settings import Settings
+from worker.core.storage import write_aside
+from worker.indexing.recovery import mark_listed, sync_listed, tidy
 from worker.pipeline.preprocess import to_canvas, to_rgb
 from worker.pipeline.thumbnails import write_thumbnail
+
+EDIT_LOCK_WAIT_S = 120  # an edit waits this long for a running build or edit, then refuses
 
 
 class CatalogueEditError(ValueError):
@@ -34,41 +49,62 @@ class CatalogueEditError(ValueError):
 
 
 @contextmanager
-def editing(settings: Settings) -> Iterator[tuple[Catalogue, FeatureBank]]:
-    """Hold the edit lock and yield the current catalogue and its banks, which must match
-    (an edit of mismatched banks would stamp them as matching)."""
-    settings.features_dir.mkdir(parents=True, exist_ok=True)
-    with open(settings.features_dir / ".catalogue.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        catalogue, bank = load_catalogue(settings.database_dir), load_bank(settings.features_dir)
+def editing(settings: Settings, wait_s: float = EDIT_LOCK_WAIT_S
+            ) -> Iterator[tuple[Catalogue, FeatureBank]]:
+    """Hold the catalogue lock and yield the current generation's catalogue and banks, which
+    must match each other and DATABASE_DIR/pairs.csv (a hand edit there needs `make index`
+    first: an edit would silently drop it)."""
+    with catalogue_lock(settings.features_dir, wait_s):
+        tidy(settings)
+        catalogue, bank, _ = load_generation(settings.database_dir, settings.features_dir)
         check_catalogue_matches(bank, catalogue.fingerprint(), len(catalogue))
+        if not sync_listed(settings):
+            listed = len(load_catalogue(settings.database_dir))
+            raise BankError(f"the banks ({len(bank)} pairs) were built from another pairs.csv "
+                            f"than the current one ({listed} pairs); {REINDEX}")
         yield catalogue, bank
 
 
-def _save(settings: Settings, bank: FeatureBank, names: list[str], fronts: list[str],
-          backs: list[str], front: np.ndarray, back: np.ndarray) -> dict:
+def _save(settings: Settings, bank: FeatureBank, before: Catalogue, names: list[str],
+          fronts: list[str], backs: list[str], front: np.ndarray, back: np.ndarray) -> dict:
+    """A new generation with these rows, switched to; then DATABASE_DIR/pairs.csv."""
     catalogue = Catalogue(settings.database_dir.resolve(), names, fronts, backs)
-    write_catalogue_csv(settings.database_dir, names, fronts, backs)
     manifest = {**bank.manifest, "n_pairs": len(names), "names": names, "fronts": fronts,
                 "backs": backs, "catalogue_fingerprint": catalogue.fingerprint(),
+                "edit": {"from": before.fingerprint()},
                 "updated": datetime.now(UTC).isoformat(timespec="seconds")}
-    write_bank(settings.features_dir, front.astype(np.float32), back.astype(np.float32),
-               manifest, bank.whitening)
-    return manifest
+    folder = write_bank(settings.features_dir, front.astype(np.float32), back.astype(np.float32),
+                        manifest, bank.whitening, catalogue_csv(names, fronts, backs))
+    write_catalogue_csv(settings.database_dir, names, fronts, backs)
+    generations.checkpoint("renamed pairs.csv")
+    mark_listed(folder)
+    return {**manifest, "generation": folder.name}
 
 
-def _copy_in(settings: Settings, name: str, side: str, source: Path) -> str:
-    """Validate an image and copy it to images/<name>_<side>.<ext>; returns its catalogue path."""
-    image = load_image(source, settings.max_image_pixels)
-    relative = f"images/{name}_{side}.{EXTENSION[image.format]}"
+def _read_image(settings: Settings, source: Path) -> tuple[str, bytes]:
+    """Validate an image; (its catalogue path images/<sha256[:16]>.<ext>, its bytes)."""
+    data = Path(source).read_bytes()
+    image = load_image(data, settings.max_image_pixels)
+    return f"images/{hashlib.sha256(data).hexdigest()[:16]}.{EXTENSION[image.format]}", data
+
+
+def _store(settings: Settings, image: tuple[str, bytes], created: list[Path]) -> str:
+    """Put a validated image at its content address (already there: the same bytes)."""
+    relative, data = image
     target = settings.database_dir / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, target)
+    if target.is_file():
+        if target.read_bytes() != data:
+            raise CatalogueEditError(f"{relative} exists with other content; not overwritten")
+        return relative
+    write_aside(target.parent, target.name, data)
+    created.append(target)
+    generations.checkpoint(f"renamed {relative}")
     return relative
 
 
 def add_designs(settings: Settings, extractor, designs: list[tuple[str, Path, Path]]) -> dict:
-    """Append designs (name, front image, back image); returns the new manifest."""
+    """Append designs (name, front image, back image); returns the new manifest. Every name
+    and image is checked before anything is written."""
     with editing(settings) as (catalogue, bank):
         check_model_matches(bank, extractor.weights_fingerprint, extractor.descriptor)
         names = [name for name, _, _ in designs]
@@ -79,15 +115,24 @@ def add_designs(settings: Settings, extractor, designs: list[tuple[str, Path, Pa
         taken = sorted(set(names) & set(catalogue.names) | {n for n in names if names.count(n) > 1})
         if taken:
             raise CatalogueEditError(f"design name(s) already used: {taken[:5]}")
-        rows = [(name, _copy_in(settings, name, "front", f), _copy_in(settings, name, "back", b))
-                for name, f, b in designs]
-        rels = [rel for _, f, b in rows for rel in (f, b)]
-        features = _extract(settings, extractor, bank, rels)  # (2 * n_new, dim)
-        front = np.vstack([bank.front, features[0::2]])
-        back = np.vstack([bank.back, features[1::2]])
-        return _save(settings, bank, catalogue.names + [r[0] for r in rows],
-                     catalogue.fronts + [r[1] for r in rows], catalogue.backs + [r[2] for r in rows],
-                     front, back)
+        images = [(_read_image(settings, f), _read_image(settings, b)) for _, f, b in designs]
+        created: list[Path] = []
+        before = current_id(settings.features_dir)
+        try:
+            rows = [(name, _store(settings, f, created), _store(settings, b, created))
+                    for name, (f, b) in zip(names, images, strict=True)]
+            rels = [rel for _, f, b in rows for rel in (f, b)]
+            features = _extract(settings, extractor, bank, rels)  # (2 * n_new, dim)
+            return _save(settings, bank, catalogue, catalogue.names + names,
+                         catalogue.fronts + [r[1] for r in rows],
+                         catalogue.backs + [r[2] for r in rows],
+                         np.vstack([bank.front, features[0::2]]),
+                         np.vstack([bank.back, features[1::2]]))
+        except BaseException:
+            if current_id(settings.features_dir) == before:  # not switched: no design uses them
+                for path in created:
+                    path.unlink(missing_ok=True)
+            raise
 
 
 def _extract(settings: Settings, extractor, bank: FeatureBank, rels: list[str],
@@ -114,9 +159,11 @@ def remove_design(settings: Settings, name: str) -> dict:
         keep = [j for j in range(len(catalogue)) if j != i]
         names, fronts, backs = ([col[j] for j in keep] for col in
                                 (catalogue.names, catalogue.fronts, catalogue.backs))
-        manifest = _save(settings, bank, names, fronts, backs, bank.front[keep], bank.back[keep])
+        manifest = _save(settings, bank, catalogue, names, fronts, backs, bank.front[keep],
+                         bank.back[keep])
         for rel in {catalogue.fronts[i], catalogue.backs[i]} - set(fronts) - set(backs):
             catalogue.image_path(rel).unlink(missing_ok=True)
+            generations.checkpoint(f"deleted {rel}")
         return manifest
 
 

@@ -2,7 +2,8 @@
 the decoded grid thumbnails (THUMB_CACHE_MB) and the storage of uploads and grids.
 
 Loaded once per process (`install` at start-up, or lazily by `current`), refreshed between
-jobs when `features/manifest.json` changes, so a re-index needs no restart.
+jobs when FEATURES_DIR/CURRENT points to a new generation (a re-index or a catalogue edit),
+so neither needs a restart; catalogue and banks come from the same generation.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from dataclasses import dataclass
 
 from threadpoolctl import threadpool_limits
 
-from worker.core.bank import FeatureBank, check_bank_matches, load_bank, manifest_stamp
-from worker.core.catalogue import Catalogue, load_catalogue
+from worker.core.bank import BankError, FeatureBank, check_bank_matches, load_generation, manifest_stamp
+from worker.core.catalogue import Catalogue, CatalogueError
+from worker.core.generations import current_id
 from worker.core.settings import Settings
 from worker.core.storage import open_storage
 from worker.pipeline.ann import with_coarse_index
@@ -67,9 +69,15 @@ class Engine:
 
     def _load_snapshot(self) -> Snapshot:
         """Load and cross-check catalogue and banks; raises BankError or CatalogueError."""
-        stamp = manifest_stamp(self.settings.features_dir)
-        catalogue = load_catalogue(self.settings.database_dir)
-        bank = load_bank(self.settings.features_dir)
+        for attempt in range(3):  # a writer may switch and delete the generation meanwhile
+            generation = current_id(self.settings.features_dir)
+            try:
+                catalogue, bank, stamp = load_generation(self.settings.database_dir,
+                                                         self.settings.features_dir)
+                break
+            except (BankError, CatalogueError):
+                if attempt == 2 or current_id(self.settings.features_dir) == generation:
+                    raise
         check_bank_matches(bank, catalogue.fingerprint(), len(catalogue),
                            self.extractor.weights_fingerprint, self.extractor.descriptor)
         bank = with_coarse_index(bank, self.settings.search_ann_min_pairs)

@@ -1,7 +1,7 @@
 """The worker process: one model, loaded and warmed once, serving the queue without forking.
 
 TensorFlow is not fork-safe, so jobs run in this process (an RQ SimpleWorker). Between
-jobs the worker swaps in a rebuilt index if `features/manifest.json` changed.
+jobs the worker swaps in a rebuilt index if FEATURES_DIR/CURRENT names a new generation.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from rq.job import Job
 
 from worker.core.queueing import announce_done
 from worker.core.settings import Settings
+from worker.indexing.recovery import recover_at_start
 from worker.service.engine import Engine, install
 from worker.service.housekeeping import fail_orphaned_searches, worker_name
 from worker.service.reports import REPORTS
@@ -70,7 +71,8 @@ class SearchWorker(SimpleWorker):
 
 def start_engine(settings: Settings, extractor=None) -> Engine:
     """Load model + index (BLAS limited to one thread), warm the model, make it this
-    process's engine."""
+    process's engine. First cleans up after a build or edit that stopped part-way."""
+    recover_at_start(settings)
     engine = Engine(settings, extractor)
     engine.storage.setup()
     engine.extractor.warm_up()

@@ -1,0 +1,217 @@
+"""Index generations: a build or a catalogue edit stopped at any step leaves the old
+generation or the new one, the worker starts and a search succeeds; builds and edits share
+one lock; an added image never overwrites one a design uses."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import threading
+
+import numpy as np
+import pytest
+
+from tests.images import N_PAIRS
+from worker.core import generations
+from worker.core.bank import load_bank
+from worker.core.catalogue import load_catalogue, write_catalogue_csv
+from worker.core.images import ImageRejected
+from worker.core.settings import Settings
+from worker.dev.sample import draw_side, make_designs, write_catalogue
+from worker.indexing import build
+from worker.indexing.build import build_index
+from worker.indexing.edits import add_designs, remove_design
+from worker.pipeline.preprocess import make_canvas
+from worker.pipeline.ranking import top_k
+
+pytestmark = pytest.mark.slow
+SMALL = 6  # designs in the catalogue the crash test edits 30-odd times
+NEW = make_designs(N_PAIRS + 8, seed=7)[N_PAIRS + 5]  # a design neither catalogue has
+
+
+class Crash(Exception):
+    """The writer 'dies' here."""
+
+
+def new_design(folder):
+    front, back = folder / "new_front.png", folder / "new_back.png"
+    draw_side(NEW, "front").save(front)
+    draw_side(NEW, "back").save(back)
+    return front, back
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory, extractor):
+    """A 6-design catalogue, indexed: copied afresh for every run."""
+    root = tmp_path_factory.mktemp("small")
+    write_catalogue(root / "db", SMALL, seed=7)
+    settings = Settings(database_dir=root / "db", features_dir=root / "features",
+                        vgg16_weights="bsds500", upload_dir=root / "u", output_dir=root / "o")
+    build_index(settings, extractor, progress=False)
+    return settings, new_design(root)
+
+
+def fresh_copy(small, folder):
+    settings, images = small
+    shutil.copytree(settings.database_dir, folder / "db")
+    shutil.copytree(settings.features_dir, folder / "features")
+    return dataclasses.replace(settings, database_dir=folder / "db",
+                               features_dir=folder / "features"), images
+
+
+OPERATIONS = {
+    "build": lambda s, ex, images: build_index(s, ex, progress=False),
+    "add": lambda s, ex, images: add_designs(s, ex, [("added", *images)]),
+    "remove": lambda s, ex, images: remove_design(s, "tshirt-0000"),
+}
+
+
+def prepare(op, settings):
+    """The build indexes a pairs.csv edited by hand (its last design dropped)."""
+    if op == "build":
+        cat = load_catalogue(settings.database_dir)
+        write_catalogue_csv(settings.database_dir, cat.names[:-1], cat.fronts[:-1],
+                            cat.backs[:-1])
+
+
+def stop_at(monkeypatch, step: int | None) -> list[str]:
+    """Make the writer raise Crash at its `step`-th checkpoint (None: only count them)."""
+    seen: list[str] = []
+
+    def checkpoint(what):
+        seen.append(what)
+        if len(seen) == step:
+            raise Crash(what)
+
+    monkeypatch.setattr(generations, "checkpoint", checkpoint)
+    return seen
+
+
+def assert_serves(settings, extractor, expected: list[list[str]]) -> list[str]:
+    """A worker starts (cleaning up), serves one whole generation and finds a design by its
+    own drawings; nothing half-written is left."""
+    from worker.service.process import start_engine
+
+    engine = start_engine(settings, extractor)
+    names = engine.snapshot.catalogue.names
+    assert names in expected
+    bank = engine.snapshot.bank
+    assert bank.manifest["names"] == names and len(bank) == len(names)
+    cat = engine.snapshot.catalogue
+    canvases = np.stack([make_canvas(cat.image_path(rel), trim=True)
+                         for rel in (cat.fronts[-1], cat.backs[-1])])
+    q = bank.project(extractor.extract(canvases))
+    hit = top_k(bank, q[0], q[1], k=1, front_weight=0.5)[0]
+    assert names[hit.index] == names[-1] and hit.score == pytest.approx(1.0, abs=1e-3)
+    features = settings.features_dir
+    assert sorted(p.name for p in features.iterdir()) == [".catalogue.lock", "CURRENT",
+                                                          "generations", "thumbs"]
+    assert len(list((features / "generations").iterdir())) <= 2
+    assert not list(settings.database_dir.rglob(".*.part"))
+    return names
+
+
+def assert_edits_work(settings, names):
+    remove_design(settings, names[1])
+    assert load_bank(settings.features_dir).manifest["names"] == names[:1] + names[2:]
+
+
+@pytest.mark.parametrize("op", OPERATIONS)
+def test_a_writer_stopped_at_any_step_leaves_one_whole_generation(op, small, extractor,
+                                                                  tmp_path, monkeypatch):
+    settings, images = fresh_copy(small, tmp_path / "count")
+    old = load_catalogue(settings.database_dir).names
+    prepare(op, settings)
+    steps = stop_at(monkeypatch, None)
+    new = OPERATIONS[op](settings, extractor, images)["names"]
+    assert len(steps) >= 8 and any(s.startswith("renamed CURRENT") for s in steps), steps
+    outcomes = set()
+    for step in range(1, len(steps) + 1):
+        settings, images = fresh_copy(small, tmp_path / str(step))
+        prepare(op, settings)
+        stop_at(monkeypatch, step)
+        with pytest.raises(Crash):
+            OPERATIONS[op](settings, extractor, images)
+        monkeypatch.setattr(generations, "checkpoint", lambda what: None)
+        served = assert_serves(settings, extractor, [old, new])
+        outcomes.add(tuple(served))
+        if op == "build":  # pairs.csv is the user's: `make index` again picks it up
+            if served == old:
+                served = build_index(settings, extractor, progress=False)["names"]
+        else:  # an edit brings DATABASE_DIR/pairs.csv along, even after its switch
+            assert load_catalogue(settings.database_dir).names == served
+        assert_edits_work(settings, served)
+    assert outcomes == {tuple(old), tuple(new)}, "stops before and after the switch"
+
+
+def test_a_disk_full_edit_keeps_the_old_index_and_later_edits_work(small, extractor, tmp_path,
+                                                                   monkeypatch):
+    # the review's case: the back bank cannot be written (disk full) in the middle of an edit
+    settings, images = fresh_copy(small, tmp_path)
+    old = load_catalogue(settings.database_dir).names
+    real_save, calls = np.save, []
+
+    def save(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(np, "save", save)
+    with pytest.raises(OSError, match="No space"):
+        add_designs(settings, extractor, [("added", *images)])
+    monkeypatch.setattr(np, "save", real_save)
+    assert load_catalogue(settings.database_dir).names == old
+    assert assert_serves(settings, extractor, [old]) == old
+    assert_edits_work(settings, old)
+    assert add_designs(settings, extractor, [("added", *images)])["names"][-1] == "added"
+    assert load_catalogue(settings.database_dir).names[-1] == "added"
+
+
+def test_an_edit_during_a_build_waits_for_it_and_is_kept(small, extractor, tmp_path,
+                                                         monkeypatch):
+    settings, images = fresh_copy(small, tmp_path)
+    inside, release = threading.Event(), threading.Event()
+    real = build.compute_banks
+
+    def slow_compute(*args, **kwargs):
+        inside.set()
+        assert release.wait(60)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(build, "compute_banks", slow_compute)
+    builder = threading.Thread(target=build_index, args=(settings, extractor),
+                               kwargs={"progress": False})
+    builder.start()
+    assert inside.wait(60)
+    editor = threading.Thread(target=add_designs, args=(settings, extractor,
+                                                        [("added", *images)]))
+    editor.start()
+    editor.join(timeout=5)  # without the lock the edit is done by now, and the build undoes it
+    release.set()
+    builder.join(120)
+    editor.join(120)
+    assert load_bank(settings.features_dir).manifest["names"][-1] == "added"
+    assert load_catalogue(settings.database_dir).names[-1] == "added"
+
+
+def test_re_adding_a_removed_name_never_overwrites_a_shared_image(indexed_settings, tmp_path,
+                                                                  catalogue_dir, extractor):
+    # jacket-0011 is a variant of jacket-0010: both use images/jacket-0010_front.png
+    db = tmp_path / "db"
+    shutil.copytree(catalogue_dir, db)
+    settings = dataclasses.replace(indexed_settings, database_dir=db)
+    shared = db / "images" / "jacket-0010_front.png"
+    before = shared.read_bytes()
+    remove_design(settings, "jacket-0010")
+    assert shared.read_bytes() == before  # still used by the variant
+    front, back = new_design(tmp_path)
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    with pytest.raises(ImageRejected):
+        add_designs(settings, extractor, [("jacket-0010", front, tmp_path / "bad.png")])
+    assert shared.read_bytes() == before
+    images = sorted(p.name for p in (db / "images").iterdir())
+    manifest = add_designs(settings, extractor, [("jacket-0010", front, back)])
+    assert shared.read_bytes() == before
+    assert len(list((db / "images").iterdir())) == len(images) + 2
+    assert manifest["fronts"][manifest["names"].index("jacket-0011")] == "images/jacket-0010_front.png"

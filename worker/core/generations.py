@@ -1,0 +1,143 @@
+"""Index generations: each build or catalogue edit writes a whole new folder
+`FEATURES_DIR/generations/<id>/` (pairs.csv, front.npy, back.npy, whitening.npz, manifest.json)
+and then switches one pointer, `FEATURES_DIR/CURRENT`, written aside and renamed: a reader
+sees the old generation or the new one, never a mix, whatever point a writer stopped at.
+
+Writers (`make index`, catalogue edits) hold `catalogue_lock`; under it, anything not
+pointed to is a leftover of a writer that stopped, and `clean_leftovers` deletes it (the
+previous generation is kept, for readers that resolved the pointer just before a switch).
+An older flat FEATURES_DIR (banks at its top, no CURRENT) still loads; the next build or edit
+writes a generation and the flat files become leftovers.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+GENERATIONS = "generations"
+CURRENT = "CURRENT"
+LOCK = ".catalogue.lock"
+FLAT_FILES = ("front.npy", "back.npy", "whitening.npz", "manifest.json")
+TEMP_PREFIXES = tuple(f".{name.split('.')[0]}." for name in (*FLAT_FILES, CURRENT))
+TEMP_GRACE_S = 3600  # thumbnails written aside by searches: older temp files are leftovers
+
+
+class CatalogueBusy(RuntimeError):
+    """Another catalogue edit or an index build holds the lock."""
+
+
+def checkpoint(what: str) -> None:
+    """Called after each file written and each rename of a build or an edit; does nothing.
+    Tests make it raise, to stop a writer at every step."""
+
+
+def current_id(features_dir: Path) -> str | None:
+    """The generation CURRENT points to; None for a flat (older) FEATURES_DIR or none."""
+    try:
+        text = (Path(features_dir) / CURRENT).read_text().strip()
+    except FileNotFoundError:
+        return None
+    return text or None
+
+
+def current_dir(features_dir: Path) -> Path:
+    """The folder holding the banks to load: the current generation's, or FEATURES_DIR itself
+    when it has no CURRENT (flat layout, or a generation folder given directly)."""
+    gen = current_id(features_dir)
+    return Path(features_dir) if gen is None else Path(features_dir) / GENERATIONS / gen
+
+
+def new_generation(features_dir: Path) -> Path:
+    """A fresh, empty generation folder (not current until `switch_to`)."""
+    gen = f"{datetime.now(UTC):%Y%m%dT%H%M%S%fZ}-{uuid.uuid4().hex[:6]}"
+    folder = Path(features_dir) / GENERATIONS / gen
+    folder.mkdir(parents=True)
+    return folder
+
+
+def fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def switch_to(features_dir: Path, folder: Path) -> None:
+    """Make `folder` (a complete generation) current: the one atomic step of a write."""
+    features_dir = Path(features_dir)
+    fsync_path(folder)
+    tmp = features_dir / f".{CURRENT}.{uuid.uuid4().hex[:8]}"
+    with open(tmp, "w") as f:
+        f.write(folder.name + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    checkpoint(f"written {tmp.name}")
+    os.replace(tmp, features_dir / CURRENT)
+    fsync_path(features_dir)
+    checkpoint(f"renamed {CURRENT} -> {folder.name}")
+
+
+def clean_leftovers(features_dir: Path, keep: str | None = None) -> list[str]:
+    """Delete what no reader can need: generations other than the current one and `keep`
+    (the previous), temp files, flat banks superseded by a generation. Call under the lock."""
+    features_dir = Path(features_dir)
+    current = current_id(features_dir)
+    keep = keep or _previous(features_dir)
+    removed = []
+    gens = features_dir / GENERATIONS
+    for folder in sorted(gens.iterdir()) if gens.is_dir() else []:
+        if folder.name not in (current, keep):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(f"{GENERATIONS}/{folder.name}")
+    for path in features_dir.iterdir() if features_dir.is_dir() else []:
+        temp = path.name.startswith(TEMP_PREFIXES) and path.is_file()
+        if temp or (current is not None and path.name in FLAT_FILES):
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    for path in features_dir.glob("thumbs/*/.*.part"):
+        try:
+            if time.time() - path.stat().st_mtime > TEMP_GRACE_S:
+                path.unlink()
+                removed.append(str(path.relative_to(features_dir)))
+        except FileNotFoundError:
+            pass
+    return removed
+
+
+def _previous(features_dir: Path) -> str | None:
+    """The generation the current one replaced, as its manifest says (None if unknown)."""
+    try:
+        manifest = json.loads((current_dir(features_dir) / "manifest.json").read_text())
+        return manifest["replaces"]["generation"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+@contextmanager
+def catalogue_lock(features_dir: Path, wait_s: float | None = None) -> Iterator[None]:
+    """Hold the one lock of builds and edits. `wait_s`: None waits as long as it takes, else
+    CatalogueBusy after that many seconds (0: do not wait)."""
+    features_dir = Path(features_dir)
+    features_dir.mkdir(parents=True, exist_ok=True)
+    with open(features_dir / LOCK, "w") as lock:
+        deadline = None if wait_s is None else time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | (0 if deadline is None else fcntl.LOCK_NB))
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise CatalogueBusy("another catalogue edit or an index build is running; "
+                                        "try again when it has finished") from None
+                time.sleep(0.1)
+        yield
