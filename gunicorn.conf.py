@@ -42,6 +42,11 @@ class ClientTimeoutWorker(GeventWorker):
         client.settimeout(_settings.client_timeout)  # GeventWorker.handle would block forever
         AsyncWorker.handle(self, listener, client, addr)
 
+    def handle_quit(self, sig, frame):
+        """SIGINT/SIGQUIT (Ctrl-C reaches every process `make run` started): stop as on SIGTERM
+        (requests in flight get `graceful_timeout`), not by a SystemExit that gevent prints."""
+        self.alive = False
+
     def timeout_ctx(self):
         """The wait for a request head (and the rest of an unread body): `keepalive`, and
         never past the socket's timeout, so a silent client is dropped quietly (no traceback)."""
