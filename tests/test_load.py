@@ -1,11 +1,15 @@
-"""100 concurrent submissions from other threads against the app served by gunicorn, one real
-worker: only 202/429/503, no other 5xx, and every accepted search finishes."""
+"""Load and slow clients against the web served exactly as `make run` serves it (gunicorn with
+gunicorn.conf.py: gevent processes), one real worker, everything on 127.0.0.1:
+
+200 concurrent long polls (`?wait=30`) and 50 silent clients (a request head and the start of a
+10 MB body, then nothing) while 100 searches are submitted from 25 threads. /healthz keeps
+answering (p50/p99 printed, figures in docs/reliability.md), submissions get only 202/429/503,
+every accepted search finishes, and the silent clients are dropped after CLIENT_TIMEOUT."""
 
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
+import multiprocessing
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -14,12 +18,16 @@ import pytest
 import requests
 
 from tests.images import N_PAIRS, design_pair, variant
-from worker.core.settings import REPO_ROOT
+from tests.load_clients import LongPollers, dropped_within, percentile, probe_healthz, silent_client
 from worker.dev.processes import free_port, stop_process
-from worker.dev.services import service_env, start_worker, wait_for_workers
+from worker.dev.services import start_web, start_worker, wait_for_workers
 
 pytestmark = pytest.mark.slow
 SUBMISSIONS = 100
+LONG_POLLS = 200
+SILENT_CLIENTS = 50
+HEALTHZ_P99_BOUND_S = 2.0  # the target is 0.5 s (docs/reliability.md); CI machines are noisy
+DEADLINE_S = 300  # for every accepted search to end
 
 
 def wait_for_http(url: str, timeout: float = 60) -> None:
@@ -33,49 +41,69 @@ def wait_for_http(url: str, timeout: float = 60) -> None:
     raise TimeoutError(f"{url} did not answer within {timeout} s")
 
 
-def test_hundred_concurrent_submissions(indexed_settings, redis):
+@pytest.mark.timeout(DEADLINE_S + 180)
+def test_long_polls_and_silent_clients_leave_every_route_answering(indexed_settings, redis,
+                                                                   tmp_path):
     settings = dataclasses.replace(indexed_settings, require_worker=True)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    web = subprocess.Popen([sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
-                            "--workers", "2", "--threads", "8", "web:create_app()"],
-                           env=service_env(settings), cwd=REPO_ROOT,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    web = start_web(settings, port, log=tmp_path / "web.log")
     worker = start_worker(settings)
     front, back = design_pair(9, N_PAIRS)
+    silent = []
     try:
         wait_for_http(f"{base}/healthz")
         wait_for_workers(settings)
+        uploads = [variant(front, i) for i in range(SUBMISSIONS)]  # distinct: no cache hits
+        spawn = multiprocessing.get_context("spawn")
+        stop, out = spawn.Event(), spawn.Queue()
+        probe = spawn.Process(target=probe_healthz, args=(base, stop, out), daemon=True)
+        probe.start()
+        opened = time.monotonic()
+        silent = [silent_client(port) for _ in range(SILENT_CLIENTS)]
+        started = time.monotonic()
+        pollers = LongPollers(base, LONG_POLLS, deadline=started + DEADLINE_S)
+        pollers.start()
 
-        def submit(i: int) -> tuple[int, str | None]:  # distinct bytes: no result cache hits
-            r = requests.post(f"{base}/api/searches", files={"front": variant(front, i), "back": back},
+        def submit(i: int) -> int:
+            r = requests.post(f"{base}/api/searches", files={"front": uploads[i], "back": back},
                               timeout=30)
-            return r.status_code, r.json().get("url") if r.status_code == 202 else None
+            if r.status_code == 202:
+                with pollers.lock:
+                    pollers.urls.append(r.json()["url"])
+            return r.status_code
 
         with ThreadPoolExecutor(max_workers=25) as pool:
-            answers = list(pool.map(submit, range(SUBMISSIONS)))
-        codes = Counter(code for code, _ in answers)
+            codes = Counter(pool.map(submit, range(SUBMISSIONS)))
+        submitted_in = time.monotonic() - started
+        pollers.submitting = False
+        pollers.join()
+        ended_in = time.monotonic() - started
+        stop.set()
+        latencies, failures, slowest = out.get(timeout=30)
+        probe.join(15)
+        p50, p99 = percentile(latencies, 0.5), percentile(latencies, 0.99)
+        accepted = len(pollers.urls)
+        outcomes = Counter(pollers.ended.values())
+        print(f"\nload: {LONG_POLLS} long pollers (at most {pollers.in_flight_max} polls "
+              f"outstanding at once; answers {pollers.codes}), {SILENT_CLIENTS} silent clients, "
+              f"{SUBMISSIONS} submissions in {submitted_in:.1f} s: {dict(codes)}; accepted "
+              f"{accepted}, outcomes {dict(outcomes)} after {ended_in:.1f} s; /healthz "
+              f"{len(latencies)} probes, p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
+              f"max {max(latencies) * 1000:.0f} ms, failures {failures}; slowest (s, at s) "
+              f"{[(round(a, 2), round(b, 1)) for a, b in slowest]}")
         assert set(codes) <= {202, 429, 503}, codes
-        accepted = [url for code, url in answers if code == 202]
-        assert accepted
+        assert accepted and outcomes["finished"] == accepted, (accepted, outcomes)
+        assert pollers.in_flight_max >= LONG_POLLS * 0.9
+        assert not failures
+        assert p99 < HEALTHZ_P99_BOUND_S
 
-        deadline = time.monotonic() + 600
-        pending = set(accepted)
-        statuses: Counter = Counter()
-        while pending and time.monotonic() < deadline:
-            for url in list(pending):
-                poll = requests.get(f"{base}{url}", timeout=10)
-                if poll.status_code == 503:  # busy for a moment: a client retries later
-                    continue
-                status = poll.json()["status"]
-                if status in ("finished", "failed"):
-                    statuses[status] += 1
-                    pending.discard(url)
-            time.sleep(0.5)
-        print(f"\nload: submitted {SUBMISSIONS}, answers {dict(codes)}, accepted {len(accepted)}, "
-              f"outcomes {dict(statuses)}")
-        assert not pending, f"{len(pending)} accepted searches never ended"
-        assert statuses["finished"] == len(accepted)
+        left = settings.client_timeout + 10 - (time.monotonic() - opened)
+        still = [s for s in silent if not dropped_within(s, max(left, 0.1))]
+        assert not still, f"{len(still)} silent clients still connected after CLIENT_TIMEOUT"
+        assert "Traceback" not in (tmp_path / "web.log").read_text()
     finally:
+        for sock in silent:
+            sock.close()
         stop_process(worker)
         stop_process(web)

@@ -6,11 +6,14 @@ It never imports TensorFlow: jobs are enqueued by their dotted name.
 from __future__ import annotations
 
 from flask import Flask
-from redis import Redis
+from redis import BlockingConnectionPool, Redis
 from rq import Queue
 
+from web.longpolls import LongPolls
 from worker.core.settings import REPO_ROOT, Settings
 from worker.core.storage import open_storage
+
+REDIS_CONNECTIONS_SPARE = 100  # Redis connections a web process keeps for all but long polls
 
 
 def create_app(test_config: dict | None = None) -> Flask:
@@ -20,11 +23,17 @@ def create_app(test_config: dict | None = None) -> Flask:
     settings: Settings = config.pop("SETTINGS", None) or Settings.from_env()
     app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=settings.max_upload_bytes, **config)
 
-    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, socket_timeout=5.0)
+    # a long poll holds a pub/sub connection for its wait: room for MAX_LONG_POLLS of them and
+    # the other requests' short commands; past that a command waits for a free one (5 s)
+    pool = BlockingConnectionPool.from_url(
+        settings.redis_url, max_connections=settings.max_long_polls + REDIS_CONNECTIONS_SPARE,
+        timeout=5.0, socket_connect_timeout=1.0, socket_timeout=5.0)
+    redis = Redis(connection_pool=pool)
     app.extensions["redis"] = redis
     app.extensions["queue"] = Queue(settings.queue_name, connection=redis)
     app.extensions["storage"] = storage = open_storage(settings, redis)
     storage.setup()
+    app.extensions["long_polls"] = LongPolls(settings.max_long_polls)
 
     from web import api, designs, errors, ops, pages
 

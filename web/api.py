@@ -73,12 +73,15 @@ def _wait_seconds() -> float:
 def get_search(search_id: str):
     """Poll a search: status, stage, then results
 
-    With `?wait=S`, answered as soon as it is finished or failed, or after S s."""
+    With `?wait=S`, answered as soon as it is finished or failed, or after S s (at once, with
+    the status as it is, while this web process already holds MAX_LONG_POLLS waits)."""
     wait = _wait_seconds()
     job = _job_or_404(search_id)
     if wait and job.get_status(refresh=False) not in ENDED:  # an ended search answers at once
-        wait_until_done(current_app.extensions["redis"], job, wait)
-        job = _job_or_404(search_id)  # its results, or a 404 if it expired meanwhile
+        with current_app.extensions["long_polls"].slot() as granted:  # past MAX_LONG_POLLS: now
+            if granted:
+                wait_until_done(current_app.extensions["redis"], job, wait)
+                job = _job_or_404(search_id)  # its results, or a 404 if it expired meanwhile
     return jsonify(describe(job))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, jsonify, make_response, render_template, request
 from redis.exceptions import RedisError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 
 class RequestRefused(Exception):
@@ -54,6 +54,11 @@ def register(app: Flask) -> None:
         limit = app.config["SETTINGS"].max_upload_mb
         return error_response(413, "too_large",
                               f"the upload is too large; the limit is {limit} MB per search")
+
+    @app.errorhandler(ClientDisconnected)
+    def client_gone(exc: ClientDisconnected):
+        """The body stopped coming: the client left, or was silent for CLIENT_TIMEOUT s."""
+        return error_response(408, "request_timeout", "the request body stopped arriving")
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

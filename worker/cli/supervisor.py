@@ -1,7 +1,8 @@
 """`python -m worker.cli.supervisor`: what `make run` starts.
 
 Redis (a local redis-server when REDIS_URL is unset), one search worker (restarted if it
-dies), and the web app under gunicorn on http://127.0.0.1:5000. Ctrl-C stops them all.
+dies), and the web app under gunicorn (gevent workers, gunicorn.conf.py) on
+http://127.0.0.1:5000. Ctrl-C stops them all.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 
 from worker.core.settings import REPO_ROOT, InvalidSetting, Settings
 from worker.dev.processes import free_port, port_in_use, start_redis, stop_process
+from worker.dev.services import web_command
 
 RESTART_DELAY = 2.0
 
@@ -40,8 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         children.append(start_redis(port, REPO_ROOT / ".run" / "redis"))
         env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
         print(f"supervisor: started redis-server on port {port} (append-only, .run/redis)")
-    web = _spawn(["-m", "gunicorn", "--bind", f"{args.host}:{args.port}", "--workers", "2",
-                  "--threads", "4", "--access-logfile", "-", "web:create_app()"], env)
+    web = _spawn(web_command(f"{args.host}:{args.port}"), env)
     worker = _spawn(["-m", "worker"], env)
     children += [web, worker]
     print(f"supervisor: web on http://{args.host}:{args.port} · Ctrl-C stops everything")

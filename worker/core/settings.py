@@ -14,7 +14,8 @@ DEFAULT_DESCRIPTOR = "grey-dir345-pw256-shape-colour"
 STORAGE_CHOICES = ("files", "redis")  # where uploads and grids live (worker/core/storage.py)
 PRECISION_CHOICES = ("auto", "float32", "bfloat16")  # auto: bfloat16 where the CPU has it
 CHOICES = {"STORAGE": STORAGE_CHOICES, "PRECISION": PRECISION_CHOICES}
-MINIMUMS = {"batch_size": 1, "thumb_cache_mb": 0, "search_ann_min_pairs": 0}
+MINIMUMS = {"batch_size": 1, "thumb_cache_mb": 0, "search_ann_min_pairs": 0, "web_workers": 1,
+            "web_connections": 2, "max_long_polls": 0, "client_timeout": 1}
 
 
 class InvalidSetting(ValueError):
@@ -64,6 +65,11 @@ class Settings:
     batch_size: int = 8  # queued searches one forward pass may serve at once (1: no batching)
     thumb_cache_mb: int = 512  # decoded grid thumbnails a worker keeps in RAM (0: none)
     read_ahead: bool = True  # the next batch through the model while a batch is drawn
+    # the web server (gunicorn.conf.py): gevent processes, where waiting costs a greenlet
+    web_workers: int = 2  # gunicorn processes
+    web_connections: int = 1000  # connections one web process holds at once
+    max_long_polls: int = 300  # `?wait=` requests one web process holds; past it, answered at once
+    client_timeout: int = 30  # s a client may stay silent mid-request before it is dropped
 
     @property
     def max_upload_bytes(self) -> int:

@@ -17,7 +17,9 @@ from pathlib import Path
 from redis import Redis
 from rq import Queue, Worker
 
-from worker.core.settings import Settings
+from worker.core.settings import REPO_ROOT, Settings
+
+GUNICORN_CONF = REPO_ROOT / "gunicorn.conf.py"  # every web server setting, in one place
 
 
 def env_value(value: object) -> str:
@@ -45,6 +47,25 @@ def start_worker(settings: Settings, *args: str, log: Path | None = None,
     with log.open("ab") as out:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(cmd, env=service_env(settings), cwd=cwd, stdout=out,
                                 stderr=subprocess.STDOUT)
+
+
+def web_command(bind: str) -> list[str]:
+    """gunicorn's arguments (after `python`) as `make run`, docker compose and the load tests
+    start the web: everything but the address is in gunicorn.conf.py."""
+    return ["-m", "gunicorn", "-c", str(GUNICORN_CONF), "--bind", bind, "web:create_app()"]
+
+
+def start_web(settings: Settings, port: int, log: Path | None = None) -> subprocess.Popen:
+    """The web app under gunicorn on 127.0.0.1:`port`, as `make run` starts it, with `settings`;
+    its output is appended to `log` when given, else dropped."""
+    cmd = [sys.executable, *web_command(f"127.0.0.1:{port}")]
+    out = log.open("ab") if log is not None else subprocess.DEVNULL
+    try:
+        return subprocess.Popen(cmd, env=service_env(settings), cwd=REPO_ROOT, stdout=out,
+                                stderr=subprocess.STDOUT)
+    finally:
+        if log is not None:
+            out.close()
 
 
 def search_queue(settings: Settings) -> Queue:
