@@ -86,7 +86,7 @@ def add_design():
     """Add a design to the catalogue (no re-index)"""
     _authorise()
     name = request.form.get("name", "").strip()
-    if not DESIGN_NAME.match(name):
+    if not DESIGN_NAME.fullmatch(name):
         raise RequestRefused(400, "invalid_name", "name must be 1-100 letters, digits, '.', "
                               "'_' or '-', starting with a letter or digit")
     if name in _names():
