@@ -45,6 +45,8 @@ def test_search_end_to_end(indexed_client, run_worker, indexed_settings):
     image = indexed_client.get(result["image_url"])
     assert image.status_code == 200 and image.mimetype == "image/jpeg"
     assert image.headers["X-Content-Type-Options"] == "nosniff"
+    assert image.headers["Cache-Control"] == "private, no-store"  # a team's unreleased designs
+    assert indexed_client.get(body["url"]).headers["Cache-Control"] == "private, no-store"
     grid = Image.open(io.BytesIO(image.data))
     assert grid.format == "JPEG" and grid.width > 1000
     thumb = indexed_client.get(hits[0]["front_url"])

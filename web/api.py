@@ -101,7 +101,7 @@ def get_result_image(search_id: str):
     data = current_app.extensions["storage"].read_result(f"{job.id}.jpg")
     if data is None:
         abort(404, description="the result image has expired")
-    response = send_file(io.BytesIO(data), mimetype="image/jpeg", max_age=3600)
+    response = send_file(io.BytesIO(data), mimetype="image/jpeg", etag=False)
     response.direct_passthrough = False  # spectree's wrapper reads every body back (in memory)
     return response
 
