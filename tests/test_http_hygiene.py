@@ -51,3 +51,58 @@ def test_a_search_is_never_cached_by_anyone_else(client, settings):
     assert created.headers["Cache-Control"] == "private, no-store"
     for url in (created.get_json()["url"], f"/searches/{created.get_json()['id']}"):
         assert client.get(url).headers["Cache-Control"] == "private, no-store", url
+
+
+def _disk_full_after_one(app, monkeypatch):
+    """The upload folder takes one file, then the disk is full."""
+    import errno
+
+    storage = app.extensions["storage"]
+    real, calls = storage.put_upload, []
+
+    def put_upload(name, data):
+        calls.append(name)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(name, data)
+
+    monkeypatch.setattr(storage, "put_upload", put_upload)
+    return calls
+
+
+def _png() -> bytes:
+    from PIL import Image
+
+    from tests.images import encode
+
+    return encode(Image.new("RGB", (64, 64), "white"))
+
+
+def test_a_full_disk_is_503_and_leaves_no_upload(app, client, settings, monkeypatch):
+    from tests.http import post_pair
+
+    calls = _disk_full_after_one(app, monkeypatch)
+    response = post_pair(client, _png(), _png())
+    assert response.status_code == 503 and response.headers["Retry-After"]
+    assert response.get_json()["error"] == "storage_unavailable"
+    assert len(calls) == 2 and list(settings.upload_dir.iterdir()) == []
+
+
+def test_a_full_disk_during_a_design_upload_is_503_and_leaves_nothing(settings, redis,
+                                                                      monkeypatch):
+    import dataclasses
+    import io
+
+    from web import create_app, designs
+
+    app = create_app({"SETTINGS": dataclasses.replace(settings, admin_token="t"),
+                      "TESTING": True})
+    monkeypatch.setattr(designs, "_names", lambda: [])
+    calls = _disk_full_after_one(app, monkeypatch)
+    response = app.test_client().post(
+        "/api/designs", headers={"Authorization": "Bearer t"},
+        data={"name": "new-one", "front": (io.BytesIO(_png()), "f.png"),
+              "back": (io.BytesIO(_png()), "b.png")}, content_type="multipart/form-data")
+    assert response.status_code == 503, response.get_json()
+    assert response.get_json()["error"] == "storage_unavailable"
+    assert len(calls) == 2 and list(settings.upload_dir.iterdir()) == []

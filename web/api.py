@@ -34,7 +34,8 @@ UNAVAILABLE = (Error, "Redis (the queue and the results) is unreachable (`queue_
                                    "(`too_small`), of extreme aspect ratio (`bad_aspect`) or "
                                    "animated (`animated`)"),
                   HTTP_503=(Error, "Redis is unreachable (`queue_unavailable`), no worker runs "
-                                   "(`no_worker`) or too many searches wait (`queue_full`)")))
+                                   "(`no_worker`), too many searches wait (`queue_full`) or "
+                                   "the upload could not be stored (`storage_unavailable`)")))
 def create_search():
     """Submit a pair (or one side) to search for"""
     search_id, status = submit_search(request.files, request.form)

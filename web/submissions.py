@@ -76,6 +76,32 @@ def cache_key(sides: dict[str, tuple[bytes, str]], options: SearchOptions, setti
     return f"pairsearch:cache:{digest.hexdigest()}"
 
 
+def store_uploads(uploads: dict[str, bytes]) -> None:
+    """Store every upload or none: on a storage error (a full disk, Redis refusing a write)
+    what was stored is deleted again and the request is refused with 503."""
+    storage = current_app.extensions["storage"]
+    stored: list[str] = []
+    try:
+        for name, data in uploads.items():
+            stored.append(name)  # a half-written file is removed too
+            storage.put_upload(name, data)
+    except (OSError, RedisError) as exc:
+        discard_uploads(stored)
+        current_app.logger.warning("could not store an upload: %s", exc)
+        if isinstance(exc, RedisError):
+            raise queue_unavailable() from None
+        raise RequestRefused(503, "storage_unavailable", "the upload could not be stored "
+                             "right now; please retry shortly", retry_after=30) from None
+
+
+def discard_uploads(names: list[str]) -> None:
+    """Delete uploads of a refused request (if Redis is away, its keys expire by themselves)."""
+    try:
+        current_app.extensions["storage"].delete_uploads(names)
+    except (OSError, RedisError) as exc:
+        current_app.logger.warning("could not delete uploads %s: %s", names, exc)
+
+
 class Submitted(NamedTuple):
     id: str
     status: str  # a SearchStatus: "queued" for a new search, else the earlier search's
@@ -120,18 +146,13 @@ def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> Submit
         raise queue_unavailable() from None
     search_id = uuid.uuid4().hex  # 122 random bits: unguessable
     names = {side: upload_name(search_id, side, fmt) for side, (_, fmt) in sides.items()}
-    storage = current_app.extensions["storage"]
+    store_uploads({names[side]: data for side, (data, _) in sides.items()})
     try:
-        for side, (data, _) in sides.items():
-            storage.put_upload(names[side], data)
         enqueue_search(current_app.extensions["queue"], settings,
                        SearchRequest(search_id=search_id, **names, **options.model_dump()))
         if key is not None:
             current_app.extensions["redis"].set(key, search_id, ex=settings.result_ttl)
     except RedisError:
-        try:
-            storage.delete_uploads(list(names.values()))
-        except RedisError:  # Redis is away: its keys expire with RESULT_TTL
-            pass
+        discard_uploads(list(names.values()))
         raise queue_unavailable() from None
     return Submitted(search_id, SearchStatus.QUEUED.value)
