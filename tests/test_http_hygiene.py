@@ -106,3 +106,30 @@ def test_a_full_disk_during_a_design_upload_is_503_and_leaves_nothing(settings, 
     assert response.status_code == 503, response.get_json()
     assert response.get_json()["error"] == "storage_unavailable"
     assert len(calls) == 2 and list(settings.upload_dir.iterdir()) == []
+
+
+def test_catalogue_images_are_regular_files_inside_the_catalogue(settings, redis, tmp_path):
+    import os
+
+    from web import create_app
+
+    db = settings.database_dir
+    outside = tmp_path / "secret.png"
+    outside.write_bytes(_png())
+    links = {"link-out.png": outside, "link-in.png": db / "images" / "dress-0001_front.png",
+             "dir.png": db / "images"}
+    made = []
+    try:
+        for name, target in links.items():
+            os.symlink(target, db / name)
+            made.append(db / name)
+        os.mkfifo(db / "fifo.png")
+        made.append(db / "fifo.png")
+        client = create_app({"SETTINGS": settings, "TESTING": True}).test_client()
+        assert client.get("/database/images/dress-0001_front.png").status_code == 200
+        assert client.get("/database/link-in.png").status_code == 200  # a link that stays in
+        for name in ("link-out.png", "dir.png", "fifo.png"):
+            assert client.get(f"/database/{name}").status_code == 404, name
+    finally:
+        for path in made:
+            path.unlink()
