@@ -24,7 +24,8 @@ UNAVAILABLE = (Error, "Redis (the queue and the results) is unreachable (`queue_
 @bp.post("/api/searches")
 @api.validate(form=SearchForm, tags=["searches"], operation_id="createSearch",
               skip_validation=True, resp=Responses(
-                  HTTP_202=(SearchCreated, "queued (or an identical live search); poll `url`"),
+                  HTTP_202=(SearchCreated, "queued (or already finished: a copy of an identical "
+                                           "finished search, under its own id); poll `url`"),
                   HTTP_400=(Error, "no image, an empty file, a bad `k`, `front_weight` or "
                                    "`sides`, or a malformed multipart body"),
                   HTTP_413=(Error, "the request is too large (`too_large`) or an image has too "

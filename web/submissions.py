@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from typing import NamedTuple
 
@@ -13,8 +12,8 @@ from rq import Worker
 from werkzeug.datastructures import FileStorage, ImmutableMultiDict
 
 from web.errors import RequestRefused, queue_unavailable
-from web.searches import SearchStatus, fetch_search, search_status
-from worker.core.bank import BankError, read_manifest_cached
+from web.resultcache import cache_key, copy_search, finished_search
+from web.searches import SearchStatus
 from worker.core.contract import SIDES, SearchOptions, SearchRequest, problems
 from worker.core.images import ImageRejected, inspect_image
 from worker.core.queueing import enqueue_search, upload_name
@@ -62,20 +61,6 @@ def check_capacity(settings) -> None:
                               "waiting); please retry shortly", retry_after=10)
 
 
-def cache_key(sides: dict[str, tuple[bytes, str]], options: SearchOptions, settings) -> str | None:
-    """Same bytes, same options, same index -> same key; None when there is no index."""
-    try:
-        manifest = read_manifest_cached(settings.features_dir)
-    except BankError:
-        return None
-    digest = hashlib.sha256(repr((options, manifest.get("created"),
-                                  manifest.get("sha256"))).encode())
-    for side in SIDES:
-        digest.update(side.encode() + hashlib.sha256(sides[side][0]).digest() if side in sides
-                      else b"-")
-    return f"pairsearch:cache:{digest.hexdigest()}"
-
-
 def store_uploads(uploads: dict[str, bytes]) -> None:
     """Store every upload or none: on a storage error (a full disk, Redis refusing a write)
     what was stored is deleted again and the request is refused with 503."""
@@ -107,26 +92,9 @@ class Submitted(NamedTuple):
     status: str  # a SearchStatus: "queued" for a new search, else the earlier search's
 
 
-def cached_search(key: str | None) -> Submitted | None:
-    """A live, not failed search with the same key, and its status, if any."""
-    if key is None:
-        return None
-    search_id = current_app.extensions["redis"].get(key)
-    job = None if search_id is None else fetch_search(search_id.decode())
-    if job is None:
-        return None
-    status = search_status(job)
-    if status == SearchStatus.FAILED:
-        return None
-    if status == SearchStatus.FINISHED and \
-            not current_app.extensions["storage"].has_result(f"{job.id}.jpg"):
-        return None
-    return Submitted(job.id, status.value)
-
-
 def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> Submitted:
-    """Validate both sides and the options, store the uploads, enqueue; return the search id
-    (that of an identical earlier search, if one still lives)."""
+    """Validate both sides and the options, store the uploads, enqueue; return the new
+    search's id (answered at once, already finished, when an identical search finished)."""
     settings = current_app.config["SETTINGS"]
     options = parse_options(form)
     uploads = {side: files[side] for side in SIDES
@@ -137,14 +105,17 @@ def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> Submit
     sides = {side: read_side(upload, side, settings.max_image_pixels)
              for side, upload in uploads.items()}
     key = cache_key(sides, options, settings)
+    search_id = uuid.uuid4().hex  # 122 random bits: unguessable
     try:
-        cached = cached_search(key)
-        if cached is not None:  # an identical search: answer from its result
-            return cached
+        cached = finished_search(key)
+        if cached is not None and copy_search(cached, search_id, settings):
+            return Submitted(search_id, SearchStatus.FINISHED.value)  # a copy: its own id
         check_capacity(settings)
     except RedisError:
         raise queue_unavailable() from None
-    search_id = uuid.uuid4().hex  # 122 random bits: unguessable
+    except OSError as exc:  # the grid could not be copied: search as usual
+        current_app.logger.warning("could not copy a cached result: %s", exc)
+        check_capacity(settings)
     names = {side: upload_name(search_id, side, fmt) for side, (_, fmt) in sides.items()}
     store_uploads({names[side]: data for side, (data, _) in sides.items()})
     try:
