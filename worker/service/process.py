@@ -21,6 +21,7 @@ from worker.service.housekeeping import fail_orphaned_searches, worker_name
 from worker.service.reports import REPORTS
 
 log = logging.getLogger(__name__)
+MAINTENANCE_S = 60  # orphaned searches failed, expired files deleted, this often (RQ: 600)
 
 
 def record_error(job: Job, exc_type, exc_value, traceback) -> bool:
@@ -62,7 +63,8 @@ class SearchWorker(SimpleWorker):
         """RQ's registry clean-up, plus: fail searches of dead workers, delete expired files."""
         super().run_maintenance_tasks()
         for queue in self.queues:
-            fail_orphaned_searches(queue, self.engine.settings.result_ttl)
+            fail_orphaned_searches(queue, self.engine.settings.result_ttl, self.name,
+                                   self.engine.settings.job_timeout)
         removed = self.engine.storage.sweep(self.engine.settings.result_ttl)
         if removed:
             log.info("deleted %d expired upload/result files", removed)
@@ -85,7 +87,8 @@ def start_engine(settings: Settings, extractor=None) -> Engine:
 def make_worker(settings: Settings, engine: Engine, connection: Redis,
                 name: str | None = None) -> SearchWorker:
     queue = Queue(settings.queue_name, connection=connection)
-    return SearchWorker([queue], connection=connection, engine=engine, name=name or worker_name())
+    return SearchWorker([queue], connection=connection, engine=engine, name=name or worker_name(),
+                        maintenance_interval=MAINTENANCE_S)
 
 
 def wait_for_redis(connection: Redis, pause: float = 1.0) -> None:
