@@ -120,3 +120,24 @@ def test_client_filename_and_content_type_are_ignored(client, settings):
     names = sorted(p.name for p in settings.upload_dir.iterdir())
     assert names == [f"{response.get_json()['id']}-back.png",
                      f"{response.get_json()['id']}-front.png"]
+
+
+def padded_png(junk_mb: int = 10) -> bytes:
+    """A 64x64 PNG followed by `junk_mb` MB of junk after its IEND (still a valid PNG)."""
+    return encode(Image.new("RGB", (64, 64), (10, 120, 200))) + b"\xab" * (junk_mb * 2**20)
+
+
+def test_only_the_pixels_of_an_upload_are_stored_not_its_bytes(client, settings):
+    response = post_pair(client, padded_png(10), padded_png(5))
+    assert response.status_code == 202, response.get_json()
+    stored = sorted(settings.upload_dir.iterdir())
+    assert len(stored) == 2 and all(p.stat().st_size < 8 * 1024 for p in stored), \
+        [p.stat().st_size for p in stored]
+    assert Image.open(stored[0]).size == (64, 64)
+
+
+def test_a_huge_upload_is_stored_at_a_bounded_size(client, settings):
+    big = encode(Image.new("L", (4000, 3000), 255), "JPEG")
+    assert post_pair(client, big, None).status_code == 202
+    (stored,) = settings.upload_dir.iterdir()
+    assert max(Image.open(stored).size) == 1024

@@ -15,7 +15,7 @@ from web.errors import RequestRefused, queue_unavailable
 from web.resultcache import cache_key, copy_search, finished_search
 from web.searches import SearchStatus
 from worker.core.contract import SIDES, SearchOptions, SearchRequest, problems
-from worker.core.images import ImageRejected, inspect_image
+from worker.core.images import ImageRejected, stored_form
 from worker.core.queueing import enqueue_search, upload_name
 
 STATUS_BY_REASON = {"unsupported_format": 415, "too_many_pixels": 413}
@@ -38,16 +38,17 @@ def parse_options(form: ImmutableMultiDict) -> SearchOptions:
 
 
 def read_side(upload: FileStorage, side: str, max_pixels: int) -> tuple[bytes, str]:
-    """The upload's bytes and its format (JPEG or PNG); RequestRefused for anything else."""
+    """What is stored of the upload (its pixels, bounded, as PNG: `stored_form`) and that
+    format; RequestRefused for anything but a JPEG or PNG within the limits."""
     data = upload.read()
     if not data:
         raise RequestRefused(400, f"empty_{side}", f"the {side} image file is empty")
     try:
-        info = inspect_image(data, max_pixels)
+        stored, _ = stored_form(data, max_pixels)
     except ImageRejected as exc:
         raise RequestRefused(STATUS_BY_REASON.get(exc.reason, 422), exc.reason,
                               f"the {side} image was refused: {exc}") from None
-    return data, info.format
+    return stored, "PNG"
 
 
 def check_capacity(settings) -> None:
