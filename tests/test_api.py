@@ -45,6 +45,8 @@ def test_search_end_to_end(indexed_client, run_worker, indexed_settings):
     image = indexed_client.get(result["image_url"])
     assert image.status_code == 200 and image.mimetype == "image/jpeg"
     assert image.headers["X-Content-Type-Options"] == "nosniff"
+    assert image.headers["Cache-Control"] == "private, no-store"  # a team's unreleased designs
+    assert indexed_client.get(body["url"]).headers["Cache-Control"] == "private, no-store"
     grid = Image.open(io.BytesIO(image.data))
     assert grid.format == "JPEG" and grid.width > 1000
     thumb = indexed_client.get(hits[0]["front_url"])
@@ -212,14 +214,23 @@ def test_identical_resubmission_is_answered_from_the_cache(indexed_client, run_w
                                                           indexed_settings):
     front, back = design_pair(4, N_PAIRS)
     first = post_pair(indexed_client, front, back).get_json()
-    assert post_pair(indexed_client, front, back).get_json()["id"] == first["id"]  # queued
+    queued_twin = post_pair(indexed_client, front, back).get_json()  # not finished: searched too
+    assert queued_twin["id"] != first["id"] and queued_twin["status"] == "queued"
     run_worker()
+    done = indexed_client.get(first["url"]).get_json()
     again = post_pair(indexed_client, front, back)
-    assert again.status_code == 202 and again.get_json()["id"] == first["id"]
-    assert indexed_client.get(again.get_json()["url"]).get_json()["status"] == "finished"
+    body = again.get_json()
+    assert again.status_code == 202 and body["status"] == "finished"
+    assert body["id"] not in (first["id"], queued_twin["id"]), "never another client's id"
+    copy = indexed_client.get(body["url"]).get_json()
+    assert copy["status"] == "finished" and copy["id"] == body["id"]
+    assert copy["results"] == done["results"] and copy["image_url"].startswith(body["url"])
+    grid = indexed_client.get(copy["image_url"])
+    assert grid.status_code == 200
+    assert grid.data == indexed_client.get(done["image_url"]).data
     assert len(Queue(indexed_settings.queue_name, connection=redis)) == 0, "nothing recomputed"
     other = post_pair(indexed_client, front, back, k=5).get_json()
-    assert other["id"] != first["id"], "other options are another search"
+    assert other["id"] != first["id"] and other["status"] == "queued", "other options: a search"
 
 
 def test_long_poll_answers_when_the_search_finishes(indexed_client, run_worker, monkeypatch):

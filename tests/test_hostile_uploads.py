@@ -120,3 +120,47 @@ def test_client_filename_and_content_type_are_ignored(client, settings):
     names = sorted(p.name for p in settings.upload_dir.iterdir())
     assert names == [f"{response.get_json()['id']}-back.png",
                      f"{response.get_json()['id']}-front.png"]
+
+
+def padded_png(junk_mb: int = 10) -> bytes:
+    """A 64x64 PNG followed by `junk_mb` MB of junk after its IEND (still a valid PNG)."""
+    return encode(Image.new("RGB", (64, 64), (10, 120, 200))) + b"\xab" * (junk_mb * 2**20)
+
+
+def test_only_the_pixels_of_an_upload_are_stored_not_its_bytes(client, settings):
+    response = post_pair(client, padded_png(10), padded_png(5))
+    assert response.status_code == 202, response.get_json()
+    stored = sorted(settings.upload_dir.iterdir())
+    assert len(stored) == 2 and all(p.stat().st_size < 8 * 1024 for p in stored), \
+        [p.stat().st_size for p in stored]
+    assert Image.open(stored[0]).size == (64, 64)
+
+
+def test_a_huge_upload_is_stored_at_a_bounded_size(client, settings):
+    big = encode(Image.new("L", (4000, 3000), 255), "JPEG")
+    assert post_pair(client, big, None).status_code == 202
+    (stored,) = settings.upload_dir.iterdir()
+    assert max(Image.open(stored).size) == 1024
+
+
+@pytest.mark.slow
+def test_a_padded_upload_is_searched_and_its_upload_deleted_when_it_ends(
+        indexed_client, indexed_settings, run_worker):
+    from tests.images import N_PAIRS, design_pair
+
+    front, back = design_pair(3, N_PAIRS)
+    response = post_pair(indexed_client, front + b"\0" * (10 * 2**20), back)
+    assert response.status_code == 202
+    assert sum(p.stat().st_size for p in indexed_settings.upload_dir.iterdir()) < 200 * 1024
+    failing = post_pair(indexed_client, GOOD, None).get_json()["url"]
+    (indexed_settings.upload_dir / f"{failing.rsplit('/', 1)[1]}-front.png").unlink()
+    run_worker()
+    body = indexed_client.get(response.get_json()["url"]).get_json()
+    assert body["status"] == "finished" and body["results"][0]["score"] > 0.999  # itself
+    assert indexed_client.get(failing).get_json()["status"] == "failed"
+    assert list(indexed_settings.upload_dir.iterdir()) == [], "uploads deleted when searches end"
+
+
+def test_redis_never_evicts_and_has_a_memory_limit(redis):
+    config = redis.config_get("maxmemory*")
+    assert int(config["maxmemory"]) > 0 and config["maxmemory-policy"] == "noeviction"

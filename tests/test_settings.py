@@ -12,7 +12,9 @@ import pytest
 from worker.core.settings import InvalidSetting, Settings
 
 BAD = [("PRECISION", "fp8"), ("STORAGE", "s3"), ("BATCH_SIZE", "0"), ("THUMB_CACHE_MB", "-1"),
-       ("MAX_UPLOAD_MB", "twenty"), ("SEARCH_ANN_MIN_PAIRS", "-5")]
+       ("MAX_UPLOAD_MB", "twenty"), ("SEARCH_ANN_MIN_PAIRS", "-5"), ("RESULT_TTL", "0"),
+       ("JOB_TIMEOUT", "0"), ("MAX_UPLOAD_MB", "0"), ("MAX_QUEUE_LENGTH", "-5"),
+       ("MAX_IMAGE_PIXELS", "0"), ("RESULT_TTL", "59")]
 
 
 @pytest.mark.parametrize("name,value", BAD)

@@ -35,18 +35,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     storage.setup()
     app.extensions["long_polls"] = LongPolls(settings.max_long_polls)
 
-    from web import api, designs, errors, ops, pages
+    from web import api, designs, errors, headers, ops, pages
 
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(designs.bp)
     errors.register(app)
-
-    @app.after_request
-    def security_headers(response):
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        return response
+    headers.register(app)
 
     return app

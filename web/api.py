@@ -24,7 +24,8 @@ UNAVAILABLE = (Error, "Redis (the queue and the results) is unreachable (`queue_
 @bp.post("/api/searches")
 @api.validate(form=SearchForm, tags=["searches"], operation_id="createSearch",
               skip_validation=True, resp=Responses(
-                  HTTP_202=(SearchCreated, "queued (or an identical live search); poll `url`"),
+                  HTTP_202=(SearchCreated, "queued (or already finished: a copy of an identical "
+                                           "finished search, under its own id); poll `url`"),
                   HTTP_400=(Error, "no image, an empty file, a bad `k`, `front_weight` or "
                                    "`sides`, or a malformed multipart body"),
                   HTTP_413=(Error, "the request is too large (`too_large`) or an image has too "
@@ -34,7 +35,8 @@ UNAVAILABLE = (Error, "Redis (the queue and the results) is unreachable (`queue_
                                    "(`too_small`), of extreme aspect ratio (`bad_aspect`) or "
                                    "animated (`animated`)"),
                   HTTP_503=(Error, "Redis is unreachable (`queue_unavailable`), no worker runs "
-                                   "(`no_worker`) or too many searches wait (`queue_full`)")))
+                                   "(`no_worker`), too many searches wait (`queue_full`) or "
+                                   "the upload could not be stored (`storage_unavailable`)")))
 def create_search():
     """Submit a pair (or one side) to search for"""
     search_id, status = submit_search(request.files, request.form)
@@ -104,7 +106,7 @@ def get_result_image(search_id: str):
     data = current_app.extensions["storage"].read_result(f"{job.id}.jpg")
     if data is None:
         abort(404, description="the result image has expired")
-    response = send_file(io.BytesIO(data), mimetype="image/jpeg", max_age=3600)
+    response = send_file(io.BytesIO(data), mimetype="image/jpeg", etag=False)
     response.direct_passthrough = False  # spectree's wrapper reads every body back (in memory)
     return response
 

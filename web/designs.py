@@ -11,6 +11,7 @@ import hmac
 import uuid
 
 from flask import Blueprint, abort, current_app, jsonify, request
+from redis.exceptions import RedisError
 from rq.job import JobStatus
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
@@ -18,7 +19,7 @@ from werkzeug.exceptions import Unauthorized
 from web.apidoc import ADMIN, Responses, api
 from web.errors import RequestRefused
 from web.schemas import DesignEdit, DesignForm, EditPending, Error
-from web.submissions import check_capacity, read_side
+from web.submissions import check_capacity, discard_uploads, read_side, store_uploads
 from worker.core.bank import BankError, read_manifest_cached
 from worker.core.catalogue import DESIGN_NAME
 from worker.core.contract import SIDES
@@ -46,8 +47,9 @@ def _edit_responses(done: int, done_text: str, **more) -> Responses:
                      HTTP_202=(EditPending, f"not yet {done_text} after {EDIT_WAIT_S} s"),
                      HTTP_401=(Error, "no or a wrong bearer token (`unauthorized`)"),
                      HTTP_403=(Error, "editing is disabled: no ADMIN_TOKEN on the server"),
-                     HTTP_503=(Error, "no index (`no_index`), no worker, a full queue or no "
-                                      "Redis"))
+                     HTTP_503=(Error, "no index (`no_index`), no worker, a full queue, no "
+                                      "Redis or no room to store the upload "
+                                      "(`storage_unavailable`)"))
 
 
 def _names() -> list[str]:
@@ -86,7 +88,7 @@ def add_design():
     """Add a design to the catalogue (no re-index)"""
     _authorise()
     name = request.form.get("name", "").strip()
-    if not DESIGN_NAME.match(name):
+    if not DESIGN_NAME.fullmatch(name):
         raise RequestRefused(400, "invalid_name", "name must be 1-100 letters, digits, '.', "
                               "'_' or '-', starting with a letter or digit")
     if name in _names():
@@ -100,9 +102,12 @@ def add_design():
         sides[side] = read_side(request.files[side], side, settings.max_image_pixels)
     check_capacity(settings)  # before anything is stored: a refused edit leaves no upload
     uploads = {side: upload_name(edit_id, side, fmt) for side, (_, fmt) in sides.items()}
-    for side, (data, _) in sides.items():
-        current_app.extensions["storage"].put_upload(uploads[side], data)
-    return _run(ADD_DESIGN_FUNC, {"name": name, **uploads}, 201)
+    store_uploads({uploads[side]: data for side, (data, _) in sides.items()})
+    try:
+        return _run(ADD_DESIGN_FUNC, {"name": name, **uploads}, 201)
+    except RedisError:
+        discard_uploads(list(uploads.values()))
+        raise
 
 
 @bp.delete("/api/designs/<name>")

@@ -12,7 +12,7 @@ from flask import (
     redirect,
     render_template,
     request,
-    send_from_directory,
+    send_file,
     url_for,
 )
 from werkzeug.datastructures import FileStorage, MultiDict
@@ -74,8 +74,22 @@ def search_page(search_id: str):
     return render_template("search.html", search=describe(job))
 
 
+def catalogue_file(path: str) -> str | None:
+    """The real path of a regular image file inside DATABASE_DIR that `path` names, after
+    following every link; None for anything else (a link out, a folder, a device, a FIFO)."""
+    root = os.path.realpath(current_app.config["SETTINGS"].database_dir)
+    joined = safe_join(root, path)
+    if joined is None or not path.lower().endswith(IMAGE_SUFFIXES):
+        return None
+    real = os.path.realpath(joined)
+    if os.path.commonpath([root, real]) != root or not os.path.isfile(real):
+        return None
+    return real
+
+
 @bp.get("/database/<path:path>")
 def catalogue_image(path: str):
-    if not path.lower().endswith(IMAGE_SUFFIXES):
+    real = catalogue_file(path)
+    if real is None:
         abort(404)
-    return send_from_directory(current_app.config["SETTINGS"].database_dir, path, max_age=3600)
+    return send_file(real, max_age=3600)

@@ -74,9 +74,10 @@ class SearchCreated(Closed):
     """202 to POST /api/searches."""
 
     id: SearchId
-    status: Literal["queued", "started", "finished"] = Field(
-        description="`queued` for a new search; an identical resubmission is answered with the "
-                    "earlier search and its status")
+    status: Literal["queued", "finished"] = Field(
+        description="`queued` for a new search; `finished` when an identical search (same "
+                    "bytes, options and index) has finished: the new search, with its own id, "
+                    "is a copy of that result, made without recomputation")
     url: str = Field(description="where to poll the search, the same as the Location header")
 
 

@@ -11,7 +11,7 @@ from rq.job import Job, JobStatus
 
 from worker.core.contract import ABANDONED, RESUBMIT, Hit, SearchResult
 
-SEARCH_ID = re.compile(r"^[0-9a-f]{32}$")
+SEARCH_ID = re.compile(r"^[0-9a-f]{32}$")  # use fullmatch: `$` also matches before a "\n"
 MAX_WAIT_S = 30.0  # the longest long poll
 
 
@@ -32,7 +32,7 @@ STATUS_FROM_RQ = {
 
 def fetch_search(search_id: str) -> Job | None:
     """The job of a search id, or None when unknown, expired or malformed (same answer)."""
-    if not SEARCH_ID.match(search_id):
+    if not SEARCH_ID.fullmatch(search_id):
         return None
     try:
         return Job.fetch(search_id, connection=current_app.extensions["redis"])

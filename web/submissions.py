@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from typing import NamedTuple
 
@@ -13,10 +12,10 @@ from rq import Worker
 from werkzeug.datastructures import FileStorage, ImmutableMultiDict
 
 from web.errors import RequestRefused, queue_unavailable
-from web.searches import SearchStatus, fetch_search, search_status
-from worker.core.bank import BankError, read_manifest_cached
+from web.resultcache import cache_key, copy_search, finished_search
+from web.searches import SearchStatus
 from worker.core.contract import SIDES, SearchOptions, SearchRequest, problems
-from worker.core.images import ImageRejected, inspect_image
+from worker.core.images import ImageRejected, stored_form
 from worker.core.queueing import enqueue_search, upload_name
 
 STATUS_BY_REASON = {"unsupported_format": 415, "too_many_pixels": 413}
@@ -39,16 +38,17 @@ def parse_options(form: ImmutableMultiDict) -> SearchOptions:
 
 
 def read_side(upload: FileStorage, side: str, max_pixels: int) -> tuple[bytes, str]:
-    """The upload's bytes and its format (JPEG or PNG); RequestRefused for anything else."""
+    """What is stored of the upload (its pixels, bounded, as PNG: `stored_form`) and that
+    format; RequestRefused for anything but a JPEG or PNG within the limits."""
     data = upload.read()
     if not data:
         raise RequestRefused(400, f"empty_{side}", f"the {side} image file is empty")
     try:
-        info = inspect_image(data, max_pixels)
+        stored, _ = stored_form(data, max_pixels)
     except ImageRejected as exc:
         raise RequestRefused(STATUS_BY_REASON.get(exc.reason, 422), exc.reason,
                               f"the {side} image was refused: {exc}") from None
-    return data, info.format
+    return stored, "PNG"
 
 
 def check_capacity(settings) -> None:
@@ -62,18 +62,30 @@ def check_capacity(settings) -> None:
                               "waiting); please retry shortly", retry_after=10)
 
 
-def cache_key(sides: dict[str, tuple[bytes, str]], options: SearchOptions, settings) -> str | None:
-    """Same bytes, same options, same index -> same key; None when there is no index."""
+def store_uploads(uploads: dict[str, bytes]) -> None:
+    """Store every upload or none: on a storage error (a full disk, Redis refusing a write)
+    what was stored is deleted again and the request is refused with 503."""
+    storage = current_app.extensions["storage"]
+    stored: list[str] = []
     try:
-        manifest = read_manifest_cached(settings.features_dir)
-    except BankError:
-        return None
-    digest = hashlib.sha256(repr((options, manifest.get("created"),
-                                  manifest.get("sha256"))).encode())
-    for side in SIDES:
-        digest.update(side.encode() + hashlib.sha256(sides[side][0]).digest() if side in sides
-                      else b"-")
-    return f"pairsearch:cache:{digest.hexdigest()}"
+        for name, data in uploads.items():
+            stored.append(name)  # a half-written file is removed too
+            storage.put_upload(name, data)
+    except (OSError, RedisError) as exc:
+        discard_uploads(stored)
+        current_app.logger.warning("could not store an upload: %s", exc)
+        if isinstance(exc, RedisError):
+            raise queue_unavailable() from None
+        raise RequestRefused(503, "storage_unavailable", "the upload could not be stored "
+                             "right now; please retry shortly", retry_after=30) from None
+
+
+def discard_uploads(names: list[str]) -> None:
+    """Delete uploads of a refused request (if Redis is away, its keys expire by themselves)."""
+    try:
+        current_app.extensions["storage"].delete_uploads(names)
+    except (OSError, RedisError) as exc:
+        current_app.logger.warning("could not delete uploads %s: %s", names, exc)
 
 
 class Submitted(NamedTuple):
@@ -81,26 +93,9 @@ class Submitted(NamedTuple):
     status: str  # a SearchStatus: "queued" for a new search, else the earlier search's
 
 
-def cached_search(key: str | None) -> Submitted | None:
-    """A live, not failed search with the same key, and its status, if any."""
-    if key is None:
-        return None
-    search_id = current_app.extensions["redis"].get(key)
-    job = None if search_id is None else fetch_search(search_id.decode())
-    if job is None:
-        return None
-    status = search_status(job)
-    if status == SearchStatus.FAILED:
-        return None
-    if status == SearchStatus.FINISHED and \
-            not current_app.extensions["storage"].has_result(f"{job.id}.jpg"):
-        return None
-    return Submitted(job.id, status.value)
-
-
 def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> Submitted:
-    """Validate both sides and the options, store the uploads, enqueue; return the search id
-    (that of an identical earlier search, if one still lives)."""
+    """Validate both sides and the options, store the uploads, enqueue; return the new
+    search's id (answered at once, already finished, when an identical search finished)."""
     settings = current_app.config["SETTINGS"]
     options = parse_options(form)
     uploads = {side: files[side] for side in SIDES
@@ -111,27 +106,25 @@ def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> Submit
     sides = {side: read_side(upload, side, settings.max_image_pixels)
              for side, upload in uploads.items()}
     key = cache_key(sides, options, settings)
+    search_id = uuid.uuid4().hex  # 122 random bits: unguessable
     try:
-        cached = cached_search(key)
-        if cached is not None:  # an identical search: answer from its result
-            return cached
+        cached = finished_search(key)
+        if cached is not None and copy_search(cached, search_id, settings):
+            return Submitted(search_id, SearchStatus.FINISHED.value)  # a copy: its own id
         check_capacity(settings)
     except RedisError:
         raise queue_unavailable() from None
-    search_id = uuid.uuid4().hex  # 122 random bits: unguessable
+    except OSError as exc:  # the grid could not be copied: search as usual
+        current_app.logger.warning("could not copy a cached result: %s", exc)
+        check_capacity(settings)
     names = {side: upload_name(search_id, side, fmt) for side, (_, fmt) in sides.items()}
-    storage = current_app.extensions["storage"]
+    store_uploads({names[side]: data for side, (data, _) in sides.items()})
     try:
-        for side, (data, _) in sides.items():
-            storage.put_upload(names[side], data)
         enqueue_search(current_app.extensions["queue"], settings,
                        SearchRequest(search_id=search_id, **names, **options.model_dump()))
         if key is not None:
             current_app.extensions["redis"].set(key, search_id, ex=settings.result_ttl)
     except RedisError:
-        try:
-            storage.delete_uploads(list(names.values()))
-        except RedisError:  # Redis is away: its keys expire with RESULT_TTL
-            pass
+        discard_uploads(list(names.values()))
         raise queue_unavailable() from None
     return Submitted(search_id, SearchStatus.QUEUED.value)

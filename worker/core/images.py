@@ -9,11 +9,15 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 ACCEPTED_FORMATS = ("JPEG", "PNG")
 MIN_SIDE = 16
 MAX_ASPECT = 20.0
+STORED_LONG_SIDE = 1024  # px: an upload is kept as RGB pixels at most this large (PNG)
+WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+ROWS_AT_ONCE = 256  # 16-bit -> 8-bit conversion in bands of rows (no full-size float copy)
 
 
 class ImageRejected(ValueError):
@@ -76,13 +80,19 @@ def _check_geometry(img: Image.Image, max_pixels: int) -> None:
         )
 
 
-def load_image(source: bytes | str | Path, max_pixels: int = 40_000_000) -> Image.Image:
-    """Decode `source` (bytes or a path) fully, with all limits checked before pixels are read.
+def load_image(source: bytes | str | Path, max_pixels: int = 40_000_000,
+               at_least: int | None = None) -> Image.Image:
+    """Decode `source` (bytes or a path) fully, with all limits checked (from the header)
+    before pixels are read. `at_least`: a JPEG may be decoded at 1/2, 1/4 or 1/8 scale
+    (draft mode: cheaper) as long as its long side stays >= this many px.
 
     Raises ImageRejected with a person-readable message for anything we will not process.
     """
     img = _open(source)
     _check_geometry(img, max_pixels)
+    if at_least and img.format == "JPEG" and max(img.size) > 2 * at_least:
+        scale = at_least / max(img.size)
+        img.draft(None, (max(1, round(img.width * scale)), max(1, round(img.height * scale))))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -98,3 +108,62 @@ def inspect_image(data: bytes, max_pixels: int) -> ImageInfo:
     """Validate an upload the way the worker will read it; return what it is."""
     img = load_image(data, max_pixels)
     return ImageInfo(img.format or "", img.width, img.height, img.mode)
+
+
+def _to_8bit(img: Image.Image, reduce_by: int = 1) -> Image.Image:
+    """16-bit, 32-bit or float grey -> 8-bit grey (65535 or 255 is white: judged on the full
+    image), first reduced by `reduce_by` (Pillow's box `reduce`); a band of rows at a time
+    in float32, never a full-size float64 copy."""
+    low, high = img.getextrema()
+    top = 65535.0 if high > 255 else 255.0
+    if img.mode.startswith("I;16"):
+        img = img.convert("I")  # `reduce` and numpy take 32-bit integers
+    if reduce_by > 1:
+        img = img.reduce(reduce_by)
+    arr = np.asarray(img)
+    out = np.empty(arr.shape, np.uint8)
+    for row in range(0, arr.shape[0], ROWS_AT_ONCE):
+        band = np.clip(arr[row:row + ROWS_AT_ONCE].astype(np.float32), 0, top)
+        out[row:row + ROWS_AT_ONCE] = band / np.float32(top) * np.float32(255.0)
+    return Image.fromarray(out, "L")
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any mode (palette, alpha, grayscale, 1-bit, CMYK, 16-bit) -> RGB, transparency on
+    white, EXIF orientation applied."""
+    img = ImageOps.exif_transpose(img)
+    if img.mode in WIDE_MODES:
+        img = _to_8bit(img)
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def _shrink(img: Image.Image) -> None:
+    """Long side at most STORED_LONG_SIDE, in place (Pillow's `reduce` first, then Lanczos)."""
+    if max(img.size) > STORED_LONG_SIDE:
+        img.thumbnail((STORED_LONG_SIDE, STORED_LONG_SIDE), Image.Resampling.LANCZOS,
+                      reducing_gap=3.0)
+
+
+def stored_form(data: bytes, max_pixels: int) -> tuple[bytes, ImageInfo]:
+    """What is kept of an upload: its pixels as RGB (orientation, transparency and depth
+    settled), long side at most STORED_LONG_SIDE, as PNG. Junk after the image's end,
+    metadata and excess resolution are dropped, so a search stores at most two such PNGs
+    (<= 1024 x 1024 x 3 B of pixels each). Also the check: ImageRejected as `load_image`."""
+    img = load_image(data, max_pixels, at_least=STORED_LONG_SIDE)
+    info = ImageInfo(img.format or "", img.width, img.height, img.mode)
+    img = ImageOps.exif_transpose(img)
+    if img.mode in WIDE_MODES:  # reduced while wide: the 8-bit copy is small
+        img = _to_8bit(img, max(1, max(img.size) // (2 * STORED_LONG_SIDE)))
+    if img.mode in ("L", "RGB"):  # shrink before widening to RGB (alpha: composited first)
+        _shrink(img)
+    rgb = to_rgb(img)
+    _shrink(rgb)
+    buf = io.BytesIO()
+    rgb.save(buf, "PNG", compress_level=6)
+    return buf.getvalue(), info

@@ -63,7 +63,7 @@ class UploadRefused(ValueError):
 
 def check_upload_name(name: str) -> str:
     """`name` if it is one `upload_name` makes (nothing else is read as an upload)."""
-    if not UPLOAD_NAME.match(name):
+    if not UPLOAD_NAME.fullmatch(name):
         raise UploadRefused(f"not an upload name this service generates: {name!r}")
     return name
 

@@ -14,8 +14,10 @@ DEFAULT_DESCRIPTOR = "grey-dir345-pw256-shape-colour"
 STORAGE_CHOICES = ("files", "redis")  # where uploads and grids live (worker/core/storage.py)
 PRECISION_CHOICES = ("auto", "float32", "bfloat16")  # auto: bfloat16 where the CPU has it
 CHOICES = {"STORAGE": STORAGE_CHOICES, "PRECISION": PRECISION_CHOICES}
-MINIMUMS = {"batch_size": 1, "thumb_cache_mb": 0, "search_ann_min_pairs": 0, "web_workers": 1,
-            "web_connections": 2, "max_long_polls": 0, "client_timeout": 1}
+MINIMUMS = {"batch_size": 1, "thumb_cache_mb": 0, "search_ann_min_pairs": 0, "max_upload_mb": 1,
+            "max_image_pixels": 16 * 16, "result_ttl": 60, "job_timeout": 1,
+            "max_queue_length": 1, "web_workers": 1, "web_connections": 2, "max_long_polls": 0,
+            "client_timeout": 1}  # a value below these makes no sense (RESULT_TTL=0: no search)
 
 
 class InvalidSetting(ValueError):

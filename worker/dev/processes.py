@@ -2,7 +2,9 @@
 
 Used by `make run` when REDIS_URL is unset, and by the tests on a free port.
 Append-only persistence is on with an fsync per write, so no accepted search is lost
-when Redis is killed and restarted.
+when Redis is killed and restarted. Memory is capped (`REDIS_MAXMEMORY_MB`) with the
+`noeviction` policy: a full Redis refuses new writes (the web answers 503) and never evicts
+a queued job, a result or an upload.
 """
 
 from __future__ import annotations
@@ -47,14 +49,20 @@ def port_in_use(port: int) -> bool:
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def start_redis(port: int, data_dir: Path, timeout: float = 10.0) -> subprocess.Popen:
-    """Start redis-server on 127.0.0.1:`port` with AOF in `data_dir`; wait until it answers."""
+REDIS_MAXMEMORY_MB = 1024
+
+
+def start_redis(port: int, data_dir: Path, timeout: float = 10.0,
+                maxmemory_mb: int = REDIS_MAXMEMORY_MB) -> subprocess.Popen:
+    """Start redis-server on 127.0.0.1:`port` with AOF in `data_dir`, at most `maxmemory_mb`
+    MiB, never evicting; wait until it answers."""
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
          "--dir", str(data_dir), "--appendonly", "yes", "--appendfsync", "always",
-         "--save", "", "--protected-mode", "yes", "--logfile", str(data_dir / "redis.log")],
+         "--save", "", "--protected-mode", "yes", "--maxmemory", f"{maxmemory_mb}mb",
+         "--maxmemory-policy", "noeviction", "--logfile", str(data_dir / "redis.log")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     client = Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5)
     deadline = time.monotonic() + timeout

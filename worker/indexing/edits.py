@@ -108,7 +108,7 @@ def add_designs(settings: Settings, extractor, designs: list[tuple[str, Path, Pa
     with editing(settings) as (catalogue, bank):
         check_model_matches(bank, extractor.weights_fingerprint, extractor.descriptor)
         names = [name for name, _, _ in designs]
-        bad = [n for n in names if not DESIGN_NAME.match(n)]
+        bad = [n for n in names if not DESIGN_NAME.fullmatch(n)]
         if bad:
             raise CatalogueEditError(f"invalid design name(s) {bad[:5]}: use letters, digits, "
                                      "'.', '_' and '-' (at most 100)")

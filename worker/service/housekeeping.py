@@ -7,15 +7,18 @@ import os
 import socket
 import uuid
 
-from rq import Queue
+from redis import Redis
+from rq import Queue, Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
+from rq.utils import now, utcparse
 
 from worker.core.contract import ABANDONED
 from worker.core.queueing import announce_done
 
 log = logging.getLogger(__name__)
+HEARTBEAT_GRACE_S = 60  # beyond JOB_TIMEOUT: a worker this long silent is gone
 
 
 def worker_name() -> str:
@@ -23,12 +26,16 @@ def worker_name() -> str:
     return f"{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:6]}"
 
 
-def _dead_local_worker(name: str | None) -> bool:
-    host, _, rest = (name or "").rpartition(".")[0].rpartition(".")
-    if host != socket.gethostname() or not rest.isdigit() or int(rest) == os.getpid():
+def _dead_local_worker(name: str, own_name: str | None) -> bool:
+    """A worker of this host that is not running: its pid is ours but its name is not (a
+    restarted container's worker is pid 1 again), or no process has its pid."""
+    host, pid, _ = (name.rsplit(".", 2) + ["", ""])[:3]
+    if host != socket.gethostname() or not pid.isdigit():
         return False
+    if int(pid) == os.getpid():
+        return own_name is not None and name != own_name
     try:
-        os.kill(int(rest), 0)
+        os.kill(int(pid), 0)
     except ProcessLookupError:
         return True
     except PermissionError:
@@ -36,10 +43,35 @@ def _dead_local_worker(name: str | None) -> bool:
     return False
 
 
-def fail_orphaned_searches(queue: Queue, failure_ttl: int) -> list[str]:
-    """Fail searches left 'started' by a dead worker of this host, telling the user to resubmit.
+def _silent_worker(connection: Redis, name: str, job_timeout: int) -> bool:
+    """A worker on any machine that is gone: its registration expired or was removed, or it
+    has sent no heartbeat for longer than a search may run (a worker heartbeats when it
+    takes a search, and between searches)."""
+    beat = connection.hget(Worker.redis_worker_namespace_prefix + name, "last_heartbeat")
+    if beat is None:
+        return True
+    try:
+        last = utcparse(beat.decode())
+    except ValueError:
+        return False
+    return (now() - last).total_seconds() > job_timeout + HEARTBEAT_GRACE_S
 
-    RQ would find them too, but only once their heartbeat expires (the job timeout + 60 s).
+
+def is_orphaned(job: Job, own_name: str | None, job_timeout: int) -> bool:
+    name = job.worker_name
+    if not name or name == own_name:
+        return False
+    return _dead_local_worker(name, own_name) or _silent_worker(job.connection, name, job_timeout)
+
+
+def fail_orphaned_searches(queue: Queue, failure_ttl: int, own_name: str | None = None,
+                           job_timeout: int = 120) -> list[str]:
+    """Fail searches left 'started' by a dead worker, telling the user to resubmit: one whose
+    registration (RQ's worker key) is gone or silent for longer than a search may run (any
+    machine), or, on this host, one whose process is gone or whose pid is now ours (a
+    container's restarted worker is pid 1 again). `own_name`: the calling worker's name.
+
+    RQ would find them too, but only once the execution's heartbeat expires.
     """
     registry = StartedJobRegistry(queue=queue)
     failed = []
@@ -48,7 +80,7 @@ def fail_orphaned_searches(queue: Queue, failure_ttl: int) -> list[str]:
             job = Job.fetch(job_id, connection=queue.connection)
         except NoSuchJobError:
             continue
-        if job.get_status() != JobStatus.STARTED or not _dead_local_worker(job.worker_name):
+        if job.get_status() != JobStatus.STARTED or not is_orphaned(job, own_name, job_timeout):
             continue
         job.meta.update(error=ABANDONED, error_type="AbandonedJobError")
         job.save_meta()

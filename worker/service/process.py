@@ -12,9 +12,10 @@ import time
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
+from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
-from worker.core.queueing import announce_done
+from worker.core.queueing import UploadRefused, announce_done, check_upload_name
 from worker.core.settings import Settings
 from worker.indexing.recovery import recover_at_start
 from worker.service.engine import Engine, install
@@ -22,6 +23,17 @@ from worker.service.housekeeping import fail_orphaned_searches, worker_name
 from worker.service.reports import REPORTS
 
 log = logging.getLogger(__name__)
+MAINTENANCE_S = 60  # orphaned searches failed, expired files deleted, this often (RQ: 600)
+
+
+def discard_uploads(storage, job: Job) -> None:
+    """A job has ended (a search or a design edit): its uploads are no longer needed."""
+    names = [name for side, name in (job.kwargs or {}).items()
+             if side in ("front", "back") and isinstance(name, str)]
+    try:
+        storage.delete_uploads([check_upload_name(name) for name in names])
+    except (OSError, RedisError, UploadRefused) as exc:  # RESULT_TTL's sweep gets them later
+        log.warning("could not delete the uploads of %s: %s", job.id, exc)
 
 
 def record_error(job: Job, exc_type, exc_value, traceback) -> bool:
@@ -53,7 +65,8 @@ class SearchWorker(SimpleWorker):
         self.engine.refresh()
         try:
             return super().execute_job(job, queue)
-        finally:  # finished or failed by now: wake the long polls at once
+        finally:  # finished or failed by now: drop its uploads, wake the long polls at once
+            discard_uploads(self.engine.storage, job)
             try:
                 announce_done(self.connection, job.id)
             except RedisError as exc:
@@ -63,7 +76,12 @@ class SearchWorker(SimpleWorker):
         """RQ's registry clean-up, plus: fail searches of dead workers, delete expired files."""
         super().run_maintenance_tasks()
         for queue in self.queues:
-            fail_orphaned_searches(queue, self.engine.settings.result_ttl)
+            for job_id in fail_orphaned_searches(queue, self.engine.settings.result_ttl,
+                                                 self.name, self.engine.settings.job_timeout):
+                try:
+                    discard_uploads(self.engine.storage, Job.fetch(job_id, connection=self.connection))
+                except NoSuchJobError:
+                    continue
         removed = self.engine.storage.sweep(self.engine.settings.result_ttl)
         if removed:
             log.info("deleted %d expired upload/result files", removed)
@@ -87,7 +105,8 @@ def start_engine(settings: Settings, extractor=None) -> Engine:
 def make_worker(settings: Settings, engine: Engine, connection: Redis,
                 name: str | None = None) -> SearchWorker:
     queue = Queue(settings.queue_name, connection=connection)
-    return SearchWorker([queue], connection=connection, engine=engine, name=name or worker_name())
+    return SearchWorker([queue], connection=connection, engine=engine, name=name or worker_name(),
+                        maintenance_interval=MAINTENANCE_S)
 
 
 def wait_for_redis(connection: Redis, pause: float = 1.0) -> None:

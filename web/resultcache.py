@@ -1,0 +1,69 @@
+"""The result cache: an identical resubmission (same bytes, same options, same index) of a
+finished search is answered at once, without recomputing, by a *new* search of its own: the
+finished result and its grid copied under a fresh id. A second uploader never learns another
+client's search id (which would prove that someone searched that exact design)."""
+
+from __future__ import annotations
+
+import hashlib
+
+from flask import current_app
+from rq.job import Job
+from rq.registry import FinishedJobRegistry
+
+from web.searches import SearchStatus, fetch_search, search_status
+from worker.core.bank import BankError, read_manifest_cached
+from worker.core.contract import SIDES, SearchOptions
+from worker.core.queueing import JOB_FUNC
+
+KEY_PREFIX = "pairsearch:cache:"
+
+
+def cache_key(sides: dict[str, tuple[bytes, str]], options: SearchOptions, settings) -> str | None:
+    """Same bytes, same options, same index -> same key; None when there is no index."""
+    try:
+        manifest = read_manifest_cached(settings.features_dir)
+    except BankError:
+        return None
+    digest = hashlib.sha256(repr((options, manifest.get("created"),
+                                  manifest.get("sha256"))).encode())
+    for side in SIDES:
+        digest.update(side.encode() + hashlib.sha256(sides[side][0]).digest() if side in sides
+                      else b"-")
+    return f"{KEY_PREFIX}{digest.hexdigest()}"
+
+
+def finished_search(key: str | None) -> Job | None:
+    """The finished search with this key whose grid is still stored, if any (a queued or
+    running one is not reused: the new search is queued as any other)."""
+    if key is None:
+        return None
+    search_id = current_app.extensions["redis"].get(key)
+    job = None if search_id is None else fetch_search(search_id.decode())
+    if job is None or search_status(job) != SearchStatus.FINISHED:
+        return None
+    return job
+
+
+def copy_search(source: Job, search_id: str, settings) -> bool:
+    """Make `search_id` a finished search with `source`'s results and a copy of its grid;
+    False if the source's result or grid is gone by now (then search as usual)."""
+    result = source.return_value()
+    storage = current_app.extensions["storage"]
+    grid = storage.read_result(f"{source.id}.jpg")
+    if not isinstance(result, dict) or grid is None:
+        return False
+    storage.put_result(f"{search_id}.jpg", grid)
+    redis = current_app.extensions["redis"]
+    job = Job.create(JOB_FUNC, id=search_id, connection=redis, origin=settings.queue_name,
+                     result_ttl=settings.result_ttl, ttl=settings.result_ttl,
+                     failure_ttl=settings.result_ttl, description="paired design search",
+                     meta={"stage": source.meta.get("stage"), "cached": True})
+    job._result = {**result, "image": f"{search_id}.jpg"}
+    with redis.pipeline() as pipe:
+        job._handle_success(settings.result_ttl, pipeline=pipe)
+        job.cleanup(settings.result_ttl, pipeline=pipe, remove_from_queue=False)
+        FinishedJobRegistry(settings.queue_name, connection=redis).add(
+            job, settings.result_ttl, pipeline=pipe)
+        pipe.execute()
+    return True
