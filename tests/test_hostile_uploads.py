@@ -164,3 +164,30 @@ def test_a_padded_upload_is_searched_and_its_upload_deleted_when_it_ends(
 def test_redis_never_evicts_and_has_a_memory_limit(redis):
     config = redis.config_get("maxmemory*")
     assert int(config["maxmemory"]) > 0 and config["maxmemory-policy"] == "noeviction"
+
+
+@pytest.mark.slow
+def test_a_flood_of_padded_uploads_keeps_the_upload_folder_and_redis_bounded(
+        indexed_client, indexed_settings, run_worker, redis):
+    """200 uploads each carrying 2 MB of junk: what is stored stays a few KB a search, Redis
+    grows by the jobs alone, and both come back down once the searches have ended."""
+    redis_before = redis.info("memory")["used_memory"]
+    statuses, peak_folder = [], 0
+    for i in range(200):
+        img = Image.new("RGB", (64, 64), (i % 256, (7 * i) % 256, 200))
+        statuses.append(post_pair(indexed_client, encode(img) + b"\xab" * (2 * 2**20), None))
+        peak_folder = max(peak_folder, sum(p.stat().st_size
+                                           for p in indexed_settings.upload_dir.iterdir()))
+    codes = [r.status_code for r in statuses]
+    accepted = [r.get_json()["url"] for r in statuses if r.status_code == 202]
+    assert set(codes) <= {202, 503} and len(accepted) == indexed_settings.max_queue_length
+    assert peak_folder < len(accepted) * 8 * 1024, peak_folder  # KBs a search, not the 2 MB sent
+    redis_peak = redis.info("memory")["used_memory"] - redis_before
+    assert redis_peak < 10 * 2**20, redis_peak  # the queued jobs, never the uploads
+    run_worker()
+    assert all(indexed_client.get(url).get_json()["status"] == "finished" for url in accepted)
+    assert list(indexed_settings.upload_dir.iterdir()) == []
+    print(f"flood: {codes.count(202)} accepted, {codes.count(503)} refused; upload folder peak "
+          f"{peak_folder / 1024:.0f} KiB; Redis +{redis_peak / 2**20:.1f} MiB while queued, "
+          f"+{(redis.info('memory')['used_memory'] - redis_before) / 2**20:.1f} MiB after "
+          "(results kept for RESULT_TTL)")

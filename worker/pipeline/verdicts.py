@@ -27,7 +27,7 @@ ANCHORS = {"floor": 0.0, "similar": 50.0, "near-duplicate": 75.0, "copy": 90.0}
 CALIBRATED: dict[str, dict[str, float]] = {
     "grey-dir345-pw256-shape-colour": {"copy": 0.8985, "near-duplicate": 0.8243, "similar": 0.51,
                                        "floor": 0.2622},
-    "trim-gem45-pw256": {"copy": 0.7018, "near-duplicate": 0.664, "similar": 0.3844,
+    "trim-gem45-pw256": {"copy": 0.9411, "near-duplicate": 0.7615, "similar": 0.3911,
                          "floor": 0.1319},
 }
 
