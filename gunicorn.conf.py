@@ -18,12 +18,9 @@ import gevent
 from gunicorn.workers.base_async import AsyncWorker
 from gunicorn.workers.ggevent import GeventWorker
 
-from worker.core.settings import InvalidSetting, Settings
+from worker.core.settings import Settings
 
 _settings = Settings.from_env()
-if _settings.max_long_polls >= _settings.web_connections:
-    raise InvalidSetting(f"setting MAX_LONG_POLLS ({_settings.max_long_polls}) must be below "
-                         f"WEB_CONNECTIONS ({_settings.web_connections}): other requests need room")
 
 # a process holds up to WEB_CONNECTIONS client sockets and MAX_LONG_POLLS + 100 Redis ones
 _files = _settings.web_connections + _settings.max_long_polls + 200

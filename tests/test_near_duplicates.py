@@ -47,8 +47,8 @@ def client_and_worker(lookalike_settings, settings, extractor, redis):
     return create_app({"SETTINGS": here, "TESTING": True}).test_client(), run_worker
 
 
-def _search(client, run_worker, front: bytes, back: bytes) -> list[dict]:
-    response = post_pair(client, front, back)
+def _search(client, run_worker, front: bytes, back: bytes, **fields) -> list[dict]:
+    response = post_pair(client, front, back, **fields)
     assert response.status_code == 202, response.get_json()
     run_worker()
     body = client.get(response.get_json()["url"]).get_json()
@@ -70,6 +70,9 @@ def test_a_colourway_copy_comes_back_first_as_a_copy_or_near_duplicate(client_an
     assert hits[0]["verdict"] in ("copy", "near-duplicate"), hits[0]
     assert 75 <= hits[0]["similarity"] <= 100
     assert all(h["similarity"] <= hits[0]["similarity"] for h in hits)
+    # the first hit is judged with its lead over the second, whatever k asks for
+    (alone,) = _search(client, run_worker, *sides, k=1)
+    assert (alone["verdict"], alone["similarity"]) == (hits[0]["verdict"], hits[0]["similarity"])
 
 
 def test_an_unrelated_drawing_gets_no_verdict(client_and_worker):

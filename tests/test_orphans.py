@@ -22,11 +22,12 @@ def queue(redis):
     return Queue(f"orphans-{uuid.uuid4().hex[:8]}", connection=redis)
 
 
-def started_by(queue: Queue, name: str) -> tuple[Job, SimpleWorker]:
+def started_by(queue: Queue, name: str, timeout: int = 120) -> tuple[Job, SimpleWorker]:
     """A search that worker `name` (registered, with a heartbeat) has taken and is running."""
     worker = SimpleWorker([queue], connection=queue.connection, name=name)
     worker.register_birth()
-    job = queue.enqueue("worker.service.jobs.search_pair", job_id=uuid.uuid4().hex)
+    job = queue.enqueue("worker.service.jobs.search_pair", job_id=uuid.uuid4().hex,
+                        job_timeout=timeout)
     queue.remove(job)
     worker.prepare_execution(job)
     worker.prepare_job_execution(job)
@@ -74,4 +75,13 @@ def test_a_worker_never_fails_its_own_search(queue):
     name = f"{socket.gethostname()}.{os.getpid()}.mine00"
     job, _ = started_by(queue, name)
     assert fail_orphaned_searches(queue, 60, name) == []
+    assert job.get_status(refresh=True) == JobStatus.STARTED
+
+
+def test_a_job_allowed_longer_than_a_search_is_judged_by_its_own_timeout(queue):
+    # a catalogue edit may run 300 s: a worker silent for 181 s is still running it
+    job, worker = started_by(queue, "elsewhere.4242.aaaaaa", timeout=300)
+    stale = (now() - timedelta(seconds=120 + 61)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    queue.connection.hset(worker.key, "last_heartbeat", stale)
+    assert fail_orphaned_searches(queue, 60, "here.1.bbbbbb", job_timeout=120) == []
     assert job.get_status(refresh=True) == JobStatus.STARTED

@@ -1,4 +1,4 @@
-"""Decoded grid thumbnails kept in RAM within THUMB_CACHE_MB (worker/thumbnails.py)."""
+"""Decoded grid thumbnails kept in RAM within THUMB_CACHE_MB (worker/pipeline/thumbnails.py)."""
 
 from __future__ import annotations
 

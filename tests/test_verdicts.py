@@ -20,7 +20,7 @@ from worker.pipeline.verdicts import (
     verdict_scores,
 )
 
-T = {"copy": 0.8, "near-duplicate": 0.7, "similar": 0.5, "floor": 0.2}
+T = {"copy": 0.8, "near-duplicate": 0.7, "similar": 0.5, "floor": 0.2, "margin_weight": 1.0}
 
 
 def test_verdicts_follow_the_thresholds_most_serious_first():
@@ -67,6 +67,9 @@ def test_calibration_orders_the_thresholds():
 def test_an_index_carries_its_thresholds_and_old_ones_fall_back_to_the_descriptor():
     assert thresholds_in({"verdicts": T, "descriptor": "trim-gem45-pw256"}) == T
     assert thresholds_in({"descriptor": "trim-gem45-pw256"}) == CALIBRATED["trim-gem45-pw256"]
+    other_lead = {**T, "margin_weight": 0.0}  # calibrated with another rule: not used
+    assert thresholds_in({"verdicts": other_lead, "descriptor": "trim-gem45-pw256"}) == \
+        CALIBRATED["trim-gem45-pw256"]
     assert thresholds_in({"descriptor": "flatten"}) is None
 
 
@@ -102,6 +105,11 @@ def test_whitening_with_appearance_blocks_round_trips(tmp_path):
     w = learn_whitening(x, 8, blocks=((6, 0.5), (4, 0.4)))
     y = w.apply(x)
     assert y.shape == (40, 18) and w.dim == 18
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    model = unit((x[:, :20] - x[:, :20].mean(0)) @ w.projection)
+    sil = 0.5 * unit(x[:, 20:26] - x[:, 20:26].mean(0))
+    col = 0.4 * unit(x[:, 26:] - x[:, 26:].mean(0))
+    assert np.allclose(y, unit(np.hstack([model, sil, col])), atol=1e-5)
     assert np.allclose(np.linalg.norm(y, axis=1), 1.0, atol=1e-5)
     w.save(tmp_path / "w.npz")
     assert np.allclose(Whitening.load(tmp_path / "w.npz").apply(x), y, atol=1e-6)

@@ -9,7 +9,6 @@ import hashlib
 
 from flask import current_app
 from rq.job import Job
-from rq.registry import FinishedJobRegistry
 
 from web.searches import SearchStatus, fetch_search, search_status
 from worker.core.bank import BankError, read_manifest_cached
@@ -59,11 +58,11 @@ def copy_search(source: Job, search_id: str, settings) -> bool:
                      result_ttl=settings.result_ttl, ttl=settings.result_ttl,
                      failure_ttl=settings.result_ttl, description="paired design search",
                      meta={"stage": source.meta.get("stage"), "cached": True})
-    job._result = {**result, "image": f"{search_id}.jpg"}
+    # the original's timings (its queue wait) would tell when and how it ran: not copied
+    job._result = {**result, "image": f"{search_id}.jpg", "timings": {}}
     with redis.pipeline() as pipe:
         job._handle_success(settings.result_ttl, pipeline=pipe)
         job.cleanup(settings.result_ttl, pipeline=pipe, remove_from_queue=False)
-        FinishedJobRegistry(settings.queue_name, connection=redis).add(
-            job, settings.result_ttl, pipeline=pipe)
         pipe.execute()
+    job.save_meta()  # the stage; _handle_success saves the job without its meta
     return True

@@ -9,9 +9,10 @@ from flask import current_app, url_for
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 
+from worker.core import contract
 from worker.core.contract import ABANDONED, RESUBMIT, Hit, SearchResult
 
-SEARCH_ID = re.compile(r"^[0-9a-f]{32}$")  # use fullmatch: `$` also matches before a "\n"
+SEARCH_ID = re.compile(contract.SEARCH_ID)  # use fullmatch: `$` also matches before a "\n"
 MAX_WAIT_S = 30.0  # the longest long poll
 
 

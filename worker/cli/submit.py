@@ -25,17 +25,17 @@ from worker.core.contract import (
     SearchRequest,
     problems,
 )
-from worker.core.images import ImageRejected, inspect_image
+from worker.core.images import ImageRejected, stored_form
 from worker.core.queueing import ENDED, enqueue_search, upload_name, wait_until_done
 from worker.core.settings import InvalidSetting, Settings
 from worker.core.storage import Storage, open_storage
 
 
 def _store(storage: Storage, settings: Settings, search_id: str, side: str, path: Path) -> str:
-    data = path.read_bytes()
-    info = inspect_image(data, settings.max_image_pixels)
-    name = upload_name(search_id, side, info.format)
-    storage.put_upload(name, data)
+    """Store what the web would store of this drawing (its pixels, bounded, as PNG)."""
+    stored, _ = stored_form(path.read_bytes(), settings.max_image_pixels)
+    name = upload_name(search_id, side, "PNG")
+    storage.put_upload(name, stored)
     return name
 
 

@@ -51,14 +51,15 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def manifest_stamp(features_dir: Path) -> tuple[int, int, int] | None:
-    """Cheap change detector for the current manifest: (inode, size, mtime_ns), None if
-    absent. Every generation has its own manifest, so a switch changes the inode."""
+def manifest_stamp(features_dir: Path) -> tuple[str | None, int, int, int] | None:
+    """Cheap change detector for the current manifest: (generation, inode, size, mtime_ns),
+    None if absent. The generation's id is in it: a reused inode cannot hide a switch."""
+    directory = generations.current_dir(features_dir)
     try:
-        st = os.stat(generations.current_dir(features_dir) / MANIFEST)
+        st = os.stat(directory / MANIFEST)
     except FileNotFoundError:
         return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
+    return (directory.name, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def read_manifest(features_dir: Path) -> dict:
@@ -77,7 +78,7 @@ def read_manifest(features_dir: Path) -> dict:
     return manifest
 
 
-_manifests: dict[Path, tuple[tuple[int, int, int], dict]] = {}
+_manifests: dict[Path, tuple[tuple, dict]] = {}
 
 
 def read_manifest_cached(features_dir: Path) -> dict:
@@ -167,7 +168,7 @@ def check_model_matches(bank: FeatureBank, weights_fingerprint: str, descriptor:
 
 
 def load_generation(database_dir: Path, features_dir: Path
-                    ) -> tuple[Catalogue, FeatureBank, tuple[int, int, int] | None]:
+                    ) -> tuple[Catalogue, FeatureBank, tuple | None]:
     """The current generation's catalogue (its own pairs.csv; DATABASE_DIR's for a flat
     FEATURES_DIR), banks and manifest stamp, all from one resolution of CURRENT. Unchecked
     against each other: see check_bank_matches."""

@@ -58,12 +58,16 @@ class SearchOptions(BaseModel):
         return weight
 
 
+SEARCH_ID = r"^[0-9a-f]{32}$"  # 122 random bits, hex: also safe as a file name
+UPLOAD_NAME = r"^[0-9a-f]{32}-(front|back)\.(jpg|png)$"  # the only names uploads are stored under
+
+
 class SearchRequest(SearchOptions):
     """One queued search: its id, the stored upload names of its sides, and its options."""
 
-    search_id: str
-    front: str | None = None
-    back: str | None = None
+    search_id: Annotated[str, Field(pattern=SEARCH_ID)]
+    front: Annotated[str, Field(pattern=UPLOAD_NAME)] | None = None
+    back: Annotated[str, Field(pattern=UPLOAD_NAME)] | None = None
 
     @model_validator(mode="after")
     def _a_side(self) -> SearchRequest:

@@ -23,12 +23,13 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from worker.core.storage import TEMP_GRACE_S
+
 GENERATIONS = "generations"
 CURRENT = "CURRENT"
 LOCK = ".catalogue.lock"
 FLAT_FILES = ("front.npy", "back.npy", "whitening.npz", "manifest.json")
 TEMP_PREFIXES = tuple(f".{name.split('.')[0]}." for name in (*FLAT_FILES, CURRENT))
-TEMP_GRACE_S = 3600  # thumbnails written aside by searches: older temp files are leftovers
 
 
 class CatalogueBusy(RuntimeError):

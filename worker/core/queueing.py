@@ -13,6 +13,7 @@ from rq import Queue
 from rq.exceptions import InvalidJobOperation
 from rq.job import Job, JobStatus
 
+from worker.core import contract
 from worker.core.contract import SearchRequest
 from worker.core.settings import Settings
 
@@ -21,7 +22,7 @@ JOB_FUNC = "worker.service.jobs.search_pair"
 ADD_DESIGN_FUNC = "worker.service.edits.add_design"
 REMOVE_DESIGN_FUNC = "worker.service.edits.remove_design_by_name"
 EXTENSION = {"JPEG": "jpg", "PNG": "png"}
-UPLOAD_NAME = re.compile(r"^[0-9a-f]{32}-(front|back)\.(jpg|png)$")
+UPLOAD_NAME = re.compile(contract.UPLOAD_NAME)  # use fullmatch
 
 
 DONE_CHANNEL = "pairsearch:done:"  # + job id: a worker publishes when a job has ended

@@ -92,4 +92,7 @@ class Settings:
             if values[name] < least:
                 raise InvalidSetting(f"setting {name.upper()} must be at least {least}, "
                                      f"got {values[name]}")
+        if values["max_long_polls"] >= values["web_connections"]:  # other requests need room
+            raise InvalidSetting(f"setting MAX_LONG_POLLS ({values['max_long_polls']}) must be "
+                                 f"below WEB_CONNECTIONS ({values['web_connections']})")
         return cls(**values)

@@ -56,8 +56,6 @@ class Storage(Protocol):
 
     def read_result(self, name: str) -> bytes | None: ...
 
-    def has_result(self, name: str) -> bool: ...
-
     def export_result(self, name: str, folder: Path) -> Path | None: ...
 
 
@@ -127,9 +125,6 @@ class FileStorage:
         except FileNotFoundError:
             return None
 
-    def has_result(self, name: str) -> bool:
-        return (self.output_dir / name).is_file()
-
     def export_result(self, name: str, folder: Path) -> Path | None:
         """The grid as a file in `folder` (copied unless it is OUTPUT_DIR); None if gone."""
         source = self.output_dir / name
@@ -185,9 +180,6 @@ class RedisStorage:
 
     def read_result(self, name: str) -> bytes | None:
         return self.connection.get(self._key("result", name))
-
-    def has_result(self, name: str) -> bool:
-        return bool(self.connection.exists(self._key("result", name)))
 
     def export_result(self, name: str, folder: Path) -> Path | None:
         """The grid written to a file in `folder`; None if it expired."""

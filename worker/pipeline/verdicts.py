@@ -26,9 +26,9 @@ ANCHORS = {"floor": 0.0, "similar": 50.0, "near-duplicate": 75.0, "copy": 90.0}
 # descriptor -> thresholds, from `python -m benchmarks.lookalike --seed 7 --calibrate --descriptor D`
 CALIBRATED: dict[str, dict[str, float]] = {
     "grey-dir345-pw256-shape-colour": {"copy": 0.8985, "near-duplicate": 0.8243, "similar": 0.51,
-                                       "floor": 0.2622},
+                                       "floor": 0.2622, "margin_weight": 1.0},
     "trim-gem45-pw256": {"copy": 0.9411, "near-duplicate": 0.7615, "similar": 0.3911,
-                         "floor": 0.1319},
+                         "floor": 0.1319, "margin_weight": 1.0},
 }
 
 
@@ -47,8 +47,12 @@ def verdict_scores(scores: list[float]) -> list[float]:
 
 
 def thresholds_in(manifest: dict) -> dict[str, float] | None:
-    """The thresholds an index was built with (its manifest), else its descriptor's."""
-    return manifest.get("verdicts") or thresholds_for(manifest.get("descriptor", ""))
+    """The thresholds an index was built with (its manifest), else its descriptor's; ones
+    calibrated with another weight of the first hit's lead are not used."""
+    stored = manifest.get("verdicts")
+    if stored and stored.get("margin_weight") == MARGIN_WEIGHT:
+        return stored
+    return thresholds_for(manifest.get("descriptor", ""))
 
 
 def verdict_of(score: float, thresholds: dict[str, float] | None) -> str | None:
@@ -88,4 +92,5 @@ def calibrate(hits: Iterable[tuple[float, int]]) -> dict[str, float]:
     out["near-duplicate"] = min(out["near-duplicate"], out["copy"])
     out["similar"] = min(out["similar"], out["near-duplicate"])
     out["floor"] = round(min(float(np.median([s for s, _ in scored])), out["similar"] - 1e-3), 4)
+    out["margin_weight"] = MARGIN_WEIGHT
     return out

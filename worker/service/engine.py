@@ -40,7 +40,7 @@ class Snapshot:
 
     catalogue: Catalogue
     bank: FeatureBank
-    stamp: tuple[int, int, int] | None
+    stamp: tuple[str | None, int, int, int] | None
 
 
 class Engine:

@@ -61,7 +61,8 @@ def is_orphaned(job: Job, own_name: str | None, job_timeout: int) -> bool:
     name = job.worker_name
     if not name or name == own_name:
         return False
-    return _dead_local_worker(name, own_name) or _silent_worker(job.connection, name, job_timeout)
+    own_timeout = max(job_timeout, int(job.timeout or 0))  # an edit may run longer than a search
+    return _dead_local_worker(name, own_name) or _silent_worker(job.connection, name, own_timeout)
 
 
 def fail_orphaned_searches(queue: Queue, failure_ttl: int, own_name: str | None = None,
