@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ import numpy as np
 
 from benchmarks.lookalike_edits import EDITS, edited_pair
 from worker.core.catalogue import load_catalogue
-from worker.dev.sample import Design, make_designs, write_catalogue
+from worker.dev.sample import Design, make_designs, sample_catalogue
 from worker.pipeline.preprocess import to_canvas
 from worker.pipeline.ranking import top_k
 
@@ -197,9 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         from worker.core.settings import DEFAULT_DESCRIPTOR
         args.descriptor = DEFAULT_DESCRIPTOR
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="lookalike-") as tmp:
-        write_catalogue(Path(tmp), args.pairs, args.seed)
-        run(args, Path(tmp))
+    with sample_catalogue(args.pairs, args.seed) as database:
+        run(args, database)
     print(f"\ntotal {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return 0
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import io
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -375,11 +374,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.database is not None:
         runner(args, args.database)
     else:
-        from worker.dev.sample import write_catalogue
+        from worker.dev.sample import sample_catalogue
 
-        with tempfile.TemporaryDirectory(prefix="quality-") as tmp:
-            write_catalogue(Path(tmp), args.pairs, args.seed)
-            runner(args, Path(tmp))
+        with sample_catalogue(args.pairs, args.seed) as database:
+            runner(args, database)
     print(f"\ntotal {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return 0
 

@@ -12,6 +12,9 @@ Tests use the same generator for their data.
 from __future__ import annotations
 
 import random
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -232,3 +235,11 @@ def write_catalogue(out_dir: Path, n_pairs: int = 200, seed: int = 7) -> Path:
         rows.append((d.name, front, back))
     names, fronts, backs = (list(col) for col in zip(*rows, strict=True))
     return write_catalogue_csv(out_dir, names, fronts, backs)
+
+
+@contextmanager
+def sample_catalogue(n_pairs: int, seed: int) -> Iterator[Path]:
+    """A temporary folder holding a sample catalogue (for benchmarks), removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="sample-catalogue-") as tmp:
+        write_catalogue(Path(tmp), n_pairs, seed)
+        yield Path(tmp)
