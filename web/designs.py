@@ -23,6 +23,7 @@ from web.submissions import check_capacity, discard_uploads, read_side, store_up
 from worker.core.bank import BankError, read_manifest_cached
 from worker.core.catalogue import DESIGN_NAME
 from worker.core.contract import SIDES
+from worker.core.images import STORED_FORMAT
 from worker.core.queueing import ADD_DESIGN_FUNC, REMOVE_DESIGN_FUNC, upload_name, wait_until_done
 
 bp = Blueprint("designs", __name__)
@@ -101,8 +102,8 @@ def add_design():
             raise RequestRefused(400, f"missing_{side}", f"the {side} image is missing")
         sides[side] = read_side(request.files[side], side, settings.max_image_pixels)
     check_capacity(settings)  # before anything is stored: a refused edit leaves no upload
-    uploads = {side: upload_name(edit_id, side, fmt) for side, (_, fmt) in sides.items()}
-    store_uploads({uploads[side]: data for side, (data, _) in sides.items()})
+    uploads = {side: upload_name(edit_id, side, STORED_FORMAT) for side in sides}
+    store_uploads({uploads[side]: data for side, data in sides.items()})
     try:
         return _run(ADD_DESIGN_FUNC, {"name": name, **uploads}, 201)
     except RedisError:

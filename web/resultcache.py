@@ -18,7 +18,7 @@ from worker.core.queueing import JOB_FUNC
 KEY_PREFIX = "pairsearch:cache:"
 
 
-def cache_key(sides: dict[str, tuple[bytes, str]], options: SearchOptions, settings) -> str | None:
+def cache_key(sides: dict[str, bytes], options: SearchOptions, settings) -> str | None:
     """Same bytes, same options, same index -> same key; None when there is no index."""
     try:
         manifest = read_manifest_cached(settings.features_dir)
@@ -27,7 +27,7 @@ def cache_key(sides: dict[str, tuple[bytes, str]], options: SearchOptions, setti
     digest = hashlib.sha256(repr((options, manifest.get("created"),
                                   manifest.get("sha256"))).encode())
     for side in SIDES:
-        digest.update(side.encode() + hashlib.sha256(sides[side][0]).digest() if side in sides
+        digest.update(side.encode() + hashlib.sha256(sides[side]).digest() if side in sides
                       else b"-")
     return f"{KEY_PREFIX}{digest.hexdigest()}"
 

@@ -15,7 +15,7 @@ from web.errors import RequestRefused, queue_unavailable
 from web.resultcache import cache_key, copy_search, finished_search
 from web.searches import SearchStatus
 from worker.core.contract import SIDES, SearchOptions, SearchRequest, problems
-from worker.core.images import ImageRejected, stored_form
+from worker.core.images import STORED_FORMAT, ImageRejected, stored_form
 from worker.core.queueing import enqueue_search, upload_name
 
 STATUS_BY_REASON = {"unsupported_format": 415, "too_many_pixels": 413}
@@ -37,9 +37,9 @@ def parse_options(form: ImmutableMultiDict) -> SearchOptions:
         raise RequestRefused(400, f"invalid_{field}", message) from None
 
 
-def read_side(upload: FileStorage, side: str, max_pixels: int) -> tuple[bytes, str]:
-    """What is stored of the upload (its pixels, bounded, as PNG: `stored_form`) and that
-    format; RequestRefused for anything but a JPEG or PNG within the limits."""
+def read_side(upload: FileStorage, side: str, max_pixels: int) -> bytes:
+    """What is stored of the upload (its pixels, bounded, as STORED_FORMAT: `stored_form`);
+    RequestRefused for anything but a JPEG or PNG within the limits."""
     data = upload.read()
     if not data:
         raise RequestRefused(400, f"empty_{side}", f"the {side} image file is empty")
@@ -48,7 +48,7 @@ def read_side(upload: FileStorage, side: str, max_pixels: int) -> tuple[bytes, s
     except ImageRejected as exc:
         raise RequestRefused(STATUS_BY_REASON.get(exc.reason, 422), exc.reason,
                               f"the {side} image was refused: {exc}") from None
-    return stored, "PNG"
+    return stored
 
 
 def check_capacity(settings) -> None:
@@ -117,8 +117,8 @@ def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> Submit
     except OSError as exc:  # the grid could not be copied: search as usual
         current_app.logger.warning("could not copy a cached result: %s", exc)
         check_capacity(settings)
-    names = {side: upload_name(search_id, side, fmt) for side, (_, fmt) in sides.items()}
-    store_uploads({names[side]: data for side, (data, _) in sides.items()})
+    names = {side: upload_name(search_id, side, STORED_FORMAT) for side in sides}
+    store_uploads({names[side]: data for side, data in sides.items()})
     try:
         enqueue_search(current_app.extensions["queue"], settings,
                        SearchRequest(search_id=search_id, **names, **options.model_dump()))

@@ -25,7 +25,7 @@ from worker.core.contract import (
     SearchRequest,
     problems,
 )
-from worker.core.images import ImageRejected, stored_form
+from worker.core.images import STORED_FORMAT, ImageRejected, stored_form
 from worker.core.queueing import ENDED, enqueue_search, upload_name, wait_until_done
 from worker.core.settings import InvalidSetting, Settings
 from worker.core.storage import Storage, open_storage
@@ -34,7 +34,7 @@ from worker.core.storage import Storage, open_storage
 def _store(storage: Storage, settings: Settings, search_id: str, side: str, path: Path) -> str:
     """Store what the web would store of this drawing (its pixels, bounded, as PNG)."""
     stored, _ = stored_form(path.read_bytes(), settings.max_image_pixels)
-    name = upload_name(search_id, side, "PNG")
+    name = upload_name(search_id, side, STORED_FORMAT)
     storage.put_upload(name, stored)
     return name
 

@@ -15,7 +15,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 ACCEPTED_FORMATS = ("JPEG", "PNG")
 MIN_SIDE = 16
 MAX_ASPECT = 20.0
-STORED_LONG_SIDE = 1024  # px: an upload is kept as RGB pixels at most this large (PNG)
+STORED_LONG_SIDE = 1024  # px: an upload is kept as RGB pixels at most this large
+STORED_FORMAT = "PNG"  # lossless: what is kept is exactly the pixels the worker will read
 WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 ROWS_AT_ONCE = 256  # 16-bit -> 8-bit conversion in bands of rows (no full-size float copy)
 
@@ -165,5 +166,5 @@ def stored_form(data: bytes, max_pixels: int) -> tuple[bytes, ImageInfo]:
     rgb = to_rgb(img)
     _shrink(rgb)
     buf = io.BytesIO()
-    rgb.save(buf, "PNG", compress_level=6)
+    rgb.save(buf, STORED_FORMAT, compress_level=6)
     return buf.getvalue(), info
