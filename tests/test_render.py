@@ -83,3 +83,33 @@ def test_thumbnails_are_pasted_unscaled_and_labels_drawn():
     assert (label_band < 128).any(), "the label was drawn"
     assert not np.array_equal(page, pixels) and np.array_equal(page, GridRenderer().page(2)), \
         "the cached page is not drawn on"
+
+
+def test_copies_and_near_duplicates_are_framed_in_their_colour_and_the_rest_are_not():
+    from dataclasses import replace
+
+    from worker.pipeline.render import VERDICT_FRAMES
+
+    cells = _cells(4)
+    cells[1], cells[2], cells[3] = (replace(cells[1], verdict="copy"),
+                                    replace(cells[2], verdict="near-duplicate"),
+                                    replace(cells[3], verdict="similar"))
+    pixels = GridRenderer().pixels(cells)
+    for i, verdict in ((1, "copy"), (2, "near-duplicate"), (3, "similar")):
+        x0 = i * CELL_W
+        edge = pixels[CELL_H // 2, x0 + 2:x0 + 4].astype(int)  # the cell's left border
+        if verdict in VERDICT_FRAMES:
+            assert np.abs(edge - VERDICT_FRAMES[verdict][0]).max() < 10, (verdict, edge)
+        else:
+            assert (edge > 200).all(), edge  # the plain light-grey frame
+
+
+def test_a_hits_score_line_leads_with_its_verdict_and_similarity():
+    from worker.core.contract import Hit
+    from worker.pipeline.grid import score_line
+
+    hit = Hit(rank=1, name="a", score=0.912, front_score=0.95, back_score=None, swapped=True,
+              front="f.png", back="b.png", verdict="copy", similarity=93)
+    assert score_line(hit) == "copy 93  0.912 (F 0.950 swapped)"
+    plain = hit.model_copy(update={"verdict": None, "similarity": 12, "swapped": False})
+    assert score_line(plain) == "0.912 (F 0.950)"
