@@ -225,6 +225,9 @@ def test_identical_resubmission_is_answered_from_the_cache(indexed_client, run_w
     copy = indexed_client.get(body["url"]).get_json()
     assert copy["status"] == "finished" and copy["id"] == body["id"]
     assert copy["results"] == done["results"] and copy["image_url"].startswith(body["url"])
+    assert copy["stage"] == done["stage"] == "render"  # the copy's meta is stored
+    assert copy["timings"] == {} != done["timings"], "the original's timings are not shown"
+    assert 0 < redis.ttl(f"rq:job:{body['id']}") <= indexed_settings.result_ttl
     grid = indexed_client.get(copy["image_url"])
     assert grid.status_code == 200
     assert grid.data == indexed_client.get(done["image_url"]).data
