@@ -51,8 +51,8 @@ def test_search_end_to_end(indexed_client, run_worker, indexed_settings):
     assert grid.format == "JPEG" and grid.width > 1000
     thumb = indexed_client.get(hits[0]["front_url"])
     assert thumb.status_code == 200 and thumb.mimetype == "image/png"
-    assert list(indexed_settings.output_dir.iterdir()) == [indexed_settings.output_dir /
-                                                           f"{body['id']}.jpg"]
+    assert sorted(p.name for p in indexed_settings.output_dir.iterdir()) == [
+        f"{body['id']}-query-back.png", f"{body['id']}-query-front.png", f"{body['id']}.jpg"]
 
 
 def test_options_are_used(indexed_client, run_worker):

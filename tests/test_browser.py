@@ -101,3 +101,64 @@ def test_errors_are_shown_in_plain_words(site, browser, tmp_path):
     page.set_input_files("#front", str(tmp_path / "notes.png"))
     page.click("button[type=submit]")
     assert "not a JPEG or PNG image" in page.locator("[role=alert]").inner_text()
+
+
+def test_open_a_match_view_from_a_result_row_and_a_grid_cell(site, browser, drawings):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(site)
+    page.set_input_files("#front", str(drawings[0]))
+    page.set_input_files("#back", str(drawings[1]))
+    page.click("button[type=submit]")
+    page.wait_for_selector("img.grid", timeout=90_000)
+    cell = page.locator(".cells a").nth(1)  # the grid's second hit
+    assert cell.get_attribute("href").endswith("/match/2")
+    page.locator("#results tbody tr").first.get_by_role("link", name="Why it matches").click()
+    page.wait_for_url("**/match/1")
+    page.wait_for_function("document.getElementById('match').naturalWidth > 0", timeout=90_000)
+    assert page.evaluate("document.getElementById('match').naturalWidth") >= 600
+    assert page.locator("#match-status").is_hidden()
+    assert "dress-0013" in page.locator("h1").inner_text()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "match-view.png"), full_page=True)
+    page.go_back()
+    page.wait_for_selector("img.grid")
+    page.locator(".cells a").nth(1).click()  # a grid cell opens its match view too
+    page.wait_for_url("**/match/2")
+
+
+def test_draw_a_box_and_search_by_that_part(site, browser, tmp_path):
+    from tests.test_match import NAMES, cluttered_query
+
+    data, box = cluttered_query(9)
+    (tmp_path / "page.png").write_bytes(data)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(site)
+    page.set_input_files("#front", str(tmp_path / "page.png"))
+    page.wait_for_selector("#front-preview", state="visible")
+    area = page.locator("#front-preview").bounding_box()
+    x0, y0, x1, y1 = (float(v) for v in box.split(","))
+    page.mouse.move(area["x"] + x0 * area["width"], area["y"] + y0 * area["height"])
+    page.mouse.down()
+    page.mouse.move(area["x"] + x1 * area["width"], area["y"] + y1 * area["height"], steps=8)
+    page.mouse.up()
+    drawn = [float(v) for v in page.input_value("#front_box").split(",")]
+    assert drawn == pytest.approx([x0, y0, x1, y1], abs=0.01)
+    assert page.locator("#front-preview + .box").is_visible()
+    page.click("button[type=submit]")
+    page.wait_for_selector("img.grid", timeout=90_000)
+    assert NAMES[9] in page.locator("#results tbody tr").first.inner_text()
+
+
+def test_a_refused_upload_keeps_the_other_side(site, browser, drawings, tmp_path):
+    (tmp_path / "notes.png").write_text("not really a picture")
+    page = browser.new_page()
+    page.goto(site)
+    page.set_input_files("#front", str(tmp_path / "notes.png"))
+    page.set_input_files("#back", str(drawings[1]))
+    page.click("button[type=submit]")
+    assert "front image was refused" in page.locator("[role=alert]").inner_text()
+    assert page.evaluate("document.getElementById('back').files[0].name") == "back.png"
+    page.set_input_files("#front", str(drawings[0]))  # only the refused side is picked again
+    page.click("button[type=submit]")
+    page.wait_for_selector("img.grid", timeout=90_000)
+    assert "dress-0013" in page.locator("#results tbody tr").first.inner_text()

@@ -25,6 +25,7 @@ BEARER_CHALLENGE = {"description": "`Bearer`: the scheme to authenticate with", 
 IMAGE_PARTS = {"front": {"contentType": "image/jpeg, image/png"},
                "back": {"contentType": "image/jpeg, image/png"}}
 RAW_BODIES = {("getSearchImage", "200"): ("image/jpeg", {"type": "string", "format": "binary"}),
+              ("getMatchImage", "200"): ("image/jpeg", {"type": "string", "format": "binary"}),
               ("metrics", "200"): ("text/plain", {"type": "string"})}
 HEADERS = {("createSearch", "202"): {"Location": {"description": "the search's URL (`url`)",
                                                   "required": True, "schema": {"type": "string"}}}}

@@ -10,7 +10,8 @@ from flask import Flask, g, request
 
 PRIVATE = "private, no-store"
 PRIVATE_ENDPOINTS = frozenset({"api.create_search", "api.get_search", "api.get_result_image",
-                               "pages.submit", "pages.search_page", "pages.search_like"})
+                               "pages.submit", "pages.search_page", "pages.search_like",
+                               "matches.get_match_image", "matches.match_page"})
 CATALOGUE_IMAGES = "pages.catalogue_image"
 
 

@@ -13,7 +13,7 @@ from rq.job import Job
 from web.searches import SearchStatus, fetch_search, search_status
 from worker.core.bank import BankError, read_manifest_cached
 from worker.core.contract import SIDES, SearchOptions
-from worker.core.queueing import JOB_FUNC
+from worker.core.queueing import JOB_FUNC, query_canvas_name
 
 KEY_PREFIX = "pairsearch:cache:"
 
@@ -53,6 +53,9 @@ def copy_search(source: Job, search_id: str, settings) -> bool:
     if not isinstance(result, dict) or grid is None:
         return False
     storage.put_result(f"{search_id}.jpg", grid)
+    for side in SIDES:  # what its match views compare
+        if (query := storage.read_result(query_canvas_name(source.id, side))) is not None:
+            storage.put_result(query_canvas_name(search_id, side), query)
     redis = current_app.extensions["redis"]
     job = Job.create(JOB_FUNC, id=search_id, connection=redis, origin=settings.queue_name,
                      result_ttl=settings.result_ttl, ttl=settings.result_ttl,

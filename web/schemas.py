@@ -14,7 +14,16 @@ from pydantic.json_schema import SkipJsonSchema
 
 from web.searches import MAX_WAIT_S, SEARCH_ID, SearchStatus
 from worker.core.catalogue import DESIGN_NAME
-from worker.core.contract import DEFAULT_FRONT_WEIGHT, DEFAULT_K, K_MAX, Hit, SearchResult
+from worker.core.contract import (
+    BOX_FORMAT,
+    BOX_TEXT,
+    DEFAULT_FRONT_WEIGHT,
+    DEFAULT_K,
+    K_MAX,
+    MIN_BOX,
+    Hit,
+    SearchResult,
+)
 from worker.core.images import ACCEPTED_FORMATS, MAX_ASPECT, MIN_SIDE
 
 SearchId = Annotated[str, Field(pattern=SEARCH_ID.pattern, description="32 lowercase hex digits")]
@@ -53,6 +62,14 @@ def _a_side(schema: dict[str, Any]) -> None:
     schema["anyOf"] = [{"required": ["front"]}, {"required": ["back"]}]
 
 
+def box_form(side: str) -> Any:
+    return Field("", pattern=f"^{_WS}*({BOX_TEXT})?{_WS}*$", description=(
+        f"search by this part of the {side} drawing only: `{BOX_FORMAT}` as fractions of its "
+        f"width and height, 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1, each side at least "
+        f"{MIN_BOX:g}; needs the {side} image (400 `invalid_{side}_box` otherwise); blank: "
+        "the whole drawing"))
+
+
 class SearchForm(Model):
     """multipart/form-data of POST /api/searches: at least one side (400 `missing_images`)."""
 
@@ -68,6 +85,8 @@ class SearchForm(Model):
     sides: str = Field("known", pattern=f"^{_WS}*(known|unknown)?{_WS}*$", description=(
         "`known` (or blank) or `unknown`: also match the query's front against each design's "
         "back and the other way round (400 `invalid_sides` otherwise)"))
+    front_box: str = box_form("front")
+    back_box: str = box_form("back")
 
 
 class SearchCreated(Closed):

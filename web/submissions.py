@@ -22,13 +22,13 @@ STATUS_BY_REASON = {"unsupported_format": 415, "too_many_pixels": 413}
 
 
 def parse_options(form: ImmutableMultiDict) -> SearchOptions:
-    """k, front_weight and sides (known|unknown) from the form (blank = default), validated
-    by the contract; a refusal names the field (`invalid_k`, `invalid_front_weight`)."""
+    """k, front_weight, sides (known|unknown) and the boxes from the form (blank = default),
+    validated by the contract; a refusal names the field (`invalid_k`, `invalid_front_box`)."""
     sides = form.get("sides", "").strip()
     if sides not in ("", "known", "unknown"):
         raise RequestRefused(400, "invalid_sides",
                              f"sides must be 'known' or 'unknown', got {sides!r}")
-    given = {f: form.get(f, "").strip() for f in ("k", "front_weight")}
+    given = {f: form.get(f, "").strip() for f in ("k", "front_weight", "front_box", "back_box")}
     try:
         return SearchOptions(**{f: v for f, v in given.items() if v},
                              sides_unknown=sides == "unknown")
@@ -103,6 +103,10 @@ def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> Submit
     if not uploads:
         raise RequestRefused(400, "missing_images", "no image was uploaded; upload the front "
                               "and the back of the design (or at least one of them)")
+    for side in SIDES:
+        if getattr(options, f"{side}_box") is not None and side not in uploads:
+            raise RequestRefused(400, f"invalid_{side}_box", f"{side}_box was given but no "
+                                 f"{side} image was uploaded")
     sides = {side: read_side(upload, side, settings.max_image_pixels)
              for side, upload in uploads.items()}
     key = cache_key(sides, options, settings)

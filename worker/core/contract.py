@@ -9,6 +9,7 @@ back with the same model. The OpenAPI document is generated from these models.
 from __future__ import annotations
 
 import math
+import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -19,9 +20,47 @@ ABANDONED = f"the worker stopped while running this search; {RESUBMIT}"
 K_MAX = 100
 DEFAULT_K = 20
 DEFAULT_FRONT_WEIGHT = 0.5
+MIN_BOX = 0.05  # a box is at least this fraction of the drawing's width and of its height
+BOX_FORMAT = "x0,y0,x1,y1"
+FRACTION = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"  # a plain decimal: no sign, no exponent
+BOX_TEXT = " *, *".join([f"({FRACTION})"] * 4)  # what a box given as text may be
+GRID_COLUMNS = 5  # pairs a row on the rendered grid (the search page links each cell)
 
 Verdict = Literal["copy", "near-duplicate", "similar"]
 Score = Annotated[float, Field(description="cosine-based score, higher is closer")]
+Box = tuple[float, float, float, float]
+
+
+def parse_box(value: object, field: str) -> Box | None:
+    """`x0,y0,x1,y1` (a string or four numbers) as fractions of the drawing's width and height,
+    0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1, each side at least MIN_BOX; blank: None."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, str):
+        text = re.fullmatch(BOX_TEXT, value.strip())
+        parts: object = text.groups() if text else ()
+    else:
+        parts = value
+    try:
+        box = tuple(float(p) for p in parts)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        box = ()
+    if len(box) != 4 or not all(math.isfinite(v) for v in box):
+        raise ValueError(f"{field} must be four numbers {BOX_FORMAT}, got {value!r}")
+    x0, y0, x1, y1 = box
+    if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
+        raise ValueError(f"{field} must have 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1 "
+                         f"(fractions of the drawing), got {value!r}")
+    if x1 - x0 < MIN_BOX or y1 - y0 < MIN_BOX:
+        raise ValueError(f"{field} is too small: each side must be at least {MIN_BOX:g} of the "
+                         f"drawing, got {value!r}")
+    return x0, y0, x1, y1
+
+
+def box_field(side: str) -> object:
+    return Field(None, description=f"search by this part of the {side} drawing only: "
+                 f"`{BOX_FORMAT}` as fractions of its width and height (0 <= x0 < x1 <= 1, "
+                 f"0 <= y0 < y1 <= 1, each side at least {MIN_BOX:g}); null: the whole drawing")
 
 
 class SearchOptions(BaseModel):
@@ -34,6 +73,13 @@ class SearchOptions(BaseModel):
                                 description="weight of the front's score, 0-1 (back: 1 - this)")
     sides_unknown: bool = Field(False, description="match each drawing against both sides of "
                                 "every design and keep the better assignment")
+    front_box: Box | None = box_field("front")
+    back_box: Box | None = box_field("back")
+
+    @field_validator("front_box", "back_box", mode="before")
+    @classmethod
+    def _box(cls, value: object, info) -> Box | None:
+        return parse_box(value, info.field_name)
 
     @field_validator("k", mode="before")
     @classmethod
@@ -73,7 +119,16 @@ class SearchRequest(SearchOptions):
     def _a_side(self) -> SearchRequest:
         if self.front is None and self.back is None:
             raise ValueError("a search needs a front image, a back image, or both")
+        for side, name, box in (("front", self.front, self.front_box),
+                                ("back", self.back, self.back_box)):
+            if box is not None and name is None:
+                raise ValueError(f"{side}_box was given but there is no {side} image")
         return self
+
+    @property
+    def boxes(self) -> tuple[Box | None, Box | None]:
+        """(front, back) boxes to crop each upload to; None: the whole drawing."""
+        return self.front_box, self.back_box
 
     @property
     def uploads(self) -> tuple[str | None, str | None]:
@@ -113,6 +168,8 @@ class SearchResult(BaseModel):
     k: int
     front_weight: float
     sides_unknown: bool = False
+    front_box: Box | None = box_field("front")
+    back_box: Box | None = box_field("back")
     timings: dict[str, int | float] = Field(default_factory=dict,
                                       description="milliseconds per stage, and batch size")
     descriptor: str | None = None

@@ -21,6 +21,7 @@ from worker.core.settings import Settings
 JOB_FUNC = "worker.service.jobs.search_pair"
 ADD_DESIGN_FUNC = "worker.service.edits.add_design"
 REMOVE_DESIGN_FUNC = "worker.service.edits.remove_design_by_name"
+MATCH_FUNC = "worker.service.matches.draw_match"
 EXTENSION = {"JPEG": "jpg", "PNG": "png"}
 UPLOAD_NAME = re.compile(contract.UPLOAD_NAME)  # use fullmatch
 
@@ -81,3 +82,28 @@ def enqueue_search(queue: Queue, settings: Settings, request: SearchRequest) -> 
         job_timeout=settings.job_timeout, result_ttl=settings.result_ttl,
         failure_ttl=settings.result_ttl, ttl=settings.result_ttl, meta={"stage": "queued"},
         description="paired design search")
+
+
+def query_canvas_name(search_id: str, side: str) -> str:
+    """Where a finished search keeps one side of its query as the model saw it (224x224 PNG):
+    what a match view compares, after the upload itself is deleted."""
+    return f"{search_id}-query-{side}.png"
+
+
+def match_image_name(search_id: str, rank: int) -> str:
+    """The stored match view of a search's hit at `rank` (drawn once, when first asked)."""
+    return f"{search_id}-match-{rank}.jpg"
+
+
+def match_job_id(search_id: str, rank: int) -> str:
+    """The id of the job drawing a match view: a second request finds it and waits for it."""
+    return f"match-{search_id}-{rank}"
+
+
+def enqueue_match(queue: Queue, settings: Settings, search_id: str, rank: int) -> Job:
+    """Enqueue `worker.service.matches.draw_match` for a finished search's hit."""
+    return queue.enqueue(
+        MATCH_FUNC, kwargs={"search_id": search_id, "rank": rank},
+        job_id=match_job_id(search_id, rank), job_timeout=settings.job_timeout,
+        result_ttl=settings.result_ttl, failure_ttl=settings.result_ttl,
+        ttl=settings.result_ttl, description="match view")

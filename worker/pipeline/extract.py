@@ -108,15 +108,23 @@ class FeatureExtractor:
         outputs = list(outputs) if isinstance(outputs, list | tuple) else [outputs]
         return [tf.cast(o, tf.float32) for o in outputs]  # pool in float32 whatever the compute
 
-    def extract(self, canvases: np.ndarray) -> np.ndarray:
-        """(n, 224, 224, 3) uint8 RGB -> (n, dim) float32: the model's descriptor with unit
-        rows, then the appearance columns if the descriptor has them (the bank weighs them)."""
+    def _model_input(self, canvases: np.ndarray) -> tf.Tensor:
+        """(n, 224, 224, 3) uint8 RGB -> what the model reads (grey if the descriptor says so)."""
         x = canvases.astype(np.float32)
         if self.grey:  # ITU-R 601 luma, replicated to three channels
             x = np.repeat(x @ np.array([[0.299], [0.587], [0.114]], np.float32), 3, axis=-1)
-        x = keras.applications.vgg16.preprocess_input(x)
-        rows = l2_normalise(self._forward(tf.constant(x)).numpy())
+        return tf.constant(keras.applications.vgg16.preprocess_input(x))
+
+    def extract(self, canvases: np.ndarray) -> np.ndarray:
+        """(n, 224, 224, 3) uint8 RGB -> (n, dim) float32: the model's descriptor with unit
+        rows, then the appearance columns if the descriptor has them (the bank weighs them)."""
+        rows = l2_normalise(self._forward(self._model_input(canvases)).numpy())
         return np.hstack([rows, appearance(canvases)]) if self.appearance else rows
+
+    def feature_maps(self, canvases: np.ndarray) -> list[np.ndarray]:
+        """(n, 224, 224, 3) uint8 RGB -> the maps the descriptor pools, one (n, h, w, c)
+        float32 array per layer (28x28 for block4, 14x14 for block5), before pooling."""
+        return [m.numpy() for m in self._feature_maps(self._model_input(canvases))]
 
     def warm_up(self) -> None:
         """Trace and run the graph once so the first real search is not the slow one."""

@@ -8,11 +8,13 @@ white padding to 224x224. The Keras `vgg16.preprocess_input` step runs in `worke
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from worker.core.contract import Box
 from worker.core.images import load_image, to_rgb  # noqa: F401 - to_rgb: preprocess's step 2
 
 LONG_SIDE = 200
@@ -75,7 +77,19 @@ def to_canvas(img: Image.Image, trim: bool = False) -> np.ndarray:
     return np.asarray(canvas, dtype=np.uint8)
 
 
+def crop_to_box(img: Image.Image, box: Box | None) -> Image.Image:
+    """The part of `img` inside `box` (x0, y0, x1, y1 as fractions; None: all of it), at
+    least one pixel a side."""
+    if box is None:
+        return img
+    w, h = img.size
+    left, top = min(int(box[0] * w), w - 1), min(int(box[1] * h), h - 1)
+    right, bottom = max(left + 1, math.ceil(box[2] * w)), max(top + 1, math.ceil(box[3] * h))
+    return img.crop((left, top, right, bottom))
+
+
 def make_canvas(source: bytes | str | Path, max_pixels: int = 40_000_000,
-            trim: bool = False) -> np.ndarray:
-    """Decode and place one image: bytes or path -> (224, 224, 3) uint8 RGB canvas."""
-    return to_canvas(to_rgb(load_image(source, max_pixels)), trim)
+            trim: bool = False, box: Box | None = None) -> np.ndarray:
+    """Decode and place one image (cropped to `box` first, if any): bytes or path ->
+    (224, 224, 3) uint8 RGB canvas."""
+    return to_canvas(crop_to_box(to_rgb(load_image(source, max_pixels)), box), trim)

@@ -24,10 +24,12 @@ from matplotlib.ft2font import FT2Font
 from matplotlib.patches import Rectangle
 from PIL import Image, ImageDraw
 
+from worker.core.contract import GRID_COLUMNS
+
 THUMB = 150  # px, one side of one drawing
 GAP = 8  # px between the two drawings of a pair and between cells
 LABEL = 40  # px of text above each pair
-CELLS_PER_ROW = 5
+CELLS_PER_ROW = GRID_COLUMNS
 DPI = 100
 JPEG_QUALITY = 85
 CELL_W, CELL_H = 2 * THUMB + 3 * GAP, THUMB + LABEL + GAP

@@ -33,6 +33,7 @@ import numpy as np
 from redis import Redis
 from rq.job import Job
 
+from worker.core.contract import Box
 from worker.core.queueing import check_upload_name
 from worker.core.storage import Storage
 from worker.pipeline.preprocess import make_canvas
@@ -74,6 +75,10 @@ def sides_of(job: Job) -> tuple[str | None, str | None]:
     return job.kwargs.get("front"), job.kwargs.get("back")
 
 
+def boxes_of(job: Job) -> tuple[Box | None, Box | None]:
+    return job.kwargs.get("front_box"), job.kwargs.get("back_box")  # checked when it runs
+
+
 def search_key(job: Job) -> tuple[str, tuple[str | None, str | None]]:
     """How a search's descriptors are kept: its id and its two upload names."""
     return job.id, sides_of(job)
@@ -95,22 +100,24 @@ class Batcher:
         self._pool = pool  # the sides of a search, and the searches of a batch, in parallel
         self._ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead")
 
-    def _canvas(self, storage: Storage, name: str | None) -> np.ndarray | None:
+    def _canvas(self, storage: Storage, name: str | None, box: Box | None) -> np.ndarray | None:
         if name is None:
             return None
         return make_canvas(storage.read_upload(check_upload_name(name)), self.max_pixels,
-                       self.extractor.trim)
+                       self.extractor.trim, box)
 
-    def canvases(self, storage: Storage, uploads: tuple[str | None, str | None]
-                ) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """Uploads (front, back names) -> 224x224 canvases; raises UploadRefused, UploadGone or
-        ImageRejected (the search fails with its message)."""
-        front, back = self._pool.map(lambda name: self._canvas(storage, name), uploads)
+    def canvases(self, storage: Storage, uploads: tuple[str | None, str | None],
+                 boxes: tuple[Box | None, Box | None] = (None, None)
+                 ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Uploads (front, back names), each cropped to its box -> 224x224 canvases; raises
+        UploadRefused, UploadGone or ImageRejected (the search fails with its message)."""
+        front, back = self._pool.map(self._canvas, (storage, storage), uploads, boxes)
         return front, back
 
     def _canvases_of(self, storage: Storage, jobs: list[Job]) -> list[tuple[tuple, tuple]]:
         """(key, canvases) of the jobs whose uploads could be prepared (all images at once)."""
-        futures = [[self._pool.submit(self._canvas, storage, name) for name in sides_of(job)]
+        futures = [[self._pool.submit(self._canvas, storage, name, box)
+                    for name, box in zip(sides_of(job), boxes_of(job), strict=True)]
                    for job in jobs]
         prepared = []
         for job, pair in zip(jobs, futures, strict=True):
@@ -122,20 +129,21 @@ class Batcher:
 
     def descriptors(self, storage: Storage, search_id: str,
                     uploads: tuple[str | None, str | None], queue: QueueRef,
-                    stage: Callable[[str], AbstractContextManager]) -> Extracted:
+                    stage: Callable[[str], AbstractContextManager],
+                    boxes: tuple[Box | None, Box | None] = (None, None)) -> Extracted:
         """A search's canvases and descriptors, timed as its `preprocess` and `extract` stages:
         from a pass that already ran or is running (then the next queued batch is read
         ahead), else from a pass this search runs with the queued searches behind it."""
         ahead = self.computed_ahead(search_id, uploads)
         with stage("preprocess"):
-            canvases = None if ahead else self.canvases(storage, uploads)
+            canvases = None if ahead else self.canvases(storage, uploads, boxes)
         with stage("extract"):
             found = self.lookup(search_id, uploads) if ahead else None  # waits for its pass
             if found is not None:
                 self.read_ahead(storage, queue)
                 return found
             if canvases is None:  # the pass ahead failed or left it out
-                canvases = self.canvases(storage, uploads)
+                canvases = self.canvases(storage, uploads, boxes)
             return self.extract(storage, search_id, canvases, queue)
 
     def computed_ahead(self, search_id: str, uploads: tuple[str | None, str | None]) -> bool:
@@ -212,6 +220,11 @@ class Batcher:
                                   self.max_searches - 1)
             batch += self._canvases_of(storage, queued)
         return self._forward(batch)[0]
+
+    def feature_maps(self, canvases: np.ndarray) -> list[np.ndarray]:
+        """`FeatureExtractor.feature_maps`, between the searches' forward passes."""
+        with self._model_lock:
+            return self.extractor.feature_maps(canvases)
 
     def _forward(self, batch: list[tuple[tuple[str, tuple] | None, tuple]]) -> list[Extracted]:
         """One forward pass over the batch's images; keyed searches are kept for later, the

@@ -5,12 +5,17 @@ The web enqueues `worker.service.jobs.search_pair` by name; only the worker impo
 
 from __future__ import annotations
 
+import io
+
+import numpy as np
+from PIL import Image
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 from rq import get_current_job
 
-from worker.core.contract import Hit, SearchRequest, SearchResult, problems
+from worker.core.contract import SIDES, Hit, SearchRequest, SearchResult, problems
 from worker.core.metrics import record_timings
+from worker.core.queueing import query_canvas_name
 from worker.pipeline.grid import draw_grid
 from worker.pipeline.ranking import top_k
 from worker.pipeline.verdicts import thresholds_in, verdict_scores
@@ -46,7 +51,7 @@ def run_search(engine: Engine, request: SearchRequest) -> SearchResult:
     job = get_current_job()
     stage = StageClock()
     found = engine.batcher.descriptors(engine.storage, request.search_id, request.uploads,
-                                       QueueRef.of(job), stage)
+                                       QueueRef.of(job), stage, request.boxes)
     snapshot = engine.snapshot
     with stage("search"):
         q_front, q_back = (None if q is None else snapshot.bank.project(q[None])[0]
@@ -59,13 +64,15 @@ def run_search(engine: Engine, request: SearchRequest) -> SearchResult:
                 for hit, score in zip(found_hits[:request.k], judged, strict=False)]
     with stage("render"):
         image = save_grid(engine, request.search_id, found, hits)
+        save_query(engine, request.search_id, found.canvases)
     timings = stage.stop()
     record_timings(getattr(job, "connection", None),
                    {key: ms for key, ms in timings.items() if key in STAGE_TIMINGS})
     return SearchResult(results=hits, image=image,
                         timings=timings | pass_timings(found), descriptor=engine.extractor.descriptor,
                         weights=engine.extractor.weights_id,
-                        **request.model_dump(include={"k", "front_weight", "sides_unknown"}))
+                        **request.model_dump(include={"k", "front_weight", "sides_unknown",
+                                                      "front_box", "back_box"}))
 
 
 def pass_timings(found: Extracted) -> dict[str, float]:
@@ -74,15 +81,31 @@ def pass_timings(found: Extracted) -> dict[str, float]:
         ({"forward_ms": found.forward_ms} if found.own_pass else {})
 
 
+def save_query(engine: Engine, search_id: str,
+               canvases: tuple[np.ndarray | None, np.ndarray | None]) -> None:
+    """Keep the query as the model saw it (224x224 PNGs, as long as the grid): a match view,
+    drawn later, compares these with the hit."""
+    for side, canvas in zip(SIDES, canvases, strict=True):
+        if canvas is not None:
+            buffer = io.BytesIO()
+            Image.fromarray(canvas).save(buffer, "PNG")
+            store_result(engine, query_canvas_name(search_id, side), buffer.getvalue())
+
+
+def store_result(engine: Engine, name: str, data: bytes) -> None:
+    """Store an output; ResultNotSaved if the storage refuses it."""
+    try:
+        engine.storage.put_result(name, data)
+    except (OSError, RedisError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise ResultNotSaved(f"the result image could not be saved ({reason}); "
+                             "please try again later") from exc
+
+
 def save_grid(engine: Engine, search_id: str, found: Extracted, hits: list[Hit]) -> str:
     """Draw and store the grid; its file name."""
     image = f"{search_id}.jpg"
     jpeg = draw_grid(engine.snapshot.catalogue, engine.settings.features_dir, engine.thumbnails,
                      found.canvases, hits)
-    try:
-        engine.storage.put_result(image, jpeg)
-    except (OSError, RedisError) as exc:
-        reason = getattr(exc, "strerror", None) or exc
-        raise ResultNotSaved(f"the result image could not be saved ({reason}); "
-                             "please try again later") from exc
+    store_result(engine, image, jpeg)
     return image
