@@ -69,8 +69,9 @@ def api_schema(app):
 OPERATIONS = [("POST", "/api/searches"), ("GET", "/api/searches/{search_id}"),
               ("GET", "/api/searches/{search_id}/result.jpg"), ("POST", "/api/designs"),
               ("DELETE", "/api/designs/{name}"), ("GET", "/healthz"), ("GET", "/readyz"),
-              ("GET", "/metrics"), ("GET", "/openapi.json")]
-FUZZ = [(method, path, GenerationMode.POSITIVE) for method, path in OPERATIONS] + [
+              ("GET", "/metrics"), ("GET", "/openapi.json"), ("GET", "/api/catalogue")]
+FUZZ = [(method, path, GenerationMode.POSITIVE) for method, path in OPERATIONS
+        if path != "/api/catalogue"] + [  # needs an index: tests/test_filters.py
     ("POST", "/api/searches", GenerationMode.NEGATIVE),  # those with values to negate
     ("GET", "/api/searches/{search_id}", GenerationMode.NEGATIVE),
     ("POST", "/api/designs", GenerationMode.NEGATIVE)]
@@ -105,6 +106,7 @@ def test_every_json_route_is_documented(app, client):
     routes = {(re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule), method.lower())
               for rule in app.url_map.iter_rules()
               if rule.endpoint.split(".")[0] in ("api", "ops", "designs")
+              or rule.rule.startswith("/api/")
               for method in rule.methods - {"HEAD", "OPTIONS"}}
     documented = {(path, method) for path, item in doc["paths"].items()
                   for method in item if method != "parameters"}

@@ -26,6 +26,12 @@ IMAGE_LIMITS = (f"{' or '.join(ACCEPTED_FORMATS)} only, checked by content whate
                 f"at most {MAX_ASPECT:g}x the short; one frame")
 
 
+FILTER = ("repeatable `column:value[,value...]`: only designs whose pairs.csv column has one "
+          "of the values (values OR'ed; columns AND'ed; a column given twice: its values "
+          "OR'ed). 400 `invalid_filter` when malformed, `unknown_filter` naming a column or "
+          "value the catalogue lacks")
+
+
 def _drop_null_default(schema: dict[str, Any]) -> None:
     """An omittable field is absent from the JSON, never null: say so in the schema."""
     for prop in schema.get("properties", {}).values():
@@ -68,6 +74,7 @@ class SearchForm(Model):
     sides: str = Field("known", pattern=f"^{_WS}*(known|unknown)?{_WS}*$", description=(
         "`known` (or blank) or `unknown`: also match the query's front against each design's "
         "back and the other way round (400 `invalid_sides` otherwise)"))
+    filter: list[str] = Field([], description=FILTER)
 
 
 class SearchCreated(Closed):
@@ -187,6 +194,36 @@ class EditPending(Closed):
 
     id: str
     status: str
+
+
+class CatalogueQuery(Model):
+    page: int = Field(1, ge=1, le=10**6, description="1 is the first (400 `invalid_page`)")
+    per_page: int = Field(48, ge=1, le=200, description="designs a page (400 `invalid_per_page`)")
+    filter: list[str] = Field([], description=FILTER)
+
+
+class CatalogueDesign(Closed):
+    name: str
+    front: str = Field(description="catalogue path of the front")
+    back: str = Field(description="catalogue path of the back")
+    columns: dict[str, str] = Field(description="the further pairs.csv columns")
+    front_url: str = Field(description="`/database/<front>`")
+    back_url: str = Field(description="`/database/<back>`")
+    front_thumb_url: str = Field(description="the index's 150 px thumbnail of the front")
+    back_thumb_url: str = Field(description="the index's 150 px thumbnail of the back")
+
+
+class CatalogueListing(Closed):
+    """One page of the designs that pass the filters, in catalogue order."""
+
+    total: int = Field(ge=0, description="designs that pass the filters")
+    catalogue_pairs: int = Field(ge=0, description="designs in the catalogue")
+    page: int = Field(ge=1)
+    per_page: int = Field(ge=1)
+    pages: int = Field(ge=1, description="pages of `total` (a page past it lists none)")
+    filters: dict[str, list[str]] = Field(description="the filters applied: column -> values")
+    columns: dict[str, list[str]] = Field(description="each further column and its values")
+    designs: list[CatalogueDesign]
 
 
 class OpenAPIDocument(Model):
