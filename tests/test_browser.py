@@ -162,3 +162,47 @@ def test_a_refused_upload_keeps_the_other_side(site, browser, drawings, tmp_path
     page.click("button[type=submit]")
     page.wait_for_selector("img.grid", timeout=90_000)
     assert "dress-0013" in page.locator("#results tbody tr").first.inner_text()
+def test_filter_a_search_from_the_form(site, browser, drawings):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(site)
+    assert f"Searching {N_PAIRS} catalogue designs" in page.locator("#searched").inner_text()
+    page.set_input_files("#front", str(drawings[0]))
+    page.set_input_files("#back", str(drawings[1]))
+    page.fill("#k", "6")  # of the 8 jackets; the query, a dress, has few jackets in its top 6
+    page.select_option("#filter-garment", ["garment:jacket"])
+    page.click("button[type=submit]")
+    page.wait_for_selector("img.grid", timeout=90_000)
+    assert "only designs whose garment is jacket" in page.locator("#filters").inner_text()
+    names = [row.locator("td").nth(3).inner_text().strip()
+             for row in page.locator("#results tbody tr").all()]
+    assert len(names) == 6 and all(name.startswith("jacket-") for name in names), names
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "filtered-result-page.png"), full_page=True)
+
+
+def test_browse_the_catalogue_and_search_with_a_design(site, browser):
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(site)
+    page.click("#searched a")
+    page.wait_for_url("**/catalogue")
+    assert page.locator(".design").count() == N_PAIRS  # one page of 48
+    page.goto(f"{site}/catalogue?per_page=10")
+    assert page.locator(".design").count() == 10
+    page.click("a[rel=next]")
+    assert "page 2 of 3" in page.locator("#count").inner_text()
+    page.select_option("#filter-season", ["season:SS25"])
+    page.click("#catalogue-filters button")
+    page.wait_for_url("**filter=season*")
+    cards = page.locator(".design")
+    assert 0 < cards.count() < 10 and "season is SS25" in page.locator("#count").inner_text()
+    assert all("season: SS25" in card.inner_text() for card in cards.all())
+    thumb = cards.first.locator("img").first
+    thumb.scroll_into_view_if_needed()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=thumb.element_handle())
+    assert page.evaluate("img => img.naturalWidth", thumb.element_handle()) <= 150  # a thumbnail
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "catalogue-page.png"), full_page=True)
+    name = cards.first.get_attribute("data-name")
+    cards.first.locator("button").click()
+    page.wait_for_selector("img.grid", timeout=90_000)
+    assert name in page.locator("#results tbody tr").first.inner_text()

@@ -35,13 +35,14 @@ def create_app(test_config: dict | None = None) -> Flask:
     storage.setup()
     app.extensions["long_polls"] = LongPolls(settings.max_long_polls)
 
-    from web import api, designs, errors, headers, matches, ops, pages
+    from web import api, browse, designs, errors, headers, matches, ops, pages
 
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(designs.bp)
     app.register_blueprint(matches.bp)
+    app.register_blueprint(browse.bp)
     errors.register(app)
     headers.register(app)
 

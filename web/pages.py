@@ -18,18 +18,35 @@ from flask import (
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.security import safe_join
 
+from web.catalogue import current_catalogue, index_summary
 from web.errors import RequestRefused
 from web.searches import describe, fetch_search
 from web.submissions import submit_search
 from worker.core.bank import BankError, read_manifest_cached
+from worker.core.filters import FilterError, facets, parse_filter_fields
 
 bp = Blueprint("pages", __name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
+def filter_choices(fields: list[str]) -> dict:
+    """What a page's filter selects need: each column's values, and those chosen now."""
+    catalogue = current_catalogue()
+    try:
+        chosen = parse_filter_fields(fields)
+    except FilterError:
+        chosen = {}
+    return {"facets": {} if catalogue is None else facets(catalogue), "chosen": chosen}
+
+
+def index_page(error: str | None, form: MultiDict):
+    return render_template("index.html", error=error, form=form, summary=index_summary(),
+                           **filter_choices(form.getlist("filter")))
+
+
 @bp.get("/")
 def index():
-    return render_template("index.html", error=None, form={})
+    return index_page(None, MultiDict())
 
 
 @bp.post("/")
@@ -37,8 +54,7 @@ def submit():
     try:
         search_id = submit_search(request.files, request.form).id
     except RequestRefused as exc:
-        response = current_app.make_response(
-            render_template("index.html", error=exc.message, form=request.form))
+        response = current_app.make_response(index_page(exc.message, request.form))
         response.status_code = exc.status
         if exc.retry_after:
             response.headers["Retry-After"] = str(exc.retry_after)

@@ -35,6 +35,12 @@ IMAGE_LIMITS = (f"{' or '.join(ACCEPTED_FORMATS)} only, checked by content whate
                 f"at most {MAX_ASPECT:g}x the short; one frame")
 
 
+FILTER = ("repeatable `column:value[,value...]`: only designs whose pairs.csv column has one "
+          "of the values (values OR'ed; columns AND'ed; a column given twice: its values "
+          "OR'ed). 400 `invalid_filter` when malformed, `unknown_filter` naming a column or "
+          "value the catalogue lacks")
+
+
 def _drop_null_default(schema: dict[str, Any]) -> None:
     """An omittable field is absent from the JSON, never null: say so in the schema."""
     for prop in schema.get("properties", {}).values():
@@ -87,6 +93,7 @@ class SearchForm(Model):
         "back and the other way round (400 `invalid_sides` otherwise)"))
     front_box: str = box_form("front")
     back_box: str = box_form("back")
+    filter: list[str] = Field([], description=FILTER)
 
 
 class SearchCreated(Closed):
@@ -149,7 +156,8 @@ class Error(Closed):
     error: str = Field(description="a short machine-readable code, e.g. `missing_images`, "
                        "`invalid_k`, `unsupported_format`, `corrupt`, `too_small`, `too_large`, "
                        "`too_many_pixels`, `not_found`, `not_ready`, `search_failed`, `no_worker`, "
-                       "`queue_full`, `queue_unavailable`, `unauthorized`")
+                       "`queue_full`, `queue_unavailable`, `unauthorized`, `invalid_filter`, "
+                       "`unknown_filter`, `no_index`")
     message: str = Field(description="what went wrong, for people")
 
 

@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 from rq import Worker
 from werkzeug.datastructures import FileStorage, ImmutableMultiDict
 
+from web.catalogue import check_request_filters
 from web.errors import RequestRefused, queue_unavailable
 from web.resultcache import cache_key, copy_search, finished_search
 from web.searches import SearchStatus
@@ -22,19 +23,23 @@ STATUS_BY_REASON = {"unsupported_format": 415, "too_many_pixels": 413}
 
 
 def parse_options(form: ImmutableMultiDict) -> SearchOptions:
-    """k, front_weight, sides (known|unknown) and the boxes from the form (blank = default),
-    validated by the contract; a refusal names the field (`invalid_k`, `invalid_front_box`)."""
+    """k, front_weight, sides (known|unknown), the boxes and the repeatable `filter` from the
+    form (blank = default), validated by the contract and filters checked against the
+    catalogue; a refusal names the field (`invalid_k`, `invalid_front_box`, `invalid_filter`)."""
     sides = form.get("sides", "").strip()
     if sides not in ("", "known", "unknown"):
         raise RequestRefused(400, "invalid_sides",
                              f"sides must be 'known' or 'unknown', got {sides!r}")
     given = {f: form.get(f, "").strip() for f in ("k", "front_weight", "front_box", "back_box")}
     try:
-        return SearchOptions(**{f: v for f, v in given.items() if v},
-                             sides_unknown=sides == "unknown")
+        options = SearchOptions(**{f: v for f, v in given.items() if v},
+                                sides_unknown=sides == "unknown", filters=form.getlist("filter"))
     except ValidationError as exc:
         field, message = problems(exc)[0]
-        raise RequestRefused(400, f"invalid_{field}", message) from None
+        raise RequestRefused(400, "invalid_filter" if field == "filters" else f"invalid_{field}",
+                             message) from None
+    check_request_filters(options.filters)
+    return options
 
 
 def read_side(upload: FileStorage, side: str, max_pixels: int) -> bytes:

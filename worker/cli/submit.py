@@ -1,4 +1,5 @@
-"""`python -m worker.cli.submit FRONT [BACK] [-k 20] [--front-weight 0.5] [--sides-unknown] [--json]`
+"""`python -m worker.cli.submit FRONT [BACK] [-k 20] [--front-weight 0.5] [--sides-unknown]
+[--filter column:value[,value...]]... [--json]`
 
 A command-line search for scripts. It goes through the same queue as the web: the images
 are validated and stored in UPLOAD_DIR the same way, the job is enqueued by name, and the
@@ -65,13 +66,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-k", default=DEFAULT_K)
     parser.add_argument("--front-weight", default=DEFAULT_FRONT_WEIGHT)
     parser.add_argument("--sides-unknown", action="store_true")
+    parser.add_argument("--filter", action="append", default=[], metavar="COLUMN:VALUE[,VALUE]",
+                        help="only designs with one of these values in that pairs.csv column "
+                             "(repeatable: columns AND'ed)")
     parser.add_argument("--timeout", type=float, default=120)
     parser.add_argument("--json", action="store_true", help="print the whole result as JSON")
     args = parser.parse_args(argv)
     front = None if str(args.front) == "-" else args.front
     try:
         options = SearchOptions(k=args.k, front_weight=args.front_weight,
-                                sides_unknown=args.sides_unknown)
+                                sides_unknown=args.sides_unknown, filters=args.filter)
     except ValidationError as exc:
         parser.error("; ".join(message for _, message in problems(exc)))
     try:

@@ -1,4 +1,8 @@
-"""The catalogue: `pairs.csv` (name,front,back; paths relative to DATABASE_DIR), read with pandas."""
+"""The catalogue: `pairs.csv` (name,front,back; paths relative to DATABASE_DIR), read with pandas.
+
+Any further columns (garment, season, collection, ...) are kept as strings (empty allowed):
+searches filter on them (worker.core.filters). They are not part of the fingerprint, so a
+change of them alone needs no new banks, only a new generation listing them (`make index`)."""
 
 from __future__ import annotations
 
@@ -6,14 +10,18 @@ import csv
 import hashlib
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from worker.core.storage import write_aside
 
 COLUMNS = ("name", "front", "back")
+THUMB_DIR = "thumbs"  # in FEATURES_DIR, shared by all generations
+THUMB_PX = 150  # one side of a catalogue thumbnail, as the grid draws it
 DESIGN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # names new designs may take
 
 
@@ -29,6 +37,7 @@ class Catalogue:
     names: list[str]
     fronts: list[str]
     backs: list[str]
+    extra: dict[str, list[str]] = field(default_factory=dict)  # further column -> value per row
 
     def __len__(self) -> int:
         return len(self.names)
@@ -47,6 +56,35 @@ class Catalogue:
             digest.update("\x1f".join(row).encode() + b"\x1e")
         return digest.hexdigest()[:16]
 
+    @cached_property
+    def codes(self) -> dict[str, tuple[np.ndarray, list[str]]]:
+        """Further column -> ((n_pairs,) int32 code of each row's value, the sorted distinct
+        values the codes index): what filters compare, once per catalogue."""
+        out = {}
+        for column, values in self.extra.items():
+            uniques = sorted(set(values))
+            index = {value: i for i, value in enumerate(uniques)}
+            out[column] = (np.fromiter((index[v] for v in values), np.int32, len(values)), uniques)
+        return out
+
+    def columns_of(self, row: int) -> dict[str, str]:
+        """The further columns' values of one row."""
+        return {column: values[row] for column, values in self.extra.items()}
+
+    def rows(self, keep: list[int]) -> Catalogue:
+        """The catalogue of these rows only, in this order."""
+        def pick(col: list[str]) -> list[str]:
+            return [col[i] for i in keep]
+        return Catalogue(self.root, pick(self.names), pick(self.fronts), pick(self.backs),
+                         {column: pick(values) for column, values in self.extra.items()})
+
+
+def thumbnail_file(features_dir: Path, relative: str, size: int = THUMB_PX) -> Path:
+    """Where the `size`-pixel thumbnail of catalogue image `relative` lives (its name hashes
+    the path, its folder names the size)."""
+    name = f"{hashlib.sha1(relative.encode()).hexdigest()[:20]}.jpg"
+    return Path(features_dir) / THUMB_DIR / f"{size}px" / name
+
 
 def load_catalogue(database_dir: Path, csv_path: Path | None = None) -> Catalogue:
     """Read and check `database_dir/pairs.csv` (or another CSV of the same columns whose
@@ -64,7 +102,10 @@ def load_catalogue(database_dir: Path, csv_path: Path | None = None) -> Catalogu
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise CatalogueError(f"{csv_path} lacks column(s) {missing}; need {list(COLUMNS)}")
-    frame = frame[list(COLUMNS)].apply(lambda col: col.str.strip())
+    frame = frame.apply(lambda col: col.str.strip())
+    extra = {str(c): frame[c].tolist() for c in frame.columns
+             if c not in COLUMNS and str(c).strip() and not str(c).startswith("Unnamed:")}
+    frame = frame[list(COLUMNS)]
     empty = frame[(frame == "").any(axis=1)]
     if len(empty):
         raise CatalogueError(f"{csv_path}: row(s) {list(empty.index + 2)} have an empty field")
@@ -72,22 +113,25 @@ def load_catalogue(database_dir: Path, csv_path: Path | None = None) -> Catalogu
     if dupes:
         raise CatalogueError(f"{csv_path}: duplicate design name(s) {dupes[:5]}")
     catalogue = Catalogue(root, frame["name"].tolist(), frame["front"].tolist(),
-                          frame["back"].tolist())
+                          frame["back"].tolist(), extra)
     for rel in (*catalogue.fronts, *catalogue.backs):
         catalogue.image_path(rel)
     return catalogue
 
 
-def catalogue_csv(names: list[str], fronts: list[str], backs: list[str]) -> bytes:
-    """The text of a pairs.csv with these rows."""
+def catalogue_csv(names: list[str], fronts: list[str], backs: list[str],
+                  extra: dict[str, list[str]] | None = None) -> bytes:
+    """The text of a pairs.csv with these rows (and further columns, one value per row)."""
+    extra = extra or {}
     text = io.StringIO(newline="")
     writer = csv.writer(text)
-    writer.writerow(COLUMNS)
-    writer.writerows(zip(names, fronts, backs, strict=True))
+    writer.writerow([*COLUMNS, *extra])
+    writer.writerows(zip(names, fronts, backs, *extra.values(), strict=True))
     return text.getvalue().encode()
 
 
 def write_catalogue_csv(database_dir: Path, names: list[str], fronts: list[str],
-                        backs: list[str]) -> Path:
+                        backs: list[str], extra: dict[str, list[str]] | None = None) -> Path:
     """Write `pairs.csv` aside and swap it in, so a reader never sees half a file."""
-    return write_aside(Path(database_dir), "pairs.csv", catalogue_csv(names, fronts, backs))
+    return write_aside(Path(database_dir), "pairs.csv",
+                       catalogue_csv(names, fronts, backs, extra))

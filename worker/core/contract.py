@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from worker.core.filters import FilterError, normalised, parse_filter_fields
+
 SIDES = ("front", "back")
 RESUBMIT = "please submit the search again"
 ABANDONED = f"the worker stopped while running this search; {RESUBMIT}"
@@ -80,6 +82,25 @@ class SearchOptions(BaseModel):
     @classmethod
     def _box(cls, value: object, info) -> Box | None:
         return parse_box(value, info.field_name)
+    filters: dict[str, list[str]] = Field(default_factory=dict, description="only designs "
+                                          "whose column has one of the values, for every "
+                                          "column given (worker.core.filters)")
+
+    @field_validator("filters", mode="before")
+    @classmethod
+    def _filters(cls, value: object) -> dict[str, list[str]]:
+        """`column:value[,value...]` fields (a list, or one string), or the parsed dict."""
+        try:
+            if isinstance(value, dict):
+                if not all(isinstance(c, str) and isinstance(vs, list | tuple) and
+                           all(isinstance(v, str) for v in vs) for c, vs in value.items()):
+                    raise TypeError(value)
+                return normalised(value)
+            return parse_filter_fields([value] if isinstance(value, str) else value)
+        except (FilterError, TypeError, AttributeError) as exc:
+            raise ValueError(str(exc) if isinstance(exc, FilterError) else
+                             f"filters must be column:value[,value...] fields, got {value!r}"
+                             ) from None
 
     @field_validator("k", mode="before")
     @classmethod
@@ -158,6 +179,8 @@ class Hit(BaseModel):
     similarity: int | None = Field(None, ge=0, le=100, description="0-100, the score mapped "
                                    "through the same thresholds (similar 50, near-duplicate 75, "
                                    "copy 90); null when the index has no thresholds")
+    columns: dict[str, str] = Field(default_factory=dict, description="the design's further "
+                                    "pairs.csv columns (garment, season, ...)")
 
 
 class SearchResult(BaseModel):
@@ -170,6 +193,8 @@ class SearchResult(BaseModel):
     sides_unknown: bool = False
     front_box: Box | None = box_field("front")
     back_box: Box | None = box_field("back")
+    filters: dict[str, list[str]] = Field(default_factory=dict, description="the filters "
+                                          "applied before ranking: column -> values allowed")
     timings: dict[str, int | float] = Field(default_factory=dict,
                                       description="milliseconds per stage, and batch size")
     descriptor: str | None = None

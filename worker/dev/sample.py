@@ -1,7 +1,7 @@
 """Generate a deterministic sample catalogue of synthetic garment designs.
 
 `python -m worker.cli.sample [--pairs 200] [--seed 7] [--out database/]` writes
-`images/*.png` and `pairs.csv` (name,front,back). Each design is a T-shirt, dress,
+`images/*.png` and `pairs.csv` (name,front,back,garment,season). Each design is a T-shirt, dress,
 jacket or trousers silhouette with a colour from a deliberately narrow palette and a
 pattern (plain, stripes, dots, checks, print); the front carries details and a small logo
 the back lacks, so front and back differ but belong together. Some designs are variants
@@ -24,6 +24,7 @@ from worker.core.catalogue import write_catalogue_csv
 
 SIZE = 320
 GARMENTS = ("tshirt", "dress", "jacket", "trousers")
+SEASONS = ("SS25", "AW25", "SS26")  # in runs of 3 designs: every garment in every season
 PATTERNS = ("plain", "hstripes", "vstripes", "dots", "checks", "print")
 # Narrow, realistic palette: many designs share similar colours.
 PALETTE = [
@@ -225,16 +226,17 @@ def write_catalogue(out_dir: Path, n_pairs: int = 200, seed: int = 7) -> Path:
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     rows = []
-    for d in make_designs(n_pairs, seed):
+    for i, d in enumerate(make_designs(n_pairs, seed)):
         front_owner = d.variant_of or d.name
         front = f"images/{front_owner}_front.png"
         back = f"images/{d.name}_back.png"
         if d.variant_of is None:
             draw_side(d, "front").save(out_dir / front, optimize=False)
         draw_side(d, "back").save(out_dir / back, optimize=False)
-        rows.append((d.name, front, back))
-    names, fronts, backs = (list(col) for col in zip(*rows, strict=True))
-    return write_catalogue_csv(out_dir, names, fronts, backs)
+        rows.append((d.name, front, back, d.garment, SEASONS[i // 3 % len(SEASONS)]))
+    names, fronts, backs, garments, seasons = (list(col) for col in zip(*rows, strict=True))
+    return write_catalogue_csv(out_dir, names, fronts, backs,
+                               {"garment": garments, "season": seasons})
 
 
 @contextmanager

@@ -139,5 +139,6 @@ def _build(settings: Settings, extractor, batch_size: int, progress: bool) -> di
         "build_seconds": round(time.perf_counter() - start, 2),
     }
     folder = write_bank(settings.features_dir, front, back, manifest, whitening,
-                        catalogue_csv(catalogue.names, catalogue.fronts, catalogue.backs))
+                        catalogue_csv(catalogue.names, catalogue.fronts, catalogue.backs,
+                                      catalogue.extra))
     return {**manifest, "generation": folder.name}

@@ -65,17 +65,17 @@ def editing(settings: Settings, wait_s: float = EDIT_LOCK_WAIT_S
         yield catalogue, bank
 
 
-def _save(settings: Settings, bank: FeatureBank, before: Catalogue, names: list[str],
-          fronts: list[str], backs: list[str], front: np.ndarray, back: np.ndarray) -> dict:
-    """A new generation with these rows, switched to; then DATABASE_DIR/pairs.csv."""
-    catalogue = Catalogue(settings.database_dir.resolve(), names, fronts, backs)
+def _save(settings: Settings, bank: FeatureBank, before: Catalogue, after: Catalogue,
+          front: np.ndarray, back: np.ndarray) -> dict:
+    """A new generation with the rows of `after`, switched to; then DATABASE_DIR/pairs.csv."""
+    names, fronts, backs, extra = after.names, after.fronts, after.backs, after.extra
     manifest = {**bank.manifest, "n_pairs": len(names), "names": names, "fronts": fronts,
-                "backs": backs, "catalogue_fingerprint": catalogue.fingerprint(),
+                "backs": backs, "catalogue_fingerprint": after.fingerprint(),
                 "edit": {"from": before.fingerprint()},
                 "updated": datetime.now(UTC).isoformat(timespec="seconds")}
     folder = write_bank(settings.features_dir, front.astype(np.float32), back.astype(np.float32),
-                        manifest, bank.whitening, catalogue_csv(names, fronts, backs))
-    write_catalogue_csv(settings.database_dir, names, fronts, backs)
+                        manifest, bank.whitening, catalogue_csv(names, fronts, backs, extra))
+    write_catalogue_csv(settings.database_dir, names, fronts, backs, extra)
     generations.checkpoint("renamed pairs.csv")
     mark_listed(folder)
     return {**manifest, "generation": folder.name}
@@ -123,9 +123,11 @@ def add_designs(settings: Settings, extractor, designs: list[tuple[str, Path, Pa
                     for name, (f, b) in zip(names, images, strict=True)]
             rels = [rel for _, f, b in rows for rel in (f, b)]
             features = _extract(settings, extractor, bank, rels)  # (2 * n_new, dim)
-            return _save(settings, bank, catalogue, catalogue.names + names,
-                         catalogue.fronts + [r[1] for r in rows],
-                         catalogue.backs + [r[2] for r in rows],
+            after = Catalogue(catalogue.root, catalogue.names + names,
+                              catalogue.fronts + [r[1] for r in rows],
+                              catalogue.backs + [r[2] for r in rows],
+                              {c: v + [""] * len(rows) for c, v in catalogue.extra.items()})
+            return _save(settings, bank, catalogue, after,
                          np.vstack([bank.front, features[0::2]]),
                          np.vstack([bank.back, features[1::2]]))
         except BaseException:
@@ -157,11 +159,9 @@ def remove_design(settings: Settings, name: str) -> dict:
             raise CatalogueEditError(f"no design named {name!r} in the catalogue")
         i = catalogue.names.index(name)
         keep = [j for j in range(len(catalogue)) if j != i]
-        names, fronts, backs = ([col[j] for j in keep] for col in
-                                (catalogue.names, catalogue.fronts, catalogue.backs))
-        manifest = _save(settings, bank, catalogue, names, fronts, backs, bank.front[keep],
-                         bank.back[keep])
-        for rel in {catalogue.fronts[i], catalogue.backs[i]} - set(fronts) - set(backs):
+        after = catalogue.rows(keep)
+        manifest = _save(settings, bank, catalogue, after, bank.front[keep], bank.back[keep])
+        for rel in {catalogue.fronts[i], catalogue.backs[i]} - set(after.fronts) - set(after.backs):
             catalogue.image_path(rel).unlink(missing_ok=True)
             generations.checkpoint(f"deleted {rel}")
         return manifest

@@ -48,7 +48,8 @@ def sync_listed(settings: Settings) -> bool | None:
         return True
     if before != listed or (folder / LISTED).exists():
         return None
-    write_catalogue_csv(settings.database_dir, current.names, current.fronts, current.backs)
+    write_catalogue_csv(settings.database_dir, current.names, current.fronts, current.backs,
+                        current.extra)
     generations.checkpoint("renamed pairs.csv")
     mark_listed(folder)
     return True

@@ -109,12 +109,17 @@ class CoarseIndex:
         return max(self.per_k * k, self.min_candidates, k)
 
     def candidates(self, q_front: np.ndarray | None, q_back: np.ndarray | None, k: int,
-                   front_weight: float, sides_unknown: bool = False) -> np.ndarray | None:
-        """Sorted unique rows whose exact scores decide the top k, or None when the
-        candidates would be the whole bank (search it all)."""
+                   front_weight: float, sides_unknown: bool = False,
+                   allowed: np.ndarray | None = None) -> np.ndarray | None:
+        """Sorted unique rows whose exact scores decide the top k, among the rows `allowed`
+        ((n,) bool; None: all), or None when the candidates would be the whole bank (search
+        it all, masked). When no more rows are allowed than would be candidates, they are
+        the candidates (an exact search over them); else faiss skips the others."""
         c = self.n_candidates(k)
         if c >= len(self):
             return None
+        if allowed is not None and int(allowed.sum()) <= c:
+            return np.flatnonzero(allowed)
         wf, wb = side_weights(q_front is not None, q_back is not None, front_weight)
         queries = [self._vector(q_front, q_back, wf, wb)]
         if sides_unknown:  # cross = w * (front . q_back) + (1 - w) * (back . q_front)
@@ -123,8 +128,13 @@ class CoarseIndex:
         queries = np.stack(queries)
         if not np.abs(queries).max(axis=1).all():  # an all-zero query: every score ties at 0
             return None
-        _threads(len(queries))
-        _, labels = self.index.search(queries, c)  # one thread per query vector
+        faiss = _threads(len(queries))
+        params, bits = None, None
+        if allowed is not None:  # `bits` outlives the search: faiss reads it, not a copy
+            bits = np.packbits(allowed, bitorder="little")
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(len(allowed),
+                                                                       faiss.swig_ptr(bits)))
+        _, labels = self.index.search(queries, c, params=params)  # one thread per query vector
         return np.unique(labels[labels >= 0])
 
     def _vector(self, first: np.ndarray | None, second: np.ndarray | None, w_first: float,

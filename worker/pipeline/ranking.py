@@ -35,7 +35,7 @@ class SearchHit:
                    front_score=rounded(self.front_score), back_score=rounded(self.back_score),
                    swapped=self.swapped, front=catalogue.fronts[i], back=catalogue.backs[i],
                    verdict=verdict_of(judged, thresholds),
-                   similarity=similarity(judged, thresholds))
+                   similarity=similarity(judged, thresholds), columns=catalogue.columns_of(i))
 
 
 @dataclass(frozen=True)
@@ -92,23 +92,29 @@ def score_pairs(bank: FeatureBank, q_front: np.ndarray | None, q_back: np.ndarra
 
 
 def top_k(bank: FeatureBank, q_front: np.ndarray | None, q_back: np.ndarray | None, k: int,
-          front_weight: float, sides_unknown: bool = False) -> list[SearchHit]:
-    """The k best pairs, best first (ties broken by catalogue order).
+          front_weight: float, sides_unknown: bool = False,
+          allowed: np.ndarray | None = None) -> list[SearchHit]:
+    """The k best pairs, best first (ties broken by catalogue order), among the rows
+    `allowed` ((n_pairs,) bool, a search's filters; None: all): fewer only when fewer pass.
 
     A bank with a coarse index (`worker.pipeline.ann`, large catalogues) scores exactly only the rows
-    that index proposes; otherwise every row.
+    that index proposes among the allowed ones; otherwise every row, the others masked out.
     """
     _check_query(q_front, q_back)
     coarse = getattr(bank, "coarse", None)
     rows = None if coarse is None else coarse.candidates(q_front, q_back, k, front_weight,
-                                                         sides_unknown)
-    if rows is not None:  # sorted rows, so ties still break by catalogue order
+                                                         sides_unknown, allowed)
+    if rows is not None:  # sorted allowed rows, so ties still break by catalogue order
         bank = FeatureBank(bank.front[rows], bank.back[rows], bank.manifest, bank.whitening)
+        allowed = None
     s = score_pairs(bank, q_front, q_back, front_weight, sides_unknown)
-    n = s.total.shape[0]
-    k = min(k, n)
-    candidates = np.argpartition(-s.total, k - 1)[:k] if k < n else np.arange(n)
-    order = candidates[np.lexsort((candidates, -s.total[candidates]))]
+    total = s.total if allowed is None else np.where(allowed, s.total, -np.inf)
+    n = total.shape[0]
+    k = min(k, n if allowed is None else int(allowed.sum()))
+    if k <= 0:
+        return []
+    candidates = np.argpartition(-total, k - 1)[:k] if k < n else np.arange(n)
+    order = candidates[np.lexsort((candidates, -total[candidates]))]
 
     def side(scores: np.ndarray | None, i: int) -> float | None:
         return None if scores is None else float(scores[i])

@@ -24,9 +24,10 @@ from matplotlib.ft2font import FT2Font
 from matplotlib.patches import Rectangle
 from PIL import Image, ImageDraw
 
+from worker.core.catalogue import THUMB_PX
 from worker.core.contract import GRID_COLUMNS
 
-THUMB = 150  # px, one side of one drawing
+THUMB = THUMB_PX  # px, one side of one drawing
 GAP = 8  # px between the two drawings of a pair and between cells
 LABEL = 40  # px of text above each pair
 CELLS_PER_ROW = GRID_COLUMNS

@@ -5,7 +5,6 @@ thumbnail size never reads a thumbnail made for the old one."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 from collections import OrderedDict
@@ -15,20 +14,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from worker.core.catalogue import Catalogue
+from worker.core.catalogue import Catalogue, thumbnail_file
 from worker.core.images import load_image
 from worker.core.storage import write_aside
 from worker.pipeline.preprocess import to_rgb
 from worker.pipeline.render import THUMB
 
-THUMB_DIR = "thumbs"
 log = logging.getLogger(__name__)
 
 
 def thumbnail_path(features_dir: Path, relative: str) -> Path:
     """Where the THUMB-pixel thumbnail of catalogue image `relative` lives."""
-    name = f"{hashlib.sha1(relative.encode()).hexdigest()[:20]}.jpg"
-    return Path(features_dir) / THUMB_DIR / f"{THUMB}px" / name
+    return thumbnail_file(features_dir, relative, THUMB)
 
 
 def shrink(rgb: Image.Image) -> Image.Image:

@@ -14,13 +14,14 @@ from redis.exceptions import RedisError
 from rq import get_current_job
 
 from worker.core.contract import SIDES, Hit, SearchRequest, SearchResult, problems
+from worker.core.filters import FilterError, allowed_rows
 from worker.core.metrics import record_timings
 from worker.core.queueing import query_canvas_name
 from worker.pipeline.grid import draw_grid
 from worker.pipeline.ranking import top_k
 from worker.pipeline.verdicts import thresholds_in, verdict_scores
 from worker.service.batching import Extracted, QueueRef
-from worker.service.engine import Engine, current
+from worker.service.engine import Engine, Snapshot, current
 from worker.service.reports import REPORTS, StageClock
 
 STAGE_TIMINGS = ("queue_wait_ms", "preprocess_ms", "extract_ms", "search_ms", "render_ms",
@@ -52,16 +53,8 @@ def run_search(engine: Engine, request: SearchRequest) -> SearchResult:
     stage = StageClock()
     found = engine.batcher.descriptors(engine.storage, request.search_id, request.uploads,
                                        QueueRef.of(job), stage, request.boxes)
-    snapshot = engine.snapshot
     with stage("search"):
-        q_front, q_back = (None if q is None else snapshot.bank.project(q[None])[0]
-                           for q in found.rows)
-        found_hits = top_k(snapshot.bank, q_front, q_back, max(request.k, 2),
-                           request.front_weight, request.sides_unknown)  # 2: the lead
-        judged = verdict_scores([hit.score for hit in found_hits])
-        thresholds = thresholds_in(snapshot.bank.manifest)
-        hits = [hit.to_hit(snapshot.catalogue, thresholds, score)
-                for hit, score in zip(found_hits[:request.k], judged, strict=False)]
+        hits = ranked_hits(engine.snapshot, request, found)
     with stage("render"):
         image = save_grid(engine, request.search_id, found, hits)
         save_query(engine, request.search_id, found.canvases)
@@ -72,7 +65,24 @@ def run_search(engine: Engine, request: SearchRequest) -> SearchResult:
                         timings=timings | pass_timings(found), descriptor=engine.extractor.descriptor,
                         weights=engine.extractor.weights_id,
                         **request.model_dump(include={"k", "front_weight", "sides_unknown",
-                                                      "front_box", "back_box"}))
+                                                      "front_box", "back_box", "filters"}))
+
+
+def ranked_hits(snapshot: Snapshot, request: SearchRequest, found: Extracted) -> list[Hit]:
+    """The k best designs that pass the search's filters, each with its verdict (the lead of
+    the first over the second is taken among those that pass)."""
+    try:  # the web checked them against the catalogue it saw; this one may be newer
+        allowed = allowed_rows(request.filters, snapshot.catalogue)
+    except FilterError as exc:
+        raise SearchInputError(str(exc)) from None
+    q_front, q_back = (None if q is None else snapshot.bank.project(q[None])[0]
+                       for q in found.rows)
+    found_hits = top_k(snapshot.bank, q_front, q_back, max(request.k, 2),
+                       request.front_weight, request.sides_unknown, allowed)  # 2: the lead
+    judged = verdict_scores([hit.score for hit in found_hits])
+    thresholds = thresholds_in(snapshot.bank.manifest)
+    return [hit.to_hit(snapshot.catalogue, thresholds, score)
+            for hit, score in zip(found_hits[:request.k], judged, strict=False)]
 
 
 def pass_timings(found: Extracted) -> dict[str, float]:

@@ -1,0 +1,140 @@
+"""Filtered searches through the real API with a real worker (the shared VGG16): k hits, all
+passing the filter, whenever k designs pass; on the exact bank search and on the coarse index
+(SEARCH_ANN_MIN_PAIRS=0); the verdict's lead taken among the designs that pass."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+
+import pytest
+
+from tests.images import N_PAIRS, design_pair
+from worker.core.catalogue import load_catalogue
+from worker.core.queueing import enqueue_search
+from worker.pipeline.verdicts import similarity, thresholds_in, verdict_scores
+
+pytestmark = pytest.mark.slow
+QUERY = 5  # dress-0005: its closest designs are dresses, so a post-filter would keep few
+
+
+@pytest.fixture(scope="module")
+def catalogue(catalogue_dir):
+    return load_catalogue(catalogue_dir)
+
+
+def passing(catalogue, **wanted) -> list[str]:
+    return [name for i, name in enumerate(catalogue.names)
+            if all(catalogue.extra[c][i] in vs for c, vs in wanted.items())]
+
+
+def submit(client, k: int, *filters: str) -> str:
+    front, back = design_pair(QUERY, N_PAIRS)
+    response = client.post("/api/searches", content_type="multipart/form-data", data={
+        "front": (io.BytesIO(front), "f.png"), "back": (io.BytesIO(back), "b.png"),
+        "k": str(k), "filter": list(filters)})
+    assert response.status_code == 202, response.get_json()
+    return response.get_json()["url"]
+
+
+@pytest.fixture(params=["exact", "coarse"])
+def run_search_worker(request, indexed_settings, extractor, redis):
+    """A burst worker searching the bank exactly, or through its coarse index: built with
+    SEARCH_ANN_MIN_PAIRS=0 and fewer candidates than the 24 rows, so faiss really proposes
+    them (its default, 200 candidates, would search the whole small bank)."""
+    from worker.pipeline.ann import IndexedBank, with_coarse_index
+    from worker.service.process import make_worker, start_engine
+
+    calls: list[tuple[int, int]] = []
+
+    def run() -> None:
+        settings = dataclasses.replace(indexed_settings, search_ann_min_pairs=0) \
+            if request.param == "coarse" else indexed_settings
+        engine = start_engine(settings, extractor)
+        if request.param == "coarse":
+            assert isinstance(engine.snapshot.bank, IndexedBank)
+            bank = with_coarse_index(engine.snapshot.bank, 0, min_candidates=1, per_k=1)
+            proposes = bank.coarse.candidates
+
+            def spy(*args):  # (rows proposed, rows allowed) of each search
+                rows = proposes(*args)
+                calls.append((len(rows), int(args[-1].sum())))
+                return rows
+
+            bank.coarse.candidates = spy
+            engine.snapshot = dataclasses.replace(engine.snapshot, bank=bank)
+        make_worker(settings, engine, redis).work(burst=True, with_scheduler=False)
+
+    run.path, run.calls = request.param, calls
+    return run
+
+
+def finished(client, url: str) -> dict:
+    body = client.get(url).get_json()
+    assert body["status"] == "finished", body
+    return body
+
+
+def test_k_hits_all_passing_when_k_designs_pass(indexed_client, run_search_worker, catalogue):
+    jackets = passing(catalogue, garment={"jacket"})
+    k = len(jackets) - 2  # 6 of the 8 jackets: more than the query's top 6 hold
+    url = submit(indexed_client, k, "garment:jacket")
+    run_search_worker()
+    body = finished(indexed_client, url)
+    assert body["filters"] == {"garment": ["jacket"]}
+    assert len(body["results"]) == k
+    assert all(hit["name"] in jackets and hit["columns"]["garment"] == "jacket"
+               for hit in body["results"])
+    assert [hit["rank"] for hit in body["results"]] == list(range(1, k + 1))
+    if run_search_worker.path == "coarse":  # faiss chose k of the 8 allowed rows
+        assert run_search_worker.calls == [(k, len(jackets))]
+    page = indexed_client.get(url.replace("/api/searches/", "/searches/")).get_data(as_text=True)
+    assert "only designs whose garment is jacket" in page
+
+
+def test_values_ored_columns_anded(indexed_client, run_search_worker, catalogue):
+    both = passing(catalogue, garment={"jacket", "trousers"}, season={"SS26"})
+    either = passing(catalogue, garment={"trousers", "tshirt"})
+    assert 2 <= len(both) < len(passing(catalogue, garment={"jacket", "trousers"}))
+    url_and = submit(indexed_client, len(both) + 3, "garment:jacket,trousers", "season:SS26")
+    url_or = submit(indexed_client, len(either) - 1, "garment:trousers", "garment:tshirt")
+    run_search_worker()
+    hits = finished(indexed_client, url_and)["results"]
+    assert sorted(hit["name"] for hit in hits) == sorted(both)  # all of them, no more
+    hits = finished(indexed_client, url_or)["results"]
+    assert len(hits) == len(either) - 1 and {hit["name"] for hit in hits} <= set(either)
+    if run_search_worker.path == "coarse":  # the few allowed searched exactly; faiss, the rest
+        assert run_search_worker.calls == [(len(both), len(both)),
+                                           (len(either) - 1, len(either))]
+
+
+def test_the_verdict_lead_is_taken_among_the_filtered_hits(indexed_client, run_worker,
+                                                          indexed_settings):
+    url = submit(indexed_client, 5, "garment:trousers")
+    run_worker()
+    hits = finished(indexed_client, url)["results"]
+    from worker.core.bank import read_manifest
+
+    thresholds = thresholds_in(read_manifest(indexed_settings.features_dir))
+    judged = verdict_scores([hit["score"] for hit in hits])
+    assert hits[0]["similarity"] == similarity(judged[0], thresholds)
+
+
+def test_the_worker_refuses_a_filter_its_catalogue_lacks(indexed_client, run_worker, redis,
+                                                        indexed_settings):
+    """A search checked against an older catalogue than the worker's fails, naming it."""
+    from rq import Queue
+
+    from worker.core.contract import SearchRequest
+    from worker.core.storage import open_storage
+
+    name = "0" * 32 + "-front.png"
+    storage = open_storage(indexed_settings, redis)
+    storage.setup()
+    storage.put_upload(name, design_pair(QUERY, N_PAIRS)[0])
+    job = enqueue_search(Queue(indexed_settings.queue_name, connection=redis), indexed_settings,
+                         SearchRequest(search_id="0" * 32, front=name,
+                                       filters={"colour": ["red"]}))
+    run_worker()
+    body = indexed_client.get(f"/api/searches/{job.id}").get_json()
+    assert body["status"] == "failed" and "unknown filter column 'colour'" in body["error"]

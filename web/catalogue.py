@@ -1,0 +1,65 @@
+"""What the web knows of the catalogue being searched: the current generation's pairs.csv
+(its columns and values, to check filters and offer them) and manifest (size, when indexed,
+descriptor), read again only when the generation changes."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from flask import current_app
+
+from web.errors import RequestRefused
+from worker.core import generations
+from worker.core.bank import BankError, manifest_stamp, read_manifest_cached
+from worker.core.catalogue import Catalogue, CatalogueError, load_catalogue
+from worker.core.filters import FilterError, Filters, check_filters
+
+_lock = threading.Lock()
+_cached: dict[Path, tuple[tuple, Catalogue]] = {}
+
+
+def current_catalogue() -> Catalogue | None:
+    """The current generation's catalogue (DATABASE_DIR's pairs.csv for a flat FEATURES_DIR);
+    None when there is no index or it cannot be read."""
+    settings = current_app.config["SETTINGS"]
+    features_dir = Path(settings.features_dir)
+    stamp = manifest_stamp(features_dir)
+    if stamp is None:
+        return None
+    with _lock:
+        cached = _cached.get(features_dir)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+    listed = generations.current_dir(features_dir) / "pairs.csv"
+    try:
+        catalogue = load_catalogue(settings.database_dir, listed if listed.is_file() else None)
+    except CatalogueError as exc:
+        current_app.logger.warning("the catalogue cannot be read: %s", exc)
+        return None
+    with _lock:
+        _cached[features_dir] = (stamp, catalogue)
+    return catalogue
+
+
+def check_request_filters(filters: Filters) -> None:
+    """400 `unknown_filter` naming a column or value the catalogue lacks. Without a readable
+    catalogue the worker checks them (and fails the search with the same message)."""
+    catalogue = current_catalogue() if filters else None
+    if catalogue is None:
+        return
+    try:
+        check_filters(filters, catalogue)
+    except FilterError as exc:
+        raise RequestRefused(400, "unknown_filter", str(exc)) from None
+
+
+def index_summary() -> dict | None:
+    """What is being searched: designs, when indexed (and last edited), descriptor; None
+    without an index."""
+    try:
+        manifest = read_manifest_cached(current_app.config["SETTINGS"].features_dir)
+    except BankError:
+        return None
+    return {"n_pairs": manifest.get("n_pairs"), "created": manifest.get("created"),
+            "updated": manifest.get("updated"), "descriptor": manifest.get("descriptor")}

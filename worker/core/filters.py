@@ -1,0 +1,92 @@
+"""Filters on the catalogue's further columns (garment, season, ...), in one place.
+
+A filter field reads `column:value[,value...]`; a search takes any number of them. A design
+passes when, for every column named, its value is one of the values given: values are OR'ed,
+columns AND'ed (a column named in two fields, as a multi-select sends it, has the values of
+both). The parsed form, `{column: [values, sorted]}` with columns sorted, is what a search
+carries (SearchOptions.filters) and reports; the worker turns it into a mask over bank rows
+before ranking, so a filtered search still returns k hits when k designs pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from worker.core.catalogue import Catalogue
+
+Filters = dict[str, list[str]]
+MAX_FILTER_FIELDS = 50  # filter fields one search may give
+MAX_FILTER_CHARS = 1000  # one filter field, at most
+SHOWN_VALUES = 12  # values listed in a refusal
+
+
+class FilterError(ValueError):
+    """A filter that is malformed or names a column or value the catalogue lacks."""
+
+
+def parse_filter_fields(fields: Iterable[str]) -> Filters:
+    """`column:value[,value...]` fields -> {column: sorted values}; blank fields are skipped.
+    Raises FilterError naming the field it cannot read."""
+    fields = [str(f).strip() for f in fields]
+    if len(fields) > MAX_FILTER_FIELDS:
+        raise FilterError(f"at most {MAX_FILTER_FIELDS} filter fields, got {len(fields)}")
+    parsed: dict[str, set[str]] = {}
+    for field in filter(None, fields):
+        column, sep, values = field.partition(":")
+        wanted = {v.strip() for v in values.split(",")} - {""}
+        if len(field) > MAX_FILTER_CHARS or not sep or not column.strip() or not wanted:
+            raise FilterError(f"a filter reads column:value[,value...] (at most "
+                              f"{MAX_FILTER_CHARS} characters), got {field[:80]!r}")
+        parsed.setdefault(column.strip(), set()).update(wanted)
+    return normalised(parsed)
+
+
+def normalised(filters: dict[str, Iterable[str]]) -> Filters:
+    """Columns and their values sorted, so equal filters compare and print equal."""
+    return {column: sorted(set(values)) for column, values in sorted(filters.items())}
+
+
+def check_filters(filters: Filters, catalogue: Catalogue) -> None:
+    """Refuse a column the catalogue does not have, or a value no design has in it."""
+    for column, values in filters.items():
+        if column not in catalogue.codes:
+            have = ", ".join(catalogue.codes) or "none besides name, front and back"
+            raise FilterError(f"unknown filter column {column!r}; the catalogue's columns "
+                              f"are: {have}")
+        known = set(catalogue.codes[column][1])
+        unknown = [v for v in values if v not in known]
+        if unknown:
+            listed = ", ".join(repr(v) for v in catalogue.codes[column][1][:SHOWN_VALUES])
+            raise FilterError(f"no design has {column} {unknown[0]!r}; its values are: {listed}"
+                              + (" ..." if len(known) > SHOWN_VALUES else ""))
+
+
+def allowed_rows(filters: Filters, catalogue: Catalogue) -> np.ndarray | None:
+    """(n_pairs,) bool, True for the rows that pass every filter; None without filters.
+    Raises FilterError as `check_filters`."""
+    if not filters:
+        return None
+    check_filters(filters, catalogue)
+    mask = np.ones(len(catalogue), dtype=bool)
+    for column, values in filters.items():
+        codes, uniques = catalogue.codes[column]
+        mask &= np.isin(codes, [uniques.index(v) for v in values])
+    return mask
+
+
+def facets(catalogue: Catalogue) -> dict[str, list[str]]:
+    """Each further column and its distinct non-empty values, sorted: what a form offers."""
+    return {column: [v for v in uniques if v] for column, (_, uniques) in catalogue.codes.items()}
+
+
+def describe(filters: Filters) -> str:
+    """For people: `garment is dress or trousers, and season is SS25`."""
+    return ", and ".join(f"{column} is {' or '.join(values)}"
+                         for column, values in filters.items())
+
+
+def as_fields(filters: Filters) -> list[str]:
+    """The filter fields that parse back to `filters` (for links and query strings)."""
+    return [f"{column}:{','.join(values)}" for column, values in filters.items()]
