@@ -6,7 +6,7 @@ DATABASE_DIR ?= database
 FEATURES_DIR ?= features
 export DATABASE_DIR FEATURES_DIR
 
-.PHONY: run test test-fast install catalogue index lint clean bench-quality fuzz browser
+.PHONY: run test test-fast install catalogue index lint clean bench-quality fuzz browser compose-test
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ bench-quality: $(VENV)/.installed
 
 fuzz: $(VENV)/.installed
 	$(PY) -m benchmarks.fuzz_upload --seconds 60
+
+# docker-compose.yml end to end on 127.0.0.1 (needs a Docker engine; not part of `make test`).
+compose-test:
+	bash deploy/compose-test.sh
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check web worker tests benchmarks
