@@ -104,7 +104,7 @@ def assert_serves(settings, extractor, expected: list[list[str]]) -> list[str]:
     hit = top_k(bank, q[0], q[1], k=1, front_weight=0.5)[0]
     assert names[hit.index] == names[-1] and hit.score == pytest.approx(1.0, abs=1e-3)
     features = settings.features_dir
-    assert sorted(p.name for p in features.iterdir()) == [".catalogue.lock", "CURRENT",
+    assert sorted(p.name for p in features.iterdir()) == [".catalogue.lock", "CURRENT", "chunks",
                                                           "generations", "thumbs"]
     assert len(list((features / "generations").iterdir())) <= 2
     assert not list(settings.database_dir.rglob(".*.part"))
@@ -172,14 +172,14 @@ def test_an_edit_during_a_build_waits_for_it_and_is_kept(small, extractor, tmp_p
                                                          monkeypatch):
     settings, images = fresh_copy(small, tmp_path)
     inside, release = threading.Event(), threading.Event()
-    real = build.compute_banks
+    real = build.gather_features
 
     def slow_compute(*args, **kwargs):
         inside.set()
         assert release.wait(60)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(build, "compute_banks", slow_compute)
+    monkeypatch.setattr(build, "gather_features", slow_compute)
     builder = threading.Thread(target=build_index, args=(settings, extractor),
                                kwargs={"progress": False})
     builder.start()

@@ -1,5 +1,8 @@
 """`python -m worker.cli.index` (`make index`): build the catalogue's feature banks.
 
+Images whose rows the chunk cache already holds are not extracted again: an interrupted
+build resumes, and after pairs.csv changes only new or changed images are extracted.
+`--distributed`: the running workers extract the chunks (worker/indexing/distributed.py).
 If any image is unreadable, every failure is listed and the existing banks stay untouched.
 """
 
@@ -9,9 +12,13 @@ import argparse
 import logging
 import sys
 
+from redis.exceptions import RedisError
+
 from worker.core.catalogue import CatalogueError
 from worker.core.settings import InvalidSetting, Settings
-from worker.indexing.build import UnreadableImages, build_index
+from worker.indexing.build import build_index
+from worker.indexing.chunks import ChunkMissing, UnreadableImages
+from worker.indexing.distributed import DistributedBuildFailed
 from worker.pipeline.weights import WeightsUnavailable
 
 
@@ -19,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m worker.cli.index",
                                      description="Build the feature banks of the catalogue.")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--distributed", action="store_true",
+                        help="have the running workers (python -m worker) extract the chunks")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from worker.pipeline.extract import FeatureExtractor
@@ -27,13 +37,17 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
         extractor = FeatureExtractor(settings.vgg16_weights, settings.descriptor,
                                      settings.precision)
-        manifest = build_index(settings, extractor, args.batch_size)
-    except (CatalogueError, UnreadableImages, InvalidSetting, WeightsUnavailable) as exc:
+        manifest = build_index(settings, extractor, args.batch_size, not args.no_progress,
+                               distributed=args.distributed)
+    except (CatalogueError, UnreadableImages, InvalidSetting, WeightsUnavailable,
+            DistributedBuildFailed, ChunkMissing, RedisError) as exc:
         print(f"index: {exc}\nindex: the existing banks were left untouched.", file=sys.stderr)
         return 1
+    images = manifest["images"]
     print(f"indexed {manifest['n_pairs']} pairs ({manifest['descriptor']}, dim {manifest['dim']},"
           f" weights {manifest['weights']['id']}) in {manifest['build_seconds']} s"
-          f" -> {settings.features_dir}")
+          f" -> {settings.features_dir}; {images['extracted']} image(s) extracted"
+          f"{' by the workers' if args.distributed else ''}, {images['reused']} reused")
     return 0
 
 

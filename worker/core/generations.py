@@ -28,6 +28,7 @@ from worker.core.storage import TEMP_GRACE_S
 GENERATIONS = "generations"
 CURRENT = "CURRENT"
 LOCK = ".catalogue.lock"
+CHUNK_CACHE = "chunks"  # extracted chunks, kept across builds (worker/indexing/chunks.py)
 FLAT_FILES = ("front.npy", "back.npy", "whitening.npz", "manifest.json")
 TEMP_PREFIXES = tuple(f".{name.split('.')[0]}." for name in (*FLAT_FILES, CURRENT))
 
@@ -105,7 +106,8 @@ def clean_leftovers(features_dir: Path, keep: str | None = None) -> list[str]:
         if temp or (current is not None and path.name in FLAT_FILES):
             path.unlink(missing_ok=True)
             removed.append(path.name)
-    for path in features_dir.glob("thumbs/*/.*.part"):
+    parts = [*features_dir.glob("thumbs/*/.*.part"), *features_dir.glob(f"{CHUNK_CACHE}/*/.*.part")]
+    for path in parts:
         try:
             if time.time() - path.stat().st_mtime > TEMP_GRACE_S:
                 path.unlink()

@@ -22,6 +22,7 @@ JOB_FUNC = "worker.service.jobs.search_pair"
 ADD_DESIGN_FUNC = "worker.service.edits.add_design"
 REMOVE_DESIGN_FUNC = "worker.service.edits.remove_design_by_name"
 MATCH_FUNC = "worker.service.matches.draw_match"
+CHUNK_FUNC = "worker.service.chunks.extract_chunk"  # a chunk of a distributed index build
 EXTENSION = {"JPEG": "jpg", "PNG": "png"}
 UPLOAD_NAME = re.compile(contract.UPLOAD_NAME)  # use fullmatch
 
@@ -57,6 +58,12 @@ def wait_until_done(connection: Redis, job: Job, timeout: float) -> JobStatus | 
             pubsub.close()
     except InvalidJobOperation:  # the job expired or was deleted
         return None
+
+
+def index_queue_name(settings: Settings) -> str:
+    """The queue of a distributed build's chunks; workers take from it after their search
+    queue, so a waiting search always goes first."""
+    return f"{settings.queue_name}-index"
 
 
 class UploadRefused(ValueError):

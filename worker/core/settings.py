@@ -18,6 +18,7 @@ MINIMUMS = {"batch_size": 1, "thumb_cache_mb": 0, "search_ann_min_pairs": 0, "ma
             "max_image_pixels": 16 * 16, "result_ttl": 60, "job_timeout": 1,
             "max_queue_length": 1, "web_workers": 1, "web_connections": 2, "max_long_polls": 0,
             "client_timeout": 1}  # a value below these makes no sense (RESULT_TTL=0: no search)
+MINIMUMS |= {"index_chunk_pairs": 1, "index_chunk_timeout": 1}
 
 
 class InvalidSetting(ValueError):
@@ -72,6 +73,9 @@ class Settings:
     web_connections: int = 1000  # connections one web process holds at once
     max_long_polls: int = 300  # `?wait=` requests one web process holds; past it, answered at once
     client_timeout: int = 30  # s a client may stay silent mid-request before it is dropped
+    # indexing (worker/indexing/chunks.py): the unit of work, of resuming and of caching
+    index_chunk_pairs: int = 64  # a chunk holds the images of this many pairs (2 each)
+    index_chunk_timeout: int = 600  # s a worker may spend on one chunk of a distributed build
 
     @property
     def max_upload_bytes(self) -> int:

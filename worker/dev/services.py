@@ -37,15 +37,18 @@ def service_env(settings: Settings) -> dict[str, str]:
 
 
 def start_worker(settings: Settings, *args: str, log: Path | None = None,
-                 cwd: Path | None = None) -> subprocess.Popen:
-    """`python -m worker *args` with `settings`. Its output is appended to `log` when given;
-    otherwise stdout is dropped and stderr kept on a pipe (text) for the caller to read."""
-    cmd = [sys.executable, "-m", "worker", *args]
+                 cwd: Path | None = None, prefix: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`python -m worker *args` with `settings` (behind `prefix`, e.g. `taskset -c 0`; `env`
+    added to its environment). Its output is appended to `log` when given; otherwise stdout
+    is dropped and stderr kept on a pipe (text) for the caller to read."""
+    cmd = [*prefix, sys.executable, "-m", "worker", *args]
+    environment = {**service_env(settings), **(env or {})}
     if log is None:
-        return subprocess.Popen(cmd, env=service_env(settings), cwd=cwd,
+        return subprocess.Popen(cmd, env=environment, cwd=cwd,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     with log.open("ab") as out:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(cmd, env=service_env(settings), cwd=cwd, stdout=out,
+        return subprocess.Popen(cmd, env=environment, cwd=cwd, stdout=out,
                                 stderr=subprocess.STDOUT)
 
 

@@ -2,17 +2,20 @@
 DATABASE_DIR/pairs.csv (banks, whitening, manifest, the list itself) and switches to it.
 It holds the catalogue lock throughout, so an edit waits for it instead of being lost.
 
-Images are decoded in a thread pool while the model runs on the previous batch. If any
-image is unreadable, every failure is listed and the run exits non-zero without touching
-the existing banks.
+Only images whose content the chunk cache lacks are extracted (worker/indexing/chunks.py:
+a stopped build resumes, an edited pairs.csv costs only its new images), here or, with
+`--distributed`, by the running workers (worker/indexing/distributed.py); either way the
+rows meet in the cache and the same code learns the whitening and writes the banks. A batch
+is decoded on both cores, then run through the model. If any image is unreadable, every
+failure is listed and the run exits non-zero without touching the existing banks.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,66 +25,42 @@ from tqdm import tqdm
 from worker.core.bank import write_bank
 from worker.core.catalogue import Catalogue, catalogue_csv, load_catalogue
 from worker.core.generations import catalogue_lock
-from worker.core.images import ImageRejected, load_image
+from worker.core.images import load_image
 from worker.core.settings import Settings
 from worker.core.whitening import SHRINK, Whitening, learn_whitening
+from worker.indexing.chunks import (
+    Chunk,
+    ChunkCache,
+    ChunkMissing,
+    UnreadableImages,
+    extract_batch,
+    hash_images,
+    model_fingerprint,
+    plan_chunks,
+    prepared,
+    run_chunk,
+)
 from worker.indexing.recovery import tidy
-from worker.pipeline.preprocess import preprocess_params, to_canvas, to_rgb
-from worker.pipeline.thumbnails import write_thumbnail
+from worker.pipeline.preprocess import preprocess_params, to_rgb
+from worker.pipeline.thumbnails import thumbnail_path, write_thumbnail
 from worker.pipeline.verdicts import thresholds_for
 
 log = logging.getLogger(__name__)
 
 
-class UnreadableImages(RuntimeError):
-    """Some catalogue images could not be read; `failures` lists (path, reason)."""
-
-    def __init__(self, failures: list[tuple[str, str]]):
-        lines = "\n".join(f"  {path}: {reason}" for path, reason in failures)
-        super().__init__(f"{len(failures)} catalogue image(s) could not be read:\n{lines}")
-        self.failures = failures
-
-
-def _prepared(catalogue: Catalogue, paths: list[str], max_pixels: int, trim: bool,
-              thumbs_dir: Path | None, batch_size: int
-              ) -> Iterator[list[tuple[str, np.ndarray | None, str | None]]]:
-    """Per batch of paths: (path, (224, 224, 3) uint8 canvas or None, error or None) each, in
-    order; writes each image's grid thumbnail on the way when `thumbs_dir` is given.
-
-    A batch is decoded on both cores and only then handed to the model, which also uses both
-    cores: the two take turns rather than compete for them (docs/performance.md)."""
-    def load(rel: str):
-        try:
-            rgb = to_rgb(load_image(catalogue.image_path(rel), max_pixels))
-            if thumbs_dir is not None:
-                write_thumbnail(thumbs_dir, rel, rgb)
-            return rel, to_canvas(rgb, trim), None
-        except ImageRejected as exc:
-            return rel, None, str(exc)
-        except OSError as exc:  # missing file, permission denied
-            return rel, None, exc.strerror or str(exc)
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        for start in range(0, len(paths), batch_size):
-            yield list(pool.map(load, paths[start:start + batch_size]))
-
-
 def extract_images(extractor, catalogue: Catalogue, batch_size: int = 16,
                    max_pixels: int = 40_000_000, progress: bool = True,
                    thumbs_dir: Path | None = None) -> dict[str, np.ndarray]:
-    """Every distinct image path -> (dim,) float32 unit descriptor. Raises UnreadableImages."""
+    """Every distinct image path -> (dim,) float32 unit descriptor, without the chunk cache
+    (the benchmarks' in-process banks). Raises UnreadableImages."""
     paths = list(dict.fromkeys([*catalogue.fronts, *catalogue.backs]))
     features: dict[str, np.ndarray] = {}
     failures: list[tuple[str, str]] = []
     bar = tqdm(total=len(paths), unit="img", desc="indexing", disable=not progress)
-    for batch in _prepared(catalogue, paths, max_pixels, extractor.trim, thumbs_dir, batch_size):
+    for batch in prepared(catalogue, paths, max_pixels, extractor.trim, thumbs_dir, batch_size):
         failures += [(rel, error) for rel, _, error in batch if error is not None]
         if not failures:  # after the first failure: only read on, to list every unreadable image
-            canvases = np.stack([canvas for _, canvas, _ in batch])
-            if len(batch) < batch_size:  # the last batch, padded: one traced graph for the run
-                canvases = np.concatenate([canvases, np.repeat(canvases[-1:], batch_size - len(batch),
-                                                               axis=0)])
-            rows = extractor.extract(canvases)[:len(batch)]
+            rows = extract_batch(extractor, [canvas for _, canvas, _ in batch], batch_size)
             features.update(zip([rel for rel, _, _ in batch], rows, strict=True))
         bar.update(len(batch))
     bar.close()
@@ -90,13 +69,11 @@ def extract_images(extractor, catalogue: Catalogue, batch_size: int = 16,
     return features
 
 
-def compute_banks(extractor, catalogue: Catalogue, batch_size: int = 16,
-                  max_pixels: int = 40_000_000, progress: bool = True,
-                  thumbs_dir: Path | None = None
-                  ) -> tuple[np.ndarray, np.ndarray, Whitening | None]:
-    """Front and back banks, (n_pairs, dim) float32 with unit rows, and the whitening learned
-    on the catalogue's distinct images when the descriptor asks for one."""
-    features = extract_images(extractor, catalogue, batch_size, max_pixels, progress, thumbs_dir)
+def banks_from_features(extractor, catalogue: Catalogue, features: dict[str, np.ndarray]
+                        ) -> tuple[np.ndarray, np.ndarray, Whitening | None]:
+    """Front and back banks, (n_pairs, dim) float32 with unit rows, from every distinct
+    image's (raw dim,) row, and the whitening learned on those rows when the descriptor asks
+    for one."""
     whitening = None
     if extractor.whiten:
         paths = list(features)
@@ -108,26 +85,109 @@ def compute_banks(extractor, catalogue: Catalogue, batch_size: int = 16,
     return front, back, whitening
 
 
-def build_index(settings: Settings, extractor, batch_size: int = 16,
-                progress: bool = True) -> dict:
-    """Extract the whole catalogue and switch to a new generation; returns its manifest."""
+def compute_banks(extractor, catalogue: Catalogue, batch_size: int = 16,
+                  max_pixels: int = 40_000_000, progress: bool = True,
+                  thumbs_dir: Path | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, Whitening | None]:
+    """`banks_from_features` of the whole catalogue extracted in this process, no cache."""
+    features = extract_images(extractor, catalogue, batch_size, max_pixels, progress, thumbs_dir)
+    return banks_from_features(extractor, catalogue, features)
+
+
+def build_index(settings: Settings, extractor, batch_size: int = 16, progress: bool = True,
+                distributed: bool = False, hold: str | None = None) -> dict:
+    """Index the catalogue and switch to a new generation; returns its manifest. Images
+    already in the chunk cache are not extracted again; the rest are extracted here, or with
+    `distributed` by the running workers (`hold`: tests only, see distributed.py)."""
     with catalogue_lock(settings.features_dir):
         tidy(settings)
-        return _build(settings, extractor, batch_size, progress)
+        return _build(settings, extractor, batch_size, progress, distributed, hold)
 
 
-def _build(settings: Settings, extractor, batch_size: int, progress: bool) -> dict:
+@dataclass
+class Gathered:
+    """Every distinct image path's (raw dim,) float32 row, and where they came from."""
+
+    features: dict[str, np.ndarray]
+    contents: set[str]  # the sha256 of every image the catalogue uses
+    extracted: int  # distinct contents extracted by this build
+    cache: ChunkCache
+
+
+def gather_features(settings: Settings, extractor, catalogue: Catalogue, batch_size: int,
+                    progress: bool, distributed: bool = False, hold: str | None = None
+                    ) -> Gathered:
+    """Rows from the chunk cache, the missing ones extracted first (here, or by workers).
+    Raises UnreadableImages listing every image that cannot be read."""
+    paths = list(dict.fromkeys([*catalogue.fronts, *catalogue.backs]))
+    hashes, failures = hash_images(catalogue, paths)
+    cache = ChunkCache(settings.features_dir, model_fingerprint(extractor))
+    chunks = plan_chunks(cache.model, hashes, cache.hashes(), 2 * settings.index_chunk_pairs)
+    if distributed and chunks and not failures:
+        from worker.indexing.distributed import extract_distributed
+
+        failures += extract_distributed(settings, cache, chunks, progress, hold)
+    else:
+        failures += _extract_here(settings, extractor, catalogue, cache, chunks, batch_size,
+                                  progress, bool(failures))
+    if failures:
+        raise UnreadableImages(failures)
+    rows = cache.rows(set(hashes.values()), extractor.dim)
+    lost = sorted(set(hashes.values()) - set(rows))
+    if lost:  # a worker wrote its chunk to a FEATURES_DIR this machine does not see
+        raise ChunkMissing(f"{len(lost)} extracted image(s) are not in {cache.folder}: every "
+                           "worker of a distributed build must share this FEATURES_DIR")
+    extracted = {rel for chunk in chunks for rel in chunk.paths}
+    refresh_thumbnails(catalogue, [p for p in paths if p not in extracted], settings)
+    return Gathered({rel: rows[hashes[rel]] for rel in paths}, set(hashes.values()),
+                    len(extracted), cache)
+
+
+def _extract_here(settings: Settings, extractor, catalogue: Catalogue, cache: ChunkCache,
+                  chunks: list[Chunk], batch_size: int, progress: bool, failed: bool
+                  ) -> list[tuple[str, str]]:
+    """Extract chunk by chunk, each stored as soon as it is done; after a failure the rest
+    are only decoded, to list every unreadable image."""
+    failures: list[tuple[str, str]] = []
+    bar = tqdm(total=sum(len(c.paths) for c in chunks), unit="img", desc="indexing",
+               disable=not progress)
+    for chunk in chunks:
+        failures += run_chunk(extractor, catalogue, chunk, cache, settings.max_image_pixels,
+                              settings.features_dir, batch_size, decode_only=failed or bool(failures))
+        bar.update(len(chunk.paths))
+    bar.close()
+    return failures
+
+
+def refresh_thumbnails(catalogue: Catalogue, paths: list[str], settings: Settings) -> None:
+    """Write the thumbnails that are missing or older than their image (an image whose rows
+    came from the cache was not decoded by this build)."""
+    def refresh(rel: str) -> None:
+        thumb = thumbnail_path(settings.features_dir, rel)
+        try:
+            if thumb.stat().st_mtime >= catalogue.image_path(rel).stat().st_mtime:
+                return
+        except FileNotFoundError:
+            pass
+        write_thumbnail(settings.features_dir, rel,
+                        to_rgb(load_image(catalogue.image_path(rel), settings.max_image_pixels)))
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(refresh, paths))
+
+
+def _build(settings: Settings, extractor, batch_size: int, progress: bool, distributed: bool,
+           hold: str | None) -> dict:
     start = time.perf_counter()
     catalogue = load_catalogue(settings.database_dir)
-    front, back, whitening = compute_banks(extractor, catalogue, batch_size,
-                                           settings.max_image_pixels, progress,
-                                           thumbs_dir=settings.features_dir)
+    gathered = gather_features(settings, extractor, catalogue, batch_size, progress,
+                               distributed, hold)
+    front, back, whitening = banks_from_features(extractor, catalogue, gathered.features)
     manifest = {
         "n_pairs": len(catalogue), "dim": int(front.shape[1]), "raw_dim": extractor.dim,
         "dtype": "float32",
         "whitening": None if whitening is None else {"dims": whitening.dim, "shrink": SHRINK,
-                                                     "learned_on_images": len(set(
-                                                         catalogue.fronts + catalogue.backs))},
+                                                     "learned_on_images": len(gathered.features)},
         "descriptor": extractor.descriptor,
         "verdicts": thresholds_for(extractor.descriptor),
         "weights": {"id": extractor.weights_id, "fingerprint": extractor.weights_fingerprint},
@@ -135,10 +195,17 @@ def _build(settings: Settings, extractor, batch_size: int, progress: bool) -> di
         "preprocess": preprocess_params(extractor.trim),
         "catalogue_fingerprint": catalogue.fingerprint(),
         "names": catalogue.names, "fronts": catalogue.fronts, "backs": catalogue.backs,
+        "images": {"extracted": gathered.extracted,
+                   "reused": len(gathered.contents) - gathered.extracted,
+                   "distributed": distributed, "model": gathered.cache.model},
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "build_seconds": round(time.perf_counter() - start, 2),
     }
     folder = write_bank(settings.features_dir, front, back, manifest, whitening,
                         catalogue_csv(catalogue.names, catalogue.fronts, catalogue.backs,
                                       catalogue.extra))
+    try:
+        gathered.cache.prune(gathered.contents, extractor.dim, 2 * settings.index_chunk_pairs)
+    except OSError as exc:  # the switch is done; the next build prunes
+        log.warning("could not prune the chunk cache: %s", exc)
     return {**manifest, "generation": folder.name}

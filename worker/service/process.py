@@ -15,7 +15,7 @@ from rq import Queue, SimpleWorker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
-from worker.core.queueing import UploadRefused, announce_done, check_upload_name
+from worker.core.queueing import UploadRefused, announce_done, check_upload_name, index_queue_name
 from worker.core.settings import Settings
 from worker.indexing.recovery import recover_at_start
 from worker.service.engine import Engine, install
@@ -104,8 +104,10 @@ def start_engine(settings: Settings, extractor=None) -> Engine:
 
 def make_worker(settings: Settings, engine: Engine, connection: Redis,
                 name: str | None = None) -> SearchWorker:
-    queue = Queue(settings.queue_name, connection=connection)
-    return SearchWorker([queue], connection=connection, engine=engine, name=name or worker_name(),
+    # searches first: RQ takes from the queues in this order
+    queues = [Queue(name, connection=connection)
+              for name in (settings.queue_name, index_queue_name(settings))]
+    return SearchWorker(queues, connection=connection, engine=engine, name=name or worker_name(),
                         maintenance_interval=MAINTENANCE_S)
 
 

@@ -1,0 +1,133 @@
+"""`python -m worker.cli.index --distributed`: real worker processes extract the chunks; the
+bank equals the local build's; a worker killed while it holds a chunk costs only that chunk.
+
+Determinism: the coordinator is given a `hold` key, so each chunk job, once a worker has
+taken it, waits until the test sets that key. The test sees both workers holding a chunk (RQ's
+started registry) before it kills one or lets them go; nothing depends on timing."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import threading
+import time
+import uuid
+
+import pytest
+from redis import Redis
+from rq import Queue
+from rq.job import Job, JobStatus
+from rq.registry import FinishedJobRegistry, StartedJobRegistry
+
+from tests.test_index_resume import assert_same_banks, distinct_images
+from worker.core.queueing import index_queue_name
+from worker.dev.processes import stop_process
+from worker.dev.services import start_worker, wait_for_workers
+from worker.indexing.build import build_index
+
+pytestmark = pytest.mark.slow
+CHUNK_PAIRS = 8  # the 24-pair catalogue's 46 images: 3 chunks for 2 workers
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, redis_url, catalogue_dir, features_dir):
+    """Two `python -m worker` processes sharing Redis, the catalogue and FEATURES_DIR (whose
+    chunk cache each test empties); float32, as the tests' shared extractor."""
+    from worker.core.settings import Settings
+
+    root = tmp_path_factory.mktemp("cluster")
+    shutil.copytree(features_dir, root / "features")
+    settings = Settings(redis_url=redis_url, database_dir=catalogue_dir,
+                        features_dir=root / "features", upload_dir=root / "uploads",
+                        output_dir=root / "output", vgg16_weights="bsds500", precision="float32",
+                        queue_name=f"dist-{uuid.uuid4().hex[:8]}", index_chunk_pairs=CHUNK_PAIRS)
+    workers = [start_worker(settings, log=root / f"worker-{i}.log") for i in (1, 2)]
+    try:
+        wait_for_workers(settings, count=2, timeout=300)
+        yield settings, workers
+    finally:
+        for worker in workers:
+            stop_process(worker)
+
+
+def start_build(settings, extractor, hold: str) -> tuple[threading.Thread, dict]:
+    shutil.rmtree(settings.features_dir / "chunks", ignore_errors=True)
+    outcome: dict = {}
+
+    def build() -> None:
+        try:
+            outcome["manifest"] = build_index(settings, extractor, progress=False,
+                                              distributed=True, hold=hold)
+        except BaseException as exc:  # re-raised by the test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=build)
+    thread.start()
+    return thread, outcome
+
+
+def holders(settings, count: int) -> dict[str, str]:
+    """Wait until `count` workers each hold a chunk; {worker name: job id}."""
+    registry = StartedJobRegistry(queue=Queue(index_queue_name(settings),
+                                              connection=Redis.from_url(settings.redis_url)))
+    deadline = time.monotonic() + 300  # a hang guard, not a timing assertion
+    while True:
+        jobs = [Job.fetch(i, connection=registry.connection) for i in registry.get_job_ids()]
+        held = {job.worker_name: job.id for job in jobs if job.worker_name}
+        if len(held) >= count:
+            return held
+        assert time.monotonic() < deadline, f"workers holding chunks: {held}"
+        time.sleep(0.05)
+
+
+def finish(thread, outcome, redis_url: str, hold: str) -> dict:
+    Redis.from_url(redis_url).set(hold, 1)
+    thread.join(timeout=600)
+    assert not thread.is_alive(), "the distributed build did not finish"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["manifest"]
+
+
+def chunk_registry(settings, kind):
+    return kind(queue=Queue(index_queue_name(settings),
+                            connection=Redis.from_url(settings.redis_url)))
+
+
+def test_two_workers_build_the_same_bank_as_a_local_build(cluster, extractor, features_dir):
+    settings, _ = cluster
+    hold = f"hold-{uuid.uuid4().hex}"
+    thread, outcome = start_build(settings, extractor, hold)
+    held = holders(settings, 2)
+    manifest = finish(thread, outcome, settings.redis_url, hold)
+    assert manifest["images"]["distributed"] is True
+    assert manifest["images"]["extracted"] == distinct_images(settings.database_dir)
+    assert_same_banks(settings.features_dir, features_dir)
+    connection = Redis.from_url(settings.redis_url)
+    finished = [Job.fetch(i, connection=connection)
+                for i in chunk_registry(settings, FinishedJobRegistry).get_job_ids()]
+    assert len(finished) == 3 and set(held) <= {job.worker_name for job in finished}
+
+
+def test_a_worker_killed_mid_chunk_loses_only_that_chunk(cluster, extractor, features_dir):
+    settings, workers = cluster
+    hold = f"hold-{uuid.uuid4().hex}"
+    thread, outcome = start_build(settings, extractor, hold)
+    held = holders(settings, 2)
+    pids = {name.rsplit(".", 2)[1]: name for name in held}  # worker names: host.pid.random
+    victim = next(w for w in workers if str(w.pid) in pids)
+    victim_name = pids[str(victim.pid)]
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    manifest = finish(thread, outcome, settings.redis_url, hold)
+    assert manifest["images"]["extracted"] == distinct_images(settings.database_dir)
+    assert_same_banks(settings.features_dir, features_dir)
+    connection = Redis.from_url(settings.redis_url)
+    lost = Job.fetch(held[victim_name], connection=connection)
+    assert lost.get_status() == JobStatus.FAILED and lost.meta["error_type"] == "AbandonedJobError"
+    redone = [job for job in (Job.fetch(i, connection=connection) for i in
+                              chunk_registry(settings, FinishedJobRegistry).get_job_ids())
+              if job.kwargs["hold"] == hold]  # this build's
+    assert any(job.kwargs["key"] == lost.kwargs["key"] for job in redone)
+    assert all(job.worker_name != victim_name for job in redone
+               if job.kwargs["key"] == lost.kwargs["key"])

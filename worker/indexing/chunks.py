@@ -1,0 +1,223 @@
+"""Chunks: the unit of work of an index build, and what its cache keeps.
+
+A build hashes the bytes of every catalogue image, takes the rows it already has from the
+chunk cache (`FEATURES_DIR/chunks/<model>/<key>.npz`), and extracts only the images it lacks,
+INDEX_CHUNK_PAIRS pairs' worth (2 images a pair) per chunk; each chunk is written aside and
+renamed as soon as it is done, here or by a worker of a distributed build. So a build that
+stopped resumes from its finished chunks, and after pairs.csv changes only new or changed
+images are extracted. `<model>` is the model fingerprint (weights, descriptor, precision,
+preprocessing): rows of another model are never mixed in. A chunk's key is the hash of its
+model and its images' hashes.
+
+The rows are the extractor's output before whitening, which every build learns afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import shutil
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from worker.core import generations
+from worker.core.catalogue import Catalogue
+from worker.core.images import ImageRejected, load_image
+from worker.core.storage import write_aside
+from worker.pipeline.preprocess import preprocess_params, to_canvas, to_rgb
+from worker.pipeline.thumbnails import write_thumbnail
+
+log = logging.getLogger(__name__)
+Failure = tuple[str, str]  # (catalogue path, reason)
+
+
+class UnreadableImages(RuntimeError):
+    """Some catalogue images could not be read; `failures` lists (path, reason)."""
+
+    def __init__(self, failures: list[Failure]):
+        lines = "\n".join(f"  {path}: {reason}" for path, reason in failures)
+        super().__init__(f"{len(failures)} catalogue image(s) could not be read:\n{lines}")
+        self.failures = failures
+
+
+class ChunkMissing(RuntimeError):
+    """A chunk reported done is not in this FEATURES_DIR (workers must share it)."""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Images to extract together: one path for each distinct content (`hashes`: sha256 hex)."""
+
+    key: str
+    paths: list[str]
+    hashes: list[str]
+
+
+def model_fingerprint(extractor) -> str:
+    """What makes two extractors' rows the same: weights, descriptor, precision, preprocessing."""
+    text = json.dumps([extractor.weights_fingerprint, extractor.descriptor, extractor.precision,
+                       preprocess_params(extractor.trim)], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def hash_images(catalogue: Catalogue, paths: list[str]) -> tuple[dict[str, str], list[Failure]]:
+    """Path -> sha256 of its bytes, for every path that can be read; the rest as failures."""
+    def read(rel: str) -> tuple[str, str | None, str | None]:
+        try:
+            return rel, content_hash(catalogue.image_path(rel).read_bytes()), None
+        except OSError as exc:  # missing file, permission denied
+            return rel, None, exc.strerror or str(exc)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:  # hashlib lets go of the GIL
+        results = list(pool.map(read, paths))
+    return ({rel: digest for rel, digest, _ in results if digest is not None},
+            [(rel, error) for rel, _, error in results if error is not None])
+
+
+def plan_chunks(model: str, hashes: dict[str, str], have: set[str], chunk_images: int) -> list[Chunk]:
+    """The images whose content is not in `have`, each content once, in catalogue order."""
+    todo = {digest: rel for rel, digest in reversed(hashes.items()) if digest not in have}
+    todo = dict(reversed(todo.items()))  # first path of each content, in catalogue order
+    digests = list(todo)
+    return [Chunk(chunk_key(model, part), [todo[d] for d in part], part)
+            for part in (digests[i:i + chunk_images] for i in range(0, len(digests), chunk_images))]
+
+
+def chunk_key(model: str, hashes: list[str]) -> str:
+    return hashlib.sha256((model + "".join(hashes)).encode()).hexdigest()[:32]
+
+
+class ChunkCache:
+    """The finished chunks of one model: `<key>.npz` with `hashes` (n,) str and `rows`
+    (n, raw dim) float32, written aside and renamed (a reader sees whole chunks only)."""
+
+    def __init__(self, features_dir: Path, model: str):
+        self.root = Path(features_dir) / generations.CHUNK_CACHE
+        self.model = model
+        self.folder = self.root / model
+
+    def _chunks(self) -> Iterator[tuple[Path, np.ndarray]]:
+        for path in sorted(self.folder.glob("*.npz")):
+            try:
+                with np.load(path, allow_pickle=False) as data:
+                    yield path, data["hashes"]
+            except (OSError, ValueError, KeyError) as exc:  # damaged: extracted again
+                log.warning("ignoring unreadable chunk %s: %s", path.name, exc)
+
+    def hashes(self) -> set[str]:
+        return {str(h) for _, hashes in self._chunks() for h in hashes}
+
+    def rows(self, wanted: set[str], dim: int) -> dict[str, np.ndarray]:
+        """sha256 -> (dim,) float32 row, for each wanted content the cache holds."""
+        found: dict[str, np.ndarray] = {}
+        for path, hashes in self._chunks():
+            hit = [i for i, h in enumerate(hashes) if h in wanted and h not in found]
+            if hit:
+                with np.load(path, allow_pickle=False) as data:
+                    rows = data["rows"]
+                if rows.shape != (len(hashes), dim):
+                    log.warning("ignoring chunk %s: rows %s, expected (%d, %d)", path.name,
+                                rows.shape, len(hashes), dim)
+                    continue
+                found.update((str(hashes[i]), rows[i]) for i in hit)
+        return found
+
+    def write(self, key: str, hashes: list[str], rows: np.ndarray) -> None:
+        buf = io.BytesIO()
+        np.savez(buf, hashes=np.array(hashes), rows=np.asarray(rows, np.float32))
+        write_aside(self.folder, f"{key}.npz", buf.getvalue())
+        generations.checkpoint(f"written chunk {key}")
+
+    def has(self, key: str) -> bool:
+        return (self.folder / f"{key}.npz").is_file()
+
+    def prune(self, used: set[str], dim: int, chunk_images: int) -> int:
+        """After a build: drop other models' chunks and chunks no image of `used` needs, and
+        repack the rest when they hold over twice the rows in use (the cache stays within 2x
+        the catalogue's raw rows). Returns the chunk files deleted."""
+        for other in self.root.iterdir() if self.root.is_dir() else []:
+            if other != self.folder and other.is_dir():
+                shutil.rmtree(other, ignore_errors=True)
+        chunks = list(self._chunks())
+        stale = [path for path, hashes in chunks if not used.intersection(map(str, hashes))]
+        if sum(len(hashes) for path, hashes in chunks if path not in stale) > 2 * len(used):
+            rows = self.rows(used, dim)
+            digests = sorted(rows)
+            kept = set()
+            for start in range(0, len(digests), chunk_images):
+                part = digests[start:start + chunk_images]
+                kept.add(f"{chunk_key(self.model, part)}.npz")
+                self.write(chunk_key(self.model, part), part, np.stack([rows[d] for d in part]))
+            stale = [path for path, _ in chunks if path.name not in kept]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
+
+
+def _load(catalogue: Catalogue, rel: str, digest: str | None, max_pixels: int, trim: bool,
+          thumbs_dir: Path | None) -> tuple[str, np.ndarray | None, str | None]:
+    """(path, (224, 224, 3) uint8 canvas or None, error or None); the thumbnail on the way."""
+    try:
+        data = catalogue.image_path(rel).read_bytes()
+        if digest is not None and content_hash(data) != digest:
+            return rel, None, "changed while indexing (or this worker's copy differs)"
+        rgb = to_rgb(load_image(data, max_pixels))
+        if thumbs_dir is not None:
+            write_thumbnail(thumbs_dir, rel, rgb)
+        return rel, to_canvas(rgb, trim), None
+    except ImageRejected as exc:
+        return rel, None, str(exc)
+    except OSError as exc:  # missing file, permission denied
+        return rel, None, exc.strerror or str(exc)
+
+
+def prepared(catalogue: Catalogue, paths: list[str], max_pixels: int, trim: bool,
+             thumbs_dir: Path | None, batch_size: int, hashes: list[str] | None = None
+             ) -> Iterator[list[tuple[str, np.ndarray | None, str | None]]]:
+    """Per batch of paths: (path, canvas or None, error or None) each, in order; an image
+    whose bytes no longer have its expected hash (`hashes`) is an error.
+
+    A batch is decoded on both cores and only then handed to the model, which also uses both
+    cores: the two take turns rather than compete for them (docs/performance.md)."""
+    digests = hashes or [None] * len(paths)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for start in range(0, len(paths), batch_size):
+            batch = range(start, min(start + batch_size, len(paths)))
+            yield list(pool.map(lambda i: _load(catalogue, paths[i], digests[i], max_pixels, trim,
+                                                thumbs_dir), batch))
+
+
+def extract_batch(extractor, canvases: list[np.ndarray], batch_size: int) -> np.ndarray:
+    """(n <= batch_size) canvases -> (n, dim) rows; a short batch is padded to the batch size
+    so that a whole build runs one traced graph."""
+    stacked = np.stack(canvases)
+    if len(canvases) < batch_size:
+        stacked = np.concatenate([stacked, np.repeat(stacked[-1:], batch_size - len(canvases),
+                                                     axis=0)])
+    return extractor.extract(stacked)[:len(canvases)]
+
+
+def run_chunk(extractor, catalogue: Catalogue, chunk: Chunk, cache: ChunkCache, max_pixels: int,
+              thumbs_dir: Path | None, batch_size: int = 16, decode_only: bool = False
+              ) -> list[Failure]:
+    """Extract a chunk's images and store their rows in `cache` (unless one of them cannot be
+    read, or `decode_only`: then they are only decoded, to list every unreadable image)."""
+    rows, failures = [], []
+    for batch in prepared(catalogue, chunk.paths, max_pixels, extractor.trim, thumbs_dir,
+                          batch_size, chunk.hashes):
+        failures += [(rel, error) for rel, _, error in batch if error is not None]
+        if not failures and not decode_only:
+            rows.append(extract_batch(extractor, [canvas for _, canvas, _ in batch], batch_size))
+    if not failures and not decode_only:
+        cache.write(chunk.key, chunk.hashes, np.vstack(rows))
+    return failures
