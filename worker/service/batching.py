@@ -213,6 +213,11 @@ class Batcher:
             batch += self._canvases_of(storage, queued)
         return self._forward(batch)[0]
 
+    def extract_pairs(self, pairs: list[tuple[np.ndarray | None, np.ndarray | None]]
+                      ) -> list[Extracted]:
+        """Several queries' canvases in one forward pass (a collection check's chunk)."""
+        return self._forward([(None, pair) for pair in pairs])
+
     def _forward(self, batch: list[tuple[tuple[str, tuple] | None, tuple]]) -> list[Extracted]:
         """One forward pass over the batch's images; keyed searches are kept for later, the
         unkeyed one (the running search, if any) is returned."""

@@ -5,17 +5,18 @@ The web enqueues `worker.service.jobs.search_pair` by name; only the worker impo
 
 from __future__ import annotations
 
+import numpy as np
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 from rq import get_current_job
 
-from worker.core.contract import Hit, SearchRequest, SearchResult, problems
+from worker.core.contract import Hit, SearchOptions, SearchRequest, SearchResult, problems
 from worker.core.metrics import record_timings
 from worker.pipeline.grid import draw_grid
 from worker.pipeline.ranking import top_k
 from worker.pipeline.verdicts import thresholds_in, verdict_scores
 from worker.service.batching import Extracted, QueueRef
-from worker.service.engine import Engine, current
+from worker.service.engine import Engine, Snapshot, current
 from worker.service.reports import REPORTS, StageClock
 
 STAGE_TIMINGS = ("queue_wait_ms", "preprocess_ms", "extract_ms", "search_ms", "render_ms",
@@ -47,16 +48,8 @@ def run_search(engine: Engine, request: SearchRequest) -> SearchResult:
     stage = StageClock()
     found = engine.batcher.descriptors(engine.storage, request.search_id, request.uploads,
                                        QueueRef.of(job), stage)
-    snapshot = engine.snapshot
     with stage("search"):
-        q_front, q_back = (None if q is None else snapshot.bank.project(q[None])[0]
-                           for q in found.rows)
-        found_hits = top_k(snapshot.bank, q_front, q_back, max(request.k, 2),
-                           request.front_weight, request.sides_unknown)  # 2: the lead
-        judged = verdict_scores([hit.score for hit in found_hits])
-        thresholds = thresholds_in(snapshot.bank.manifest)
-        hits = [hit.to_hit(snapshot.catalogue, thresholds, score)
-                for hit, score in zip(found_hits[:request.k], judged, strict=False)]
+        hits = rank_hits(engine.snapshot, found.rows, request)
     with stage("render"):
         image = save_grid(engine, request.search_id, found, hits)
     timings = stage.stop()
@@ -66,6 +59,19 @@ def run_search(engine: Engine, request: SearchRequest) -> SearchResult:
                         timings=timings | pass_timings(found), descriptor=engine.extractor.descriptor,
                         weights=engine.extractor.weights_id,
                         **request.model_dump(include={"k", "front_weight", "sides_unknown"}))
+
+
+def rank_hits(snapshot: Snapshot, rows: tuple[np.ndarray | None, np.ndarray | None],
+              options: SearchOptions) -> list[Hit]:
+    """A query's (front, back) descriptors -> its k best hits with their verdicts (a search's
+    and a collection check's search stage)."""
+    q_front, q_back = (None if q is None else snapshot.bank.project(q[None])[0] for q in rows)
+    found_hits = top_k(snapshot.bank, q_front, q_back, max(options.k, 2), options.front_weight,
+                       options.sides_unknown)  # 2: the first hit is judged on its lead
+    judged = verdict_scores([hit.score for hit in found_hits])
+    thresholds = thresholds_in(snapshot.bank.manifest)
+    return [hit.to_hit(snapshot.catalogue, thresholds, score)
+            for hit, score in zip(found_hits[:options.k], judged, strict=False)]
 
 
 def pass_timings(found: Extracted) -> dict[str, float]:

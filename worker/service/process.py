@@ -104,8 +104,10 @@ def start_engine(settings: Settings, extractor=None) -> Engine:
 
 def make_worker(settings: Settings, engine: Engine, connection: Redis,
                 name: str | None = None) -> SearchWorker:
-    queue = Queue(settings.queue_name, connection=connection)
-    return SearchWorker([queue], connection=connection, engine=engine, name=name or worker_name(),
+    # RQ takes the next job from the first queue that has one: searches before check chunks
+    queues = [Queue(name, connection=connection)
+              for name in (settings.queue_name, settings.check_queue_name)]
+    return SearchWorker(queues, connection=connection, engine=engine, name=name or worker_name(),
                         maintenance_interval=MAINTENANCE_S)
 
 
