@@ -121,9 +121,11 @@ class SafeZip:
             raise CollectionRefused(413, "collection_too_large", self._too_large(declared))
         return {name: info for name, info in members.items() if not info.is_dir()}
 
-    def _too_large(self, size: int) -> str:
-        return (f"the ZIP unpacks to {'more than ' if size >= self.limits.max_bytes else ''}"
-                f"{size / MIB:.0f} MiB; at most {self.limits.max_bytes // MIB} MiB are accepted")
+    def _too_large(self, declared: int | None = None) -> str:
+        """Why: its entries' declared sizes, or what was read so far, passed ZIP_MAX_MB."""
+        unpacked = (f"says it unpacks to {declared / MIB:,.0f} MiB" if declared is not None
+                    else f"unpacks to more than {self.limits.max_bytes // MIB} MiB")
+        return f"the ZIP {unpacked}; at most {self.limits.max_bytes // MIB} MiB are accepted"
 
     def read(self, name: str) -> bytes:
         """A member's bytes, counted while read; EntryRefused past the entry limit or when
@@ -143,7 +145,7 @@ class SafeZip:
     def _count(self, info: zipfile.ZipInfo, chunk: int, so_far: int) -> None:
         self.read_total += chunk
         if self.read_total > self.limits.max_bytes:
-            raise CollectionRefused(413, "collection_too_large", self._too_large(self.read_total))
+            raise CollectionRefused(413, "collection_too_large", self._too_large())
         if so_far > RATIO_FROM and so_far > self.limits.max_ratio * max(info.compress_size, 1):
             raise CollectionRefused(413, "zip_bomb", f"the ZIP entry {info.filename!r} unpacks to "
                                     f"over {self.limits.max_ratio} times its packed size; "

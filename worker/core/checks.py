@@ -72,7 +72,7 @@ class CheckState:
     def status(self) -> CheckStatus:
         if self.done >= self.total:
             return CheckStatus.FINISHED
-        return CheckStatus.RUNNING if self.started or self.done else CheckStatus.QUEUED
+        return CheckStatus.RUNNING if self.started else CheckStatus.QUEUED
 
     def design(self, row: int) -> CheckedDesign:
         return self.outcomes.get(row) or CheckedDesign(name=self.names[row], status="queued")
