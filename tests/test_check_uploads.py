@@ -181,3 +181,19 @@ def test_the_report_has_a_row_per_hit_and_keeps_formulas_out():
     assert lines[0] == "design,rank,match,similarity,verdict,front_score,back_score,error"
     assert lines[1] == "'=HYPERLINK(1),1,dress-0001,96,copy,0.91,-0.2,"
     assert len(lines) == 4 and lines[3] == "b,,,,,,,front: not a JPEG or PNG image"
+
+
+def test_the_form_takes_a_zip_and_shows_its_progress_or_its_refusal(client, redis):
+    assert 'name="collection"' in client.get("/").get_data(as_text=True)
+    response = post_collection(client, make_zip(GOOD, ROW * 2), url="/checks")
+    assert response.status_code == 400
+    assert "names these designs more than once: a" in response.get_data(as_text=True)
+    response = post_collection(client, make_zip(GOOD, [*ROW, ("b", "a-b.png", "")]),
+                               url="/checks", k=4)
+    assert response.status_code == 303
+    page = client.get(response.headers["Location"])
+    assert page.headers["Cache-Control"] == "private, no-store"
+    html = page.get_data(as_text=True)
+    assert '<progress id="check-progress" max="2" value="0">' in html
+    assert "0 of 2 designs checked." in html
+    assert client.get("/checks/" + "0" * 32).status_code == 404
