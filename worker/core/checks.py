@@ -112,7 +112,8 @@ def enqueue_chunks(queue: Queue, settings: Settings, check_id: str, options: Sea
 
 
 def mark_started(connection: Redis, check_id: str) -> None:
-    connection.hset(KEY + check_id, "started", 1)
+    if connection.exists(KEY + check_id):  # an expired check is not made again, without a TTL
+        connection.hset(KEY + check_id, "started", 1)
 
 
 def record_outcomes(connection: Redis, check_id: str, outcomes: dict[int, CheckedDesign],
