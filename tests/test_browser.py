@@ -206,3 +206,56 @@ def test_browse_the_catalogue_and_search_with_a_design(site, browser):
     cards.first.locator("button").click()
     page.wait_for_selector("img.grid", timeout=90_000)
     assert name in page.locator("#results tbody tr").first.inner_text()
+
+
+@pytest.fixture
+def site_then_worker(indexed_settings, redis):
+    """The app on a real HTTP port; a function that starts its worker process when called."""
+    from web import create_app
+    from worker.dev.processes import free_port
+
+    server = make_server("127.0.0.1", free_port(), create_app({"SETTINGS": indexed_settings}),
+                         threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    workers = []
+    yield f"http://127.0.0.1:{server.server_port}", lambda: workers.append(
+        start_worker(indexed_settings))
+    for worker in workers:
+        stop_process(worker)
+    server.shutdown()
+
+
+def test_check_a_collection_and_download_its_report(site_then_worker, browser, tmp_path):
+    from tests.zips import make_zip, season_files
+
+    site, start_the_worker = site_then_worker
+    files, rows = season_files([3, 13, 20], unrelated=2)
+    (tmp_path / "season.zip").write_bytes(make_zip(files, rows))
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(site)
+    page.set_input_files("#collection", str(tmp_path / "season.zip"))
+    page.fill("#check-k", "5")
+    page.click("#check-submit")
+    page.wait_for_url("**/checks/*")
+    assert page.locator("#progress-text").inner_text() == "0 of 5 designs checked."
+    assert page.locator("#check-progress").get_attribute("max") == "5"
+
+    start_the_worker()  # the page polls; the bar fills, then the report replaces it
+    page.wait_for_selector("#designs", timeout=180_000)
+    names = [row.get_attribute("data-name") for row in page.locator("tr.design").all()]
+    assert sorted(names[:3]) == ["copy-of-dress-0013", "copy-of-trousers-0003",
+                                 "copy-of-tshirt-0020"]  # the most serious verdicts first
+    assert sorted(names[3:]) == ["new-00", "new-01"]
+    assert "3 with a copy or near-duplicate" in page.locator("#summary").inner_text()
+    first = page.locator("tr.design").first
+    assert first.locator("td.hits figure").count() == 5
+    assert page.evaluate("document.querySelector('td.hits img').naturalWidth") > 0
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "check-report.png"), full_page=True)
+
+    with page.expect_download() as download:
+        page.click("#report-csv")
+    report = Path(download.value.path()).read_text().splitlines()
+    assert report[0] == "design,rank,match,similarity,verdict,front_score,back_score,error"
+    assert len(report) == 1 + 5 * 5
+    assert any(line.startswith("copy-of-dress-0013,1,dress-0013,") for line in report)

@@ -14,7 +14,9 @@ from worker.core.settings import InvalidSetting, Settings
 BAD = [("PRECISION", "fp8"), ("STORAGE", "s3"), ("BATCH_SIZE", "0"), ("THUMB_CACHE_MB", "-1"),
        ("MAX_UPLOAD_MB", "twenty"), ("SEARCH_ANN_MIN_PAIRS", "-5"), ("RESULT_TTL", "0"),
        ("JOB_TIMEOUT", "0"), ("MAX_UPLOAD_MB", "0"), ("MAX_QUEUE_LENGTH", "-5"),
-       ("MAX_IMAGE_PIXELS", "0"), ("RESULT_TTL", "59")]
+       ("MAX_IMAGE_PIXELS", "0"), ("RESULT_TTL", "59"), ("CHECK_CHUNK_PAIRS", "0"),
+       ("CHECK_MAX_PAIRS", "0"), ("ZIP_MAX_ENTRIES", "1"), ("ZIP_MAX_MB", "0"),
+       ("ZIP_MAX_ENTRY_MB", "many"), ("ZIP_MAX_RATIO", "1")]
 
 
 @pytest.mark.parametrize("name,value", BAD)
@@ -32,7 +34,7 @@ def test_precision_choices():
 @pytest.mark.parametrize("module,args,code", [
     ("worker", ["--burst"], 2), ("worker.cli.supervisor", [], 2), ("worker.cli.index", [], 1),
     ("worker.cli.catalogue", ["remove", "x"], 1), ("worker.cli.submit", ["a.png", "b.png"], 2),
-    ("worker.cli.sample", [], 2)])
+    ("worker.cli.sample", [], 2), ("worker.cli.check", ["season.zip"], 1)])
 def test_every_entry_point_names_a_bad_setting_and_stops(module, args, code, tmp_path):
     env = {**os.environ, "PRECISION": "fp8", "REDIS_URL": "redis://127.0.0.1:1/0",
            "FEATURES_DIR": str(tmp_path / "features"), "DATABASE_DIR": str(tmp_path / "db")}

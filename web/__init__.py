@@ -31,11 +31,12 @@ def create_app(test_config: dict | None = None) -> Flask:
     redis = Redis(connection_pool=pool)
     app.extensions["redis"] = redis
     app.extensions["queue"] = Queue(settings.queue_name, connection=redis)
+    app.extensions["check_queue"] = Queue(settings.check_queue_name, connection=redis)
     app.extensions["storage"] = storage = open_storage(settings, redis)
     storage.setup()
     app.extensions["long_polls"] = LongPolls(settings.max_long_polls)
 
-    from web import api, browse, designs, errors, headers, matches, ops, pages
+    from web import api, browse, checks, designs, errors, headers, matches, ops, pages
 
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
@@ -43,6 +44,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(designs.bp)
     app.register_blueprint(matches.bp)
     app.register_blueprint(browse.bp)
+    app.register_blueprint(checks.bp)
     errors.register(app)
     headers.register(app)
 

@@ -54,7 +54,7 @@ def _job_or_404(search_id: str):
     return job
 
 
-def _wait_seconds() -> float:
+def wait_seconds() -> float:
     raw = request.args.get("wait", "0")
     try:
         wait = float(raw)
@@ -77,7 +77,7 @@ def get_search(search_id: str):
 
     With `?wait=S`, answered as soon as it is finished or failed, or after S s (at once, with
     the status as it is, while this web process already holds MAX_LONG_POLLS waits)."""
-    wait = _wait_seconds()
+    wait = wait_seconds()
     job = _job_or_404(search_id)
     if wait and job.get_status(refresh=False) not in ENDED:  # an ended search answers at once
         with current_app.extensions["long_polls"].slot() as granted:  # past MAX_LONG_POLLS: now

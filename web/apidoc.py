@@ -24,11 +24,15 @@ BEARER_CHALLENGE = {"description": "`Bearer`: the scheme to authenticate with", 
                     "schema": {"type": "string"}}
 IMAGE_PARTS = {"front": {"contentType": "image/jpeg, image/png"},
                "back": {"contentType": "image/jpeg, image/png"}}
+PARTS = {"createCheck": {"collection": {"contentType": "application/zip"}}}  # else IMAGE_PARTS
 RAW_BODIES = {("getSearchImage", "200"): ("image/jpeg", {"type": "string", "format": "binary"}),
               ("getMatchImage", "200"): ("image/jpeg", {"type": "string", "format": "binary"}),
-              ("metrics", "200"): ("text/plain", {"type": "string"})}
+              ("metrics", "200"): ("text/plain", {"type": "string"}),
+              ("getCheckReport", "200"): ("text/csv", {"type": "string"})}
 HEADERS = {("createSearch", "202"): {"Location": {"description": "the search's URL (`url`)",
-                                                  "required": True, "schema": {"type": "string"}}}}
+                                                  "required": True, "schema": {"type": "string"}}},
+           ("createCheck", "202"): {"Location": {"description": "the check's URL (`url`)",
+                                                 "required": True, "schema": {"type": "string"}}}}
 
 api = SpecTree(
     "flask", mode="strict", annotations=False, openapi_version="3.1.0",
@@ -58,12 +62,22 @@ def _limits(settings: Settings) -> str:
             f"(413 `too_many_pixels`).")
 
 
+def _check_limits(settings: Settings) -> str:
+    return (f" This server: at most {settings.max_upload_mb} MB per request (413 `too_large`), "
+            f"{settings.check_max_pairs} rows in pairs.csv, {settings.zip_max_entries} ZIP "
+            f"entries, {settings.zip_max_mb} MiB unpacked in all (counted while unpacking), "
+            f"{settings.zip_max_ratio}x an entry's packed size; an entry past "
+            f"{settings.zip_max_entry_mb} MiB or an image past {settings.max_image_pixels} "
+            "pixels fails its row.")
+
+
 def _answers_with(response: dict[str, Any], model: str) -> bool:
     schema = response.get("content", {}).get("application/json", {}).get("schema", {})
     return schema.get("$ref") == f"#/components/schemas/{model}"
 
 
-def _finish_operation(operation: dict[str, Any], limits: str) -> None:
+def _finish_operation(operation: dict[str, Any], limits: tuple[str, str]) -> None:
+    """`limits`: the text for a search's or an edit's form, then for a collection's."""
     op_id = operation["operationId"]
     for code, response in operation["responses"].items():
         headers = dict(HEADERS.get((op_id, code), {}))
@@ -78,14 +92,15 @@ def _finish_operation(operation: dict[str, Any], limits: str) -> None:
             response["content"] = {media_type: {"schema": schema}}
     form = operation.get("requestBody", {}).get("content", {}).get("multipart/form-data")
     if form is not None:
-        form["encoding"] = deepcopy(IMAGE_PARTS)
-        operation["description"] = (operation["description"] + limits).strip()
+        form["encoding"] = deepcopy(PARTS.get(op_id, IMAGE_PARTS))
+        operation["description"] = (operation["description"] + limits[op_id == "createCheck"]
+                                    ).strip()
 
 
 def openapi_document(settings: Settings) -> dict[str, Any]:
     """The document for this app (call within its context): spectree's, finished."""
     doc = deepcopy(api.spec)
-    limits = _limits(settings)
+    limits = (_limits(settings), _check_limits(settings))
     for item in doc["paths"].values():
         for operation in item.values():
             _finish_operation(operation, limits)

@@ -11,7 +11,9 @@ from flask import Flask, g, request
 PRIVATE = "private, no-store"
 PRIVATE_ENDPOINTS = frozenset({"api.create_search", "api.get_search", "api.get_result_image",
                                "pages.submit", "pages.search_page", "pages.search_like",
-                               "matches.get_match_image", "matches.match_page"})
+                               "matches.get_match_image", "matches.match_page",
+                               "checks.create_check", "checks.get_check", "checks.get_report",
+                               "pages.submit_check_form", "pages.check_page"})
 CATALOGUE_IMAGES = "pages.catalogue_image"
 
 

@@ -19,6 +19,8 @@ from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.security import safe_join
 
 from web.catalogue import current_catalogue, index_summary
+from web.check_uploads import submit_check
+from web.checks import describe_check, state_or_404
 from web.errors import RequestRefused
 from web.searches import describe, fetch_search
 from web.submissions import submit_search
@@ -27,6 +29,7 @@ from worker.core.filters import FilterError, facets, parse_filter_fields
 
 bp = Blueprint("pages", __name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+VERDICT_ORDER = {"copy": 0, "near-duplicate": 1, "similar": 2}
 
 
 def filter_choices(fields: list[str]) -> dict:
@@ -60,6 +63,40 @@ def submit():
             response.headers["Retry-After"] = str(exc.retry_after)
         return response
     return redirect(url_for("pages.search_page", search_id=search_id), code=303)
+
+
+@bp.post("/checks")
+def submit_check_form():
+    """The form's collection (a ZIP): on to its check's page, or the form with the refusal."""
+    try:
+        check_id = submit_check(request.files, request.form)
+    except RequestRefused as exc:
+        response = current_app.make_response(
+            render_template("index.html", error=exc.message, form=request.form))
+        response.status_code = exc.status
+        if exc.retry_after:
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    return redirect(url_for("pages.check_page", check_id=check_id), code=303)
+
+
+@bp.get("/checks/<check_id>")
+def check_page(check_id: str):
+    """A progress bar while the check runs; then each design, the most serious verdict first."""
+    check = describe_check(state_or_404(check_id))
+    tops = [d["results"][0] for d in check["designs"] if d["status"] == "finished" and d["results"]]
+    return render_template(
+        "check.html", check=check, designs=sorted(check["designs"], key=severity),
+        flagged=sum(top["verdict"] in ("copy", "near-duplicate") for top in tops),
+        failed=sum(d["status"] == "failed" for d in check["designs"]))
+
+
+def severity(design: dict) -> tuple:
+    """Sort key of a design on the report: copies first, then near-duplicates, similar, no
+    verdict, failed; within each, the closest first."""
+    top = design["results"][0] if design["results"] else {}
+    rank = VERDICT_ORDER.get(top.get("verdict"), 3) if design["status"] == "finished" else 4
+    return rank, -(top.get("similarity") or 0), design["name"]
 
 
 @bp.post("/designs/<name>/search")

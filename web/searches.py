@@ -55,7 +55,7 @@ def error_message(job: Job) -> str:
     return lines[-1] if lines else f"the search failed; {RESUBMIT}"
 
 
-def _with_urls(hit: Hit) -> dict:
+def hit_view(hit: Hit) -> dict:
     """A hit with the URLs of its two catalogue images."""
     return {**hit.model_dump(), "front_url": url_for("pages.catalogue_image", path=hit.front),
             "back_url": url_for("pages.catalogue_image", path=hit.back)}
@@ -76,7 +76,7 @@ def describe(job: Job) -> dict:
     elif status is SearchStatus.FINISHED:
         result = SearchResult.model_validate(job.return_value())
         body.update(result.model_dump(exclude={"results", "image"}),
-                    results=[_with_urls(hit) for hit in result.results],
+                    results=[hit_view(hit) for hit in result.results],
                     image_url=url_for("api.get_result_image", search_id=job.id))
     elif status is SearchStatus.FAILED:
         body["error"] = error_message(job)

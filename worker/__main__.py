@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     connection = Redis.from_url(settings.redis_url)
     logging.getLogger("worker").info(
-        "serving queue %r on %s with %d pairs", settings.queue_name, settings.redis_url,
+        "serving queues %r, then %r, on %s with %d pairs", settings.queue_name,
+        settings.check_queue_name, settings.redis_url,
         len(engine.snapshot.catalogue))
     serve(settings, engine, connection, args.name, args.burst)
     return 0

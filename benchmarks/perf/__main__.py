@@ -17,6 +17,10 @@
 `python -m benchmarks.perf model [--batch-sizes 1,2,4,8,16,32] [--repeats 64] [--precision auto]`
     The model alone (`FeatureExtractor.extract`) on random canvases: ms and images/s per batch size.
 
+`python -m benchmarks.perf check [--pairs 300] [--searches 20] [--check-pairs 200] [--chunk-pairs 4]`
+    The same service; `--searches` pair searches one after another, then one collection check
+    of `--check-pairs` designs (POST /api/checks -> finished), against that many pair searches.
+
 Every subcommand prints its command line and key settings, then markdown tables.
 """
 
@@ -26,6 +30,7 @@ import argparse
 import os
 import sys
 
+from benchmarks.perf.checks import cmd_check
 from benchmarks.perf.e2e import cmd_e2e
 from benchmarks.perf.model import cmd_model
 from benchmarks.perf.sizes import cmd_sizes
@@ -62,6 +67,18 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--storage", choices=("files", "redis"), default="files")
     e.add_argument("--batch-size", type=int, default=Settings().batch_size,
                    help="BATCH_SIZE of the workers (queued searches per forward pass)")
+    c = sub.add_parser("check", help="a collection check against single pair searches")
+    c.add_argument("--pairs", type=int, default=300)
+    c.add_argument("--searches", type=int, default=20)
+    c.add_argument("--check-pairs", type=int, default=200)
+    c.add_argument("--chunk-pairs", type=int, default=Settings().check_chunk_pairs)
+    for name, default in (("--descriptor", Settings().descriptor), ("--weights", "bsds500"),
+                          ("--precision", "auto"), ("--queue-name", "perf"),
+                          ("--storage", "files"), ("--reuse", None)):
+        c.add_argument(name, default=default)
+    c.add_argument("--batch-size", type=int, default=Settings().batch_size)
+    c.add_argument("--timeout", type=float, default=1800.0)
+    c.add_argument("--keep", action="store_true")
     m = sub.add_parser("model", help="the model alone: images/s per batch size")
     m.add_argument("--batch-sizes", default="1,2,4,8,16,32")
     m.add_argument("--precision", default="auto")
@@ -78,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_sizes(args, argv)
     if args.command == "model":
         return cmd_model(args, argv)
+    if args.command == "check":
+        return cmd_check(args, argv)
     return cmd_e2e(args, argv)
 
 

@@ -201,6 +201,39 @@ class SearchResult(BaseModel):
     weights: str | None = Field(None, description="VGG16 weights id, e.g. `imagenet`")
 
 
+CHECK_UPLOAD_NAME = r"^[0-9a-f]{32}-r[0-9]{1,6}-(front|back)\.png$"  # <check id>-r<row>-<side>
+DesignStatus = Literal["queued", "finished", "failed"]
+
+
+class ChunkRow(BaseModel):
+    """One design of a check's chunk: its row in pairs.csv and its stored uploads."""
+
+    row: int = Field(ge=0)
+    name: str
+    front: Annotated[str, Field(pattern=CHECK_UPLOAD_NAME)] | None = None
+    back: Annotated[str, Field(pattern=CHECK_UPLOAD_NAME)] | None = None
+
+
+class CheckChunk(SearchOptions):
+    """A few designs of a collection check, run through the model in one pass: one job on
+    the checks queue. The options are the check's, as a search's."""
+
+    check_id: Annotated[str, Field(pattern=SEARCH_ID)]
+    rows: list[ChunkRow] = Field(min_length=1)
+
+    def job_kwargs(self) -> dict:
+        return self.model_dump()
+
+
+class CheckedDesign(BaseModel):
+    """How one design of a collection fared: its hits (as a search's), or why it failed."""
+
+    name: str
+    status: DesignStatus
+    error: str | None = Field(None, description="only when failed: why, for people")
+    results: list[Hit] = Field(default_factory=list, description="best first, at most k")
+
+
 def problems(exc: ValidationError) -> list[tuple[str, str]]:
     """(field, message for people) of each refusal in a validation error."""
     out = []

@@ -14,11 +14,13 @@ DEFAULT_DESCRIPTOR = "grey-dir345-pw256-shape-colour"
 STORAGE_CHOICES = ("files", "redis")  # where uploads and grids live (worker/core/storage.py)
 PRECISION_CHOICES = ("auto", "float32", "bfloat16")  # auto: bfloat16 where the CPU has it
 CHOICES = {"STORAGE": STORAGE_CHOICES, "PRECISION": PRECISION_CHOICES}
+# a value below these makes no sense (RESULT_TTL=0: no search)
 MINIMUMS = {"batch_size": 1, "thumb_cache_mb": 0, "search_ann_min_pairs": 0, "max_upload_mb": 1,
             "max_image_pixels": 16 * 16, "result_ttl": 60, "job_timeout": 1,
             "max_queue_length": 1, "web_workers": 1, "web_connections": 2, "max_long_polls": 0,
-            "client_timeout": 1}  # a value below these makes no sense (RESULT_TTL=0: no search)
-MINIMUMS |= {"index_chunk_pairs": 1, "index_chunk_timeout": 1}
+            "client_timeout": 1, "index_chunk_pairs": 1, "index_chunk_timeout": 1,
+            "check_chunk_pairs": 1, "check_max_pairs": 1,
+            "zip_max_entries": 2, "zip_max_mb": 1, "zip_max_entry_mb": 1, "zip_max_ratio": 2}
 
 
 class InvalidSetting(ValueError):
@@ -76,10 +78,22 @@ class Settings:
     # indexing (worker/indexing/chunks.py): the unit of work, of resuming and of caching
     index_chunk_pairs: int = 64  # a chunk holds the images of this many pairs (2 each)
     index_chunk_timeout: int = 600  # s a worker may spend on one chunk of a distributed build
+    # collection checks (POST /api/checks): chunk jobs on their own queue, ZIPs read with limits
+    check_chunk_pairs: int = 4  # pairs one check job runs through the model; a search waits <= 1
+    check_max_pairs: int = 500  # rows a collection's pairs.csv may have
+    zip_max_entries: int = 2000  # entries (files and folders) a collection ZIP may hold
+    zip_max_mb: int = 512  # uncompressed MiB read from one ZIP, counted while reading
+    zip_max_entry_mb: int = 64  # uncompressed MiB of one entry (past it: that row is refused)
+    zip_max_ratio: int = 200  # uncompressed/compressed of an entry past 1 MiB: a ZIP bomb
 
     @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def check_queue_name(self) -> str:
+        """The queue of collection checks' chunks (workers serve it after QUEUE_NAME)."""
+        return f"{self.queue_name}-checks"
 
     @property
     def catalogue_csv(self) -> Path:

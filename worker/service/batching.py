@@ -37,7 +37,7 @@ from worker.core.contract import Box
 from worker.core.queueing import check_upload_name
 from worker.core.storage import Storage
 from worker.pipeline.preprocess import make_canvas
-from worker.service.claims import claim_queued
+from worker.service.claims import boxes_of, claim_queued, search_key, sides_of
 
 log = logging.getLogger(__name__)
 
@@ -69,19 +69,6 @@ class Extracted:
     batch_images: int  # images in the forward pass that computed these rows
     forward_ms: float  # that forward pass alone (model + pooling), shared by its searches
     own_pass: bool = False  # the running search ran that pass (it was not computed ahead)
-
-
-def sides_of(job: Job) -> tuple[str | None, str | None]:
-    return job.kwargs.get("front"), job.kwargs.get("back")
-
-
-def boxes_of(job: Job) -> tuple[Box | None, Box | None]:
-    return job.kwargs.get("front_box"), job.kwargs.get("back_box")  # checked when it runs
-
-
-def search_key(job: Job) -> tuple[str, tuple[str | None, str | None]]:
-    """How a search's descriptors are kept: its id and its two upload names."""
-    return job.id, sides_of(job)
 
 
 class Batcher:
@@ -225,6 +212,11 @@ class Batcher:
         """`FeatureExtractor.feature_maps`, between the searches' forward passes."""
         with self._model_lock:
             return self.extractor.feature_maps(canvases)
+
+    def extract_pairs(self, pairs: list[tuple[np.ndarray | None, np.ndarray | None]]
+                      ) -> list[Extracted]:
+        """Several queries' canvases in one forward pass (a collection check's chunk)."""
+        return self._forward([(None, pair) for pair in pairs])
 
     def _forward(self, batch: list[tuple[tuple[str, tuple] | None, tuple]]) -> list[Extracted]:
         """One forward pass over the batch's images; keyed searches are kept for later, the

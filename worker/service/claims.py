@@ -13,10 +13,24 @@ from redis import Redis
 from rq import Queue
 from rq.job import Job, JobStatus
 
+from worker.core.contract import Box
 from worker.core.queueing import JOB_FUNC
 
 CLAIM_PREFIX = "pairsearch:batch-claim:"
 CLAIM_TTL_S = 120
+
+
+def sides_of(job: Job) -> tuple[str | None, str | None]:
+    return job.kwargs.get("front"), job.kwargs.get("back")
+
+
+def boxes_of(job: Job) -> tuple[Box | None, Box | None]:
+    return job.kwargs.get("front_box"), job.kwargs.get("back_box")  # checked when it runs
+
+
+def search_key(job: Job) -> tuple[str, tuple[str | None, str | None]]:
+    """How a search's descriptors are kept: its id and its two upload names."""
+    return job.id, sides_of(job)
 
 
 def claim_queued(connection: Redis, queue_name: str, skip: Callable[[Job], bool], worker: str,

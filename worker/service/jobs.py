@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 from rq import get_current_job
 
-from worker.core.contract import SIDES, Hit, SearchRequest, SearchResult, problems
+from worker.core.contract import SIDES, Hit, SearchOptions, SearchRequest, SearchResult, problems
 from worker.core.filters import FilterError, allowed_rows
 from worker.core.metrics import record_timings
 from worker.core.queueing import query_canvas_name
@@ -54,7 +54,7 @@ def run_search(engine: Engine, request: SearchRequest) -> SearchResult:
     found = engine.batcher.descriptors(engine.storage, request.search_id, request.uploads,
                                        QueueRef.of(job), stage, request.boxes)
     with stage("search"):
-        hits = ranked_hits(engine.snapshot, request, found)
+        hits = rank_hits(engine.snapshot, found.rows, request)
     with stage("render"):
         image = save_grid(engine, request.search_id, found, hits)
         save_query(engine, request.search_id, found.canvases)
@@ -68,21 +68,22 @@ def run_search(engine: Engine, request: SearchRequest) -> SearchResult:
                                                       "front_box", "back_box", "filters"}))
 
 
-def ranked_hits(snapshot: Snapshot, request: SearchRequest, found: Extracted) -> list[Hit]:
-    """The k best designs that pass the search's filters, each with its verdict (the lead of
-    the first over the second is taken among those that pass)."""
+def rank_hits(snapshot: Snapshot, rows: tuple[np.ndarray | None, np.ndarray | None],
+              options: SearchOptions) -> list[Hit]:
+    """A query's (front, back) descriptors -> the k best designs that pass its filters, each
+    with its verdict (a search's and a collection check's search stage; the first hit's lead
+    over the second is taken among the designs that pass)."""
     try:  # the web checked them against the catalogue it saw; this one may be newer
-        allowed = allowed_rows(request.filters, snapshot.catalogue)
+        allowed = allowed_rows(options.filters, snapshot.catalogue)
     except FilterError as exc:
         raise SearchInputError(str(exc)) from None
-    q_front, q_back = (None if q is None else snapshot.bank.project(q[None])[0]
-                       for q in found.rows)
-    found_hits = top_k(snapshot.bank, q_front, q_back, max(request.k, 2),
-                       request.front_weight, request.sides_unknown, allowed)  # 2: the lead
+    q_front, q_back = (None if q is None else snapshot.bank.project(q[None])[0] for q in rows)
+    found_hits = top_k(snapshot.bank, q_front, q_back, max(options.k, 2), options.front_weight,
+                       options.sides_unknown, allowed)  # 2: the first hit is judged on its lead
     judged = verdict_scores([hit.score for hit in found_hits])
     thresholds = thresholds_in(snapshot.bank.manifest)
     return [hit.to_hit(snapshot.catalogue, thresholds, score)
-            for hit, score in zip(found_hits[:request.k], judged, strict=False)]
+            for hit, score in zip(found_hits[:options.k], judged, strict=False)]
 
 
 def pass_timings(found: Extracted) -> dict[str, float]:

@@ -104,9 +104,10 @@ def start_engine(settings: Settings, extractor=None) -> Engine:
 
 def make_worker(settings: Settings, engine: Engine, connection: Redis,
                 name: str | None = None) -> SearchWorker:
-    # searches first: RQ takes from the queues in this order
-    queues = [Queue(name, connection=connection)
-              for name in (settings.queue_name, index_queue_name(settings))]
+    # RQ takes the next job from the first queue that has one: searches, then check chunks,
+    # then a distributed build's chunks
+    queues = [Queue(name, connection=connection) for name in
+              (settings.queue_name, settings.check_queue_name, index_queue_name(settings))]
     return SearchWorker(queues, connection=connection, engine=engine, name=name or worker_name(),
                         maintenance_interval=MAINTENANCE_S)
 

@@ -1,0 +1,199 @@
+"""Collection uploads (POST /api/checks) without a worker: hostile ZIPs are refused with a 4xx
+and a message, and leave nothing behind; a row whose drawing is missing or refused is
+reported on that row while the others are queued. Real app, real Redis."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import struct
+import zipfile
+
+import pytest
+from PIL import Image
+from rq import Queue
+
+from tests.images import encode
+from tests.zips import make_zip, post_collection, symlink_entry
+from worker.core.checks import CheckedDesign, report_csv
+from worker.core.contract import Hit
+
+PNG = encode(Image.new("RGB", (64, 80), (30, 60, 90)))
+ROW = [("a", "a-f.png", "a-b.png")]
+GOOD = {"a-f.png": PNG, "a-b.png": PNG}
+
+
+def _client(settings, **limits):
+    from web import create_app
+
+    app = create_app({"SETTINGS": dataclasses.replace(settings, **limits), "TESTING": True})
+    return app.test_client()
+
+
+def _two_named(name: str) -> bytes:
+    buf = io.BytesIO()
+    with pytest.warns(UserWarning), zipfile.ZipFile(buf, "w") as archive:
+        archive.writestr("pairs.csv", b"name,front,back\na,a-f.png,a-b.png\n")
+        archive.writestr(name, PNG)
+        archive.writestr(name, b"another")
+    return buf.getvalue()
+
+
+FIELDS = {"flags": ("<H", 8, 6), "size": ("<I", 24, 22)}  # format, offset in central, local
+
+
+def _patched(data: bytes, member: str, field: str, value: int) -> bytes:
+    """The ZIP with a field of `member`'s two headers (central and local) set to `value`: what
+    zipfile will not write (an encryption flag, a false size)."""
+    fmt, central, local = FIELDS[field]
+    out = bytearray(data)
+    for signature, name_at, length_at, offset in ((b"PK\x01\x02", 46, 28, central),
+                                                  (b"PK\x03\x04", 30, 26, local)):
+        at = out.find(signature)
+        while at >= 0:
+            length = struct.unpack_from("<H", out, at + length_at)[0]
+            if out[at + name_at:at + name_at + length] == member.encode():
+                struct.pack_into(fmt, out, at + offset, value)
+            at = out.find(signature, at + 4)
+    return bytes(out)
+
+
+NOISE = os.urandom(3 * 1024 * 1024)  # does not compress: within any ratio
+HOSTILE = {  # name: (ZIP, settings, status, error code, words of the message)
+    "dot-dot entry": (make_zip({"../evil.png": PNG, **GOOD}, ROW), {}, 400, "unsafe_entry", ".."),
+    "nested dot-dot": (make_zip({"img/../../evil.png": PNG, **GOOD}, ROW), {}, 400,
+                       "unsafe_entry", ".."),
+    "absolute entry": (make_zip({"/etc/evil.png": PNG, **GOOD}, ROW), {}, 400, "unsafe_entry",
+                       "absolute"),
+    "windows drive entry": (make_zip({"C:\\evil.png": PNG, **GOOD}, ROW), {}, 400,
+                            "unsafe_entry", "absolute"),
+    "symlink entry": (make_zip({symlink_entry("a-f.png"): b"/etc/passwd", "a-b.png": PNG}, ROW),
+                      {}, 400, "unsafe_entry", "symbolic link"),
+    "encrypted entry": (_patched(make_zip(GOOD, ROW), "a-f.png", "flags", 1), {}, 400,
+                        "unsafe_entry", "encrypted"),
+    "entry named twice": (_two_named("a-f.png"), {}, 400, "unsafe_entry", "two entries"),
+    "too many entries": (make_zip({f"x{i}.png": PNG for i in range(12)} | GOOD, ROW),
+                         {"zip_max_entries": 10}, 413, "too_many_entries", "at most 10"),
+    "bomb": (make_zip({"a-f.png": b"\0" * (40 * 1024 * 1024), "a-b.png": PNG}, ROW), {}, 413,
+             "zip_bomb", "ZIP bomb"),
+    "declared past the limit": (_patched(make_zip(GOOD, ROW), "a-f.png", "size", 0xFFFF0000), {}, 413,
+                                "collection_too_large", "says it unpacks to 4,"),
+    "read past the limit": (make_zip({"n.png": NOISE}, [(n, "n.png", "") for n in "abc"]),
+                            {"zip_max_mb": 8}, 413, "collection_too_large", "at most 8 MiB"),
+    "no pairs.csv": (make_zip(GOOD), {}, 400, "invalid_pairs_csv", "no pairs.csv"),
+    "missing column": (make_zip({"pairs.csv": b"name,front\na,a-f.png\n", **GOOD}), {}, 400,
+                       "invalid_pairs_csv", "lacks the column(s) back"),
+    "duplicate names": (make_zip(GOOD, ROW * 2), {}, 400, "invalid_pairs_csv", "more than once"),
+    "zero rows": (make_zip(GOOD, []), {}, 400, "invalid_pairs_csv", "no rows"),
+    "row without a name": (make_zip(GOOD, [("", "a-f.png", "a-b.png")]), {}, 400,
+                           "invalid_pairs_csv", "row 2 has no name"),
+    "not utf-8": (make_zip({"pairs.csv": "name,front,back\né,a,b\n".encode("latin-1")}), {},
+                  400, "invalid_pairs_csv", "UTF-8"),
+    "too many rows": (make_zip(GOOD, [(f"d{i}", "a-f.png", "a-b.png") for i in range(4)]),
+                      {"check_max_pairs": 3}, 413, "too_many_pairs", "more than 3 rows"),
+    "not a zip": (PNG, {}, 415, "not_a_zip", "not a ZIP"),
+    "truncated zip": (make_zip(GOOD, ROW)[:-30], {}, 415, "not_a_zip", "not a ZIP"),
+    "empty file": (b"", {}, 400, "empty_collection", "empty"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_a_hostile_zip_is_refused_and_leaves_nothing(case, settings, redis):
+    data, limits, status, error, words = HOSTILE[case]
+    response = post_collection(_client(settings, **limits), data)
+    body = response.get_json()
+    assert (response.status_code, body["error"]) == (status, error), body
+    assert words in body["message"]
+    assert list(settings.upload_dir.iterdir()) == []
+    assert len(Queue(settings.check_queue_name, connection=redis)) == 0
+    assert redis.keys("pairsearch:check:*") == []
+
+
+def test_a_form_without_a_collection_or_with_a_bad_option_is_refused(client, redis):
+    response = client.post("/api/checks", data={"k": "5"}, content_type="multipart/form-data")
+    assert (response.status_code, response.get_json()["error"]) == (400, "missing_collection")
+    response = post_collection(client, make_zip(GOOD, ROW), k="0")
+    assert (response.status_code, response.get_json()["error"]) == (400, "invalid_k")
+    response = post_collection(client, make_zip(GOOD, ROW), front_weight="2")
+    assert (response.status_code, response.get_json()["error"]) == (400, "invalid_front_weight")
+
+
+def test_rows_with_a_missing_or_refused_drawing_fail_on_their_own(settings, redis):
+    files = {**GOOD, "big.png": NOISE[:2 * 1024 * 1024], "text.png": b"just some words",
+             "tiny.png": encode(Image.new("RGB", (4, 4))), "lie.png": PNG}
+    rows = [("good", "a-f.png", "a-b.png"), ("missing", "a-f.png", "nowhere.png"),
+            ("text", "text.png", "a-b.png"), ("too-big", "big.png", "a-b.png"),
+            ("too-small", "a-f.png", "tiny.png"), ("climbs", "../a-f.png", ""),
+            ("front-only", "a-f.png", ""), ("no-drawing", "", ""), ("lying", "lie.png", "")]
+    data = _patched(make_zip(files, rows), "lie.png", "size", 10)  # its header says 10 bytes
+    response = post_collection(_client(settings, zip_max_entry_mb=1), data, k=3)
+    assert response.status_code == 202, response.get_json()
+    check_id = response.get_json()["id"]
+    assert response.headers["Location"] == response.get_json()["url"] == f"/api/checks/{check_id}"
+    body = _client(settings).get(f"/api/checks/{check_id}").get_json()
+    assert (body["status"], body["done"], body["total"], body["k"]) == ("queued", 7, 9, 3)
+    designs = {d["name"]: d for d in body["designs"]}
+    assert [d["name"] for d in body["designs"]] == [name for name, _, _ in rows]
+    assert [designs[n]["status"] for n in ("good", "front-only")] == ["queued", "queued"]
+    errors = {name: d["error"] for name, d in designs.items() if d["status"] == "failed"}
+    assert "'nowhere.png' is not in the ZIP" in errors.pop("missing")
+    assert "not a JPEG or PNG" in errors.pop("text")
+    assert "larger than 1 MiB" in errors.pop("too-big")
+    assert "each side must be >= 16px" in errors.pop("too-small")
+    assert "leaves the collection" in errors.pop("climbs")
+    assert "neither a front nor a back" in errors.pop("no-drawing")
+    assert "'lie.png' could not be read" in errors.pop("lying")  # zipfile stops at 10 bytes
+    assert errors == {}
+    stored = sorted(p.name for p in settings.upload_dir.iterdir())
+    assert stored == sorted([f"{check_id}-r0-front.png", f"{check_id}-r0-back.png",
+                             f"{check_id}-r6-front.png"])
+    assert len(Queue(settings.check_queue_name, connection=redis)) == 1  # one chunk of 2 rows
+
+
+def test_pairs_csv_may_sit_in_one_top_folder(client):
+    data = make_zip({"season/pairs.csv": b"name,front,back\na,img/a-f.png,img/a-b.png\n",
+                     "season/img/a-f.png": PNG, "season/img/a-b.png": PNG})
+    response = post_collection(client, data)
+    assert response.status_code == 202, response.get_json()
+    body = client.get(response.get_json()["url"]).get_json()
+    assert (body["status"], body["designs"][0]["status"]) == ("queued", "queued")
+
+
+def test_unknown_checks_are_404_and_an_unfinished_report_is_409(client, redis):
+    for check_id in ("0" * 32, "not-an-id", "A" * 32):
+        assert client.get(f"/api/checks/{check_id}").status_code == 404
+        assert client.get(f"/api/checks/{check_id}/report.csv").status_code == 404
+    url = post_collection(client, make_zip(GOOD, ROW)).get_json()["url"]
+    report = client.get(f"{url}/report.csv")
+    assert (report.status_code, report.get_json()["error"]) == (409, "not_ready")
+    assert client.get(f"{url}?wait=31").status_code == 400
+    assert client.get(f"{url}?wait=0.2").get_json()["status"] == "queued"  # held, then answered
+
+
+def test_the_report_has_a_row_per_hit_and_keeps_formulas_out():
+    hit = Hit(rank=1, name="dress-0001", score=0.9, front_score=0.91, back_score=-0.2,
+              swapped=False, front="f.png", back="b.png", verdict="copy", similarity=96)
+    text = report_csv([
+        CheckedDesign(name="=HYPERLINK(1)", status="finished", results=[hit, hit]),
+        CheckedDesign(name="b", status="failed", error="front: not a JPEG or PNG image")])
+    lines = text.splitlines()
+    assert lines[0] == "design,rank,match,similarity,verdict,front_score,back_score,error"
+    assert lines[1] == "'=HYPERLINK(1),1,dress-0001,96,copy,0.91,-0.2,"
+    assert len(lines) == 4 and lines[3] == "b,,,,,,,front: not a JPEG or PNG image"
+
+
+def test_the_form_takes_a_zip_and_shows_its_progress_or_its_refusal(client, redis):
+    assert 'name="collection"' in client.get("/").get_data(as_text=True)
+    response = post_collection(client, make_zip(GOOD, ROW * 2), url="/checks")
+    assert response.status_code == 400
+    assert "names these designs more than once: a" in response.get_data(as_text=True)
+    response = post_collection(client, make_zip(GOOD, [*ROW, ("b", "a-b.png", "")]),
+                               url="/checks", k=4)
+    assert response.status_code == 303
+    page = client.get(response.headers["Location"])
+    assert page.headers["Cache-Control"] == "private, no-store"
+    html = page.get_data(as_text=True)
+    assert '<progress id="check-progress" max="2" value="0">' in html
+    assert "0 of 2 designs checked." in html
+    assert client.get("/checks/" + "0" * 32).status_code == 404

@@ -1,0 +1,146 @@
+"""Collection checks end to end: real app, real Redis, a real worker with the real model.
+A season of copies and new designs is checked through the batched passes; a search
+submitted while a check runs is served before the check's remaining chunks; the CLI writes
+the same report from a folder."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import subprocess
+import sys
+
+import pytest
+from rq.job import Job
+
+from tests.http import post_pair
+from tests.images import N_PAIRS, design_pair
+from tests.zips import make_zip, pairs_csv, post_collection, season_files
+from worker.dev.services import service_env
+
+pytestmark = pytest.mark.slow
+FLAGGED = ("copy", "near-duplicate")
+HIT_FIELDS = {"rank", "name", "score", "front_score", "back_score", "swapped", "front", "back",
+              "verdict", "similarity", "front_url", "back_url"}
+
+
+def _finished(client, url: str) -> dict:
+    body = client.get(url).get_json()
+    assert body["status"] == "finished", body
+    return body
+
+
+def test_a_season_of_copies_and_new_designs(indexed_client, indexed_settings, extractor,
+                                            run_worker, monkeypatch):
+    passes = []
+    real = extractor.extract
+    monkeypatch.setattr(extractor, "extract", lambda canvases: passes.append(len(canvases))
+                        or real(canvases))  # counts the forward passes, computes as before
+    files, rows = season_files(list(range(20)), unrelated=10)
+    response = post_collection(indexed_client, make_zip(files, rows))
+    assert response.status_code == 202, response.get_json()
+    run_worker()
+    body = _finished(indexed_client, response.get_json()["url"])
+    assert (body["done"], body["total"], body["k"]) == (30, 30, 20)
+    assert passes == [2] + [8] * 7 + [4]  # the warm-up, then 4 pairs (8 drawings) a pass
+    for design in body["designs"][:20]:
+        top = design["results"][0]
+        assert design["status"] == "finished" and len(design["results"]) == 20
+        assert top["name"] == design["name"].removeprefix("copy-of-"), design["name"]
+        assert top["verdict"] in FLAGGED, (design["name"], top)
+        assert set(top) == HIT_FIELDS
+    for design in body["designs"][20:]:
+        assert not [h for h in design["results"] if h["verdict"] in FLAGGED], design["name"]
+    report = list(csv.DictReader(io.StringIO(
+        indexed_client.get(body["report_url"]).get_data(as_text=True))))
+    assert len(report) == 30 * 20
+    firsts = {r["design"]: r for r in report if r["rank"] == "1"}
+    assert firsts["copy-of-dress-0013"]["match"] == "dress-0013"
+    assert firsts["copy-of-dress-0013"]["verdict"] in FLAGGED
+    assert list(indexed_settings.upload_dir.iterdir()) == []  # each chunk dropped its drawings
+
+    # a design checked in a collection gets the hits a search of its pair gets
+    search = post_pair(indexed_client, files["img/copy-of-dress-0013-f.jpg"],
+                       files["img/copy-of-dress-0013-b.jpg"]).get_json()
+    run_worker()
+    searched = _finished(indexed_client, search["url"])["results"]
+    checked = body["designs"][13]["results"]
+    assert [h["name"] for h in checked] == [h["name"] for h in searched]
+    for a, b in zip(checked, searched, strict=True):
+        assert a["score"] == pytest.approx(b["score"], abs=1e-4)
+        assert (a["verdict"], a["similarity"]) == (b["verdict"], b["similarity"])
+
+
+def test_a_missing_drawing_fails_its_row_and_the_others_are_checked(indexed_client, run_worker):
+    front, back = design_pair(5, N_PAIRS)
+    files = {"f.png": front, "b.png": back}
+    rows = [("one", "f.png", "b.png"), ("lost", "f.png", "gone.png"), ("two", "b.png", "f.png")]
+    response = post_collection(indexed_client, make_zip(files, rows), k=3)
+    run_worker()
+    body = _finished(indexed_client, response.get_json()["url"])
+    assert [d["status"] for d in body["designs"]] == ["finished", "failed", "finished"]
+    assert "'gone.png' is not in the ZIP" in body["designs"][1]["error"]
+    assert body["designs"][0]["results"][0]["name"] == "dress-0005"
+    report = indexed_client.get(body["report_url"])
+    assert report.mimetype == "text/csv" and "attachment" in report.headers["Content-Disposition"]
+    lines = report.get_data(as_text=True).splitlines()
+    assert len(lines) == 1 + 3 + 1 + 3
+    assert [ln for ln in lines if ln.startswith("lost,")] == [
+        "lost,,,,,,,back: 'gone.png' is not in the ZIP"]
+
+
+def test_a_search_submitted_during_a_check_is_served_before_the_check_ends(
+        indexed_settings, extractor, redis):
+    from web import create_app
+    from worker.service.process import make_worker, start_engine
+
+    settings = dataclasses.replace(indexed_settings, check_chunk_pairs=2)
+    client = create_app({"SETTINGS": settings, "TESTING": True}).test_client()  # 2 per chunk
+    files, rows = season_files(list(range(12)), unrelated=0)
+    check = post_collection(client, make_zip(files, rows)).get_json()
+    worker = make_worker(settings, start_engine(settings, extractor), redis)
+    worker.work(burst=True, max_jobs=1, with_scheduler=False)  # the check's first chunk
+    running = client.get(check["url"]).get_json()
+    assert (running["status"], running["done"], running["total"]) == ("running", 2, 12)
+
+    search = post_pair(client, *design_pair(4, N_PAIRS)).get_json()
+    make_worker(settings, worker.engine, redis).work(burst=True, with_scheduler=False)
+    assert _finished(client, check["url"])["done"] == 12
+    searched = Job.fetch(search["id"], connection=redis)
+    assert searched.return_value()["results"][0]["name"] == "tshirt-0004"
+    chunk_ids = [job_id for job_id, _ in _chunks(redis, check["id"])]
+    ended = [Job.fetch(job_id, connection=redis).ended_at for job_id in chunk_ids]
+    # served after the chunk that ran, before all five chunks still queued when it came
+    assert sum(at < searched.ended_at for at in ended) == 1
+    assert sum(at > searched.ended_at for at in ended) == 5
+
+
+def _chunks(redis, check_id: str) -> list:
+    import json
+
+    return json.loads(redis.hget(f"pairsearch:check:{check_id}", "chunks"))
+
+
+def test_the_cli_checks_a_folder_in_process(indexed_settings, tmp_path):
+    files, rows = season_files([2, 9], unrelated=1)
+    rows.append(("broken", "img/nothing.png", ""))
+    for name, data in files.items():
+        (tmp_path / "season" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "season" / name).write_bytes(data)
+    (tmp_path / "season" / "pairs.csv").write_bytes(pairs_csv(rows))
+    out = tmp_path / "report.csv"
+    proc = subprocess.run([sys.executable, "-m", "worker.cli.check", str(tmp_path / "season"),
+                           "-k", "5", "--out", str(out)], env=service_env(indexed_settings),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "4/4" in proc.stderr  # the progress bar reached the end
+    assert "checked 3 of 4 designs (1 failed" in proc.stderr
+    report = list(csv.DictReader(out.open(newline="")))
+    assert len(report) == 3 * 5 + 1
+    firsts = {r["design"]: r for r in report if r["rank"] == "1"}
+    assert firsts["copy-of-jacket-0002"]["match"] == "jacket-0002"
+    assert firsts["copy-of-dress-0009"]["verdict"] in FLAGGED
+    assert firsts["new-00"]["verdict"] not in FLAGGED
+    assert [r["error"] for r in report if r["design"] == "broken"] == [
+        "front: 'img/nothing.png' is not a file in " + str((tmp_path / "season").resolve())]

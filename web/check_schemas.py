@@ -1,0 +1,61 @@
+"""The shapes of the collection-check API (web/checks.py), as pydantic models for the OpenAPI
+document; a design's hits are a search's (`HitView`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from web.schemas import _WS, IMAGE_LIMITS, Closed, HitView, Model, SearchId
+from worker.core.contract import DEFAULT_FRONT_WEIGHT, DEFAULT_K, K_MAX, DesignStatus
+
+
+class CheckForm(Model):
+    """multipart/form-data of POST /api/checks: the collection and a search's options."""
+
+    collection: bytes = Field(json_schema_extra={"format": "binary", "minLength": 1},
+                              description="a ZIP holding `pairs.csv` (columns name,front,back; "
+                              "one design a row, image paths relative to it) and the drawings it "
+                              "names, each as a search's: " + IMAGE_LIMITS)
+    k: int = Field(DEFAULT_K, ge=1, le=K_MAX, description="hits per design (400 `invalid_k` "
+                   "otherwise)")
+    front_weight: float = Field(DEFAULT_FRONT_WEIGHT, ge=0, le=1, description="as for a search "
+                                "(400 `invalid_front_weight` otherwise)")
+    sides: str = Field("known", pattern=f"^{_WS}*(known|unknown)?{_WS}*$",
+                       description="as for a search (400 `invalid_sides` otherwise)")
+
+
+class CheckCreated(Closed):
+    """202 to POST /api/checks."""
+
+    id: SearchId
+    status: Literal["queued"]
+    url: str = Field(description="where to poll the check, the same as the Location header")
+
+
+class CheckedDesignView(Closed):
+    """One design of a check: its name in pairs.csv, and its hits once checked."""
+
+    name: str
+    status: DesignStatus = Field(description="`queued` until checked; `failed` when a drawing "
+                                 "was missing or refused (or checking it failed)")
+    error: str | None = Field(None, description="only when failed: why, for people")
+    results: list[HitView] = Field(description="as a search's results, best first, at most k; "
+                                   "empty until finished")
+
+
+class CollectionCheck(Closed):
+    """A collection check: how far it is, and each design in pairs.csv order."""
+
+    id: SearchId
+    status: Literal["queued", "running", "finished"] = Field(
+        description="`finished` once every design is finished or failed")
+    done: int = Field(ge=0, description="designs finished or failed")
+    total: int = Field(ge=1, description="designs (rows of pairs.csv)")
+    url: str
+    report_url: str = Field(description="the CSV report (409 until finished)")
+    k: int
+    front_weight: float
+    sides_unknown: bool
+    designs: list[CheckedDesignView]

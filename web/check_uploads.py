@@ -1,0 +1,91 @@
+"""Turning a collection upload (a ZIP) into a queued check: validate, store, enqueue.
+
+The ZIP is read with limits (worker.core.archive) straight from the request's stream; its
+members are read into memory one design at a time, never extracted to disk. Each drawing is
+kept as a search's upload is (`stored_form`: RGB PNG, bounded) under a name of the check's own
+(`<check id>-r<row>-<side>.png`); a row whose drawing is missing or refused is settled at once
+as failed, with its error, and the rest go on.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from flask import current_app
+from redis.exceptions import RedisError
+from werkzeug.datastructures import FileStorage, ImmutableMultiDict
+
+from web.errors import RequestRefused, queue_unavailable
+from web.submissions import check_capacity, discard_uploads, parse_options, store_uploads
+from worker.core.archive import CollectionRefused, ZipLimits
+from worker.core.checks import collection_upload_name, create_check, enqueue_chunks, plan_chunks
+from worker.core.collection import Collection, from_zip, stored_design
+from worker.core.contract import SIDES, CheckedDesign, ChunkRow
+
+MISSING = ("no collection was uploaded; upload a ZIP holding pairs.csv (columns name,front,"
+           "back) and the drawings it names")
+
+
+def _collection(upload: FileStorage | None, settings) -> Collection:
+    """The ZIP's pairs.csv, checked; RequestRefused naming what is wrong."""
+    if upload is None or not (upload.filename or upload.content_length):
+        raise RequestRefused(400, "missing_collection", MISSING)
+    stream = upload.stream
+    if not stream.read(1):
+        raise RequestRefused(400, "empty_collection", "the collection file is empty")
+    stream.seek(0)
+    try:
+        return from_zip(stream, ZipLimits.of(settings), settings.check_max_pairs)
+    except CollectionRefused as exc:
+        raise RequestRefused(exc.status, exc.reason, str(exc)) from None
+
+
+def _store(check_id: str, collection: Collection, settings
+           ) -> tuple[list[ChunkRow], dict[int, CheckedDesign]]:
+    """Store each design's drawings (all or none: a refusal deletes what was stored); the rows
+    to check, and the rows settled as failed (a drawing missing or refused)."""
+    rows: list[ChunkRow] = []
+    settled: dict[int, CheckedDesign] = {}
+    stored: list[str] = []
+    try:
+        for row, design in enumerate(collection.designs):
+            design = stored_design(design, settings.max_image_pixels)
+            time.sleep(0)  # under gevent: other requests are served between two drawings
+            if design.error:
+                settled[row] = CheckedDesign(name=design.name, status="failed", error=design.error)
+                continue
+            names = {side: collection_upload_name(check_id, row, side) for side in SIDES
+                     if getattr(design, side) is not None}
+            store_uploads({name: getattr(design, side) for side, name in names.items()})
+            stored += names.values()
+            rows.append(ChunkRow(row=row, name=design.name, **names))
+    except (CollectionRefused, RequestRefused) as exc:  # a bomb found late, or a full disk
+        discard_uploads(stored)
+        if isinstance(exc, RequestRefused):
+            raise
+        raise RequestRefused(exc.status, exc.reason, str(exc)) from None
+    return rows, settled
+
+
+def submit_check(files: ImmutableMultiDict, form: ImmutableMultiDict) -> str:
+    """Validate the options and the ZIP, store its drawings, enqueue its chunks; the check's id."""
+    settings = current_app.config["SETTINGS"]
+    options = parse_options(form)
+    collection = _collection(files.get("collection"), settings)
+    try:
+        check_capacity(settings)
+    except RedisError:
+        raise queue_unavailable() from None
+    check_id = uuid.uuid4().hex  # 122 random bits: unguessable
+    rows, settled = _store(check_id, collection, settings)
+    chunks = plan_chunks(rows, settings.check_chunk_pairs)
+    redis = current_app.extensions["redis"]
+    try:
+        create_check(redis, check_id, collection.names, options, chunks, settled,
+                     settings.result_ttl)
+        enqueue_chunks(current_app.extensions["check_queue"], settings, check_id, options, chunks)
+    except RedisError:
+        discard_uploads([name for row in rows for name in (row.front, row.back) if name])
+        raise queue_unavailable() from None
+    return check_id

@@ -1,0 +1,109 @@
+"""JSON API of collection checks: submit a ZIP of new designs, poll the check, fetch its CSV."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, abort, current_app, jsonify, request, url_for
+
+from web.api import UNAVAILABLE, wait_seconds
+from web.apidoc import Responses, api
+from web.check_schemas import CheckCreated, CheckForm, CollectionCheck
+from web.check_uploads import submit_check
+from web.errors import error_response
+from web.schemas import Error, WaitQuery
+from web.searches import MAX_WAIT_S, SEARCH_ID, hit_view
+from worker.core.checks import CheckState, CheckStatus, read_check, report_csv, wait_for_check
+
+bp = Blueprint("checks", __name__)
+CHECK_ID = {"check_id": "the id the submission returned (32 lowercase hex digits); any other "
+                        "string, an unknown or an expired id is 404"}
+
+
+def state_or_404(check_id: str) -> CheckState:
+    """The check, or 404 when unknown, expired or malformed (the same answer)."""
+    state = read_check(current_app.extensions["redis"], check_id) \
+        if SEARCH_ID.fullmatch(check_id) else None
+    if state is None:
+        abort(404, description="no such check (unknown or expired id)")
+    return state
+
+
+def describe_check(state: CheckState) -> dict:
+    """The JSON the API returns for one check: progress, then each design in pairs.csv order."""
+    designs = [state.design(row) for row in range(state.total)]
+    return {"id": state.id, "status": state.status.value, "done": state.done,
+            "total": state.total, "url": url_for("checks.get_check", check_id=state.id),
+            "report_url": url_for("checks.get_report", check_id=state.id),
+            **state.options.model_dump(include={"k", "front_weight", "sides_unknown"}),
+            "designs": [{**design.model_dump(exclude={"results"}),
+                         "results": [hit_view(hit) for hit in design.results]}
+                        for design in designs]}
+
+
+@bp.post("/api/checks")
+@api.validate(form=CheckForm, tags=["checks"], operation_id="createCheck",
+              skip_validation=True, resp=Responses(
+                  HTTP_202=(CheckCreated, "queued; poll `url`"),
+                  HTTP_400=(Error, "no collection (`missing_collection`), an empty file, a bad "
+                                   "`k`, `front_weight` or `sides`, an entry named with `..` or "
+                                   "an absolute path, a link or encrypted (`unsafe_entry`), or "
+                                   "no usable pairs.csv (`invalid_pairs_csv`)"),
+                  HTTP_413=(Error, "the request is too large (`too_large`), the ZIP holds too "
+                                   "many entries (`too_many_entries`), unpacks too large "
+                                   "(`collection_too_large`, `zip_bomb`) or pairs.csv has too "
+                                   "many rows (`too_many_pairs`)"),
+                  HTTP_415=(Error, "the collection is not a ZIP archive (`not_a_zip`)"),
+                  HTTP_503=(Error, "Redis is unreachable (`queue_unavailable`), no worker runs "
+                                   "(`no_worker`), too many searches wait (`queue_full`) or "
+                                   "the drawings could not be stored (`storage_unavailable`)")))
+def create_check():
+    """Check a collection of new designs (a ZIP) against the catalogue
+
+    A row whose drawing is missing or refused is reported on that row (`failed`, with its
+    error); the other rows are checked."""
+    check_id = submit_check(request.files, request.form)
+    url = url_for("checks.get_check", check_id=check_id)
+    response = jsonify(id=check_id, status=CheckStatus.QUEUED.value, url=url)
+    response.status_code = 202
+    response.headers["Location"] = url
+    return response
+
+
+@bp.get("/api/checks/<check_id>")
+@api.validate(query=WaitQuery, tags=["checks"], operation_id="getCheck",
+              path_parameter_descriptions=CHECK_ID, skip_validation=True, resp=Responses(
+                  HTTP_200=(CollectionCheck, "the check: progress, then each design's hits"),
+                  HTTP_400=(Error, f"`wait` is not a number of seconds from 0 to {MAX_WAIT_S:g}"),
+                  HTTP_404=(Error, "unknown, expired or malformed id"), HTTP_503=UNAVAILABLE))
+def get_check(check_id: str):
+    """Poll a check: done of total, each design's status, then its hits
+
+    With `?wait=S`, answered as soon as every design is settled, or after S s (at once while
+    this web process already holds MAX_LONG_POLLS waits)."""
+    wait = wait_seconds()
+    state = state_or_404(check_id)
+    if wait and state.status is not CheckStatus.FINISHED:
+        with current_app.extensions["long_polls"].slot() as granted:
+            if granted:
+                wait_for_check(current_app.extensions["redis"], check_id, wait)
+                state = state_or_404(check_id)
+    return jsonify(describe_check(state))
+
+
+@bp.get("/api/checks/<check_id>/report.csv")
+@api.validate(tags=["checks"], operation_id="getCheckReport",
+              path_parameter_descriptions=CHECK_ID, skip_validation=True, resp=Responses(
+                  HTTP_200=(None, "CSV: design,rank,match,similarity,verdict,front_score,"
+                                  "back_score,error; a row per design and hit, one row with its "
+                                  "error for a design that failed"),
+                  HTTP_404=(Error, "unknown, expired or malformed id"),
+                  HTTP_409=(Error, "not finished yet (`not_ready`)"), HTTP_503=UNAVAILABLE))
+def get_report(check_id: str):
+    """The report of a finished check, as CSV"""
+    state = state_or_404(check_id)
+    if state.status is not CheckStatus.FINISHED:
+        return error_response(409, "not_ready", f"the check has not finished yet ({state.done} "
+                              f"of {state.total} designs); poll "
+                              f"{url_for('checks.get_check', check_id=check_id)}")
+    body = report_csv([state.design(row) for row in range(state.total)])
+    return Response(body, mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="check-{check_id[:8]}.csv"'})

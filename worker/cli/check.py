@@ -1,0 +1,105 @@
+"""`python -m worker.cli.check PATH [--out FILE]`: check a collection of new designs against
+the catalogue, in this process, and write the report CSV (the same as the API's report.csv).
+
+PATH is a ZIP, a folder holding pairs.csv, or a CSV (name,front,back; image paths relative to
+it). The model and the index are loaded here, as `python -m worker.cli.index` does; designs go
+through the model CHECK_CHUNK_PAIRS at a time and are ranked as searches are
+(`worker.service.checks.check_pairs`). No Redis, no worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+from tqdm import tqdm
+
+from worker.core.archive import CollectionRefused, ZipLimits
+from worker.core.bank import BankError
+from worker.core.catalogue import CatalogueError
+from worker.core.checks import report_csv
+from worker.core.collection import Collection, read_collection, stored_design
+from worker.core.contract import CheckedDesign, SearchOptions, problems
+from worker.core.settings import InvalidSetting, Settings
+from worker.pipeline.weights import WeightsUnavailable
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m worker.cli.check", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("path", type=Path, help="a ZIP, a folder with pairs.csv, or a CSV")
+    parser.add_argument("--out", type=Path, help="the CSV report (default: standard output)")
+    parser.add_argument("-k", default="20", help="hits per design, 1-100 (default 20)")
+    parser.add_argument("--front-weight", default="0.5", help="0-1 (default 0.5)")
+    parser.add_argument("--sides-unknown", action="store_true",
+                        help="match each drawing against both sides of every design")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser.parse_args(argv)
+
+
+def run_check(engine, collection: Collection, options: SearchOptions,
+              progress: bool = True) -> list[CheckedDesign]:
+    """Each design's outcome, CHECK_CHUNK_PAIRS designs to a forward pass."""
+    from worker.service.checks import check_pairs
+
+    settings, out = engine.settings, []
+    with tqdm(total=len(collection.names), unit="design", disable=not progress,
+              file=sys.stderr) as bar:
+        pending: list = []
+        for design in collection.designs:
+            pending.append(stored_design(design, settings.max_image_pixels))
+            if len(pending) == settings.check_chunk_pairs:
+                out += _checked(engine, pending, options, check_pairs)
+                bar.update(len(pending))
+                pending = []
+        out += _checked(engine, pending, options, check_pairs)
+        bar.update(len(pending))
+    return out
+
+
+def _checked(engine, designs: list, options: SearchOptions, check_pairs) -> list[CheckedDesign]:
+    ready = [d for d in designs if not d.error]
+    found = iter(check_pairs(engine, [(d.front, d.back) for d in ready], options) if ready else [])
+    out = []
+    for design in designs:
+        hits = design.error or next(found)
+        out.append(CheckedDesign(name=design.name, status="failed", error=hits)
+                   if isinstance(hits, str) else
+                   CheckedDesign(name=design.name, status="finished", results=hits))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    try:
+        settings = Settings.from_env()
+        options = SearchOptions(k=args.k, front_weight=args.front_weight,
+                                sides_unknown=args.sides_unknown)
+        collection = read_collection(args.path, ZipLimits.of(settings), settings.check_max_pairs)
+        from worker.service.engine import Engine
+
+        engine = Engine(settings)
+        designs = run_check(engine, collection, options, not args.no_progress)
+    except ValidationError as exc:
+        print(f"check: {problems(exc)[0][1]}", file=sys.stderr)
+        return 2
+    except (CollectionRefused, CatalogueError, BankError, InvalidSetting, WeightsUnavailable,
+            OSError) as exc:
+        print(f"check: {exc}", file=sys.stderr)
+        return 1
+    report = report_csv(designs)
+    if args.out is None:
+        sys.stdout.write(report)
+    else:
+        args.out.write_text(report, newline="")
+    failed = sum(d.status == "failed" for d in designs)
+    print(f"checked {len(designs) - failed} of {len(designs)} designs"
+          + (f" ({failed} failed: see the error column)" if failed else "")
+          + (f" -> {args.out}" if args.out else ""), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""A collection check in Redis: created by the web, advanced by its chunk jobs, read back.
+
+A check of N designs is split into chunks of CHECK_CHUNK_PAIRS designs, each one job
+(`worker.service.checks.check_chunk`) on the checks queue, which workers serve after the
+search queue: a search submitted during a long check waits for one chunk at most.
+
+Keys, both expiring after RESULT_TTL:
+- `pairsearch:check:<id>`: hash of `total`, `names` (JSON list, pairs.csv order), `options`
+  (the SearchOptions, JSON), `chunks` (JSON `[[job id, [row, ...]], ...]`), `started`;
+- `pairsearch:check:<id>:rows`: hash of row -> `CheckedDesign` JSON, once that design is
+  settled (finished or failed). Its length is the progress; the last write announces the end.
+
+TensorFlow-free: the web imports it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+
+from redis import Redis
+from rq import Queue
+from rq.job import Job, JobStatus
+
+from worker.core.contract import CheckChunk, CheckedDesign, ChunkRow, SearchOptions
+from worker.core.queueing import DONE_CHANNEL, RECHECK_S, announce_done
+from worker.core.settings import Settings
+
+KEY = "pairsearch:check:"
+CHECK_FUNC = "worker.service.checks.check_chunk"  # enqueued by name: the web never imports it
+CHUNK_LOST = "the worker stopped while checking this design; please submit the check again"
+LOST = frozenset({JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED})
+REPORT_COLUMNS = ("design", "rank", "match", "similarity", "verdict", "front_score",
+                  "back_score", "error")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet would run such a cell
+
+
+class CheckStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+
+
+def collection_upload_name(check_id: str, row: int, side: str) -> str:
+    """Where a check's drawing is stored: `<check id>-r<row>-<side>.png` (CHECK_UPLOAD_NAME)."""
+    return f"{check_id}-r{row}-{side}.png"
+
+
+@dataclass(frozen=True)
+class CheckState:
+    id: str
+    names: list[str]
+    options: SearchOptions
+    chunks: list[tuple[str, list[int]]]
+    started: bool
+    outcomes: dict[int, CheckedDesign]
+
+    @property
+    def total(self) -> int:
+        return len(self.names)
+
+    @property
+    def done(self) -> int:
+        return len(self.outcomes)
+
+    @property
+    def status(self) -> CheckStatus:
+        if self.done >= self.total:
+            return CheckStatus.FINISHED
+        return CheckStatus.RUNNING if self.started else CheckStatus.QUEUED
+
+    def design(self, row: int) -> CheckedDesign:
+        return self.outcomes.get(row) or CheckedDesign(name=self.names[row], status="queued")
+
+
+def plan_chunks(rows: list[ChunkRow], size: int) -> list[tuple[str, list[ChunkRow]]]:
+    """The rows in chunks of `size`, each under a new job id."""
+    return [(uuid.uuid4().hex, rows[i:i + size]) for i in range(0, len(rows), size)]
+
+
+def create_check(connection: Redis, check_id: str, names: list[str], options: SearchOptions,
+                 chunks: list[tuple[str, list[ChunkRow]]], settled: dict[int, CheckedDesign],
+                 ttl: int) -> None:
+    """Record a new check, with the designs already settled (refused at upload)."""
+    meta = {"total": len(names), "names": json.dumps(names), "options": options.model_dump_json(),
+            "chunks": json.dumps([[job_id, [r.row for r in rows]] for job_id, rows in chunks])}
+    with connection.pipeline() as pipe:
+        pipe.hset(KEY + check_id, mapping=meta)
+        pipe.expire(KEY + check_id, ttl)
+        if settled:
+            pipe.hset(KEY + check_id + ":rows", mapping={
+                row: outcome.model_dump_json() for row, outcome in settled.items()})
+            pipe.expire(KEY + check_id + ":rows", ttl)
+        pipe.execute()
+
+
+def enqueue_chunks(queue: Queue, settings: Settings, check_id: str, options: SearchOptions,
+                   chunks: list[tuple[str, list[ChunkRow]]]) -> None:
+    """One job per chunk, in row order (RQ serves a queue first in, first out)."""
+    jobs = [Queue.prepare_data(
+        CHECK_FUNC, kwargs=CheckChunk(check_id=check_id, rows=rows,
+                                      **options.model_dump()).job_kwargs(),
+        job_id=job_id, timeout=settings.job_timeout, result_ttl=settings.result_ttl,
+        failure_ttl=settings.result_ttl, ttl=settings.result_ttl,
+        description=f"collection check {check_id}") for job_id, rows in chunks]
+    queue.enqueue_many(jobs)
+
+
+def mark_started(connection: Redis, check_id: str) -> None:
+    if connection.exists(KEY + check_id):  # an expired check is not made again, without a TTL
+        connection.hset(KEY + check_id, "started", 1)
+
+
+def record_outcomes(connection: Redis, check_id: str, outcomes: dict[int, CheckedDesign],
+                    ttl: int) -> None:
+    """Settle designs; the write that settles the last one wakes whoever waits for the check."""
+    rows = KEY + check_id + ":rows"
+    with connection.pipeline() as pipe:
+        pipe.hset(rows, mapping={row: outcome.model_dump_json() for row, outcome in outcomes.items()})
+        pipe.expire(rows, ttl)
+        pipe.hlen(rows)
+        pipe.hget(KEY + check_id, "total")
+        *_, done, total = pipe.execute()
+    if total is not None and done >= int(total):
+        announce_done(connection, check_id)
+
+
+def read_check(connection: Redis, check_id: str) -> CheckState | None:
+    """The check as stored (None: unknown or expired), with the designs of lost chunks failed."""
+    with connection.pipeline() as pipe:
+        pipe.hgetall(KEY + check_id)
+        pipe.hgetall(KEY + check_id + ":rows")
+        meta, rows = pipe.execute()
+    if not meta:
+        return None
+    state = CheckState(
+        check_id, json.loads(meta[b"names"]), SearchOptions.model_validate_json(meta[b"options"]),
+        [(job_id, chunk_rows) for job_id, chunk_rows in json.loads(meta[b"chunks"])],
+        b"started" in meta,
+        {int(row): CheckedDesign.model_validate_json(value) for row, value in rows.items()})
+    state.outcomes.update(lost_designs(connection, state))
+    return state
+
+
+def lost_designs(connection: Redis, state: CheckState) -> dict[int, CheckedDesign]:
+    """Unsettled designs whose chunk job failed outside the job (its worker died) or is gone."""
+    pending = [(job_id, rows) for job_id, rows in state.chunks
+               if any(row not in state.outcomes for row in rows)]
+    if not pending:
+        return {}
+    jobs = Job.fetch_many([job_id for job_id, _ in pending], connection=connection)
+    return {row: CheckedDesign(name=state.names[row], status="failed", error=CHUNK_LOST)
+            for job, (_, rows) in zip(jobs, pending, strict=True)
+            if job is None or job.get_status(refresh=False) in LOST
+            for row in rows if row not in state.outcomes}
+
+
+def progress(connection: Redis, check_id: str) -> tuple[int, int] | None:
+    """(settled designs, total), cheaply; None when unknown or expired."""
+    with connection.pipeline() as pipe:
+        pipe.hget(KEY + check_id, "total")
+        pipe.hlen(KEY + check_id + ":rows")
+        total, done = pipe.execute()
+    return None if total is None else (done, int(total))
+
+
+def wait_for_check(connection: Redis, check_id: str, timeout: float) -> None:
+    """Block until every design is settled or `timeout` s pass (woken by the last chunk)."""
+    deadline = time.monotonic() + timeout
+    pubsub = connection.pubsub(ignore_subscribe_messages=True)
+    try:
+        pubsub.subscribe(DONE_CHANNEL + check_id)  # before reading: an end between is not missed
+        while (left := deadline - time.monotonic()) > 0:
+            now = progress(connection, check_id)
+            if now is None or now[0] >= now[1]:
+                return
+            pubsub.get_message(timeout=min(left, RECHECK_S))
+    finally:
+        pubsub.close()
+
+
+def _cell(value: object) -> object:
+    """A text cell a spreadsheet will not run as a formula."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return "" if value is None else value
+
+
+def report_rows(designs: list[CheckedDesign]) -> list[list[object]]:
+    """One row per design and hit; a design that failed (or is not checked yet): one row."""
+    out: list[list[object]] = []
+    for design in designs:
+        if design.status != "finished":
+            out.append([design.name, "", "", "", "", "", "", design.error or design.status])
+        for hit in design.results:
+            out.append([design.name, hit.rank, hit.name, hit.similarity, hit.verdict,
+                        hit.front_score, hit.back_score, ""])
+    return out
+
+
+def report_csv(designs: list[CheckedDesign]) -> str:
+    """The report as CSV text: REPORT_COLUMNS, then `report_rows`."""
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(REPORT_COLUMNS)
+    writer.writerows([_cell(value) for value in row] for row in report_rows(designs))
+    return text.getvalue()

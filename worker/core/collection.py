@@ -1,0 +1,187 @@
+"""A collection of new designs to check: `pairs.csv` (name,front,back) and the drawings it
+names, from a ZIP (the web, the CLI), a folder holding pairs.csv, or a CSV (the CLI); image
+paths are relative to the CSV's folder and may not leave it.
+
+The collection as a whole is refused (`CollectionRefused`) when pairs.csv is missing or
+malformed; a row whose drawing is missing or refused carries its error and the rest proceed.
+TensorFlow-free: the web imports it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import posixpath
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import BinaryIO
+
+from worker.core.archive import CollectionRefused, EntryRefused, SafeZip, ZipLimits, unsafe_name
+from worker.core.contract import SIDES
+from worker.core.images import ImageRejected, stored_form
+
+COLUMNS = ("name", "front", "back")
+PAIRS_CSV = "pairs.csv"
+NAME_MAX = 200  # characters of a design's name
+
+
+@dataclass(frozen=True)
+class NewDesign:
+    """One row: the bytes of its drawings (None: no such side), or why it cannot be checked."""
+
+    name: str
+    front: bytes | None = None
+    back: bytes | None = None
+    error: str | None = None
+
+
+def malformed(message: str) -> CollectionRefused:
+    return CollectionRefused(400, "invalid_pairs_csv", message)
+
+
+def _decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise malformed("pairs.csv is not UTF-8 text") from None
+
+
+def _row(number: int, record: dict) -> tuple[str, str, str]:
+    name, front, back = ((record.get(c) or "").strip() for c in COLUMNS)
+    if not name:
+        raise malformed(f"pairs.csv row {number} has no name")
+    if len(name) > NAME_MAX:
+        raise malformed(f"pairs.csv row {number}: the name is longer than {NAME_MAX} characters")
+    return name, front, back
+
+
+def parse_pairs(data: bytes, max_pairs: int) -> list[tuple[str, str, str]]:
+    """(name, front path, back path) of each row of a pairs.csv; CollectionRefused naming the
+    problem: missing columns, a row without a name, names seen twice, no rows, too many."""
+    try:
+        reader = csv.DictReader(io.StringIO(_decode(data), newline=""))
+        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise malformed(f"pairs.csv lacks the column(s) {', '.join(missing)}; it needs "
+                            f"{', '.join(COLUMNS)} (a header row first)")
+        rows = []
+        for number, record in enumerate(reader, start=2):
+            if len(rows) == max_pairs:
+                raise CollectionRefused(413, "too_many_pairs", f"pairs.csv has more than "
+                                        f"{max_pairs} rows; check at most {max_pairs} at once")
+            rows.append(_row(number, record))
+    except csv.Error as exc:
+        raise malformed(f"pairs.csv is not a readable CSV ({exc})") from None
+    if not rows:
+        raise malformed("pairs.csv has no rows: list one design per row under the header")
+    names = [name for name, _, _ in rows]
+    dupes = sorted({name for name in names if names.count(name) > 1})
+    if dupes:
+        raise malformed(f"pairs.csv names these designs more than once: {', '.join(dupes[:5])}")
+    return rows
+
+
+def _design(row: tuple[str, str, str], fetch: Callable[[str], bytes]) -> NewDesign:
+    """A row's drawings through `fetch` (EntryRefused: the row reports why)."""
+    name, *paths = row
+    if not any(paths):
+        return NewDesign(name, error="the row names neither a front nor a back drawing")
+    sides: dict[str, bytes | None] = {}
+    for side, path in zip(SIDES, paths, strict=True):
+        try:
+            sides[side] = fetch(path) if path else None
+        except EntryRefused as exc:
+            return NewDesign(name, error=f"{side}: {exc}")
+    return NewDesign(name, **sides)
+
+
+def _member(base: str, path: str) -> str:
+    """The ZIP member a CSV path names (relative to the CSV's folder in the archive)."""
+    path = path.replace("\\", "/")
+    if unsafe_name(path):
+        raise EntryRefused(f"the path {path!r} leaves the collection")
+    return posixpath.normpath(posixpath.join(base, path))
+
+
+def _pairs_csv(members: dict) -> str:
+    """`pairs.csv` at the top of the archive, else the one in a single top folder."""
+    if PAIRS_CSV in members:
+        return PAIRS_CSV
+    nested = [name for name in members if name.count("/") == 1 and name.endswith("/" + PAIRS_CSV)]
+    if len(nested) != 1:
+        raise malformed("the ZIP holds no pairs.csv at its top (columns name,front,back; "
+                        "image paths relative to it)")
+    return nested[0]
+
+
+@dataclass(frozen=True)
+class Collection:
+    """The rows' names (pairs.csv order) and their designs, read one at a time in that order
+    (a ZIP's members stay packed until their row comes: memory holds one design)."""
+
+    names: list[str]
+    designs: Iterator[NewDesign]
+
+
+def from_zip(source: BinaryIO, limits: ZipLimits, max_pairs: int) -> Collection:
+    """The designs of a ZIP (a seekable binary file, open while the designs are read).
+    CollectionRefused at once for the archive and pairs.csv, and while the designs are read
+    for the total size and the ratio (each read is counted)."""
+    archive = SafeZip(source, limits)
+    csv_name = _pairs_csv(archive.members)
+    try:
+        rows = parse_pairs(archive.read(csv_name), max_pairs)
+    except EntryRefused as exc:
+        raise malformed(str(exc)) from None
+    base = posixpath.dirname(csv_name)
+
+    def fetch(path: str) -> bytes:
+        member = _member(base, path)
+        if member not in archive.members:
+            raise EntryRefused(f"{path!r} is not in the ZIP")
+        return archive.read(member)
+
+    return Collection([name for name, _, _ in rows], (_design(row, fetch) for row in rows))
+
+
+def from_files(csv_path: Path, limits: ZipLimits, max_pairs: int) -> Collection:
+    """The designs of a CSV on disk, image paths relative to its folder (and inside it)."""
+    base = csv_path.parent.resolve()
+    rows = parse_pairs(csv_path.read_bytes(), max_pairs)
+
+    def fetch(path: str) -> bytes:
+        file = (base / path).resolve()
+        if not file.is_relative_to(base):
+            raise EntryRefused(f"the path {path!r} leaves the collection's folder")
+        if not file.is_file():
+            raise EntryRefused(f"{path!r} is not a file in {base}")
+        if file.stat().st_size > limits.max_entry_bytes:
+            raise EntryRefused(f"{path!r} is larger than {limits.max_entry_bytes >> 20} MiB")
+        return file.read_bytes()
+
+    return Collection([name for name, _, _ in rows], (_design(row, fetch) for row in rows))
+
+
+def read_collection(path: Path, limits: ZipLimits, max_pairs: int) -> Collection:
+    """A ZIP, a folder holding pairs.csv, or a CSV (the CLI's PATH); OSError if unreadable."""
+    if path.is_dir():
+        return from_files(path / PAIRS_CSV, limits, max_pairs)
+    if path.suffix.lower() == ".zip":
+        return from_zip(io.BytesIO(path.read_bytes()), limits, max_pairs)
+    return from_files(path, limits, max_pairs)
+
+
+def stored_design(design: NewDesign, max_pixels: int) -> NewDesign:
+    """The design with each side as an upload is kept (`stored_form`: RGB PNG, bounded), or
+    with the row's error when a side is refused (not a JPEG or PNG, too many pixels...)."""
+    if design.error:
+        return design
+    sides = {}
+    for side in SIDES:
+        data = getattr(design, side)
+        try:
+            sides[side] = None if data is None else stored_form(data, max_pixels)[0]
+        except ImageRejected as exc:
+            return NewDesign(design.name, error=f"{side}: {exc}")
+    return replace(design, **sides)

@@ -1,0 +1,102 @@
+"""A collection check's chunk job: a few new designs through one forward pass, each ranked as
+a search is (`rank_hits`), each outcome recorded in the check (worker.core.checks).
+
+The web enqueues `worker.service.checks.check_chunk` by name on the checks queue, which the
+worker serves after the search queue; `python -m worker.cli.check` calls `check_pairs` itself.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from pydantic import ValidationError
+from redis.exceptions import RedisError
+from rq import get_current_job
+
+from worker.core.checks import mark_started, record_outcomes
+from worker.core.contract import RESUBMIT, CheckChunk, CheckedDesign, Hit, SearchOptions, problems
+from worker.core.images import ImageRejected
+from worker.core.storage import UploadGone
+from worker.pipeline.preprocess import make_canvas
+from worker.service.engine import Engine, current
+from worker.service.jobs import SearchInputError, rank_hits
+
+log = logging.getLogger(__name__)
+Pair = tuple[bytes | None, bytes | None]  # a design's drawings (front, back), None: no such side
+Canvases = tuple[np.ndarray | None, np.ndarray | None]
+
+
+def _canvases(engine: Engine, pair: Pair) -> Canvases | str:
+    """A design's 224x224 canvases, or why one of its drawings is refused."""
+    out = []
+    for side, data in zip(("front", "back"), pair, strict=True):
+        try:
+            out.append(None if data is None else make_canvas(
+                data, engine.settings.max_image_pixels, engine.extractor.trim))
+        except ImageRejected as exc:
+            return f"{side}: {exc}"
+    return out[0], out[1]
+
+
+def check_pairs(engine: Engine, pairs: list[Pair], options: SearchOptions) -> list[list[Hit] | str]:
+    """Each design's k best hits, or why it could not be checked; every design whose drawings
+    could be read goes through the model in one forward pass."""
+    prepared = list(engine.pool.map(lambda pair: _canvases(engine, pair), pairs))
+    good = [canvases for canvases in prepared if not isinstance(canvases, str)]
+    extracted = iter(engine.batcher.extract_pairs(good) if good else [])
+    return [found if isinstance(found, str) else
+            rank_hits(engine.snapshot, next(extracted).rows, options) for found in prepared]
+
+
+def _read(engine: Engine, name: str | None) -> bytes | None:
+    return None if name is None else engine.storage.read_upload(name)
+
+
+def _outcomes(engine: Engine, chunk: CheckChunk) -> list[CheckedDesign]:
+    pairs: list[Pair | str] = []
+    for row in chunk.rows:
+        try:
+            pairs.append((_read(engine, row.front), _read(engine, row.back)))
+        except UploadGone as exc:
+            pairs.append(str(exc))
+    readable = [pair for pair in pairs if not isinstance(pair, str)]
+    checked = iter(check_pairs(engine, readable, chunk) if readable else [])
+    found = [pair if isinstance(pair, str) else next(checked) for pair in pairs]
+    return [CheckedDesign(name=row.name, status="failed", error=hits) if isinstance(hits, str)
+            else CheckedDesign(name=row.name, status="finished", results=hits)
+            for row, hits in zip(chunk.rows, found, strict=True)]
+
+
+def _failed(chunk: CheckChunk, exc: BaseException) -> list[CheckedDesign]:
+    error = (f"checking took too long and was stopped; {RESUBMIT}"
+             if type(exc).__name__ == "JobTimeoutException" else f"{exc}; {RESUBMIT}")
+    return [CheckedDesign(name=row.name, status="failed", error=error) for row in chunk.rows]
+
+
+def check_chunk(**kwargs) -> None:
+    """Check a chunk of a collection's designs; record each outcome; drop their uploads."""
+    try:
+        chunk = CheckChunk.model_validate(kwargs)
+    except ValidationError as exc:
+        raise SearchInputError("; ".join(msg for _, msg in problems(exc))) from None
+    engine, connection = current(), get_current_job().connection
+    mark_started(connection, chunk.check_id)
+    try:
+        outcomes = _outcomes(engine, chunk)
+    except Exception as exc:  # noqa: BLE001 - its designs fail, saying why; the check goes on
+        log.exception("check %s: a chunk failed", chunk.check_id)
+        outcomes = _failed(chunk, exc)
+    finally:
+        _discard(engine, chunk)
+    record_outcomes(connection, chunk.check_id,
+                    {row.row: outcome for row, outcome in zip(chunk.rows, outcomes, strict=True)},
+                    engine.settings.result_ttl)
+
+
+def _discard(engine: Engine, chunk: CheckChunk) -> None:
+    names = [name for row in chunk.rows for name in (row.front, row.back) if name is not None]
+    try:
+        engine.storage.delete_uploads(names)
+    except (OSError, RedisError) as exc:  # RESULT_TTL's sweep gets them later
+        log.warning("could not delete the uploads of check %s: %s", chunk.check_id, exc)
