@@ -117,6 +117,11 @@ def test_a_form_without_a_collection_or_with_a_bad_option_is_refused(client, red
     assert (response.status_code, response.get_json()["error"]) == (400, "invalid_k")
     response = post_collection(client, make_zip(GOOD, ROW), front_weight="2")
     assert (response.status_code, response.get_json()["error"]) == (400, "invalid_front_weight")
+    response = post_collection(client, make_zip(GOOD, ROW), front_box="0.1,0.1,0.9,0.9")
+    assert (response.status_code, response.get_json()["error"]) == (400, "invalid_front_box")
+    assert "single search" in response.get_json()["message"]
+    assert not Queue(client.application.config["SETTINGS"].check_queue_name,
+                     connection=redis).count
 
 
 def test_rows_with_a_missing_or_refused_drawing_fail_on_their_own(settings, redis):

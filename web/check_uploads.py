@@ -72,6 +72,10 @@ def submit_check(files: ImmutableMultiDict, form: ImmutableMultiDict) -> str:
     """Validate the options and the ZIP, store its drawings, enqueue its chunks; the check's id."""
     settings = current_app.config["SETTINGS"]
     options = parse_options(form)
+    for side in ("front_box", "back_box"):  # a box belongs to one drawing, not a collection
+        if getattr(options, side) is not None:
+            raise RequestRefused(400, f"invalid_{side}", f"{side} applies to a single search, "
+                                 "not to a collection check")
     collection = _collection(files.get("collection"), settings)
     try:
         check_capacity(settings)
