@@ -35,12 +35,13 @@ def create_app(test_config: dict | None = None) -> Flask:
     storage.setup()
     app.extensions["long_polls"] = LongPolls(settings.max_long_polls)
 
-    from web import api, designs, errors, headers, ops, pages
+    from web import api, designs, duplicates, errors, headers, ops, pages
 
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(ops.bp)
     app.register_blueprint(designs.bp)
+    app.register_blueprint(duplicates.bp)
     errors.register(app)
     headers.register(app)
 

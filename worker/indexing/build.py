@@ -21,11 +21,13 @@ from tqdm import tqdm
 
 from worker.core.bank import write_bank
 from worker.core.catalogue import Catalogue, catalogue_csv, load_catalogue
+from worker.core.duplicates import DUPLICATES
 from worker.core.generations import catalogue_lock
 from worker.core.images import ImageRejected, load_image
 from worker.core.settings import Settings
 from worker.core.whitening import SHRINK, Whitening, learn_whitening
 from worker.indexing.recovery import tidy
+from worker.pipeline.duplicates import find_duplicates
 from worker.pipeline.preprocess import preprocess_params, to_canvas, to_rgb
 from worker.pipeline.thumbnails import write_thumbnail
 from worker.pipeline.verdicts import thresholds_for
@@ -122,6 +124,9 @@ def _build(settings: Settings, extractor, batch_size: int, progress: bool) -> di
     front, back, whitening = compute_banks(extractor, catalogue, batch_size,
                                            settings.max_image_pixels, progress,
                                            thumbs_dir=settings.features_dir)
+    thresholds = thresholds_for(extractor.descriptor)
+    # listed once per generation, here and by edits: the web reads them, never the banks
+    duplicates = find_duplicates(front, back, thresholds, settings.search_ann_min_pairs)
     manifest = {
         "n_pairs": len(catalogue), "dim": int(front.shape[1]), "raw_dim": extractor.dim,
         "dtype": "float32",
@@ -129,7 +134,7 @@ def _build(settings: Settings, extractor, batch_size: int, progress: bool) -> di
                                                      "learned_on_images": len(set(
                                                          catalogue.fronts + catalogue.backs))},
         "descriptor": extractor.descriptor,
-        "verdicts": thresholds_for(extractor.descriptor),
+        "verdicts": thresholds, "duplicates": duplicates.summary(),
         "weights": {"id": extractor.weights_id, "fingerprint": extractor.weights_fingerprint},
         "precision": extractor.precision,
         "preprocess": preprocess_params(extractor.trim),
@@ -139,5 +144,6 @@ def _build(settings: Settings, extractor, batch_size: int, progress: bool) -> di
         "build_seconds": round(time.perf_counter() - start, 2),
     }
     folder = write_bank(settings.features_dir, front, back, manifest, whitening,
-                        catalogue_csv(catalogue.names, catalogue.fronts, catalogue.backs))
+                        catalogue_csv(catalogue.names, catalogue.fronts, catalogue.backs),
+                        {DUPLICATES: duplicates.to_bytes()})
     return {**manifest, "generation": folder.name}

@@ -32,14 +32,17 @@ from worker.core.bank import (
     write_bank,
 )
 from worker.core.catalogue import DESIGN_NAME, Catalogue, catalogue_csv, load_catalogue, write_catalogue_csv
+from worker.core.duplicates import DUPLICATES, DuplicatePairs, read_duplicates
 from worker.core.generations import catalogue_lock, current_id
 from worker.core.images import load_image
 from worker.core.queueing import EXTENSION
 from worker.core.settings import Settings
 from worker.core.storage import write_aside
 from worker.indexing.recovery import mark_listed, sync_listed, tidy
+from worker.pipeline.duplicates import after_add, after_remove
 from worker.pipeline.preprocess import to_canvas, to_rgb
 from worker.pipeline.thumbnails import write_thumbnail
+from worker.pipeline.verdicts import thresholds_in
 
 EDIT_LOCK_WAIT_S = 120  # an edit waits this long for a running build or edit, then refuses
 
@@ -65,16 +68,27 @@ def editing(settings: Settings, wait_s: float = EDIT_LOCK_WAIT_S
         yield catalogue, bank
 
 
+def _listed_duplicates(settings: Settings) -> DuplicatePairs | None:
+    """The current generation's duplicate pairs; None if it has none (built before them)."""
+    try:
+        return read_duplicates(settings.features_dir)[1]
+    except BankError:
+        return None
+
+
 def _save(settings: Settings, bank: FeatureBank, before: Catalogue, names: list[str],
-          fronts: list[str], backs: list[str], front: np.ndarray, back: np.ndarray) -> dict:
-    """A new generation with these rows, switched to; then DATABASE_DIR/pairs.csv."""
+          fronts: list[str], backs: list[str], front: np.ndarray, back: np.ndarray,
+          duplicates: DuplicatePairs) -> dict:
+    """A new generation with these rows and their duplicate pairs, switched to; then
+    DATABASE_DIR/pairs.csv."""
     catalogue = Catalogue(settings.database_dir.resolve(), names, fronts, backs)
     manifest = {**bank.manifest, "n_pairs": len(names), "names": names, "fronts": fronts,
                 "backs": backs, "catalogue_fingerprint": catalogue.fingerprint(),
-                "edit": {"from": before.fingerprint()},
+                "edit": {"from": before.fingerprint()}, "duplicates": duplicates.summary(),
                 "updated": datetime.now(UTC).isoformat(timespec="seconds")}
     folder = write_bank(settings.features_dir, front.astype(np.float32), back.astype(np.float32),
-                        manifest, bank.whitening, catalogue_csv(names, fronts, backs))
+                        manifest, bank.whitening, catalogue_csv(names, fronts, backs),
+                        {DUPLICATES: duplicates.to_bytes()})
     write_catalogue_csv(settings.database_dir, names, fronts, backs)
     generations.checkpoint("renamed pairs.csv")
     mark_listed(folder)
@@ -123,11 +137,13 @@ def add_designs(settings: Settings, extractor, designs: list[tuple[str, Path, Pa
                     for name, (f, b) in zip(names, images, strict=True)]
             rels = [rel for _, f, b in rows for rel in (f, b)]
             features = _extract(settings, extractor, bank, rels)  # (2 * n_new, dim)
+            front = np.vstack([bank.front, features[0::2]]).astype(np.float32)
+            back = np.vstack([bank.back, features[1::2]]).astype(np.float32)
+            duplicates = after_add(_listed_duplicates(settings), front, back, len(catalogue),
+                                   thresholds_in(bank.manifest), settings.search_ann_min_pairs)
             return _save(settings, bank, catalogue, catalogue.names + names,
                          catalogue.fronts + [r[1] for r in rows],
-                         catalogue.backs + [r[2] for r in rows],
-                         np.vstack([bank.front, features[0::2]]),
-                         np.vstack([bank.back, features[1::2]]))
+                         catalogue.backs + [r[2] for r in rows], front, back, duplicates)
         except BaseException:
             if current_id(settings.features_dir) == before:  # not switched: no design uses them
                 for path in created:
@@ -159,8 +175,10 @@ def remove_design(settings: Settings, name: str) -> dict:
         keep = [j for j in range(len(catalogue)) if j != i]
         names, fronts, backs = ([col[j] for j in keep] for col in
                                 (catalogue.names, catalogue.fronts, catalogue.backs))
-        manifest = _save(settings, bank, catalogue, names, fronts, backs, bank.front[keep],
-                         bank.back[keep])
+        front, back = bank.front[keep], bank.back[keep]
+        duplicates = after_remove(_listed_duplicates(settings), front, back, i,
+                                  thresholds_in(bank.manifest), settings.search_ann_min_pairs)
+        manifest = _save(settings, bank, catalogue, names, fronts, backs, front, back, duplicates)
         for rel in {catalogue.fronts[i], catalogue.backs[i]} - set(fronts) - set(backs):
             catalogue.image_path(rel).unlink(missing_ok=True)
             generations.checkpoint(f"deleted {rel}")
