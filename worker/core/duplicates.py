@@ -1,6 +1,6 @@
 """Duplicates inside the catalogue, as a generation stores them: `duplicates.npz`, the pairs of
-designs whose pair score reaches the lowest verdict (computed by `worker.pipeline.duplicates`
-when the generation is written), read here and grouped for the web and the CLI.
+designs judged at least the lowest verdict (computed by `worker.pipeline.duplicates` when the
+generation is written), read here and grouped for the web and the CLI.
 
 Pairs are computed once per generation, not per request: the web never loads the banks, and
 an all-pairs pass over a large catalogue takes minutes (docs/performance.md). The file is
