@@ -259,3 +259,43 @@ def test_check_a_collection_and_download_its_report(site_then_worker, browser, t
     assert report[0] == "design,rank,match,similarity,verdict,front_score,back_score,error"
     assert len(report) == 1 + 5 * 5
     assert any(line.startswith("copy-of-dress-0013,1,dress-0013,") for line in report)
+
+
+@pytest.fixture
+def catalogue_site(indexed_settings, redis):
+    """The app on a real HTTP port over the indexed catalogue, no worker (pages that only
+    read the index)."""
+    from web import create_app
+    from worker.dev.processes import free_port
+
+    server = make_server("127.0.0.1", free_port(), create_app({"SETTINGS": indexed_settings}),
+                         threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_review_the_duplicate_groups_with_their_drawings(catalogue_site, browser):
+    """The session catalogue files some designs with another's front: they are duplicates."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(catalogue_site)
+    page.click("header nav a:text('Duplicates')")
+    page.wait_for_url("**/duplicates")
+    page.select_option("#min_verdict", "similar")
+    page.click("button:text('Show')")
+    page.wait_for_url("**/duplicates?min_verdict=similar")
+    group = page.locator(".group").first
+    group.wait_for(timeout=10_000)
+    names = group.locator("figcaption").all_inner_texts()
+    assert len(names) >= 2
+    images = group.locator(".design img")
+    assert images.count() == 2 * len(names)
+    for i in range(images.count()):
+        images.nth(i).scroll_into_view_if_needed()
+        page.wait_for_function("img => img.complete && img.naturalWidth > 0",
+                               arg=images.nth(i).element_handle(), timeout=10_000)
+    assert group.locator(".pairs tbody tr").count() >= 1
+    assert group.locator(".verdict").first.inner_text() in ("copy", "near-duplicate", "similar")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "duplicates-page.png"), full_page=True)

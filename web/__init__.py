@@ -36,7 +36,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     storage.setup()
     app.extensions["long_polls"] = LongPolls(settings.max_long_polls)
 
-    from web import api, browse, checks, designs, errors, headers, matches, ops, pages
+    from web import api, browse, checks, designs, duplicates, errors, headers, matches, ops, pages
 
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
@@ -45,6 +45,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(matches.bp)
     app.register_blueprint(browse.bp)
     app.register_blueprint(checks.bp)
+    app.register_blueprint(duplicates.bp)
     errors.register(app)
     headers.register(app)
 

@@ -23,7 +23,9 @@ from worker.core.contract import (
     MIN_BOX,
     Hit,
     SearchResult,
+    Verdict,
 )
+from worker.core.duplicates import DEFAULT_MIN_VERDICT
 from worker.core.images import ACCEPTED_FORMATS, MAX_ASPECT, MIN_SIDE
 
 SearchId = Annotated[str, Field(pattern=SEARCH_ID.pattern, description="32 lowercase hex digits")]
@@ -220,3 +222,28 @@ class OpenAPIDocument(Model):
     openapi: str
     info: dict[str, Any]
     paths: dict[str, Any]
+
+
+class DuplicatesQuery(Model):
+    min_verdict: Verdict = Field(DEFAULT_MIN_VERDICT, description="the least serious verdict that "
+                                 "joins two designs: `copy`, `near-duplicate` or `similar` (400 "
+                                 "`invalid_min_verdict` otherwise)")
+
+
+class DuplicatePair(Closed):
+    a: str = Field(description="a design's name")
+    b: str = Field(description="the other design's name (later in pairs.csv)")
+    similarity: int = Field(ge=0, le=100, description="0-100, as a search's hit")
+    verdict: Verdict = Field(description="judged on the pair's score (docs/quality.md)")
+
+
+class DuplicateGroup(Closed):
+    designs: list[str] = Field(min_length=2, description="names, in catalogue order")
+    pairs: list[DuplicatePair] = Field(min_length=1, description="the pairs joining them, "
+                                       "most similar first")
+
+
+class Duplicates(Closed):
+    """Connected groups of catalogue designs whose pairs are judged at least `min_verdict`."""
+
+    groups: list[DuplicateGroup] = Field(description="the group with the most similar pair first")

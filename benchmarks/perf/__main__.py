@@ -21,6 +21,12 @@
     The same service; `--searches` pair searches one after another, then one collection check
     of `--check-pairs` designs (POST /api/checks -> finished), against that many pair searches.
 
+`python -m benchmarks.perf duplicates [--sizes 5000,20000,100000] [--exact-max 20000]
+[--recall-at 100000] [--int8-rows 2000]`
+    Listing the catalogue's duplicate pairs (`worker.pipeline.duplicates`) on synthetic
+    clustered banks with 1% seeded copies: seconds of the exact and of the coarse (IVF range
+    search) pass, pairs listed, the coarse pass's share of the exact pairs.
+
 Every subcommand prints its command line and key settings, then markdown tables.
 """
 
@@ -30,6 +36,7 @@ import argparse
 import os
 import sys
 
+from benchmarks.perf import duplicates
 from benchmarks.perf.checks import cmd_check
 from benchmarks.perf.e2e import cmd_e2e
 from benchmarks.perf.model import cmd_model
@@ -85,6 +92,7 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--descriptor", default=Settings().descriptor)
     m.add_argument("--weights", default="bsds500")
     m.add_argument("--repeats", type=int, default=64, help="images per batch size (about)")
+    duplicates.add_parser(sub)
     return p
 
 
@@ -93,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "sizes":
         return cmd_sizes(args, argv)
+    if args.command == "duplicates":
+        return duplicates.cmd_duplicates(args, argv)
     if args.command == "model":
         return cmd_model(args, argv)
     if args.command == "check":

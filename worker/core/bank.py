@@ -190,9 +190,11 @@ def _save(path: Path, write) -> str:
 
 
 def write_bank(features_dir: Path, front: np.ndarray, back: np.ndarray, manifest: dict,
-               whitening: Whitening | None = None, catalogue_csv: bytes | None = None) -> Path:
-    """Write banks, whitening, the catalogue list and the manifest into a new generation,
-    switch CURRENT to it, then delete leftovers; returns its folder. Writers hold
+               whitening: Whitening | None = None, catalogue_csv: bytes | None = None,
+               extra_files: dict[str, bytes] | None = None) -> Path:
+    """Write banks, whitening, the catalogue list, `extra_files` (name -> bytes; sha256 under
+    the name's stem) and the manifest into a new generation, switch CURRENT to it, then delete
+    leftovers; returns its folder. Writers hold
     generations.catalogue_lock (the clean-up assumes no other writer)."""
     features_dir = Path(features_dir)
     features_dir.mkdir(parents=True, exist_ok=True)
@@ -212,6 +214,8 @@ def write_bank(features_dir: Path, front: np.ndarray, back: np.ndarray, manifest
         manifest["sha256"]["whitening"] = _save(folder / WHITENING, whitening.save)
     if catalogue_csv is not None:
         manifest["sha256"]["pairs"] = _save(folder / "pairs.csv", lambda f: f.write(catalogue_csv))
+    for name, data in (extra_files or {}).items():
+        manifest["sha256"][Path(name).stem] = _save(folder / name, lambda f, d=data: f.write(d))
     _save(folder / MANIFEST, lambda f: f.write(json.dumps(manifest, indent=1).encode()))
     generations.switch_to(features_dir, folder)
     try:

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from worker.core.bank import write_bank
 from worker.core.catalogue import Catalogue, catalogue_csv, load_catalogue
+from worker.core.duplicates import DUPLICATES
 from worker.core.generations import catalogue_lock
 from worker.core.images import load_image
 from worker.core.settings import Settings
@@ -41,6 +42,7 @@ from worker.indexing.chunks import (
     run_chunk,
 )
 from worker.indexing.recovery import tidy
+from worker.pipeline.duplicates import find_duplicates
 from worker.pipeline.preprocess import preprocess_params, to_rgb
 from worker.pipeline.thumbnails import thumbnail_path, write_thumbnail
 from worker.pipeline.verdicts import thresholds_for
@@ -183,13 +185,16 @@ def _build(settings: Settings, extractor, batch_size: int, progress: bool, distr
     gathered = gather_features(settings, extractor, catalogue, batch_size, progress,
                                distributed, hold)
     front, back, whitening = banks_from_features(extractor, catalogue, gathered.features)
+    thresholds = thresholds_for(extractor.descriptor)
+    # listed once per generation, here and by edits: the web reads them, never the banks
+    duplicates = find_duplicates(front, back, thresholds, settings.search_ann_min_pairs)
     manifest = {
         "n_pairs": len(catalogue), "dim": int(front.shape[1]), "raw_dim": extractor.dim,
         "dtype": "float32",
         "whitening": None if whitening is None else {"dims": whitening.dim, "shrink": SHRINK,
                                                      "learned_on_images": len(gathered.features)},
         "descriptor": extractor.descriptor,
-        "verdicts": thresholds_for(extractor.descriptor),
+        "verdicts": thresholds, "duplicates": duplicates.summary(),
         "weights": {"id": extractor.weights_id, "fingerprint": extractor.weights_fingerprint},
         "precision": extractor.precision,
         "preprocess": preprocess_params(extractor.trim),
@@ -203,7 +208,8 @@ def _build(settings: Settings, extractor, batch_size: int, progress: bool, distr
     }
     folder = write_bank(settings.features_dir, front, back, manifest, whitening,
                         catalogue_csv(catalogue.names, catalogue.fronts, catalogue.backs,
-                                      catalogue.extra))
+                                      catalogue.extra),
+                        {DUPLICATES: duplicates.to_bytes()})
     try:
         gathered.cache.prune(gathered.contents, extractor.dim, 2 * settings.index_chunk_pairs)
     except OSError as exc:  # the switch is done; the next build prunes

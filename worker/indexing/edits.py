@@ -32,14 +32,17 @@ from worker.core.bank import (
     write_bank,
 )
 from worker.core.catalogue import DESIGN_NAME, Catalogue, catalogue_csv, load_catalogue, write_catalogue_csv
+from worker.core.duplicates import DUPLICATES, DuplicatePairs, read_duplicates
 from worker.core.generations import catalogue_lock, current_id
 from worker.core.images import load_image
 from worker.core.queueing import EXTENSION
 from worker.core.settings import Settings
 from worker.core.storage import write_aside
 from worker.indexing.recovery import mark_listed, sync_listed, tidy
+from worker.pipeline.duplicates import after_add, after_remove
 from worker.pipeline.preprocess import to_canvas, to_rgb
 from worker.pipeline.thumbnails import write_thumbnail
+from worker.pipeline.verdicts import thresholds_in
 
 EDIT_LOCK_WAIT_S = 120  # an edit waits this long for a running build or edit, then refuses
 
@@ -65,16 +68,26 @@ def editing(settings: Settings, wait_s: float = EDIT_LOCK_WAIT_S
         yield catalogue, bank
 
 
+def _listed_duplicates(settings: Settings) -> DuplicatePairs | None:
+    """The current generation's duplicate pairs; None if it has none (built before them)."""
+    try:
+        return read_duplicates(settings.features_dir)[1]
+    except BankError:
+        return None
+
+
 def _save(settings: Settings, bank: FeatureBank, before: Catalogue, after: Catalogue,
-          front: np.ndarray, back: np.ndarray) -> dict:
-    """A new generation with the rows of `after`, switched to; then DATABASE_DIR/pairs.csv."""
+          front: np.ndarray, back: np.ndarray, duplicates: DuplicatePairs) -> dict:
+    """A new generation with the rows of `after` and their duplicate pairs, switched to; then
+    DATABASE_DIR/pairs.csv."""
     names, fronts, backs, extra = after.names, after.fronts, after.backs, after.extra
     manifest = {**bank.manifest, "n_pairs": len(names), "names": names, "fronts": fronts,
                 "backs": backs, "catalogue_fingerprint": after.fingerprint(),
-                "edit": {"from": before.fingerprint()},
+                "edit": {"from": before.fingerprint()}, "duplicates": duplicates.summary(),
                 "updated": datetime.now(UTC).isoformat(timespec="seconds")}
     folder = write_bank(settings.features_dir, front.astype(np.float32), back.astype(np.float32),
-                        manifest, bank.whitening, catalogue_csv(names, fronts, backs, extra))
+                        manifest, bank.whitening, catalogue_csv(names, fronts, backs, extra),
+                        {DUPLICATES: duplicates.to_bytes()})
     write_catalogue_csv(settings.database_dir, names, fronts, backs, extra)
     generations.checkpoint("renamed pairs.csv")
     mark_listed(folder)
@@ -127,9 +140,11 @@ def add_designs(settings: Settings, extractor, designs: list[tuple[str, Path, Pa
                               catalogue.fronts + [r[1] for r in rows],
                               catalogue.backs + [r[2] for r in rows],
                               {c: v + [""] * len(rows) for c, v in catalogue.extra.items()})
-            return _save(settings, bank, catalogue, after,
-                         np.vstack([bank.front, features[0::2]]),
-                         np.vstack([bank.back, features[1::2]]))
+            front = np.vstack([bank.front, features[0::2]]).astype(np.float32)
+            back = np.vstack([bank.back, features[1::2]]).astype(np.float32)
+            duplicates = after_add(_listed_duplicates(settings), front, back, len(catalogue),
+                                   thresholds_in(bank.manifest), settings.search_ann_min_pairs)
+            return _save(settings, bank, catalogue, after, front, back, duplicates)
         except BaseException:
             if current_id(settings.features_dir) == before:  # not switched: no design uses them
                 for path in created:
@@ -160,7 +175,10 @@ def remove_design(settings: Settings, name: str) -> dict:
         i = catalogue.names.index(name)
         keep = [j for j in range(len(catalogue)) if j != i]
         after = catalogue.rows(keep)
-        manifest = _save(settings, bank, catalogue, after, bank.front[keep], bank.back[keep])
+        front, back = bank.front[keep], bank.back[keep]
+        duplicates = after_remove(_listed_duplicates(settings), front, back, i,
+                                  thresholds_in(bank.manifest), settings.search_ann_min_pairs)
+        manifest = _save(settings, bank, catalogue, after, front, back, duplicates)
         for rel in {catalogue.fronts[i], catalogue.backs[i]} - set(after.fronts) - set(after.backs):
             catalogue.image_path(rel).unlink(missing_ok=True)
             generations.checkpoint(f"deleted {rel}")

@@ -66,10 +66,15 @@ def similarity(score: float, thresholds: dict[str, float] | None) -> int | None:
     """0-100: the score mapped through the thresholds (ANCHORS); None without thresholds."""
     if not thresholds:
         return None
+    return int(similarities(np.array([score]), thresholds)[0])
+
+
+def similarities(scores: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
+    """`similarity` of each of (m,) scores, (m,) int64."""
     xs = [thresholds["floor"], thresholds["similar"], thresholds["near-duplicate"],
           thresholds["copy"], 1.0]
     ys = [ANCHORS["floor"], ANCHORS["similar"], ANCHORS["near-duplicate"], ANCHORS["copy"], 100.0]
-    return int(round(float(np.interp(score, xs, ys))))
+    return np.rint(np.interp(scores, xs, ys)).astype(np.int64)
 
 
 def lowest_threshold(scored: list[tuple[float, int]], relevant: int, precision: float) -> float:

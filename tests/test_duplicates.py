@@ -1,0 +1,200 @@
+"""Duplicates inside the catalogue without the model: the exact and the coarse pass agree on a
+synthetic bank with seeded copies, edits update the pairs as a full pass would, and the API,
+its OpenAPI document, the page and the CLI read the pairs of the current generation."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+
+from benchmarks.perf.banks import clustered_rows, noisy_copies
+from tests.test_ops import CONFORMANCE
+from worker.core.bank import write_bank
+from worker.core.duplicates import DUPLICATES, duplicate_groups, read_duplicates
+from worker.core.generations import current_dir
+from worker.dev.services import service_env
+from worker.pipeline.duplicates import after_add, after_remove, find_duplicates
+from worker.pipeline.verdicts import thresholds_for
+
+DESCRIPTOR = "grey-dir345-pw256-shape-colour"
+THRESHOLDS = thresholds_for(DESCRIPTOR)
+N, DIM = 600, 64
+
+
+def seeded_bank(n: int = N, copies: int = 12, seed: int = 0):
+    """(n, DIM) front and back banks in look-alike families, where the last `copies` rows are
+    noisy copies of `copies` rows of other families; the seeded pairs (original, copy)."""
+    rng = np.random.default_rng(seed)
+    front, back = clustered_rows(rng, n, DIM), clustered_rows(rng, n, DIM)
+    originals = rng.choice(n - copies, copies, replace=False)
+    front[n - copies:] = noisy_copies(rng, front[originals], (0.95, 0.99))
+    back[n - copies:] = noisy_copies(rng, back[originals], (0.95, 0.99))
+    return front, back, {(int(o), n - copies + i) for i, o in enumerate(originals)}
+
+
+def as_set(pairs) -> set[tuple[int, int]]:
+    return set(zip(pairs.a.tolist(), pairs.b.tolist(), strict=True))
+
+
+def test_the_coarse_range_search_finds_what_the_exact_pass_finds():
+    front, back, seeded = seeded_bank()
+    exact = find_duplicates(front, back, THRESHOLDS, ann_min_pairs=10**9)
+    coarse = find_duplicates(front, back, THRESHOLDS, ann_min_pairs=0)
+    assert (exact.method, coarse.method) == ("exact", "coarse")
+    assert as_set(exact) == as_set(coarse) and len(exact) > len(seeded)
+    copies = exact.verdict <= 0  # judged `copy`
+    assert seeded <= set(zip(exact.a[copies].tolist(), exact.b[copies].tolist(), strict=True))
+    assert np.all(np.diff(exact.judged) <= 0)  # most serious first
+    assert np.array_equal(exact.nearest, coarse.nearest)
+
+
+def test_edits_update_the_pairs_as_a_full_pass_would():
+    front, back, seeded = seeded_bank()
+    before = find_duplicates(front[:N - 5], back[:N - 5], THRESHOLDS, 10**9)
+    added = after_add(before, front, back, N - 5, THRESHOLDS, 10**9)
+    full = find_duplicates(front, back, THRESHOLDS, 10**9)
+    assert as_set(added) == as_set(full) and np.array_equal(added.nearest, full.nearest)
+    original, copy = max(seeded)
+    keep = np.arange(N) != original
+    removed = after_remove(full, front[keep], back[keep], original, THRESHOLDS, 10**9)
+    again = find_duplicates(front[keep], back[keep], THRESHOLDS, 10**9)
+    assert as_set(removed) == as_set(again) and np.array_equal(removed.nearest, again.nearest)
+    assert (original, copy) in as_set(full) and len(removed) < len(full)
+
+
+def write_generation(features_dir, front, back, names=None, duplicates=True) -> dict:
+    """A real generation (banks, manifest, and the duplicates file unless told not to)."""
+    names = names or [f"design-{i:04d}" for i in range(len(front))]
+    manifest = {"n_pairs": len(front), "dim": DIM, "dtype": "float32", "descriptor": DESCRIPTOR,
+                "verdicts": THRESHOLDS, "names": names,
+                "fronts": [f"images/{n}_front.png" for n in names],
+                "backs": [f"images/{n}_back.png" for n in names]}
+    extra = {DUPLICATES: find_duplicates(front, back, THRESHOLDS, 10**9).to_bytes()} \
+        if duplicates else None
+    write_bank(features_dir, front, back, manifest, extra_files=extra)
+    return manifest
+
+
+@pytest.fixture
+def synthetic(settings, redis):
+    """The app over a synthetic generation with seeded copies; the expected groups."""
+    from web import create_app
+
+    front, back, seeded = seeded_bank()
+    manifest = write_generation(settings.features_dir, front, back)
+    pairs = find_duplicates(front, back, THRESHOLDS, 10**9)
+    client = create_app({"SETTINGS": settings, "TESTING": True}).test_client()
+    return client, settings, manifest, pairs, seeded
+
+
+def test_the_api_lists_the_groups_at_the_verdict_asked(synthetic):
+    client, _, manifest, pairs, seeded = synthetic
+    names = manifest["names"]
+    body = client.get("/api/duplicates").get_json()
+    assert body == {"groups": duplicate_groups(pairs, names, "near-duplicate")}
+    grouped = [set(g["designs"]) for g in body["groups"]]
+    for a, b in seeded:
+        assert any({names[a], names[b]} <= g for g in grouped)
+    for group in body["groups"]:
+        assert len(group["designs"]) >= 2 and set(group["designs"]) == {
+            n for p in group["pairs"] for n in (p["a"], p["b"])}
+        assert all(p["verdict"] in ("copy", "near-duplicate") for p in group["pairs"])
+    loose = client.get("/api/duplicates?min_verdict=similar").get_json()["groups"]
+    strict = client.get("/api/duplicates?min_verdict=copy").get_json()["groups"]
+    count = [sum(len(g["pairs"]) for g in gs) for gs in (strict, body["groups"], loose)]
+    assert count[0] <= count[1] < count[2]
+
+
+def test_a_bad_min_verdict_is_a_400_naming_it(synthetic):
+    client = synthetic[0]
+    for bad in ("duplicate", "COPY", ""):
+        response = client.get(f"/api/duplicates?min_verdict={bad}")
+        assert response.status_code == 400
+        assert response.get_json()["error"] == "invalid_min_verdict"
+        assert repr(bad) in response.get_json()["message"]
+    page = client.get("/duplicates?min_verdict=nope")
+    assert page.status_code == 400 and b"got &#39;nope&#39;" in page.data
+
+
+def test_no_index_or_one_without_duplicates_is_503_no_index(client, settings):
+    response = client.get("/api/duplicates")
+    assert response.status_code == 503 and response.get_json()["error"] == "no_index"
+    assert response.headers["Retry-After"]
+    front, back, _ = seeded_bank(50, 2)
+    write_generation(settings.features_dir, front, back, duplicates=False)
+    response = client.get("/api/duplicates")
+    assert response.status_code == 503 and "before duplicates were listed" in response.get_json()[
+        "message"]
+
+
+def test_the_pairs_read_are_those_of_the_current_generation(synthetic):
+    client, settings, manifest, _, _ = synthetic
+    folder = current_dir(settings.features_dir)
+    assert read_duplicates(settings.features_dir)[0]["generation"] == folder.name
+    (folder / DUPLICATES).write_bytes((folder / DUPLICATES).read_bytes()[:-10])  # damaged
+    response = client.get("/api/duplicates")
+    assert response.status_code == 503 and "corrupt" in response.get_json()["message"]
+    front, back, _ = seeded_bank(80, 3, seed=5)  # the next generation: its own pairs
+    names = [f"next-{i}" for i in range(80)]
+    write_generation(settings.features_dir, front, back, names)
+    groups = client.get("/api/duplicates").get_json()["groups"]
+    assert groups and all(n.startswith("next-") for g in groups for n in g["designs"])
+
+
+def test_the_page_shows_each_group_with_its_drawings(synthetic):
+    client, _, manifest, pairs, _ = synthetic
+    page = client.get("/duplicates").get_data(as_text=True)
+    groups = duplicate_groups(pairs, manifest["names"], "near-duplicate")
+    assert page.count('class="card group"') == len(groups)
+    first = groups[0]["designs"][0]
+    assert f'src="/database/images/{first}_front.png"' in page
+    assert f'src="/database/images/{first}_back.png"' in page
+    assert 'href="/duplicates"' in client.get("/").get_data(as_text=True)  # the nav links it
+
+
+def test_the_cli_writes_a_csv_row_per_pair(synthetic, tmp_path):
+    _, settings, manifest, pairs, _ = synthetic
+    out = tmp_path / "d.csv"
+    proc = subprocess.run([sys.executable, "-m", "worker.cli.duplicates", "--min-verdict",
+                           "similar", "--csv", str(out)], env=service_env(settings),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(out.open()))
+    groups = duplicate_groups(pairs, manifest["names"], "similar")
+    assert len(rows) == sum(len(g["pairs"]) for g in groups)
+    assert {(r["a"], r["b"], int(r["group"])) for r in rows} == {
+        (p["a"], p["b"], i) for i, g in enumerate(groups, 1) for p in g["pairs"]}
+    bad = subprocess.run([sys.executable, "-m", "worker.cli.duplicates", "--min-verdict", "x"],
+                         env=service_env(settings), capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "invalid choice: 'x'" in bad.stderr
+    gone = dataclasses.replace(settings, features_dir=tmp_path / "none")
+    missing = subprocess.run([sys.executable, "-m", "worker.cli.duplicates"],
+                             env=service_env(gone), capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1 and "no feature banks" in missing.stderr
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+def test_the_endpoint_conforms_to_its_openapi_document(synthetic, mode):
+    client = synthetic[0]
+    schema = schemathesis.openapi.from_wsgi("/openapi.json", client.application)
+    doc = json.loads(client.get("/openapi.json").data)
+    assert set(doc["paths"]["/api/duplicates"]["get"]["responses"]) == {"200", "400", "503"}
+
+    @given(case=schema["/api/duplicates"]["GET"].as_strategy(generation_mode=mode))
+    @hypothesis_settings(max_examples=20, deadline=None, database=None,
+                         suppress_health_check=list(HealthCheck))
+    def fuzz(case):
+        case.call_and_validate(checks=[not_a_server_error, *CONFORMANCE])
+
+    fuzz()

@@ -1,0 +1,133 @@
+"""Duplicates inside a real catalogue: re-scanned copies of some designs filed as designs of
+their own are found in groups, exactly, by the real model at index time; a catalogue edit
+that adds a copy makes its group appear in the next generation; the CLI writes the CSV."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from benchmarks.lookalike_edits import rescan
+from worker.core.catalogue import write_catalogue_csv
+from worker.core.duplicates import duplicate_groups, read_duplicates
+from worker.dev.sample import draw_side, make_designs
+from worker.dev.services import service_env
+
+pytestmark = pytest.mark.slow
+ORIGINALS = 16
+COPIED = {2: 1, 7: 1, 12: 1}  # design -> re-scanned copies filed under other names
+ADDED_LATER = 9  # copied by a catalogue edit
+
+
+def _copy_images(design, n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    return [(rescan(draw_side(design, "front"), rng), rescan(draw_side(design, "back"), rng))
+            for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory, extractor):
+    """A catalogue of ORIGINALS unrelated designs (no shared fronts) plus re-scanned copies
+    of COPIED, indexed; the expected groups as sets of names."""
+    from worker.core.settings import Settings
+    from worker.indexing.build import build_index
+
+    root = tmp_path_factory.mktemp("seeded")
+    (root / "db" / "images").mkdir(parents=True)
+    designs = make_designs(ORIGINALS, seed=3, variant_every=0)
+    rows, expected = [], []
+    for d in designs:
+        for side in ("front", "back"):
+            draw_side(d, side).save(root / "db" / "images" / f"{d.name}_{side}.png")
+        rows.append((d.name, f"images/{d.name}_front.png", f"images/{d.name}_back.png"))
+    for i, n in COPIED.items():
+        group = {designs[i].name}
+        for c, (front, back) in enumerate(_copy_images(designs[i], n, seed=i), start=1):
+            name = f"rescan{c}-of-{designs[i].name}"
+            front.save(root / "db" / "images" / f"{name}_front.png")
+            back.save(root / "db" / "images" / f"{name}_back.png")
+            rows.append((name, f"images/{name}_front.png", f"images/{name}_back.png"))
+            group.add(name)
+        expected.append(group)
+    write_catalogue_csv(root / "db", *(list(col) for col in zip(*rows, strict=True)))
+    settings = Settings(database_dir=root / "db", features_dir=root / "features")
+    build_index(settings, extractor, progress=False)
+    return settings, designs, expected
+
+
+def _groups(settings, min_verdict="near-duplicate") -> list[set[str]]:
+    manifest, pairs = read_duplicates(settings.features_dir)
+    return [set(g["designs"]) for g in duplicate_groups(pairs, manifest["names"], min_verdict)]
+
+
+def _all_scores(settings) -> str:
+    """Every pair score above 0.3, for a failure message."""
+    from worker.core.bank import load_bank
+
+    bank = load_bank(settings.features_dir)
+    s = 0.5 * bank.front @ bank.front.T + 0.5 * bank.back @ bank.back.T
+    names = bank.manifest["names"]
+    return ", ".join(f"{names[i]}~{names[j]}={s[i, j]:.3f}" for i, j in zip(*np.nonzero(s > 0.3), strict=True)
+                     if i < j)
+
+
+def test_the_groups_are_exactly_the_seeded_copies(seeded):
+    settings, designs, expected = seeded
+    groups = _groups(settings)
+    assert sorted(map(sorted, groups)) == sorted(map(sorted, expected)), _all_scores(settings)
+    in_groups = set().union(*groups)
+    unrelated = {d.name for i, d in enumerate(designs) if i not in COPIED}
+    assert not unrelated & in_groups
+    # a stricter verdict only splits groups, a looser one only joins them
+    assert all(any(g <= n for n in groups) for g in _groups(settings, "copy"))
+    assert all(any(n <= g for g in _groups(settings, "similar")) for n in groups)
+
+
+def test_an_edit_that_adds_a_copy_lists_its_group_in_the_new_generation(seeded, extractor,
+                                                                         tmp_path):
+    import shutil
+
+    from worker.core.generations import current_id
+    from worker.indexing.edits import add_designs, remove_design
+
+    base, designs, expected = seeded
+    settings = dataclasses.replace(base, database_dir=tmp_path / "db",
+                                   features_dir=tmp_path / "features")
+    shutil.copytree(base.database_dir, settings.database_dir)
+    shutil.copytree(base.features_dir, settings.features_dir)
+    before = current_id(settings.features_dir)
+    (front, back), = _copy_images(designs[ADDED_LATER], 1, seed=99)
+    front.save(tmp_path / "f.png")
+    back.save(tmp_path / "b.png")
+    add_designs(settings, extractor, [("late-copy", tmp_path / "f.png", tmp_path / "b.png")])
+    manifest, _ = read_duplicates(settings.features_dir)
+    assert manifest["generation"] == current_id(settings.features_dir) != before
+    new_group = {designs[ADDED_LATER].name, "late-copy"}
+    assert sorted(map(sorted, _groups(settings))) == sorted(map(sorted, [*expected, new_group]))
+
+    remove_design(settings, next(iter(expected[0] - {designs[2].name})))  # drop a copy of 2
+    assert sorted(map(sorted, _groups(settings))) == sorted(map(sorted, [*expected[1:], new_group]))
+
+
+def test_the_cli_writes_a_row_per_pair_with_its_group(seeded, tmp_path):
+    settings, _, expected = seeded
+    out = tmp_path / "dups.csv"
+    proc = subprocess.run([sys.executable, "-m", "worker.cli.duplicates", "--csv", str(out)],
+                          env=service_env(settings), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0]) == ["a", "b", "similarity", "verdict", "group"]
+    by_group: dict[str, set[str]] = {}
+    for row in rows:
+        assert row["verdict"] in ("copy", "near-duplicate") and 75 <= int(row["similarity"]) <= 100
+        by_group.setdefault(row["group"], set()).update((row["a"], row["b"]))
+    assert sorted(map(sorted, by_group.values())) == sorted(map(sorted, expected))
+    assert sorted(by_group) == [str(i) for i in range(1, len(expected) + 1)]
+    printed = subprocess.run([sys.executable, "-m", "worker.cli.duplicates"],
+                             env=service_env(settings), capture_output=True, text=True, timeout=60)
+    assert f"{len(expected)} group(s)" in printed.stdout

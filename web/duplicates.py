@@ -1,0 +1,70 @@
+"""Duplicates inside the catalogue: GET /api/duplicates and the /duplicates review page.
+
+Both read the pairs the current generation lists (worker.core.duplicates, computed when the
+index was built or edited): the web loads no bank and scores nothing.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, render_template, request, url_for
+
+from web.apidoc import Responses, api
+from web.errors import RequestRefused
+from web.schemas import Duplicates, DuplicatesQuery, Error
+from worker.core.bank import BankError
+from worker.core.duplicates import DEFAULT_MIN_VERDICT, VERDICTS, duplicate_groups, read_duplicates_cached
+
+bp = Blueprint("duplicates", __name__)
+
+
+def _min_verdict() -> str:
+    raw = request.args.get("min_verdict", DEFAULT_MIN_VERDICT)
+    if raw not in VERDICTS:
+        raise RequestRefused(400, "invalid_min_verdict", f"min_verdict must be one of "
+                             f"{', '.join(VERDICTS)}; got {raw!r}")
+    return raw
+
+
+def _groups(min_verdict: str) -> tuple[dict, list[dict]]:
+    """The current generation's manifest and its groups at `min_verdict`; 503 `no_index`
+    (as catalogue edits answer) without an index that lists its duplicates."""
+    try:
+        manifest, pairs = read_duplicates_cached(current_app.config["SETTINGS"].features_dir)
+    except BankError as exc:
+        raise RequestRefused(503, "no_index", str(exc), retry_after=60) from None
+    return manifest, duplicate_groups(pairs, manifest["names"], min_verdict)
+
+
+@bp.get("/api/duplicates")
+@api.validate(query=DuplicatesQuery, tags=["catalogue"], operation_id="listDuplicates",
+              skip_validation=True, resp=Responses(
+                  HTTP_200=(Duplicates, "the groups (none: an empty list)"),
+                  HTTP_400=(Error, "`min_verdict` is not copy, near-duplicate or similar "
+                                   "(`invalid_min_verdict`)"),
+                  HTTP_503=(Error, "no index, or one built before duplicates were listed "
+                                   "(`no_index`)")))
+def list_duplicates():
+    """Groups of catalogue designs that are duplicates of each other
+
+    Connected groups: two designs are joined when their pair is judged at least
+    `min_verdict`, so a group may hold designs joined only through another one."""
+    _, groups = _groups(_min_verdict())
+    return jsonify(groups=groups)
+
+
+@bp.get("/duplicates")
+def duplicates_page():
+    """Each group with the drawings of its designs and the verdicts of its pairs."""
+    min_verdict = _min_verdict()
+    manifest, groups = _groups(min_verdict)
+    row = {name: i for i, name in enumerate(manifest["names"])}
+
+    def drawings(name: str) -> dict:
+        i = row[name]
+        return {"name": name,
+                "front_url": url_for("pages.catalogue_image", path=manifest["fronts"][i]),
+                "back_url": url_for("pages.catalogue_image", path=manifest["backs"][i])}
+
+    shown = [{"designs": [drawings(n) for n in g["designs"]], "pairs": g["pairs"]} for g in groups]
+    return render_template("duplicates.html", groups=shown, min_verdict=min_verdict,
+                           verdicts=VERDICTS, n_designs=len(manifest["names"]))

@@ -1,0 +1,63 @@
+"""`python -m worker.cli.duplicates [--min-verdict near-duplicate] [--csv FILE]`: the groups of
+catalogue designs whose pairs are judged at least that verdict, as the index lists them
+(worker.core.duplicates); printed, or written as a CSV `a,b,similarity,verdict,group`."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+from worker.core.bank import BankError
+from worker.core.duplicates import DEFAULT_MIN_VERDICT, VERDICTS, duplicate_groups, read_duplicates
+from worker.core.settings import InvalidSetting, Settings
+
+CSV_COLUMNS = ("a", "b", "similarity", "verdict", "group")
+
+
+def write_csv(path: Path, groups: list[dict]) -> None:
+    """One row per pair; `group` numbers the groups from 1, as printed."""
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(CSV_COLUMNS)
+        for number, group in enumerate(groups, start=1):
+            for pair in group["pairs"]:
+                writer.writerow([pair["a"], pair["b"], pair["similarity"], pair["verdict"], number])
+
+
+def print_groups(groups: list[dict], n_designs: int, min_verdict: str) -> None:
+    print(f"{len(groups)} group(s) of designs at least {min_verdict} among {n_designs} designs")
+    for number, group in enumerate(groups, start=1):
+        print(f"\ngroup {number} ({len(group['designs'])} designs): {', '.join(group['designs'])}")
+        for pair in group["pairs"]:
+            print(f"  {pair['a']} ~ {pair['b']}: {pair['verdict']}, similarity {pair['similarity']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m worker.cli.duplicates",
+                                     description="List groups of duplicate designs in the catalogue.")
+    parser.add_argument("--min-verdict", choices=VERDICTS, default=DEFAULT_MIN_VERDICT,
+                        help="the least serious verdict that joins two designs "
+                             f"(default {DEFAULT_MIN_VERDICT})")
+    parser.add_argument("--csv", type=Path, metavar="FILE",
+                        help="write a,b,similarity,verdict,group rows to FILE instead of printing")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        manifest, pairs = read_duplicates(settings.features_dir)
+        groups = duplicate_groups(pairs, manifest["names"], args.min_verdict)
+        if args.csv is not None:
+            write_csv(args.csv, groups)
+    except (BankError, InvalidSetting, OSError) as exc:
+        print(f"duplicates: {exc}", file=sys.stderr)
+        return 1
+    if args.csv is None:
+        print_groups(groups, len(manifest["names"]), args.min_verdict)
+    else:
+        print(f"{len(groups)} group(s), {sum(len(g['pairs']) for g in groups)} pair(s) -> {args.csv}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,155 @@
+"""Duplicates inside the catalogue, as a generation stores them: `duplicates.npz`, the pairs of
+designs judged at least the lowest verdict (computed by `worker.pipeline.duplicates` when the
+generation is written), read here and grouped for the web and the CLI.
+
+Pairs are computed once per generation, not per request: the web never loads the banks, and
+an all-pairs pass over a large catalogue takes minutes (docs/performance.md). The file is
+written into the new generation before CURRENT switches and its sha256 is in the manifest,
+so the pairs a reader sees are always those of the banks it sees.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import get_args
+
+import numpy as np
+
+from worker.core import generations
+from worker.core.bank import MANIFEST, REINDEX, BankError, file_sha256, manifest_stamp
+from worker.core.contract import Verdict
+
+DUPLICATES = "duplicates.npz"
+VERDICTS: tuple[str, ...] = get_args(Verdict)  # most serious first
+DEFAULT_MIN_VERDICT = "near-duplicate"
+
+
+@dataclass(frozen=True)
+class DuplicatePairs:
+    """(m,) arrays, one entry per pair of catalogue rows a < b, most serious first; and each
+    row's two nearest other rows, from which a pair's lead is judged."""
+
+    a: np.ndarray  # int32 row in pairs.csv and the banks
+    b: np.ndarray  # int32, > a
+    score: np.ndarray  # float32: w * front.front + (1 - w) * back.back, w = front_weight
+    judged: np.ndarray  # float32: what the verdict judges (worker.pipeline.duplicates)
+    similarity: np.ndarray  # uint8, 0-100
+    verdict: np.ndarray  # uint8 index into VERDICTS
+    nearest: np.ndarray  # (n, 2) int32: each row's best and second other row (-1: none)
+    nearest_score: np.ndarray  # (n, 2) float32: their scores (-inf: none)
+    front_weight: float
+    min_score: float  # every pair judged at least this is listed (the lowest verdict's threshold)
+    method: str  # "exact" (every pair scored) or "coarse" (a range search; docs/quality.md)
+
+    def __len__(self) -> int:
+        return int(self.a.shape[0])
+
+    def summary(self) -> dict:
+        """What a manifest records of them."""
+        return {"pairs": len(self), "method": self.method, "front_weight": self.front_weight,
+                "min_score": self.min_score}
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        meta = {"front_weight": self.front_weight, "min_score": self.min_score,
+                "method": self.method, "verdicts": list(VERDICTS)}
+        np.savez(buf, a=self.a.astype(np.int32), b=self.b.astype(np.int32),
+                 score=self.score.astype(np.float32), judged=self.judged.astype(np.float32),
+                 similarity=self.similarity.astype(np.uint8), verdict=self.verdict.astype(np.uint8),
+                 nearest=self.nearest.astype(np.int32),
+                 nearest_score=self.nearest_score.astype(np.float32), meta=np.array(json.dumps(meta)))
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> DuplicatePairs:
+        with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            if meta.get("verdicts") != list(VERDICTS):
+                raise ValueError(f"verdicts {meta.get('verdicts')} are not {list(VERDICTS)}")
+            arrays = [z[k] for k in ("a", "b", "score", "judged", "similarity", "verdict",
+                                     "nearest", "nearest_score")]
+            return cls(*arrays, float(meta["front_weight"]), float(meta["min_score"]),
+                       str(meta["method"]))
+
+
+def read_duplicates(features_dir: Path) -> tuple[dict, DuplicatePairs]:
+    """The current generation's manifest and duplicate pairs, from one resolution of CURRENT
+    (the pairs are checked against the sha256 the manifest records). Raises BankError."""
+    folder = generations.current_dir(features_dir)
+    path = folder / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BankError(f"no feature banks in {features_dir} (no {MANIFEST}); {REINDEX}") from None
+    except (OSError, ValueError) as exc:
+        raise BankError(f"{path} cannot be read ({exc}); {REINDEX}") from None
+    expected = manifest.get("sha256", {}).get("duplicates") if isinstance(manifest, dict) else None
+    if expected is None:
+        raise BankError(f"the index in {features_dir} was built before duplicates were listed; "
+                        f"{REINDEX}")
+    try:
+        if file_sha256(folder / DUPLICATES) != expected:
+            raise ValueError("it does not match its manifest")
+        return manifest, DuplicatePairs.from_bytes((folder / DUPLICATES).read_bytes())
+    except (OSError, ValueError, KeyError) as exc:
+        raise BankError(f"{folder / DUPLICATES} is missing or corrupt ({exc}); {REINDEX}") from None
+
+
+_read: dict[Path, tuple[tuple, tuple[dict, DuplicatePairs]]] = {}
+
+
+def read_duplicates_cached(features_dir: Path) -> tuple[dict, DuplicatePairs]:
+    """`read_duplicates`, read again only when the generation changed (the web's pages and
+    API). Callers must not modify what it returns."""
+    features_dir = Path(features_dir)
+    stamp = manifest_stamp(features_dir)
+    cached = _read.get(features_dir)
+    if stamp is not None and cached is not None and cached[0] == stamp:
+        return cached[1]
+    read = read_duplicates(features_dir)
+    if stamp is not None and stamp[0] == read[0].get("generation"):  # not switched meanwhile
+        _read[features_dir] = (stamp, read)
+    return read
+
+
+def _roots(a: np.ndarray, b: np.ndarray) -> dict[int, int]:
+    """Union-find over the rows the edges (a[i], b[i]) join: each such row's root (the
+    smallest row of its group)."""
+    parent: dict[int, int] = {}
+
+    def find(x: int) -> int:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]  # path halving
+            x = parent[x]
+        return x
+
+    for x, y in zip(a.tolist(), b.tolist(), strict=True):
+        rx, ry = find(x), find(y)
+        if rx != ry:
+            parent[max(rx, ry)] = min(rx, ry)
+    return {x: find(x) for x in list(parent)}
+
+
+def duplicate_groups(pairs: DuplicatePairs, names: list[str],
+                     min_verdict: str = DEFAULT_MIN_VERDICT) -> list[dict]:
+    """Connected groups of designs joined by pairs judged at least `min_verdict`:
+    [{"designs": [names, catalogue order], "pairs": [{"a", "b", "similarity", "verdict"}, best
+    first]}], the group with the most serious pair first."""
+    keep = pairs.verdict <= VERDICTS.index(min_verdict)
+    a, b, score = pairs.a[keep], pairs.b[keep], pairs.judged[keep]
+    sim, verdict = pairs.similarity[keep], pairs.verdict[keep]
+    if not len(a):
+        return []
+    roots = _roots(a, b)
+    groups: dict[int, dict] = {}
+    for i in np.argsort(-score, kind="stable").tolist():
+        group = groups.setdefault(roots[int(a[i])], {"rows": set(), "pairs": []})
+        group["rows"].update((int(a[i]), int(b[i])))
+        group["pairs"].append({"a": names[a[i]], "b": names[b[i]],
+                               "similarity": int(sim[i]), "verdict": VERDICTS[verdict[i]]})
+    return [{"designs": [names[r] for r in sorted(g["rows"])], "pairs": g["pairs"]}
+            for g in groups.values()]
