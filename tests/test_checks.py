@@ -22,7 +22,7 @@ from worker.dev.services import service_env
 pytestmark = pytest.mark.slow
 FLAGGED = ("copy", "near-duplicate")
 HIT_FIELDS = {"rank", "name", "score", "front_score", "back_score", "swapped", "front", "back",
-              "verdict", "similarity", "front_url", "back_url"}
+              "verdict", "similarity", "front_url", "back_url", "columns"}
 
 
 def _finished(client, url: str) -> dict:

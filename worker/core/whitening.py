@@ -74,10 +74,14 @@ def learn_whitening(x: np.ndarray, dims: int, shrink: float = SHRINK,
     appearance = x[:, x.shape[1] - sum(size for size, _ in blocks):]
     x = x[:, :x.shape[1] - appearance.shape[1]]
     mean = x.mean(axis=0)
-    _, singular, components = np.linalg.svd(x - mean, full_matrices=False)
+    centred = x - mean
+    # eigenvectors of the (dim_in, dim_in) scatter matrix: the SVD's components up to sign, at
+    # a cost that grows with n only through one matrix product
+    eigenvalues, vectors = np.linalg.eigh(centred.T @ centred)
+    order = np.argsort(eigenvalues)[::-1]
     keep = max(1, min(dims, x.shape[0] - 1, x.shape[1]))
-    variance = singular[:keep] ** 2 / x.shape[0]
+    variance = np.maximum(eigenvalues[order[:keep]], 0.0) / x.shape[0]
     scale = 1.0 / np.sqrt(variance + shrink * variance.mean())
-    projection = (components[:keep].T * scale).astype(np.float32)  # (dim_in, keep)
+    projection = (vectors[:, order[:keep]] * scale).astype(np.float32)  # (dim_in, keep)
     return Whitening(mean.astype(np.float32), projection,
                      appearance.mean(axis=0).astype(np.float32), tuple(blocks))
