@@ -7,7 +7,7 @@ import pytest
 
 from worker.core.bank import BankError, load_bank, write_bank
 from worker.core.generations import current_dir
-from worker.core.whitening import l2_normalise, learn_whitening
+from worker.core.whitening import SHRINK, l2_normalise, learn_whitening
 
 
 def vectors(n=60, dim=32, seed=0):
@@ -47,3 +47,17 @@ def test_bank_round_trip_with_whitening(tmp_path):
     (current_dir(tmp_path) / "whitening.npz").write_bytes(b"garbage")
     with pytest.raises(BankError, match="whitening.npz"):
         load_bank(tmp_path)
+
+
+def test_the_projection_keeps_the_inner_products_of_the_principal_components():
+    """Learned from the scatter matrix; the reference is the SVD of the centred rows."""
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((400, 96)) @ rng.standard_normal((96, 96))).astype(np.float32)
+    whitening = learn_whitening(x, 32)
+    centred = x.astype(np.float64) - x.mean(axis=0)
+    _, singular, components = np.linalg.svd(centred, full_matrices=False)
+    variance = singular[:32] ** 2 / len(x)
+    reference = components[:32].T / np.sqrt(variance + SHRINK * variance.mean())
+    queries = rng.standard_normal((10, 96)) - x.mean(axis=0)
+    ours, theirs = queries @ whitening.projection, queries @ reference
+    np.testing.assert_allclose(ours @ ours.T, theirs @ theirs.T, rtol=1e-4, atol=1e-6)
