@@ -26,6 +26,7 @@ from worker.core.images import ImageRejected, load_image
 from worker.core.settings import Settings
 from worker.core.whitening import SHRINK, Whitening, learn_whitening
 from worker.indexing.recovery import tidy
+from worker.pipeline.precision import REPRESENTATIVE_IMAGES
 from worker.pipeline.preprocess import preprocess_params, to_canvas, to_rgb
 from worker.pipeline.thumbnails import write_thumbnail
 from worker.pipeline.verdicts import thresholds_for
@@ -90,12 +91,35 @@ def extract_images(extractor, catalogue: Catalogue, batch_size: int = 16,
     return features
 
 
+def quantise_on_catalogue(extractor, catalogue: Catalogue, max_pixels: int = 40_000_000,
+                          count: int | None = None) -> int:
+    """At int8: quantise the extractor's layers with `count` of the catalogue's canvases
+    (evenly spread over its distinct images, prepared as for the banks) as the representative
+    set; the number used (0 for a float extractor)."""
+    if extractor.precision != "int8":
+        return 0
+    count = count or REPRESENTATIVE_IMAGES
+    paths = list(dict.fromkeys([*catalogue.fronts, *catalogue.backs]))
+    chosen = paths[::max(1, len(paths) // count)][:count]
+    batch = next(_prepared(catalogue, chosen, max_pixels, extractor.trim, None, len(chosen)), [])
+    canvases = [canvas for _, canvas, _ in batch if canvas is not None]
+    if not canvases:  # nothing readable: extract_images lists the failures
+        return 0
+    start = time.perf_counter()
+    extractor.quantise_on(np.stack(canvases))
+    log.info("int8 model quantised on %d catalogue canvases in %.1f s", len(canvases),
+             time.perf_counter() - start)
+    return len(canvases)
+
+
 def compute_banks(extractor, catalogue: Catalogue, batch_size: int = 16,
                   max_pixels: int = 40_000_000, progress: bool = True,
                   thumbs_dir: Path | None = None
                   ) -> tuple[np.ndarray, np.ndarray, Whitening | None]:
     """Front and back banks, (n_pairs, dim) float32 with unit rows, and the whitening learned
-    on the catalogue's distinct images when the descriptor asks for one."""
+    on the catalogue's distinct images when the descriptor asks for one. At int8 the
+    layers are first quantised on the catalogue (`quantise_on_catalogue`)."""
+    quantise_on_catalogue(extractor, catalogue, max_pixels)
     features = extract_images(extractor, catalogue, batch_size, max_pixels, progress, thumbs_dir)
     whitening = None
     if extractor.whiten:
@@ -131,7 +155,8 @@ def _build(settings: Settings, extractor, batch_size: int, progress: bool) -> di
         "descriptor": extractor.descriptor,
         "verdicts": thresholds_for(extractor.descriptor),
         "weights": {"id": extractor.weights_id, "fingerprint": extractor.weights_fingerprint},
-        "precision": extractor.precision,
+        "precision": extractor.precision, "precision_reason": extractor.precision_reason,
+        "quantised_model": quantised_info(extractor),
         "preprocess": preprocess_params(extractor.trim),
         "catalogue_fingerprint": catalogue.fingerprint(),
         "names": catalogue.names, "fronts": catalogue.fronts, "backs": catalogue.backs,
@@ -139,5 +164,17 @@ def _build(settings: Settings, extractor, batch_size: int, progress: bool) -> di
         "build_seconds": round(time.perf_counter() - start, 2),
     }
     folder = write_bank(settings.features_dir, front, back, manifest, whitening,
-                        catalogue_csv(catalogue.names, catalogue.fronts, catalogue.backs))
+                        catalogue_csv(catalogue.names, catalogue.fronts, catalogue.backs),
+                        None if extractor.quantised is None else extractor.quantised.blob)
     return {**manifest, "generation": folder.name}
+
+
+def quantised_info(extractor) -> dict | None:
+    """What the manifest says of an int8 model (its file's sha256 is under "sha256")."""
+    model = extractor.quantised
+    if extractor.precision != "int8" or model is None:
+        return None
+    return {"sha256": model.sha256, "bytes": len(model.blob), "layers": list(extractor.layers),
+            "weights": "int8, per output channel", "activations": "int8, ranges from "
+            f"{model.calibrated_on} catalogue canvases", "float": "the input "
+            "(quantised on entry) and the layer outputs (dequantised), then the pooling"}
