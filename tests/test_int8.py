@@ -42,7 +42,7 @@ def int8_features_dir(tmp_path_factory, catalogue_dir, int8_extractor):
 
 @pytest.fixture
 def int8_settings(settings, int8_features_dir, tmp_path):
-    private = tmp_path / "features"
+    private = tmp_path / "features-int8"  # beside indexed_settings' "features"
     shutil.copytree(int8_features_dir, private)
     return dataclasses.replace(settings, features_dir=private, precision="int8")
 
@@ -57,12 +57,12 @@ def catalogue_canvases(catalogue_dir) -> np.ndarray:
 
 def test_int8_descriptors_are_close_to_the_float_ones(int8_extractor, int8_features_dir,
                                                       extractor, catalogue_dir):
-    canvases = catalogue_canvases(catalogue_dir)  # 8 of them calibrated the model, not the rest
+    canvases = catalogue_canvases(catalogue_dir)[1::3]  # 16: mostly not among the 8 calibrating
     model = 256 + 512 + 512  # the model's columns (the appearance ones do not use it)
     float_rows = extractor.extract(canvases)[:, :model]
     int8_rows = int8_extractor.extract(canvases)[:, :model]
     cosines = np.sum(float_rows * int8_rows, axis=1)
-    assert len(cosines) > 40 and cosines.min() >= MIN_COSINE, cosines.min()
+    assert len(cosines) >= 15 and cosines.min() >= MIN_COSINE, cosines.min()
     assert not np.array_equal(float_rows, int8_rows), "int8 really ran"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import shutil
 import statistics
 import tempfile
@@ -40,6 +41,7 @@ def model_rounds(args: argparse.Namespace, database: Path) -> dict[str, list[flo
                 for rel in catalogue.fronts[:16]]
     times: dict[str, list[float]] = {p: [] for p in PRECISIONS}
     for _ in range(args.rounds):
+        times.setdefault("load", []).append(os.getloadavg()[0])
         for p in PRECISIONS:
             times[p] += [s * 1000 for s in time_extract(extractors[p], canvases, args.model_calls)]
     return times
@@ -49,6 +51,7 @@ def service_round(args: argparse.Namespace, database: Path, precision: str) -> d
     """One precision's service: index build, sequential searches, a one-worker burst."""
     args = copy.copy(args)
     args.precision = precision
+    load = os.getloadavg()[0]
     with started_service(args) as service:
         shutil.copytree(database, service.tmp / "database")
         build = build_index(service)
@@ -58,7 +61,7 @@ def service_round(args: argparse.Namespace, database: Path, precision: str) -> d
         samples = sequential_searches(service, images, args.searches, args.timeout)
         burst = run_burst(service, images, 1, args.concurrent, args.threads, args.timeout)
     row = burst_row(burst)
-    return {"images/s": build.images / build.wall_s, "index wall s": build.wall_s,
+    return {"load": load, "images/s": build.images / build.wall_s, "index wall s": build.wall_s,
             "e2e p50": percentile([s.e2e_ms for s in samples], 50),
             "forward p50": percentile([s.timings.get("forward_ms", 0) for s in samples], 50),
             "searches/s": float(row[8].replace(",", "")) if row[8] != "n/a" else 0.0,
@@ -73,6 +76,8 @@ def report_model(times: dict[str, list[float]], calls: int) -> float:
         rows.append([p, *(fmt(statistics.median(r)) for r in rounds),
                      fmt(statistics.median(times[p]))])
     emit("### The forward pass alone, batch 1, ms per image (median per round; rounds alternated)\n")
+    rows.append(["load average (1 min) at the round's start", *(fmt(x, 2) for x in times["load"]),
+                 ""])
     emit(md_table(["precision", *(f"round {i + 1}" for i in range(len(rows[0]) - 2)), "median"],
                   rows))
     return statistics.median(times["bfloat16"])
@@ -81,10 +86,11 @@ def report_model(times: dict[str, list[float]], calls: int) -> float:
 def report_service(results: list[tuple[str, dict]]) -> dict[str, dict[str, float]]:
     """One row per service round; returns each precision's medians over its rounds."""
     emit("\n### The service, one worker, per round (in the order run)\n")
-    emit(md_table(["precision", "index images/s (wall, incl. quantisation)", "index wall s",
+    emit(md_table(["precision", "load avg at start", "index images/s (wall, incl. quantisation)",
+                   "index wall s",
                    "search p50 ms (idle queue, end to end)", "forward_ms p50",
                    "burst searches/s", "burst finished / accepted"],
-                  [[p, fmt(r["images/s"], 2), fmt(r["index wall s"], 1), fmt(r["e2e p50"]),
+                  [[p, fmt(r["load"], 2), fmt(r["images/s"], 2), fmt(r["index wall s"], 1), fmt(r["e2e p50"]),
                     fmt(r["forward p50"]), fmt(r["searches/s"], 2),
                     f"{r['burst'][5]} / {r['burst'][3]}"] for p, r in results]))
     keys = ("images/s", "e2e p50", "searches/s")
