@@ -122,6 +122,7 @@ def test_search_ann_min_pairs_setting():
 class FakeExtractor:
     weights_fingerprint = "abc"
     descriptor = "flatten"
+    precision = "float32"
 
 
 @pytest.mark.parametrize("min_pairs, indexed", [(0, True), (24, True), (25, False)])

@@ -93,13 +93,13 @@ def test_missing_banks_say_what_to_do(tmp_path):
 
 def test_bank_must_match_catalogue_weights_and_descriptor():
     bank = FeatureBank(*random_bank(), manifest())
-    check_bank_matches(bank, "cat", 10, "abc", "flatten")
+    check_bank_matches(bank, "cat", 10, "abc", "flatten", "float32")
     with pytest.raises(BankError, match="pairs.csv"):
-        check_bank_matches(bank, "other", 10, "abc", "flatten")
+        check_bank_matches(bank, "other", 10, "abc", "flatten", "float32")
     with pytest.raises(BankError, match="DESCRIPTOR"):
-        check_bank_matches(bank, "cat", 10, "abc", "rmac")
+        check_bank_matches(bank, "cat", 10, "abc", "rmac", "float32")
     with pytest.raises(BankError, match="VGG16_WEIGHTS=bsds500"):
-        check_bank_matches(bank, "cat", 10, "zzz", "flatten")
+        check_bank_matches(bank, "cat", 10, "zzz", "flatten", "float32")
 
 
 def test_rewrite_swaps_whole_index(tmp_path):

@@ -27,6 +27,10 @@
     clustered banks with 1% seeded copies: seconds of the exact and of the coarse (IVF range
     search) pass, pairs listed, the coarse pass's share of the exact pairs.
 
+`python -m benchmarks.perf int8 [--pairs 300] [--rounds 2] [--searches 20] [--concurrent 40]`
+    PRECISION=int8 against bfloat16, alternated in one run: the forward pass at batch 1, then
+    per precision the service (index build, idle-queue searches, a one-worker burst).
+
 Every subcommand prints its command line and key settings, then markdown tables.
 """
 
@@ -39,6 +43,7 @@ import sys
 from benchmarks.perf import duplicates
 from benchmarks.perf.checks import cmd_check
 from benchmarks.perf.e2e import cmd_e2e
+from benchmarks.perf.int8 import cmd_int8
 from benchmarks.perf.model import cmd_model
 from benchmarks.perf.sizes import cmd_sizes
 from worker.core.settings import Settings
@@ -93,6 +98,18 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--weights", default="bsds500")
     m.add_argument("--repeats", type=int, default=64, help="images per batch size (about)")
     duplicates.add_parser(sub)
+    i = sub.add_parser("int8", help="int8 against bfloat16, alternated: model and service")
+    i.add_argument("--pairs", type=int, default=300)
+    i.add_argument("--rounds", type=int, default=2)
+    i.add_argument("--model-calls", type=int, default=24, help="batch-1 calls per round")
+    i.add_argument("--searches", type=int, default=20)
+    i.add_argument("--concurrent", type=int, default=40)
+    i.add_argument("--threads", type=int, default=25)
+    i.add_argument("--descriptor", default=Settings().descriptor)
+    i.add_argument("--weights", default="bsds500")
+    i.add_argument("--timeout", type=float, default=1800.0)
+    i.set_defaults(queue_name="perf", keep=False, storage="files",
+                   batch_size=Settings().batch_size)
     return p
 
 
@@ -107,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_model(args, argv)
     if args.command == "check":
         return cmd_check(args, argv)
+    if args.command == "int8":
+        return cmd_int8(args, argv)
     return cmd_e2e(args, argv)
 
 

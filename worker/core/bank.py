@@ -23,6 +23,7 @@ from worker.core.whitening import Whitening
 
 MANIFEST = "manifest.json"
 WHITENING = "whitening.npz"
+QUANTISED_MODEL = "model-int8.tflite"  # PRECISION=int8: the quantised layers that built the banks
 FORMAT_VERSION = 1
 REINDEX = "rebuild the index with `make index` (python -m worker.cli.index)"
 
@@ -37,6 +38,7 @@ class FeatureBank:
     back: np.ndarray  # (n_pairs, dim) float32, rows L2-normalised (memory-mapped)
     manifest: dict
     whitening: Whitening | None = None  # learned on the catalogue; queries need it too
+    quantised: bytes | None = None  # int8 banks: the model that built them; queries need it too
 
     def __len__(self) -> int:
         return self.front.shape[0]
@@ -124,7 +126,19 @@ def load_bank(features_dir: Path) -> FeatureBank:
         raise BankError(f"{features_dir}/{MANIFEST} has format "
                         f"{manifest.get('format_version')!r}, expected {FORMAT_VERSION}; {REINDEX}")
     front, back = (_load_side(features_dir, side, manifest) for side in SIDES)
-    return FeatureBank(front, back, manifest, _load_whitening(features_dir, manifest))
+    return FeatureBank(front, back, manifest, _load_whitening(features_dir, manifest),
+                       _load_quantised(features_dir, manifest))
+
+
+def _load_quantised(features_dir: Path, manifest: dict) -> bytes | None:
+    expected = manifest.get("sha256", {}).get("quantised_model")
+    if expected is None:
+        return None
+    path = Path(features_dir) / QUANTISED_MODEL
+    blob = path.read_bytes() if path.is_file() else b""
+    if hashlib.sha256(blob).hexdigest() != expected:
+        raise BankError(f"{path} is missing or does not match its manifest; {REINDEX}")
+    return blob
 
 
 def _load_whitening(features_dir: Path, manifest: dict) -> Whitening | None:
@@ -141,10 +155,11 @@ def _load_whitening(features_dir: Path, manifest: dict) -> Whitening | None:
 
 
 def check_bank_matches(bank: FeatureBank, catalogue_fingerprint: str, n_pairs: int,
-                       weights_fingerprint: str, descriptor: str) -> None:
-    """Refuse a bank built from another catalogue, other weights or another descriptor."""
+                       weights_fingerprint: str, descriptor: str, precision: str) -> None:
+    """Refuse a bank built from another catalogue, other weights, another descriptor or
+    another precision (int8 against a float one)."""
     check_catalogue_matches(bank, catalogue_fingerprint, n_pairs)
-    check_model_matches(bank, weights_fingerprint, descriptor)
+    check_model_matches(bank, weights_fingerprint, descriptor, precision)
 
 
 def check_catalogue_matches(bank: FeatureBank, catalogue_fingerprint: str, n_pairs: int) -> None:
@@ -154,9 +169,16 @@ def check_catalogue_matches(bank: FeatureBank, catalogue_fingerprint: str, n_pai
                         f"the current one ({n_pairs} pairs); {REINDEX}")
 
 
-def check_model_matches(bank: FeatureBank, weights_fingerprint: str, descriptor: str) -> None:
-    """Refuse a bank built with other weights or another descriptor."""
+def check_model_matches(bank: FeatureBank, weights_fingerprint: str, descriptor: str,
+                        precision: str) -> None:
+    """Refuse a bank built with other weights, another descriptor, or int8 against float
+    (float32 and bfloat16 give the same descriptors up to rounding: either serves the other)."""
     m = bank.manifest
+    built = m.get("precision") or "float32"
+    if built != precision and "int8" in (built, precision):
+        raise BankError(f"the banks were built at precision {built} but this worker runs "
+                        f"{precision}; an int8 index is searched only with its own int8 model: "
+                        f"set PRECISION={built} or {REINDEX}")
     if m.get("descriptor") != descriptor:
         raise BankError(f"the banks hold descriptor {m.get('descriptor')!r} but this worker "
                         f"uses {descriptor!r}; set DESCRIPTOR={m.get('descriptor')} or {REINDEX}")
@@ -191,11 +213,10 @@ def _save(path: Path, write) -> str:
 
 def write_bank(features_dir: Path, front: np.ndarray, back: np.ndarray, manifest: dict,
                whitening: Whitening | None = None, catalogue_csv: bytes | None = None,
-               extra_files: dict[str, bytes] | None = None) -> Path:
+               extra_files: dict[str, bytes] | None = None, quantised: bytes | None = None) -> Path:
     """Write banks, whitening, the catalogue list, `extra_files` (name -> bytes; sha256 under
-    the name's stem) and the manifest into a new generation, switch CURRENT to it, then delete
-    leftovers; returns its folder. Writers hold
-    generations.catalogue_lock (the clean-up assumes no other writer)."""
+    the name's stem), the int8 model and the manifest into a new generation, switch CURRENT
+    to it, delete leftovers; its folder. Writers hold generations.catalogue_lock."""
     features_dir = Path(features_dir)
     features_dir.mkdir(parents=True, exist_ok=True)
     previous = generations.current_id(features_dir)
@@ -212,6 +233,9 @@ def write_bank(features_dir: Path, front: np.ndarray, back: np.ndarray, manifest
             f, np.ascontiguousarray(a)))
     if whitening is not None:
         manifest["sha256"]["whitening"] = _save(folder / WHITENING, whitening.save)
+    if quantised is not None:
+        manifest["sha256"]["quantised_model"] = _save(folder / QUANTISED_MODEL,
+                                                      lambda f: f.write(quantised))
     if catalogue_csv is not None:
         manifest["sha256"]["pairs"] = _save(folder / "pairs.csv", lambda f: f.write(catalogue_csv))
     for name, data in (extra_files or {}).items():

@@ -12,7 +12,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 # grey input, GeM of unit local features, PCA-whitened to 256, + silhouette and colours (docs/quality.md)
 DEFAULT_DESCRIPTOR = "grey-dir345-pw256-shape-colour"
 STORAGE_CHOICES = ("files", "redis")  # where uploads and grids live (worker/core/storage.py)
-PRECISION_CHOICES = ("auto", "float32", "bfloat16")  # auto: bfloat16 where the CPU has it
+PRECISION_CHOICES = ("auto", "float32", "bfloat16", "int8")  # auto: worker/pipeline/precision.py
 CHOICES = {"STORAGE": STORAGE_CHOICES, "PRECISION": PRECISION_CHOICES}
 # a value below these makes no sense (RESULT_TTL=0: no search)
 MINIMUMS = {"batch_size": 1, "thumb_cache_mb": 0, "search_ann_min_pairs": 0, "max_upload_mb": 1,

@@ -27,7 +27,7 @@ from worker.core.catalogue import Catalogue, catalogue_csv, load_catalogue
 from worker.core.duplicates import DUPLICATES
 from worker.core.generations import catalogue_lock
 from worker.core.images import load_image
-from worker.core.settings import Settings
+from worker.core.settings import InvalidSetting, Settings
 from worker.core.whitening import SHRINK, Whitening, learn_whitening
 from worker.indexing.chunks import (
     Chunk,
@@ -41,6 +41,7 @@ from worker.indexing.chunks import (
     prepared,
     run_chunk,
 )
+from worker.indexing.quantising import quantise_on_catalogue, quantised_info
 from worker.indexing.recovery import tidy
 from worker.pipeline.duplicates import find_duplicates
 from worker.pipeline.preprocess import preprocess_params, to_rgb
@@ -91,7 +92,9 @@ def compute_banks(extractor, catalogue: Catalogue, batch_size: int = 16,
                   max_pixels: int = 40_000_000, progress: bool = True,
                   thumbs_dir: Path | None = None
                   ) -> tuple[np.ndarray, np.ndarray, Whitening | None]:
-    """`banks_from_features` of the whole catalogue extracted in this process, no cache."""
+    """`banks_from_features` of the whole catalogue extracted in this process, no cache (at
+    int8 the layers are first quantised on the catalogue)."""
+    quantise_on_catalogue(extractor, catalogue, max_pixels)
     features = extract_images(extractor, catalogue, batch_size, max_pixels, progress, thumbs_dir)
     return banks_from_features(extractor, catalogue, features)
 
@@ -182,6 +185,10 @@ def _build(settings: Settings, extractor, batch_size: int, progress: bool, distr
            hold: str | None) -> dict:
     start = time.perf_counter()
     catalogue = load_catalogue(settings.database_dir)
+    if distributed and extractor.precision == "int8":  # the workers hold the last index's model
+        raise InvalidSetting("a distributed build runs at float32 or bfloat16: the int8 model is "
+                         "quantised on the catalogue by the build itself; index at int8 locally")
+    quantise_on_catalogue(extractor, catalogue, settings.max_image_pixels)
     gathered = gather_features(settings, extractor, catalogue, batch_size, progress,
                                distributed, hold)
     front, back, whitening = banks_from_features(extractor, catalogue, gathered.features)
@@ -196,7 +203,8 @@ def _build(settings: Settings, extractor, batch_size: int, progress: bool, distr
         "descriptor": extractor.descriptor,
         "verdicts": thresholds, "duplicates": duplicates.summary(),
         "weights": {"id": extractor.weights_id, "fingerprint": extractor.weights_fingerprint},
-        "precision": extractor.precision,
+        "precision": extractor.precision, "precision_reason": extractor.precision_reason,
+        "quantised_model": quantised_info(extractor),
         "preprocess": preprocess_params(extractor.trim),
         "catalogue_fingerprint": catalogue.fingerprint(),
         "names": catalogue.names, "fronts": catalogue.fronts, "backs": catalogue.backs,
@@ -209,7 +217,8 @@ def _build(settings: Settings, extractor, batch_size: int, progress: bool, distr
     folder = write_bank(settings.features_dir, front, back, manifest, whitening,
                         catalogue_csv(catalogue.names, catalogue.fronts, catalogue.backs,
                                       catalogue.extra),
-                        {DUPLICATES: duplicates.to_bytes()})
+                        {DUPLICATES: duplicates.to_bytes()},
+                        None if extractor.quantised is None else extractor.quantised.blob)
     try:
         gathered.cache.prune(gathered.contents, extractor.dim, 2 * settings.index_chunk_pairs)
     except OSError as exc:  # the switch is done; the next build prunes

@@ -60,9 +60,11 @@ class Chunk:
 
 
 def model_fingerprint(extractor) -> str:
-    """What makes two extractors' rows the same: weights, descriptor, precision, preprocessing."""
+    """What makes two extractors' rows the same: weights, descriptor, precision, preprocessing
+    and, at int8, the quantised model (quantised anew on each build's catalogue)."""
     text = json.dumps([extractor.weights_fingerprint, extractor.descriptor, extractor.precision,
-                       preprocess_params(extractor.trim)], sort_keys=True)
+                       preprocess_params(extractor.trim), getattr(extractor, "model_id", None)],
+                      sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -87,7 +87,7 @@ def _save(settings: Settings, bank: FeatureBank, before: Catalogue, after: Catal
                 "updated": datetime.now(UTC).isoformat(timespec="seconds")}
     folder = write_bank(settings.features_dir, front.astype(np.float32), back.astype(np.float32),
                         manifest, bank.whitening, catalogue_csv(names, fronts, backs, extra),
-                        {DUPLICATES: duplicates.to_bytes()})
+                        {DUPLICATES: duplicates.to_bytes()}, bank.quantised)
     write_catalogue_csv(settings.database_dir, names, fronts, backs, extra)
     generations.checkpoint("renamed pairs.csv")
     mark_listed(folder)
@@ -119,7 +119,11 @@ def add_designs(settings: Settings, extractor, designs: list[tuple[str, Path, Pa
     """Append designs (name, front image, back image); returns the new manifest. Every name
     and image is checked before anything is written."""
     with editing(settings) as (catalogue, bank):
-        check_model_matches(bank, extractor.weights_fingerprint, extractor.descriptor)
+        check_model_matches(bank, extractor.weights_fingerprint, extractor.descriptor,
+                            extractor.precision)
+        if bank.quantised is not None and bank.manifest["sha256"]["quantised_model"] != \
+                extractor.model_id:  # new rows extracted with the model that built the others
+            extractor.use_quantised(bank.quantised)
         names = [name for name, _, _ in designs]
         bad = [n for n in names if not DESIGN_NAME.fullmatch(n)]
         if bad:

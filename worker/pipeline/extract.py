@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from worker.core.settings import PRECISION_CHOICES, InvalidSetting
+from worker.core.settings import InvalidSetting
 from worker.core.whitening import l2_normalise
 from worker.pipeline.weights import WeightsChoice, fingerprint, load_bsds500_into, resolve_weights
 
@@ -21,6 +21,8 @@ import tensorflow as tf  # noqa: E402
 
 from worker.pipeline.appearance import appearance  # noqa: E402
 from worker.pipeline.descriptors import DESCRIPTORS, Descriptor  # noqa: E402
+from worker.pipeline.precision import resolve_precision  # noqa: E402
+from worker.pipeline.quantise import QuantisedModel, quantise  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -53,33 +55,19 @@ def build_vgg16(choice: WeightsChoice) -> keras.Model:
     return model
 
 
-def cpu_supports_bf16() -> bool:
-    """True on CPUs with native bfloat16 arithmetic (AVX512_BF16 or AMX_BF16)."""
-    try:
-        flags = open("/proc/cpuinfo").read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(setting: str) -> str:
-    """PRECISION setting -> "float32" or "bfloat16" (`auto`: bfloat16 where the CPU has it)."""
-    if setting == "auto":
-        return "bfloat16" if cpu_supports_bf16() else "float32"
-    if setting not in PRECISION_CHOICES:  # a CLI's --precision (Settings checks PRECISION)
-        raise InvalidSetting(f"PRECISION must be one of {', '.join(PRECISION_CHOICES)}, "
-                             f"got {setting!r}")
-    return setting
-
-
 class FeatureExtractor:
-    """One VGG16 and one descriptor. `extract` is the whole stage."""
+    """One VGG16 and one descriptor. `extract` is the whole stage.
+
+    At int8 the layers run in a quantised copy of the model (`quantised`), made from the
+    catalogue at index time (`quantise_on`) or loaded from the index (`use_quantised`);
+    the float32 VGG16 stays for that and for the weights' fingerprint."""
 
     def __init__(self, weights: str = "auto", descriptor: str = "flatten",
                  precision: str = "float32"):
         spec = get_descriptor(descriptor)
         choice = resolve_weights(weights)
-        self.precision = resolve_precision(precision)
+        self.precision, self.precision_reason = resolve_precision(precision, descriptor)
+        self.quantised: QuantisedModel | None = None
         previous = keras.config.dtype_policy()
         keras.config.set_dtype_policy("mixed_bfloat16" if self.precision == "bfloat16"
                                       else "float32")
@@ -94,7 +82,9 @@ class FeatureExtractor:
         self.grey = spec.grey
         self.whiten = spec.whiten  # learned per catalogue at index time, applied by the bank
         self.appearance = spec.appearance  # model-free columns after the model's
+        self.layers = spec.layers
         self.model = keras.Model(vgg.input, [vgg.get_layer(name).output for name in spec.layers])
+        self._pool = tf.function(spec.pool, reduce_retracing=True)
         self._forward = tf.function(lambda x: spec.pool(self._feature_maps(x)),
                                     reduce_retracing=True)
         self.dim = int(self._forward(tf.zeros((1, 224, 224, 3))).shape[-1]) + \
@@ -108,24 +98,53 @@ class FeatureExtractor:
         outputs = list(outputs) if isinstance(outputs, list | tuple) else [outputs]
         return [tf.cast(o, tf.float32) for o in outputs]  # pool in float32 whatever the compute
 
-    def _model_input(self, canvases: np.ndarray) -> tf.Tensor:
-        """(n, 224, 224, 3) uint8 RGB -> what the model reads (grey if the descriptor says so)."""
+    def model_input(self, canvases: np.ndarray) -> np.ndarray:
+        """(n, 224, 224, 3) uint8 RGB -> (n, 224, 224, 3) float32 as VGG16 takes it."""
         x = canvases.astype(np.float32)
         if self.grey:  # ITU-R 601 luma, replicated to three channels
             x = np.repeat(x @ np.array([[0.299], [0.587], [0.114]], np.float32), 3, axis=-1)
-        return tf.constant(keras.applications.vgg16.preprocess_input(x))
+        return keras.applications.vgg16.preprocess_input(x)
 
     def extract(self, canvases: np.ndarray) -> np.ndarray:
         """(n, 224, 224, 3) uint8 RGB -> (n, dim) float32: the model's descriptor with unit
         rows, then the appearance columns if the descriptor has them (the bank weighs them)."""
-        rows = l2_normalise(self._forward(self._model_input(canvases)).numpy())
+        x = self.model_input(canvases)
+        if self.precision == "int8":
+            model = self.quantised  # read once: `use_quantised` may swap it meanwhile
+            if model is None:
+                raise RuntimeError("PRECISION=int8 needs the index's quantised model: build "
+                                   "the index at int8 or load a bank built at int8")
+            pooled = self._pool([tf.constant(m) for m in model.run(x)])
+        else:
+            pooled = self._forward(tf.constant(x))
+        rows = l2_normalise(pooled.numpy())
         return np.hstack([rows, appearance(canvases)]) if self.appearance else rows
+
+    @property
+    def model_id(self) -> str | None:
+        """What computes the feature maps beside the weights: the quantised model's sha256
+        at int8, None for the float model."""
+        model = self.quantised
+        return None if model is None else model.sha256
+
+    def quantise_on(self, canvases: np.ndarray) -> bytes:
+        """Quantise the layers the descriptor reads with these (n, 224, 224, 3) uint8
+        catalogue canvases as the representative set; use the result and return it."""
+        self.use_quantised(quantise(self.model, self.model_input(canvases)))
+        self.quantised.calibrated_on = len(canvases)
+        return self.quantised.blob
+
+    def use_quantised(self, blob: bytes) -> None:
+        """Extract with this int8 flatbuffer (an index's) from now on."""
+        self.quantised = QuantisedModel(blob)
 
     def feature_maps(self, canvases: np.ndarray) -> list[np.ndarray]:
         """(n, 224, 224, 3) uint8 RGB -> the maps the descriptor pools, one (n, h, w, c)
-        float32 array per layer (28x28 for block4, 14x14 for block5), before pooling."""
-        return [m.numpy() for m in self._feature_maps(self._model_input(canvases))]
+        float32 array per layer (28x28 for block4, 14x14 for block5), before pooling; always
+        from the float model (a match view explains, it does not rank)."""
+        return [m.numpy() for m in self._feature_maps(tf.constant(self.model_input(canvases)))]
 
     def warm_up(self) -> None:
         """Trace and run the graph once so the first real search is not the slow one."""
-        self.extract(np.full((2, 224, 224, 3), 255, dtype=np.uint8))
+        if self.precision != "int8" or self.quantised is not None:
+            self.extract(np.full((2, 224, 224, 3), 255, dtype=np.uint8))

@@ -12,9 +12,7 @@ busy while this batch's grids are drawn and RQ does its bookkeeping (one core, t
 search whose pass is still running waits for it; one whose pass failed computes itself.
 
 Nothing is moved off the queue, so a worker that dies mid-batch loses nothing: the searches
-it had prefetched are still queued and any worker serves them. Each prefetched search is
-claimed in Redis (SET NX with a TTL) so two workers do not compute the same one twice; a
-search that a worker claimed but another dequeued is computed by the one that runs it.
+it had prefetched are still queued and any worker serves them (claims: service/claims.py).
 """
 
 from __future__ import annotations
@@ -69,6 +67,7 @@ class Extracted:
     batch_images: int  # images in the forward pass that computed these rows
     forward_ms: float  # that forward pass alone (model + pooling), shared by its searches
     own_pass: bool = False  # the running search ran that pass (it was not computed ahead)
+    model: str | None = None  # the extractor's model_id in that pass (int8: the index's model)
 
 
 class Batcher:
@@ -86,6 +85,11 @@ class Batcher:
         self._model_lock = threading.Lock()  # one forward pass at a time
         self._pool = pool  # the sides of a search, and the searches of a batch, in parallel
         self._ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead")
+
+    def use_quantised(self, blob: bytes) -> None:
+        """The extractor's int8 model replaced between two forward passes."""
+        with self._model_lock:
+            self.extractor.use_quantised(blob)
 
     def _canvas(self, storage: Storage, name: str | None, box: Box | None) -> np.ndarray | None:
         if name is None:
@@ -126,9 +130,11 @@ class Batcher:
             canvases = None if ahead else self.canvases(storage, uploads, boxes)
         with stage("extract"):
             found = self.lookup(search_id, uploads) if ahead else None  # waits for its pass
-            if found is not None:
+            if found is not None and found.model == self.extractor.model_id:
                 self.read_ahead(storage, queue)
                 return found
+            if found is not None:  # computed with the int8 model of the index just replaced
+                canvases = found.canvases
             if canvases is None:  # the pass ahead failed or left it out
                 canvases = self.canvases(storage, uploads, boxes)
             return self.extract(storage, search_id, canvases, queue)
@@ -223,6 +229,7 @@ class Batcher:
         unkeyed one (the running search, if any) is returned."""
         images = [c for _, pair in batch for c in pair if c is not None]
         with self._model_lock:
+            model = self.extractor.model_id
             start = time.perf_counter()
             rows = iter(self.extractor.extract(np.stack(images)))
             forward_ms = round((time.perf_counter() - start) * 1000, 2)
@@ -232,7 +239,7 @@ class Batcher:
         with self._lock:
             for key, pair in batch:
                 prepared = Extracted(pair, tuple(None if c is None else next(rows) for c in pair),
-                                     len(images), forward_ms, own_pass=key is None)
+                                     len(images), forward_ms, own_pass=key is None, model=model)
                 if key is None:
                     results.append(prepared)
                 else:

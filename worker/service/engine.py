@@ -79,9 +79,13 @@ class Engine:
                 if attempt == 2 or current_id(self.settings.features_dir) == generation:
                     raise
         check_bank_matches(bank, catalogue.fingerprint(), len(catalogue),
-                           self.extractor.weights_fingerprint, self.extractor.descriptor)
+                           self.extractor.weights_fingerprint, self.extractor.descriptor,
+                           self.extractor.precision)
         bank = with_coarse_index(bank, self.settings.search_ann_min_pairs)
         limit_blas_threads()  # again: the coarse index may have loaded faiss's BLAS just now
+        if bank.quantised is not None and bank.manifest["sha256"]["quantised_model"] != \
+                self.extractor.model_id:  # an int8 index is searched with its own model
+            self.batcher.use_quantised(bank.quantised)
         return Snapshot(catalogue, bank, stamp)
 
     def refresh(self) -> bool:

@@ -1,0 +1,128 @@
+"""PRECISION=int8: the layers quantised on the catalogue at index time, stored with the
+generation, and used by every worker that searches it (one int8 model, a small index)."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.http import post_pair
+from tests.images import N_PAIRS, design_pair
+from worker.core.bank import QUANTISED_MODEL, BankError, file_sha256, load_bank
+from worker.core.catalogue import load_catalogue
+from worker.core.generations import current_dir
+from worker.core.settings import DEFAULT_DESCRIPTOR, Settings
+
+pytestmark = pytest.mark.slow
+REPRESENTATIVE = 8  # calibration canvases here (the index uses more): conversion in seconds
+MIN_COSINE = 0.99  # int8 against float32 descriptors of the same canvas, every canvas
+
+
+@pytest.fixture(scope="module")
+def int8_extractor():
+    from worker.pipeline.extract import FeatureExtractor
+
+    return FeatureExtractor("bsds500", DEFAULT_DESCRIPTOR, "int8")
+
+
+@pytest.fixture(scope="module")
+def int8_features_dir(tmp_path_factory, catalogue_dir, int8_extractor):
+    from worker.indexing.build import build_index
+
+    root = tmp_path_factory.mktemp("features-int8")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("worker.indexing.build.REPRESENTATIVE_IMAGES", REPRESENTATIVE)
+        build_index(Settings(database_dir=catalogue_dir, features_dir=root), int8_extractor,
+                    progress=False)
+    return root
+
+
+@pytest.fixture
+def int8_settings(settings, int8_features_dir, tmp_path):
+    private = tmp_path / "features-int8"  # beside indexed_settings' "features"
+    shutil.copytree(int8_features_dir, private)
+    return dataclasses.replace(settings, features_dir=private, precision="int8")
+
+
+def catalogue_canvases(catalogue_dir) -> np.ndarray:
+    from worker.pipeline.preprocess import make_canvas
+
+    cat = load_catalogue(catalogue_dir)
+    return np.stack([make_canvas(cat.image_path(p), trim=True)
+                     for p in dict.fromkeys([*cat.fronts, *cat.backs])])
+
+
+def test_int8_descriptors_are_close_to_the_float_ones(int8_extractor, int8_features_dir,
+                                                      extractor, catalogue_dir):
+    canvases = catalogue_canvases(catalogue_dir)[1::3]  # 16: mostly not among the 8 calibrating
+    model = 256 + 512 + 512  # the model's columns (the appearance ones do not use it)
+    float_rows = extractor.extract(canvases)[:, :model]
+    int8_rows = int8_extractor.extract(canvases)[:, :model]
+    cosines = np.sum(float_rows * int8_rows, axis=1)
+    assert len(cosines) >= 15 and cosines.min() >= MIN_COSINE, cosines.min()
+    assert not np.array_equal(float_rows, int8_rows), "int8 really ran"
+
+
+def test_an_int8_index_holds_its_model_fingerprinted(int8_features_dir, int8_extractor):
+    folder = current_dir(int8_features_dir)
+    m = load_bank(int8_features_dir).manifest
+    assert m["precision"] == "int8" and m["precision_reason"] == "PRECISION=int8"
+    assert m["sha256"]["quantised_model"] == file_sha256(folder / QUANTISED_MODEL)
+    assert m["quantised_model"]["sha256"] == int8_extractor.model_id
+    assert m["quantised_model"]["layers"] == ["block3_conv3", "block4_conv3", "block5_conv3"]
+    assert "from 8 catalogue canvases" in m["quantised_model"]["activations"]
+
+
+def test_an_int8_worker_searches_with_the_index_model(int8_settings, int8_extractor, redis):
+    from web import create_app
+    from worker.service.process import make_worker, start_engine
+
+    int8_extractor.quantised = None  # a worker that has no model yet takes the index's
+    client = create_app({"SETTINGS": int8_settings, "TESTING": True}).test_client()
+    url = post_pair(client, *design_pair(5, N_PAIRS)).get_json()["url"]
+    engine = start_engine(int8_settings, int8_extractor)
+    assert int8_extractor.model_id == load_bank(int8_settings.features_dir).manifest[
+        "sha256"]["quantised_model"]
+    make_worker(int8_settings, engine, redis).work(burst=True, with_scheduler=False)
+    result = client.get(url).get_json()
+    assert result["status"] == "finished", result
+    assert result["results"][0]["name"] == "dress-0005"
+    assert result["results"][0]["score"] == pytest.approx(1.0, abs=1e-3)
+    assert client.get("/healthz").get_json()["precision"] == "int8"
+
+
+def test_a_bank_built_at_one_precision_is_refused_by_a_worker_at_another(
+        int8_settings, indexed_settings, int8_extractor, extractor):
+    from worker.service.engine import Engine
+
+    with pytest.raises(BankError, match="built at precision int8 but this worker runs "
+                                        "float32.*set PRECISION=int8"):
+        Engine(int8_settings, extractor)
+    with pytest.raises(BankError, match="built at precision float32 but this worker runs "
+                                        "int8.*set PRECISION=float32"):
+        Engine(dataclasses.replace(indexed_settings, precision="int8"), int8_extractor)
+    model = current_dir(int8_settings.features_dir) / QUANTISED_MODEL
+    model.write_bytes(model.read_bytes()[:-1] + b"\0")  # one byte changed
+    with pytest.raises(BankError, match=f"{QUANTISED_MODEL} is missing or does not match"):
+        Engine(int8_settings, int8_extractor)
+
+
+def test_an_edit_keeps_the_index_int8_model(int8_settings, int8_extractor, tmp_path):
+    from worker.indexing.edits import add_designs, remove_design
+
+    before = load_bank(int8_settings.features_dir).manifest["sha256"]["quantised_model"]
+    front, back = design_pair(3, N_PAIRS, seed=11)
+    (tmp_path / "f.png").write_bytes(front)
+    (tmp_path / "b.png").write_bytes(back)
+    settings = dataclasses.replace(int8_settings, database_dir=tmp_path / "db")
+    shutil.copytree(int8_settings.database_dir, settings.database_dir)
+    added = add_designs(settings, int8_extractor, [("new-one", tmp_path / "f.png",
+                                                    tmp_path / "b.png")])
+    assert added["sha256"]["quantised_model"] == before and added["precision"] == "int8"
+    bank = load_bank(settings.features_dir)
+    assert bank.quantised is not None and len(bank) == N_PAIRS + 1
+    removed = remove_design(settings, "new-one")
+    assert removed["sha256"]["quantised_model"] == before

@@ -1,0 +1,61 @@
+"""PRECISION: how `auto` resolves on a CPU, and int8 banks against float workers (no model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from worker.core.bank import BankError, FeatureBank, check_model_matches
+from worker.core.settings import DEFAULT_DESCRIPTOR, InvalidSetting, Settings
+from worker.pipeline import precision
+from worker.pipeline.precision import cpu_flags, resolve_precision
+
+VNNI_BF16 = frozenset({"avx512f", "avx512_vnni", "avx512_bf16"})
+
+
+def test_auto_picks_int8_only_where_vnni_and_the_quality_verdict_agree(monkeypatch):
+    monkeypatch.setattr(precision, "INT8_HELD", frozenset({"held"}))
+    assert resolve_precision("auto", "held", VNNI_BF16)[0] == "int8"
+    assert resolve_precision("auto", "held", frozenset({"avx_vnni"}))[0] == "int8"
+    assert resolve_precision("auto", "other", VNNI_BF16) == (
+        "bfloat16", "auto: the CPU has bfloat16 (int8 not validated for other)")
+    assert resolve_precision("auto", "held", frozenset({"avx512_bf16"}))[0] == "bfloat16"
+    assert resolve_precision("auto", "held", frozenset({"amx_bf16"}))[0] == "bfloat16"
+    assert resolve_precision("auto", "held", frozenset({"avx2", "fma"}))[0] == "float32"
+    assert resolve_precision("auto", "other", frozenset())[0] == "float32"
+
+
+def test_a_precision_set_by_hand_is_kept_and_checked():
+    for value in ("float32", "bfloat16", "int8"):
+        assert resolve_precision(value, DEFAULT_DESCRIPTOR, frozenset()) == (
+            value, f"PRECISION={value}")
+        assert Settings.from_env({"PRECISION": value}).precision == value
+    with pytest.raises(InvalidSetting, match="PRECISION must be one of auto, float32, "
+                                             "bfloat16, int8, got 'int4'"):
+        resolve_precision("int4", DEFAULT_DESCRIPTOR)
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_vnni\n\n"
+                       "processor\t: 1\nflags\t\t: fpu avx512f avx512_vnni\n")
+    assert cpu_flags(cpuinfo) == {"fpu", "avx512f", "avx512_vnni"}
+    assert cpu_flags(tmp_path / "absent") == frozenset()
+
+
+def test_int8_and_float_banks_refuse_each_other_float_kinds_do_not():
+    rows = np.eye(3, dtype=np.float32)
+
+    def bank(built: str | None) -> FeatureBank:
+        return FeatureBank(rows, rows, {"descriptor": "d", "precision": built,
+                                        "weights": {"id": "w", "fingerprint": "f"}})
+
+    check_model_matches(bank("float32"), "f", "d", "bfloat16")  # the same descriptors, rounded
+    check_model_matches(bank("bfloat16"), "f", "d", "float32")
+    check_model_matches(bank("int8"), "f", "d", "int8")
+    with pytest.raises(BankError, match="built at precision int8 but this worker runs bfloat16"
+                                        ".*set PRECISION=int8 or rebuild the index"):
+        check_model_matches(bank("int8"), "f", "d", "bfloat16")
+    for built in ("float32", "bfloat16", None):  # None: a manifest from before PRECISION
+        with pytest.raises(BankError, match="runs int8"):
+            check_model_matches(bank(built), "f", "d", "int8")

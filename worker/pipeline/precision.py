@@ -1,0 +1,53 @@
+"""Which arithmetic the model runs in: the PRECISION setting resolved against this CPU and
+the descriptor. TensorFlow-free (a fast test checks the choice without loading a model).
+
+`auto` picks int8 only for descriptors whose quality benchmarks held at int8 (INT8_HELD),
+on CPUs with AVX-512 VNNI; else bfloat16 where the CPU computes it natively; else float32.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from worker.core.settings import PRECISION_CHOICES, InvalidSetting
+
+# Descriptors whose re-scan and look-alike benchmarks, on the held-out seed 11, stayed within
+# 0.5 point of bfloat16 in every family with the verdicts' precision unchanged (docs/quality.md).
+INT8_HELD: frozenset[str] = frozenset()
+REPRESENTATIVE_IMAGES = 16  # catalogue canvases that calibrate int8 activation ranges at index time
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The CPU's feature flags (empty where /proc/cpuinfo cannot be read)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return frozenset()
+    return frozenset(word for line in text.splitlines() if line.startswith("flags")
+                     for word in line.split(":", 1)[1].split())
+
+
+def has_bf16(flags: frozenset[str]) -> bool:
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def has_vnni(flags: frozenset[str]) -> bool:
+    """int8 dot products in one instruction (what XNNPACK's int8 kernels use)."""
+    return "avx512_vnni" in flags or "avx_vnni" in flags or "amx_int8" in flags
+
+
+def resolve_precision(setting: str, descriptor: str,
+                      flags: frozenset[str] | None = None) -> tuple[str, str]:
+    """PRECISION setting -> ("float32" | "bfloat16" | "int8", why), for this descriptor."""
+    if setting not in PRECISION_CHOICES:  # a CLI's --precision (Settings checks PRECISION)
+        raise InvalidSetting(f"PRECISION must be one of {', '.join(PRECISION_CHOICES)}, "
+                             f"got {setting!r}")
+    if setting != "auto":
+        return setting, f"PRECISION={setting}"
+    flags = cpu_flags() if flags is None else flags
+    if has_vnni(flags) and descriptor in INT8_HELD:
+        return "int8", "auto: the CPU has VNNI and int8 held the quality benchmarks"
+    held = "held" if descriptor in INT8_HELD else "not validated"
+    if has_bf16(flags):
+        return "bfloat16", f"auto: the CPU has bfloat16 (int8 {held} for {descriptor})"
+    return "float32", f"auto: no bfloat16 on this CPU (int8 {held} for {descriptor})"
