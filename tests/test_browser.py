@@ -100,6 +100,7 @@ def test_errors_are_shown_in_plain_words(site, browser, tmp_path):
     page.goto(site)
     page.set_input_files("#front", str(tmp_path / "notes.png"))
     page.click("button[type=submit]")
+    page.locator("[role=alert]").wait_for(state="visible")  # the answer to the fetch
     assert "not a JPEG or PNG image" in page.locator("[role=alert]").inner_text()
 
 
@@ -156,6 +157,7 @@ def test_a_refused_upload_keeps_the_other_side(site, browser, drawings, tmp_path
     page.set_input_files("#front", str(tmp_path / "notes.png"))
     page.set_input_files("#back", str(drawings[1]))
     page.click("button[type=submit]")
+    page.locator("[role=alert]").wait_for(state="visible")  # the answer to the fetch
     assert "front image was refused" in page.locator("[role=alert]").inner_text()
     assert page.evaluate("document.getElementById('back').files[0].name") == "back.png"
     page.set_input_files("#front", str(drawings[0]))  # only the refused side is picked again

@@ -34,7 +34,7 @@ def int8_features_dir(tmp_path_factory, catalogue_dir, int8_extractor):
 
     root = tmp_path_factory.mktemp("features-int8")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("worker.indexing.build.REPRESENTATIVE_IMAGES", REPRESENTATIVE)
+        patch.setattr("worker.indexing.quantising.REPRESENTATIVE_IMAGES", REPRESENTATIVE)
         build_index(Settings(database_dir=catalogue_dir, features_dir=root), int8_extractor,
                     progress=False)
     return root
