@@ -47,6 +47,15 @@ def index_page(error: str | None, form: MultiDict):
                            **filter_choices(form.getlist("filter")))
 
 
+def refused_form(exc: RequestRefused):
+    """The front page again, with the refusal said and the form's values kept."""
+    response = current_app.make_response(index_page(exc.message, request.form))
+    response.status_code = exc.status
+    if exc.retry_after:
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
 @bp.get("/")
 def index():
     return index_page(None, MultiDict())
@@ -57,11 +66,7 @@ def submit():
     try:
         search_id = submit_search(request.files, request.form).id
     except RequestRefused as exc:
-        response = current_app.make_response(index_page(exc.message, request.form))
-        response.status_code = exc.status
-        if exc.retry_after:
-            response.headers["Retry-After"] = str(exc.retry_after)
-        return response
+        return refused_form(exc)
     return redirect(url_for("pages.search_page", search_id=search_id), code=303)
 
 
@@ -71,12 +76,7 @@ def submit_check_form():
     try:
         check_id = submit_check(request.files, request.form)
     except RequestRefused as exc:
-        response = current_app.make_response(
-            render_template("index.html", error=exc.message, form=request.form))
-        response.status_code = exc.status
-        if exc.retry_after:
-            response.headers["Retry-After"] = str(exc.retry_after)
-        return response
+        return refused_form(exc)
     return redirect(url_for("pages.check_page", check_id=check_id), code=303)
 
 
