@@ -44,7 +44,8 @@ schemathesis.openapi.format("binary", drawings())
 def _readings(value: Any, binary: bool) -> list[Any]:
     """How the server may read one field as sent: a file as a string of its length; a binary
     field sent as text as null (invalid); an empty list or object not at all (no reading);
-    a list as its first value (what the form's .get() returns); text also parsed as JSON."""
+    a list as its first value (what the form's .get() returns); blank text not at all; text
+    also parsed as JSON."""
     if isinstance(value, Binary):
         return ["x" * len(value.data)]
     if binary:
@@ -53,6 +54,8 @@ def _readings(value: Any, binary: bool) -> list[Any]:
         return []
     if isinstance(value, list):
         return _readings(value[0], binary)
+    if isinstance(value, str) and not value.strip():  # the forms read a blank field as absent
+        return []
     if isinstance(value, str):
         try:
             return [value, json.loads(value)]
