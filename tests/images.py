@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 
-from PIL import Image
+import numpy as np
+from PIL import Image, ImageDraw
 
 from worker.dev.sample import draw_side, make_designs
 
@@ -27,4 +28,18 @@ def variant(png: bytes, n: int) -> bytes:
     """The same drawing with one corner pixel changed: different bytes, same design."""
     img = Image.open(io.BytesIO(png)).convert("RGB")
     img.putpixel((0, 0), (n % 256, n // 256 % 256, 250))
+    return encode(img)
+
+
+def unrelated_drawing(seed: int) -> bytes:
+    """Scattered circles and bars on white, no garment: a PNG like no catalogue design."""
+    rng = np.random.default_rng(seed)
+    img = Image.new("RGB", (300, 300), "white")
+    draw = ImageDraw.Draw(img)
+    for _ in range(12):
+        x, y = rng.integers(20, 280, 2)
+        r = int(rng.integers(5, 25))
+        colour = tuple(int(c) for c in rng.integers(0, 200, 3))
+        (draw.ellipse if rng.random() < 0.5 else draw.rectangle)([x - r, y - r, x + r, y + r],
+                                                                   fill=colour)
     return encode(img)

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
 
 from benchmarks.lookalike_edits import colourway, rescan
 from tests.http import post_pair
-from tests.images import encode
+from tests.images import encode, unrelated_drawing
 from worker.dev.sample import make_designs, write_catalogue
 
 pytestmark = pytest.mark.slow
@@ -77,18 +76,7 @@ def test_a_colourway_copy_comes_back_first_as_a_copy_or_near_duplicate(client_an
 
 def test_an_unrelated_drawing_gets_no_verdict(client_and_worker):
     client, run_worker = client_and_worker
-    sides = []
-    for seed in (1, 2):
-        rng = np.random.default_rng(seed)
-        img = Image.new("RGB", (300, 300), "white")
-        draw = ImageDraw.Draw(img)
-        for _ in range(12):  # scattered circles and bars: no garment
-            x, y = rng.integers(20, 280, 2)
-            r = int(rng.integers(5, 25))
-            colour = tuple(int(c) for c in rng.integers(0, 200, 3))
-            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)([x - r, y - r, x + r, y + r],
-                                                                       fill=colour)
-        sides.append(encode(img))
+    sides = [unrelated_drawing(1), unrelated_drawing(2)]  # no garment
     hits = _search(client, run_worker, *sides)
     assert [h["verdict"] for h in hits] == [None] * len(hits), hits[:3]
     assert all(h["similarity"] < 50 for h in hits)

@@ -8,11 +8,8 @@ import io
 import stat
 import zipfile
 
-import numpy as np
-from PIL import Image, ImageDraw
-
 from benchmarks.lookalike_edits import edited_pair
-from tests.images import N_PAIRS, encode
+from tests.images import N_PAIRS, encode, unrelated_drawing
 from worker.dev.sample import make_designs
 
 EDIT_FAMILIES = ("rescan", "rescan", "logo", "mirror")  # the copies: most re-scanned, some edited
@@ -56,19 +53,7 @@ def post_collection(client, data: bytes, url: str = "/api/checks", **fields):
 
 def unrelated_pair(seed: int) -> tuple[bytes, bytes]:
     """Scattered circles and bars (no garment), a front and a back."""
-    sides = []
-    for side in (0, 1):
-        rng = np.random.default_rng(1000 + 2 * seed + side)
-        img = Image.new("RGB", (300, 300), "white")
-        draw = ImageDraw.Draw(img)
-        for _ in range(12):
-            x, y = rng.integers(20, 280, 2)
-            r = int(rng.integers(5, 25))
-            colour = tuple(int(c) for c in rng.integers(0, 200, 3))
-            (draw.ellipse if rng.random() < 0.5 else draw.rectangle)([x - r, y - r, x + r, y + r],
-                                                                       fill=colour)
-        sides.append(encode(img))
-    return sides[0], sides[1]
+    return unrelated_drawing(1000 + 2 * seed), unrelated_drawing(1001 + 2 * seed)
 
 
 def copied_pair(index: int, seed: int) -> tuple[bytes, bytes]:
