@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from web.schemas import _WS, IMAGE_LIMITS, Closed, HitView, Model, SearchId
+from web.schemas import _WS, FILTER, IMAGE_LIMITS, Closed, HitView, Model, SearchId
 from worker.core.contract import DEFAULT_FRONT_WEIGHT, DEFAULT_K, K_MAX, DesignStatus
 
 
@@ -24,6 +24,7 @@ class CheckForm(Model):
                                 "(400 `invalid_front_weight` otherwise)")
     sides: str = Field("known", pattern=f"^{_WS}*(known|unknown)?{_WS}*$",
                        description="as for a search (400 `invalid_sides` otherwise)")
+    filter: list[str] = Field([], description=FILTER)
 
 
 class CheckCreated(Closed):
