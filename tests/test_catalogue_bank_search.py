@@ -157,7 +157,7 @@ def test_sides_unknown_takes_the_better_assignment():
 
 
 def test_cached_manifest_follows_a_rewritten_index(tmp_path):
-    from worker.core.bank import read_manifest_cached
+    from worker.core.readcache import read_manifest_cached
 
     write_bank(tmp_path, *random_bank(), manifest())
     first = read_manifest_cached(tmp_path)

@@ -12,8 +12,9 @@ from web.errors import error_response
 from web.schemas import Error, Health, Search, SearchCreated, SearchForm, WaitQuery
 from web.searches import MAX_WAIT_S, SearchStatus, describe, fetch_search
 from web.submissions import submit_search
-from worker.core.bank import BankError, read_manifest_cached
+from worker.core.bank import BankError
 from worker.core.queueing import ENDED, wait_until_done
+from worker.core.readcache import read_manifest_cached
 
 bp = Blueprint("api", __name__)
 SEARCH_ID = {"search_id": "the id the submission returned (32 lowercase hex digits); any other "

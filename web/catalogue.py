@@ -4,42 +4,38 @@ descriptor), read again only when the generation changes."""
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 from flask import current_app
 
 from web.errors import RequestRefused
 from worker.core import generations
-from worker.core.bank import BankError, manifest_stamp, read_manifest_cached
+from worker.core.bank import BankError, manifest_stamp
 from worker.core.catalogue import Catalogue, CatalogueError, load_catalogue
 from worker.core.filters import FilterError, Filters, check_filters
+from worker.core.readcache import StampedCache, read_manifest_cached
 
-_lock = threading.Lock()
-_cached: dict[Path, tuple[tuple, Catalogue]] = {}
+
+def _listed_catalogue(features_dir: Path, database_dir: Path) -> Catalogue:
+    """The catalogue the current generation lists (DATABASE_DIR's pairs.csv for a flat
+    FEATURES_DIR)."""
+    listed = generations.current_dir(features_dir) / "pairs.csv"
+    return load_catalogue(database_dir, listed if listed.is_file() else None)
+
+
+_catalogues = StampedCache(_listed_catalogue)
 
 
 def current_catalogue() -> Catalogue | None:
-    """The current generation's catalogue (DATABASE_DIR's pairs.csv for a flat FEATURES_DIR);
-    None when there is no index or it cannot be read."""
+    """The current generation's catalogue; None when there is no index or it cannot be read."""
     settings = current_app.config["SETTINGS"]
-    features_dir = Path(settings.features_dir)
-    stamp = manifest_stamp(features_dir)
-    if stamp is None:
+    if manifest_stamp(settings.features_dir) is None:
         return None
-    with _lock:
-        cached = _cached.get(features_dir)
-        if cached is not None and cached[0] == stamp:
-            return cached[1]
-    listed = generations.current_dir(features_dir) / "pairs.csv"
     try:
-        catalogue = load_catalogue(settings.database_dir, listed if listed.is_file() else None)
+        return _catalogues.get(settings.features_dir, settings.database_dir)
     except CatalogueError as exc:
         current_app.logger.warning("the catalogue cannot be read: %s", exc)
         return None
-    with _lock:
-        _cached[features_dir] = (stamp, catalogue)
-    return catalogue
 
 
 def check_request_filters(filters: Filters) -> None:

@@ -20,11 +20,12 @@ from web.apidoc import ADMIN, Responses, api
 from web.errors import RequestRefused
 from web.schemas import DesignEdit, DesignForm, EditPending, Error
 from web.submissions import check_capacity, discard_uploads, read_side, store_uploads
-from worker.core.bank import BankError, read_manifest_cached
+from worker.core.bank import BankError
 from worker.core.catalogue import DESIGN_NAME
 from worker.core.contract import SIDES
 from worker.core.images import STORED_FORMAT
 from worker.core.queueing import ADD_DESIGN_FUNC, REMOVE_DESIGN_FUNC, upload_name, wait_until_done
+from worker.core.readcache import read_manifest_cached
 
 bp = Blueprint("designs", __name__)
 EDIT_WAIT_S = 60

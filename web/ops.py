@@ -16,8 +16,9 @@ from rq.registry import BaseRegistry
 
 from web.apidoc import Responses, api, openapi_document
 from web.schemas import OpenAPIDocument, Readiness
-from worker.core.bank import BankError, read_manifest_cached
+from worker.core.bank import BankError
 from worker.core.metrics import read_metrics
+from worker.core.readcache import read_manifest_cached
 
 bp = Blueprint("ops", __name__)
 HEARTBEAT_MAX_AGE_S = 60

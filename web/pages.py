@@ -24,8 +24,9 @@ from web.checks import describe_check, state_or_404
 from web.errors import RequestRefused
 from web.searches import describe, fetch_search
 from web.submissions import submit_search
-from worker.core.bank import BankError, read_manifest_cached
+from worker.core.bank import BankError
 from worker.core.filters import FilterError, facets, parse_filter_fields
+from worker.core.readcache import read_manifest_cached
 
 bp = Blueprint("pages", __name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")

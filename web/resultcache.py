@@ -11,9 +11,10 @@ from flask import current_app
 from rq.job import Job
 
 from web.searches import SearchStatus, fetch_search, search_status
-from worker.core.bank import BankError, read_manifest_cached
+from worker.core.bank import BankError
 from worker.core.contract import SIDES, SearchOptions
 from worker.core.queueing import JOB_FUNC, query_canvas_name
+from worker.core.readcache import read_manifest_cached
 
 KEY_PREFIX = "pairsearch:cache:"
 

@@ -80,23 +80,6 @@ def read_manifest(features_dir: Path) -> dict:
     return manifest
 
 
-_manifests: dict[Path, tuple[tuple, dict]] = {}
-
-
-def read_manifest_cached(features_dir: Path) -> dict:
-    """`read_manifest`, parsed again only when the file changed (for the web's hot paths:
-    every submission and health check). Callers must not modify the dict."""
-    features_dir = Path(features_dir)
-    stamp = manifest_stamp(features_dir)
-    cached = _manifests.get(features_dir)
-    if stamp is not None and cached is not None and cached[0] == stamp:
-        return cached[1]
-    manifest = read_manifest(features_dir)
-    if stamp is not None:
-        _manifests[features_dir] = (stamp, manifest)
-    return manifest
-
-
 def _load_side(features_dir: Path, side: str, manifest: dict) -> np.ndarray:
     path = Path(features_dir) / f"{side}.npy"
     if not path.is_file():

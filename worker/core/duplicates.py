@@ -19,8 +19,9 @@ from typing import get_args
 import numpy as np
 
 from worker.core import generations
-from worker.core.bank import MANIFEST, REINDEX, BankError, file_sha256, manifest_stamp
+from worker.core.bank import MANIFEST, REINDEX, BankError, file_sha256
 from worker.core.contract import Verdict
+from worker.core.readcache import StampedCache
 
 DUPLICATES = "duplicates.npz"
 VERDICTS: tuple[str, ...] = get_args(Verdict)  # most serious first
@@ -98,21 +99,8 @@ def read_duplicates(features_dir: Path) -> tuple[dict, DuplicatePairs]:
         raise BankError(f"{folder / DUPLICATES} is missing or corrupt ({exc}); {REINDEX}") from None
 
 
-_read: dict[Path, tuple[tuple, tuple[dict, DuplicatePairs]]] = {}
-
-
-def read_duplicates_cached(features_dir: Path) -> tuple[dict, DuplicatePairs]:
-    """`read_duplicates`, read again only when the generation changed (the web's pages and
-    API). Callers must not modify what it returns."""
-    features_dir = Path(features_dir)
-    stamp = manifest_stamp(features_dir)
-    cached = _read.get(features_dir)
-    if stamp is not None and cached is not None and cached[0] == stamp:
-        return cached[1]
-    read = read_duplicates(features_dir)
-    if stamp is not None and stamp[0] == read[0].get("generation"):  # not switched meanwhile
-        _read[features_dir] = (stamp, read)
-    return read
+# the web's pages and API read them again only when the generation changed
+read_duplicates_cached = StampedCache(read_duplicates).get
 
 
 def _roots(a: np.ndarray, b: np.ndarray) -> dict[int, int]:
