@@ -187,3 +187,31 @@ def test_an_idle_worker_stops_on_sigterm(indexed_settings, redis):
         assert worker.wait(timeout=30) == 0
     finally:
         stop_process(worker)
+
+
+def test_a_sigterm_while_the_worker_registers_is_a_warm_stop(indexed_settings, redis,
+                                                             extractor):
+    # RQ registers a worker before it installs its own handlers; a SIGTERM in that window
+    # killed the process (exit -15) instead of stopping it: the signal is sent from there
+    from rq import Worker
+    from worker.service.process import SearchWorker, make_worker, start_engine
+
+    class SignalledAtBirth(SearchWorker):
+        def register_birth(self):
+            super().register_birth()
+            signal.raise_signal(signal.SIGTERM)
+
+    def unhandled(signum, frame):
+        pytest.fail("the SIGTERM reached no handler of the worker's")
+
+    worker = make_worker(indexed_settings, start_engine(indexed_settings, extractor), redis)
+    worker.__class__ = SignalledAtBirth
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    signal.signal(signal.SIGTERM, unhandled)
+    try:
+        worked = worker.work(max_idle_time=10, with_scheduler=False)
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    assert worker.stop_signalled and not worked
+    assert Worker.count(connection=redis) == 0  # it stopped and said so to Redis

@@ -7,6 +7,7 @@ jobs the worker swaps in a rebuilt index if FEATURES_DIR/CURRENT names a new gen
 from __future__ import annotations
 
 import logging
+import signal
 import time
 
 from redis import Redis
@@ -55,6 +56,17 @@ class SearchWorker(SimpleWorker):
         self.engine = engine
 
     stop_signalled = False  # SIGTERM/SIGINT seen: RQ flags it only when a job is running
+
+    def bootstrap(self, *args, **kwargs):
+        # RQ registers the worker before it installs its handlers: a SIGTERM in between would
+        # kill it (exit -15) instead of a warm shutdown, so flag it until RQ's handlers are in
+        signal.signal(signal.SIGINT, self.stop_before_work)
+        signal.signal(signal.SIGTERM, self.stop_before_work)
+        super().bootstrap(*args, **kwargs)
+
+    def stop_before_work(self, signum, frame):
+        self.stop_signalled = True
+        self._stop_requested = True  # RQ's loop checks it before it takes a job
 
     def request_stop(self, signum, frame):
         self.stop_signalled = True
