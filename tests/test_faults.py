@@ -194,6 +194,7 @@ def test_a_sigterm_while_the_worker_registers_is_a_warm_stop(indexed_settings, r
     # RQ registers a worker before it installs its own handlers; a SIGTERM in that window
     # killed the process (exit -15) instead of stopping it: the signal is sent from there
     from rq import Worker
+
     from worker.service.process import SearchWorker, make_worker, start_engine
 
     class SignalledAtBirth(SearchWorker):
