@@ -61,3 +61,34 @@ def test_the_projection_keeps_the_inner_products_of_the_principal_components():
     queries = rng.standard_normal((10, 96)) - x.mean(axis=0)
     ours, theirs = queries @ whitening.projection, queries @ reference
     np.testing.assert_allclose(ours @ ours.T, theirs @ theirs.T, rtol=1e-4, atol=1e-6)
+
+
+def test_whitening_learned_from_copies_ignores_what_the_copies_change():
+    """Catalogue items differ along a few directions; a copy changes one of those (as a
+    colourway changes colour) and keeps the rest. Learned from the copies, the whitening
+    finds an item's copy; plain PCA-whitening is led astray by the changed direction."""
+    rng = np.random.default_rng(3)
+    n, dim = 200, 24
+    items = rng.normal(size=(n, dim))
+    items[:, 0] *= 8  # what copiers change varies most across the catalogue, too
+    copies = items + rng.normal(scale=0.05, size=(n, dim))
+    copies[:, 0] = rng.normal(scale=8, size=n)
+    learned = learn_whitening(items, 12, copies=(items, copies))
+    plain = learn_whitening(items, 12)
+
+    def found(w):
+        scores = w.apply(copies) @ w.apply(items).T
+        return float(np.mean(scores.argmax(axis=1) == np.arange(n)))
+
+    assert found(learned) == 1.0 and found(plain) < 0.9
+    assert learned.projection.shape == (dim, 12)
+    np.testing.assert_allclose(np.linalg.norm(learned.apply(items), axis=1), 1.0, atol=1e-5)
+
+
+def test_copies_leave_the_appearance_blocks_centred_only():
+    x = vectors(n=80, dim=40)
+    blocks = ((6, 0.5), (4, 0.4))
+    copied = x + np.random.default_rng(4).normal(scale=0.1, size=x.shape)
+    w = learn_whitening(x, 8, blocks=blocks, copies=(x, copied))
+    assert w.projection.shape == (30, 8) and w.blocks == blocks
+    np.testing.assert_allclose(w.block_mean, x[:, 30:].mean(axis=0), atol=1e-6)

@@ -67,21 +67,52 @@ class Whitening:
 
 
 def learn_whitening(x: np.ndarray, dims: int, shrink: float = SHRINK,
-                    blocks: tuple[tuple[int, float], ...] = ()) -> Whitening:
+                    blocks: tuple[tuple[int, float], ...] = (),
+                    copies: tuple[np.ndarray, np.ndarray] | None = None) -> Whitening:
     """Learn from (n, dim_in) catalogue vectors (appearance `blocks` last, centred only);
-    keeps min(dims, n - 1, model dims) whitened components."""
+    keeps min(dims, n - 1, model dims) whitened components.
+
+    With `copies` ((m, dim_in) rows of catalogue images, (m, dim_in) rows of a synthetic copy
+    of each: worker/pipeline/copies.py), the model's columns are first whitened by how copies
+    differ from their originals, then rotated onto the catalogue's principal components in
+    that space (learned whitening, Radenovic et al. 2018): what copiers change counts less."""
     x = np.asarray(x, np.float64)
     appearance = x[:, x.shape[1] - sum(size for size, _ in blocks):]
     x = x[:, :x.shape[1] - appearance.shape[1]]
     mean = x.mean(axis=0)
-    centred = x - mean
+    keep = max(1, min(dims, x.shape[0] - 1, x.shape[1]))
+    if copies is None:
+        projection = _pca_whitening(x - mean, keep, shrink)
+    else:
+        model_dims = x.shape[1]
+        originals, copied = (np.asarray(c, np.float64)[:, :model_dims] for c in copies)
+        within = _inverse_sqrt(_scatter(originals - copied), shrink)  # (dim_in, dim_in)
+        spread = (x - mean) @ within
+        eigenvalues, vectors = np.linalg.eigh(spread.T @ spread)
+        projection = within @ vectors[:, np.argsort(eigenvalues)[::-1][:keep]]
+    return Whitening(mean.astype(np.float32), projection.astype(np.float32),
+                     appearance.mean(axis=0).astype(np.float32), tuple(blocks))
+
+
+def _scatter(centred: np.ndarray) -> np.ndarray:
+    return centred.T @ centred / max(1, centred.shape[0])
+
+
+def _inverse_sqrt(covariance: np.ndarray, shrink: float) -> np.ndarray:
+    """C^-1/2 of (C + shrink * mean eigenvalue * I): directions no copy varied in are not
+    blown up without bound."""
+    eigenvalues, vectors = np.linalg.eigh(covariance)
+    eigenvalues = np.maximum(eigenvalues, 0.0)
+    eigenvalues = eigenvalues + shrink * max(eigenvalues.mean(), 1e-12)
+    return (vectors / np.sqrt(eigenvalues)) @ vectors.T
+
+
+def _pca_whitening(centred: np.ndarray, keep: int, shrink: float) -> np.ndarray:
+    """(dim_in, keep): the top principal components, each scaled to unit variance."""
     # eigenvectors of the (dim_in, dim_in) scatter matrix: the SVD's components up to sign, at
     # a cost that grows with n only through one matrix product
     eigenvalues, vectors = np.linalg.eigh(centred.T @ centred)
     order = np.argsort(eigenvalues)[::-1]
-    keep = max(1, min(dims, x.shape[0] - 1, x.shape[1]))
-    variance = np.maximum(eigenvalues[order[:keep]], 0.0) / x.shape[0]
+    variance = np.maximum(eigenvalues[order[:keep]], 0.0) / centred.shape[0]
     scale = 1.0 / np.sqrt(variance + shrink * variance.mean())
-    projection = (vectors[:, order[:keep]] * scale).astype(np.float32)  # (dim_in, keep)
-    return Whitening(mean.astype(np.float32), projection,
-                     appearance.mean(axis=0).astype(np.float32), tuple(blocks))
+    return vectors[:, order[:keep]] * scale

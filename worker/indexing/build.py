@@ -41,6 +41,7 @@ from worker.indexing.chunks import (
     prepared,
     run_chunk,
 )
+from worker.indexing.copies import cached_copy_rows, copy_rows_here
 from worker.indexing.quantising import quantise_on_catalogue, quantised_info
 from worker.indexing.recovery import tidy
 from worker.pipeline.duplicates import find_duplicates
@@ -72,16 +73,21 @@ def extract_images(extractor, catalogue: Catalogue, batch_size: int = 16,
     return features
 
 
-def banks_from_features(extractor, catalogue: Catalogue, features: dict[str, np.ndarray]
+def banks_from_features(extractor, catalogue: Catalogue, features: dict[str, np.ndarray],
+                        copies: tuple[list[str], np.ndarray] | None = None
                         ) -> tuple[np.ndarray, np.ndarray, Whitening | None]:
     """Front and back banks, (n_pairs, dim) float32 with unit rows, from every distinct
     image's (raw dim,) row, and the whitening learned on those rows when the descriptor asks
-    for one."""
+    for one (with `copies`, (paths, (m, raw dim) rows of their synthetic copies), learned
+    from how they differ: worker/core/whitening.py)."""
     whitening = None
     if extractor.whiten:
         paths = list(features)
         rows = np.stack([features[p] for p in paths])
-        whitening = learn_whitening(rows, extractor.whiten, blocks=extractor.appearance)
+        pairs = None if copies is None else (np.stack([features[p] for p in copies[0]]),
+                                             copies[1])
+        whitening = learn_whitening(rows, extractor.whiten, blocks=extractor.appearance,
+                                    copies=pairs)
         features = dict(zip(paths, whitening.apply(rows), strict=True))
     front = np.stack([features[p] for p in catalogue.fronts]).astype(np.float32)
     back = np.stack([features[p] for p in catalogue.backs]).astype(np.float32)
@@ -96,7 +102,13 @@ def compute_banks(extractor, catalogue: Catalogue, batch_size: int = 16,
     int8 the layers are first quantised on the catalogue)."""
     quantise_on_catalogue(extractor, catalogue, max_pixels)
     features = extract_images(extractor, catalogue, batch_size, max_pixels, progress, thumbs_dir)
-    return banks_from_features(extractor, catalogue, features)
+    copies = None
+    if extractor.copies and extractor.whiten:
+        hashes, failures = hash_images(catalogue, list(features))
+        if failures:
+            raise UnreadableImages(failures)
+        copies = copy_rows_here(extractor, catalogue, hashes, max_pixels, batch_size)
+    return banks_from_features(extractor, catalogue, features, copies)
 
 
 def build_index(settings: Settings, extractor, batch_size: int = 16, progress: bool = True,
@@ -114,6 +126,7 @@ class Gathered:
     """Every distinct image path's (raw dim,) float32 row, and where they came from."""
 
     features: dict[str, np.ndarray]
+    hashes: dict[str, str]  # path -> sha256 of its bytes
     contents: set[str]  # the sha256 of every image the catalogue uses
     extracted: int  # distinct contents extracted by this build
     cache: ChunkCache
@@ -144,7 +157,7 @@ def gather_features(settings: Settings, extractor, catalogue: Catalogue, batch_s
                            "worker of a distributed build must share this FEATURES_DIR")
     extracted = {rel for chunk in chunks for rel in chunk.paths}
     refresh_thumbnails(catalogue, [p for p in paths if p not in extracted], settings)
-    return Gathered({rel: rows[hashes[rel]] for rel in paths}, set(hashes.values()),
+    return Gathered({rel: rows[hashes[rel]] for rel in paths}, hashes, set(hashes.values()),
                     len(extracted), cache)
 
 
@@ -191,15 +204,21 @@ def _build(settings: Settings, extractor, batch_size: int, progress: bool, distr
     quantise_on_catalogue(extractor, catalogue, settings.max_image_pixels)
     gathered = gather_features(settings, extractor, catalogue, batch_size, progress,
                                distributed, hold)
-    front, back, whitening = banks_from_features(extractor, catalogue, gathered.features)
+    copies = None
+    if extractor.copies and extractor.whiten:
+        copies = cached_copy_rows(extractor, catalogue, gathered.hashes, gathered.cache,
+                                  settings.max_image_pixels, 2 * settings.index_chunk_pairs,
+                                  batch_size, progress)
+    front, back, whitening = banks_from_features(extractor, catalogue, gathered.features, copies)
     thresholds = thresholds_for(extractor.descriptor)
     # listed once per generation, here and by edits: the web reads them, never the banks
     duplicates = find_duplicates(front, back, thresholds, settings.search_ann_min_pairs)
     manifest = {
         "n_pairs": len(catalogue), "dim": int(front.shape[1]), "raw_dim": extractor.dim,
         "dtype": "float32",
-        "whitening": None if whitening is None else {"dims": whitening.dim, "shrink": SHRINK,
-                                                     "learned_on_images": len(gathered.features)},
+        "whitening": None if whitening is None else {
+            "dims": whitening.dim, "shrink": SHRINK, "learned_on_images": len(gathered.features),
+            "synthetic_copies": 0 if copies is None else len(copies[0])},
         "descriptor": extractor.descriptor,
         "verdicts": thresholds, "duplicates": duplicates.summary(),
         "weights": {"id": extractor.weights_id, "fingerprint": extractor.weights_fingerprint},

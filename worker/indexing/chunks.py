@@ -19,7 +19,7 @@ import io
 import json
 import logging
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +35,7 @@ from worker.pipeline.thumbnails import write_thumbnail
 
 log = logging.getLogger(__name__)
 Failure = tuple[str, str]  # (catalogue path, reason)
+Transform = Callable[[np.ndarray, str], np.ndarray]  # (canvas, its image's sha256) -> canvas
 
 
 class UnreadableImages(RuntimeError):
@@ -143,12 +144,13 @@ class ChunkCache:
     def has(self, key: str) -> bool:
         return (self.folder / f"{key}.npz").is_file()
 
-    def prune(self, used: set[str], dim: int, chunk_images: int) -> int:
-        """After a build: drop other models' chunks and chunks no image of `used` needs, and
-        repack the rest when they hold over twice the rows in use (the cache stays within 2x
-        the catalogue's raw rows). Returns the chunk files deleted."""
-        for other in self.root.iterdir() if self.root.is_dir() else []:
-            if other != self.folder and other.is_dir():
+    def prune(self, used: set[str], dim: int, chunk_images: int, others: bool = True) -> int:
+        """After a build: drop chunks no image of `used` needs and (`others`) other models'
+        chunks, but not this model's companions (`<model>-copies`); repack the rest when they
+        hold over twice the rows in use (the cache stays within 2x the catalogue's raw rows).
+        Returns the chunk files deleted."""
+        for other in self.root.iterdir() if self.root.is_dir() and others else []:
+            if other.is_dir() and other.name.split("-")[0] != self.model:
                 shutil.rmtree(other, ignore_errors=True)
         chunks = list(self._chunks())
         stale = [path for path, hashes in chunks if not used.intersection(map(str, hashes))]
@@ -210,16 +212,21 @@ def extract_batch(extractor, canvases: list[np.ndarray], batch_size: int) -> np.
 
 
 def run_chunk(extractor, catalogue: Catalogue, chunk: Chunk, cache: ChunkCache, max_pixels: int,
-              thumbs_dir: Path | None, batch_size: int = 16, decode_only: bool = False
-              ) -> list[Failure]:
+              thumbs_dir: Path | None, batch_size: int = 16, decode_only: bool = False,
+              transform: Transform | None = None) -> list[Failure]:
     """Extract a chunk's images and store their rows in `cache` (unless one of them cannot be
-    read, or `decode_only`: then they are only decoded, to list every unreadable image)."""
-    rows, failures = [], []
+    read, or `decode_only`: then they are only decoded, to list every unreadable image).
+    `transform(canvas, sha256)` changes each canvas before the model sees it."""
+    rows, failures, done = [], [], 0
     for batch in prepared(catalogue, chunk.paths, max_pixels, extractor.trim, thumbs_dir,
                           batch_size, chunk.hashes):
         failures += [(rel, error) for rel, _, error in batch if error is not None]
+        digests, done = chunk.hashes[done:done + len(batch)], done + len(batch)
         if not failures and not decode_only:
-            rows.append(extract_batch(extractor, [canvas for _, canvas, _ in batch], batch_size))
+            canvases = [canvas for _, canvas, _ in batch]
+            if transform is not None:
+                canvases = [transform(c, d) for c, d in zip(canvases, digests, strict=True)]
+            rows.append(extract_batch(extractor, canvases, batch_size))
     if not failures and not decode_only:
         cache.write(chunk.key, chunk.hashes, np.vstack(rows))
     return failures

@@ -26,6 +26,7 @@ class Descriptor:
     grey: bool = False  # feed the model a grey copy: recoloured copies still match
     whiten: int = 0  # keep this many PCA-whitened dims learned on the catalogue (0: none)
     appearance: tuple[tuple[int, float], ...] = ()  # silhouette and colour blocks: size, weight
+    copies: bool = False  # whitening learned from synthetic copies (worker/pipeline/copies.py)
 
 
 def _l2(x: tf.Tensor) -> tf.Tensor:
@@ -116,4 +117,10 @@ DESCRIPTORS = {d.name: d for d in [
                "PCA-whitened to 256, + the garment's silhouette (12x12, weight 0.5) and colour "
                "histogram (64, weight 0.4) computed without the model: 464",
                grey=True, whiten=256, appearance=tuple(zip(BLOCKS, (0.5, 0.4), strict=True))),
+    Descriptor("grey-dir345-lw256-shape-colour", (B3, B4, B5), gem_directions, True,
+               "grey-dir345-pw256-shape-colour with its whitening learned from synthetic "
+               "copies of catalogue drawings (other colours, cropped, patched, mirrored, "
+               "re-scanned): what copiers change counts less: 464",
+               grey=True, whiten=256, appearance=tuple(zip(BLOCKS, (0.5, 0.4), strict=True)),
+               copies=True),
 ]}

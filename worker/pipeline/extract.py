@@ -82,6 +82,7 @@ class FeatureExtractor:
         self.grey = spec.grey
         self.whiten = spec.whiten  # learned per catalogue at index time, applied by the bank
         self.appearance = spec.appearance  # model-free columns after the model's
+        self.copies = spec.copies  # the index learns its whitening from synthetic copies
         self.layers = spec.layers
         self.model = keras.Model(vgg.input, [vgg.get_layer(name).output for name in spec.layers])
         self._pool = tf.function(spec.pool, reduce_retracing=True)
