@@ -20,6 +20,7 @@ from worker.core.queueing import CHUNK_FUNC, JOB_FUNC, index_queue_name
 from worker.core.settings import Settings
 from worker.indexing.build import build_index
 from worker.indexing.chunks import ChunkCache, hash_images, model_fingerprint
+from worker.indexing.copies import SUFFIX
 
 pytestmark = pytest.mark.slow
 CHUNK_PAIRS = 8  # 16 images a chunk: the 24-pair catalogue's 46 images make 3 chunks
@@ -95,6 +96,10 @@ def test_after_a_one_row_change_only_that_rows_images_are_extracted(catalogue_di
     hashes, _ = hash_images(load_catalogue(db), [*fronts, *backs])
     assert set(hashes.values()) <= cache.hashes()
     assert len(cache.hashes()) <= 2 * distinct_images(db)
+    # ... and so are the synthetic copies the whitening was learned from, one an image
+    copies = ChunkCache(settings.features_dir, cache.model + SUFFIX)
+    assert set(hashes.values()) <= copies.hashes()
+    assert manifest["whitening"]["synthetic_copies"] == distinct_images(db)
 
 
 def test_searches_go_first_and_a_chunk_of_another_model_is_refused(indexed_settings, redis,

@@ -59,7 +59,9 @@ def test_calibration_orders_the_thresholds():
         [(float(s), 0) for s in rng.uniform(-0.2, 0.5, 400)]
     t = calibrate(hits)
     assert t["copy"] >= t["near-duplicate"] >= t["similar"] > t["floor"]
-    for name, (relevant, precision) in {"copy": (3, 0.99), "similar": (2, 0.8)}.items():
+    # calibrated with headroom: half the errors each verdict promises
+    for name, (relevant, precision) in {"copy": (3, 0.995), "near-duplicate": (3, 0.975),
+                                        "similar": (2, 0.8)}.items():
         above = [rel for score, rel in hits if score >= t[name]]
         assert np.mean([r >= relevant for r in above]) >= precision
 

@@ -10,7 +10,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]  # worker/core/settings.py -> the repository
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 # grey input, GeM of unit local features, PCA-whitened to 256, + silhouette and colours (docs/quality.md)
-DEFAULT_DESCRIPTOR = "grey-dir345-pw256-shape-colour"
+DEFAULT_DESCRIPTOR = "grey-dir345-lw256-shape-colour"
 STORAGE_CHOICES = ("files", "redis")  # where uploads and grids live (worker/core/storage.py)
 PRECISION_CHOICES = ("auto", "float32", "bfloat16", "int8")  # auto: worker/pipeline/precision.py
 CHOICES = {"STORAGE": STORAGE_CHOICES, "PRECISION": PRECISION_CHOICES}

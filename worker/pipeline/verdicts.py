@@ -20,11 +20,16 @@ import numpy as np
 
 VERDICTS = ("copy", "near-duplicate", "similar")  # most serious first
 TARGETS = {"copy": (3, 0.99), "near-duplicate": (3, 0.95), "similar": (2, 0.80)}  # relevance, precision
+# calibrated on the tuning seed to half the errors promised, so that the promise holds on a
+# catalogue the thresholds never saw (docs/quality.md)
+CALIBRATED_PRECISION = {"copy": 0.995, "near-duplicate": 0.975, "similar": 0.80}
 MARGIN_WEIGHT = 1.0  # chosen on the tuning seed (docs/quality.md)
 ANCHORS = {"floor": 0.0, "similar": 50.0, "near-duplicate": 75.0, "copy": 90.0}
 
 # descriptor -> thresholds, from `python -m benchmarks.lookalike --seed 7 --calibrate --descriptor D`
 CALIBRATED: dict[str, dict[str, float]] = {
+    "grey-dir345-lw256-shape-colour": {"copy": 0.9828, "near-duplicate": 0.9153,
+                                       "similar": 0.7118, "floor": 0.4595, "margin_weight": 1.0},
     "grey-dir345-pw256-shape-colour": {"copy": 0.8985, "near-duplicate": 0.8243, "similar": 0.51,
                                        "floor": 0.2622, "margin_weight": 1.0},
     "trim-gem45-pw256": {"copy": 0.9411, "near-duplicate": 0.7615, "similar": 0.3911,
@@ -93,7 +98,8 @@ def calibrate(hits: Iterable[tuple[float, int]]) -> dict[str, float]:
     """Thresholds from (score, relevance) of benchmark hits: relevance 3 the copy, 2 the same
     garment and pattern, 1 the same garment, 0 other; `floor` the median score."""
     scored = sorted(((float(s), int(r)) for s, r in hits), reverse=True)
-    out = {name: round(lowest_threshold(scored, rel, p), 4) for name, (rel, p) in TARGETS.items()}
+    out = {name: round(lowest_threshold(scored, rel, CALIBRATED_PRECISION[name]), 4)
+           for name, (rel, _) in TARGETS.items()}
     out["near-duplicate"] = min(out["near-duplicate"], out["copy"])
     out["similar"] = min(out["similar"], out["near-duplicate"])
     out["floor"] = round(min(float(np.median([s for s, _ in scored])), out["similar"] - 1e-3), 4)
