@@ -176,9 +176,11 @@ def build_bank(extractor, catalogue: Catalogue, ann_candidates: int | None = Non
     With `ann_candidates`, also the coarse index (`worker.pipeline.ann`, whatever the bank's size):
     0 re-scores the service's max(10 k, 200) candidates, N > 0 exactly N (at least k)."""
     from worker.indexing.build import compute_banks
+    from worker.indexing.sketches import sketch_share
 
     front, back, whitening = compute_banks(extractor, catalogue, batch_size=16, progress=False)
-    bank = FeatureBank(front, back, manifest={}, whitening=whitening)
+    manifest = {"sketch_share": sketch_share(catalogue, 40_000_000, extractor.trim)}
+    bank = FeatureBank(front, back, manifest=manifest, whitening=whitening)
     if ann_candidates is None:
         return bank
     from worker.pipeline.ann import with_coarse_index

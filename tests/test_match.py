@@ -173,8 +173,10 @@ def test_a_boxed_search_finds_the_design_the_box_was_cut_from(indexed_client, ru
     assert boxed_body["results"][0]["name"] == NAMES[9]
     boxed_score = boxed_body["results"][0]["score"]
     whole_rank = next(h for h in whole_hits if h["name"] == NAMES[9])
-    assert whole_rank["rank"] > 1 and whole_rank["score"] < boxed_score - 0.05, \
-        "without the box the clutter is searched too"
+    # without the box the clutter is searched too: the design may still rank first in this
+    # small catalogue, but far from a copy
+    assert whole_rank["score"] < boxed_score - 0.2, (whole_rank, boxed_score)
+    assert whole_rank["similarity"] < boxed_body["results"][0]["similarity"]
     searched = np.asarray(Image.open(
         indexed_settings.output_dir / f"{boxed['id']}-query-front.png").convert("RGB"))
     cut = make_canvas(page, trim=True, box=parse_box(box, "front_box"))

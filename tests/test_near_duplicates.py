@@ -7,14 +7,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.lookalike_edits import colourway, rescan
+from benchmarks.lookalike_edits import colourway, lineart, rescan
 from tests.http import post_pair
 from tests.images import encode, unrelated_drawing
-from worker.dev.sample import make_designs, write_catalogue
+from worker.dev.sample import draw_side, make_designs, write_catalogue
 
 pytestmark = pytest.mark.slow
 LOOKALIKES = 300
 COPIED = 28  # one of the colourway copies the verdicts flag (docs/quality.md: most are "similar")
+SKETCHED = 41  # a line sketch's design is in its top 20 nearly always (docs/quality.md)
 
 
 @pytest.fixture(scope="module")
@@ -46,13 +47,17 @@ def client_and_worker(lookalike_settings, settings, extractor, redis):
     return create_app({"SETTINGS": here, "TESTING": True}).test_client(), run_worker
 
 
-def _search(client, run_worker, front: bytes, back: bytes, **fields) -> list[dict]:
+def _finished(client, run_worker, front: bytes, back: bytes, **fields) -> dict:
     response = post_pair(client, front, back, **fields)
     assert response.status_code == 202, response.get_json()
     run_worker()
     body = client.get(response.get_json()["url"]).get_json()
     assert body["status"] == "finished", body
-    return body["results"]
+    return body
+
+
+def _search(client, run_worker, front: bytes, back: bytes, **fields) -> list[dict]:
+    return _finished(client, run_worker, front, back, **fields)["results"]
 
 
 def test_a_colourway_copy_comes_back_first_as_a_copy_or_near_duplicate(client_and_worker):
@@ -80,3 +85,21 @@ def test_an_unrelated_drawing_gets_no_verdict(client_and_worker):
     hits = _search(client, run_worker, *sides)
     assert [h["verdict"] for h in hits] == [None] * len(hits), hits[:3]
     assert all(h["similarity"] < 50 for h in hits)
+
+
+def test_a_line_sketch_is_matched_by_its_outline_and_given_no_verdict(client_and_worker):
+    client, run_worker = client_and_worker
+    design = make_designs(LOOKALIKES, seed=7)[SKETCHED]
+    sides = [encode(rescan(lineart(design, side, np.random.default_rng(6)),
+                           np.random.default_rng(7))) for side in ("front", "back")]
+    body = _finished(client, run_worker, *sides)
+    assert body["outline_only"] == ["front", "back"]
+    assert design.name in [h["name"] for h in body["results"]]
+    assert all(h["verdict"] is None for h in body["results"])
+    page = client.get(f"/searches/{body['id']}").get_data(as_text=True)
+    assert "the front and back are line sketches" in " ".join(page.split())
+    # the same design coloured is compared whole
+    coloured = [encode(rescan(draw_side(design, side), np.random.default_rng(8)))
+                for side in ("front", "back")]
+    body = _finished(client, run_worker, *coloured)
+    assert body["outline_only"] == [] and body["results"][0]["name"] == design.name

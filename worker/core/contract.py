@@ -195,8 +195,11 @@ class SearchResult(BaseModel):
     back_box: Box | None = box_field("back")
     filters: dict[str, list[str]] = Field(default_factory=dict, description="the filters "
                                           "applied before ranking: column -> values allowed")
-    timings: dict[str, int | float] = Field(default_factory=dict,
-                                      description="milliseconds per stage, and batch size")
+    outline_only: list[Literal["front", "back"]] = Field(default_factory=list, description=(
+        "the query's sides that are line sketches, matched by their outline alone (low scores: "
+        "no verdict from a sketch side)"))
+    timings: dict[str, int | float] = Field(default_factory=dict, description="milliseconds "
+                                            "per stage, and batch size")
     descriptor: str | None = None
     weights: str | None = Field(None, description="VGG16 weights id, e.g. `imagenet`")
 
@@ -236,12 +239,10 @@ class CheckedDesign(BaseModel):
 
 def problems(exc: ValidationError) -> list[tuple[str, str]]:
     """(field, message for people) of each refusal in a validation error."""
-    out = []
-    for err in exc.errors():
-        field = ".".join(str(part) for part in err["loc"]) or "request"
-        cause = (err.get("ctx") or {}).get("error")
-        out.append((field, str(cause) if cause is not None else f"{field}: {err['msg']}"))
-    return out
+    fields = [".".join(str(part) for part in err["loc"]) or "request" for err in exc.errors()]
+    causes = [(err.get("ctx") or {}).get("error") for err in exc.errors()]
+    return [(field, str(cause) if cause is not None else f"{field}: {err['msg']}")
+            for field, cause, err in zip(fields, causes, exc.errors(), strict=True)]
 
 
 def rounded(value: float | None, digits: int = 6) -> float | None:

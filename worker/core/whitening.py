@@ -46,6 +46,17 @@ class Whitening:
             start += size
         return l2_normalise(np.hstack(parts)) if self.blocks else parts[0]
 
+    def outline_only(self, y: np.ndarray) -> np.ndarray:
+        """(n, dim) projected rows -> the same with only the first appearance block (the
+        silhouette) kept, rows L2-normalised; unchanged without appearance blocks. Against
+        whole catalogue rows this scores the silhouette alone, scaled by its share."""
+        if not self.blocks:
+            return y
+        start = int(self.projection.shape[1])
+        kept = np.zeros_like(y)
+        kept[:, start:start + self.blocks[0][0]] = y[:, start:start + self.blocks[0][0]]
+        return l2_normalise(kept)
+
     def save(self, path) -> None:
         """To a path or an open binary file."""
         sizes, weights = (np.array([b[i] for b in self.blocks], np.float32) for i in (0, 1))

@@ -44,6 +44,7 @@ from worker.indexing.chunks import (
 from worker.indexing.copies import cached_copy_rows, copy_rows_here
 from worker.indexing.quantising import quantise_on_catalogue, quantised_info
 from worker.indexing.recovery import tidy
+from worker.indexing.sketches import sketch_share
 from worker.pipeline.duplicates import find_duplicates
 from worker.pipeline.preprocess import preprocess_params, to_rgb
 from worker.pipeline.thumbnails import thumbnail_path, write_thumbnail
@@ -221,6 +222,7 @@ def _build(settings: Settings, extractor, batch_size: int, progress: bool, distr
             "synthetic_copies": 0 if copies is None else len(copies[0])},
         "descriptor": extractor.descriptor,
         "verdicts": thresholds, "duplicates": duplicates.summary(),
+        "sketch_share": sketch_share(catalogue, settings.max_image_pixels, extractor.trim),
         "weights": {"id": extractor.weights_id, "fingerprint": extractor.weights_fingerprint},
         "precision": extractor.precision, "precision_reason": extractor.precision_reason,
         "quantised_model": quantised_info(extractor),

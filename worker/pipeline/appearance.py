@@ -14,6 +14,7 @@ SILHOUETTE_SIDE = 12  # the filled outline, area-averaged onto 12 x 12 cells
 COLOUR_BINS = 4  # per channel: a 4 x 4 x 4 histogram of the drawing's pixels
 INK = 235  # a pixel with a channel darker than this belongs to the drawing
 PAPER = 245  # pixels lighter than this in every channel are paper, not colour
+SKETCH_COVERAGE = 0.5  # a drawing that colours less of its outline is a line sketch of the flat
 
 
 def _span(ink: np.ndarray) -> np.ndarray:
@@ -27,11 +28,33 @@ def _span(ink: np.ndarray) -> np.ndarray:
 def silhouette(canvas: np.ndarray) -> np.ndarray:
     """(144,) the share of each cell inside the garment: what lies between ink both along
     its row and along its column (a filled outline; the gap between trouser legs stays out)."""
-    ink = (canvas < INK).any(-1)
-    inside = _span(ink) & _span(ink.T).T
+    inside = _inside(canvas)
     cells = Image.fromarray(inside.astype(np.uint8) * 255).resize(
         (SILHOUETTE_SIDE, SILHOUETTE_SIDE), Image.Resampling.BOX)
     return np.asarray(cells, np.float32).ravel() / 255.0
+
+
+def _inside(canvas: np.ndarray) -> np.ndarray:
+    ink = (canvas < INK).any(-1)
+    return _span(ink) & _span(ink.T).T
+
+
+def coverage(canvas: np.ndarray) -> float:
+    """The share of the garment's filled outline that is drawn in (not paper): about 1 for a
+    coloured drawing, 0.1-0.2 for a line sketch (outlines only)."""
+    inside = _inside(canvas)
+    return float(((canvas < PAPER).any(-1) & inside).sum() / max(1, inside.sum()))
+
+
+def is_sketch(canvas: np.ndarray) -> bool:
+    """A line sketch: its colours and fills say nothing of the design it draws, its outline
+    does (docs/quality.md: such queries are matched by the silhouette alone)."""
+    return coverage(canvas) < SKETCH_COVERAGE
+
+
+def sketched(canvases: tuple[np.ndarray | None, ...]) -> tuple[bool, ...]:
+    """Per side (None: the query has no such side): is it a line sketch?"""
+    return tuple(c is not None and is_sketch(c) for c in canvases)
 
 
 def colour_histogram(canvas: np.ndarray) -> np.ndarray:

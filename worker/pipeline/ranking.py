@@ -16,6 +16,25 @@ from worker.core.catalogue import Catalogue
 from worker.core.contract import Hit, rounded
 from worker.pipeline.verdicts import similarity, verdict_of
 
+SKETCHED_CATALOGUE = 0.5  # from this share of line sketches on, a catalogue is one of sketches
+
+
+def outline_sides(bank: FeatureBank, sketches: tuple[bool, bool]) -> tuple[bool, bool]:
+    """Which query sides are matched by their outline alone: the line sketches
+    (`appearance.is_sketch`) when the catalogue is of coloured drawings (the index's
+    `sketch_share`; an index without it: none). A sketch's model and colour columns describe
+    an empty garment, not the design it draws; among sketches they are compared whole."""
+    coloured = bank.manifest.get("sketch_share", 1.0) < SKETCHED_CATALOGUE
+    usable = coloured and bank.whitening is not None and bool(bank.whitening.blocks)
+    return tuple(bool(sketch) and usable for sketch in sketches)
+
+
+def project_query(bank: FeatureBank, row: np.ndarray, outline: bool = False) -> np.ndarray:
+    """One query image's (raw dim,) descriptor -> (dim,) in the bank's space; with `outline`,
+    its silhouette alone (`Whitening.outline_only`)."""
+    q = bank.project(row[None])
+    return (bank.whitening.outline_only(q) if outline else q)[0]
+
 
 @dataclass(frozen=True)
 class SearchHit:

@@ -18,7 +18,9 @@ from worker.core.checks import mark_started, record_outcomes
 from worker.core.contract import RESUBMIT, CheckChunk, CheckedDesign, Hit, SearchOptions, problems
 from worker.core.images import ImageRejected
 from worker.core.storage import UploadGone
+from worker.pipeline.appearance import sketched
 from worker.pipeline.preprocess import make_canvas
+from worker.pipeline.ranking import outline_sides
 from worker.service.engine import Engine, current
 from worker.service.jobs import SearchInputError, rank_hits
 
@@ -45,8 +47,13 @@ def check_pairs(engine: Engine, pairs: list[Pair], options: SearchOptions) -> li
     prepared = list(engine.pool.map(lambda pair: _canvases(engine, pair), pairs))
     good = [canvases for canvases in prepared if not isinstance(canvases, str)]
     extracted = iter(engine.batcher.extract_pairs(good) if good else [])
-    return [found if isinstance(found, str) else
-            rank_hits(engine.snapshot, next(extracted).rows, options) for found in prepared]
+    return [found if isinstance(found, str) else _ranked(engine, next(extracted), options)
+            for found in prepared]
+
+
+def _ranked(engine: Engine, found, options: SearchOptions) -> list[Hit]:
+    return rank_hits(engine.snapshot, found.rows, options,
+                     outline_sides(engine.snapshot.bank, sketched(found.canvases)))
 
 
 def _read(engine: Engine, name: str | None) -> bytes | None:

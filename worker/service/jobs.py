@@ -17,8 +17,9 @@ from worker.core.contract import SIDES, Hit, SearchOptions, SearchRequest, Searc
 from worker.core.filters import FilterError, allowed_rows
 from worker.core.metrics import record_timings
 from worker.core.queueing import query_canvas_name
+from worker.pipeline.appearance import sketched
 from worker.pipeline.grid import draw_grid
-from worker.pipeline.ranking import top_k
+from worker.pipeline.ranking import outline_sides, project_query, top_k
 from worker.pipeline.verdicts import thresholds_in, verdict_scores
 from worker.service.batching import Extracted, QueueRef
 from worker.service.engine import Engine, Snapshot, current
@@ -53,8 +54,9 @@ def run_search(engine: Engine, request: SearchRequest) -> SearchResult:
     stage = StageClock()
     found = engine.batcher.descriptors(engine.storage, request.search_id, request.uploads,
                                        QueueRef.of(job), stage, request.boxes)
+    outline = outline_sides(engine.snapshot.bank, sketched(found.canvases))
     with stage("search"):
-        hits = rank_hits(engine.snapshot, found.rows, request)
+        hits = rank_hits(engine.snapshot, found.rows, request, outline)
     with stage("render"):
         image = save_grid(engine, request.search_id, found, hits)
         save_query(engine, request.search_id, found.canvases)
@@ -62,6 +64,7 @@ def run_search(engine: Engine, request: SearchRequest) -> SearchResult:
     record_timings(getattr(job, "connection", None),
                    {key: ms for key, ms in timings.items() if key in STAGE_TIMINGS})
     return SearchResult(results=hits, image=image,
+                        outline_only=[side for side, o in zip(SIDES, outline, strict=True) if o],
                         timings=timings | pass_timings(found), descriptor=engine.extractor.descriptor,
                         weights=engine.extractor.weights_id,
                         **request.model_dump(include={"k", "front_weight", "sides_unknown",
@@ -69,15 +72,18 @@ def run_search(engine: Engine, request: SearchRequest) -> SearchResult:
 
 
 def rank_hits(snapshot: Snapshot, rows: tuple[np.ndarray | None, np.ndarray | None],
-              options: SearchOptions) -> list[Hit]:
+              options: SearchOptions, outline: tuple[bool, bool] = (False, False)
+              ) -> list[Hit]:
     """A query's (front, back) descriptors -> the k best designs that pass its filters, each
     with its verdict (a search's and a collection check's search stage; the first hit's lead
-    over the second is taken among the designs that pass)."""
+    over the second is taken among the designs that pass). The sides `outline` names
+    (`outline_sides`) are matched by their outline alone."""
     try:  # the web checked them against the catalogue it saw; this one may be newer
         allowed = allowed_rows(options.filters, snapshot.catalogue)
     except FilterError as exc:
         raise SearchInputError(str(exc)) from None
-    q_front, q_back = (None if q is None else snapshot.bank.project(q[None])[0] for q in rows)
+    q_front, q_back = (None if q is None else project_query(snapshot.bank, q, by_outline)
+                       for q, by_outline in zip(rows, outline, strict=True))
     found_hits = top_k(snapshot.bank, q_front, q_back, max(options.k, 2), options.front_weight,
                        options.sides_unknown, allowed)  # 2: the first hit is judged on its lead
     judged = verdict_scores([hit.score for hit in found_hits])
