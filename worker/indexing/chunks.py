@@ -211,11 +211,11 @@ def extract_batch(extractor, canvases: list[np.ndarray], batch_size: int) -> np.
     return extractor.extract(stacked)[:len(canvases)]
 
 
-def run_chunk(extractor, catalogue: Catalogue, chunk: Chunk, cache: ChunkCache, max_pixels: int,
-              thumbs_dir: Path | None, batch_size: int = 16, decode_only: bool = False,
-              transform: Transform | None = None) -> list[Failure]:
-    """Extract a chunk's images and store their rows in `cache` (unless one of them cannot be
-    read, or `decode_only`: then they are only decoded, to list every unreadable image).
+def extract_chunk(extractor, catalogue: Catalogue, chunk: Chunk, max_pixels: int,
+                  thumbs_dir: Path | None, batch_size: int = 16, decode_only: bool = False,
+                  transform: Transform | None = None) -> tuple[np.ndarray | None, list[Failure]]:
+    """A chunk's (n, raw dim) rows, or None when one of its images cannot be read (then every
+    image is still decoded, to list them all) or with `decode_only`; and the failures.
     `transform(canvas, sha256)` changes each canvas before the model sees it."""
     rows, failures, done = [], [], 0
     for batch in prepared(catalogue, chunk.paths, max_pixels, extractor.trim, thumbs_dir,
@@ -227,6 +227,15 @@ def run_chunk(extractor, catalogue: Catalogue, chunk: Chunk, cache: ChunkCache, 
             if transform is not None:
                 canvases = [transform(c, d) for c, d in zip(canvases, digests, strict=True)]
             rows.append(extract_batch(extractor, canvases, batch_size))
-    if not failures and not decode_only:
-        cache.write(chunk.key, chunk.hashes, np.vstack(rows))
+    return (np.vstack(rows) if rows and not failures else None), failures
+
+
+def run_chunk(extractor, catalogue: Catalogue, chunk: Chunk, cache: ChunkCache, max_pixels: int,
+              thumbs_dir: Path | None, batch_size: int = 16, decode_only: bool = False,
+              transform: Transform | None = None) -> list[Failure]:
+    """`extract_chunk`, its rows stored in `cache` when there are any."""
+    rows, failures = extract_chunk(extractor, catalogue, chunk, max_pixels, thumbs_dir,
+                                   batch_size, decode_only, transform)
+    if rows is not None:
+        cache.write(chunk.key, chunk.hashes, rows)
     return failures

@@ -18,9 +18,8 @@ from worker.core.catalogue import Catalogue
 from worker.indexing.chunks import (
     ChunkCache,
     UnreadableImages,
-    extract_batch,
+    extract_chunk,
     plan_chunks,
-    prepared,
     run_chunk,
 )
 from worker.pipeline.copies import synthetic_copy
@@ -77,15 +76,12 @@ def copy_rows_here(extractor, catalogue: Catalogue, hashes: dict[str, str],
                    ) -> tuple[list[str], np.ndarray]:
     """As `cached_copy_rows`, without a cache (the benchmarks' in-process banks)."""
     wanted = chosen(hashes)
-    digests, rows = list(wanted), []
-    transform = copy_of(extractor)
-    for start in range(0, len(digests), batch_size):
-        part = digests[start:start + batch_size]
-        batch = next(prepared(catalogue, [wanted[d] for d in part], max_pixels, extractor.trim,
-                              None, len(part), part))
-        failures = [(rel, error) for rel, _, error in batch if error is not None]
-        if failures:
-            raise UnreadableImages(failures)
-        rows.append(extract_batch(extractor, [transform(canvas, d) for (_, canvas, _), d
-                                              in zip(batch, part, strict=True)], batch_size))
-    return [wanted[d] for d in digests], np.vstack(rows)
+    chunks = plan_chunks(SUFFIX, {rel: d for d, rel in wanted.items()}, set(), len(wanted))
+    if not chunks:
+        return [], np.zeros((0, extractor.dim), np.float32)
+    chunk = chunks[0]  # every chosen image in one chunk
+    rows, failures = extract_chunk(extractor, catalogue, chunk, max_pixels, None, batch_size,
+                                   transform=copy_of(extractor))
+    if failures:
+        raise UnreadableImages(failures)
+    return chunk.paths, rows
