@@ -27,7 +27,7 @@ import numpy as np
 from benchmarks.lookalike_edits import EDITS, edited_pair
 from worker.core.catalogue import load_catalogue
 from worker.dev.sample import Design, make_designs, sample_catalogue
-from worker.pipeline.appearance import is_sketch
+from worker.pipeline.appearance import sketched
 from worker.pipeline.preprocess import to_canvas
 from worker.pipeline.ranking import outline_sides, project_query, top_k
 
@@ -68,7 +68,7 @@ def search_all(extractor, bank, queries: list[Query], front_weight: float = 0.5)
         front, back = edited_pair(query.design, "rescan" if query.row is None else query.family,
                                   query.seed)
         canvases = np.stack([to_canvas(img, extractor.trim) for img in (front, back)])
-        outline = outline_sides(bank, tuple(is_sketch(c) for c in canvases))
+        outline = outline_sides(bank, sketched(canvases))
         q = [project_query(bank, row, by_outline)  # (dim,) each, as the job projects
              for row, by_outline in zip(extractor.extract(canvases), outline, strict=True)]
         outcomes.append(Outcome(query, top_k(bank, q[0], q[1], K, front_weight)))
