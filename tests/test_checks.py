@@ -130,7 +130,7 @@ def test_the_cli_checks_a_folder_in_process(indexed_settings, tmp_path):
         (tmp_path / "season" / name).write_bytes(data)
     (tmp_path / "season" / "pairs.csv").write_bytes(pairs_csv(rows))
     out = tmp_path / "report.csv"
-    proc = subprocess.run([sys.executable, "-m", "worker.cli.check", str(tmp_path / "season"),
+    proc = subprocess.run([sys.executable, "-m", "worker.check", str(tmp_path / "season"),
                            "-k", "5", "--out", str(out)], env=service_env(indexed_settings),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -166,7 +166,7 @@ def test_the_page_shows_each_group_with_its_drawings(synthetic):
 def test_the_cli_writes_a_csv_row_per_pair(synthetic, tmp_path):
     _, settings, manifest, pairs, _ = synthetic
     out = tmp_path / "d.csv"
-    proc = subprocess.run([sys.executable, "-m", "worker.cli.duplicates", "--min-verdict",
+    proc = subprocess.run([sys.executable, "-m", "worker.duplicates", "--min-verdict",
                            "similar", "--csv", str(out)], env=service_env(settings),
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

@@ -34,7 +34,8 @@ def test_precision_choices():
 @pytest.mark.parametrize("module,args,code", [
     ("worker", ["--burst"], 2), ("worker.cli.supervisor", [], 2), ("worker.cli.index", [], 1),
     ("worker.cli.catalogue", ["remove", "x"], 1), ("worker.cli.submit", ["a.png", "b.png"], 2),
-    ("worker.cli.sample", [], 2), ("worker.cli.check", ["season.zip"], 1)])
+    ("worker.cli.sample", [], 2), ("worker.cli.check", ["season.zip"], 1),
+    ("worker.index", [], 1), ("worker.check", ["season.zip"], 1)])
 def test_every_entry_point_names_a_bad_setting_and_stops(module, args, code, tmp_path):
     env = {**os.environ, "PRECISION": "fp8", "REDIS_URL": "redis://127.0.0.1:1/0",
            "FEATURES_DIR": str(tmp_path / "features"), "DATABASE_DIR": str(tmp_path / "db")}
