@@ -44,7 +44,7 @@ def report_start_up(service: Service, images: QueryImages, timeout: float) -> No
 
 def report_sequential(service: Service, images: QueryImages, args: argparse.Namespace) -> None:
     samples = sequential_searches(service, images, args.searches, args.timeout)
-    model_ms = model_alone_ms(args, images, args.searches)
+    model_ms = model_alone_ms(args, images, args.searches, service.settings.features_dir)
     failed = sum(s.status != "finished" for s in samples)
     emit(f"\n### Sequential searches ({len(samples)}, {failed} failed), 1 worker\n")
     emit(md_table(["stage", "n", "p50 ms", "p95 ms"], stage_rows(samples, model_ms)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -28,13 +29,19 @@ def time_extract(extractor, batches: Sequence[np.ndarray], calls: int) -> list[f
     return times
 
 
-def model_alone_ms(args: argparse.Namespace, images: QueryImages, calls: int) -> list[float]:
+def model_alone_ms(args: argparse.Namespace, images: QueryImages, calls: int,
+                   features_dir: Path) -> list[float]:
     """The model alone on query pairs (batch of 2), in this process, with the service idle:
-    the floor of a search, measured in the same run as the searches."""
+    the floor of a search, measured in the same run as the searches (at int8 with the
+    quantised model of the index in `features_dir`, as the worker runs it)."""
+    from worker.core.bank import load_bank
+    from worker.core.generations import current_dir
     from worker.pipeline.extract import FeatureExtractor
     from worker.pipeline.preprocess import make_canvas
 
     extractor = FeatureExtractor(args.weights, args.descriptor, args.precision)
+    if extractor.precision == "int8":
+        extractor.use_quantised(load_bank(current_dir(features_dir)).quantised)
     pairs = [np.stack([make_canvas(side, trim=extractor.trim) for side in images.next()])
              for _ in range(8)]
     return [s * 1000 for s in time_extract(extractor, pairs, calls)]
