@@ -1,4 +1,4 @@
-"""`python -m worker.duplicates`: the same command as `python -m worker.cli.duplicates` (the issues' spelling)."""
+"""`python -m worker.duplicates`: the same command as `python -m worker.cli.duplicates`."""
 import sys
 
 from worker.cli.duplicates import main
