@@ -12,26 +12,34 @@ from worker.core.bank import BankError
 from worker.core.catalogue import CatalogueError
 from worker.core.settings import InvalidSetting, Settings
 from worker.pipeline.weights import WeightsUnavailable
-from worker.service.process import serve, start_engine
+from worker.service.process import serve, served_queues, start_engine
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve paired design searches from the queue.")
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     parser.add_argument("--name", default=None, help="worker name (default: RQ's)")
+    parser.add_argument("--chunks-only", action="store_true",
+                        help="serve only a distributed index build's chunks; needs no index "
+                             "(the first build of a catalogue on several machines)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env()
-        engine = start_engine(settings)
+        engine = start_engine(settings, with_index=not args.chunks_only)
     except (BankError, CatalogueError, InvalidSetting, WeightsUnavailable) as exc:
         print(f"worker: cannot start: {exc}", file=sys.stderr)
         return 2
+    if args.chunks_only and engine.extractor.precision == "int8":
+        print("worker: cannot start: --chunks-only extracts with the float model, and a "
+              "distributed build refuses PRECISION=int8; set PRECISION=bfloat16 or float32",
+              file=sys.stderr)
+        return 2
     connection = Redis.from_url(settings.redis_url)
     logging.getLogger("worker").info(
-        "serving queues %r, then %r, on %s with %d pairs", settings.queue_name,
-        settings.check_queue_name, settings.redis_url,
-        len(engine.snapshot.catalogue))
+        "serving %s on %s%s", ", then ".join(repr(q) for q in served_queues(settings, engine)),
+        settings.redis_url, "" if engine.snapshot is None else
+        f" with {len(engine.snapshot.catalogue)} pairs")
     serve(settings, engine, connection, args.name, args.burst)
     return 0
 

@@ -44,7 +44,7 @@ class Snapshot:
 
 
 class Engine:
-    def __init__(self, settings: Settings, extractor=None):
+    def __init__(self, settings: Settings, extractor=None, with_index: bool = True):
         if extractor is None:
             from worker.pipeline.extract import FeatureExtractor
 
@@ -58,10 +58,13 @@ class Engine:
         self.batcher = Batcher(extractor, settings.batch_size, settings.max_image_pixels,
                                self.pool, settings.read_ahead)
         self.thumbnails = ThumbnailCache(settings.thumb_cache_mb * 2**20)
-        self.snapshot = self._load_snapshot()
+        # None: a worker serving only a distributed build's chunks (`python -m worker --chunks-only`)
+        self.snapshot = self._load_snapshot() if with_index else None
 
     def preload_thumbnails(self) -> int:
         """Decode the catalogue's thumbnails, pair by pair, until THUMB_CACHE_MB is full."""
+        if self.snapshot is None:
+            return 0
         cat = self.snapshot.catalogue
         return self.thumbnails.preload(self.settings.features_dir,
                                        (rel for pair in zip(cat.fronts, cat.backs, strict=True)
@@ -90,7 +93,7 @@ class Engine:
 
     def refresh(self) -> bool:
         """Swap in a rebuilt index if the manifest changed; keep the old one if the new is bad."""
-        if manifest_stamp(self.settings.features_dir) == self.snapshot.stamp:
+        if self.snapshot is None or manifest_stamp(self.settings.features_dir) == self.snapshot.stamp:
             return False
         try:
             self.snapshot = self._load_snapshot()

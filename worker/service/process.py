@@ -99,11 +99,12 @@ class SearchWorker(SimpleWorker):
             log.info("deleted %d expired upload/result files", removed)
 
 
-def start_engine(settings: Settings, extractor=None) -> Engine:
+def start_engine(settings: Settings, extractor=None, with_index: bool = True) -> Engine:
     """Load model + index (BLAS limited to one thread), warm the model, make it this
-    process's engine. First cleans up after a build or edit that stopped part-way."""
+    process's engine. First cleans up after a build or edit that stopped part-way.
+    Without the index: the engine of a worker that serves only a build's chunks."""
     recover_at_start(settings)
-    engine = Engine(settings, extractor)
+    engine = Engine(settings, extractor, with_index)
     engine.storage.setup()
     engine.extractor.warm_up()
     start = time.perf_counter()
@@ -114,12 +115,17 @@ def start_engine(settings: Settings, extractor=None) -> Engine:
     return engine
 
 
+def served_queues(settings: Settings, engine: Engine) -> list[str]:
+    """RQ takes the next job from the first queue that has one: searches, then check chunks,
+    then a distributed build's chunks; an engine without an index takes only the last."""
+    if engine.snapshot is None:
+        return [index_queue_name(settings)]
+    return [settings.queue_name, settings.check_queue_name, index_queue_name(settings)]
+
+
 def make_worker(settings: Settings, engine: Engine, connection: Redis,
                 name: str | None = None) -> SearchWorker:
-    # RQ takes the next job from the first queue that has one: searches, then check chunks,
-    # then a distributed build's chunks
-    queues = [Queue(name, connection=connection) for name in
-              (settings.queue_name, settings.check_queue_name, index_queue_name(settings))]
+    queues = [Queue(name, connection=connection) for name in served_queues(settings, engine)]
     return SearchWorker(queues, connection=connection, engine=engine, name=name or worker_name(),
                         maintenance_interval=MAINTENANCE_S)
 
