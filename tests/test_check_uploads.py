@@ -202,3 +202,21 @@ def test_the_form_takes_a_zip_and_shows_its_progress_or_its_refusal(client, redi
     assert '<progress id="check-progress" max="2" value="0">' in html
     assert "0 of 2 designs checked." in html
     assert client.get("/checks/" + "0" * 32).status_code == 404
+
+
+def test_checks_past_the_waiting_designs_bound_are_refused_and_leave_nothing(settings, redis):
+    client = _client(settings, max_check_queue_pairs=3, check_chunk_pairs=1)
+    rows = [("a", "a-f.png", "a-b.png"), ("b", "a-f.png", "a-b.png")]
+    first = post_collection(client, make_zip(GOOD, rows))
+    assert first.status_code == 202, first.get_json()  # nothing waited: it starts
+    queue = Queue(settings.check_queue_name, connection=redis)
+    stored = sorted(settings.upload_dir.iterdir())
+    checks = redis.keys("pairsearch:check:*")
+    second = post_collection(client, make_zip(GOOD, rows))  # 2 waiting + 2 > 3
+    body = second.get_json()
+    assert (second.status_code, body["error"]) == (503, "queue_full"), body
+    assert "2 designs wait" in body["message"] and second.headers["Retry-After"] == "60"
+    assert sorted(settings.upload_dir.iterdir()) == stored and len(queue) == 2
+    assert redis.keys("pairsearch:check:*") == checks
+    third = post_collection(client, make_zip(GOOD, rows[:1]))  # 2 waiting + 1 fits
+    assert third.status_code == 202, third.get_json()

@@ -68,6 +68,16 @@ def _store(check_id: str, collection: Collection, settings
     return rows, settled
 
 
+def check_waiting_designs(settings, designs: int) -> None:
+    """Refuse (503, Retry-After) a check that would put more than MAX_CHECK_QUEUE_PAIRS designs
+    in the check queue; with none waiting, any collection (CHECK_MAX_PAIRS bounds it) starts."""
+    waiting = len(current_app.extensions["check_queue"]) * settings.check_chunk_pairs
+    if waiting and waiting + designs > settings.max_check_queue_pairs:
+        raise RequestRefused(503, "queue_full", f"the service is busy checking other "
+                             f"collections (about {waiting} designs wait); please retry in a "
+                             "few minutes", retry_after=60)
+
+
 def submit_check(files: ImmutableMultiDict, form: ImmutableMultiDict) -> str:
     """Validate the options and the ZIP, store its drawings, enqueue its chunks; the check's id."""
     settings = current_app.config["SETTINGS"]
@@ -79,6 +89,7 @@ def submit_check(files: ImmutableMultiDict, form: ImmutableMultiDict) -> str:
     collection = _collection(files.get("collection"), settings)
     try:
         check_capacity(settings)
+        check_waiting_designs(settings, len(collection.names))
     except RedisError:
         raise queue_unavailable() from None
     check_id = uuid.uuid4().hex  # 122 random bits: unguessable

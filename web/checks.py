@@ -53,7 +53,8 @@ def describe_check(state: CheckState) -> dict:
                                    "many rows (`too_many_pairs`)"),
                   HTTP_415=(Error, "the collection is not a ZIP archive (`not_a_zip`)"),
                   HTTP_503=(Error, "Redis is unreachable (`queue_unavailable`), no worker runs "
-                                   "(`no_worker`), too many searches wait (`queue_full`) or "
+                                   "(`no_worker`), too many searches or checked designs wait "
+                                   "(`queue_full`) or "
                                    "the drawings could not be stored (`storage_unavailable`)")))
 def create_check():
     """Check a collection of new designs (a ZIP) against the catalogue

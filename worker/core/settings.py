@@ -19,7 +19,7 @@ MINIMUMS = {"batch_size": 1, "thumb_cache_mb": 0, "search_ann_min_pairs": 0, "ma
             "max_image_pixels": 16 * 16, "result_ttl": 60, "job_timeout": 1,
             "max_queue_length": 1, "web_workers": 1, "web_connections": 2, "max_long_polls": 0,
             "client_timeout": 1, "index_chunk_pairs": 1, "index_chunk_timeout": 1,
-            "check_chunk_pairs": 1, "check_max_pairs": 1,
+            "check_chunk_pairs": 1, "check_max_pairs": 1, "max_check_queue_pairs": 1,
             "zip_max_entries": 2, "zip_max_mb": 1, "zip_max_entry_mb": 1, "zip_max_ratio": 2}
 
 
@@ -81,6 +81,7 @@ class Settings:
     # collection checks (POST /api/checks): chunk jobs on their own queue, ZIPs read with limits
     check_chunk_pairs: int = 4  # pairs one check job runs through the model; a search waits <= 1
     check_max_pairs: int = 500  # rows a collection's pairs.csv may have
+    max_check_queue_pairs: int = 2000  # designs of checks that may wait; past it a new check gets 503
     zip_max_entries: int = 2000  # entries (files and folders) a collection ZIP may hold
     zip_max_mb: int = 512  # uncompressed MiB read from one ZIP, counted while reading
     zip_max_entry_mb: int = 64  # uncompressed MiB of one entry (past it: that row is refused)
