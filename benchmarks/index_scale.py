@@ -2,10 +2,10 @@
 
     python -m benchmarks.index_scale --pairs 96 --chunk-pairs 8
 
-Writes a sample catalogue, indexes 2 of its pairs locally so that workers can start, then
-runs `build_index(distributed=True)` over the whole catalogue twice, the chunk cache emptied
-before each: with one `python -m worker` under `taskset -c 0`, then with two (`taskset -c 0`
-and `taskset -c 1`), every worker on one TensorFlow thread (TF_NUM_INTRAOP_THREADS and
+Writes a sample catalogue and, with no index anywhere (a first build), runs
+`build_index(distributed=True)` over it twice, the chunk cache emptied before each: with one
+`python -m worker --chunks-only` under `taskset -c 0`, then with two (`taskset -c 0` and
+`taskset -c 1`), every worker on one TensorFlow thread (TF_NUM_INTRAOP_THREADS and
 TF_NUM_INTEROP_THREADS = 1, OMP_NUM_THREADS = 1). A rate is images extracted / seconds from
 the first chunk job's start to the last one's end (RQ's own timestamps), so worker start-up
 is left out; the build's wall time, whitening and bank writing included, is printed too.
@@ -25,27 +25,27 @@ import uuid
 from pathlib import Path
 
 from redis import Redis
-from rq import Queue
+from rq import Queue, Worker
 from rq.job import Job
 from rq.registry import FinishedJobRegistry
 
-from worker.core.catalogue import load_catalogue, write_catalogue_csv
 from worker.core.queueing import index_queue_name
 from worker.core.settings import Settings
 from worker.dev.processes import free_port, start_redis, stop_process
 from worker.dev.sample import write_catalogue
-from worker.dev.services import start_worker, wait_for_workers
+from worker.dev.services import start_worker
 from worker.indexing.build import build_index
 
 ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
 
 
-def bootstrap(settings: Settings, extractor) -> None:
-    """An index of the first 2 pairs (a worker needs one to start); pairs.csv left whole."""
-    full = load_catalogue(settings.database_dir)
-    write_catalogue_csv(settings.database_dir, full.names[:2], full.fronts[:2], full.backs[:2])
-    build_index(settings, extractor, progress=False)
-    write_catalogue_csv(settings.database_dir, full.names, full.fronts, full.backs)
+def wait_for_chunk_workers(settings: Settings, count: int, timeout: float = 600) -> None:
+    queue = Queue(index_queue_name(settings), connection=Redis.from_url(settings.redis_url))
+    deadline = time.monotonic() + timeout
+    while Worker.count(queue=queue) < count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"fewer than {count} chunk worker(s) within {timeout:.0f} s")
+        time.sleep(0.2)
 
 
 def chunk_span(settings: Settings) -> float:
@@ -60,11 +60,11 @@ def run(settings: Settings, extractor, cores: list[int], logs: Path) -> dict:
     shutil.rmtree(settings.features_dir / "chunks", ignore_errors=True)
     queue = dataclasses.replace(settings, queue_name=f"bench-{uuid.uuid4().hex[:6]}")
     load = os.getloadavg()[0]
-    workers = [start_worker(queue, log=logs / f"worker-{len(cores)}-{core}.log",
+    workers = [start_worker(queue, "--chunks-only", log=logs / f"worker-{len(cores)}-{core}.log",
                             prefix=("taskset", "-c", str(core)), env=ONE_THREAD)
                for core in cores]
     try:
-        wait_for_workers(queue, count=len(cores), timeout=600)
+        wait_for_chunk_workers(queue, len(cores))
         start = time.perf_counter()
         manifest = build_index(queue, extractor, progress=False, distributed=True)
         wall = time.perf_counter() - start
@@ -95,7 +95,6 @@ def main(argv: list[str] | None = None) -> int:
                             output_dir=tmp / "output", vgg16_weights=args.weights,
                             index_chunk_pairs=args.chunk_pairs)
         extractor = FeatureExtractor(settings.vgg16_weights, settings.descriptor, settings.precision)
-        bootstrap(settings, extractor)
         results = [run(settings, extractor, cores, tmp) for cores in ([0], [0, 1])]
     finally:
         redis.terminate()
