@@ -252,6 +252,9 @@ def test_check_a_collection_and_download_its_report(site_then_worker, browser, t
     first = page.locator("tr.design").first
     assert first.locator("td.hits figure").count() == 5
     assert page.evaluate("document.querySelector('td.hits img').naturalWidth") > 0
+    page.wait_for_function("[...document.querySelectorAll('img.seen')].every(i => i.complete)")
+    widths = page.evaluate("[...document.querySelectorAll('img.seen')].map(i => i.naturalWidth)")
+    assert widths == [448] * 5  # each new design beside its hits, as the model saw it
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "check-report.png"), full_page=True)
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import pytest
+from PIL import Image
 from rq.job import Job
 
 from tests.http import post_pair
@@ -60,6 +61,16 @@ def test_a_season_of_copies_and_new_designs(indexed_client, indexed_settings, ex
     assert firsts["copy-of-dress-0013"]["verdict"] in FLAGGED
     assert list(indexed_settings.upload_dir.iterdir()) == []  # each chunk dropped its drawings
 
+    # each design is kept as the model saw it (front | back) and shown on the report page
+    design = body["designs"][13]
+    seen = indexed_client.get(design["image_url"])
+    assert seen.status_code == 200 and seen.mimetype == "image/jpeg"
+    image = Image.open(io.BytesIO(seen.data))
+    assert image.size == (448, 224)
+    page = indexed_client.get(f"/checks/{body['id']}").get_data(as_text=True)
+    assert all(f'src="{d["image_url"]}"' in page for d in body["designs"])
+    assert indexed_client.get(f"/api/checks/{body['id']}/designs/30.jpg").status_code == 404
+
     # a design checked in a collection gets the hits a search of its pair gets
     search = post_pair(indexed_client, files["img/copy-of-dress-0013-f.jpg"],
                        files["img/copy-of-dress-0013-b.jpg"]).get_json()
@@ -80,6 +91,8 @@ def test_a_missing_drawing_fails_its_row_and_the_others_are_checked(indexed_clie
     run_worker()
     body = _finished(indexed_client, response.get_json()["url"])
     assert [d["status"] for d in body["designs"]] == ["finished", "failed", "finished"]
+    assert body["designs"][1]["image_url"] is None
+    assert indexed_client.get(f"/api/checks/{body['id']}/designs/1.jpg").status_code == 404
     assert "'gone.png' is not in the ZIP" in body["designs"][1]["error"]
     assert body["designs"][0]["results"][0]["name"] == "dress-0005"
     report = indexed_client.get(body["report_url"])

@@ -44,6 +44,8 @@ class CheckedDesignView(Closed):
     error: str | None = Field(None, description="only when failed: why, for people")
     results: list[HitView] = Field(description="as a search's results, best first, at most k; "
                                    "empty until finished")
+    image_url: str | None = Field(description="the design as the model saw it, front | back "
+                                  "(JPEG); null until finished, and for a failed design")
 
 
 class CollectionCheck(Closed):

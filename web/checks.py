@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, current_app, jsonify, request, url_for
+import io
+
+from flask import Blueprint, Response, abort, current_app, jsonify, request, send_file, url_for
 
 from web.api import UNAVAILABLE, wait_seconds
 from web.apidoc import Responses, api
@@ -11,7 +13,14 @@ from web.check_uploads import submit_check
 from web.errors import error_response
 from web.schemas import Error, WaitQuery
 from web.searches import MAX_WAIT_S, SEARCH_ID, hit_view
-from worker.core.checks import CheckState, CheckStatus, read_check, report_csv, wait_for_check
+from worker.core.checks import (
+    CheckState,
+    CheckStatus,
+    design_image_name,
+    read_check,
+    report_csv,
+    wait_for_check,
+)
 
 bp = Blueprint("checks", __name__)
 CHECK_ID = {"check_id": "the id the submission returned (32 lowercase hex digits); any other "
@@ -35,8 +44,10 @@ def describe_check(state: CheckState) -> dict:
             "report_url": url_for("checks.get_report", check_id=state.id),
             **state.options.model_dump(include={"k", "front_weight", "sides_unknown"}),
             "designs": [{**design.model_dump(exclude={"results"}),
-                         "results": [hit_view(hit) for hit in design.results]}
-                        for design in designs]}
+                         "results": [hit_view(hit) for hit in design.results],
+                         "image_url": url_for("checks.get_design_image", check_id=state.id,
+                                              row=row) if design.status == "finished" else None}
+                        for row, design in enumerate(designs)]}
 
 
 @bp.post("/api/checks")
@@ -108,3 +119,25 @@ def get_report(check_id: str):
     body = report_csv([state.design(row) for row in range(state.total)])
     return Response(body, mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="check-{check_id[:8]}.csv"'})
+
+
+@bp.get("/api/checks/<check_id>/designs/<int:row>.jpg")
+@api.validate(tags=["checks"], operation_id="getCheckedDesignImage",
+              path_parameter_descriptions={**CHECK_ID, "row": "the design's row in pairs.csv, "
+                                           "from 0"}, skip_validation=True, resp=Responses(
+                  HTTP_200=(None, "the design as the model saw it: front | back (JPEG; white "
+                                  "where a side is missing)"),
+                  HTTP_404=(Error, "unknown, expired or malformed id, no such row, a design not "
+                                   "checked (yet) or failed, or the image has expired"),
+                  HTTP_503=UNAVAILABLE))
+def get_design_image(check_id: str, row: int):
+    """One new design of a check, as it was searched"""
+    state = state_or_404(check_id)
+    if not 0 <= row < state.total or state.design(row).status != "finished":
+        abort(404, description=f"no checked design at row {row} of this check")
+    data = current_app.extensions["storage"].read_result(design_image_name(check_id, row))
+    if data is None:
+        abort(404, description="the design's image has expired")
+    response = send_file(io.BytesIO(data), mimetype="image/jpeg", etag=False)
+    response.direct_passthrough = False  # spectree's wrapper reads every body back (in memory)
+    return response

@@ -51,6 +51,12 @@ def collection_upload_name(check_id: str, row: int, side: str) -> str:
     return f"{check_id}-r{row}-{side}.png"
 
 
+def design_image_name(check_id: str, row: int) -> str:
+    """Where a checked design is kept as the model saw it, front | back (a result, JPEG): what
+    the report shows beside its hits, after its uploads are deleted."""
+    return f"{check_id}-r{row}-seen.jpg"
+
+
 @dataclass(frozen=True)
 class CheckState:
     id: str

@@ -7,14 +7,17 @@ worker serves after the search queue; `python -m worker.cli.check` calls `check_
 
 from __future__ import annotations
 
+import io
 import logging
+from collections.abc import Callable
 
 import numpy as np
+from PIL import Image
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 from rq import get_current_job
 
-from worker.core.checks import mark_started, record_outcomes
+from worker.core.checks import design_image_name, mark_started, record_outcomes
 from worker.core.contract import RESUBMIT, CheckChunk, CheckedDesign, Hit, SearchOptions, problems
 from worker.core.images import ImageRejected
 from worker.core.storage import UploadGone
@@ -27,6 +30,7 @@ from worker.service.jobs import SearchInputError, rank_hits
 log = logging.getLogger(__name__)
 Pair = tuple[bytes | None, bytes | None]  # a design's drawings (front, back), None: no such side
 Canvases = tuple[np.ndarray | None, np.ndarray | None]
+BLANK = np.full((224, 224, 3), 255, dtype=np.uint8)  # a side the design does not have
 
 
 def _canvases(engine: Engine, pair: Pair) -> Canvases | str:
@@ -41,10 +45,15 @@ def _canvases(engine: Engine, pair: Pair) -> Canvases | str:
     return out[0], out[1]
 
 
-def check_pairs(engine: Engine, pairs: list[Pair], options: SearchOptions) -> list[list[Hit] | str]:
+def check_pairs(engine: Engine, pairs: list[Pair], options: SearchOptions,
+                keep: Callable[[list[Canvases | str]], None] | None = None
+                ) -> list[list[Hit] | str]:
     """Each design's k best hits, or why it could not be checked; every design whose drawings
-    could be read goes through the model in one forward pass."""
+    could be read goes through the model in one forward pass. `keep` is given each design's
+    canvases (or why it has none) before the pass."""
     prepared = list(engine.pool.map(lambda pair: _canvases(engine, pair), pairs))
+    if keep is not None:
+        keep(prepared)
     good = [canvases for canvases in prepared if not isinstance(canvases, str)]
     extracted = iter(engine.batcher.extract_pairs(good) if good else [])
     return [found if isinstance(found, str) else _ranked(engine, next(extracted), options)
@@ -68,11 +77,29 @@ def _outcomes(engine: Engine, chunk: CheckChunk) -> list[CheckedDesign]:
         except UploadGone as exc:
             pairs.append(str(exc))
     readable = [pair for pair in pairs if not isinstance(pair, str)]
-    checked = iter(check_pairs(engine, readable, chunk) if readable else [])
+    rows = [row.row for row, pair in zip(chunk.rows, pairs, strict=True) if not isinstance(pair, str)]
+    checked = iter(check_pairs(engine, readable, chunk, lambda prepared: _keep_seen(
+        engine, chunk.check_id, rows, prepared)) if readable else [])
     found = [pair if isinstance(pair, str) else next(checked) for pair in pairs]
     return [CheckedDesign(name=row.name, status="failed", error=hits) if isinstance(hits, str)
             else CheckedDesign(name=row.name, status="finished", results=hits)
             for row, hits in zip(chunk.rows, found, strict=True)]
+
+
+def _keep_seen(engine: Engine, check_id: str, rows: list[int],
+               prepared: list[Canvases | str]) -> None:
+    """Each readable design as the model sees it, front | back (white for a missing side), a
+    JPEG result for the report; one that cannot be stored is only missing from the page."""
+    for row, canvases in zip(rows, prepared, strict=True):
+        if isinstance(canvases, str):
+            continue
+        pair = np.hstack([BLANK if c is None else c for c in canvases])
+        buffer = io.BytesIO()
+        Image.fromarray(pair).save(buffer, "JPEG", quality=85)
+        try:
+            engine.storage.put_result(design_image_name(check_id, row), buffer.getvalue())
+        except (OSError, RedisError) as exc:
+            log.warning("could not keep design %d of check %s: %s", row, check_id, exc)
 
 
 def _failed(chunk: CheckChunk, exc: BaseException) -> list[CheckedDesign]:
