@@ -9,14 +9,15 @@ as failed, with its error, and the rest go on.
 
 from __future__ import annotations
 
-import time
 import uuid
+from functools import partial
 
 from flask import current_app
 from redis.exceptions import RedisError
 from werkzeug.datastructures import FileStorage, ImmutableMultiDict
 
 from web.errors import RequestRefused, queue_unavailable
+from web.offload import off_loop
 from web.submissions import check_capacity, discard_uploads, parse_options, store_uploads
 from worker.core.archive import CollectionRefused, ZipLimits
 from worker.core.checks import collection_upload_name, create_check, enqueue_chunks, plan_chunks
@@ -50,8 +51,7 @@ def _store(check_id: str, collection: Collection, settings
     stored: list[str] = []
     try:
         for row, design in enumerate(collection.designs):
-            design = stored_design(design, settings.max_image_pixels)
-            time.sleep(0)  # under gevent: other requests are served between two drawings
+            design, = off_loop([partial(stored_design, design, settings.max_image_pixels)])
             if design.error:
                 settled[row] = CheckedDesign(name=design.name, status="failed", error=design.error)
                 continue

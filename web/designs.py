@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import uuid
+from functools import partial
 
 from flask import Blueprint, abort, current_app, jsonify, request
 from redis.exceptions import RedisError
@@ -18,6 +19,7 @@ from werkzeug.exceptions import Unauthorized
 
 from web.apidoc import ADMIN, Responses, api
 from web.errors import RequestRefused
+from web.offload import off_loop
 from web.schemas import DesignEdit, DesignForm, EditPending, Error
 from web.submissions import check_capacity, discard_uploads, read_side, store_uploads
 from worker.core.bank import BankError
@@ -97,11 +99,12 @@ def add_design():
         raise RequestRefused(409, "duplicate_name", f"a design named {name!r} already exists")
     settings = current_app.config["SETTINGS"]
     edit_id = uuid.uuid4().hex
-    sides = {}
     for side in SIDES:
         if side not in request.files:
             raise RequestRefused(400, f"missing_{side}", f"the {side} image is missing")
-        sides[side] = read_side(request.files[side], side, settings.max_image_pixels)
+    sides = dict(zip(SIDES, off_loop([partial(read_side, request.files[side], side,
+                                              settings.max_image_pixels) for side in SIDES]),
+                     strict=True))
     check_capacity(settings)  # before anything is stored: a refused edit leaves no upload
     uploads = {side: upload_name(edit_id, side, STORED_FORMAT) for side in sides}
     store_uploads({uploads[side]: data for side, data in sides.items()})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from typing import NamedTuple
 
 from flask import current_app
@@ -13,6 +14,7 @@ from werkzeug.datastructures import FileStorage, ImmutableMultiDict
 
 from web.catalogue import check_request_filters
 from web.errors import RequestRefused, queue_unavailable
+from web.offload import off_loop
 from web.resultcache import cache_key, copy_search, finished_search
 from web.searches import SearchStatus
 from worker.core.contract import SIDES, SearchOptions, SearchRequest, problems
@@ -112,8 +114,9 @@ def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> Submit
         if getattr(options, f"{side}_box") is not None and side not in uploads:
             raise RequestRefused(400, f"invalid_{side}_box", f"{side}_box was given but no "
                                  f"{side} image was uploaded")
-    sides = {side: read_side(upload, side, settings.max_image_pixels)
-             for side, upload in uploads.items()}
+    sides = dict(zip(uploads, off_loop([
+        partial(read_side, upload, side, settings.max_image_pixels)
+        for side, upload in uploads.items()]), strict=True))
     key = cache_key(sides, options, settings)
     search_id = uuid.uuid4().hex  # 122 random bits: unguessable
     try:
