@@ -21,6 +21,7 @@ import numpy as np
 import requests
 from PIL import Image
 
+from benchmarks.perf.report import md_table
 from worker.core.settings import Settings
 from worker.dev.processes import free_port, start_redis, stop_process
 from worker.dev.sample import draw_side, make_designs
@@ -110,11 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"`python -m benchmarks.upload_blocking --uploads {args.uploads} --rounds "
           f"{args.rounds} --side {args.side}`: {len(posts)} POSTs of two {args.side}-px "
           f"JPEGs ({np.mean([len(f) + len(b) for f, b in pairs]) / 1024:.0f} KiB a pair)\n")
-    print("| measure | n | p50 ms | p95 ms | max ms |\n| --- | --- | --- | --- | --- |")
-    for name, xs in (("/healthz, idle", quiet), ("/healthz, while uploading", during),
-                     ("POST /api/searches", posts)):
-        print(f"| {name} | {len(xs)} | {np.percentile(xs, 50):.1f} | {np.percentile(xs, 95):.1f}"
-              f" | {max(xs):.1f} |")
+    print(md_table(["measure", "n", "p50 ms", "p95 ms", "max ms"], [
+        [name, len(xs), *(f"{np.percentile(xs, q):.1f}" for q in (50, 95, 100))]
+        for name, xs in (("/healthz, idle", quiet), ("/healthz, while uploading", during),
+                         ("POST /api/searches", posts))]))
     print(f"\nuploads ran {end - begin:.2f} s; logs in {tmp}")
     return 0
 
