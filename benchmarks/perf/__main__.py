@@ -45,6 +45,7 @@ from benchmarks.perf.checks import cmd_check
 from benchmarks.perf.e2e import cmd_e2e
 from benchmarks.perf.int8 import cmd_int8
 from benchmarks.perf.model import cmd_model
+from benchmarks.perf.service import WEB_MODES
 from benchmarks.perf.sizes import cmd_sizes
 from worker.core.settings import Settings
 
@@ -77,6 +78,9 @@ def parser() -> argparse.ArgumentParser:
                    help="copy database/ and features/ from DIR (a --keep run) instead of "
                         "writing the catalogue and building the index")
     e.add_argument("--storage", choices=("files", "redis"), default="files")
+    e.add_argument("--web", choices=WEB_MODES, default="gevent",
+                   help="gevent: gunicorn.conf.py, as `make run` serves (default); threads: "
+                        "2 processes x 8 threads, as runs before 2026-12-02")
     e.add_argument("--batch-size", type=int, default=Settings().batch_size,
                    help="BATCH_SIZE of the workers (queued searches per forward pass)")
     c = sub.add_parser("check", help="a collection check against single pair searches")

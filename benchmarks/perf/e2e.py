@@ -73,11 +73,11 @@ def cmd_e2e(args: argparse.Namespace, argv: Sequence[str]) -> int:
         "pairs": args.pairs, "sequential searches": args.searches,
         "concurrent searches": args.concurrent, "worker counts": worker_counts,
         "submit threads": args.threads, "descriptor": args.descriptor, "weights": args.weights,
-        "precision (setting)": args.precision, "gunicorn": "--workers 2 --threads 8",
+        "precision (setting)": args.precision, "gunicorn": args.web,
         "queries": "catalogue drawings, one pixel changed per search (no cache hits)"})
     with started_service(args) as service:
         prepare_index(service, args)
-        start_web(service, args.timeout)
+        start_web(service, args.timeout, args.web)
         images = QueryImages(service.tmp / "database")
         report_start_up(service, images, args.timeout)
         report_sequential(service, images, args)

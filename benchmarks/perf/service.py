@@ -15,7 +15,7 @@ from pathlib import Path
 from benchmarks.perf.report import emit, fmt
 from worker.core.settings import REPO_ROOT, Settings
 from worker.dev.processes import free_port, start_redis, stop_process
-from worker.dev.services import search_queue, service_env, start_worker
+from worker.dev.services import search_queue, service_env, start_worker, web_command
 
 
 def spawn(cmd: Sequence[str], env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -124,12 +124,19 @@ def started_service(args: argparse.Namespace) -> Iterator[Service]:
                 emit(f"\nkept {tmp}")
 
 
-def start_web(service: Service, timeout: float) -> None:
+WEB_MODES = ("gevent", "threads")  # as `make run` serves it (gunicorn.conf.py); the older runs'
+
+
+def start_web(service: Service, timeout: float, mode: str = "gevent") -> None:
+    """gunicorn on a free port: `gevent` as `make run` starts it (gunicorn.conf.py, WEB_WORKERS
+    gevent processes), `threads` as this benchmark did before (2 processes x 8 threads)."""
     port = free_port()
     service.base = f"http://127.0.0.1:{port}"
-    service.procs["web"] = spawn(
-        [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-         "--threads", "8", "web:create_app()"], service.env, service.logs / "gunicorn.log")
+    bind = f"127.0.0.1:{port}"
+    args = web_command(bind) if mode == "gevent" else \
+        ["-m", "gunicorn", "--bind", bind, "--workers", "2", "--threads", "8", "web:create_app()"]
+    service.procs["web"] = spawn([sys.executable, *args], service.env,
+                                 service.logs / "gunicorn.log")
 
     def up() -> bool:
         service.check_alive()
