@@ -157,3 +157,27 @@ def test_the_cli_checks_a_folder_in_process(indexed_settings, tmp_path):
     assert firsts["new-00"]["verdict"] not in FLAGGED
     assert [r["error"] for r in report if r["design"] == "broken"] == [
         "front: 'img/nothing.png' is not a file in " + str((tmp_path / "season").resolve())]
+
+
+def test_a_filtered_check_returns_k_hits_all_passing(indexed_client, run_worker, catalogue_dir):
+    """`filter` on a check is applied before top-k, as on a search: a dress checked with
+    garment:jacket gets k jackets, and its own design (a dress) is not among them."""
+    from worker.core.catalogue import load_catalogue
+
+    catalogue = load_catalogue(catalogue_dir)
+    jackets = {name for i, name in enumerate(catalogue.names)
+               if catalogue.extra["garment"][i] == "jacket"}
+    front, back = design_pair(5, N_PAIRS)  # dress-0005
+    files = {"f.png": front, "b.png": back}
+    k = len(jackets) - 2
+    response = post_collection(indexed_client, make_zip(files, [("dress", "f.png", "b.png")]),
+                               k=k, filter="garment:jacket")
+    assert response.status_code == 202, response.get_json()
+    run_worker()
+    body = _finished(indexed_client, response.get_json()["url"])
+    names = [hit["name"] for hit in body["designs"][0]["results"]]
+    assert len(names) == k and set(names) <= jackets, names
+    refused = post_collection(indexed_client, make_zip(files, [("dress", "f.png", "b.png")]),
+                              filter="colour:red")
+    assert (refused.status_code, refused.get_json()["error"]) == (400, "unknown_filter")
+    assert "colour" in refused.get_json()["message"]
