@@ -25,7 +25,7 @@ import uuid
 from pathlib import Path
 
 from redis import Redis
-from rq import Queue, Worker
+from rq import Queue
 from rq.job import Job
 from rq.registry import FinishedJobRegistry
 
@@ -33,19 +33,10 @@ from worker.core.queueing import index_queue_name
 from worker.core.settings import Settings
 from worker.dev.processes import free_port, start_redis, stop_process
 from worker.dev.sample import write_catalogue
-from worker.dev.services import start_worker
+from worker.dev.services import start_worker, wait_for_workers
 from worker.indexing.build import build_index
 
 ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
-
-
-def wait_for_chunk_workers(settings: Settings, count: int, timeout: float = 600) -> None:
-    queue = Queue(index_queue_name(settings), connection=Redis.from_url(settings.redis_url))
-    deadline = time.monotonic() + timeout
-    while Worker.count(queue=queue) < count:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"fewer than {count} chunk worker(s) within {timeout:.0f} s")
-        time.sleep(0.2)
 
 
 def chunk_span(settings: Settings) -> float:
@@ -64,7 +55,7 @@ def run(settings: Settings, extractor, cores: list[int], logs: Path) -> dict:
                             prefix=("taskset", "-c", str(core)), env=ONE_THREAD)
                for core in cores]
     try:
-        wait_for_chunk_workers(queue, len(cores))
+        wait_for_workers(queue, len(cores), 600, index_queue_name(queue))
         start = time.perf_counter()
         manifest = build_index(queue, extractor, progress=False, distributed=True)
         wall = time.perf_counter() - start

@@ -22,6 +22,7 @@ import requests
 from PIL import Image
 
 from benchmarks.perf.report import md_table
+from benchmarks.perf.service import http_up, wait_until
 from worker.core.settings import Settings
 from worker.dev.processes import free_port, start_redis, stop_process
 from worker.dev.sample import draw_side, make_designs
@@ -59,15 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     web = start_web(settings, web_port, log=tmp / "web.log")
     base = f"http://127.0.0.1:{web_port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                requests.get(f"{base}/healthz", timeout=5)
-                break
-            except requests.RequestException:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        wait_until(lambda: http_up(f"{base}/healthz"), 60, "gunicorn answering /healthz", 0.2)
         probes: list[tuple[float, float]] = []  # (start, ms)
         done = threading.Event()
 

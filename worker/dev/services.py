@@ -76,9 +76,12 @@ def search_queue(settings: Settings) -> Queue:
     return Queue(settings.queue_name, connection=Redis.from_url(settings.redis_url))
 
 
-def wait_for_workers(settings: Settings, count: int = 1, timeout: float = 120) -> None:
-    """Until at least `count` workers are registered on the queue; TimeoutError after `timeout` s."""
-    queue = search_queue(settings)
+def wait_for_workers(settings: Settings, count: int = 1, timeout: float = 120,
+                     queue_name: str | None = None) -> None:
+    """Until at least `count` workers are registered on the search queue (or `queue_name`);
+    TimeoutError after `timeout` s."""
+    queue = search_queue(settings) if queue_name is None else \
+        Queue(queue_name, connection=Redis.from_url(settings.redis_url))
     deadline = time.monotonic() + timeout
     while Worker.count(queue=queue) < count:
         if time.monotonic() > deadline:
