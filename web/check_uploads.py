@@ -1,23 +1,24 @@
 """Turning a collection upload (a ZIP) into a queued check: validate, store, enqueue.
 
 The ZIP is read with limits (worker.core.archive) straight from the request's stream; its
-members are read into memory one design at a time, never extracted to disk. Each drawing is
-kept as a search's upload is (`stored_form`: RGB PNG, bounded) under a name of the check's own
-(`<check id>-r<row>-<side>.png`); a row whose drawing is missing or refused is settled at once
-as failed, with its error, and the rest go on.
+members are read into memory two designs at a time (one per upload thread, web/offload.py),
+never extracted to disk. Each drawing is kept as a search's upload is (`stored_form`: RGB PNG,
+bounded) under a name of the check's own (`<check id>-r<row>-<side>.png`); a row whose drawing
+is missing or refused is settled at once as failed, with its error, and the rest go on.
 """
 
 from __future__ import annotations
 
 import uuid
 from functools import partial
+from itertools import islice
 
 from flask import current_app
 from redis.exceptions import RedisError
 from werkzeug.datastructures import FileStorage, ImmutableMultiDict
 
 from web.errors import RequestRefused, queue_unavailable
-from web.offload import off_loop
+from web.offload import OFFLOAD_THREADS, off_loop
 from web.submissions import check_capacity, discard_uploads, parse_options, store_uploads
 from worker.core.archive import CollectionRefused, ZipLimits
 from worker.core.checks import collection_upload_name, create_check, enqueue_chunks, plan_chunks
@@ -49,17 +50,21 @@ def _store(check_id: str, collection: Collection, settings
     rows: list[ChunkRow] = []
     settled: dict[int, CheckedDesign] = {}
     stored: list[str] = []
+    designs = enumerate(collection.designs)
     try:
-        for row, design in enumerate(collection.designs):
-            design, = off_loop([partial(stored_design, design, settings.max_image_pixels)])
-            if design.error:
-                settled[row] = CheckedDesign(name=design.name, status="failed", error=design.error)
-                continue
-            names = {side: collection_upload_name(check_id, row, side) for side in SIDES
-                     if getattr(design, side) is not None}
-            store_uploads({name: getattr(design, side) for side, name in names.items()})
-            stored += names.values()
-            rows.append(ChunkRow(row=row, name=design.name, **names))
+        while batch := list(islice(designs, OFFLOAD_THREADS)):  # a design a thread at a time
+            done = off_loop([partial(stored_design, design, settings.max_image_pixels)
+                             for _, design in batch])
+            for (row, _), design in zip(batch, done, strict=True):
+                if design.error:
+                    settled[row] = CheckedDesign(name=design.name, status="failed",
+                                                 error=design.error)
+                    continue
+                names = {side: collection_upload_name(check_id, row, side) for side in SIDES
+                         if getattr(design, side) is not None}
+                store_uploads({name: getattr(design, side) for side, name in names.items()})
+                stored += names.values()
+                rows.append(ChunkRow(row=row, name=design.name, **names))
     except (CollectionRefused, RequestRefused) as exc:  # a bomb found late, or a full disk
         discard_uploads(stored)
         if isinstance(exc, RequestRefused):
