@@ -177,9 +177,11 @@ def build_bank(extractor, catalogue: Catalogue, ann_candidates: int | None = Non
     0 re-scores the service's max(10 k, 200) candidates, N > 0 exactly N (at least k)."""
     from worker.indexing.build import compute_banks
     from worker.indexing.sketches import sketch_share
+    from worker.pipeline.exact import exact_match_for
 
     front, back, whitening = compute_banks(extractor, catalogue, batch_size=16, progress=False)
-    manifest = {"sketch_share": sketch_share(catalogue, 40_000_000, extractor.trim)}
+    manifest = {"sketch_share": sketch_share(catalogue, 40_000_000, extractor.trim),
+                "exact_match": exact_match_for(extractor.descriptor)}
     bank = FeatureBank(front, back, manifest=manifest, whitening=whitening)
     if ann_candidates is None:
         return bank

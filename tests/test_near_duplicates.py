@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks.lookalike_edits import colourway, lineart, rescan
+from benchmarks.lookalike_edits import colourway, lineart, rescan, spacing
 from tests.http import post_pair
 from tests.images import encode, unrelated_drawing
 from worker.dev.sample import draw_side, make_designs, write_catalogue
@@ -15,6 +15,7 @@ from worker.dev.sample import draw_side, make_designs, write_catalogue
 pytestmark = pytest.mark.slow
 LOOKALIKES = 300
 COPIED = 28  # one of the colourway copies the verdicts flag (docs/quality.md: most are "similar")
+SPACED = 20  # horizontal stripes; one of the spacing copies the verdicts flag (docs/quality.md)
 SKETCHED = 41  # a line sketch's design is in its top 20 nearly always (docs/quality.md)
 
 
@@ -77,6 +78,20 @@ def test_a_colourway_copy_comes_back_first_as_a_copy_or_near_duplicate(client_an
     # the first hit is judged with its lead over the second, whatever k asks for
     (alone,) = _search(client, run_worker, *sides, k=1)
     assert (alone["verdict"], alone["similarity"]) == (hits[0]["verdict"], hits[0]["similarity"])
+
+
+def test_a_copy_with_other_stripe_spacing_comes_back_first_with_a_verdict(client_and_worker):
+    client, run_worker = client_and_worker
+    design = make_designs(LOOKALIKES, seed=7)[SPACED]
+    rng = np.random.default_rng(9)
+    state = rng.bit_generator.state
+    sides = []
+    for side in ("front", "back"):
+        rng.bit_generator.state = state  # one spacing for both sides
+        sides.append(encode(rescan(spacing(design, side, rng), np.random.default_rng(10))))
+    hits = _search(client, run_worker, *sides)
+    assert hits[0]["name"] == design.name, [(h["name"], h["score"]) for h in hits[:3]]
+    assert hits[0]["verdict"] in ("copy", "near-duplicate"), hits[0]
 
 
 def test_an_unrelated_drawing_gets_no_verdict(client_and_worker):

@@ -14,6 +14,7 @@ import numpy as np
 from worker.core.bank import FeatureBank
 from worker.core.catalogue import Catalogue
 from worker.core.contract import Hit, rounded
+from worker.pipeline.exact import ExactMatch, usable
 from worker.pipeline.verdicts import similarity, verdict_of
 
 SKETCHED_CATALOGUE = 0.5  # from this share of line sketches on, a catalogue is one of sketches
@@ -90,16 +91,23 @@ def score_pairs(bank: FeatureBank, q_front: np.ndarray | None, q_back: np.ndarra
     """(dim,) unit query vectors (either may be None) -> per-pair scores.
 
     total = w * (front_q . front_bank) + (1 - w) * (back_q . back_bank), w = front_weight;
-    a one-sided query scores that side alone.
+    a one-sided query scores that side alone. Each side's dot product gains the index's
+    exact-match bonus where it has one (`worker.pipeline.exact`).
     """
     _check_query(q_front, q_back)
-    front = None if q_front is None else bank.front @ q_front
-    back = None if q_back is None else bank.back @ q_back
+    exact = usable(ExactMatch.of(bank.manifest), bank.whitening)
+
+    def side(rows: np.ndarray, q: np.ndarray | None) -> np.ndarray | None:
+        if q is None:
+            return None
+        return rows @ q if exact is None else exact.scores(bank.whitening, rows, q)
+
+    front, back = side(bank.front, q_front), side(bank.back, q_back)
     total = _combine(front, back, front_weight)
     swapped = np.zeros(total.shape[0], dtype=bool)
     if sides_unknown:
-        cross_front = None if q_back is None else bank.front @ q_back  # query back vs fronts
-        cross_back = None if q_front is None else bank.back @ q_front  # query front vs backs
+        cross_front = side(bank.front, q_back)  # query back vs fronts
+        cross_back = side(bank.back, q_front)  # query front vs backs
         cross = _combine(cross_front, cross_back, front_weight)
         swapped = cross > total
         total = np.where(swapped, cross, total)

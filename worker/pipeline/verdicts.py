@@ -5,7 +5,10 @@ Thresholds are calibrated per descriptor on the look-alike benchmark
 least `copy` is the copied design with precision >= 0.99 there, at least `near-duplicate`
 with precision >= 0.95, and at least `similar` is the same garment and pattern with
 precision >= 0.80. The index writes them into the manifest beside the descriptor; a worker
-reads them from there. Similarity maps the score piecewise-linearly through the thresholds:
+reads them from there. They judge the score a search ranks by (with the index's exact-match
+bonus, worker.pipeline.exact); the duplicate pairs inside a catalogue are judged on the plain
+score, by thresholds calibrated for it (`PLAIN_CALIBRATED`, the manifest's
+`duplicate_verdicts`). Similarity maps the score piecewise-linearly through the thresholds:
 `floor` -> 0, similar -> 50, near-duplicate -> 75, copy -> 90, 1.0 -> 100.
 
 The first hit is judged on its score plus its lead over the second (`verdict_scores`): a copy
@@ -28,13 +31,35 @@ ANCHORS = {"floor": 0.0, "similar": 50.0, "near-duplicate": 75.0, "copy": 90.0}
 
 # descriptor -> thresholds, from `python -m benchmarks.lookalike --seed 7 --calibrate --descriptor D`
 CALIBRATED: dict[str, dict[str, float]] = {
-    "grey-dir345-lw256-shape-colour": {"copy": 0.9828, "near-duplicate": 0.8986,
-                                       "similar": 0.6575, "floor": 0.4371, "margin_weight": 1.0},
+    "grey-dir345-lw256-shape-colour": {"copy": 0.8881, "near-duplicate": 0.8011,
+                                       "similar": 0.5542, "floor": 0.3497, "margin_weight": 1.0},
     "grey-dir345-pw256-shape-colour": {"copy": 0.8985, "near-duplicate": 0.8243, "similar": 0.51,
                                        "floor": 0.2622, "margin_weight": 1.0},
     "trim-gem45-pw256": {"copy": 0.9411, "near-duplicate": 0.7615, "similar": 0.3911,
                          "floor": 0.1319, "margin_weight": 1.0},
 }
+
+
+# descriptor -> thresholds of the plain score (no exact-match bonus: worker.pipeline.exact), from
+# the same command before the bonus; the duplicates inside a catalogue are judged on that score
+PLAIN_CALIBRATED: dict[str, dict[str, float]] = {
+    "grey-dir345-lw256-shape-colour": {"copy": 0.9828, "near-duplicate": 0.8986,
+                                       "similar": 0.6575, "floor": 0.4371, "margin_weight": 1.0},
+}
+
+
+def plain_thresholds_for(descriptor: str) -> dict[str, float] | None:
+    """Thresholds for `descriptor`'s plain score (what duplicate listing judges)."""
+    return PLAIN_CALIBRATED.get(descriptor, thresholds_for(descriptor))
+
+
+def duplicate_thresholds_in(manifest: dict) -> dict[str, float] | None:
+    """The thresholds an index's duplicate pairs are judged by (plain scores); an index that
+    stored none, scored plainly, judges them by its search thresholds."""
+    stored = manifest.get("duplicate_verdicts")
+    if stored and stored.get("margin_weight") == MARGIN_WEIGHT:
+        return stored
+    return thresholds_in(manifest)
 
 
 def thresholds_for(descriptor: str) -> dict[str, float] | None:
