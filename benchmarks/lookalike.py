@@ -60,6 +60,7 @@ def make_queries(designs: list[Design], per_family: int, seed: int) -> list[Quer
 class Outcome:
     query: Query
     hits: list  # SearchHit, best first
+    sketch_only: bool = False  # every side matched by its outline: the job gives no verdict
 
 
 def search_all(extractor, bank, queries: list[Query], front_weight: float = 0.5) -> list[Outcome]:
@@ -71,7 +72,7 @@ def search_all(extractor, bank, queries: list[Query], front_weight: float = 0.5)
         outline = outline_sides(bank, sketched(canvases))
         q = [project_query(bank, row, by_outline)  # (dim,) each, as the job projects
              for row, by_outline in zip(extractor.extract(canvases), outline, strict=True)]
-        outcomes.append(Outcome(query, top_k(bank, q[0], q[1], K, front_weight)))
+        outcomes.append(Outcome(query, top_k(bank, q[0], q[1], K, front_weight), all(outline)))
     return outcomes
 
 
@@ -116,12 +117,13 @@ def similar_beyond_copy(outcomes: list[Outcome], designs: list[Design]) -> dict:
 
 
 def graded_hits(outcomes: list[Outcome], designs: list[Design]) -> list[tuple[float, int, bool]]:
-    """(score the verdicts judge, relevance, copied query) of every hit."""
+    """(score the verdicts judge, relevance, copied query) of every hit a verdict may be given
+    (not those of queries of line sketches alone, as in the job)."""
     from worker.pipeline.verdicts import verdict_scores
 
     return [(judged, relevance(o.query.design, designs[h.index], h.index == o.query.row),
              o.query.row is not None)
-            for o in outcomes
+            for o in outcomes if not o.sketch_only
             for h, judged in zip(o.hits, verdict_scores([h.score for h in o.hits]), strict=True)]
 
 
@@ -154,20 +156,21 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 def run(args: argparse.Namespace, database: Path) -> dict:
     from benchmarks.quality import build_bank
     from worker.pipeline.extract import FeatureExtractor
-    from worker.pipeline.verdicts import calibrate, thresholds_for
+    from worker.pipeline.verdicts import calibrate, thresholds_in
 
     designs = make_designs(args.pairs, args.seed)
     catalogue = load_catalogue(database)
     extractor = FeatureExtractor(args.weights, args.descriptor, args.precision)
     start = time.perf_counter()
-    bank = build_bank(extractor, catalogue)
+    bank = build_bank(extractor, catalogue, args.ann_candidates, exact=not args.no_exact_match)
     queries = make_queries(designs, args.queries, args.seed)
     outcomes = search_all(extractor, bank, queries, args.front_weight)
     thresholds = (calibrate([(s, r) for s, r, _ in graded_hits(outcomes, designs)])
-                  if args.calibrate else thresholds_for(args.descriptor))
+                  if args.calibrate else thresholds_in(bank.manifest))
     similar = similar_beyond_copy(outcomes, designs)
     print(f"look-alike catalogue: {len(catalogue)} pairs, seed {args.seed}; descriptor "
-          f"{args.descriptor}; weights {extractor.weights_id}; precision {extractor.precision}; "
+          f"{args.descriptor}{' (plain score)' if args.no_exact_match else ''}; weights "
+          f"{extractor.weights_id}; precision {extractor.precision}; "
           f"{len(queries)} queries; {time.perf_counter() - start:.0f} s\n")
     print(table(["family", "n", "R@1", "R@5", f"R@{K}"], family_table(outcomes)), "\n")
     print(table(["ranks 2-20 of re-scanned copies", "value"],
@@ -175,7 +178,7 @@ def run(args: argparse.Namespace, database: Path) -> dict:
                  ["same garment and pattern", f"{similar['same_garment_pattern']:.3f}"],
                  [f"nDCG@{K} (copy 3, garment+pattern 2, garment 1)", f"{similar['ndcg']:.3f}"]]),
           "\n")
-    source = "calibrated on this run" if args.calibrate else "from worker.pipeline.verdicts"
+    source = "calibrated on this run" if args.calibrate else "the index's, as a worker reads them"
     print(table([f"verdict (thresholds {source})", "score >=", "hits", "precision", "recall"],
                 verdict_table(outcomes, designs, thresholds)))
     if args.calibrate:
@@ -192,6 +195,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", default="bsds500")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--front-weight", type=float, default=0.5)
+    parser.add_argument("--no-exact-match", action="store_true",
+                        help="score plainly, without the descriptor's exact-match bonus "
+                             "(worker/pipeline/exact.py), as an index built before it")
+    parser.add_argument("--ann-candidates", type=int, default=None,
+                        help="search through the coarse index (worker.pipeline.ann), re-scoring "
+                             "exactly this many candidates per query vector (0: the service's "
+                             "max(10 k, 200)); default: brute force")
     parser.add_argument("--calibrate", action="store_true",
                         help="derive the verdict thresholds from this run (tuning seed only)")
     args = parser.parse_args(argv)

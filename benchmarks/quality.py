@@ -171,17 +171,21 @@ def render_query(catalogue: Catalogue, query: Query) -> tuple[Image.Image, Image
 
 # --- banks and evaluation -------------------------------------------------------------------
 
-def build_bank(extractor, catalogue: Catalogue, ann_candidates: int | None = None) -> FeatureBank:
-    """In-process banks, built by the indexer's own code: two (n_pairs, dim) float32.
-    With `ann_candidates`, also the coarse index (`worker.pipeline.ann`, whatever the bank's size):
-    0 re-scores the service's max(10 k, 200) candidates, N > 0 exactly N (at least k)."""
+def build_bank(extractor, catalogue: Catalogue, ann_candidates: int | None = None,
+               exact: bool = True) -> FeatureBank:
+    """In-process banks, built by the indexer's own code: two (n_pairs, dim) float32, scored
+    with the descriptor's exact-match bonus unless `exact` is False (as an index built before
+    the bonus). With `ann_candidates`, also the coarse index (`worker.pipeline.ann`, whatever
+    the bank's size): 0 re-scores the service's max(10 k, 200) candidates, N > 0 exactly N
+    (at least k)."""
     from worker.indexing.build import compute_banks
     from worker.indexing.sketches import sketch_share
     from worker.pipeline.exact import exact_match_for
 
     front, back, whitening = compute_banks(extractor, catalogue, batch_size=16, progress=False)
     manifest = {"sketch_share": sketch_share(catalogue, 40_000_000, extractor.trim),
-                "exact_match": exact_match_for(extractor.descriptor)}
+                "descriptor": extractor.descriptor,
+                "exact_match": exact_match_for(extractor.descriptor) if exact else None}
     bank = FeatureBank(front, back, manifest=manifest, whitening=whitening)
     if ann_candidates is None:
         return bank

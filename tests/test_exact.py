@@ -10,12 +10,7 @@ from worker.core.bank import FeatureBank
 from worker.core.whitening import learn_whitening
 from worker.pipeline.exact import CHOSEN, ExactMatch, exact_match_for
 from worker.pipeline.ranking import score_pairs
-from worker.pipeline.verdicts import (
-    CALIBRATED,
-    PLAIN_CALIBRATED,
-    duplicate_thresholds_in,
-    plain_thresholds_for,
-)
+from worker.pipeline.verdicts import CALIBRATED, plain_thresholds_in, thresholds_in
 
 EXACT = ExactMatch(outline_from=0.9, outline_weight=0.4, colour_from=0.8, colour_weight=0.2)
 MODEL, SIL, COL = 20, 6, 4
@@ -82,16 +77,18 @@ def test_the_search_uses_the_index_s_bonus_and_an_index_without_it_is_plain():
     assert np.allclose(swapped.total, EXACT.scores(w, y, q), atol=1e-6)
 
 
-def test_an_index_records_its_bonus_and_judges_duplicates_by_the_plain_thresholds():
+def test_an_index_with_the_bonus_is_judged_by_its_thresholds_and_duplicates_by_the_plain():
     descriptor = "grey-dir345-lw256-shape-colour"
-    assert ExactMatch.of({"exact_match": exact_match_for(descriptor)}) == CHOSEN[descriptor]
+    stored = exact_match_for(descriptor)
+    assert ExactMatch.of({"exact_match": stored}) == CHOSEN[descriptor]
+    assert ExactMatch.of({"exact_match": {**stored, "later": 1}}) == CHOSEN[descriptor]
     assert ExactMatch.of({}) is None and exact_match_for("trim-gem45-pw256") is None
-    assert plain_thresholds_for(descriptor) == PLAIN_CALIBRATED[descriptor]
-    assert plain_thresholds_for("trim-gem45-pw256") == CALIBRATED["trim-gem45-pw256"]
-    plain = PLAIN_CALIBRATED[descriptor]
-    new = {"verdicts": CALIBRATED[descriptor], "duplicate_verdicts": plain,
-           "descriptor": descriptor}
-    assert duplicate_thresholds_in(new) == plain
-    # an index built before the bonus stored the thresholds it was scored with, for both
+    plain, bonus = CALIBRATED[descriptor], CHOSEN[descriptor].verdicts
+    assert bonus["copy"] < plain["copy"]  # the bonus's scores are divided by 1 + its weights
+    new = {"verdicts": plain, "exact_match": stored, "descriptor": descriptor}
+    assert thresholds_in(new) == bonus and plain_thresholds_in(new) == plain
+    # an index built before the bonus (and code that predates it, reading "verdicts") is
+    # scored plainly and judged by the plain thresholds
     old = {"verdicts": plain, "descriptor": descriptor}
-    assert duplicate_thresholds_in(old) == plain
+    assert thresholds_in(old) == plain_thresholds_in(old) == plain
+    assert thresholds_in({"descriptor": descriptor}) == plain  # nothing stored: the descriptor's

@@ -110,7 +110,7 @@ def test_a_line_sketch_is_matched_by_its_outline_and_given_no_verdict(client_and
     body = _finished(client, run_worker, *sides)
     assert body["outline_only"] == ["front", "back"]
     assert design.name in [h["name"] for h in body["results"]]
-    assert all(h["verdict"] is None for h in body["results"])
+    assert all(h["verdict"] is None and h["similarity"] is None for h in body["results"])
     page = client.get(f"/searches/{body['id']}").get_data(as_text=True)
     assert "the front and back are line sketches" in " ".join(page.split())
     # the same design coloured is compared whole

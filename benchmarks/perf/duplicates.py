@@ -14,7 +14,7 @@ from benchmarks.perf.report import emit, md_table, preamble
 from worker.core.settings import DEFAULT_DESCRIPTOR
 from worker.pipeline.ann import LEVELS, CoarseIndex
 from worker.pipeline.duplicates import find_duplicates, lowest_score
-from worker.pipeline.verdicts import plain_thresholds_for
+from worker.pipeline.verdicts import thresholds_for
 
 COPIES = (0.9, 0.98)  # cosine of a seeded copy's rows to its original's
 
@@ -40,7 +40,7 @@ def int8_range_seconds(front: np.ndarray, back: np.ndarray, rows: int, min_score
 
 
 def cmd_duplicates(args, argv: list[str]) -> int:
-    thresholds = plain_thresholds_for(DEFAULT_DESCRIPTOR)
+    thresholds = thresholds_for(DEFAULT_DESCRIPTOR)
     preamble("Duplicate pairs inside the catalogue", argv,
              {"dim": args.dim, "thresholds": thresholds, "seed": args.seed})
     rows = []

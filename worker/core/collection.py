@@ -118,7 +118,7 @@ def _pairs_csv(members: dict) -> str:
 @dataclass(frozen=True)
 class Collection:
     """The rows' names (pairs.csv order) and their designs, read one at a time in that order
-    (a ZIP's members stay packed until their row comes: memory holds one design)."""
+    (a ZIP's members stay packed until their row comes: memory holds the designs being read)."""
 
     names: list[str]
     designs: Iterator[NewDesign]

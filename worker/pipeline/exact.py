@@ -17,7 +17,7 @@ each block unit length), so no extra forward pass and no extra bank.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -30,15 +30,22 @@ class ExactMatch:
     outline_weight: float
     colour_from: float  # colour-histogram cosine from which the bonus starts
     colour_weight: float
+    # the verdict thresholds calibrated for scores with this bonus (worker.pipeline.verdicts);
+    # the manifest's own "verdicts" stay those of the plain score, which code that predates
+    # the bonus reads
+    verdicts: dict[str, float] | None = field(default=None, compare=False)
 
-    def to_manifest(self) -> dict[str, float]:
+    def to_manifest(self) -> dict:
         return asdict(self)
 
     @classmethod
     def of(cls, manifest: dict) -> ExactMatch | None:
-        """The index's bonus, None for an index scored plainly."""
+        """The index's bonus, None for an index scored plainly (keys it does not know are
+        ignored)."""
         stored = manifest.get("exact_match")
-        return cls(**stored) if stored else None
+        if not stored:
+            return None
+        return cls(**{f.name: stored[f.name] for f in fields(cls) if f.name in stored})
 
     def _ranges(self, whitening: Whitening) -> list[tuple[int, int]]:
         """Column ranges of the model's, the silhouette's and the colours' columns."""
@@ -80,9 +87,13 @@ def usable(exact: ExactMatch | None, whitening: Whitening | None) -> ExactMatch 
     return exact
 
 
-# descriptor -> its bonus, chosen with `python -m benchmarks.lookalike --seed 7` (docs/quality.md)
+# descriptor -> its bonus, chosen on the look-alike benchmark's tuning seed, and the thresholds
+# from `python -m benchmarks.lookalike --seed 7 --calibrate` with it (docs/quality.md)
 CHOSEN: dict[str, ExactMatch] = {
-    "grey-dir345-lw256-shape-colour": ExactMatch(0.98, 0.35, 0.8, 0.07),
+    "grey-dir345-lw256-shape-colour": ExactMatch(
+        0.98, 0.35, 0.8, 0.07, verdicts={"copy": 0.8881, "near-duplicate": 0.8011,
+                                         "similar": 0.5542, "floor": 0.3372,
+                                         "margin_weight": 1.0}),
 }
 
 

@@ -5,10 +5,10 @@ Thresholds are calibrated per descriptor on the look-alike benchmark
 least `copy` is the copied design with precision >= 0.99 there, at least `near-duplicate`
 with precision >= 0.95, and at least `similar` is the same garment and pattern with
 precision >= 0.80. The index writes them into the manifest beside the descriptor; a worker
-reads them from there. They judge the score a search ranks by (with the index's exact-match
-bonus, worker.pipeline.exact); the duplicate pairs inside a catalogue are judged on the plain
-score, by thresholds calibrated for it (`PLAIN_CALIBRATED`, the manifest's
-`duplicate_verdicts`). Similarity maps the score piecewise-linearly through the thresholds:
+reads them from there. An index with an exact-match bonus (worker.pipeline.exact) also
+stores the thresholds calibrated for its score with the bonus, which its searches judge by;
+its duplicate pairs are judged on the plain score, by the plain thresholds
+(`plain_thresholds_in`). Similarity maps the score piecewise-linearly through the thresholds:
 `floor` -> 0, similar -> 50, near-duplicate -> 75, copy -> 90, 1.0 -> 100.
 
 The first hit is judged on its score plus its lead over the second (`verdict_scores`): a copy
@@ -31,35 +31,13 @@ ANCHORS = {"floor": 0.0, "similar": 50.0, "near-duplicate": 75.0, "copy": 90.0}
 
 # descriptor -> thresholds, from `python -m benchmarks.lookalike --seed 7 --calibrate --descriptor D`
 CALIBRATED: dict[str, dict[str, float]] = {
-    "grey-dir345-lw256-shape-colour": {"copy": 0.8881, "near-duplicate": 0.8011,
-                                       "similar": 0.5542, "floor": 0.3497, "margin_weight": 1.0},
+    "grey-dir345-lw256-shape-colour": {"copy": 0.9828, "near-duplicate": 0.8986,
+                                       "similar": 0.6575, "floor": 0.4371, "margin_weight": 1.0},
     "grey-dir345-pw256-shape-colour": {"copy": 0.8985, "near-duplicate": 0.8243, "similar": 0.51,
                                        "floor": 0.2622, "margin_weight": 1.0},
     "trim-gem45-pw256": {"copy": 0.9411, "near-duplicate": 0.7615, "similar": 0.3911,
                          "floor": 0.1319, "margin_weight": 1.0},
 }
-
-
-# descriptor -> thresholds of the plain score (no exact-match bonus: worker.pipeline.exact), from
-# the same command before the bonus; the duplicates inside a catalogue are judged on that score
-PLAIN_CALIBRATED: dict[str, dict[str, float]] = {
-    "grey-dir345-lw256-shape-colour": {"copy": 0.9828, "near-duplicate": 0.8986,
-                                       "similar": 0.6575, "floor": 0.4371, "margin_weight": 1.0},
-}
-
-
-def plain_thresholds_for(descriptor: str) -> dict[str, float] | None:
-    """Thresholds for `descriptor`'s plain score (what duplicate listing judges)."""
-    return PLAIN_CALIBRATED.get(descriptor, thresholds_for(descriptor))
-
-
-def duplicate_thresholds_in(manifest: dict) -> dict[str, float] | None:
-    """The thresholds an index's duplicate pairs are judged by (plain scores); an index that
-    stored none, scored plainly, judges them by its search thresholds."""
-    stored = manifest.get("duplicate_verdicts")
-    if stored and stored.get("margin_weight") == MARGIN_WEIGHT:
-        return stored
-    return thresholds_in(manifest)
 
 
 def thresholds_for(descriptor: str) -> dict[str, float] | None:
@@ -76,13 +54,23 @@ def verdict_scores(scores: list[float]) -> list[float]:
     return [scores[0] + MARGIN_WEIGHT * lead, *scores[1:]]
 
 
-def thresholds_in(manifest: dict) -> dict[str, float] | None:
-    """The thresholds an index was built with (its manifest), else its descriptor's; ones
-    calibrated with another weight of the first hit's lead are not used."""
+def plain_thresholds_in(manifest: dict) -> dict[str, float] | None:
+    """The thresholds of an index's plain score (its manifest's, else its descriptor's): what
+    its duplicate pairs are judged by; ones calibrated with another weight of the first hit's
+    lead are not used."""
     stored = manifest.get("verdicts")
     if stored and stored.get("margin_weight") == MARGIN_WEIGHT:
         return stored
     return thresholds_for(manifest.get("descriptor", ""))
+
+
+def thresholds_in(manifest: dict) -> dict[str, float] | None:
+    """The thresholds a search of an index judges its hits by: those calibrated for its
+    exact-match bonus (worker.pipeline.exact) when it has one, else its plain score's."""
+    bonus = (manifest.get("exact_match") or {}).get("verdicts")
+    if bonus and bonus.get("margin_weight") == MARGIN_WEIGHT:
+        return bonus
+    return plain_thresholds_in(manifest)
 
 
 def verdict_of(score: float, thresholds: dict[str, float] | None) -> str | None:

@@ -87,7 +87,10 @@ def rank_hits(snapshot: Snapshot, rows: tuple[np.ndarray | None, np.ndarray | No
     found_hits = top_k(snapshot.bank, q_front, q_back, max(options.k, 2), options.front_weight,
                        options.sides_unknown, allowed)  # 2: the first hit is judged on its lead
     judged = verdict_scores([hit.score for hit in found_hits])
-    thresholds = thresholds_in(snapshot.bank.manifest)
+    sketch_only = all(by_outline for q, by_outline in zip(rows, outline, strict=True)
+                      if q is not None)
+    # an outline alone tells a garment's cut, not its design: no verdict, whatever it scores
+    thresholds = None if sketch_only else thresholds_in(snapshot.bank.manifest)
     return [hit.to_hit(snapshot.catalogue, thresholds, score)
             for hit, score in zip(found_hits[:options.k], judged, strict=False)]
 
