@@ -61,17 +61,24 @@ def _search(client, run_worker, front: bytes, back: bytes, **fields) -> list[dic
     return _finished(client, run_worker, front, back, **fields)["results"]
 
 
-def test_a_colourway_copy_comes_back_first_as_a_copy_or_near_duplicate(client_and_worker):
-    client, run_worker = client_and_worker
-    design = make_designs(LOOKALIKES, seed=7)[COPIED]
-    rng = np.random.default_rng(4)
+def _edited_copy(edit, row: int, seed: int) -> tuple[list[bytes], str]:
+    """Both sides of catalogue design `row` with one `edit` (the same draw for both), lightly
+    re-scanned, as uploads; and the design's name."""
+    design = make_designs(LOOKALIKES, seed=7)[row]
+    rng = np.random.default_rng(seed)
     state = rng.bit_generator.state
     sides = []
     for side in ("front", "back"):
-        rng.bit_generator.state = state  # one colourway for both sides
-        sides.append(encode(rescan(colourway(design, side, rng), np.random.default_rng(5))))
+        rng.bit_generator.state = state
+        sides.append(encode(rescan(edit(design, side, rng), np.random.default_rng(seed + 1))))
+    return sides, design.name
+
+
+def test_a_colourway_copy_comes_back_first_as_a_copy_or_near_duplicate(client_and_worker):
+    client, run_worker = client_and_worker
+    sides, name = _edited_copy(colourway, COPIED, 4)
     hits = _search(client, run_worker, *sides)
-    assert hits[0]["name"] == design.name
+    assert hits[0]["name"] == name
     assert hits[0]["verdict"] in ("copy", "near-duplicate"), hits[0]
     assert 75 <= hits[0]["similarity"] <= 100
     assert all(h["similarity"] <= hits[0]["similarity"] for h in hits)
@@ -82,15 +89,9 @@ def test_a_colourway_copy_comes_back_first_as_a_copy_or_near_duplicate(client_an
 
 def test_a_copy_with_other_stripe_spacing_comes_back_first_with_a_verdict(client_and_worker):
     client, run_worker = client_and_worker
-    design = make_designs(LOOKALIKES, seed=7)[SPACED]
-    rng = np.random.default_rng(9)
-    state = rng.bit_generator.state
-    sides = []
-    for side in ("front", "back"):
-        rng.bit_generator.state = state  # one spacing for both sides
-        sides.append(encode(rescan(spacing(design, side, rng), np.random.default_rng(10))))
+    sides, name = _edited_copy(spacing, SPACED, 9)
     hits = _search(client, run_worker, *sides)
-    assert hits[0]["name"] == design.name, [(h["name"], h["score"]) for h in hits[:3]]
+    assert hits[0]["name"] == name, [(h["name"], h["score"]) for h in hits[:3]]
     assert hits[0]["verdict"] in ("copy", "near-duplicate"), hits[0]
 
 
