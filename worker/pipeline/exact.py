@@ -56,14 +56,11 @@ class ExactMatch:
         """The scores with the bonus from the dot products of each column range (summed,
         they are the plain score)."""
         norm2 = 1.0 + sum(w * w for _, w in whitening.blocks)  # a row's squared norm before its L2
-        total = model + sil + col
-        for block, (_, w), begin, weight in ((sil, whitening.blocks[0], self.outline_from,
-                                              self.outline_weight),
-                                             (col, whitening.blocks[1], self.colour_from,
-                                              self.colour_weight)):
-            cosine = block * (norm2 / (w * w))
-            total += weight * np.maximum(cosine - begin, 0.0) / (1.0 - begin)
-        return (total / (1.0 + self.outline_weight + self.colour_weight)).astype(np.float32)
+        (_, w_sil), (_, w_col) = whitening.blocks[:2]
+        bonus = (self.outline_weight * _ramp(sil * (norm2 / (w_sil * w_sil)), self.outline_from)
+                 + self.colour_weight * _ramp(col * (norm2 / (w_col * w_col)), self.colour_from))
+        return ((model + sil + col + bonus)
+                / (1.0 + self.outline_weight + self.colour_weight)).astype(np.float32)
 
     def scores(self, whitening: Whitening, rows: np.ndarray, q: np.ndarray) -> np.ndarray:
         """(n, dim) bank rows, a (dim,) projected query -> (n,) scores with the bonus. A query
@@ -78,6 +75,11 @@ class ExactMatch:
             model += rows[:, col[1]:] @ q[col[1]:]
         return self._combined(whitening, model,
                               *(rows[:, lo:hi] @ q[lo:hi] for lo, hi in (sil, col)))
+
+
+def _ramp(cosine: np.ndarray, start: float) -> np.ndarray:
+    """0 up to `start`, rising to 1 at an identical block."""
+    return np.maximum(cosine - start, 0.0) / (1.0 - start)
 
 
 def usable(exact: ExactMatch | None, whitening: Whitening | None) -> ExactMatch | None:
