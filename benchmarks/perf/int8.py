@@ -30,13 +30,13 @@ PRECISIONS = ("bfloat16", "int8")
 def model_rounds(args: argparse.Namespace, database: Path) -> dict[str, list[float]]:
     """ms per image at batch 1, per precision, the two alternated `args.rounds` times."""
     from worker.core.catalogue import load_catalogue
-    from worker.indexing.quantising import quantise_on_catalogue
+    from worker.indexing.quantising import quantise_for_index
     from worker.pipeline.extract import FeatureExtractor
     from worker.pipeline.preprocess import make_canvas
 
     catalogue = load_catalogue(database)
     extractors = {p: FeatureExtractor(args.weights, args.descriptor, p) for p in PRECISIONS}
-    quantise_on_catalogue(extractors["int8"], catalogue)
+    quantise_for_index(extractors["int8"])
     canvases = [make_canvas(catalogue.image_path(rel), trim=True)[None]
                 for rel in catalogue.fronts[:16]]
     times: dict[str, list[float]] = {p: [] for p in PRECISIONS}

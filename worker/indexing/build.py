@@ -42,7 +42,7 @@ from worker.indexing.chunks import (
     run_chunk,
 )
 from worker.indexing.copies import cached_copy_rows, copy_rows_here
-from worker.indexing.quantising import quantise_on_catalogue, quantised_info
+from worker.indexing.quantising import quantise_for_index, quantised_info
 from worker.indexing.recovery import tidy
 from worker.indexing.sketches import sketch_share
 from worker.pipeline.duplicates import find_duplicates
@@ -101,8 +101,8 @@ def compute_banks(extractor, catalogue: Catalogue, batch_size: int = 16,
                   thumbs_dir: Path | None = None
                   ) -> tuple[np.ndarray, np.ndarray, Whitening | None]:
     """`banks_from_features` of the whole catalogue extracted in this process, no cache (at
-    int8 the layers are first quantised on the catalogue)."""
-    quantise_on_catalogue(extractor, catalogue, max_pixels)
+    int8 the layers are first quantised)."""
+    quantise_for_index(extractor)
     features = extract_images(extractor, catalogue, batch_size, max_pixels, progress, thumbs_dir)
     copies = None
     if extractor.copies and extractor.whiten:
@@ -202,8 +202,8 @@ def _build(settings: Settings, extractor, batch_size: int, progress: bool, distr
     catalogue = load_catalogue(settings.database_dir)
     if distributed and extractor.precision == "int8":  # the workers hold the last index's model
         raise InvalidSetting("a distributed build runs at float32 or bfloat16: the int8 model is "
-                         "quantised on the catalogue by the build itself; index at int8 locally")
-    quantise_on_catalogue(extractor, catalogue, settings.max_image_pixels)
+                         "quantised by the build itself; index at int8 locally")
+    quantise_for_index(extractor)
     gathered = gather_features(settings, extractor, catalogue, batch_size, progress,
                                distributed, hold)
     copies = None

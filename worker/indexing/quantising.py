@@ -1,39 +1,23 @@
-"""PRECISION=int8 at index time: the layers quantised on the catalogue's own canvases, and
-what the manifest says of the model."""
+"""PRECISION=int8 at index time: the layers quantised for the index, and what the manifest
+says of the model."""
 
 from __future__ import annotations
 
 import logging
 import time
 
-import numpy as np
-
-from worker.core.catalogue import Catalogue
-from worker.indexing.chunks import prepared
-from worker.pipeline.precision import REPRESENTATIVE_IMAGES
-
 log = logging.getLogger(__name__)
 
 
-def quantise_on_catalogue(extractor, catalogue: Catalogue, max_pixels: int = 40_000_000,
-                          count: int | None = None) -> int:
-    """At int8: quantise the extractor's layers with `count` of the catalogue's canvases
-    (evenly spread over its distinct images, prepared as for the banks) as the representative
-    set; the number used (0 for a float extractor)."""
+def quantise_for_index(extractor) -> bool:
+    """At int8: quantise the extractor's layers for the index being built (its activations
+    take each image's range at run time: no representative set); False for a float one."""
     if extractor.precision != "int8":
-        return 0
-    count = count or REPRESENTATIVE_IMAGES
-    paths = list(dict.fromkeys([*catalogue.fronts, *catalogue.backs]))
-    chosen = paths[::max(1, len(paths) // count)][:count]
-    batch = next(prepared(catalogue, chosen, max_pixels, extractor.trim, None, len(chosen)), [])
-    canvases = [canvas for _, canvas, _ in batch if canvas is not None]
-    if not canvases:  # nothing readable: extract_images lists the failures
-        return 0
+        return False
     start = time.perf_counter()
-    extractor.quantise_on(np.stack(canvases))
-    log.info("int8 model quantised on %d catalogue canvases in %.1f s", len(canvases),
-             time.perf_counter() - start)
-    return len(canvases)
+    extractor.quantise()
+    log.info("int8 model quantised in %.1f s", time.perf_counter() - start)
+    return True
 
 
 def quantised_info(extractor) -> dict | None:
@@ -42,6 +26,7 @@ def quantised_info(extractor) -> dict | None:
     if extractor.precision != "int8" or model is None:
         return None
     return {"sha256": model.sha256, "bytes": len(model.blob), "layers": list(extractor.layers),
-            "weights": "int8, per output channel", "activations": "int8, ranges from "
-            f"{model.calibrated_on} catalogue canvases", "float": "the input "
-            "(quantised on entry) and the layer outputs (dequantised), then the pooling"}
+            "weights": "int8, per output channel", "activations": "int8, each image's "
+            "own range at run time (dynamic range)", "float": "between the "
+            "layers: each convolution quantises its input per image and dequantises its "
+            "output; bias, ReLU and max pooling, then the descriptor's pooling"}

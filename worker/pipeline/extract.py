@@ -59,7 +59,7 @@ class FeatureExtractor:
     """One VGG16 and one descriptor. `extract` is the whole stage.
 
     At int8 the layers run in a quantised copy of the model (`quantised`), made from the
-    catalogue at index time (`quantise_on`) or loaded from the index (`use_quantised`);
+    float model at index time (`quantise`) or loaded from the index (`use_quantised`);
     the float32 VGG16 stays for that and for the weights' fingerprint."""
 
     def __init__(self, weights: str = "auto", descriptor: str = "flatten",
@@ -128,11 +128,10 @@ class FeatureExtractor:
         model = self.quantised
         return None if model is None else model.sha256
 
-    def quantise_on(self, canvases: np.ndarray) -> bytes:
-        """Quantise the layers the descriptor reads with these (n, 224, 224, 3) uint8
-        catalogue canvases as the representative set; use the result and return it."""
-        self.use_quantised(quantise(self.model, self.model_input(canvases)))
-        self.quantised.calibrated_on = len(canvases)
+    def quantise(self) -> bytes:
+        """Quantise the layers the descriptor reads (activations per image at run time); use
+        the result and return it."""
+        self.use_quantised(quantise(self.model))
         return self.quantised.blob
 
     def use_quantised(self, blob: bytes) -> None:

@@ -14,7 +14,6 @@ from worker.core.settings import PRECISION_CHOICES, InvalidSetting
 # Descriptors whose re-scan and look-alike benchmarks, on the held-out seed 11, stayed within
 # 0.5 point of bfloat16 in every family with the verdicts' precision unchanged (docs/quality.md).
 INT8_HELD: frozenset[str] = frozenset()
-REPRESENTATIVE_IMAGES = 16  # catalogue canvases that calibrate int8 activation ranges at index time
 
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
