@@ -75,6 +75,13 @@ def test_an_int8_index_holds_its_model_fingerprinted(int8_features_dir, int8_ext
     assert m["quantised_model"]["sha256"] == int8_extractor.model_id
     assert m["quantised_model"]["layers"] == ["block3_conv3", "block4_conv3", "block5_conv3"]
     assert "each image's own range" in m["quantised_model"]["activations"]
+    # int8 weights, float activations (quantised per image by the kernels at run time): the
+    # only int8 tensors are the 13 convolutions' weights up to block5_conv3
+    from ai_edge_litert.interpreter import Interpreter
+
+    dtypes = [t["dtype"] for t in Interpreter(
+        model_content=(folder / QUANTISED_MODEL).read_bytes()).get_tensor_details()]
+    assert dtypes.count(np.int8) == 13 and np.float32 in dtypes, dtypes
 
 
 def test_an_int8_worker_searches_with_the_index_model(int8_settings, int8_extractor, redis):
