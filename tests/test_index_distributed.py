@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -141,19 +139,27 @@ def test_workers_without_an_index_do_the_first_build(tmp_path, redis_url, catalo
     one; `python -m worker --chunks-only` needs none, serves only the chunk queue, and the
     distributed build it serves equals the local build."""
     from worker.core.settings import Settings
-    from worker.dev.services import search_queue
 
     settings = Settings(redis_url=redis_url, database_dir=catalogue_dir,
                         features_dir=tmp_path / "features", upload_dir=tmp_path / "uploads",
                         output_dir=tmp_path / "output", vgg16_weights="bsds500",
                         precision="float32", queue_name=f"first-{uuid.uuid4().hex[:8]}",
                         index_chunk_pairs=CHUNK_PAIRS)
-    worker = start_worker(settings, "--chunks-only", log=tmp_path / "worker.log")
+    build_on_chunks_only_worker(settings, extractor, tmp_path / "worker.log")
+    assert_same_banks(settings.features_dir, features_dir)
+
+
+def build_on_chunks_only_worker(settings, extractor, log) -> dict:
+    """A distributed build whose every chunk one `python -m worker --chunks-only` extracts
+    (checked); its manifest."""
+    from worker.dev.services import search_queue
+
+    worker = start_worker(settings, "--chunks-only", log=log)
     try:
-        chunks = Queue(index_queue_name(settings), connection=Redis.from_url(redis_url))
+        chunks = Queue(index_queue_name(settings), connection=Redis.from_url(settings.redis_url))
         deadline = time.monotonic() + 300  # a hang guard, not a timing assertion
         while Worker.count(queue=chunks) == 0:
-            assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-2000:]
+            assert worker.poll() is None, log.read_text()[-2000:]
             assert time.monotonic() < deadline, "the chunks-only worker did not register"
             time.sleep(0.2)
         assert Worker.count(queue=search_queue(settings)) == 0  # it serves no searches
@@ -163,19 +169,7 @@ def test_workers_without_an_index_do_the_first_build(tmp_path, redis_url, catalo
     assert worker.returncode == 0  # a warm stop
     assert manifest["images"]["distributed"] is True
     assert manifest["images"]["extracted"] == distinct_images(settings.database_dir)
-    assert_same_banks(settings.features_dir, features_dir)
     workers = {Job.fetch(i, connection=chunks.connection).worker_name
                for i in FinishedJobRegistry(queue=chunks).get_job_ids()}
     assert len(workers) == 1 and None not in workers  # every chunk extracted by that worker
-
-
-def test_a_chunks_only_worker_refuses_int8(tmp_path):
-    from worker.core.settings import Settings
-    from worker.dev.services import service_env
-
-    settings = Settings(redis_url="redis://127.0.0.1:1/0", features_dir=tmp_path / "features",
-                        vgg16_weights="bsds500", precision="int8")
-    proc = subprocess.run([sys.executable, "-m", "worker", "--chunks-only"],
-                          env=service_env(settings), capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "PRECISION=int8" in proc.stderr and "Traceback" not in proc.stderr
+    return manifest

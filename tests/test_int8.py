@@ -134,3 +134,55 @@ def test_an_edit_keeps_the_index_int8_model(int8_settings, int8_extractor, tmp_p
     assert bank.quantised is not None and len(bank) == N_PAIRS + 1
     removed = remove_design(settings, "new-one")
     assert removed["sha256"]["quantised_model"] == before
+
+
+def test_a_distributed_int8_build_runs_its_own_model_on_the_workers(
+        tmp_path, redis_url, catalogue_dir, int8_extractor, int8_features_dir):
+    """The first int8 build on several machines: a `--chunks-only` worker at int8 has no
+    model; the build publishes the one it quantised beside the chunks, the worker runs it,
+    and the bank is the local int8 build's."""
+    import uuid
+
+    from tests.test_index_distributed import CHUNK_PAIRS, build_on_chunks_only_worker
+    from tests.test_index_resume import assert_same_banks
+    from worker.indexing.chunks import PUBLISHED_MODEL
+
+    settings = Settings(redis_url=redis_url, database_dir=catalogue_dir,
+                        features_dir=tmp_path / "features", upload_dir=tmp_path / "uploads",
+                        output_dir=tmp_path / "output", vgg16_weights="bsds500",
+                        precision="int8", queue_name=f"int8-{uuid.uuid4().hex[:8]}",
+                        index_chunk_pairs=CHUNK_PAIRS)
+    manifest = build_on_chunks_only_worker(settings, int8_extractor, tmp_path / "worker.log")
+    built, local = (load_bank(f).manifest for f in (settings.features_dir, int8_features_dir))
+    assert built["precision"] == "int8"
+    assert built["sha256"]["quantised_model"] == local["sha256"]["quantised_model"]
+    published = settings.features_dir / "chunks" / manifest["images"]["model"] / PUBLISHED_MODEL
+    assert file_sha256(published) == built["sha256"]["quantised_model"]
+    assert_same_banks(settings.features_dir, int8_features_dir)
+
+
+
+def test_a_worker_runs_a_published_model_only_for_the_chunks_it_makes(
+        int8_extractor, int8_features_dir, extractor, tmp_path):
+    import copy
+
+    from worker.indexing.chunks import ChunkCache, model_fingerprint
+    from worker.service.chunks import ChunkRefused, extractor_for
+
+    blob = (current_dir(int8_features_dir) / QUANTISED_MODEL).read_bytes()
+    worker = copy.copy(int8_extractor)
+    worker.quantised = None  # a `--chunks-only` worker: no index, no model
+    theirs = model_fingerprint(worker.with_quantised(blob))
+    cache = ChunkCache(tmp_path, theirs)
+    with pytest.raises(ChunkRefused, match=f"is for model {theirs}"):  # nothing published
+        extractor_for(worker, "k", cache)
+    cache.publish_model(blob)
+    running = extractor_for(worker, "k", cache)
+    assert running.model_id == file_sha256(current_dir(int8_features_dir) / QUANTISED_MODEL)
+    assert worker.quantised is None  # the model it searches with is left alone
+    with pytest.raises(ChunkRefused, match="precision float32"):  # a float worker: never
+        extractor_for(extractor, "k", cache)
+    other = ChunkCache(tmp_path, "0" * 16)  # a model this blob does not make
+    other.publish_model(blob)
+    with pytest.raises(ChunkRefused, match="is for model 0000000000000000"):
+        extractor_for(worker, "k", other)

@@ -59,20 +59,3 @@ def test_int8_and_float_banks_refuse_each_other_float_kinds_do_not():
     for built in ("float32", "bfloat16", None):  # None: a manifest from before PRECISION
         with pytest.raises(BankError, match="runs int8"):
             check_model_matches(bank(built), "f", "d", "int8")
-
-
-class Int8Extractor:
-    """No model: the refusal comes before anything is extracted."""
-
-    weights_fingerprint = "abc"
-    descriptor = DEFAULT_DESCRIPTOR
-    precision = "int8"
-    quantised = None
-
-
-def test_a_distributed_build_refuses_int8_and_leaves_the_index_alone(settings):
-    from worker.indexing.build import build_index
-
-    with pytest.raises(InvalidSetting, match="index at int8 locally"):
-        build_index(settings, Int8Extractor(), distributed=True, progress=False)
-    assert not (settings.features_dir / "CURRENT").exists()

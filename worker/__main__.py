@@ -30,11 +30,6 @@ def main(argv: list[str] | None = None) -> int:
     except (BankError, CatalogueError, InvalidSetting, WeightsUnavailable) as exc:
         print(f"worker: cannot start: {exc}", file=sys.stderr)
         return 2
-    if args.chunks_only and engine.extractor.precision == "int8":
-        print("worker: cannot start: --chunks-only extracts with the float model, and a "
-              "distributed build refuses PRECISION=int8; set PRECISION=bfloat16 or float32",
-              file=sys.stderr)
-        return 2
     connection = Redis.from_url(settings.redis_url)
     logging.getLogger("worker").info(
         "serving %s on %s%s", ", then ".join(repr(q) for q in served_queues(settings, engine)),

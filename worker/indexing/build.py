@@ -27,7 +27,7 @@ from worker.core.catalogue import Catalogue, catalogue_csv, load_catalogue
 from worker.core.duplicates import DUPLICATES
 from worker.core.generations import catalogue_lock
 from worker.core.images import load_image
-from worker.core.settings import InvalidSetting, Settings
+from worker.core.settings import Settings
 from worker.core.whitening import SHRINK, Whitening, learn_whitening
 from worker.indexing.chunks import (
     Chunk,
@@ -146,6 +146,8 @@ def gather_features(settings: Settings, extractor, catalogue: Catalogue, batch_s
     if distributed and chunks and not failures:
         from worker.indexing.distributed import extract_distributed
 
+        if extractor.quantised is not None:  # the workers extract with this build's int8 model
+            cache.publish_model(extractor.quantised.blob)
         failures += extract_distributed(settings, cache, chunks, progress, hold)
     else:
         failures += _extract_here(settings, extractor, catalogue, cache, chunks, batch_size,
@@ -200,9 +202,6 @@ def _build(settings: Settings, extractor, batch_size: int, progress: bool, distr
            hold: str | None) -> dict:
     start = time.perf_counter()
     catalogue = load_catalogue(settings.database_dir)
-    if distributed and extractor.precision == "int8":  # the workers hold the last index's model
-        raise InvalidSetting("a distributed build runs at float32 or bfloat16: the int8 model is "
-                         "quantised by the build itself; index at int8 locally")
     quantise_for_index(extractor)
     gathered = gather_features(settings, extractor, catalogue, batch_size, progress,
                                distributed, hold)

@@ -6,10 +6,9 @@ INDEX_CHUNK_PAIRS pairs' worth (2 images a pair) per chunk; each chunk is writte
 renamed as soon as it is done, here or by a worker of a distributed build. So a build that
 stopped resumes from its finished chunks, and after pairs.csv changes only new or changed
 images are extracted. `<model>` is the model fingerprint (weights, descriptor, precision,
-preprocessing): rows of another model are never mixed in. A chunk's key is the hash of its
-model and its images' hashes.
-
-The rows are the extractor's output before whitening, which every build learns afresh.
+preprocessing, int8's quantised model, published beside its chunks for a distributed build's
+workers): rows of another model are never mixed in. A chunk's key is the hash of its model
+and its images' hashes. The rows are the extractor's output before whitening.
 """
 
 from __future__ import annotations
@@ -47,6 +46,9 @@ class UnreadableImages(RuntimeError):
         self.failures = failures
 
 
+PUBLISHED_MODEL = "model-int8.tflite"
+
+
 class ChunkMissing(RuntimeError):
     """A chunk reported done is not in this FEATURES_DIR (workers must share it)."""
 
@@ -62,7 +64,7 @@ class Chunk:
 
 def model_fingerprint(extractor) -> str:
     """What makes two extractors' rows the same: weights, descriptor, precision, preprocessing
-    and, at int8, the quantised model (quantised anew on each build's catalogue)."""
+    and, at int8, the quantised model (its sha256)."""
     text = json.dumps([extractor.weights_fingerprint, extractor.descriptor, extractor.precision,
                        preprocess_params(extractor.trim), getattr(extractor, "model_id", None)],
                       sort_keys=True)
@@ -143,6 +145,13 @@ class ChunkCache:
 
     def has(self, key: str) -> bool:
         return (self.folder / f"{key}.npz").is_file()
+
+    def publish_model(self, blob: bytes) -> None:  # an int8 build's, for the workers it asks
+        write_aside(self.folder, PUBLISHED_MODEL, blob)
+
+    def published_model(self) -> bytes | None:
+        path = self.folder / PUBLISHED_MODEL
+        return path.read_bytes() if path.is_file() else None
 
     def prune(self, used: set[str], dim: int, chunk_images: int, others: bool = True) -> int:
         """After a build: drop chunks no image of `used` needs and (`others`) other models'

@@ -6,6 +6,7 @@ per process.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 
@@ -137,6 +138,13 @@ class FeatureExtractor:
     def use_quantised(self, blob: bytes) -> None:
         """Extract with this int8 flatbuffer (an index's) from now on."""
         self.quantised = QuantisedModel(blob)
+
+    def with_quantised(self, blob: bytes) -> FeatureExtractor:
+        """This extractor as another int8 model (a distributed build's) runs it; this one is
+        left as it is (it shares only the float model and the pooling)."""
+        other = copy.copy(self)
+        other.quantised = QuantisedModel(blob)
+        return other
 
     def feature_maps(self, canvases: np.ndarray) -> list[np.ndarray]:
         """(n, 224, 224, 3) uint8 RGB -> the maps the descriptor pools, one (n, h, w, c)

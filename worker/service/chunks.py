@@ -1,5 +1,8 @@
 """A chunk of a distributed index build, as a queue job (worker/indexing/distributed.py):
-extracted with this worker's model, written into the shared chunk cache."""
+extracted with this worker's model, written into the shared chunk cache. At int8 the model
+is the build's own: the coordinator quantises it and publishes it beside the chunks, and a
+worker whose weights, descriptor and preprocessing match runs it (the one it searches with
+is left alone)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from worker.indexing.chunks import Chunk, ChunkCache, model_fingerprint, run_chu
 from worker.service.engine import current
 
 HOLD_POLL_S = 0.05
+_published: dict[str, tuple] = {}  # model -> (this worker's extractor, it running that model)
 
 
 class ChunkRefused(RuntimeError):
@@ -24,20 +28,37 @@ def extract_chunk(model: str, key: str, paths: list[str], hashes: list[str],
     FEATURES_DIR's chunk cache; returns {"key", "images", "failures": [(path, reason)]}.
     `hold`: tests only: wait until this Redis key exists first (the chunk held, on purpose)."""
     engine = current()
-    mine = model_fingerprint(engine.extractor)
-    if model != mine:
-        ex = engine.extractor
-        raise ChunkRefused(f"chunk {key} is for model {model}, this worker's is {mine} (weights "
-                           f"{ex.weights_id} {ex.weights_fingerprint}, descriptor {ex.descriptor}, "
-                           f"precision {ex.precision}): set VGG16_WEIGHTS, DESCRIPTOR and "
-                           "PRECISION as on the machine that runs the build")
+    settings = engine.settings
+    cache = ChunkCache(settings.features_dir, model)
+    extractor = extractor_for(engine.extractor, key, cache)
     if hold is not None:
         connection = get_current_job().connection
         while not connection.exists(hold):
             time.sleep(HOLD_POLL_S)
-    settings = engine.settings
     catalogue = Catalogue(settings.database_dir.resolve(), [], [], [])
-    failures = run_chunk(engine.extractor, catalogue, Chunk(key, paths, hashes),
-                         ChunkCache(settings.features_dir, mine), settings.max_image_pixels,
-                         settings.features_dir)
+    failures = run_chunk(extractor, catalogue, Chunk(key, paths, hashes), cache,
+                         settings.max_image_pixels, settings.features_dir)
     return {"key": key, "images": len(paths), "failures": failures}
+
+
+def extractor_for(extractor, key: str, cache: ChunkCache):
+    """`extractor` if its fingerprint is the cache's model; at int8, the build's published
+    model run by it when that makes the fingerprint; else ChunkRefused saying what differs."""
+    model, mine = cache.model, model_fingerprint(extractor)
+    if model == mine:
+        return extractor
+    base, theirs = _published.get(model, (None, None))
+    if base is extractor:
+        return theirs
+    blob = cache.published_model() if extractor.precision == "int8" else None
+    if blob is not None:
+        theirs = extractor.with_quantised(blob)
+        if model_fingerprint(theirs) == model:
+            _published.clear()  # one build at a time: its interpreter only
+            _published[model] = (extractor, theirs)
+            return theirs
+    raise ChunkRefused(f"chunk {key} is for model {model}, this worker's is {mine} (weights "
+                       f"{extractor.weights_id} {extractor.weights_fingerprint}, descriptor "
+                       f"{extractor.descriptor}, precision {extractor.precision}): set "
+                       "VGG16_WEIGHTS, DESCRIPTOR and PRECISION as on the machine that runs "
+                       "the build")
