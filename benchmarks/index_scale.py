@@ -1,6 +1,6 @@
 """A distributed index build on one worker against two, each worker pinned to one core.
 
-    python -m benchmarks.index_scale --pairs 96 --chunk-pairs 8
+    python -m benchmarks.index_scale --pairs 96 --chunk-pairs 8 [--precision int8]
 
 Writes a sample catalogue and, with no index anywhere (a first build), runs
 `build_index(distributed=True)` over it twice, the chunk cache emptied before each: with one
@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=96)
     parser.add_argument("--chunk-pairs", type=int, default=8)
     parser.add_argument("--weights", default="bsds500")
+    parser.add_argument("--precision", default="auto", help="PRECISION (int8: the build "
+                        "quantises, the workers run its published model)")
     args = parser.parse_args(argv)
     from worker.pipeline.extract import FeatureExtractor
 
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings(redis_url=f"redis://127.0.0.1:{port}/0", database_dir=tmp / "database",
                             features_dir=tmp / "features", upload_dir=tmp / "uploads",
                             output_dir=tmp / "output", vgg16_weights=args.weights,
-                            index_chunk_pairs=args.chunk_pairs)
+                            precision=args.precision, index_chunk_pairs=args.chunk_pairs)
         extractor = FeatureExtractor(settings.vgg16_weights, settings.descriptor, settings.precision)
         results = [run(settings, extractor, cores, tmp) for cores in ([0], [0, 1])]
     finally:
