@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from rq import get_current_job
+from rq import Queue, get_current_job
 
 from worker.core.catalogue import Catalogue
 from worker.indexing.chunks import Chunk, ChunkCache, model_fingerprint, run_chunk
@@ -36,8 +36,13 @@ def extract_chunk(model: str, key: str, paths: list[str], hashes: list[str],
         while not connection.exists(hold):
             time.sleep(HOLD_POLL_S)
     catalogue = Catalogue(settings.database_dir.resolve(), [], [], [])
-    failures = run_chunk(extractor, catalogue, Chunk(key, paths, hashes), cache,
-                         settings.max_image_pixels, settings.features_dir)
+    try:
+        failures = run_chunk(extractor, catalogue, Chunk(key, paths, hashes), cache,
+                             settings.max_image_pixels, settings.features_dir)
+    finally:
+        job = get_current_job()
+        if job is None or not Queue(job.origin, connection=job.connection).count:
+            _published.clear()  # no chunk waits: free the build's interpreter and its buffers
     return {"key": key, "images": len(paths), "failures": failures}
 
 
