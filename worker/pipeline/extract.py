@@ -140,8 +140,8 @@ class FeatureExtractor:
         self.quantised = QuantisedModel(blob)
 
     def with_quantised(self, blob: bytes) -> FeatureExtractor:
-        """This extractor as another int8 model (a distributed build's) runs it; this one is
-        left as it is (it shares only the float model and the pooling)."""
+        """A copy of this extractor that runs another int8 model (a distributed build's);
+        this one is left as it is (the two share the float model and the pooling)."""
         other = copy.copy(self)
         other.quantised = QuantisedModel(blob)
         return other
