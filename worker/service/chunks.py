@@ -15,7 +15,7 @@ from worker.indexing.chunks import Chunk, ChunkCache, model_fingerprint, run_chu
 from worker.service.engine import current
 
 HOLD_POLL_S = 0.05
-_published: dict[str, tuple] = {}  # model -> (this worker's extractor, it running that model)
+_published: tuple | None = None  # (model, this worker's extractor, it running that model)
 
 
 class ChunkRefused(RuntimeError):
@@ -27,6 +27,7 @@ def extract_chunk(model: str, key: str, paths: list[str], hashes: list[str],
     """Extract catalogue images `paths` (whose bytes must have sha256 `hashes`) into
     FEATURES_DIR's chunk cache; returns {"key", "images", "failures": [(path, reason)]}.
     `hold`: tests only: wait until this Redis key exists first (the chunk held, on purpose)."""
+    global _published
     engine = current()
     settings = engine.settings
     cache = ChunkCache(settings.features_dir, model)
@@ -42,25 +43,24 @@ def extract_chunk(model: str, key: str, paths: list[str], hashes: list[str],
     finally:
         job = get_current_job()
         if job is None or not Queue(job.origin, connection=job.connection).count:
-            _published.clear()  # no chunk waits: free the build's interpreter and its buffers
+            _published = None  # no chunk waits: free the build's interpreter and its buffers
     return {"key": key, "images": len(paths), "failures": failures}
 
 
 def extractor_for(extractor, key: str, cache: ChunkCache):
     """`extractor` if its fingerprint is the cache's model; at int8, the build's published
     model run by it when that makes the fingerprint; else ChunkRefused saying what differs."""
+    global _published
     model, mine = cache.model, model_fingerprint(extractor)
     if model == mine:
         return extractor
-    base, theirs = _published.get(model, (None, None))
-    if base is extractor:
-        return theirs
+    if _published is not None and _published[:2] == (model, extractor):
+        return _published[2]
     blob = cache.published_model() if extractor.precision == "int8" else None
     if blob is not None:
         theirs = extractor.with_quantised(blob)
         if model_fingerprint(theirs) == model:
-            _published.clear()  # one build at a time: its interpreter only
-            _published[model] = (extractor, theirs)
+            _published = (model, extractor, theirs)  # one build at a time: its interpreter only
             return theirs
     raise ChunkRefused(f"chunk {key} is for model {model}, this worker's is {mine} (weights "
                        f"{extractor.weights_id} {extractor.weights_fingerprint}, descriptor "
