@@ -161,10 +161,10 @@ def test_a_distributed_int8_build_runs_its_own_model_on_the_workers(
     assert_same_banks(settings.features_dir, int8_features_dir)
 
 
-
 def test_a_worker_runs_a_published_model_only_for_the_chunks_it_makes(
         int8_extractor, int8_features_dir, extractor, tmp_path):
     import copy
+    import hashlib
 
     from worker.indexing.chunks import ChunkCache, model_fingerprint
     from worker.service.chunks import ChunkRefused, extractor_for
@@ -178,7 +178,7 @@ def test_a_worker_runs_a_published_model_only_for_the_chunks_it_makes(
         extractor_for(worker, "k", cache)
     cache.publish_model(blob)
     running = extractor_for(worker, "k", cache)
-    assert running.model_id == file_sha256(current_dir(int8_features_dir) / QUANTISED_MODEL)
+    assert running.model_id == hashlib.sha256(blob).hexdigest()
     assert worker.quantised is None  # the model it searches with is left alone
     with pytest.raises(ChunkRefused, match="precision float32"):  # a float worker: never
         extractor_for(extractor, "k", cache)
