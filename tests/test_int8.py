@@ -186,3 +186,33 @@ def test_a_worker_runs_a_published_model_only_for_the_chunks_it_makes(
     other.publish_model(blob)
     with pytest.raises(ChunkRefused, match="is for model 0000000000000000"):
         extractor_for(worker, "k", other)
+
+
+def test_a_worker_keeps_the_published_model_while_chunks_wait_then_frees_it(
+        int8_extractor, int8_features_dir, tmp_path, redis_url):
+    import copy
+    import uuid
+
+    from redis import Redis
+    from rq import Queue
+
+    from worker.indexing.chunks import ChunkCache, model_fingerprint
+    from worker.service import chunks
+
+    blob = (current_dir(int8_features_dir) / QUANTISED_MODEL).read_bytes()
+    worker = copy.copy(int8_extractor)
+    worker.quantised = None
+    cache = ChunkCache(tmp_path, model_fingerprint(worker.with_quantised(blob)))
+    cache.publish_model(blob)
+    queue = Queue(f"chunks-{uuid.uuid4().hex[:8]}", connection=Redis.from_url(redis_url))
+    done, waiting = (queue.enqueue("builtins.len", []) for _ in range(2))
+    running = chunks.extractor_for(worker, "k", cache)
+    queue.remove(done)  # the first chunk taken; the second still waits
+    chunks.release_when_idle(done)
+    assert chunks.extractor_for(worker, "k", cache) is running  # one interpreter for the build
+    queue.remove(waiting)
+    chunks.release_when_idle(waiting)  # the last chunk done: nothing waits
+    assert chunks._published is None
+    assert chunks.extractor_for(worker, "k", cache) is not running  # made again if needed
+    chunks.release_when_idle(None)  # called outside a queue job: freed too
+    assert chunks._published is None
