@@ -198,6 +198,42 @@ def test_redis_down_answers_conform(api_schema, settings):
     api_schema["/api/searches"]["POST"].validate_response(response)
 
 
+def test_a_hung_redis_gets_a_503_after_the_probes_ran(settings, tmp_path):
+    """A Redis that stops answering (SIGSTOP: its port open, nothing read) after /healthz,
+    /readyz and /metrics have listed the workers: /healthz still gives up with a 503 instead
+    of waiting for RQ's 415 s socket timeout (`Worker.all` used to set it on the app's pool)."""
+    import signal
+    import threading
+
+    from web import create_app
+    from worker.dev.processes import start_redis, stop_process
+
+    port = free_port()
+    server = start_redis(port, tmp_path / "hung-redis")
+    try:
+        from redis import Redis
+        from rq import Worker
+
+        app = create_app({"SETTINGS": dataclasses.replace(
+            settings, redis_url=f"redis://127.0.0.1:{port}/0"), "TESTING": True})
+        registered = Worker([settings.queue_name], connection=Redis(port=port))
+        registered.register_birth()  # a worker in RQ's registry, for the probes to list
+        for path in ("/healthz", "/readyz", "/metrics"):
+            assert app.test_client().get(path).status_code in (200, 503), path
+        assert app.extensions["redis"].connection_pool.connection_kwargs["socket_timeout"] == 5.0
+        server.send_signal(signal.SIGSTOP)
+        answers = []
+        probe = threading.Thread(target=lambda: answers.append(app.test_client().get("/healthz")),
+                                 daemon=True)
+        probe.start()
+        probe.join(120)  # a hang detector: with the 415 s timeout it would still be waiting
+        assert answers and answers[0].status_code == 503
+        assert answers[0].get_json()["redis"] is False
+    finally:
+        server.send_signal(signal.SIGCONT)
+        stop_process(server)
+
+
 # --- /readyz -------------------------------------------------------------------------------
 
 def test_not_ready_without_worker_or_index(client, settings):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import io
 
 from flask import Blueprint, abort, current_app, jsonify, request, send_file, url_for
-from rq import Worker
 
 from web.apidoc import Responses, api
 from web.errors import error_response
+from web.ops import live_workers
 from web.schemas import Error, Health, Search, SearchCreated, SearchForm, WaitQuery
 from web.searches import MAX_WAIT_S, SearchStatus, describe, fetch_search
 from web.submissions import submit_search
@@ -123,7 +123,7 @@ def healthz():
     body: dict = {"redis": False, "workers": 0, "queue_length": None}
     try:
         redis.ping()
-        body.update(redis=True, workers=len(Worker.all(connection=redis)),
+        body.update(redis=True, workers=live_workers(redis),
                     queue_length=len(current_app.extensions["queue"]))
     except Exception as exc:  # noqa: BLE001 - health reports every failure as data
         body["redis_error"] = str(exc)

@@ -13,6 +13,7 @@ from flask import Blueprint, Response, current_app, jsonify
 from redis.exceptions import RedisError
 from rq import Queue, Worker
 from rq.registry import BaseRegistry
+from rq.utils import utcparse
 
 from web.apidoc import Responses, api, openapi_document
 from web.schemas import OpenAPIDocument, Readiness
@@ -33,12 +34,19 @@ def openapi_json():
     return jsonify(openapi_document(current_app.config["SETTINGS"]))
 
 
-def live_workers(queue: Queue, max_age_s: float = HEARTBEAT_MAX_AGE_S) -> list[Worker]:
-    """Workers registered for `queue` whose last heartbeat is at most `max_age_s` old."""
+def live_workers(redis, queue: Queue | None = None,
+                 max_age_s: float = HEARTBEAT_MAX_AGE_S) -> int:
+    """How many workers registered (for `queue`, else for any) sent a heartbeat at most
+    `max_age_s` ago. Read from RQ's registry, never through `Worker.all`: each Worker it makes
+    raises the shared connection pool's socket timeout to RQ's 415 s, after which a Redis
+    that hangs would hold every request of this process for minutes instead of 5 s."""
+    keys = Worker.all_keys(connection=redis, queue=queue)
+    pipe = redis.pipeline(transaction=False)
+    for key in keys:
+        pipe.hget(key, "last_heartbeat")
     now = datetime.now(UTC)
-    return [w for w in Worker.all(queue=queue)
-            if w.last_heartbeat is not None
-            and (now - w.last_heartbeat).total_seconds() <= max_age_s]
+    return sum(beat is not None and (now - utcparse(beat.decode())).total_seconds() <= max_age_s
+               for beat in pipe.execute())
 
 
 def _check_redis(redis) -> tuple[bool, str]:
@@ -51,13 +59,13 @@ def _check_redis(redis) -> tuple[bool, str]:
 
 def _check_worker(queue: Queue) -> tuple[bool, str]:
     try:
-        alive = live_workers(queue)
+        alive = live_workers(queue.connection, queue)
     except RedisError as exc:
         return False, f"cannot list workers, redis unreachable: {exc}"
     if not alive:
         return False, (f"no worker of queue {queue.name!r} has sent a heartbeat in the last "
                        f"{HEARTBEAT_MAX_AGE_S} s; start one with `python -m worker`")
-    return True, f"{len(alive)} live worker(s) on queue {queue.name!r}"
+    return True, f"{alive} live worker(s) on queue {queue.name!r}"
 
 
 def _check_index(features_dir) -> tuple[bool, str]:
@@ -139,7 +147,7 @@ def metrics():
             "failed": _live_count(queue.failed_job_registry, now)
             + _live_count(queue.canceled_job_registry, now),
         }
-        workers = len(live_workers(queue))
+        workers = live_workers(redis, queue)
         stages = read_metrics(redis)
     except RedisError as exc:
         current_app.logger.warning("metrics: redis unavailable: %s", exc)
