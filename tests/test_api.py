@@ -102,6 +102,7 @@ GOOD_FRONT, GOOD_BACK = design_pair(0, N_PAIRS)
     (GOOD_FRONT, GOOD_BACK[:200], {}, 422, "corrupt"),
     (GOOD_FRONT, GOOD_BACK, {"k": 0}, 400, "invalid_k"),
     (GOOD_FRONT, GOOD_BACK, {"k": "many"}, 400, "invalid_k"),
+    (GOOD_FRONT, GOOD_BACK, {"k": "\u00b2"}, 400, "invalid_k"),  # a digit to str.isdigit, not to int
     (GOOD_FRONT, GOOD_BACK, {"front_weight": 1.5}, 400, "invalid_front_weight"),
     (GOOD_FRONT, GOOD_BACK, {"front_weight": "nan"}, 400, "invalid_front_weight"),
 ])
@@ -111,6 +112,7 @@ def test_bad_input_is_refused_and_nothing_is_kept(indexed_client, redis, indexed
     assert response.status_code == status
     body = response.get_json()
     assert body["error"] == error and len(body["message"]) > 10
+    assert "invalid literal" not in body["message"]  # said for a person, not by Python
     assert len(Queue(indexed_settings.queue_name, connection=redis)) == 0
     assert list(indexed_settings.upload_dir.iterdir()) == []
 

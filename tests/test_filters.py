@@ -225,7 +225,8 @@ def test_the_catalogue_pages_and_filters(web, catalogue):
     assert body["filters"] == {"garment": ["jacket", "trousers"], "season": ["SS26"]}
     assert all(d["columns"]["season"] == "SS26" for d in body["designs"])
     for query, code in (("filter=hue:red", "unknown_filter"), ("page=0", "invalid_page"),
-                        ("per_page=201", "invalid_per_page"), ("filter=x", "invalid_filter")):
+                        ("per_page=201", "invalid_per_page"), ("filter=x", "invalid_filter"),
+                        ("page=%C2%B2", "invalid_page"), ("per_page=%D9%A3", "invalid_per_page")):
         response = web.get(f"/api/catalogue?{query}")
         assert response.status_code == 400 and response.get_json()["error"] == code
 

@@ -62,7 +62,7 @@ class CatalogueListing(Closed):
 
 def _int_arg(name: str, default: int, high: int) -> int:
     raw = request.args.get(name, str(default))  # given but blank is refused, as the schema says
-    if not raw.isdigit() or not 1 <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= high:  # not "²", "٣"
         raise RequestRefused(400, f"invalid_{name}",
                              f"{name} must be a whole number from 1 to {high}, got {raw!r}")
     return int(raw)
