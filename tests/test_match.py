@@ -118,7 +118,7 @@ def test_match_view_of_a_copy_highlights_the_same_regions(indexed_client, run_wo
     assert cached["status"] == "finished"
     assert (indexed_settings.output_dir / f"{cached['id']}-query-front.png").read_bytes() == \
         (indexed_settings.output_dir / f"{search['id']}-query-front.png").read_bytes()
-    queue = Queue(indexed_settings.queue_name, connection=redis)
+    queue = Queue(indexed_settings.match_queue_name, connection=redis)
     base = f"/api/searches/{search['id']}/match"
     first, last = fetch_while_the_worker_runs(indexed_client, run_worker, queue,
                                               [f"{base}/1.jpg", f"{base}/20.jpg"])
@@ -181,3 +181,36 @@ def test_a_boxed_search_finds_the_design_the_box_was_cut_from(indexed_client, ru
         indexed_settings.output_dir / f"{boxed['id']}-query-front.png").convert("RGB"))
     cut = make_canvas(page, trim=True, box=parse_box(box, "front_box"))
     assert np.array_equal(searched, cut), "the box's crop is what was searched"
+
+
+@pytest.mark.slow
+def test_many_match_views_asked_and_abandoned_delay_no_search(indexed_settings, run_worker,
+                                                              redis):
+    """A client asks for every hit's view and hangs up at once (no long poll to wait in): at
+    most MAX_QUEUED_MATCHES views wait, on their own queue; searches are still accepted, and
+    the worker serves a search before the views that were asked for earlier."""
+    import dataclasses
+
+    from web import create_app
+    from web.matches import MAX_QUEUED_MATCHES
+
+    settings = dataclasses.replace(indexed_settings, max_long_polls=0)
+    client = create_app({"SETTINGS": settings, "TESTING": True}).test_client()
+    done = post_pair(client, FRONT, BACK, k=20).get_json()
+    run_worker(settings)
+    answers = [client.get(f"/api/searches/{done['id']}/match/{rank}.jpg")
+               for rank in range(1, MAX_QUEUED_MATCHES + 3)]
+    assert [a.get_json()["error"] for a in answers] == \
+        ["match_pending"] * MAX_QUEUED_MATCHES + ["queue_full"] * 2
+    assert all(a.status_code == 503 and a.headers["Retry-After"] for a in answers)
+    matches = Queue(settings.match_queue_name, connection=redis)
+    assert len(matches) == MAX_QUEUED_MATCHES
+    assert len(Queue(settings.queue_name, connection=redis)) == 0
+    search = post_pair(client, BACK, FRONT, k=3)  # asked for after the views
+    assert search.status_code == 202
+    run_worker(settings)
+    served = Job.fetch(search.get_json()["id"], connection=redis)
+    views = [Job.fetch(f"match-{done['id']}-{rank}", connection=redis)
+             for rank in range(1, MAX_QUEUED_MATCHES + 1)]
+    assert served.get_status() == "finished" and all(v.get_status() == "finished" for v in views)
+    assert served.ended_at <= min(v.started_at for v in views)

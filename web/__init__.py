@@ -32,6 +32,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.extensions["redis"] = redis
     app.extensions["queue"] = Queue(settings.queue_name, connection=redis)
     app.extensions["check_queue"] = Queue(settings.check_queue_name, connection=redis)
+    app.extensions["match_queue"] = Queue(settings.match_queue_name, connection=redis)
     app.extensions["storage"] = storage = open_storage(settings, redis)
     storage.setup()
     app.extensions["long_polls"] = LongPolls(settings.max_long_polls)

@@ -25,6 +25,7 @@ from worker.core.queueing import (
 
 bp = Blueprint("matches", __name__)
 MATCH_WAIT_S = 30.0  # the longest a request waits for its view to be drawn (then 503, retry)
+MAX_QUEUED_MATCHES = 8  # views waiting to be drawn, all searches together: past it, 503 busy
 PATH_PARAMETERS = {"search_id": "the search's id (32 lowercase hex digits)",
                    "rank": "the hit's rank, 1 to the number of results"}
 
@@ -54,14 +55,19 @@ def finished_hit(search_id: str, rank: int) -> tuple[dict, dict]:
 
 
 def match_job(search_id: str, rank: int) -> Job:
-    """The job drawing this view: one already queued or running, else a new one."""
-    queue = current_app.extensions["queue"]
+    """The job drawing this view: one already queued or running, else a new one when fewer
+    than MAX_QUEUED_MATCHES wait. Views have their own queue, which workers serve after the
+    searches': asking for many (and hanging up) delays no search and fills no search queue."""
+    queue = current_app.extensions["match_queue"]
     try:
         job = Job.fetch(match_job_id(search_id, rank), connection=queue.connection)
         if job.get_status(refresh=False) not in ENDED:
             return job
     except NoSuchJobError:  # none yet, or expired: draw it
         pass
+    if len(queue) >= MAX_QUEUED_MATCHES:
+        raise RequestRefused(503, "queue_full", "the service is busy drawing other match "
+                             "views; please retry in a few seconds", retry_after=5)
     return enqueue_match(queue, current_app.config["SETTINGS"], search_id, rank)
 
 
@@ -98,8 +104,9 @@ def match_jpeg(search_id: str, rank: int) -> bytes:
                   HTTP_409=(Error, "the search is not finished (`not_ready`) or failed "
                                    "(`search_failed`), or the view could not be drawn "
                                    "(`match_failed`)"),
-                  HTTP_503=(Error, "still being drawn (`match_pending`): retry after "
-                                   "Retry-After, or Redis is unreachable (`queue_unavailable`)")))
+                  HTTP_503=(Error, "still being drawn (`match_pending`), or too many views "
+                                   "wait to be drawn (`queue_full`): retry after Retry-After; "
+                                   "or Redis is unreachable (`queue_unavailable`)")))
 def get_match_image(search_id: str, rank: int):
     """Why a hit matches: the query and the hit with their matching regions
 

@@ -92,6 +92,11 @@ class Settings:
         return self.max_upload_mb * 1024 * 1024
 
     @property
+    def match_queue_name(self) -> str:
+        """The queue of match views (workers serve it after QUEUE_NAME, before checks)."""
+        return f"{self.queue_name}-matches"
+
+    @property
     def check_queue_name(self) -> str:
         """The queue of collection checks' chunks (workers serve it after QUEUE_NAME)."""
         return f"{self.queue_name}-checks"

@@ -116,11 +116,13 @@ def start_engine(settings: Settings, extractor=None, with_index: bool = True) ->
 
 
 def served_queues(settings: Settings, engine: Engine) -> list[str]:
-    """RQ takes the next job from the first queue that has one: searches, then check chunks,
-    then a distributed build's chunks; an engine without an index takes only the last."""
+    """RQ takes the next job from the first queue that has one: searches, then match views (a
+    person waits for each), then check chunks, then a distributed build's chunks; an engine
+    without an index takes only the last."""
     if engine.snapshot is None:
         return [index_queue_name(settings)]
-    return [settings.queue_name, settings.check_queue_name, index_queue_name(settings)]
+    return [settings.queue_name, settings.match_queue_name, settings.check_queue_name,
+            index_queue_name(settings)]
 
 
 def make_worker(settings: Settings, engine: Engine, connection: Redis,
