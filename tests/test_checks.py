@@ -173,10 +173,22 @@ def test_a_filtered_check_returns_k_hits_all_passing(indexed_client, run_worker,
     response = post_collection(indexed_client, make_zip(files, [("dress", "f.png", "b.png")]),
                                k=k, filter="garment:jacket")
     assert response.status_code == 202, response.get_json()
+    url = response.get_json()["url"]
+    progress = indexed_client.get(f"{url}?designs=false").get_json()  # what the page polls
+    assert (progress["status"], progress["done"], progress["total"]) == ("queued", 0, 1)
+    assert progress["filters"] == {"garment": ["jacket"]} and "designs" not in progress
+    bad = indexed_client.get(f"{url}?designs=maybe")
+    assert (bad.status_code, bad.get_json()["error"]) == (400, "invalid_designs")
     run_worker()
-    body = _finished(indexed_client, response.get_json()["url"])
+    body = _finished(indexed_client, url)
+    assert body["filters"] == {"garment": ["jacket"]}  # a report says what it compared with
+    progress = indexed_client.get(f"{url}?designs=false").get_json()
+    assert (progress["status"], progress["done"], progress["total"]) == ("finished", 1, 1)
     names = [hit["name"] for hit in body["designs"][0]["results"]]
     assert len(names) == k and set(names) <= jackets, names
+    page = indexed_client.get(f"/checks/{body['id']}").get_data(as_text=True)
+    assert "compared only with designs whose garment is jacket" in page
+    assert "1 of 1 designs checked" in page
     refused = post_collection(indexed_client, make_zip(files, [("dress", "f.png", "b.png")]),
                               filter="colour:red")
     assert (refused.status_code, refused.get_json()["error"]) == (400, "unknown_filter")

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from web.schemas import _WS, FILTER, IMAGE_LIMITS, Closed, HitView, Model, SearchId
+from web.schemas import _WS, FILTER, IMAGE_LIMITS, Closed, HitView, Model, SearchId, WaitQuery
 from worker.core.contract import DEFAULT_FRONT_WEIGHT, DEFAULT_K, K_MAX, DesignStatus
 
 
@@ -25,6 +25,12 @@ class CheckForm(Model):
     sides: str = Field("known", pattern=f"^{_WS}*(known|unknown)?{_WS}*$",
                        description="as for a search (400 `invalid_sides` otherwise)")
     filter: list[str] = Field([], description=FILTER)
+
+
+class CheckQuery(WaitQuery):
+    designs: Literal["true", "false"] = Field("true", description="`false`: leave `designs` "
+                                              "out, for a progress bar (a finished check of "
+                                              "500 designs with 100 hits each is 18 MB of JSON)")
 
 
 class CheckCreated(Closed):
@@ -61,4 +67,7 @@ class CollectionCheck(Closed):
     k: int
     front_weight: float
     sides_unknown: bool
-    designs: list[CheckedDesignView]
+    filters: dict[str, list[str]] = Field(description="the filters every design was searched "
+                                          "with: column -> values allowed ({}: none)")
+    designs: list[CheckedDesignView] | None = Field(None, description="left out with "
+                                                    "`?designs=false`")

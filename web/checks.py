@@ -8,10 +8,10 @@ from flask import Blueprint, Response, abort, current_app, jsonify, request, sen
 
 from web.api import UNAVAILABLE, wait_seconds
 from web.apidoc import Responses, api
-from web.check_schemas import CheckCreated, CheckForm, CollectionCheck
+from web.check_schemas import CheckCreated, CheckForm, CheckQuery, CollectionCheck
 from web.check_uploads import submit_check
 from web.errors import error_response
-from web.schemas import Error, WaitQuery
+from web.schemas import Error
 from web.searches import MAX_WAIT_S, SEARCH_ID, hit_view
 from worker.core.checks import (
     CheckState,
@@ -27,27 +27,35 @@ CHECK_ID = {"check_id": "the id the submission returned (32 lowercase hex digits
                         "string, an unknown or an expired id is 404"}
 
 
-def state_or_404(check_id: str) -> CheckState:
+def state_or_404(check_id: str, results: bool = True) -> CheckState:
     """The check, or 404 when unknown, expired or malformed (the same answer)."""
-    state = read_check(current_app.extensions["redis"], check_id) \
+    state = read_check(current_app.extensions["redis"], check_id, results) \
         if SEARCH_ID.fullmatch(check_id) else None
     if state is None:
         abort(404, description="no such check (unknown or expired id)")
     return state
 
 
-def describe_check(state: CheckState) -> dict:
-    """The JSON the API returns for one check: progress, then each design in pairs.csv order."""
-    designs = [state.design(row) for row in range(state.total)]
-    return {"id": state.id, "status": state.status.value, "done": state.done,
+def describe_check(state: CheckState, designs: bool = True) -> dict:
+    """The JSON the API returns for one check: progress and options, then (unless `designs` is
+    False) each design in pairs.csv order."""
+    body = {"id": state.id, "status": state.status.value, "done": state.done,
             "total": state.total, "url": url_for("checks.get_check", check_id=state.id),
             "report_url": url_for("checks.get_report", check_id=state.id),
-            **state.options.model_dump(include={"k", "front_weight", "sides_unknown"}),
-            "designs": [{**design.model_dump(exclude={"results"}),
+            **state.options.model_dump(include={"k", "front_weight", "sides_unknown",
+                                                "filters"})}
+    if designs:
+        body["designs"] = _designs(state)
+    return body
+
+
+def _designs(state: CheckState) -> list[dict]:
+    designs = [state.design(row) for row in range(state.total)]
+    return [{**design.model_dump(exclude={"results"}),
                          "results": [hit_view(hit) for hit in design.results],
                          "image_url": url_for("checks.get_design_image", check_id=state.id,
                                               row=row) if design.status == "finished" else None}
-                        for row, design in enumerate(designs)]}
+                        for row, design in enumerate(designs)]
 
 
 @bp.post("/api/checks")
@@ -81,24 +89,31 @@ def create_check():
 
 
 @bp.get("/api/checks/<check_id>")
-@api.validate(query=WaitQuery, tags=["checks"], operation_id="getCheck",
+@api.validate(query=CheckQuery, tags=["checks"], operation_id="getCheck",
               path_parameter_descriptions=CHECK_ID, skip_validation=True, resp=Responses(
                   HTTP_200=(CollectionCheck, "the check: progress, then each design's hits"),
-                  HTTP_400=(Error, f"`wait` is not a number of seconds from 0 to {MAX_WAIT_S:g}"),
+                  HTTP_400=(Error, f"`wait` is not a number of seconds from 0 to {MAX_WAIT_S:g}, "
+                                   "or `designs` is neither `true` nor `false`"),
                   HTTP_404=(Error, "unknown, expired or malformed id"), HTTP_503=UNAVAILABLE))
 def get_check(check_id: str):
     """Poll a check: done of total, each design's status, then its hits
 
     With `?wait=S`, answered as soon as every design is settled, or after S s (at once while
-    this web process already holds MAX_LONG_POLLS waits)."""
+    this web process already holds MAX_LONG_POLLS waits). `?designs=false`: the progress
+    and the options alone."""
     wait = wait_seconds()
-    state = state_or_404(check_id)
+    designs = request.args.get("designs", "true")
+    if designs not in ("true", "false"):
+        return error_response(400, "invalid_designs", "designs must be true or false, got "
+                              f"{designs!r}")
+    results = designs == "true"
+    state = state_or_404(check_id, results)
     if wait and state.status is not CheckStatus.FINISHED:
         with current_app.extensions["long_polls"].slot() as granted:
             if granted:
                 wait_for_check(current_app.extensions["redis"], check_id, wait)
-                state = state_or_404(check_id)
-    return jsonify(describe_check(state))
+                state = state_or_404(check_id, results)
+    return jsonify(describe_check(state, designs=results))
 
 
 @bp.get("/api/checks/<check_id>/report.csv")

@@ -64,7 +64,8 @@ class CheckState:
     options: SearchOptions
     chunks: list[tuple[str, list[int]]]
     started: bool
-    outcomes: dict[int, CheckedDesign]
+    outcomes: dict[int, CheckedDesign]  # read without results: the settled rows, contents unread
+    results: bool = True
 
     @property
     def total(self) -> int:
@@ -81,6 +82,8 @@ class CheckState:
         return CheckStatus.RUNNING if self.started else CheckStatus.QUEUED
 
     def design(self, row: int) -> CheckedDesign:
+        if not self.results:
+            raise ValueError("this check was read for its progress, without its results")
         return self.outcomes.get(row) or CheckedDesign(name=self.names[row], status="queued")
 
 
@@ -136,19 +139,24 @@ def record_outcomes(connection: Redis, check_id: str, outcomes: dict[int, Checke
         announce_done(connection, check_id)
 
 
-def read_check(connection: Redis, check_id: str) -> CheckState | None:
-    """The check as stored (None: unknown or expired), with the designs of lost chunks failed."""
+def read_check(connection: Redis, check_id: str, results: bool = True) -> CheckState | None:
+    """The check as stored (None: unknown or expired), with the designs of lost chunks failed.
+    Without `results` only which rows are settled is read (a progress bar's poll of a large
+    check: its designs' hits are megabytes to parse)."""
     with connection.pipeline() as pipe:
         pipe.hgetall(KEY + check_id)
-        pipe.hgetall(KEY + check_id + ":rows")
+        (pipe.hgetall if results else pipe.hkeys)(KEY + check_id + ":rows")
         meta, rows = pipe.execute()
     if not meta:
         return None
+    names = json.loads(meta[b"names"])
     state = CheckState(
-        check_id, json.loads(meta[b"names"]), SearchOptions.model_validate_json(meta[b"options"]),
+        check_id, names, SearchOptions.model_validate_json(meta[b"options"]),
         [(job_id, chunk_rows) for job_id, chunk_rows in json.loads(meta[b"chunks"])],
         b"started" in meta,
-        {int(row): CheckedDesign.model_validate_json(value) for row, value in rows.items()})
+        {int(row): CheckedDesign.model_validate_json(value) for row, value in rows.items()}
+        if results else {int(row): CheckedDesign(name=names[int(row)], status="finished")
+                         for row in rows}, results)
     state.outcomes.update(lost_designs(connection, state))
     return state
 
