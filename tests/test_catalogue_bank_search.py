@@ -118,6 +118,9 @@ def test_top_k_orders_by_weighted_score():
     assert [h.rank for h in hits] == [1, 2, 3, 4, 5]
     assert hits[0].index == 7 and hits[0].score == pytest.approx(1.0, abs=1e-6)
     assert all(a.score >= b.score for a, b in zip(hits, hits[1:], strict=False))
+    overshoot = FeatureBank(front * np.float32(1.0000003), back, {})  # rounding, exaggerated
+    best = top_k(overshoot, front[7], back[7], k=1, front_weight=1.0)[0]
+    assert best.score == best.front_score == 1.0  # shown within [-1, 1], never 1.0000001
     expected = 0.5 * front @ front[7] + 0.5 * back @ back[7]
     np.testing.assert_allclose([h.score for h in hits], np.sort(expected)[::-1][:5], rtol=1e-5)
 

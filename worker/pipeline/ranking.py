@@ -144,10 +144,15 @@ def top_k(bank: FeatureBank, q_front: np.ndarray | None, q_back: np.ndarray | No
     order = candidates[np.lexsort((candidates, -total[candidates]))]
 
     def side(scores: np.ndarray | None, i: int) -> float | None:
-        return None if scores is None else float(scores[i])
+        return None if scores is None else cosine(scores[i])
 
     def row(i: int) -> int:
         return int(i) if rows is None else int(rows[i])
 
-    return [SearchHit(rank, row(i), float(s.total[i]), side(s.front, i), side(s.back, i),
+    return [SearchHit(rank, row(i), cosine(s.total[i]), side(s.front, i), side(s.back, i),
                       bool(s.swapped[i])) for rank, i in enumerate(order, start=1)]
+
+
+def cosine(score) -> float:
+    """A score of unit rows as shown: within [-1, 1] (float32 sums overshoot by ~1e-7)."""
+    return min(1.0, max(-1.0, float(score)))
