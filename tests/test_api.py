@@ -196,6 +196,11 @@ def test_one_side_searches_score_that_side_alone(indexed_client, run_worker):
         assert hits[0]["name"] == "dress-0005"
         assert all(h[f"{other}_score"] is None for h in hits)
         assert all(h["score"] == pytest.approx(h[f"{side}_score"]) for h in hits)
+        page = indexed_client.get(url.replace("/api/searches/", "/searches/")).text
+        assert "results" in page and "front weight" not in page  # one side: no weight applied
+    pair = post_pair(indexed_client, front, back).get_json()
+    run_worker()
+    assert "front weight 0.5" in indexed_client.get(f"/searches/{pair['id']}").text
 
 
 def test_sides_unknown_finds_a_pair_uploaded_back_to_front(indexed_client, run_worker):

@@ -233,6 +233,7 @@ def test_the_catalogue_pages_and_filters(web, catalogue):
 
 def test_the_catalogue_page_links_pages_thumbnails_and_searches(web, catalogue, settings):
     html = web.get("/catalogue?per_page=5&filter=garment:dress").get_data(as_text=True)
+    assert "pick none to list them all" in html  # a list to browse, not a search
     dresses = [catalogue.names[i] for i in sorted(rows_where(catalogue, garment={"dress"}))]
     assert f"{len(dresses)} of {N_PAIRS} designs" in html and "garment is dress" in html
     assert all(f'data-name="{n}"' in html for n in dresses[:5])
