@@ -125,6 +125,10 @@ def test_too_large_upload_is_413(redis, indexed_settings):
     app = create_app({"SETTINGS": dataclasses.replace(indexed_settings, max_upload_mb=1)})
     response = post_pair(app.test_client(), GOOD_FRONT, b"\0" * (2 * 1024 * 1024))
     assert response.status_code == 413 and response.get_json()["error"] == "too_large"
+    assert "the limit is 1 MB a request" in response.get_json()["message"]
+    fields = {f"note{i}": "x" for i in range(1500)}  # small, but past werkzeug's 1,000 parts
+    response = post_pair(app.test_client(), GOOD_FRONT, GOOD_BACK, **fields)
+    assert response.status_code == 413 and "too many fields" in response.get_json()["message"]
 
 
 def test_unknown_ids_are_404(indexed_client):

@@ -51,9 +51,14 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(413)
     def too_large(exc):
+        """Past MAX_UPLOAD_MB, or (within it) past werkzeug's limits on a form's parts."""
         limit = app.config["SETTINGS"].max_upload_mb
-        return error_response(413, "too_large",
-                              f"the upload is too large; the limit is {limit} MB per search")
+        length = request.content_length
+        if length is not None and length <= app.config["MAX_CONTENT_LENGTH"]:
+            return error_response(413, "too_large", "the form has too many fields, or a text "
+                                  "field is too long")
+        return error_response(413, "too_large", f"the upload is too large; the limit is "
+                              f"{limit} MB a request (a search's drawings, or a collection)")
 
     @app.errorhandler(ClientDisconnected)
     def client_gone(exc: ClientDisconnected):
