@@ -130,6 +130,7 @@ def test_rows_with_a_missing_or_refused_drawing_fail_on_their_own(settings, redi
     rows = [("good", "a-f.png", "a-b.png"), ("missing", "a-f.png", "nowhere.png"),
             ("text", "text.png", "a-b.png"), ("too-big", "big.png", "a-b.png"),
             ("too-small", "a-f.png", "tiny.png"), ("climbs", "../a-f.png", ""),
+            ("detour", "x/../a-f.png", "a-b.png"), ("climbs-later", "x/../../a-f.png", ""),
             ("front-only", "a-f.png", ""), ("no-drawing", "", ""), ("lying", "lie.png", "")]
     data = _patched(make_zip(files, rows), "lie.png", "size", 10)  # its header says 10 bytes
     response = post_collection(_client(settings, zip_max_entry_mb=1), data, k=3)
@@ -137,23 +138,25 @@ def test_rows_with_a_missing_or_refused_drawing_fail_on_their_own(settings, redi
     check_id = response.get_json()["id"]
     assert response.headers["Location"] == response.get_json()["url"] == f"/api/checks/{check_id}"
     body = _client(settings).get(f"/api/checks/{check_id}").get_json()
-    assert (body["status"], body["done"], body["total"], body["k"]) == ("queued", 7, 9, 3)
+    assert (body["status"], body["done"], body["total"], body["k"]) == ("queued", 8, 11, 3)
     designs = {d["name"]: d for d in body["designs"]}
     assert [d["name"] for d in body["designs"]] == [name for name, _, _ in rows]
-    assert [designs[n]["status"] for n in ("good", "front-only")] == ["queued", "queued"]
+    assert [designs[n]["status"] for n in ("good", "front-only", "detour")] == ["queued"] * 3
     errors = {name: d["error"] for name, d in designs.items() if d["status"] == "failed"}
     assert "'nowhere.png' is not in the ZIP" in errors.pop("missing")
     assert "not a JPEG or PNG" in errors.pop("text")
     assert "larger than 1 MiB" in errors.pop("too-big")
     assert "each side must be >= 16px" in errors.pop("too-small")
     assert "leaves the collection" in errors.pop("climbs")
+    assert "leaves the collection" in errors.pop("climbs-later")
     assert "neither a front nor a back" in errors.pop("no-drawing")
     assert "'lie.png' could not be read" in errors.pop("lying")  # zipfile stops at 10 bytes
     assert errors == {}
     stored = sorted(p.name for p in settings.upload_dir.iterdir())
     assert stored == sorted([f"{check_id}-r0-front.png", f"{check_id}-r0-back.png",
-                             f"{check_id}-r6-front.png"])
-    assert len(Queue(settings.check_queue_name, connection=redis)) == 1  # one chunk of 2 rows
+                             f"{check_id}-r6-front.png", f"{check_id}-r6-back.png",
+                             f"{check_id}-r8-front.png"])
+    assert len(Queue(settings.check_queue_name, connection=redis)) == 1  # one chunk of 3 rows
 
 
 def test_pairs_csv_may_sit_in_one_top_folder(client):

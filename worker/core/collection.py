@@ -17,7 +17,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
-from worker.core.archive import CollectionRefused, EntryRefused, SafeZip, ZipLimits, unsafe_name
+from worker.core.archive import (
+    ABSOLUTE,
+    CollectionRefused,
+    EntryRefused,
+    SafeZip,
+    ZipLimits,
+    unsafe_name,
+)
 from worker.core.contract import SIDES
 from worker.core.images import ImageRejected, stored_form
 
@@ -97,11 +104,13 @@ def _design(row: tuple[str, str, str], fetch: Callable[[str], bytes]) -> NewDesi
 
 
 def _member(base: str, path: str) -> str:
-    """The ZIP member a CSV path names (relative to the CSV's folder in the archive)."""
+    """The ZIP member a CSV path names (relative to the CSV's folder in the archive;
+    `img/../a.png` is `a.png`), EntryRefused for one that leaves the archive."""
     path = path.replace("\\", "/")
-    if unsafe_name(path):
+    member = posixpath.normpath(posixpath.join(base, path))
+    if ABSOLUTE.match(path) or unsafe_name(member):  # `..` left after normpath: it climbs out
         raise EntryRefused(f"the path {path!r} leaves the collection")
-    return posixpath.normpath(posixpath.join(base, path))
+    return member
 
 
 def _pairs_csv(members: dict) -> str:
