@@ -258,6 +258,7 @@ def test_long_poll_answers_when_the_search_finishes(indexed_client, run_worker, 
     for bad in ("abc", "-1", "31", "nan", "inf"):
         response = indexed_client.get(f"{url}?wait={bad}")
         assert response.status_code == 400 and "wait" in response.get_json()["message"]
+        assert response.get_json()["error"] == "invalid_wait"  # named like the other fields
     start = time.monotonic()
     assert indexed_client.get(f"{url}?wait=0.3").get_json()["status"] == "queued"
     assert time.monotonic() - start >= 0.3  # no worker yet: held for the whole wait

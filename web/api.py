@@ -7,7 +7,7 @@ import io
 from flask import Blueprint, abort, current_app, jsonify, request, send_file, url_for
 
 from web.apidoc import Responses, api
-from web.errors import error_response
+from web.errors import RequestRefused, error_response
 from web.ops import live_workers
 from web.schemas import Error, Health, Search, SearchCreated, SearchForm, WaitQuery
 from web.searches import MAX_WAIT_S, SearchStatus, describe, fetch_search
@@ -62,8 +62,8 @@ def wait_seconds() -> float:
     except ValueError:
         wait = -1.0
     if not 0.0 <= wait <= MAX_WAIT_S:  # also refuses nan and inf
-        abort(400, description=f"wait must be a number of seconds from 0 to {MAX_WAIT_S:g}, "
-                               f"got {raw!r}")
+        raise RequestRefused(400, "invalid_wait", f"wait must be a number of seconds from 0 "
+                             f"to {MAX_WAIT_S:g}, got {raw!r}")
     return wait
 
 
