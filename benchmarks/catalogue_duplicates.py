@@ -63,26 +63,33 @@ def file_copies(database: Path, designs: list[Design], per_family: int, seed: in
     return copies
 
 
+RELEVANCE = {"copy": 3, "similar": 2, "garment": 1, "other": 0}  # as the look-alike benchmark's
+
+
+def relation(a: int, b: int, designs: list[Design], copies: dict[int, tuple[int, str]]) -> str:
+    """What catalogue rows a and b are to each other: `copy` (an original and its copy),
+    `variant`, `twin`, `similar` (same garment and pattern), `garment`, or `other`."""
+    da, db = (copies[r][0] if r in copies else r for r in (a, b))
+    if da == db:
+        return "copy"
+    x, y = designs[da], designs[db]
+    if x.variant_of == y.name or y.variant_of == x.name or (
+            x.variant_of is not None and x.variant_of == y.variant_of):
+        return "variant"
+    if (x.garment, x.colour, x.pattern, x.back_pattern) == (
+            y.garment, y.colour, y.pattern, y.back_pattern):
+        return "twin"
+    if x.garment != y.garment:
+        return "other"
+    return "similar" if x.pattern == y.pattern else "garment"
+
+
 def evaluate(pairs, designs: list[Design], copies: dict[int, tuple[int, str]]
              ) -> tuple[list[list[str]], list[list[str]]]:
     """(per family recall rows, per verdict precision rows) of a DuplicatePairs."""
-    kind = {**{i: (i, None) for i in range(len(designs))}, **copies}  # row -> (design, family)
     listed: dict[tuple[int, int], int] = {}  # (a, b) -> verdict index (0: most serious)
     for a, b, v in zip(pairs.a.tolist(), pairs.b.tolist(), pairs.verdict.tolist(), strict=True):
         listed[(a, b)] = v
-
-    def relation(a: int, b: int) -> str:
-        (da, _), (db, _) = kind[a], kind[b]
-        if da == db:
-            return "copy"
-        x, y = designs[da], designs[db]
-        if x.variant_of == y.name or y.variant_of == x.name or (
-                x.variant_of is not None and x.variant_of == y.variant_of):
-            return "variant"
-        if (x.garment, x.colour, x.pattern, x.back_pattern) == (
-                y.garment, y.colour, y.pattern, y.back_pattern):
-            return "twin"
-        return "similar" if (x.garment, x.pattern) == (y.garment, y.pattern) else "other"
 
     recall = []
     for family in EDITS:
@@ -93,7 +100,7 @@ def evaluate(pairs, designs: list[Design], copies: dict[int, tuple[int, str]]
                 for i in range(len(VERDICTS))])
     precision = []
     for i, name in enumerate(VERDICTS):
-        given = [relation(a, b) for (a, b), v in listed.items() if v <= i]
+        given = [relation(a, b, designs, copies) for (a, b), v in listed.items() if v <= i]
         judged = [r for r in given if r not in ("variant", "twin")]
         good = ("copy",) if name != "similar" else ("copy", "similar")
         precision.append([f"{name} or better", str(len(given)), str(given.count("copy")),
@@ -103,11 +110,28 @@ def evaluate(pairs, designs: list[Design], copies: dict[int, tuple[int, str]]
     return recall, precision
 
 
+def calibrated(bank, designs: list[Design], copies: dict[int, tuple[int, str]],
+               margin_weight: float) -> dict[str, float]:
+    """The list's thresholds from this catalogue: every pair judged >= 0.3 (with this weight
+    of the nearest's lead) graded as the look-alike benchmark grades hits, variants and twins
+    left out; each verdict's lowest threshold that keeps its calibrated precision."""
+    from worker.pipeline.duplicates import find_duplicates
+    from worker.pipeline.verdicts import calibrate
+
+    low = {"copy": 0.3, "near-duplicate": 0.3, "similar": 0.3, "floor": 0.2,
+           "margin_weight": margin_weight}
+    pairs = find_duplicates(bank.front, bank.back, low, len(bank) + 1)
+    graded = [(float(j), RELEVANCE[r]) for a, b, j in zip(pairs.a.tolist(), pairs.b.tolist(),
+                                                         pairs.judged.tolist(), strict=True)
+              if (r := relation(a, b, designs, copies)) in RELEVANCE]
+    return {**calibrate(graded), "margin_weight": margin_weight}
+
+
 def run(args: argparse.Namespace, database: Path) -> None:
     from benchmarks.quality import build_bank
     from worker.pipeline.duplicates import find_duplicates
     from worker.pipeline.extract import FeatureExtractor
-    from worker.pipeline.verdicts import thresholds_for
+    from worker.pipeline.verdicts import duplicate_thresholds_for
 
     designs = make_designs(args.pairs, args.seed)
     copies = file_copies(database, designs, args.copies, args.seed)
@@ -115,7 +139,8 @@ def run(args: argparse.Namespace, database: Path) -> None:
     extractor = FeatureExtractor(args.weights, args.descriptor, args.precision)
     start = time.perf_counter()
     bank = build_bank(extractor, catalogue)
-    thresholds = thresholds_for(extractor.descriptor)  # as a build lists them
+    thresholds = (calibrated(bank, designs, copies, args.margin_weight) if args.calibrate
+                  else duplicate_thresholds_for(extractor.descriptor))  # as a build lists them
     pairs = find_duplicates(bank.front, bank.back, thresholds, len(catalogue) + 1)
     recall, precision = evaluate(pairs, designs, copies)
     print(f"look-alike catalogue: {args.pairs} designs and {len(copies)} copies filed as designs, "
@@ -136,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--descriptor", default=None, help="default: DESCRIPTOR's default")
     parser.add_argument("--weights", default="bsds500")
     parser.add_argument("--precision", default="auto")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="derive the list's thresholds from this run (tuning seed only)")
+    parser.add_argument("--margin-weight", type=float, default=0.25,
+                        help="with --calibrate: the weight of a nearest design's lead")
     args = parser.parse_args(argv)
     if args.descriptor is None:
         from worker.core.settings import DEFAULT_DESCRIPTOR

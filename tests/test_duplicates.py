@@ -198,3 +198,35 @@ def test_the_endpoint_conforms_to_its_openapi_document(synthetic, mode):
         case.call_and_validate(checks=[not_a_server_error, *CONFORMANCE])
 
     fuzz()
+
+
+def test_the_list_judges_a_nearest_design_by_its_thresholds_lead_weight():
+    front, back, _ = seeded_bank()
+    weighed = {w: find_duplicates(front, back, {**THRESHOLDS, "margin_weight": w}, 10**9)
+               for w in (0.0, 0.25, 1.0)}
+    lead = {w: dict(zip(zip(p.a.tolist(), p.b.tolist(), strict=True),
+                        (p.judged - p.score).tolist(), strict=True))
+            for w, p in weighed.items()}
+    assert max(lead[0.0].values()) == pytest.approx(0.0, abs=1e-6)  # the score alone
+    shared = [pair for pair, extra in lead[1.0].items() if extra > 1e-3 and pair in lead[0.25]]
+    assert shared
+    for pair in shared:  # a quarter of the lead a search's first hit gets
+        assert lead[0.25][pair] == pytest.approx(0.25 * lead[1.0][pair], abs=1e-5)
+    assert len(weighed[0.25]) < len(weighed[1.0])
+
+
+def test_a_list_is_judged_by_the_thresholds_it_was_made_with():
+    from worker.pipeline.verdicts import (
+        CALIBRATED_DUPLICATES,
+        duplicate_thresholds_for,
+        duplicate_thresholds_in,
+    )
+
+    default = "grey-dir345-lw256-shape-colour"
+    assert duplicate_thresholds_for(default) == CALIBRATED_DUPLICATES[default]
+    assert duplicate_thresholds_for(DESCRIPTOR) == THRESHOLDS  # never calibrated: a search's
+    stored = {**THRESHOLDS, "copy": 0.99}
+    assert duplicate_thresholds_in({"descriptor": default,
+                                    "duplicates": {"thresholds": stored}}) == stored
+    assert duplicate_thresholds_in({"descriptor": default, "duplicates": {"pairs": 3}}) == \
+        CALIBRATED_DUPLICATES[default]  # an index from before the list's own thresholds

@@ -48,10 +48,10 @@ class DuplicatePairs:
     def __len__(self) -> int:
         return int(self.a.shape[0])
 
-    def summary(self) -> dict:
-        """What a manifest records of them."""
+    def summary(self, thresholds: dict[str, float] | None) -> dict:
+        """What a manifest records of them, with the thresholds they were judged by."""
         return {"pairs": len(self), "method": self.method, "front_weight": self.front_weight,
-                "min_score": self.min_score}
+                "min_score": self.min_score, "thresholds": thresholds}
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()

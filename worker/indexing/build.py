@@ -49,7 +49,7 @@ from worker.pipeline.duplicates import find_duplicates
 from worker.pipeline.exact import exact_match_for
 from worker.pipeline.preprocess import preprocess_params, to_rgb
 from worker.pipeline.thumbnails import thumbnail_path, write_thumbnail
-from worker.pipeline.verdicts import thresholds_for
+from worker.pipeline.verdicts import duplicate_thresholds_for, thresholds_for
 
 log = logging.getLogger(__name__)
 
@@ -211,9 +211,10 @@ def _build(settings: Settings, extractor, batch_size: int, progress: bool, distr
                                   settings.max_image_pixels, 2 * settings.index_chunk_pairs,
                                   batch_size, progress)
     front, back, whitening = banks_from_features(extractor, catalogue, gathered.features, copies)
-    thresholds = thresholds_for(extractor.descriptor)  # the plain score's: pairs are listed by it
+    thresholds = thresholds_for(extractor.descriptor)  # the plain score's
+    listing = duplicate_thresholds_for(extractor.descriptor)  # the list's own, on that score
     # listed once per generation, here and by edits: the web reads them, never the banks
-    duplicates = find_duplicates(front, back, thresholds, settings.search_ann_min_pairs)
+    duplicates = find_duplicates(front, back, listing, settings.search_ann_min_pairs)
     manifest = {
         "n_pairs": len(catalogue), "dim": int(front.shape[1]), "raw_dim": extractor.dim,
         "dtype": "float32",
@@ -222,7 +223,7 @@ def _build(settings: Settings, extractor, batch_size: int, progress: bool, distr
             "synthetic_copies": 0 if copies is None else len(copies[0])},
         "descriptor": extractor.descriptor,
         "verdicts": thresholds, "exact_match": exact_match_for(extractor.descriptor),
-        "duplicates": duplicates.summary(),
+        "duplicates": duplicates.summary(listing),
         "sketch_share": sketch_share(catalogue, settings.max_image_pixels, extractor.trim),
         "weights": {"id": extractor.weights_id, "fingerprint": extractor.weights_fingerprint},
         "precision": extractor.precision, "precision_reason": extractor.precision_reason,

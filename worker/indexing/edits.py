@@ -42,7 +42,7 @@ from worker.indexing.recovery import mark_listed, sync_listed, tidy
 from worker.pipeline.duplicates import after_add, after_remove
 from worker.pipeline.preprocess import to_canvas, to_rgb
 from worker.pipeline.thumbnails import write_thumbnail
-from worker.pipeline.verdicts import plain_thresholds_in
+from worker.pipeline.verdicts import duplicate_thresholds_in
 
 EDIT_LOCK_WAIT_S = 120  # an edit waits this long for a running build or edit, then refuses
 
@@ -83,7 +83,8 @@ def _save(settings: Settings, bank: FeatureBank, before: Catalogue, after: Catal
     names, fronts, backs, extra = after.names, after.fronts, after.backs, after.extra
     manifest = {**bank.manifest, "n_pairs": len(names), "names": names, "fronts": fronts,
                 "backs": backs, "catalogue_fingerprint": after.fingerprint(),
-                "edit": {"from": before.fingerprint()}, "duplicates": duplicates.summary(),
+                "edit": {"from": before.fingerprint()},
+                "duplicates": duplicates.summary(duplicate_thresholds_in(bank.manifest)),
                 "updated": datetime.now(UTC).isoformat(timespec="seconds")}
     folder = write_bank(settings.features_dir, front.astype(np.float32), back.astype(np.float32),
                         manifest, bank.whitening, catalogue_csv(names, fronts, backs, extra),
@@ -147,7 +148,7 @@ def add_designs(settings: Settings, extractor, designs: list[tuple[str, Path, Pa
             front = np.vstack([bank.front, features[0::2]]).astype(np.float32)
             back = np.vstack([bank.back, features[1::2]]).astype(np.float32)
             duplicates = after_add(_listed_duplicates(settings), front, back, len(catalogue),
-                                   plain_thresholds_in(bank.manifest),
+                                   duplicate_thresholds_in(bank.manifest),
                                   settings.search_ann_min_pairs)
             return _save(settings, bank, catalogue, after, front, back, duplicates)
         except BaseException:
@@ -182,7 +183,7 @@ def remove_design(settings: Settings, name: str) -> dict:
         after = catalogue.rows(keep)
         front, back = bank.front[keep], bank.back[keep]
         duplicates = after_remove(_listed_duplicates(settings), front, back, i,
-                                  plain_thresholds_in(bank.manifest),
+                                  duplicate_thresholds_in(bank.manifest),
                                   settings.search_ann_min_pairs)
         manifest = _save(settings, bank, catalogue, after, front, back, duplicates)
         for rel in {catalogue.fronts[i], catalogue.backs[i]} - set(after.fronts) - set(after.backs):

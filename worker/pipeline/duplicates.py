@@ -4,7 +4,8 @@ for `worker.core.duplicates` to store in each generation.
 A pair (a, b) scores as a search of a's drawings would score b at the default front weight:
 w * front_a . front_b + (1 - w) * back_a . back_b on the projected banks (symmetric). It is
 judged as a search judges its hits (worker.pipeline.verdicts): when b is a's nearest other
-design, on the score plus MARGIN_WEIGHT times its lead over a's second nearest; otherwise on
+design, on the score plus the thresholds' `margin_weight` times its lead over a's second
+nearest (the list's own thresholds: `verdicts.duplicate_thresholds_in`); otherwise on
 the score alone; the more serious of the two directions counts (docs/quality.md).
 
 Below SEARCH_ANN_MIN_PAIRS pairs every pair is scored (blocks of BLAS products, memory
@@ -134,21 +135,24 @@ def _joined(found: list[Found]) -> Found:
     return a.astype(np.int64), b.astype(np.int64), s.astype(np.float32)
 
 
-def _lead_pairs(top: Top) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Each row's pair with its nearest other row: (a, b, score, score + lead over the second)."""
+def _lead_pairs(top: Top, margin_weight: float
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each row's pair with its nearest other row: (a, b, score, score + margin_weight times
+    its lead over the second)."""
     idx, sc = top
     rows = np.nonzero(idx[:, 0] >= 0)[0]
     first, s1, s2 = idx[rows, 0], sc[rows, 0], sc[rows, 1]
     lead = np.where(idx[rows, 1] >= 0, s1 - s2, 0.0)  # no second: no lead, as in a search
     return (np.minimum(rows, first), np.maximum(rows, first), s1,
-            (s1 + MARGIN_WEIGHT * lead).astype(np.float32))
+            (s1 + margin_weight * lead).astype(np.float32))
 
 
 def judged(plain: Found, top: Top, thresholds: dict[str, float] | None, w: float,
            min_score: float, method: str) -> DuplicatePairs:
     """Pairs scoring >= min_score (`plain`) and nearest-row pairs, each judged on the more
     serious of its directions; those judged >= min_score, most serious first."""
-    la, lb, ls, lj = _lead_pairs(top) if thresholds else _joined([]) + (np.zeros(0, np.float32),)
+    la, lb, ls, lj = _lead_pairs(top, thresholds.get("margin_weight", MARGIN_WEIGHT)) \
+        if thresholds else _joined([]) + (np.zeros(0, np.float32),)
     a, b = np.concatenate([plain[0], la]), np.concatenate([plain[1], lb])
     score, judge = np.concatenate([plain[2], ls]), np.concatenate([plain[2], lj])
     first = np.lexsort((-judge, b, a))  # per (a, b): its most serious judgement first

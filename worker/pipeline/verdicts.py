@@ -40,9 +40,31 @@ CALIBRATED: dict[str, dict[str, float]] = {
 }
 
 
+# descriptor -> the duplicate list's own (pairs of catalogue designs: every design meets
+# every other, and many have a look-alike well clear of the rest), from `python -m
+# benchmarks.catalogue_duplicates --seed 7 --copies 20 --calibrate` (docs/quality.md)
+CALIBRATED_DUPLICATES: dict[str, dict[str, float]] = {
+    "grey-dir345-lw256-shape-colour": {"copy": 0.998, "near-duplicate": 0.9681,
+                                       "similar": 0.8198, "floor": 0.3776, "margin_weight": 0.25},
+}
+
+
 def thresholds_for(descriptor: str) -> dict[str, float] | None:
     """The calibrated thresholds of `descriptor`, None if it was never calibrated."""
     return CALIBRATED.get(descriptor)
+
+
+def duplicate_thresholds_for(descriptor: str) -> dict[str, float] | None:
+    """What a new list of `descriptor`'s duplicate pairs is judged by: its own calibration,
+    else the plain score's thresholds (a search's)."""
+    return CALIBRATED_DUPLICATES.get(descriptor) or thresholds_for(descriptor)
+
+
+def duplicate_thresholds_in(manifest: dict) -> dict[str, float] | None:
+    """What an index's duplicate pairs are judged by: those its list was made with, else
+    (an index from before the list's own thresholds) the descriptor's."""
+    stored = (manifest.get("duplicates") or {}).get("thresholds")
+    return stored or duplicate_thresholds_for(manifest.get("descriptor", ""))
 
 
 def verdict_scores(scores: list[float]) -> list[float]:
