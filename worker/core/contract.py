@@ -106,8 +106,7 @@ class SearchOptions(BaseModel):
     @classmethod
     def _k(cls, value: object) -> int:
         if isinstance(value, bool) or not isinstance(value, int | str) or \
-                (isinstance(value, str) and not (value.strip().lstrip("+-").isdigit()
-                                                  and value.isascii())):
+                (isinstance(value, str) and not re.fullmatch(r"\s*[+-]?[0-9]+\s*", value)):
             raise ValueError(f"k must be a whole number, got {value!r}")
         k = int(value)
         if not 1 <= k <= K_MAX:
