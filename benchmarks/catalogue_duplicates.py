@@ -27,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.lookalike import table
+from benchmarks.lookalike import on_sample, table
 from benchmarks.lookalike_edits import EDITS, edited_pair
 from worker.core.catalogue import load_catalogue, write_catalogue_csv
 from worker.core.duplicates import VERDICTS
-from worker.dev.sample import Design, make_designs, sample_catalogue
+from worker.dev.sample import Design, make_designs
 
 
 def file_copies(database: Path, designs: list[Design], per_family: int, seed: int
@@ -165,15 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="derive the list's thresholds from this run (tuning seed only)")
     parser.add_argument("--margin-weight", type=float, default=0.25,
                         help="with --calibrate: the weight of a nearest design's lead")
-    args = parser.parse_args(argv)
-    if args.descriptor is None:
-        from worker.core.settings import DEFAULT_DESCRIPTOR
-        args.descriptor = DEFAULT_DESCRIPTOR
-    start = time.perf_counter()
-    with sample_catalogue(args.pairs, args.seed) as database:
-        run(args, database)
-    print(f"\ntotal {time.perf_counter() - start:.1f} s", file=sys.stderr)
-    return 0
+    return on_sample(parser.parse_args(argv), run)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -204,7 +205,12 @@ def main(argv: list[str] | None = None) -> int:
                              "max(10 k, 200)); default: brute force")
     parser.add_argument("--calibrate", action="store_true",
                         help="derive the verdict thresholds from this run (tuning seed only)")
-    args = parser.parse_args(argv)
+    return on_sample(parser.parse_args(argv), run)
+
+
+def on_sample(args: argparse.Namespace, run: Callable[[argparse.Namespace, Path], object]) -> int:
+    """`run(args, database)` on a temporary sample catalogue of `args.pairs` designs at
+    `args.seed` (`args.descriptor` None: the default one), then the total time on stderr."""
     if args.descriptor is None:
         from worker.core.settings import DEFAULT_DESCRIPTOR
         args.descriptor = DEFAULT_DESCRIPTOR
