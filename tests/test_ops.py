@@ -218,8 +218,14 @@ def test_a_hung_redis_gets_a_503_after_the_probes_ran(settings, tmp_path):
             settings, redis_url=f"redis://127.0.0.1:{port}/0"), "TESTING": True})
         registered = Worker([settings.queue_name], connection=Redis(port=port))
         registered.register_birth()  # a worker in RQ's registry, for the probes to list
-        for path in ("/healthz", "/readyz", "/metrics"):
-            assert app.test_client().get(path).status_code in (200, 503), path
+        client = app.test_client()
+        assert client.get("/healthz").get_json()["workers"] == 1
+        assert client.get("/readyz").get_json()["checks"]["worker"]["ok"] is True
+        assert 'pairsearch_workers 1' in client.get("/metrics").text
+        registered.connection.hset(registered.key, "last_heartbeat",  # silent for years
+                                   "2000-01-01T00:00:00.000000Z")
+        assert client.get("/healthz").get_json()["workers"] == 1  # still registered
+        assert client.get("/readyz").get_json()["checks"]["worker"]["ok"] is False
         assert app.extensions["redis"].connection_pool.connection_kwargs["socket_timeout"] == 5.0
         server.send_signal(signal.SIGSTOP)
         answers = []
@@ -271,6 +277,9 @@ def test_ready_only_while_a_live_worker_serves_the_queue(indexed_client, indexed
     engine = start_engine(indexed_settings, extractor)
     other_queue = dataclasses.replace(indexed_settings, queue_name="some-other-queue")
     elsewhere = make_worker(other_queue, engine, redis)
+    from web.ops import HEARTBEAT_MAX_AGE_S
+
+    assert elsewhere.dequeue_timeout < HEARTBEAT_MAX_AGE_S  # an idle worker stays "live"
     elsewhere.register_birth()
     try:
         checks = indexed_client.get("/readyz").get_json()["checks"]

@@ -123,7 +123,7 @@ def healthz():
     body: dict = {"redis": False, "workers": 0, "queue_length": None}
     try:
         redis.ping()
-        body.update(redis=True, workers=live_workers(redis),
+        body.update(redis=True, workers=live_workers(redis, max_age_s=None),
                     queue_length=len(current_app.extensions["queue"]))
     except Exception as exc:  # noqa: BLE001 - health reports every failure as data
         body["redis_error"] = str(exc)

@@ -35,17 +35,19 @@ def openapi_json():
 
 
 def live_workers(redis, queue: Queue | None = None,
-                 max_age_s: float = HEARTBEAT_MAX_AGE_S) -> int:
+                 max_age_s: float | None = HEARTBEAT_MAX_AGE_S) -> int:
     """How many workers registered (for `queue`, else for any) sent a heartbeat at most
-    `max_age_s` ago. Read from RQ's registry, never through `Worker.all`: each Worker it makes
-    raises the shared connection pool's socket timeout to RQ's 415 s, after which a Redis
-    that hangs would hold every request of this process for minutes instead of 5 s."""
+    `max_age_s` ago (None: ever, while registered). Read from RQ's registry, never through
+    `Worker.all`: each Worker it makes raises the shared connection pool's socket timeout to
+    RQ's 415 s, after which a Redis that hangs would hold every request of this process for
+    minutes instead of 5 s."""
     keys = Worker.all_keys(connection=redis, queue=queue)
     pipe = redis.pipeline(transaction=False)
     for key in keys:
         pipe.hget(key, "last_heartbeat")
     now = datetime.now(UTC)
-    return sum(beat is not None and (now - utcparse(beat.decode())).total_seconds() <= max_age_s
+    return sum(beat is not None and (max_age_s is None or
+                                     (now - utcparse(beat.decode())).total_seconds() <= max_age_s)
                for beat in pipe.execute())
 
 

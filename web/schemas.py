@@ -167,7 +167,7 @@ class Health(Model):
     status: Literal["ok", "degraded"]
     redis: bool
     redis_error: str | SkipJsonSchema[None] = None
-    workers: int = Field(ge=0, description="workers (any queue) that sent a heartbeat in the last 60 s")
+    workers: int = Field(ge=0, description="workers registered in Redis (any queue)")
     queue_length: int | None = Field(ge=0)
     catalogue_pairs: int | None = None
     descriptor: str | None = None

@@ -25,6 +25,9 @@ from worker.service.reports import REPORTS
 
 log = logging.getLogger(__name__)
 MAINTENANCE_S = 60  # orphaned searches failed, expired files deleted, this often (RQ: 600)
+# an idle worker heartbeats every WORKER_TTL_S - 15 s (RQ's wait for a job), within the 60 s
+# /readyz and /metrics allow; with RQ's 420 an idle worker looked dead after a quiet minute
+WORKER_TTL_S = 45
 
 
 def discard_uploads(storage, job: Job) -> None:
@@ -129,7 +132,7 @@ def make_worker(settings: Settings, engine: Engine, connection: Redis,
                 name: str | None = None) -> SearchWorker:
     queues = [Queue(name, connection=connection) for name in served_queues(settings, engine)]
     return SearchWorker(queues, connection=connection, engine=engine, name=name or worker_name(),
-                        maintenance_interval=MAINTENANCE_S)
+                        maintenance_interval=MAINTENANCE_S, worker_ttl=WORKER_TTL_S)
 
 
 def wait_for_redis(connection: Redis, pause: float = 1.0) -> None:
