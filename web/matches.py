@@ -25,7 +25,8 @@ from worker.core.queueing import (
 
 bp = Blueprint("matches", __name__)
 MATCH_WAIT_S = 30.0  # the longest a request waits for its view to be drawn (then 503, retry)
-MAX_QUEUED_MATCHES = 8  # views waiting to be drawn, all searches together: past it, 503 busy
+MAX_QUEUED_MATCHES = 8  # views waiting, all searches together (checked, then enqueued: requests
+# at the same instant may pass it by a few); past it, 503 queue_full
 PATH_PARAMETERS = {"search_id": "the search's id (32 lowercase hex digits)",
                    "rank": "the hit's rank, 1 to the number of results"}
 
