@@ -228,5 +228,6 @@ def test_a_list_is_judged_by_the_thresholds_it_was_made_with():
     stored = {**THRESHOLDS, "copy": 0.99}
     assert duplicate_thresholds_in({"descriptor": default,
                                     "duplicates": {"thresholds": stored}}) == stored
-    assert duplicate_thresholds_in({"descriptor": default, "duplicates": {"pairs": 3}}) == \
-        CALIBRATED_DUPLICATES[default]  # an index from before the list's own thresholds
+    assert duplicate_thresholds_in({"descriptor": default}) == CALIBRATED_DUPLICATES[default]
+    before = {"descriptor": default, "verdicts": thresholds_for(default), "duplicates": {"pairs": 3}}
+    assert duplicate_thresholds_in(before) == thresholds_for(default)  # listed as it was

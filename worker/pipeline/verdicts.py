@@ -7,9 +7,10 @@ with precision >= 0.95, and at least `similar` is the same garment and pattern w
 precision >= 0.80. The index writes them into the manifest beside the descriptor; a worker
 reads them from there. An index with an exact-match bonus (worker.pipeline.exact) also
 stores the thresholds calibrated for its score with the bonus, which its searches judge by;
-its duplicate pairs are judged on the plain score, by the plain thresholds
-(`plain_thresholds_in`). Similarity maps the score piecewise-linearly through the thresholds:
-`floor` -> 0, similar -> 50, near-duplicate -> 75, copy -> 90, 1.0 -> 100.
+its duplicate pairs are scored plainly and judged by the list's own thresholds
+(`duplicate_thresholds_in`, calibrated on `benchmarks.catalogue_duplicates`). Similarity
+maps the score piecewise-linearly through the thresholds: `floor` -> 0, similar -> 50,
+near-duplicate -> 75, copy -> 90, 1.0 -> 100.
 
 The first hit is judged on its score plus its lead over the second (`verdict_scores`): a copy
 stands out from the look-alikes even when an edit lowered its score.
@@ -61,10 +62,13 @@ def duplicate_thresholds_for(descriptor: str) -> dict[str, float] | None:
 
 
 def duplicate_thresholds_in(manifest: dict) -> dict[str, float] | None:
-    """What an index's duplicate pairs are judged by: those its list was made with, else
-    (an index from before the list's own thresholds) the descriptor's."""
-    stored = (manifest.get("duplicates") or {}).get("thresholds")
-    return stored or duplicate_thresholds_for(manifest.get("descriptor", ""))
+    """What an index's duplicate pairs are judged by: those its list was made with; a list
+    made before the list had thresholds of its own keeps the plain score's (an edit then
+    updates it as it was, and `make index` lists it anew); no list yet: the descriptor's."""
+    listed = manifest.get("duplicates")
+    if listed is None:
+        return duplicate_thresholds_for(manifest.get("descriptor", ""))
+    return listed.get("thresholds") or plain_thresholds_in(manifest)
 
 
 def verdict_scores(scores: list[float]) -> list[float]:
@@ -78,7 +82,8 @@ def verdict_scores(scores: list[float]) -> list[float]:
 
 def plain_thresholds_in(manifest: dict) -> dict[str, float] | None:
     """The thresholds of an index's plain score (its manifest's, else its descriptor's): what
-    its duplicate pairs are judged by; ones calibrated with another weight of the first hit's
+    a search of an index without the exact-match bonus judges by, and a duplicate list made
+    before the list's own thresholds; ones calibrated with another weight of the first hit's
     lead are not used."""
     stored = manifest.get("verdicts")
     if stored and stored.get("margin_weight") == MARGIN_WEIGHT:
