@@ -160,12 +160,14 @@ def test_rows_with_a_missing_or_refused_drawing_fail_on_their_own(settings, redi
 
 
 def test_pairs_csv_may_sit_in_one_top_folder(client):
-    data = make_zip({"season/pairs.csv": b"name,front,back\na,img/a-f.png,img/a-b.png\n",
+    data = make_zip({"season/pairs.csv": b"name,front,back\na,img/a-f.png,img/a-b.png\n"
+                                         b"b,../x.png,\n", "x.png": PNG,
                      "season/img/a-f.png": PNG, "season/img/a-b.png": PNG})
     response = post_collection(client, data)
     assert response.status_code == 202, response.get_json()
     body = client.get(response.get_json()["url"]).get_json()
     assert (body["status"], body["designs"][0]["status"]) == ("queued", "queued")
+    assert "leaves the collection" in body["designs"][1]["error"]  # beside, not inside, season/
 
 
 def test_unknown_checks_are_404_and_an_unfinished_report_is_409(client, redis):

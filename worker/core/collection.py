@@ -105,10 +105,11 @@ def _design(row: tuple[str, str, str], fetch: Callable[[str], bytes]) -> NewDesi
 
 def _member(base: str, path: str) -> str:
     """The ZIP member a CSV path names (relative to the CSV's folder in the archive;
-    `img/../a.png` is `a.png`), EntryRefused for one that leaves the archive."""
+    `img/../a.png` is `a.png`), EntryRefused for one outside that folder (`..` left after
+    normalising: it climbs out), as for a folder on disk."""
     path = path.replace("\\", "/")
     member = posixpath.normpath(posixpath.join(base, path))
-    if ABSOLUTE.match(path) or unsafe_name(member):  # `..` left after normpath: it climbs out
+    if ABSOLUTE.match(path) or unsafe_name(member) or (base and not member.startswith(base + "/")):
         raise EntryRefused(f"the path {path!r} leaves the collection")
     return member
 
