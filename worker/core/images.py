@@ -52,10 +52,10 @@ def _unidentified(source: bytes | str | Path) -> ImageRejected:
                          "not a JPEG or PNG image (only JPEG and PNG are accepted)")
 
 
-def _too_many_pixels(max_pixels: int) -> ImageRejected:
-    """Pillow's own bomb guard tripped before our check could (its text names its bound)."""
+def _too_many_pixels(max_pixels: int, pillows: int) -> ImageRejected:
+    """Pillow's own bomb guard (`pillows`: its bound) tripped, its text replaced by ours."""
     return ImageRejected("too_many_pixels", f"image has too many pixels; the limit is "
-                         f"{max_pixels}")
+                         f"{min(max_pixels, pillows)}")
 
 
 def _open(source: bytes | str | Path, max_pixels: int) -> Image.Image:
@@ -64,8 +64,8 @@ def _open(source: bytes | str | Path, max_pixels: int) -> Image.Image:
         return Image.open(fp, formats=ACCEPTED_FORMATS)
     except UnidentifiedImageError:
         raise _unidentified(source) from None
-    except Image.DecompressionBombError:
-        raise _too_many_pixels(max_pixels) from None
+    except Image.DecompressionBombError:  # past twice Pillow's bound: refused at open
+        raise _too_many_pixels(max_pixels, 2 * (Image.MAX_IMAGE_PIXELS or 0)) from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageRejected("corrupt", f"image could not be read: {exc}") from None
 
@@ -106,7 +106,7 @@ def load_image(source: bytes | str | Path, max_pixels: int = 40_000_000,
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img.load()
     except Image.DecompressionBombWarning:
-        raise _too_many_pixels(max_pixels) from None
+        raise _too_many_pixels(max_pixels, Image.MAX_IMAGE_PIXELS or 0) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageRejected("corrupt", f"image is truncated or corrupt: {exc}") from None
     return img
