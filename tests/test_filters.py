@@ -205,7 +205,8 @@ def test_unknown_filters_are_400_naming_them_and_nothing_is_queued(web, redis, s
 def test_the_front_page_says_what_is_searched_and_offers_the_columns(web):
     html = web.get("/").get_data(as_text=True)
     assert f"Searching <strong>{N_PAIRS}</strong> catalogue" in html
-    assert CREATED in html and "<code>flatten</code>" in html and 'href="/catalogue"' in html
+    assert "<code>flatten</code>" in html and 'href="/catalogue"' in html
+    assert f'<time datetime="{CREATED}">2 Jan 2025, 03:04 UTC</time>' in html  # not raw ISO
     assert 'name="filter" multiple' in html
     for value in ("garment:dress", "garment:trousers", "season:SS25", "season:AW25"):
         assert f'value="{value}"' in html
@@ -249,6 +250,15 @@ def test_the_catalogue_page_links_pages_thumbnails_and_searches(web, catalogue, 
     made.write_bytes(b"\xff\xd8jpeg")
     served = web.get(f"/catalogue/thumbs/{catalogue.fronts[0]}")
     assert served.status_code == 200 and served.data == b"\xff\xd8jpeg"
+
+
+def test_times_read_as_a_person_reads_them():
+    from web.pages import when
+
+    assert when("2026-12-03T05:12:33+00:00") == "3 Dec 2026, 05:12 UTC"
+    assert when("2026-12-03T05:12:33+01:00") == "3 Dec 2026, 05:12 +0100"
+    assert when("2026-12-03T05:12:33") == "3 Dec 2026, 05:12"
+    assert when("last Tuesday") == "last Tuesday" and when(None) == ""
 
 
 def test_no_index_no_catalogue(client):

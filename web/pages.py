@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from datetime import datetime
 
 from flask import (
     Blueprint,
@@ -31,6 +32,18 @@ from worker.core.readcache import read_manifest_cached
 bp = Blueprint("pages", __name__)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 VERDICT_ORDER = {"copy": 0, "near-duplicate": 1, "similar": 2}
+
+
+@bp.app_template_filter("when")
+def when(iso: str | None) -> str:
+    """An ISO time as a person reads it ("3 Dec 2026, 05:12 UTC"); what does not parse, as is."""
+    try:
+        moment = datetime.fromisoformat(iso or "")
+    except ValueError:
+        return iso or ""
+    offset = moment.utcoffset()
+    zone = "" if offset is None else " UTC" if not offset else f" {moment:%z}"
+    return f"{moment.day} {moment:%b %Y, %H:%M}{zone}"
 
 
 def filter_choices(fields: list[str]) -> dict:
