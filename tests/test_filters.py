@@ -252,6 +252,12 @@ def test_the_catalogue_page_links_pages_thumbnails_and_searches(web, catalogue, 
     assert served.status_code == 200 and served.data == b"\xff\xd8jpeg"
 
 
+def test_a_catalogue_page_past_the_last_says_so_and_links_the_last(web):
+    html = web.get("/catalogue?per_page=10&page=9").get_data(as_text=True)
+    assert "page 9 is past the last, 3" in html and "page 9 of" not in html
+    assert "No design on this page." in html and "page=3" in html and "page=8" not in html
+
+
 def test_times_read_as_a_person_reads_them():
     from web.pages import when
 
