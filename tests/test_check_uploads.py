@@ -184,13 +184,15 @@ def test_unknown_checks_are_404_and_an_unfinished_report_is_409(client, redis):
 def test_the_report_has_a_row_per_hit_and_keeps_formulas_out():
     hit = Hit(rank=1, name="dress-0001", score=0.9, front_score=0.91, back_score=-0.2,
               swapped=False, front="f.png", back="b.png", verdict="copy", similarity=96)
-    text = report_csv([
-        CheckedDesign(name="=HYPERLINK(1)", status="finished", results=[hit, hit]),
-        CheckedDesign(name="b", status="failed", error="front: not a JPEG or PNG image")])
-    lines = text.splitlines()
-    assert lines[0] == "design,rank,match,similarity,verdict,front_score,back_score,error"
-    assert lines[1] == "'=HYPERLINK(1),1,dress-0001,96,copy,0.91,-0.2,"
-    assert len(lines) == 4 and lines[3] == "b,,,,,,,front: not a JPEG or PNG image"
+    designs = [CheckedDesign(name="=HYPERLINK(1)", status="finished", results=[hit, hit]),
+               CheckedDesign(name="b", status="failed", error="front: not a JPEG or PNG image")]
+    lines = report_csv(designs).splitlines()
+    assert lines[0] == "design,rank,match,similarity,verdict,front_score,back_score,error,filters"
+    assert lines[1] == "'=HYPERLINK(1),1,dress-0001,96,copy,0.91,-0.2,,"
+    assert len(lines) == 4 and lines[3] == "b,,,,,,,front: not a JPEG or PNG image,"
+    filtered = report_csv(designs, {"garment": ["dress", "jacket"], "season": ["SS26"]})
+    assert all(line.endswith(',"garment:dress,jacket; season:SS26"')
+               for line in filtered.splitlines()[1:])
 
 
 def test_the_form_takes_a_zip_and_shows_its_progress_or_its_refusal(client, redis):

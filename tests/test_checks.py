@@ -144,7 +144,8 @@ def test_the_cli_checks_a_folder_in_process(indexed_settings, tmp_path):
     (tmp_path / "season" / "pairs.csv").write_bytes(pairs_csv(rows))
     out = tmp_path / "report.csv"
     proc = subprocess.run([sys.executable, "-m", "worker.check", str(tmp_path / "season"),
-                           "-k", "5", "--out", str(out)], env=service_env(indexed_settings),
+                           "-k", "5", "--filter", "garment:jacket,dress", "--out", str(out)],
+                          env=service_env(indexed_settings),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "4/4" in proc.stderr  # the progress bar reached the end
@@ -155,6 +156,8 @@ def test_the_cli_checks_a_folder_in_process(indexed_settings, tmp_path):
     assert firsts["copy-of-jacket-0002"]["match"] == "jacket-0002"
     assert firsts["copy-of-dress-0009"]["verdict"] in FLAGGED
     assert firsts["new-00"]["verdict"] not in FLAGGED
+    assert {r["match"].split("-")[0] for r in report if r["match"]} <= {"jacket", "dress"}
+    assert {r["filters"] for r in report} == {"garment:dress,jacket"}  # as parsed: sorted
     assert [r["error"] for r in report if r["design"] == "broken"] == [
         "front: 'img/nothing.png' is not a file in " + str((tmp_path / "season").resolve())]
 
@@ -189,6 +192,8 @@ def test_a_filtered_check_returns_k_hits_all_passing(indexed_client, run_worker,
     page = indexed_client.get(f"/checks/{body['id']}").get_data(as_text=True)
     assert "compared only with designs whose garment is jacket" in page
     assert "1 of 1 designs checked" in page
+    report = list(csv.DictReader(io.StringIO(indexed_client.get(f"{url}/report.csv").text)))
+    assert len(report) == k and {row["filters"] for row in report} == {"garment:jacket"}
     refused = post_collection(indexed_client, make_zip(files, [("dress", "f.png", "b.png")]),
                               filter="colour:red")
     assert (refused.status_code, refused.get_json()["error"]) == (400, "unknown_filter")

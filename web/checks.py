@@ -120,8 +120,9 @@ def get_check(check_id: str):
 @api.validate(tags=["checks"], operation_id="getCheckReport",
               path_parameter_descriptions=CHECK_ID, skip_validation=True, resp=Responses(
                   HTTP_200=(None, "CSV: design,rank,match,similarity,verdict,front_score,"
-                                  "back_score,error; a row per design and hit, one row with its "
-                                  "error for a design that failed"),
+                                  "back_score,error,filters; a row per design and hit, one row "
+                                  "with its error for a design that failed; `filters`: the "
+                                  "check's `filter` fields, `; `-separated (blank: none)"),
                   HTTP_404=(Error, "unknown, expired or malformed id"),
                   HTTP_409=(Error, "not finished yet (`not_ready`)"), HTTP_503=UNAVAILABLE))
 def get_report(check_id: str):
@@ -131,7 +132,7 @@ def get_report(check_id: str):
         return error_response(409, "not_ready", f"the check has not finished yet ({state.done} "
                               f"of {state.total} designs); poll "
                               f"{url_for('checks.get_check', check_id=check_id)}")
-    body = report_csv([state.design(row) for row in range(state.total)])
+    body = report_csv([state.design(row) for row in range(state.total)], state.options.filters)
     return Response(body, mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="check-{check_id[:8]}.csv"'})
 

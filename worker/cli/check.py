@@ -1,5 +1,6 @@
-"""`python -m worker.cli.check PATH [--out FILE]`: check a collection of new designs against
-the catalogue, in this process, and write the report CSV (the same as the API's report.csv).
+"""`python -m worker.cli.check PATH [--out FILE] [--filter COLUMN:VALUE]`: check a collection
+of new designs against the catalogue, in this process, and write the report CSV (the same as
+the API's report.csv).
 
 PATH is a ZIP, a folder holding pairs.csv, or a CSV (name,front,back; image paths relative to
 it). The model and the index are loaded here, as `python -m worker.cli.index` does; designs go
@@ -22,6 +23,7 @@ from worker.core.catalogue import CatalogueError
 from worker.core.checks import report_csv
 from worker.core.collection import Collection, read_collection, stored_design
 from worker.core.contract import CheckedDesign, SearchOptions, problems
+from worker.core.filters import FilterError, allowed_rows
 from worker.core.settings import InvalidSetting, Settings
 from worker.pipeline.weights import WeightsUnavailable
 
@@ -35,6 +37,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--front-weight", default="0.5", help="0-1 (default 0.5)")
     parser.add_argument("--sides-unknown", action="store_true",
                         help="match each drawing against both sides of every design")
+    parser.add_argument("--filter", action="append", default=[], metavar="COLUMN:VALUE[,VALUE]",
+                        help="compare only with catalogue designs whose COLUMN has one of the "
+                             "values (repeat for more columns), as the API's `filter`")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
 
@@ -76,20 +81,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         options = SearchOptions(k=args.k, front_weight=args.front_weight,
-                                sides_unknown=args.sides_unknown)
+                                sides_unknown=args.sides_unknown, filters=args.filter)
         collection = read_collection(args.path, ZipLimits.of(settings), settings.check_max_pairs)
         from worker.service.engine import Engine
 
         engine = Engine(settings)
+        allowed_rows(options.filters, engine.snapshot.catalogue)  # a name it lacks: refused now
         designs = run_check(engine, collection, options, not args.no_progress)
     except ValidationError as exc:
         print(f"check: {problems(exc)[0][1]}", file=sys.stderr)
         return 2
-    except (CollectionRefused, CatalogueError, BankError, InvalidSetting, WeightsUnavailable,
-            OSError) as exc:
+    except (CollectionRefused, CatalogueError, BankError, FilterError, InvalidSetting,
+            WeightsUnavailable, OSError) as exc:
         print(f"check: {exc}", file=sys.stderr)
         return 1
-    report = report_csv(designs)
+    report = report_csv(designs, options.filters)
     if args.out is None:
         sys.stdout.write(report)
     else:

@@ -28,6 +28,7 @@ from rq import Queue
 from rq.job import Job, JobStatus
 
 from worker.core.contract import CheckChunk, CheckedDesign, ChunkRow, SearchOptions
+from worker.core.filters import Filters, as_fields
 from worker.core.queueing import DONE_CHANNEL, RECHECK_S, announce_done
 from worker.core.settings import Settings
 
@@ -36,7 +37,7 @@ CHECK_FUNC = "worker.service.checks.check_chunk"  # enqueued by name: the web ne
 CHUNK_LOST = "the worker stopped while checking this design; please submit the check again"
 LOST = frozenset({JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED})
 REPORT_COLUMNS = ("design", "rank", "match", "similarity", "verdict", "front_score",
-                  "back_score", "error")
+                  "back_score", "error", "filters")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet would run such a cell
 
 
@@ -205,22 +206,27 @@ def _cell(value: object) -> object:
     return "" if value is None else value
 
 
-def report_rows(designs: list[CheckedDesign]) -> list[list[object]]:
-    """One row per design and hit; a design that failed (or is not checked yet): one row."""
+def report_rows(designs: list[CheckedDesign], filters: Filters | None = None
+                ) -> list[list[object]]:
+    """One row per design and hit; a design that failed (or is not checked yet): one row.
+    Every row names the filters the designs were compared under (a row read alone, or a
+    report read a season later, still says that hits were looked for among some designs)."""
+    compared = "; ".join(as_fields(filters or {}))  # each a `filter` field, as given
     out: list[list[object]] = []
     for design in designs:
         if design.status != "finished":
-            out.append([design.name, "", "", "", "", "", "", design.error or design.status])
+            out.append([design.name, "", "", "", "", "", "", design.error or design.status,
+                        compared])
         for hit in design.results:
             out.append([design.name, hit.rank, hit.name, hit.similarity, hit.verdict,
-                        hit.front_score, hit.back_score, ""])
+                        hit.front_score, hit.back_score, "", compared])
     return out
 
 
-def report_csv(designs: list[CheckedDesign]) -> str:
+def report_csv(designs: list[CheckedDesign], filters: Filters | None = None) -> str:
     """The report as CSV text: REPORT_COLUMNS, then `report_rows`."""
     text = io.StringIO(newline="")
     writer = csv.writer(text)
     writer.writerow(REPORT_COLUMNS)
-    writer.writerows([_cell(value) for value in row] for row in report_rows(designs))
+    writer.writerows([_cell(value) for value in row] for row in report_rows(designs, filters))
     return text.getvalue()
