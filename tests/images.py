@@ -43,3 +43,15 @@ def unrelated_drawing(seed: int) -> bytes:
         (draw.ellipse if rng.random() < 0.5 else draw.rectangle)([x - r, y - r, x + r, y + r],
                                                                    fill=colour)
     return encode(img)
+
+
+INK = {"1": 0, "L": 0, "P": 1, "I;16": 0, "RGB": (0, 0, 0), "RGBA": (0, 0, 0, 255),
+       "CMYK": (0, 0, 0, 255)}
+
+
+def drawn(img: Image.Image) -> Image.Image:
+    """`img` with a dark box drawn on it, in its own mode: an upload with something on it (a
+    flat one is refused as blank)."""
+    w, h = img.size
+    ImageDraw.Draw(img).rectangle([w // 4, h // 4, w // 2, h // 2], fill=INK[img.mode])
+    return img

@@ -30,11 +30,14 @@ from worker.core.images import MIN_SIDE
 
 @st.composite
 def drawings(draw) -> bytes:
-    """A small solid-colour JPEG or PNG, each side MIN_SIDE to 4 x MIN_SIDE px."""
+    """A small JPEG or PNG, each side MIN_SIDE to 4 x MIN_SIDE px: a box drawn on a ground of
+    another colour (a flat image is refused as blank)."""
     size = (draw(st.integers(MIN_SIDE, 4 * MIN_SIDE)), draw(st.integers(MIN_SIDE, 4 * MIN_SIDE)))
     colour = draw(st.tuples(*[st.integers(0, 255)] * 3))
+    img = Image.new("RGB", size, colour)
+    img.paste(tuple((c + 128) % 256 for c in colour), (0, 0, size[0] // 2, size[1] // 2))
     out = io.BytesIO()
-    Image.new("RGB", size, colour).save(out, draw(st.sampled_from(["PNG", "JPEG"])))
+    img.save(out, draw(st.sampled_from(["PNG", "JPEG"])))
     return out.getvalue()
 
 

@@ -14,12 +14,12 @@ import pytest
 from PIL import Image
 from rq import Queue
 
-from tests.images import encode
+from tests.images import drawn, encode
 from tests.zips import make_zip, post_collection, symlink_entry
 from worker.core.checks import CheckedDesign, report_csv
 from worker.core.contract import Hit
 
-PNG = encode(Image.new("RGB", (64, 80), (30, 60, 90)))
+PNG = encode(drawn(Image.new("RGB", (64, 80), (30, 60, 90))))
 ROW = [("a", "a-f.png", "a-b.png")]
 GOOD = {"a-f.png": PNG, "a-b.png": PNG}
 
@@ -126,19 +126,21 @@ def test_a_form_without_a_collection_or_with_a_bad_option_is_refused(client, red
 
 def test_rows_with_a_missing_or_refused_drawing_fail_on_their_own(settings, redis):
     files = {**GOOD, "big.png": NOISE[:2 * 1024 * 1024], "text.png": b"just some words",
-             "tiny.png": encode(Image.new("RGB", (4, 4))), "lie.png": PNG}
+             "tiny.png": encode(Image.new("RGB", (4, 4))), "lie.png": PNG,
+             "blank.png": encode(Image.new("RGB", (64, 64), "white"))}
     rows = [("good", "a-f.png", "a-b.png"), ("missing", "a-f.png", "nowhere.png"),
             ("text", "text.png", "a-b.png"), ("too-big", "big.png", "a-b.png"),
             ("too-small", "a-f.png", "tiny.png"), ("climbs", "../a-f.png", ""),
             ("detour", "x/../a-f.png", "a-b.png"), ("climbs-later", "x/../../a-f.png", ""),
-            ("front-only", "a-f.png", ""), ("no-drawing", "", ""), ("lying", "lie.png", "")]
+            ("front-only", "a-f.png", ""), ("no-drawing", "", ""), ("lying", "lie.png", ""),
+            ("blank", "a-f.png", "blank.png")]
     data = _patched(make_zip(files, rows), "lie.png", "size", 10)  # its header says 10 bytes
     response = post_collection(_client(settings, zip_max_entry_mb=1), data, k=3)
     assert response.status_code == 202, response.get_json()
     check_id = response.get_json()["id"]
     assert response.headers["Location"] == response.get_json()["url"] == f"/api/checks/{check_id}"
     body = _client(settings).get(f"/api/checks/{check_id}").get_json()
-    assert (body["status"], body["done"], body["total"], body["k"]) == ("queued", 8, 11, 3)
+    assert (body["status"], body["done"], body["total"], body["k"]) == ("queued", 9, 12, 3)
     designs = {d["name"]: d for d in body["designs"]}
     assert [d["name"] for d in body["designs"]] == [name for name, _, _ in rows]
     assert [designs[n]["status"] for n in ("good", "front-only", "detour")] == ["queued"] * 3
@@ -151,6 +153,7 @@ def test_rows_with_a_missing_or_refused_drawing_fail_on_their_own(settings, redi
     assert "leaves the collection" in errors.pop("climbs-later")
     assert "neither a front nor a back" in errors.pop("no-drawing")
     assert "'lie.png' could not be read" in errors.pop("lying")  # zipfile stops at 10 bytes
+    assert errors.pop("blank").startswith("back: the drawing is blank")
     assert errors == {}
     stored = sorted(p.name for p in settings.upload_dir.iterdir())
     assert stored == sorted([f"{check_id}-r0-front.png", f"{check_id}-r0-back.png",

@@ -8,13 +8,13 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 from rq import Queue
 
 from tests.http import post_pair
-from tests.images import encode
+from tests.images import drawn, encode
 
-GOOD = encode(Image.new("RGB", (120, 160), (200, 40, 40)))
+GOOD = encode(drawn(Image.new("RGB", (120, 160), (200, 40, 40))))
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -70,7 +70,20 @@ HOSTILE = {
     "animated-png": (animated_png(), 422),
     "empty": (b"", 400),
     "jpeg-then-html": (b"\xff\xd8\xff<html><body>hi</body></html>", 422),
+    "blank-white": (encode(Image.new("RGB", (800, 600), "white")), 422),
+    "blank-grey-jpeg": (encode(Image.new("L", (640, 480), 180), "JPEG", quality=40), 422),
+    "blank-transparent": (encode(Image.new("RGBA", (64, 64), (9, 9, 9, 0))), 422),
 }
+
+
+def test_a_blank_drawing_is_refused_saying_so_and_a_faint_one_is_not(client, settings):
+    response = post_pair(client, GOOD, HOSTILE["blank-white"][0])
+    assert (response.status_code, response.get_json()["error"]) == (422, "blank")
+    assert response.get_json()["message"].startswith("the back image was refused: the "
+                                                     "drawing is blank")
+    faint = Image.new("RGB", (400, 300), "white")
+    ImageDraw.Draw(faint).line([(20, 20), (380, 280)], fill=(225, 225, 225), width=2)
+    assert post_pair(client, GOOD, encode(faint)).status_code == 202  # light pencil is ink
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
@@ -93,12 +106,12 @@ def test_the_catalogue_is_big_enough():
 
 
 ODD_BUT_VALID = {
-    "cmyk-jpeg": encode(Image.new("CMYK", (80, 80), (0, 255, 255, 0)), "JPEG"),
-    "16-bit": encode(Image.fromarray(np.full((64, 64), 40000, dtype=np.uint16))),
-    "palette-transparency": encode(Image.new("P", (64, 64), 0), transparency=0),
-    "rgba": encode(Image.new("RGBA", (64, 64), (0, 0, 255, 128))),
-    "one-bit": encode(Image.new("1", (64, 64), 1)),
-    "grayscale-jpeg": encode(Image.new("L", (64, 64), 90), "JPEG"),
+    "cmyk-jpeg": encode(drawn(Image.new("CMYK", (80, 80), (0, 255, 255, 0))), "JPEG"),
+    "16-bit": encode(drawn(Image.fromarray(np.full((64, 64), 40000, dtype=np.uint16)))),
+    "palette-transparency": encode(drawn(Image.new("P", (64, 64), 0)), transparency=0),
+    "rgba": encode(drawn(Image.new("RGBA", (64, 64), (0, 0, 255, 128)))),
+    "one-bit": encode(drawn(Image.new("1", (64, 64), 1))),
+    "grayscale-jpeg": encode(drawn(Image.new("L", (64, 64), 90)), "JPEG"),
     "progressive-jpeg": encode(noise(100, 100), "JPEG", progressive=True),
 }
 
@@ -127,7 +140,7 @@ def test_client_filename_and_content_type_are_ignored(client, settings):
 
 def padded_png(junk_mb: int = 10) -> bytes:
     """A 64x64 PNG followed by `junk_mb` MB of junk after its IEND (still a valid PNG)."""
-    return encode(Image.new("RGB", (64, 64), (10, 120, 200))) + b"\xab" * (junk_mb * 2**20)
+    return encode(drawn(Image.new("RGB", (64, 64), (10, 120, 200)))) + b"\xab" * (junk_mb * 2**20)
 
 
 def test_only_the_pixels_of_an_upload_are_stored_not_its_bytes(client, settings):
@@ -140,7 +153,7 @@ def test_only_the_pixels_of_an_upload_are_stored_not_its_bytes(client, settings)
 
 
 def test_a_huge_upload_is_stored_at_a_bounded_size(client, settings):
-    big = encode(Image.new("L", (4000, 3000), 255), "JPEG")
+    big = encode(drawn(Image.new("L", (4000, 3000), 255)), "JPEG")
     assert post_pair(client, big, None).status_code == 202
     (stored,) = settings.upload_dir.iterdir()
     assert max(Image.open(stored).size) == 1024
@@ -177,7 +190,7 @@ def test_a_flood_of_padded_uploads_keeps_the_upload_folder_and_redis_bounded(
     redis_before = redis.info("memory")["used_memory"]
     statuses, peak_folder = [], 0
     for i in range(200):
-        img = Image.new("RGB", (64, 64), (i % 256, (7 * i) % 256, 200))
+        img = drawn(Image.new("RGB", (64, 64), (i % 256, (7 * i) % 256, 200)))
         statuses.append(post_pair(indexed_client, encode(img) + b"\xab" * (2 * 2**20), None))
         peak_folder = max(peak_folder, sum(p.stat().st_size
                                            for p in indexed_settings.upload_dir.iterdir()))

@@ -43,9 +43,9 @@ def test_a_search_is_never_cached_by_anyone_else(client, settings):
     from PIL import Image
 
     from tests.http import post_pair
-    from tests.images import encode
+    from tests.images import drawn, encode
 
-    png = encode(Image.new("RGB", (64, 64), "white"))
+    png = encode(drawn(Image.new("RGB", (64, 64), "white")))
     created = post_pair(client, png, png)
     assert created.status_code == 202, created.get_json()
     assert created.headers["Cache-Control"] == "private, no-store"
@@ -73,9 +73,9 @@ def _disk_full_after_one(app, monkeypatch):
 def _png() -> bytes:
     from PIL import Image
 
-    from tests.images import encode
+    from tests.images import drawn, encode
 
-    return encode(Image.new("RGB", (64, 64), "white"))
+    return encode(drawn(Image.new("RGB", (64, 64), "white")))
 
 
 def test_a_full_disk_is_503_and_leaves_no_upload(app, client, settings, monkeypatch):

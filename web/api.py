@@ -33,8 +33,8 @@ UNAVAILABLE = (Error, "Redis (the queue and the results) is unreachable (`queue_
                                    "many pixels (`too_many_pixels`)"),
                   HTTP_415=(Error, "an image is not a JPEG or PNG (`unsupported_format`)"),
                   HTTP_422=(Error, "an image is corrupt or truncated (`corrupt`), under 16 px "
-                                   "(`too_small`), of extreme aspect ratio (`bad_aspect`) or "
-                                   "animated (`animated`)"),
+                                   "(`too_small`), of extreme aspect ratio (`bad_aspect`), "
+                                   "animated (`animated`) or blank: one flat colour (`blank`)"),
                   HTTP_503=(Error, "Redis is unreachable (`queue_unavailable`), no worker runs "
                                    "(`no_worker`), too many searches wait (`queue_full`) or "
                                    "the upload could not be stored (`storage_unavailable`)")))

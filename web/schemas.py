@@ -156,7 +156,7 @@ class Error(Closed):
     """Every refusal."""
 
     error: str = Field(description="a short machine-readable code, e.g. `missing_images`, "
-                       "`invalid_k`, `unsupported_format`, `corrupt`, `too_small`, `too_large`, "
+                       "`invalid_k`, `unsupported_format`, `corrupt`, `too_small`, `blank`, `too_large`, "
                        "`too_many_pixels`, `not_found`, `not_ready`, `search_failed`, `no_worker`, "
                        "`queue_full`, `queue_unavailable`, `unauthorized`, `invalid_filter`, "
                        "`unknown_filter`, `no_index`")

@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 ACCEPTED_FORMATS = ("JPEG", "PNG")
+BLANK_SPREAD = 12  # per channel, max - min: a flat colour's JPEG ringing stays below it
 MIN_SIDE = 16
 MAX_ASPECT = 20.0
 STORED_LONG_SIDE = 1024  # px: an upload is kept as RGB pixels at most this large
@@ -158,6 +159,14 @@ def _shrink(img: Image.Image) -> None:
                       reducing_gap=3.0)
 
 
+def _refuse_blank(rgb: Image.Image) -> None:
+    """A drawing of one flat colour (a blank page, an empty layer exported) is refused: it has
+    no design to compare, and its hits would only be the plainest garments."""
+    if all(high - low <= BLANK_SPREAD for low, high in rgb.getextrema()):
+        raise ImageRejected("blank", "the drawing is blank (one flat colour, nothing drawn on "
+                            "it); upload the drawing of the design")
+
+
 def stored_form(data: bytes, max_pixels: int) -> tuple[bytes, ImageInfo]:
     """What is kept of an upload: its pixels as RGB (orientation, transparency and depth
     settled), long side at most STORED_LONG_SIDE, as PNG. Junk after the image's end,
@@ -172,6 +181,7 @@ def stored_form(data: bytes, max_pixels: int) -> tuple[bytes, ImageInfo]:
         _shrink(img)
     rgb = to_rgb(img)
     _shrink(rgb)
+    _refuse_blank(rgb)
     buf = io.BytesIO()
     rgb.save(buf, STORED_FORMAT, compress_level=STORED_COMPRESSION)
     return buf.getvalue(), info
