@@ -65,6 +65,7 @@ def test_a_season_of_copies_and_new_designs(indexed_client, indexed_settings, ex
     design = body["designs"][13]
     seen = indexed_client.get(design["image_url"])
     assert seen.status_code == 200 and seen.mimetype == "image/jpeg"
+    assert seen.headers["Cache-Control"] == "private, no-store"  # a team's unreleased design
     image = Image.open(io.BytesIO(seen.data))
     assert image.size == (448, 224)
     page = indexed_client.get(f"/checks/{body['id']}").get_data(as_text=True)

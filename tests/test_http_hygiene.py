@@ -126,10 +126,16 @@ def test_catalogue_images_are_regular_files_inside_the_catalogue(settings, redis
         os.mkfifo(db / "fifo.png")
         made.append(db / "fifo.png")
         client = create_app({"SETTINGS": settings, "TESTING": True}).test_client()
-        assert client.get("/database/images/dress-0001_front.png").status_code == 200
+        image = client.get("/database/images/dress-0001_front.png")
+        assert image.status_code == 200
+        assert image.headers["Cache-Control"] == "private, max-age=3600"  # the catalogue's own
         assert client.get("/database/link-in.png").status_code == 200  # a link that stays in
         for name in ("link-out.png", "dir.png", "fifo.png"):
-            assert client.get(f"/database/{name}").status_code == 404, name
+            refused = client.get(f"/database/{name}")
+            assert refused.status_code == 404, name
+            assert refused.headers["Cache-Control"] == "private, no-store"
+        for url in ("/api/catalogue", "/api/duplicates", "/healthz", "/api/checks/" + "0" * 32):
+            assert client.get(url).headers["Cache-Control"] == "private, no-store", url
     finally:
         for path in made:
             path.unlink()
