@@ -258,6 +258,12 @@ def test_a_catalogue_page_past_the_last_says_so_and_links_the_last(web):
     assert "No design on this page." in html and "page=3" in html and "page=8" not in html
 
 
+def test_the_header_links_the_catalogue_and_the_duplicates_from_every_page(web):
+    for url in ("/", "/catalogue", "/duplicates"):
+        html = web.get(url).get_data(as_text=True)
+        assert '<nav><a href="/catalogue">Catalogue</a>' in html and 'href="/duplicates"' in html
+
+
 def test_times_read_as_a_person_reads_them():
     from web.pages import when
 
