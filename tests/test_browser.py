@@ -239,7 +239,7 @@ def test_check_a_collection_and_download_its_report(site_then_worker, browser, t
     page.fill("#check-k", "5")
     page.click("#check-submit")
     page.wait_for_url("**/checks/*")
-    assert page.locator("#progress-text").inner_text() == "0 of 5 designs checked."
+    assert page.locator("#progress-text").inner_text() == "0 of 5 designs done."
     assert page.locator("#check-progress").get_attribute("max") == "5"
 
     start_the_worker()  # the page polls; the bar fills, then the report replaces it

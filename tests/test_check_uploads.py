@@ -187,14 +187,20 @@ def test_unknown_checks_are_404_and_an_unfinished_report_is_409(client, redis):
 def test_the_report_has_a_row_per_hit_and_keeps_formulas_out():
     hit = Hit(rank=1, name="dress-0001", score=0.9, front_score=0.91, back_score=-0.2,
               swapped=False, front="f.png", back="b.png", verdict="copy", similarity=96)
-    designs = [CheckedDesign(name="=HYPERLINK(1)", status="finished", results=[hit, hit]),
-               CheckedDesign(name="b", status="failed", error="front: not a JPEG or PNG image")]
+    swapped = hit.model_copy(update={"rank": 2, "swapped": True, "verdict": None})
+    designs = [CheckedDesign(name="=HYPERLINK(1)", status="finished", results=[hit, swapped]),
+               CheckedDesign(name="b", status="failed", error="front: not a JPEG or PNG image"),
+               CheckedDesign(name="sketch", status="finished", results=[swapped],
+                             outline_only=["front", "back"])]
     lines = report_csv(designs).splitlines()
-    assert lines[0] == "design,rank,match,similarity,verdict,front_score,back_score,error,filters"
-    assert lines[1] == "'=HYPERLINK(1),1,dress-0001,96,copy,0.91,-0.2,,"
-    assert len(lines) == 4 and lines[3] == "b,,,,,,,front: not a JPEG or PNG image,"
+    assert lines[0] == ("design,rank,match,similarity,verdict,front_score,back_score,error,"
+                        "filters,swapped,outline_only")  # older columns keep their places
+    assert lines[1] == "'=HYPERLINK(1),1,dress-0001,96,copy,0.91,-0.2,,,false,"
+    assert lines[2] == "'=HYPERLINK(1),2,dress-0001,96,,0.91,-0.2,,,true,"
+    assert lines[3] == "b,,,,,,,front: not a JPEG or PNG image,,,"
+    assert len(lines) == 5 and lines[4] == "sketch,2,dress-0001,96,,0.91,-0.2,,,true,front back"
     filtered = report_csv(designs, {"garment": ["dress", "jacket"], "season": ["SS26"]})
-    assert all(line.endswith(',"garment:dress,jacket; season:SS26"')
+    assert all(',"garment:dress,jacket; season:SS26",' in line
                for line in filtered.splitlines()[1:])
 
 
@@ -210,7 +216,7 @@ def test_the_form_takes_a_zip_and_shows_its_progress_or_its_refusal(client, redi
     assert page.headers["Cache-Control"] == "private, no-store"
     html = page.get_data(as_text=True)
     assert '<progress id="check-progress" max="2" value="0">' in html
-    assert "0 of 2 designs checked." in html
+    assert "0 of 2 designs done." in html
     assert client.get("/checks/" + "0" * 32).status_code == 404
 
 

@@ -11,13 +11,16 @@ import io
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from PIL import Image
 from rq.job import Job
 
+from benchmarks.lookalike_edits import lineart
 from tests.http import post_pair
-from tests.images import N_PAIRS, design_pair
+from tests.images import N_PAIRS, design_pair, encode
 from tests.zips import make_zip, pairs_csv, post_collection, season_files
+from worker.dev.sample import make_designs
 from worker.dev.services import service_env
 
 pytestmark = pytest.mark.slow
@@ -85,23 +88,42 @@ def test_a_season_of_copies_and_new_designs(indexed_client, indexed_settings, ex
 
 
 def test_a_missing_drawing_fails_its_row_and_the_others_are_checked(indexed_client, run_worker):
+    """Also what a search says of a design, a check says too: a line sketch is matched by its
+    outline alone (no verdict, and the JSON, CSV and page say why), sides given the wrong way
+    round are matched swapped."""
     front, back = design_pair(5, N_PAIRS)
-    files = {"f.png": front, "b.png": back}
-    rows = [("one", "f.png", "b.png"), ("lost", "f.png", "gone.png"), ("two", "b.png", "f.png")]
-    response = post_collection(indexed_client, make_zip(files, rows), k=3)
+    design = make_designs(N_PAIRS, seed=7)[5]
+    files = {"f.png": front, "b.png": back, **{
+        f"sketch-{side}.png": encode(lineart(design, side, np.random.default_rng(3)))
+        for side in ("front", "back")}}
+    rows = [("one", "f.png", "b.png"), ("lost", "f.png", "gone.png"), ("two", "b.png", "f.png"),
+            ("sketch", "sketch-front.png", "sketch-back.png")]
+    response = post_collection(indexed_client, make_zip(files, rows), k=3, sides="unknown")
     run_worker()
     body = _finished(indexed_client, response.get_json()["url"])
-    assert [d["status"] for d in body["designs"]] == ["finished", "failed", "finished"]
+    assert [d["status"] for d in body["designs"]] == ["finished", "failed", "finished", "finished"]
     assert body["designs"][1]["image_url"] is None
     assert indexed_client.get(f"/api/checks/{body['id']}/designs/1.jpg").status_code == 404
     assert "'gone.png' is not in the ZIP" in body["designs"][1]["error"]
-    assert body["designs"][0]["results"][0]["name"] == "dress-0005"
+    one, _, two, sketch = body["designs"]
+    assert one["results"][0]["name"] == two["results"][0]["name"] == "dress-0005"
+    assert (one["results"][0]["swapped"], two["results"][0]["swapped"]) == (False, True)
+    assert [d["outline_only"] for d in (one, two, sketch)] == [[], [], ["front", "back"]]
+    assert "dress-0005" in [hit["name"] for hit in sketch["results"]]
+    assert all(hit["verdict"] is None for hit in sketch["results"])
     report = indexed_client.get(body["report_url"])
     assert report.mimetype == "text/csv" and "attachment" in report.headers["Content-Disposition"]
     lines = report.get_data(as_text=True).splitlines()
-    assert len(lines) == 1 + 3 + 1 + 3
+    assert len(lines) == 1 + 3 + 1 + 3 + 3
     assert [ln for ln in lines if ln.startswith("lost,")] == [
-        "lost,,,,,,,back: 'gone.png' is not in the ZIP"]
+        "lost,,,,,,,back: 'gone.png' is not in the ZIP,,,"]
+    rows = list(csv.DictReader(io.StringIO(report.get_data(as_text=True))))
+    firsts = {r["design"]: r for r in rows if r["rank"] == "1"}
+    assert (firsts["one"]["swapped"], firsts["two"]["swapped"]) == ("false", "true")
+    assert {r["outline_only"] for r in rows if r["design"] == "sketch"} == {"front back"}
+    page = " ".join(indexed_client.get(f"/checks/{body['id']}").get_data(as_text=True).split())
+    assert "front and back are line sketches: matched by the garment's outline alone" in page
+    assert "<strong>1</strong> is a line sketch" in page and "(sides swapped)" in page
 
 
 def test_a_search_submitted_during_a_check_is_served_before_the_check_ends(

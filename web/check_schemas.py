@@ -50,6 +50,9 @@ class CheckedDesignView(Closed):
     error: str | None = Field(None, description="only when failed: why, for people")
     results: list[HitView] = Field(description="as a search's results, best first, at most k; "
                                    "empty until finished")
+    outline_only: list[Literal["front", "back"]] = Field(
+        description="its sides that are line sketches, matched by the garment's outline alone, "
+        "as a search's: its hits get no verdict, whatever they score")
     image_url: str | None = Field(description="the design as the model saw it, front | back "
                                   "(JPEG); null until finished, and for a failed design")
 

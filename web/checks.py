@@ -120,9 +120,12 @@ def get_check(check_id: str):
 @api.validate(tags=["checks"], operation_id="getCheckReport",
               path_parameter_descriptions=CHECK_ID, skip_validation=True, resp=Responses(
                   HTTP_200=(None, "CSV: design,rank,match,similarity,verdict,front_score,"
-                                  "back_score,error,filters; a row per design and hit, one row "
-                                  "with its error for a design that failed; `filters`: the "
-                                  "check's `filter` fields, `; `-separated (blank: none)"),
+                                  "back_score,error,filters,swapped,outline_only; a row per "
+                                  "design and hit, one row with its error for a design that "
+                                  "failed; `filters`: the check's `filter` fields, "
+                                  "`; `-separated (blank: none); `swapped`: true/false, as a "
+                                  "hit's; `outline_only`: `front`, `back`, `front back` or "
+                                  "blank, as the design's"),
                   HTTP_404=(Error, "unknown, expired or malformed id"),
                   HTTP_409=(Error, "not finished yet (`not_ready`)"), HTTP_503=UNAVAILABLE))
 def get_report(check_id: str):

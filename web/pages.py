@@ -102,14 +102,17 @@ def check_page(check_id: str):
     return render_template(
         "check.html", check=check, designs=sorted(check["designs"], key=severity),
         flagged=sum(top["verdict"] in ("copy", "near-duplicate") for top in tops),
-        failed=sum(d["status"] == "failed" for d in check["designs"]))
+        failed=sum(d["status"] == "failed" for d in check["designs"]),
+        sketches=sum(bool(d["outline_only"]) for d in check["designs"]))
 
 
 def severity(design: dict) -> tuple:
-    """Sort key of a design on the report: copies first, then near-duplicates, similar, no
-    verdict, failed; within each, the closest first."""
+    """Sort key of a design on the report: copies first, then near-duplicates, similar, line
+    sketches (they cannot get a verdict: a person has to look), no verdict, failed; within
+    each, the closest first."""
     top = design["results"][0] if design["results"] else {}
-    rank = VERDICT_ORDER.get(top.get("verdict"), 3) if design["status"] == "finished" else 4
+    rank = (5 if design["status"] != "finished" else
+            VERDICT_ORDER.get(top.get("verdict"), 4 - bool(design["outline_only"])))
     return rank, -(top.get("similarity") or 0), design["name"]
 
 

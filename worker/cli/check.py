@@ -71,8 +71,7 @@ def _checked(engine, designs: list, options: SearchOptions, check_pairs) -> list
     for design in designs:
         hits = design.error or next(found)
         out.append(CheckedDesign(name=design.name, status="failed", error=hits)
-                   if isinstance(hits, str) else
-                   CheckedDesign(name=design.name, status="finished", results=hits))
+                   if isinstance(hits, str) else hits.design(design.name))
     return out
 
 

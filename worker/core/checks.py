@@ -37,7 +37,7 @@ CHECK_FUNC = "worker.service.checks.check_chunk"  # enqueued by name: the web ne
 CHUNK_LOST = "the worker stopped while checking this design; please submit the check again"
 LOST = frozenset({JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED})
 REPORT_COLUMNS = ("design", "rank", "match", "similarity", "verdict", "front_score",
-                  "back_score", "error", "filters")
+                  "back_score", "error", "filters", "swapped", "outline_only")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet would run such a cell
 
 
@@ -210,16 +210,20 @@ def report_rows(designs: list[CheckedDesign], filters: Filters | None = None
                 ) -> list[list[object]]:
     """One row per design and hit; a design that failed (or is not checked yet): one row.
     Every row names the filters the designs were compared under (a row read alone, or a
-    report read a season later, still says that hits were looked for among some designs)."""
+    report read a season later, still says that hits were looked for among some designs), and
+    the design's sides matched by their outline alone (why a sketch's hits have no verdict).
+    The columns after `error` came later: they are appended, so older readers keep theirs."""
     compared = "; ".join(as_fields(filters or {}))  # each a `filter` field, as given
     out: list[list[object]] = []
     for design in designs:
+        sketched = " ".join(design.outline_only)
         if design.status != "finished":
             out.append([design.name, "", "", "", "", "", "", design.error or design.status,
-                        compared])
+                        compared, "", sketched])
         for hit in design.results:
             out.append([design.name, hit.rank, hit.name, hit.similarity, hit.verdict,
-                        hit.front_score, hit.back_score, "", compared])
+                        hit.front_score, hit.back_score, "", compared,
+                        str(hit.swapped).lower(), sketched])
     return out
 
 

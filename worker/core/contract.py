@@ -235,6 +235,9 @@ class CheckedDesign(BaseModel):
     status: DesignStatus
     error: str | None = Field(None, description="only when failed: why, for people")
     results: list[Hit] = Field(default_factory=list, description="best first, at most k")
+    outline_only: list[Literal["front", "back"]] = Field(
+        default_factory=list, description="its sides that are line sketches, matched by their "
+        "outline alone, as a search's (no verdict from a sketch side)")
 
 
 def problems(exc: ValidationError) -> list[tuple[str, str]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -18,7 +19,15 @@ from redis.exceptions import RedisError
 from rq import get_current_job
 
 from worker.core.checks import design_image_name, mark_started, record_outcomes
-from worker.core.contract import RESUBMIT, CheckChunk, CheckedDesign, Hit, SearchOptions, problems
+from worker.core.contract import (
+    RESUBMIT,
+    SIDES,
+    CheckChunk,
+    CheckedDesign,
+    Hit,
+    SearchOptions,
+    problems,
+)
 from worker.core.images import ImageRejected
 from worker.core.storage import UploadGone
 from worker.pipeline.appearance import sketched
@@ -30,6 +39,18 @@ from worker.service.jobs import SearchInputError, rank_hits
 log = logging.getLogger(__name__)
 Pair = tuple[bytes | None, bytes | None]  # a design's drawings (front, back), None: no such side
 Canvases = tuple[np.ndarray | None, np.ndarray | None]
+
+
+class Ranked(NamedTuple):
+    """A checked design's hits, and its sides matched by their outline alone (sketches)."""
+
+    hits: list[Hit]
+    outline_only: list[str]
+
+    def design(self, name: str) -> CheckedDesign:
+        return CheckedDesign(name=name, status="finished", results=self.hits,
+                             outline_only=self.outline_only)
+
 BLANK = np.full((224, 224, 3), 255, dtype=np.uint8)  # a side the design does not have
 
 
@@ -47,7 +68,7 @@ def _canvases(engine: Engine, pair: Pair) -> Canvases | str:
 
 def check_pairs(engine: Engine, pairs: list[Pair], options: SearchOptions,
                 keep: Callable[[list[Canvases | str]], None] | None = None
-                ) -> list[list[Hit] | str]:
+                ) -> list[Ranked | str]:
     """Each design's k best hits, or why it could not be checked; every design whose drawings
     could be read goes through the model in one forward pass. `keep` is given each design's
     canvases (or why it has none) before the pass."""
@@ -60,9 +81,10 @@ def check_pairs(engine: Engine, pairs: list[Pair], options: SearchOptions,
             for found in prepared]
 
 
-def _ranked(engine: Engine, found, options: SearchOptions) -> list[Hit]:
-    return rank_hits(engine.snapshot, found.rows, options,
-                     outline_sides(engine.snapshot.bank, sketched(found.canvases)))
+def _ranked(engine: Engine, found, options: SearchOptions) -> Ranked:
+    outline = outline_sides(engine.snapshot.bank, sketched(found.canvases))
+    return Ranked(rank_hits(engine.snapshot, found.rows, options, outline),
+                  [side for side, by_outline in zip(SIDES, outline, strict=True) if by_outline])
 
 
 def _read(engine: Engine, name: str | None) -> bytes | None:
@@ -82,8 +104,7 @@ def _outcomes(engine: Engine, chunk: CheckChunk) -> list[CheckedDesign]:
         engine, chunk.check_id, rows, prepared)) if readable else [])
     found = [pair if isinstance(pair, str) else next(checked) for pair in pairs]
     return [CheckedDesign(name=row.name, status="failed", error=hits) if isinstance(hits, str)
-            else CheckedDesign(name=row.name, status="finished", results=hits)
-            for row, hits in zip(chunk.rows, found, strict=True)]
+            else hits.design(row.name) for row, hits in zip(chunk.rows, found, strict=True)]
 
 
 def _keep_seen(engine: Engine, check_id: str, rows: list[int],
