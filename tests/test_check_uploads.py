@@ -205,13 +205,18 @@ def test_the_report_has_a_row_per_hit_and_keeps_formulas_out():
 
 
 def test_the_form_takes_a_zip_and_shows_its_progress_or_its_refusal(client, redis):
-    assert 'name="collection"' in client.get("/").get_data(as_text=True)
+    form = client.get("/").get_data(as_text=True)
+    check_form = form[form.index('id="check-collection"'):]
+    for field in ('name="collection"', 'name="k"', 'name="front_weight"', 'name="sides"'):
+        assert field in check_form, field  # what the API takes, the page offers
     response = post_collection(client, make_zip(GOOD, ROW * 2), url="/checks")
     assert response.status_code == 400
     assert "names these designs more than once: a" in response.get_data(as_text=True)
     response = post_collection(client, make_zip(GOOD, [*ROW, ("b", "a-b.png", "")]),
-                               url="/checks", k=4)
+                               url="/checks", k=4, front_weight=0.7, sides="unknown")
     assert response.status_code == 303
+    options = client.get("/api" + response.headers["Location"] + "?designs=false").get_json()
+    assert (options["k"], options["front_weight"], options["sides_unknown"]) == (4, 0.7, True)
     page = client.get(response.headers["Location"])
     assert page.headers["Cache-Control"] == "private, no-store"
     html = page.get_data(as_text=True)

@@ -210,6 +210,9 @@ def test_the_front_page_says_what_is_searched_and_offers_the_columns(web):
     assert 'name="filter" multiple' in html
     for value in ("garment:dress", "garment:trousers", "season:SS25", "season:AW25"):
         assert f'value="{value}"' in html
+    check_form = html[html.index('id="check-collection"'):]  # a check filters as a search does
+    assert '<select id="check-filter-garment" name="filter" multiple' in check_form
+    assert html.count('id="filter-garment"') == 1  # one id for each of the two forms
 
 
 def test_the_catalogue_pages_and_filters(web, catalogue):
