@@ -219,6 +219,11 @@ def test_sides_unknown_finds_a_pair_uploaded_back_to_front(indexed_client, run_w
     assert top["name"] == "dress-0005" and top["swapped"] is True
     assert top["score"] == pytest.approx(1.0, abs=1e-3)
     assert known_top["score"] < top["score"] - 0.01
+    page = " ".join(indexed_client.get(f"/searches/{body['id']}").get_data(as_text=True).split())
+    assert "each drawing matched against both sides" in page and "(sides swapped)" in page
+    known_page = indexed_client.get(known.replace("/api/searches/", "/searches/")).get_data(
+        as_text=True)
+    assert "both sides" not in known_page
 
 
 def test_identical_resubmission_is_answered_from_the_cache(indexed_client, run_worker, redis,

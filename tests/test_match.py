@@ -42,7 +42,8 @@ def cluttered_query(index: int) -> tuple[bytes, str]:
 @pytest.mark.parametrize("box, says", [
     ("0.5,0,0.4,1", "0 <= x0 < x1 <= 1"), ("0,0,1.5,1", "0 <= x0 < x1 <= 1"),
     ("0.1,0.2,0.3", "four numbers"), ("a,b,c,d", "four numbers"), ("-0.1,0,1,1", "four numbers"),
-    ("0,0,0.02,1", "too small"), ("nan,0,1,1", "four numbers")])
+    ("0,0,0.02,1", "too small"), ("nan,0,1,1", "four numbers"),
+    ("0,0,0.06,0.06", "holds nothing drawn")])  # the paper's blank corner
 def test_bad_boxes_are_refused_naming_the_field(client, settings, box, says):
     for side in ("front", "back"):
         response = post_pair(client, FRONT, BACK, **{f"{side}_box": box})
@@ -171,6 +172,10 @@ def test_a_boxed_search_finds_the_design_the_box_was_cut_from(indexed_client, ru
     whole_hits = indexed_client.get(whole["url"]).get_json()["results"]
     assert boxed_body["front_box"] == [float(v) for v in box.split(",")]
     assert boxed_body["results"][0]["name"] == NAMES[9]
+    html = " ".join(indexed_client.get(f"/searches/{boxed['id']}").get_data(as_text=True).split())
+    assert "by a part of the front only: 64-96 % across, 14-86 % down" in html
+    assert "part of the" not in indexed_client.get(f"/searches/{whole['id']}").get_data(
+        as_text=True)
     boxed_score = boxed_body["results"][0]["score"]
     whole_rank = next(h for h in whole_hits if h["name"] == NAMES[9])
     # without the box the clutter is searched too: the design may still rank first in this

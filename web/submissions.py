@@ -18,7 +18,7 @@ from web.offload import off_loop
 from web.resultcache import cache_key, copy_search, finished_search
 from web.searches import SearchStatus
 from worker.core.contract import SIDES, SearchOptions, SearchRequest, problems
-from worker.core.images import STORED_FORMAT, ImageRejected, stored_form
+from worker.core.images import STORED_FORMAT, Box, ImageRejected, stored_form
 from worker.core.queueing import enqueue_search, upload_name
 
 STATUS_BY_REASON = {"unsupported_format": 415, "too_many_pixels": 413}
@@ -44,15 +44,18 @@ def parse_options(form: ImmutableMultiDict) -> SearchOptions:
     return options
 
 
-def read_side(upload: FileStorage, side: str, max_pixels: int) -> bytes:
+def read_side(upload: FileStorage, side: str, max_pixels: int, box: Box | None = None) -> bytes:
     """What is stored of the upload (its pixels, bounded, as STORED_FORMAT: `stored_form`);
-    RequestRefused for anything but a JPEG or PNG within the limits."""
+    RequestRefused for anything but a JPEG or PNG within the limits with something drawn (in
+    `box`, when given)."""
     data = upload.read()
     if not data:
         raise RequestRefused(400, f"empty_{side}", f"the {side} image file is empty")
     try:
-        stored, _ = stored_form(data, max_pixels)
+        stored, _ = stored_form(data, max_pixels, box)
     except ImageRejected as exc:
+        if exc.reason == "blank_box":
+            raise RequestRefused(400, f"invalid_{side}_box", f"{side}_box: {exc}") from None
         raise RequestRefused(STATUS_BY_REASON.get(exc.reason, 422), exc.reason,
                               f"the {side} image was refused: {exc}") from None
     return stored
@@ -115,7 +118,8 @@ def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> Submit
             raise RequestRefused(400, f"invalid_{side}_box", f"{side}_box was given but no "
                                  f"{side} image was uploaded")
     sides = dict(zip(uploads, off_loop([
-        partial(read_side, upload, side, settings.max_image_pixels)
+        partial(read_side, upload, side, settings.max_image_pixels,
+                getattr(options, f"{side}_box"))
         for side, upload in uploads.items()]), strict=True))
     key = cache_key(sides, options, settings)
     search_id = uuid.uuid4().hex  # 122 random bits: unguessable

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from worker.core.filters import FilterError, normalised, parse_filter_fields
+from worker.core.images import Box
 
 SIDES = ("front", "back")
 RESUBMIT = "please submit the search again"
@@ -30,8 +31,6 @@ GRID_COLUMNS = 5  # pairs a row on the rendered grid (the search page links each
 
 Verdict = Literal["copy", "near-duplicate", "similar"]
 Score = Annotated[float, Field(description="cosine-based score, higher is closer")]
-Box = tuple[float, float, float, float]
-
 
 def parse_box(value: object, field: str) -> Box | None:
     """`x0,y0,x1,y1` (a string or four numbers) as fractions of the drawing's width and height,

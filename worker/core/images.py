@@ -5,6 +5,7 @@ pipeline and the index decode with it."""
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,19 +160,43 @@ def _shrink(img: Image.Image) -> None:
                       reducing_gap=3.0)
 
 
-def _refuse_blank(rgb: Image.Image) -> None:
-    """A drawing of one flat colour (a blank page, an empty layer exported) is refused: it has
-    no design to compare, and its hits would only be the plainest garments."""
-    if all(high - low <= BLANK_SPREAD for low, high in rgb.getextrema()):
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1 as fractions of the width, height
+
+
+def crop_to_box(img: Image.Image, box: Box | None) -> Image.Image:
+    """The part of `img` inside `box` (x0, y0, x1, y1 as fractions; None: all of it), at
+    least one pixel a side."""
+    if box is None:
+        return img
+    w, h = img.size
+    left, top = min(int(box[0] * w), w - 1), min(int(box[1] * h), h - 1)
+    right, bottom = max(left + 1, math.ceil(box[2] * w)), max(top + 1, math.ceil(box[3] * h))
+    return img.crop((left, top, right, bottom))
+
+
+def _refuse_blank(rgb: Image.Image, box: Box | None) -> None:
+    """A drawing of one flat colour (a blank page, an empty layer exported), or a box around
+    none of it, is refused: it has no design to compare, and its hits would only be the
+    plainest garments (or, read as a line sketch, garments cut alike)."""
+    if _flat(rgb):
         raise ImageRejected("blank", "the drawing is blank (one flat colour, nothing drawn on "
                             "it); upload the drawing of the design")
+    if box is not None and _flat(crop_to_box(rgb, box)):
+        raise ImageRejected("blank_box", "the box holds nothing drawn (one flat colour); draw "
+                            "it around a part of the design")
 
 
-def stored_form(data: bytes, max_pixels: int) -> tuple[bytes, ImageInfo]:
+def _flat(rgb: Image.Image) -> bool:
+    return all(high - low <= BLANK_SPREAD for low, high in rgb.getextrema())
+
+
+def stored_form(data: bytes, max_pixels: int, box: Box | None = None
+                ) -> tuple[bytes, ImageInfo]:
     """What is kept of an upload: its pixels as RGB (orientation, transparency and depth
     settled), long side at most STORED_LONG_SIDE, as PNG. Junk after the image's end,
     metadata and excess resolution are dropped, so a search stores at most two such PNGs
-    (<= 1024 x 1024 x 3 B of pixels each). Also the check: ImageRejected as `load_image`."""
+    (<= 1024 x 1024 x 3 B of pixels each). Also the check: ImageRejected as `load_image`, and
+    for a blank drawing (or a blank part inside `box`, the part to be searched)."""
     img = load_image(data, max_pixels, at_least=STORED_LONG_SIDE)
     info = ImageInfo(img.format or "", img.width, img.height, img.mode)
     img = ImageOps.exif_transpose(img)
@@ -181,7 +206,7 @@ def stored_form(data: bytes, max_pixels: int) -> tuple[bytes, ImageInfo]:
         _shrink(img)
     rgb = to_rgb(img)
     _shrink(rgb)
-    _refuse_blank(rgb)
+    _refuse_blank(rgb, box)
     buf = io.BytesIO()
     rgb.save(buf, STORED_FORMAT, compress_level=STORED_COMPRESSION)
     return buf.getvalue(), info

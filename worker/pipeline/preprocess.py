@@ -8,14 +8,13 @@ white padding to 224x224. The Keras `vgg16.preprocess_input` step runs in `worke
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from worker.core.contract import Box
-from worker.core.images import load_image, to_rgb  # noqa: F401 - to_rgb: preprocess's step 2
+from worker.core.images import crop_to_box, load_image, to_rgb  # noqa: F401 - to_rgb: step 2
 
 LONG_SIDE = 200
 CANVAS = 224
@@ -75,17 +74,6 @@ def to_canvas(img: Image.Image, trim: bool = False) -> np.ndarray:
     canvas = Image.new("RGB", (CANVAS, CANVAS), (255, 255, 255))
     canvas.paste(resized, ((CANVAS - size[0]) // 2, (CANVAS - size[1]) // 2))
     return np.asarray(canvas, dtype=np.uint8)
-
-
-def crop_to_box(img: Image.Image, box: Box | None) -> Image.Image:
-    """The part of `img` inside `box` (x0, y0, x1, y1 as fractions; None: all of it), at
-    least one pixel a side."""
-    if box is None:
-        return img
-    w, h = img.size
-    left, top = min(int(box[0] * w), w - 1), min(int(box[1] * h), h - 1)
-    right, bottom = max(left + 1, math.ceil(box[2] * w)), max(top + 1, math.ceil(box[3] * h))
-    return img.crop((left, top, right, bottom))
 
 
 def make_canvas(source: bytes | str | Path, max_pixels: int = 40_000_000,
