@@ -15,7 +15,7 @@ from PIL import Image
 from rq import Queue
 
 from tests.images import drawn, encode
-from tests.zips import make_zip, post_collection, symlink_entry
+from tests.zips import make_zip, pairs_csv, post_collection, symlink_entry
 from worker.core.checks import CheckedDesign, report_csv
 from worker.core.contract import Hit
 
@@ -82,6 +82,15 @@ HOSTILE = {  # name: (ZIP, settings, status, error code, words of the message)
     "read past the limit": (make_zip({"n.png": NOISE}, [(n, "n.png", "") for n in "abc"]),
                             {"zip_max_mb": 8}, 413, "collection_too_large", "at most 8 MiB"),
     "no pairs.csv": (make_zip(GOOD), {}, 400, "invalid_pairs_csv", "no pairs.csv"),
+    "two collections": (make_zip({"a/pairs.csv": pairs_csv(ROW), "b/pairs.csv": pairs_csv(ROW),
+                                  **GOOD}), {}, 400, "invalid_pairs_csv",
+                        "holds 2 pairs.csv, in a/pairs.csv, b/pairs.csv; check one collection"),
+    "PAIRS.CSV": (make_zip({"PAIRS.CSV": pairs_csv(ROW), **GOOD}), {}, 400, "invalid_pairs_csv",
+                  "it holds PAIRS.CSV: the name must be exactly pairs.csv, lower case"),
+    "pairs.csv a folder": (make_zip({"pairs.csv/x.csv": pairs_csv(ROW), **GOOD}), {}, 400,
+                           "invalid_pairs_csv", "pairs.csv is a folder in it"),
+    "semicolons": (make_zip({"pairs.csv": b"name;front;back\na;a-f.png;a-b.png\n", **GOOD}),
+                   {}, 400, "invalid_pairs_csv", "its header is split by ';', not commas"),
     "missing column": (make_zip({"pairs.csv": b"name,front\na,a-f.png\n", **GOOD}), {}, 400,
                        "invalid_pairs_csv", "lacks the column(s) back"),
     "duplicate names": (make_zip(GOOD, ROW * 2), {}, 400, "invalid_pairs_csv", "more than once"),

@@ -68,10 +68,13 @@ def parse_pairs(data: bytes, max_pairs: int) -> list[tuple[str, str, str]]:
     problem: missing columns, a row without a name, names seen twice, no rows, too many."""
     try:
         reader = csv.DictReader(io.StringIO(_decode(data), newline=""))
-        missing = [c for c in COLUMNS if c not in (reader.fieldnames or [])]
+        header = reader.fieldnames or []
+        missing = [c for c in COLUMNS if c not in header]
         if missing:
+            other = next((sep for sep in ";\t|" if len(header) == 1 and sep in header[0]), None)
+            hint = f"; its header is split by {other!r}, not commas" if other else ""
             raise malformed(f"pairs.csv lacks the column(s) {', '.join(missing)}; it needs "
-                            f"{', '.join(COLUMNS)} (a header row first)")
+                            f"{', '.join(COLUMNS)} (a header row first, comma-separated){hint}")
         rows = []
         for number, record in enumerate(reader, start=2):
             if len(rows) == max_pairs:
@@ -119,10 +122,22 @@ def _pairs_csv(members: dict) -> str:
     if PAIRS_CSV in members:
         return PAIRS_CSV
     nested = [name for name in members if name.count("/") == 1 and name.endswith("/" + PAIRS_CSV)]
-    if len(nested) != 1:
+    if len(nested) > 1:
+        raise malformed(f"the ZIP holds {len(nested)} pairs.csv, in {_listed(nested)}; check "
+                        "one collection at a time (one pairs.csv, at the top or in one folder)")
+    if not nested:
+        near = [name for name in members
+                if name.count("/") <= 1 and posixpath.basename(name).lower() == PAIRS_CSV]
+        hint = (f" (it holds {_listed(near)}: the name must be exactly pairs.csv, lower case)"
+                if near else " (pairs.csv is a folder in it, not a file)"
+                if any(name.startswith(PAIRS_CSV + "/") for name in members) else "")
         raise malformed("the ZIP holds no pairs.csv at its top (columns name,front,back; "
-                        "image paths relative to it)")
+                        f"image paths relative to it){hint}")
     return nested[0]
+
+
+def _listed(names: list[str]) -> str:
+    return ", ".join(sorted(names)[:3]) + (" …" if len(names) > 3 else "")
 
 
 @dataclass(frozen=True)
