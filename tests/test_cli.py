@@ -44,3 +44,12 @@ def test_cli_refuses_a_non_image(indexed_settings, tmp_path):
                           env=service_env(indexed_settings), capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 1 and "not a JPEG or PNG" in proc.stderr
+    assert f"the front drawing '{tmp_path / 'x.png'}'" in proc.stderr
+    for args, says in ((["-", "-"], "give at least one drawing"),
+                       ([str(tmp_path / "x.png"), str(tmp_path / "nothing.png")],
+                        f"the back drawing '{tmp_path / 'nothing.png'}' is not a file")):
+        proc = subprocess.run([sys.executable, "-m", "worker.cli.submit", *args],
+                              env=service_env(indexed_settings), capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 2 and says in proc.stderr, proc.stderr
+        assert "Errno" not in proc.stderr

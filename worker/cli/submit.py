@@ -34,7 +34,10 @@ from worker.core.storage import Storage, open_storage
 
 def _store(storage: Storage, settings: Settings, search_id: str, side: str, path: Path) -> str:
     """Store what the web would store of this drawing (its pixels, bounded, as PNG)."""
-    stored, _ = stored_form(path.read_bytes(), settings.max_image_pixels)
+    try:
+        stored, _ = stored_form(path.read_bytes(), settings.max_image_pixels)
+    except ImageRejected as exc:
+        raise ImageRejected(exc.reason, f"the {side} drawing {str(path)!r}: {exc}") from None
     name = upload_name(search_id, side, STORED_FORMAT)
     storage.put_upload(name, stored)
     return name
@@ -62,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m worker.cli.submit",
                                      description="Search the catalogue for a design.")
     parser.add_argument("front", type=Path, help="front drawing (or '-' for none)")
-    parser.add_argument("back", type=Path, nargs="?", help="back drawing")
+    parser.add_argument("back", type=Path, nargs="?", help="back drawing (or '-' for none)")
     parser.add_argument("-k", default=DEFAULT_K)
     parser.add_argument("--front-weight", default=DEFAULT_FRONT_WEIGHT)
     parser.add_argument("--sides-unknown", action="store_true")
@@ -72,7 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=120)
     parser.add_argument("--json", action="store_true", help="print the whole result as JSON")
     args = parser.parse_args(argv)
-    front = None if str(args.front) == "-" else args.front
+    front, back = (None if path is None or str(path) == "-" else path
+                   for path in (args.front, args.back))
+    if front is None and back is None:
+        parser.error("give at least one drawing: FRONT, BACK, or both ('-' stands for none)")
+    for side, path in (("front", front), ("back", back)):
+        if path is not None and not path.is_file():
+            parser.error(f"the {side} drawing {str(path)!r} is not a file")
     try:
         options = SearchOptions(k=args.k, front_weight=args.front_weight,
                                 sides_unknown=args.sides_unknown, filters=args.filter)
@@ -86,8 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     connection = Redis.from_url(settings.redis_url)
     storage = open_storage(settings, connection)
     try:
-        result = run_search(settings, storage, connection, front, args.back, options,
-                            args.timeout)
+        result = run_search(settings, storage, connection, front, back, options, args.timeout)
     except (ImageRejected, OSError, RuntimeError, TimeoutError) as exc:
         print(f"submit: {exc}", file=sys.stderr)
         return 1
