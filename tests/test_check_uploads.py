@@ -218,9 +218,13 @@ def test_the_form_takes_a_zip_and_shows_its_progress_or_its_refusal(client, redi
     check_form = form[form.index('id="check-collection"'):]
     for field in ('name="collection"', 'name="k"', 'name="front_weight"', 'name="sides"'):
         assert field in check_form, field  # what the API takes, the page offers
-    response = post_collection(client, make_zip(GOOD, ROW * 2), url="/checks")
+    response = post_collection(client, make_zip(GOOD, ROW * 2), url="/checks", front_weight=0.7)
     assert response.status_code == 400
-    assert "names these designs more than once: a" in response.get_data(as_text=True)
+    html = response.get_data(as_text=True)
+    search_form, check_form = html.split('id="check-collection"')
+    assert "names these designs more than once: a" in check_form.split("<form")[0]  # by its form
+    assert 'value="0.7"' in check_form and 'value="0.7"' not in search_form  # its values
+    assert 'id="form-error" hidden' in search_form
     response = post_collection(client, make_zip(GOOD, [*ROW, ("b", "a-b.png", "")]),
                                url="/checks", k=4, front_weight=0.7, sides="unknown")
     assert response.status_code == 303

@@ -97,24 +97,26 @@ def test_a_missing_drawing_fails_its_row_and_the_others_are_checked(indexed_clie
         f"sketch-{side}.png": encode(lineart(design, side, np.random.default_rng(3)))
         for side in ("front", "back")}}
     rows = [("one", "f.png", "b.png"), ("lost", "f.png", "gone.png"), ("two", "b.png", "f.png"),
-            ("sketch", "sketch-front.png", "sketch-back.png")]
+            ("sketch", "sketch-front.png", "sketch-back.png"), ("half", "sketch-front.png", "b.png")]
     response = post_collection(indexed_client, make_zip(files, rows), k=3, sides="unknown")
     run_worker()
     body = _finished(indexed_client, response.get_json()["url"])
-    assert [d["status"] for d in body["designs"]] == ["finished", "failed", "finished", "finished"]
+    assert [d["status"] for d in body["designs"]] == ["finished", "failed"] + ["finished"] * 3
     assert body["designs"][1]["image_url"] is None
     assert indexed_client.get(f"/api/checks/{body['id']}/designs/1.jpg").status_code == 404
     assert "'gone.png' is not in the ZIP" in body["designs"][1]["error"]
-    one, _, two, sketch = body["designs"]
+    one, _, two, sketch, half = body["designs"]
     assert one["results"][0]["name"] == two["results"][0]["name"] == "dress-0005"
     assert (one["results"][0]["swapped"], two["results"][0]["swapped"]) == (False, True)
     assert [d["outline_only"] for d in (one, two, sketch)] == [[], [], ["front", "back"]]
     assert "dress-0005" in [hit["name"] for hit in sketch["results"]]
     assert all(hit["verdict"] is None for hit in sketch["results"])
+    assert half["outline_only"] == ["front"]  # its coloured back is judged: it may get verdicts
+    assert all(hit["similarity"] is not None for hit in half["results"])
     report = indexed_client.get(body["report_url"])
     assert report.mimetype == "text/csv" and "attachment" in report.headers["Content-Disposition"]
     lines = report.get_data(as_text=True).splitlines()
-    assert len(lines) == 1 + 3 + 1 + 3 + 3
+    assert len(lines) == 1 + 3 + 1 + 3 + 3 + 3
     assert [ln for ln in lines if ln.startswith("lost,")] == [
         "lost,,,,,,,back: 'gone.png' is not in the ZIP,,,"]
     rows = list(csv.DictReader(io.StringIO(report.get_data(as_text=True))))
@@ -123,7 +125,8 @@ def test_a_missing_drawing_fails_its_row_and_the_others_are_checked(indexed_clie
     assert {r["outline_only"] for r in rows if r["design"] == "sketch"} == {"front back"}
     page = " ".join(indexed_client.get(f"/checks/{body['id']}").get_data(as_text=True).split())
     assert "front and back are line sketches: matched by the garment's outline alone" in page
-    assert "<strong>1</strong> is a line sketch" in page and "(sides swapped)" in page
+    assert "<strong>1</strong> design is line sketches only" in page and "(sides swapped)" in page
+    assert "the front is a line sketch, matched by its outline" in page  # half: judged
 
 
 def test_a_search_submitted_during_a_check_is_served_before_the_check_ends(

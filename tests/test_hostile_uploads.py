@@ -77,13 +77,17 @@ HOSTILE = {
 
 
 def test_a_blank_drawing_is_refused_saying_so_and_a_faint_one_is_not(client, settings):
-    response = post_pair(client, GOOD, HOSTILE["blank-white"][0])
-    assert (response.status_code, response.get_json()["error"]) == (422, "blank")
-    assert response.get_json()["message"].startswith("the back image was refused: the "
-                                                     "drawing is blank")
-    faint = Image.new("RGB", (400, 300), "white")
-    ImageDraw.Draw(faint).line([(20, 20), (380, 280)], fill=(225, 225, 225), width=2)
-    assert post_pair(client, GOOD, encode(faint)).status_code == 202  # light pencil is ink
+    for case in ("blank-white", "blank-grey-jpeg", "blank-transparent"):
+        response = post_pair(client, GOOD, HOSTILE[case][0])
+        assert (response.status_code, response.get_json()["error"]) == (422, "blank"), case
+        assert response.get_json()["message"].startswith("the back image was refused: the "
+                                                         "drawing is blank")
+    for size, width in (((400, 300), 2), ((4000, 3000), 1)):  # judged before any shrinking
+        faint = Image.new("RGB", size, "white")
+        ImageDraw.Draw(faint).line([(20, 20), (size[0] - 20, size[1] - 20)], fill=(225,) * 3,
+                                   width=width)
+        for fmt in ("PNG", "JPEG"):
+            assert post_pair(client, GOOD, encode(faint, fmt)).status_code == 202, (size, fmt)
 
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))

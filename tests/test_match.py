@@ -43,7 +43,7 @@ def cluttered_query(index: int) -> tuple[bytes, str]:
     ("0.5,0,0.4,1", "0 <= x0 < x1 <= 1"), ("0,0,1.5,1", "0 <= x0 < x1 <= 1"),
     ("0.1,0.2,0.3", "four numbers"), ("a,b,c,d", "four numbers"), ("-0.1,0,1,1", "four numbers"),
     ("0,0,0.02,1", "too small"), ("nan,0,1,1", "four numbers"),
-    ("0,0,0.06,0.06", "holds nothing drawn")])  # the paper's blank corner
+    ("0,0,0.06,0.06", "holds one flat colour alone")])  # the paper's blank corner
 def test_bad_boxes_are_refused_naming_the_field(client, settings, box, says):
     for side in ("front", "back"):
         response = post_pair(client, FRONT, BACK, **{f"{side}_box": box})

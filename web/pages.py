@@ -56,14 +56,19 @@ def filter_choices(fields: list[str]) -> dict:
     return {"facets": {} if catalogue is None else facets(catalogue), "chosen": chosen}
 
 
-def index_page(error: str | None, form: MultiDict):
-    return render_template("index.html", error=error, form=form, summary=index_summary(),
-                           **filter_choices(form.getlist("filter")))
+def index_page(error: str | None, form: MultiDict, which: str = "search"):
+    """The front page; a refused form (`which`: "search" or "check") shown again with its
+    error and values, the other form as new."""
+    forms = {name: form if name == which else MultiDict() for name in ("search", "check")}
+    choices = {name: filter_choices(values.getlist("filter")) for name, values in forms.items()}
+    return render_template("index.html", error=error, which=which, forms=forms,
+                           summary=index_summary(), facets=choices["search"]["facets"],
+                           chosen={name: c["chosen"] for name, c in choices.items()})
 
 
-def refused_form(exc: RequestRefused):
+def refused_form(exc: RequestRefused, which: str = "search"):
     """The front page again, with the refusal said and the form's values kept."""
-    response = current_app.make_response(index_page(exc.message, request.form))
+    response = current_app.make_response(index_page(exc.message, request.form, which))
     response.status_code = exc.status
     if exc.retry_after:
         response.headers["Retry-After"] = str(exc.retry_after)
@@ -90,7 +95,7 @@ def submit_check_form():
     try:
         check_id = submit_check(request.files, request.form)
     except RequestRefused as exc:
-        return refused_form(exc)
+        return refused_form(exc, "check")
     return redirect(url_for("pages.check_page", check_id=check_id), code=303)
 
 
@@ -99,20 +104,29 @@ def check_page(check_id: str):
     """A progress bar while the check runs; then each design, the most serious verdict first."""
     check = describe_check(state_or_404(check_id))
     tops = [d["results"][0] for d in check["designs"] if d["status"] == "finished" and d["results"]]
+    for design in check["designs"]:
+        design["unjudged"] = unjudged(design)
     return render_template(
         "check.html", check=check, designs=sorted(check["designs"], key=severity),
         flagged=sum(top["verdict"] in ("copy", "near-duplicate") for top in tops),
         failed=sum(d["status"] == "failed" for d in check["designs"]),
-        sketches=sum(bool(d["outline_only"]) for d in check["designs"]))
+        sketches=sum(d["unjudged"] for d in check["designs"]))
+
+
+def unjudged(design: dict) -> bool:
+    """Whether a design's hits could get no verdict: every side it has is a line sketch (its
+    hits then have no similarity either; one sketched side beside a coloured one is judged)."""
+    return bool(design["outline_only"] and design["results"]
+                and design["results"][0]["similarity"] is None)
 
 
 def severity(design: dict) -> tuple:
-    """Sort key of a design on the report: copies first, then near-duplicates, similar, line
-    sketches (they cannot get a verdict: a person has to look), no verdict, failed; within
-    each, the closest first."""
+    """Sort key of a design on the report: copies first, then near-duplicates, similar,
+    designs of line sketches alone (they cannot get a verdict: a person has to look), no
+    verdict, failed; within each, the closest first."""
     top = design["results"][0] if design["results"] else {}
     rank = (5 if design["status"] != "finished" else
-            VERDICT_ORDER.get(top.get("verdict"), 4 - bool(design["outline_only"])))
+            VERDICT_ORDER.get(top.get("verdict"), 4 - unjudged(design)))
     return rank, -(top.get("similarity") or 0), design["name"]
 
 

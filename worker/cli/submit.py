@@ -79,9 +79,6 @@ def main(argv: list[str] | None = None) -> int:
                    for path in (args.front, args.back))
     if front is None and back is None:
         parser.error("give at least one drawing: FRONT, BACK, or both ('-' stands for none)")
-    for side, path in (("front", front), ("back", back)):
-        if path is not None and not path.is_file():
-            parser.error(f"the {side} drawing {str(path)!r} is not a file")
     try:
         options = SearchOptions(k=args.k, front_weight=args.front_weight,
                                 sides_unknown=args.sides_unknown, filters=args.filter)
@@ -92,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidSetting as exc:
         print(f"submit: {exc}", file=sys.stderr)
         return 2
+    for side, path in (("front", front), ("back", back)):
+        if path is not None and not path.is_file():
+            parser.error(f"the {side} drawing {str(path)!r} is not a file")
     connection = Redis.from_url(settings.redis_url)
     storage = open_storage(settings, connection)
     try:

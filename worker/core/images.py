@@ -174,20 +174,23 @@ def crop_to_box(img: Image.Image, box: Box | None) -> Image.Image:
     return img.crop((left, top, right, bottom))
 
 
-def _refuse_blank(rgb: Image.Image, box: Box | None) -> None:
-    """A drawing of one flat colour (a blank page, an empty layer exported), or a box around
-    none of it, is refused: it has no design to compare, and its hits would only be the
-    plainest garments (or, read as a line sketch, garments cut alike)."""
-    if _flat(rgb):
+def _refuse_blank(rgb: Image.Image, box: Box | None, flat: bool) -> None:
+    """A drawing of one flat colour (`flat`: a blank page, an empty layer exported), or a box
+    around one colour alone, is refused: it has no design to compare, and its hits would only
+    be the plainest garments (or, read as a line sketch, garments cut alike)."""
+    if flat:
         raise ImageRejected("blank", "the drawing is blank (one flat colour, nothing drawn on "
                             "it); upload the drawing of the design")
     if box is not None and _flat(crop_to_box(rgb, box)):
-        raise ImageRejected("blank_box", "the box holds nothing drawn (one flat colour); draw "
-                            "it around a part of the design")
+        raise ImageRejected("blank_box", "the box holds one flat colour alone, no line or "
+                            "pattern of the design; draw it around a part that has some")
 
 
-def _flat(rgb: Image.Image) -> bool:
-    return all(high - low <= BLANK_SPREAD for low, high in rgb.getextrema())
+def _flat(img: Image.Image) -> bool:
+    """Every band within BLANK_SPREAD levels (an "L" image's extrema are one pair)."""
+    extrema = img.getextrema()
+    bands = extrema if isinstance(extrema[0], tuple) else (extrema,)
+    return all(high - low <= BLANK_SPREAD for low, high in bands)
 
 
 def stored_form(data: bytes, max_pixels: int, box: Box | None = None
@@ -202,11 +205,15 @@ def stored_form(data: bytes, max_pixels: int, box: Box | None = None
     img = ImageOps.exif_transpose(img)
     if img.mode in WIDE_MODES:  # reduced while wide: the 8-bit copy is small
         img = _to_8bit(img, max(1, max(img.size) // (2 * STORED_LONG_SIDE)))
-    if img.mode in ("L", "RGB"):  # shrink before widening to RGB (alpha: composited first)
+    narrow = img.mode in ("L", "RGB")
+    if narrow:  # shrink before widening to RGB (alpha: composited first)
+        flat = _flat(img)  # judged before the shrink, which averages a thin faint line away
         _shrink(img)
     rgb = to_rgb(img)
+    if not narrow:
+        flat = _flat(rgb)
     _shrink(rgb)
-    _refuse_blank(rgb, box)
+    _refuse_blank(rgb, box, flat)
     buf = io.BytesIO()
     rgb.save(buf, STORED_FORMAT, compress_level=STORED_COMPRESSION)
     return buf.getvalue(), info

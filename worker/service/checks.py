@@ -69,9 +69,9 @@ def _canvases(engine: Engine, pair: Pair) -> Canvases | str:
 def check_pairs(engine: Engine, pairs: list[Pair], options: SearchOptions,
                 keep: Callable[[list[Canvases | str]], None] | None = None
                 ) -> list[Ranked | str]:
-    """Each design's k best hits, or why it could not be checked; every design whose drawings
-    could be read goes through the model in one forward pass. `keep` is given each design's
-    canvases (or why it has none) before the pass."""
+    """Each design's k best hits and sketched sides (`Ranked`), or why it could not be
+    checked; every design whose drawings could be read goes through the model in one forward
+    pass. `keep` is given each design's canvases (or why it has none) before the pass."""
     prepared = list(engine.pool.map(lambda pair: _canvases(engine, pair), pairs))
     if keep is not None:
         keep(prepared)
