@@ -16,7 +16,7 @@ from rq import Queue
 
 from tests.images import drawn, encode
 from tests.zips import make_zip, pairs_csv, post_collection, symlink_entry
-from worker.core.checks import CheckedDesign, report_csv
+from worker.core.checks import CANCELLED, CheckedDesign, report_csv
 from worker.core.contract import Hit
 
 PNG = encode(drawn(Image.new("RGB", (64, 80), (30, 60, 90))))
@@ -254,3 +254,43 @@ def test_checks_past_the_waiting_designs_bound_are_refused_and_leave_nothing(set
     assert redis.keys("pairsearch:check:*") == checks
     third = post_collection(client, make_zip(GOOD, rows[:1]))  # 2 waiting + 1 fits
     assert third.status_code == 202, third.get_json()
+
+
+def test_a_check_cancelled_before_its_turn_checks_nothing_and_keeps_nothing(settings, redis):
+    client = _client(settings, check_chunk_pairs=1)
+    rows = [("a", "a-f.png", "a-b.png"), ("gone", "a-f.png", "nowhere.png"),
+            ("b", "a-b.png", "a-f.png")]
+    url = post_collection(client, make_zip(GOOD, rows)).get_json()["url"]
+    queue = Queue(settings.check_queue_name, connection=redis)
+    assert len(queue) == 2 and len(list(settings.upload_dir.iterdir())) == 4
+    page = client.get(url.removeprefix("/api")).get_data(as_text=True)
+    assert 'id="cancel-form"' in page  # offered while it runs
+    cancelled = client.delete(url)
+    assert cancelled.status_code == 200, cancelled.get_json()
+    body = cancelled.get_json()
+    assert (body["status"], body["done"], body["total"], body["cancelled"]) == \
+        ("finished", 3, 3, True)
+    assert "designs" not in body
+    assert len(queue) == 0 and list(settings.upload_dir.iterdir()) == []
+    designs = client.get(url).get_json()["designs"]
+    assert [d["status"] for d in designs] == ["failed"] * 3
+    assert designs[0]["error"] == designs[2]["error"] == CANCELLED
+    assert "'nowhere.png' is not in the ZIP" in designs[1]["error"]  # refused at upload: kept
+    report = client.get(f"{url}/report.csv").get_data(as_text=True)
+    assert report.count(CANCELLED) == 2
+    again = client.delete(url)
+    assert (again.status_code, again.get_json()["error"]) == (409, "finished")
+    assert client.delete("/api/checks/" + "0" * 32).status_code == 404
+    page = client.get(url.removeprefix("/api")).get_data(as_text=True)
+    assert "This check was cancelled" in page and 'id="cancel-form"' not in page
+
+
+def test_the_page_cancels_a_check_and_goes_back_to_it(settings, redis):
+    client = _client(settings)
+    url = post_collection(client, make_zip(GOOD, ROW)).get_json()["url"]
+    page_url = url.removeprefix("/api")
+    response = client.post(f"{page_url}/cancel")
+    assert response.status_code == 303 and response.headers["Location"] == page_url
+    assert client.get(url).get_json()["cancelled"] is True
+    assert client.post(f"{page_url}/cancel").status_code == 303  # finished: nothing more to do
+    assert client.post("/checks/" + "0" * 32 + "/cancel").status_code == 404

@@ -224,3 +224,28 @@ def test_a_filtered_check_returns_k_hits_all_passing(indexed_client, run_worker,
                               filter="colour:red")
     assert (refused.status_code, refused.get_json()["error"]) == (400, "unknown_filter")
     assert "colour" in refused.get_json()["message"]
+
+
+def test_a_chunk_that_starts_after_its_check_was_cancelled_checks_nothing(
+        indexed_client, indexed_settings, run_worker, redis):
+    """As if a worker had taken the chunk just before the cancel: it runs after it, reads the
+    flag, and leaves the design as cancelled (its drawings are gone: without the flag it
+    would fail it again as unreadable, or check it)."""
+    from rq import Queue
+
+    from worker.core.checks import CANCELLED, CHECK_FUNC
+
+    front, back = design_pair(5, N_PAIRS)
+    url = post_collection(indexed_client, make_zip({"f.png": front, "b.png": back},
+                                                   [("one", "f.png", "b.png")])).get_json()["url"]
+    check_id = url.rsplit("/", 1)[1]
+    ((job_id, _),) = _chunks(redis, check_id)
+    kwargs = Job.fetch(job_id, connection=redis).kwargs
+    assert indexed_client.delete(url).status_code == 200
+    late = Queue(indexed_settings.check_queue_name, connection=redis).enqueue(
+        CHECK_FUNC, kwargs=kwargs, job_id=f"late-{job_id}")
+    run_worker()
+    assert late.get_status(refresh=True) == "finished"
+    (design,) = indexed_client.get(url).get_json()["designs"]
+    assert (design["status"], design["error"], design["image_url"]) == ("failed", CANCELLED, None)
+    assert list(indexed_settings.upload_dir.iterdir()) == []

@@ -73,7 +73,7 @@ OPERATIONS = [("POST", "/api/searches"), ("GET", "/api/searches/{search_id}"),
               ("GET", "/metrics"), ("GET", "/openapi.json"), ("GET", "/api/catalogue"),
               ("GET", "/api/duplicates"),
               ("POST", "/api/checks"), ("GET", "/api/checks/{check_id}"),
-              ("GET", "/api/checks/{check_id}/report.csv"),
+              ("DELETE", "/api/checks/{check_id}"), ("GET", "/api/checks/{check_id}/report.csv"),
               ("GET", "/api/checks/{check_id}/designs/{row}.jpg")]
 FUZZ = [(method, path, GenerationMode.POSITIVE) for method, path in OPERATIONS
         if path != "/api/catalogue"] + [  # needs an index: tests/test_filters.py

@@ -68,6 +68,8 @@ class CollectionCheck(Closed):
     total: int = Field(ge=1, description="designs (rows of pairs.csv)")
     url: str
     report_url: str = Field(description="the CSV report (409 until finished)")
+    cancelled: bool = Field(description="cancelled (DELETE): the designs it had not started "
+                            "are failed, their `error` saying so")
     k: int
     front_weight: float
     sides_unknown: bool

@@ -13,9 +13,12 @@ from web.check_uploads import submit_check
 from web.errors import error_response
 from web.schemas import Error
 from web.searches import MAX_WAIT_S, SEARCH_ID, hit_view
+from web.submissions import discard_uploads
 from worker.core.checks import (
     CheckState,
     CheckStatus,
+    cancel_check,
+    collection_upload_name,
     design_image_name,
     read_check,
     report_csv,
@@ -42,6 +45,7 @@ def describe_check(state: CheckState, designs: bool = True) -> dict:
     body = {"id": state.id, "status": state.status.value, "done": state.done,
             "total": state.total, "url": url_for("checks.get_check", check_id=state.id),
             "report_url": url_for("checks.get_report", check_id=state.id),
+            "cancelled": state.cancelled,
             **state.options.model_dump(include={"k", "front_weight", "sides_unknown",
                                                 "filters"})}
     if designs:
@@ -114,6 +118,38 @@ def get_check(check_id: str):
                 wait_for_check(current_app.extensions["redis"], check_id, wait)
                 state = state_or_404(check_id, results)
     return jsonify(describe_check(state, designs=results))
+
+
+def cancel_unstarted(check_id: str) -> CheckState | None:
+    """Cancel the check's designs not started yet and delete their drawings; None when the
+    check has already finished (nothing to cancel). 404 as `state_or_404`."""
+    state = state_or_404(check_id, results=False)
+    if state.status is CheckStatus.FINISHED:
+        return None
+    settings = current_app.config["SETTINGS"]
+    rows = cancel_check(current_app.extensions["redis"], state, settings.result_ttl)
+    discard_uploads([collection_upload_name(check_id, row, side)
+                     for row in rows for side in ("front", "back")])
+    return state_or_404(check_id, results=False)
+
+
+@bp.delete("/api/checks/<check_id>")
+@api.validate(tags=["checks"], operation_id="cancelCheck", path_parameter_descriptions=CHECK_ID,
+              skip_validation=True, resp=Responses(
+                  HTTP_200=(CollectionCheck, "cancelled: every design not started yet is "
+                                             "settled as failed, its `error` saying so, and its "
+                                             "drawings deleted; a chunk already running "
+                                             "finishes. The progress and options, no `designs`"),
+                  HTTP_404=(Error, "unknown, expired or malformed id"),
+                  HTTP_409=(Error, "the check has finished: nothing to cancel (`finished`)"),
+                  HTTP_503=UNAVAILABLE))
+def delete_check(check_id: str):
+    """Cancel a check: its designs not started yet are not checked"""
+    state = cancel_unstarted(check_id)
+    if state is None:
+        return error_response(409, "finished", "the check has finished (or was cancelled): "
+                              "there is nothing left to cancel")
+    return jsonify(describe_check(state, designs=False))
 
 
 @bp.get("/api/checks/<check_id>/report.csv")

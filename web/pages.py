@@ -21,7 +21,7 @@ from werkzeug.security import safe_join
 
 from web.catalogue import current_catalogue, index_summary
 from web.check_uploads import submit_check
-from web.checks import describe_check, state_or_404
+from web.checks import cancel_unstarted, describe_check, state_or_404
 from web.errors import RequestRefused
 from web.searches import describe, fetch_search
 from web.submissions import submit_search
@@ -111,6 +111,13 @@ def check_page(check_id: str):
         flagged=sum(top["verdict"] in ("copy", "near-duplicate") for top in tops),
         failed=sum(d["status"] == "failed" for d in check["designs"]),
         sketches=sum(d["unjudged"] for d in check["designs"]))
+
+
+@bp.post("/checks/<check_id>/cancel")
+def cancel_check_form(check_id: str):
+    """The page's cancel button: the designs not started are not checked; back to the page."""
+    cancel_unstarted(check_id)
+    return redirect(url_for("pages.check_page", check_id=check_id), code=303)
 
 
 def unjudged(design: dict) -> bool:

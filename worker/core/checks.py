@@ -6,7 +6,8 @@ search queue: a search submitted during a long check waits for one chunk at most
 
 Keys, both expiring after RESULT_TTL:
 - `pairsearch:check:<id>`: hash of `total`, `names` (JSON list, pairs.csv order), `options`
-  (the SearchOptions, JSON), `chunks` (JSON `[[job id, [row, ...]], ...]`), `started`;
+  (the SearchOptions, JSON), `chunks` (JSON `[[job id, [row, ...]], ...]`), `started`,
+  `cancelled` (set first by `cancel_check`: a chunk that starts after it checks nothing);
 - `pairsearch:check:<id>:rows`: hash of row -> `CheckedDesign` JSON, once that design is
   settled (finished or failed). Its length is the progress; the last write announces the end.
 
@@ -25,6 +26,7 @@ from enum import StrEnum
 
 from redis import Redis
 from rq import Queue
+from rq.exceptions import InvalidJobOperation
 from rq.job import Job, JobStatus
 
 from worker.core.contract import CheckChunk, CheckedDesign, ChunkRow, SearchOptions
@@ -35,7 +37,9 @@ from worker.core.settings import Settings
 KEY = "pairsearch:check:"
 CHECK_FUNC = "worker.service.checks.check_chunk"  # enqueued by name: the web never imports it
 CHUNK_LOST = "the worker stopped while checking this design; please submit the check again"
+CANCELLED = "not checked: the check was cancelled before this design's turn"
 LOST = frozenset({JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED})
+WAITING = frozenset({JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED})
 REPORT_COLUMNS = ("design", "rank", "match", "similarity", "verdict", "front_score",
                   "back_score", "error", "filters", "swapped", "outline_only")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet would run such a cell
@@ -67,6 +71,7 @@ class CheckState:
     started: bool
     outcomes: dict[int, CheckedDesign]  # read without results: the settled rows, contents unread
     results: bool = True
+    cancelled: bool = False
 
     @property
     def total(self) -> int:
@@ -126,6 +131,40 @@ def mark_started(connection: Redis, check_id: str) -> None:
         connection.hset(KEY + check_id, "started", 1)
 
 
+def is_cancelled(connection: Redis, check_id: str) -> bool:
+    return bool(connection.hexists(KEY + check_id, "cancelled"))
+
+
+def cancel_check(connection: Redis, state: CheckState, ttl: int) -> list[int]:
+    """Cancel the check's chunks that have not started, settling their designs as failed
+    (CANCELLED); the rows returned, whose uploads the caller deletes. A chunk already running
+    finishes. The flag is set before the jobs' statuses are read and a chunk reads it after
+    RQ marks it started, so a chunk seen queued here never checks its designs."""
+    connection.hset(KEY + state.id, "cancelled", 1)
+    pending = [(job_id, rows) for job_id, rows in state.chunks
+               if any(row not in state.outcomes for row in rows)]
+    jobs = Job.fetch_many([job_id for job_id, _ in pending], connection=connection)
+    cancelled: list[int] = []
+    for job, (_, rows) in zip(jobs, pending, strict=True):
+        if job is not None and job.get_status(refresh=False) in WAITING:
+            try:
+                job.cancel()
+            except InvalidJobOperation:  # cancelled meanwhile, by another request
+                pass
+            cancelled += [row for row in rows if row not in state.outcomes]
+    rows_key = KEY + state.id + ":rows"
+    with connection.pipeline() as pipe:
+        for row in cancelled:  # a design settled meanwhile keeps its outcome
+            pipe.hsetnx(rows_key, row, CheckedDesign(name=state.names[row], status="failed",
+                                                      error=CANCELLED).model_dump_json())
+        pipe.expire(rows_key, ttl)
+        pipe.hlen(rows_key)
+        *_, done = pipe.execute()
+    if done >= state.total:
+        announce_done(connection, state.id)
+    return cancelled
+
+
 def record_outcomes(connection: Redis, check_id: str, outcomes: dict[int, CheckedDesign],
                     ttl: int) -> None:
     """Settle designs; the write that settles the last one wakes whoever waits for the check."""
@@ -157,7 +196,7 @@ def read_check(connection: Redis, check_id: str, results: bool = True) -> CheckS
         b"started" in meta,
         {int(row): CheckedDesign.model_validate_json(value) for row, value in rows.items()}
         if results else {int(row): CheckedDesign(name=names[int(row)], status="finished")
-                         for row in rows}, results)
+                         for row in rows}, results, b"cancelled" in meta)
     state.outcomes.update(lost_designs(connection, state))
     return state
 
