@@ -294,3 +294,19 @@ def test_the_page_cancels_a_check_and_goes_back_to_it(settings, redis):
     assert client.get(url).get_json()["cancelled"] is True
     assert client.post(f"{page_url}/cancel").status_code == 303  # finished: nothing more to do
     assert client.post("/checks/" + "0" * 32 + "/cancel").status_code == 404
+
+
+def test_a_cancel_while_a_chunk_runs_lets_it_finish_and_the_page_says_so(settings, redis):
+    from rq.job import Job, JobStatus
+
+    client = _client(settings)
+    url = post_collection(client, make_zip(GOOD, ROW)).get_json()["url"]
+    (job_id,) = Queue(settings.check_queue_name, connection=redis).job_ids
+    Job.fetch(job_id, connection=redis).set_status(JobStatus.STARTED)  # a worker has it
+    for _ in range(2):  # again before it ends: still 200
+        body = client.delete(url).get_json()
+        assert (body["status"], body["done"], body["cancelled"]) == ("queued", 0, True)
+    assert len(list(settings.upload_dir.iterdir())) == 2  # the running chunk reads them
+    page = client.get(url.removeprefix("/api")).get_data(as_text=True)
+    assert "Cancelling: finishing the designs already started" in page
+    assert 'id="cancel-form"' not in page

@@ -125,7 +125,7 @@ def test_a_missing_drawing_fails_its_row_and_the_others_are_checked(indexed_clie
     assert {r["outline_only"] for r in rows if r["design"] == "sketch"} == {"front back"}
     page = " ".join(indexed_client.get(f"/checks/{body['id']}").get_data(as_text=True).split())
     assert "front and back are line sketches: matched by the garment's outline alone" in page
-    assert "<strong>1</strong> design is line sketches only" in page and "(sides swapped)" in page
+    assert "<strong>1</strong> design is drawn as line sketches only" in page and "(sides swapped)" in page
     assert "the front is a line sketch, matched by its outline" in page  # half: judged
 
 
@@ -228,24 +228,20 @@ def test_a_filtered_check_returns_k_hits_all_passing(indexed_client, run_worker,
 
 def test_a_chunk_that_starts_after_its_check_was_cancelled_checks_nothing(
         indexed_client, indexed_settings, run_worker, redis):
-    """As if a worker had taken the chunk just before the cancel: it runs after it, reads the
-    flag, and leaves the design as cancelled (its drawings are gone: without the flag it
-    would fail it again as unreadable, or check it)."""
-    from rq import Queue
-
-    from worker.core.checks import CANCELLED, CHECK_FUNC
+    """The cancel's flag is set, then a worker takes the chunk before the cancel reads its
+    status (so the cancel settles none of its designs): the chunk reads the flag, checks
+    nothing, deletes the drawings and settles its designs as cancelled, and the check ends."""
+    from worker.core.checks import CANCELLED
 
     front, back = design_pair(5, N_PAIRS)
     url = post_collection(indexed_client, make_zip({"f.png": front, "b.png": back},
                                                    [("one", "f.png", "b.png")])).get_json()["url"]
     check_id = url.rsplit("/", 1)[1]
-    ((job_id, _),) = _chunks(redis, check_id)
-    kwargs = Job.fetch(job_id, connection=redis).kwargs
-    assert indexed_client.delete(url).status_code == 200
-    late = Queue(indexed_settings.check_queue_name, connection=redis).enqueue(
-        CHECK_FUNC, kwargs=kwargs, job_id=f"late-{job_id}")
+    redis.hset(f"pairsearch:check:{check_id}", "cancelled", 1)  # what cancel_check writes first
     run_worker()
-    assert late.get_status(refresh=True) == "finished"
-    (design,) = indexed_client.get(url).get_json()["designs"]
+    body = indexed_client.get(url).get_json()
+    assert (body["status"], body["cancelled"]) == ("finished", True)
+    (design,) = body["designs"]
     assert (design["status"], design["error"], design["image_url"]) == ("failed", CANCELLED, None)
     assert list(indexed_settings.upload_dir.iterdir()) == []
+    assert indexed_client.get(f"{url}/report.csv").status_code == 200

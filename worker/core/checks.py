@@ -139,7 +139,9 @@ def cancel_check(connection: Redis, state: CheckState, ttl: int) -> list[int]:
     """Cancel the check's chunks that have not started, settling their designs as failed
     (CANCELLED); the rows returned, whose uploads the caller deletes. A chunk already running
     finishes. The flag is set before the jobs' statuses are read and a chunk reads it after
-    RQ marks it started, so a chunk seen queued here never checks its designs."""
+    RQ marks it started, so a chunk seen queued here never checks its designs; one that
+    starts between the two is seen started here and settles its designs itself
+    (`settle_cancelled`)."""
     connection.hset(KEY + state.id, "cancelled", 1)
     pending = [(job_id, rows) for job_id, rows in state.chunks
                if any(row not in state.outcomes for row in rows)]
@@ -152,17 +154,24 @@ def cancel_check(connection: Redis, state: CheckState, ttl: int) -> list[int]:
             except InvalidJobOperation:  # cancelled meanwhile, by another request
                 pass
             cancelled += [row for row in rows if row not in state.outcomes]
-    rows_key = KEY + state.id + ":rows"
+    settle_cancelled(connection, state.id, {row: state.names[row] for row in cancelled}, ttl)
+    return cancelled
+
+
+def settle_cancelled(connection: Redis, check_id: str, names: dict[int, str], ttl: int) -> None:
+    """Settle designs (row -> name) as not checked for the cancel; one settled meanwhile keeps
+    its outcome. The write that settles the last one wakes whoever waits for the check."""
+    rows_key = KEY + check_id + ":rows"
     with connection.pipeline() as pipe:
-        for row in cancelled:  # a design settled meanwhile keeps its outcome
-            pipe.hsetnx(rows_key, row, CheckedDesign(name=state.names[row], status="failed",
+        for row, name in names.items():
+            pipe.hsetnx(rows_key, row, CheckedDesign(name=name, status="failed",
                                                       error=CANCELLED).model_dump_json())
         pipe.expire(rows_key, ttl)
         pipe.hlen(rows_key)
-        *_, done = pipe.execute()
-    if done >= state.total:
-        announce_done(connection, state.id)
-    return cancelled
+        pipe.hget(KEY + check_id, "total")
+        *_, done, total = pipe.execute()
+    if total is not None and done >= int(total):
+        announce_done(connection, check_id)
 
 
 def record_outcomes(connection: Redis, check_id: str, outcomes: dict[int, CheckedDesign],

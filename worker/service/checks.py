@@ -18,7 +18,13 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 from rq import get_current_job
 
-from worker.core.checks import design_image_name, is_cancelled, mark_started, record_outcomes
+from worker.core.checks import (
+    design_image_name,
+    is_cancelled,
+    mark_started,
+    record_outcomes,
+    settle_cancelled,
+)
 from worker.core.contract import (
     RESUBMIT,
     SIDES,
@@ -136,8 +142,10 @@ def check_chunk(**kwargs) -> None:
     except ValidationError as exc:
         raise SearchInputError("; ".join(msg for _, msg in problems(exc))) from None
     engine, connection = current(), get_current_job().connection
-    if is_cancelled(connection, chunk.check_id):  # its designs were settled as cancelled
+    if is_cancelled(connection, chunk.check_id):  # not checked: settled (again) as cancelled
         _discard(engine, chunk)
+        settle_cancelled(connection, chunk.check_id, {row.row: row.name for row in chunk.rows},
+                         engine.settings.result_ttl)
         return
     mark_started(connection, chunk.check_id)
     try:
