@@ -120,3 +120,8 @@ def test_a_line_sketch_is_matched_by_its_outline_and_given_no_verdict(client_and
                 for side in ("front", "back")]
     body = _finished(client, run_worker, *coloured)
     assert body["outline_only"] == [] and body["results"][0]["name"] == design.name
+    # a sketched front beside a coloured back is judged, unless the back is weighted 0
+    for weight, judged in ((0.5, True), (1.0, False)):
+        body = _finished(client, run_worker, sides[0], coloured[1], front_weight=weight)
+        assert body["outline_only"] == ["front"]
+        assert all((h["similarity"] is not None) == judged for h in body["results"]), weight

@@ -52,8 +52,8 @@ class CheckedDesignView(Closed):
                                    "empty until finished")
     outline_only: list[Literal["front", "back"]] = Field(
         description="its sides that are line sketches, matched by the garment's outline alone, "
-        "as a search's: when every side it has is one, its hits get no verdict (and no "
-        "similarity), whatever they score")
+        "as a search's: when every side that counts (weight above 0) is one, its hits get no "
+        "verdict (and no similarity), whatever they score")
     image_url: str | None = Field(description="the design as the model saw it, front | back "
                                   "(JPEG); null until finished, and for a failed design")
 

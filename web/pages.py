@@ -121,8 +121,9 @@ def cancel_check_form(check_id: str):
 
 
 def unjudged(design: dict) -> bool:
-    """Whether a design's hits could get no verdict: every side it has is a line sketch (its
-    hits then have no similarity either; one sketched side beside a coloured one is judged)."""
+    """Whether a design's hits could get no verdict: every side that counts is a line sketch
+    (its hits then have no similarity either; a sketched side beside a weighted coloured one
+    is judged)."""
     return bool(design["outline_only"] and design["results"]
                 and design["results"][0]["similarity"] is None)
 

@@ -236,7 +236,8 @@ class CheckedDesign(BaseModel):
     results: list[Hit] = Field(default_factory=list, description="best first, at most k")
     outline_only: list[Literal["front", "back"]] = Field(
         default_factory=list, description="its sides that are line sketches, matched by their "
-        "outline alone, as a search's (no verdict when every side it has is one)")
+        "outline alone, as a search's (no verdict when every side that counts is one: a side "
+        "weighted 0 does not count)")
 
 
 def problems(exc: ValidationError) -> list[tuple[str, str]]:

@@ -87,9 +87,12 @@ def rank_hits(snapshot: Snapshot, rows: tuple[np.ndarray | None, np.ndarray | No
     found_hits = top_k(snapshot.bank, q_front, q_back, max(options.k, 2), options.front_weight,
                        options.sides_unknown, allowed)  # 2: the first hit is judged on its lead
     judged = verdict_scores([hit.score for hit in found_hits])
-    sketch_only = all(by_outline for q, by_outline in zip(rows, outline, strict=True)
-                      if q is not None)
+    given = [(by_outline, weight) for q, by_outline, weight in zip(
+        rows, outline, (options.front_weight, 1 - options.front_weight), strict=True)
+        if q is not None]
+    sketch_only = all(by_outline for by_outline, weight in given if weight > 0 or len(given) == 1)
     # an outline alone tells a garment's cut, not its design: no verdict, whatever it scores
+    # (nor when the sides that count, the weighted ones, are all sketches)
     thresholds = None if sketch_only else thresholds_in(snapshot.bank.manifest)
     return [hit.to_hit(snapshot.catalogue, thresholds, score)
             for hit, score in zip(found_hits[:options.k], judged, strict=False)]
