@@ -118,22 +118,24 @@ def _member(base: str, path: str) -> str:
 
 
 def _pairs_csv(members: dict) -> str:
-    """`pairs.csv` at the top of the archive, else the one in a single top folder."""
-    if PAIRS_CSV in members:
-        return PAIRS_CSV
-    nested = [name for name in members if name.count("/") == 1 and name.endswith("/" + PAIRS_CSV)]
-    if len(nested) > 1:
-        raise malformed(f"the ZIP holds {len(nested)} pairs.csv, in {_listed(nested)}; check "
+    """`pairs.csv` at the top of the archive, else the one in a single top folder; refused
+    when there are more (which collection is meant?) or none, saying what is there."""
+    found = [name for name in members if name.count("/") <= 1
+             and (name == PAIRS_CSV or name.endswith("/" + PAIRS_CSV))]
+    if len(found) > 1:
+        raise malformed(f"the ZIP holds {len(found)} pairs.csv, {_listed(found)}; check "
                         "one collection at a time (one pairs.csv, at the top or in one folder)")
-    if not nested:
+    if not found:
         near = [name for name in members
                 if name.count("/") <= 1 and posixpath.basename(name).lower() == PAIRS_CSV]
+        deep = [name for name in members if posixpath.basename(name) == PAIRS_CSV]
         hint = (f" (it holds {_listed(near)}: the name must be exactly pairs.csv, lower case)"
-                if near else " (pairs.csv is a folder in it, not a file)"
+                if near else f" (it holds {_listed(deep)}: more than one folder down)"
+                if deep else " (pairs.csv is a folder in it, not a file)"
                 if any(name.startswith(PAIRS_CSV + "/") for name in members) else "")
         raise malformed("the ZIP holds no pairs.csv at its top (columns name,front,back; "
                         f"image paths relative to it){hint}")
-    return nested[0]
+    return found[0]
 
 
 def _listed(names: list[str]) -> str:
