@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 from rq.job import Job
 
 from benchmarks.lookalike_edits import lineart
@@ -93,19 +93,24 @@ def test_a_missing_drawing_fails_its_row_and_the_others_are_checked(indexed_clie
     round are matched swapped."""
     front, back = design_pair(5, N_PAIRS)
     design = make_designs(N_PAIRS, seed=7)[5]
-    files = {"f.png": front, "b.png": back, **{
+    faint = Image.new("RGB", (4000, 4000), "white")  # not flat, but nothing shows at 224 px
+    ImageDraw.Draw(faint).line([(0, 2000), (3999, 2000)], fill=(230, 230, 230), width=1)
+    files = {"f.png": front, "b.png": back, "faint.png": encode(faint), **{
         f"sketch-{side}.png": encode(lineart(design, side, np.random.default_rng(3)))
         for side in ("front", "back")}}
     rows = [("one", "f.png", "b.png"), ("lost", "f.png", "gone.png"), ("two", "b.png", "f.png"),
-            ("sketch", "sketch-front.png", "sketch-back.png"), ("half", "sketch-front.png", "b.png")]
+            ("sketch", "sketch-front.png", "sketch-back.png"), ("half", "sketch-front.png", "b.png"),
+            ("faint", "f.png", "faint.png")]
     response = post_collection(indexed_client, make_zip(files, rows), k=3, sides="unknown")
     run_worker()
     body = _finished(indexed_client, response.get_json()["url"])
-    assert [d["status"] for d in body["designs"]] == ["finished", "failed"] + ["finished"] * 3
+    assert [d["status"] for d in body["designs"]] == ["finished", "failed"] + ["finished"] * 3 \
+        + ["failed"]
+    assert body["designs"][5]["error"].startswith("the back drawing shows nothing at the size")
     assert body["designs"][1]["image_url"] is None
     assert indexed_client.get(f"/api/checks/{body['id']}/designs/1.jpg").status_code == 404
     assert "'gone.png' is not in the ZIP" in body["designs"][1]["error"]
-    one, _, two, sketch, half = body["designs"]
+    one, _, two, sketch, half, _ = body["designs"]
     assert one["results"][0]["name"] == two["results"][0]["name"] == "dress-0005"
     assert (one["results"][0]["swapped"], two["results"][0]["swapped"]) == (False, True)
     assert [d["outline_only"] for d in (one, two, sketch)] == [[], [], ["front", "back"]]
@@ -116,7 +121,7 @@ def test_a_missing_drawing_fails_its_row_and_the_others_are_checked(indexed_clie
     report = indexed_client.get(body["report_url"])
     assert report.mimetype == "text/csv" and "attachment" in report.headers["Content-Disposition"]
     lines = report.get_data(as_text=True).splitlines()
-    assert len(lines) == 1 + 3 + 1 + 3 + 3 + 3
+    assert len(lines) == 1 + 3 + 1 + 3 + 3 + 3 + 1
     assert [ln for ln in lines if ln.startswith("lost,")] == [
         "lost,,,,,,,back: 'gone.png' is not in the ZIP,,,"]
     rows = list(csv.DictReader(io.StringIO(report.get_data(as_text=True))))

@@ -136,3 +136,21 @@ def test_trim_ink_mask_equals_a_pillow_median_filter(h, w, threshold, seed, kind
             else np.where(rng.random((h, w)) < 0.3, 0, 255).astype(np.uint8))
     expected = np.asarray(Image.fromarray(grey).filter(ImageFilter.MedianFilter(3))) < threshold
     assert np.array_equal(_median3_below(grey, threshold), expected)
+
+
+def test_a_drawing_that_shows_nothing_on_the_canvas_is_refused_naming_its_side():
+    from PIL import ImageDraw
+
+    from worker.pipeline.preprocess import query_canvas
+
+    page = Image.new("RGB", (4000, 4000), "white")
+    ImageDraw.Draw(page).line([(0, 2000), (3999, 2000)], fill=(230, 230, 230), width=1)
+    for trim, box in ((False, None), (True, None), (False, (0.1, 0.45, 0.9, 0.55))):
+        with pytest.raises(ImageRejected) as refused:  # 1 px at 1/20 scale: gone
+            query_canvas(encode(page), 10**8, trim, box, "back")
+        assert refused.value.reason == "unseen"
+        assert refused.value.args[0].startswith("the back drawing shows nothing at the size")
+        assert ("inside its box" in refused.value.args[0]) == (box is not None)
+    ImageDraw.Draw(page).line([(0, 1000), (3999, 1000)], fill=(0, 0, 0), width=24)
+    canvas = query_canvas(encode(page), 10**8, True, None, "front")  # a line that shows
+    assert canvas.shape == (CANVAS, CANVAS, 3) and canvas.min() < 100

@@ -174,14 +174,15 @@ def crop_to_box(img: Image.Image, box: Box | None) -> Image.Image:
     return img.crop((left, top, right, bottom))
 
 
-def _refuse_blank(rgb: Image.Image, box: Box | None, flat: bool) -> None:
-    """A drawing of one flat colour (`flat`: a blank page, an empty layer exported), or a box
-    around one colour alone, is refused: it has no design to compare, and its hits would only
-    be the plainest garments (or, read as a line sketch, garments cut alike)."""
-    if flat:
+def _refuse_blank(img: Image.Image, box: Box | None) -> None:
+    """A drawing of one flat colour (a blank page, an empty layer exported), or a box around
+    one colour alone, is refused: it has no design to compare, and its hits would only be
+    the plainest garments (or, read as a line sketch, garments cut alike). Judged at full
+    size (the worker also refuses a drawing that shows nothing on its canvas)."""
+    if _flat(img):
         raise ImageRejected("blank", "the drawing is blank (one flat colour, nothing drawn on "
                             "it); upload the drawing of the design")
-    if box is not None and _flat(crop_to_box(rgb, box)):
+    if box is not None and _flat(crop_to_box(img, box)):
         raise ImageRejected("blank_box", "the box holds one flat colour alone, no line or "
                             "pattern of the design; draw it around a part that has some")
 
@@ -207,13 +208,12 @@ def stored_form(data: bytes, max_pixels: int, box: Box | None = None
         img = _to_8bit(img, max(1, max(img.size) // (2 * STORED_LONG_SIDE)))
     narrow = img.mode in ("L", "RGB")
     if narrow:  # shrink before widening to RGB (alpha: composited first)
-        flat = _flat(img)  # judged before the shrink, which averages a thin faint line away
+        _refuse_blank(img, box)  # before the shrink, which averages a thin faint line away
         _shrink(img)
     rgb = to_rgb(img)
     if not narrow:
-        flat = _flat(rgb)
+        _refuse_blank(rgb, box)
     _shrink(rgb)
-    _refuse_blank(rgb, box, flat)
     buf = io.BytesIO()
     rgb.save(buf, STORED_FORMAT, compress_level=STORED_COMPRESSION)
     return buf.getvalue(), info

@@ -14,7 +14,13 @@ import numpy as np
 from PIL import Image
 
 from worker.core.contract import Box
-from worker.core.images import crop_to_box, load_image, to_rgb  # noqa: F401 - to_rgb: step 2
+from worker.core.images import (  # noqa: F401 - to_rgb: step 2
+    BLANK_SPREAD,
+    ImageRejected,
+    crop_to_box,
+    load_image,
+    to_rgb,
+)
 
 LONG_SIDE = 200
 CANVAS = 224
@@ -81,3 +87,18 @@ def make_canvas(source: bytes | str | Path, max_pixels: int = 40_000_000,
     """Decode and place one image (cropped to `box` first, if any): bytes or path ->
     (224, 224, 3) uint8 RGB canvas."""
     return to_canvas(crop_to_box(to_rgb(load_image(source, max_pixels)), box), trim)
+
+
+def query_canvas(source: bytes | str | Path, max_pixels: int, trim: bool, box: Box | None,
+                 side: str) -> np.ndarray:
+    """A query drawing's canvas (`make_canvas`), refused when nothing of it shows on the
+    canvas the model sees: a faint or thin drawing on a large page averages away at 200 px,
+    and is then matched as blank paper (what the web's blank check cannot see)."""
+    canvas = make_canvas(source, max_pixels, trim, box)
+    if int(np.ptp(canvas, axis=(0, 1)).max()) <= BLANK_SPREAD:
+        part = "the part inside its box" if box is not None else "it"
+        raise ImageRejected("unseen", f"the {side} drawing shows nothing at the size designs "
+                            f"are compared ({LONG_SIDE} px across): {part} is blank, or its "
+                            "lines are too faint or thin for its size; draw darker or thicker "
+                            "lines, or crop the page to the drawing")
+    return canvas

@@ -31,10 +31,10 @@ import numpy as np
 from redis import Redis
 from rq.job import Job
 
-from worker.core.contract import Box
+from worker.core.contract import SIDES, Box
 from worker.core.queueing import check_upload_name
 from worker.core.storage import Storage
-from worker.pipeline.preprocess import make_canvas
+from worker.pipeline.preprocess import query_canvas
 from worker.service.claims import boxes_of, claim_queued, search_key, sides_of
 
 log = logging.getLogger(__name__)
@@ -91,24 +91,25 @@ class Batcher:
         with self._model_lock:
             self.extractor.use_quantised(blob)
 
-    def _canvas(self, storage: Storage, name: str | None, box: Box | None) -> np.ndarray | None:
+    def _canvas(self, storage: Storage, name: str | None, box: Box | None,
+                side: str) -> np.ndarray | None:
         if name is None:
             return None
-        return make_canvas(storage.read_upload(check_upload_name(name)), self.max_pixels,
-                       self.extractor.trim, box)
+        return query_canvas(storage.read_upload(check_upload_name(name)), self.max_pixels,
+                            self.extractor.trim, box, side)
 
     def canvases(self, storage: Storage, uploads: tuple[str | None, str | None],
                  boxes: tuple[Box | None, Box | None] = (None, None)
                  ) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Uploads (front, back names), each cropped to its box -> 224x224 canvases; raises
         UploadRefused, UploadGone or ImageRejected (the search fails with its message)."""
-        front, back = self._pool.map(self._canvas, (storage, storage), uploads, boxes)
+        front, back = self._pool.map(self._canvas, (storage, storage), uploads, boxes, SIDES)
         return front, back
 
     def _canvases_of(self, storage: Storage, jobs: list[Job]) -> list[tuple[tuple, tuple]]:
         """(key, canvases) of the jobs whose uploads could be prepared (all images at once)."""
-        futures = [[self._pool.submit(self._canvas, storage, name, box)
-                    for name, box in zip(sides_of(job), boxes_of(job), strict=True)]
+        futures = [[self._pool.submit(self._canvas, storage, name, box, side)
+                    for name, box, side in zip(sides_of(job), boxes_of(job), SIDES, strict=True)]
                    for job in jobs]
         prepared = []
         for job, pair in zip(jobs, futures, strict=True):

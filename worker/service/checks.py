@@ -37,7 +37,7 @@ from worker.core.contract import (
 from worker.core.images import ImageRejected
 from worker.core.storage import UploadGone
 from worker.pipeline.appearance import sketched
-from worker.pipeline.preprocess import make_canvas
+from worker.pipeline.preprocess import query_canvas
 from worker.pipeline.ranking import outline_sides
 from worker.service.engine import Engine, current
 from worker.service.jobs import SearchInputError, rank_hits
@@ -65,10 +65,10 @@ def _canvases(engine: Engine, pair: Pair) -> Canvases | str:
     out = []
     for side, data in zip(("front", "back"), pair, strict=True):
         try:
-            out.append(None if data is None else make_canvas(
-                data, engine.settings.max_image_pixels, engine.extractor.trim))
+            out.append(None if data is None else query_canvas(
+                data, engine.settings.max_image_pixels, engine.extractor.trim, None, side))
         except ImageRejected as exc:
-            return f"{side}: {exc}"
+            return str(exc) if exc.reason == "unseen" else f"{side}: {exc}"
     return out[0], out[1]
 
 
