@@ -188,7 +188,15 @@ def _refuse_blank(img: Image.Image, box: Box | None) -> None:
 
 
 def _flat(img: Image.Image) -> bool:
-    """Every band within BLANK_SPREAD levels (an "L" image's extrema are one pair)."""
+    """Every band within BLANK_SPREAD levels (an "L" image's extrema are one pair). The
+    middle eighth of the rows first: a drawing is nearly always not flat there already, and
+    reading them costs an eighth of reading all (a 12-megapixel upload: ~35 ms)."""
+    w, h = img.size
+    middle = img.crop((0, h * 7 // 16, w, max(h * 9 // 16, h * 7 // 16 + 1)))
+    return _spread_within(middle) and _spread_within(img)
+
+
+def _spread_within(img: Image.Image) -> bool:
     extrema = img.getextrema()
     bands = extrema if isinstance(extrema[0], tuple) else (extrema,)
     return all(high - low <= BLANK_SPREAD for low, high in bands)
