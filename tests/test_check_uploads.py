@@ -16,7 +16,8 @@ from rq import Queue
 
 from tests.images import drawn, encode
 from tests.zips import make_zip, pairs_csv, post_collection, symlink_entry
-from worker.core.checks import CANCELLED, CheckedDesign, report_csv
+from worker.core.check_report import report_csv
+from worker.core.checks import CANCELLED, CheckedDesign
 from worker.core.contract import Hit
 
 PNG = encode(drawn(Image.new("RGB", (64, 80), (30, 60, 90))))

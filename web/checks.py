@@ -14,6 +14,7 @@ from web.errors import error_response
 from web.schemas import Error
 from web.searches import MAX_WAIT_S, SEARCH_ID, hit_view
 from web.submissions import discard_uploads
+from worker.core.check_report import report_csv
 from worker.core.checks import (
     CheckState,
     CheckStatus,
@@ -21,7 +22,6 @@ from worker.core.checks import (
     collection_upload_name,
     design_image_name,
     read_check,
-    report_csv,
     wait_for_check,
 )
 

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from worker.core.archive import CollectionRefused, ZipLimits
 from worker.core.bank import BankError
 from worker.core.catalogue import CatalogueError
-from worker.core.checks import report_csv
+from worker.core.check_report import report_csv
 from worker.core.collection import Collection, read_collection, stored_design
 from worker.core.contract import CheckedDesign, SearchOptions, problems
 from worker.core.filters import FilterError, allowed_rows

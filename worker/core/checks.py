@@ -11,13 +11,13 @@ Keys, both expiring after RESULT_TTL:
 - `pairsearch:check:<id>:rows`: hash of row -> `CheckedDesign` JSON, once that design is
   settled (finished or failed). Its length is the progress; the last write announces the end.
 
+The report's CSV is `worker.core.check_report`.
+
 TensorFlow-free: the web imports it.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import time
 import uuid
@@ -30,7 +30,6 @@ from rq.exceptions import InvalidJobOperation
 from rq.job import Job, JobStatus
 
 from worker.core.contract import CheckChunk, CheckedDesign, ChunkRow, SearchOptions
-from worker.core.filters import Filters, as_fields
 from worker.core.queueing import DONE_CHANNEL, RECHECK_S, announce_done
 from worker.core.settings import Settings
 
@@ -40,9 +39,6 @@ CHUNK_LOST = "the worker stopped while checking this design; please submit the c
 CANCELLED = "not checked: the check was cancelled before this design's turn"
 LOST = frozenset({JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED})
 WAITING = frozenset({JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED})
-REPORT_COLUMNS = ("design", "rank", "match", "similarity", "verdict", "front_score",
-                  "back_score", "error", "filters", "swapped", "outline_only")
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet would run such a cell
 
 
 class CheckStatus(StrEnum):
@@ -245,40 +241,3 @@ def wait_for_check(connection: Redis, check_id: str, timeout: float) -> None:
             pubsub.get_message(timeout=min(left, RECHECK_S))
     finally:
         pubsub.close()
-
-
-def _cell(value: object) -> object:
-    """A text cell a spreadsheet will not run as a formula."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return "" if value is None else value
-
-
-def report_rows(designs: list[CheckedDesign], filters: Filters | None = None
-                ) -> list[list[object]]:
-    """One row per design and hit; a design that failed (or is not checked yet): one row.
-    Every row names the filters the designs were compared under (a row read alone, or a
-    report read a season later, still says that hits were looked for among some designs), and
-    the design's sides matched by their outline alone (why a sketch's hits have no verdict).
-    The columns after `error` came later: they are appended, so older readers keep theirs."""
-    compared = "; ".join(as_fields(filters or {}))  # each a `filter` field, as given
-    out: list[list[object]] = []
-    for design in designs:
-        sketched = " ".join(design.outline_only)
-        if design.status != "finished":
-            out.append([design.name, "", "", "", "", "", "", design.error or design.status,
-                        compared, "", sketched])
-        for hit in design.results:
-            out.append([design.name, hit.rank, hit.name, hit.similarity, hit.verdict,
-                        hit.front_score, hit.back_score, "", compared,
-                        str(hit.swapped).lower(), sketched])
-    return out
-
-
-def report_csv(designs: list[CheckedDesign], filters: Filters | None = None) -> str:
-    """The report as CSV text: REPORT_COLUMNS, then `report_rows`."""
-    text = io.StringIO(newline="")
-    writer = csv.writer(text)
-    writer.writerow(REPORT_COLUMNS)
-    writer.writerows([_cell(value) for value in row] for row in report_rows(designs, filters))
-    return text.getvalue()
