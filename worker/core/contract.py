@@ -195,8 +195,8 @@ class SearchResult(BaseModel):
     filters: dict[str, list[str]] = Field(default_factory=dict, description="the filters "
                                           "applied before ranking: column -> values allowed")
     outline_only: list[Literal["front", "back"]] = Field(default_factory=list, description=(
-        "the query's sides that are line sketches, matched by their outline alone (low scores: "
-        "no verdict from a sketch side)"))
+        "the query's sides that are line sketches, matched by their outline alone (no verdict "
+        "when every side weighted above 0 is one)"))
     timings: dict[str, int | float] = Field(default_factory=dict, description="milliseconds "
                                             "per stage, and batch size")
     descriptor: str | None = None
@@ -234,10 +234,8 @@ class CheckedDesign(BaseModel):
     status: DesignStatus
     error: str | None = Field(None, description="only when failed: why, for people")
     results: list[Hit] = Field(default_factory=list, description="best first, at most k")
-    outline_only: list[Literal["front", "back"]] = Field(
-        default_factory=list, description="its sides that are line sketches, matched by their "
-        "outline alone, as a search's (no verdict when every side that counts is one: a side "
-        "weighted 0 does not count)")
+    outline_only: list[Literal["front", "back"]] = Field(default_factory=list, description=(
+        "its sides that are line sketches, as a search's `outline_only`"))
 
 
 def problems(exc: ValidationError) -> list[tuple[str, str]]:
