@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import os
 import subprocess
 import sys
 
@@ -191,6 +192,25 @@ def test_the_cli_checks_a_folder_in_process(indexed_settings, tmp_path):
     assert {r["filters"] for r in report} == {"garment:dress,jacket"}  # as parsed: sorted
     assert [r["error"] for r in report if r["design"] == "broken"] == [
         "front: 'img/nothing.png' is not a file in " + str((tmp_path / "season").resolve())]
+
+
+def test_the_cli_refuses_an_unknown_filter_before_loading_the_model(indexed_settings, tmp_path):
+    files, rows = season_files([2], unrelated=0)
+    for name, data in files.items():
+        (tmp_path / "season" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "season" / name).write_bytes(data)
+    (tmp_path / "season" / "pairs.csv").write_bytes(pairs_csv(rows))
+    blocked = tmp_path / "no-model" / "tensorflow"  # importing the model's library fails
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text("raise ImportError('the model was loaded')\n")
+    env = service_env(indexed_settings)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(blocked.parent),
+                                                      env.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, "-m", "worker.check", str(tmp_path / "season"),
+                           "--filter", "colour:red"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "check: unknown filter column 'colour'" in proc.stderr  # refused before the model
 
 
 def test_a_filtered_check_returns_k_hits_all_passing(indexed_client, run_worker, catalogue_dir):

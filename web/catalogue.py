@@ -4,26 +4,15 @@ descriptor), read again only when the generation changes."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from flask import current_app
 
 from web.errors import RequestRefused
-from worker.core import generations
 from worker.core.bank import BankError, manifest_stamp
-from worker.core.catalogue import Catalogue, CatalogueError, load_catalogue
+from worker.core.catalogue import Catalogue, CatalogueError, listed_catalogue
 from worker.core.filters import FilterError, Filters, check_filters
 from worker.core.readcache import StampedCache, read_manifest_cached
 
-
-def _listed_catalogue(features_dir: Path, database_dir: Path) -> Catalogue:
-    """The catalogue the current generation lists (DATABASE_DIR's pairs.csv for a flat
-    FEATURES_DIR)."""
-    listed = generations.current_dir(features_dir) / "pairs.csv"
-    return load_catalogue(database_dir, listed if listed.is_file() else None)
-
-
-_catalogues = StampedCache(_listed_catalogue)
+_catalogues = StampedCache(listed_catalogue)
 
 
 def current_catalogue() -> Catalogue | None:

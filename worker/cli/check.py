@@ -19,11 +19,11 @@ from tqdm import tqdm
 
 from worker.core.archive import CollectionRefused, ZipLimits
 from worker.core.bank import BankError
-from worker.core.catalogue import CatalogueError
+from worker.core.catalogue import CatalogueError, listed_catalogue
 from worker.core.check_report import report_csv
 from worker.core.collection import Collection, read_collection, stored_design
 from worker.core.contract import CheckedDesign, SearchOptions, problems
-from worker.core.filters import FilterError, allowed_rows
+from worker.core.filters import FilterError, check_filters
 from worker.core.settings import InvalidSetting, Settings
 from worker.pipeline.weights import WeightsUnavailable
 
@@ -82,10 +82,12 @@ def main(argv: list[str] | None = None) -> int:
         options = SearchOptions(k=args.k, front_weight=args.front_weight,
                                 sides_unknown=args.sides_unknown, filters=args.filter)
         collection = read_collection(args.path, ZipLimits.of(settings), settings.check_max_pairs)
+        if options.filters:  # a name the catalogue lacks: refused before the model loads
+            check_filters(options.filters, listed_catalogue(settings.features_dir,
+                                                            settings.database_dir))
         from worker.service.engine import Engine
 
         engine = Engine(settings)
-        allowed_rows(options.filters, engine.snapshot.catalogue)  # a name it lacks: refused now
         designs = run_check(engine, collection, options, not args.no_progress)
     except ValidationError as exc:
         print(f"check: {problems(exc)[0][1]}", file=sys.stderr)

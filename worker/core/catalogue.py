@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from worker.core import generations
 from worker.core.storage import write_aside
 
 COLUMNS = ("name", "front", "back")
@@ -135,3 +136,10 @@ def write_catalogue_csv(database_dir: Path, names: list[str], fronts: list[str],
     """Write `pairs.csv` aside and swap it in, so a reader never sees half a file."""
     return write_aside(Path(database_dir), "pairs.csv",
                        catalogue_csv(names, fronts, backs, extra))
+
+
+def listed_catalogue(features_dir: Path, database_dir: Path) -> Catalogue:
+    """The catalogue the current generation lists (DATABASE_DIR's pairs.csv for a flat
+    FEATURES_DIR): what a search is filtered over."""
+    listed = generations.current_dir(features_dir) / "pairs.csv"
+    return load_catalogue(database_dir, listed if listed.is_file() else None)
