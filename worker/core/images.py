@@ -179,15 +179,15 @@ def _refuse_blank(img: Image.Image, box: Box | None) -> None:
     one colour alone, is refused: it has no design to compare, and its hits would only be
     the plainest garments (or, read as a line sketch, garments cut alike). Judged at full
     size (the worker also refuses a drawing that shows nothing on its canvas)."""
-    if _flat(img):
+    if is_flat(img):
         raise ImageRejected("blank", "the drawing is blank (one flat colour, nothing drawn on "
                             "it); upload the drawing of the design")
-    if box is not None and _flat(crop_to_box(img, box)):
+    if box is not None and is_flat(crop_to_box(img, box)):
         raise ImageRejected("blank_box", "the box holds one flat colour alone, no line or "
                             "pattern of the design; draw it around a part that has some")
 
 
-def _flat(img: Image.Image) -> bool:
+def is_flat(img: Image.Image) -> bool:
     """Every band within BLANK_SPREAD levels (an "L" image's extrema are one pair). The
     middle eighth of the rows first: a drawing is nearly always not flat there already, and
     reading them costs an eighth of reading all (a 12-megapixel upload: ~35 ms)."""

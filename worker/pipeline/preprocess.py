@@ -15,9 +15,9 @@ from PIL import Image
 
 from worker.core.contract import Box
 from worker.core.images import (  # noqa: F401 - to_rgb: step 2
-    BLANK_SPREAD,
     ImageRejected,
     crop_to_box,
+    is_flat,
     load_image,
     to_rgb,
 )
@@ -95,7 +95,7 @@ def query_canvas(source: bytes | str | Path, max_pixels: int, trim: bool, box: B
     canvas the model sees: a faint or thin drawing on a large page averages away at 200 px,
     and is then matched as blank paper (what the web's blank check cannot see)."""
     canvas = make_canvas(source, max_pixels, trim, box)
-    if int(np.ptp(canvas, axis=(0, 1)).max()) <= BLANK_SPREAD:
+    if is_flat(Image.fromarray(canvas)):  # Pillow's extrema: ~0.15 ms, numpy's ptp ~1.5 ms
         part = "the part inside its box" if box is not None else "it"
         raise ImageRejected("unseen", f"the {side} drawing shows nothing at the size designs "
                             f"are compared ({LONG_SIDE} px across): {part} is blank, or its "
