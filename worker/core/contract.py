@@ -32,16 +32,14 @@ GRID_COLUMNS = 5  # pairs a row on the rendered grid (the search page links each
 Verdict = Literal["copy", "near-duplicate", "similar"]
 Score = Annotated[float, Field(description="cosine-based score, higher is closer")]
 
+
 def parse_box(value: object, field: str) -> Box | None:
     """`x0,y0,x1,y1` (a string or four numbers) as fractions of the drawing's width and height,
     0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1, each side at least MIN_BOX; blank: None."""
     if value is None or (isinstance(value, str) and not value.strip()):
         return None
-    if isinstance(value, str):
-        text = re.fullmatch(BOX_TEXT, value.strip())
-        parts: object = text.groups() if text else ()
-    else:
-        parts = value
+    text = re.fullmatch(BOX_TEXT, value.strip()) if isinstance(value, str) else None
+    parts: object = (text.groups() if text else ()) if isinstance(value, str) else value
     try:
         box = tuple(float(p) for p in parts)  # type: ignore[union-attr]
     except (TypeError, ValueError):
