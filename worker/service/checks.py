@@ -45,6 +45,7 @@ from worker.service.jobs import SearchInputError, rank_hits
 log = logging.getLogger(__name__)
 Pair = tuple[bytes | None, bytes | None]  # a design's drawings (front, back), None: no such side
 Canvases = tuple[np.ndarray | None, np.ndarray | None]
+BLANK = np.full((224, 224, 3), 255, dtype=np.uint8)  # a side the design does not have
 
 
 class Ranked(NamedTuple):
@@ -56,8 +57,6 @@ class Ranked(NamedTuple):
     def design(self, name: str) -> CheckedDesign:
         return CheckedDesign(name=name, status="finished", results=self.hits,
                              outline_only=self.outline_only)
-
-BLANK = np.full((224, 224, 3), 255, dtype=np.uint8)  # a side the design does not have
 
 
 def _canvases(engine: Engine, pair: Pair) -> Canvases | str:
