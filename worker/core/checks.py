@@ -156,26 +156,20 @@ def cancel_check(connection: Redis, state: CheckState, ttl: int) -> list[int]:
 
 def settle_cancelled(connection: Redis, check_id: str, names: dict[int, str], ttl: int) -> None:
     """Settle designs (row -> name) as not checked for the cancel; one settled meanwhile keeps
-    its outcome. The write that settles the last one wakes whoever waits for the check."""
-    rows_key = KEY + check_id + ":rows"
-    with connection.pipeline() as pipe:
-        for row, name in names.items():
-            pipe.hsetnx(rows_key, row, CheckedDesign(name=name, status="failed",
-                                                      error=CANCELLED).model_dump_json())
-        pipe.expire(rows_key, ttl)
-        pipe.hlen(rows_key)
-        pipe.hget(KEY + check_id, "total")
-        *_, done, total = pipe.execute()
-    if total is not None and done >= int(total):
-        announce_done(connection, check_id)
+    its outcome."""
+    record_outcomes(connection, check_id, {
+        row: CheckedDesign(name=name, status="failed", error=CANCELLED)
+        for row, name in names.items()}, ttl, keep_settled=True)
 
 
 def record_outcomes(connection: Redis, check_id: str, outcomes: dict[int, CheckedDesign],
-                    ttl: int) -> None:
-    """Settle designs; the write that settles the last one wakes whoever waits for the check."""
+                    ttl: int, keep_settled: bool = False) -> None:
+    """Settle designs (`keep_settled`: only those not settled yet); the write that settles the
+    last one wakes whoever waits for the check."""
     rows = KEY + check_id + ":rows"
     with connection.pipeline() as pipe:
-        pipe.hset(rows, mapping={row: outcome.model_dump_json() for row, outcome in outcomes.items()})
+        for row, outcome in outcomes.items():
+            (pipe.hsetnx if keep_settled else pipe.hset)(rows, row, outcome.model_dump_json())
         pipe.expire(rows, ttl)
         pipe.hlen(rows)
         pipe.hget(KEY + check_id, "total")
