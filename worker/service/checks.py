@@ -62,7 +62,7 @@ class Ranked(NamedTuple):
 def _canvases(engine: Engine, pair: Pair) -> Canvases | str:
     """A design's 224x224 canvases, or why one of its drawings is refused."""
     out = []
-    for side, data in zip(("front", "back"), pair, strict=True):
+    for side, data in zip(SIDES, pair, strict=True):
         try:
             out.append(None if data is None else query_canvas(
                 data, engine.settings.max_image_pixels, engine.extractor.trim, None, side))
