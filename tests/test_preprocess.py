@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageFilter
 
 from tests.images import encode
-from worker.core.images import ImageRejected, inspect_image
+from worker.core.images import ImageRejected, inspect_image, is_flat
 from worker.pipeline.preprocess import CANVAS, _median3_below, make_canvas
 
 
@@ -151,6 +151,12 @@ def test_a_drawing_that_shows_nothing_on_the_canvas_is_refused_naming_its_side()
         assert refused.value.reason == "unseen"
         assert refused.value.args[0].startswith("the back drawing shows nothing at the size")
         assert ("inside its box" in refused.value.args[0]) == (box is not None)
+    grain = np.random.default_rng(3).normal(235, 3, (3000, 4000, 3))  # blank tinted paper
+    scan = Image.fromarray(np.clip(grain, 0, 255).astype(np.uint8))
+    assert not is_flat(scan)  # the web's check, at full size, sees its grain as ink
+    for trim in (False, True):  # the white padding around a 4:3 page is not ink either
+        with pytest.raises(ImageRejected, match="front drawing shows nothing"):
+            query_canvas(encode(scan, "JPEG"), 10**8, trim, None, "front")
     ImageDraw.Draw(page).line([(0, 1000), (3999, 1000)], fill=(0, 0, 0), width=24)
     canvas = query_canvas(encode(page), 10**8, True, None, "front")  # a line that shows
     assert canvas.shape == (CANVAS, CANVAS, 3) and canvas.min() < 100
