@@ -24,7 +24,9 @@ def test_search_end_to_end(indexed_client, run_worker, indexed_settings):
     body = response.get_json()
     assert body["status"] == "queued" and response.headers["Location"] == body["url"]
     assert indexed_client.get(body["url"]).get_json()["status"] == "queued"
-    assert indexed_client.get(f"{body['url']}/result.jpg").status_code == 409
+    for waiting in (f"{body['url']}/result.jpg", f"{body['url']}/results.csv"):
+        refused = indexed_client.get(waiting)
+        assert refused.status_code == 409 and refused.get_json()["error"] == "not_ready"
 
     run_worker()
 
@@ -133,7 +135,8 @@ def test_too_large_upload_is_413(redis, indexed_settings):
 
 def test_unknown_ids_are_404(indexed_client):
     for url in ("/api/searches/0123456789abcdef0123456789abcdef", "/api/searches/nope",
-                "/api/searches/0123456789abcdef0123456789abcdef/result.jpg", "/searches/zz"):
+                "/api/searches/0123456789abcdef0123456789abcdef/result.jpg",
+                "/api/searches/0123456789abcdef0123456789abcdef/results.csv", "/searches/zz"):
         response = indexed_client.get(url)
         assert response.status_code == 404
 
@@ -145,7 +148,9 @@ def test_failed_search_reports_its_error(indexed_client, run_worker, indexed_set
     run_worker()
     body = indexed_client.get(url).get_json()
     assert body["status"] == "failed" and "resubmit" in body["error"]
-    assert indexed_client.get(f"{url}/result.jpg").status_code == 409
+    for failed in (f"{url}/result.jpg", f"{url}/results.csv"):
+        refused = indexed_client.get(failed)
+        assert refused.status_code == 409 and refused.get_json()["error"] == "search_failed"
 
 
 def test_a_drawing_too_faint_to_show_fails_its_search_saying_so(indexed_client, run_worker):

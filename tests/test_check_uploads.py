@@ -16,9 +16,9 @@ from rq import Queue
 
 from tests.images import drawn, encode
 from tests.zips import make_zip, pairs_csv, post_collection, symlink_entry
-from worker.core.check_report import report_csv
 from worker.core.checks import CANCELLED, CheckedDesign
 from worker.core.contract import Hit
+from worker.core.results_csv import report_csv
 
 PNG = encode(drawn(Image.new("RGB", (64, 80), (30, 60, 90))))
 ROW = [("a", "a-f.png", "a-b.png")]

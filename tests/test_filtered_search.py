@@ -4,6 +4,7 @@ passing the filter, whenever k designs pass; on the exact bank search and on the
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import io
 
@@ -12,6 +13,7 @@ import pytest
 from tests.images import N_PAIRS, design_pair
 from worker.core.catalogue import load_catalogue
 from worker.core.queueing import enqueue_search
+from worker.core.results_csv import SEARCH_COLUMNS
 from worker.pipeline.verdicts import similarity, thresholds_in, verdict_scores
 
 pytestmark = pytest.mark.slow
@@ -106,6 +108,34 @@ def test_values_ored_columns_anded(indexed_client, run_search_worker, catalogue)
     if run_search_worker.path == "coarse":  # the few allowed searched exactly; faiss, the rest
         assert run_search_worker.calls == [(len(both), len(both)),
                                            (len(either) - 1, len(either))]
+
+
+def test_a_search_downloads_as_csv_with_its_filters_and_catalogue_columns(indexed_client,
+                                                                           run_worker):
+    url = submit(indexed_client, 4, "garment:jacket,dress")
+    run_worker()
+    body = finished(indexed_client, url)
+    assert body["csv_url"] == f"{url}/results.csv"
+    response = indexed_client.get(body["csv_url"])
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    assert response.headers["Content-Disposition"] == \
+        f'attachment; filename="search-{body["id"][:8]}.csv"'
+    header, *rows = csv.reader(io.StringIO(response.get_data(as_text=True)))
+    assert header == [*SEARCH_COLUMNS, "garment", "season"]
+    assert len(rows) == 4
+    for row, hit in zip(rows, body["results"], strict=True):  # what the JSON says, best first
+        cells = dict(zip(header, row, strict=True))
+        assert cells["rank"] == str(hit["rank"]) and cells["match"] == hit["name"]
+        assert cells["verdict"] == (hit["verdict"] or "")
+        assert cells["similarity"] == ("" if hit["similarity"] is None else str(hit["similarity"]))
+        assert float(cells["front_score"]) == hit["front_score"]
+        assert float(cells["back_score"]) == hit["back_score"]
+        assert cells["filters"] == "garment:dress,jacket" and cells["swapped"] == "false"
+        assert cells["outline_only"] == ""
+        assert (cells["garment"], cells["season"]) == (hit["columns"]["garment"],
+                                                       hit["columns"]["season"])
+    page = indexed_client.get(url.replace("/api/searches/", "/searches/")).get_data(as_text=True)
+    assert f'id="results-csv" href="{body["csv_url"]}"' in page
 
 
 def test_the_verdict_lead_is_taken_among_the_filtered_hits(indexed_client, run_worker,

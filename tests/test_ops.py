@@ -68,6 +68,7 @@ def api_schema(app):
 
 OPERATIONS = [("POST", "/api/searches"), ("GET", "/api/searches/{search_id}"),
               ("GET", "/api/searches/{search_id}/result.jpg"),
+              ("GET", "/api/searches/{search_id}/results.csv"),
               ("GET", "/api/searches/{search_id}/match/{rank}.jpg"), ("POST", "/api/designs"),
               ("DELETE", "/api/designs/{name}"), ("GET", "/healthz"), ("GET", "/readyz"),
               ("GET", "/metrics"), ("GET", "/openapi.json"), ("GET", "/api/catalogue"),
@@ -141,6 +142,8 @@ def test_document_states_the_limits_and_refusals(client, settings):
     assert "403" in add["responses"]
     image = doc["paths"]["/api/searches/{search_id}/result.jpg"]["get"]["responses"]["200"]
     assert list(image["content"]) == ["image/jpeg"]
+    for table in ("/api/searches/{search_id}/results.csv", "/api/checks/{check_id}/report.csv"):
+        assert list(doc["paths"][table]["get"]["responses"]["200"]["content"]) == ["text/csv"]
 
 
 def test_undeclared_methods_answer_405_with_allow(client):
@@ -368,12 +371,18 @@ def test_metrics_and_documents_of_finished_and_failed_searches(indexed_app, inde
     image = indexed_client.get(finished.get_json()["image_url"])
     assert image.status_code == 200
     api_schema["/api/searches/{search_id}/result.jpg"]["GET"].validate_response(image)
+    table = indexed_client.get(finished.get_json()["csv_url"])
+    assert table.status_code == 200 and len(table.text.splitlines()) == 1 + 4
+    api_schema["/api/searches/{search_id}/results.csv"]["GET"].validate_response(table)
     failed = indexed_client.get(f"/api/searches/{doomed}")
     assert failed.get_json()["status"] == "failed"
     api_schema["/api/searches/{search_id}"]["GET"].validate_response(failed)
     not_ready = indexed_client.get(f"/api/searches/{doomed}/result.jpg")
     assert not_ready.status_code == 409
     api_schema["/api/searches/{search_id}/result.jpg"]["GET"].validate_response(not_ready)
+    not_ready = indexed_client.get(f"/api/searches/{doomed}/results.csv")
+    assert not_ready.status_code == 409
+    api_schema["/api/searches/{search_id}/results.csv"]["GET"].validate_response(not_ready)
 
     values = metric_values(indexed_client.get("/metrics").text)
     assert values['pairsearch_searches{status="finished"}'] == 1

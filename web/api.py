@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from flask import Blueprint, abort, current_app, jsonify, request, send_file, url_for
+from flask import Blueprint, Response, abort, current_app, jsonify, request, send_file, url_for
 
 from web.apidoc import Responses, api
 from web.errors import RequestRefused, error_response
@@ -13,8 +13,10 @@ from web.schemas import Error, Health, Search, SearchCreated, SearchForm, WaitQu
 from web.searches import MAX_WAIT_S, SearchStatus, describe, fetch_search
 from web.submissions import submit_search
 from worker.core.bank import BankError
+from worker.core.contract import SearchResult
 from worker.core.queueing import ENDED, wait_until_done
 from worker.core.readcache import read_manifest_cached
+from worker.core.results_csv import SEARCH_COLUMNS, search_csv
 
 bp = Blueprint("api", __name__)
 SEARCH_ID = {"search_id": "the id the submission returned (32 lowercase hex digits); any other "
@@ -88,28 +90,56 @@ def get_search(search_id: str):
     return jsonify(describe(job))
 
 
-@bp.get("/api/searches/<search_id>/result.jpg")
-@api.validate(tags=["searches"], operation_id="getSearchImage",
-              path_parameter_descriptions=SEARCH_ID, skip_validation=True, resp=Responses(
-                  HTTP_200=(None, "the grid: the query pair, then each hit (JPEG)"),
-                  HTTP_404=(Error, "unknown, expired or malformed id, or the image has expired"),
-                  HTTP_409=(Error, "not finished yet (`not_ready`) or failed (`search_failed`)"),
-                  HTTP_503=UNAVAILABLE))
-def get_result_image(search_id: str):
-    """The rendered grid of a finished search"""
-    job = _job_or_404(search_id)
+NOT_FINISHED = (Error, "not finished yet (`not_ready`) or failed (`search_failed`)")
+
+
+def _finished(job) -> Response | None:
+    """None for a finished search; else the 409 that says why it has nothing to show."""
     body = describe(job)
     if body["status"] == SearchStatus.FAILED:
         return error_response(409, "search_failed", f"the search failed: {body['error']}")
     if body["status"] != SearchStatus.FINISHED:
         return error_response(409, "not_ready", "the search has not finished yet; poll "
                               f"{body['url']} until its status is 'finished'")
+    return None
+
+
+@bp.get("/api/searches/<search_id>/result.jpg")
+@api.validate(tags=["searches"], operation_id="getSearchImage",
+              path_parameter_descriptions=SEARCH_ID, skip_validation=True, resp=Responses(
+                  HTTP_200=(None, "the grid: the query pair, then each hit (JPEG)"),
+                  HTTP_404=(Error, "unknown, expired or malformed id, or the image has expired"),
+                  HTTP_409=NOT_FINISHED, HTTP_503=UNAVAILABLE))
+def get_result_image(search_id: str):
+    """The rendered grid of a finished search"""
+    job = _job_or_404(search_id)
+    if (refused := _finished(job)) is not None:
+        return refused
     data = current_app.extensions["storage"].read_result(f"{job.id}.jpg")
     if data is None:
         abort(404, description="the result image has expired")
     response = send_file(io.BytesIO(data), mimetype="image/jpeg", etag=False)
     response.direct_passthrough = False  # spectree's wrapper reads every body back (in memory)
     return response
+
+
+@bp.get("/api/searches/<search_id>/results.csv")
+@api.validate(tags=["searches"], operation_id="getSearchCsv",
+              path_parameter_descriptions=SEARCH_ID, skip_validation=True, resp=Responses(
+                  HTTP_200=(None, "CSV, a row per hit, best first: " + ",".join(SEARCH_COLUMNS)
+                            + ", then the catalogue's further columns the hits carry (garment, "
+                            "season, ...); `filters`, `swapped`, `outline_only` as in a "
+                            "check's report"),
+                  HTTP_404=(Error, "unknown, expired or malformed id"),
+                  HTTP_409=NOT_FINISHED, HTTP_503=UNAVAILABLE))
+def get_result_csv(search_id: str):
+    """The hits of a finished search, as CSV"""
+    job = _job_or_404(search_id)
+    if (refused := _finished(job)) is not None:
+        return refused
+    return Response(search_csv(SearchResult.model_validate(job.return_value())),
+                    mimetype="text/csv", headers={
+                        "Content-Disposition": f'attachment; filename="search-{job.id[:8]}.csv"'})
 
 
 @bp.get("/healthz")

@@ -14,7 +14,6 @@ from web.errors import error_response
 from web.schemas import Error
 from web.searches import MAX_WAIT_S, SEARCH_ID, hit_view
 from web.submissions import discard_uploads
-from worker.core.check_report import report_csv
 from worker.core.checks import (
     CheckState,
     CheckStatus,
@@ -24,6 +23,7 @@ from worker.core.checks import (
     read_check,
     wait_for_check,
 )
+from worker.core.results_csv import report_csv
 
 bp = Blueprint("checks", __name__)
 CHECK_ID = {"check_id": "the id the submission returned (32 lowercase hex digits); any other "

@@ -125,7 +125,7 @@ class HitView(Hit):
 
 def _when_finished() -> dict[str, Any]:
     """The contract's `SearchResult` fields as the API shows them: only once finished, `results`
-    with URLs, no `image` (its URL is `image_url`)."""
+    with URLs, no `image` (its URL is `image_url`; the hits as CSV: `csv_url`)."""
     fields: dict[str, Any] = {
         name: (info.annotation | SkipJsonSchema[None], Field(None, description=info.description))
         for name, info in SearchResult.model_fields.items() if name not in ("results", "image")}
@@ -133,6 +133,8 @@ def _when_finished() -> dict[str, Any]:
                          Field(None, description="best first, at most k"))
     fields["image_url"] = (str | SkipJsonSchema[None],
                            Field(None, description="the rendered grid (result.jpg)"))
+    fields["csv_url"] = (str | SkipJsonSchema[None],
+                         Field(None, description="the hits as CSV (results.csv)"))
     return fields
 
 

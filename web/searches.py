@@ -77,7 +77,8 @@ def describe(job: Job) -> dict:
         result = SearchResult.model_validate(job.return_value())
         body.update(result.model_dump(exclude={"results", "image"}),
                     results=[hit_view(hit) for hit in result.results],
-                    image_url=url_for("api.get_result_image", search_id=job.id))
+                    image_url=url_for("api.get_result_image", search_id=job.id),
+                    csv_url=url_for("api.get_result_csv", search_id=job.id))
     elif status is SearchStatus.FAILED:
         body["error"] = error_message(job)
     return body

@@ -20,10 +20,10 @@ from tqdm import tqdm
 from worker.core.archive import CollectionRefused, ZipLimits
 from worker.core.bank import BankError
 from worker.core.catalogue import CatalogueError, listed_catalogue
-from worker.core.check_report import report_csv
 from worker.core.collection import Collection, read_collection, stored_design
 from worker.core.contract import CheckedDesign, SearchOptions, problems
 from worker.core.filters import FilterError, check_filters
+from worker.core.results_csv import report_csv
 from worker.core.settings import InvalidSetting, Settings
 from worker.pipeline.weights import WeightsUnavailable
 

@@ -11,7 +11,7 @@ Keys, both expiring after RESULT_TTL:
 - `pairsearch:check:<id>:rows`: hash of row -> `CheckedDesign` JSON, once that design is
   settled (finished or failed). Its length is the progress; the last write announces the end.
 
-The report's CSV is `worker.core.check_report`.
+The report's CSV is `worker.core.results_csv`.
 
 TensorFlow-free: the web imports it.
 """

@@ -1,16 +1,21 @@
-"""A collection check's report as CSV: a row per design and hit (the API's report.csv and
-`python -m worker.check`'s output). TensorFlow-free: the web imports it."""
+"""Results as CSV: a collection check's report (a row per design and hit: the API's
+report.csv and `python -m worker.check`'s output) and one search's hits (results.csv).
+TensorFlow-free: the web imports it."""
 
 from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterable
 
-from worker.core.contract import CheckedDesign
+from worker.core.contract import CheckedDesign, Hit, SearchResult
 from worker.core.filters import Filters, as_fields
 
 REPORT_COLUMNS = ("design", "rank", "match", "similarity", "verdict", "front_score",
                   "back_score", "error", "filters", "swapped", "outline_only")
+# a search's: the report's, less the design and its error, then the hits' catalogue columns
+SEARCH_COLUMNS = ("rank", "match", "similarity", "verdict", "front_score", "back_score",
+                  "filters", "swapped", "outline_only")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet would run such a cell
 
 
@@ -19,6 +24,19 @@ def _cell(value: object) -> object:
     if isinstance(value, str) and value.startswith(FORMULA_START):
         return "'" + value
     return "" if value is None else value
+
+
+def _csv(header: Iterable[str], rows: Iterable[Iterable[object]]) -> str:
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow([_cell(name) for name in header])
+    writer.writerows([_cell(value) for value in row] for row in rows)
+    return text.getvalue()
+
+
+def _scores(hit: Hit) -> list[object]:
+    """A hit's cells from `match` to `back_score`."""
+    return [hit.name, hit.similarity, hit.verdict, hit.front_score, hit.back_score]
 
 
 def report_rows(designs: list[CheckedDesign], filters: Filters | None = None
@@ -36,16 +54,22 @@ def report_rows(designs: list[CheckedDesign], filters: Filters | None = None
             out.append([design.name, "", "", "", "", "", "", design.error or design.status,
                         compared, "", sketched])
         for hit in design.results:
-            out.append([design.name, hit.rank, hit.name, hit.similarity, hit.verdict,
-                        hit.front_score, hit.back_score, "", compared,
+            out.append([design.name, hit.rank, *_scores(hit), "", compared,
                         str(hit.swapped).lower(), sketched])
     return out
 
 
 def report_csv(designs: list[CheckedDesign], filters: Filters | None = None) -> str:
     """The report as CSV text: REPORT_COLUMNS, then `report_rows`."""
-    text = io.StringIO(newline="")
-    writer = csv.writer(text)
-    writer.writerow(REPORT_COLUMNS)
-    writer.writerows([_cell(value) for value in row] for row in report_rows(designs, filters))
-    return text.getvalue()
+    return _csv(REPORT_COLUMNS, report_rows(designs, filters))
+
+
+def search_csv(result: SearchResult) -> str:
+    """A finished search's hits as CSV: SEARCH_COLUMNS, then each catalogue column the hits
+    carry (garment, season, ...: pairs.csv's order); a row per hit, best first."""
+    compared = "; ".join(as_fields(result.filters))
+    sketched = " ".join(result.outline_only)
+    columns = list(dict.fromkeys(name for hit in result.results for name in hit.columns))
+    return _csv((*SEARCH_COLUMNS, *columns), (
+        [hit.rank, *_scores(hit), compared, str(hit.swapped).lower(), sketched,
+         *(hit.columns.get(name, "") for name in columns)] for hit in result.results))
