@@ -217,6 +217,12 @@ def test_the_report_has_a_row_per_hit_and_keeps_formulas_out():
     filtered = report_csv(designs, {"garment": ["dress", "jacket"], "season": ["SS26"]})
     assert all(',"garment:dress,jacket; season:SS26",' in line
                for line in filtered.splitlines()[1:])
+    described = hit.model_copy(update={"columns": {"garment": "dress", "season": "SS26"}})
+    lines = report_csv([designs[1], CheckedDesign(name="a", status="finished",
+                                                  results=[described])]).splitlines()
+    assert lines[0].endswith(",outline_only,garment,season")  # the hits' catalogue columns
+    assert lines[1:] == ["b,,,,,,,front: not a JPEG or PNG image,,,,,",
+                         "a,1,dress-0001,96,copy,0.91,-0.2,,,false,,dress,SS26"]
 
 
 def test_the_form_takes_a_zip_and_shows_its_progress_or_its_refusal(client, redis):

@@ -62,6 +62,7 @@ def test_a_season_of_copies_and_new_designs(indexed_client, indexed_settings, ex
     assert len(report) == 30 * 20
     firsts = {r["design"]: r for r in report if r["rank"] == "1"}
     assert firsts["copy-of-dress-0013"]["match"] == "dress-0013"
+    assert firsts["copy-of-dress-0013"]["garment"] == "dress"  # the hit's catalogue columns
     assert firsts["copy-of-dress-0013"]["verdict"] in FLAGGED
     assert list(indexed_settings.upload_dir.iterdir()) == []  # each chunk dropped its drawings
 
@@ -124,7 +125,7 @@ def test_a_missing_drawing_fails_its_row_and_the_others_are_checked(indexed_clie
     lines = report.get_data(as_text=True).splitlines()
     assert len(lines) == 1 + 3 + 1 + 3 + 3 + 3 + 1
     assert [ln for ln in lines if ln.startswith("lost,")] == [
-        "lost,,,,,,,back: 'gone.png' is not in the ZIP,,,"]
+        "lost,,,,,,,back: 'gone.png' is not in the ZIP,,,,,"]  # garment, season: blank
     rows = list(csv.DictReader(io.StringIO(report.get_data(as_text=True))))
     firsts = {r["design"]: r for r in rows if r["rank"] == "1"}
     assert (firsts["one"]["swapped"], firsts["two"]["swapped"]) == ("false", "true")
@@ -186,6 +187,7 @@ def test_the_cli_checks_a_folder_in_process(indexed_settings, tmp_path):
     assert len(report) == 3 * 5 + 1
     firsts = {r["design"]: r for r in report if r["rank"] == "1"}
     assert firsts["copy-of-jacket-0002"]["match"] == "jacket-0002"
+    assert firsts["copy-of-jacket-0002"]["garment"] == "jacket"
     assert firsts["copy-of-dress-0009"]["verdict"] in FLAGGED
     assert firsts["new-00"]["verdict"] not in FLAGGED
     assert {r["match"].split("-")[0] for r in report if r["match"]} <= {"jacket", "dress"}

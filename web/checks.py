@@ -161,7 +161,8 @@ def delete_check(check_id: str):
                                   "failed; `filters`: the check's `filter` fields, "
                                   "`; `-separated (blank: none); `swapped`: true/false, as a "
                                   "hit's; `outline_only`: `front`, `back`, `front back` or "
-                                  "blank, as the design's"),
+                                  "blank, as the design's; then the catalogue's further "
+                                  "columns the hits carry (garment, season, ...)"),
                   HTTP_404=(Error, "unknown, expired or malformed id"),
                   HTTP_409=(Error, "not finished yet (`not_ready`)"), HTTP_503=UNAVAILABLE))
 def get_report(check_id: str):

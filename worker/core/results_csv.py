@@ -39,29 +39,39 @@ def _scores(hit: Hit) -> list[object]:
     return [hit.name, hit.similarity, hit.verdict, hit.front_score, hit.back_score]
 
 
-def report_rows(designs: list[CheckedDesign], filters: Filters | None = None
-                ) -> list[list[object]]:
+def _catalogue_columns(hits: Iterable[Hit]) -> list[str]:
+    """The further pairs.csv columns (garment, season, ...) the hits carry, in their order."""
+    return list(dict.fromkeys(name for hit in hits for name in hit.columns))
+
+
+def report_rows(designs: list[CheckedDesign], filters: Filters | None = None,
+                columns: list[str] | None = None) -> list[list[object]]:
     """One row per design and hit; a design that failed (or is not checked yet): one row.
     Every row names the filters the designs were compared under (a row read alone, or a
     report read a season later, still says that hits were looked for among some designs), and
-    the design's sides matched by their outline alone (why a sketch's hits have no verdict).
-    The columns after `error` came later: they are appended, so older readers keep theirs."""
+    the design's sides matched by their outline alone (why a sketch's hits have no verdict);
+    then each hit's value in `columns` (the catalogue's). The columns after `error` came
+    later: they are appended, so older readers keep theirs."""
     compared = "; ".join(as_fields(filters or {}))  # each a `filter` field, as given
+    columns = columns or []
     out: list[list[object]] = []
     for design in designs:
         sketched = " ".join(design.outline_only)
         if design.status != "finished":
             out.append([design.name, "", "", "", "", "", "", design.error or design.status,
-                        compared, "", sketched])
+                        compared, "", sketched, *([""] * len(columns))])
         for hit in design.results:
             out.append([design.name, hit.rank, *_scores(hit), "", compared,
-                        str(hit.swapped).lower(), sketched])
+                        str(hit.swapped).lower(), sketched,
+                        *(hit.columns.get(name, "") for name in columns)])
     return out
 
 
 def report_csv(designs: list[CheckedDesign], filters: Filters | None = None) -> str:
-    """The report as CSV text: REPORT_COLUMNS, then `report_rows`."""
-    return _csv(REPORT_COLUMNS, report_rows(designs, filters))
+    """The report as CSV text: REPORT_COLUMNS and the catalogue columns the hits carry, then
+    `report_rows`."""
+    columns = _catalogue_columns(hit for design in designs for hit in design.results)
+    return _csv((*REPORT_COLUMNS, *columns), report_rows(designs, filters, columns))
 
 
 def search_csv(result: SearchResult) -> str:
@@ -69,7 +79,7 @@ def search_csv(result: SearchResult) -> str:
     carry (garment, season, ...: pairs.csv's order); a row per hit, best first."""
     compared = "; ".join(as_fields(result.filters))
     sketched = " ".join(result.outline_only)
-    columns = list(dict.fromkeys(name for hit in result.results for name in hit.columns))
+    columns = _catalogue_columns(result.results)
     return _csv((*SEARCH_COLUMNS, *columns), (
         [hit.rank, *_scores(hit), compared, str(hit.swapped).lower(), sketched,
          *(hit.columns.get(name, "") for name in columns)] for hit in result.results))
