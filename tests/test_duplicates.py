@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from tests.test_ops import CONFORMANCE
 from worker.core.bank import write_bank
 from worker.core.duplicates import DUPLICATES, duplicate_groups, read_duplicates
 from worker.core.generations import current_dir
+from worker.core.results_csv import duplicates_csv
 from worker.dev.services import service_env
 from worker.pipeline.duplicates import after_add, after_remove, find_duplicates
 from worker.pipeline.verdicts import thresholds_for
@@ -116,6 +118,27 @@ def test_the_api_lists_the_groups_at_the_verdict_asked(synthetic):
     assert count[0] <= count[1] < count[2]
 
 
+def test_the_csv_has_a_row_per_pair_of_the_groups_the_json_lists(synthetic):
+    client = synthetic[0]
+    for verdict in ("copy", "similar"):
+        groups = client.get(f"/api/duplicates?min_verdict={verdict}").get_json()["groups"]
+        response = client.get(f"/api/duplicates.csv?min_verdict={verdict}")
+        assert response.status_code == 200 and response.mimetype == "text/csv"
+        assert response.headers["Content-Disposition"] == \
+            f'attachment; filename="duplicates-{verdict}.csv"'
+        header, *rows = csv.reader(io.StringIO(response.get_data(as_text=True)))
+        assert header == ["a", "b", "similarity", "verdict", "group"]
+        assert rows == [[p["a"], p["b"], str(p["similarity"]), p["verdict"], str(number)]
+                        for number, g in enumerate(groups, 1) for p in g["pairs"]]
+    refused = client.get("/api/duplicates.csv?min_verdict=nope")
+    assert refused.status_code == 400 and refused.get_json()["error"] == "invalid_min_verdict"
+    page = client.get("/duplicates?min_verdict=similar").get_data(as_text=True)
+    assert 'id="duplicates-csv" href="/api/duplicates.csv?min_verdict=similar"' in page
+    pair = {"a": "=HYPERLINK(1)", "b": "b", "similarity": 99, "verdict": "copy"}
+    assert duplicates_csv([{"designs": ["=HYPERLINK(1)", "b"], "pairs": [pair]}]).splitlines() \
+        == ["a,b,similarity,verdict,group", "'=HYPERLINK(1),b,99,copy,1"]  # no formulas run
+
+
 def test_a_bad_min_verdict_is_a_400_naming_it(synthetic):
     client = synthetic[0]
     for bad in ("duplicate", "COPY", ""):
@@ -128,8 +151,9 @@ def test_a_bad_min_verdict_is_a_400_naming_it(synthetic):
 
 
 def test_no_index_or_one_without_duplicates_is_503_no_index(client, settings):
-    response = client.get("/api/duplicates")
-    assert response.status_code == 503 and response.get_json()["error"] == "no_index"
+    for url in ("/api/duplicates", "/api/duplicates.csv"):
+        response = client.get(url)
+        assert response.status_code == 503 and response.get_json()["error"] == "no_index"
     assert response.headers["Retry-After"]
     front, back, _ = seeded_bank(50, 2)
     write_generation(settings.features_dir, front, back, duplicates=False)
@@ -190,15 +214,16 @@ def test_the_endpoint_conforms_to_its_openapi_document(synthetic, mode):
     client = synthetic[0]
     schema = schemathesis.openapi.from_wsgi("/openapi.json", client.application)
     doc = json.loads(client.get("/openapi.json").data)
-    assert set(doc["paths"]["/api/duplicates"]["get"]["responses"]) == {"200", "400", "503"}
+    for path in ("/api/duplicates", "/api/duplicates.csv"):
+        assert set(doc["paths"][path]["get"]["responses"]) == {"200", "400", "503"}
 
-    @given(case=schema["/api/duplicates"]["GET"].as_strategy(generation_mode=mode))
-    @hypothesis_settings(max_examples=20, deadline=None, database=None,
-                         suppress_health_check=list(HealthCheck))
-    def fuzz(case):
-        case.call_and_validate(checks=[not_a_server_error, *CONFORMANCE])
+        @given(case=schema[path]["GET"].as_strategy(generation_mode=mode))
+        @hypothesis_settings(max_examples=20, deadline=None, database=None,
+                             suppress_health_check=list(HealthCheck))
+        def fuzz(case):
+            case.call_and_validate(checks=[not_a_server_error, *CONFORMANCE])
 
-    fuzz()
+        fuzz()
 
 
 def test_the_list_judges_a_nearest_design_by_its_thresholds_lead_weight():

@@ -72,7 +72,7 @@ OPERATIONS = [("POST", "/api/searches"), ("GET", "/api/searches/{search_id}"),
               ("GET", "/api/searches/{search_id}/match/{rank}.jpg"), ("POST", "/api/designs"),
               ("DELETE", "/api/designs/{name}"), ("GET", "/healthz"), ("GET", "/readyz"),
               ("GET", "/metrics"), ("GET", "/openapi.json"), ("GET", "/api/catalogue"),
-              ("GET", "/api/duplicates"),
+              ("GET", "/api/duplicates"), ("GET", "/api/duplicates.csv"),
               ("POST", "/api/checks"), ("GET", "/api/checks/{check_id}"),
               ("DELETE", "/api/checks/{check_id}"), ("GET", "/api/checks/{check_id}/report.csv"),
               ("GET", "/api/checks/{check_id}/designs/{row}.jpg")]
@@ -95,9 +95,9 @@ def test_app_conforms_to_its_openapi_document(api_schema, method, path, mode):
 
     (Driven with hypothesis directly: schemathesis' pytest plugin `from_fixture` breaks on
     pytest 9.2, which dropped `Node._nodeid`.)"""
-    # without an index, /readyz and /api/duplicates answer their documented 503
-    # (tests/test_duplicates.py fuzzes /api/duplicates over an index)
-    checks = ([*CONFORMANCE] if path in ("/readyz", "/api/duplicates")
+    # without an index, /readyz and /api/duplicates(.csv) answer their documented 503
+    # (tests/test_duplicates.py fuzzes the duplicates over an index)
+    checks = ([*CONFORMANCE] if path in ("/readyz", "/api/duplicates", "/api/duplicates.csv")
               else [not_a_server_error, *CONFORMANCE])
     if method == "POST":  # in-process (WSGI) generation ignores the drawings format for files:
         checks.remove(positive_data_acceptance)  # the CLI run checks valid uploads accepted
@@ -142,7 +142,8 @@ def test_document_states_the_limits_and_refusals(client, settings):
     assert "403" in add["responses"]
     image = doc["paths"]["/api/searches/{search_id}/result.jpg"]["get"]["responses"]["200"]
     assert list(image["content"]) == ["image/jpeg"]
-    for table in ("/api/searches/{search_id}/results.csv", "/api/checks/{check_id}/report.csv"):
+    for table in ("/api/searches/{search_id}/results.csv", "/api/checks/{check_id}/report.csv",
+                  "/api/duplicates.csv"):
         assert list(doc["paths"][table]["get"]["responses"]["200"]["content"]) == ["text/csv"]
 
 

@@ -29,7 +29,8 @@ RAW_BODIES = {("getSearchImage", "200"): ("image/jpeg", {"type": "string", "form
               ("getMatchImage", "200"): ("image/jpeg", {"type": "string", "format": "binary"}),
               ("metrics", "200"): ("text/plain", {"type": "string"}),
               ("getCheckReport", "200"): ("text/csv", {"type": "string"}),
-              ("getSearchCsv", "200"): ("text/csv", {"type": "string"})}
+              ("getSearchCsv", "200"): ("text/csv", {"type": "string"}),
+              ("listDuplicatesCsv", "200"): ("text/csv", {"type": "string"})}
 HEADERS = {("createSearch", "202"): {"Location": {"description": "the search's URL (`url`)",
                                                   "required": True, "schema": {"type": "string"}}},
            ("createCheck", "202"): {"Location": {"description": "the check's URL (`url`)",

@@ -1,4 +1,4 @@
-"""Duplicates inside the catalogue: GET /api/duplicates and the /duplicates review page.
+"""Duplicates inside the catalogue: GET /api/duplicates (and .csv) and the /duplicates review page.
 
 Both read the pairs the current generation lists (worker.core.duplicates, computed when the
 index was built or edited): the web loads no bank and scores nothing.
@@ -6,13 +6,14 @@ index was built or edited): the web loads no bank and scores nothing.
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, render_template, request, url_for
+from flask import Blueprint, Response, current_app, jsonify, render_template, request, url_for
 
 from web.apidoc import Responses, api
 from web.errors import RequestRefused
 from web.schemas import Duplicates, DuplicatesQuery, Error
 from worker.core.bank import BankError
 from worker.core.duplicates import DEFAULT_MIN_VERDICT, VERDICTS, duplicate_groups, read_duplicates_cached
+from worker.core.results_csv import DUPLICATES_COLUMNS, duplicates_csv
 
 bp = Blueprint("duplicates", __name__)
 
@@ -50,6 +51,23 @@ def list_duplicates():
     `min_verdict`, so a group may hold designs joined only through another one."""
     _, groups = _groups(_min_verdict())
     return jsonify(groups=groups)
+
+
+@bp.get("/api/duplicates.csv")
+@api.validate(query=DuplicatesQuery, tags=["catalogue"], operation_id="listDuplicatesCsv",
+              skip_validation=True, resp=Responses(
+                  HTTP_200=(None, "CSV, a row per pair: " + ",".join(DUPLICATES_COLUMNS)
+                            + "; `group` numbers the groups from 1, as the page does"),
+                  HTTP_400=(Error, "`min_verdict` is not copy, near-duplicate or similar "
+                                   "(`invalid_min_verdict`)"),
+                  HTTP_503=(Error, "no index, or one built before duplicates were listed "
+                                   "(`no_index`)")))
+def list_duplicates_csv():
+    """The duplicate pairs as CSV, for a spreadsheet"""
+    min_verdict = _min_verdict()
+    _, groups = _groups(min_verdict)
+    return Response(duplicates_csv(groups), mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="duplicates-{min_verdict}.csv"'})
 
 
 @bp.get("/duplicates")

@@ -5,25 +5,13 @@ catalogue designs whose pairs are judged at least that verdict, as the index lis
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
 from worker.core.bank import BankError
 from worker.core.duplicates import DEFAULT_MIN_VERDICT, VERDICTS, duplicate_groups, read_duplicates
+from worker.core.results_csv import duplicates_csv
 from worker.core.settings import InvalidSetting, Settings
-
-CSV_COLUMNS = ("a", "b", "similarity", "verdict", "group")
-
-
-def write_csv(path: Path, groups: list[dict]) -> None:
-    """One row per pair; `group` numbers the groups from 1, as printed."""
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(CSV_COLUMNS)
-        for number, group in enumerate(groups, start=1):
-            for pair in group["pairs"]:
-                writer.writerow([pair["a"], pair["b"], pair["similarity"], pair["verdict"], number])
 
 
 def print_groups(groups: list[dict], n_designs: int, min_verdict: str) -> None:
@@ -48,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         manifest, pairs = read_duplicates(settings.features_dir)
         groups = duplicate_groups(pairs, manifest["names"], args.min_verdict)
         if args.csv is not None:
-            write_csv(args.csv, groups)
+            args.csv.write_text(duplicates_csv(groups), newline="")
     except (BankError, InvalidSetting, OSError) as exc:
         print(f"duplicates: {exc}", file=sys.stderr)
         return 1

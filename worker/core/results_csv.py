@@ -1,5 +1,6 @@
 """Results as CSV: a collection check's report (a row per design and hit: the API's
-report.csv and `python -m worker.check`'s output) and one search's hits (results.csv).
+report.csv and `python -m worker.check`'s output), one search's hits (results.csv) and the
+catalogue's duplicate pairs (duplicates.csv, `python -m worker.duplicates --csv`).
 TensorFlow-free: the web imports it."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ REPORT_COLUMNS = ("design", "rank", "match", "similarity", "verdict", "front_sco
 # a search's: the report's, less the design and its error, then the hits' catalogue columns
 SEARCH_COLUMNS = ("rank", "match", "similarity", "verdict", "front_score", "back_score",
                   "filters", "swapped", "outline_only")
+DUPLICATES_COLUMNS = ("a", "b", "similarity", "verdict", "group")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet would run such a cell
 
 
@@ -83,3 +85,11 @@ def search_csv(result: SearchResult) -> str:
     return _csv((*SEARCH_COLUMNS, *columns), (
         [hit.rank, *_scores(hit), compared, str(hit.swapped).lower(), sketched,
          *(hit.columns.get(name, "") for name in columns)] for hit in result.results))
+
+
+def duplicates_csv(groups: list[dict]) -> str:
+    """The duplicate groups (worker.core.duplicates.duplicate_groups) as CSV: a row per pair;
+    `group` numbers the groups from 1, as the page and the CLI show them."""
+    return _csv(DUPLICATES_COLUMNS, (
+        [pair["a"], pair["b"], pair["similarity"], pair["verdict"], number]
+        for number, group in enumerate(groups, start=1) for pair in group["pairs"]))
