@@ -138,17 +138,22 @@ def test_no_live_worker_means_503_not_a_queue_forever(indexed_settings, redis):
     assert list(settings.upload_dir.iterdir()) == []
 
 
-def test_expired_uploads_and_results_are_deleted(tmp_path):
-    old, new, leftover = tmp_path / "old.jpg", tmp_path / "new.jpg", tmp_path / ".x.part"
-    for path in (old, new, leftover):
+def test_expired_uploads_and_results_are_deleted_and_nothing_else(tmp_path):
+    search = "0123456789abcdef0123456789abcdef"
+    old, new = tmp_path / f"{search}-front.png", tmp_path / f"{search}.jpg"
+    leftover = tmp_path / f".{search}.jpg.0a1b2c3d.part"
+    theirs = [tmp_path / ".gitkeep", tmp_path / "notes.txt", tmp_path / ".x.part"]
+    for path in (old, new, leftover, *theirs):
         path.write_bytes(b"x")
     now = time.time()
-    os.utime(old, (now - 7200, now - 7200))
+    for path in (old, *theirs):
+        os.utime(path, (now - 7200, now - 7200))
     os.utime(leftover, (now - 4000, now - 4000))
     assert FileStorage(tmp_path, tmp_path / "output").sweep(5 * 3600, now=now) == 1
     assert not leftover.exists() and old.exists() and new.exists()
     assert FileStorage(tmp_path, tmp_path / "output").sweep(3600, now=now) == 1
     assert not old.exists() and new.exists()
+    assert all(path.exists() for path in theirs)  # a clone's .gitkeep, a user's file: not ours
 
 
 def test_a_running_worker_survives_a_redis_restart(indexed_settings, tmp_path):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -26,6 +27,10 @@ from worker.core.settings import Settings
 
 KEY_PREFIX = "pairsearch:blob:"
 TEMP_GRACE_S = 3600  # aside-written files older than this are leftovers of a crash
+# every name the service stores starts with its search's or check's id (32 hex digits), and
+# `write_aside` writes `.<that name>.<8 hex>.part` first: the sweep deletes nothing else
+# (a clone's `.gitkeep`, a file someone put there)
+OURS = re.compile(r"[0-9a-f]{32}[^/]*|\.[0-9a-f]{32}[^/]*\.[0-9a-f]{8}\.part")
 log = logging.getLogger(__name__)
 
 
@@ -87,13 +92,16 @@ class FileStorage:
                 log.error("cannot create %s: %s", folder, exc)
 
     def sweep(self, ttl_s: int, now: float | None = None) -> int:
-        """Delete files older than `ttl_s` (and crash leftovers `.*` older than an hour)."""
+        """Delete our files (`OURS`) older than `ttl_s`, and crash leftovers (`.*.part`) older
+        than an hour."""
         now = time.time() if now is None else now
         removed = 0
         for folder in (self.upload_dir, self.output_dir):
             if not folder.is_dir():
                 continue
             for path in folder.iterdir():
+                if not OURS.fullmatch(path.name):
+                    continue
                 limit = min(ttl_s, TEMP_GRACE_S) if path.name.startswith(".") else ttl_s
                 try:
                     if path.is_file() and now - path.stat().st_mtime > limit:
