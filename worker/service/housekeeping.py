@@ -1,10 +1,12 @@
-"""Keeping the queue honest: searches left started by a worker that died are failed."""
+"""Keeping the queue honest: searches left started by a worker that died are failed, and jobs
+a worker popped but never started are put back."""
 
 from __future__ import annotations
 
 import logging
 import os
 import socket
+import time
 import uuid
 
 from redis import Redis
@@ -19,6 +21,8 @@ from worker.core.queueing import announce_done
 
 log = logging.getLogger(__name__)
 HEARTBEAT_GRACE_S = 60  # beyond JOB_TIMEOUT: a worker this long silent is gone
+DROPPED_GRACE_S = 30  # a live worker marks a job it popped started within milliseconds
+REQUEUED_PREFIX = "pairsearch:requeued:"  # one worker puts a dropped job back, not each
 
 
 def worker_name() -> str:
@@ -97,3 +101,39 @@ def fail_orphaned_searches(queue: Queue, failure_ttl: int, own_name: str | None 
         log.warning("search %s was abandoned by dead worker %s: marked failed", job_id,
                     job.worker_name)
     return failed
+
+
+def requeue_dropped(queue: Queue, suspects: dict[str, float],
+                    now_s: float | None = None) -> list[str]:
+    """Put back, at the head of `queue`, its jobs that a worker popped and never started.
+
+    A worker serving several queues (ours serve four) pops with BLPOP, which RQ keeps no copy
+    of (its reliable BLMOVE is for one queue only): a job popped by a worker that froze, was
+    killed or lost the reply is then in no queue and no registry, 'queued' until it expires.
+    Such a job is put back once it has been seen so for DROPPED_GRACE_S: `suspects` (id ->
+    first seen, this worker's earlier runs) is updated in place.
+    """
+    connection, now_s = queue.connection, time.time() if now_s is None else now_s
+    prefix = Job.redis_job_namespace_prefix
+    keys = [key for key in connection.scan_iter(match=f"{prefix}*", count=1000)
+            if b":" not in key[len(prefix):]]  # jobs, not their dependents' sets
+    with connection.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.hmget(key, "status", "origin")
+        fields = pipe.execute()
+    waiting = set(queue.get_job_ids())
+    seen = {}
+    for key, (status, origin) in zip(keys, fields, strict=True):
+        job_id = key[len(prefix):].decode()
+        if status == JobStatus.QUEUED.value.encode() and origin == queue.name.encode() \
+                and job_id not in waiting:
+            seen[job_id] = suspects.get(job_id, now_s)
+    requeued = [job_id for job_id, since in seen.items() if now_s - since >= DROPPED_GRACE_S
+                and connection.set(REQUEUED_PREFIX + job_id, 1, nx=True, ex=DROPPED_GRACE_S)]
+    for job_id in requeued:
+        queue.push_job_id(job_id, at_front=True)
+        log.warning("job %s was popped off %s by a worker that never started it: put back",
+                    job_id, queue.name)
+    suspects.clear()
+    suspects.update((job_id, since) for job_id, since in seen.items() if job_id not in requeued)
+    return requeued

@@ -20,7 +20,7 @@ from worker.core.queueing import UploadRefused, announce_done, check_upload_name
 from worker.core.settings import Settings
 from worker.indexing.recovery import recover_at_start
 from worker.service.engine import Engine, install
-from worker.service.housekeeping import fail_orphaned_searches, worker_name
+from worker.service.housekeeping import fail_orphaned_searches, requeue_dropped, worker_name
 from worker.service.reports import REPORTS
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ class SearchWorker(SimpleWorker):
         kwargs.setdefault("exception_handlers", [record_error])
         super().__init__(*args, **kwargs)
         self.engine = engine
+        self.dropped: dict[str, dict[str, float]] = {}  # queue -> job id -> first seen dropped
 
     stop_signalled = False  # SIGTERM/SIGINT seen: RQ flags it only when a job is running
 
@@ -88,9 +89,11 @@ class SearchWorker(SimpleWorker):
                 log.warning("could not announce the end of %s: %s", job.id, exc)
 
     def run_maintenance_tasks(self):
-        """RQ's registry clean-up, plus: fail searches of dead workers, delete expired files."""
+        """RQ's registry clean-up, plus: fail searches of dead workers, put back jobs a worker
+        popped and never started, delete expired files."""
         super().run_maintenance_tasks()
         for queue in self.queues:
+            requeue_dropped(queue, self.dropped.setdefault(queue.name, {}))
             for job_id in fail_orphaned_searches(queue, self.engine.settings.result_ttl,
                                                  self.name, self.engine.settings.job_timeout):
                 try:
