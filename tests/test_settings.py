@@ -52,3 +52,31 @@ def test_service_env_carries_every_setting_to_a_child(tmp_path):
     settings = Settings(database_dir=tmp_path / "db", precision="float32", require_worker=False,
                         read_ahead=False, batch_size=3, admin_token="t", storage="redis")
     assert Settings.from_env(service_env(settings)) == settings
+
+
+def test_make_run_refuses_a_second_run_from_its_folder_or_a_taken_port(tmp_path):
+    """Before it starts anything: a second supervisor would share the first's Redis data,
+    and gunicorn finds its port taken only after Redis and the worker are up."""
+    import socket
+
+    from worker.cli.supervisor import _hold_lock
+
+    def supervise(port: int) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "worker.cli.supervisor", "--port",
+                               str(port), "--run-dir", str(tmp_path / "run")],
+                              env={**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0"},
+                              capture_output=True, text=True, timeout=60)
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        lock = _hold_lock(tmp_path / "run")  # a first run holds the folder
+        proc = supervise(taken.getsockname()[1])
+        assert proc.returncode == 1 and "another `make run` is running from this folder" \
+            in proc.stderr
+        lock.close()
+        proc = supervise(taken.getsockname()[1])
+        assert proc.returncode == 1
+        assert f"port {taken.getsockname()[1]} is already in use" in proc.stderr
+    assert "web on" not in proc.stdout and "Traceback" not in proc.stderr
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["supervisor.lock"]

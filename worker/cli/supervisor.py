@@ -1,18 +1,21 @@
 """`python -m worker.cli.supervisor`: what `make run` starts.
 
-Redis (a local redis-server when REDIS_URL is unset), one search worker (restarted if it
-dies), and the web app under gunicorn (gevent workers, gunicorn.conf.py) on
-http://127.0.0.1:5000. Ctrl-C stops them all.
+Redis (a local redis-server when REDIS_URL is unset, its data in .run/redis), one search
+worker (restarted if it dies), and the web app under gunicorn (gevent workers,
+gunicorn.conf.py) on http://127.0.0.1:5000. Ctrl-C stops them all. One at a time per folder
+(.run/supervisor.lock): a second would share the first's Redis data.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from worker.core.settings import REPO_ROOT, InvalidSetting, Settings
 from worker.dev.processes import free_port, port_in_use, start_redis, stop_process
@@ -25,23 +28,50 @@ def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, *args], env=env, cwd=REPO_ROOT)
 
 
+def _hold_lock(run_dir: Path):
+    """The open lock file of this folder's run, or None while another supervisor holds it
+    (the OS drops the lock when its holder exits, however it exits)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = open(run_dir / "supervisor.lock", "w")  # noqa: SIM115 - held for the whole run
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        return None
+    return lock
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
+    parser.add_argument("--run-dir", type=Path, default=REPO_ROOT / ".run",
+                        help="the lock, and the local Redis's data (default .run)")
     args = parser.parse_args(argv)
     try:
         Settings.from_env()  # a bad setting stops here, not in a worker restarted forever
     except InvalidSetting as exc:
         print(f"supervisor: {exc}", file=sys.stderr)
         return 2
+    lock = _hold_lock(args.run_dir)
+    if lock is None:
+        print(f"supervisor: another `make run` is running from this folder (it holds "
+              f"{args.run_dir / 'supervisor.lock'}, and its Redis keeps its data in "
+              f"{args.run_dir / 'redis'}); stop it first (Ctrl-C there), or run from another "
+              "clone", file=sys.stderr)
+        return 1
+    if port_in_use(args.port):  # before anything starts: gunicorn would fail only after them
+        print(f"supervisor: port {args.port} is already in use (another server); stop it, or "
+              "set PORT to a free port", file=sys.stderr)
+        return 1
     env = dict(os.environ)
     children: list[subprocess.Popen] = []
     if not env.get("REDIS_URL"):
         port = 6379 if not port_in_use(6379) else free_port()
-        children.append(start_redis(port, REPO_ROOT / ".run" / "redis"))
+        children.append(start_redis(port, args.run_dir / "redis"))
         env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
-        print(f"supervisor: started redis-server on port {port} (append-only, .run/redis)")
+        print(f"supervisor: started redis-server on port {port} (append-only, "
+              f"{args.run_dir / 'redis'})")
     web = _spawn(web_command(f"{args.host}:{args.port}"), env)
     worker = _spawn(["-m", "worker"], env)
     children += [web, worker]
@@ -75,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:  # worker and web first (they finish their requests), Redis last
         for child in reversed(children):
             stop_process(child)
+        lock.close()
 
 
 if __name__ == "__main__":
