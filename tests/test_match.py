@@ -162,6 +162,26 @@ def test_match_views_refuse_ranks_and_unfinished_searches(indexed_client, run_wo
 
 
 @pytest.mark.slow
+def test_a_hit_removed_from_the_catalogue_since_the_search_says_so(indexed_client, run_worker,
+                                                                   indexed_settings, redis):
+    search = post_pair(indexed_client, FRONT, BACK, k=3).get_json()
+    run_worker()
+    hit = indexed_client.get(search["url"]).get_json()["results"][0]
+    drawing = indexed_settings.database_dir / hit["front"]
+    moved = drawing.rename(drawing.with_name(f".{drawing.name}.away"))  # as a removal does
+    try:
+        queue = Queue(indexed_settings.match_queue_name, connection=redis)
+        answer, = fetch_while_the_worker_runs(
+            indexed_client, run_worker, queue, [f"/api/searches/{search['id']}/match/1.jpg"])
+    finally:
+        moved.rename(drawing)
+    assert answer.status_code == 409 and answer.get_json()["error"] == "match_failed"
+    message = answer.get_json()["message"]
+    assert f"{hit['name']} is no longer in the catalogue as it was when you searched" in message
+    assert str(indexed_settings.database_dir) not in message  # no server folders shown
+
+
+@pytest.mark.slow
 def test_a_boxed_search_finds_the_design_the_box_was_cut_from(indexed_client, run_worker,
                                                              indexed_settings):
     page, box = cluttered_query(9)

@@ -74,20 +74,30 @@ def query_canvases(engine: Engine, search_id: str) -> dict[str, np.ndarray]:
             for side, data in kept.items() if data}
 
 
-def hit_canvas(engine: Engine, relative: str) -> np.ndarray:
-    """A catalogue drawing on the canvas, prepared as the index prepared it."""
+def hit_canvas(engine: Engine, hit: Hit, relative: str) -> np.ndarray:
+    """A catalogue drawing on the canvas, prepared as the index prepared it. The messages
+    name the drawing as the catalogue does, never the server's folders."""
     try:
-        return make_canvas(engine.snapshot.catalogue.image_path(relative),
-                           engine.settings.max_image_pixels, engine.extractor.trim)
-    except (OSError, ImageRejected, CatalogueError) as exc:
-        raise MatchInputError(f"the catalogue drawing {relative} cannot be read: {exc}") from None
+        path = engine.snapshot.catalogue.image_path(relative)
+    except CatalogueError:
+        raise MatchInputError(f"the drawing {relative} is outside the catalogue") from None
+    if not path.is_file():
+        raise MatchInputError(
+            f"{hit.name} is no longer in the catalogue as it was when you searched (its drawing "
+            f"{relative} was removed or replaced); search again to compare with the catalogue "
+            "as it is now")
+    try:
+        return make_canvas(path, engine.settings.max_image_pixels, engine.extractor.trim)
+    except ImageRejected as exc:
+        raise MatchInputError(f"the catalogue drawing {relative} cannot be read: "
+                              f"{str(exc).replace(str(path), relative)}") from None
 
 
 def compare(engine: Engine, query: dict[str, np.ndarray], hit: Hit) -> list[Panel]:
     """One panel per side of the query (a side it lacks: the hit's drawing alone), each
     against the side of the hit it was scored with."""
     scored_with = dict(zip(SIDES, ("back", "front") if hit.swapped else SIDES, strict=True))
-    drawings = {side: hit_canvas(engine, getattr(hit, side)) for side in SIDES}
+    drawings = {side: hit_canvas(engine, hit, getattr(hit, side)) for side in SIDES}
     images = [*query.values(), *drawings.values()]
     maps = engine.batcher.feature_maps(np.stack(images))
     fmap = dict(zip([f"q-{s}" for s in query] + [f"h-{s}" for s in drawings],
