@@ -116,7 +116,6 @@ class WaitQuery(Model):
 
 class HitView(Hit):
     """A hit as the API shows it: the contract's `Hit` and the URLs of its two images."""
-
     model_config = ConfigDict(extra="forbid")
 
     front_url: str = Field(description="`/database/<front>`")
@@ -131,10 +130,9 @@ def _when_finished() -> dict[str, Any]:
         for name, info in SearchResult.model_fields.items() if name not in ("results", "image")}
     fields["results"] = (list[HitView] | SkipJsonSchema[None],
                          Field(None, description="best first, at most k"))
-    fields["image_url"] = (str | SkipJsonSchema[None],
-                           Field(None, description="the rendered grid (result.jpg)"))
-    fields["csv_url"] = (str | SkipJsonSchema[None],
-                         Field(None, description="the hits as CSV (results.csv)"))
+    for name, what in (("image_url", "the rendered grid (result.jpg)"),
+                       ("csv_url", "the hits as CSV (results.csv)")):
+        fields[name] = (str | SkipJsonSchema[None], Field(None, description=what))
     return fields
 
 
@@ -235,7 +233,8 @@ class DuplicatesQuery(Model):
 class DuplicatePair(Closed):
     a: str = Field(description="a design's name")
     b: str = Field(description="the other design's name (later in pairs.csv)")
-    similarity: int = Field(ge=0, le=100, description="0-100, as a search's hit")
+    similarity: int = Field(ge=0, le=100, description="0-100 on the list's own scale: a "
+                            "search with one of the two designs may give another figure")
     verdict: Verdict = Field(description="judged on the pair's score (docs/quality.md)")
 
 
