@@ -11,6 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from PIL import Image
 from rq import Queue
 
 from tests.http import post_pair
@@ -143,6 +144,13 @@ def test_cli_import_adds_a_batch(own_catalogue, tmp_path):
                            env=service_env(own_catalogue), capture_output=True, text=True,
                            timeout=120)
     assert again.returncode == 1 and "no design named 'nope'" in again.stderr
+    Image.new("RGB", (300, 200), "white").save(tmp_path / "empty.png")  # an empty layer
+    blank = subprocess.run([sys.executable, "-m", "worker.cli.catalogue", "add", "blank-one",
+                            str(tmp_path / "empty.png"), str(batch / rows[1].split(",")[2])],
+                           env=service_env(own_catalogue), capture_output=True, text=True,
+                           timeout=300)
+    assert blank.returncode == 1 and "empty.png: the drawing is blank" in blank.stderr
+    assert load_catalogue(own_catalogue.database_dir).names[-1] == "imported-2"  # as the API
 
 
 def test_an_edit_refuses_banks_that_no_longer_match_pairs_csv(own_catalogue):

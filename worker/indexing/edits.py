@@ -34,7 +34,7 @@ from worker.core.bank import (
 from worker.core.catalogue import DESIGN_NAME, Catalogue, catalogue_csv, load_catalogue, write_catalogue_csv
 from worker.core.duplicates import DUPLICATES, DuplicatePairs, read_duplicates
 from worker.core.generations import catalogue_lock, current_id
-from worker.core.images import load_image
+from worker.core.images import ImageRejected, load_image, refuse_blank
 from worker.core.queueing import EXTENSION
 from worker.core.settings import Settings
 from worker.core.storage import write_aside
@@ -96,9 +96,15 @@ def _save(settings: Settings, bank: FeatureBank, before: Catalogue, after: Catal
 
 
 def _read_image(settings: Settings, source: Path) -> tuple[str, bytes]:
-    """Validate an image; (its catalogue path images/<sha256[:16]>.<ext>, its bytes)."""
+    """Validate an image as an upload is (a blank drawing too: the API refuses it before it
+    reaches here, the CLI did not); (its catalogue path images/<sha256[:16]>.<ext>, its
+    bytes). A refusal names the file."""
     data = Path(source).read_bytes()
-    image = load_image(data, settings.max_image_pixels)
+    try:
+        image = load_image(data, settings.max_image_pixels)
+        refuse_blank(to_rgb(image))
+    except ImageRejected as exc:
+        raise ImageRejected(exc.reason, f"{Path(source).name}: {exc}") from None
     return f"images/{hashlib.sha256(data).hexdigest()[:16]}.{EXTENSION[image.format]}", data
 
 
