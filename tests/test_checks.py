@@ -196,7 +196,7 @@ def test_the_cli_checks_a_folder_in_process(indexed_settings, tmp_path):
         "front: 'img/nothing.png' is not a file in " + str((tmp_path / "season").resolve())]
 
 
-def test_the_cli_refuses_an_unknown_filter_before_loading_the_model(indexed_settings, tmp_path):
+def test_the_cli_refuses_bad_arguments_before_loading_the_model(indexed_settings, tmp_path):
     files, rows = season_files([2], unrelated=0)
     for name, data in files.items():
         (tmp_path / "season" / name).parent.mkdir(parents=True, exist_ok=True)
@@ -208,11 +208,19 @@ def test_the_cli_refuses_an_unknown_filter_before_loading_the_model(indexed_sett
     env = service_env(indexed_settings)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(blocked.parent),
                                                       env.get("PYTHONPATH")]))
-    proc = subprocess.run([sys.executable, "-m", "worker.check", str(tmp_path / "season"),
-                           "--filter", "colour:red"], env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 1, proc.stderr[-2000:]
-    assert "check: unknown filter column 'colour'" in proc.stderr  # refused before the model
+    (tmp_path / "sketch.png").write_bytes(files[next(iter(files))])
+    for args, says in (
+            (["--filter", "colour:red"], "check: unknown filter column 'colour'"),
+            (["--out", str(tmp_path / "gone" / "r.csv")], f"there is no folder {tmp_path / 'gone'}"),
+            (["--out", str(tmp_path)], "is a folder; name the report's file")):
+        proc = subprocess.run([sys.executable, "-m", "worker.check", str(tmp_path / "season"),
+                               *args], env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 1, proc.stderr[-2000:]
+        assert says in proc.stderr  # refused before the model: no hour's check lost
+    proc = subprocess.run([sys.executable, "-m", "worker.check", str(tmp_path / "sketch.png")],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "sketch.png is not a ZIP, a folder holding pairs.csv, or " \
+        "a CSV" in proc.stderr
 
 
 def test_a_filtered_check_returns_k_hits_all_passing(indexed_client, run_worker, catalogue_dir):

@@ -11,6 +11,7 @@ through the model CHECK_CHUNK_PAIRS at a time and are ranked as searches are
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -75,8 +76,24 @@ def _checked(engine, designs: list, options: SearchOptions, check_pairs) -> list
     return out
 
 
+def unwritable(out: Path | None) -> str | None:
+    """Why the report could not be written to `out`, known before an hour's check."""
+    if out is None:
+        return None
+    if out.is_dir():
+        return f"--out {out} is a folder; name the report's file"
+    if not out.parent.is_dir():
+        return f"--out {out}: there is no folder {out.parent}"
+    if not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        return f"--out {out}: not writable here"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if (refused := unwritable(args.out)) is not None:
+        print(f"check: {refused}", file=sys.stderr)
+        return 1
     try:
         settings = Settings.from_env()
         options = SearchOptions(k=args.k, front_weight=args.front_weight,
@@ -97,10 +114,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"check: {exc}", file=sys.stderr)
         return 1
     report = report_csv(designs, options.filters)
-    if args.out is None:
-        sys.stdout.write(report)
+    if args.out is not None:
+        try:
+            args.out.write_text(report, newline="")
+        except OSError as exc:  # the check is not lost: the report goes to standard output
+            print(f"check: could not write {args.out} ({exc.strerror}); the report follows on "
+                  "standard output", file=sys.stderr)
+            sys.stdout.write(report)
+            return 1
     else:
-        args.out.write_text(report, newline="")
+        sys.stdout.write(report)
     failed = sum(d.status == "failed" for d in designs)
     print(f"checked {len(designs) - failed} of {len(designs)} designs"
           + (f" ({failed} failed: see the error column)" if failed else "")

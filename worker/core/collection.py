@@ -194,8 +194,13 @@ def read_collection(path: Path, limits: ZipLimits, max_pairs: int) -> Collection
     """A ZIP, a folder holding pairs.csv, or a CSV (the CLI's PATH); OSError if unreadable."""
     if path.is_dir():
         return from_files(path / PAIRS_CSV, limits, max_pairs)
-    if path.suffix.lower() == ".zip":
+    with open(path, "rb") as f:
+        zipped = f.read(4) == b"PK\x03\x04"  # a ZIP whatever its name says
+    if path.suffix.lower() == ".zip" or zipped:
         return from_zip(io.BytesIO(path.read_bytes()), limits, max_pairs)
+    if path.suffix.lower() not in (".csv", ".txt"):
+        raise CollectionRefused(400, "invalid_collection", f"{path.name} is not a ZIP, a "
+                                "folder holding pairs.csv, or a CSV of name,front,back rows")
     return from_files(path, limits, max_pairs)
 
 
