@@ -144,6 +144,11 @@ def test_cli_import_adds_a_batch(own_catalogue, tmp_path):
                            env=service_env(own_catalogue), capture_output=True, text=True,
                            timeout=120)
     assert again.returncode == 1 and "no design named 'nope'" in again.stderr
+    missing = subprocess.run([sys.executable, "-m", "worker.cli.catalogue", "import",
+                              str(tmp_path / "missing")], env=service_env(own_catalogue),
+                             capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 1 and "nothing to import at" in missing.stderr
+    assert "worker.cli.sample" not in missing.stderr
     Image.new("RGB", (300, 200), "white").save(tmp_path / "empty.png")  # an empty layer
     blank = subprocess.run([sys.executable, "-m", "worker.cli.catalogue", "add", "blank-one",
                             str(tmp_path / "empty.png"), str(batch / rows[1].split(",")[2])],

@@ -202,6 +202,9 @@ def read_import(source: Path) -> list[tuple[str, Path, Path]]:
     """Designs to import from a folder with pairs.csv, or from a name,front,back CSV; image
     paths are relative to the CSV's folder."""
     csv_path = source / "pairs.csv" if source.is_dir() else source
+    if not csv_path.is_file():  # not the catalogue's own "no catalogue: make a sample" advice
+        raise CatalogueEditError(f"nothing to import at {source}: name a folder holding "
+                                 "pairs.csv, or a CSV of name,front,back rows")
     batch = load_catalogue(csv_path.parent, csv_path)
     return [(name, batch.image_path(front), batch.image_path(back))
             for name, front, back in zip(batch.names, batch.fronts, batch.backs, strict=True)]
