@@ -80,3 +80,12 @@ def test_make_run_refuses_a_second_run_from_its_folder_or_a_taken_port(tmp_path)
         assert f"port {taken.getsockname()[1]} is already in use" in proc.stderr
     assert "web on" not in proc.stdout and "Traceback" not in proc.stderr
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["supervisor.lock"]
+
+
+@pytest.mark.parametrize("size", ["0", "-1", "x", "257"])
+def test_the_index_refuses_a_batch_size_it_cannot_use(size, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "worker.cli.index", "--batch-size", size],
+                          env={**os.environ, "FEATURES_DIR": str(tmp_path / "features")},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2  # before anything is read: no traceback, no misleading hint
+    assert f"must be a whole number from 1 to 256, got '{size}'" in proc.stderr

@@ -21,11 +21,26 @@ from worker.indexing.chunks import ChunkMissing, UnreadableImages
 from worker.indexing.distributed import DistributedBuildFailed
 from worker.pipeline.weights import WeightsUnavailable
 
+BATCH_MAX = 256  # VGG16's first block holds 12.8 MB an image (float32): 256 is ~3.3 GB at once
+
+
+def batch_size(raw: str) -> int:
+    """`--batch-size`: an int from 1 to BATCH_MAX, else argparse's usage error (exit 2)."""
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= BATCH_MAX:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {BATCH_MAX}, "
+                                         f"got {raw!r}")
+    return value
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m worker.cli.index",
                                      description="Build the feature banks of the catalogue.")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=batch_size, default=16,
+                        help=f"images a forward pass, 1-{BATCH_MAX} (default 16)")
     parser.add_argument("--distributed", action="store_true",
                         help="have the running workers (python -m worker) extract the chunks")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
