@@ -129,3 +129,27 @@ def test_a_search_dropped_by_its_worker_is_run_by_the_next_one(indexed_client, i
     requeue_dropped(search, suspects, time.time() + DROPPED_GRACE_S)
     run_worker()
     assert indexed_client.get(url).get_json()["status"] == "finished"
+
+
+def test_a_restarted_worker_unregisters_its_dead_predecessors_first(queue):
+    """So /readyz does not count a worker killed on this host while the next one loads."""
+    import subprocess
+    import sys
+
+    from web.ops import live_workers
+    from worker.service.housekeeping import forget_dead_local_workers
+
+    ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)
+    host = socket.gethostname()
+    names = {"dead": f"{host}.{int(ended.stdout)}.aaaaaa", "alive": f"{host}.{os.getppid()}.bbbbbb",
+             "elsewhere": "elsewhere.4242.cccccc"}
+    for name in names.values():
+        worker = SimpleWorker([queue], connection=queue.connection, name=name)
+        worker.register_birth()
+        worker.heartbeat()
+    assert live_workers(queue.connection, queue) == 3  # of this test's queue
+    gone = forget_dead_local_workers(queue.connection)  # (and any other test's dead ones)
+    assert names["dead"] in gone and not {names["alive"], names["elsewhere"]} & set(gone)
+    assert live_workers(queue.connection, queue) == 2
+    assert names["dead"] not in forget_dead_local_workers(queue.connection)

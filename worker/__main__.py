@@ -7,11 +7,13 @@ import logging
 import sys
 
 from redis import Redis
+from redis.exceptions import RedisError
 
 from worker.core.bank import BankError
 from worker.core.catalogue import CatalogueError
 from worker.core.settings import InvalidSetting, Settings
 from worker.pipeline.weights import WeightsUnavailable
+from worker.service.housekeeping import forget_dead_local_workers
 from worker.service.process import serve, served_queues, start_engine
 
 
@@ -26,11 +28,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env()
+        connection = Redis.from_url(settings.redis_url)
+        try:  # before the model loads: /readyz no longer counts a predecessor killed here
+            forget_dead_local_workers(connection)
+        except RedisError as exc:  # Redis away: the worker's own loop waits for it
+            logging.getLogger("worker").warning("could not tidy the workers' registry: %s", exc)
         engine = start_engine(settings, with_index=not args.chunks_only)
     except (BankError, CatalogueError, InvalidSetting, WeightsUnavailable) as exc:
         print(f"worker: cannot start: {exc}", file=sys.stderr)
         return 2
-    connection = Redis.from_url(settings.redis_url)
     logging.getLogger("worker").info(
         "serving %s on %s%s", ", then ".join(repr(q) for q in served_queues(settings, engine)),
         settings.redis_url, "" if engine.snapshot is None else

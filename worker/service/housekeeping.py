@@ -61,6 +61,22 @@ def _silent_worker(connection: Redis, name: str, job_timeout: int) -> bool:
     return (now() - last).total_seconds() > job_timeout + HEARTBEAT_GRACE_S
 
 
+def forget_dead_local_workers(connection: Redis) -> list[str]:
+    """Unregister this host's workers whose process is gone (killed, crashed): a restarted
+    worker calls it before it loads its model, so that /readyz does not count the dead one
+    as serving while the new one is still loading. Their started searches are failed later,
+    by `fail_orphaned_searches`."""
+    gone = []
+    for key in Worker.all_keys(connection=connection):
+        name = key.removeprefix(Worker.redis_worker_namespace_prefix)
+        if _dead_local_worker(name, None):
+            worker = Worker.find_by_key(key, connection=connection)
+            if worker is not None:
+                worker.register_death()
+                gone.append(name)
+    return gone
+
+
 def is_orphaned(job: Job, own_name: str | None, job_timeout: int) -> bool:
     name = job.worker_name
     if not name or name == own_name:
