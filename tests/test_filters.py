@@ -246,6 +246,8 @@ def test_the_catalogue_page_links_pages_thumbnails_and_searches(web, catalogue, 
     assert f'action="/designs/{dresses[0]}/search"' in html
     thumb = web.get(f"/catalogue/thumbs/{catalogue.fronts[0]}")
     assert thumb.status_code == 302 and thumb.location.endswith(f"/database/{catalogue.fronts[0]}")
+    for nowhere in ("%2e%2e/%2e%2e/README.md", "images/none.png", "pairs.csv"):
+        assert web.get(f"/catalogue/thumbs/{nowhere}").status_code == 404  # not redirected
     from worker.core.catalogue import thumbnail_file
 
     made = thumbnail_file(settings.features_dir, catalogue.fronts[0])

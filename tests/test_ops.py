@@ -140,8 +140,9 @@ def test_document_states_the_limits_and_refusals(client, settings):
     assert add["security"] == [{"adminToken": []}]
     assert add["responses"]["401"]["headers"]["WWW-Authenticate"]
     assert "403" in add["responses"]
-    image = doc["paths"]["/api/searches/{search_id}/result.jpg"]["get"]["responses"]["200"]
-    assert list(image["content"]) == ["image/jpeg"]
+    for path in ("/api/searches/{search_id}/result.jpg", "/api/checks/{check_id}/designs/{row}.jpg",
+                 "/api/searches/{search_id}/match/{rank}.jpg"):
+        assert list(doc["paths"][path]["get"]["responses"]["200"]["content"]) == ["image/jpeg"]
     for table in ("/api/searches/{search_id}/results.csv", "/api/checks/{check_id}/report.csv",
                   "/api/duplicates.csv"):
         assert list(doc["paths"][table]["get"]["responses"]["200"]["content"]) == ["text/csv"]

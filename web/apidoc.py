@@ -27,6 +27,8 @@ IMAGE_PARTS = {"front": {"contentType": "image/jpeg, image/png"},
 PARTS = {"createCheck": {"collection": {"contentType": "application/zip"}}}  # else IMAGE_PARTS
 RAW_BODIES = {("getSearchImage", "200"): ("image/jpeg", {"type": "string", "format": "binary"}),
               ("getMatchImage", "200"): ("image/jpeg", {"type": "string", "format": "binary"}),
+              ("getCheckedDesignImage", "200"): ("image/jpeg", {"type": "string",
+                                                                 "format": "binary"}),
               ("metrics", "200"): ("text/plain", {"type": "string"}),
               ("getCheckReport", "200"): ("text/csv", {"type": "string"}),
               ("getSearchCsv", "200"): ("text/csv", {"type": "string"}),

@@ -7,11 +7,21 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from flask import Blueprint, current_app, jsonify, redirect, render_template, request, send_file, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
 from pydantic import Field
 
 from web.apidoc import Responses, api
-from web.catalogue import current_catalogue
+from web.catalogue import catalogue_file, current_catalogue
 from web.errors import RequestRefused
 from web.schemas import FILTER, Closed, Error, Model
 from worker.core.catalogue import Catalogue, thumbnail_file
@@ -138,6 +148,8 @@ def catalogue_page():
 def thumbnail(path: str):
     """The index's thumbnail of catalogue image `path`, else the image itself."""
     thumb = thumbnail_file(current_app.config["SETTINGS"].features_dir, path)
-    if not thumb.is_file():
+    if not thumb.is_file():  # the drawing itself, if the catalogue has one by that path
+        if catalogue_file(path) is None:
+            abort(404)
         return redirect(url_for("pages.catalogue_image", path=path))
     return send_file(thumb, mimetype="image/jpeg", max_age=3600)

@@ -1,10 +1,14 @@
 """What the web knows of the catalogue being searched: the current generation's pairs.csv
 (its columns and values, to check filters and offer them) and manifest (size, when indexed,
-descriptor), read again only when the generation changes."""
+descriptor), read again only when the generation changes; and which file a catalogue image
+path names, if any."""
 
 from __future__ import annotations
 
+import os
+
 from flask import current_app
+from werkzeug.security import safe_join
 
 from web.errors import RequestRefused
 from worker.core.bank import BankError, manifest_stamp
@@ -13,6 +17,7 @@ from worker.core.filters import FilterError, Filters, check_filters
 from worker.core.readcache import StampedCache, read_manifest_cached
 
 _catalogues = StampedCache(listed_catalogue)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # what /database/ serves
 
 
 def current_catalogue() -> Catalogue | None:
@@ -48,3 +53,16 @@ def index_summary() -> dict | None:
         return None
     return {"n_pairs": manifest.get("n_pairs"), "created": manifest.get("created"),
             "updated": manifest.get("updated"), "descriptor": manifest.get("descriptor")}
+
+
+def catalogue_file(path: str) -> str | None:
+    """The real path of a regular image file inside DATABASE_DIR that `path` names, after
+    following every link; None for anything else (a link out, a folder, a device, a FIFO)."""
+    root = os.path.realpath(current_app.config["SETTINGS"].database_dir)
+    joined = safe_join(root, path)
+    if joined is None or not path.lower().endswith(IMAGE_SUFFIXES):
+        return None
+    real = os.path.realpath(joined)
+    if os.path.commonpath([root, real]) != root or not os.path.isfile(real):
+        return None
+    return real

@@ -19,7 +19,7 @@ from flask import (
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.security import safe_join
 
-from web.catalogue import current_catalogue, index_summary
+from web.catalogue import catalogue_file, current_catalogue, index_summary
 from web.check_uploads import submit_check
 from web.checks import cancel_unstarted, describe_check, state_or_404
 from web.errors import RequestRefused
@@ -30,7 +30,6 @@ from worker.core.filters import FilterError, facets, parse_filter_fields
 from worker.core.readcache import read_manifest_cached
 
 bp = Blueprint("pages", __name__)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 VERDICT_ORDER = {"copy": 0, "near-duplicate": 1, "similar": 2}
 
 
@@ -164,19 +163,6 @@ def search_page(search_id: str):
     if job is None:
         abort(404, description="no such search (unknown or expired id)")
     return render_template("search.html", search=describe(job))
-
-
-def catalogue_file(path: str) -> str | None:
-    """The real path of a regular image file inside DATABASE_DIR that `path` names, after
-    following every link; None for anything else (a link out, a folder, a device, a FIFO)."""
-    root = os.path.realpath(current_app.config["SETTINGS"].database_dir)
-    joined = safe_join(root, path)
-    if joined is None or not path.lower().endswith(IMAGE_SUFFIXES):
-        return None
-    real = os.path.realpath(joined)
-    if os.path.commonpath([root, real]) != root or not os.path.isfile(real):
-        return None
-    return real
 
 
 @bp.get("/database/<path:path>")
