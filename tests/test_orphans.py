@@ -153,3 +153,27 @@ def test_a_restarted_worker_unregisters_its_dead_predecessors_first(queue):
     assert names["dead"] in gone and not {names["alive"], names["elsewhere"]} & set(gone)
     assert live_workers(queue.connection, queue) == 2
     assert names["dead"] not in forget_dead_local_workers(queue.connection)
+
+
+def test_the_drawings_of_a_chunk_whose_worker_died_are_deleted_with_it(queue, tmp_path):
+    """A chunk deletes its rows' drawings when it ends; one failed as orphaned did not, and
+    they stayed until RESULT_TTL's sweep (the maintenance discards a failed orphan's)."""
+    from worker.core.checks import collection_upload_name
+    from worker.core.contract import CheckChunk, ChunkRow
+    from worker.core.storage import FileStorage
+    from worker.service.process import discard_uploads
+
+    check = uuid.uuid4().hex
+    storage = FileStorage(tmp_path / "uploads", tmp_path / "output")
+    storage.setup()
+    names = [collection_upload_name(check, row, side) for row in (0, 1) for side in ("front", "back")]
+    for name in names:
+        storage.put_upload(name, b"drawing")
+    other = f"{uuid.uuid4().hex}-front.png"
+    storage.put_upload(other, b"another search's")
+    chunk = CheckChunk(check_id=check, rows=[ChunkRow(row=0, name="a", front=names[0], back=names[1]),
+                                             ChunkRow(row=1, name="b", front=names[2])])
+    job = queue.enqueue("worker.service.checks.check_chunk", kwargs=chunk.job_kwargs())
+    discard_uploads(storage, job)
+    kept = sorted(p.name for p in (tmp_path / "uploads").iterdir())
+    assert kept == sorted([names[3], other])  # what the chunk does not name stays

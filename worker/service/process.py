@@ -10,12 +10,14 @@ import logging
 import signal
 import time
 
+from pydantic import ValidationError
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
+from worker.core.contract import CheckChunk
 from worker.core.queueing import UploadRefused, announce_done, check_upload_name, index_queue_name
 from worker.core.settings import Settings
 from worker.indexing.recovery import recover_at_start
@@ -31,12 +33,19 @@ WORKER_TTL_S = 45
 
 
 def discard_uploads(storage, job: Job) -> None:
-    """A job has ended (a search or a design edit): its uploads are no longer needed."""
-    names = [name for side, name in (job.kwargs or {}).items()
-             if side in ("front", "back") and isinstance(name, str)]
+    """A job has ended (a search, a design edit, a check's chunk): its uploads are no longer
+    needed. A chunk deletes its rows' drawings itself; this also covers a chunk whose worker
+    died (failed as orphaned), whose drawings were otherwise kept until RESULT_TTL's sweep."""
+    kwargs = job.kwargs or {}
     try:
-        storage.delete_uploads([check_upload_name(name) for name in names])
-    except (OSError, RedisError, UploadRefused) as exc:  # RESULT_TTL's sweep gets them later
+        if "rows" in kwargs:  # a check's chunk: the contract checks each row's upload names
+            names = [name for row in CheckChunk.model_validate(kwargs).rows
+                     for name in (row.front, row.back) if name is not None]
+        else:
+            names = [check_upload_name(name) for side, name in kwargs.items()
+                     if side in ("front", "back") and isinstance(name, str)]
+        storage.delete_uploads(names)
+    except (OSError, RedisError, UploadRefused, ValidationError) as exc:  # the sweep gets them
         log.warning("could not delete the uploads of %s: %s", job.id, exc)
 
 
