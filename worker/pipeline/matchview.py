@@ -164,7 +164,7 @@ def render_match_view(panels: list[Panel], title: str) -> bytes:
         _draw_panel(fig, axes, panel)
         mean = np.mean([m.similarity for m in panel.matches]) if panel.matches else 0.0
         axes[0].text(1.125, -0.06, f"{len(panel.matches)} matching regions"
-                     + (f", mean similarity {mean:.2f}" if panel.matches else ""),
+                     + (f", their features alike at a mean cosine of {mean:.2f}" if panel.matches else ""),
                      transform=axes[0].transAxes, ha="center", fontsize=9, color="#444")
     buffer = io.BytesIO()
     fig.savefig(buffer, format="jpeg", pil_kwargs={"quality": JPEG_QUALITY})
