@@ -138,6 +138,24 @@ def test_a_search_downloads_as_csv_with_its_filters_and_catalogue_columns(indexe
     assert f'id="results-csv" href="{body["csv_url"]}"' in page
 
 
+def test_search_with_a_catalogue_design_keeps_the_catalogue_pages_filter(indexed_client,
+                                                                         run_worker, catalogue):
+    listed = indexed_client.get("/catalogue?filter=garment:dress").get_data(as_text=True)
+    design = passing(catalogue, garment={"dress"})[0]
+    assert '<input type="hidden" name="filter" value="garment:dress">' in listed
+    response = indexed_client.post(f"/designs/{design}/search",
+                                   data={"filter": "garment:dress"})
+    assert response.status_code == 303 and response.location.endswith(f"?like={design}")
+    run_worker()
+    page = " ".join(indexed_client.get(response.location).get_data(as_text=True).split())
+    assert f"Designs most like {design}</h1>" in page
+    assert "only designs whose garment is dress" in page
+    assert page.count("(the design searched with)") == 1
+    body = finished(indexed_client, response.location.split("?")[0].replace("/searches/",
+                                                                           "/api/searches/"))
+    assert body["results"][0]["name"] == design and body["filters"] == {"garment": ["dress"]}
+
+
 def test_the_verdict_lead_is_taken_among_the_filtered_hits(indexed_client, run_worker,
                                                           indexed_settings):
     url = submit(indexed_client, 5, "garment:trousers")

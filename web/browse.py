@@ -141,7 +141,8 @@ def catalogue_page():
                        filter=as_fields(body["filters"]))
 
     return render_template("catalogue.html", listing=body, page_url=page_url,
-                           facets=body["columns"], chosen=body["filters"])
+                           facets=body["columns"], chosen=body["filters"],
+                           filter_fields=as_fields(body["filters"]))
 
 
 @bp.get("/catalogue/thumbs/<path:path>")

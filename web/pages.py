@@ -139,7 +139,9 @@ def severity(design: dict) -> tuple:
 
 @bp.post("/designs/<name>/search")
 def search_like(name: str):
-    """"Search with this design": the catalogue design's own drawings become the query."""
+    """"Search with this design": the catalogue design's own drawings become the query,
+    among the designs the catalogue page was showing (its `filter` fields); the result page
+    then names the design searched with (`like`)."""
     settings = current_app.config["SETTINGS"]
     try:
         manifest = read_manifest_cached(settings.features_dir)
@@ -153,8 +155,9 @@ def search_like(name: str):
             abort(404, description=f"the {side} drawing of {name!r} is missing")
         with open(path, "rb") as f:
             files[side] = FileStorage(io.BytesIO(f.read()), filename=os.path.basename(path))
-    search_id = submit_search(MultiDict(files), MultiDict()).id
-    return redirect(url_for("pages.search_page", search_id=search_id), code=303)
+    options = MultiDict([("filter", field) for field in request.form.getlist("filter")])
+    search_id = submit_search(MultiDict(files), options).id
+    return redirect(url_for("pages.search_page", search_id=search_id, like=name), code=303)
 
 
 @bp.get("/searches/<search_id>")
