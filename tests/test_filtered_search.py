@@ -103,6 +103,8 @@ def test_values_ored_columns_anded(indexed_client, run_search_worker, catalogue)
     run_search_worker()
     hits = finished(indexed_client, url_and)["results"]
     assert sorted(hit["name"] for hit in hits) == sorted(both)  # all of them, no more
+    page = indexed_client.get(url_and.replace("/api/searches/", "/searches/")).get_data(as_text=True)
+    assert f"(of {len(both) + 3} asked for: only {len(both)} designs pass the filter)" in page
     hits = finished(indexed_client, url_or)["results"]
     assert len(hits) == len(either) - 1 and {hit["name"] for hit in hits} <= set(either)
     if run_search_worker.path == "coarse":  # the few allowed searched exactly; faiss, the rest
