@@ -112,4 +112,6 @@ def test_a_hits_score_line_leads_with_its_verdict_and_similarity():
               front="f.png", back="b.png", verdict="copy", similarity=93)
     assert score_line(hit) == "copy 93  0.912 (F 0.950 swapped)"
     plain = hit.model_copy(update={"verdict": None, "similarity": 12, "swapped": False})
-    assert score_line(plain) == "0.912 (F 0.950)"
+    assert score_line(plain) == "similarity 12  0.912 (F 0.950)"  # as the page's column
+    unjudged = plain.model_copy(update={"similarity": None})  # a sketch, or no thresholds
+    assert score_line(unjudged) == "0.912 (F 0.950)"

@@ -15,11 +15,13 @@ BLANK = np.full((8, 8, 3), 255, dtype=np.uint8)  # a side the query does not hav
 
 
 def score_line(hit: Hit) -> str:
-    """`copy 93  0.912 (F 0.950 | B 0.874 swapped)`: verdict and similarity where there are,
-    the score and each side's that exists."""
+    """`copy 93  0.912 (F 0.950 | B 0.874 swapped)`: the verdict and similarity (below the
+    verdicts, `similarity 41`, as the page's column shows it), the score and each side's that
+    exists."""
     parts = [f"{label} {value:.3f}" for label, value in (("F", hit.front_score),
                                                          ("B", hit.back_score)) if value is not None]
-    verdict = f"{hit.verdict} {hit.similarity}  " if hit.verdict else ""
+    verdict = f"{hit.verdict} {hit.similarity}  " if hit.verdict else \
+        f"similarity {hit.similarity}  " if hit.similarity is not None else ""
     return f"{verdict}{hit.score:.3f} ({' | '.join(parts)}{' swapped' if hit.swapped else ''})"
 
 
