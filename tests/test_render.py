@@ -115,3 +115,14 @@ def test_a_hits_score_line_leads_with_its_verdict_and_similarity():
     assert score_line(plain) == "similarity 12  0.912 (F 0.950)"  # as the page's column
     unjudged = plain.model_copy(update={"similarity": None})  # a sketch, or no thresholds
     assert score_line(unjudged) == "0.912 (F 0.950)"
+
+
+def test_the_query_cell_says_which_designs_a_filtered_search_compared():
+    from worker.pipeline.grid import grid_cells
+
+    canvas = np.full((224, 224, 3), 255, np.uint8)
+    query, = grid_cells(None, None, None, (canvas, None), [])
+    assert query.subtitle == "front"
+    query, = grid_cells(None, None, None, (canvas, canvas), [],
+                        {"garment": ["dress", "jacket"], "season": ["SS26"]})
+    assert query.subtitle == "front | back · among garment:dress,jacket; season:SS26"

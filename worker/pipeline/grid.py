@@ -8,6 +8,7 @@ import numpy as np
 
 from worker.core.catalogue import Catalogue
 from worker.core.contract import SIDES, Hit
+from worker.core.filters import Filters, as_fields
 from worker.pipeline.render import GridCell, render_grid
 from worker.pipeline.thumbnails import ThumbnailCache, load_thumbnail
 
@@ -27,11 +28,15 @@ def score_line(hit: Hit) -> str:
 
 def grid_cells(catalogue: Catalogue, features_dir: Path, thumbnails: ThumbnailCache,
                query: tuple[np.ndarray | None, np.ndarray | None],
-               hits: list[Hit]) -> list[GridCell]:
-    """The query pair (as the model saw it; a missing side blank) first, then each hit."""
+               hits: list[Hit], filters: Filters | None = None) -> list[GridCell]:
+    """The query pair (as the model saw it; a missing side blank) first, its label saying
+    which designs were compared when filtered (a grid saved alone still says so), then each
+    hit."""
     sides = " | ".join(name for name, img in zip(SIDES, query, strict=True)
                        if img is not None)
-    cells = [GridCell(*(BLANK if img is None else img for img in query), "Query", sides)]
+    among = "; ".join(as_fields(filters or {}))
+    cells = [GridCell(*(BLANK if img is None else img for img in query), "Query",
+                      f"{sides} · among {among}" if among else sides)]
     for hit in hits:  # decoded once, kept in RAM (THUMB_CACHE_MB)
         front, back = (load_thumbnail(features_dir, catalogue, rel, thumbnails)
                        for rel in (hit.front, hit.back))
@@ -42,6 +47,6 @@ def grid_cells(catalogue: Catalogue, features_dir: Path, thumbnails: ThumbnailCa
 
 def draw_grid(catalogue: Catalogue, features_dir: Path, thumbnails: ThumbnailCache,
               query: tuple[np.ndarray | None, np.ndarray | None],
-              hits: list[Hit]) -> bytes:
+              hits: list[Hit], filters: Filters | None = None) -> bytes:
     """The result grid as JPEG bytes."""
-    return render_grid(grid_cells(catalogue, features_dir, thumbnails, query, hits))
+    return render_grid(grid_cells(catalogue, features_dir, thumbnails, query, hits, filters))

@@ -58,7 +58,7 @@ def run_search(engine: Engine, request: SearchRequest) -> SearchResult:
     with stage("search"):
         hits = rank_hits(engine.snapshot, found.rows, request, outline)
     with stage("render"):
-        image = save_grid(engine, request.search_id, found, hits)
+        image = save_grid(engine, request, found, hits)
         save_query(engine, request.search_id, found.canvases)
     timings = stage.stop()
     record_timings(getattr(job, "connection", None),
@@ -125,10 +125,10 @@ def store_result(engine: Engine, name: str, data: bytes) -> None:
                              "please try again later") from exc
 
 
-def save_grid(engine: Engine, search_id: str, found: Extracted, hits: list[Hit]) -> str:
+def save_grid(engine: Engine, request: SearchRequest, found: Extracted, hits: list[Hit]) -> str:
     """Draw and store the grid; its file name."""
-    image = f"{search_id}.jpg"
+    image = f"{request.search_id}.jpg"
     jpeg = draw_grid(engine.snapshot.catalogue, engine.settings.features_dir, engine.thumbnails,
-                     found.canvases, hits)
+                     found.canvases, hits, request.filters)
     store_result(engine, image, jpeg)
     return image
