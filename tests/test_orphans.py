@@ -16,7 +16,12 @@ from rq.job import Job, JobStatus
 from rq.utils import now
 
 from worker.core.contract import ABANDONED
-from worker.service.housekeeping import DROPPED_GRACE_S, fail_orphaned_searches, requeue_dropped
+from worker.service.housekeeping import (
+    DROPPED_GRACE_S,
+    REQUEUED_PREFIX,
+    fail_orphaned_searches,
+    requeue_dropped,
+)
 
 
 @pytest.fixture
@@ -111,6 +116,12 @@ def test_a_job_a_worker_popped_and_never_started_is_put_back_once(queue):
     queue.connection.lpop(queue.key)  # dropped again at once: a second worker's earlier suspect
     assert requeue_dropped(queue, {dropped.id: t0}, t0 + DROPPED_GRACE_S) == []  # one puts back
     assert requeue_dropped(elsewhere, {}, t0) == [] and other.id not in queue.get_job_ids()
+    from rq.intermediate_queue import IntermediateQueue
+
+    queue.connection.lpop(queue.key)  # a one-queue worker's pop: RQ's recovery list holds it
+    queue.connection.lpush(IntermediateQueue(queue.key, queue.connection).key, dropped.id)
+    queue.connection.delete(REQUEUED_PREFIX + dropped.id)  # the last put-back long past
+    assert requeue_dropped(queue, {dropped.id: t0}, t0 + 2 * DROPPED_GRACE_S) == []
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ import uuid
 from redis import Redis
 from rq import Queue, Worker
 from rq.exceptions import NoSuchJobError
+from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.utils import now, utcparse
@@ -137,7 +138,8 @@ def requeue_dropped(queue: Queue, suspects: dict[str, float],
         for key in keys:
             pipe.hmget(key, "status", "origin")
         fields = pipe.execute()
-    waiting = set(queue.get_job_ids())
+    # a one-queue worker's pop goes to RQ's recovery list, which RQ itself cleans up
+    waiting = set(queue.get_job_ids()) | set(IntermediateQueue(queue.key, connection).get_job_ids())
     seen = {}
     for key, (status, origin) in zip(keys, fields, strict=True):
         job_id = key[len(prefix):].decode()
