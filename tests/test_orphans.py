@@ -1,12 +1,11 @@
 """Searches left 'started' by a worker that is gone are failed by heartbeat and registration,
-not only by pid: a restarted container's worker (pid 1 again) and workers on other machines.
-Jobs a worker popped and never started are put back on their queue."""
+not only by pid: a restarted container's worker (pid 1 again) and workers on other machines;
+dead workers are unregistered (jobs popped and never started: tests/test_dropped.py)."""
 
 from __future__ import annotations
 
 import os
 import socket
-import time
 import uuid
 from datetime import timedelta
 
@@ -16,12 +15,7 @@ from rq.job import Job, JobStatus
 from rq.utils import now
 
 from worker.core.contract import ABANDONED
-from worker.service.housekeeping import (
-    DROPPED_GRACE_S,
-    REQUEUED_PREFIX,
-    fail_orphaned_searches,
-    requeue_dropped,
-)
+from worker.service.housekeeping import fail_orphaned_searches
 
 
 @pytest.fixture
@@ -94,54 +88,6 @@ def test_a_job_allowed_longer_than_a_search_is_judged_by_its_own_timeout(queue):
     assert job.get_status(refresh=True) == JobStatus.STARTED
 
 
-def test_a_job_a_worker_popped_and_never_started_is_put_back_once(queue):
-    """RQ pops with BLPOP when a worker serves several queues: a worker that froze or lost
-    the reply leaves the job in no queue and no registry. It is put back after the grace."""
-    dropped = queue.enqueue("worker.service.jobs.search_pair", job_id=uuid.uuid4().hex)
-    waiting = queue.enqueue("worker.service.jobs.search_pair", job_id=uuid.uuid4().hex)
-    assert queue.connection.lpop(queue.key) == dropped.id.encode()  # what that BLPOP took
-    started, _ = started_by(queue, "here.1.aaaaaa")  # out of the queue, but running
-    elsewhere = Queue(f"{queue.name}-other", connection=queue.connection)
-    other = elsewhere.enqueue("worker.service.jobs.search_pair", job_id=uuid.uuid4().hex)
-    elsewhere.remove(other)  # dropped off another queue: that queue's workers put it back
-    suspects: dict[str, float] = {}
-    t0 = time.time()
-    assert requeue_dropped(queue, suspects, t0) == []  # a live worker may be about to start it
-    assert suspects == {dropped.id: t0}
-    assert requeue_dropped(queue, suspects, t0 + DROPPED_GRACE_S - 1) == []
-    assert requeue_dropped(queue, suspects, t0 + DROPPED_GRACE_S) == [dropped.id]
-    assert queue.get_job_ids() == [dropped.id, waiting.id] and suspects == {}  # at the head
-    assert dropped.get_status(refresh=True) == JobStatus.QUEUED
-    assert started.get_status(refresh=True) == JobStatus.STARTED
-    queue.connection.lpop(queue.key)  # dropped again at once: a second worker's earlier suspect
-    assert requeue_dropped(queue, {dropped.id: t0}, t0 + DROPPED_GRACE_S) == []  # one puts back
-    assert requeue_dropped(elsewhere, {}, t0) == [] and other.id not in queue.get_job_ids()
-    from rq.intermediate_queue import IntermediateQueue
-
-    queue.connection.lpop(queue.key)  # a one-queue worker's pop: RQ's recovery list holds it
-    queue.connection.lpush(IntermediateQueue(queue.key, queue.connection).key, dropped.id)
-    queue.connection.delete(REQUEUED_PREFIX + dropped.id)  # the last put-back long past
-    assert requeue_dropped(queue, {dropped.id: t0}, t0 + 2 * DROPPED_GRACE_S) == []
-
-
-@pytest.mark.slow
-def test_a_search_dropped_by_its_worker_is_run_by_the_next_one(indexed_client, indexed_settings,
-                                                                run_worker, redis):
-    from tests.http import post_pair
-    from tests.images import N_PAIRS, design_pair
-
-    url = post_pair(indexed_client, *design_pair(3, N_PAIRS)).get_json()["url"]
-    search = Queue(indexed_settings.queue_name, connection=redis)
-    assert redis.lpop(search.key) == url.rsplit("/", 1)[1].encode()  # a frozen worker's pop
-    run_worker()  # nothing queued: the search stays 'queued', in no queue, for good
-    assert indexed_client.get(url).get_json()["status"] == "queued"
-    suspects: dict[str, float] = {}
-    requeue_dropped(search, suspects)
-    requeue_dropped(search, suspects, time.time() + DROPPED_GRACE_S)
-    run_worker()
-    assert indexed_client.get(url).get_json()["status"] == "finished"
-
-
 def test_a_restarted_worker_unregisters_its_dead_predecessors_first(queue):
     """So /readyz does not count a worker killed on this host while the next one loads."""
     import subprocess
@@ -154,16 +100,19 @@ def test_a_restarted_worker_unregisters_its_dead_predecessors_first(queue):
                            capture_output=True, text=True, check=True)
     host = socket.gethostname()
     names = {"dead": f"{host}.{int(ended.stdout)}.aaaaaa", "alive": f"{host}.{os.getppid()}.bbbbbb",
-             "elsewhere": "elsewhere.4242.cccccc"}
+             "elsewhere": "elsewhere.4242.cccccc",
+             "same pid": f"{host}.{os.getpid()}.before"}  # a restarted container's pid 1
     for name in names.values():
         worker = SimpleWorker([queue], connection=queue.connection, name=name)
         worker.register_birth()
         worker.heartbeat()
-    assert live_workers(queue.connection, queue) == 3  # of this test's queue
-    gone = forget_dead_local_workers(queue.connection)  # (and any other test's dead ones)
-    assert names["dead"] in gone and not {names["alive"], names["elsewhere"]} & set(gone)
+    assert live_workers(queue.connection, queue) == 4  # of this test's queue
+    me = f"{host}.{os.getpid()}.after"  # the name this worker will register under
+    gone = forget_dead_local_workers(queue.connection, me)  # (and any other test's dead ones)
+    assert {names["dead"], names["same pid"]} <= set(gone)
+    assert not {names["alive"], names["elsewhere"]} & set(gone)
     assert live_workers(queue.connection, queue) == 2
-    assert names["dead"] not in forget_dead_local_workers(queue.connection)
+    assert names["dead"] not in forget_dead_local_workers(queue.connection, me)
 
 
 def test_the_drawings_of_a_chunk_whose_worker_died_are_deleted_with_it(queue, tmp_path):

@@ -13,7 +13,7 @@ from worker.core.bank import BankError
 from worker.core.catalogue import CatalogueError
 from worker.core.settings import InvalidSetting, Settings
 from worker.pipeline.weights import WeightsUnavailable
-from worker.service.housekeeping import forget_dead_local_workers
+from worker.service.housekeeping import forget_dead_local_workers, worker_name
 from worker.service.process import serve, served_queues, start_engine
 
 
@@ -29,8 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         connection = Redis.from_url(settings.redis_url)
+        name = args.name or worker_name()
         try:  # before the model loads: /readyz no longer counts a predecessor killed here
-            forget_dead_local_workers(connection)
+            forget_dead_local_workers(connection, name)
         except RedisError as exc:  # Redis away: the worker's own loop waits for it
             logging.getLogger("worker").warning("could not tidy the workers' registry: %s", exc)
         engine = start_engine(settings, with_index=not args.chunks_only)
@@ -41,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         "serving %s on %s%s", ", then ".join(repr(q) for q in served_queues(settings, engine)),
         settings.redis_url, "" if engine.snapshot is None else
         f" with {len(engine.snapshot.catalogue)} pairs")
-    serve(settings, engine, connection, args.name, args.burst)
+    serve(settings, engine, connection, name, args.burst)
     return 0
 
 

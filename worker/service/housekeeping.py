@@ -1,18 +1,16 @@
-"""Keeping the queue honest: searches left started by a worker that died are failed, and jobs
-a worker popped but never started are put back."""
+"""Keeping the queue honest: searches left started by a worker that died are failed, dead
+workers unregistered (jobs popped and never started: worker.service.dropped)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import socket
-import time
 import uuid
 
 from redis import Redis
 from rq import Queue, Worker
 from rq.exceptions import NoSuchJobError
-from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 from rq.utils import now, utcparse
@@ -22,8 +20,6 @@ from worker.core.queueing import announce_done
 
 log = logging.getLogger(__name__)
 HEARTBEAT_GRACE_S = 60  # beyond JOB_TIMEOUT: a worker this long silent is gone
-DROPPED_GRACE_S = 30  # a live worker marks a job it popped started within milliseconds
-REQUEUED_PREFIX = "pairsearch:requeued:"  # one worker puts a dropped job back, not each
 
 
 def worker_name() -> str:
@@ -62,20 +58,27 @@ def _silent_worker(connection: Redis, name: str, job_timeout: int) -> bool:
     return (now() - last).total_seconds() > job_timeout + HEARTBEAT_GRACE_S
 
 
-def forget_dead_local_workers(connection: Redis) -> list[str]:
-    """Unregister this host's workers whose process is gone (killed, crashed): a restarted
-    worker calls it before it loads its model, so that /readyz does not count the dead one
-    as serving while the new one is still loading. Their started searches are failed later,
-    by `fail_orphaned_searches`."""
-    gone = []
+def forget_dead_local_workers(connection: Redis, own_name: str) -> list[str]:
+    """Unregister this host's workers whose process is gone (killed, crashed), or that carry
+    our pid under another name (a restarted container's worker is pid 1 again): a restarted
+    worker calls it, under the name it will register, before it loads its model, so that
+    /readyz does not count the dead one as serving while the new one is still loading. Their
+    started searches are failed later, by `fail_orphaned_searches`."""
+    forgotten = []
     for key in Worker.all_keys(connection=connection):
         name = key.removeprefix(Worker.redis_worker_namespace_prefix)
-        if _dead_local_worker(name, None):
+        if _dead_local_worker(name, own_name):
             worker = Worker.find_by_key(key, connection=connection)
             if worker is not None:
                 worker.register_death()
-                gone.append(name)
-    return gone
+                forgotten.append(name)
+    return forgotten
+
+
+def gone(connection: Redis, name: str, own_name: str | None, job_timeout: int) -> bool:
+    """Worker `name` is not running (this host: its process; any machine: its registration
+    or heartbeat)."""
+    return _dead_local_worker(name, own_name) or _silent_worker(connection, name, job_timeout)
 
 
 def is_orphaned(job: Job, own_name: str | None, job_timeout: int) -> bool:
@@ -83,7 +86,7 @@ def is_orphaned(job: Job, own_name: str | None, job_timeout: int) -> bool:
     if not name or name == own_name:
         return False
     own_timeout = max(job_timeout, int(job.timeout or 0))  # an edit may run longer than a search
-    return _dead_local_worker(name, own_name) or _silent_worker(job.connection, name, own_timeout)
+    return gone(job.connection, name, own_name, own_timeout)
 
 
 def fail_orphaned_searches(queue: Queue, failure_ttl: int, own_name: str | None = None,
@@ -119,39 +122,3 @@ def fail_orphaned_searches(queue: Queue, failure_ttl: int, own_name: str | None 
                     job.worker_name)
     return failed
 
-
-def requeue_dropped(queue: Queue, suspects: dict[str, float],
-                    now_s: float | None = None) -> list[str]:
-    """Put back, at the head of `queue`, its jobs that a worker popped and never started.
-
-    A worker serving several queues (ours serve four) pops with BLPOP, which RQ keeps no copy
-    of (its reliable BLMOVE is for one queue only): a job popped by a worker that froze, was
-    killed or lost the reply is then in no queue and no registry, 'queued' until it expires.
-    Such a job is put back once it has been seen so for DROPPED_GRACE_S: `suspects` (id ->
-    first seen, this worker's earlier runs) is updated in place.
-    """
-    connection, now_s = queue.connection, time.time() if now_s is None else now_s
-    prefix = Job.redis_job_namespace_prefix
-    keys = [key for key in connection.scan_iter(match=f"{prefix}*", count=1000)
-            if b":" not in key[len(prefix):]]  # jobs, not their dependents' sets
-    with connection.pipeline(transaction=False) as pipe:
-        for key in keys:
-            pipe.hmget(key, "status", "origin")
-        fields = pipe.execute()
-    # a one-queue worker's pop goes to RQ's recovery list, which RQ itself cleans up
-    waiting = set(queue.get_job_ids()) | set(IntermediateQueue(queue.key, connection).get_job_ids())
-    seen = {}
-    for key, (status, origin) in zip(keys, fields, strict=True):
-        job_id = key[len(prefix):].decode()
-        if status == JobStatus.QUEUED.value.encode() and origin == queue.name.encode() \
-                and job_id not in waiting:
-            seen[job_id] = suspects.get(job_id, now_s)
-    requeued = [job_id for job_id, since in seen.items() if now_s - since >= DROPPED_GRACE_S
-                and connection.set(REQUEUED_PREFIX + job_id, 1, nx=True, ex=DROPPED_GRACE_S)]
-    for job_id in requeued:
-        queue.push_job_id(job_id, at_front=True)
-        log.warning("job %s was popped off %s by a worker that never started it: put back",
-                    job_id, queue.name)
-    suspects.clear()
-    suspects.update((job_id, since) for job_id, since in seen.items() if job_id not in requeued)
-    return requeued

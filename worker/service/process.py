@@ -21,8 +21,9 @@ from worker.core.contract import CheckChunk
 from worker.core.queueing import UploadRefused, announce_done, check_upload_name, index_queue_name
 from worker.core.settings import Settings
 from worker.indexing.recovery import recover_at_start
+from worker.service.dropped import release, sweep, take
 from worker.service.engine import Engine, install
-from worker.service.housekeeping import fail_orphaned_searches, requeue_dropped, worker_name
+from worker.service.housekeeping import fail_orphaned_searches, worker_name
 from worker.service.reports import REPORTS
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,6 @@ class SearchWorker(SimpleWorker):
         kwargs.setdefault("exception_handlers", [record_error])
         super().__init__(*args, **kwargs)
         self.engine = engine
-        self.dropped: dict[str, dict[str, float]] = {}  # queue -> job id -> first seen dropped
 
     stop_signalled = False  # SIGTERM/SIGINT seen: RQ flags it only when a job is running
 
@@ -87,22 +87,31 @@ class SearchWorker(SimpleWorker):
         super().request_stop(signum, frame)
 
     def execute_job(self, job: Job, queue: Queue):
-        self.engine.refresh()
+        timeout = self.engine.settings.job_timeout
+        if not take(self.connection, job.id, self.name, timeout):  # first: see worker.service.dropped
+            log.warning("job %s is another worker's (put back while this one was stopped)", job.id)
+            return None
         try:
             return super().execute_job(job, queue)
         finally:  # finished or failed by now: drop its uploads, wake the long polls at once
             discard_uploads(self.engine.storage, job)
             try:
                 announce_done(self.connection, job.id)
+                release(self.connection, job.id)
             except RedisError as exc:
                 log.warning("could not announce the end of %s: %s", job.id, exc)
+
+    def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False):
+        super().prepare_job_execution(job, remove_from_intermediate_queue)
+        self.engine.refresh()  # once the job is marked started: a reload may take a minute
 
     def run_maintenance_tasks(self):
         """RQ's registry clean-up, plus: fail searches of dead workers, put back jobs a worker
         popped and never started, delete expired files."""
         super().run_maintenance_tasks()
+        sweep(self.connection, [queue.name for queue in self.queues], self.name,
+              self.engine.settings.job_timeout)
         for queue in self.queues:
-            requeue_dropped(queue, self.dropped.setdefault(queue.name, {}))
             for job_id in fail_orphaned_searches(queue, self.engine.settings.result_ttl,
                                                  self.name, self.engine.settings.job_timeout):
                 try:
