@@ -27,8 +27,10 @@ $(FEATURES_DIR)/CURRENT: $(DATABASE_DIR)/pairs.csv | $(VENV)/.installed
 index: $(VENV)/.installed catalogue
 	$(PY) -m worker.cli.index
 
-run: $(VENV)/.installed $(FEATURES_DIR)/CURRENT
-	$(PY) -m worker.cli.supervisor
+# the supervisor makes the sample catalogue and its index itself (--prepare), once it holds
+# the folder's lock: a second `make run` is refused before it builds anything
+run: $(VENV)/.installed
+	$(PY) -m worker.cli.supervisor --prepare
 
 # The browser tests drive Debian's chromium (installed with apt; Playwright's own browser
 # download is never used).

@@ -10,6 +10,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 from PIL import Image
 from rq import Queue
@@ -80,8 +81,14 @@ def test_add_then_remove_changes_what_searches_find(own_catalogue, extractor, tm
     remove_design(own_catalogue, "brand-new")
     bank = load_bank(own_catalogue.features_dir)
     assert len(bank) == N_PAIRS and "brand-new" not in bank.manifest["names"]
-    assert not any(path.exists() for path in added_images)
+    assert not any(path.exists() for path in added_images)  # the service's own copies
     assert top_hit(client, *query, run)["name"] != "brand-new"
+    catalogue = load_catalogue(own_catalogue.database_dir)
+    drawn = [own_catalogue.database_dir / catalogue.fronts[0],
+             own_catalogue.database_dir / catalogue.backs[0]]  # put there by hand
+    remove_design(own_catalogue, catalogue.names[0])
+    assert catalogue.names[0] not in load_catalogue(own_catalogue.database_dir).names
+    assert all(path.is_file() for path in drawn)  # the team's artwork stays
 
 
 def test_api_edits_need_the_token_and_refuse_duplicates(own_catalogue, redis, tmp_path,
@@ -150,11 +157,18 @@ def test_cli_import_adds_a_batch(own_catalogue, tmp_path):
     assert missing.returncode == 1 and "nothing to import at" in missing.stderr
     assert "worker.cli.sample" not in missing.stderr
     Image.new("RGB", (300, 200), "white").save(tmp_path / "empty.png")  # an empty layer
-    blank = subprocess.run([sys.executable, "-m", "worker.cli.catalogue", "add", "blank-one",
-                            str(tmp_path / "empty.png"), str(batch / rows[1].split(",")[2])],
-                           env=service_env(own_catalogue), capture_output=True, text=True,
-                           timeout=300)
-    assert blank.returncode == 1 and "empty.png: the drawing is blank" in blank.stderr
+    grain = np.random.default_rng(1).normal(235, 3, (2000, 3000, 3))  # blank tinted paper
+    Image.fromarray(np.clip(grain, 0, 255).astype(np.uint8)).save(tmp_path / "tinted.jpg")
+    blocked = tmp_path / "no-model" / "tensorflow"  # refused before the model loads
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text("raise ImportError('the model was loaded')\n")
+    env = {**service_env(own_catalogue), "PYTHONPATH": str(blocked.parent)}
+    for drawing in ("empty.png", "tinted.jpg"):
+        blank = subprocess.run([sys.executable, "-m", "worker.cli.catalogue", "add", "blank-one",
+                                str(tmp_path / drawing), str(batch / rows[1].split(",")[2])],
+                               env=env, capture_output=True, text=True, timeout=120)
+        assert blank.returncode == 1, blank.stderr[-2000:]
+        assert f"{drawing}: the front drawing shows nothing at the size" in blank.stderr
     assert load_catalogue(own_catalogue.database_dir).names[-1] == "imported-2"  # as the API
 
 

@@ -61,10 +61,12 @@ def test_make_run_refuses_a_second_run_from_its_folder_or_a_taken_port(tmp_path)
 
     from worker.cli.supervisor import _hold_lock
 
-    def supervise(port: int) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "worker.cli.supervisor", "--port",
-                               str(port), "--run-dir", str(tmp_path / "run")],
-                              env={**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0"},
+    def supervise(port: int) -> subprocess.CompletedProcess:  # as `make run` starts it
+        return subprocess.run([sys.executable, "-m", "worker.cli.supervisor", "--prepare",
+                               "--port", str(port), "--run-dir", str(tmp_path / "run")],
+                              env={**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0",
+                                   "DATABASE_DIR": str(tmp_path / "db"),
+                                   "FEATURES_DIR": str(tmp_path / "features")},
                               capture_output=True, text=True, timeout=60)
 
     with socket.socket() as taken:
@@ -77,9 +79,10 @@ def test_make_run_refuses_a_second_run_from_its_folder_or_a_taken_port(tmp_path)
         lock.close()
         proc = supervise(taken.getsockname()[1])
         assert proc.returncode == 1
-        assert f"port {taken.getsockname()[1]} is already in use" in proc.stderr
+        assert f"127.0.0.1:{taken.getsockname()[1]} is already in use" in proc.stderr
     assert "web on" not in proc.stdout and "Traceback" not in proc.stderr
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["supervisor.lock"]
+    assert not (tmp_path / "db").exists() and not (tmp_path / "features").exists()  # nothing built
 
 
 @pytest.mark.parametrize("size", ["0", "-1", "x", "257"])

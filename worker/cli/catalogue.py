@@ -7,12 +7,30 @@ import argparse
 import sys
 from pathlib import Path
 
-from worker.core.bank import BankError
+from worker.core.bank import BankError, read_manifest
 from worker.core.catalogue import CatalogueError
 from worker.core.generations import CatalogueBusy
 from worker.core.images import ImageRejected
 from worker.core.settings import InvalidSetting, Settings
-from worker.indexing.edits import CatalogueEditError, add_designs, read_import, remove_design
+from worker.indexing.edits import (
+    CatalogueEditError,
+    add_designs,
+    read_drawing,
+    read_import,
+    remove_design,
+)
+
+
+def check_drawings(settings: Settings, designs: list[tuple[str, Path, Path]]) -> None:
+    """Every drawing as the edit will check it (`read_drawing`, prepared as the index's
+    manifest says), a refusal naming its file: ImageRejected."""
+    trim = bool(read_manifest(settings.features_dir).get("preprocess", {}).get("trim"))
+    for _, *paths in designs:
+        for side, path in zip(("front", "back"), paths, strict=True):
+            try:
+                read_drawing(settings, path, side, trim)
+            except ImageRejected as exc:
+                raise ImageRejected(exc.reason, f"{path.name}: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,10 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "remove":
             manifest = remove_design(settings, args.name)
         else:
-            from worker.pipeline.extract import FeatureExtractor
-
             designs = ([(args.name, args.front, args.back)] if args.command == "add"
                        else read_import(args.source))
+            check_drawings(settings, designs)  # before the model loads, naming each file
+            from worker.pipeline.extract import FeatureExtractor
+
             extractor = FeatureExtractor(settings.vgg16_weights, settings.descriptor,
                                          settings.precision)
             manifest = add_designs(settings, extractor, designs)

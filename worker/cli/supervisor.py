@@ -12,6 +12,7 @@ import argparse
 import fcntl
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -41,29 +42,62 @@ def _hold_lock(run_dir: Path):
     return lock
 
 
+def _bindable(host: str, port: int) -> bool:
+    """Whether the web could listen on host:port now (what gunicorn will try)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gunicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _prepare(settings: Settings) -> int:
+    """The sample catalogue if there is none, and its index if there is none or pairs.csv
+    changed since (under the lock, so a second `make run` cannot build beside this one)."""
+    steps = []
+    if not settings.catalogue_csv.is_file():
+        steps.append(["-m", "worker.cli.sample", "--out", str(settings.database_dir)])
+    current = settings.features_dir / "CURRENT"
+    if steps or not current.is_file() or \
+            settings.catalogue_csv.stat().st_mtime > current.stat().st_mtime:
+        steps.append(["-m", "worker.cli.index"])
+    for step in steps:
+        if (code := subprocess.call([sys.executable, *step], cwd=REPO_ROOT)) != 0:
+            print(f"supervisor: `python {' '.join(step)}` failed ({code}); nothing started",
+                  file=sys.stderr)
+            return code
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
     parser.add_argument("--run-dir", type=Path, default=REPO_ROOT / ".run",
                         help="the lock, and the local Redis's data (default .run)")
+    parser.add_argument("--prepare", action="store_true",
+                        help="first make the sample catalogue and its index if there are none "
+                             "(or index again a pairs.csv newer than the index), as `make run`")
     args = parser.parse_args(argv)
     try:
-        Settings.from_env()  # a bad setting stops here, not in a worker restarted forever
+        settings = Settings.from_env()  # a bad setting stops here, not in a worker restarted
     except InvalidSetting as exc:
         print(f"supervisor: {exc}", file=sys.stderr)
         return 2
     lock = _hold_lock(args.run_dir)
     if lock is None:
         print(f"supervisor: another `make run` is running from this folder (it holds "
-              f"{args.run_dir / 'supervisor.lock'}, and its Redis keeps its data in "
-              f"{args.run_dir / 'redis'}); stop it first (Ctrl-C there), or run from another "
-              "clone", file=sys.stderr)
+              f"{args.run_dir / 'supervisor.lock'}); stop it first (Ctrl-C there), or run from "
+              "another clone", file=sys.stderr)
         return 1
-    if port_in_use(args.port):  # before anything starts: gunicorn would fail only after them
-        print(f"supervisor: port {args.port} is already in use (another server); stop it, or "
-              "set PORT to a free port", file=sys.stderr)
+    if not _bindable(args.host, args.port):  # before anything starts, the index build too
+        print(f"supervisor: {args.host}:{args.port} is already in use (another server); stop "
+              "it, or set PORT to a free port", file=sys.stderr)
         return 1
+    if args.prepare and (code := _prepare(settings)) != 0:
+        return code
     env = dict(os.environ)
     children: list[subprocess.Popen] = []
     if not env.get("REDIS_URL"):

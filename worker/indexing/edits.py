@@ -13,6 +13,7 @@ ever overwritten.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -34,17 +35,18 @@ from worker.core.bank import (
 from worker.core.catalogue import DESIGN_NAME, Catalogue, catalogue_csv, load_catalogue, write_catalogue_csv
 from worker.core.duplicates import DUPLICATES, DuplicatePairs, read_duplicates
 from worker.core.generations import catalogue_lock, current_id
-from worker.core.images import ImageRejected, load_image, refuse_blank
+from worker.core.images import load_image
 from worker.core.queueing import EXTENSION
 from worker.core.settings import Settings
 from worker.core.storage import write_aside
 from worker.indexing.recovery import mark_listed, sync_listed, tidy
 from worker.pipeline.duplicates import after_add, after_remove
-from worker.pipeline.preprocess import to_canvas, to_rgb
+from worker.pipeline.preprocess import query_canvas, to_canvas, to_rgb
 from worker.pipeline.thumbnails import write_thumbnail
 from worker.pipeline.verdicts import duplicate_thresholds_in
 
 EDIT_LOCK_WAIT_S = 120  # an edit waits this long for a running build or edit, then refuses
+STORED_IMAGE = re.compile(r"images/[0-9a-f]{16}\.(png|jpg)")  # where an add stores a drawing
 
 
 class CatalogueEditError(ValueError):
@@ -95,16 +97,14 @@ def _save(settings: Settings, bank: FeatureBank, before: Catalogue, after: Catal
     return {**manifest, "generation": folder.name}
 
 
-def _read_image(settings: Settings, source: Path) -> tuple[str, bytes]:
-    """Validate an image as an upload is (a blank drawing too: the API refuses it before it
-    reaches here, the CLI did not); (its catalogue path images/<sha256[:16]>.<ext>, its
-    bytes). A refusal names the file."""
+def read_drawing(settings: Settings, source: Path, side: str, trim: bool) -> tuple[str, bytes]:
+    """A design's drawing checked as a search's is: decoded within the limits, and something
+    showing on the canvas the model sees, which is what the index extracts (a blank page, or
+    a blank scan of tinted paper, is refused saying so); (its catalogue path
+    images/<sha256[:16]>.<ext>, its bytes)."""
     data = Path(source).read_bytes()
-    try:
-        image = load_image(data, settings.max_image_pixels)
-        refuse_blank(to_rgb(image))
-    except ImageRejected as exc:
-        raise ImageRejected(exc.reason, f"{Path(source).name}: {exc}") from None
+    image = load_image(data, settings.max_image_pixels)
+    query_canvas(data, settings.max_image_pixels, trim, None, side)
     return f"images/{hashlib.sha256(data).hexdigest()[:16]}.{EXTENSION[image.format]}", data
 
 
@@ -139,7 +139,8 @@ def add_designs(settings: Settings, extractor, designs: list[tuple[str, Path, Pa
         taken = sorted(set(names) & set(catalogue.names) | {n for n in names if names.count(n) > 1})
         if taken:
             raise CatalogueEditError(f"design name(s) already used: {taken[:5]}")
-        images = [(_read_image(settings, f), _read_image(settings, b)) for _, f, b in designs]
+        images = [(read_drawing(settings, f, "front", extractor.trim),
+                   read_drawing(settings, b, "back", extractor.trim)) for _, f, b in designs]
         created: list[Path] = []
         before = current_id(settings.features_dir)
         try:
@@ -180,7 +181,9 @@ def _extract(settings: Settings, extractor, bank: FeatureBank, rels: list[str],
 
 
 def remove_design(settings: Settings, name: str) -> dict:
-    """Drop a design's row (and its image files, unless another design uses them)."""
+    """Drop a design's row, and the image files an add stored for it (named by their content,
+    STORED_IMAGE) unless another design uses them; drawings put in the catalogue by hand
+    stay (they are the team's artwork, not the service's copies)."""
     with editing(settings) as (catalogue, bank):
         if name not in catalogue.names:
             raise CatalogueEditError(f"no design named {name!r} in the catalogue")
@@ -193,6 +196,8 @@ def remove_design(settings: Settings, name: str) -> dict:
                                   settings.search_ann_min_pairs)
         manifest = _save(settings, bank, catalogue, after, front, back, duplicates)
         for rel in {catalogue.fronts[i], catalogue.backs[i]} - set(after.fronts) - set(after.backs):
+            if not STORED_IMAGE.fullmatch(rel):
+                continue
             catalogue.image_path(rel).unlink(missing_ok=True)
             generations.checkpoint(f"deleted {rel}")
         return manifest
