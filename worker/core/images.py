@@ -174,7 +174,7 @@ def crop_to_box(img: Image.Image, box: Box | None) -> Image.Image:
     return img.crop((left, top, right, bottom))
 
 
-def refuse_blank(img: Image.Image, box: Box | None = None) -> None:
+def _refuse_blank(img: Image.Image, box: Box | None) -> None:
     """A drawing of one flat colour (a blank page, an empty layer exported), or a box around
     one colour alone, is refused: it has no design to compare, and its hits would only be
     the plainest garments (or, read as a line sketch, garments cut alike). Judged at full
@@ -216,11 +216,11 @@ def stored_form(data: bytes, max_pixels: int, box: Box | None = None
         img = _to_8bit(img, max(1, max(img.size) // (2 * STORED_LONG_SIDE)))
     narrow = img.mode in ("L", "RGB")
     if narrow:  # shrink before widening to RGB (alpha: composited first)
-        refuse_blank(img, box)  # before the shrink, which averages a thin faint line away
+        _refuse_blank(img, box)  # before the shrink, which averages a thin faint line away
         _shrink(img)
     rgb = to_rgb(img)
     if not narrow:
-        refuse_blank(rgb, box)
+        _refuse_blank(rgb, box)
     _shrink(rgb)
     buf = io.BytesIO()
     rgb.save(buf, STORED_FORMAT, compress_level=STORED_COMPRESSION)
