@@ -147,15 +147,21 @@ def test_search_with_a_catalogue_design_keeps_the_catalogue_pages_filter(indexed
     assert '<input type="hidden" name="filter" value="garment:dress">' in listed
     response = indexed_client.post(f"/designs/{design}/search",
                                    data={"filter": "garment:dress"})
-    assert response.status_code == 303 and response.location.endswith(f"?like={design}")
+    assert response.status_code == 303 and response.location.startswith("/searches/")
+    api_url = response.location.replace("/searches/", "/api/searches/")
+    assert indexed_client.get(api_url).get_json()["searched_with"] == design  # kept with it
+    own = submit(indexed_client, 3)  # drawings of one's own
     run_worker()
     page = " ".join(indexed_client.get(response.location).get_data(as_text=True).split())
     assert f"Designs most like {design}</h1>" in page
     assert "only designs whose garment is dress" in page
     assert page.count("(the design searched with)") == 1
-    body = finished(indexed_client, response.location.split("?")[0].replace("/searches/",
-                                                                           "/api/searches/"))
+    body = finished(indexed_client, api_url)
     assert body["results"][0]["name"] == design and body["filters"] == {"garment": ["dress"]}
+    assert body["searched_with"] == design
+    assert page.count('<input type="hidden" name="filter" value="garment:dress">') == \
+        len(body["results"])  # each hit's own search keeps the filter too
+    assert "searched_with" not in finished(indexed_client, own)
 
 
 def test_the_verdict_lead_is_taken_among_the_filtered_hits(indexed_client, run_worker,

@@ -23,7 +23,7 @@ from web.catalogue import catalogue_file, current_catalogue, index_summary
 from web.check_uploads import submit_check
 from web.checks import cancel_unstarted, describe_check, state_or_404
 from web.errors import RequestRefused
-from web.searches import describe, fetch_search
+from web.searches import describe, fetch_search, mark_searched_with
 from web.submissions import submit_search
 from worker.core.bank import BankError
 from worker.core.filters import FilterError, facets, parse_filter_fields
@@ -140,8 +140,8 @@ def severity(design: dict) -> tuple:
 @bp.post("/designs/<name>/search")
 def search_like(name: str):
     """"Search with this design": the catalogue design's own drawings become the query,
-    among the designs the catalogue page was showing (its `filter` fields); the result page
-    then names the design searched with (`like`)."""
+    among the designs the catalogue page was showing (its `filter` fields); the search then
+    names the design searched with (`searched_with`)."""
     settings = current_app.config["SETTINGS"]
     try:
         manifest = read_manifest_cached(settings.features_dir)
@@ -157,7 +157,8 @@ def search_like(name: str):
             files[side] = FileStorage(io.BytesIO(f.read()), filename=os.path.basename(path))
     options = MultiDict([("filter", field) for field in request.form.getlist("filter")])
     search_id = submit_search(MultiDict(files), options).id
-    return redirect(url_for("pages.search_page", search_id=search_id, like=name), code=303)
+    mark_searched_with(search_id, name, settings.result_ttl)
+    return redirect(url_for("pages.search_page", search_id=search_id), code=303)
 
 
 @bp.get("/searches/<search_id>")

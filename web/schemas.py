@@ -142,10 +142,10 @@ class _SearchBase(Closed):
     stage: str | None = Field(description="queued, preprocess, extract, search, render "
                               "(the last stage reached)")
     url: str
-    queue_position: int | None = Field(None, ge=0, description="only while queued: 0 = next, "
-                                       "null when not in the queue itself")
-    error: str | SkipJsonSchema[None] = Field(None, description="only when failed: why, for "
-                                              "people")
+    queue_position: int | None = Field(None, ge=0, description="while queued: 0 = next, null out of it")
+    error: str | SkipJsonSchema[None] = Field(None, description="only when failed: why")
+    searched_with: str | SkipJsonSchema[None] = Field(None, description="the catalogue design "
+                                                      "whose drawings were searched with, if so")
 
 
 Search = create_model("Search", __base__=_SearchBase, __doc__="A search: its status and stage; "

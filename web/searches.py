@@ -14,6 +14,9 @@ from worker.core.contract import ABANDONED, RESUBMIT, Hit, SearchResult
 
 SEARCH_ID = re.compile(contract.SEARCH_ID)  # use fullmatch: `$` also matches before a "\n"
 MAX_WAIT_S = 30.0  # the longest long poll
+# search id -> the catalogue design it searched with; beside the job, whose meta the worker
+# writes back whole while it runs
+SEARCHED_WITH = "pairsearch:searched-with:"
 
 
 class SearchStatus(StrEnum):
@@ -61,6 +64,11 @@ def hit_view(hit: Hit) -> dict:
             "back_url": url_for("pages.catalogue_image", path=hit.back)}
 
 
+def mark_searched_with(search_id: str, name: str, ttl: int) -> None:
+    """Record that search `search_id` is the catalogue design `name`'s own drawings."""
+    current_app.extensions["redis"].set(SEARCHED_WITH + search_id, name, ex=ttl)
+
+
 def search_status(job: Job) -> SearchStatus:
     """The search's status from its job's (as fetched; an unknown RQ status reads as failed)."""
     return STATUS_FROM_RQ.get(job.get_status(refresh=False), SearchStatus.FAILED)
@@ -71,6 +79,8 @@ def describe(job: Job) -> dict:
     status = search_status(job)
     body: dict = {"id": job.id, "status": status.value, "stage": job.meta.get("stage"),
                   "url": url_for("api.get_search", search_id=job.id)}
+    if (name := current_app.extensions["redis"].get(SEARCHED_WITH + job.id)) is not None:
+        body["searched_with"] = name.decode()
     if status is SearchStatus.QUEUED:
         body["queue_position"] = job.get_position()
     elif status is SearchStatus.FINISHED:
