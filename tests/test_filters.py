@@ -17,7 +17,7 @@ from tests.images import N_PAIRS, design_pair
 from worker.core.bank import FeatureBank, write_bank
 from worker.core.catalogue import catalogue_csv, load_catalogue
 from worker.core.contract import SearchOptions
-from worker.core.filters import FilterError, allowed_rows, describe, parse_filter_fields
+from worker.core.filters import FilterError, allowed_rows, describe, facets, parse_filter_fields
 from worker.core.whitening import l2_normalise
 from worker.pipeline.ann import with_coarse_index
 from worker.pipeline.ranking import top_k
@@ -141,11 +141,22 @@ def test_the_loader_keeps_further_columns_as_strings_empty_allowed(tmp_path, cat
     (tmp_path / "pairs.csv").write_text(
         "name,front,back,collection,tags\n"
         "a,images/dress-0001_front.png,images/dress-0001_back.png, 007 ,\n"
-        "b,images/dress-0005_front.png,images/dress-0005_back.png,NA,x\n")
+        "b,images/dress-0005_front.png,images/dress-0005_back.png,NA,x\n"
+        'c,images/dress-0009_front.png,images/dress-0009_back.png,NA,"x,y"\n')
     cat = load_catalogue(tmp_path)
-    assert cat.extra == {"collection": ["007", "NA"], "tags": ["", "x"]}
+    assert cat.extra == {"collection": ["007", "NA", "NA"], "tags": ["", "x", "x,y"]}
+    assert facets(cat) == {"collection": ["007", "NA"], "tags": ["x"]}  # "x,y": not nameable
     assert cat.columns_of(1) == {"collection": "NA", "tags": "x"}
     assert set(np.flatnonzero(allowed_rows({"collection": ["007"]}, cat))) == {0}
+
+
+def test_a_design_named_with_a_slash_can_be_searched_with_and_removed(web):
+    """A hand-written pairs.csv may name "SS26/jkt-01"; the routes take it whole."""
+    urls = web.application.url_map.bind("localhost")
+    assert urls.match("/designs/SS26/jkt-01/search", method="POST") == (
+        "pages.search_like", {"name": "SS26/jkt-01"})
+    assert urls.match("/api/designs/SS26/jkt-01", method="DELETE") == (
+        "designs.delete_design", {"name": "SS26/jkt-01"})
 
 
 def fake_generation(database_dir, features_dir, catalogue) -> None:

@@ -115,7 +115,7 @@ def add_design():
         raise
 
 
-@bp.delete("/api/designs/<name>")
+@bp.delete("/api/designs/<path:name>")  # a hand-written pairs.csv may name "SS26/jkt-01"
 @api.validate(tags=["catalogue"], operation_id="removeDesign", security=ADMIN,
               path_parameter_descriptions={"name": "the design's name"}, skip_validation=True,
               resp=_edit_responses(200, "removed", HTTP_404=(Error, "no such design"),

@@ -137,7 +137,7 @@ def severity(design: dict) -> tuple:
     return rank, -(top.get("similarity") or 0), design["name"]
 
 
-@bp.post("/designs/<name>/search")
+@bp.post("/designs/<path:name>/search")  # a hand-written pairs.csv may name "SS26/jkt-01"
 def search_like(name: str):
     """"Search with this design": the catalogue design's own drawings become the query,
     among the designs the catalogue page was showing (its `filter` fields); the search then

@@ -77,8 +77,11 @@ def allowed_rows(filters: Filters, catalogue: Catalogue) -> np.ndarray | None:
 
 
 def facets(catalogue: Catalogue) -> dict[str, list[str]]:
-    """Each further column and its distinct non-empty values, sorted: what a form offers."""
-    return {column: [v for v in uniques if v] for column, (_, uniques) in catalogue.codes.items()}
+    """Each further column and its distinct non-empty values, sorted: what a form offers. A
+    value with a comma cannot be named in a `filter` field (commas separate values), so it
+    is not offered."""
+    return {column: [v for v in uniques if v and "," not in v]
+            for column, (_, uniques) in catalogue.codes.items()}
 
 
 def describe(filters: Filters) -> str:
