@@ -17,7 +17,7 @@ from rq import Queue
 from tests.images import drawn, encode
 from tests.zips import make_zip, pairs_csv, post_collection, symlink_entry
 from worker.core.checks import CANCELLED, CheckedDesign
-from worker.core.contract import Hit
+from worker.core.contract import Hit, SearchOptions
 from worker.core.results_csv import report_csv
 
 PNG = encode(drawn(Image.new("RGB", (64, 80), (30, 60, 90))))
@@ -209,20 +209,21 @@ def test_the_report_has_a_row_per_hit_and_keeps_formulas_out():
                              outline_only=["front", "back"])]
     lines = report_csv(designs).splitlines()
     assert lines[0] == ("design,rank,match,similarity,verdict,front_score,back_score,error,"
-                        "filters,swapped,outline_only")  # older columns keep their places
-    assert lines[1] == "'=HYPERLINK(1),1,dress-0001,96,copy,0.91,-0.2,,,false,"
-    assert lines[2] == "'=HYPERLINK(1),2,dress-0001,96,,0.91,-0.2,,,true,"
-    assert lines[3] == "b,,,,,,,front: not a JPEG or PNG image,,,"
-    assert len(lines) == 5 and lines[4] == "sketch,2,dress-0001,96,,0.91,-0.2,,,true,front back"
-    filtered = report_csv(designs, {"garment": ["dress", "jacket"], "season": ["SS26"]})
-    assert all(',"garment:dress,jacket; season:SS26",' in line
+                        "filters,swapped,outline_only,score,front_weight")  # older columns first
+    assert lines[1] == "'=HYPERLINK(1),1,dress-0001,96,copy,0.91,-0.2,,,false,,0.9,0.5"
+    assert lines[2] == "'=HYPERLINK(1),2,dress-0001,96,,0.91,-0.2,,,true,,0.9,0.5"
+    assert lines[3] == "b,,,,,,,front: not a JPEG or PNG image,,,,,0.5"
+    assert len(lines) == 5 and lines[4] == "sketch,2,dress-0001,96,,0.91,-0.2,,,true,front back,0.9,0.5"
+    options = SearchOptions(filters=["garment:dress,jacket", "season:SS26"], front_weight=0.7)
+    filtered = report_csv(designs, options)
+    assert all(',"garment:dress,jacket; season:SS26",' in line and line.endswith(",0.7")
                for line in filtered.splitlines()[1:])
-    described = hit.model_copy(update={"columns": {"garment": "dress", "season": "SS26"}})
+    described = hit.model_copy(update={"columns": {"garment": "dress", "rank": "A"}})
     lines = report_csv([designs[1], CheckedDesign(name="a", status="finished",
                                                   results=[described])]).splitlines()
-    assert lines[0].endswith(",outline_only,garment,season")  # the hits' catalogue columns
-    assert lines[1:] == ["b,,,,,,,front: not a JPEG or PNG image,,,,,",
-                         "a,1,dress-0001,96,copy,0.91,-0.2,,,false,,dress,SS26"]
+    assert lines[0].endswith(",front_weight,garment,catalogue:rank")  # no two columns alike
+    assert lines[1:] == ["b,,,,,,,front: not a JPEG or PNG image,,,,,0.5,,",
+                         "a,1,dress-0001,96,copy,0.91,-0.2,,,false,,0.9,0.5,dress,A"]
 
 
 def test_the_form_takes_a_zip_and_shows_its_progress_or_its_refusal(client, redis):

@@ -128,6 +128,7 @@ def test_a_search_downloads_as_csv_with_its_filters_and_catalogue_columns(indexe
     for row, hit in zip(rows, body["results"], strict=True):  # what the JSON says, best first
         cells = dict(zip(header, row, strict=True))
         assert cells["rank"] == str(hit["rank"]) and cells["match"] == hit["name"]
+        assert float(cells["score"]) == hit["score"] and cells["front_weight"] == "0.5"
         assert cells["verdict"] == (hit["verdict"] or "")
         assert cells["similarity"] == ("" if hit["similarity"] is None else str(hit["similarity"]))
         assert float(cells["front_score"]) == hit["front_score"]

@@ -156,7 +156,8 @@ def delete_check(check_id: str):
 @api.validate(tags=["checks"], operation_id="getCheckReport",
               path_parameter_descriptions=CHECK_ID, skip_validation=True, resp=Responses(
                   HTTP_200=(None, "CSV: design,rank,match,similarity,verdict,front_score,"
-                                  "back_score,error,filters,swapped,outline_only; a row per "
+                                  "back_score,error,filters,swapped,outline_only,score,"
+                                  "front_weight; a row per "
                                   "design and hit, one row with its error for a design that "
                                   "failed; `filters`: the check's `filter` fields, "
                                   "`; `-separated (blank: none); `swapped`: true/false, as a "
@@ -172,7 +173,7 @@ def get_report(check_id: str):
         return error_response(409, "not_ready", f"the check has not finished yet ({state.done} "
                               f"of {state.total} designs); poll "
                               f"{url_for('checks.get_check', check_id=check_id)}")
-    body = report_csv([state.design(row) for row in range(state.total)], state.options.filters)
+    body = report_csv([state.design(row) for row in range(state.total)], state.options)
     return Response(body, mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="check-{check_id[:8]}.csv"'})
 

@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             WeightsUnavailable, OSError) as exc:
         print(f"check: {exc}", file=sys.stderr)
         return 1
-    report = report_csv(designs, options.filters)
+    report = report_csv(designs, options)
     if args.out is not None:
         try:
             args.out.write_text(report, newline="")

@@ -9,14 +9,15 @@ import csv
 import io
 from collections.abc import Iterable
 
-from worker.core.contract import CheckedDesign, Hit, SearchResult
+from worker.core.contract import CheckedDesign, Hit, SearchOptions, SearchResult
 from worker.core.filters import Filters, as_fields
 
 REPORT_COLUMNS = ("design", "rank", "match", "similarity", "verdict", "front_score",
-                  "back_score", "error", "filters", "swapped", "outline_only")
+                  "back_score", "error", "filters", "swapped", "outline_only", "score",
+                  "front_weight")
 # a search's: the report's, less the design and its error, then the hits' catalogue columns
-SEARCH_COLUMNS = ("rank", "match", "similarity", "verdict", "front_score", "back_score",
-                  "filters", "swapped", "outline_only")
+SEARCH_COLUMNS = ("rank", "match", "similarity", "verdict", "score", "front_score",
+                  "back_score", "front_weight", "filters", "swapped", "outline_only")
 DUPLICATES_COLUMNS = ("a", "b", "similarity", "verdict", "group")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet would run such a cell
 
@@ -46,8 +47,15 @@ def _catalogue_columns(hits: Iterable[Hit]) -> list[str]:
     return list(dict.fromkeys(name for hit in hits for name in hit.columns))
 
 
+def _headed(fixed: tuple[str, ...], columns: list[str]) -> list[str]:
+    """The header: a catalogue column named like one of ours is `catalogue:<name>` (a reader
+    by name would otherwise see one of the two)."""
+    return [*fixed, *(f"catalogue:{name}" if name in fixed else name for name in columns)]
+
+
 def report_rows(designs: list[CheckedDesign], filters: Filters | None = None,
-                columns: list[str] | None = None) -> list[list[object]]:
+                columns: list[str] | None = None, front_weight: float | None = None
+                ) -> list[list[object]]:
     """One row per design and hit; a design that failed (or is not checked yet): one row.
     Every row names the filters the designs were compared under (a row read alone, or a
     report read a season later, still says that hits were looked for among some designs), and
@@ -61,19 +69,21 @@ def report_rows(designs: list[CheckedDesign], filters: Filters | None = None,
         sketched = " ".join(design.outline_only)
         if design.status != "finished":
             out.append([design.name, "", "", "", "", "", "", design.error or design.status,
-                        compared, "", sketched, *([""] * len(columns))])
+                        compared, "", sketched, "", front_weight, *([""] * len(columns))])
         for hit in design.results:
             out.append([design.name, hit.rank, *_scores(hit), "", compared,
-                        str(hit.swapped).lower(), sketched,
+                        str(hit.swapped).lower(), sketched, hit.score, front_weight,
                         *(hit.columns.get(name, "") for name in columns)])
     return out
 
 
-def report_csv(designs: list[CheckedDesign], filters: Filters | None = None) -> str:
+def report_csv(designs: list[CheckedDesign], options: SearchOptions | None = None) -> str:
     """The report as CSV text: REPORT_COLUMNS and the catalogue columns the hits carry, then
-    `report_rows`."""
+    `report_rows` (under the check's `options`: its filters and front weight)."""
+    options = options or SearchOptions()
     columns = _catalogue_columns(hit for design in designs for hit in design.results)
-    return _csv((*REPORT_COLUMNS, *columns), report_rows(designs, filters, columns))
+    return _csv(_headed(REPORT_COLUMNS, columns),
+                report_rows(designs, options.filters, columns, options.front_weight))
 
 
 def search_csv(result: SearchResult) -> str:
@@ -82,8 +92,9 @@ def search_csv(result: SearchResult) -> str:
     compared = "; ".join(as_fields(result.filters))
     sketched = " ".join(result.outline_only)
     columns = _catalogue_columns(result.results)
-    return _csv((*SEARCH_COLUMNS, *columns), (
-        [hit.rank, *_scores(hit), compared, str(hit.swapped).lower(), sketched,
+    return _csv(_headed(SEARCH_COLUMNS, columns), (
+        [hit.rank, hit.name, hit.similarity, hit.verdict, hit.score, hit.front_score,
+         hit.back_score, result.front_weight, compared, str(hit.swapped).lower(), sketched,
          *(hit.columns.get(name, "") for name in columns)] for hit in result.results))
 
 
