@@ -212,7 +212,8 @@ def test_the_cli_refuses_bad_arguments_before_loading_the_model(indexed_settings
     for args, says in (
             (["--filter", "colour:red"], "check: unknown filter column 'colour'"),
             (["--out", str(tmp_path / "gone" / "r.csv")], f"there is no folder {tmp_path / 'gone'}"),
-            (["--out", str(tmp_path)], "is a folder; name the report's file")):
+            (["--out", str(tmp_path)], "names a folder; name the report's file"),
+            (["--out", f"{tmp_path / 'new'}/"], "names a folder; name the report's file")):
         proc = subprocess.run([sys.executable, "-m", "worker.check", str(tmp_path / "season"),
                                *args], env=env, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 1, proc.stderr[-2000:]

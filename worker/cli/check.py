@@ -33,7 +33,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m worker.cli.check", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("path", type=Path, help="a ZIP, a folder with pairs.csv, or a CSV")
-    parser.add_argument("--out", type=Path, help="the CSV report (default: standard output)")
+    parser.add_argument("--out", help="the CSV report (default: standard output)")
     parser.add_argument("-k", default="20", help="hits per design, 1-100 (default 20)")
     parser.add_argument("--front-weight", default="0.5", help="0-1 (default 0.5)")
     parser.add_argument("--sides-unknown", action="store_true",
@@ -76,12 +76,13 @@ def _checked(engine, designs: list, options: SearchOptions, check_pairs) -> list
     return out
 
 
-def unwritable(out: Path | None) -> str | None:
-    """Why the report could not be written to `out`, known before an hour's check."""
-    if out is None:
+def unwritable(given: str | None) -> str | None:
+    """Why the report could not be written to `given`, known before an hour's check."""
+    if given is None:
         return None
-    if out.is_dir():
-        return f"--out {out} is a folder; name the report's file"
+    out = Path(given)
+    if out.is_dir() or given.endswith(("/", os.sep)):  # Path drops a trailing slash
+        return f"--out {given} names a folder; name the report's file"
     if not out.parent.is_dir():
         return f"--out {out}: there is no folder {out.parent}"
     if not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     if (refused := unwritable(args.out)) is not None:
         print(f"check: {refused}", file=sys.stderr)
         return 1
+    out = None if args.out is None else Path(args.out)
     try:
         settings = Settings.from_env()
         options = SearchOptions(k=args.k, front_weight=args.front_weight,
@@ -114,11 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"check: {exc}", file=sys.stderr)
         return 1
     report = report_csv(designs, options)
-    if args.out is not None:
+    if out is not None:
         try:
-            args.out.write_text(report, newline="")
+            out.write_text(report, newline="")
         except OSError as exc:  # the check is not lost: the report goes to standard output
-            print(f"check: could not write {args.out} ({exc.strerror}); the report follows on "
+            print(f"check: could not write {out} ({exc.strerror}); the report follows on "
                   "standard output", file=sys.stderr)
             sys.stdout.write(report)
             return 1
