@@ -27,9 +27,9 @@ from worker.core.settings import Settings
 
 KEY_PREFIX = "pairsearch:blob:"
 TEMP_GRACE_S = 3600  # aside-written files older than this are leftovers of a crash
-# every name the service stores starts with its search's or check's id (32 hex digits), and
-# `write_aside` writes `.<that name>.<8 hex>.part` first: the sweep deletes nothing else
-# (a clone's `.gitkeep`, a file someone put there)
+# every name the service stores starts with the id (32 hex digits) of its search, check or
+# design edit, and `write_aside` writes `.<that name>.<8 hex>.part` first: the sweep deletes
+# nothing else (a clone's `.gitkeep`, a file someone put there)
 OURS = re.compile(r"[0-9a-f]{32}[^/]*|\.[0-9a-f]{32}[^/]*\.[0-9a-f]{8}\.part")
 log = logging.getLogger(__name__)
 
