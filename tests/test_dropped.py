@@ -62,11 +62,12 @@ def test_a_dropped_job_is_put_back_at_the_head_after_the_grace_and_only_it(queue
     other = Queue(f"{queue.name}-other", connection=queue.connection)
     elsewhere = popped(other)  # another queue's: that queue's workers sweep it
     t0 = time.time()
-    assert sweep_at(queue, t0) == []  # first seen: a live worker may be about to claim it
+    assert sweep_at(queue, t0) == [killed]  # its taker is gone: at once
+    assert queue.get_job_ids() == [killed, waiting]  # at the head
     assert sweep(queue.connection, [queue.name], SWEEPER, 120, t0 + 99) == []  # one a minute
-    assert sweep_at(queue, t0 + DROPPED_GRACE_S - 1) == []
-    assert sorted(sweep_at(queue, t0 + DROPPED_GRACE_S)) == sorted([frozen, killed])
-    assert queue.get_job_ids()[2:] == [waiting] and set(queue.get_job_ids()[:2]) == {frozen, killed}
+    assert sweep_at(queue, t0 + DROPPED_GRACE_S - 1) == []  # a live worker may claim it yet
+    assert sweep_at(queue, t0 + DROPPED_GRACE_S) == [frozen]
+    assert queue.get_job_ids() == [frozen, killed, waiting]
     assert sweep_at(queue, t0 + 2 * DROPPED_GRACE_S) == []  # waiting now: not dropped
     assert slow not in queue.get_job_ids() and elsewhere not in other.get_job_ids()
 
@@ -80,6 +81,13 @@ def test_a_worker_that_wakes_after_its_job_was_put_back_leaves_it_to_the_taker(q
                                                                      taker, 120)
     assert not take(queue.connection, job, "elsewhere.9.frozen", 120)  # the taker runs it
     assert take(queue.connection, job, taker, 120)  # its own claim: still its own
+
+
+def test_the_sweep_of_a_worker_killed_while_it_held_the_turn_passes_to_another(queue):
+    queue.connection.set(SWEEP_LOCK, dead_local_worker())
+    job = popped(queue, by=dead_local_worker())
+    assert sweep(queue.connection, [queue.name], SWEEPER, 120) == [job]
+    assert queue.connection.get(SWEEP_LOCK).decode() == SWEEPER
 
 
 def test_a_job_in_rqs_own_recovery_list_is_left_to_rq(queue):

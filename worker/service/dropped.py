@@ -5,10 +5,10 @@ A worker serving several queues (ours serve four) pops with BLPOP, of which RQ k
 (its BLMOVE to a recovery list is for one-queue workers): a job popped by a worker that then
 froze, was killed or lost Redis's reply is in no queue and no registry, 'queued' until it
 expires. So a worker claims each job it pops before anything else (`take`), and one worker a
-minute (`sweep`) puts back, at the head of its queue, each job that is queued, in no list,
-and whose claim is missing or held by a worker that is gone, once it has been seen so for
-DROPPED_GRACE_S. A frozen worker that wakes after its job was put back finds the claim
-taken and leaves the job to the worker that holds it.
+minute (`sweep`) puts back, at the head of its queue, each job that is queued and in no list
+whose claim is held by a worker that is gone, or that has no claim and has been seen so for
+DROPPED_GRACE_S (a live worker may be between its pop and its claim). A frozen worker that
+wakes after its job was put back finds the claim taken and leaves the job to its holder.
 """
 
 from __future__ import annotations
@@ -62,7 +62,10 @@ def sweep(connection: Redis, queue_names: list[str], own_name: str, job_timeout:
     """Put back the jobs of `queue_names` that were dropped (module doc); their ids. At most
     one worker sweeps every SWEEP_EVERY_S; first sightings are kept in Redis (SUSPECTS)."""
     if not connection.set(SWEEP_LOCK, own_name, nx=True, ex=SWEEP_EVERY_S):
-        return []
+        sweeper = _text(connection.get(SWEEP_LOCK))  # a sweeper killed since: its turn passes
+        if sweeper in (None, own_name) or not gone(connection, sweeper, own_name, job_timeout):
+            return []
+        connection.set(SWEEP_LOCK, own_name, ex=SWEEP_EVERY_S)
     now_s = time.time() if now_s is None else now_s
     prefix = Job.redis_job_namespace_prefix
     keys = [key for key in map(_text, connection.scan_iter(match=f"{prefix}*", count=1000))
@@ -81,11 +84,15 @@ def sweep(connection: Redis, queue_names: list[str], own_name: str, job_timeout:
         for job_id in candidates:
             pipe.get(POPPED_PREFIX + job_id)
         holders = [_text(holder) for holder in pipe.execute()]
-    dropped = [job_id for job_id, holder in zip(candidates, holders, strict=True)
-               if holder is None or gone(connection, holder, own_name, job_timeout)]
+    unclaimed = [job_id for job_id, holder in zip(candidates, holders, strict=True)
+                 if holder is None]
+    abandoned = [job_id for job_id, holder in zip(candidates, holders, strict=True)
+                 if holder is not None and gone(connection, holder, own_name, job_timeout)]
     first = {_text(k): float(v) for k, v in connection.hgetall(SUSPECTS).items()}
-    seen = {job_id: first.get(job_id, now_s) for job_id in dropped}
-    put_back = [job_id for job_id, since in seen.items() if now_s - since >= DROPPED_GRACE_S]
+    seen = {job_id: first.get(job_id, now_s) for job_id in unclaimed}
+    # a claim of a worker that is gone needs no grace: no live worker is about to start it
+    put_back = abandoned + [job_id for job_id, since in seen.items()
+                            if now_s - since >= DROPPED_GRACE_S]
     with connection.pipeline() as pipe:
         for job_id in put_back:
             pipe.delete(POPPED_PREFIX + job_id)
