@@ -75,10 +75,11 @@ def test_edits_update_the_pairs_as_a_full_pass_would():
     assert (original, copy) in as_set(full) and len(removed) < len(full)
 
 
-def write_generation(features_dir, front, back, names=None, duplicates=True) -> dict:
+def write_generation(features_dir, front, back, names=None, duplicates=True,
+                     descriptor=DESCRIPTOR) -> dict:
     """A real generation (banks, manifest, and the duplicates file unless told not to)."""
     names = names or [f"design-{i:04d}" for i in range(len(front))]
-    manifest = {"n_pairs": len(front), "dim": DIM, "dtype": "float32", "descriptor": DESCRIPTOR,
+    manifest = {"n_pairs": len(front), "dim": DIM, "dtype": "float32", "descriptor": descriptor,
                 "verdicts": THRESHOLDS, "names": names,
                 "fronts": [f"images/{n}_front.png" for n in names],
                 "backs": [f"images/{n}_back.png" for n in names]}
@@ -177,7 +178,7 @@ def test_the_pairs_read_are_those_of_the_current_generation(synthetic):
 
 
 def test_the_page_shows_each_group_with_its_drawings(synthetic):
-    client, _, manifest, pairs, _ = synthetic
+    client, settings, manifest, pairs, _ = synthetic
     page = client.get("/duplicates").get_data(as_text=True)
     groups = duplicate_groups(pairs, manifest["names"], "near-duplicate")
     assert page.count('class="card group"') == len(groups)
@@ -185,7 +186,12 @@ def test_the_page_shows_each_group_with_its_drawings(synthetic):
     assert f'src="/database/images/{first}_front.png"' in page
     assert f'src="/database/images/{first}_back.png"' in page
     assert 'href="/duplicates"' in client.get("/").get_data(as_text=True)  # the nav links it
-    assert "judged on a scale of its own" in page  # why a search may say otherwise
+    assert "made with a search's thresholds" in page  # this descriptor's list has none its own
+    assert "may read differently in a search" in page  # why a search may say otherwise
+    write_generation(settings.features_dir, *seeded_bank()[:2],
+                     descriptor="grey-dir345-lw256-shape-colour")  # one calibrated for the list
+    page = " ".join(client.get("/duplicates").get_data(as_text=True).split())
+    assert "judged on a scale of its own" in page and "counts a quarter as much" in page
 
 
 def test_the_cli_writes_a_csv_row_per_pair(synthetic, tmp_path):
