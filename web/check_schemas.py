@@ -3,7 +3,7 @@ document; a design's hits are a search's (`HitView`)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -18,10 +18,10 @@ class CheckForm(Model):
                               description="a ZIP holding `pairs.csv` (columns name,front,back; "
                               "one design a row, image paths relative to it) and the drawings it "
                               "names, each as a search's: " + IMAGE_LIMITS)
-    k: int = Field(DEFAULT_K, ge=1, le=K_MAX, description="hits per design (400 `invalid_k` "
-                   "otherwise)")
-    front_weight: float = Field(DEFAULT_FRONT_WEIGHT, ge=0, le=1, description="as for a search "
-                                "(400 `invalid_front_weight` otherwise)")
+    k: Annotated[int, Field(ge=1, le=K_MAX)] | Literal[""] = Field(DEFAULT_K, description=(
+        "hits per design; blank: the default (400 `invalid_k` otherwise)"))
+    front_weight: Annotated[float, Field(ge=0, le=1)] | Literal[""] = Field(
+        DEFAULT_FRONT_WEIGHT, description="as for a search (400 `invalid_front_weight` otherwise)")
     sides: str = Field("known", pattern=f"^{_WS}*(known|unknown)?{_WS}*$",
                        description="as for a search (400 `invalid_sides` otherwise)")
     filter: list[str] = Field([], description=FILTER)

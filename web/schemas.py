@@ -85,11 +85,11 @@ class SearchForm(Model):
 
     front: bytes | SkipJsonSchema[None] = image("front", default=None)
     back: bytes | SkipJsonSchema[None] = image("back", default=None)
-    k: int = Field(DEFAULT_K, ge=1, le=K_MAX, description="how many designs to return; "
-                   "sent blank, as a cleared form field: the default (400 `invalid_k` otherwise)")
-    front_weight: float = Field(DEFAULT_FRONT_WEIGHT, ge=0, le=1, description="weight of the "
-                                "front score, the back gets 1 - this; unused for a one-sided "
-                                "query; blank: the default (400 `invalid_front_weight` otherwise)")
+    k: Annotated[int, Field(ge=1, le=K_MAX)] | Literal[""] = Field(DEFAULT_K, description=(
+        "how many designs to return; blank (a cleared form field): the default (400 `invalid_k` otherwise)"))
+    front_weight: Annotated[float, Field(ge=0, le=1)] | Literal[""] = Field(
+        DEFAULT_FRONT_WEIGHT, description="weight of the front score, the back gets 1 - this; unused "
+        "for a one-sided query; blank: the default (400 `invalid_front_weight` otherwise)")
     sides: str = Field("known", pattern=f"^{_WS}*(known|unknown)?{_WS}*$", description=(
         "`known` (or blank) or `unknown`: also match the query's front against each design's "
         "back and the other way round (400 `invalid_sides` otherwise)"))
