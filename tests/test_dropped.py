@@ -13,8 +13,9 @@ import uuid
 import pytest
 from rq import Queue, SimpleWorker
 from rq.intermediate_queue import IntermediateQueue
+from rq.job import Job, JobStatus
 
-from worker.service.dropped import DROPPED_GRACE_S, SUSPECTS, SWEEP_LOCK, sweep, take
+from worker.service.dropped import DROPPED_GRACE_S, POPPED_PREFIX, SWEEP_LOCK, release, sweep, take
 
 JOB = "worker.service.jobs.search_pair"
 SWEEPER = "sweeper.1.aaaaaa"
@@ -22,13 +23,12 @@ SWEEPER = "sweeper.1.aaaaaa"
 
 @pytest.fixture
 def queue(redis):
-    redis.delete(SUSPECTS, SWEEP_LOCK)
     return Queue(f"dropped-{uuid.uuid4().hex[:8]}", connection=redis)
 
 
 def sweep_at(queue: Queue, at: float) -> list[str]:
-    """A sweep at time `at` (each worker's maintenance; the lock of the last one lifted)."""
-    queue.connection.delete(SWEEP_LOCK)
+    """A sweep at time `at` (each worker's maintenance; the turn of the last one lifted)."""
+    queue.connection.delete(SWEEP_LOCK + queue.name)
     return sweep(queue.connection, [queue.name], SWEEPER, 120, at)
 
 
@@ -72,22 +72,40 @@ def test_a_dropped_job_is_put_back_at_the_head_after_the_grace_and_only_it(queue
     assert slow not in queue.get_job_ids() and elsewhere not in other.get_job_ids()
 
 
-def test_a_worker_that_wakes_after_its_job_was_put_back_leaves_it_to_the_taker(queue):
-    job = popped(queue)
+def test_a_worker_that_wakes_after_its_job_was_put_back_leaves_it_alone(queue):
+    job = popped(queue)  # worker A froze between its pop and its claim
     sweep_at(queue, 0)
     assert sweep_at(queue, DROPPED_GRACE_S) == [job]
     taker = running_worker(queue, "elsewhere.8.takerr")
     assert queue.connection.lpop(queue.key).decode() == job and take(queue.connection, job,
                                                                      taker, 120)
-    assert not take(queue.connection, job, "elsewhere.9.frozen", 120)  # the taker runs it
+    frozen = running_worker(queue, "elsewhere.9.frozen")
+    assert not take(queue.connection, job, frozen, 120)  # A wakes: the taker holds it
     assert take(queue.connection, job, taker, 120)  # its own claim: still its own
+    Job.fetch(job, connection=queue.connection).set_status(JobStatus.STARTED)  # as RQ marks it
+    release(queue.connection, job, frozen)  # only the holder lets go
+    assert queue.connection.get(POPPED_PREFIX + job).decode() == taker
+    release(queue.connection, job, taker)
+    assert not take(queue.connection, job, frozen, 120)  # not 'queued' any more: run by the taker
+    finished = popped(queue)  # A woke before anyone popped the copy put back: A ran it
+    Job.fetch(finished, connection=queue.connection).set_status(JobStatus.FINISHED)
+    assert not take(queue.connection, finished, taker, 120)  # the copy is not run again
 
 
 def test_the_sweep_of_a_worker_killed_while_it_held_the_turn_passes_to_another(queue):
-    queue.connection.set(SWEEP_LOCK, dead_local_worker())
+    queue.connection.set(SWEEP_LOCK + queue.name, dead_local_worker())
     job = popped(queue, by=dead_local_worker())
     assert sweep(queue.connection, [queue.name], SWEEPER, 120) == [job]
-    assert queue.connection.get(SWEEP_LOCK).decode() == SWEEPER
+    assert queue.connection.get(SWEEP_LOCK + queue.name).decode() == SWEEPER
+
+
+def test_each_queue_has_its_own_turn_and_first_sightings(queue):
+    """A worker of other queues (a chunks-only one) sweeping cannot skip or erase this one's."""
+    other = Queue(f"{queue.name}-index", connection=queue.connection)
+    job = popped(queue)
+    sweep_at(queue, 0)  # first sighting, this queue's
+    assert sweep(queue.connection, [other.name], "chunks.1.cccccc", 120, 0) == []  # its turn
+    assert sweep_at(queue, DROPPED_GRACE_S) == [job]
 
 
 def test_a_job_in_rqs_own_recovery_list_is_left_to_rq(queue):
@@ -102,13 +120,12 @@ def test_a_search_dropped_by_its_worker_is_run_by_the_next_one(indexed_client, i
     from tests.http import post_pair
     from tests.images import N_PAIRS, design_pair
 
-    redis.delete(SUSPECTS, SWEEP_LOCK)
     url = post_pair(indexed_client, *design_pair(3, N_PAIRS)).get_json()["url"]
     search = Queue(indexed_settings.queue_name, connection=redis)
     assert redis.lpop(search.key) == url.rsplit("/", 1)[1].encode()  # a frozen worker's pop
     run_worker()  # nothing queued (its maintenance sees the search dropped for the first time)
     assert indexed_client.get(url).get_json()["status"] == "queued"
-    redis.delete(SWEEP_LOCK)
+    redis.delete(SWEEP_LOCK + search.name)
     assert sweep(redis, [search.name], SWEEPER, 120, time.time() + DROPPED_GRACE_S) == \
         [url.rsplit("/", 1)[1]]
     run_worker()

@@ -1,14 +1,17 @@
 """Jobs a worker took off its queue and never started: claimed when taken, put back when
-their taker is gone.
+nobody runs them.
 
 A worker serving several queues (ours serve four) pops with BLPOP, of which RQ keeps no copy
 (its BLMOVE to a recovery list is for one-queue workers): a job popped by a worker that then
 froze, was killed or lost Redis's reply is in no queue and no registry, 'queued' until it
-expires. So a worker claims each job it pops before anything else (`take`), and one worker a
-minute (`sweep`) puts back, at the head of its queue, each job that is queued and in no list
-whose claim is held by a worker that is gone, or that has no claim and has been seen so for
-DROPPED_GRACE_S (a live worker may be between its pop and its claim). A frozen worker that
-wakes after its job was put back finds the claim taken and leaves the job to its holder.
+expires. So a worker claims each job it pops before anything else (`take`: only while the
+job is still 'queued' and nobody else holds it, in one atomic step) and lets the claim go
+once RQ has marked the job started (`release`). One worker a minute per queue (`sweep`) puts
+back, at the head of the queue, each job that is 'queued' and in no list whose claim is held
+by a worker that is gone, or that has no claim and has been seen so for DROPPED_GRACE_S (a
+live worker may be between its pop and its claim). A frozen worker that wakes after its job
+was put back cannot take it: it is claimed by the worker that popped it again, or no longer
+'queued'; either way it leaves the job alone.
 """
 
 from __future__ import annotations
@@ -25,11 +28,24 @@ from worker.service.housekeeping import gone
 
 log = logging.getLogger(__name__)
 POPPED_PREFIX = "pairsearch:popped:"  # job id -> the worker that took it off its queue
-POPPED_TTL_S = 3600  # a taken job starts within seconds; its claim only has to outlive that
-SUSPECTS = "pairsearch:dropped"  # job id -> when first seen dropped (epoch s), for any sweeper
-SWEEP_LOCK = "pairsearch:dropped-sweep"
-SWEEP_EVERY_S = 55  # one worker a minute walks the jobs (a SCAN of the keyspace)
+POPPED_TTL_S = 3600  # a taken job starts within milliseconds; the claim outlives that widely
+SUSPECTS = "pairsearch:dropped:"  # + queue: job id -> when first seen dropped (epoch s)
+SWEEP_LOCK = "pairsearch:dropped-sweep:"  # + queue: whose turn it is to sweep it
+SWEEP_EVERY_S = 55  # one worker a minute walks a queue's jobs (a SCAN of the keyspace)
 DROPPED_GRACE_S = 30  # between a pop and its claim RQ only reads the job's hash
+# the claim, atomically: only a job still 'queued', and not one another worker holds unless
+# the caller judged that worker gone (ARGV[3] == "1")
+_TAKE = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
+local holder = redis.call('GET', KEYS[2])
+if holder and holder ~= ARGV[1] and ARGV[3] ~= '1' then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 def _text(value: bytes | str | None) -> str | None:
@@ -38,34 +54,30 @@ def _text(value: bytes | str | None) -> str | None:
 
 
 def take(connection: Redis, job_id: str, worker: str, job_timeout: int) -> bool:
-    """Claim `job_id` for `worker`, which has just taken it off its queue. False when another
-    worker that is running holds it: the job was put back while this worker was frozen, and
-    that worker runs it. A claim of a worker that is gone (a job retried after its worker
-    died) is taken over."""
+    """Claim `job_id` for `worker`, which has just taken it off its queue. False when the job
+    is no longer 'queued' (another worker ran or runs it) or another worker that is running
+    holds it; a claim of a worker that is gone (killed after its pop) is taken over."""
     key = POPPED_PREFIX + job_id
-    if connection.set(key, worker, nx=True, ex=POPPED_TTL_S):
-        return True
     holder = _text(connection.get(key))
-    if holder is None or holder == worker or gone(connection, holder, worker, job_timeout):
-        connection.set(key, worker, ex=POPPED_TTL_S)
-        return True
-    return False
+    takeover = holder not in (None, worker) and gone(connection, holder, worker, job_timeout)
+    return bool(connection.eval(_TAKE, 2, Job.key_for(job_id), key, worker, POPPED_TTL_S,
+                                "1" if takeover else "0"))
 
 
-def release(connection: Redis, job_id: str) -> None:
-    """The job has ended: a retry under the same id may be taken by any worker."""
-    connection.delete(POPPED_PREFIX + job_id)
+def release(connection: Redis, job_id: str, worker: str) -> None:
+    """The job is marked started (no longer 'queued': nobody can take it again); a claim only
+    its holder lets go."""
+    connection.eval(_RELEASE, 1, POPPED_PREFIX + job_id, worker)
 
 
 def sweep(connection: Redis, queue_names: list[str], own_name: str, job_timeout: int,
           now_s: float | None = None) -> list[str]:
-    """Put back the jobs of `queue_names` that were dropped (module doc); their ids. At most
-    one worker sweeps every SWEEP_EVERY_S; first sightings are kept in Redis (SUSPECTS)."""
-    if not connection.set(SWEEP_LOCK, own_name, nx=True, ex=SWEEP_EVERY_S):
-        sweeper = _text(connection.get(SWEEP_LOCK))  # a sweeper killed since: its turn passes
-        if sweeper in (None, own_name) or not gone(connection, sweeper, own_name, job_timeout):
-            return []
-        connection.set(SWEEP_LOCK, own_name, ex=SWEEP_EVERY_S)
+    """Put back the dropped jobs (module doc) of those of `queue_names` whose turn this worker
+    gets (one sweep a queue every SWEEP_EVERY_S, whoever serves it); their ids. First
+    sightings are kept in Redis, per queue, so any sweeper counts them."""
+    mine = [name for name in queue_names if _my_turn(connection, name, own_name, job_timeout)]
+    if not mine:
+        return []
     now_s = time.time() if now_s is None else now_s
     prefix = Job.redis_job_namespace_prefix
     keys = [key for key in map(_text, connection.scan_iter(match=f"{prefix}*", count=1000))
@@ -75,10 +87,27 @@ def sweep(connection: Redis, queue_names: list[str], own_name: str, job_timeout:
             pipe.hmget(key, "status", "origin")
         fields = pipe.execute()
     queued = {key[len(prefix):]: _text(origin) for key, (status, origin) in zip(keys, fields, strict=True)
-              if _text(status) == JobStatus.QUEUED.value and _text(origin) in queue_names}
-    queues = {name: Queue(name, connection=connection) for name in set(queued.values())}
-    waiting = {job_id for queue in queues.values()  # RQ cleans up its own recovery list
-               for job_id in [*queue.get_job_ids(), *IntermediateQueue(queue.key, connection).get_job_ids()]}
+              if _text(status) == JobStatus.QUEUED.value and _text(origin) in mine}
+    return [job_id for name in mine
+            for job_id in _sweep_queue(Queue(name, connection=connection), own_name, job_timeout,
+                                       [j for j, origin in queued.items() if origin == name], now_s)]
+
+
+def _my_turn(connection: Redis, queue: str, own_name: str, job_timeout: int) -> bool:
+    if connection.set(SWEEP_LOCK + queue, own_name, nx=True, ex=SWEEP_EVERY_S):
+        return True
+    sweeper = _text(connection.get(SWEEP_LOCK + queue))  # a sweeper killed since: its turn passes
+    if sweeper in (None, own_name) or not gone(connection, sweeper, own_name, job_timeout):
+        return False
+    connection.set(SWEEP_LOCK + queue, own_name, ex=SWEEP_EVERY_S)
+    return True
+
+
+def _sweep_queue(queue: Queue, own_name: str, job_timeout: int, queued: list[str],
+                 now_s: float) -> list[str]:
+    connection = queue.connection
+    waiting = {*queue.get_job_ids(),  # RQ cleans up its own recovery list
+               *IntermediateQueue(queue.key, connection).get_job_ids()}
     candidates = [job_id for job_id in queued if job_id not in waiting]
     with connection.pipeline(transaction=False) as pipe:
         for job_id in candidates:
@@ -88,7 +117,7 @@ def sweep(connection: Redis, queue_names: list[str], own_name: str, job_timeout:
                  if holder is None]
     abandoned = [job_id for job_id, holder in zip(candidates, holders, strict=True)
                  if holder is not None and gone(connection, holder, own_name, job_timeout)]
-    first = {_text(k): float(v) for k, v in connection.hgetall(SUSPECTS).items()}
+    first = {_text(k): float(v) for k, v in connection.hgetall(SUSPECTS + queue.name).items()}
     seen = {job_id: first.get(job_id, now_s) for job_id in unclaimed}
     # a claim of a worker that is gone needs no grace: no live worker is about to start it
     put_back = abandoned + [job_id for job_id, since in seen.items()
@@ -96,12 +125,12 @@ def sweep(connection: Redis, queue_names: list[str], own_name: str, job_timeout:
     with connection.pipeline() as pipe:
         for job_id in put_back:
             pipe.delete(POPPED_PREFIX + job_id)
-            queues[queued[job_id]].push_job_id(job_id, pipeline=pipe, at_front=True)
-        pipe.delete(SUSPECTS)
+            queue.push_job_id(job_id, pipeline=pipe, at_front=True)
+        pipe.delete(SUSPECTS + queue.name)
         if rest := {job_id: since for job_id, since in seen.items() if job_id not in put_back}:
-            pipe.hset(SUSPECTS, mapping=rest)
+            pipe.hset(SUSPECTS + queue.name, mapping=rest)
         pipe.execute()
     for job_id in put_back:
         log.warning("job %s was taken off %s by a worker that never started it: put back",
-                    job_id, queued[job_id])
+                    job_id, queue.name)
     return put_back

@@ -1,7 +1,8 @@
 """The worker process: one model, loaded and warmed once, serving the queue without forking.
 
-TensorFlow is not fork-safe, so jobs run in this process (an RQ SimpleWorker). Between
-jobs the worker swaps in a rebuilt index if FEATURES_DIR/CURRENT names a new generation.
+TensorFlow is not fork-safe, so jobs run in this process (an RQ SimpleWorker). As each job
+starts (once RQ has marked it started) the worker swaps in a rebuilt index if
+FEATURES_DIR/CURRENT names a new generation.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
 from rq.exceptions import NoSuchJobError
+from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
 
 from worker.core.contract import CheckChunk
@@ -87,9 +89,11 @@ class SearchWorker(SimpleWorker):
         super().request_stop(signum, frame)
 
     def execute_job(self, job: Job, queue: Queue):
-        timeout = self.engine.settings.job_timeout
-        if not take(self.connection, job.id, self.name, timeout):  # first: see worker.service.dropped
-            log.warning("job %s is another worker's (put back while this one was stopped)", job.id)
+        if not take(self.connection, job.id, self.name, self.engine.settings.job_timeout):
+            log.warning("job %s is not this worker's to run (put back while it was stopped, "
+                        "and taken or run by another)", job.id)
+            if len(self.queues) == 1:  # RQ moved it to its recovery list, which start would empty
+                IntermediateQueue(queue.key, self.connection).remove(job.id)
             return None
         try:
             return super().execute_job(job, queue)
@@ -97,13 +101,17 @@ class SearchWorker(SimpleWorker):
             discard_uploads(self.engine.storage, job)
             try:
                 announce_done(self.connection, job.id)
-                release(self.connection, job.id)
             except RedisError as exc:
                 log.warning("could not announce the end of %s: %s", job.id, exc)
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False):
         super().prepare_job_execution(job, remove_from_intermediate_queue)
-        self.engine.refresh()  # once the job is marked started: a reload may take a minute
+        try:  # started now: nobody can take it again (worker.service.dropped)
+            release(self.connection, job.id, self.name)
+        except RedisError as exc:  # the claim expires by itself
+            log.warning("could not let go of the claim on %s: %s", job.id, exc)
+        if self.engine.refresh():  # a reload may take a minute: show this worker alive
+            self.heartbeat(self.get_heartbeat_ttl(job))
 
     def run_maintenance_tasks(self):
         """RQ's registry clean-up, plus: fail searches of dead workers, put back jobs a worker
@@ -181,3 +189,4 @@ def serve(settings: Settings, engine: Engine, connection: Redis, name: str | Non
         if burst or worker.stop_signalled:  # asked to stop (SIGTERM/SIGINT), or queue done
             return
         wait_for_redis(connection)
+        name = None  # a fresh name: the last registration may survive, without its death noted
