@@ -162,8 +162,10 @@ def delete_check(check_id: str):
                                   "failed; `filters`: the check's `filter` fields, "
                                   "`; `-separated (blank: none); `swapped`: true/false, as a "
                                   "hit's; `outline_only`: `front`, `back`, `front back` or "
-                                  "blank, as the design's; then the catalogue's further "
-                                  "columns the hits carry (garment, season, ...)"),
+                                  "blank, as the design's; `score`, the hit's; `front_weight`, "
+                                  "the check's; then the catalogue's further columns the hits "
+                                  "carry (garment, season, ...; one named like ours: "
+                                  "`catalogue:<name>`)"),
                   HTTP_404=(Error, "unknown, expired or malformed id"),
                   HTTP_409=(Error, "not finished yet (`not_ready`)"), HTTP_503=UNAVAILABLE))
 def get_report(check_id: str):

@@ -15,9 +15,10 @@ from worker.core.filters import Filters, as_fields
 REPORT_COLUMNS = ("design", "rank", "match", "similarity", "verdict", "front_score",
                   "back_score", "error", "filters", "swapped", "outline_only", "score",
                   "front_weight")
-# a search's: the report's, less the design and its error, then the hits' catalogue columns
-SEARCH_COLUMNS = ("rank", "match", "similarity", "verdict", "score", "front_score",
-                  "back_score", "front_weight", "filters", "swapped", "outline_only")
+# a search's: the report's, less the design and its error (then, in both, the hits'
+# catalogue columns)
+SEARCH_COLUMNS = ("rank", "match", "similarity", "verdict", "front_score", "back_score",
+                  "filters", "swapped", "outline_only", "score", "front_weight")
 DUPLICATES_COLUMNS = ("a", "b", "similarity", "verdict", "group")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet would run such a cell
 
@@ -93,9 +94,9 @@ def search_csv(result: SearchResult) -> str:
     sketched = " ".join(result.outline_only)
     columns = _catalogue_columns(result.results)
     return _csv(_headed(SEARCH_COLUMNS, columns), (
-        [hit.rank, hit.name, hit.similarity, hit.verdict, hit.score, hit.front_score,
-         hit.back_score, result.front_weight, compared, str(hit.swapped).lower(), sketched,
-         *(hit.columns.get(name, "") for name in columns)] for hit in result.results))
+        [hit.rank, *_scores(hit), compared, str(hit.swapped).lower(), sketched, hit.score,
+         result.front_weight, *(hit.columns.get(name, "") for name in columns)]
+        for hit in result.results))
 
 
 def duplicates_csv(groups: list[dict]) -> str:
