@@ -186,12 +186,12 @@ def test_the_page_shows_each_group_with_its_drawings(synthetic):
     assert f'src="/database/images/{first}_front.png"' in page
     assert f'src="/database/images/{first}_back.png"' in page
     assert 'href="/duplicates"' in client.get("/").get_data(as_text=True)  # the nav links it
-    assert "made with a search's thresholds" in page  # this descriptor's list has none its own
-    assert "may read differently in a search" in page  # why a search may say otherwise
+    assert "judged by a search's thresholds" in page  # this descriptor's list has none its own
     write_generation(settings.features_dir, *seeded_bank()[:2],
                      descriptor="grey-dir345-lw256-shape-colour")  # one calibrated for the list
     page = " ".join(client.get("/duplicates").get_data(as_text=True).split())
     assert "judged on a scale of its own" in page and "counts a quarter as much" in page
+    assert "may read differently in a search" in page  # why a search may say otherwise
 
 
 def test_the_cli_writes_a_csv_row_per_pair(synthetic, tmp_path):

@@ -14,7 +14,7 @@ from web.schemas import Duplicates, DuplicatesQuery, Error
 from worker.core.bank import BankError
 from worker.core.duplicates import DEFAULT_MIN_VERDICT, VERDICTS, duplicate_groups, read_duplicates_cached
 from worker.core.results_csv import DUPLICATES_COLUMNS, duplicates_csv
-from worker.pipeline.verdicts import duplicate_thresholds_in
+from worker.pipeline.verdicts import duplicate_thresholds_in, plain_thresholds_in
 
 bp = Blueprint("duplicates", __name__)
 
@@ -85,7 +85,9 @@ def duplicates_page():
                 "back_url": url_for("pages.catalogue_image", path=manifest["backs"][i])}
 
     shown = [{"designs": [drawings(n) for n in g["designs"]], "pairs": g["pairs"]} for g in groups]
-    judged = duplicate_thresholds_in(manifest) or {}
+    judged = duplicate_thresholds_in(manifest)
+    scale = "none" if judged is None else "search" if judged == plain_thresholds_in(manifest) \
+        else "own"
     return render_template("duplicates.html", groups=shown, min_verdict=min_verdict,
-                           verdicts=VERDICTS, n_designs=len(manifest["names"]),
-                           lead_weight=judged.get("margin_weight", 1.0))
+                           verdicts=VERDICTS, n_designs=len(manifest["names"]), scale=scale,
+                           lead_weight=(judged or {}).get("margin_weight", 1.0))

@@ -16,6 +16,7 @@ from flask import (
     send_file,
     url_for,
 )
+from redis.exceptions import RedisError
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.security import safe_join
 
@@ -157,7 +158,10 @@ def search_like(name: str):
             files[side] = FileStorage(io.BytesIO(f.read()), filename=os.path.basename(path))
     options = MultiDict([("filter", field) for field in request.form.getlist("filter")])
     search_id = submit_search(MultiDict(files), options).id
-    mark_searched_with(search_id, name, settings.result_ttl)
+    try:
+        mark_searched_with(search_id, name, settings.result_ttl)
+    except RedisError:  # the search is queued all the same: only its heading is lost
+        current_app.logger.warning("could not record that search %s is %s's", search_id, name)
     return redirect(url_for("pages.search_page", search_id=search_id), code=303)
 
 
