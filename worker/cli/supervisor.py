@@ -64,10 +64,17 @@ def _prepare(settings: Settings) -> int:
             settings.catalogue_csv.stat().st_mtime > current.stat().st_mtime:
         steps.append(["-m", "worker.cli.index"])
     for step in steps:
-        if (code := subprocess.call([sys.executable, *step], cwd=REPO_ROOT)) != 0:
-            print(f"supervisor: `python {' '.join(step)}` failed ({code}); nothing started",
+        child = subprocess.Popen([sys.executable, *step], cwd=REPO_ROOT)
+        try:
+            code = child.wait()
+        except KeyboardInterrupt:  # Ctrl-C reached the child too; a build is atomic anyway
+            code = child.wait()
+        finally:
+            stop_process(child)  # a SIGTERM to us (turned into SystemExit) stops it as well
+        if code != 0:
+            print(f"supervisor: `python {' '.join(step)}` stopped ({code}); nothing started",
                   file=sys.stderr)
-            return code
+            return code or 1
     return 0
 
 
@@ -96,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"supervisor: {args.host}:{args.port} is already in use (another server); stop "
               "it, or set PORT to a free port", file=sys.stderr)
         return 1
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))  # unwinds _prepare
     if args.prepare and (code := _prepare(settings)) != 0:
         return code
     env = dict(os.environ)
