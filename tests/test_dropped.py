@@ -130,3 +130,27 @@ def test_a_search_dropped_by_its_worker_is_run_by_the_next_one(indexed_client, i
         [url.rsplit("/", 1)[1]]
     run_worker()
     assert indexed_client.get(url).get_json()["status"] == "finished"
+
+
+def test_a_put_back_is_undone_by_any_change_since_the_sweep_read_the_job(queue):
+    from worker.service.dropped import _put_back
+
+    job = popped(queue)  # read by the sweep with no claim...
+    assert take(queue.connection, job, running_worker(queue, "elsewhere.5.wakeup"), 120)
+    assert not _put_back(queue, job, None)  # ...claimed since: its worker woke up
+    assert queue.get_job_ids() == []
+    dead = dead_local_worker()
+    killed, finished = popped(queue, by=dead), popped(queue, by=dead)
+    Job.fetch(finished, connection=queue.connection).set_status(JobStatus.FINISHED)
+    assert not _put_back(queue, finished, dead)  # no longer 'queued'
+    assert _put_back(queue, killed, dead) and queue.get_job_ids() == [killed]
+
+
+def test_a_key_that_is_not_a_job_does_not_stop_the_sweep(queue):
+    queue.connection.set("rq:job:not-a-hash", "x")  # another app's key, or a damaged one
+    queue.connection.set(b"rq:job:\xff\xfe", "y")
+    try:
+        job = popped(queue, by=dead_local_worker())
+        assert sweep_at(queue, 0) == [job]
+    finally:
+        queue.connection.delete("rq:job:not-a-hash", b"rq:job:\xff\xfe")

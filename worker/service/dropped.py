@@ -9,9 +9,13 @@ job is still 'queued' and nobody else holds it, in one atomic step) and lets the
 once RQ has marked the job started (`release`). One worker a minute per queue (`sweep`) puts
 back, at the head of the queue, each job that is 'queued' and in no list whose claim is held
 by a worker that is gone, or that has no claim and has been seen so for DROPPED_GRACE_S (a
-live worker may be between its pop and its claim). A frozen worker that wakes after its job
-was put back cannot take it: it is claimed by the worker that popped it again, or no longer
-'queued'; either way it leaves the job alone.
+live worker may be between its pop and its claim); each put-back is one atomic step, done
+only if the job is still 'queued' and its claim still the one the sweep read. A frozen worker
+that wakes after its job was put back takes it only if nobody has popped the copy yet (the
+copy is then refused, the job no longer 'queued'); otherwise the claim is another's and it
+leaves the job alone. Not covered: a worker frozen between its claim and RQ's start mark
+(two Redis round trips) for longer than its registration lives (105 s) may run the job a
+second time.
 """
 
 from __future__ import annotations
@@ -21,8 +25,10 @@ import time
 
 from redis import Redis
 from rq import Queue
+from rq.exceptions import NoSuchJobError
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus
+from rq.registry import StartedJobRegistry
 
 from worker.service.housekeeping import gone
 
@@ -34,12 +40,22 @@ SWEEP_LOCK = "pairsearch:dropped-sweep:"  # + queue: whose turn it is to sweep i
 SWEEP_EVERY_S = 55  # one worker a minute walks a queue's jobs (a SCAN of the keyspace)
 DROPPED_GRACE_S = 30  # between a pop and its claim RQ only reads the job's hash
 # the claim, atomically: only a job still 'queued', and not one another worker holds unless
-# the caller judged that worker gone (ARGV[3] == "1")
+# it is the holder the caller judged gone (ARGV[3]; "" for none)
 _TAKE = """
 if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
 local holder = redis.call('GET', KEYS[2])
-if holder and holder ~= ARGV[1] and ARGV[3] ~= '1' then return 0 end
+if holder and holder ~= ARGV[1] and holder ~= ARGV[3] then return 0 end
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
+# a put-back, atomically: only a job still 'queued' whose claim is still the one the sweep
+# read (ARGV[1]; "" for none), at the head of its queue (KEYS[3])
+_PUT_BACK = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
+local holder = redis.call('GET', KEYS[2]) or ''
+if holder ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[2])
+redis.call('LPUSH', KEYS[3], ARGV[2])
 return 1
 """
 _RELEASE = """
@@ -50,7 +66,7 @@ return 0
 
 def _text(value: bytes | str | None) -> str | None:
     """A reply as text, whether or not the connection decodes its replies."""
-    return value.decode() if isinstance(value, bytes) else value
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
 
 
 def take(connection: Redis, job_id: str, worker: str, job_timeout: int) -> bool:
@@ -59,9 +75,9 @@ def take(connection: Redis, job_id: str, worker: str, job_timeout: int) -> bool:
     holds it; a claim of a worker that is gone (killed after its pop) is taken over."""
     key = POPPED_PREFIX + job_id
     holder = _text(connection.get(key))
-    takeover = holder not in (None, worker) and gone(connection, holder, worker, job_timeout)
-    return bool(connection.eval(_TAKE, 2, Job.key_for(job_id), key, worker, POPPED_TTL_S,
-                                "1" if takeover else "0"))
+    dead = holder if holder not in (None, worker) and gone(connection, holder, worker,
+                                                           job_timeout) else ""
+    return bool(connection.eval(_TAKE, 2, Job.key_for(job_id), key, worker, POPPED_TTL_S, dead))
 
 
 def release(connection: Redis, job_id: str, worker: str) -> None:
@@ -85,9 +101,10 @@ def sweep(connection: Redis, queue_names: list[str], own_name: str, job_timeout:
     with connection.pipeline(transaction=False) as pipe:
         for key in keys:
             pipe.hmget(key, "status", "origin")
-        fields = pipe.execute()
-    queued = {key[len(prefix):]: _text(origin) for key, (status, origin) in zip(keys, fields, strict=True)
-              if _text(status) == JobStatus.QUEUED.value and _text(origin) in mine}
+        fields = pipe.execute(raise_on_error=False)  # a key not RQ's (not a hash): skipped
+    queued = {key[len(prefix):]: _text(reply[1]) for key, reply in zip(keys, fields, strict=True)
+              if isinstance(reply, list) and _text(reply[0]) == JobStatus.QUEUED.value
+              and _text(reply[1]) in mine}
     return [job_id for name in mine
             for job_id in _sweep_queue(Queue(name, connection=connection), own_name, job_timeout,
                                        [j for j, origin in queued.items() if origin == name], now_s)]
@@ -101,6 +118,23 @@ def _my_turn(connection: Redis, queue: str, own_name: str, job_timeout: int) -> 
         return False
     connection.set(SWEEP_LOCK + queue, own_name, ex=SWEEP_EVERY_S)
     return True
+
+
+def _put_back(queue: Queue, job_id: str, holder: str | None) -> bool:
+    """Put the job back unless it changed since the sweep read it; a killed worker's execution
+    of it is dropped first (RQ would otherwise fail the job as abandoned while another runs
+    it)."""
+    connection = queue.connection
+    if holder is not None:
+        try:
+            job = Job.fetch(job_id, connection=connection)
+        except NoSuchJobError:  # expired since the sweep read it
+            return False
+        with connection.pipeline() as pipe:
+            StartedJobRegistry(queue=queue).remove_executions(job, pipeline=pipe)
+            pipe.execute()
+    return bool(connection.eval(_PUT_BACK, 3, Job.key_for(job_id), POPPED_PREFIX + job_id,
+                                queue.key, holder or "", job_id))
 
 
 def _sweep_queue(queue: Queue, own_name: str, job_timeout: int, queued: list[str],
@@ -122,10 +156,9 @@ def _sweep_queue(queue: Queue, own_name: str, job_timeout: int, queued: list[str
     # a claim of a worker that is gone needs no grace: no live worker is about to start it
     put_back = abandoned + [job_id for job_id, since in seen.items()
                             if now_s - since >= DROPPED_GRACE_S]
+    held = dict(zip(candidates, holders, strict=True))
+    put_back = [job_id for job_id in put_back if _put_back(queue, job_id, held[job_id])]
     with connection.pipeline() as pipe:
-        for job_id in put_back:
-            pipe.delete(POPPED_PREFIX + job_id)
-            queue.push_job_id(job_id, pipeline=pipe, at_front=True)
         pipe.delete(SUSPECTS + queue.name)
         if rest := {job_id: since for job_id, since in seen.items() if job_id not in put_back}:
             pipe.hset(SUSPECTS + queue.name, mapping=rest)

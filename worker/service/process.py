@@ -117,8 +117,11 @@ class SearchWorker(SimpleWorker):
         """RQ's registry clean-up, plus: fail searches of dead workers, put back jobs a worker
         popped and never started, delete expired files."""
         super().run_maintenance_tasks()
-        sweep(self.connection, [queue.name for queue in self.queues], self.name,
-              self.engine.settings.job_timeout)
+        try:  # a key or reply it cannot read must not stop the worker serving
+            sweep(self.connection, [queue.name for queue in self.queues], self.name,
+                  self.engine.settings.job_timeout)
+        except (RedisError, ValueError, NoSuchJobError) as exc:
+            log.warning("could not sweep for dropped jobs: %s", exc)
         for queue in self.queues:
             for job_id in fail_orphaned_searches(queue, self.engine.settings.result_ttl,
                                                  self.name, self.engine.settings.job_timeout):
