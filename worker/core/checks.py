@@ -52,6 +52,11 @@ def collection_upload_name(check_id: str, row: int, side: str) -> str:
     return f"{check_id}-r{row}-{side}.png"
 
 
+def chunk_uploads(chunk: CheckChunk) -> list[str]:
+    """The stored drawings of a chunk's designs (what its end deletes)."""
+    return [name for row in chunk.rows for name in (row.front, row.back) if name is not None]
+
+
 def design_image_name(check_id: str, row: int) -> str:
     """Where a checked design is kept as the model saw it, front | back (a result, JPEG): what
     the report shows beside its hits, after its uploads are deleted."""

@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 from rq import get_current_job
 
 from worker.core.checks import (
+    chunk_uploads,
     design_image_name,
     is_cancelled,
     mark_started,
@@ -160,7 +161,7 @@ def check_chunk(**kwargs) -> None:
 
 
 def _discard(engine: Engine, chunk: CheckChunk) -> None:
-    names = [name for row in chunk.rows for name in (row.front, row.back) if name is not None]
+    names = chunk_uploads(chunk)
     try:
         engine.storage.delete_uploads(names)
     except (OSError, RedisError) as exc:  # RESULT_TTL's sweep gets them later

@@ -19,6 +19,7 @@ from rq.exceptions import NoSuchJobError
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
 
+from worker.core.checks import chunk_uploads
 from worker.core.contract import CheckChunk
 from worker.core.queueing import UploadRefused, announce_done, check_upload_name, index_queue_name
 from worker.core.settings import Settings
@@ -42,8 +43,7 @@ def discard_uploads(storage, job: Job) -> None:
     kwargs = job.kwargs or {}
     try:
         if "rows" in kwargs:  # a check's chunk: the contract checks each row's upload names
-            names = [name for row in CheckChunk.model_validate(kwargs).rows
-                     for name in (row.front, row.back) if name is not None]
+            names = chunk_uploads(CheckChunk.model_validate(kwargs))
         else:
             names = [check_upload_name(name) for side, name in kwargs.items()
                      if side in ("front", "back") and isinstance(name, str)]
