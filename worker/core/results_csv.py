@@ -38,9 +38,13 @@ def _csv(header: Iterable[str], rows: Iterable[Iterable[object]]) -> str:
     return text.getvalue()
 
 
-def _scores(hit: Hit) -> list[object]:
-    """A hit's cells from `match` to `back_score`."""
-    return [hit.name, hit.similarity, hit.verdict, hit.front_score, hit.back_score]
+def _hit_row(hit: Hit, compared: str, sketched: str, front_weight: float | None,
+             columns: list[str]) -> list[object]:
+    """A hit's row of a search's CSV (SEARCH_COLUMNS, then `columns`); a report's row is the
+    same with the design first and its (empty) error after `back_score`."""
+    return [hit.rank, hit.name, hit.similarity, hit.verdict, hit.front_score, hit.back_score,
+            compared, str(hit.swapped).lower(), sketched, hit.score, front_weight,
+            *(hit.columns.get(name, "") for name in columns)]
 
 
 def _catalogue_columns(hits: Iterable[Hit]) -> list[str]:
@@ -72,9 +76,8 @@ def report_rows(designs: list[CheckedDesign], filters: Filters | None = None,
             out.append([design.name, "", "", "", "", "", "", design.error or design.status,
                         compared, "", sketched, "", front_weight, *([""] * len(columns))])
         for hit in design.results:
-            out.append([design.name, hit.rank, *_scores(hit), "", compared,
-                        str(hit.swapped).lower(), sketched, hit.score, front_weight,
-                        *(hit.columns.get(name, "") for name in columns)])
+            row = _hit_row(hit, compared, sketched, front_weight, columns)
+            out.append([design.name, *row[:6], "", *row[6:]])
     return out
 
 
@@ -94,9 +97,7 @@ def search_csv(result: SearchResult) -> str:
     sketched = " ".join(result.outline_only)
     columns = _catalogue_columns(result.results)
     return _csv(_headed(SEARCH_COLUMNS, columns), (
-        [hit.rank, *_scores(hit), compared, str(hit.swapped).lower(), sketched, hit.score,
-         result.front_weight, *(hit.columns.get(name, "") for name in columns)]
-        for hit in result.results))
+        _hit_row(hit, compared, sketched, result.front_weight, columns) for hit in result.results))
 
 
 def duplicates_csv(groups: list[dict]) -> str:

@@ -147,16 +147,15 @@ def _sweep_queue(queue: Queue, own_name: str, job_timeout: int, queued: list[str
         for job_id in candidates:
             pipe.get(POPPED_PREFIX + job_id)
         holders = [_text(holder) for holder in pipe.execute()]
-    unclaimed = [job_id for job_id, holder in zip(candidates, holders, strict=True)
-                 if holder is None]
-    abandoned = [job_id for job_id, holder in zip(candidates, holders, strict=True)
+    held = dict(zip(candidates, holders, strict=True))
+    unclaimed = [job_id for job_id, holder in held.items() if holder is None]
+    abandoned = [job_id for job_id, holder in held.items()
                  if holder is not None and gone(connection, holder, own_name, job_timeout)]
     first = {_text(k): float(v) for k, v in connection.hgetall(SUSPECTS + queue.name).items()}
     seen = {job_id: first.get(job_id, now_s) for job_id in unclaimed}
     # a claim of a worker that is gone needs no grace: no live worker is about to start it
     put_back = abandoned + [job_id for job_id, since in seen.items()
                             if now_s - since >= DROPPED_GRACE_S]
-    held = dict(zip(candidates, holders, strict=True))
     put_back = [job_id for job_id in put_back if _put_back(queue, job_id, held[job_id])]
     with connection.pipeline() as pipe:
         pipe.delete(SUSPECTS + queue.name)
