@@ -41,7 +41,7 @@ from worker.core.settings import Settings
 from worker.core.storage import write_aside
 from worker.indexing.recovery import mark_listed, sync_listed, tidy
 from worker.pipeline.duplicates import after_add, after_remove
-from worker.pipeline.preprocess import query_canvas, to_canvas, to_rgb
+from worker.pipeline.preprocess import to_canvas, to_rgb, visible_canvas
 from worker.pipeline.thumbnails import write_thumbnail
 from worker.pipeline.verdicts import duplicate_thresholds_in
 
@@ -104,7 +104,7 @@ def read_drawing(settings: Settings, source: Path, side: str, trim: bool) -> tup
     images/<sha256[:16]>.<ext>, its bytes)."""
     data = Path(source).read_bytes()
     image = load_image(data, settings.max_image_pixels)
-    query_canvas(data, settings.max_image_pixels, trim, None, side)
+    visible_canvas(to_rgb(image), trim, side)  # decoded once: the same image
     return f"images/{hashlib.sha256(data).hexdigest()[:16]}.{EXTENSION[image.format]}", data
 
 

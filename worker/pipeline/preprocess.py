@@ -105,12 +105,18 @@ def _decoded(source: bytes | str | Path, max_pixels: int, box: Box | None) -> Im
 def query_canvas(source: bytes | str | Path, max_pixels: int, trim: bool, box: Box | None,
                  side: str) -> np.ndarray:
     """A query drawing's canvas (`make_canvas`), refused when nothing of it shows on the
-    canvas the model sees: a faint or thin drawing on a large page averages away at 200 px,
+    canvas the model sees (`visible_canvas`)."""
+    return visible_canvas(_decoded(source, max_pixels, box), trim, side, box is not None)
+
+
+def visible_canvas(rgb: Image.Image, trim: bool, side: str, boxed: bool = False) -> np.ndarray:
+    """An RGB drawing's canvas, refused (ImageRejected "unseen") when nothing of it shows at
+    the size the model sees: a faint or thin drawing on a large page averages away at 200 px,
     and so does the grain of a blank page scanned on tinted paper; either would be matched
     as blank paper (what the web's blank check, at full size, cannot see)."""
-    drawing = fitted(_decoded(source, max_pixels, box), trim)
+    drawing = fitted(rgb, trim)
     if is_flat(drawing):  # the drawing alone: the white padding around it is not ink
-        part = "the part inside its box" if box is not None else "it"
+        part = "the part inside its box" if boxed else "it"
         raise ImageRejected("unseen", f"the {side} drawing shows nothing at the size designs "
                             f"are compared ({LONG_SIDE} px across): {part} is blank, or its "
                             "lines are too faint or thin for its size; draw darker or thicker "
