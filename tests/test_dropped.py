@@ -15,7 +15,7 @@ from rq import Queue, SimpleWorker
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job, JobStatus
 
-from worker.service.dropped import DROPPED_GRACE_S, POPPED_PREFIX, SWEEP_LOCK, release, sweep, take
+from worker.service.dropped import DROPPED_GRACE_S, POPPED_PREFIX, SWEEP_LOCK, start, sweep, take
 
 JOB = "worker.service.jobs.search_pair"
 SWEEPER = "sweeper.1.aaaaaa"
@@ -82,14 +82,29 @@ def test_a_worker_that_wakes_after_its_job_was_put_back_leaves_it_alone(queue):
     frozen = running_worker(queue, "elsewhere.9.frozen")
     assert not take(queue.connection, job, frozen, 120)  # A wakes: the taker holds it
     assert take(queue.connection, job, taker, 120)  # its own claim: still its own
-    Job.fetch(job, connection=queue.connection).set_status(JobStatus.STARTED)  # as RQ marks it
-    release(queue.connection, job, frozen)  # only the holder lets go
+    assert not start(queue.connection, job, frozen)  # only the holder starts it
     assert queue.connection.get(POPPED_PREFIX + job).decode() == taker
-    release(queue.connection, job, taker)
+    assert start(queue.connection, job, taker)
+    assert Job.fetch(job, connection=queue.connection).get_status() == JobStatus.STARTED
+    assert queue.connection.get(POPPED_PREFIX + job) is None
     assert not take(queue.connection, job, frozen, 120)  # not 'queued' any more: run by the taker
     finished = popped(queue)  # A woke before anyone popped the copy put back: A ran it
     Job.fetch(finished, connection=queue.connection).set_status(JobStatus.FINISHED)
     assert not take(queue.connection, finished, taker, 120)  # the copy is not run again
+
+
+def test_a_worker_stopped_between_its_claim_and_its_start_is_refused_at_its_start(queue):
+    frozen = "elsewhere.4.frozen"  # its registration expired while it was stopped: gone
+    job = popped(queue, by=frozen)
+    assert sweep_at(queue, 0) == [job]  # put back at once, its claim deleted
+    assert not start(queue.connection, job, frozen)  # wakes before anyone popped the copy
+    assert Job.fetch(job, connection=queue.connection).get_status() == JobStatus.QUEUED
+    assert queue.get_job_ids() == [job]  # the copy is run instead
+    taker = running_worker(queue, "elsewhere.8.takerr")
+    assert queue.connection.lpop(queue.key).decode() == job and take(queue.connection, job,
+                                                                     taker, 120)
+    assert not start(queue.connection, job, frozen)  # wakes after the copy was taken
+    assert start(queue.connection, job, taker) and not start(queue.connection, job, taker)
 
 
 def test_the_sweep_of_a_worker_killed_while_it_held_the_turn_passes_to_another(queue):
@@ -128,6 +143,34 @@ def test_a_search_dropped_by_its_worker_is_run_by_the_next_one(indexed_client, i
     redis.delete(SWEEP_LOCK + search.name)
     assert sweep(redis, [search.name], SWEEPER, 120, time.time() + DROPPED_GRACE_S) == \
         [url.rsplit("/", 1)[1]]
+    run_worker()
+    assert indexed_client.get(url).get_json()["status"] == "finished"
+
+
+@pytest.mark.slow
+def test_a_search_put_back_while_its_worker_was_stopped_after_its_claim_runs_once(
+        indexed_client, indexed_settings, extractor, run_worker, redis):
+    """The worker wakes between its claim and its start: refused, its execution dropped, the
+    uploads kept for the copy, which the next worker runs."""
+    from rq.registry import StartedJobRegistry
+
+    from tests.http import post_pair
+    from tests.images import N_PAIRS, design_pair
+    from worker.service.process import make_worker, start_engine
+
+    url = post_pair(indexed_client, *design_pair(4, N_PAIRS)).get_json()["url"]
+    job_id = url.rsplit("/", 1)[1]
+    search = Queue(indexed_settings.queue_name, connection=redis)
+    assert redis.lpop(search.key) == job_id.encode()
+    stopped = make_worker(indexed_settings, start_engine(indexed_settings, extractor), redis)
+    assert take(redis, job_id, stopped.name, 120)  # ...then stopped; its registration expires
+    redis.delete(SWEEP_LOCK + search.name)
+    assert sweep(redis, [search.name], SWEEPER, 120) == [job_id]
+    uploads = sorted(indexed_settings.upload_dir.iterdir())
+    stopped.run_claimed(Job.fetch(job_id, connection=redis), search)  # it wakes
+    assert stopped.refused and sorted(indexed_settings.upload_dir.iterdir()) == uploads
+    assert indexed_client.get(url).get_json()["status"] == "queued"
+    assert StartedJobRegistry(queue=search).get_job_ids() == []
     run_worker()
     assert indexed_client.get(url).get_json()["status"] == "finished"
 

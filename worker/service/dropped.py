@@ -5,17 +5,17 @@ A worker serving several queues (ours serve four) pops with BLPOP, of which RQ k
 (its BLMOVE to a recovery list is for one-queue workers): a job popped by a worker that then
 froze, was killed or lost Redis's reply is in no queue and no registry, 'queued' until it
 expires. So a worker claims each job it pops before anything else (`take`: only while the
-job is still 'queued' and nobody else holds it, in one atomic step) and lets the claim go
-once RQ has marked the job started (`release`). One worker a minute per queue (`sweep`) puts
-back, at the head of the queue, each job that is 'queued' and in no list whose claim is held
-by a worker that is gone, or that has no claim and has been seen so for DROPPED_GRACE_S (a
-live worker may be between its pop and its claim); each put-back is one atomic step, done
-only if the job is still 'queued' and its claim still the one the sweep read. A frozen worker
-that wakes after its job was put back takes it only if nobody has popped the copy yet (the
-copy is then refused, the job no longer 'queued'); otherwise the claim is another's and it
-leaves the job alone. Not covered: a worker frozen between its claim and RQ's start mark
-(two Redis round trips) for longer than its registration lives (105 s) may run the job a
-second time.
+job is still 'queued' and nobody else holds it, in one atomic step), and starts it only
+through `start`, one atomic step that marks it 'started' and lets the claim go, done only if
+the claim is still its own and the job still 'queued'. One worker a minute per queue
+(`sweep`) puts back, at the head of the queue, each job that is 'queued' and in no list whose
+claim is held by a worker that is gone, or that has no claim and has been seen so for
+DROPPED_GRACE_S (a live worker may be between its pop and its claim); each put-back is one
+atomic step, done only if the job is still 'queued' and its claim still the one the sweep
+read, and it deletes the claim. So a worker that wakes after its job was put back runs it
+only if it had not claimed it yet and nobody has popped the copy (the copy is then refused,
+the job no longer 'queued'); one that had claimed it is refused at its start, and the copy
+runs: a job runs once.
 """
 
 from __future__ import annotations
@@ -58,9 +58,14 @@ redis.call('DEL', KEYS[2])
 redis.call('LPUSH', KEYS[3], ARGV[2])
 return 1
 """
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+# the start, atomically: only by the claim's holder, of a job still 'queued' (RQ then marks
+# it started again, with its worker and times)
+_START = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'started')
+redis.call('DEL', KEYS[2])
+return 1
 """
 
 
@@ -80,10 +85,11 @@ def take(connection: Redis, job_id: str, worker: str, job_timeout: int) -> bool:
     return bool(connection.eval(_TAKE, 2, Job.key_for(job_id), key, worker, POPPED_TTL_S, dead))
 
 
-def release(connection: Redis, job_id: str, worker: str) -> None:
-    """The job is marked started (no longer 'queued': nobody can take it again); a claim only
-    its holder lets go."""
-    connection.eval(_RELEASE, 1, POPPED_PREFIX + job_id, worker)
+def start(connection: Redis, job_id: str, worker: str) -> bool:
+    """Mark the job `worker` claimed 'started' (nobody can take it again; the sweep leaves it)
+    and let its claim go. False, and nothing changed, when the claim is no longer its own
+    (the job was put back while it was stopped, and perhaps taken by another)."""
+    return bool(connection.eval(_START, 2, Job.key_for(job_id), POPPED_PREFIX + job_id, worker))
 
 
 def sweep(connection: Redis, queue_names: list[str], own_name: str, job_timeout: int,

@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
 from rq.exceptions import NoSuchJobError
 from rq.intermediate_queue import IntermediateQueue
+from rq.executions import Execution, cleanup_execution
 from rq.job import Job
 
 from worker.core.checks import chunk_uploads
@@ -24,7 +25,7 @@ from worker.core.contract import CheckChunk
 from worker.core.queueing import UploadRefused, announce_done, check_upload_name, index_queue_name
 from worker.core.settings import Settings
 from worker.indexing.recovery import recover_at_start
-from worker.service.dropped import release, sweep, take
+from worker.service.dropped import start, sweep, take
 from worker.service.engine import Engine, install
 from worker.service.housekeeping import fail_orphaned_searches, worker_name
 from worker.service.reports import REPORTS
@@ -71,6 +72,7 @@ class SearchWorker(SimpleWorker):
         self.engine = engine
 
     stop_signalled = False  # SIGTERM/SIGINT seen: RQ flags it only when a job is running
+    refused = False  # the claimed job was put back before it started (run_claimed)
 
     def bootstrap(self, *args, **kwargs):
         # RQ registers the worker before it installs its handlers: a SIGTERM in between would
@@ -92,24 +94,42 @@ class SearchWorker(SimpleWorker):
         if not take(self.connection, job.id, self.name, self.engine.settings.job_timeout):
             log.warning("job %s is not this worker's to run (put back while it was stopped, "
                         "and taken or run by another)", job.id)
-            if len(self.queues) == 1:  # RQ moved it to its recovery list, which start would empty
-                IntermediateQueue(queue.key, self.connection).remove(job.id)
+            self.leave(job, queue)
             return None
+        return self.run_claimed(job, queue)
+
+    def leave(self, job: Job, queue: Queue) -> None:
+        if len(self.queues) == 1:  # RQ moved it to its recovery list, which start would empty
+            IntermediateQueue(queue.key, self.connection).remove(job.id)
+
+    def run_claimed(self, job: Job, queue: Queue):
+        """Run a job this worker has claimed (worker.service.dropped), unless it was put back
+        since: then it is another's, and its uploads stay for the copy."""
+        self.refused = True  # until it starts: the uploads are the job's, whoever runs it
         try:
             return super().execute_job(job, queue)
         finally:  # finished or failed by now: drop its uploads, wake the long polls at once
-            discard_uploads(self.engine.storage, job)
-            try:
-                announce_done(self.connection, job.id)
-            except RedisError as exc:
-                log.warning("could not announce the end of %s: %s", job.id, exc)
+            if not self.refused:
+                discard_uploads(self.engine.storage, job)
+                try:
+                    announce_done(self.connection, job.id)
+                except RedisError as exc:
+                    log.warning("could not announce the end of %s: %s", job.id, exc)
+
+    def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
+        if not start(self.connection, job.id, self.name):  # before RQ's unconditional marks
+            log.warning("job %s was put back while this worker was stopped: left to the copy",
+                        job.id)
+            with self.connection.pipeline() as pipe:
+                cleanup_execution(self, job, pipe, execution)
+                pipe.execute()
+            self.leave(job, queue)
+            return False
+        self.refused = False
+        return super().perform_job(job, queue, execution)
 
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False):
         super().prepare_job_execution(job, remove_from_intermediate_queue)
-        try:  # started now: nobody can take it again (worker.service.dropped)
-            release(self.connection, job.id, self.name)
-        except RedisError as exc:  # the claim expires by itself
-            log.warning("could not let go of the claim on %s: %s", job.id, exc)
         if self.engine.refresh():  # a reload may take a minute: show this worker alive
             self.heartbeat(self.get_heartbeat_ttl(job))
 
