@@ -196,6 +196,28 @@ def test_the_cli_checks_a_folder_in_process(indexed_settings, tmp_path):
         "front: 'img/nothing.png' is not a file in " + str((tmp_path / "season").resolve())]
 
 
+def test_a_report_the_cli_cannot_write_goes_to_standard_output(indexed_settings, tmp_path):
+    """--out passed the check before the model loaded, then the write failed (a full disk):
+    the hour's check is not lost."""
+    files, rows = season_files([2], unrelated=0)
+    for name, data in files.items():
+        (tmp_path / "season" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "season" / name).write_bytes(data)
+    (tmp_path / "season" / "pairs.csv").write_bytes(pairs_csv(rows))
+    proc = subprocess.run([sys.executable, "-m", "worker.check", str(tmp_path / "season"),
+                           "-k", "3", "--no-progress", "--out", "/dev/full"],
+                          env=service_env(indexed_settings),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "check: could not write /dev/full (No space left on device); the report follows " \
+        "on standard output" in proc.stderr
+    report = list(csv.DictReader(io.StringIO(proc.stdout)))
+    assert [(r["design"], r["rank"]) for r in report] == [("copy-of-jacket-0002", "1"),
+                                                         ("copy-of-jacket-0002", "2"),
+                                                         ("copy-of-jacket-0002", "3")]
+    assert report[0]["match"] == "jacket-0002"
+
+
 def test_the_cli_refuses_bad_arguments_before_loading_the_model(indexed_settings, tmp_path):
     files, rows = season_files([2], unrelated=0)
     for name, data in files.items():
