@@ -212,11 +212,13 @@ def finished(client, url) -> dict:
 
 def test_one_side_searches_score_that_side_alone(indexed_client, run_worker):
     front, back = design_pair(5, N_PAIRS)
-    front_only = post_pair(indexed_client, front, None).get_json()["url"]
-    back_only = post_pair(indexed_client, None, back).get_json()["url"]
+    front_only = post_pair(indexed_client, front, None, front_weight=0.3).get_json()["url"]
+    back_only = post_pair(indexed_client, None, back, front_weight=0.3).get_json()["url"]
     run_worker()
     for url, side in ((front_only, "front"), (back_only, "back")):
-        hits = finished(indexed_client, url)["results"]
+        result = finished(indexed_client, url)
+        hits = result["results"]
+        assert result["front_weight"] == (1.0 if side == "front" else 0.0)  # as applied
         other = "back" if side == "front" else "front"
         assert hits[0]["name"] == "dress-0005"
         assert all(h[f"{other}_score"] is None for h in hits)

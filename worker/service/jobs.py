@@ -19,7 +19,7 @@ from worker.core.metrics import record_timings
 from worker.core.queueing import query_canvas_name
 from worker.pipeline.appearance import sketched
 from worker.pipeline.grid import draw_grid
-from worker.pipeline.ranking import outline_sides, project_query, top_k
+from worker.pipeline.ranking import outline_sides, project_query, side_weights, top_k
 from worker.pipeline.verdicts import thresholds_in, verdict_scores
 from worker.service.batching import Extracted, QueueRef
 from worker.service.engine import Engine, Snapshot, current
@@ -67,8 +67,10 @@ def run_search(engine: Engine, request: SearchRequest) -> SearchResult:
                         outline_only=[side for side, o in zip(SIDES, outline, strict=True) if o],
                         timings=timings | pass_timings(found), descriptor=engine.extractor.descriptor,
                         weights=engine.extractor.weights_id,
-                        **request.model_dump(include={"k", "front_weight", "sides_unknown",
-                                                      "front_box", "back_box", "filters"}))
+                        front_weight=side_weights(*(row is not None for row in found.rows),
+                                                  request.front_weight)[0],
+                        **request.model_dump(include={"k", "sides_unknown", "front_box",
+                                                      "back_box", "filters"}))
 
 
 def rank_hits(snapshot: Snapshot, rows: tuple[np.ndarray | None, np.ndarray | None],
