@@ -19,7 +19,8 @@ class CheckForm(Model):
                               "one design a row, image paths relative to it) and the drawings it "
                               "names, each as a search's: " + IMAGE_LIMITS)
     k: Annotated[int, Field(ge=1, le=K_MAX)] | Literal[""] = Field(DEFAULT_K, description=(
-        "hits per design; blank: the default (400 `invalid_k` otherwise)"))
+        "hits per design, spaces around it ignored; blank: the default (400 `invalid_k` "
+        "otherwise)"))
     front_weight: Annotated[float, Field(ge=0, le=1)] | Literal[""] = Field(
         DEFAULT_FRONT_WEIGHT, description="as for a search (400 `invalid_front_weight` otherwise)")
     sides: str = Field("known", pattern=f"^{_WS}*(known|unknown)?{_WS}*$",

@@ -86,10 +86,12 @@ class SearchForm(Model):
     front: bytes | SkipJsonSchema[None] = image("front", default=None)
     back: bytes | SkipJsonSchema[None] = image("back", default=None)
     k: Annotated[int, Field(ge=1, le=K_MAX)] | Literal[""] = Field(DEFAULT_K, description=(
-        "how many designs to return; blank (a cleared form field): the default (400 `invalid_k` otherwise)"))
+        "how many designs to return, spaces around it ignored; blank (a cleared form field): "
+        "the default (400 `invalid_k` otherwise)"))
     front_weight: Annotated[float, Field(ge=0, le=1)] | Literal[""] = Field(
         DEFAULT_FRONT_WEIGHT, description="weight of the front score, the back gets 1 - this; unused "
-        "for a one-sided query; blank: the default (400 `invalid_front_weight` otherwise)")
+        "for a one-sided query; spaces around it ignored; blank: the default (400 "
+        "`invalid_front_weight` otherwise)")
     sides: str = Field("known", pattern=f"^{_WS}*(known|unknown)?{_WS}*$", description=(
         "`known` (or blank) or `unknown`: also match the query's front against each design's "
         "back and the other way round (400 `invalid_sides` otherwise)"))
