@@ -27,7 +27,7 @@ from redis import Redis
 from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.intermediate_queue import IntermediateQueue
-from rq.job import Job, JobStatus
+from rq.job import Job
 from rq.registry import StartedJobRegistry
 
 from worker.service.housekeeping import gone
@@ -57,6 +57,21 @@ if holder ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[2])
 redis.call('LPUSH', KEYS[3], ARGV[2])
 return 1
+"""
+# of the job keys given, those of jobs 'queued' in one of the queues ARGV names, each followed
+# by its queue (a key that is not a job's hash, such as a dependents set, is skipped)
+_QUEUED = """
+local wanted = {}
+for _, name in ipairs(ARGV) do wanted[name] = true end
+local out = {}
+for _, key in ipairs(KEYS) do
+  local fields = redis.pcall('HMGET', key, 'status', 'origin')
+  if fields[1] == 'queued' and fields[2] and wanted[fields[2]] then
+    out[#out + 1] = key
+    out[#out + 1] = fields[2]
+  end
+end
+return out
 """
 # the start, atomically: only by the claim's holder, of a job still 'queued' (RQ then marks
 # it started again, with its worker and times)
@@ -101,19 +116,34 @@ def sweep(connection: Redis, queue_names: list[str], own_name: str, job_timeout:
     if not mine:
         return []
     now_s = time.time() if now_s is None else now_s
-    prefix = Job.redis_job_namespace_prefix
-    keys = [key for key in map(_text, connection.scan_iter(match=f"{prefix}*", count=1000))
-            if ":" not in key[len(prefix):]]  # jobs, not their dependents' sets
-    with connection.pipeline(transaction=False) as pipe:
-        for key in keys:
-            pipe.hmget(key, "status", "origin")
-        fields = pipe.execute(raise_on_error=False)  # a key not RQ's (not a hash): skipped
-    queued = {key[len(prefix):]: _text(reply[1]) for key, reply in zip(keys, fields, strict=True)
-              if isinstance(reply, list) and _text(reply[0]) == JobStatus.QUEUED.value
-              and _text(reply[1]) in mine}
+    queued = _queued_jobs(connection, mine)
     return [job_id for name in mine
             for job_id in _sweep_queue(Queue(name, connection=connection), own_name, job_timeout,
                                        [j for j, origin in queued.items() if origin == name], now_s)]
+
+
+def _queued_jobs(connection: Redis, queue_names: list[str]) -> dict[str, str]:
+    """Every job 'queued' in one of `queue_names`, in or out of a list: id -> queue. One SCAN
+    page at a time, each read in one Lua step (a millisecond of Redis's time; one HMGET a job
+    from here cost 2-3 s of this worker's time at 100k jobs: docs/performance.md)."""
+    prefix = Job.redis_job_namespace_prefix
+    found: dict[str, str] = {}
+    page: list[bytes] = []
+    for key in connection.scan_iter(match=f"{prefix}*", count=1000):
+        page.append(key)
+        if len(page) == 1000:
+            found.update(_queued_in(connection, page, queue_names))
+            page = []
+    found.update(_queued_in(connection, page, queue_names))
+    return found
+
+
+def _queued_in(connection: Redis, keys: list[bytes], queue_names: list[str]) -> dict[str, str]:
+    if not keys:
+        return {}
+    reply = connection.eval(_QUEUED, len(keys), *keys, *queue_names)
+    prefix = len(Job.redis_job_namespace_prefix)
+    return {_text(key)[prefix:]: _text(origin) for key, origin in zip(reply[::2], reply[1::2], strict=True)}
 
 
 def _my_turn(connection: Redis, queue: str, own_name: str, job_timeout: int) -> bool:
