@@ -47,6 +47,16 @@ def test_long_names_are_cut_with_an_ellipsis():
     assert len(cut) > 1 and font.width("x" * len(cut) + "…") > 100  # the longest cut that fits
 
 
+def test_a_character_the_font_lacks_is_drawn_as_the_replacement_mark():
+    """A catalogue name in a script DejaVu does not cover (pairs.csv allows any) once failed
+    the whole search at its render."""
+    font = GlyphFont("bold", 9.5)
+    assert np.array_equal(font.coverage("デザイン"), font.coverage("\ufffd" * 4))
+    query, hit = _cells(2)
+    cells = [query, GridCell(hit.front, hit.back, "#1  Ünïcödé—デザイン 😀", "copy · 100")]
+    assert Image.open(io.BytesIO(render_grid(cells))).format == "JPEG"
+
+
 def _cells(n: int) -> list[GridCell]:
     rng = np.random.default_rng(0)
     big = rng.integers(0, 255, (224, 224, 3), dtype=np.uint8)  # a query canvas: shrunk

@@ -60,6 +60,9 @@ class _Glyph:
     advance: int  # px the pen moves after this glyph
 
 
+MISSING = "\ufffd"  # drawn for a character the font has no glyph for (DejaVu has this one)
+
+
 class GlyphFont:
     """One font at one size; glyphs rasterised by matplotlib's FreeType renderer on first use."""
 
@@ -75,6 +78,8 @@ class GlyphFont:
 
     def glyph(self, char: str) -> _Glyph:
         found = self._glyphs.get(char)
+        if found is None and char != MISSING and not self._font.get_char_index(ord(char)):
+            found = self._glyphs[char] = self.glyph(MISSING)  # a name in a script it lacks
         if found is None:
             self._font.set_text(char, 0.0)  # one renderer per worker process, one thread
             self._font.draw_glyphs_to_bitmap(antialiased=True)
