@@ -188,6 +188,20 @@ def test_pairs_csv_may_sit_in_one_top_folder(client):
     assert "leaves the collection" in body["designs"][1]["error"]  # beside, not inside, season/
 
 
+def test_utf8_names_written_without_the_zip_flag_are_found(client):
+    """Info-ZIP's `zip` writes UTF-8 names without the UTF-8 flag, which zipfile reads as
+    cp437: the drawings were 'not in the ZIP'."""
+    placeholder, name = "ZZZZZ", "été"  # as many bytes: the archive's offsets stay right
+    assert len(placeholder) == len(name.encode())
+    data = make_zip({f"robe/{placeholder}_front.png": PNG, f"robe/{placeholder}_back.png": PNG},
+                    [("robe été", f"robe/{name}_front.png", f"robe/{name}_back.png")])
+    data = data.replace(placeholder.encode(), name.encode())  # no flag: zipfile wrote ASCII
+    response = post_collection(client, data)
+    assert response.status_code == 202, response.get_json()
+    design = client.get(response.get_json()["url"]).get_json()["designs"][0]
+    assert (design["name"], design["status"]) == ("robe été", "queued"), design
+
+
 def test_unknown_checks_are_404_and_an_unfinished_report_is_409(client, redis):
     for check_id in ("0" * 32, "not-an-id", "A" * 32):
         assert client.get(f"/api/checks/{check_id}").status_code == 404

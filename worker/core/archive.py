@@ -64,6 +64,19 @@ def unsafe_name(name: str) -> str | None:
     return None
 
 
+def _utf8_name(info: zipfile.ZipInfo) -> str:
+    """An entry's name as its maker wrote it. Without the UTF-8 flag the ZIP standard says
+    cp437, which zipfile reads; but Info-ZIP's `zip` and others write UTF-8 names without the
+    flag. Bytes that decode as UTF-8 almost never come from a cp437 name with accents (its
+    accented letters are lone continuation bytes in UTF-8), so those are read as UTF-8."""
+    if info.flag_bits & 0x800:
+        return info.filename
+    try:
+        return info.filename.encode("cp437").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return info.filename
+
+
 def _refuse_entry(info: zipfile.ZipInfo) -> None:
     why = unsafe_name(info.filename)
     if why is None and stat.S_ISLNK(info.external_attr >> 16):
@@ -111,6 +124,7 @@ class SafeZip:
                                     f"entries; at most {self.limits.max_entries} are accepted")
         members: dict[str, zipfile.ZipInfo] = {}
         for info in infos:
+            info.filename = _utf8_name(info)
             _refuse_entry(info)
             if info.filename in members:
                 raise CollectionRefused(400, "unsafe_entry", f"the ZIP holds two entries named "
