@@ -101,6 +101,11 @@ HOSTILE = {  # name: (ZIP, settings, status, error code, words of the message)
                        "invalid_pairs_csv", "lacks the column(s) back"),
     "duplicate names": (make_zip(GOOD, ROW * 2), {}, 400, "invalid_pairs_csv", "more than once"),
     "zero rows": (make_zip(GOOD, []), {}, 400, "invalid_pairs_csv", "no rows"),
+    "a name composed and decomposed": (make_zip(GOOD, [("caf\u00e9", "a-f.png", ""),
+                                                       ("cafe\u0301", "a-b.png", "")]),
+                                       {}, 400, "invalid_pairs_csv", "more than once: café"),
+    "only empty rows": (make_zip({"pairs.csv": b"name,front,back\n,,\n , , \n", **GOOD}), {},
+                        400, "invalid_pairs_csv", "no rows"),
     "row without a name": (make_zip(GOOD, [("", "a-f.png", "a-b.png")]), {}, 400,
                            "invalid_pairs_csv", "row 2 has no name"),
     "not utf-8": (make_zip({"pairs.csv": "name,front,back\né,a,b\n".encode("latin-1")}), {},
@@ -186,6 +191,18 @@ def test_pairs_csv_may_sit_in_one_top_folder(client):
     body = client.get(response.get_json()["url"]).get_json()
     assert (body["status"], body["designs"][0]["status"]) == ("queued", "queued")
     assert "leaves the collection" in body["designs"][1]["error"]  # beside, not inside, season/
+
+
+def test_a_spreadsheet_s_header_and_empty_rows_are_read_and_root_paths_get_a_hint(client):
+    data = make_zip({"season/pairs.csv": b" Name, Front ,BACK\r\na,img/a-f.png,img/a-b.png\r\n"
+                                         b",,\r\nb,season/img/a-f.png,\r\n,,\r\n",
+                     "season/img/a-f.png": PNG, "season/img/a-b.png": PNG})
+    response = post_collection(client, data)
+    assert response.status_code == 202, response.get_json()
+    designs = client.get(response.get_json()["url"]).get_json()["designs"]
+    assert [(d["name"], d["status"]) for d in designs] == [("a", "queued"), ("b", "failed")]
+    assert designs[1]["error"] == ("front: 'season/img/a-f.png' is not in the ZIP (paths are "
+                                   "relative to the folder of season/pairs.csv: 'img/a-f.png')")
 
 
 def test_utf8_names_written_without_the_zip_flag_are_found(client):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import posixpath
+import unicodedata
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -56,6 +57,7 @@ def _decode(data: bytes) -> str:
 
 def _row(number: int, record: dict) -> tuple[str, str, str]:
     name, front, back = ((record.get(c) or "").strip() for c in COLUMNS)
+    name = unicodedata.normalize("NFC", name)  # an é typed or composed is one name
     if not name:
         raise malformed(f"pairs.csv row {number} has no name")
     if len(name) > NAME_MAX:
@@ -68,7 +70,9 @@ def parse_pairs(data: bytes, max_pairs: int) -> list[tuple[str, str, str]]:
     problem: missing columns, a row without a name, names seen twice, no rows, too many."""
     try:
         reader = csv.DictReader(io.StringIO(_decode(data), newline=""))
-        header = reader.fieldnames or []
+        # "Name", " front": a spreadsheet's header means the columns all the same
+        header = reader.fieldnames = [(field or "").strip().lower()
+                                      for field in reader.fieldnames or []]
         missing = [c for c in COLUMNS if c not in header]
         if missing:
             other = next((sep for sep in ";\t|" if len(header) == 1 and sep in header[0]), None)
@@ -77,6 +81,8 @@ def parse_pairs(data: bytes, max_pairs: int) -> list[tuple[str, str, str]]:
                             f"{', '.join(COLUMNS)} (a header row first, comma-separated){hint}")
         rows = []
         for number, record in enumerate(reader, start=2):
+            if not any(isinstance(v, str) and v.strip() for v in record.values()):
+                continue  # ",,": a spreadsheet's empty row, as a blank line
             if len(rows) == max_pairs:
                 raise CollectionRefused(413, "too_many_pairs", f"pairs.csv has more than "
                                         f"{max_pairs} rows; check at most {max_pairs} at once")
@@ -166,7 +172,10 @@ def from_zip(source: BinaryIO, limits: ZipLimits, max_pairs: int) -> Collection:
     def fetch(path: str) -> bytes:
         member = _member(base, path)
         if member not in archive.members:
-            raise EntryRefused(f"{path!r} is not in the ZIP")
+            hint = (f" (paths are relative to the folder of {csv_name}: "
+                    f"{path[len(base) + 1:]!r})" if base and path.startswith(base + "/")
+                    and _member(base, path[len(base) + 1:]) in archive.members else "")
+            raise EntryRefused(f"{path!r} is not in the ZIP{hint}")
         return archive.read(member)
 
     return Collection([name for name, _, _ in rows], (_design(row, fetch) for row in rows))
