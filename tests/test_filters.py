@@ -266,6 +266,9 @@ def test_the_catalogue_page_links_pages_thumbnails_and_searches(web, catalogue, 
     made.write_bytes(b"\xff\xd8jpeg")
     served = web.get(f"/catalogue/thumbs/{catalogue.fronts[0]}")
     assert served.status_code == 200 and served.data == b"\xff\xd8jpeg"
+    removed = thumbnail_file(settings.features_dir, "images/0123456789abcdef.png")
+    removed.write_bytes(b"\xff\xd8jpeg")  # a removed design's drawing is gone, its thumbnail not
+    assert web.get("/catalogue/thumbs/images/0123456789abcdef.png").status_code == 404
 
 
 def test_a_catalogue_page_past_the_last_says_so_and_links_the_last(web):

@@ -147,10 +147,11 @@ def catalogue_page():
 
 @bp.get("/catalogue/thumbs/<path:path>")
 def thumbnail(path: str):
-    """The index's thumbnail of catalogue image `path`, else the image itself."""
+    """The index's thumbnail of catalogue image `path`, else the image itself; 404 once the
+    drawing is gone from the catalogue's folder (its design removed), thumbnail or not."""
+    if catalogue_file(path) is None:
+        abort(404)
     thumb = thumbnail_file(current_app.config["SETTINGS"].features_dir, path)
-    if not thumb.is_file():  # the drawing itself, if the catalogue has one by that path
-        if catalogue_file(path) is None:
-            abort(404)
+    if not thumb.is_file():
         return redirect(url_for("pages.catalogue_image", path=path))
     return send_file(thumb, mimetype="image/jpeg", max_age=3600)
