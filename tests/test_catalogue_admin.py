@@ -92,7 +92,7 @@ def test_add_then_remove_changes_what_searches_find(own_catalogue, extractor, tm
 
 
 def test_api_edits_need_the_token_and_refuse_duplicates(own_catalogue, redis, tmp_path,
-                                                        extractor):
+                                                        extractor, monkeypatch):
     from web import create_app
     from worker.service.process import make_worker, start_engine
 
@@ -131,6 +131,27 @@ def test_api_edits_need_the_token_and_refuse_duplicates(own_catalogue, redis, tm
     deleted = served(lambda: client.delete("/api/designs/via-api", headers=auth))
     assert deleted.status_code == 200 and deleted.get_json()["n_pairs"] == N_PAIRS
     assert client.delete("/api/designs/via-api", headers=auth).status_code == 404
+
+    monkeypatch.setattr("web.designs.EDIT_WAIT_S", 0.2)  # no worker answers in time: 202
+    pending = client.post("/api/designs", data=form("later-one"), headers=auth)
+    body = pending.get_json()
+    assert pending.status_code == 202 and body["status"] == "queued", body
+    assert body["url"] == f"/api/edits/{body['id']}" == pending.headers["Location"]
+    assert client.get(body["url"]).status_code == 401
+    assert client.get(body["url"], headers=auth).get_json() == {"id": body["id"],
+                                                                "status": "queued"}
+    retried = client.post("/api/designs", data=form("later-one"), headers=auth)
+    assert retried.status_code == 409 and retried.get_json()["error"] == "edit_pending"
+    assert body["url"] in retried.get_json()["message"]  # not queued a second time
+    assert len(queue) == 1
+    worker.work(burst=True, with_scheduler=False)
+    assert client.get(body["url"], headers=auth).get_json() == {
+        "id": body["id"], "status": "finished",
+        "result": {"name": "later-one", "n_pairs": N_PAIRS + 1}}
+    again = client.post("/api/designs", data=form("later-one"), headers=auth)
+    assert again.status_code == 409 and again.get_json()["error"] == "duplicate_name"
+    for unknown in ("0" * 32, "not-an-id"):
+        assert client.get(f"/api/edits/{unknown}", headers=auth).status_code == 404
 
 
 def test_cli_import_adds_a_batch(own_catalogue, tmp_path):

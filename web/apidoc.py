@@ -36,7 +36,10 @@ RAW_BODIES = {("getSearchImage", "200"): ("image/jpeg", {"type": "string", "form
 HEADERS = {("createSearch", "202"): {"Location": {"description": "the search's URL (`url`)",
                                                   "required": True, "schema": {"type": "string"}}},
            ("createCheck", "202"): {"Location": {"description": "the check's URL (`url`)",
-                                                 "required": True, "schema": {"type": "string"}}}}
+                                                 "required": True, "schema": {"type": "string"}}},
+           **{(edit, "202"): {"Location": {"description": "the edit's URL (`url`)",
+                                           "required": True, "schema": {"type": "string"}}}
+              for edit in ("addDesign", "removeDesign")}}
 
 api = SpecTree(
     "flask", mode="strict", annotations=False, openapi_version="3.1.0",

@@ -2,7 +2,9 @@
 
 Authenticated with `Authorization: Bearer <ADMIN_TOKEN>` (editing is off without a token).
 The edit runs as a job on the search queue (the worker holds the model and serialises edits
-with searches); the request waits up to EDIT_WAIT_S for it: 201/200 when done, else 202.
+with searches); the request waits up to EDIT_WAIT_S for it: 201/200 when done, else 202 with
+the URL of GET /api/edits/<id>, which tells its outcome. One edit of a name at a time: another
+while it waits is 409 `edit_pending` (a client's retry would otherwise run twice).
 """
 
 from __future__ import annotations
@@ -11,26 +13,36 @@ import hmac
 import uuid
 from functools import partial
 
-from flask import Blueprint, abort, current_app, jsonify, request
+from flask import Blueprint, abort, current_app, jsonify, request, url_for
 from redis.exceptions import RedisError
 from rq.job import JobStatus
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
 from web.apidoc import ADMIN, Responses, api
+from web.design_schemas import DesignEdit, DesignForm, EditPending, EditStatus
 from web.errors import RequestRefused
 from web.offload import off_loop
-from web.schemas import DesignEdit, DesignForm, EditPending, Error
+from web.schemas import Error
+from web.searches import fetch_search
 from web.submissions import check_capacity, discard_uploads, read_side, store_uploads
 from worker.core.bank import BankError
 from worker.core.catalogue import DESIGN_NAME
 from worker.core.contract import SIDES
 from worker.core.images import STORED_FORMAT
-from worker.core.queueing import ADD_DESIGN_FUNC, REMOVE_DESIGN_FUNC, upload_name, wait_until_done
+from worker.core.queueing import (
+    ADD_DESIGN_FUNC,
+    ENDED,
+    REMOVE_DESIGN_FUNC,
+    upload_name,
+    wait_until_done,
+)
 from worker.core.readcache import read_manifest_cached
 
 bp = Blueprint("designs", __name__)
 EDIT_WAIT_S = 60
+PENDING = "pairsearch:edit-pending:"  # + design name: the id of the edit of it under way
+EDIT_FUNCS = (ADD_DESIGN_FUNC, REMOVE_DESIGN_FUNC)
 
 
 def _authorise() -> None:
@@ -63,11 +75,26 @@ def _names() -> list[str]:
         raise RequestRefused(503, "no_index", str(exc), retry_after=60) from None
 
 
-def _run(func: str, kwargs: dict, done_status: int):
-    """Enqueue an edit job and wait a while for it."""
+def _claim(name: str, edit_id: str) -> None:
+    """Make `edit_id` the edit of `name` under way; 409 while another still is."""
+    redis = current_app.extensions["redis"]
+    key, ttl = PENDING + name, current_app.config["SETTINGS"].result_ttl
+    if redis.set(key, edit_id, nx=True, ex=ttl):
+        return
+    holder = (redis.get(key) or b"").decode()
+    job = fetch_search(holder)
+    if job is not None and job.get_status() not in ENDED:
+        raise RequestRefused(409, "edit_pending", f"an edit of {name!r} is still under way: "
+                             f"see {url_for('designs.get_edit', edit_id=holder)}")
+    redis.set(key, edit_id, ex=ttl)
+
+
+def _run(func: str, kwargs: dict, done_status: int, edit_id: str):
+    """Enqueue an edit job (`edit_id`, claimed) and wait a while for it."""
     settings = current_app.config["SETTINGS"]
     queue = current_app.extensions["queue"]
-    job = queue.enqueue(func, kwargs=kwargs, job_timeout=max(settings.job_timeout, 300),
+    job = queue.enqueue(func, kwargs=kwargs, job_id=edit_id,
+                        job_timeout=max(settings.job_timeout, 300),
                         result_ttl=settings.result_ttl, failure_ttl=settings.result_ttl)
     status = wait_until_done(queue.connection, job, EDIT_WAIT_S)
     if status == JobStatus.FINISHED:
@@ -75,7 +102,32 @@ def _run(func: str, kwargs: dict, done_status: int):
     if status == JobStatus.FAILED:
         job.refresh()
         raise RequestRefused(422, "edit_failed", job.meta.get("error") or "the edit failed")
-    return jsonify(id=job.id, status=getattr(status, "value", "expired")), 202
+    url = url_for("designs.get_edit", edit_id=job.id)
+    return jsonify(id=job.id, status=getattr(status, "value", "queued"), url=url), 202, \
+        {"Location": url}
+
+
+@bp.get("/api/edits/<edit_id>")
+@api.validate(path_parameter_descriptions={"edit_id": "the id a 202 returned (32 lowercase hex "
+                                                      "digits)"}, tags=["catalogue"], operation_id="getEdit",
+              security=ADMIN, skip_validation=True, resp=Responses(
+                  HTTP_200=(EditStatus, "the edit's state, and its outcome once ended"),
+                  HTTP_401=(Error, "no or a wrong bearer token (`unauthorized`)"),
+                  HTTP_403=(Error, "editing is disabled: no ADMIN_TOKEN on the server"),
+                  HTTP_404=(Error, "no such edit (unknown or expired id)")))
+def get_edit(edit_id: str):
+    """A catalogue edit that was still under way when its request answered 202"""
+    _authorise()
+    job = fetch_search(edit_id)
+    if job is None or job.func_name not in EDIT_FUNCS:
+        abort(404, description="no such edit (unknown or expired id)")
+    status = job.get_status()
+    if status == JobStatus.FINISHED:
+        return jsonify(id=edit_id, status="finished", result=job.return_value())
+    if status in ENDED:
+        return jsonify(id=edit_id, status="failed",
+                       error=job.meta.get("error") or "the edit failed")
+    return jsonify(id=edit_id, status="started" if status == JobStatus.STARTED else "queued")
 
 
 @bp.post("/api/designs")
@@ -98,7 +150,7 @@ def add_design():
     if name in _names():
         raise RequestRefused(409, "duplicate_name", f"a design named {name!r} already exists")
     settings = current_app.config["SETTINGS"]
-    edit_id = uuid.uuid4().hex
+    edit_id = uuid.uuid4().hex  # a job id as a search's: GET /api/edits/<id> reads it
     for side in SIDES:
         if side not in request.files:
             raise RequestRefused(400, f"missing_{side}", f"the {side} image is missing")
@@ -106,10 +158,11 @@ def add_design():
                                               settings.max_image_pixels) for side in SIDES]),
                      strict=True))
     check_capacity(settings)  # before anything is stored: a refused edit leaves no upload
+    _claim(name, edit_id)
     uploads = {side: upload_name(edit_id, side, STORED_FORMAT) for side in sides}
     store_uploads({uploads[side]: data for side, data in sides.items()})
     try:
-        return _run(ADD_DESIGN_FUNC, {"name": name, **uploads}, 201)
+        return _run(ADD_DESIGN_FUNC, {"name": name, **uploads}, 201, edit_id)
     except RedisError:
         discard_uploads(list(uploads.values()))
         raise
@@ -126,4 +179,6 @@ def delete_design(name: str):
     if name not in _names():
         abort(404, description=f"no design named {name!r}")
     check_capacity(current_app.config["SETTINGS"])
-    return _run(REMOVE_DESIGN_FUNC, {"name": name}, 200)
+    edit_id = uuid.uuid4().hex
+    _claim(name, edit_id)
+    return _run(REMOVE_DESIGN_FUNC, {"name": name}, 200, edit_id)

@@ -13,7 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.json_schema import SkipJsonSchema
 
 from web.searches import MAX_WAIT_S, SEARCH_ID, SearchStatus
-from worker.core.catalogue import DESIGN_NAME
 from worker.core.contract import (
     BOX_FORMAT,
     BOX_TEXT,
@@ -195,29 +194,6 @@ class Checks(Closed):
 class Readiness(Closed):
     ready: bool
     checks: Checks
-
-
-class DesignForm(Model):
-    """multipart/form-data of POST /api/designs."""
-
-    name: str = Field(pattern=DESIGN_NAME.pattern, description="the new design's name "
-                      "(400 `invalid_name` otherwise, 409 `duplicate_name` if taken)")
-    front: bytes = image("front")
-    back: bytes = image("back")
-
-
-class DesignEdit(Closed):
-    """A catalogue edit, done."""
-
-    name: str
-    n_pairs: int = Field(ge=0, description="catalogue size after the edit")
-
-
-class EditPending(Closed):
-    """A catalogue edit still running after the request's wait."""
-
-    id: str
-    status: str
 
 
 class OpenAPIDocument(Model):
