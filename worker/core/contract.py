@@ -186,9 +186,8 @@ class SearchResult(BaseModel):
     results: list[Hit]
     image: str = Field(description="file name of the rendered grid")
     k: int
-    front_weight: float = Field(description="the front's weight in each score as applied: the "
-                                "one asked for when both sides were given; 1 or 0 when only "
-                                "the front or the back was")
+    front_weight: float = Field(description="the front's weight as applied: as asked with "
+                                "both sides, 1 or 0 with only the front or the back")
     sides_unknown: bool = False
     front_box: Box | None = box_field("front")
     back_box: Box | None = box_field("back")
