@@ -206,3 +206,33 @@ def test_an_edit_refuses_banks_that_no_longer_match_pairs_csv(own_catalogue):
     with pytest.raises(BankError, match="another pairs.csv"):
         remove_design(own_catalogue, catalogue.names[0])
     assert (own_catalogue.features_dir / "CURRENT").read_bytes() == current
+
+
+def test_a_check_an_edit_lands_in_says_which_designs_saw_which_catalogue(own_catalogue, redis,
+                                                                        extractor, tmp_path):
+    """The designs of a check run in chunks; an edit between two chunks changes what the later
+    ones are compared with. The check cannot undo that; it says so, per design."""
+    from tests.zips import make_zip, post_collection, season_files
+    from web import create_app
+    from worker.core.generations import current_id
+    from worker.service.process import make_worker, start_engine
+
+    settings = dataclasses.replace(own_catalogue, check_chunk_pairs=1)
+    client = create_app({"SETTINGS": settings}).test_client()
+    files, rows = season_files([2, 9], unrelated=0)
+    url = post_collection(client, make_zip(files, rows)).get_json()["url"]
+    worker = make_worker(settings, start_engine(settings, extractor), redis)
+    worker.work(burst=True, max_jobs=1, with_scheduler=False)  # the first design
+    before = current_id(settings.features_dir)
+    add_designs(settings, extractor, [("mid-check", *new_design_files(tmp_path))])
+    worker.work(burst=True, with_scheduler=False)  # the second, against the edited catalogue
+    after = current_id(settings.features_dir)
+    body = client.get(url).get_json()
+    assert body["status"] == "finished" and before != after
+    assert [d["catalogue"] for d in body["designs"]] == [before, after]
+    assert body["catalogues"] == [before, after]  # oldest first
+    page = client.get(url.replace("/api/checks/", "/checks/")).get_data(as_text=True)
+    assert 'id="catalogue-changed"' in page and "2 versions were compared with" in page
+    report = client.get(body["report_url"]).get_data(as_text=True).splitlines()
+    assert report[0].split(",").index("catalogue_version") == 13
+    assert {line.split(",")[13] for line in report[1:]} == {before, after}

@@ -234,27 +234,30 @@ def test_the_report_has_a_row_per_hit_and_keeps_formulas_out():
     hit = Hit(rank=1, name="dress-0001", score=0.9, front_score=0.91, back_score=-0.2,
               swapped=False, front="f.png", back="b.png", verdict="copy", similarity=96)
     swapped = hit.model_copy(update={"rank": 2, "swapped": True, "verdict": None})
-    designs = [CheckedDesign(name="=HYPERLINK(1)", status="finished", results=[hit, swapped]),
+    designs = [CheckedDesign(name="=HYPERLINK(1)", status="finished", results=[hit, swapped],
+                             catalogue="20261203T100133340595Z-2d86e7"),
                CheckedDesign(name="b", status="failed", error="front: not a JPEG or PNG image"),
                CheckedDesign(name="sketch", status="finished", results=[swapped],
                              outline_only=["front", "back"])]
     lines = report_csv(designs).splitlines()
     assert lines[0] == ("design,rank,match,similarity,verdict,front_score,back_score,error,"
-                        "filters,swapped,outline_only,score,front_weight")  # older columns first
-    assert lines[1] == "'=HYPERLINK(1),1,dress-0001,96,copy,0.91,-0.2,,,false,,0.9,0.5"
-    assert lines[2] == "'=HYPERLINK(1),2,dress-0001,96,,0.91,-0.2,,,true,,0.9,0.5"
-    assert lines[3] == "b,,,,,,,front: not a JPEG or PNG image,,,,,0.5"
-    assert len(lines) == 5 and lines[4] == "sketch,2,dress-0001,96,,0.91,-0.2,,,true,front back,0.9,0.5"
+                        "filters,swapped,outline_only,score,front_weight,catalogue_version")
+    assert lines[1] == ("'=HYPERLINK(1),1,dress-0001,96,copy,0.91,-0.2,,,false,,0.9,0.5,"
+                        "20261203T100133340595Z-2d86e7")  # the version it was compared with
+    assert lines[2] == ("'=HYPERLINK(1),2,dress-0001,96,,0.91,-0.2,,,true,,0.9,0.5,"
+                        "20261203T100133340595Z-2d86e7")
+    assert lines[3] == "b,,,,,,,front: not a JPEG or PNG image,,,,,0.5,"
+    assert len(lines) == 5 and lines[4] == "sketch,2,dress-0001,96,,0.91,-0.2,,,true,front back,0.9,0.5,"
     options = SearchOptions(filters=["garment:dress,jacket", "season:SS26"], front_weight=0.7)
     filtered = report_csv(designs, options)
-    assert all(',"garment:dress,jacket; season:SS26",' in line and line.endswith(",0.7")
+    assert all(',"garment:dress,jacket; season:SS26",' in line and ",0.7," in line
                for line in filtered.splitlines()[1:])
     described = hit.model_copy(update={"columns": {"garment": "dress", "rank": "A"}})
     lines = report_csv([designs[1], CheckedDesign(name="a", status="finished",
                                                   results=[described])]).splitlines()
-    assert lines[0].endswith(",front_weight,garment,catalogue:rank")  # no two columns alike
-    assert lines[1:] == ["b,,,,,,,front: not a JPEG or PNG image,,,,,0.5,,",
-                         "a,1,dress-0001,96,copy,0.91,-0.2,,,false,,0.9,0.5,dress,A"]
+    assert lines[0].endswith(",front_weight,catalogue_version,garment,catalogue:rank")
+    assert lines[1:] == ["b,,,,,,,front: not a JPEG or PNG image,,,,,0.5,,,",
+                         "a,1,dress-0001,96,copy,0.91,-0.2,,,false,,0.9,0.5,,dress,A"]
 
 
 def test_the_form_takes_a_zip_and_shows_its_progress_or_its_refusal(client, redis):

@@ -57,6 +57,9 @@ class CheckedDesignView(Closed):
         "verdict (and no similarity), whatever they score")
     image_url: str | None = Field(description="the design as the model saw it, front | back "
                                   "(JPEG); null until finished, and for a failed design")
+    catalogue: str | None = Field(None, description="the catalogue version (index generation: "
+                                  "when it was written, then a tag) it was compared with; null "
+                                  "until finished, and for a failed design")
 
 
 class CollectionCheck(Closed):
@@ -78,3 +81,8 @@ class CollectionCheck(Closed):
                                           "with: column -> values allowed ({}: none)")
     designs: list[CheckedDesignView] | None = Field(None, description="left out with "
                                                     "`?designs=false`")
+    catalogues: list[str] | None = Field(None, description="the catalogue versions the "
+                                         "finished designs were compared with, oldest first: "
+                                         "more than one when an edit or a re-index landed "
+                                         "during the check (each design's `catalogue` says "
+                                         "which); left out with `?designs=false`")

@@ -50,6 +50,7 @@ def describe_check(state: CheckState, designs: bool = True) -> dict:
                                                 "filters"})}
     if designs:
         body["designs"] = _designs(state)
+        body["catalogues"] = sorted({d["catalogue"] for d in body["designs"] if d["catalogue"]})
     return body
 
 
@@ -157,13 +158,15 @@ def delete_check(check_id: str):
               path_parameter_descriptions=CHECK_ID, skip_validation=True, resp=Responses(
                   HTTP_200=(None, "CSV: design,rank,match,similarity,verdict,front_score,"
                                   "back_score,error,filters,swapped,outline_only,score,"
-                                  "front_weight; a row per "
+                                  "front_weight,catalogue_version; a row per "
                                   "design and hit, one row with its error for a design that "
                                   "failed; `filters`: the check's `filter` fields, "
                                   "`; `-separated (blank: none); `swapped`: true/false, as a "
                                   "hit's; `outline_only`: `front`, `back`, `front back` or "
                                   "blank, as the design's; `score`, the hit's; `front_weight`, "
-                                  "the check's; then the catalogue's further columns the hits "
+                                  "the check's; `catalogue_version`, the catalogue version the "
+                                  "design was compared with (as its `catalogue`); then the "
+                                  "catalogue's further columns the hits "
                                   "carry (garment, season, ...; one named like ours: "
                                   "`catalogue:<name>`)"),
                   HTTP_404=(Error, "unknown, expired or malformed id"),

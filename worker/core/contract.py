@@ -233,8 +233,8 @@ class CheckedDesign(BaseModel):
     status: DesignStatus
     error: str | None = Field(None, description="only when failed: why, for people")
     results: list[Hit] = Field(default_factory=list, description="best first, at most k")
-    outline_only: list[Literal["front", "back"]] = Field(default_factory=list, description=(
-        "its sides that are line sketches, as a search's `outline_only`"))
+    outline_only: list[Literal["front", "back"]] = Field(default_factory=list)  # as a search's
+    catalogue: str | None = None  # the index generation it was compared with (once finished)
 
 
 def problems(exc: ValidationError) -> list[tuple[str, str]]:

@@ -14,9 +14,9 @@ from worker.core.filters import Filters, as_fields
 
 REPORT_COLUMNS = ("design", "rank", "match", "similarity", "verdict", "front_score",
                   "back_score", "error", "filters", "swapped", "outline_only", "score",
-                  "front_weight")
-# a search's: the report's, less the design and its error (then, in both, the hits'
-# catalogue columns)
+                  "front_weight", "catalogue_version")
+# a search's: the report's, less the design, its error and the catalogue version (then, in
+# both, the hits' catalogue columns)
 SEARCH_COLUMNS = ("rank", "match", "similarity", "verdict", "front_score", "back_score",
                   "filters", "swapped", "outline_only", "score", "front_weight")
 DUPLICATES_COLUMNS = ("a", "b", "similarity", "verdict", "group")
@@ -41,7 +41,8 @@ def _csv(header: Iterable[str], rows: Iterable[Iterable[object]]) -> str:
 def _hit_row(hit: Hit, compared: str, sketched: str, front_weight: float | None,
              columns: list[str]) -> list[object]:
     """A hit's row of a search's CSV (SEARCH_COLUMNS, then `columns`); a report's row is the
-    same with the design first and its (empty) error after `back_score`."""
+    same with the design first, its (empty) error after `back_score` and the catalogue
+    version after `front_weight`."""
     return [hit.rank, hit.name, hit.similarity, hit.verdict, hit.front_score, hit.back_score,
             compared, str(hit.swapped).lower(), sketched, hit.score, front_weight,
             *(hit.columns.get(name, "") for name in columns)]
@@ -74,10 +75,11 @@ def report_rows(designs: list[CheckedDesign], filters: Filters | None = None,
         sketched = " ".join(design.outline_only)
         if design.status != "finished":
             out.append([design.name, "", "", "", "", "", "", design.error or design.status,
-                        compared, "", sketched, "", front_weight, *([""] * len(columns))])
+                        compared, "", sketched, "", front_weight, design.catalogue,
+                        *([""] * len(columns))])
         for hit in design.results:
             row = _hit_row(hit, compared, sketched, front_weight, columns)
-            out.append([design.name, *row[:6], "", *row[6:]])
+            out.append([design.name, *row[:6], "", *row[6:11], design.catalogue, *row[11:]])
     return out
 
 

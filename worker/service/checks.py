@@ -54,10 +54,11 @@ class Ranked(NamedTuple):
 
     hits: list[Hit]
     outline_only: list[str]
+    catalogue: str | None  # the generation compared with: an edit may land mid-check
 
     def design(self, name: str) -> CheckedDesign:
         return CheckedDesign(name=name, status="finished", results=self.hits,
-                             outline_only=self.outline_only)
+                             outline_only=self.outline_only, catalogue=self.catalogue)
 
 
 def _canvases(engine: Engine, pair: Pair) -> Canvases | str:
@@ -89,8 +90,10 @@ def check_pairs(engine: Engine, pairs: list[Pair], options: SearchOptions,
 
 def _ranked(engine: Engine, found, options: SearchOptions) -> Ranked:
     outline = outline_sides(engine.snapshot.bank, sketched(found.canvases))
+    stamp = engine.snapshot.stamp
     return Ranked(rank_hits(engine.snapshot, found.rows, options, outline),
-                  [side for side, by_outline in zip(SIDES, outline, strict=True) if by_outline])
+                  [side for side, by_outline in zip(SIDES, outline, strict=True) if by_outline],
+                  None if stamp is None else stamp[0])
 
 
 def _read(engine: Engine, name: str | None) -> bytes | None:
