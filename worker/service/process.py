@@ -16,8 +16,8 @@ from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
 from rq.exceptions import NoSuchJobError
-from rq.intermediate_queue import IntermediateQueue
 from rq.executions import Execution, cleanup_execution
+from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
 
 from worker.core.checks import chunk_uploads
