@@ -5,11 +5,12 @@ and how it reaches the search's scores and the thresholds each score is judged b
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from worker.core.bank import FeatureBank
 from worker.core.whitening import learn_whitening
 from worker.pipeline.exact import CHOSEN, ExactMatch, exact_match_for
-from worker.pipeline.ranking import score_pairs
+from worker.pipeline.ranking import score_pairs, top_k
 from worker.pipeline.verdicts import CALIBRATED, plain_thresholds_in, thresholds_in
 
 EXACT = ExactMatch(outline_from=0.9, outline_weight=0.4, colour_from=0.8, colour_weight=0.2)
@@ -92,3 +93,23 @@ def test_an_index_with_the_bonus_is_judged_by_its_thresholds_and_duplicates_by_t
     old = {"verdicts": plain, "descriptor": descriptor}
     assert thresholds_in(old) == plain_thresholds_in(old) == plain
     assert thresholds_in({"descriptor": descriptor}) == plain  # nothing stored: the descriptor's
+
+
+@pytest.mark.parametrize("exact", [None, EXACT])
+@pytest.mark.parametrize("sides", ["both", "front", "back"])
+def test_front_weight_weighs_the_query_s_front_also_where_it_matched_a_back(sides, exact):
+    """With sides unknown, a swapped hit's front_score is the query's front against the
+    design's back; front_weight weighs it, so the score is made of the shown side scores as
+    for any hit (it weighed the design's front before, the query's back)."""
+    w, x = _whitened(7, n=40)
+    fronts, backs = w.apply(x[:20]), w.apply(x[20:])
+    q_front = backs[2] if sides != "back" else None  # design 2 filed the other way round
+    q_back = fronts[2] if sides != "front" else None
+    manifest = {} if exact is None else {"exact_match": exact.to_manifest()}
+    hits = top_k(FeatureBank(fronts, backs, manifest, w), q_front, q_back, 10, 0.3,
+                 sides_unknown=True)
+    assert hits[0].index == 2 and hits[0].swapped and any(not h.swapped for h in hits)
+    weights = (0.3, 0.7) if sides == "both" else (1.0, 1.0)
+    for h in hits:
+        front, back = h.front_score or 0.0, h.back_score or 0.0
+        assert h.score == pytest.approx(weights[0] * front + weights[1] * back, abs=1e-5), h

@@ -122,9 +122,8 @@ class CoarseIndex:
             return np.flatnonzero(allowed)
         wf, wb = side_weights(q_front is not None, q_back is not None, front_weight)
         queries = [self._vector(q_front, q_back, wf, wb)]
-        if sides_unknown:  # cross = w * (front . q_back) + (1 - w) * (back . q_front)
-            cf, cb = side_weights(q_back is not None, q_front is not None, front_weight)
-            queries.append(self._vector(q_back, q_front, cf, cb))
+        if sides_unknown:  # cross = (1 - w) * (front . q_back) + w * (back . q_front)
+            queries.append(self._vector(q_back, q_front, wb, wf))
         queries = np.stack(queries)
         if not np.abs(queries).max(axis=1).all():  # an all-zero query: every score ties at 0
             return None

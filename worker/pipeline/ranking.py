@@ -108,7 +108,9 @@ def score_pairs(bank: FeatureBank, q_front: np.ndarray | None, q_back: np.ndarra
     if sides_unknown:
         cross_front = side(bank.front, q_back)  # query back vs fronts
         cross_back = side(bank.back, q_front)  # query front vs backs
-        cross = _combine(cross_front, cross_back, front_weight)
+        # the weight follows the query's drawings: its front's score (against the design's
+        # back) weighs front_weight, as the shown front_score
+        cross = _combine(cross_back, cross_front, front_weight)
         swapped = cross > total
         total = np.where(swapped, cross, total)
         if front is not None:
