@@ -105,6 +105,29 @@ def test_a_worker_stopped_between_its_claim_and_its_start_is_refused_at_its_star
                                                                      taker, 120)
     assert not start(queue.connection, job, frozen)  # wakes after the copy was taken
     assert start(queue.connection, job, taker) and not start(queue.connection, job, taker)
+    assert Job.fetch(job, connection=queue.connection).worker_name == taker  # for orphans
+    cancelled = popped(queue, by=taker)  # a check's chunk cancelled between claim and start
+    Job.fetch(cancelled, connection=queue.connection).set_status(JobStatus.CANCELED)
+    assert not start(queue.connection, cancelled, taker)
+    assert queue.connection.get(POPPED_PREFIX + cancelled) is None  # its claim let go
+
+
+def test_a_put_back_drops_the_gone_holder_s_execution_and_only_its(queue):
+    from rq.executions import Execution
+    from rq.registry import StartedJobRegistry
+
+    dead = dead_local_worker()
+    job_id = popped(queue, by=dead)
+    job = Job.fetch(job_id, connection=queue.connection)
+    with queue.connection.pipeline() as pipe:
+        for name in (dead, "elsewhere.3.another"):
+            Execution.create(job, 120, pipe, worker_name=name)
+        pipe.execute()
+    assert sweep_at(queue, 0) == [job_id]
+    left = {key.decode() for key in
+            queue.connection.zrange(StartedJobRegistry(queue=queue).key, 0, -1)}
+    assert {e.worker_name for e in job.get_executions() if e.composite_key in left} == \
+        {"elsewhere.3.another"}  # the live one's execution is still there
 
 
 def test_the_sweep_of_a_worker_killed_while_it_held_the_turn_passes_to_another(queue):

@@ -13,9 +13,8 @@ claim is held by a worker that is gone, or that has no claim and has been seen s
 DROPPED_GRACE_S (a live worker may be between its pop and its claim); each put-back is one
 atomic step, done only if the job is still 'queued' and its claim still the one the sweep
 read, and it deletes the claim. So a worker that wakes after its job was put back runs it
-only if it had not claimed it yet and nobody has popped the copy (the copy is then refused,
-the job no longer 'queued'); one that had claimed it is refused at its start, and the copy
-runs: a job runs once.
+only if it had not claimed it yet and nobody has claimed the copy (the copy is then refused);
+one that had claimed it is refused at its start, and the copy runs: a job runs once.
 """
 
 from __future__ import annotations
@@ -75,11 +74,13 @@ return out
 """
 # the start, atomically: only by the claim's holder, of a job still 'queued' (RQ then marks
 # it started again, with its worker and times)
+# (with its worker: a worker lost before RQ's marks leaves an orphan the next sweep of
+# orphans fails, not one only RQ's clean-up finds minutes later)
 _START = """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
-if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'started')
 redis.call('DEL', KEYS[2])
+if redis.call('HGET', KEYS[1], 'status') ~= 'queued' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'started', 'worker_name', ARGV[1])
 return 1
 """
 
@@ -102,8 +103,9 @@ def take(connection: Redis, job_id: str, worker: str, job_timeout: int) -> bool:
 
 def start(connection: Redis, job_id: str, worker: str) -> bool:
     """Mark the job `worker` claimed 'started' (nobody can take it again; the sweep leaves it)
-    and let its claim go. False, and nothing changed, when the claim is no longer its own
-    (the job was put back while it was stopped, and perhaps taken by another)."""
+    and let its claim go. False when the claim is no longer its own (the job was put back
+    while it was stopped, and perhaps taken by another), or the job is no longer 'queued'
+    (a check's chunk cancelled meanwhile: its own claim is then let go)."""
     return bool(connection.eval(_START, 2, Job.key_for(job_id), POPPED_PREFIX + job_id, worker))
 
 
@@ -157,20 +159,22 @@ def _my_turn(connection: Redis, queue: str, own_name: str, job_timeout: int) -> 
 
 
 def _put_back(queue: Queue, job_id: str, holder: str | None) -> bool:
-    """Put the job back unless it changed since the sweep read it; a killed worker's execution
-    of it is dropped first (RQ would otherwise fail the job as abandoned while another runs
-    it)."""
+    """Put the job back unless it changed since the sweep read it; then the gone holder's
+    execution of it is dropped (RQ would otherwise fail the job as abandoned while another
+    runs it), and only its: a holder that woke meanwhile runs the job and keeps its own."""
     connection = queue.connection
+    if not connection.eval(_PUT_BACK, 3, Job.key_for(job_id), POPPED_PREFIX + job_id,
+                           queue.key, holder or "", job_id):
+        return False
     if holder is not None:
         try:
             job = Job.fetch(job_id, connection=connection)
-        except NoSuchJobError:  # expired since the sweep read it
-            return False
-        with connection.pipeline() as pipe:
-            StartedJobRegistry(queue=queue).remove_executions(job, pipeline=pipe)
-            pipe.execute()
-    return bool(connection.eval(_PUT_BACK, 3, Job.key_for(job_id), POPPED_PREFIX + job_id,
-                                queue.key, holder or "", job_id))
+        except NoSuchJobError:  # expired since
+            return True
+        ids = [e.composite_key for e in job.get_executions() if e.worker_name == holder]
+        if ids:
+            connection.zrem(StartedJobRegistry(queue=queue).key, *ids)
+    return True
 
 
 def _sweep_queue(queue: Queue, own_name: str, job_timeout: int, queued: list[str],

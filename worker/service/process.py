@@ -118,8 +118,8 @@ class SearchWorker(SimpleWorker):
 
     def perform_job(self, job: Job, queue: Queue, execution: Execution) -> bool:
         if not start(self.connection, job.id, self.name):  # before RQ's unconditional marks
-            log.warning("job %s was put back while this worker was stopped: left to the copy",
-                        job.id)
+            log.warning("job %s was put back while this worker was stopped (left to the "
+                        "copy), or cancelled: not run here", job.id)
             with self.connection.pipeline() as pipe:
                 cleanup_execution(self, job, pipe, execution)
                 pipe.execute()
