@@ -15,7 +15,7 @@ from functools import partial
 
 from flask import Blueprint, abort, current_app, jsonify, request, url_for
 from redis.exceptions import RedisError
-from rq.job import JobStatus
+from rq.job import Job, JobStatus
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
@@ -43,6 +43,21 @@ bp = Blueprint("designs", __name__)
 EDIT_WAIT_S = 60
 PENDING = "pairsearch:edit-pending:"  # + design name: the id of the edit of it under way
 EDIT_FUNCS = (ADD_DESIGN_FUNC, REMOVE_DESIGN_FUNC)
+ENQUEUE_GRACE_S = 120  # a claimed edit's job exists within a request's upload time
+# the claim: free when nobody holds it, or the holder's job has ended, or it has no job and
+# was claimed ENQUEUE_GRACE_S ago (its request failed); else the holder's id
+_CLAIM = """
+local holder = redis.call('GET', KEYS[1])
+if holder then
+  local status = redis.call('HGET', ARGV[4] .. holder, 'status')
+  local ended = false
+  for i = 5, #ARGV do if status == ARGV[i] then ended = true end end
+  local young = redis.call('TTL', KEYS[1]) > tonumber(ARGV[2]) - tonumber(ARGV[3])
+  if not ended and (status or young) then return holder end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return false
+"""
 
 
 def _authorise() -> None:
@@ -76,17 +91,16 @@ def _names() -> list[str]:
 
 
 def _claim(name: str, edit_id: str) -> None:
-    """Make `edit_id` the edit of `name` under way; 409 while another still is."""
+    """Make `edit_id` the edit of `name` under way, in one step; 409 while another still is
+    (its job not ended, or not enqueued yet: claimed within ENQUEUE_GRACE_S)."""
     redis = current_app.extensions["redis"]
-    key, ttl = PENDING + name, current_app.config["SETTINGS"].result_ttl
-    if redis.set(key, edit_id, nx=True, ex=ttl):
-        return
-    holder = (redis.get(key) or b"").decode()
-    job = fetch_search(holder)
-    if job is not None and job.get_status() not in ENDED:
+    holder = redis.eval(_CLAIM, 1, PENDING + name, edit_id,
+                        current_app.config["SETTINGS"].result_ttl, ENQUEUE_GRACE_S,
+                        Job.redis_job_namespace_prefix, *(s.value for s in ENDED))
+    if holder:
+        holder = holder.decode() if isinstance(holder, bytes) else holder
         raise RequestRefused(409, "edit_pending", f"an edit of {name!r} is still under way: "
                              f"see {url_for('designs.get_edit', edit_id=holder)}")
-    redis.set(key, edit_id, ex=ttl)
 
 
 def _run(func: str, kwargs: dict, done_status: int, edit_id: str):
@@ -102,9 +116,12 @@ def _run(func: str, kwargs: dict, done_status: int, edit_id: str):
     if status == JobStatus.FAILED:
         job.refresh()
         raise RequestRefused(422, "edit_failed", job.meta.get("error") or "the edit failed")
+    if status not in (JobStatus.QUEUED, JobStatus.STARTED):  # gone, stopped or cancelled
+        raise RequestRefused(422, "edit_failed", "the edit's job ended without an outcome "
+                             f"({getattr(status, 'value', 'lost')}); nothing was changed "
+                             "unless the catalogue says so: check it, then try again")
     url = url_for("designs.get_edit", edit_id=job.id)
-    return jsonify(id=job.id, status=getattr(status, "value", "queued"), url=url), 202, \
-        {"Location": url}
+    return jsonify(id=job.id, status=status.value, url=url), 202, {"Location": url}
 
 
 @bp.get("/api/edits/<edit_id>")
@@ -135,7 +152,9 @@ def get_edit(edit_id: str):
               skip_validation=True, resp=_edit_responses(
                   201, "added", HTTP_400=(Error, "a bad name, a missing or empty image, or a "
                                                  "malformed multipart body"),
-                  HTTP_409=(Error, "a design of that name exists (`duplicate_name`)"),
+                  HTTP_409=(Error, "a design of that name exists (`duplicate_name`), or an "
+                                   "edit of it is under way (`edit_pending`, its URL in the "
+                                   "message)"),
                   HTTP_413=(Error, "too large (`too_large`, `too_many_pixels`)"),
                   HTTP_415=(Error, "an image is not a JPEG or PNG (`unsupported_format`)"),
                   HTTP_422=(Error, "an image is corrupt, too small, of extreme aspect ratio or "
@@ -172,6 +191,8 @@ def add_design():
 @api.validate(tags=["catalogue"], operation_id="removeDesign", security=ADMIN,
               path_parameter_descriptions={"name": "the design's name"}, skip_validation=True,
               resp=_edit_responses(200, "removed", HTTP_404=(Error, "no such design"),
+                                   HTTP_409=(Error, "an edit of it is under way "
+                                                    "(`edit_pending`, its URL in the message)"),
                                    HTTP_422=(Error, "the edit failed (`edit_failed`)")))
 def delete_design(name: str):
     """Remove a design from the catalogue"""
