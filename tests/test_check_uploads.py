@@ -203,6 +203,15 @@ def test_a_spreadsheet_s_header_and_empty_rows_are_read_and_root_paths_get_a_hin
     assert [(d["name"], d["status"]) for d in designs] == [("a", "queued"), ("b", "failed")]
     assert designs[1]["error"] == ("front: 'season/img/a-f.png' is not in the ZIP (paths are "
                                    "relative to the folder of season/pairs.csv: 'img/a-f.png')")
+    climbing = make_zip({"season/pairs.csv": b"name,front,back\nc,season/../a.png,\n",
+                         "season/x.png": PNG})
+    design = client.get(post_collection(client, climbing).get_json()["url"]).get_json()[
+        "designs"][0]
+    assert design["error"] == "front: 'season/../a.png' is not in the ZIP"  # no hint
+    decomposed = "cafe\u0301.png"  # as a Mac's ZIP stores it; typed composed in pairs.csv
+    mac = make_zip({decomposed: PNG}, [("c", "caf\u00e9.png", "")])
+    design = client.get(post_collection(client, mac).get_json()["url"]).get_json()["designs"][0]
+    assert design["status"] == "queued", design
 
 
 def test_utf8_names_written_without_the_zip_flag_are_found(client):

@@ -215,3 +215,16 @@ def test_re_adding_a_removed_name_never_overwrites_a_shared_image(indexed_settin
     assert shared.read_bytes() == before
     assert len(list((db / "images").iterdir())) == len(images) + 2
     assert manifest["fronts"][manifest["names"].index("jacket-0011")] == "images/jacket-0010_front.png"
+
+
+def test_a_check_names_the_catalogue_version_in_either_layout(tmp_path):
+    """A generation's id; for a flat FEATURES_DIR (no CURRENT), its manifest's write time in
+    the same form, not the folder's name (which never changes)."""
+    from worker.core.generations import GENERATION, new_generation
+    from worker.service.checks import _version
+
+    generation = new_generation(tmp_path).name
+    assert GENERATION.fullmatch(generation)
+    assert _version((generation, 1, 2, 3)) == generation
+    flat = _version(("features", 1, 2, 1_796_301_182_973_445_000))
+    assert flat == "20261203T123302973445Z" and _version(None) is None

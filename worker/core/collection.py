@@ -168,13 +168,21 @@ def from_zip(source: BinaryIO, limits: ZipLimits, max_pairs: int) -> Collection:
     except EntryRefused as exc:
         raise malformed(str(exc)) from None
     base = posixpath.dirname(csv_name)
+    # a Mac's ZIP stores café.png decomposed, a CSV typed elsewhere composed: one name
+    composed = {unicodedata.normalize("NFC", name): name for name in archive.members}
+
+    def found(path: str) -> str | None:
+        return composed.get(unicodedata.normalize("NFC", _member(base, path)))
 
     def fetch(path: str) -> bytes:
-        member = _member(base, path)
-        if member not in archive.members:
-            hint = (f" (paths are relative to the folder of {csv_name}: "
-                    f"{path[len(base) + 1:]!r})" if base and path.startswith(base + "/")
-                    and _member(base, path[len(base) + 1:]) in archive.members else "")
+        member = found(path)
+        if member is None:
+            inner = path[len(base) + 1:] if base and path.startswith(base + "/") else None
+            try:
+                hint = (f" (paths are relative to the folder of {csv_name}: {inner!r})"
+                        if inner and found(inner) else "")
+            except EntryRefused:  # the shortened path would leave the folder: no hint
+                hint = ""
             raise EntryRefused(f"{path!r} is not in the ZIP{hint}")
         return archive.read(member)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -56,6 +57,9 @@ def current_dir(features_dir: Path) -> Path:
     when it has no CURRENT (flat layout, or a generation folder given directly)."""
     gen = current_id(features_dir)
     return Path(features_dir) if gen is None else Path(features_dir) / GENERATIONS / gen
+
+
+GENERATION = re.compile(r"\d{8}T\d{12}Z-[0-9a-f]{6}")  # a generation folder's name, as below
 
 
 def new_generation(features_dir: Path) -> Path:

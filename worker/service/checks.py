@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 import numpy as np
@@ -35,6 +36,7 @@ from worker.core.contract import (
     SearchOptions,
     problems,
 )
+from worker.core.generations import GENERATION
 from worker.core.images import ImageRejected
 from worker.core.storage import UploadGone
 from worker.pipeline.appearance import sketched
@@ -90,10 +92,20 @@ def check_pairs(engine: Engine, pairs: list[Pair], options: SearchOptions,
 
 def _ranked(engine: Engine, found, options: SearchOptions) -> Ranked:
     outline = outline_sides(engine.snapshot.bank, sketched(found.canvases))
-    stamp = engine.snapshot.stamp
     return Ranked(rank_hits(engine.snapshot, found.rows, options, outline),
                   [side for side, by_outline in zip(SIDES, outline, strict=True) if by_outline],
-                  None if stamp is None else stamp[0])
+                  _version(engine.snapshot.stamp))
+
+
+def _version(stamp) -> str | None:
+    """The index generation's id; for a flat FEATURES_DIR (no generations), when its manifest
+    was written, in the same form."""
+    if stamp is None:
+        return None
+    name, _, _, mtime_ns = stamp
+    if GENERATION.fullmatch(name or ""):
+        return name
+    return f"{datetime.fromtimestamp(mtime_ns / 1e9, UTC):%Y%m%dT%H%M%S%fZ}"
 
 
 def _read(engine: Engine, name: str | None) -> bytes | None:
