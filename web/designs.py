@@ -43,6 +43,7 @@ bp = Blueprint("designs", __name__)
 EDIT_WAIT_S = 60
 PENDING = "pairsearch:edit-pending:"  # + design name: the id of the edit of it under way
 EDIT_FUNCS = (ADD_DESIGN_FUNC, REMOVE_DESIGN_FUNC)
+EDIT_ID = {"edit_id": "the id a 202 returned (32 lowercase hex digits)"}
 ENQUEUE_GRACE_S = 120  # a claimed edit's job exists within a request's upload time
 # the claim: free when nobody holds it, or the holder's job has ended, or it has no job and
 # was claimed ENQUEUE_GRACE_S ago (its request failed); else the holder's id
@@ -125,8 +126,7 @@ def _run(func: str, kwargs: dict, done_status: int, edit_id: str):
 
 
 @bp.get("/api/edits/<edit_id>")
-@api.validate(path_parameter_descriptions={"edit_id": "the id a 202 returned (32 lowercase hex "
-                                                      "digits)"}, tags=["catalogue"], operation_id="getEdit",
+@api.validate(path_parameter_descriptions=EDIT_ID, tags=["catalogue"], operation_id="getEdit",
               security=ADMIN, skip_validation=True, resp=Responses(
                   HTTP_200=(EditStatus, "the edit's state, and its outcome once ended"),
                   HTTP_401=(Error, "no or a wrong bearer token (`unauthorized`)"),

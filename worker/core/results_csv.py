@@ -79,7 +79,9 @@ def report_rows(designs: list[CheckedDesign], filters: Filters | None = None,
                         *([""] * len(columns))])
         for hit in design.results:
             row = _hit_row(hit, compared, sketched, front_weight, columns)
-            out.append([design.name, *row[:6], "", *row[6:11], design.catalogue, *row[11:]])
+            fixed = len(SEARCH_COLUMNS)  # then the catalogue's columns
+            out.append([design.name, *row[:6], "", *row[6:fixed], design.catalogue,
+                        *row[fixed:]])
     return out
 
 
