@@ -18,28 +18,29 @@ def app(settings):
     return create_app({"SETTINGS": dataclasses.replace(settings, admin_token="s3cret")})
 
 
-def claim(app, name: str, edit_id: str) -> str | None:
-    """None when `edit_id` got the claim, else the holder's id the 409 names."""
+def claim(app, name: str) -> tuple[str | None, str | None]:
+    """(the new edit's id, None) when the claim was got, else (None, the holder's id the 409
+    names)."""
     with app.test_request_context():
         try:
-            _claim(name, edit_id)
+            return _claim(name), None
         except RequestRefused as exc:
             assert (exc.status, exc.error) == (409, "edit_pending")
-            return str(exc).rsplit("/", 1)[1]
-    return None
+            return None, str(exc).rsplit("/", 1)[1]
 
 
 def test_an_edit_holds_its_name_until_its_job_ends_and_only_it(app, redis, settings):
-    a, b, c = "a" * 32, "b" * 32, "c" * 32
-    assert claim(app, "x", a) is None
-    assert claim(app, "x", b) == a  # a's request is still storing its upload: no job yet
-    assert claim(app, "y", b) is None  # another name
+    a, _ = claim(app, "x")
+    assert a is not None
+    assert claim(app, "x") == (None, a)  # a's request is still storing its upload: no job yet
+    assert claim(app, "y")[0] is not None  # another name
     queue = Queue(settings.queue_name, connection=redis)
     job = queue.enqueue("worker.service.jobs.search_pair", job_id=a)
     redis.expire(PENDING + "x", settings.result_ttl - ENQUEUE_GRACE_S - 5)  # long enqueued
-    assert claim(app, "x", b) == a  # queued: still under way
+    assert claim(app, "x") == (None, a)  # queued: still under way
     job.set_status("finished")
-    assert claim(app, "x", b) is None  # ended: free
-    assert claim(app, "x", c) == b
+    b, _ = claim(app, "x")
+    assert b is not None  # ended: free
+    assert claim(app, "x") == (None, b)
     redis.expire(PENDING + "x", settings.result_ttl - ENQUEUE_GRACE_S - 5)
-    assert claim(app, "x", c) is None  # b's request failed before its job: free after the grace
+    assert claim(app, "x")[0] is not None  # b's request failed before its job: free after the grace

@@ -24,7 +24,7 @@ from web.design_schemas import DesignEdit, DesignForm, EditPending, EditStatus
 from web.errors import RequestRefused
 from web.offload import off_loop
 from web.schemas import Error
-from web.searches import fetch_search
+from web.searches import STATUS_FROM_RQ, SearchStatus, fetch_search
 from web.submissions import check_capacity, discard_uploads, read_side, store_uploads
 from worker.core.bank import BankError
 from worker.core.catalogue import DESIGN_NAME
@@ -91,9 +91,11 @@ def _names() -> list[str]:
         raise RequestRefused(503, "no_index", str(exc), retry_after=60) from None
 
 
-def _claim(name: str, edit_id: str) -> None:
-    """Make `edit_id` the edit of `name` under way, in one step; 409 while another still is
-    (its job not ended, or not enqueued yet: claimed within ENQUEUE_GRACE_S)."""
+def _claim(name: str) -> str:
+    """A new edit's id (a job id as a search's: GET /api/edits/<id> reads it), made the edit
+    of `name` under way in one step; 409 while another still is (its job not ended, or not
+    enqueued yet: claimed within ENQUEUE_GRACE_S)."""
+    edit_id = uuid.uuid4().hex
     redis = current_app.extensions["redis"]
     holder = redis.eval(_CLAIM, 1, PENDING + name, edit_id,
                         current_app.config["SETTINGS"].result_ttl, ENQUEUE_GRACE_S,
@@ -102,6 +104,7 @@ def _claim(name: str, edit_id: str) -> None:
         holder = holder.decode() if isinstance(holder, bytes) else holder
         raise RequestRefused(409, "edit_pending", f"an edit of {name!r} is still under way: "
                              f"see {url_for('designs.get_edit', edit_id=holder)}")
+    return edit_id
 
 
 def _run(func: str, kwargs: dict, done_status: int, edit_id: str):
@@ -138,13 +141,12 @@ def get_edit(edit_id: str):
     job = fetch_search(edit_id)
     if job is None or job.func_name not in EDIT_FUNCS:
         abort(404, description="no such edit (unknown or expired id)")
-    status = job.get_status()
-    if status == JobStatus.FINISHED:
-        return jsonify(id=edit_id, status="finished", result=job.return_value())
-    if status in ENDED:
-        return jsonify(id=edit_id, status="failed",
-                       error=job.meta.get("error") or "the edit failed")
-    return jsonify(id=edit_id, status="started" if status == JobStatus.STARTED else "queued")
+    status = STATUS_FROM_RQ.get(job.get_status(), SearchStatus.FAILED)  # None: expired
+    if status == SearchStatus.FINISHED:
+        return jsonify(id=edit_id, status=status, result=job.return_value())
+    if status == SearchStatus.FAILED:
+        return jsonify(id=edit_id, status=status, error=job.meta.get("error") or "the edit failed")
+    return jsonify(id=edit_id, status=status)
 
 
 @bp.post("/api/designs")
@@ -169,7 +171,6 @@ def add_design():
     if name in _names():
         raise RequestRefused(409, "duplicate_name", f"a design named {name!r} already exists")
     settings = current_app.config["SETTINGS"]
-    edit_id = uuid.uuid4().hex  # a job id as a search's: GET /api/edits/<id> reads it
     for side in SIDES:
         if side not in request.files:
             raise RequestRefused(400, f"missing_{side}", f"the {side} image is missing")
@@ -177,7 +178,7 @@ def add_design():
                                               settings.max_image_pixels) for side in SIDES]),
                      strict=True))
     check_capacity(settings)  # before anything is stored: a refused edit leaves no upload
-    _claim(name, edit_id)
+    edit_id = _claim(name)
     uploads = {side: upload_name(edit_id, side, STORED_FORMAT) for side in sides}
     store_uploads({uploads[side]: data for side, data in sides.items()})
     try:
@@ -200,6 +201,4 @@ def delete_design(name: str):
     if name not in _names():
         abort(404, description=f"no design named {name!r}")
     check_capacity(current_app.config["SETTINGS"])
-    edit_id = uuid.uuid4().hex
-    _claim(name, edit_id)
-    return _run(REMOVE_DESIGN_FUNC, {"name": name}, 200, edit_id)
+    return _run(REMOVE_DESIGN_FUNC, {"name": name}, 200, _claim(name))

@@ -72,10 +72,8 @@ for _, key in ipairs(KEYS) do
 end
 return out
 """
-# the start, atomically: only by the claim's holder, of a job still 'queued' (RQ then marks
-# it started again, with its worker and times)
-# (with its worker: a worker lost before RQ's marks leaves an orphan the next sweep of
-# orphans fails, not one only RQ's clean-up finds minutes later)
+# the start, atomically: only by the claim's holder, of a job still 'queued'; with its
+# worker, so that one lost before RQ's own marks leaves an orphan the orphan sweep fails
 _START = """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[2])
@@ -125,19 +123,17 @@ def sweep(connection: Redis, queue_names: list[str], own_name: str, job_timeout:
 
 
 def _queued_jobs(connection: Redis, queue_names: list[str]) -> dict[str, str]:
-    """Every job 'queued' in one of `queue_names`, in or out of a list: id -> queue. One SCAN
-    page at a time, each read in one Lua step (a millisecond of Redis's time; one HMGET a job
-    from here cost 2-3 s of this worker's time at 100k jobs: docs/performance.md)."""
-    prefix = Job.redis_job_namespace_prefix
+    """Every job 'queued' in one of `queue_names`, in or out of a list: id -> queue. Each SCAN
+    page read in one Lua step (about 5 ms of Redis's time; one HMGET a job from here cost
+    2-3 s of this worker's time at 100k jobs: docs/performance.md)."""
     found: dict[str, str] = {}
-    page: list[bytes] = []
-    for key in connection.scan_iter(match=f"{prefix}*", count=1000):
-        page.append(key)
-        if len(page) == 1000:
-            found.update(_queued_in(connection, page, queue_names))
-            page = []
-    found.update(_queued_in(connection, page, queue_names))
-    return found
+    cursor = 0
+    while True:
+        cursor, keys = connection.scan(cursor, match=f"{Job.redis_job_namespace_prefix}*",
+                                       count=1000)
+        found.update(_queued_in(connection, keys, queue_names))
+        if not cursor:
+            return found
 
 
 def _queued_in(connection: Redis, keys: list[bytes], queue_names: list[str]) -> dict[str, str]:

@@ -72,7 +72,7 @@ class SearchWorker(SimpleWorker):
         self.engine = engine
 
     stop_signalled = False  # SIGTERM/SIGINT seen: RQ flags it only when a job is running
-    refused = False  # the claimed job was put back before it started (run_claimed)
+    refused = False  # the claimed job has not started (run_claimed): its uploads stay
 
     def bootstrap(self, *args, **kwargs):
         # RQ registers the worker before it installs its handlers: a SIGTERM in between would
@@ -99,7 +99,7 @@ class SearchWorker(SimpleWorker):
         return self.run_claimed(job, queue)
 
     def leave(self, job: Job, queue: Queue) -> None:
-        if len(self.queues) == 1:  # RQ moved it to its recovery list, which start would empty
+        if len(self.queues) == 1:  # RQ moved it to its recovery list; its start mark empties it
             IntermediateQueue(queue.key, self.connection).remove(job.id)
 
     def run_claimed(self, job: Job, queue: Queue):
