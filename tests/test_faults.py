@@ -10,6 +10,8 @@ import time
 
 import pytest
 from redis import Redis
+from rq import Worker
+from rq.job import Job
 
 from tests.http import post_pair
 from tests.images import N_PAIRS, design_pair, variant
@@ -162,7 +164,7 @@ def test_a_running_worker_survives_a_redis_restart(indexed_settings, tmp_path):
     server = start_redis(port, redis_dir)
     settings = dataclasses.replace(indexed_settings, redis_url=f"redis://127.0.0.1:{port}/0")
     client = create_app({"SETTINGS": settings}).test_client()
-    worker = start_worker(settings)
+    worker = start_worker(settings, "--name", "cutter-a")
     try:
         wait_for_workers(settings)
         server.kill()
@@ -176,6 +178,11 @@ def test_a_running_worker_survives_a_redis_restart(indexed_settings, tmp_path):
             time.sleep(0.2)
         assert status_of(client, url)["status"] == "finished"
         assert worker.poll() is None
+        # the name given is kept, marked as the registration after one outage; the last one
+        # (which Redis's append-only file kept) is noted dead, so only one worker counts
+        serving = Redis.from_url(settings.redis_url)
+        assert [w.name for w in Worker.all(connection=serving)] == ["cutter-a~1"]
+        assert Job.fetch(status_of(client, url)["id"], connection=serving).worker_name == "cutter-a~1"
     finally:
         stop_process(worker)
         server.kill()
@@ -198,8 +205,6 @@ def test_a_sigterm_while_the_worker_registers_is_a_warm_stop(indexed_settings, r
                                                              extractor):
     # RQ registers a worker before it installs its own handlers; a SIGTERM in that window
     # killed the process (exit -15) instead of stopping it: the signal is sent from there
-    from rq import Worker
-
     from worker.service.process import SearchWorker, make_worker, start_engine
 
     class SignalledAtBirth(SearchWorker):

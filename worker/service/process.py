@@ -202,7 +202,11 @@ def wait_for_redis(connection: Redis, pause: float = 1.0) -> None:
 def serve(settings: Settings, engine: Engine, connection: Redis, name: str | None = None,
           burst: bool = False) -> None:
     """Serve the queue until stopped. RQ's worker quits on a Redis error; the model stays
-    loaded here, so when Redis comes back a fresh registration serves again at once."""
+    loaded here, so when Redis comes back a fresh registration serves again at once, under a
+    new name: a random one, or the name given with `~N` after the Nth outage (a restarted
+    Redis may keep the last registration, and what it had claimed or started is recovered
+    as any gone worker's)."""
+    given, outages = name, 0
     while True:
         worker = make_worker(settings, engine, connection, name)
         try:
@@ -212,4 +216,9 @@ def serve(settings: Settings, engine: Engine, connection: Redis, name: str | Non
         if burst or worker.stop_signalled:  # asked to stop (SIGTERM/SIGINT), or queue done
             return
         wait_for_redis(connection)
-        name = None  # a fresh name: the last registration may survive, without its death noted
+        try:
+            worker.register_death()  # /readyz and /metrics stop counting it at once
+        except RedisError:
+            pass  # gone again: its registration expires by itself
+        outages += 1
+        name = None if given is None else f"{given}~{outages}"
