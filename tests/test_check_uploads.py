@@ -228,6 +228,21 @@ def test_utf8_names_written_without_the_zip_flag_are_found(client):
     assert (design["name"], design["status"]) == ("robe été", "queued"), design
 
 
+def test_backslashed_entry_names_are_folders(client):
+    """Older Windows tools write a ZIP's folders with backslashes: the drawings and even
+    pairs.csv inside a folder were 'not in the ZIP'."""
+    rows = [("robe", "img/robe_front.png", "img\\robe_back.png")]  # either way in pairs.csv
+    data = make_zip({"season\\pairs.csv": pairs_csv(rows), "season\\img\\robe_front.png": PNG,
+                     "season\\img\\robe_back.png": PNG})
+    response = post_collection(client, data)
+    assert response.status_code == 202, response.get_json()
+    design = client.get(response.get_json()["url"]).get_json()["designs"][0]
+    assert (design["name"], design["status"]) == ("robe", "queued"), design
+    climbing = make_zip({"season\\..\\..\\x.png": PNG}, [("c", "x.png", "")])
+    refused = post_collection(client, climbing)
+    assert (refused.status_code, refused.get_json()["error"]) == (400, "unsafe_entry")
+
+
 def test_unknown_checks_are_404_and_an_unfinished_report_is_409(client, redis):
     for check_id in ("0" * 32, "not-an-id", "A" * 32):
         assert client.get(f"/api/checks/{check_id}").status_code == 404

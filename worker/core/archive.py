@@ -64,6 +64,12 @@ def unsafe_name(name: str) -> str | None:
     return None
 
 
+def _entry_name(info: zipfile.ZipInfo) -> str:
+    """An entry's name as its maker meant it, folders separated by '/' (older Windows tools
+    write backslashes, against the ZIP standard; pairs.csv's paths are read the same way)."""
+    return _utf8_name(info).replace("\\", "/")
+
+
 def _utf8_name(info: zipfile.ZipInfo) -> str:
     """An entry's name as its maker wrote it. Without the UTF-8 flag the ZIP standard says
     cp437, which zipfile reads; but Info-ZIP's `zip` and others write UTF-8 names without the
@@ -124,7 +130,7 @@ class SafeZip:
                                     f"entries; at most {self.limits.max_entries} are accepted")
         members: dict[str, zipfile.ZipInfo] = {}
         for info in infos:
-            info.filename = _utf8_name(info)
+            info.filename = _entry_name(info)
             _refuse_entry(info)
             if info.filename in members:
                 raise CollectionRefused(400, "unsafe_entry", f"the ZIP holds two entries named "
