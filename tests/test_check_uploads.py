@@ -282,6 +282,15 @@ def test_the_report_has_a_row_per_hit_and_keeps_formulas_out():
     assert lines[0].endswith(",front_weight,catalogue_version,garment,catalogue:rank")
     assert lines[1:] == ["b,,,,,,,front: not a JPEG or PNG image,,,,,0.5,,,",
                          "a,1,dress-0001,96,copy,0.91,-0.2,,,false,,0.9,0.5,,dress,A"]
+    # a design of one side is ranked by that side alone, whatever the check's front_weight
+    back_only = hit.model_copy(update={"front_score": None, "score": -0.2})
+    front_only = hit.model_copy(update={"back_score": None, "score": 0.91})
+    lines = report_csv([CheckedDesign(name="back", status="finished", results=[back_only]),
+                        CheckedDesign(name="front", status="finished", results=[front_only])],
+                       options).splitlines()
+    compared = '"garment:dress,jacket; season:SS26"'
+    assert lines[1] == f"back,1,dress-0001,96,copy,,-0.2,,{compared},false,,-0.2,0.0,"
+    assert lines[2] == f"front,1,dress-0001,96,copy,0.91,,,{compared},false,,0.91,1.0,"
 
 
 def test_the_form_takes_a_zip_and_shows_its_progress_or_its_refusal(client, redis):

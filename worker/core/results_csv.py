@@ -77,12 +77,22 @@ def report_rows(designs: list[CheckedDesign], filters: Filters | None = None,
             out.append([design.name, "", "", "", "", "", "", design.error or design.status,
                         compared, "", sketched, "", front_weight, design.catalogue,
                         *([""] * len(columns))])
+        applied = _applied_weight(design, front_weight)
         for hit in design.results:
-            row = _hit_row(hit, compared, sketched, front_weight, columns)
+            row = _hit_row(hit, compared, sketched, applied, columns)
             fixed = len(SEARCH_COLUMNS)  # then the catalogue's columns
             out.append([design.name, *row[:6], "", *row[6:fixed], design.catalogue,
                         *row[fixed:]])
     return out
+
+
+def _applied_weight(design: CheckedDesign, front_weight: float | None) -> float | None:
+    """The front weight a design's hits were ranked with: a design of one side is ranked by
+    that side alone (1, or 0 for a back alone; a search's result says the same)."""
+    sides = {(hit.front_score is not None, hit.back_score is not None) for hit in design.results}
+    if sides == {(True, False)}:
+        return 1.0
+    return 0.0 if sides == {(False, True)} else front_weight
 
 
 def report_csv(designs: list[CheckedDesign], options: SearchOptions | None = None) -> str:
