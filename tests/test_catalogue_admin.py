@@ -22,6 +22,7 @@ from worker.core.catalogue import load_catalogue
 from worker.dev.sample import draw_side, make_designs
 from worker.dev.services import service_env
 from worker.indexing.edits import CatalogueEditError, add_designs, remove_design
+from worker.pipeline.thumbnails import thumbnail_path
 
 pytestmark = pytest.mark.slow
 NEW = make_designs(N_PAIRS + 8, seed=7)[N_PAIRS + 5]  # a design the catalogue lacks
@@ -78,10 +79,14 @@ def test_add_then_remove_changes_what_searches_find(own_catalogue, extractor, tm
     added_images = [own_catalogue.database_dir / rel for rel in
                     (manifest["fronts"][-1], manifest["backs"][-1])]
     assert all(path.is_file() for path in added_images)
+    thumbs = [thumbnail_path(own_catalogue.features_dir, rel)
+              for rel in (manifest["fronts"][-1], manifest["backs"][-1])]
+    assert all(path.is_file() for path in thumbs)
     remove_design(own_catalogue, "brand-new")
     bank = load_bank(own_catalogue.features_dir)
     assert len(bank) == N_PAIRS and "brand-new" not in bank.manifest["names"]
     assert not any(path.exists() for path in added_images)  # the service's own copies
+    assert not any(path.exists() for path in thumbs)  # and their thumbnails
     assert top_hit(client, *query, run)["name"] != "brand-new"
     catalogue = load_catalogue(own_catalogue.database_dir)
     drawn = [own_catalogue.database_dir / catalogue.fronts[0],

@@ -23,6 +23,7 @@ from worker.indexing.build import build_index
 from worker.indexing.edits import add_designs, remove_design
 from worker.pipeline.preprocess import make_canvas
 from worker.pipeline.ranking import top_k
+from worker.pipeline.thumbnails import thumbnail_path
 
 pytestmark = pytest.mark.slow
 SMALL = 6  # designs in the catalogue the crash test edits 30-odd times
@@ -162,6 +163,10 @@ def test_a_disk_full_edit_keeps_the_old_index_and_later_edits_work(small, extrac
         add_designs(settings, extractor, [("added", *images)])
     monkeypatch.setattr(np, "save", real_save)
     assert load_catalogue(settings.database_dir).names == old
+    catalogue = load_catalogue(settings.database_dir)  # no thumbnail of the images it stored
+    assert {path.name for path in (settings.features_dir / "thumbs").rglob("*.jpg")} == {
+        thumbnail_path(settings.features_dir, rel).name
+        for rel in catalogue.fronts + catalogue.backs}
     assert assert_serves(settings, extractor, [old]) == old
     assert_edits_work(settings, old)
     assert add_designs(settings, extractor, [("added", *images)])["names"][-1] == "added"

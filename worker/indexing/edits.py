@@ -42,7 +42,7 @@ from worker.core.storage import write_aside
 from worker.indexing.recovery import mark_listed, sync_listed, tidy
 from worker.pipeline.duplicates import after_add, after_remove
 from worker.pipeline.preprocess import to_canvas, to_rgb, visible_canvas
-from worker.pipeline.thumbnails import write_thumbnail
+from worker.pipeline.thumbnails import remove_thumbnails, write_thumbnail
 from worker.pipeline.verdicts import duplicate_thresholds_in
 
 EDIT_LOCK_WAIT_S = 120  # an edit waits this long for a running build or edit, then refuses
@@ -162,6 +162,8 @@ def add_designs(settings: Settings, extractor, designs: list[tuple[str, Path, Pa
             if current_id(settings.features_dir) == before:  # not switched: no design uses them
                 for path in created:
                     path.unlink(missing_ok=True)
+                    remove_thumbnails(settings.features_dir,
+                                      path.relative_to(settings.database_dir).as_posix())
             raise
 
 
@@ -182,8 +184,8 @@ def _extract(settings: Settings, extractor, bank: FeatureBank, rels: list[str],
 
 def remove_design(settings: Settings, name: str) -> dict:
     """Drop a design's row, and the image files an add stored for it (named by their content,
-    STORED_IMAGE) unless another design uses them; drawings put in the catalogue by hand
-    stay (they are the team's artwork, not the service's copies)."""
+    STORED_IMAGE) and their thumbnails unless another design uses them; drawings put in the
+    catalogue by hand stay (they are the team's artwork, not the service's copies)."""
     with editing(settings) as (catalogue, bank):
         if name not in catalogue.names:
             raise CatalogueEditError(f"no design named {name!r} in the catalogue")
@@ -199,6 +201,7 @@ def remove_design(settings: Settings, name: str) -> dict:
             if not STORED_IMAGE.fullmatch(rel):
                 continue
             catalogue.image_path(rel).unlink(missing_ok=True)
+            remove_thumbnails(settings.features_dir, rel)
             generations.checkpoint(f"deleted {rel}")
         return manifest
 

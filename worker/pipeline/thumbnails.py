@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from worker.core.catalogue import Catalogue, thumbnail_file
+from worker.core.catalogue import THUMB_DIR, Catalogue, thumbnail_file
 from worker.core.images import load_image
 from worker.core.storage import write_aside
 from worker.pipeline.preprocess import to_rgb
@@ -26,6 +26,13 @@ log = logging.getLogger(__name__)
 def thumbnail_path(features_dir: Path, relative: str) -> Path:
     """Where the THUMB-pixel thumbnail of catalogue image `relative` lives."""
     return thumbnail_file(features_dir, relative, THUMB)
+
+
+def remove_thumbnails(features_dir: Path, relative: str) -> None:
+    """Delete the thumbnails, of every size, of catalogue image `relative` (deleted itself)."""
+    name = thumbnail_path(features_dir, relative).name
+    for path in (Path(features_dir) / THUMB_DIR).glob(f"*/{name}"):
+        path.unlink(missing_ok=True)
 
 
 def shrink(rgb: Image.Image) -> Image.Image:
