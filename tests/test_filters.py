@@ -322,3 +322,27 @@ def test_the_catalogue_api_conforms_to_its_openapi_document(web, mode):
         case.call_and_validate(checks=checks)
 
     fuzz()
+
+
+def test_the_image_routes_answer_as_their_openapi_document_says(web, catalogue, settings):
+    """A hit's `front_url` and a listed design's thumbnail URL: the drawing (PNG), the
+    thumbnail (JPEG), the redirect before a thumbnail exists, the 404 page."""
+    import schemathesis
+
+    from tests.test_ops import CONFORMANCE
+    from tests.test_ops import positive_data_acceptance as accepted
+    from worker.core.catalogue import thumbnail_file
+
+    schema = schemathesis.openapi.from_wsgi("/openapi.json", web.application)
+    checks = [check for check in CONFORMANCE if check is not accepted]
+    drawing, thumbnailed = catalogue.fronts[0], catalogue.backs[0]
+    made = thumbnail_file(settings.features_dir, thumbnailed)
+    made.parent.mkdir(parents=True, exist_ok=True)
+    made.write_bytes(b"\xff\xd8jpeg")
+    for route, path, status in (("/database/{path}", drawing, 200),
+                                ("/database/{path}", "images/none.png", 404),
+                                ("/catalogue/thumbs/{path}", thumbnailed, 200),
+                                ("/catalogue/thumbs/{path}", drawing, 302),
+                                ("/catalogue/thumbs/{path}", "pairs.csv", 404)):
+        case = schema[route]["GET"].Case(path_parameters={"path": path})
+        assert case.call_and_validate(checks=checks).status_code == status, (route, path)

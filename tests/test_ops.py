@@ -76,7 +76,8 @@ OPERATIONS = [("POST", "/api/searches"), ("GET", "/api/searches/{search_id}"),
               ("GET", "/api/duplicates"), ("GET", "/api/duplicates.csv"),
               ("POST", "/api/checks"), ("GET", "/api/checks/{check_id}"),
               ("DELETE", "/api/checks/{check_id}"), ("GET", "/api/checks/{check_id}/report.csv"),
-              ("GET", "/api/checks/{check_id}/designs/{row}.jpg")]
+              ("GET", "/api/checks/{check_id}/designs/{row}.jpg"),
+              ("GET", "/database/{path}"), ("GET", "/catalogue/thumbs/{path}")]
 FUZZ = [(method, path, GenerationMode.POSITIVE) for method, path in OPERATIONS
         if path != "/api/catalogue"] + [  # needs an index: tests/test_filters.py
     ("POST", "/api/searches", GenerationMode.NEGATIVE),  # those with values to negate
@@ -118,7 +119,8 @@ def test_every_json_route_is_documented(app, client):
     routes = {(re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule), method.lower())
               for rule in app.url_map.iter_rules()
               if (rule.endpoint.split(".")[0] in ("api", "ops", "designs", "checks")
-                  or rule.rule.startswith("/api/"))
+                  or rule.rule.startswith("/api/")
+                  or rule.endpoint in ("pages.catalogue_image", "browse.thumbnail"))  # hits' URLs
               for method in rule.methods - {"HEAD", "OPTIONS"}}
     documented = {(path, method) for path, item in doc["paths"].items()
                   for method in item if method != "parameters"}

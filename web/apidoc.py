@@ -104,11 +104,46 @@ def _finish_operation(operation: dict[str, Any], limits: tuple[str, str]) -> Non
                                     ).strip()
 
 
+def _file_route(operation_id: str, summary: str, found: dict[str, Any],
+                extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A route that sends a catalogue file, written out here: spectree's wrapper reads every
+    body it documents into memory (a drawing may be tens of MB)."""
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    return {"get": {
+        "operationId": operation_id, "summary": summary, "tags": ["catalogue"],
+        "parameters": [{"name": "path", "in": "path", "required": True,
+                        "schema": {"type": "string"},
+                        "description": "a catalogue image's path inside DATABASE_DIR, as a "
+                                       "hit or pairs.csv names it (`images/dress-0001_front.png`)"}],
+        "responses": {"200": {"description": found["description"],
+                              "content": {media: binary for media in found["media"]}},
+                      **(extra or {}),
+                      "404": {"description": "no such image in the catalogue's folder (its "
+                                             "design removed, or never there): a page",
+                              "content": {"text/html": {"schema": {"type": "string"}}}}}}}
+
+
+FILE_ROUTES = {
+    "/database/{path}": _file_route(
+        "getCatalogueImage", "A catalogue drawing: a hit's `front_url` and `back_url`",
+        {"description": "the drawing as stored", "media": ("image/png", "image/jpeg")}),
+    "/catalogue/thumbs/{path}": _file_route(
+        "getCatalogueThumbnail",
+        "A catalogue drawing's thumbnail: a listed design's `front_thumb_url`, `back_thumb_url`",
+        {"description": "the index's thumbnail, at most 150 px a side", "media": ("image/jpeg",)},
+        {"302": {"description": "no thumbnail yet: the drawing itself",
+                 "headers": {"Location": {"description": "`/database/<path>`", "required": True,
+                                          "schema": {"type": "string"}}}}}),
+}
+
+
 def openapi_document(settings: Settings) -> dict[str, Any]:
-    """The document for this app (call within its context): spectree's, finished."""
+    """The document for this app (call within its context): spectree's, finished, and the
+    routes that send catalogue files."""
     doc = deepcopy(api.spec)
     limits = (_limits(settings), _check_limits(settings))
     for item in doc["paths"].values():
         for operation in item.values():
             _finish_operation(operation, limits)
+    doc["paths"].update(deepcopy(FILE_ROUTES))
     return doc
