@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import shutil
 import subprocess
 import sys
 import time
@@ -31,8 +32,6 @@ NEW = make_designs(N_PAIRS + 8, seed=7)[N_PAIRS + 5]  # a design the catalogue l
 @pytest.fixture
 def own_catalogue(indexed_settings, tmp_path, catalogue_dir):
     """A private copy of the catalogue, so edits stay in this test."""
-    import shutil
-
     db = tmp_path / "db"
     shutil.copytree(catalogue_dir, db)
     return dataclasses.replace(indexed_settings, database_dir=db, admin_token="s3cret")
@@ -213,31 +212,44 @@ def test_an_edit_refuses_banks_that_no_longer_match_pairs_csv(own_catalogue):
     assert (own_catalogue.features_dir / "CURRENT").read_bytes() == current
 
 
-def test_a_check_an_edit_lands_in_says_which_designs_saw_which_catalogue(own_catalogue, redis,
-                                                                        extractor, tmp_path):
-    """The designs of a check run in chunks; an edit between two chunks changes what the later
-    ones are compared with. The check cannot undo that; it says so, per design."""
+def test_a_check_an_edit_lands_in_keeps_to_the_catalogue_it_began_with(own_catalogue, redis,
+                                                                      extractor, tmp_path):
+    """The designs of a check run in chunks; an edit between two chunks would change what the
+    later ones are compared with. The check is pinned to the version its first chunk saw,
+    kept on disk for it; if that version is gone all the same, each design says which it saw."""
     from tests.zips import make_zip, post_collection, season_files
     from web import create_app
-    from worker.core.generations import current_id
+    from worker.core.generations import GENERATIONS, PINS, current_id
     from worker.service.process import make_worker, start_engine
 
     settings = dataclasses.replace(own_catalogue, check_chunk_pairs=1)
     client = create_app({"SETTINGS": settings}).test_client()
-    files, rows = season_files([2, 9], unrelated=0)
+    files, rows = season_files([2, 9, 5], unrelated=0)
     url = post_collection(client, make_zip(files, rows)).get_json()["url"]
     worker = make_worker(settings, start_engine(settings, extractor), redis)
     worker.work(burst=True, max_jobs=1, with_scheduler=False)  # the first design
     before = current_id(settings.features_dir)
-    add_designs(settings, extractor, [("mid-check", *new_design_files(tmp_path))])
-    worker.work(burst=True, with_scheduler=False)  # the second, against the edited catalogue
+    copied = []  # the second design's own drawings, added as a catalogue design
+    for rel in rows[1][1:]:
+        (tmp_path / rel.split("/")[-1]).write_bytes(files[rel])
+        copied.append(tmp_path / rel.split("/")[-1])
+    add_designs(settings, extractor, [("mid-check", *copied)])
     after = current_id(settings.features_dir)
+    remove_design(settings, "mid-check")  # a second edit: `before` is no longer the previous
+    assert (settings.features_dir / GENERATIONS / before).is_dir()  # pinned
+    assert (settings.features_dir / PINS / url.rsplit("/", 1)[1]).read_text() == before
+    worker.work(burst=True, max_jobs=1, with_scheduler=False)  # the second, as at the start
+    shutil.rmtree(settings.features_dir / GENERATIONS / before)  # lost all the same
+    restarted = make_worker(settings, start_engine(settings, extractor), redis)
+    restarted.work(burst=True, with_scheduler=False)  # the third: the current catalogue
+    now = current_id(settings.features_dir)
     body = client.get(url).get_json()
-    assert body["status"] == "finished" and before != after
-    assert [d["catalogue"] for d in body["designs"]] == [before, after]
-    assert body["catalogues"] == [before, after]  # oldest first
+    assert body["status"] == "finished" and len({before, after, now}) == 3
+    assert [d["catalogue"] for d in body["designs"]] == [before, before, now]
+    assert "mid-check" not in [hit["name"] for hit in body["designs"][1]["results"]]
+    assert body["catalogues"] == [before, now]  # oldest first
     page = client.get(url.replace("/api/checks/", "/checks/")).get_data(as_text=True)
     assert 'id="catalogue-changed"' in page and "2 versions were compared with" in page
     report = client.get(body["report_url"]).get_data(as_text=True).splitlines()
     assert report[0].split(",").index("catalogue_version") == 13
-    assert {line.split(",")[13] for line in report[1:]} == {before, after}
+    assert {line.split(",")[13] for line in report[1:]} == {before, now}

@@ -5,8 +5,10 @@ one lock; an added image never overwrites one a design uses."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -198,6 +200,26 @@ def test_an_edit_during_a_build_waits_for_it_and_is_kept(small, extractor, tmp_p
     editor.join(120)
     assert load_bank(settings.features_dir).manifest["names"][-1] == "added"
     assert load_catalogue(settings.database_dir).names[-1] == "added"
+
+
+def test_a_pinned_generation_outlives_edits_until_its_pin_is_stale(small, tmp_path):
+    """A check's pin keeps the generation it is compared with past later edits (which keep
+    only the current and the previous one); a pin not renewed for PIN_TTL_S goes, and then
+    the generation with the next edit."""
+    settings, _ = fresh_copy(small, tmp_path)
+    features = settings.features_dir
+    first = generations.current_id(features)
+    generations.pin(features, "check-1", first)
+    names = load_catalogue(settings.database_dir).names
+    for name in names[:2]:  # two edits: `first` is neither current nor previous
+        remove_design(settings, name)
+    assert (features / "generations" / first).is_dir()
+    stale = time.time() - generations.PIN_TTL_S - 60
+    os.utime(features / "pins" / "check-1", (stale, stale))
+    remove_design(settings, names[2])
+    assert not (features / "generations" / first).exists()
+    assert not (features / "pins" / "check-1").exists()
+    assert len(list((features / "generations").iterdir())) == 2
 
 
 def test_re_adding_a_removed_name_never_overwrites_a_shared_image(indexed_settings, tmp_path,

@@ -83,6 +83,8 @@ class CollectionCheck(Closed):
                                                     "`?designs=false`")
     catalogues: list[str] | None = Field(None, description="the catalogue versions the "
                                          "finished designs were compared with, oldest first: "
-                                         "more than one when an edit or a re-index landed "
-                                         "during the check (each design's `catalogue` says "
-                                         "which); left out with `?designs=false`")
+                                         "the one the check's first design saw, kept for the "
+                                         "check through edits and re-indexes; more than one "
+                                         "only if it could not be kept (each design's "
+                                         "`catalogue` says which); left out with "
+                                         "`?designs=false`")

@@ -7,6 +7,7 @@ search queue: a search submitted during a long check waits for one chunk at most
 Keys, both expiring after RESULT_TTL:
 - `pairsearch:check:<id>`: hash of `total`, `names` (JSON list, pairs.csv order), `options`
   (the SearchOptions, JSON), `chunks` (JSON `[[job id, [row, ...]], ...]`), `started`,
+  `catalogue` (the index generation the first chunk was compared with: every chunk is),
   `cancelled` (set first by `cancel_check`: a chunk that starts after it checks nothing);
 - `pairsearch:check:<id>:rows`: hash of row -> `CheckedDesign` JSON, once that design is
   settled (finished or failed). Its length is the progress; the last write announces the end.
@@ -127,9 +128,16 @@ def enqueue_chunks(queue: Queue, settings: Settings, check_id: str, options: Sea
     queue.enqueue_many(jobs)
 
 
-def mark_started(connection: Redis, check_id: str) -> None:
-    if connection.exists(KEY + check_id):  # an expired check is not made again, without a TTL
-        connection.hset(KEY + check_id, "started", 1)
+def mark_started(connection: Redis, check_id: str, catalogue: str | None = None) -> str | None:
+    """Mark the check started; pin it to `catalogue` unless a chunk did: the pinned one."""
+    if not connection.exists(KEY + check_id):  # an expired check is not made again, without a TTL
+        return None
+    with connection.pipeline() as pipe:
+        pipe.hset(KEY + check_id, "started", 1)
+        if catalogue is not None:
+            pipe.hsetnx(KEY + check_id, "catalogue", catalogue)
+        pinned = pipe.hget(KEY + check_id, "catalogue").execute()[-1]
+    return None if pinned is None else pinned.decode()
 
 
 def is_cancelled(connection: Redis, check_id: str) -> bool:

@@ -5,7 +5,8 @@ sees the old generation or the new one, never a mix, whatever point a writer sto
 
 Writers (`make index`, catalogue edits) hold `catalogue_lock`; under it, anything not
 pointed to is a leftover of a writer that stopped, and `clean_leftovers` deletes it (the
-previous generation is kept, for readers that resolved the pointer just before a switch).
+previous generation is kept, for readers that resolved the pointer just before a switch, and
+so is any generation a running collection check is pinned to: `pin`).
 An older flat FEATURES_DIR (banks at its top, no CURRENT) still loads; the next build or edit
 writes a generation and the flat files become leftovers.
 """
@@ -24,12 +25,14 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from worker.core.storage import TEMP_GRACE_S
+from worker.core.storage import TEMP_GRACE_S, write_aside
 
 GENERATIONS = "generations"
 CURRENT = "CURRENT"
 LOCK = ".catalogue.lock"
 CHUNK_CACHE = "chunks"  # extracted chunks, kept across builds (worker/indexing/chunks.py)
+PINS = "pins"  # pins/<check id>: the generation that check is compared with (`pin`)
+PIN_TTL_S = 3600  # a pin a check's chunks have not renewed for this long is stale
 FLAT_FILES = ("front.npy", "back.npy", "whitening.npz", "manifest.json")
 TEMP_PREFIXES = tuple(f".{name.split('.')[0]}." for name in (*FLAT_FILES, CURRENT))
 
@@ -93,16 +96,37 @@ def switch_to(features_dir: Path, folder: Path) -> None:
     checkpoint(f"renamed {CURRENT} -> {folder.name}")
 
 
+def pin(features_dir: Path, owner: str, generation: str) -> None:
+    """Keep `generation` from `clean_leftovers` for PIN_TTL_S more, for `owner` (a check:
+    each of its chunks renews the pin as it starts)."""
+    write_aside(Path(features_dir) / PINS, owner, generation.encode())
+
+
+def _pinned(features_dir: Path, now: float) -> set[str]:
+    """The generations fresh pins name; stale pins are deleted."""
+    pinned = set()
+    for path in (features_dir / PINS).glob("[!.]*"):
+        try:
+            if now - path.stat().st_mtime <= PIN_TTL_S:
+                pinned.add(path.read_text().strip())
+            else:
+                path.unlink()
+        except FileNotFoundError:
+            pass
+    return pinned
+
+
 def clean_leftovers(features_dir: Path, keep: str | None = None) -> list[str]:
-    """Delete what no reader can need: generations other than the current one and `keep`
-    (the previous), temp files, flat banks superseded by a generation. Call under the lock."""
+    """Delete what no reader can need: generations other than the current one, `keep` (the
+    previous) and pinned ones, temp files, flat banks superseded by a generation. Call under
+    the lock."""
     features_dir = Path(features_dir)
     current = current_id(features_dir)
-    keep = keep or _previous(features_dir)
+    kept = {current, keep or _previous(features_dir), *_pinned(features_dir, time.time())}
     removed = []
     gens = features_dir / GENERATIONS
     for folder in sorted(gens.iterdir()) if gens.is_dir() else []:
-        if folder.name not in (current, keep):
+        if folder.name not in kept:
             shutil.rmtree(folder, ignore_errors=True)
             removed.append(f"{GENERATIONS}/{folder.name}")
     for path in features_dir.iterdir() if features_dir.is_dir() else []:
@@ -110,7 +134,8 @@ def clean_leftovers(features_dir: Path, keep: str | None = None) -> list[str]:
         if temp or (current is not None and path.name in FLAT_FILES):
             path.unlink(missing_ok=True)
             removed.append(path.name)
-    parts = [*features_dir.glob("thumbs/*/.*.part"), *features_dir.glob(f"{CHUNK_CACHE}/*/.*.part")]
+    parts = [*features_dir.glob("thumbs/*/.*.part"), *features_dir.glob(f"{CHUNK_CACHE}/*/.*.part"),
+             *features_dir.glob(f"{PINS}/.*.part")]
     for path in parts:
         try:
             if time.time() - path.stat().st_mtime > TEMP_GRACE_S:

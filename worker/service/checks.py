@@ -36,13 +36,13 @@ from worker.core.contract import (
     SearchOptions,
     problems,
 )
-from worker.core.generations import GENERATION
+from worker.core.generations import GENERATION, pin
 from worker.core.images import ImageRejected
 from worker.core.storage import UploadGone
 from worker.pipeline.appearance import sketched
 from worker.pipeline.preprocess import query_canvas
 from worker.pipeline.ranking import outline_sides
-from worker.service.engine import Engine, current
+from worker.service.engine import Engine, Snapshot, current
 from worker.service.jobs import SearchInputError, rank_hits
 
 log = logging.getLogger(__name__)
@@ -76,25 +76,27 @@ def _canvases(engine: Engine, pair: Pair) -> Canvases | str:
 
 
 def check_pairs(engine: Engine, pairs: list[Pair], options: SearchOptions,
-                keep: Callable[[list[Canvases | str]], None] | None = None
-                ) -> list[Ranked | str]:
+                keep: Callable[[list[Canvases | str]], None] | None = None,
+                snapshot: Snapshot | None = None) -> list[Ranked | str]:
     """Each design's k best hits and sketched sides (`Ranked`), or why it could not be
     checked; every design whose drawings could be read goes through the model in one forward
-    pass. `keep` is given each design's canvases (or why it has none) before the pass."""
+    pass. `keep` is given each design's canvases (or why it has none) before the pass.
+    Compared with `snapshot` (a check's pinned catalogue version), else the current one."""
+    snapshot = snapshot or engine.snapshot
     prepared = list(engine.pool.map(lambda pair: _canvases(engine, pair), pairs))
     if keep is not None:
         keep(prepared)
     good = [canvases for canvases in prepared if not isinstance(canvases, str)]
     extracted = iter(engine.batcher.extract_pairs(good) if good else [])
-    return [found if isinstance(found, str) else _ranked(engine, next(extracted), options)
+    return [found if isinstance(found, str) else _ranked(snapshot, next(extracted), options)
             for found in prepared]
 
 
-def _ranked(engine: Engine, found, options: SearchOptions) -> Ranked:
-    outline = outline_sides(engine.snapshot.bank, sketched(found.canvases))
-    return Ranked(rank_hits(engine.snapshot, found.rows, options, outline),
+def _ranked(snapshot: Snapshot, found, options: SearchOptions) -> Ranked:
+    outline = outline_sides(snapshot.bank, sketched(found.canvases))
+    return Ranked(rank_hits(snapshot, found.rows, options, outline),
                   [side for side, by_outline in zip(SIDES, outline, strict=True) if by_outline],
-                  _version(engine.snapshot.stamp))
+                  _version(snapshot.stamp))
 
 
 def _version(stamp) -> str | None:
@@ -112,7 +114,7 @@ def _read(engine: Engine, name: str | None) -> bytes | None:
     return None if name is None else engine.storage.read_upload(name)
 
 
-def _outcomes(engine: Engine, chunk: CheckChunk) -> list[CheckedDesign]:
+def _outcomes(engine: Engine, chunk: CheckChunk, snapshot: Snapshot) -> list[CheckedDesign]:
     pairs: list[Pair | str] = []
     for row in chunk.rows:
         try:
@@ -122,7 +124,7 @@ def _outcomes(engine: Engine, chunk: CheckChunk) -> list[CheckedDesign]:
     readable = [pair for pair in pairs if not isinstance(pair, str)]
     rows = [row.row for row, pair in zip(chunk.rows, pairs, strict=True) if not isinstance(pair, str)]
     checked = iter(check_pairs(engine, readable, chunk, lambda prepared: _keep_seen(
-        engine, chunk.check_id, rows, prepared)) if readable else [])
+        engine, chunk.check_id, rows, prepared), snapshot) if readable else [])
     found = [pair if isinstance(pair, str) else next(checked) for pair in pairs]
     return [CheckedDesign(name=row.name, status="failed", error=hits) if isinstance(hits, str)
             else hits.design(row.name) for row, hits in zip(chunk.rows, found, strict=True)]
@@ -162,9 +164,9 @@ def check_chunk(**kwargs) -> None:
         settle_cancelled(connection, chunk.check_id, {row.row: row.name for row in chunk.rows},
                          engine.settings.result_ttl)
         return
-    mark_started(connection, chunk.check_id)
+    snapshot = _pinned(engine, connection, chunk.check_id)
     try:
-        outcomes = _outcomes(engine, chunk)
+        outcomes = _outcomes(engine, chunk, snapshot)
     except Exception as exc:  # noqa: BLE001 - its designs fail, saying why; the check goes on
         log.exception("check %s: a chunk failed", chunk.check_id)
         outcomes = _failed(chunk, exc)
@@ -173,6 +175,19 @@ def check_chunk(**kwargs) -> None:
     record_outcomes(connection, chunk.check_id,
                     {row.row: outcome for row, outcome in zip(chunk.rows, outcomes, strict=True)},
                     engine.settings.result_ttl)
+
+
+def _pinned(engine: Engine, connection, check_id: str) -> Snapshot:
+    """The catalogue version the check's first chunk was compared with (pinned then), kept on
+    disk for the later chunks (`generations.pin`), and its snapshot."""
+    pinned = mark_started(connection, check_id, engine.snapshot.generation)
+    if pinned is None:  # a flat FEATURES_DIR: one version at a time
+        return engine.snapshot
+    try:
+        pin(engine.settings.features_dir, check_id, pinned)
+    except OSError as exc:  # a later edit may then delete it: those chunks see the current one
+        log.warning("could not pin catalogue version %s for check %s: %s", pinned, check_id, exc)
+    return engine.pinned(pinned)
 
 
 def _discard(engine: Engine, chunk: CheckChunk) -> None:

@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 
 from worker.core.bank import BankError, FeatureBank, check_bank_matches, load_generation, manifest_stamp
 from worker.core.catalogue import Catalogue, CatalogueError
-from worker.core.generations import current_id
+from worker.core.generations import GENERATION, GENERATIONS, current_id
 from worker.core.settings import Settings
 from worker.core.storage import open_storage
 from worker.pipeline.ann import with_coarse_index
@@ -42,6 +42,12 @@ class Snapshot:
     bank: FeatureBank
     stamp: tuple[str | None, int, int, int] | None
 
+    @property
+    def generation(self) -> str | None:
+        """The index generation's id (None: a flat FEATURES_DIR)."""
+        name = self.stamp[0] if self.stamp else None
+        return name if GENERATION.fullmatch(name or "") else None
+
 
 class Engine:
     def __init__(self, settings: Settings, extractor=None, with_index: bool = True):
@@ -60,6 +66,7 @@ class Engine:
         self.thumbnails = ThumbnailCache(settings.thumb_cache_mb * 2**20)
         # None: a worker serving only a distributed build's chunks (`python -m worker --chunks-only`)
         self.snapshot = self._load_snapshot() if with_index else None
+        self._older: Snapshot | None = None  # the last older generation a check was pinned to
 
     def preload_thumbnails(self) -> int:
         """Decode the catalogue's thumbnails, pair by pair, until THUMB_CACHE_MB is full."""
@@ -91,6 +98,29 @@ class Engine:
             self.batcher.use_quantised(bank.quantised)
         return Snapshot(catalogue, bank, stamp)
 
+    def pinned(self, generation: str | None) -> Snapshot:
+        """The snapshot of `generation` (a check's pinned catalogue version): the current one,
+        the older one held, or loaded now from its folder; the current one when that folder
+        is gone or does not match this worker's model (the check then records which it saw)."""
+        if generation is None or generation == self.snapshot.generation:
+            return self.snapshot
+        if self._older is None or self._older.generation != generation:
+            folder = self.settings.features_dir / GENERATIONS / generation
+            try:
+                catalogue, bank, stamp = load_generation(self.settings.database_dir, folder)
+                check_bank_matches(bank, catalogue.fingerprint(), len(catalogue),
+                                   self.extractor.weights_fingerprint, self.extractor.descriptor,
+                                   self.extractor.precision)
+            except (BankError, CatalogueError, OSError) as exc:
+                log.warning("catalogue version %s cannot be loaded (%s); using the current one",
+                            generation, exc)
+                return self.snapshot
+            if _model_of(bank) != _model_of(self.snapshot.bank):  # an int8 re-index since
+                return self.snapshot
+            self._older = Snapshot(catalogue, with_coarse_index(
+                bank, self.settings.search_ann_min_pairs), stamp)
+        return self._older
+
     def refresh(self) -> bool:
         """Swap in a rebuilt index if the manifest changed; keep the old one if the new is bad."""
         if self.snapshot is None or manifest_stamp(self.settings.features_dir) == self.snapshot.stamp:
@@ -105,6 +135,11 @@ class Engine:
         log.info("index reloaded: %d pairs; %d stale thumbnails dropped, %d held",
                  len(self.snapshot.catalogue), stale, self.preload_thumbnails())
         return True
+
+
+def _model_of(bank: FeatureBank) -> str | None:
+    """The int8 model a bank was extracted with (None: the extractor's own)."""
+    return bank.manifest.get("sha256", {}).get("quantised_model")
 
 
 _engine: Engine | None = None
