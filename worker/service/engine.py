@@ -126,7 +126,7 @@ class Engine:
         if self.snapshot is None or manifest_stamp(self.settings.features_dir) == self.snapshot.stamp:
             return False
         try:
-            self.snapshot = self._load_snapshot()
+            self.snapshot, self._older = self._load_snapshot(), None  # its files let go
         except Exception as exc:  # noqa: BLE001 - keep serving the index we have, loudly
             log.error("index changed but cannot be loaded, still serving the previous one: %s",
                       exc)
