@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -92,6 +94,20 @@ def test_pixel_limit_is_checked_before_decoding():
     with pytest.raises(ImageRejected) as info:
         inspect_image(encode(Image.new("L", (2000, 2000))), max_pixels=1_000_000)
     assert info.value.reason == "too_many_pixels"
+
+
+def test_pillows_bomb_bound_is_a_clean_refusal_whatever_the_warning_filters():
+    """A search's two sides are decoded on two threads, and warnings.catch_warnings() (which
+    swaps the process's filters) once left Pillow's bomb warning an error for good: a 100 Mpx
+    PNG was then a 500 instead of a 413."""
+    huge = encode(Image.new("1", (10_000, 10_000), 1))  # past Pillow's bound (89.5 Mpx)
+    for action in ("default", "error"):
+        with warnings.catch_warnings():
+            warnings.simplefilter(action, Image.DecompressionBombWarning)
+            with pytest.raises(ImageRejected) as info:
+                inspect_image(huge, max_pixels=200_000_000)
+        assert info.value.reason == "too_many_pixels", action
+        assert f"the limit is {Image.MAX_IMAGE_PIXELS}" in str(info.value), action
 
 
 def test_animated_png_is_refused():

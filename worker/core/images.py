@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import math
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,10 +53,9 @@ def _unidentified(source: bytes | str | Path) -> ImageRejected:
                          "not a JPEG or PNG image (only JPEG and PNG are accepted)")
 
 
-def _too_many_pixels(max_pixels: int, pillows: int) -> ImageRejected:
-    """Pillow's own bomb guard (`pillows`: its bound) tripped, its text replaced by ours."""
-    return ImageRejected("too_many_pixels", f"image has too many pixels; the limit is "
-                         f"{min(max_pixels, pillows)}")
+def _pixel_limit(max_pixels: int) -> int:
+    """Ours, or Pillow's bomb bound where it is lower (a MAX_IMAGE_PIXELS set above it)."""
+    return min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)
 
 
 def _open(source: bytes | str | Path, max_pixels: int) -> Image.Image:
@@ -66,18 +64,19 @@ def _open(source: bytes | str | Path, max_pixels: int) -> Image.Image:
         return Image.open(fp, formats=ACCEPTED_FORMATS)
     except UnidentifiedImageError:
         raise _unidentified(source) from None
-    except Image.DecompressionBombError:  # past twice Pillow's bound: refused at open
-        raise _too_many_pixels(max_pixels, 2 * (Image.MAX_IMAGE_PIXELS or 0)) from None
+    # past twice Pillow's bound (refused at open), or past it where warnings are errors
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageRejected("too_many_pixels", f"image has too many pixels; the limit is "
+                            f"{_pixel_limit(max_pixels)}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageRejected("corrupt", f"image could not be read: {exc}") from None
 
 
 def _check_geometry(img: Image.Image, max_pixels: int) -> None:
     w, h = img.size
-    if w * h > max_pixels:
-        raise ImageRejected(
-            "too_many_pixels", f"image is {w}x{h} = {w * h} pixels; the limit is {max_pixels}"
-        )
+    if w * h > _pixel_limit(max_pixels):
+        raise ImageRejected("too_many_pixels", f"image is {w}x{h} = {w * h} pixels; the limit "
+                            f"is {_pixel_limit(max_pixels)}")
     if min(w, h) < MIN_SIDE:
         raise ImageRejected("too_small", f"image is {w}x{h}; each side must be >= {MIN_SIDE}px")
     if max(w, h) / min(w, h) > MAX_ASPECT:
@@ -103,12 +102,10 @@ def load_image(source: bytes | str | Path, max_pixels: int = 40_000_000,
     if at_least and img.format == "JPEG" and max(img.size) > 2 * at_least:
         scale = at_least / max(img.size)
         img.draft(None, (max(1, round(img.width * scale)), max(1, round(img.height * scale))))
+    # no warnings.catch_warnings() here: it swaps the process's filters, and two threads
+    # decoding at once (a search's two sides) could leave Pillow's bomb warning an error
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img.load()
-    except Image.DecompressionBombWarning:
-        raise _too_many_pixels(max_pixels, Image.MAX_IMAGE_PIXELS or 0) from None
+        img.load()
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageRejected("corrupt", f"image is truncated or corrupt: {exc}") from None
     return img
