@@ -13,6 +13,7 @@ from rq import Queue
 
 from tests.http import post_pair
 from tests.images import drawn, encode
+from worker.core.images import load_image
 
 GOOD = encode(drawn(Image.new("RGB", (120, 160), (200, 40, 40))))
 
@@ -161,6 +162,17 @@ def test_a_huge_upload_is_stored_at_a_bounded_size(client, settings):
     assert post_pair(client, big, None).status_code == 202
     (stored,) = settings.upload_dir.iterdir()
     assert max(Image.open(stored).size) == 1024
+
+
+@pytest.mark.parametrize("size", [(6000, 300), (300, 6000), (4000, 200)])
+def test_an_upload_of_the_widest_aspect_accepted_is_stored_within_it(client, settings, size):
+    # shrunk to 1024 px, a 20:1 drawing was rounded to 1024x51 (20.08:1): accepted, stored,
+    # and then refused by the worker that read it back
+    assert post_pair(client, encode(drawn(Image.new("RGB", size, "white"))), None
+                     ).status_code == 202
+    (stored,) = settings.upload_dir.iterdir()
+    assert sorted(Image.open(stored).size) == [52, 1024]
+    load_image(stored.read_bytes(), settings.max_image_pixels)  # what the worker does
 
 
 @pytest.mark.slow

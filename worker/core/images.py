@@ -150,11 +150,17 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def _shrink(img: Image.Image) -> None:
-    """Long side at most STORED_LONG_SIDE, in place (Pillow's `reduce` first, then Lanczos)."""
-    if max(img.size) > STORED_LONG_SIDE:
-        img.thumbnail((STORED_LONG_SIDE, STORED_LONG_SIDE), Image.Resampling.LANCZOS,
-                      reducing_gap=3.0)
+def _shrink(img: Image.Image) -> Image.Image:
+    """Long side at most STORED_LONG_SIDE (Pillow's `reduce` first, then Lanczos); the short
+    side rounded up, so that an image of MAX_ASPECT is still within it (thumbnail()'s rounding
+    made a 6000x300 drawing 1024x51, which the worker then refused)."""
+    w, h = img.size
+    scale = STORED_LONG_SIDE / max(w, h)
+    if scale >= 1:
+        return img
+    size = (STORED_LONG_SIDE, math.ceil(h * scale)) if w >= h else (math.ceil(w * scale),
+                                                                    STORED_LONG_SIDE)
+    return img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 as fractions of the width, height
@@ -214,11 +220,11 @@ def stored_form(data: bytes, max_pixels: int, box: Box | None = None
     narrow = img.mode in ("L", "RGB")
     if narrow:  # shrink before widening to RGB (alpha: composited first)
         _refuse_blank(img, box)  # before the shrink, which averages a thin faint line away
-        _shrink(img)
+        img = _shrink(img)
     rgb = to_rgb(img)
     if not narrow:
         _refuse_blank(rgb, box)
-    _shrink(rgb)
+    rgb = _shrink(rgb)
     buf = io.BytesIO()
     rgb.save(buf, STORED_FORMAT, compress_level=STORED_COMPRESSION)
     return buf.getvalue(), info
