@@ -164,6 +164,20 @@ def test_a_huge_upload_is_stored_at_a_bounded_size(client, settings):
     assert max(Image.open(stored).size) == 1024
 
 
+@pytest.mark.parametrize("mode, key", [("RGB", (0, 0, 0)), ("L", 0)])
+def test_a_colour_keyed_out_is_on_white_like_any_transparency(client, settings, mode, key):
+    # a PNG's tRNS chunk on an RGB or grey image (one colour transparent) was ignored: the
+    # drawing was searched on black
+    keyed = Image.new(mode, (1600, 1200), key)
+    ImageDraw.Draw(keyed).rectangle([400, 300, 800, 600], fill=(200, 30, 30) if mode == "RGB"
+                                    else 120)
+    assert post_pair(client, encode(keyed, transparency=key), None).status_code == 202
+    (stored,) = settings.upload_dir.iterdir()
+    pixels = Image.open(stored).convert("RGB")
+    assert pixels.size == (1024, 768) and pixels.getpixel((5, 5)) == (255, 255, 255)
+    assert pixels.getpixel((400, 300)) != (255, 255, 255)  # the drawing itself kept
+
+
 @pytest.mark.parametrize("size", [(6000, 300), (300, 6000), (4000, 200)])
 def test_an_upload_of_the_widest_aspect_accepted_is_stored_within_it(client, settings, size):
     # shrunk to 1024 px, a 20:1 drawing was rounded to 1024x51 (20.08:1): accepted, stored,

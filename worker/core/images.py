@@ -141,7 +141,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
     img = ImageOps.exif_transpose(img)
     if img.mode in WIDE_MODES:
         img = _to_8bit(img)
-    if img.mode == "P" and "transparency" in img.info:
+    if img.mode in ("P", "L", "RGB") and "transparency" in img.info:  # a colour keyed out
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
         rgba = img.convert("RGBA")
@@ -217,7 +217,7 @@ def stored_form(data: bytes, max_pixels: int, box: Box | None = None
     img = ImageOps.exif_transpose(img)
     if img.mode in WIDE_MODES:  # reduced while wide: the 8-bit copy is small
         img = _to_8bit(img, max(1, max(img.size) // (2 * STORED_LONG_SIDE)))
-    narrow = img.mode in ("L", "RGB")
+    narrow = img.mode in ("L", "RGB") and "transparency" not in img.info  # no colour key
     if narrow:  # shrink before widening to RGB (alpha: composited first)
         _refuse_blank(img, box)  # before the shrink, which averages a thin faint line away
         img = _shrink(img)
