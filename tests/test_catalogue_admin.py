@@ -248,6 +248,7 @@ def test_a_check_an_edit_lands_in_keeps_to_the_catalogue_it_began_with(own_catal
     assert [d["catalogue"] for d in body["designs"]] == [before, before, now]
     assert "mid-check" not in [hit["name"] for hit in body["designs"][1]["results"]]
     assert body["catalogues"] == [before, now]  # oldest first
+    assert not (settings.features_dir / PINS / body["id"]).exists()  # let go at its end
     page = client.get(url.replace("/api/checks/", "/checks/")).get_data(as_text=True)
     assert 'id="catalogue-changed"' in page and "2 versions were compared with" in page
     report = client.get(body["report_url"]).get_data(as_text=True).splitlines()

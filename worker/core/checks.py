@@ -132,12 +132,9 @@ def mark_started(connection: Redis, check_id: str, catalogue: str | None = None)
     """Mark the check started; pin it to `catalogue` unless a chunk did: the pinned one."""
     if not connection.exists(KEY + check_id):  # an expired check is not made again, without a TTL
         return None
-    with connection.pipeline() as pipe:
-        pipe.hset(KEY + check_id, "started", 1)
-        if catalogue is not None:
-            pipe.hsetnx(KEY + check_id, "catalogue", catalogue)
-        pinned = pipe.hget(KEY + check_id, "catalogue").execute()[-1]
-    return None if pinned is None else pinned.decode()
+    with connection.pipeline() as pipe:  # "": a flat FEATURES_DIR's, not pinned
+        pipe.hset(KEY + check_id, "started", 1).hsetnx(KEY + check_id, "catalogue", catalogue or "")
+        return pipe.hget(KEY + check_id, "catalogue").execute()[-1].decode() or None
 
 
 def is_cancelled(connection: Redis, check_id: str) -> bool:
@@ -176,9 +173,9 @@ def settle_cancelled(connection: Redis, check_id: str, names: dict[int, str], tt
 
 
 def record_outcomes(connection: Redis, check_id: str, outcomes: dict[int, CheckedDesign],
-                    ttl: int, keep_settled: bool = False) -> None:
+                    ttl: int, keep_settled: bool = False) -> bool:
     """Settle designs (`keep_settled`: only those not settled yet); the write that settles the
-    last one wakes whoever waits for the check."""
+    last one wakes whoever waits for the check. True when every design is settled."""
     rows = KEY + check_id + ":rows"
     with connection.pipeline() as pipe:
         for row, outcome in outcomes.items():
@@ -187,8 +184,10 @@ def record_outcomes(connection: Redis, check_id: str, outcomes: dict[int, Checke
         pipe.hlen(rows)
         pipe.hget(KEY + check_id, "total")
         *_, done, total = pipe.execute()
-    if total is not None and done >= int(total):
+    finished = total is not None and done >= int(total)
+    if finished:
         announce_done(connection, check_id)
+    return finished
 
 
 def read_check(connection: Redis, check_id: str, results: bool = True) -> CheckState | None:

@@ -102,6 +102,11 @@ def pin(features_dir: Path, owner: str, generation: str) -> None:
     write_aside(Path(features_dir) / PINS, owner, generation.encode())
 
 
+def unpin(features_dir: Path, owner: str) -> None:
+    """`owner` (a check) is done with the generation it pinned."""
+    (Path(features_dir) / PINS / owner).unlink(missing_ok=True)
+
+
 def _pinned(features_dir: Path, now: float) -> set[str]:
     """The generations fresh pins name; stale pins are deleted."""
     pinned = set()

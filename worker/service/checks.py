@@ -36,7 +36,7 @@ from worker.core.contract import (
     SearchOptions,
     problems,
 )
-from worker.core.generations import GENERATION, pin
+from worker.core.generations import GENERATION, pin, unpin
 from worker.core.images import ImageRejected
 from worker.core.storage import UploadGone
 from worker.pipeline.appearance import sketched
@@ -172,9 +172,13 @@ def check_chunk(**kwargs) -> None:
         outcomes = _failed(chunk, exc)
     finally:
         _discard(engine, chunk)
-    record_outcomes(connection, chunk.check_id,
-                    {row.row: outcome for row, outcome in zip(chunk.rows, outcomes, strict=True)},
-                    engine.settings.result_ttl)
+    if record_outcomes(connection, chunk.check_id, {
+            row.row: outcome for row, outcome in zip(chunk.rows, outcomes, strict=True)},
+            engine.settings.result_ttl):
+        try:
+            unpin(engine.settings.features_dir, chunk.check_id)
+        except OSError as exc:  # stale in PIN_TTL_S, then deleted by the next edit
+            log.warning("could not unpin check %s: %s", chunk.check_id, exc)
 
 
 def _pinned(engine: Engine, connection, check_id: str) -> Snapshot:
