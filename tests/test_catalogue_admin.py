@@ -129,9 +129,16 @@ def test_api_edits_need_the_token_and_refuse_duplicates(own_catalogue, redis, tm
             worker.work(burst=True, with_scheduler=False)  # RQ wants the main thread
             return answer.result(timeout=90)
 
-    created = served(lambda: client.post("/api/designs", data=form("via-api"), headers=auth))
+    artwork = io.BytesIO()  # kept as sent, at its own resolution (not as a search's upload)
+    Image.open(front).resize((1600, 1600)).save(artwork, "JPEG", quality=95)
+    sent = {**form("via-api"), "front": (io.BytesIO(artwork.getvalue()), "f.jpg")}
+    created = served(lambda: client.post("/api/designs", data=sent, headers=auth))
     assert created.status_code == 201, created.get_json()
     assert created.get_json() == {"name": "via-api", "n_pairs": N_PAIRS + 1}
+    added = load_catalogue(own_catalogue.database_dir)
+    stored_front = own_catalogue.database_dir / added.fronts[-1]
+    assert stored_front.suffix == ".jpg" and stored_front.read_bytes() == artwork.getvalue()
+    assert (own_catalogue.database_dir / added.backs[-1]).read_bytes() == back.read_bytes()
     deleted = served(lambda: client.delete("/api/designs/via-api", headers=auth))
     assert deleted.status_code == 200 and deleted.get_json()["n_pairs"] == N_PAIRS
     assert client.delete("/api/designs/via-api", headers=auth).status_code == 404

@@ -25,11 +25,10 @@ from web.errors import RequestRefused
 from web.offload import off_loop
 from web.schemas import Error
 from web.searches import STATUS_FROM_RQ, SearchStatus, fetch_search
-from web.submissions import check_capacity, discard_uploads, read_side, store_uploads
+from web.submissions import check_capacity, discard_uploads, read_original, store_uploads
 from worker.core.bank import BankError
 from worker.core.catalogue import DESIGN_NAME
 from worker.core.contract import SIDES
-from worker.core.images import STORED_FORMAT
 from worker.core.queueing import (
     ADD_DESIGN_FUNC,
     ENDED,
@@ -174,13 +173,14 @@ def add_design():
     for side in SIDES:
         if side not in request.files:
             raise RequestRefused(400, f"missing_{side}", f"the {side} image is missing")
-    sides = dict(zip(SIDES, off_loop([partial(read_side, request.files[side], side,
+    sides = dict(zip(SIDES, off_loop([partial(read_original, request.files[side], side,
                                               settings.max_image_pixels) for side in SIDES]),
                      strict=True))
     check_capacity(settings)  # before anything is stored: a refused edit leaves no upload
     edit_id = _claim(name)
-    uploads = {side: upload_name(edit_id, side, STORED_FORMAT) for side in sides}
-    store_uploads({uploads[side]: data for side, data in sides.items()})
+    uploads = {side: upload_name(edit_id, side, image_format)
+               for side, (_, image_format) in sides.items()}
+    store_uploads({uploads[side]: data for side, (data, _) in sides.items()})
     try:
         return _run(ADD_DESIGN_FUNC, {"name": name, **uploads}, 201, edit_id)
     except RedisError:

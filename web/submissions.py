@@ -48,17 +48,30 @@ def read_side(upload: FileStorage, side: str, max_pixels: int, box: Box | None =
     """What is stored of the upload (its pixels, bounded, as STORED_FORMAT: `stored_form`);
     RequestRefused for anything but a JPEG or PNG within the limits with something drawn (in
     `box`, when given)."""
+    return _checked(upload, side, max_pixels, box)[1]
+
+
+def read_original(upload: FileStorage, side: str, max_pixels: int) -> tuple[bytes, str]:
+    """The upload as sent, checked as `read_side` checks it, and its format (JPEG or PNG): a
+    catalogue add keeps the team's artwork at its own resolution, as the command line does."""
+    data, _, image_format = _checked(upload, side, max_pixels, None)
+    return data, image_format
+
+
+def _checked(upload: FileStorage, side: str, max_pixels: int, box: Box | None
+             ) -> tuple[bytes, bytes, str]:
+    """The upload's bytes, what is stored of it, its format; RequestRefused as `read_side`."""
     data = upload.read()
     if not data:
         raise RequestRefused(400, f"empty_{side}", f"the {side} image file is empty")
     try:
-        stored, _ = stored_form(data, max_pixels, box)
+        stored, info = stored_form(data, max_pixels, box)
     except ImageRejected as exc:
         if exc.reason == "blank_box":
             raise RequestRefused(400, f"invalid_{side}_box", f"{side}_box: {exc}") from None
         raise RequestRefused(STATUS_BY_REASON.get(exc.reason, 422), exc.reason,
                               f"the {side} image was refused: {exc}") from None
-    return stored
+    return data, stored, info.format
 
 
 def check_capacity(settings) -> None:
