@@ -288,15 +288,20 @@ def test_a_chunk_that_starts_after_its_check_was_cancelled_checks_nothing(
         indexed_client, indexed_settings, run_worker, redis):
     """The cancel's flag is set, then a worker takes the chunk before the cancel reads its
     status (so the cancel settles none of its designs): the chunk reads the flag, checks
-    nothing, deletes the drawings and settles its designs as cancelled, and the check ends."""
+    nothing, deletes the drawings and settles its designs as cancelled, and the check ends;
+    the catalogue version it was pinned to is let go."""
     from worker.core.checks import CANCELLED
+    from worker.core.generations import PINS, current_id, pin
 
     front, back = design_pair(5, N_PAIRS)
     url = post_collection(indexed_client, make_zip({"f.png": front, "b.png": back},
                                                    [("one", "f.png", "b.png")])).get_json()["url"]
     check_id = url.rsplit("/", 1)[1]
     redis.hset(f"pairsearch:check:{check_id}", "cancelled", 1)  # what cancel_check writes first
+    pinned = indexed_settings.features_dir / PINS / check_id  # as if an earlier chunk had run
+    pin(indexed_settings.features_dir, check_id, current_id(indexed_settings.features_dir))
     run_worker()
+    assert not pinned.exists()  # nothing is compared any more
     body = indexed_client.get(url).get_json()
     assert (body["status"], body["cancelled"]) == ("finished", True)
     (design,) = body["designs"]

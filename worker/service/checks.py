@@ -163,10 +163,10 @@ def check_chunk(**kwargs) -> None:
         _discard(engine, chunk)
         settle_cancelled(connection, chunk.check_id, {row.row: row.name for row in chunk.rows},
                          engine.settings.result_ttl)
+        _unpin(engine, chunk.check_id)  # no later chunk compares anything
         return
-    snapshot = _pinned(engine, connection, chunk.check_id)
-    try:
-        outcomes = _outcomes(engine, chunk, snapshot)
+    try:  # a pinned version's load counts against the chunk's time, as its pass does
+        outcomes = _outcomes(engine, chunk, _pinned(engine, connection, chunk.check_id))
     except Exception as exc:  # noqa: BLE001 - its designs fail, saying why; the check goes on
         log.exception("check %s: a chunk failed", chunk.check_id)
         outcomes = _failed(chunk, exc)
@@ -175,10 +175,14 @@ def check_chunk(**kwargs) -> None:
     if record_outcomes(connection, chunk.check_id, {
             row.row: outcome for row, outcome in zip(chunk.rows, outcomes, strict=True)},
             engine.settings.result_ttl):
-        try:
-            unpin(engine.settings.features_dir, chunk.check_id)
-        except OSError as exc:  # stale in PIN_TTL_S, then deleted by the next edit
-            log.warning("could not unpin check %s: %s", chunk.check_id, exc)
+        _unpin(engine, chunk.check_id)
+
+
+def _unpin(engine: Engine, check_id: str) -> None:
+    try:
+        unpin(engine.settings.features_dir, check_id)
+    except OSError as exc:  # stale in PIN_TTL_S, then deleted by the next edit
+        log.warning("could not unpin check %s: %s", check_id, exc)
 
 
 def _pinned(engine: Engine, connection, check_id: str) -> Snapshot:

@@ -116,9 +116,12 @@ class Engine:
                             generation, exc)
                 return self.snapshot
             if _model_of(bank) != _model_of(self.snapshot.bank):  # an int8 re-index since
+                log.warning("catalogue version %s was extracted with another int8 model; "
+                            "using the current one", generation)
                 return self.snapshot
             self._older = Snapshot(catalogue, with_coarse_index(
                 bank, self.settings.search_ann_min_pairs), stamp)
+            limit_blas_threads()  # the coarse index may have loaded faiss's BLAS just now
         return self._older
 
     def refresh(self) -> bool:
