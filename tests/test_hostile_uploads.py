@@ -13,7 +13,7 @@ from rq import Queue
 
 from tests.http import post_pair
 from tests.images import drawn, encode
-from worker.core.images import load_image
+from worker.core.images import load_image, to_rgb
 
 GOOD = encode(drawn(Image.new("RGB", (120, 160), (200, 40, 40))))
 
@@ -176,6 +176,9 @@ def test_a_colour_keyed_out_is_on_white_like_any_transparency(client, settings, 
     pixels = Image.open(stored).convert("RGB")
     assert pixels.size == (1024, 768) and pixels.getpixel((5, 5)) == (255, 255, 255)
     assert pixels.getpixel((400, 300)) != (255, 255, 255)  # the drawing itself kept
+    one_bit = Image.new("1", (64, 64), 0)  # 1-bit: the keyed value on white too
+    keyed_bit = Image.open(io.BytesIO(encode(one_bit, transparency=0)))
+    assert to_rgb(keyed_bit).getpixel((5, 5)) == (255, 255, 255)
 
 
 @pytest.mark.parametrize("size", [(6000, 300), (300, 6000), (4000, 200)])
@@ -185,7 +188,7 @@ def test_an_upload_of_the_widest_aspect_accepted_is_stored_within_it(client, set
     assert post_pair(client, encode(drawn(Image.new("RGB", size, "white"))), None
                      ).status_code == 202
     (stored,) = settings.upload_dir.iterdir()
-    assert sorted(Image.open(stored).size) == [52, 1024]
+    assert sorted(Image.open(stored).size) == [52, 1024]  # 51.2 rounded up
     load_image(stored.read_bytes(), settings.max_image_pixels)  # what the worker does
 
 

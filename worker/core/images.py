@@ -141,7 +141,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
     img = ImageOps.exif_transpose(img)
     if img.mode in WIDE_MODES:
         img = _to_8bit(img)
-    if img.mode in ("P", "L", "RGB") and "transparency" in img.info:  # a colour keyed out
+    if img.mode in ("P", "1", "L", "RGB") and "transparency" in img.info:  # a colour keyed out
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
         rgba = img.convert("RGBA")
@@ -155,11 +155,11 @@ def _shrink(img: Image.Image) -> Image.Image:
     side rounded up, so that an image of MAX_ASPECT is still within it (thumbnail()'s rounding
     made a 6000x300 drawing 1024x51, which the worker then refused)."""
     w, h = img.size
-    scale = STORED_LONG_SIDE / max(w, h)
-    if scale >= 1:
+    if max(w, h) <= STORED_LONG_SIDE:
         return img
-    size = (STORED_LONG_SIDE, math.ceil(h * scale)) if w >= h else (math.ceil(w * scale),
-                                                                    STORED_LONG_SIDE)
+    # in integers: a float's product can land a hair above a whole number and round up
+    size = (STORED_LONG_SIDE, -(-h * STORED_LONG_SIDE // w)) if w >= h else (
+        -(-w * STORED_LONG_SIDE // h), STORED_LONG_SIDE)
     return img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 

@@ -162,8 +162,11 @@ def add_designs(settings: Settings, extractor, designs: list[tuple[str, Path, Pa
             if current_id(settings.features_dir) == before:  # not switched: no design uses them
                 for path in created:
                     path.unlink(missing_ok=True)
-                    remove_thumbnails(settings.features_dir,
-                                      path.relative_to(settings.database_dir).as_posix())
+                    try:  # the edit's own error is the one to raise
+                        remove_thumbnails(settings.features_dir,
+                                          path.relative_to(settings.database_dir).as_posix())
+                    except OSError:
+                        pass
             raise
 
 
