@@ -20,8 +20,9 @@ from worker.service.process import serve, served_queues, start_engine
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve paired design searches from the queue.")
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
-    parser.add_argument("--name", default=None, help="worker name (default: host.pid.random); NAME~N after "
-                             "the Nth Redis outage")
+    parser.add_argument("--name", default=None,
+                        help="worker name (default: host.pid.random); NAME~N after the Nth "
+                             "Redis outage")
     parser.add_argument("--chunks-only", action="store_true",
                         help="serve only a distributed index build's chunks; needs no index "
                              "(the first build of a catalogue on several machines)")
