@@ -249,9 +249,13 @@ def test_a_check_names_the_catalogue_version_in_either_layout(tmp_path):
     the same form, not the folder's name (which never changes)."""
     from worker.core.generations import GENERATION, new_generation
     from worker.service.checks import _version
+    from worker.service.engine import Snapshot
+
+    def version(stamp):
+        return _version(Snapshot(None, None, stamp))
 
     generation = new_generation(tmp_path).name
     assert GENERATION.fullmatch(generation)
-    assert _version((generation, 1, 2, 3)) == generation
-    flat = _version(("features", 1, 2, 1_796_301_182_973_445_000))
-    assert flat == "20261203T123302973445Z" and _version(None) is None
+    assert version((generation, 1, 2, 3)) == generation
+    flat = version(("features", 1, 2, 1_796_301_182_973_445_000))
+    assert flat == "20261203T123302973445Z" and version(None) is None

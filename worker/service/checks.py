@@ -36,7 +36,7 @@ from worker.core.contract import (
     SearchOptions,
     problems,
 )
-from worker.core.generations import GENERATION, pin, unpin
+from worker.core.generations import pin, unpin
 from worker.core.images import ImageRejected
 from worker.core.storage import UploadGone
 from worker.pipeline.appearance import sketched
@@ -96,18 +96,15 @@ def _ranked(snapshot: Snapshot, found, options: SearchOptions) -> Ranked:
     outline = outline_sides(snapshot.bank, sketched(found.canvases))
     return Ranked(rank_hits(snapshot, found.rows, options, outline),
                   [side for side, by_outline in zip(SIDES, outline, strict=True) if by_outline],
-                  _version(snapshot.stamp))
+                  _version(snapshot))
 
 
-def _version(stamp) -> str | None:
+def _version(snapshot: Snapshot) -> str | None:
     """The index generation's id; for a flat FEATURES_DIR (no generations), when its manifest
     was written, in the same form."""
-    if stamp is None:
-        return None
-    name, _, _, mtime_ns = stamp
-    if GENERATION.fullmatch(name or ""):
-        return name
-    return f"{datetime.fromtimestamp(mtime_ns / 1e9, UTC):%Y%m%dT%H%M%S%fZ}"
+    if snapshot.stamp is None or snapshot.generation is not None:
+        return snapshot.generation
+    return f"{datetime.fromtimestamp(snapshot.stamp[3] / 1e9, UTC):%Y%m%dT%H%M%S%fZ}"
 
 
 def _read(engine: Engine, name: str | None) -> bytes | None:
