@@ -88,14 +88,20 @@ class Engine:
             except (BankError, CatalogueError):
                 if attempt == 2 or current_id(self.settings.features_dir) == generation:
                     raise
+        snapshot = self._checked(catalogue, bank, stamp)
+        if bank.quantised is not None and bank.manifest["sha256"]["quantised_model"] != \
+                self.extractor.model_id:  # an int8 index is searched with its own model
+            self.batcher.use_quantised(bank.quantised)
+        return snapshot
+
+    def _checked(self, catalogue: Catalogue, bank: FeatureBank, stamp) -> Snapshot:
+        """Catalogue and banks of one generation, checked against each other and this
+        worker's model (BankError), with the coarse index; a Snapshot."""
         check_bank_matches(bank, catalogue.fingerprint(), len(catalogue),
                            self.extractor.weights_fingerprint, self.extractor.descriptor,
                            self.extractor.precision)
         bank = with_coarse_index(bank, self.settings.search_ann_min_pairs)
         limit_blas_threads()  # again: the coarse index may have loaded faiss's BLAS just now
-        if bank.quantised is not None and bank.manifest["sha256"]["quantised_model"] != \
-                self.extractor.model_id:  # an int8 index is searched with its own model
-            self.batcher.use_quantised(bank.quantised)
         return Snapshot(catalogue, bank, stamp)
 
     def pinned(self, generation: str | None) -> Snapshot:
@@ -108,20 +114,13 @@ class Engine:
             folder = self.settings.features_dir / GENERATIONS / generation
             try:
                 catalogue, bank, stamp = load_generation(self.settings.database_dir, folder)
-                check_bank_matches(bank, catalogue.fingerprint(), len(catalogue),
-                                   self.extractor.weights_fingerprint, self.extractor.descriptor,
-                                   self.extractor.precision)
+                if _model_of(bank) != _model_of(self.snapshot.bank):  # an int8 re-index since
+                    raise BankError("it was extracted with another int8 model")
+                self._older = self._checked(catalogue, bank, stamp)
             except (BankError, CatalogueError, OSError) as exc:
-                log.warning("catalogue version %s cannot be loaded (%s); using the current one",
+                log.warning("catalogue version %s cannot be used (%s); using the current one",
                             generation, exc)
                 return self.snapshot
-            if _model_of(bank) != _model_of(self.snapshot.bank):  # an int8 re-index since
-                log.warning("catalogue version %s was extracted with another int8 model; "
-                            "using the current one", generation)
-                return self.snapshot
-            self._older = Snapshot(catalogue, with_coarse_index(
-                bank, self.settings.search_ann_min_pairs), stamp)
-            limit_blas_threads()  # the coarse index may have loaded faiss's BLAS just now
         return self._older
 
     def refresh(self) -> bool:
