@@ -201,11 +201,12 @@ def wait_for_redis(connection: Redis, pause: float = 1.0) -> None:
 
 def serve(settings: Settings, engine: Engine, connection: Redis, name: str | None = None,
           burst: bool = False) -> None:
-    """Serve the queue until stopped. RQ's worker quits on a Redis error; the model stays
-    loaded here, so when Redis comes back a fresh registration serves again at once, under a
-    new name: a random one, or the name given with `~N` after the Nth outage (a restarted
-    Redis may keep the last registration, and what it had claimed or started is recovered
-    as any gone worker's)."""
+    """Serve the queue until stopped. RQ's worker rides out a Redis outage while it waits for
+    a job, and quits on one anywhere else (a job's bookkeeping, start-up, teardown); the
+    model stays loaded here, so when Redis comes back a fresh registration serves at once,
+    under a new name: a random one, or the name given with `~N` after the Nth outage (a
+    restarted Redis may keep the last registration, and what it had claimed or started is
+    recovered as any gone worker's)."""
     given, outages = name, 0
     while True:
         worker = make_worker(settings, engine, connection, name)
