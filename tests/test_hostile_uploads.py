@@ -181,6 +181,14 @@ def test_a_colour_keyed_out_is_on_white_like_any_transparency(client, settings, 
     assert to_rgb(keyed_bit).getpixel((5, 5)) == (255, 255, 255)
 
 
+def test_a_stored_upload_keeps_its_aspect_to_the_pixel(client, settings):
+    # 1488 x 1395 shrinks to 1024 x 960 exactly; a float scale (1024 / 1488) made it 961
+    assert post_pair(client, encode(drawn(Image.new("RGB", (1488, 1395), "white"))), None
+                     ).status_code == 202
+    (stored,) = settings.upload_dir.iterdir()
+    assert Image.open(stored).size == (1024, 960)
+
+
 @pytest.mark.parametrize("size", [(6000, 300), (300, 6000), (4000, 200)])
 def test_an_upload_of_the_widest_aspect_accepted_is_stored_within_it(client, settings, size):
     # shrunk to 1024 px, a 20:1 drawing was rounded to 1024x51 (20.08:1): accepted, stored,
