@@ -291,6 +291,10 @@ def test_the_report_has_a_row_per_hit_and_keeps_formulas_out():
     compared = '"garment:dress,jacket; season:SS26"'
     assert lines[1] == f"back,1,dress-0001,96,copy,,-0.2,,{compared},false,,-0.2,0.0,"
     assert lines[2] == f"front,1,dress-0001,96,copy,0.91,,,{compared},false,,0.91,1.0,"
+    # filters that each name a value but no design passes together: the design still has a row
+    lines = report_csv([CheckedDesign(name="none", status="finished", catalogue="v1")],
+                       options).splitlines()
+    assert lines[1:] == [f"none,,,,,,,no catalogue design passes the filters,{compared},,,,0.7,v1"]
 
 
 def test_the_form_takes_a_zip_and_shows_its_progress_or_its_refusal(client, redis):

@@ -20,6 +20,7 @@ REPORT_COLUMNS = ("design", "rank", "match", "similarity", "verdict", "front_sco
 SEARCH_COLUMNS = ("rank", "match", "similarity", "verdict", "front_score", "back_score",
                   "filters", "swapped", "outline_only", "score", "front_weight")
 DUPLICATES_COLUMNS = ("a", "b", "similarity", "verdict", "group")
+NO_HITS = "no catalogue design passes the filters"  # a finished design's only cause of none
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet would run such a cell
 
 
@@ -73,10 +74,10 @@ def report_rows(designs: list[CheckedDesign], filters: Filters | None = None,
     out: list[list[object]] = []
     for design in designs:
         sketched = " ".join(design.outline_only)
-        if design.status != "finished":
-            out.append([design.name, "", "", "", "", "", "", design.error or design.status,
-                        compared, "", sketched, "", front_weight, design.catalogue,
-                        *([""] * len(columns))])
+        if design.status != "finished" or not design.results:  # a design is never left out
+            why = NO_HITS if design.status == "finished" else design.error or design.status
+            out.append([design.name, "", "", "", "", "", "", why, compared, "", sketched, "",
+                        front_weight, design.catalogue, *([""] * len(columns))])
         applied = _applied_weight(design, front_weight)
         for hit in design.results:
             row = _hit_row(hit, compared, sketched, applied, columns)
