@@ -222,6 +222,34 @@ def test_a_pinned_generation_outlives_edits_until_its_pin_is_stale(small, tmp_pa
     assert len(list((features / "generations").iterdir())) == 2
 
 
+def test_an_engine_holds_a_pinned_generation_and_gives_up_on_a_gone_one_once(
+        small, tmp_path, extractor, monkeypatch):
+    """A check's later chunks reuse the pinned generation's snapshot; one whose folder is gone
+    falls back to the current catalogue, and is not looked for again until the index changes."""
+    from worker.service import engine as engine_module
+    from worker.service.process import start_engine
+
+    settings, _ = fresh_copy(small, tmp_path)
+    first = generations.current_id(settings.features_dir)
+    remove_design(settings, load_catalogue(settings.database_dir).names[0])
+    engine = start_engine(settings, extractor)
+    loads: list[str] = []
+    real = engine_module.load_generation
+    monkeypatch.setattr(engine_module, "load_generation",
+                        lambda db, folder: loads.append(folder.name) or real(db, folder))
+    older = engine.pinned(first)
+    assert older.generation == first and len(older.catalogue) == SMALL
+    assert engine.pinned(first) is older and loads == [first]  # held, not loaded again
+    shutil.rmtree(settings.features_dir / "generations" / first)
+    gone = "20260101T000000000000Z-000000"
+    assert engine.pinned(gone) is engine.snapshot and engine.pinned(gone) is engine.snapshot
+    assert loads == [first, gone]  # tried once
+    remove_design(settings, load_catalogue(settings.database_dir).names[0])
+    assert engine.refresh()
+    loads.clear()
+    assert engine.pinned(gone) is engine.snapshot and loads == [gone]  # a new index: again
+
+
 def test_re_adding_a_removed_name_never_overwrites_a_shared_image(indexed_settings, tmp_path,
                                                                   catalogue_dir, extractor):
     # jacket-0011 is a variant of jacket-0010: both use images/jacket-0010_front.png

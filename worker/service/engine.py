@@ -67,6 +67,7 @@ class Engine:
         # None: a worker serving only a distributed build's chunks (`python -m worker --chunks-only`)
         self.snapshot = self._load_snapshot() if with_index else None
         self._older: Snapshot | None = None  # the last older generation a check was pinned to
+        self._unusable: set[str] = set()  # pinned generations found gone or foreign: not retried
 
     def preload_thumbnails(self) -> int:
         """Decode the catalogue's thumbnails, pair by pair, until THUMB_CACHE_MB is full."""
@@ -110,6 +111,8 @@ class Engine:
         is gone or does not match this worker's model (the check then records which it saw)."""
         if generation is None or generation == self.snapshot.generation:
             return self.snapshot
+        if generation in self._unusable:
+            return self.snapshot
         if self._older is None or self._older.generation != generation:
             folder = self.settings.features_dir / GENERATIONS / generation
             try:
@@ -120,6 +123,7 @@ class Engine:
             except (BankError, CatalogueError, OSError) as exc:
                 log.warning("catalogue version %s cannot be used (%s); using the current one",
                             generation, exc)
+                self._unusable.add(generation)  # each later chunk of its check: no reload
                 return self.snapshot
         return self._older
 
@@ -129,6 +133,7 @@ class Engine:
             return False
         try:
             self.snapshot, self._older = self._load_snapshot(), None  # its files let go
+            self._unusable.clear()
         except Exception as exc:  # noqa: BLE001 - keep serving the index we have, loudly
             log.error("index changed but cannot be loaded, still serving the previous one: %s",
                       exc)
