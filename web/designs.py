@@ -24,7 +24,7 @@ from web.design_schemas import DesignEdit, DesignForm, EditPending, EditStatus
 from web.errors import RequestRefused
 from web.offload import off_loop
 from web.schemas import Error
-from web.searches import STATUS_FROM_RQ, SearchStatus, fetch_search
+from web.searches import STATUS_FROM_RQ, SearchStatus, fetch_job
 from web.submissions import check_capacity, discard_uploads, read_original, store_uploads
 from worker.core.bank import BankError
 from worker.core.catalogue import DESIGN_NAME
@@ -137,8 +137,8 @@ def _run(func: str, kwargs: dict, done_status: int, edit_id: str):
 def get_edit(edit_id: str):
     """A catalogue edit that was still under way when its request answered 202"""
     _authorise()
-    job = fetch_search(edit_id)
-    if job is None or job.func_name not in EDIT_FUNCS:
+    job = fetch_job(edit_id, EDIT_FUNCS)
+    if job is None:
         abort(404, description="no such edit (unknown or expired id)")
     status = STATUS_FROM_RQ.get(job.get_status(), SearchStatus.FAILED)  # None: expired
     if status == SearchStatus.FINISHED:

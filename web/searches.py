@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from enum import StrEnum
 
 from flask import current_app, url_for
@@ -11,6 +12,7 @@ from rq.job import Job, JobStatus
 
 from worker.core import contract
 from worker.core.contract import ABANDONED, RESUBMIT, Hit, SearchResult
+from worker.core.queueing import JOB_FUNC
 
 SEARCH_ID = re.compile(contract.SEARCH_ID)  # use fullmatch: `$` also matches before a "\n"
 MAX_WAIT_S = 30.0  # the longest long poll
@@ -34,14 +36,21 @@ STATUS_FROM_RQ = {
 }
 
 
-def fetch_search(search_id: str) -> Job | None:
-    """The job of a search id, or None when unknown, expired or malformed (same answer)."""
-    if not SEARCH_ID.fullmatch(search_id):
+def fetch_job(job_id: str, funcs: Collection[str]) -> Job | None:
+    """The job of an id if it runs one of `funcs`; None when unknown, expired, malformed or
+    another kind of job (searches, edits and check chunks share the id form and the queue)."""
+    if not SEARCH_ID.fullmatch(job_id):
         return None
     try:
-        return Job.fetch(search_id, connection=current_app.extensions["redis"])
+        job = Job.fetch(job_id, connection=current_app.extensions["redis"])
     except NoSuchJobError:
         return None
+    return job if job.func_name in funcs else None
+
+
+def fetch_search(search_id: str) -> Job | None:
+    """The job of a search id, or None (as `fetch_job`: the same answer for each reason)."""
+    return fetch_job(search_id, (JOB_FUNC,))
 
 
 def error_message(job: Job) -> str:
