@@ -4,6 +4,7 @@ dead workers are unregistered (jobs popped and never started: tests/test_dropped
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import uuid
@@ -12,10 +13,13 @@ from datetime import timedelta
 import pytest
 from rq import Queue, SimpleWorker
 from rq.job import Job, JobStatus
+from rq.registry import FinishedJobRegistry, StartedJobRegistry
 from rq.utils import now
 
+from worker.core.bank import MANIFEST
 from worker.core.contract import ABANDONED
-from worker.service.housekeeping import fail_orphaned_searches
+from worker.core.queueing import ADD_DESIGN_FUNC, REMOVE_DESIGN_FUNC
+from worker.service.housekeeping import EDIT_LOST, fail_orphaned_searches
 
 
 @pytest.fixture
@@ -23,12 +27,14 @@ def queue(redis):
     return Queue(f"orphans-{uuid.uuid4().hex[:8]}", connection=redis)
 
 
-def started_by(queue: Queue, name: str, timeout: int = 120) -> tuple[Job, SimpleWorker]:
-    """A search that worker `name` (registered, with a heartbeat) has taken and is running."""
+def started_by(queue: Queue, name: str, timeout: int = 120,
+               func: str = "worker.service.jobs.search_pair", kwargs: dict | None = None
+               ) -> tuple[Job, SimpleWorker]:
+    """A search (or `func`) that worker `name` (registered, with a heartbeat) has taken and
+    is running."""
     worker = SimpleWorker([queue], connection=queue.connection, name=name)
     worker.register_birth()
-    job = queue.enqueue("worker.service.jobs.search_pair", job_id=uuid.uuid4().hex,
-                        job_timeout=timeout)
+    job = queue.enqueue(func, kwargs=kwargs, job_id=uuid.uuid4().hex, job_timeout=timeout)
     queue.remove(job)
     worker.prepare_execution(job)
     worker.prepare_job_execution(job)
@@ -53,6 +59,30 @@ def test_a_worker_whose_registration_is_gone_leaves_an_orphan(queue):
     queue.connection.delete(worker.key)  # its registration expired (or it was removed)
     assert fail_orphaned_searches(queue, 60, "here.1.bbbbbb") == [job.id]
     assert failed_with_abandoned(job)
+
+
+@pytest.mark.parametrize("func, applied", [(ADD_DESIGN_FUNC, ["a", "new"]),
+                                           (ADD_DESIGN_FUNC, ["a"]),
+                                           (REMOVE_DESIGN_FUNC, ["a"]),
+                                           (REMOVE_DESIGN_FUNC, ["a", "new"])])
+def test_an_abandoned_edit_ends_as_the_catalogue_shows_it(queue, tmp_path, func, applied):
+    """A worker killed after its edit switched the catalogue and before the job ended: the
+    edit is finished with its outcome (it was failed as a search to resubmit, and the retry
+    was then refused as a duplicate or an unknown name); one killed before: failed, saying
+    nothing changed."""
+    (tmp_path / MANIFEST).write_text(json.dumps({"names": applied}))
+    job, worker = started_by(queue, "elsewhere.4242.aaaaaa", func=func,
+                             kwargs={"name": "new"})
+    queue.connection.delete(worker.key)
+    assert fail_orphaned_searches(queue, 60, "here.1.bbbbbb", features_dir=tmp_path) == [job.id]
+    job.refresh()
+    if ("new" in applied) == (func == ADD_DESIGN_FUNC):
+        assert job.get_status() == JobStatus.FINISHED
+        assert job.return_value() == {"name": "new", "n_pairs": len(applied)}
+        assert job.id in FinishedJobRegistry(queue=queue).get_job_ids()
+    else:
+        assert job.get_status() == JobStatus.FAILED and job.meta["error"] == EDIT_LOST
+    assert job.id not in StartedJobRegistry(queue=queue).get_job_ids()
 
 
 def test_a_worker_silent_longer_than_a_search_may_run_leaves_an_orphan(queue):

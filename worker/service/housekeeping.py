@@ -7,19 +7,24 @@ import logging
 import os
 import socket
 import uuid
+from pathlib import Path
 
 from redis import Redis
 from rq import Queue, Worker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
-from rq.registry import FailedJobRegistry, StartedJobRegistry
+from rq.registry import FailedJobRegistry, FinishedJobRegistry, StartedJobRegistry
+from rq.results import Result
 from rq.utils import now, utcparse
 
+from worker.core.bank import BankError, read_manifest
 from worker.core.contract import ABANDONED
-from worker.core.queueing import announce_done
+from worker.core.queueing import ADD_DESIGN_FUNC, REMOVE_DESIGN_FUNC, announce_done
 
 log = logging.getLogger(__name__)
 HEARTBEAT_GRACE_S = 60  # beyond JOB_TIMEOUT: a worker this long silent is gone
+EDIT_LOST = ("the worker stopped during this edit, before it changed the catalogue: nothing "
+             "was changed; try the edit again")
 
 
 def worker_name() -> str:
@@ -89,17 +94,36 @@ def is_orphaned(job: Job, own_name: str | None, job_timeout: int) -> bool:
     return gone(job.connection, name, own_name, own_timeout)
 
 
+def edit_outcome(job: Job, features_dir: Path | None) -> dict | None:
+    """What an abandoned catalogue edit returned had its worker lived, read from the current
+    catalogue: {"name", "n_pairs"} when it had been applied (the name listed after an add,
+    gone after a remove), else None. While its job is started no other edit of that name
+    can run (web.designs' claim), so the list shows this edit's doing alone."""
+    if features_dir is None or job.func_name not in (ADD_DESIGN_FUNC, REMOVE_DESIGN_FUNC):
+        return None
+    name = (job.kwargs or {}).get("name")
+    try:
+        names = read_manifest(features_dir).get("names", [])
+    except BankError:
+        return None
+    applied = (name in names) == (job.func_name == ADD_DESIGN_FUNC)
+    return {"name": name, "n_pairs": len(names)} if applied else None
+
+
 def fail_orphaned_searches(queue: Queue, failure_ttl: int, own_name: str | None = None,
-                           job_timeout: int = 120) -> list[str]:
+                           job_timeout: int = 120, features_dir: Path | None = None
+                           ) -> list[str]:
     """Fail searches left 'started' by a dead worker, telling the user to resubmit: one whose
     registration (RQ's worker key) is gone or silent for longer than a search may run (any
     machine), or, on this host, one whose process is gone or whose pid is now ours (a
-    container's restarted worker is pid 1 again). `own_name`: the calling worker's name.
+    container's restarted worker is pid 1 again). `own_name`: the calling worker's name. A
+    catalogue edit the catalogue shows applied (`edit_outcome`, with `features_dir`) is
+    finished with its outcome instead; one not applied fails saying nothing changed.
 
     RQ would find them too, but only once the execution's heartbeat expires.
     """
     registry = StartedJobRegistry(queue=queue)
-    failed = []
+    ended = []
     for job_id in registry.get_job_ids(cleanup=False):
         try:
             job = Job.fetch(job_id, connection=queue.connection)
@@ -107,18 +131,26 @@ def fail_orphaned_searches(queue: Queue, failure_ttl: int, own_name: str | None 
             continue
         if job.get_status() != JobStatus.STARTED or not is_orphaned(job, own_name, job_timeout):
             continue
-        job.meta.update(error=ABANDONED, error_type="AbandonedJobError")
-        job.save_meta()
+        outcome = edit_outcome(job, features_dir)
+        error = EDIT_LOST if job.func_name in (ADD_DESIGN_FUNC, REMOVE_DESIGN_FUNC) else ABANDONED
+        if outcome is None:
+            job.meta.update(error=error, error_type="AbandonedJobError")
+            job.save_meta()
         with queue.connection.pipeline() as pipe:
             registry.remove_executions(job, pipeline=pipe)
-            job.set_status(JobStatus.FAILED, pipeline=pipe)
-            FailedJobRegistry(queue=queue).add(job, ttl=failure_ttl,
-                                               exc_string=f"AbandonedJobError: {ABANDONED}",
-                                               pipeline=pipe)
+            if outcome is None:
+                job.set_status(JobStatus.FAILED, pipeline=pipe)
+                FailedJobRegistry(queue=queue).add(job, ttl=failure_ttl, pipeline=pipe,
+                                                   exc_string=f"AbandonedJobError: {error}")
+            else:
+                job.set_status(JobStatus.FINISHED, pipeline=pipe)
+                FinishedJobRegistry(queue=queue).add(job, ttl=failure_ttl, pipeline=pipe)
+                Result.create(job, Result.Type.SUCCESSFUL, failure_ttl, return_value=outcome,
+                              pipeline=pipe)
             pipe.execute()
         announce_done(queue.connection, job_id)
-        failed.append(job_id)
-        log.warning("search %s was abandoned by dead worker %s: marked failed", job_id,
-                    job.worker_name)
-    return failed
+        ended.append(job_id)
+        log.warning("job %s was abandoned by dead worker %s: %s", job_id, job.worker_name,
+                    "marked failed" if outcome is None else f"its edit was applied: {outcome}")
+    return ended
 

@@ -143,8 +143,9 @@ class SearchWorker(SimpleWorker):
         except (RedisError, ValueError, NoSuchJobError) as exc:
             log.warning("could not sweep for dropped jobs: %s", exc)
         for queue in self.queues:
-            for job_id in fail_orphaned_searches(queue, self.engine.settings.result_ttl,
-                                                 self.name, self.engine.settings.job_timeout):
+            settings = self.engine.settings
+            for job_id in fail_orphaned_searches(queue, settings.result_ttl, self.name,
+                                                 settings.job_timeout, settings.features_dir):
                 try:
                     discard_uploads(self.engine.storage, Job.fetch(job_id, connection=self.connection))
                 except NoSuchJobError:
