@@ -74,6 +74,8 @@ def test_add_then_remove_changes_what_searches_find(own_catalogue, extractor, tm
 
     with pytest.raises(CatalogueEditError, match="already used"):
         add_designs(own_catalogue, extractor, [("brand-new", front, back)])
+    with pytest.raises(CatalogueEditError, match="no column 'colour' .its columns: garment, "):
+        add_designs(own_catalogue, extractor, [("other-new", front, back)], [{"colour": "red"}])
 
     added_images = [own_catalogue.database_dir / rel for rel in
                     (manifest["fronts"][-1], manifest["backs"][-1])]
@@ -131,11 +133,22 @@ def test_api_edits_need_the_token_and_refuse_duplicates(own_catalogue, redis, tm
 
     artwork = io.BytesIO()  # kept as sent, at its own resolution (not as a search's upload)
     Image.open(front).resize((1600, 1600)).save(artwork, "JPEG", quality=95)
-    sent = {**form("via-api"), "front": (io.BytesIO(artwork.getvalue()), "f.jpg")}
+    for fields, error in (({"colour": "red"}, "unknown_column"),
+                          ({"season": "SS26\nSS27"}, "invalid_column_value"),
+                          ({"season": ["SS26", "SS27"]}, "invalid_column_value"),
+                          ({"season": "x" * 201}, "invalid_column_value")):
+        refused = client.post("/api/designs", data={**form("via-api"), **fields}, headers=auth)
+        assert (refused.status_code, refused.get_json()["error"]) == (400, error), fields
+    assert "its columns: garment, season" in client.post(
+        "/api/designs", data={**form("via-api"), "colour": "red"}, headers=auth).get_json()["message"]
+    sent = {**form("via-api"), "front": (io.BytesIO(artwork.getvalue()), "f.jpg"),
+            "garment": "dress", "season": " SS26 "}  # its values in the catalogue's columns
     created = served(lambda: client.post("/api/designs", data=sent, headers=auth))
     assert created.status_code == 201, created.get_json()
     assert created.get_json() == {"name": "via-api", "n_pairs": N_PAIRS + 1}
     added = load_catalogue(own_catalogue.database_dir)
+    assert {column: values[-1] for column, values in added.extra.items()} == {
+        "garment": "dress", "season": "SS26"}  # a filtered search can find it
     stored_front = own_catalogue.database_dir / added.fronts[-1]
     assert stored_front.suffix == ".jpg" and stored_front.read_bytes() == artwork.getvalue()
     assert (own_catalogue.database_dir / added.backs[-1]).read_bytes() == back.read_bytes()
@@ -177,8 +190,15 @@ def test_cli_import_adds_a_batch(own_catalogue, tmp_path):
                           env=service_env(own_catalogue), capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    names = load_catalogue(own_catalogue.database_dir).names
-    assert names[-3:] == ["imported-0", "imported-1", "imported-2"]
+    catalogue = load_catalogue(own_catalogue.database_dir)
+    assert catalogue.names[-3:] == ["imported-0", "imported-1", "imported-2"]
+    imported = load_catalogue(batch)  # the batch's own garment and season came along
+    assert {c: v[-3:] for c, v in catalogue.extra.items()} == imported.extra
+    with_column = subprocess.run([sys.executable, "-m", "worker.cli.catalogue", "add", "x",
+                                  "f.png", "b.png", "--column", "garment"],
+                                 env=service_env(own_catalogue), capture_output=True, text=True,
+                                 timeout=120)
+    assert with_column.returncode == 2 and "expected COLUMN=VALUE" in with_column.stderr
     again = subprocess.run([sys.executable, "-m", "worker.cli.catalogue", "remove", "nope"],
                            env=service_env(own_catalogue), capture_output=True, text=True,
                            timeout=120)

@@ -20,7 +20,8 @@ from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
 from web.apidoc import ADMIN, Responses, api
-from web.design_schemas import DesignEdit, DesignForm, EditPending, EditStatus
+from web.catalogue import current_catalogue
+from web.design_schemas import MAX_COLUMN_VALUE, DesignEdit, DesignForm, EditPending, EditStatus
 from web.errors import RequestRefused
 from web.offload import off_loop
 from web.schemas import Error
@@ -148,6 +149,28 @@ def get_edit(edit_id: str):
     return jsonify(id=edit_id, status=status)
 
 
+def _column_values() -> dict[str, str]:
+    """The new design's values in the catalogue's further columns: every form field but its
+    name; 400 for a column the catalogue lacks, or a value a pairs.csv row cannot hold."""
+    catalogue = current_catalogue()
+    have = list(catalogue.extra) if catalogue is not None else []
+    values = {}
+    for column in request.form:
+        if column == "name":
+            continue
+        given = request.form.getlist(column)
+        if column not in have:
+            listed = ", ".join(have) or "none besides name, front and back"
+            raise RequestRefused(400, "unknown_column", f"the catalogue has no column "
+                                 f"{column[:80]!r} (its columns: {listed}); a new column "
+                                 "needs pairs.csv edited and a re-index")
+        if len(given) > 1 or len(given[0]) > MAX_COLUMN_VALUE or not given[0].isprintable():
+            raise RequestRefused(400, "invalid_column_value", f"{column} takes one value, one "
+                                 f"line of at most {MAX_COLUMN_VALUE} characters")
+        values[column] = given[0].strip()
+    return values
+
+
 @bp.post("/api/designs")
 @api.validate(form=DesignForm, tags=["catalogue"], operation_id="addDesign", security=ADMIN,
               skip_validation=True, resp=_edit_responses(
@@ -169,6 +192,7 @@ def add_design():
                               "'_' or '-', starting with a letter or digit")
     if name in _names():
         raise RequestRefused(409, "duplicate_name", f"a design named {name!r} already exists")
+    columns = _column_values()
     settings = current_app.config["SETTINGS"]
     for side in SIDES:
         if side not in request.files:
@@ -182,7 +206,8 @@ def add_design():
                for side, (_, image_format) in sides.items()}
     store_uploads({uploads[side]: data for side, (data, _) in sides.items()})
     try:
-        return _run(ADD_DESIGN_FUNC, {"name": name, **uploads}, 201, edit_id)
+        return _run(ADD_DESIGN_FUNC, {"name": name, **uploads, "columns": columns}, 201,
+                    edit_id)
     except RedisError:
         discard_uploads(list(uploads.values()))
         raise

@@ -33,6 +33,13 @@ def check_drawings(settings: Settings, designs: list[tuple[str, Path, Path]]) ->
                 raise ImageRejected(exc.reason, f"{path.name}: {exc}") from None
 
 
+def _column_value(text: str) -> tuple[str, str]:
+    column, sep, value = text.partition("=")
+    if not sep or not column.strip():
+        raise argparse.ArgumentTypeError(f"expected COLUMN=VALUE, got {text!r}")
+    return column.strip(), value.strip()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m worker.cli.catalogue",
                                      description="Add or remove catalogue designs.")
@@ -41,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("name")
     add.add_argument("front", type=Path)
     add.add_argument("back", type=Path)
+    add.add_argument("--column", action="append", default=[], metavar="COLUMN=VALUE",
+                     type=_column_value, help="its value in a further column of pairs.csv "
+                     "(repeatable; a column left out is empty)")
     remove = commands.add_parser("remove", help="remove one design")
     remove.add_argument("name")
     batch = commands.add_parser("import", help="add every design of a folder or CSV")
@@ -51,14 +61,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "remove":
             manifest = remove_design(settings, args.name)
         else:
-            designs = ([(args.name, args.front, args.back)] if args.command == "add"
-                       else read_import(args.source))
+            designs, columns = (([(args.name, args.front, args.back)], [dict(args.column)])
+                                if args.command == "add" else read_import(args.source))
             check_drawings(settings, designs)  # before the model loads, naming each file
             from worker.pipeline.extract import FeatureExtractor
 
             extractor = FeatureExtractor(settings.vgg16_weights, settings.descriptor,
                                          settings.precision)
-            manifest = add_designs(settings, extractor, designs)
+            manifest = add_designs(settings, extractor, designs, columns)
     except (CatalogueEditError, CatalogueError, CatalogueBusy, BankError, ImageRejected,
             InvalidSetting, OSError) as exc:
         print(f"catalogue: {exc}", file=sys.stderr)

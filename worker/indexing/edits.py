@@ -122,10 +122,14 @@ def _store(settings: Settings, image: tuple[str, bytes], created: list[Path]) ->
     return relative
 
 
-def add_designs(settings: Settings, extractor, designs: list[tuple[str, Path, Path]]) -> dict:
-    """Append designs (name, front image, back image); returns the new manifest. Every name
-    and image is checked before anything is written."""
+def add_designs(settings: Settings, extractor, designs: list[tuple[str, Path, Path]],
+                columns: list[dict[str, str]] | None = None) -> dict:
+    """Append designs (name, front image, back image), each with its values in the
+    catalogue's further columns (`columns[i]`; a column left out: empty); returns the new
+    manifest. Every name, column and image is checked before anything is written."""
+    values = columns or [{} for _ in designs]
     with editing(settings) as (catalogue, bank):
+        check_columns(catalogue, values)
         check_model_matches(bank, extractor.weights_fingerprint, extractor.descriptor,
                             extractor.precision)
         if bank.quantised is not None and bank.manifest["sha256"]["quantised_model"] != \
@@ -151,7 +155,8 @@ def add_designs(settings: Settings, extractor, designs: list[tuple[str, Path, Pa
             after = Catalogue(catalogue.root, catalogue.names + names,
                               catalogue.fronts + [r[1] for r in rows],
                               catalogue.backs + [r[2] for r in rows],
-                              {c: v + [""] * len(rows) for c, v in catalogue.extra.items()})
+                              {c: v + [given.get(c, "") for given in values]
+                               for c, v in catalogue.extra.items()})
             front = np.vstack([bank.front, features[0::2]]).astype(np.float32)
             back = np.vstack([bank.back, features[1::2]]).astype(np.float32)
             duplicates = after_add(_listed_duplicates(settings), front, back, len(catalogue),
@@ -168,6 +173,16 @@ def add_designs(settings: Settings, extractor, designs: list[tuple[str, Path, Pa
                     except OSError:
                         pass
             raise
+
+
+def check_columns(catalogue: Catalogue, values: list[dict[str, str]]) -> None:
+    """Refuse a column the catalogue does not have: a new column is a change to pairs.csv
+    for every design (edit it, then `make index`)."""
+    unknown = sorted({column for given in values for column in given} - set(catalogue.extra))
+    if unknown:
+        have = ", ".join(catalogue.extra) or "none besides name, front and back"
+        raise CatalogueEditError(f"the catalogue has no column {unknown[0]!r} (its columns: "
+                                 f"{have}); add it to pairs.csv and re-index first")
 
 
 def _extract(settings: Settings, extractor, bank: FeatureBank, rels: list[str],
@@ -209,13 +224,15 @@ def remove_design(settings: Settings, name: str) -> dict:
         return manifest
 
 
-def read_import(source: Path) -> list[tuple[str, Path, Path]]:
-    """Designs to import from a folder with pairs.csv, or from a name,front,back CSV; image
-    paths are relative to the CSV's folder."""
+def read_import(source: Path) -> tuple[list[tuple[str, Path, Path]], list[dict[str, str]]]:
+    """Designs to import from a folder with pairs.csv, or from a name,front,back CSV (image
+    paths relative to the CSV's folder), and each one's values in the CSV's further columns."""
     csv_path = source / "pairs.csv" if source.is_dir() else source
     if not csv_path.is_file():  # not the catalogue's own "no catalogue: make a sample" advice
         raise CatalogueEditError(f"nothing to import at {source}: name a folder holding "
                                  "pairs.csv, or a CSV of name,front,back rows")
     batch = load_catalogue(csv_path.parent, csv_path)
-    return [(name, batch.image_path(front), batch.image_path(back))
-            for name, front, back in zip(batch.names, batch.fronts, batch.backs, strict=True)]
+    designs = [(name, batch.image_path(front), batch.image_path(back))
+               for name, front, back in zip(batch.names, batch.fronts, batch.backs, strict=True)]
+    return designs, [{column: batch.extra[column][row] for column in batch.extra}
+                     for row in range(len(batch))]
