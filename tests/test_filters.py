@@ -139,14 +139,18 @@ def test_the_sample_has_garment_and_season_columns(catalogue):
 def test_the_loader_keeps_further_columns_as_strings_empty_allowed(tmp_path, catalogue_dir):
     shutil.copytree(catalogue_dir / "images", tmp_path / "images")
     (tmp_path / "pairs.csv").write_text(
-        "name,front,back,collection,tags\n"
-        "a,images/dress-0001_front.png,images/dress-0001_back.png, 007 ,\n"
-        "b,images/dress-0005_front.png,images/dress-0005_back.png,NA,x\n"
-        'c,images/dress-0009_front.png,images/dress-0009_back.png,NA,"x,y"\n')
+        "name,front,back,collection,tags,a:b\n"
+        "a,images/dress-0001_front.png,images/dress-0001_back.png, 007 ,,v\n"
+        "b,images/dress-0005_front.png,images/dress-0005_back.png,NA,x,v\n"
+        'c,images/dress-0009_front.png,images/dress-0009_back.png,NA,"x,y",v\n')
     cat = load_catalogue(tmp_path)
-    assert cat.extra == {"collection": ["007", "NA", "NA"], "tags": ["", "x", "x,y"]}
-    assert facets(cat) == {"collection": ["007", "NA"], "tags": ["x"]}  # "x,y": not nameable
-    assert cat.columns_of(1) == {"collection": "NA", "tags": "x"}
+    assert cat.extra == {"collection": ["007", "NA", "NA"], "tags": ["", "x", "x,y"],
+                         "a:b": ["v", "v", "v"]}
+    # "x,y" and the column "a:b" cannot be named in a filter field: not offered
+    assert facets(cat) == {"collection": ["007", "NA"], "tags": ["x"]}
+    with pytest.raises(FilterError, match="the catalogue's columns are: collection, tags$"):
+        allowed_rows(parse_filter_fields(["a:b:v"]), cat)  # the column read is "a"
+    assert cat.columns_of(1) == {"collection": "NA", "tags": "x", "a:b": "v"}  # shown all the same
     assert set(np.flatnonzero(allowed_rows({"collection": ["007"]}, cat))) == {0}
 
 

@@ -52,7 +52,7 @@ def check_filters(filters: Filters, catalogue: Catalogue) -> None:
     """Refuse a column the catalogue does not have, or a value no design has in it."""
     for column, values in filters.items():
         if column not in catalogue.codes:
-            have = ", ".join(catalogue.codes) or "none besides name, front and back"
+            have = ", ".join(filter(_nameable, catalogue.codes)) or "none besides name, front and back"
             raise FilterError(f"unknown filter column {column!r}; the catalogue's columns "
                               f"are: {have}")
         known = set(catalogue.codes[column][1])
@@ -78,10 +78,14 @@ def allowed_rows(filters: Filters, catalogue: Catalogue) -> np.ndarray | None:
 
 def facets(catalogue: Catalogue) -> dict[str, list[str]]:
     """Each further column and its distinct non-empty values, sorted: what a form offers. A
-    value with a comma cannot be named in a `filter` field (commas separate values), so it
-    is not offered."""
+    value with a comma, or a column with a colon, cannot be named in a `filter` field (a
+    comma separates values, the first colon ends the column), so it is not offered."""
     return {column: [v for v in uniques if v and "," not in v]
-            for column, (_, uniques) in catalogue.codes.items()}
+            for column, (_, uniques) in catalogue.codes.items() if _nameable(column)}
+
+
+def _nameable(column: str) -> bool:
+    return ":" not in column
 
 
 def describe(filters: Filters) -> str:
