@@ -83,6 +83,25 @@ def test_html_form_redirects_to_a_page_that_shows_the_grid(indexed_client, run_w
     assert "result.jpg" in page and "jacket-0002" in page and 'id="results"' in page
 
 
+def test_a_body_that_is_not_multipart_or_repeats_an_option_is_refused_saying_so(
+        indexed_client, redis, indexed_settings):
+    """Another body reads as no fields at all: it was refused as missing its images (or a
+    design's name); a repeated option was read as one of its values."""
+    for body in ({"json": {"k": 5}}, {"data": {"k": "5"}},
+                 {"data": b"--x--", "content_type": "multipart/form-data"}):  # no boundary
+        for url in ("/api/searches", "/api/checks"):
+            response = indexed_client.post(url, **body)
+            assert (response.status_code, response.get_json()["error"]) == (400, "not_multipart")
+            assert "multipart/form-data" in response.get_json()["message"]
+    response = indexed_client.post("/", json={"k": 5})  # the page says the same
+    assert response.status_code == 400 and b"multipart/form-data (curl -F)" in response.data
+    response = indexed_client.post("/api/searches", data={
+        "k": ["5", "6"], "front": (io.BytesIO(GOOD_FRONT), "f.png")}, content_type="multipart/form-data")
+    assert (response.status_code, response.get_json()["error"]) == (400, "invalid_k")
+    assert response.get_json()["message"] == "k was given more than once"
+    assert len(Queue(indexed_settings.queue_name, connection=redis)) == 0
+
+
 def test_form_errors_are_readable(indexed_client, redis, indexed_settings):
     response = indexed_client.post("/", data={"k": "20"}, content_type="multipart/form-data")
     assert response.status_code == 400

@@ -114,6 +114,8 @@ def test_api_edits_need_the_token_and_refuse_duplicates(own_catalogue, redis, tm
                        headers={"Authorization": "Bearer wrong"}).status_code == 401
     auth = {"Authorization": "Bearer s3cret"}
     assert client.post("/api/designs", data=form("../evil"), headers=auth).status_code == 400
+    as_json = client.post("/api/designs", json={"name": "x"}, headers=auth)  # not "a bad name"
+    assert (as_json.status_code, as_json.get_json()["error"]) == (400, "not_multipart")
     existing = load_catalogue(own_catalogue.database_dir).names[0]
     assert client.post("/api/designs", data=form(existing), headers=auth).status_code == 409
 

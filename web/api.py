@@ -29,8 +29,9 @@ UNAVAILABLE = (Error, "Redis (the queue and the results) is unreachable (`queue_
               skip_validation=True, resp=Responses(
                   HTTP_202=(SearchCreated, "queued (or already finished: a copy of an identical "
                                            "finished search, under its own id); poll `url`"),
-                  HTTP_400=(Error, "no image, an empty file, a bad `k`, `front_weight` or "
-                                   "`sides`, or a malformed multipart body"),
+                  HTTP_400=(Error, "no image, an empty file, a bad or repeated `k`, "
+                                   "`front_weight` or `sides`, or a body not multipart/form-data "
+                                   "(`not_multipart`)"),
                   HTTP_413=(Error, "the request is too large (`too_large`) or an image has too "
                                    "many pixels (`too_many_pixels`)"),
                   HTTP_415=(Error, "an image is not a JPEG or PNG (`unsupported_format`)"),

@@ -19,7 +19,13 @@ from werkzeug.datastructures import FileStorage, ImmutableMultiDict
 
 from web.errors import RequestRefused, queue_unavailable
 from web.offload import OFFLOAD_THREADS, off_loop
-from web.submissions import check_capacity, discard_uploads, parse_options, store_uploads
+from web.submissions import (
+    check_capacity,
+    discard_uploads,
+    parse_options,
+    require_multipart,
+    store_uploads,
+)
 from worker.core.archive import CollectionRefused, ZipLimits
 from worker.core.checks import collection_upload_name, create_check, enqueue_chunks, plan_chunks
 from worker.core.collection import Collection, from_zip, stored_design
@@ -86,6 +92,7 @@ def check_waiting_designs(settings, designs: int) -> None:
 def submit_check(files: ImmutableMultiDict, form: ImmutableMultiDict) -> str:
     """Validate the options and the ZIP, store its drawings, enqueue its chunks; the check's id."""
     settings = current_app.config["SETTINGS"]
+    require_multipart()
     options = parse_options(form)
     for side in ("front_box", "back_box"):  # a box belongs to one drawing, not a collection
         if getattr(options, side) is not None:

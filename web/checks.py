@@ -67,7 +67,8 @@ def _designs(state: CheckState) -> list[dict]:
 @api.validate(form=CheckForm, tags=["checks"], operation_id="createCheck",
               skip_validation=True, resp=Responses(
                   HTTP_202=(CheckCreated, "queued; poll `url`"),
-                  HTTP_400=(Error, "no collection (`missing_collection`), an empty file, a bad "
+                  HTTP_400=(Error, "no collection (`missing_collection`), a body not "
+                                   "multipart/form-data (`not_multipart`), an empty file, a bad "
                                    "`k`, `front_weight` or `sides`, an entry named with `..` or "
                                    "an absolute path, a link or encrypted (`unsafe_entry`), or "
                                    "no usable pairs.csv (`invalid_pairs_csv`)"),

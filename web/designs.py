@@ -26,7 +26,13 @@ from web.errors import RequestRefused
 from web.offload import off_loop
 from web.schemas import Error
 from web.searches import STATUS_FROM_RQ, SearchStatus, fetch_job
-from web.submissions import check_capacity, discard_uploads, read_original, store_uploads
+from web.submissions import (
+    check_capacity,
+    discard_uploads,
+    read_original,
+    require_multipart,
+    store_uploads,
+)
 from worker.core.bank import BankError
 from worker.core.catalogue import DESIGN_NAME
 from worker.core.contract import SIDES
@@ -174,8 +180,11 @@ def _column_values() -> dict[str, str]:
 @bp.post("/api/designs")
 @api.validate(form=DesignForm, tags=["catalogue"], operation_id="addDesign", security=ADMIN,
               skip_validation=True, resp=_edit_responses(
-                  201, "added", HTTP_400=(Error, "a bad name, a missing or empty image, or a "
-                                                 "malformed multipart body"),
+                  201, "added", HTTP_400=(Error, "a bad name, a missing or empty image, a "
+                                                 "column the catalogue lacks (`unknown_column`) "
+                                                 "or a bad value in one "
+                                                 "(`invalid_column_value`), or a body not "
+                                                 "multipart/form-data (`not_multipart`)"),
                   HTTP_409=(Error, "a design of that name exists (`duplicate_name`), or an "
                                    "edit of it is under way (`edit_pending`, its URL in the "
                                    "message)"),
@@ -186,6 +195,7 @@ def _column_values() -> dict[str, str]:
 def add_design():
     """Add a design to the catalogue (no re-index)"""
     _authorise()
+    require_multipart()
     name = request.form.get("name", "").strip()
     if not DESIGN_NAME.fullmatch(name):
         raise RequestRefused(400, "invalid_name", "name must be 1-100 letters, digits, '.', "

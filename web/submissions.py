@@ -6,7 +6,7 @@ import uuid
 from functools import partial
 from typing import NamedTuple
 
-from flask import current_app
+from flask import current_app, request
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 from rq import Worker
@@ -24,10 +24,22 @@ from worker.core.queueing import enqueue_search, upload_name
 STATUS_BY_REASON = {"unsupported_format": 415, "too_many_pixels": 413}
 
 
+def require_multipart() -> None:
+    """400 `not_multipart` unless the body is multipart/form-data with its boundary: any other
+    body reads as no fields at all, and the refusal would blame a field as missing."""
+    if request.mimetype != "multipart/form-data" or not request.mimetype_params.get("boundary"):
+        sent = request.content_type or "no Content-Type"
+        raise RequestRefused(400, "not_multipart", "send the drawings and fields as "
+                             f"multipart/form-data (curl -F), not {sent[:80]}")
+
+
 def parse_options(form: ImmutableMultiDict) -> SearchOptions:
     """k, front_weight, sides (known|unknown), the boxes and the repeatable `filter` from the
     form (blank = default), validated by the contract and filters checked against the
     catalogue; a refusal names the field (`invalid_k`, `invalid_front_box`, `invalid_filter`)."""
+    for field in ("k", "front_weight", "front_box", "back_box", "sides"):
+        if len(form.getlist(field)) > 1:  # which one was meant?
+            raise RequestRefused(400, f"invalid_{field}", f"{field} was given more than once")
     sides = form.get("sides", "").strip()
     if sides not in ("", "known", "unknown"):
         raise RequestRefused(400, "invalid_sides",
@@ -120,6 +132,7 @@ def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> Submit
     """Validate both sides and the options, store the uploads, enqueue; return the new
     search's id (answered at once, already finished, when an identical search finished)."""
     settings = current_app.config["SETTINGS"]
+    require_multipart()
     options = parse_options(form)
     uploads = {side: files[side] for side in SIDES
                if side in files and (files[side].filename or files[side].content_length)}
