@@ -146,8 +146,8 @@ def test_search_with_a_catalogue_design_keeps_the_catalogue_pages_filter(indexed
     listed = indexed_client.get("/catalogue?filter=garment:dress").get_data(as_text=True)
     design = passing(catalogue, garment={"dress"})[0]
     assert '<input type="hidden" name="filter" value="garment:dress">' in listed
-    response = indexed_client.post(f"/designs/{design}/search",
-                                   data={"filter": "garment:dress"})
+    response = indexed_client.post("/designs/search",  # as the page's button posts it
+                                   data={"name": design, "filter": "garment:dress"})
     assert response.status_code == 303 and response.location.startswith("/searches/")
     api_url = response.location.replace("/searches/", "/api/searches/")
     assert indexed_client.get(api_url).get_json()["searched_with"] == design  # kept with it
@@ -163,6 +163,10 @@ def test_search_with_a_catalogue_design_keeps_the_catalogue_pages_filter(indexed
     assert page.count('<input type="hidden" name="filter" value="garment:dress">') == \
         len(body["results"])  # each hit's own search keeps the filter too
     assert "searched_with" not in finished(indexed_client, own)
+    by_path = indexed_client.post(f"/designs/{design}/search")  # the older URL still works
+    assert by_path.status_code == 303 and by_path.location.startswith("/searches/")
+    unknown = indexed_client.post("/designs/search", data={"name": ".."})
+    assert unknown.status_code == 404 and "no design named &#39;..&#39;" in unknown.get_data(as_text=True)
 
 
 def test_the_verdict_lead_is_taken_among_the_filtered_hits(indexed_client, run_worker,

@@ -11,7 +11,7 @@ from web.errors import RequestRefused, error_response
 from web.ops import live_workers
 from web.schemas import Error, Health, Search, SearchCreated, SearchForm, WaitQuery
 from web.searches import MAX_WAIT_S, SearchStatus, describe, fetch_search
-from web.submissions import submit_search
+from web.submissions import require_multipart, submit_search
 from worker.core.bank import BankError
 from worker.core.contract import SearchResult
 from worker.core.queueing import ENDED, wait_until_done
@@ -43,6 +43,7 @@ UNAVAILABLE = (Error, "Redis (the queue and the results) is unreachable (`queue_
                                    "the upload could not be stored (`storage_unavailable`)")))
 def create_search():
     """Submit a pair (or one side) to search for"""
+    require_multipart()
     search_id, status = submit_search(request.files, request.form)
     url = url_for("api.get_search", search_id=search_id)
     response = jsonify(id=search_id, status=status, url=url)

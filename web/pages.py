@@ -25,7 +25,7 @@ from web.check_uploads import submit_check
 from web.checks import cancel_unstarted, describe_check, state_or_404
 from web.errors import RequestRefused
 from web.searches import describe, fetch_search, mark_searched_with
-from web.submissions import submit_search
+from web.submissions import require_multipart, submit_search
 from worker.core.bank import BankError
 from worker.core.filters import FilterError, facets, parse_filter_fields
 from worker.core.readcache import read_manifest_cached
@@ -83,6 +83,7 @@ def index():
 @bp.post("/")
 def submit():
     try:
+        require_multipart()
         search_id = submit_search(request.files, request.form).id
     except RequestRefused as exc:
         return refused_form(exc)
@@ -163,6 +164,13 @@ def search_like(name: str):
     except RedisError:  # the search is queued all the same: only its heading is lost
         current_app.logger.warning("could not record that search %s is %s's", search_id, name)
     return redirect(url_for("pages.search_page", search_id=search_id), code=303)
+
+
+@bp.post("/designs/search")
+def search_like_named():
+    """The same for the design the form's `name` field names: the pages' buttons post here,
+    since a name such as `..` in a URL path is rewritten by the browser before it is sent."""
+    return search_like(request.form.get("name", ""))
 
 
 @bp.get("/searches/<search_id>")

@@ -132,7 +132,6 @@ def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> Submit
     """Validate both sides and the options, store the uploads, enqueue; return the new
     search's id (answered at once, already finished, when an identical search finished)."""
     settings = current_app.config["SETTINGS"]
-    require_multipart()
     options = parse_options(form)
     uploads = {side: files[side] for side in SIDES
                if side in files and (files[side].filename or files[side].content_length)}
