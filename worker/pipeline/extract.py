@@ -86,9 +86,9 @@ class FeatureExtractor:
         self.copies = spec.copies  # the index learns its whitening from synthetic copies
         self.layers = spec.layers
         self.model = keras.Model(vgg.input, [vgg.get_layer(name).output for name in spec.layers])
-        self._pool = tf.function(spec.pool, reduce_retracing=True)
+        self._pool = tf.function(spec.pool, reduce_retracing=True, autograph=False)
         self._forward = tf.function(lambda x: spec.pool(self._feature_maps(x)),
-                                    reduce_retracing=True)
+                                    reduce_retracing=True, autograph=False)
         self.dim = int(self._forward(tf.zeros((1, 224, 224, 3))).shape[-1]) + \
             sum(size for size, _ in spec.appearance)
         log.info("VGG16 ready: weights=%s (%s) descriptor=%s dim=%d precision=%s",
