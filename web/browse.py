@@ -23,9 +23,10 @@ from pydantic import Field
 from web.apidoc import Responses, api
 from web.catalogue import catalogue_file, current_catalogue
 from web.errors import RequestRefused
-from web.schemas import FILTER, Closed, Error, Model
+from web.schemas import FILTER, Closed, Error, FilterField, Model
 from worker.core.catalogue import Catalogue, thumbnail_file
 from worker.core.filters import (
+    MAX_FILTER_FIELDS,
     FilterError,
     Filters,
     allowed_rows,
@@ -43,7 +44,7 @@ class CatalogueQuery(Model):
     page: int = Field(1, ge=1, le=10**6, description="1 is the first (400 `invalid_page`)")
     per_page: int = Field(PER_PAGE, ge=1, le=MAX_PER_PAGE,
                           description="designs a page (400 `invalid_per_page`)")
-    filter: list[str] = Field([], description=FILTER)
+    filter: list[FilterField] = Field([], max_length=MAX_FILTER_FIELDS, description=FILTER)
 
 
 class CatalogueDesign(Closed):

@@ -7,8 +7,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from web.schemas import _WS, FILTER, IMAGE_LIMITS, Closed, HitView, Model, SearchId, WaitQuery
+from web.schemas import _WS, FILTER, IMAGE_LIMITS, Closed, FilterField, HitView, Model, SearchId, WaitQuery
 from worker.core.contract import DEFAULT_FRONT_WEIGHT, DEFAULT_K, K_MAX, DesignStatus
+from worker.core.filters import MAX_FILTER_FIELDS
 
 
 class CheckForm(Model):
@@ -25,7 +26,7 @@ class CheckForm(Model):
         DEFAULT_FRONT_WEIGHT, description="as for a search (400 `invalid_front_weight` otherwise)")
     sides: str = Field("known", pattern=f"^{_WS}*(known|unknown)?{_WS}*$",
                        description="as for a search (400 `invalid_sides` otherwise)")
-    filter: list[str] = Field([], description=FILTER)
+    filter: list[FilterField] = Field([], max_length=MAX_FILTER_FIELDS, description=FILTER)
 
 
 class CheckQuery(WaitQuery):

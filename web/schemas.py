@@ -25,12 +25,18 @@ from worker.core.contract import (
     Verdict,
 )
 from worker.core.duplicates import DEFAULT_MIN_VERDICT
+from worker.core.filters import MAX_FILTER_FIELDS
 from worker.core.images import ACCEPTED_FORMATS, MAX_ASPECT, MIN_SIDE
 
 SearchId = Annotated[str, Field(pattern=SEARCH_ID.pattern, description="32 lowercase hex digits")]
 # What str.strip() strips (the form's fields are read stripped), as a regex class: not \\s,
 # whose ECMA meaning differs from Python's.
 _WS = "[\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+_NOT_WS = "[^" + _WS[1:]  # nor a colon, nor a comma: added where needed
+# a filter field: blank (skipped), or a column with something not blank before its first colon
+# and a value with something not blank after it
+FilterField = Annotated[str, Field(pattern=(
+    f"^{_WS}*$|^[^:]*{_NOT_WS[:-1]}:][^:]*:.*{_NOT_WS[:-1]},].*$"))]
 IMAGE_LIMITS = (f"{' or '.join(ACCEPTED_FORMATS)} only, checked by content whatever the name or "
                 f"part Content-Type; not empty; each side at least {MIN_SIDE} px, the long side "
                 f"at most {MAX_ASPECT:g}x the short; one frame")
@@ -96,7 +102,7 @@ class SearchForm(Model):
         "back and the other way round (400 `invalid_sides` otherwise)"))
     front_box: str = box_form("front")
     back_box: str = box_form("back")
-    filter: list[str] = Field([], description=FILTER)
+    filter: list[FilterField] = Field([], max_length=MAX_FILTER_FIELDS, description=FILTER)
 
 
 class SearchCreated(Closed):
