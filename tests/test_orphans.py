@@ -93,13 +93,38 @@ def test_a_worker_silent_longer_than_a_search_may_run_leaves_an_orphan(queue):
     assert failed_with_abandoned(job)
 
 
-def test_a_restarted_container_worker_with_the_same_pid_fails_its_predecessors_search(queue):
+def test_a_restarted_container_worker_runs_its_predecessors_search_again_once(queue):
     """In a container the worker is pid 1 before and after a restart, and the dead one's
-    registration outlives it: the same host and pid under another name is a dead worker."""
+    registration outlives it: the same host and pid under another name is a dead worker. Its
+    search is queued again, at the head (a worker killed under it costs a wait, not a
+    resubmission); a search whose second worker dies too fails (it may be what kills them)."""
     host, pid = socket.gethostname(), os.getpid()
+    queue.enqueue("worker.service.jobs.search_pair", job_id=uuid.uuid4().hex)  # waiting
     job, _ = started_by(queue, f"{host}.{pid}.dead00")
-    assert fail_orphaned_searches(queue, 60, f"{host}.{pid}.alive1") == [job.id]
+    assert fail_orphaned_searches(queue, 60, f"{host}.{pid}.alive1") == []  # none ended
+    assert job.get_status(refresh=True) == JobStatus.QUEUED
+    assert queue.get_job_ids()[0] == job.id and len(queue) == 2
+    assert job.id not in StartedJobRegistry(queue=queue).get_job_ids()
+    queue.remove(job)  # taken and started by the next worker, which dies as well
+    worker = SimpleWorker([queue], connection=queue.connection, name=f"{host}.{pid}.dead01")
+    worker.prepare_execution(job)
+    worker.prepare_job_execution(job)
+    assert fail_orphaned_searches(queue, 60, f"{host}.{pid}.alive2") == [job.id]
     assert failed_with_abandoned(job)
+
+
+def test_an_edit_or_a_worker_that_may_be_frozen_is_not_run_again(queue, tmp_path):
+    """An edit changes the catalogue (`edit_outcome` settles it); a worker on another machine
+    that is only silent may wake and finish its search: both end as before."""
+    host, pid = socket.gethostname(), os.getpid()
+    (tmp_path / MANIFEST).write_text(json.dumps({"names": ["a"]}))
+    edit, _ = started_by(queue, f"{host}.{pid}.dead00", func=ADD_DESIGN_FUNC,
+                         kwargs={"name": "new"})
+    silent, worker = started_by(queue, "elsewhere.4242.aaaaaa")
+    queue.connection.delete(worker.key)
+    assert sorted(fail_orphaned_searches(queue, 60, f"{host}.{pid}.alive1",
+                                         features_dir=tmp_path)) == sorted([edit.id, silent.id])
+    assert failed_with_abandoned(silent) and edit.get_status(refresh=True) == JobStatus.FAILED
 
 
 def test_a_worker_never_fails_its_own_search(queue):

@@ -18,11 +18,20 @@ from rq.results import Result
 from rq.utils import now, utcparse
 
 from worker.core.bank import BankError, read_manifest
+from worker.core.checks import CHECK_FUNC
 from worker.core.contract import ABANDONED
-from worker.core.queueing import ADD_DESIGN_FUNC, REMOVE_DESIGN_FUNC, announce_done
+from worker.core.queueing import (
+    ADD_DESIGN_FUNC,
+    JOB_FUNC,
+    MATCH_FUNC,
+    REMOVE_DESIGN_FUNC,
+    announce_done,
+)
 
 log = logging.getLogger(__name__)
 HEARTBEAT_GRACE_S = 60  # beyond JOB_TIMEOUT: a worker this long silent is gone
+RERUNNABLE = (JOB_FUNC, CHECK_FUNC, MATCH_FUNC)  # jobs that write only their own outputs
+RERUN_AFTER = "rerun_after"  # job meta: the dead worker after which the job was queued again
 EDIT_LOST = ("the worker stopped during this edit, before it changed the catalogue: nothing "
              "was changed; try the edit again")
 
@@ -110,6 +119,27 @@ def edit_outcome(job: Job, features_dir: Path | None) -> dict | None:
     return {"name": name, "n_pairs": len(names)} if applied else None
 
 
+def _rerun(queue: Queue, registry: StartedJobRegistry, job: Job, own_name: str | None) -> bool:
+    """Put a job its worker left back at the head of its queue, once, when that worker is
+    certainly dead (on this host: its process gone, or its pid reused) rather than silent (a
+    frozen one may wake and finish it), and the job only writes its own outputs (a search, a
+    check's chunk, a match view): a worker killed under it (OOM, a deploy) costs the user a
+    wait, not a resubmission; a job that kills its worker twice fails."""
+    if job.func_name not in RERUNNABLE or RERUN_AFTER in job.meta \
+            or not _dead_local_worker(job.worker_name or "", own_name):
+        return False
+    job.meta[RERUN_AFTER] = job.worker_name
+    job.save_meta()
+    with queue.connection.pipeline() as pipe:
+        registry.remove_executions(job, pipeline=pipe)
+        job.set_status(JobStatus.QUEUED, pipeline=pipe)
+        pipe.lpush(queue.key, job.id)
+        pipe.execute()
+    log.warning("job %s was abandoned by dead worker %s: queued again, once", job.id,
+                job.worker_name)
+    return True
+
+
 def fail_orphaned_searches(queue: Queue, failure_ttl: int, own_name: str | None = None,
                            job_timeout: int = 120, features_dir: Path | None = None
                            ) -> list[str]:
@@ -117,8 +147,10 @@ def fail_orphaned_searches(queue: Queue, failure_ttl: int, own_name: str | None 
     registration (RQ's worker key) is gone or silent for longer than a search may run (any
     machine), or, on this host, one whose process is gone or whose pid is now ours (a
     container's restarted worker is pid 1 again). `own_name`: the calling worker's name. A
-    catalogue edit the catalogue shows applied (`edit_outcome`, with `features_dir`) is
-    finished with its outcome instead; one not applied fails saying nothing changed.
+    search, check chunk or match view whose worker is dead on this host is run again once
+    instead (`_rerun`); a catalogue edit the catalogue shows applied (`edit_outcome`, with
+    `features_dir`) is finished with its outcome; one not applied fails saying nothing
+    changed. Returns the jobs ended.
 
     RQ would find them too, but only once the execution's heartbeat expires.
     """
@@ -130,6 +162,8 @@ def fail_orphaned_searches(queue: Queue, failure_ttl: int, own_name: str | None 
         except NoSuchJobError:
             continue
         if job.get_status() != JobStatus.STARTED or not is_orphaned(job, own_name, job_timeout):
+            continue
+        if _rerun(queue, registry, job, own_name):
             continue
         outcome = edit_outcome(job, features_dir)
         error = EDIT_LOST if job.func_name in (ADD_DESIGN_FUNC, REMOVE_DESIGN_FUNC) else ABANDONED
