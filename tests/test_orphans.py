@@ -17,9 +17,10 @@ from rq.registry import FinishedJobRegistry, StartedJobRegistry
 from rq.utils import now
 
 from worker.core.bank import MANIFEST
+from worker.core.checks import CHECK_FUNC
 from worker.core.contract import ABANDONED
-from worker.core.queueing import ADD_DESIGN_FUNC, REMOVE_DESIGN_FUNC
-from worker.service.housekeeping import EDIT_LOST, fail_orphaned_searches
+from worker.core.queueing import ADD_DESIGN_FUNC, MATCH_FUNC, REMOVE_DESIGN_FUNC
+from worker.service.orphans import EDIT_LOST, EDIT_UNSURE, _rerun, settle_orphaned_jobs
 
 
 @pytest.fixture
@@ -50,14 +51,14 @@ def failed_with_abandoned(job: Job) -> bool:
 
 def test_a_live_worker_on_another_machine_keeps_its_search(queue):
     job, _ = started_by(queue, "elsewhere.4242.aaaaaa")
-    assert fail_orphaned_searches(queue, 60, "here.1.bbbbbb") == []
+    assert settle_orphaned_jobs(queue, 60, "here.1.bbbbbb") == []
     assert job.get_status(refresh=True) == JobStatus.STARTED
 
 
 def test_a_worker_whose_registration_is_gone_leaves_an_orphan(queue):
     job, worker = started_by(queue, "elsewhere.4242.aaaaaa")  # another machine: no pid to test
     queue.connection.delete(worker.key)  # its registration expired (or it was removed)
-    assert fail_orphaned_searches(queue, 60, "here.1.bbbbbb") == [job.id]
+    assert settle_orphaned_jobs(queue, 60, "here.1.bbbbbb") == [job.id]
     assert failed_with_abandoned(job)
 
 
@@ -65,23 +66,29 @@ def test_a_worker_whose_registration_is_gone_leaves_an_orphan(queue):
                                            (ADD_DESIGN_FUNC, ["a"]),
                                            (REMOVE_DESIGN_FUNC, ["a"]),
                                            (REMOVE_DESIGN_FUNC, ["a", "new"])])
-def test_an_abandoned_edit_ends_as_the_catalogue_shows_it(queue, tmp_path, func, applied):
+@pytest.mark.parametrize("where", ["here", "elsewhere"])
+def test_an_abandoned_edit_ends_as_the_catalogue_shows_it(queue, tmp_path, func, applied, where):
     """A worker killed after its edit switched the catalogue and before the job ended: the
     edit is finished with its outcome (it was failed as a search to resubmit, and the retry
     was then refused as a duplicate or an unknown name); one killed before: failed, saying
-    nothing changed."""
+    nothing changed, but only when its worker is certainly dead (this host, its pid gone): one
+    only silent (another machine) may yet apply it."""
     (tmp_path / MANIFEST).write_text(json.dumps({"names": applied}))
-    job, worker = started_by(queue, "elsewhere.4242.aaaaaa", func=func,
-                             kwargs={"name": "new"})
+    host, pid = socket.gethostname(), os.getpid()
+    name = f"{host}.{pid}.dead00" if where == "here" else "elsewhere.4242.aaaaaa"
+    job, worker = started_by(queue, name, func=func, kwargs={"name": "new"})
     queue.connection.delete(worker.key)
-    assert fail_orphaned_searches(queue, 60, "here.1.bbbbbb", features_dir=tmp_path) == [job.id]
+    assert settle_orphaned_jobs(queue, 60, f"{host}.{pid}.alive1",
+                                features_dir=tmp_path) == [job.id]
     job.refresh()
     if ("new" in applied) == (func == ADD_DESIGN_FUNC):
         assert job.get_status() == JobStatus.FINISHED
         assert job.return_value() == {"name": "new", "n_pairs": len(applied)}
         assert job.id in FinishedJobRegistry(queue=queue).get_job_ids()
+        assert 0 < queue.connection.ttl(job.key) <= 60  # it expires as any result does
     else:
-        assert job.get_status() == JobStatus.FAILED and job.meta["error"] == EDIT_LOST
+        assert job.get_status() == JobStatus.FAILED
+        assert job.meta["error"] == (EDIT_LOST if where == "here" else EDIT_UNSURE)
     assert job.id not in StartedJobRegistry(queue=queue).get_job_ids()
 
 
@@ -89,27 +96,31 @@ def test_a_worker_silent_longer_than_a_search_may_run_leaves_an_orphan(queue):
     job, worker = started_by(queue, "elsewhere.4242.aaaaaa")
     stale = (now() - timedelta(seconds=120 + 61)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     queue.connection.hset(worker.key, "last_heartbeat", stale)
-    assert fail_orphaned_searches(queue, 60, "here.1.bbbbbb", job_timeout=120) == [job.id]
+    assert settle_orphaned_jobs(queue, 60, "here.1.bbbbbb", job_timeout=120) == [job.id]
     assert failed_with_abandoned(job)
 
 
-def test_a_restarted_container_worker_runs_its_predecessors_search_again_once(queue):
+@pytest.mark.parametrize("func", ["worker.service.jobs.search_pair", CHECK_FUNC, MATCH_FUNC])
+def test_a_restarted_container_worker_runs_its_predecessors_job_again_once(queue, func):
     """In a container the worker is pid 1 before and after a restart, and the dead one's
     registration outlives it: the same host and pid under another name is a dead worker. Its
-    search is queued again, at the head (a worker killed under it costs a wait, not a
-    resubmission); a search whose second worker dies too fails (it may be what kills them)."""
+    search (check chunk, match view) is queued again, at the head (a worker killed under it
+    costs a wait, not a resubmission), by one step that a second look at the same state
+    cannot repeat; one whose second worker dies too fails (it may be what kills them)."""
     host, pid = socket.gethostname(), os.getpid()
     queue.enqueue("worker.service.jobs.search_pair", job_id=uuid.uuid4().hex)  # waiting
-    job, _ = started_by(queue, f"{host}.{pid}.dead00")
-    assert fail_orphaned_searches(queue, 60, f"{host}.{pid}.alive1") == []  # none ended
+    job, _ = started_by(queue, f"{host}.{pid}.dead00", func=func)
+    stale = Job.fetch(job.id, connection=queue.connection)  # as another worker read it
+    assert settle_orphaned_jobs(queue, 60, f"{host}.{pid}.alive1") == []  # none ended
     assert job.get_status(refresh=True) == JobStatus.QUEUED
     assert queue.get_job_ids()[0] == job.id and len(queue) == 2
     assert job.id not in StartedJobRegistry(queue=queue).get_job_ids()
+    assert _rerun(queue, stale, f"{host}.{pid}.alive2") == 0 and len(queue) == 2  # not twice
     queue.remove(job)  # taken and started by the next worker, which dies as well
     worker = SimpleWorker([queue], connection=queue.connection, name=f"{host}.{pid}.dead01")
     worker.prepare_execution(job)
     worker.prepare_job_execution(job)
-    assert fail_orphaned_searches(queue, 60, f"{host}.{pid}.alive2") == [job.id]
+    assert settle_orphaned_jobs(queue, 60, f"{host}.{pid}.alive2") == [job.id]
     assert failed_with_abandoned(job)
 
 
@@ -122,7 +133,7 @@ def test_an_edit_or_a_worker_that_may_be_frozen_is_not_run_again(queue, tmp_path
                          kwargs={"name": "new"})
     silent, worker = started_by(queue, "elsewhere.4242.aaaaaa")
     queue.connection.delete(worker.key)
-    assert sorted(fail_orphaned_searches(queue, 60, f"{host}.{pid}.alive1",
+    assert sorted(settle_orphaned_jobs(queue, 60, f"{host}.{pid}.alive1",
                                          features_dir=tmp_path)) == sorted([edit.id, silent.id])
     assert failed_with_abandoned(silent) and edit.get_status(refresh=True) == JobStatus.FAILED
 
@@ -130,7 +141,7 @@ def test_an_edit_or_a_worker_that_may_be_frozen_is_not_run_again(queue, tmp_path
 def test_a_worker_never_fails_its_own_search(queue):
     name = f"{socket.gethostname()}.{os.getpid()}.mine00"
     job, _ = started_by(queue, name)
-    assert fail_orphaned_searches(queue, 60, name) == []
+    assert settle_orphaned_jobs(queue, 60, name) == []
     assert job.get_status(refresh=True) == JobStatus.STARTED
 
 
@@ -139,7 +150,7 @@ def test_a_job_allowed_longer_than_a_search_is_judged_by_its_own_timeout(queue):
     job, worker = started_by(queue, "elsewhere.4242.aaaaaa", timeout=300)
     stale = (now() - timedelta(seconds=120 + 61)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     queue.connection.hset(worker.key, "last_heartbeat", stale)
-    assert fail_orphaned_searches(queue, 60, "here.1.bbbbbb", job_timeout=120) == []
+    assert settle_orphaned_jobs(queue, 60, "here.1.bbbbbb", job_timeout=120) == []
     assert job.get_status(refresh=True) == JobStatus.STARTED
 
 
@@ -149,7 +160,7 @@ def test_a_restarted_worker_unregisters_its_dead_predecessors_first(queue):
     import sys
 
     from web.ops import live_workers
-    from worker.service.housekeeping import forget_dead_local_workers
+    from worker.service.orphans import forget_dead_local_workers
 
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                            capture_output=True, text=True, check=True)
@@ -157,10 +168,13 @@ def test_a_restarted_worker_unregisters_its_dead_predecessors_first(queue):
     names = {"dead": f"{host}.{int(ended.stdout)}.aaaaaa", "alive": f"{host}.{os.getppid()}.bbbbbb",
              "elsewhere": "elsewhere.4242.cccccc",
              "same pid": f"{host}.{os.getpid()}.before"}  # a restarted container's pid 1
-    for name in names.values():
-        worker = SimpleWorker([queue], connection=queue.connection, name=name)
-        worker.register_birth()
-        worker.heartbeat()
+    for key, name in names.items():
+        if key != "dead":
+            worker = SimpleWorker([queue], connection=queue.connection, name=name)
+            worker.register_birth()
+            worker.heartbeat()
+    job, worker = started_by(queue, names["dead"])  # killed while it ran a search
+    worker.heartbeat()
     assert live_workers(queue.connection, queue) == 4  # of this test's queue
     me = f"{host}.{os.getpid()}.after"  # the name this worker will register under
     gone = forget_dead_local_workers(queue.connection, me)  # (and any other test's dead ones)
@@ -168,6 +182,10 @@ def test_a_restarted_worker_unregisters_its_dead_predecessors_first(queue):
     assert not {names["alive"], names["elsewhere"]} & set(gone)
     assert live_workers(queue.connection, queue) == 2
     assert names["dead"] not in forget_dead_local_workers(queue.connection, me)
+    # its search was queued again before its registration went: a worker on another machine,
+    # which would now judge that worker only silent, finds nothing to fail
+    assert job.get_status(refresh=True) == JobStatus.QUEUED and queue.get_job_ids() == [job.id]
+    assert settle_orphaned_jobs(queue, 60, "elsewhere.4242.cccccc") == []
 
 
 def test_the_drawings_of_a_chunk_whose_worker_died_are_deleted_with_it(queue, tmp_path):

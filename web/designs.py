@@ -38,6 +38,7 @@ from worker.core.catalogue import DESIGN_NAME
 from worker.core.contract import SIDES
 from worker.core.queueing import (
     ADD_DESIGN_FUNC,
+    EDIT_FUNCS,
     ENDED,
     REMOVE_DESIGN_FUNC,
     upload_name,
@@ -48,7 +49,6 @@ from worker.core.readcache import read_manifest_cached
 bp = Blueprint("designs", __name__)
 EDIT_WAIT_S = 60
 PENDING = "pairsearch:edit-pending:"  # + design name: the id of the edit of it under way
-EDIT_FUNCS = (ADD_DESIGN_FUNC, REMOVE_DESIGN_FUNC)
 EDIT_ID = {"edit_id": "the id a 202 returned (32 lowercase hex digits)"}
 ENQUEUE_GRACE_S = 120  # a claimed edit's job exists within a request's upload time
 # the claim: free when nobody holds it, or the holder's job has ended, or it has no job and

@@ -86,7 +86,8 @@ def search_status(job: Job) -> SearchStatus:
 def describe(job: Job) -> dict:
     """The JSON the API returns for one search."""
     status = search_status(job)
-    body: dict = {"id": job.id, "status": status.value, "stage": job.meta.get("stage"),
+    stage = "queued" if status is SearchStatus.QUEUED else job.meta.get("stage")  # and rerun
+    body: dict = {"id": job.id, "status": status.value, "stage": stage,
                   "url": url_for("api.get_search", search_id=job.id)}
     if (name := current_app.extensions["redis"].get(SEARCHED_WITH + job.id)) is not None:
         body["searched_with"] = name.decode()

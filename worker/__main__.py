@@ -13,7 +13,8 @@ from worker.core.bank import BankError
 from worker.core.catalogue import CatalogueError
 from worker.core.settings import InvalidSetting, Settings
 from worker.pipeline.weights import WeightsUnavailable
-from worker.service.housekeeping import forget_dead_local_workers, worker_name
+from worker.service.housekeeping import worker_name
+from worker.service.orphans import forget_dead_local_workers
 from worker.service.process import serve, served_queues, start_engine
 
 

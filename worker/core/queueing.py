@@ -22,6 +22,7 @@ JOB_FUNC = "worker.service.jobs.search_pair"
 ADD_DESIGN_FUNC = "worker.service.edits.add_design"
 REMOVE_DESIGN_FUNC = "worker.service.edits.remove_design_by_name"
 MATCH_FUNC = "worker.service.matches.draw_match"
+EDIT_FUNCS = (ADD_DESIGN_FUNC, REMOVE_DESIGN_FUNC)  # catalogue edits: they change the catalogue
 CHUNK_FUNC = "worker.service.chunks.extract_chunk"  # a chunk of a distributed index build
 EXTENSION = {"JPEG": "jpg", "PNG": "png"}
 UPLOAD_NAME = re.compile(contract.UPLOAD_NAME)  # use fullmatch

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from worker.core.queueing import CHUNK_FUNC, index_queue_name
 from worker.core.settings import Settings
 from worker.indexing.chunks import Chunk, ChunkCache, Failure
-from worker.service.housekeeping import fail_orphaned_searches
+from worker.service.orphans import settle_orphaned_jobs
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3  # a chunk failing this often stops the build (its error is shown)
@@ -54,7 +54,7 @@ def extract_distributed(settings: Settings, cache: ChunkCache, chunks: list[Chun
     bar = tqdm(total=len(chunks), unit="chunk", desc="chunks", disable=not progress)
     try:
         while jobs:
-            fail_orphaned_searches(queue, KEEP_RESULT_S, None, settings.index_chunk_timeout)
+            settle_orphaned_jobs(queue, KEEP_RESULT_S, None, settings.index_chunk_timeout)
             for key, status in _statuses(queue.connection, jobs).items():
                 if status == JobStatus.FINISHED:
                     failures += [tuple(f) for f in jobs.pop(key).return_value()["failures"]]

@@ -27,7 +27,8 @@ from worker.core.settings import Settings
 from worker.indexing.recovery import recover_at_start
 from worker.service.dropped import start, sweep, take
 from worker.service.engine import Engine, install
-from worker.service.housekeeping import fail_orphaned_searches, worker_name
+from worker.service.housekeeping import worker_name
+from worker.service.orphans import settle_orphaned_jobs
 from worker.service.reports import REPORTS
 
 log = logging.getLogger(__name__)
@@ -134,18 +135,18 @@ class SearchWorker(SimpleWorker):
             self.heartbeat(self.get_heartbeat_ttl(job))
 
     def run_maintenance_tasks(self):
-        """RQ's registry clean-up, plus: fail searches of dead workers, put back jobs a worker
-        popped and never started, delete expired files."""
+        """RQ's registry clean-up, plus: settle the jobs of dead workers (run again, finished or
+        failed), put back jobs a worker popped and never started, delete expired files."""
         super().run_maintenance_tasks()
         try:  # a key or reply it cannot read must not stop the worker serving
             sweep(self.connection, [queue.name for queue in self.queues], self.name,
                   self.engine.settings.job_timeout)
         except (RedisError, ValueError, NoSuchJobError) as exc:
             log.warning("could not sweep for dropped jobs: %s", exc)
+        settings = self.engine.settings
         for queue in self.queues:
-            settings = self.engine.settings
-            for job_id in fail_orphaned_searches(queue, settings.result_ttl, self.name,
-                                                 settings.job_timeout, settings.features_dir):
+            for job_id in settle_orphaned_jobs(queue, settings.result_ttl, self.name,
+                                               settings.job_timeout, settings.features_dir):
                 try:
                     discard_uploads(self.engine.storage, Job.fetch(job_id, connection=self.connection))
                 except NoSuchJobError:
