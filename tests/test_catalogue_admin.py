@@ -19,7 +19,7 @@ from rq import Queue
 from tests.http import post_pair
 from tests.images import N_PAIRS
 from worker.core.bank import load_bank
-from worker.core.catalogue import load_catalogue
+from worker.core.catalogue import CatalogueError, load_catalogue
 from worker.dev.sample import draw_side, make_designs
 from worker.dev.services import service_env
 from worker.indexing.edits import CatalogueEditError, add_designs, remove_design
@@ -74,8 +74,10 @@ def test_add_then_remove_changes_what_searches_find(own_catalogue, extractor, tm
 
     with pytest.raises(CatalogueEditError, match="already used"):
         add_designs(own_catalogue, extractor, [("brand-new", front, back)])
-    with pytest.raises(CatalogueEditError, match="no column 'colour' .its columns: garment, "):
+    with pytest.raises(CatalogueError, match="no column 'colour' .its columns: garment, "):
         add_designs(own_catalogue, extractor, [("other-new", front, back)], [{"colour": "red"}])
+    with pytest.raises(CatalogueError, match="one line of at most 200 printable characters"):
+        add_designs(own_catalogue, extractor, [("other-new", front, back)], [{"season": "a\nb"}])
 
     added_images = [own_catalogue.database_dir / rel for rel in
                     (manifest["fronts"][-1], manifest["backs"][-1])]
@@ -138,13 +140,14 @@ def test_api_edits_need_the_token_and_refuse_duplicates(own_catalogue, redis, tm
     for fields, error in (({"colour": "red"}, "unknown_column"),
                           ({"season": "SS26\nSS27"}, "invalid_column_value"),
                           ({"season": ["SS26", "SS27"]}, "invalid_column_value"),
-                          ({"season": "x" * 201}, "invalid_column_value")):
+                          ({"season": "x" * 201}, "invalid_column_value"),
+                          ({"back": "not a file"}, "missing_back")):  # a side sent as text
         refused = client.post("/api/designs", data={**form("via-api"), **fields}, headers=auth)
         assert (refused.status_code, refused.get_json()["error"]) == (400, error), fields
     assert "its columns: garment, season" in client.post(
         "/api/designs", data={**form("via-api"), "colour": "red"}, headers=auth).get_json()["message"]
     sent = {**form("via-api"), "front": (io.BytesIO(artwork.getvalue()), "f.jpg"),
-            "garment": "dress", "season": " SS26 "}  # its values in the catalogue's columns
+            "garment": "dress", "season": " SS26\t"}  # its values in the catalogue's columns
     created = served(lambda: client.post("/api/designs", data=sent, headers=auth))
     assert created.status_code == 201, created.get_json()
     assert created.get_json() == {"name": "via-api", "n_pairs": N_PAIRS + 1}
@@ -201,6 +204,11 @@ def test_cli_import_adds_a_batch(own_catalogue, tmp_path):
                                  env=service_env(own_catalogue), capture_output=True, text=True,
                                  timeout=120)
     assert with_column.returncode == 2 and "expected COLUMN=VALUE" in with_column.stderr
+    twice = subprocess.run([sys.executable, "-m", "worker.cli.catalogue", "add", "x", "f.png",
+                            "b.png", "--column", "garment=dress", "--column", "garment=coat"],
+                           env=service_env(own_catalogue), capture_output=True, text=True,
+                           timeout=120)
+    assert twice.returncode == 1 and "more than once" in twice.stderr
     again = subprocess.run([sys.executable, "-m", "worker.cli.catalogue", "remove", "nope"],
                            env=service_env(own_catalogue), capture_output=True, text=True,
                            timeout=120)

@@ -21,7 +21,7 @@ from werkzeug.exceptions import Unauthorized
 
 from web.apidoc import ADMIN, Responses, api
 from web.catalogue import current_catalogue
-from web.design_schemas import MAX_COLUMN_VALUE, DesignEdit, DesignForm, EditPending, EditStatus
+from web.design_schemas import DesignEdit, DesignForm, EditPending, EditStatus
 from web.errors import RequestRefused
 from web.offload import off_loop
 from web.schemas import Error
@@ -34,7 +34,7 @@ from web.submissions import (
     store_uploads,
 )
 from worker.core.bank import BankError
-from worker.core.catalogue import DESIGN_NAME
+from worker.core.catalogue import DESIGN_NAME, ColumnValueError, check_column_values
 from worker.core.contract import SIDES
 from worker.core.queueing import (
     ADD_DESIGN_FUNC,
@@ -158,23 +158,20 @@ def get_edit(edit_id: str):
 
 def _column_values() -> dict[str, str]:
     """The new design's values in the catalogue's further columns: every form field but its
-    name; 400 for a column the catalogue lacks, or a value a pairs.csv row cannot hold."""
+    name (and a side sent as text, refused below as missing); 400 as `check_column_values`
+    refuses (the worker checks again, against the catalogue it edits)."""
+    given = {column: request.form.getlist(column) for column in request.form
+             if column not in ("name", *SIDES)}
+    for column, values in given.items():
+        if len(values) > 1:
+            raise RequestRefused(400, "invalid_column_value", f"{column} was given more than once")
+    values = {column: values[0].strip() for column, values in given.items()}
     catalogue = current_catalogue()
-    have = list(catalogue.extra) if catalogue is not None else []
-    values = {}
-    for column in request.form:
-        if column == "name":
-            continue
-        given = request.form.getlist(column)
-        if column not in have:
-            listed = ", ".join(have) or "none besides name, front and back"
-            raise RequestRefused(400, "unknown_column", f"the catalogue has no column "
-                                 f"{column[:80]!r} (its columns: {listed}); a new column "
-                                 "needs pairs.csv edited and a re-index")
-        if len(given) > 1 or len(given[0]) > MAX_COLUMN_VALUE or not given[0].isprintable():
-            raise RequestRefused(400, "invalid_column_value", f"{column} takes one value, one "
-                                 f"line of at most {MAX_COLUMN_VALUE} characters")
-        values[column] = given[0].strip()
+    if catalogue is not None:  # unreadable for now: the worker's check refuses
+        try:
+            check_column_values(list(catalogue.extra), [values])
+        except ColumnValueError as exc:
+            raise RequestRefused(400, exc.code, str(exc)) from None
     return values
 
 

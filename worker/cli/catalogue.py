@@ -40,6 +40,13 @@ def _column_value(text: str) -> tuple[str, str]:
     return column.strip(), value.strip()
 
 
+def _columns(given: list[tuple[str, str]]) -> dict[str, str]:
+    columns = dict(given)
+    if len(columns) < len(given):
+        raise CatalogueEditError("a column was given more than once in --column")
+    return columns
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m worker.cli.catalogue",
                                      description="Add or remove catalogue designs.")
@@ -61,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "remove":
             manifest = remove_design(settings, args.name)
         else:
-            designs, columns = (([(args.name, args.front, args.back)], [dict(args.column)])
+            designs, columns = (([(args.name, args.front, args.back)], [_columns(args.column)])
                                 if args.command == "add" else read_import(args.source))
             check_drawings(settings, designs)  # before the model loads, naming each file
             from worker.pipeline.extract import FeatureExtractor

@@ -23,11 +23,37 @@ from worker.core.storage import write_aside
 COLUMNS = ("name", "front", "back")
 THUMB_DIR = "thumbs"  # in FEATURES_DIR, shared by all generations
 THUMB_PX = 150  # one side of a catalogue thumbnail, as the grid draws it
+MAX_COLUMN_VALUE = 200  # characters of a design's value in a further column, when added
+NO_COLUMNS = "none besides name, front and back"  # the further columns of a bare catalogue
 DESIGN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # names new designs may take
 
 
 class CatalogueError(ValueError):
     """pairs.csv is missing or malformed; the message names the file and the problem."""
+
+
+class ColumnValueError(CatalogueError):
+    """A new design's value in a further column refused: `code` says why (for the API)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def check_column_values(columns: list[str], values: list[dict[str, str]]) -> None:
+    """Refuse a value in a column the catalogue (`columns`) lacks: a new column is a change to
+    pairs.csv for every design (edit it, then re-index); or one a pairs.csv row should not
+    hold: not one printable line of at most MAX_COLUMN_VALUE characters. ColumnValueError."""
+    for given in values:
+        for column, value in given.items():
+            if column not in columns:
+                have = ", ".join(columns) or NO_COLUMNS
+                raise ColumnValueError("unknown_column", f"the catalogue has no column "
+                                       f"{column[:80]!r} (its columns: {have}); add it to "
+                                       "pairs.csv and re-index first, or leave it out")
+            if len(value) > MAX_COLUMN_VALUE or not value.isprintable():
+                raise ColumnValueError("invalid_column_value", f"{column} takes one line of at "
+                                       f"most {MAX_COLUMN_VALUE} printable characters")
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,14 @@ from worker.core.bank import (
     load_generation,
     write_bank,
 )
-from worker.core.catalogue import DESIGN_NAME, Catalogue, catalogue_csv, load_catalogue, write_catalogue_csv
+from worker.core.catalogue import (
+    DESIGN_NAME,
+    Catalogue,
+    catalogue_csv,
+    check_column_values,
+    load_catalogue,
+    write_catalogue_csv,
+)
 from worker.core.duplicates import DUPLICATES, DuplicatePairs, read_duplicates
 from worker.core.generations import catalogue_lock, current_id
 from worker.core.images import load_image
@@ -128,8 +135,10 @@ def add_designs(settings: Settings, extractor, designs: list[tuple[str, Path, Pa
     catalogue's further columns (`columns[i]`; a column left out: empty); returns the new
     manifest. Every name, column and image is checked before anything is written."""
     values = columns or [{} for _ in designs]
+    if len(values) != len(designs):
+        raise ValueError(f"{len(designs)} designs but column values for {len(values)}")
     with editing(settings) as (catalogue, bank):
-        check_columns(catalogue, values)
+        check_column_values(list(catalogue.extra), values)
         check_model_matches(bank, extractor.weights_fingerprint, extractor.descriptor,
                             extractor.precision)
         if bank.quantised is not None and bank.manifest["sha256"]["quantised_model"] != \
@@ -173,16 +182,6 @@ def add_designs(settings: Settings, extractor, designs: list[tuple[str, Path, Pa
                     except OSError:
                         pass
             raise
-
-
-def check_columns(catalogue: Catalogue, values: list[dict[str, str]]) -> None:
-    """Refuse a column the catalogue does not have: a new column is a change to pairs.csv
-    for every design (edit it, then `make index`)."""
-    unknown = sorted({column for given in values for column in given} - set(catalogue.extra))
-    if unknown:
-        have = ", ".join(catalogue.extra) or "none besides name, front and back"
-        raise CatalogueEditError(f"the catalogue has no column {unknown[0]!r} (its columns: "
-                                 f"{have}); add it to pairs.csv and re-index first")
 
 
 def _extract(settings: Settings, extractor, bank: FeatureBank, rels: list[str],
