@@ -25,18 +25,24 @@ from worker.core.contract import (
     Verdict,
 )
 from worker.core.duplicates import DEFAULT_MIN_VERDICT
-from worker.core.filters import MAX_FILTER_FIELDS
+from worker.core.filters import MAX_FILTER_CHARS, MAX_FILTER_FIELDS
 from worker.core.images import ACCEPTED_FORMATS, MAX_ASPECT, MIN_SIDE
 
 SearchId = Annotated[str, Field(pattern=SEARCH_ID.pattern, description="32 lowercase hex digits")]
 # What str.strip() strips (the form's fields are read stripped), as a regex class: not \\s,
 # whose ECMA meaning differs from Python's.
 _WS = "[\\t\\n\\x0b\\x0c\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
-_NOT_WS = "[^" + _WS[1:]  # nor a colon, nor a comma: added where needed
+
+
+def _not(also: str) -> str:
+    """A regex class: neither what str.strip() strips nor `also`."""
+    return f"[^{_WS[1:-1]}{also}]"
+
+
 # a filter field: blank (skipped), or a column with something not blank before its first colon
 # and a value with something not blank after it
-FilterField = Annotated[str, Field(pattern=(
-    f"^{_WS}*$|^[^:]*{_NOT_WS[:-1]}:][^:]*:.*{_NOT_WS[:-1]},].*$"))]
+FilterField = Annotated[str, Field(max_length=MAX_FILTER_CHARS, pattern=(
+    f"^{_WS}*$|^[^:]*{_not(':')}[^:]*:[\\s\\S]*{_not(',')}[\\s\\S]*$"))]
 IMAGE_LIMITS = (f"{' or '.join(ACCEPTED_FORMATS)} only, checked by content whatever the name or "
                 f"part Content-Type; not empty; each side at least {MIN_SIDE} px, the long side "
                 f"at most {MAX_ASPECT:g}x the short; one frame")

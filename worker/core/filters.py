@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from worker.core.catalogue import Catalogue
+from worker.core.catalogue import NO_COLUMNS, Catalogue
 
 Filters = dict[str, list[str]]
 MAX_FILTER_FIELDS = 50  # filter fields one search may give
@@ -29,14 +29,17 @@ class FilterError(ValueError):
 def parse_filter_fields(fields: Iterable[str]) -> Filters:
     """`column:value[,value...]` fields -> {column: sorted values}; blank fields are skipped.
     Raises FilterError naming the field it cannot read."""
-    fields = [str(f).strip() for f in fields]
+    fields = [str(f) for f in fields]
     if len(fields) > MAX_FILTER_FIELDS:
         raise FilterError(f"at most {MAX_FILTER_FIELDS} filter fields, got {len(fields)}")
     parsed: dict[str, set[str]] = {}
-    for field in filter(None, fields):
+    for raw in fields:
+        field = raw.strip()
+        if not field:
+            continue
         column, sep, values = field.partition(":")
         wanted = {v.strip() for v in values.split(",")} - {""}
-        if len(field) > MAX_FILTER_CHARS or not sep or not column.strip() or not wanted:
+        if len(raw) > MAX_FILTER_CHARS or not sep or not column.strip() or not wanted:
             raise FilterError(f"a filter reads column:value[,value...] (at most "
                               f"{MAX_FILTER_CHARS} characters), got {field[:80]!r}")
         parsed.setdefault(column.strip(), set()).update(wanted)
@@ -52,7 +55,7 @@ def check_filters(filters: Filters, catalogue: Catalogue) -> None:
     """Refuse a column the catalogue does not have, or a value no design has in it."""
     for column, values in filters.items():
         if column not in catalogue.codes:
-            have = ", ".join(filter(_nameable, catalogue.codes)) or "none besides name, front and back"
+            have = ", ".join(filter(_nameable, catalogue.codes)) or NO_COLUMNS
             raise FilterError(f"unknown filter column {column!r}; the catalogue's columns "
                               f"are: {have}")
         known = set(catalogue.codes[column][1])
