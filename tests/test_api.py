@@ -160,23 +160,23 @@ def test_unknown_ids_are_404(indexed_client):
         assert response.status_code == 404
 
 
-def test_the_id_of_another_kind_of_job_is_no_search(indexed_client, redis):
+def test_the_id_of_another_kind_of_job_is_no_search(indexed_client, redis, indexed_settings):
     """An edit's id has a search id's form and its job the same queue: no search of that id
     (it was a 500 once the edit finished, and told anyone an edit's state without a token)."""
     import uuid
 
-    from rq.job import Job
     from rq.results import Result
 
     from web.designs import REMOVE_DESIGN_FUNC
 
-    edit = Job.create(REMOVE_DESIGN_FUNC, kwargs={"name": "dress-0001"}, connection=redis,
-                      id=uuid.uuid4().hex)  # as the web names an edit
-    edit.save()
+    queue = Queue(indexed_settings.queue_name, connection=redis)
+    edit = queue.enqueue(REMOVE_DESIGN_FUNC, kwargs={"name": "dress-0001"},
+                         job_id=uuid.uuid4().hex)  # as the web names and queues an edit
     urls = [f"/api/searches/{edit.id}", f"/api/searches/{edit.id}/result.jpg",
             f"/api/searches/{edit.id}/results.csv", f"/api/searches/{edit.id}/match/1.jpg",
             f"/searches/{edit.id}", f"/searches/{edit.id}/match/1"]
     assert [indexed_client.get(url).status_code for url in urls] == [404] * len(urls)  # queued
+    assert edit.get_status(refresh=True) == "queued"
     edit.set_status("finished")
     Result.create(edit, Result.Type.SUCCESSFUL, ttl=60, return_value={"name": "dress-0001",
                                                                        "n_pairs": 59})

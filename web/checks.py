@@ -69,7 +69,8 @@ def _designs(state: CheckState) -> list[dict]:
                   HTTP_202=(CheckCreated, "queued; poll `url`"),
                   HTTP_400=(Error, "no collection (`missing_collection`), a body not "
                                    "multipart/form-data (`not_multipart`), an empty file, a bad "
-                                   "`k`, `front_weight` or `sides`, an entry named with `..` or "
+                                   "or repeated `k`, `front_weight` or `sides`, a box, a bad "
+                                   "filter, an entry named with `..` or "
                                    "an absolute path, a link or encrypted (`unsafe_entry`), or "
                                    "no usable pairs.csv (`invalid_pairs_csv`)"),
                   HTTP_413=(Error, "the request is too large (`too_large`), the ZIP holds too "

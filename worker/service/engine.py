@@ -123,7 +123,8 @@ class Engine:
             except (BankError, CatalogueError, OSError) as exc:
                 log.warning("catalogue version %s cannot be used (%s); using the current one",
                             generation, exc)
-                self._unusable.add(generation)  # each later chunk of its check: no reload
+                if not isinstance(exc, OSError) or isinstance(exc, FileNotFoundError):
+                    self._unusable.add(generation)  # gone or foreign for good: not reloaded
                 return self.snapshot
         return self._older
 
