@@ -86,7 +86,8 @@ def search_status(job: Job) -> SearchStatus:
 def describe(job: Job) -> dict:
     """The JSON the API returns for one search."""
     status = search_status(job)
-    stage = "queued" if status is SearchStatus.QUEUED else job.meta.get("stage")  # and rerun
+    # a job queued again after its worker died keeps that run's last stage in its meta
+    stage = "queued" if status is SearchStatus.QUEUED else job.meta.get("stage")
     body: dict = {"id": job.id, "status": status.value, "stage": stage,
                   "url": url_for("api.get_search", search_id=job.id)}
     if (name := current_app.extensions["redis"].get(SEARCHED_WITH + job.id)) is not None:
