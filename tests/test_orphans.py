@@ -125,7 +125,7 @@ def test_a_restarted_container_worker_runs_its_predecessors_job_again_once(queue
 
 
 def test_an_edit_or_a_worker_that_may_be_frozen_is_not_run_again(queue, tmp_path):
-    """An edit changes the catalogue (`edit_outcome` settles it); a worker on another machine
+    """An edit changes the catalogue (`settle_edit` settles it); a worker on another machine
     that is only silent may wake and finish its search: both end as before."""
     host, pid = socket.gethostname(), os.getpid()
     (tmp_path / MANIFEST).write_text(json.dumps({"names": ["a"]}))

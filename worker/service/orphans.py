@@ -5,6 +5,7 @@ the user what to do; dead workers of this host unregistered first."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 from redis import Redis
@@ -65,13 +66,20 @@ def forget_dead_local_workers(connection: Redis, own_name: str) -> list[str]:
 
 
 def _rerun_jobs_of(queue: Queue, name: str, own_name: str) -> None:
+    for job in _started_jobs(queue):
+        if job.worker_name == name:
+            _rerun(queue, job, own_name)
+
+
+def _started_jobs(queue: Queue) -> Iterator[Job]:
+    """The jobs of `queue`'s started registry still marked started (one gone is skipped)."""
     for job_id in StartedJobRegistry(queue=queue).get_job_ids(cleanup=False):
         try:
             job = Job.fetch(job_id, connection=queue.connection)
         except NoSuchJobError:
             continue
-        if job.worker_name == name and job.get_status() == JobStatus.STARTED:
-            _rerun(queue, job, own_name)
+        if job.get_status() == JobStatus.STARTED:
+            yield job
 
 
 def settle_edit(job: Job, features_dir: Path | None, own_name: str | None
@@ -126,21 +134,17 @@ def settle_orphaned_jobs(queue: Queue, failure_ttl: int, own_name: str | None = 
     RQ would find them too, but only once the execution's heartbeat expires.
     """
     ended = []
-    for job_id in StartedJobRegistry(queue=queue).get_job_ids(cleanup=False):
-        try:
-            job = Job.fetch(job_id, connection=queue.connection)
-        except NoSuchJobError:
-            continue
-        if job.get_status() != JobStatus.STARTED or not is_orphaned(job, own_name, job_timeout):
+    for job in _started_jobs(queue):
+        if not is_orphaned(job, own_name, job_timeout):
             continue
         if _rerun(queue, job, own_name) >= 0:
             continue
         outcome, error = (settle_edit(job, features_dir, own_name) if job.func_name in EDIT_FUNCS
                           else (None, ABANDONED))
         _end(queue, job, failure_ttl, outcome, error)
-        announce_done(queue.connection, job_id)
-        ended.append(job_id)
-        log.warning("job %s was abandoned by dead worker %s: %s", job_id, job.worker_name,
+        announce_done(queue.connection, job.id)
+        ended.append(job.id)
+        log.warning("job %s was abandoned by dead worker %s: %s", job.id, job.worker_name,
                     error or f"its edit was applied: {outcome}")
     return ended
 
