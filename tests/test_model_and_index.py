@@ -48,6 +48,19 @@ def test_unknown_weights_setting_is_explained():
         resolve_weights("/no/such/file.h5")
 
 
+def test_building_and_running_the_model_writes_no_file(tmp_path, monkeypatch):
+    """AutoGraph turns a traced function into generated source files in the temp folder, six
+    left at every worker start; the pooling is traced without it."""
+    import tempfile
+
+    from worker.pipeline.extract import FeatureExtractor
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    extractor = FeatureExtractor("bsds500", DEFAULT_DESCRIPTOR, "float32")
+    extractor.extract(np.full((1, 224, 224, 3), 255, dtype=np.uint8))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_descriptor_rows_are_unit_and_deterministic(extractor, catalogue_dir):
     cat = load_catalogue(catalogue_dir)
     canvases = np.stack([make_canvas(cat.image_path(p)) for p in cat.fronts[:3]])
