@@ -12,9 +12,11 @@ The knobs are settings (worker/core/settings.py, README): WEB_WORKERS, WEB_CONNE
 MAX_LONG_POLLS (read by the app), CLIENT_TIMEOUT. `--bind` chooses the address.
 """
 
+import json
 import resource
 
 import gevent
+from gunicorn import util
 from gunicorn.workers.base_async import AsyncWorker
 from gunicorn.workers.ggevent import GeventWorker
 
@@ -28,6 +30,29 @@ _soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 if _soft != resource.RLIM_INFINITY and _soft < _files:
     resource.setrlimit(resource.RLIMIT_NOFILE, (_files if _hard == resource.RLIM_INFINITY
                                                 else min(_files, _hard), _hard))
+
+
+# gunicorn's own refusals, before the app sees the request, in words a person understands
+_REFUSALS = {
+    400: "the request is not valid HTTP",
+    414: "the request's URL is too long: the request line's limit is {line} bytes",
+    431: "the request's headers are too large: at most {fields} fields of {size} bytes each",
+}
+
+
+def write_json_error(sock, status_int, reason, mesg):
+    """What gunicorn answers for a request it refuses itself (a URL over limit_request_line:
+    414, headers over their limits: 431, a request line that is not HTTP: 400), in the API's
+    {"error", "message"} shape instead of gunicorn's HTML page."""
+    message = _REFUSALS.get(status_int, reason.lower()).format(
+        line=limit_request_line, fields=limit_request_fields, size=limit_request_field_size)
+    body = json.dumps({"error": reason.lower().replace(" ", "_"), "message": message}).encode()
+    head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+    util.write_nonblock(sock, head.encode("latin-1") + body)
+
+
+util.write_error = write_json_error  # the worker's handle_error sends every such refusal through it
 
 
 class ClientTimeoutWorker(GeventWorker):

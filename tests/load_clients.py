@@ -121,3 +121,14 @@ class LongPollers:
                     self.ended[url] = response.json()["status"]
             if response.status_code != 200:
                 time.sleep(0.5)
+
+
+def wait_for_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            requests.get(url, timeout=10)
+            return
+        except requests.RequestException:  # refused, or too slow while the machine is busy
+            time.sleep(0.2)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")

@@ -18,7 +18,14 @@ import pytest
 import requests
 
 from tests.images import N_PAIRS, design_pair, variant
-from tests.load_clients import LongPollers, dropped_within, percentile, probe_healthz, silent_client
+from tests.load_clients import (
+    LongPollers,
+    dropped_within,
+    percentile,
+    probe_healthz,
+    silent_client,
+    wait_for_http,
+)
 from worker.dev.processes import free_port, stop_process
 from worker.dev.services import start_web, start_worker, wait_for_workers
 
@@ -28,17 +35,6 @@ LONG_POLLS = 200
 SILENT_CLIENTS = 50
 HEALTHZ_P99_BOUND_S = 2.0  # the target is 0.5 s (docs/reliability.md); CI machines are noisy
 DEADLINE_S = 300  # for every accepted search to end
-
-
-def wait_for_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            requests.get(url, timeout=10)
-            return
-        except requests.RequestException:  # refused, or too slow while the machine is busy
-            time.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer within {timeout} s")
 
 
 @pytest.mark.timeout(DEADLINE_S + 180)

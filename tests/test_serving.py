@@ -1,14 +1,19 @@
-"""The web server's settings (gunicorn.conf.py) and the long-poll cap, without starting a server."""
+"""The web server's settings (gunicorn.conf.py) and the long-poll cap; the refusals gunicorn
+makes itself, from a server started as `make run` starts it."""
 
 from __future__ import annotations
 
 import runpy
+import socket
 
 import pytest
+import requests
 
+from tests.load_clients import wait_for_http
 from web.longpolls import LongPolls
 from worker.core.settings import InvalidSetting
-from worker.dev.services import GUNICORN_CONF, web_command
+from worker.dev.processes import free_port, stop_process
+from worker.dev.services import GUNICORN_CONF, start_web, web_command
 
 
 def test_the_long_poll_cap_grants_slots_up_to_the_limit_then_answers_at_once():
@@ -35,3 +40,35 @@ def test_gunicorn_conf_refuses_more_long_polls_than_connections(monkeypatch):
     monkeypatch.setenv("WEB_CONNECTIONS", "1000")
     with pytest.raises(InvalidSetting, match="MAX_LONG_POLLS"):
         runpy.run_path(str(GUNICORN_CONF))
+
+
+def test_requests_gunicorn_refuses_itself_get_the_apis_json_errors(settings, redis, tmp_path):
+    """A URL, headers or a request line past gunicorn's limits never reach the app: gunicorn
+    answers them, in the same {"error", "message"} shape as every other refusal."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    web = start_web(settings, port, log=tmp_path / "web.log")
+    try:
+        wait_for_http(f"{base}/healthz")
+        long_url = requests.get(f"{base}/api/searches/{'a' * 5000}", timeout=10)
+        big_header = requests.get(f"{base}/api/searches/x", headers={"X-Big": "b" * 9000},
+                                  timeout=10)
+        many_headers = requests.get(f"{base}/healthz",
+                                    headers={f"X-{i}": "1" for i in range(60)}, timeout=10)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"NOT HTTP AT ALL\r\n\r\n")
+            not_http = sock.makefile("rb").read()
+        answers = [(r.status_code, r.headers["Content-Type"], r.json())
+                   for r in (long_url, big_header, many_headers)]
+        assert answers[0] == (414, "application/json", {
+            "error": "uri_too_long",
+            "message": "the request's URL is too long: the request line's limit is 4094 bytes"})
+        assert answers[1] == answers[2] == (431, "application/json", {
+            "error": "request_header_fields_too_large",
+            "message": "the request's headers are too large: at most 50 fields of 8190 bytes "
+                       "each"})
+        head, _, body = not_http.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 Bad Request") and b"application/json" in head
+        assert body == b'{"error": "bad_request", "message": "the request is not valid HTTP"}'
+    finally:
+        stop_process(web)
