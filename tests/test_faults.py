@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import subprocess
 import time
 
 import pytest
@@ -219,14 +220,19 @@ def test_a_named_worker_keeps_its_name_when_an_outage_ends_its_loop(indexed_sett
     assert registered == ["cutter-b", "cutter-b~1"]
 
 
-def test_an_idle_worker_stops_on_sigterm(indexed_settings, redis):
+def test_an_idle_worker_stops_on_sigterm(indexed_settings, redis, tmp_path):
     # the warm shutdown that `make run` (and any process manager) asks for: an idle worker
     # exits by itself instead of registering again and waiting to be killed
-    worker = start_worker(indexed_settings)
+    log = tmp_path / "worker.log"
+    worker = start_worker(indexed_settings, log=log)
     try:
         wait_for_workers(indexed_settings)
         worker.terminate()
-        assert worker.wait(timeout=30) == 0
+        try:
+            code = worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            code = "still running 30 s after its SIGTERM"
+        assert code == 0, f"{code}; the worker's log:\n{log.read_text()}"  # it failed once
     finally:
         stop_process(worker)
 
