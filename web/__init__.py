@@ -10,6 +10,7 @@ from redis import BlockingConnectionPool, Redis
 from rq import Queue
 
 from web.longpolls import LongPolls
+from web.submissions import FormRequest
 from worker.core.settings import REPO_ROOT, Settings
 from worker.core.storage import open_storage
 
@@ -19,6 +20,7 @@ REDIS_CONNECTIONS_SPARE = 100  # Redis connections a web process keeps for all b
 def create_app(test_config: dict | None = None) -> Flask:
     """Application factory. `test_config` may carry a ready `SETTINGS` object."""
     app = Flask(__name__, template_folder=str(REPO_ROOT / "templates"))
+    app.request_class = FormRequest
     config = dict(test_config or {})
     settings: Settings = config.pop("SETTINGS", None) or Settings.from_env()
     app.config.update(SETTINGS=settings, MAX_CONTENT_LENGTH=settings.max_upload_bytes, **config)

@@ -31,7 +31,8 @@ UNAVAILABLE = (Error, "Redis (the queue and the results) is unreachable (`queue_
                                            "finished search, under its own id); poll `url`"),
                   HTTP_400=(Error, "no image, an empty file, a bad or repeated `k`, "
                                    "`front_weight`, `sides`, `front_box` or `back_box`, a bad "
-                                   "filter, or a body not multipart/form-data (`not_multipart`)"),
+                                   "filter, a body not multipart/form-data (`not_multipart`) or "
+                                   "cut short before its closing boundary (`malformed_form`)"),
                   HTTP_413=(Error, "the request is too large (`too_large`) or an image has too "
                                    "many pixels (`too_many_pixels`)"),
                   HTTP_415=(Error, "an image is not a JPEG or PNG (`unsupported_format`)"),

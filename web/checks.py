@@ -68,7 +68,8 @@ def _designs(state: CheckState) -> list[dict]:
               skip_validation=True, resp=Responses(
                   HTTP_202=(CheckCreated, "queued; poll `url`"),
                   HTTP_400=(Error, "no collection (`missing_collection`), a body not "
-                                   "multipart/form-data (`not_multipart`), an empty file, a bad "
+                                   "multipart/form-data (`not_multipart`) or cut short "
+                                   "(`malformed_form`), an empty file, a bad "
                                    "or repeated `k`, `front_weight` or `sides`, a box, a bad "
                                    "filter, an entry named with `..` or "
                                    "an absolute path, a link or encrypted (`unsafe_entry`), or "

@@ -182,7 +182,8 @@ def _column_values() -> dict[str, str]:
                                                  "column the catalogue lacks (`unknown_column`) "
                                                  "or a bad value in one "
                                                  "(`invalid_column_value`), or a body not "
-                                                 "multipart/form-data (`not_multipart`)"),
+                                                 "multipart/form-data (`not_multipart`) or cut "
+                                                 "short (`malformed_form`)"),
                   HTTP_409=(Error, "a design of that name exists (`duplicate_name`), or an "
                                    "edit of it is under way (`edit_pending`, its URL in the "
                                    "message)"),

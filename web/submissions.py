@@ -6,7 +6,7 @@ import uuid
 from functools import partial
 from typing import NamedTuple
 
-from flask import current_app, request
+from flask import Request, current_app, request
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 from rq import Worker
@@ -22,6 +22,26 @@ from worker.core.images import STORED_FORMAT, Box, ImageRejected, stored_form
 from worker.core.queueing import enqueue_search, upload_name
 
 STATUS_BY_REASON = {"unsupported_format": 415, "too_many_pixels": 413}
+
+
+class FormRequest(Request):
+    """Flask's request, but a multipart body that does not parse (cut short before its closing
+    boundary, a part without its headers) is refused saying so: werkzeug reads it as an empty
+    form, and the refusal would blame a missing drawing or field."""
+
+    def make_form_data_parser(self):
+        parser = super().make_form_data_parser()
+        # its ValueError reaches _load_form_data; without a boundary require_multipart says so
+        parser.silent = not self.mimetype_params.get("boundary")
+        return parser
+
+    def _load_form_data(self) -> None:
+        try:
+            super()._load_form_data()
+        except ValueError:  # werkzeug's words name its parser's states, not the body's fault
+            raise RequestRefused(400, "malformed_form", "the multipart/form-data body could not "
+                                 "be read to its closing boundary: was the upload cut short?") \
+                from None
 
 
 def require_multipart() -> None:
