@@ -28,8 +28,9 @@ from web.submissions import (
 )
 from worker.core.archive import CollectionRefused, ZipLimits
 from worker.core.checks import collection_upload_name, create_check, enqueue_chunks, plan_chunks
-from worker.core.collection import Collection, from_zip, stored_design
+from worker.core.collection import Collection, from_zip
 from worker.core.contract import SIDES, CheckedDesign, ChunkRow
+from worker.core.storedforms import StoredForms, stored_design
 
 MISSING = ("no collection was uploaded; upload a ZIP holding pairs.csv (columns name,front,"
            "back) and the drawings it names")
@@ -43,8 +44,9 @@ def _collection(upload: FileStorage | None, settings) -> Collection:
     if not stream.read(1):
         raise RequestRefused(400, "empty_collection", "the collection file is empty")
     stream.seek(0)
-    try:
-        return from_zip(stream, ZipLimits.of(settings), settings.check_max_pairs)
+    try:  # inflating and parsing pairs.csv off the loop too
+        return off_loop([partial(from_zip, stream, ZipLimits.of(settings),
+                                 settings.check_max_pairs)])[0]
     except CollectionRefused as exc:
         raise RequestRefused(exc.status, exc.reason, str(exc)) from None
 
@@ -56,10 +58,11 @@ def _store(check_id: str, collection: Collection, settings
     rows: list[ChunkRow] = []
     settled: dict[int, CheckedDesign] = {}
     stored: list[str] = []
+    forms = StoredForms(settings.max_image_pixels)
     designs = enumerate(collection.designs)
     try:
         while batch := list(islice(designs, OFFLOAD_THREADS)):  # a design a thread at a time
-            done = off_loop([partial(stored_design, design, settings.max_image_pixels)
+            done = off_loop([partial(stored_design, design, forms)
                              for _, design in batch])
             for (row, _), design in zip(batch, done, strict=True):
                 if design.error:

@@ -21,11 +21,12 @@ from tqdm import tqdm
 from worker.core.archive import CollectionRefused, ZipLimits
 from worker.core.bank import BankError
 from worker.core.catalogue import CatalogueError, listed_catalogue
-from worker.core.collection import Collection, read_collection, stored_design
+from worker.core.collection import Collection, read_collection
 from worker.core.contract import CheckedDesign, SearchOptions, problems
 from worker.core.filters import FilterError, check_filters
 from worker.core.results_csv import report_csv
 from worker.core.settings import InvalidSetting, Settings
+from worker.core.storedforms import StoredForms, stored_design
 from worker.pipeline.weights import WeightsUnavailable
 
 
@@ -54,8 +55,9 @@ def run_check(engine, collection: Collection, options: SearchOptions,
     with tqdm(total=len(collection.names), unit="design", disable=not progress,
               file=sys.stderr) as bar:
         pending: list = []
+        forms = StoredForms(settings.max_image_pixels)
         for design in collection.designs:
-            pending.append(stored_design(design, settings.max_image_pixels))
+            pending.append(stored_design(design, forms))
             if len(pending) == settings.check_chunk_pairs:
                 out += _checked(engine, pending, options, check_pairs)
                 bar.update(len(pending))

@@ -14,7 +14,7 @@ import io
 import posixpath
 import unicodedata
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -27,11 +27,11 @@ from worker.core.archive import (
     unsafe_name,
 )
 from worker.core.contract import SIDES
-from worker.core.images import ImageRejected, stored_form
 
 COLUMNS = ("name", "front", "back")
 PAIRS_CSV = "pairs.csv"
 NAME_MAX = 200  # characters of a design's name
+BLANK_ROWS = 1000  # a spreadsheet's empty rows skipped; past them a CSV is refused, not read on
 
 
 @dataclass(frozen=True)
@@ -79,10 +79,14 @@ def parse_pairs(data: bytes, max_pairs: int) -> list[tuple[str, str, str]]:
             hint = f"; its header is split by {other!r}, not commas" if other else ""
             raise malformed(f"pairs.csv lacks the column(s) {', '.join(missing)}; it needs "
                             f"{', '.join(COLUMNS)} (a header row first, comma-separated){hint}")
-        rows = []
+        rows, blank = [], 0
         for number, record in enumerate(reader, start=2):
             if not any(isinstance(v, str) and v.strip() for v in record.values()):
-                continue  # ",,": a spreadsheet's empty row, as a blank line
+                blank += 1  # ",,": a spreadsheet's empty row, as a blank line
+                if blank > BLANK_ROWS:
+                    raise malformed(f"pairs.csv has more than {BLANK_ROWS} empty rows; delete "
+                                    "them and upload it again")
+                continue
             if len(rows) == max_pairs:
                 raise CollectionRefused(413, "too_many_pairs", f"pairs.csv has more than "
                                         f"{max_pairs} rows; check at most {max_pairs} at once")
@@ -219,18 +223,3 @@ def read_collection(path: Path, limits: ZipLimits, max_pairs: int) -> Collection
         raise CollectionRefused(400, "invalid_collection", f"{path.name} is not a ZIP, a "
                                 "folder holding pairs.csv, or a CSV of name,front,back rows")
     return from_files(path, limits, max_pairs)
-
-
-def stored_design(design: NewDesign, max_pixels: int) -> NewDesign:
-    """The design with each side as an upload is kept (`stored_form`: RGB PNG, bounded), or
-    with the row's error when a side is refused (not a JPEG or PNG, too many pixels...)."""
-    if design.error:
-        return design
-    sides = {}
-    for side in SIDES:
-        data = getattr(design, side)
-        try:
-            sides[side] = None if data is None else stored_form(data, max_pixels)[0]
-        except ImageRejected as exc:
-            return NewDesign(design.name, error=f"{side}: {exc}")
-    return replace(design, **sides)
