@@ -268,6 +268,33 @@ def test_check_a_collection_and_download_its_report(site_then_worker, browser, t
     assert any(line.startswith("copy-of-dress-0013,1,dress-0013,") for line in report)
 
 
+def test_a_search_or_check_that_expires_while_its_page_waits_says_so(site_then_worker, browser,
+                                                                     drawings, tmp_path, redis):
+    """The waiting pages polled a gone search or check every 2 s for as long as they stayed
+    open, still showing its progress; now they show the page that says it is gone."""
+    from tests.zips import make_zip, season_files
+
+    site, _ = site_then_worker  # no worker: both stay queued until they expire
+    page = browser.new_page()
+    page.goto(site)
+    page.set_input_files("#front", str(drawings[0]))
+    page.set_input_files("#back", str(drawings[1]))
+    page.click("button[type=submit]")
+    page.wait_for_url("**/searches/*")
+    page.wait_for_selector("text=Waiting in the queue")
+    redis.delete(f"rq:job:{page.url.rsplit('/', 1)[1]}")  # what RESULT_TTL does to it
+    page.wait_for_selector("text=no such search (unknown or expired id)", timeout=30_000)
+
+    files, rows = season_files([3], unrelated=0)
+    (tmp_path / "season.zip").write_bytes(make_zip(files, rows))
+    page.goto(site)
+    page.set_input_files("#collection", str(tmp_path / "season.zip"))
+    page.click("#check-submit")
+    page.wait_for_url("**/checks/*")
+    redis.delete(f"pairsearch:check:{page.url.rsplit('/', 1)[1]}")
+    page.wait_for_selector("text=no such check (unknown or expired id)", timeout=30_000)
+
+
 @pytest.fixture
 def catalogue_site(indexed_settings, redis):
     """The app on a real HTTP port over the indexed catalogue, no worker (pages that only
