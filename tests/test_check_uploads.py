@@ -112,7 +112,8 @@ HOSTILE = {  # name: (ZIP, settings, status, error code, words of the message)
     "row without a name": (make_zip(GOOD, [("", "a-f.png", "a-b.png")]), {}, 400,
                            "invalid_pairs_csv", "row 2 has no name"),
     "not utf-8": (make_zip({"pairs.csv": "name,front,back\né,a,b\n".encode("latin-1")}), {},
-                  400, "invalid_pairs_csv", "UTF-8"),
+                  400, "invalid_pairs_csv", "not UTF-8 text; save it from the spreadsheet as "
+                  '"CSV UTF-8"'),
     "too many rows": (make_zip(GOOD, [(f"d{i}", "a-f.png", "a-b.png") for i in range(4)]),
                       {"check_max_pairs": 3}, 413, "too_many_pairs", "more than 3 rows"),
     "not a zip": (PNG, {}, 415, "not_a_zip", "not a ZIP"),
@@ -150,20 +151,20 @@ def test_a_form_without_a_collection_or_with_a_bad_option_is_refused(client, red
 def test_rows_with_a_missing_or_refused_drawing_fail_on_their_own(settings, redis):
     files = {**GOOD, "big.png": NOISE[:2 * 1024 * 1024], "text.png": b"just some words",
              "tiny.png": encode(Image.new("RGB", (4, 4))), "lie.png": PNG,
-             "blank.png": encode(Image.new("RGB", (64, 64), "white"))}
+             "blank.png": encode(Image.new("RGB", (64, 64), "white")), "empty.png": b""}
     rows = [("good", "a-f.png", "a-b.png"), ("missing", "a-f.png", "nowhere.png"),
             ("text", "text.png", "a-b.png"), ("too-big", "big.png", "a-b.png"),
             ("too-small", "a-f.png", "tiny.png"), ("climbs", "../a-f.png", ""),
             ("detour", "x/../a-f.png", "a-b.png"), ("climbs-later", "x/../../a-f.png", ""),
             ("front-only", "a-f.png", ""), ("no-drawing", "", ""), ("lying", "lie.png", ""),
-            ("blank", "a-f.png", "blank.png")]
+            ("blank", "a-f.png", "blank.png"), ("empty", "a-f.png", "empty.png")]
     data = _patched(make_zip(files, rows), "lie.png", "size", 10)  # its header says 10 bytes
     response = post_collection(_client(settings, zip_max_entry_mb=1), data, k=3)
     assert response.status_code == 202, response.get_json()
     check_id = response.get_json()["id"]
     assert response.headers["Location"] == response.get_json()["url"] == f"/api/checks/{check_id}"
     body = _client(settings).get(f"/api/checks/{check_id}").get_json()
-    assert (body["status"], body["done"], body["total"], body["k"]) == ("queued", 9, 12, 3)
+    assert (body["status"], body["done"], body["total"], body["k"]) == ("queued", 10, 13, 3)
     designs = {d["name"]: d for d in body["designs"]}
     assert [d["name"] for d in body["designs"]] == [name for name, _, _ in rows]
     assert [designs[n]["status"] for n in ("good", "front-only", "detour")] == ["queued"] * 3
@@ -177,6 +178,7 @@ def test_rows_with_a_missing_or_refused_drawing_fail_on_their_own(settings, redi
     assert "neither a front nor a back" in errors.pop("no-drawing")
     assert "'lie.png' could not be read" in errors.pop("lying")  # zipfile stops at 10 bytes
     assert errors.pop("blank").startswith("back: the drawing is blank")
+    assert errors.pop("empty") == "back: the file is empty"
     assert errors == {}
     stored = sorted(p.name for p in settings.upload_dir.iterdir())
     assert stored == sorted([f"{check_id}-r0-front.png", f"{check_id}-r0-back.png",

@@ -52,7 +52,8 @@ def _decode(data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise malformed("pairs.csv is not UTF-8 text") from None
+        raise malformed("pairs.csv is not UTF-8 text; save it from the spreadsheet as "
+                        "\"CSV UTF-8\" (comma-separated)") from None
 
 
 def _row(number: int, record: dict) -> tuple[str, str, str]:

@@ -51,6 +51,8 @@ def stored_design(design: NewDesign, forms: StoredForms) -> NewDesign:
     sides = {}
     for side in SIDES:
         data = getattr(design, side)
+        if data == b"":  # not "not a JPEG or PNG": there is nothing in it
+            return NewDesign(design.name, error=f"{side}: the file is empty")
         try:
             sides[side] = None if data is None else forms(data)
         except ImageRejected as exc:
