@@ -209,8 +209,12 @@ def test_a_drawing_many_rows_name_is_decoded_once(monkeypatch):
     assert all(d.error == designs[1].error for d in designs[1::2])
     assert designs[0].front == designs[0].back == stored_form(PNG, 40_000_000)[0]
     assert decoded == [PNG, text]
-    others = [encode(drawn(Image.new("RGB", (64, 80), (i, 60, 90)))) for i in range(10)]
-    for other in others:  # only the last FORMS_KEPT are kept
+    others = [encode(drawn(Image.new("RGB", (64, 80), (i, 60, 90)))) for i in range(20)]
+    for other in others[:10]:  # a shared back among other fronts stays kept
+        forms(other)
+        forms(PNG)
+    assert decoded == [PNG, text, *others[:10]]
+    for other in others[10:]:  # only the FORMS_KEPT used last are kept
         forms(other)
     forms(PNG)
     assert decoded == [PNG, text, *others, PNG]

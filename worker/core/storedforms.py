@@ -16,9 +16,9 @@ FORMS_KEPT = 8  # drawings' stored forms a collection keeps (StoredForms)
 
 
 class StoredForms:
-    """Drawings as an upload is kept (`stored_form`: RGB PNG, bounded), by content: the last
-    FORMS_KEPT are kept, so a drawing many rows name (a shared back) is decoded once. Shared
-    by a request's upload threads."""
+    """Drawings as an upload is kept (`stored_form`: RGB PNG, bounded), by content: the
+    FORMS_KEPT used last are kept, so a drawing many rows name (a shared back) is decoded
+    once. Shared by a request's upload threads."""
 
     def __init__(self, max_pixels: int):
         self.max_pixels = max_pixels
@@ -29,6 +29,8 @@ class StoredForms:
         key = hashlib.sha256(data).digest()
         with self._lock:
             form = self._kept.get(key)
+            if form is not None:
+                self._kept.move_to_end(key)
         if form is None:
             try:
                 form = stored_form(data, self.max_pixels)[0]
@@ -39,7 +41,7 @@ class StoredForms:
                 while len(self._kept) > FORMS_KEPT:
                     self._kept.popitem(last=False)
         if isinstance(form, ImageRejected):
-            raise form
+            raise ImageRejected(form.reason, str(form))  # each row its own, not one traceback
         return form
 
 
