@@ -109,6 +109,8 @@ HOSTILE = {  # name: (ZIP, settings, status, error code, words of the message)
                         400, "invalid_pairs_csv", "no rows"),
     "endless empty rows": (make_zip({"pairs.csv": pairs_csv(ROW) + b",,\n" * 1001, **GOOD}), {},
                            400, "invalid_pairs_csv", "more than 1000 empty rows"),
+    "endless blank lines": (make_zip({"pairs.csv": pairs_csv(ROW) + b"\n" * 1001, **GOOD}), {},
+                            400, "invalid_pairs_csv", "more than 1000 empty rows"),
     "row without a name": (make_zip(GOOD, [("", "a-f.png", "a-b.png")]), {}, 400,
                            "invalid_pairs_csv", "row 2 has no name"),
     "not utf-8": (make_zip({"pairs.csv": "name,front,back\né,a,b\n".encode("latin-1")}), {},
@@ -189,7 +191,7 @@ def test_rows_with_a_missing_or_refused_drawing_fail_on_their_own(settings, redi
 
 def test_a_drawing_many_rows_name_is_decoded_once(monkeypatch):
     """A shared back, or one drawing named by every row: decoded once, not once a row (a
-    6000 x 6000 drawing named by 40 rows held an upload 48 s); a refused one fails each row."""
+    6000 x 6000 drawing named by 40 rows was decoded 80 times); a refused one fails each row."""
     from worker.core import storedforms
     from worker.core.collection import NewDesign
 

@@ -23,13 +23,13 @@ SKETCHED = 41  # a line sketch's design is in its top 20 nearly always (docs/qua
 
 @pytest.fixture(scope="module")
 def lookalike_extractor():
-    """bfloat16, as the benchmark that calibrated the verdicts and a worker on this CPU
-    (PRECISION=auto) run: 1,200 passes for the index, at about half float32's time."""
+    """bfloat16, as the benchmark that calibrated the verdicts and a worker with bfloat16
+    units (PRECISION=auto) run: the index's 1,200 passes take about 80 % of float32's time."""
     from worker.pipeline.extract import FeatureExtractor
-    from worker.pipeline.precision import resolve_precision
+    from worker.pipeline.precision import cpu_flags, has_bf16
 
-    precision = "bfloat16" if resolve_precision("auto", DEFAULT_DESCRIPTOR)[0] == "bfloat16" \
-        else "float32"  # a CPU without bfloat16 units computes it slower than float32
+    # a CPU without bfloat16 units computes it slower than float32
+    precision = "bfloat16" if has_bf16(cpu_flags()) else "float32"
     fe = FeatureExtractor("bsds500", DEFAULT_DESCRIPTOR, precision=precision)
     fe.warm_up()
     return fe

@@ -32,16 +32,19 @@ class FormRequest(Request):
     def make_form_data_parser(self):
         parser = super().make_form_data_parser()
         # its ValueError reaches _load_form_data; without a boundary require_multipart says so
-        parser.silent = not self.mimetype_params.get("boundary")
+        parser.silent = not (self.mimetype == "multipart/form-data"
+                             and self.mimetype_params.get("boundary"))
         return parser
 
     def _load_form_data(self) -> None:
         try:
             super()._load_form_data()
         except ValueError:  # werkzeug's words name its parser's states, not the body's fault
-            raise RequestRefused(400, "malformed_form", "the multipart/form-data body could not "
-                                 "be read to its closing boundary: was the upload cut short?") \
-                from None
+            # an empty form from here on: a page that shows the refusal reads request.form
+            self.__dict__["form"] = self.__dict__["files"] = self.parameter_storage_class()
+            raise RequestRefused(400, "malformed_form", "the multipart/form-data body is "
+                                 "malformed: cut short before its closing boundary, or a part "
+                                 "without its headers") from None
 
 
 def require_multipart() -> None:

@@ -70,10 +70,10 @@ def parse_pairs(data: bytes, max_pairs: int) -> list[tuple[str, str, str]]:
     """(name, front path, back path) of each row of a pairs.csv; CollectionRefused naming the
     problem: missing columns, a row without a name, names seen twice, no rows, too many."""
     try:
-        reader = csv.DictReader(io.StringIO(_decode(data), newline=""))
+        # csv.reader, not DictReader: it yields a blank line as [], which the limit counts
+        reader = csv.reader(io.StringIO(_decode(data), newline=""))
         # "Name", " front": a spreadsheet's header means the columns all the same
-        header = reader.fieldnames = [(field or "").strip().lower()
-                                      for field in reader.fieldnames or []]
+        header = [field.strip().lower() for field in next(reader, [])]
         missing = [c for c in COLUMNS if c not in header]
         if missing:
             other = next((sep for sep in ";\t|" if len(header) == 1 and sep in header[0]), None)
@@ -81,9 +81,11 @@ def parse_pairs(data: bytes, max_pairs: int) -> list[tuple[str, str, str]]:
             raise malformed(f"pairs.csv lacks the column(s) {', '.join(missing)}; it needs "
                             f"{', '.join(COLUMNS)} (a header row first, comma-separated){hint}")
         rows, blank = [], 0
-        for number, record in enumerate(reader, start=2):
-            if not any(isinstance(v, str) and v.strip() for v in record.values()):
-                blank += 1  # ",,": a spreadsheet's empty row, as a blank line
+        for number, fields in enumerate(reader, start=2):
+            # a short row lacks its last columns (blank); a long one's extra fields are ignored
+            record = dict(zip(header, fields, strict=False))
+            if not any(v.strip() for v in record.values()):
+                blank += 1  # ",,": a spreadsheet's empty row, or a blank line
                 if blank > BLANK_ROWS:
                     raise malformed(f"pairs.csv has more than {BLANK_ROWS} empty rows; delete "
                                     "them and upload it again")

@@ -34,8 +34,8 @@ class StoredForms:
         if form is None:
             try:
                 form = stored_form(data, self.max_pixels)[0]
-            except ImageRejected as exc:
-                form = exc
+            except ImageRejected as exc:  # kept without its frames: they hold the decode
+                form = exc.with_traceback(None)
             with self._lock:
                 self._kept[key] = form
                 while len(self._kept) > FORMS_KEPT:
