@@ -1,8 +1,9 @@
 """Turning a collection upload (a ZIP) into a queued check: validate, store, enqueue.
 
-The ZIP is read with limits (worker.core.archive) straight from the request's stream; its
-members are read into memory two designs at a time (one per upload thread, web/offload.py),
-never extracted to disk. Each drawing is kept as a search's upload is (`stored_form`: RGB PNG,
+The ZIP is read with limits (worker.core.archive) straight from the request's stream, its
+pairs.csv on an upload thread (web/offload.py); its members are read into memory on the loop,
+two designs at a time, each design's drawings then converted on a thread of its own; never
+extracted to disk. Each drawing is kept as a search's upload is (`stored_form`: RGB PNG,
 bounded) under a name of the check's own (`<check id>-r<row>-<side>.png`); a row whose drawing
 is missing or refused is settled at once as failed, with its error, and the rest go on.
 """
