@@ -2,8 +2,9 @@
 # `make compose-test`: docker-compose.yml end to end. Builds the image, brings up redis, the
 # catalogue job (sample catalogue + index), the worker, the web and nginx; searches one
 # catalogue design through nginx with curl (rank 1 must be that design, the grid must decode
-# as a JPEG; an upload over MAX_UPLOAD_MB must get nginx's 413 as JSON); kills the worker process and checks it is restarted, the search it may have held
-# ends, and the next search is served; tears everything down (containers, networks, volumes)
+# as a JPEG; an upload over MAX_UPLOAD_MB must get nginx's 413 as JSON); kills the worker
+# process and checks it is restarted, the search it may have held ends, and the next search
+# is served; tears everything down (containers, networks, volumes)
 # on any exit. Every socket is on 127.0.0.1 (deploy/compose.test.yml: host networking).
 #   COMPOSE_TEST_BASE=local (default): base images built from Debian packages
 #                                      (deploy/base-images.sh; no image registry needed)
