@@ -77,8 +77,10 @@ HOSTILE = {  # name: (ZIP, settings, status, error code, words of the message)
     "entry named twice": (_two_named("a-f.png"), {}, 400, "unsafe_entry", "two entries"),
     "too many entries": (make_zip({f"x{i}.png": PNG for i in range(12)} | GOOD, ROW),
                          {"zip_max_entries": 10}, 413, "too_many_entries", "at most 10"),
-    "bomb": (make_zip({"a-f.png": b"\0" * (40 * 1024 * 1024), "a-b.png": PNG}, ROW), {}, 413,
-             "zip_bomb", "ZIP bomb"),
+    "bomb": (make_zip({"a-f.png": b"\0" * (40 * 1024 * 1024), "a-b.png": PNG}, ROW,
+                      zipfile.ZIP_BZIP2), {}, 413, "zip_bomb", "ZIP bomb"),
+    "deflated bomb": (make_zip({"a-f.png": b"\0" * (40 * 1024 * 1024), "a-b.png": PNG}, ROW),
+                      {"zip_max_ratio": 200}, 413, "zip_bomb", "over 200 times its packed"),
     "declared past the limit": (_patched(make_zip(GOOD, ROW), "a-f.png", "size", 0xFFFF0000), {}, 413,
                                 "collection_too_large", "says it unpacks to 4,"),
     "read past the limit": (make_zip({"n.png": NOISE}, [(n, "n.png", "") for n in "abc"]),
@@ -187,6 +189,21 @@ def test_rows_with_a_missing_or_refused_drawing_fail_on_their_own(settings, redi
                              f"{check_id}-r6-front.png", f"{check_id}-r6-back.png",
                              f"{check_id}-r8-front.png"])
     assert len(Queue(settings.check_queue_name, connection=redis)) == 1  # one chunk of 3 rows
+
+
+def test_a_drawing_saved_as_an_uncompressed_png_is_no_zip_bomb(settings, redis):
+    """Photoshop's "None" compression: a white drawing's raw pixels pack 400-1000:1 in the
+    ZIP, like a bomb's zeros; it is checked (the bomb test above is bzip2's)."""
+    image = drawn(Image.new("RGB", (1600, 1800), "white"))
+    raw = io.BytesIO()
+    image.save(raw, format="PNG", compress_level=0)
+    data = make_zip({"a-f.png": raw.getvalue(), "a-b.png": PNG}, ROW)
+    info = zipfile.ZipFile(io.BytesIO(data)).getinfo("a-f.png")
+    assert info.file_size > 300 * info.compress_size  # past the old ZIP_MAX_RATIO of 200
+    response = post_collection(_client(settings), data)
+    assert response.status_code == 202, response.get_json()
+    body = _client(settings).get(response.get_json()["url"]).get_json()
+    assert [(d["name"], d["status"]) for d in body["designs"]] == [("a", "queued")]
 
 
 def test_a_drawing_many_rows_name_is_decoded_once(monkeypatch):
