@@ -113,6 +113,12 @@ HOSTILE = {  # name: (ZIP, settings, status, error code, words of the message)
                            400, "invalid_pairs_csv", "more than 1000 empty rows"),
     "endless blank lines": (make_zip({"pairs.csv": pairs_csv(ROW) + b"\n" * 1001, **GOOD}), {},
                             400, "invalid_pairs_csv", "more than 1000 empty rows"),
+    "no usable design": (make_zip(GOOD, [("a", "nowhere.png", "")]), {}, 400,
+                         "no_usable_designs", "the one design in pairs.csv cannot be checked "
+                         "('a': front: 'nowhere.png' is not in the ZIP)"),
+    "no usable designs": (make_zip({"t.png": b"words"}, [(n, "t.png", "") for n in "abcde"]),
+                          {}, 400, "no_usable_designs", "none of the 5 designs in pairs.csv "
+                          "can be checked ('a': front: not a JPEG or PNG image"),
     "row without a name": (make_zip(GOOD, [("", "a-f.png", "a-b.png")]), {}, 400,
                            "invalid_pairs_csv", "row 2 has no name"),
     "not utf-8": (make_zip({"pairs.csv": "name,front,back\né,a,b\n".encode("latin-1")}), {},
@@ -262,9 +268,9 @@ def test_a_spreadsheet_s_header_and_empty_rows_are_read_and_root_paths_get_a_hin
                                    "relative to the folder of season/pairs.csv: 'img/a-f.png')")
     climbing = make_zip({"season/pairs.csv": b"name,front,back\nc,season/../a.png,\n",
                          "season/x.png": PNG})
-    design = client.get(post_collection(client, climbing).get_json()["url"]).get_json()[
-        "designs"][0]
-    assert design["error"] == "front: 'season/../a.png' is not in the ZIP"  # no hint
+    refused = post_collection(client, climbing).get_json()  # its one row fails: the ZIP is
+    assert refused["error"] == "no_usable_designs"
+    assert "('c': front: 'season/../a.png' is not in the ZIP)" in refused["message"]  # no hint
     decomposed = "cafe\u0301.png"  # as a Mac's ZIP stores it; typed composed in pairs.csv
     mac = make_zip({decomposed: PNG}, [("c", "caf\u00e9.png", "")])
     design = client.get(post_collection(client, mac).get_json()["url"]).get_json()["designs"][0]

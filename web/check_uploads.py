@@ -83,6 +83,16 @@ def _store(check_id: str, collection: Collection, settings
     return rows, settled
 
 
+def _none_usable(settled: dict[int, CheckedDesign]) -> str:
+    """Why a collection none of whose designs can be checked is refused: the first errors."""
+    shown = [f"{d.name!r}: {d.error}" for d in list(settled.values())[:3]]
+    more = f"; and {len(settled) - 3} more" if len(settled) > 3 else ""
+    which = ("the one design in pairs.csv cannot" if len(settled) == 1
+             else f"none of the {len(settled)} designs in pairs.csv can")
+    return (f"{which} be checked ({'; '.join(shown)}{more}); correct the ZIP and upload it "
+            "again")
+
+
 def check_waiting_designs(settings, designs: int) -> None:
     """Refuse (503, Retry-After) a check that would put more than MAX_CHECK_QUEUE_PAIRS designs
     in the check queue; with none waiting, any collection (CHECK_MAX_PAIRS bounds it) starts."""
@@ -110,6 +120,8 @@ def submit_check(files: ImmutableMultiDict, form: ImmutableMultiDict) -> str:
         raise queue_unavailable() from None
     check_id = uuid.uuid4().hex  # 122 random bits: unguessable
     rows, settled = _store(check_id, collection, settings)
+    if not rows:
+        raise RequestRefused(400, "no_usable_designs", _none_usable(settled))
     chunks = plan_chunks(rows, settings.check_chunk_pairs)
     redis = current_app.extensions["redis"]
     try:

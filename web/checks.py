@@ -69,7 +69,8 @@ def _designs(state: CheckState) -> list[dict]:
                   HTTP_202=(CheckCreated, "queued; poll `url`"),
                   HTTP_400=(Error, "no collection (`missing_collection`), a body not "
                                    "multipart/form-data (`not_multipart`) or cut short "
-                                   "(`malformed_form`), an empty file, a bad "
+                                   "(`malformed_form`), an empty file, no design "
+                                   "whose drawings can be used (`no_usable_designs`), a bad "
                                    "or repeated `k`, `front_weight` or `sides`, a box, a bad "
                                    "filter, an entry named with `..` or "
                                    "an absolute path, a link or encrypted (`unsafe_entry`), or "
@@ -87,7 +88,8 @@ def create_check():
     """Check a collection of new designs (a ZIP) against the catalogue
 
     A row whose drawing is missing or refused is reported on that row (`failed`, with its
-    error); the other rows are checked."""
+    error); the other rows are checked. A collection none of whose rows can be checked is
+    refused (400 `no_usable_designs`, naming the first rows' errors)."""
     check_id = submit_check(request.files, request.form)
     url = url_for("checks.get_check", check_id=check_id)
     response = jsonify(id=check_id, status=CheckStatus.QUEUED.value, url=url)
