@@ -119,6 +119,11 @@ HOSTILE = {  # name: (ZIP, settings, status, error code, words of the message)
     "no usable designs": (make_zip({"t.png": b"words"}, [(n, "t.png", "") for n in "abcde"]),
                           {}, 400, "no_usable_designs", "none of the 5 designs in pairs.csv "
                           "can be checked ('a': front: not a JPEG or PNG image"),
+    "a name with a line break": (make_zip(GOOD, [("a\nb", "a-f.png", "a-b.png")]), {}, 400,
+                                 "invalid_pairs_csv", "row 2: the name holds a line break"),
+    "a name with a NUL": (make_zip(GOOD, [("a\x00b", "a-f.png", "a-b.png")]), {}, 400,
+                          "invalid_pairs_csv", "row 2: the name holds a line break, tab or "
+                          "other control character"),
     "row without a name": (make_zip(GOOD, [("", "a-f.png", "a-b.png")]), {}, 400,
                            "invalid_pairs_csv", "row 2 has no name"),
     "not utf-8": (make_zip({"pairs.csv": "name,front,back\né,a,b\n".encode("latin-1")}), {},

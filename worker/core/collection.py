@@ -31,6 +31,7 @@ from worker.core.contract import SIDES
 COLUMNS = ("name", "front", "back")
 PAIRS_CSV = "pairs.csv"
 NAME_MAX = 200  # characters of a design's name
+LINE_BREAKING = frozenset({"Cc", "Zl", "Zp"})  # NUL, tab, CR/LF, U+2028/9: not in a name's line
 BLANK_ROWS = 1000  # a spreadsheet's empty rows skipped; past them a CSV is refused, not read on
 
 
@@ -63,6 +64,9 @@ def _row(number: int, record: dict) -> tuple[str, str, str]:
         raise malformed(f"pairs.csv row {number} has no name")
     if len(name) > NAME_MAX:
         raise malformed(f"pairs.csv row {number}: the name is longer than {NAME_MAX} characters")
+    if any(unicodedata.category(c) in LINE_BREAKING for c in name):
+        raise malformed(f"pairs.csv row {number}: the name holds a line break, tab or other "
+                        "control character; a name is one line of text")
     return name, front, back
 
 
