@@ -173,9 +173,12 @@ def test_a_hit_removed_from_the_catalogue_since_the_search_says_so(indexed_clien
         queue = Queue(indexed_settings.match_queue_name, connection=redis)
         answer, = fetch_while_the_worker_runs(
             indexed_client, run_worker, queue, [f"/api/searches/{search['id']}/match/1.jpg"])
+        again = indexed_client.get(f"/api/searches/{search['id']}/match/1.jpg")
+        assert len(queue) == 0  # the failed view is not drawn again at every request
     finally:
         moved.rename(drawing)
     assert answer.status_code == 409 and answer.get_json()["error"] == "match_failed"
+    assert again.status_code == 409 and again.get_json() == answer.get_json()
     message = answer.get_json()["message"]
     assert f"{hit['name']} is no longer in the catalogue as it was when you searched" in message
     assert str(indexed_settings.database_dir) not in message  # no server folders shown

@@ -27,6 +27,7 @@ bp = Blueprint("matches", __name__)
 MATCH_WAIT_S = 30.0  # the longest a request waits for its view to be drawn (then 503, retry)
 MAX_QUEUED_MATCHES = 8  # views waiting, all searches together (checked, then enqueued: requests
 # at the same instant may pass it by a few); past it, 503 queue_full
+INPUT_ERROR = "MatchInputError"  # the job's own refusal (worker.service.matches), by name
 PATH_PARAMETERS = {"search_id": "the search's id (32 lowercase hex digits)",
                    "rank": "the hit's rank, 1 to the number of results"}
 
@@ -56,13 +57,16 @@ def finished_hit(search_id: str, rank: int) -> tuple[dict, dict]:
 
 
 def match_job(search_id: str, rank: int) -> Job:
-    """The job drawing this view: one already queued or running, else a new one when fewer
-    than MAX_QUEUED_MATCHES wait. Views have their own queue, which workers serve after the
-    searches': asking for many (and hanging up) delays no search and fills no search queue."""
+    """The job drawing this view: one already queued or running, or one that failed on its
+    input (the hit's drawing removed since: drawing it again fails again), else a new one when
+    fewer than MAX_QUEUED_MATCHES wait. Views have their own queue, which workers serve after
+    the searches': asking for many (and hanging up) delays no search and fills no search queue."""
     queue = current_app.extensions["match_queue"]
     try:
         job = Job.fetch(match_job_id(search_id, rank), connection=queue.connection)
-        if job.get_status(refresh=False) not in ENDED:
+        status = job.get_status(refresh=False)
+        if status not in ENDED or (status == JobStatus.FAILED
+                                   and job.meta.get("error_type") == INPUT_ERROR):
             return job
     except NoSuchJobError:  # none yet, or expired: draw it
         pass
