@@ -16,7 +16,15 @@ from rq import Queue
 
 from tests.images import drawn, encode
 from tests.zips import make_zip, pairs_csv, post_collection, symlink_entry
-from worker.core.checks import CANCELLED, CheckedDesign
+from worker.core.checks import (
+    CANCELLED,
+    CHUNK_EXPIRED,
+    CHUNK_LOST,
+    KEY,
+    CheckedDesign,
+    read_check,
+    record_outcomes,
+)
 from worker.core.contract import Hit, SearchOptions
 from worker.core.images import stored_form
 from worker.core.results_csv import report_csv
@@ -462,3 +470,28 @@ def test_a_cancel_while_a_chunk_runs_lets_it_finish_and_the_page_says_so(setting
     page = client.get(url.removeprefix("/api")).get_data(as_text=True)
     assert "Cancelling: finishing the designs already started" in page
     assert 'id="cancel-form"' not in page
+
+
+def test_a_check_is_kept_result_ttl_after_its_last_design_not_after_its_upload(settings, redis):
+    """A check running longer than RESULT_TTL (a deep queue, a short TTL) was lost midway:
+    its record expired RESULT_TTL after the upload while its chunks still ran."""
+    client = _client(settings, result_ttl=600)
+    check = post_collection(client, make_zip(GOOD, ROW + [("b", "a-f.png", "")])).get_json()
+    for key in (KEY + check["id"], KEY + check["id"] + ":rows"):
+        redis.expire(key, 5)  # as if 595 s had passed since the upload
+    record_outcomes(redis, check["id"], {0: CheckedDesign(name="a", status="finished")}, 600)
+    assert redis.ttl(KEY + check["id"]) > 590
+    assert client.get(check["url"]).get_json()["done"] == 1
+
+
+def test_designs_whose_chunk_expired_or_died_in_the_queue_say_which(settings, redis):
+    from rq.job import Job, JobStatus
+
+    client = _client(settings, check_chunk_pairs=1)
+    check = post_collection(client, make_zip(GOOD, ROW + [("b", "a-f.png", "")])).get_json()
+    (died, _), (expired, _) = read_check(redis, check["id"]).chunks
+    Job.fetch(died, connection=redis).set_status(JobStatus.FAILED)  # as a killed worker's
+    redis.delete(Job.key_for(expired))  # as RQ's queued-job TTL (RESULT_TTL) does
+    designs = client.get(check["url"]).get_json()["designs"]
+    assert [d["error"] for d in designs] == [CHUNK_LOST, CHUNK_EXPIRED]
+    assert "within RESULT_TTL of the upload" in CHUNK_EXPIRED

@@ -37,6 +37,8 @@ from worker.core.settings import Settings
 KEY = "pairsearch:check:"
 CHECK_FUNC = "worker.service.checks.check_chunk"  # enqueued by name: the web never imports it
 CHUNK_LOST = "the worker stopped while checking this design; please submit the check again"
+CHUNK_EXPIRED = ("not checked: its turn did not come within RESULT_TTL of the upload (the "
+                 "service was busy); please submit the check again")
 CANCELLED = "not checked: the check was cancelled before this design's turn"
 LOST = frozenset({JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED})
 WAITING = frozenset({JobStatus.QUEUED, JobStatus.DEFERRED, JobStatus.SCHEDULED})
@@ -175,12 +177,15 @@ def settle_cancelled(connection: Redis, check_id: str, names: dict[int, str], tt
 def record_outcomes(connection: Redis, check_id: str, outcomes: dict[int, CheckedDesign],
                     ttl: int, keep_settled: bool = False) -> bool:
     """Settle designs (`keep_settled`: only those not settled yet); the write that settles the
-    last one wakes whoever waits for the check. True when every design is settled."""
+    last one wakes whoever waits for the check. True when every design is settled. The check
+    is kept `ttl` from its last settled design, not from its upload: a check longer than
+    RESULT_TTL is not lost while it runs."""
     rows = KEY + check_id + ":rows"
     with connection.pipeline() as pipe:
         for row, outcome in outcomes.items():
             (pipe.hsetnx if keep_settled else pipe.hset)(rows, row, outcome.model_dump_json())
         pipe.expire(rows, ttl)
+        pipe.expire(KEY + check_id, ttl)  # only if it is still there: an expired one stays gone
         pipe.hlen(rows)
         pipe.hget(KEY + check_id, "total")
         *_, done, total = pipe.execute()
@@ -213,13 +218,15 @@ def read_check(connection: Redis, check_id: str, results: bool = True) -> CheckS
 
 
 def lost_designs(connection: Redis, state: CheckState) -> dict[int, CheckedDesign]:
-    """Unsettled designs whose chunk job failed outside the job (its worker died) or is gone."""
+    """Unsettled designs whose chunk job failed outside the job (its worker died) or is gone
+    (it waited past its RESULT_TTL in the queue)."""
     pending = [(job_id, rows) for job_id, rows in state.chunks
                if any(row not in state.outcomes for row in rows)]
     if not pending:
         return {}
     jobs = Job.fetch_many([job_id for job_id, _ in pending], connection=connection)
-    return {row: CheckedDesign(name=state.names[row], status="failed", error=CHUNK_LOST)
+    return {row: CheckedDesign(name=state.names[row], status="failed",
+                               error=CHUNK_EXPIRED if job is None else CHUNK_LOST)
             for job, (_, rows) in zip(jobs, pending, strict=True)
             if job is None or job.get_status(refresh=False) in LOST
             for row in rows if row not in state.outcomes}
