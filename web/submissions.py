@@ -24,6 +24,11 @@ from worker.core.queueing import enqueue_search, upload_name
 STATUS_BY_REASON = {"unsupported_format": 415, "too_many_pixels": 413}
 
 
+def is_multipart(req: Request) -> bool:
+    """multipart/form-data with its boundary: the only body the forms read fields from."""
+    return req.mimetype == "multipart/form-data" and bool(req.mimetype_params.get("boundary"))
+
+
 class FormRequest(Request):
     """Flask's request, but a multipart body that does not parse (cut short before its closing
     boundary, a part without its headers) is refused saying so: werkzeug reads it as an empty
@@ -32,8 +37,7 @@ class FormRequest(Request):
     def make_form_data_parser(self):
         parser = super().make_form_data_parser()
         # its ValueError reaches _load_form_data; without a boundary require_multipart says so
-        parser.silent = not (self.mimetype == "multipart/form-data"
-                             and self.mimetype_params.get("boundary"))
+        parser.silent = not is_multipart(self)
         return parser
 
     def _load_form_data(self) -> None:
@@ -50,7 +54,7 @@ class FormRequest(Request):
 def require_multipart() -> None:
     """400 `not_multipart` unless the body is multipart/form-data with its boundary: any other
     body reads as no fields at all, and the refusal would blame a field as missing."""
-    if request.mimetype != "multipart/form-data" or not request.mimetype_params.get("boundary"):
+    if not is_multipart(request):
         sent = request.content_type or "no Content-Type"
         raise RequestRefused(400, "not_multipart", "send the drawings and fields as "
                              f"multipart/form-data (curl -F), not {sent[:80]}")
