@@ -495,3 +495,16 @@ def test_designs_whose_chunk_expired_or_died_in_the_queue_say_which(settings, re
     designs = client.get(check["url"]).get_json()["designs"]
     assert [d["error"] for d in designs] == [CHUNK_LOST, CHUNK_EXPIRED]
     assert "within RESULT_TTL of the upload" in CHUNK_EXPIRED
+
+
+def test_a_queued_check_says_how_many_designs_of_other_checks_go_first(settings, redis):
+    client = _client(settings, check_chunk_pairs=2)
+    three = ROW + [("b", "a-f.png", ""), ("c", "a-b.png", "")]  # two chunks: 2 + 1 designs
+    first = post_collection(client, make_zip(GOOD, three)).get_json()
+    second = post_collection(client, make_zip(GOOD, ROW)).get_json()
+    assert client.get(first["url"] + "?designs=false").get_json()["designs_ahead"] == 0
+    assert client.get(second["url"]).get_json()["designs_ahead"] == 4  # 2 chunks of up to 2
+    page = " ".join(client.get(f"/checks/{second['id']}").get_data(as_text=True).split())
+    assert "Waiting: about 4 designs of other checks go first. 0 of 1 designs done." in page
+    redis.hset(KEY + second["id"], "started", 1)  # running: no longer waiting
+    assert "designs_ahead" not in client.get(second["url"]).get_json()

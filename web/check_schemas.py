@@ -75,6 +75,9 @@ class CollectionCheck(Closed):
     report_url: str = Field(description="the CSV report (409 until finished)")
     cancelled: bool = Field(description="cancelled (DELETE): the designs it had not started "
                             "are failed, their `error` saying so")
+    designs_ahead: int | None = Field(None, ge=0, description="while queued: about how many "
+                                      "designs of other checks are checked before this one "
+                                      "starts (searches go first too); left out otherwise")
     k: int
     front_weight: float
     sides_unknown: bool

@@ -20,6 +20,7 @@ from worker.core.checks import (
     cancel_check,
     collection_upload_name,
     design_image_name,
+    designs_ahead,
     read_check,
     wait_for_check,
 )
@@ -48,6 +49,10 @@ def describe_check(state: CheckState, designs: bool = True) -> dict:
             "cancelled": state.cancelled,
             **state.options.model_dump(include={"k", "front_weight", "sides_unknown",
                                                 "filters"})}
+    ahead = designs_ahead(current_app.extensions["redis"], state,
+                          current_app.config["SETTINGS"].check_chunk_pairs)
+    if ahead is not None:
+        body["designs_ahead"] = ahead
     if designs:
         body["designs"] = _designs(state)
         body["catalogues"] = sorted({d["catalogue"] for d in body["designs"] if d["catalogue"]})

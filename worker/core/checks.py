@@ -232,6 +232,17 @@ def lost_designs(connection: Redis, state: CheckState) -> dict[int, CheckedDesig
             for row in rows if row not in state.outcomes}
 
 
+def designs_ahead(connection: Redis, state: CheckState, chunk_pairs: int) -> int | None:
+    """While the check is queued: about how many designs of other checks its first chunk
+    waits behind (chunks ahead x CHECK_CHUNK_PAIRS; searches are served first too). None
+    once it runs, or when its first chunk is not in the queue."""
+    if state.status is not CheckStatus.QUEUED or not state.chunks:
+        return None
+    job = Job.fetch_many([state.chunks[0][0]], connection=connection)[0]
+    position = job.get_position() if job is not None else None
+    return None if position is None else position * chunk_pairs
+
+
 def progress(connection: Redis, check_id: str) -> tuple[int, int] | None:
     """(settled designs, total), cheaply; None when unknown or expired."""
     with connection.pipeline() as pipe:
