@@ -104,6 +104,8 @@ HOSTILE = {  # name: (ZIP, settings, status, error code, words of the message)
                          "invalid_pairs_csv", "it holds a/b/pairs.csv: more than one folder"),
     "PAIRS.CSV": (make_zip({"PAIRS.CSV": pairs_csv(ROW), **GOOD}), {}, 400, "invalid_pairs_csv",
                   "it holds PAIRS.CSV: the name must be exactly pairs.csv, lower case"),
+    "a ZIP of the ZIP": (make_zip({"season.zip": make_zip(GOOD, ROW)}), {}, 400,
+                         "invalid_pairs_csv", "(it holds season.zip: upload that ZIP itself"),
     "pairs.csv a folder": (make_zip({"pairs.csv/x.csv": pairs_csv(ROW), **GOOD}), {}, 400,
                            "invalid_pairs_csv", "pairs.csv is a folder in it"),
     "semicolons": (make_zip({"pairs.csv": b"name;front;back\na;a-f.png;a-b.png\n", **GOOD}),
@@ -508,3 +510,13 @@ def test_a_queued_check_says_how_many_designs_of_other_checks_go_first(settings,
     assert "Waiting: about 4 designs of other checks go first. 0 of 1 designs done." in page
     redis.hset(KEY + second["id"], "started", 1)  # running: no longer waiting
     assert "designs_ahead" not in client.get(second["url"]).get_json()
+
+
+def test_a_path_in_other_case_or_naming_a_folder_gets_a_hint(client):
+    data = make_zip({"season/pairs.csv": b"name,front,back\na,A-F.PNG,\nb,img,\nc,img/x.png,\n",
+                     "season/a-f.png": PNG, "season/img/x.png": PNG})
+    designs = client.get(post_collection(client, data).get_json()["url"]).get_json()["designs"]
+    assert [d["error"] for d in designs] == [
+        "front: 'A-F.PNG' is not in the ZIP (it holds 'a-f.png': upper and lower case must "
+        "match)", "front: 'img' is not in the ZIP (that is a folder in it; name a drawing)",
+        None]

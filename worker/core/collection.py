@@ -149,7 +149,10 @@ def _pairs_csv(members: dict) -> str:
         hint = (f" (it holds {_listed(near)}: the name must be exactly pairs.csv, lower case)"
                 if near else f" (it holds {_listed(deep)}: more than one folder down)"
                 if deep else " (pairs.csv is a folder in it, not a file)"
-                if any(name.startswith(PAIRS_CSV + "/") for name in members) else "")
+                if any(name.startswith(PAIRS_CSV + "/") for name in members)
+                else f" (it holds {_listed(zips)}: upload that ZIP itself, not a ZIP of it)"
+                if (zips := [name for name in members if name.lower().endswith(".zip")])
+                else "")
         raise malformed("the ZIP holds no pairs.csv at its top (columns name,front,back; "
                         f"image paths relative to it){hint}")
     return found[0]
@@ -185,17 +188,29 @@ def from_zip(source: BinaryIO, limits: ZipLimits, max_pairs: int) -> Collection:
     def found(path: str) -> str | None:
         return composed.get(unicodedata.normalize("NFC", _member(base, path)))
 
+    folded = {name.casefold(): name for name in composed}
+
     def fetch(path: str) -> bytes:
         member = found(path)
         if member is None:
-            inner = path[len(base) + 1:] if base and path.startswith(base + "/") else None
-            try:
-                hint = (f" (paths are relative to the folder of {csv_name}: {inner!r})"
-                        if inner and found(inner) else "")
-            except EntryRefused:  # the shortened path would leave the folder: no hint
-                hint = ""
-            raise EntryRefused(f"{path!r} is not in the ZIP{hint}")
+            raise EntryRefused(f"{path!r} is not in the ZIP{hint(path)}")
         return archive.read(member)
+
+    def hint(path: str) -> str:
+        """What the ZIP holds that the person may have meant."""
+        wanted = unicodedata.normalize("NFC", _member(base, path))
+        inner = path[len(base) + 1:] if base and path.startswith(base + "/") else None
+        try:
+            if inner and found(inner):
+                return f" (paths are relative to the folder of {csv_name}: {inner!r})"
+        except EntryRefused:  # the shortened path would leave the folder: no such hint
+            pass
+        if (other := folded.get(wanted.casefold())) is not None:
+            return (f" (it holds {posixpath.relpath(other, base or '.')!r}: upper and lower "
+                    "case must match)")
+        if any(name.startswith(wanted.rstrip("/") + "/") for name in composed):
+            return " (that is a folder in it; name a drawing)"
+        return ""
 
     return Collection([name for name, _, _ in rows], (_design(row, fetch) for row in rows))
 
