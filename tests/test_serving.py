@@ -72,3 +72,54 @@ def test_requests_gunicorn_refuses_itself_get_the_apis_json_errors(settings, red
         assert body == b'{"error": "bad_request", "message": "the request is not valid HTTP"}'
     finally:
         stop_process(web)
+
+
+def _raw_collection(port: int, data: bytes) -> bytes:
+    """A collection POST as the bytes a client sends (request line, headers, body)."""
+    prepared = requests.Request("POST", f"http://127.0.0.1:{port}/api/checks", files={
+        "collection": ("season.zip", data, "application/zip")}).prepare()
+    head = "".join(f"{name}: {value}\r\n" for name, value in prepared.headers.items())
+    return (f"POST /api/checks HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{head}\r\n"
+            ).encode() + prepared.body
+
+
+def test_a_collection_whose_client_left_while_it_was_stored_is_not_queued(settings, redis,
+                                                                          tmp_path):
+    """Storing a large collection's drawings takes the request minutes; a client that gave up
+    (closed its connection) left a check running for no one, its drawings kept."""
+    from PIL import Image
+    from rq import Queue
+
+    from tests.images import drawn, encode
+    from tests.zips import make_zip
+
+    drawings = {f"d{i}.png": encode(drawn(Image.new("RGB", (900, 900), (9 * i, 90, 120))))
+                for i in range(12)}  # each its own: decoded one by one
+    request = _raw_collection(0, make_zip(drawings, [(n[:-4], n, "") for n in drawings]))
+    port = free_port()
+    log = tmp_path / "web.log"
+    web = start_web(settings, port, log=log)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/healthz")
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(request)  # and closed at once, the answer unread
+        wait_for_line(log, "left before its upload was queued", timeout=60)
+        assert redis.keys("pairsearch:check:*") == []
+        assert len(Queue(settings.check_queue_name, connection=redis)) == 0
+        assert list(settings.upload_dir.iterdir()) == []
+        with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+            sock.sendall(request)  # the same bytes from a client that waits: queued
+            answer = sock.makefile("rb").read()
+        assert answer.startswith(b"HTTP/1.1 202"), answer[:300]
+        assert len(Queue(settings.check_queue_name, connection=redis)) == 12 // 4  # chunks
+    finally:
+        stop_process(web)
+
+
+def wait_for_line(log, words: str, timeout: float) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while words not in log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, log.read_text(errors="replace")[-2000:]
+        time.sleep(0.2)

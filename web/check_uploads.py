@@ -17,6 +17,7 @@ from itertools import islice
 from flask import current_app
 from redis.exceptions import RedisError
 from werkzeug.datastructures import FileStorage, ImmutableMultiDict
+from werkzeug.exceptions import ClientDisconnected
 
 from web.errors import RequestRefused, queue_unavailable
 from web.offload import OFFLOAD_THREADS, off_loop
@@ -24,6 +25,7 @@ from web.submissions import (
     check_capacity,
     discard_uploads,
     parse_options,
+    require_client,
     require_multipart,
     store_uploads,
 )
@@ -63,6 +65,7 @@ def _store(check_id: str, collection: Collection, settings
     designs = enumerate(collection.designs)
     try:
         while batch := list(islice(designs, OFFLOAD_THREADS)):  # a design a thread at a time
+            require_client()  # a client that left stops the work, not just its answer
             done = off_loop([partial(stored_design, design, forms)
                              for _, design in batch])
             for (row, _), design in zip(batch, done, strict=True):
@@ -75,9 +78,9 @@ def _store(check_id: str, collection: Collection, settings
                 store_uploads({name: getattr(design, side) for side, name in names.items()})
                 stored += names.values()
                 rows.append(ChunkRow(row=row, name=design.name, **names))
-    except (CollectionRefused, RequestRefused) as exc:  # a bomb found late, or a full disk
-        discard_uploads(stored)
-        if isinstance(exc, RequestRefused):
+    except (CollectionRefused, RequestRefused, ClientDisconnected) as exc:  # a bomb found
+        discard_uploads(stored)  # late, a full disk, the client gone
+        if not isinstance(exc, CollectionRefused):
             raise
         raise RequestRefused(exc.status, exc.reason, str(exc)) from None
     return rows, settled
@@ -122,6 +125,11 @@ def submit_check(files: ImmutableMultiDict, form: ImmutableMultiDict) -> str:
     rows, settled = _store(check_id, collection, settings)
     if not rows:
         raise RequestRefused(400, "no_usable_designs", _none_usable(settled))
+    try:
+        require_client()  # the last moment before it is queued
+    except ClientDisconnected:
+        discard_uploads([name for row in rows for name in (row.front, row.back) if name])
+        raise
     chunks = plan_chunks(rows, settings.check_chunk_pairs)
     redis = current_app.extensions["redis"]
     try:

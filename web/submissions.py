@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import select
+import socket
 import uuid
 from functools import partial
 from typing import NamedTuple
@@ -11,6 +13,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 from rq import Worker
 from werkzeug.datastructures import FileStorage, ImmutableMultiDict
+from werkzeug.exceptions import ClientDisconnected
 
 from web.catalogue import check_request_filters
 from web.errors import RequestRefused, queue_unavailable
@@ -49,6 +52,24 @@ class FormRequest(Request):
             raise RequestRefused(400, "malformed_form", "the multipart/form-data body is "
                                  "malformed: cut short before its closing boundary, or a part "
                                  "without its headers") from None
+
+
+def require_client() -> None:
+    """ClientDisconnected (408, to no one) once the client has closed its connection: a long
+    upload's work stops and nothing is queued for nobody. Called after the body is read, so
+    a readable socket holds either a pipelined request or its end (a peek of no bytes);
+    gunicorn lends the socket, the dev server does not (never gone there)."""
+    sock = request.environ.get("gunicorn.socket")
+    if sock is None:
+        return
+    try:  # select with no timeout: gevent's recv would wait on an open, silent socket
+        gone = bool(select.select([sock], [], [], 0)[0]) and not sock.recv(1, socket.MSG_PEEK)
+    except OSError:  # reset by the peer
+        gone = True
+    if gone:
+        current_app.logger.warning("the client of %s left before its upload was queued; "
+                                "nothing was queued", request.path)
+        raise ClientDisconnected()
 
 
 def require_multipart() -> None:
