@@ -86,15 +86,17 @@ def _raw_collection(port: int, data: bytes) -> bytes:
 def test_a_collection_whose_client_left_while_it_was_stored_is_not_queued(settings, redis,
                                                                           tmp_path):
     """Storing a large collection's drawings takes the request minutes; a client that gave up
-    (closed its connection) left a check running for no one, its drawings kept."""
+    (closed its connection) midway left a check running for no one, its drawings kept."""
+    import time
+
     from PIL import Image
     from rq import Queue
 
     from tests.images import drawn, encode
     from tests.zips import make_zip
 
-    drawings = {f"d{i}.png": encode(drawn(Image.new("RGB", (900, 900), (9 * i, 90, 120))))
-                for i in range(12)}  # each its own: decoded one by one
+    drawings = {f"d{i}.png": encode(drawn(Image.new("RGB", (2400, 2400), (9 * i, 90, 120))))
+                for i in range(16)}  # each its own, decoded one by one: seconds in all
     request = _raw_collection(0, make_zip(drawings, [(n[:-4], n, "") for n in drawings]))
     port = free_port()
     log = tmp_path / "web.log"
@@ -102,8 +104,13 @@ def test_a_collection_whose_client_left_while_it_was_stored_is_not_queued(settin
     try:
         wait_for_http(f"http://127.0.0.1:{port}/healthz")
         with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-            sock.sendall(request)  # and closed at once, the answer unread
-        wait_for_line(log, "left before its upload was queued", timeout=60)
+            sock.sendall(request)
+            deadline = time.monotonic() + 60
+            while not any(settings.upload_dir.iterdir()):  # closed once drawings are stored
+                assert time.monotonic() < deadline, log.read_text(errors="replace")[-2000:]
+                time.sleep(0.01)
+        wait_for_line(log, '"POST /api/checks HTTP/1.1" 408', timeout=60)  # after the discard
+        assert "left before its upload was queued" in log.read_text()
         assert redis.keys("pairsearch:check:*") == []
         assert len(Queue(settings.check_queue_name, connection=redis)) == 0
         assert list(settings.upload_dir.iterdir()) == []
@@ -111,9 +118,48 @@ def test_a_collection_whose_client_left_while_it_was_stored_is_not_queued(settin
             sock.sendall(request)  # the same bytes from a client that waits: queued
             answer = sock.makefile("rb").read()
         assert answer.startswith(b"HTTP/1.1 202"), answer[:300]
-        assert len(Queue(settings.check_queue_name, connection=redis)) == 12 // 4  # chunks
+        assert len(Queue(settings.check_queue_name, connection=redis)) == 16 // 4  # chunks
     finally:
         stop_process(web)
+
+
+def test_a_client_is_gone_only_when_its_socket_has_ended_whatever_its_number():
+    """The peek never waits and takes any fd (select(2) refused those past 1023, and a web
+    process may hold more sockets than that)."""
+    import os
+    import resource
+
+    from werkzeug.exceptions import ClientDisconnected
+
+    from web import create_app
+    from web.submissions import require_client
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1600 <= hard or hard == resource.RLIM_INFINITY:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1600), hard))
+    app = create_app({"TESTING": True})
+    ours, theirs = socket.socketpair()
+    high = socket.socket(fileno=os.dup2(ours.detach(), 1500))
+    high.settimeout(7.0)
+    try:
+        def gone() -> bool:
+            with app.test_request_context("/api/checks", method="POST",
+                                          environ_base={"gunicorn.socket": high}):
+                try:
+                    require_client()
+                except ClientDisconnected:
+                    return True
+                return False
+
+        assert not gone()  # open and silent: waiting for its answer
+        theirs.sendall(b"G")  # a pipelined request's first byte
+        assert not gone()
+        assert high.recv(1) == b"G" and high.gettimeout() == 7.0
+        theirs.close()
+        assert gone()
+    finally:
+        high.close()
+        theirs.close()
 
 
 def wait_for_line(log, words: str, timeout: float) -> None:

@@ -30,7 +30,13 @@ from web.submissions import (
     store_uploads,
 )
 from worker.core.archive import CollectionRefused, ZipLimits
-from worker.core.checks import collection_upload_name, create_check, enqueue_chunks, plan_chunks
+from worker.core.checks import (
+    collection_upload_name,
+    create_check,
+    enqueue_chunks,
+    plan_chunks,
+    row_uploads,
+)
 from worker.core.collection import Collection, from_zip
 from worker.core.contract import SIDES, CheckedDesign, ChunkRow
 from worker.core.storedforms import StoredForms, stored_design
@@ -78,8 +84,9 @@ def _store(check_id: str, collection: Collection, settings
                 store_uploads({name: getattr(design, side) for side, name in names.items()})
                 stored += names.values()
                 rows.append(ChunkRow(row=row, name=design.name, **names))
-    except (CollectionRefused, RequestRefused, ClientDisconnected) as exc:  # a bomb found
-        discard_uploads(stored)  # late, a full disk, the client gone
+        require_client()  # once more, the last moment before the check is queued
+    except (CollectionRefused, RequestRefused, ClientDisconnected) as exc:  # late bomb, full disk
+        discard_uploads(stored)
         if not isinstance(exc, CollectionRefused):
             raise
         raise RequestRefused(exc.status, exc.reason, str(exc)) from None
@@ -125,11 +132,6 @@ def submit_check(files: ImmutableMultiDict, form: ImmutableMultiDict) -> str:
     rows, settled = _store(check_id, collection, settings)
     if not rows:
         raise RequestRefused(400, "no_usable_designs", _none_usable(settled))
-    try:
-        require_client()  # the last moment before it is queued
-    except ClientDisconnected:
-        discard_uploads([name for row in rows for name in (row.front, row.back) if name])
-        raise
     chunks = plan_chunks(rows, settings.check_chunk_pairs)
     redis = current_app.extensions["redis"]
     try:
@@ -137,6 +139,6 @@ def submit_check(files: ImmutableMultiDict, form: ImmutableMultiDict) -> str:
                      settings.result_ttl)
         enqueue_chunks(current_app.extensions["check_queue"], settings, check_id, options, chunks)
     except RedisError:
-        discard_uploads([name for row in rows for name in (row.front, row.back) if name])
+        discard_uploads(row_uploads(rows))
         raise queue_unavailable() from None
     return check_id

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import select
 import socket
 import uuid
 from functools import partial
@@ -57,18 +56,26 @@ class FormRequest(Request):
 def require_client() -> None:
     """ClientDisconnected (408, to no one) once the client has closed its connection: a long
     upload's work stops and nothing is queued for nobody. Called after the body is read, so
-    a readable socket holds either a pipelined request or its end (a peek of no bytes);
-    gunicorn lends the socket, the dev server does not (never gone there)."""
+    the socket can hold only a pipelined request or its end (a peek of no bytes); gunicorn
+    lends the socket, the dev server does not (never gone there)."""
     sock = request.environ.get("gunicorn.socket")
     if sock is None:
         return
-    try:  # select with no timeout: gevent's recv would wait on an open, silent socket
-        gone = bool(select.select([sock], [], [], 0)[0]) and not sock.recv(1, socket.MSG_PEEK)
+    timeout = sock.gettimeout()
+    sock.settimeout(0)  # a peek that never waits (select(2) cannot take fds past 1023)
+    try:
+        gone = not sock.recv(1, socket.MSG_PEEK)
+    except BlockingIOError:  # open and silent: the client waits for its answer
+        gone = False
     except OSError:  # reset by the peer
         gone = True
+    except ValueError:  # an SSL socket takes no flags: cannot tell, so still there
+        gone = False
+    finally:
+        sock.settimeout(timeout)
     if gone:
-        current_app.logger.warning("the client of %s left before its upload was queued; "
-                                "nothing was queued", request.path)
+        current_app.logger.warning("the client %s of %s left before its upload was queued; "
+                                   "nothing was queued", request.remote_addr, request.path)
         raise ClientDisconnected()
 
 

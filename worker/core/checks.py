@@ -55,9 +55,14 @@ def collection_upload_name(check_id: str, row: int, side: str) -> str:
     return f"{check_id}-r{row}-{side}.png"
 
 
+def row_uploads(rows: list[ChunkRow]) -> list[str]:
+    """The stored drawings of these designs."""
+    return [name for row in rows for name in (row.front, row.back) if name is not None]
+
+
 def chunk_uploads(chunk: CheckChunk) -> list[str]:
     """The stored drawings of a chunk's designs (what its end deletes)."""
-    return [name for row in chunk.rows for name in (row.front, row.back) if name is not None]
+    return row_uploads(chunk.rows)
 
 
 def design_image_name(check_id: str, row: int) -> str:
