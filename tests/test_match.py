@@ -15,7 +15,9 @@ from rq.job import Job
 
 from tests.http import post_pair
 from tests.images import N_PAIRS, design_pair, encode
+from web.matches import INPUT_ERROR_KEPT
 from worker.core.contract import SearchOptions, parse_box
+from worker.core.queueing import match_job_id
 from worker.dev.sample import draw_side, make_designs
 from worker.pipeline.preprocess import crop_to_box, make_canvas
 
@@ -179,6 +181,12 @@ def test_a_hit_removed_from_the_catalogue_since_the_search_says_so(indexed_clien
         moved.rename(drawing)
     assert answer.status_code == 409 and answer.get_json()["error"] == "match_failed"
     assert again.status_code == 409 and again.get_json() == answer.get_json()
+    failed = Job.fetch(match_job_id(search["id"], 1), connection=redis)
+    failed.ended_at -= INPUT_ERROR_KEPT  # later (the drawing back): drawn again
+    failed.save()
+    later, = fetch_while_the_worker_runs(
+        indexed_client, run_worker, queue, [f"/api/searches/{search['id']}/match/1.jpg"])
+    assert later.status_code == 200 and later.mimetype == "image/jpeg"
     message = answer.get_json()["message"]
     assert f"{hit['name']} is no longer in the catalogue as it was when you searched" in message
     assert str(indexed_settings.database_dir) not in message  # no server folders shown

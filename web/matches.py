@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import io
+from datetime import timedelta
 
 from flask import Blueprint, abort, current_app, render_template, send_file, url_for
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
+from rq.utils import now
 
 from web.apidoc import Responses, api
 from web.errors import RequestRefused
@@ -28,6 +30,7 @@ MATCH_WAIT_S = 30.0  # the longest a request waits for its view to be drawn (the
 MAX_QUEUED_MATCHES = 8  # views waiting, all searches together (checked, then enqueued: requests
 # at the same instant may pass it by a few); past it, 503 queue_full
 INPUT_ERROR = "MatchInputError"  # the job's own refusal (worker.service.matches), by name
+INPUT_ERROR_KEPT = timedelta(minutes=5)  # answered from the failed job, not drawn again
 PATH_PARAMETERS = {"search_id": "the search's id (32 lowercase hex digits)",
                    "rank": "the hit's rank, 1 to the number of results"}
 
@@ -58,7 +61,8 @@ def finished_hit(search_id: str, rank: int) -> tuple[dict, dict]:
 
 def match_job(search_id: str, rank: int) -> Job:
     """The job drawing this view: one already queued or running, or one that failed on its
-    input (the hit's drawing removed since: drawing it again fails again), else a new one when
+    input within INPUT_ERROR_KEPT (the hit's drawing removed since: drawing it again at once
+    fails again; later, the drawing may be back or reach this worker), else a new one when
     fewer than MAX_QUEUED_MATCHES wait. Views have their own queue, which workers serve after
     the searches': asking for many (and hanging up) delays no search and fills no search queue."""
     queue = current_app.extensions["match_queue"]
@@ -66,7 +70,9 @@ def match_job(search_id: str, rank: int) -> Job:
         job = Job.fetch(match_job_id(search_id, rank), connection=queue.connection)
         status = job.get_status(refresh=False)
         if status not in ENDED or (status == JobStatus.FAILED
-                                   and job.meta.get("error_type") == INPUT_ERROR):
+                                   and job.meta.get("error_type") == INPUT_ERROR
+                                   and job.ended_at is not None
+                                   and now() - job.ended_at < INPUT_ERROR_KEPT):
             return job
     except NoSuchJobError:  # none yet, or expired: draw it
         pass
