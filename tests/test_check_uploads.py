@@ -496,7 +496,11 @@ def test_designs_whose_chunk_expired_or_died_in_the_queue_say_which(settings, re
     redis.delete(Job.key_for(expired))  # as RQ's queued-job TTL (RESULT_TTL) does
     designs = client.get(check["url"]).get_json()["designs"]
     assert [d["error"] for d in designs] == [CHUNK_LOST, CHUNK_EXPIRED]
-    assert "within RESULT_TTL of the upload" in CHUNK_EXPIRED
+    assert "within the time a check is kept" in CHUNK_EXPIRED
+    redis.delete(Job.key_for(died))  # its failure expired since: the reason first seen stays
+    body = client.get(check["url"]).get_json()
+    assert [d["error"] for d in body["designs"]] == [CHUNK_LOST, CHUNK_EXPIRED]
+    assert body["status"] == "finished" and redis.hlen(KEY + check["id"] + ":rows") == 2
 
 
 def test_a_queued_check_says_how_many_designs_of_other_checks_go_first(settings, redis):

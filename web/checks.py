@@ -33,7 +33,8 @@ CHECK_ID = {"check_id": "the id the submission returned (32 lowercase hex digits
 
 def state_or_404(check_id: str, results: bool = True) -> CheckState:
     """The check, or 404 when unknown, expired or malformed (the same answer)."""
-    state = read_check(current_app.extensions["redis"], check_id, results) \
+    state = read_check(current_app.extensions["redis"], check_id, results,
+                       current_app.config["SETTINGS"].result_ttl) \
         if SEARCH_ID.fullmatch(check_id) else None
     if state is None:
         abort(404, description="no such check (unknown or expired id)")

@@ -37,7 +37,7 @@ from worker.core.settings import Settings
 KEY = "pairsearch:check:"
 CHECK_FUNC = "worker.service.checks.check_chunk"  # enqueued by name: the web never imports it
 CHUNK_LOST = "the worker stopped while checking this design; please submit the check again"
-CHUNK_EXPIRED = ("not checked: its turn did not come within RESULT_TTL of the upload (the "
+CHUNK_EXPIRED = ("not checked: its turn did not come within the time a check is kept (the "
                  "service was busy); please submit the check again")
 CANCELLED = "not checked: the check was cancelled before this design's turn"
 LOST = frozenset({JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED})
@@ -200,10 +200,12 @@ def record_outcomes(connection: Redis, check_id: str, outcomes: dict[int, Checke
     return finished
 
 
-def read_check(connection: Redis, check_id: str, results: bool = True) -> CheckState | None:
-    """The check as stored (None: unknown or expired), with the designs of lost chunks failed.
-    Without `results` only which rows are settled is read (a progress bar's poll of a large
-    check: its designs' hits are megabytes to parse)."""
+def read_check(connection: Redis, check_id: str, results: bool = True,
+               ttl: int | None = None) -> CheckState | None:
+    """The check as stored (None: unknown or expired), with the designs of lost chunks failed,
+    and (given `ttl`) settled so: their reason is the first one seen, and whoever waits for
+    the check is woken. Without `results` only which rows are settled is read (a progress
+    bar's poll of a large check: its designs' hits are megabytes to parse)."""
     with connection.pipeline() as pipe:
         pipe.hgetall(KEY + check_id)
         (pipe.hgetall if results else pipe.hkeys)(KEY + check_id + ":rows")
@@ -218,7 +220,10 @@ def read_check(connection: Redis, check_id: str, results: bool = True) -> CheckS
         {int(row): CheckedDesign.model_validate_json(value) for row, value in rows.items()}
         if results else {int(row): CheckedDesign(name=names[int(row)], status="finished")
                          for row in rows}, results, b"cancelled" in meta)
-    state.outcomes.update(lost_designs(connection, state))
+    lost = lost_designs(connection, state)
+    if lost and ttl is not None:
+        record_outcomes(connection, check_id, lost, ttl, keep_settled=True)
+    state.outcomes.update(lost)
     return state
 
 
