@@ -104,7 +104,8 @@ HOSTILE = {  # name: (ZIP, settings, status, error code, words of the message)
                          "invalid_pairs_csv", "it holds a/b/pairs.csv: more than one folder"),
     "PAIRS.CSV": (make_zip({"PAIRS.CSV": pairs_csv(ROW), **GOOD}), {}, 400, "invalid_pairs_csv",
                   "it holds PAIRS.CSV: the name must be exactly pairs.csv, lower case"),
-    "a ZIP of the ZIP": (make_zip({"season.zip": make_zip(GOOD, ROW)}), {}, 400,
+    "a ZIP of the ZIP": (make_zip({"season.zip": make_zip(GOOD, ROW),
+                                   "__MACOSX/._season.zip": b"\0\5\26\7"}), {}, 400,
                          "invalid_pairs_csv", "(it holds season.zip: upload that ZIP itself"),
     "pairs.csv a folder": (make_zip({"pairs.csv/x.csv": pairs_csv(ROW), **GOOD}), {}, 400,
                            "invalid_pairs_csv", "pairs.csv is a folder in it"),
@@ -134,6 +135,9 @@ HOSTILE = {  # name: (ZIP, settings, status, error code, words of the message)
     "a name with a NUL": (make_zip(GOOD, [("a\x00b", "a-f.png", "a-b.png")]), {}, 400,
                           "invalid_pairs_csv", "row 2: the name holds a line break, tab or "
                           "other control character"),
+    "a name reversed by an override": (make_zip(GOOD, [("tee-\u202egnp.exe", "a-f.png", "")]),
+                                       {}, 400, "invalid_pairs_csv", "row 2: the name holds an "
+                                       "invisible text-direction override"),
     "row without a name": (make_zip(GOOD, [("", "a-f.png", "a-b.png")]), {}, 400,
                            "invalid_pairs_csv", "row 2 has no name"),
     "not utf-8": (make_zip({"pairs.csv": "name,front,back\né,a,b\n".encode("latin-1")}), {},

@@ -32,6 +32,7 @@ COLUMNS = ("name", "front", "back")
 PAIRS_CSV = "pairs.csv"
 NAME_MAX = 200  # characters of a design's name
 LINE_BREAKING = frozenset({"Cc", "Zl", "Zp"})  # NUL, tab, CR/LF, U+2028/9: not in a name's line
+DIRECTION_OVERRIDES = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 BLANK_ROWS = 1000  # a spreadsheet's empty rows skipped; past them a CSV is refused, not read on
 
 
@@ -67,6 +68,9 @@ def _row(number: int, record: dict) -> tuple[str, str, str]:
     if any(unicodedata.category(c) in LINE_BREAKING for c in name):
         raise malformed(f"pairs.csv row {number}: the name holds a line break, tab or other "
                         "control character; a name is one line of text")
+    if any(c in DIRECTION_OVERRIDES for c in name):
+        raise malformed(f"pairs.csv row {number}: the name holds an invisible text-direction "
+                        "override, which shows it as other than it is; type it again")
     return name, front, back
 
 
@@ -151,7 +155,8 @@ def _pairs_csv(members: dict) -> str:
                 if deep else " (pairs.csv is a folder in it, not a file)"
                 if any(name.startswith(PAIRS_CSV + "/") for name in members)
                 else f" (it holds {_listed(zips)}: upload that ZIP itself, not a ZIP of it)"
-                if (zips := [name for name in members if name.lower().endswith(".zip")])
+                if (zips := [name for name in members if name.lower().endswith(".zip")
+                             and not name.startswith("__MACOSX/")])  # a Mac's ._ shadows
                 else "")
         raise malformed("the ZIP holds no pairs.csv at its top (columns name,front,back; "
                         f"image paths relative to it){hint}")
@@ -189,6 +194,8 @@ def from_zip(source: BinaryIO, limits: ZipLimits, max_pairs: int) -> Collection:
         return composed.get(unicodedata.normalize("NFC", _member(base, path)))
 
     folded = {name.casefold(): name for name in composed}
+    folders = {"/".join(parts[:i]) for parts in (name.split("/") for name in composed)
+               for i in range(1, len(parts))}  # once: a hint per missing path stays O(1)
 
     def fetch(path: str) -> bytes:
         member = found(path)
@@ -206,9 +213,9 @@ def from_zip(source: BinaryIO, limits: ZipLimits, max_pairs: int) -> Collection:
         except EntryRefused:  # the shortened path would leave the folder: no such hint
             pass
         if (other := folded.get(wanted.casefold())) is not None:
-            return (f" (it holds {posixpath.relpath(other, base or '.')!r}: upper and lower "
-                    "case must match)")
-        if any(name.startswith(wanted.rstrip("/") + "/") for name in composed):
+            shown = other[len(base) + 1:] if base and other.startswith(base + "/") else other
+            return f" (it holds {shown!r}: upper and lower case must match)"
+        if wanted in folders:
             return " (that is a folder in it; name a drawing)"
         return ""
 
