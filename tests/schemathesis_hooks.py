@@ -71,7 +71,8 @@ def _readings(value: Any, binary: bool) -> list[Any]:
 def _list_reading(value: Any) -> list[Any]:
     """How the server reads a repeatable field (`filter`): every value sent, each as the text
     the form carries (JSON for what is not a string), blank ones skipped; none: absent."""
-    items = [item if isinstance(item, str) else json.dumps(item)
+    items = [item if isinstance(item, str) else "x" * len(item.data)
+             if isinstance(item, Binary) else json.dumps(item)
              for item in (value if isinstance(value, list) else [value])]
     kept = [item for item in items if item.strip()]
     return [kept] if kept else []

@@ -85,10 +85,7 @@ class Settings:
     zip_max_entries: int = 2000  # entries (files and folders) a collection ZIP may hold
     zip_max_mb: int = 512  # uncompressed MiB read from one ZIP, counted while reading
     zip_max_entry_mb: int = 64  # uncompressed MiB of one entry (past it: that row is refused)
-    # unpacked/packed of an entry past 1 MiB: a ZIP bomb. Above deflate's ceiling (~1032:1),
-    # which an uncompressed PNG of a white drawing nears (400-1000:1): deflated entries are
-    # bounded by the MiB limits, bzip2 and LZMA ones (10^6:1) stopped at once
-    zip_max_ratio: int = 1100
+    zip_max_ratio: int = 1100  # unpacked/packed past 1 MiB: a bomb; over deflate's ~1032 (README)
 
     @property
     def max_upload_bytes(self) -> int:
