@@ -118,6 +118,23 @@ def test_animated_png_is_refused():
     assert info.value.reason == "animated"
 
 
+def test_a_phone_jpeg_with_a_second_picture_is_its_first_picture():
+    """An MPO (a phone's JPEG with an HDR gain map or a preview) was refused as animated."""
+    import io
+
+    from worker.core.images import stored_form
+
+    photo, preview = drawing(), Image.new("RGB", (40, 30), "black")
+    buf = io.BytesIO()
+    photo.save(buf, format="MPO", save_all=True, append_images=[preview], quality=95)
+    assert Image.open(io.BytesIO(buf.getvalue())).n_frames == 2
+    info = inspect_image(buf.getvalue(), 10_000_000)
+    assert (info.format, info.width, info.height) == ("MPO", *photo.size)
+    stored, _ = stored_form(buf.getvalue(), 10_000_000)
+    kept = np.asarray(Image.open(io.BytesIO(stored)), np.float32)
+    assert np.abs(kept - np.asarray(photo, np.float32)).mean() < 3  # the photo, not the preview
+
+
 def test_trim_finds_the_drawing_through_margins_and_noise():
     from worker.pipeline.preprocess import trim_to_content
 

@@ -83,7 +83,8 @@ def _check_geometry(img: Image.Image, max_pixels: int) -> None:
         raise ImageRejected(
             "bad_aspect", f"image is {w}x{h}; the long side may be at most {MAX_ASPECT:g}x the short"
         )
-    if getattr(img, "n_frames", 1) > 1:
+    # a phone's JPEG (MPO) holds the photo in frame 0, then a gain map or a preview
+    if getattr(img, "n_frames", 1) > 1 and img.format != "MPO":
         raise ImageRejected(
             "animated", "animated images are not accepted; upload a single still frame"
         )
@@ -99,7 +100,7 @@ def load_image(source: bytes | str | Path, max_pixels: int = 40_000_000,
     """
     img = _open(source, max_pixels)
     _check_geometry(img, max_pixels)
-    if at_least and img.format == "JPEG" and max(img.size) > 2 * at_least:
+    if at_least and img.format in ("JPEG", "MPO") and max(img.size) > 2 * at_least:
         scale = at_least / max(img.size)
         img.draft(None, (max(1, round(img.width * scale)), max(1, round(img.height * scale))))
     # no warnings.catch_warnings() here: it swaps the process's filters, and two threads
