@@ -58,6 +58,7 @@ def test_image_work_runs_off_the_gevent_loop_in_order():
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().endswith("ok"), proc.stdout
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]  # a refusal is no server error
 
 
 def test_without_gevent_the_calls_run_in_this_thread_in_order():

@@ -40,7 +40,18 @@ def off_loop(calls: Sequence[Callable[[], T]]) -> list[T]:
     pool = _gevent_pool()
     if pool is None:
         return [call() for call in calls]
-    running = [pool.spawn(call) for call in calls]  # gevent AsyncResults
-    for result in running:
-        result.wait()  # every call ends before a failure is raised: none outlives the request
-    return [result.get() for result in running]  # get() re-raises a call's exception
+    # a call's exception comes back as a value: raised in the pool, gevent prints its
+    # traceback, and a refused upload (RequestRefused) is no error of the server's
+    running = [pool.spawn(_outcome, call) for call in calls]  # gevent AsyncResults
+    outcomes = [result.get() for result in running]  # every call ends before one is raised
+    for failure in (exc for ok, exc in outcomes if not ok):
+        raise failure
+    return [value for _, value in outcomes]
+
+
+def _outcome(call: Callable[[], T]) -> tuple[bool, T | Exception]:
+    """(True, the call's result) or (False, its exception)."""
+    try:
+        return True, call()
+    except Exception as exc:  # raised again by off_loop, in the request
+        return False, exc
