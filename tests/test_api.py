@@ -149,6 +149,23 @@ def test_bad_input_is_refused_and_nothing_is_kept(indexed_client, redis, indexed
     assert list(indexed_settings.upload_dir.iterdir()) == []
 
 
+def test_a_drawing_sent_as_text_under_another_name_or_twice_is_refused_saying_so(client):
+    def post(data: dict):
+        return client.post("/api/searches", data=data, content_type="multipart/form-data")
+
+    as_text = post({"front": "front.png", "k": "3"}).get_json()
+    assert as_text["error"] == "missing_images"
+    assert as_text["message"].endswith("; front came as a text field, not a file (curl: "
+                                       "-F front=@drawing.png, with the @)")
+    misnamed = post({"image": (io.BytesIO(GOOD_FRONT), "f.png")}).get_json()
+    assert misnamed["message"].endswith("; the files came as 'image': name the fields front "
+                                        "and back")
+    twice = post({"front": [(io.BytesIO(GOOD_FRONT), "a.png"), (io.BytesIO(GOOD_BACK), "b.png")]})
+    assert (twice.status_code, twice.get_json()) == (400, {
+        "error": "invalid_front", "message": "front was given more than once; upload one front "
+                                             "drawing"})
+
+
 def test_too_large_upload_is_413(redis, indexed_settings):
     import dataclasses
 

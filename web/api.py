@@ -29,7 +29,9 @@ UNAVAILABLE = (Error, "Redis (the queue and the results) is unreachable (`queue_
               skip_validation=True, resp=Responses(
                   HTTP_202=(SearchCreated, "queued (or already finished: a copy of an identical "
                                            "finished search, under its own id); poll `url`"),
-                  HTTP_400=(Error, "no image, an empty file, a bad or repeated `k`, "
+                  HTTP_400=(Error, "no image (`missing_images`), an empty file, a drawing "
+                                   "given twice (`invalid_front`, `invalid_back`), a bad or "
+                                   "repeated `k`, "
                                    "`front_weight`, `sides`, `front_box` or `back_box`, a bad "
                                    "filter, a body not multipart/form-data (`not_multipart`) or "
                                    "cut short before its closing boundary (`malformed_form`)"),
