@@ -169,6 +169,26 @@ def test_search_with_a_catalogue_design_keeps_the_catalogue_pages_filter(indexed
     assert unknown.status_code == 404 and "no design named &#39;..&#39;" in unknown.get_data(as_text=True)
 
 
+def test_search_with_a_hit_keeps_the_result_pages_k_weight_and_sides(indexed_client,
+                                                                      run_worker):
+    front, back = design_pair(QUERY, N_PAIRS)
+    first = indexed_client.post("/api/searches", content_type="multipart/form-data", data={
+        "front": (io.BytesIO(front), "f.png"), "back": (io.BytesIO(back), "b.png"), "k": "7",
+        "front_weight": "0.7", "sides": "unknown"}).get_json()
+    run_worker()
+    page = " ".join(indexed_client.get(f"/searches/{first['id']}").get_data(as_text=True).split())
+    for field in ('name="k" value="7"', 'name="sides" value="unknown"',
+                  'name="front_weight" value="0.7"'):
+        assert page.count(field) == 7, field  # each hit's own search keeps them
+    hit = finished(indexed_client, first["url"])["results"][1]["name"]
+    response = indexed_client.post("/designs/search", data={  # as that page's button posts
+        "name": hit, "k": "7", "front_weight": "0.7", "sides": "unknown"})
+    run_worker()
+    body = finished(indexed_client, response.location.replace("/searches/", "/api/searches/"))
+    assert (body["searched_with"], len(body["results"]), body["front_weight"],
+            body["sides_unknown"]) == (hit, 7, 0.7, True)
+
+
 def test_the_verdict_lead_is_taken_among_the_filtered_hits(indexed_client, run_worker,
                                                           indexed_settings):
     url = submit(indexed_client, 5, "garment:trousers")

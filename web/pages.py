@@ -142,8 +142,9 @@ def severity(design: dict) -> tuple:
 @bp.post("/designs/<path:name>/search")  # a hand-written pairs.csv may name "SS26/jkt-01"
 def search_like(name: str):
     """"Search with this design": the catalogue design's own drawings become the query,
-    among the designs the catalogue page was showing (its `filter` fields); the search then
-    names the design searched with (`searched_with`)."""
+    among the designs the catalogue page was showing (its `filter` fields), with the `k`,
+    `front_weight` and `sides` of the result page it came from; the search then names the
+    design searched with (`searched_with`)."""
     settings = current_app.config["SETTINGS"]
     try:
         manifest = read_manifest_cached(settings.features_dir)
@@ -157,7 +158,8 @@ def search_like(name: str):
             abort(404, description=f"the {side} drawing of {name!r} is missing")
         with open(path, "rb") as f:
             files[side] = FileStorage(io.BytesIO(f.read()), filename=os.path.basename(path))
-    options = MultiDict([("filter", field) for field in request.form.getlist("filter")])
+    options = MultiDict([(field, value) for field in ("filter", "k", "front_weight", "sides")
+                         for value in request.form.getlist(field)])  # the search's, kept
     search_id = submit_search(MultiDict(files), options).id
     try:
         mark_searched_with(search_id, name, settings.result_ttl)
