@@ -205,6 +205,7 @@ def test_a_boxed_search_finds_the_design_the_box_was_cut_from(indexed_client, ru
     assert boxed_body["results"][0]["name"] == NAMES[9]
     html = " ".join(indexed_client.get(f"/searches/{boxed['id']}").get_data(as_text=True).split())
     assert "by a part of the front only: 64-96 % across, 14-86 % down" in html
+    assert "compare the part in the box with whole designs" in html  # what its verdicts mean
     assert "part of the" not in indexed_client.get(f"/searches/{whole['id']}").get_data(
         as_text=True)
     boxed_score = boxed_body["results"][0]["score"]

@@ -185,7 +185,8 @@ def _refuse_blank(img: Image.Image, box: Box | None) -> None:
     size (the worker also refuses a drawing that shows nothing on its canvas)."""
     if is_flat(img):
         raise ImageRejected("blank", "the drawing is blank (one flat colour, nothing drawn on "
-                            "it); upload the drawing of the design")
+                            "it; transparent areas read as white paper); upload the drawing "
+                            "of the design")
     if box is not None and is_flat(crop_to_box(img, box)):
         raise ImageRejected("blank_box", "the box holds one flat colour alone, no line or "
                             "pattern of the design; draw it around a part that has some")
