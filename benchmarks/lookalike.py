@@ -70,9 +70,10 @@ def search_all(extractor, bank, queries: list[Query], front_weight: float = 0.5)
         front, back = edited_pair(query.design, "rescan" if query.row is None else query.family,
                                   query.seed)
         canvases = np.stack([to_canvas(img, extractor.trim) for img in (front, back)])
-        outline = outline_sides(bank, sketched(canvases))
+        rows = tuple(extractor.extract(canvases))
+        outline = outline_sides(bank, sketched(canvases), rows)
         q = [project_query(bank, row, by_outline)  # (dim,) each, as the job projects
-             for row, by_outline in zip(extractor.extract(canvases), outline, strict=True)]
+             for row, by_outline in zip(rows, outline, strict=True)]
         outcomes.append(Outcome(query, top_k(bank, q[0], q[1], K, front_weight), all(outline)))
     return outcomes
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw
 
 from benchmarks.lookalike_edits import colourway, lineart, rescan, spacing
 from tests.http import post_pair
@@ -47,21 +48,81 @@ def lookalike_settings(tmp_path_factory, lookalike_extractor):
     return settings
 
 
-@pytest.fixture
-def client_and_worker(lookalike_settings, settings, lookalike_extractor, redis):
+def _served(indexed, settings, extractor, redis):
+    """The app (a test client) and a burst worker over the index of `indexed`."""
     import dataclasses
 
     from web import create_app
     from worker.service.process import make_worker, start_engine
 
-    here = dataclasses.replace(settings, database_dir=lookalike_settings.database_dir,
-                               features_dir=lookalike_settings.features_dir)
+    here = dataclasses.replace(settings, database_dir=indexed.database_dir,
+                               features_dir=indexed.features_dir)
 
     def run_worker() -> None:
-        make_worker(here, start_engine(here, lookalike_extractor), redis).work(burst=True,
+        make_worker(here, start_engine(here, extractor), redis).work(burst=True,
                                                                      with_scheduler=False)
 
     return create_app({"SETTINGS": here, "TESTING": True}).test_client(), run_worker
+
+
+@pytest.fixture
+def client_and_worker(lookalike_settings, settings, lookalike_extractor, redis):
+    return _served(lookalike_settings, settings, lookalike_extractor, redis)
+
+
+def white_tee(side: str) -> Image.Image:
+    """A white T-shirt drawn in black outline on white paper, a blue logo on its front: a
+    coloured design that reads as a line sketch (its fill is the paper's white)."""
+    img = Image.new("RGB", (320, 320), "white")
+    draw = ImageDraw.Draw(img)
+    draw.polygon([(100, 40), (140, 40), (160, 60), (180, 40), (220, 40), (300, 90), (270, 140),
+                  (240, 120), (240, 290), (80, 290), (80, 120), (50, 140), (20, 90)],
+                 fill="white", outline="black", width=3)
+    if side == "front":
+        draw.rectangle((175, 80, 205, 110), fill=(30, 90, 200))
+    else:
+        draw.line((120, 50, 200, 50), fill="black", width=2)
+    return img
+
+
+@pytest.fixture(scope="module")
+def white_garment_settings(tmp_path_factory, lookalike_extractor):
+    """The 24-design sample catalogue (coloured drawings) and one white T-shirt, indexed."""
+    from worker.core.catalogue import load_catalogue, write_catalogue_csv
+    from worker.core.settings import Settings
+    from worker.indexing.build import build_index
+
+    db = tmp_path_factory.mktemp("white") / "db"
+    write_catalogue(db, 24, seed=7)
+    for side in ("front", "back"):
+        white_tee(side).save(db / "images" / f"white-tee_{side}.png")
+    cat = load_catalogue(db)
+    write_catalogue_csv(db, [*cat.names, "white-tee"], [*cat.fronts, "images/white-tee_front.png"],
+                        [*cat.backs, "images/white-tee_back.png"],
+                        {column: [*values, value] for (column, values), value
+                         in zip(cat.extra.items(), ("tshirt", "SS26"), strict=True)})
+    settings = Settings(database_dir=db, features_dir=db.parent / "features")
+    build_index(settings, lookalike_extractor, progress=False)
+    return settings
+
+
+def test_an_exact_copy_of_a_white_garment_is_a_copy_not_a_line_sketch(
+        white_garment_settings, settings, lookalike_extractor, redis):
+    """A white fill is the paper's colour, so a white garment reads as a line sketch, and its
+    exact copy was matched by the outline alone: no verdict (exploratory round 7)."""
+    client, run_worker = _served(white_garment_settings, settings, lookalike_extractor, redis)
+    copy = [encode(rescan(white_tee(side), np.random.default_rng(3))) for side in ("front", "back")]
+    body = _finished(client, run_worker, *copy)
+    assert body["outline_only"] == []
+    assert body["results"][0]["name"] == "white-tee"
+    assert body["results"][0]["verdict"] == "copy", body["results"][0]
+    # a line sketch of a coloured design there is still matched by its outline alone
+    design = make_designs(24, seed=7)[5]
+    sketch = [encode(rescan(lineart(design, side, np.random.default_rng(6)),
+                            np.random.default_rng(7))) for side in ("front", "back")]
+    body = _finished(client, run_worker, *sketch)
+    assert body["outline_only"] == ["front", "back"]
+    assert all(h["verdict"] is None for h in body["results"])
 
 
 def _finished(client, run_worker, front: bytes, back: bytes, **fields) -> dict:

@@ -18,16 +18,31 @@ from worker.pipeline.exact import ExactMatch, usable
 from worker.pipeline.verdicts import similarity, verdict_of
 
 SKETCHED_CATALOGUE = 0.5  # from this share of line sketches on, a catalogue is one of sketches
+DRAWN_ALIKE = 0.9  # a sketch-like side this close whole to a catalogue drawing is a copy of it
 
 
-def outline_sides(bank: FeatureBank, sketches: tuple[bool, bool]) -> tuple[bool, bool]:
+def outline_sides(bank: FeatureBank, sketches: tuple[bool, bool],
+                  rows: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
+                  ) -> tuple[bool, bool]:
     """Which query sides are matched by their outline alone: the line sketches
     (`appearance.is_sketch`) when the catalogue is of coloured drawings (the index's
-    `sketch_share`; an index without it: none). A sketch's model and colour columns describe
+    `sketch_share`; an index without it: none), unless the catalogue holds a drawing the side
+    nearly duplicates whole (`drawn_alike`: a white garment reads as a sketch, and a copy of
+    one is not a sketch of a coloured design). A sketch's model and colour columns describe
     an empty garment, not the design it draws; among sketches they are compared whole."""
     coloured = bank.manifest.get("sketch_share", 1.0) < SKETCHED_CATALOGUE
     usable = coloured and bank.whitening is not None and bool(bank.whitening.blocks)
-    return tuple(bool(sketch) and usable for sketch in sketches)
+    return tuple(bool(sketch) and usable and not drawn_alike(bank, row)
+                 for sketch, row in zip(sketches, rows, strict=True))
+
+
+def drawn_alike(bank: FeatureBank, row: np.ndarray | None) -> bool:
+    """Whether one query drawing's whole descriptor reaches DRAWN_ALIKE against a catalogue
+    drawing of either side (every row: a sketch is a rare query, and one product is cheap)."""
+    if row is None or len(bank) == 0:
+        return False
+    q = project_query(bank, row)
+    return max(float((bank.front @ q).max()), float((bank.back @ q).max())) >= DRAWN_ALIKE
 
 
 def project_query(bank: FeatureBank, row: np.ndarray, outline: bool = False) -> np.ndarray:

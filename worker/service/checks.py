@@ -93,7 +93,7 @@ def check_pairs(engine: Engine, pairs: list[Pair], options: SearchOptions,
 
 
 def _ranked(snapshot: Snapshot, found, options: SearchOptions) -> Ranked:
-    outline = outline_sides(snapshot.bank, sketched(found.canvases))
+    outline = outline_sides(snapshot.bank, sketched(found.canvases), found.rows)
     return Ranked(rank_hits(snapshot, found.rows, options, outline),
                   [side for side, by_outline in zip(SIDES, outline, strict=True) if by_outline],
                   _version(snapshot))

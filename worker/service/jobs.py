@@ -54,7 +54,7 @@ def run_search(engine: Engine, request: SearchRequest) -> SearchResult:
     stage = StageClock()
     found = engine.batcher.descriptors(engine.storage, request.search_id, request.uploads,
                                        QueueRef.of(job), stage, request.boxes)
-    outline = outline_sides(engine.snapshot.bank, sketched(found.canvases))
+    outline = outline_sides(engine.snapshot.bank, sketched(found.canvases), found.rows)
     with stage("search"):
         hits = rank_hits(engine.snapshot, found.rows, request, outline)
     with stage("render"):
