@@ -180,6 +180,7 @@ def test_search_with_a_hit_keeps_the_result_pages_k_weight_and_sides(indexed_cli
     for field in ('name="k" value="7"', 'name="sides" value="unknown"',
                   'name="front_weight" value="0.7"'):
         assert page.count(field) == 7, field  # each hit's own search keeps them
+    assert 'id="page-hint"' not in page  # its first hit is a copy: no hint to box the garment
     hit = finished(indexed_client, first["url"])["results"][1]["name"]
     response = indexed_client.post("/designs/search", data={  # as that page's button posts
         "name": hit, "k": "7", "front_weight": "0.7", "sides": "unknown"})
@@ -187,6 +188,21 @@ def test_search_with_a_hit_keeps_the_result_pages_k_weight_and_sides(indexed_cli
     body = finished(indexed_client, response.location.replace("/searches/", "/api/searches/"))
     assert (body["searched_with"], len(body["results"]), body["front_weight"],
             body["sides_unknown"]) == (hit, 7, 0.7, True)
+
+
+def test_a_search_whose_first_hit_has_no_verdict_suggests_boxing_the_garment(indexed_client,
+                                                                              run_worker):
+    from tests.images import unrelated_drawing
+
+    search = indexed_client.post("/api/searches", content_type="multipart/form-data", data={
+        "front": (io.BytesIO(unrelated_drawing(1)), "f.png"),
+        "back": (io.BytesIO(unrelated_drawing(2)), "b.png")}).get_json()
+    run_worker()
+    assert finished(indexed_client, search["url"])["results"][0]["verdict"] is None
+    page = " ".join(indexed_client.get(f"/searches/{search['id']}").get_data(as_text=True)
+                    .split())
+    assert ("if the page around the garment holds more (a frame, a title block, captions), "
+            "draw a box around the garment") in page
 
 
 def test_the_verdict_lead_is_taken_among_the_filtered_hits(indexed_client, run_worker,
