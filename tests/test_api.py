@@ -166,6 +166,21 @@ def test_a_drawing_sent_as_text_under_another_name_or_twice_is_refused_saying_so
                                              "drawing"})
 
 
+def test_a_queued_search_shows_the_options_it_asked_for(indexed_client):
+    """Until finished (queued, running, failed) the options came back null: a client could
+    not tell what it had asked for (exploratory round 7, finding 14)."""
+    queued = post_pair(indexed_client, GOOD_FRONT, GOOD_BACK, k=5, front_weight=0.3,
+                       sides="unknown", front_box="0.1,0.1,0.9,0.9").get_json()
+    body = indexed_client.get(queued["url"]).get_json()
+    assert body["status"] == "queued"
+    assert {key: body[key] for key in ("k", "front_weight", "sides_unknown", "front_box",
+                                       "back_box", "filters")} == {
+        "k": 5, "front_weight": 0.3, "sides_unknown": True, "front_box": [0.1, 0.1, 0.9, 0.9],
+        "back_box": None, "filters": {}}
+    front_only = post_pair(indexed_client, GOOD_FRONT, None, front_weight=0.3).get_json()
+    assert indexed_client.get(front_only["url"]).get_json()["front_weight"] == 1.0  # applied
+
+
 def test_too_large_upload_is_413(redis, indexed_settings):
     import dataclasses
 

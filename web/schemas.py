@@ -162,7 +162,9 @@ class _SearchBase(Closed):
 
 
 Search = create_model("Search", __base__=_SearchBase, __doc__="A search: its status and stage; "
-                      "its results, timings and options once finished.", **_when_finished())
+                      "its options (as asked until it finishes: k, front_weight, sides_unknown, "
+                      "the boxes, filters); its results and timings once finished.",
+                      **_when_finished())
 
 
 class Error(Closed):

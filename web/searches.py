@@ -7,7 +7,7 @@ from collections.abc import Collection
 from enum import StrEnum
 
 from flask import current_app, url_for
-from rq.exceptions import NoSuchJobError
+from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.job import Job, JobStatus
 
 from worker.core import contract
@@ -94,12 +94,27 @@ def describe(job: Job) -> dict:
         body["searched_with"] = name.decode()
     if status is SearchStatus.QUEUED:
         body["queue_position"] = job.get_position()
-    elif status is SearchStatus.FINISHED:
+    if status is SearchStatus.FINISHED:
         result = SearchResult.model_validate(job.return_value())
         body.update(result.model_dump(exclude={"results", "image"}),
                     results=[hit_view(hit) for hit in result.results],
                     image_url=url_for("api.get_result_image", search_id=job.id),
                     csv_url=url_for("api.get_result_csv", search_id=job.id))
-    elif status is SearchStatus.FAILED:
+    else:
+        body.update(requested_options(job))
+    if status is SearchStatus.FAILED:
         body["error"] = error_message(job)
     return body
+
+
+def requested_options(job: Job) -> dict:
+    """A search's options as its request holds them, the front weight as it will apply (1 or
+    0 for one side); a finished search shows its result's. None of them for a job unread."""
+    try:
+        request = contract.SearchRequest.model_validate(job.kwargs)
+    except (ValueError, TypeError, DeserializationError):  # pydantic's is a ValueError
+        return {}
+    weight = 1.0 if request.back is None else 0.0 if request.front is None else \
+        request.front_weight
+    return {**request.model_dump(include={"k", "sides_unknown", "front_box", "back_box",
+                                          "filters"}), "front_weight": weight}
