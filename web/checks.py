@@ -20,10 +20,9 @@ from worker.core.checks import (
     cancel_check,
     collection_upload_name,
     design_image_name,
-    designs_ahead,
     read_check,
-    wait_for_check,
 )
+from worker.core.checkwait import designs_ahead, wait_for_check
 from worker.core.results_csv import report_csv
 
 bp = Blueprint("checks", __name__)

@@ -12,7 +12,7 @@ Keys, both expiring after RESULT_TTL:
 - `pairsearch:check:<id>:rows`: hash of row -> `CheckedDesign` JSON, once that design is
   settled (finished or failed). Its length is the progress; the last write announces the end.
 
-The report's CSV is `worker.core.results_csv`.
+The report's CSV is `worker.core.results_csv`; progress and waits, `worker.core.checkwait`.
 
 TensorFlow-free: the web imports it.
 """
@@ -20,7 +20,6 @@ TensorFlow-free: the web imports it.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
@@ -31,7 +30,7 @@ from rq.exceptions import InvalidJobOperation
 from rq.job import Job, JobStatus
 
 from worker.core.contract import CheckChunk, CheckedDesign, ChunkRow, SearchOptions
-from worker.core.queueing import DONE_CHANNEL, RECHECK_S, announce_done
+from worker.core.queueing import announce_done
 from worker.core.settings import Settings
 
 KEY = "pairsearch:check:"
@@ -240,38 +239,3 @@ def lost_designs(connection: Redis, state: CheckState) -> dict[int, CheckedDesig
             for job, (_, rows) in zip(jobs, pending, strict=True)
             if job is None or job.get_status(refresh=False) in LOST
             for row in rows if row not in state.outcomes}
-
-
-def designs_ahead(connection: Redis, state: CheckState, chunk_pairs: int) -> int | None:
-    """While the check is queued: about how many designs of other checks its first chunk
-    waits behind (chunks ahead x CHECK_CHUNK_PAIRS; searches are served first too). None
-    once it runs, or when its first chunk is not in the queue."""
-    if state.status is not CheckStatus.QUEUED or not state.chunks:
-        return None
-    job = Job.fetch_many([state.chunks[0][0]], connection=connection)[0]
-    position = job.get_position() if job is not None else None
-    return None if position is None else position * chunk_pairs
-
-
-def progress(connection: Redis, check_id: str) -> tuple[int, int] | None:
-    """(settled designs, total), cheaply; None when unknown or expired."""
-    with connection.pipeline() as pipe:
-        pipe.hget(KEY + check_id, "total")
-        pipe.hlen(KEY + check_id + ":rows")
-        total, done = pipe.execute()
-    return None if total is None else (done, int(total))
-
-
-def wait_for_check(connection: Redis, check_id: str, timeout: float) -> None:
-    """Block until every design is settled or `timeout` s pass (woken by the last chunk)."""
-    deadline = time.monotonic() + timeout
-    pubsub = connection.pubsub(ignore_subscribe_messages=True)
-    try:
-        pubsub.subscribe(DONE_CHANNEL + check_id)  # before reading: an end between is not missed
-        while (left := deadline - time.monotonic()) > 0:
-            now = progress(connection, check_id)
-            if now is None or now[0] >= now[1]:
-                return
-            pubsub.get_message(timeout=min(left, RECHECK_S))
-    finally:
-        pubsub.close()
