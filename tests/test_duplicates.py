@@ -149,6 +149,9 @@ def test_a_bad_min_verdict_is_a_400_naming_it(synthetic):
         assert repr(bad) in response.get_json()["message"]
     page = client.get("/duplicates?min_verdict=nope")
     assert page.status_code == 400 and b"got &#39;nope&#39;" in page.data
+    twice = client.get("/api/duplicates?min_verdict=copy&min_verdict=similar")
+    assert (twice.status_code, twice.get_json()) == (400, {
+        "error": "invalid_min_verdict", "message": "min_verdict was given more than once"})
 
 
 def test_no_index_or_one_without_duplicates_is_503_no_index(client, settings):

@@ -20,6 +20,8 @@ bp = Blueprint("duplicates", __name__)
 
 
 def _min_verdict() -> str:
+    if len(request.args.getlist("min_verdict")) > 1:  # which one was meant?
+        raise RequestRefused(400, "invalid_min_verdict", "min_verdict was given more than once")
     raw = request.args.get("min_verdict", DEFAULT_MIN_VERDICT)
     if raw not in VERDICTS:
         raise RequestRefused(400, "invalid_min_verdict", f"min_verdict must be one of "
@@ -41,8 +43,8 @@ def _groups(min_verdict: str) -> tuple[dict, list[dict]]:
 @api.validate(query=DuplicatesQuery, tags=["catalogue"], operation_id="listDuplicates",
               skip_validation=True, resp=Responses(
                   HTTP_200=(Duplicates, "the groups (none: an empty list)"),
-                  HTTP_400=(Error, "`min_verdict` is not copy, near-duplicate or similar "
-                                   "(`invalid_min_verdict`)"),
+                  HTTP_400=(Error, "`min_verdict` is not copy, near-duplicate or similar, "
+                                   "or is given twice (`invalid_min_verdict`)"),
                   HTTP_503=(Error, "no index, or one built before duplicates were listed "
                                    "(`no_index`)")))
 def list_duplicates():
@@ -59,8 +61,8 @@ def list_duplicates():
               skip_validation=True, resp=Responses(
                   HTTP_200=(None, "CSV, a row per pair: " + ",".join(DUPLICATES_COLUMNS)
                             + "; `group` numbers the groups from 1, as the page does"),
-                  HTTP_400=(Error, "`min_verdict` is not copy, near-duplicate or similar "
-                                   "(`invalid_min_verdict`)"),
+                  HTTP_400=(Error, "`min_verdict` is not copy, near-duplicate or similar, "
+                                   "or is given twice (`invalid_min_verdict`)"),
                   HTTP_503=(Error, "no index, or one built before duplicates were listed "
                                    "(`no_index`)")))
 def list_duplicates_csv():
