@@ -118,6 +118,35 @@ def test_animated_png_is_refused():
     assert info.value.reason == "animated"
 
 
+def _saved(fmt: str) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    drawing().save(buf, format=fmt)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt, name", [("GIF", "GIF"), ("WEBP", "WebP"), ("TIFF", "TIFF"),
+                                       ("BMP", "BMP"), ("PDF", "PDF")])
+def test_a_refused_format_is_named(fmt, name):
+    """'not a JPEG or PNG image' left a person guessing what the file was (a browser shows a
+    GIF or a WebP like any image)."""
+    with pytest.raises(ImageRejected) as info:
+        inspect_image(_saved(fmt), 10_000_000)
+    assert info.value.reason == "unsupported_format"
+    assert str(info.value) == (f"not a JPEG or PNG image: it is a {name} file (only JPEG and "
+                               "PNG are accepted; save it as one of them)")
+
+
+def test_an_iphone_photo_is_named_heic_and_unknown_bytes_are_not_named():
+    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64)
+    with pytest.raises(ImageRejected, match="it is a HEIC file"):
+        inspect_image(heic, 10_000_000)
+    with pytest.raises(ImageRejected) as info:
+        inspect_image(b"just some words, no image", 10_000_000)
+    assert str(info.value).startswith("not a JPEG or PNG image (only JPEG")
+
+
 def test_a_phone_jpeg_with_a_second_picture_is_its_first_picture():
     """An MPO (a phone's JPEG with an HDR gain map or a preview) was refused as animated."""
     import io

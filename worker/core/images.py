@@ -40,17 +40,30 @@ class ImageInfo:
 
 
 MAGIC = {b"\x89PNG\r\n\x1a\n": "PNG", b"\xff\xd8\xff": "JPEG"}
+OTHERS = {b"GIF8": "GIF", b"BM": "BMP", b"II*\x00": "TIFF", b"MM\x00*": "TIFF", b"%PDF": "PDF"}
+BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIC", b"avif": "AVIF"}  # ISO media's
 
 
 def _unidentified(source: bytes | str | Path) -> ImageRejected:
     """Why Pillow could not identify `source`: a damaged JPEG/PNG, or another format."""
-    head = bytes(source[:8]) if isinstance(source, bytes | bytearray) else Path(source).open(
-        "rb").read(8)
+    head = bytes(source[:12]) if isinstance(source, bytes | bytearray) else Path(source).open(
+        "rb").read(12)
     for magic, name in MAGIC.items():
         if head.startswith(magic):
             return ImageRejected("corrupt", f"the file starts like a {name} but is damaged")
-    return ImageRejected("unsupported_format",
-                         "not a JPEG or PNG image (only JPEG and PNG are accepted)")
+    name = _other_format(head)
+    named = f": it is a {name} file" if name else ""
+    return ImageRejected("unsupported_format", f"not a JPEG or PNG image{named} (only JPEG "
+                         "and PNG are accepted; save it as one of them)")
+
+
+def _other_format(head: bytes) -> str | None:
+    """The name of a refused image format, from a file's first 12 bytes; None: unknown."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    if head[4:8] == b"ftyp":  # HEIC (an iPhone's photos), AVIF
+        return BRANDS.get(head[8:12])
+    return next((name for magic, name in OTHERS.items() if head.startswith(magic)), None)
 
 
 def _pixel_limit(max_pixels: int) -> int:
