@@ -181,6 +181,8 @@ def test_search_with_a_hit_keeps_the_result_pages_k_weight_and_sides(indexed_cli
                   'name="front_weight" value="0.7"'):
         assert page.count(field) == 7, field  # each hit's own search keeps them
     assert 'id="page-hint"' not in page  # its first hit is a copy: no hint to box the garment
+    assert ("Similarity, 0-100: 90 and over is a copy, 75-89 a near-duplicate, 50-74 similar "
+            "(the same kind of design); below, no verdict.") in page  # the table's legend
     hit = finished(indexed_client, first["url"])["results"][1]["name"]
     response = indexed_client.post("/designs/search", data={  # as that page's button posts
         "name": hit, "k": "7", "front_weight": "0.7", "sides": "unknown"})

@@ -24,6 +24,7 @@ from worker.core.queueing import (
     query_canvas_name,
     wait_until_done,
 )
+from worker.pipeline.verdicts import ANCHORS
 
 bp = Blueprint("matches", __name__)
 MATCH_WAIT_S = 30.0  # the longest a request waits for its view to be drawn (then 503, retry)
@@ -37,8 +38,9 @@ PATH_PARAMETERS = {"search_id": "the search's id (32 lowercase hex digits)",
 
 @bp.app_context_processor
 def page_values() -> dict:
-    """What the pages' scripts and grid links need: the smallest box, the grid's columns."""
-    return {"min_box": MIN_BOX, "grid_columns": GRID_COLUMNS}
+    """What the pages' scripts, grid links and legend need: the smallest box, the grid's
+    columns, the similarity each verdict starts at."""
+    return {"min_box": MIN_BOX, "grid_columns": GRID_COLUMNS, "anchors": ANCHORS}
 
 
 def finished_hit(search_id: str, rank: int) -> tuple[dict, dict]:
