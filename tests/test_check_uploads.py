@@ -249,7 +249,8 @@ def test_a_drawing_many_rows_name_is_decoded_once(monkeypatch):
     designs = [storedforms.stored_design(NewDesign(f"d{i}", PNG, text if i % 2 else PNG), forms)
                for i in range(40)]
     assert [d.error for d in designs[:2]] == [None, "back: not a JPEG or PNG image (only "
-                                                    "JPEG and PNG are accepted)"]
+                                                    "JPEG and PNG are accepted; save it as one "
+                                                    "of them)"]
     assert all(d.error == designs[1].error for d in designs[1::2])
     assert designs[0].front == designs[0].back == stored_form(PNG, 40_000_000)[0]
     assert decoded == [PNG, text]
