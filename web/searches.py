@@ -13,6 +13,7 @@ from rq.job import Job, JobStatus
 from worker.core import contract
 from worker.core.contract import ABANDONED, RESUBMIT, Hit, SearchResult
 from worker.core.queueing import JOB_FUNC
+from worker.pipeline.ranking import side_weights
 
 SEARCH_ID = re.compile(contract.SEARCH_ID)  # use fullmatch: `$` also matches before a "\n"
 MAX_WAIT_S = 30.0  # the longest long poll
@@ -114,7 +115,7 @@ def requested_options(job: Job) -> dict:
         request = contract.SearchRequest.model_validate(job.kwargs)
     except (ValueError, TypeError, DeserializationError):  # pydantic's is a ValueError
         return {}
-    weight = 1.0 if request.back is None else 0.0 if request.front is None else \
-        request.front_weight
+    weight, _ = side_weights(request.front is not None, request.back is not None,
+                             request.front_weight)
     return {**request.model_dump(include={"k", "sides_unknown", "front_box", "back_box",
                                           "filters"}), "front_weight": weight}
