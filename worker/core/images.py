@@ -9,18 +9,18 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from worker.core.widegrey import WIDE_MODES, to_8bit
 
 ACCEPTED_FORMATS = ("JPEG", "PNG")
 BLANK_SPREAD = 12  # per channel, max - min: a flat colour's JPEG ringing stays below it
 MIN_SIDE = 16
 MAX_ASPECT = 20.0
-STORED_LONG_SIDE = 1024  # px: an upload is kept as RGB pixels at most this large
+STORED_LONG_SIDE = 1024  # px: an upload is kept as RGB pixels at most this large...
+STORED_SHORT_SIDE = 256  # ...unless that leaves its short side below this (a very wide page)
 STORED_FORMAT = "PNG"  # lossless: what is kept is exactly the pixels the worker will read
 STORED_COMPRESSION = 1  # zlib level: a noisy scan encodes ~5x faster than at 6, ~15 % larger
-WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
-ROWS_AT_ONCE = 256  # 16-bit -> 8-bit conversion in bands of rows (no full-size float copy)
 
 
 class ImageRejected(ValueError):
@@ -104,18 +104,17 @@ def _check_geometry(img: Image.Image, max_pixels: int) -> None:
 
 
 def load_image(source: bytes | str | Path, max_pixels: int = 40_000_000,
-               at_least: int | None = None) -> Image.Image:
+               for_storing: bool = False) -> Image.Image:
     """Decode `source` (bytes or a path) fully, with all limits checked (from the header)
-    before pixels are read. `at_least`: a JPEG may be decoded at 1/2, 1/4 or 1/8 scale
-    (draft mode: cheaper) as long as its long side stays >= this many px.
+    before pixels are read. `for_storing`: a JPEG may be decoded at 1/2, 1/4 or 1/8 scale
+    (draft mode: cheaper) as long as it stays at least its `stored_size`.
 
     Raises ImageRejected with a person-readable message for anything we will not process.
     """
     img = _open(source, max_pixels)
     _check_geometry(img, max_pixels)
-    if at_least and img.format in ("JPEG", "MPO") and max(img.size) > 2 * at_least:
-        scale = at_least / max(img.size)
-        img.draft(None, (max(1, round(img.width * scale)), max(1, round(img.height * scale))))
+    if for_storing and img.format in ("JPEG", "MPO") and stored_size(*img.size) != img.size:
+        img.draft(None, stored_size(*img.size))  # the largest reduction still that large
     # no warnings.catch_warnings() here: it swaps the process's filters, and two threads
     # decoding at once (a search's two sides) could leave Pillow's bomb warning an error
     try:
@@ -131,30 +130,12 @@ def inspect_image(data: bytes, max_pixels: int) -> ImageInfo:
     return ImageInfo(img.format or "", img.width, img.height, img.mode)
 
 
-def _to_8bit(img: Image.Image, reduce_by: int = 1) -> Image.Image:
-    """16-bit, 32-bit or float grey -> 8-bit grey (65535 or 255 is white: judged on the full
-    image), first reduced by `reduce_by` (Pillow's box `reduce`); a band of rows at a time
-    in float32, never a full-size float64 copy."""
-    low, high = img.getextrema()
-    top = 65535.0 if high > 255 else 255.0
-    if img.mode.startswith("I;16"):
-        img = img.convert("I")  # `reduce` and numpy take 32-bit integers
-    if reduce_by > 1:
-        img = img.reduce(reduce_by)
-    arr = np.asarray(img)
-    out = np.empty(arr.shape, np.uint8)
-    for row in range(0, arr.shape[0], ROWS_AT_ONCE):
-        band = np.clip(arr[row:row + ROWS_AT_ONCE].astype(np.float32), 0, top)
-        out[row:row + ROWS_AT_ONCE] = band / np.float32(top) * np.float32(255.0)
-    return Image.fromarray(out, "L")
-
-
 def to_rgb(img: Image.Image) -> Image.Image:
     """Any mode (palette, alpha, grayscale, 1-bit, CMYK, 16-bit) -> RGB, transparency on
     white, EXIF orientation applied."""
     img = ImageOps.exif_transpose(img)
     if img.mode in WIDE_MODES:
-        img = _to_8bit(img)
+        img = to_8bit(img)
     if img.mode in ("P", "1", "L", "RGB") and "transparency" in img.info:  # a colour keyed out
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
@@ -164,16 +145,28 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def stored_size(w: int, h: int) -> tuple[int, int]:
+    """The size a w x h upload is kept at: long side STORED_LONG_SIDE, or short side
+    STORED_SHORT_SIDE where that is larger (a drawing on a very wide page is a small part of
+    it, and the worker trims the page to it: at 1024 px across, a 20:1 strip kept 51 px of
+    it); never enlarged. In integers, rounding the short side up and the long side down, so
+    that an image of MAX_ASPECT is still within it (thumbnail()'s rounding made a 6000x300
+    drawing 1024x51, which the worker then refused)."""
+    long, short = max(w, h), min(w, h)
+    if long <= STORED_LONG_SIDE or short <= STORED_SHORT_SIDE:
+        return w, h
+    if short * STORED_LONG_SIDE >= STORED_SHORT_SIDE * long:  # the long side's bound holds
+        long, short = STORED_LONG_SIDE, -(-short * STORED_LONG_SIDE // long)
+    else:
+        long, short = long * STORED_SHORT_SIDE // short, STORED_SHORT_SIDE
+    return (long, short) if w >= h else (short, long)
+
+
 def _shrink(img: Image.Image) -> Image.Image:
-    """Long side at most STORED_LONG_SIDE (Pillow's `reduce` first, then Lanczos); the short
-    side rounded up, so that an image of MAX_ASPECT is still within it (thumbnail()'s rounding
-    made a 6000x300 drawing 1024x51, which the worker then refused)."""
-    w, h = img.size
-    if max(w, h) <= STORED_LONG_SIDE:
+    """At most its `stored_size` (Pillow's `reduce` first, then Lanczos)."""
+    size = stored_size(*img.size)
+    if size == img.size:
         return img
-    # in integers: a float's product can land a hair above a whole number and round up
-    size = (STORED_LONG_SIDE, -(-h * STORED_LONG_SIDE // w)) if w >= h else (
-        -(-w * STORED_LONG_SIDE // h), STORED_LONG_SIDE)
     return img.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 
@@ -223,15 +216,17 @@ def _spread_within(img: Image.Image) -> bool:
 def stored_form(data: bytes, max_pixels: int, box: Box | None = None
                 ) -> tuple[bytes, ImageInfo]:
     """What is kept of an upload: its pixels as RGB (orientation, transparency and depth
-    settled), long side at most STORED_LONG_SIDE, as PNG. Junk after the image's end,
-    metadata and excess resolution are dropped, so a search stores at most two such PNGs
-    (<= 1024 x 1024 x 3 B of pixels each). Also the check: ImageRejected as `load_image`, and
-    for a blank drawing (or a blank part inside `box`, the part to be searched)."""
-    img = load_image(data, max_pixels, at_least=STORED_LONG_SIDE)
+    settled), at most its `stored_size`, as PNG. Junk after the image's end, metadata and
+    excess resolution are dropped, so a search stores at most two such PNGs (<= 1.3 million
+    pixels of 3 B each: 1024 x 1024, or 5120 x 256 for a 20:1 page). Also the check:
+    ImageRejected as `load_image`, and for a blank drawing (or a blank part inside `box`, the
+    part to be searched)."""
+    img = load_image(data, max_pixels, for_storing=True)
     info = ImageInfo(img.format or "", img.width, img.height, img.mode)
     img = ImageOps.exif_transpose(img)
-    if img.mode in WIDE_MODES:  # reduced while wide: the 8-bit copy is small
-        img = _to_8bit(img, max(1, max(img.size) // (2 * STORED_LONG_SIDE)))
+    if img.mode in WIDE_MODES:  # reduced while wide (to twice the stored size at least)
+        (w, h), (sw, sh) = img.size, stored_size(*img.size)
+        img = to_8bit(img, max(1, min(w // (2 * sw), h // (2 * sh))))
     narrow = img.mode in ("L", "RGB") and "transparency" not in img.info  # no colour key
     if narrow:  # shrink before widening to RGB (alpha: composited first)
         _refuse_blank(img, box)  # before the shrink, which averages a thin faint line away

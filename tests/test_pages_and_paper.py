@@ -1,0 +1,82 @@
+"""Pages as people scan and export them: a drawing on a very wide page keeps its detail, a
+16-bit grey PNG's colour key is transparent. Pillow and numpy only (the canvases the model
+would see; no model)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.images import encode
+from worker.core.images import (
+    MAX_ASPECT,
+    STORED_LONG_SIDE,
+    STORED_SHORT_SIDE,
+    load_image,
+    stored_form,
+    stored_size,
+    to_rgb,
+)
+from worker.dev.sample import draw_side, make_designs
+from worker.pipeline.preprocess import to_canvas
+
+
+@pytest.fixture(scope="module")
+def garment() -> Image.Image:
+    return draw_side(make_designs(8, seed=7)[3], "front")
+
+
+def canvas_gap(a: Image.Image, b: Image.Image) -> float:
+    """Mean absolute difference of two drawings' trimmed canvases, in grey levels."""
+    return float(np.abs(to_canvas(a, True).astype(np.float32) - to_canvas(b, True)).mean())
+
+
+def test_stored_sizes_keep_a_wide_pages_short_side_and_never_pass_the_aspect_limit():
+    assert stored_size(3000, 2000) == (STORED_LONG_SIDE, 683)  # rounded up
+    assert stored_size(800, 600) == (800, 600)  # never enlarged
+    assert stored_size(4000, 200) == (4000, 200)  # its short side is below the floor already
+    assert stored_size(300, 6000) == (STORED_SHORT_SIDE, 5120)
+    for w in range(1025, 20_000, 997):
+        for h in (int(w / MAX_ASPECT) + 1, w // 7, w // 4, w // 3, w):
+            sw, sh = stored_size(w, h)
+            assert max(sw, sh) / min(sw, sh) <= MAX_ASPECT
+            assert (sw, sh) == (w, h) or min(sw, sh) >= STORED_SHORT_SIDE
+            assert sw <= w and sh <= h
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_a_drawing_on_a_very_wide_page_keeps_its_detail(garment, fmt):
+    """Exploratory round 7: a 200 px drawing on a 20:1 strip was stored 1024 px across, the
+    drawing 51 px of it, before the worker trimmed the page to it."""
+    drawing = garment.resize((300, 300), Image.Resampling.LANCZOS)
+    page = Image.new("RGB", (6000, 300), "white")
+    page.paste(drawing, (2850, 0))
+    kept, _ = stored_form(encode(page, fmt, **({"quality": 95} if fmt == "JPEG" else {})),
+                          40_000_000)
+    stored = Image.open(io.BytesIO(kept))
+    assert stored.size == (5120, 256)
+    # as close to the drawing's canvas as the page at full size (the trim's box is found on
+    # a 256 px probe either way), and nearly twice as close as the page kept 1024 px across
+    kept_gap = canvas_gap(drawing, stored)
+    assert kept_gap < canvas_gap(drawing, page) + 1.0
+    assert canvas_gap(drawing, page.resize((1024, 52), Image.Resampling.LANCZOS)) > 1.7 * kept_gap
+
+
+def test_a_sixteen_bit_grey_pngs_colour_key_is_transparent(garment):
+    """Exploratory round 7: Pillow's 8-bit copy dropped the key, so the keyed ground was
+    black."""
+    grey = np.asarray(garment.convert("L")).astype(np.uint16) * 257
+    grey[grey >= 0xF5F5] = 0  # the paper keyed out as 0
+    img = Image.fromarray(grey).convert("I;16")
+    buf = io.BytesIO()
+    img.save(buf, "PNG", transparency=0)
+    assert Image.open(io.BytesIO(buf.getvalue())).info.get("transparency") == 0
+    paper = grey == 0
+    for rgb in (to_rgb(load_image(buf.getvalue())),
+                Image.open(io.BytesIO(stored_form(buf.getvalue(), 40_000_000)[0]))):
+        arr = np.asarray(rgb)
+        assert (arr[paper] == 255).all()
+        np.testing.assert_array_equal(arr[~paper][:, 0], (grey[~paper] / 257).astype(np.uint8))
