@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from schemathesis.transport.serialization import Binary
 
-from worker.core.contract import parse_box
+from worker.core.boxes import parse_box
 from worker.core.images import MIN_SIDE
 
 

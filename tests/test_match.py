@@ -16,7 +16,8 @@ from rq.job import Job
 from tests.http import post_pair
 from tests.images import N_PAIRS, design_pair, encode
 from web.matches import INPUT_ERROR_KEPT
-from worker.core.contract import SearchOptions, parse_box
+from worker.core.boxes import parse_box
+from worker.core.contract import SearchOptions
 from worker.core.queueing import match_job_id
 from worker.dev.sample import draw_side, make_designs
 from worker.pipeline.preprocess import crop_to_box, make_canvas

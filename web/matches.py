@@ -15,7 +15,8 @@ from web.apidoc import Responses, api
 from web.errors import RequestRefused
 from web.schemas import Error
 from web.searches import SearchStatus, describe, fetch_search
-from worker.core.contract import GRID_COLUMNS, MIN_BOX, SIDES
+from worker.core.boxes import MIN_BOX
+from worker.core.contract import GRID_COLUMNS, SIDES
 from worker.core.queueing import (
     ENDED,
     enqueue_match,

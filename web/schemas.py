@@ -13,13 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.json_schema import SkipJsonSchema
 
 from web.searches import MAX_WAIT_S, SEARCH_ID, SearchStatus
+from worker.core.boxes import BOX_FORMAT, BOX_TEXT, MIN_BOX
 from worker.core.contract import (
-    BOX_FORMAT,
-    BOX_TEXT,
     DEFAULT_FRONT_WEIGHT,
     DEFAULT_K,
     K_MAX,
-    MIN_BOX,
     Hit,
     SearchResult,
     Verdict,
