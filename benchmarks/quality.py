@@ -122,10 +122,26 @@ def noise(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     return Image.fromarray(np.clip(arr, 0, 255).round().astype(np.uint8), "RGB")
 
 
+def paper(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Scanned on off-white paper (exploratory round 7's scan): turned up to 2 degrees, the
+    page multiplied by a paper colour 3-10 % darker than white and warm (blue the darkest),
+    sensor noise sigma 2-5, JPEG quality 60-90 decoded like an upload."""
+    img = img.rotate(float(rng.uniform(-2, 2)), Image.Resampling.BICUBIC, fillcolor=WHITE)
+    colour = 1.0 - rng.uniform(0.03, 0.10) * np.array([0.5, 0.7, 1.0], np.float32)
+    arr = np.asarray(img, np.float32) * colour
+    arr = arr + rng.normal(0.0, rng.uniform(2, 5), size=arr.shape)
+    buf = io.BytesIO()
+    Image.fromarray(np.clip(arr, 0, 255).round().astype(np.uint8), "RGB").save(
+        buf, format="JPEG", quality=int(rng.integers(60, 91)))
+    return to_rgb(load_image(buf.getvalue()))
+
+
 FAMILIES: dict[str, Perturb] = {
     "crop": crop, "margins": margins, "shift": shift, "rotation": rotation, "scale": scale,
     "blur": blur, "jpeg": jpeg, "jitter": jitter, "grayscale": grayscale, "noise": noise,
 }
+# asked for by name (`--families`): added to the cycle, they would move every other figure
+MORE_FAMILIES: dict[str, Perturb] = {"paper": paper}
 
 
 # --- queries --------------------------------------------------------------------------------
@@ -146,15 +162,16 @@ def shared_front_rows(catalogue: Catalogue) -> list[int]:
     return [i for i, front in enumerate(catalogue.fronts) if counts[front] > 1]
 
 
-def make_queries(catalogue: Catalogue, n_queries: int, seed: int) -> list[Query]:
+def make_queries(catalogue: Catalogue, n_queries: int, seed: int,
+                 families: Sequence[str] = tuple(FAMILIES)) -> list[Query]:
     """All shared-front rows plus random other rows up to `n_queries` in total, shuffled,
-    families assigned round-robin so each family gets a similar count."""
+    `families` assigned round-robin so each family gets a similar count."""
     rng = np.random.default_rng(seed)
     shared = shared_front_rows(catalogue)
     others = np.setdiff1d(np.arange(len(catalogue)), shared)
     extra = rng.permutation(others)[:max(0, n_queries - len(shared))]
     rows = rng.permutation(np.concatenate([shared, extra]).astype(int))
-    names = list(FAMILIES)
+    names = list(families)
     seeds = rng.integers(0, 2**31, size=len(rows))
     shared_set = set(shared)
     return [Query(int(r), names[i % len(names)], int(s), int(r) in shared_set)
@@ -164,7 +181,7 @@ def make_queries(catalogue: Catalogue, n_queries: int, seed: int) -> list[Query]
 def render_query(catalogue: Catalogue, query: Query) -> tuple[Image.Image, Image.Image]:
     """(front, back) RGB PIL images of the perturbed copy of `query.row`."""
     rng = np.random.default_rng(query.seed)
-    perturb = FAMILIES[query.family]
+    perturb = {**FAMILIES, **MORE_FAMILIES}[query.family]
     return tuple(perturb(to_rgb(load_image(catalogue.image_path(rel))), rng)
                  for rel in (catalogue.fronts[query.row], catalogue.backs[query.row]))
 
@@ -204,6 +221,18 @@ def rank_of(bank: FeatureBank, qf: np.ndarray, qb: np.ndarray, row: int,
     return None
 
 
+def flagged(bank: FeatureBank, qf: np.ndarray, qb: np.ndarray, row: int,
+            front_weight: float) -> bool:
+    """Is `row` judged `copy` or `near-duplicate` among the top K, as the job judges its hits
+    (the first with its lead over the second; the thresholds the bank's manifest holds)?"""
+    from worker.pipeline.verdicts import thresholds_in, verdict_of, verdict_scores
+
+    hits = top_k(bank, qf, qb, k=K, front_weight=front_weight)
+    judged = verdict_scores([h.score for h in hits])
+    return any(h.index == row and verdict_of(s, thresholds_in(bank.manifest))
+               in ("copy", "near-duplicate") for h, s in zip(hits, judged, strict=True))
+
+
 def summarise(ranks: Sequence[int | None]) -> dict:
     """recall@1, recall@K and MRR@K (0 for absent) of a list of ranks."""
     n = len(ranks)
@@ -228,6 +257,7 @@ def evaluate(extractor, catalogue: Catalogue, queries: Sequence[Query],
     bank = bank if bank is not None else build_bank(extractor, catalogue)
     extractor.warm_up()  # trace the (2, 224, 224, 3) graph outside the timed region
     ranks: list[int | None] = []
+    flags: list[bool] = []
     feats: list[np.ndarray] = []  # (2, dim) float32 per query
     seconds: list[float] = []
     for query in tqdm(queries, desc="queries", unit="q", disable=not progress):
@@ -238,9 +268,13 @@ def evaluate(extractor, catalogue: Catalogue, queries: Sequence[Query],
         ranks.append(rank_of(bank, qfb[0], qfb[1], query.row, front_weight))
         seconds.append(time.perf_counter() - start)
         feats.append(qfb)
+        flags.append(flagged(bank, qfb[0], qfb[1], query.row, front_weight))
     shared = [r for r, q in zip(ranks, queries, strict=True) if q.shared_front]
-    families = {name: summarise([r for r, q in zip(ranks, queries, strict=True)
-                                 if q.family == name]) for name in FAMILIES}
+    families = {name: {**summarise([r for r, q in zip(ranks, queries, strict=True)
+                                    if q.family == name]),
+                       "flagged": float(np.mean([f for f, q in zip(flags, queries, strict=True)
+                                                 if q.family == name]))}
+                for name in dict.fromkeys(q.family for q in queries)}
     sweep = {w: summarise([rank_of(bank, f[0], f[1], q.row, w)
                            for f, q in zip(feats, queries, strict=True)]) for w in front_weights}
     return {**summarise(ranks), "shared_front": summarise(shared), "families": families,
@@ -267,8 +301,8 @@ def format_report(result: dict) -> str:
         [[f3(result["recall@1"]), f3(result[f"recall@{K}"]), f3(result["mrr"]),
           f"{f3(sf['recall@1'])} (n={sf['n']})", result["n"], result["dim"],
           result["bytes_per_pair"], f"{result['ms_per_query']:.1f}"]])
-    fams = _table(["family", "n", "recall@1", f"recall@{K}"],
-                  [[name, m["n"], f3(m["recall@1"]), f3(m[f"recall@{K}"])]
+    fams = _table(["family", "n", "recall@1", f"recall@{K}", "copy or near-duplicate"],
+                  [[name, m["n"], f3(m["recall@1"]), f3(m[f"recall@{K}"]), f3(m["flagged"])]
                    for name, m in result["families"].items()])
     parts = [main, fams]
     if result["front_weights"]:
@@ -283,6 +317,15 @@ def _weights_list(text: str) -> list[float]:
     if any(not 0.0 <= v <= 1.0 for v in values):
         raise argparse.ArgumentTypeError("front weights must lie in [0, 1]")
     return values
+
+
+def _families(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in FAMILIES and n not in MORE_FAMILIES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown families {unknown}; known: "
+                                         f"{', '.join([*FAMILIES, *MORE_FAMILIES])}")
+    return names
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -301,6 +344,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--candidates", default="",
                         help="compare several WEIGHTS/DESCRIPTOR[/PRECISION], e.g. "
                              "bsds500/flatten,random:0/gem45,bsds500/gem45/bfloat16")
+    parser.add_argument("--families", type=_families, default=list(FAMILIES),
+                        help="comma-separated, cycled over the queries (default: the ten "
+                             f"re-scan families; also: {', '.join(MORE_FAMILIES)})")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--ann", action="store_true",
                         help="search through the coarse index + exact re-scoring (worker.pipeline.ann) "
@@ -323,7 +369,7 @@ def run_candidates(args: argparse.Namespace, database: Path) -> list[dict]:
     from worker.pipeline.extract import FeatureExtractor
 
     catalogue = load_catalogue(database)
-    queries = make_queries(catalogue, args.queries, args.seed)
+    queries = make_queries(catalogue, args.queries, args.seed, args.families)
     rows, results = [], []
     for candidate in args.candidates.split(","):
         weights, descriptor, *precision = candidate.strip().split("/")
@@ -363,7 +409,7 @@ def run(args: argparse.Namespace, database: Path) -> dict:
     start = time.perf_counter()
     bank = build_bank(extractor, catalogue, ann_candidates(args))
     index_s = time.perf_counter() - start
-    queries = make_queries(catalogue, args.queries, args.seed)
+    queries = make_queries(catalogue, args.queries, args.seed, args.families)
     result = evaluate(extractor, catalogue, queries, bank, args.front_weight,
                       args.front_weights, progress=not args.no_progress)
     source = str(args.database) if args.database else f"generated sample ({args.pairs} pairs)"

@@ -1,7 +1,8 @@
 """Stage 1: decode an image and bring it onto the 224x224 canvas VGG16 expects.
 
 One code path for catalogue images and query uploads, so both are seen the same way:
-allow-listed decode -> EXIF orientation -> RGB on white -> long side 200 -> centred
+allow-listed decode -> EXIF orientation -> RGB on white -> (trimming descriptors: a tinted
+paper levelled to white, margins trimmed) -> long side 200 -> centred
 white padding to 224x224. The Keras `vgg16.preprocess_input` step runs in `worker.pipeline.extract`
 (it needs Keras); this module is Pillow + numpy only (the decode itself is `worker.core.images`).
 """
@@ -28,12 +29,56 @@ TRIM_THRESHOLD = 40  # a pixel darker than 255 - this (in grey) is ink
 TRIM_MIN_INK = 0.01  # a row/column with at least this fraction of ink belongs to the drawing
 TRIM_PROBE = 256  # px: the box is found on a copy at most this large
 TRIM_MARGIN = 0.03  # keep this fraction of the drawing's long side around it
+PAPER_RING = 0.03  # the page's outer 3 % on each side: where its paper shows
+PAPER_WHITE = 250  # paper at least this light in every channel is left as it is
+PAPER_DARKEST = 192  # a darker ground is a colour, not a paper's tint: left as it is
+PAPER_SPREAD = 40  # a paper's channels differ by at most this much (a tint, not a colour)
+PAPER_EVEN = 0.5  # at least this share of the ring lies within PAPER_TOLERANCE of its colour
+PAPER_TOLERANCE = 16
+LUMA = np.array([0.299, 0.587, 0.114])
 
 
 def preprocess_params(trim: bool) -> dict:
-    """What the manifest records about preprocessing."""
+    """What the manifest records about preprocessing (the chunk cache is keyed by it too)."""
     return {"long_side": LONG_SIDE, "canvas": CANVAS, "pad": "white", "resample": "bicubic",
-            "keras_mode": "vgg16.preprocess_input", "trim": trim}
+            "keras_mode": "vgg16.preprocess_input", "trim": trim,
+            **({"paper": "levelled to white"} if trim else {})}
+
+
+def paper_colour(img: Image.Image) -> np.ndarray | None:
+    """(3,) the colour of an RGB page's paper when it is tinted (off-white, grey, a scanner's
+    warm cast), None when it is white already or the page shows no paper. The paper is the
+    median of the page's outer ring, when most of the ring is that one light, near-neutral
+    colour and nothing on the page is clearly lighter (then the ring is a light garment cut
+    by the page's edge, not the paper)."""
+    probe = img.copy()
+    probe.thumbnail((TRIM_PROBE, TRIM_PROBE), Image.Resampling.BOX)
+    arr = np.asarray(probe, np.float32)
+    ry, rx = (max(1, round(n * PAPER_RING)) for n in arr.shape[:2])
+    ring = np.concatenate([arr[:ry].reshape(-1, 3), arr[-ry:].reshape(-1, 3),
+                           arr[:, :rx].reshape(-1, 3), arr[:, -rx:].reshape(-1, 3)])
+    colour = np.median(ring, axis=0)
+    if colour.min() >= PAPER_WHITE or colour.min() < PAPER_DARKEST \
+            or colour.max() - colour.min() > PAPER_SPREAD:
+        return None
+    if (np.abs(ring - colour).max(axis=1) <= PAPER_TOLERANCE).mean() < PAPER_EVEN:
+        return None
+    if np.percentile(arr @ LUMA, 99) > colour @ LUMA + PAPER_TOLERANCE:
+        return None
+    return colour
+
+
+def level_paper(img: Image.Image) -> Image.Image:
+    """An RGB page scanned on tinted paper, or under a coloured light, with its paper brought
+    to white: each channel scaled by 255 / the paper's (a scan multiplies the page by the
+    paper's colour, so this undoes it for the ink too). A page on white paper is returned as
+    it is, so a catalogue of clean drawings is read exactly as before."""
+    colour = paper_colour(img)
+    if colour is None:
+        return img
+    gains = 255.0 / colour
+    lut = [min(255, round(v * gain)) for gain in gains for v in range(256)]
+    return img.point(lut)
 
 
 def _median3_below(grey: np.ndarray, threshold: int) -> np.ndarray:
@@ -70,9 +115,10 @@ def trim_to_content(img: Image.Image) -> Image.Image:
 
 
 def fitted(img: Image.Image, trim: bool = False) -> Image.Image:
-    """RGB image -> the drawing as the canvas holds it: trimmed if asked, long side 200."""
+    """RGB image -> the drawing as the canvas holds it: its paper levelled to white and
+    trimmed if asked, long side 200."""
     if trim:
-        img = trim_to_content(img)
+        img = trim_to_content(level_paper(img))
     w, h = img.size
     scale = LONG_SIDE / max(w, h)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
