@@ -263,7 +263,7 @@ def test_check_a_collection_and_download_its_report(site_then_worker, browser, t
     report = Path(download.value.path()).read_text().splitlines()
     assert report[0] == ("design,rank,match,similarity,verdict,front_score,back_score,error,"
                          "filters,swapped,outline_only,score,front_weight,catalogue_version,"
-                         "garment,season")
+                         "side_copies,garment,season")
     assert len(report) == 1 + 5 * 5
     assert any(line.startswith("copy-of-dress-0013,1,dress-0013,") for line in report)
 

@@ -125,7 +125,7 @@ def test_a_missing_drawing_fails_its_row_and_the_others_are_checked(indexed_clie
     lines = report.get_data(as_text=True).splitlines()
     assert len(lines) == 1 + 3 + 1 + 3 + 3 + 3 + 1
     assert [ln for ln in lines if ln.startswith("lost,")] == [
-        "lost,,,,,,,back: 'gone.png' is not in the ZIP,,,,,0.5,,,"]  # no version, no columns
+        "lost,,,,,,,back: 'gone.png' is not in the ZIP,,,,,0.5,,,,"]  # no version, no columns
     rows = list(csv.DictReader(io.StringIO(report.get_data(as_text=True))))
     firsts = {r["design"]: r for r in rows if r["rank"] == "1"}
     assert (firsts["one"]["swapped"], firsts["two"]["swapped"]) == ("false", "true")
@@ -308,3 +308,60 @@ def test_a_chunk_that_starts_after_its_check_was_cancelled_checks_nothing(
     assert (design["status"], design["error"], design["image_url"]) == ("failed", CANCELLED, None)
     assert list(indexed_settings.upload_dir.iterdir()) == []
     assert indexed_client.get(f"{url}/report.csv").status_code == 200
+
+
+def _rescanned(index: int, side: str, seed: int) -> bytes:
+    from benchmarks.lookalike_edits import edited_pair
+
+    pair = edited_pair(make_designs(N_PAIRS, seed=7)[index], "rescan", seed)
+    return encode(pair[0 if side == "front" else 1], "JPEG", quality=90)
+
+
+def test_a_design_made_of_two_catalogue_designs_sides_is_flagged_side_by_side(
+        indexed_client, run_worker):
+    """Exploratory round 7: a front copied from one design and a back from another scored
+    about half against each (the pair's score averages the sides): no verdict for either."""
+    names = [d.name for d in make_designs(N_PAIRS, seed=7)]
+    front, back = _rescanned(2, "front", 31), _rescanned(13, "back", 32)
+    created = post_pair(indexed_client, front, back).get_json()
+    run_worker()
+    body = _finished(indexed_client, created["url"])
+    assert [(s["side"], s["name"]) for s in body["side_copies"]] == [("front", names[2]),
+                                                                      ("back", names[13])]
+    assert all(s["verdict"] in FLAGGED and s["similarity"] >= 75 for s in body["side_copies"])
+    assert not any(h["verdict"] in FLAGGED for h in body["results"][:2]), body["results"][:2]
+    page = " ".join(indexed_client.get(f"/searches/{body['id']}").get_data(as_text=True).split())
+    assert "Searched alone, the front is a" in page and f"of {names[13]}" in page
+    assert 'id="page-hint"' not in page  # not "no design here is judged a copy"
+    csv_text = indexed_client.get(body["csv_url"]).get_data(as_text=True)
+    assert f"front: {names[2]} " in csv_text.splitlines()[1]
+    # the same design's two sides: each side alone finds it, which its pair's hit already says
+    copy = post_pair(indexed_client, _rescanned(2, "front", 31), _rescanned(2, "back", 33))
+    # the back weighted 0: the person compares the front alone, nothing to add
+    weighted = post_pair(indexed_client, front, back, front_weight="1")
+    run_worker()
+    body = _finished(indexed_client, copy.get_json()["url"])
+    assert body["results"][0]["name"] == names[2] and body["results"][0]["verdict"] in FLAGGED
+    assert {s["name"] for s in body["side_copies"]} == {names[2]}
+    page = indexed_client.get(f"/searches/{body['id']}").get_data(as_text=True)
+    assert 'id="side-copies"' not in page
+    assert _finished(indexed_client, weighted.get_json()["url"])["side_copies"] == []
+
+    # in a collection: reported with the copies, before designs with no verdict
+    files, rows = season_files([5], unrelated=2)
+    files.update({"img/mixed-f.jpg": front, "img/mixed-b.jpg": back})
+    rows.append(("mixed", "img/mixed-f.jpg", "img/mixed-b.jpg"))
+    response = post_collection(indexed_client, make_zip(files, rows))
+    assert response.status_code == 202, response.get_json()
+    run_worker()
+    check = _finished(indexed_client, response.get_json()["url"])
+    mixed = next(d for d in check["designs"] if d["name"] == "mixed")
+    assert [s["name"] for s in mixed["side_copies"]] == [names[2], names[13]]
+    page = " ".join(indexed_client.get(f"/checks/{check['id']}").get_data(as_text=True).split())
+    assert "<strong>2</strong> with a copy or near-duplicate" in page
+    order = [page.index(f'data-name="{name}"') for name in
+             (f"copy-of-{names[5]}", "mixed", "new-00", "new-01")]
+    assert order[1] < order[2] and order[1] < order[3], order
+    report = indexed_client.get(check["report_url"]).get_data(as_text=True)
+    assert all(f"front: {names[2]} " in line for line in report.splitlines()
+               if line.startswith("mixed,"))

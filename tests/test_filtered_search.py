@@ -88,8 +88,9 @@ def test_k_hits_all_passing_when_k_designs_pass(indexed_client, run_search_worke
     assert all(hit["name"] in jackets and hit["columns"]["garment"] == "jacket"
                for hit in body["results"])
     assert [hit["rank"] for hit in body["results"]] == list(range(1, k + 1))
-    if run_search_worker.path == "coarse":  # faiss chose k of the 8 allowed rows
-        assert run_search_worker.calls == [(k, len(jackets))]
+    if run_search_worker.path == "coarse":  # faiss chose k of the 8 allowed rows, then 2 for
+        # each side alone (worker.pipeline.sides: a side that alone copies a design)
+        assert run_search_worker.calls == [(k, len(jackets))] + [(2, len(jackets))] * 2
     page = indexed_client.get(url.replace("/api/searches/", "/searches/")).get_data(as_text=True)
     assert "only designs whose garment is jacket" in page
 
@@ -108,8 +109,8 @@ def test_values_ored_columns_anded(indexed_client, run_search_worker, catalogue)
     hits = finished(indexed_client, url_or)["results"]
     assert len(hits) == len(either) - 1 and {hit["name"] for hit in hits} <= set(either)
     if run_search_worker.path == "coarse":  # the few allowed searched exactly; faiss, the rest
-        assert run_search_worker.calls == [(len(both), len(both)),
-                                           (len(either) - 1, len(either))]
+        assert run_search_worker.calls == [(len(both), len(both))] + [(2, len(both))] * 2 + [
+            (len(either) - 1, len(either))] + [(2, len(either))] * 2
 
 
 def test_a_search_downloads_as_csv_with_its_filters_and_catalogue_columns(indexed_client,

@@ -8,7 +8,14 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from web.schemas import _WS, FILTER, IMAGE_LIMITS, Closed, FilterField, HitView, Model, SearchId, WaitQuery
-from worker.core.contract import DEFAULT_FRONT_WEIGHT, DEFAULT_K, K_MAX, DesignStatus
+from worker.core.contract import (
+    DEFAULT_FRONT_WEIGHT,
+    DEFAULT_K,
+    K_MAX,
+    SIDE_COPIES,
+    DesignStatus,
+    SideCopy,
+)
 from worker.core.filters import MAX_FILTER_FIELDS
 
 
@@ -56,6 +63,7 @@ class CheckedDesignView(Closed):
         description="its sides that are line sketches, matched by the garment's outline alone, "
         "as a search's: when every side that counts (weight above 0) is one, its hits get no "
         "verdict (and no similarity), whatever they score")
+    side_copies: list[SideCopy] = Field(default_factory=list, description=SIDE_COPIES)
     image_url: str | None = Field(description="the design as the model saw it, front | back "
                                   "(JPEG); null until finished, and for a failed design")
     catalogue: str | None = Field(None, description="the catalogue version (index generation: "

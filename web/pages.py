@@ -104,12 +104,12 @@ def submit_check_form():
 def check_page(check_id: str):
     """A progress bar while the check runs; then each design, the most serious verdict first."""
     check = describe_check(state_or_404(check_id))
-    tops = [d["results"][0] for d in check["designs"] if d["status"] == "finished" and d["results"]]
     for design in check["designs"]:
         design["unjudged"] = unjudged(design)
+        design["side_alerts"] = side_alerts(design)
     return render_template(
         "check.html", check=check, designs=sorted(check["designs"], key=severity),
-        flagged=sum(top["verdict"] in ("copy", "near-duplicate") for top in tops),
+        flagged=sum(most_serious(d) < VERDICT_ORDER["similar"] for d in check["designs"]),
         failed=sum(d["status"] == "failed" for d in check["designs"]),
         sketches=sum(d["unjudged"] for d in check["designs"]))
 
@@ -129,14 +129,35 @@ def unjudged(design: dict) -> bool:
                 and design["results"][0]["similarity"] is None)
 
 
-def severity(design: dict) -> tuple:
-    """Sort key of a design on the report: copies first, then near-duplicates, similar,
-    designs of line sketches alone (they cannot get a verdict: a person has to look), no
-    verdict, failed; within each, the closest first."""
+def side_alerts(body: dict) -> list[dict]:
+    """A search's or a checked design's `side_copies` that its pair's hits do not already
+    judge as seriously: a design made of two catalogue designs' sides (each copied side's
+    design then scores about half as a pair, and gets no verdict there)."""
+    judged = {hit["name"]: VERDICT_ORDER.get(hit["verdict"], 3) for hit in body["results"]}
+    return [side for side in body.get("side_copies", [])
+            if judged.get(side["name"], 3) > VERDICT_ORDER[side["verdict"]]]
+
+
+def most_serious(design: dict) -> int:
+    """The most serious verdict a finished design has (VERDICT_ORDER: its first hit's, or a
+    side that alone copies a design); 3: none."""
     top = design["results"][0] if design["results"] else {}
+    return min([VERDICT_ORDER.get(top.get("verdict"), 3),
+                *(VERDICT_ORDER[side["verdict"]] for side in design.get("side_copies", []))])
+
+
+def severity(design: dict) -> tuple:
+    """Sort key of a design on the report: copies first (by its first hit, or a side that
+    alone copies a design), then near-duplicates, similar, designs of line sketches alone
+    (they cannot get a verdict: a person has to look), no verdict, failed; within each, the
+    closest first."""
+    top = design["results"][0] if design["results"] else {}
+    verdict = most_serious(design)
     rank = (5 if design["status"] != "finished" else
-            VERDICT_ORDER.get(top.get("verdict"), 4 - unjudged(design)))
-    return rank, -(top.get("similarity") or 0), design["name"]
+            verdict if verdict < 3 else 4 - unjudged(design))
+    closest = max([top.get("similarity") or 0,
+                   *(side["similarity"] for side in design.get("side_copies", []))])
+    return rank, -closest, design["name"]
 
 
 @bp.post("/designs/<path:name>/search")  # a hand-written pairs.csv may name "SS26/jkt-01"
@@ -180,7 +201,9 @@ def search_page(search_id: str):
     job = fetch_search(search_id)
     if job is None:
         abort(404, description="no such search (unknown or expired id)")
-    return render_template("search.html", search=describe(job))
+    search = describe(job)
+    return render_template("search.html", search=search,
+                           side_alerts=side_alerts(search) if "results" in search else [])
 
 
 @bp.get("/database/<path:path>")

@@ -148,10 +148,31 @@ class Hit(BaseModel):
                                     "pairs.csv columns (garment, season, ...)")
 
 
+class SideCopy(BaseModel):
+    """One side of a two-sided query that, searched alone, is judged a copy or near-duplicate
+    of a catalogue design's drawing: a new design may copy one design's front and another's
+    back, and the pair's score, which averages the sides, judges neither."""
+
+    side: Literal["front", "back"] = Field(description="the query's side")
+    name: str = Field(description="the catalogue design its drawing copies")
+    verdict: Literal["copy", "near-duplicate"] = Field(description="as a search by this side "
+                                                       "alone would judge its first hit")
+    similarity: int = Field(ge=0, le=100)
+    score: Score
+    swapped: bool = Field(False, description="with sides=unknown: matched the design's other "
+                          "side")
+
+
+SIDE_COPIES = ("each side of a two-sided query searched alone, where that finds a copy or "
+               "near-duplicate of a catalogue design's drawing (a design made of two designs' "
+               "sides); both sides weighted above 0 only")
+
+
 class SearchResult(BaseModel):
     """What a finished search returns (the job's return value)."""
 
     results: list[Hit]
+    side_copies: list[SideCopy] = Field(default_factory=list, description=SIDE_COPIES)
     image: str = Field(description="file name of the rendered grid")
     k: int
     front_weight: float = Field(description="the front's weight as applied: as asked with "
@@ -202,6 +223,7 @@ class CheckedDesign(BaseModel):
     error: str | None = Field(None, description="only when failed: why, for people")
     results: list[Hit] = Field(default_factory=list, description="best first, at most k")
     outline_only: list[Literal["front", "back"]] = Field(default_factory=list)  # as a search's
+    side_copies: list[SideCopy] = Field(default_factory=list)  # as a search's
     catalogue: str | None = None  # the index generation it was compared with (once finished)
 
 

@@ -9,16 +9,16 @@ import csv
 import io
 from collections.abc import Iterable
 
-from worker.core.contract import CheckedDesign, Hit, SearchOptions, SearchResult
+from worker.core.contract import CheckedDesign, Hit, SearchOptions, SearchResult, SideCopy
 from worker.core.filters import Filters, as_fields
 
 REPORT_COLUMNS = ("design", "rank", "match", "similarity", "verdict", "front_score",
                   "back_score", "error", "filters", "swapped", "outline_only", "score",
-                  "front_weight", "catalogue_version")
+                  "front_weight", "catalogue_version", "side_copies")
 # a search's: the report's, less the design, its error and the catalogue version (then, in
 # both, the hits' catalogue columns)
 SEARCH_COLUMNS = ("rank", "match", "similarity", "verdict", "front_score", "back_score",
-                  "filters", "swapped", "outline_only", "score", "front_weight")
+                  "filters", "swapped", "outline_only", "score", "front_weight", "side_copies")
 DUPLICATES_COLUMNS = ("a", "b", "similarity", "verdict", "group")
 NO_HITS = "no catalogue design passes the filters"  # a finished design's only cause of none
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet would run such a cell
@@ -40,13 +40,18 @@ def _csv(header: Iterable[str], rows: Iterable[Iterable[object]]) -> str:
 
 
 def _hit_row(hit: Hit, compared: str, sketched: str, front_weight: float | None,
-             columns: list[str]) -> list[object]:
+             copied: str, columns: list[str]) -> list[object]:
     """A hit's row of a search's CSV (SEARCH_COLUMNS, then `columns`); a report's row is the
     same with the design first, its (empty) error after `back_score` and the catalogue
     version after `front_weight`."""
     return [hit.rank, hit.name, hit.similarity, hit.verdict, hit.front_score, hit.back_score,
-            compared, str(hit.swapped).lower(), sketched, hit.score, front_weight,
+            compared, str(hit.swapped).lower(), sketched, hit.score, front_weight, copied,
             *(hit.columns.get(name, "") for name in columns)]
+
+
+def side_copies_text(copies: Iterable[SideCopy]) -> str:
+    """`front: jkt-01 copy 98; back: ...`: a query's sides that alone copy a design."""
+    return "; ".join(f"{c.side}: {c.name} {c.verdict} {c.similarity}" for c in copies)
 
 
 def _catalogue_columns(hits: Iterable[Hit]) -> list[str]:
@@ -73,17 +78,17 @@ def report_rows(designs: list[CheckedDesign], filters: Filters | None = None,
     columns = columns or []
     out: list[list[object]] = []
     for design in designs:
-        sketched = " ".join(design.outline_only)
+        sketched, copied = " ".join(design.outline_only), side_copies_text(design.side_copies)
         if design.status != "finished" or not design.results:  # a design is never left out
             why = NO_HITS if design.status == "finished" else design.error or design.status
             out.append([design.name, "", "", "", "", "", "", why, compared, "", sketched, "",
-                        front_weight, design.catalogue, *([""] * len(columns))])
+                        front_weight, design.catalogue, copied, *([""] * len(columns))])
         applied = _applied_weight(design, front_weight)
         for hit in design.results:
-            row = _hit_row(hit, compared, sketched, applied, columns)
-            fixed = len(SEARCH_COLUMNS)  # then the catalogue's columns
-            out.append([design.name, *row[:6], "", *row[6:fixed], design.catalogue,
-                        *row[fixed:]])
+            row = _hit_row(hit, compared, sketched, applied, copied, columns)
+            weight = SEARCH_COLUMNS.index("front_weight") + 1  # then side_copies, the catalogue's
+            out.append([design.name, *row[:6], "", *row[6:weight], design.catalogue,
+                        *row[weight:]])
     return out
 
 
@@ -109,10 +114,11 @@ def search_csv(result: SearchResult) -> str:
     """A finished search's hits as CSV: SEARCH_COLUMNS, then each catalogue column the hits
     carry (garment, season, ...: pairs.csv's order); a row per hit, best first."""
     compared = "; ".join(as_fields(result.filters))
-    sketched = " ".join(result.outline_only)
+    sketched, copied = " ".join(result.outline_only), side_copies_text(result.side_copies)
     columns = _catalogue_columns(result.results)
     return _csv(_headed(SEARCH_COLUMNS, columns), (
-        _hit_row(hit, compared, sketched, result.front_weight, columns) for hit in result.results))
+        _hit_row(hit, compared, sketched, result.front_weight, copied, columns)
+        for hit in result.results))
 
 
 def duplicates_csv(groups: list[dict]) -> str:

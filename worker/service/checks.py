@@ -34,6 +34,7 @@ from worker.core.contract import (
     CheckedDesign,
     Hit,
     SearchOptions,
+    SideCopy,
     problems,
 )
 from worker.core.generations import pin, unpin
@@ -57,10 +58,12 @@ class Ranked(NamedTuple):
     hits: list[Hit]
     outline_only: list[str]
     catalogue: str | None  # the generation compared with: an edit may land mid-check
+    side_copies: list[SideCopy]
 
     def design(self, name: str) -> CheckedDesign:
         return CheckedDesign(name=name, status="finished", results=self.hits,
-                             outline_only=self.outline_only, catalogue=self.catalogue)
+                             outline_only=self.outline_only, catalogue=self.catalogue,
+                             side_copies=self.side_copies)
 
 
 def _canvases(engine: Engine, pair: Pair) -> Canvases | str:
@@ -94,9 +97,9 @@ def check_pairs(engine: Engine, pairs: list[Pair], options: SearchOptions,
 
 def _ranked(snapshot: Snapshot, found, options: SearchOptions) -> Ranked:
     outline = outline_sides(snapshot.bank, sketched(found.canvases), found.rows)
-    return Ranked(rank_hits(snapshot, found.rows, options, outline),
-                  [side for side, by_outline in zip(SIDES, outline, strict=True) if by_outline],
-                  _version(snapshot))
+    hits, copied_sides = rank_hits(snapshot, found.rows, options, outline)
+    return Ranked(hits, [side for side, by_outline in zip(SIDES, outline, strict=True)
+                         if by_outline], _version(snapshot), copied_sides)
 
 
 def _version(snapshot: Snapshot) -> str | None:

@@ -13,13 +13,22 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 from rq import get_current_job
 
-from worker.core.contract import SIDES, Hit, SearchOptions, SearchRequest, SearchResult, problems
+from worker.core.contract import (
+    SIDES,
+    Hit,
+    SearchOptions,
+    SearchRequest,
+    SearchResult,
+    SideCopy,
+    problems,
+)
 from worker.core.filters import FilterError, allowed_rows
 from worker.core.metrics import record_timings
 from worker.core.queueing import query_canvas_name
 from worker.pipeline.appearance import sketched
 from worker.pipeline.grid import draw_grid
 from worker.pipeline.ranking import outline_sides, project_query, side_weights, top_k
+from worker.pipeline.sides import side_copies
 from worker.pipeline.verdicts import thresholds_in, verdict_scores
 from worker.service.batching import Extracted, QueueRef
 from worker.service.engine import Engine, Snapshot, current
@@ -56,14 +65,14 @@ def run_search(engine: Engine, request: SearchRequest) -> SearchResult:
                                        QueueRef.of(job), stage, request.boxes)
     outline = outline_sides(engine.snapshot.bank, sketched(found.canvases), found.rows)
     with stage("search"):
-        hits = rank_hits(engine.snapshot, found.rows, request, outline)
+        hits, copied_sides = rank_hits(engine.snapshot, found.rows, request, outline)
     with stage("render"):
         image = save_grid(engine, request, found, hits)
         save_query(engine, request.search_id, found.canvases)
     timings = stage.stop()
     record_timings(getattr(job, "connection", None),
                    {key: ms for key, ms in timings.items() if key in STAGE_TIMINGS})
-    return SearchResult(results=hits, image=image,
+    return SearchResult(results=hits, side_copies=copied_sides, image=image,
                         outline_only=[side for side, o in zip(SIDES, outline, strict=True) if o],
                         timings=timings | pass_timings(found), descriptor=engine.extractor.descriptor,
                         weights=engine.extractor.weights_id,
@@ -75,11 +84,12 @@ def run_search(engine: Engine, request: SearchRequest) -> SearchResult:
 
 def rank_hits(snapshot: Snapshot, rows: tuple[np.ndarray | None, np.ndarray | None],
               options: SearchOptions, outline: tuple[bool, bool] = (False, False)
-              ) -> list[Hit]:
+              ) -> tuple[list[Hit], list[SideCopy]]:
     """A query's (front, back) descriptors -> the k best designs that pass its filters, each
     with its verdict (a search's and a collection check's search stage; the first hit's lead
-    over the second is taken among the designs that pass). The sides `outline` names
-    (`outline_sides`) are matched by their outline alone."""
+    over the second is taken among the designs that pass), and the sides that alone copy a
+    design (`side_copies`). The sides `outline` names (`outline_sides`) are matched by their
+    outline alone."""
     try:  # the web checked them against the catalogue it saw; this one may be newer
         allowed = allowed_rows(options.filters, snapshot.catalogue)
     except FilterError as exc:
@@ -96,8 +106,10 @@ def rank_hits(snapshot: Snapshot, rows: tuple[np.ndarray | None, np.ndarray | No
     # an outline alone tells a garment's cut, not its design: no verdict, whatever it scores
     # (nor when the sides that count, the weighted ones, are all sketches)
     thresholds = None if sketch_only else thresholds_in(snapshot.bank.manifest)
-    return [hit.to_hit(snapshot.catalogue, thresholds, score)
-            for hit, score in zip(found_hits[:options.k], judged, strict=False)]
+    return ([hit.to_hit(snapshot.catalogue, thresholds, score)
+             for hit, score in zip(found_hits[:options.k], judged, strict=False)],
+            side_copies(snapshot.bank, snapshot.catalogue, (q_front, q_back), options.front_weight,
+                        options.sides_unknown, allowed, thresholds))
 
 
 def pass_timings(found: Extracted) -> dict[str, float]:
