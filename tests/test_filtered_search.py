@@ -12,8 +12,9 @@ import pytest
 
 from tests.images import N_PAIRS, design_pair
 from worker.core.catalogue import load_catalogue
+from worker.core.contract import Hit, SearchResult
 from worker.core.queueing import enqueue_search
-from worker.core.results_csv import SEARCH_COLUMNS
+from worker.core.results_csv import SEARCH_COLUMNS, search_csv
 from worker.pipeline.verdicts import similarity, thresholds_in, verdict_scores
 
 pytestmark = pytest.mark.slow
@@ -135,11 +136,27 @@ def test_a_search_downloads_as_csv_with_its_filters_and_catalogue_columns(indexe
         assert float(cells["front_score"]) == hit["front_score"]
         assert float(cells["back_score"]) == hit["back_score"]
         assert cells["filters"] == "garment:dress,jacket" and cells["swapped"] == "false"
-        assert cells["outline_only"] == ""
+        assert cells["outline_only"] == "" and cells["boxes"] == ""  # the whole drawings
         assert (cells["garment"], cells["season"]) == (hit["columns"]["garment"],
                                                        hit["columns"]["season"])
     page = indexed_client.get(url.replace("/api/searches/", "/searches/")).get_data(as_text=True)
     assert f'id="results-csv" href="{body["csv_url"]}"' in page
+
+
+def test_a_boxed_search_says_on_every_csv_row_which_part_it_compared():
+    """A row read alone showed a copy verdict with nothing to say that only a part of the
+    drawing was compared (exploratory round 7, finding 6)."""
+    hit = Hit(rank=1, name="dress-0001", score=0.9, front_score=0.9, back_score=None,
+              swapped=False, front="f.png", back="b.png", verdict="copy", similarity=96,
+              columns={"garment": "dress"})
+    result = SearchResult(results=[hit, hit.model_copy(update={"rank": 2, "verdict": None})],
+                          image="x.jpg", k=2, front_weight=1.0, front_box=[0.1, 0.25, 0.6, 1])
+    header, *rows = csv.reader(io.StringIO(search_csv(result)))
+    assert header == [*SEARCH_COLUMNS, "garment"] and header[-2] == "boxes"
+    assert [row[-2:] for row in rows] == [["front: 0.1,0.25,0.6,1", "dress"]] * 2
+    both = result.model_copy(update={"back_box": (0, 0, 0.5, 0.5)})
+    assert next(csv.DictReader(io.StringIO(search_csv(both))))["boxes"] == \
+        "front: 0.1,0.25,0.6,1; back: 0,0,0.5,0.5"
 
 
 def test_search_with_a_catalogue_design_keeps_the_catalogue_pages_filter(indexed_client,

@@ -15,10 +15,12 @@ from worker.core.filters import Filters, as_fields
 REPORT_COLUMNS = ("design", "rank", "match", "similarity", "verdict", "front_score",
                   "back_score", "error", "filters", "swapped", "outline_only", "score",
                   "front_weight", "catalogue_version", "side_copies")
-# a search's: the report's, less the design, its error and the catalogue version (then, in
-# both, the hits' catalogue columns)
+# a search's: the report's, less the design, its error and the catalogue version, and the
+# parts of the drawings it searched by (a check has none); then, in both, the hits'
+# catalogue columns
 SEARCH_COLUMNS = ("rank", "match", "similarity", "verdict", "front_score", "back_score",
-                  "filters", "swapped", "outline_only", "score", "front_weight", "side_copies")
+                  "filters", "swapped", "outline_only", "score", "front_weight", "side_copies",
+                  "boxes")
 DUPLICATES_COLUMNS = ("a", "b", "similarity", "verdict", "group")
 NO_HITS = "no catalogue design passes the filters"  # a finished design's only cause of none
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet would run such a cell
@@ -41,12 +43,19 @@ def _csv(header: Iterable[str], rows: Iterable[Iterable[object]]) -> str:
 
 def _hit_row(hit: Hit, compared: str, sketched: str, front_weight: float | None,
              copied: str, columns: list[str]) -> list[object]:
-    """A hit's row of a search's CSV (SEARCH_COLUMNS, then `columns`); a report's row is the
-    same with the design first, its (empty) error after `back_score` and the catalogue
-    version after `front_weight`."""
+    """A hit's row up to `side_copies`, then `columns`: a search's CSV has its `boxes` before
+    the catalogue's; a report's row has the design first, its (empty) error after
+    `back_score` and the catalogue version after `front_weight`."""
     return [hit.rank, hit.name, hit.similarity, hit.verdict, hit.front_score, hit.back_score,
             compared, str(hit.swapped).lower(), sketched, hit.score, front_weight, copied,
             *(hit.columns.get(name, "") for name in columns)]
+
+
+def boxes_text(result: SearchResult) -> str:
+    """`front: 0.1,0.2,0.6,0.9`: the part of each drawing a search compared, `;` between."""
+    return "; ".join(f"{side}: {','.join(f'{v:g}' for v in box)}"
+                     for side, box in (("front", result.front_box), ("back", result.back_box))
+                     if box is not None)
 
 
 def side_copies_text(copies: Iterable[SideCopy]) -> str:
@@ -112,13 +121,16 @@ def report_csv(designs: list[CheckedDesign], options: SearchOptions | None = Non
 
 def search_csv(result: SearchResult) -> str:
     """A finished search's hits as CSV: SEARCH_COLUMNS, then each catalogue column the hits
-    carry (garment, season, ...: pairs.csv's order); a row per hit, best first."""
+    carry (garment, season, ...: pairs.csv's order); a row per hit, best first. Every row
+    says the filters and boxes it was compared under (a row read alone still does)."""
     compared = "; ".join(as_fields(result.filters))
     sketched, copied = " ".join(result.outline_only), side_copies_text(result.side_copies)
-    columns = _catalogue_columns(result.results)
+    columns, boxed = _catalogue_columns(result.results), boxes_text(result)
+    fixed = len(SEARCH_COLUMNS) - 1  # the columns _hit_row gives before the catalogue's
     return _csv(_headed(SEARCH_COLUMNS, columns), (
-        _hit_row(hit, compared, sketched, result.front_weight, copied, columns)
-        for hit in result.results))
+        [*row[:fixed], boxed, *row[fixed:]]
+        for row in (_hit_row(hit, compared, sketched, result.front_weight, copied, columns)
+                    for hit in result.results)))
 
 
 def duplicates_csv(groups: list[dict]) -> str:
