@@ -11,7 +11,9 @@ re-scanned; each copy is searched exactly like the job does (canvas -> extract -
 top_k). Reported: R@1/R@5/R@20 per family; for the unedited re-scans, the share of ranks
 2-20 with the same garment, with the same garment and pattern, and nDCG@20 (relevance: the
 copy 3, same garment and pattern 2, same garment 1); and the verdicts' precision and
-recall (`worker.pipeline.verdicts`), with designs drawn from another seed as unrelated queries.
+recall (`worker.pipeline.verdicts`), with designs drawn from another seed as unrelated queries;
+the same for each side searched alone (`benchmarks.lookalike_sides`), as a one-side search
+and a pair's `side_copies` judge it.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ class Outcome:
     query: Query
     hits: list  # SearchHit, best first
     sketch_only: bool = False  # every side matched by its outline: the job gives no verdict
+    projected: tuple = ()  # the (dim,) query of each side, as the job projects it
+    outline: tuple = ()  # each side matched by its outline alone
 
 
 def search_all(extractor, bank, queries: list[Query], front_weight: float = 0.5) -> list[Outcome]:
@@ -74,7 +78,8 @@ def search_all(extractor, bank, queries: list[Query], front_weight: float = 0.5)
         outline = outline_sides(bank, sketched(canvases), rows)
         q = [project_query(bank, row, by_outline)  # (dim,) each, as the job projects
              for row, by_outline in zip(rows, outline, strict=True)]
-        outcomes.append(Outcome(query, top_k(bank, q[0], q[1], K, front_weight), all(outline)))
+        outcomes.append(Outcome(query, top_k(bank, q[0], q[1], K, front_weight), all(outline),
+                                tuple(q), tuple(outline)))
     return outcomes
 
 
@@ -156,6 +161,7 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def run(args: argparse.Namespace, database: Path) -> dict:
+    from benchmarks.lookalike_sides import graded_side_hits, search_sides, side_verdict_table
     from benchmarks.quality import build_bank
     from worker.pipeline.extract import FeatureExtractor
     from worker.pipeline.verdicts import calibrate, thresholds_in
@@ -169,6 +175,9 @@ def run(args: argparse.Namespace, database: Path) -> dict:
     outcomes = search_all(extractor, bank, queries, args.front_weight)
     thresholds = (calibrate([(s, r) for s, r, _ in graded_hits(outcomes, designs)])
                   if args.calibrate else thresholds_in(bank.manifest))
+    sides = search_sides(bank, outcomes, args.front_weight)
+    side_thresholds = (calibrate([(s, r) for s, r, _ in graded_side_hits(sides, designs)])
+                       if args.calibrate else thresholds_in(bank.manifest, one_side=True))
     similar = similar_beyond_copy(outcomes, designs)
     print(f"look-alike catalogue: {len(catalogue)} pairs, seed {args.seed}; descriptor "
           f"{args.descriptor}{' (plain score)' if args.no_exact_match else ''}; weights "
@@ -182,10 +191,14 @@ def run(args: argparse.Namespace, database: Path) -> dict:
           "\n")
     source = "calibrated on this run" if args.calibrate else "the index's, as a worker reads them"
     print(table([f"verdict (thresholds {source})", "score >=", "hits", "precision", "recall"],
-                verdict_table(outcomes, designs, thresholds)))
+                verdict_table(outcomes, designs, thresholds)), "\n")
+    print(table([f"one side searched alone ({len(sides)} sides; thresholds {source})",
+                 "score >=", "hits", "precision", "recall"],
+                side_verdict_table(sides, designs, side_thresholds)))
     if args.calibrate:
-        print(f"\nthresholds: {thresholds}")
-    return {"outcomes": outcomes, "thresholds": thresholds, "similar": similar}
+        print(f"\nthresholds: {thresholds}\none-side thresholds: {side_thresholds}")
+    return {"outcomes": outcomes, "thresholds": thresholds, "similar": similar,
+            "sides": sides, "side_thresholds": side_thresholds}
 
 
 def main(argv: list[str] | None = None) -> int:

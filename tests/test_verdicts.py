@@ -75,6 +75,19 @@ def test_an_index_carries_its_thresholds_and_old_ones_fall_back_to_the_descripto
     assert thresholds_in({"descriptor": "flatten"}) is None
 
 
+def test_a_side_searched_alone_is_judged_by_the_thresholds_calibrated_for_one_side():
+    alone = {**T, "copy": 0.9, "near-duplicate": 0.8}
+    exact = {"verdicts": T, "one_side_verdicts": alone}
+    manifest = {"exact_match": exact, "descriptor": "trim-gem45-pw256"}
+    assert thresholds_in(manifest, one_side=True) == alone and thresholds_in(manifest) == T
+    older = {"exact_match": {"verdicts": T}, "descriptor": "trim-gem45-pw256"}
+    assert thresholds_in(older, one_side=True) == T  # an index from before: the pair's
+    other_lead = {**exact, "one_side_verdicts": {**alone, "margin_weight": 0.0}}
+    assert thresholds_in({**manifest, "exact_match": other_lead}, one_side=True) == T
+    plain = {"verdicts": T, "descriptor": "trim-gem45-pw256"}  # scored without the bonus
+    assert thresholds_in(plain, one_side=True) == T
+
+
 @pytest.fixture(scope="module")
 def design():
     return next(d for d in make_designs(12, seed=3) if d.pattern != "plain")

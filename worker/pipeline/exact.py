@@ -34,6 +34,8 @@ class ExactMatch:
     # the manifest's own "verdicts" stay those of the plain score, which code that predates
     # the bonus reads
     verdicts: dict[str, float] | None = field(default=None, compare=False)
+    # those calibrated for a side searched alone (a one-side search, `side_copies`)
+    one_side_verdicts: dict[str, float] | None = field(default=None, compare=False)
 
     def to_manifest(self) -> dict:
         return asdict(self)

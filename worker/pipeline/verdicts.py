@@ -91,12 +91,15 @@ def plain_thresholds_in(manifest: dict) -> dict[str, float] | None:
     return thresholds_for(manifest.get("descriptor", ""))
 
 
-def thresholds_in(manifest: dict) -> dict[str, float] | None:
+def thresholds_in(manifest: dict, one_side: bool = False) -> dict[str, float] | None:
     """The thresholds a search of an index judges its hits by: those calibrated for its
-    exact-match bonus (worker.pipeline.exact) when it has one, else its plain score's."""
-    bonus = (manifest.get("exact_match") or {}).get("verdicts")
-    if bonus and bonus.get("margin_weight") == MARGIN_WEIGHT:
-        return bonus
+    exact-match bonus (worker.pipeline.exact) when it has one, else its plain score's. With
+    `one_side`, a side searched alone: the bonus's own for one side where the index has them
+    (a side's scores spread less than a pair's mean of two), else the pair's."""
+    exact = manifest.get("exact_match") or {}
+    for stored in (exact.get("one_side_verdicts") if one_side else None, exact.get("verdicts")):
+        if stored and stored.get("margin_weight") == MARGIN_WEIGHT:
+            return stored
     return plain_thresholds_in(manifest)
 
 

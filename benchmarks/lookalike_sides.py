@@ -1,0 +1,88 @@
+"""Each side of the look-alike queries searched alone, as a one-side search and `side_copies`
+(worker.pipeline.sides) search it: are its verdicts as often right as a pair's?
+
+A side's hit is the copy when it holds the very drawing the query side was made from (a
+front shared by a design and its variant is the copy of both); relevance otherwise as for a
+pair, with that side's pattern. Sides matched by their outline alone get no verdict, as in
+the job, and are left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from worker.core.contract import SIDES
+from worker.dev.sample import Design
+from worker.pipeline.ranking import top_k
+from worker.pipeline.verdicts import TARGETS, VERDICTS, verdict_scores
+
+K = 20
+
+
+@dataclass
+class SideOutcome:
+    side: str
+    row: int | None  # the catalogue row the query was copied from; None: unrelated
+    design: Design
+    hits: list  # SearchHit, best first
+
+
+def search_sides(bank, outcomes, front_weight: float = 0.5) -> list[SideOutcome]:
+    """Every query side not matched by its outline, searched alone among every design."""
+    found = []
+    for o in outcomes:
+        for side, q, by_outline in zip(SIDES, o.projected, o.outline, strict=True):
+            if by_outline:
+                continue
+            alone = (q, None) if side == "front" else (None, q)
+            found.append(SideOutcome(side, o.query.row, o.query.design,
+                                     top_k(bank, *alone, K, front_weight)))
+    return found
+
+
+def drawing_of(d: Design, side: str) -> str:
+    """Which catalogue drawing a design's side is (a variant's front is its base's)."""
+    return (d.variant_of or d.name) if side == "front" else d.name
+
+
+def side_relevance(s: SideOutcome, other: Design, designs: list[Design]) -> int:
+    """The copied drawing 3, same garment and that side's pattern 2, same garment 1, else 0."""
+    if s.row is not None and drawing_of(other, s.side) == drawing_of(designs[s.row], s.side):
+        return 3
+    if other.garment != s.design.garment:
+        return 0
+    pattern = (lambda d: d.pattern) if s.side == "front" else (lambda d: d.back_pattern)
+    return 2 if pattern(other) == pattern(s.design) else 1
+
+
+def graded_side_hits(sides: list[SideOutcome], designs: list[Design]
+                     ) -> list[tuple[float, int, bool]]:
+    """(score the verdicts judge, relevance, copied query) of every side's top-20 hits."""
+    return [(judged, side_relevance(s, designs[h.index], designs), s.row is not None)
+            for s in sides
+            for h, judged in zip(s.hits, verdict_scores([h.score for h in s.hits]), strict=True)]
+
+
+def side_verdict_table(sides: list[SideOutcome], designs: list[Design],
+                       thresholds: dict[str, float] | None) -> list[list[str]]:
+    """As `lookalike.verdict_table`, per side searched alone: hits given each verdict or a
+    more serious one, the share that were what it promises, and the share of copied sides
+    whose drawing got it."""
+    if not thresholds:
+        return [["(no thresholds for this descriptor)", "", "", "", ""]]
+    graded = graded_side_hits(sides, designs)
+    copied = sum(s.row is not None for s in sides)
+    rows = []
+    for name in VERDICTS:
+        relevant, _ = TARGETS[name]
+        given = [rel for score, rel, _ in graded if score >= thresholds[name]]
+        found = sum(any(side_relevance(s, designs[h.index], designs) == 3 and score >= thresholds[name]
+                        for h, score in zip(s.hits, verdict_scores([h.score for h in s.hits]),
+                                            strict=True))
+                    for s in sides if s.row is not None)
+        rows.append([f"{name} or better", f"{thresholds[name]:.4f}", str(len(given)),
+                     f"{np.mean([r >= relevant for r in given]):.3f}" if given else "n/a",
+                     f"{found / copied:.3f}" if copied else "n/a"])
+    return rows
