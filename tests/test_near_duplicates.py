@@ -217,3 +217,18 @@ def test_a_rescan_on_tinted_paper_keeps_its_verdict(client_and_worker, seed):
     hits = _search(client, run_worker, *sides)
     assert hits[0]["name"] == design.name
     assert hits[0]["verdict"] in ("copy", "near-duplicate"), hits[0]
+
+
+def test_a_copy_handed_in_on_a_framed_spec_sheet_is_judged_a_copy(client_and_worker):
+    """Exploratory round 7, finding 2: a copy on a sheet with a frame and a title block was
+    shrunk among its lines and text and lost its verdict; the frame and block are cut away."""
+    from benchmarks.sheets import sheet
+
+    client, run_worker = client_and_worker
+    design = make_designs(LOOKALIKES, seed=7)[COPIED]
+    rng = np.random.default_rng(3)
+    sides = [encode(sheet(draw_side(design, side), rng), "JPEG", quality=90)
+             for side in ("front", "back")]
+    hits = _search(client, run_worker, *sides)
+    assert hits[0]["name"] == design.name
+    assert hits[0]["verdict"] in ("copy", "near-duplicate"), hits[0]

@@ -1,5 +1,6 @@
-"""Pages as people scan and export them: tinted paper is levelled to white, a drawing on a
-very wide page keeps its detail, a 16-bit grey PNG's colour key is transparent. Pillow and
+"""Pages as people scan and export them: tinted paper is levelled to white, a spec sheet's
+frame and title block are cut away, a drawing on a very wide page keeps its detail, a 16-bit
+grey PNG's colour key is transparent. Pillow and
 numpy only (the canvases the model would see; no model)."""
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from worker.core.images import (
 )
 from worker.dev.sample import draw_side, make_designs
 from worker.pipeline.preprocess import level_paper, paper_colour, to_canvas
+from worker.pipeline.sheet import ruled_cell, without_sheet
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +83,78 @@ def test_what_is_not_a_tinted_paper_is_not_levelled(garment, case):
     page = Image.fromarray(arr)
     assert paper_colour(page) is None
     assert level_paper(page) is page
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_drawing_on_a_framed_spec_sheet_is_seen_without_its_frame_and_title_block(garment,
+                                                                                    monkeypatch,
+                                                                                    seed):
+    """Exploratory round 7, finding 2: on a sheet with a frame and a title block the trim kept
+    both, the drawing shrank to a third of the canvas and its copy lost its verdict."""
+    from benchmarks.sheets import sheet
+    from worker.pipeline import preprocess
+
+    page = sheet(garment, np.random.default_rng(seed))  # framed, ruled, text, turned, JPEG
+    assert ruled_cell(page) is not None
+    cut = canvas_gap(garment, page)
+    monkeypatch.setattr(preprocess, "without_sheet", lambda img: img)  # as before the cut
+    kept = canvas_gap(garment, page)
+    assert cut < 12.0 and kept > 3 * cut, (cut, kept)
+
+
+def _framed(img: Image.Image, sides: str, line: int = 4) -> Image.Image:
+    """`img` in the middle of a page 40 % larger, with the named sides (of "tblr") of a frame
+    drawn 3 % in from its edges."""
+    w, h = round(img.width * 1.4), round(img.height * 1.4)
+    page = Image.new("RGB", (w, h), "white")
+    page.paste(img, ((w - img.width) // 2, (h - img.height) // 2))
+    arr = np.asarray(page).copy()
+    x0, y0, x1, y1 = round(0.03 * w), round(0.03 * h), w - round(0.03 * w), h - round(0.03 * h)
+    for side, region in (("t", np.s_[y0:y0 + line, x0:x1]), ("b", np.s_[y1 - line:y1, x0:x1]),
+                         ("l", np.s_[y0:y1, x0:x0 + line]), ("r", np.s_[y0:y1, x1 - line:x1])):
+        if side in sides:
+            arr[region] = 0
+    return Image.fromarray(arr)
+
+
+def test_a_frame_with_a_title_block_at_its_foot_or_side_keeps_the_drawing_whole(garment):
+    framed = _framed(garment, "tblr")
+    cell = ruled_cell(framed)
+    assert cell is not None
+    left, top, right, bottom = cell  # inside the frame, the whole drawing in it
+    x, y = (framed.width - garment.width) // 2, (framed.height - garment.height) // 2
+    assert left <= x and top <= y and right >= x + garment.width and bottom >= y + garment.height
+    plain = canvas_gap(garment, _framed(garment, ""))  # the same page unframed: resampling
+    assert canvas_gap(garment, framed) < plain + 1.0
+    arr = np.asarray(framed).copy()  # a title block ruled off along the right-hand side
+    arr[:, round(0.85 * framed.width):round(0.85 * framed.width) + 3] = 0
+    arr[10:-10, round(0.85 * framed.width):][::12] = 0  # its text, as lines of ink
+    ruled = Image.fromarray(arr)
+    assert ruled_cell(ruled)[2] <= round(0.85 * framed.width)
+    assert canvas_gap(garment, ruled) < plain + 1.0
+
+
+@pytest.mark.parametrize("case", ["three sides of a frame", "a frame far inside the page",
+                                  "stripes across the page", "a garment filling the page",
+                                  "a plain page"])
+def test_a_page_without_a_frame_is_not_cut(garment, case):
+    if case == "three sides of a frame":  # an open frame: a drawing's own lines, perhaps
+        page = _framed(garment, "tbl")
+    elif case == "a frame far inside the page":  # a boxed motif in a wide margin
+        page = Image.new("RGB", (garment.width * 3, garment.height * 3), "white")
+        page.paste(_framed(garment, "tblr"), (garment.width, garment.height))
+    elif case == "stripes across the page":  # a striped ground to every edge
+        arr = np.full((300, 400, 3), 255, np.uint8)
+        arr[::25] = arr[1::25] = arr[2::25] = (30, 30, 120)
+        arr[:, :3] = arr[:, -3:] = (30, 30, 120)
+        page = Image.fromarray(arr)
+    elif case == "a garment filling the page":  # a tight crop: the garment's edges at the page's
+        page = garment.crop(garment.getbbox() if garment.mode != "RGB" else
+                            Image.eval(garment, lambda v: 255 - v).getbbox())
+    else:
+        page = Image.new("RGB", (300, 400), "white")
+    assert ruled_cell(page) is None
+    assert without_sheet(page) is page
 
 
 def test_stored_sizes_keep_a_wide_pages_short_side_and_never_pass_the_aspect_limit():

@@ -2,7 +2,8 @@
 
 One code path for catalogue images and query uploads, so both are seen the same way:
 allow-listed decode -> EXIF orientation -> RGB on white -> (trimming descriptors: a tinted
-paper levelled to white, margins trimmed) -> long side 200 -> centred
+paper levelled to white, a framed sheet's frame and title block cut away
+(`worker.pipeline.sheet`), margins trimmed) -> long side 200 -> centred
 white padding to 224x224. The Keras `vgg16.preprocess_input` step runs in `worker.pipeline.extract`
 (it needs Keras); this module is Pillow + numpy only (the decode itself is `worker.core.images`).
 """
@@ -22,6 +23,7 @@ from worker.core.images import (  # noqa: F401 - to_rgb: step 2
     load_image,
     to_rgb,
 )
+from worker.pipeline.sheet import without_sheet
 
 LONG_SIDE = 200
 CANVAS = 224
@@ -42,7 +44,8 @@ def preprocess_params(trim: bool) -> dict:
     """What the manifest records about preprocessing (the chunk cache is keyed by it too)."""
     return {"long_side": LONG_SIDE, "canvas": CANVAS, "pad": "white", "resample": "bicubic",
             "keras_mode": "vgg16.preprocess_input", "trim": trim,
-            **({"paper": "levelled to white"} if trim else {})}
+            **({"paper": "levelled to white", "sheet": "frame and ruled-off title block cut away"}
+               if trim else {})}
 
 
 def paper_colour(img: Image.Image) -> np.ndarray | None:
@@ -115,10 +118,10 @@ def trim_to_content(img: Image.Image) -> Image.Image:
 
 
 def fitted(img: Image.Image, trim: bool = False) -> Image.Image:
-    """RGB image -> the drawing as the canvas holds it: its paper levelled to white and
-    trimmed if asked, long side 200."""
+    """RGB image -> the drawing as the canvas holds it: its paper levelled to white, a
+    sheet's frame cut away and its margins trimmed if asked, long side 200."""
     if trim:
-        img = trim_to_content(level_paper(img))
+        img = trim_to_content(without_sheet(level_paper(img)))
     w, h = img.size
     scale = LONG_SIDE / max(w, h)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))

@@ -1,0 +1,47 @@
+"""A drawing handed in on a spec sheet (exploratory round 7, finding 2): the page framed, a
+title block ruled off along its foot, scanned. The `sheet` family of `benchmarks.quality`
+(`--families sheet`)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from worker.core.images import load_image, to_rgb
+
+WHITE = (255, 255, 255)
+INK = (20, 20, 20)
+FIELDS = ("STYLE", "SEASON", "FABRIC", "SIZE", "DESIGNER", "DATE", "REV")
+
+
+def sheet(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """The drawing on a page 20-50 % wider and taller than it, framed by a 2-5 px line
+    2-4 % in from the page's edge; a title block 12-20 % of the framed height at its foot,
+    ruled off by a line across the frame and split into 2-4 fields of text; turned up to 1
+    degree; JPEG quality 70-92, decoded like an upload."""
+    w, h = img.size
+    pw, ph = (round(s * (1 + rng.uniform(0.2, 0.5))) for s in (w, h))
+    inset = round(min(pw, ph) * rng.uniform(0.02, 0.04))
+    line = int(rng.integers(2, 6))
+    block = round((ph - 2 * inset) * rng.uniform(0.12, 0.20))
+    page = Image.new("RGB", (pw, ph + block), WHITE)
+    draw = ImageDraw.Draw(page)
+    left, top, right, bottom = inset, inset, pw - inset, ph + block - inset
+    draw.rectangle((left, top, right, bottom), outline=INK, width=line)
+    foot = bottom - block
+    draw.line((left, foot, right, foot), fill=INK, width=line)
+    cuts = np.sort(rng.uniform(left, right, size=int(rng.integers(1, 4))))
+    for x in cuts:
+        draw.line((x, foot, x, bottom), fill=INK, width=max(1, line - 1))
+    edges = [left, *cuts, right]
+    for x0, name in zip(edges[:-1], rng.choice(FIELDS, size=len(edges) - 1, replace=False),
+                        strict=True):
+        draw.text((x0 + 2 * line, foot + 2 * line), f"{name}: {int(rng.integers(100, 9999))}",
+                  fill=INK)
+    page.paste(img, ((pw - w) // 2, inset + line + (foot - inset - line - h) // 2))
+    page = page.rotate(float(rng.uniform(-1, 1)), Image.Resampling.BICUBIC, fillcolor=WHITE)
+    buf = io.BytesIO()
+    page.save(buf, format="JPEG", quality=int(rng.integers(70, 93)))
+    return to_rgb(load_image(buf.getvalue()))
