@@ -41,6 +41,10 @@ def test_similarity_maps_the_thresholds_to_fixed_points_and_stays_in_0_100():
     scores = np.linspace(-1, 1, 101)
     mapped = [similarity(s, T) for s in scores]
     assert mapped == sorted(mapped)  # monotone
+    alone = {**T, "near-duplicate": 0.86, "copy": 1.07}  # a side's: a copy needs a lead
+    assert [similarity(s, alone) for s in (0.86, 1.0, 1.07, 1.17, 1.5)] == [75, 85, 90, 100, 100]
+    mapped = [similarity(s, alone) for s in np.linspace(-1, 2, 301)]
+    assert mapped == sorted(mapped) and mapped[0] == 0 and mapped[-1] == 100
 
 
 def test_the_lowest_threshold_keeps_the_precision_asked_for():

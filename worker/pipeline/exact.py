@@ -92,12 +92,15 @@ def usable(exact: ExactMatch | None, whitening: Whitening | None) -> ExactMatch 
 
 
 # descriptor -> its bonus, chosen on the look-alike benchmark's tuning seed, and the thresholds
-# from `python -m benchmarks.lookalike --seed 7 --calibrate` with it (docs/quality.md)
+# from `python -m benchmarks.lookalike --seed 7 --calibrate` with it (docs/quality.md): a
+# pair's, and a side's searched alone (float32 on a machine without AVX-512)
 CHOSEN: dict[str, ExactMatch] = {
     "grey-dir345-lw256-shape-colour": ExactMatch(
         0.98, 0.35, 0.8, 0.07, verdicts={"copy": 0.8881, "near-duplicate": 0.8011,
                                          "similar": 0.5542, "floor": 0.3372,
-                                         "margin_weight": 1.0}),
+                                         "margin_weight": 1.0},
+        one_side_verdicts={"copy": 1.0662, "near-duplicate": 0.8551, "similar": 0.5594,
+                           "floor": 0.3546, "margin_weight": 1.0}),
 }
 
 

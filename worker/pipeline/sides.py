@@ -1,5 +1,6 @@
 """A design made of two catalogue designs' sides: each side of a two-sided query searched
-alone, as a search by that side would be, and judged by the same thresholds.
+alone, as a search by that side would be, and judged as one is (by the thresholds calibrated
+for one side, `thresholds_in(manifest, one_side=True)`).
 
 The pair's score averages its sides, so a new design whose front copies one catalogue design
 and whose back another scores about half against each: no verdict (exploratory round 7). Two
@@ -24,9 +25,9 @@ def side_copies(bank: FeatureBank, catalogue: Catalogue,
                 sides_unknown: bool, allowed: np.ndarray | None,
                 thresholds: dict[str, float] | None) -> list[SideCopy]:
     """The query's sides whose first hit, searched alone among the `allowed` rows, is judged
-    `copy` or `near-duplicate` (with its lead over the second, as a one-side search judges
-    it). None when the query has one side, when one side is weighted 0 (the person asked to
-    compare the other alone) or without thresholds."""
+    `copy` or `near-duplicate` by `thresholds` (with its lead over the second, as a one-side
+    search judges it). None when the query has one side, when one side is weighted 0 (the
+    person asked to compare the other alone) or without thresholds."""
     if thresholds is None or any(q is None for q in queries) or not 0 < front_weight < 1:
         return []
     found = []

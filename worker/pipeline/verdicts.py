@@ -10,7 +10,7 @@ stores the thresholds calibrated for its score with the bonus, which its searche
 its duplicate pairs are scored plainly and judged by the list's own thresholds
 (`duplicate_thresholds_in`, calibrated on `benchmarks.catalogue_duplicates`). Similarity
 maps the score piecewise-linearly through the thresholds: `floor` -> 0, similar -> 50,
-near-duplicate -> 75, copy -> 90, 1.0 -> 100.
+near-duplicate -> 75, copy -> 90, 1.0 (or copy + 0.1 where higher) -> 100.
 
 The first hit is judged on its score plus its lead over the second (`verdict_scores`): a copy
 stands out from the look-alikes even when an edit lowered its score.
@@ -29,6 +29,9 @@ TARGETS = {"copy": (3, 0.99), "near-duplicate": (3, 0.95), "similar": (2, 0.80)}
 CALIBRATED_PRECISION = {"copy": 0.995, "near-duplicate": 0.975, "similar": 0.80}
 MARGIN_WEIGHT = 1.0  # chosen on the tuning seed (docs/quality.md)
 ANCHORS = {"floor": 0.0, "similar": 50.0, "near-duplicate": 75.0, "copy": 90.0}
+# 100 is a judged score of 1.0, or this far above `copy` where that is higher (a side searched
+# alone: its `copy` asks for a lead on top of a near-identical score)
+TOP_ABOVE_COPY = 0.1
 
 # descriptor -> thresholds, from `python -m benchmarks.lookalike --seed 7 --calibrate --descriptor D`
 CALIBRATED: dict[str, dict[str, float]] = {
@@ -95,7 +98,8 @@ def thresholds_in(manifest: dict, one_side: bool = False) -> dict[str, float] | 
     """The thresholds a search of an index judges its hits by: those calibrated for its
     exact-match bonus (worker.pipeline.exact) when it has one, else its plain score's. With
     `one_side`, a side searched alone: the bonus's own for one side where the index has them
-    (a side's scores spread less than a pair's mean of two), else the pair's."""
+    (a side's score is not averaged with another's, so a wrong hit reaches higher), else the
+    pair's."""
     exact = manifest.get("exact_match") or {}
     for stored in (exact.get("one_side_verdicts") if one_side else None, exact.get("verdicts")):
         if stored and stored.get("margin_weight") == MARGIN_WEIGHT:
@@ -120,7 +124,7 @@ def similarity(score: float, thresholds: dict[str, float] | None) -> int | None:
 def similarities(scores: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
     """`similarity` of each of (m,) scores, (m,) int64."""
     xs = [thresholds["floor"], thresholds["similar"], thresholds["near-duplicate"],
-          thresholds["copy"], 1.0]
+          thresholds["copy"], max(1.0, thresholds["copy"] + TOP_ABOVE_COPY)]
     ys = [ANCHORS["floor"], ANCHORS["similar"], ANCHORS["near-duplicate"], ANCHORS["copy"], 100.0]
     return np.rint(np.interp(scores, xs, ys)).astype(np.int64)
 

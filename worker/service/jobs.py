@@ -102,14 +102,17 @@ def rank_hits(snapshot: Snapshot, rows: tuple[np.ndarray | None, np.ndarray | No
     given = [(by_outline, weight) for q, by_outline, weight in zip(
         rows, outline, (options.front_weight, 1 - options.front_weight), strict=True)
         if q is not None]
-    sketch_only = all(by_outline for by_outline, weight in given if weight > 0 or len(given) == 1)
+    counted = [by_outline for by_outline, weight in given if weight > 0 or len(given) == 1]
     # an outline alone tells a garment's cut, not its design: no verdict, whatever it scores
     # (nor when the sides that count, the weighted ones, are all sketches)
-    thresholds = None if sketch_only else thresholds_in(snapshot.bank.manifest)
+    sketch_only = all(counted)
+    manifest = snapshot.bank.manifest
+    thresholds = None if sketch_only else thresholds_in(manifest, one_side=len(counted) == 1)
     return ([hit.to_hit(snapshot.catalogue, thresholds, score)
              for hit, score in zip(found_hits[:options.k], judged, strict=False)],
             side_copies(snapshot.bank, snapshot.catalogue, (q_front, q_back), options.front_weight,
-                        options.sides_unknown, allowed, thresholds))
+                        options.sides_unknown, allowed,
+                        None if sketch_only else thresholds_in(manifest, one_side=True)))
 
 
 def pass_timings(found: Extracted) -> dict[str, float]:
