@@ -23,7 +23,7 @@ from worker.core.images import (  # noqa: F401 - to_rgb: step 2
     load_image,
     to_rgb,
 )
-from worker.pipeline.sheet import without_sheet
+from worker.pipeline.sheet import grey_probe, without_sheet
 
 LONG_SIDE = 200
 CANVAS = 224
@@ -100,12 +100,8 @@ def trim_to_content(img: Image.Image) -> Image.Image:
     shifts and scale on the page matter less. Robust to scanner noise: the box is found on a
     median-filtered grey copy, and a row or column needs >= 1 % ink to count. A blank image
     is returned as is."""
-    probe = img.convert("L")
-    scale = min(1.0, TRIM_PROBE / max(probe.size))
-    if scale < 1.0:
-        probe = probe.resize((max(1, round(probe.width * scale)), max(1, round(probe.height * scale))),
-                             Image.Resampling.BOX)
-    ink = _median3_below(np.asarray(probe), 255 - TRIM_THRESHOLD)
+    probe, scale = grey_probe(img, TRIM_PROBE)
+    ink = _median3_below(probe, 255 - TRIM_THRESHOLD)
     rows = np.nonzero(ink.mean(axis=1) >= TRIM_MIN_INK)[0]
     cols = np.nonzero(ink.mean(axis=0) >= TRIM_MIN_INK)[0]
     if rows.size == 0 or cols.size == 0:

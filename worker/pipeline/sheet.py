@@ -24,18 +24,14 @@ THIN = 0.03  # a ruled line is at most this share of the page thick (plus TILT)
 TILT = 3  # probe px a line may wander up or down across the page (a scan turned ~1 degree)
 INSET = 2  # probe px kept clear inside a cell's lines
 MIN_INK = 0.002  # a cell with less ink than this share of its pixels is empty
-PROBE = 256  # px: lines are found on a copy at most this large (as the trim's)
+PROBE = 256  # px: lines are found on a copy at most this large (as the trim's ink)
 
 
 def ruled_cell(img: Image.Image) -> tuple[int, int, int, int] | None:
     """(left, top, right, bottom) in `img`'s pixels of the drawing's cell on a framed sheet,
     None when the page has no frame."""
-    probe = img.convert("L")
-    scale = min(1.0, PROBE / max(probe.size))
-    if scale < 1.0:
-        probe = probe.resize((max(1, round(probe.width * scale)),
-                              max(1, round(probe.height * scale))), Image.Resampling.BOX)
-    dark = np.asarray(probe) < LINE_DARK
+    probe, scale = grey_probe(img, PROBE)
+    dark = probe < LINE_DARK
     rows, cols = _lines(dark, axis=1), _lines(dark, axis=0)
     h, w = dark.shape
     if not (_near(rows, 0, h) and _near(rows, h, h) and _near(cols, 0, w) and _near(cols, w, w)):
@@ -58,6 +54,17 @@ def ruled_cell(img: Image.Image) -> tuple[int, int, int, int] | None:
     box = np.array([left + x0, top + y0, left + x1, top + y1]) / scale
     return (int(box[0]), int(box[1]), min(img.width, int(np.ceil(box[2]))),
             min(img.height, int(np.ceil(box[3]))))
+
+
+def grey_probe(img: Image.Image, longest: int) -> tuple[np.ndarray, float]:
+    """A grey copy of `img` box-filtered down to a long side of at most `longest` (uint8),
+    and its scale: what the trim and this module look for ink on."""
+    probe = img.convert("L")
+    scale = min(1.0, longest / max(probe.size))
+    if scale < 1.0:
+        probe = probe.resize((max(1, round(probe.width * scale)),
+                              max(1, round(probe.height * scale))), Image.Resampling.BOX)
+    return np.asarray(probe), scale
 
 
 def _lines(dark: np.ndarray, axis: int) -> list[tuple[int, int]]:
