@@ -57,32 +57,34 @@ def side_relevance(s: SideOutcome, other: Design, designs: list[Design]) -> int:
     return 2 if pattern(other) == pattern(s.design) else 1
 
 
+def _graded(s: SideOutcome, designs: list[Design]) -> list[tuple[float, int]]:
+    """(score the verdicts judge, relevance) of a side's hits, best first."""
+    return [(judged, side_relevance(s, designs[h.index], designs))
+            for h, judged in zip(s.hits, verdict_scores([h.score for h in s.hits]), strict=True)]
+
+
 def graded_side_hits(sides: list[SideOutcome], designs: list[Design]
                      ) -> list[tuple[float, int, bool]]:
     """(score the verdicts judge, relevance, copied query) of every side's top-20 hits."""
-    return [(judged, side_relevance(s, designs[h.index], designs), s.row is not None)
-            for s in sides
-            for h, judged in zip(s.hits, verdict_scores([h.score for h in s.hits]), strict=True)]
+    return [(judged, rel, s.row is not None) for s in sides for judged, rel in _graded(s, designs)]
 
 
 def side_verdict_table(sides: list[SideOutcome], designs: list[Design],
                        thresholds: dict[str, float] | None) -> list[list[str]]:
     """As `lookalike.verdict_table`, per side searched alone: hits given each verdict or a
     more serious one, the share that were what it promises, and the share of copied sides
-    whose drawing got it."""
+    whose drawing got it (a shared front may be the copy of two designs: counted once)."""
     if not thresholds:
         return [["(no thresholds for this descriptor)", "", "", "", ""]]
-    graded = graded_side_hits(sides, designs)
-    copied = sum(s.row is not None for s in sides)
+    graded = [(s, _graded(s, designs)) for s in sides]
+    copied = [hits for s, hits in graded if s.row is not None]
     rows = []
     for name in VERDICTS:
         relevant, _ = TARGETS[name]
-        given = [rel for score, rel, _ in graded if score >= thresholds[name]]
-        found = sum(any(side_relevance(s, designs[h.index], designs) == 3 and score >= thresholds[name]
-                        for h, score in zip(s.hits, verdict_scores([h.score for h in s.hits]),
-                                            strict=True))
-                    for s in sides if s.row is not None)
+        given = [rel for _, hits in graded for score, rel in hits if score >= thresholds[name]]
+        found = sum(any(rel == 3 and score >= thresholds[name] for score, rel in hits)
+                    for hits in copied)
         rows.append([f"{name} or better", f"{thresholds[name]:.4f}", str(len(given)),
                      f"{np.mean([r >= relevant for r in given]):.3f}" if given else "n/a",
-                     f"{found / copied:.3f}" if copied else "n/a"])
+                     f"{found / len(copied):.3f}" if copied else "n/a"])
     return rows
