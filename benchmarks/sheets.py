@@ -1,19 +1,20 @@
 """A drawing handed in on a spec sheet (exploratory round 7, finding 2): the page framed, a
-title block ruled off along its foot, scanned. The `sheet` family of `benchmarks.quality`
-(`--families sheet`)."""
+title block ruled off along its foot, scanned (the `sheet` family of `benchmarks.quality`,
+`--families sheet`); or captioned, a line of text under or above it (`caption`)."""
 
 from __future__ import annotations
 
 import io
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from worker.core.images import load_image, to_rgb
 
 WHITE = (255, 255, 255)
 INK = (20, 20, 20)
 FIELDS = ("STYLE", "SEASON", "FABRIC", "SIZE", "DESIGNER", "DATE", "REV")
+CAPTIONS = ("FRONT VIEW", "BACK VIEW", "FRONT", "BACK", "FLAT")
 
 
 def sheet(img: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -42,6 +43,27 @@ def sheet(img: Image.Image, rng: np.random.Generator) -> Image.Image:
                   fill=INK)
     page.paste(img, ((pw - w) // 2, inset + line + (foot - inset - line - h) // 2))
     page = page.rotate(float(rng.uniform(-1, 1)), Image.Resampling.BICUBIC, fillcolor=WHITE)
+    return _scanned(page, rng)
+
+
+def captioned(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A line of text under the drawing (two times in three) or above it ("FRONT VIEW", a
+    style number), its letters 4-7 % of the drawing's height, set 3-12 % of it away; the page
+    turned up to a degree; JPEG quality 70-92, decoded like an upload."""
+    w, h = img.size
+    size, gap = round(h * rng.uniform(0.04, 0.07)), round(h * rng.uniform(0.03, 0.12))
+    font = ImageFont.load_default(size=size)
+    text = f"{rng.choice(CAPTIONS)}  {rng.choice(FIELDS)} {int(rng.integers(100, 9999))}"
+    below = rng.random() < 2 / 3
+    page = Image.new("RGB", (w, h + gap + 2 * size), WHITE)
+    page.paste(img, (0, 0 if below else gap + 2 * size))
+    left = round(w * rng.uniform(0.0, 0.2))
+    ImageDraw.Draw(page).text((left, h + gap if below else size // 2), text, fill=INK, font=font)
+    page = page.rotate(float(rng.uniform(-1, 1)), Image.Resampling.BICUBIC, fillcolor=WHITE)
+    return _scanned(page, rng)
+
+
+def _scanned(page: Image.Image, rng: np.random.Generator) -> Image.Image:
     buf = io.BytesIO()
     page.save(buf, format="JPEG", quality=int(rng.integers(70, 93)))
     return to_rgb(load_image(buf.getvalue()))

@@ -255,3 +255,18 @@ def test_a_copy_handed_in_on_a_framed_spec_sheet_is_judged_a_copy(client_and_wor
     hits = _search(client, run_worker, *sides)
     assert hits[0]["name"] == design.name
     assert hits[0]["verdict"] in ("copy", "near-duplicate"), hits[0]
+
+
+def test_a_copy_with_a_caption_under_or_above_it_is_judged_a_copy(client_and_worker):
+    """Exploratory round 7, finding 2: a caption ("FRONT VIEW", a style number) was trimmed
+    with the drawing; it is now left out of the trim."""
+    from benchmarks.sheets import captioned
+
+    client, run_worker = client_and_worker
+    design = make_designs(LOOKALIKES, seed=7)[COPIED]
+    rng = np.random.default_rng(5)
+    sides = [encode(captioned(draw_side(design, side), rng), "JPEG", quality=90)
+             for side in ("front", "back")]
+    hits = _search(client, run_worker, *sides)
+    assert hits[0]["name"] == design.name
+    assert hits[0]["verdict"] in ("copy", "near-duplicate"), hits[0]

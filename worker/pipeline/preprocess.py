@@ -3,7 +3,7 @@
 One code path for catalogue images and query uploads, so both are seen the same way:
 allow-listed decode -> EXIF orientation -> RGB on white -> (trimming descriptors: a tinted
 paper levelled to white, a framed sheet's frame and title block cut away
-(`worker.pipeline.sheet`), margins trimmed) -> long side 200 -> centred
+(`worker.pipeline.sheet`), margins trimmed, captions left out) -> long side 200 -> centred
 white padding to 224x224. The Keras `vgg16.preprocess_input` step runs in `worker.pipeline.extract`
 (it needs Keras); this module is Pillow + numpy only (the decode itself is `worker.core.images`).
 """
@@ -23,6 +23,7 @@ from worker.core.images import (  # noqa: F401 - to_rgb: step 2
     load_image,
     to_rgb,
 )
+from worker.pipeline.captions import without_captions
 from worker.pipeline.sheet import grey_probe, without_sheet
 
 LONG_SIDE = 200
@@ -44,8 +45,8 @@ def preprocess_params(trim: bool) -> dict:
     """What the manifest records about preprocessing (the chunk cache is keyed by it too)."""
     return {"long_side": LONG_SIDE, "canvas": CANVAS, "pad": "white", "resample": "bicubic",
             "keras_mode": "vgg16.preprocess_input", "trim": trim,
-            **({"paper": "levelled to white", "sheet": "frame and ruled-off title block cut away"}
-               if trim else {})}
+            **({"paper": "levelled to white", "sheet": "frame and ruled-off title block cut away",
+                "captions": "left out of the trim"} if trim else {})}
 
 
 def paper_colour(img: Image.Image) -> np.ndarray | None:
@@ -84,24 +85,34 @@ def level_paper(img: Image.Image) -> Image.Image:
     return img.point(lut)
 
 
-def _median3_below(grey: np.ndarray, threshold: int) -> np.ndarray:
-    """(h, w) uint8 -> (h, w) bool: is the median of each pixel's 3x3 neighbourhood (edges
-    repeated, as Pillow's MedianFilter(3) pads) below `threshold`? The median of 9 values is
-    below it exactly when 5 or more of them are, so this counts instead of sorting: the same
-    answer as `np.asarray(img.filter(MedianFilter(3))) < threshold` (tested)."""
+def _below3(grey: np.ndarray, threshold: int) -> np.ndarray:
+    """(h, w) uint8 -> (h, w) uint8: how many of each pixel's 3x3 neighbourhood (edges
+    repeated, as Pillow's MedianFilter(3) pads) are below `threshold`."""
     below = np.pad(grey < threshold, 1, mode="edge").astype(np.uint8)
     h, w = grey.shape
-    count = sum(below[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3))
-    return count >= 5
+    return sum(below[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3))
+
+
+def _median3_below(grey: np.ndarray, threshold: int) -> np.ndarray:
+    """(h, w) uint8 -> (h, w) bool: is the median of each pixel's 3x3 neighbourhood below
+    `threshold`? The median of 9 values is below it exactly when 5 or more of them are, so
+    this counts instead of sorting: the same answer as
+    `np.asarray(img.filter(MedianFilter(3))) < threshold` (tested)."""
+    return _below3(grey, threshold) >= 5
 
 
 def trim_to_content(img: Image.Image) -> Image.Image:
     """Crop an RGB drawing to the bounding box of its ink (plus a small margin), so margins,
     shifts and scale on the page matter less. Robust to scanner noise: the box is found on a
-    median-filtered grey copy, and a row or column needs >= 1 % ink to count. A blank image
+    median-filtered grey copy, and a row or column needs >= 1 % ink to count; a caption
+    above or below the drawing does not count (`worker.pipeline.captions`). A blank image
     is returned as is."""
     probe, scale = grey_probe(img, TRIM_PROBE)
-    ink = _median3_below(probe, 255 - TRIM_THRESHOLD)
+    near = _below3(probe, 255 - TRIM_THRESHOLD)
+    # captions are told apart on thin lines too (a sketch's 1 px outline joins it into one
+    # band), less lone specks of noise; the box is measured on the median's ink
+    lines = (probe < 255 - TRIM_THRESHOLD) & (near >= 2)
+    ink = without_captions(near >= 5, lines)
     rows = np.nonzero(ink.mean(axis=1) >= TRIM_MIN_INK)[0]
     cols = np.nonzero(ink.mean(axis=0) >= TRIM_MIN_INK)[0]
     if rows.size == 0 or cols.size == 0:
