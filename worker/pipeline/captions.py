@@ -7,8 +7,8 @@ by blank rows form bands; the band with the most ink is the drawing, and a band 
 small beside it (at most CAPTION_HEIGHT of its height and CAPTION_INK of its ink) and set
 apart from it by a clear gap is a caption, cleared before the trim measures its box. A
 drawing's own parts are joined by their outlines (thin ones too: the bands are found on ink
-that keeps 1 px lines), so a drawing is one band; a caption beside
-the drawing (to its left or right) is not looked for. numpy only.
+that keeps 1 px lines), so a drawing is one band; a caption beside the drawing (to its left
+or right) is not looked for. numpy only.
 """
 
 from __future__ import annotations
