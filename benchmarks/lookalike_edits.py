@@ -106,8 +106,13 @@ def rescan(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     s = rng.uniform(0.85, 1.15)
     img = img.resize((max(16, round(img.width * s)), max(16, round(img.height * s))),
                      Image.Resampling.BICUBIC)
+    return as_uploaded_jpeg(img, int(rng.integers(70, 93)))
+
+
+def as_uploaded_jpeg(img: Image.Image, quality: int) -> Image.Image:
+    """`img` saved as a JPEG of `quality` and decoded the way an upload is."""
     buf = io.BytesIO()
-    img.save(buf, "JPEG", quality=int(rng.integers(70, 93)))
+    img.save(buf, "JPEG", quality=quality)
     return to_rgb(load_image(buf.getvalue()))
 
 

@@ -15,7 +15,6 @@ entry is always queried ("shared-front": only the back tells them apart).
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import time
 from collections import Counter
@@ -26,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
+from benchmarks.lookalike_edits import as_uploaded_jpeg
 from benchmarks.sheets import captioned, sheet
 from worker.core.bank import FeatureBank
 from worker.core.catalogue import Catalogue, load_catalogue
@@ -99,9 +99,7 @@ def blur(img: Image.Image, rng: np.random.Generator) -> Image.Image:
 
 def jpeg(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     """Re-encode as JPEG quality 35-85 and decode it the way an upload is decoded."""
-    buf = io.BytesIO()
-    img.save(buf, format="JPEG", quality=int(rng.integers(35, 86)))
-    return to_rgb(load_image(buf.getvalue()))
+    return as_uploaded_jpeg(img, int(rng.integers(35, 86)))
 
 
 def jitter(img: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -131,10 +129,8 @@ def paper(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     colour = 1.0 - rng.uniform(0.03, 0.10) * np.array([0.5, 0.7, 1.0], np.float32)
     arr = np.asarray(img, np.float32) * colour
     arr = arr + rng.normal(0.0, rng.uniform(2, 5), size=arr.shape)
-    buf = io.BytesIO()
-    Image.fromarray(np.clip(arr, 0, 255).round().astype(np.uint8), "RGB").save(
-        buf, format="JPEG", quality=int(rng.integers(60, 91)))
-    return to_rgb(load_image(buf.getvalue()))
+    return as_uploaded_jpeg(Image.fromarray(np.clip(arr, 0, 255).round().astype(np.uint8), "RGB"),
+                            int(rng.integers(60, 91)))
 
 
 FAMILIES: dict[str, Perturb] = {

@@ -4,12 +4,10 @@ title block ruled off along its foot, scanned (the `sheet` family of `benchmarks
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from worker.core.images import load_image, to_rgb
+from benchmarks.lookalike_edits import as_uploaded_jpeg
 
 WHITE = (255, 255, 255)
 INK = (20, 20, 20)
@@ -43,7 +41,7 @@ def sheet(img: Image.Image, rng: np.random.Generator) -> Image.Image:
                   fill=INK)
     page.paste(img, ((pw - w) // 2, inset + line + (foot - inset - line - h) // 2))
     page = page.rotate(float(rng.uniform(-1, 1)), Image.Resampling.BICUBIC, fillcolor=WHITE)
-    return _scanned(page, rng)
+    return as_uploaded_jpeg(page, int(rng.integers(70, 93)))
 
 
 def captioned(img: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -60,10 +58,5 @@ def captioned(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     left = round(w * rng.uniform(0.0, 0.2))
     ImageDraw.Draw(page).text((left, h + gap if below else size // 2), text, fill=INK, font=font)
     page = page.rotate(float(rng.uniform(-1, 1)), Image.Resampling.BICUBIC, fillcolor=WHITE)
-    return _scanned(page, rng)
+    return as_uploaded_jpeg(page, int(rng.integers(70, 93)))
 
-
-def _scanned(page: Image.Image, rng: np.random.Generator) -> Image.Image:
-    buf = io.BytesIO()
-    page.save(buf, format="JPEG", quality=int(rng.integers(70, 93)))
-    return to_rgb(load_image(buf.getvalue()))
