@@ -138,7 +138,7 @@ def verdict_table(outcomes: list[Outcome], designs: list[Design],
                   thresholds: dict[str, float] | None) -> list[list[str]]:
     """Per verdict: hits that got it or a more serious one, the share of them that were
     what it promises (precision), and the share of copies that got it or better (recall)."""
-    from worker.pipeline.verdicts import TARGETS, VERDICTS
+    from worker.pipeline.verdicts import VERDICTS
 
     if not thresholds:
         return [["(no thresholds for this descriptor)", "", "", "", ""]]
@@ -146,13 +146,22 @@ def verdict_table(outcomes: list[Outcome], designs: list[Design],
     copies = sum(o.query.row is not None for o in outcomes)
     rows = []
     for name in VERDICTS:
-        relevant, _ = TARGETS[name]
         given = [rel for score, rel, _ in graded if score >= thresholds[name]]
         found = sum(rel == 3 for score, rel, copied in graded if copied and score >= thresholds[name])
-        rows.append([f"{name} or better", f"{thresholds[name]:.4f}", str(len(given)),
-                     f"{np.mean([r >= relevant for r in given]):.3f}" if given else "n/a",
-                     f"{found / copies:.3f}"])
+        rows.append(verdict_row(name, thresholds[name], given, found, copies))
     return rows
+
+
+def verdict_row(name: str, threshold: float, given: list[int], found: int, copies: int
+                ) -> list[str]:
+    """A verdict table's row: the verdict, its threshold, the hits given it or a more serious
+    one, the share of them relevant enough (precision), and `found` of `copies` (recall)."""
+    from worker.pipeline.verdicts import TARGETS
+
+    relevant, _ = TARGETS[name]
+    return [f"{name} or better", f"{threshold:.4f}", str(len(given)),
+            f"{np.mean([r >= relevant for r in given]):.3f}" if given else "n/a",
+            f"{found / copies:.3f}" if copies else "n/a"]
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:

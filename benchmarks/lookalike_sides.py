@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
+from benchmarks.lookalike import verdict_row
 from worker.core.contract import SIDES
 from worker.dev.sample import Design
 from worker.pipeline.ranking import top_k
-from worker.pipeline.verdicts import TARGETS, VERDICTS, verdict_scores
+from worker.pipeline.verdicts import VERDICTS, verdict_scores
 
 K = 20
 
@@ -80,11 +79,8 @@ def side_verdict_table(sides: list[SideOutcome], designs: list[Design],
     copied = [hits for s, hits in graded if s.row is not None]
     rows = []
     for name in VERDICTS:
-        relevant, _ = TARGETS[name]
         given = [rel for _, hits in graded for score, rel in hits if score >= thresholds[name]]
         found = sum(any(rel == 3 and score >= thresholds[name] for score, rel in hits)
                     for hits in copied)
-        rows.append([f"{name} or better", f"{thresholds[name]:.4f}", str(len(given)),
-                     f"{np.mean([r >= relevant for r in given]):.3f}" if given else "n/a",
-                     f"{found / len(copied):.3f}" if copied else "n/a"])
+        rows.append(verdict_row(name, thresholds[name], given, found, len(copied)))
     return rows
