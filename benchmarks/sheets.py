@@ -1,6 +1,7 @@
 """A drawing handed in on a spec sheet (exploratory round 7, finding 2): the page framed, a
 title block ruled off along its foot, scanned (the `sheet` family of `benchmarks.quality`,
-`--families sheet`); or captioned, a line of text under or above it (`caption`)."""
+`--families sheet`); captioned, a line of text under or above it (`caption`); or with a
+block of notes beside it (`notes`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ WHITE = (255, 255, 255)
 INK = (20, 20, 20)
 FIELDS = ("STYLE", "SEASON", "FABRIC", "SIZE", "DESIGNER", "DATE", "REV")
 CAPTIONS = ("FRONT VIEW", "BACK VIEW", "FRONT", "BACK", "FLAT")
+NOTES = ("100% COTTON", "PANTONE 19-4052", "RIB 1X1", "TWIN NEEDLE", "YKK #5", "WASH 30C",
+         "SIZE M", "GSM 180")
 
 
 def sheet(img: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -60,3 +63,25 @@ def captioned(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     page = page.rotate(float(rng.uniform(-1, 1)), Image.Resampling.BICUBIC, fillcolor=WHITE)
     return as_uploaded_jpeg(page, int(rng.integers(70, 93)))
 
+
+
+def noted(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A block of 2-4 lines of notes ("100% COTTON", a style number) beside the drawing, to its
+    right (two times in three) or left, its letters 4-7 % of the drawing's height, set 3-12 %
+    of its width away, level with its top, middle or foot; the page turned up to a degree;
+    JPEG quality 70-92, decoded like an upload."""
+    w, h = img.size
+    size, gap = round(h * rng.uniform(0.04, 0.07)), round(w * rng.uniform(0.03, 0.12))
+    font = ImageFont.load_default(size=size)
+    lines = [f"{rng.choice(FIELDS)} {int(rng.integers(100, 9999))}",
+             *rng.choice(NOTES, size=int(rng.integers(1, 4)), replace=False)]
+    block = ImageDraw.Draw(img).multiline_textbbox((0, 0), "\n".join(lines), font=font)
+    width, height = block[2] + size // 2, block[3] + size // 2
+    right = rng.random() < 2 / 3
+    page = Image.new("RGB", (w + gap + width, max(h, height)), WHITE)
+    page.paste(img, (0 if right else gap + width, 0))
+    top = round((h - height) * float(rng.choice((0.0, 0.5, 1.0)))) if h > height else 0
+    ImageDraw.Draw(page).multiline_text((w + gap if right else 0, top), "\n".join(lines),
+                                        fill=INK, font=font)
+    page = page.rotate(float(rng.uniform(-1, 1)), Image.Resampling.BICUBIC, fillcolor=WHITE)
+    return as_uploaded_jpeg(page, int(rng.integers(70, 93)))
