@@ -242,11 +242,12 @@ def test_a_search_by_one_side_is_judged_by_the_thresholds_calibrated_for_one_sid
     assert hits[0]["verdict"] in ("copy", "near-duplicate"), hits[0]
 
 
-@pytest.mark.parametrize("page", ["sheet", "captioned"])
+@pytest.mark.parametrize("page", ["sheet", "captioned", "noted"])
 def test_a_copy_on_a_spec_sheet_or_with_a_caption_is_judged_a_copy(client_and_worker, page):
-    """Exploratory round 7, finding 2: a copy on a sheet with a frame and a title block, or
-    with a caption ("FRONT VIEW", a style number) under or above it, was shrunk among its
-    lines and text and lost its verdict; the frame, the block and the caption are cut away."""
+    """Exploratory round 7, finding 2: a copy on a sheet with a frame and a title block, with
+    a caption ("FRONT VIEW", a style number) under or above it, or with notes beside it, was
+    shrunk among its lines and text and lost its verdict; the frame, the block, the caption
+    and the notes are cut away."""
     from benchmarks import sheets
 
     client, run_worker = client_and_worker

@@ -1,5 +1,6 @@
 """Pages as people scan and export them: tinted paper is levelled to white, a spec sheet's
-frame and title block are cut away, a caption is left out of the trim, a drawing on a very
+frame and title block are cut away, a caption or notes beside the drawing are left out of the
+trim, a drawing on a very
 wide page keeps its detail, a 16-bit grey PNG's colour key is transparent. Pillow and numpy
 only (the canvases the model would see; no model)."""
 
@@ -172,7 +173,30 @@ def test_a_caption_under_or_above_a_drawing_is_left_out_of_the_trim(garment, mon
     assert cut < 12.0 and kept > 2.5 * cut, (cut, kept)
 
 
-@pytest.mark.parametrize("case", ["one drawing", "two pieces", "a line sketch",
+@pytest.mark.parametrize("seed", range(6))
+def test_notes_beside_a_drawing_are_left_out_of_the_trim(garment, monkeypatch, seed):
+    """A block of notes beside the drawing ("100% COTTON", a Pantone code) was trimmed with it
+    (the rest of exploratory round 7's finding 2), shrinking the drawing on the canvas."""
+    from benchmarks.sheets import noted
+    from worker.pipeline import captions
+
+    page = noted(garment, np.random.default_rng(seed))
+    cut = canvas_gap(garment, page)
+    monkeypatch.setattr(captions, "NOTES_WIDTH", 0.0)  # no block is narrow enough: as before
+    kept = canvas_gap(garment, page)
+    assert cut < 12.0 and kept > 2.5 * cut, (cut, kept)
+
+
+def _beside(left: Image.Image, right: Image.Image, gap: int = 40) -> Image.Image:
+    page = Image.new("RGB", (left.width + gap + right.width, max(left.height, right.height)),
+                     "white")
+    page.paste(left, (0, 0))
+    page.paste(right, (left.width + gap, 0))
+    return page
+
+
+@pytest.mark.parametrize("case", ["one drawing", "two pieces", "two pieces side by side",
+                                  "a light piece beside a dark one", "a line sketch",
                                   "a sketch of lines the filter loses", "blank"])
 def test_what_is_not_a_caption_is_kept(garment, monkeypatch, case):
     from benchmarks.lookalike_edits import edited_pair, lineart
@@ -183,6 +207,12 @@ def test_what_is_not_a_caption_is_kept(garment, monkeypatch, case):
         page = Image.new("RGB", (garment.width, garment.height + 40 + lower.height), "white")
         page.paste(garment, (0, 0))
         page.paste(lower, (0, garment.height + 40))
+    elif case == "two pieces side by side":  # a top beside trousers: a piece is one tall band
+        page = _beside(garment, draw_side(make_designs(8, seed=7)[1], "front"))
+    elif case == "a light piece beside a dark one":  # its fill is not ink: less than half the ink
+        light = make_designs(8, seed=7)[0]
+        light.colour = light.accent = (235, 230, 215)
+        page = _beside(draw_side(make_designs(8, seed=7)[4], "front"), draw_side(light, "back"))
     elif case == "a line sketch":
         page = lineart(make_designs(8, seed=7)[3], "front", None)
     elif case == "a sketch of lines the filter loses":  # the look-alike benchmark's query whose

@@ -1,14 +1,17 @@
-"""Captions above or below a drawing ("FRONT VIEW", a style number) left out of the trim
-(exploratory round 7, finding 2, its last part).
+"""Captions above or below a drawing ("FRONT VIEW", a style number) and notes beside it
+("100% COTTON", a Pantone code) left out of the trim (exploratory round 7, finding 2).
 
 The trim crops to the bounding box of all the ink on the page, so a line of text under the
-drawing shrank the drawing on the canvas and put the text beside it. Rows of ink separated
-by blank rows form bands; the band with the most ink is the drawing, and a band that is
-small beside it (at most CAPTION_HEIGHT of its height and CAPTION_INK of its ink) and set
-apart from it by a clear gap is a caption, cleared before the trim measures its box. A
-drawing's own parts are joined by their outlines (thin ones too: the bands are found on ink
-that keeps 1 px lines), so a drawing is one band; a caption beside the drawing (to its left
-or right) is not looked for. numpy only.
+drawing, or a block of notes beside it, shrank the drawing on the canvas and put the text
+beside it. Rows of ink separated by blank rows form bands; the band with the most ink is the
+drawing, and a band that is small beside it (at most CAPTION_HEIGHT of its height and
+CAPTION_INK of its ink) and set apart from it by a clear gap is a caption, cleared before
+the trim measures its box. Then the same across columns: a band beside the drawing, narrower
+than it, with at most CAPTION_INK of its ink, whose ink lies in lines of text (rows of ink
+split by blank rows, each at most CAPTION_HEIGHT of the drawing's height), is a block of
+notes; a second garment beside the first is one tall band, not lines, and stays. A drawing's
+own parts are joined by their outlines (thin ones too: the bands are found on ink that keeps
+1 px lines), so a drawing is one band. numpy only.
 """
 
 from __future__ import annotations
@@ -17,32 +20,63 @@ import math
 
 import numpy as np
 
-CAPTION_GAP = 0.02  # blank rows between a caption and the drawing, as a share of the page's height
-CAPTION_HEIGHT = 0.15  # a caption band is at most this share of the drawing band's height
+CAPTION_GAP = 0.02  # blank rows (columns) between a caption (notes) and the drawing, as a share of the page
+CAPTION_HEIGHT = 0.15  # a caption band, or a line of notes, is at most this share of the drawing's height
 CAPTION_INK = 0.5  # ... and holds at most this share of its ink (a light garment's fill is not ink)
+NOTES_WIDTH = 1.5  # a block of notes is at most this share of the drawing band's width
 
 
 def without_captions(ink: np.ndarray, lines: np.ndarray | None = None) -> np.ndarray:
-    """(h, w) bool ink of a page -> the same with the caption bands above or below the drawing
-    cleared; `ink` itself when there are none. Bands are found on `lines` where given: ink
-    that keeps the thin lines a filtered `ink` loses, which join a sketch into one band."""
-    inked = np.flatnonzero((ink if lines is None else lines | ink).any(axis=1))
-    if inked.size == 0:
-        return ink
-    gap = max(3, math.ceil(CAPTION_GAP * ink.shape[0]))
-    bands = [(int(b[0]), int(b[-1]) + 1)
-             for b in np.split(inked, np.flatnonzero(np.diff(inked) > gap) + 1)]
-    if len(bands) == 1:
-        return ink
-    amounts = [int(ink[top:bottom].sum()) for top, bottom in bands]
+    """(h, w) bool ink of a page -> the same with the captions above or below the drawing and
+    the notes beside it cleared; `ink` itself when there are none. Bands are found on `lines`
+    where given: ink that keeps the thin lines a filtered `ink` loses, which join a sketch
+    into one band."""
+    captions = _small_bands(ink, lines)
+    if captions:
+        ink, lines = _cleared(ink, captions), None if lines is None else _cleared(lines, captions)
+    notes = _small_bands(ink.T, None if lines is None else lines.T, notes=True)
+    return _cleared(ink.T, notes).T if notes else ink
+
+
+def _bands(present: np.ndarray, gap: int) -> list[tuple[int, int]]:
+    """(n,) bool -> [start, stop) runs of `present`, runs closer than `gap` joined."""
+    at = np.flatnonzero(present)
+    if at.size == 0:
+        return []
+    return [(int(b[0]), int(b[-1]) + 1) for b in np.split(at, np.flatnonzero(np.diff(at) > gap) + 1)]
+
+
+def _small_bands(ink: np.ndarray, lines: np.ndarray | None,
+                 notes: bool = False) -> list[tuple[int, int]]:
+    """Bands of rows of `ink` that are captions of the band with the most ink (`notes`: of
+    the transposed page, so bands of columns that are blocks of notes)."""
+    bands = _bands((ink if lines is None else lines | ink).any(axis=1),
+                   max(3, math.ceil(CAPTION_GAP * ink.shape[0])))
+    if len(bands) < 2:
+        return []
+    amounts = [int(ink[start:stop].sum()) for start, stop in bands]
     main = int(np.argmax(amounts))
-    height = bands[main][1] - bands[main][0]
-    captions = [(top, bottom) for i, (top, bottom) in enumerate(bands)
-                if i != main and bottom - top <= CAPTION_HEIGHT * height
-                and amounts[i] <= CAPTION_INK * amounts[main]]
-    if not captions:
-        return ink
+    drawing = ink[bands[main][0]:bands[main][1]]
+    size = bands[main][1] - bands[main][0]
+    return [(start, stop) for i, (start, stop) in enumerate(bands)
+            if i != main and amounts[i] <= CAPTION_INK * amounts[main]
+            and (_text_lines(ink[start:stop], drawing) if notes
+                 else stop - start <= CAPTION_HEIGHT * size)]
+
+
+def _text_lines(block: np.ndarray, drawing: np.ndarray) -> bool:
+    """Is this band of columns (transposed) lines of text beside `drawing`: narrower than it,
+    its rows of ink split by blank rows into lines each at most CAPTION_HEIGHT of its height?"""
+    if block.shape[0] > NOTES_WIDTH * drawing.shape[0]:
+        return False
+    tall = np.flatnonzero(drawing.any(axis=0))
+    height = tall[-1] + 1 - tall[0]
+    lines = _bands(block.any(axis=0), 1)
+    return bool(lines) and all(stop - start <= CAPTION_HEIGHT * height for start, stop in lines)
+
+
+def _cleared(ink: np.ndarray, bands: list[tuple[int, int]]) -> np.ndarray:
     kept = ink.copy()
-    for top, bottom in captions:
-        kept[top:bottom] = False
+    for start, stop in bands:
+        kept[start:stop] = False
     return kept

@@ -46,7 +46,8 @@ def preprocess_params(trim: bool) -> dict:
     return {"long_side": LONG_SIDE, "canvas": CANVAS, "pad": "white", "resample": "bicubic",
             "keras_mode": "vgg16.preprocess_input", "trim": trim,
             **({"paper": "levelled to white", "sheet": "frame and ruled-off title block cut away",
-                "captions": "left out of the trim"} if trim else {})}
+                "captions": "above, below or beside (notes): left out of the trim"}
+               if trim else {})}
 
 
 def paper_colour(img: Image.Image) -> np.ndarray | None:
@@ -105,8 +106,8 @@ def trim_to_content(img: Image.Image) -> Image.Image:
     """Crop an RGB drawing to the bounding box of its ink (plus a small margin), so margins,
     shifts and scale on the page matter less. Robust to scanner noise: the box is found on a
     median-filtered grey copy, and a row or column needs >= 1 % ink to count; a caption
-    above or below the drawing does not count (`worker.pipeline.captions`). A blank image
-    is returned as is."""
+    above or below the drawing, or notes beside it, do not count (`worker.pipeline.captions`).
+    A blank image is returned as is."""
     probe, scale = grey_probe(img, TRIM_PROBE)
     near = _below3(probe, 255 - TRIM_THRESHOLD)
     # captions are told apart on thin lines too (a sketch's 1 px outline joins it into one
