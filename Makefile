@@ -39,9 +39,10 @@ browser:
 	  SUDO=$$(test "$$(id -u)" -eq 0 || echo sudo); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
-# Everything (what CI runs): real Redis, real workers, the real VGG16, the browser.
+# Everything (what CI runs): real Redis, real workers, the real VGG16, the browser; the
+# slowest 30 tests are listed, so the suite's time can be watched against its aim.
 test: $(VENV)/.installed browser
-	$(PY) -m pytest -q -ra
+	$(PY) -m pytest -q -ra --durations=30
 
 # The fast tier while editing: no model, no worker processes (tests not marked slow).
 test-fast: $(VENV)/.installed
