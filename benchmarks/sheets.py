@@ -64,7 +64,6 @@ def captioned(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     return as_uploaded_jpeg(page, int(rng.integers(70, 93)))
 
 
-
 def noted(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     """A block of 2-4 lines of notes ("100% COTTON", a style number) beside the drawing, to its
     right (two times in three) or left, its letters 4-7 % of the drawing's height, set 3-12 %

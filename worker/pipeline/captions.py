@@ -6,8 +6,8 @@ drawing, or a block of notes beside it, shrank the drawing on the canvas and put
 beside it. Rows of ink separated by blank rows form bands; the band with the most ink is the
 drawing, and a band that is small beside it (at most CAPTION_HEIGHT of its height and
 CAPTION_INK of its ink) and set apart from it by a clear gap is a caption, cleared before
-the trim measures its box. Then the same across columns: a band beside the drawing, narrower
-than it, with at most CAPTION_INK of its ink, whose ink lies in lines of text (rows of ink
+the trim measures its box. Then the same across columns: a band beside the drawing, at most
+NOTES_WIDTH of its width and CAPTION_INK of its ink, whose ink lies in lines of text (rows of ink
 split by blank rows, each at most CAPTION_HEIGHT of the drawing's height), is a block of
 notes; a second garment beside the first is one tall band, not lines, and stays. A drawing's
 own parts are joined by their outlines (thin ones too: the bands are found on ink that keeps
@@ -65,8 +65,9 @@ def _small_bands(ink: np.ndarray, lines: np.ndarray | None,
 
 
 def _text_lines(block: np.ndarray, drawing: np.ndarray) -> bool:
-    """Is this band of columns (transposed) lines of text beside `drawing`: narrower than it,
-    its rows of ink split by blank rows into lines each at most CAPTION_HEIGHT of its height?"""
+    """Is this band of columns (transposed) lines of text beside `drawing`: at most NOTES_WIDTH
+    of its width, its rows of ink split by blank rows into lines each at most CAPTION_HEIGHT
+    of its height?"""
     if block.shape[0] > NOTES_WIDTH * drawing.shape[0]:
         return False
     tall = np.flatnonzero(drawing.any(axis=0))
