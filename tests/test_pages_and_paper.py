@@ -1,8 +1,7 @@
 """Pages as people scan and export them: tinted paper is levelled to white, a spec sheet's
 frame and title block are cut away, a caption or notes beside the drawing are left out of the
-trim, a drawing on a very
-wide page keeps its detail, a 16-bit grey PNG's colour key is transparent. Pillow and numpy
-only (the canvases the model would see; no model)."""
+trim, a drawing on a very wide page keeps its detail, a 16-bit grey PNG's colour key is
+transparent. Pillow and numpy only (the canvases the model would see; no model)."""
 
 from __future__ import annotations
 
