@@ -43,8 +43,7 @@ def sheet(img: Image.Image, rng: np.random.Generator) -> Image.Image:
         draw.text((x0 + 2 * line, foot + 2 * line), f"{name}: {int(rng.integers(100, 9999))}",
                   fill=INK)
     page.paste(img, ((pw - w) // 2, inset + line + (foot - inset - line - h) // 2))
-    page = page.rotate(float(rng.uniform(-1, 1)), Image.Resampling.BICUBIC, fillcolor=WHITE)
-    return as_uploaded_jpeg(page, int(rng.integers(70, 93)))
+    return _scanned(page, rng)
 
 
 def captioned(img: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -60,8 +59,7 @@ def captioned(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     page.paste(img, (0, 0 if below else gap + 2 * size))
     left = round(w * rng.uniform(0.0, 0.2))
     ImageDraw.Draw(page).text((left, h + gap if below else size // 2), text, fill=INK, font=font)
-    page = page.rotate(float(rng.uniform(-1, 1)), Image.Resampling.BICUBIC, fillcolor=WHITE)
-    return as_uploaded_jpeg(page, int(rng.integers(70, 93)))
+    return _scanned(page, rng)
 
 
 def noted(img: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -82,5 +80,11 @@ def noted(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     top = round((h - height) * float(rng.choice((0.0, 0.5, 1.0)))) if h > height else 0
     ImageDraw.Draw(page).multiline_text((w + gap if right else 0, top), "\n".join(lines),
                                         fill=INK, font=font)
+    return _scanned(page, rng)
+
+
+def _scanned(page: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """The page turned up to a degree and saved as a JPEG of quality 70-92, decoded like an
+    upload."""
     page = page.rotate(float(rng.uniform(-1, 1)), Image.Resampling.BICUBIC, fillcolor=WHITE)
     return as_uploaded_jpeg(page, int(rng.integers(70, 93)))
