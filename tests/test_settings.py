@@ -87,26 +87,32 @@ def test_make_run_refuses_a_second_run_from_its_folder_or_a_taken_port(tmp_path)
 
 def test_make_run_builds_the_index_again_when_it_holds_another_descriptor(tmp_path):
     """A worker refuses an index of another descriptor (after an upgrade that changed the
-    default, say): `make run` builds it again rather than start a worker that stops."""
+    default, say): `make run` (and compose's `index --if-needed`) builds it again rather than
+    start a worker that stops."""
     import numpy as np
 
-    from worker.cli.supervisor import _why_index
+    from worker.cli.index import why_build
     from worker.core.bank import write_bank
 
     settings = Settings(database_dir=tmp_path / "db", features_dir=tmp_path / "features")
     settings.database_dir.mkdir()
     settings.catalogue_csv.write_text("name,front,back\n")
-    assert _why_index(settings) == "there is no index yet"
+    assert why_build(settings) == "there is no index yet"
     rows = np.eye(2, dtype=np.float32)
     manifest = {"n_pairs": 2, "dim": 2, "dtype": "float32", "descriptor": "an-older-one"}
     write_bank(settings.features_dir, rows, rows, manifest)
-    assert _why_index(settings) == \
+    assert why_build(settings) == \
         f"the index holds descriptor 'an-older-one', DESCRIPTOR is {settings.descriptor!r}"
     write_bank(settings.features_dir, rows, rows, {**manifest, "descriptor": settings.descriptor})
-    assert _why_index(settings) is None
+    assert why_build(settings) is None
+    proc = subprocess.run([sys.executable, "-m", "worker.cli.index", "--if-needed"],
+                          env={**os.environ, "DATABASE_DIR": str(settings.database_dir),
+                               "FEATURES_DIR": str(settings.features_dir)},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "nothing to build" in proc.stdout, proc.stderr
     later = (settings.features_dir / "CURRENT").stat().st_mtime + 5
     os.utime(settings.catalogue_csv, (later, later))
-    assert _why_index(settings) == "pairs.csv changed since the index was built"
+    assert why_build(settings) == "pairs.csv changed since the index was built"
 
 
 @pytest.mark.parametrize("size", ["0", "-1", "x", "257"])

@@ -14,6 +14,7 @@ import sys
 
 from redis.exceptions import RedisError
 
+from worker.core.bank import BankError, read_manifest
 from worker.core.catalogue import CatalogueError
 from worker.core.settings import InvalidSetting, Settings
 from worker.indexing.build import build_index
@@ -36,6 +37,23 @@ def batch_size(raw: str) -> int:
     return value
 
 
+def why_build(settings: Settings) -> str | None:
+    """Why the index must be built (again) before a worker can serve it; None when the one
+    there serves these settings (`make run` and `--if-needed` ask)."""
+    current = settings.features_dir / "CURRENT"
+    if not current.is_file() or not settings.catalogue_csv.is_file():
+        return "there is no index yet"  # (no catalogue: the build says so)
+    if settings.catalogue_csv.stat().st_mtime > current.stat().st_mtime:
+        return f"{settings.catalogue_csv.name} changed since the index was built"
+    try:
+        built = read_manifest(settings.features_dir).get("descriptor")
+    except BankError as exc:
+        return str(exc)
+    if built != settings.descriptor:  # the worker would refuse it (the default changed, say)
+        return f"the index holds descriptor {built!r}, DESCRIPTOR is {settings.descriptor!r}"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m worker.cli.index",
                                      description="Build the feature banks of the catalogue.")
@@ -44,12 +62,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--distributed", action="store_true",
                         help="have the running workers (python -m worker) extract the chunks")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--if-needed", action="store_true",
+                        help="build only if there is no index, pairs.csv changed since, or it "
+                             "holds another descriptor than DESCRIPTOR")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from worker.pipeline.extract import FeatureExtractor
 
     try:
         settings = Settings.from_env()
+        reason = why_build(settings) if args.if_needed else "asked"
+        if reason is None:
+            print(f"index: the index in {settings.features_dir} serves this catalogue and "
+                  f"DESCRIPTOR; nothing to build")
+            return 0
+        if args.if_needed:
+            print(f"index: building: {reason}")
         extractor = FeatureExtractor(settings.vgg16_weights, settings.descriptor,
                                      settings.precision)
         manifest = build_index(settings, extractor, args.batch_size, not args.no_progress,

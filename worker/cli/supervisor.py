@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from worker.core.bank import BankError, read_manifest
+from worker.cli.index import why_build
 from worker.core.settings import REPO_ROOT, InvalidSetting, Settings
 from worker.dev.processes import free_port, port_in_use, start_redis, stop_process
 from worker.dev.services import web_command
@@ -54,23 +54,6 @@ def _bindable(host: str, port: int) -> bool:
     return True
 
 
-def _why_index(settings: Settings) -> str | None:
-    """Why `make run` must build the index (again) before it starts; None when the one there
-    serves these settings."""
-    current = settings.features_dir / "CURRENT"
-    if not current.is_file():
-        return "there is no index yet"
-    if settings.catalogue_csv.stat().st_mtime > current.stat().st_mtime:
-        return f"{settings.catalogue_csv.name} changed since the index was built"
-    try:
-        built = read_manifest(settings.features_dir).get("descriptor")
-    except BankError as exc:
-        return str(exc)
-    if built != settings.descriptor:  # the worker would refuse it (the default changed, say)
-        return f"the index holds descriptor {built!r}, DESCRIPTOR is {settings.descriptor!r}"
-    return None
-
-
 def _prepare(settings: Settings) -> int:
     """The sample catalogue if there is none, and its index if there is none, pairs.csv
     changed since, or it holds another descriptor than DESCRIPTOR (under the lock, so a
@@ -78,7 +61,7 @@ def _prepare(settings: Settings) -> int:
     steps = []
     if not settings.catalogue_csv.is_file():
         steps.append(["-m", "worker.cli.sample", "--out", str(settings.database_dir)])
-    reason = "there is no catalogue yet" if steps else _why_index(settings)
+    reason = "there is no catalogue yet" if steps else why_build(settings)
     if reason:
         print(f"supervisor: building the index: {reason}", file=sys.stderr)
         steps.append(["-m", "worker.cli.index"])
