@@ -251,13 +251,13 @@ def test_the_list_judges_a_nearest_design_by_its_thresholds_lead_weight():
 
 
 def test_a_list_is_judged_by_the_thresholds_it_was_made_with():
+    from worker.core.settings import DEFAULT_DESCRIPTOR as default
     from worker.pipeline.verdicts import (
         CALIBRATED_DUPLICATES,
         duplicate_thresholds_for,
         duplicate_thresholds_in,
     )
 
-    default = "grey-dir345-lw256-shape-colour"
     assert duplicate_thresholds_for(default) == CALIBRATED_DUPLICATES[default]
     assert duplicate_thresholds_for(DESCRIPTOR) == THRESHOLDS  # never calibrated: a search's
     stored = {**THRESHOLDS, "copy": 0.99}

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from worker.core.bank import FeatureBank
+from worker.core.settings import DEFAULT_DESCRIPTOR
 from worker.core.whitening import learn_whitening
 from worker.pipeline.exact import CHOSEN, ExactMatch, exact_match_for
 from worker.pipeline.ranking import score_pairs, top_k
@@ -78,8 +79,9 @@ def test_the_search_uses_the_index_s_bonus_and_an_index_without_it_is_plain():
     assert np.allclose(swapped.total, EXACT.scores(w, y, q), atol=1e-6)
 
 
-def test_an_index_with_the_bonus_is_judged_by_its_thresholds_and_duplicates_by_the_plain():
-    descriptor = "grey-dir345-lw256-shape-colour"
+@pytest.mark.parametrize("descriptor", [DEFAULT_DESCRIPTOR, "grey-dir345-lw256-shape-colour"])
+def test_an_index_with_the_bonus_is_judged_by_its_thresholds_and_duplicates_by_the_plain(
+        descriptor):
     stored = exact_match_for(descriptor)
     assert ExactMatch.of({"exact_match": stored}) == CHOSEN[descriptor]
     assert ExactMatch.of({"exact_match": {**stored, "later": 1}}) == CHOSEN[descriptor]

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
+from PIL import ImageOps
 
 from benchmarks.lookalike_edits import colourway, lineart
 from worker.core.whitening import Whitening, learn_whitening
 from worker.dev.sample import draw_side, make_designs
-from worker.pipeline.appearance import BLOCKS, appearance, colour_histogram, silhouette
+from worker.pipeline.appearance import (
+    BLOCKS,
+    PATTERN_DIMS,
+    appearance,
+    colour_histogram,
+    pattern_edges,
+    silhouette,
+)
 from worker.pipeline.preprocess import to_canvas
 from worker.pipeline.verdicts import (
     CALIBRATED,
@@ -116,6 +126,28 @@ def test_the_colour_histogram_sees_a_colourway_and_ignores_paper(design):
     assert np.dot(h, colour_histogram(recoloured)) < 0.9
     assert np.all(colour_histogram(np.full((224, 224, 3), 255, np.uint8)) == 0)
     assert appearance(np.stack([canvas, recoloured])).shape == (2, sum(BLOCKS))
+
+
+def test_the_pattern_edges_tell_the_pattern_family_whatever_its_colours_spacing_or_side(design):
+    def edges(d, mirrored=False):
+        img = draw_side(d, "front")
+        return pattern_edges(to_canvas(ImageOps.mirror(img) if mirrored else img, trim=True))
+
+    stripes = replace(design, pattern="hstripes", spacing=14)
+    h = edges(stripes)
+    assert h.shape == (PATTERN_DIMS,) and h[4] > 0.9  # horizontal stripes: steps at 90 degrees
+    recoloured = replace(stripes, colour=(20, 20, 20), accent=(250, 240, 200))
+    assert np.abs(edges(recoloured) - h).max() < 0.1
+    assert np.abs(edges(stripes, mirrored=True) - h).max() < 0.05
+    assert np.abs(edges(replace(stripes, spacing=24))[:5] - h[:5]).max() < 0.1  # orientations
+    v = edges(replace(stripes, pattern="vstripes"))
+    assert v[0] > 0.9 and v[4] < 0.3
+    checks = edges(replace(stripes, pattern="checks"))
+    assert min(checks[0], checks[4]) > 0.5 and max(checks[1:4]) < 0.3
+    assert edges(replace(stripes, pattern="plain"))[5] < 0.5 * h[5]  # few edges inside
+    assert np.all(pattern_edges(np.full((224, 224, 3), 255, np.uint8)) == 0)
+    assert appearance(np.stack([to_canvas(draw_side(stripes, "front"), trim=True)]), 3).shape \
+        == (1, sum(BLOCKS) + PATTERN_DIMS)
 
 
 def test_whitening_with_appearance_blocks_round_trips(tmp_path):

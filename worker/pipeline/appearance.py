@@ -1,6 +1,7 @@
 """Appearance features computed without the model, from the canvas the model sees: the
-garment's silhouette (its outline filled, so a line sketch and a coloured drawing agree) and
-its colours. They weigh the garment type and the palette beside the model's structure.
+garment's silhouette (its outline filled, so a line sketch and a coloured drawing agree), its
+colours, and the orientations of its pattern's edges. They weigh the garment type, the palette
+and the pattern family beside the model's structure.
 
 Pillow + numpy. Each function: (224, 224, 3) uint8 canvas -> (dims,) float32.
 """
@@ -15,6 +16,9 @@ COLOUR_BINS = 4  # per channel: a 4 x 4 x 4 histogram of the drawing's pixels
 INK = 235  # a pixel with a channel darker than this belongs to the drawing
 PAPER = 245  # pixels lighter than this in every channel are paper, not colour
 SKETCH_COVERAGE = 0.5  # a drawing that colours less of its outline is a line sketch of the flat
+PATTERN_INSET = 11  # the pattern is read this far (a min filter's side, px) inside the outline
+PATTERN_EDGE = 20.0  # a colour step over 2 px larger than this (0-255) is an edge of the pattern
+PATTERN_ORIENTATIONS = 8  # edge orientations (mod 180 degrees), folded to 5 by mirroring
 
 
 def _span(ink: np.ndarray) -> np.ndarray:
@@ -25,10 +29,11 @@ def _span(ink: np.ndarray) -> np.ndarray:
     return ink.any(axis=1)[:, None] & (cols >= first[:, None]) & (cols <= last[:, None])
 
 
-def silhouette(canvas: np.ndarray) -> np.ndarray:
+def silhouette(canvas: np.ndarray, inside: np.ndarray | None = None) -> np.ndarray:
     """(144,) the share of each cell inside the garment: what lies between ink both along
-    its row and along its column (a filled outline; the gap between trouser legs stays out)."""
-    inside = _inside(canvas)
+    its row and along its column (a filled outline; the gap between trouser legs stays out).
+    `inside`: that filled outline, where the caller has it already."""
+    inside = _inside(canvas) if inside is None else inside
     cells = Image.fromarray(inside.astype(np.uint8) * 255).resize(
         (SILHOUETTE_SIDE, SILHOUETTE_SIDE), Image.Resampling.BOX)
     return np.asarray(cells, np.float32).ravel() / 255.0
@@ -68,9 +73,49 @@ def colour_histogram(canvas: np.ndarray) -> np.ndarray:
     return np.sqrt(counts / max(1, len(pixels))).astype(np.float32)
 
 
-def appearance(canvases: np.ndarray) -> np.ndarray:
-    """(n, 224, 224, 3) uint8 -> (n, 144 + 64) float32: silhouette, then colours."""
-    return np.stack([np.concatenate([silhouette(c), colour_histogram(c)]) for c in canvases])
+def pattern_edges(canvas: np.ndarray, inside: np.ndarray | None = None) -> np.ndarray:
+    """(6,) square roots of the shares of the pattern's edge pixels at each orientation (0,
+    +-22.5, +-45, +-67.5, 90 degrees: a mirror image reads the same), then of the share of the
+    garment's inside that is such an edge. Stripes, checks, dots and plain fills differ;
+    colours, their contrast and the stripes' spacing do not (docs/quality.md)."""
+    inside = _inside(canvas) if inside is None else inside
+    ys, xs = np.nonzero(_eroded(inside, PATTERN_INSET))  # never on the border
+    rgb = canvas.astype(np.int32)
+    dx, dy = rgb[ys, xs + 1] - rgb[ys, xs - 1], rgb[ys + 1, xs] - rgb[ys - 1, xs]  # (n, 3)
+    steps = dx * dx + dy * dy
+    channel = steps.argmax(axis=1)[:, None]  # the channel that changes most
+    edge = np.take_along_axis(steps, channel, axis=1)[:, 0] > PATTERN_EDGE ** 2
+    dx, dy = (np.take_along_axis(d, channel, axis=1)[edge, 0] for d in (dx, dy))
+    n = PATTERN_ORIENTATIONS
+    angle = np.mod(np.arctan2(dy, dx), np.pi)
+    counts = np.bincount(np.floor(angle * n / np.pi + 0.5).astype(np.int64) % n, minlength=n)
+    folded = np.array([counts[0], *(counts[i] + counts[n - i] for i in range(1, n // 2)),
+                       counts[n // 2]], np.float64)
+    return np.sqrt(np.append(folded / max(1, edge.sum()), edge.sum() / max(1, ys.size))
+                   ).astype(np.float32)
 
 
-BLOCKS = (SILHOUETTE_SIDE ** 2, COLOUR_BINS ** 3)  # sizes of the blocks `appearance` returns
+def _eroded(mask: np.ndarray, side: int) -> np.ndarray:
+    """(h, w) bool -> the pixels whose `side` x `side` square (odd side) lies all in `mask`
+    (a summed-area table: Pillow's MinFilter of that side costs 20 ms an image)."""
+    r = side // 2
+    table = np.pad(mask.astype(np.int32), ((r + 1, r), (r + 1, r))).cumsum(0).cumsum(1)
+    box = table[side:, side:] - table[:-side, side:] - table[side:, :-side] + table[:-side, :-side]
+    return box == side * side
+
+
+BLOCKS = (SILHOUETTE_SIDE ** 2, COLOUR_BINS ** 3)  # sizes of the first two (every descriptor's)
+PATTERN_DIMS = PATTERN_ORIENTATIONS // 2 + 2  # the third's
+
+
+def appearance(canvases: np.ndarray, blocks: int = 2) -> np.ndarray:
+    """(n, 224, 224, 3) uint8 -> (n, dims) float32: the first `blocks` of silhouette (144),
+    colours (64) and pattern edges (6), side by side."""
+    def row(canvas: np.ndarray) -> np.ndarray:
+        inside = _inside(canvas)  # read once: the silhouette and the pattern both need it
+        parts = [silhouette(canvas, inside), colour_histogram(canvas)]
+        if blocks > 2:
+            parts.append(pattern_edges(canvas, inside))
+        return np.concatenate(parts[:blocks])
+
+    return np.stack([row(c) for c in canvases])

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from worker.pipeline.appearance import BLOCKS
+from worker.pipeline.appearance import BLOCKS, PATTERN_DIMS
 
 GEM_P = 3.0
 
@@ -123,4 +123,10 @@ DESCRIPTORS = {d.name: d for d in [
                "re-scanned): what copiers change counts less: 464",
                grey=True, whiten=256, appearance=tuple(zip(BLOCKS, (0.5, 0.4), strict=True)),
                copies=True),
+    Descriptor("grey-dir345-lw256-shape-colour-pattern", (B3, B4, B5), gem_directions, True,
+               "grey-dir345-lw256-shape-colour + the orientations of the pattern's edges "
+               "inside the garment (6, weight 0.375), computed without the model: the rest of "
+               "the list the same pattern family: 470",
+               grey=True, whiten=256, copies=True,
+               appearance=((BLOCKS[0], 0.5), (BLOCKS[1], 0.4), (PATTERN_DIMS, 0.375))),
 ]}

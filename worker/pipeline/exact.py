@@ -101,6 +101,12 @@ CHOSEN: dict[str, ExactMatch] = {
                                          "margin_weight": 1.0},
         one_side_verdicts={"copy": 1.0662, "near-duplicate": 0.8551, "similar": 0.5594,
                            "floor": 0.3546, "margin_weight": 1.0}),
+    "grey-dir345-lw256-shape-colour-pattern": ExactMatch(
+        0.98, 0.35, 0.8, 0.07, verdicts={"copy": 0.8483, "near-duplicate": 0.7897,
+                                         "similar": 0.5249, "floor": 0.3325,
+                                         "margin_weight": 1.0},
+        one_side_verdicts={"copy": 1.1001, "near-duplicate": 0.8583, "similar": 0.5285,
+                           "floor": 0.3582, "margin_weight": 1.0}),
 }
 
 

@@ -120,7 +120,9 @@ class FeatureExtractor:
         else:
             pooled = self._forward(tf.constant(x))
         rows = l2_normalise(pooled.numpy())
-        return np.hstack([rows, appearance(canvases)]) if self.appearance else rows
+        if not self.appearance:
+            return rows
+        return np.hstack([rows, appearance(canvases, len(self.appearance))])
 
     @property
     def model_id(self) -> str | None:

@@ -35,6 +35,9 @@ TOP_ABOVE_COPY = 0.1
 
 # descriptor -> thresholds, from `python -m benchmarks.lookalike --seed 7 --calibrate --descriptor D`
 CALIBRATED: dict[str, dict[str, float]] = {
+    "grey-dir345-lw256-shape-colour-pattern": {"copy": 1.0158, "near-duplicate": 0.9008,
+                                               "similar": 0.6271, "floor": 0.4464,
+                                               "margin_weight": 1.0},
     "grey-dir345-lw256-shape-colour": {"copy": 0.9828, "near-duplicate": 0.8986,
                                        "similar": 0.6575, "floor": 0.4371, "margin_weight": 1.0},
     "grey-dir345-pw256-shape-colour": {"copy": 0.8985, "near-duplicate": 0.8243, "similar": 0.51,
@@ -48,6 +51,9 @@ CALIBRATED: dict[str, dict[str, float]] = {
 # every other, and many have a look-alike well clear of the rest), from `python -m
 # benchmarks.catalogue_duplicates --seed 7 --copies 20 --calibrate` (docs/quality.md)
 CALIBRATED_DUPLICATES: dict[str, dict[str, float]] = {
+    "grey-dir345-lw256-shape-colour-pattern": {"copy": 0.9979, "near-duplicate": 0.9661,
+                                               "similar": 0.819, "floor": 0.3835,
+                                               "margin_weight": 0.25},
     "grey-dir345-lw256-shape-colour": {"copy": 0.998, "near-duplicate": 0.9681,
                                        "similar": 0.8198, "floor": 0.3776, "margin_weight": 0.25},
 }
