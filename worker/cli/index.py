@@ -71,12 +71,12 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = Settings.from_env()
-        reason = why_build(settings) if args.if_needed else "asked"
-        if reason is None:
-            print(f"index: the index in {settings.features_dir} serves this catalogue and "
-                  f"DESCRIPTOR; nothing to build")
-            return 0
         if args.if_needed:
+            reason = why_build(settings)
+            if reason is None:
+                print(f"index: the index in {settings.features_dir} serves this catalogue and "
+                      f"DESCRIPTOR; nothing to build")
+                return 0
             print(f"index: building: {reason}")
         extractor = FeatureExtractor(settings.vgg16_weights, settings.descriptor,
                                      settings.precision)

@@ -16,7 +16,7 @@ COLOUR_BINS = 4  # per channel: a 4 x 4 x 4 histogram of the drawing's pixels
 INK = 235  # a pixel with a channel darker than this belongs to the drawing
 PAPER = 245  # pixels lighter than this in every channel are paper, not colour
 SKETCH_COVERAGE = 0.5  # a drawing that colours less of its outline is a line sketch of the flat
-PATTERN_INSET = 11  # the pattern is read this far (a min filter's side, px) inside the outline
+PATTERN_INSET = 11  # the pattern is read where this square (px) around a pixel is all inside
 PATTERN_EDGE = 20.0  # a colour step over 2 px larger than this (0-255) is an edge of the pattern
 PATTERN_ORIENTATIONS = 8  # edge orientations (mod 180 degrees), folded to 5 by mirroring
 
@@ -77,7 +77,8 @@ def pattern_edges(canvas: np.ndarray, inside: np.ndarray | None = None) -> np.nd
     """(6,) square roots of the shares of the pattern's edge pixels at each orientation (0,
     +-22.5, +-45, +-67.5, 90 degrees: a mirror image reads the same), then of the share of the
     garment's inside that is such an edge. Stripes, checks, dots and plain fills differ;
-    colours, their contrast and the stripes' spacing do not (docs/quality.md)."""
+    colours, their contrast and mirroring do not, the stripes' spacing only in the last
+    (docs/quality.md)."""
     inside = _inside(canvas) if inside is None else inside
     ys, xs = np.nonzero(_eroded(inside, PATTERN_INSET))  # never on the border
     rgb = canvas.astype(np.int32)

@@ -11,8 +11,9 @@ score gains, per appearance block (silhouette, colour), `weight * relu((cos - st
 tuning seed (docs/quality.md); the index writes it into the manifest (`exact_match`) with the
 verdict thresholds calibrated for it, and an index without it is scored plainly.
 
-Computed from the bank's own columns (a row is [model, w_s * silhouette, w_c * colour] / norm,
-each block unit length), so no extra forward pass and no extra bank.
+Computed from the bank's own columns (a row is [model, w_s * silhouette, w_c * colour, ...] /
+norm, each block unit length; blocks after the colours, the pattern's edges, count plainly),
+so no extra forward pass and no extra bank.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class ExactMatch:
         # column slices of the bank (BLAS reads them in place): as many multiplications as
         # the plain score; one (dim, 3) product instead was 4x slower in OpenBLAS
         model = rows[:, m0:m1] @ q[m0:m1]
-        if col[1] < q.size:
+        if col[1] < q.size:  # blocks after the colours (the pattern's edges): no bonus
             model += rows[:, col[1]:] @ q[col[1]:]
         return self._combined(whitening, model,
                               *(rows[:, lo:hi] @ q[lo:hi] for lo, hi in (sil, col)))
