@@ -18,11 +18,13 @@ EXACT = ExactMatch(outline_from=0.9, outline_weight=0.4, colour_from=0.8, colour
 MODEL, SIL, COL = 20, 6, 4
 
 
-def _whitened(seed: int = 0, n: int = 30):
-    """A whitening with a silhouette and a colour block, and (n, raw) catalogue rows."""
+def _whitened(seed: int = 0, n: int = 30, pattern: int = 0):
+    """A whitening with a silhouette and a colour block (and a `pattern`-dim block after
+    them, as the default descriptor's), and (n, raw) catalogue rows."""
     rng = np.random.default_rng(seed)
-    x = rng.random((n, MODEL + SIL + COL)).astype(np.float32)
-    return learn_whitening(x, 8, blocks=((SIL, 0.5), (COL, 0.4))), x
+    x = rng.random((n, MODEL + SIL + COL + pattern)).astype(np.float32)
+    blocks = ((SIL, 0.5), (COL, 0.4)) + (((pattern, 0.375),) if pattern else ())
+    return learn_whitening(x, 8, blocks=blocks), x
 
 
 def _block_cosines(w, a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -35,8 +37,9 @@ def _block_cosines(w, a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return out[0], out[1]
 
 
-def test_the_bonus_is_read_from_the_blocks_and_an_identical_pair_scores_one():
-    w, x = _whitened()
+@pytest.mark.parametrize("pattern", [0, 6])  # a block after the colours counts plainly
+def test_the_bonus_is_read_from_the_blocks_and_an_identical_pair_scores_one(pattern):
+    w, x = _whitened(pattern=pattern)
     y = w.apply(x)
     scores = EXACT.scores(w, y, y[3])
     assert np.isclose(scores[3], 1.0, atol=1e-5)
