@@ -146,8 +146,11 @@ def test_the_pattern_edges_tell_the_pattern_family_whatever_its_colours_spacing_
     assert min(checks[0], checks[4]) > 0.5 and max(checks[1:4]) < 0.3
     assert edges(replace(stripes, pattern="plain"))[5] < 0.5 * h[5]  # few edges inside
     assert np.all(pattern_edges(np.full((224, 224, 3), 255, np.uint8)) == 0)
-    assert appearance(np.stack([to_canvas(draw_side(stripes, "front"), trim=True)]), 3).shape \
-        == (1, sum(BLOCKS) + PATTERN_DIMS)
+    canvas = to_canvas(draw_side(stripes, "front"), trim=True)
+    row = appearance(canvas[None], 3)  # one filled outline shared by silhouette and pattern
+    assert row.shape == (1, sum(BLOCKS) + PATTERN_DIMS)
+    np.testing.assert_array_equal(row[0], np.concatenate(
+        [silhouette(canvas), colour_histogram(canvas), pattern_edges(canvas)]))
 
 
 def test_whitening_with_appearance_blocks_round_trips(tmp_path):
