@@ -237,6 +237,31 @@ def test_an_idle_worker_stops_on_sigterm(indexed_settings, redis, tmp_path):
         stop_process(worker)
 
 
+def test_a_worker_whose_listener_saw_its_unsubscribe_first_still_stops_at_once(
+        indexed_settings, redis, extractor, monkeypatch):
+    # the race that held a stopping worker (and tests' burst workers, 60 s each) for RQ's 60 s
+    # listener wait: the listener reads the unsubscribe's reply before the worker stops it
+    from redis.client import PubSub
+
+    from worker.service.process import make_worker, start_engine
+
+    unsubscribe = PubSub.unsubscribe
+
+    def read_by_the_listener_first(pubsub, *args, **kwargs):
+        sent = unsubscribe(pubsub, *args, **kwargs)
+        deadline = time.monotonic() + 10
+        while pubsub.subscribed and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not pubsub.subscribed, "the listener never read the unsubscribe's reply"
+        return sent
+
+    monkeypatch.setattr(PubSub, "unsubscribe", read_by_the_listener_first)
+    worker = make_worker(indexed_settings, start_engine(indexed_settings, extractor), redis)
+    began = time.monotonic()
+    worker.work(burst=True, with_scheduler=False)
+    assert time.monotonic() - began < 30  # 60 s and more before the listener woke every 1 s
+
+
 def test_a_sigterm_while_the_worker_registers_is_a_warm_stop(indexed_settings, redis,
                                                              extractor):
     # RQ registers a worker before it installs its own handlers; a SIGTERM in that window

@@ -36,6 +36,9 @@ MAINTENANCE_S = 60  # orphaned searches failed, expired files deleted, this ofte
 # an idle worker heartbeats every WORKER_TTL_S - 15 s (RQ's wait for a job), within the 60 s
 # /readyz and /metrics allow; with RQ's 420 an idle worker looked dead after a quiet minute
 WORKER_TTL_S = 45
+# RQ's command listener waits 60 s for a message and redis-py 8.2's stop() joins it without a
+# limit: a worker whose listener read its own unsubscribe first took 60 s more to stop
+LISTENER_WAKE_S = 1.0
 
 
 def discard_uploads(storage, job: Job) -> None:
@@ -81,6 +84,14 @@ class SearchWorker(SimpleWorker):
         signal.signal(signal.SIGINT, self.stop_before_work)
         signal.signal(signal.SIGTERM, self.stop_before_work)
         super().bootstrap(*args, **kwargs)
+
+    def subscribe(self):
+        """RQ's own, with the listener waking every LISTENER_WAKE_S instead of 60 s."""
+        self.pubsub = self.connection.pubsub()
+        self.pubsub.subscribe(**{self.pubsub_channel_name: self.handle_payload})
+        self.pubsub_thread = self.pubsub.run_in_thread(
+            sleep_time=LISTENER_WAKE_S, daemon=True,
+            exception_handler=self._pubsub_exception_handler)
 
     def stop_before_work(self, signum, frame):
         self.stop_signalled = True
