@@ -12,6 +12,7 @@ import time
 import pytest
 from redis import Redis
 from rq import Worker
+from rq.command import PUBSUB_CHANNEL_TEMPLATE, send_shutdown_command
 from rq.job import Job
 
 from tests.http import post_pair
@@ -220,18 +221,28 @@ def test_a_named_worker_keeps_its_name_when_an_outage_ends_its_loop(indexed_sett
     assert registered == ["cutter-b", "cutter-b~1"]
 
 
-def test_an_idle_worker_stops_on_sigterm(indexed_settings, redis, tmp_path):
+@pytest.mark.parametrize("asked_by", ["SIGTERM", "RQ's shutdown command"])
+def test_an_idle_worker_stops_when_asked(indexed_settings, redis, tmp_path, asked_by):
     # the warm shutdown that `make run` (and any process manager) asks for: an idle worker
-    # exits by itself instead of registering again and waiting to be killed
+    # exits by itself instead of registering again and waiting to be killed; RQ's command
+    # (`rq.command.send_shutdown_command`) reaches it through the worker's own listener
     log = tmp_path / "worker.log"
     worker = start_worker(indexed_settings, log=log)
     try:
         wait_for_workers(indexed_settings)
-        worker.terminate()
+        if asked_by == "SIGTERM":
+            worker.terminate()
+        else:
+            name = Worker.all(connection=redis)[0].name
+            channel = PUBSUB_CHANNEL_TEMPLATE % name
+            deadline = time.monotonic() + 30
+            while redis.pubsub_numsub(channel)[0][1] == 0 and time.monotonic() < deadline:
+                time.sleep(0.1)  # it listens just after it registers
+            send_shutdown_command(redis, name)
         try:
             code = worker.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            code = "still running 30 s after its SIGTERM"
+            code = f"still running 30 s after {asked_by}"
         assert code == 0, f"{code}; the worker's log:\n{log.read_text()}"  # it failed once
     finally:
         stop_process(worker)
