@@ -85,29 +85,42 @@ def test_make_run_refuses_a_second_run_from_its_folder_or_a_taken_port(tmp_path)
     assert not (tmp_path / "db").exists() and not (tmp_path / "features").exists()  # nothing built
 
 
-def test_make_run_builds_the_index_again_when_it_holds_another_descriptor(tmp_path):
+def test_make_run_builds_the_index_again_when_the_worker_would_refuse_it(tmp_path):
     """A worker refuses an index of another descriptor (after an upgrade that changed the
-    default, say): `make run` (and compose's `index --if-needed`) builds it again rather than
-    start a worker that stops."""
+    default, say), of other weights, or int8 against float: `make run` (and compose's
+    `index --if-needed`) builds it again rather than start a worker that stops."""
+    import dataclasses
+
     import numpy as np
 
     from worker.cli.index import why_build
     from worker.core.bank import write_bank
 
-    settings = Settings(database_dir=tmp_path / "db", features_dir=tmp_path / "features")
+    settings = Settings(database_dir=tmp_path / "db", features_dir=tmp_path / "features",
+                        vgg16_weights="bsds500", precision="float32")
     settings.database_dir.mkdir()
     settings.catalogue_csv.write_text("name,front,back\n")
     assert why_build(settings) == "there is no index yet"
     rows = np.eye(2, dtype=np.float32)
-    manifest = {"n_pairs": 2, "dim": 2, "dtype": "float32", "descriptor": "an-older-one"}
-    write_bank(settings.features_dir, rows, rows, manifest)
-    assert why_build(settings) == \
-        f"the index holds descriptor 'an-older-one', DESCRIPTOR is {settings.descriptor!r}"
-    write_bank(settings.features_dir, rows, rows, {**manifest, "descriptor": settings.descriptor})
+    served = {"n_pairs": 2, "dim": 2, "dtype": "float32", "descriptor": settings.descriptor,
+              "precision": "bfloat16", "weights": {"id": "bsds500"}}  # bfloat16 serves float32
+    for change, reason in [
+            ({"descriptor": "an-older-one"},
+             f"the index holds descriptor 'an-older-one', DESCRIPTOR is {settings.descriptor!r}"),
+            ({"weights": {"id": "imagenet"}},
+             "the index was built with VGG16 weights 'imagenet', the worker will load 'bsds500'"),
+            ({"precision": "int8"},
+             "the index was built at precision int8, the worker will run float32")]:
+        write_bank(settings.features_dir, rows, rows, {**served, **change})
+        assert why_build(settings) == reason
+    write_bank(settings.features_dir, rows, rows, served)
     assert why_build(settings) is None
+    assert why_build(dataclasses.replace(settings, precision="int8")) == \
+        "the index was built at precision bfloat16, the worker will run int8"
     proc = subprocess.run([sys.executable, "-m", "worker.cli.index", "--if-needed"],
                           env={**os.environ, "DATABASE_DIR": str(settings.database_dir),
-                               "FEATURES_DIR": str(settings.features_dir)},
+                               "FEATURES_DIR": str(settings.features_dir),
+                               "VGG16_WEIGHTS": "bsds500", "PRECISION": "float32"},
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "nothing to build" in proc.stdout, proc.stderr
     later = (settings.features_dir / "CURRENT").stat().st_mtime + 5

@@ -14,13 +14,14 @@ import sys
 
 from redis.exceptions import RedisError
 
-from worker.core.bank import BankError, read_manifest
+from worker.core.bank import BankError, precision_serves, read_manifest
 from worker.core.catalogue import CatalogueError
 from worker.core.settings import InvalidSetting, Settings
 from worker.indexing.build import build_index
 from worker.indexing.chunks import ChunkMissing, UnreadableImages
 from worker.indexing.distributed import DistributedBuildFailed
-from worker.pipeline.weights import WeightsUnavailable
+from worker.pipeline.precision import resolve_precision
+from worker.pipeline.weights import WeightsUnavailable, resolve_weights
 
 BATCH_MAX = 256  # VGG16's first block holds 12.8 MB an image (float32): 256 is ~3.3 GB at once
 
@@ -46,11 +47,25 @@ def why_build(settings: Settings) -> str | None:
     if settings.catalogue_csv.stat().st_mtime > current.stat().st_mtime:
         return f"{settings.catalogue_csv.name} changed since the index was built"
     try:
-        built = read_manifest(settings.features_dir).get("descriptor")
+        manifest = read_manifest(settings.features_dir)
     except BankError as exc:
         return str(exc)
-    if built != settings.descriptor:  # the worker would refuse it (the default changed, say)
+    # what the worker would refuse (worker.core.bank.check_model_matches), short of loading
+    # the model: weights are compared by name here, by their loaded values in the worker
+    built = manifest.get("descriptor")
+    if built != settings.descriptor:  # an upgrade changed the default, say
         return f"the index holds descriptor {built!r}, DESCRIPTOR is {settings.descriptor!r}"
+    built = manifest.get("precision") or "float32"
+    precision, _ = resolve_precision(settings.precision, settings.descriptor)
+    if not precision_serves(built, precision):
+        return f"the index was built at precision {built}, the worker will run {precision}"
+    built = manifest.get("weights", {}).get("id")
+    try:
+        weights = resolve_weights(settings.vgg16_weights).id
+    except WeightsUnavailable:
+        return None  # the worker says why it cannot load them; a build could not either
+    if built != weights:
+        return f"the index was built with VGG16 weights {built!r}, the worker will load {weights!r}"
     return None
 
 
@@ -63,8 +78,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="have the running workers (python -m worker) extract the chunks")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--if-needed", action="store_true",
-                        help="build only if there is no index, pairs.csv changed since, or it "
-                             "holds another descriptor than DESCRIPTOR")
+                        help="build only if there is no index, pairs.csv changed since, or "
+                             "the worker would refuse it (another descriptor, weights or int8 "
+                             "against float)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from worker.pipeline.extract import FeatureExtractor

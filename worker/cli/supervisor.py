@@ -56,7 +56,7 @@ def _bindable(host: str, port: int) -> bool:
 
 def _prepare(settings: Settings) -> int:
     """The sample catalogue if there is none, and its index if there is none, pairs.csv
-    changed since, or it holds another descriptor than DESCRIPTOR (under the lock, so a
+    changed since, or the worker would refuse it (`why_build`) (under the lock, so a
     second `make run` cannot build beside this one)."""
     steps = []
     if not settings.catalogue_csv.is_file():

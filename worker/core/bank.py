@@ -152,13 +152,18 @@ def check_catalogue_matches(bank: FeatureBank, catalogue_fingerprint: str, n_pai
                         f"the current one ({n_pairs} pairs); {REINDEX}")
 
 
+def precision_serves(built: str, precision: str) -> bool:
+    """Whether a worker at `precision` may search a bank built at `built`: float32 and
+    bfloat16 give the same descriptors up to rounding, an int8 bank only its own int8 model."""
+    return built == precision or "int8" not in (built, precision)
+
+
 def check_model_matches(bank: FeatureBank, weights_fingerprint: str, descriptor: str,
                         precision: str) -> None:
-    """Refuse a bank built with other weights, another descriptor, or int8 against float
-    (float32 and bfloat16 give the same descriptors up to rounding: either serves the other)."""
+    """Refuse a bank built with other weights, another descriptor, or int8 against float."""
     m = bank.manifest
     built = m.get("precision") or "float32"
-    if built != precision and "int8" in (built, precision):
+    if not precision_serves(built, precision):
         raise BankError(f"the banks were built at precision {built} but this worker runs "
                         f"{precision}; an int8 index is searched only with its own int8 model: "
                         f"set PRECISION={built} or {REINDEX}")
