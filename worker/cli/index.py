@@ -55,17 +55,18 @@ def why_build(settings: Settings) -> str | None:
     built = manifest.get("descriptor")
     if built != settings.descriptor:  # an upgrade changed the default, say
         return f"the index holds descriptor {built!r}, DESCRIPTOR is {settings.descriptor!r}"
-    built = manifest.get("precision") or "float32"
+    built_at = manifest.get("precision") or "float32"
     precision, _ = resolve_precision(settings.precision, settings.descriptor)
-    if not precision_serves(built, precision):
-        return f"the index was built at precision {built}, the worker will run {precision}"
-    built = manifest.get("weights", {}).get("id")
+    if not precision_serves(built_at, precision):
+        return f"the index was built at precision {built_at}, the worker will run {precision}"
+    built_with = manifest.get("weights", {}).get("id")
     try:
         weights = resolve_weights(settings.vgg16_weights).id
     except WeightsUnavailable:
         return None  # the worker says why it cannot load them; a build could not either
-    if built != weights:
-        return f"the index was built with VGG16 weights {built!r}, the worker will load {weights!r}"
+    if built_with != weights:
+        return (f"the index was built with VGG16 weights {built_with!r}, the worker will load "
+                f"{weights!r}")
     return None
 
 
