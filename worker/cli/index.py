@@ -84,17 +84,17 @@ def main(argv: list[str] | None = None) -> int:
                              "against float)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    from worker.pipeline.extract import FeatureExtractor
-
     try:
         settings = Settings.from_env()
         if args.if_needed:
             reason = why_build(settings)
             if reason is None:
                 print(f"index: the index in {settings.features_dir} serves this catalogue and "
-                      f"DESCRIPTOR; nothing to build")
+                      f"these settings; nothing to build")
                 return 0
             print(f"index: building: {reason}")
+        from worker.pipeline.extract import FeatureExtractor  # TensorFlow: only to build
+
         extractor = FeatureExtractor(settings.vgg16_weights, settings.descriptor,
                                      settings.precision)
         manifest = build_index(settings, extractor, args.batch_size, not args.no_progress,
