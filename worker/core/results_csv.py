@@ -9,8 +9,16 @@ import csv
 import io
 from collections.abc import Iterable
 
-from worker.core.contract import CheckedDesign, Hit, SearchOptions, SearchResult, SideCopy
+from worker.core.contract import (
+    DEFAULT_FRONT_WEIGHT,
+    CheckedDesign,
+    Hit,
+    SearchOptions,
+    SearchResult,
+    SideCopy,
+)
 from worker.core.filters import Filters, as_fields
+from worker.pipeline.ranking import side_weights
 
 REPORT_COLUMNS = ("design", "rank", "match", "similarity", "verdict", "front_score",
                   "back_score", "error", "filters", "swapped", "outline_only", "score",
@@ -75,7 +83,7 @@ def _headed(fixed: tuple[str, ...], columns: list[str]) -> list[str]:
 
 
 def report_rows(designs: list[CheckedDesign], filters: Filters | None = None,
-                columns: list[str] | None = None, front_weight: float | None = None
+                columns: list[str] | None = None, front_weight: float = DEFAULT_FRONT_WEIGHT
                 ) -> list[list[object]]:
     """One row per design and hit; a design that failed (or is not checked yet): one row.
     Every row names the filters the designs were compared under (a row read alone, or a
@@ -101,13 +109,13 @@ def report_rows(designs: list[CheckedDesign], filters: Filters | None = None,
     return out
 
 
-def _applied_weight(design: CheckedDesign, front_weight: float | None) -> float | None:
-    """The front weight a design's hits were ranked with: a design of one side is ranked by
-    that side alone (1, or 0 for a back alone; a search's result says the same)."""
+def _applied_weight(design: CheckedDesign, front_weight: float) -> float:
+    """The front weight a design's hits were ranked with (a design of one side is ranked by
+    that side alone): the sides are read from its hits, the rule is the ranking's."""
     sides = {(hit.front_score is not None, hit.back_score is not None) for hit in design.results}
-    if sides == {(True, False)}:
-        return 1.0
-    return 0.0 if sides == {(False, True)} else front_weight
+    if len(sides) != 1:  # no hits: nothing was ranked, the check's weight stands
+        return front_weight
+    return side_weights(*sides.pop(), front_weight)[0]
 
 
 def report_csv(designs: list[CheckedDesign], options: SearchOptions | None = None) -> str:
