@@ -102,7 +102,10 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--weights", default="bsds500")
     m.add_argument("--repeats", type=int, default=64, help="images per batch size (about)")
     duplicates.add_parser(sub)
-    i = sub.add_parser("int8", help="int8 against bfloat16, alternated: model and service")
+    i = sub.add_parser("int8", help="int8 against bfloat16 (or --against float32), alternated: "
+                       "model and service")
+    i.add_argument("--against", choices=("bfloat16", "float32"), default="bfloat16",
+                   help="the baseline precision (float32 on a CPU without bfloat16 units)")
     i.add_argument("--pairs", type=int, default=300)
     i.add_argument("--rounds", type=int, default=2)
     i.add_argument("--model-calls", type=int, default=24, help="batch-1 calls per round")
