@@ -23,15 +23,17 @@ SKETCHED = 41  # a line sketch's design is in its top 20 nearly always (docs/qua
 
 
 @pytest.fixture(scope="module")
-def lookalike_extractor():
+def lookalike_extractor(request):
     """bfloat16, as the benchmark that calibrated the verdicts and a worker with bfloat16
-    units (PRECISION=auto) run: the index's 1,200 passes take about 80 % of float32's time."""
+    units (PRECISION=auto) run: the index's 1,200 passes take about 80 % of float32's time.
+    A CPU without them computes bfloat16 slower than float32, so there it is the session's
+    float32 model, not a second one."""
     from worker.pipeline.extract import FeatureExtractor
     from worker.pipeline.precision import cpu_flags, has_bf16
 
-    # a CPU without bfloat16 units computes it slower than float32
-    precision = "bfloat16" if has_bf16(cpu_flags()) else "float32"
-    fe = FeatureExtractor("bsds500", DEFAULT_DESCRIPTOR, precision=precision)
+    if not has_bf16(cpu_flags()):
+        return request.getfixturevalue("extractor")
+    fe = FeatureExtractor("bsds500", DEFAULT_DESCRIPTOR, precision="bfloat16")
     fe.warm_up()
     return fe
 
