@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
 from benchmarks.lookalike_edits import as_uploaded_jpeg
-from benchmarks.sheets import captioned, noted, sheet
+from benchmarks.sheets import boxed, captioned, noted, sheet
 from worker.core.bank import FeatureBank
 from worker.core.catalogue import Catalogue, load_catalogue
 from worker.core.images import load_image
@@ -138,8 +138,8 @@ FAMILIES: dict[str, Perturb] = {
     "blur": blur, "jpeg": jpeg, "jitter": jitter, "grayscale": grayscale, "noise": noise,
 }
 # asked for by name (`--families`): added to the cycle, they would move every other figure
-MORE_FAMILIES: dict[str, Perturb] = {"paper": paper, "sheet": sheet, "caption": captioned,
-                                   "notes": noted}
+MORE_FAMILIES: dict[str, Perturb] = {"paper": paper, "sheet": sheet, "boxed": boxed,
+                                   "caption": captioned, "notes": noted}
 
 
 # --- queries --------------------------------------------------------------------------------

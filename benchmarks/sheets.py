@@ -1,7 +1,7 @@
 """A drawing handed in on a spec sheet (exploratory round 7, finding 2): the page framed, a
 title block ruled off along its foot, scanned (the `sheet` family of `benchmarks.quality`,
-`--families sheet`); captioned, a line of text under or above it (`caption`); or with a
-block of notes beside it (`notes`)."""
+`--families sheet`), or boxed in a corner of the frame (`boxed`); captioned, a line of text
+under or above it (`caption`); or with a block of notes beside it (`notes`)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,37 @@ def sheet(img: Image.Image, rng: np.random.Generator) -> Image.Image:
                         strict=True):
         draw.text((x0 + 2 * line, foot + 2 * line), f"{name}: {int(rng.integers(100, 9999))}",
                   fill=INK)
+    page.paste(img, ((pw - w) // 2, inset + line + (foot - inset - line - h) // 2))
+    return _scanned(page, rng)
+
+
+def boxed(img: Image.Image, rng: np.random.Generator, corner: str | None = None) -> Image.Image:
+    """As `sheet`, but the title block is boxed in a corner of the frame's foot (`corner`,
+    "right" or "left"; by default the right two times in three), 35-60 % of the framed width
+    and 12-20 % of its height, not ruled across the frame: its top and inner side are lines,
+    split into 2-4 fields of text by lines across the box; the drawing above it; turned up to
+    1 degree; JPEG quality 70-92."""
+    w, h = img.size
+    pw, ph = (round(s * (1 + rng.uniform(0.2, 0.5))) for s in (w, h))
+    inset = round(min(pw, ph) * rng.uniform(0.02, 0.04))
+    line = int(rng.integers(2, 6))
+    block = round((ph - 2 * inset) * rng.uniform(0.12, 0.20))
+    page = Image.new("RGB", (pw, ph + block), WHITE)
+    draw = ImageDraw.Draw(page)
+    left, top, right, bottom = inset, inset, pw - inset, ph + block - inset
+    draw.rectangle((left, top, right, bottom), outline=INK, width=line)
+    foot, width = bottom - block, round((right - left) * rng.uniform(0.35, 0.60))
+    on_right = rng.random() < 2 / 3 if corner is None else corner == "right"
+    x0, x1, side = (right - width, right, right - width) if on_right else (left, left + width,
+                                                                            left + width)
+    draw.line((x0, foot, x1, foot), fill=INK, width=line)
+    draw.line((side, foot, side, bottom), fill=INK, width=line)
+    rows = np.linspace(foot, bottom, int(rng.integers(2, 5)) + 1)
+    for y in rows[1:-1]:
+        draw.line((x0, y, x1, y), fill=INK, width=max(1, line - 1))
+    for y, name in zip(rows[:-1], rng.choice(FIELDS, size=len(rows) - 1, replace=False),
+                       strict=True):
+        draw.text((x0 + 2 * line, y + line), f"{name}: {int(rng.integers(100, 9999))}", fill=INK)
     page.paste(img, ((pw - w) // 2, inset + line + (foot - inset - line - h) // 2))
     return _scanned(page, rng)
 

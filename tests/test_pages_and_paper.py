@@ -24,7 +24,7 @@ from worker.core.images import (
 from worker.dev.sample import draw_side, make_designs
 from worker.pipeline.captions import without_captions
 from worker.pipeline.preprocess import level_paper, paper_colour, to_canvas
-from worker.pipeline.sheet import ruled_cell, without_sheet
+from worker.pipeline.sheet import read_sheet, ruled_cell, without_sheet
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +101,37 @@ def test_a_drawing_on_a_framed_spec_sheet_is_seen_without_its_frame_and_title_bl
     monkeypatch.setattr(preprocess, "without_sheet", lambda img: img)  # as before the cut
     kept = canvas_gap(garment, page)
     assert cut < 12.0 and kept > 3 * cut, (cut, kept)
+
+
+@pytest.mark.parametrize("seed", range(2))
+@pytest.mark.parametrize("corner", ["right", "left"])
+def test_a_title_block_boxed_in_a_corner_of_the_sheet_is_left_out(garment, monkeypatch, corner,
+                                                                 seed):
+    """A title block boxed in the frame's foot, with no line across the frame, stayed in the
+    drawing's cell and the trim kept it: the drawing shrank among its lines and text."""
+    from benchmarks.sheets import boxed
+    from worker.pipeline import sheet
+
+    page = boxed(garment, np.random.default_rng(seed), corner)
+    assert read_sheet(page).boxed is not None
+    cut = canvas_gap(garment, page)
+    monkeypatch.setattr(sheet, "_boxed_title", lambda dark: None)  # as before: the box kept
+    kept = canvas_gap(garment, page)
+    assert cut < 12.0 and kept > 3 * cut, (cut, kept)
+
+
+def test_a_dark_garment_or_a_box_off_the_frame_is_not_a_boxed_title_block(garment):
+    framed = _framed(garment, "tblr")
+    w, h = framed.size
+    arr = np.asarray(framed).copy()  # a dark ground cut by the frame's foot and side
+    arr[round(0.75 * h):round(0.97 * h), round(0.6 * w):round(0.97 * w)] = (30, 30, 40)
+    assert read_sheet(Image.fromarray(arr)).boxed is None
+    arr = np.asarray(framed).copy()  # a boxed note that touches neither side of the frame
+    arr[round(0.8 * h):round(0.8 * h) + 3, round(0.3 * w):round(0.7 * w)] = 0
+    arr[round(0.8 * h):round(0.97 * h), round(0.3 * w):round(0.3 * w) + 3] = 0
+    arr[round(0.8 * h):round(0.97 * h), round(0.7 * w) - 3:round(0.7 * w)] = 0
+    assert read_sheet(Image.fromarray(arr)).boxed is None
+    assert read_sheet(framed).boxed is None
 
 
 def _framed(img: Image.Image, sides: str, line: int = 4) -> Image.Image:

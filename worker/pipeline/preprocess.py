@@ -45,7 +45,8 @@ def preprocess_params(trim: bool) -> dict:
     """What the manifest records about preprocessing (the chunk cache is keyed by it too)."""
     return {"long_side": LONG_SIDE, "canvas": CANVAS, "pad": "white", "resample": "bicubic",
             "keras_mode": "vgg16.preprocess_input", "trim": trim,
-            **({"paper": "levelled to white", "sheet": "frame and ruled-off title block cut away",
+            **({"paper": "levelled to white",
+                "sheet": "frame and ruled-off title block cut away, a boxed one painted white",
                 "captions": "above, below or beside (notes): left out of the trim"}
                if trim else {})}
 
