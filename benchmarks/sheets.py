@@ -5,6 +5,9 @@ under or above it (`caption`); or with a block of notes beside it (`notes`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
@@ -23,6 +26,25 @@ def sheet(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     2-4 % in from the page's edge; a title block 12-20 % of the framed height at its foot,
     ruled off by a line across the frame and split into 2-4 fields of text; turned up to 1
     degree; JPEG quality 70-92, decoded like an upload."""
+    return _on_framed_page(img, rng, _ruled_block)
+
+
+def boxed(img: Image.Image, rng: np.random.Generator, corner: str | None = None) -> Image.Image:
+    """As `sheet`, but the title block is boxed in a corner of the frame's foot (`corner`,
+    "right" or "left"; by default the right two times in three), 35-60 % of the framed width
+    and 12-20 % of its height, not ruled across the frame: its top and inner side are lines,
+    split into 2-4 fields of text by lines across the box; the drawing above it; turned up to
+    1 degree; JPEG quality 70-92."""
+    return _on_framed_page(img, rng, partial(_boxed_block, corner=corner))
+
+
+Frame = tuple[int, int, int, int]  # the frame's left and right, the title block's top, its foot
+
+
+def _on_framed_page(img: Image.Image, rng: np.random.Generator,
+                    title_block: Callable[[ImageDraw.ImageDraw, np.random.Generator, Frame, int],
+                                          None]) -> Image.Image:
+    """`img` centred on a framed page above a title block that `title_block` draws, scanned."""
     w, h = img.size
     pw, ph = (round(s * (1 + rng.uniform(0.2, 0.5))) for s in (w, h))
     inset = round(min(pw, ph) * rng.uniform(0.02, 0.04))
@@ -33,6 +55,15 @@ def sheet(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     left, top, right, bottom = inset, inset, pw - inset, ph + block - inset
     draw.rectangle((left, top, right, bottom), outline=INK, width=line)
     foot = bottom - block
+    title_block(draw, rng, (left, foot, right, bottom), line)
+    page.paste(img, ((pw - w) // 2, inset + line + (foot - inset - line - h) // 2))
+    return _scanned(page, rng)
+
+
+def _ruled_block(draw: ImageDraw.ImageDraw, rng: np.random.Generator, frame: Frame,
+                 line: int) -> None:
+    """Ruled off by a line across the frame, split into 2-4 fields side by side."""
+    left, foot, right, bottom = frame
     draw.line((left, foot, right, foot), fill=INK, width=line)
     cuts = np.sort(rng.uniform(left, right, size=int(rng.integers(1, 4))))
     for x in cuts:
@@ -42,26 +73,13 @@ def sheet(img: Image.Image, rng: np.random.Generator) -> Image.Image:
                         strict=True):
         draw.text((x0 + 2 * line, foot + 2 * line), f"{name}: {int(rng.integers(100, 9999))}",
                   fill=INK)
-    page.paste(img, ((pw - w) // 2, inset + line + (foot - inset - line - h) // 2))
-    return _scanned(page, rng)
 
 
-def boxed(img: Image.Image, rng: np.random.Generator, corner: str | None = None) -> Image.Image:
-    """As `sheet`, but the title block is boxed in a corner of the frame's foot (`corner`,
-    "right" or "left"; by default the right two times in three), 35-60 % of the framed width
-    and 12-20 % of its height, not ruled across the frame: its top and inner side are lines,
-    split into 2-4 fields of text by lines across the box; the drawing above it; turned up to
-    1 degree; JPEG quality 70-92."""
-    w, h = img.size
-    pw, ph = (round(s * (1 + rng.uniform(0.2, 0.5))) for s in (w, h))
-    inset = round(min(pw, ph) * rng.uniform(0.02, 0.04))
-    line = int(rng.integers(2, 6))
-    block = round((ph - 2 * inset) * rng.uniform(0.12, 0.20))
-    page = Image.new("RGB", (pw, ph + block), WHITE)
-    draw = ImageDraw.Draw(page)
-    left, top, right, bottom = inset, inset, pw - inset, ph + block - inset
-    draw.rectangle((left, top, right, bottom), outline=INK, width=line)
-    foot, width = bottom - block, round((right - left) * rng.uniform(0.35, 0.60))
+def _boxed_block(draw: ImageDraw.ImageDraw, rng: np.random.Generator, frame: Frame, line: int,
+                 corner: str | None) -> None:
+    """Boxed in a corner of the foot, split into 2-4 fields one above the other."""
+    left, foot, right, bottom = frame
+    width = round((right - left) * rng.uniform(0.35, 0.60))
     on_right = rng.random() < 2 / 3 if corner is None else corner == "right"
     x0, x1, side = (right - width, right, right - width) if on_right else (left, left + width,
                                                                             left + width)
@@ -73,8 +91,6 @@ def boxed(img: Image.Image, rng: np.random.Generator, corner: str | None = None)
     for y, name in zip(rows[:-1], rng.choice(FIELDS, size=len(rows) - 1, replace=False),
                        strict=True):
         draw.text((x0 + 2 * line, y + line), f"{name}: {int(rng.integers(100, 9999))}", fill=INK)
-    page.paste(img, ((pw - w) // 2, inset + line + (foot - inset - line - h) // 2))
-    return _scanned(page, rng)
 
 
 def captioned(img: Image.Image, rng: np.random.Generator) -> Image.Image:
