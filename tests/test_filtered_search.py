@@ -15,6 +15,7 @@ from worker.core.catalogue import load_catalogue
 from worker.core.contract import Hit, SearchResult
 from worker.core.queueing import enqueue_search
 from worker.core.results_csv import SEARCH_COLUMNS, search_csv
+from worker.pipeline.listing import POOL_PER_K
 from worker.pipeline.verdicts import similarity, thresholds_in, verdict_scores
 
 pytestmark = pytest.mark.slow
@@ -89,9 +90,11 @@ def test_k_hits_all_passing_when_k_designs_pass(indexed_client, run_search_worke
     assert all(hit["name"] in jackets and hit["columns"]["garment"] == "jacket"
                for hit in body["results"])
     assert [hit["rank"] for hit in body["results"]] == list(range(1, k + 1))
-    if run_search_worker.path == "coarse":  # faiss chose k of the 8 allowed rows, then 2 for
+    if run_search_worker.path == "coarse":  # the pool of 2k (worker.pipeline.listing) is
+        # more than the 8 allowed rows: all searched exactly; then faiss chose 2 of them for
         # each side alone (worker.pipeline.sides: a side that alone copies a design)
-        assert run_search_worker.calls == [(k, len(jackets))] + [(2, len(jackets))] * 2
+        assert POOL_PER_K * k >= len(jackets)
+        assert run_search_worker.calls == [(len(jackets), len(jackets))] + [(2, len(jackets))] * 2
     page = indexed_client.get(url.replace("/api/searches/", "/searches/")).get_data(as_text=True)
     assert "only designs whose garment is jacket" in page
 
@@ -109,9 +112,10 @@ def test_values_ored_columns_anded(indexed_client, run_search_worker, catalogue)
     assert f"(of {len(both) + 3} asked for: only {len(both)} designs pass the filter)" in page
     hits = finished(indexed_client, url_or)["results"]
     assert len(hits) == len(either) - 1 and {hit["name"] for hit in hits} <= set(either)
-    if run_search_worker.path == "coarse":  # the few allowed searched exactly; faiss, the rest
+    if run_search_worker.path == "coarse":  # a pool of 2k: every allowed row searched
+        # exactly; faiss chose 2 of them for each side alone
         assert run_search_worker.calls == [(len(both), len(both))] + [(2, len(both))] * 2 + [
-            (len(either) - 1, len(either))] + [(2, len(either))] * 2
+            (len(either), len(either))] + [(2, len(either))] * 2
 
 
 def test_a_search_downloads_as_csv_with_its_filters_and_catalogue_columns(indexed_client,
@@ -233,7 +237,8 @@ def test_the_verdict_lead_is_taken_among_the_filtered_hits(indexed_client, run_w
     from worker.core.bank import read_manifest
 
     thresholds = thresholds_in(read_manifest(indexed_settings.features_dir))
-    judged = verdict_scores([hit["score"] for hit in hits])
+    # the lead over the next best score (after a found copy the list is ordered by design)
+    judged = verdict_scores(sorted((hit["score"] for hit in hits), reverse=True))
     assert hits[0]["similarity"] == similarity(judged[0], thresholds)
 
 

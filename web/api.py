@@ -131,7 +131,7 @@ def get_result_image(search_id: str):
 @bp.get("/api/searches/<search_id>/results.csv")
 @api.validate(tags=["searches"], operation_id="getSearchCsv",
               path_parameter_descriptions=SEARCH_ID, skip_validation=True, resp=Responses(
-                  HTTP_200=(None, "CSV, a row per hit, best first: " + ",".join(SEARCH_COLUMNS)
+                  HTTP_200=(None, "CSV, a row per hit, in the results' order: " + ",".join(SEARCH_COLUMNS)
                             + ", then the catalogue's further columns the hits carry (garment, "
                             "season, ...; one named like ours: `catalogue:<name>`); the others "
                             "as in a check's report"),

@@ -57,7 +57,8 @@ class CheckedDesignView(Closed):
     status: DesignStatus = Field(description="`queued` until checked; `failed` when a drawing "
                                  "was missing or refused (or checking it failed)")
     error: str | None = Field(None, description="only when failed: why, for people")
-    results: list[HitView] = Field(description="as a search's results, best first, at most k; "
+    results: list[HitView] = Field(description="as a search's results, in its order (best first; after a "
+                                   "found copy, by design), at most k; "
                                    "empty until finished")
     outline_only: list[Literal["front", "back"]] = Field(
         description="its sides that are line sketches, matched by the garment's outline alone, "

@@ -140,7 +140,7 @@ def _when_finished() -> dict[str, Any]:
         name: (info.annotation | SkipJsonSchema[None], Field(None, description=info.description))
         for name, info in SearchResult.model_fields.items() if name not in ("results", "image")}
     fields["results"] = (list[HitView] | SkipJsonSchema[None],
-                         Field(None, description="best first, at most k"))
+                         Field(None, description="in the `order` given, at most k"))
     for name, what in (("image_url", "the rendered grid (result.jpg)"),
                        ("csv_url", "the hits as CSV (results.csv)")):
         fields[name] = (str | SkipJsonSchema[None], Field(None, description=what))

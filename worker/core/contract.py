@@ -129,7 +129,8 @@ class SearchRequest(SearchOptions):
 class Hit(BaseModel):
     """One catalogue design in a result, best first."""
 
-    rank: int = Field(ge=1, description="1 is the closest design")
+    rank: int = Field(ge=1, description="1 is the closest design (the result's `order` says "
+                      "how the rest follow)")
     name: str
     score: Score
     front_score: float | None = Field(description="null for a side the query did not have")
@@ -173,6 +174,10 @@ class SearchResult(BaseModel):
 
     results: list[Hit]
     side_copies: list[SideCopy] = Field(default_factory=list, description=SIDE_COPIES)
+    order: Literal["score", "design"] = Field("score", description=(
+        "`score`: best score first; `design`: the first hit was judged a copy or "
+        "near-duplicate, and the hits after those so judged are ordered by design (the same "
+        "garment and pattern before the same colours), so a lower score may rank higher"))
     image: str = Field(description="file name of the rendered grid")
     k: int
     front_weight: float = Field(description="the front's weight as applied: as asked with "

@@ -97,7 +97,7 @@ def check_pairs(engine: Engine, pairs: list[Pair], options: SearchOptions,
 
 def _ranked(snapshot: Snapshot, found, options: SearchOptions) -> Ranked:
     outline = outline_sides(snapshot.bank, sketched(found.canvases), found.rows)
-    hits, copied_sides = rank_hits(snapshot, found.rows, options, outline)
+    hits, copied_sides, _ = rank_hits(snapshot, found.rows, options, outline)
     return Ranked(hits, [side for side, by_outline in zip(SIDES, outline, strict=True)
                          if by_outline], _version(snapshot), copied_sides)
 

@@ -27,9 +27,10 @@ from worker.core.metrics import record_timings
 from worker.core.queueing import query_canvas_name
 from worker.pipeline.appearance import sketched
 from worker.pipeline.grid import draw_grid
-from worker.pipeline.ranking import outline_sides, project_query, side_weights, top_k
+from worker.pipeline.listing import ranked
+from worker.pipeline.ranking import outline_sides, project_query, side_weights
 from worker.pipeline.sides import side_copies
-from worker.pipeline.verdicts import thresholds_in, verdict_scores
+from worker.pipeline.verdicts import thresholds_in
 from worker.service.batching import Extracted, QueueRef
 from worker.service.engine import Engine, Snapshot, current
 from worker.service.reports import REPORTS, StageClock
@@ -65,14 +66,14 @@ def run_search(engine: Engine, request: SearchRequest) -> SearchResult:
                                        QueueRef.of(job), stage, request.boxes)
     outline = outline_sides(engine.snapshot.bank, sketched(found.canvases), found.rows)
     with stage("search"):
-        hits, copied_sides = rank_hits(engine.snapshot, found.rows, request, outline)
+        hits, copied_sides, order = rank_hits(engine.snapshot, found.rows, request, outline)
     with stage("render"):
         image = save_grid(engine, request, found, hits)
         save_query(engine, request.search_id, found.canvases)
     timings = stage.stop()
     record_timings(getattr(job, "connection", None),
                    {key: ms for key, ms in timings.items() if key in STAGE_TIMINGS})
-    return SearchResult(results=hits, side_copies=copied_sides, image=image,
+    return SearchResult(results=hits, side_copies=copied_sides, order=order, image=image,
                         outline_only=[side for side, o in zip(SIDES, outline, strict=True) if o],
                         timings=timings | pass_timings(found), descriptor=engine.extractor.descriptor,
                         weights=engine.extractor.weights_id,
@@ -84,21 +85,18 @@ def run_search(engine: Engine, request: SearchRequest) -> SearchResult:
 
 def rank_hits(snapshot: Snapshot, rows: tuple[np.ndarray | None, np.ndarray | None],
               options: SearchOptions, outline: tuple[bool, bool] = (False, False)
-              ) -> tuple[list[Hit], list[SideCopy]]:
+              ) -> tuple[list[Hit], list[SideCopy], str]:
     """A query's (front, back) descriptors -> the k best designs that pass its filters, each
     with its verdict (a search's and a collection check's search stage; the first hit's lead
-    over the second is taken among the designs that pass), and the sides that alone copy a
-    design (`side_copies`). The sides `outline` names (`outline_sides`) are matched by their
-    outline alone."""
+    over the second is taken among the designs that pass), the sides that alone copy a
+    design (`side_copies`), and the list's order (`listing.ranked`). The sides `outline`
+    names (`outline_sides`) are matched by their outline alone."""
     try:  # the web checked them against the catalogue it saw; this one may be newer
         allowed = allowed_rows(options.filters, snapshot.catalogue)
     except FilterError as exc:
         raise SearchInputError(str(exc)) from None
     q_front, q_back = (None if q is None else project_query(snapshot.bank, q, by_outline)
                        for q, by_outline in zip(rows, outline, strict=True))
-    found_hits = top_k(snapshot.bank, q_front, q_back, max(options.k, 2), options.front_weight,
-                       options.sides_unknown, allowed)  # 2: the first hit is judged on its lead
-    judged = verdict_scores([hit.score for hit in found_hits])
     given = [(by_outline, weight) for q, by_outline, weight in zip(
         rows, outline, (options.front_weight, 1 - options.front_weight), strict=True)
         if q is not None]
@@ -108,11 +106,14 @@ def rank_hits(snapshot: Snapshot, rows: tuple[np.ndarray | None, np.ndarray | No
     sketch_only = all(counted)
     manifest = snapshot.bank.manifest
     thresholds = None if sketch_only else thresholds_in(manifest, one_side=len(counted) == 1)
+    listing = ranked(snapshot.bank, q_front, q_back, options.k, options.front_weight,
+                     options.sides_unknown, allowed, thresholds)
     return ([hit.to_hit(snapshot.catalogue, thresholds, score)
-             for hit, score in zip(found_hits[:options.k], judged, strict=False)],
+             for hit, score in zip(listing.hits, listing.judged, strict=True)],
             side_copies(snapshot.bank, snapshot.catalogue, (q_front, q_back), options.front_weight,
                         options.sides_unknown, allowed,
-                        None if sketch_only else thresholds_in(manifest, one_side=True)))
+                        None if sketch_only else thresholds_in(manifest, one_side=True)),
+            listing.order)
 
 
 def pass_timings(found: Extracted) -> dict[str, float]:
