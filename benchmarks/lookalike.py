@@ -8,7 +8,7 @@ A catalogue of look-alike garments (the sample generator: four garments, a narro
 six pattern families) is indexed with the worker's own code. For each edit family
 (`benchmarks.lookalike_edits`) up to `--queries` designs are copied with that edit and lightly
 re-scanned; each copy is searched exactly like the job does (canvas -> extract -> project ->
-top_k). Reported: R@1/R@5/R@20 per family; for the unedited re-scans, the share of ranks
+listing.ranked). Reported: R@1/R@5/R@20 per family; for the unedited re-scans, the share of ranks
 2-20 with the same garment, with the same garment and pattern, and nDCG@20 (relevance: the
 copy 3, same garment and pattern 2, same garment 1); and the verdicts' precision and
 recall (`worker.pipeline.verdicts`), with designs drawn from another seed as unrelated queries;
@@ -31,8 +31,9 @@ from benchmarks.lookalike_edits import EDITS, edited_pair
 from worker.core.catalogue import load_catalogue
 from worker.dev.sample import Design, make_designs, sample_catalogue
 from worker.pipeline.appearance import sketched
+from worker.pipeline.listing import ranked
 from worker.pipeline.preprocess import to_canvas
-from worker.pipeline.ranking import outline_sides, project_query, top_k
+from worker.pipeline.ranking import outline_sides, project_query
 
 K = 20
 UNRELATED_SEED_OFFSET = 1000  # unrelated designs: the generator at another seed
@@ -66,9 +67,14 @@ class Outcome:
     sketch_only: bool = False  # every side matched by its outline: the job gives no verdict
     projected: tuple = ()  # the (dim,) query of each side, as the job projects it
     outline: tuple = ()  # each side matched by its outline alone
+    judged: list = ()  # what each hit's verdict judges (`listing.ranked`)
+    order: str = "score"  # the list's order (`listing.ranked`)
 
 
-def search_all(extractor, bank, queries: list[Query], front_weight: float = 0.5) -> list[Outcome]:
+def search_all(extractor, bank, queries: list[Query], front_weight: float = 0.5,
+               thresholds: dict[str, float] | None = None) -> list[Outcome]:
+    """Each query searched as the job does (`listing.ranked`); `thresholds` gate the list
+    after a found copy (None: the score's order throughout)."""
     outcomes = []
     for query in queries:
         front, back = edited_pair(query.design, "rescan" if query.row is None else query.family,
@@ -78,8 +84,10 @@ def search_all(extractor, bank, queries: list[Query], front_weight: float = 0.5)
         outline = outline_sides(bank, sketched(canvases), rows)
         q = [project_query(bank, row, by_outline)  # (dim,) each, as the job projects
              for row, by_outline in zip(rows, outline, strict=True)]
-        outcomes.append(Outcome(query, top_k(bank, q[0], q[1], K, front_weight), all(outline),
-                                tuple(q), tuple(outline)))
+        listing = ranked(bank, q[0], q[1], K, front_weight,
+                         thresholds=None if all(outline) else thresholds)
+        outcomes.append(Outcome(query, listing.hits, all(outline), tuple(q), tuple(outline),
+                                listing.judged, listing.order))
     return outcomes
 
 
@@ -107,10 +115,12 @@ def relevance(d: Design, other: Design, copy: bool) -> int:
 
 
 def similar_beyond_copy(outcomes: list[Outcome], designs: list[Design]) -> dict:
-    """For the re-scanned copies: ranks 2-20 same garment / garment+pattern; nDCG@20."""
+    """For the re-scanned copies: ranks 2-20 same garment / garment+pattern; nDCG@20; the
+    share of their lists ordered by design (`listing.ranked`)."""
     garment, both, ndcgs = [], [], []
     discounts = 1.0 / np.log2(np.arange(2, K + 2))
-    for o in (o for o in outcomes if o.query.family == "rescan"):
+    rescans = [o for o in outcomes if o.query.family == "rescan"]
+    for o in rescans:
         d = o.query.design
         rest = [designs[h.index] for h in o.hits if h.index != o.query.row][:K - 1]
         garment += [r.garment == d.garment for r in rest]
@@ -120,18 +130,17 @@ def similar_beyond_copy(outcomes: list[Outcome], designs: list[Design]) -> dict:
                        reverse=True)[:K]
         ndcgs.append(float(np.dot(gains, discounts[:len(gains)]) / np.dot(ideal, discounts)))
     return {"same_garment": float(np.mean(garment)), "same_garment_pattern": float(np.mean(both)),
-            "ndcg": float(np.mean(ndcgs))}
+            "ndcg": float(np.mean(ndcgs)),
+            "by_design": float(np.mean([o.order == "design" for o in rescans]))}
 
 
 def graded_hits(outcomes: list[Outcome], designs: list[Design]) -> list[tuple[float, int, bool]]:
     """(score the verdicts judge, relevance, copied query) of every hit a verdict may be given
     (not those of queries of line sketches alone, as in the job)."""
-    from worker.pipeline.verdicts import verdict_scores
-
     return [(judged, relevance(o.query.design, designs[h.index], h.index == o.query.row),
              o.query.row is not None)
             for o in outcomes if not o.sketch_only
-            for h, judged in zip(o.hits, verdict_scores([h.score for h in o.hits]), strict=True)]
+            for h, judged in zip(o.hits, o.judged, strict=True)]
 
 
 def verdict_table(outcomes: list[Outcome], designs: list[Design],
@@ -181,7 +190,8 @@ def run(args: argparse.Namespace, database: Path) -> dict:
     start = time.perf_counter()
     bank = build_bank(extractor, catalogue, args.ann_candidates, exact=not args.no_exact_match)
     queries = make_queries(designs, args.queries, args.seed)
-    outcomes = search_all(extractor, bank, queries, args.front_weight)
+    outcomes = search_all(extractor, bank, queries, args.front_weight,
+                          None if args.score_order else thresholds_in(bank.manifest))
     thresholds = (calibrate([(s, r) for s, r, _ in graded_hits(outcomes, designs)])
                   if args.calibrate else thresholds_in(bank.manifest))
     sides = search_sides(bank, outcomes, args.front_weight)
@@ -196,7 +206,8 @@ def run(args: argparse.Namespace, database: Path) -> dict:
     print(table(["ranks 2-20 of re-scanned copies", "value"],
                 [["same garment", f"{similar['same_garment']:.3f}"],
                  ["same garment and pattern", f"{similar['same_garment_pattern']:.3f}"],
-                 [f"nDCG@{K} (copy 3, garment+pattern 2, garment 1)", f"{similar['ndcg']:.3f}"]]),
+                 [f"nDCG@{K} (copy 3, garment+pattern 2, garment 1)", f"{similar['ndcg']:.3f}"],
+                 ["lists ordered by design after a found copy", f"{similar['by_design']:.3f}"]]),
           "\n")
     source = "calibrated on this run" if args.calibrate else "the index's, as a worker reads them"
     print(table([f"verdict (thresholds {source})", "score >=", "hits", "precision", "recall"],
@@ -226,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="search through the coarse index (worker.pipeline.ann), re-scoring "
                              "exactly this many candidates per query vector (0: the service's "
                              "max(10 k, 200)); default: brute force")
+    parser.add_argument("--score-order", action="store_true",
+                        help="keep every list in the score's order (as before the list after "
+                             "a found copy was ordered by design: worker/pipeline/listing.py)")
     parser.add_argument("--calibrate", action="store_true",
                         help="derive the verdict thresholds from this run (tuning seed only)")
     return on_sample(parser.parse_args(argv), run)
