@@ -4,6 +4,8 @@ on a look-alike catalogue of the size the verdicts were calibrated on (300 desig
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -177,9 +179,55 @@ def test_a_copy_with_other_stripe_spacing_comes_back_first_with_a_verdict(client
 def test_an_unrelated_drawing_gets_no_verdict(client_and_worker):
     client, run_worker = client_and_worker
     sides = [unrelated_drawing(1), unrelated_drawing(2)]  # no garment
-    hits = _search(client, run_worker, *sides)
+    body = _finished(client, run_worker, *sides)
+    hits = body["results"]
     assert [h["verdict"] for h in hits] == [None] * len(hits), hits[:3]
     assert all(h["similarity"] < 50 for h in hits)
+    assert body["order"] == "score"  # no copy found: the score's order
+    assert 'id="design-order"' not in client.get(f"/searches/{body['id']}").get_data(as_text=True)
+
+
+def test_after_a_found_copy_the_list_holds_more_of_the_same_garment_and_pattern(
+        client_and_worker, lookalike_settings, lookalike_extractor):
+    """Through the API, re-scans of four catalogue designs: each comes back first, judged a
+    copy or near-duplicate, and the hits after it are ordered by design (`order`: "design");
+    together the four lists hold more designs of the query's garment and pattern than the
+    score's own top 20 (the ranking computed here from the same index)."""
+    from PIL import Image as PILImage
+
+    from worker.core.bank import load_bank
+    from worker.pipeline.appearance import sketched
+    from worker.pipeline.preprocess import to_canvas
+    from worker.pipeline.ranking import outline_sides, project_query, top_k
+
+    client, run_worker = client_and_worker
+    bank = load_bank(lookalike_settings.features_dir)
+    designs = make_designs(LOOKALIKES, seed=7)
+    listed = by_score = 0
+    for row in (10, 57, 123, 201):
+        sides, name = _edited_copy(rescan_only, row, row)
+        body = _finished(client, run_worker, *sides)
+        hits = body["results"]
+        assert (hits[0]["name"], body["order"]) == (name, "design")
+        assert hits[0]["verdict"] in ("copy", "near-duplicate"), hits[0]
+        assert 'id="design-order"' in client.get(f"/searches/{body['id']}").get_data(as_text=True)
+        canvases = np.stack([to_canvas(PILImage.open(io.BytesIO(b)), lookalike_extractor.trim)
+                             for b in sides])
+        rows = tuple(lookalike_extractor.extract(canvases))
+        outline = outline_sides(bank, sketched(canvases), rows)
+        q = [project_query(bank, r, o) for r, o in zip(rows, outline, strict=True)]
+        scored = [designs[h.index] for h in top_k(bank, q[0], q[1], 20, 0.5)]
+        shown = [next(d for d in designs if d.name == h["name"]) for h in hits]
+        assert scored[0].name == name
+        alike = designs[row].garment, designs[row].pattern
+        listed += sum((d.garment, d.pattern) == alike for d in shown[1:])
+        by_score += sum((d.garment, d.pattern) == alike for d in scored[1:])
+    assert listed > by_score, (listed, by_score)
+
+
+def rescan_only(design, side, rng):
+    """The unedited drawing (`_edited_copy` re-scans it)."""
+    return draw_side(design, side)
 
 
 def test_a_line_sketch_is_matched_by_its_outline_and_given_no_verdict(client_and_worker):
@@ -237,7 +285,10 @@ def test_a_search_by_one_side_is_judged_by_the_thresholds_calibrated_for_one_sid
     body = _finished(client, run_worker, front, None)
     hits = body["results"]
     assert hits[0]["name"] == design.name
-    judged = verdict_scores([h["score"] for h in hits])
+    # the first is judged on its lead over the next best score (the list after a found copy
+    # is ordered by design, not by score: worker.pipeline.listing)
+    judged = [verdict_scores(sorted((h["score"] for h in hits), reverse=True))[0],
+              *(h["score"] for h in hits[1:])]
     for hit, score in zip(hits, judged, strict=True):
         assert (hit["verdict"], hit["similarity"]) == (verdict_of(score, alone),
                                                        similarity(score, alone))
