@@ -24,7 +24,7 @@ from worker.core.images import (
 from worker.dev.sample import draw_side, make_designs
 from worker.pipeline.captions import without_captions
 from worker.pipeline.preprocess import level_paper, paper_colour, to_canvas
-from worker.pipeline.sheet import read_sheet, ruled_cell, without_sheet
+from worker.pipeline.sheet import read_sheet, without_sheet
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_a_drawing_on_a_framed_spec_sheet_is_seen_without_its_frame_and_title_bl
     from worker.pipeline import preprocess
 
     page = sheet(garment, np.random.default_rng(seed))  # framed, ruled, text, turned, JPEG
-    assert ruled_cell(page) is not None
+    assert read_sheet(page) is not None
     cut = canvas_gap(garment, page)
     monkeypatch.setattr(preprocess, "without_sheet", lambda img: img)  # as before the cut
     kept = canvas_gap(garment, page)
@@ -151,9 +151,9 @@ def _framed(img: Image.Image, sides: str, line: int = 4) -> Image.Image:
 
 def test_a_frame_with_a_title_block_at_its_foot_or_side_keeps_the_drawing_whole(garment):
     framed = _framed(garment, "tblr")
-    cell = ruled_cell(framed)
-    assert cell is not None
-    left, top, right, bottom = cell  # inside the frame, the whole drawing in it
+    sheet = read_sheet(framed)
+    assert sheet is not None
+    left, top, right, bottom = sheet.cell  # inside the frame, the whole drawing in it
     x, y = (framed.width - garment.width) // 2, (framed.height - garment.height) // 2
     assert left <= x and top <= y and right >= x + garment.width and bottom >= y + garment.height
     plain = canvas_gap(garment, _framed(garment, ""))  # the same page unframed: resampling
@@ -162,7 +162,7 @@ def test_a_frame_with_a_title_block_at_its_foot_or_side_keeps_the_drawing_whole(
     arr[:, round(0.85 * framed.width):round(0.85 * framed.width) + 3] = 0
     arr[10:-10, round(0.85 * framed.width):][::12] = 0  # its text, as lines of ink
     ruled = Image.fromarray(arr)
-    assert ruled_cell(ruled)[2] <= round(0.85 * framed.width)
+    assert read_sheet(ruled).cell[2] <= round(0.85 * framed.width)
     assert canvas_gap(garment, ruled) < plain + 1.0
 
 
@@ -185,7 +185,7 @@ def test_a_page_without_a_frame_is_not_cut(garment, case):
                             Image.eval(garment, lambda v: 255 - v).getbbox())
     else:
         page = Image.new("RGB", (300, 400), "white")
-    assert ruled_cell(page) is None
+    assert read_sheet(page) is None
     assert without_sheet(page) is page
 
 

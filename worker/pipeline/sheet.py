@@ -41,13 +41,6 @@ class Sheet:
     boxed: Box | None  # a title block boxed in the cell's foot, in the cell's pixels
 
 
-def ruled_cell(img: Image.Image) -> Box | None:
-    """(left, top, right, bottom) in `img`'s pixels of the drawing's cell on a framed sheet,
-    None when the page has no frame."""
-    sheet = read_sheet(img)
-    return None if sheet is None else sheet.cell
-
-
 def read_sheet(img: Image.Image) -> Sheet | None:
     """The drawing's cell on a framed sheet and a title block boxed in its foot, if any; None
     when the page has no frame."""
