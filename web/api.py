@@ -131,10 +131,10 @@ def get_result_image(search_id: str):
 @bp.get("/api/searches/<search_id>/results.csv")
 @api.validate(tags=["searches"], operation_id="getSearchCsv",
               path_parameter_descriptions=SEARCH_ID, skip_validation=True, resp=Responses(
-                  HTTP_200=(None, "CSV, a row per hit, in the results' order: " + ",".join(SEARCH_COLUMNS)
-                            + ", then the catalogue's further columns the hits carry (garment, "
-                            "season, ...; one named like ours: `catalogue:<name>`); the others "
-                            "as in a check's report"),
+                  HTTP_200=(None, "CSV, a row per hit, in the results' order: "
+                            + ",".join(SEARCH_COLUMNS) + ", then the catalogue's further "
+                            "columns the hits carry (garment, season, ...; one named like ours: "
+                            "`catalogue:<name>`); the others as in a check's report"),
                   HTTP_404=(Error, "unknown, expired or malformed id"),
                   HTTP_409=NOT_FINISHED, HTTP_503=UNAVAILABLE))
 def get_result_csv(search_id: str):

@@ -127,7 +127,7 @@ class SearchRequest(SearchOptions):
 
 
 class Hit(BaseModel):
-    """One catalogue design in a result, best first."""
+    """One catalogue design in a result, in the result's `order`."""
 
     rank: int = Field(ge=1, description="1 is the closest design (the result's `order` says "
                       "how the rest follow)")
