@@ -55,8 +55,10 @@ def test_a_season_of_copies_and_new_designs(indexed_client, indexed_settings, ex
         assert top["name"] == design["name"].removeprefix("copy-of-"), design["name"]
         assert top["verdict"] in FLAGGED, (design["name"], top)
         assert set(top) == HIT_FIELDS
+        assert design["order"] == "design"  # a copy found: the rest ordered by design
     for design in body["designs"][20:]:
         assert not [h for h in design["results"] if h["verdict"] in FLAGGED], design["name"]
+        assert design["order"] == "score"
     report = list(csv.DictReader(io.StringIO(
         indexed_client.get(body["report_url"]).get_data(as_text=True))))
     assert len(report) == 30 * 20
@@ -81,7 +83,9 @@ def test_a_season_of_copies_and_new_designs(indexed_client, indexed_settings, ex
     search = post_pair(indexed_client, files["img/copy-of-dress-0013-f.jpg"],
                        files["img/copy-of-dress-0013-b.jpg"]).get_json()
     run_worker()
-    searched = _finished(indexed_client, search["url"])["results"]
+    finished = _finished(indexed_client, search["url"])
+    searched = finished["results"]
+    assert finished["order"] == body["designs"][13]["order"]
     checked = body["designs"][13]["results"]
     assert [h["name"] for h in checked] == [h["name"] for h in searched]
     for a, b in zip(checked, searched, strict=True):

@@ -12,8 +12,10 @@ from worker.core.contract import (
     DEFAULT_FRONT_WEIGHT,
     DEFAULT_K,
     K_MAX,
+    LIST_ORDER,
     SIDE_COPIES,
     DesignStatus,
+    ListOrder,
     SideCopy,
 )
 from worker.core.filters import MAX_FILTER_FIELDS
@@ -57,9 +59,9 @@ class CheckedDesignView(Closed):
     status: DesignStatus = Field(description="`queued` until checked; `failed` when a drawing "
                                  "was missing or refused (or checking it failed)")
     error: str | None = Field(None, description="only when failed: why, for people")
-    results: list[HitView] = Field(description="as a search's results and in its order (best "
-                                   "first; after a found copy, by design), at most k; empty "
-                                   "until finished")
+    results: list[HitView] = Field(description="as a search's results, in `order`, at most "
+                                   "k; empty until finished")
+    order: ListOrder = Field("score", description=LIST_ORDER)
     outline_only: list[Literal["front", "back"]] = Field(
         description="its sides that are line sketches, matched by the garment's outline alone, "
         "as a search's: when every side that counts (weight above 0) is one, its hits get no "

@@ -27,6 +27,11 @@ DEFAULT_FRONT_WEIGHT = 0.5
 GRID_COLUMNS = 5  # pairs a row on the rendered grid (the search page links each cell)
 
 Verdict = Literal["copy", "near-duplicate", "similar"]
+ListOrder = Literal["score", "design"]
+LIST_ORDER = ("`score`: best score first; `design`: the first hit was judged a copy or "
+              "near-duplicate, and the hits after those so judged are ordered by design (the "
+              "same garment and pattern before the same colours), so a lower score may rank "
+              "higher")
 Score = Annotated[float, Field(description="cosine-based score, higher is closer")]
 
 
@@ -174,10 +179,7 @@ class SearchResult(BaseModel):
 
     results: list[Hit]
     side_copies: list[SideCopy] = Field(default_factory=list, description=SIDE_COPIES)
-    order: Literal["score", "design"] = Field("score", description=(
-        "`score`: best score first; `design`: the first hit was judged a copy or "
-        "near-duplicate, and the hits after those so judged are ordered by design (the same "
-        "garment and pattern before the same colours), so a lower score may rank higher"))
+    order: ListOrder = Field("score", description=LIST_ORDER)
     image: str = Field(description="file name of the rendered grid")
     k: int
     front_weight: float = Field(description="the front's weight as applied: as asked with "
@@ -226,7 +228,8 @@ class CheckedDesign(BaseModel):
     name: str
     status: DesignStatus
     error: str | None = Field(None, description="only when failed: why, for people")
-    results: list[Hit] = Field(default_factory=list, description="best first, at most k")
+    results: list[Hit] = Field(default_factory=list, description="in `order`, at most k")
+    order: ListOrder = "score"  # as a search's
     outline_only: list[Literal["front", "back"]] = Field(default_factory=list)  # as a search's
     side_copies: list[SideCopy] = Field(default_factory=list)  # as a search's
     catalogue: str | None = None  # the index generation it was compared with (once finished)

@@ -59,9 +59,10 @@ class Ranked(NamedTuple):
     outline_only: list[str]
     catalogue: str | None  # the generation compared with: an edit may land mid-check
     side_copies: list[SideCopy]
+    order: str  # the hits' order (`listing.ranked`)
 
     def design(self, name: str) -> CheckedDesign:
-        return CheckedDesign(name=name, status="finished", results=self.hits,
+        return CheckedDesign(name=name, status="finished", results=self.hits, order=self.order,
                              outline_only=self.outline_only, catalogue=self.catalogue,
                              side_copies=self.side_copies)
 
@@ -97,9 +98,9 @@ def check_pairs(engine: Engine, pairs: list[Pair], options: SearchOptions,
 
 def _ranked(snapshot: Snapshot, found, options: SearchOptions) -> Ranked:
     outline = outline_sides(snapshot.bank, sketched(found.canvases), found.rows)
-    hits, copied_sides, _ = rank_hits(snapshot, found.rows, options, outline)
+    hits, copied_sides, order = rank_hits(snapshot, found.rows, options, outline)
     return Ranked(hits, [side for side, by_outline in zip(SIDES, outline, strict=True)
-                         if by_outline], _version(snapshot), copied_sides)
+                         if by_outline], _version(snapshot), copied_sides, order)
 
 
 def _version(snapshot: Snapshot) -> str | None:
