@@ -19,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 
 from worker.core.bank import FeatureBank
+from worker.core.contract import ListOrder
 from worker.pipeline.exact import ExactMatch, usable
 from worker.pipeline.ranking import SearchHit, side_weights, top_k
 from worker.pipeline.verdicts import verdict_scores
@@ -31,7 +32,7 @@ PATTERN_BLOCK = 2  # the appearance block of the pattern's edges (after silhouet
 class Listing(NamedTuple):
     hits: list[SearchHit]  # at most k, ranks 1.. in the order shown
     judged: list[float]  # what each hit's verdict judges (`verdict_scores`, in the score's order)
-    order: str  # "score", or "design" where the hits after a found copy were ordered by design
+    order: ListOrder  # "design" where the hits after a found copy were ordered by design
 
 
 def ranked(bank: FeatureBank, q_front: np.ndarray | None, q_back: np.ndarray | None, k: int,

@@ -33,6 +33,7 @@ from worker.core.contract import (
     CheckChunk,
     CheckedDesign,
     Hit,
+    ListOrder,
     SearchOptions,
     SideCopy,
     problems,
@@ -59,7 +60,7 @@ class Ranked(NamedTuple):
     outline_only: list[str]
     catalogue: str | None  # the generation compared with: an edit may land mid-check
     side_copies: list[SideCopy]
-    order: str  # the hits' order (`listing.ranked`)
+    order: ListOrder  # the hits' order (`listing.ranked`)
 
     def design(self, name: str) -> CheckedDesign:
         return CheckedDesign(name=name, status="finished", results=self.hits, order=self.order,

@@ -16,6 +16,7 @@ from rq import get_current_job
 from worker.core.contract import (
     SIDES,
     Hit,
+    ListOrder,
     SearchOptions,
     SearchRequest,
     SearchResult,
@@ -85,7 +86,7 @@ def run_search(engine: Engine, request: SearchRequest) -> SearchResult:
 
 def rank_hits(snapshot: Snapshot, rows: tuple[np.ndarray | None, np.ndarray | None],
               options: SearchOptions, outline: tuple[bool, bool] = (False, False)
-              ) -> tuple[list[Hit], list[SideCopy], str]:
+              ) -> tuple[list[Hit], list[SideCopy], ListOrder]:
     """A query's (front, back) descriptors -> the k best designs that pass its filters, each
     with its verdict (a search's and a collection check's search stage; the first hit's lead
     over the second is taken among the designs that pass), the sides that alone copy a
