@@ -40,13 +40,14 @@ def ranked(bank: FeatureBank, q_front: np.ndarray | None, q_back: np.ndarray | N
            thresholds: dict[str, float] | None = None) -> Listing:
     """The k hits a search shows and the score each one's verdict judges. `thresholds`: what
     the verdicts judge by (None: no verdicts, and the score's order)."""
-    by_design = thresholds is not None and _pattern_columns(bank) is not None
+    columns = None if thresholds is None else _pattern_columns(bank)
+    by_design = columns is not None
     hits = top_k(bank, q_front, q_back, max(2, POOL_PER_K * k if by_design else k), front_weight,
                  sides_unknown, allowed)  # 2: the first hit is judged on its lead
     judged = verdict_scores([hit.score for hit in hits])
     if not (by_design and hits and judged[0] >= thresholds["near-duplicate"]):
         return Listing(hits[:k], judged[:k], "score")
-    hits, judged = _after_copy(bank, hits, judged, thresholds["near-duplicate"],
+    hits, judged = _after_copy(bank, columns, hits, judged, thresholds["near-duplicate"],
                                (q_front, q_back), front_weight)
     return Listing(hits[:k], judged[:k], "design")
 
@@ -60,25 +61,26 @@ def _pattern_columns(bank: FeatureBank) -> slice | None:
     return slice(start, start + whitening.blocks[PATTERN_BLOCK][0])
 
 
-def _after_copy(bank: FeatureBank, hits: list[SearchHit], judged: list[float], found: float,
-                queries: tuple[np.ndarray | None, np.ndarray | None], front_weight: float
-                ) -> tuple[list[SearchHit], list[float]]:
-    """The hits judged at least `found` kept first, the rest by design, ranks renumbered."""
+def _after_copy(bank: FeatureBank, columns: slice, hits: list[SearchHit], judged: list[float],
+                found: float, queries: tuple[np.ndarray | None, np.ndarray | None],
+                front_weight: float) -> tuple[list[SearchHit], list[float]]:
+    """The hits judged at least `found` kept first, the rest by design, ranks renumbered
+    (`columns`: the bank's pattern block)."""
     head = next((i for i, score in enumerate(judged) if score < found), len(hits))
     rest = hits[head:]
     design = np.array([h.score for h in rest]) + PATTERN_EXTRA * _pattern_parts(
-        bank, rest, queries, front_weight)
+        bank, columns, rest, queries, front_weight)
     order = [*range(head), *(head + np.argsort(-design, kind="stable"))]
     return ([replace(hits[i], rank=rank) for rank, i in enumerate(order, start=1)],
             [judged[i] for i in order])
 
 
-def _pattern_parts(bank: FeatureBank, hits: list[SearchHit],
+def _pattern_parts(bank: FeatureBank, columns: slice, hits: list[SearchHit],
                    queries: tuple[np.ndarray | None, np.ndarray | None], front_weight: float
                    ) -> np.ndarray:
-    """(len(hits),) what the pattern block adds to each hit's score: each side's block
-    product, weighted as the score weighs the sides (the other way round where it swapped)."""
-    columns = _pattern_columns(bank)
+    """(len(hits),) what the pattern block (`columns`) adds to each hit's score: each side's
+    block product, weighted as the score weighs the sides (the other way round where it
+    swapped)."""
     rows = np.array([h.index for h in hits], np.int64)
     swapped = np.array([h.swapped for h in hits], bool)[:, None]
     front, back = bank.front[rows, columns], bank.back[rows, columns]
