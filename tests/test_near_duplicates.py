@@ -193,8 +193,6 @@ def test_after_a_found_copy_the_list_holds_more_of_the_same_garment_and_pattern(
     copy or near-duplicate, and the hits after it are ordered by design (`order`: "design");
     together the four lists hold more designs of the query's garment and pattern than the
     score's own top 20 (the ranking computed here from the same index)."""
-    from PIL import Image as PILImage
-
     from worker.core.bank import load_bank
     from worker.pipeline.appearance import sketched
     from worker.pipeline.preprocess import to_canvas
@@ -211,7 +209,7 @@ def test_after_a_found_copy_the_list_holds_more_of_the_same_garment_and_pattern(
         assert (hits[0]["name"], body["order"]) == (name, "design")
         assert hits[0]["verdict"] in ("copy", "near-duplicate"), hits[0]
         assert 'id="design-order"' in client.get(f"/searches/{body['id']}").get_data(as_text=True)
-        canvases = np.stack([to_canvas(PILImage.open(io.BytesIO(b)), lookalike_extractor.trim)
+        canvases = np.stack([to_canvas(Image.open(io.BytesIO(b)), lookalike_extractor.trim)
                              for b in sides])
         rows = tuple(lookalike_extractor.extract(canvases))
         outline = outline_sides(bank, sketched(canvases), rows)
