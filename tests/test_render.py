@@ -136,3 +136,15 @@ def test_the_query_cell_says_which_designs_a_filtered_search_compared():
     query, = grid_cells(None, None, None, (canvas, canvas), [],
                         {"garment": ["dress", "jacket"], "season": ["SS26"]})
     assert query.subtitle == "front | back · among garment:dress,jacket; season:SS26"
+
+
+def test_the_query_cell_says_when_the_list_after_the_copy_is_in_order_of_design():
+    from worker.pipeline.grid import grid_cells
+    from worker.pipeline.render import CELL_W, GAP, GridRenderer
+
+    canvas = np.full((224, 224, 3), 255, np.uint8)
+    assert grid_cells(None, None, None, (canvas, canvas), [])[0].title == "Query"
+    query, = grid_cells(None, None, None, (canvas, canvas), [], order="design")
+    assert query.title == "Query · the rest in order of design"
+    font = GridRenderer().title_font
+    assert font.fit(query.title, CELL_W - 2 * GAP) == query.title  # drawn whole, not cut short

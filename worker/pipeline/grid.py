@@ -7,12 +7,13 @@ from pathlib import Path
 import numpy as np
 
 from worker.core.catalogue import Catalogue
-from worker.core.contract import SIDES, Hit
+from worker.core.contract import SIDES, Hit, ListOrder
 from worker.core.filters import Filters, as_fields
 from worker.pipeline.render import GridCell, render_grid
 from worker.pipeline.thumbnails import ThumbnailCache, load_thumbnail
 
 BLANK = np.full((8, 8, 3), 255, dtype=np.uint8)  # a side the query does not have
+TITLES = {"score": "Query", "design": "Query · the rest in order of design"}
 
 
 def score_line(hit: Hit) -> str:
@@ -28,14 +29,15 @@ def score_line(hit: Hit) -> str:
 
 def grid_cells(catalogue: Catalogue, features_dir: Path, thumbnails: ThumbnailCache,
                query: tuple[np.ndarray | None, np.ndarray | None],
-               hits: list[Hit], filters: Filters | None = None) -> list[GridCell]:
+               hits: list[Hit], filters: Filters | None = None,
+               order: ListOrder = "score") -> list[GridCell]:
     """The query pair (as the model saw it; a missing side blank) first, its label saying
-    which designs were compared when filtered (a grid saved alone still says so), then each
-    hit."""
+    which designs were compared when filtered and whether the list after the copy is in order
+    of design (a grid saved alone still says so), then each hit."""
     sides = " | ".join(name for name, img in zip(SIDES, query, strict=True)
                        if img is not None)
     among = "; ".join(as_fields(filters or {}))
-    cells = [GridCell(*(BLANK if img is None else img for img in query), "Query",
+    cells = [GridCell(*(BLANK if img is None else img for img in query), TITLES[order],
                       f"{sides} · among {among}" if among else sides)]
     for hit in hits:  # decoded once, kept in RAM (THUMB_CACHE_MB)
         front, back = (load_thumbnail(features_dir, catalogue, rel, thumbnails)
@@ -47,6 +49,8 @@ def grid_cells(catalogue: Catalogue, features_dir: Path, thumbnails: ThumbnailCa
 
 def draw_grid(catalogue: Catalogue, features_dir: Path, thumbnails: ThumbnailCache,
               query: tuple[np.ndarray | None, np.ndarray | None],
-              hits: list[Hit], filters: Filters | None = None) -> bytes:
+              hits: list[Hit], filters: Filters | None = None,
+              order: ListOrder = "score") -> bytes:
     """The result grid as JPEG bytes."""
-    return render_grid(grid_cells(catalogue, features_dir, thumbnails, query, hits, filters))
+    return render_grid(grid_cells(catalogue, features_dir, thumbnails, query, hits, filters,
+                                  order))

@@ -69,7 +69,7 @@ def run_search(engine: Engine, request: SearchRequest) -> SearchResult:
     with stage("search"):
         hits, copied_sides, order = rank_hits(engine.snapshot, found.rows, request, outline)
     with stage("render"):
-        image = save_grid(engine, request, found, hits)
+        image = save_grid(engine, request, found, hits, order)
         save_query(engine, request.search_id, found.canvases)
     timings = stage.stop()
     record_timings(getattr(job, "connection", None),
@@ -144,10 +144,11 @@ def store_result(engine: Engine, name: str, data: bytes) -> None:
                              "please try again later") from exc
 
 
-def save_grid(engine: Engine, request: SearchRequest, found: Extracted, hits: list[Hit]) -> str:
+def save_grid(engine: Engine, request: SearchRequest, found: Extracted, hits: list[Hit],
+              order: ListOrder) -> str:
     """Draw and store the grid; its file name."""
     image = f"{request.search_id}.jpg"
     jpeg = draw_grid(engine.snapshot.catalogue, engine.settings.features_dir, engine.thumbnails,
-                     found.canvases, hits, request.filters)
+                     found.canvases, hits, request.filters, order)
     store_result(engine, image, jpeg)
     return image
