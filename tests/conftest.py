@@ -11,10 +11,26 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
+from tests.background_indexes import BackgroundIndexes, last, wanted
 from tests.images import N_PAIRS
 from worker.core.settings import DEFAULT_DESCRIPTOR, Settings
 from worker.dev.processes import free_port, start_redis
 from worker.dev.sample import write_catalogue
+
+
+def pytest_collection_modifyitems(items):
+    last(items)  # the module whose indexes build in the background meanwhile
+
+
+@pytest.fixture(scope="session", autouse=True)
+def background_indexes(request, tmp_path_factory):
+    """Started with the session when tests/test_near_duplicates.py is to run."""
+    if not wanted(request.session.items):
+        yield None
+        return
+    builds = BackgroundIndexes(tmp_path_factory.mktemp("background"))
+    yield builds
+    builds.stop()
 
 
 @pytest.fixture(scope="session")

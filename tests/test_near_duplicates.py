@@ -8,16 +8,16 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from benchmarks.lookalike_edits import colourway, lineart, rescan, spacing
+from tests.background_indexes import LOOKALIKES, precision, white_tee
 from tests.http import post_pair
 from tests.images import encode, unrelated_drawing
 from worker.core.settings import DEFAULT_DESCRIPTOR
-from worker.dev.sample import draw_side, make_designs, write_catalogue
+from worker.dev.sample import draw_side, make_designs
 
 pytestmark = pytest.mark.slow
-LOOKALIKES = 300
 COPIED = 28  # one of the colourway copies the verdicts flag (docs/quality.md: most are "similar")
 SPACED = 4  # horizontal stripes: first either way; a near-duplicate with the exact-match bonus,
 # only similar on the plain score
@@ -26,30 +26,20 @@ SKETCHED = 41  # a line sketch's design is in its top 20 nearly always (docs/qua
 
 @pytest.fixture(scope="module")
 def lookalike_extractor(request):
-    """bfloat16, as the benchmark that calibrated the verdicts and a worker with bfloat16
-    units (PRECISION=auto) run: the index's 1,200 passes take about 80 % of float32's time.
-    A CPU without them computes bfloat16 slower than float32, so there it is the session's
-    float32 model, not a second one."""
+    """The precision the indexes were built at (tests/background_indexes.py): bfloat16 on a
+    CPU with its units, where it is not the session's float32 model."""
     from worker.pipeline.extract import FeatureExtractor
-    from worker.pipeline.precision import cpu_flags, has_bf16
 
-    if not has_bf16(cpu_flags()):
+    if precision() == "float32":
         return request.getfixturevalue("extractor")
-    fe = FeatureExtractor("bsds500", DEFAULT_DESCRIPTOR, precision="bfloat16")
+    fe = FeatureExtractor("bsds500", DEFAULT_DESCRIPTOR, precision=precision())
     fe.warm_up()
     return fe
 
 
 @pytest.fixture(scope="module")
-def lookalike_settings(tmp_path_factory, lookalike_extractor):
-    from worker.core.settings import Settings
-    from worker.indexing.build import build_index
-
-    root = tmp_path_factory.mktemp("lookalikes")
-    write_catalogue(root / "db", LOOKALIKES, seed=7)
-    settings = Settings(database_dir=root / "db", features_dir=root / "features")
-    build_index(settings, lookalike_extractor, progress=False)
-    return settings
+def lookalike_settings(background_indexes):
+    return background_indexes.ready("lookalikes")
 
 
 def _served(indexed, settings, extractor, redis):
@@ -74,40 +64,10 @@ def client_and_worker(lookalike_settings, settings, lookalike_extractor, redis):
     return _served(lookalike_settings, settings, lookalike_extractor, redis)
 
 
-def white_tee(side: str) -> Image.Image:
-    """A white T-shirt drawn in black outline on white paper, a blue logo on its front: a
-    coloured design that reads as a line sketch (its fill is the paper's white)."""
-    img = Image.new("RGB", (320, 320), "white")
-    draw = ImageDraw.Draw(img)
-    draw.polygon([(100, 40), (140, 40), (160, 60), (180, 40), (220, 40), (300, 90), (270, 140),
-                  (240, 120), (240, 290), (80, 290), (80, 120), (50, 140), (20, 90)],
-                 fill="white", outline="black", width=3)
-    if side == "front":
-        draw.rectangle((175, 80, 205, 110), fill=(30, 90, 200))
-    else:
-        draw.line((120, 50, 200, 50), fill="black", width=2)
-    return img
-
-
 @pytest.fixture(scope="module")
-def white_garment_settings(tmp_path_factory, lookalike_extractor):
+def white_garment_settings(background_indexes):
     """The 24-design sample catalogue (coloured drawings) and one white T-shirt, indexed."""
-    from worker.core.catalogue import load_catalogue, write_catalogue_csv
-    from worker.core.settings import Settings
-    from worker.indexing.build import build_index
-
-    db = tmp_path_factory.mktemp("white") / "db"
-    write_catalogue(db, 24, seed=7)
-    for side in ("front", "back"):
-        white_tee(side).save(db / "images" / f"white-tee_{side}.png")
-    cat = load_catalogue(db)
-    write_catalogue_csv(db, [*cat.names, "white-tee"], [*cat.fronts, "images/white-tee_front.png"],
-                        [*cat.backs, "images/white-tee_back.png"],
-                        {column: [*values, value] for (column, values), value
-                         in zip(cat.extra.items(), ("tshirt", "SS26"), strict=True)})
-    settings = Settings(database_dir=db, features_dir=db.parent / "features")
-    build_index(settings, lookalike_extractor, progress=False)
-    return settings
+    return background_indexes.ready("white")
 
 
 def test_an_exact_copy_of_a_white_garment_is_a_copy_not_a_line_sketch(

@@ -1,0 +1,124 @@
+"""The catalogues tests/test_near_duplicates.py searches (300 look-alike designs, and the
+24-design sample with a white T-shirt), indexed by `worker.cli.index` (as `make run` builds
+an index) in one process started with the session at the lowest CPU priority. Their ~1,300
+forward passes then use the CPU the other tests leave idle while they wait on workers, Redis
+and a browser; that module runs last and waits for what is left (docs/performance.md, "The
+test suite"). `python -m tests.background_indexes ROOT` is that process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+from worker.core.settings import Settings
+from worker.dev.processes import stop_process
+from worker.dev.sample import write_catalogue
+from worker.dev.services import service_env
+from worker.pipeline.precision import cpu_flags, has_bf16
+
+MODULE = "tests/test_near_duplicates.py"
+LOOKALIKES = 300  # the size of the catalogue the verdicts were calibrated on
+SEED = 7
+CATALOGUES = ("lookalikes", "white")  # built in this order
+WAIT_S = 500  # the longest a fixture waits: inside the 600 s a test may take
+
+
+def precision() -> str:
+    """bfloat16 where the CPU has its units (as the calibrating benchmark and PRECISION=auto
+    run), else float32: the module's in-process model's precision too."""
+    return "bfloat16" if has_bf16(cpu_flags()) else "float32"
+
+
+def wanted(items: list[pytest.Item]) -> bool:
+    return any(item.nodeid.startswith(MODULE) for item in items)
+
+
+def last(items: list[pytest.Item]) -> None:
+    """The module's tests after every other (a stable sort keeps each part's order)."""
+    items.sort(key=lambda item: item.nodeid.startswith(MODULE))
+
+
+def white_tee(side: str) -> Image.Image:
+    """A white T-shirt drawn in black outline on white paper, a blue logo on its front: a
+    coloured design that reads as a line sketch (its fill is the paper's white)."""
+    img = Image.new("RGB", (320, 320), "white")
+    draw = ImageDraw.Draw(img)
+    draw.polygon([(100, 40), (140, 40), (160, 60), (180, 40), (220, 40), (300, 90), (270, 140),
+                  (240, 120), (240, 290), (80, 290), (80, 120), (50, 140), (20, 90)],
+                 fill="white", outline="black", width=3)
+    if side == "front":
+        draw.rectangle((175, 80, 205, 110), fill=(30, 90, 200))
+    else:
+        draw.line((120, 50, 200, 50), fill="black", width=2)
+    return img
+
+
+def write_white(db: Path) -> None:
+    """The 24-design sample (coloured drawings) and one white T-shirt."""
+    from worker.core.catalogue import load_catalogue, write_catalogue_csv
+
+    write_catalogue(db, 24, seed=SEED)
+    for side in ("front", "back"):
+        white_tee(side).save(db / "images" / f"white-tee_{side}.png")
+    cat = load_catalogue(db)
+    write_catalogue_csv(db, [*cat.names, "white-tee"], [*cat.fronts, "images/white-tee_front.png"],
+                        [*cat.backs, "images/white-tee_back.png"],
+                        {column: [*values, value] for (column, values), value
+                         in zip(cat.extra.items(), ("tshirt", "SS26"), strict=True)})
+
+
+def settings_of(root: Path, name: str) -> Settings:
+    return Settings(database_dir=root / name / "db", features_dir=root / name / "features",
+                    vgg16_weights="bsds500", precision=precision())
+
+
+class BackgroundIndexes:
+    """The catalogues written now; their indexes built by a niced child process, which
+    leaves `<name>.exit` (the build's exit status) after each."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        write_catalogue(root / "lookalikes" / "db", LOOKALIKES, seed=SEED)
+        write_white(root / "white" / "db")
+        self.log = root / "index.log"
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                ["nice", "-n", "19", sys.executable, "-m", "tests.background_indexes", str(root)],
+                stdout=out, stderr=subprocess.STDOUT)
+
+    def ready(self, name: str) -> Settings:
+        """`name`'s settings once its index is built; the test fails with the build's own
+        words if it failed or took over WAIT_S from now."""
+        done = self.root / f"{name}.exit"
+        deadline = time.monotonic() + WAIT_S
+        while not done.exists() and self.process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        code = done.read_text().strip() if done.exists() else None
+        if code != "0":
+            reason = f"exited {code}" if code else \
+                "stopped before it" if self.process.poll() is not None else f"took over {WAIT_S} s"
+            pytest.fail(f"the {name} index build {reason}: {self.log.read_text()[-3000:]}")
+        return settings_of(self.root, name)
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+
+def main(root: Path) -> None:
+    from worker.cli.index import main as build
+
+    for name in CATALOGUES:
+        os.environ.update(service_env(settings_of(root, name)))
+        code = build(["--no-progress"])
+        (root / f"{name}.part").write_text(str(code))
+        (root / f"{name}.part").rename(root / f"{name}.exit")  # whole when it appears
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
