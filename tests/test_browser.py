@@ -3,10 +3,13 @@ served over HTTP, with a real worker process. Screenshots land in test-artifacts
 
 from __future__ import annotations
 
+import shutil
 import threading
+import uuid
 from pathlib import Path
 
 import pytest
+from redis import Redis
 from werkzeug.serving import make_server
 
 from tests.images import N_PAIRS, design_pair
@@ -21,15 +24,22 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-@pytest.fixture
-def site(indexed_settings, redis):
-    """The app on a real HTTP port, and one real worker process."""
-    import dataclasses
-
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, redis_url, catalogue_dir, features_dir):
+    """The app on a real HTTP port and one real worker process, shared by the module's tests
+    as by a team's browsers (each test opens its own browser context): the worker starts
+    once, not per test. A Redis database of its own, which the tests' flushes leave alone."""
     from web import create_app
+    from worker.core.settings import Settings
     from worker.dev.processes import free_port
 
-    settings = dataclasses.replace(indexed_settings, require_worker=True)
+    root = tmp_path_factory.mktemp("site")
+    shutil.copytree(features_dir, root / "features")
+    settings = Settings(redis_url=redis_url.rsplit("/", 1)[0] + "/1", database_dir=catalogue_dir,
+                        features_dir=root / "features", upload_dir=root / "uploads",
+                        output_dir=root / "output", vgg16_weights="bsds500",
+                        queue_name=f"site-{uuid.uuid4().hex[:8]}", require_worker=True)
+    Redis.from_url(settings.redis_url).flushdb()  # nothing of an earlier session's
     server = make_server("127.0.0.1", free_port(), create_app({"SETTINGS": settings}),
                          threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -41,7 +51,7 @@ def site(indexed_settings, redis):
     server.shutdown()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
 
