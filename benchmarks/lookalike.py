@@ -194,7 +194,8 @@ def run(args: argparse.Namespace, database: Path) -> dict:
                           None if args.score_order else thresholds_in(bank.manifest))
     thresholds = (calibrate([(s, r) for s, r, _ in graded_hits(outcomes, designs)])
                   if args.calibrate else thresholds_in(bank.manifest))
-    sides = search_sides(bank, outcomes, args.front_weight)
+    sides = search_sides(bank, outcomes, args.front_weight,
+                         None if args.score_order else thresholds_in(bank.manifest, one_side=True))
     side_thresholds = (calibrate([(s, r) for s, r, _ in graded_side_hits(sides, designs)])
                        if args.calibrate else thresholds_in(bank.manifest, one_side=True))
     similar = similar_beyond_copy(outcomes, designs)

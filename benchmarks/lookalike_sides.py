@@ -1,5 +1,6 @@
 """Each side of the look-alike queries searched alone, as a one-side search and `side_copies`
-(worker.pipeline.sides) search it: are its verdicts as often right as a pair's?
+(worker.pipeline.sides) search it: are its verdicts as often right as a pair's? Each side's
+list comes from `listing.ranked` with the one-side thresholds, as a one-side search's does.
 
 A side's hit is the copy when it holds the very drawing the query side was made from (a
 front shared by a design and its variant is the copy of both); relevance otherwise as for a
@@ -14,8 +15,8 @@ from dataclasses import dataclass
 from benchmarks.lookalike import verdict_row
 from worker.core.contract import SIDES
 from worker.dev.sample import Design
-from worker.pipeline.ranking import top_k
-from worker.pipeline.verdicts import VERDICTS, verdict_scores
+from worker.pipeline.listing import ranked
+from worker.pipeline.verdicts import VERDICTS
 
 K = 20
 
@@ -25,19 +26,23 @@ class SideOutcome:
     side: str
     row: int | None  # the catalogue row the query was copied from; None: unrelated
     design: Design
-    hits: list  # SearchHit, best first
+    hits: list  # SearchHit, in the list's order
+    judged: list  # what each hit's verdict judges (`listing.ranked`)
 
 
-def search_sides(bank, outcomes, front_weight: float = 0.5) -> list[SideOutcome]:
-    """Every query side not matched by its outline, searched alone among every design."""
+def search_sides(bank, outcomes, front_weight: float = 0.5,
+                 thresholds: dict[str, float] | None = None) -> list[SideOutcome]:
+    """Every query side not matched by its outline, searched alone among every design;
+    `thresholds` (one side's) gate the list after a found copy (None: the score's order)."""
     found = []
     for o in outcomes:
         for side, q, by_outline in zip(SIDES, o.projected, o.outline, strict=True):
             if by_outline:
                 continue
             alone = (q, None) if side == "front" else (None, q)
-            found.append(SideOutcome(side, o.query.row, o.query.design,
-                                     top_k(bank, *alone, K, front_weight)))
+            listing = ranked(bank, *alone, K, front_weight, thresholds=thresholds)
+            found.append(SideOutcome(side, o.query.row, o.query.design, listing.hits,
+                                     listing.judged))
     return found
 
 
@@ -57,9 +62,9 @@ def side_relevance(s: SideOutcome, other: Design, designs: list[Design]) -> int:
 
 
 def _graded(s: SideOutcome, designs: list[Design]) -> list[tuple[float, int]]:
-    """(score the verdicts judge, relevance) of a side's hits, best first."""
+    """(score the verdicts judge, relevance) of a side's hits, in the list's order."""
     return [(judged, side_relevance(s, designs[h.index], designs))
-            for h, judged in zip(s.hits, verdict_scores([h.score for h in s.hits]), strict=True)]
+            for h, judged in zip(s.hits, s.judged, strict=True)]
 
 
 def graded_side_hits(sides: list[SideOutcome], designs: list[Design]
