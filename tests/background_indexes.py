@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from worker.core.settings import Settings
+from worker.core.settings import REPO_ROOT, Settings
 from worker.dev.processes import stop_process
 from worker.dev.sample import write_catalogue
 from worker.dev.services import service_env
@@ -90,7 +90,7 @@ class BackgroundIndexes:
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
                 ["nice", "-n", "19", sys.executable, "-m", "tests.background_indexes", str(root)],
-                stdout=out, stderr=subprocess.STDOUT)
+                cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
 
     def ready(self, name: str) -> Settings:
         """`name`'s settings once its index is built; the test fails with the build's own

@@ -9,7 +9,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from redis import Redis
 from werkzeug.serving import make_server
 
 from tests.images import N_PAIRS, design_pair
@@ -28,7 +27,8 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 def site(tmp_path_factory, redis_url, catalogue_dir, features_dir):
     """The app on a real HTTP port and one real worker process, shared by the module's tests
     as by a team's browsers (each test opens its own browser context): the worker starts
-    once, not per test. A Redis database of its own, which the tests' flushes leave alone."""
+    once, not per test. A Redis database of its own (the session's server is new), which the
+tests' flushes of database 0 leave alone."""
     from web import create_app
     from worker.core.settings import Settings
     from worker.dev.processes import free_port
@@ -39,7 +39,6 @@ def site(tmp_path_factory, redis_url, catalogue_dir, features_dir):
                         features_dir=root / "features", upload_dir=root / "uploads",
                         output_dir=root / "output", vgg16_weights="bsds500",
                         queue_name=f"site-{uuid.uuid4().hex[:8]}", require_worker=True)
-    Redis.from_url(settings.redis_url).flushdb()  # nothing of an earlier session's
     server = make_server("127.0.0.1", free_port(), create_app({"SETTINGS": settings}),
                          threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
