@@ -1,6 +1,6 @@
 """The catalogues tests/test_near_duplicates.py searches (300 look-alike designs, and the
 24-design sample with a white T-shirt), indexed by `worker.cli.index` (as `make run` builds
-an index) in one process started with the session at the lowest CPU priority. Their ~1,300
+an index) in one process started with the session at the lowest CPU priority. Their ~1,250
 forward passes then use the CPU the other tests leave idle while they wait on workers, Redis
 and a browser; that module runs last and waits for what is left (docs/performance.md, "The
 test suite"). `python -m tests.background_indexes ROOT` is that process."""

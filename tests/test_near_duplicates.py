@@ -26,8 +26,8 @@ SKETCHED = 41  # a line sketch's design is in its top 20 nearly always (docs/qua
 
 @pytest.fixture(scope="module")
 def lookalike_extractor(request):
-    """The precision the indexes were built at (tests/background_indexes.py): bfloat16 on a
-    CPU with its units, where it is not the session's float32 model."""
+    """The model at the precision the indexes were built at (tests/background_indexes.py):
+    the session's float32 one, or a bfloat16 one on a CPU with bfloat16 units."""
     from worker.pipeline.extract import FeatureExtractor
 
     if precision() == "float32":
