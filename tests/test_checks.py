@@ -66,6 +66,7 @@ def test_a_season_of_copies_and_new_designs(indexed_client, indexed_settings, ex
     assert firsts["copy-of-dress-0013"]["match"] == "dress-0013"
     assert firsts["copy-of-dress-0013"]["garment"] == "dress"  # the hit's catalogue columns
     assert firsts["copy-of-dress-0013"]["verdict"] in FLAGGED
+    assert {r["order"] for r in report if r["design"].startswith("copy-of-")} == {"design"}
     assert list(indexed_settings.upload_dir.iterdir()) == []  # each chunk dropped its drawings
 
     # each design is kept as the model saw it (front | back) and shown on the report page
@@ -77,6 +78,7 @@ def test_a_season_of_copies_and_new_designs(indexed_client, indexed_settings, ex
     assert image.size == (448, 224)
     page = indexed_client.get(f"/checks/{body['id']}").get_data(as_text=True)
     assert all(f'src="{d["image_url"]}"' in page for d in body["designs"])
+    assert page.count('class="muted design-order"') == 20  # each copy's list says its order
     assert indexed_client.get(f"/api/checks/{body['id']}/designs/30.jpg").status_code == 404
 
     # a design checked in a collection gets the hits a search of its pair gets
