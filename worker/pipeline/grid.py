@@ -49,8 +49,7 @@ def grid_cells(catalogue: Catalogue, features_dir: Path, thumbnails: ThumbnailCa
 
 def draw_grid(catalogue: Catalogue, features_dir: Path, thumbnails: ThumbnailCache,
               query: tuple[np.ndarray | None, np.ndarray | None],
-              hits: list[Hit], filters: Filters | None = None,
-              order: ListOrder = "score") -> bytes:
-    """The result grid as JPEG bytes."""
+              hits: list[Hit], filters: Filters | None, order: ListOrder) -> bytes:
+    """The result grid as JPEG bytes (a search's: its filters and its list's order)."""
     return render_grid(grid_cells(catalogue, features_dir, thumbnails, query, hits, filters,
                                   order))
