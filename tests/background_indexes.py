@@ -35,13 +35,18 @@ def precision() -> str:
     return "bfloat16" if has_bf16(cpu_flags()) else "float32"
 
 
+def searching(item: pytest.Item) -> bool:
+    """Is `item` one of the tests that search these indexes?"""
+    return item.nodeid.startswith(MODULE)
+
+
 def wanted(items: list[pytest.Item]) -> bool:
-    return any(item.nodeid.startswith(MODULE) for item in items)
+    return any(map(searching, items))
 
 
 def last(items: list[pytest.Item]) -> None:
     """The module's tests after every other (a stable sort keeps each part's order)."""
-    items.sort(key=lambda item: item.nodeid.startswith(MODULE))
+    items.sort(key=searching)
 
 
 def white_tee(side: str) -> Image.Image:
