@@ -87,6 +87,7 @@ def test_index_rows_follow_pairs_csv(features_dir, catalogue_dir, extractor):
     assert m["exact_match"] == CHOSEN[DEFAULT_DESCRIPTOR].to_manifest()
     assert m["whitening"]["dims"] == m["dim"] and m["preprocess"]["trim"] is True
     assert m["weights"]["fingerprint"] == extractor.weights_fingerprint
+    assert m["weights"]["file"] == extractor.weights_file and len(extractor.weights_file) == 16
     assert m["preprocess"]["long_side"] == 200 and m["preprocess"]["canvas"] == 224
     for row in (0, 5, 23):
         q = bank.project(extractor.extract(

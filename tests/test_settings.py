@@ -95,6 +95,7 @@ def test_make_run_builds_the_index_again_when_the_worker_would_refuse_it(tmp_pat
 
     from worker.cli.index import why_build
     from worker.core.bank import write_bank
+    from worker.pipeline.weights import file_digest, resolve_weights
 
     settings = Settings(database_dir=tmp_path / "db", features_dir=tmp_path / "features",
                         vgg16_weights="bsds500", precision="float32")
@@ -117,6 +118,19 @@ def test_make_run_builds_the_index_again_when_the_worker_would_refuse_it(tmp_pat
     assert why_build(settings) is None
     assert why_build(dataclasses.replace(settings, precision="int8")) == \
         "the index was built at precision bfloat16, the worker will run int8"
+    # a weights file replaced under the same name: its digest, not its name, tells
+    weights = tmp_path / "vgg16.weights.h5"
+    weights.write_bytes(b"first weights")
+    by_file = dataclasses.replace(settings, vgg16_weights=str(weights))
+    recorded = {"id": "file:vgg16.weights.h5", "file": file_digest(resolve_weights(str(weights)))}
+    write_bank(settings.features_dir, rows, rows, {**served, "weights": recorded})
+    assert why_build(by_file) is None
+    weights.write_bytes(b"other weights")
+    assert why_build(by_file) == \
+        "the VGG16 weights file vgg16.weights.h5 changed since the index was built"
+    write_bank(settings.features_dir, rows, rows, {**served, "weights": {"id": recorded["id"]}})
+    assert why_build(by_file) is None  # an index from before the digest: by name only
+    write_bank(settings.features_dir, rows, rows, served)
     env = {**os.environ, "DATABASE_DIR": str(settings.database_dir),
            "FEATURES_DIR": str(settings.features_dir), "VGG16_WEIGHTS": "bsds500",
            "PRECISION": "float32"}

@@ -21,7 +21,7 @@ from worker.indexing.build import build_index
 from worker.indexing.chunks import ChunkMissing, UnreadableImages
 from worker.indexing.distributed import DistributedBuildFailed
 from worker.pipeline.precision import resolve_precision
-from worker.pipeline.weights import WeightsUnavailable, resolve_weights
+from worker.pipeline.weights import WeightsUnavailable, file_digest, resolve_weights
 
 BATCH_MAX = 256  # VGG16's first block holds 12.8 MB an image (float32): 256 is ~3.3 GB at once
 
@@ -51,7 +51,7 @@ def why_build(settings: Settings) -> str | None:
     except BankError as exc:
         return str(exc)
     # what the worker would refuse (worker.core.bank.check_model_matches), short of loading
-    # the model: weights are compared by name here, by their loaded values in the worker
+    # the model: weights by name and file digest here, by their loaded values in the worker
     built = manifest.get("descriptor")
     if built != settings.descriptor:  # an upgrade changed the default, say
         return f"the index holds descriptor {built!r}, DESCRIPTOR is {settings.descriptor!r}"
@@ -59,14 +59,17 @@ def why_build(settings: Settings) -> str | None:
     precision, _ = resolve_precision(settings.precision, settings.descriptor)
     if not precision_serves(built_at, precision):
         return f"the index was built at precision {built_at}, the worker will run {precision}"
-    built_with = manifest.get("weights", {}).get("id")
+    built_with = manifest.get("weights", {})
     try:
-        weights = resolve_weights(settings.vgg16_weights).id
+        choice = resolve_weights(settings.vgg16_weights)
     except WeightsUnavailable:
         return None  # the worker says why it cannot load them; a build could not either
-    if built_with != weights:
-        return (f"the index was built with VGG16 weights {built_with!r}, the worker will load "
-                f"{weights!r}")
+    if built_with.get("id") != choice.id:
+        return (f"the index was built with VGG16 weights {built_with.get('id')!r}, the worker "
+                f"will load {choice.id!r}")
+    # an index from before the digest was recorded has none: compared by name only
+    if built_with.get("file") and built_with["file"] != file_digest(choice):
+        return f"the VGG16 weights file {choice.path.name} changed since the index was built"
     return None
 
 

@@ -14,7 +14,13 @@ import numpy as np
 
 from worker.core.settings import InvalidSetting
 from worker.core.whitening import l2_normalise
-from worker.pipeline.weights import WeightsChoice, fingerprint, load_bsds500_into, resolve_weights
+from worker.pipeline.weights import (
+    WeightsChoice,
+    file_digest,
+    fingerprint,
+    load_bsds500_into,
+    resolve_weights,
+)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
@@ -78,6 +84,7 @@ class FeatureExtractor:
             keras.config.set_dtype_policy(previous)
         self.weights_id = choice.id
         self.weights_fingerprint = fingerprint(vgg)
+        self.weights_file = file_digest(choice)  # what `index --if-needed` compares
         self.descriptor = descriptor
         self.trim = spec.trim  # preprocessing crops to the drawing first (see preprocess.to_canvas)
         self.grey = spec.grey

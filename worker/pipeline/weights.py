@@ -113,6 +113,19 @@ def load_bsds500_into(model, path: Path) -> None:
             layer.set_weights([kernel, bias])
 
 
+def file_digest(choice: WeightsChoice) -> str | None:
+    """sha256 of the weights file's bytes (first 16 hex digits), None for weights without a
+    local file (imagenet from Keras's cache, random): tells, without building the model, a
+    file replaced under the same name."""
+    if choice.path is None:
+        return None
+    digest = hashlib.sha256()
+    with open(choice.path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 def fingerprint(model) -> str:
     """sha256 over the conv weights actually loaded (first 16 hex digits)."""
     digest = hashlib.sha256()
