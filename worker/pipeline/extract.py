@@ -84,7 +84,7 @@ class FeatureExtractor:
             keras.config.set_dtype_policy(previous)
         self.weights_id = choice.id
         self.weights_fingerprint = fingerprint(vgg)
-        self.weights_file = file_digest(choice)  # what `index --if-needed` compares
+        self.weights_choice = choice
         self.descriptor = descriptor
         self.trim = spec.trim  # preprocessing crops to the drawing first (see preprocess.to_canvas)
         self.grey = spec.grey
@@ -130,6 +130,12 @@ class FeatureExtractor:
         if not self.appearance:
             return rows
         return np.hstack([rows, appearance(canvases, len(self.appearance))])
+
+    @property
+    def weights_file(self) -> str | None:
+        """The weights file's digest, which an index records for `index --if-needed`
+        (hashed when asked: a worker never needs it)."""
+        return file_digest(self.weights_choice)
 
     @property
     def model_id(self) -> str | None:

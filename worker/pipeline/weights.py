@@ -18,6 +18,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from worker.core.bank import file_sha256
+
 log = logging.getLogger(__name__)
 
 IMAGENET_NOTOP_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5"
@@ -117,13 +119,7 @@ def file_digest(choice: WeightsChoice) -> str | None:
     """sha256 of the weights file's bytes (first 16 hex digits), None for weights without a
     local file (imagenet from Keras's cache, random): tells, without building the model, a
     file replaced under the same name."""
-    if choice.path is None:
-        return None
-    digest = hashlib.sha256()
-    with open(choice.path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    return None if choice.path is None else file_sha256(choice.path)[:16]
 
 
 def fingerprint(model) -> str:
