@@ -82,9 +82,8 @@ class FeatureExtractor:
             vgg = build_vgg16(choice)  # variables stay float32; bfloat16 only in the compute
         finally:
             keras.config.set_dtype_policy(previous)
-        self.weights_id = choice.id
-        self.weights_fingerprint = fingerprint(vgg)
         self.weights_choice = choice
+        self.weights_fingerprint = fingerprint(vgg)
         self.descriptor = descriptor
         self.trim = spec.trim  # preprocessing crops to the drawing first (see preprocess.to_canvas)
         self.grey = spec.grey
@@ -130,6 +129,10 @@ class FeatureExtractor:
         if not self.appearance:
             return rows
         return np.hstack([rows, appearance(canvases, len(self.appearance))])
+
+    @property
+    def weights_id(self) -> str:
+        return self.weights_choice.id
 
     @property
     def weights_file(self) -> str | None:
