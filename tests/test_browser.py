@@ -124,7 +124,10 @@ def test_open_a_match_view_from_a_result_row_and_a_grid_cell(site, browser, draw
     assert cell.get_attribute("href").endswith("/match/2")
     page.locator("#results tbody tr").first.get_by_role("link", name="Why it matches").click()
     page.wait_for_url("**/match/1")
-    page.wait_for_function("document.getElementById('match').naturalWidth > 0", timeout=90_000)
+    # A function, not an expression: Playwright evals an expression again at each poll, which
+    # the page's CSP refuses (no 'unsafe-eval'); a function is evaled once, inside its call.
+    page.wait_for_function("() => document.getElementById('match').naturalWidth > 0",
+                           timeout=90_000)
     assert page.evaluate("document.getElementById('match').naturalWidth") >= 600
     assert page.locator("#match-status").is_hidden()
     assert "dress-0013" in page.locator("h1").inner_text()
@@ -261,7 +264,8 @@ def test_check_a_collection_and_download_its_report(site_then_worker, browser, t
     first = page.locator("tr.design").first
     assert first.locator("td.hits figure").count() == 5
     assert page.evaluate("document.querySelector('td.hits img').naturalWidth") > 0
-    page.wait_for_function("[...document.querySelectorAll('img.seen')].every(i => i.complete)")
+    page.wait_for_function(  # a function: see test_open_a_match_view_from_a_result_row_...
+        "() => [...document.querySelectorAll('img.seen')].every(i => i.complete)")
     widths = page.evaluate("[...document.querySelectorAll('img.seen')].map(i => i.naturalWidth)")
     assert widths == [448] * 5  # each new design beside its hits, as the model saw it
     ARTIFACTS.mkdir(exist_ok=True)
