@@ -66,6 +66,8 @@ class CheckedDesignView(Closed):
         description="its sides that are line sketches, matched by the garment's outline alone, "
         "as a search's: when every side that counts (weight above 0) is one, its hits get no "
         "verdict (and no similarity), whatever they score")
+    turned: dict[Literal["front", "back"], int] = Field(default_factory=dict, description=(
+        "its sides scanned sideways and turned upright before the search, as a search's"))
     side_copies: list[SideCopy] = Field(default_factory=list, description=SIDE_COPIES)
     image_url: str | None = Field(description="the design as the model saw it, front | back "
                                   "(JPEG); null until finished, and for a failed design")

@@ -1,9 +1,8 @@
 """The contract between the web and the worker: what a search asks and what it answers.
 
-`SearchOptions` is validated once, where a search enters (the web form, the CLI); a
-`SearchRequest` travels in the job as plain kwargs and is rebuilt by the worker with the same
-validation; the worker returns a `SearchResult` as a dict (RQ stores it), which the web reads
-back with the same model. The OpenAPI document is generated from these models.
+`SearchOptions` is validated once, where a search enters (the web form, the CLI); a `SearchRequest`
+travels in the job as kwargs, rebuilt by the worker with the same validation; the worker returns a
+`SearchResult` as a dict (RQ stores it), read back by the web with the same model. OpenAPI: from these.
 """
 
 from __future__ import annotations
@@ -192,6 +191,8 @@ class SearchResult(BaseModel):
     outline_only: list[Literal["front", "back"]] = Field(default_factory=list, description=(
         "the query's sides that are line sketches, matched by their outline alone (no verdict "
         "when every side weighted above 0 is one)"))
+    turned: dict[Literal["front", "back"], int] = Field(default_factory=dict, description=(
+        "sides scanned sideways, turned upright before the search: side -> degrees counter-clockwise"))
     timings: dict[str, int | float] = Field(default_factory=dict, description="milliseconds "
                                             "per stage, and batch size")
     descriptor: str | None = None
@@ -231,6 +232,7 @@ class CheckedDesign(BaseModel):
     results: list[Hit] = Field(default_factory=list, description="in `order`, at most k")
     order: ListOrder = "score"  # as a search's
     outline_only: list[Literal["front", "back"]] = Field(default_factory=list)  # as a search's
+    turned: dict[Literal["front", "back"], int] = Field(default_factory=dict)  # as a search's
     side_copies: list[SideCopy] = Field(default_factory=list)  # as a search's
     catalogue: str | None = None  # the index generation it was compared with (once finished)
 

@@ -3,13 +3,13 @@
 VGG16 on a CPU does more images per second in a batch than one at a time. When a worker
 starts a search and more searches are waiting, it reads up to BATCH_SIZE - 1 of them from the
 queue (without taking them off it), prepares their images, and runs all of them through the
-model at once. The descriptors of the others are kept in this process; when the worker then
-dequeues those searches in the normal way, their extract stage is a lookup.
+model at once. The others' descriptors are kept in this process: when the worker dequeues
+them, their extract stage is a lookup.
 
-Read-ahead (READ_AHEAD): when a search's descriptors were computed ahead, the worker also
-starts the next queued searches' pass in a background thread, so the model keeps both cores
-busy while this batch's grids are drawn and RQ does its bookkeeping (one core, the GIL). A
-search whose pass is still running waits for it; one whose pass failed computes itself.
+Read-ahead (READ_AHEAD): when a search's descriptors were computed ahead, the worker starts
+the next queued searches' pass in a background thread, so the model keeps both cores busy
+while grids are drawn and RQ does its bookkeeping (one core, the GIL). A search whose pass
+is running waits for it; one whose pass failed computes itself.
 
 Nothing is moved off the queue, so a worker that dies mid-batch loses nothing: the searches
 it had prefetched are still queued and any worker serves them (claims: service/claims.py).
@@ -34,12 +34,14 @@ from rq.job import Job
 from worker.core.contract import SIDES, Box
 from worker.core.queueing import check_upload_name
 from worker.core.storage import Storage
+from worker.pipeline.orientation import Uprights, upright_pair
 from worker.pipeline.preprocess import query_canvas
 from worker.service.claims import boxes_of, claim_queued, search_key, sides_of
 
 log = logging.getLogger(__name__)
 
 KEEP = 64  # prefetched searches kept at most (oldest dropped: recomputed if ever run)
+Pass = tuple[tuple[str, tuple] | None, tuple, tuple]  # (search key or None, canvases, turned)
 AHEAD_WAIT_S = 30  # a search waits this long at most for the pass read ahead for it
 
 
@@ -59,8 +61,7 @@ class QueueRef:
 
 @dataclass(frozen=True)
 class Extracted:
-    """A search's images as the model saw them and their descriptors (front, back; None if
-    the search has no such side)."""
+    """A search's images as the model saw them and their descriptors (front, back; None: no such side)."""
 
     canvases: tuple[np.ndarray | None, np.ndarray | None]
     rows: tuple[np.ndarray | None, np.ndarray | None]  # (dim,) float32 descriptors
@@ -68,6 +69,7 @@ class Extracted:
     forward_ms: float  # that forward pass alone (model + pooling), shared by its searches
     own_pass: bool = False  # the running search ran that pass (it was not computed ahead)
     model: str | None = None  # the extractor's model_id in that pass (int8: the index's model)
+    turned: tuple[int, int] = (0, 0)  # degrees each side was turned upright (`orientation`)
 
 
 class Batcher:
@@ -85,36 +87,35 @@ class Batcher:
         self._model_lock = threading.Lock()  # one forward pass at a time
         self._pool = pool  # the sides of a search, and the searches of a batch, in parallel
         self._ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead")
+        self.uprights: Uprights | None = None  # the current index's (set by the engine)
 
     def use_quantised(self, blob: bytes) -> None:
         """The extractor's int8 model replaced between two forward passes."""
         with self._model_lock:
             self.extractor.use_quantised(blob)
 
-    def _canvas(self, storage: Storage, name: str | None, box: Box | None,
-                side: str) -> np.ndarray | None:
-        if name is None:
-            return None
-        return query_canvas(storage.read_upload(check_upload_name(name)), self.max_pixels,
-                            self.extractor.trim, box, side)
+    def _canvas(self, storage: Storage, name: str | None, box: Box | None, side: str):
+        return None if name is None else query_canvas(storage.read_upload(
+            check_upload_name(name)), self.max_pixels, self.extractor.trim, box, side)
 
     def canvases(self, storage: Storage, uploads: tuple[str | None, str | None],
-                 boxes: tuple[Box | None, Box | None] = (None, None)
-                 ) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """Uploads (front, back names), each cropped to its box -> 224x224 canvases; raises
-        UploadRefused, UploadGone or ImageRejected (the search fails with its message)."""
-        front, back = self._pool.map(self._canvas, (storage, storage), uploads, boxes, SIDES)
-        return front, back
+                 boxes: tuple[Box | None, Box | None] = (None, None)) -> tuple[tuple, tuple]:
+        """Uploads (front, back names), each cropped to its box -> 224x224 canvases turned
+        upright, and the degrees each was turned; raises UploadRefused, UploadGone or
+        ImageRejected (the search fails with its message)."""
+        return upright_pair(self.uprights, tuple(self._pool.map(
+            self._canvas, (storage, storage), uploads, boxes, SIDES)), boxes)
 
-    def _canvases_of(self, storage: Storage, jobs: list[Job]) -> list[tuple[tuple, tuple]]:
-        """(key, canvases) of the jobs whose uploads could be prepared (all images at once)."""
+    def _canvases_of(self, storage: Storage, jobs: list[Job]) -> list[Pass]:
+        """(key, canvases, turned) of the jobs whose uploads could be prepared (all at once)."""
         futures = [[self._pool.submit(self._canvas, storage, name, box, side)
                     for name, box, side in zip(sides_of(job), boxes_of(job), SIDES, strict=True)]
                    for job in jobs]
         prepared = []
         for job, pair in zip(jobs, futures, strict=True):
             try:
-                prepared.append((search_key(job), (pair[0].result(), pair[1].result())))
+                prepared.append((search_key(job), *upright_pair(
+                    self.uprights, (pair[0].result(), pair[1].result()), boxes_of(job))))
             except Exception as exc:  # noqa: BLE001 - that search fails on its own later
                 log.info("not batching search %s: %s", job.id, exc)
         return prepared
@@ -128,17 +129,17 @@ class Batcher:
         ahead), else from a pass this search runs with the queued searches behind it."""
         ahead = self.computed_ahead(search_id, uploads)
         with stage("preprocess"):
-            canvases = None if ahead else self.canvases(storage, uploads, boxes)
+            prepared = None if ahead else self.canvases(storage, uploads, boxes)
         with stage("extract"):
             found = self.lookup(search_id, uploads) if ahead else None  # waits for its pass
             if found is not None and found.model == self.extractor.model_id:
                 self.read_ahead(storage, queue)
                 return found
             if found is not None:  # computed with the int8 model of the index just replaced
-                canvases = found.canvases
-            if canvases is None:  # the pass ahead failed or left it out
-                canvases = self.canvases(storage, uploads, boxes)
-            return self.extract(storage, search_id, canvases, queue)
+                prepared = found.canvases, found.turned
+            if prepared is None:  # the pass ahead failed or left it out
+                prepared = self.canvases(storage, uploads, boxes)
+            return self.extract(storage, search_id, *prepared, queue=queue)
 
     def computed_ahead(self, search_id: str, uploads: tuple[str | None, str | None]) -> bool:
         """Are this search's descriptors ready, or in a pass running now?"""
@@ -162,8 +163,7 @@ class Batcher:
         with self._lock:
             return self._ready.pop(key, None)
 
-    def stop_reading_ahead(self) -> None:
-        """No new pass ahead (the worker is stopping: it would only claim searches)."""
+    def stop_reading_ahead(self) -> None:  # the worker is stopping: it would only claim them
         self.read_ahead_enabled = False
 
     def read_ahead(self, storage: Storage, queue: QueueRef) -> None:
@@ -205,10 +205,11 @@ class Batcher:
 
     def extract(self, storage: Storage, search_id: str,
                 canvases: tuple[np.ndarray | None, np.ndarray | None],
+                turned: tuple[int, int] = (0, 0),
                 queue: QueueRef = QueueRef(None, None, "")) -> Extracted:
-        """Descriptors for the current search's canvases, in one forward pass with up to
-        BATCH_SIZE - 1 queued searches (those are kept for later)."""
-        batch: list[tuple[tuple[str, tuple] | None, tuple]] = [(None, canvases)]
+        """Descriptors for the current search's canvases (turned as `turned` says), in one
+        forward pass with up to BATCH_SIZE - 1 queued searches (those are kept for later)."""
+        batch: list[Pass] = [(None, canvases, turned)]
         if queue.connection is not None and queue.name is not None and self.max_searches > 1:
             queued = self._queued(queue.connection, queue.name, search_id, queue.worker,
                                   self.max_searches - 1)
@@ -220,15 +221,14 @@ class Batcher:
         with self._model_lock:
             return self.extractor.feature_maps(canvases)
 
-    def extract_pairs(self, pairs: list[tuple[np.ndarray | None, np.ndarray | None]]
-                      ) -> list[Extracted]:
-        """Several queries' canvases in one forward pass (a collection check's chunk)."""
-        return self._forward([(None, pair) for pair in pairs])
+    def extract_pairs(self, pairs: list[tuple[tuple, tuple[int, int]]]) -> list[Extracted]:
+        """Several queries' (canvases, turned) in one forward pass (a collection check's)."""
+        return self._forward([(None, *pair) for pair in pairs])
 
-    def _forward(self, batch: list[tuple[tuple[str, tuple] | None, tuple]]) -> list[Extracted]:
+    def _forward(self, batch: list[Pass]) -> list[Extracted]:
         """One forward pass over the batch's images; keyed searches are kept for later, the
         unkeyed one (the running search, if any) is returned."""
-        images = [c for _, pair in batch for c in pair if c is not None]
+        images = [c for _, pair, _ in batch for c in pair if c is not None]
         with self._model_lock:
             model = self.extractor.model_id
             start = time.perf_counter()
@@ -238,9 +238,9 @@ class Batcher:
                   forward_ms)
         results = []
         with self._lock:
-            for key, pair in batch:
+            for key, pair, turned in batch:
                 prepared = Extracted(pair, tuple(None if c is None else next(rows) for c in pair),
-                                     len(images), forward_ms, own_pass=key is None, model=model)
+                                     len(images), forward_ms, key is None, model, turned)
                 if key is None:
                     results.append(prepared)
                 else:

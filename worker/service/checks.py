@@ -42,6 +42,7 @@ from worker.core.generations import pin, unpin
 from worker.core.images import ImageRejected
 from worker.core.storage import UploadGone
 from worker.pipeline.appearance import sketched
+from worker.pipeline.orientation import turned_sides, upright_pair
 from worker.pipeline.preprocess import query_canvas
 from worker.pipeline.ranking import outline_sides
 from worker.service.engine import Engine, Snapshot, current
@@ -50,6 +51,7 @@ from worker.service.jobs import SearchInputError, rank_hits
 log = logging.getLogger(__name__)
 Pair = tuple[bytes | None, bytes | None]  # a design's drawings (front, back), None: no such side
 Canvases = tuple[np.ndarray | None, np.ndarray | None]
+Prepared = tuple[Canvases, tuple[int, int]]  # turned upright, and the degrees each side was
 BLANK = np.full((224, 224, 3), 255, dtype=np.uint8)  # a side the design does not have
 
 
@@ -58,6 +60,7 @@ class Ranked(NamedTuple):
 
     hits: list[Hit]
     outline_only: list[str]
+    turned: dict[str, int]  # the sides turned upright, and by how many degrees
     catalogue: str | None  # the generation compared with: an edit may land mid-check
     side_copies: list[SideCopy]
     order: ListOrder  # the hits' order (`listing.ranked`)
@@ -65,11 +68,12 @@ class Ranked(NamedTuple):
     def design(self, name: str) -> CheckedDesign:
         return CheckedDesign(name=name, status="finished", results=self.hits, order=self.order,
                              outline_only=self.outline_only, catalogue=self.catalogue,
-                             side_copies=self.side_copies)
+                             side_copies=self.side_copies, turned=self.turned)
 
 
-def _canvases(engine: Engine, pair: Pair) -> Canvases | str:
-    """A design's 224x224 canvases, or why one of its drawings is refused."""
+def _canvases(engine: Engine, pair: Pair) -> Prepared | str:
+    """A design's 224x224 canvases turned upright and the degrees each side was turned
+    (`orientation`), or why one of its drawings is refused."""
     out = []
     for side, data in zip(SIDES, pair, strict=True):
         try:
@@ -77,21 +81,21 @@ def _canvases(engine: Engine, pair: Pair) -> Canvases | str:
                 data, engine.settings.max_image_pixels, engine.extractor.trim, None, side))
         except ImageRejected as exc:
             return str(exc) if exc.reason == "unseen" else f"{side}: {exc}"
-    return out[0], out[1]
+    return upright_pair(engine.batcher.uprights, (out[0], out[1]))
 
 
 def check_pairs(engine: Engine, pairs: list[Pair], options: SearchOptions,
-                keep: Callable[[list[Canvases | str]], None] | None = None,
+                keep: Callable[[list[Prepared | str]], None] | None = None,
                 snapshot: Snapshot | None = None) -> list[Ranked | str]:
     """Each design's k best hits and sketched sides (`Ranked`), or why it could not be
     checked; every design whose drawings could be read goes through the model in one forward
-    pass. `keep` is given each design's canvases (or why it has none) before the pass.
+    pass. `keep` is given each design's (canvases, turned) (or why it has none) before it.
     Compared with `snapshot` (a check's pinned catalogue version), else the current one."""
     snapshot = snapshot or engine.snapshot
     prepared = list(engine.pool.map(lambda pair: _canvases(engine, pair), pairs))
     if keep is not None:
         keep(prepared)
-    good = [canvases for canvases in prepared if not isinstance(canvases, str)]
+    good = [found for found in prepared if not isinstance(found, str)]
     extracted = iter(engine.batcher.extract_pairs(good) if good else [])
     return [found if isinstance(found, str) else _ranked(snapshot, next(extracted), options)
             for found in prepared]
@@ -101,7 +105,8 @@ def _ranked(snapshot: Snapshot, found, options: SearchOptions) -> Ranked:
     outline = outline_sides(snapshot.bank, sketched(found.canvases), found.rows)
     hits, copied_sides, order = rank_hits(snapshot, found.rows, options, outline)
     return Ranked(hits, [side for side, by_outline in zip(SIDES, outline, strict=True)
-                         if by_outline], _version(snapshot), copied_sides, order)
+                         if by_outline], turned_sides(found.turned), _version(snapshot),
+                  copied_sides, order)
 
 
 def _version(snapshot: Snapshot) -> str | None:
@@ -133,13 +138,13 @@ def _outcomes(engine: Engine, chunk: CheckChunk, snapshot: Snapshot) -> list[Che
 
 
 def _keep_seen(engine: Engine, check_id: str, rows: list[int],
-               prepared: list[Canvases | str]) -> None:
+               prepared: list[Prepared | str]) -> None:
     """Each readable design as the model sees it, front | back (white for a missing side), a
     JPEG result for the report; one that cannot be stored is only missing from the page."""
     for row, canvases in zip(rows, prepared, strict=True):
         if isinstance(canvases, str):
             continue
-        pair = np.hstack([BLANK if c is None else c for c in canvases])
+        pair = np.hstack([BLANK if c is None else c for c in canvases[0]])
         buffer = io.BytesIO()
         Image.fromarray(pair).save(buffer, "JPEG", quality=85)
         try:

@@ -20,6 +20,7 @@ from worker.core.generations import GENERATION, GENERATIONS, current_id
 from worker.core.settings import Settings
 from worker.core.storage import open_storage
 from worker.pipeline.ann import with_coarse_index
+from worker.pipeline.orientation import Uprights
 from worker.pipeline.thumbnails import ThumbnailCache
 from worker.service.batching import Batcher
 
@@ -90,6 +91,7 @@ class Engine:
                 if attempt == 2 or current_id(self.settings.features_dir) == generation:
                     raise
         snapshot = self._checked(catalogue, bank, stamp)
+        self.batcher.uprights = Uprights.of(bank)  # which way is up: this catalogue's drawings
         if bank.quantised is not None and bank.manifest["sha256"]["quantised_model"] != \
                 self.extractor.model_id:  # an int8 index is searched with its own model
             self.batcher.use_quantised(bank.quantised)

@@ -29,6 +29,7 @@ from worker.core.queueing import query_canvas_name
 from worker.pipeline.appearance import sketched
 from worker.pipeline.grid import draw_grid
 from worker.pipeline.listing import ranked
+from worker.pipeline.orientation import turned_sides
 from worker.pipeline.ranking import outline_sides, project_query, side_weights
 from worker.pipeline.sides import side_copies
 from worker.pipeline.verdicts import thresholds_in
@@ -76,6 +77,7 @@ def run_search(engine: Engine, request: SearchRequest) -> SearchResult:
                    {key: ms for key, ms in timings.items() if key in STAGE_TIMINGS})
     return SearchResult(results=hits, side_copies=copied_sides, order=order, image=image,
                         outline_only=[side for side, o in zip(SIDES, outline, strict=True) if o],
+                        turned=turned_sides(found.turned),
                         timings=timings | pass_timings(found), descriptor=engine.extractor.descriptor,
                         weights=engine.extractor.weights_id,
                         front_weight=side_weights(*(row is not None for row in found.rows),

@@ -1,0 +1,113 @@
+"""A drawing scanned sideways is turned upright before the search (worker/pipeline/orientation.py):
+the catalogue's own silhouettes say which way is up. Real index, real model, real worker."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.http import post_pair
+from tests.images import N_PAIRS, design_pair
+from worker.core.bank import FeatureBank, load_generation
+from worker.pipeline.appearance import silhouette
+from worker.pipeline.orientation import Uprights, upright_pair
+from worker.pipeline.preprocess import make_canvas
+
+pytestmark = pytest.mark.slow
+
+
+def turned(png: bytes, degrees: int) -> bytes:
+    """The drawing as a scanner fed the page the other way would give it: no EXIF to undo it."""
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(png)).rotate(degrees, expand=True).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def same_outline(canvas: np.ndarray, upright: np.ndarray) -> bool:
+    """The turned canvas is the upright one, up to the re-sampling of the scan (a pixel's
+    offset moves a stripe, not the outline)."""
+    return float(np.abs(silhouette(canvas) - silhouette(upright)).mean()) < 0.03
+
+
+@pytest.fixture(scope="module")
+def uprights(features_dir, catalogue_dir) -> Uprights:
+    _, bank, _ = load_generation(catalogue_dir, features_dir)
+    found = Uprights.of(bank)
+    assert found is not None and found.shapes.shape == (2 * len(bank), 144)
+    return found
+
+
+def test_every_sample_drawing_is_kept_upright_and_turned_back_when_sideways(uprights):
+    for i in range(N_PAIRS):
+        for png in design_pair(i, N_PAIRS):
+            upright = make_canvas(png, trim=True)
+            canvas, degrees = uprights.upright(upright)
+            assert degrees == 0 and canvas is upright, i
+            for scanned, back in ((90, 270), (270, 90)):
+                canvas, degrees = uprights.upright(make_canvas(turned(png, scanned), trim=True))
+                assert degrees == back, (i, scanned)
+                assert same_outline(canvas, upright), (i, scanned)
+
+
+def test_a_turned_canvas_has_its_silhouette_turned():
+    for i in (0, 5, 13):
+        canvas = make_canvas(design_pair(i, N_PAIRS)[1], trim=True)
+        cells = silhouette(canvas).reshape(12, 12)
+        for k in (1, 3):
+            np.testing.assert_allclose(silhouette(np.rot90(canvas, k)).reshape(12, 12),
+                                       np.rot90(cells, k), atol=1.01 / 255)  # its rounding
+
+
+def test_a_side_searched_by_a_box_is_left_as_given(uprights):
+    sideways = make_canvas(turned(design_pair(3, N_PAIRS)[0], 90), trim=True)
+    box = (0.1, 0.1, 0.9, 0.9)
+    assert upright_pair(uprights, (sideways, None))[1] == (270, 0)
+    assert upright_pair(uprights, (sideways, None), (box, None)) == ((sideways, None), (0, 0))
+
+
+def test_a_bank_without_a_silhouette_block_turns_nothing():
+    rows = np.eye(3, 8, dtype=np.float32)
+    assert Uprights.of(FeatureBank(rows, rows, {}, whitening=None)) is None
+    canvas = np.full((224, 224, 3), 255, np.uint8)
+    assert upright_pair(None, (canvas, None)) == ((canvas, None), (0, 0))
+
+
+def test_a_sideways_scan_is_found_through_the_api_and_says_it_was_turned(
+        indexed_client, run_worker, indexed_settings):
+    front, back = design_pair(5, N_PAIRS)
+    sideways = post_pair(indexed_client, turned(front, 90), turned(back, 270)).get_json()
+    upright = post_pair(indexed_client, front, back).get_json()
+    run_worker()
+
+    found = indexed_client.get(sideways["url"]).get_json()
+    assert found["status"] == "finished", found
+    assert found["turned"] == {"front": 270, "back": 90}
+    first = found["results"][0]
+    assert first["name"] == "dress-0005" and first["verdict"] == "copy"
+    as_given = indexed_client.get(upright["url"]).get_json()
+    assert as_given["turned"] == {} and as_given["results"][0]["name"] == "dress-0005"
+    # the query kept for match views is the drawing as searched: upright
+    kept = Image.open(indexed_settings.output_dir / f"{sideways['id']}-query-front.png")
+    assert kept.size == (224, 224)
+    assert same_outline(np.asarray(kept), make_canvas(front, trim=True))
+    page = indexed_client.get(f"/searches/{sideways['id']}").get_data(as_text=True)
+    assert "the front was scanned sideways: turned a quarter to the right" in page
+    assert "the back was scanned sideways: turned a quarter to the left" in page
+    assert 'id="turned"' not in indexed_client.get(f"/searches/{upright['id']}").get_data(
+        as_text=True)
+
+
+def test_a_collection_design_scanned_sideways_is_turned(indexed_settings, extractor, redis):
+    from worker.core.contract import SearchOptions
+    from worker.service.checks import check_pairs
+    from worker.service.process import start_engine
+
+    engine = start_engine(indexed_settings, extractor)
+    front, back = design_pair(13, N_PAIRS)
+    ranked = check_pairs(engine, [(turned(front, 270), back), (front, None)], SearchOptions())
+    assert ranked[0].turned == {"front": 90} and ranked[0].hits[0].name == "dress-0013"
+    assert ranked[1].turned == {}
+    assert ranked[0].design("new").turned == {"front": 90}
