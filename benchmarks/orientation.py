@@ -30,13 +30,13 @@ from worker.core.images import load_image
 from worker.dev.sample import make_designs
 from worker.pipeline.appearance import sketched
 from worker.pipeline.listing import ranked
-from worker.pipeline.orientation import Uprights, upright_pair
-from worker.pipeline.preprocess import to_canvas, to_rgb
+from worker.pipeline.orientation import Uprights
+from worker.pipeline.preprocess import to_rgb, upright_canvas
 from worker.pipeline.ranking import outline_sides, project_query
 
 SCANNED = (90, 270)  # counter-clockwise turns of the page; the service must undo each
 SEARCHED = ("rescan", "colourway")  # the families searched sideways
-TIMES: list[float] = []  # seconds of each `Uprights.upright` call
+TIMES: dict[bool, list[float]] = {False: [], True: []}  # s a side prepared without/with uprights
 
 
 def judged(uprights: Uprights, sides: list[Image.Image], trim: bool) -> list[int]:
@@ -45,10 +45,12 @@ def judged(uprights: Uprights, sides: list[Image.Image], trim: bool) -> list[int
     for scanned in (0, *SCANNED):
         want, right = (360 - scanned) % 360, 0
         for side in sides:
-            canvas = to_canvas(side.rotate(scanned, expand=True), trim)
-            start = time.perf_counter()
-            right += uprights.upright(canvas)[1] == want
-            TIMES.append(time.perf_counter() - start)
+            page = side.rotate(scanned, expand=True)
+            for turn in (False, True):  # the preparation as before, then as the job does it
+                start = time.perf_counter()
+                degrees = upright_canvas(page, trim, "front", uprights=uprights if turn else None)[1]
+                TIMES[turn].append(time.perf_counter() - start)
+            right += degrees == want
         counts.append(right)
     return counts
 
@@ -67,10 +69,9 @@ def searched(extractor, bank, uprights, pairs: list[tuple[int, Image.Image, Imag
     """R@1, R@K of the copied rows, each pair's front scanned 90 and back 270 degrees."""
     ranks = []
     for row, front, back in pairs:
-        canvases = tuple(to_canvas(side.rotate(scanned, expand=True), extractor.trim)
+        canvases = tuple(upright_canvas(side.rotate(scanned, expand=True), extractor.trim, "front",
+                                        uprights=uprights if turn else None)[0]
                          for side, scanned in zip((front, back), SCANNED, strict=True))
-        if turn:
-            canvases, _ = upright_pair(uprights, canvases)
         rows = tuple(extractor.extract(np.stack(canvases)))
         outline = outline_sides(bank, sketched(canvases), rows)
         q = [project_query(bank, r, o) for r, o in zip(rows, outline, strict=True)]
@@ -120,8 +121,10 @@ def run(args: argparse.Namespace, database: Path) -> None:
                 [[family, str(len(found)),
                   *("{:.3f} / {:.3f}".format(*searched(extractor, bank, uprights, found, turn))
                     for turn in (False, True))] for family, found in pairs.items()]))
-    print(f"\n`Uprights.upright`: {np.median(TIMES) * 1000:.2f} ms a side (median of "
-          f"{len(TIMES)}; p90 {np.percentile(TIMES, 90) * 1000:.2f}); {time.perf_counter() - start:.0f} s")
+    for turn, what in ((False, "as given"), (True, "turned upright where it should be")):
+        print(f"\na side prepared {what}: {np.median(TIMES[turn]) * 1000:.2f} ms median, "
+              f"p90 {np.percentile(TIMES[turn], 90) * 1000:.2f} ({len(TIMES[turn])} sides)", end="")
+    print(f"\n\n{time.perf_counter() - start:.0f} s")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,8 +13,8 @@ from tests.http import post_pair
 from tests.images import N_PAIRS, design_pair
 from worker.core.bank import FeatureBank, load_generation
 from worker.pipeline.appearance import silhouette
-from worker.pipeline.orientation import Uprights, upright_pair
-from worker.pipeline.preprocess import make_canvas
+from worker.pipeline.orientation import Uprights, split
+from worker.pipeline.preprocess import make_canvas, query_canvas
 
 pytestmark = pytest.mark.slow
 
@@ -62,17 +62,32 @@ def test_a_turned_canvas_has_its_silhouette_turned():
 
 
 def test_a_side_searched_by_a_box_is_left_as_given(uprights):
-    sideways = make_canvas(turned(design_pair(3, N_PAIRS)[0], 90), trim=True)
-    box = (0.1, 0.1, 0.9, 0.9)
-    assert upright_pair(uprights, (sideways, None))[1] == (270, 0)
-    assert upright_pair(uprights, (sideways, None), (box, None)) == ((sideways, None), (0, 0))
+    sideways = turned(design_pair(3, N_PAIRS)[0], 90)
+    assert query_canvas(sideways, 10**7, True, None, "front", uprights)[1] == 270
+    canvas, degrees = query_canvas(sideways, 10**7, True, (0.0, 0.0, 1.0, 1.0), "front", uprights)
+    assert degrees == 0 and np.array_equal(canvas, make_canvas(sideways, trim=True))
+
+
+def test_a_sheet_with_notes_scanned_sideways_is_prepared_again_the_way_it_then_lies(uprights):
+    from benchmarks.sheets import noted
+
+    png = design_pair(9, N_PAIRS)[0]
+    page = noted(Image.open(io.BytesIO(png)).convert("RGB"), np.random.default_rng(3))
+    buffer = io.BytesIO()
+    page.rotate(90, expand=True).save(buffer, "PNG")
+    sideways = make_canvas(buffer.getvalue(), trim=True)
+    assert uprights.upright(sideways)[1] == 0  # its notes lie above it: the trim kept them
+    canvas, degrees = query_canvas(buffer.getvalue(), 10**7, True, None, "front", uprights)
+    assert degrees == 270 and same_outline(canvas, make_canvas(png, trim=True))
 
 
 def test_a_bank_without_a_silhouette_block_turns_nothing():
     rows = np.eye(3, 8, dtype=np.float32)
     assert Uprights.of(FeatureBank(rows, rows, {}, whitening=None)) is None
     canvas = np.full((224, 224, 3), 255, np.uint8)
-    assert upright_pair(None, (canvas, None)) == ((canvas, None), (0, 0))
+    assert split([(canvas, 0), (None, 0)]) == ((canvas, None), (0, 0))
+    png = turned(design_pair(3, N_PAIRS)[0], 90)
+    assert query_canvas(png, 10**7, True, None, "front", None)[1] == 0
 
 
 def test_a_sideways_scan_is_found_through_the_api_and_says_it_was_turned(

@@ -220,5 +220,5 @@ def test_a_drawing_that_shows_nothing_on_the_canvas_is_refused_naming_its_side()
         with pytest.raises(ImageRejected, match="front drawing shows nothing"):
             query_canvas(encode(scan, "JPEG"), 10**8, trim, None, "front")
     ImageDraw.Draw(page).line([(0, 1000), (3999, 1000)], fill=(0, 0, 0), width=24)
-    canvas = query_canvas(encode(page), 10**8, True, None, "front")  # a line that shows
-    assert canvas.shape == (CANVAS, CANVAS, 3) and canvas.min() < 100
+    canvas, turned = query_canvas(encode(page), 10**8, True, None, "front")  # a line that shows
+    assert canvas.shape == (CANVAS, CANVAS, 3) and canvas.min() < 100 and turned == 0

@@ -8,14 +8,17 @@ re-scanned copy came back first for 35-48 % of queries, a recoloured one for 2-5
 silhouette (`appearance.silhouette`, no model) is compared, as given and turned a quarter
 either way, with a sample of the catalogue's drawings; it is turned when a turned silhouette
 matches some drawing closely (TURN_MIN) and better than the drawing as given (TURN_MARGIN).
-Chosen on the look-alike benchmark's tuning seed (`python -m benchmarks.orientation --seed
-7`): TURN_MIN lies between the best a drawing tilted by up to 10 degrees reached turned and
-the least a whole drawing scanned sideways reached. A side searched by a box is left as
-given; a page upside down is not looked for (nor measured).
+When none matches closely, the page is turned and prepared again (`preprocess.upright_canvas`:
+the trim cuts captions and notes the way the page then lies). Chosen on the look-alike
+benchmark's tuning seed (`python -m benchmarks.orientation --seed 7`): TURN_MIN lies between
+the best a drawing tilted by up to 10 degrees reached turned and the least a whole drawing
+scanned sideways reached. A side searched by a box is left as given; a page upside down is
+not looked for (nor measured).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,28 +60,39 @@ class Uprights:
         norm = float(np.linalg.norm(shape))
         return float((self.shapes @ (shape / norm)).max()) if norm > 0 else -1.0
 
-    def upright(self, canvas: np.ndarray) -> tuple[np.ndarray, int]:
+    def upright(self, canvas: np.ndarray, refit: Callable[[int], np.ndarray] | None = None
+                ) -> tuple[np.ndarray, int]:
         """(224, 224, 3) canvas -> the canvas to search with and the degrees it was turned
-        counter-clockwise (0: as given)."""
+        counter-clockwise (0: as given). `refit(degrees)`: the page turned, then prepared
+        again; tried when neither the canvas nor a quarter turn of it matches the catalogue
+        closely (TURN_MIN), as for a page whose captions, notes or title block the trim read
+        the wrong way (it cuts captions above or below a drawing, notes beside it)."""
         cells = silhouette(canvas).reshape(SILHOUETTE_SIDE, SILHOUETTE_SIDE)
         # the silhouette of a turned canvas is its silhouette turned (the filled outline and
         # the box filter are the same along rows and columns: to a grey level, tested)
         scores = {degrees: self.best(np.rot90(cells, degrees // 90)) for degrees in (0, *TURNS)}
-        degrees = max(TURNS, key=scores.get)
-        if scores[degrees] >= TURN_MIN and scores[degrees] - scores[0] >= TURN_MARGIN:
+        degrees = _chosen(scores)
+        if degrees:
             return np.ascontiguousarray(np.rot90(canvas, degrees // 90)), degrees
-        return canvas, 0
+        if refit is None or scores[0] >= TURN_MIN:
+            return canvas, 0
+        again = {degrees: refit(degrees) for degrees in TURNS}
+        degrees = _chosen({0: scores[0]} | {degrees: self.best(silhouette(c))
+                                             for degrees, c in again.items()})
+        return (again[degrees], degrees) if degrees else (canvas, 0)
 
 
-def upright_pair(uprights: Uprights | None, canvases: tuple[np.ndarray | None, ...],
-                 boxes: tuple[object | None, ...] = (None, None)
-                 ) -> tuple[tuple[np.ndarray | None, ...], tuple[int, ...]]:
-    """Each side turned upright (`Uprights.upright`), and the degrees each was turned. A side
-    searched by a box drawn on it is left as given: the box was drawn on the page as shown,
-    and a part's outline is not a garment's."""
-    done = [(c, 0) if c is None or uprights is None or box is not None else uprights.upright(c)
-            for c, box in zip(canvases, boxes, strict=True)]
-    return tuple(c for c, _ in done), tuple(d for _, d in done)
+def _chosen(scores: dict[int, float]) -> int:
+    """The turn whose silhouette matches the catalogue closely and better than the drawing
+    as given (scores: degrees -> best cosine, 0 the drawing as given), else 0."""
+    degrees = max(TURNS, key=scores.get)
+    return degrees if scores[degrees] >= TURN_MIN and scores[degrees] - scores[0] >= TURN_MARGIN \
+        else 0
+
+
+def split(sides: list[tuple[np.ndarray | None, int]]) -> tuple[tuple, tuple[int, ...]]:
+    """[(canvas, degrees turned) of each side] -> (the canvases, the degrees)."""
+    return tuple(c for c, _ in sides), tuple(d for _, d in sides)
 
 
 def turned_sides(turned: tuple[int, ...]) -> dict[str, int]:

@@ -4,7 +4,8 @@ One code path for catalogue images and query uploads, so both are seen the same 
 allow-listed decode -> EXIF orientation -> RGB on white -> (trimming descriptors: a tinted
 paper levelled to white, a framed sheet's frame and title block cut away
 (`worker.pipeline.sheet`), margins trimmed, captions left out) -> long side 200 -> centred
-white padding to 224x224. The Keras `vgg16.preprocess_input` step runs in `worker.pipeline.extract`
+white padding to 224x224 (a query's side scanned sideways then turned upright:
+`worker.pipeline.orientation`). The Keras `vgg16.preprocess_input` step runs in `worker.pipeline.extract`
 (it needs Keras); this module is Pillow + numpy only (the decode itself is `worker.core.images`).
 """
 
@@ -24,6 +25,7 @@ from worker.core.images import (  # noqa: F401 - to_rgb: step 2
     to_rgb,
 )
 from worker.pipeline.captions import without_captions
+from worker.pipeline.orientation import Uprights
 from worker.pipeline.sheet import grey_probe, without_sheet
 
 LONG_SIDE = 200
@@ -161,10 +163,22 @@ def _decoded(source: bytes | str | Path, max_pixels: int, box: Box | None) -> Im
 
 
 def query_canvas(source: bytes | str | Path, max_pixels: int, trim: bool, box: Box | None,
-                 side: str) -> np.ndarray:
+                 side: str, uprights: Uprights | None = None) -> tuple[np.ndarray, int]:
     """A query drawing's canvas (`make_canvas`), refused when nothing of it shows on the
-    canvas the model sees (`visible_canvas`)."""
-    return visible_canvas(_decoded(source, max_pixels, box), trim, side, box is not None)
+    canvas the model sees (`visible_canvas`), turned upright by `uprights` unless it was cut
+    to a box (drawn on the page as shown; a part's outline is not a garment's): the canvas
+    and the degrees it was turned counter-clockwise (`worker.pipeline.orientation`)."""
+    return upright_canvas(_decoded(source, max_pixels, box), trim, side, box is not None, uprights)
+
+
+def upright_canvas(rgb: Image.Image, trim: bool, side: str, boxed: bool = False,
+                   uprights: Uprights | None = None) -> tuple[np.ndarray, int]:
+    """`query_canvas` after the decode: an RGB drawing's canvas and the degrees it was turned."""
+    canvas = visible_canvas(rgb, trim, side, boxed)
+    if uprights is None or boxed:
+        return canvas, 0
+    return uprights.upright(canvas, lambda degrees: to_canvas(rgb.rotate(degrees, expand=True),
+                                                              trim))
 
 
 def visible_canvas(rgb: Image.Image, trim: bool, side: str, boxed: bool = False) -> np.ndarray:

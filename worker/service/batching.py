@@ -34,7 +34,7 @@ from rq.job import Job
 from worker.core.contract import SIDES, Box
 from worker.core.queueing import check_upload_name
 from worker.core.storage import Storage
-from worker.pipeline.orientation import Uprights, upright_pair
+from worker.pipeline.orientation import Uprights, split
 from worker.pipeline.preprocess import query_canvas
 from worker.service.claims import boxes_of, claim_queued, search_key, sides_of
 
@@ -95,16 +95,15 @@ class Batcher:
             self.extractor.use_quantised(blob)
 
     def _canvas(self, storage: Storage, name: str | None, box: Box | None, side: str):
-        return None if name is None else query_canvas(storage.read_upload(
-            check_upload_name(name)), self.max_pixels, self.extractor.trim, box, side)
+        return (None, 0) if name is None else query_canvas(storage.read_upload(check_upload_name(
+            name)), self.max_pixels, self.extractor.trim, box, side, self.uprights)
 
     def canvases(self, storage: Storage, uploads: tuple[str | None, str | None],
                  boxes: tuple[Box | None, Box | None] = (None, None)) -> tuple[tuple, tuple]:
         """Uploads (front, back names), each cropped to its box -> 224x224 canvases turned
         upright, and the degrees each was turned; raises UploadRefused, UploadGone or
         ImageRejected (the search fails with its message)."""
-        return upright_pair(self.uprights, tuple(self._pool.map(
-            self._canvas, (storage, storage), uploads, boxes, SIDES)), boxes)
+        return split(list(self._pool.map(self._canvas, (storage, storage), uploads, boxes, SIDES)))
 
     def _canvases_of(self, storage: Storage, jobs: list[Job]) -> list[Pass]:
         """(key, canvases, turned) of the jobs whose uploads could be prepared (all at once)."""
@@ -114,8 +113,7 @@ class Batcher:
         prepared = []
         for job, pair in zip(jobs, futures, strict=True):
             try:
-                prepared.append((search_key(job), *upright_pair(
-                    self.uprights, (pair[0].result(), pair[1].result()), boxes_of(job))))
+                prepared.append((search_key(job), *split([side.result() for side in pair])))
             except Exception as exc:  # noqa: BLE001 - that search fails on its own later
                 log.info("not batching search %s: %s", job.id, exc)
         return prepared

@@ -42,7 +42,7 @@ from worker.core.generations import pin, unpin
 from worker.core.images import ImageRejected
 from worker.core.storage import UploadGone
 from worker.pipeline.appearance import sketched
-from worker.pipeline.orientation import turned_sides, upright_pair
+from worker.pipeline.orientation import split, turned_sides
 from worker.pipeline.preprocess import query_canvas
 from worker.pipeline.ranking import outline_sides
 from worker.service.engine import Engine, Snapshot, current
@@ -77,11 +77,12 @@ def _canvases(engine: Engine, pair: Pair) -> Prepared | str:
     out = []
     for side, data in zip(SIDES, pair, strict=True):
         try:
-            out.append(None if data is None else query_canvas(
-                data, engine.settings.max_image_pixels, engine.extractor.trim, None, side))
+            out.append((None, 0) if data is None else query_canvas(
+                data, engine.settings.max_image_pixels, engine.extractor.trim, None, side,
+                engine.batcher.uprights))
         except ImageRejected as exc:
             return str(exc) if exc.reason == "unseen" else f"{side}: {exc}"
-    return upright_pair(engine.batcher.uprights, (out[0], out[1]))
+    return split(out)
 
 
 def check_pairs(engine: Engine, pairs: list[Pair], options: SearchOptions,
