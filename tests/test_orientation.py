@@ -73,12 +73,14 @@ def test_a_sheet_with_notes_scanned_sideways_is_prepared_again_the_way_it_then_l
 
     png = design_pair(9, N_PAIRS)[0]
     page = noted(Image.open(io.BytesIO(png)).convert("RGB"), np.random.default_rng(3))
-    buffer = io.BytesIO()
-    page.rotate(90, expand=True).save(buffer, "PNG")
-    sideways = make_canvas(buffer.getvalue(), trim=True)
-    assert uprights.upright(sideways)[1] == 0  # its notes lie above it: the trim kept them
-    canvas, degrees = query_canvas(buffer.getvalue(), 10**7, True, None, "front", uprights)
-    assert degrees == 270 and same_outline(canvas, make_canvas(png, trim=True))
+    for scale in (1, 6):  # as drawn, and a large scan (prepared again from a reduced copy)
+        big = page.resize((page.width * scale, page.height * scale), Image.Resampling.BICUBIC)
+        buffer = io.BytesIO()
+        big.rotate(90, expand=True).save(buffer, "PNG")
+        sideways = make_canvas(buffer.getvalue(), trim=True)
+        assert uprights.upright(sideways)[1] == 0  # its notes lie above it: the trim kept them
+        canvas, degrees = query_canvas(buffer.getvalue(), 10**8, True, None, "front", uprights)
+        assert degrees == 270 and same_outline(canvas, make_canvas(png, trim=True)), scale
 
 
 def test_a_bank_without_a_silhouette_block_turns_nothing():

@@ -60,11 +60,12 @@ class Uprights:
         norm = float(np.linalg.norm(shape))
         return float((self.shapes @ (shape / norm)).max()) if norm > 0 else -1.0
 
-    def upright(self, canvas: np.ndarray, refit: Callable[[int], np.ndarray] | None = None
+    def upright(self, canvas: np.ndarray,
+                refit: Callable[[tuple[int, ...]], dict[int, np.ndarray]] | None = None
                 ) -> tuple[np.ndarray, int]:
         """(224, 224, 3) canvas -> the canvas to search with and the degrees it was turned
-        counter-clockwise (0: as given). `refit(degrees)`: the page turned, then prepared
-        again; tried when neither the canvas nor a quarter turn of it matches the catalogue
+        counter-clockwise (0: as given). `refit(turns)`: the page turned by each, then
+        prepared again; tried when neither the canvas nor a quarter turn of it matches the catalogue
         closely (TURN_MIN), as for a page whose captions, notes or title block the trim read
         the wrong way (it cuts captions above or below a drawing, notes beside it)."""
         cells = silhouette(canvas).reshape(SILHOUETTE_SIDE, SILHOUETTE_SIDE)
@@ -76,7 +77,7 @@ class Uprights:
             return np.ascontiguousarray(np.rot90(canvas, degrees // 90)), degrees
         if refit is None or scores[0] >= TURN_MIN:
             return canvas, 0
-        again = {degrees: refit(degrees) for degrees in TURNS}
+        again = refit(TURNS)
         degrees = _chosen({0: scores[0]} | {degrees: self.best(silhouette(c))
                                              for degrees, c in again.items()})
         return (again[degrees], degrees) if degrees else (canvas, 0)
