@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from tests.http import post_pair
-from tests.images import N_PAIRS, design_pair
+from tests.images import N_PAIRS, design_pair, unrelated_drawing
 from worker.core.bank import FeatureBank, load_generation
 from worker.pipeline.appearance import silhouette
 from worker.pipeline.orientation import Uprights, split
@@ -83,9 +83,25 @@ def test_a_sheet_with_notes_scanned_sideways_is_prepared_again_the_way_it_then_l
         assert degrees == 270 and same_outline(canvas, make_canvas(png, trim=True)), scale
 
 
+def test_a_new_design_like_no_catalogue_garment_is_left_as_given(uprights):
+    for seed in range(6):  # scattered shapes: no outline to match, as given or turned
+        png = unrelated_drawing(seed)
+        canvas, degrees = query_canvas(png, 10**7, True, None, "front", uprights)
+        assert degrees == 0 and np.array_equal(canvas, make_canvas(png, trim=True)), seed
+
+
 def test_a_bank_without_a_silhouette_block_turns_nothing():
+    from worker.core.whitening import Whitening
+
     rows = np.eye(3, 8, dtype=np.float32)
     assert Uprights.of(FeatureBank(rows, rows, {}, whitening=None)) is None
+    plain = Whitening(np.zeros(8, np.float32), np.eye(8, dtype=np.float32))  # no blocks
+    assert Uprights.of(FeatureBank(rows, rows, {}, whitening=plain)) is None
+    blocked = Whitening(np.zeros(4, np.float32), np.eye(4, dtype=np.float32),
+                        np.zeros(4, np.float32), ((4, 0.5),))
+    empty = np.zeros((0, 8), np.float32)
+    assert Uprights.of(FeatureBank(empty, empty, {}, whitening=blocked)) is None
+    assert Uprights.of(FeatureBank(rows, rows, {}, whitening=blocked)) is not None
     canvas = np.full((224, 224, 3), 255, np.uint8)
     assert split([(canvas, 0), (None, 0)]) == ((canvas, None), (0, 0))
     png = turned(design_pair(3, N_PAIRS)[0], 90)
@@ -128,3 +144,22 @@ def test_a_collection_design_scanned_sideways_is_turned(indexed_settings, extrac
     assert ranked[0].turned == {"front": 90} and ranked[0].hits[0].name == "dress-0013"
     assert ranked[1].turned == {}
     assert ranked[0].design("new").turned == {"front": 90}
+
+
+def test_searches_batched_or_read_ahead_keep_each_its_own_turn(indexed_client, run_worker,
+                                                               indexed_settings):
+    import dataclasses
+
+    # the first search's pass takes the next three from the queue; the fifth is read ahead
+    turns = [(0, 0), (90, 0), (0, 270), (0, 0), (270, 90)]
+    ids = []
+    for design, (front_turn, back_turn) in zip((5, 6, 7, 8, 9), turns, strict=True):
+        front, back = design_pair(design, N_PAIRS)
+        ids.append(post_pair(indexed_client, turned(front, front_turn),
+                             turned(back, back_turn)).get_json()["url"])
+    run_worker(dataclasses.replace(indexed_settings, batch_size=4))
+    found = [indexed_client.get(url).get_json() for url in ids]
+    assert ["forward_ms" in r["timings"] for r in found] == [True, False, False, False, False]
+    assert [r["turned"] for r in found] == [{}, {"front": 270}, {"back": 90}, {},
+                                            {"front": 90, "back": 270}]
+    assert [r["results"][0]["name"][-2:] for r in found] == ["05", "06", "07", "08", "09"]

@@ -8,12 +8,12 @@ re-scanned copy came back first for 35-48 % of queries, a recoloured one for 2-5
 silhouette (`appearance.silhouette`, no model) is compared, as given and turned a quarter
 either way, with a sample of the catalogue's drawings; it is turned when a turned silhouette
 matches some drawing closely (TURN_MIN) and better than the drawing as given (TURN_MARGIN).
-When none matches closely, the page is turned and prepared again (`preprocess.upright_canvas`:
-the trim cuts captions and notes the way the page then lies). Chosen on the look-alike
-benchmark's tuning seed (`python -m benchmarks.orientation --seed 7`): TURN_MIN lies between
-the best a drawing tilted by up to 10 degrees reached turned and the least a whole drawing
-scanned sideways reached. A side searched by a box is left as given; a page upside down is
-not looked for (nor measured).
+When no turn is chosen and the drawing as given does not match closely either, the page is
+turned and prepared again (`preprocess.upright_canvas`: the trim cuts captions and notes the
+way the page then lies). Chosen on the look-alike benchmark's tuning seed (`python -m
+benchmarks.orientation --seed 7`): TURN_MIN lies between the best a drawing tilted by up to
+10 degrees reached turned and the least a whole drawing scanned sideways reached. A side
+searched by a box is left as given; a page upside down is not looked for (nor measured).
 """
 
 from __future__ import annotations
@@ -65,9 +65,10 @@ class Uprights:
                 ) -> tuple[np.ndarray, int]:
         """(224, 224, 3) canvas -> the canvas to search with and the degrees it was turned
         counter-clockwise (0: as given). `refit(turns)`: the page turned by each, then
-        prepared again; tried when neither the canvas nor a quarter turn of it matches the catalogue
-        closely (TURN_MIN), as for a page whose captions, notes or title block the trim read
-        the wrong way (it cuts captions above or below a drawing, notes beside it)."""
+        prepared again; tried when no quarter turn of the canvas is chosen and the canvas does
+        not match the catalogue closely (TURN_MIN) either, as for a page whose captions, notes
+        or title block the trim read the wrong way (it cuts captions above or below a drawing,
+        notes beside it)."""
         cells = silhouette(canvas).reshape(SILHOUETTE_SIDE, SILHOUETTE_SIDE)
         # the silhouette of a turned canvas is its silhouette turned (the filled outline and
         # the box filter are the same along rows and columns: to a grey level, tested)

@@ -91,10 +91,10 @@ class Engine:
                 if attempt == 2 or current_id(self.settings.features_dir) == generation:
                     raise
         snapshot = self._checked(catalogue, bank, stamp)
-        self.batcher.uprights = Uprights.of(bank)  # which way is up: this catalogue's drawings
         if bank.quantised is not None and bank.manifest["sha256"]["quantised_model"] != \
                 self.extractor.model_id:  # an int8 index is searched with its own model
             self.batcher.use_quantised(bank.quantised)
+        self.batcher.uprights = Uprights.of(bank)  # which way is up: this catalogue's drawings
         return snapshot
 
     def _checked(self, catalogue: Catalogue, bank: FeatureBank, stamp) -> Snapshot:
