@@ -51,7 +51,7 @@ from worker.service.jobs import SearchInputError, rank_hits
 log = logging.getLogger(__name__)
 Pair = tuple[bytes | None, bytes | None]  # a design's drawings (front, back), None: no such side
 Canvases = tuple[np.ndarray | None, np.ndarray | None]
-Prepared = tuple[Canvases, tuple[int, int]]  # turned upright, and the degrees each side was
+Prepared = tuple[Canvases, tuple[int, int]]  # canvases turned upright; the degrees each was
 BLANK = np.full((224, 224, 3), 255, dtype=np.uint8)  # a side the design does not have
 
 
@@ -142,10 +142,10 @@ def _keep_seen(engine: Engine, check_id: str, rows: list[int],
                prepared: list[Prepared | str]) -> None:
     """Each readable design as the model sees it, front | back (white for a missing side), a
     JPEG result for the report; one that cannot be stored is only missing from the page."""
-    for row, canvases in zip(rows, prepared, strict=True):
-        if isinstance(canvases, str):
+    for row, found in zip(rows, prepared, strict=True):
+        if isinstance(found, str):
             continue
-        pair = np.hstack([BLANK if c is None else c for c in canvases[0]])
+        pair = np.hstack([BLANK if c is None else c for c in found[0]])
         buffer = io.BytesIO()
         Image.fromarray(pair).save(buffer, "JPEG", quality=85)
         try:
