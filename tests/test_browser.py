@@ -276,7 +276,7 @@ def test_check_a_collection_and_download_its_report(site_then_worker, browser, t
     report = Path(download.value.path()).read_text().splitlines()
     assert report[0] == ("design,rank,match,similarity,verdict,front_score,back_score,error,"
                          "filters,swapped,outline_only,score,front_weight,catalogue_version,"
-                         "side_copies,order,garment,season")
+                         "side_copies,order,turned,garment,season")
     assert len(report) == 1 + 5 * 5
     assert any(line.startswith("copy-of-dress-0013,1,dress-0013,") and ",design," in line
                for line in report)  # its list after the copy in order of design

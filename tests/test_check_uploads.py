@@ -349,14 +349,14 @@ def test_the_report_has_a_row_per_hit_and_keeps_formulas_out():
     lines = report_csv(designs).splitlines()
     assert lines[0] == ("design,rank,match,similarity,verdict,front_score,back_score,error,"
                         "filters,swapped,outline_only,score,front_weight,catalogue_version,"
-                        "side_copies,order")
+                        "side_copies,order,turned")
     assert lines[1] == ("'=HYPERLINK(1),1,dress-0001,96,copy,0.91,-0.2,,,false,,0.9,0.5,"
-                        "20261203T100133340595Z-2d86e7,,score")  # the version it was compared with
+                        "20261203T100133340595Z-2d86e7,,score,")  # the version it was compared with
     assert lines[2] == ("'=HYPERLINK(1),2,dress-0001,96,,0.91,-0.2,,,true,,0.9,0.5,"
-                        "20261203T100133340595Z-2d86e7,,score")
-    assert lines[3] == "b,,,,,,,front: not a JPEG or PNG image,,,,,0.5,,,"  # no list: no order
+                        "20261203T100133340595Z-2d86e7,,score,")
+    assert lines[3] == "b,,,,,,,front: not a JPEG or PNG image,,,,,0.5,,,,"  # no list: no order
     assert len(lines) == 5 and \
-        lines[4] == "sketch,2,dress-0001,96,,0.91,-0.2,,,true,front back,0.9,0.5,,,score"
+        lines[4] == "sketch,2,dress-0001,96,,0.91,-0.2,,,true,front back,0.9,0.5,,,score,"
     options = SearchOptions(filters=["garment:dress,jacket", "season:SS26"], front_weight=0.7)
     filtered = report_csv(designs, options)
     assert all(',"garment:dress,jacket; season:SS26",' in line and ",0.7," in line
@@ -364,9 +364,13 @@ def test_the_report_has_a_row_per_hit_and_keeps_formulas_out():
     described = hit.model_copy(update={"columns": {"garment": "dress", "rank": "A"}})
     lines = report_csv([designs[1], CheckedDesign(name="a", status="finished",
                                                   results=[described])]).splitlines()
-    assert lines[0].endswith(",catalogue_version,side_copies,order,garment,catalogue:rank")
-    assert lines[1:] == ["b,,,,,,,front: not a JPEG or PNG image,,,,,0.5,,,,,",
-                         "a,1,dress-0001,96,copy,0.91,-0.2,,,false,,0.9,0.5,,,score,dress,A"]
+    assert lines[0].endswith(",catalogue_version,side_copies,order,turned,garment,"
+                             "catalogue:rank")
+    assert lines[1:] == ["b,,,,,,,front: not a JPEG or PNG image,,,,,0.5,,,,,,",
+                         "a,1,dress-0001,96,copy,0.91,-0.2,,,false,,0.9,0.5,,,score,,dress,A"]
+    turned = CheckedDesign(name="t", status="finished", results=[hit],
+                           turned={"front": 270, "back": 90})
+    assert report_csv([turned]).splitlines()[1].endswith(",score,front: 270; back: 90")
     # a design made of two designs' sides: every row of it says which side copies which
     copied = [SideCopy(side="front", name="jacket-0002", verdict="copy", similarity=98,
                        score=1.0),
@@ -375,7 +379,7 @@ def test_the_report_has_a_row_per_hit_and_keeps_formulas_out():
     lines = report_csv([CheckedDesign(name="two", status="finished", results=[hit],
                                       side_copies=copied, order="design")]).splitlines()
     assert lines[1].endswith(",0.5,,front: jacket-0002 copy 98; back: dress-0001 "
-                             "near-duplicate 80,design")
+                             "near-duplicate 80,design,")
     # a design of one side is ranked by that side alone, whatever the check's front_weight
     back_only = hit.model_copy(update={"front_score": None, "score": -0.2})
     front_only = hit.model_copy(update={"back_score": None, "score": 0.91})
@@ -383,13 +387,13 @@ def test_the_report_has_a_row_per_hit_and_keeps_formulas_out():
                         CheckedDesign(name="front", status="finished", results=[front_only])],
                        options).splitlines()
     compared = '"garment:dress,jacket; season:SS26"'
-    assert lines[1] == f"back,1,dress-0001,96,copy,,-0.2,,{compared},false,,-0.2,0.0,,,score"
-    assert lines[2] == f"front,1,dress-0001,96,copy,0.91,,,{compared},false,,0.91,1.0,,,score"
+    assert lines[1] == f"back,1,dress-0001,96,copy,,-0.2,,{compared},false,,-0.2,0.0,,,score,"
+    assert lines[2] == f"front,1,dress-0001,96,copy,0.91,,,{compared},false,,0.91,1.0,,,score,"
     # filters that each name a value but no design passes together: the design still has a row
     lines = report_csv([CheckedDesign(name="none", status="finished", catalogue="v1")],
                        options).splitlines()
     assert lines[1:] == [f"none,,,,,,,no catalogue design passes the filters,{compared},,,,0.7,"
-                         "v1,,"]
+                         "v1,,,"]
 
 
 def test_the_form_takes_a_zip_and_shows_its_progress_or_its_refusal(client, redis):

@@ -131,7 +131,7 @@ def test_a_missing_drawing_fails_its_row_and_the_others_are_checked(indexed_clie
     lines = report.get_data(as_text=True).splitlines()
     assert len(lines) == 1 + 3 + 1 + 3 + 3 + 3 + 1
     assert [ln for ln in lines if ln.startswith("lost,")] == [
-        "lost,,,,,,,back: 'gone.png' is not in the ZIP,,,,,0.5,,,,,"]  # no version, order, columns
+        "lost,,,,,,,back: 'gone.png' is not in the ZIP,,,,,0.5,,,,,,"]  # no version, order, turn, cols
     rows = list(csv.DictReader(io.StringIO(report.get_data(as_text=True))))
     firsts = {r["design"]: r for r in rows if r["rank"] == "1"}
     assert (firsts["one"]["swapped"], firsts["two"]["swapped"]) == ("false", "true")

@@ -141,7 +141,7 @@ def test_a_search_downloads_as_csv_with_its_filters_and_catalogue_columns(indexe
         assert float(cells["back_score"]) == hit["back_score"]
         assert cells["filters"] == "garment:dress,jacket" and cells["swapped"] == "false"
         assert cells["outline_only"] == "" and cells["boxes"] == ""  # the whole drawings
-        assert cells["order"] == body["order"]
+        assert cells["order"] == body["order"] and cells["turned"] == ""  # drawn upright
         assert (cells["garment"], cells["season"]) == (hit["columns"]["garment"],
                                                        hit["columns"]["season"])
     page = indexed_client.get(url.replace("/api/searches/", "/searches/")).get_data(as_text=True)
@@ -157,8 +157,11 @@ def test_a_boxed_search_says_on_every_csv_row_which_part_it_compared():
     result = SearchResult(results=[hit, hit.model_copy(update={"rank": 2, "verdict": None})],
                           image="x.jpg", k=2, front_weight=1.0, front_box=[0.1, 0.25, 0.6, 1])
     header, *rows = csv.reader(io.StringIO(search_csv(result)))
-    assert header == [*SEARCH_COLUMNS, "garment"] and header[-3:-1] == ["boxes", "order"]
-    assert [row[-3:] for row in rows] == [["front: 0.1,0.25,0.6,1", "score", "dress"]] * 2
+    assert header == [*SEARCH_COLUMNS, "garment"] and header[-4:-1] == ["boxes", "order",
+                                                                         "turned"]
+    assert [row[-4:] for row in rows] == [["front: 0.1,0.25,0.6,1", "score", "", "dress"]] * 2
+    sideways = result.model_copy(update={"turned": {"back": 270}})
+    assert next(csv.DictReader(io.StringIO(search_csv(sideways))))["turned"] == "back: 270"
     both = result.model_copy(update={"back_box": (0, 0, 0.5, 0.5)})
     assert next(csv.DictReader(io.StringIO(search_csv(both))))["boxes"] == \
         "front: 0.1,0.25,0.6,1; back: 0,0,0.5,0.5"

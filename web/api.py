@@ -134,7 +134,8 @@ def get_result_image(search_id: str):
                   HTTP_200=(None, "CSV, a row per hit, in the results' order: "
                             + ",".join(SEARCH_COLUMNS) + ", then the catalogue's further "
                             "columns the hits carry (garment, season, ...; one named like ours: "
-                            "`catalogue:<name>`); `order`, the result's `order`; the others "
+                            "`catalogue:<name>`); `order`, the result's `order`; `turned`, its "
+                            "`turned` (`front: 270; back: 90`); the others "
                             "as in a check's report"),
                   HTTP_404=(Error, "unknown, expired or malformed id"),
                   HTTP_409=NOT_FINISHED, HTTP_503=UNAVAILABLE))

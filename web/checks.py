@@ -168,7 +168,8 @@ def delete_check(check_id: str):
               path_parameter_descriptions=CHECK_ID, skip_validation=True, resp=Responses(
                   HTTP_200=(None, "CSV: design,rank,match,similarity,verdict,front_score,"
                                   "back_score,error,filters,swapped,outline_only,score,"
-                                  "front_weight,catalogue_version,side_copies,order; a row per "
+                                  "front_weight,catalogue_version,side_copies,order,turned; "
+                                  "a row per "
                                   "design and hit, one row with its error for a design that "
                                   "failed; `filters`: the check's `filter` fields, "
                                   "`; `-separated (blank: none); `swapped`: true/false, as a "
@@ -180,7 +181,9 @@ def delete_check(check_id: str):
                                   "catalogue design (`front: <name> <verdict> <similarity>`, "
                                   "`; `-separated, as its `side_copies`); `order`, the "
                                   "design's `order` (`score` or `design`; blank without "
-                                  "hits); then the "
+                                  "hits); `turned`, the design's sides scanned sideways and "
+                                  "turned upright (`front: 270; back: 90`, `; `-separated, as "
+                                  "its `turned`; blank: none); then the "
                                   "catalogue's further columns the hits "
                                   "carry (garment, season, ...; one named like ours: "
                                   "`catalogue:<name>`)"),

@@ -22,14 +22,15 @@ from worker.pipeline.ranking import side_weights
 
 REPORT_COLUMNS = ("design", "rank", "match", "similarity", "verdict", "front_score",
                   "back_score", "error", "filters", "swapped", "outline_only", "score",
-                  "front_weight", "catalogue_version", "side_copies", "order")
+                  "front_weight", "catalogue_version", "side_copies", "order", "turned")
 # a search's: the report's, less the design, its error and the catalogue version, and the
 # parts of the drawings it searched by (a check has none); then, in both, the hits'
 # catalogue columns. `order`: "design" when the hits after a found copy are ordered by
-# design, so a reader knows why the scores below it do not fall with the rank
+# design, so a reader knows why the scores below it do not fall with the rank; `turned`:
+# the sides scanned sideways and turned upright before the search (`front: 270; back: 90`)
 SEARCH_COLUMNS = ("rank", "match", "similarity", "verdict", "front_score", "back_score",
                   "filters", "swapped", "outline_only", "score", "front_weight", "side_copies",
-                  "boxes", "order")
+                  "boxes", "order", "turned")
 DUPLICATES_COLUMNS = ("a", "b", "similarity", "verdict", "group")
 NO_HITS = "no catalogue design passes the filters"  # a finished design's only cause of none
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet would run such a cell
@@ -67,6 +68,11 @@ def boxes_text(result: SearchResult) -> str:
                      if box is not None)
 
 
+def turned_text(turned: dict[str, int]) -> str:
+    """`front: 270; back: 90`: the sides turned upright, by degrees counter-clockwise."""
+    return "; ".join(f"{side}: {degrees}" for side, degrees in turned.items())
+
+
 def side_copies_text(copies: Iterable[SideCopy]) -> str:
     """`front: jkt-01 copy 98; back: ...`: a query's sides that alone copy a design."""
     return "; ".join(f"{c.side}: {c.name} {c.verdict} {c.similarity}" for c in copies)
@@ -97,16 +103,18 @@ def report_rows(designs: list[CheckedDesign], filters: Filters | None = None,
     out: list[list[object]] = []
     for design in designs:
         sketched, copied = " ".join(design.outline_only), side_copies_text(design.side_copies)
+        turned = turned_text(design.turned)
         if design.status != "finished" or not design.results:  # a design is never left out
             why = NO_HITS if design.status == "finished" else design.error or design.status
             out.append([design.name, "", "", "", "", "", "", why, compared, "", sketched, "",
-                        front_weight, design.catalogue, copied, "", *([""] * len(columns))])
+                        front_weight, design.catalogue, copied, "", turned,
+                        *([""] * len(columns))])
         applied = _applied_weight(design, front_weight)
         for hit in design.results:
             row = _hit_row(hit, compared, sketched, applied, copied, columns)
             weight = SEARCH_COLUMNS.index("front_weight") + 1  # then side_copies, the catalogue's
             out.append([design.name, *row[:6], "", *row[6:weight], design.catalogue,
-                        row[weight], design.order, *row[weight + 1:]])
+                        row[weight], design.order, turned, *row[weight + 1:]])
     return out
 
 
@@ -135,9 +143,9 @@ def search_csv(result: SearchResult) -> str:
     compared = "; ".join(as_fields(result.filters))
     sketched, copied = " ".join(result.outline_only), side_copies_text(result.side_copies)
     columns, boxed = _catalogue_columns(result.results), boxes_text(result)
-    fixed = len(SEARCH_COLUMNS) - 2  # the columns _hit_row gives before the catalogue's
+    fixed = len(SEARCH_COLUMNS) - 3  # the columns _hit_row gives before the catalogue's
     return _csv(_headed(SEARCH_COLUMNS, columns), (
-        [*row[:fixed], boxed, result.order, *row[fixed:]]
+        [*row[:fixed], boxed, result.order, turned_text(result.turned), *row[fixed:]]
         for row in (_hit_row(hit, compared, sketched, result.front_weight, copied, columns)
                     for hit in result.results)))
 
