@@ -60,6 +60,14 @@ def browser():
         chromium.close()
 
 
+def loaded(page, selector: str, timeout: int = 10_000) -> None:
+    """Wait until the first image `selector` finds has arrived and decoded (a function, not an
+    expression: Playwright evals an expression again at each poll, which the CSP refuses)."""
+    page.wait_for_function("s => { const img = document.querySelector(s); "
+                           "return img !== null && img.complete && img.naturalWidth > 0; }",
+                           arg=selector, timeout=timeout)
+
+
 @pytest.fixture
 def drawings(tmp_path) -> tuple[Path, Path]:
     front, back = design_pair(13, N_PAIRS)
@@ -81,6 +89,7 @@ def test_upload_a_pair_and_see_the_results(site, browser, drawings):
     rows = page.locator("#results tbody tr")
     assert rows.count() == 20
     assert "dress-0013" in rows.first.inner_text()
+    loaded(page, "img.grid")  # the element is there before its image has arrived
     assert page.evaluate("document.querySelector('img.grid').naturalWidth") > 1000
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "result-page.png"), full_page=True)
@@ -263,7 +272,8 @@ def test_check_a_collection_and_download_its_report(site_then_worker, browser, t
     assert "3 with a copy or near-duplicate" in page.locator("#summary").inner_text()
     first = page.locator("tr.design").first
     assert first.locator("td.hits figure").count() == 5
-    assert page.evaluate("document.querySelector('td.hits img').naturalWidth") > 0
+    page.locator("td.hits img").first.scroll_into_view_if_needed()  # it loads lazily
+    loaded(page, "td.hits img")
     page.wait_for_function(  # a function: see test_open_a_match_view_from_a_result_row_...
         "() => [...document.querySelectorAll('img.seen')].every(i => i.complete)")
     widths = page.evaluate("[...document.querySelectorAll('img.seen')].map(i => i.naturalWidth)")
