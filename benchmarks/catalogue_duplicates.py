@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.lookalike import on_sample, table
+from benchmarks.lookalike import on_sample, sample_parser, table
 from benchmarks.lookalike_edits import EDITS, edited_pair
 from worker.core.catalogue import load_catalogue, write_catalogue_csv
 from worker.core.duplicates import VERDICTS
@@ -154,13 +154,7 @@ def run(args: argparse.Namespace, database: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=11, help="7 is the seed we tuned on")
-    parser.add_argument("--copies", type=int, default=10, help="per edit family")
-    parser.add_argument("--descriptor", default=None, help="default: DESCRIPTOR's default")
-    parser.add_argument("--weights", default="bsds500")
-    parser.add_argument("--precision", default="auto")
+    parser = sample_parser(__doc__, "--copies", 10, "per edit family")
     parser.add_argument("--calibrate", action="store_true",
                         help="derive the list's thresholds from this run (tuning seed only)")
     parser.add_argument("--margin-weight", type=float, default=0.25,

@@ -223,13 +223,7 @@ def run(args: argparse.Namespace, database: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=11, help="7 is the seed we tuned on")
-    parser.add_argument("--queries", type=int, default=40, help="per edit family")
-    parser.add_argument("--descriptor", default=None, help="default: DESCRIPTOR's default")
-    parser.add_argument("--weights", default="bsds500")
-    parser.add_argument("--precision", default="auto")
+    parser = sample_parser(__doc__, "--queries", 40, "per edit family")
     parser.add_argument("--front-weight", type=float, default=0.5)
     parser.add_argument("--no-exact-match", action="store_true",
                         help="score plainly, without the descriptor's exact-match bonus "
@@ -244,6 +238,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibrate", action="store_true",
                         help="derive the verdict thresholds from this run (tuning seed only)")
     return on_sample(parser.parse_args(argv), run)
+
+
+def sample_parser(doc: str, count: str, default: int, what: str) -> argparse.ArgumentParser:
+    """The options of a benchmark run `on_sample`: the catalogue's size and seed, the model's
+    descriptor, weights and precision, and `count` (how many queries or copies, `what`)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=11, help="7 is the seed we tuned on")
+    parser.add_argument(count, type=int, default=default, help=what)
+    parser.add_argument("--descriptor", default=None, help="default: DESCRIPTOR's default")
+    parser.add_argument("--weights", default="bsds500")
+    parser.add_argument("--precision", default="auto")
+    return parser
 
 
 def on_sample(args: argparse.Namespace, run: Callable[[argparse.Namespace, Path], object]) -> int:

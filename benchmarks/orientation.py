@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from benchmarks.lookalike import K, make_queries, on_sample, table
+from benchmarks.lookalike import K, make_queries, on_sample, sample_parser, table
 from benchmarks.lookalike_edits import EDITS, edited_pair
 from benchmarks.quality import FAMILIES, MORE_FAMILIES
 from worker.core.catalogue import load_catalogue
@@ -128,13 +128,7 @@ def run(args: argparse.Namespace, database: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=300)
-    parser.add_argument("--seed", type=int, default=11, help="7 is the seed we tuned on")
-    parser.add_argument("--queries", type=int, default=40, help="per family")
-    parser.add_argument("--descriptor", default=None, help="default: DESCRIPTOR's default")
-    parser.add_argument("--weights", default="bsds500")
-    parser.add_argument("--precision", default="auto")
+    parser = sample_parser(__doc__, "--queries", 40, "per family")
     return on_sample(parser.parse_args(argv), run)
 
 
