@@ -167,6 +167,28 @@ def test_a_drawing_sent_as_text_under_another_name_or_twice_is_refused_saying_so
                                              "drawing"})
 
 
+def test_a_field_sent_the_wrong_way_beside_a_drawing_is_refused_not_dropped(
+        indexed_client, redis, indexed_settings):
+    """A forgotten @ on one side ran a one-side search without a word, and an option sent as
+    a file ran with its default (found checking the README's examples, 2026-12-06)."""
+    def post(data: dict):
+        return indexed_client.post("/api/searches", data=data, content_type="multipart/form-data")
+
+    back_as_text = post({"front": (io.BytesIO(GOOD_FRONT), "f.png"), "back": "back.png"})
+    assert (back_as_text.status_code, back_as_text.get_json()) == (400, {
+        "error": "invalid_back", "message": "back came as a text field, not a file (curl: -F "
+        "back=@drawing.png, with the @); upload the back drawing, or leave the field out to "
+        "search by the other side alone"})
+    k_as_file = post({"front": (io.BytesIO(GOOD_FRONT), "f.png"), "k": (io.BytesIO(b"5"), "k")})
+    assert (k_as_file.status_code, k_as_file.get_json()) == (400, {
+        "error": "invalid_k", "message": "k came as a file, not a text field (curl: -F k=value, "
+                                         "without the @)"})
+    assert len(Queue(indexed_settings.queue_name, connection=redis)) == 0
+    assert list(indexed_settings.upload_dir.iterdir()) == []
+    blank = post({"front": (io.BytesIO(GOOD_FRONT), "f.png"), "back": ""})  # an empty field
+    assert blank.status_code == 202
+
+
 def test_a_queued_search_shows_the_options_it_asked_for(indexed_client):
     """Until finished (queued, running, failed) the options came back null: a client could
     not tell what it had asked for (exploratory round 7, finding 14)."""

@@ -16,6 +16,7 @@ from werkzeug.exceptions import ClientDisconnected
 
 from web.catalogue import check_request_filters
 from web.errors import RequestRefused, queue_unavailable
+from web.formfields import refuse_drawing_as_text, refuse_options_as_files, what_came
 from web.offload import off_loop
 from web.resultcache import cache_key, copy_search, finished_search
 from web.searches import SearchStatus
@@ -183,23 +184,11 @@ class Submitted(NamedTuple):
     status: str  # a SearchStatus: "queued" for a new search, else the earlier search's
 
 
-def _what_came(files: ImmutableMultiDict, form: ImmutableMultiDict) -> str:
-    """What the form held instead of the drawings, said so a person can mend the request."""
-    as_text = [side for side in SIDES if side in form]
-    if as_text:
-        return (f"; {' and '.join(as_text)} came as a text field, not a file (curl: "
-                f"-F {as_text[0]}=@drawing.png, with the @)")
-    others = sorted(name for name in files if name not in SIDES)
-    if others:
-        return (f"; the files came as {', '.join(repr(n[:40]) for n in others[:3])}: name the "
-                "fields front and back")
-    return ""
-
-
 def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> Submitted:
     """Validate both sides and the options, store the uploads, enqueue; return the new
     search's id (answered at once, already finished, when an identical search finished)."""
     settings = current_app.config["SETTINGS"]
+    refuse_options_as_files(files)
     options = parse_options(form)
     for side in SIDES:
         if len(files.getlist(side)) > 1:  # which drawing was meant?
@@ -210,7 +199,8 @@ def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> Submit
     if not uploads:
         raise RequestRefused(400, "missing_images", "no image was uploaded; upload the front "
                               "and the back of the design (or at least one of them)"
-                              + _what_came(files, form))
+                              + what_came(files, form))
+    refuse_drawing_as_text(form, set(uploads))
     for side in SIDES:
         if getattr(options, f"{side}_box") is not None and side not in uploads:
             raise RequestRefused(400, f"invalid_{side}_box", f"{side}_box was given but no "
