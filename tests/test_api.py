@@ -261,20 +261,28 @@ def test_failed_search_reports_its_error(indexed_client, run_worker, indexed_set
         assert refused.status_code == 409 and refused.get_json()["error"] == "search_failed"
 
 
-def test_a_drawing_too_faint_to_show_fails_its_search_saying_so(indexed_client, run_worker):
+def test_a_drawing_too_faint_to_show_fails_its_search_saying_so(indexed_client, run_worker,
+                                                                caplog):
     """A 1 px faint line on a large page passes the web's blank check (it is not one flat
-    colour) but averages away on the 224 px canvas: it is not searched as blank paper."""
+    colour) but averages away on the 224 px canvas: it is not searched as blank paper. The
+    worker's log says so in a line, not as an ERROR with a traceback (the upload's fault)."""
+    import logging
+
     from PIL import ImageDraw
 
     page = Image.new("RGB", (4000, 4000), "white")
     ImageDraw.Draw(page).line([(0, 2000), (3999, 2000)], fill=(230, 230, 230), width=1)
     response = post_pair(indexed_client, encode(page), GOOD_BACK)
     assert response.status_code == 202, response.get_json()
-    run_worker()
+    with caplog.at_level(logging.INFO):
+        run_worker()
     body = indexed_client.get(response.get_json()["url"]).get_json()
     assert body["status"] == "failed", body
     assert body["error"].startswith("the front drawing shows nothing at the size designs are "
                                     "compared")
+    refused = [r for r in caplog.records if "a drawing was refused" in r.getMessage()]
+    assert [r.levelname for r in refused] == ["WARNING"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
 
 
 def test_catalogue_images_cannot_escape_the_database(indexed_client):

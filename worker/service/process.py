@@ -19,9 +19,11 @@ from rq.exceptions import NoSuchJobError
 from rq.executions import Execution, cleanup_execution
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
+from rq.job_lifecycle import call_exception_handlers
 
 from worker.core.checks import chunk_uploads
 from worker.core.contract import CheckChunk
+from worker.core.images import ImageRejected
 from worker.core.queueing import UploadRefused, announce_done, check_upload_name, index_queue_name
 from worker.core.settings import Settings
 from worker.indexing.recovery import recover_at_start
@@ -92,6 +94,15 @@ class SearchWorker(SimpleWorker):
         self.pubsub_thread = self.pubsub.run_in_thread(
             sleep_time=LISTENER_WAKE_S, daemon=True,
             exception_handler=self._pubsub_exception_handler)
+
+    def handle_exception(self, job: Job, *exc_info):
+        """RQ's, but a drawing refused (faint, unreadable) is the upload's fault, said in the
+        job's error: a line in the log, not an ERROR with a traceback."""
+        if not isinstance(exc_info[1], ImageRejected):
+            return super().handle_exception(job, *exc_info)
+        log.warning("job %s: a drawing was refused: %s", job.id, exc_info[1])
+        call_exception_handlers(self._exc_handlers, job, *exc_info)
+        return None
 
     def stop_before_work(self, signum, frame):
         self.stop_signalled = True
