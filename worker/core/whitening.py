@@ -13,6 +13,9 @@ from pathlib import Path
 import numpy as np
 
 SHRINK = 0.1  # eigenvalue regularisation, as a fraction of the mean kept eigenvalue
+# a block of weight 0 is kept as measured, times this, after the unit row: its products add
+# under 1e-5 to any dot product, and the exact-match bonus reads it back (worker/pipeline/exact.py)
+RAW_SCALE = 1e-3
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
@@ -24,7 +27,8 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class Whitening:
     """The model's columns whitened; appearance columns after them (`blocks`: their sizes
-    and weights) centred on the catalogue and weighted, each block L2-normalised."""
+    and weights) centred on the catalogue and weighted, each block L2-normalised; a block of
+    weight 0 (measurements, not a direction) kept raw after the unit row (RAW_SCALE)."""
 
     mean: np.ndarray  # (dim_in,) float32
     projection: np.ndarray  # (dim_in, dim_out) float32
@@ -39,23 +43,36 @@ class Whitening:
         """(n, dim_in + appearance) -> (n, dim) float32, rows L2-normalised."""
         x = np.asarray(x, np.float32)
         start = self.mean.size
-        parts = [l2_normalise((x[:, :start] - self.mean) @ self.projection)]
+        parts, raw = [l2_normalise((x[:, :start] - self.mean) @ self.projection)], []
         for size, weight in self.blocks:
-            centred = x[:, start:start + size] - self.block_mean[start - self.mean.size:][:size]
-            parts.append(weight * l2_normalise(centred))
+            if weight == 0:
+                raw.append(RAW_SCALE * x[:, start:start + size])
+            else:
+                centred = x[:, start:start + size] - self.block_mean[start - self.mean.size:][:size]
+                parts.append(weight * l2_normalise(centred))
             start += size
-        return l2_normalise(np.hstack(parts)) if self.blocks else parts[0]
+        row = l2_normalise(np.hstack(parts)) if len(parts) > 1 else parts[0]
+        return np.hstack([row, *raw]) if raw else row
+
+    def raw_columns(self) -> slice | None:
+        """The columns of the raw blocks (weight 0, after every weighted one), None without."""
+        raw = sum(size for size, weight in self.blocks if weight == 0)
+        return slice(self.dim - raw, self.dim) if raw else None
 
     def outline_only(self, y: np.ndarray) -> np.ndarray:
         """(n, dim) projected rows -> the same with only the first appearance block (the
-        silhouette) kept, rows L2-normalised; unchanged without appearance blocks. Against
-        whole catalogue rows this scores the silhouette alone, scaled by its share."""
+        silhouette) kept, rows L2-normalised (and the raw blocks, as they were); unchanged
+        without appearance blocks. Against whole catalogue rows this scores the silhouette
+        alone, scaled by its share."""
         if not self.blocks:
             return y
-        start = int(self.projection.shape[1])
+        start, raw = int(self.projection.shape[1]), self.raw_columns()
         kept = np.zeros_like(y)
         kept[:, start:start + self.blocks[0][0]] = y[:, start:start + self.blocks[0][0]]
-        return l2_normalise(kept)
+        kept = l2_normalise(kept)
+        if raw is not None:  # the outline's proportions, as measured
+            kept[:, raw] = y[:, raw]
+        return kept
 
     def save(self, path) -> None:
         """To a path or an open binary file."""

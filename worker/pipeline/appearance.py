@@ -1,7 +1,8 @@
 """Appearance features computed without the model, from the canvas the model sees: the
 garment's silhouette (its outline filled, so a line sketch and a coloured drawing agree), its
-colours, and the orientations of its pattern's edges. They weigh the garment type, the palette
-and the pattern family beside the model's structure.
+colours, the orientations of its pattern's edges, and its proportions. They weigh the garment
+type, the palette and the pattern family beside the model's structure; the proportions tell
+a copy from a look-alike of the same garment cut a little wider or longer.
 
 Pillow + numpy. Each function: (224, 224, 3) uint8 canvas -> (dims,) float32.
 """
@@ -19,6 +20,8 @@ SKETCH_COVERAGE = 0.5  # a drawing that colours less of its outline is a line sk
 PATTERN_INSET = 11  # the pattern is read where this square (px) around a pixel is all inside
 PATTERN_EDGE = 20.0  # a colour step over 2 px larger than this (0-255) is an edge of the pattern
 PATTERN_ORIENTATIONS = 8  # edge orientations (mod 180 degrees), folded to 5 by mirroring
+PROPORTION_DIMS = 6
+MIN_SPREAD = 0.5  # px: a part of the outline narrower than this counts as this wide
 
 
 def _span(ink: np.ndarray) -> np.ndarray:
@@ -105,18 +108,42 @@ def _eroded(mask: np.ndarray, side: int) -> np.ndarray:
     return box == side * side
 
 
+def proportions(canvas: np.ndarray, inside: np.ndarray | None = None) -> np.ndarray:
+    """(6,) logs of ratios of the filled outline's spreads (standard deviations of its
+    pixels' columns and rows): its width to its height, its upper half's width to its lower
+    half's, its area to width times height, and each third's width (top to bottom, by area)
+    to the whole's. A copy keeps them to a re-scan's ~0.003, a look-alike of the same garment
+    cut wider or longer does not; colours, pattern, size and mirroring change none, a tilt of
+    a few degrees only to second order (docs/quality.md). Zeros for an empty outline."""
+    inside = _inside(canvas) if inside is None else inside
+    ys, xs = np.nonzero(inside)  # row by row: ys ascending
+    if ys.size < 3:
+        return np.zeros(PROPORTION_DIMS, np.float32)
+    xs, ys = xs.astype(np.float64), ys.astype(np.float64)
+
+    def spread(part: np.ndarray) -> float:
+        return max(float(part.std()), MIN_SPREAD) if part.size else MIN_SPREAD
+
+    width, height, half = spread(xs), spread(ys), int(np.searchsorted(ys, ys.mean()))
+    ratios = [width / height, spread(xs[:half]) / spread(xs[half:]), ys.size / (width * height),
+              *(spread(third) / width for third in np.array_split(xs, 3))]
+    return np.log(ratios).astype(np.float32)
+
+
 BLOCKS = (SILHOUETTE_SIDE ** 2, COLOUR_BINS ** 3)  # sizes of the first two (every descriptor's)
 PATTERN_DIMS = PATTERN_ORIENTATIONS // 2 + 2  # the third's
 
 
 def appearance(canvases: np.ndarray, blocks: int = 2) -> np.ndarray:
     """(n, 224, 224, 3) uint8 -> (n, dims) float32: the first `blocks` of silhouette (144),
-    colours (64) and pattern edges (6), side by side."""
+    colours (64), pattern edges (6) and proportions (6), side by side."""
     def row(canvas: np.ndarray) -> np.ndarray:
-        inside = _inside(canvas)  # read once: the silhouette and the pattern both need it
+        inside = _inside(canvas)  # read once: the silhouette, pattern and proportions need it
         parts = [silhouette(canvas, inside), colour_histogram(canvas)]
         if blocks > 2:
             parts.append(pattern_edges(canvas, inside))
+        if blocks > 3:
+            parts.append(proportions(canvas, inside))
         return np.concatenate(parts[:blocks])
 
     return np.stack([row(c) for c in canvases])

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from worker.pipeline.appearance import BLOCKS, PATTERN_DIMS
+from worker.pipeline.appearance import BLOCKS, PATTERN_DIMS, PROPORTION_DIMS
 
 GEM_P = 3.0
 
@@ -129,4 +129,11 @@ DESCRIPTORS = {d.name: d for d in [
                "the list the same pattern family: 470",
                grey=True, whiten=256, copies=True,
                appearance=((BLOCKS[0], 0.5), (BLOCKS[1], 0.4), (PATTERN_DIMS, 0.375))),
+    Descriptor("grey-dir345-lw256-shape-colour-pattern-proportions", (B3, B4, B5), gem_directions,
+               True, "grey-dir345-lw256-shape-colour-pattern + the outline's proportions (6, "
+               "kept as measured: weight 0), which the exact-match bonus compares: a copy "
+               "keeps them, a look-alike cut wider or longer does not: 476",
+               grey=True, whiten=256, copies=True,
+               appearance=((BLOCKS[0], 0.5), (BLOCKS[1], 0.4), (PATTERN_DIMS, 0.375),
+                           (PROPORTION_DIMS, 0.0))),
 ]}

@@ -13,7 +13,12 @@ verdict thresholds calibrated for it, and an index without it is scored plainly.
 
 Computed from the bank's own columns (a row is [model, w_s * silhouette, w_c * colour, ...] /
 norm, each block unit length; blocks after the colours, the pattern's edges, count plainly),
-so no extra forward pass and no extra bank.
+so no extra forward pass and no extra bank. Where the rows also hold the outline's
+proportions (`appearance.proportions`, a raw block: `Whitening.raw_columns`), each side
+gains `proportion_weight * exp(-(d / proportion_width)^2)`, d the root mean square of their
+differences, counted in the division too: a copy keeps its design's proportions to within a
+re-scan, a look-alike cut a little wider or longer loses most of it. A line sketch (matched
+by its outline alone) gains it as well.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
-from worker.core.whitening import Whitening
+from worker.core.whitening import RAW_SCALE, Whitening
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,8 @@ class ExactMatch:
     verdicts: dict[str, float] | None = field(default=None, compare=False)
     # those calibrated for a side searched alone (a one-side search, `side_copies`)
     one_side_verdicts: dict[str, float] | None = field(default=None, compare=False)
+    proportion_weight: float = 0.0  # the bonus for the outline's proportions (raw columns)
+    proportion_width: float = 1.0  # ... exp(-(rms difference / this)^2): half at 0.83 x this
 
     def to_manifest(self) -> dict:
         return asdict(self)
@@ -55,29 +62,48 @@ class ExactMatch:
         start, (sil, _), (col, _) = int(whitening.projection.shape[1]), *whitening.blocks[:2]
         return [(0, start), (start, start + sil), (start + sil, start + sil + col)]
 
-    def _combined(self, whitening: Whitening, model, sil, col) -> np.ndarray:
+    def _fit_weight(self, whitening: Whitening) -> float:
+        return self.proportion_weight if whitening.raw_columns() is not None else 0.0
+
+    def total(self, whitening: Whitening) -> float:
+        """What an identical pair scores before the division: 1 + the weights of the bonuses
+        the bank's rows allow."""
+        return 1.0 + self.outline_weight + self.colour_weight + self._fit_weight(whitening)
+
+    def _fit(self, whitening: Whitening, rows: np.ndarray, q: np.ndarray) -> np.ndarray | float:
+        """(n,) the proportions' bonus of each row (0 where the bank has none)."""
+        raw = whitening.raw_columns()
+        if raw is None or not self.proportion_weight:
+            return 0.0
+        diff = rows[:, raw] - q[raw]
+        exponent = np.einsum("ij,ij->i", diff, diff)  # einsum: half the time of square + mean
+        exponent *= -1.0 / (diff.shape[1] * (RAW_SCALE * self.proportion_width) ** 2)
+        return self.proportion_weight * np.exp(exponent, out=exponent)
+
+    def _combined(self, whitening: Whitening, model, sil, col, fit) -> np.ndarray:
         """The scores with the bonus from the dot products of each column range (summed,
-        they are the plain score)."""
+        they are the plain score) and the proportions' bonus."""
         norm2 = 1.0 + sum(w * w for _, w in whitening.blocks)  # a row's squared norm before its L2
         (_, w_sil), (_, w_col) = whitening.blocks[:2]
         bonus = (self.outline_weight * _ramp(sil * (norm2 / (w_sil * w_sil)), self.outline_from)
                  + self.colour_weight * _ramp(col * (norm2 / (w_col * w_col)), self.colour_from))
-        return ((model + sil + col + bonus)
-                / (1.0 + self.outline_weight + self.colour_weight)).astype(np.float32)
+        return ((model + sil + col + bonus + fit) / self.total(whitening)).astype(np.float32)
 
     def scores(self, whitening: Whitening, rows: np.ndarray, q: np.ndarray) -> np.ndarray:
         """(n, dim) bank rows, a (dim,) projected query -> (n,) scores with the bonus. A query
-        kept to its outline (a line sketch: its model columns are zero) is scored plainly."""
+        kept to its outline (a line sketch: its model columns are zero) is scored plainly,
+        with the proportions' bonus where the bank has them."""
         (m0, m1), sil, col = self._ranges(whitening)
+        fit = self._fit(whitening, rows, q)
         if not q[m0:m1].any():
-            return rows @ q
+            return ((rows @ q + fit) / (1.0 + self._fit_weight(whitening))).astype(np.float32)
         # column slices of the bank (BLAS reads them in place): as many multiplications as
         # the plain score; one (dim, 3) product instead was 4x slower in OpenBLAS
         model = rows[:, m0:m1] @ q[m0:m1]
         if col[1] < q.size:  # blocks after the colours (the pattern's edges): no bonus
             model += rows[:, col[1]:] @ q[col[1]:]
         return self._combined(whitening, model,
-                              *(rows[:, lo:hi] @ q[lo:hi] for lo, hi in (sil, col)))
+                              *(rows[:, lo:hi] @ q[lo:hi] for lo, hi in (sil, col)), fit)
 
 
 def _ramp(cosine: np.ndarray, start: float) -> np.ndarray:
@@ -108,6 +134,15 @@ CHOSEN: dict[str, ExactMatch] = {
                                          "margin_weight": 1.0},
         one_side_verdicts={"copy": 1.1001, "near-duplicate": 0.8583, "similar": 0.5285,
                            "floor": 0.3582, "margin_weight": 1.0}),
+    # the same with the outline's proportions (weight and width chosen on a cache of the
+    # seed-7 benchmark's top 50, thresholds from its 200 queries a family: docs/quality.md)
+    "grey-dir345-lw256-shape-colour-pattern-proportions": ExactMatch(
+        0.98, 0.35, 0.8, 0.07, verdicts={"copy": 0.8571, "near-duplicate": 0.7799,
+                                         "similar": 0.5363, "floor": 0.3185,
+                                         "margin_weight": 1.0},
+        one_side_verdicts={"copy": 1.0119, "near-duplicate": 0.8276, "similar": 0.5401,
+                           "floor": 0.3341, "margin_weight": 1.0},
+        proportion_weight=0.2, proportion_width=0.015),
 }
 
 

@@ -90,4 +90,4 @@ def _pattern_parts(bank: FeatureBank, columns: slice, hits: list[SearchHit],
                for w, side, q in zip(weights, matched, queries, strict=True) if q is not None)
     exact = usable(ExactMatch.of(bank.manifest), bank.whitening)
     # the exact-match bonus divides each side's sum of products by its weights' total
-    return part if exact is None else part / (1.0 + exact.outline_weight + exact.colour_weight)
+    return part if exact is None else part / exact.total(bank.whitening)

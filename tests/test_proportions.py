@@ -1,0 +1,87 @@
+"""The outline's proportions (appearance.proportions): what a copy keeps and a look-alike cut
+wider or longer does not; kept raw in the bank row (a weight-0 block: Whitening), where no
+dot product sees them, and compared by the exact-match bonus (worker.pipeline.exact)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from worker.core.whitening import RAW_SCALE, learn_whitening
+from worker.dev.sample import draw_side, make_designs
+from worker.pipeline.appearance import PROPORTION_DIMS, appearance, proportions
+from worker.pipeline.exact import ExactMatch
+from worker.pipeline.preprocess import to_canvas
+
+MODEL, SIL, COL = 20, 6, 4
+EXACT = ExactMatch(0.9, 0.4, 0.8, 0.2, proportion_weight=0.2, proportion_width=0.015)
+
+
+def _canvas(design, side: str = "front", scale: float = 1.0) -> np.ndarray:
+    img = draw_side(design, side)
+    if scale != 1.0:
+        img = img.resize((round(img.width * scale), round(img.height * scale)))
+    return to_canvas(img, trim=True)
+
+
+def test_a_copy_keeps_its_proportions_and_a_wider_or_longer_look_alike_does_not():
+    design = make_designs(8, seed=3)[1]
+    own = proportions(_canvas(design))
+    assert own.shape == (PROPORTION_DIMS,) and own.dtype == np.float32
+    recoloured = dataclasses.replace(design, colour=(200, 60, 60), accent=(20, 90, 160),
+                                     spacing=design.spacing + 6)
+    for copy in (_canvas(recoloured), np.ascontiguousarray(_canvas(design)[:, ::-1]),
+                 _canvas(design, scale=1.7)):  # other colours and spacing, mirrored, larger
+        assert np.sqrt(np.mean((proportions(copy) - own) ** 2)) < 0.01
+    for cut in ({"width": design.width * 1.08}, {"length": design.length * 1.08}):
+        other = proportions(_canvas(dataclasses.replace(design, **cut)))
+        assert np.sqrt(np.mean((other - own) ** 2)) > 0.015, cut
+
+
+def test_proportions_are_the_fourth_appearance_block_and_an_empty_outline_is_zeros():
+    design = make_designs(4, seed=5)[2]
+    canvas = _canvas(design, "back")
+    row = appearance(canvas[None], 4)[0]
+    assert np.array_equal(row[-PROPORTION_DIMS:], proportions(canvas))
+    assert np.array_equal(appearance(canvas[None], 3)[0], row[:-PROPORTION_DIMS])
+    assert not proportions(np.full((224, 224, 3), 255, np.uint8)).any()
+
+
+def _whitened(seed: int = 0, n: int = 30):
+    """A whitening with silhouette and colour blocks and a raw block of proportions."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, MODEL + SIL + COL + PROPORTION_DIMS)).astype(np.float32)
+    x[:, -PROPORTION_DIMS:] = rng.normal(0, 0.2, (n, PROPORTION_DIMS))
+    blocks = ((SIL, 0.5), (COL, 0.4), (PROPORTION_DIMS, 0.0))
+    return learn_whitening(x, 8, blocks=blocks), x
+
+
+def test_a_raw_block_is_kept_as_measured_after_the_unit_row_and_no_dot_product_sees_it():
+    w, x = _whitened()
+    y = w.apply(x)
+    raw = w.raw_columns()
+    assert (raw.start, raw.stop) == (w.dim - PROPORTION_DIMS, w.dim)
+    assert np.allclose(y[:, raw] / RAW_SCALE, x[:, -PROPORTION_DIMS:], atol=1e-6)
+    assert np.allclose(np.linalg.norm(y[:, :raw.start], axis=1), 1.0, atol=1e-6)
+    without = learn_whitening(x[:, :-PROPORTION_DIMS], 8, blocks=((SIL, 0.5), (COL, 0.4)))
+    assert np.abs(y @ y.T - (lambda z: z @ z.T)(without.apply(x[:, :-PROPORTION_DIMS]))).max() < 1e-5
+    outline = w.outline_only(y)
+    assert np.array_equal(outline[:, raw], y[:, raw])  # a sketch's proportions are compared too
+    assert without.raw_columns() is None
+
+
+def test_the_bonus_compares_the_proportions_and_an_identical_pair_still_scores_one():
+    w, x = _whitened(1)
+    y = w.apply(x)
+    plain = ExactMatch(0.9, 0.4, 0.8, 0.2)
+    with_fit, without = EXACT.scores(w, y, y[3]), plain.scores(w, y, y[3])
+    assert np.isclose(with_fit[3], 1.0, atol=1e-5)
+    d2 = np.mean((x[:, -PROPORTION_DIMS:] - x[3, -PROPORTION_DIMS:]) ** 2, axis=1)
+    fit = 0.2 * np.exp(-d2 / 0.015 ** 2)
+    assert np.allclose(with_fit, (without * 1.6 + fit) / 1.8, atol=1e-5)
+    assert np.isclose(EXACT.total(w), 1.8) and np.isclose(plain.total(w), 1.6)
+    outline = w.outline_only(y[4:5])[0]  # a line sketch: its outline, plainly, and the fit
+    d2 = np.mean((x[:, -PROPORTION_DIMS:] - x[4, -PROPORTION_DIMS:]) ** 2, axis=1)
+    assert np.allclose(EXACT.scores(w, y, outline),
+                       (y @ outline + 0.2 * np.exp(-d2 / 0.015 ** 2)) / 1.2, atol=1e-5)
