@@ -70,8 +70,9 @@ class ExactMatch:
         the bank's rows allow."""
         return 1.0 + self.outline_weight + self.colour_weight + self._fit_weight(whitening)
 
-    def _fit(self, whitening: Whitening, rows: np.ndarray, q: np.ndarray) -> np.ndarray | float:
-        """(n,) the proportions' bonus of each row (0 where the bank has none)."""
+    def fit(self, whitening: Whitening, rows: np.ndarray, q: np.ndarray) -> np.ndarray | float:
+        """(n,) the proportions' bonus of each row before the division (0 where the bank has
+        none)."""
         raw = whitening.raw_columns()
         if raw is None or not self.proportion_weight:
             return 0.0
@@ -94,7 +95,7 @@ class ExactMatch:
         kept to its outline (a line sketch: its model columns are zero) is scored plainly,
         with the proportions' bonus where the bank has them."""
         (m0, m1), sil, col = self._ranges(whitening)
-        fit = self._fit(whitening, rows, q)
+        fit = self.fit(whitening, rows, q)
         if not q[m0:m1].any():
             return ((rows @ q + fit) / (1.0 + self._fit_weight(whitening))).astype(np.float32)
         # column slices of the bank (BLAS reads them in place): as many multiplications as

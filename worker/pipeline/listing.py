@@ -5,8 +5,9 @@ ordered by design.
 After a found copy, the hits below those judged a copy or near-duplicate are what a designer
 calls similar: the same garment and pattern before the same colours. They are drawn from the
 score's best POOL_PER_K * k and ordered by the score with the pattern's block (its edges'
-orientations, `appearance.pattern_edges`) counted 1 + PATTERN_EXTRA times; each keeps its own
-score and verdict. Without a found copy the list stays in score order: a copy the score ranks
+orientations, `appearance.pattern_edges`) counted 1 + PATTERN_EXTRA times and without the
+outline's proportions' bonus (a copy's mark, not a design's: `exact.ExactMatch.fit`); each
+keeps its own score and verdict. Without a found copy the list stays in score order: a copy the score ranks
 2-20 without a verdict would be ordered like a look-alike and could leave the list
 (docs/quality.md, "The list after a found copy").
 """
@@ -68,26 +69,27 @@ def _after_copy(bank: FeatureBank, columns: slice, hits: list[SearchHit], judged
     (`columns`: the bank's pattern block)."""
     head = next((i for i, score in enumerate(judged) if score < found), len(hits))
     rest = hits[head:]
-    design = np.array([h.score for h in rest]) + PATTERN_EXTRA * _pattern_parts(
+    design = np.array([h.score for h in rest]) + _design_parts(
         bank, columns, rest, queries, front_weight)
     order = [*range(head), *(head + np.argsort(-design, kind="stable"))]
     return ([replace(hits[i], rank=rank) for rank, i in enumerate(order, start=1)],
             [judged[i] for i in order])
 
 
-def _pattern_parts(bank: FeatureBank, columns: slice, hits: list[SearchHit],
-                   queries: tuple[np.ndarray | None, np.ndarray | None], front_weight: float
-                   ) -> np.ndarray:
-    """(len(hits),) what the pattern block (`columns`) adds to each hit's score: each side's
-    block product, weighted as the score weighs the sides (the other way round where it
-    swapped)."""
+def _design_parts(bank: FeatureBank, columns: slice, hits: list[SearchHit],
+                  queries: tuple[np.ndarray | None, np.ndarray | None], front_weight: float
+                  ) -> np.ndarray:
+    """(len(hits),) what ordering by design adds to each hit's score: the pattern block's
+    (`columns`) product PATTERN_EXTRA times more, the proportions' bonus taken out; each side
+    weighted as the score weighs the sides (the other way round where it swapped)."""
     rows = np.array([h.index for h in hits], np.int64)
     swapped = np.array([h.swapped for h in hits], bool)[:, None]
-    front, back = bank.front[rows, columns], bank.back[rows, columns]
+    front, back = bank.front[rows], bank.back[rows]
     matched = (np.where(swapped, back, front), np.where(swapped, front, back))
     weights = side_weights(*(q is not None for q in queries), front_weight)
-    part = sum(w * (side @ q[columns])
-               for w, side, q in zip(weights, matched, queries, strict=True) if q is not None)
     exact = usable(ExactMatch.of(bank.manifest), bank.whitening)
+    part = sum(w * (PATTERN_EXTRA * (side[:, columns] @ q[columns])
+                    - (0.0 if exact is None else exact.fit(bank.whitening, side, q)))
+               for w, side, q in zip(weights, matched, queries, strict=True) if q is not None)
     # the exact-match bonus divides each side's sum of products by its weights' total
     return part if exact is None else part / exact.total(bank.whitening)
