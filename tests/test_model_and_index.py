@@ -14,7 +14,7 @@ from worker.core.catalogue import load_catalogue
 from worker.core.generations import current_dir
 from worker.core.settings import DEFAULT_DESCRIPTOR, Settings
 from worker.indexing.build import UnreadableImages, build_index
-from worker.pipeline.appearance import BLOCKS, PATTERN_DIMS
+from worker.pipeline.appearance import BLOCKS, PATTERN_DIMS, PROPORTION_DIMS
 from worker.pipeline.exact import CHOSEN
 from worker.pipeline.preprocess import make_canvas
 from worker.pipeline.verdicts import CALIBRATED
@@ -67,7 +67,8 @@ def test_descriptor_rows_are_unit_and_deterministic(extractor, catalogue_dir):
     a, b = extractor.extract(canvases), extractor.extract(canvases)
     model = 256 + 512 + 512  # GeM of block3, block4, block5; then the appearance columns
     assert a.shape == (3, extractor.dim) and a.dtype == np.float32
-    assert extractor.dim == model + sum(BLOCKS) + PATTERN_DIMS  # silhouette, colours, pattern
+    # silhouette, colours, pattern, proportions
+    assert extractor.dim == model + sum(BLOCKS) + PATTERN_DIMS + PROPORTION_DIMS
     np.testing.assert_allclose(np.linalg.norm(a[:, :model], axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(a, b, atol=1e-6)
     assert (a[0, :model] @ a[1, :model]) < 0.999, "different drawings give different descriptors"
@@ -79,7 +80,8 @@ def test_index_rows_follow_pairs_csv(features_dir, catalogue_dir, extractor):
     m = bank.manifest
     distinct = len(set(cat.fronts) | set(cat.backs))
     assert len(bank) == len(cat) and m["names"] == cat.names
-    assert m["dim"] == distinct - 1 + sum(BLOCKS) + PATTERN_DIMS, "whitened to at most n - 1 dims"
+    assert m["dim"] == distinct - 1 + sum(BLOCKS) + PATTERN_DIMS + PROPORTION_DIMS, \
+        "whitened to at most n - 1 dims"
     assert m["raw_dim"] == extractor.dim
     assert m["descriptor"] == DEFAULT_DESCRIPTOR and m["weights"]["id"] == "bsds500"
     assert m["verdicts"] == CALIBRATED[DEFAULT_DESCRIPTOR]

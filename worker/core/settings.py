@@ -11,7 +11,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]  # worker/core/settings.py -> th
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 # grey input, GeM of unit local features, whitening learned from synthetic copies to 256, +
 # silhouette, colours and pattern edges computed without the model (docs/quality.md)
-DEFAULT_DESCRIPTOR = "grey-dir345-lw256-shape-colour-pattern"
+DEFAULT_DESCRIPTOR = "grey-dir345-lw256-shape-colour-pattern-proportions"
 STORAGE_CHOICES = ("files", "redis")  # where uploads and grids live (worker/core/storage.py)
 PRECISION_CHOICES = ("auto", "float32", "bfloat16", "int8")  # auto: worker/pipeline/precision.py
 CHOICES = {"STORAGE": STORAGE_CHOICES, "PRECISION": PRECISION_CHOICES}
