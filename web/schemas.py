@@ -69,9 +69,12 @@ class Closed(Model):
     model_config = ConfigDict(extra="forbid", json_schema_extra=_drop_null_default)
 
 
-def image(side: str, **default: Any) -> Any:
+AS_TEXT = " (400 `invalid_{side}` when sent as a text field beside the other side's file)"
+
+
+def image(side: str, extra: str = "", **default: Any) -> Any:
     return Field(**default, json_schema_extra={"format": "binary", "minLength": 1},
-                 description=f"the {side} drawing: {IMAGE_LIMITS}")
+                 description=f"the {side} drawing, a file: {IMAGE_LIMITS}{extra}")
 
 
 def _a_side(schema: dict[str, Any]) -> None:
@@ -92,8 +95,8 @@ class SearchForm(Model):
 
     model_config = ConfigDict(json_schema_extra=_a_side)
 
-    front: bytes | SkipJsonSchema[None] = image("front", default=None)
-    back: bytes | SkipJsonSchema[None] = image("back", default=None)
+    front: bytes | SkipJsonSchema[None] = image("front", AS_TEXT.format(side="front"), default=None)
+    back: bytes | SkipJsonSchema[None] = image("back", AS_TEXT.format(side="back"), default=None)
     k: Annotated[int, Field(ge=1, le=K_MAX)] | Literal[""] = Field(DEFAULT_K, description=(
         "how many designs to return, spaces around it ignored; blank (a cleared form field): "
         "the default (400 `invalid_k` otherwise)"))
