@@ -110,3 +110,40 @@ def test_a_list_shorter_than_the_pool_and_k_of_one():
     assert len(hits) == len(judged) == 1 and hits[0].index == 0
     hits, _, _ = ranked(bank, bank.front[0], bank.back[0], 50, 0.5, thresholds=FOUND)
     assert sorted(h.index for h in hits) == list(range(12))
+
+
+def test_the_order_after_a_copy_leaves_out_the_proportions_bonus_of_every_side():
+    """Proportions tell a copy, not a design: taken out of the order with the divisor the score
+    used, the whole sum's for a drawn side, 1 + the proportions' weight for a sketched side
+    (the review of 2026-12-06 found a sketch's bonus only partly taken out)."""
+    rng = np.random.default_rng(3)
+    n, props = 150, 6
+    base = rng.random(MODEL + SIL + COL + PAT + props).astype(np.float32)
+    sides = []
+    for _ in range(2):
+        x = base + 0.25 * rng.standard_normal((n, base.size)).astype(np.float32)
+        x[1::3, MODEL + SIL + COL:-props] = x[0, MODEL + SIL + COL:-props]  # design 0's pattern
+        x[2::3, -props:] = x[0, -props:] + 0.01 * rng.standard_normal((len(x[2::3]), props))
+        sides.append(x)
+    w = learn_whitening(np.vstack(sides), 8, blocks=((SIL, 0.5), (COL, 0.4), (PAT, 0.375),
+                                                       (props, 0.0)))
+    exact = ExactMatch(0.9, 0.4, 0.8, 0.2, proportion_weight=0.3, proportion_width=0.02)
+    bank = FeatureBank(*(w.apply(x) for x in sides), {"exact_match": exact.to_manifest()}, w)
+    q_front, q_back = bank.front[0], w.outline_only(bank.back[0:1])[0]  # the back a sketch
+    by_score = top_k(bank, q_front, q_back, POOL_PER_K * 20, 0.5)
+    hits, _, order = ranked(bank, q_front, q_back, 20, 0.5, thresholds=FOUND)
+    assert order == "design" and hits[0].index == 0
+    raw = w.raw_columns()
+    pattern = slice(w.projection.shape[1] + SIL + COL, raw.start)
+
+    def design(hit) -> float:
+        total = hit.score
+        for row, q, divisor in ((bank.front[hit.index], q_front, 1.9),
+                                (bank.back[hit.index], q_back, 1.3)):
+            fit = 0.3 * np.exp(-np.mean(((row[raw] - q[raw]) / 1e-3) ** 2) / 0.02 ** 2)
+            total += 0.5 * (PATTERN_EXTRA * (row[pattern] @ q[pattern]) - fit) / divisor
+        return float(total)
+
+    head = sum(1 for s in verdict_scores([h.score for h in by_score]) if s >= FOUND["near-duplicate"])
+    rest = sorted(by_score[head:], key=lambda h: -design(h))
+    assert [h.index for h in hits] == [h.index for h in by_score[:head] + rest][:20]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 
 from worker.core.whitening import RAW_SCALE, learn_whitening
 from worker.dev.sample import draw_side, make_designs
@@ -69,6 +70,8 @@ def test_a_raw_block_is_kept_as_measured_after_the_unit_row_and_no_dot_product_s
     outline = w.outline_only(y)
     assert np.array_equal(outline[:, raw], y[:, raw])  # a sketch's proportions are compared too
     assert without.raw_columns() is None
+    with pytest.raises(ValueError, match="after every weighted block"):
+        learn_whitening(x, 8, blocks=((SIL, 0.5), (PROPORTION_DIMS, 0.0), (COL, 0.4)))
 
 
 def test_the_bonus_compares_the_proportions_and_an_identical_pair_still_scores_one():
@@ -85,3 +88,24 @@ def test_the_bonus_compares_the_proportions_and_an_identical_pair_still_scores_o
     d2 = np.mean((x[:, -PROPORTION_DIMS:] - x[4, -PROPORTION_DIMS:]) ** 2, axis=1)
     assert np.allclose(EXACT.scores(w, y, outline),
                        (y @ outline + 0.2 * np.exp(-d2 / 0.015 ** 2)) / 1.2, atol=1e-5)
+
+
+def test_a_side_matched_by_its_outline_is_never_flagged_as_a_side_copy():
+    """With the proportions a sketch's side can score and lead enough for `near-duplicate`
+    searched alone; an outline tells a garment's cut, not its design (the review of
+    2026-12-06)."""
+    from types import SimpleNamespace
+
+    from worker.core.bank import FeatureBank
+    from worker.pipeline.sides import side_copies
+
+    w, x = _whitened(4)
+    y = w.apply(x)
+    bank = FeatureBank(y, y, {"exact_match": EXACT.to_manifest()}, w)
+    catalogue = SimpleNamespace(names=[f"d{i}" for i in range(len(y))])
+    anything = {"copy": -9.0, "near-duplicate": -9.5, "similar": -9.8, "floor": -10.0}
+    queries = (y[3], w.outline_only(y[5:6])[0])
+    flagged = side_copies(bank, catalogue, queries, 0.5, False, None, anything)
+    assert [c.side for c in flagged] == ["front", "back"]
+    flagged = side_copies(bank, catalogue, queries, 0.5, False, None, anything, (False, True))
+    assert [(c.side, c.name) for c in flagged] == [("front", "d3")]

@@ -104,6 +104,10 @@ def learn_whitening(x: np.ndarray, dims: int, shrink: float = SHRINK,
     of each: worker/pipeline/copies.py), the model's columns are first whitened by how copies
     differ from their originals, then rotated onto the catalogue's principal components in
     that space (learned whitening, Radenovic et al. 2018): what copiers change counts less."""
+    weights = [weight for _, weight in blocks]
+    # raw blocks last: `raw_columns` and every reader of the weighted blocks count on it
+    if 0 in weights and any(weights[weights.index(0):]):
+        raise ValueError("raw blocks (weight 0) must come after every weighted block")
     x = np.asarray(x, np.float64)
     appearance = x[:, x.shape[1] - sum(size for size, _ in blocks):]
     x = x[:, :x.shape[1] - appearance.shape[1]]

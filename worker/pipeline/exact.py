@@ -90,6 +90,12 @@ class ExactMatch:
                  + self.colour_weight * _ramp(col * (norm2 / (w_col * w_col)), self.colour_from))
         return ((model + sil + col + bonus + fit) / self.total(whitening)).astype(np.float32)
 
+    def divisor(self, whitening: Whitening, q: np.ndarray) -> float:
+        """What `scores` divides a side's sum by for the query side `q`: `total`, or for a
+        side kept to its outline (no model columns) 1 + the proportions' weight alone."""
+        (m0, m1), _, _ = self._ranges(whitening)
+        return self.total(whitening) if q[m0:m1].any() else 1.0 + self._fit_weight(whitening)
+
     def scores(self, whitening: Whitening, rows: np.ndarray, q: np.ndarray) -> np.ndarray:
         """(n, dim) bank rows, a (dim,) projected query -> (n,) scores with the bonus. A query
         kept to its outline (a line sketch: its model columns are zero) is scored plainly,
@@ -97,7 +103,7 @@ class ExactMatch:
         (m0, m1), sil, col = self._ranges(whitening)
         fit = self.fit(whitening, rows, q)
         if not q[m0:m1].any():
-            return ((rows @ q + fit) / (1.0 + self._fit_weight(whitening))).astype(np.float32)
+            return ((rows @ q + fit) / self.divisor(whitening, q)).astype(np.float32)
         # column slices of the bank (BLAS reads them in place): as many multiplications as
         # the plain score; one (dim, 3) product instead was 4x slower in OpenBLAS
         model = rows[:, m0:m1] @ q[m0:m1]

@@ -88,8 +88,14 @@ def _design_parts(bank: FeatureBank, columns: slice, hits: list[SearchHit],
     matched = (np.where(swapped, back, front), np.where(swapped, front, back))
     weights = side_weights(*(q is not None for q in queries), front_weight)
     exact = usable(ExactMatch.of(bank.manifest), bank.whitening)
-    part = sum(w * (PATTERN_EXTRA * (side[:, columns] @ q[columns])
-                    - (0.0 if exact is None else exact.fit(bank.whitening, side, q)))
+
+    def part(side: np.ndarray, q: np.ndarray) -> np.ndarray:
+        pattern = PATTERN_EXTRA * (side[:, columns] @ q[columns])
+        if exact is None:
+            return pattern
+        # the exact-match bonus divides each side's sum by its weights' total (a sketch's by
+        # its own: `ExactMatch.divisor`)
+        return (pattern - exact.fit(bank.whitening, side, q)) / exact.divisor(bank.whitening, q)
+
+    return sum(w * part(side, q)
                for w, side, q in zip(weights, matched, queries, strict=True) if q is not None)
-    # the exact-match bonus divides each side's sum of products by its weights' total
-    return part if exact is None else part / exact.total(bank.whitening)

@@ -23,15 +23,19 @@ FLAGGED = ("copy", "near-duplicate")
 def side_copies(bank: FeatureBank, catalogue: Catalogue,
                 queries: tuple[np.ndarray | None, np.ndarray | None], front_weight: float,
                 sides_unknown: bool, allowed: np.ndarray | None,
-                thresholds: dict[str, float] | None) -> list[SideCopy]:
+                thresholds: dict[str, float] | None,
+                outline: tuple[bool, bool] = (False, False)) -> list[SideCopy]:
     """The query's sides whose first hit, searched alone among the `allowed` rows, is judged
     `copy` or `near-duplicate` by `thresholds` (with its lead over the second, as a one-side
     search judges it). None when the query has one side, when one side is weighted 0 (the
-    person asked to compare the other alone) or without thresholds."""
+    person asked to compare the other alone) or without thresholds; never a side matched by
+    its `outline` alone (a garment's cut, not its design: no verdict)."""
     if thresholds is None or any(q is None for q in queries) or not 0 < front_weight < 1:
         return []
     found = []
-    for side, q in zip(SIDES, queries, strict=True):
+    for side, q, by_outline in zip(SIDES, queries, outline, strict=True):
+        if by_outline:
+            continue
         alone = (q, None) if side == "front" else (None, q)
         hits = top_k(bank, *alone, k=2, front_weight=front_weight, sides_unknown=sides_unknown,
                      allowed=allowed)

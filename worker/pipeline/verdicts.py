@@ -62,8 +62,8 @@ CALIBRATED_DUPLICATES: dict[str, dict[str, float]] = {
 # the outline's proportions are a raw block, which adds under 1e-5 to a plain score (a dot
 # product: worker/core/whitening.py), so its plain score and its thresholds are the pattern's
 for _table in (CALIBRATED, CALIBRATED_DUPLICATES):
-    _table["grey-dir345-lw256-shape-colour-pattern-proportions"] = \
-        _table["grey-dir345-lw256-shape-colour-pattern"]
+    _table["grey-dir345-lw256-shape-colour-pattern-proportions"] = dict(
+        _table["grey-dir345-lw256-shape-colour-pattern"])
 
 
 def thresholds_for(descriptor: str) -> dict[str, float] | None:

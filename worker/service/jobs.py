@@ -115,7 +115,7 @@ def rank_hits(snapshot: Snapshot, rows: tuple[np.ndarray | None, np.ndarray | No
              for hit, score in zip(listing.hits, listing.judged, strict=True)],
             side_copies(snapshot.bank, snapshot.catalogue, (q_front, q_back), options.front_weight,
                         options.sides_unknown, allowed,
-                        None if sketch_only else thresholds_in(manifest, one_side=True)),
+                        None if sketch_only else thresholds_in(manifest, one_side=True), outline),
             listing.order)
 
 
