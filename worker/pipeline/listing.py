@@ -7,9 +7,9 @@ calls similar: the same garment and pattern before the same colours. They are dr
 score's best POOL_PER_K * k and ordered by the score with the pattern's block (its edges'
 orientations, `appearance.pattern_edges`) counted 1 + PATTERN_EXTRA times and without the
 outline's proportions' bonus (a copy's mark, not a design's: `exact.ExactMatch.fit`); each
-keeps its own score and verdict. Without a found copy the list stays in score order: a copy the score ranks
-2-20 without a verdict would be ordered like a look-alike and could leave the list
-(docs/quality.md, "The list after a found copy").
+keeps its own score and verdict. Without a found copy the list stays in score order: a copy
+the score ranks 2-20 without a verdict would be ordered like a look-alike and could leave the
+list (docs/quality.md, "The list after a found copy").
 """
 
 from __future__ import annotations
