@@ -66,7 +66,8 @@ def test_a_raw_block_is_kept_as_measured_after_the_unit_row_and_no_dot_product_s
     assert np.allclose(y[:, raw] / RAW_SCALE, x[:, -PROPORTION_DIMS:], atol=1e-6)
     assert np.allclose(np.linalg.norm(y[:, :raw.start], axis=1), 1.0, atol=1e-6)
     without = learn_whitening(x[:, :-PROPORTION_DIMS], 8, blocks=((SIL, 0.5), (COL, 0.4)))
-    assert np.abs(y @ y.T - (lambda z: z @ z.T)(without.apply(x[:, :-PROPORTION_DIMS]))).max() < 1e-5
+    plain = without.apply(x[:, :-PROPORTION_DIMS])
+    assert np.abs(y @ y.T - plain @ plain.T).max() < 1e-5
     outline = w.outline_only(y)
     assert np.array_equal(outline[:, raw], y[:, raw])  # a sketch's proportions are compared too
     assert without.raw_columns() is None
