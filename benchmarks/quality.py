@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
 
 from benchmarks.lookalike_edits import as_uploaded_jpeg
-from benchmarks.sheets import boxed, captioned, noted, sheet
+from benchmarks.sheets import boxed, captioned, noted, sheet, written_over
 from worker.core.bank import FeatureBank
 from worker.core.catalogue import Catalogue, load_catalogue
 from worker.core.images import load_image
@@ -139,7 +139,8 @@ FAMILIES: dict[str, Perturb] = {
 }
 # asked for by name (`--families`): added to the cycle, they would move every other figure
 MORE_FAMILIES: dict[str, Perturb] = {"paper": paper, "sheet": sheet, "boxed": boxed,
-                                   "caption": captioned, "notes": noted}
+                                   "caption": captioned, "notes": noted,
+                                   "written": written_over}
 
 
 # --- queries --------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """A drawing handed in on a spec sheet (exploratory round 7, finding 2): the page framed, a
 title block ruled off along its foot, scanned (the `sheet` family of `benchmarks.quality`,
 `--families sheet`), or boxed in a corner of the frame (`boxed`); captioned, a line of text
-under or above it (`caption`); or with a block of notes beside it (`notes`)."""
+under or above it (`caption`); with a block of notes beside it (`notes`); or with lines of
+text written over it that run off its side (`written`)."""
 
 from __future__ import annotations
 
@@ -127,6 +128,30 @@ def noted(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     top = round((h - height) * float(rng.choice((0.0, 0.5, 1.0)))) if h > height else 0
     ImageDraw.Draw(page).multiline_text((w + gap if right else 0, top), "\n".join(lines),
                                         fill=INK, font=font)
+    return _scanned(page, rng)
+
+
+def written_over(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Three to five lines of dark text on a white box over the drawing's right or left part
+    (20-40 % of its width), running off that side, the page widened to hold them: a "SAMPLE"
+    stamp or notes written across a flat. Letters 3-4 % of the drawing's height, a letter's
+    height apart; the page turned up to a degree; JPEG quality 70-92."""
+    w, h = img.size
+    left, top, right, bottom = Image.eval(img, lambda v: 255 - v).getbbox()
+    size = round(h * rng.uniform(0.03, 0.04))
+    font = ImageFont.load_default(size=size)
+    text = "\n".join(["SAMPLE TEXT " * 3] * int(rng.integers(3, 6)))
+    tw, th = ImageDraw.Draw(img).multiline_textbbox((0, 0), text, font=font, spacing=size)[2:]
+    on_right = rng.random() < 0.5
+    bw = round((right - left) * rng.uniform(0.2, 0.4))
+    y = round(top + (bottom - top - th) * rng.uniform(0.2, 0.8))
+    x = right - bw - 5 if on_right else tw + left + 5  # the box's left edge on the page
+    page = Image.new("RGB", (w + tw, h), WHITE)
+    page.paste(img, (0 if on_right else tw, 0))
+    draw = ImageDraw.Draw(page)
+    draw.rectangle([x, y, x + bw, y + th + size // 2], fill=WHITE)
+    draw.multiline_text((x + 3 if on_right else x + bw - 3 - tw, y), text, fill=(30, 30, 60),
+                        font=font, spacing=size)
     return _scanned(page, rng)
 
 

@@ -11,7 +11,10 @@ NOTES_WIDTH of its width and CAPTION_INK of its ink, whose ink lies in lines of 
 split by blank rows, each at most CAPTION_HEIGHT of the drawing's height), is a block of
 notes; a second garment beside the first is one tall band, not lines, and stays. A drawing's
 own parts are joined by their outlines (thin ones too: the bands are found on ink that keeps
-1 px lines), so a drawing is one band. numpy only.
+1 px lines), so a drawing is one band. Text written over the drawing that runs off its side
+(a "SAMPLE" block, a label) touches it, so it makes no band of its own: its lines reach out
+past the drawing over a few rows each, where the drawing's own edge holds over many
+(`side_edges`). numpy only.
 """
 
 from __future__ import annotations
@@ -19,11 +22,14 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 CAPTION_GAP = 0.02  # blank rows (columns) between a caption (notes) and the drawing, as a share of the page
 CAPTION_HEIGHT = 0.15  # a caption band, or a line of notes, is at most this share of the drawing's height
 CAPTION_INK = 0.5  # ... and holds at most this share of its ink (a light garment's fill is not ink)
 NOTES_WIDTH = 1.5  # a block of notes is at most this share of the drawing band's width
+OVERFLOW_ROWS = 0.08  # ink reaching out sideways over fewer rows than this share of the height,
+OVERFLOW_REACH = 0.04  # ... more than this share of the width past the rest, is text run off it
 
 
 def without_captions(ink: np.ndarray, lines: np.ndarray | None = None) -> np.ndarray:
@@ -81,3 +87,35 @@ def _cleared(ink: np.ndarray, bands: list[tuple[int, int]]) -> np.ndarray:
     for start, stop in bands:
         kept[start:stop] = False
     return kept
+
+
+def side_edges(ink: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> tuple[int, int]:
+    """The drawing's first and last columns: those of `cols` (the columns with ink; `rows`
+    likewise), or, where lines of text written over the drawing run off its side, the
+    farthest columns its ink reaches over OVERFLOW_ROWS of its height at a stretch. A line of
+    text is a few rows tall and the rows between lines are blank out there; a sleeve or a
+    flared hem holds its reach over many rows (the first and last rows count as that many,
+    so a hem's corners stay). Moved in only where two or more lines reach more than
+    OVERFLOW_REACH of the width past that (one run of rows is a tilted hem's corner or a
+    sleeve cut by a crop), and never past half the ink."""
+    first, last = int(cols[0]), int(cols[-1])
+    band = ink[rows[0]:rows[-1] + 1] & np.isin(np.arange(ink.shape[1]), cols)
+    window = max(2, round(OVERFLOW_ROWS * band.shape[0]))
+    has = band.any(axis=1)
+    starts = np.where(has, band.argmax(axis=1), ink.shape[1])
+    ends = np.where(has, ink.shape[1] - 1 - band[:, ::-1].argmax(axis=1), -1)
+    pad = (window - 1, window - 1)
+    start = int(sliding_window_view(np.pad(starts, pad, mode="edge"), window).max(axis=1).min())
+    end = int(sliding_window_view(np.pad(ends, pad, mode="edge"), window).min(axis=1).max())
+    reach = OVERFLOW_REACH * (last + 1 - first)
+    start = start if _lines(starts < start - reach) else first
+    end = end if _lines(ends > end + reach) else last
+    if end <= start or 2 * band[:, start:end + 1].sum() < band.sum():
+        return first, last
+    return start, end
+
+
+def _lines(beyond: np.ndarray) -> bool:
+    """(rows,) bool: do two or more runs of rows reach out (lines of text; a tilted hem's
+    corner or a cropped sleeve is one)?"""
+    return int(np.count_nonzero(np.diff(beyond.astype(np.int8), prepend=0) == 1)) >= 3

@@ -24,7 +24,7 @@ from worker.core.images import (  # noqa: F401 - to_rgb: step 2
     load_image,
     to_rgb,
 )
-from worker.pipeline.captions import without_captions
+from worker.pipeline.captions import side_edges, without_captions
 from worker.pipeline.orientation import Uprights
 from worker.pipeline.sheet import grey_probe, without_sheet
 
@@ -50,7 +50,8 @@ def preprocess_params(trim: bool) -> dict:
             "keras_mode": "vgg16.preprocess_input", "trim": trim,
             **({"paper": "levelled to white",
                 "sheet": "frame and ruled-off title block cut away, a boxed one painted white",
-                "captions": "above, below or beside (notes): left out of the trim"}
+                "captions": "above, below or beside (notes), or text run off a side: left out "
+                            "of the trim"}
                if trim else {})}
 
 
@@ -110,8 +111,8 @@ def trim_to_content(img: Image.Image) -> Image.Image:
     """Crop an RGB drawing to the bounding box of its ink (plus a small margin), so margins,
     shifts and scale on the page matter less. Robust to scanner noise: the box is found on a
     median-filtered grey copy, and a row or column needs >= 1 % ink to count; a caption
-    above or below the drawing, or notes beside it, do not count (`worker.pipeline.captions`).
-    A blank image is returned as is."""
+    above or below the drawing, notes beside it, or text written over it that runs off its
+    side, do not count (`worker.pipeline.captions`). A blank image is returned as is."""
     probe, scale = grey_probe(img, TRIM_PROBE)
     near = _below3(probe, 255 - TRIM_THRESHOLD)
     # captions are told apart on thin lines too (a sketch's 1 px outline joins it into one
@@ -122,7 +123,8 @@ def trim_to_content(img: Image.Image) -> Image.Image:
     cols = np.nonzero(ink.mean(axis=0) >= TRIM_MIN_INK)[0]
     if rows.size == 0 or cols.size == 0:
         return img
-    box = np.array([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1]) / scale
+    left, right = side_edges(ink, rows, cols)
+    box = np.array([left, rows[0], right + 1, rows[-1] + 1]) / scale
     pad = TRIM_MARGIN * max(box[2] - box[0], box[3] - box[1])
     left, top = max(0, int(box[0] - pad)), max(0, int(box[1] - pad))
     right, bottom = min(img.width, int(box[2] + pad + 1)), min(img.height, int(box[3] + pad + 1))
