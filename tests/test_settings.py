@@ -88,13 +88,16 @@ def test_make_run_refuses_a_second_run_from_its_folder_or_a_taken_port(tmp_path)
 def test_make_run_builds_the_index_again_when_the_worker_would_refuse_it(tmp_path):
     """A worker refuses an index of another descriptor (after an upgrade that changed the
     default, say), of other weights, or int8 against float: `make run` (and compose's
-    `index --if-needed`) builds it again rather than start a worker that stops."""
+    `index --if-needed`) builds it again rather than start a worker that stops. So does an
+    index whose drawings were prepared otherwise (a trim changed since: its rows would not be
+    what this version makes of the same drawings)."""
     import dataclasses
 
     import numpy as np
 
     from worker.cli.index import why_build
     from worker.core.bank import write_bank
+    from worker.pipeline.preprocess import preprocess_params
     from worker.pipeline.weights import file_digest, resolve_weights
 
     settings = Settings(database_dir=tmp_path / "db", features_dir=tmp_path / "features",
@@ -111,10 +114,14 @@ def test_make_run_builds_the_index_again_when_the_worker_would_refuse_it(tmp_pat
             ({"weights": {"id": "imagenet"}},
              "the index was built with VGG16 weights 'imagenet', the worker will load 'bsds500'"),
             ({"precision": "int8"},
-             "the index was built at precision int8, the worker will run float32")]:
+             "the index was built at precision int8, the worker will run float32"),
+            ({"preprocess": {**preprocess_params(True), "captions": "an older trim"}},
+             "the index's drawings were prepared another way than this version prepares them")]:
         write_bank(settings.features_dir, rows, rows, {**served, **change})
         assert why_build(settings) == reason
     write_bank(settings.features_dir, rows, rows, served)
+    assert why_build(settings) is None
+    write_bank(settings.features_dir, rows, rows, {**served, "preprocess": preprocess_params(True)})
     assert why_build(settings) is None
     assert why_build(dataclasses.replace(settings, precision="int8")) == \
         "the index was built at precision bfloat16, the worker will run int8"

@@ -21,6 +21,7 @@ from worker.indexing.build import build_index
 from worker.indexing.chunks import ChunkMissing, UnreadableImages
 from worker.indexing.distributed import DistributedBuildFailed
 from worker.pipeline.precision import resolve_precision
+from worker.pipeline.preprocess import preprocess_params
 from worker.pipeline.weights import WeightsUnavailable, file_digest, resolve_weights
 
 BATCH_MAX = 256  # VGG16's first block holds 12.8 MB an image (float32): 256 is ~3.3 GB at once
@@ -55,6 +56,9 @@ def why_build(settings: Settings) -> str | None:
     built = manifest.get("descriptor")
     if built != settings.descriptor:  # an upgrade changed the default, say
         return f"the index holds descriptor {built!r}, DESCRIPTOR is {settings.descriptor!r}"
+    prepared = manifest.get("preprocess")  # an index from before it was recorded: not compared
+    if prepared is not None and prepared != preprocess_params(bool(prepared.get("trim"))):
+        return "the index's drawings were prepared another way than this version prepares them"
     built_at = manifest.get("precision") or "float32"
     precision, _ = resolve_precision(settings.precision, settings.descriptor)
     if not precision_serves(built_at, precision):
