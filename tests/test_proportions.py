@@ -110,3 +110,26 @@ def test_a_side_matched_by_its_outline_is_never_flagged_as_a_side_copy():
     assert [c.side for c in flagged] == ["front", "back"]
     flagged = side_copies(bank, catalogue, queries, 0.5, False, None, anything, (False, True))
     assert [(c.side, c.name) for c in flagged] == [("front", "d3")]
+
+
+def test_a_query_sides_filled_outline_is_measured_once_for_its_three_uses(monkeypatch):
+    """The upright check, the appearance columns and the sketch test each read the filled
+    outline of the same canvas: it is measured once (kept by content), shared read-only, and
+    a canvas with other pixels gets its own."""
+    from worker.pipeline import appearance as ap
+
+    spans, span = [], ap._span
+    monkeypatch.setattr(ap, "_span", lambda ink: spans.append(1) or span(ink))
+    ap._inside_of.cache_clear()
+    canvases = np.stack([_canvas(d) for d in make_designs(2, seed=3)])
+    fresh = canvases.copy()  # a search's canvases are new arrays with the same pixels
+    for canvas in canvases:
+        ap.silhouette(canvas)
+    ap.appearance(fresh, 4)
+    ap.sketched(tuple(canvases))
+    assert len(spans) == 2 * 2  # rows and columns, once for each of the two canvases
+    inside = ap._inside(fresh[0])
+    assert not inside.flags.writeable
+    other = fresh[0].copy()
+    other[100:110, :] = 255  # a band of paper across the garment
+    assert not np.array_equal(ap._inside(other), inside) and len(spans) == 2 * 3
