@@ -239,7 +239,8 @@ def test_text_written_over_a_drawing_and_running_off_its_side_is_left_out_of_the
 def test_what_reaches_out_over_many_rows_keeps_its_box(monkeypatch):
     """Sleeves, a flared hem's corners, a line sketch's outline and a drawing of thin bars
     (every window of rows holds a blank one) keep the box they had: the sample's drawings of
-    two seeds, both sides, their line sketches."""
+    two seeds, both sides, their line sketches. So do a scalloped side and an outline broken
+    into dashes beside a seam: short runs of rows that reach out, but each in one piece."""
     from benchmarks.lookalike_edits import lineart
     from worker.pipeline import captions
     from worker.pipeline.preprocess import trim_to_content
@@ -247,14 +248,23 @@ def test_what_reaches_out_over_many_rows_keeps_its_box(monkeypatch):
     bars = np.full((300, 200, 3), 255, np.uint8)
     for y in range(20, 280, 6):
         bars[y:y + 3, 20:180] = 40
-    pages = [Image.fromarray(bars)]
+    scalloped = np.full((300, 300, 3), 255, np.uint8)
+    scalloped[30:270, 60:220] = 40
+    dashed = np.full((300, 300, 3), 255, np.uint8)
+    dashed[30:270, 100:103] = dashed[30:270, 247:250] = 40  # a seam, the right side
+    dashed[30:33, 40:250] = dashed[267:270, 40:250] = 40  # top and hem
+    for y in range(34, 262, 12):
+        scalloped[y:y + 6, 220:228] = 40  # a bump every 24 px down the right side
+        dashed[y:y + 4, 40:43] = 40  # the left side, in dashes
+    pages = [Image.fromarray(bars), Image.fromarray(scalloped), Image.fromarray(dashed)]
     for seed in (7, 11):
         for design in make_designs(40, seed=seed):
             pages += [draw_side(design, side) for side in ("front", "back")]
             pages.append(lineart(design, "front", None))
-    boxes = [trim_to_content(page).size for page in pages]
+    trimmed = [np.asarray(trim_to_content(page)) for page in pages]
     monkeypatch.setattr(captions, "OVERFLOW_REACH", 10.0)
-    assert boxes == [trim_to_content(page).size for page in pages]
+    for page, kept in zip(pages, trimmed, strict=True):
+        assert np.array_equal(kept, np.asarray(trim_to_content(page)))
 
 
 def _beside(left: Image.Image, right: Image.Image, gap: int = 40) -> Image.Image:

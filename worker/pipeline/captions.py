@@ -95,9 +95,8 @@ def side_edges(ink: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> tuple[int
     farthest columns its ink reaches over OVERFLOW_ROWS of its height at a stretch. A line of
     text is a few rows tall and the rows between lines are blank out there; a sleeve or a
     flared hem holds its reach over many rows (the first and last rows count as that many,
-    so a hem's corners stay). Moved in only where two or more lines reach more than
-    OVERFLOW_REACH of the width past that (one run of rows is a tilted hem's corner or a
-    sleeve cut by a crop), and never past half the ink."""
+    so a hem's corners stay). Moved in only where three or more lines of words reach more
+    than OVERFLOW_REACH of the width past that (`_lines`), and never past half the ink."""
     first, last = int(cols[0]), int(cols[-1])
     band = ink[rows[0]:rows[-1] + 1] & np.isin(np.arange(ink.shape[1]), cols)
     window = max(2, round(OVERFLOW_ROWS * band.shape[0]))
@@ -108,14 +107,16 @@ def side_edges(ink: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> tuple[int
     start = int(sliding_window_view(np.pad(starts, pad, mode="edge"), window).max(axis=1).min())
     end = int(sliding_window_view(np.pad(ends, pad, mode="edge"), window).min(axis=1).max())
     reach = OVERFLOW_REACH * (last + 1 - first)
-    start = start if _lines(starts < start - reach) else first
-    end = end if _lines(ends > end + reach) else last
+    start = start if _lines(starts < start - reach, band[:, :max(start, 0)][:, ::-1]) else first
+    end = end if _lines(ends > end + reach, band[:, end + 1:]) else last
     if end <= start or 2 * band[:, start:end + 1].sum() < band.sum():
         return first, last
     return start, end
 
 
-def _lines(beyond: np.ndarray) -> bool:
-    """(rows,) bool: do two or more runs of rows reach out (lines of text; a tilted hem's
-    corner or a cropped sleeve is one)?"""
-    return int(np.count_nonzero(np.diff(beyond.astype(np.int8), prepend=0) == 1)) >= 3
+def _lines(beyond: np.ndarray, past: np.ndarray) -> bool:
+    """Are these lines of text: three or more runs of rows reach out (`beyond`), each with its
+    ink out there (`past`: the columns past the edge, outward) in two or more pieces, words?
+    A scalloped or ruffled side, a sleeve cut by a crop, or an outline the median filter broke
+    into dashes reaches out in one piece a run."""
+    return sum(len(_bands(past[a:b].any(axis=0), 1)) >= 2 for a, b in _bands(beyond, 1)) >= 3
