@@ -137,7 +137,7 @@ def written_over(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     stamp or notes written across a flat. Letters 3-4 % of the drawing's height, a letter's
     height apart; the page turned up to a degree; JPEG quality 70-92."""
     w, h = img.size
-    left, top, right, bottom = Image.eval(img, lambda v: 255 - v).getbbox()
+    left, top, right, bottom = Image.eval(img, lambda v: 255 - v).getbbox() or (0, 0, w, h)
     size = round(h * rng.uniform(0.03, 0.04))
     font = ImageFont.load_default(size=size)
     text = "\n".join(["SAMPLE TEXT " * 3] * int(rng.integers(3, 6)))

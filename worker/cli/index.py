@@ -56,7 +56,9 @@ def why_build(settings: Settings) -> str | None:
     built = manifest.get("descriptor")
     if built != settings.descriptor:  # an upgrade changed the default, say
         return f"the index holds descriptor {built!r}, DESCRIPTOR is {settings.descriptor!r}"
-    prepared = manifest.get("preprocess")  # an index from before it was recorded: not compared
+    # not refused by the worker, but its rows are not what this version makes of the same
+    # drawings (a trim changed since); an index from before the record was kept: not compared
+    prepared = manifest.get("preprocess")
     if prepared is not None and prepared != preprocess_params(bool(prepared.get("trim"))):
         return "the index's drawings were prepared another way than this version prepares them"
     built_at = manifest.get("precision") or "float32"
@@ -86,9 +88,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="have the running workers (python -m worker) extract the chunks")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--if-needed", action="store_true",
-                        help="build only if there is no index, pairs.csv changed since, or "
+                        help="build only if there is no index, pairs.csv changed since, "
                              "the worker would refuse it (another descriptor, weights or int8 "
-                             "against float)")
+                             "against float), or its drawings were prepared another way than "
+                             "this version prepares them")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
