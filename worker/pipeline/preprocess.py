@@ -123,8 +123,8 @@ def trim_to_content(img: Image.Image) -> Image.Image:
     cols = np.nonzero(ink.mean(axis=0) >= TRIM_MIN_INK)[0]
     if rows.size == 0 or cols.size == 0:
         return img
-    left, right = side_edges(ink, rows, cols)
-    box = np.array([left, rows[0], right + 1, rows[-1] + 1]) / scale
+    first, last = side_edges(ink, rows, cols)  # in the probe's columns
+    box = np.array([first, rows[0], last + 1, rows[-1] + 1]) / scale
     pad = TRIM_MARGIN * max(box[2] - box[0], box[3] - box[1])
     left, top = max(0, int(box[0] - pad)), max(0, int(box[1] - pad))
     right, bottom = min(img.width, int(box[2] + pad + 1)), min(img.height, int(box[3] + pad + 1))
