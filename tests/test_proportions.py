@@ -8,6 +8,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from worker.core.whitening import RAW_SCALE, learn_whitening
 from worker.dev.sample import draw_side, make_designs
@@ -38,6 +39,22 @@ def test_a_copy_keeps_its_proportions_and_a_wider_or_longer_look_alike_does_not(
     for cut in ({"width": design.width * 1.08}, {"length": design.length * 1.08}):
         other = proportions(_canvas(dataclasses.replace(design, **cut)))
         assert np.sqrt(np.mean((other - own) ** 2)) > 0.015, cut
+
+
+def test_a_scan_tilted_ten_degrees_is_measured_upright():
+    """Each garment, both ways: the tilt is undone before the spreads are measured (measured
+    along the page's axes, a 10-degree tilt moved them 0.015-0.046, past the bonus's width
+    of 0.015; undone, 0.002-0.009, and the trousers 0.015: the gap between the legs is filled
+    row by row, so a tilt changes how much of it the outline holds)."""
+    for design in make_designs(4, seed=3):  # one of each garment
+        img = draw_side(design, "front")
+        own = proportions(to_canvas(img, trim=True))
+        for degrees in (10, -10):
+            tilted = img.rotate(degrees, Image.Resampling.BICUBIC, expand=True,
+                                fillcolor=(255, 255, 255))
+            moved = np.sqrt(np.mean((proportions(to_canvas(tilted, trim=True)) - own) ** 2))
+            assert moved < (0.02 if design.garment == "trousers" else 0.012), (
+                design.garment, degrees, moved)
 
 
 def test_proportions_are_the_fourth_appearance_block_and_an_empty_outline_is_zeros():

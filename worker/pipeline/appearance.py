@@ -24,6 +24,11 @@ PATTERN_EDGE = 20.0  # a colour step over 2 px larger than this (0-255) is an ed
 PATTERN_ORIENTATIONS = 8  # edge orientations (mod 180 degrees), folded to 5 by mirroring
 PROPORTION_DIMS = 6
 MIN_SPREAD = 0.5  # px: a part of the outline narrower than this counts as this wide
+MAX_TILT = np.radians(15)  # a scan tilted up to this is measured upright (`proportions`)
+# how the appearance columns are measured, recorded with the preprocessing in the manifest: an
+# index measured another way is built again (`worker.cli.index.why_build`)
+MEASURED = {"proportions": "along the filled outline's principal axes, a tilt up to 15 degrees "
+                           "undone"}
 
 
 def _span(ink: np.ndarray) -> np.ndarray:
@@ -123,16 +128,19 @@ def _eroded(mask: np.ndarray, side: int) -> np.ndarray:
 
 def proportions(canvas: np.ndarray, inside: np.ndarray | None = None) -> np.ndarray:
     """(6,) logs of ratios of the filled outline's spreads (standard deviations of its
-    pixels' columns and rows): its width to its height, its upper half's width to its lower
-    half's, its area to width times height, and each third's width (top to bottom, by area)
-    to the whole's. A copy keeps them to a re-scan's ~0.003, a look-alike of the same garment
-    cut wider or longer does not; colours, pattern, size and mirroring change none, a tilt of
-    a few degrees only to second order (docs/quality.md). Zeros for an empty outline."""
+    pixels' coordinates along its principal axes): its width to its height, its upper half's
+    width to its lower half's, its area to width times height, and each third's width (top to
+    bottom, by area) to the whole's. A copy keeps them to a re-scan's ~0.003, a look-alike of
+    the same garment cut wider or longer does not; colours, pattern, size and mirroring change
+    none, and a tilt up to MAX_TILT is undone first (docs/quality.md). Zeros for an empty
+    outline."""
     inside = _inside(canvas) if inside is None else inside
-    ys, xs = np.nonzero(inside)  # row by row: ys ascending
+    ys, xs = np.nonzero(inside)
     if ys.size < 3:
         return np.zeros(PROPORTION_DIMS, np.float32)
-    xs, ys = xs.astype(np.float64), ys.astype(np.float64)
+    xs, ys = _upright(xs - xs.mean(), ys - ys.mean())
+    order = np.argsort(ys, kind="stable")
+    xs, ys = xs[order], ys[order]
 
     def spread(part: np.ndarray) -> float:
         return max(float(part.std()), MIN_SPREAD) if part.size else MIN_SPREAD
@@ -141,6 +149,19 @@ def proportions(canvas: np.ndarray, inside: np.ndarray | None = None) -> np.ndar
     ratios = [width / height, spread(xs[:half]) / spread(xs[half:]), ys.size / (width * height),
               *(spread(third) / width for third in np.array_split(xs, 3))]
     return np.log(ratios).astype(np.float32)
+
+
+def _upright(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centred pixel coordinates turned so that the principal axis nearest the horizontal
+    lies along it: a garment is drawn mirror-symmetric, so its axes are the page's unless it is
+    tilted. A turn past MAX_TILT is taken for the garment's own shape and left as it is."""
+    cxx, cyy, cxy = float(xs @ xs), float(ys @ ys), float(xs @ ys)
+    theta = 0.5 * np.arctan2(2.0 * cxy, cxx - cyy)  # the major axis's angle
+    theta -= np.pi / 2 * np.round(theta / (np.pi / 2))  # ... or the minor's: the nearer one
+    if abs(theta) > MAX_TILT:
+        return xs.astype(np.float64), ys.astype(np.float64)
+    c, s = np.cos(theta), np.sin(theta)
+    return c * xs + s * ys, c * ys - s * xs
 
 
 BLOCKS = (SILHOUETTE_SIDE ** 2, COLOUR_BINS ** 3)  # sizes of the first two (every descriptor's)

@@ -24,6 +24,7 @@ from worker.core.images import (  # noqa: F401 - to_rgb: step 2
     load_image,
     to_rgb,
 )
+from worker.pipeline.appearance import MEASURED
 from worker.pipeline.captions import side_edges, without_captions
 from worker.pipeline.orientation import Uprights
 from worker.pipeline.sheet import grey_probe, without_sheet
@@ -45,9 +46,10 @@ LUMA = np.array([0.299, 0.587, 0.114])
 
 
 def preprocess_params(trim: bool) -> dict:
-    """What the manifest records about preprocessing (the chunk cache is keyed by it too)."""
+    """What the manifest records about preprocessing, and how the appearance columns are
+    measured on the canvas (the chunk cache is keyed by it too)."""
     return {"long_side": LONG_SIDE, "canvas": CANVAS, "pad": "white", "resample": "bicubic",
-            "keras_mode": "vgg16.preprocess_input", "trim": trim,
+            "keras_mode": "vgg16.preprocess_input", "trim": trim, "appearance": MEASURED,
             **({"paper": "levelled to white",
                 "sheet": "frame and ruled-off title block cut away, a boxed one painted white",
                 "captions": "above, below or beside (notes), or text run off a side: left out "
