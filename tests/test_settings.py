@@ -108,6 +108,8 @@ def test_make_run_builds_the_index_again_when_the_worker_would_refuse_it(tmp_pat
     rows = np.eye(2, dtype=np.float32)
     served = {"n_pairs": 2, "dim": 2, "dtype": "float32", "descriptor": settings.descriptor,
               "precision": "bfloat16", "weights": {"id": "bsds500"}}  # bfloat16 serves float32
+    measured = ("the index's drawings were prepared or measured another way than this version "
+                "does it")
     for change, reason in [
             ({"descriptor": "an-older-one"},
              f"the index holds descriptor 'an-older-one', DESCRIPTOR is {settings.descriptor!r}"),
@@ -115,8 +117,10 @@ def test_make_run_builds_the_index_again_when_the_worker_would_refuse_it(tmp_pat
              "the index was built with VGG16 weights 'imagenet', the worker will load 'bsds500'"),
             ({"precision": "int8"},
              "the index was built at precision int8, the worker will run float32"),
-            ({"preprocess": {**preprocess_params(True), "captions": "an older trim"}},
-             "the index's drawings were prepared another way than this version prepares them")]:
+            ({"preprocess": {**preprocess_params(True), "captions": "an older trim"}}, measured),
+            # an index from before the appearance columns' record: proportions along the page
+            ({"preprocess": {k: v for k, v in preprocess_params(True).items()
+                             if k != "appearance"}}, measured)]:
         write_bank(settings.features_dir, rows, rows, {**served, **change})
         assert why_build(settings) == reason
     write_bank(settings.features_dir, rows, rows, served)

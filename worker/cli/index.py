@@ -60,7 +60,8 @@ def why_build(settings: Settings) -> str | None:
     # drawings (a trim changed since); an index from before the record was kept: not compared
     prepared = manifest.get("preprocess")
     if prepared is not None and prepared != preprocess_params(bool(prepared.get("trim"))):
-        return "the index's drawings were prepared another way than this version prepares them"
+        return ("the index's drawings were prepared or measured another way than this version "
+                "does it")
     built_at = manifest.get("precision") or "float32"
     precision, _ = resolve_precision(settings.precision, settings.descriptor)
     if not precision_serves(built_at, precision):
@@ -90,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--if-needed", action="store_true",
                         help="build only if there is no index, pairs.csv changed since, "
                              "the worker would refuse it (another descriptor, weights or int8 "
-                             "against float), or its drawings were prepared another way than "
-                             "this version prepares them")
+                             "against float), or its drawings were prepared or measured another "
+                             "way than this version does it")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -71,18 +71,23 @@ def _ink(canvas: np.ndarray) -> np.ndarray:
     on average (in its darkest channel). A speck of scanner noise or JPEG on the paper is
     not the drawing, and one stretched the filled outline along its row and column to it;
     a line 1 px wide keeps every pixel up to grey 194, one 2 px wide up to 224 (docs/quality.md)."""
-    darkest = canvas.min(-1)
+    darkest = _darkest(canvas)
     padded = np.pad(darkest, 1, mode="edge").astype(np.uint16)
-    h, w = darkest.shape
-    around = sum(padded[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3))
-    return (darkest < INK) & (around < 9 * INK)
+    rows = padded[:, :-2] + padded[:, 1:-1] + padded[:, 2:]  # the 3x3 sum, separably
+    return (darkest < INK) & (rows[:-2] + rows[1:-1] + rows[2:] < 9 * INK)
+
+
+def _darkest(pixels: np.ndarray) -> np.ndarray:
+    """(..., 3) -> (...): each pixel's darkest channel (15x faster than `.min(-1)`, whose
+    reduction over 3 values is numpy's slow path: docs/performance.md)."""
+    return np.minimum(np.minimum(pixels[..., 0], pixels[..., 1]), pixels[..., 2])
 
 
 def coverage(canvas: np.ndarray) -> float:
     """The share of the garment's filled outline that is drawn in (not paper): about 1 for a
     coloured drawing, 0.1-0.2 for a line sketch (outlines only)."""
     inside = _inside(canvas)
-    return float(((canvas < PAPER).any(-1) & inside).sum() / max(1, inside.sum()))
+    return float(((_darkest(canvas) < PAPER) & inside).sum() / max(1, inside.sum()))
 
 
 def is_sketch(canvas: np.ndarray) -> bool:
@@ -99,7 +104,7 @@ def sketched(canvases: tuple[np.ndarray | None, ...]) -> tuple[bool, ...]:
 def colour_histogram(canvas: np.ndarray) -> np.ndarray:
     """(64,) square roots of the shares of the drawing's pixels in each colour bin."""
     pixels = canvas.reshape(-1, 3)
-    pixels = pixels[(pixels < PAPER).any(-1)]
+    pixels = pixels[_darkest(pixels) < PAPER]
     step = 256 // COLOUR_BINS
     index = (pixels[:, 0] // step * COLOUR_BINS + pixels[:, 1] // step) * COLOUR_BINS \
         + pixels[:, 2] // step
