@@ -16,7 +16,7 @@ from PIL import Image
 
 SILHOUETTE_SIDE = 12  # the filled outline, area-averaged onto 12 x 12 cells
 COLOUR_BINS = 4  # per channel: a 4 x 4 x 4 histogram of the drawing's pixels
-INK = 235  # a pixel with a channel darker than this belongs to the drawing
+INK = 235  # a pixel darker than this in some channel, its 3x3 neighbourhood too, is ink
 PAPER = 245  # pixels lighter than this in every channel are paper, not colour
 SKETCH_COVERAGE = 0.5  # a drawing that colours less of its outline is a line sketch of the flat
 PATTERN_INSET = 11  # the pattern is read where this square (px) around a pixel is all inside
@@ -24,12 +24,13 @@ PATTERN_EDGE = 20.0  # a colour step over 2 px larger than this (0-255) is an ed
 PATTERN_ORIENTATIONS = 8  # edge orientations (mod 180 degrees), folded to 5 by mirroring
 PROPORTION_DIMS = 6
 MIN_SPREAD = 0.5  # px: a part of the outline narrower than this counts as this wide
-MAX_TILT = np.radians(15)  # a scan tilted up to this is measured upright (`proportions`)
+MAX_TILT = 15  # degrees: a scan tilted up to this is measured upright (`proportions`)
 # how the appearance columns are measured, recorded with the preprocessing in the manifest: an
 # index measured another way is built again (`worker.cli.index.why_build`)
-MEASURED = {"outline": "ink darker than 235 in some channel, its 3x3 neighbourhood too on average",
-            "proportions": "along the filled outline's principal axes, a tilt up to 15 degrees "
-                           "undone"}
+MEASURED = {"outline": f"ink darker than {INK} in some channel, its 3x3 neighbourhood too on "
+                       "average",
+            "proportions": f"along the filled outline's principal axes, a tilt up to {MAX_TILT} "
+                           "degrees undone"}
 
 
 def _span(ink: np.ndarray) -> np.ndarray:
@@ -54,7 +55,7 @@ def _inside(canvas: np.ndarray) -> np.ndarray:
     """(h, w) bool, read-only: the garment's filled outline. A query side's is asked for three
     times (its upright check, its appearance columns, its sketch test), so the last 32 (two
     batches of 8 searches' sides; ~6 MB) are kept by the canvas's content (its key's hash
-    ~0.05 ms, the outline ~1.4: docs/performance.md)."""
+    ~0.05 ms, the outline ~1: docs/performance.md)."""
     return _inside_of(canvas.tobytes(), canvas.shape, canvas.dtype.str)
 
 
@@ -67,10 +68,12 @@ def _inside_of(pixels: bytes, shape: tuple[int, ...], dtype: str) -> np.ndarray:
 
 
 def _ink(canvas: np.ndarray) -> np.ndarray:
-    """(h, w) bool: pixels darker than INK in some channel whose 3x3 neighbourhood is as dark
-    on average (in its darkest channel). A speck of scanner noise or JPEG on the paper is
-    not the drawing, and one stretched the filled outline along its row and column to it;
-    a line 1 px wide keeps every pixel up to grey 194, one 2 px wide up to 224 (docs/quality.md)."""
+    """(h, w) bool, of a uint8 canvas: pixels darker than INK in some channel whose 3x3
+    neighbourhood is as dark on average (in its darkest channel). Faint speckle (scanner noise,
+    JPEG) on the paper is not the drawing, and stretched the filled outline along its row and
+    column to it; a dark speck (one pixel under 75, four under 210) still counts. A line 1 px
+    wide keeps every pixel but its ends up to grey 194, one 2 px wide up to 224
+    (docs/quality.md)."""
     darkest = _darkest(canvas)
     padded = np.pad(darkest, 1, mode="edge").astype(np.uint16)
     rows = padded[:, :-2] + padded[:, 1:-1] + padded[:, 2:]  # the 3x3 sum, separably
@@ -173,10 +176,11 @@ def _upright(xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Centred pixel coordinates turned so that the principal axis nearest the horizontal
     lies along it: a garment is drawn mirror-symmetric, so its axes are the page's unless it is
     tilted. A turn past MAX_TILT is taken for the garment's own shape and left as it is."""
-    cxx, cyy, cxy = float(xs @ xs), float(ys @ ys), float(xs @ ys)
+    # einsum, not a BLAS dot: OpenBLAS threads it outside the worker (7 ms on a busy core)
+    cxx, cyy, cxy = (float(np.einsum("i,i->", a, b)) for a, b in ((xs, xs), (ys, ys), (xs, ys)))
     theta = 0.5 * np.arctan2(2.0 * cxy, cxx - cyy)  # the major axis's angle
     theta -= np.pi / 2 * np.round(theta / (np.pi / 2))  # ... or the minor's: the nearer one
-    if abs(theta) > MAX_TILT:
+    if abs(theta) > np.radians(MAX_TILT):
         return xs.astype(np.float64), ys.astype(np.float64)
     c, s = np.cos(theta), np.sin(theta)
     return c * xs + s * ys, c * ys - s * xs

@@ -49,7 +49,7 @@ def preprocess_params(trim: bool) -> dict:
     """What the manifest records about preprocessing, and how the appearance columns are
     measured on the canvas (the chunk cache is keyed by it too)."""
     return {"long_side": LONG_SIDE, "canvas": CANVAS, "pad": "white", "resample": "bicubic",
-            "keras_mode": "vgg16.preprocess_input", "trim": trim, "appearance": MEASURED,
+            "keras_mode": "vgg16.preprocess_input", "trim": trim, "appearance": dict(MEASURED),
             **({"paper": "levelled to white",
                 "sheet": "frame and ruled-off title block cut away, a boxed one painted white",
                 "captions": "above, below or beside (notes), or text run off a side: left out "
