@@ -12,7 +12,15 @@ from PIL import Image
 
 from worker.core.whitening import RAW_SCALE, learn_whitening
 from worker.dev.sample import draw_side, make_designs
-from worker.pipeline.appearance import INK, PROPORTION_DIMS, _ink, _inside, appearance, proportions
+from worker.pipeline.appearance import (
+    INK,
+    PROPORTION_DIMS,
+    _ink,
+    _inside,
+    _upright,
+    appearance,
+    proportions,
+)
 from worker.pipeline.exact import ExactMatch
 from worker.pipeline.preprocess import to_canvas
 
@@ -55,6 +63,24 @@ def test_a_scan_tilted_ten_degrees_is_measured_upright():
             moved = np.sqrt(np.mean((proportions(to_canvas(tilted, trim=True)) - own) ** 2))
             assert moved < (0.02 if design.garment == "trousers" else 0.012), (
                 design.garment, degrees, moved)
+
+
+def test_only_a_tilt_up_to_max_tilt_is_undone():
+    """An elongated outline (standing or lying) tilted 10 degrees is turned back to its axes;
+    one at 20 degrees is taken for a shape drawn so and left as it is."""
+    t = np.linspace(0.0, 2.0 * np.pi, 400, endpoint=False)
+    for tall in (False, True):
+        x, y = 60.0 * np.cos(t), 25.0 * np.sin(t)
+        x, y = (y, x) if tall else (x, y)
+        for degrees, turned in ((10, True), (-10, True), (20, False)):
+            a = np.radians(degrees)
+            xs, ys = np.cos(a) * x - np.sin(a) * y, np.sin(a) * x + np.cos(a) * y
+            ux, uy = _upright(xs, ys)
+            if turned:
+                assert abs(np.mean(ux * uy)) < 1e-6 and np.ptp(ux) == pytest.approx(
+                    np.ptp(x), rel=1e-6)
+            else:
+                assert np.array_equal(ux, xs) and np.array_equal(uy, ys)
 
 
 def test_scanner_noise_on_the_paper_does_not_stretch_the_filled_outline():
