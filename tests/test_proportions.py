@@ -55,8 +55,7 @@ def test_a_scan_tilted_ten_degrees_is_measured_upright():
     of 0.015; undone, 0.002-0.009, and the trousers 0.015: the gap between the legs is filled
     row by row, so a tilt changes how much of it the outline holds)."""
     for design in make_designs(4, seed=3):  # one of each garment
-        img = draw_side(design, "front")
-        own = proportions(to_canvas(img, trim=True))
+        img, own = draw_side(design, "front"), proportions(_canvas(design))
         for degrees in (10, -10):
             tilted = img.rotate(degrees, Image.Resampling.BICUBIC, expand=True,
                                 fillcolor=(255, 255, 255))
@@ -89,8 +88,7 @@ def test_scanner_noise_on_the_paper_does_not_stretch_the_filled_outline():
     0.61-0.77); a clean drawing's ink is what it was (every pixel darker than INK)."""
     rng = np.random.default_rng(5)
     for design in make_designs(4, seed=3):
-        img = draw_side(design, "front")
-        clean = to_canvas(img, trim=True)
+        img, clean = draw_side(design, "front"), _canvas(design)
         assert np.array_equal(_ink(clean), (clean < INK).any(-1))
         arr = np.asarray(img, np.float32) + rng.normal(0.0, 15.0, (img.height, img.width, 3))
         noisy = to_canvas(Image.fromarray(np.clip(arr, 0, 255).round().astype(np.uint8)), trim=True)

@@ -89,8 +89,9 @@ def test_make_run_builds_the_index_again_when_the_worker_would_refuse_it(tmp_pat
     """A worker refuses an index of another descriptor (after an upgrade that changed the
     default, say), of other weights, or int8 against float: `make run` (and compose's
     `index --if-needed`) builds it again rather than start a worker that stops. So does an
-    index whose drawings were prepared otherwise (a trim changed since: its rows would not be
-    what this version makes of the same drawings)."""
+    index whose drawings were prepared or measured otherwise (a trim or an appearance
+    column's measure changed since: its rows would not be what this version makes of the same
+    drawings)."""
     import dataclasses
 
     import numpy as np
