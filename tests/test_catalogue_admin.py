@@ -50,6 +50,28 @@ def top_hit(client, front: bytes, back: bytes, run_worker) -> dict:
     return client.get(url).get_json()["results"][0]
 
 
+def test_an_index_measured_another_way_is_neither_served_nor_added_to(own_catalogue, extractor,
+                                                                       tmp_path):
+    """After an upgrade that measures drawings otherwise, a worker refuses the old index and
+    an add does not append rows measured the new way to it: both say to rebuild."""
+    import json
+
+    from worker.core.bank import BankError
+    from worker.core.generations import current_dir
+    from worker.service.engine import Engine
+
+    path = current_dir(own_catalogue.features_dir) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["preprocess"]["appearance"]["outline"] = "ink darker than 235 in some channel"
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(BankError, match="prepared or measured another way.*make index"):
+        Engine(own_catalogue, extractor)
+    with pytest.raises(BankError, match="prepared or measured another way.*make index"):
+        add_designs(own_catalogue, extractor, [("brand-new", *new_design_files(tmp_path))])
+    assert load_bank(own_catalogue.features_dir).manifest["n_pairs"] == N_PAIRS
+    assert "brand-new" not in load_catalogue(own_catalogue.database_dir).names
+
+
 def test_add_then_remove_changes_what_searches_find(own_catalogue, extractor, tmp_path, redis):
     from web import create_app
     from worker.service.process import make_worker, start_engine

@@ -11,6 +11,7 @@ from worker.core.bank import BankError, FeatureBank, check_bank_matches, load_ba
 from worker.core.catalogue import CatalogueError, load_catalogue
 from worker.core.generations import current_dir
 from worker.core.whitening import l2_normalise
+from worker.pipeline.preprocess import preprocess_params
 from worker.pipeline.ranking import top_k
 
 
@@ -93,13 +94,33 @@ def test_missing_banks_say_what_to_do(tmp_path):
 
 def test_bank_must_match_catalogue_weights_and_descriptor():
     bank = FeatureBank(*random_bank(), manifest())
-    check_bank_matches(bank, "cat", 10, "abc", "flatten", "float32")
+    prepared = preprocess_params(True)
+    check_bank_matches(bank, "cat", 10, "abc", "flatten", "float32", prepared)
     with pytest.raises(BankError, match="pairs.csv"):
-        check_bank_matches(bank, "other", 10, "abc", "flatten", "float32")
+        check_bank_matches(bank, "other", 10, "abc", "flatten", "float32", prepared)
     with pytest.raises(BankError, match="DESCRIPTOR"):
-        check_bank_matches(bank, "cat", 10, "abc", "rmac", "float32")
+        check_bank_matches(bank, "cat", 10, "abc", "rmac", "float32", prepared)
     with pytest.raises(BankError, match="VGG16_WEIGHTS=bsds500"):
-        check_bank_matches(bank, "cat", 10, "zzz", "flatten", "float32")
+        check_bank_matches(bank, "cat", 10, "zzz", "flatten", "float32", prepared)
+
+
+def test_bank_of_drawings_prepared_another_way_is_refused(tmp_path):
+    """A query measured as this version measures it is not compared with rows measured
+    otherwise (an upgrade changed the trim or an appearance column's measure)."""
+    prepared = preprocess_params(True)
+    write_bank(tmp_path / "now", *random_bank(), {**manifest(), "preprocess": prepared})
+    check_bank_matches(load_bank(tmp_path / "now"), "cat", 10, "abc", "flatten", "float32",
+                       prepared)  # the record read back from JSON equals the one made now
+    before = {**prepared, "appearance": {**prepared["appearance"],
+                                         "outline": "ink darker than 235 in some channel"}}
+    for other in ({k: v for k, v in prepared.items() if k != "appearance"}, before,
+                  preprocess_params(False)):
+        bank = FeatureBank(*random_bank(), {**manifest(), "preprocess": other})
+        with pytest.raises(BankError, match="prepared or measured another way.*make index"):
+            check_bank_matches(bank, "cat", 10, "abc", "flatten", "float32", prepared)
+    # an index from before the record was kept has none: served as it is
+    check_bank_matches(FeatureBank(*random_bank(), manifest()), "cat", 10, "abc", "flatten",
+                       "float32", prepared)
 
 
 def test_rewrite_swaps_whole_index(tmp_path):

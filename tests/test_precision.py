@@ -50,12 +50,12 @@ def test_int8_and_float_banks_refuse_each_other_float_kinds_do_not():
         return FeatureBank(rows, rows, {"descriptor": "d", "precision": built,
                                         "weights": {"id": "w", "fingerprint": "f"}})
 
-    check_model_matches(bank("float32"), "f", "d", "bfloat16")  # the same descriptors, rounded
-    check_model_matches(bank("bfloat16"), "f", "d", "float32")
-    check_model_matches(bank("int8"), "f", "d", "int8")
+    check_model_matches(bank("float32"), "f", "d", "bfloat16", {})  # the same descriptors, rounded
+    check_model_matches(bank("bfloat16"), "f", "d", "float32", {})
+    check_model_matches(bank("int8"), "f", "d", "int8", {})
     with pytest.raises(BankError, match="built at precision int8 but this worker runs bfloat16"
                                         ".*set PRECISION=int8 or rebuild the index"):
-        check_model_matches(bank("int8"), "f", "d", "bfloat16")
+        check_model_matches(bank("int8"), "f", "d", "bfloat16", {})
     for built in ("float32", "bfloat16", None):  # None: a manifest from before PRECISION
         with pytest.raises(BankError, match="runs int8"):
-            check_model_matches(bank(built), "f", "d", "int8")
+            check_model_matches(bank(built), "f", "d", "int8", {})

@@ -56,9 +56,8 @@ def why_build(settings: Settings) -> str | None:
     built = manifest.get("descriptor")
     if built != settings.descriptor:  # an upgrade changed the default, say
         return f"the index holds descriptor {built!r}, DESCRIPTOR is {settings.descriptor!r}"
-    # not refused by the worker, but its rows are not what this version makes of the same
-    # drawings (a trim or an appearance column's measure changed since); an index from before
-    # the record was kept: not compared
+    # its rows are not what this version makes of the same drawings (a trim or an appearance
+    # column's measure changed since); an index from before the record was kept: not compared
     prepared = manifest.get("preprocess")
     if prepared is not None and prepared != preprocess_params(bool(prepared.get("trim"))):
         return ("the index's drawings were prepared or measured another way than this version "

@@ -138,11 +138,12 @@ def _load_whitening(features_dir: Path, manifest: dict) -> Whitening | None:
 
 
 def check_bank_matches(bank: FeatureBank, catalogue_fingerprint: str, n_pairs: int,
-                       weights_fingerprint: str, descriptor: str, precision: str) -> None:
-    """Refuse a bank built from another catalogue, other weights, another descriptor or
-    another precision (int8 against a float one)."""
+                       weights_fingerprint: str, descriptor: str, precision: str,
+                       prepared: dict) -> None:
+    """Refuse a bank built from another catalogue, other weights, another descriptor,
+    another precision (int8 against a float one) or drawings prepared another way."""
     check_catalogue_matches(bank, catalogue_fingerprint, n_pairs)
-    check_model_matches(bank, weights_fingerprint, descriptor, precision)
+    check_model_matches(bank, weights_fingerprint, descriptor, precision, prepared)
 
 
 def check_catalogue_matches(bank: FeatureBank, catalogue_fingerprint: str, n_pairs: int) -> None:
@@ -159,8 +160,10 @@ def precision_serves(built: str, precision: str) -> bool:
 
 
 def check_model_matches(bank: FeatureBank, weights_fingerprint: str, descriptor: str,
-                        precision: str) -> None:
-    """Refuse a bank built with other weights, another descriptor, or int8 against float."""
+                        precision: str, prepared: dict) -> None:
+    """Refuse a bank built with other weights, another descriptor, int8 against float, or from
+    drawings prepared or measured otherwise than `prepared` (this version's
+    `preprocess_params`) says."""
     m = bank.manifest
     built = m.get("precision") or "float32"
     if not precision_serves(built, precision):
@@ -175,6 +178,11 @@ def check_model_matches(bank: FeatureBank, weights_fingerprint: str, descriptor:
         raise BankError(f"the banks were built with VGG16 weights {built.get('id')!r} "
                         f"({built.get('fingerprint')}) but this worker loaded other weights "
                         f"({weights_fingerprint}); set VGG16_WEIGHTS={built.get('id')} or {REINDEX}")
+    # a query measured one way against rows measured another scores neither way; an index
+    # from before the record was kept has none: not compared
+    if m.get("preprocess") not in (None, prepared):
+        raise BankError("the banks' drawings were prepared or measured another way than this "
+                        f"version does it (an upgrade changed how); {REINDEX}")
 
 
 def load_generation(database_dir: Path, features_dir: Path

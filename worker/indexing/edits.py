@@ -48,7 +48,7 @@ from worker.core.settings import Settings
 from worker.core.storage import write_aside
 from worker.indexing.recovery import mark_listed, sync_listed, tidy
 from worker.pipeline.duplicates import after_add, after_remove
-from worker.pipeline.preprocess import to_canvas, to_rgb, visible_canvas
+from worker.pipeline.preprocess import preprocess_params, to_canvas, to_rgb, visible_canvas
 from worker.pipeline.thumbnails import remove_thumbnails, write_thumbnail
 from worker.pipeline.verdicts import duplicate_thresholds_in
 
@@ -140,7 +140,7 @@ def add_designs(settings: Settings, extractor, designs: list[tuple[str, Path, Pa
     with editing(settings) as (catalogue, bank):
         check_column_values(list(catalogue.extra), values)
         check_model_matches(bank, extractor.weights_fingerprint, extractor.descriptor,
-                            extractor.precision)
+                            extractor.precision, preprocess_params(extractor.trim))
         if bank.quantised is not None and bank.manifest["sha256"]["quantised_model"] != \
                 extractor.model_id:  # new rows extracted with the model that built the others
             extractor.use_quantised(bank.quantised)

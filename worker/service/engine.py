@@ -21,6 +21,7 @@ from worker.core.settings import Settings
 from worker.core.storage import open_storage
 from worker.pipeline.ann import with_coarse_index
 from worker.pipeline.orientation import Uprights
+from worker.pipeline.preprocess import preprocess_params
 from worker.pipeline.thumbnails import ThumbnailCache
 from worker.service.batching import Batcher
 
@@ -102,7 +103,7 @@ class Engine:
         worker's model (BankError), with the coarse index; a Snapshot."""
         check_bank_matches(bank, catalogue.fingerprint(), len(catalogue),
                            self.extractor.weights_fingerprint, self.extractor.descriptor,
-                           self.extractor.precision)
+                           self.extractor.precision, preprocess_params(self.extractor.trim))
         bank = with_coarse_index(bank, self.settings.search_ann_min_pairs)
         limit_blas_threads()  # again: the coarse index may have loaded faiss's BLAS just now
         return Snapshot(catalogue, bank, stamp)
