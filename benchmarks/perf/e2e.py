@@ -11,7 +11,7 @@ from pathlib import Path
 
 from benchmarks.perf.bursts import burst_row, run_burst, worker_time_row
 from benchmarks.perf.catalogue import QueryImages, build_index, index_settings, report_index
-from benchmarks.perf.model import model_alone_ms
+from benchmarks.perf.model import PairPasses
 from benchmarks.perf.report import emit, fmt, ints, md_table, preamble
 from benchmarks.perf.searches import sequential_searches, stage_rows, worker_start_up
 from benchmarks.perf.service import Service, rss_rows, start_web, started_service
@@ -43,11 +43,11 @@ def report_start_up(service: Service, images: QueryImages, timeout: float) -> No
 
 
 def report_sequential(service: Service, images: QueryImages, args: argparse.Namespace) -> None:
-    samples = sequential_searches(service, images, args.searches, args.timeout)
-    model_ms = model_alone_ms(args, images, args.searches, service.settings.features_dir)
+    samples = sequential_searches(service, images, args.searches, args.timeout,
+                                  after=PairPasses(args, service.settings.features_dir))
     failed = sum(s.status != "finished" for s in samples)
     emit(f"\n### Sequential searches ({len(samples)}, {failed} failed), 1 worker\n")
-    emit(md_table(["stage", "n", "p50 ms", "p95 ms"], stage_rows(samples, model_ms)))
+    emit(md_table(["stage", "n", "p50 ms", "p95 ms"], stage_rows(samples)))
     emit("\n### RSS after the sequential run (VmRSS)\n")
     emit(md_table(["process", "pid(s)", "RSS MiB"], rss_rows(service)))
 
