@@ -13,16 +13,28 @@ from worker.pipeline.precision import cpu_flags, resolve_precision
 VNNI_BF16 = frozenset({"avx512f", "avx512_vnni", "avx512_bf16"})
 
 
-def test_auto_picks_int8_only_where_vnni_and_the_quality_verdict_agree(monkeypatch):
+def test_auto_picks_bfloat16_where_the_cpu_has_it_else_int8_where_vnni_and_quality_agree(
+        monkeypatch):
     monkeypatch.setattr(precision, "INT8_HELD", frozenset({"held"}))
-    assert resolve_precision("auto", "held", VNNI_BF16)[0] == "int8"
+    vnni = frozenset({"avx512f", "avx512_vnni"})
+    assert resolve_precision("auto", "held", vnni) == (
+        "int8", "auto: the CPU has VNNI but no bfloat16, and int8 held the quality benchmarks")
     assert resolve_precision("auto", "held", frozenset({"avx_vnni"}))[0] == "int8"
-    assert resolve_precision("auto", "other", VNNI_BF16) == (
-        "bfloat16", "auto: the CPU has bfloat16 (int8 not validated for other)")
-    assert resolve_precision("auto", "held", frozenset({"avx512_bf16"}))[0] == "bfloat16"
-    assert resolve_precision("auto", "held", frozenset({"amx_bf16"}))[0] == "bfloat16"
+    assert resolve_precision("auto", "other", vnni) == (
+        "float32", "auto: no bfloat16 on this CPU (int8 not validated for other, VNNI present)")
+    assert resolve_precision("auto", "held", VNNI_BF16) == (
+        "bfloat16", "auto: the CPU has bfloat16 (int8 held for held)")
+    assert resolve_precision("auto", "other", VNNI_BF16)[0] == "bfloat16"
+    assert resolve_precision("auto", "held", frozenset({"amx_bf16", "amx_int8"}))[0] == "bfloat16"
     assert resolve_precision("auto", "held", frozenset({"avx2", "fma"}))[0] == "float32"
     assert resolve_precision("auto", "other", frozenset())[0] == "float32"
+
+
+def test_the_default_descriptor_runs_int8_on_a_cpu_with_vnni_and_no_bfloat16():
+    """Its int8 benchmarks held (docs/quality.md), and there int8 takes a fifth to a third of
+    float32's pass (docs/performance.md); where the CPU has bfloat16, bfloat16."""
+    assert resolve_precision("auto", DEFAULT_DESCRIPTOR, frozenset({"avx512_vnni"}))[0] == "int8"
+    assert resolve_precision("auto", DEFAULT_DESCRIPTOR, VNNI_BF16)[0] == "bfloat16"
 
 
 def test_a_precision_set_by_hand_is_kept_and_checked():

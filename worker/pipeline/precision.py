@@ -1,8 +1,9 @@
 """Which arithmetic the model runs in: the PRECISION setting resolved against this CPU and
 the descriptor. TensorFlow-free (a fast test checks the choice without loading a model).
 
-`auto` picks int8 only for descriptors whose quality benchmarks held at int8 (INT8_HELD),
-on CPUs with AVX-512 VNNI; else bfloat16 where the CPU computes it natively; else float32.
+`auto` picks bfloat16 where the CPU computes it natively; else int8 on CPUs with VNNI, for
+descriptors whose quality benchmarks held at int8 (INT8_HELD); else float32. Where the CPU has
+bfloat16 units int8 gains too little (at a batch of 8 or more, nothing): docs/performance.md.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from pathlib import Path
 from worker.core.settings import PRECISION_CHOICES, InvalidSetting
 
 # Descriptors whose re-scan and look-alike benchmarks, on the held-out seed 11, stayed within
-# 0.5 point of bfloat16 in every family with the verdicts' precision unchanged (docs/quality.md).
-INT8_HELD: frozenset[str] = frozenset()
+# 0.5 point of bfloat16 in every family with the verdicts' precision unchanged (docs/quality.md,
+# "int8"; the default since 2026-12-06).
+INT8_HELD: frozenset[str] = frozenset({"grey-dir345-lw256-shape-colour-pattern-proportions"})
 
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
@@ -44,9 +46,11 @@ def resolve_precision(setting: str, descriptor: str,
     if setting != "auto":
         return setting, f"PRECISION={setting}"
     flags = cpu_flags() if flags is None else flags
-    if has_vnni(flags) and descriptor in INT8_HELD:
-        return "int8", "auto: the CPU has VNNI and int8 held the quality benchmarks"
     held = "held" if descriptor in INT8_HELD else "not validated"
     if has_bf16(flags):
         return "bfloat16", f"auto: the CPU has bfloat16 (int8 {held} for {descriptor})"
-    return "float32", f"auto: no bfloat16 on this CPU (int8 {held} for {descriptor})"
+    if has_vnni(flags) and descriptor in INT8_HELD:
+        return "int8", "auto: the CPU has VNNI but no bfloat16, and int8 held the quality " \
+                       "benchmarks"
+    return "float32", f"auto: no bfloat16 on this CPU (int8 {held} for {descriptor}, VNNI " \
+                      f"{'present' if has_vnni(flags) else 'absent'})"
