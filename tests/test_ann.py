@@ -123,6 +123,7 @@ class FakeExtractor:
     weights_fingerprint = "abc"
     descriptor = "flatten"
     precision = "float32"
+    trim = False  # the "flatten" descriptor's preprocessing
 
 
 @pytest.mark.parametrize("min_pairs, indexed", [(0, True), (24, True), (25, False)])
