@@ -16,6 +16,13 @@ from tests.images import N_PAIRS
 from worker.core.settings import DEFAULT_DESCRIPTOR, Settings
 from worker.dev.processes import free_port, start_redis
 from worker.dev.sample import write_catalogue
+from worker.pipeline.precision import resolve_precision
+
+# The suite's banks are built by one float VGG16 (the `extractor` fixture) and served by the
+# workers and commands it starts, so where `auto` would pick int8 (a CPU with VNNI and no
+# bfloat16 units) those run float32; int8 has its own tests with their own index (test_int8).
+SUITE_PRECISION = "float32" if resolve_precision("auto", DEFAULT_DESCRIPTOR)[0] == "int8" \
+    else "auto"
 
 
 def pytest_collection_modifyitems(items):
@@ -83,7 +90,8 @@ def settings(tmp_path, redis_url, catalogue_dir) -> Settings:
     return Settings(redis_url=redis_url, database_dir=catalogue_dir,
                     features_dir=tmp_path / "features", upload_dir=tmp_path / "uploads",
                     output_dir=tmp_path / "output", vgg16_weights="bsds500",
-                    queue_name=f"test-{uuid.uuid4().hex[:8]}", require_worker=False)
+                    queue_name=f"test-{uuid.uuid4().hex[:8]}", require_worker=False,
+                    precision=SUITE_PRECISION)
 
 
 @pytest.fixture
