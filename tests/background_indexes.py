@@ -16,17 +16,24 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from worker.core.settings import REPO_ROOT, Settings
+from worker.core.settings import DEFAULT_DESCRIPTOR, REPO_ROOT, Settings
 from worker.dev.processes import stop_process
 from worker.dev.sample import write_catalogue
 from worker.dev.services import service_env
-from worker.pipeline.precision import cpu_flags, has_bf16
+from worker.pipeline.precision import cpu_flags, has_bf16, resolve_precision
 
 MODULE = "tests/test_near_duplicates.py"
 LOOKALIKES = 300  # the size of the catalogue the verdicts were calibrated on
 SEED = 7
 CATALOGUES = ("lookalikes", "white")  # built in this order
 WAIT_S = 500  # the longest a fixture waits: inside the 600 s a test may take
+
+
+# The suite's banks are built by one float VGG16 (conftest's `extractor`) and served by the
+# workers and commands it starts, so where `auto` would pick int8 (a CPU with VNNI and no
+# bfloat16 units) those run float32; int8 has its own tests with their own index (test_int8).
+SUITE_PRECISION = "float32" if resolve_precision("auto", DEFAULT_DESCRIPTOR)[0] == "int8" \
+    else "auto"
 
 
 def precision() -> str:

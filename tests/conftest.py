@@ -11,18 +11,11 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from tests.background_indexes import BackgroundIndexes, last, wanted
+from tests.background_indexes import SUITE_PRECISION, BackgroundIndexes, last, wanted
 from tests.images import N_PAIRS
 from worker.core.settings import DEFAULT_DESCRIPTOR, Settings
 from worker.dev.processes import free_port, start_redis
 from worker.dev.sample import write_catalogue
-from worker.pipeline.precision import resolve_precision
-
-# The suite's banks are built by one float VGG16 (the `extractor` fixture) and served by the
-# workers and commands it starts, so where `auto` would pick int8 (a CPU with VNNI and no
-# bfloat16 units) those run float32; int8 has its own tests with their own index (test_int8).
-SUITE_PRECISION = "float32" if resolve_precision("auto", DEFAULT_DESCRIPTOR)[0] == "int8" \
-    else "auto"
 
 
 def pytest_collection_modifyitems(items):

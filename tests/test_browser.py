@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from werkzeug.serving import make_server
 
+from tests.background_indexes import SUITE_PRECISION
 from tests.images import N_PAIRS, design_pair
 from worker.core.settings import REPO_ROOT
 from worker.dev.processes import stop_process
@@ -38,7 +39,8 @@ tests' flushes of database 0 leave alone."""
     settings = Settings(redis_url=redis_url.rsplit("/", 1)[0] + "/1", database_dir=catalogue_dir,
                         features_dir=root / "features", upload_dir=root / "uploads",
                         output_dir=root / "output", vgg16_weights="bsds500",
-                        queue_name=f"site-{uuid.uuid4().hex[:8]}", require_worker=True)
+                        queue_name=f"site-{uuid.uuid4().hex[:8]}", require_worker=True,
+                        precision=SUITE_PRECISION)
     server = make_server("127.0.0.1", free_port(), create_app({"SETTINGS": settings}),
                          threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
