@@ -8,8 +8,9 @@ no representative set fixes them in advance and a query unlike the catalogue is 
 the median catalogue canvas comes 3.6x closer to float32 than with ranges calibrated on 16
 canvases, for 5-10 % more time (docs/quality.md). The model runs in LiteRT (`ai_edge_litert`,
 the maintained successor of `tf.lite.Interpreter`) with its XNNPACK delegate, which uses the
-CPU's VNNI int8 instructions, or its AMX tiles where the CPU has them. `representative` canvases give the full-integer model instead
-(static ranges), kept for `benchmarks.int8_fidelity`'s comparison.
+CPU's VNNI int8 instructions, or its AMX tiles where the CPU has them. `representative`
+canvases give the full-integer model instead (static ranges), kept for
+`benchmarks.int8_fidelity`'s comparison.
 """
 
 from __future__ import annotations
