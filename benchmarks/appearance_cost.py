@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     from worker.pipeline.extract import FeatureExtractor
 
     extractor = FeatureExtractor("bsds500", DEFAULT_DESCRIPTOR, args.precision)
+    if extractor.precision == "int8":  # no index here: its layers quantised now, as one would be
+        extractor.quantise()
     whole = ms_per_image(extractor.extract, canvases, args.repeats)
     print(f"{len(canvases)} canvases, median of {args.repeats} passes, ms an image\n")
     print("| step | ms an image |\n|---|---|")

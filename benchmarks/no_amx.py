@@ -19,7 +19,7 @@ ARCH_PRCTL = 158  # the syscall's number on x86-64
 ARCH_REQ_XCOMP_PERM = 0x1023
 SCMP_ACT_ALLOW = 0x7FFF0000
 SCMP_ACT_ERRNO = 0x00050000  # | the errno returned
-SCMP_CMP_EQ = 4
+SCMP_CMP_MASKED_EQ = 7  # (arg & datum_a) == datum_b: the kernel reads the option as an int
 
 
 class ArgCompare(ctypes.Structure):  # libseccomp's struct scmp_arg_cmp
@@ -32,7 +32,7 @@ def refuse_amx() -> None:
     lib = ctypes.CDLL("libseccomp.so.2")
     lib.seccomp_init.restype = ctypes.c_void_p
     ctx = ctypes.c_void_p(lib.seccomp_init(ctypes.c_uint32(SCMP_ACT_ALLOW)))
-    rule = ArgCompare(0, SCMP_CMP_EQ, ARCH_REQ_XCOMP_PERM, 0)
+    rule = ArgCompare(0, SCMP_CMP_MASKED_EQ, 0xFFFFFFFF, ARCH_REQ_XCOMP_PERM)
     if lib.seccomp_rule_add_array(ctx, ctypes.c_uint32(SCMP_ACT_ERRNO | errno.EPERM), ARCH_PRCTL,
                                   1, ctypes.byref(rule)) or lib.seccomp_load(ctx):
         raise OSError("the seccomp filter could not be installed")

@@ -38,7 +38,8 @@ SUITE_PRECISION = "float32" if resolve_precision("auto", DEFAULT_DESCRIPTOR)[0] 
 
 def precision() -> str:
     """bfloat16 where the CPU has its units (as the calibrating benchmark and PRECISION=auto
-    run), else float32: the module's in-process model's precision too."""
+    run), else float32 (where `auto` may run int8: see SUITE_PRECISION): the module's
+    in-process model's precision too."""
     return "bfloat16" if has_bf16(cpu_flags()) else "float32"
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from worker.core.bank import FeatureBank, write_bank
+from worker.core.bank import BankError, FeatureBank, write_bank
 from worker.core.catalogue import load_catalogue
 from worker.core.settings import InvalidSetting, Settings
 from worker.core.whitening import l2_normalise
@@ -126,15 +126,20 @@ class FakeExtractor:
     trim = False  # the "flatten" descriptor's preprocessing
 
 
-@pytest.mark.parametrize("min_pairs, indexed", [(0, True), (24, True), (25, False)])
-def test_engine_attaches_the_index_from_the_setting(tmp_path, catalogue_dir, min_pairs, indexed):
+def write_catalogue_bank(folder, catalogue_dir, **manifest) -> None:
+    """Random banks for the catalogue at `catalogue_dir`, as FakeExtractor's model would."""
     catalogue = load_catalogue(catalogue_dir)
     rng = np.random.default_rng(0)
     n = len(catalogue)
-    write_bank(tmp_path, l2_normalise(rng.normal(size=(n, 8))), l2_normalise(rng.normal(size=(n, 8))),
+    write_bank(folder, l2_normalise(rng.normal(size=(n, 8))), l2_normalise(rng.normal(size=(n, 8))),
                {"n_pairs": n, "dim": 8, "dtype": "float32", "descriptor": "flatten",
                 "weights": {"id": "bsds500", "fingerprint": "abc"},
-                "catalogue_fingerprint": catalogue.fingerprint()})
+                "catalogue_fingerprint": catalogue.fingerprint(), **manifest})
+
+
+@pytest.mark.parametrize("min_pairs, indexed", [(0, True), (24, True), (25, False)])
+def test_engine_attaches_the_index_from_the_setting(tmp_path, catalogue_dir, min_pairs, indexed):
+    write_catalogue_bank(tmp_path, catalogue_dir)
     settings = Settings(database_dir=catalogue_dir, features_dir=tmp_path,
                         search_ann_min_pairs=min_pairs)
     import faiss  # noqa: F401 - loaded, as a large catalogue loads it, then limited again
@@ -146,3 +151,20 @@ def test_engine_attaches_the_index_from_the_setting(tmp_path, catalogue_dir, min
     blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
     assert len(blas) >= 2 and any("faiss" in pool["filepath"] for pool in blas)  # numpy's, faiss's
     assert all(pool["num_threads"] == 1 for pool in blas)
+
+
+def test_engine_compares_the_bank_record_with_how_its_extractor_prepares_drawings(
+        tmp_path, catalogue_dir):
+    """An untrimmed descriptor's bank recorded as untrimmed is served; one recorded as
+    trimmed is refused: the record is compared with the extractor's own preparation."""
+    from worker.pipeline.preprocess import preprocess_params
+
+    for trim, served in ((False, True), (True, False)):
+        folder = tmp_path / f"trim-{trim}"
+        write_catalogue_bank(folder, catalogue_dir, preprocess=preprocess_params(trim))
+        settings = Settings(database_dir=catalogue_dir, features_dir=folder)
+        if served:
+            Engine(settings, FakeExtractor())
+        else:
+            with pytest.raises(BankError, match="prepared or measured another way"):
+                Engine(settings, FakeExtractor())

@@ -3,7 +3,8 @@ the descriptor. TensorFlow-free (a fast test checks the choice without loading a
 
 `auto` picks bfloat16 where the CPU computes it natively; else int8 on CPUs with VNNI, for
 descriptors whose quality benchmarks held at int8 (INT8_HELD); else float32. Where the CPU has
-bfloat16 units int8 gains too little (at a batch of 8 or more, nothing): docs/performance.md.
+bfloat16 units int8 is faster at batch 1 only (slower at a search's pair and the index's
+batches): docs/performance.md.
 """
 
 from __future__ import annotations
