@@ -46,11 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     blocks2 = ms_per_image(lambda c: appearance(c, 2), canvases, args.repeats)
     blocks3 = ms_per_image(lambda c: appearance(c, 3), canvases, args.repeats)
     from worker.core.settings import DEFAULT_DESCRIPTOR
+    from worker.indexing.quantising import quantise_for_index
     from worker.pipeline.extract import FeatureExtractor
 
     extractor = FeatureExtractor("bsds500", DEFAULT_DESCRIPTOR, args.precision)
-    if extractor.precision == "int8":  # no index here: its layers quantised now, as one would be
-        extractor.quantise()
+    quantise_for_index(extractor)  # at int8: no index here, its layers quantised as one's would be
     whole = ms_per_image(extractor.extract, canvases, args.repeats)
     print(f"{len(canvases)} canvases, median of {args.repeats} passes, ms an image\n")
     print("| step | ms an image |\n|---|---|")

@@ -39,16 +39,14 @@ class PairPasses:
         self.extractor = FeatureExtractor(args.weights, args.descriptor, args.precision)
         if self.extractor.precision == "int8":
             self.extractor.use_quantised(load_bank(current_dir(features_dir)).quantised)
-        blank = np.full((2, 224, 224, 3), 255, np.uint8)
-        for batch in (blank[:1], blank[:1], blank, blank):  # warm-up: trace both batch sizes
-            self.extractor.extract(batch)
 
     def __call__(self, front: bytes, back: bytes) -> tuple[float, float]:
         """(two batch-1 passes, one batch-2 pass) in ms on this pair's canvases."""
         from worker.pipeline.preprocess import make_canvas
 
         pair = np.stack([make_canvas(side, trim=self.extractor.trim) for side in (front, back)])
-        # each size called once untimed first: an int8 interpreter resizes when the batch does
+        # each size called once untimed first: the first call traces the graph, and an int8
+        # interpreter resizes whenever the batch size changes
         self.extractor.extract(pair[:1])
         start = time.perf_counter()
         self.extractor.extract(pair[:1])
@@ -62,11 +60,11 @@ class PairPasses:
 
 def cmd_model(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """What the model itself does per batch size: the ceiling for index builds and searches."""
+    from worker.indexing.quantising import quantise_for_index
     from worker.pipeline.extract import FeatureExtractor
 
     extractor = FeatureExtractor(args.weights, args.descriptor, args.precision)
-    if extractor.precision == "int8":  # no index here: its layers quantised now, as one would be
-        extractor.quantise()
+    quantise_for_index(extractor)  # at int8: no index here, its layers quantised as one's would be
     preamble("The model alone (FeatureExtractor.extract: preprocess_input + VGG16 + pooling)",
              argv, {"descriptor": args.descriptor, "weights": args.weights,
                     "precision": extractor.precision, "input": "random 224x224 uint8 canvases",
