@@ -375,3 +375,61 @@ def test_the_image_routes_answer_as_their_openapi_document_says(web, catalogue, 
                                 ("/catalogue/thumbs/{path}", "pairs.csv", 404)):
         case = schema[route]["GET"].Case(path_parameters={"path": path})
         assert case.call_and_validate(checks=checks).status_code == status, (route, path)
+
+
+# --- filters that no design passes together -------------------------------------------------
+
+def without_trousers_in(catalogue, season: str):
+    """The catalogue with every pair of trousers moved out of `season` (each value still
+    somewhere in its column, but no design both)."""
+    from dataclasses import replace
+
+    others = sorted(set(catalogue.extra["season"]) - {season})
+    seasons = [others[0] if garment == "trousers" and s == season else s
+               for garment, s in zip(catalogue.extra["garment"], catalogue.extra["season"],
+                                     strict=True)]
+    return replace(catalogue, extra={**catalogue.extra, "season": seasons})
+
+
+def test_filters_that_no_design_passes_together_are_refused(catalogue):
+    from worker.core.filters import NothingPasses, check_some_pass
+
+    lacking = without_trousers_in(catalogue, "SS26")
+    none_pass = {"garment": ["trousers"], "season": ["SS26"]}
+    assert not allowed_rows(none_pass, lacking).any()  # the mask itself: each value is known
+    with pytest.raises(NothingPasses, match=r"no catalogue design passes the filters \(garment "
+                                            r"is trousers, and season is SS26\)"):
+        check_some_pass(none_pass, lacking)
+    check_some_pass({"garment": ["trousers", "dress"], "season": ["SS26"]}, lacking)
+    check_some_pass({}, lacking)
+    with pytest.raises(FilterError, match="no design has garment 'gown'"):
+        check_some_pass({"garment": ["gown"]}, lacking)
+
+
+def test_a_search_or_check_against_filters_no_design_passes_is_400(settings, redis, catalogue_dir,
+                                                                   catalogue):
+    from tests.zips import make_zip
+    from web import create_app
+
+    fake_generation(catalogue_dir, settings.features_dir, without_trousers_in(catalogue, "SS26"))
+    web = create_app({"SETTINGS": settings, "TESTING": True}).test_client()
+    front, back = design_pair(1, N_PAIRS)
+
+    def post(url, files, fields):
+        return web.post(url, data={"filter": fields, **{k: (io.BytesIO(v), f"{k}.bin")
+                                                        for k, v in files.items()}},
+                        content_type="multipart/form-data")
+
+    fields = ["garment:trousers", "season:SS26"]
+    collection = make_zip({"f.png": front, "b.png": back}, [("new", "f.png", "b.png")])
+    for response in (post("/api/searches", {"front": front, "back": back}, fields),
+                     post("/api/checks", {"collection": collection}, fields)):
+        assert response.status_code == 400, response.get_json()
+        body = response.get_json()
+        assert body["error"] == "no_design_passes" and "garment is trousers" in body["message"]
+    assert redis.llen(f"rq:queue:{settings.queue_name}") == 0
+    assert not any(settings.upload_dir.iterdir())
+    # a combination some design passes is searched
+    searched = post("/api/searches", {"front": front, "back": back},
+                    ["garment:trousers", "season:SS25"])
+    assert searched.status_code == 202, searched.get_json()

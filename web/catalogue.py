@@ -13,7 +13,7 @@ from werkzeug.security import safe_join
 from web.errors import RequestRefused
 from worker.core.bank import BankError, manifest_stamp
 from worker.core.catalogue import Catalogue, CatalogueError, listed_catalogue
-from worker.core.filters import FilterError, Filters, check_filters
+from worker.core.filters import FilterError, Filters, NothingPasses, check_some_pass
 from worker.core.readcache import StampedCache, read_manifest_cached
 
 _catalogues = StampedCache(listed_catalogue)
@@ -33,13 +33,16 @@ def current_catalogue() -> Catalogue | None:
 
 
 def check_request_filters(filters: Filters) -> None:
-    """400 `unknown_filter` naming a column or value the catalogue lacks. Without a readable
-    catalogue the worker checks them (and fails the search with the same message)."""
+    """400 `unknown_filter` naming a column or value the catalogue lacks, 400
+    `no_design_passes` for filters no design passes together. Without a readable catalogue
+    the worker checks them (and fails the search with the same message)."""
     catalogue = current_catalogue() if filters else None
     if catalogue is None:
         return
     try:
-        check_filters(filters, catalogue)
+        check_some_pass(filters, catalogue)
+    except NothingPasses as exc:
+        raise RequestRefused(400, "no_design_passes", str(exc)) from None
     except FilterError as exc:
         raise RequestRefused(400, "unknown_filter", str(exc)) from None
 

@@ -49,7 +49,7 @@ IMAGE_LIMITS = (f"{' or '.join(ACCEPTED_FORMATS)} only, checked by content whate
 FILTER = ("repeatable `column:value[,value...]`: only designs whose pairs.csv column has one "
           "of the values (values OR'ed; columns AND'ed; a column given twice: its values "
           "OR'ed). 400 `invalid_filter` when malformed, `unknown_filter` naming a column or "
-          "value the catalogue lacks")
+          "value the catalogue lacks, `no_design_passes` when no design passes them all")
 
 
 def _drop_null_default(schema: dict[str, Any]) -> None:
@@ -175,7 +175,7 @@ class Error(Closed):
                        "`invalid_k`, `unsupported_format`, `corrupt`, `too_small`, `blank`, `too_large`, "
                        "`too_many_pixels`, `not_found`, `not_ready`, `search_failed`, `no_worker`, "
                        "`queue_full`, `queue_unavailable`, `unauthorized`, `invalid_filter`, "
-                       "`unknown_filter`, `no_index`")
+                       "`unknown_filter`, `no_design_passes`, `no_index`")
     message: str = Field(description="what went wrong, for people")
 
 

@@ -23,7 +23,7 @@ from worker.core.bank import BankError
 from worker.core.catalogue import CatalogueError, listed_catalogue
 from worker.core.collection import Collection, read_collection
 from worker.core.contract import CheckedDesign, SearchOptions, problems
-from worker.core.filters import FilterError, check_filters
+from worker.core.filters import FilterError, check_some_pass
 from worker.core.results_csv import report_csv
 from worker.core.settings import InvalidSetting, Settings
 from worker.core.storedforms import StoredForms, stored_design
@@ -103,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         options = SearchOptions(k=args.k, front_weight=args.front_weight,
                                 sides_unknown=args.sides_unknown, filters=args.filter)
         collection = read_collection(args.path, ZipLimits.of(settings), settings.check_max_pairs)
-        if options.filters:  # a name the catalogue lacks: refused before the model loads
-            check_filters(options.filters, listed_catalogue(settings.features_dir,
+        if options.filters:  # a name the catalogue lacks, or none passing: refused first
+            check_some_pass(options.filters, listed_catalogue(settings.features_dir,
                                                             settings.database_dir))
         from worker.service.engine import Engine
 

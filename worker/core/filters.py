@@ -26,6 +26,10 @@ class FilterError(ValueError):
     """A filter that is malformed or names a column or value the catalogue lacks."""
 
 
+class NothingPasses(FilterError):
+    """Filters whose values each exist but that no design passes together."""
+
+
 def parse_filter_fields(fields: Iterable[str]) -> Filters:
     """`column:value[,value...]` fields -> {column: sorted values}; blank fields are skipped.
     Raises FilterError naming the field it cannot read."""
@@ -77,6 +81,15 @@ def allowed_rows(filters: Filters, catalogue: Catalogue) -> np.ndarray | None:
         codes, uniques = catalogue.codes[column]
         mask &= np.isin(codes, [uniques.index(v) for v in values])
     return mask
+
+
+def check_some_pass(filters: Filters, catalogue: Catalogue) -> None:
+    """`check_filters`, and refuse (NothingPasses) filters no design passes together: a
+    search or a check against none would find nothing and read as clean."""
+    allowed = allowed_rows(filters, catalogue)
+    if allowed is not None and not allowed.any():
+        raise NothingPasses(f"no catalogue design passes the filters ({describe(filters)}), "
+                            "so nothing would be compared; name fewer or other values")
 
 
 def facets(catalogue: Catalogue) -> dict[str, list[str]]:
