@@ -57,6 +57,16 @@ def test_similarity_maps_the_thresholds_to_fixed_points_and_stays_in_0_100():
     assert mapped == sorted(mapped) and mapped[0] == 0 and mapped[-1] == 100
 
 
+def test_a_score_just_below_a_threshold_shows_less_than_its_anchor():
+    """The similarity is rounded down: a near-duplicate never reads 90, nor a hit without a
+    verdict 50, beside the verdict it gets."""
+    for t in (T, {**T, "near-duplicate": 0.86, "copy": 1.07}):
+        for verdict, anchor in (("copy", 90), ("near-duplicate", 75), ("similar", 50)):
+            below = t[verdict] - 1e-4
+            assert verdict_of(below, t) != verdict and similarity(below, t) == anchor - 1
+            assert verdict_of(t[verdict], t) == verdict and similarity(t[verdict], t) == anchor
+
+
 def test_the_lowest_threshold_keeps_the_precision_asked_for():
     # best first: four copies, then an impostor, then two copies, then impostors
     scored = [(0.9, 3), (0.85, 3), (0.8, 3), (0.78, 3), (0.7, 0), (0.6, 3), (0.55, 3), (0.4, 0),

@@ -148,7 +148,8 @@ class Hit(BaseModel):
                                     "manifest); null below them")
     similarity: int | None = Field(None, ge=0, le=100, description="0-100, the score mapped "
                                    "through the same thresholds (similar 50, near-duplicate 75, "
-                                   "copy 90); null when the index has no thresholds")
+                                   "copy 90), rounded down; null when the index has no "
+                                   "thresholds")
     columns: dict[str, str] = Field(default_factory=dict, description="the design's further "
                                     "pairs.csv columns (garment, season, ...)")
 

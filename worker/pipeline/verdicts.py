@@ -135,11 +135,12 @@ def similarity(score: float, thresholds: dict[str, float] | None) -> int | None:
 
 
 def similarities(scores: np.ndarray, thresholds: dict[str, float]) -> np.ndarray:
-    """`similarity` of each of (m,) scores, (m,) int64."""
+    """`similarity` of each of (m,) scores, (m,) int64; rounded down, so a score just below a
+    threshold never shows that threshold's anchor beside the lesser verdict it gets."""
     xs = [thresholds["floor"], thresholds["similar"], thresholds["near-duplicate"],
           thresholds["copy"], max(1.0, thresholds["copy"] + TOP_ABOVE_COPY)]
     ys = [ANCHORS["floor"], ANCHORS["similar"], ANCHORS["near-duplicate"], ANCHORS["copy"], 100.0]
-    return np.rint(np.interp(scores, xs, ys)).astype(np.int64)
+    return np.floor(np.interp(scores, xs, ys) + 1e-9).astype(np.int64)  # 1e-9: float error
 
 
 def lowest_threshold(scored: list[tuple[float, int]], relevant: int, precision: float) -> float:
