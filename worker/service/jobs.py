@@ -24,6 +24,7 @@ from worker.core.contract import (
     problems,
 )
 from worker.core.filters import FilterError, allowed_rows
+from worker.core.images import STORED_COMPRESSION
 from worker.core.metrics import record_timings
 from worker.core.queueing import query_canvas_name
 from worker.pipeline.appearance import sketched
@@ -132,7 +133,7 @@ def save_query(engine: Engine, search_id: str,
     for side, canvas in zip(SIDES, canvases, strict=True):
         if canvas is not None:
             buffer = io.BytesIO()
-            Image.fromarray(canvas).save(buffer, "PNG")
+            Image.fromarray(canvas).save(buffer, "PNG", compress_level=STORED_COMPRESSION)
             store_result(engine, query_canvas_name(search_id, side), buffer.getvalue())
 
 
