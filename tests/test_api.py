@@ -150,6 +150,17 @@ def test_bad_input_is_refused_and_nothing_is_kept(indexed_client, redis, indexed
     assert list(indexed_settings.upload_dir.iterdir()) == []
 
 
+def test_a_drawing_whose_exif_cannot_be_read_is_searched_not_a_500(indexed_client, redis,
+                                                                   indexed_settings):
+    from tests.test_preprocess import with_bad_exif
+
+    front = encode(Image.open(io.BytesIO(GOOD_FRONT)).convert("RGB"), "JPEG")
+    response = post_pair(indexed_client, with_bad_exif(front), with_bad_exif(GOOD_BACK))
+    assert response.status_code == 202, response.get_json()
+    assert len(Queue(indexed_settings.queue_name, connection=redis)) == 1
+    assert len(list(indexed_settings.upload_dir.iterdir())) == 2
+
+
 def test_a_drawing_sent_as_text_under_another_name_or_twice_is_refused_saying_so(client):
     def post(data: dict):
         return client.post("/api/searches", data=data, content_type="multipart/form-data")

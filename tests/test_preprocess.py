@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 
 import numpy as np
@@ -70,6 +71,32 @@ def test_exif_orientation_is_applied():
     canvas = make_canvas(encode(img, "JPEG", exif=exif))
     # displayed tall: padding left and right, not top and bottom
     assert (canvas[112, :55] > 240).all() and (canvas[:55, 112] < 240).any()
+
+
+def with_bad_exif(data: bytes) -> bytes:
+    """A JPEG with an Exif block, or a PNG with an eXIf chunk, that is not TIFF data."""
+    if data[:2] == b"\xff\xd8":
+        return data[:2] + b"\xff\xe1\x00\x10Exif\x00\x00XXXXXXXX" + data[2:]
+    import struct
+    import zlib
+
+    chunk = b"eXIf" + b"garbage!"
+    return (data[:33] + struct.pack(">I", 8) + chunk + struct.pack(">I", zlib.crc32(chunk))
+            + data[33:])
+
+
+@pytest.mark.parametrize("form", ["JPEG", "PNG"])
+def test_an_unreadable_exif_block_leaves_the_drawing_as_it_is(form):
+    """Pillow raises SyntaxError reading such EXIF (a 500 before): the drawing is used as
+    decoded, unturned."""
+    from worker.core.images import stored_form
+
+    good = encode(drawing(), form)
+    bad = with_bad_exif(good)
+    assert bad != good and Image.open(io.BytesIO(bad)).size == (300, 150)
+    stored, info = stored_form(bad, 10**7)
+    assert Image.open(io.BytesIO(stored)).size == (300, 150) and info.format == form
+    assert np.abs(make_canvas(bad).astype(int) - make_canvas(good)).max() <= 2
 
 
 @pytest.mark.parametrize("data, reason", [

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import math
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,10 +131,19 @@ def inspect_image(data: bytes, max_pixels: int) -> ImageInfo:
     return ImageInfo(img.format or "", img.width, img.height, img.mode)
 
 
+def exif_upright(img: Image.Image) -> Image.Image:
+    """`img` turned as its EXIF orientation says; as it is when its EXIF cannot be read (a
+    bad Exif block or eXIf chunk: the pixels, which were decoded, are still the drawing)."""
+    try:
+        return ImageOps.exif_transpose(img)
+    except (SyntaxError, ValueError, TypeError, KeyError, IndexError, OSError, struct.error):
+        return img
+
+
 def to_rgb(img: Image.Image) -> Image.Image:
     """Any mode (palette, alpha, grayscale, 1-bit, CMYK, 16-bit) -> RGB, transparency on
     white, EXIF orientation applied."""
-    img = ImageOps.exif_transpose(img)
+    img = exif_upright(img)
     if img.mode in WIDE_MODES:
         img = to_8bit(img)
     if img.mode in ("P", "1", "L", "RGB") and "transparency" in img.info:  # a colour keyed out
@@ -223,7 +233,7 @@ def stored_form(data: bytes, max_pixels: int, box: Box | None = None
     part to be searched)."""
     img = load_image(data, max_pixels, for_storing=True)
     info = ImageInfo(img.format or "", img.width, img.height, img.mode)
-    img = ImageOps.exif_transpose(img)
+    img = exif_upright(img)
     if img.mode in WIDE_MODES:  # reduced while wide (to twice the stored size at least)
         (w, h), (sw, sh) = img.size, stored_size(*img.size)
         img = to_8bit(img, max(1, min(w // (2 * sw), h // (2 * sh))))
