@@ -83,7 +83,18 @@ def _utf8_name(info: zipfile.ZipInfo) -> str:
         return info.filename
 
 
+# stored and deflated members only: zipfile unpacks a bzip2 or LZMA read whole, without a
+# bound (a few bytes of one can take gigabytes before a limit is counted)
+READABLE = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
+
+
 def _refuse_entry(info: zipfile.ZipInfo) -> None:
+    if info.compress_type not in READABLE and not info.is_dir():
+        method = {zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "LZMA"}.get(
+            info.compress_type, f"method {info.compress_type}")
+        raise CollectionRefused(415, "unsupported_compression", f"the ZIP entry "
+                                f"{info.filename!r} is compressed with {method}; save the "
+                                "ZIP with the usual (deflate) compression or none")
     why = unsafe_name(info.filename)
     if why is None and stat.S_ISLNK(info.external_attr >> 16):
         why = "is a symbolic link"
@@ -113,7 +124,7 @@ class SafeZip:
         try:
             # the only way to read the declared count before zipfile parses every entry
             end = zipfile._EndRecData(source)
-        except OSError:
+        except (OSError, zipfile.BadZipFile, EOFError, ValueError):  # a lying ZIP64 locator
             end = None
         if end is None:
             raise CollectionRefused(415, "not_a_zip", "the collection is not a ZIP archive "
