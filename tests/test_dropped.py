@@ -220,3 +220,37 @@ def test_a_key_that_is_not_a_job_does_not_stop_the_sweep(queue):
         assert sweep_at(queue, 0) == [job]
     finally:
         queue.connection.delete("rq:job:not-a-hash", b"rq:job:\xff\xfe")
+
+
+@pytest.mark.slow
+def test_a_search_whose_end_could_not_be_recorded_keeps_its_uploads_for_the_re_run(
+        indexed_client, indexed_settings, extractor, redis, monkeypatch):
+    """Redis lost as the search ended (a Ctrl-C took redis-server with it): RQ raises while
+    recording the outcome, and the uploads stay, or the run that settles it would fail."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from tests.http import post_pair
+    from tests.images import N_PAIRS, design_pair
+    from worker.service.process import make_worker, start_engine
+
+    url = post_pair(indexed_client, *design_pair(5, N_PAIRS)).get_json()["url"]
+    job_id = url.rsplit("/", 1)[1]
+    search = Queue(indexed_settings.queue_name, connection=redis)
+    assert redis.lpop(search.key) == job_id.encode()
+    worker = make_worker(indexed_settings, start_engine(indexed_settings, extractor), redis)
+    assert take(redis, job_id, worker.name, 120)
+    uploads = sorted(indexed_settings.upload_dir.iterdir())
+    assert len(uploads) == 2
+
+    def ran_then_lost_redis(self, job, queue):
+        self.refused = False  # started, as perform_job marks it
+        raise RedisConnectionError("Connection closed by server.")
+
+    monkeypatch.setattr(SimpleWorker, "execute_job", ran_then_lost_redis)
+    with pytest.raises(RedisConnectionError):
+        worker.run_claimed(Job.fetch(job_id, connection=redis), search)
+    assert sorted(indexed_settings.upload_dir.iterdir()) == uploads
+    monkeypatch.undo()
+    worker.run_claimed(Job.fetch(job_id, connection=redis), search)  # the re-run, recorded
+    assert indexed_client.get(url).get_json()["status"] == "finished"
+    assert list(indexed_settings.upload_dir.iterdir()) == []

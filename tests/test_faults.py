@@ -70,6 +70,8 @@ def test_redis_restart_loses_no_accepted_search(indexed_settings, tmp_path, extr
     port = free_port()
     redis_dir = tmp_path / "redis"
     server = start_redis(port, redis_dir)
+    # its own session: a terminal's Ctrl-C to `make run` leaves it to the supervisor (last)
+    assert os.getsid(server.pid) == server.pid != os.getsid(0)
     settings = dataclasses.replace(indexed_settings, redis_url=f"redis://127.0.0.1:{port}/0")
     client = create_app({"SETTINGS": settings}).test_client()
     try:

@@ -63,7 +63,10 @@ def start_redis(port: int, data_dir: Path, timeout: float = 10.0,
          "--dir", str(data_dir), "--appendonly", "yes", "--appendfsync", "always",
          "--save", "", "--protected-mode", "yes", "--maxmemory", f"{maxmemory_mb}mb",
          "--maxmemory-policy", "noeviction", "--logfile", str(data_dir / "redis.log")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        # its own session: a terminal's Ctrl-C reaches the worker, not Redis, which the
+        # supervisor stops last, once the worker has recorded the search it was finishing
+        start_new_session=True)
     client = Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.5)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

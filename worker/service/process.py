@@ -129,11 +129,18 @@ class SearchWorker(SimpleWorker):
         """Run a job this worker has claimed (worker.service.dropped), unless it was put back
         since: then it is another's, and its uploads stay for the copy."""
         self.refused = True  # until it starts: the uploads are the job's, whoever runs it
+        recorded = False
         try:
-            return super().execute_job(job, queue)
+            outcome = super().execute_job(job, queue)
+            recorded = True
+            return outcome
         finally:  # finished or failed by now: drop its uploads, wake the long polls at once
             if not self.refused:
-                discard_uploads(self.engine.storage, job)
+                if recorded:
+                    discard_uploads(self.engine.storage, job)
+                else:  # its end not recorded (Redis lost): a re-run reads them (TTL sweep)
+                    log.warning("the end of job %s could not be recorded; its uploads stay "
+                                "for the run that settles it", job.id)
                 try:
                     announce_done(self.connection, job.id)
                 except RedisError as exc:
