@@ -165,6 +165,29 @@ def test_expired_uploads_and_results_are_deleted_and_nothing_else(tmp_path):
     assert all(path.exists() for path in theirs)  # a clone's .gitkeep, a user's file: not ours
 
 
+def test_a_file_the_sweep_cannot_delete_is_skipped_not_fatal(tmp_path, monkeypatch, caplog):
+    """An EACCES or EIO on one expired file ended RQ's loop, which the worker took for a
+    Redis outage and re-registered into the same failure, never taking a job again."""
+    from pathlib import Path
+
+    search = "0123456789abcdef0123456789abcdef"
+    stuck, old = tmp_path / f"{search}-back.png", tmp_path / f"{search}-front.png"
+    for path in (stuck, old):
+        path.write_bytes(b"x")
+        os.utime(path, (time.time() - 7200, time.time() - 7200))
+    unlink = Path.unlink
+
+    def refuse_one(path, *args, **kwargs):
+        if path == stuck:
+            raise PermissionError(13, "Permission denied", str(path))
+        return unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", refuse_one)
+    assert FileStorage(tmp_path, tmp_path / "output").sweep(3600) == 1
+    assert stuck.exists() and not old.exists()
+    assert "could not delete 1 expired file(s)" in caplog.text and "Permission denied" in caplog.text
+
+
 def test_a_running_worker_survives_a_redis_restart(indexed_settings, tmp_path):
     port = free_port()
     redis_dir = tmp_path / "redis"

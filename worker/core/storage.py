@@ -95,11 +95,14 @@ class FileStorage:
         """Delete our files (`OURS`) older than `ttl_s`, and crash leftovers (`.*.part`) older
         than an hour."""
         now = time.time() if now is None else now
-        removed = 0
+        removed, failed = 0, []
         for folder in (self.upload_dir, self.output_dir):
-            if not folder.is_dir():
+            try:
+                paths = list(folder.iterdir()) if folder.is_dir() else []
+            except OSError as exc:
+                failed.append(f"{folder}: {exc.strerror or exc}")
                 continue
-            for path in folder.iterdir():
+            for path in paths:
                 if not OURS.fullmatch(path.name):
                     continue
                 limit = min(ttl_s, TEMP_GRACE_S) if path.name.startswith(".") else ttl_s
@@ -109,6 +112,10 @@ class FileStorage:
                         removed += 1
                 except FileNotFoundError:
                     continue
+                except OSError as exc:  # one file it cannot delete must not stop the worker
+                    failed.append(f"{path.name}: {exc.strerror or exc}")
+        if failed:
+            log.warning("could not delete %d expired file(s), e.g. %s", len(failed), failed[0])
         return removed
 
     def put_upload(self, name: str, data: bytes) -> None:

@@ -180,7 +180,11 @@ class SearchWorker(SimpleWorker):
                     discard_uploads(self.engine.storage, Job.fetch(job_id, connection=self.connection))
                 except NoSuchJobError:
                     continue
-        removed = self.engine.storage.sweep(self.engine.settings.result_ttl)
+        try:
+            removed = self.engine.storage.sweep(self.engine.settings.result_ttl)
+        except (OSError, RedisError) as exc:  # the next maintenance tries again
+            log.warning("could not delete expired files: %s", exc)
+            removed = 0
         if removed:
             log.info("deleted %d expired upload/result files", removed)
 
