@@ -111,6 +111,21 @@ def test_a_missing_thumbnail_is_made_from_the_drawing_once_and_stored(tmp_path, 
     assert np.array_equal(load_thumbnail(features, cat, cat.fronts[0], ThumbnailCache(0)), first)
 
 
+def test_a_design_removed_under_a_running_search_gets_a_blank_cell_not_a_failure(tmp_path):
+    """A removal deletes the drawing and its thumbnails once the catalogue has switched; a
+    search still on the generation before ranks it and draws its grid."""
+    from worker.pipeline.thumbnails import REMOVED
+
+    write_catalogue(tmp_path / "db", 2, seed=3)
+    cat = load_catalogue(tmp_path / "db")
+    features, cache = tmp_path / "features", ThumbnailCache(10 * PAIR_BYTES)
+    assert load_thumbnail(features, cat, cat.fronts[0], cache).shape[2] == 3  # cached too
+    thumbnail_path(features, cat.fronts[0]).unlink()
+    cat.image_path(cat.fronts[0]).unlink()
+    assert load_thumbnail(features, cat, cat.fronts[0], cache) is REMOVED
+    assert load_thumbnail(features, cat, cat.fronts[1], cache) is not REMOVED
+
+
 def test_another_thumbnail_size_never_reads_thumbnails_made_for_the_old_one(tmp_path, monkeypatch):
     write_catalogue(tmp_path / "db", 1, seed=3)
     cat = load_catalogue(tmp_path / "db")

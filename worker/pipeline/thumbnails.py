@@ -21,6 +21,10 @@ from worker.pipeline.preprocess import to_rgb
 from worker.pipeline.render import THUMB
 
 log = logging.getLogger(__name__)
+# a removed design's cell: its drawing and thumbnail deleted by the removal, while a search
+# on the generation before it still ranks it
+REMOVED = np.full((THUMB, THUMB, 3), 235, np.uint8)
+REMOVED.flags.writeable = False
 
 
 def thumbnail_path(features_dir: Path, relative: str) -> Path:
@@ -136,7 +140,11 @@ def load_thumbnail(features_dir: Path, catalogue: Catalogue, relative: str,
         return cache.get(path)
     except FileNotFoundError:
         pass
-    rgb = to_rgb(load_image(catalogue.image_path(relative)))
+    drawing = catalogue.image_path(relative)
+    if not drawing.is_file():  # removed since the generation this search ran on was read
+        log.info("%s was removed from the catalogue; its grid cell is left blank", relative)
+        return REMOVED
+    rgb = to_rgb(load_image(drawing))
     try:
         write_thumbnail(features_dir, relative, rgb)
         return cache.get(path)
