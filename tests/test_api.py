@@ -12,6 +12,7 @@ from rq import Queue
 
 from tests.http import post_pair
 from tests.images import N_PAIRS, design_pair, encode
+from worker.core.generations import current_id
 from worker.core.settings import DEFAULT_DESCRIPTOR
 
 pytestmark = pytest.mark.slow
@@ -400,6 +401,18 @@ def test_identical_resubmission_is_answered_from_the_cache(indexed_client, run_w
     assert len(Queue(indexed_settings.queue_name, connection=redis)) == 0, "nothing recomputed"
     other = post_pair(indexed_client, front, back, k=5).get_json()
     assert other["id"] != first["id"] and other["status"] == "queued", "other options: a search"
+    assert done["catalogue"] == current_id(indexed_settings.features_dir)
+
+
+def test_a_result_of_another_catalogue_version_is_not_reused(indexed_client, run_worker,
+                                                             monkeypatch):
+    """A worker that could not load a new index searched the one before: its result, kept
+    under the new index's key, must not answer for it."""
+    front, back = design_pair(5, N_PAIRS)
+    post_pair(indexed_client, front, back)
+    run_worker()
+    monkeypatch.setattr("web.resultcache.current_id", lambda features_dir: "another-version")
+    assert post_pair(indexed_client, front, back).get_json()["status"] == "queued"
 
 
 def test_long_poll_answers_when_the_search_finishes(indexed_client, run_worker, monkeypatch):

@@ -184,3 +184,38 @@ def test_a_stopping_worker_reads_no_further_ahead(indexed_settings, extractor, r
                    SearchRequest(search_id=queued, front=f"{queued}-front.png"))
     engine.batcher.read_ahead(engine.storage, QueueRef(redis, queue.name, worker.name))
     assert not engine.batcher._inflight and redis.get(CLAIM_PREFIX + queued) is None
+
+
+def test_a_job_s_time_limit_is_not_taken_for_a_queued_search_s_bad_drawing(redis,
+                                                                           indexed_settings):
+    """RQ's timeout is an Exception raised where the job waits, here for the queued
+    searches' drawings: caught with their errors, the job ran on with no limit at all."""
+    import uuid
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rq import Queue
+    from rq.timeouts import JobTimeoutException
+
+    from worker.core.contract import SearchRequest
+    from worker.core.queueing import enqueue_search
+    from worker.service import batching
+
+    queue = Queue(indexed_settings.queue_name, connection=redis)
+    search_id = uuid.uuid4().hex
+    job = enqueue_search(queue, indexed_settings,
+                         SearchRequest(search_id=search_id, front=f"{search_id}-front.png"))
+    with ThreadPoolExecutor(2) as pool:
+        batcher = batching.Batcher(None, 8, 1000, pool=pool)
+
+        def timed_out(*args):
+            raise JobTimeoutException("Task exceeded maximum timeout value (300 seconds)")
+
+        batcher._canvas = timed_out
+        with pytest.raises(JobTimeoutException):
+            batcher._canvases_of(None, [job])
+
+        def unreadable(*args):
+            raise OSError("not a drawing")
+
+        batcher._canvas = unreadable
+        assert batcher._canvases_of(None, [job]) == []  # that search fails on its own later

@@ -250,6 +250,33 @@ def test_an_engine_holds_a_pinned_generation_and_gives_up_on_a_gone_one_once(
     assert engine.pinned(gone) is engine.snapshot and loads == [gone]  # a new index: again
 
 
+def test_an_index_that_cannot_be_loaded_is_tried_again_after_a_while_not_before_every_job(
+        small, tmp_path, extractor, monkeypatch):
+    """Each try hashes both banks and reads the catalogue: at 100k pairs ~380 MB a job."""
+    from worker.core.bank import BankError
+    from worker.service import engine as engine_module
+    from worker.service.process import start_engine
+
+    settings, _ = fresh_copy(small, tmp_path)
+    engine = start_engine(settings, extractor)
+    before = engine.snapshot
+    remove_design(settings, load_catalogue(settings.database_dir).names[0])
+    tries: list[int] = []
+    real = engine._load_snapshot
+
+    def unloadable():
+        tries.append(1)
+        raise BankError("front.npy does not match its sha256")
+
+    monkeypatch.setattr(engine, "_load_snapshot", unloadable)
+    assert not engine.refresh() and not engine.refresh() and len(tries) == 1
+    assert engine.snapshot is before  # still serving the one it had
+    monkeypatch.setattr(engine_module, "RELOAD_RETRY_S", 0)
+    assert not engine.refresh() and len(tries) == 2  # the while passed: tried again
+    monkeypatch.setattr(engine, "_load_snapshot", real)  # the fault cleared
+    assert engine.refresh() and len(engine.snapshot.catalogue) == len(before.catalogue) - 1
+
+
 def test_re_adding_a_removed_name_never_overwrites_a_shared_image(indexed_settings, tmp_path,
                                                                   catalogue_dir, extractor):
     # jacket-0011 is a variant of jacket-0010: both use images/jacket-0010_front.png

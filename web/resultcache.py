@@ -13,6 +13,7 @@ from rq.job import Job
 from web.searches import SearchStatus, fetch_search, search_status
 from worker.core.bank import BankError
 from worker.core.contract import SIDES, SearchOptions
+from worker.core.generations import current_id
 from worker.core.queueing import JOB_FUNC, query_canvas_name
 from worker.core.readcache import read_manifest_cached
 
@@ -33,14 +34,19 @@ def cache_key(sides: dict[str, bytes], options: SearchOptions, settings) -> str 
     return f"{KEY_PREFIX}{digest.hexdigest()}"
 
 
-def finished_search(key: str | None) -> Job | None:
+def finished_search(key: str | None, features_dir) -> Job | None:
     """The finished search with this key whose grid is still stored, if any (a queued or
-    running one is not reused: the new search is queued as any other)."""
+    running one is not reused: the new search is queued as any other), and that searched the
+    catalogue version the key was made for: a worker that could not load a new index serves
+    the one before, and its result must not be kept as the new one's."""
     if key is None:
         return None
     search_id = current_app.extensions["redis"].get(key)
     job = None if search_id is None else fetch_search(search_id.decode())
     if job is None or search_status(job) != SearchStatus.FINISHED:
+        return None
+    result = job.return_value()
+    if not isinstance(result, dict) or result.get("catalogue") != current_id(features_dir):
         return None
     return job
 

@@ -212,7 +212,7 @@ def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> Submit
     key = cache_key(sides, options, settings)
     search_id = uuid.uuid4().hex  # 122 random bits: unguessable
     try:
-        cached = finished_search(key)
+        cached = finished_search(key, settings.features_dir)
         if cached is not None and copy_search(cached, search_id, settings):
             return Submitted(search_id, SearchStatus.FINISHED.value)  # a copy: its own id
         check_capacity(settings)

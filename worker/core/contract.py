@@ -198,6 +198,8 @@ class SearchResult(BaseModel):
                                             "per stage, and batch size")
     descriptor: str | None = None
     weights: str | None = Field(None, description="VGG16 weights id, e.g. `imagenet`")
+    catalogue: str | None = Field(None, description="the catalogue version (index generation) "
+                                  "searched; null for an index without generations")
 
 
 CHECK_UPLOAD_NAME = r"^[0-9a-f]{32}-r[0-9]{1,6}-(front|back)\.png$"  # <check id>-r<row>-<side>

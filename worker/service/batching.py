@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from redis import Redis
 from rq.job import Job
+from rq.timeouts import JobTimeoutException
 
 from worker.core.contract import SIDES, Box
 from worker.core.queueing import check_upload_name
@@ -114,6 +115,8 @@ class Batcher:
         for job, pair in zip(jobs, futures, strict=True):
             try:
                 prepared.append((search_key(job), *split([side.result() for side in pair])))
+            except JobTimeoutException:  # this job's own time limit: never swallowed
+                raise
             except Exception as exc:  # noqa: BLE001 - that search fails on its own later
                 log.info("not batching search %s: %s", job.id, exc)
         return prepared

@@ -9,9 +9,11 @@ so neither needs a restart; catalogue and banks come from the same generation.
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from rq.timeouts import JobTimeoutException
 from threadpoolctl import threadpool_limits
 
 from worker.core.bank import BankError, FeatureBank, check_bank_matches, load_generation, manifest_stamp
@@ -27,6 +29,7 @@ from worker.service.batching import Batcher
 
 log = logging.getLogger(__name__)
 DECODE_THREADS = 2
+RELOAD_RETRY_S = 60  # an index that failed to load is tried again after this, not per job
 # One: a second BLAS thread spins after each product and takes a core from the forward pass.
 WORKER_BLAS_THREADS = 1
 
@@ -70,6 +73,7 @@ class Engine:
         self.snapshot = self._load_snapshot() if with_index else None
         self._older: Snapshot | None = None  # the last older generation a check was pinned to
         self._unusable: set[str] = set()  # pinned generations found gone or foreign: not retried
+        self._refused: tuple[object, float] | None = None  # (manifest stamp, when) not loadable
 
     def preload_thumbnails(self) -> int:
         """Decode the catalogue's thumbnails, pair by pair, until THUMB_CACHE_MB is full."""
@@ -133,14 +137,21 @@ class Engine:
 
     def refresh(self) -> bool:
         """Swap in a rebuilt index if the manifest changed; keep the old one if the new is bad."""
-        if self.snapshot is None or manifest_stamp(self.settings.features_dir) == self.snapshot.stamp:
+        stamp = manifest_stamp(self.settings.features_dir)
+        if self.snapshot is None or stamp == self.snapshot.stamp:
             return False
+        if self._refused is not None and self._refused[0] == stamp and \
+                time.monotonic() - self._refused[1] < RELOAD_RETRY_S:
+            return False  # not re-read (both banks hashed) before every job
         try:
             self.snapshot, self._older = self._load_snapshot(), None  # its files let go
             self._unusable.clear()
+        except JobTimeoutException:  # the running job's time limit: never swallowed
+            raise
         except Exception as exc:  # noqa: BLE001 - keep serving the index we have, loudly
-            log.error("index changed but cannot be loaded, still serving the previous one: %s",
-                      exc)
+            log.error("index changed but cannot be loaded, still serving the previous one (tried "
+                      "again in %d s): %s", RELOAD_RETRY_S, exc)
+            self._refused = (stamp, time.monotonic())
             return False
         stale = self.thumbnails.drop_stale()
         log.info("index reloaded: %d pairs; %d stale thumbnails dropped, %d held",

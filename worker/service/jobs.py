@@ -80,7 +80,7 @@ def run_search(engine: Engine, request: SearchRequest) -> SearchResult:
                         outline_only=[side for side, o in zip(SIDES, outline, strict=True) if o],
                         turned=turned_sides(found.turned),
                         timings=timings | pass_timings(found), descriptor=engine.extractor.descriptor,
-                        weights=engine.extractor.weights_id,
+                        weights=engine.extractor.weights_id, catalogue=engine.snapshot.generation,
                         front_weight=side_weights(*(row is not None for row in found.rows),
                                                   request.front_weight)[0],
                         **request.model_dump(include={"k", "sides_unknown", "front_box",
