@@ -300,8 +300,9 @@ def test_a_drawing_too_faint_to_show_fails_its_search_saying_so(indexed_client, 
 def test_catalogue_images_cannot_escape_the_database(indexed_client):
     assert indexed_client.get("/database/images/dress-0001_front.png").status_code == 200
     for path in ("/database/../pyproject.toml", "/database/..%2f..%2fetc/passwd",
-                 "/database/pairs.csv", "/database/%2e%2e/%2e%2e/etc/hostname.png"):
-        assert indexed_client.get(path).status_code == 404, path
+                 "/database/pairs.csv", "/database/%2e%2e/%2e%2e/etc/hostname.png",
+                 "/database/images/a%00.png", "/catalogue/thumbs/images/a%00.png"):
+        assert indexed_client.get(path).status_code == 404, path  # a NUL: 500 before
 
 
 def test_healthz_reports_redis_workers_and_index(indexed_client, indexed_settings):

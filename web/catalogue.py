@@ -63,8 +63,8 @@ def catalogue_file(path: str) -> str | None:
     following every link; None for anything else (a link out, a folder, a device, a FIFO)."""
     root = os.path.realpath(current_app.config["SETTINGS"].database_dir)
     joined = safe_join(root, path)
-    if joined is None or not path.lower().endswith(IMAGE_SUFFIXES):
-        return None
+    if joined is None or "\x00" in path or not path.lower().endswith(IMAGE_SUFFIXES):
+        return None  # a NUL: no file has one, and realpath would raise
     real = os.path.realpath(joined)
     if os.path.commonpath([root, real]) != root or not os.path.isfile(real):
         return None
