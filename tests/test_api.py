@@ -136,6 +136,7 @@ GOOD_FRONT, GOOD_BACK = design_pair(0, N_PAIRS)
     (GOOD_FRONT, GOOD_BACK[:200], {}, 422, "corrupt"),
     (GOOD_FRONT, GOOD_BACK, {"k": 0}, 400, "invalid_k"),
     (GOOD_FRONT, GOOD_BACK, {"k": "many"}, 400, "invalid_k"),
+    (GOOD_FRONT, GOOD_BACK, {"k": "9" * 5000}, 400, "invalid_k"),  # past int()'s 4,300 digits
     (GOOD_FRONT, GOOD_BACK, {"k": "\u00b2"}, 400, "invalid_k"),  # a digit to str.isdigit, not to int
     (GOOD_FRONT, GOOD_BACK, {"front_weight": 1.5}, 400, "invalid_front_weight"),
     (GOOD_FRONT, GOOD_BACK, {"front_weight": "nan"}, 400, "invalid_front_weight"),
@@ -147,6 +148,7 @@ def test_bad_input_is_refused_and_nothing_is_kept(indexed_client, redis, indexed
     body = response.get_json()
     assert body["error"] == error and len(body["message"]) > 10
     assert "invalid literal" not in body["message"]  # said for a person, not by Python
+    assert "int_max_str_digits" not in body["message"] and len(body["message"]) < 300
     assert len(Queue(indexed_settings.queue_name, connection=redis)) == 0
     assert list(indexed_settings.upload_dir.iterdir()) == []
 

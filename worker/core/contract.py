@@ -76,7 +76,10 @@ class SearchOptions(BaseModel):
     def _k(cls, value: object) -> int:
         if isinstance(value, bool) or not isinstance(value, int | str) or \
                 (isinstance(value, str) and not re.fullmatch(r"\s*[+-]?[0-9]+\s*", value)):
-            raise ValueError(f"k must be a whole number, got {value!r}")
+            raise ValueError(f"k must be a whole number, got {str(value)[:40]!r}")
+        # int() refuses past 4,300 digits, saying so in Python's words: too large anyway
+        if isinstance(value, str) and len(value.strip().lstrip("+-").lstrip("0")) > 9:
+            raise ValueError(f"k must be between 1 and {K_MAX}, got {value.strip()[:12]}...")
         k = int(value)
         if not 1 <= k <= K_MAX:
             raise ValueError(f"k must be between 1 and {K_MAX}, got {k}")
