@@ -20,6 +20,7 @@ from werkzeug.datastructures import FileStorage, ImmutableMultiDict
 from werkzeug.exceptions import ClientDisconnected
 
 from web.errors import RequestRefused, queue_unavailable
+from web.formfields import refuse_options_as_files
 from web.offload import OFFLOAD_THREADS, off_loop
 from web.submissions import (
     check_capacity,
@@ -117,6 +118,7 @@ def submit_check(files: ImmutableMultiDict, form: ImmutableMultiDict) -> str:
     """Validate the options and the ZIP, store its drawings, enqueue its chunks; the check's id."""
     settings = current_app.config["SETTINGS"]
     require_multipart()
+    refuse_options_as_files(files)  # else `-F k=@x` would check with the default, silently
     options = parse_options(form)
     for side in ("front_box", "back_box"):  # a box belongs to one drawing, not a collection
         if getattr(options, side) is not None:
