@@ -164,6 +164,23 @@ def test_a_drawing_whose_exif_cannot_be_read_is_searched_not_a_500(indexed_clien
     assert len(list(indexed_settings.upload_dir.iterdir())) == 2
 
 
+def test_a_drawing_sent_without_a_file_name_is_searched_not_dropped(indexed_client, redis,
+                                                                     indexed_settings):
+    """werkzeug gives no length for a part with filename="": taken for an empty file input,
+    the front was dropped and the search ran by the back alone, without a word."""
+    response = indexed_client.post("/api/searches", data={
+        "front": (io.BytesIO(GOOD_FRONT), ""), "back": (io.BytesIO(GOOD_BACK), "b.png")},
+        content_type="multipart/form-data")
+    assert response.status_code == 202, response.get_json()
+    job = Queue(indexed_settings.queue_name, connection=redis).jobs[0]
+    assert job.kwargs["front"] and job.kwargs["back"]
+    empty_input = indexed_client.post("/api/searches", data={  # a form's file input left empty
+        "front": (io.BytesIO(b""), ""), "back": (io.BytesIO(GOOD_BACK), "b.png")},
+        content_type="multipart/form-data")
+    assert empty_input.status_code == 202
+    assert Queue(indexed_settings.queue_name, connection=redis).jobs[1].kwargs["front"] is None
+
+
 def test_a_drawing_sent_as_text_under_another_name_or_twice_is_refused_saying_so(client):
     def post(data: dict):
         return client.post("/api/searches", data=data, content_type="multipart/form-data")

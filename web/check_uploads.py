@@ -20,7 +20,7 @@ from werkzeug.datastructures import FileStorage, ImmutableMultiDict
 from werkzeug.exceptions import ClientDisconnected
 
 from web.errors import RequestRefused, queue_unavailable
-from web.formfields import refuse_options_as_files
+from web.formfields import refuse_options_as_files, sent
 from web.offload import OFFLOAD_THREADS, off_loop
 from web.submissions import (
     check_capacity,
@@ -48,7 +48,7 @@ MISSING = ("no collection was uploaded; upload a ZIP holding pairs.csv (columns 
 
 def _collection(upload: FileStorage | None, settings) -> Collection:
     """The ZIP's pairs.csv, checked; RequestRefused naming what is wrong."""
-    if upload is None or not (upload.filename or upload.content_length):
+    if not sent(upload):
         raise RequestRefused(400, "missing_collection", MISSING)
     stream = upload.stream
     if not stream.read(1):

@@ -4,12 +4,27 @@ otherwise be dropped without a word: the search would run by one side, or with a
 
 from __future__ import annotations
 
-from werkzeug.datastructures import ImmutableMultiDict
+from werkzeug.datastructures import FileStorage, ImmutableMultiDict
 
 from web.errors import RequestRefused
 from worker.core.contract import SIDES
 
 OPTION_FIELDS = ("k", "front_weight", "front_box", "back_box", "sides", "filter")
+
+
+def sent(upload: FileStorage | None) -> bool:
+    """Was a file sent in this part? A named one was (even empty: then refused as empty), and
+    a part without a name was if it holds bytes: a form's file input left empty sends a
+    nameless empty part, but a client may send a drawing without a name, and werkzeug then
+    gives no length, so the stream is peeked."""
+    if upload is None:
+        return False
+    if upload.filename or upload.content_length:
+        return True
+    start = upload.stream.tell()
+    held = upload.stream.read(1)
+    upload.stream.seek(start)
+    return bool(held)
 
 
 def what_came(files: ImmutableMultiDict, form: ImmutableMultiDict) -> str:

@@ -16,7 +16,7 @@ from werkzeug.exceptions import ClientDisconnected
 
 from web.catalogue import check_request_filters
 from web.errors import RequestRefused, queue_unavailable
-from web.formfields import refuse_drawing_as_text, refuse_options_as_files, what_came
+from web.formfields import refuse_drawing_as_text, refuse_options_as_files, sent, what_came
 from web.offload import off_loop
 from web.resultcache import cache_key, copy_search, finished_search
 from web.searches import SearchStatus
@@ -194,8 +194,7 @@ def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> Submit
         if len(files.getlist(side)) > 1:  # which drawing was meant?
             raise RequestRefused(400, f"invalid_{side}", f"{side} was given more than once; "
                                  f"upload one {side} drawing")
-    uploads = {side: files[side] for side in SIDES
-               if side in files and (files[side].filename or files[side].content_length)}
+    uploads = {side: files[side] for side in SIDES if sent(files.get(side))}
     if not uploads:
         raise RequestRefused(400, "missing_images", "no image was uploaded; upload the front "
                               "and the back of the design (or at least one of them)"
