@@ -21,6 +21,7 @@ from benchmarks.lookalike_edits import lineart
 from tests.http import post_pair
 from tests.images import N_PAIRS, design_pair, encode
 from tests.zips import make_zip, pairs_csv, post_collection, season_files
+from worker.core.contract import CheckedDesign
 from worker.dev.sample import make_designs
 from worker.dev.services import service_env
 
@@ -80,6 +81,13 @@ def test_a_season_of_copies_and_new_designs(indexed_client, indexed_settings, ex
     assert all(f'src="{d["image_url"]}"' in page for d in body["designs"])
     assert page.count('class="muted design-order"') == 20  # each copy's list says its order
     assert indexed_client.get(f"/api/checks/{body['id']}/designs/30.jpg").status_code == 404
+    parsed = []  # one design's image reads that design, not all 30 (a page shows every one)
+    parse = CheckedDesign.model_validate_json
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(CheckedDesign, "model_validate_json",
+                      lambda value: parsed.append(1) or parse(value))
+        assert indexed_client.get(design["image_url"]).status_code == 200
+    assert len(parsed) == 1
 
     # a design checked in a collection gets the hits a search of its pair gets
     search = post_pair(indexed_client, files["img/copy-of-dress-0013-f.jpg"],

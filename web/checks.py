@@ -21,6 +21,7 @@ from worker.core.checks import (
     collection_upload_name,
     design_image_name,
     read_check,
+    read_design,
 )
 from worker.core.checkwait import designs_ahead, wait_for_check
 from worker.core.results_csv import report_csv
@@ -212,8 +213,10 @@ def get_report(check_id: str):
                   HTTP_503=UNAVAILABLE))
 def get_design_image(check_id: str, row: int):
     """One new design of a check, as it was searched"""
-    state = state_or_404(check_id)
-    if not 0 <= row < state.total or state.design(row).status != "finished":
+    state = state_or_404(check_id, results=False)  # one design's hits parsed, not all
+    design = read_design(current_app.extensions["redis"], check_id, row) \
+        if 0 <= row < state.total else None
+    if design is None or design.status != "finished":
         abort(404, description=f"no checked design at row {row} of this check")
     data = current_app.extensions["storage"].read_result(design_image_name(check_id, row))
     if data is None:

@@ -199,6 +199,13 @@ def record_outcomes(connection: Redis, check_id: str, outcomes: dict[int, Checke
     return finished
 
 
+def read_design(connection: Redis, check_id: str, row: int) -> CheckedDesign | None:
+    """One settled design of a check (None: not settled, or no such check): what a design's
+    image asks, without parsing every design's hits."""
+    value = connection.hget(KEY + check_id + ":rows", str(row))
+    return None if value is None else CheckedDesign.model_validate_json(value)
+
+
 def read_check(connection: Redis, check_id: str, results: bool = True,
                ttl: int | None = None) -> CheckState | None:
     """The check as stored (None: unknown or expired), with the designs of lost chunks failed,
