@@ -177,6 +177,25 @@ def test_the_loader_keeps_further_columns_as_strings_empty_allowed(tmp_path, cat
     assert set(np.flatnonzero(allowed_rows({"collection": ["007"]}, cat))) == {0}
 
 
+def test_a_header_with_spaces_names_its_columns_as_a_filter_does(tmp_path, catalogue_dir):
+    """`name, front, back, season`: the form offered " season", which the filter (stripped)
+    then refused as unknown."""
+    from worker.core.catalogue import CatalogueError
+
+    shutil.copytree(catalogue_dir / "images", tmp_path / "images")
+    (tmp_path / "pairs.csv").write_text(
+        "name, front ,back, season\n"
+        "a,images/dress-0001_front.png,images/dress-0001_back.png,SS25\n")
+    cat = load_catalogue(tmp_path)
+    assert cat.extra == {"season": ["SS25"]} and facets(cat) == {"season": ["SS25"]}
+    assert allowed_rows(parse_filter_fields([" season :SS25"]), cat).all()
+    (tmp_path / "pairs.csv").write_text(
+        "name,front,back,season, season\n"
+        "a,images/dress-0001_front.png,images/dress-0001_back.png,SS25,AW25\n")
+    with pytest.raises(CatalogueError, match=r"column\(s\) \['season'\] appear twice"):
+        load_catalogue(tmp_path)
+
+
 def test_a_design_named_with_a_slash_can_be_searched_with_and_removed(web):
     """A hand-written pairs.csv may name "SS26/jkt-01"; the routes take it whole."""
     urls = web.application.url_map.bind("localhost")

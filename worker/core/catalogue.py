@@ -126,6 +126,11 @@ def load_catalogue(database_dir: Path, csv_path: Path | None = None) -> Catalogu
         frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise CatalogueError(f"{csv_path} is not a readable CSV: {exc}") from None
+    # a hand-edited header's spaces ("name, front, back, season"): the column is "season"
+    frame.columns = [str(c).strip() for c in frame.columns]
+    twice = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
+    if twice:
+        raise CatalogueError(f"{csv_path}: column(s) {twice} appear twice in its header")
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise CatalogueError(f"{csv_path} lacks column(s) {missing}; need {list(COLUMNS)}")
