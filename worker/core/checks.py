@@ -241,8 +241,15 @@ def lost_designs(connection: Redis, state: CheckState) -> dict[int, CheckedDesig
     if not pending:
         return {}
     jobs = Job.fetch_many([job_id for job_id, _ in pending], connection=connection)
-    return {row: CheckedDesign(name=state.names[row], status="failed",
-                               error=CHUNK_EXPIRED if job is None else CHUNK_LOST)
+
+    def why(job: Job | None) -> str:
+        if job is None:
+            return CHUNK_EXPIRED
+        # a check's cancel cancels its jobs, then settles their designs: read in between
+        cancelled = state.cancelled and job.get_status(refresh=False) == JobStatus.CANCELED
+        return CANCELLED if cancelled else CHUNK_LOST
+
+    return {row: CheckedDesign(name=state.names[row], status="failed", error=why(job))
             for job, (_, rows) in zip(jobs, pending, strict=True)
             if job is None or job.get_status(refresh=False) in LOST
             for row in rows if row not in state.outcomes}
