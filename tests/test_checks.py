@@ -79,6 +79,7 @@ def test_a_season_of_copies_and_new_designs(indexed_client, indexed_settings, ex
     assert image.size == (448, 224)
     page = indexed_client.get(f"/checks/{body['id']}").get_data(as_text=True)
     assert all(f'src="{d["image_url"]}"' in page for d in body["designs"])
+    assert 'src="/catalogue/thumbs/' in page and 'src="/database/' not in page  # thumbnails
     assert page.count('class="muted design-order"') == 20  # each copy's list says its order
     assert indexed_client.get(f"/api/checks/{body['id']}/designs/30.jpg").status_code == 404
     parsed = []  # one design's image reads that design, not all 30 (a page shows every one)

@@ -135,6 +135,7 @@ def test_the_csv_has_a_row_per_pair_of_the_groups_the_json_lists(synthetic):
     assert refused.status_code == 400 and refused.get_json()["error"] == "invalid_min_verdict"
     page = client.get("/duplicates?min_verdict=similar").get_data(as_text=True)
     assert 'id="duplicates-csv" href="/api/duplicates.csv?min_verdict=similar"' in page
+    assert 'src="/catalogue/thumbs/' in page and 'src="/database/' not in page  # thumbnails
     pair = {"a": "=HYPERLINK(1)", "b": "b", "similarity": 99, "verdict": "copy"}
     assert duplicates_csv([{"designs": ["=HYPERLINK(1)", "b"], "pairs": [pair]}]).splitlines() \
         == ["a,b,similarity,verdict,group", "'=HYPERLINK(1),b,99,copy,1"]  # no formulas run
@@ -186,8 +187,9 @@ def test_the_page_shows_each_group_with_its_drawings(synthetic):
     groups = duplicate_groups(pairs, manifest["names"], "near-duplicate")
     assert page.count('class="card group"') == len(groups)
     first = groups[0]["designs"][0]
-    assert f'src="/database/images/{first}_front.png"' in page
-    assert f'src="/database/images/{first}_back.png"' in page
+    for side in ("front", "back"):  # the thumbnail, linked to the drawing
+        assert (f'<a href="/database/images/{first}_{side}.png"><img '
+                f'src="/catalogue/thumbs/images/{first}_{side}.png"') in page
     assert 'href="/duplicates"' in client.get("/").get_data(as_text=True)  # the nav links it
     assert "judged by a search's thresholds" in page  # this descriptor's list has none its own
     write_generation(settings.features_dir, *seeded_bank()[:2],

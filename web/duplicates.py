@@ -82,9 +82,12 @@ def duplicates_page():
 
     def drawings(name: str) -> dict:
         i = row[name]
-        return {"name": name,
-                "front_url": url_for("pages.catalogue_image", path=manifest["fronts"][i]),
-                "back_url": url_for("pages.catalogue_image", path=manifest["backs"][i])}
+        front, back = manifest["fronts"][i], manifest["backs"][i]
+        return {"name": name,  # the page shows the thumbnails, linked to the drawings
+                "front_url": url_for("pages.catalogue_image", path=front),
+                "back_url": url_for("pages.catalogue_image", path=back),
+                "front_thumb_url": url_for("browse.thumbnail", path=front),
+                "back_thumb_url": url_for("browse.thumbnail", path=back)}
 
     shown = [{"designs": [drawings(n) for n in g["designs"]], "pairs": g["pairs"]} for g in groups]
     judged = duplicate_thresholds_in(manifest)
