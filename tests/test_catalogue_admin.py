@@ -313,3 +313,42 @@ def test_a_check_an_edit_lands_in_keeps_to_the_catalogue_it_began_with(own_catal
     report = client.get(body["report_url"]).get_data(as_text=True).splitlines()
     assert report[0].split(",").index("catalogue_version") == 13
     assert {line.split(",")[13] for line in report[1:]} == {before, now}
+
+
+def test_an_edit_that_fails_after_the_catalogue_switched_is_answered_as_applied(
+        tmp_path, catalogue_dir):
+    """The pairs.csv rewrite failing after the switch made the job fail (422 edit_failed),
+    though the design was gone, and the retry was refused as an unknown name."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from tests.test_filters import fake_generation
+    from worker.service.edits import _applied
+
+    catalogue = load_catalogue(catalogue_dir)
+
+    features = tmp_path / "features"
+    fake_generation(catalogue_dir, features, catalogue)
+    refreshed = []
+    engine = SimpleNamespace(settings=SimpleNamespace(features_dir=features),
+                             refresh=lambda: refreshed.append(1))
+    gone = catalogue.names[0]
+    kept = replace(catalogue, names=catalogue.names[1:], fronts=catalogue.fronts[1:],
+                   backs=catalogue.backs[1:],
+                   extra={c: v[1:] for c, v in catalogue.extra.items()})
+
+    def switched_then_failed():
+        fake_generation(catalogue_dir, features, kept)
+        raise OSError(28, "No space left on device")
+
+    assert _applied(engine, gone, False, switched_then_failed) == \
+        {"name": gone, "n_pairs": len(catalogue) - 1}
+    assert refreshed == [1]
+
+    def failed_before_switching():
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):  # nothing changed: the edit failed, and says so
+        _applied(engine, catalogue.names[1], False, failed_before_switching)
+    with pytest.raises(OSError):  # an add whose name is not listed after it: not applied
+        _applied(engine, "new-design", True, failed_before_switching)
