@@ -121,6 +121,35 @@ def test_add_then_remove_changes_what_searches_find(own_catalogue, extractor, tm
     assert all(path.is_file() for path in drawn)  # the team's artwork stays
 
 
+def test_an_edit_whose_enqueue_failed_leaves_no_upload_and_no_claim(own_catalogue, redis,
+                                                                     tmp_path, monkeypatch):
+    """The claim stayed 120 s: a retry got 409 edit_pending naming an edit that did not
+    exist (404). The uploads went with the failure, as before."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from rq import Queue as RQQueue
+
+    from web import create_app
+
+    client = create_app({"SETTINGS": own_catalogue}).test_client()
+    front, back = new_design_files(tmp_path)
+    auth = {"Authorization": "Bearer s3cret"}
+
+    def form():
+        return {"name": "flaky", "front": (io.BytesIO(front.read_bytes()), "f.png"),
+                "back": (io.BytesIO(back.read_bytes()), "b.png")}
+
+    def lost(*args, **kwargs):
+        raise RedisConnectionError("Connection reset by peer")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RQQueue, "enqueue", lost)
+        assert client.post("/api/designs", data=form(), headers=auth).status_code == 503
+    assert list(own_catalogue.upload_dir.iterdir()) == []
+    monkeypatch.setattr("web.designs.EDIT_WAIT_S", 0.1)  # no worker: queued, 202
+    retried = client.post("/api/designs", data=form(), headers=auth)
+    assert retried.status_code == 202, retried.get_json()
+
+
 def test_api_edits_need_the_token_and_refuse_duplicates(own_catalogue, redis, tmp_path,
                                                         extractor, monkeypatch):
     from web import create_app

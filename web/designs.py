@@ -66,6 +66,10 @@ redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return false
 """
 
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+"""
+
 
 def _authorise() -> None:
     """403 while editing is off; 401 (with a Bearer challenge) unless the request carries
@@ -113,13 +117,31 @@ def _claim(name: str) -> str:
     return edit_id
 
 
-def _run(func: str, kwargs: dict, done_status: int, edit_id: str):
-    """Enqueue an edit job (`edit_id`, claimed) and wait a while for it."""
+def _release(name: str, edit_id: str) -> None:
+    """Let go of the claim on `name` if it is still `edit_id`'s (its job never enqueued), so a
+    retry is not refused for ENQUEUE_GRACE_S pointing at an edit that does not exist."""
+    try:
+        current_app.extensions["redis"].eval(_RELEASE, 1, PENDING + name, edit_id)
+    except RedisError:  # the claim lapses after ENQUEUE_GRACE_S all the same
+        pass
+
+
+def _run(func: str, kwargs: dict, done_status: int, edit_id: str,
+         uploads: dict[str, bytes] | None = None):
+    """Store `uploads`, enqueue an edit job (`edit_id`, claimed on `kwargs["name"]`) and wait
+    a while for it. Until it is enqueued a failure drops the uploads and the claim; after, the
+    job owns them (a failed wait leaves it to run)."""
     settings = current_app.config["SETTINGS"]
     queue = current_app.extensions["queue"]
-    job = queue.enqueue(func, kwargs=kwargs, job_id=edit_id,
-                        job_timeout=max(settings.job_timeout, 300),
-                        result_ttl=settings.result_ttl, failure_ttl=settings.result_ttl)
+    try:
+        store_uploads(uploads or {})
+        job = queue.enqueue(func, kwargs=kwargs, job_id=edit_id,
+                            job_timeout=max(settings.job_timeout, 300),
+                            result_ttl=settings.result_ttl, failure_ttl=settings.result_ttl)
+    except BaseException:
+        discard_uploads(list(uploads or {}))
+        _release(kwargs["name"], edit_id)
+        raise
     status = wait_until_done(queue.connection, job, EDIT_WAIT_S)
     if status == JobStatus.FINISHED:
         return jsonify(job.return_value()), done_status
@@ -213,13 +235,8 @@ def add_design():
     edit_id = _claim(name)
     uploads = {side: upload_name(edit_id, side, image_format)
                for side, (_, image_format) in sides.items()}
-    store_uploads({uploads[side]: data for side, (data, _) in sides.items()})
-    try:
-        return _run(ADD_DESIGN_FUNC, {"name": name, **uploads, "columns": columns}, 201,
-                    edit_id)
-    except RedisError:
-        discard_uploads(list(uploads.values()))
-        raise
+    return _run(ADD_DESIGN_FUNC, {"name": name, **uploads, "columns": columns}, 201, edit_id,
+                {uploads[side]: data for side, (data, _) in sides.items()})
 
 
 @bp.delete("/api/designs/<path:name>")  # a hand-written pairs.csv may name "SS26/jkt-01"
