@@ -210,3 +210,27 @@ def test_the_drawings_of_a_chunk_whose_worker_died_are_deleted_with_it(queue, tm
     discard_uploads(storage, job)
     kept = sorted(p.name for p in (tmp_path / "uploads").iterdir())
     assert kept == sorted([names[3], other])  # what the chunk does not name stays
+
+
+def test_a_search_whose_dead_worker_s_execution_expired_is_run_again_not_failed(queue, tmp_path):
+    """The first maintenance after a death may come after the execution's expiry (a restart
+    slower than JOB_TIMEOUT + 60 s): RQ's clean-up, run first, failed the search for good as
+    abandoned; ours, run first now, queues it again."""
+    from types import SimpleNamespace
+
+    from worker.core.storage import FileStorage
+    from worker.service.process import SearchWorker
+
+    host, pid = socket.gethostname(), os.getpid()
+    job, _ = started_by(queue, f"{host}.{pid}.dead00")
+    registry = StartedJobRegistry(queue=queue)
+    queue.connection.zadd(registry.key, {member: 1 for member in
+                                         queue.connection.zrange(registry.key, 0, -1)})
+    assert registry.get_expired_job_ids()  # what RQ's clean-up would fail
+    engine = SimpleNamespace(
+        settings=SimpleNamespace(job_timeout=120, result_ttl=600, features_dir=tmp_path),
+        storage=FileStorage(tmp_path / "uploads", tmp_path / "output"))
+    worker = SearchWorker([queue], connection=queue.connection, engine=engine,
+                          name=f"{host}.{pid}.alive1")
+    worker.run_maintenance_tasks()
+    assert job.get_status(refresh=True) == JobStatus.QUEUED and queue.get_job_ids() == [job.id]

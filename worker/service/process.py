@@ -164,9 +164,10 @@ class SearchWorker(SimpleWorker):
             self.heartbeat(self.get_heartbeat_ttl(job))
 
     def run_maintenance_tasks(self):
-        """RQ's registry clean-up, plus: settle the jobs of dead workers (run again, finished or
-        failed), put back jobs a worker popped and never started, delete expired files."""
-        super().run_maintenance_tasks()
+        """Settle the jobs of dead workers (run again, finished or failed), put back jobs a
+        worker popped and never started, then RQ's registry clean-up, then delete expired files.
+        Ours first: RQ's fails a dead worker's job for good once its execution has expired (a
+        restart slower than JOB_TIMEOUT + 60 s), where ours would run a search again."""
         try:  # a key or reply it cannot read must not stop the worker serving
             sweep(self.connection, [queue.name for queue in self.queues], self.name,
                   self.engine.settings.job_timeout)
@@ -180,6 +181,7 @@ class SearchWorker(SimpleWorker):
                     discard_uploads(self.engine.storage, Job.fetch(job_id, connection=self.connection))
                 except NoSuchJobError:
                     continue
+        super().run_maintenance_tasks()
         try:
             removed = self.engine.storage.sweep(self.engine.settings.result_ttl)
         except (OSError, RedisError) as exc:  # the next maintenance tries again
