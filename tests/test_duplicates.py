@@ -192,6 +192,8 @@ def test_the_page_shows_each_group_with_its_drawings(synthetic):
                 f'src="/catalogue/thumbs/images/{first}_{side}.png"') in page
     assert 'href="/duplicates"' in client.get("/").get_data(as_text=True)  # the nav links it
     assert "judged by a search's thresholds" in page  # this descriptor's list has none its own
+    assert "has no thresholds of its own for the list" in " ".join(page.split())
+    assert "make index</code> lists it anew" not in page  # re-indexing would change nothing
     write_generation(settings.features_dir, *seeded_bank()[:2],
                      descriptor="grey-dir345-lw256-shape-colour")  # one calibrated for the list
     page = " ".join(client.get("/duplicates").get_data(as_text=True).split())

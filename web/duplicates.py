@@ -14,7 +14,11 @@ from web.schemas import Duplicates, DuplicatesQuery, Error
 from worker.core.bank import BankError
 from worker.core.duplicates import DEFAULT_MIN_VERDICT, VERDICTS, duplicate_groups, read_duplicates_cached
 from worker.core.results_csv import DUPLICATES_COLUMNS, duplicates_csv
-from worker.pipeline.verdicts import duplicate_thresholds_in, plain_thresholds_in
+from worker.pipeline.verdicts import (
+    CALIBRATED_DUPLICATES,
+    duplicate_thresholds_in,
+    plain_thresholds_in,
+)
 
 bp = Blueprint("duplicates", __name__)
 
@@ -95,4 +99,5 @@ def duplicates_page():
         else "own"
     return render_template("duplicates.html", groups=shown, min_verdict=min_verdict,
                            verdicts=VERDICTS, n_designs=len(manifest["names"]), scale=scale,
+                           relist=manifest.get("descriptor") in CALIBRATED_DUPLICATES,
                            lead_weight=(judged or {}).get("margin_weight", 1.0))
