@@ -137,6 +137,7 @@ GOOD_FRONT, GOOD_BACK = design_pair(0, N_PAIRS)
     (GOOD_FRONT, GOOD_BACK, {"k": 0}, 400, "invalid_k"),
     (GOOD_FRONT, GOOD_BACK, {"k": "many"}, 400, "invalid_k"),
     (GOOD_FRONT, GOOD_BACK, {"k": "9" * 5000}, 400, "invalid_k"),  # past int()'s 4,300 digits
+    (GOOD_FRONT, GOOD_BACK, {"k": "0" * 5000 + "1" * 12}, 400, "invalid_k"),  # zeros count
     (GOOD_FRONT, GOOD_BACK, {"k": "\u00b2"}, 400, "invalid_k"),  # a digit to str.isdigit, not to int
     (GOOD_FRONT, GOOD_BACK, {"front_weight": 1.5}, 400, "invalid_front_weight"),
     (GOOD_FRONT, GOOD_BACK, {"front_weight": "nan"}, 400, "invalid_front_weight"),

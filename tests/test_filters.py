@@ -57,6 +57,15 @@ def test_the_contract_carries_filters_parsed_or_as_parsed():
             SearchOptions(filters=bad)
 
 
+def test_k_of_any_length_is_read_in_the_service_s_words():
+    """int() refuses past 4,300 digits, leading zeros counted, with Python's advice."""
+    assert SearchOptions(k="0" * 5000 + "5").k == 5 and SearchOptions(k=" +7 ").k == 7
+    for given in ("9" * 5000, "0" * 5000 + "1" * 12, "-" + "9" * 20):
+        with pytest.raises(ValueError, match="k must be between 1 and 100") as refused:
+            SearchOptions(k=given)
+        assert "int_max_str_digits" not in str(refused.value)
+
+
 def test_values_are_ored_and_columns_anded(catalogue):
     def passing(*fields):
         return set(np.flatnonzero(allowed_rows(parse_filter_fields(fields), catalogue)))
@@ -194,6 +203,15 @@ def test_a_header_with_spaces_names_its_columns_as_a_filter_does(tmp_path, catal
         "a,images/dress-0001_front.png,images/dress-0001_back.png,SS25,AW25\n")
     with pytest.raises(CatalogueError, match=r"column\(s\) \['season'\] appear twice"):
         load_catalogue(tmp_path)
+    (tmp_path / "pairs.csv").write_text(  # exactly the same name: pandas would rename it
+        "name,front,back,season,season\n"
+        "a,images/dress-0001_front.png,images/dress-0001_back.png,SS25,AW25\n")
+    with pytest.raises(CatalogueError, match=r"column\(s\) \['season'\] appear twice"):
+        load_catalogue(tmp_path)
+    for empty in ("", "\n\n"):  # pandas' EmptyDataError stopped the worker at start
+        (tmp_path / "pairs.csv").write_text(empty)
+        with pytest.raises(CatalogueError, match="is empty; it needs the header"):
+            load_catalogue(tmp_path)
 
 
 def test_a_design_named_with_a_slash_can_be_searched_with_and_removed(web):
@@ -287,7 +305,8 @@ def test_the_catalogue_pages_and_filters(web, catalogue):
     assert all(d["columns"]["season"] == "SS26" for d in body["designs"])
     for query, code in (("filter=hue:red", "unknown_filter"), ("page=0", "invalid_page"),
                         ("per_page=201", "invalid_per_page"), ("filter=x", "invalid_filter"),
-                        ("page=%C2%B2", "invalid_page"), ("per_page=%D9%A3", "invalid_per_page")):
+                        ("page=%C2%B2", "invalid_page"), ("per_page=%D9%A3", "invalid_per_page"),
+                        ("page=" + "9" * 5000, "invalid_page")):  # past int()'s limit: a 500
         response = web.get(f"/api/catalogue?{query}")
         assert response.status_code == 400 and response.get_json()["error"] == code
 

@@ -73,9 +73,11 @@ class CatalogueListing(Closed):
 
 def _int_arg(name: str, default: int, high: int) -> int:
     raw = request.args.get(name, str(default))  # given but blank is refused, as the schema says
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= high:  # not "²", "٣"
+    # not "²" or "٣"; nor past 9 digits, which int() refuses past 4,300 (a 500)
+    if not (raw.isascii() and raw.isdigit()) or len(raw.lstrip("0")) > 9 or \
+            not 1 <= int(raw) <= high:
         raise RequestRefused(400, f"invalid_{name}",
-                             f"{name} must be a whole number from 1 to {high}, got {raw!r}")
+                             f"{name} must be a whole number from 1 to {high}, got {raw[:20]!r}")
     return int(raw)
 
 

@@ -124,11 +124,17 @@ def load_catalogue(database_dir: Path, csv_path: Path | None = None) -> Catalogu
         )
     try:
         frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        raise CatalogueError(f"{csv_path} is empty; it needs the header name,front,back "
+                             "and a row per design") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise CatalogueError(f"{csv_path} is not a readable CSV: {exc}") from None
-    # a hand-edited header's spaces ("name, front, back, season"): the column is "season"
+    # a hand-edited header's spaces ("name, front, back, season"): the column is "season";
+    # pandas renames a repeated name ("season.1"), so the header is read as written
+    with open(csv_path, encoding="utf-8-sig", newline="") as text:
+        header = [c.strip() for c in next(csv.reader(text), [])]
     frame.columns = [str(c).strip() for c in frame.columns]
-    twice = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
+    twice = sorted({c for c in header if header.count(c) > 1})
     if twice:
         raise CatalogueError(f"{csv_path}: column(s) {twice} appear twice in its header")
     missing = [c for c in COLUMNS if c not in frame.columns]

@@ -77,9 +77,12 @@ class SearchOptions(BaseModel):
         if isinstance(value, bool) or not isinstance(value, int | str) or \
                 (isinstance(value, str) and not re.fullmatch(r"\s*[+-]?[0-9]+\s*", value)):
             raise ValueError(f"k must be a whole number, got {str(value)[:40]!r}")
-        # int() refuses past 4,300 digits, saying so in Python's words: too large anyway
-        if isinstance(value, str) and len(value.strip().lstrip("+-").lstrip("0")) > 9:
-            raise ValueError(f"k must be between 1 and {K_MAX}, got {value.strip()[:12]}...")
+        if isinstance(value, str):  # int() refuses past 4,300 digits (zeros too), in its words
+            text = value.strip()
+            digits = text.lstrip("+-").lstrip("0")
+            if len(digits) > 9:
+                raise ValueError(f"k must be between 1 and {K_MAX}, got {text[:12]}...")
+            value = ("-" if text.startswith("-") else "") + (digits or "0")
         k = int(value)
         if not 1 <= k <= K_MAX:
             raise ValueError(f"k must be between 1 and {K_MAX}, got {k}")

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from worker.core.catalogue import THUMB_DIR, Catalogue, thumbnail_file
-from worker.core.images import load_image
+from worker.core.images import ImageRejected, load_image
 from worker.core.storage import write_aside
 from worker.pipeline.preprocess import to_rgb
 from worker.pipeline.render import THUMB
@@ -141,10 +141,14 @@ def load_thumbnail(features_dir: Path, catalogue: Catalogue, relative: str,
     except FileNotFoundError:
         pass
     drawing = catalogue.image_path(relative)
-    if not drawing.is_file():  # removed since the generation this search ran on was read
+    try:
+        rgb = to_rgb(load_image(drawing))
+    except ImageRejected:
+        if drawing.is_file():
+            raise
+        # removed since the generation this search ran on was read
         log.info("%s was removed from the catalogue; its grid cell is left blank", relative)
         return REMOVED
-    rgb = to_rgb(load_image(drawing))
     try:
         write_thumbnail(features_dir, relative, rgb)
         return cache.get(path)

@@ -8,6 +8,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from rq.timeouts import JobTimeoutException
+
 from worker.core.bank import BankError, read_manifest
 from worker.core.queueing import check_upload_name
 from worker.indexing.edits import add_designs, remove_design
@@ -62,5 +64,8 @@ def _applied(engine, name: str, adding: bool, edit: Callable[[], dict]) -> dict:
         log.warning("the edit of %s was applied, but failed after the catalogue switched: %s",
                     name, exc)
         manifest = {"n_pairs": len(after)}
-    engine.refresh()
+    try:
+        engine.refresh()
+    except JobTimeoutException:  # applied all the same: the next job's refresh loads it
+        log.warning("the edit of %s was applied; the index is reloaded by the next job", name)
     return {"name": name, "n_pairs": manifest["n_pairs"]}

@@ -175,12 +175,17 @@ class SearchWorker(SimpleWorker):
             log.warning("could not sweep for dropped jobs: %s", exc)
         settings = self.engine.settings
         for queue in self.queues:
-            for job_id in settle_orphaned_jobs(queue, settings.result_ttl, self.name,
-                                               settings.job_timeout, settings.features_dir):
-                try:
-                    discard_uploads(self.engine.storage, Job.fetch(job_id, connection=self.connection))
-                except NoSuchJobError:
-                    continue
+            try:  # nor must one job it cannot settle stop RQ's clean-up below
+                for job_id in settle_orphaned_jobs(queue, settings.result_ttl, self.name,
+                                                   settings.job_timeout, settings.features_dir):
+                    try:
+                        discard_uploads(self.engine.storage,
+                                        Job.fetch(job_id, connection=self.connection))
+                    except NoSuchJobError:
+                        continue
+            except Exception as exc:  # noqa: BLE001 - logged; the next maintenance tries again
+                log.warning("could not settle the jobs of dead workers on %s: %s", queue.name,
+                            exc)
         super().run_maintenance_tasks()
         try:
             removed = self.engine.storage.sweep(self.engine.settings.result_ttl)
