@@ -180,14 +180,17 @@ def test_a_form_without_a_collection_or_with_a_bad_option_is_refused(client, red
     response = post_collection(client, make_zip(GOOD, ROW), front_box="0.1,0.1,0.9,0.9")
     assert (response.status_code, response.get_json()["error"]) == (400, "invalid_front_box")
     assert "single search" in response.get_json()["message"]
+    nameless = client.post("/api/checks", data={  # werkzeug gives such a part no length
+        "collection": (io.BytesIO(make_zip(GOOD, ROW)), "")}, content_type="multipart/form-data")
+    assert nameless.status_code == 202, nameless.get_json()
     for field in ("k", "filter"):  # an option sent as a file (curl's @) was dropped silently
         response = client.post("/api/checks", data={
             "collection": (io.BytesIO(make_zip(GOOD, ROW)), "c.zip"),
             field: (io.BytesIO(b"5"), "options.txt")}, content_type="multipart/form-data")
         assert (response.status_code, response.get_json()["error"]) == (400, f"invalid_{field}")
         assert "came as a file" in response.get_json()["message"]
-    assert not Queue(client.application.config["SETTINGS"].check_queue_name,
-                     connection=redis).count
+    assert Queue(client.application.config["SETTINGS"].check_queue_name,
+                 connection=redis).count == 1  # the nameless ZIP's check alone
 
 
 def test_rows_with_a_missing_or_refused_drawing_fail_on_their_own(settings, redis):

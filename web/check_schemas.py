@@ -7,7 +7,17 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from web.schemas import _WS, FILTER, IMAGE_LIMITS, Closed, FilterField, HitView, Model, SearchId, WaitQuery
+from web.schemas import (
+    _WS,
+    IMAGE_LIMITS,
+    SEARCH_FILTER,
+    Closed,
+    FilterField,
+    HitView,
+    Model,
+    SearchId,
+    WaitQuery,
+)
 from worker.core.contract import (
     DEFAULT_FRONT_WEIGHT,
     DEFAULT_K,
@@ -35,7 +45,7 @@ class CheckForm(Model):
         DEFAULT_FRONT_WEIGHT, description="as for a search (400 `invalid_front_weight` otherwise)")
     sides: str = Field("known", pattern=f"^{_WS}*(known|unknown)?{_WS}*$",
                        description="as for a search (400 `invalid_sides` otherwise)")
-    filter: list[FilterField] = Field([], max_length=MAX_FILTER_FIELDS, description=FILTER)
+    filter: list[FilterField] = Field([], max_length=MAX_FILTER_FIELDS, description=SEARCH_FILTER)
 
 
 class CheckQuery(WaitQuery):

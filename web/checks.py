@@ -85,7 +85,9 @@ def _designs(state: CheckState) -> list[dict]:
                                    "many entries (`too_many_entries`), unpacks too large "
                                    "(`collection_too_large`, `zip_bomb`) or pairs.csv has too "
                                    "many rows (`too_many_pairs`)"),
-                  HTTP_415=(Error, "the collection is not a ZIP archive (`not_a_zip`)"),
+                  HTTP_415=(Error, "the collection is not a ZIP archive (`not_a_zip`), or an "
+                                   "entry is compressed with bzip2 or LZMA "
+                                   "(`unsupported_compression`)"),
                   HTTP_503=(Error, "Redis is unreachable (`queue_unavailable`), no worker runs "
                                    "(`no_worker`), too many searches or checked designs wait "
                                    "(`queue_full`) or "

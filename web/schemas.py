@@ -49,7 +49,8 @@ IMAGE_LIMITS = (f"{' or '.join(ACCEPTED_FORMATS)} only, checked by content whate
 FILTER = ("repeatable `column:value[,value...]`: only designs whose pairs.csv column has one "
           "of the values (values OR'ed; columns AND'ed; a column given twice: its values "
           "OR'ed). 400 `invalid_filter` when malformed, `unknown_filter` naming a column or "
-          "value the catalogue lacks, `no_design_passes` when no design passes them all")
+          "value the catalogue lacks")
+SEARCH_FILTER = FILTER + ", `no_design_passes` when no design passes them all"
 
 
 def _drop_null_default(schema: dict[str, Any]) -> None:
@@ -109,7 +110,7 @@ class SearchForm(Model):
         "back and the other way round (400 `invalid_sides` otherwise)"))
     front_box: str = box_form("front")
     back_box: str = box_form("back")
-    filter: list[FilterField] = Field([], max_length=MAX_FILTER_FIELDS, description=FILTER)
+    filter: list[FilterField] = Field([], max_length=MAX_FILTER_FIELDS, description=SEARCH_FILTER)
 
 
 class SearchCreated(Closed):
@@ -175,7 +176,7 @@ class Error(Closed):
                        "`invalid_k`, `unsupported_format`, `corrupt`, `too_small`, `blank`, `too_large`, "
                        "`too_many_pixels`, `not_found`, `not_ready`, `search_failed`, `no_worker`, "
                        "`queue_full`, `queue_unavailable`, `unauthorized`, `invalid_filter`, "
-                       "`unknown_filter`, `no_design_passes`, `no_index`")
+                       "`unknown_filter`, `no_design_passes`, `unsupported_compression`, `no_index`")
     message: str = Field(description="what went wrong, for people")
 
 

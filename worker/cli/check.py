@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         collection = read_collection(args.path, ZipLimits.of(settings), settings.check_max_pairs)
         if options.filters:  # a name the catalogue lacks, or none passing: refused first
             check_some_pass(options.filters, listed_catalogue(settings.features_dir,
-                                                            settings.database_dir))
+                                                              settings.database_dir))
         from worker.service.engine import Engine
 
         engine = Engine(settings)
