@@ -300,6 +300,23 @@ def test_an_edit_refuses_banks_that_no_longer_match_pairs_csv(own_catalogue):
     assert (own_catalogue.features_dir / "CURRENT").read_bytes() == current
 
 
+def test_an_edit_refuses_while_the_further_columns_were_edited_by_hand(own_catalogue):
+    """Rows unchanged, a season changed by hand: the edit rewrote pairs.csv from the index's
+    copy and the hand edit was gone without a word."""
+    from worker.core.bank import BankError
+    from worker.core.catalogue import write_catalogue_csv
+
+    catalogue = load_catalogue(own_catalogue.database_dir)
+    seasons = ["AW99"] + catalogue.extra["season"][1:]
+    write_catalogue_csv(own_catalogue.database_dir, catalogue.names, catalogue.fronts,
+                        catalogue.backs, {**catalogue.extra, "season": seasons})
+    current = (own_catalogue.features_dir / "CURRENT").read_bytes()
+    with pytest.raises(BankError, match=r"further columns \(garment, season\) were edited"):
+        remove_design(own_catalogue, catalogue.names[0])
+    assert (own_catalogue.features_dir / "CURRENT").read_bytes() == current
+    assert load_catalogue(own_catalogue.database_dir).extra["season"][0] == "AW99"  # kept
+
+
 def test_a_check_an_edit_lands_in_keeps_to_the_catalogue_it_began_with(own_catalogue, redis,
                                                                       extractor, tmp_path):
     """The designs of a check run in chunks; an edit between two chunks would change what the

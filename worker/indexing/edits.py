@@ -71,9 +71,13 @@ def editing(settings: Settings, wait_s: float = EDIT_LOCK_WAIT_S
         catalogue, bank, _ = load_generation(settings.database_dir, settings.features_dir)
         check_catalogue_matches(bank, catalogue.fingerprint(), len(catalogue))
         if not sync_listed(settings):
-            listed = len(load_catalogue(settings.database_dir))
+            listed = load_catalogue(settings.database_dir)
+            if listed.fingerprint() == catalogue.fingerprint():
+                raise BankError("pairs.csv's further columns (" + ", ".join(listed.extra)
+                                + ") were edited since the index was built, and an edit "
+                                f"would put back the index's copy of them; {REINDEX}")
             raise BankError(f"the banks ({len(bank)} pairs) were built from another pairs.csv "
-                            f"than the current one ({listed} pairs); {REINDEX}")
+                            f"than the current one ({len(listed)} pairs); {REINDEX}")
         yield catalogue, bank
 
 

@@ -34,10 +34,12 @@ def mark_listed(folder: Path) -> None:
 def sync_listed(settings: Settings) -> bool | None:
     """Where the current generation is an edit whose pairs.csv rewrite never happened and
     DATABASE_DIR/pairs.csv still lists the designs from before the edit, rewrite it. True:
-    pairs.csv lists the current generation; None: it differs (edited by hand since)."""
+    pairs.csv lists the current generation; None: it differs (edited by hand since: its rows,
+    or only its further columns' values, which an edit's rewrite would drop)."""
     folder = current_dir(settings.features_dir)
     try:
-        listed = load_catalogue(settings.database_dir).fingerprint()
+        on_disk = load_catalogue(settings.database_dir)
+        listed = on_disk.fingerprint()
         if not (folder / "pairs.csv").is_file():  # a flat FEATURES_DIR: it is its own list
             return True
         current = load_catalogue(settings.database_dir, folder / "pairs.csv")
@@ -45,7 +47,7 @@ def sync_listed(settings: Settings) -> bool | None:
     except (CatalogueError, BankError):
         return None
     if listed == current.fingerprint():
-        return True
+        return True if on_disk.extra == current.extra else None
     if before != listed or (folder / LISTED).exists():
         return None
     write_catalogue_csv(settings.database_dir, current.names, current.fronts, current.backs,
