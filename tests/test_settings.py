@@ -159,6 +159,25 @@ def test_make_run_builds_the_index_again_when_the_worker_would_refuse_it(tmp_pat
     later = (settings.features_dir / "CURRENT").stat().st_mtime + 5
     os.utime(settings.catalogue_csv, (later, later))
     assert why_build(settings) == "pairs.csv changed since the index was built"
+    # rows or further columns changed, the file's time older than the index's (restored with
+    # `cp -p`, or edited while a build ran): its content tells
+    from worker.core.catalogue import catalogue_csv, load_catalogue
+
+    listed = "name,front,back,season\na,a.png,b.png,SS25\n"
+    settings.catalogue_csv.write_text(listed)
+    fingerprint = load_catalogue(settings.database_dir).fingerprint()
+    write_bank(settings.features_dir, rows[:1], rows[:1],
+               {**served, "n_pairs": 1, "catalogue_fingerprint": fingerprint},
+               catalogue_csv=catalogue_csv(["a"], ["a.png"], ["b.png"], {"season": ["SS25"]}))
+    earlier = (settings.features_dir / "CURRENT").stat().st_mtime - 5
+    for text, reason in [(listed, None),
+                         (listed.replace("SS25", "AW25"),
+                          "pairs.csv's further columns differ from the index's"),
+                         (listed.replace("a.png", "c.png"),
+                          "pairs.csv lists other designs than the index")]:
+        settings.catalogue_csv.write_text(text)
+        os.utime(settings.catalogue_csv, (earlier, earlier))
+        assert why_build(settings) == reason
 
 
 @pytest.mark.parametrize("size", ["0", "-1", "x", "257"])
