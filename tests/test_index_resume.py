@@ -116,3 +116,19 @@ def test_searches_go_first_and_a_chunk_of_another_model_is_refused(indexed_setti
     assert "is for model 0000000000000000" in chunk.meta["error"]
     assert chunk.meta["error_type"] == "ChunkRefused"
     assert not list(settings.features_dir.glob("chunks/*/k.npz"))
+
+
+def test_a_chunk_a_crash_left_empty_or_cut_short_is_extracted_again(tmp_path):
+    """np.load raises EOFError for an empty file and BadZipFile for a truncated one; every
+    build after such a crash stopped with a traceback until the file was deleted by hand."""
+    from worker.indexing.chunks import ChunkCache
+
+    cache = ChunkCache(tmp_path, "model")
+    cache.write("good", ["a", "b"], np.ones((2, 3), np.float32))
+    cache.write("cut", ["c", "d"], np.ones((2, 3), np.float32))
+    cut = cache.folder / "cut.npz"
+    cut.write_bytes(cut.read_bytes()[:-40])
+    (cache.folder / "empty.npz").write_bytes(b"")
+    assert cache.hashes() == {"a", "b"}  # the damaged ones' designs are planned again
+    found = cache.rows({"a", "c"}, 3)
+    assert set(found) == {"a"} and np.array_equal(found["a"], np.ones(3, np.float32))

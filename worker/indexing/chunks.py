@@ -18,6 +18,7 @@ import io
 import json
 import logging
 import shutil
+import zipfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -102,6 +103,11 @@ def chunk_key(model: str, hashes: list[str]) -> str:
     return hashlib.sha256((model + "".join(hashes)).encode()).hexdigest()[:32]
 
 
+# what np.load raises for a chunk a crash left empty (EOFError) or cut short, or whose
+# members fail their CRC (zipfile.BadZipFile): such a chunk is extracted again
+DAMAGED = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+
+
 class ChunkCache:
     """The finished chunks of one model: `<key>.npz` with `hashes` (n,) str and `rows`
     (n, raw dim) float32, written aside and renamed (a reader sees whole chunks only)."""
@@ -116,7 +122,7 @@ class ChunkCache:
             try:
                 with np.load(path, allow_pickle=False) as data:
                     yield path, data["hashes"]
-            except (OSError, ValueError, KeyError) as exc:  # damaged: extracted again
+            except DAMAGED as exc:  # extracted again
                 log.warning("ignoring unreadable chunk %s: %s", path.name, exc)
 
     def hashes(self) -> set[str]:
@@ -128,8 +134,12 @@ class ChunkCache:
         for path, hashes in self._chunks():
             hit = [i for i, h in enumerate(hashes) if h in wanted and h not in found]
             if hit:
-                with np.load(path, allow_pickle=False) as data:
-                    rows = data["rows"]
+                try:
+                    with np.load(path, allow_pickle=False) as data:
+                        rows = data["rows"]
+                except DAMAGED as exc:
+                    log.warning("ignoring unreadable chunk %s: %s", path.name, exc)
+                    continue
                 if rows.shape != (len(hashes), dim):
                     log.warning("ignoring chunk %s: rows %s, expected (%d, %d)", path.name,
                                 rows.shape, len(hashes), dim)
