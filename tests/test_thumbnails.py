@@ -126,6 +126,17 @@ def test_a_design_removed_under_a_running_search_gets_a_blank_cell_not_a_failure
     assert load_thumbnail(features, cat, cat.fronts[1], cache) is not REMOVED
 
 
+def test_a_thumbnail_a_crash_cut_short_is_made_again_not_a_failed_search(tmp_path):
+    write_catalogue(tmp_path / "db", 1, seed=3)
+    cat = load_catalogue(tmp_path / "db")
+    features, rel = tmp_path / "features", cat.fronts[0]
+    good = load_thumbnail(features, cat, rel, ThumbnailCache(0))
+    path = thumbnail_path(features, rel)
+    path.write_bytes(path.read_bytes()[:100])
+    assert np.array_equal(load_thumbnail(features, cat, rel, ThumbnailCache(0)), good)
+    assert np.array_equal(ThumbnailCache(0).get(path), good)  # stored whole again
+
+
 def test_another_thumbnail_size_never_reads_thumbnails_made_for_the_old_one(tmp_path, monkeypatch):
     write_catalogue(tmp_path / "db", 1, seed=3)
     cat = load_catalogue(tmp_path / "db")

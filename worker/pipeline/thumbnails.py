@@ -138,7 +138,7 @@ def load_thumbnail(features_dir: Path, catalogue: Catalogue, relative: str,
     path = thumbnail_path(features_dir, relative)
     try:
         return cache.get(path)
-    except FileNotFoundError:
+    except OSError:  # missing, or cut short by a crash (unreadable): made again, stored
         pass
     drawing = catalogue.image_path(relative)
     try:
