@@ -3,6 +3,7 @@ a message that names it, before anything is started."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -187,3 +188,18 @@ def test_the_index_refuses_a_batch_size_it_cannot_use(size, tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2  # before anything is read: no traceback, no misleading hint
     assert f"must be a whole number from 1 to 256, got '{size}'" in proc.stderr
+
+
+def test_make_run_refuses_a_port_that_is_not_one_naming_port():
+    """`int(os.environ["PORT"])` gave a traceback for PORT=abc."""
+    env = {**os.environ, "PORT": "abc"}
+    proc = subprocess.run([sys.executable, "-m", "worker.cli.supervisor"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "PORT must be a port number from 1 to 65535, got 'abc'" in proc.stderr
+    from worker.cli.supervisor import _port
+
+    assert _port("0000080") == 80 and _port("65535") == 65535
+    for bad in ("0", "65536", "-1", "8o", "9" * 5000):
+        with pytest.raises(argparse.ArgumentTypeError):
+            _port(bad)

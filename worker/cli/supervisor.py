@@ -80,10 +80,21 @@ def _prepare(settings: Settings) -> int:
     return 0
 
 
+def _port(raw: str) -> int:
+    """A TCP port, else argparse's usage error naming PORT (a bad env value too: exit 2)."""
+    digits = raw.lstrip("0")
+    if not (raw.isascii() and raw.isdigit()) or len(digits) > 5 or \
+            not 1 <= int(digits or 0) <= 65535:
+        raise argparse.ArgumentTypeError(f"PORT must be a port number from 1 to 65535, "
+                                         f"got {raw[:20]!r}")
+    return int(digits)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
+    parser.add_argument("--port", type=_port, default=os.environ.get("PORT", "").strip() or "5000",
+                        help="the web app's port (PORT; default 5000)")
     parser.add_argument("--run-dir", type=Path, default=REPO_ROOT / ".run",
                         help="the lock, and the local Redis's data (default .run)")
     parser.add_argument("--prepare", action="store_true",
