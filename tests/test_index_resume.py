@@ -132,3 +132,21 @@ def test_a_chunk_a_crash_left_empty_or_cut_short_is_extracted_again(tmp_path):
     assert cache.hashes() == {"a", "b"}  # the damaged ones' designs are planned again
     found = cache.rows({"a", "c"}, 3)
     assert set(found) == {"a"} and np.array_equal(found["a"], np.ones(3, np.float32))
+
+
+def test_a_catalogue_of_no_designs_is_refused_before_the_caches_are_touched(tmp_path):
+    """A header-only pairs.csv (or one whose last design was removed by hand) pruned the
+    copies cache to nothing, then np.stack([]) ended the build with a traceback."""
+    from worker.core.catalogue import CatalogueError
+    from worker.core.settings import Settings
+    from worker.indexing.build import build_index
+
+    settings = Settings(database_dir=tmp_path / "db", features_dir=tmp_path / "features")
+    settings.database_dir.mkdir()
+    settings.catalogue_csv.write_text("name,front,back\n")
+    cached = settings.features_dir / "chunks" / "model-copies" / "kept.npz"
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"rows")
+    with pytest.raises(CatalogueError, match="lists no designs: nothing to index"):
+        build_index(settings, extractor=None, progress=False)
+    assert cached.read_bytes() == b"rows"

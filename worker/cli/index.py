@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         manifest = build_index(settings, extractor, args.batch_size, not args.no_progress,
                                distributed=args.distributed)
     except (CatalogueError, UnreadableImages, InvalidSetting, WeightsUnavailable,
-            DistributedBuildFailed, ChunkMissing, RedisError) as exc:
+            DistributedBuildFailed, ChunkMissing, RedisError, OSError) as exc:  # OSError: disk
         print(f"index: {exc}\nindex: the existing banks were left untouched.", file=sys.stderr)
         return 1
     images = manifest["images"]

@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from worker.core.bank import write_bank
-from worker.core.catalogue import Catalogue, catalogue_csv, load_catalogue
+from worker.core.catalogue import Catalogue, CatalogueError, catalogue_csv, load_catalogue
 from worker.core.duplicates import DUPLICATES
 from worker.core.generations import catalogue_lock
 from worker.core.images import load_image
@@ -202,6 +202,8 @@ def _build(settings: Settings, extractor, batch_size: int, progress: bool, distr
            hold: str | None) -> dict:
     start = time.perf_counter()
     catalogue = load_catalogue(settings.database_dir)
+    if not len(catalogue):  # before the copies cache is pruned to nothing
+        raise CatalogueError(f"{settings.catalogue_csv} lists no designs: nothing to index")
     quantise_for_index(extractor)
     gathered = gather_features(settings, extractor, catalogue, batch_size, progress,
                                distributed, hold)
