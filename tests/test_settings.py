@@ -47,6 +47,14 @@ def test_every_entry_point_names_a_bad_setting_and_stops(module, args, code, tmp
     assert "Traceback" not in proc.stderr
 
 
+def test_a_sample_of_no_designs_is_refused_naming_the_option(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "worker.cli.sample", "--pairs", "0", "--out",
+                           str(tmp_path / "db")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr  # zip(*[]) raised before
+    assert "--pairs: must be a whole number from 1" in proc.stderr
+    assert not (tmp_path / "db").exists()
+
+
 def test_service_env_carries_every_setting_to_a_child(tmp_path):
     from worker.dev.services import service_env
 

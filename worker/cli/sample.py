@@ -10,10 +10,19 @@ from worker.core.settings import InvalidSetting, Settings
 from worker.dev.sample import write_catalogue
 
 
+def _pairs(raw: str) -> int:
+    """A number of designs, 1 or more, else argparse's usage error (a catalogue of none
+    cannot be written, nor indexed)."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw.lstrip("0")) > 7 or int(raw) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 9999999, "
+                                         f"got {raw[:20]!r}")
+    return int(raw)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m worker.cli.sample",
                                      description="Write the deterministic sample catalogue.")
-    parser.add_argument("--pairs", type=int, default=200)
+    parser.add_argument("--pairs", type=_pairs, default=200, help="1 or more (default 200)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=None, help="default: DATABASE_DIR")
     args = parser.parse_args(argv)
