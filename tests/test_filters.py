@@ -60,6 +60,11 @@ def test_the_contract_carries_filters_parsed_or_as_parsed():
 def test_k_of_any_length_is_read_in_the_service_s_words():
     """int() refuses past 4,300 digits, leading zeros counted, with Python's advice."""
     assert SearchOptions(k="0" * 5000 + "5").k == 5 and SearchOptions(k=" +7 ").k == 7
+    from worker.core.numerals import PAST, whole
+
+    assert [whole(t) for t in ("12", " 007 ", "", "1_0", "\u00b2", "+3", "9" * 5000)] == \
+        [12, 7, None, None, None, None, PAST]
+    assert [whole(t, signed=True) for t in ("+3", "-" + "9" * 20, "--1")] == [3, -PAST, None]
     for given in ("9" * 5000, "0" * 5000 + "1" * 12, "-" + "9" * 20):
         with pytest.raises(ValueError, match="k must be between 1 and 100") as refused:
             SearchOptions(k=given)

@@ -34,6 +34,7 @@ from worker.core.filters import (
     facets,
     parse_filter_fields,
 )
+from worker.core.numerals import whole
 
 bp = Blueprint("browse", __name__)
 PER_PAGE = 48
@@ -73,12 +74,11 @@ class CatalogueListing(Closed):
 
 def _int_arg(name: str, default: int, high: int) -> int:
     raw = request.args.get(name, str(default))  # given but blank is refused, as the schema says
-    # not "²" or "٣"; nor past 9 digits, which int() refuses past 4,300 (a 500)
-    if not (raw.isascii() and raw.isdigit()) or len(raw.lstrip("0")) > 9 or \
-            not 1 <= int(raw) <= high:
+    value = whole(raw)  # not "²" or "٣"
+    if value is None or not 1 <= value <= high:
         raise RequestRefused(400, f"invalid_{name}",
                              f"{name} must be a whole number from 1 to {high}, got {raw[:20]!r}")
-    return int(raw)
+    return value
 
 
 def _filters(catalogue: Catalogue) -> tuple[Filters, np.ndarray]:

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from worker.core.numerals import whole
 from worker.core.settings import InvalidSetting, Settings
 from worker.dev.sample import write_catalogue
 
@@ -13,10 +14,11 @@ from worker.dev.sample import write_catalogue
 def _pairs(raw: str) -> int:
     """A number of designs, 1 or more, else argparse's usage error (a catalogue of none
     cannot be written, nor indexed)."""
-    if not (raw.isascii() and raw.isdigit()) or len(raw.lstrip("0")) > 7 or int(raw) < 1:
+    pairs = whole(raw)
+    if pairs is None or not 1 <= pairs <= 9_999_999:
         raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 9999999, "
                                          f"got {raw[:20]!r}")
-    return int(raw)
+    return pairs
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from worker.cli.index import why_build
+from worker.core.numerals import whole
 from worker.core.settings import REPO_ROOT, InvalidSetting, Settings
 from worker.dev.processes import free_port, port_in_use, start_redis, stop_process
 from worker.dev.services import web_command
@@ -82,12 +83,11 @@ def _prepare(settings: Settings) -> int:
 
 def _port(raw: str) -> int:
     """A TCP port, else argparse's usage error naming PORT (a bad env value too: exit 2)."""
-    digits = raw.lstrip("0")
-    if not (raw.isascii() and raw.isdigit()) or len(digits) > 5 or \
-            not 1 <= int(digits or 0) <= 65535:
+    port = whole(raw)
+    if port is None or not 1 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"PORT must be a port number from 1 to 65535, "
                                          f"got {raw[:20]!r}")
-    return int(digits)
+    return port
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,6 @@ travels in the job as kwargs, rebuilt by the worker with the same validation; th
 from __future__ import annotations
 
 import math
-import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -16,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from worker.core.boxes import box_field, parse_box
 from worker.core.filters import FilterError, normalised, parse_filter_fields
 from worker.core.images import Box
+from worker.core.numerals import whole
 
 SIDES = ("front", "back")
 RESUBMIT = "please submit the search again"
@@ -74,18 +74,12 @@ class SearchOptions(BaseModel):
     @field_validator("k", mode="before")
     @classmethod
     def _k(cls, value: object) -> int:
-        if isinstance(value, bool) or not isinstance(value, int | str) or \
-                (isinstance(value, str) and not re.fullmatch(r"\s*[+-]?[0-9]+\s*", value)):
+        k = value if isinstance(value, int) and not isinstance(value, bool) else \
+            whole(value, signed=True) if isinstance(value, str) else None
+        if k is None:
             raise ValueError(f"k must be a whole number, got {str(value)[:40]!r}")
-        if isinstance(value, str):  # int() refuses past 4,300 digits (zeros too), in its words
-            text = value.strip()
-            digits = text.lstrip("+-").lstrip("0")
-            if len(digits) > 9:
-                raise ValueError(f"k must be between 1 and {K_MAX}, got {text[:12]}...")
-            value = ("-" if text.startswith("-") else "") + (digits or "0")
-        k = int(value)
         if not 1 <= k <= K_MAX:
-            raise ValueError(f"k must be between 1 and {K_MAX}, got {k}")
+            raise ValueError(f"k must be between 1 and {K_MAX}, got {str(value).strip()[:12]}")
         return k
 
     @field_validator("front_weight", mode="before")
