@@ -1,4 +1,4 @@
-"""One catalogue edit of a name at a time (web/designs.py `_claim`), decided in one Redis step:
+"""One catalogue edit of a name at a time (web/editclaims.py `claim`), decided in one Redis step:
 two requests at once, or one before the first's job exists, cannot both pass."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import dataclasses
 import pytest
 from rq import Queue
 
-from web import create_app
-from web.designs import ENQUEUE_GRACE_S, PENDING, _claim
+from web import create_app, editclaims
+from web.editclaims import ENQUEUE_GRACE_S, PENDING
 from web.errors import RequestRefused
 
 
@@ -23,7 +23,7 @@ def claim(app, name: str) -> tuple[str | None, str | None]:
     names)."""
     with app.test_request_context():
         try:
-            return _claim(name), None
+            return editclaims.claim(name), None
         except RequestRefused as exc:
             assert (exc.status, exc.error) == (409, "edit_pending")
             return None, str(exc).rsplit("/", 1)[1]

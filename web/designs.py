@@ -10,18 +10,17 @@ while it waits is 409 `edit_pending` (a client's retry would otherwise run twice
 from __future__ import annotations
 
 import hmac
-import uuid
 from functools import partial
 
 from flask import Blueprint, abort, current_app, jsonify, request, url_for
-from redis.exceptions import RedisError
-from rq.job import Job, JobStatus
+from rq.job import JobStatus
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
 from web.apidoc import ADMIN, Responses, api
 from web.catalogue import current_catalogue
 from web.design_schemas import DesignEdit, DesignForm, EditPending, EditStatus
+from web.editclaims import claim, release
 from web.errors import RequestRefused
 from web.offload import off_loop
 from web.schemas import Error
@@ -39,7 +38,6 @@ from worker.core.contract import SIDES
 from worker.core.queueing import (
     ADD_DESIGN_FUNC,
     EDIT_FUNCS,
-    ENDED,
     REMOVE_DESIGN_FUNC,
     upload_name,
     wait_until_done,
@@ -48,27 +46,8 @@ from worker.core.readcache import read_manifest_cached
 
 bp = Blueprint("designs", __name__)
 EDIT_WAIT_S = 60
-PENDING = "pairsearch:edit-pending:"  # + design name: the id of the edit of it under way
 EDIT_ID = {"edit_id": "the id a 202 returned (32 lowercase hex digits)"}
-ENQUEUE_GRACE_S = 120  # a claimed edit's job exists within a request's upload time
-# the claim: free when nobody holds it, or the holder's job has ended, or it has no job and
-# was claimed ENQUEUE_GRACE_S ago (its request failed); else the holder's id
-_CLAIM = """
-local holder = redis.call('GET', KEYS[1])
-if holder then
-  local status = redis.call('HGET', ARGV[4] .. holder, 'status')
-  local ended = false
-  for i = 5, #ARGV do if status == ARGV[i] then ended = true end end
-  local young = redis.call('TTL', KEYS[1]) > tonumber(ARGV[2]) - tonumber(ARGV[3])
-  if not ended and (status or young) then return holder end
-end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return false
-"""
 
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-"""
 
 
 def _authorise() -> None:
@@ -101,31 +80,6 @@ def _names() -> list[str]:
         raise RequestRefused(503, "no_index", str(exc), retry_after=60) from None
 
 
-def _claim(name: str) -> str:
-    """A new edit's id (a job id as a search's: GET /api/edits/<id> reads it), made the edit
-    of `name` under way in one step; 409 while another still is (its job not ended, or not
-    enqueued yet: claimed within ENQUEUE_GRACE_S)."""
-    edit_id = uuid.uuid4().hex
-    redis = current_app.extensions["redis"]
-    holder = redis.eval(_CLAIM, 1, PENDING + name, edit_id,
-                        current_app.config["SETTINGS"].result_ttl, ENQUEUE_GRACE_S,
-                        Job.redis_job_namespace_prefix, *(s.value for s in ENDED))
-    if holder:
-        holder = holder.decode() if isinstance(holder, bytes) else holder
-        raise RequestRefused(409, "edit_pending", f"an edit of {name!r} is still under way: "
-                             f"see {url_for('designs.get_edit', edit_id=holder)}")
-    return edit_id
-
-
-def _release(name: str, edit_id: str) -> None:
-    """Let go of the claim on `name` if it is still `edit_id`'s (its job never enqueued), so a
-    retry is not refused for ENQUEUE_GRACE_S pointing at an edit that does not exist."""
-    try:
-        current_app.extensions["redis"].eval(_RELEASE, 1, PENDING + name, edit_id)
-    except RedisError:  # the claim lapses after ENQUEUE_GRACE_S all the same
-        pass
-
-
 def _run(func: str, kwargs: dict, done_status: int, edit_id: str,
          uploads: dict[str, bytes] | None = None):
     """Store `uploads`, enqueue an edit job (`edit_id`, claimed on `kwargs["name"]`) and wait
@@ -140,7 +94,7 @@ def _run(func: str, kwargs: dict, done_status: int, edit_id: str,
                             result_ttl=settings.result_ttl, failure_ttl=settings.result_ttl)
     except BaseException:
         discard_uploads(list(uploads or {}))
-        _release(kwargs["name"], edit_id)
+        release(kwargs["name"], edit_id)
         raise
     status = wait_until_done(queue.connection, job, EDIT_WAIT_S)
     if status == JobStatus.FINISHED:
@@ -232,7 +186,7 @@ def add_design():
                                               settings.max_image_pixels) for side in SIDES]),
                      strict=True))
     check_capacity(settings)  # before anything is stored: a refused edit leaves no upload
-    edit_id = _claim(name)
+    edit_id = claim(name)
     uploads = {side: upload_name(edit_id, side, image_format)
                for side, (_, image_format) in sides.items()}
     return _run(ADD_DESIGN_FUNC, {"name": name, **uploads, "columns": columns}, 201, edit_id,
@@ -252,4 +206,4 @@ def delete_design(name: str):
     if name not in _names():
         abort(404, description=f"no design named {name!r}")
     check_capacity(current_app.config["SETTINGS"])
-    return _run(REMOVE_DESIGN_FUNC, {"name": name}, 200, _claim(name))
+    return _run(REMOVE_DESIGN_FUNC, {"name": name}, 200, claim(name))

@@ -74,8 +74,7 @@ class SearchOptions(BaseModel):
     @field_validator("k", mode="before")
     @classmethod
     def _k(cls, value: object) -> int:
-        k = value if isinstance(value, int) and not isinstance(value, bool) else \
-            whole(value, signed=True) if isinstance(value, str) else None
+        k = value if type(value) is int else whole(value, True) if isinstance(value, str) else None
         if k is None:
             raise ValueError(f"k must be a whole number, got {str(value)[:40]!r}")
         if not 1 <= k <= K_MAX:
@@ -148,8 +147,7 @@ class Hit(BaseModel):
                                     "manifest); null below them")
     similarity: int | None = Field(None, ge=0, le=100, description="0-100, the score mapped "
                                    "through the same thresholds (similar 50, near-duplicate 75, "
-                                   "copy 90), rounded down; null when the index has no "
-                                   "thresholds")
+                                   "copy 90) and rounded down; null without thresholds")
     columns: dict[str, str] = Field(default_factory=dict, description="the design's further "
                                     "pairs.csv columns (garment, season, ...)")
 
@@ -198,8 +196,7 @@ class SearchResult(BaseModel):
                                             "per stage, and batch size")
     descriptor: str | None = None
     weights: str | None = Field(None, description="VGG16 weights id, e.g. `imagenet`")
-    catalogue: str | None = Field(None, description="the catalogue version (index generation) "
-                                  "searched; null for an index without generations")
+    catalogue: str | None = Field(None, description="the catalogue version searched")
 
 
 CHECK_UPLOAD_NAME = r"^[0-9a-f]{32}-r[0-9]{1,6}-(front|back)\.png$"  # <check id>-r<row>-<side>
