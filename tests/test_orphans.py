@@ -194,7 +194,7 @@ def test_the_drawings_of_a_chunk_whose_worker_died_are_deleted_with_it(queue, tm
     from worker.core.checks import collection_upload_name
     from worker.core.contract import CheckChunk, ChunkRow
     from worker.core.storage import FileStorage
-    from worker.service.process import discard_uploads
+    from worker.service.maintenance import discard_uploads
 
     check = uuid.uuid4().hex
     storage = FileStorage(tmp_path / "uploads", tmp_path / "output")

@@ -11,26 +11,26 @@ import logging
 import signal
 import time
 
-from pydantic import ValidationError
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
-from rq.exceptions import NoSuchJobError
 from rq.executions import Execution, cleanup_execution
 from rq.intermediate_queue import IntermediateQueue
 from rq.job import Job
 from rq.job_lifecycle import call_exception_handlers
 
-from worker.core.checks import chunk_uploads
-from worker.core.contract import CheckChunk
 from worker.core.images import ImageRejected
-from worker.core.queueing import UploadRefused, announce_done, check_upload_name, index_queue_name
+from worker.core.queueing import announce_done, index_queue_name
 from worker.core.settings import Settings
 from worker.indexing.recovery import recover_at_start
-from worker.service.dropped import start, sweep, take
+from worker.service.dropped import start, take
 from worker.service.engine import Engine, install
 from worker.service.housekeeping import worker_name
-from worker.service.orphans import settle_orphaned_jobs
+from worker.service.maintenance import (
+    delete_expired_files,
+    discard_uploads,
+    settle_dead_workers_jobs,
+)
 from worker.service.reports import REPORTS
 
 log = logging.getLogger(__name__)
@@ -41,22 +41,6 @@ WORKER_TTL_S = 45
 # RQ's command listener waits 60 s for a message and redis-py 8.2's stop() joins it without a
 # limit: a worker whose listener read its own unsubscribe first took 60 s more to stop
 LISTENER_WAKE_S = 1.0
-
-
-def discard_uploads(storage, job: Job) -> None:
-    """A job has ended (a search, a design edit, a check's chunk): its uploads are no longer
-    needed. A chunk deletes its rows' drawings itself; this also covers a chunk whose worker
-    died (failed as orphaned), whose drawings were otherwise kept until RESULT_TTL's sweep."""
-    kwargs = job.kwargs or {}
-    try:
-        if "rows" in kwargs:  # a check's chunk: the contract checks each row's upload names
-            names = chunk_uploads(CheckChunk.model_validate(kwargs))
-        else:
-            names = [check_upload_name(name) for side, name in kwargs.items()
-                     if side in ("front", "back") and isinstance(name, str)]
-        storage.delete_uploads(names)
-    except (OSError, RedisError, UploadRefused, ValidationError) as exc:  # the sweep gets them
-        log.warning("could not delete the uploads of %s: %s", job.id, exc)
 
 
 def record_error(job: Job, exc_type, exc_value, traceback) -> bool:
@@ -164,36 +148,13 @@ class SearchWorker(SimpleWorker):
             self.heartbeat(self.get_heartbeat_ttl(job))
 
     def run_maintenance_tasks(self):
-        """Settle the jobs of dead workers (run again, finished or failed), put back jobs a
-        worker popped and never started, then RQ's registry clean-up, then delete expired files.
-        Ours first: RQ's fails a dead worker's job for good once its execution has expired (a
-        restart slower than JOB_TIMEOUT + 60 s), where ours would run a search again."""
-        try:  # a key or reply it cannot read must not stop the worker serving
-            sweep(self.connection, [queue.name for queue in self.queues], self.name,
-                  self.engine.settings.job_timeout)
-        except (RedisError, ValueError, NoSuchJobError) as exc:
-            log.warning("could not sweep for dropped jobs: %s", exc)
-        settings = self.engine.settings
-        for queue in self.queues:
-            try:  # nor must one job it cannot settle stop RQ's clean-up below
-                for job_id in settle_orphaned_jobs(queue, settings.result_ttl, self.name,
-                                                   settings.job_timeout, settings.features_dir):
-                    try:
-                        discard_uploads(self.engine.storage,
-                                        Job.fetch(job_id, connection=self.connection))
-                    except NoSuchJobError:
-                        continue
-            except Exception as exc:  # noqa: BLE001 - logged; the next maintenance tries again
-                log.warning("could not settle the jobs of dead workers on %s: %s", queue.name,
-                            exc)
+        """Settle the jobs of dead workers and put back jobs popped and never started, then
+        RQ's registry clean-up, then delete expired files. Ours first: RQ's fails a dead
+        worker's job for good once its execution has expired (a restart slower than
+        JOB_TIMEOUT + 60 s), where ours would run a search again."""
+        settle_dead_workers_jobs(self.connection, self.queues, self.name, self.engine)
         super().run_maintenance_tasks()
-        try:
-            removed = self.engine.storage.sweep(self.engine.settings.result_ttl)
-        except (OSError, RedisError) as exc:  # the next maintenance tries again
-            log.warning("could not delete expired files: %s", exc)
-            removed = 0
-        if removed:
-            log.info("deleted %d expired upload/result files", removed)
+        delete_expired_files(self.engine)
 
 
 def start_engine(settings: Settings, extractor=None, with_index: bool = True) -> Engine:
