@@ -488,18 +488,18 @@ def test_a_poll_between_a_cancel_s_job_cancels_and_its_settling_says_cancelled(
         settings, redis, monkeypatch):
     """The page polls while a cancel runs: the poll saw the chunks CANCELED and no design
     settled, took them for lost, and the designs read "the worker stopped"."""
-    from worker.core import checks
+    from worker.core import checkcancel, checks
 
     client = _client(settings, check_chunk_pairs=1)
     url = post_collection(client, make_zip(GOOD, [("a", "a-f.png", "a-b.png"),
                                                   ("b", "a-b.png", "a-f.png")])).get_json()["url"]
-    settle = checks.settle_cancelled
+    settle = checkcancel.settle_cancelled
 
     def polled_first(connection, check_id, names, ttl):
         checks.read_check(connection, check_id, ttl=ttl)  # the page's poll, in between
         settle(connection, check_id, names, ttl)
 
-    monkeypatch.setattr(checks, "settle_cancelled", polled_first)
+    monkeypatch.setattr(checkcancel, "settle_cancelled", polled_first)
     assert client.delete(url).status_code == 200
     assert [d["error"] for d in client.get(url).get_json()["designs"]] == [CANCELLED] * 2
 

@@ -145,7 +145,7 @@ def test_a_distributed_int8_build_runs_its_own_model_on_the_workers(
 
     from tests.test_index_distributed import CHUNK_PAIRS, build_on_chunks_only_worker
     from tests.test_index_resume import assert_same_banks
-    from worker.indexing.chunks import PUBLISHED_MODEL
+    from worker.indexing.chunkcache import PUBLISHED_MODEL
 
     settings = Settings(redis_url=redis_url, database_dir=catalogue_dir,
                         features_dir=tmp_path / "features", upload_dir=tmp_path / "uploads",

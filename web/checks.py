@@ -14,10 +14,10 @@ from web.errors import error_response
 from web.schemas import Error
 from web.searches import MAX_WAIT_S, SEARCH_ID, hit_view
 from web.submissions import discard_uploads
+from worker.core.checkcancel import cancel_check
 from worker.core.checks import (
     CheckState,
     CheckStatus,
-    cancel_check,
     collection_upload_name,
     design_image_name,
     read_check,

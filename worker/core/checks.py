@@ -8,7 +8,8 @@ Keys, both expiring after RESULT_TTL:
 - `pairsearch:check:<id>`: hash of `total`, `names` (JSON list, pairs.csv order), `options`
   (the SearchOptions, JSON), `chunks` (JSON `[[job id, [row, ...]], ...]`), `started`,
   `catalogue` (the index generation the first chunk was compared with: every chunk is),
-  `cancelled` (set first by `cancel_check`: a chunk that starts after it checks nothing);
+  `cancelled` (set first by `checkcancel.cancel_check`: a chunk that starts after it checks
+  nothing);
 - `pairsearch:check:<id>:rows`: hash of row -> `CheckedDesign` JSON, once that design is
   settled (finished or failed). Its length is the progress; the last write announces the end.
 
@@ -26,7 +27,6 @@ from enum import StrEnum
 
 from redis import Redis
 from rq import Queue
-from rq.exceptions import InvalidJobOperation
 from rq.job import Job, JobStatus
 
 from worker.core.contract import CheckChunk, CheckedDesign, ChunkRow, SearchOptions
@@ -141,41 +141,6 @@ def mark_started(connection: Redis, check_id: str, catalogue: str | None = None)
     with connection.pipeline() as pipe:  # "": a flat FEATURES_DIR's, not pinned
         pipe.hset(KEY + check_id, "started", 1).hsetnx(KEY + check_id, "catalogue", catalogue or "")
         return pipe.hget(KEY + check_id, "catalogue").execute()[-1].decode() or None
-
-
-def is_cancelled(connection: Redis, check_id: str) -> bool:
-    return bool(connection.hexists(KEY + check_id, "cancelled"))
-
-
-def cancel_check(connection: Redis, state: CheckState, ttl: int) -> list[int]:
-    """Cancel the check's chunks that have not started, settling their designs as failed
-    (CANCELLED); the rows returned, whose uploads the caller deletes. A chunk already running
-    finishes. The flag is set before the jobs' statuses are read and a chunk reads it after
-    RQ marks it started, so a chunk seen queued here never checks its designs; one that
-    starts between the two is seen started here and settles its designs itself
-    (`settle_cancelled`)."""
-    connection.hset(KEY + state.id, "cancelled", 1)
-    pending = [(job_id, rows) for job_id, rows in state.chunks
-               if any(row not in state.outcomes for row in rows)]
-    jobs = Job.fetch_many([job_id for job_id, _ in pending], connection=connection)
-    cancelled: list[int] = []
-    for job, (_, rows) in zip(jobs, pending, strict=True):
-        if job is not None and job.get_status(refresh=False) in WAITING:
-            try:
-                job.cancel()
-            except InvalidJobOperation:  # cancelled meanwhile, by another request
-                pass
-            cancelled += [row for row in rows if row not in state.outcomes]
-    settle_cancelled(connection, state.id, {row: state.names[row] for row in cancelled}, ttl)
-    return cancelled
-
-
-def settle_cancelled(connection: Redis, check_id: str, names: dict[int, str], ttl: int) -> None:
-    """Settle designs (row -> name) as not checked for the cancel; one settled meanwhile keeps
-    its outcome."""
-    record_outcomes(connection, check_id, {
-        row: CheckedDesign(name=name, status="failed", error=CANCELLED)
-        for row, name in names.items()}, ttl, keep_settled=True)
 
 
 def record_outcomes(connection: Redis, check_id: str, outcomes: dict[int, CheckedDesign],

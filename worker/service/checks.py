@@ -19,13 +19,12 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 from rq import get_current_job
 
+from worker.core.checkcancel import is_cancelled, settle_cancelled
 from worker.core.checks import (
     chunk_uploads,
     design_image_name,
-    is_cancelled,
     mark_started,
     record_outcomes,
-    settle_cancelled,
 )
 from worker.core.contract import (
     RESUBMIT,

@@ -1,0 +1,109 @@
+"""The chunk cache of index builds (worker.indexing.chunks): each finished chunk's rows,
+`FEATURES_DIR/chunks/<model>/<key>.npz`, written aside and renamed, and an int8 build's
+model published beside them for a distributed build's workers."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import shutil
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from worker.core import generations
+from worker.core.storage import write_aside
+
+log = logging.getLogger(__name__)
+PUBLISHED_MODEL = "model-int8.tflite"
+
+
+def chunk_key(model: str, hashes: list[str]) -> str:
+    return hashlib.sha256((model + "".join(hashes)).encode()).hexdigest()[:32]
+
+
+# what np.load raises for a chunk a crash left empty (EOFError) or cut short, or whose
+# members fail their CRC (zipfile.BadZipFile): such a chunk is extracted again
+DAMAGED = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
+
+
+def _member(path: Path, name: str) -> np.ndarray | None:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return data[name]
+    except DAMAGED as exc:
+        log.warning("ignoring unreadable chunk %s: %s", path.name, exc)
+        return None
+
+
+class ChunkCache:
+    """The finished chunks of one model: `<key>.npz` with `hashes` (n,) str and `rows`
+    (n, raw dim) float32, written aside and renamed (a reader sees whole chunks only)."""
+
+    def __init__(self, features_dir: Path, model: str):
+        self.root = Path(features_dir) / generations.CHUNK_CACHE
+        self.model = model
+        self.folder = self.root / model
+
+    def _chunks(self) -> Iterator[tuple[Path, np.ndarray]]:
+        for path in sorted(self.folder.glob("*.npz")):
+            if (hashes := _member(path, "hashes")) is not None:
+                yield path, hashes
+
+    def hashes(self) -> set[str]:
+        return {str(h) for _, hashes in self._chunks() for h in hashes}
+
+    def rows(self, wanted: set[str], dim: int) -> dict[str, np.ndarray]:
+        """sha256 -> (dim,) float32 row, for each wanted content the cache holds."""
+        found: dict[str, np.ndarray] = {}
+        for path, hashes in self._chunks():
+            hit = [i for i, h in enumerate(hashes) if h in wanted and h not in found]
+            if hit and (rows := _member(path, "rows")) is not None:
+                if rows.shape != (len(hashes), dim):
+                    log.warning("ignoring chunk %s: rows %s, expected (%d, %d)", path.name,
+                                rows.shape, len(hashes), dim)
+                    continue
+                found.update((str(hashes[i]), rows[i]) for i in hit)
+        return found
+
+    def write(self, key: str, hashes: list[str], rows: np.ndarray) -> None:
+        buf = io.BytesIO()
+        np.savez(buf, hashes=np.array(hashes), rows=np.asarray(rows, np.float32))
+        write_aside(self.folder, f"{key}.npz", buf.getvalue())
+        generations.checkpoint(f"written chunk {key}")
+
+    def has(self, key: str) -> bool:
+        return (self.folder / f"{key}.npz").is_file()
+
+    def publish_model(self, blob: bytes) -> None:  # an int8 build's, for the workers it asks
+        write_aside(self.folder, PUBLISHED_MODEL, blob)
+
+    def published_model(self) -> bytes | None:
+        path = self.folder / PUBLISHED_MODEL
+        return path.read_bytes() if path.is_file() else None
+
+    def prune(self, used: set[str], dim: int, chunk_images: int, others: bool = True) -> int:
+        """After a build: drop chunks no image of `used` needs and (`others`) other models'
+        chunks, but not this model's companions (`<model>-copies`); repack the rest when they
+        hold over twice the rows in use (the cache stays within 2x the catalogue's raw rows).
+        Returns the chunk files deleted."""
+        for other in self.root.iterdir() if self.root.is_dir() and others else []:
+            if other.is_dir() and other.name.split("-")[0] != self.model:
+                shutil.rmtree(other, ignore_errors=True)
+        chunks = list(self._chunks())
+        stale = [path for path, hashes in chunks if not used.intersection(map(str, hashes))]
+        if sum(len(hashes) for path, hashes in chunks if path not in stale) > 2 * len(used):
+            rows = self.rows(used, dim)
+            digests = sorted(rows)
+            kept = set()
+            for start in range(0, len(digests), chunk_images):
+                part = digests[start:start + chunk_images]
+                kept.add(f"{chunk_key(self.model, part)}.npz")
+                self.write(chunk_key(self.model, part), part, np.stack([rows[d] for d in part]))
+            stale = [path for path, _ in chunks if path.name not in kept]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
