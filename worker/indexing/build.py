@@ -213,19 +213,17 @@ def _build(settings: Settings, extractor, batch_size: int, progress: bool, distr
                                   settings.max_image_pixels, 2 * settings.index_chunk_pairs,
                                   batch_size, progress)
     front, back, whitening = banks_from_features(extractor, catalogue, gathered.features, copies)
-    thresholds = thresholds_for(extractor.descriptor)  # the plain score's
     listing = duplicate_thresholds_for(extractor.descriptor)  # the list's own, on that score
     # listed once per generation, here and by edits: the web reads them, never the banks
     duplicates = find_duplicates(front, back, listing, settings.search_ann_min_pairs)
     manifest = {
         "n_pairs": len(catalogue), "dim": int(front.shape[1]), "raw_dim": extractor.dim,
-        "dtype": "float32",
-        "whitening": None if whitening is None else {
+        "dtype": "float32", "whitening": None if whitening is None else {
             "dims": whitening.dim, "shrink": SHRINK, "learned_on_images": len(gathered.features),
             "synthetic_copies": 0 if copies is None else len(copies[0])},
-        "descriptor": extractor.descriptor,
-        "verdicts": thresholds, "exact_match": exact_match_for(extractor.descriptor),
-        "duplicates": duplicates.summary(listing),
+        "descriptor": extractor.descriptor, "duplicates": duplicates.summary(listing),
+        "verdicts": thresholds_for(extractor.descriptor),  # the plain score's
+        "exact_match": exact_match_for(extractor.descriptor),
         "sketch_share": sketch_share(catalogue, settings.max_image_pixels, extractor.trim),
         "weights": {"id": extractor.weights_id, "fingerprint": extractor.weights_fingerprint,
                     "file": extractor.weights_file},

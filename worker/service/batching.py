@@ -212,9 +212,8 @@ class Batcher:
         forward pass with up to BATCH_SIZE - 1 queued searches (those are kept for later)."""
         batch: list[Pass] = [(None, canvases, turned)]
         if queue.connection is not None and queue.name is not None and self.max_searches > 1:
-            queued = self._queued(queue.connection, queue.name, search_id, queue.worker,
-                                  self.max_searches - 1)
-            batch += self._canvases_of(storage, queued)
+            batch += self._canvases_of(storage, self._queued(
+                queue.connection, queue.name, search_id, queue.worker, self.max_searches - 1))
         return self._forward(batch)[0]
 
     def feature_maps(self, canvases: np.ndarray) -> list[np.ndarray]:
