@@ -100,3 +100,19 @@ def test_a_started_worker_runs_numpy_blas_on_one_thread(indexed_settings, extrac
     start_engine(indexed_settings, extractor)
     blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
     assert blas and all(pool["num_threads"] == WORKER_BLAS_THREADS == 1 for pool in blas)
+
+
+def test_a_worker_given_a_name_still_registered_stops_before_loading_the_model(
+        indexed_settings, redis):
+    """RQ refused the name after the model had loaded, the process exited 1, and a
+    supervisor restarted it into the same refusal until the old registration expired."""
+    from rq import SimpleWorker
+
+    SimpleWorker([Queue(indexed_settings.queue_name, connection=redis)], connection=redis,
+                 name="fixed-name").register_birth()  # a killed predecessor's, say
+    proc = subprocess.run([sys.executable, "-m", "worker", "--burst", "--name", "fixed-name"],
+                          env=service_env(indexed_settings), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "a worker named 'fixed-name' is registered" in proc.stderr
+    assert "serving" not in proc.stderr  # refused before the model and the banks loaded

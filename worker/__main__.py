@@ -8,6 +8,7 @@ import sys
 
 from redis import Redis
 from redis.exceptions import RedisError
+from rq import Worker
 
 from worker.core.bank import BankError
 from worker.core.catalogue import CatalogueError
@@ -22,7 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Serve paired design searches from the queue.")
     parser.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     parser.add_argument("--name", default=None,
-                        help="worker name (default: host.pid.random); NAME~N after the Nth "
+                        help="worker name (default: host.pid.random, by which a restarted "
+                             "worker knows its dead predecessor and runs its search again; a "
+                             "given name's searches are failed instead); NAME~N after the Nth "
                              "Redis outage")
     parser.add_argument("--chunks-only", action="store_true",
                         help="serve only a distributed index build's chunks; needs no index "
@@ -35,6 +38,12 @@ def main(argv: list[str] | None = None) -> int:
         name = args.name or worker_name()
         try:  # before the model loads: /readyz no longer counts a predecessor killed here
             forget_dead_local_workers(connection, name)
+            if args.name and connection.exists(Worker.redis_worker_namespace_prefix + name):
+                # RQ would refuse it after the model loaded, and a restart would load it again
+                print(f"worker: cannot start: a worker named {name!r} is registered (a "
+                      "killed one's registration lasts until it expires, JOB_TIMEOUT + 60 s at "
+                      "most); wait, or start without --name", file=sys.stderr)
+                return 2
         except RedisError as exc:  # Redis away: the worker's own loop waits for it
             logging.getLogger("worker").warning("could not tidy the workers' registry: %s", exc)
         engine = start_engine(settings, with_index=not args.chunks_only)
