@@ -129,9 +129,19 @@ def test_a_chunk_a_crash_left_empty_or_cut_short_is_extracted_again(tmp_path):
     cut = cache.folder / "cut.npz"
     cut.write_bytes(cut.read_bytes()[:-40])
     (cache.folder / "empty.npz").write_bytes(b"")
-    assert cache.hashes() == {"a", "b"}  # the damaged ones' designs are planned again
-    found = cache.rows({"a", "c"}, 3)
+    found = cache.rows({"a", "c"}, 3)  # a build's read of the rows skips them...
     assert set(found) == {"a"} and np.array_equal(found["a"], np.ones(3, np.float32))
+    assert cache.hashes() == {"a", "b"}  # ...and its plan extracts their images again
+    assert sorted(p.name for p in cache.folder.iterdir()) == ["good.npz"]  # deleted
+
+    # only the rows member damaged (its hashes readable): planned again all the same
+    cache.write("rows-cut", ["e"], np.ones((1, 3), np.float32))
+    path = cache.folder / "rows-cut.npz"
+    data = bytearray(path.read_bytes())
+    at = data.index(np.float32(1).tobytes())  # a value of the rows changed: its CRC fails
+    data[at:at + 4] = np.float32(2).tobytes()
+    path.write_bytes(bytes(data))
+    assert cache.hashes() == {"a", "b"} and not path.exists()
 
 
 def test_a_catalogue_of_no_designs_is_refused_before_the_caches_are_touched(tmp_path):

@@ -17,7 +17,8 @@ BAD = [("PRECISION", "fp8"), ("STORAGE", "s3"), ("BATCH_SIZE", "0"), ("THUMB_CAC
        ("JOB_TIMEOUT", "0"), ("MAX_UPLOAD_MB", "0"), ("MAX_QUEUE_LENGTH", "-5"),
        ("MAX_IMAGE_PIXELS", "0"), ("RESULT_TTL", "59"), ("CHECK_CHUNK_PAIRS", "0"),
        ("CHECK_MAX_PAIRS", "0"), ("ZIP_MAX_ENTRIES", "1"), ("ZIP_MAX_MB", "0"),
-       ("ZIP_MAX_ENTRY_MB", "many"), ("ZIP_MAX_RATIO", "1")]
+       ("ZIP_MAX_ENTRY_MB", "many"), ("ZIP_MAX_RATIO", "1"), ("JOB_TIMEOUT", "9" * 5000),
+       ("BATCH_SIZE", "\u0663")]  # past int()'s 4,300 digits; an Arabic-Indic three
 
 
 @pytest.mark.parametrize("name,value", BAD)
@@ -187,6 +188,20 @@ def test_make_run_builds_the_index_again_when_the_worker_would_refuse_it(tmp_pat
         settings.catalogue_csv.write_text(text)
         os.utime(settings.catalogue_csv, (earlier, earlier))
         assert why_build(settings) == reason
+    # an edit's "before" list: its rewrite pending (the worker's start completes it), or,
+    # once rewritten, a restored backup of it that the index no longer lists
+    from worker.core.generations import current_dir
+    from worker.indexing.recovery import LISTED
+
+    before = listed.replace("a.png", "c.png")
+    manifest = {**served, "n_pairs": 1, "catalogue_fingerprint": fingerprint,
+                "edit": {"from": load_catalogue(settings.database_dir).fingerprint()}}
+    write_bank(settings.features_dir, rows[:1], rows[:1], manifest,
+               catalogue_csv=catalogue_csv(["a"], ["a.png"], ["b.png"], {"season": ["SS25"]}))
+    os.utime(settings.catalogue_csv, (earlier - 10, earlier - 10))
+    assert settings.catalogue_csv.read_text() == before and why_build(settings) is None
+    (current_dir(settings.features_dir) / LISTED).touch()
+    assert why_build(settings) == "pairs.csv lists other designs than the index"
 
 
 @pytest.mark.parametrize("size", ["0", "-1", "x", "257"])

@@ -116,3 +116,9 @@ def test_a_worker_given_a_name_still_registered_stops_before_loading_the_model(
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert "a worker named 'fixed-name' is registered" in proc.stderr
     assert "serving" not in proc.stderr  # refused before the model and the banks loaded
+    SimpleWorker([Queue(indexed_settings.queue_name, connection=redis)], connection=redis,
+                 name="fixed-name").register_death()  # stopped cleanly: RQ takes the name
+    proc = subprocess.run([sys.executable, "-m", "worker", "--burst", "--name", "fixed-name"],
+                          env=service_env(indexed_settings), capture_output=True, text=True,
+                          timeout=180)
+    assert proc.returncode == 0 and "is registered" not in proc.stderr, proc.stderr[-2000:]

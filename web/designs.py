@@ -49,7 +49,6 @@ EDIT_WAIT_S = 60
 EDIT_ID = {"edit_id": "the id a 202 returned (32 lowercase hex digits)"}
 
 
-
 def _authorise() -> None:
     """403 while editing is off; 401 (with a Bearer challenge) unless the request carries
     exactly `Authorization: Bearer <ADMIN_TOKEN>` (the scheme's case aside, RFC 9110)."""

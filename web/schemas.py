@@ -176,7 +176,8 @@ class Error(Closed):
                        "`invalid_k`, `unsupported_format`, `corrupt`, `too_small`, `blank`, `too_large`, "
                        "`too_many_pixels`, `not_found`, `not_ready`, `search_failed`, `no_worker`, "
                        "`queue_full`, `queue_unavailable`, `unauthorized`, `invalid_filter`, "
-                       "`unknown_filter`, `no_design_passes`, `unsupported_compression`, `no_index`")
+                       "`unknown_filter`, `no_design_passes`, `unsupported_compression`, "
+                       "`no_index`")
     message: str = Field(description="what went wrong, for people")
 
 

@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
         name = args.name or worker_name()
         try:  # before the model loads: /readyz no longer counts a predecessor killed here
             forget_dead_local_workers(connection, name)
-            if args.name and connection.exists(Worker.redis_worker_namespace_prefix + name):
+            key = Worker.redis_worker_namespace_prefix + name
+            if args.name and connection.exists(key) and not connection.hexists(key, "death"):
                 # RQ would refuse it after the model loaded, and a restart would load it again
                 print(f"worker: cannot start: a worker named {name!r} is registered (a "
                       "killed one's registration lasts until it expires, JOB_TIMEOUT + 60 s at "

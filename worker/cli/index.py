@@ -17,10 +17,12 @@ from redis.exceptions import RedisError
 from worker.core.bank import BankError, precision_serves, read_manifest
 from worker.core.catalogue import CatalogueError, load_catalogue
 from worker.core.generations import current_dir
+from worker.core.numerals import whole
 from worker.core.settings import InvalidSetting, Settings
 from worker.indexing.build import build_index
 from worker.indexing.chunks import ChunkMissing, UnreadableImages
 from worker.indexing.distributed import DistributedBuildFailed
+from worker.indexing.recovery import LISTED
 from worker.pipeline.precision import resolve_precision
 from worker.pipeline.preprocess import preprocess_params
 from worker.pipeline.weights import WeightsUnavailable, file_digest, resolve_weights
@@ -30,13 +32,10 @@ BATCH_MAX = 256  # VGG16's first block holds 12.8 MB an image (float32): 256 is 
 
 def batch_size(raw: str) -> int:
     """`--batch-size`: an int from 1 to BATCH_MAX, else argparse's usage error (exit 2)."""
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= BATCH_MAX:
+    value = whole(raw)
+    if value is None or not 1 <= value <= BATCH_MAX:
         raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {BATCH_MAX}, "
-                                         f"got {raw!r}")
+                                         f"got {raw[:20]!r}")
     return value
 
 
@@ -52,7 +51,8 @@ def _listed_otherwise(settings: Settings, manifest: dict) -> str | None:
     except CatalogueError as exc:
         return str(exc)
     recorded = manifest.get("catalogue_fingerprint")
-    pending = (manifest.get("edit") or {}).get("from")
+    rewritten = (current_dir(settings.features_dir) / LISTED).exists()
+    pending = None if rewritten else (manifest.get("edit") or {}).get("from")
     if recorded is not None and listed.fingerprint() not in (recorded, pending):
         return f"{settings.catalogue_csv.name} lists other designs than the index"
     if indexed is not None and listed.fingerprint() == indexed.fingerprint() and \

@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from worker.core.numerals import PAST, whole
+
 REPO_ROOT = Path(__file__).resolve().parents[2]  # worker/core/settings.py -> the repository
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 # grey input, GeM of unit local features, whitening learned from synthetic copies to 256, +
@@ -35,10 +37,10 @@ def _parse(name: str, raw: str, kind: type, default: object) -> object:
     if kind is Path:
         return Path(raw).resolve()
     if kind is bool or kind is int:
-        try:
-            number = int(raw)
-        except ValueError:
-            raise InvalidSetting(f"setting {name} must be an integer, got {raw!r}") from None
+        number = whole(raw, signed=True)
+        if number is None or abs(number) >= PAST:  # past 9 digits: nothing here is that large
+            raise InvalidSetting(f"setting {name} must be an integer of at most 9 digits, "
+                                 f"got {raw[:40]!r}")
         return number != 0 if kind is bool else number
     if name in CHOICES and raw not in CHOICES[name]:
         raise InvalidSetting(f"setting {name} must be one of {', '.join(CHOICES[name])}, "

@@ -26,7 +26,7 @@ def chunk_key(model: str, hashes: list[str]) -> str:
 
 
 # what np.load raises for a chunk a crash left empty (EOFError) or cut short, or whose
-# members fail their CRC (zipfile.BadZipFile): such a chunk is extracted again
+# members fail their CRC (zipfile.BadZipFile): such a chunk's images are extracted again
 DAMAGED = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 
 
@@ -48,13 +48,22 @@ class ChunkCache:
         self.model = model
         self.folder = self.root / model
 
-    def _chunks(self) -> Iterator[tuple[Path, np.ndarray]]:
+    def _chunks(self, whole: bool = False) -> Iterator[tuple[Path, np.ndarray]]:
+        """(path, hashes) of each readable chunk; `whole`: its rows read too, and a damaged
+        chunk deleted, so that its images are planned and extracted again."""
         for path in sorted(self.folder.glob("*.npz")):
-            if (hashes := _member(path, "hashes")) is not None:
+            hashes = _member(path, "hashes")
+            if whole and hashes is not None:
+                rows = _member(path, "rows")
+                hashes = hashes if rows is not None and len(rows) == len(hashes) else None
+            if hashes is not None:
                 yield path, hashes
+            elif whole:
+                path.unlink(missing_ok=True)
 
     def hashes(self) -> set[str]:
-        return {str(h) for _, hashes in self._chunks() for h in hashes}
+        """The contents the cache holds rows of (what a build need not extract)."""
+        return {str(h) for _, hashes in self._chunks(whole=True) for h in hashes}
 
     def rows(self, wanted: set[str], dim: int) -> dict[str, np.ndarray]:
         """sha256 -> (dim,) float32 row, for each wanted content the cache holds."""

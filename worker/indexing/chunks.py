@@ -1,4 +1,4 @@
-"""Chunks: the unit of work of an index build, and what its cache keeps.
+"""Chunks: the unit of work of an index build (their cache: worker.indexing.chunkcache).
 
 A build hashes the bytes of every catalogue image, takes the rows it already has from the
 chunk cache (`FEATURES_DIR/chunks/<model>/<key>.npz`), and extracts only the images it lacks,
@@ -41,8 +41,6 @@ class UnreadableImages(RuntimeError):
         lines = "\n".join(f"  {path}: {reason}" for path, reason in failures)
         super().__init__(f"{len(failures)} catalogue image(s) could not be read:\n{lines}")
         self.failures = failures
-
-
 
 
 class ChunkMissing(RuntimeError):

@@ -73,9 +73,11 @@ def editing(settings: Settings, wait_s: float = EDIT_LOCK_WAIT_S
         if not sync_listed(settings):
             listed = load_catalogue(settings.database_dir)
             if listed.fingerprint() == catalogue.fingerprint():
-                raise BankError("pairs.csv's further columns (" + ", ".join(listed.extra)
-                                + ") were edited since the index was built, and an edit "
-                                f"would put back the index's copy of them; {REINDEX}")
+                edited = sorted(c for c in {*listed.extra, *catalogue.extra}
+                                if listed.extra.get(c) != catalogue.extra.get(c))
+                raise BankError(f"pairs.csv's further columns ({', '.join(edited)}) were "
+                                "edited since the index was built, and an edit would put "
+                                f"back the index's copy of them; {REINDEX}")
             raise BankError(f"the banks ({len(bank)} pairs) were built from another pairs.csv "
                             f"than the current one ({len(listed)} pairs); {REINDEX}")
         yield catalogue, bank
