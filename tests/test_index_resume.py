@@ -5,7 +5,10 @@ a full build's. A worker takes chunks only after searches, and refuses another m
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -160,3 +163,10 @@ def test_a_catalogue_of_no_designs_is_refused_before_the_caches_are_touched(tmp_
     with pytest.raises(CatalogueError, match="lists no designs: nothing to index"):
         build_index(settings, extractor=None, progress=False)
     assert cached.read_bytes() == b"rows"
+    env = {**os.environ, "DATABASE_DIR": str(settings.database_dir),
+           "FEATURES_DIR": str(settings.features_dir), "VGG16_WEIGHTS": "bsds500"}
+    code = ("import sys; from worker.cli.index import main; code = main(['--no-progress']); "
+            "sys.exit(3 if 'tensorflow' in sys.modules else code)")  # refused before the model
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 1 and "lists no designs" in proc.stderr, proc.stderr[-2000:]

@@ -15,7 +15,7 @@ import sys
 from redis.exceptions import RedisError
 
 from worker.core.bank import BankError, precision_serves, read_manifest
-from worker.core.catalogue import CatalogueError, load_catalogue
+from worker.core.catalogue import CatalogueError, designs_to_index, load_catalogue
 from worker.core.generations import current_dir
 from worker.core.numerals import whole
 from worker.core.settings import InvalidSetting, Settings
@@ -129,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"these settings; nothing to build")
                 return 0
             print(f"index: building: {reason}")
+        designs_to_index(settings.database_dir)  # refused before the model loads
         from worker.pipeline.extract import FeatureExtractor  # TensorFlow: only to build
 
         extractor = FeatureExtractor(settings.vgg16_weights, settings.descriptor,

@@ -157,6 +157,16 @@ def load_catalogue(database_dir: Path, csv_path: Path | None = None) -> Catalogu
     return catalogue
 
 
+def designs_to_index(database_dir: Path) -> Catalogue:
+    """`load_catalogue`, refusing one of no designs: there is nothing to index (and a build
+    would prune its caches to nothing first)."""
+    catalogue = load_catalogue(database_dir)
+    if not len(catalogue):
+        raise CatalogueError(f"{Path(database_dir) / 'pairs.csv'} lists no designs: nothing "
+                             "to index")
+    return catalogue
+
+
 def catalogue_csv(names: list[str], fronts: list[str], backs: list[str],
                   extra: dict[str, list[str]] | None = None) -> bytes:
     """The text of a pairs.csv with these rows (and further columns, one value per row)."""

@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from worker.core.bank import write_bank
-from worker.core.catalogue import Catalogue, CatalogueError, catalogue_csv, load_catalogue
+from worker.core.catalogue import Catalogue, catalogue_csv, designs_to_index
 from worker.core.duplicates import DUPLICATES
 from worker.core.generations import catalogue_lock
 from worker.core.images import load_image
@@ -201,9 +201,7 @@ def refresh_thumbnails(catalogue: Catalogue, paths: list[str], settings: Setting
 def _build(settings: Settings, extractor, batch_size: int, progress: bool, distributed: bool,
            hold: str | None) -> dict:
     start = time.perf_counter()
-    catalogue = load_catalogue(settings.database_dir)
-    if not len(catalogue):  # before the copies cache is pruned to nothing
-        raise CatalogueError(f"{settings.catalogue_csv} lists no designs: nothing to index")
+    catalogue = designs_to_index(settings.database_dir)
     quantise_for_index(extractor)
     gathered = gather_features(settings, extractor, catalogue, batch_size, progress,
                                distributed, hold)
