@@ -116,6 +116,14 @@ class FeatureExtractor:
     def extract(self, canvases: np.ndarray) -> np.ndarray:
         """(n, 224, 224, 3) uint8 RGB -> (n, dim) float32: the model's descriptor with unit
         rows, then the appearance columns if the descriptor has them (the bank weighs them)."""
+        rows = self.model_rows(canvases)
+        if not self.appearance:
+            return rows
+        return np.hstack([rows, appearance(canvases, len(self.appearance))])
+
+    def model_rows(self, canvases: np.ndarray) -> np.ndarray:
+        """The forward pass alone: (n, 224, 224, 3) uint8 -> the pooled descriptor, unit rows
+        (what a latency target counts as a pass; the appearance columns are numpy work)."""
         x = self.model_input(canvases)
         if self.precision == "int8":
             model = self.quantised  # read once: `use_quantised` may swap it meanwhile
@@ -125,10 +133,7 @@ class FeatureExtractor:
             pooled = self._pool([tf.constant(m) for m in model.run(x)])
         else:
             pooled = self._forward(tf.constant(x))
-        rows = l2_normalise(pooled.numpy())
-        if not self.appearance:
-            return rows
-        return np.hstack([rows, appearance(canvases, len(self.appearance))])
+        return l2_normalise(pooled.numpy())
 
     @property
     def weights_id(self) -> str:
