@@ -21,9 +21,6 @@ $(DATABASE_DIR)/pairs.csv: | $(VENV)/.installed
 
 catalogue: $(DATABASE_DIR)/pairs.csv
 
-$(FEATURES_DIR)/CURRENT: $(DATABASE_DIR)/pairs.csv | $(VENV)/.installed
-	$(PY) -m worker.cli.index
-
 index: $(VENV)/.installed catalogue
 	$(PY) -m worker.cli.index
 
