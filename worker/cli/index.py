@@ -15,14 +15,13 @@ import sys
 from redis.exceptions import RedisError
 
 from worker.core.bank import BankError, precision_serves, read_manifest
-from worker.core.catalogue import CatalogueError, designs_to_index, load_catalogue
-from worker.core.generations import current_dir
+from worker.core.catalogue import CatalogueError, designs_to_index
 from worker.core.numerals import whole
 from worker.core.settings import InvalidSetting, Settings
 from worker.indexing.build import build_index
 from worker.indexing.chunks import ChunkMissing, UnreadableImages
 from worker.indexing.distributed import DistributedBuildFailed
-from worker.indexing.recovery import LISTED
+from worker.indexing.recovery import listed_state
 from worker.pipeline.precision import resolve_precision
 from worker.pipeline.preprocess import preprocess_params
 from worker.pipeline.weights import WeightsUnavailable, file_digest, resolve_weights
@@ -39,26 +38,8 @@ def batch_size(raw: str) -> int:
     return value
 
 
-def _listed_otherwise(settings: Settings, manifest: dict) -> str | None:
-    """pairs.csv's designs or further columns differ from the index's, its file time
-    notwithstanding (edited during a build, or restored with old times: `cp -p`, `rsync -a`,
-    `tar`). An edit whose pairs.csv rewrite never happened is not a difference: the
-    worker's start completes it."""
-    try:
-        listed = load_catalogue(settings.database_dir)
-        copy = current_dir(settings.features_dir) / "pairs.csv"
-        indexed = load_catalogue(settings.database_dir, copy) if copy.is_file() else None
-    except CatalogueError as exc:
-        return str(exc)
-    recorded = manifest.get("catalogue_fingerprint")
-    rewritten = (current_dir(settings.features_dir) / LISTED).exists()
-    pending = None if rewritten else (manifest.get("edit") or {}).get("from")
-    if recorded is not None and listed.fingerprint() not in (recorded, pending):
-        return f"{settings.catalogue_csv.name} lists other designs than the index"
-    if indexed is not None and listed.fingerprint() == indexed.fingerprint() and \
-            listed.extra != indexed.extra:
-        return f"{settings.catalogue_csv.name}'s further columns differ from the index's"
-    return None
+LISTED_OTHERWISE = {"designs": "{} lists other designs than the index",
+                    "columns": "{}'s further columns differ from the index's"}
 
 
 def why_build(settings: Settings) -> str | None:
@@ -73,9 +54,12 @@ def why_build(settings: Settings) -> str | None:
         manifest = read_manifest(settings.features_dir)
     except BankError as exc:
         return str(exc)
-    changed = _listed_otherwise(settings, manifest)
-    if changed:
-        return changed
+    try:  # its content, whatever its file time (edited during a build, or restored with
+        state, _ = listed_state(settings)  # old times: `cp -p`, `rsync -a`, `tar`)
+    except (CatalogueError, BankError) as exc:
+        return str(exc)
+    if state in LISTED_OTHERWISE:  # "pending": the worker's start completes an edit's rewrite
+        return LISTED_OTHERWISE[state].format(settings.catalogue_csv.name)
     # what the worker would refuse (worker.core.bank.check_model_matches), short of loading
     # the model: weights by name and file digest here, by their loaded values in the worker
     built = manifest.get("descriptor")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from worker.core import generations
 from worker.core.bank import BankError, read_manifest
-from worker.core.catalogue import CatalogueError, load_catalogue, write_catalogue_csv
+from worker.core.catalogue import Catalogue, CatalogueError, load_catalogue, write_catalogue_csv
 from worker.core.generations import CatalogueBusy, catalogue_lock, clean_leftovers, current_dir
 from worker.core.settings import Settings
 
@@ -31,29 +31,42 @@ def mark_listed(folder: Path) -> None:
     generations.checkpoint(f"written {LISTED}")
 
 
-def sync_listed(settings: Settings) -> bool | None:
-    """Where the current generation is an edit whose pairs.csv rewrite never happened and
-    DATABASE_DIR/pairs.csv still lists the designs from before the edit, rewrite it. True:
-    pairs.csv lists the current generation; None: it differs (edited by hand since: its rows,
-    or only its further columns' values, which an edit's rewrite would drop)."""
+def listed_state(settings: Settings) -> tuple[str, Catalogue | None]:
+    """How DATABASE_DIR/pairs.csv stands against the current generation: "same"; "pending"
+    (an edit switched and never rewrote it: it still lists the designs from before that
+    edit); "columns" (the same designs, other values in the further columns: edited by hand,
+    which an edit's rewrite would drop); "designs" (other designs: edited by hand, or
+    restored with old file times). With the generation's own copy of the list (None for a
+    flat FEATURES_DIR, compared by its manifest's fingerprint). Raises CatalogueError and
+    BankError as reading them does."""
     folder = current_dir(settings.features_dir)
+    on_disk = load_catalogue(settings.database_dir)
+    manifest = read_manifest(folder)
+    copy = folder / "pairs.csv"
+    current = load_catalogue(settings.database_dir, copy) if copy.is_file() else None
+    indexed = manifest.get("catalogue_fingerprint") if current is None else current.fingerprint()
+    if indexed is None or on_disk.fingerprint() == indexed:
+        return ("columns" if current is not None and on_disk.extra != current.extra
+                else "same"), current
+    before = (manifest.get("edit") or {}).get("from")
+    pending = before == on_disk.fingerprint() and not (folder / LISTED).exists()
+    return ("pending" if pending and current is not None else "designs"), current
+
+
+def sync_listed(settings: Settings) -> bool | None:
+    """Where the current generation is an edit whose pairs.csv rewrite never happened
+    (`listed_state` "pending"), rewrite it. True: pairs.csv lists the current generation;
+    None: it differs (edited by hand since)."""
     try:
-        on_disk = load_catalogue(settings.database_dir)
-        listed = on_disk.fingerprint()
-        if not (folder / "pairs.csv").is_file():  # a flat FEATURES_DIR: it is its own list
-            return True
-        current = load_catalogue(settings.database_dir, folder / "pairs.csv")
-        before = (read_manifest(folder).get("edit") or {}).get("from")
+        state, current = listed_state(settings)
     except (CatalogueError, BankError):
         return None
-    if listed == current.fingerprint():
-        return True if on_disk.extra == current.extra else None
-    if before != listed or (folder / LISTED).exists():
-        return None
+    if state != "pending":
+        return True if state == "same" else None
     write_catalogue_csv(settings.database_dir, current.names, current.fronts, current.backs,
                         current.extra)
     generations.checkpoint("renamed pairs.csv")
-    mark_listed(folder)
+    mark_listed(current_dir(settings.features_dir))
     return True
 
 
