@@ -19,11 +19,12 @@ N, DIM = 3000, 32
 
 @pytest.fixture(scope="module")
 def banks() -> tuple[FeatureBank, FeatureBank]:
-    """(brute force bank, the same bank with a coarse index), 3000 random pairs."""
+    """(brute force bank, the same bank with a coarse index), 3000 random pairs; the index
+    proposes 200 candidates or 10 a hit (the service's minimum is more than such a bank)."""
     rng = np.random.default_rng(3)
     bank = FeatureBank(l2_normalise(rng.normal(size=(N, DIM))),
                        l2_normalise(rng.normal(size=(N, DIM))), manifest={})
-    indexed = with_coarse_index(bank, 0)
+    indexed = with_coarse_index(bank, 0, min_candidates=200)
     assert isinstance(indexed, IndexedBank) and len(indexed.coarse) == N
     return bank, indexed
 
@@ -168,3 +169,36 @@ def test_engine_compares_the_bank_record_with_how_its_extractor_prepares_drawing
         else:
             with pytest.raises(BankError, match="prepared or measured another way"):
                 Engine(settings, FakeExtractor())
+
+
+class CountingIndex:
+    """A faiss index that counts its scans."""
+
+    def __init__(self, index):
+        self.index, self.scans = index, 0
+
+    def __getattr__(self, name):
+        return getattr(self.index, name)
+
+    def search(self, *args, **kwargs):
+        self.scans += 1
+        return self.index.search(*args, **kwargs)
+
+
+@pytest.mark.parametrize("sides_unknown", [False, True])
+def test_a_pair_search_and_its_sides_alone_scan_the_codes_once(banks, sides_unknown):
+    """A two-sided search's scan also finds the candidates of each side searched alone
+    (`sides.side_copies` asks next), with the hits brute force gives; a one-side search or
+    another pair scans again."""
+    bank, indexed = banks
+    coarse = with_coarse_index(bank, 0, min_candidates=200).coarse
+    counting = coarse.index = CountingIndex(coarse.index)
+    searched = IndexedBank(bank.front, bank.back, bank.manifest, coarse=coarse)
+    q_front, q_back = queries(bank, 4)
+    other, third = queries(bank, 6)[0], queries(bank, 8)[1]
+    for alone, scans in (((q_front, q_back), 1), ((q_front, None), 1), ((None, q_back), 1),
+                         ((q_front, None), 1), ((other, q_back), 2), ((None, third), 3)):
+        k = 40 if all(q is not None for q in alone) else 2
+        assert_same_hits(top_k(bank, *alone, k, 0.5, sides_unknown),
+                         top_k(searched, *alone, k, 0.5, sides_unknown))
+        assert counting.scans == scans, alone

@@ -15,6 +15,7 @@ from worker.core.catalogue import load_catalogue
 from worker.core.contract import Hit, SearchResult
 from worker.core.queueing import enqueue_search
 from worker.core.results_csv import SEARCH_COLUMNS, search_csv
+from worker.pipeline.ann import EXACT_FILTERED
 from worker.pipeline.listing import POOL_PER_K
 from worker.pipeline.verdicts import similarity, thresholds_in, verdict_scores
 
@@ -60,9 +61,9 @@ def run_search_worker(request, indexed_settings, extractor, redis):
             bank = with_coarse_index(engine.snapshot.bank, 0, min_candidates=1, per_k=1)
             proposes = bank.coarse.candidates
 
-            def spy(*args):  # (rows proposed, rows allowed) of each search
+            def spy(*args):  # (rows proposed, None: all; rows allowed) of each search
                 rows = proposes(*args)
-                calls.append((len(rows), int(args[-1].sum())))
+                calls.append((None if rows is None else len(rows), int(args[-1].sum())))
                 return rows
 
             bank.coarse.candidates = spy
@@ -91,10 +92,10 @@ def test_k_hits_all_passing_when_k_designs_pass(indexed_client, run_search_worke
                for hit in body["results"])
     assert [hit["rank"] for hit in body["results"]] == list(range(1, k + 1))
     if run_search_worker.path == "coarse":  # the pool of 2k (worker.pipeline.listing) is
-        # more than the 8 allowed rows: all searched exactly; then faiss chose 2 of them for
-        # each side alone (worker.pipeline.sides: a side that alone copies a design)
-        assert POOL_PER_K * k >= len(jackets)
-        assert run_search_worker.calls == [(len(jackets), len(jackets))] + [(2, len(jackets))] * 2
+        # more than the 8 allowed rows: all searched exactly; and for each side alone
+        # (worker.pipeline.sides, k = 2), 8 rows are few enough to score them all
+        assert POOL_PER_K * k >= len(jackets) and EXACT_FILTERED * 2 >= len(jackets)
+        assert run_search_worker.calls == [(len(jackets), len(jackets))] * 3
     page = indexed_client.get(url.replace("/api/searches/", "/searches/")).get_data(as_text=True)
     assert "only designs whose garment is jacket" in page
 
@@ -113,9 +114,13 @@ def test_values_ored_columns_anded(indexed_client, run_search_worker, catalogue)
     hits = finished(indexed_client, url_or)["results"]
     assert len(hits) == len(either) - 1 and {hit["name"] for hit in hits} <= set(either)
     if run_search_worker.path == "coarse":  # a pool of 2k: every allowed row searched
-        # exactly; faiss chose 2 of them for each side alone
-        assert run_search_worker.calls == [(len(both), len(both))] + [(2, len(both))] * 2 + [
-            (len(either), len(either))] + [(2, len(either))] * 2
+        # exactly; and for each side alone when `both`
+        # (`either`: more rows pass than 4 x each side's 2 candidates, so the scan's best
+        # 2 x 24 / 10 are kept where they pass; fewer than 2 of them: the whole bank, masked)
+        calls = run_search_worker.calls
+        assert calls[:4] == [(len(both), len(both))] * 3 + [(len(either), len(either))]
+        assert len(calls) == 6 and len(either) > EXACT_FILTERED * 2
+        assert all(rows is None or 2 <= rows < len(either) for rows, _ in calls[4:])
 
 
 def test_a_search_downloads_as_csv_with_its_filters_and_catalogue_columns(indexed_client,

@@ -19,7 +19,7 @@ from worker.core.catalogue import catalogue_csv, load_catalogue
 from worker.core.contract import SearchOptions
 from worker.core.filters import FilterError, allowed_rows, describe, facets, parse_filter_fields
 from worker.core.whitening import l2_normalise
-from worker.pipeline.ann import with_coarse_index
+from worker.pipeline.ann import EXACT_FILTERED, with_coarse_index
 from worker.pipeline.ranking import top_k
 
 CREATED = "2025-01-02T03:04:05+00:00"
@@ -119,7 +119,7 @@ def test_a_filtered_search_returns_k_allowed_hits_on_both_paths(bank, every, sid
     allowed = np.zeros(len(bank), dtype=bool)
     allowed[rng.permutation(len(bank))[:len(bank) // every]] = True
     q_front, q_back = bank.front[0], bank.back[0]  # row 0: allowed or not
-    indexed = with_coarse_index(bank, 0)
+    indexed = with_coarse_index(bank, 0, min_candidates=200)  # the service's: the whole bank
     k = 20
     want = brute_force_among(bank, allowed, q_front, q_back, k, sides_unknown)
     assert len(want) == min(k, allowed.sum())
@@ -129,10 +129,23 @@ def test_a_filtered_search_returns_k_allowed_hits_on_both_paths(bank, every, sid
         assert [(h.rank, h.index, h.swapped, round(h.score, 5)) for h in hits] == want
     rows = indexed.coarse.candidates(q_front, q_back, k, 0.5, sides_unknown, allowed)
     assert rows is not None and allowed[rows].all()
-    if allowed.sum() <= indexed.coarse.n_candidates(k):  # few allowed: exactly those, all
+    if allowed.sum() <= EXACT_FILTERED * indexed.coarse.n_candidates(k):  # few: those, all
         assert list(rows) == list(np.flatnonzero(allowed))
-    else:  # faiss skipped the others
-        assert len(rows) < allowed.sum()
+    else:  # faiss's best, more of them as the filter leaves out half, the others dropped
+        assert k <= len(rows) < allowed.sum()
+
+
+def test_a_filter_the_best_rows_fail_is_searched_whole(bank):
+    """Allowed: the half of the rows the query scores lowest. The scan's best (twice the
+    candidates, as half the rows pass) hold none of them: the whole bank is searched, masked."""
+    q_front, q_back = bank.front[0], bank.back[0]
+    scores = bank.front @ q_front + bank.back @ q_back
+    allowed = scores < np.median(scores)
+    indexed = with_coarse_index(bank, 0, min_candidates=200)
+    assert indexed.coarse.candidates(q_front, q_back, 20, 0.5, False, allowed) is None
+    want = brute_force_among(bank, allowed, q_front, q_back, 20, False)
+    hits = top_k(indexed, q_front, q_back, 20, 0.5, False, allowed)
+    assert [(h.rank, h.index, h.swapped, round(h.score, 5)) for h in hits] == want
 
 
 def test_nothing_allowed_finds_nothing(bank):

@@ -22,10 +22,15 @@
     of `--check-pairs` designs (POST /api/checks -> finished), against that many pair searches.
 
 `python -m benchmarks.perf duplicates [--sizes 5000,20000,100000] [--exact-max 20000]
-[--recall-at 100000] [--int8-rows 2000]`
+[--recall-at 100000]`
     Listing the catalogue's duplicate pairs (`worker.pipeline.duplicates`) on synthetic
     clustered banks with 1% seeded copies: seconds of the exact and of the coarse (IVF range
     search) pass, pairs listed, the coarse pass's share of the exact pairs.
+
+`python -m benchmarks.perf bankwork [--sizes 100000,1000000] [--queries 20] [--exact-queries 10]`
+    A whole search's bank work (its list, then each side alone) after the forward pass,
+    through the coarse index and by brute force, on the look-alike sample's banks resampled
+    with noise to each size: ms, the coarse index's build time and bytes, agreement.
 
 `python -m benchmarks.perf int8 [--pairs 300] [--rounds 2] [--searches 20] [--concurrent 40]`
     PRECISION=int8 against bfloat16, alternated in one run: the forward pass at batch 1, then
@@ -40,7 +45,7 @@ import argparse
 import os
 import sys
 
-from benchmarks.perf import duplicates
+from benchmarks.perf import bankwork, duplicates
 from benchmarks.perf.checks import cmd_check
 from benchmarks.perf.e2e import cmd_e2e
 from benchmarks.perf.int8 import cmd_int8
@@ -102,6 +107,7 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--weights", default="bsds500")
     m.add_argument("--repeats", type=int, default=64, help="images per batch size (about)")
     duplicates.add_parser(sub)
+    bankwork.add_parser(sub)
     i = sub.add_parser("int8", help="int8 against bfloat16 (or --against float32), alternated: "
                        "model and service")
     i.add_argument("--against", choices=("bfloat16", "float32"), default="bfloat16",
@@ -127,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_sizes(args, argv)
     if args.command == "duplicates":
         return duplicates.cmd_duplicates(args, argv)
+    if args.command == "bankwork":
+        return bankwork.cmd_bankwork(args, argv)
     if args.command == "model":
         return cmd_model(args, argv)
     if args.command == "check":

@@ -1,7 +1,6 @@
 """`duplicates`: listing the catalogue's duplicate pairs (`worker.pipeline.duplicates`) on
 synthetic banks: the exact blockwise pass and the coarse IVF range search, with the pairs the
-coarse one finds of those the exact one finds; and, for comparison, the int8 flat index of
-searches (`worker.pipeline.ann.CoarseIndex`) range-searched for a sample of rows."""
+coarse one finds of those the exact one finds."""
 
 from __future__ import annotations
 
@@ -12,8 +11,7 @@ import numpy as np
 from benchmarks.perf.banks import clustered_rows, noisy_copies
 from benchmarks.perf.report import emit, md_table, preamble
 from worker.core.settings import DEFAULT_DESCRIPTOR
-from worker.pipeline.ann import LEVELS, CoarseIndex
-from worker.pipeline.duplicates import find_duplicates, lowest_score
+from worker.pipeline.duplicates import find_duplicates
 from worker.pipeline.verdicts import thresholds_for
 
 COPIES = (0.9, 0.98)  # cosine of a seeded copy's rows to its original's
@@ -27,16 +25,6 @@ def seeded_banks(rng: np.random.Generator, n: int, dim: int) -> tuple[np.ndarray
     front[dst] = noisy_copies(rng, front[src], COPIES)
     back[dst] = noisy_copies(rng, back[src], COPIES)
     return front, back
-
-
-def int8_range_seconds(front: np.ndarray, back: np.ndarray, rows: int, min_score: float) -> float:
-    """Seconds for `rows` rows range-searched on the int8 flat index of searches."""
-    coarse = CoarseIndex.build(front, back)
-    queries = np.hstack([0.5 * front[:rows], 0.5 * back[:rows]]) * coarse.inv_scale
-    factor = LEVELS / np.abs(queries).max()  # one scale for all: one radius
-    start = time.perf_counter()
-    coarse.index.range_search(np.rint(queries * factor).astype(np.float32), min_score * factor)
-    return time.perf_counter() - start
 
 
 def cmd_duplicates(args, argv: list[str]) -> int:
@@ -57,9 +45,6 @@ def cmd_duplicates(args, argv: list[str]) -> int:
                          int((pairs.verdict <= 1).sum()), ""])
         if len(found) == 2:
             rows[-1][-1] = f"{len(found['coarse'] & found['exact']) / max(1, len(found['exact'])):.4f}"
-        if args.int8_rows:
-            seconds = int8_range_seconds(front, back, args.int8_rows, lowest_score(thresholds))
-            rows.append([f"{n:,}", f"int8 flat, {args.int8_rows} rows", f"{seconds:.1f}", "", "", ""])
     emit(md_table(["pairs in the bank", "method", "seconds", "pairs listed",
                    "copy or near-duplicate", "coarse finds of exact"], rows))
     return 0
@@ -73,6 +58,4 @@ def add_parser(sub) -> None:
                    help="run the exact pass up to this size (default 20000)")
     d.add_argument("--recall-at", type=int, nargs="*", default=[],
                    help="also run the exact pass at these sizes, for the coarse pass's recall")
-    d.add_argument("--int8-rows", type=int, default=0,
-                   help="time this many rows range-searched on the int8 index of searches")
     d.add_argument("--seed", type=int, default=0)

@@ -1,26 +1,27 @@
 """Coarse-then-exact search for large banks (SEARCH_ANN_MIN_PAIRS).
 
-Brute force reads both float32 banks for every query (2 KB per pair at 256 dims): memory
-bandwidth bounds it (docs/performance.md). A bank of at least SEARCH_ANN_MIN_PAIRS pairs
-also gets a `CoarseIndex`: the rows [front | back] quantized to int8 (512 bytes per pair at
-256 dims) in a faiss flat inner-product index. A query's weighted vector
-[w * q_front, (1 - w) * q_back] against it approximates the exact pair score; its best
-C = max(10 * k, 200) rows (and, with sides unknown, the best C for the crossed vector
-[w * q_back, (1 - w) * q_front]) are then re-scored exactly by `worker.pipeline.ranking` on the float32
-banks, so scores, ranks and `swapped` are brute force's whenever the true top k are among the
-candidates.
+Brute force reads both float32 banks for every query (3.8 KB per pair at the default
+descriptor's 476 dims): memory bandwidth bounds it (docs/performance.md). A bank of at least
+SEARCH_ANN_MIN_PAIRS pairs also gets a `CoarseIndex`: the rows [front | back] product-quantized
+to 4 bits for every SUB_DIMS dimensions (faiss's fast-scan PQ: 238 bytes per pair at 476
+dims), whose scan is a SIMD table look-up rather than a read of every dimension. A query's
+weighted vector [w * q_front, (1 - w) * q_back] against it approximates the exact pair score;
+its best C = max(10 * k, MIN_CANDIDATES) rows (and, with sides unknown, the best C for the
+crossed vector [w * q_back, (1 - w) * q_front]) are then re-scored exactly by
+`worker.pipeline.ranking` on the float32 banks, so scores, ranks and `swapped` are brute
+force's whenever the true top k are among the candidates.
 
-Quantization: each dimension d is scaled by 127 / max |x_d| over the bank and rounded, so
-the index stores signed 8-bit integers (faiss QT_8bit_direct_signed, the cheapest decode);
-the query is divided by the same scales (then also rounded to int8, see `_vector`), so
-query . code ranks rows like query . row, up to the rounding.
+fast-scan takes no row filter: a filtered search asks it for C / (share of rows allowed)
+candidates and keeps the allowed ones, or scores the allowed rows exactly when they are few.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
+import threading
 import time
 from dataclasses import dataclass
 
@@ -31,10 +32,13 @@ from worker.pipeline.ranking import side_weights
 
 log = logging.getLogger(__name__)
 
-MIN_CANDIDATES = 200  # rows re-scored exactly per query vector, at least...
+MIN_CANDIDATES = 5000  # rows re-scored exactly per query vector, at least...
 CANDIDATES_PER_K = 10  # ... and at least this many per requested hit
-CHUNK_ROWS = 65536  # rows converted at a time while building (bounds the extra memory)
-LEVELS = 127  # int8 codes in [-127, 127]
+CHUNK_ROWS = 65536  # rows added at a time while building (bounds the extra memory)
+SUB_DIMS = 2  # dimensions per 4-bit code: 2 -> top-20 agreement 1.000 at 1M (docs/performance.md)
+TRAIN_ROWS = 65536  # rows, evenly spaced over the bank, that the codebooks are learned from
+MIN_TRAIN_ROWS = 256  # a smaller bank's rows are repeated up to this (16 centroids a code)
+EXACT_FILTERED = 4  # a filter allowing <= 4 C rows: those rows scored exactly, no scan
 
 
 def _cpus() -> int:
@@ -60,16 +64,27 @@ def _threads(n: int):
     return faiss
 
 
-class CoarseIndex:
-    """int8 [front | back] rows in a faiss index, searched for candidate rows."""
+def _joint(front: np.ndarray, back: np.ndarray, width: int) -> np.ndarray:
+    """[front | back | zeros] rows, `width` wide (the codes' width: a whole number of codes)."""
+    rows = np.zeros((len(front), width), dtype=np.float32)
+    dim = front.shape[1]
+    rows[:, :dim] = front
+    rows[:, dim:2 * dim] = back
+    return rows
 
-    def __init__(self, index, scale: np.ndarray, dim: int,
-                 min_candidates: int = MIN_CANDIDATES, per_k: int = CANDIDATES_PER_K):
+
+class CoarseIndex:
+    """[front | back] rows, product-quantized in a faiss fast-scan index, searched for
+    candidate rows."""
+
+    def __init__(self, index, dim: int, min_candidates: int = MIN_CANDIDATES,
+                 per_k: int = CANDIDATES_PER_K):
         self.index = index
-        self.inv_scale = (1.0 / scale).astype(np.float32)  # (2 * dim,) applied to queries
         self.dim = dim
         self.min_candidates = min_candidates
         self.per_k = per_k
+        self._lock = threading.Lock()
+        self._last: dict[bytes, np.ndarray] = {}  # the last scan's vectors -> best rows
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
@@ -77,7 +92,7 @@ class CoarseIndex:
     @property
     def nbytes(self) -> int:
         """Memory of the codes (what the index adds to the float32 banks)."""
-        return len(self) * int(self.index.sa_code_size())
+        return len(self) * int(self.index.code_size)
 
     @classmethod
     def build(cls, front: np.ndarray, back: np.ndarray, chunk: int = CHUNK_ROWS,
@@ -85,25 +100,18 @@ class CoarseIndex:
         """Two (n, dim) banks (float32, possibly memory-mapped) -> index, chunk by chunk."""
         n, dim = front.shape
         faiss = _threads(_cpus())
-        max_abs = np.zeros(2 * dim, dtype=np.float32)
+        codes = math.ceil(2 * dim / SUB_DIMS / 2) * 2  # an even number of 4-bit codes
+        width = codes * SUB_DIMS
+        index = faiss.IndexPQFastScan(width, codes, 4, faiss.METRIC_INNER_PRODUCT)
+        # evenly spaced rows (a catalogue is often ordered by season or garment), repeated
+        # for a small bank: k-means needs more rows than its 16 centroids
+        sample = np.unique(np.linspace(0, n - 1, min(n, TRAIN_ROWS)).astype(np.int64))
+        train = _joint(front[sample], back[sample], width)
+        index.train(np.tile(train, (math.ceil(MIN_TRAIN_ROWS / len(train)), 1)))
         for start in range(0, n, chunk):
             stop = min(n, start + chunk)
-            np.maximum(max_abs[:dim], np.abs(front[start:stop]).max(axis=0), out=max_abs[:dim])
-            np.maximum(max_abs[dim:], np.abs(back[start:stop]).max(axis=0), out=max_abs[dim:])
-        scale = np.where(max_abs > 0, LEVELS / np.maximum(max_abs, 1e-30), 1.0).astype(np.float32)
-        index = faiss.IndexScalarQuantizer(2 * dim, faiss.ScalarQuantizer.QT_8bit_direct_signed,
-                                           faiss.METRIC_INNER_PRODUCT)
-        block = np.empty((min(chunk, n), 2 * dim), dtype=np.float32)
-        for start in range(0, n, chunk):
-            stop = min(n, start + chunk)
-            rows = block[:stop - start]
-            rows[:, :dim] = front[start:stop]
-            rows[:, dim:] = back[start:stop]
-            rows *= scale
-            np.rint(rows, out=rows)  # faiss truncates; integers make its cast exact
-            np.clip(rows, -LEVELS, LEVELS, out=rows)
-            index.add(rows)
-        return cls(index, scale, dim, **options)
+            index.add(_joint(front[start:stop], back[start:stop], width))
+        return cls(index, dim, **options)
 
     def n_candidates(self, k: int) -> int:
         return max(self.per_k * k, self.min_candidates, k)
@@ -113,43 +121,69 @@ class CoarseIndex:
                    allowed: np.ndarray | None = None) -> np.ndarray | None:
         """Sorted unique rows whose exact scores decide the top k, among the rows `allowed`
         ((n,) bool; None: all), or None when the candidates would be the whole bank (search
-        it all, masked). When no more rows are allowed than would be candidates, they are
-        the candidates (an exact search over them); else faiss skips the others."""
-        c = self.n_candidates(k)
-        if c >= len(self):
+        it all, masked). When at most EXACT_FILTERED times the candidates are allowed, they
+        are the candidates (an exact search over them); else the scan's best, more of them
+        by as much as the filter leaves out, less the rows it does not allow (None if fewer
+        than k are left: the filter and the score agree, and only a whole search finds them)."""
+        n, c = len(self), self.n_candidates(k)
+        if c >= n:
             return None
-        if allowed is not None and int(allowed.sum()) <= c:
-            return np.flatnonzero(allowed)
+        if allowed is not None:
+            passing = int(allowed.sum())
+            if passing <= EXACT_FILTERED * c:
+                return np.flatnonzero(allowed)
+            c = math.ceil(c * n / passing)
+            if c >= n:
+                return None
+        vectors = self._vectors(q_front, q_back, front_weight, sides_unknown)
+        if not np.abs(np.stack(vectors)).max(axis=1).all():  # all zero: every score ties at 0
+            return None
+        ahead = []
+        if q_front is not None and q_back is not None and 0 < front_weight < 1:
+            # each side alone is asked next (`sides.side_copies`): one scan reads the codes once
+            ahead = [*self._vectors(q_front, None, front_weight, sides_unknown),
+                     *self._vectors(None, q_back, front_weight, sides_unknown)]
+        labels = self._scan(vectors, ahead, c)
+        rows = np.unique(labels[labels >= 0])
+        if allowed is None:
+            return rows
+        rows = rows[allowed[rows]]
+        return rows if len(rows) >= k else None  # a filter the scan's best mostly fail
+
+    def _vectors(self, q_front: np.ndarray | None, q_back: np.ndarray | None,
+                 front_weight: float, sides_unknown: bool) -> list[np.ndarray]:
+        """The query's weighted vector, and with sides unknown the crossed one."""
         wf, wb = side_weights(q_front is not None, q_back is not None, front_weight)
-        queries = [self._vector(q_front, q_back, wf, wb)]
+        vectors = [self._vector(q_front, q_back, wf, wb)]
         if sides_unknown:  # cross = (1 - w) * (front . q_back) + w * (back . q_front)
-            queries.append(self._vector(q_back, q_front, wb, wf))
-        queries = np.stack(queries)
-        if not np.abs(queries).max(axis=1).all():  # an all-zero query: every score ties at 0
-            return None
-        faiss = _threads(len(queries))
-        params, bits = None, None
-        if allowed is not None:  # `bits` outlives the search: faiss reads it, not a copy
-            bits = np.packbits(allowed, bitorder="little")
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBitmap(len(allowed),
-                                                                       faiss.swig_ptr(bits)))
-        _, labels = self.index.search(queries, c, params=params)  # one thread per query vector
-        return np.unique(labels[labels >= 0])
+            vectors.append(self._vector(q_back, q_front, wb, wf))
+        return vectors
+
+    def _scan(self, vectors: list[np.ndarray], ahead: list[np.ndarray], c: int) -> np.ndarray:
+        """(len(vectors), c) the best rows of each vector, best first: those the last scan
+        found (its best c or more), else one scan for them and the vectors `ahead`, kept for
+        the next calls (fast-scan reads the codes once for a block of vectors: three cost
+        about 1.5 times one, docs/performance.md)."""
+        keys = [v.tobytes() for v in vectors]
+        with self._lock:
+            if all(len(self._last.get(key, ())) >= c for key in keys):
+                return np.stack([self._last[key][:c] for key in keys])
+        scanned = np.stack(vectors + [v for v in ahead if v.tobytes() not in keys])
+        _threads(len(scanned))
+        _, labels = self.index.search(scanned, c)
+        with self._lock:
+            self._last = {v.tobytes(): row for v, row in zip(scanned, labels, strict=True)}
+        return labels[:len(vectors)]
 
     def _vector(self, first: np.ndarray | None, second: np.ndarray | None, w_first: float,
                 w_second: float) -> np.ndarray:
-        """[w_first * first, w_second * second] (zeros for a missing side) in code units,
-        scaled to [-127, 127] and rounded: a positive factor changes no ranking, and with
-        integer queries faiss's integer kernel (which casts the query to int8 itself) and
-        its float one compute the same exact dot product."""
-        v = np.zeros(2 * self.dim, dtype=np.float32)
+        """[w_first * first, w_second * second, zeros] (zeros also for a missing side)."""
+        v = np.zeros(self.index.d, dtype=np.float32)
         if first is not None:
             v[:self.dim] = w_first * np.asarray(first, dtype=np.float32)
         if second is not None:
-            v[self.dim:] = w_second * np.asarray(second, dtype=np.float32)
-        v *= self.inv_scale
-        peak = float(np.abs(v).max())
-        return np.rint(v * (LEVELS / peak)) if peak > 0 else v
+            v[self.dim:2 * self.dim] = w_second * np.asarray(second, dtype=np.float32)
+        return v
 
 
 @dataclass(frozen=True)
