@@ -200,6 +200,6 @@ def with_coarse_index(bank: FeatureBank, min_pairs: int, **options) -> FeatureBa
         return bank
     start = time.perf_counter()
     coarse = CoarseIndex.build(bank.front, bank.back, **options)
-    log.info("coarse index for %d pairs built in %.1f s (%.1f MiB of int8 codes)", len(bank),
+    log.info("coarse index for %d pairs built in %.1f s (%.1f MiB of codes)", len(bank),
              time.perf_counter() - start, coarse.nbytes / 2**20)
     return IndexedBank(bank.front, bank.back, bank.manifest, bank.whitening, bank.quantised, coarse)
