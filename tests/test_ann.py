@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from worker.core.bank import BankError, FeatureBank, write_bank
+from worker.core import generations
+from worker.core.bank import COARSE_INDEX, BankError, FeatureBank, load_bank, write_bank
 from worker.core.catalogue import load_catalogue
 from worker.core.settings import InvalidSetting, Settings
 from worker.core.whitening import l2_normalise
-from worker.pipeline.ann import IndexedBank, with_coarse_index
+from worker.pipeline.ann import (
+    CODES,
+    CoarseIndex,
+    IndexedBank,
+    _stored,
+    stored_index,
+    with_coarse_index,
+)
 from worker.pipeline.ranking import top_k
 from worker.service.engine import Engine
 
@@ -202,3 +212,55 @@ def test_a_pair_search_and_its_sides_alone_scan_the_codes_once(banks, sides_unkn
         assert_same_hits(top_k(bank, *alone, k, 0.5, sides_unknown),
                          top_k(searched, *alone, k, 0.5, sides_unknown))
         assert counting.scans == scans, alone
+
+
+def write_with_stored_index(folder, catalogue_dir, min_pairs: int, **manifest) -> None:
+    """write_catalogue_bank's banks, with the coarse index a build stores at `min_pairs`."""
+    catalogue = load_catalogue(catalogue_dir)
+    rng = np.random.default_rng(0)
+    n = len(catalogue)
+    front, back = (l2_normalise(rng.normal(size=(n, 8))).astype(np.float32) for _ in range(2))
+    files, entry = stored_index(front, back, min_pairs)
+    write_bank(folder, front, back,
+               {"n_pairs": n, "dim": 8, "dtype": "float32", "descriptor": "flatten",
+                "weights": {"id": "bsds500", "fingerprint": "abc"},
+                "catalogue_fingerprint": catalogue.fingerprint(), "coarse_index": entry,
+                **manifest}, extra_files=files)
+
+
+@pytest.mark.parametrize("stored_at, served_at, loaded", [
+    (0, 0, True),  # stored and wanted: loaded, not built
+    (0, 25, None),  # stored, but this worker searches such a bank exactly
+    (25, 0, False),  # none stored (the index command's threshold): built
+])
+def test_a_worker_loads_the_coarse_index_its_generation_stores(
+        tmp_path, catalogue_dir, monkeypatch, stored_at, served_at, loaded):
+    write_with_stored_index(tmp_path, catalogue_dir, stored_at)
+    assert ((generations.current_dir(tmp_path) / COARSE_INDEX).is_file()) is (stored_at == 0)
+    builds = []
+    build = CoarseIndex.build
+    monkeypatch.setattr(CoarseIndex, "build", classmethod(
+        lambda cls, *a, **kw: builds.append(a) or build.__func__(cls, *a, **kw)))
+    settings = Settings(database_dir=catalogue_dir, features_dir=tmp_path,
+                        search_ann_min_pairs=served_at)
+    bank = Engine(settings, FakeExtractor()).snapshot.bank
+    assert isinstance(bank, IndexedBank) is (loaded is not None)
+    if loaded is not None:
+        assert (builds == []) is loaded
+        assert len(bank.coarse) == len(bank) and bank.stored_coarse is None  # bytes not kept
+        q = bank.front[3]
+        search = with_coarse_index(bank, 0, min_candidates=5, per_k=1)  # 5 of the 24 rows
+        assert_same_hits(top_k(bank, q, None, 3, 0.5), top_k(search, q, None, 3, 0.5))
+
+
+def test_a_stored_index_of_other_codes_or_rows_is_built_again(tmp_path, catalogue_dir):
+    write_with_stored_index(tmp_path, catalogue_dir, 0)
+    bank = load_bank(tmp_path)
+    assert bank.stored_coarse is not None
+    for entry in ({"codes": "int8-flat", "pairs": len(bank)}, {"codes": CODES, "pairs": 3}):
+        other = dataclasses.replace(bank, manifest={**bank.manifest, "coarse_index": entry})
+        assert _stored(other) is None
+    assert _stored(bank) is not None
+    damaged = dataclasses.replace(bank, stored_coarse=bank.stored_coarse[:100])
+    assert _stored(damaged) is None  # faiss cannot read it: built instead, with a warning
+    assert len(with_coarse_index(damaged, 0).coarse) == len(bank)

@@ -131,3 +131,34 @@ def test_the_cli_writes_a_row_per_pair_with_its_group(seeded, tmp_path):
     printed = subprocess.run([sys.executable, "-m", "worker.cli.duplicates"],
                              env=service_env(settings), capture_output=True, text=True, timeout=60)
     assert f"{len(expected)} group(s)" in printed.stdout
+
+
+def test_an_edit_stores_the_new_rows_coarse_index(seeded, extractor, tmp_path):
+    """With SEARCH_ANN_MIN_PAIRS reached, an edit's generation stores its coarse index of the
+    new rows (workers load it rather than build it); below it, none."""
+    import shutil
+
+    from worker.core.bank import COARSE_INDEX, load_bank
+    from worker.core.generations import current_dir
+    from worker.indexing.edits import add_designs, remove_design
+    from worker.pipeline.ann import CODES, _stored
+
+    base, designs, expected = seeded
+    settings = dataclasses.replace(base, database_dir=tmp_path / "db",
+                                   features_dir=tmp_path / "features", search_ann_min_pairs=0)
+    shutil.copytree(base.database_dir, settings.database_dir)
+    shutil.copytree(base.features_dir, settings.features_dir)
+    n = len(load_bank(settings.features_dir))
+    assert load_bank(settings.features_dir).stored_coarse is None  # built at 100,000
+    (front, back), = _copy_images(designs[ADDED_LATER], 1, seed=98)
+    front.save(tmp_path / "f.png")
+    back.save(tmp_path / "b.png")
+    add_designs(settings, extractor, [("late-copy", tmp_path / "f.png", tmp_path / "b.png")])
+    bank = load_bank(settings.features_dir)
+    assert bank.manifest["coarse_index"] == {"codes": CODES, "pairs": n + 1}
+    assert (current_dir(settings.features_dir) / COARSE_INDEX).is_file()
+    assert len(_stored(bank)) == n + 1
+    remove_design(dataclasses.replace(settings, search_ann_min_pairs=n + 1), "late-copy")
+    bank = load_bank(settings.features_dir)
+    assert bank.manifest["coarse_index"] is None and bank.stored_coarse is None
+    assert not (current_dir(settings.features_dir) / COARSE_INDEX).exists()

@@ -24,6 +24,7 @@ from worker.core.whitening import Whitening
 MANIFEST = "manifest.json"
 WHITENING = "whitening.npz"
 QUANTISED_MODEL = "model-int8.tflite"  # PRECISION=int8: the quantised layers that built the banks
+COARSE_INDEX = "coarse.faiss"  # large catalogues: the search's coarse index (pipeline/ann.py)
 FORMAT_VERSION = 1
 REINDEX = "rebuild the index with `make index` (python -m worker.cli.index)"
 
@@ -39,6 +40,7 @@ class FeatureBank:
     manifest: dict
     whitening: Whitening | None = None  # learned on the catalogue; queries need it too
     quantised: bytes | None = None  # int8 banks: the model that built them; queries need it too
+    stored_coarse: bytes | None = None  # the coarse index built with them (`ann.stored_index`)
 
     def __len__(self) -> int:
         return self.front.shape[0]
@@ -110,14 +112,15 @@ def load_bank(features_dir: Path) -> FeatureBank:
                         f"{manifest.get('format_version')!r}, expected {FORMAT_VERSION}; {REINDEX}")
     front, back = (_load_side(features_dir, side, manifest) for side in SIDES)
     return FeatureBank(front, back, manifest, _load_whitening(features_dir, manifest),
-                       _load_quantised(features_dir, manifest))
+                       _load_blob(features_dir, manifest, "quantised_model", QUANTISED_MODEL),
+                       _load_blob(features_dir, manifest, "coarse", COARSE_INDEX))
 
 
-def _load_quantised(features_dir: Path, manifest: dict) -> bytes | None:
-    expected = manifest.get("sha256", {}).get("quantised_model")
+def _load_blob(features_dir: Path, manifest: dict, key: str, name: str) -> bytes | None:
+    expected = manifest.get("sha256", {}).get(key)
     if expected is None:
         return None
-    path = Path(features_dir) / QUANTISED_MODEL
+    path = Path(features_dir) / name
     blob = path.read_bytes() if path.is_file() else b""
     if hashlib.sha256(blob).hexdigest() != expected:
         raise BankError(f"{path} is missing or does not match its manifest; {REINDEX}")

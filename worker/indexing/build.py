@@ -45,6 +45,7 @@ from worker.indexing.copies import cached_copy_rows, copy_rows_here
 from worker.indexing.quantising import quantise_for_index, quantised_info
 from worker.indexing.recovery import tidy
 from worker.indexing.sketches import sketch_share
+from worker.pipeline.ann import stored_index
 from worker.pipeline.duplicates import find_duplicates
 from worker.pipeline.exact import exact_match_for
 from worker.pipeline.preprocess import preprocess_params, to_rgb
@@ -236,10 +237,11 @@ def _build(settings: Settings, extractor, batch_size: int, progress: bool, distr
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "build_seconds": round(time.perf_counter() - start, 2),
     }
+    coarse, manifest["coarse_index"] = stored_index(front, back, settings.search_ann_min_pairs)
     folder = write_bank(settings.features_dir, front, back, manifest, whitening,
                         catalogue_csv(catalogue.names, catalogue.fronts, catalogue.backs,
                                       catalogue.extra),
-                        {DUPLICATES: duplicates.to_bytes()},
+                        {DUPLICATES: duplicates.to_bytes(), **coarse},
                         None if extractor.quantised is None else extractor.quantised.blob)
     try:
         gathered.cache.prune(gathered.contents, extractor.dim, 2 * settings.index_chunk_pairs)

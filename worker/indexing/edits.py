@@ -47,6 +47,7 @@ from worker.core.queueing import EXTENSION
 from worker.core.settings import Settings
 from worker.core.storage import write_aside
 from worker.indexing.recovery import mark_listed, sync_listed, tidy
+from worker.pipeline.ann import stored_index
 from worker.pipeline.duplicates import after_add, after_remove
 from worker.pipeline.preprocess import preprocess_params, to_canvas, to_rgb, visible_canvas
 from worker.pipeline.thumbnails import remove_thumbnails, write_thumbnail
@@ -101,9 +102,11 @@ def _save(settings: Settings, bank: FeatureBank, before: Catalogue, after: Catal
                 "edit": {"from": before.fingerprint()},
                 "duplicates": duplicates.summary(duplicate_thresholds_in(bank.manifest)),
                 "updated": datetime.now(UTC).isoformat(timespec="seconds")}
-    folder = write_bank(settings.features_dir, front.astype(np.float32), back.astype(np.float32),
-                        manifest, bank.whitening, catalogue_csv(names, fronts, backs, extra),
-                        {DUPLICATES: duplicates.to_bytes()}, bank.quantised)
+    front, back = front.astype(np.float32), back.astype(np.float32)
+    coarse, manifest["coarse_index"] = stored_index(front, back, settings.search_ann_min_pairs)
+    folder = write_bank(settings.features_dir, front, back, manifest, bank.whitening,
+                        catalogue_csv(names, fronts, backs, extra),
+                        {DUPLICATES: duplicates.to_bytes(), **coarse}, bank.quantised)
     write_catalogue_csv(settings.database_dir, names, fronts, backs, extra)
     generations.checkpoint("renamed pairs.csv")
     mark_listed(folder)

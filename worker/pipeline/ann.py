@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from worker.core.bank import FeatureBank
+from worker.core.bank import COARSE_INDEX, FeatureBank
 from worker.pipeline.ranking import side_weights
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ SUB_DIMS = 2  # dimensions per 4-bit code: 2 -> top-20 agreement 1.000 at 1M (do
 TRAIN_ROWS = 65536  # rows, evenly spaced over the bank, that the codebooks are learned from
 MIN_TRAIN_ROWS = 256  # a smaller bank's rows are repeated up to this (16 centroids a code)
 EXACT_FILTERED = 4  # a filter allowing <= 4 C rows: those rows scored exactly, no scan
+CODES = f"pq-fastscan-{SUB_DIMS}x4"  # a stored index of other codes is built again
 
 
 def _cpus() -> int:
@@ -56,8 +57,8 @@ def _faiss():
 
 
 def _threads(n: int):
-    """faiss with min(n, CPUs) OpenMP threads for the calling thread. A flat index searches
-    one query vector per thread, and a second thread with nothing to do still waits at the
+    """faiss with min(n, CPUs) OpenMP threads for the calling thread. A scan splits its query
+    vectors over the threads, and a second thread with nothing to do still waits at the
     barrier for a busy core, so a one-vector search runs on one thread."""
     faiss = _faiss()
     faiss.omp_set_num_threads(min(n, _cpus()))
@@ -195,11 +196,41 @@ class IndexedBank(FeatureBank):
 
 def with_coarse_index(bank: FeatureBank, min_pairs: int, **options) -> FeatureBank:
     """`bank` with a CoarseIndex attached when it holds at least `min_pairs` pairs
-    (0: always), else `bank` unchanged."""
+    (0: always), else `bank` unchanged: the one its generation stores when it has one of
+    these codes (and no `options`), else built now."""
     if len(bank) < min_pairs or len(bank) == 0:
         return bank
     start = time.perf_counter()
-    coarse = CoarseIndex.build(bank.front, bank.back, **options)
-    log.info("coarse index for %d pairs built in %.1f s (%.1f MiB of codes)", len(bank),
+    coarse = None if options else _stored(bank)
+    how = "loaded" if coarse is not None else "built"
+    if coarse is None:
+        coarse = CoarseIndex.build(bank.front, bank.back, **options)
+    log.info("coarse index for %d pairs %s in %.1f s (%.1f MiB of codes)", len(bank), how,
              time.perf_counter() - start, coarse.nbytes / 2**20)
-    return IndexedBank(bank.front, bank.back, bank.manifest, bank.whitening, bank.quantised, coarse)
+    return IndexedBank(bank.front, bank.back, bank.manifest, bank.whitening, bank.quantised,
+                       coarse=coarse)  # the stored bytes not kept: the index holds them
+
+
+def stored_index(front: np.ndarray, back: np.ndarray, min_pairs: int
+                 ) -> tuple[dict[str, bytes], dict | None]:
+    """What a new generation stores of its coarse index, so that workers load it instead of
+    building it (20 s at 1M pairs): ({COARSE_INDEX: its bytes}, the manifest's
+    `coarse_index`), or ({}, None) for banks that get none."""
+    if len(front) < min_pairs or len(front) == 0:
+        return {}, None
+    index = CoarseIndex.build(front, back).index
+    return ({COARSE_INDEX: _faiss().serialize_index(index).tobytes()},
+            {"codes": CODES, "pairs": len(front)})
+
+
+def _stored(bank: FeatureBank) -> CoarseIndex | None:
+    """The generation's stored index, when it holds these codes of these rows."""
+    if bank.stored_coarse is None or bank.manifest.get("coarse_index") != {
+            "codes": CODES, "pairs": len(bank)}:
+        return None
+    try:
+        index = _faiss().deserialize_index(np.frombuffer(bank.stored_coarse, dtype=np.uint8))
+    except RuntimeError as exc:  # another faiss's format: built again
+        log.warning("the stored coarse index cannot be read (%s); building it", exc)
+        return None
+    return CoarseIndex(index, bank.front.shape[1]) if index.ntotal == len(bank) else None
