@@ -253,14 +253,24 @@ def test_a_worker_loads_the_coarse_index_its_generation_stores(
         assert_same_hits(top_k(bank, q, None, 3, 0.5), top_k(search, q, None, 3, 0.5))
 
 
-def test_a_stored_index_of_other_codes_or_rows_is_built_again(tmp_path, catalogue_dir):
+def test_a_stored_index_of_other_codes_or_rows_or_damaged_is_built_again(tmp_path,
+                                                                          catalogue_dir):
+    """The generation loads whatever its coarse index file holds (it can always be built
+    again); the index is loaded only when it is the file the manifest lists, of these codes
+    and rows."""
     write_with_stored_index(tmp_path, catalogue_dir, 0)
     bank = load_bank(tmp_path)
-    assert bank.stored_coarse is not None
+    assert bank.stored_coarse is not None and _stored(bank) is not None
     for entry in ({"codes": "int8-flat", "pairs": len(bank)}, {"codes": CODES, "pairs": 3}):
         other = dataclasses.replace(bank, manifest={**bank.manifest, "coarse_index": entry})
         assert _stored(other) is None
-    assert _stored(bank) is not None
-    damaged = dataclasses.replace(bank, stored_coarse=bank.stored_coarse[:100])
-    assert _stored(damaged) is None  # faiss cannot read it: built instead, with a warning
-    assert len(with_coarse_index(damaged, 0).coarse) == len(bank)
+    path = generations.current_dir(tmp_path) / COARSE_INDEX
+    whole = path.read_bytes()
+    for damage in (whole[:100], whole[:-1] + bytes([whole[-1] ^ 1]), None):
+        if damage is None:
+            path.unlink()
+        else:
+            path.write_bytes(damage)
+        bank = load_bank(tmp_path)  # the banks are served all the same
+        assert _stored(bank) is None
+        assert len(with_coarse_index(bank, 0).coarse) == len(bank)  # built instead

@@ -135,6 +135,28 @@ def test_a_filtered_search_returns_k_allowed_hits_on_both_paths(bank, every, sid
         assert k <= len(rows) < allowed.sum()
 
 
+@pytest.mark.parametrize("share", [0.1, 0.3])
+def test_a_filter_the_best_rows_mostly_fail_is_scanned_deeper(bank, share):
+    """Allowed: the half of the rows the query scores lowest and a `share` of the other half
+    (a filter against the query, as a garment other than its own). The scan's best hold too
+    few allowed rows at first, so it looks deeper until as many as an unfiltered search
+    re-scores; the hits are brute force's among the allowed."""
+    q_front, q_back = bank.front[0], bank.back[0]
+    scores = bank.front @ q_front + bank.back @ q_back
+    high = scores >= np.median(scores)
+    allowed = ~high | (high & (np.random.default_rng(1).random(len(bank)) < share))
+    indexed = with_coarse_index(bank, 0, min_candidates=200)
+    depths = []
+    scan = indexed.coarse._scan
+    indexed.coarse._scan = lambda *args: depths.append(args[-1]) or scan(*args)
+    rows = indexed.coarse.candidates(q_front, q_back, 20, 0.5, False, allowed)
+    assert len(depths) >= 2 and depths == sorted(depths)  # deeper each time
+    assert rows is not None and allowed[rows].all() and len(rows) >= 200
+    want = brute_force_among(bank, allowed, q_front, q_back, 20, False)
+    hits = top_k(indexed, q_front, q_back, 20, 0.5, False, allowed)
+    assert [(h.rank, h.index, h.swapped, round(h.score, 5)) for h in hits] == want
+
+
 def test_a_filter_the_best_rows_fail_is_searched_whole(bank):
     """Allowed: the half of the rows the query scores lowest. The scan's best (twice the
     candidates, as half the rows pass) hold none of them: the whole bank is searched, masked."""

@@ -40,7 +40,7 @@ class FeatureBank:
     manifest: dict
     whitening: Whitening | None = None  # learned on the catalogue; queries need it too
     quantised: bytes | None = None  # int8 banks: the model that built them; queries need it too
-    stored_coarse: bytes | None = None  # the coarse index built with them (`ann.stored_index`)
+    stored_coarse: Path | None = None  # the coarse index built with them (`ann.stored_index`)
 
     def __len__(self) -> int:
         return self.front.shape[0]
@@ -113,7 +113,8 @@ def load_bank(features_dir: Path) -> FeatureBank:
     front, back = (_load_side(features_dir, side, manifest) for side in SIDES)
     return FeatureBank(front, back, manifest, _load_whitening(features_dir, manifest),
                        _load_blob(features_dir, manifest, "quantised_model", QUANTISED_MODEL),
-                       _load_blob(features_dir, manifest, "coarse", COARSE_INDEX))
+                       # read and checked when used: it can always be built again
+                       features_dir / COARSE_INDEX if "coarse" in manifest.get("sha256", {}) else None)
 
 
 def _load_blob(features_dir: Path, manifest: dict, key: str, name: str) -> bytes | None:

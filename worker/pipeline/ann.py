@@ -18,6 +18,7 @@ candidates and keeps the allowed ones, or scores the allowed rows exactly when t
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import math
 import os
@@ -123,19 +124,18 @@ class CoarseIndex:
         """Sorted unique rows whose exact scores decide the top k, among the rows `allowed`
         ((n,) bool; None: all), or None when the candidates would be the whole bank (search
         it all, masked). When at most EXACT_FILTERED times the candidates are allowed, they
-        are the candidates (an exact search over them); else the scan's best, more of them
-        by as much as the filter leaves out, less the rows it does not allow (None if fewer
-        than k are left: the filter and the score agree, and only a whole search finds them)."""
-        n, c = len(self), self.n_candidates(k)
-        if c >= n:
+        are the candidates (an exact search over them); else the allowed rows among the
+        scan's best, scanning deeper until they are as many as the candidates of a search
+        without the filter (None once that would be the whole bank)."""
+        n, wanted = len(self), self.n_candidates(k)
+        if wanted >= n:
             return None
+        c = wanted
         if allowed is not None:
             passing = int(allowed.sum())
-            if passing <= EXACT_FILTERED * c:
+            if passing <= EXACT_FILTERED * wanted:
                 return np.flatnonzero(allowed)
-            c = math.ceil(c * n / passing)
-            if c >= n:
-                return None
+            c = math.ceil(wanted * n / passing)
         vectors = self._vectors(q_front, q_back, front_weight, sides_unknown)
         if not np.abs(np.stack(vectors)).max(axis=1).all():  # all zero: every score ties at 0
             return None
@@ -144,12 +144,18 @@ class CoarseIndex:
             # each side alone is asked next (`sides.side_copies`): one scan reads the codes once
             ahead = [*self._vectors(q_front, None, front_weight, sides_unknown),
                      *self._vectors(None, q_back, front_weight, sides_unknown)]
-        labels = self._scan(vectors, ahead, c)
-        rows = np.unique(labels[labels >= 0])
-        if allowed is None:
-            return rows
-        rows = rows[allowed[rows]]
-        return rows if len(rows) >= k else None  # a filter the scan's best mostly fail
+        while c < n:
+            labels = self._scan(vectors, ahead, c)
+            rows = np.unique(labels[labels >= 0])
+            if allowed is None:
+                return rows
+            rows = rows[allowed[rows]]
+            if len(rows) >= wanted:  # as many as an unfiltered search re-scores
+                return rows
+            # a filter the query's best rows mostly fail (a garment other than the query's):
+            # deeper, by the share of the best rows it let through
+            c = math.ceil(c * wanted / max(len(rows), 1))
+        return None
 
     def _vectors(self, q_front: np.ndarray | None, q_back: np.ndarray | None,
                  front_weight: float, sides_unknown: bool) -> list[np.ndarray]:
@@ -208,7 +214,7 @@ def with_coarse_index(bank: FeatureBank, min_pairs: int, **options) -> FeatureBa
     log.info("coarse index for %d pairs %s in %.1f s (%.1f MiB of codes)", len(bank), how,
              time.perf_counter() - start, coarse.nbytes / 2**20)
     return IndexedBank(bank.front, bank.back, bank.manifest, bank.whitening, bank.quantised,
-                       coarse=coarse)  # the stored bytes not kept: the index holds them
+                       coarse=coarse)
 
 
 def stored_index(front: np.ndarray, back: np.ndarray, min_pairs: int
@@ -224,13 +230,18 @@ def stored_index(front: np.ndarray, back: np.ndarray, min_pairs: int
 
 
 def _stored(bank: FeatureBank) -> CoarseIndex | None:
-    """The generation's stored index, when it holds these codes of these rows."""
+    """The generation's stored index, when it is the file its manifest lists and holds these
+    codes of these rows; else None (built instead: the index can always be built again)."""
     if bank.stored_coarse is None or bank.manifest.get("coarse_index") != {
             "codes": CODES, "pairs": len(bank)}:
         return None
     try:
-        index = _faiss().deserialize_index(np.frombuffer(bank.stored_coarse, dtype=np.uint8))
-    except RuntimeError as exc:  # another faiss's format: built again
-        log.warning("the stored coarse index cannot be read (%s); building it", exc)
+        blob = bank.stored_coarse.read_bytes()
+        if hashlib.sha256(blob).hexdigest() != bank.manifest["sha256"].get("coarse"):
+            raise RuntimeError("it does not match its manifest (changed or truncated)")
+        index = _faiss().deserialize_index(np.frombuffer(blob, dtype=np.uint8))
+    except (OSError, RuntimeError) as exc:  # gone, damaged, another faiss's format
+        log.warning("the stored coarse index %s cannot be used (%s); building it",
+                    bank.stored_coarse, exc)
         return None
     return CoarseIndex(index, bank.front.shape[1]) if index.ntotal == len(bank) else None
