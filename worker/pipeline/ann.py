@@ -12,7 +12,8 @@ crossed vector [w * q_back, (1 - w) * q_front]) are then re-scored exactly by
 force's whenever the true top k are among the candidates.
 
 fast-scan takes no row filter: a filtered search asks it for C / (share of rows allowed)
-candidates and keeps the allowed ones, or scores the allowed rows exactly when they are few.
+candidates and keeps the allowed ones, deeper while fewer than C are allowed, or scores the
+allowed rows exactly when they are few.
 """
 
 from __future__ import annotations
