@@ -147,7 +147,7 @@ def sizes_settings(args: argparse.Namespace, sizes: list[int], blas_threads: int
         "BLAS threads": f"{blas_threads} (as in the worker)",
         "banks": "synthetic random unit rows, front + back, float32 in RAM (not memory-mapped); "
                  "float16 banks were 10-15x slower with numpy and are not measured",
-        "coarse + exact": f"worker.pipeline.ann.CoarseIndex (int8 [front | back] codes, faiss "
+        "coarse + exact": f"worker.pipeline.ann.CoarseIndex (fast-scan PQ [front | back] codes, faiss "
                           f"{faiss_version()}), best max(10 k, {MIN_CANDIDATES}) rows per query "
                           "vector re-scored exactly",
         "agreement": f"fraction of brute force's top {K} that coarse + exact returns, mean over "
