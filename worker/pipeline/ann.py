@@ -125,9 +125,9 @@ class CoarseIndex:
         """Sorted unique rows whose exact scores decide the top k, among the rows `allowed`
         ((n,) bool; None: all), or None when the candidates would be the whole bank (search
         it all, masked). When at most EXACT_FILTERED times the candidates are allowed, they
-        are the candidates (an exact search over them); else the allowed rows among the
-        scan's best, scanning deeper until they are as many as the candidates of a search
-        without the filter (None once that would be the whole bank)."""
+        are the candidates (an exact search over them); else each query vector's best
+        allowed rows, as many as a search without the filter re-scores, scanning deeper
+        until it has them (None, the whole bank, past a quarter of it)."""
         n, wanted = len(self), self.n_candidates(k)
         if wanted >= n:
             return None
@@ -145,17 +145,18 @@ class CoarseIndex:
             # each side alone is asked next (`sides.side_copies`): one scan reads the codes once
             ahead = [*self._vectors(q_front, None, front_weight, sides_unknown),
                      *self._vectors(None, q_back, front_weight, sides_unknown)]
-        while c < n:
+        if allowed is None:
             labels = self._scan(vectors, ahead, c)
-            rows = np.unique(labels[labels >= 0])
-            if allowed is None:
-                return rows
-            rows = rows[allowed[rows]]
-            if len(rows) >= wanted:  # as many as an unfiltered search re-scores
-                return rows
+            return np.unique(labels[labels >= 0])
+        while c <= n // EXACT_FILTERED:  # deeper than that: the whole bank, masked
+            kept = [row[allowed[row]][:wanted]  # each vector's best allowed rows
+                    for row in (r[r >= 0] for r in self._scan(vectors, ahead, c))]
+            fewest = min(len(rows) for rows in kept)
+            if fewest >= wanted:  # as many for each vector as an unfiltered search re-scores
+                return np.unique(np.concatenate(kept))
             # a filter the query's best rows mostly fail (a garment other than the query's):
-            # deeper, by the share of the best rows it let through
-            c = math.ceil(c * wanted / max(len(rows), 1))
+            # deeper, by the share of the best rows it let through, at least twice as deep
+            c = max(2 * c, math.ceil(c * wanted / max(fewest, 1)))
         return None
 
     def _vectors(self, q_front: np.ndarray | None, q_back: np.ndarray | None,
