@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 MIN_CANDIDATES = 5000  # rows re-scored exactly per query vector, at least...
 CANDIDATES_PER_K = 10  # ... and at least this many per requested hit
 CHUNK_ROWS = 65536  # rows added at a time while building (bounds the extra memory)
-SUB_DIMS = 2  # dimensions per 4-bit code: 2 -> top-20 agreement 1.000 at 1M (docs/performance.md)
+SUB_DIMS = 2  # dims per 4-bit code: 4 scans twice as fast, less exactly (docs/performance.md)
 TRAIN_ROWS = 65536  # rows, evenly spaced over the bank, that the codebooks are learned from
 MIN_TRAIN_ROWS = 256  # a smaller bank's rows are repeated up to this (16 centroids a code)
 EXACT_FILTERED = 4  # a filter allowing <= 4 C rows: those rows scored exactly, no scan
