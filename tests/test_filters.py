@@ -136,27 +136,42 @@ def test_a_filtered_search_returns_k_allowed_hits_on_both_paths(bank, every, sid
         assert k <= len(rows) < allowed.sum()
 
 
-@pytest.mark.parametrize("share", [0.2, 0.3])
-def test_a_filter_the_best_rows_mostly_fail_is_scanned_deeper(bank, share):
-    """Allowed: the half of the rows the query scores lowest and a `share` of the other half
-    (a filter against the query, as a garment other than its own). The scan's best hold too
-    few allowed rows at first, so it looks deeper, at least twice as deep each time, until
-    it has as many as an unfiltered search re-scores (50 here); the hits are brute force's
-    among the allowed."""
-    q_front, q_back = bank.front[0], bank.back[0]
-    scores = bank.front @ q_front + bank.back @ q_back
+def against_the_query(bank, share: float) -> np.ndarray:
+    """Allowed: the half of the rows the query (row 0) scores lowest and a `share` of the other
+    half: a filter against the query, as a garment other than its own."""
+    scores = bank.front @ bank.front[0] + bank.back @ bank.back[0]
     high = scores >= np.median(scores)
-    allowed = ~high | (high & (np.random.default_rng(1).random(len(bank)) < share))
-    indexed = with_coarse_index(bank, 0, min_candidates=50, per_k=1)
+    return ~high | (high & (np.random.default_rng(1).random(len(bank)) < share))
+
+
+def scan_depths(indexed) -> list[int]:
+    """The depth of each scan the coarse index makes from now on."""
     depths = []
     scan = indexed.coarse._scan
     indexed.coarse._scan = lambda *args: depths.append(args[-1]) or scan(*args)
-    rows = indexed.coarse.candidates(q_front, q_back, 20, 0.5, False, allowed)
+    return depths
+
+
+def assert_brute_force_hits(bank, indexed, allowed, k: int, sides_unknown: bool) -> None:
+    """The index's top k of row 0's query among the allowed rows are brute force's."""
+    q_front, q_back = bank.front[0], bank.back[0]
+    want = brute_force_among(bank, allowed, q_front, q_back, k, sides_unknown)
+    hits = top_k(indexed, q_front, q_back, k, 0.5, sides_unknown, allowed)
+    assert [(h.rank, h.index, h.swapped, round(h.score, 5)) for h in hits] == want
+
+
+@pytest.mark.parametrize("share", [0.2, 0.3])
+def test_a_filter_the_best_rows_mostly_fail_is_scanned_deeper(bank, share):
+    """The scan's best hold too few of the rows `against_the_query` allows at first, so it
+    looks deeper, at least twice as deep each time, until it has as many as an unfiltered
+    search re-scores (50 here); the hits are brute force's among the allowed."""
+    allowed = against_the_query(bank, share)
+    indexed = with_coarse_index(bank, 0, min_candidates=50, per_k=1)
+    depths = scan_depths(indexed)
+    rows = indexed.coarse.candidates(bank.front[0], bank.back[0], 20, 0.5, False, allowed)
     assert len(depths) >= 2 and all(b >= 2 * a for a, b in itertools.pairwise(depths))
     assert rows is not None and allowed[rows].all() and len(rows) == 50  # its best 50 allowed
-    want = brute_force_among(bank, allowed, q_front, q_back, 20, False)
-    hits = top_k(indexed, q_front, q_back, 20, 0.5, False, allowed)
-    assert [(h.rank, h.index, h.swapped, round(h.score, 5)) for h in hits] == want
+    assert_brute_force_hits(bank, indexed, allowed, 20, False)
 
 
 @pytest.mark.parametrize("share", [0.2, 0.3])
@@ -164,48 +179,34 @@ def test_sides_unknown_each_orientation_gets_its_best_allowed_rows(bank, share):
     """As above with sides unknown: the direct and the crossed vector each keep their own
     best 50 allowed rows (the direct one's filter fails most of its best rows, the crossed
     one's much less), and the hits are brute force's."""
-    q_front, q_back = bank.front[0], bank.back[0]
-    scores = bank.front @ q_front + bank.back @ q_back
-    high = scores >= np.median(scores)
-    allowed = ~high | (high & (np.random.default_rng(1).random(len(bank)) < share))
+    allowed = against_the_query(bank, share)
     indexed = with_coarse_index(bank, 0, min_candidates=50)  # 10 a hit: k = 5
-    rows = indexed.coarse.candidates(q_front, q_back, 5, 0.5, True, allowed)
+    rows = indexed.coarse.candidates(bank.front[0], bank.back[0], 5, 0.5, True, allowed)
     assert rows is not None and allowed[rows].all() and 50 < len(rows) <= 100
-    want = brute_force_among(bank, allowed, q_front, q_back, 5, True)
-    hits = top_k(indexed, q_front, q_back, 5, 0.5, True, allowed)
-    assert [(h.rank, h.index, h.swapped, round(h.score, 5)) for h in hits] == want
+    assert_brute_force_hits(bank, indexed, allowed, 5, True)
 
 
 def test_a_filter_that_stops_just_short_gives_up_after_a_few_scans(bank):
     """Allowed: the 49 rows the query scores best and the 1,000 it scores worst: the scan
     keeps 49 of the 50 it wants until it reaches the bottom. It deepens at least twofold
     each time and stops past a quarter of the bank: the whole bank is searched, masked."""
-    q_front, q_back = bank.front[0], bank.back[0]
-    order = np.argsort(-(bank.front @ q_front + bank.back @ q_back))
+    order = np.argsort(-(bank.front @ bank.front[0] + bank.back @ bank.back[0]))
     allowed = np.zeros(len(bank), dtype=bool)
     allowed[order[:49]] = allowed[order[-1000:]] = True
     indexed = with_coarse_index(bank, 0, min_candidates=50, per_k=1)
-    depths = []
-    scan = indexed.coarse._scan
-    indexed.coarse._scan = lambda *args: depths.append(args[-1]) or scan(*args)
-    assert indexed.coarse.candidates(q_front, q_back, 20, 0.5, False, allowed) is None
+    depths = scan_depths(indexed)
+    assert indexed.coarse.candidates(bank.front[0], bank.back[0], 20, 0.5, False, allowed) is None
     assert 1 <= len(depths) <= 3 and max(depths) <= len(bank) // EXACT_FILTERED
-    want = brute_force_among(bank, allowed, q_front, q_back, 20, False)
-    hits = top_k(indexed, q_front, q_back, 20, 0.5, False, allowed)
-    assert [(h.rank, h.index, h.swapped, round(h.score, 5)) for h in hits] == want
+    assert_brute_force_hits(bank, indexed, allowed, 20, False)
 
 
 def test_a_filter_the_best_rows_fail_is_searched_whole(bank):
     """Allowed: the half of the rows the query scores lowest. The scan's best (twice the
     candidates, as half the rows pass) hold none of them: the whole bank is searched, masked."""
-    q_front, q_back = bank.front[0], bank.back[0]
-    scores = bank.front @ q_front + bank.back @ q_back
-    allowed = scores < np.median(scores)
+    allowed = against_the_query(bank, 0.0)
     indexed = with_coarse_index(bank, 0, min_candidates=200)
-    assert indexed.coarse.candidates(q_front, q_back, 20, 0.5, False, allowed) is None
-    want = brute_force_among(bank, allowed, q_front, q_back, 20, False)
-    hits = top_k(indexed, q_front, q_back, 20, 0.5, False, allowed)
-    assert [(h.rank, h.index, h.swapped, round(h.score, 5)) for h in hits] == want
+    assert indexed.coarse.candidates(bank.front[0], bank.back[0], 20, 0.5, False, allowed) is None
+    assert_brute_force_hits(bank, indexed, allowed, 20, False)
 
 
 def test_nothing_allowed_finds_nothing(bank):

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -61,16 +62,23 @@ def grown(sample: FeatureBank, n: int, rng: np.random.Generator) -> FeatureBank:
     return FeatureBank(*sides, sample.manifest, sample.whitening)
 
 
-def search(bank: FeatureBank, catalogue: Catalogue, q: tuple[np.ndarray, np.ndarray]):
-    """(ms of `ranked`, ms of `side_copies`, the hits' rows, the sides' copies' names)."""
+class Searched(NamedTuple):
+    ranked_ms: float
+    sides_ms: float
+    hits: list[int]  # the listed hits' rows
+    sides: list[tuple[str, str]]  # (side, design) of each side that alone copies a design
+
+
+def search(bank: FeatureBank, catalogue: Catalogue, q: tuple[np.ndarray, np.ndarray]
+           ) -> Searched:
     start = time.perf_counter()
     listing = ranked(bank, *q, K, FRONT_WEIGHT, False, None, thresholds_in(bank.manifest))
     middle = time.perf_counter()
     sides = side_copies(bank, catalogue, q, FRONT_WEIGHT, False, None,
                         thresholds_in(bank.manifest, one_side=True))
     end = time.perf_counter()
-    return ((middle - start) * 1000, (end - middle) * 1000, [h.index for h in listing.hits],
-            [(s.side, s.name) for s in sides])
+    return Searched((middle - start) * 1000, (end - middle) * 1000,
+                    [h.index for h in listing.hits], [(s.side, s.name) for s in sides])
 
 
 def cmd_bankwork(args, argv: list[str]) -> int:
@@ -100,15 +108,15 @@ def cmd_bankwork(args, argv: list[str]) -> int:
         timed = [search(indexed, catalogue, q) for q in queries]  # keeps its last scan)
         exact = [search(bank, catalogue, q) for q in queries[:args.exact_queries]]
         paired = list(zip(timed, exact, strict=False))  # the queries searched both ways
-        agree = np.mean([len(set(a[2]) & set(e[2])) / len(e[2]) for a, e in paired])
-        same_first = np.mean([a[2][0] == e[2][0] for a, e in paired])
-        same_sides = np.mean([a[3] == e[3] for a, e in paired])
-        both = [a[0] + a[1] for a in timed]
+        agree = np.mean([len(set(a.hits) & set(e.hits)) / len(e.hits) for a, e in paired])
+        same_first = np.mean([a.hits[0] == e.hits[0] for a, e in paired])
+        same_sides = np.mean([a.sides == e.sides for a, e in paired])
+        both = [a.ranked_ms + a.sides_ms for a in timed]
         rows.append([f"{n:,}", f"{built:.1f}", f"{indexed.coarse.nbytes / n:.0f}",
-                     f"{np.median([a[0] for a in timed]):.1f}",
-                     f"{np.median([a[1] for a in timed]):.1f}",
+                     f"{np.median([a.ranked_ms for a in timed]):.1f}",
+                     f"{np.median([a.sides_ms for a in timed]):.1f}",
                      f"**{np.median(both):.1f}** ({percentile(both, 95):.1f})",
-                     f"{np.median([e[0] + e[1] for e in exact]):.1f}",
+                     f"{np.median([e.ranked_ms + e.sides_ms for e in exact]):.1f}",
                      f"{agree:.3f}", f"{same_first:.3f}", f"{same_sides:.3f}"])
         del bank, indexed
     emit(md_table(["pairs", "coarse index build s", "code bytes/pair", "`ranked` p50 ms",
