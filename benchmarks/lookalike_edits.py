@@ -82,13 +82,15 @@ def overlay(d: Design, side: str, rng: np.random.Generator) -> Image.Image:
 
 
 def detail(d: Design, side: str, rng: np.random.Generator) -> Image.Image:
-    """Only a central 55-75 % crop of the drawing."""
+    """Only a central 55-75 % crop of the garment's box: a crop of the page's centre would
+    leave many garments whole, and the trim would undo it."""
     img = draw_side(d, side)
-    w, h = img.size
+    left, top, right, bottom = ImageOps.invert(img).getbbox() or (0, 0, *img.size)
+    w, h = right - left, bottom - top
     keep = rng.uniform(0.55, 0.75)
     cw, ch = int(w * keep), int(h * keep)
-    left, top = (w - cw) // 2, (h - ch) // 2
-    return img.crop((left, top, left + cw, top + ch))
+    x, y = left + (w - cw) // 2, top + (h - ch) // 2
+    return img.crop((x, y, x + cw, y + ch))
 
 
 def lineart(d: Design, side: str, rng: np.random.Generator) -> Image.Image:
