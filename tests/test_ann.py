@@ -22,6 +22,7 @@ from worker.pipeline.ann import (
     with_coarse_index,
 )
 from worker.pipeline.ranking import top_k
+from worker.pipeline.sides import searched_alone
 from worker.service.engine import Engine
 
 N, DIM = 3000, 32
@@ -195,23 +196,43 @@ class CountingIndex:
         return self.index.search(*args, **kwargs)
 
 
+@pytest.mark.parametrize("sides_next", [(True, True), (False, True), (False, False)])
 @pytest.mark.parametrize("sides_unknown", [False, True])
-def test_a_pair_search_and_its_sides_alone_scan_the_codes_once(banks, sides_unknown):
-    """A two-sided search's scan also finds the candidates of each side searched alone
-    (`sides.side_copies` asks next), with the hits brute force gives; a one-side search or
-    another pair scans again."""
+def test_a_pair_search_scans_for_the_sides_searched_alone_next(banks, sides_unknown, sides_next):
+    """A two-sided search's scan also finds the candidates of the sides it is told are
+    searched alone next (`sides_next`: what `sides.side_copies` asks), with the hits brute
+    force gives; any other side, one-side search or pair scans again."""
     bank, indexed = banks
     coarse = with_coarse_index(bank, 0, min_candidates=200).coarse
     counting = coarse.index = CountingIndex(coarse.index)
     searched = IndexedBank(bank.front, bank.back, bank.manifest, coarse=coarse)
     q_front, q_back = queries(bank, 4)
+    assert_same_hits(top_k(bank, q_front, q_back, 40, 0.5, sides_unknown),
+                     top_k(searched, q_front, q_back, 40, 0.5, sides_unknown,
+                           sides_next=sides_next))
+    expected = 1
+    assert counting.scans == expected
     other, third = queries(bank, 6)[0], queries(bank, 8)[1]
-    for alone, scans in (((q_front, q_back), 1), ((q_front, None), 1), ((None, q_back), 1),
-                         ((q_front, None), 1), ((other, q_back), 2), ((None, third), 3)):
+    sides = sorted(zip(((q_front, None), (None, q_back)), sides_next, strict=True),
+                   key=lambda side: not side[1])  # those scanned ahead first: a scan forgets them
+    for alone, scanned_ahead in [*sides, ((other, q_back), False), ((None, third), False)]:
         k = 40 if all(q is not None for q in alone) else 2
         assert_same_hits(top_k(bank, *alone, k, 0.5, sides_unknown),
                          top_k(searched, *alone, k, 0.5, sides_unknown))
-        assert counting.scans == scans, alone
+        expected += not scanned_ahead
+        assert counting.scans == expected, alone
+
+
+def test_the_sides_searched_alone_are_those_side_copies_judges():
+    """What a search scans ahead for: both sides of a weighted pair with verdicts; none for
+    one side, a side weighted 0, or no verdicts; never a side matched by its outline."""
+    q, anything = np.ones(4), {"copy": 0.9}
+    assert searched_alone((q, q), 0.5, anything, (False, False)) == (True, True)
+    assert searched_alone((q, q), 0.5, anything, (True, False)) == (False, True)
+    assert searched_alone((q, q), 0.5, None, (False, False)) == (False, False)
+    assert searched_alone((q, None), 0.5, anything, (False, False)) == (False, False)
+    for weight in (0.0, 1.0):
+        assert searched_alone((q, q), weight, anything, (False, False)) == (False, False)
 
 
 def write_with_stored_index(folder, catalogue_dir, min_pairs: int, **manifest) -> None:

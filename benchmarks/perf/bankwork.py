@@ -24,7 +24,7 @@ from worker.core.bank import FeatureBank
 from worker.core.catalogue import Catalogue
 from worker.pipeline.ann import with_coarse_index
 from worker.pipeline.listing import ranked
-from worker.pipeline.sides import side_copies
+from worker.pipeline.sides import searched_alone, side_copies
 from worker.pipeline.verdicts import thresholds_in
 
 NOISE = 0.02  # per dimension (476 dims: a resampled row's cosine to its source ~0.92)
@@ -71,11 +71,12 @@ class Searched(NamedTuple):
 
 def search(bank: FeatureBank, catalogue: Catalogue, q: tuple[np.ndarray, np.ndarray]
            ) -> Searched:
+    side_thresholds = thresholds_in(bank.manifest, one_side=True)
     start = time.perf_counter()
-    listing = ranked(bank, *q, K, FRONT_WEIGHT, False, None, thresholds_in(bank.manifest))
+    listing = ranked(bank, *q, K, FRONT_WEIGHT, False, None, thresholds_in(bank.manifest),
+                     searched_alone(q, FRONT_WEIGHT, side_thresholds, (False, False)))
     middle = time.perf_counter()
-    sides = side_copies(bank, catalogue, q, FRONT_WEIGHT, False, None,
-                        thresholds_in(bank.manifest, one_side=True))
+    sides = side_copies(bank, catalogue, q, FRONT_WEIGHT, False, None, side_thresholds)
     end = time.perf_counter()
     return Searched((middle - start) * 1000, (end - middle) * 1000,
                     [h.index for h in listing.hits], [(s.side, s.name) for s in sides])

@@ -121,13 +121,16 @@ class CoarseIndex:
 
     def candidates(self, q_front: np.ndarray | None, q_back: np.ndarray | None, k: int,
                    front_weight: float, sides_unknown: bool = False,
-                   allowed: np.ndarray | None = None) -> np.ndarray | None:
+                   allowed: np.ndarray | None = None,
+                   sides_next: tuple[bool, bool] = (False, False)) -> np.ndarray | None:
         """Sorted unique rows whose exact scores decide the top k, among the rows `allowed`
         ((n,) bool; None: all), or None when the candidates would be the whole bank (search
         it all, masked). When at most EXACT_FILTERED times the candidates are allowed, they
         are the candidates (an exact search over them); else each query vector's best
         allowed rows, as many as a search without the filter re-scores, scanning deeper
-        until it has them (None, the whole bank, past a quarter of it)."""
+        until it has them (None, the whole bank, past a quarter of it). `sides_next`: the
+        (front, back) sides searched alone next, scanned with this search (one scan reads
+        the codes once for every vector)."""
         n, wanted = len(self), self.n_candidates(k)
         if wanted >= n:
             return None
@@ -140,11 +143,10 @@ class CoarseIndex:
         vectors = self._vectors(q_front, q_back, front_weight, sides_unknown)
         if not np.abs(np.stack(vectors)).max(axis=1).all():  # all zero: every score ties at 0
             return None
-        ahead = []
-        if q_front is not None and q_back is not None and 0 < front_weight < 1:
-            # each side alone is asked next (`sides.side_copies`): one scan reads the codes once
-            ahead = [*self._vectors(q_front, None, front_weight, sides_unknown),
-                     *self._vectors(None, q_back, front_weight, sides_unknown)]
+        ahead = [vector for alone, asked in zip(((q_front, None), (None, q_back)), sides_next,
+                                                strict=True)
+                 if asked and any(q is not None for q in alone)
+                 for vector in self._vectors(*alone, front_weight, sides_unknown)]
         if allowed is None:
             labels = self._scan(vectors, ahead, c)
             return np.unique(labels[labels >= 0])

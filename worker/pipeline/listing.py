@@ -38,13 +38,15 @@ class Listing(NamedTuple):
 
 def ranked(bank: FeatureBank, q_front: np.ndarray | None, q_back: np.ndarray | None, k: int,
            front_weight: float, sides_unknown: bool = False, allowed: np.ndarray | None = None,
-           thresholds: dict[str, float] | None = None) -> Listing:
+           thresholds: dict[str, float] | None = None,
+           sides_next: tuple[bool, bool] = (False, False)) -> Listing:
     """The k hits a search shows and the score each one's verdict judges. `thresholds`: what
-    the verdicts judge by (None: no verdicts, and the score's order)."""
+    the verdicts judge by (None: no verdicts, and the score's order); `sides_next`: as
+    `top_k`'s."""
     columns = None if thresholds is None else _pattern_columns(bank)
     by_design = columns is not None
     hits = top_k(bank, q_front, q_back, max(2, POOL_PER_K * k if by_design else k), front_weight,
-                 sides_unknown, allowed)  # 2: the first hit is judged on its lead
+                 sides_unknown, allowed, sides_next)  # 2: the first hit is judged on its lead
     judged = verdict_scores([hit.score for hit in hits])
     if not (by_design and hits and judged[0] >= thresholds["near-duplicate"]):
         return Listing(hits[:k], judged[:k], "score")

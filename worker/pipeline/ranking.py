@@ -137,9 +137,12 @@ def score_pairs(bank: FeatureBank, q_front: np.ndarray | None, q_back: np.ndarra
 
 def top_k(bank: FeatureBank, q_front: np.ndarray | None, q_back: np.ndarray | None, k: int,
           front_weight: float, sides_unknown: bool = False,
-          allowed: np.ndarray | None = None) -> list[SearchHit]:
+          allowed: np.ndarray | None = None,
+          sides_next: tuple[bool, bool] = (False, False)) -> list[SearchHit]:
     """The k best pairs, best first (ties broken by catalogue order), among the rows
     `allowed` ((n_pairs,) bool, a search's filters; None: all): fewer only when fewer pass.
+    `sides_next`: the (front, back) sides the caller searches alone next (a coarse index
+    scans for them with this search).
 
     A bank with a coarse index (`worker.pipeline.ann`, large catalogues) scores exactly only the rows
     that index proposes among the allowed ones; otherwise every row, the others masked out.
@@ -147,7 +150,7 @@ def top_k(bank: FeatureBank, q_front: np.ndarray | None, q_back: np.ndarray | No
     _check_query(q_front, q_back)
     coarse = getattr(bank, "coarse", None)
     rows = None if coarse is None else coarse.candidates(q_front, q_back, k, front_weight,
-                                                         sides_unknown, allowed)
+                                                         sides_unknown, allowed, sides_next)
     if rows is not None:  # sorted allowed rows, so ties still break by catalogue order
         bank = FeatureBank(bank.front[rows], bank.back[rows], bank.manifest, bank.whitening)
         allowed = None

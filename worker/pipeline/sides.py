@@ -20,6 +20,15 @@ from worker.pipeline.verdicts import similarity, verdict_of, verdict_scores
 FLAGGED = ("copy", "near-duplicate")
 
 
+def searched_alone(queries: tuple[np.ndarray | None, np.ndarray | None], front_weight: float,
+                   thresholds: dict[str, float] | None, outline: tuple[bool, bool]
+                   ) -> tuple[bool, bool]:
+    """The (front, back) sides `side_copies` searches alone, as the search's `sides_next`."""
+    if thresholds is None or any(q is None for q in queries) or not 0 < front_weight < 1:
+        return (False, False)
+    return (not outline[0], not outline[1])
+
+
 def side_copies(bank: FeatureBank, catalogue: Catalogue,
                 queries: tuple[np.ndarray | None, np.ndarray | None], front_weight: float,
                 sides_unknown: bool, allowed: np.ndarray | None,
@@ -30,11 +39,11 @@ def side_copies(bank: FeatureBank, catalogue: Catalogue,
     search judges it). None when the query has one side, when one side is weighted 0 (the
     person asked to compare the other alone) or without thresholds; never a side matched by
     its `outline` alone (a garment's cut, not its design: no verdict)."""
-    if thresholds is None or any(q is None for q in queries) or not 0 < front_weight < 1:
-        return []
     found = []
-    for side, q, by_outline in zip(SIDES, queries, outline, strict=True):
-        if by_outline:
+    for side, q, searched in zip(SIDES, queries,
+                                 searched_alone(queries, front_weight, thresholds, outline),
+                                 strict=True):
+        if not searched:
             continue
         alone = (q, None) if side == "front" else (None, q)
         hits = top_k(bank, *alone, k=2, front_weight=front_weight, sides_unknown=sides_unknown,

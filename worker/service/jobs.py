@@ -32,7 +32,7 @@ from worker.pipeline.grid import draw_grid
 from worker.pipeline.listing import ranked
 from worker.pipeline.orientation import turned_sides
 from worker.pipeline.ranking import outline_sides, project_query, side_weights
-from worker.pipeline.sides import side_copies
+from worker.pipeline.sides import searched_alone, side_copies
 from worker.pipeline.verdicts import thresholds_in
 from worker.service.batching import Extracted, QueueRef
 from worker.service.engine import Engine, Snapshot, current
@@ -110,13 +110,15 @@ def rank_hits(snapshot: Snapshot, rows: tuple[np.ndarray | None, np.ndarray | No
     sketch_only = all(counted)
     manifest = snapshot.bank.manifest
     thresholds = None if sketch_only else thresholds_in(manifest, one_side=len(counted) == 1)
+    side_thresholds = None if sketch_only else thresholds_in(manifest, one_side=True)
     listing = ranked(snapshot.bank, q_front, q_back, options.k, options.front_weight,
-                     options.sides_unknown, allowed, thresholds)
+                     options.sides_unknown, allowed, thresholds,
+                     searched_alone((q_front, q_back), options.front_weight, side_thresholds,
+                                    outline))
     return ([hit.to_hit(snapshot.catalogue, thresholds, score)
              for hit, score in zip(listing.hits, listing.judged, strict=True)],
             side_copies(snapshot.bank, snapshot.catalogue, (q_front, q_back), options.front_weight,
-                        options.sides_unknown, allowed,
-                        None if sketch_only else thresholds_in(manifest, one_side=True), outline),
+                        options.sides_unknown, allowed, side_thresholds, outline),
             listing.order)
 
 
