@@ -135,11 +135,13 @@ def test_the_cli_writes_a_row_per_pair_with_its_group(seeded, tmp_path):
 
 def test_an_edit_stores_the_new_rows_coarse_index(seeded, extractor, tmp_path):
     """With SEARCH_ANN_MIN_PAIRS reached, an edit's generation stores its coarse index of the
-    new rows (workers load it rather than build it); below it, none."""
+    new rows (workers load it rather than build it); below it, none; a whole build stores
+    one too."""
     import shutil
 
     from worker.core.bank import COARSE_INDEX, load_bank
     from worker.core.generations import current_dir
+    from worker.indexing.build import build_index
     from worker.indexing.edits import add_designs, remove_design
     from worker.pipeline.ann import CODES, _stored
 
@@ -162,3 +164,7 @@ def test_an_edit_stores_the_new_rows_coarse_index(seeded, extractor, tmp_path):
     bank = load_bank(settings.features_dir)
     assert bank.manifest["coarse_index"] is None and bank.stored_coarse is None
     assert not (current_dir(settings.features_dir) / COARSE_INDEX).exists()
+    build_index(settings, extractor, progress=False)  # a whole build stores it too
+    bank = load_bank(settings.features_dir)
+    assert bank.manifest["coarse_index"] == {"codes": CODES, "pairs": n}
+    assert len(_stored(bank)) == n

@@ -183,6 +183,10 @@ def test_sides_unknown_each_orientation_gets_its_best_allowed_rows(bank, share):
     indexed = with_coarse_index(bank, 0, min_candidates=50)  # 10 a hit: k = 5
     rows = indexed.coarse.candidates(bank.front[0], bank.back[0], 5, 0.5, True, allowed)
     assert rows is not None and allowed[rows].all() and 50 < len(rows) <= 100
+    vectors = np.stack(indexed.coarse._vectors(bank.front[0], bank.back[0], 0.5, True))
+    _, ranked = indexed.coarse.index.search(vectors, len(bank))  # each one's whole order
+    for order in ranked:
+        assert set(order[allowed[order]][:50]) <= set(rows)  # counted alone, not together
     assert_brute_force_hits(bank, indexed, allowed, 5, True)
 
 
