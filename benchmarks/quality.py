@@ -227,9 +227,10 @@ def flagged(bank: FeatureBank, qf: np.ndarray, qb: np.ndarray, row: int,
     from worker.pipeline.verdicts import thresholds_in, verdict_of, verdict_scores
 
     hits = top_k(bank, qf, qb, k=K, front_weight=front_weight)
-    judged = verdict_scores([h.score for h in hits])
-    return any(h.index == row and verdict_of(s, thresholds_in(bank.manifest))
-               in ("copy", "near-duplicate") for h, s in zip(hits, judged, strict=True))
+    thresholds = thresholds_in(bank.manifest)
+    judged = verdict_scores([h.score for h in hits], thresholds)
+    return any(h.index == row and verdict_of(s, thresholds) in ("copy", "near-duplicate")
+               for h, s in zip(hits, judged, strict=True))
 
 
 def summarise(ranks: Sequence[int | None]) -> dict:

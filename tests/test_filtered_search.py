@@ -247,7 +247,7 @@ def test_the_verdict_lead_is_taken_among_the_filtered_hits(indexed_client, run_w
 
     thresholds = thresholds_in(read_manifest(indexed_settings.features_dir))
     # the lead over the next best score (after a found copy the list is ordered by design)
-    judged = verdict_scores(sorted((hit["score"] for hit in hits), reverse=True))
+    judged = verdict_scores(sorted((hit["score"] for hit in hits), reverse=True), thresholds)
     assert hits[0]["similarity"] == similarity(judged[0], thresholds)
 
 

@@ -62,7 +62,7 @@ def test_after_a_found_copy_the_rest_is_ordered_by_design(exact):
     assert order == "design"
     assert [h.rank for h in hits] == list(range(1, 21))
     assert hits[0].index == 0 and judged[0] >= FOUND["near-duplicate"]
-    head = sum(1 for s in verdict_scores([h.score for h in by_score]) if s >= FOUND["near-duplicate"])
+    head = sum(1 for s in verdict_scores([h.score for h in by_score], FOUND) if s >= FOUND["near-duplicate"])
     assert [h.index for h in hits] == _expected(bank, by_score, head, q, q_back, exact)
     # the order differs from the score's, and the designs sharing the pattern gained
     assert [h.index for h in hits] != [h.index for h in by_score[:20]]
@@ -74,7 +74,8 @@ def test_each_hit_keeps_its_own_score_and_the_first_is_judged_on_its_lead_in_the
     bank = _bank(seed=5)  # a bank whose second hit changes with the order
     by_score = top_k(bank, bank.front[0], bank.back[0], POOL_PER_K * 20, 0.5)
     judged_by_score = dict(zip((h.index for h in by_score),
-                               verdict_scores([h.score for h in by_score]), strict=True))
+                               verdict_scores([h.score for h in by_score], FOUND),
+                               strict=True))
     hits, judged, _ = ranked(bank, bank.front[0], bank.back[0], 20, 0.5, thresholds=FOUND)
     assert hits[1].index != by_score[1].index
     scores = {h.index: h.score for h in by_score}
@@ -91,7 +92,7 @@ def test_otherwise_the_list_keeps_the_score_s_order(case):
     assert order == "score"
     by_score = top_k(bank, bank.front[0], bank.back[0], 20, 0.5)
     assert hits == by_score
-    assert judged == verdict_scores([h.score for h in by_score])
+    assert judged == verdict_scores([h.score for h in by_score], thresholds)
 
 
 def test_a_swapped_hit_s_pattern_is_read_from_its_other_side():
@@ -100,7 +101,7 @@ def test_a_swapped_hit_s_pattern_is_read_from_its_other_side():
     by_score = top_k(bank, qf, qb, POOL_PER_K * 20, 0.5, sides_unknown=True)
     hits, _, _ = ranked(bank, qf, qb, 20, 0.5, sides_unknown=True, thresholds=FOUND)
     assert hits[0].index == 0 and hits[0].swapped
-    head = sum(1 for s in verdict_scores([h.score for h in by_score]) if s >= FOUND["near-duplicate"])
+    head = sum(1 for s in verdict_scores([h.score for h in by_score], FOUND) if s >= FOUND["near-duplicate"])
     assert [h.index for h in hits] == _expected(bank, by_score, head, qf, qb, False)
 
 
@@ -144,6 +145,6 @@ def test_the_order_after_a_copy_leaves_out_the_proportions_bonus_of_every_side()
             total += 0.5 * (PATTERN_EXTRA * (row[pattern] @ q[pattern]) - fit) / divisor
         return float(total)
 
-    head = sum(1 for s in verdict_scores([h.score for h in by_score]) if s >= FOUND["near-duplicate"])
+    head = sum(1 for s in verdict_scores([h.score for h in by_score], FOUND) if s >= FOUND["near-duplicate"])
     rest = sorted(by_score[head:], key=lambda h: -design(h))
     assert [h.index for h in hits] == [h.index for h in by_score[:head] + rest][:20]

@@ -245,7 +245,7 @@ def test_a_search_by_one_side_is_judged_by_the_thresholds_calibrated_for_one_sid
     assert hits[0]["name"] == design.name
     # the first is judged on its lead over the next best score (the list after a found copy
     # is ordered by design, not by score: worker.pipeline.listing)
-    judged = [verdict_scores(sorted((h["score"] for h in hits), reverse=True))[0],
+    judged = [verdict_scores(sorted((h["score"] for h in hits), reverse=True), alone)[0],
               *(h["score"] for h in hits[1:])]
     for hit, score in zip(hits, judged, strict=True):
         assert (hit["verdict"], hit["similarity"]) == (verdict_of(score, alone),

@@ -45,6 +45,15 @@ def test_the_first_hit_is_judged_with_its_lead_over_the_second():
     assert verdict_scores([0.7]) == [0.7] and verdict_scores([]) == []
 
 
+def test_a_second_below_the_floor_counts_as_scoring_the_floor():
+    """In a catalogue too small to hold look-alikes the second scores like an unrelated
+    design or lower: the lead is taken down to the thresholds' floor (0.2 here), no further."""
+    assert verdict_scores([0.7, 0.5], T) == pytest.approx([0.9, 0.5])  # above it: as before
+    assert verdict_scores([0.7, -0.5], T) == pytest.approx([1.2, -0.5])  # not 1.9
+    assert verdict_scores([0.15, -0.5], T) == pytest.approx([0.15, -0.5])  # below it: no lead
+    assert verdict_of(verdict_scores([0.46, -0.4], T)[0], T) == "near-duplicate"  # was a copy
+
+
 def test_similarity_maps_the_thresholds_to_fixed_points_and_stays_in_0_100():
     assert [similarity(s, T) for s in (0.2, 0.5, 0.7, 0.8, 1.0)] == [0, 50, 75, 90, 100]
     assert similarity(-1.0, T) == 0 and similarity(1.5, T) == 100

@@ -25,7 +25,7 @@ import numpy as np
 from worker.core.contract import DEFAULT_FRONT_WEIGHT
 from worker.core.duplicates import VERDICTS, DuplicatePairs
 from worker.pipeline.ann import _cpus, _threads
-from worker.pipeline.verdicts import MARGIN_WEIGHT, similarities
+from worker.pipeline.verdicts import MARGIN_WEIGHT, lead, similarities
 
 log = logging.getLogger(__name__)
 
@@ -135,23 +135,24 @@ def _joined(found: list[Found]) -> Found:
     return a.astype(np.int64), b.astype(np.int64), s.astype(np.float32)
 
 
-def _lead_pairs(top: Top, margin_weight: float
+def _lead_pairs(top: Top, margin_weight: float, floor: float | None
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Each row's pair with its nearest other row: (a, b, score, score + margin_weight times
-    its lead over the second)."""
+    its `lead` over the second)."""
     idx, sc = top
     rows = np.nonzero(idx[:, 0] >= 0)[0]
     first, s1, s2 = idx[rows, 0], sc[rows, 0], sc[rows, 1]
-    lead = np.where(idx[rows, 1] >= 0, s1 - s2, 0.0)  # no second: no lead, as in a search
+    ahead = np.where(idx[rows, 1] >= 0, lead(s1, s2, floor), 0.0)  # no second: no lead
     return (np.minimum(rows, first), np.maximum(rows, first), s1,
-            (s1 + margin_weight * lead).astype(np.float32))
+            (s1 + margin_weight * ahead).astype(np.float32))
 
 
 def judged(plain: Found, top: Top, thresholds: dict[str, float] | None, w: float,
            min_score: float, method: str) -> DuplicatePairs:
     """Pairs scoring >= min_score (`plain`) and nearest-row pairs, each judged on the more
     serious of its directions; those judged >= min_score, most serious first."""
-    la, lb, ls, lj = _lead_pairs(top, thresholds.get("margin_weight", MARGIN_WEIGHT)) \
+    la, lb, ls, lj = _lead_pairs(top, thresholds.get("margin_weight", MARGIN_WEIGHT),
+                                 thresholds.get("floor")) \
         if thresholds else _joined([]) + (np.zeros(0, np.float32),)
     a, b = np.concatenate([plain[0], la]), np.concatenate([plain[1], lb])
     score, judge = np.concatenate([plain[2], ls]), np.concatenate([plain[2], lj])

@@ -47,7 +47,7 @@ def ranked(bank: FeatureBank, q_front: np.ndarray | None, q_back: np.ndarray | N
     by_design = columns is not None
     hits = top_k(bank, q_front, q_back, max(2, POOL_PER_K * k if by_design else k), front_weight,
                  sides_unknown, allowed, sides_next)  # 2: the first hit is judged on its lead
-    judged = verdict_scores([hit.score for hit in hits])
+    judged = verdict_scores([hit.score for hit in hits], thresholds)
     if not (by_design and hits and judged[0] >= thresholds["near-duplicate"]):
         return Listing(hits[:k], judged[:k], "score")
     hits, judged = _after_copy(bank, columns, hits, judged, thresholds["near-duplicate"],

@@ -50,7 +50,7 @@ def side_copies(bank: FeatureBank, catalogue: Catalogue,
                      allowed=allowed)
         if not hits:
             continue
-        judged = verdict_scores([hit.score for hit in hits])[0]
+        judged = verdict_scores([hit.score for hit in hits], thresholds)[0]
         verdict = verdict_of(judged, thresholds)
         if verdict in FLAGGED:
             found.append(SideCopy(side=side, name=catalogue.names[hits[0].index],

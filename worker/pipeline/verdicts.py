@@ -87,13 +87,24 @@ def duplicate_thresholds_in(manifest: dict) -> dict[str, float] | None:
     return listed.get("thresholds") or plain_thresholds_in(manifest)
 
 
-def verdict_scores(scores: list[float]) -> list[float]:
+def lead(first, second, floor: float | None):
+    """The first hit's lead over the second (floats or arrays), the second counted as scoring
+    at least `floor` (the thresholds' own: what an unrelated design scores). In a catalogue or
+    a filter too small to hold look-alikes, the second is far from everything and would make
+    any first stand out (docs/quality.md: "A lead over a poor second")."""
+    return first - (second if floor is None else np.maximum(np.minimum(first, floor), second))
+
+
+def verdict_scores(scores: list[float], thresholds: dict[str, float] | None = None
+                   ) -> list[float]:
     """Scores, best first -> what the verdicts judge: the first plus MARGIN_WEIGHT times its
-    lead over the second (no second: no lead), the others as they are."""
+    `lead` over the second (no second: no lead; the second at least `thresholds`' floor),
+    the others as they are."""
     if not scores:
         return []
-    lead = scores[0] - scores[1] if len(scores) > 1 else 0.0
-    return [scores[0] + MARGIN_WEIGHT * lead, *scores[1:]]
+    floor = None if thresholds is None else thresholds.get("floor")
+    ahead = float(lead(scores[0], scores[1], floor)) if len(scores) > 1 else 0.0
+    return [scores[0] + MARGIN_WEIGHT * ahead, *scores[1:]]
 
 
 def plain_thresholds_in(manifest: dict) -> dict[str, float] | None:
