@@ -111,14 +111,15 @@ def evaluate(pairs, designs: list[Design], copies: dict[int, tuple[int, str]]
 
 
 def calibrated(bank, designs: list[Design], copies: dict[int, tuple[int, str]],
-               margin_weight: float) -> dict[str, float]:
+               margin_weight: float, floor: float) -> dict[str, float]:
     """The list's thresholds from this catalogue: every pair judged >= 0.3 (with this weight
-    of the nearest's lead) graded as the look-alike benchmark grades hits, variants and twins
-    left out; each verdict's lowest threshold that keeps its calibrated precision."""
+    of the nearest's lead, over a second counted at least `floor`, the list's current one)
+    graded as the look-alike benchmark grades hits, variants and twins left out; each
+    verdict's lowest threshold that keeps its calibrated precision."""
     from worker.pipeline.duplicates import find_duplicates
     from worker.pipeline.verdicts import calibrate
 
-    low = {"copy": 0.3, "near-duplicate": 0.3, "similar": 0.3, "floor": 0.2,
+    low = {"copy": 0.3, "near-duplicate": 0.3, "similar": 0.3, "floor": floor,
            "margin_weight": margin_weight}
     pairs = find_duplicates(bank.front, bank.back, low, len(bank) + 1)
     graded = [(float(j), RELEVANCE[r]) for a, b, j in zip(pairs.a.tolist(), pairs.b.tolist(),
@@ -139,8 +140,9 @@ def run(args: argparse.Namespace, database: Path) -> None:
     extractor = FeatureExtractor(args.weights, args.descriptor, args.precision)
     start = time.perf_counter()
     bank = build_bank(extractor, catalogue)
-    thresholds = (calibrated(bank, designs, copies, args.margin_weight) if args.calibrate
-                  else duplicate_thresholds_for(extractor.descriptor))  # as a build lists them
+    current = duplicate_thresholds_for(extractor.descriptor)  # as a build lists them
+    thresholds = (calibrated(bank, designs, copies, args.margin_weight, current["floor"])
+                  if args.calibrate else current)
     pairs = find_duplicates(bank.front, bank.back, thresholds, len(catalogue) + 1)
     recall, precision = evaluate(pairs, designs, copies)
     print(f"look-alike catalogue: {args.pairs} designs and {len(copies)} copies filed as designs, "

@@ -22,7 +22,7 @@ from schemathesis.checks import not_a_server_error
 from benchmarks.perf.banks import clustered_rows, noisy_copies
 from tests.test_ops import CONFORMANCE
 from worker.core.bank import write_bank
-from worker.core.duplicates import DUPLICATES, duplicate_groups, read_duplicates
+from worker.core.duplicates import DUPLICATES, VERDICTS, duplicate_groups, read_duplicates
 from worker.core.generations import current_dir
 from worker.core.results_csv import duplicates_csv
 from worker.dev.services import service_env
@@ -59,6 +59,19 @@ def test_the_coarse_range_search_finds_what_the_exact_pass_finds():
     assert seeded <= set(zip(exact.a[copies].tolist(), exact.b[copies].tolist(), strict=True))
     assert np.all(np.diff(exact.judged) <= 0)  # most serious first
     assert np.array_equal(exact.nearest, coarse.nearest)
+
+
+def test_a_nearest_design_s_lead_over_a_poor_second_counts_down_to_the_floor():
+    """Three designs: 0 and 1 alike (0.5), 2 opposite to 0. Each of 0 and 1 is the other's
+    nearest with a second far below the floor (0.3): its lead counts from the floor, 0.5 +
+    0.5 x (0.5 - 0.3) = 0.6, `similar`; the whole lead over -1 would make them a copy (1.25)."""
+    rows = np.array([[1, 0, 0, 0], [0.5, np.sqrt(0.75), 0, 0], [-1, 0, 0, 0]], np.float32)
+    thresholds = {"copy": 0.9, "near-duplicate": 0.8, "similar": 0.55, "floor": 0.3,
+                  "margin_weight": 0.5}
+    pairs = find_duplicates(rows, rows.copy(), thresholds, ann_min_pairs=10**9)
+    assert as_set(pairs) == {(0, 1)}
+    assert pairs.judged.tolist() == pytest.approx([0.6])
+    assert [VERDICTS[v] for v in pairs.verdict.tolist()] == ["similar"]
 
 
 def test_edits_update_the_pairs_as_a_full_pass_would():

@@ -184,9 +184,10 @@ def test_sides_unknown_each_orientation_gets_its_best_allowed_rows(bank, share):
     rows = indexed.coarse.candidates(bank.front[0], bank.back[0], 5, 0.5, True, allowed)
     assert rows is not None and allowed[rows].all() and 50 < len(rows) <= 100
     vectors = np.stack(indexed.coarse._vectors(bank.front[0], bank.back[0], 0.5, True))
-    _, ranked = indexed.coarse.index.search(vectors, len(bank))  # each one's whole order
-    for order in ranked:
-        assert set(order[allowed[order]][:50]) <= set(rows)  # counted alone, not together
+    codes, ranked = indexed.coarse.index.search(vectors, len(bank))  # each one's whole order
+    for scores, order in zip(codes, ranked, strict=True):  # counted alone, not together:
+        kept = allowed[order]  # its allowed rows scoring above its 50th (ties either way)
+        assert set(order[kept & (scores > scores[kept][49])]) <= set(rows)
     assert_brute_force_hits(bank, indexed, allowed, 5, True)
 
 

@@ -269,3 +269,29 @@ def test_a_copy_on_a_spec_sheet_or_with_a_caption_is_judged_a_copy(client_and_wo
     hits = _search(client, run_worker, *sides)
     assert hits[0]["name"] == design.name
     assert hits[0]["verdict"] in ("copy", "near-duplicate"), hits[0]
+
+
+def test_in_a_two_design_catalogue_unrelated_designs_are_not_flagged(extractor):
+    """With two designs the second hit is far from any query, so the whole lead over it made
+    most unrelated designs a `copy` (18 of 30, `benchmarks.small_catalogues`); taken down to
+    the thresholds' floor only, none is flagged, and a re-scanned copy is still a copy."""
+    from benchmarks.lookalike import Query, search_all
+    from benchmarks.quality import build_bank
+    from worker.core.catalogue import load_catalogue
+    from worker.dev.sample import sample_catalogue
+    from worker.pipeline.verdicts import thresholds_in, verdict_of, verdict_scores
+
+    with sample_catalogue(2, 11) as database:
+        bank = build_bank(extractor, load_catalogue(database))
+    thresholds = thresholds_in(bank.manifest)
+    strangers = [Query("unrelated", None, d, seed)
+                 for seed, d in enumerate(make_designs(8, 1011, variant_every=0))]
+    copies = [Query("rescan", row, d, 100 + row) for row, d in enumerate(make_designs(2, 11))]
+    outcomes = search_all(extractor, bank, strangers + copies, thresholds=thresholds)
+    verdicts = [verdict_of(o.judged[0], thresholds) for o in outcomes]
+    assert not {"copy", "near-duplicate"} & set(verdicts[:8]), verdicts
+    assert verdicts[8:] == ["copy", "copy"]
+    assert [o.hits[0].index for o in outcomes[8:]] == [0, 1]
+    whole = [verdict_of(verdict_scores(sorted((h.score for h in o.hits), reverse=True))[0],
+                        thresholds) for o in outcomes[:8]]
+    assert "copy" in whole  # what the whole lead made of them

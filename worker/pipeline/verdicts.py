@@ -13,7 +13,8 @@ maps the score piecewise-linearly through the thresholds: `floor` -> 0, similar 
 near-duplicate -> 75, copy -> 90, 1.0 (or copy + 0.1 where higher) -> 100.
 
 The first hit is judged on its score plus its lead over the second (`verdict_scores`): a copy
-stands out from the look-alikes even when an edit lowered its score.
+stands out from the look-alikes even when an edit lowered its score. The second counts as
+scoring at least `floor`: in a catalogue too small to hold look-alikes it would lift any first.
 """
 
 from __future__ import annotations
