@@ -61,9 +61,10 @@ def run_search_worker(request, indexed_settings, extractor, redis):
             bank = with_coarse_index(engine.snapshot.bank, 0, min_candidates=1, per_k=1)
             proposes = bank.coarse.candidates
 
-            def spy(*args):  # (rows proposed, None: all; rows allowed) of each search
-                rows = proposes(*args)
-                calls.append((None if rows is None else len(rows), int(args[-1].sum())))
+            def spy(q_front, q_back, k, front_weight, sides_unknown, allowed, *rest):
+                # (rows proposed, None: all; rows allowed) of each search
+                rows = proposes(q_front, q_back, k, front_weight, sides_unknown, allowed, *rest)
+                calls.append((None if rows is None else len(rows), int(allowed.sum())))
                 return rows
 
             bank.coarse.candidates = spy
