@@ -143,9 +143,8 @@ class CoarseIndex:
         vectors = self._vectors(q_front, q_back, front_weight, sides_unknown)
         if not np.abs(np.stack(vectors)).max(axis=1).all():  # all zero: every score ties at 0
             return None
-        ahead = [vector for alone, asked in zip(((q_front, None), (None, q_back)), sides_next,
-                                                strict=True)
-                 if asked and any(q is not None for q in alone)
+        sides = zip(((q_front, None), (None, q_back)), sides_next, strict=True)
+        ahead = [vector for alone, asked in sides if asked and any(q is not None for q in alone)
                  for vector in self._vectors(*alone, front_weight, sides_unknown)]
         if allowed is None:
             labels = self._scan(vectors, ahead, c)
