@@ -113,9 +113,10 @@ def evaluate(pairs, designs: list[Design], copies: dict[int, tuple[int, str]]
 def calibrated(bank, designs: list[Design], copies: dict[int, tuple[int, str]],
                margin_weight: float, floor: float) -> dict[str, float]:
     """The list's thresholds from this catalogue: every pair judged >= 0.3 (with this weight
-    of the nearest's lead, over a second counted at least `floor`, the list's current one)
-    graded as the look-alike benchmark grades hits, variants and twins left out; each
-    verdict's lowest threshold that keeps its calibrated precision."""
+    of the nearest's lead, over a second counted at least `floor`, the list's current one;
+    None: the whole lead) graded as the look-alike benchmark grades hits, variants and twins
+    left out; each verdict's lowest threshold that keeps its calibrated precision. Their own
+    `floor` (the graded pairs' median) may differ a little from the one judged by."""
     from worker.pipeline.duplicates import find_duplicates
     from worker.pipeline.verdicts import calibrate
 
@@ -141,7 +142,8 @@ def run(args: argparse.Namespace, database: Path) -> None:
     start = time.perf_counter()
     bank = build_bank(extractor, catalogue)
     current = duplicate_thresholds_for(extractor.descriptor)  # as a build lists them
-    thresholds = (calibrated(bank, designs, copies, args.margin_weight, current["floor"])
+    thresholds = (calibrated(bank, designs, copies, args.margin_weight,
+                             current["floor"] if current else None)
                   if args.calibrate else current)
     pairs = find_duplicates(bank.front, bank.back, thresholds, len(catalogue) + 1)
     recall, precision = evaluate(pairs, designs, copies)

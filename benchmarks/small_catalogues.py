@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")],
                         default=[2, 3, 5, 10, 30, 100])
     args = parser.parse_args(argv)
+    if args.pairs != parser.get_default("pairs"):  # the sample parser's; sizes say it here
+        parser.error("--pairs: give the catalogue sizes with --sizes")
     if args.descriptor is None:
         from worker.core.settings import DEFAULT_DESCRIPTOR
         args.descriptor = DEFAULT_DESCRIPTOR

@@ -5,7 +5,8 @@ A pair (a, b) scores as a search of a's drawings would score b at the default fr
 w * front_a . front_b + (1 - w) * back_a . back_b on the projected banks (symmetric). It is
 judged as a search judges its hits (worker.pipeline.verdicts): when b is a's nearest other
 design, on the score plus the thresholds' `margin_weight` times its lead over a's second
-nearest (the list's own thresholds: `verdicts.duplicate_thresholds_in`); otherwise on
+nearest, counted at least their `floor` (`verdicts.lead`; the list's own thresholds:
+`verdicts.duplicate_thresholds_in`); otherwise on
 the score alone; the more serious of the two directions counts (docs/quality.md).
 
 Below SEARCH_ANN_MIN_PAIRS pairs every pair is scored (blocks of BLAS products, memory
