@@ -111,7 +111,7 @@ def evaluate(pairs, designs: list[Design], copies: dict[int, tuple[int, str]]
 
 
 def calibrated(bank, designs: list[Design], copies: dict[int, tuple[int, str]],
-               margin_weight: float, floor: float) -> dict[str, float]:
+               margin_weight: float, floor: float | None) -> dict[str, float]:
     """The list's thresholds from this catalogue: every pair judged >= 0.3 (with this weight
     of the nearest's lead, over a second counted at least `floor`, the list's current one;
     None: the whole lead) graded as the look-alike benchmark grades hits, variants and twins

@@ -6,8 +6,8 @@ w * front_a . front_b + (1 - w) * back_a . back_b on the projected banks (symmet
 judged as a search judges its hits (worker.pipeline.verdicts): when b is a's nearest other
 design, on the score plus the thresholds' `margin_weight` times its lead over a's second
 nearest, counted at least their `floor` (`verdicts.lead`; the list's own thresholds:
-`verdicts.duplicate_thresholds_in`); otherwise on
-the score alone; the more serious of the two directions counts (docs/quality.md).
+`verdicts.duplicate_thresholds_in`); otherwise on the score alone; the more serious of the
+two directions counts (docs/quality.md).
 
 Below SEARCH_ANN_MIN_PAIRS pairs every pair is scored (blocks of BLAS products, memory
 bounded by BLOCK_FLOATS); from it on, a range search on a faiss IVF index of the joint rows
