@@ -7,7 +7,7 @@ import pytest
 
 from worker.core.bank import BankError, load_bank, write_bank
 from worker.core.generations import current_dir
-from worker.core.whitening import SHRINK, l2_normalise, learn_whitening
+from worker.core.whitening import SHRINK, Moments, l2_normalise, learn_whitening, whitening_from
 
 
 def vectors(n=60, dim=32, seed=0):
@@ -92,3 +92,23 @@ def test_copies_leave_the_appearance_blocks_centred_only():
     w = learn_whitening(x, 8, blocks=blocks, copies=(x, copied))
     assert w.projection.shape == (30, 8) and w.blocks == blocks
     np.testing.assert_allclose(w.block_mean, x[:, 30:].mean(axis=0), atol=1e-6)
+
+
+def test_moments_added_chunk_by_chunk_learn_the_whitening_of_all_rows_at_once():
+    """A build adds its rows chunk by chunk (worker/indexing/projection.py); the whitening
+    must be the one the rows would give held together, copies and appearance blocks too."""
+    rng = np.random.default_rng(5)
+    x = vectors(n=300, dim=40, seed=5) + 3.0  # far from the origin: centring must hold up
+    blocks = ((6, 0.5), (4, 0.0))
+    copied = x[:50] + rng.normal(scale=0.1, size=(50, 40))
+    whole = learn_whitening(x, 12, blocks=blocks, copies=(x[:50], copied))
+    moments = Moments(30)
+    for part in np.array_split(x, 7):
+        moments.add(part)
+    moments.add(x[:0])  # an empty chunk changes nothing
+    chunked = whitening_from(moments, 12, blocks=blocks, copies=(x[:50], copied))
+    np.testing.assert_allclose(chunked.mean, whole.mean, atol=1e-6)
+    np.testing.assert_allclose(chunked.block_mean, x[:, 30:].mean(axis=0), atol=1e-6)
+    queries = vectors(n=20, dim=40, seed=6) + 3.0
+    np.testing.assert_allclose(chunked.apply(queries) @ chunked.apply(x).T,
+                               whole.apply(queries) @ whole.apply(x).T, atol=1e-4)

@@ -94,11 +94,60 @@ class Whitening:
                        block_mean.astype(np.float32), blocks)
 
 
+class Moments:
+    """The sums of catalogue rows that a whitening is learned from: a build adds its rows chunk
+    by chunk and never holds them all (a million pairs' raw rows are 12 GB as float32).
+    Sums of (x - shift), the first rows' mean, so that centring subtracts no large terms."""
+
+    def __init__(self, model_dims: int):
+        self.model_dims = model_dims
+        self.n = 0
+        self.shift: np.ndarray | None = None  # (dim_in,) float64
+        self.total: np.ndarray | None = None  # sum of (x - shift)
+        self.scatter: np.ndarray | None = None  # sum of (x - shift)(x - shift)^T, model columns
+
+    @classmethod
+    def of(cls, x: np.ndarray, blocks: tuple[tuple[int, float], ...] = ()) -> Moments:
+        """The moments of (n, dim_in) rows whose last columns are the appearance `blocks`."""
+        moments = cls(x.shape[1] - sum(size for size, _ in blocks))
+        moments.add(x)
+        return moments
+
+    def add(self, x: np.ndarray) -> None:
+        x = np.array(x, np.float64)  # a copy, shifted in place
+        if not len(x):
+            return
+        if self.shift is None:
+            self.shift = x.mean(axis=0)
+            self.total = np.zeros_like(self.shift)
+            self.scatter = np.zeros((self.model_dims, self.model_dims))
+        x -= self.shift
+        self.n += len(x)
+        self.total += x.sum(axis=0)
+        self.scatter += x[:, :self.model_dims].T @ x[:, :self.model_dims]
+
+    @property
+    def mean(self) -> np.ndarray:
+        return self.shift + self.total / self.n
+
+    def centred_scatter(self) -> np.ndarray:
+        """sum of (x - mean)(x - mean)^T over the model columns."""
+        offset = self.total[:self.model_dims] / self.n
+        return self.scatter - self.n * np.outer(offset, offset)
+
+
 def learn_whitening(x: np.ndarray, dims: int, shrink: float = SHRINK,
                     blocks: tuple[tuple[int, float], ...] = (),
                     copies: tuple[np.ndarray, np.ndarray] | None = None) -> Whitening:
     """Learn from (n, dim_in) catalogue vectors (appearance `blocks` last, centred only);
-    keeps min(dims, n - 1, model dims) whitened components.
+    keeps min(dims, n - 1, model dims) whitened components. See `whitening_from`."""
+    return whitening_from(Moments.of(np.asarray(x), blocks), dims, shrink, blocks, copies)
+
+
+def whitening_from(moments: Moments, dims: int, shrink: float = SHRINK,
+                   blocks: tuple[tuple[int, float], ...] = (),
+                   copies: tuple[np.ndarray, np.ndarray] | None = None) -> Whitening:
+    """Learn from the catalogue rows' `moments`.
 
     With `copies` ((m, dim_in) rows of catalogue images, (m, dim_in) rows of a synthetic copy
     of each: worker/pipeline/copies.py), the model's columns are first whitened by how copies
@@ -108,22 +157,19 @@ def learn_whitening(x: np.ndarray, dims: int, shrink: float = SHRINK,
     # raw blocks last: `raw_columns` and every reader of the weighted blocks count on it
     if 0 in weights and any(weights[weights.index(0):]):
         raise ValueError("raw blocks (weight 0) must come after every weighted block")
-    x = np.asarray(x, np.float64)
-    appearance = x[:, x.shape[1] - sum(size for size, _ in blocks):]
-    x = x[:, :x.shape[1] - appearance.shape[1]]
-    mean = x.mean(axis=0)
-    keep = max(1, min(dims, x.shape[0] - 1, x.shape[1]))
+    model_dims, mean = moments.model_dims, moments.mean
+    scatter = moments.centred_scatter()
+    keep = max(1, min(dims, moments.n - 1, model_dims))
     if copies is None:
-        projection = _pca_whitening(x - mean, keep, shrink)
+        projection = _pca_whitening(scatter, moments.n, keep, shrink)
     else:
-        model_dims = x.shape[1]
         originals, copied = (np.asarray(c, np.float64)[:, :model_dims] for c in copies)
         within = _inverse_sqrt(_scatter(originals - copied), shrink)  # (dim_in, dim_in)
-        spread = (x - mean) @ within
-        eigenvalues, vectors = np.linalg.eigh(spread.T @ spread)
+        spread = within @ scatter @ within  # the catalogue's scatter in the copies' whitened space
+        eigenvalues, vectors = np.linalg.eigh((spread + spread.T) / 2)
         projection = within @ vectors[:, np.argsort(eigenvalues)[::-1][:keep]]
-    return Whitening(mean.astype(np.float32), projection.astype(np.float32),
-                     appearance.mean(axis=0).astype(np.float32), tuple(blocks))
+    return Whitening(mean[:model_dims].astype(np.float32), projection.astype(np.float32),
+                     mean[model_dims:].astype(np.float32), tuple(blocks))
 
 
 def _scatter(centred: np.ndarray) -> np.ndarray:
@@ -139,12 +185,13 @@ def _inverse_sqrt(covariance: np.ndarray, shrink: float) -> np.ndarray:
     return (vectors / np.sqrt(eigenvalues)) @ vectors.T
 
 
-def _pca_whitening(centred: np.ndarray, keep: int, shrink: float) -> np.ndarray:
-    """(dim_in, keep): the top principal components, each scaled to unit variance."""
+def _pca_whitening(scatter: np.ndarray, n: int, keep: int, shrink: float) -> np.ndarray:
+    """(dim_in, keep): the top principal components of the centred `scatter` of n rows, each
+    scaled to unit variance."""
     # eigenvectors of the (dim_in, dim_in) scatter matrix: the SVD's components up to sign, at
-    # a cost that grows with n only through one matrix product
-    eigenvalues, vectors = np.linalg.eigh(centred.T @ centred)
+    # a cost that grows with n only through the sums
+    eigenvalues, vectors = np.linalg.eigh(scatter)
     order = np.argsort(eigenvalues)[::-1]
-    variance = np.maximum(eigenvalues[order[:keep]], 0.0) / centred.shape[0]
+    variance = np.maximum(eigenvalues[order[:keep]], 0.0) / n
     scale = 1.0 / np.sqrt(variance + shrink * variance.mean())
     return vectors[:, order[:keep]] * scale

@@ -28,7 +28,7 @@ from worker.core.duplicates import DUPLICATES
 from worker.core.generations import catalogue_lock
 from worker.core.images import load_image
 from worker.core.settings import Settings
-from worker.core.whitening import SHRINK, Whitening, learn_whitening
+from worker.core.whitening import SHRINK, Whitening
 from worker.indexing.chunks import (
     Chunk,
     ChunkCache,
@@ -42,6 +42,7 @@ from worker.indexing.chunks import (
     run_chunk,
 )
 from worker.indexing.copies import cached_copy_rows, copy_rows_here
+from worker.indexing.projection import banks_from_cache, banks_from_features
 from worker.indexing.quantising import quantise_for_index, quantised_info
 from worker.indexing.recovery import tidy
 from worker.indexing.sketches import sketch_share
@@ -76,27 +77,6 @@ def extract_images(extractor, catalogue: Catalogue, batch_size: int = 16,
     return features
 
 
-def banks_from_features(extractor, catalogue: Catalogue, features: dict[str, np.ndarray],
-                        copies: tuple[list[str], np.ndarray] | None = None
-                        ) -> tuple[np.ndarray, np.ndarray, Whitening | None]:
-    """Front and back banks, (n_pairs, dim) float32 with unit rows, from every distinct
-    image's (raw dim,) row, and the whitening learned on those rows when the descriptor asks
-    for one (with `copies`, (paths, (m, raw dim) rows of their synthetic copies), learned
-    from how they differ: worker/core/whitening.py)."""
-    whitening = None
-    if extractor.whiten:
-        paths = list(features)
-        rows = np.stack([features[p] for p in paths])
-        pairs = None if copies is None else (np.stack([features[p] for p in copies[0]]),
-                                             copies[1])
-        whitening = learn_whitening(rows, extractor.whiten, blocks=extractor.appearance,
-                                    copies=pairs)
-        features = dict(zip(paths, whitening.apply(rows), strict=True))
-    front = np.stack([features[p] for p in catalogue.fronts]).astype(np.float32)
-    back = np.stack([features[p] for p in catalogue.backs]).astype(np.float32)
-    return front, back, whitening
-
-
 def compute_banks(extractor, catalogue: Catalogue, batch_size: int = 16,
                   max_pixels: int = 40_000_000, progress: bool = True,
                   thumbs_dir: Path | None = None
@@ -126,9 +106,8 @@ def build_index(settings: Settings, extractor, batch_size: int = 16, progress: b
 
 @dataclass
 class Gathered:
-    """Every distinct image path's (raw dim,) float32 row, and where they came from."""
+    """Every distinct image's content in the chunk cache, and where they came from."""
 
-    features: dict[str, np.ndarray]
     hashes: dict[str, str]  # path -> sha256 of its bytes
     contents: set[str]  # the sha256 of every image the catalogue uses
     extracted: int  # distinct contents extracted by this build
@@ -138,8 +117,8 @@ class Gathered:
 def gather_features(settings: Settings, extractor, catalogue: Catalogue, batch_size: int,
                     progress: bool, distributed: bool = False, hold: str | None = None
                     ) -> Gathered:
-    """Rows from the chunk cache, the missing ones extracted first (here, or by workers).
-    Raises UnreadableImages listing every image that cannot be read."""
+    """The images' rows in the chunk cache, the missing ones extracted first (here, or by
+    workers). Raises UnreadableImages listing every image that cannot be read."""
     paths = list(dict.fromkeys([*catalogue.fronts, *catalogue.backs]))
     hashes, failures = hash_images(catalogue, paths)
     cache = ChunkCache(settings.features_dir, model_fingerprint(extractor))
@@ -155,15 +134,13 @@ def gather_features(settings: Settings, extractor, catalogue: Catalogue, batch_s
                                   progress, bool(failures))
     if failures:
         raise UnreadableImages(failures)
-    rows = cache.rows(set(hashes.values()), extractor.dim)
-    lost = sorted(set(hashes.values()) - set(rows))
+    lost = set(hashes.values()) - cache.held()
     if lost:  # a worker wrote its chunk to a FEATURES_DIR this machine does not see
         raise ChunkMissing(f"{len(lost)} extracted image(s) are not in {cache.folder}: every "
                            "worker of a distributed build must share this FEATURES_DIR")
     extracted = {rel for chunk in chunks for rel in chunk.paths}
     refresh_thumbnails(catalogue, [p for p in paths if p not in extracted], settings)
-    return Gathered({rel: rows[hashes[rel]] for rel in paths}, hashes, set(hashes.values()),
-                    len(extracted), cache)
+    return Gathered(hashes, set(hashes.values()), len(extracted), cache)
 
 
 def _extract_here(settings: Settings, extractor, catalogue: Catalogue, cache: ChunkCache,
@@ -211,14 +188,15 @@ def _build(settings: Settings, extractor, batch_size: int, progress: bool, distr
         copies = cached_copy_rows(extractor, catalogue, gathered.hashes, gathered.cache,
                                   settings.max_image_pixels, 2 * settings.index_chunk_pairs,
                                   batch_size, progress)
-    front, back, whitening = banks_from_features(extractor, catalogue, gathered.features, copies)
+    front, back, whitening = banks_from_cache(extractor, catalogue, gathered.hashes,
+                                              gathered.cache, copies)
     listing = duplicate_thresholds_for(extractor.descriptor)  # the list's own, on that score
     # listed once per generation, here and by edits: the web reads them, never the banks
     duplicates = find_duplicates(front, back, listing, settings.search_ann_min_pairs)
     manifest = {
         "n_pairs": len(catalogue), "dim": int(front.shape[1]), "raw_dim": extractor.dim,
         "dtype": "float32", "whitening": None if whitening is None else {
-            "dims": whitening.dim, "shrink": SHRINK, "learned_on_images": len(gathered.features),
+            "dims": whitening.dim, "shrink": SHRINK, "learned_on_images": len(gathered.hashes),
             "synthetic_copies": 0 if copies is None else len(copies[0])},
         "descriptor": extractor.descriptor, "duplicates": duplicates.summary(listing),
         "verdicts": thresholds_for(extractor.descriptor),  # the plain score's

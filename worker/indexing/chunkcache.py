@@ -65,18 +65,29 @@ class ChunkCache:
         """The contents the cache holds rows of (what a build need not extract)."""
         return {str(h) for _, hashes in self._chunks(whole=True) for h in hashes}
 
-    def rows(self, wanted: set[str], dim: int) -> dict[str, np.ndarray]:
-        """sha256 -> (dim,) float32 row, for each wanted content the cache holds."""
-        found: dict[str, np.ndarray] = {}
+    def held(self) -> set[str]:
+        """The contents listed by readable chunks (their rows not read: `hashes` reads them)."""
+        return {str(h) for _, hashes in self._chunks() for h in hashes}
+
+    def blocks(self, wanted: set[str], dim: int) -> Iterator[tuple[list[str], np.ndarray]]:
+        """Chunk by chunk, the wanted contents not yielded before and their (k, dim) float32
+        rows: every wanted row the cache holds, once, one chunk in memory at a time."""
+        seen: set[str] = set()
         for path, hashes in self._chunks():
-            hit = [i for i, h in enumerate(hashes) if h in wanted and h not in found]
+            hit = [i for i, h in enumerate(hashes) if h in wanted and h not in seen]
             if hit and (rows := _member(path, "rows")) is not None:
                 if rows.shape != (len(hashes), dim):
                     log.warning("ignoring chunk %s: rows %s, expected (%d, %d)", path.name,
                                 rows.shape, len(hashes), dim)
                     continue
-                found.update((str(hashes[i]), rows[i]) for i in hit)
-        return found
+                found = [str(hashes[i]) for i in hit]
+                seen.update(found)
+                yield found, np.asarray(rows[hit], np.float32)
+
+    def rows(self, wanted: set[str], dim: int) -> dict[str, np.ndarray]:
+        """sha256 -> (dim,) float32 row, for each wanted content the cache holds."""
+        return {digest: row for found, rows in self.blocks(wanted, dim)
+                for digest, row in zip(found, rows, strict=True)}
 
     def write(self, key: str, hashes: list[str], rows: np.ndarray) -> None:
         buf = io.BytesIO()
@@ -105,14 +116,28 @@ class ChunkCache:
         chunks = list(self._chunks())
         stale = [path for path, hashes in chunks if not used.intersection(map(str, hashes))]
         if sum(len(hashes) for path, hashes in chunks if path not in stale) > 2 * len(used):
-            rows = self.rows(used, dim)
-            digests = sorted(rows)
-            kept = set()
-            for start in range(0, len(digests), chunk_images):
-                part = digests[start:start + chunk_images]
-                kept.add(f"{chunk_key(self.model, part)}.npz")
-                self.write(chunk_key(self.model, part), part, np.stack([rows[d] for d in part]))
+            kept = {f"{key}.npz" for key in self._repacked(used, dim, chunk_images)}
             stale = [path for path, _ in chunks if path.name not in kept]
         for path in stale:
             path.unlink(missing_ok=True)
         return len(stale)
+
+    def _repacked(self, used: set[str], dim: int, chunk_images: int) -> Iterator[str]:
+        """The rows of `used` written again as chunks of `chunk_images`, read one chunk at a
+        time; yields each new chunk's key (a key already there names the same rows)."""
+        digests: list[str] = []
+        parts: list[np.ndarray] = []
+        for found, rows in self.blocks(used, dim):
+            digests += found
+            parts.append(rows)
+            while len(digests) >= chunk_images:
+                held = np.concatenate(parts)
+                yield self._write_part(digests[:chunk_images], held[:chunk_images])
+                digests, parts = digests[chunk_images:], [held[chunk_images:]]
+        if digests:
+            yield self._write_part(digests, np.concatenate(parts))
+
+    def _write_part(self, digests: list[str], rows: np.ndarray) -> str:
+        key = chunk_key(self.model, digests)
+        self.write(key, digests, rows)
+        return key
