@@ -112,3 +112,15 @@ def test_moments_added_chunk_by_chunk_learn_the_whitening_of_all_rows_at_once():
     queries = vectors(n=20, dim=40, seed=6) + 3.0
     np.testing.assert_allclose(chunked.apply(queries) @ chunked.apply(x).T,
                                whole.apply(queries) @ whole.apply(x).T, atol=1e-4)
+
+
+@pytest.mark.parametrize("copies", [False, True])
+def test_a_catalogue_of_one_image_gives_zero_rows_not_nan(copies):
+    """One image (a design whose front and back are one file, alone) has no variance to
+    whiten: its rows and a query's were NaN with the PCA whitening, which no score survives."""
+    x = vectors(n=1, dim=20)
+    copied = (x, x + 0.01) if copies else None
+    w = learn_whitening(np.vstack([x, x]), 8, copies=copied)
+    rows = w.apply(np.vstack([x, x + 0.01, vectors(n=3, dim=20, seed=1)]))
+    assert np.isfinite(rows).all() and rows.shape == (5, 1)
+    assert not rows[0].any()  # the catalogue's own image is its mean: nothing left

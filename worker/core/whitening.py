@@ -193,5 +193,7 @@ def _pca_whitening(scatter: np.ndarray, n: int, keep: int, shrink: float) -> np.
     eigenvalues, vectors = np.linalg.eigh(scatter)
     order = np.argsort(eigenvalues)[::-1]
     variance = np.maximum(eigenvalues[order[:keep]], 0.0) / n
-    scale = 1.0 / np.sqrt(variance + shrink * variance.mean())
+    variance = variance + shrink * variance.mean()
+    # no variance at all (a catalogue of one image): the direction says nothing, not NaN
+    scale = np.divide(1.0, np.sqrt(variance), out=np.zeros_like(variance), where=variance > 0)
     return vectors[:, order[:keep]] * scale
