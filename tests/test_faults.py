@@ -7,7 +7,10 @@ import dataclasses
 import os
 import signal
 import subprocess
+import sys
 import time
+import urllib.request
+from pathlib import Path
 
 import pytest
 from redis import Redis
@@ -18,9 +21,10 @@ from rq.job import Job
 from tests.http import post_pair
 from tests.images import N_PAIRS, design_pair, variant
 from web import create_app
+from worker.core.settings import REPO_ROOT
 from worker.core.storage import FileStorage
 from worker.dev.processes import free_port, start_redis, stop_process
-from worker.dev.services import start_worker, wait_for_workers
+from worker.dev.services import service_env, start_worker, wait_for_workers
 
 pytestmark = pytest.mark.slow
 FRONT, BACK = design_pair(3, N_PAIRS)
@@ -62,6 +66,60 @@ def test_a_search_whose_worker_is_killed_is_run_again_by_the_next_worker(indexed
     assert not [p for p in indexed_settings.output_dir.iterdir() if p.name.startswith(".")]
     assert status_of(indexed_client, next_url)["status"] == "finished"
     assert list(indexed_settings.upload_dir.iterdir()) == []  # both searches' uploads let go
+
+
+def _workers_of(pid: int) -> list[int]:
+    """The child processes of `pid` that run `python -m worker`."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except FileNotFoundError:
+        return []
+    found = []
+    for child in map(int, children):
+        try:
+            argv = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+        except FileNotFoundError:
+            continue
+        if argv[1:3] == [b"-m", b"worker"]:
+            found.append(child)
+    return found
+
+
+def test_make_runs_supervisor_starts_a_worker_that_dies_again(indexed_settings, redis,
+                                                                indexed_client, tmp_path):
+    """`make run`'s supervisor (an OOM kill of its worker): a new worker is started and serves
+    searches; Ctrl-C then stops the web and the worker."""
+    port = free_port()
+    log = tmp_path / "supervisor.log"
+    with log.open("wb") as out:  # REDIS_URL set: the tests' Redis, no redis-server of its own
+        supervisor = subprocess.Popen(
+            [sys.executable, "-m", "worker.cli.supervisor", "--port", str(port), "--run-dir",
+             str(tmp_path / "run")], env=service_env(indexed_settings), cwd=REPO_ROOT,
+            stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for_workers(indexed_settings)
+        (first,) = _workers_of(supervisor.pid)
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while not [pid for pid in _workers_of(supervisor.pid) if pid != first]:
+            assert time.monotonic() < deadline and supervisor.poll() is None, log.read_text()
+            time.sleep(0.2)
+        (second,) = _workers_of(supervisor.pid)
+        url = post_pair(indexed_client, FRONT, BACK).get_json()["url"]
+        deadline = time.monotonic() + 120
+        while status_of(indexed_client, url)["status"] in ("queued", "started"):
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        assert status_of(indexed_client, url)["status"] == "finished"
+        assert "worker exited with -9; restarting" in log.read_text()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as answer:
+            assert answer.status == 200  # the web it started still answers
+    finally:
+        supervisor.send_signal(signal.SIGINT)
+        code = supervisor.wait(timeout=60)
+    assert code == 0, log.read_text()
+    with pytest.raises(ProcessLookupError):  # stopped with it, not left behind
+        os.kill(second, 0)
 
 
 def test_redis_restart_loses_no_accepted_search(indexed_settings, tmp_path, extractor):
