@@ -10,8 +10,10 @@ peak resident memory (VmHWM, which the allocator's reuse of freed memory moves b
 hundred MiB from run to run), the peak of what was allocated meanwhile (tracemalloc, which
 numpy reports its arrays to) and the time:
 
-- `held`: as builds did until 2026-12-06: every row read into memory
-  (`ChunkCache.rows`), then `banks_from_features`;
+- `held`: every row read into memory (`ChunkCache.rows`), then `banks_from_features`, as
+  builds did until 2026-12-06 (with today's whitening code, which copies the rows to float64
+  once where the code before did twice; this script copied into a checkout of the code
+  before runs `--run held` on it, as docs/performance.md did);
 - `streamed`: as builds do now: `banks_from_cache`, which reads the cache chunk by chunk,
   twice (the whitening's sums, then the projection).
 
@@ -84,7 +86,6 @@ def copied_rows(pairs: int) -> list[int]:
 def run(folder: Path, pairs: int, how: str) -> dict:
     """The banks made `how`; this process's peak memory and time, and the scores saved."""
     from worker.indexing.chunkcache import ChunkCache
-    from worker.indexing.projection import banks_from_cache, banks_from_features
 
     catalogue, hashes = layout(pairs)
     cache = ChunkCache(folder / "features", "model")
@@ -92,10 +93,16 @@ def run(folder: Path, pairs: int, how: str) -> dict:
     tracemalloc.start()  # numpy reports its arrays to it: a figure the allocator cannot blur
     start = time.perf_counter()
     if how == "held":
+        try:
+            from worker.indexing.projection import banks_from_features
+        except ImportError:  # the code before 2026-12-06
+            from worker.indexing.build import banks_from_features
         rows = cache.rows(set(hashes.values()), EXTRACTOR.dim)
         features = {path: rows[digest] for path, digest in hashes.items()}
         front, back, whitening = banks_from_features(EXTRACTOR, catalogue, features, copies)
     else:
+        from worker.indexing.projection import banks_from_cache
+
         front, back, whitening = banks_from_cache(EXTRACTOR, catalogue, hashes, cache, copies)
     seconds = time.perf_counter() - start
     traced = tracemalloc.get_traced_memory()[1]

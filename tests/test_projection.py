@@ -73,7 +73,7 @@ def test_a_content_the_cache_cannot_read_stops_the_build(tmp_path):
 
 
 def test_a_repacked_cache_holds_every_row_in_use_and_no_other(tmp_path):
-    """`prune` rewrites the rows in use chunk by chunk (it no longer reads them all first)."""
+    """`prune` rewrites the rows in use into full chunks and deletes the rest."""
     catalogue, hashes, rows, cache = catalogue_and_cache(tmp_path)
     used = set(list(rows)[::4][:25])  # in every chunk, under half their rows: repacked
     deleted = cache.prune(used, DIM, chunk_images=8)

@@ -94,24 +94,51 @@ def test_copies_leave_the_appearance_blocks_centred_only():
     np.testing.assert_allclose(w.block_mean, x[:, 30:].mean(axis=0), atol=1e-6)
 
 
-def test_moments_added_chunk_by_chunk_learn_the_whitening_of_all_rows_at_once():
+@pytest.mark.parametrize("with_copies", [False, True])
+def test_moments_added_chunk_by_chunk_learn_the_whitening_of_all_rows_at_once(with_copies):
     """A build adds its rows chunk by chunk (worker/indexing/projection.py); the whitening
     must be the one the rows would give held together, copies and appearance blocks too."""
     rng = np.random.default_rng(5)
     x = vectors(n=300, dim=40, seed=5) + 3.0  # far from the origin: centring must hold up
+    x[:20] += 2.0  # the first chunk, whose mean the sums are shifted by, unlike the rest
     blocks = ((6, 0.5), (4, 0.0))
-    copied = x[:50] + rng.normal(scale=0.1, size=(50, 40))
-    whole = learn_whitening(x, 12, blocks=blocks, copies=(x[:50], copied))
+    copies = (x[:50], x[:50] + rng.normal(scale=0.1, size=(50, 40))) if with_copies else None
+    whole = learn_whitening(x, 12, blocks=blocks, copies=copies)
     moments = Moments(30)
-    for part in np.array_split(x, 7):
+    for part in np.array_split(x, 15):
         moments.add(part)
     moments.add(x[:0])  # an empty chunk changes nothing
-    chunked = whitening_from(moments, 12, blocks=blocks, copies=(x[:50], copied))
+    chunked = whitening_from(moments, 12, blocks=blocks, copies=copies)
     np.testing.assert_allclose(chunked.mean, whole.mean, atol=1e-6)
     np.testing.assert_allclose(chunked.block_mean, x[:, 30:].mean(axis=0), atol=1e-6)
     queries = vectors(n=20, dim=40, seed=6) + 3.0
     np.testing.assert_allclose(chunked.apply(queries) @ chunked.apply(x).T,
                                whole.apply(queries) @ whole.apply(x).T, atol=1e-4)
+    reference = _pca_reference(x[:, :30], 12) if copies is None else \
+        _learned_reference(x[:, :30], copies[0][:, :30], copies[1][:, :30], 12)
+    centred = queries[:, :30] - x[:, :30].mean(axis=0)
+    ours, theirs = centred @ chunked.projection, centred @ reference  # components' signs aside
+    np.testing.assert_allclose(ours @ ours.T, theirs @ theirs.T, rtol=1e-4, atol=1e-6)
+
+
+def _pca_reference(x: np.ndarray, keep: int) -> np.ndarray:
+    """PCA-whitening from the SVD of the centred rows."""
+    _, singular, components = np.linalg.svd(x - x.mean(axis=0), full_matrices=False)
+    variance = singular[:keep] ** 2 / len(x)
+    return components[:keep].T / np.sqrt(variance + SHRINK * variance.mean())
+
+
+def _learned_reference(x: np.ndarray, originals: np.ndarray, copied: np.ndarray,
+                       keep: int) -> np.ndarray:
+    """Learned whitening as first written: the copies' differences whitened away, then the
+    principal directions of the centred rows themselves in that space."""
+    differences = originals - copied
+    eigenvalues, vectors_ = np.linalg.eigh(differences.T @ differences / len(differences))
+    eigenvalues = np.maximum(eigenvalues, 0) + SHRINK * np.maximum(eigenvalues, 0).mean()
+    within = (vectors_ / np.sqrt(eigenvalues)) @ vectors_.T
+    spread = (x - x.mean(axis=0)) @ within
+    eigenvalues, vectors_ = np.linalg.eigh(spread.T @ spread)
+    return within @ vectors_[:, np.argsort(eigenvalues)[::-1][:keep]]
 
 
 @pytest.mark.parametrize("copies", [False, True])
@@ -120,7 +147,7 @@ def test_a_catalogue_of_one_image_gives_zero_rows_not_nan(copies):
     whiten: its rows and a query's were NaN with the PCA whitening, which no score survives."""
     x = vectors(n=1, dim=20)
     copied = (x, x + 0.01) if copies else None
-    w = learn_whitening(np.vstack([x, x]), 8, copies=copied)
+    w = learn_whitening(x, 8, copies=copied)
     rows = w.apply(np.vstack([x, x + 0.01, vectors(n=3, dim=20, seed=1)]))
     assert np.isfinite(rows).all() and rows.shape == (5, 1)
     assert not rows[0].any()  # the catalogue's own image is its mean: nothing left

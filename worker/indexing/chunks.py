@@ -44,7 +44,8 @@ class UnreadableImages(RuntimeError):
 
 
 class ChunkMissing(RuntimeError):
-    """A chunk reported done is not in this FEATURES_DIR (workers must share it)."""
+    """A chunk reported done is not in this FEATURES_DIR (workers must share it), or its rows
+    could not be read when the banks were made."""
 
 
 @dataclass(frozen=True)

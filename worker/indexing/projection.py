@@ -10,6 +10,7 @@ image). The benchmarks' in-process banks (`banks_from_features`) hold their rows
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -50,35 +51,40 @@ def banks_from_cache(extractor, catalogue: Catalogue, hashes: dict[str, str], ca
     be read."""
     contents = sorted(set(hashes.values()))
     at = {digest: i for i, digest in enumerate(contents)}
-    whitening = None
-    if extractor.whiten:
-        model_dims = extractor.dim - sum(size for size, _ in extractor.appearance)
-        moments, originals = Moments(model_dims), {}
-        wanted = set() if copies is None else {hashes[path] for path in copies[0]}
-        paths_of = Counter(hashes.values())  # each distinct path counts, as when held
-        for found, rows in _all_blocks(cache, contents, extractor.dim):
-            repeats = [paths_of[d] for d in found]
-            moments.add(rows if max(repeats) == 1 else np.repeat(rows, repeats, axis=0))
-            # copied out: a view would keep its whole block of rows in memory
-            originals.update((d, row.copy()) for d, row in zip(found, rows, strict=True)
-                             if d in wanted)
-        pairs = None if copies is None else (
-            np.stack([originals[hashes[path]] for path in copies[0]]), copies[1])
-        whitening = whitening_from(moments, extractor.whiten, blocks=extractor.appearance,
-                                   copies=pairs)
+    whitening = _learned(extractor, hashes, cache, contents, copies) if extractor.whiten else None
     width = extractor.dim if whitening is None else whitening.dim
-    banks = [np.empty((len(side), width), np.float32) for side in (catalogue.fronts, catalogue.backs)]
-    # each bank's rows sorted by content: where a block's contents go, found by bisection
-    sides = [np.array([at[hashes[path]] for path in side], np.int64)
-             for side in (catalogue.fronts, catalogue.backs)]
-    orders = [np.argsort(side, kind="stable") for side in sides]
+    banks, places = [], []
+    for side in (catalogue.fronts, catalogue.backs):
+        banks.append(np.empty((len(side), width), np.float32))
+        # the bank's rows by content: where a block's contents go, found by bisection
+        ids = np.array([at[hashes[path]] for path in side], np.int64)
+        order = np.argsort(ids, kind="stable")
+        places.append((ids[order], order))
     for found, rows in _all_blocks(cache, contents, extractor.dim):
         done = rows if whitening is None else whitening.apply(rows)
         ids = np.array([at[d] for d in found], np.int64)
-        for bank, side, order in zip(banks, sides, orders, strict=True):
-            which, where = _occurrences(side[order], order, ids)
+        for bank, (keys, order) in zip(banks, places, strict=True):
+            which, where = _occurrences(keys, order, ids)
             bank[where] = done[which]
     return banks[0], banks[1], whitening
+
+
+def _learned(extractor, hashes: dict[str, str], cache: ChunkCache, contents: list[str],
+             copies: tuple[list[str], np.ndarray] | None) -> Whitening:
+    """The whitening learned from the cache's rows, one block at a time."""
+    model_dims = extractor.dim - sum(size for size, _ in extractor.appearance)
+    moments, originals = Moments(model_dims), {}
+    wanted = set() if copies is None else {hashes[path] for path in copies[0]}
+    paths_of = Counter(hashes.values())  # each distinct path counts, as when held
+    for found, rows in _all_blocks(cache, contents, extractor.dim):
+        repeats = [paths_of[d] for d in found]
+        moments.add(rows if max(repeats) == 1 else np.repeat(rows, repeats, axis=0))
+        # copied out: a view would keep its whole block of rows in memory
+        originals.update((d, row.copy()) for d, row in zip(found, rows, strict=True)
+                         if d in wanted)
+    pairs = None if copies is None else (
+        np.stack([originals[hashes[path]] for path in copies[0]]), copies[1])
+    return whitening_from(moments, extractor.whiten, blocks=extractor.appearance, copies=pairs)
 
 
 def _occurrences(keys: np.ndarray, order: np.ndarray, ids: np.ndarray
@@ -93,10 +99,11 @@ def _occurrences(keys: np.ndarray, order: np.ndarray, ids: np.ndarray
     return which, order[np.repeat(low, counts) + within]
 
 
-def _all_blocks(cache: ChunkCache, contents: list[str], dim: int):
-    """`cache.blocks` of every content, joined into blocks of about BLOCK_ROWS rows (a
-    chunk's 128 rows at a time took 1.6 times as long: benchmarks/index_memory.py), then
-    ChunkMissing if some contents were not among them."""
+def _all_blocks(cache: ChunkCache, contents: list[str], dim: int
+                ) -> Iterator[tuple[list[str], np.ndarray]]:
+    """`cache.blocks` of every content, joined into blocks of about BLOCK_ROWS rows (the
+    products run faster on large blocks than on a chunk's 128 rows), then ChunkMissing if
+    some contents were not among them."""
     missing, found, parts = set(contents), [], []
     for digests, rows in cache.blocks(missing.copy(), dim):
         missing.difference_update(digests)
@@ -108,5 +115,6 @@ def _all_blocks(cache: ChunkCache, contents: list[str], dim: int):
     if found:
         yield found, np.concatenate(parts)
     if missing:  # a chunk damaged, or deleted, since the build listed it
-        raise ChunkMissing(f"{len(missing)} image(s) have no readable row in {cache.folder}; "
-                           "run the build again to extract them")
+        raise ChunkMissing(f"{len(missing)} image(s) have no readable row in {cache.folder} "
+                           "(a chunk damaged or deleted during the build); run the build "
+                           "again: a damaged chunk's images are then extracted again")
