@@ -113,11 +113,13 @@ class ChunkCache:
         for other in self.root.iterdir() if self.root.is_dir() and others else []:
             if other.is_dir() and other.name.split("-")[0] != self.model:
                 shutil.rmtree(other, ignore_errors=True)
-        chunks = list(self._chunks())
-        stale = [path for path, hashes in chunks if not used.intersection(map(str, hashes))]
-        if sum(len(hashes) for path, hashes in chunks if path not in stale) > 2 * len(used):
+        # each chunk's size and whether it is in use, not its hashes (0.5 GB at a million pairs)
+        chunks = [(path, len(hashes), not used.isdisjoint(map(str, hashes)))
+                  for path, hashes in self._chunks()]
+        stale = [path for path, _, in_use in chunks if not in_use]
+        if sum(rows for _, rows, in_use in chunks if in_use) > 2 * len(used):
             kept = {f"{key}.npz" for key in self._repacked(used, dim, chunk_images)}
-            stale = [path for path, _ in chunks if path.name not in kept]
+            stale = [path for path, _, _ in chunks if path.name not in kept]
         for path in stale:
             path.unlink(missing_ok=True)
         return len(stale)
