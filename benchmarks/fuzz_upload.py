@@ -1,7 +1,9 @@
 """Fuzz the upload validator: `python -m benchmarks.fuzz_upload [--seconds 60]` (`make fuzz`).
 
-Hypothesis feeds random bytes and byte-level mutations of valid JPEG/PNG files to the same
-functions the web (`inspect_image`) and the worker (`prepare`) run. Any exception other than
+Hypothesis feeds random bytes and byte-level mutations of valid JPEG/PNG files to the
+functions a search's drawing goes through: the web's check and stored form (`stored_form`),
+then the worker's canvas of that stored form (`query_canvas`); and to the index's and a
+catalogue add's decode of a drawing as given (`make_canvas`). Any exception other than
 `ImageRejected` is a finding: it would be a 500 or a crashed search. Bounded by time.
 """
 
@@ -17,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from worker.core.images import ImageRejected, inspect_image
-from worker.pipeline.preprocess import make_canvas
+from worker.core.images import ImageRejected, stored_form
+from worker.pipeline.preprocess import make_canvas, query_canvas
 
 MAX_PIXELS = 4_000_000
 
@@ -69,8 +71,15 @@ def run(seconds: float) -> dict:
             return
         stats["inputs"] += 1
         try:
-            inspect_image(data, MAX_PIXELS)
-            canvas = make_canvas(data, MAX_PIXELS)
+            canvas = make_canvas(data, MAX_PIXELS, trim=True)  # the index's, an add's
+            assert canvas.shape == (224, 224, 3)
+        except ImageRejected:
+            pass
+        except Exception as exc:  # noqa: BLE001 - every other exception is what we hunt
+            stats["findings"].append(f"{type(exc).__name__}: {exc} (first bytes {data[:16]!r})")
+        try:
+            stored, _ = stored_form(data, MAX_PIXELS)  # the web's
+            canvas, _ = query_canvas(stored, MAX_PIXELS, True, None, "front")  # the worker's
             assert canvas.shape == (224, 224, 3)
             stats["accepted"] += 1
         except ImageRejected:
