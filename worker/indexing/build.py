@@ -109,9 +109,13 @@ class Gathered:
     """Every distinct image's content in the chunk cache, and where they came from."""
 
     hashes: dict[str, str]  # path -> sha256 of its bytes
-    contents: set[str]  # the sha256 of every image the catalogue uses
     extracted: int  # distinct contents extracted by this build
     cache: ChunkCache
+
+    @property
+    def contents(self) -> set[str]:
+        """The sha256 of every image the catalogue uses."""
+        return set(self.hashes.values())
 
 
 def gather_features(settings: Settings, extractor, catalogue: Catalogue, batch_size: int,
@@ -140,7 +144,7 @@ def gather_features(settings: Settings, extractor, catalogue: Catalogue, batch_s
                            "worker of a distributed build must share this FEATURES_DIR")
     extracted = {rel for chunk in chunks for rel in chunk.paths}
     refresh_thumbnails(catalogue, [p for p in paths if p not in extracted], settings)
-    return Gathered(hashes, set(hashes.values()), len(extracted), cache)
+    return Gathered(hashes, len(extracted), cache)
 
 
 def _extract_here(settings: Settings, extractor, catalogue: Catalogue, cache: ChunkCache,
