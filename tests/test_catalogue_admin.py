@@ -398,3 +398,41 @@ def test_an_edit_that_fails_after_the_catalogue_switched_is_answered_as_applied(
         _applied(engine, catalogue.names[1], False, failed_before_switching)
     with pytest.raises(OSError):  # an add whose name is not listed after it: not applied
         _applied(engine, "new-design", True, failed_before_switching)
+
+
+def test_a_check_that_no_design_passes_the_filters_of_after_an_edit_says_so(own_catalogue,
+                                                                            redis, extractor):
+    """Filters no design passes are refused at submission; the catalogue can change under a
+    queued check all the same. Its design then finds nothing, and the page, the JSON and the
+    report say why, rather than reading as a design with no copy."""
+    from tests.zips import make_zip, season_files
+    from web import create_app
+    from worker.core.results_csv import NO_HITS
+    from worker.service.process import make_worker, start_engine
+
+    catalogue = load_catalogue(own_catalogue.database_dir)
+    garments, seasons = catalogue.extra["garment"], catalogue.extra["season"]
+    both = [n for n, g, s in zip(catalogue.names, garments, seasons, strict=True)
+            if (g, s) == ("jacket", seasons[0])]
+    assert 0 < len(both) < garments.count("jacket")  # jackets and the season stay apart
+    client = create_app({"SETTINGS": own_catalogue}).test_client()
+    files, rows = season_files([2], unrelated=0)
+    response = client.post("/api/checks", content_type="multipart/form-data", data={
+        "collection": (io.BytesIO(make_zip(files, rows)), "collection.zip"),
+        "filter": ["garment:jacket", f"season:{seasons[0]}"]})
+    assert response.status_code == 202, response.get_json()
+    url = response.get_json()["url"]
+    for name in both:  # before any chunk ran: nothing pins the version it was accepted for
+        remove_design(own_catalogue, name)
+    make_worker(own_catalogue, start_engine(own_catalogue, extractor), redis).work(
+        burst=True, with_scheduler=False)
+    body = client.get(url).get_json()
+    (design,) = body["designs"]
+    assert (body["status"], design["status"], design["results"]) == ("finished", "finished", [])
+    page = " ".join(client.get(url.replace("/api/checks/", "/checks/")).get_data(
+        as_text=True).split())
+    assert ('<span class="error no-hits">no catalogue design passed the filters: nothing was '
+            'compared</span>') in page
+    assert "<span class=\"muted\">none</span>" not in page  # not a clean design
+    report = client.get(body["report_url"]).get_data(as_text=True).splitlines()
+    assert len(report) == 2 and NO_HITS in report[1]
