@@ -108,7 +108,8 @@ def assert_serves(settings, extractor, expected: list[list[str]]) -> list[str]:
     assert names[hit.index] == names[-1] and hit.score == pytest.approx(1.0, abs=1e-3)
     features = settings.features_dir
     assert sorted(p.name for p in features.iterdir()) == [".catalogue.lock", "CURRENT", "chunks",
-                                                          "generations", "thumbs"]
+                                                          "generations", "pins", "thumbs"]
+    assert [p.name for p in (features / "pins").iterdir()] == [engine.holder]
     assert len(list((features / "generations").iterdir())) <= 2
     assert not list(settings.database_dir.rglob(".*.part"))
     return names
@@ -220,6 +221,38 @@ def test_a_pinned_generation_outlives_edits_until_its_pin_is_stale(small, tmp_pa
     assert not (features / "generations" / first).exists()
     assert not (features / "pins" / "check-1").exists()
     assert len(list((features / "generations").iterdir())) == 2
+
+
+def test_a_worker_keeps_the_generation_it_reads_from_other_writers_until_it_moves_on(
+        small, tmp_path, extractor):
+    """Edits keep the current and the previous generation; a worker on another machine may
+    still read an older one (two edits during one of its jobs, or a newer index it refused),
+    and on NFS a file another machine deletes is gone under the reader's maps. So a worker pins
+    the generation it reads, renews the pin between jobs, moves it on with its reload and
+    lets it go when it stops."""
+    from worker.service.process import start_engine
+
+    settings, _ = fresh_copy(small, tmp_path)
+    features = settings.features_dir
+    engine = start_engine(settings, extractor)
+    first = engine.snapshot.generation
+    held = features / "pins" / engine.holder
+    assert engine.holder.startswith("worker-") and held.read_text() == first
+    names = load_catalogue(settings.database_dir).names
+    for name in names[:2]:  # two edits by another process: `first` is neither kept one
+        remove_design(settings, name)
+    assert (features / "generations" / first).is_dir()
+    old = time.time() - generations.PIN_TTL_S / 2
+    os.utime(held, (old, old))
+    engine._held = (first, time.monotonic() - generations.PIN_TTL_S / 2)
+    engine.hold()  # between jobs, a pin a quarter of its life old is written again
+    assert held.stat().st_mtime > old + 60 and held.read_text() == first
+    assert engine.refresh()  # its next job: it reads the current generation
+    assert held.read_text() == generations.current_id(features) != first
+    remove_design(settings, names[2])
+    assert not (features / "generations" / first).exists()
+    engine.release()
+    assert not held.exists()
 
 
 def test_an_engine_holds_a_pinned_generation_and_gives_up_on_a_gone_one_once(

@@ -30,10 +30,13 @@ def run_worker_process(settings, timeout=180) -> subprocess.CompletedProcess:
 def test_worker_process_serves_a_search(indexed_client, indexed_settings, redis):
     front, back = design_pair(7, N_PAIRS)
     url = post_pair(indexed_client, front, back).get_json()["url"]
+    pins = indexed_settings.features_dir / "pins"
+    held = set(pins.glob("worker-*"))  # this process's engines'
     proc = run_worker_process(indexed_settings)
     assert proc.returncode == 0, proc.stderr[-2000:]
     body = indexed_client.get(url).get_json()
     assert body["status"] == "finished" and body["results"][0]["name"] == "trousers-0007"
+    assert set(pins.glob("worker-*")) == held  # the stopped worker's pin let go
 
 
 def test_worker_refuses_to_start_without_usable_banks(indexed_settings, tmp_path):

@@ -55,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         "serving %s on %s%s", ", then ".join(repr(q) for q in served_queues(settings, engine)),
         settings.redis_url, "" if engine.snapshot is None else
         f" with {len(engine.snapshot.catalogue)} pairs")
-    serve(settings, engine, connection, name, args.burst)
+    try:
+        serve(settings, engine, connection, name, args.burst)
+    finally:
+        engine.release()
     return 0
 
 

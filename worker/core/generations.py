@@ -6,7 +6,7 @@ sees the old generation or the new one, never a mix, whatever point a writer sto
 Writers (`make index`, catalogue edits) hold `catalogue_lock`; under it, anything not
 pointed to is a leftover of a writer that stopped, and `clean_leftovers` deletes it (the
 previous generation is kept, for readers that resolved the pointer just before a switch, and
-so is any generation a running collection check is pinned to: `pin`).
+so is any generation a running collection check or a worker is pinned to: `pin`).
 An older flat FEATURES_DIR (banks at its top, no CURRENT) still loads; the next build or edit
 writes a generation and the flat files become leftovers.
 """

@@ -9,6 +9,9 @@ so neither needs a restart; catalogue and banks come from the same generation.
 from __future__ import annotations
 
 import logging
+import os
+import re
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,7 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from worker.core.bank import BankError, FeatureBank, check_bank_matches, load_generation, manifest_stamp
 from worker.core.catalogue import Catalogue, CatalogueError
-from worker.core.generations import GENERATION, GENERATIONS, current_id
+from worker.core.generations import GENERATION, GENERATIONS, PIN_TTL_S, current_id, pin, unpin
 from worker.core.settings import Settings
 from worker.core.storage import open_storage
 from worker.pipeline.ann import with_coarse_index
@@ -74,6 +77,31 @@ class Engine:
         self._older: Snapshot | None = None  # the last older generation a check was pinned to
         self._unusable: set[str] = set()  # pinned generations found gone or foreign: not retried
         self._refused: tuple[object, float] | None = None  # (manifest stamp, when) not loadable
+        # pins/<holder>: the generation this process reads, kept from writers on any machine
+        self.holder = re.sub(r"[^A-Za-z0-9_-]", "_", f"worker-{socket.gethostname()}-{os.getpid()}")
+        self._held: tuple[str | None, float] | None = None  # (generation, when) last pinned
+        self.hold()
+
+    def hold(self) -> None:
+        """Pin the generation this process reads, again once a quarter of PIN_TTL_S has
+        passed: a writer deletes an older generation only when no fresh pin names it, and on
+        NFS a file deleted by one machine is gone for another machine's reader (its maps
+        fault), where a local file lives on while it is open."""
+        generation = None if self.snapshot is None else self.snapshot.generation
+        if generation is None or (self._held is not None and self._held[0] == generation
+                                  and time.monotonic() - self._held[1] < PIN_TTL_S / 4):
+            return
+        try:
+            pin(self.settings.features_dir, self.holder, generation)
+            self._held = (generation, time.monotonic())
+        except OSError as exc:  # a read-only FEATURES_DIR: its generations are not deleted
+            log.warning("cannot pin catalogue version %s: %s", generation, exc)
+
+    def release(self) -> None:
+        """This process reads no generation any more (it is stopping)."""
+        if self._held is not None:
+            unpin(self.settings.features_dir, self.holder)
+            self._held = None
 
     def preload_thumbnails(self) -> int:
         """Decode the catalogue's thumbnails, pair by pair, until THUMB_CACHE_MB is full."""
@@ -139,6 +167,7 @@ class Engine:
         """Swap in a rebuilt index if the manifest changed; keep the old one if the new is bad."""
         stamp = manifest_stamp(self.settings.features_dir)
         if self.snapshot is None or stamp == self.snapshot.stamp:
+            self.hold()  # renewed
             return False
         if self._refused is not None and self._refused[0] == stamp and \
                 time.monotonic() - self._refused[1] < RELOAD_RETRY_S:
@@ -146,6 +175,7 @@ class Engine:
         try:
             self.snapshot, self._older = self._load_snapshot(), None  # its files let go
             self._unusable.clear()
+            self.hold()
         except JobTimeoutException:  # the running job's time limit: never swallowed
             raise
         except Exception as exc:  # noqa: BLE001 - keep serving the index we have, loudly

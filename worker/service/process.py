@@ -153,6 +153,7 @@ class SearchWorker(SimpleWorker):
         worker's job for good once its execution has expired (a restart slower than
         JOB_TIMEOUT + 60 s), where ours would run a search again."""
         settle_dead_workers_jobs(self.connection, self.queues, self.name, self.engine)
+        self.engine.hold()  # an idle worker's pin renewed too
         super().run_maintenance_tasks()
         delete_expired_files(self.engine)
 
