@@ -91,10 +91,10 @@ class Engine:
         if generation is None or (self._held is not None and self._held[0] == generation
                                   and time.monotonic() - self._held[1] < PIN_TTL_S / 4):
             return
+        self._held = (generation, time.monotonic())  # a failed write too: not tried per job
         try:
             pin(self.settings.features_dir, self.holder, generation)
-            self._held = (generation, time.monotonic())
-        except OSError as exc:  # a read-only FEATURES_DIR: its generations are not deleted
+        except OSError as exc:  # a read-only FEATURES_DIR: no writer deletes anything there
             log.warning("cannot pin catalogue version %s: %s", generation, exc)
 
     def release(self) -> None:
