@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from worker.core.boxes import box_field, parse_box
-from worker.core.filters import FilterError, normalised, parse_filter_fields
+from worker.core.filters import filters_field
 from worker.core.images import Box
 from worker.core.numerals import whole
 
@@ -58,18 +58,7 @@ class SearchOptions(BaseModel):
     @field_validator("filters", mode="before")
     @classmethod
     def _filters(cls, value: object) -> dict[str, list[str]]:
-        """`column:value[,value...]` fields (a list, or one string), or the parsed dict."""
-        try:
-            if isinstance(value, dict):
-                if not all(isinstance(c, str) and isinstance(vs, list | tuple) and
-                           all(isinstance(v, str) for v in vs) for c, vs in value.items()):
-                    raise TypeError(value)
-                return normalised(value)
-            return parse_filter_fields([value] if isinstance(value, str) else value)
-        except (FilterError, TypeError, AttributeError) as exc:
-            raise ValueError(str(exc) if isinstance(exc, FilterError) else
-                             f"filters must be column:value[,value...] fields, got {value!r}"
-                             ) from None
+        return filters_field(value)
 
     @field_validator("k", mode="before")
     @classmethod

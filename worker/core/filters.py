@@ -50,6 +50,22 @@ def parse_filter_fields(fields: Iterable[str]) -> Filters:
     return normalised(parsed)
 
 
+def filters_field(value: object) -> Filters:
+    """A search's `filters` as given: `column:value[,value...]` fields (a list, or one
+    string), or the parsed dict; ValueError for people otherwise."""
+    try:
+        if isinstance(value, dict):
+            if not all(isinstance(c, str) and isinstance(vs, list | tuple) and
+                       all(isinstance(v, str) for v in vs) for c, vs in value.items()):
+                raise TypeError(value)
+            return normalised(value)
+        return parse_filter_fields([value] if isinstance(value, str) else value)
+    except (FilterError, TypeError, AttributeError) as exc:
+        raise ValueError(str(exc) if isinstance(exc, FilterError) else
+                         f"filters must be column:value[,value...] fields, got {value!r}"
+                         ) from None
+
+
 def normalised(filters: dict[str, Iterable[str]]) -> Filters:
     """Columns and their values sorted, so equal filters compare and print equal."""
     return {column: sorted(set(values)) for column, values in sorted(filters.items())}
