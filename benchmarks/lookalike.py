@@ -30,10 +30,9 @@ import numpy as np
 from benchmarks.lookalike_edits import EDITS, edited_pair
 from worker.core.catalogue import load_catalogue
 from worker.dev.sample import Design, make_designs, sample_catalogue
-from worker.pipeline.appearance import sketched
 from worker.pipeline.listing import ranked
 from worker.pipeline.preprocess import to_canvas
-from worker.pipeline.ranking import outline_sides, project_query
+from worker.pipeline.ranking import project_query, read_sides
 
 K = 20
 UNRELATED_SEED_OFFSET = 1000  # unrelated designs: the generator at another seed
@@ -81,9 +80,9 @@ def search_all(extractor, bank, queries: list[Query], front_weight: float = 0.5,
                                   query.seed)
         canvases = np.stack([to_canvas(img, extractor.trim) for img in (front, back)])
         rows = tuple(extractor.extract(canvases))
-        outline = outline_sides(bank, sketched(canvases), rows)
-        q = [project_query(bank, row, by_outline)  # (dim,) each, as the job projects
-             for row, by_outline in zip(rows, outline, strict=True)]
+        outline, crops = read_sides(bank, canvases, rows)
+        q = [project_query(bank, row, by_outline, crop)  # (dim,) each, as the job projects
+             for row, by_outline, crop in zip(rows, outline, crops, strict=True)]
         listing = ranked(bank, q[0], q[1], K, front_weight,
                          thresholds=None if all(outline) else thresholds)
         outcomes.append(Outcome(query, listing.hits, all(outline), tuple(q), tuple(outline),

@@ -28,11 +28,10 @@ from benchmarks.quality import FAMILIES, MORE_FAMILIES
 from worker.core.catalogue import load_catalogue
 from worker.core.images import load_image
 from worker.dev.sample import make_designs
-from worker.pipeline.appearance import sketched
 from worker.pipeline.listing import ranked
 from worker.pipeline.orientation import Uprights
 from worker.pipeline.preprocess import to_rgb, upright_canvas
-from worker.pipeline.ranking import outline_sides, project_query
+from worker.pipeline.ranking import project_query, read_sides
 
 SCANNED = (90, 270)  # counter-clockwise turns of the page; the service must undo each
 SEARCHED = ("rescan", "colourway")  # the families searched sideways
@@ -73,8 +72,8 @@ def searched(extractor, bank, uprights, pairs: list[tuple[int, Image.Image, Imag
                                         uprights=uprights if turn else None)[0]
                          for side, scanned in zip((front, back), SCANNED, strict=True))
         rows = tuple(extractor.extract(np.stack(canvases)))
-        outline = outline_sides(bank, sketched(canvases), rows)
-        q = [project_query(bank, r, o) for r, o in zip(rows, outline, strict=True)]
+        outline, crops = read_sides(bank, canvases, rows)
+        q = [project_query(bank, r, o, c) for r, o, c in zip(rows, outline, crops, strict=True)]
         hits = ranked(bank, q[0], q[1], K, 0.5).hits
         ranks.append(next((h.rank for h in hits if h.index == row), None))
     return (sum(r == 1 for r in ranks) / len(ranks),

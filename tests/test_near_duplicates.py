@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from benchmarks.lookalike_edits import colourway, lineart, rescan, spacing
+from benchmarks.lookalike_edits import colourway, detail, lineart, rescan, spacing
 from tests.background_indexes import LOOKALIKES, precision, white_tee
 from tests.http import post_pair
 from tests.images import encode, unrelated_drawing
@@ -22,6 +22,7 @@ COPIED = 28  # one of the colourway copies the verdicts flag (docs/quality.md: m
 SPACED = 4  # horizontal stripes: first either way; a near-duplicate with the exact-match bonus,
 # only similar on the plain score
 SKETCHED = 41  # a line sketch's design is in its top 20 nearly always (docs/quality.md)
+CROPPED = 0  # a T-shirt: its crops lost most often to a boxier garment (docs/quality.md)
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +135,20 @@ def test_a_copy_with_other_stripe_spacing_comes_back_first_with_a_verdict(client
     hits = _search(client, run_worker, *sides)
     assert hits[0]["name"] == name, [(h["name"], h["score"]) for h in hits[:3]]
     assert hits[0]["verdict"] in ("copy", "near-duplicate"), hits[0]
+
+
+def test_a_detail_cut_from_a_design_is_read_as_a_crop_and_finds_the_design(client_and_worker):
+    """A crop's frame is not the garment's outline: both sides are read as crops, compared
+    without the silhouette and proportions, and the design comes back first; the page says so."""
+    client, run_worker = client_and_worker
+    sides, name = _edited_copy(detail, CROPPED, 5)
+    body = _finished(client, run_worker, *sides)
+    assert body["cropped"] == ["front", "back"] and body["outline_only"] == []
+    assert body["results"][0]["name"] == name, [(h["name"], h["score"]) for h in body["results"][:3]]
+    page = " ".join(client.get(f"/searches/{body['id']}").get_data(as_text=True).split())
+    assert '<span id="cropped">the front and back look like a detail cut from a design' in page
+    whole = _finished(client, run_worker, *_edited_copy(rescan_only, CROPPED, 5)[0])
+    assert whole["cropped"] == [] and whole["results"][0]["name"] == name
 
 
 def test_an_unrelated_drawing_gets_no_verdict(client_and_worker):

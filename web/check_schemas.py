@@ -76,6 +76,9 @@ class CheckedDesignView(Closed):
         description="its sides that are line sketches, matched by the garment's outline alone, "
         "as a search's: when every side that counts (weight above 0) is one, its hits get no "
         "verdict (and no similarity), whatever they score")
+    cropped: list[Literal["front", "back"]] = Field(default_factory=list, description=(
+        "its sides read as crops of a design (details), compared without their outline, as "
+        "a search's"))
     turned: dict[Literal["front", "back"], int] = Field(default_factory=dict, description=(
         "its sides scanned sideways and turned upright before the search, as a search's"))
     side_copies: list[SideCopy] = Field(default_factory=list, description=SIDE_COPIES)

@@ -18,6 +18,7 @@ from worker.core.images import Box
 from worker.core.numerals import whole
 
 SIDES = ("front", "back")
+Side = Literal["front", "back"]
 RESUBMIT = "please submit the search again"
 ABANDONED = f"the worker stopped while running this search; {RESUBMIT}"
 K_MAX = 100
@@ -146,7 +147,7 @@ class SideCopy(BaseModel):
     of a catalogue design's drawing: a new design may copy one design's front and another's
     back, and the pair's score, which averages the sides, judges neither."""
 
-    side: Literal["front", "back"] = Field(description="the query's side")
+    side: Side = Field(description="the query's side")
     name: str = Field(description="the catalogue design its drawing copies")
     verdict: Literal["copy", "near-duplicate"] = Field(description="as a search by this side "
                                                        "alone would judge its first hit")
@@ -176,11 +177,13 @@ class SearchResult(BaseModel):
     back_box: Box | None = box_field("back")
     filters: dict[str, list[str]] = Field(default_factory=dict, description="the filters "
                                           "applied before ranking: column -> values allowed")
-    outline_only: list[Literal["front", "back"]] = Field(default_factory=list, description=(
-        "the query's sides that are line sketches, matched by their outline alone (no verdict "
-        "when every side weighted above 0 is one)"))
-    turned: dict[Literal["front", "back"], int] = Field(default_factory=dict, description=(
-        "sides scanned sideways, turned upright before the search: side -> degrees counter-clockwise"))
+    outline_only: list[Side] = Field(default_factory=list, description="the query's sides that "
+                                     "are line sketches, matched by their outline alone (no "
+                                     "verdict when every side weighted above 0 is one)")
+    cropped: list[Side] = Field(default_factory=list, description="the query's sides read as "
+                                "crops of a design (details), compared without their outline")
+    turned: dict[Side, int] = Field(default_factory=dict, description="sides scanned sideways, "
+                                    "turned upright before the search: side -> degrees counter-clockwise")
     timings: dict[str, int | float] = Field(default_factory=dict, description="milliseconds "
                                             "per stage, and batch size")
     descriptor: str | None = None
@@ -220,8 +223,9 @@ class CheckedDesign(BaseModel):
     error: str | None = Field(None, description="only when failed: why, for people")
     results: list[Hit] = Field(default_factory=list, description="in `order`, at most k")
     order: ListOrder = "score"  # as a search's
-    outline_only: list[Literal["front", "back"]] = Field(default_factory=list)  # as a search's
-    turned: dict[Literal["front", "back"], int] = Field(default_factory=dict)  # as a search's
+    outline_only: list[Side] = Field(default_factory=list)  # as a search's
+    cropped: list[Side] = Field(default_factory=list)  # as a search's
+    turned: dict[Side, int] = Field(default_factory=dict)  # as a search's
     side_copies: list[SideCopy] = Field(default_factory=list)  # as a search's
     catalogue: str | None = None  # the index generation it was compared with (once finished)
 

@@ -74,6 +74,19 @@ class Whitening:
             kept[:, raw] = y[:, raw]
         return kept
 
+    def without_outline(self, y: np.ndarray) -> np.ndarray:
+        """(n, dim) projected rows -> the same without the silhouette and the raw blocks
+        (the outline's proportions), rows L2-normalised: a crop's outline is its frame's.
+        Against whole catalogue rows this scores the rest, scaled by its share."""
+        if not self.blocks:
+            return y
+        start, raw = int(self.projection.shape[1]), self.raw_columns()
+        kept = y.copy()
+        kept[:, start:start + self.blocks[0][0]] = 0.0
+        if raw is not None:
+            kept[:, raw] = 0.0
+        return l2_normalise(kept)
+
     def save(self, path) -> None:
         """To a path or an open binary file."""
         sizes, weights = (np.array([b[i] for b in self.blocks], np.float32) for i in (0, 1))

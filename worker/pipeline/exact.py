@@ -74,32 +74,40 @@ class ExactMatch:
         """(n,) the proportions' bonus of each row before the division (0 where the bank has
         none)."""
         raw = whitening.raw_columns()
-        if raw is None or not self.proportion_weight:
+        if raw is None or not self.proportion_weight or not q[raw].any():  # a crop: none
             return 0.0
         diff = rows[:, raw] - q[raw]
         exponent = np.einsum("ij,ij->i", diff, diff)  # einsum: half the time of square + mean
         exponent *= -1.0 / (diff.shape[1] * (RAW_SCALE * self.proportion_width) ** 2)
         return self.proportion_weight * np.exp(exponent, out=exponent)
 
-    def _combined(self, whitening: Whitening, model, sil, col, fit) -> np.ndarray:
+    def _combined(self, whitening: Whitening, model, sil, col, fit, crop: bool) -> np.ndarray:
         """The scores with the bonus from the dot products of each column range (summed,
-        they are the plain score) and the proportions' bonus."""
+        they are the plain score) and the proportions' bonus; for a `crop` (a query row
+        normalised without its silhouette) the colours' alone."""
         norm2 = 1.0 + sum(w * w for _, w in whitening.blocks)  # a row's squared norm before its L2
         (_, w_sil), (_, w_col) = whitening.blocks[:2]
-        bonus = (self.outline_weight * _ramp(sil * (norm2 / (w_sil * w_sil)), self.outline_from)
-                 + self.colour_weight * _ramp(col * (norm2 / (w_col * w_col)), self.colour_from))
-        return ((model + sil + col + bonus + fit) / self.total(whitening)).astype(np.float32)
+        # a dot product of two blocks over the product of their lengths in the two rows
+        scale = np.sqrt(norm2 * (norm2 - w_sil * w_sil if crop else norm2))
+        bonus = (self.outline_weight * _ramp(sil * (scale / (w_sil * w_sil)), self.outline_from)
+                 + self.colour_weight * _ramp(col * (scale / (w_col * w_col)), self.colour_from))
+        divisor = 1.0 + self.colour_weight if crop else self.total(whitening)
+        return ((model + sil + col + bonus + fit) / divisor).astype(np.float32)
 
     def divisor(self, whitening: Whitening, q: np.ndarray) -> float:
-        """What `scores` divides a side's sum by for the query side `q`: `total`, or for a
-        side kept to its outline (no model columns) 1 + the proportions' weight alone."""
-        (m0, m1), _, _ = self._ranges(whitening)
-        return self.total(whitening) if q[m0:m1].any() else 1.0 + self._fit_weight(whitening)
+        """What `scores` divides a side's sum by for the query side `q`: `total`; for a
+        side kept to its outline (no model columns) 1 + the proportions' weight alone; for a
+        side without its outline (a crop: no silhouette) 1 + the colours' weight alone."""
+        (m0, m1), (s0, s1), _ = self._ranges(whitening)
+        if not q[m0:m1].any():
+            return 1.0 + self._fit_weight(whitening)
+        return self.total(whitening) if q[s0:s1].any() else 1.0 + self.colour_weight
 
     def scores(self, whitening: Whitening, rows: np.ndarray, q: np.ndarray) -> np.ndarray:
         """(n, dim) bank rows, a (dim,) projected query -> (n,) scores with the bonus. A query
         kept to its outline (a line sketch: its model columns are zero) is scored plainly,
-        with the proportions' bonus where the bank has them."""
+        with the proportions' bonus where the bank has them; one without it (a crop: its
+        silhouette is zero) with the colours' bonus alone."""
         (m0, m1), sil, col = self._ranges(whitening)
         fit = self.fit(whitening, rows, q)
         if not q[m0:m1].any():
@@ -110,7 +118,8 @@ class ExactMatch:
         if col[1] < q.size:  # blocks after the colours (the pattern's edges): no bonus
             model += rows[:, col[1]:] @ q[col[1]:]
         return self._combined(whitening, model,
-                              *(rows[:, lo:hi] @ q[lo:hi] for lo, hi in (sil, col)), fit)
+                              *(rows[:, lo:hi] @ q[lo:hi] for lo, hi in (sil, col)), fit,
+                              crop=not q[sil[0]:sil[1]].any())
 
 
 def _ramp(cosine: np.ndarray, start: float) -> np.ndarray:

@@ -14,6 +14,8 @@ import numpy as np
 from worker.core.bank import FeatureBank
 from worker.core.catalogue import Catalogue
 from worker.core.contract import Hit, rounded
+from worker.pipeline.appearance import sketched
+from worker.pipeline.crops import cropped
 from worker.pipeline.exact import ExactMatch, usable
 from worker.pipeline.verdicts import similarity, verdict_of
 
@@ -36,6 +38,26 @@ def outline_sides(bank: FeatureBank, sketches: tuple[bool, bool],
                  for sketch, row in zip(sketches, rows, strict=True))
 
 
+def read_sides(bank: FeatureBank, canvases: tuple[np.ndarray | None, np.ndarray | None],
+               rows: tuple[np.ndarray | None, np.ndarray | None]
+               ) -> tuple[tuple[bool, bool], tuple[bool, bool]]:
+    """How each query side is compared: (matched by its outline alone: `outline_sides`,
+    scored without it: `crop_sides`), from its canvas and raw descriptor (None: no side)."""
+    return (outline_sides(bank, sketched(canvases), rows),
+            crop_sides(bank, cropped(canvases), rows))
+
+
+def crop_sides(bank: FeatureBank, crops: tuple[bool, bool],
+               rows: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
+               ) -> tuple[bool, bool]:
+    """Which query sides are scored without their outline: the crops of a design
+    (`crops.is_crop`), where the bank has a silhouette to leave out, unless the catalogue
+    holds a drawing the side nearly duplicates whole (a catalogue of details)."""
+    usable = bank.whitening is not None and bool(bank.whitening.blocks)
+    return tuple(bool(crop) and usable and not drawn_alike(bank, row)
+                 for crop, row in zip(crops, rows, strict=True))
+
+
 def drawn_alike(bank: FeatureBank, row: np.ndarray | None) -> bool:
     """Whether one query drawing's whole descriptor reaches DRAWN_ALIKE against a catalogue
     drawing of either side (every row: a sketch is a rare query, and one product is cheap)."""
@@ -45,11 +67,17 @@ def drawn_alike(bank: FeatureBank, row: np.ndarray | None) -> bool:
     return max(float((bank.front @ q).max()), float((bank.back @ q).max())) >= DRAWN_ALIKE
 
 
-def project_query(bank: FeatureBank, row: np.ndarray, outline: bool = False) -> np.ndarray:
+def project_query(bank: FeatureBank, row: np.ndarray, outline: bool = False,
+                  crop: bool = False) -> np.ndarray:
     """One query image's (raw dim,) descriptor -> (dim,) in the bank's space; with `outline`,
-    its silhouette alone (`Whitening.outline_only`)."""
+    its silhouette alone (`Whitening.outline_only`); with `crop`, all but its outline
+    (`Whitening.without_outline`)."""
     q = bank.project(row[None])
-    return (bank.whitening.outline_only(q) if outline else q)[0]
+    if outline:
+        q = bank.whitening.outline_only(q)
+    elif crop and bank.whitening is not None:
+        q = bank.whitening.without_outline(q)
+    return q[0]
 
 
 @dataclass(frozen=True)

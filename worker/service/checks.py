@@ -40,12 +40,11 @@ from worker.core.contract import (
 from worker.core.generations import pin, unpin
 from worker.core.images import ImageRejected
 from worker.core.storage import UploadGone
-from worker.pipeline.appearance import sketched
 from worker.pipeline.orientation import split, turned_sides
 from worker.pipeline.preprocess import query_canvas
-from worker.pipeline.ranking import outline_sides
+from worker.pipeline.ranking import read_sides
 from worker.service.engine import Engine, Snapshot, current
-from worker.service.jobs import SearchInputError, rank_hits
+from worker.service.jobs import SearchInputError, rank_hits, read_as_crops
 
 log = logging.getLogger(__name__)
 Pair = tuple[bytes | None, bytes | None]  # a design's drawings (front, back), None: no such side
@@ -59,6 +58,7 @@ class Ranked(NamedTuple):
 
     hits: list[Hit]
     outline_only: list[str]
+    cropped: list[str]  # the sides scored as crops of a design
     turned: dict[str, int]  # the sides turned upright, and by how many degrees
     catalogue: str | None  # the generation compared with: an edit may land mid-check
     side_copies: list[SideCopy]
@@ -66,7 +66,8 @@ class Ranked(NamedTuple):
 
     def design(self, name: str) -> CheckedDesign:
         return CheckedDesign(name=name, status="finished", results=self.hits, order=self.order,
-                             outline_only=self.outline_only, catalogue=self.catalogue,
+                             outline_only=self.outline_only, cropped=self.cropped,
+                             catalogue=self.catalogue,
                              side_copies=self.side_copies, turned=self.turned)
 
 
@@ -102,11 +103,11 @@ def check_pairs(engine: Engine, pairs: list[Pair], options: SearchOptions,
 
 
 def _ranked(snapshot: Snapshot, found, options: SearchOptions) -> Ranked:
-    outline = outline_sides(snapshot.bank, sketched(found.canvases), found.rows)
-    hits, copied_sides, order = rank_hits(snapshot, found.rows, options, outline)
+    outline, crops = read_sides(snapshot.bank, found.canvases, found.rows)
+    hits, copied_sides, order = rank_hits(snapshot, found.rows, options, outline, crops)
     return Ranked(hits, [side for side, by_outline in zip(SIDES, outline, strict=True)
-                         if by_outline], turned_sides(found.turned), _version(snapshot),
-                  copied_sides, order)
+                         if by_outline], read_as_crops(outline, crops),
+                  turned_sides(found.turned), _version(snapshot), copied_sides, order)
 
 
 def _version(snapshot: Snapshot) -> str | None:

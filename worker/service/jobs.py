@@ -27,11 +27,10 @@ from worker.core.filters import FilterError, allowed_rows
 from worker.core.images import STORED_COMPRESSION
 from worker.core.metrics import record_timings
 from worker.core.queueing import query_canvas_name
-from worker.pipeline.appearance import sketched
 from worker.pipeline.grid import draw_grid
 from worker.pipeline.listing import ranked
 from worker.pipeline.orientation import turned_sides
-from worker.pipeline.ranking import outline_sides, project_query, side_weights
+from worker.pipeline.ranking import project_query, read_sides, side_weights
 from worker.pipeline.sides import searched_alone, side_copies
 from worker.pipeline.verdicts import thresholds_in
 from worker.service.batching import Extracted, QueueRef
@@ -67,9 +66,10 @@ def run_search(engine: Engine, request: SearchRequest) -> SearchResult:
     stage = StageClock()
     found = engine.batcher.descriptors(engine.storage, request.search_id, request.uploads,
                                        QueueRef.of(job), stage, request.boxes)
-    outline = outline_sides(engine.snapshot.bank, sketched(found.canvases), found.rows)
     with stage("search"):
-        hits, copied_sides, order = rank_hits(engine.snapshot, found.rows, request, outline)
+        outline, crops = read_sides(engine.snapshot.bank, found.canvases, found.rows)
+        hits, copied_sides, order = rank_hits(engine.snapshot, found.rows, request, outline,
+                                              crops)
     with stage("render"):
         image = save_grid(engine, request, found, hits, order)
         save_query(engine, request.search_id, found.canvases)
@@ -78,6 +78,7 @@ def run_search(engine: Engine, request: SearchRequest) -> SearchResult:
                    {key: ms for key, ms in timings.items() if key in STAGE_TIMINGS})
     return SearchResult(results=hits, side_copies=copied_sides, order=order, image=image,
                         outline_only=[side for side, o in zip(SIDES, outline, strict=True) if o],
+                        cropped=read_as_crops(outline, crops),
                         turned=turned_sides(found.turned),
                         timings=timings | pass_timings(found), descriptor=engine.extractor.descriptor,
                         weights=engine.extractor.weights_id, catalogue=engine.snapshot.generation,
@@ -87,20 +88,27 @@ def run_search(engine: Engine, request: SearchRequest) -> SearchResult:
                                                       "back_box", "filters"}))
 
 
+def read_as_crops(outline: tuple[bool, bool], crops: tuple[bool, bool]) -> list[str]:
+    """The sides scored as crops of a design (a sketch's outline comes first)."""
+    return [side for side, o, c in zip(SIDES, outline, crops, strict=True) if c and not o]
+
+
 def rank_hits(snapshot: Snapshot, rows: tuple[np.ndarray | None, np.ndarray | None],
-              options: SearchOptions, outline: tuple[bool, bool] = (False, False)
+              options: SearchOptions, outline: tuple[bool, bool] = (False, False),
+              crops: tuple[bool, bool] = (False, False)
               ) -> tuple[list[Hit], list[SideCopy], ListOrder]:
     """A query's (front, back) descriptors -> the k best designs that pass its filters, each
     with its verdict (a search's and a collection check's search stage; the first hit's lead
     over the second is taken among the designs that pass), the sides that alone copy a
     design (`side_copies`), and the list's order (`listing.ranked`). The sides `outline`
-    names (`outline_sides`) are matched by their outline alone."""
+    names (`outline_sides`) are matched by their outline alone, those `crops` names
+    (`crop_sides`) by all but it."""
     try:  # the web checked them against the catalogue it saw; this one may be newer
         allowed = allowed_rows(options.filters, snapshot.catalogue)
     except FilterError as exc:
         raise SearchInputError(str(exc)) from None
-    q_front, q_back = (None if q is None else project_query(snapshot.bank, q, by_outline)
-                       for q, by_outline in zip(rows, outline, strict=True))
+    q_front, q_back = (None if q is None else project_query(snapshot.bank, q, by_outline, crop)
+                       for q, by_outline, crop in zip(rows, outline, crops, strict=True))
     given = [(by_outline, weight) for q, by_outline, weight in zip(
         rows, outline, (options.front_weight, 1 - options.front_weight), strict=True)
         if q is not None]
