@@ -109,7 +109,7 @@ def assert_serves(settings, extractor, expected: list[list[str]]) -> list[str]:
     features = settings.features_dir
     assert sorted(p.name for p in features.iterdir()) == [".catalogue.lock", "CURRENT", "chunks",
                                                           "generations", "pins", "thumbs"]
-    assert [p.name for p in (features / "pins").iterdir()] == [engine.holder]
+    assert [p.name for p in (features / "pins").iterdir()] == [engine.reading.holder]
     assert len(list((features / "generations").iterdir())) <= 2
     assert not list(settings.database_dir.rglob(".*.part"))
     return names
@@ -236,15 +236,15 @@ def test_a_worker_keeps_the_generation_it_reads_from_other_writers_until_it_move
     features = settings.features_dir
     engine = start_engine(settings, extractor)
     first = engine.snapshot.generation
-    held = features / "pins" / engine.holder
-    assert engine.holder.startswith("worker-") and held.read_text() == first
+    held = features / "pins" / engine.reading.holder
+    assert engine.reading.holder.startswith("worker-") and held.read_text() == first
     names = load_catalogue(settings.database_dir).names
     for name in names[:2]:  # two edits by another process: `first` is neither kept one
         remove_design(settings, name)
     assert (features / "generations" / first).is_dir()
     old = time.time() - generations.PIN_TTL_S / 2
     os.utime(held, (old, old))
-    engine._held = (first, time.monotonic() - generations.PIN_TTL_S / 2)
+    engine.reading._held = (first, time.monotonic() - generations.PIN_TTL_S / 2)
     engine.hold()  # between jobs, a pin a quarter of its life old is written again
     assert held.stat().st_mtime > old + 60 and held.read_text() == first
     assert engine.refresh()  # its next job: it reads the current generation
@@ -253,6 +253,23 @@ def test_a_worker_keeps_the_generation_it_reads_from_other_writers_until_it_move
     assert not (features / "generations" / first).exists()
     engine.release()
     assert not held.exists()
+
+
+def test_a_worker_that_refuses_a_new_index_keeps_its_pin_on_the_one_it_serves(
+        small, tmp_path, extractor):
+    """The pin moves to a generation before its files are read; one that cannot be loaded
+    gives it back to the generation the worker goes on serving."""
+    from worker.service.process import start_engine
+
+    settings, _ = fresh_copy(small, tmp_path)
+    features = settings.features_dir
+    engine = start_engine(settings, extractor)
+    served = engine.snapshot.generation
+    remove_design(settings, load_catalogue(settings.database_dir).names[0])
+    damaged = generations.current_dir(features) / "front.npy"
+    damaged.write_bytes(damaged.read_bytes()[:-8])
+    assert not engine.refresh() and engine.snapshot.generation == served
+    assert (features / "pins" / engine.reading.holder).read_text() == served
 
 
 def test_an_engine_holds_a_pinned_generation_and_gives_up_on_a_gone_one_once(

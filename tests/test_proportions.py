@@ -15,10 +15,10 @@ from worker.dev.sample import draw_side, make_designs
 from worker.pipeline.appearance import (
     INK,
     PROPORTION_DIMS,
-    _ink,
     _inside,
     _upright,
     appearance,
+    ink_mask,
     proportions,
 )
 from worker.pipeline.exact import ExactMatch
@@ -89,7 +89,7 @@ def test_scanner_noise_on_the_paper_does_not_stretch_the_filled_outline():
     rng = np.random.default_rng(5)
     for design in make_designs(4, seed=3):
         img, clean = draw_side(design, "front"), _canvas(design)
-        assert np.array_equal(_ink(clean), (clean < INK).any(-1))
+        assert np.array_equal(ink_mask(clean), (clean < INK).any(-1))
         arr = np.asarray(img, np.float32) + rng.normal(0.0, 15.0, (img.height, img.width, 3))
         noisy = to_canvas(Image.fromarray(np.clip(arr, 0, 255).round().astype(np.uint8)), trim=True)
         a, b = _inside(clean), _inside(noisy)

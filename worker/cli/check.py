@@ -109,7 +109,10 @@ def main(argv: list[str] | None = None) -> int:
         from worker.service.engine import Engine
 
         engine = Engine(settings)
-        designs = run_check(engine, collection, options, not args.no_progress)
+        try:
+            designs = run_check(engine, collection, options, not args.no_progress)
+        finally:
+            engine.release()  # its pin on the catalogue version it read
     except ValidationError as exc:
         print(f"check: {problems(exc)[0][1]}", file=sys.stderr)
         return 2

@@ -61,13 +61,13 @@ def _inside(canvas: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=32)
 def _inside_of(pixels: bytes, shape: tuple[int, ...], dtype: str) -> np.ndarray:
-    ink = _ink(np.frombuffer(pixels, dtype).reshape(shape))
+    ink = ink_mask(np.frombuffer(pixels, dtype).reshape(shape))
     inside = _span(ink) & _span(ink.T).T
     inside.flags.writeable = False  # shared by every caller of the same canvas
     return inside
 
 
-def _ink(canvas: np.ndarray) -> np.ndarray:
+def ink_mask(canvas: np.ndarray) -> np.ndarray:
     """(h, w) bool, of a uint8 canvas: pixels darker than INK in some channel whose 3x3
     neighbourhood is as dark on average (in its darkest channel). Faint speckle (scanner noise,
     JPEG) on the paper is not the drawing, and stretched the filled outline along its row and

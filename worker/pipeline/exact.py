@@ -18,7 +18,10 @@ proportions (`appearance.proportions`, a raw block: `Whitening.raw_columns`), ea
 gains `proportion_weight * exp(-(d / proportion_width)^2)`, d the root mean square of their
 differences, counted in the division too: a copy keeps its design's proportions to within a
 re-scan, a look-alike cut a little wider or longer loses most of it. A line sketch (matched
-by its outline alone) gains it as well.
+by its outline alone) gains it as well. A crop of a design (`crops.is_crop`: its silhouette
+and proportions are zero, its frame's would mislead) gains the colours' bonus alone and is
+divided by 1 + its weight: a crop identical in all but the outline scores the share of a
+row its other blocks hold (plus that bonus), under 1.
 """
 
 from __future__ import annotations

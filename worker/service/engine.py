@@ -9,9 +9,6 @@ so neither needs a restart; catalogue and banks come from the same generation.
 from __future__ import annotations
 
 import logging
-import os
-import re
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,7 +18,7 @@ from threadpoolctl import threadpool_limits
 
 from worker.core.bank import BankError, FeatureBank, check_bank_matches, load_generation, manifest_stamp
 from worker.core.catalogue import Catalogue, CatalogueError
-from worker.core.generations import GENERATION, GENERATIONS, PIN_TTL_S, current_id, pin, unpin
+from worker.core.generations import GENERATION, GENERATIONS, current_id
 from worker.core.settings import Settings
 from worker.core.storage import open_storage
 from worker.pipeline.ann import with_coarse_index
@@ -29,6 +26,7 @@ from worker.pipeline.orientation import Uprights
 from worker.pipeline.preprocess import preprocess_params
 from worker.pipeline.thumbnails import ThumbnailCache
 from worker.service.batching import Batcher
+from worker.service.reading import ReadingPin
 
 log = logging.getLogger(__name__)
 DECODE_THREADS = 2
@@ -72,36 +70,21 @@ class Engine:
         self.batcher = Batcher(extractor, settings.batch_size, settings.max_image_pixels,
                                self.pool, settings.read_ahead)
         self.thumbnails = ThumbnailCache(settings.thumb_cache_mb * 2**20)
+        self.reading = ReadingPin(settings.features_dir)  # pinned before a generation is read
         # None: a worker serving only a distributed build's chunks (`python -m worker --chunks-only`)
         self.snapshot = self._load_snapshot() if with_index else None
         self._older: Snapshot | None = None  # the last older generation a check was pinned to
         self._unusable: set[str] = set()  # pinned generations found gone or foreign: not retried
         self._refused: tuple[object, float] | None = None  # (manifest stamp, when) not loadable
-        # pins/<holder>: the generation this process reads, kept from writers on any machine
-        self.holder = re.sub(r"[^A-Za-z0-9_-]", "_", f"worker-{socket.gethostname()}-{os.getpid()}")
-        self._held: tuple[str | None, float] | None = None  # (generation, when) last pinned
         self.hold()
 
     def hold(self) -> None:
-        """Pin the generation this process reads, again once a quarter of PIN_TTL_S has
-        passed: a writer deletes an older generation only when no fresh pin names it, and on
-        NFS a file deleted by one machine is gone for another machine's reader (its maps
-        fault), where a local file lives on while it is open."""
-        generation = None if self.snapshot is None else self.snapshot.generation
-        if generation is None or (self._held is not None and self._held[0] == generation
-                                  and time.monotonic() - self._held[1] < PIN_TTL_S / 4):
-            return
-        self._held = (generation, time.monotonic())  # a failed write too: not tried per job
-        try:
-            pin(self.settings.features_dir, self.holder, generation)
-        except OSError as exc:  # a read-only FEATURES_DIR: no writer deletes anything there
-            log.warning("cannot pin catalogue version %s: %s", generation, exc)
+        """Pin the generation this process serves, or renew its pin (`ReadingPin`)."""
+        self.reading.hold(None if self.snapshot is None else self.snapshot.generation)
 
     def release(self) -> None:
         """This process reads no generation any more (it is stopping)."""
-        if self._held is not None:
-            unpin(self.settings.features_dir, self.holder)
-            self._held = None
+        self.reading.release()
 
     def preload_thumbnails(self) -> int:
         """Decode the catalogue's thumbnails, pair by pair, until THUMB_CACHE_MB is full."""
@@ -116,6 +99,7 @@ class Engine:
         """Load and cross-check catalogue and banks; raises BankError or CatalogueError."""
         for attempt in range(3):  # a writer may switch and delete the generation meanwhile
             generation = current_id(self.settings.features_dir)
+            self.reading.hold(generation)  # before its files are read: a writer may follow
             try:
                 catalogue, bank, stamp = load_generation(self.settings.database_dir,
                                                          self.settings.features_dir)
@@ -175,13 +159,14 @@ class Engine:
         try:
             self.snapshot, self._older = self._load_snapshot(), None  # its files let go
             self._unusable.clear()
-            self.hold()
+            self.hold()  # the generation loaded (CURRENT may have moved on while it loaded)
         except JobTimeoutException:  # the running job's time limit: never swallowed
             raise
         except Exception as exc:  # noqa: BLE001 - keep serving the index we have, loudly
             log.error("index changed but cannot be loaded, still serving the previous one (tried "
                       "again in %d s): %s", RELOAD_RETRY_S, exc)
             self._refused = (stamp, time.monotonic())
+            self.hold()  # the one still served, not the one refused
             return False
         stale = self.thumbnails.drop_stale()
         log.info("index reloaded: %d pairs; %d stale thumbnails dropped, %d held",
