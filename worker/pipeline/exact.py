@@ -94,7 +94,7 @@ class ExactMatch:
         scale = np.sqrt(norm2 * (norm2 - w_sil * w_sil if crop else norm2))
         bonus = (self.outline_weight * _ramp(sil * (scale / (w_sil * w_sil)), self.outline_from)
                  + self.colour_weight * _ramp(col * (scale / (w_col * w_col)), self.colour_from))
-        divisor = 1.0 + self.colour_weight if crop else self.total(whitening)
+        divisor = self._divisor(whitening, outline=False, crop=crop)
         return ((model + sil + col + bonus + fit) / divisor).astype(np.float32)
 
     def divisor(self, whitening: Whitening, q: np.ndarray) -> float:
@@ -102,9 +102,12 @@ class ExactMatch:
         side kept to its outline (no model columns) 1 + the proportions' weight alone; for a
         side without its outline (a crop: no silhouette) 1 + the colours' weight alone."""
         (m0, m1), (s0, s1), _ = self._ranges(whitening)
-        if not q[m0:m1].any():
+        return self._divisor(whitening, outline=not q[m0:m1].any(), crop=not q[s0:s1].any())
+
+    def _divisor(self, whitening: Whitening, outline: bool, crop: bool) -> float:
+        if outline:
             return 1.0 + self._fit_weight(whitening)
-        return self.total(whitening) if q[s0:s1].any() else 1.0 + self.colour_weight
+        return 1.0 + self.colour_weight if crop else self.total(whitening)
 
     def scores(self, whitening: Whitening, rows: np.ndarray, q: np.ndarray) -> np.ndarray:
         """(n, dim) bank rows, a (dim,) projected query -> (n,) scores with the bonus. A query
