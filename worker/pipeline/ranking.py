@@ -60,7 +60,8 @@ def crop_sides(bank: FeatureBank, crops: tuple[bool, bool],
 
 def drawn_alike(bank: FeatureBank, row: np.ndarray | None) -> bool:
     """Whether one query drawing's whole descriptor reaches DRAWN_ALIKE against a catalogue
-    drawing of either side (every row: a sketch is a rare query, and one product is cheap)."""
+    drawing of either side (every row, outside the coarse index: asked only for a side read
+    as a sketch or a crop, rare queries, and one product is cheap below a million pairs)."""
     if row is None or len(bank) == 0:
         return False
     q = project_query(bank, row)
