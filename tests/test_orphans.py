@@ -227,10 +227,13 @@ def test_a_search_whose_dead_worker_s_execution_expired_is_run_again_not_failed(
     queue.connection.zadd(registry.key, {member: 1 for member in
                                          queue.connection.zrange(registry.key, 0, -1)})
     assert registry.get_expired_job_ids()  # what RQ's clean-up would fail
+    renewed = []  # the pin on the generation it reads (worker/service/reading.py)
     engine = SimpleNamespace(
         settings=SimpleNamespace(job_timeout=120, result_ttl=600, features_dir=tmp_path),
-        storage=FileStorage(tmp_path / "uploads", tmp_path / "output"))
+        storage=FileStorage(tmp_path / "uploads", tmp_path / "output"),
+        hold=lambda: renewed.append(1))
     worker = SearchWorker([queue], connection=queue.connection, engine=engine,
                           name=f"{host}.{pid}.alive1")
     worker.run_maintenance_tasks()
     assert job.get_status(refresh=True) == JobStatus.QUEUED and queue.get_job_ids() == [job.id]
+    assert renewed == [1]  # an idle worker's maintenance renews it too
