@@ -171,20 +171,26 @@ def test_a_side_matched_by_its_outline_is_never_flagged_as_a_side_copy():
 
 def test_a_query_sides_filled_outline_is_measured_once_for_its_three_uses(monkeypatch):
     """The upright check, the appearance columns and the sketch test each read the filled
-    outline of the same canvas: it is measured once (kept by content), shared read-only, and
-    a canvas with other pixels gets its own."""
+    outline of the same canvas, and the crop reading its ink: each is measured once (kept by
+    content), shared read-only, and a canvas with other pixels gets its own."""
     from worker.pipeline import appearance as ap
+    from worker.pipeline.crops import cropped
 
     spans, span = [], ap._span
+    inks, ink_mask = [], ap.ink_mask
     monkeypatch.setattr(ap, "_span", lambda ink: spans.append(1) or span(ink))
+    monkeypatch.setattr(ap, "ink_mask", lambda canvas: inks.append(1) or ink_mask(canvas))
     ap._inside_of.cache_clear()
+    ap._ink_of.cache_clear()
     canvases = np.stack([_canvas(d) for d in make_designs(2, seed=3)])
     fresh = canvases.copy()  # a search's canvases are new arrays with the same pixels
     for canvas in canvases:
         ap.silhouette(canvas)
     ap.appearance(fresh, 4)
     ap.sketched(tuple(canvases))
+    assert cropped(tuple(fresh)) == (False, False)
     assert len(spans) == 2 * 2  # rows and columns, once for each of the two canvases
+    assert len(inks) == 2 and not ap.drawn_ink(fresh[0]).flags.writeable
     inside = ap._inside(fresh[0])
     assert not inside.flags.writeable
     other = fresh[0].copy()

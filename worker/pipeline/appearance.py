@@ -59,9 +59,22 @@ def _inside(canvas: np.ndarray) -> np.ndarray:
     return _inside_of(canvas.tobytes(), canvas.shape, canvas.dtype.str)
 
 
+def drawn_ink(canvas: np.ndarray) -> np.ndarray:
+    """(h, w) bool, read-only: `ink_mask` of a canvas, kept by content beside its filled
+    outline (which is made from it), so that the crop reading does not measure it again."""
+    return _ink_of(canvas.tobytes(), canvas.shape, canvas.dtype.str)
+
+
+@lru_cache(maxsize=32)
+def _ink_of(pixels: bytes, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    ink = ink_mask(np.frombuffer(pixels, dtype).reshape(shape))
+    ink.flags.writeable = False  # shared by every caller of the same canvas
+    return ink
+
+
 @lru_cache(maxsize=32)
 def _inside_of(pixels: bytes, shape: tuple[int, ...], dtype: str) -> np.ndarray:
-    ink = ink_mask(np.frombuffer(pixels, dtype).reshape(shape))
+    ink = _ink_of(pixels, shape, dtype)
     inside = _span(ink) & _span(ink.T).T
     inside.flags.writeable = False  # shared by every caller of the same canvas
     return inside

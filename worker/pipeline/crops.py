@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from worker.pipeline.appearance import ink_mask
+from worker.pipeline.appearance import drawn_ink
 
 MAX_SLOPE = 0.07  # a cut tilted up to 4 degrees by a scan still counts as straight
 SLOPES = np.linspace(-MAX_SLOPE, MAX_SLOPE, 29)
@@ -60,7 +60,7 @@ def _contoured(profile: np.ndarray) -> np.ndarray:
 
 def is_crop(canvas: np.ndarray) -> bool:
     """A (224, 224, 3) uint8 canvas drawing a crop of a design, not a whole flat."""
-    ink = ink_mask(canvas)
+    ink = drawn_ink(canvas)  # read-only; measured already for the side's filled outline
     rows, cols = np.nonzero(ink)
     if rows.size == 0:
         return False

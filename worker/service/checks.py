@@ -44,7 +44,7 @@ from worker.pipeline.orientation import split, turned_sides
 from worker.pipeline.preprocess import query_canvas
 from worker.pipeline.ranking import read_sides
 from worker.service.engine import Engine, Snapshot, current
-from worker.service.jobs import SearchInputError, rank_hits, read_as_crops
+from worker.service.jobs import SearchInputError, rank_hits, sides_read
 
 log = logging.getLogger(__name__)
 Pair = tuple[bytes | None, bytes | None]  # a design's drawings (front, back), None: no such side
@@ -105,9 +105,8 @@ def check_pairs(engine: Engine, pairs: list[Pair], options: SearchOptions,
 def _ranked(snapshot: Snapshot, found, options: SearchOptions) -> Ranked:
     outline, crops = read_sides(snapshot.bank, found.canvases, found.rows)
     hits, copied_sides, order = rank_hits(snapshot, found.rows, options, outline, crops)
-    return Ranked(hits, [side for side, by_outline in zip(SIDES, outline, strict=True)
-                         if by_outline], read_as_crops(outline, crops),
-                  turned_sides(found.turned), _version(snapshot), copied_sides, order)
+    return Ranked(hits, *sides_read(outline, crops), turned_sides(found.turned),
+                  _version(snapshot), copied_sides, order)
 
 
 def _version(snapshot: Snapshot) -> str | None:

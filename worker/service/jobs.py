@@ -70,6 +70,7 @@ def run_search(engine: Engine, request: SearchRequest) -> SearchResult:
         outline, crops = read_sides(engine.snapshot.bank, found.canvases, found.rows)
         hits, copied_sides, order = rank_hits(engine.snapshot, found.rows, request, outline,
                                               crops)
+        outline_only, cropped = sides_read(outline, crops)
     with stage("render"):
         image = save_grid(engine, request, found, hits, order)
         save_query(engine, request.search_id, found.canvases)
@@ -77,8 +78,7 @@ def run_search(engine: Engine, request: SearchRequest) -> SearchResult:
     record_timings(getattr(job, "connection", None),
                    {key: ms for key, ms in timings.items() if key in STAGE_TIMINGS})
     return SearchResult(results=hits, side_copies=copied_sides, order=order, image=image,
-                        outline_only=[side for side, o in zip(SIDES, outline, strict=True) if o],
-                        cropped=read_as_crops(outline, crops),
+                        outline_only=outline_only, cropped=cropped,
                         turned=turned_sides(found.turned),
                         timings=timings | pass_timings(found), descriptor=engine.extractor.descriptor,
                         weights=engine.extractor.weights_id, catalogue=engine.snapshot.generation,
@@ -88,9 +88,12 @@ def run_search(engine: Engine, request: SearchRequest) -> SearchResult:
                                                       "back_box", "filters"}))
 
 
-def read_as_crops(outline: tuple[bool, bool], crops: tuple[bool, bool]) -> list[str]:
-    """The sides scored as crops of a design (a sketch's outline comes first)."""
-    return [side for side, o, c in zip(SIDES, outline, crops, strict=True) if c and not o]
+def sides_read(outline: tuple[bool, bool], crops: tuple[bool, bool]
+               ) -> tuple[list[str], list[str]]:
+    """The sides matched by their outline alone (line sketches), and those scored as crops of
+    a design (a sketch's outline comes first), as the result lists them."""
+    return ([side for side, o in zip(SIDES, outline, strict=True) if o],
+            [side for side, o, c in zip(SIDES, outline, crops, strict=True) if c and not o])
 
 
 def rank_hits(snapshot: Snapshot, rows: tuple[np.ndarray | None, np.ndarray | None],
