@@ -310,3 +310,23 @@ def test_in_a_two_design_catalogue_unrelated_designs_are_not_flagged(extractor):
     assert [o.hits[0].index for o in outcomes[8:]] == [0, 1]
     _, whole = first_verdicts(outcomes[:8], thresholds)
     assert whole["copy"] > 0  # what the whole lead made of them
+
+
+def test_the_benchmark_counts_a_first_hit_drawn_the_same_only_when_it_is_the_same_pixels():
+    """A design and its shared-front variant differ only in the back's pattern, so their line
+    sketches are one drawing (unless the logo is the name's letter): the look-alike benchmark
+    counts such a first hit apart, and no other edit makes two designs alike."""
+    from benchmarks.lookalike import Query, drawn_the_same
+
+    designs = make_designs(60, seed=11)
+    pairs = [(designs[designs.index(next(b for b in designs if b.name == d.variant_of))], d)
+             for d in designs if d.variant_of]
+    assert len(pairs) >= 4
+    for base, variant in pairs:
+        same = drawn_the_same(Query("lineart", 0, base, 5), variant)
+        assert same == (base.logo != "letter"), (base.name, base.logo)
+        assert not drawn_the_same(Query("colourway", 0, base, 5), variant)
+        assert not drawn_the_same(Query("rescan", 0, base, 5), variant)
+    other = next(d for d in designs if d.garment == pairs[0][0].garment and not d.variant_of
+                 and d is not pairs[0][0])
+    assert not drawn_the_same(Query("lineart", 0, pairs[0][0], 5), other)
