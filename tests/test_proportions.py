@@ -188,7 +188,10 @@ def test_a_query_sides_filled_outline_is_measured_once_for_its_three_uses(monkey
         ap.silhouette(canvas)
     ap.appearance(fresh, 4)
     ap.sketched(tuple(canvases))
+    kept = ap._ink_of.cache_info()
     assert cropped(tuple(fresh)) == (False, False)
+    reused = ap._ink_of.cache_info()  # the crop reading's two sides: kept masks, none new
+    assert (reused.hits, reused.misses) == (kept.hits + 2, kept.misses)
     assert len(spans) == 2 * 2  # rows and columns, once for each of the two canvases
     assert len(inks) == 2 and not ap.drawn_ink(fresh[0]).flags.writeable
     inside = ap._inside(fresh[0])

@@ -54,8 +54,8 @@ def silhouette(canvas: np.ndarray, inside: np.ndarray | None = None) -> np.ndarr
 def _inside(canvas: np.ndarray) -> np.ndarray:
     """(h, w) bool, read-only: the garment's filled outline. A query side's is asked for three
     times (its upright check, its appearance columns, its sketch test), so the last 32 (two
-    batches of 8 searches' sides; ~6 MB) are kept by the canvas's content (its key's hash
-    ~0.05 ms, the outline ~1: docs/performance.md)."""
+    batches of 8 searches' sides; ~6 MB, with their ink masks ~8) are kept by the canvas's
+    content (its key's hash ~0.05 ms, the outline ~1: docs/performance.md)."""
     return _inside_of(canvas.tobytes(), canvas.shape, canvas.dtype.str)
 
 
