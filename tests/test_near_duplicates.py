@@ -315,7 +315,8 @@ def test_in_a_two_design_catalogue_unrelated_designs_are_not_flagged(extractor):
 def test_the_benchmark_counts_a_first_hit_drawn_the_same_only_when_it_is_the_same_pixels():
     """A design and its shared-front variant differ only in the back's pattern, so their line
     sketches are one drawing (unless the logo is the name's letter): the look-alike benchmark
-    counts such a first hit apart, and no other edit makes two designs alike."""
+    counts such a first hit as found in a column of its own; their colourways and re-scans
+    (other backs) are not alike, nor two designs of one garment in general."""
     from benchmarks.lookalike import Query, drawn_the_same
 
     designs = make_designs(60, seed=11)
