@@ -42,9 +42,11 @@ def read_sides(bank: FeatureBank, canvases: tuple[np.ndarray | None, np.ndarray 
                rows: tuple[np.ndarray | None, np.ndarray | None]
                ) -> tuple[tuple[bool, bool], tuple[bool, bool]]:
     """How each query side is compared: (matched by its outline alone: `outline_sides`,
-    scored without it: `crop_sides`), from its canvas and raw descriptor (None: no side)."""
-    return (outline_sides(bank, sketched(canvases), rows),
-            crop_sides(bank, cropped(canvases), rows))
+    scored without it: `crop_sides`), from its canvas and raw descriptor (None: no side). A
+    side read as both a sketch and a crop is matched by its outline: never both."""
+    outline = outline_sides(bank, sketched(canvases), rows)
+    crops = tuple(c and not o for c, o in zip(cropped(canvases), outline, strict=True))
+    return outline, crop_sides(bank, crops, rows)
 
 
 def crop_sides(bank: FeatureBank, crops: tuple[bool, bool],

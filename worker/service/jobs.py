@@ -91,9 +91,9 @@ def run_search(engine: Engine, request: SearchRequest) -> SearchResult:
 def sides_read(outline: tuple[bool, bool], crops: tuple[bool, bool]
                ) -> tuple[list[str], list[str]]:
     """The sides matched by their outline alone (line sketches), and those scored as crops of
-    a design (a sketch's outline comes first), as the result lists them."""
+    a design (`read_sides`: never both), as the result lists them."""
     return ([side for side, o in zip(SIDES, outline, strict=True) if o],
-            [side for side, o, c in zip(SIDES, outline, crops, strict=True) if c and not o])
+            [side for side, c in zip(SIDES, crops, strict=True) if c])
 
 
 def rank_hits(snapshot: Snapshot, rows: tuple[np.ndarray | None, np.ndarray | None],
