@@ -26,6 +26,7 @@ from worker.core.contract import (
     SIDE_COPIES,
     DesignStatus,
     ListOrder,
+    Side,
     SideCopy,
 )
 from worker.core.filters import MAX_FILTER_FIELDS
@@ -72,14 +73,14 @@ class CheckedDesignView(Closed):
     results: list[HitView] = Field(description="as a search's results, in `order`, at most "
                                    "k; empty until finished")
     order: ListOrder = Field("score", description=LIST_ORDER)
-    outline_only: list[Literal["front", "back"]] = Field(
+    outline_only: list[Side] = Field(
         description="its sides that are line sketches, matched by the garment's outline alone, "
         "as a search's: when every side that counts (weight above 0) is one, its hits get no "
         "verdict (and no similarity), whatever they score")
-    cropped: list[Literal["front", "back"]] = Field(default_factory=list, description=(
+    cropped: list[Side] = Field(default_factory=list, description=(
         "its sides read as crops of a design (details), compared without their outline, as "
         "a search's"))
-    turned: dict[Literal["front", "back"], int] = Field(default_factory=dict, description=(
+    turned: dict[Side, int] = Field(default_factory=dict, description=(
         "its sides scanned sideways and turned upright before the search, as a search's"))
     side_copies: list[SideCopy] = Field(default_factory=list, description=SIDE_COPIES)
     image_url: str | None = Field(description="the design as the model saw it, front | back "
