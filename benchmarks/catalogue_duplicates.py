@@ -110,8 +110,19 @@ def evaluate(pairs, designs: list[Design], copies: dict[int, tuple[int, str]]
     return recall, precision
 
 
+def sketches(catalogue, trim: bool) -> np.ndarray:
+    """(n, 2) bool: which sides are line sketches, as a build records them."""
+    from worker.indexing.sketches import read_sketches
+
+    read = read_sketches(catalogue, list(dict.fromkeys([*catalogue.fronts, *catalogue.backs])),
+                         40_000_000, trim)
+    return np.array([[read[f], read[b]] for f, b in zip(catalogue.fronts, catalogue.backs,
+                                                        strict=True)], bool).reshape(-1, 2)
+
+
 def calibrated(bank, designs: list[Design], copies: dict[int, tuple[int, str]],
-               margin_weight: float, floor: float | None) -> dict[str, float]:
+               margin_weight: float, floor: float | None, sketched: np.ndarray
+               ) -> dict[str, float]:
     """The list's thresholds from this catalogue: every pair judged >= 0.3 (with this weight
     of the nearest's lead, over a second counted at least `floor`, the list's current one;
     None: the whole lead) graded as the look-alike benchmark grades hits, variants and twins
@@ -122,7 +133,7 @@ def calibrated(bank, designs: list[Design], copies: dict[int, tuple[int, str]],
 
     low = {"copy": 0.3, "near-duplicate": 0.3, "similar": 0.3, "floor": floor,
            "margin_weight": margin_weight}
-    pairs = find_duplicates(bank.front, bank.back, low, len(bank) + 1)
+    pairs = find_duplicates(bank.front, bank.back, low, len(bank) + 1, sketched=sketched)
     graded = [(float(j), RELEVANCE[r]) for a, b, j in zip(pairs.a.tolist(), pairs.b.tolist(),
                                                          pairs.judged.tolist(), strict=True)
               if (r := relation(a, b, designs, copies)) in RELEVANCE]
@@ -140,12 +151,13 @@ def run(args: argparse.Namespace, database: Path) -> None:
     catalogue = load_catalogue(database)
     extractor = FeatureExtractor(args.weights, args.descriptor, args.precision)
     start = time.perf_counter()
-    bank = build_bank(extractor, catalogue)
+    bank, sketched = build_bank(extractor, catalogue), sketches(catalogue, extractor.trim)
     current = duplicate_thresholds_for(extractor.descriptor)  # as a build lists them
     thresholds = (calibrated(bank, designs, copies, args.margin_weight,
-                             current["floor"] if current else None)
+                             current["floor"] if current else None, sketched)
                   if args.calibrate else current)
-    pairs = find_duplicates(bank.front, bank.back, thresholds, len(catalogue) + 1)
+    pairs = find_duplicates(bank.front, bank.back, thresholds, len(catalogue) + 1,
+                            sketched=sketched)
     recall, precision = evaluate(pairs, designs, copies)
     print(f"look-alike catalogue: {args.pairs} designs and {len(copies)} copies filed as designs, "
           f"seed {args.seed}; descriptor {args.descriptor}; weights {extractor.weights_id}; "

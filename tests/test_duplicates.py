@@ -88,6 +88,59 @@ def test_edits_update_the_pairs_as_a_full_pass_would():
     assert (original, copy) in as_set(full) and len(removed) < len(full)
 
 
+def test_a_design_drawn_as_sketches_is_judged_without_its_lead():
+    """Among coloured drawings, a design sketched on both sides is judged on its score alone
+    (every sketch of a garment is the same empty garment: its nearest's lead is chance);
+    from a coloured design's side, or in a catalogue of sketches, the lead counts as before.
+    The flags travel through edits and the stored list (one written before them: none)."""
+    from worker.core.duplicates import DuplicatePairs
+
+    front, back, seeded = seeded_bank()
+    plain = find_duplicates(front, back, THRESHOLDS, 10**9)
+    led = [(a, b) for a, b, s, j in zip(plain.a.tolist(), plain.b.tolist(), plain.score.tolist(),
+                                        plain.judged.tolist(), strict=True) if j > s + 0.01]
+    (a, b), (c, d) = led[:2]  # two pairs judged above their score by a lead
+    sketched = np.zeros((N, 2), bool)
+    sketched[[a, b]] = True  # both designs of the first pair: sketches
+    sketched[c, 0] = True  # one side of the second pair's first design only
+    flagged = find_duplicates(front, back, THRESHOLDS, 10**9, sketched=sketched)
+
+    def judged_of(pairs, x, y):
+        return dict(zip(zip(pairs.a.tolist(), pairs.b.tolist(), strict=True),
+                        pairs.judged.tolist(), strict=True)).get((x, y))
+
+    score = dict(zip(zip(plain.a.tolist(), plain.b.tolist(), strict=True), plain.score.tolist(),
+                     strict=True))[(a, b)]
+    if score >= flagged.min_score:
+        assert judged_of(flagged, a, b) == pytest.approx(score)
+    else:  # judged on its score alone, it is not listed
+        assert judged_of(flagged, a, b) is None
+    assert judged_of(flagged, c, d) == judged_of(plain, c, d)
+    others = {p: j for p, j in zip(zip(plain.a.tolist(), plain.b.tolist(), strict=True),
+                                   plain.judged.tolist(), strict=True) if a not in p and b not in p}
+    assert all(judged_of(flagged, *p) == j for p, j in others.items())
+    assert np.array_equal(flagged.sketched, sketched)
+    sketches = np.ones((N, 2), bool)  # a catalogue of sketches: compared whole, lead and all
+    assert judged_of(find_duplicates(front, back, THRESHOLDS, 10**9, sketched=sketches),
+                     a, b) == judged_of(plain, a, b)
+
+    later = max(a, b, c) + 1  # the flags of rows an edit adds, and after one is removed
+    before = find_duplicates(front[:later], back[:later], THRESHOLDS, 10**9,
+                             sketched=sketched[:later])
+    added = after_add(before, front, back, later, THRESHOLDS, 10**9, sketched[later:])
+    assert as_set(added) == as_set(flagged)
+    np.testing.assert_allclose(added.judged, flagged.judged, atol=1e-5)
+    gone = next(r for r in range(N) if r not in (a, b, c, d))
+    keep = np.arange(N) != gone
+    removed = after_remove(flagged, front[keep], back[keep], gone, THRESHOLDS, 10**9)
+    again = find_duplicates(front[keep], back[keep], THRESHOLDS, 10**9, sketched=sketched[keep])
+    assert as_set(removed) == as_set(again) and np.array_equal(removed.sketched, sketched[keep])
+
+    stored = DuplicatePairs.from_bytes(flagged.to_bytes())
+    assert np.array_equal(stored.sketched, sketched)
+    assert DuplicatePairs.from_bytes(plain.to_bytes()).sketched is None
+
+
 def write_generation(features_dir, front, back, names=None, duplicates=True,
                      descriptor=DESCRIPTOR) -> dict:
     """A real generation (banks, manifest, and the duplicates file unless told not to)."""

@@ -168,3 +168,50 @@ def test_an_edit_stores_the_new_rows_coarse_index(seeded, extractor, tmp_path):
     bank = load_bank(settings.features_dir)
     assert bank.manifest["coarse_index"] == {"codes": CODES, "pairs": n}
     assert len(_stored(bank)) == n
+
+
+def test_line_sketches_filed_as_designs_are_recorded_and_judged_without_a_lead(
+        seeded, extractor, tmp_path):
+    """Two line sketches of designs of one garment, added by an edit and then indexed by a
+    whole build: the list records both sides of each as sketches (the build reads them from
+    the chunks it extracted) and judges their pair on its score alone."""
+    import shutil
+
+    from benchmarks.lookalike_edits import lineart
+    from worker.core.bank import load_bank
+    from worker.indexing.build import build_index
+    from worker.indexing.edits import add_designs
+    from worker.pipeline.duplicates import find_duplicates
+    from worker.pipeline.verdicts import duplicate_thresholds_in
+
+    base, designs, _ = seeded
+    settings = dataclasses.replace(base, database_dir=tmp_path / "db",
+                                   features_dir=tmp_path / "features")
+    shutil.copytree(base.database_dir, settings.database_dir)
+    shutil.copytree(base.features_dir, settings.features_dir)
+    garment = designs[0].garment
+    pair = [d for d in designs if d.garment == garment][:2]
+    assert len(pair) == 2
+    rng = np.random.default_rng(4)
+    added = []
+    for d in pair:
+        paths = [tmp_path / f"sketch-{d.name}_{side}.png" for side in ("front", "back")]
+        for path, side in zip(paths, ("front", "back"), strict=True):
+            lineart(d, side, rng).save(path)
+        added.append((f"sketch-{d.name}", *paths))
+    add_designs(settings, extractor, added)
+    for step in ("edit", "build"):
+        if step == "build":
+            manifest = build_index(settings, extractor, progress=False)
+            assert manifest["sketch_share"] == round(4 / (2 * len(manifest["names"])), 3)
+        manifest, pairs = read_duplicates(settings.features_dir)
+        sketches = {manifest["names"][r] for r in np.nonzero(pairs.sketched.all(axis=1))[0]}
+        assert sketches == {name for name, _, _ in added} and not pairs.sketched[:-2].any(), step
+        both = np.isin(pairs.a, [len(pairs.sketched) - 2]) & np.isin(pairs.b, [len(pairs.sketched) - 1])
+        assert both.sum() == 1, step  # listed, on its score alone...
+        np.testing.assert_allclose(pairs.judged[both], pairs.score[both], atol=1e-6)
+    bank = load_bank(settings.features_dir)  # ...where unflagged, its lead would count
+    unflagged = find_duplicates(bank.front, bank.back, duplicate_thresholds_in(bank.manifest),
+                                10**9)
+    led = (unflagged.a == len(bank) - 2) & (unflagged.b == len(bank) - 1)
+    assert unflagged.judged[led] > pairs.judged[both] + 0.01

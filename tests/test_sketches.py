@@ -51,3 +51,48 @@ def test_a_sketch_keeps_only_its_silhouette_in_a_catalogue_of_coloured_drawings(
 def test_among_sketches_or_with_an_older_index_a_sketch_is_compared_whole():
     assert outline_sides(bank_of(0.8)[0], (True, True)) == (False, False)
     assert outline_sides(bank_of(None)[0], (True, True)) == (False, False)
+
+
+def test_the_build_s_chunks_record_which_drawings_are_sketches(tmp_path, monkeypatch):
+    """`pair_sketches` reads each drawing's flag from the chunk cache; a chunk written before
+    the flags has its images decoded once and the flags written into it (its rows kept), and
+    a repack of the cache carries them."""
+    from worker.core.catalogue import load_catalogue, write_catalogue_csv
+    from worker.indexing import sketches
+    from worker.indexing.chunkcache import ChunkCache
+    from worker.indexing.chunks import hash_images
+
+    (tmp_path / "db" / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    names, fronts, backs = [], [], []
+    for i, design in enumerate(DESIGNS[:3]):
+        for side, paths in (("front", fronts), ("back", backs)):
+            drawn = lineart(design, side, rng) if i == 1 else draw_side(design, side)
+            drawn.save(tmp_path / "db" / "images" / f"{design.name}_{side}.png")
+            paths.append(f"images/{design.name}_{side}.png")
+        names.append(design.name)
+    write_catalogue_csv(tmp_path / "db", names, fronts, backs)
+    catalogue = load_catalogue(tmp_path / "db")
+    hashes, _ = hash_images(catalogue, fronts + backs)
+    contents = list(dict.fromkeys(hashes.values()))
+    rows = np.arange(len(contents) * 4, dtype=np.float32).reshape(-1, 4)
+    cache = ChunkCache(tmp_path / "features", "model")
+    cache.write("old", contents, rows)  # a chunk from before the flags
+    assert cache.sketches(set(contents)) == {}
+
+    flags, share = sketches.pair_sketches(catalogue, hashes, cache, 40_000_000, True)
+    assert flags.tolist() == [[False, False], [True, True], [False, False]]
+    assert share == round(2 / len(contents), 3)
+    assert cache.sketches(set(contents)) == {hashes[p]: p in (fronts[1], backs[1])
+                                             for p in fronts + backs}
+    np.testing.assert_array_equal(cache.rows(set(contents), 4)[contents[-1]], rows[-1])
+
+    def decoded(*args):
+        raise AssertionError("read from the cache, not decoded again")
+
+    monkeypatch.setattr(sketches, "read_sketches", decoded)
+    assert sketches.pair_sketches(catalogue, hashes, cache, 40_000_000, True)[0].tolist() == \
+        flags.tolist()
+    used = {hashes[fronts[1]], hashes[backs[0]]}
+    cache.prune(used, 4, chunk_images=1)  # repacked into chunks of one
+    assert cache.sketches(set(contents)) == {hashes[fronts[1]]: True, hashes[backs[0]]: False}

@@ -44,6 +44,7 @@ class DuplicatePairs:
     front_weight: float
     min_score: float  # every pair judged at least this is listed (the lowest verdict's threshold)
     method: str  # "exact" (every pair scored) or "coarse" (a range search; docs/quality.md)
+    sketched: np.ndarray | None = None  # (n, 2) bool: each row's sides drawn as line sketches
 
     def __len__(self) -> int:
         return int(self.a.shape[0])
@@ -61,7 +62,8 @@ class DuplicatePairs:
                  score=self.score.astype(np.float32), judged=self.judged.astype(np.float32),
                  similarity=self.similarity.astype(np.uint8), verdict=self.verdict.astype(np.uint8),
                  nearest=self.nearest.astype(np.int32),
-                 nearest_score=self.nearest_score.astype(np.float32), meta=np.array(json.dumps(meta)))
+                 nearest_score=self.nearest_score.astype(np.float32), meta=np.array(json.dumps(meta)),
+                 **({} if self.sketched is None else {"sketched": self.sketched.astype(bool)}))
         return buf.getvalue()
 
     @classmethod
@@ -73,7 +75,8 @@ class DuplicatePairs:
             arrays = [z[k] for k in ("a", "b", "score", "judged", "similarity", "verdict",
                                      "nearest", "nearest_score")]
             return cls(*arrays, float(meta["front_weight"]), float(meta["min_score"]),
-                       str(meta["method"]))
+                       str(meta["method"]),  # a list written before the flags has none
+                       z["sketched"] if "sketched" in z.files else None)
 
 
 def read_duplicates(features_dir: Path) -> tuple[dict, DuplicatePairs]:

@@ -45,7 +45,7 @@ from worker.indexing.copies import cached_copy_rows, copy_rows_here
 from worker.indexing.projection import banks_from_cache, banks_from_features
 from worker.indexing.quantising import quantise_for_index, quantised_info
 from worker.indexing.recovery import tidy
-from worker.indexing.sketches import sketch_share
+from worker.indexing.sketches import pair_sketches
 from worker.pipeline.ann import stored_index
 from worker.pipeline.duplicates import find_duplicates
 from worker.pipeline.exact import exact_match_for
@@ -194,9 +194,12 @@ def _build(settings: Settings, extractor, batch_size: int, progress: bool, distr
                                   batch_size, progress)
     front, back, whitening = banks_from_cache(extractor, catalogue, gathered.hashes,
                                               gathered.cache, copies)
+    sketched, share = pair_sketches(catalogue, gathered.hashes, gathered.cache,
+                                    settings.max_image_pixels, extractor.trim)
     listing = duplicate_thresholds_for(extractor.descriptor)  # the list's own, on that score
     # listed once per generation, here and by edits: the web reads them, never the banks
-    duplicates = find_duplicates(front, back, listing, settings.search_ann_min_pairs)
+    duplicates = find_duplicates(front, back, listing, settings.search_ann_min_pairs,
+                                 sketched=sketched)
     manifest = {
         "n_pairs": len(catalogue), "dim": int(front.shape[1]), "raw_dim": extractor.dim,
         "dtype": "float32", "whitening": None if whitening is None else {
@@ -205,7 +208,7 @@ def _build(settings: Settings, extractor, batch_size: int, progress: bool, distr
         "descriptor": extractor.descriptor, "duplicates": duplicates.summary(listing),
         "verdicts": thresholds_for(extractor.descriptor),  # the plain score's
         "exact_match": exact_match_for(extractor.descriptor),
-        "sketch_share": sketch_share(catalogue, settings.max_image_pixels, extractor.trim),
+        "sketch_share": share,
         "weights": {"id": extractor.weights_id, "fingerprint": extractor.weights_fingerprint,
                     "file": extractor.weights_file},
         "precision": extractor.precision, "precision_reason": extractor.precision_reason,

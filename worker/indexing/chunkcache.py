@@ -40,8 +40,10 @@ def _member(path: Path, name: str) -> np.ndarray | None:
 
 
 class ChunkCache:
-    """The finished chunks of one model: `<key>.npz` with `hashes` (n,) str and `rows`
-    (n, raw dim) float32, written aside and renamed (a reader sees whole chunks only)."""
+    """The finished chunks of one model: `<key>.npz` with `hashes` (n,) str, `rows`
+    (n, raw dim) float32 and `sketched` (n,) int8 (1: a line sketch, `appearance.is_sketch`;
+    0: not; -1: not known; absent in chunks written before it), written aside and renamed (a
+    reader sees whole chunks only)."""
 
     def __init__(self, features_dir: Path, model: str):
         self.root = Path(features_dir) / generations.CHUNK_CACHE
@@ -89,9 +91,34 @@ class ChunkCache:
         return {digest: row for found, rows in self.blocks(wanted, dim)
                 for digest, row in zip(found, rows, strict=True)}
 
-    def write(self, key: str, hashes: list[str], rows: np.ndarray) -> None:
+    def sketches(self, wanted: set[str]) -> dict[str, bool]:
+        """sha256 -> whether it is a line sketch, for each wanted content a chunk knows it of."""
+        known: dict[str, bool] = {}
+        for path, hashes in self._chunks():
+            if not wanted.isdisjoint(map(str, hashes)) and (
+                    flags := _member(path, "sketched")) is not None and len(flags) == len(hashes):
+                known.update((str(h), bool(f)) for h, f in zip(hashes, flags, strict=True)
+                             if f >= 0 and str(h) in wanted)
+        return known
+
+    def record_sketches(self, found: dict[str, bool]) -> None:
+        """Write `found` into the chunks that hold those contents without knowing them (chunks
+        written before the flags were): the next build need not decode their images again."""
+        for path, hashes in list(self._chunks()):
+            if found.keys().isdisjoint(map(str, hashes)):
+                continue
+            flags = _member(path, "sketched")
+            flags = np.full(len(hashes), -1, np.int8) if flags is None else flags.astype(np.int8)
+            new = np.array([found.get(str(h), f) for h, f in zip(hashes, flags.tolist(),
+                                                                  strict=True)], np.int8)
+            if not np.array_equal(new, flags) and (rows := _member(path, "rows")) is not None:
+                self.write(path.stem, [str(h) for h in hashes], rows, new)
+
+    def write(self, key: str, hashes: list[str], rows: np.ndarray,
+              sketched: np.ndarray | None = None) -> None:
         buf = io.BytesIO()
-        np.savez(buf, hashes=np.array(hashes), rows=np.asarray(rows, np.float32))
+        flags = {} if sketched is None else {"sketched": np.asarray(sketched, np.int8)}
+        np.savez(buf, hashes=np.array(hashes), rows=np.asarray(rows, np.float32), **flags)
         write_aside(self.folder, f"{key}.npz", buf.getvalue())
         generations.checkpoint(f"written chunk {key}")
 
@@ -129,17 +156,18 @@ class ChunkCache:
         time; yields each new chunk's key (a key already there names the same rows)."""
         digests: list[str] = []
         parts: list[np.ndarray] = []
+        known = self.sketches(used)  # carried into the new chunks
         for found, rows in self.blocks(used, dim):
             digests += found
             parts.append(rows)
             while len(digests) >= chunk_images:
                 held = np.concatenate(parts)
-                yield self._write_part(digests[:chunk_images], held[:chunk_images])
+                yield self._write_part(digests[:chunk_images], held[:chunk_images], known)
                 digests, parts = digests[chunk_images:], [held[chunk_images:]]
         if digests:
-            yield self._write_part(digests, np.concatenate(parts))
+            yield self._write_part(digests, np.concatenate(parts), known)
 
-    def _write_part(self, digests: list[str], rows: np.ndarray) -> str:
+    def _write_part(self, digests: list[str], rows: np.ndarray, known: dict[str, bool]) -> str:
         key = chunk_key(self.model, digests)
-        self.write(key, digests, rows)
+        self.write(key, digests, rows, np.array([known.get(d, -1) for d in digests], np.int8))
         return key

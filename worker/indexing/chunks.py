@@ -26,6 +26,7 @@ import numpy as np
 from worker.core.catalogue import Catalogue
 from worker.core.images import ImageRejected, load_image
 from worker.indexing.chunkcache import ChunkCache, chunk_key
+from worker.pipeline.appearance import is_sketch
 from worker.pipeline.preprocess import preprocess_params, to_canvas, to_rgb
 from worker.pipeline.thumbnails import write_thumbnail
 
@@ -138,11 +139,13 @@ def extract_batch(extractor, canvases: list[np.ndarray], batch_size: int) -> np.
 
 def extract_chunk(extractor, catalogue: Catalogue, chunk: Chunk, max_pixels: int,
                   thumbs_dir: Path | None, batch_size: int = 16, decode_only: bool = False,
-                  transform: Transform | None = None) -> tuple[np.ndarray | None, list[Failure]]:
-    """A chunk's (n, raw dim) rows, or None when one of its images cannot be read (then every
+                  transform: Transform | None = None
+                  ) -> tuple[np.ndarray | None, np.ndarray | None, list[Failure]]:
+    """A chunk's (n, raw dim) rows and (n,) int8 sketch flags (`appearance.is_sketch` of the
+    canvas the model sees), or None for both when one of its images cannot be read (then every
     image is still decoded, to list them all) or with `decode_only`; and the failures.
     `transform(canvas, sha256)` changes each canvas before the model sees it."""
-    rows, failures, done = [], [], 0
+    rows, flags, failures, done = [], [], [], 0
     for batch in prepared(catalogue, chunk.paths, max_pixels, extractor.trim, thumbs_dir,
                           batch_size, chunk.hashes):
         failures += [(rel, error) for rel, _, error in batch if error is not None]
@@ -151,16 +154,19 @@ def extract_chunk(extractor, catalogue: Catalogue, chunk: Chunk, max_pixels: int
             canvases = [canvas for _, canvas, _ in batch]
             if transform is not None:
                 canvases = [transform(c, d) for c, d in zip(canvases, digests, strict=True)]
+            flags += map(is_sketch, canvases)
             rows.append(extract_batch(extractor, canvases, batch_size))
-    return (np.vstack(rows) if rows and not failures else None), failures
+    if not rows or failures:
+        return None, None, failures
+    return np.vstack(rows), np.array(flags, np.int8), failures
 
 
 def run_chunk(extractor, catalogue: Catalogue, chunk: Chunk, cache: ChunkCache, max_pixels: int,
               thumbs_dir: Path | None, batch_size: int = 16, decode_only: bool = False,
               transform: Transform | None = None) -> list[Failure]:
-    """`extract_chunk`, its rows stored in `cache` when there are any."""
-    rows, failures = extract_chunk(extractor, catalogue, chunk, max_pixels, thumbs_dir,
-                                   batch_size, decode_only, transform)
+    """`extract_chunk`, its rows and sketch flags stored in `cache` when there are any."""
+    rows, sketched, failures = extract_chunk(extractor, catalogue, chunk, max_pixels, thumbs_dir,
+                                             batch_size, decode_only, transform)
     if rows is not None:
-        cache.write(chunk.key, chunk.hashes, rows)
+        cache.write(chunk.key, chunk.hashes, rows, sketched)
     return failures

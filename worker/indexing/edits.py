@@ -48,6 +48,7 @@ from worker.core.settings import Settings
 from worker.core.storage import write_aside
 from worker.indexing.recovery import mark_listed, sync_listed, tidy
 from worker.pipeline.ann import stored_index
+from worker.pipeline.appearance import is_sketch
 from worker.pipeline.duplicates import after_add, after_remove
 from worker.pipeline.preprocess import preprocess_params, to_canvas, to_rgb, visible_canvas
 from worker.pipeline.thumbnails import remove_thumbnails, write_thumbnail
@@ -169,7 +170,7 @@ def add_designs(settings: Settings, extractor, designs: list[tuple[str, Path, Pa
             rows = [(name, _store(settings, f, created), _store(settings, b, created))
                     for name, (f, b) in zip(names, images, strict=True)]
             rels = [rel for _, f, b in rows for rel in (f, b)]
-            features = _extract(settings, extractor, bank, rels)  # (2 * n_new, dim)
+            features, sketched = _extract(settings, extractor, bank, rels)  # (2 * n_new, dim)
             after = Catalogue(catalogue.root, catalogue.names + names,
                               catalogue.fronts + [r[1] for r in rows],
                               catalogue.backs + [r[2] for r in rows],
@@ -179,7 +180,7 @@ def add_designs(settings: Settings, extractor, designs: list[tuple[str, Path, Pa
             back = np.vstack([bank.back, features[1::2]]).astype(np.float32)
             duplicates = after_add(_listed_duplicates(settings), front, back, len(catalogue),
                                    duplicate_thresholds_in(bank.manifest),
-                                  settings.search_ann_min_pairs)
+                                   settings.search_ann_min_pairs, sketched.reshape(-1, 2))
             return _save(settings, bank, catalogue, after, front, back, duplicates)
         except BaseException:
             if current_id(settings.features_dir) == before:  # not switched: no design uses them
@@ -194,9 +195,10 @@ def add_designs(settings: Settings, extractor, designs: list[tuple[str, Path, Pa
 
 
 def _extract(settings: Settings, extractor, bank: FeatureBank, rels: list[str],
-             batch: int = 16) -> np.ndarray:
-    """Catalogue images -> (n, dim) rows in the bank's space; writes their thumbnails."""
-    rows = []
+             batch: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Catalogue images -> (n, dim) rows in the bank's space and (n,) bool, which are line
+    sketches; writes their thumbnails."""
+    rows, sketched = [], []
     for start in tqdm(range(0, len(rels), batch), desc="adding", unit="batch",
                       disable=len(rels) <= batch):
         canvases = []
@@ -204,8 +206,9 @@ def _extract(settings: Settings, extractor, bank: FeatureBank, rels: list[str],
             rgb = to_rgb(load_image(settings.database_dir / rel, settings.max_image_pixels))
             write_thumbnail(settings.features_dir, rel, rgb)
             canvases.append(to_canvas(rgb, extractor.trim))
+        sketched += map(is_sketch, canvases)
         rows.append(bank.project(extractor.extract(np.stack(canvases))))
-    return np.vstack(rows)
+    return np.vstack(rows), np.array(sketched, bool)
 
 
 def remove_design(settings: Settings, name: str) -> dict:

@@ -38,6 +38,15 @@ def outline_sides(bank: FeatureBank, sketches: tuple[bool, bool],
                  for sketch, row in zip(sketches, rows, strict=True))
 
 
+def sketched_designs(sketched: np.ndarray | None, n_rows: int) -> np.ndarray:
+    """(n_rows,) bool: the catalogue designs drawn as line sketches on both sides (`sketched`:
+    (n_rows, 2) bool, None: none known), where the catalogue is of coloured drawings (under
+    SKETCHED_CATALOGUE of its sides sketched); in a catalogue of sketches, none."""
+    if sketched is None or not len(sketched) or sketched.mean() >= SKETCHED_CATALOGUE:
+        return np.zeros(n_rows, bool)
+    return np.asarray(sketched, bool).all(axis=1)
+
+
 def read_sides(bank: FeatureBank, canvases: tuple[np.ndarray | None, np.ndarray | None],
                rows: tuple[np.ndarray | None, np.ndarray | None]
                ) -> tuple[tuple[bool, bool], tuple[bool, bool]]:
