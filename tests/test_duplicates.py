@@ -136,6 +136,9 @@ def test_a_design_drawn_as_sketches_is_judged_without_its_lead():
     again = find_duplicates(front[keep], back[keep], THRESHOLDS, 10**9, sketched=sketched[keep])
     assert as_set(removed) == as_set(again) and np.array_equal(removed.sketched, sketched[keep])
 
+    unknown = find_duplicates(front[:later], back[:later], THRESHOLDS, 10**9)  # from before them
+    assert after_add(unknown, front, back, later, THRESHOLDS, 10**9, sketched[later:]).sketched \
+        is None  # not known until the next build: judged as before
     stored = DuplicatePairs.from_bytes(flagged.to_bytes())
     assert np.array_equal(stored.sketched, sketched)
     assert DuplicatePairs.from_bytes(plain.to_bytes()).sketched is None

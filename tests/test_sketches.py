@@ -53,7 +53,7 @@ def test_among_sketches_or_with_an_older_index_a_sketch_is_compared_whole():
     assert outline_sides(bank_of(None)[0], (True, True)) == (False, False)
 
 
-def test_the_build_s_chunks_record_which_drawings_are_sketches(tmp_path, monkeypatch):
+def test_the_build_s_chunks_record_which_drawings_are_sketches(tmp_path, monkeypatch, caplog):
     """`pair_sketches` reads each drawing's flag from the chunk cache; a chunk written before
     the flags has its images decoded once and the flags written into it (its rows kept), and
     a repack of the cache carries them."""
@@ -86,6 +86,7 @@ def test_the_build_s_chunks_record_which_drawings_are_sketches(tmp_path, monkeyp
     assert cache.sketches(set(contents)) == {hashes[p]: p in (fronts[1], backs[1])
                                              for p in fronts + backs}
     np.testing.assert_array_equal(cache.rows(set(contents), 4)[contents[-1]], rows[-1])
+    assert "unreadable" not in caplog.text  # a chunk without flags is not a damaged one
 
     def decoded(*args):
         raise AssertionError("read from the cache, not decoded again")

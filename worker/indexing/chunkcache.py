@@ -30,10 +30,11 @@ def chunk_key(model: str, hashes: list[str]) -> str:
 DAMAGED = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 
 
-def _member(path: Path, name: str) -> np.ndarray | None:
+def _member(path: Path, name: str, optional: bool = False) -> np.ndarray | None:
+    """A chunk's member (None: the chunk is damaged, or an `optional` member is absent)."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            return data[name]
+            return None if optional and name not in data.files else data[name]
     except DAMAGED as exc:
         log.warning("ignoring unreadable chunk %s: %s", path.name, exc)
         return None
@@ -95,8 +96,8 @@ class ChunkCache:
         """sha256 -> whether it is a line sketch, for each wanted content a chunk knows it of."""
         known: dict[str, bool] = {}
         for path, hashes in self._chunks():
-            if not wanted.isdisjoint(map(str, hashes)) and (
-                    flags := _member(path, "sketched")) is not None and len(flags) == len(hashes):
+            if not wanted.isdisjoint(map(str, hashes)) and (flags := _member(
+                    path, "sketched", optional=True)) is not None and len(flags) == len(hashes):
                 known.update((str(h), bool(f)) for h, f in zip(hashes, flags, strict=True)
                              if f >= 0 and str(h) in wanted)
         return known
@@ -107,10 +108,11 @@ class ChunkCache:
         for path, hashes in list(self._chunks()):
             if found.keys().isdisjoint(map(str, hashes)):
                 continue
-            flags = _member(path, "sketched")
-            flags = np.full(len(hashes), -1, np.int8) if flags is None else flags.astype(np.int8)
-            new = np.array([found.get(str(h), f) for h, f in zip(hashes, flags.tolist(),
-                                                                  strict=True)], np.int8)
+            flags = _member(path, "sketched", optional=True)
+            if flags is None or len(flags) != len(hashes):  # none recorded (or not readable)
+                flags = np.full(len(hashes), -1, np.int8)
+            new = np.array([found.get(str(h), f) for h, f in zip(
+                hashes, flags.astype(np.int8).tolist(), strict=True)], np.int8)
             if not np.array_equal(new, flags) and (rows := _member(path, "rows")) is not None:
                 self.write(path.stem, [str(h) for h in hashes], rows, new)
 

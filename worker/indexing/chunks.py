@@ -167,6 +167,6 @@ def run_chunk(extractor, catalogue: Catalogue, chunk: Chunk, cache: ChunkCache, 
     """`extract_chunk`, its rows and sketch flags stored in `cache` when there are any."""
     rows, sketched, failures = extract_chunk(extractor, catalogue, chunk, max_pixels, thumbs_dir,
                                              batch_size, decode_only, transform)
-    if rows is not None:
-        cache.write(chunk.key, chunk.hashes, rows, sketched)
+    if rows is not None:  # a transformed canvas's flag is not its content's
+        cache.write(chunk.key, chunk.hashes, rows, None if transform is not None else sketched)
     return failures

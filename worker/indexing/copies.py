@@ -81,7 +81,7 @@ def copy_rows_here(extractor, catalogue: Catalogue, hashes: dict[str, str],
         return [], np.zeros((0, extractor.dim), np.float32)
     chunk = chunks[0]  # every chosen image in one chunk
     rows, _, failures = extract_chunk(extractor, catalogue, chunk, max_pixels, None, batch_size,
-                                   transform=copy_of(extractor))
+                                      transform=copy_of(extractor))
     if failures:
         raise UnreadableImages(failures)
     return chunk.paths, rows

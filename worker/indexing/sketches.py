@@ -1,7 +1,7 @@
 """Which catalogue drawings are line sketches: recorded per drawing by the build, so that the
-duplicate list does not judge two sketches by their empty garments
-(worker.pipeline.outlines), and so that a search knows whether the catalogue is one of
-coloured drawings or of sketches (its `sketch_share`: worker.pipeline.ranking.outline_sides)."""
+duplicate list judges a design sketched on both sides without its lead over the second
+(worker.pipeline.ranking.sketched_designs), and so that a search knows whether the catalogue
+is one of coloured drawings or of sketches (its `sketch_share`: ranking.outline_sides)."""
 
 from __future__ import annotations
 
@@ -55,7 +55,10 @@ def pair_sketches(catalogue: Catalogue, hashes: dict[str, str], cache: ChunkCach
                  len(missing))
         read = read_sketches(catalogue, list(missing.values()), max_pixels, trim)
         found = {digest: read[rel] for digest, rel in missing.items() if rel in read}
-        cache.record_sketches(found)
+        try:
+            cache.record_sketches(found)
+        except OSError as exc:  # only saves the next build this decoding
+            log.warning("could not record the sketch flags in the chunk cache: %s", exc)
         known |= found
     flags = np.array([[known.get(hashes[f], False), known.get(hashes[b], False)]
                       for f, b in zip(catalogue.fronts, catalogue.backs, strict=True)], bool)

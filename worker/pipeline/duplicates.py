@@ -47,9 +47,10 @@ def _lead_pairs(top: Top, margin_weight: float, floor: float | None, leadless: n
     """Each row's pair with its nearest other row: (a, b, score, score + margin_weight times
     its `lead` over the second; none for the `leadless` rows)."""
     idx, sc = top
-    rows = np.nonzero((idx[:, 0] >= 0) & ~leadless)[0]
+    rows = np.nonzero(idx[:, 0] >= 0)[0]
     first, s1, s2 = idx[rows, 0], sc[rows, 0], sc[rows, 1]
-    ahead = np.where(idx[rows, 1] >= 0, lead(s1, s2, floor), 0.0)  # no second: no lead
+    led = (idx[rows, 1] >= 0) & ~leadless[rows]  # no second: no lead
+    ahead = np.where(led, lead(s1, s2, floor), 0.0)
     return (np.minimum(rows, first), np.maximum(rows, first), s1,
             (s1 + margin_weight * ahead).astype(np.float32))
 
@@ -112,10 +113,11 @@ def _plain(before: DuplicatePairs) -> Found:
     return before.a[keep], before.b[keep], before.score[keep]
 
 
-def _sketches(before: DuplicatePairs | None, n_rows: int) -> np.ndarray:
-    """(n_rows, 2) bool: the sides `before` records as line sketches (none where it does not)."""
+def _sketches(before: DuplicatePairs | None, n_rows: int) -> np.ndarray | None:
+    """(n_rows, 2) bool: the sides `before` records as line sketches; None where it records
+    none (a list written before the flags: not known until the next build)."""
     known = None if before is None else before.sketched
-    return np.zeros((n_rows, 2), bool) if known is None or len(known) != n_rows else known
+    return None if known is None or len(known) != n_rows else known
 
 
 def after_add(before: DuplicatePairs | None, front: np.ndarray, back: np.ndarray, n_before: int,
@@ -124,9 +126,9 @@ def after_add(before: DuplicatePairs | None, front: np.ndarray, back: np.ndarray
     """The pairs once rows n_before.. were appended (`added_sketches`: (new rows, 2) bool,
     their sides that are line sketches): the earlier ones and every pair with a new row,
     scored exactly (all again when `before` is missing or was judged otherwise)."""
-    added = np.zeros((front.shape[0] - n_before, 2), bool) if added_sketches is None \
-        else np.asarray(added_sketches, bool)
-    sketched = np.vstack([_sketches(before, n_before), added])
+    known = _sketches(before, n_before)
+    sketched = None if known is None or added_sketches is None else \
+        np.vstack([known, np.asarray(added_sketches, bool).reshape(-1, 2)])
     if not _reusable(before, thresholds, n_before):
         return find_duplicates(front, back, thresholds, ann_min_pairs, sketched=sketched)
     w, new = before.front_weight, empty_top(front.shape[0] - n_before)
@@ -140,7 +142,8 @@ def after_remove(before: DuplicatePairs | None, front: np.ndarray, back: np.ndar
                  thresholds: dict[str, float] | None, ann_min_pairs: int) -> DuplicatePairs:
     """The pairs once `row` was dropped (`front`, `back`: the banks without it), later rows
     renumbered; rows it was nearest to get their nearest again, exactly."""
-    sketched = np.delete(_sketches(before, front.shape[0] + 1), row, 0)
+    known = _sketches(before, front.shape[0] + 1)
+    sketched = None if known is None else np.delete(known, row, 0)
     if not _reusable(before, thresholds, front.shape[0] + 1):
         return find_duplicates(front, back, thresholds, ann_min_pairs, sketched=sketched)
     a, b, s = _plain(before)
