@@ -145,15 +145,16 @@ def test_a_design_drawn_as_sketches_is_judged_without_its_lead():
 
 
 def write_generation(features_dir, front, back, names=None, duplicates=True,
-                     descriptor=DESCRIPTOR) -> dict:
-    """A real generation (banks, manifest, and the duplicates file unless told not to)."""
+                     descriptor=DESCRIPTOR, sketched=None) -> dict:
+    """A real generation (banks, manifest, and the duplicates file unless told not to, with
+    the line-sketch flags `sketched`)."""
     names = names or [f"design-{i:04d}" for i in range(len(front))]
     manifest = {"n_pairs": len(front), "dim": DIM, "dtype": "float32", "descriptor": descriptor,
                 "verdicts": THRESHOLDS, "names": names,
                 "fronts": [f"images/{n}_front.png" for n in names],
                 "backs": [f"images/{n}_back.png" for n in names]}
-    extra = {DUPLICATES: find_duplicates(front, back, THRESHOLDS, 10**9).to_bytes()} \
-        if duplicates else None
+    extra = {DUPLICATES: find_duplicates(front, back, THRESHOLDS, 10**9,
+                                         sketched=sketched).to_bytes()} if duplicates else None
     write_bank(features_dir, front, back, manifest, extra_files=extra)
     return manifest
 
@@ -208,6 +209,29 @@ def test_the_csv_has_a_row_per_pair_of_the_groups_the_json_lists(synthetic):
     pair = {"a": "=HYPERLINK(1)", "b": "b", "similarity": 99, "verdict": "copy"}
     assert duplicates_csv([{"designs": ["=HYPERLINK(1)", "b"], "pairs": [pair]}]).splitlines() \
         == ["a,b,similarity,verdict,group", "'=HYPERLINK(1),b,99,copy,1"]  # no formulas run
+
+
+def test_designs_drawn_as_sketches_are_named_in_their_group_and_marked_on_the_page(
+        settings, redis):
+    from web import create_app
+
+    front, back, seeded = seeded_bank()
+    original, copy = min(seeded)
+    sketched = np.zeros((N, 2), bool)
+    sketched[[original, copy]] = True
+    names = write_generation(settings.features_dir, front, back, sketched=sketched)["names"]
+    client = create_app({"SETTINGS": settings, "TESTING": True}).test_client()
+    groups = client.get("/api/duplicates?min_verdict=similar").get_json()["groups"]
+    marked = [g for g in groups if g["sketches"]]
+    assert len(marked) == 1 and marked[0]["sketches"] == [names[original], names[copy]]
+    assert set(marked[0]["sketches"]) <= set(marked[0]["designs"])
+    page = client.get("/duplicates?min_verdict=similar").get_data(as_text=True)
+    assert page.count("· line sketches") == 2 and 'id="sketches-judged"' in page
+    write_generation(settings.features_dir, front, back, names)  # no flags: none marked
+    groups = client.get("/api/duplicates?min_verdict=similar").get_json()["groups"]
+    assert groups and not any(g["sketches"] for g in groups)
+    assert 'id="sketches-judged"' not in client.get("/duplicates?min_verdict=similar").get_data(
+        as_text=True)
 
 
 def test_a_bad_min_verdict_is_a_400_naming_it(synthetic):

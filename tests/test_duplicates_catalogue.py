@@ -215,3 +215,8 @@ def test_line_sketches_filed_as_designs_are_recorded_and_judged_without_a_lead(
                                 10**9)
     led = (unflagged.a == len(bank) - 2) & (unflagged.b == len(bank) - 1)
     assert unflagged.judged[led] > pairs.judged[both] + 0.01
+    printed = subprocess.run([sys.executable, "-m", "worker.cli.duplicates", "--min-verdict",
+                              "similar"], env=service_env(settings), capture_output=True,
+                             text=True, timeout=60)
+    names = ", ".join(name for name, _, _ in added)
+    assert f"drawn as line sketches, judged without their lead: {names}" in printed.stdout

@@ -93,11 +93,13 @@ def duplicates_page():
                 "front_thumb_url": url_for("browse.thumbnail", path=front),
                 "back_thumb_url": url_for("browse.thumbnail", path=back)}
 
-    shown = [{"designs": [drawings(n) for n in g["designs"]], "pairs": g["pairs"]} for g in groups]
+    shown = [{"designs": [drawings(n) | {"sketch": n in g["sketches"]} for n in g["designs"]],
+              "pairs": g["pairs"]} for g in groups]
     judged = duplicate_thresholds_in(manifest)
     scale = "none" if judged is None else "search" if judged == plain_thresholds_in(manifest) \
         else "own"
     return render_template("duplicates.html", groups=shown, min_verdict=min_verdict,
                            verdicts=VERDICTS, n_designs=len(manifest["names"]), scale=scale,
                            relist=manifest.get("descriptor") in CALIBRATED_DUPLICATES,
-                           lead_weight=(judged or {}).get("margin_weight", 1.0))
+                           lead_weight=(judged or {}).get("margin_weight", 1.0),
+                           sketches=any(g["sketches"] for g in groups))

@@ -237,6 +237,11 @@ class DuplicateGroup(Closed):
     designs: list[str] = Field(min_length=2, description="names, in catalogue order")
     pairs: list[DuplicatePair] = Field(min_length=1, description="the pairs joining them, "
                                        "most similar first")
+    sketches: list[str] = Field(description="its designs drawn as line sketches on both sides "
+                                "(in a catalogue of coloured drawings), in catalogue order: "
+                                "judged on their score alone, without their lead over other "
+                                "look-alikes, since every sketch of a garment draws the same "
+                                "empty garment")
 
 
 class Duplicates(Closed):

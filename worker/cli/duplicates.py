@@ -18,6 +18,9 @@ def print_groups(groups: list[dict], n_designs: int, min_verdict: str) -> None:
     print(f"{len(groups)} group(s) of designs at least {min_verdict} among {n_designs} designs")
     for number, group in enumerate(groups, start=1):
         print(f"\ngroup {number} ({len(group['designs'])} designs): {', '.join(group['designs'])}")
+        if group["sketches"]:  # why a pair of them is judged lower than its score suggests
+            print(f"  drawn as line sketches, judged without their lead: "
+                  f"{', '.join(group['sketches'])}")
         for pair in group["pairs"]:
             print(f"  {pair['a']} ~ {pair['b']}: {pair['verdict']}, similarity {pair['similarity']}")
 

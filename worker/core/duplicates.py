@@ -24,6 +24,7 @@ from worker.core.contract import Verdict
 from worker.core.readcache import StampedCache
 
 DUPLICATES = "duplicates.npz"
+SKETCHED_CATALOGUE = 0.5  # from this share of line sketches on, a catalogue is one of sketches
 VERDICTS: tuple[str, ...] = get_args(Verdict)  # most serious first
 DEFAULT_MIN_VERDICT = "near-duplicate"
 
@@ -48,6 +49,10 @@ class DuplicatePairs:
 
     def __len__(self) -> int:
         return int(self.a.shape[0])
+
+    def leadless(self) -> np.ndarray:
+        """(n,) bool: the rows judged without their lead (`sketched_designs`)."""
+        return sketched_designs(self.sketched, len(self.nearest))
 
     def summary(self, thresholds: dict[str, float] | None) -> dict:
         """What a manifest records of them, with the thresholds they were judged by."""
@@ -77,6 +82,16 @@ class DuplicatePairs:
             return cls(*arrays, float(meta["front_weight"]), float(meta["min_score"]),
                        str(meta["method"]),  # a list written before the flags has none
                        z["sketched"] if "sketched" in z.files else None)
+
+
+def sketched_designs(sketched: np.ndarray | None, n_rows: int) -> np.ndarray:
+    """(n_rows,) bool: the catalogue designs drawn as line sketches on both sides (`sketched`:
+    (n_rows, 2) bool, None: none known), where the catalogue is of coloured drawings (under
+    SKETCHED_CATALOGUE of its sides sketched); in a catalogue of sketches, none. The list
+    judges them without their lead: every sketch of a garment draws the same empty garment."""
+    if sketched is None or not len(sketched) or sketched.mean() >= SKETCHED_CATALOGUE:
+        return np.zeros(n_rows, bool)
+    return np.asarray(sketched, bool).all(axis=1)
 
 
 def read_duplicates(features_dir: Path) -> tuple[dict, DuplicatePairs]:
@@ -129,7 +144,8 @@ def duplicate_groups(pairs: DuplicatePairs, names: list[str],
                      min_verdict: str = DEFAULT_MIN_VERDICT) -> list[dict]:
     """Connected groups of designs joined by pairs judged at least `min_verdict`:
     [{"designs": [names, catalogue order], "pairs": [{"a", "b", "similarity", "verdict"}, best
-    first]}], the group with the most serious pair first."""
+    first], "sketches": [its designs judged without their lead, catalogue order]}], the group
+    with the most serious pair first."""
     keep = pairs.verdict <= VERDICTS.index(min_verdict)
     a, b, score = pairs.a[keep], pairs.b[keep], pairs.judged[keep]
     sim, verdict = pairs.similarity[keep], pairs.verdict[keep]
@@ -142,5 +158,7 @@ def duplicate_groups(pairs: DuplicatePairs, names: list[str],
         group["rows"].update((int(a[i]), int(b[i])))
         group["pairs"].append({"a": names[a[i]], "b": names[b[i]],
                                "similarity": int(sim[i]), "verdict": VERDICTS[verdict[i]]})
-    return [{"designs": [names[r] for r in sorted(g["rows"])], "pairs": g["pairs"]}
+    leadless = pairs.leadless()
+    return [{"designs": [names[r] for r in sorted(g["rows"])], "pairs": g["pairs"],
+             "sketches": [names[r] for r in sorted(g["rows"]) if leadless[r]]}
             for g in groups.values()]

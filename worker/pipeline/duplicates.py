@@ -9,7 +9,7 @@ nearest, counted at least their `floor` (`verdicts.lead`; the list's own thresho
 `verdicts.duplicate_thresholds_in`); otherwise on the score alone; the more serious of the
 two directions counts (docs/quality.md). A design drawn as line sketches on both sides, in a
 catalogue of coloured drawings, has no lead: every sketch of a garment draws the same empty
-garment, so its nearest stands clear of its second by chance (`ranking.sketched_designs`).
+garment, so its nearest stands clear of its second by chance (`core.duplicates.sketched_designs`).
 
 The pairs are found by worker.pipeline.pairfinding: every pair below SEARCH_ANN_MIN_PAIRS
 designs, from it on a range search over an IVF index, which can miss a pair whose rows fall
@@ -24,7 +24,7 @@ import time
 import numpy as np
 
 from worker.core.contract import DEFAULT_FRONT_WEIGHT
-from worker.core.duplicates import VERDICTS, DuplicatePairs
+from worker.core.duplicates import VERDICTS, DuplicatePairs, sketched_designs
 from worker.pipeline.pairfinding import (
     BLOCK_FLOATS,
     Found,
@@ -36,7 +36,6 @@ from worker.pipeline.pairfinding import (
     joined,
     merge_nearest,
 )
-from worker.pipeline.ranking import sketched_designs
 from worker.pipeline.verdicts import MARGIN_WEIGHT, lead, similarities
 
 log = logging.getLogger(__name__)

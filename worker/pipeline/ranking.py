@@ -14,12 +14,12 @@ import numpy as np
 from worker.core.bank import FeatureBank
 from worker.core.catalogue import Catalogue
 from worker.core.contract import Hit, rounded
+from worker.core.duplicates import SKETCHED_CATALOGUE
 from worker.pipeline.appearance import sketched
 from worker.pipeline.crops import cropped
 from worker.pipeline.exact import ExactMatch, usable
 from worker.pipeline.verdicts import similarity, verdict_of
 
-SKETCHED_CATALOGUE = 0.5  # from this share of line sketches on, a catalogue is one of sketches
 DRAWN_ALIKE = 0.9  # a sketch-like side this close whole to a catalogue drawing is a copy of it
 
 
@@ -36,15 +36,6 @@ def outline_sides(bank: FeatureBank, sketches: tuple[bool, bool],
     usable = coloured and bank.whitening is not None and bool(bank.whitening.blocks)
     return tuple(bool(sketch) and usable and not drawn_alike(bank, row)
                  for sketch, row in zip(sketches, rows, strict=True))
-
-
-def sketched_designs(sketched: np.ndarray | None, n_rows: int) -> np.ndarray:
-    """(n_rows,) bool: the catalogue designs drawn as line sketches on both sides (`sketched`:
-    (n_rows, 2) bool, None: none known), where the catalogue is of coloured drawings (under
-    SKETCHED_CATALOGUE of its sides sketched); in a catalogue of sketches, none."""
-    if sketched is None or not len(sketched) or sketched.mean() >= SKETCHED_CATALOGUE:
-        return np.zeros(n_rows, bool)
-    return np.asarray(sketched, bool).all(axis=1)
 
 
 def read_sides(bank: FeatureBank, canvases: tuple[np.ndarray | None, np.ndarray | None],
