@@ -99,9 +99,11 @@ def test_after_a_one_row_change_only_that_rows_images_are_extracted(catalogue_di
     hashes, _ = hash_images(load_catalogue(db), [*fronts, *backs])
     assert set(hashes.values()) <= cache.hashes()
     assert len(cache.hashes()) <= 2 * distinct_images(db)
-    # ... and so are the synthetic copies the whitening was learned from, one an image
+    assert set(cache.sketches(set(hashes.values()))) == set(hashes.values())  # each one's flag
+    # ... and so are the synthetic copies the whitening was learned from, one an image (no
+    # flags: a copy's canvas is not its content's)
     copies = ChunkCache(settings.features_dir, cache.model + SUFFIX)
-    assert set(hashes.values()) <= copies.hashes()
+    assert set(hashes.values()) <= copies.hashes() and copies.sketches(copies.hashes()) == {}
     assert manifest["whitening"]["synthetic_copies"] == distinct_images(db)
 
 

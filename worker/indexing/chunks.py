@@ -142,8 +142,9 @@ def extract_chunk(extractor, catalogue: Catalogue, chunk: Chunk, max_pixels: int
                   transform: Transform | None = None
                   ) -> tuple[np.ndarray | None, np.ndarray | None, list[Failure]]:
     """A chunk's (n, raw dim) rows and (n,) int8 sketch flags (`appearance.is_sketch` of the
-    canvas the model sees), or None for both when one of its images cannot be read (then every
-    image is still decoded, to list them all) or with `decode_only`; and the failures.
+    canvas the model sees; None with a `transform`, whose canvases are not their contents'),
+    or None for both when one of its images cannot be read (then every image is still
+    decoded, to list them all) or with `decode_only`; and the failures.
     `transform(canvas, sha256)` changes each canvas before the model sees it."""
     rows, flags, failures, done = [], [], [], 0
     for batch in prepared(catalogue, chunk.paths, max_pixels, extractor.trim, thumbs_dir,
@@ -152,13 +153,14 @@ def extract_chunk(extractor, catalogue: Catalogue, chunk: Chunk, max_pixels: int
         digests, done = chunk.hashes[done:done + len(batch)], done + len(batch)
         if not failures and not decode_only:
             canvases = [canvas for _, canvas, _ in batch]
-            if transform is not None:
+            if transform is None:
+                flags += map(is_sketch, canvases)
+            else:
                 canvases = [transform(c, d) for c, d in zip(canvases, digests, strict=True)]
-            flags += map(is_sketch, canvases)
             rows.append(extract_batch(extractor, canvases, batch_size))
     if not rows or failures:
         return None, None, failures
-    return np.vstack(rows), np.array(flags, np.int8), failures
+    return np.vstack(rows), None if transform else np.array(flags, np.int8), failures
 
 
 def run_chunk(extractor, catalogue: Catalogue, chunk: Chunk, cache: ChunkCache, max_pixels: int,
@@ -167,6 +169,6 @@ def run_chunk(extractor, catalogue: Catalogue, chunk: Chunk, cache: ChunkCache, 
     """`extract_chunk`, its rows and sketch flags stored in `cache` when there are any."""
     rows, sketched, failures = extract_chunk(extractor, catalogue, chunk, max_pixels, thumbs_dir,
                                              batch_size, decode_only, transform)
-    if rows is not None:  # a transformed canvas's flag is not its content's
-        cache.write(chunk.key, chunk.hashes, rows, None if transform is not None else sketched)
+    if rows is not None:
+        cache.write(chunk.key, chunk.hashes, rows, sketched)
     return failures
