@@ -9,7 +9,14 @@ from benchmarks.lookalike_edits import lineart
 from worker.core.bank import FeatureBank
 from worker.core.whitening import learn_whitening
 from worker.dev.sample import draw_side, make_designs
-from worker.pipeline.appearance import BLOCKS, coverage, is_sketch
+from worker.pipeline.appearance import (
+    BLOCKS,
+    SKETCH_COVERAGE,
+    SKETCH_HUES,
+    coverage,
+    hue_share,
+    is_sketch,
+)
 from worker.pipeline.preprocess import to_canvas
 from worker.pipeline.ranking import outline_sides, project_query
 
@@ -23,6 +30,26 @@ def test_a_sketch_is_told_from_a_coloured_drawing():
         sketch = to_canvas(lineart(design, "front", rng), True)
         assert coverage(coloured) > 0.9 and not is_sketch(coloured)
         assert coverage(sketch) < 0.3 and is_sketch(sketch)
+
+
+def test_a_white_garment_with_a_print_in_colour_is_not_a_sketch():
+    """Coloured in under half its outline, a white garment reads as a sketch by its coverage;
+    a logo in colour makes it a coloured drawing, one in black leaves it an empty garment.
+    A sketch has no colour, scanned on tinted paper neither."""
+    import dataclasses
+
+    from benchmarks.quality import paper
+
+    design = DESIGNS[0]  # a t-shirt with a circle logo
+    for logo, sketch in (((180, 50, 50), False), ((25, 25, 30), True)):
+        white = dataclasses.replace(design, colour=(255, 255, 255), pattern="plain",
+                                    back_pattern="plain", logo_colour=logo)
+        canvas = to_canvas(draw_side(white, "front"), True)
+        assert coverage(canvas) < SKETCH_COVERAGE and is_sketch(canvas) is sketch
+        assert (hue_share(canvas) > SKETCH_HUES) is not sketch
+    rng = np.random.default_rng(2)
+    for d in DESIGNS:
+        assert hue_share(to_canvas(paper(lineart(d, "back", rng), rng), True)) == 0.0
 
 
 def bank_of(sketch_share: float | None) -> FeatureBank:

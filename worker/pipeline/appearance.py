@@ -19,6 +19,8 @@ COLOUR_BINS = 4  # per channel: a 4 x 4 x 4 histogram of the drawing's pixels
 INK = 235  # a pixel darker than this in some channel, its 3x3 neighbourhood too, is ink
 PAPER = 245  # pixels lighter than this in every channel are paper, not colour
 SKETCH_COVERAGE = 0.5  # a drawing that colours less of its outline is a line sketch of the flat
+HUE_SPREAD = 40  # a pixel whose channels differ by more than this (0-255) is in a colour, not grey
+SKETCH_HUES = 0.005  # ... unless this share of its outline is in colour: a white garment's print
 PATTERN_INSET = 11  # the pattern is read where this square (px) around a pixel is all inside
 PATTERN_EDGE = 20.0  # a colour step over 2 px larger than this (0-255) is an edge of the pattern
 PATTERN_ORIENTATIONS = 8  # edge orientations (mod 180 degrees), folded to 5 by mirroring
@@ -106,10 +108,20 @@ def coverage(canvas: np.ndarray) -> float:
     return float(((_darkest(canvas) < PAPER) & inside).sum() / max(1, inside.sum()))
 
 
+def hue_share(canvas: np.ndarray) -> float:
+    """The share of the garment's filled outline drawn in a colour rather than a grey: 0 for
+    a black-on-white sketch (on tinted paper too), a few hundredths for a white garment's
+    logo or print."""
+    inside = _inside(canvas)
+    spread = np.maximum(np.maximum(canvas[..., 0], canvas[..., 1]), canvas[..., 2]) - _darkest(canvas)
+    return float(((spread > HUE_SPREAD) & inside).sum() / max(1, inside.sum()))
+
+
 def is_sketch(canvas: np.ndarray) -> bool:
-    """A line sketch: its colours and fills say nothing of the design it draws, its outline
-    does (docs/quality.md: such queries are matched by the silhouette alone)."""
-    return coverage(canvas) < SKETCH_COVERAGE
+    """A line sketch: outlines only, in black or grey; its colours and fills say nothing of
+    the design it draws, its outline does (docs/quality.md: such queries are matched by the
+    silhouette alone). A white garment with a print or logo in colour is a coloured drawing."""
+    return coverage(canvas) < SKETCH_COVERAGE and hue_share(canvas) < SKETCH_HUES
 
 
 def sketched(canvases: tuple[np.ndarray | None, ...]) -> tuple[bool, ...]:
