@@ -58,15 +58,16 @@ def last(items: list[pytest.Item]) -> None:
 
 
 def white_tee(side: str) -> Image.Image:
-    """A white T-shirt drawn in black outline on white paper, a blue logo on its front: a
-    coloured design that reads as a line sketch (its fill is the paper's white)."""
+    """A white T-shirt drawn in black outline on white paper, a black logo on its front: a
+    design that reads as a line sketch (its fill is the paper's white, its marks no colour;
+    a logo in colour would make it a coloured drawing: `appearance.hue_share`)."""
     img = Image.new("RGB", (320, 320), "white")
     draw = ImageDraw.Draw(img)
     draw.polygon([(100, 40), (140, 40), (160, 60), (180, 40), (220, 40), (300, 90), (270, 140),
                   (240, 120), (240, 290), (80, 290), (80, 120), (50, 140), (20, 90)],
                  fill="white", outline="black", width=3)
     if side == "front":
-        draw.rectangle((175, 80, 205, 110), fill=(30, 90, 200))
+        draw.rectangle((175, 80, 205, 110), fill=(25, 25, 30))
     else:
         draw.line((120, 50, 200, 50), fill="black", width=2)
     return img

@@ -72,7 +72,14 @@ def test_an_interrupted_build_resumes_from_its_finished_chunks(catalogue_dir, fe
 
 
 def test_after_a_one_row_change_only_that_rows_images_are_extracted(catalogue_dir, features_dir,
-                                                                    extractor, tmp_path):
+                                                                    extractor, tmp_path,
+                                                                    monkeypatch):
+    from worker.indexing import sketches
+
+    def decoded(*args):
+        raise AssertionError("every image's sketch flag comes from its chunk")
+
+    monkeypatch.setattr(sketches, "read_sketches", decoded)
     db = tmp_path / "db"
     shutil.copytree(catalogue_dir, db)
     settings = Settings(database_dir=db, features_dir=tmp_path / "features",

@@ -4,6 +4,7 @@ in a catalogue of coloured drawings (never in one of sketches)."""
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 
 from benchmarks.lookalike_edits import lineart
 from worker.core.bank import FeatureBank
@@ -13,6 +14,7 @@ from worker.pipeline.appearance import (
     BLOCKS,
     SKETCH_COVERAGE,
     SKETCH_HUES,
+    SKETCH_TEST,
     coverage,
     hue_share,
     is_sketch,
@@ -35,7 +37,7 @@ def test_a_sketch_is_told_from_a_coloured_drawing():
 def test_a_white_garment_with_a_print_in_colour_is_not_a_sketch():
     """Coloured in under half its outline, a white garment reads as a sketch by its coverage;
     a logo in colour makes it a coloured drawing, one in black leaves it an empty garment.
-    A sketch has no colour, scanned on tinted paper neither."""
+    A sketch has no colour filling an area: scanned on tinted paper, or drawn in blue ink."""
     import dataclasses
 
     from benchmarks.quality import paper
@@ -50,6 +52,11 @@ def test_a_white_garment_with_a_print_in_colour_is_not_a_sketch():
     rng = np.random.default_rng(2)
     for d in DESIGNS:
         assert hue_share(to_canvas(paper(lineart(d, "back", rng), rng), True)) == 0.0
+        inked = np.asarray(lineart(d, "back", rng), np.float32)  # drawn in blue ballpoint
+        dark = 1 - inked.min(axis=2, keepdims=True) / 255
+        inked = 255 * (1 - dark) + dark * np.array([30, 60, 200], np.float32)
+        canvas = to_canvas(Image.fromarray(inked.round().astype(np.uint8)), True)
+        assert is_sketch(canvas), d.name  # coloured lines fill no area
 
 
 def bank_of(sketch_share: float | None) -> FeatureBank:
@@ -124,3 +131,12 @@ def test_the_build_s_chunks_record_which_drawings_are_sketches(tmp_path, monkeyp
     used = {hashes[fronts[1]], hashes[backs[0]]}
     cache.prune(used, 4, chunk_images=1)  # repacked into chunks of one
     assert cache.sketches(set(contents)) == {hashes[fronts[1]]: True, hashes[backs[0]]: False}
+
+    from worker.indexing import chunkcache  # flags another sketch test gave are not known
+
+    older = ChunkCache(tmp_path / "older", "model")
+    monkeypatch.setattr(chunkcache, "SKETCH_TEST", "coverage < 0.5")
+    older.write("old", contents, rows, np.zeros(len(contents), np.int8))
+    assert older.sketches(set(contents)) == dict.fromkeys(contents, False)
+    monkeypatch.setattr(chunkcache, "SKETCH_TEST", SKETCH_TEST)
+    assert older.sketches(set(contents)) == {}

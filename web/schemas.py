@@ -239,9 +239,9 @@ class DuplicateGroup(Closed):
                                        "most similar first")
     sketches: list[str] = Field(description="its designs drawn as line sketches on both sides "
                                 "(in a catalogue of coloured drawings), in catalogue order: "
-                                "judged on their score alone, without their lead over other "
-                                "look-alikes, since every sketch of a garment draws the same "
-                                "empty garment")
+                                "their own lead over their other look-alikes does not count "
+                                "in their pairs' verdicts, since every sketch of a garment "
+                                "draws the same empty garment")
 
 
 class Duplicates(Closed):

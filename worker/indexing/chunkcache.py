@@ -16,6 +16,7 @@ import numpy as np
 
 from worker.core import generations
 from worker.core.storage import write_aside
+from worker.pipeline.appearance import SKETCH_TEST
 
 log = logging.getLogger(__name__)
 PUBLISHED_MODEL = "model-int8.tflite"
@@ -43,8 +44,9 @@ def _member(path: Path, name: str, optional: bool = False) -> np.ndarray | None:
 class ChunkCache:
     """The finished chunks of one model: `<key>.npz` with `hashes` (n,) str, `rows`
     (n, raw dim) float32 and `sketched` (n,) int8 (1: a line sketch, `appearance.is_sketch`;
-    0: not; -1: not known; absent in chunks written before it), written aside and renamed (a
-    reader sees whole chunks only)."""
+    0: not; -1: not known; absent in chunks written before it) with `sketch_test`, the
+    `appearance.SKETCH_TEST` it was measured by (flags of another test are not known), written
+    aside and renamed (a reader sees whole chunks only)."""
 
     def __init__(self, features_dir: Path, model: str):
         self.root = Path(features_dir) / generations.CHUNK_CACHE
@@ -96,11 +98,21 @@ class ChunkCache:
         """sha256 -> whether it is a line sketch, for each wanted content a chunk knows it of."""
         known: dict[str, bool] = {}
         for path, hashes in self._chunks():
-            if not wanted.isdisjoint(map(str, hashes)) and (flags := _member(
-                    path, "sketched", optional=True)) is not None and len(flags) == len(hashes):
-                known.update((str(h), bool(f)) for h, f in zip(hashes, flags, strict=True)
+            if not wanted.isdisjoint(map(str, hashes)):
+                flags = self._flags(path, len(hashes))
+                known.update((str(h), bool(f)) for h, f in zip(hashes, flags.tolist(), strict=True)
                              if f >= 0 and str(h) in wanted)
         return known
+
+    @staticmethod
+    def _flags(path: Path, n: int) -> np.ndarray:
+        """(n,) int8: a chunk's sketch flags, -1 where not known (none recorded, another
+        test's, or not readable)."""
+        flags = _member(path, "sketched", optional=True)
+        test = _member(path, "sketch_test", optional=True)
+        if flags is None or len(flags) != n or test is None or str(test) != SKETCH_TEST:
+            return np.full(n, -1, np.int8)
+        return flags.astype(np.int8)
 
     def record_sketches(self, found: dict[str, bool]) -> None:
         """Write `found` into the chunks that hold those contents without knowing them (chunks
@@ -108,18 +120,17 @@ class ChunkCache:
         for path, hashes in list(self._chunks()):
             if found.keys().isdisjoint(map(str, hashes)):
                 continue
-            flags = _member(path, "sketched", optional=True)
-            if flags is None or len(flags) != len(hashes):  # none recorded (or not readable)
-                flags = np.full(len(hashes), -1, np.int8)
-            new = np.array([found.get(str(h), f) for h, f in zip(
-                hashes, flags.astype(np.int8).tolist(), strict=True)], np.int8)
+            flags = self._flags(path, len(hashes))
+            new = np.array([found.get(str(h), f) for h, f in zip(hashes, flags.tolist(),
+                                                                  strict=True)], np.int8)
             if not np.array_equal(new, flags) and (rows := _member(path, "rows")) is not None:
                 self.write(path.stem, [str(h) for h in hashes], rows, new)
 
     def write(self, key: str, hashes: list[str], rows: np.ndarray,
               sketched: np.ndarray | None = None) -> None:
         buf = io.BytesIO()
-        flags = {} if sketched is None else {"sketched": np.asarray(sketched, np.int8)}
+        flags = {} if sketched is None else {"sketched": np.asarray(sketched, np.int8),
+                                             "sketch_test": np.array(SKETCH_TEST)}
         np.savez(buf, hashes=np.array(hashes), rows=np.asarray(rows, np.float32), **flags)
         write_aside(self.folder, f"{key}.npz", buf.getvalue())
         generations.checkpoint(f"written chunk {key}")

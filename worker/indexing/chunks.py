@@ -160,7 +160,7 @@ def extract_chunk(extractor, catalogue: Catalogue, chunk: Chunk, max_pixels: int
             rows.append(extract_batch(extractor, canvases, batch_size))
     if not rows or failures:
         return None, None, failures
-    return np.vstack(rows), None if transform else np.array(flags, np.int8), failures
+    return np.vstack(rows), None if transform is not None else np.array(flags, np.int8), failures
 
 
 def run_chunk(extractor, catalogue: Catalogue, chunk: Chunk, cache: ChunkCache, max_pixels: int,

@@ -20,7 +20,11 @@ INK = 235  # a pixel darker than this in some channel, its 3x3 neighbourhood too
 PAPER = 245  # pixels lighter than this in every channel are paper, not colour
 SKETCH_COVERAGE = 0.5  # a drawing that colours less of its outline is a line sketch of the flat
 HUE_SPREAD = 40  # a pixel whose channels differ by more than this (0-255) is in a colour, not grey
+HUE_AREA = 5  # px: colour counts where it fills a square of this side, not along a line
 SKETCH_HUES = 0.005  # ... unless this share of its outline is in colour: a white garment's print
+# what `is_sketch` measures, stored beside the flags it gives: flags of another test are unknown
+SKETCH_TEST = (f"coverage < {SKETCH_COVERAGE}; colour (channels over {HUE_SPREAD} apart) "
+               f"filling {HUE_AREA} px squares < {SKETCH_HUES}")
 PATTERN_INSET = 11  # the pattern is read where this square (px) around a pixel is all inside
 PATTERN_EDGE = 20.0  # a colour step over 2 px larger than this (0-255) is an edge of the pattern
 PATTERN_ORIENTATIONS = 8  # edge orientations (mod 180 degrees), folded to 5 by mirroring
@@ -109,12 +113,13 @@ def coverage(canvas: np.ndarray) -> float:
 
 
 def hue_share(canvas: np.ndarray) -> float:
-    """The share of the garment's filled outline drawn in a colour rather than a grey: 0 for
-    a black-on-white sketch (on tinted paper too), a few hundredths for a white garment's
-    logo or print."""
+    """The share of the garment's filled outline filled in a colour rather than a grey (lines
+    left out: a sketch drawn in coloured ink, or with a red note, is still a sketch): 0 for a
+    sketch, on tinted paper too, a few thousandths or hundredths for a white garment's logo
+    or print."""
     inside = _inside(canvas)
     spread = np.maximum(np.maximum(canvas[..., 0], canvas[..., 1]), canvas[..., 2]) - _darkest(canvas)
-    return float(((spread > HUE_SPREAD) & inside).sum() / max(1, inside.sum()))
+    return float((_eroded(spread > HUE_SPREAD, HUE_AREA) & inside).sum() / max(1, inside.sum()))
 
 
 def is_sketch(canvas: np.ndarray) -> bool:

@@ -29,9 +29,10 @@ def outline_sides(bank: FeatureBank, sketches: tuple[bool, bool],
     """Which query sides are matched by their outline alone: the line sketches
     (`appearance.is_sketch`) when the catalogue is of coloured drawings (the index's
     `sketch_share`; an index without it: none), unless the catalogue holds a drawing the side
-    nearly duplicates whole (`drawn_alike`: a white garment reads as a sketch, and a copy of
-    one is not a sketch of a coloured design). A sketch's model and colour columns describe
-    an empty garment, not the design it draws; among sketches they are compared whole."""
+    nearly duplicates whole (`drawn_alike`: a white garment marked only in black or grey
+    reads as a sketch, and a copy of one is not a sketch of a coloured design). A sketch's
+    model and colour columns describe an empty garment, not the design it draws; among
+    sketches they are compared whole."""
     coloured = bank.manifest.get("sketch_share", 1.0) < SKETCHED_CATALOGUE
     usable = coloured and bank.whitening is not None and bool(bank.whitening.blocks)
     return tuple(bool(sketch) and usable and not drawn_alike(bank, row)
