@@ -116,7 +116,8 @@ class ChunkCache:
 
     def record_sketches(self, found: dict[str, bool]) -> None:
         """Write `found` into the chunks that hold those contents without knowing them (chunks
-        written before the flags were): the next build need not decode their images again."""
+        written before the flags, or measured by another sketch test): the next build need not
+        decode their images again."""
         for path, hashes in list(self._chunks()):
             if found.keys().isdisjoint(map(str, hashes)):
                 continue

@@ -123,8 +123,8 @@ def hue_share(canvas: np.ndarray) -> float:
 
 
 def is_sketch(canvas: np.ndarray) -> bool:
-    """A line sketch: outlines only, in black or grey; its colours and fills say nothing of
-    the design it draws, its outline does (docs/quality.md: such queries are matched by the
+    """A line sketch: outlines only, in any ink; its colours and fills say nothing of the
+    design it draws, its outline does (docs/quality.md: such queries are matched by the
     silhouette alone). A white garment with a print or logo in colour is a coloured drawing."""
     return coverage(canvas) < SKETCH_COVERAGE and hue_share(canvas) < SKETCH_HUES
 
