@@ -33,9 +33,18 @@ DAMAGED = (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile)
 
 def _member(path: Path, name: str, optional: bool = False) -> np.ndarray | None:
     """A chunk's member (None: the chunk is damaged, or an `optional` member is absent)."""
+    found = _members(path, (name,), optional)
+    return None if found is None else found[0]
+
+
+def _members(path: Path, names: tuple[str, ...], optional: bool = False
+             ) -> tuple[np.ndarray | None, ...] | None:
+    """A chunk's members, read in one opening (None: the chunk is damaged; an absent
+    `optional` member: None in its place)."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            return None if optional and name not in data.files else data[name]
+            return tuple(None if optional and name not in data.files else data[name]
+                         for name in names)
     except DAMAGED as exc:
         log.warning("ignoring unreadable chunk %s: %s", path.name, exc)
         return None
@@ -108,8 +117,7 @@ class ChunkCache:
     def _flags(path: Path, n: int) -> np.ndarray:
         """(n,) int8: a chunk's sketch flags, -1 where not known (none recorded, another
         test's, or not readable)."""
-        flags = _member(path, "sketched", optional=True)
-        test = _member(path, "sketch_test", optional=True)
+        flags, test = _members(path, ("sketched", "sketch_test"), optional=True) or (None, None)
         if flags is None or len(flags) != n or test is None or str(test) != SKETCH_TEST:
             return np.full(n, -1, np.int8)
         return flags.astype(np.int8)
