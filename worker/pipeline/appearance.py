@@ -105,6 +105,11 @@ def _darkest(pixels: np.ndarray) -> np.ndarray:
     return np.minimum(np.minimum(pixels[..., 0], pixels[..., 1]), pixels[..., 2])
 
 
+def _lightest(pixels: np.ndarray) -> np.ndarray:
+    """(..., 3) -> (...): each pixel's lightest channel (as `_darkest`, numpy's fast path)."""
+    return np.maximum(np.maximum(pixels[..., 0], pixels[..., 1]), pixels[..., 2])
+
+
 def coverage(canvas: np.ndarray) -> float:
     """The share of the garment's filled outline that is drawn in (not paper): about 1 for a
     coloured drawing, 0.1-0.2 for a line sketch (outlines only)."""
@@ -118,7 +123,7 @@ def hue_share(canvas: np.ndarray) -> float:
     sketch, on tinted paper too, a few thousandths or hundredths for a white garment's logo
     or print."""
     inside = _inside(canvas)
-    spread = np.maximum(np.maximum(canvas[..., 0], canvas[..., 1]), canvas[..., 2]) - _darkest(canvas)
+    spread = _lightest(canvas) - _darkest(canvas)  # never negative: no uint8 wrap
     return float((_eroded(spread > HUE_SPREAD, HUE_AREA) & inside).sum() / max(1, inside.sum()))
 
 
