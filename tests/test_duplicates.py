@@ -198,8 +198,8 @@ def test_the_csv_has_a_row_per_pair_of_the_groups_the_json_lists(synthetic):
         assert response.headers["Content-Disposition"] == \
             f'attachment; filename="duplicates-{verdict}.csv"'
         header, *rows = csv.reader(io.StringIO(response.get_data(as_text=True)))
-        assert header == ["a", "b", "similarity", "verdict", "group"]
-        assert rows == [[p["a"], p["b"], str(p["similarity"]), p["verdict"], str(number)]
+        assert header == ["a", "b", "similarity", "verdict", "group", "sketches"]
+        assert rows == [[p["a"], p["b"], str(p["similarity"]), p["verdict"], str(number), ""]
                         for number, g in enumerate(groups, 1) for p in g["pairs"]]
     refused = client.get("/api/duplicates.csv?min_verdict=nope")
     assert refused.status_code == 400 and refused.get_json()["error"] == "invalid_min_verdict"
@@ -208,7 +208,7 @@ def test_the_csv_has_a_row_per_pair_of_the_groups_the_json_lists(synthetic):
     assert 'src="/catalogue/thumbs/' in page and 'src="/database/' not in page  # thumbnails
     pair = {"a": "=HYPERLINK(1)", "b": "b", "similarity": 99, "verdict": "copy"}
     assert duplicates_csv([{"designs": ["=HYPERLINK(1)", "b"], "pairs": [pair]}]).splitlines() \
-        == ["a,b,similarity,verdict,group", "'=HYPERLINK(1),b,99,copy,1"]  # no formulas run
+        == ["a,b,similarity,verdict,group,sketches", "'=HYPERLINK(1),b,99,copy,1,"]  # no formulas run
 
 
 def test_designs_drawn_as_sketches_are_named_in_their_group_and_marked_on_the_page(
@@ -227,6 +227,12 @@ def test_designs_drawn_as_sketches_are_named_in_their_group_and_marked_on_the_pa
     assert set(marked[0]["sketches"]) <= set(marked[0]["designs"])
     page = client.get("/duplicates?min_verdict=similar").get_data(as_text=True)
     assert page.count("· line sketches") == 2 and 'id="sketches-judged"' in page
+    pairs = list(csv.DictReader(io.StringIO(client.get(
+        "/api/duplicates.csv?min_verdict=similar").get_data(as_text=True))))
+    assert [p["sketches"] for p in pairs if {p["a"], p["b"]} == {names[original], names[copy]}
+            ] == ["a b"]  # the sketched pair, both its designs named
+    assert all(p["sketches"] == " ".join(s for s in ("a", "b") if p[s] in marked[0]["sketches"])
+               for p in pairs)  # a pair of one sketch and a drawing names the sketch alone
     write_generation(settings.features_dir, front, back, names)  # no flags: none marked
     groups = client.get("/api/duplicates?min_verdict=similar").get_json()["groups"]
     assert groups and not any(g["sketches"] for g in groups)

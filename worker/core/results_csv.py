@@ -31,7 +31,7 @@ REPORT_COLUMNS = ("design", "rank", "match", "similarity", "verdict", "front_sco
 SEARCH_COLUMNS = ("rank", "match", "similarity", "verdict", "front_score", "back_score",
                   "filters", "swapped", "outline_only", "score", "front_weight", "side_copies",
                   "boxes", "order", "turned")
-DUPLICATES_COLUMNS = ("a", "b", "similarity", "verdict", "group")
+DUPLICATES_COLUMNS = ("a", "b", "similarity", "verdict", "group", "sketches")
 NO_HITS = "no catalogue design passes the filters"  # a finished design's only cause of none
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet would run such a cell
 
@@ -152,7 +152,9 @@ def search_csv(result: SearchResult) -> str:
 
 def duplicates_csv(groups: list[dict]) -> str:
     """The duplicate groups (worker.core.duplicates.duplicate_groups) as CSV: a row per pair;
-    `group` numbers the groups from 1, as the page and the CLI show them."""
+    `group` numbers the groups from 1, as the page and the CLI show them; `sketches`: which
+    of the pair (`a`, `b`, `a b`) is drawn as line sketches, judged without its lead."""
     return _csv(DUPLICATES_COLUMNS, (
-        [pair["a"], pair["b"], pair["similarity"], pair["verdict"], number]
+        [pair["a"], pair["b"], pair["similarity"], pair["verdict"], number,
+         " ".join(side for side in ("a", "b") if pair[side] in group.get("sketches", ()))]
         for number, group in enumerate(groups, start=1) for pair in group["pairs"]))
