@@ -180,7 +180,7 @@ def test_line_sketches_filed_as_designs_are_recorded_and_judged_without_a_lead(
     from benchmarks.lookalike_edits import lineart
     from worker.core.bank import load_bank
     from worker.indexing.build import build_index
-    from worker.indexing.edits import add_designs
+    from worker.indexing.edits import add_designs, remove_design
     from worker.pipeline.duplicates import find_duplicates
     from worker.pipeline.verdicts import duplicate_thresholds_in
 
@@ -202,9 +202,9 @@ def test_line_sketches_filed_as_designs_are_recorded_and_judged_without_a_lead(
     add_designs(settings, extractor, added)
     for step in ("edit", "build"):
         if step == "build":
-            manifest = build_index(settings, extractor, progress=False)
-            assert manifest["sketch_share"] == round(4 / (2 * len(manifest["names"])), 3)
+            build_index(settings, extractor, progress=False)
         manifest, pairs = read_duplicates(settings.features_dir)
+        assert manifest["sketch_share"] == round(4 / (2 * len(manifest["names"])), 3), step
         sketches = {manifest["names"][r] for r in np.nonzero(pairs.sketched.all(axis=1))[0]}
         assert sketches == {name for name, _, _ in added} and not pairs.sketched[:-2].any(), step
         both = np.isin(pairs.a, [len(pairs.sketched) - 2]) & np.isin(pairs.b, [len(pairs.sketched) - 1])
@@ -220,3 +220,5 @@ def test_line_sketches_filed_as_designs_are_recorded_and_judged_without_a_lead(
                              text=True, timeout=60)
     names = ", ".join(name for name, _, _ in added)
     assert f"drawn as line sketches, judged without their lead: {names}" in printed.stdout
+    left = remove_design(settings, added[0][0])  # the share follows the edit
+    assert left["sketch_share"] == round(2 / (2 * len(left["names"])), 3)

@@ -6,8 +6,7 @@ projected with the index's existing whitening (a full `make index` re-learns it)
 rows are dropped. An edit writes a new generation (its pairs.csv, banks, manifest) and
 switches to it in one step (worker.core.generations), then rewrites DATABASE_DIR/pairs.csv;
 wherever it stops, workers see the old catalogue or the new one. Edits and `make index` take
-one lock. Added images are stored under their content's hash, so no file a design uses is
-ever overwritten.
+one lock. Added images are stored under their content's hash: no file in use is overwritten.
 """
 
 from __future__ import annotations
@@ -47,6 +46,7 @@ from worker.core.queueing import EXTENSION
 from worker.core.settings import Settings
 from worker.core.storage import write_aside
 from worker.indexing.recovery import mark_listed, sync_listed, tidy
+from worker.indexing.sketches import edited_share
 from worker.pipeline.ann import stored_index
 from worker.pipeline.appearance import is_sketch
 from worker.pipeline.duplicates import after_add, after_remove
@@ -102,7 +102,8 @@ def _save(settings: Settings, bank: FeatureBank, before: Catalogue, after: Catal
                 "backs": backs, "catalogue_fingerprint": after.fingerprint(),
                 "edit": {"from": before.fingerprint()},
                 "duplicates": duplicates.summary(duplicate_thresholds_in(bank.manifest)),
-                "updated": datetime.now(UTC).isoformat(timespec="seconds")}
+                "updated": datetime.now(UTC).isoformat(timespec="seconds"),
+                **edited_share(fronts, backs, duplicates.sketched)}
     front, back = front.astype(np.float32), back.astype(np.float32)
     coarse, manifest["coarse_index"] = stored_index(front, back, settings.search_ann_min_pairs)
     folder = write_bank(settings.features_dir, front, back, manifest, bank.whitening,

@@ -34,6 +34,17 @@ def share_of(flags) -> float:
     return round(sum(flags) / len(flags), 3) if flags else 0.0
 
 
+def edited_share(fronts: list[str], backs: list[str], sketched: np.ndarray | None) -> dict:
+    """An edited catalogue's manifest `sketch_share`: among its distinct drawing paths, from
+    its duplicate list's (n_pairs, 2) flags (the build counts distinct contents); none for a
+    list made before the flags (the build's share stays)."""
+    if sketched is None:
+        return {}
+    flags = dict(zip(fronts, sketched[:, 0].tolist(), strict=True))
+    flags.update(zip(backs, sketched[:, 1].tolist(), strict=True))
+    return {"sketch_share": share_of(flags.values())}
+
+
 def read_sketches(catalogue: Catalogue, paths: list[str], max_pixels: int, trim: bool
                   ) -> dict[str, bool]:
     """Path -> is it a line sketch, for each of `paths` that can be read."""
