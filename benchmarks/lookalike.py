@@ -32,7 +32,8 @@ from worker.core.catalogue import load_catalogue
 from worker.dev.sample import Design, make_designs, sample_catalogue
 from worker.pipeline.listing import ranked
 from worker.pipeline.preprocess import to_canvas
-from worker.pipeline.ranking import project_query, read_sides
+from worker.pipeline.ranking import project_query
+from worker.pipeline.reading import read_sides
 
 K = 20
 UNRELATED_SEED_OFFSET = 1000  # unrelated designs: the generator at another seed

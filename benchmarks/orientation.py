@@ -31,7 +31,8 @@ from worker.dev.sample import make_designs
 from worker.pipeline.listing import ranked
 from worker.pipeline.orientation import Uprights
 from worker.pipeline.preprocess import to_rgb, upright_canvas
-from worker.pipeline.ranking import project_query, read_sides
+from worker.pipeline.ranking import project_query
+from worker.pipeline.reading import read_sides
 
 SCANNED = (90, 270)  # counter-clockwise turns of the page; the service must undo each
 SEARCHED = ("rescan", "colourway")  # the families searched sideways

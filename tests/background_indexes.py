@@ -1,9 +1,10 @@
 """The catalogues tests/test_near_duplicates.py searches (300 look-alike designs, and the
-24-design sample with a white T-shirt), indexed by `worker.cli.index` (as `make run` builds
-an index) in one process started with the session at the lowest CPU priority. Their ~1,250
-forward passes then use the CPU the other tests leave idle while they wait on workers, Redis
-and a browser; that module runs last and waits for what is left (docs/performance.md, "The
-test suite"). `python -m tests.background_indexes ROOT` is that process."""
+24-design sample with a white T-shirt and three line sketches), indexed by
+`worker.cli.index` (as `make run` builds an index) in one process started with the session
+at the lowest CPU priority. Their ~1,250 forward passes then use the CPU the other tests
+leave idle while they wait on workers, Redis and a browser; that module runs last and waits
+for what is left (docs/performance.md, "The test suite"). `python -m
+tests.background_indexes ROOT` is that process."""
 
 from __future__ import annotations
 
@@ -73,18 +74,43 @@ def white_tee(side: str) -> Image.Image:
     return img
 
 
+SKETCHED_GARMENT_OF = 5  # a sample design whose garment's other designs are filed as sketches
+
+
+def filed_sketches() -> list:
+    """Three sample designs of SKETCHED_GARMENT_OF's garment (itself left out), filed as line
+    sketches beside their drawings, as a team files the flats of its range."""
+    from worker.dev.sample import make_designs
+
+    designs = make_designs(24, seed=SEED)
+    return [d for i, d in enumerate(designs) if d.garment == designs[SKETCHED_GARMENT_OF].garment
+            and i != SKETCHED_GARMENT_OF][:3]
+
+
 def write_white(db: Path) -> None:
-    """The 24-design sample (coloured drawings) and one white T-shirt."""
+    """The 24-design sample (coloured drawings), one white T-shirt and the line sketches of
+    three designs of one garment (`filed_sketches`)."""
+    import numpy as np
+
+    from benchmarks.lookalike_edits import lineart
     from worker.core.catalogue import load_catalogue, write_catalogue_csv
 
     write_catalogue(db, 24, seed=SEED)
-    for side in ("front", "back"):
-        white_tee(side).save(db / "images" / f"white-tee_{side}.png")
     cat = load_catalogue(db)
-    write_catalogue_csv(db, [*cat.names, "white-tee"], [*cat.fronts, "images/white-tee_front.png"],
-                        [*cat.backs, "images/white-tee_back.png"],
-                        {column: [*values, value] for (column, values), value
-                         in zip(cat.extra.items(), ("tshirt", "SS26"), strict=True)})
+    names, fronts, backs = list(cat.names), list(cat.fronts), list(cat.backs)
+    extra = {column: list(values) for column, values in cat.extra.items()}
+    drawn = [("white-tee", white_tee, ("tshirt", "SS26"))]
+    drawn += [(f"sketch-{d.name}", lambda side, d=d: lineart(d, side, np.random.default_rng(0)),
+               tuple(values[cat.names.index(d.name)] for values in cat.extra.values()))
+              for d in filed_sketches()]
+    for name, draw, values in drawn:
+        for side, paths in (("front", fronts), ("back", backs)):
+            draw(side).save(db / "images" / f"{name}_{side}.png")
+            paths.append(f"images/{name}_{side}.png")
+        names.append(name)
+        for column, value in zip(extra, values, strict=True):
+            extra[column].append(value)
+    write_catalogue_csv(db, names, fronts, backs, extra)
 
 
 def settings_of(root: Path, name: str) -> Settings:

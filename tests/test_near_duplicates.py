@@ -11,7 +11,13 @@ import pytest
 from PIL import Image
 
 from benchmarks.lookalike_edits import colourway, detail, lineart, rescan, spacing
-from tests.background_indexes import LOOKALIKES, precision, white_tee
+from tests.background_indexes import (
+    LOOKALIKES,
+    SKETCHED_GARMENT_OF,
+    filed_sketches,
+    precision,
+    white_tee,
+)
 from tests.http import post_pair
 from tests.images import encode, unrelated_drawing
 from worker.core.settings import DEFAULT_DESCRIPTOR
@@ -77,7 +83,7 @@ def test_an_exact_copy_of_a_white_garment_is_a_copy_not_a_line_sketch(
         white_garment_settings, settings, lookalike_extractor, redis):
     """A white fill is the paper's colour, so a white garment marked only in black reads as a
     line sketch, and its exact copy was matched by the outline alone: no verdict (exploratory
-    round 7). The catalogue holds the drawing it nearly duplicates, so it is compared whole."""
+    round 7). The catalogue holds the drawing it copies, so it is compared whole."""
     assert sketched(tuple(to_canvas(white_tee(side), True) for side in ("front", "back"))) == \
         (True, True)
     client, run_worker = _served(white_garment_settings, settings, lookalike_extractor, redis)
@@ -86,13 +92,21 @@ def test_an_exact_copy_of_a_white_garment_is_a_copy_not_a_line_sketch(
     assert body["outline_only"] == []
     assert body["results"][0]["name"] == "white-tee"
     assert body["results"][0]["verdict"] == "copy", body["results"][0]
-    # a line sketch of a coloured design there is still matched by its outline alone
-    design = make_designs(24, seed=7)[5]
+    # a line sketch of a coloured design there is still matched by its outline alone, though
+    # the catalogue's sketches of its garment's other designs are near it whole
+    design = make_designs(24, seed=7)[SKETCHED_GARMENT_OF]
     sketch = [encode(rescan(lineart(design, side, np.random.default_rng(6)),
                             np.random.default_rng(7))) for side in ("front", "back")]
     body = _finished(client, run_worker, *sketch)
     assert body["outline_only"] == ["front", "back"]
     assert all(h["verdict"] is None for h in body["results"])
+    assert design.name in [h["name"] for h in body["results"]]
+    # a sketch of a design filed as a sketch too: compared whole, its design first
+    filed = filed_sketches()[0]
+    sketch = [encode(rescan(lineart(filed, side, np.random.default_rng(8)),
+                            np.random.default_rng(9))) for side in ("front", "back")]
+    body = _finished(client, run_worker, *sketch)
+    assert body["results"][0]["name"] in (filed.name, f"sketch-{filed.name}"), body["results"][:3]
 
 
 def _finished(client, run_worker, front: bytes, back: bytes | None, **fields) -> dict:
@@ -176,7 +190,8 @@ def test_after_a_found_copy_the_list_holds_more_of_the_same_garment_and_pattern(
     from worker.core.bank import load_bank
     from worker.pipeline.appearance import sketched
     from worker.pipeline.preprocess import to_canvas
-    from worker.pipeline.ranking import outline_sides, project_query, top_k
+    from worker.pipeline.ranking import project_query, top_k
+    from worker.pipeline.reading import outline_sides
 
     client, run_worker = client_and_worker
     bank = load_bank(lookalike_settings.features_dir)

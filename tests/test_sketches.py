@@ -20,7 +20,8 @@ from worker.pipeline.appearance import (
     is_sketch,
 )
 from worker.pipeline.preprocess import to_canvas
-from worker.pipeline.ranking import outline_sides, project_query
+from worker.pipeline.ranking import project_query
+from worker.pipeline.reading import outline_sides
 
 DESIGNS = make_designs(8, 7)
 

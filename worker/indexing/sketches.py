@@ -1,7 +1,7 @@
 """Which catalogue drawings are line sketches: recorded per drawing by the build, so that the
 duplicate list judges a design sketched on both sides without its lead over the second
 (worker.core.duplicates.sketched_designs), and so that a search knows whether the catalogue
-is one of coloured drawings or of sketches (its `sketch_share`: ranking.outline_sides)."""
+is one of coloured drawings or of sketches (its `sketch_share`: reading.outline_sides)."""
 
 from __future__ import annotations
 

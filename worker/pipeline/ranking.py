@@ -14,61 +14,8 @@ import numpy as np
 from worker.core.bank import FeatureBank
 from worker.core.catalogue import Catalogue
 from worker.core.contract import Hit, rounded
-from worker.core.duplicates import SKETCHED_CATALOGUE
-from worker.pipeline.appearance import sketched
-from worker.pipeline.crops import cropped
 from worker.pipeline.exact import ExactMatch, usable
 from worker.pipeline.verdicts import similarity, verdict_of
-
-DRAWN_ALIKE = 0.9  # a sketch-like side this close whole to a catalogue drawing is a copy of it
-
-
-def outline_sides(bank: FeatureBank, sketches: tuple[bool, bool],
-                  rows: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
-                  ) -> tuple[bool, bool]:
-    """Which query sides are matched by their outline alone: the line sketches
-    (`appearance.is_sketch`) when the catalogue is of coloured drawings (the index's
-    `sketch_share`; an index without it: none), unless the catalogue holds a drawing the side
-    nearly duplicates whole (`drawn_alike`: a white garment marked only in black or grey
-    reads as a sketch, and a copy of one is not a sketch of a coloured design). A sketch's
-    model and colour columns describe an empty garment, not the design it draws; among
-    sketches they are compared whole."""
-    coloured = bank.manifest.get("sketch_share", 1.0) < SKETCHED_CATALOGUE
-    usable = coloured and bank.whitening is not None and bool(bank.whitening.blocks)
-    return tuple(bool(sketch) and usable and not drawn_alike(bank, row)
-                 for sketch, row in zip(sketches, rows, strict=True))
-
-
-def read_sides(bank: FeatureBank, canvases: tuple[np.ndarray | None, np.ndarray | None],
-               rows: tuple[np.ndarray | None, np.ndarray | None]
-               ) -> tuple[tuple[bool, bool], tuple[bool, bool]]:
-    """How each query side is compared: (matched by its outline alone: `outline_sides`,
-    scored without it: `crop_sides`), from its canvas and raw descriptor (None: no side). A
-    side read as both a sketch and a crop is matched by its outline: never both."""
-    outline = outline_sides(bank, sketched(canvases), rows)
-    crops = tuple(c and not o for c, o in zip(cropped(canvases), outline, strict=True))
-    return outline, crop_sides(bank, crops, rows)
-
-
-def crop_sides(bank: FeatureBank, crops: tuple[bool, bool],
-               rows: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
-               ) -> tuple[bool, bool]:
-    """Which query sides are scored without their outline: the crops of a design
-    (`crops.is_crop`), where the bank has a silhouette to leave out, unless the catalogue
-    holds a drawing the side nearly duplicates whole (a catalogue of details)."""
-    usable = bank.whitening is not None and bool(bank.whitening.blocks)
-    return tuple(bool(crop) and usable and not drawn_alike(bank, row)
-                 for crop, row in zip(crops, rows, strict=True))
-
-
-def drawn_alike(bank: FeatureBank, row: np.ndarray | None) -> bool:
-    """Whether one query drawing's whole descriptor reaches DRAWN_ALIKE against a catalogue
-    drawing of either side (every row, outside the coarse index: asked only for a side read
-    as a sketch or a crop, rare queries, and one product is cheap below a million pairs)."""
-    if row is None or len(bank) == 0:
-        return False
-    q = project_query(bank, row)
-    return max(float((bank.front @ q).max()), float((bank.back @ q).max())) >= DRAWN_ALIKE
 
 
 def project_query(bank: FeatureBank, row: np.ndarray, outline: bool = False,
@@ -142,12 +89,9 @@ def score_pairs(bank: FeatureBank, q_front: np.ndarray | None, q_back: np.ndarra
     exact-match bonus where it has one (`worker.pipeline.exact`).
     """
     _check_query(q_front, q_back)
-    exact = usable(ExactMatch.of(bank.manifest), bank.whitening)
 
     def side(rows: np.ndarray, q: np.ndarray | None) -> np.ndarray | None:
-        if q is None:
-            return None
-        return rows @ q if exact is None else exact.scores(bank.whitening, rows, q)
+        return None if q is None else side_scores(bank, rows, q)
 
     front, back = side(bank.front, q_front), side(bank.back, q_back)
     total = _combine(front, back, front_weight)
@@ -165,6 +109,13 @@ def score_pairs(bank: FeatureBank, q_front: np.ndarray | None, q_back: np.ndarra
         if back is not None:
             back = np.where(swapped, cross_front, back)
     return Scores(total, front, back, swapped)
+
+
+def side_scores(bank: FeatureBank, rows: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """(n, dim) rows of one bank side, a (dim,) projected query side -> (n,) scores: dot
+    products, with the index's exact-match bonus where it has one (`worker.pipeline.exact`)."""
+    exact = usable(ExactMatch.of(bank.manifest), bank.whitening)
+    return rows @ q if exact is None else exact.scores(bank.whitening, rows, q)
 
 
 def top_k(bank: FeatureBank, q_front: np.ndarray | None, q_back: np.ndarray | None, k: int,

@@ -42,7 +42,7 @@ from worker.core.images import ImageRejected
 from worker.core.storage import UploadGone
 from worker.pipeline.orientation import split, turned_sides
 from worker.pipeline.preprocess import query_canvas
-from worker.pipeline.ranking import read_sides
+from worker.pipeline.reading import read_sides
 from worker.service.engine import Engine, Snapshot, current
 from worker.service.jobs import SearchInputError, rank_hits, sides_read
 

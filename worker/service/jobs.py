@@ -30,7 +30,8 @@ from worker.core.queueing import query_canvas_name
 from worker.pipeline.grid import draw_grid
 from worker.pipeline.listing import ranked
 from worker.pipeline.orientation import turned_sides
-from worker.pipeline.ranking import project_query, read_sides, side_weights
+from worker.pipeline.ranking import project_query, side_weights
+from worker.pipeline.reading import read_sides
 from worker.pipeline.sides import searched_alone, side_copies
 from worker.pipeline.verdicts import thresholds_in
 from worker.service.batching import Extracted, QueueRef
