@@ -21,7 +21,7 @@ from worker.pipeline.appearance import (
 )
 from worker.pipeline.preprocess import to_canvas
 from worker.pipeline.ranking import project_query
-from worker.pipeline.reading import outline_sides
+from worker.pipeline.reading import DRAWN_ALIKE, _nearest_whole, copied_whole, outline_sides
 
 DESIGNS = make_designs(8, 7)
 
@@ -81,6 +81,23 @@ def test_a_sketch_keeps_only_its_silhouette_in_a_catalogue_of_coloured_drawings(
                                atol=1e-6)
     # against whole catalogue rows it scores the silhouette, scaled by its share: no verdicts
     assert float(q @ bank.front[0]) < 0.5
+
+
+def test_a_sketch_is_compared_whole_only_where_its_nearest_drawing_is_also_cut_as_it():
+    """A sketch-like side near a catalogue drawing whole (a white garment's copy reads as a
+    sketch) is compared whole where that drawing is also its best outline match: a filed
+    sketch of another design is near every sketch of its garment whole, and cut otherwise. A
+    side also read as a crop (its outline is its frame's) is taken at its nearness alone."""
+    bank, raw = bank_of(0.0)
+    start = raw.shape[1] - sum(BLOCKS)
+    silhouette = slice(start, start + BLOCKS[0])
+    recut = raw[0].copy()  # row 0's drawing, its outline nearer row 1's
+    recut[silhouette] = 0.45 * raw[0][silhouette] + 0.55 * raw[1][silhouette]
+    cosine, _, nearest = _nearest_whole(bank, recut)
+    assert cosine >= DRAWN_ALIKE and nearest == 0
+    assert copied_whole(bank, raw[0]) and not copied_whole(bank, recut)
+    assert outline_sides(bank, (True, True), (raw[0], recut)) == (False, True)
+    assert outline_sides(bank, (True, True), (raw[0], recut), (False, True)) == (False, False)
 
 
 def test_among_sketches_or_with_an_older_index_a_sketch_is_compared_whole():

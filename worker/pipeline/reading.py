@@ -30,25 +30,27 @@ def read_sides(bank: FeatureBank, canvases: tuple[np.ndarray | None, np.ndarray 
     """How each query side is compared, from its canvas and raw descriptor (None: no side):
     (matched by its outline alone: `outline_sides`, scored without it: `crop_sides`). A side
     read as both a sketch and a crop is matched by its outline: never both."""
-    outline = outline_sides(bank, sketched(canvases), rows)
-    crops = tuple(c and not o for c, o in zip(cropped(canvases), outline, strict=True))
+    crops = cropped(canvases)
+    outline = outline_sides(bank, sketched(canvases), rows, crops)
+    crops = tuple(c and not o for c, o in zip(crops, outline, strict=True))
     return outline, crop_sides(bank, crops, rows)
 
 
 def outline_sides(bank: FeatureBank, sketches: tuple[bool, bool],
-                  rows: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
-                  ) -> tuple[bool, bool]:
+                  rows: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
+                  crops: tuple[bool, bool] = (False, False)) -> tuple[bool, bool]:
     """Which query sides are matched by their outline alone: the line sketches
     (`appearance.is_sketch`) when the catalogue is of coloured drawings (the index's
     `sketch_share`; an index without it: none), unless the catalogue holds the drawing the
     side copies (`copied_whole`: a white garment marked only in black or grey reads as a
-    sketch, and a copy of one is not a sketch of a coloured design). A sketch's model and
+    sketch, and a copy of one is not a sketch of a coloured design; a side also read as a
+    crop, `crops`, by its nearness alone: its outline is its frame's). A sketch's model and
     colour columns describe an empty garment, not the design it draws; among sketches they
     are compared whole."""
     coloured = bank.manifest.get("sketch_share", 1.0) < SKETCHED_CATALOGUE
     usable = coloured and bank.whitening is not None and bool(bank.whitening.blocks)
-    return tuple(bool(sketch) and usable and not copied_whole(bank, row)
-                 for sketch, row in zip(sketches, rows, strict=True))
+    return tuple(bool(sketch) and usable and not copied_whole(bank, row, crop)
+                 for sketch, row, crop in zip(sketches, rows, crops, strict=True))
 
 
 def crop_sides(bank: FeatureBank, crops: tuple[bool, bool],
@@ -62,14 +64,14 @@ def crop_sides(bank: FeatureBank, crops: tuple[bool, bool],
                  for crop, row in zip(crops, rows, strict=True))
 
 
-def copied_whole(bank: FeatureBank, row: np.ndarray | None) -> bool:
+def copied_whole(bank: FeatureBank, row: np.ndarray | None, crop: bool = False) -> bool:
     """Whether the catalogue holds the drawing a sketch-like query drawing copies: the one it
     nearly duplicates whole (DRAWN_ALIKE), if that is also its best outline match (the
     silhouette and the proportions' bonus, as `outline_sides` scores it) on that side of the
-    catalogue."""
+    catalogue; for a `crop` of a drawing (whose outline is its frame's), nearness alone."""
     cosine, rows, i = _nearest_whole(bank, row)
-    if cosine < DRAWN_ALIKE:
-        return False
+    if cosine < DRAWN_ALIKE or crop:
+        return cosine >= DRAWN_ALIKE
     by_outline = side_scores(bank, rows, project_query(bank, row, outline=True))
     return bool(by_outline[i] >= by_outline.max())
 
