@@ -232,7 +232,7 @@ def test_designs_drawn_as_sketches_are_named_in_their_group_and_marked_on_the_pa
     assert [p["sketches"] for p in pairs if {p["a"], p["b"]} == {names[original], names[copy]}
             ] == ["a b"]  # the sketched pair, both its designs named
     assert all(p["sketches"] == " ".join(s for s in ("a", "b") if p[s] in marked[0]["sketches"])
-               for p in pairs)  # a pair of one sketch and a drawing names the sketch alone
+               for p in pairs)  # each row names its pair's sketched designs, no others
     write_generation(settings.features_dir, front, back, names)  # no flags: none marked
     groups = client.get("/api/duplicates?min_verdict=similar").get_json()["groups"]
     assert groups and not any(g["sketches"] for g in groups)

@@ -75,7 +75,8 @@ def client_and_worker(lookalike_settings, settings, lookalike_extractor, redis):
 
 @pytest.fixture(scope="module")
 def white_garment_settings(background_indexes):
-    """The 24-design sample catalogue (coloured drawings) and one white T-shirt, indexed."""
+    """The 24-design sample catalogue (coloured drawings), one white T-shirt and three line
+    sketches of one garment's designs (tests/background_indexes.py), indexed."""
     return background_indexes.ready("white")
 
 
@@ -84,6 +85,9 @@ def test_an_exact_copy_of_a_white_garment_is_a_copy_not_a_line_sketch(
     """A white fill is the paper's colour, so a white garment marked only in black reads as a
     line sketch, and its exact copy was matched by the outline alone: no verdict (exploratory
     round 7). The catalogue holds the drawing it copies, so it is compared whole."""
+    from worker.core.bank import load_bank
+    from worker.pipeline.reading import DRAWN_ALIKE, _nearest_whole
+
     assert sketched(tuple(to_canvas(white_tee(side), True) for side in ("front", "back"))) == \
         (True, True)
     client, run_worker = _served(white_garment_settings, settings, lookalike_extractor, redis)
@@ -95,17 +99,21 @@ def test_an_exact_copy_of_a_white_garment_is_a_copy_not_a_line_sketch(
     # a line sketch of a coloured design there is still matched by its outline alone, though
     # the catalogue's sketches of its garment's other designs are near it whole
     design = make_designs(24, seed=7)[SKETCHED_GARMENT_OF]
-    sketch = [encode(rescan(lineart(design, side, np.random.default_rng(6)),
-                            np.random.default_rng(7))) for side in ("front", "back")]
-    body = _finished(client, run_worker, *sketch)
+    drawn = [rescan(lineart(design, side, np.random.default_rng(6)), np.random.default_rng(7))
+             for side in ("front", "back")]
+    bank = load_bank(white_garment_settings.features_dir)
+    rows = lookalike_extractor.extract(np.stack([to_canvas(img, True) for img in drawn]))
+    assert all(_nearest_whole(bank, row)[0] >= DRAWN_ALIKE for row in rows)  # compared whole before
+    body = _finished(client, run_worker, *map(encode, drawn))
     assert body["outline_only"] == ["front", "back"]
     assert all(h["verdict"] is None for h in body["results"])
     assert design.name in [h["name"] for h in body["results"]]
-    # a sketch of a design filed as a sketch too: compared whole, its design first
+    # a sketch of a design filed as a sketch too: compared whole, its design (either filing) first
     filed = filed_sketches()[0]
     sketch = [encode(rescan(lineart(filed, side, np.random.default_rng(8)),
                             np.random.default_rng(9))) for side in ("front", "back")]
     body = _finished(client, run_worker, *sketch)
+    assert body["outline_only"] == []
     assert body["results"][0]["name"] in (filed.name, f"sketch-{filed.name}"), body["results"][:3]
 
 
