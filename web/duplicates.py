@@ -64,7 +64,9 @@ def list_duplicates():
 @api.validate(query=DuplicatesQuery, tags=["catalogue"], operation_id="listDuplicatesCsv",
               skip_validation=True, resp=Responses(
                   HTTP_200=(None, "CSV, a row per pair: " + ",".join(DUPLICATES_COLUMNS)
-                            + "; `group` numbers the groups from 1, as the page does"),
+                            + "; `group` numbers the groups from 1, as the page does; "
+                            "`sketches` names which of the pair (a, b, or a b) its group "
+                            "judges without its lead, drawn as line sketches"),
                   HTTP_400=(Error, "`min_verdict` is not copy, near-duplicate or similar, "
                                    "or is given twice (`invalid_min_verdict`)"),
                   HTTP_503=(Error, "no index, or one built before duplicates were listed "

@@ -1,6 +1,6 @@
 """`python -m worker.cli.duplicates [--min-verdict near-duplicate] [--csv FILE]`: the groups of
 catalogue designs whose pairs are judged at least that verdict, as the index lists them
-(worker.core.duplicates); printed, or written as a CSV `a,b,similarity,verdict,group`."""
+(worker.core.duplicates); printed, or written as a CSV (`results_csv.DUPLICATES_COLUMNS`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from worker.core.bank import BankError
 from worker.core.duplicates import DEFAULT_MIN_VERDICT, VERDICTS, duplicate_groups, read_duplicates
-from worker.core.results_csv import duplicates_csv
+from worker.core.results_csv import DUPLICATES_COLUMNS, duplicates_csv
 from worker.core.settings import InvalidSetting, Settings
 
 
@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the least serious verdict that joins two designs "
                              f"(default {DEFAULT_MIN_VERDICT})")
     parser.add_argument("--csv", type=Path, metavar="FILE",
-                        help="write a,b,similarity,verdict,group rows to FILE instead of printing")
+                        help="write a row per pair (" + ",".join(DUPLICATES_COLUMNS)
+                             + ") to FILE instead of printing")
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
