@@ -117,7 +117,9 @@ def search(extractor, bank, names: list[str], asked, seed: int) -> dict[str, lis
 
 
 def run(args: argparse.Namespace, database: Path) -> dict[str, list[dict]]:
+    from benchmarks.catalogue_duplicates import sketches
     from benchmarks.quality import build_bank
+    from worker.indexing.sketches import edited_share
     from worker.pipeline.extract import FeatureExtractor
 
     start = time.perf_counter()
@@ -125,7 +127,12 @@ def run(args: argparse.Namespace, database: Path) -> dict[str, list[dict]]:
     asked, filed = queries(designs, args)
     names = file_drawings(database, filed, args.seed)
     extractor = FeatureExtractor(args.weights, args.descriptor, args.precision)
-    bank = build_bank(extractor, load_catalogue(database))
+    catalogue = load_catalogue(database)
+    bank = build_bank(extractor, catalogue)
+    # counted over every drawing, as a build does (`build_bank` samples 200, few of them the
+    # rows filed last)
+    bank.manifest.update(edited_share(catalogue.fronts, catalogue.backs,
+                                      sketches(catalogue, extractor.trim)))
     found = search(extractor, bank, names, asked, args.seed)
     print(f"catalogue: {args.pairs} look-alike designs, seed {args.seed}, {args.sketches} also "
           f"filed as line sketches, {args.white} white garments marked in black; sketch share "
