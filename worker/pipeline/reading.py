@@ -70,8 +70,10 @@ def copied_whole(bank: FeatureBank, row: np.ndarray | None, crop: bool = False) 
     silhouette and the proportions' bonus, as `outline_sides` scores it) on that side of the
     catalogue; for a `crop` of a drawing (whose outline is its frame's), nearness alone."""
     cosine, rows, i = _nearest_whole(bank, row)
-    if cosine < DRAWN_ALIKE or crop:
-        return cosine >= DRAWN_ALIKE
+    if cosine < DRAWN_ALIKE:
+        return False
+    if crop:
+        return True
     by_outline = side_scores(bank, rows, project_query(bank, row, outline=True))
     return bool(by_outline[i] >= by_outline.max())
 
