@@ -121,7 +121,7 @@ def test_the_cli_writes_a_row_per_pair_with_its_group(seeded, tmp_path):
                           env=service_env(settings), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader(out.open()))
-    assert list(rows[0]) == ["a", "b", "similarity", "verdict", "group"]
+    assert list(rows[0]) == ["a", "b", "similarity", "verdict", "group", "sketches"]
     by_group: dict[str, set[str]] = {}
     for row in rows:
         assert row["verdict"] in ("copy", "near-duplicate") and 75 <= int(row["similarity"]) <= 100
