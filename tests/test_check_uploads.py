@@ -69,6 +69,13 @@ def _patched(data: bytes, member: str, field: str, value: int) -> bytes:
     return bytes(out)
 
 
+def _understated(data: bytes, entries: int) -> bytes:
+    """The ZIP with its end record declaring `entries` entries (this disk and in all)."""
+    out = bytearray(data)
+    struct.pack_into("<HH", out, out.rfind(b"PK\x05\x06") + 8, entries, entries)
+    return bytes(out)
+
+
 NOISE = os.urandom(3 * 1024 * 1024)  # does not compress: within any ratio
 HOSTILE = {  # name: (ZIP, settings, status, error code, words of the message)
     "dot-dot entry": (make_zip({"../evil.png": PNG, **GOOD}, ROW), {}, 400, "unsafe_entry", ".."),
@@ -85,6 +92,11 @@ HOSTILE = {  # name: (ZIP, settings, status, error code, words of the message)
     "entry named twice": (_two_named("a-f.png"), {}, 400, "unsafe_entry", "two entries"),
     "too many entries": (make_zip({f"x{i}.png": PNG for i in range(12)} | GOOD, ROW),
                          {"zip_max_entries": 10}, 413, "too_many_entries", "at most 10"),
+    # 300 entries' list takes ~16 KiB, past 10 KiB; listed whole, they would say "holds 303"
+    "an end record understating its entries": (
+        _understated(make_zip({f"x{i}.png": b"" for i in range(300)} | GOOD, ROW), 2),
+        {"zip_max_entries": 10}, 413, "too_many_entries", "more than 10 entries need (its end "
+        "record says 2); at most 10"),
     "bzip2 bomb": (make_zip({"a-f.png": b"\0" * (40 * 1024 * 1024), "a-b.png": PNG}, ROW,
                             zipfile.ZIP_BZIP2), {}, 415, "unsupported_compression",
                    "'pairs.csv' is compressed with bzip2; save the ZIP with the usual"),

@@ -3,7 +3,8 @@
 Nothing is ever extracted to disk: members are read into memory, and the bytes are counted
 while they are read (a header's sizes may lie). Refused before any member is read: entries
 named with `..` or an absolute path, symbolic links, encrypted entries, names seen twice,
-more than ZIP_MAX_ENTRIES entries, declared sizes past ZIP_MAX_MB. Refused while reading:
+more than ZIP_MAX_ENTRIES entries (declared, or a list of entries longer than that many
+need), declared sizes past ZIP_MAX_MB. Refused while reading:
 more than ZIP_MAX_MB in all, or an entry past ZIP_MAX_RATIO times its compressed size (a ZIP
 bomb). An entry past ZIP_MAX_ENTRY_MB, or one that cannot be read, is refused on its own
 (`EntryRefused`): the row that names it reports it.
@@ -26,6 +27,9 @@ MIB = 1024 * 1024
 CHUNK = 64 * 1024
 RATIO_FROM = MIB  # entries this large (uncompressed) must keep within the ratio
 ABSOLUTE = re.compile(r"^([/\\]|[A-Za-z]:)")  # /x, \x, C:x
+# an entry's record in the central directory: 46 bytes, its name, extra fields (timestamps,
+# ZIP64 sizes) and comment; honest archives use 60-300 bytes, so 1 KiB an entry is generous
+DIRECTORY_BYTES_PER_ENTRY = 1024
 
 
 class CollectionRefused(ValueError):
@@ -133,6 +137,13 @@ class SafeZip:
         if declared > self.limits.max_entries:
             raise CollectionRefused(413, "too_many_entries", f"the ZIP holds {declared} "
                                     f"entries; at most {self.limits.max_entries} are accepted")
+        # an end record may understate its count: zipfile lists the whole directory it sizes
+        listed = end[zipfile._ECD_SIZE]
+        if listed > self.limits.max_entries * DIRECTORY_BYTES_PER_ENTRY:
+            raise CollectionRefused(413, "too_many_entries", f"the ZIP's list of entries takes "
+                                    f"{listed:,} bytes, more than {self.limits.max_entries} "
+                                    f"entries need (its end record says {declared}); at most "
+                                    f"{self.limits.max_entries} are accepted")
         source.seek(0)
 
     def _check_entries(self, infos: list[zipfile.ZipInfo]) -> dict[str, zipfile.ZipInfo]:
