@@ -408,6 +408,11 @@ def test_the_report_has_a_row_per_hit_and_keeps_formulas_out():
                                       side_copies=copied, order="design")]).splitlines()
     assert lines[1].endswith(",0.5,,front: jacket-0002 copy 98; back: dress-0001 "
                              "near-duplicate 80,design,")
+    # with sides=unknown a side may copy the design's other side: the cell says so, as the page
+    swapped = [copied[0].model_copy(update={"swapped": True})]
+    lines = report_csv([CheckedDesign(name="two", status="finished", results=[hit],
+                                      side_copies=swapped)]).splitlines()
+    assert ",front: jacket-0002 (its back) copy 98," in lines[1]
     # a design of one side is ranked by that side alone, whatever the check's front_weight
     back_only = hit.model_copy(update={"front_score": None, "score": -0.2})
     front_only = hit.model_copy(update={"back_score": None, "score": 0.91})

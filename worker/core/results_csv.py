@@ -74,8 +74,14 @@ def turned_text(turned: dict[str, int]) -> str:
 
 
 def side_copies_text(copies: Iterable[SideCopy]) -> str:
-    """`front: jkt-01 copy 98; back: ...`: a query's sides that alone copy a design."""
-    return "; ".join(f"{c.side}: {c.name} {c.verdict} {c.similarity}" for c in copies)
+    """`front: jkt-01 copy 98; back: ...`: a query's sides that alone copy a design (`front:
+    jkt-01 (its back) copy 98` where sides=unknown matched the design's other side)."""
+    return "; ".join(f"{c.side}: {c.name}{_other_side(c)} {c.verdict} {c.similarity}"
+                     for c in copies)
+
+
+def _other_side(copy: SideCopy) -> str:
+    return f" (its {'back' if copy.side == 'front' else 'front'})" if copy.swapped else ""
 
 
 def _catalogue_columns(hits: Iterable[Hit]) -> list[str]:
