@@ -281,6 +281,24 @@ def test_the_id_of_another_kind_of_job_is_no_search(indexed_client, redis, index
     assert [indexed_client.get(url).status_code for url in urls] == [404] * len(urls)
 
 
+def test_a_finished_search_whose_results_expired_first_is_404(indexed_client, redis,
+                                                            indexed_settings):
+    """A search's job and its result each live RESULT_TTL, written a moment apart: a read
+    between their expiries finds a finished job without a result (it was a 500)."""
+    import uuid
+
+    from worker.core.queueing import JOB_FUNC
+
+    search = Queue(indexed_settings.queue_name, connection=redis).enqueue(
+        JOB_FUNC, job_id=uuid.uuid4().hex)
+    search.set_status("finished")  # and no result
+    for url in (f"/api/searches/{search.id}", f"/api/searches/{search.id}/results.csv",
+                f"/api/searches/{search.id}/result.jpg", f"/searches/{search.id}"):
+        response = indexed_client.get(url)
+        assert response.status_code == 404, url
+    assert "expired" in indexed_client.get(f"/api/searches/{search.id}").get_json()["message"]
+
+
 def test_failed_search_reports_its_error(indexed_client, run_worker, indexed_settings):
     url = post_pair(indexed_client, GOOD_FRONT, GOOD_BACK).get_json()["url"]
     for upload in indexed_settings.upload_dir.iterdir():

@@ -10,10 +10,9 @@ from web.apidoc import Responses, api
 from web.errors import RequestRefused, error_response
 from web.ops import live_workers
 from web.schemas import Error, Health, Search, SearchCreated, SearchForm, WaitQuery
-from web.searches import MAX_WAIT_S, SearchStatus, describe, fetch_search
+from web.searches import MAX_WAIT_S, SearchStatus, describe, fetch_search, finished_result
 from web.submissions import require_multipart, submit_search
 from worker.core.bank import BankError
-from worker.core.contract import SearchResult
 from worker.core.queueing import ENDED, wait_until_done
 from worker.core.readcache import read_manifest_cached
 from worker.core.results_csv import SEARCH_COLUMNS, search_csv
@@ -144,7 +143,7 @@ def get_result_csv(search_id: str):
     job = _job_or_404(search_id)
     if (refused := _finished(job)) is not None:
         return refused
-    return Response(search_csv(SearchResult.model_validate(job.return_value())),
+    return Response(search_csv(finished_result(job)),
                     mimetype="text/csv", headers={
                         "Content-Disposition": f'attachment; filename="search-{job.id[:8]}.csv"'})
 

@@ -6,7 +6,7 @@ import re
 from collections.abc import Collection
 from enum import StrEnum
 
-from flask import current_app, url_for
+from flask import abort, current_app, url_for
 from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.job import Job, JobStatus
 
@@ -68,6 +68,14 @@ def error_message(job: Job) -> str:
     return lines[-1] if lines else f"the search failed; {RESUBMIT}"
 
 
+def finished_result(job: Job) -> SearchResult:
+    """A finished search's result; a 404 where it expired a moment before its job (each lives
+    RESULT_TTL from a moment apart)."""
+    if (value := job.return_value()) is None:
+        abort(404, description="the search's results have expired; search again")
+    return SearchResult.model_validate(value)
+
+
 def hit_view(hit: Hit) -> dict:
     """A hit with the URLs of its two catalogue images."""
     return {**hit.model_dump(), "front_url": url_for("pages.catalogue_image", path=hit.front),
@@ -96,7 +104,7 @@ def describe(job: Job) -> dict:
     if status is SearchStatus.QUEUED:
         body["queue_position"] = job.get_position()
     if status is SearchStatus.FINISHED:
-        result = SearchResult.model_validate(job.return_value())
+        result = finished_result(job)
         body.update(result.model_dump(exclude={"results", "image"}),
                     results=[hit_view(hit) for hit in result.results],
                     image_url=url_for("api.get_result_image", search_id=job.id),
