@@ -349,6 +349,32 @@ def test_re_adding_a_removed_name_never_overwrites_a_shared_image(indexed_settin
     assert manifest["fronts"][manifest["names"].index("jacket-0011")] == "images/jacket-0010_front.png"
 
 
+def test_an_add_syncs_what_it_stores_and_writes_a_damaged_drawing_again(
+        indexed_settings, tmp_path, catalogue_dir, extractor, monkeypatch):
+    """An add's drawings and pairs.csv reach the disk before it returns (the index switch is
+    synced: a power loss must not leave it naming empty files); a stored drawing that no
+    longer holds the content it is named by (such a power loss before) is written again, not
+    refused for good as "other content"."""
+    import hashlib
+
+    db = tmp_path / "db"
+    shutil.copytree(catalogue_dir, db)
+    settings = dataclasses.replace(indexed_settings, database_dir=db)
+    front, back = new_design(tmp_path)
+    stored = db / "images" / f"{hashlib.sha256(front.read_bytes()).hexdigest()[:16]}.png"
+    stored.write_bytes(b"")  # what an unsynced write can leave after a power loss
+    synced, fsync = [], os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")),
+                                                 fsync(fd))[1])
+    manifest = add_designs(settings, extractor, [("new-design", front, back)])
+    assert stored.read_bytes() == front.read_bytes()
+    row = manifest["names"].index("new-design")
+    assert f"images/{stored.name}" == manifest["fronts"][row]
+    for path in (stored, db / manifest["backs"][row], db / "pairs.csv"):  # synced aside
+        assert any(p.startswith(f"{path.parent}/.{path.name}.") for p in synced), path
+    assert {str(db / "images"), str(db)} <= set(synced)  # and their renames
+
+
 def test_a_check_names_the_catalogue_version_in_either_layout(tmp_path):
     """A generation's id; for a flat FEATURES_DIR (no CURRENT), its manifest's write time in
     the same form, not the folder's name (which never changes)."""

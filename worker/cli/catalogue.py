@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from worker.core.bank import BankError, read_manifest
-from worker.core.catalogue import CatalogueError
+from worker.core.catalogue import CatalogueError, load_catalogue
 from worker.core.generations import CatalogueBusy
 from worker.core.images import ImageRejected
 from worker.core.settings import InvalidSetting, Settings
@@ -16,9 +16,22 @@ from worker.indexing.edits import (
     CatalogueEditError,
     add_designs,
     read_drawing,
-    read_import,
     remove_design,
 )
+
+
+def read_import(source: Path) -> tuple[list[tuple[str, Path, Path]], list[dict[str, str]]]:
+    """Designs to import from a folder with pairs.csv, or from a name,front,back CSV (image
+    paths relative to the CSV's folder), and each one's values in the CSV's further columns."""
+    csv_path = source / "pairs.csv" if source.is_dir() else source
+    if not csv_path.is_file():  # not the catalogue's own "no catalogue: make a sample" advice
+        raise CatalogueEditError(f"nothing to import at {source}: name a folder holding "
+                                 "pairs.csv, or a CSV of name,front,back rows")
+    batch = load_catalogue(csv_path.parent, csv_path)
+    designs = [(name, batch.image_path(front), batch.image_path(back))
+               for name, front, back in zip(batch.names, batch.fronts, batch.backs, strict=True)]
+    return designs, [{column: batch.extra[column][row] for column in batch.extra}
+                     for row in range(len(batch))]
 
 
 def check_drawings(settings: Settings, designs: list[tuple[str, Path, Path]]) -> None:

@@ -182,7 +182,7 @@ def write_catalogue_csv(database_dir: Path, names: list[str], fronts: list[str],
                         backs: list[str], extra: dict[str, list[str]] | None = None) -> Path:
     """Write `pairs.csv` aside and swap it in, so a reader never sees half a file."""
     return write_aside(Path(database_dir), "pairs.csv",
-                       catalogue_csv(names, fronts, backs, extra))
+                       catalogue_csv(names, fronts, backs, extra), durable=True)
 
 
 def listed_catalogue(features_dir: Path, database_dir: Path) -> Catalogue:

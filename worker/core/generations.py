@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from worker.core.storage import TEMP_GRACE_S, write_aside
+from worker.core.storage import TEMP_GRACE_S, fsync_path, write_aside
 
 GENERATIONS = "generations"
 CURRENT = "CURRENT"
@@ -71,14 +71,6 @@ def new_generation(features_dir: Path) -> Path:
     folder = Path(features_dir) / GENERATIONS / gen
     folder.mkdir(parents=True)
     return folder
-
-
-def fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def switch_to(features_dir: Path, folder: Path) -> None:

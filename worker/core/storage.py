@@ -64,16 +64,32 @@ class Storage(Protocol):
     def export_result(self, name: str, folder: Path) -> Path | None: ...
 
 
-def write_aside(folder: Path, name: str, data: bytes) -> Path:
-    """Write under our own name, aside first, so a half-written file is never seen."""
+def fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_aside(folder: Path, name: str, data: bytes, durable: bool = False) -> Path:
+    """Write under our own name, aside first, so a half-written file is never seen.
+    `durable`: the bytes and the rename on disk before it returns (a catalogue's drawings and
+    pairs.csv, which a synced index switch names: a power loss must not leave them empty)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     tmp = folder / f".{name}.{uuid.uuid4().hex[:8]}.part"
     try:
-        tmp.write_bytes(data)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    if durable:
+        fsync_path(folder)
     return path
 
 
