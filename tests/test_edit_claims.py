@@ -9,7 +9,7 @@ import pytest
 from rq import Queue
 
 from web import create_app, editclaims
-from web.editclaims import ENQUEUE_GRACE_S, PENDING
+from web.editclaims import ENQUEUE_GRACE_S, PENDING, claim_ttl, edit_timeout
 from web.errors import RequestRefused
 
 
@@ -36,11 +36,20 @@ def test_an_edit_holds_its_name_until_its_job_ends_and_only_it(app, redis, setti
     assert claim(app, "y")[0] is not None  # another name
     queue = Queue(settings.queue_name, connection=redis)
     job = queue.enqueue("worker.service.jobs.search_pair", job_id=a)
-    redis.expire(PENDING + "x", settings.result_ttl - ENQUEUE_GRACE_S - 5)  # long enqueued
+    redis.expire(PENDING + "x", claim_ttl(settings) - ENQUEUE_GRACE_S - 5)  # long enqueued
     assert claim(app, "x") == (None, a)  # queued: still under way
     job.set_status("finished")
     b, _ = claim(app, "x")
     assert b is not None  # ended: free
     assert claim(app, "x") == (None, b)
-    redis.expire(PENDING + "x", settings.result_ttl - ENQUEUE_GRACE_S - 5)
+    redis.expire(PENDING + "x", claim_ttl(settings) - ENQUEUE_GRACE_S - 5)
     assert claim(app, "x")[0] is not None  # b's request failed before its job: free after the grace
+
+
+def test_a_claim_outlives_its_edit_however_short_result_ttl_is(redis, settings):
+    """With RESULT_TTL at its least (60 s) the claim lived 60 s, while its edit may wait for
+    the catalogue lock 120 s and run for its timeout: a retry then queued the edit again."""
+    brief = create_app({"SETTINGS": dataclasses.replace(settings, result_ttl=60)})
+    edit_id, _ = claim(brief, "x")
+    assert edit_id is not None
+    assert redis.ttl(PENDING + "x") > edit_timeout(settings) + 120

@@ -15,6 +15,7 @@ from worker.core.queueing import ENDED
 
 PENDING = "pairsearch:edit-pending:"  # + design name: the id of the edit of it under way
 ENQUEUE_GRACE_S = 120  # a claimed edit's job exists within a request's upload time
+QUEUE_ALLOWANCE_S = 3600  # an edit's job waits for its turn and the catalogue lock within it
 # the claim: free when nobody holds it, or the holder's job has ended, or it has no job and
 # was claimed ENQUEUE_GRACE_S ago (its request failed); else the holder's id
 _CLAIM = """
@@ -34,6 +35,17 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 """
 
 
+def edit_timeout(settings) -> int:
+    """An edit job's timeout: a catalogue edit rewrites the banks, longer than a search."""
+    return max(settings.job_timeout, 300)
+
+
+def claim_ttl(settings) -> int:
+    """How long a claim lives: past its edit's end however short RESULT_TTL is (else a retry
+    would queue the same edit again); an ended or vanished holder frees it sooner."""
+    return max(settings.result_ttl, edit_timeout(settings) + QUEUE_ALLOWANCE_S)
+
+
 def claim(name: str) -> str:
     """A new edit's id (a job id as a search's: GET /api/edits/<id> reads it), made the edit
     of `name` under way in one step; 409 while another still is (its job not ended, or not
@@ -41,7 +53,7 @@ def claim(name: str) -> str:
     edit_id = uuid.uuid4().hex
     redis = current_app.extensions["redis"]
     holder = redis.eval(_CLAIM, 1, PENDING + name, edit_id,
-                        current_app.config["SETTINGS"].result_ttl, ENQUEUE_GRACE_S,
+                        claim_ttl(current_app.config["SETTINGS"]), ENQUEUE_GRACE_S,
                         Job.redis_job_namespace_prefix, *(s.value for s in ENDED))
     if holder:
         holder = holder.decode() if isinstance(holder, bytes) else holder
