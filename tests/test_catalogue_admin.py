@@ -364,7 +364,9 @@ def test_a_check_an_edit_lands_in_keeps_to_the_catalogue_it_began_with(own_catal
 def test_an_edit_that_fails_after_the_catalogue_switched_is_answered_as_applied(
         tmp_path, catalogue_dir):
     """The pairs.csv rewrite failing after the switch made the job fail (422 edit_failed),
-    though the design was gone, and the retry was refused as an unknown name."""
+    though the design was gone, and the retry was refused as an unknown name. Only the edit's
+    own generation counts: the name removed meanwhile by another writer (the CLI) answered a
+    failed edit as done."""
     from dataclasses import replace
     from types import SimpleNamespace
 
@@ -383,21 +385,26 @@ def test_an_edit_that_fails_after_the_catalogue_switched_is_answered_as_applied(
                    backs=catalogue.backs[1:],
                    extra={c: v[1:] for c, v in catalogue.extra.items()})
 
-    def switched_then_failed():
-        fake_generation(catalogue_dir, features, kept)
+    def switched_then_failed(edit_id):
+        fake_generation(catalogue_dir, features, kept, edit={"from": "x", "id": edit_id})
         raise OSError(28, "No space left on device")
 
-    assert _applied(engine, gone, False, switched_then_failed) == \
+    assert _applied(engine, gone, switched_then_failed, "edit-1") == \
         {"name": gone, "n_pairs": len(catalogue) - 1}
     assert refreshed == [1]
 
-    def failed_before_switching():
+    def failed_before_switching(edit_id):
         raise OSError(28, "No space left on device")
 
     with pytest.raises(OSError):  # nothing changed: the edit failed, and says so
-        _applied(engine, catalogue.names[1], False, failed_before_switching)
-    with pytest.raises(OSError):  # an add whose name is not listed after it: not applied
-        _applied(engine, "new-design", True, failed_before_switching)
+        _applied(engine, catalogue.names[1], failed_before_switching, "edit-2")
+
+    def another_writer_removed_it(edit_id):
+        fake_generation(catalogue_dir, features, kept, edit={"from": "x", "id": None})
+        raise CatalogueEditError(f"no design named {gone!r} in the catalogue")
+
+    with pytest.raises(CatalogueEditError):  # gone, but not by this edit: it failed
+        _applied(engine, gone, another_writer_removed_it, "edit-3")
 
 
 def test_a_check_that_no_design_passes_the_filters_of_after_an_edit_says_so(own_catalogue,

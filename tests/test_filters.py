@@ -307,8 +307,9 @@ def test_a_design_named_with_a_slash_can_be_searched_with_and_removed(web):
         "designs.delete_design", {"name": "SS26/jkt-01"})
 
 
-def fake_generation(database_dir, features_dir, catalogue) -> None:
-    """A real generation of the catalogue with random banks (what the web reads of it)."""
+def fake_generation(database_dir, features_dir, catalogue, **manifest) -> None:
+    """A real generation of the catalogue with random banks (what the web reads of it), its
+    manifest with `manifest`'s entries besides."""
     rng = np.random.default_rng(0)
     n = len(catalogue)
     write_bank(features_dir, l2_normalise(rng.normal(size=(n, 8))),
@@ -316,7 +317,7 @@ def fake_generation(database_dir, features_dir, catalogue) -> None:
                {"n_pairs": n, "dim": 8, "dtype": "float32", "descriptor": "flatten",
                 "weights": {"id": "bsds500", "fingerprint": "abc"}, "created": CREATED,
                 "catalogue_fingerprint": catalogue.fingerprint(), "names": catalogue.names,
-                "fronts": catalogue.fronts, "backs": catalogue.backs},
+                "fronts": catalogue.fronts, "backs": catalogue.backs, **manifest},
                catalogue_csv=catalogue_csv(catalogue.names, catalogue.fronts, catalogue.backs,
                                            catalogue.extra))
 

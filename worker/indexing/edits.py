@@ -97,13 +97,14 @@ def _listed_duplicates(settings: Settings) -> DuplicatePairs | None:
 
 
 def _save(settings: Settings, bank: FeatureBank, before: Catalogue, after: Catalogue,
-          front: np.ndarray, back: np.ndarray, duplicates: DuplicatePairs) -> dict:
-    """A new generation with the rows of `after` and their duplicate pairs, switched to; then
+          front: np.ndarray, back: np.ndarray, duplicates: DuplicatePairs, edit_id: str | None) -> dict:
+    """A new generation with the rows of `after` and their duplicate pairs, switched to, its
+    manifest naming `edit_id` (whether an edit that failed after was applied); then
     DATABASE_DIR/pairs.csv."""
     names, fronts, backs, extra = after.names, after.fronts, after.backs, after.extra
     manifest = {**bank.manifest, "n_pairs": len(names), "names": names, "fronts": fronts,
                 "backs": backs, "catalogue_fingerprint": after.fingerprint(),
-                "edit": {"from": before.fingerprint()},
+                "edit": {"from": before.fingerprint(), "id": edit_id},
                 "duplicates": duplicates.summary(duplicate_thresholds_in(bank.manifest)),
                 "updated": datetime.now(UTC).isoformat(timespec="seconds"),
                 **edited_share(fronts, backs, duplicates.sketched)}
@@ -152,7 +153,7 @@ def _store(settings: Settings, image: tuple[str, bytes], created: list[Path]) ->
 
 
 def add_designs(settings: Settings, extractor, designs: list[tuple[str, Path, Path]],
-                columns: list[dict[str, str]] | None = None) -> dict:
+                columns: list[dict[str, str]] | None = None, edit_id: str | None = None) -> dict:
     """Append designs (name, front image, back image), each with its values in the
     catalogue's further columns (`columns[i]`; a column left out: empty); returns the new
     manifest. Every name, column and image is checked before anything is written."""
@@ -193,7 +194,7 @@ def add_designs(settings: Settings, extractor, designs: list[tuple[str, Path, Pa
             duplicates = after_add(_listed_duplicates(settings), front, back, len(catalogue),
                                    duplicate_thresholds_in(bank.manifest),
                                    settings.search_ann_min_pairs, sketched.reshape(-1, 2))
-            return _save(settings, bank, catalogue, after, front, back, duplicates)
+            return _save(settings, bank, catalogue, after, front, back, duplicates, edit_id)
         except BaseException:
             if current_id(settings.features_dir) == before:  # not switched: no design uses them
                 for path in created:
@@ -223,7 +224,7 @@ def _extract(settings: Settings, extractor, bank: FeatureBank, rels: list[str],
     return np.vstack(rows), np.array(sketched, bool)
 
 
-def remove_design(settings: Settings, name: str) -> dict:
+def remove_design(settings: Settings, name: str, edit_id: str | None = None) -> dict:
     """Drop a design's row, and the image files an add stored for it (named by their content,
     STORED_IMAGE) and their thumbnails unless another design uses them; drawings put in the
     catalogue by hand stay (they are the team's artwork, not the service's copies)."""
@@ -237,7 +238,7 @@ def remove_design(settings: Settings, name: str) -> dict:
         duplicates = after_remove(_listed_duplicates(settings), front, back, i,
                                   duplicate_thresholds_in(bank.manifest),
                                   settings.search_ann_min_pairs)
-        manifest = _save(settings, bank, catalogue, after, front, back, duplicates)
+        manifest = _save(settings, bank, catalogue, after, front, back, duplicates, edit_id)
         for rel in {catalogue.fronts[i], catalogue.backs[i]} - set(after.fronts) - set(after.backs):
             if not STORED_IMAGE.fullmatch(rel):
                 continue

@@ -8,6 +8,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
 from worker.core.bank import BankError, read_manifest
@@ -23,47 +24,45 @@ def add_design(name: str, front: str, back: str, columns: dict[str, str] | None 
     values in the catalogue's further `columns`."""
     engine = current()
 
-    def add() -> dict:
+    def add(edit_id: str | None) -> dict:
         with tempfile.TemporaryDirectory(prefix="design-") as tmp:
             paths = []
             for upload in (front, back):
                 paths.append(Path(tmp) / check_upload_name(upload))
                 paths[-1].write_bytes(engine.storage.read_upload(upload))
             return add_designs(engine.settings, engine.extractor, [(name, *paths)],
-                               [columns or {}])
+                               [columns or {}], edit_id)
 
-    return _applied(engine, name, True, add)
+    return _applied(engine, name, add)
 
 
 def remove_design_by_name(name: str) -> dict:
     """Drop design `name` from the catalogue."""
     engine = current()
-    return _applied(engine, name, False, lambda: remove_design(engine.settings, name))
+    return _applied(engine, name, lambda edit_id: remove_design(engine.settings, name, edit_id))
 
 
-def _names(features_dir: Path) -> list[str] | None:
+def _applied(engine, name: str, edit: Callable[[str | None], dict],
+             edit_id: str | None = None) -> dict:
+    """Run `edit` with this job's id (or `edit_id`); {"name", "n_pairs"}. One that fails after
+    the catalogue switched to its generation (the pairs.csv rewrite, a clean-up, the job's
+    time limit) was applied all the same: answered as done, as the catalogue shows it, so that
+    a retry is not refused as a duplicate. Only its own generation says so: the same name
+    added or removed meanwhile by another writer (the CLI, a build) is not this edit."""
+    job = get_current_job()
+    edit_id = edit_id or (job.id if job is not None else None)
     try:
-        return read_manifest(features_dir).get("names", [])
-    except BankError:
-        return None
-
-
-def _applied(engine, name: str, adding: bool, edit: Callable[[], dict]) -> dict:
-    """Run `edit`; {"name", "n_pairs"}. One that fails after the catalogue switched (the
-    pairs.csv rewrite, a clean-up, the job's time limit) was applied all the same: answered
-    as done, as the catalogue shows it, so that a retry is not refused as a duplicate."""
-    before = _names(engine.settings.features_dir)
-    try:
-        manifest = edit()
+        manifest = edit(edit_id)
     except Exception as exc:
-        after = _names(engine.settings.features_dir)
-        if before is None or after is None or not (
-                (name in after and name not in before) if adding
-                else (name in before and name not in after)):
+        try:
+            current = read_manifest(engine.settings.features_dir)
+        except BankError:
+            raise exc from None
+        if edit_id is None or (current.get("edit") or {}).get("id") != edit_id:
             raise
         log.warning("the edit of %s was applied, but failed after the catalogue switched: %s",
                     name, exc)
-        manifest = {"n_pairs": len(after)}
+        manifest = current
     try:
         engine.refresh()
     except JobTimeoutException:  # applied all the same: the next job's refresh loads it
