@@ -1,7 +1,7 @@
 """Verdicts in small catalogues: does an unrelated design get called a copy when the catalogue
 is too small to hold look-alikes? Deterministic by seed.
 
-`python -m benchmarks.small_catalogues [--sizes 2,3,5,10,30,100] [--seed 11] [--queries 30]
+`python -m benchmarks.small_catalogues [--sizes 1,2,3,5,10,30,100] [--seed 11] [--queries 30]
 [--descriptor D] [--weights bsds500] [--precision auto]`
 
 For each size N the first N designs of the sample generator at `--seed` are indexed with the
@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = sample_parser(__doc__, "--queries", 30, "unrelated designs, and copies at most")
     parser.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")],
-                        default=[2, 3, 5, 10, 30, 100])
+                        default=[1, 2, 3, 5, 10, 30, 100])
     args = parser.parse_args(argv)
     if args.pairs != parser.get_default("pairs"):  # the sample parser's; sizes say it here
         parser.error("--pairs: give the catalogue sizes with --sizes")

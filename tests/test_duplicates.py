@@ -74,6 +74,20 @@ def test_a_nearest_design_s_lead_over_a_poor_second_counts_down_to_the_floor():
     assert [VERDICTS[v] for v in pairs.verdict.tolist()] == ["similar"]
 
 
+def test_a_catalogue_of_two_designs_leads_from_the_floor():
+    """Two designs: neither has a second, which counts as the floor, as in the three-design
+    catalogue above (0.6, `similar`), not as no lead (0.5, under `similar`)."""
+    rows = np.array([[1, 0, 0, 0], [0.5, np.sqrt(0.75), 0, 0]], np.float32)
+    thresholds = {"copy": 0.9, "near-duplicate": 0.8, "similar": 0.55, "floor": 0.3,
+                  "margin_weight": 0.5}
+    pairs = find_duplicates(rows, rows.copy(), thresholds, ann_min_pairs=10**9)
+    assert as_set(pairs) == {(0, 1)}
+    assert pairs.judged.tolist() == pytest.approx([0.6])
+    assert [VERDICTS[v] for v in pairs.verdict.tolist()] == ["similar"]
+    apart = np.array([[1, 0, 0, 0], [0.2, np.sqrt(0.96), 0, 0]], np.float32)  # under the floor
+    assert len(find_duplicates(apart, apart.copy(), thresholds, ann_min_pairs=10**9)) == 0
+
+
 def test_edits_update_the_pairs_as_a_full_pass_would():
     front, back, seeded = seeded_bank()
     before = find_duplicates(front[:N - 5], back[:N - 5], THRESHOLDS, 10**9)

@@ -54,6 +54,15 @@ def test_a_second_below_the_floor_counts_as_scoring_the_floor():
     assert verdict_of(verdict_scores([0.46, -0.4], T)[0], T) == "near-duplicate"  # was a copy
 
 
+def test_a_lone_hit_leads_a_second_that_scores_the_floor():
+    """One design searched (a catalogue of one, a filter passing one): no second, so it counts
+    as the floor, the lead as if the second scored lower; without thresholds, no lead."""
+    assert verdict_scores([0.5], T) == pytest.approx([0.8])
+    assert verdict_scores([0.5], T)[0] == verdict_scores([0.5, -0.9], T)[0]
+    assert verdict_scores([0.15], T) == pytest.approx([0.15])  # below the floor: no lead
+    assert verdict_scores([0.5]) == [0.5]
+
+
 def test_similarity_maps_the_thresholds_to_fixed_points_and_stays_in_0_100():
     assert [similarity(s, T) for s in (0.2, 0.5, 0.7, 0.8, 1.0)] == [0, 50, 75, 90, 100]
     assert similarity(-1.0, T) == 0 and similarity(1.5, T) == 100

@@ -48,7 +48,9 @@ def _lead_pairs(top: Top, margin_weight: float, floor: float | None, leadless: n
     idx, sc = top
     rows = np.nonzero(idx[:, 0] >= 0)[0]
     first, s1, s2 = idx[rows, 0], sc[rows, 0], sc[rows, 1]
-    led = (idx[rows, 1] >= 0) & ~leadless[rows]  # no second: no lead
+    # no second: no lead, but for a catalogue of two, where it counts as the floor (`lead`)
+    alone = len(idx) == 2 and floor is not None
+    led = ((idx[rows, 1] >= 0) | alone) & ~leadless[rows]
     ahead = np.where(led, lead(s1, s2, floor), 0.0)
     return (np.minimum(rows, first), np.maximum(rows, first), s1,
             (s1 + margin_weight * ahead).astype(np.float32))

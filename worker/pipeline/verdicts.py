@@ -14,7 +14,8 @@ near-duplicate -> 75, copy -> 90, 1.0 (or copy + 0.1 where higher) -> 100.
 
 The first hit is judged on its score plus its lead over the second (`verdict_scores`): a copy
 stands out from the look-alikes even when an edit lowered its score. The second counts as
-scoring at least `floor`: in a catalogue too small to hold look-alikes it would lift any first.
+scoring at least `floor` (no second, one design searched: the floor): in a catalogue too
+small to hold look-alikes it would lift any first.
 """
 
 from __future__ import annotations
@@ -99,12 +100,14 @@ def lead(first, second, floor: float | None):
 def verdict_scores(scores: list[float], thresholds: dict[str, float] | None = None
                    ) -> list[float]:
     """Scores, best first -> what the verdicts judge: the first plus MARGIN_WEIGHT times its
-    `lead` over the second (no second: no lead; the second at least `thresholds`' floor),
-    the others as they are."""
+    `lead` over the second (the second at least `thresholds`' floor; no second, where one
+    design is searched, counts as the floor: without a floor, no lead), the others as they
+    are."""
     if not scores:
         return []
     floor = None if thresholds is None else thresholds.get("floor")
-    ahead = float(lead(scores[0], scores[1], floor)) if len(scores) > 1 else 0.0
+    second = scores[1] if len(scores) > 1 else (-np.inf if floor is not None else scores[0])
+    ahead = float(lead(scores[0], second, floor))
     return [scores[0] + MARGIN_WEIGHT * ahead, *scores[1:]]
 
 
