@@ -37,8 +37,9 @@ def draw_match(search_id: str, rank: int) -> dict:
     engine = current()
     hit = hit_at(finished_result(get_current_job().connection, search_id), rank)
     panels = compare(engine, query_canvases(engine, search_id), hit)
-    title = f"#{hit.rank}  {hit.name}" + (f"  {hit.verdict} {hit.similarity}" if hit.verdict
-                                          else f"  score {hit.score:.3f}")
+    judged = (f"{hit.verdict} {hit.similarity}" if hit.verdict else  # as the grid and page
+              f"similarity {hit.similarity}" if hit.similarity is not None else f"score {hit.score:.3f}")
+    title = f"#{hit.rank}  {hit.name}  {judged}"
     image = match_image_name(search_id, rank)
     store_result(engine, image, render_match_view(panels, title))
     return {"image": image, "sides": [
