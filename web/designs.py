@@ -61,15 +61,29 @@ def _authorise() -> None:
                            www_authenticate=WWWAuthenticate("bearer"))
 
 
+# a worker's refusals that pass, so that a client knows to retry (the rest: 422 edit_failed)
+PASSING = {"CatalogueBusy": "catalogue_busy",  # a build or another edit held the lock 120 s
+           "BankError": "no_index"}  # the index no longer matches pairs.csv: `make index`
+
+
+def edit_refusal(meta: dict) -> RequestRefused:
+    """What a failed edit's request answers, from its job's meta (`record_error`'s)."""
+    message = meta.get("error") or "the edit failed"
+    if (reason := PASSING.get(meta.get("error_type"))) is not None:
+        return RequestRefused(503, reason, message, retry_after=60)
+    return RequestRefused(422, "edit_failed", message)
+
+
 def _edit_responses(done: int, done_text: str, **more) -> Responses:
     """What both edits answer: done, still running, refused."""
     return Responses(**{f"HTTP_{done}": (DesignEdit, done_text)}, **more,
                      HTTP_202=(EditPending, f"not yet {done_text} after {EDIT_WAIT_S} s"),
                      HTTP_401=(Error, "no or a wrong bearer token (`unauthorized`)"),
                      HTTP_403=(Error, "editing is disabled: no ADMIN_TOKEN on the server"),
-                     HTTP_503=(Error, "no index (`no_index`), no worker, a full queue, no "
-                                      "Redis or no room to store the upload "
-                                      "(`storage_unavailable`)"))
+                     HTTP_503=(Error, "no index or one to rebuild (`no_index`), a build or "
+                                      "another edit holding the catalogue (`catalogue_busy`), "
+                                      "no worker, a full queue, no Redis or no room to store "
+                                      "the upload (`storage_unavailable`)"))
 
 
 def _names() -> list[str]:
@@ -100,7 +114,7 @@ def _run(func: str, kwargs: dict, done_status: int, edit_id: str,
         return jsonify(job.return_value()), done_status
     if status == JobStatus.FAILED:
         job.refresh()
-        raise RequestRefused(422, "edit_failed", job.meta.get("error") or "the edit failed")
+        raise edit_refusal(job.meta)
     if status not in (JobStatus.QUEUED, JobStatus.STARTED):  # gone, stopped or cancelled
         raise RequestRefused(422, "edit_failed", "the edit's job ended without an outcome "
                              f"({getattr(status, 'value', 'lost')}); nothing was changed "
@@ -202,7 +216,9 @@ def add_design():
 def delete_design(name: str):
     """Remove a design from the catalogue"""
     _authorise()
-    if name not in _names():
-        abort(404, description=f"no design named {name!r}")
     check_capacity(current_app.config["SETTINGS"])
-    return _run(REMOVE_DESIGN_FUNC, {"name": name}, 200, claim(name))
+    edit_id = claim(name)  # first: a name whose add is under way is 409 edit_pending, not 404
+    if name not in _names():
+        release(name, edit_id)
+        abort(404, description=f"no design named {name!r}")
+    return _run(REMOVE_DESIGN_FUNC, {"name": name}, 200, edit_id)
