@@ -230,6 +230,12 @@ def test_api_edits_need_the_token_and_refuse_duplicates(own_catalogue, redis, tm
         "result": {"name": "later-one", "n_pairs": N_PAIRS + 1}}
     again = client.post("/api/designs", data=form("later-one"), headers=auth)
     assert again.status_code == 409 and again.get_json()["error"] == "duplicate_name"
+    removing = client.delete("/api/designs/later-one", headers=auth).get_json()
+    remove_design(own_catalogue, "later-one")  # meanwhile, from the command line
+    worker.work(burst=True, with_scheduler=False)
+    assert client.get(removing["url"], headers=auth).get_json() == {  # not its own: failed
+        "id": removing["id"], "status": "failed", "reason": "edit_failed", "retry": False,
+        "error": "no design named 'later-one' in the catalogue"}
     for unknown in ("0" * 32, "not-an-id"):
         assert client.get(f"/api/edits/{unknown}", headers=auth).status_code == 404
 

@@ -141,7 +141,9 @@ def get_edit(edit_id: str):
     if status == SearchStatus.FINISHED:
         return jsonify(id=edit_id, status=status, result=job.return_value())
     if status == SearchStatus.FAILED:
-        return jsonify(id=edit_id, status=status, error=job.meta.get("error") or "the edit failed")
+        refusal = edit_refusal(job.meta)
+        return jsonify(id=edit_id, status=status, error=refusal.message, reason=refusal.error,
+                       retry=refusal.status == 503)
     return jsonify(id=edit_id, status=status)
 
 
