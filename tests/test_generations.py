@@ -176,6 +176,35 @@ def test_a_disk_full_edit_keeps_the_old_index_and_later_edits_work(small, extrac
     assert load_catalogue(settings.database_dir).names[-1] == "added"
 
 
+def test_drawings_an_add_stored_that_nothing_lists_are_swept_after_a_grace(small, extractor,
+                                                                          tmp_path):
+    """An add killed before its switch, or a removal killed after it, left its stored drawings
+    that no list names, and nothing ever deleted them (only disk wasted): a writer's tidy-up
+    now does, and their thumbnails, once they are TEMP_GRACE_S old (an add still placing
+    its drawings is younger); drawings any list names stay."""
+    from worker.core.storage import TEMP_GRACE_S
+    from worker.indexing.recovery import tidy
+
+    settings, images = fresh_copy(small, tmp_path)
+    manifest = add_designs(settings, extractor, [("added", *images)])
+    listed = [settings.database_dir / manifest[side][-1] for side in ("fronts", "backs")]
+    stray, young = (settings.database_dir / "images" / f"{h * 16}.png" for h in "ab")
+    for path in (stray, young):
+        path.write_bytes(images[0].read_bytes())
+    thumb = thumbnail_path(settings.features_dir, "images/" + stray.name)
+    thumb.parent.mkdir(parents=True, exist_ok=True)
+    thumb.write_bytes(b"a thumbnail")
+    old = time.time() - TEMP_GRACE_S - 60
+    for path in (stray, *listed):
+        os.utime(path, (old, old))
+    with generations.catalogue_lock(settings.features_dir):
+        done = tidy(settings)
+    assert f"images/{stray.name}" in done
+    assert not stray.exists() and not thumb.exists()
+    assert young.exists() and all(path.exists() for path in listed)
+    assert assert_serves(settings, extractor, [manifest["names"]]) == manifest["names"]
+
+
 def test_an_edit_during_a_build_waits_for_it_and_is_kept(small, extractor, tmp_path,
                                                          monkeypatch):
     settings, images = fresh_copy(small, tmp_path)

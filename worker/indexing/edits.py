@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -46,7 +45,7 @@ from worker.core.images import load_image
 from worker.core.queueing import EXTENSION
 from worker.core.settings import Settings
 from worker.core.storage import write_aside
-from worker.indexing.recovery import mark_listed, sync_listed, tidy
+from worker.indexing.recovery import STORED_IMAGE, mark_listed, sync_listed, tidy
 from worker.indexing.sketches import edited_share
 from worker.pipeline.ann import stored_index
 from worker.pipeline.appearance import is_sketch
@@ -58,7 +57,6 @@ from worker.pipeline.verdicts import duplicate_thresholds_in
 log = logging.getLogger(__name__)
 
 EDIT_LOCK_WAIT_S = 120  # an edit waits this long for a running build or edit, then refuses
-STORED_IMAGE = re.compile(r"images/[0-9a-f]{16}\.(png|jpg)")  # where an add stores a drawing
 
 
 class CatalogueEditError(ValueError):

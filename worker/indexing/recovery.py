@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
+import time
 from pathlib import Path
 
 from worker.core import generations
@@ -18,9 +20,12 @@ from worker.core.bank import BankError, read_manifest
 from worker.core.catalogue import Catalogue, CatalogueError, load_catalogue, write_catalogue_csv
 from worker.core.generations import CatalogueBusy, catalogue_lock, clean_leftovers, current_dir
 from worker.core.settings import Settings
+from worker.core.storage import TEMP_GRACE_S
+from worker.pipeline.thumbnails import remove_thumbnails
 
 log = logging.getLogger(__name__)
 LISTED = "database-updated"  # in a generation: DATABASE_DIR/pairs.csv was rewritten to it
+STORED_IMAGE = re.compile(r"images/[0-9a-f]{16}\.(png|jpg)")  # where an add stores a drawing
 
 
 def mark_listed(folder: Path) -> None:
@@ -80,7 +85,31 @@ def tidy(settings: Settings) -> list[str]:
     listed = load_catalogue_text(database)
     if sync_listed(settings) and listed != load_catalogue_text(database):
         done.append("pairs.csv brought up to date with the last edit")
+    for rel in unlisted_drawings(settings):
+        (database / rel).unlink(missing_ok=True)
+        remove_thumbnails(settings.features_dir, rel)
+        done.append(rel)
     return done
+
+
+def unlisted_drawings(settings: Settings) -> list[str]:
+    """Drawings an add stored (STORED_IMAGE) that neither pairs.csv nor a kept generation
+    lists, written over TEMP_GRACE_S ago: left by an add stopped before its switch or a removal
+    stopped after it. None while any list cannot be read (nothing is then known unused)."""
+    database, features = Path(settings.database_dir), Path(settings.features_dir)
+    gens = features / generations.GENERATIONS
+    try:
+        on_disk = load_catalogue(database)
+        manifests = [read_manifest(folder) for folder in {current_dir(features), *(
+            gens.iterdir() if gens.is_dir() else ())}]
+    except (CatalogueError, BankError, OSError):
+        return []
+    used = {*on_disk.fronts, *on_disk.backs}
+    for manifest in manifests:
+        used.update(manifest.get("fronts") or (), manifest.get("backs") or ())
+    stored = (f"images/{p.name}" for p in database.glob("images/*"))
+    return sorted(rel for rel in stored if STORED_IMAGE.fullmatch(rel) and rel not in used
+                  and time.time() - (database / rel).stat().st_mtime > TEMP_GRACE_S)
 
 
 def load_catalogue_text(database: Path) -> bytes | None:
