@@ -195,7 +195,7 @@ def _build(settings: Settings, extractor, batch_size: int, progress: bool, distr
     front, back, whitening = banks_from_cache(extractor, catalogue, gathered.hashes,
                                               gathered.cache, copies)
     sketched, share = pair_sketches(catalogue, gathered.hashes, gathered.cache,
-                                    settings.max_image_pixels, extractor.trim)
+                                    settings.max_image_pixels, extractor.trim, progress)
     listing = duplicate_thresholds_for(extractor.descriptor)  # the list's own, on that score
     # listed once per generation, here and by edits: the web reads them, never the banks
     duplicates = find_duplicates(front, back, listing, settings.search_ann_min_pairs,

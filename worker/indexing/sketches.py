@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+from tqdm import tqdm
 
 from worker.core.catalogue import Catalogue
 from worker.indexing.chunkcache import ChunkCache
@@ -45,16 +46,19 @@ def edited_share(fronts: list[str], backs: list[str], sketched: np.ndarray | Non
     return {"sketch_share": share_of(flags.values())}
 
 
-def read_sketches(catalogue: Catalogue, paths: list[str], max_pixels: int, trim: bool
-                  ) -> dict[str, bool]:
+def read_sketches(catalogue: Catalogue, paths: list[str], max_pixels: int, trim: bool,
+                  progress: bool = False) -> dict[str, bool]:
     """Path -> is it a line sketch, for each of `paths` that can be read."""
-    return {rel: is_sketch(canvas) for batch in prepared(catalogue, paths, max_pixels, trim,
-                                                         None, 16)
-            for rel, canvas, _ in batch if canvas is not None}
+    flags = {}
+    with tqdm(total=len(paths), unit="img", desc="sketches", disable=not progress) as bar:
+        for batch in prepared(catalogue, paths, max_pixels, trim, None, 16):
+            flags.update((rel, is_sketch(canvas)) for rel, canvas, _ in batch if canvas is not None)
+            bar.update(len(batch))
+    return flags
 
 
 def pair_sketches(catalogue: Catalogue, hashes: dict[str, str], cache: ChunkCache,
-                  max_pixels: int, trim: bool) -> tuple[np.ndarray, float]:
+                  max_pixels: int, trim: bool, progress: bool = False) -> tuple[np.ndarray, float]:
     """(n_pairs, 2) bool: whether each design's front and back is a line sketch, as the chunk
     cache records it of each content (`hashes`: path -> sha256), and the catalogue's share of
     sketches among its distinct drawings. Contents whose chunks were written before the flags
@@ -64,7 +68,7 @@ def pair_sketches(catalogue: Catalogue, hashes: dict[str, str], cache: ChunkCach
     if missing:
         log.info("reading whether %d drawing(s) are line sketches (their chunks predate it)",
                  len(missing))
-        read = read_sketches(catalogue, list(missing.values()), max_pixels, trim)
+        read = read_sketches(catalogue, list(missing.values()), max_pixels, trim, progress)
         found = {digest: read[rel] for digest, rel in missing.items() if rel in read}
         try:
             cache.record_sketches(found)
