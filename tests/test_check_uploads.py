@@ -110,7 +110,8 @@ HOSTILE = {  # name: (ZIP, settings, status, error code, words of the message)
                       {"zip_max_ratio": 200}, 413, "zip_bomb", "over 200 times its packed"),
     "declared past the limit": (_patched(make_zip(GOOD, ROW), "a-f.png", "size", 0xFFFF0000), {}, 413,
                                 "collection_too_large", "says it unpacks to 4,"),
-    "read past the limit": (make_zip({"n.png": NOISE}, [(n, "n.png", "") for n in "abc"]),
+    "read past the limit": (make_zip({f"{n}.png": NOISE for n in "abc"},
+                                     [(n, f"{n}.png", "") for n in "abc"]),
                             {"zip_max_mb": 8}, 413, "collection_too_large", "at most 8 MiB"),
     "no pairs.csv": (make_zip(GOOD), {}, 400, "invalid_pairs_csv", "no pairs.csv"),
     "two collections": (make_zip({"a/pairs.csv": pairs_csv(ROW), "b/pairs.csv": pairs_csv(ROW),
@@ -257,6 +258,24 @@ def test_a_drawing_saved_as_an_uncompressed_png_is_no_zip_bomb(settings, redis):
     assert response.status_code == 202, response.get_json()
     body = _client(settings).get(response.get_json()["url"]).get_json()
     assert [(d["name"], d["status"]) for d in body["designs"]] == [("a", "queued")]
+
+
+def test_a_drawing_many_rows_name_counts_once_towards_the_zip_limit(settings, redis):
+    """A 1.4 MiB back named by four rows was unpacked, and counted, four times: the ZIP, 1.4 MiB
+    and a bit unpacked, was refused past ZIP_MAX_MB=3 as a collection too large."""
+    back = encode(drawn(Image.frombytes("RGB", (700, 700), os.urandom(700 * 700 * 3))))
+    assert len(back) > 1024 * 1024
+    rows = [(f"d{i}", f"f{i}.png", "back.png") for i in range(4)]
+    data = make_zip({"back.png": back, **{f"f{i}.png": PNG for i in range(4)}}, rows)
+    response = post_collection(_client(settings, zip_max_mb=3), data)
+    assert response.status_code == 202, response.get_json()
+    body = _client(settings).get(response.get_json()["url"]).get_json()
+    assert [(d["name"], d["status"]) for d in body["designs"]] == [
+        (f"d{i}", "queued") for i in range(4)]
+    too_much = make_zip({f"b{i}.png": back for i in range(4)} | {"f.png": PNG},
+                        [(f"d{i}", "f.png", f"b{i}.png") for i in range(4)])
+    refused = post_collection(_client(settings, zip_max_mb=3), too_much)  # four drawings
+    assert (refused.status_code, refused.get_json()["error"]) == (413, "collection_too_large")
 
 
 def test_a_drawing_many_rows_name_is_decoded_once(monkeypatch):

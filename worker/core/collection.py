@@ -9,6 +9,7 @@ TensorFlow-free: the web imports it.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import posixpath
 import unicodedata
@@ -19,6 +20,7 @@ from typing import BinaryIO
 
 from worker.core.archive import (
     ABSOLUTE,
+    MIB,
     CollectionRefused,
     EntryRefused,
     SafeZip,
@@ -29,6 +31,7 @@ from worker.core.contract import SIDES
 from worker.core.pairs_csv import malformed, parse_pairs
 
 PAIRS_CSV = "pairs.csv"
+SHARED_BYTES = 64 * MIB  # members several rows name, kept: unpacked (and counted) once
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,14 @@ def _listed(names: list[str]) -> str:
     return ", ".join(sorted(names)[:3]) + (" …" if len(names) > 3 else "")
 
 
+class SharedMember(bytes):
+    """A member several rows name, unpacked once: its sha256, which each row's use would
+    otherwise compute again (`StoredForms` keys by it), computed once too."""
+
+    def __init__(self, data: bytes):
+        self.digest = hashlib.sha256(data).digest()
+
+
 @dataclass(frozen=True)
 class Collection:
     """The rows' names (pairs.csv order) and their designs, read one at a time in that order
@@ -125,11 +136,17 @@ def from_zip(source: BinaryIO, limits: ZipLimits, max_pairs: int) -> Collection:
     folders = {"/".join(parts[:i]) for parts in (name.split("/") for name in composed)
                for i in range(1, len(parts))}  # once: a hint per missing path stays O(1)
 
+    shared, kept = _shared(rows, found), {}
+
     def fetch(path: str) -> bytes:
         member = found(path)
         if member is None:
             raise EntryRefused(f"{path!r} is not in the ZIP{hint(path)}")
-        return archive.read(member)
+        if (data := kept.get(member)) is None:
+            data = archive.read(member)  # counted towards ZIP_MAX_MB as it is unpacked
+            if member in shared and sum(map(len, kept.values())) + len(data) <= SHARED_BYTES:
+                data = kept[member] = SharedMember(data)
+        return data
 
     def hint(path: str) -> str:
         """What the ZIP holds that the person may have meant."""
@@ -148,6 +165,21 @@ def from_zip(source: BinaryIO, limits: ZipLimits, max_pairs: int) -> Collection:
         return ""
 
     return Collection([name for name, _, _ in rows], (_design(row, fetch) for row in rows))
+
+
+def _shared(rows: list[tuple[str, str, str]], found: Callable[[str], str | None]) -> set[str]:
+    """The members more than one row names (a shared back; one drawing named by every row):
+    a shared member unpacked for each row counted each time, so that a valid ZIP passed
+    ZIP_MAX_MB."""
+    seen, shared = set(), set()
+    for _, *paths in rows:
+        for path in filter(None, paths):
+            try:
+                member = found(path)
+            except EntryRefused:  # refused on its row when fetched
+                continue
+            (shared if member in seen else seen).add(member)
+    return shared - {None}
 
 
 def from_files(csv_path: Path, limits: ZipLimits, max_pairs: int) -> Collection:

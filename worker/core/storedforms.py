@@ -8,7 +8,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import replace
 
-from worker.core.collection import NewDesign
+from worker.core.collection import NewDesign, SharedMember
 from worker.core.contract import SIDES
 from worker.core.images import ImageRejected, stored_form
 
@@ -26,7 +26,7 @@ class StoredForms:
         self._lock = threading.Lock()
 
     def __call__(self, data: bytes) -> bytes:
-        key = hashlib.sha256(data).digest()
+        key = data.digest if isinstance(data, SharedMember) else hashlib.sha256(data).digest()
         with self._lock:
             form = self._kept.get(key)
             if form is not None:
