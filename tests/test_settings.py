@@ -226,3 +226,11 @@ def test_make_run_refuses_a_port_that_is_not_one_naming_port():
     for bad in ("0", "65536", "-1", "8o", "9" * 5000):
         with pytest.raises(argparse.ArgumentTypeError):
             _port(bad)
+
+
+def test_the_redis_url_a_log_shows_masks_its_password():
+    """The worker's start-up line named REDIS_URL whole, password and all."""
+    shown = {url: Settings(redis_url=url).redis_shown for url in (
+        "redis://127.0.0.1:6379/0", "redis://:s3cr@t@host:6380/1", "rediss://user:pw@h/0")}
+    assert list(shown.values()) == ["redis://127.0.0.1:6379/0", "redis://:***@host:6380/1",
+                                    "rediss://user:***@h/0"]

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.getLogger("worker").info(
         "serving %s on %s%s", ", then ".join(repr(q) for q in served_queues(settings, engine)),
-        settings.redis_url, "" if engine.snapshot is None else
+        settings.redis_shown, "" if engine.snapshot is None else
         f" with {len(engine.snapshot.catalogue)} pairs")
     try:
         serve(settings, engine, connection, name, args.burst)

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from worker.core.numerals import PAST, whole
 
@@ -89,6 +90,15 @@ class Settings:
     zip_max_mb: int = 512  # uncompressed MiB read from one ZIP, counted while reading
     zip_max_entry_mb: int = 64  # uncompressed MiB of one entry (past it: that row is refused)
     zip_max_ratio: int = 1100  # unpacked/packed past 1 MiB: a bomb; over deflate's ~1032 (README)
+
+    @property
+    def redis_shown(self) -> str:
+        """REDIS_URL as a log may show it: its password (`redis://:secret@host`) masked."""
+        url = urlsplit(self.redis_url)
+        if url.password is None:
+            return self.redis_url
+        user = f"{url.username}:" if url.username else ":"
+        return urlunsplit(url._replace(netloc=f"{user}***@{url.netloc.rpartition('@')[2]}"))
 
     @property
     def max_upload_bytes(self) -> int:
