@@ -491,6 +491,27 @@ def test_checks_past_the_waiting_designs_bound_are_refused_and_leave_nothing(set
     assert third.status_code == 202, third.get_json()
 
 
+def test_a_check_that_expires_as_it_starts_or_is_cancelled_is_not_made_again(settings, redis):
+    """A chunk's start or a cancel wrote its flag into a check that had just expired: the key
+    came back without its names (every poll of it a 500) and without a TTL (kept for good)."""
+    from worker.core.checkcancel import cancel_check
+    from worker.core.checks import mark_started, read_check
+
+    client = _client(settings)
+    check_id = post_collection(client, make_zip(GOOD, ROW)).get_json()["id"]
+    state = read_check(redis, check_id)
+    assert mark_started(redis, check_id, "g1") == "g1" and read_check(redis, check_id).started
+    for key in redis.keys(f"pairsearch:check:{check_id}*"):
+        redis.delete(key)  # expired
+    assert mark_started(redis, check_id, "g2") is None
+    cancel_check(redis, state, settings.result_ttl)
+    assert redis.keys(f"pairsearch:check:{check_id}") == []
+    assert read_check(redis, check_id) is None
+    redis.hset(f"pairsearch:check:{check_id}", "cancelled", 1)  # as code before wrote it
+    assert read_check(redis, check_id) is None
+    assert client.get(f"/api/checks/{check_id}").status_code == 404
+
+
 def test_a_check_cancelled_before_its_turn_checks_nothing_and_keeps_nothing(settings, redis):
     client = _client(settings, check_chunk_pairs=1)
     rows = [("a", "a-f.png", "a-b.png"), ("gone", "a-f.png", "nowhere.png"),

@@ -23,7 +23,9 @@ def cancel_check(connection: Redis, state: CheckState, ttl: int) -> list[int]:
     RQ marks it started, so a chunk seen queued here never checks its designs; one that
     starts between the two is seen started here and settles its designs itself
     (`settle_cancelled`)."""
-    connection.hset(KEY + state.id, "cancelled", 1)
+    # only while it exists: one that expired meanwhile is not made again without a TTL
+    connection.eval("if redis.call('EXISTS', KEYS[1]) == 1 then "
+                    "redis.call('HSET', KEYS[1], 'cancelled', 1) end", 1, KEY + state.id)
     pending = [(job_id, rows) for job_id, rows in state.chunks
                if any(row not in state.outcomes for row in rows)]
     jobs = Job.fetch_many([job_id for job_id, _ in pending], connection=connection)

@@ -134,13 +134,19 @@ def enqueue_chunks(queue: Queue, settings: Settings, check_id: str, options: Sea
     queue.enqueue_many(jobs)
 
 
+# one step: an expired check is not made again, half-filled and without a TTL
+_MARK_STARTED = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+redis.call('HSET', KEYS[1], 'started', 1)
+redis.call('HSETNX', KEYS[1], 'catalogue', ARGV[1])
+return redis.call('HGET', KEYS[1], 'catalogue')
+"""
+
+
 def mark_started(connection: Redis, check_id: str, catalogue: str | None = None) -> str | None:
     """Mark the check started; pin it to `catalogue` unless a chunk did: the pinned one."""
-    if not connection.exists(KEY + check_id):  # an expired check is not made again, without a TTL
-        return None
-    with connection.pipeline() as pipe:  # "": a flat FEATURES_DIR's, not pinned
-        pipe.hset(KEY + check_id, "started", 1).hsetnx(KEY + check_id, "catalogue", catalogue or "")
-        return pipe.hget(KEY + check_id, "catalogue").execute()[-1].decode() or None
+    pinned = connection.eval(_MARK_STARTED, 1, KEY + check_id, catalogue or "")
+    return (pinned.decode() if isinstance(pinned, bytes) else pinned) or None  # "": flat, unpinned
 
 
 def record_outcomes(connection: Redis, check_id: str, outcomes: dict[int, CheckedDesign],
@@ -181,7 +187,7 @@ def read_check(connection: Redis, check_id: str, results: bool = True,
         pipe.hgetall(KEY + check_id)
         (pipe.hgetall if results else pipe.hkeys)(KEY + check_id + ":rows")
         meta, rows = pipe.execute()
-    if not meta:
+    if b"names" not in meta:  # unknown, expired, or a flag set as it expired
         return None
     names = json.loads(meta[b"names"])
     state = CheckState(
