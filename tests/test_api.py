@@ -445,6 +445,22 @@ def test_identical_resubmission_is_answered_from_the_cache(indexed_client, run_w
     assert done["catalogue"] == current_id(indexed_settings.features_dir)
 
 
+def test_without_the_result_cache_an_identical_resubmission_is_searched(
+        indexed_settings, indexed_client, run_worker):
+    """RESULT_CACHE=0: a finished twin does not answer it, so nobody learns it was searched."""
+    import dataclasses
+
+    from web import create_app
+
+    front, back = design_pair(6, N_PAIRS)
+    post_pair(indexed_client, front, back)
+    run_worker()
+    assert post_pair(indexed_client, front, back).get_json()["status"] == "finished"
+    uncached = create_app({"SETTINGS": dataclasses.replace(indexed_settings, result_cache=False),
+                           "TESTING": True}).test_client()
+    assert post_pair(uncached, front, back).get_json()["status"] == "queued"
+
+
 def test_a_result_of_another_catalogue_version_is_not_reused(indexed_client, run_worker,
                                                              monkeypatch):
     """A worker that could not load a new index searched the one before: its result, kept

@@ -1,7 +1,8 @@
 """The result cache: an identical resubmission (same bytes, same options, same index) of a
 finished search is answered at once, without recomputing, by a *new* search of its own: the
 finished result and its grid copied under a fresh id. A second uploader never learns another
-client's search id (which would prove that someone searched that exact design)."""
+client's search id; that the answer is finished at once does say that the same drawings were
+searched (RESULT_CACHE=0 turns the cache off)."""
 
 from __future__ import annotations
 

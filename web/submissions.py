@@ -208,7 +208,7 @@ def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> Submit
         partial(read_side, upload, side, settings.max_image_pixels,
                 getattr(options, f"{side}_box"))
         for side, upload in uploads.items()]), strict=True))
-    key = cache_key(sides, options, settings)
+    key = cache_key(sides, options, settings) if settings.result_cache else None
     search_id = uuid.uuid4().hex  # 122 random bits: unguessable
     try:
         cached = finished_search(key, settings.features_dir)

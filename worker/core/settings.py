@@ -74,6 +74,7 @@ class Settings:
     batch_size: int = 8  # queued searches one forward pass may serve at once (1: no batching)
     thumb_cache_mb: int = 512  # decoded grid thumbnails a worker keeps in RAM (0: none)
     read_ahead: bool = True  # the next batch through the model while a batch is drawn
+    result_cache: bool = True  # an identical finished search answered by a copy (README)
     # the web server (gunicorn.conf.py): gevent processes, where waiting costs a greenlet
     web_workers: int = 2  # gunicorn processes
     web_connections: int = 1000  # connections one web process holds at once
