@@ -48,7 +48,8 @@ def write_json_error(sock, status_int, reason, mesg):
         line=limit_request_line, fields=limit_request_fields, size=limit_request_field_size)
     body = json.dumps({"error": reason.lower().replace(" ", "_"), "message": message}).encode()
     head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            "X-Content-Type-Options: nosniff\r\nCache-Control: private, no-store\r\n\r\n")
     util.write_nonblock(sock, head.encode("latin-1") + body)
 
 

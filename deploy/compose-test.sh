@@ -159,10 +159,13 @@ print("    grid: %s %dx%d, %d bytes, decoded" % (image.format, *image.size, len(
   <"$WORK/grid.jpg" || fail "the grid does not decode as a JPEG"
 # nginx's own refusals are JSON like the app's (nginx/default.conf.template)
 head -c $(( (${MAX_UPLOAD_MB:-20} + 1) * 1024 * 1024 )) /dev/zero >"$WORK/big.png"
-refused=$(curl -sS -o "$WORK/refused.json" -w '%{http_code} %{content_type}' \
+refused=$(curl -sS -o "$WORK/refused.json" -D "$WORK/refused.head" -w '%{http_code} %{content_type}' \
   -F "front=@$WORK/big.png" "$BASE/api/searches" || true)  # nginx may close before the upload ends
 [[ "$refused" == "413 application/json" ]] && json 'd["error"]' <"$WORK/refused.json" \
   | grep -qx too_large || fail "an upload over MAX_UPLOAD_MB: $refused $(head -c 300 "$WORK/refused.json")"
+grep -qi '^x-content-type-options: nosniff' "$WORK/refused.head" \
+  && grep -qi '^cache-control: private, no-store' "$WORK/refused.head" \
+  || fail "nginx's refusal lacks the app's headers: $(cat "$WORK/refused.head")"
 log "an upload over MAX_UPLOAD_MB: $refused ($(json 'd["message"]' <"$WORK/refused.json"))"
 
 # --- the worker dies: restarted, no search left hanging ----------------------------------

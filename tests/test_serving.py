@@ -60,6 +60,9 @@ def test_requests_gunicorn_refuses_itself_get_the_apis_json_errors(settings, red
             not_http = sock.makefile("rb").read()
         answers = [(r.status_code, r.headers["Content-Type"], r.json())
                    for r in (long_url, big_header, many_headers)]
+        for r in (long_url, big_header, many_headers):  # the headers of every other answer
+            assert (r.headers["X-Content-Type-Options"], r.headers["Cache-Control"]) == (
+                "nosniff", "private, no-store")
         assert answers[0] == (414, "application/json", {
             "error": "uri_too_long",
             "message": "the request's URL is too long: the request line's limit is 4094 bytes"})
