@@ -8,6 +8,7 @@ import dataclasses
 import io
 import os
 import struct
+import time
 import zipfile
 
 import pytest
@@ -510,6 +511,36 @@ def test_a_check_that_expires_as_it_starts_or_is_cancelled_is_not_made_again(set
     redis.hset(f"pairsearch:check:{check_id}", "cancelled", 1)  # as code before wrote it
     assert read_check(redis, check_id) is None
     assert client.get(f"/api/checks/{check_id}").status_code == 404
+
+
+def test_a_worker_s_maintenance_renews_running_checks_pins_and_drops_settled_ones(
+        settings, redis):
+    """A check's pin was renewed only as its chunks started (a chunk waiting past PIN_TTL_S
+    behind searches lost its catalogue version to the next edit), and let go of only by the
+    chunk settling its last design (a cancelled or expired check's stayed an hour)."""
+    from types import SimpleNamespace
+
+    from worker.core.checks import record_outcomes
+    from worker.core.generations import PIN_TTL_S, PINS, pin
+    from worker.service.maintenance import keep_check_pins
+
+    check_id = post_collection(_client(settings), make_zip(GOOD, ROW)).get_json()["id"]
+    gone, worker_pin = "f" * 32, "worker-host-1-abcdef"
+    for owner in (check_id, gone, worker_pin):
+        pin(settings.features_dir, owner, "g1")
+    pins = settings.features_dir / PINS
+    old = time.time() - PIN_TTL_S + 60
+    for path in pins.iterdir():
+        os.utime(path, (old, old))
+    engine = SimpleNamespace(settings=settings)
+    keep_check_pins(engine, redis)
+    assert sorted(p.name for p in pins.iterdir()) == sorted([check_id, worker_pin])
+    assert (pins / check_id).stat().st_mtime > old + 30 and (pins / check_id).read_text() == "g1"
+    assert (pins / worker_pin).stat().st_mtime == old  # a worker's own: not ours to keep
+    record_outcomes(redis, check_id, {0: CheckedDesign(name="a", status="failed", error="x")},
+                    settings.result_ttl)
+    keep_check_pins(engine, redis)
+    assert [p.name for p in pins.iterdir()] == [worker_pin]
 
 
 def test_a_check_cancelled_before_its_turn_checks_nothing_and_keeps_nothing(settings, redis):

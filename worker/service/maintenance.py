@@ -5,6 +5,8 @@ the next maintenance (every MAINTENANCE_S) tries again."""
 from __future__ import annotations
 
 import logging
+import re
+from pathlib import Path
 
 from pydantic import ValidationError
 from redis import Redis
@@ -13,13 +15,15 @@ from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
-from worker.core.checks import chunk_uploads
+from worker.core.checks import KEY, chunk_uploads
 from worker.core.contract import CheckChunk
+from worker.core.generations import PINS, pin, unpin
 from worker.core.queueing import UploadRefused, check_upload_name
 from worker.service.dropped import sweep
 from worker.service.orphans import settle_orphaned_jobs
 
 log = logging.getLogger(__name__)
+CHECK_ID = re.compile(r"[0-9a-f]{32}")  # a check's pin is named by its id
 
 
 def discard_uploads(storage, job: Job) -> None:
@@ -57,6 +61,28 @@ def settle_dead_workers_jobs(connection: Redis, queues: list[Queue], own_name: s
                     continue
         except Exception as exc:  # noqa: BLE001 - logged; the next maintenance tries again
             log.warning("could not settle the jobs of dead workers on %s: %s", queue.name, exc)
+
+
+def keep_check_pins(engine, connection: Redis) -> None:
+    """A check's pin of its catalogue version is renewed by each chunk as it starts, and let
+    go of by the chunk that settles its last design. Renewed here too while the check is
+    under way (its next chunk may wait past PIN_TTL_S behind searches: a later edit would
+    then delete the version its first chunks compared with), and let go of where it is
+    settled or gone otherwise (cancelled, its chunks lost, expired: no chunk of it unpins)."""
+    folder = Path(engine.settings.features_dir) / PINS
+    try:
+        for path in folder.glob("[!.]*"):
+            if not CHECK_ID.fullmatch(path.name):  # a worker's own pin (ReadingPin)
+                continue
+            with connection.pipeline() as pipe:
+                total, settled = pipe.hget(KEY + path.name, "total").hlen(
+                    KEY + path.name + ":rows").execute()
+            if total is None or settled >= int(total):
+                unpin(engine.settings.features_dir, path.name)
+            else:
+                pin(engine.settings.features_dir, path.name, path.read_text().strip())
+    except (OSError, RedisError, ValueError) as exc:
+        log.warning("could not keep the checks' pins: %s", exc)
 
 
 def delete_expired_files(engine) -> None:

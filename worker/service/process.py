@@ -29,6 +29,7 @@ from worker.service.housekeeping import worker_name
 from worker.service.maintenance import (
     delete_expired_files,
     discard_uploads,
+    keep_check_pins,
     settle_dead_workers_jobs,
 )
 from worker.service.reports import REPORTS
@@ -154,6 +155,7 @@ class SearchWorker(SimpleWorker):
         JOB_TIMEOUT + 60 s), where ours would run a search again."""
         settle_dead_workers_jobs(self.connection, self.queues, self.name, self.engine)
         self.engine.hold()  # an idle worker's pin renewed too
+        keep_check_pins(self.engine, self.connection)
         super().run_maintenance_tasks()
         delete_expired_files(self.engine)
 
