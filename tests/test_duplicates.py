@@ -61,31 +61,24 @@ def test_the_coarse_range_search_finds_what_the_exact_pass_finds():
     assert np.array_equal(exact.nearest, coarse.nearest)
 
 
-def test_a_nearest_design_s_lead_over_a_poor_second_counts_down_to_the_floor():
+FLOORED = {"copy": 0.9, "near-duplicate": 0.8, "similar": 0.55, "floor": 0.3, "margin_weight": 0.5}
+ALIKE = [[1, 0, 0, 0], [0.5, np.sqrt(0.75), 0, 0]]  # 0 and 1 score 0.5
+
+
+@pytest.mark.parametrize("second", [[[-1, 0, 0, 0]], []], ids=["three designs", "two designs"])
+def test_a_nearest_design_s_lead_over_a_poor_second_counts_down_to_the_floor(second):
     """Three designs: 0 and 1 alike (0.5), 2 opposite to 0. Each of 0 and 1 is the other's
     nearest with a second far below the floor (0.3): its lead counts from the floor, 0.5 +
-    0.5 x (0.5 - 0.3) = 0.6, `similar`; the whole lead over -1 would make them a copy (1.25)."""
-    rows = np.array([[1, 0, 0, 0], [0.5, np.sqrt(0.75), 0, 0], [-1, 0, 0, 0]], np.float32)
-    thresholds = {"copy": 0.9, "near-duplicate": 0.8, "similar": 0.55, "floor": 0.3,
-                  "margin_weight": 0.5}
-    pairs = find_duplicates(rows, rows.copy(), thresholds, ann_min_pairs=10**9)
-    assert as_set(pairs) == {(0, 1)}
-    assert pairs.judged.tolist() == pytest.approx([0.6])
-    assert [VERDICTS[v] for v in pairs.verdict.tolist()] == ["similar"]
-
-
-def test_a_catalogue_of_two_designs_leads_from_the_floor():
-    """Two designs: neither has a second, which counts as the floor, as in the three-design
-    catalogue above (0.6, `similar`), not as no lead (0.5, under `similar`)."""
-    rows = np.array([[1, 0, 0, 0], [0.5, np.sqrt(0.75), 0, 0]], np.float32)
-    thresholds = {"copy": 0.9, "near-duplicate": 0.8, "similar": 0.55, "floor": 0.3,
-                  "margin_weight": 0.5}
-    pairs = find_duplicates(rows, rows.copy(), thresholds, ann_min_pairs=10**9)
+    0.5 x (0.5 - 0.3) = 0.6, `similar`; the whole lead over -1 would make them a copy (1.25).
+    Two designs: neither has a second, which counts as the floor alike (no lead: 0.5, under
+    `similar`, until 2026-12-07)."""
+    rows = np.array(ALIKE + second, np.float32)
+    pairs = find_duplicates(rows, rows.copy(), FLOORED, ann_min_pairs=10**9)
     assert as_set(pairs) == {(0, 1)}
     assert pairs.judged.tolist() == pytest.approx([0.6])
     assert [VERDICTS[v] for v in pairs.verdict.tolist()] == ["similar"]
     apart = np.array([[1, 0, 0, 0], [0.2, np.sqrt(0.96), 0, 0]], np.float32)  # under the floor
-    assert len(find_duplicates(apart, apart.copy(), thresholds, ann_min_pairs=10**9)) == 0
+    assert len(find_duplicates(apart, apart.copy(), FLOORED, ann_min_pairs=10**9)) == 0
 
 
 def test_edits_update_the_pairs_as_a_full_pass_would():
