@@ -143,6 +143,23 @@ def clean_leftovers(features_dir: Path, keep: str | None = None) -> list[str]:
     return removed
 
 
+def landed(features_dir: Path, edit_id: str) -> bool:
+    """Whether a kept generation (the current one, the one before, pinned ones) was written by
+    catalogue edit `edit_id` (its manifest's `edit.id`): an edit that stopped after its
+    switch was applied, whatever other writers switched to since."""
+    features_dir = Path(features_dir)
+    gens = features_dir / GENERATIONS
+    for folder in dict.fromkeys([current_dir(features_dir),
+                                 *(sorted(gens.iterdir()) if gens.is_dir() else [])]):
+        try:
+            manifest = json.loads((folder / "manifest.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(manifest, dict) and (manifest.get("edit") or {}).get("id") == edit_id:
+            return True
+    return False
+
+
 def _previous(features_dir: Path) -> str | None:
     """The generation the current one replaced, as its manifest says (None if unknown)."""
     try:

@@ -12,6 +12,7 @@ from rq import get_current_job
 from rq.timeouts import JobTimeoutException
 
 from worker.core.bank import BankError, read_manifest
+from worker.core.generations import landed
 from worker.core.queueing import check_upload_name
 from worker.indexing.edits import add_designs, remove_design
 from worker.service.engine import current
@@ -47,22 +48,22 @@ def _applied(engine, name: str, edit: Callable[[str | None], dict],
     """Run `edit` with this job's id (or `edit_id`); {"name", "n_pairs"}. One that fails after
     the catalogue switched to its generation (the pairs.csv rewrite, a clean-up, the job's
     time limit) was applied all the same: answered as done, as the catalogue shows it, so that
-    a retry is not refused as a duplicate. Only its own generation says so: the same name
-    added or removed meanwhile by another writer (the CLI, a build) is not this edit."""
+    a retry is not refused as a duplicate. Only its own generation says so (`landed`): the
+    same name added or removed meanwhile by another writer (the CLI, a build) is not this
+    edit."""
     job = get_current_job()
     edit_id = edit_id or (job.id if job is not None else None)
     try:
         manifest = edit(edit_id)
     except Exception as exc:
+        if edit_id is None or not landed(engine.settings.features_dir, edit_id):
+            raise
         try:
-            current = read_manifest(engine.settings.features_dir)
+            manifest = read_manifest(engine.settings.features_dir)
         except BankError:
             raise exc from None
-        if edit_id is None or (current.get("edit") or {}).get("id") != edit_id:
-            raise
         log.warning("the edit of %s was applied, but failed after the catalogue switched: %s",
                     name, exc)
-        manifest = current
     try:
         engine.refresh()
     except JobTimeoutException:  # applied all the same: the next job's refresh loads it

@@ -19,7 +19,8 @@ from rq.utils import now, utcformat
 from worker.core.bank import BankError, read_manifest
 from worker.core.checks import CHECK_FUNC
 from worker.core.contract import ABANDONED
-from worker.core.queueing import ADD_DESIGN_FUNC, EDIT_FUNCS, JOB_FUNC, MATCH_FUNC, announce_done
+from worker.core.generations import landed
+from worker.core.queueing import EDIT_FUNCS, JOB_FUNC, MATCH_FUNC, announce_done
 from worker.service.housekeeping import dead_local_worker, is_orphaned
 
 log = logging.getLogger(__name__)
@@ -84,17 +85,17 @@ def _started_jobs(queue: Queue) -> Iterator[Job]:
 
 def settle_edit(job: Job, features_dir: Path | None, own_name: str | None
                 ) -> tuple[dict | None, str]:
-    """An abandoned catalogue edit read from the current catalogue: (what it returned had its
-    worker lived, {"name", "n_pairs"}: the name listed after an add, gone after a remove;
-    n_pairs as now) when applied, else (None, why it failed). While its job is started no
-    other edit of that name can run (web.designs' claim), so the list shows its doing alone;
-    "nothing changed" only when its worker is certainly dead (a silent one may yet apply it)."""
+    """An abandoned catalogue edit read from the catalogue: (what it returned had its worker
+    lived, {"name", "n_pairs"}, n_pairs as now) when a kept generation is its own
+    (`generations.landed`: not when another writer, the CLI, added or removed the same name),
+    else (None, why it failed): "nothing changed" only when its worker is certainly dead (a
+    silent one may yet apply it)."""
     name = (job.kwargs or {}).get("name")
     try:
         names = None if features_dir is None else read_manifest(features_dir).get("names", [])
     except BankError:
         names = None
-    if names is not None and (name in names) == (job.func_name == ADD_DESIGN_FUNC):
+    if names is not None and landed(features_dir, job.id):
         return {"name": name, "n_pairs": len(names)}, ""
     certain = names is not None and dead_local_worker(job.worker_name or "", own_name)
     return None, EDIT_LOST if certain else EDIT_UNSURE
