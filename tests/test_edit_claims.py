@@ -56,12 +56,16 @@ def test_a_claim_outlives_its_edit_however_short_result_ttl_is(redis, settings):
 
 
 def test_a_delete_of_a_name_whose_add_is_under_way_is_409_naming_it(app, redis):
-    """It was 404 `no design named`: the name is not listed until its add lands."""
+    """It was 404 `no design named`: the name is not listed until its add lands. A delete
+    refused before its job (here: no index) lets go of its claim."""
+    auth = {"Authorization": "Bearer s3cret"}
     add, _ = claim(app, "x")
-    response = app.test_client().delete("/api/designs/x", headers={"Authorization": "Bearer s3cret"})
+    response = app.test_client().delete("/api/designs/x", headers=auth)
     assert response.status_code == 409 and response.get_json()["error"] == "edit_pending"
     assert add in response.get_json()["message"]
     assert redis.get(PENDING + "x").decode() == add  # the add's claim stands
+    refused = app.test_client().delete("/api/designs/y", headers=auth)
+    assert refused.status_code == 503 and redis.get(PENDING + "y") is None
 
 
 def test_a_worker_s_refusal_that_passes_is_a_503_to_retry_the_rest_422():
@@ -69,8 +73,10 @@ def test_a_worker_s_refusal_that_passes_is_a_503_to_retry_the_rest_422():
 
     busy = edit_refusal({"error_type": "CatalogueBusy", "error": "a build holds the catalogue"})
     stale = edit_refusal({"error_type": "BankError", "error": "run make index"})
+    lost = edit_refusal({"error_type": "AbandonedJobError", "error": "try the edit again"})
     taken = edit_refusal({"error_type": "CatalogueEditError", "error": "already used: x"})
-    assert [(r.status, r.error, r.retry_after) for r in (busy, stale, taken)] == [
-        (503, "catalogue_busy", 60), (503, "no_index", 60), (422, "edit_failed", None)]
+    assert [(r.status, r.error, r.retry_after) for r in (busy, stale, lost, taken)] == [
+        (503, "catalogue_busy", 60), (503, "no_index", 60), (503, "edit_lost", 60),
+        (422, "edit_failed", None)]
     assert (busy.message, edit_refusal({}).message) == ("a build holds the catalogue",
                                                         "the edit failed")

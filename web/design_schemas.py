@@ -48,7 +48,7 @@ class EditStatus(Closed):
     result: DesignEdit | None = Field(None, description="the edit done (finished)")
     error: str | None = Field(None, description="why it was not made (failed)")
     reason: str | None = Field(None, description="failed: the code its request would have "
-                               "answered: `catalogue_busy` or `no_index` (try again later, "
-                               "after `make index` for the second) or `edit_failed`")
+                               "answered: `catalogue_busy`, `edit_lost` or `no_index` (try "
+                               "again later, after `make index` for the last) or `edit_failed`")
     retry: bool | None = Field(None, description="failed: whether the same edit may succeed "
                                "later as it is")

@@ -63,7 +63,8 @@ def _authorise() -> None:
 
 # a worker's refusals that pass, so that a client knows to retry (the rest: 422 edit_failed)
 PASSING = {"CatalogueBusy": "catalogue_busy",  # a build or another edit held the lock 120 s
-           "BankError": "no_index"}  # the index no longer matches pairs.csv: `make index`
+           "BankError": "no_index",  # the index no longer matches pairs.csv: `make index`
+           "AbandonedJobError": "edit_lost"}  # its worker stopped (orphans: EDIT_LOST, _UNSURE)
 
 
 def edit_refusal(meta: dict) -> RequestRefused:
@@ -82,6 +83,7 @@ def _edit_responses(done: int, done_text: str, **more) -> Responses:
                      HTTP_403=(Error, "editing is disabled: no ADMIN_TOKEN on the server"),
                      HTTP_503=(Error, "no index or one to rebuild (`no_index`), a build or "
                                       "another edit holding the catalogue (`catalogue_busy`), "
+                                      "the worker stopped during the edit (`edit_lost`), "
                                       "no worker, a full queue, no Redis or no room to store "
                                       "the upload (`storage_unavailable`)"))
 
@@ -218,9 +220,12 @@ def add_design():
 def delete_design(name: str):
     """Remove a design from the catalogue"""
     _authorise()
-    check_capacity(current_app.config["SETTINGS"])
     edit_id = claim(name)  # first: a name whose add is under way is 409 edit_pending, not 404
-    if name not in _names():
+    try:
+        if name not in _names():
+            abort(404, description=f"no design named {name!r}")
+        check_capacity(current_app.config["SETTINGS"])
+    except BaseException:  # refused before its job: a retry must not meet this claim
         release(name, edit_id)
-        abort(404, description=f"no design named {name!r}")
+        raise
     return _run(REMOVE_DESIGN_FUNC, {"name": name}, 200, edit_id)
