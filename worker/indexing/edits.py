@@ -144,8 +144,9 @@ def _store(settings: Settings, image: tuple[str, bytes], created: list[Path]) ->
             raise CatalogueEditError(f"{relative} exists with other content; not overwritten")
         log.warning("%s does not hold the content it is named by (damaged); written again",
                     relative)
+    else:  # one written again stays: a design may list it
+        created.append(target)
     write_aside(target.parent, target.name, data, durable=True)
-    created.append(target)
     generations.checkpoint(f"renamed {relative}")
     return relative
 

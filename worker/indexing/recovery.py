@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
 import re
 import time
 from pathlib import Path
@@ -86,8 +87,12 @@ def tidy(settings: Settings) -> list[str]:
     if sync_listed(settings) and listed != load_catalogue_text(database):
         done.append("pairs.csv brought up to date with the last edit")
     for rel in unlisted_drawings(settings):
-        (database / rel).unlink(missing_ok=True)
-        remove_thumbnails(settings.features_dir, rel)
+        try:
+            (database / rel).unlink(missing_ok=True)
+            remove_thumbnails(settings.features_dir, rel)
+        except OSError as exc:  # only disk: the writer that tidies goes on
+            log.warning("could not delete %s, which no list names: %s", rel, exc)
+            continue
         done.append(rel)
     return done
 
@@ -104,9 +109,10 @@ def unlisted_drawings(settings: Settings) -> list[str]:
             gens.iterdir() if gens.is_dir() else ())}]
     except (CatalogueError, BankError, OSError):
         return []
-    used = {*on_disk.fronts, *on_disk.backs}
+    listed = [*on_disk.fronts, *on_disk.backs]
     for manifest in manifests:
-        used.update(manifest.get("fronts") or (), manifest.get("backs") or ())
+        listed += [*(manifest.get("fronts") or ()), *(manifest.get("backs") or ())]
+    used = {posixpath.normpath(rel) for rel in listed}  # "./images/x.png" names it too
     stored = (f"images/{p.name}" for p in database.glob("images/*"))
     return sorted(rel for rel in stored if STORED_IMAGE.fullmatch(rel) and rel not in used
                   and time.time() - (database / rel).stat().st_mtime > TEMP_GRACE_S)
