@@ -15,7 +15,7 @@ from rq import Queue
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
-from worker.core.checks import KEY, chunk_uploads
+from worker.core.checks import chunk_uploads, read_check
 from worker.core.contract import CheckChunk
 from worker.core.generations import PINS, pin, unpin
 from worker.core.queueing import UploadRefused, check_upload_name
@@ -69,20 +69,24 @@ def keep_check_pins(engine, connection: Redis) -> None:
     under way (its next chunk may wait past PIN_TTL_S behind searches: a later edit would
     then delete the version its first chunks compared with), and let go of where it is
     settled or gone otherwise (cancelled, its chunks lost, expired: no chunk of it unpins)."""
-    folder = Path(engine.settings.features_dir) / PINS
+    settings = engine.settings
     try:
-        for path in folder.glob("[!.]*"):
-            if not CHECK_ID.fullmatch(path.name):  # a worker's own pin (ReadingPin)
-                continue
-            with connection.pipeline() as pipe:
-                total, settled = pipe.hget(KEY + path.name, "total").hlen(
-                    KEY + path.name + ":rows").execute()
-            if total is None or settled >= int(total):
-                unpin(engine.settings.features_dir, path.name)
+        owners = [p.name for p in (Path(settings.features_dir) / PINS).glob("[!.]*")]
+    except OSError as exc:
+        log.warning("could not read the checks' pins: %s", exc)
+        return
+    for check_id in filter(CHECK_ID.fullmatch, owners):  # not a worker's own (ReadingPin)
+        try:  # read as a poll reads it: the designs of lost chunks settled
+            state = read_check(connection, check_id, results=False, ttl=settings.result_ttl)
+            if state is None or len(state.outcomes) >= len(state.names):
+                unpin(settings.features_dir, check_id)
             else:
-                pin(engine.settings.features_dir, path.name, path.read_text().strip())
-    except (OSError, RedisError, ValueError) as exc:
-        log.warning("could not keep the checks' pins: %s", exc)
+                generation = (Path(settings.features_dir) / PINS / check_id).read_text().strip()
+                pin(settings.features_dir, check_id, generation)
+        except FileNotFoundError:  # its last chunk let go of it meanwhile
+            continue
+        except (OSError, RedisError, ValueError) as exc:
+            log.warning("could not keep the pin of check %s: %s", check_id, exc)
 
 
 def delete_expired_files(engine) -> None:
