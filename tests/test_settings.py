@@ -231,6 +231,7 @@ def test_make_run_refuses_a_port_that_is_not_one_naming_port():
 def test_the_redis_url_a_log_shows_masks_its_password():
     """The worker's start-up line named REDIS_URL whole, password and all."""
     shown = {url: Settings(redis_url=url).redis_shown for url in (
-        "redis://127.0.0.1:6379/0", "redis://:s3cr@t@host:6380/1", "rediss://user:pw@h/0")}
+        "redis://127.0.0.1:6379/0", "redis://:s3cr@t@host:6380/1", "rediss://user:pw@h/0",
+        "redis://h:6379/0?db=1&password=s3cr")}
     assert list(shown.values()) == ["redis://127.0.0.1:6379/0", "redis://:***@host:6380/1",
-                                    "rediss://user:***@h/0"]
+                                    "rediss://user:***@h/0", "redis://h:6379/0?db=1&password=***"]

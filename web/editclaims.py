@@ -15,7 +15,9 @@ from worker.core.queueing import ENDED
 
 PENDING = "pairsearch:edit-pending:"  # + design name: the id of the edit of it under way
 ENQUEUE_GRACE_S = 120  # a claimed edit's job exists within a request's upload time
-QUEUE_ALLOWANCE_S = 3600  # an edit's job waits for its turn and the catalogue lock within it
+# an edit's job waits for its turn and the catalogue lock within a day; a longer claim costs
+# nothing, since an ended or vanished holder frees it at once
+QUEUE_ALLOWANCE_S = 24 * 3600
 # the claim: free when nobody holds it, or the holder's job has ended, or it has no job and
 # was claimed ENQUEUE_GRACE_S ago (its request failed); else the holder's id
 _CLAIM = """

@@ -109,7 +109,8 @@ class SharedMember(bytes):
 @dataclass(frozen=True)
 class Collection:
     """The rows' names (pairs.csv order) and their designs, read one at a time in that order
-    (a ZIP's members stay packed until their row comes: memory holds the designs being read)."""
+    (a ZIP's members stay packed until their row comes: memory holds the designs being read,
+    and the members several rows name, up to SHARED_BYTES)."""
 
     names: list[str]
     designs: Iterator[NewDesign]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -96,10 +97,12 @@ class Settings:
     def redis_shown(self) -> str:
         """REDIS_URL as a log may show it: its password (`redis://:secret@host`) masked."""
         url = urlsplit(self.redis_url)
+        query = re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", url.query)  # redis-py reads it
         if url.password is None:
-            return self.redis_url
+            return urlunsplit(url._replace(query=query))
         user = f"{url.username}:" if url.username else ":"
-        return urlunsplit(url._replace(netloc=f"{user}***@{url.netloc.rpartition('@')[2]}"))
+        return urlunsplit(url._replace(netloc=f"{user}***@{url.netloc.rpartition('@')[2]}",
+                                       query=query))
 
     @property
     def max_upload_bytes(self) -> int:
