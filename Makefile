@@ -21,7 +21,12 @@ $(DATABASE_DIR)/pairs.csv: | $(VENV)/.installed
 
 catalogue: $(DATABASE_DIR)/pairs.csv
 
-index: $(VENV)/.installed catalogue
+# indexes the catalogue that is there: a mistyped DATABASE_DIR must not get a sample catalogue
+# written into it and served (`make catalogue` writes the sample; `make run` does on its own)
+index: $(VENV)/.installed
+	@test -f $(DATABASE_DIR)/pairs.csv || { echo "make index: no $(DATABASE_DIR)/pairs.csv;" \
+	  "put the catalogue there (README, 'The catalogue'), or 'make catalogue' for the sample" >&2; \
+	  exit 2; }
 	$(PY) -m worker.cli.index
 
 # the supervisor makes the sample catalogue and its index itself (--prepare), once it holds
