@@ -58,12 +58,17 @@ class Chunk:
     hashes: list[str]
 
 
+ROWS_VERSION = 2  # raise it with a change to what a descriptor's rows hold (cached ones go)
+
+
 def model_fingerprint(extractor) -> str:
-    """What makes two extractors' rows the same: weights, descriptor, precision, preprocessing
-    and, at int8, the quantised model (its sha256)."""
+    """What makes two extractors' rows the same: weights, descriptor, its rows' width and
+    version (a descriptor redefined under its name: its old chunks would read as held and be
+    skipped as misshapen, so that the build failed the same way each time), precision,
+    preprocessing and, at int8, the quantised model (its sha256)."""
     text = json.dumps([extractor.weights_fingerprint, extractor.descriptor, extractor.precision,
-                       preprocess_params(extractor.trim), getattr(extractor, "model_id", None)],
-                      sort_keys=True)
+                       preprocess_params(extractor.trim), getattr(extractor, "model_id", None),
+                       getattr(extractor, "dim", None), ROWS_VERSION], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
