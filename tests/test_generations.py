@@ -420,3 +420,28 @@ def test_a_check_names_the_catalogue_version_in_either_layout(tmp_path):
     assert version((generation, 1, 2, 3)) == generation
     flat = version(("features", 1, 2, 1_796_301_182_973_445_000))
     assert flat == "20261203T123302973445Z" and version(None) is None
+
+
+def test_a_writer_waiting_for_the_lock_says_so(tmp_path, caplog):
+    """`make index` behind another build or an edit sat silent: it looked like a hang."""
+    import logging
+
+    release = threading.Event()
+
+    def holder():
+        with generations.catalogue_lock(tmp_path):
+            release.wait(10)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    time.sleep(0.2)
+    with caplog.at_level(logging.INFO, logger="worker.core.generations"):
+        with pytest.raises(generations.CatalogueBusy):
+            with generations.catalogue_lock(tmp_path, wait_s=0.2):
+                pass
+        threading.Timer(0.3, release.set).start()
+        with generations.catalogue_lock(tmp_path):  # waits as long as it takes
+            pass
+    thread.join()
+    assert [r.message for r in caplog.records].count(
+        "waiting for another index build or catalogue edit to finish") == 2

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import re
 import shutil
@@ -26,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from worker.core.storage import TEMP_GRACE_S, fsync_path, write_aside
+
+log = logging.getLogger(__name__)
 
 GENERATIONS = "generations"
 CURRENT = "CURRENT"
@@ -177,13 +180,20 @@ def catalogue_lock(features_dir: Path, wait_s: float | None = None) -> Iterator[
     features_dir.mkdir(parents=True, exist_ok=True)
     with open(features_dir / LOCK, "w") as lock:
         deadline = None if wait_s is None else time.monotonic() + wait_s
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | (0 if deadline is None else fcntl.LOCK_NB))
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise CatalogueBusy("another catalogue edit or an index build is running; "
-                                        "try again when it has finished") from None
-                time.sleep(0.1)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if wait_s != 0:  # a wait that says nothing looks like a hang
+                log.info("waiting for another index build or catalogue edit to finish")
+            if deadline is None:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            while deadline is not None:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise CatalogueBusy("another catalogue edit or an index build is "
+                                            "running; try again when it has finished") from None
+                    time.sleep(0.1)
         yield
