@@ -179,3 +179,16 @@ def test_a_catalogue_of_no_designs_is_refused_before_the_caches_are_touched(tmp_
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 1 and "lists no designs" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_a_descriptor_redefined_under_its_name_gets_a_cache_of_its_own():
+    """Its rows' width was not in the fingerprint: the old chunks read as held, were skipped
+    as misshapen, and every build failed with ChunkMissing."""
+    from types import SimpleNamespace
+
+    def fingerprint(dim: int) -> str:
+        return model_fingerprint(SimpleNamespace(
+            weights_fingerprint="w", descriptor="grey-dir345", precision="float32", trim=True,
+            model_id=None, dim=dim))
+
+    assert fingerprint(470) == fingerprint(470) != fingerprint(476)
