@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     report = report_csv(designs, options)
     if out is not None:
         try:
-            out.write_text(report, newline="")
+            out.write_text(report, encoding="utf-8", newline="")  # not the locale's
         except OSError as exc:  # the check is not lost: the report goes to standard output
             print(f"check: could not write {out} ({exc.strerror}); the report follows on "
                   "standard output", file=sys.stderr)
