@@ -230,8 +230,7 @@ class DuplicatePair(Closed):
     b: str = Field(description="the other design's name (later in pairs.csv)")
     similarity: int = Field(ge=0, le=100, description="0-100 on the list's own scale: a "
                             "search with one of the two designs may give another figure")
-    verdict: Verdict = Field(description="judged on the pair's score plus part of a nearest "
-                             "design's lead over its second (not for sketches; docs/quality.md)")
+    verdict: Verdict = Field(description="on its score and a nearest design's lead (docs/quality.md)")
 
 
 class DuplicateGroup(Closed):
