@@ -58,7 +58,7 @@ class Chunk:
     hashes: list[str]
 
 
-ROWS_VERSION = 2  # raise it with a change to what a descriptor's rows hold (cached ones go)
+ROWS_VERSION = 1  # raise it with a change to what a descriptor's rows hold (cached ones go)
 
 
 def model_fingerprint(extractor) -> str:
