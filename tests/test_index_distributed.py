@@ -173,3 +173,37 @@ def build_on_chunks_only_worker(settings, extractor, log) -> dict:
                for i in FinishedJobRegistry(queue=chunks).get_job_ids()}
     assert len(workers) == 1 and None not in workers  # every chunk extracted by that worker
     return manifest
+
+
+def test_a_build_whose_workers_all_went_away_stops_saying_so(redis_url, tmp_path, monkeypatch):
+    """Its chunk jobs stayed queued and the build waited for ever behind a still progress bar."""
+    from worker.core.settings import Settings
+    from worker.indexing import distributed
+    from worker.indexing.chunks import Chunk, ChunkCache
+
+    monkeypatch.setattr(distributed, "NO_WORKER_S", 1.0)
+    settings = Settings(redis_url=redis_url, features_dir=tmp_path / "features",
+                        queue_name=f"gone-{uuid.uuid4().hex[:8]}")
+    connection = Redis.from_url(redis_url)
+    queue = Queue(index_queue_name(settings), connection=connection)
+    lone = Worker([queue], connection=connection, name=f"lone-{uuid.uuid4().hex[:6]}")
+    lone.register_birth()
+    outcome: dict = {}
+
+    def build() -> None:
+        try:
+            distributed.extract_distributed(settings, ChunkCache(settings.features_dir, "m"),
+                                            [Chunk("k1", ["images/a.png"], ["h1"])], False)
+        except distributed.DistributedBuildFailed as exc:
+            outcome["error"] = str(exc)
+
+    thread = threading.Thread(target=build)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while len(queue) == 0 and time.monotonic() < deadline:  # its chunk enqueued
+        time.sleep(0.05)
+    lone.register_death()  # the only worker stops
+    thread.join(30)
+    assert not thread.is_alive()
+    assert "no worker has taken chunks" in outcome["error"] and "1 of 1 chunks left" in outcome["error"]
+    assert len(queue) == 0  # its chunk withdrawn

@@ -31,6 +31,7 @@ from worker.service.orphans import settle_orphaned_jobs
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3  # a chunk failing this often stops the build (its error is shown)
 POLL_S = 0.5
+NO_WORKER_S = 60  # no worker left on the queue this long: the build stops, saying so
 KEEP_RESULT_S = 3600  # a chunk job's result and failure are kept this long
 
 
@@ -52,9 +53,20 @@ def extract_distributed(settings: Settings, cache: ChunkCache, chunks: list[Chun
     byk = {c.key: c for c in chunks}
     failures: list[Failure] = []
     bar = tqdm(total=len(chunks), unit="chunk", desc="chunks", disable=not progress)
+    alone_since = None  # when the queue's last worker was seen gone (it waited for ever)
     try:
         while jobs:
             settle_orphaned_jobs(queue, KEEP_RESULT_S, None, settings.index_chunk_timeout)
+            if Worker.count(queue=queue) > 0:
+                alone_since = None
+            elif alone_since is None:
+                alone_since = time.monotonic()
+            elif time.monotonic() - alone_since > NO_WORKER_S:
+                raise DistributedBuildFailed(
+                    f"no worker has taken chunks from queue {queue.name!r} for {NO_WORKER_S} s "
+                    f"({len(jobs)} of {len(chunks)} chunks left; those done are kept): start "
+                    "`python -m worker` (QUEUE_NAME as here) and build again, or build "
+                    "without --distributed")
             for key, status in _statuses(queue.connection, jobs).items():
                 if status == JobStatus.FINISHED:
                     failures += [tuple(f) for f in jobs.pop(key).return_value()["failures"]]
