@@ -146,14 +146,19 @@ def clean_leftovers(features_dir: Path, keep: str | None = None) -> list[str]:
     return removed
 
 
+def kept_folders(features_dir: Path) -> list[Path]:
+    """The folders whose manifests a reader may hold: the current one first (FEATURES_DIR
+    itself when flat), then every generation folder."""
+    gens = Path(features_dir) / GENERATIONS
+    return list(dict.fromkeys([current_dir(features_dir),
+                               *(sorted(gens.iterdir()) if gens.is_dir() else [])]))
+
+
 def landed(features_dir: Path, edit_id: str) -> bool:
     """Whether a kept generation (the current one, the one before, pinned ones) was written by
     catalogue edit `edit_id` (its manifest's `edit.id`): an edit that stopped after its
     switch was applied, whatever other writers switched to since."""
-    features_dir = Path(features_dir)
-    gens = features_dir / GENERATIONS
-    for folder in dict.fromkeys([current_dir(features_dir),
-                                 *(sorted(gens.iterdir()) if gens.is_dir() else [])]):
+    for folder in kept_folders(features_dir):
         try:
             manifest = json.loads((folder / "manifest.json").read_text())
         except (OSError, ValueError):

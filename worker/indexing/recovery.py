@@ -19,7 +19,13 @@ from pathlib import Path
 from worker.core import generations
 from worker.core.bank import BankError, read_manifest
 from worker.core.catalogue import Catalogue, CatalogueError, load_catalogue, write_catalogue_csv
-from worker.core.generations import CatalogueBusy, catalogue_lock, clean_leftovers, current_dir
+from worker.core.generations import (
+    CatalogueBusy,
+    catalogue_lock,
+    clean_leftovers,
+    current_dir,
+    kept_folders,
+)
 from worker.core.settings import Settings
 from worker.core.storage import TEMP_GRACE_S
 from worker.pipeline.thumbnails import remove_thumbnails
@@ -100,13 +106,11 @@ def tidy(settings: Settings) -> list[str]:
 def unlisted_drawings(settings: Settings) -> list[str]:
     """Drawings an add stored (STORED_IMAGE) that neither pairs.csv nor a kept generation
     lists, written over TEMP_GRACE_S ago: left by an add stopped before its switch or a removal
-    stopped after it. None while any list cannot be read (nothing is then known unused)."""
-    database, features = Path(settings.database_dir), Path(settings.features_dir)
-    gens = features / generations.GENERATIONS
+    stopped after it. Empty while any list cannot be read: nothing is then known unused."""
+    database = Path(settings.database_dir)
     try:
         on_disk = load_catalogue(database)
-        manifests = [read_manifest(folder) for folder in {current_dir(features), *(
-            gens.iterdir() if gens.is_dir() else ())}]
+        manifests = [read_manifest(folder) for folder in kept_folders(settings.features_dir)]
     except (CatalogueError, BankError, OSError):
         return []
     listed = [*on_disk.fronts, *on_disk.backs]
