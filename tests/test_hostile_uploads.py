@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 
@@ -155,6 +156,26 @@ def test_only_the_pixels_of_an_upload_are_stored_not_its_bytes(client, settings)
     assert len(stored) == 2 and all(p.stat().st_size < 8 * 1024 for p in stored), \
         [p.stat().st_size for p in stored]
     assert Image.open(stored[0]).size == (64, 64)
+
+
+def test_a_large_part_is_spilled_into_the_upload_folder_unnamed_not_tmpdir(app, settings):
+    """A part over werkzeug's 500 KB in memory goes to a file while the request is read: in
+    UPLOAD_DIR, with no name, so nothing is left in TMPDIR or there once it ends."""
+    seen = {}
+
+    @app.post("/spill-probe")
+    def probe():
+        from flask import request
+        stream = request.files["front"].stream
+        seen["target"] = os.readlink(f"/proc/self/fd/{stream.fileno()}")
+        return "", 204
+
+    big = os.urandom(2 * 1024 * 1024)
+    response = app.test_client().post("/spill-probe", data={"front": (io.BytesIO(big), "a.png")})
+    assert response.status_code == 204
+    target = seen["target"]
+    assert target.startswith(f"{settings.upload_dir}/") and target.endswith("(deleted)"), target
+    assert list(settings.upload_dir.iterdir()) == []
 
 
 def test_a_huge_upload_is_stored_at_a_bounded_size(client, settings):

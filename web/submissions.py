@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import uuid
 from functools import partial
+from tempfile import SpooledTemporaryFile
 from typing import NamedTuple
 
 from flask import Request, current_app, request
@@ -25,6 +26,7 @@ from worker.core.images import STORED_FORMAT, Box, ImageRejected, stored_form
 from worker.core.queueing import enqueue_search, upload_name
 
 STATUS_BY_REASON = {"unsupported_format": 415, "too_many_pixels": 413}
+SPOOL_BYTES = 500 * 1024  # a part held in memory up to this, as werkzeug's default does
 
 
 def is_multipart(req: Request) -> bool:
@@ -52,6 +54,14 @@ class FormRequest(Request):
             raise RequestRefused(400, "malformed_form", "the multipart/form-data body is "
                                  "malformed: cut short before its closing boundary, or a part "
                                  "without its headers") from None
+
+    def _get_file_stream(self, total_content_length, content_type, filename=None,
+                         content_length=None):
+        """A part past SPOOL_BYTES spills into UPLOAD_DIR (werkzeug's goes to TMPDIR), as an
+        unnamed file (O_TMPFILE) that is gone when the request ends, even one killed."""
+        folder = current_app.config["SETTINGS"].upload_dir
+        return SpooledTemporaryFile(max_size=SPOOL_BYTES, mode="rb+",
+                                    dir=folder if folder.is_dir() else None)
 
 
 def require_client() -> None:
