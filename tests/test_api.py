@@ -553,6 +553,20 @@ def test_an_error_is_recorded_after_the_last_stage_report(redis, monkeypatch):
     assert Job.fetch(job.id, connection=redis).meta["error"] == "the front image is damaged"
 
 
+def test_a_recorded_error_names_the_data_folders_by_their_settings(redis, settings):
+    from rq.job import Job
+
+    from worker.service import process as service
+
+    job = Job.create("worker.service.jobs.search_pair", connection=redis)
+    job.save()
+    gone = settings.upload_dir / "up-1.png"
+    service.record_error(job, FileNotFoundError, FileNotFoundError(
+        2, "No such file or directory", str(gone)), None, settings=settings)
+    error = Job.fetch(job.id, connection=redis).meta["error"]
+    assert error == "[Errno 2] No such file or directory: 'UPLOAD_DIR/up-1.png'", error
+
+
 def test_flushing_stage_reports_waits_until_they_are_written():
     import threading
     import time

@@ -265,7 +265,13 @@ def test_no_index_or_one_without_duplicates_is_503_no_index(client, settings):
     for url in ("/api/duplicates", "/api/duplicates.csv"):
         response = client.get(url)
         assert response.status_code == 503 and response.get_json()["error"] == "no_index"
+        # the folder named by its setting, not by the server's path
+        message = response.get_json()["message"]
+        assert "in FEATURES_DIR (no manifest.json)" in message, message
+        assert str(settings.features_dir) not in message
     assert response.headers["Retry-After"]
+    health = client.get("/healthz").get_json()
+    assert health["index_error"].startswith("no feature banks in FEATURES_DIR"), health
     front, back, _ = seeded_bank(50, 2)
     write_generation(settings.features_dir, front, back, duplicates=False)
     response = client.get("/api/duplicates")

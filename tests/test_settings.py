@@ -235,3 +235,15 @@ def test_the_redis_url_a_log_shows_masks_its_password():
         "redis://h:6379/0?db=1&password=s3cr")}
     assert list(shown.values()) == ["redis://127.0.0.1:6379/0", "redis://:***@host:6380/1",
                                     "rediss://user:***@h/0", "redis://h:6379/0?db=1&password=***"]
+
+
+def test_a_message_for_clients_names_the_data_folders_by_their_settings(tmp_path):
+    settings = Settings.from_env({}, database_dir=tmp_path / "db",
+                                 features_dir=tmp_path / "db" / "features",
+                                 upload_dir=tmp_path / "link" / ".." / "up")
+    text = (f"{tmp_path}/db/features/manifest.json is corrupt; {tmp_path}/db/pairs.csv and "
+            f"{tmp_path}/up/x.png")
+    assert settings.without_paths(text) == (
+        "FEATURES_DIR/manifest.json is corrupt; DATABASE_DIR/pairs.csv and UPLOAD_DIR/x.png")
+    relative = Settings.from_env({}, features_dir=tmp_path.__class__("features"))
+    assert relative.without_paths("no feature banks in features") == "no feature banks in features"

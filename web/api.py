@@ -169,7 +169,7 @@ def healthz():
                     weights=manifest.get("weights"), precision=manifest.get("precision"),
                     index_created=manifest.get("created"))
     except BankError as exc:
-        body["index_error"] = str(exc)
+        body["index_error"] = settings.without_paths(str(exc))
     body["status"] = "ok" if body["redis"] and body["workers"] and "index_error" not in body \
         else "degraded"
     return jsonify(body), 200 if body["redis"] else 503

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, jsonify, make_response, render_template, request
+from flask import Flask, current_app, jsonify, make_response, render_template, request
 from redis.exceptions import RedisError
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
@@ -29,6 +29,7 @@ def wants_json() -> bool:
 
 
 def error_response(status: int, error: str, message: str, retry_after: int | None = None):
+    message = current_app.config["SETTINGS"].without_paths(message)  # a BankError's, an OSError's
     if wants_json():
         response = jsonify(error=error, message=message)
     else:

@@ -65,7 +65,8 @@ def error_message(job: Job) -> str:
     if error:
         return error
     lines = [ln for ln in (job.exc_info or "").strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else f"the search failed; {RESUBMIT}"
+    return current_app.config["SETTINGS"].without_paths(lines[-1]) if lines \
+        else f"the search failed; {RESUBMIT}"
 
 
 def finished_result(job: Job) -> SearchResult:

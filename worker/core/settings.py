@@ -104,6 +104,17 @@ class Settings:
         return urlunsplit(url._replace(netloc=f"{user}***@{url.netloc.rpartition('@')[2]}",
                                        query=query))
 
+    def without_paths(self, text: str) -> str:
+        """`text` as a client may read it: a data folder's absolute path named by its setting
+        (`FEATURES_DIR/manifest.json`), not the server's file system."""
+        paths = {}
+        for f in fields(self):
+            if f.name.endswith("_dir") and (folder := getattr(self, f.name)).is_absolute():
+                paths.update({str(folder): f.name.upper(), str(folder.resolve()): f.name.upper()})
+        for path in sorted(paths, key=len, reverse=True):  # a folder inside another: its own name
+            text = text.replace(path, paths[path])
+        return text
+
     @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024

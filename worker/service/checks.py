@@ -153,9 +153,10 @@ def _keep_seen(engine: Engine, check_id: str, rows: list[int],
             log.warning("could not keep design %d of check %s: %s", row, check_id, exc)
 
 
-def _failed(chunk: CheckChunk, exc: BaseException) -> list[CheckedDesign]:
+def _failed(engine: Engine, chunk: CheckChunk, exc: BaseException) -> list[CheckedDesign]:
     error = (f"checking took too long and was stopped; {RESUBMIT}"
-             if type(exc).__name__ == "JobTimeoutException" else f"{exc}; {RESUBMIT}")
+             if type(exc).__name__ == "JobTimeoutException"
+             else f"{engine.settings.without_paths(str(exc))}; {RESUBMIT}")
     return [CheckedDesign(name=row.name, status="failed", error=error) for row in chunk.rows]
 
 
@@ -176,7 +177,7 @@ def check_chunk(**kwargs) -> None:
         outcomes = _outcomes(engine, chunk, _pinned(engine, connection, chunk.check_id))
     except Exception as exc:  # noqa: BLE001 - its designs fail, saying why; the check goes on
         log.exception("check %s: a chunk failed", chunk.check_id)
-        outcomes = _failed(chunk, exc)
+        outcomes = _failed(engine, chunk, exc)
     finally:
         _discard(engine, chunk)
     if record_outcomes(connection, chunk.check_id, {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import time
+from functools import partial
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -44,11 +45,14 @@ WORKER_TTL_S = 45
 LISTENER_WAKE_S = 1.0
 
 
-def record_error(job: Job, exc_type, exc_value, traceback) -> bool:
+def record_error(job: Job, exc_type, exc_value, traceback,
+                 settings: Settings | None = None) -> bool:
     """RQ exception handler: keep a person-readable message beside RQ's traceback (after
-    the job's last stage report, so that one cannot land later and erase it)."""
+    the job's last stage report, so that one cannot land later and erase it), with the data
+    folders named by their settings rather than their paths."""
     REPORTS.flush()
-    job.meta["error"] = str(exc_value) or exc_type.__name__
+    message = str(exc_value) or exc_type.__name__
+    job.meta["error"] = settings.without_paths(message) if settings else message
     job.meta["error_type"] = exc_type.__name__
     job.save_meta()
     return True
@@ -58,7 +62,7 @@ class SearchWorker(SimpleWorker):
     """A SimpleWorker that refreshes the engine's index before each job."""
 
     def __init__(self, *args, engine: Engine, **kwargs):
-        kwargs.setdefault("exception_handlers", [record_error])
+        kwargs.setdefault("exception_handlers", [partial(record_error, settings=engine.settings)])
         super().__init__(*args, **kwargs)
         self.engine = engine
 
