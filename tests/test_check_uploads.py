@@ -646,6 +646,9 @@ def test_designs_whose_chunk_expired_or_died_in_the_queue_say_which(settings, re
     body = client.get(check["url"]).get_json()
     assert [d["error"] for d in body["designs"]] == [CHUNK_LOST, CHUNK_EXPIRED]
     assert body["status"] == "finished" and redis.hlen(KEY + check["id"] + ":rows") == 2
+    # the died chunk wakes and finishes: the check already read as finished stays as it was
+    record_outcomes(redis, check["id"], {0: CheckedDesign(name="a", status="finished")}, 600)
+    assert client.get(check["url"]).get_json() == body
 
 
 def test_a_queued_check_says_how_many_designs_of_other_checks_go_first(settings, redis):

@@ -46,4 +46,4 @@ def settle_cancelled(connection: Redis, check_id: str, names: dict[int, str], tt
     its outcome."""
     record_outcomes(connection, check_id, {
         row: CheckedDesign(name=name, status="failed", error=CANCELLED)
-        for row, name in names.items()}, ttl, keep_settled=True)
+        for row, name in names.items()}, ttl)

@@ -150,15 +150,16 @@ def mark_started(connection: Redis, check_id: str, catalogue: str | None = None)
 
 
 def record_outcomes(connection: Redis, check_id: str, outcomes: dict[int, CheckedDesign],
-                    ttl: int, keep_settled: bool = False) -> bool:
-    """Settle designs (`keep_settled`: only those not settled yet); the write that settles the
-    last one wakes whoever waits for the check. True when every design is settled. The check
+                    ttl: int) -> bool:
+    """Settle designs not settled yet (the first outcome stays: a chunk judged lost that
+    wakes and finishes does not change a check already read as finished); the write that
+    settles the last one wakes whoever waits for the check. True when every design is settled. The check
     is kept `ttl` from its last settled design, not from its upload: a check longer than
     RESULT_TTL is not lost while it runs."""
     rows = KEY + check_id + ":rows"
     with connection.pipeline() as pipe:
         for row, outcome in outcomes.items():
-            (pipe.hsetnx if keep_settled else pipe.hset)(rows, row, outcome.model_dump_json())
+            pipe.hsetnx(rows, row, outcome.model_dump_json())
         pipe.expire(rows, ttl)
         pipe.expire(KEY + check_id, ttl)  # only if it is still there: an expired one stays gone
         pipe.hlen(rows)
@@ -199,7 +200,7 @@ def read_check(connection: Redis, check_id: str, results: bool = True,
                          for row in rows}, results, b"cancelled" in meta)
     lost = lost_designs(connection, state)
     if lost and ttl is not None:
-        record_outcomes(connection, check_id, lost, ttl, keep_settled=True)
+        record_outcomes(connection, check_id, lost, ttl)
     state.outcomes.update(lost)
     return state
 
