@@ -120,7 +120,7 @@ def test_a_hits_score_line_leads_with_its_verdict_and_similarity():
 
     hit = Hit(rank=1, name="a", score=0.912, front_score=0.95, back_score=None, swapped=True,
               front="f.png", back="b.png", verdict="copy", similarity=93)
-    assert score_line(hit) == "copy 93  0.912 (F 0.950 swapped)"
+    assert score_line(hit) == "back | front · copy 93  0.912 (F 0.950)"
     plain = hit.model_copy(update={"verdict": None, "similarity": 12, "swapped": False})
     assert score_line(plain) == "similarity 12  0.912 (F 0.950)"  # as the page's column
     unjudged = plain.model_copy(update={"similarity": None})  # a sketch, or no thresholds
@@ -148,3 +148,29 @@ def test_the_query_cell_says_when_the_list_after_the_copy_is_in_order_of_design(
     assert query.title == "Query · the rest in order of design"
     font = GridRenderer().title_font
     assert font.fit(query.title, CELL_W - 2 * GAP) == query.title  # drawn whole, not cut short
+
+
+def test_a_hit_matched_with_its_sides_swapped_is_drawn_back_then_front(tmp_path):
+    """Each matched side sits under the query's side it matched, as the match view pairs
+    them; the label says so first."""
+    from PIL import Image
+
+    from worker.core.catalogue import load_catalogue
+    from worker.core.contract import Hit
+    from worker.pipeline.grid import grid_cells
+    from worker.pipeline.thumbnails import ThumbnailCache
+
+    for name, colour in (("f.png", (220, 30, 30)), ("b.png", (30, 30, 220))):
+        Image.new("RGB", (60, 80), colour).save(tmp_path / name)
+    (tmp_path / "pairs.csv").write_text("name,front,back\ntee,f.png,b.png\n")
+    catalogue = load_catalogue(tmp_path)
+    canvas = np.full((224, 224, 3), 255, np.uint8)
+    hit = Hit(rank=1, name="tee", score=0.9, front_score=0.9, back_score=0.9, swapped=True,
+              front="f.png", back="b.png", verdict="copy", similarity=93)
+    for swapped, (left, right) in ((True, (2, 0)), (False, (0, 2))):
+        _, cell = grid_cells(catalogue, tmp_path / "features", ThumbnailCache(1 << 20),
+                             (canvas, canvas), [hit.model_copy(update={"swapped": swapped})])
+        middle = (slice(30, 50), slice(20, 40))
+        assert np.argmax(cell.front[middle].mean(axis=(0, 1))) == left  # blue (2), red (0)
+        assert np.argmax(cell.back[middle].mean(axis=(0, 1))) == right
+        assert cell.subtitle.startswith("back | front · ") is swapped

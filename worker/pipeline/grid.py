@@ -17,14 +17,16 @@ TITLES = {"score": "Query", "design": "Query · the rest in order of design"}
 
 
 def score_line(hit: Hit) -> str:
-    """`copy 93  0.912 (F 0.950 | B 0.874 swapped)`: the verdict and similarity (below the
-    verdicts, `similarity 41`, as the page's column shows it), the score and each side's that
-    exists."""
+    """`copy 93  0.912 (F 0.950 | B 0.874)`: the verdict and similarity (below the verdicts,
+    `similarity 41`, as the page's column shows it), the score and each side's that exists (F:
+    the query's front's); a hit matched with its sides swapped says first that it is drawn
+    `back | front` (the tail is what the cell's width cuts)."""
     parts = [f"{label} {value:.3f}" for label, value in (("F", hit.front_score),
                                                          ("B", hit.back_score)) if value is not None]
     verdict = f"{hit.verdict} {hit.similarity}  " if hit.verdict else \
         f"similarity {hit.similarity}  " if hit.similarity is not None else ""
-    return f"{verdict}{hit.score:.3f} ({' | '.join(parts)}{' swapped' if hit.swapped else ''})"
+    swapped = "back | front · " if hit.swapped else ""
+    return f"{swapped}{verdict}{hit.score:.3f} ({' | '.join(parts)})"
 
 
 def grid_cells(catalogue: Catalogue, features_dir: Path, thumbnails: ThumbnailCache,
@@ -40,8 +42,9 @@ def grid_cells(catalogue: Catalogue, features_dir: Path, thumbnails: ThumbnailCa
     cells = [GridCell(*(BLANK if img is None else img for img in query), TITLES[order],
                       f"{sides} · among {among}" if among else sides)]
     for hit in hits:  # decoded once, kept in RAM (THUMB_CACHE_MB)
+        # each matched side under the query's side it matched: a swapped hit back | front
         front, back = (load_thumbnail(features_dir, catalogue, rel, thumbnails)
-                       for rel in (hit.front, hit.back))
+                       for rel in ((hit.back, hit.front) if hit.swapped else (hit.front, hit.back)))
         cells.append(GridCell(front, back, f"#{hit.rank}  {hit.name}", score_line(hit),
                               hit.verdict))
     return cells
