@@ -313,6 +313,41 @@ def test_the_page_shows_each_group_with_its_drawings(synthetic):
     assert "may read differently in a search" in page  # why a search may say otherwise
 
 
+def test_the_page_shows_a_page_of_groups_and_a_large_group_in_part(synthetic):
+    """A long list (thousands of groups at `similar` in a large catalogue) is paged, and a
+    group of many look-alikes shows its first designs and pairs, the CSV all of them."""
+    from web.duplicates import SHOWN_DESIGNS, SHOWN_PAIRS
+
+    client, settings, manifest, pairs, _ = synthetic
+    groups = duplicate_groups(pairs, manifest["names"], "near-duplicate")
+    assert len(groups) >= 5
+    first = client.get("/duplicates?per_page=2").get_data(as_text=True)
+    second = client.get("/duplicates?per_page=2&page=2").get_data(as_text=True)
+    for page, shown in ((first, groups[:2]), (second, groups[2:4])):
+        assert page.count('class="card group"') == 2
+        assert all(f"{g['designs'][0]}_front.png" in page for g in shown)
+    assert "<h2>Group 3 · " in second and "<h2>Group 1 · " not in second  # numbered as the CSV
+    pages = -(-len(groups) // 2)
+    assert f"page 2 of {pages}" in " ".join(second.split()) and 'rel="prev"' in second
+    past = client.get(f"/duplicates?per_page=2&page={pages + 1}").get_data(as_text=True)
+    assert 'class="card group"' not in past and "past the last page" in " ".join(past.split())
+    for bad in ("page=0", "per_page=201", "page=x"):
+        assert client.get(f"/duplicates?{bad}").status_code == 400, bad
+
+    front, back, _ = seeded_bank(200, 0, seed=3)  # 70 copies of one design: one group of 71
+    rng = np.random.default_rng(1)
+    front[1:71], back[1:71] = (noisy_copies(rng, np.repeat(side[:1], 70, 0), (0.995, 0.999))
+                               for side in (front, back))
+    write_generation(settings.features_dir, front, back)
+    page = " ".join(client.get("/duplicates").get_data(as_text=True).split())
+    assert "<h2>Group 1 · 71 designs</h2>" in page
+    assert f"and {71 - SHOWN_DESIGNS} more designs" in page
+    assert f"and {71 * 70 // 2 - SHOWN_PAIRS} more pairs" in page
+    assert page.count("<tr><td>design-") <= SHOWN_PAIRS * 2
+    big = client.get("/api/duplicates").get_json()["groups"][0]
+    assert (len(big["designs"]), len(big["pairs"])) == (71, 71 * 70 // 2)  # the JSON: all
+
+
 def test_the_cli_writes_a_csv_row_per_pair(synthetic, tmp_path):
     _, settings, manifest, pairs, _ = synthetic
     out = tmp_path / "d.csv"

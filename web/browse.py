@@ -23,6 +23,7 @@ from pydantic import Field
 from web.apidoc import Responses, api
 from web.catalogue import catalogue_file, current_catalogue
 from web.errors import RequestRefused
+from web.queryargs import int_arg
 from web.schemas import FILTER, Closed, Error, FilterField, Model
 from worker.core.catalogue import Catalogue, thumbnail_file
 from worker.core.filters import (
@@ -34,7 +35,6 @@ from worker.core.filters import (
     facets,
     parse_filter_fields,
 )
-from worker.core.numerals import whole
 
 bp = Blueprint("browse", __name__)
 PER_PAGE = 48
@@ -72,15 +72,6 @@ class CatalogueListing(Closed):
     designs: list[CatalogueDesign]
 
 
-def _int_arg(name: str, default: int, high: int) -> int:
-    raw = request.args.get(name, str(default))  # given but blank is refused, as the schema says
-    value = whole(raw)  # not "²" or "٣"
-    if value is None or not 1 <= value <= high:
-        raise RequestRefused(400, f"invalid_{name}",
-                             f"{name} must be a whole number from 1 to {high}, got {raw[:20]!r}")
-    return value
-
-
 def _filters(catalogue: Catalogue) -> tuple[Filters, np.ndarray]:
     """The query's filters and the rows they let through (400 naming a bad one)."""
     try:
@@ -112,7 +103,7 @@ def listing() -> dict:
     if catalogue is None:
         raise RequestRefused(503, "no_index", "the catalogue has not been indexed yet (or its "
                              "list cannot be read); run `make index`", retry_after=60)
-    page, per_page = _int_arg("page", 1, 10**6), _int_arg("per_page", PER_PAGE, MAX_PER_PAGE)
+    page, per_page = int_arg("page", 1, 10**6), int_arg("per_page", PER_PAGE, MAX_PER_PAGE)
     filters, rows = _filters(catalogue)
     shown = rows[(page - 1) * per_page:page * per_page]
     return {"total": len(rows), "catalogue_pairs": len(catalogue), "page": page,

@@ -6,13 +6,23 @@ index was built or edited): the web loads no bank and scores nothing.
 
 from __future__ import annotations
 
+import math
+import threading
+
 from flask import Blueprint, Response, current_app, jsonify, render_template, request, url_for
 
 from web.apidoc import Responses, api
 from web.errors import RequestRefused
+from web.queryargs import int_arg
 from web.schemas import Duplicates, DuplicatesQuery, Error
 from worker.core.bank import BankError
-from worker.core.duplicates import DEFAULT_MIN_VERDICT, VERDICTS, duplicate_groups, read_duplicates_cached
+from worker.core.duplicates import (
+    DEFAULT_MIN_VERDICT,
+    VERDICTS,
+    DuplicatePairs,
+    duplicate_groups,
+    read_duplicates_cached,
+)
 from worker.core.results_csv import DUPLICATES_COLUMNS, duplicates_csv
 from worker.pipeline.verdicts import (
     CALIBRATED_DUPLICATES,
@@ -21,6 +31,10 @@ from worker.pipeline.verdicts import (
 )
 
 bp = Blueprint("duplicates", __name__)
+PER_PAGE, MAX_PER_PAGE = 20, 200  # groups on one page
+SHOWN_DESIGNS, SHOWN_PAIRS = 48, 100  # of one group on the page (the JSON and CSV list all)
+_cache: dict = {}  # {min_verdict: groups} of one list (`pairs`), dropped for the next one
+_cache_lock = threading.Lock()
 
 
 def _min_verdict() -> str:
@@ -40,7 +54,19 @@ def _groups(min_verdict: str) -> tuple[dict, list[dict]]:
         manifest, pairs = read_duplicates_cached(current_app.config["SETTINGS"].features_dir)
     except BankError as exc:
         raise RequestRefused(503, "no_index", str(exc), retry_after=60) from None
-    return manifest, duplicate_groups(pairs, manifest["names"], min_verdict)
+    return manifest, _cached_groups(pairs, manifest["names"], min_verdict)
+
+
+def _cached_groups(pairs: DuplicatePairs, names: list[str], min_verdict: str) -> list[dict]:
+    """The groups of the generation's list as read (one object while the generation stands),
+    made once a verdict: each page of a long list would otherwise group every pair again."""
+    with _cache_lock:
+        if _cache.get("pairs") is not pairs:  # a new generation (or the first read)
+            _cache.clear()
+            _cache["pairs"] = pairs
+        if min_verdict not in _cache:
+            _cache[min_verdict] = duplicate_groups(pairs, names, min_verdict)
+        return _cache[min_verdict]
 
 
 @bp.get("/api/duplicates")
@@ -81,8 +107,10 @@ def list_duplicates_csv():
 
 @bp.get("/duplicates")
 def duplicates_page():
-    """Each group with the drawings of its designs and the verdicts of its pairs."""
+    """Each group with the drawings of its designs and the verdicts of its pairs, a page of
+    groups at a time, a group's first designs and pairs (the CSV lists all)."""
     min_verdict = _min_verdict()
+    page, per_page = int_arg("page", 1, 10**6), int_arg("per_page", PER_PAGE, MAX_PER_PAGE)
     manifest, groups = _groups(min_verdict)
     row = {name: i for i, name in enumerate(manifest["names"])}
 
@@ -95,13 +123,19 @@ def duplicates_page():
                 "front_thumb_url": url_for("browse.thumbnail", path=front),
                 "back_thumb_url": url_for("browse.thumbnail", path=back)}
 
-    shown = [{"designs": [drawings(n) | {"sketch": n in g["sketches"]} for n in g["designs"]],
-              "pairs": g["pairs"]} for g in groups]
+    first = (page - 1) * per_page
+    shown = [{"number": first + i + 1, "n_designs": len(g["designs"]), "n_pairs": len(g["pairs"]),
+              "designs": [drawings(n) | {"sketch": n in g["sketches"]}
+                          for n in g["designs"][:SHOWN_DESIGNS]],
+              "pairs": g["pairs"][:SHOWN_PAIRS]}
+             for i, g in enumerate(groups[first:first + per_page])]
     judged = duplicate_thresholds_in(manifest)
     scale = "none" if judged is None else "search" if judged == plain_thresholds_in(manifest) \
         else "own"
-    return render_template("duplicates.html", groups=shown, min_verdict=min_verdict,
+    return render_template("duplicates.html", groups=shown, n_groups=len(groups), page=page,
+                           per_page=per_page, pages=max(1, math.ceil(len(groups) / per_page)),
+                           min_verdict=min_verdict,
                            verdicts=VERDICTS, n_designs=len(manifest["names"]), scale=scale,
                            relist=manifest.get("descriptor") in CALIBRATED_DUPLICATES,
                            lead_weight=(judged or {}).get("margin_weight", 1.0),
-                           sketches=any(g["sketches"] for g in groups))
+                           sketches=any(g["sketches"] for g in groups[first:first + per_page]))
