@@ -8,8 +8,12 @@ export DATABASE_DIR FEATURES_DIR
 
 .PHONY: run test test-fast install catalogue index lint clean bench-quality fuzz browser compose-test
 
+# a virtualenv left half made (python3-venv missing: no pip in it) or made by an older Python
+# is made again, not reused for ever
 $(VENV)/.installed: pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -c 'import pip, sys; assert sys.version_info >= (3, 11)' 2>/dev/null || { \
+	  rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
+	@echo "make: installing the dependencies into $(VENV) (a few minutes the first time)"
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
@@ -36,8 +40,12 @@ run: $(VENV)/.installed
 
 # The browser tests drive Debian's chromium (installed with apt; Playwright's own browser
 # download is never used).
+# tests/test_browser.py launches /usr/bin/chromium: another chromium on PATH is not it
 browser:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@test -x /usr/bin/chromium || command -v apt-get >/dev/null || { \
+	  echo "make test: the browser tests need Debian's chromium at /usr/bin/chromium and" \
+	    "there is no apt-get here; install it, or run 'make test-fast'" >&2; exit 2; }
+	@test -x /usr/bin/chromium || { \
 	  SUDO=$$(test "$$(id -u)" -eq 0 || echo sudo); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
 

@@ -122,6 +122,76 @@ def test_make_runs_supervisor_starts_a_worker_that_dies_again(indexed_settings, 
         os.kill(second, 0)
 
 
+def _children_of(pid: int) -> dict[int, str]:
+    """{child pid: its command line}, of the live children of `pid`."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except FileNotFoundError:
+        return {}
+    found = {}
+    for child in map(int, children):
+        try:
+            found[child] = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except FileNotFoundError:
+            continue
+    return found
+
+
+def _supervisor_with_its_redis(settings, run_dir: Path, log: Path):
+    """`make run`'s supervisor with REDIS_URL unset (its own redis-server); (it, its children)
+    once it has started them all."""
+    env = {k: v for k, v in service_env(settings).items() if k != "REDIS_URL"}
+    with log.open("wb") as out:
+        supervisor = subprocess.Popen(
+            [sys.executable, "-m", "worker.cli.supervisor", "--port", str(free_port()),
+             "--run-dir", str(run_dir)], env=env, cwd=REPO_ROOT, stdout=out,
+            stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while "Ctrl-C stops everything" not in log.read_text():
+        assert time.monotonic() < deadline and supervisor.poll() is None, log.read_text()
+        time.sleep(0.1)
+    children = _children_of(supervisor.pid)
+    assert len(children) == 3 and sum("redis-server" in c for c in children.values()) == 1, \
+        children
+    return supervisor, children
+
+
+def _gone(pids) -> bool:
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+
+def test_make_run_stops_everything_when_its_redis_dies_or_its_terminal_hangs_up(
+        indexed_settings, tmp_path):
+    """Its Redis killed (OOM, a full disk): the run stops saying so, instead of serving 503s
+    with no word; a hang-up (the terminal closed, SSH lost) stops the web, the worker and
+    Redis as Ctrl-C does (gunicorn took it as 'reload' and lived on, Redis with it); a
+    redis-server left running on the folder by a run killed outright is stopped first."""
+    run_dir, log = tmp_path / "run", tmp_path / "supervisor.log"
+    supervisor, children = _supervisor_with_its_redis(indexed_settings, run_dir, log)
+    try:
+        (redis_pid,) = [pid for pid, argv in children.items() if "redis-server" in argv]
+        os.kill(redis_pid, signal.SIGKILL)
+        assert supervisor.wait(timeout=60) == 1, log.read_text()
+    finally:
+        stop_process(supervisor)
+    assert "redis-server exited with -9" in log.read_text() and _gone(children), log.read_text()
+
+    left = start_redis(free_port(), run_dir / "redis")  # as a run killed outright leaves it
+    supervisor, children = _supervisor_with_its_redis(indexed_settings, run_dir, log)
+    try:
+        assert left.wait(timeout=30) is not None  # stopped before the new one started
+        assert f"stopped redis-server {left.pid}, left running" in log.read_text()
+        supervisor.send_signal(signal.SIGHUP)
+        assert supervisor.wait(timeout=60) == 0, log.read_text()
+    finally:
+        stop_process(supervisor)
+        stop_process(left)
+    assert _gone(children), children
+
+
 def test_redis_restart_loses_no_accepted_search(indexed_settings, tmp_path, extractor):
     from worker.service.process import make_worker, start_engine
 

@@ -247,3 +247,18 @@ def test_a_message_for_clients_names_the_data_folders_by_their_settings(tmp_path
         "FEATURES_DIR/manifest.json is corrupt; DATABASE_DIR/pairs.csv and UPLOAD_DIR/x.png")
     relative = Settings.from_env({}, features_dir=tmp_path.__class__("features"))
     assert relative.without_paths("no feature banks in features") == "no feature banks in features"
+
+
+def test_make_run_refuses_weights_it_cannot_have_before_it_starts_anything(tmp_path):
+    """An index already there: the weights were asked only by the worker, once Redis and the
+    web had started (and stopped again)."""
+    env = {**os.environ, "VGG16_WEIGHTS": str(tmp_path / "missing.h5")}
+    env.pop("REDIS_URL", None)
+    from worker.dev.processes import free_port
+
+    proc = subprocess.run([sys.executable, "-m", "worker.cli.supervisor", "--prepare",
+                           "--port", str(free_port()), "--run-dir", str(tmp_path / "run")], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "is neither imagenet, bsds500" in proc.stderr and "nothing started" in proc.stderr
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["supervisor.lock"]

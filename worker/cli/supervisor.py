@@ -21,8 +21,16 @@ from pathlib import Path
 from worker.cli.index import why_build
 from worker.core.numerals import whole
 from worker.core.settings import REPO_ROOT, InvalidSetting, Settings
-from worker.dev.processes import free_port, port_in_use, start_redis, stop_process
+from worker.dev.processes import (
+    RedisServerError,
+    free_port,
+    port_in_use,
+    start_redis,
+    stop_left_redis,
+    stop_process,
+)
 from worker.dev.services import web_command
+from worker.pipeline.weights import WeightsUnavailable, resolve_weights
 
 RESTART_DELAY = 2.0
 
@@ -58,7 +66,12 @@ def _bindable(host: str, port: int) -> bool:
 def _prepare(settings: Settings) -> int:
     """The sample catalogue if there is none, and its index if there is none, pairs.csv
     changed since, or the worker would refuse it (`why_build`) (under the lock, so a
-    second `make run` cannot build beside this one)."""
+    second `make run` cannot build beside this one); 2 for VGG16_WEIGHTS that cannot be had."""
+    try:
+        resolve_weights(settings.vgg16_weights)  # the worker would refuse them once started
+    except WeightsUnavailable as exc:
+        print(f"supervisor: {exc}; nothing started", file=sys.stderr)
+        return 2
     steps = []
     if not settings.catalogue_csv.is_file():
         steps.append(["-m", "worker.cli.sample", "--out", str(settings.database_dir)])
@@ -116,32 +129,52 @@ def main(argv: list[str] | None = None) -> int:
         print(f"supervisor: {args.host}:{args.port} is already in use (another server); stop "
               "it, or set PORT to a free port", file=sys.stderr)
         return 1
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))  # unwinds _prepare
-    if args.prepare and (code := _prepare(settings)) != 0:
-        return code
-    env = dict(os.environ)
-    children: list[subprocess.Popen] = []
-    if not env.get("REDIS_URL"):
-        port = 6379 if not port_in_use(6379) else free_port()
-        children.append(start_redis(port, args.run_dir / "redis"))
-        env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
-        print(f"supervisor: started redis-server on port {port} (append-only, "
-              f"{args.run_dir / 'redis'})")
-    web = _spawn(web_command(f"{args.host}:{args.port}"), env)
-    worker = _spawn(["-m", "worker"], env)
-    children += [web, worker]
-    print(f"supervisor: web on http://{args.host}:{args.port} · Ctrl-C stops everything")
+    for signum in (signal.SIGTERM, signal.SIGHUP):  # a closed terminal hangs up: as a SIGTERM
+        signal.signal(signum, lambda signum, frame: sys.exit(143))  # unwinds _prepare
+    try:
+        if args.prepare and (code := _prepare(settings)) != 0:
+            return code
+    except KeyboardInterrupt:  # Ctrl-C between two steps of the build
+        return 130
+    return _supervise(args, dict(os.environ), lock)
+
+
+def _supervise(args: argparse.Namespace, env: dict[str, str], lock) -> int:
+    """Redis (unless REDIS_URL), the web and the worker until a signal, or until Redis or the
+    web stops (then everything stops, saying why); a worker that dies is started again."""
     stopping = False
 
     def stop(signum, frame):
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # before any child starts
+        signal.signal(signum, stop)
+    children: list[subprocess.Popen] = []
+    redis = None
     try:
+        if not env.get("REDIS_URL"):
+            if (left := stop_left_redis(args.run_dir / "redis")) is not None:
+                print(f"supervisor: stopped redis-server {left}, left running on "
+                      f"{args.run_dir / 'redis'} by an earlier run")
+            port = 6379 if not port_in_use(6379) else free_port()
+            redis = start_redis(port, args.run_dir / "redis")
+            children.append(redis)
+            env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+            print(f"supervisor: started redis-server on port {port} (append-only, "
+                  f"{args.run_dir / 'redis'})")
+        web = _spawn(web_command(f"{args.host}:{args.port}"), env)
+        worker = _spawn(["-m", "worker"], env)
+        children += [web, worker]
+        print(f"supervisor: web on http://{args.host}:{args.port} · Ctrl-C stops everything")
         while not stopping:
             time.sleep(0.5)
+            if stopping:  # the web and the worker got the terminal's Ctrl-C too: not a crash
+                break
+            if redis is not None and redis.poll() is not None:
+                print(f"supervisor: redis-server exited with {redis.returncode} (see "
+                      f"{args.run_dir / 'redis' / 'redis.log'}); stopping", file=sys.stderr)
+                return 1
             if web.poll() is not None:
                 print(f"supervisor: web exited with {web.returncode}; stopping", file=sys.stderr)
                 return 1
@@ -157,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
                 worker = _spawn(["-m", "worker"], env)
                 children.append(worker)
         return 0
+    except RedisServerError as exc:
+        print(f"supervisor: {exc}; nothing else started", file=sys.stderr)
+        return 1
     finally:  # worker and web first (they finish their requests), Redis last
         for child in reversed(children):
             stop_process(child)

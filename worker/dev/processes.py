@@ -9,7 +9,9 @@ a queued job, a result or an upload.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -50,6 +52,34 @@ def port_in_use(port: int) -> bool:
 
 
 REDIS_MAXMEMORY_MB = 1024
+PIDFILE = "redis.pid"  # in the data folder: a redis-server left running there is found by it
+
+
+def stop_left_redis(data_dir: Path, timeout: float = 20.0) -> int | None:
+    """Stop a redis-server still running on `data_dir` (its supervisor killed outright), whose
+    pid its pid file gives, before another starts on the same append-only file; its pid."""
+    try:
+        pid = int((Path(data_dir) / PIDFILE).read_text().strip())
+        # redis-server rewrites its argv ("redis-server 127.0.0.1:6379"), but runs in --dir
+        ours = (Path(f"/proc/{pid}/comm").read_text().strip() == "redis-server"
+                and Path(f"/proc/{pid}/cwd").resolve() == Path(data_dir).resolve())
+    except (OSError, ValueError):  # none written, or that process is gone
+        return None
+    if not ours:  # the pid was reused by another process
+        return None
+    os.kill(pid, signal.SIGTERM)  # saves nothing: the append-only file is synced per write
+    deadline = time.monotonic() + timeout
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return pid
+
+
+def _running(pid: int) -> bool:
+    """The process exists and has not exited (a zombie waits only for its parent to read it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def start_redis(port: int, data_dir: Path, timeout: float = 10.0,
@@ -62,7 +92,8 @@ def start_redis(port: int, data_dir: Path, timeout: float = 10.0,
         [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1",
          "--dir", str(data_dir), "--appendonly", "yes", "--appendfsync", "always",
          "--save", "", "--protected-mode", "yes", "--maxmemory", f"{maxmemory_mb}mb",
-         "--maxmemory-policy", "noeviction", "--logfile", str(data_dir / "redis.log")],
+         "--maxmemory-policy", "noeviction", "--logfile", str(data_dir / "redis.log"),
+         "--pidfile", str(data_dir / PIDFILE)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         # its own session: a terminal's Ctrl-C reaches the worker, not Redis, which the
         # supervisor stops last, once the worker has recorded the search it was finishing
