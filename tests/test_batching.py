@@ -219,3 +219,25 @@ def test_a_job_s_time_limit_is_not_taken_for_a_queued_search_s_bad_drawing(redis
 
         batcher._canvas = unreadable
         assert batcher._canvases_of(None, [job]) == []  # that search fails on its own later
+
+
+def test_a_search_whose_batch_cannot_be_read_runs_alone_instead_of_failing(indexed_settings,
+                                                                           extractor):
+    """Reading the queue for a batch (a saving) on a Redis gone past redis-py's retries failed
+    the search itself, even one whose descriptors were already computed."""
+    import numpy as np
+    from redis import Redis
+
+    from worker.dev.processes import free_port
+    from worker.service.batching import QueueRef
+    from worker.service.process import start_engine
+
+    engine = start_engine(indexed_settings, extractor)
+    assert engine.batcher.max_searches > 1
+    gone = Redis(port=free_port(), socket_connect_timeout=0.5)  # nothing listens there
+    canvas = np.full((224, 224, 3), 255, np.uint8)
+    canvas[60:160, 80:140] = (200, 40, 40)
+    alone = engine.batcher.extract(engine.storage, "a" * 32, (canvas, None))
+    batched = engine.batcher.extract(engine.storage, "b" * 32, (canvas, None),
+                                     queue=QueueRef(gone, indexed_settings.queue_name, "w"))
+    assert np.allclose(batched.rows[0], alone.rows[0], atol=1e-5) and batched.rows[1] is None

@@ -9,7 +9,7 @@ import pytest
 from rq import Queue
 
 from web import create_app, editclaims
-from web.editclaims import ENQUEUE_GRACE_S, PENDING, claim_ttl, edit_timeout
+from web.editclaims import ENQUEUE_GRACE_S, PENDING, claim_ttl
 from web.errors import RequestRefused
 
 
@@ -52,7 +52,7 @@ def test_a_claim_outlives_its_edit_however_short_result_ttl_is(redis, settings):
     brief = create_app({"SETTINGS": dataclasses.replace(settings, result_ttl=60)})
     edit_id, _ = claim(brief, "x")
     assert edit_id is not None
-    assert redis.ttl(PENDING + "x") > edit_timeout(settings) + 120
+    assert redis.ttl(PENDING + "x") > settings.edit_timeout + 120
 
 
 def test_a_delete_of_a_name_whose_add_is_under_way_is_409_naming_it(app, redis):

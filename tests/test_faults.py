@@ -268,8 +268,20 @@ def test_full_queue_pushes_back_with_503(indexed_settings, redis):
 
 
 def test_no_live_worker_means_503_not_a_queue_forever(indexed_settings, redis):
+    """Also when the last worker was killed: its name stays in RQ's set of the queue's
+    workers (only a live worker cleans that set), its registration gone with its TTL."""
+    from rq import Queue, SimpleWorker
+
     settings = dataclasses.replace(indexed_settings, require_worker=True)
     client = create_app({"SETTINGS": settings}).test_client()
+    response = post_pair(client, FRONT, BACK)
+    assert response.status_code == 503 and response.get_json()["error"] == "no_worker"
+    assert list(settings.upload_dir.iterdir()) == []
+    queue = Queue(settings.queue_name, connection=redis)
+    killed = SimpleWorker([queue], connection=redis, name="elsewhere.4242.killed")
+    killed.register_birth()
+    redis.delete(killed.key)  # its registration expired: no heartbeat since it was killed
+    assert SimpleWorker.count(queue=queue) == 1  # what was asked before: 202, queued for ever
     response = post_pair(client, FRONT, BACK)
     assert response.status_code == 503 and response.get_json()["error"] == "no_worker"
     assert list(settings.upload_dir.iterdir()) == []
@@ -372,6 +384,42 @@ def test_a_named_worker_keeps_its_name_when_an_outage_ends_its_loop(indexed_sett
     monkeypatch.setattr(SearchWorker, "work", work)
     serve(indexed_settings, start_engine(indexed_settings, extractor), redis, name="cutter-b")
     assert registered == ["cutter-b", "cutter-b~1"]
+
+
+def test_a_redis_that_refuses_every_registration_is_retried_after_growing_pauses(
+        indexed_settings, redis, extractor, monkeypatch):
+    """A Redis that answers PING but refuses writes (out of memory, its disk full, read-only)
+    failed each new registration at once, and `serve` made the next at once: hundreds a
+    second at full CPU, three log lines each. A Redis away while the worker is built (its
+    CLIENT SETNAME) ended the process."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import ResponseError
+
+    from worker.service import process
+
+    attempts, pauses = [], []
+    real_make = process.make_worker
+
+    def make_worker(*args, **kwargs):
+        attempts.append("make")
+        if len(attempts) == 1:
+            raise RedisConnectionError("Connection refused")
+        return real_make(*args, **kwargs)
+
+    def work(self, burst=False, with_scheduler=False):
+        attempts.append("work")
+        if len(attempts) < 7:
+            raise ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
+        self.stop_signalled = True  # as a SIGTERM would
+        return True
+
+    monkeypatch.setattr(process, "make_worker", make_worker)
+    monkeypatch.setattr(process.SearchWorker, "work", work)
+    monkeypatch.setattr(process.time, "sleep", pauses.append)
+    engine = process.start_engine(indexed_settings, extractor)
+    process.serve(indexed_settings, engine, redis)
+    assert attempts == ["make"] + ["make", "work"] * 3
+    assert pauses == [1.0, 2.0, 4.0]  # doubling, up to MAX_PAUSE_S
 
 
 @pytest.mark.parametrize("asked_by", ["SIGTERM", "RQ's shutdown command"])

@@ -445,3 +445,24 @@ def test_a_writer_waiting_for_the_lock_says_so(tmp_path, caplog):
     thread.join()
     assert [r.message for r in caplog.records].count(
         "waiting for another index build or catalogue edit to finish") == 2
+
+
+def test_a_worker_that_cannot_read_which_index_is_current_serves_the_one_loaded(
+        small, tmp_path, extractor):
+    """An I/O error reading CURRENT (NFS's stale handle just after another machine switched
+    it, EIO) failed every job before it started, with the loaded index fine in memory."""
+    from worker.service.process import start_engine
+
+    settings, _ = fresh_copy(small, tmp_path)
+    engine = start_engine(settings, extractor)
+    loaded = engine.snapshot
+    current = settings.features_dir / "CURRENT"
+    kept = current.read_text()
+    current.unlink()
+    current.mkdir()  # reading it: IsADirectoryError, an OSError that is not "not found"
+    try:
+        assert engine.refresh() is False and engine.snapshot is loaded
+    finally:
+        current.rmdir()
+        current.write_text(kept)
+    assert engine.refresh() is False and engine.snapshot is loaded  # read again: the same

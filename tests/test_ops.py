@@ -285,7 +285,7 @@ def test_ready_only_while_a_live_worker_serves_the_queue(indexed_client, indexed
     engine = start_engine(indexed_settings, extractor)
     other_queue = dataclasses.replace(indexed_settings, queue_name="some-other-queue")
     elsewhere = make_worker(other_queue, engine, redis)
-    from web.ops import HEARTBEAT_MAX_AGE_S
+    from worker.core.queueing import HEARTBEAT_MAX_AGE_S
 
     assert elsewhere.dequeue_timeout < HEARTBEAT_MAX_AGE_S  # an idle worker stays "live"
     elsewhere.register_birth()

@@ -160,7 +160,7 @@ def test_a_restarted_worker_unregisters_its_dead_predecessors_first(queue):
     import subprocess
     import sys
 
-    from web.ops import live_workers
+    from worker.core.queueing import live_workers
     from worker.service.orphans import forget_dead_local_workers
 
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],

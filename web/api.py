@@ -8,12 +8,11 @@ from flask import Blueprint, Response, abort, current_app, jsonify, request, sen
 
 from web.apidoc import Responses, api
 from web.errors import RequestRefused, error_response
-from web.ops import live_workers
 from web.schemas import Error, Health, Search, SearchCreated, SearchForm, WaitQuery
 from web.searches import MAX_WAIT_S, SearchStatus, describe, fetch_search, finished_result
 from web.submissions import require_multipart, submit_search
 from worker.core.bank import BankError
-from worker.core.queueing import ENDED, wait_until_done
+from worker.core.queueing import ENDED, live_workers, wait_until_done
 from worker.core.readcache import read_manifest_cached
 from worker.core.results_csv import SEARCH_COLUMNS, search_csv
 

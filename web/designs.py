@@ -20,7 +20,7 @@ from werkzeug.exceptions import Unauthorized
 from web.apidoc import ADMIN, Responses, api
 from web.catalogue import current_catalogue
 from web.design_schemas import DesignEdit, DesignForm, EditPending, EditStatus
-from web.editclaims import claim, edit_timeout, release
+from web.editclaims import claim, release
 from web.errors import RequestRefused
 from web.offload import off_loop
 from web.schemas import Error
@@ -105,7 +105,7 @@ def _run(func: str, kwargs: dict, done_status: int, edit_id: str,
     try:
         store_uploads(uploads or {})
         job = queue.enqueue(func, kwargs=kwargs, job_id=edit_id,
-                            job_timeout=edit_timeout(settings),
+                            job_timeout=settings.edit_timeout,
                             result_ttl=settings.result_ttl, failure_ttl=settings.result_ttl)
     except BaseException:
         discard_uploads(list(uploads or {}))

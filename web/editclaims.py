@@ -37,15 +37,10 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 """
 
 
-def edit_timeout(settings) -> int:
-    """An edit job's timeout: a catalogue edit rewrites the banks, longer than a search."""
-    return max(settings.job_timeout, 300)
-
-
 def claim_ttl(settings) -> int:
     """How long a claim lives: past its edit's end however short RESULT_TTL is (else a retry
     would queue the same edit again); an ended or vanished holder frees it sooner."""
-    return max(settings.result_ttl, edit_timeout(settings) + QUEUE_ALLOWANCE_S)
+    return max(settings.result_ttl, settings.edit_timeout + QUEUE_ALLOWANCE_S)
 
 
 def claim(name: str) -> str:

@@ -7,22 +7,20 @@ TensorFlow-free, so load balancers and Prometheus may call it often.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 
 from flask import Blueprint, Response, current_app, jsonify
 from redis.exceptions import RedisError
-from rq import Queue, Worker
+from rq import Queue
 from rq.registry import BaseRegistry
-from rq.utils import utcparse
 
 from web.apidoc import Responses, api, openapi_document
 from web.schemas import OpenAPIDocument, Readiness
 from worker.core.bank import BankError
 from worker.core.metrics import read_metrics
+from worker.core.queueing import HEARTBEAT_MAX_AGE_S, live_workers
 from worker.core.readcache import read_manifest_cached
 
 bp = Blueprint("ops", __name__)
-HEARTBEAT_MAX_AGE_S = 60
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -32,23 +30,6 @@ PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 def openapi_json():
     """This document"""
     return jsonify(openapi_document(current_app.config["SETTINGS"]))
-
-
-def live_workers(redis, queue: Queue | None = None,
-                 max_age_s: float | None = HEARTBEAT_MAX_AGE_S) -> int:
-    """How many workers registered (for `queue`, else for any) sent a heartbeat at most
-    `max_age_s` ago (None: ever, while registered). Read from RQ's registry, never through
-    `Worker.all`: each Worker it makes raises the shared connection pool's socket timeout to
-    RQ's 415 s, after which a Redis that hangs would hold every request of this process for
-    minutes instead of 5 s."""
-    keys = Worker.all_keys(connection=redis, queue=queue)
-    pipe = redis.pipeline(transaction=False)
-    for key in keys:
-        pipe.hget(key, "last_heartbeat")
-    now = datetime.now(UTC)
-    return sum(beat is not None and (max_age_s is None or
-                                     (now - utcparse(beat.decode())).total_seconds() <= max_age_s)
-               for beat in pipe.execute())
 
 
 def _check_redis(redis) -> tuple[bool, str]:

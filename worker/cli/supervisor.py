@@ -136,12 +136,14 @@ def main(argv: list[str] | None = None) -> int:
             return code
     except KeyboardInterrupt:  # Ctrl-C between two steps of the build
         return 130
-    return _supervise(args, dict(os.environ), lock)
+    return _supervise(args, dict(os.environ), lock, settings.edit_timeout + 10)
 
 
-def _supervise(args: argparse.Namespace, env: dict[str, str], lock) -> int:
+def _supervise(args: argparse.Namespace, env: dict[str, str], lock, worker_grace: float) -> int:
     """Redis (unless REDIS_URL), the web and the worker until a signal, or until Redis or the
-    web stops (then everything stops, saying why); a worker that dies is started again."""
+    web stops (then everything stops, saying why); a worker that dies is started again. A
+    stopping worker gets `worker_grace` s to finish its job (a catalogue edit's timeout: cut
+    short, the edit is settled only at the next start), the others 20 s."""
     stopping = False
 
     def stop(signum, frame):
@@ -195,7 +197,7 @@ def _supervise(args: argparse.Namespace, env: dict[str, str], lock) -> int:
         return 1
     finally:  # worker and web first (they finish their requests), Redis last
         for child in reversed(children):
-            stop_process(child)
+            stop_process(child, worker_grace if child.args[1:] == ["-m", "worker"] else 20.0)
         lock.close()
 
 

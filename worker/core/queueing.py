@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import UTC, datetime
 
 from redis import Redis
-from rq import Queue
+from rq import Queue, Worker
 from rq.exceptions import InvalidJobOperation
 from rq.job import Job, JobStatus
+from rq.utils import utcparse
 
 from worker.core import contract
 from worker.core.contract import SearchRequest
@@ -26,6 +28,7 @@ EDIT_FUNCS = (ADD_DESIGN_FUNC, REMOVE_DESIGN_FUNC)  # catalogue edits: they chan
 CHUNK_FUNC = "worker.service.chunks.extract_chunk"  # a chunk of a distributed index build
 EXTENSION = {"JPEG": "jpg", "PNG": "png"}
 UPLOAD_NAME = re.compile(contract.UPLOAD_NAME)  # use fullmatch
+HEARTBEAT_MAX_AGE_S = 60  # a live worker beats at least this often (idle: RQ's dequeue wait)
 
 
 DONE_CHANNEL = "pairsearch:done:"  # + job id: a worker publishes when a job has ended
@@ -115,3 +118,20 @@ def enqueue_match(queue: Queue, settings: Settings, search_id: str, rank: int) -
         job_id=match_job_id(search_id, rank), job_timeout=settings.job_timeout,
         result_ttl=settings.result_ttl, failure_ttl=settings.result_ttl,
         ttl=settings.result_ttl, description="match view")
+
+
+def live_workers(redis, queue: Queue | None = None,
+                 max_age_s: float | None = HEARTBEAT_MAX_AGE_S) -> int:
+    """How many workers registered (for `queue`, else for any) sent a heartbeat at most
+    `max_age_s` ago (None: ever, while registered). Read from RQ's registry, never through
+    `Worker.all`: each Worker it makes raises the shared connection pool's socket timeout to
+    RQ's 415 s, after which a Redis that hangs would hold every request of this process for
+    minutes instead of 5 s."""
+    keys = Worker.all_keys(connection=redis, queue=queue)
+    pipe = redis.pipeline(transaction=False)
+    for key in keys:
+        pipe.hget(key, "last_heartbeat")
+    now = datetime.now(UTC)
+    return sum(beat is not None and (max_age_s is None or
+                                     (now - utcparse(beat.decode())).total_seconds() <= max_age_s)
+               for beat in pipe.execute())

@@ -116,6 +116,11 @@ class Settings:
         return text
 
     @property
+    def edit_timeout(self) -> int:
+        """A catalogue edit job's timeout: an edit rewrites the banks, longer than a search."""
+        return max(self.job_timeout, 300)
+
+    @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
 

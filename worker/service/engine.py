@@ -149,7 +149,13 @@ class Engine:
 
     def refresh(self) -> bool:
         """Swap in a rebuilt index if the manifest changed; keep the old one if the new is bad."""
-        stamp = manifest_stamp(self.settings.features_dir)
+        try:
+            stamp = manifest_stamp(self.settings.features_dir)
+        except OSError as exc:  # NFS's ESTALE just after another machine switched CURRENT, EIO
+            if self.snapshot is None:
+                raise
+            log.warning("cannot read which index is current (%s); serving the one loaded", exc)
+            return False
         if self.snapshot is None or stamp == self.snapshot.stamp:
             self.hold()  # renewed
             return False

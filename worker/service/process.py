@@ -197,6 +197,10 @@ def make_worker(settings: Settings, engine: Engine, connection: Redis,
                         maintenance_interval=MAINTENANCE_S, worker_ttl=WORKER_TTL_S)
 
 
+QUICK_FAILURE_S = 5.0  # a registration that failed sooner than this is retried after a pause
+MAX_PAUSE_S = 30.0  # the longest such pause (doubling from 1 s)
+
+
 def wait_for_redis(connection: Redis, pause: float = 1.0) -> None:
     """Block until Redis answers again, saying so once."""
     log.warning("lost the connection to Redis; waiting for it to come back")
@@ -217,19 +221,28 @@ def serve(settings: Settings, engine: Engine, connection: Redis, name: str | Non
     under a new name: a random one, or the name given with `~N` after the Nth outage (a
     restarted Redis may keep the last registration, and what it had claimed or started is
     recovered as any gone worker's)."""
-    given, outages = name, 0
+    given, outages, pause = name, 0, 0.0
     while True:
-        worker = make_worker(settings, engine, connection, name)
-        try:
+        worker, started = None, time.monotonic()
+        try:  # building it names its connection (CLIENT SETNAME): Redis may be away already
+            worker = make_worker(settings, engine, connection, name)
             worker.work(burst=burst, with_scheduler=False)
         except RedisError as exc:  # raised by RQ's own start-up or teardown while Redis is away
             log.warning("worker stopped on a Redis error: %s", exc)
-        if burst or worker.stop_signalled:  # asked to stop (SIGTERM/SIGINT), or queue done
+        if burst or (worker is not None and worker.stop_signalled):  # asked to stop, or done
             return
+        # a Redis that answers PING but refuses writes (out of memory, its disk full, read-only)
+        # fails each new registration at once: wait longer each time instead of spinning
+        quick = time.monotonic() - started < QUICK_FAILURE_S
+        pause = min(MAX_PAUSE_S, max(1.0, 2 * pause)) if quick else 0.0
+        time.sleep(pause)
         wait_for_redis(connection)
-        try:
-            worker.register_death()  # /readyz and /metrics stop counting it at once
-        except RedisError:
-            pass  # gone again: its registration expires by itself
+        if worker is not None:
+            if worker.stop_signalled:  # RQ's handlers stay installed: a SIGTERM during the wait
+                return
+            try:
+                worker.register_death()  # /readyz and /metrics stop counting it at once
+            except RedisError:
+                pass  # gone again: its registration expires by itself
         outages += 1
         name = None if given is None else f"{given}~{outages}"
