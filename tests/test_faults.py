@@ -368,7 +368,8 @@ def test_a_named_worker_keeps_its_name_when_an_outage_ends_its_loop(indexed_sett
     random name, losing the one given, while its last registration still counted."""
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    from worker.service.process import SearchWorker, serve, start_engine
+    from worker.service.process import SearchWorker, start_engine
+    from worker.service.serving import serve
 
     registered = []
 
@@ -395,7 +396,7 @@ def test_a_redis_that_refuses_every_registration_is_retried_after_growing_pauses
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import ResponseError
 
-    from worker.service import process
+    from worker.service import process, serving
 
     attempts, pauses = [], []
     real_make = process.make_worker
@@ -413,11 +414,11 @@ def test_a_redis_that_refuses_every_registration_is_retried_after_growing_pauses
         self.stop_signalled = True  # as a SIGTERM would
         return True
 
-    monkeypatch.setattr(process, "make_worker", make_worker)
+    monkeypatch.setattr(serving, "make_worker", make_worker)
     monkeypatch.setattr(process.SearchWorker, "work", work)
-    monkeypatch.setattr(process.time, "sleep", pauses.append)
+    monkeypatch.setattr(serving.time, "sleep", pauses.append)
     engine = process.start_engine(indexed_settings, extractor)
-    process.serve(indexed_settings, engine, redis)
+    serving.serve(indexed_settings, engine, redis)
     assert attempts == ["make"] + ["make", "work"] * 3
     assert pauses == [1.0, 2.0, 4.0]  # doubling, up to MAX_PAUSE_S
 
@@ -499,3 +500,73 @@ def test_a_sigterm_while_the_worker_registers_is_a_warm_stop(indexed_settings, r
             signal.signal(sig, handler)
     assert worker.stop_signalled and not worked
     assert Worker.count(connection=redis) == 0  # it stopped and said so to Redis
+
+
+def test_a_check_chunk_waits_out_a_redis_restart_instead_of_failing_its_designs(tmp_path):
+    """A chunk's Redis steps (its catalogue pin as it starts, its outcomes as it ends) on a
+    Redis restarting for a few seconds failed its designs for good with the connection
+    error, and an end not recorded had its uploads deleted all the same."""
+    import threading
+
+    from redis import Redis
+
+    from worker.service.checks import _patiently
+
+    port = free_port()
+    server = start_redis(port, tmp_path / "redis")
+    client = Redis(port=port, socket_connect_timeout=0.5, socket_timeout=2)
+    client.set("outcome", "kept")
+    stop_process(server)
+    restarted = []
+    timer = threading.Timer(2.0, lambda: restarted.append(start_redis(port, tmp_path / "redis")))
+    timer.start()
+    try:
+        start = time.monotonic()
+        assert _patiently(lambda: client.get("outcome")) == b"kept"  # append-only: kept
+        assert 1.5 < time.monotonic() - start < 30
+    finally:
+        timer.join()
+        for server in restarted:
+            stop_process(server)
+
+
+def test_a_second_ctrl_c_during_a_job_leaves_it_for_the_next_worker(indexed_settings, redis,
+                                                                    tmp_path):
+    """RQ's cold stop (a second Ctrl-C or SIGTERM a second or more after the first) raises
+    SystemExit inside the job: it was recorded as the job's failure ("SystemExit") and its
+    uploads deleted. Now the job stays started, its uploads kept, and the next worker on this
+    host runs it again, as after a SIGKILL."""
+    from rq.job import JobStatus
+
+    from tests.zips import make_zip, post_collection, season_files
+    from worker.core.checks import read_check
+
+    settings = dataclasses.replace(indexed_settings, check_chunk_pairs=16)
+    client = create_app({"SETTINGS": settings}).test_client()
+    files, rows = season_files(list(range(8)), 8)  # one chunk of 16 designs: seconds of work
+    log = tmp_path / "worker.log"
+    worker = start_worker(indexed_settings, log=log)
+    try:
+        wait_for_workers(indexed_settings)
+        check = post_collection(client, make_zip(files, rows)).get_json()
+        ((chunk_id, _),) = read_check(redis, check["id"]).chunks
+        job = Job.fetch(chunk_id, connection=redis)
+        deadline = time.monotonic() + 60
+        while job.get_status(refresh=True) != JobStatus.STARTED:
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.02)
+        worker.send_signal(signal.SIGINT)  # a warm stop: it would finish the chunk first
+        time.sleep(1.2)
+        worker.send_signal(signal.SIGINT)  # RQ's cold stop
+        worker.wait(timeout=60)
+    finally:
+        stop_process(worker)
+    assert "stopped cold while running job" in log.read_text(), log.read_text()[-3000:]
+    assert job.get_status(refresh=True) == JobStatus.STARTED
+    assert len(list(settings.upload_dir.iterdir())) == 32  # kept for the run again
+    restarted = start_worker(indexed_settings, "--burst")
+    assert restarted.wait(timeout=300) == 0, restarted.stderr.read()[-2000:]
+    body = client.get(check["url"]).get_json()
+    assert body["status"] == "finished", body
+    assert [d["status"] for d in body["designs"]] == ["finished"] * 16, body["designs"]
+    assert list(settings.upload_dir.iterdir()) == []

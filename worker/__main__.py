@@ -16,7 +16,8 @@ from worker.core.settings import InvalidSetting, Settings
 from worker.pipeline.weights import WeightsUnavailable
 from worker.service.housekeeping import worker_name
 from worker.service.orphans import forget_dead_local_workers
-from worker.service.process import serve, served_queues, start_engine
+from worker.service.process import served_queues, start_engine
+from worker.service.serving import serve
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from redis import Redis
-from redis.exceptions import RedisError
 from rq.job import Job
 from rq.timeouts import JobTimeoutException
 
@@ -202,12 +201,8 @@ class Batcher:
         """Up to `limit` queued searches behind the current one that this worker claimed."""
         with self._lock:
             known = set(self._ready) | set(self._inflight)
-        try:
-            return claim_queued(connection, queue_name, lambda job: job.id == current_id or
-                                search_key(job) in known, worker, limit, len(known) + limit * 2)
-        except RedisError as exc:  # a batch is a saving: the search runs alone, not fails
-            log.warning("could not read the queue for a batch (%s); this search runs alone", exc)
-            return []
+        return claim_queued(connection, queue_name, lambda job: job.id == current_id or
+                            search_key(job) in known, worker, limit, len(known) + limit * 2)
 
     def extract(self, storage: Storage, search_id: str,
                 canvases: tuple[np.ndarray | None, np.ndarray | None],

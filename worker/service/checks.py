@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import io
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 from PIL import Image
 from pydantic import ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import get_current_job
 
 from worker.core.checkcancel import is_cancelled, settle_cancelled
@@ -51,6 +54,8 @@ Pair = tuple[bytes | None, bytes | None]  # a design's drawings (front, back), N
 Canvases = tuple[np.ndarray | None, np.ndarray | None]
 Prepared = tuple[Canvases, tuple[int, int]]  # canvases turned upright; the degrees each was
 BLANK = np.full((224, 224, 3), 255, dtype=np.uint8)  # a side the design does not have
+REDIS_PATIENCE_S = 60.0  # how long a chunk waits for an unreachable Redis before failing
+T = TypeVar("T")
 
 
 class Ranked(NamedTuple):
@@ -174,16 +179,32 @@ def check_chunk(**kwargs) -> None:
         _unpin(engine, chunk.check_id)  # no later chunk compares anything
         return
     try:  # a pinned version's load counts against the chunk's time, as its pass does
-        outcomes = _outcomes(engine, chunk, _pinned(engine, connection, chunk.check_id))
+        snapshot = _patiently(lambda: _pinned(engine, connection, chunk.check_id))
+        outcomes = _outcomes(engine, chunk, snapshot)
     except Exception as exc:  # noqa: BLE001 - its designs fail, saying why; the check goes on
         log.exception("check %s: a chunk failed", chunk.check_id)
         outcomes = _failed(engine, chunk, exc)
-    finally:
-        _discard(engine, chunk)
-    if record_outcomes(connection, chunk.check_id, {
-            row.row: outcome for row, outcome in zip(chunk.rows, outcomes, strict=True)},
-            engine.settings.result_ttl):
+    by_row = {row.row: outcome for row, outcome in zip(chunk.rows, outcomes, strict=True)}
+    # not recorded (Redis away past the wait): the job fails, its uploads kept for a re-run
+    settled = _patiently(lambda: record_outcomes(connection, chunk.check_id, by_row,
+                                                 engine.settings.result_ttl))
+    _discard(engine, chunk)
+    if settled:
         _unpin(engine, chunk.check_id)
+
+
+def _patiently(call: Callable[[], T]) -> T:
+    """`call()`, tried again each second while Redis is unreachable (restarting), for up to
+    REDIS_PATIENCE_S: a restart of a few seconds fails no design of a check."""
+    deadline = time.monotonic() + REDIS_PATIENCE_S
+    while True:
+        try:
+            return call()
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("Redis unreachable during a check's chunk (%s); trying again", exc)
+            time.sleep(1.0)
 
 
 def _unpin(engine: Engine, check_id: str) -> None:

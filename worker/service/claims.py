@@ -7,14 +7,18 @@ loses nothing (the claims expire, and any worker serves those searches).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue
 from rq.job import Job, JobStatus
 
 from worker.core.contract import Box
 from worker.core.queueing import JOB_FUNC
+
+log = logging.getLogger(__name__)
 
 CLAIM_PREFIX = "pairsearch:batch-claim:"
 CLAIM_TTL_S = 120
@@ -35,18 +39,23 @@ def search_key(job: Job) -> tuple[str, tuple[str | None, str | None]]:
 
 def claim_queued(connection: Redis, queue_name: str, skip: Callable[[Job], bool], worker: str,
                  limit: int, scan: int) -> list[Job]:
-    """Up to `limit` searches among the first `scan` queued, not skipped, claimed for `worker`."""
+    """Up to `limit` searches among the first `scan` queued, not skipped, claimed for `worker`;
+    none when Redis fails meanwhile (a batch is a saving: the search asking runs alone)."""
     if limit <= 0:
         return []
-    ids = Queue(queue_name, connection=connection).get_job_ids(0, scan)
-    jobs = [job for job in Job.fetch_many(ids, connection=connection) if job is not None
-            and job.func_name == JOB_FUNC and job.get_status(refresh=False) == JobStatus.QUEUED
-            and not skip(job)]
     claimed: list[Job] = []
-    while jobs and len(claimed) < limit:  # one pipelined round trip per attempt
-        tried, jobs = jobs[:limit - len(claimed)], jobs[limit - len(claimed):]
-        claimed += [job for job, ok in zip(tried, claim(connection, tried, worker), strict=True)
-                    if ok]
+    try:
+        ids = Queue(queue_name, connection=connection).get_job_ids(0, scan)
+        jobs = [job for job in Job.fetch_many(ids, connection=connection) if job is not None
+                and job.func_name == JOB_FUNC
+                and job.get_status(refresh=False) == JobStatus.QUEUED and not skip(job)]
+        while jobs and len(claimed) < limit:  # one pipelined round trip per attempt
+            tried, jobs = jobs[:limit - len(claimed)], jobs[limit - len(claimed):]
+            claimed += [job for job, ok in zip(tried, claim(connection, tried, worker),
+                                               strict=True) if ok]
+    except RedisError as exc:  # those claimed lapse in CLAIM_TTL_S; any worker may run them
+        log.warning("could not read the queue for a batch (%s); this search runs alone", exc)
+        return []
     return claimed
 
 

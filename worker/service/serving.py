@@ -1,0 +1,66 @@
+"""The worker's loop over its RQ worker: a Redis outage that ends RQ's loop makes a fresh
+registration once Redis is back, the model kept loaded."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from worker.core.settings import Settings
+from worker.service.engine import Engine
+from worker.service.process import make_worker
+
+log = logging.getLogger(__name__)
+
+QUICK_FAILURE_S = 5.0  # a registration that failed sooner than this is retried after a pause
+MAX_PAUSE_S = 30.0  # the longest such pause (doubling from 1 s)
+
+
+def wait_for_redis(connection: Redis, pause: float = 1.0) -> None:
+    """Block until Redis answers again, saying so once."""
+    log.warning("lost the connection to Redis; waiting for it to come back")
+    while True:
+        try:
+            if connection.ping():
+                log.info("Redis is back; serving again")
+                return
+        except RedisError:
+            time.sleep(pause)
+
+
+def serve(settings: Settings, engine: Engine, connection: Redis, name: str | None = None,
+          burst: bool = False) -> None:
+    """Serve the queue until stopped. RQ's worker rides out a Redis outage while it waits for
+    a job, and quits on one anywhere else (a job's bookkeeping, start-up, teardown); the
+    model stays loaded here, so when Redis comes back a fresh registration serves at once,
+    under a new name: a random one, or the name given with `~N` after the Nth outage (a
+    restarted Redis may keep the last registration, and what it had claimed or started is
+    recovered as any gone worker's)."""
+    given, outages, pause = name, 0, 0.0
+    while True:
+        worker, started = None, time.monotonic()
+        try:  # building it names its connection (CLIENT SETNAME): Redis may be away already
+            worker = make_worker(settings, engine, connection, name)
+            worker.work(burst=burst, with_scheduler=False)
+        except RedisError as exc:  # raised by RQ's own start-up or teardown while Redis is away
+            log.warning("worker stopped on a Redis error: %s", exc)
+        if burst or (worker is not None and worker.stop_signalled):  # asked to stop, or done
+            return
+        # a Redis that answers PING but refuses writes (out of memory, its disk full, read-only)
+        # fails each new registration at once: wait longer each time instead of spinning
+        quick = time.monotonic() - started < QUICK_FAILURE_S
+        pause = min(MAX_PAUSE_S, max(1.0, 2 * pause)) if quick else 0.0
+        time.sleep(pause)
+        wait_for_redis(connection)
+        if worker is not None:
+            if worker.stop_signalled:  # RQ's handlers stay installed: a SIGTERM during the wait
+                return
+            try:
+                worker.register_death()  # /readyz and /metrics stop counting it at once
+            except RedisError:
+                pass  # gone again: its registration expires by itself
+        outages += 1
+        name = None if given is None else f"{given}~{outages}"
