@@ -262,3 +262,32 @@ def test_make_run_refuses_weights_it_cannot_have_before_it_starts_anything(tmp_p
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert "is neither imagenet, bsds500" in proc.stderr and "nothing started" in proc.stderr
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["supervisor.lock"]
+
+
+def test_make_run_builds_the_index_again_when_a_drawing_was_overwritten_in_place(tmp_path):
+    """pairs.csv unchanged, a drawing replaced under its name: `make run` served the old rows
+    of that design until someone ran `make index`."""
+    import numpy as np
+    from PIL import Image
+
+    from worker.cli.index import why_build
+    from worker.core.bank import write_bank
+
+    settings = Settings(database_dir=tmp_path / "db", features_dir=tmp_path / "features",
+                        vgg16_weights="bsds500", precision="float32")
+    (settings.database_dir / "images").mkdir(parents=True)
+    for side in ("front", "back"):
+        Image.new("RGB", (40, 60), (200, 30, 30)).save(settings.database_dir / f"images/a_{side}.png")
+    settings.catalogue_csv.write_text("name,front,back\na,images/a_front.png,images/a_back.png\n")
+    rows = np.eye(1, 2, dtype=np.float32)
+    write_bank(settings.features_dir, rows, rows, {
+        "n_pairs": 1, "dim": 2, "dtype": "float32", "descriptor": settings.descriptor,
+        "precision": "float32", "weights": {"id": "bsds500"}})
+    assert why_build(settings) is None
+    index_time = (settings.features_dir / "CURRENT").stat().st_mtime
+    front = settings.database_dir / "images/a_front.png"
+    Image.new("RGB", (40, 60), (30, 30, 200)).save(front)  # the design redrawn
+    os.utime(front, (index_time + 5, index_time + 5))
+    assert why_build(settings) == "the drawing images/a_front.png changed since the index was built"
+    os.utime(front, (index_time - 5, index_time - 5))  # restored with its old time: not seen
+    assert why_build(settings) is None

@@ -15,7 +15,7 @@ import sys
 from redis.exceptions import RedisError
 
 from worker.core.bank import BankError, precision_serves, read_manifest
-from worker.core.catalogue import CatalogueError, designs_to_index
+from worker.core.catalogue import CatalogueError, designs_to_index, load_catalogue
 from worker.core.numerals import whole
 from worker.core.settings import InvalidSetting, Settings
 from worker.indexing.build import build_index
@@ -42,6 +42,21 @@ LISTED_OTHERWISE = {"designs": "{} lists other designs than the index",
                     "columns": "{}'s further columns differ from the index's"}
 
 
+def _drawing_changed(settings: Settings, since_ns: int) -> str | None:
+    """A drawing pairs.csv lists that was written after `since_ns` (overwritten in place under
+    its name: pairs.csv unchanged); None when none was. One stat a drawing; a drawing restored
+    with an older time (`cp -p`) is not seen (`make index` hashes them all), nor one missing
+    (the index still serves the rest; the grid leaves its cell blank)."""
+    catalogue = load_catalogue(settings.database_dir)
+    for relative in dict.fromkeys(catalogue.fronts + catalogue.backs):
+        try:
+            if catalogue.image_path(relative).stat().st_mtime_ns > since_ns:
+                return relative
+        except (OSError, CatalogueError):
+            continue
+    return None
+
+
 def why_build(settings: Settings) -> str | None:
     """Why the index must be built (again) before a worker can serve it; None when the one
     there serves these settings (`make run` and `--if-needed` ask)."""
@@ -60,6 +75,8 @@ def why_build(settings: Settings) -> str | None:
         return str(exc)
     if state in LISTED_OTHERWISE:  # "pending": the worker's start completes an edit's rewrite
         return LISTED_OTHERWISE[state].format(settings.catalogue_csv.name)
+    if (changed := _drawing_changed(settings, current.stat().st_mtime_ns)) is not None:
+        return f"the drawing {changed} changed since the index was built"
     # what the worker would refuse (worker.core.bank.check_model_matches), short of loading
     # the model: weights by name and file digest here, by their loaded values in the worker
     built = manifest.get("descriptor")
