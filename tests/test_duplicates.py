@@ -272,6 +272,9 @@ def test_no_index_or_one_without_duplicates_is_503_no_index(client, settings):
     assert response.headers["Retry-After"]
     health = client.get("/healthz").get_json()
     assert health["index_error"].startswith("no feature banks in FEATURES_DIR"), health
+    ready = client.get("/readyz").get_json()["checks"]
+    assert ready["index"]["reason"].startswith("no feature banks in FEATURES_DIR"), ready
+    assert str(settings.output_dir) not in ready["output_dir"]["reason"], ready
     front, back, _ = seeded_bank(50, 2)
     write_generation(settings.features_dir, front, back, duplicates=False)
     response = client.get("/api/duplicates")

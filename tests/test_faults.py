@@ -145,7 +145,7 @@ def _supervisor_with_its_redis(settings, run_dir: Path, log: Path):
         supervisor = subprocess.Popen(
             [sys.executable, "-m", "worker.cli.supervisor", "--port", str(free_port()),
              "--run-dir", str(run_dir)], env=env, cwd=REPO_ROOT, stdout=out,
-            stderr=subprocess.STDOUT)
+            stderr=subprocess.STDOUT, start_new_session=True)  # its own group, as a terminal's
     deadline = time.monotonic() + 60
     while "Ctrl-C stops everything" not in log.read_text():
         assert time.monotonic() < deadline and supervisor.poll() is None, log.read_text()
@@ -184,7 +184,7 @@ def test_make_run_stops_everything_when_its_redis_dies_or_its_terminal_hangs_up(
     try:
         assert left.wait(timeout=30) is not None  # stopped before the new one started
         assert f"stopped redis-server {left.pid}, left running" in log.read_text()
-        supervisor.send_signal(signal.SIGHUP)
+        os.killpg(supervisor.pid, signal.SIGHUP)  # the hang-up reaches the whole group
         assert supervisor.wait(timeout=60) == 0, log.read_text()
     finally:
         stop_process(supervisor)
@@ -416,11 +416,41 @@ def test_a_redis_that_refuses_every_registration_is_retried_after_growing_pauses
 
     monkeypatch.setattr(serving, "make_worker", make_worker)
     monkeypatch.setattr(process.SearchWorker, "work", work)
-    monkeypatch.setattr(serving.time, "sleep", pauses.append)
+    monkeypatch.setattr(serving, "_pause", lambda seconds, stopped: pauses.append(seconds))
     engine = process.start_engine(indexed_settings, extractor)
     serving.serve(indexed_settings, engine, redis)
     assert attempts == ["make"] + ["make", "work"] * 3
     assert pauses == [1.0, 2.0, 4.0]  # doubling, up to MAX_PAUSE_S
+
+
+def test_a_sigterm_while_redis_is_away_stops_the_worker(indexed_settings, redis, extractor,
+                                                         monkeypatch):
+    """Between two RQ workers (a pause after a failed registration, the wait for Redis) RQ's
+    handler, still installed, raised StopRequested out of `serve` (exit 1, a traceback) or
+    was lost; now the stop is noted and `serve` returns, restoring the handlers it found."""
+    from redis.exceptions import ResponseError
+
+    from worker.service import process, serving
+
+    attempts, pauses = [], []
+
+    def work(self, burst=False, with_scheduler=False):
+        attempts.append("work")
+        raise ResponseError("MISCONF Redis is configured to save RDB snapshots")
+
+    def pause(seconds, stopped):
+        pauses.append(seconds)
+        if len(pauses) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # as `make run` or a process manager
+        time.sleep(0.05)
+        assert stopped() is (len(pauses) == 2)
+
+    before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setattr(process.SearchWorker, "work", work)
+    monkeypatch.setattr(serving, "_pause", pause)
+    serving.serve(indexed_settings, process.start_engine(indexed_settings, extractor), redis)
+    assert attempts == ["work", "work"] and pauses == [1.0, 2.0]
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 @pytest.mark.parametrize("asked_by", ["SIGTERM", "RQ's shutdown command"])
@@ -534,16 +564,17 @@ def test_a_second_ctrl_c_during_a_job_leaves_it_for_the_next_worker(indexed_sett
                                                                     tmp_path):
     """RQ's cold stop (a second Ctrl-C or SIGTERM a second or more after the first) raises
     SystemExit inside the job: it was recorded as the job's failure ("SystemExit") and its
-    uploads deleted. Now the job stays started, its uploads kept, and the next worker on this
-    host runs it again, as after a SIGKILL."""
+    uploads deleted. Now the job is queued again at the head of its queue, once, its uploads
+    kept, for the next worker (as after a SIGKILL; with its registration gone at teardown, a
+    job left started would be failed as abandoned by a worker elsewhere)."""
     from rq.job import JobStatus
 
     from tests.zips import make_zip, post_collection, season_files
     from worker.core.checks import read_check
 
-    settings = dataclasses.replace(indexed_settings, check_chunk_pairs=16)
+    settings = dataclasses.replace(indexed_settings, check_chunk_pairs=24)
     client = create_app({"SETTINGS": settings}).test_client()
-    files, rows = season_files(list(range(8)), 8)  # one chunk of 16 designs: seconds of work
+    files, rows = season_files(list(range(12)), 12)  # one chunk of 24 designs: seconds of work
     log = tmp_path / "worker.log"
     worker = start_worker(indexed_settings, log=log)
     try:
@@ -561,12 +592,13 @@ def test_a_second_ctrl_c_during_a_job_leaves_it_for_the_next_worker(indexed_sett
         worker.wait(timeout=60)
     finally:
         stop_process(worker)
-    assert "stopped cold while running job" in log.read_text(), log.read_text()[-3000:]
-    assert job.get_status(refresh=True) == JobStatus.STARTED
-    assert len(list(settings.upload_dir.iterdir())) == 32  # kept for the run again
+    assert f"stopped cold while running job {chunk_id}: queued again" in log.read_text(), \
+        log.read_text()[-3000:]
+    assert job.get_status(refresh=True) == JobStatus.QUEUED
+    assert len(list(settings.upload_dir.iterdir())) == 48  # kept for the run again
     restarted = start_worker(indexed_settings, "--burst")
     assert restarted.wait(timeout=300) == 0, restarted.stderr.read()[-2000:]
     body = client.get(check["url"]).get_json()
     assert body["status"] == "finished", body
-    assert [d["status"] for d in body["designs"]] == ["finished"] * 16, body["designs"]
+    assert [d["status"] for d in body["designs"]] == ["finished"] * 24, body["designs"]
     assert list(settings.upload_dir.iterdir()) == []

@@ -161,7 +161,7 @@ def healthz():
         body.update(redis=True, workers=live_workers(redis, max_age_s=None),
                     queue_length=len(current_app.extensions["queue"]))
     except Exception as exc:  # noqa: BLE001 - health reports every failure as data
-        body["redis_error"] = str(exc)
+        body["redis_error"] = settings.without_paths(str(exc))
     try:
         manifest = read_manifest_cached(settings.features_dir)
         body.update(catalogue_pairs=manifest.get("n_pairs"), descriptor=manifest.get("descriptor"),

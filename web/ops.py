@@ -72,7 +72,7 @@ def readyz():
     redis_ok, redis_reason = _check_redis(redis)
     worker = _check_worker(current_app.extensions["queue"]) if redis_ok else \
         (False, "not checked: redis unreachable")
-    checks = {name: {"ok": ok, "reason": reason} for name, (ok, reason) in {
+    checks = {name: {"ok": ok, "reason": settings.without_paths(reason)} for name, (ok, reason) in {
         "redis": (redis_ok, redis_reason), "worker": worker,
         "index": _check_index(settings.features_dir),
         "output_dir": current_app.extensions["storage"].check()}.items()}

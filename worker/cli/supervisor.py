@@ -144,11 +144,12 @@ def _supervise(args: argparse.Namespace, env: dict[str, str], lock, worker_grace
     web stops (then everything stops, saying why); a worker that dies is started again. A
     stopping worker gets `worker_grace` s to finish its job (a catalogue edit's timeout: cut
     short, the edit is settled only at the next start), the others 20 s."""
-    stopping = False
+    stopping, signalled = False, []
 
     def stop(signum, frame):
         nonlocal stopping
         stopping = True
+        signalled.append(signum)
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # before any child starts
         signal.signal(signum, stop)
@@ -169,6 +170,9 @@ def _supervise(args: argparse.Namespace, env: dict[str, str], lock, worker_grace
         worker = _spawn(["-m", "worker"], env)
         children += [web, worker]
         print(f"supervisor: web on http://{args.host}:{args.port} · Ctrl-C stops everything")
+        if args.host not in ("127.0.0.1", "localhost", "::1"):  # tcsh exports HOST, say
+            print(f"supervisor: HOST={args.host} is not the loopback address: the web may be "
+                  "reachable from other machines", file=sys.stderr)
         while not stopping:
             time.sleep(0.5)
             if stopping:  # the web and the worker got the terminal's Ctrl-C too: not a crash
@@ -196,9 +200,21 @@ def _supervise(args: argparse.Namespace, env: dict[str, str], lock, worker_grace
         print(f"supervisor: {exc}; nothing else started", file=sys.stderr)
         return 1
     finally:  # worker and web first (they finish their requests), Redis last
+        told = _group_told(signalled)
         for child in reversed(children):
-            stop_process(child, worker_grace if child.args[1:] == ["-m", "worker"] else 20.0)
+            stop_process(child, worker_grace if child.args[1:] == ["-m", "worker"] else 20.0,
+                         terminate=not (told and child is not redis))
         lock.close()
+
+
+def _group_told(signalled: list[int]) -> bool:
+    """Whether the terminal's Ctrl-C reached the web and the worker too (they are in our
+    process group, the terminal's foreground one): a SIGTERM after it would reach a busy
+    worker as a second signal, RQ's cold stop, once more than a second had passed."""
+    try:
+        return signalled[:1] == [signal.SIGINT] and os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:  # no terminal (a service manager, a test): only we were signalled
+        return False
 
 
 if __name__ == "__main__":

@@ -112,7 +112,8 @@ class Settings:
             if f.name.endswith("_dir") and (folder := getattr(self, f.name)).is_absolute():
                 paths.update({str(folder): f.name.upper(), str(folder.resolve()): f.name.upper()})
         for path in sorted(paths, key=len, reverse=True):  # a folder inside another: its own name
-            text = text.replace(path, paths[path])
+            # the whole path only (not /srv/features in /srv/features-old/x)
+            text = re.sub(re.escape(path) + r"(?=[/'\"\s),;:]|$)", paths[path], text)
         return text
 
     @property

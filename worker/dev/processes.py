@@ -67,10 +67,17 @@ def stop_left_redis(data_dir: Path, timeout: float = 20.0) -> int | None:
         return None
     if not ours:  # the pid was reused by another process
         return None
-    os.kill(pid, signal.SIGTERM)  # saves nothing: the append-only file is synced per write
-    deadline = time.monotonic() + timeout
-    while _running(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGTERM)  # saves nothing: the append-only file is synced per write
+        deadline = time.monotonic() + timeout
+        while _running(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _running(pid):  # never two on one append-only file
+            os.kill(pid, signal.SIGKILL)
+            while _running(pid):
+                time.sleep(0.05)
+    except ProcessLookupError:  # gone meanwhile
+        pass
     return pid
 
 
@@ -113,9 +120,10 @@ def start_redis(port: int, data_dir: Path, timeout: float = 10.0,
     raise RedisServerError(f"redis-server did not answer on port {port} within {timeout} s")
 
 
-def stop_process(proc: subprocess.Popen, timeout: float = 20.0) -> None:
-    """SIGTERM (a warm shutdown), then SIGKILL if it is still there after `timeout` s."""
-    if proc.poll() is None:
+def stop_process(proc: subprocess.Popen, timeout: float = 20.0, terminate: bool = True) -> None:
+    """SIGTERM (a warm shutdown; not with `terminate` False: it was signalled already), then
+    SIGKILL if it is still there after `timeout` s."""
+    if terminate and proc.poll() is None:
         proc.terminate()
     try:
         proc.wait(timeout=timeout)

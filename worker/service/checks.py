@@ -54,7 +54,7 @@ Pair = tuple[bytes | None, bytes | None]  # a design's drawings (front, back), N
 Canvases = tuple[np.ndarray | None, np.ndarray | None]
 Prepared = tuple[Canvases, tuple[int, int]]  # canvases turned upright; the degrees each was
 BLANK = np.full((224, 224, 3), 255, dtype=np.uint8)  # a side the design does not have
-REDIS_PATIENCE_S = 60.0  # how long a chunk waits for an unreachable Redis before failing
+REDIS_PATIENCE_S = 30.0  # a chunk's wait for an unreachable Redis (3 waits within JOB_TIMEOUT)
 T = TypeVar("T")
 
 
@@ -172,7 +172,7 @@ def check_chunk(**kwargs) -> None:
     except ValidationError as exc:
         raise SearchInputError("; ".join(msg for _, msg in problems(exc))) from None
     engine, connection = current(), get_current_job().connection
-    if is_cancelled(connection, chunk.check_id):  # not checked: settled (again) as cancelled
+    if _patiently(lambda: is_cancelled(connection, chunk.check_id)):  # settled as cancelled
         _discard(engine, chunk)
         settle_cancelled(connection, chunk.check_id, {row.row: row.name for row in chunk.rows},
                          engine.settings.result_ttl)

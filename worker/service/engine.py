@@ -155,6 +155,7 @@ class Engine:
             if self.snapshot is None:
                 raise
             log.warning("cannot read which index is current (%s); serving the one loaded", exc)
+            self.hold()  # its pin renewed: a writer elsewhere keeps its files
             return False
         if self.snapshot is None or stamp == self.snapshot.stamp:
             self.hold()  # renewed

@@ -112,13 +112,19 @@ def _rerun(queue: Queue, job: Job, own_name: str | None) -> int:
     dead = job.worker_name or ""
     if job.func_name not in RERUNNABLE or not dead_local_worker(dead, own_name):
         return -1
-    executions = [e.composite_key for e in job.get_executions() if e.worker_name == dead]
-    done = int(queue.connection.eval(
-        _RERUN, 4, job.key, RERUN_AFTER + job.id, queue.key, StartedJobRegistry(queue=queue).key,
-        dead, max(int(job.result_ttl or 0), 86400), job.id, utcformat(now()), *executions))
+    done = put_back(queue, job, dead)
     if done == 1:
         log.warning("job %s was abandoned by dead worker %s: queued again, once", job.id, dead)
     return done
+
+
+def put_back(queue: Queue, job: Job, worker: str) -> int:
+    """`job`, started by `worker`, back at the head of its queue, once (`_RERUN`): 1 queued
+    again; 0 not started by `worker` any more; -1 queued again once already."""
+    executions = [e.composite_key for e in job.get_executions() if e.worker_name == worker]
+    return int(queue.connection.eval(
+        _RERUN, 4, job.key, RERUN_AFTER + job.id, queue.key, StartedJobRegistry(queue=queue).key,
+        worker, max(int(job.result_ttl or 0), 86400), job.id, utcformat(now()), *executions))
 
 
 def settle_orphaned_jobs(queue: Queue, failure_ttl: int, own_name: str | None = None,

@@ -33,6 +33,7 @@ from worker.service.maintenance import (
     keep_check_pins,
     settle_dead_workers_jobs,
 )
+from worker.service.orphans import RERUNNABLE, put_back
 from worker.service.reports import REPORTS
 
 log = logging.getLogger(__name__)
@@ -72,9 +73,14 @@ class SearchWorker(SimpleWorker):
     def bootstrap(self, *args, **kwargs):
         # RQ registers the worker before it installs its handlers: a SIGTERM in between would
         # kill it (exit -15) instead of a warm shutdown, so flag it until RQ's handlers are in
-        signal.signal(signal.SIGINT, self.stop_before_work)
-        signal.signal(signal.SIGTERM, self.stop_before_work)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, self.stop_before_work)
         super().bootstrap(*args, **kwargs)
+
+    def _install_signal_handlers(self):
+        """RQ's, and a hang-up (its terminal closed) stops it warm too: it killed it mid-job."""
+        super()._install_signal_handlers()
+        signal.signal(signal.SIGHUP, self.request_stop)
 
     def subscribe(self):
         """RQ's own, with the listener waking every LISTENER_WAKE_S instead of 60 s."""
@@ -149,11 +155,16 @@ class SearchWorker(SimpleWorker):
 
     def _finalize_failure(self, job: Job, queue: Queue, execution: Execution, exc_info) -> None:
         """RQ's, but a cold stop (a second Ctrl-C or SIGTERM, RQ's SystemExit) is not the job's
-        failure ("SystemExit", its uploads deleted): the job stays started, its uploads kept,
-        and the next worker on this host runs it again, as after a SIGKILL."""
+        failure ("SystemExit", its uploads deleted): a search, chunk or match view is queued
+        again at the head of its queue (once, as after a SIGKILL), its uploads kept; an edit is
+        left started, settled from the catalogue by the next worker's maintenance."""
         if isinstance(exc_info[1], (SystemExit, KeyboardInterrupt)):
-            log.warning("stopped cold while running job %s: left for the next worker to run "
-                        "again", job.id)
+            try:
+                again = job.func_name in RERUNNABLE and put_back(queue, job, self.name) == 1
+            except RedisError:  # left started: the next maintenance settles it
+                again = False
+            log.warning("stopped cold while running job %s: %s", job.id,
+                        "queued again" if again else "left for the next worker to settle")
             raise exc_info[1]
         super()._finalize_failure(job, queue, execution, exc_info)
 

@@ -4,7 +4,10 @@ registration once Redis is back, the model kept loaded."""
 from __future__ import annotations
 
 import logging
+import signal
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -17,18 +20,42 @@ log = logging.getLogger(__name__)
 
 QUICK_FAILURE_S = 5.0  # a registration that failed sooner than this is retried after a pause
 MAX_PAUSE_S = 30.0  # the longest such pause (doubling from 1 s)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def wait_for_redis(connection: Redis, pause: float = 1.0) -> None:
-    """Block until Redis answers again, saying so once."""
+def wait_for_redis(connection: Redis, stopped: Callable[[], bool] = lambda: False,
+                   pause: float = 1.0) -> bool:
+    """Block until Redis answers again (True), saying so once, or until `stopped()` (False)."""
     log.warning("lost the connection to Redis; waiting for it to come back")
-    while True:
+    while not stopped():
         try:
             if connection.ping():
                 log.info("Redis is back; serving again")
-                return
+                return True
         except RedisError:
-            time.sleep(pause)
+            _pause(pause, stopped)
+    return False
+
+
+def _pause(seconds: float, stopped: Callable[[], bool]) -> None:
+    """Sleep `seconds`, ending early once `stopped()`."""
+    deadline = time.monotonic() + seconds
+    while not stopped() and (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(0.2, left))
+
+
+@contextmanager
+def _stops_flagged() -> Iterator[list[int]]:
+    """Between two RQ workers: a stop signal is noted (RQ's handlers, still installed, would
+    raise StopRequested, or write to a Redis that is away), the previous handlers restored."""
+    seen: list[int] = []
+    before = {signum: signal.signal(signum, lambda signum, frame: seen.append(signum))
+              for signum in STOP_SIGNALS}
+    try:
+        yield seen
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
 
 
 def serve(settings: Settings, engine: Engine, connection: Redis, name: str | None = None,
@@ -46,6 +73,8 @@ def serve(settings: Settings, engine: Engine, connection: Redis, name: str | Non
             worker = make_worker(settings, engine, connection, name)
             worker.work(burst=burst, with_scheduler=False)
         except RedisError as exc:  # raised by RQ's own start-up or teardown while Redis is away
+            if burst and worker is None:  # a burst that never started says why
+                raise
             log.warning("worker stopped on a Redis error: %s", exc)
         if burst or (worker is not None and worker.stop_signalled):  # asked to stop, or done
             return
@@ -53,11 +82,12 @@ def serve(settings: Settings, engine: Engine, connection: Redis, name: str | Non
         # fails each new registration at once: wait longer each time instead of spinning
         quick = time.monotonic() - started < QUICK_FAILURE_S
         pause = min(MAX_PAUSE_S, max(1.0, 2 * pause)) if quick else 0.0
-        time.sleep(pause)
-        wait_for_redis(connection)
-        if worker is not None:
-            if worker.stop_signalled:  # RQ's handlers stay installed: a SIGTERM during the wait
+        with _stops_flagged() as seen:
+            _pause(pause, lambda: bool(seen))
+            if seen or not wait_for_redis(connection, lambda: bool(seen)):
+                log.info("stopping on request while Redis was away")
                 return
+        if worker is not None:
             try:
                 worker.register_death()  # /readyz and /metrics stop counting it at once
             except RedisError:
