@@ -95,7 +95,8 @@ def test_make_runs_supervisor_starts_a_worker_that_dies_again(indexed_settings, 
         supervisor = subprocess.Popen(
             [sys.executable, "-m", "worker.cli.supervisor", "--port", str(port), "--run-dir",
              str(tmp_path / "run")], env=service_env(indexed_settings), cwd=REPO_ROOT,
-            stdout=out, stderr=subprocess.STDOUT)
+            stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True)  # not the terminal's group: a SIGINT reaches it alone
     try:
         wait_for_workers(indexed_settings)
         (first,) = _workers_of(supervisor.pid)

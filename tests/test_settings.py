@@ -247,6 +247,7 @@ def test_a_message_for_clients_names_the_data_folders_by_their_settings(tmp_path
         "FEATURES_DIR/manifest.json is corrupt; DATABASE_DIR/pairs.csv and UPLOAD_DIR/x.png")
     other = f"{tmp_path}/db-old/pairs.csv and '{tmp_path}/db'"  # a whole path only
     assert settings.without_paths(other) == f"{tmp_path}/db-old/pairs.csv and 'DATABASE_DIR'"
+    assert settings.without_paths(f"cannot read {tmp_path}/db.") == "cannot read DATABASE_DIR."
     relative = Settings.from_env({}, features_dir=tmp_path.__class__("features"))
     assert relative.without_paths("no feature banks in features") == "no feature banks in features"
 

@@ -145,6 +145,7 @@ def _supervise(args: argparse.Namespace, env: dict[str, str], lock, worker_grace
     stopping worker gets `worker_grace` s to finish its job (a catalogue edit's timeout: cut
     short, the edit is settled only at the next start), the others 20 s."""
     stopping, signalled = False, []
+    foreground = _foreground()  # read now: a hung-up terminal can no longer tell
 
     def stop(signum, frame):
         nonlocal stopping
@@ -192,6 +193,8 @@ def _supervise(args: argparse.Namespace, env: dict[str, str], lock, worker_grace
                 print(f"supervisor: worker exited with {worker.returncode}; restarting",
                       file=sys.stderr)
                 time.sleep(RESTART_DELAY)
+                if stopping:  # a Ctrl-C meanwhile reached no new worker: none is started
+                    break
                 children.remove(worker)
                 worker = _spawn(["-m", "worker"], env)
                 children.append(worker)
@@ -200,20 +203,22 @@ def _supervise(args: argparse.Namespace, env: dict[str, str], lock, worker_grace
         print(f"supervisor: {exc}; nothing else started", file=sys.stderr)
         return 1
     finally:  # worker and web first (they finish their requests), Redis last
-        told = _group_told(signalled)
+        # the terminal's Ctrl-C or hang-up reached the web and the worker too (our process
+        # group is its foreground one): a SIGTERM after it would reach a busy worker as a
+        # second signal, RQ's cold stop, once more than a second had passed
+        told = foreground and signalled[:1] in ([signal.SIGINT], [signal.SIGHUP])
         for child in reversed(children):
             stop_process(child, worker_grace if child.args[1:] == ["-m", "worker"] else 20.0,
                          terminate=not (told and child is not redis))
         lock.close()
 
 
-def _group_told(signalled: list[int]) -> bool:
-    """Whether the terminal's Ctrl-C reached the web and the worker too (they are in our
-    process group, the terminal's foreground one): a SIGTERM after it would reach a busy
-    worker as a second signal, RQ's cold stop, once more than a second had passed."""
+def _foreground() -> bool:
+    """Whether our process group (the web's and the worker's) is its terminal's foreground
+    one, which a Ctrl-C or a hang-up reaches whole."""
     try:
-        return signalled[:1] == [signal.SIGINT] and os.tcgetpgrp(0) == os.getpgrp()
-    except OSError:  # no terminal (a service manager, a test): only we were signalled
+        return os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:  # no terminal (a service manager, a test): a signal reaches us alone
         return False
 
 

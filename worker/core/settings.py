@@ -113,7 +113,7 @@ class Settings:
                 paths.update({str(folder): f.name.upper(), str(folder.resolve()): f.name.upper()})
         for path in sorted(paths, key=len, reverse=True):  # a folder inside another: its own name
             # the whole path only (not /srv/features in /srv/features-old/x)
-            text = re.sub(re.escape(path) + r"(?=[/'\"\s),;:]|$)", paths[path], text)
+            text = re.sub(re.escape(path) + r"(?![\w-]|\.\w)", paths[path], text)
         return text
 
     @property

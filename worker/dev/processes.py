@@ -60,25 +60,33 @@ def stop_left_redis(data_dir: Path, timeout: float = 20.0) -> int | None:
     pid its pid file gives, before another starts on the same append-only file; its pid."""
     try:
         pid = int((Path(data_dir) / PIDFILE).read_text().strip())
-        # redis-server rewrites its argv ("redis-server 127.0.0.1:6379"), but runs in --dir
-        ours = (Path(f"/proc/{pid}/comm").read_text().strip() == "redis-server"
-                and Path(f"/proc/{pid}/cwd").resolve() == Path(data_dir).resolve())
-    except (OSError, ValueError):  # none written, or that process is gone
+    except (OSError, ValueError):  # none written
         return None
-    if not ours:  # the pid was reused by another process
+    if not _redis_of(pid, data_dir):  # gone, or the pid reused by another process
         return None
     try:
         os.kill(pid, signal.SIGTERM)  # saves nothing: the append-only file is synced per write
         deadline = time.monotonic() + timeout
         while _running(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if _running(pid):  # never two on one append-only file
+        if _running(pid) and _redis_of(pid, data_dir):  # never two on one append-only file
             os.kill(pid, signal.SIGKILL)
-            while _running(pid):
+            deadline = time.monotonic() + 5
+            while _running(pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
     except ProcessLookupError:  # gone meanwhile
         pass
     return pid
+
+
+def _redis_of(pid: int, data_dir: Path) -> bool:
+    """Process `pid` is a redis-server running in `data_dir` (it rewrites its argv, but runs
+    in its --dir)."""
+    try:
+        return (Path(f"/proc/{pid}/comm").read_text().strip() == "redis-server"
+                and Path(f"/proc/{pid}/cwd").resolve() == Path(data_dir).resolve())
+    except OSError:
+        return False
 
 
 def _running(pid: int) -> bool:

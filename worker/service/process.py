@@ -104,6 +104,8 @@ class SearchWorker(SimpleWorker):
         self._stop_requested = True  # RQ's loop checks it before it takes a job
 
     def request_stop(self, signum, frame):
+        if self.stop_signalled and signum == signal.SIGHUP:  # a hang-up comes twice: shell, kernel
+            return
         self.stop_signalled = True
         self.engine.batcher.stop_reading_ahead()
         super().request_stop(signum, frame)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import logging
 import signal
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 from redis import Redis
 from redis.exceptions import RedisError
+from rq.exceptions import StopRequested
 
 from worker.core.settings import Settings
 from worker.service.engine import Engine
@@ -44,20 +44,6 @@ def _pause(seconds: float, stopped: Callable[[], bool]) -> None:
         time.sleep(min(0.2, left))
 
 
-@contextmanager
-def _stops_flagged() -> Iterator[list[int]]:
-    """Between two RQ workers: a stop signal is noted (RQ's handlers, still installed, would
-    raise StopRequested, or write to a Redis that is away), the previous handlers restored."""
-    seen: list[int] = []
-    before = {signum: signal.signal(signum, lambda signum, frame: seen.append(signum))
-              for signum in STOP_SIGNALS}
-    try:
-        yield seen
-    finally:
-        for signum, handler in before.items():
-            signal.signal(signum, handler)
-
-
 def serve(settings: Settings, engine: Engine, connection: Redis, name: str | None = None,
           burst: bool = False) -> None:
     """Serve the queue until stopped. RQ's worker rides out a Redis outage while it waits for
@@ -65,28 +51,42 @@ def serve(settings: Settings, engine: Engine, connection: Redis, name: str | Non
     model stays loaded here, so when Redis comes back a fresh registration serves at once,
     under a new name: a random one, or the name given with `~N` after the Nth outage (a
     restarted Redis may keep the last registration, and what it had claimed or started is
-    recovered as any gone worker's)."""
+    recovered as any gone worker's). The signal handlers found are restored on return."""
+    found = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    try:
+        _serve(settings, engine, connection, name, burst)
+    except StopRequested:  # RQ's handler, raised outside its loop (teardown): a stop all the same
+        log.info("stopping on request")
+    finally:
+        for signum, handler in found.items():
+            signal.signal(signum, handler)
+
+
+def _serve(settings: Settings, engine: Engine, connection: Redis, name: str | None,
+           burst: bool) -> None:
     given, outages, pause = name, 0, 0.0
-    while True:
+    seen: list[int] = []  # stop signals between two RQ workers (each worker notes its own)
+    while not seen:
         worker, started = None, time.monotonic()
         try:  # building it names its connection (CLIENT SETNAME): Redis may be away already
             worker = make_worker(settings, engine, connection, name)
-            worker.work(burst=burst, with_scheduler=False)
+            if not seen:
+                worker.work(burst=burst, with_scheduler=False)
         except RedisError as exc:  # raised by RQ's own start-up or teardown while Redis is away
             if burst and worker is None:  # a burst that never started says why
                 raise
             log.warning("worker stopped on a Redis error: %s", exc)
-        if burst or (worker is not None and worker.stop_signalled):  # asked to stop, or done
+        for signum in STOP_SIGNALS:  # RQ's, still installed, would raise out of what follows
+            signal.signal(signum, lambda signum, frame: seen.append(signum))
+        if burst or seen or (worker is not None and worker.stop_signalled):  # a stop, or done
             return
         # a Redis that answers PING but refuses writes (out of memory, its disk full, read-only)
         # fails each new registration at once: wait longer each time instead of spinning
         quick = time.monotonic() - started < QUICK_FAILURE_S
         pause = min(MAX_PAUSE_S, max(1.0, 2 * pause)) if quick else 0.0
-        with _stops_flagged() as seen:
-            _pause(pause, lambda: bool(seen))
-            if seen or not wait_for_redis(connection, lambda: bool(seen)):
-                log.info("stopping on request while Redis was away")
-                return
+        _pause(pause, lambda: bool(seen))
+        if seen or not wait_for_redis(connection, lambda: bool(seen)):
+            break
         if worker is not None:
             try:
                 worker.register_death()  # /readyz and /metrics stop counting it at once
@@ -94,3 +94,4 @@ def serve(settings: Settings, engine: Engine, connection: Redis, name: str | Non
                 pass  # gone again: its registration expires by itself
         outages += 1
         name = None if given is None else f"{given}~{outages}"
+    log.info("stopping on request")
