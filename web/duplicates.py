@@ -124,11 +124,12 @@ def duplicates_page():
                 "back_thumb_url": url_for("browse.thumbnail", path=back)}
 
     first = (page - 1) * per_page
+    on_page = groups[first:first + per_page]
     shown = [{"number": first + i + 1, "n_designs": len(g["designs"]), "n_pairs": len(g["pairs"]),
               "designs": [drawings(n) | {"sketch": n in g["sketches"]}
                           for n in g["designs"][:SHOWN_DESIGNS]],
               "pairs": g["pairs"][:SHOWN_PAIRS]}
-             for i, g in enumerate(groups[first:first + per_page])]
+             for i, g in enumerate(on_page)]
     judged = duplicate_thresholds_in(manifest)
     scale = "none" if judged is None else "search" if judged == plain_thresholds_in(manifest) \
         else "own"
@@ -138,4 +139,4 @@ def duplicates_page():
                            verdicts=VERDICTS, n_designs=len(manifest["names"]), scale=scale,
                            relist=manifest.get("descriptor") in CALIBRATED_DUPLICATES,
                            lead_weight=(judged or {}).get("margin_weight", 1.0),
-                           sketches=any(g["sketches"] for g in groups[first:first + per_page]))
+                           sketches=any(g["sketches"] for g in on_page))

@@ -22,7 +22,7 @@ from web.resultcache import cache_key, copy_search, finished_search
 from web.searches import SearchStatus
 from worker.core.contract import SIDES, SearchOptions, SearchRequest, problems
 from worker.core.images import STORED_FORMAT, Box, ImageRejected, stored_form
-from worker.core.queueing import enqueue_search, live_workers, upload_name
+from worker.core.queueing import enqueue_search, registered_workers, upload_name
 
 STATUS_BY_REASON = {"unsupported_format": 415, "too_many_pixels": 413}
 SPOOL_BYTES = 500 * 1024  # a part held in memory up to this, as werkzeug's default does
@@ -154,9 +154,7 @@ def _checked(upload: FileStorage, side: str, max_pixels: int, box: Box | None
 def check_capacity(settings) -> None:
     """Refuse (503, Retry-After) when no worker would serve the search or the queue is full."""
     queue = current_app.extensions["queue"]
-    # registered with a live registration: a killed worker stays in RQ's set of the queue's
-    # workers until a live worker cleans it, which never comes when it was the last one
-    if settings.require_worker and live_workers(queue.connection, queue, max_age_s=None) == 0:
+    if settings.require_worker and registered_workers(queue) == 0:
         raise RequestRefused(503, "no_worker", "no search worker is running right now, so the "
                               "search could not start; please retry in a minute", retry_after=30)
     if len(queue) >= settings.max_queue_length:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks.perf.report import emit, fmt
-from worker.core.queueing import live_workers
+from worker.core.queueing import registered_workers
 from worker.core.settings import REPO_ROOT, Settings
 from worker.dev.processes import free_port, start_redis, stop_process
 from worker.dev.services import search_queue, service_env, start_worker, web_command
@@ -66,8 +66,7 @@ class Service:
         self.env = service_env(self.settings)
 
     def worker_count(self) -> int:
-        queue = search_queue(self.settings)
-        return live_workers(queue.connection, queue, max_age_s=None)
+        return registered_workers(search_queue(self.settings))
 
     def start_worker(self) -> subprocess.Popen:
         log = self.logs / f"worker-{len(self.workers) + 1}.log"

@@ -135,3 +135,10 @@ def live_workers(redis, queue: Queue | None = None,
     return sum(beat is not None and (max_age_s is None or
                                      (now - utcparse(beat.decode())).total_seconds() <= max_age_s)
                for beat in pipe.execute())
+
+
+def registered_workers(queue: Queue) -> int:
+    """Workers of `queue` whose registration lives: a killed worker stays in RQ's set of the
+    queue's workers (`Worker.count`) until a live worker cleans it, which never comes when it
+    was the last one; its registration lapses (`live_workers` with no age limit)."""
+    return live_workers(queue.connection, queue, max_age_s=None)

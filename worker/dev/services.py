@@ -17,7 +17,7 @@ from pathlib import Path
 from redis import Redis
 from rq import Queue
 
-from worker.core.queueing import live_workers
+from worker.core.queueing import registered_workers
 from worker.core.settings import REPO_ROOT, Settings
 
 GUNICORN_CONF = REPO_ROOT / "gunicorn.conf.py"  # every web server setting, in one place
@@ -84,7 +84,7 @@ def wait_for_workers(settings: Settings, count: int = 1, timeout: float = 120,
     queue = search_queue(settings) if queue_name is None else \
         Queue(queue_name, connection=Redis.from_url(settings.redis_url))
     deadline = time.monotonic() + timeout
-    while live_workers(queue.connection, queue, max_age_s=None) < count:
+    while registered_workers(queue) < count:
         if time.monotonic() > deadline:
             raise TimeoutError(f"fewer than {count} worker(s) registered within {timeout} s")
         time.sleep(0.2)

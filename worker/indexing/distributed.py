@@ -23,7 +23,7 @@ from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 from tqdm import tqdm
 
-from worker.core.queueing import CHUNK_FUNC, index_queue_name, live_workers
+from worker.core.queueing import CHUNK_FUNC, index_queue_name, registered_workers
 from worker.core.settings import Settings
 from worker.indexing.chunks import Chunk, ChunkCache, Failure
 from worker.service.orphans import settle_orphaned_jobs
@@ -44,7 +44,7 @@ def extract_distributed(settings: Settings, cache: ChunkCache, chunks: list[Chun
     """Have the workers extract `chunks` into `cache`; the images they could not read.
     `hold`: tests only: each chunk job waits until this Redis key exists, then extracts."""
     queue = Queue(index_queue_name(settings), connection=Redis.from_url(settings.redis_url))
-    if live_workers(queue.connection, queue, max_age_s=None) == 0:
+    if registered_workers(queue) == 0:
         raise DistributedBuildFailed(
             f"no worker takes chunks from queue {queue.name!r}: start `python -m worker` "
             "(QUEUE_NAME as here), or build without --distributed")
@@ -57,7 +57,7 @@ def extract_distributed(settings: Settings, cache: ChunkCache, chunks: list[Chun
     try:
         while jobs:
             settle_orphaned_jobs(queue, KEEP_RESULT_S, None, settings.index_chunk_timeout)
-            if live_workers(queue.connection, queue, max_age_s=None) > 0:
+            if registered_workers(queue) > 0:
                 alone_since = None
             elif alone_since is None:
                 alone_since = time.monotonic()
