@@ -8,6 +8,7 @@ import io
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -199,8 +200,12 @@ def test_api_edits_need_the_token_and_refuse_duplicates(own_catalogue, redis, tm
         "/api/designs", data={**form("via-api"), "colour": "red"}, headers=auth).get_json()["message"]
     sent = {**form("via-api"), "front": (io.BytesIO(artwork.getvalue()), "f.jpg"),
             "garment": "dress", "season": " SS26\t"}  # its values in the catalogue's columns
+    made = []  # the drawings were copied into a folder in TMPDIR while the edit ran
+    real_mkdtemp = tempfile.mkdtemp
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, **k: made.append(k) or real_mkdtemp(*a, **k))
     created = served(lambda: client.post("/api/designs", data=sent, headers=auth))
     assert created.status_code == 201, created.get_json()
+    assert made == []
     assert created.get_json() == {"name": "via-api", "n_pairs": N_PAIRS + 1}
     added = load_catalogue(own_catalogue.database_dir)
     assert {column: values[-1] for column, values in added.extra.items()} == {

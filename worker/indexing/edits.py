@@ -117,12 +117,13 @@ def _save(settings: Settings, bank: FeatureBank, before: Catalogue, after: Catal
     return {**manifest, "generation": folder.name}
 
 
-def read_drawing(settings: Settings, source: Path, side: str, trim: bool) -> tuple[str, bytes]:
+def read_drawing(settings: Settings, source: Path | bytes, side: str,
+                 trim: bool) -> tuple[str, bytes]:
     """A design's drawing checked as a search's is: decoded within the limits, and something
     showing on the canvas the model sees, which is what the index extracts (a blank page, or
     a blank scan of tinted paper, is refused saying so); (its catalogue path
     images/<sha256[:16]>.<ext>, its bytes)."""
-    data = Path(source).read_bytes()
+    data = source if isinstance(source, bytes) else Path(source).read_bytes()
     image = load_image(data, settings.max_image_pixels)
     visible_canvas(to_rgb(image), trim, side)  # decoded once: the same image
     return f"images/{_content_name(data)}.{EXTENSION[image.format]}", data
@@ -151,11 +152,11 @@ def _store(settings: Settings, image: tuple[str, bytes], created: list[Path]) ->
     return relative
 
 
-def add_designs(settings: Settings, extractor, designs: list[tuple[str, Path, Path]],
+def add_designs(settings: Settings, extractor, designs: list[tuple[str, Path | bytes, Path | bytes]],
                 columns: list[dict[str, str]] | None = None, edit_id: str | None = None) -> dict:
-    """Append designs (name, front image, back image), each with its values in the
-    catalogue's further columns (`columns[i]`; a column left out: empty); returns the new
-    manifest. Every name, column and image is checked before anything is written."""
+    """Append designs (name, front image, back image: files or their bytes), each with its
+    values in the catalogue's further columns (`columns[i]`; a column left out: empty); returns
+    the new manifest. Every name, column and image is checked before anything is written."""
     values = columns or [{} for _ in designs]
     if len(values) != len(designs):
         raise ValueError(f"{len(designs)} designs but column values for {len(values)}")

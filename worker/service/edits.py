@@ -4,9 +4,7 @@ model, and edits are serialised with searches)."""
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 
 from rq import get_current_job
 from rq.timeouts import JobTimeoutException
@@ -25,14 +23,10 @@ def add_design(name: str, front: str, back: str, columns: dict[str, str] | None 
     values in the catalogue's further `columns`."""
     engine = current()
 
-    def add(edit_id: str | None) -> dict:
-        with tempfile.TemporaryDirectory(prefix="design-") as tmp:
-            paths = []
-            for upload in (front, back):
-                paths.append(Path(tmp) / check_upload_name(upload))
-                paths[-1].write_bytes(engine.storage.read_upload(upload))
-            return add_designs(engine.settings, engine.extractor, [(name, *paths)],
-                               [columns or {}], edit_id)
+    def add(edit_id: str | None) -> dict:  # the bytes themselves: no copy in TMPDIR
+        sides = [engine.storage.read_upload(check_upload_name(upload)) for upload in (front, back)]
+        return add_designs(engine.settings, engine.extractor, [(name, *sides)], [columns or {}],
+                           edit_id)
 
     return _applied(engine, name, add)
 
