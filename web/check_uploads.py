@@ -17,7 +17,6 @@ from itertools import islice
 from flask import current_app
 from redis.exceptions import RedisError
 from werkzeug.datastructures import FileStorage, ImmutableMultiDict
-from werkzeug.exceptions import ClientDisconnected
 
 from web.errors import RequestRefused, queue_unavailable
 from web.formfields import refuse_options_as_files, sent
@@ -87,7 +86,7 @@ def _store(check_id: str, collection: Collection, settings
                 stored += names.values()
                 rows.append(ChunkRow(row=row, name=design.name, **names))
         require_client()  # once more, the last moment before the check is queued
-    except (CollectionRefused, RequestRefused, ClientDisconnected) as exc:  # late bomb, full disk
+    except BaseException as exc:  # a late bomb, a full disk, a client gone, a fault: none kept
         discard_uploads(stored)
         if not isinstance(exc, CollectionRefused):
             raise
@@ -125,6 +124,9 @@ def submit_check(files: ImmutableMultiDict, form: ImmutableMultiDict) -> str:
         if getattr(options, side) is not None:
             raise RequestRefused(400, f"invalid_{side}", f"{side} applies to a single search, "
                                  "not to a collection check")
+    if len(files.getlist("collection")) > 1:  # which one was meant?
+        raise RequestRefused(400, "invalid_collection", "collection was given more than once; "
+                             "upload one ZIP a check (or put the designs in one pairs.csv)")
     collection = _collection(files.get("collection"), settings)
     try:
         check_capacity(settings)

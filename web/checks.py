@@ -73,7 +73,8 @@ def _designs(state: CheckState) -> list[dict]:
 @api.validate(form=CheckForm, tags=["checks"], operation_id="createCheck",
               skip_validation=True, resp=Responses(
                   HTTP_202=(CheckCreated, "queued; poll `url`"),
-                  HTTP_400=(Error, "no collection (`missing_collection`), a body not "
+                  HTTP_400=(Error, "no collection (`missing_collection`), two "
+                                   "(`invalid_collection`), a body not "
                                    "multipart/form-data (`not_multipart`) or cut short "
                                    "(`malformed_form`), an empty file, no design "
                                    "whose drawings can be used (`no_usable_designs`), a bad "

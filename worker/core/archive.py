@@ -26,7 +26,8 @@ from worker.core.settings import Settings
 MIB = 1024 * 1024
 CHUNK = 64 * 1024
 RATIO_FROM = MIB  # entries this large (uncompressed) must keep within the ratio
-ABSOLUTE = re.compile(r"^([/\\]|[A-Za-z]:)")  # /x, \x, C:x
+# /x, \x, C:\x, C:; not S:S26 front.png (a Mac writes a '/' typed in a file name as ':')
+ABSOLUTE = re.compile(r"^([/\\]|[A-Za-z]:([/\\]|$))")
 # an entry's record in the central directory: 46 bytes, its name, extra fields (timestamps,
 # ZIP64 sizes) and comment; honest archives use 60-300 bytes, so 1 KiB an entry is generous
 DIRECTORY_BYTES_PER_ENTRY = 1024
@@ -70,8 +71,13 @@ def unsafe_name(name: str) -> str | None:
 
 def _entry_name(info: zipfile.ZipInfo) -> str:
     """An entry's name as its maker meant it, folders separated by '/' (older Windows tools
-    write backslashes, against the ZIP standard; pairs.csv's paths are read the same way)."""
-    return _utf8_name(info).replace("\\", "/")
+    write backslashes, against the ZIP standard; pairs.csv's paths are read the same way),
+    without the leading `./` that bsdtar (`tar -a -cf x.zip .`: Windows' and macOS's tar)
+    writes."""
+    name = _utf8_name(info).replace("\\", "/")
+    while name.startswith("./") and len(name) > 2:
+        name = name[2:]
+    return name
 
 
 def _utf8_name(info: zipfile.ZipInfo) -> str:
@@ -93,20 +99,20 @@ READABLE = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
 
 
 def _refuse_entry(info: zipfile.ZipInfo) -> None:
+    why = unsafe_name(info.filename)
+    if why is None and stat.S_ISLNK(info.external_attr >> 16):
+        why = "is a symbolic link"
+    if why is None and info.flag_bits & 0x1:  # before the method: AES is method 99
+        why = "is encrypted (password-protected)"
+    if why is not None:
+        raise CollectionRefused(400, "unsafe_entry", f"the ZIP entry {info.filename!r} {why}; "
+                                "such archives are refused")
     if info.compress_type not in READABLE and not info.is_dir():
         method = {zipfile.ZIP_BZIP2: "bzip2", zipfile.ZIP_LZMA: "LZMA"}.get(
             info.compress_type, f"method {info.compress_type}")
         raise CollectionRefused(415, "unsupported_compression", f"the ZIP entry "
                                 f"{info.filename!r} is compressed with {method}; save the "
                                 "ZIP with the usual (deflate) compression or none")
-    why = unsafe_name(info.filename)
-    if why is None and stat.S_ISLNK(info.external_attr >> 16):
-        why = "is a symbolic link"
-    if why is None and info.flag_bits & 0x1:
-        why = "is encrypted"
-    if why is not None:
-        raise CollectionRefused(400, "unsafe_entry", f"the ZIP entry {info.filename!r} {why}; "
-                                "such archives are refused")
 
 
 class SafeZip:
@@ -118,7 +124,8 @@ class SafeZip:
         self._count_entries(source)
         try:
             self._zip = zipfile.ZipFile(source)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        # NotImplementedError: an entry needs a later ZIP version than zipfile reads
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
             raise CollectionRefused(415, "not_a_zip", f"the collection is not a readable ZIP "
                                     f"archive ({exc})") from None
         self.members = self._check_entries(self._zip.infolist())
@@ -179,8 +186,11 @@ class SafeZip:
                 while chunk := member.read(CHUNK):
                     out += chunk
                     self._count(info, len(chunk), len(out))
+        except (CollectionRefused, EntryRefused):  # the limits' own (ValueErrors too)
+            raise
+        # ValueError: a local header's name flagged UTF-8 that is not
         except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError,
-                RuntimeError) as exc:
+                RuntimeError, ValueError) as exc:
             raise EntryRefused(f"the ZIP entry {name!r} could not be read ({exc})") from None
         return bytes(out)
 

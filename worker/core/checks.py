@@ -217,8 +217,10 @@ def lost_designs(connection: Redis, state: CheckState) -> dict[int, CheckedDesig
     def why(job: Job | None) -> str:
         if job is None:
             return CHUNK_EXPIRED
-        # a check's cancel cancels its jobs, then settles their designs: read in between
-        cancelled = state.cancelled and job.get_status(refresh=False) == JobStatus.CANCELED
+        # a check's cancel sets its flag, cancels its jobs, then settles their designs: read
+        # in between (the flag read again: this state may have been read before it was set)
+        cancelled = job.get_status(refresh=False) == JobStatus.CANCELED and (
+            state.cancelled or connection.hexists(KEY + state.id, "cancelled"))
         return CANCELLED if cancelled else CHUNK_LOST
 
     return {row: CheckedDesign(name=state.names[row], status="failed", error=why(job))

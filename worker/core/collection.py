@@ -189,9 +189,14 @@ def from_files(csv_path: Path, limits: ZipLimits, max_pairs: int) -> Collection:
     rows = parse_pairs(csv_path.read_bytes(), max_pairs)
 
     def fetch(path: str) -> bytes:
+        path = path.replace("\\", "/")  # as a ZIP's: a pairs.csv written on Windows
         file = (base / path).resolve()
         if not file.is_relative_to(base):
             raise EntryRefused(f"the path {path!r} leaves the collection's folder")
+        if not file.is_file():  # a folder copied from a Mac holds café.png decomposed
+            file = next((other for form in ("NFC", "NFD")
+                         if (other := (base / unicodedata.normalize(form, path)).resolve())
+                         .is_relative_to(base) and other.is_file()), file)
         if not file.is_file():
             raise EntryRefused(f"{path!r} is not a file in {base}")
         if file.stat().st_size > limits.max_entry_bytes:

@@ -88,7 +88,9 @@ class Settings:
     check_chunk_pairs: int = 4  # pairs one check job runs through the model; a search waits <= 1
     check_max_pairs: int = 500  # rows a collection's pairs.csv may have
     max_check_queue_pairs: int = 2000  # designs of checks that may wait; past it a new check gets 503
-    zip_max_entries: int = 2000  # entries (files and folders) a collection ZIP may hold
+    # entries (files and folders) a collection ZIP may hold: a Mac's Compress adds a
+    # __MACOSX/._ shadow a file and a folder, so 500 designs can take about 3,000
+    zip_max_entries: int = 5000
     zip_max_mb: int = 512  # uncompressed MiB read from one ZIP, counted while reading
     zip_max_entry_mb: int = 64  # uncompressed MiB of one entry (past it: that row is refused)
     zip_max_ratio: int = 1100  # unpacked/packed past 1 MiB: a bomb; over deflate's ~1032 (README)
