@@ -180,3 +180,19 @@ def test_a_poll_that_read_the_check_before_its_cancel_says_cancelled(settings, r
     monkeypatch.setattr(checkcancel, "settle_cancelled", polled_between)
     assert client.delete(url).status_code == 200
     assert [d["error"] for d in client.get(url).get_json()["designs"]] == [CANCELLED] * 2
+
+
+def test_names_windows_wrote_in_its_own_code_page_are_found(settings, redis):
+    """Explorer's 'Compressed (zipped) folder' writes names in the system's OEM code page
+    without the UTF-8 flag (cp850 in western Europe, cp932 in Japan): zipfile reads them as
+    cp437, and every such drawing was 'not in the ZIP'."""
+    names = {"Bjørn front.png": "cp850", "ドレス.png": "cp932"}
+    placeholders = {name: "Z" * len(name.encode(page)) for name, page in names.items()}
+    data = make_zip({f"img/{placeholders[name]}-{i}": PNG for i, name in enumerate(names)},
+                    [("bjørn", "img/Bjørn front.png-0", "img/ドレス.png-1")],
+                    zipfile.ZIP_STORED)
+    for name, page in names.items():
+        data = data.replace(placeholders[name].encode(), name.encode(page))
+    assert all(not info.flag_bits & 0x800 for info in zipfile.ZipFile(io.BytesIO(data)).infolist())
+    client = _client(settings)
+    assert _designs(client, post_collection(client, data)) == [("bjørn", "queued", None)]

@@ -93,6 +93,25 @@ def _utf8_name(info: zipfile.ZipInfo) -> str:
         return info.filename
 
 
+# what else a name written without the UTF-8 flag may be in: Windows' Explorer writes the
+# system's OEM code page (cp850 in western Europe, cp932 in Japan, ...), not cp437
+CODE_PAGES = ("cp850", "cp852", "cp866", "cp932", "cp936", "cp949", "cp950")
+
+
+def other_readings(cp437_names: set[str]) -> dict[str, str]:
+    """Each name read as cp437 as the code pages above read its bytes -> the name (the first
+    name a reading gives keeps it)."""
+    readings: dict[str, str] = {}
+    for name in sorted(cp437_names):
+        raw = name.encode("cp437")
+        for page in CODE_PAGES:
+            try:
+                readings.setdefault(raw.decode(page), name)
+            except UnicodeDecodeError:
+                continue
+    return readings
+
+
 # stored and deflated members only: zipfile unpacks a bzip2 or LZMA read whole, without a
 # bound (a few bytes of one can take gigabytes before a limit is counted)
 READABLE = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
@@ -121,6 +140,7 @@ class SafeZip:
     def __init__(self, source: BinaryIO, limits: ZipLimits):
         self.limits = limits
         self.read_total = 0
+        self.cp437_names: set[str] = set()  # names without the UTF-8 flag, not UTF-8
         self._count_entries(source)
         try:
             self._zip = zipfile.ZipFile(source)
@@ -159,6 +179,9 @@ class SafeZip:
                                     f"entries; at most {self.limits.max_entries} are accepted")
         members: dict[str, zipfile.ZipInfo] = {}
         for info in infos:
+            if not info.flag_bits & 0x800 and not info.filename.isascii() and \
+                    _utf8_name(info) == info.filename:  # its bytes are not UTF-8: read as cp437
+                self.cp437_names.add(_entry_name(info))
             info.filename = _entry_name(info)
             _refuse_entry(info)
             if info.filename in members:

@@ -25,6 +25,7 @@ from worker.core.archive import (
     EntryRefused,
     SafeZip,
     ZipLimits,
+    other_readings,
     unsafe_name,
 )
 from worker.core.contract import SIDES
@@ -129,9 +130,12 @@ def from_zip(source: BinaryIO, limits: ZipLimits, max_pairs: int) -> Collection:
     base = posixpath.dirname(csv_name)
     # a Mac's ZIP stores café.png decomposed, a CSV typed elsewhere composed: one name
     composed = {unicodedata.normalize("NFC", name): name for name in archive.members}
+    readings = {unicodedata.normalize("NFC", reading): name
+                for reading, name in other_readings(archive.cp437_names).items()}
 
     def found(path: str) -> str | None:
-        return composed.get(unicodedata.normalize("NFC", _member(base, path)))
+        member = unicodedata.normalize("NFC", _member(base, path))
+        return composed.get(member) or readings.get(member)
 
     folded = {name.casefold(): name for name in composed}
     folders = {"/".join(parts[:i]) for parts in (name.split("/") for name in composed)
