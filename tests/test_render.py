@@ -45,6 +45,26 @@ def test_long_names_are_cut_with_an_ellipsis():
     cut = font.fit("x" * 200, 100)
     assert cut.endswith("…") and font.width(cut) <= 100 and font.fit("short", 100) == "short"
     assert len(cut) > 1 and font.width("x" * len(cut) + "…") > 100  # the longest cut that fits
+    # a filtered search's query label names every value: cut in one pass (one character at a
+    # time, re-measured whole, took minutes at 50,000 characters)
+    label = "among sku:" + ",".join(f"SKU-{i:05d}" for i in range(5000))
+    cut = font.fit(label, 300)
+    assert label.startswith(cut[:-1]) and font.width(cut) <= 300 < font.width(
+        label[:len(cut)] + "…")
+
+
+def test_the_renderer_keeps_the_empty_pages_of_a_few_grid_sizes_only():
+    """One page a grid size was kept for the worker's life: every k from 1 to 100 drawn once
+    kept about 1 GiB."""
+    from worker.pipeline.render import PAGES_KEPT
+
+    renderer = GridRenderer()
+    for n in range(1, 12):
+        renderer.pixels(_cells(n))
+    assert list(renderer._pages) == list(range(12 - PAGES_KEPT, 12))
+    renderer.pixels(_cells(8))  # the size drawn last is kept longest
+    renderer.pixels(_cells(2))
+    assert list(renderer._pages) == [10, 11, 8, 2]
 
 
 def test_a_character_the_font_lacks_is_drawn_as_the_replacement_mark():

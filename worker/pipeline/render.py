@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +34,7 @@ LABEL = 40  # px of text above each pair
 CELLS_PER_ROW = GRID_COLUMNS
 DPI = 100
 JPEG_QUALITY = 85
+PAGES_KEPT = 4  # empty pages of the grid sizes drawn last (k=100: 19 MiB each)
 CELL_W, CELL_H = 2 * THUMB + 3 * GAP, THUMB + LABEL + GAP
 QUERY_COLOUR = (40, 110, 200)
 TITLE_COLOUR = (34, 34, 34)
@@ -100,9 +102,13 @@ class GlyphFont:
         """`text`, cut and ended with an ellipsis where it would be wider than `max_width`."""
         if self.width(text) <= max_width:
             return text
-        while text and self.width(text + "…") > max_width:
-            text = text[:-1]
-        return text + "…"
+        room, kept = max_width - self.width("…"), 0  # one pass: a label may be 50,000 chars
+        for char in text:
+            room -= self.glyph(char).advance
+            if room < 0:
+                break
+            kept += 1
+        return text[:kept] + "…"
 
     def coverage(self, text: str) -> np.ndarray:
         """(height, width) uint8 coverage of `text` on one line (overlapping ink OR-ed, as
@@ -139,11 +145,14 @@ class GridRenderer:
     def __init__(self) -> None:
         self.title_font = GlyphFont("bold", 9.5)
         self.subtitle_font = GlyphFont("normal", 8.5)
-        self._pages: dict[int, np.ndarray] = {}
+        self._pages: OrderedDict[int, np.ndarray] = OrderedDict()
 
     def page(self, n_cells: int) -> np.ndarray:
-        """The empty page for `n_cells` cells, drawn by a matplotlib Figure once and kept."""
-        if n_cells not in self._pages:
+        """The empty page for `n_cells` cells, drawn by a matplotlib Figure and kept while it
+        is among the PAGES_KEPT sizes drawn last (one a size kept 1 GiB once every k was)."""
+        if n_cells in self._pages:
+            self._pages.move_to_end(n_cells)
+        else:
             width = CELLS_PER_ROW * CELL_W
             height = math.ceil(n_cells / CELLS_PER_ROW) * CELL_H
             fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, facecolor="white")
@@ -159,6 +168,8 @@ class GridRenderer:
                                    facecolor=np.array(QUERY_COLOUR) / 255, edgecolor="none"))
             canvas.draw()
             self._pages[n_cells] = np.ascontiguousarray(np.asarray(canvas.buffer_rgba())[..., :3])
+            while len(self._pages) > PAGES_KEPT:
+                self._pages.popitem(last=False)
         return self._pages[n_cells]
 
     def image(self, cells: list[GridCell]) -> Image.Image:
