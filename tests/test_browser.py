@@ -173,6 +173,46 @@ def test_draw_a_box_and_search_by_that_part(site, browser, tmp_path):
     assert NAMES[9] in page.locator("#results tbody tr").first.inner_text()
 
 
+DROP = """([name0, data0, name1, data1]) => {
+  const file = (name, data) => new File([Uint8Array.from(atob(data), c => c.charCodeAt(0))],
+                                        name, {type: "image/png"});
+  const dropped = new DataTransfer();
+  dropped.items.add(file(name0, data0));
+  dropped.items.add(file(name1, data1));
+  document.getElementById("front").closest(".drop").dispatchEvent(
+    new DragEvent("drop", {dataTransfer: dropped, bubbles: true, cancelable: true}));
+}"""
+
+
+def test_drawings_dropped_on_the_form_replace_the_box_and_fill_both_sides(site, browser,
+                                                                          drawings):
+    """A drop set the input's files without its change event: a box drawn on the drawing
+    before stayed and was applied to the dropped one; two drawings dropped together both went
+    to the front ("front was given more than once")."""
+    import base64
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(site)
+    page.set_input_files("#front", str(drawings[1]))
+    page.wait_for_selector("#front-preview", state="visible")
+    area = page.locator("#front-preview").bounding_box()
+    page.mouse.move(area["x"] + 0.2 * area["width"], area["y"] + 0.2 * area["height"])
+    page.mouse.down()
+    page.mouse.move(area["x"] + 0.6 * area["width"], area["y"] + 0.6 * area["height"], steps=4)
+    page.mouse.up()
+    assert page.input_value("#front_box")
+    page.evaluate(DROP, [item for path in drawings
+                         for item in (path.name, base64.b64encode(path.read_bytes()).decode())])
+    assert page.input_value("#front_box") == ""
+    assert not page.locator("#front-preview + .box").is_visible()
+    assert page.evaluate("['front', 'back'].map(id => [...document.getElementById(id).files]"
+                         ".map(f => f.name))") == [["front.png"], ["back.png"]]
+    page.wait_for_selector("#back-preview", state="visible")
+    page.click("button[type=submit]")
+    page.wait_for_selector("img.grid", timeout=90_000)
+    assert "dress-0013" in page.locator("#results tbody tr").first.inner_text()
+
+
 def test_a_refused_upload_keeps_the_other_side(site, browser, drawings, tmp_path):
     (tmp_path / "notes.png").write_text("not really a picture")
     page = browser.new_page()

@@ -66,6 +66,10 @@ def test_a_box_needs_its_side(client):
 
 def test_box_parsing_and_cropping():
     assert parse_box(" 0.25, .5 ,1,1 ", "front_box") == (0.25, 0.5, 1.0, 1.0)
+    # the smallest box: 0.0813 - 0.0313 is 0.049999999999999996 in binary floats (refused)
+    assert parse_box("0.0313,0.1,0.0813,0.15", "front_box") == (0.0313, 0.1, 0.0813, 0.15)
+    with pytest.raises(ValueError, match="too small"):
+        parse_box("0.0313,0.1,0.0812,0.9", "front_box")
     assert parse_box("", "front_box") is None and SearchOptions().front_box is None
     assert SearchOptions(front_box=[0, 0, 0.5, 0.5]).front_box == (0, 0, 0.5, 0.5)
     img = Image.new("RGB", (200, 100), "white")

@@ -178,6 +178,18 @@ def test_admin_auth_is_exactly_a_bearer_token(settings, redis):
     assert past_auth.status_code == 503 and past_auth.get_json()["error"] == "no_index"
 
 
+def test_a_search_taken_before_its_first_stage_report_reads_starting(client, redis):
+    """A worker loading a new index before a search's first report: the search read
+    `started`, stage `queued`, and its page "Working: queued."."""
+    from rq.job import Job, JobStatus
+
+    search_id = post_pair(client, FRONT, BACK).get_json()["id"]
+    Job.fetch(search_id, connection=redis).set_status(JobStatus.STARTED)
+    body = client.get(f"/api/searches/{search_id}").get_json()
+    assert (body["status"], body["stage"]) == ("started", "starting")
+    assert "Working: starting." in client.get(f"/searches/{search_id}").get_data(as_text=True)
+
+
 def test_real_submission_and_poll_conform(api_schema, client, settings):
     created = post_pair(client, FRONT, None, k=5, front_weight=0.25, sides="unknown")
     assert created.status_code == 202

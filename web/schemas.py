@@ -154,8 +154,8 @@ def _when_finished() -> dict[str, Any]:
 class _SearchBase(Closed):
     id: SearchId
     status: SearchStatus
-    stage: str | None = Field(description="queued, preprocess, extract, search, render "
-                              "(the last stage reached)")
+    stage: str | None = Field(description="queued, starting, preprocess, extract, search, "
+                              "render (the last stage reached)")
     url: str
     queue_position: int | None = Field(None, ge=0, description="while queued: 0 = next, null out of it")
     error: str | SkipJsonSchema[None] = Field(None, description="only when failed: why")

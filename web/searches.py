@@ -98,6 +98,8 @@ def describe(job: Job) -> dict:
     status = search_status(job)
     # a job queued again after its worker died keeps that run's last stage in its meta
     stage = "queued" if status is SearchStatus.QUEUED else job.meta.get("stage")
+    if status is SearchStatus.STARTED and stage in (None, "queued"):
+        stage = "starting"  # taken by a worker before its first report (a new index loading)
     body: dict = {"id": job.id, "status": status.value, "stage": stage,
                   "url": url_for("api.get_search", search_id=job.id)}
     if (name := current_app.extensions["redis"].get(SEARCHED_WITH + job.id)) is not None:

@@ -33,7 +33,8 @@ def parse_box(value: object, field: str) -> Box | None:
     if not (0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1):
         raise ValueError(f"{field} must have 0 <= x0 < x1 <= 1 and 0 <= y0 < y1 <= 1 "
                          f"(fractions of the drawing), got {value!r}")
-    if x1 - x0 < MIN_BOX or y1 - y0 < MIN_BOX:
+    # rounded: 0.0813 - 0.0313 is 0.049999999999999996 in binary floats
+    if round(x1 - x0, 9) < MIN_BOX or round(y1 - y0, 9) < MIN_BOX:
         raise ValueError(f"{field} is too small: each side must be at least {MIN_BOX:g} of the "
                          f"drawing, got {value!r}")
     return x0, y0, x1, y1
