@@ -44,8 +44,13 @@ def test_filter_fields_parse_to_sorted_columns_and_values():
     for bad in ("garment", ":dress", "garment:", "garment: , ", "x" * 1001 + ":y"):
         with pytest.raises(FilterError, match="column:value"):
             parse_filter_fields([bad])
-    with pytest.raises(FilterError, match="at most 50"):
-        parse_filter_fields(["garment:dress"] * 51)
+    # a multi-select sends a field per value chosen: 60 of a column's values are one filter
+    assert parse_filter_fields([f"sku:S{i}" for i in range(60)]) == {
+        "sku": sorted(f"S{i}" for i in range(60))}
+    with pytest.raises(FilterError, match="at most 500 filter fields"):
+        parse_filter_fields(["garment:dress"] * 501)
+    with pytest.raises(FilterError, match="at most 50,000 in all"):
+        parse_filter_fields([f"sku:{i:0900d}" for i in range(60)])
 
 
 def test_the_contract_carries_filters_parsed_or_as_parsed():
@@ -360,6 +365,22 @@ def test_unknown_filters_are_400_naming_them_and_nothing_is_queued(web, redis, s
         assert page.status_code == 400 and named in html.unescape(page.get_data(as_text=True))
     assert redis.llen(f"rq:queue:{settings.queue_name}") == 0
     assert not any(settings.upload_dir.iterdir())
+
+
+def test_a_multi_select_of_many_values_is_accepted(web, redis, settings):
+    """A multi-select sends a field per value chosen: 51 of them were refused (`at most 50
+    filter fields`), on the form, the API and the catalogue's pages."""
+    front, back = design_pair(1, N_PAIRS)
+    chosen = [("filter", "season:SS25")] * 30 + [("filter", "season:AW25")] * 30
+    from werkzeug.datastructures import MultiDict
+
+    form = MultiDict([*chosen, ("front", (io.BytesIO(front), "f.png")),
+                      ("back", (io.BytesIO(back), "b.png"))])
+    response = web.post("/api/searches", data=form, content_type="multipart/form-data")
+    assert response.status_code == 202, response.get_json()
+    body = web.get(response.get_json()["url"]).get_json()
+    assert body["filters"] == {"season": ["AW25", "SS25"]}
+    assert web.get("/catalogue?" + "&".join(f"{k}={v}" for k, v in chosen)).status_code == 200
 
 
 def test_the_front_page_says_what_is_searched_and_offers_the_columns(web):

@@ -17,8 +17,11 @@ import numpy as np
 from worker.core.catalogue import NO_COLUMNS, Catalogue
 
 Filters = dict[str, list[str]]
-MAX_FILTER_FIELDS = 50  # filter fields one search may give
+# filter fields one search may give: a form's multi-select sends a field per value chosen
+# (50 refused a season's 60 collections chosen); within werkzeug's 1,000 form parts
+MAX_FILTER_FIELDS = 500
 MAX_FILTER_CHARS = 1000  # one filter field, at most
+MAX_FILTER_TOTAL = 50_000  # characters of all the filter fields together
 SHOWN_VALUES = 12  # values listed in a refusal
 
 
@@ -35,7 +38,11 @@ def parse_filter_fields(fields: Iterable[str]) -> Filters:
     Raises FilterError naming the field it cannot read."""
     fields = [str(f) for f in fields]
     if len(fields) > MAX_FILTER_FIELDS:
-        raise FilterError(f"at most {MAX_FILTER_FIELDS} filter fields, got {len(fields)}")
+        raise FilterError(f"at most {MAX_FILTER_FIELDS} filter fields (values chosen), got "
+                          f"{len(fields)}")
+    if (total := sum(map(len, fields))) > MAX_FILTER_TOTAL:
+        raise FilterError(f"the filter fields hold {total:,} characters; at most "
+                          f"{MAX_FILTER_TOTAL:,} in all")
     parsed: dict[str, set[str]] = {}
     for raw in fields:
         field = raw.strip()
