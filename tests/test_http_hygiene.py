@@ -71,6 +71,9 @@ def _disk_full_after_one(app, monkeypatch):
     return calls
 
 
+JPEG = b"\xff\xd8\xff\xe0" + b"\0" * 60  # only its signature is read
+
+
 def _png() -> bytes:
     from PIL import Image
 
@@ -131,7 +134,15 @@ def test_catalogue_images_are_regular_files_inside_the_catalogue(settings, redis
         assert image.status_code == 200
         assert image.headers["Cache-Control"] == "private, max-age=3600"  # the catalogue's own
         assert client.get("/database/link-in.png").status_code == 200  # a link that stays in
-        for name in ("link-out.png", "dir.png", "fifo.png"):
+        for name, data in (("images/saved.jfif", JPEG), ("images/no-extension", _png())):
+            (db / name).write_bytes(data)  # what the index reads, whatever the name says
+            made.append(db / name)
+            shown = client.get(f"/database/{name}")
+            assert shown.status_code == 200 and shown.data == data, name
+            assert shown.mimetype == ("image/jpeg" if data is JPEG else "image/png")
+        (db / "notes.png").write_text("not an image")
+        made.append(db / "notes.png")
+        for name in ("link-out.png", "dir.png", "fifo.png", "notes.png"):
             refused = client.get(f"/database/{name}")
             assert refused.status_code == 404, name
             assert refused.headers["Cache-Control"] == "private, no-store"

@@ -17,7 +17,9 @@ from worker.core.filters import FilterError, Filters, NothingPasses, check_some_
 from worker.core.readcache import StampedCache, read_manifest_cached
 
 _catalogues = StampedCache(listed_catalogue)
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")  # what /database/ serves
+# what /database/ serves, known by content: the index reads a drawing whatever its name
+# (a JPEG saved as x.jfif or x.jpe is searched, and was not shown)
+SIGNATURES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
 
 
 def current_catalogue() -> Catalogue | None:
@@ -58,14 +60,21 @@ def index_summary() -> dict | None:
             "updated": manifest.get("updated"), "descriptor": manifest.get("descriptor")}
 
 
-def catalogue_file(path: str) -> str | None:
-    """The real path of a regular image file inside DATABASE_DIR that `path` names, after
-    following every link; None for anything else (a link out, a folder, a device, a FIFO)."""
+def catalogue_file(path: str) -> tuple[str, str] | None:
+    """The real path and the type of a regular PNG or JPEG file inside DATABASE_DIR that
+    `path` names, after following every link; None for anything else (a link out, a folder,
+    a device, a FIFO, a file of another kind)."""
     root = os.path.realpath(current_app.config["SETTINGS"].database_dir)
     joined = safe_join(root, path)
-    if joined is None or "\x00" in path or not path.lower().endswith(IMAGE_SUFFIXES):
+    if joined is None or "\x00" in path:
         return None  # a NUL: no file has one, and realpath would raise
     real = os.path.realpath(joined)
     if os.path.commonpath([root, real]) != root or not os.path.isfile(real):
         return None
-    return real
+    try:
+        with open(real, "rb") as image:
+            head = image.read(8)
+    except OSError:
+        return None
+    return next(((real, kind) for signature, kind in SIGNATURES.items()
+                 if head.startswith(signature)), None)

@@ -208,7 +208,8 @@ def search_page(search_id: str):
 
 @bp.get("/database/<path:path>")
 def catalogue_image(path: str):
-    real = catalogue_file(path)
-    if real is None:
+    found = catalogue_file(path)
+    if found is None:
         abort(404)
-    return send_file(real, max_age=3600)
+    real, kind = found
+    return send_file(real, mimetype=kind, max_age=3600)
