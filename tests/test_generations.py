@@ -192,7 +192,8 @@ def test_drawings_an_add_stored_that_nothing_lists_are_swept_after_a_grace(small
     for path in (stray, young, dotted):
         path.write_bytes(images[0].read_bytes())
     listing = settings.database_dir / "pairs.csv"  # a hand-written path naming one: it stays
-    listing.write_text(listing.read_text().replace(manifest["backs"][-1], "./images/" + dotted.name))
+    listing.write_text(listing.read_text().replace(manifest["backs"][-1], "./images/" + dotted.name)
+                       .replace(manifest["fronts"][-1], str(listed[0])))  # and a full path
     thumb = thumbnail_path(settings.features_dir, "images/" + stray.name)
     thumb.parent.mkdir(parents=True, exist_ok=True)
     thumb.write_bytes(b"a thumbnail")
@@ -204,6 +205,25 @@ def test_drawings_an_add_stored_that_nothing_lists_are_swept_after_a_grace(small
     assert f"images/{stray.name}" in done
     assert not stray.exists() and not thumb.exists()
     assert young.exists() and dotted.exists() and all(path.exists() for path in listed)
+
+
+def test_removing_a_design_keeps_a_drawing_another_row_names_by_another_path(small, extractor,
+                                                                           tmp_path):
+    """A design added over HTTP stores its drawings as images/<hash>.png; a colourway listed by
+    hand beside it names its back `./images/<hash>.png` or by its full path: removing the first
+    design compared the strings and deleted the colourway's drawing."""
+    settings, images = fresh_copy(small, tmp_path)
+    manifest = add_designs(settings, extractor, [("added", *images)])
+    front, back = manifest["fronts"][-1], manifest["backs"][-1]
+    listing = settings.database_dir / "pairs.csv"
+    catalogue = load_catalogue(settings.database_dir)
+    assert listing.read_text().endswith("\n")
+    listing.write_text(listing.read_text() + f"colourway,{settings.database_dir / front},./{back}"
+                       + "," * len(catalogue.extra) + "\n")
+    build_index(settings, extractor, progress=False)
+    remove_design(settings, "added")
+    assert (settings.database_dir / front).is_file() and (settings.database_dir / back).is_file()
+    assert load_catalogue(settings.database_dir).names[-1] == "colourway"
 
 
 def test_an_edit_during_a_build_waits_for_it_and_is_kept(small, extractor, tmp_path,

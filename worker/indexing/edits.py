@@ -239,8 +239,10 @@ def remove_design(settings: Settings, name: str, edit_id: str | None = None) -> 
                                   duplicate_thresholds_in(bank.manifest),
                                   settings.search_ann_min_pairs)
         manifest = _save(settings, bank, catalogue, after, front, back, duplicates, edit_id)
-        for rel in {catalogue.fronts[i], catalogue.backs[i]} - set(after.fronts) - set(after.backs):
-            if not STORED_IMAGE.fullmatch(rel):
+        # by the file: a row typed by hand may name it `./images/x.png` or by its full path
+        used = {after.image_path(rel) for rel in (*after.fronts, *after.backs)}
+        for rel in {catalogue.fronts[i], catalogue.backs[i]}:
+            if not STORED_IMAGE.fullmatch(rel) or catalogue.image_path(rel) in used:
                 continue
             catalogue.image_path(rel).unlink(missing_ok=True)
             remove_thumbnails(settings.features_dir, rel)

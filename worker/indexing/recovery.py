@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import posixpath
 import re
 import time
 from pathlib import Path
@@ -116,9 +115,11 @@ def unlisted_drawings(settings: Settings) -> list[str]:
     listed = [*on_disk.fronts, *on_disk.backs]
     for manifest in manifests:
         listed += [*(manifest.get("fronts") or ()), *(manifest.get("backs") or ())]
-    used = {posixpath.normpath(rel) for rel in listed}  # "./images/x.png" names it too
+    # by the file: "./images/x.png" or its full path names it too
+    used = {(database / rel).resolve() for rel in listed}
     stored = (f"images/{p.name}" for p in database.glob("images/*"))
-    return sorted(rel for rel in stored if STORED_IMAGE.fullmatch(rel) and rel not in used
+    return sorted(rel for rel in stored if STORED_IMAGE.fullmatch(rel)
+                  and (database / rel).resolve() not in used
                   and time.time() - (database / rel).stat().st_mtime > TEMP_GRACE_S)
 
 
