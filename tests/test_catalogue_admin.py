@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from rq import Queue
+from werkzeug.datastructures import MultiDict
 
 from tests.http import post_pair
 from tests.images import N_PAIRS
@@ -99,7 +100,8 @@ def test_add_then_remove_changes_what_searches_find(own_catalogue, extractor, tm
         add_designs(own_catalogue, extractor, [("brand-new", front, back)])
     with pytest.raises(CatalogueError, match="no column 'colour' .its columns: garment, "):
         add_designs(own_catalogue, extractor, [("other-new", front, back)], [{"colour": "red"}])
-    with pytest.raises(CatalogueError, match="one line of at most 200 printable characters"):
+    with pytest.raises(CatalogueError, match="design 'other-new': season takes one line of "
+                                             "text, got 'a\\\\nb': it holds a line break"):
         add_designs(own_catalogue, extractor, [("other-new", front, back)], [{"season": "a\nb"}])
 
     added_images = [own_catalogue.database_dir / rel for rel in
@@ -193,13 +195,22 @@ def test_api_edits_need_the_token_and_refuse_duplicates(own_catalogue, redis, tm
                           ({"season": "SS26\nSS27"}, "invalid_column_value"),
                           ({"season": ["SS26", "SS27"]}, "invalid_column_value"),
                           ({"season": "x" * 201}, "invalid_column_value"),
+                          ({"season": "SS26\u202e"}, "invalid_column_value"),
                           ({"back": "not a file"}, "missing_back")):  # a side sent as text
         refused = client.post("/api/designs", data={**form("via-api"), **fields}, headers=auth)
         assert (refused.status_code, refused.get_json()["error"]) == (400, error), fields
+    for field, error in (("season", "invalid_column_value"), ("name", "invalid_name")):
+        as_file = {**form("via-api"), field: (io.BytesIO(b"SS26"), "x.txt")}  # season: dropped
+        refused = client.post("/api/designs", data=as_file, headers=auth)
+        assert (refused.status_code, refused.get_json()["error"]) == (400, error), field
+        assert "came as a file" in refused.get_json()["message"]
+    twice = MultiDict([*form("via-api").items(), ("front", (io.BytesIO(front.read_bytes()), "f2.png"))])
+    refused = client.post("/api/designs", data=twice, headers=auth)
+    assert (refused.status_code, refused.get_json()["error"]) == (400, "invalid_front")
     assert "its columns: garment, season" in client.post(
         "/api/designs", data={**form("via-api"), "colour": "red"}, headers=auth).get_json()["message"]
     sent = {**form("via-api"), "front": (io.BytesIO(artwork.getvalue()), "f.jpg"),
-            "garment": "dress", "season": " SS26\t"}  # its values in the catalogue's columns
+            "garment": "dress", "season": " SS\u00a026\t"}  # its values in the catalogue's columns
     made = []  # the drawings were copied into a folder in TMPDIR while the edit ran
     real_mkdtemp = tempfile.mkdtemp
     monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, **k: made.append(k) or real_mkdtemp(*a, **k))
@@ -209,7 +220,8 @@ def test_api_edits_need_the_token_and_refuse_duplicates(own_catalogue, redis, tm
     assert created.get_json() == {"name": "via-api", "n_pairs": N_PAIRS + 1}
     added = load_catalogue(own_catalogue.database_dir)
     assert {column: values[-1] for column, values in added.extra.items()} == {
-        "garment": "dress", "season": "SS26"}  # a filtered search can find it
+        "garment": "dress", "season": "SS\u00a026"}  # a filtered search can find it (a
+    # non-breaking space, as a pasted cell holds, was refused as not printable)
     stored_front = own_catalogue.database_dir / added.fronts[-1]
     assert stored_front.suffix == ".jpg" and stored_front.read_bytes() == artwork.getvalue()
     assert (own_catalogue.database_dir / added.backs[-1]).read_bytes() == back.read_bytes()

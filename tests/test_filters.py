@@ -11,6 +11,7 @@ import itertools
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tests.http import post_pair
@@ -301,6 +302,41 @@ def test_a_header_with_spaces_names_its_columns_as_a_filter_does(tmp_path, catal
         (tmp_path / "pairs.csv").write_text(empty)
         with pytest.raises(CatalogueError, match="is empty; it needs the header"):
             load_catalogue(tmp_path)
+
+
+def test_a_spreadsheet_s_pairs_csv_is_read_as_a_check_reads_it(tmp_path, catalogue_dir):
+    """`catalogue import` of a season a check had accepted: `Name,Front,Back` "lacked" its
+    columns, the empty rows a spreadsheet leaves (",,,") "had an empty field", and rows ending
+    in a comma the header lacks were shifted a column (the name read as the front)."""
+    shutil.copytree(catalogue_dir / "images", tmp_path / "images")
+    (tmp_path / "pairs.csv").write_text(
+        "Name,Front,BACK,Season\n"
+        "a,images/dress-0001_front.png,images/dress-0001_back.png,SS25,\n"
+        ",,,\n"
+        "b,images/dress-0005_front.png,images/dress-0005_back.png,AW25,\n"
+        ",,,,\n")
+    with pytest.warns(pd.errors.ParserWarning, match="loss of data"):  # the trailing comma
+        cat = load_catalogue(tmp_path)
+    assert (cat.names, cat.fronts) == (["a", "b"], ["images/dress-0001_front.png",
+                                                    "images/dress-0005_front.png"])
+    assert cat.extra == {"Season": ["SS25", "AW25"]}
+
+
+def test_a_rewritten_pairs_csv_keeps_the_byte_order_mark_excel_saved(tmp_path, catalogue_dir):
+    """An edit rewrote a pairs.csv saved by Excel as "CSV UTF-8" without its byte-order mark:
+    Excel then read the season `Été 26` as `Ã‰tÃ© 26`."""
+    from worker.core.catalogue import write_catalogue_csv
+
+    shutil.copytree(catalogue_dir / "images", tmp_path / "images")
+    row = "a,images/dress-0001_front.png,images/dress-0001_back.png,Été 26\r\n"
+    (tmp_path / "pairs.csv").write_bytes(("\ufeffname,front,back,season\r\n" + row).encode())
+    cat = load_catalogue(tmp_path)
+    write_catalogue_csv(tmp_path, cat.names, cat.fronts, cat.backs, cat.extra)
+    assert (tmp_path / "pairs.csv").read_bytes() == ("\ufeffname,front,back,season\r\n"
+                                                     + row).encode()
+    (tmp_path / "pairs.csv").write_bytes(("name,front,back,season\r\n" + row).encode())
+    write_catalogue_csv(tmp_path, cat.names, cat.fronts, cat.backs, cat.extra)
+    assert (tmp_path / "pairs.csv").read_bytes().startswith(b"name,")  # none added either
 
 
 def test_a_design_named_with_a_slash_can_be_searched_with_and_removed(web):

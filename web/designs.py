@@ -171,7 +171,10 @@ def _column_values() -> dict[str, str]:
 @bp.post("/api/designs")
 @api.validate(form=DesignForm, tags=["catalogue"], operation_id="addDesign", security=ADMIN,
               skip_validation=True, resp=_edit_responses(
-                  201, "added", HTTP_400=(Error, "a bad name, a missing or empty image, a "
+                  201, "added", HTTP_400=(Error, "a bad name, a missing or empty image, "
+                                                 "one sent twice (`invalid_front`, "
+                                                 "`invalid_back`), a name or value sent as a "
+                                                 "file, a "
                                                  "column the catalogue lacks (`unknown_column`) "
                                                  "or a bad value in one "
                                                  "(`invalid_column_value`), or a body not "
@@ -188,10 +191,18 @@ def add_design():
     """Add a design to the catalogue (no re-index)"""
     _authorise()
     require_multipart()
+    for field in request.files:  # as searches and checks refuse them
+        if field not in SIDES:  # the name, a column's value: text (curl -F season=SS26, no @)
+            raise RequestRefused(400, "invalid_name" if field == "name" else "invalid_column_value",
+                                 f"{field} came as a file, not a text field (curl: -F "
+                                 f"{field}=value, without the @)")
+        if len(request.files.getlist(field)) > 1:
+            raise RequestRefused(400, f"invalid_{field}", f"{field} was given more than once; "
+                                 f"upload one {field} drawing")
     name = request.form.get("name", "").strip()
     if not DESIGN_NAME.fullmatch(name):
-        raise RequestRefused(400, "invalid_name", "name must be 1-100 letters, digits, '.', "
-                              "'_' or '-', starting with a letter or digit")
+        raise RequestRefused(400, "invalid_name", "name must be 1-100 ASCII letters (A-Z, "
+                              "a-z), digits, '.', '_' or '-', starting with a letter or digit")
     if name in _names():
         raise RequestRefused(409, "duplicate_name", f"a design named {name!r} already exists")
     columns = _column_values()

@@ -65,14 +65,14 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Add or remove catalogue designs.")
     commands = parser.add_subparsers(dest="command", required=True)
     add = commands.add_parser("add", help="add one design")
-    add.add_argument("name")
+    add.add_argument("name", type=str.strip)  # as the API reads it: a pasted space dropped
     add.add_argument("front", type=Path)
     add.add_argument("back", type=Path)
     add.add_argument("--column", action="append", default=[], metavar="COLUMN=VALUE",
                      type=_column_value, help="its value in a further column of pairs.csv "
                      "(repeatable; a column left out is empty)")
     remove = commands.add_parser("remove", help="remove one design")
-    remove.add_argument("name")
+    remove.add_argument("name", type=str.strip)
     batch = commands.add_parser("import", help="add every design of a folder or CSV")
     batch.add_argument("source", type=Path, help="folder with pairs.csv, or a name,front,back CSV")
     args = parser.parse_args(argv)

@@ -6,10 +6,12 @@ change of them alone needs no new banks, only a new generation listing them (`ma
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -18,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from worker.core import generations
+from worker.core.pairs_csv import DIRECTION_OVERRIDES, LINE_BREAKING
 from worker.core.storage import write_aside
 
 COLUMNS = ("name", "front", "back")
@@ -40,20 +43,30 @@ class ColumnValueError(CatalogueError):
         self.code = code
 
 
-def check_column_values(columns: list[str], values: list[dict[str, str]]) -> None:
+def check_column_values(columns: list[str], values: list[dict[str, str]],
+                        names: list[str] | None = None) -> None:
     """Refuse a value in a column the catalogue (`columns`) lacks: a new column is a change to
     pairs.csv for every design (edit it, then re-index); or one a pairs.csv row should not
-    hold: not one printable line of at most MAX_COLUMN_VALUE characters. ColumnValueError."""
-    for given in values:
+    hold: more than MAX_COLUMN_VALUE characters, a line break or control character, a
+    text-direction override (any space is fine: U+00A0, U+3000). ColumnValueError, naming
+    the design (`names`, in the order of `values`) when given."""
+    for i, given in enumerate(values):
+        whose = f"design {names[i]!r}: " if names else ""
         for column, value in given.items():
             if column not in columns:
                 have = ", ".join(columns) or NO_COLUMNS
-                raise ColumnValueError("unknown_column", f"the catalogue has no column "
+                raise ColumnValueError("unknown_column", f"{whose}the catalogue has no column "
                                        f"{column[:80]!r} (its columns: {have}); add it to "
                                        "pairs.csv and re-index first, or leave it out")
-            if len(value) > MAX_COLUMN_VALUE or not value.isprintable():
-                raise ColumnValueError("invalid_column_value", f"{column} takes one line of at "
-                                       f"most {MAX_COLUMN_VALUE} printable characters")
+            if len(value) > MAX_COLUMN_VALUE:
+                raise ColumnValueError("invalid_column_value", f"{whose}{column} takes at most "
+                                       f"{MAX_COLUMN_VALUE} characters, got {len(value)}")
+            if any(unicodedata.category(c) in LINE_BREAKING or c in DIRECTION_OVERRIDES
+                   for c in value):
+                raise ColumnValueError("invalid_column_value", f"{whose}{column} takes one line "
+                                       f"of text, got {value[:80]!r}: it holds a line break, "
+                                       "a control character or an invisible text-direction "
+                                       "override")
 
 
 @dataclass(frozen=True)
@@ -123,7 +136,8 @@ def load_catalogue(database_dir: Path, csv_path: Path | None = None) -> Catalogu
             f"no catalogue at {csv_path}; run `python -m worker.cli.sample` for a sample one"
         )
     try:
-        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+        # index_col=False: rows ending in a comma the header lacks were shifted a column
+        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False, index_col=False)
     except pd.errors.EmptyDataError:
         raise CatalogueError(f"{csv_path} is empty; it needs the header name,front,back "
                              "and a row per design") from None
@@ -131,9 +145,11 @@ def load_catalogue(database_dir: Path, csv_path: Path | None = None) -> Catalogu
         raise CatalogueError(f"{csv_path} is not a readable CSV: {exc}") from None
     # a hand-edited header's spaces ("name, front, back, season"): the column is "season";
     # pandas renames a repeated name ("season.1"), so the header is read as written
+    # Name,Front,Back as a spreadsheet capitalises them (as a check's pairs.csv reads them)
+    fold = {c.casefold(): c for c in COLUMNS}
     with open(csv_path, encoding="utf-8-sig", newline="") as text:
-        header = [c.strip() for c in next(csv.reader(text), [])]
-    frame.columns = [str(c).strip() for c in frame.columns]
+        header = [fold.get(c.strip().casefold(), c.strip()) for c in next(csv.reader(text), [])]
+    frame.columns = [fold.get(str(c).strip().casefold(), str(c).strip()) for c in frame.columns]
     twice = sorted({c for c in header if header.count(c) > 1})
     if twice:
         raise CatalogueError(f"{csv_path}: column(s) {twice} appear twice in its header")
@@ -141,6 +157,7 @@ def load_catalogue(database_dir: Path, csv_path: Path | None = None) -> Catalogu
     if missing:
         raise CatalogueError(f"{csv_path} lacks column(s) {missing}; need {list(COLUMNS)}")
     frame = frame.apply(lambda col: col.str.strip())
+    frame = frame[(frame != "").any(axis=1)]  # a spreadsheet's empty rows (",,,"): no design
     extra = {str(c): frame[c].tolist() for c in frame.columns
              if c not in COLUMNS and str(c).strip() and not str(c).startswith("Unnamed:")}
     frame = frame[list(COLUMNS)]
@@ -180,9 +197,15 @@ def catalogue_csv(names: list[str], fronts: list[str], backs: list[str],
 
 def write_catalogue_csv(database_dir: Path, names: list[str], fronts: list[str],
                         backs: list[str], extra: dict[str, list[str]] | None = None) -> Path:
-    """Write `pairs.csv` aside and swap it in, so a reader never sees half a file."""
+    """Write `pairs.csv` aside and swap it in, so a reader never sees half a file; with the
+    byte-order mark it began with (Excel's "CSV UTF-8": without it Excel reads Été as Ã‰tÃ©)."""
+    try:
+        with open(Path(database_dir) / "pairs.csv", "rb") as old:
+            mark = codecs.BOM_UTF8 if old.read(3) == codecs.BOM_UTF8 else b""
+    except OSError:  # none yet
+        mark = b""
     return write_aside(Path(database_dir), "pairs.csv",
-                       catalogue_csv(names, fronts, backs, extra), durable=True)
+                       mark + catalogue_csv(names, fronts, backs, extra), durable=True)
 
 
 def listed_catalogue(features_dir: Path, database_dir: Path) -> Catalogue:

@@ -161,17 +161,17 @@ def add_designs(settings: Settings, extractor, designs: list[tuple[str, Path | b
     if len(values) != len(designs):
         raise ValueError(f"{len(designs)} designs but column values for {len(values)}")
     with editing(settings) as (catalogue, bank):
-        check_column_values(list(catalogue.extra), values)
+        names = [name for name, _, _ in designs]
+        check_column_values(list(catalogue.extra), values, names)
         check_model_matches(bank, extractor.weights_fingerprint, extractor.descriptor,
                             extractor.precision, preprocess_params(extractor.trim))
         if bank.quantised is not None and bank.manifest["sha256"]["quantised_model"] != \
                 extractor.model_id:  # new rows extracted with the model that built the others
             extractor.use_quantised(bank.quantised)
-        names = [name for name, _, _ in designs]
         bad = [n for n in names if not DESIGN_NAME.fullmatch(n)]
         if bad:
-            raise CatalogueEditError(f"invalid design name(s) {bad[:5]}: use letters, digits, "
-                                     "'.', '_' and '-' (at most 100)")
+            raise CatalogueEditError(f"invalid design name(s) {bad[:5]}: 1-100 ASCII letters, "
+                                     "digits, '.', '_' or '-', starting with a letter or digit")
         taken = sorted(set(names) & set(catalogue.names) | {n for n in names if names.count(n) > 1})
         if taken:
             raise CatalogueEditError(f"design name(s) already used: {taken[:5]}")
@@ -239,8 +239,7 @@ def remove_design(settings: Settings, name: str, edit_id: str | None = None) -> 
                                   duplicate_thresholds_in(bank.manifest),
                                   settings.search_ann_min_pairs)
         manifest = _save(settings, bank, catalogue, after, front, back, duplicates, edit_id)
-        # by the file: a row typed by hand may name it `./images/x.png` or by its full path
-        used = {after.image_path(rel) for rel in (*after.fronts, *after.backs)}
+        used = {after.image_path(rel) for rel in (*after.fronts, *after.backs)}  # ./x, /full/x
         for rel in {catalogue.fronts[i], catalogue.backs[i]}:
             if not STORED_IMAGE.fullmatch(rel) or catalogue.image_path(rel) in used:
                 continue
