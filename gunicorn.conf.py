@@ -20,9 +20,12 @@ from gunicorn import util
 from gunicorn.workers.base_async import AsyncWorker
 from gunicorn.workers.ggevent import GeventWorker
 
-from worker.core.settings import Settings
+from worker.core.settings import InvalidSetting, Settings
 
-_settings = Settings.from_env()
+try:
+    _settings = Settings.from_env()
+except InvalidSetting as exc:  # gunicorn prints any other error as a config file's traceback
+    raise SystemExit(f"gunicorn: {exc}") from None
 
 # a process holds up to WEB_CONNECTIONS client sockets and MAX_LONG_POLLS + 100 Redis ones
 _files = _settings.web_connections + _settings.max_long_polls + 200

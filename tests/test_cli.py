@@ -53,3 +53,25 @@ def test_cli_refuses_a_non_image(indexed_settings, tmp_path):
                               timeout=60)
         assert proc.returncode == 2 and says in proc.stderr, proc.stderr
         assert "Errno" not in proc.stderr
+
+
+def test_cli_without_redis_says_so_and_keeps_nothing(settings, tmp_path):
+    """Redis unreachable (or a back refused after the front was stored): a traceback, and the
+    stored drawings left in UPLOAD_DIR until a worker's sweep a day later."""
+    import dataclasses
+
+    from worker.dev.processes import free_port
+
+    away = dataclasses.replace(settings, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    front, back = design_pair(6, N_PAIRS)
+    (tmp_path / "f.png").write_bytes(front)
+    (tmp_path / "b.png").write_bytes(back)
+    (tmp_path / "x.png").write_text("<svg/>")
+    for drawings, says in (("b.png", "Redis (REDIS_URL) cannot be reached"),
+                           ("x.png", "the back drawing")):
+        proc = subprocess.run([sys.executable, "-m", "worker.cli.submit", str(tmp_path / "f.png"),
+                               str(tmp_path / drawings)], env=service_env(away),
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 1 and says in proc.stderr, proc.stderr[-2000:]
+        assert "Traceback" not in proc.stderr
+        assert not away.upload_dir.exists() or list(away.upload_dir.iterdir()) == []

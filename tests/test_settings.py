@@ -18,7 +18,9 @@ BAD = [("PRECISION", "fp8"), ("STORAGE", "s3"), ("BATCH_SIZE", "0"), ("THUMB_CAC
        ("MAX_IMAGE_PIXELS", "0"), ("RESULT_TTL", "59"), ("CHECK_CHUNK_PAIRS", "0"),
        ("CHECK_MAX_PAIRS", "0"), ("ZIP_MAX_ENTRIES", "1"), ("ZIP_MAX_MB", "0"),
        ("ZIP_MAX_ENTRY_MB", "many"), ("ZIP_MAX_RATIO", "1"), ("JOB_TIMEOUT", "9" * 5000),
-       ("BATCH_SIZE", "\u0663")]  # past int()'s 4,300 digits; an Arabic-Indic three
+       ("BATCH_SIZE", "\u0663"),  # past int()'s 4,300 digits; an Arabic-Indic three
+       ("BATCH_SIZE", "33"),  # past the 64 searches a worker keeps: its own results dropped
+       ("REDIS_URL", "localhost:6379"), ("REDIS_URL", "http://127.0.0.1:6379")]  # tracebacks
 
 
 @pytest.mark.parametrize("name,value", BAD)
@@ -37,7 +39,8 @@ def test_precision_choices():
     ("worker", ["--burst"], 2), ("worker.cli.supervisor", [], 2), ("worker.cli.index", [], 1),
     ("worker.cli.catalogue", ["remove", "x"], 1), ("worker.cli.submit", ["a.png", "b.png"], 2),
     ("worker.cli.sample", [], 2), ("worker.cli.check", ["season.zip"], 1),
-    ("worker.index", [], 1), ("worker.check", ["season.zip"], 1)])
+    ("worker.index", [], 1), ("worker.check", ["season.zip"], 1),
+    ("gunicorn", ["-c", "gunicorn.conf.py", "--check-config", "web:create_app()"], 1)])
 def test_every_entry_point_names_a_bad_setting_and_stops(module, args, code, tmp_path):
     env = {**os.environ, "PRECISION": "fp8", "REDIS_URL": "redis://127.0.0.1:1/0",
            "FEATURES_DIR": str(tmp_path / "features"), "DATABASE_DIR": str(tmp_path / "db")}
@@ -71,10 +74,10 @@ def test_make_run_refuses_a_second_run_from_its_folder_or_a_taken_port(tmp_path)
 
     from worker.cli.supervisor import _hold_lock
 
-    def supervise(port: int) -> subprocess.CompletedProcess:  # as `make run` starts it
+    def supervise(port: int, host: str = "127.0.0.1") -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "worker.cli.supervisor", "--prepare",
                                "--port", str(port), "--run-dir", str(tmp_path / "run")],
-                              env={**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0",
+                              env={**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0", "HOST": host,
                                    "DATABASE_DIR": str(tmp_path / "db"),
                                    "FEATURES_DIR": str(tmp_path / "features")},
                               capture_output=True, text=True, timeout=60)
@@ -90,6 +93,13 @@ def test_make_run_refuses_a_second_run_from_its_folder_or_a_taken_port(tmp_path)
         proc = supervise(taken.getsockname()[1])
         assert proc.returncode == 1
         assert f"127.0.0.1:{taken.getsockname()[1]} is already in use" in proc.stderr
+    with socket.socket(socket.AF_INET6) as taken:  # HOST=::1 was bound as "::1:5000", which
+        taken.bind(("::1", 0))  # gunicorn read as no port; "[::1]" was never bindable
+        taken.listen()
+        for host in ("::1", "[::1]"):
+            proc = supervise(taken.getsockname()[1], host)
+            assert proc.returncode == 1, proc.stderr
+            assert f"[::1]:{taken.getsockname()[1]} is already in use" in proc.stderr
     assert "web on" not in proc.stdout and "Traceback" not in proc.stderr
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["supervisor.lock"]
     assert not (tmp_path / "db").exists() and not (tmp_path / "features").exists()  # nothing built

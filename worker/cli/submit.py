@@ -9,6 +9,7 @@ command waits for a worker to finish it. It never loads the model itself.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import uuid
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Queue
 from rq.job import JobStatus
 
@@ -47,10 +49,17 @@ def run_search(settings: Settings, storage: Storage, connection: Redis, front: P
                back: Path | None, options: SearchOptions, timeout: float) -> dict:
     """Enqueue one search and wait for it; returns the job's result. Raises on failure."""
     search_id = uuid.uuid4().hex
-    names = {side: _store(storage, settings, search_id, side, path)
-             for side, path in (("front", front), ("back", back)) if path is not None}
-    job = enqueue_search(Queue(settings.queue_name, connection=connection), settings,
-                         SearchRequest(search_id=search_id, **names, **options.model_dump()))
+    names: dict[str, str] = {}
+    try:
+        for side, path in (("front", front), ("back", back)):
+            if path is not None:
+                names[side] = _store(storage, settings, search_id, side, path)
+        job = enqueue_search(Queue(settings.queue_name, connection=connection), settings,
+                             SearchRequest(search_id=search_id, **names, **options.model_dump()))
+    except BaseException:  # a drawing refused, Redis away: nothing of the search is kept
+        with contextlib.suppress(OSError, RedisError):
+            storage.delete_uploads(list(names.values()))
+        raise
     status = wait_until_done(connection, job, timeout)
     if status == JobStatus.FINISHED:
         return {"id": search_id, **job.return_value()}
@@ -98,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         result = run_search(settings, storage, connection, front, back, options, args.timeout)
     except (ImageRejected, OSError, RuntimeError, TimeoutError) as exc:
         print(f"submit: {exc}", file=sys.stderr)
+        return 1
+    except RedisError as exc:
+        print(f"submit: Redis (REDIS_URL) cannot be reached: {exc}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(result, indent=1))

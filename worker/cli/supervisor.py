@@ -105,7 +105,9 @@ def _port(raw: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    # HOST=::1 or [::1] alike; bound and shown as [::1]:5000 (gunicorn splits ::1:5000 badly)
+    parser.add_argument("--host", type=lambda h: h.strip("[]"),
+                        default=os.environ.get("HOST", "127.0.0.1"))
     parser.add_argument("--port", type=_port, default=os.environ.get("PORT", "").strip() or "5000",
                         help="the web app's port (PORT; default 5000)")
     parser.add_argument("--run-dir", type=Path, default=REPO_ROOT / ".run",
@@ -125,8 +127,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.run_dir / 'supervisor.lock'}); stop it first (Ctrl-C there), or run from "
               "another clone", file=sys.stderr)
         return 1
+    address = f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}"
     if not _bindable(args.host, args.port):  # before anything starts, the index build too
-        print(f"supervisor: {args.host}:{args.port} is already in use (another server); stop "
+        print(f"supervisor: {address} is already in use (another server); stop "
               "it, or set PORT to a free port", file=sys.stderr)
         return 1
     for signum in (signal.SIGTERM, signal.SIGHUP):  # a closed terminal hangs up: as a SIGTERM
@@ -167,10 +170,10 @@ def _supervise(args: argparse.Namespace, env: dict[str, str], lock, worker_grace
             env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
             print(f"supervisor: started redis-server on port {port} (append-only, "
                   f"{args.run_dir / 'redis'})")
-        web = _spawn(web_command(f"{args.host}:{args.port}"), env)
+        web = _spawn(web_command(address), env)
         worker = _spawn(["-m", "worker"], env)
         children += [web, worker]
-        print(f"supervisor: web on http://{args.host}:{args.port} · Ctrl-C stops everything")
+        print(f"supervisor: web on http://{address} · Ctrl-C stops everything")
         if args.host not in ("127.0.0.1", "localhost", "::1"):  # tcsh exports HOST, say
             print(f"supervisor: HOST={args.host} is not the loopback address: the web may be "
                   "reachable from other machines", file=sys.stderr)

@@ -27,6 +27,11 @@ MINIMUMS = {"batch_size": 1, "thumb_cache_mb": 0, "search_ann_min_pairs": 0, "ma
             "check_chunk_pairs": 1, "check_max_pairs": 1, "max_check_queue_pairs": 1,
             "zip_max_entries": 2, "zip_max_mb": 1, "zip_max_entry_mb": 1, "zip_max_ratio": 2}
 
+# a value above these defeats itself: a worker keeps 64 prefetched searches (batching.KEEP),
+# two passes' worth with the one read ahead; past it a pass's own results are dropped
+MAXIMUMS = {"batch_size": 32}
+REDIS_SCHEMES = ("redis", "rediss", "unix")  # what redis-py's from_url reads
+
 
 class InvalidSetting(ValueError):
     """A setting with a value the service cannot use; the message names it."""
@@ -152,6 +157,13 @@ class Settings:
             if values[name] < least:
                 raise InvalidSetting(f"setting {name.upper()} must be at least {least}, "
                                      f"got {values[name]}")
+        for name, most in MAXIMUMS.items():
+            if values[name] > most:
+                raise InvalidSetting(f"setting {name.upper()} must be at most {most}, "
+                                     f"got {values[name]}")
+        if urlsplit(values["redis_url"]).scheme not in REDIS_SCHEMES:
+            raise InvalidSetting(f"setting REDIS_URL must be a redis://, rediss:// or unix:// "
+                                 f"URL (redis://host:6379/0), got {values['redis_url'][:80]!r}")
         if values["max_long_polls"] >= values["web_connections"]:  # other requests need room
             raise InvalidSetting(f"setting MAX_LONG_POLLS ({values['max_long_polls']}) must be "
                                  f"below WEB_CONNECTIONS ({values['web_connections']})")
