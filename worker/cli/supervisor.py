@@ -103,6 +103,11 @@ def _port(raw: str) -> int:
     return port
 
 
+def _address(args: argparse.Namespace) -> str:
+    """host:port as gunicorn reads it and a browser takes it: [::1]:5000 for an IPv6 host."""
+    return f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     # HOST=::1 or [::1] alike; bound and shown as [::1]:5000 (gunicorn splits ::1:5000 badly)
@@ -127,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{args.run_dir / 'supervisor.lock'}); stop it first (Ctrl-C there), or run from "
               "another clone", file=sys.stderr)
         return 1
-    address = f"[{args.host}]:{args.port}" if ":" in args.host else f"{args.host}:{args.port}"
+    address = _address(args)
     if not _bindable(args.host, args.port):  # before anything starts, the index build too
         print(f"supervisor: {address} is already in use (another server); stop "
               "it, or set PORT to a free port", file=sys.stderr)
@@ -170,10 +175,10 @@ def _supervise(args: argparse.Namespace, env: dict[str, str], lock, worker_grace
             env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
             print(f"supervisor: started redis-server on port {port} (append-only, "
                   f"{args.run_dir / 'redis'})")
-        web = _spawn(web_command(address), env)
+        web = _spawn(web_command(_address(args)), env)
         worker = _spawn(["-m", "worker"], env)
         children += [web, worker]
-        print(f"supervisor: web on http://{address} · Ctrl-C stops everything")
+        print(f"supervisor: web on http://{_address(args)} · Ctrl-C stops everything")
         if args.host not in ("127.0.0.1", "localhost", "::1"):  # tcsh exports HOST, say
             print(f"supervisor: HOST={args.host} is not the loopback address: the web may be "
                   "reachable from other machines", file=sys.stderr)
