@@ -188,23 +188,25 @@ def test_drawings_an_add_stored_that_nothing_lists_are_swept_after_a_grace(small
     settings, images = fresh_copy(small, tmp_path)
     manifest = add_designs(settings, extractor, [("added", *images)])
     listed = [settings.database_dir / manifest[side][-1] for side in ("fronts", "backs")]
-    stray, young, dotted = (settings.database_dir / "images" / f"{h * 16}.png" for h in "abc")
-    for path in (stray, young, dotted):
+    stray, young, dotted, full = (settings.database_dir / "images" / f"{h * 16}.png"
+                                  for h in "abcd")
+    for path in (stray, young, dotted, full):
         path.write_bytes(images[0].read_bytes())
     listing = settings.database_dir / "pairs.csv"  # a hand-written path naming one: it stays
     listing.write_text(listing.read_text().replace(manifest["backs"][-1], "./images/" + dotted.name)
-                       .replace(manifest["fronts"][-1], str(listed[0])))  # and a full path
+                       .replace(manifest["fronts"][-1], str(full)))  # a full path, in no manifest
     thumb = thumbnail_path(settings.features_dir, "images/" + stray.name)
     thumb.parent.mkdir(parents=True, exist_ok=True)
     thumb.write_bytes(b"a thumbnail")
     old = time.time() - TEMP_GRACE_S - 60
-    for path in (stray, dotted, *listed):
+    for path in (stray, dotted, full, *listed):
         os.utime(path, (old, old))
     with generations.catalogue_lock(settings.features_dir):
         done = tidy(settings)
     assert f"images/{stray.name}" in done
     assert not stray.exists() and not thumb.exists()
-    assert young.exists() and dotted.exists() and all(path.exists() for path in listed)
+    assert young.exists() and dotted.exists() and full.exists()
+    assert all(path.exists() for path in listed)
 
 
 def test_removing_a_design_keeps_a_drawing_another_row_names_by_another_path(small, extractor,
@@ -224,6 +226,48 @@ def test_removing_a_design_keeps_a_drawing_another_row_names_by_another_path(sma
     remove_design(settings, "added")
     assert (settings.database_dir / front).is_file() and (settings.database_dir / back).is_file()
     assert load_catalogue(settings.database_dir).names[-1] == "colourway"
+
+
+def test_a_thumbnail_that_cannot_be_written_stops_the_build_as_a_disk_error(small, extractor,
+                                                                           tmp_path, monkeypatch):
+    """FEATURES_DIR full (or its thumbnails not writable): each drawing's thumbnail failed in
+    turn and was reported as that drawing unreadable, after the whole catalogue was decoded."""
+    import errno
+
+    from worker.indexing import chunks
+
+    settings, _ = fresh_copy(small, tmp_path)
+    settings = dataclasses.replace(settings, features_dir=tmp_path / "empty")  # all to extract
+    written = []
+
+    def full(folder, rel, rgb):
+        written.append(rel)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(chunks, "write_thumbnail", full)
+    with pytest.raises(OSError, match="No space left on device"):
+        build_index(settings, extractor, progress=False)
+    assert 1 <= len(written) <= 4  # stopped at the first (its decoding threads' few), not 12
+
+
+def test_index_if_needed_judges_after_a_build_under_way(small, tmp_path):
+    """`make run`, compose's `index --if-needed`: judged before the build running took the
+    lock, so it built again after it (every drawing hashed, a new generation)."""
+    import subprocess
+    import sys
+
+    from worker.dev.services import service_env
+
+    settings, _ = fresh_copy(small, tmp_path)
+    with generations.catalogue_lock(settings.features_dir):  # a build under way
+        proc = subprocess.Popen([sys.executable, "-m", "worker.cli.index", "--if-needed"],
+                                env=service_env(settings), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        time.sleep(5)
+        assert proc.poll() is None  # waits for it
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "nothing to build" in out, err[-2000:]
+    assert "waiting for another index build" in err
 
 
 def test_an_edit_during_a_build_waits_for_it_and_is_kept(small, extractor, tmp_path,

@@ -207,3 +207,38 @@ def test_a_build_whose_workers_all_went_away_stops_saying_so(redis_url, tmp_path
     assert not thread.is_alive()
     assert "no worker has taken chunks" in outcome["error"] and "1 of 1 chunks left" in outcome["error"]
     assert len(queue) == 0  # its chunk withdrawn
+
+
+def test_a_distributed_build_stopped_by_a_signal_withdraws_its_chunks(redis_url, catalogue_dir,
+                                                                      tmp_path):
+    """`kill`, `timeout` or a lost SSH session ended the build without its `finally`: its
+    chunks stayed queued, and the workers went on extracting for a build that was gone."""
+    import subprocess
+    import sys
+
+    from worker.core.settings import Settings
+    from worker.dev.services import service_env
+
+    settings = Settings(redis_url=redis_url, database_dir=catalogue_dir,
+                        features_dir=tmp_path / "features", vgg16_weights="bsds500",
+                        precision="float32", queue_name=f"sig-{uuid.uuid4().hex[:8]}",
+                        index_chunk_pairs=CHUNK_PAIRS)
+    connection = Redis.from_url(redis_url)
+    queue = Queue(index_queue_name(settings), connection=connection)
+    idle = Worker([queue], connection=connection, name=f"idle-{uuid.uuid4().hex[:6]}")
+    idle.register_birth()  # registered, never taking a chunk
+    build = subprocess.Popen([sys.executable, "-m", "worker.cli.index", "--distributed",
+                              "--no-progress"], env=service_env(settings),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while len(queue) < 3 and build.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(queue) == 3, build.stderr.read()[-2000:] if build.poll() is not None else ""
+        build.send_signal(signal.SIGTERM)
+        _, err = build.communicate(timeout=60)
+    finally:
+        stop_process(build)
+        idle.register_death()
+    assert build.returncode == 128 + signal.SIGTERM and "Traceback" not in err, err[-2000:]
+    assert len(queue) == 0  # withdrawn

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 
 from redis.exceptions import RedisError
 
 from worker.core.bank import BankError, precision_serves, read_manifest
 from worker.core.catalogue import CatalogueError, designs_to_index, load_catalogue
+from worker.core.generations import catalogue_lock
 from worker.core.numerals import whole
 from worker.core.settings import InvalidSetting, Settings
 from worker.indexing.build import build_index
@@ -121,9 +123,15 @@ def main(argv: list[str] | None = None) -> int:
                              "way than this version does it")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # kill or a lost SSH session unwinds the build as Ctrl-C does (a distributed one withdraws
+    # its queued chunks in a finally, which a signal's default action skipped)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda signum, frame: sys.exit(128 + signum))
     try:
         settings = Settings.from_env()
         if args.if_needed:
+            with catalogue_lock(settings.features_dir):  # a build under way: judged after it
+                pass
             reason = why_build(settings)
             if reason is None:
                 print(f"index: the index in {settings.features_dir} serves this catalogue and "

@@ -78,7 +78,7 @@ def _prepare(settings: Settings) -> int:
     reason = "there is no catalogue yet" if steps else why_build(settings)
     if reason:
         print(f"supervisor: building the index: {reason}", file=sys.stderr)
-        steps.append(["-m", "worker.cli.index"])
+        steps.append(["-m", "worker.cli.index", "--if-needed"])  # judged again after a build
     for step in steps:
         child = subprocess.Popen([sys.executable, *step], cwd=REPO_ROOT)
         try:

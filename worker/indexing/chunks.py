@@ -107,13 +107,14 @@ def _load(catalogue: Catalogue, rel: str, digest: str | None, max_pixels: int, t
         if digest is not None and content_hash(data) != digest:
             return rel, None, "changed while indexing (or this worker's copy differs)"
         rgb = to_rgb(load_image(data, max_pixels))
-        if thumbs_dir is not None:
-            write_thumbnail(thumbs_dir, rel, rgb)
-        return rel, to_canvas(rgb, trim), None
+        canvas = to_canvas(rgb, trim)
     except ImageRejected as exc:
         return rel, None, str(exc)
     except OSError as exc:  # missing file, permission denied
         return rel, None, exc.strerror or str(exc)
+    if thumbs_dir is not None:  # FEATURES_DIR full or not writable: the build stops, saying so
+        write_thumbnail(thumbs_dir, rel, rgb)  # (it was each drawing's "unreadable" in turn)
+    return rel, canvas, None
 
 
 def prepared(catalogue: Catalogue, paths: list[str], max_pixels: int, trim: bool,

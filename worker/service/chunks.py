@@ -71,4 +71,4 @@ def extractor_for(extractor, key: str, cache: ChunkCache):
                        f"{extractor.weights_id} {extractor.weights_fingerprint}, descriptor "
                        f"{extractor.descriptor}, precision {extractor.precision}): set "
                        "VGG16_WEIGHTS, DESCRIPTOR and PRECISION as on the machine that runs "
-                       "the build")
+                       "the build (PRECISION by name: auto picks by each machine's CPU)")
