@@ -188,7 +188,8 @@ def test_drawings_dropped_on_the_form_replace_the_box_and_fill_both_sides(site, 
                                                                           drawings):
     """A drop set the input's files without its change event: a box drawn on the drawing
     before stayed and was applied to the dropped one; two drawings dropped together both went
-    to the front ("front was given more than once")."""
+    to the front ("front was given more than once"). back.png listed first still goes to the
+    back."""
     import base64
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -201,7 +202,7 @@ def test_drawings_dropped_on_the_form_replace_the_box_and_fill_both_sides(site, 
     page.mouse.move(area["x"] + 0.6 * area["width"], area["y"] + 0.6 * area["height"], steps=4)
     page.mouse.up()
     assert page.input_value("#front_box")
-    page.evaluate(DROP, [item for path in drawings
+    page.evaluate(DROP, [item for path in reversed(drawings)  # as a file manager lists them
                          for item in (path.name, base64.b64encode(path.read_bytes()).decode())])
     assert page.input_value("#front_box") == ""
     assert not page.locator("#front-preview + .box").is_visible()

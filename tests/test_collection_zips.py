@@ -196,3 +196,12 @@ def test_names_windows_wrote_in_its_own_code_page_are_found(settings, redis):
     assert all(not info.flag_bits & 0x800 for info in zipfile.ZipFile(io.BytesIO(data)).infolist())
     client = _client(settings)
     assert _designs(client, post_collection(client, data)) == [("bjørn", "queued", None)]
+    # Explorer zips the folder itself: pairs.csv's folder is read as cp437 too ("H¢st 2026")
+    folder, hidden = "Høst 2026", "Y" * len("Høst 2026".encode("cp850"))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr(f"{hidden}/pairs.csv", pairs_csv([("bjørn", "Bjørn front.png", "")]))
+        archive.writestr(f"{hidden}/{placeholders['Bjørn front.png']}", PNG)
+    data = buf.getvalue().replace(hidden.encode(), folder.encode("cp850")).replace(
+        placeholders["Bjørn front.png"].encode(), "Bjørn front.png".encode("cp850"))
+    assert _designs(client, post_collection(client, data)) == [("bjørn", "queued", None)]

@@ -339,6 +339,22 @@ def test_a_rewritten_pairs_csv_keeps_the_byte_order_mark_excel_saved(tmp_path, c
     assert (tmp_path / "pairs.csv").read_bytes().startswith(b"name,")  # none added either
 
 
+def test_a_new_design_s_column_values_are_one_line_of_visible_text():
+    """Any space (a pasted cell's U+00A0, a Japanese keyboard's U+3000) and the joiners of
+    Persian script and emoji were refused as "not printable"; a zero-width space, a lone
+    surrogate (a Latin-1 argument read by the CLI: the rewrite of pairs.csv then failed with a
+    traceback) or an override is refused, naming the design and the value."""
+    from worker.core.catalogue import ColumnValueError, check_column_values
+
+    fine = ["SS\u00a026", "2026\u3000秋冬", "می\u200cخواهم", "👩\u200d🎨", "Été"]
+    check_column_values(["season"], [{"season": v} for v in fine], list(range(len(fine))))
+    for bad in ("a\nb", "a\tb", "SS26\u200b", "\udcc9t\udce9", "x\u202ey", "x\u2028y"):
+        with pytest.raises(ColumnValueError, match="design 'd7': season takes one line of text"):
+            check_column_values(["season"], [{"season": bad}], ["d7"])
+    with pytest.raises(ColumnValueError, match="at most 200 characters, got 201"):
+        check_column_values(["season"], [{"season": "x" * 201}])
+
+
 def test_a_design_named_with_a_slash_can_be_searched_with_and_removed(web):
     """A hand-written pairs.csv may name "SS26/jkt-01"; the routes take it whole."""
     urls = web.application.url_map.bind("localhost")

@@ -23,6 +23,13 @@ BAD = [("PRECISION", "fp8"), ("STORAGE", "s3"), ("BATCH_SIZE", "0"), ("THUMB_CAC
        ("REDIS_URL", "localhost:6379"), ("REDIS_URL", "http://127.0.0.1:6379")]  # tracebacks
 
 
+def test_a_refused_redis_url_is_not_printed_with_its_password():
+    for url in ("valkeys://default:s3cret@cache:6379/0", "default:s3cret@cache:6379"):
+        with pytest.raises(InvalidSetting, match="REDIS_URL") as refused:
+            Settings.from_env({"REDIS_URL": url})
+        assert "s3cret" not in str(refused.value)
+
+
 @pytest.mark.parametrize("name,value", BAD)
 def test_a_bad_setting_is_refused_by_name(name, value):
     with pytest.raises(InvalidSetting, match=name):

@@ -132,10 +132,15 @@ def from_zip(source: BinaryIO, limits: ZipLimits, max_pairs: int) -> Collection:
     composed = {unicodedata.normalize("NFC", name): name for name in archive.members}
     readings = {unicodedata.normalize("NFC", reading): name
                 for reading, name in other_readings(archive.cp437_names).items()}
+    # pairs.csv's folder as those code pages read it ("Høst 2026/", read as "H¢st 2026/")
+    bases = [posixpath.dirname(reading) for reading in other_readings(
+        {csv_name} & archive.cp437_names)]
 
     def found(path: str) -> str | None:
         member = unicodedata.normalize("NFC", _member(base, path))
-        return composed.get(member) or readings.get(member)
+        return composed.get(member) or readings.get(member) or next(
+            filter(None, (readings.get(unicodedata.normalize("NFC", _member(other, path)))
+                          for other in bases)), None)
 
     folded = {name.casefold(): name for name in composed}
     folders = {"/".join(parts[:i]) for parts in (name.split("/") for name in composed)

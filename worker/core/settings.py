@@ -161,9 +161,10 @@ class Settings:
             if values[name] > most:
                 raise InvalidSetting(f"setting {name.upper()} must be at most {most}, "
                                      f"got {values[name]}")
-        if urlsplit(values["redis_url"]).scheme not in REDIS_SCHEMES:
+        if (scheme := urlsplit(values["redis_url"]).scheme) not in REDIS_SCHEMES:
             raise InvalidSetting(f"setting REDIS_URL must be a redis://, rediss:// or unix:// "
-                                 f"URL (redis://host:6379/0), got {values['redis_url'][:80]!r}")
+                                 f"URL (redis://host:6379/0), got "  # not its password
+                                 f"{f'one beginning {scheme[:20]}:' if scheme else 'none'}")
         if values["max_long_polls"] >= values["web_connections"]:  # other requests need room
             raise InvalidSetting(f"setting MAX_LONG_POLLS ({values['max_long_polls']}) must be "
                                  f"below WEB_CONNECTIONS ({values['web_connections']})")
