@@ -250,24 +250,38 @@ def test_a_thumbnail_that_cannot_be_written_stops_the_build_as_a_disk_error(smal
     assert 1 <= len(written) <= 4  # stopped at the first (its decoding threads' few), not 12
 
 
-def test_index_if_needed_judges_after_a_build_under_way(small, tmp_path):
-    """`make run`, compose's `index --if-needed`: judged before the build running took the
-    lock, so it built again after it (every drawing hashed, a new generation)."""
+def test_index_if_needed_judges_again_under_the_lock_of_a_build_under_way(small, tmp_path):
+    """`make run`, compose's `index --if-needed` started while `make index` runs: judged the
+    index stale before that build finished, then built everything again after it (every
+    drawing hashed, a new generation). Now it judges again once it holds the build's lock; an
+    index that serves is still answered at once."""
     import subprocess
     import sys
 
     from worker.dev.services import service_env
 
     settings, _ = fresh_copy(small, tmp_path)
-    with generations.catalogue_lock(settings.features_dir):  # a build under way
-        proc = subprocess.Popen([sys.executable, "-m", "worker.cli.index", "--if-needed"],
-                                env=service_env(settings), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-        time.sleep(5)
-        assert proc.poll() is None  # waits for it
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0 and "nothing to build" in out, err[-2000:]
-    assert "waiting for another index build" in err
+    current = settings.features_dir / "CURRENT"
+    generation = current.read_text()
+    os.utime(current, (time.time() - 100, time.time() - 100))  # pairs.csv newer: stale
+    log = tmp_path / "index.log"
+    with generations.catalogue_lock(settings.features_dir), log.open("w") as err:  # a build
+        proc = subprocess.Popen([sys.executable, "-m", "worker.cli.index", "--if-needed",
+                                 "--no-progress"], env=service_env(settings),
+                                stdout=subprocess.PIPE, stderr=err, text=True)
+        deadline = time.monotonic() + 180
+        while "waiting for another index build" not in log.read_text() and proc.poll() is None \
+                and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert proc.poll() is None, log.read_text()[-2000:]
+        os.utime(current)  # the build under way ends: its index serves this pairs.csv
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, log.read_text()[-2000:]
+    assert "building: pairs.csv changed" in out and "a build that was under way" in out, out
+    assert current.read_text() == generation  # nothing built again
+    served = subprocess.run([sys.executable, "-m", "worker.cli.index", "--if-needed"],
+                            env=service_env(settings), capture_output=True, text=True, timeout=60)
+    assert served.returncode == 0 and "nothing to build" in served.stdout
 
 
 def test_an_edit_during_a_build_waits_for_it_and_is_kept(small, extractor, tmp_path,

@@ -311,3 +311,27 @@ def test_make_run_builds_the_index_again_when_a_drawing_was_overwritten_in_place
     assert why_build(settings) == "the drawing images/a_front.png changed since the index was built"
     os.utime(front, (index_time - 5, index_time - 5))  # restored with its old time: not seen
     assert why_build(settings) is None
+
+
+def test_the_index_command_keeps_an_ignored_hang_up_and_puts_its_handlers_back(monkeypatch):
+    """`nohup make index &`: the build set its own SIGHUP handler over nohup's ignore and
+    stopped when the session was lost; its handlers stayed in a process that called main()."""
+    import signal
+
+    from worker.cli import index
+
+    seen = {}
+    monkeypatch.setattr(index, "_index", lambda args: seen.update(
+        hup=signal.getsignal(signal.SIGHUP), term=signal.getsignal(signal.SIGTERM)) or 0)
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN), signal.getsignal(signal.SIGTERM)
+    try:
+        assert index.main(["--if-needed"]) == 0
+        assert seen == {"hup": signal.SIG_IGN, "term": index._unwind}
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is before[1]
+        with pytest.raises(SystemExit) as stopped:  # the first signal unwinds; a second one
+            index._unwind(signal.SIGTERM, None)  # (a hang-up comes twice) is then ignored
+        assert stopped.value.code == 143 and signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before[0])
+        signal.signal(signal.SIGTERM, before[1])

@@ -14,7 +14,7 @@ from worker.core.catalogue import DESIGN_NAME
 class DesignForm(Model):
     """multipart/form-data of POST /api/designs. Any further field is the new design's value
     in that column of the catalogue (`garment=dress`; one line of at most 200 characters,
-    none of them a control or invisible one, else 400 `invalid_column_value`; a column left
+    no control character nor direction override, else 400 `invalid_column_value`; a column left
     out is empty, one the catalogue lacks is 400 `unknown_column`)."""
 
     model_config = ConfigDict(extra="allow")

@@ -17,7 +17,6 @@ from redis.exceptions import RedisError
 
 from worker.core.bank import BankError, precision_serves, read_manifest
 from worker.core.catalogue import CatalogueError, designs_to_index, load_catalogue
-from worker.core.generations import catalogue_lock
 from worker.core.numerals import whole
 from worker.core.settings import InvalidSetting, Settings
 from worker.indexing.build import build_index
@@ -124,14 +123,30 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # kill or a lost SSH session unwinds the build as Ctrl-C does (a distributed one withdraws
-    # its queued chunks in a finally, which a signal's default action skipped)
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, lambda signum, frame: sys.exit(128 + signum))
+    # its queued chunks in a finally, which a signal's default action skipped); a hang-up
+    # nohup ignores stays ignored, and the handlers are put back for a caller of main()
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGHUP)}
+    for signum, handler in before.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(signum, _unwind)
+    try:
+        return _index(args)
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+
+
+def _unwind(signum, frame) -> None:
+    """The first signal unwinds; later ones (a hang-up comes twice) wait for that to end."""
+    for other in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(other, signal.SIG_IGN)
+    sys.exit(128 + signum)
+
+
+def _index(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env()
         if args.if_needed:
-            with catalogue_lock(settings.features_dir):  # a build under way: judged after it
-                pass
             reason = why_build(settings)
             if reason is None:
                 print(f"index: the index in {settings.features_dir} serves this catalogue and "
@@ -143,19 +158,25 @@ def main(argv: list[str] | None = None) -> int:
 
         extractor = FeatureExtractor(settings.vgg16_weights, settings.descriptor,
                                      settings.precision)
+        # judged again under the build's lock: a build under way may have made it current
         manifest = build_index(settings, extractor, args.batch_size, not args.no_progress,
-                               distributed=args.distributed)
+                               distributed=args.distributed,
+                               still_needed=(lambda: why_build(settings)) if args.if_needed
+                               else None)
     except (CatalogueError, UnreadableImages, InvalidSetting, WeightsUnavailable,
             DistributedBuildFailed, ChunkMissing, RedisError, OSError) as exc:  # OSError: disk
         print(f"index: {exc}\nindex: the existing banks were left untouched.", file=sys.stderr)
         return 1
+    if manifest is None:
+        print(f"index: a build that was under way made the index in {settings.features_dir} "
+              "serve this catalogue; nothing to build")
+        return 0
     images = manifest["images"]
     print(f"indexed {manifest['n_pairs']} pairs ({manifest['descriptor']}, dim {manifest['dim']},"
           f" weights {manifest['weights']['id']}) in {manifest['build_seconds']} s"
           f" -> {settings.features_dir}; {images['extracted']} image(s) extracted"
           f"{' by the workers' if args.distributed else ''}, {images['reused']} reused")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from worker.core import generations
-from worker.core.pairs_csv import LINE_BREAKING
+from worker.core.pairs_csv import DIRECTION_OVERRIDES, LINE_BREAKING
 from worker.core.storage import write_aside
 
 COLUMNS = ("name", "front", "back")
@@ -28,11 +28,10 @@ THUMB_DIR = "thumbs"  # in FEATURES_DIR, shared by all generations
 THUMB_PX = 150  # one side of a catalogue thumbnail, as the grid draws it
 MAX_COLUMN_VALUE = 200  # characters of a design's value in a further column, when added
 NO_COLUMNS = "none besides name, front and back"  # the further columns of a bare catalogue
-# what a value may not hold: line breaks, controls, invisible format characters (a zero-width
-# space made "SS26" a second filter value) and lone surrogates (not UTF-8: the rewrite failed);
-# the joiners that Persian and Indic scripts and emoji are written with are kept
-HIDDEN = LINE_BREAKING | {"Cf", "Cs"}
-JOINERS = frozenset("\u200c\u200d")
+# what a value may not hold: line breaks and controls, lone surrogates (not UTF-8: the rewrite
+# of pairs.csv failed) and direction overrides; other invisible characters are text (Thai's
+# zero-width spaces, Hebrew's and Arabic's marks, a soft hyphen, emoji's joiners and tags)
+HIDDEN = LINE_BREAKING | {"Cs"}
 DESIGN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # names new designs may take
 
 
@@ -66,11 +65,11 @@ def check_column_values(columns: list[str], values: list[dict[str, str]],
             if len(value) > MAX_COLUMN_VALUE:
                 raise ColumnValueError("invalid_column_value", f"{whose}{column} takes at most "
                                        f"{MAX_COLUMN_VALUE} characters, got {len(value)}")
-            if any(unicodedata.category(c) in HIDDEN and c not in JOINERS for c in value):
+            if any(unicodedata.category(c) in HIDDEN or c in DIRECTION_OVERRIDES for c in value):
                 raise ColumnValueError("invalid_column_value", f"{whose}{column} takes one line "
                                        f"of text, got {value[:80]!r}: it holds a line break, "
-                                       "a control or invisible character, or a text-direction "
-                                       "override")
+                                       "a control character, a lone surrogate or an invisible "
+                                       "text-direction override")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -95,12 +96,17 @@ def compute_banks(extractor, catalogue: Catalogue, batch_size: int = 16,
 
 
 def build_index(settings: Settings, extractor, batch_size: int = 16, progress: bool = True,
-                distributed: bool = False, hold: str | None = None) -> dict:
+                distributed: bool = False, hold: str | None = None,
+                still_needed: Callable[[], str | None] | None = None) -> dict | None:
     """Index the catalogue and switch to a new generation; returns its manifest. Images
     already in the chunk cache are not extracted again; the rest are extracted here, or with
-    `distributed` by the running workers (`hold`: tests only, see distributed.py)."""
+    `distributed` by the running workers (`hold`: tests only, see distributed.py). Given
+    `still_needed` (why to build, None: no need), judged once the lock is held: None, nothing
+    built, when a build that held it made the index current."""
     with catalogue_lock(settings.features_dir):
         tidy(settings)
+        if still_needed is not None and still_needed() is None:
+            return None
         return _build(settings, extractor, batch_size, progress, distributed, hold)
 
 

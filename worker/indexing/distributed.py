@@ -48,13 +48,15 @@ def extract_distributed(settings: Settings, cache: ChunkCache, chunks: list[Chun
         raise DistributedBuildFailed(
             f"no worker takes chunks from queue {queue.name!r}: start `python -m worker` "
             "(QUEUE_NAME as here), or build without --distributed")
-    jobs = {c.key: _enqueue(queue, settings, cache.model, c, hold) for c in chunks}
-    attempts = dict.fromkeys(jobs, 1)
+    jobs: dict[str, Job] = {}
+    attempts = {c.key: 1 for c in chunks}
     byk = {c.key: c for c in chunks}
     failures: list[Failure] = []
     bar = tqdm(total=len(chunks), unit="chunk", desc="chunks", disable=not progress)
     alone_since = None  # when the queue's last worker was seen gone (it waited for ever)
     try:
+        for chunk in chunks:  # within the try: a stop while enqueuing withdraws those queued
+            jobs[chunk.key] = _enqueue(queue, settings, cache.model, chunk, hold)
         while jobs:
             settle_orphaned_jobs(queue, KEEP_RESULT_S, None, settings.index_chunk_timeout)
             if registered_workers(queue) > 0:
