@@ -235,6 +235,7 @@ def test_a_distributed_build_stopped_by_a_signal_withdraws_its_chunks(redis_url,
         while len(queue) < 3 and build.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
         assert len(queue) == 3, build.stderr.read()[-2000:] if build.poll() is not None else ""
+        time.sleep(1)  # the third chunk queued and recorded: a stop between the two leaves it
         build.send_signal(signal.SIGTERM)
         _, err = build.communicate(timeout=60)
     finally:
