@@ -51,9 +51,9 @@ def check_column_values(columns: list[str], values: list[dict[str, str]],
                         names: list[str] | None = None) -> None:
     """Refuse a value in a column the catalogue (`columns`) lacks: a new column is a change to
     pairs.csv for every design (edit it, then re-index); or one a pairs.csv row should not
-    hold: more than MAX_COLUMN_VALUE characters, a line break or control character, a
-    text-direction override (any space is fine: U+00A0, U+3000). ColumnValueError, naming
-    the design (`names`, in the order of `values`) when given."""
+    hold: more than MAX_COLUMN_VALUE characters, a line break, control character, lone
+    surrogate or text-direction override (any space is fine: U+00A0, U+3000).
+    ColumnValueError, naming the design (`names`, in the order of `values`) when given."""
     for i, given in enumerate(values):
         whose = f"design {names[i]!r}: " if names else ""
         for column, value in given.items():
