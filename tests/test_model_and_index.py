@@ -125,7 +125,8 @@ def test_index_command_exits_non_zero_and_lists_failures(tmp_path, catalogue_dir
     monkeypatch.setenv("VGG16_WEIGHTS", "bsds500")
     assert index_main([]) == 1
     err = capsys.readouterr().err
-    assert "images/jacket-0002_front.png" in err and "left untouched" in err
+    assert "  images/jacket-0002_front.png (jacket-0002 front): " in err  # its design named
+    assert "left untouched" in err
     assert not (tmp_path / "features" / "CURRENT").exists()
 
 

@@ -143,6 +143,22 @@ def _unwind(signum, frame) -> None:
     sys.exit(128 + signum)
 
 
+def _by_design(exc: UnreadableImages, settings: Settings) -> str:
+    """Its drawings each named with the designs (and sides) pairs.csv lists them for."""
+    try:
+        catalogue = load_catalogue(settings.database_dir)
+    except CatalogueError:
+        return str(exc)
+    uses: dict[str, list[str]] = {}
+    for name, front, back in zip(catalogue.names, catalogue.fronts, catalogue.backs, strict=True):
+        uses.setdefault(front, []).append(f"{name} front")
+        uses.setdefault(back, []).append(f"{name} back")
+    lines = [f"  {path} ({', '.join(uses.get(path, ['not listed'])[:3])}"
+             f"{' …' if len(uses.get(path, [])) > 3 else ''}): {reason}"
+             for path, reason in exc.failures]
+    return f"{len(exc.failures)} catalogue image(s) could not be read:\n" + "\n".join(lines)
+
+
 def _index(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env()
@@ -165,6 +181,8 @@ def _index(args: argparse.Namespace) -> int:
                                else None)
     except (CatalogueError, UnreadableImages, InvalidSetting, WeightsUnavailable,
             DistributedBuildFailed, ChunkMissing, RedisError, OSError) as exc:  # OSError: disk
+        if isinstance(exc, UnreadableImages):
+            exc = _by_design(exc, settings)
         print(f"index: {exc}\nindex: the existing banks were left untouched.", file=sys.stderr)
         return 1
     if manifest is None:
