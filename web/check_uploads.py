@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from werkzeug.datastructures import FileStorage, ImmutableMultiDict
 
 from web.errors import RequestRefused, queue_unavailable
-from web.formfields import refuse_options_as_files, sent
+from web.formfields import refuse_options_as_files, refuse_repeated, sent
 from web.offload import OFFLOAD_THREADS, off_loop
 from web.submissions import (
     check_capacity,
@@ -124,9 +124,8 @@ def submit_check(files: ImmutableMultiDict, form: ImmutableMultiDict) -> str:
         if getattr(options, side) is not None:
             raise RequestRefused(400, f"invalid_{side}", f"{side} applies to a single search, "
                                  "not to a collection check")
-    if len(files.getlist("collection")) > 1:  # which one was meant?
-        raise RequestRefused(400, "invalid_collection", "collection was given more than once; "
-                             "upload one ZIP a check (or put the designs in one pairs.csv)")
+    refuse_repeated(files, ("collection",), "; upload one ZIP a check (or put the designs in "
+                    "one pairs.csv)")
     collection = _collection(files.get("collection"), settings)
     try:
         check_capacity(settings)

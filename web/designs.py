@@ -22,6 +22,7 @@ from web.catalogue import current_catalogue
 from web.design_schemas import DesignEdit, DesignForm, EditPending, EditStatus
 from web.editclaims import claim, release
 from web.errors import RequestRefused
+from web.formfields import ONE_DRAWING, refuse_repeated
 from web.offload import off_loop
 from web.schemas import Error
 from web.searches import STATUS_FROM_RQ, SearchStatus, fetch_job
@@ -196,9 +197,7 @@ def add_design():
             raise RequestRefused(400, "invalid_name" if field == "name" else "invalid_column_value",
                                  f"{field} came as a file, not a text field (curl: -F "
                                  f"{field}=value, without the @)")
-        if len(request.files.getlist(field)) > 1:
-            raise RequestRefused(400, f"invalid_{field}", f"{field} was given more than once; "
-                                 f"upload one {field} drawing")
+    refuse_repeated(request.files, SIDES, ONE_DRAWING)
     name = request.form.get("name", "").strip()
     if not DESIGN_NAME.fullmatch(name):
         raise RequestRefused(400, "invalid_name", "name must be 1-100 ASCII letters (A-Z, "

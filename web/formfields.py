@@ -10,6 +10,16 @@ from web.errors import RequestRefused
 from worker.core.contract import SIDES
 
 OPTION_FIELDS = ("k", "front_weight", "front_box", "back_box", "sides", "filter")
+ONE_DRAWING = "; upload one {name} drawing"  # a side's drawing given twice
+
+
+def refuse_repeated(fields: ImmutableMultiDict, names, advice: str = "") -> None:
+    """400 `invalid_<name>` for a field given more than once (which one was meant?); `advice`
+    follows the message, `{name}` filled in."""
+    for name in names:
+        if len(fields.getlist(name)) > 1:
+            raise RequestRefused(400, f"invalid_{name}", f"{name} was given more than once"
+                                 + advice.format(name=name))
 
 
 def sent(upload: FileStorage | None) -> bool:

@@ -16,7 +16,14 @@ from werkzeug.exceptions import ClientDisconnected
 
 from web.catalogue import check_request_filters
 from web.errors import RequestRefused, queue_unavailable
-from web.formfields import refuse_drawing_as_text, refuse_options_as_files, sent, what_came
+from web.formfields import (
+    ONE_DRAWING,
+    refuse_drawing_as_text,
+    refuse_options_as_files,
+    refuse_repeated,
+    sent,
+    what_came,
+)
 from web.offload import off_loop
 from web.resultcache import cache_key, copy_search, finished_search
 from web.searches import SearchStatus
@@ -102,9 +109,7 @@ def parse_options(form: ImmutableMultiDict) -> SearchOptions:
     """k, front_weight, sides (known|unknown), the boxes and the repeatable `filter` from the
     form (blank = default), validated by the contract and filters checked against the
     catalogue; a refusal names the field (`invalid_k`, `invalid_front_box`, `invalid_filter`)."""
-    for field in ("k", "front_weight", "front_box", "back_box", "sides"):
-        if len(form.getlist(field)) > 1:  # which one was meant?
-            raise RequestRefused(400, f"invalid_{field}", f"{field} was given more than once")
+    refuse_repeated(form, ("k", "front_weight", "front_box", "back_box", "sides"))
     sides = form.get("sides", "").strip()
     if sides not in ("", "known", "unknown"):
         raise RequestRefused(400, "invalid_sides",
@@ -199,10 +204,7 @@ def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> Submit
     settings = current_app.config["SETTINGS"]
     refuse_options_as_files(files)
     options = parse_options(form)
-    for side in SIDES:
-        if len(files.getlist(side)) > 1:  # which drawing was meant?
-            raise RequestRefused(400, f"invalid_{side}", f"{side} was given more than once; "
-                                 f"upload one {side} drawing")
+    refuse_repeated(files, SIDES, ONE_DRAWING)
     uploads = {side: files[side] for side in SIDES if sent(files.get(side))}
     if not uploads:
         raise RequestRefused(400, "missing_images", "no image was uploaded; upload the front "

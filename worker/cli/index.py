@@ -196,5 +196,6 @@ def _index(args: argparse.Namespace) -> int:
           f"{' by the workers' if args.distributed else ''}, {images['reused']} reused")
     return 0
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -179,10 +179,11 @@ class SafeZip:
                                     f"entries; at most {self.limits.max_entries} are accepted")
         members: dict[str, zipfile.ZipInfo] = {}
         for info in infos:
+            name = _entry_name(info)
             if not info.flag_bits & 0x800 and not info.filename.isascii() and \
                     _utf8_name(info) == info.filename:  # its bytes are not UTF-8: read as cp437
-                self.cp437_names.add(_entry_name(info))
-            info.filename = _entry_name(info)
+                self.cp437_names.add(name)
+            info.filename = name
             _refuse_entry(info)
             if info.filename in members:
                 raise CollectionRefused(400, "unsafe_entry", f"the ZIP holds two entries named "

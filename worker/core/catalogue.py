@@ -10,6 +10,7 @@ import codecs
 import csv
 import hashlib
 import io
+import os
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -91,6 +92,11 @@ class Catalogue:
         if not path.is_relative_to(self.root.resolve()):
             raise CatalogueError(f"catalogue path {relative!r} points outside {self.root}")
         return path
+
+    def location(self, relative: str) -> str:
+        """The file `relative` names, normalised without touching the disk: `images/x.png`,
+        `./images/x.png` and its full path are one (`image_path` resolves, a stat a part)."""
+        return os.path.normpath(os.path.join(self.root, relative))
 
     def fingerprint(self) -> str:
         """sha256 of the rows, so a bank can tell it was built from this catalogue."""

@@ -239,9 +239,9 @@ def remove_design(settings: Settings, name: str, edit_id: str | None = None) -> 
                                   duplicate_thresholds_in(bank.manifest),
                                   settings.search_ann_min_pairs)
         manifest = _save(settings, bank, catalogue, after, front, back, duplicates, edit_id)
-        used = {after.image_path(rel) for rel in (*after.fronts, *after.backs)}  # ./x, /full/x
+        used = {after.location(rel) for rel in (*after.fronts, *after.backs)}  # ./x, /full/x
         for rel in {catalogue.fronts[i], catalogue.backs[i]}:
-            if not STORED_IMAGE.fullmatch(rel) or catalogue.image_path(rel) in used:
+            if not STORED_IMAGE.fullmatch(rel) or catalogue.location(rel) in used:
                 continue
             catalogue.image_path(rel).unlink(missing_ok=True)
             remove_thumbnails(settings.features_dir, rel)

@@ -115,11 +115,10 @@ def unlisted_drawings(settings: Settings) -> list[str]:
     listed = [*on_disk.fronts, *on_disk.backs]
     for manifest in manifests:
         listed += [*(manifest.get("fronts") or ()), *(manifest.get("backs") or ())]
-    # by the file: "./images/x.png" or its full path names it too
-    used = {(database / rel).resolve() for rel in listed}
+    used = {on_disk.location(rel) for rel in listed}  # "./images/x.png", a full path: it too
     stored = (f"images/{p.name}" for p in database.glob("images/*"))
     return sorted(rel for rel in stored if STORED_IMAGE.fullmatch(rel)
-                  and (database / rel).resolve() not in used
+                  and on_disk.location(rel) not in used
                   and time.time() - (database / rel).stat().st_mtime > TEMP_GRACE_S)
 
 
