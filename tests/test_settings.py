@@ -335,3 +335,45 @@ def test_the_index_command_keeps_an_ignored_hang_up_and_puts_its_handlers_back(m
     finally:
         signal.signal(signal.SIGHUP, before[0])
         signal.signal(signal.SIGTERM, before[1])
+
+
+def test_auto_weights_keep_the_ones_the_index_was_built_with(tmp_path, monkeypatch):
+    """A network that came or went since the build (a reboot, a restarted container) must not
+    make `auto` load other weights than the index's: the worker refused its own index for
+    good (a restart loop under compose) and `--if-needed` built it all again."""
+    import numpy as np
+
+    from worker.cli.index import why_build
+    from worker.core.bank import write_bank
+    from worker.pipeline.weights import resolve_weights, weights_for
+
+    keras_home = tmp_path / "keras"
+    monkeypatch.setenv("KERAS_HOME", str(keras_home))
+    online = [False]
+    monkeypatch.setattr("worker.pipeline.weights._imagenet_reachable",
+                        lambda timeout=2.0: online[0])
+    settings = Settings(database_dir=tmp_path / "db", features_dir=tmp_path / "features",
+                        vgg16_weights="auto", precision="float32")
+    settings.database_dir.mkdir()
+    settings.catalogue_csv.write_text("name,front,back\n")
+    assert weights_for(settings) == "auto"  # no index yet: as before
+    rows = np.eye(2, dtype=np.float32)
+    manifest = {"n_pairs": 2, "dim": 2, "dtype": "float32", "descriptor": settings.descriptor,
+                "precision": "float32", "weights": {"id": "bsds500"}}
+    write_bank(settings.features_dir, rows, rows, manifest)  # built offline
+    online[0] = True  # and now imagenet can be downloaded, or is cached
+    assert resolve_weights("auto").id == "imagenet"
+    assert weights_for(settings) == "bsds500" and why_build(settings) is None
+    (keras_home / "models").mkdir(parents=True)
+    (keras_home / "models" / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5").write_bytes(b"x")
+    assert weights_for(settings) == "bsds500" and why_build(settings) is None
+    write_bank(settings.features_dir, rows, rows, {**manifest, "weights": {"id": "imagenet"}})
+    assert weights_for(settings) == "imagenet" and why_build(settings) is None
+    (keras_home / "models" / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5").unlink()
+    online[0] = False  # built with imagenet, which cannot be had now: auto's fallback, refused
+    assert resolve_weights(weights_for(settings)).id == "bsds500"
+    assert why_build(settings) == \
+        "the index was built with VGG16 weights 'imagenet', the worker will load 'bsds500'"
+    # a setting other than auto is taken as given, whatever the index holds
+    assert weights_for(Settings(features_dir=settings.features_dir,
+                                vgg16_weights="bsds500")) == "bsds500"

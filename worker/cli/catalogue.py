@@ -85,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
                                 if args.command == "add" else read_import(args.source))
             check_drawings(settings, designs)  # before the model loads, naming each file
             from worker.pipeline.extract import FeatureExtractor
+            from worker.pipeline.weights import weights_for
 
-            extractor = FeatureExtractor(settings.vgg16_weights, settings.descriptor,
+            extractor = FeatureExtractor(weights_for(settings), settings.descriptor,
                                          settings.precision)
             manifest = add_designs(settings, extractor, designs, columns)
     except (CatalogueEditError, CatalogueError, CatalogueBusy, BankError, ImageRejected,

@@ -25,7 +25,7 @@ from worker.indexing.distributed import DistributedBuildFailed
 from worker.indexing.recovery import listed_state
 from worker.pipeline.precision import resolve_precision
 from worker.pipeline.preprocess import preprocess_params
-from worker.pipeline.weights import WeightsUnavailable, file_digest, resolve_weights
+from worker.pipeline.weights import WeightsUnavailable, file_digest, resolve_weights, weights_for
 
 BATCH_MAX = 256  # VGG16's first block holds 12.8 MB an image (float32): 256 is ~3.3 GB at once
 
@@ -95,7 +95,7 @@ def why_build(settings: Settings) -> str | None:
         return f"the index was built at precision {built_at}, the worker will run {precision}"
     built_with = manifest.get("weights", {})
     try:
-        choice = resolve_weights(settings.vgg16_weights)
+        choice = resolve_weights(weights_for(settings))
     except WeightsUnavailable:
         return None  # the worker says why it cannot load them; a build could not either
     if built_with.get("id") != choice.id:
@@ -172,7 +172,7 @@ def _index(args: argparse.Namespace) -> int:
         designs_to_index(settings.database_dir)  # refused before the model loads
         from worker.pipeline.extract import FeatureExtractor  # TensorFlow: only to build
 
-        extractor = FeatureExtractor(settings.vgg16_weights, settings.descriptor,
+        extractor = FeatureExtractor(weights_for(settings), settings.descriptor,
                                      settings.precision)
         # judged again under the build's lock: a build under way may have made it current
         manifest = build_index(settings, extractor, args.batch_size, not args.no_progress,

