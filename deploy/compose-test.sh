@@ -92,7 +92,6 @@ socks = [socket.socket() for _ in range(3)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))')
 export TEST_REDIS_PORT TEST_WEB_PORT TEST_NGINX_PORT VGG16_WEIGHTS=bsds500  # offline weights
-export REDIS_URL="redis://127.0.0.1:$TEST_REDIS_PORT/0"
 BASE="http://127.0.0.1:$TEST_NGINX_PORT"
 log "up: redis :$TEST_REDIS_PORT, web :$TEST_WEB_PORT, nginx :$TEST_NGINX_PORT (project $PROJECT);"
 log "    the catalogue job writes the sample catalogue and indexes it first"
