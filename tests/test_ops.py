@@ -281,6 +281,45 @@ def test_not_ready_when_output_dir_is_not_writable(client, settings):
     assert check["ok"] is False and "not writable" in check["reason"]
 
 
+def test_health_is_ok_only_with_a_worker_of_the_search_queue(client, settings, redis):
+    """A worker started with `--chunks-only` serves a build's chunks, never a search: the
+    submissions answered 503 `no_worker` while /healthz said `ok`."""
+    import numpy as np
+    from rq import Worker
+
+    from worker.core.bank import write_bank
+    from worker.core.queueing import index_queue_name
+
+    rows = np.eye(2, dtype=np.float32)
+    write_bank(settings.features_dir, rows, rows, {"n_pairs": 2, "dim": 2, "dtype": "float32",
+                                                   "descriptor": settings.descriptor})
+    chunks_only = Worker([index_queue_name(settings)], connection=redis)
+    chunks_only.register_birth()
+    body = client.get("/healthz").get_json()
+    assert body["workers"] == 1 and "index_error" not in body and body["status"] == "degraded"
+    searching = Worker([settings.queue_name], connection=redis, name="searching")
+    searching.register_birth()
+    assert client.get("/healthz").get_json()["status"] == "ok"
+
+
+def test_an_unreadable_current_is_the_index_s_error_not_a_500(client, settings):
+    """CURRENT that cannot be read (EIO, NFS's ESTALE; here a folder in its place): the probes
+    said 500 with no reason, and so did every page and submission."""
+    (settings.features_dir / "CURRENT").mkdir(parents=True)
+    health = client.get("/healthz")
+    assert health.status_code == 200, health.get_data(as_text=True)
+    body = health.get_json()
+    assert "FEATURES_DIR/CURRENT cannot be read" in body["index_error"], body
+    assert str(settings.features_dir) not in body["index_error"] and body["status"] == "degraded"
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert "CURRENT cannot be read" in ready.get_json()["checks"]["index"]["reason"]
+    assert client.get("/").status_code == 200
+    assert client.get("/catalogue").status_code == 503  # as with no index: not a 500
+    answer = post_pair(client)
+    assert answer.status_code in (202, 503), answer.get_data(as_text=True)
+
+
 def test_not_ready_when_redis_is_down(settings):
     response = down_app(settings).test_client().get("/readyz")
     assert response.status_code == 503

@@ -12,7 +12,7 @@ from web.schemas import Error, Health, Search, SearchCreated, SearchForm, WaitQu
 from web.searches import MAX_WAIT_S, SearchStatus, describe, fetch_search, finished_result
 from web.submissions import require_multipart, submit_search
 from worker.core.bank import BankError
-from worker.core.queueing import ENDED, live_workers, wait_until_done
+from worker.core.queueing import ENDED, live_workers, registered_workers, wait_until_done
 from worker.core.readcache import read_manifest_cached
 from worker.core.results_csv import SEARCH_COLUMNS, search_csv
 
@@ -156,10 +156,13 @@ def healthz():
     settings = current_app.config["SETTINGS"]
     redis = current_app.extensions["redis"]
     body: dict = {"redis": False, "workers": 0, "queue_length": None}
+    searching = 0  # workers of the search queue: `--chunks-only` ones serve no search
     try:
         redis.ping()
+        queue = current_app.extensions["queue"]
         body.update(redis=True, workers=live_workers(redis, max_age_s=None),
-                    queue_length=len(current_app.extensions["queue"]))
+                    queue_length=len(queue))
+        searching = registered_workers(queue)
     except Exception as exc:  # noqa: BLE001 - health reports every failure as data
         body["redis_error"] = settings.without_paths(str(exc))
     try:
@@ -169,6 +172,6 @@ def healthz():
                     index_created=manifest.get("created"))
     except BankError as exc:
         body["index_error"] = settings.without_paths(str(exc))
-    body["status"] = "ok" if body["redis"] and body["workers"] and "index_error" not in body \
+    body["status"] = "ok" if body["redis"] and searching and "index_error" not in body \
         else "degraded"
     return jsonify(body), 200 if body["redis"] else 503

@@ -11,10 +11,10 @@ from flask import current_app
 from werkzeug.security import safe_join
 
 from web.errors import RequestRefused
-from worker.core.bank import BankError, manifest_stamp
+from worker.core.bank import BankError
 from worker.core.catalogue import Catalogue, CatalogueError, listed_catalogue
 from worker.core.filters import FilterError, Filters, NothingPasses, check_some_pass
-from worker.core.readcache import StampedCache, read_manifest_cached
+from worker.core.readcache import StampedCache, current_stamp, read_manifest_cached
 
 _catalogues = StampedCache(listed_catalogue)
 # what /database/ serves, known by content: the index reads a drawing whatever its name
@@ -25,11 +25,11 @@ SIGNATURES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg"}
 def current_catalogue() -> Catalogue | None:
     """The current generation's catalogue; None when there is no index or it cannot be read."""
     settings = current_app.config["SETTINGS"]
-    if manifest_stamp(settings.features_dir) is None:
-        return None
     try:
+        if current_stamp(settings.features_dir) is None:
+            return None
         return _catalogues.get(settings.features_dir, settings.database_dir)
-    except CatalogueError as exc:
+    except (CatalogueError, BankError) as exc:
         current_app.logger.warning("the catalogue cannot be read: %s", exc)
         return None
 

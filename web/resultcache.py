@@ -47,7 +47,11 @@ def finished_search(key: str | None, features_dir) -> Job | None:
     if job is None or search_status(job) != SearchStatus.FINISHED:
         return None
     result = job.return_value()
-    if not isinstance(result, dict) or result.get("catalogue") != current_id(features_dir):
+    try:
+        current = current_id(features_dir)
+    except (OSError, UnicodeDecodeError):  # which version is current cannot be told: search
+        return None
+    if not isinstance(result, dict) or result.get("catalogue") != current:
         return None
     return job
 

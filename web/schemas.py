@@ -182,7 +182,7 @@ class Error(Closed):
 
 
 class Health(Model):
-    status: Literal["ok", "degraded"]
+    status: Literal["ok", "degraded"] = Field(description="ok: Redis, the index, a search worker")
     redis: bool
     redis_error: str | SkipJsonSchema[None] = None
     workers: int = Field(ge=0, description="workers registered in Redis (any queue)")

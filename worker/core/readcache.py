@@ -8,9 +8,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from worker.core.bank import manifest_stamp, read_manifest
+from worker.core.bank import REINDEX, BankError, manifest_stamp, read_manifest
 
 T = TypeVar("T")
+
+
+def current_stamp(features_dir: Path) -> tuple | None:
+    """manifest_stamp, with CURRENT unreadable (EIO, NFS's ESTALE, a folder in its place) a
+    BankError the web reports as the index's error, not a 500."""
+    try:
+        return manifest_stamp(features_dir)
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise BankError(f"{features_dir / 'CURRENT'} cannot be read ({reason}); {REINDEX} if it "
+                        "stays so") from None
 
 
 class StampedCache(Generic[T]):
@@ -24,13 +35,13 @@ class StampedCache(Generic[T]):
 
     def get(self, features_dir: Path, *args: Any) -> T:
         features_dir = Path(features_dir)
-        stamp = manifest_stamp(features_dir)
+        stamp = current_stamp(features_dir)
         with self._lock:
             cached = self._values.get(features_dir)
         if stamp is not None and cached is not None and cached[0] == stamp:
             return cached[1]
         value = self._read(features_dir, *args)
-        if stamp is not None and manifest_stamp(features_dir) == stamp:  # not switched meanwhile
+        if stamp is not None and current_stamp(features_dir) == stamp:  # not switched meanwhile
             with self._lock:
                 self._values[features_dir] = (stamp, value)
         return value
