@@ -152,6 +152,7 @@ def test_a_search_downloads_as_csv_with_its_filters_and_catalogue_columns(indexe
                                                        hit["columns"]["season"])
     page = indexed_client.get(url.replace("/api/searches/", "/searches/")).get_data(as_text=True)
     assert f'id="results-csv" href="{body["csv_url"]}"' in page
+    assert f'id="results-grid" href="{body["image_url"]}"' in page  # the grid can be saved
 
 
 def test_a_boxed_search_says_on_every_csv_row_which_part_it_compared():

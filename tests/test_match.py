@@ -4,6 +4,7 @@ with a real worker; the refusals without one."""
 from __future__ import annotations
 
 import io
+import re
 import threading
 import time
 
@@ -86,6 +87,62 @@ def test_unknown_searches_have_no_match_view(client):
         response = client.get(url)
         assert response.status_code == 404
         assert "no such search" in response.text
+
+
+def test_a_design_name_with_dollar_signs_is_drawn_as_text():
+    """matplotlib read `$...$` in the title as TeX: `$25 ... $30` lost its signs, and a name
+    with `$^$` raised, the view never drawn (and asked again at every visit)."""
+    from worker.pipeline.matchview import Panel, render_match_view
+
+    canvas = np.full((224, 224, 3), 255, np.uint8)
+    for title in ("#1  tee $^$ x  similarity 41", "#2  Tee $25 promo, $30 later  copy 97"):
+        jpeg = render_match_view([Panel("front", "front", canvas, canvas, [])], title)
+        assert Image.open(io.BytesIO(jpeg)).format == "JPEG"
+
+
+def finished_search(app, redis, hits: list[dict]) -> str:
+    """A search made finished in Redis as a worker leaves one, its grid and query drawing
+    stored (no model): the web's match routes read only these."""
+    import uuid
+
+    from worker.core.queueing import JOB_FUNC, query_canvas_name
+
+    search_id, settings = uuid.uuid4().hex, app.config["SETTINGS"]
+    job = Job.create(JOB_FUNC, id=search_id, connection=redis, origin=settings.queue_name,
+                     result_ttl=600, ttl=600, failure_ttl=600)
+    job._result = {"results": hits, "image": f"{search_id}.jpg", "k": len(hits),
+                   "front_weight": 1.0, "order": "score"}
+    with redis.pipeline() as pipe:
+        job._handle_success(600, pipeline=pipe)
+        job.cleanup(600, pipeline=pipe, remove_from_queue=False)
+        pipe.execute()
+    with app.app_context():
+        app.extensions["storage"].put_result(query_canvas_name(search_id, "front"), FRONT)
+        app.extensions["storage"].put_result(f"{search_id}.jpg", b"\xff\xd8\xff")
+    return search_id
+
+
+def test_a_match_view_with_no_worker_running_is_refused_and_its_page_shows_the_similarity(
+        settings, redis):
+    """With every worker gone a view was queued and its page said "Drawing..." for about 20
+    minutes; a hit without a verdict had its 0-100 similarity left off the page alone."""
+    import dataclasses
+
+    from web import create_app
+
+    app = create_app({"SETTINGS": dataclasses.replace(settings, require_worker=True),
+                      "TESTING": True})
+    hit = {"rank": 1, "name": "d1", "score": 0.4, "front_score": 0.4, "back_score": None,
+           "swapped": False, "front": "a.png", "back": "b.png", "verdict": None,
+           "similarity": 41, "columns": {}}
+    search_id = finished_search(app, redis, [hit])
+    client = app.test_client()
+    page = client.get(f"/searches/{search_id}/match/1")
+    assert page.status_code == 200 and re.search(r"similarity\s+41\b", page.text), page.text
+    answer = client.get(f"/api/searches/{search_id}/match/1.jpg")
+    assert answer.status_code == 503 and answer.get_json()["error"] == "no_worker"
+    assert answer.headers["Retry-After"] == "30"
+    assert not Queue(settings.match_queue_name, connection=redis).job_ids  # nothing queued
 
 
 # --- with a real worker -----------------------------------------------------------------------

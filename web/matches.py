@@ -23,6 +23,7 @@ from worker.core.queueing import (
     match_image_name,
     match_job_id,
     query_canvas_name,
+    registered_workers,
     wait_until_done,
 )
 from worker.pipeline.verdicts import ANCHORS
@@ -79,6 +80,9 @@ def match_job(search_id: str, rank: int) -> Job:
             return job
     except NoSuchJobError:  # none yet, or expired: draw it
         pass
+    if current_app.config["SETTINGS"].require_worker and registered_workers(queue) == 0:
+        raise RequestRefused(503, "no_worker", "no worker is running to draw the match view "
+                             "right now; please retry in a minute", retry_after=30)
     if len(queue) >= MAX_QUEUED_MATCHES:
         raise RequestRefused(503, "queue_full", "the service is busy drawing other match "
                              "views; please retry in a few seconds", retry_after=5)
@@ -120,7 +124,8 @@ def match_jpeg(search_id: str, rank: int) -> bytes:
                                    "(`match_failed`)"),
                   HTTP_503=(Error, "still being drawn (`match_pending`), or too many views "
                                    "wait to be drawn (`queue_full`): retry after Retry-After; "
-                                   "or Redis is unreachable (`queue_unavailable`)")))
+                                   "no worker runs (`no_worker`), or Redis is unreachable "
+                                   "(`queue_unavailable`)")))
 def get_match_image(search_id: str, rank: int):
     """Why a hit matches: the query and the hit with their matching regions
 

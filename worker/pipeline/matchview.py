@@ -156,7 +156,8 @@ def render_match_view(panels: list[Panel], title: str) -> bytes:
     """The view as JPEG bytes: one row per panel, the query left, the hit right."""
     fig = Figure(figsize=(8, 0.6 + 4.2 * len(panels)), dpi=100, facecolor="white")
     FigureCanvasAgg(fig)
-    fig.suptitle(title, fontsize=12, fontweight="bold")
+    # a design named "Tee $25 promo, $30 later" is text, not TeX (a stray `$^$` raised)
+    fig.suptitle(title, fontsize=12, fontweight="bold", parse_math=False)
     grid = fig.add_gridspec(len(panels), 2, left=0.02, right=0.98, bottom=0.3 / fig.get_figheight(),
                             top=1 - 0.6 / fig.get_figheight(), hspace=0.25, wspace=0.25)
     for row, panel in enumerate(panels):
