@@ -569,7 +569,30 @@ def test_a_check_cancelled_before_its_turn_checks_nothing_and_keeps_nothing(sett
     assert (again.status_code, again.get_json()["error"]) == (409, "finished")
     assert client.delete("/api/checks/" + "0" * 32).status_code == 404
     page = client.get(url.removeprefix("/api")).get_data(as_text=True)
-    assert "This check was cancelled" in page and 'id="cancel-form"' not in page
+    assert "This check was cancelled: the 2 designs it had not started are listed" in \
+        " ".join(page.split())
+    assert 'id="cancel-form"' not in page
+
+
+def test_a_cancel_that_stopped_nothing_leaves_no_cancelled_banner(settings, redis):
+    """A cancel asked once every chunk had started stops nothing: each design is checked, and
+    the finished report said "This check was cancelled" all the same."""
+    from rq.job import Job, JobStatus
+
+    from worker.core.checks import record_outcomes
+
+    client = _client(settings)
+    url = post_collection(client, make_zip(GOOD, ROW)).get_json()["url"]
+    queue = Queue(settings.check_queue_name, connection=redis)
+    (job_id,) = queue.job_ids
+    Job.fetch(job_id, connection=redis).set_status(JobStatus.STARTED)  # a worker took it
+    assert client.delete(url).get_json()["cancelled"] is True  # asked: the flag is kept
+    record_outcomes(redis, url.rsplit("/", 1)[1],
+                    {0: CheckedDesign(name=ROW[0][0], status="finished")}, settings.result_ttl)
+    body = client.get(url).get_json()
+    assert body["status"] == "finished" and body["designs"][0]["error"] is None
+    page = client.get(url.removeprefix("/api")).get_data(as_text=True)
+    assert 'id="summary">1 of 1 designs checked' in page and "was cancelled" not in page
 
 
 def test_a_poll_between_a_cancel_s_job_cancels_and_its_settling_says_cancelled(

@@ -27,6 +27,7 @@ from web.errors import RequestRefused
 from web.searches import describe, fetch_search, mark_searched_with
 from web.submissions import require_multipart, submit_search
 from worker.core.bank import BankError
+from worker.core.checks import CANCELLED
 from worker.core.filters import FilterError, facets, parse_filter_fields
 from worker.core.readcache import read_manifest_cached
 
@@ -103,15 +104,19 @@ def submit_check_form():
 @bp.get("/checks/<check_id>")
 def check_page(check_id: str):
     """A progress bar while the check runs; then each design, the most serious verdict first."""
-    check = describe_check(state_or_404(check_id))
-    for design in check["designs"]:
+    state = state_or_404(check_id)
+    # a running check's page shows its progress alone: each design's hits read only once done
+    check = describe_check(state, designs=state.status.value == "finished")
+    designs = check.get("designs", [])
+    for design in designs:
         design["unjudged"] = unjudged(design)
         design["side_alerts"] = side_alerts(design)
     return render_template(
-        "check.html", check=check, designs=sorted(check["designs"], key=severity),
-        flagged=sum(most_serious(d) < VERDICT_ORDER["similar"] for d in check["designs"]),
-        failed=sum(d["status"] == "failed" for d in check["designs"]),
-        sketches=sum(d["unjudged"] for d in check["designs"]))
+        "check.html", check=check, designs=sorted(designs, key=severity),
+        flagged=sum(most_serious(d) < VERDICT_ORDER["similar"] for d in designs),
+        failed=sum(d["status"] == "failed" for d in designs),
+        sketches=sum(d["unjudged"] for d in designs),
+        not_checked=sum(d["error"] == CANCELLED for d in designs))
 
 
 @bp.post("/checks/<check_id>/cancel")
