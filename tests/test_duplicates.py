@@ -326,6 +326,9 @@ def test_the_page_shows_a_page_of_groups_and_a_large_group_in_part(synthetic):
     assert len(groups) >= 5
     first = client.get("/duplicates?per_page=2").get_data(as_text=True)
     second = client.get("/duplicates?per_page=2&page=2").get_data(as_text=True)
+    # the verdict chooser keeps the page's size (it was back to 20 a page)
+    assert '<input type="hidden" name="per_page" value="2">' in first
+    assert 'name="per_page"' not in client.get("/duplicates").get_data(as_text=True)
     for page, shown in ((first, groups[:2]), (second, groups[2:4])):
         assert page.count('class="card group"') == 2
         assert all(f"{g['designs'][0]}_front.png" in page for g in shown)
@@ -402,6 +405,29 @@ def test_the_list_judges_a_nearest_design_by_its_thresholds_lead_weight():
     for pair in shared:  # a quarter of the lead a search's first hit gets
         assert lead[0.25][pair] == pytest.approx(0.25 * lead[1.0][pair], abs=1e-5)
     assert len(weighed[0.25]) < len(weighed[1.0])
+
+
+def test_a_descriptor_that_cannot_judge_pairs_says_so_and_offers_no_other_verdict(settings,
+                                                                                   redis):
+    """An index whose descriptor has no thresholds lists no pair: the page said "No designs
+    ... are judged similar or more alike" and to "Choose similar to see more" while showing
+    similar."""
+    from web import create_app
+
+    front, back, _ = seeded_bank()
+    write_bank(settings.features_dir, front, back, {
+        "n_pairs": len(front), "dim": DIM, "dtype": "float32", "descriptor": "uncalibrated",
+        "names": [f"d{i}" for i in range(len(front))],
+        "fronts": [f"f{i}.png" for i in range(len(front))],
+        "backs": [f"b{i}.png" for i in range(len(front))]},
+        extra_files={DUPLICATES: find_duplicates(front, back, None, 10**9).to_bytes()})
+    client = create_app({"SETTINGS": settings, "TESTING": True}).test_client()
+    for verdict in ("copy", "similar"):
+        page = " ".join(client.get(f"/duplicates?min_verdict={verdict}").get_data(
+            as_text=True).split())
+        assert "its pairs cannot be judged and none is listed" in page
+        assert "No pairs are listed: this index's descriptor cannot judge them" in page
+        assert "Choose <em>similar</em>" not in page and "judged similar or more" not in page
 
 
 def test_a_list_is_judged_by_the_thresholds_it_was_made_with():

@@ -134,7 +134,8 @@ def duplicates_page():
     scale = "none" if judged is None else "search" if judged == plain_thresholds_in(manifest) \
         else "own"
     return render_template("duplicates.html", groups=shown, n_groups=len(groups), page=page,
-                           per_page=per_page, pages=max(1, math.ceil(len(groups) / per_page)),
+                           per_page=per_page, default_per_page=PER_PAGE,
+                           pages=max(1, math.ceil(len(groups) / per_page)),
                            min_verdict=min_verdict,
                            verdicts=VERDICTS, n_designs=len(manifest["names"]), scale=scale,
                            relist=manifest.get("descriptor") in CALIBRATED_DUPLICATES,
