@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 HEX = "0123456789abcdef0123456789abcdef"
@@ -110,6 +112,27 @@ def test_a_full_disk_during_a_design_upload_is_503_and_leaves_nothing(settings, 
     assert response.status_code == 503, response.get_json()
     assert response.get_json()["error"] == "storage_unavailable"
     assert len(calls) == 2 and list(settings.upload_dir.iterdir()) == []
+
+
+def test_a_full_disk_while_a_large_part_spills_is_503_not_500(client, monkeypatch):
+    """A part past SPOOL_BYTES is spilled into UPLOAD_DIR while the form is read: a full disk
+    there was a bare 500."""
+    import errno
+    import tempfile
+
+    from web import submissions
+    from web.submissions import SPOOL_BYTES
+
+    class FullDisk(tempfile.SpooledTemporaryFile):
+        def rollover(self):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(submissions, "SpooledTemporaryFile", FullDisk)
+    large = _png() + bytes(SPOOL_BYTES)
+    response = client.post("/api/searches", data={"front": (io.BytesIO(large), "f.png")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "30"
+    assert response.get_json()["error"] == "storage_unavailable"
 
 
 def test_catalogue_images_are_regular_files_inside_the_catalogue(settings, redis, tmp_path):

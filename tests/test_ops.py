@@ -278,7 +278,18 @@ def test_not_ready_when_output_dir_is_not_writable(client, settings):
     shutil.rmtree(settings.output_dir)
     settings.output_dir.write_text("a file where the folder should be")
     check = client.get("/readyz").get_json()["checks"]["output_dir"]
-    assert check["ok"] is False and "not writable" in check["reason"]
+    assert check["ok"] is False and check["reason"].startswith("OUTPUT_DIR is not writable")
+
+
+def test_not_ready_when_the_upload_folder_takes_no_write(client, settings):
+    """Only OUTPUT_DIR was probed, with an empty file: UPLOAD_DIR (the one folder the web
+    writes; its own volume under compose) could refuse every upload with /readyz at 200."""
+    check = client.get("/readyz").get_json()["checks"]["output_dir"]
+    assert check == {"ok": True, "reason": "UPLOAD_DIR and OUTPUT_DIR are writable"}
+    shutil.rmtree(settings.upload_dir)
+    settings.upload_dir.write_text("a file where the folder should be")
+    check = client.get("/readyz").get_json()["checks"]["output_dir"]
+    assert check["ok"] is False and check["reason"].startswith("UPLOAD_DIR is not writable")
 
 
 def test_health_is_ok_only_with_a_worker_of_the_search_queue(client, settings, redis):

@@ -23,6 +23,12 @@ def queue_unavailable() -> RequestRefused:
     return RequestRefused(503, "queue_unavailable", QUEUE_UNAVAILABLE, retry_after=5)
 
 
+def storage_unavailable() -> RequestRefused:
+    """An upload that could not be stored (a full disk, a quota, Redis refusing a write)."""
+    return RequestRefused(503, "storage_unavailable", "the upload could not be stored right "
+                          "now; please retry shortly", retry_after=30)
+
+
 def wants_json() -> bool:
     return request.path.startswith("/api/") or request.path in ("/healthz", "/readyz", "/metrics",
                                                                  "/openapi.json")

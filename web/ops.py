@@ -63,10 +63,11 @@ def _check_index(features_dir) -> tuple[bool, str]:
 @api.validate(tags=["operations"], operation_id="ready", skip_validation=True, resp=Responses(
     HTTP_200=(Readiness, "ready"), HTTP_503=(Readiness, "not ready: see `checks`")))
 def readyz():
-    """Ready: Redis answers, a worker has a heartbeat, the index and OUTPUT_DIR are usable
+    """Ready: Redis answers, a worker has a heartbeat, the index and the folders are usable
 
     200 only when Redis answers, a worker of the queue has sent a heartbeat within 60 s, the
-    feature manifest is readable and OUTPUT_DIR is writable; else 503."""
+    feature manifest is readable and UPLOAD_DIR and OUTPUT_DIR take a 4 KiB write (the check
+    `output_dir`); else 503."""
     settings = current_app.config["SETTINGS"]
     redis = current_app.extensions["redis"]
     redis_ok, redis_reason = _check_redis(redis)

@@ -15,7 +15,7 @@ from werkzeug.datastructures import FileStorage, ImmutableMultiDict
 from werkzeug.exceptions import ClientDisconnected
 
 from web.catalogue import check_request_filters
-from web.errors import RequestRefused, queue_unavailable
+from web.errors import RequestRefused, queue_unavailable, storage_unavailable
 from web.formfields import (
     ONE_DRAWING,
     refuse_drawing_as_text,
@@ -60,6 +60,12 @@ class FormRequest(Request):
             raise RequestRefused(400, "malformed_form", "the multipart/form-data body is "
                                  "malformed: cut short before its closing boundary, or a part "
                                  "without its headers") from None
+        except OSError as exc:  # a large part's spill into UPLOAD_DIR: a full disk, a quota
+            if isinstance(exc, (TimeoutError, ConnectionError)):  # the client's, not ours
+                raise
+            self.__dict__["form"] = self.__dict__["files"] = self.parameter_storage_class()
+            current_app.logger.warning("could not spill an upload to disk: %s", exc)
+            raise storage_unavailable() from None
 
     def _get_file_stream(self, total_content_length, content_type, filename=None,
                          content_length=None):
@@ -181,8 +187,7 @@ def store_uploads(uploads: dict[str, bytes]) -> None:
         current_app.logger.warning("could not store an upload: %s", exc)
         if isinstance(exc, RedisError):
             raise queue_unavailable() from None
-        raise RequestRefused(503, "storage_unavailable", "the upload could not be stored "
-                             "right now; please retry shortly", retry_after=30) from None
+        raise storage_unavailable() from None
 
 
 def discard_uploads(names: list[str]) -> None:

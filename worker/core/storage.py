@@ -93,6 +93,9 @@ def write_aside(folder: Path, name: str, data: bytes, durable: bool = False) -> 
     return path
 
 
+PROBE_BYTES = 4096  # /readyz's write into each folder
+
+
 class FileStorage:
     """UPLOAD_DIR and OUTPUT_DIR, shared by the web and the workers."""
 
@@ -167,13 +170,16 @@ class FileStorage:
         return Path(shutil.copyfile(source, Path(folder) / name))
 
     def check(self) -> tuple[bool, str]:
-        """Can results be written? (a probe file in OUTPUT_DIR, removed at once)"""
-        try:
-            with tempfile.NamedTemporaryFile(dir=self.output_dir, prefix=".readyz-", suffix=".tmp"):
-                pass
-        except OSError as exc:
-            return False, f"OUTPUT_DIR {self.output_dir} is not writable: {exc.strerror or exc}"
-        return True, f"OUTPUT_DIR {self.output_dir} is writable"
+        """Can uploads and results be written? 4 KiB in each folder, removed at once: an empty
+        file is still made on a full disk that has inodes left."""
+        for folder in (self.upload_dir, self.output_dir):
+            try:
+                with tempfile.NamedTemporaryFile(dir=folder, prefix=".readyz-", suffix=".tmp") as f:
+                    f.write(bytes(PROBE_BYTES))
+                    f.flush()
+            except OSError as exc:  # (the folders are named by their settings to clients)
+                return False, f"{folder} is not writable: {exc.strerror or exc}"
+        return True, f"{self.upload_dir} and {self.output_dir} are writable"
 
 
 class RedisStorage:
