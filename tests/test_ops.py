@@ -338,6 +338,21 @@ def test_not_ready_when_redis_is_down(settings):
     assert checks["redis"]["ok"] is False and checks["worker"]["ok"] is False
 
 
+@pytest.mark.parametrize("where", ["tcp", "unix"])
+def test_the_probes_name_a_redis_fault_not_its_address(settings, where, tmp_path):
+    """redis-py's text named the host and port, or a socket's path, to anyone asking."""
+    from web import create_app
+
+    url = f"redis://127.0.0.1:{free_port()}/0" if where == "tcp" else \
+        f"unix://{tmp_path}/private/redis.sock"
+    client = create_app({"SETTINGS": dataclasses.replace(settings, redis_url=url),
+                         "TESTING": True}).test_client()
+    said = [client.get("/healthz").get_json()["redis_error"],
+            client.get("/readyz").get_json()["checks"]["redis"]["reason"]]
+    reason = "Connection refused" if where == "tcp" else "No such file or directory"
+    assert said == [f"REDIS_URL cannot be reached (ConnectionError: {reason})"] * 2
+
+
 @pytest.mark.slow
 def test_ready_only_while_a_live_worker_serves_the_queue(indexed_client, indexed_settings,
                                                        extractor, redis):

@@ -7,7 +7,7 @@ import io
 from flask import Blueprint, Response, abort, current_app, jsonify, request, send_file, url_for
 
 from web.apidoc import Responses, api
-from web.errors import RequestRefused, error_response
+from web.errors import RequestRefused, error_response, redis_problem
 from web.schemas import Error, Health, Search, SearchCreated, SearchForm, WaitQuery
 from web.searches import MAX_WAIT_S, SearchStatus, describe, fetch_search, finished_result
 from web.submissions import require_multipart, submit_search
@@ -164,7 +164,8 @@ def healthz():
                     queue_length=len(queue))
         searching = registered_workers(queue)
     except Exception as exc:  # noqa: BLE001 - health reports every failure as data
-        body["redis_error"] = settings.without_paths(str(exc))
+        current_app.logger.warning("healthz: redis: %s", exc)
+        body["redis_error"] = settings.without_paths(redis_problem(exc))
     try:
         manifest = read_manifest_cached(settings.features_dir)
         body.update(catalogue_pairs=manifest.get("n_pairs"), descriptor=manifest.get("descriptor"),

@@ -14,6 +14,7 @@ from rq import Queue
 from rq.registry import BaseRegistry
 
 from web.apidoc import Responses, api, openapi_document
+from web.errors import redis_problem
 from web.schemas import OpenAPIDocument, Readiness
 from worker.core.bank import BankError
 from worker.core.metrics import read_metrics
@@ -36,7 +37,8 @@ def _check_redis(redis) -> tuple[bool, str]:
     try:
         redis.ping()
     except RedisError as exc:
-        return False, f"redis unreachable: {exc}"
+        current_app.logger.warning("readyz: redis: %s", exc)
+        return False, redis_problem(exc)
     return True, "redis answers"
 
 
@@ -44,7 +46,7 @@ def _check_worker(queue: Queue) -> tuple[bool, str]:
     try:
         alive = live_workers(queue.connection, queue)
     except RedisError as exc:
-        return False, f"cannot list workers, redis unreachable: {exc}"
+        return False, f"cannot list workers: {redis_problem(exc)}"
     if not alive:
         return False, (f"no worker of queue {queue.name!r} has sent a heartbeat in the last "
                        f"{HEARTBEAT_MAX_AGE_S} s; start one with `python -m worker`")
