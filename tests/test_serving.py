@@ -171,3 +171,83 @@ def wait_for_line(log, words: str, timeout: float) -> None:
     while words not in log.read_text(errors="replace"):
         assert time.monotonic() < deadline, log.read_text(errors="replace")[-2000:]
         time.sleep(0.2)
+
+
+def test_a_response_reaches_the_server_in_pieces_and_whole():
+    from web.pacing import SEND_PIECE, InPieces
+
+    closed = []
+
+    class Body(list):
+        def close(self):
+            closed.append(True)
+
+    app = InPieces(lambda environ, start: Body([b"a" * (2 * SEND_PIECE + 5), b"", b"bc"]))
+    pieces = list(app({}, None))
+    assert [len(p) for p in pieces] == [SEND_PIECE, SEND_PIECE, 5, 2] and closed == [True]
+    assert b"".join(pieces) == b"a" * (2 * SEND_PIECE + 5) + b"bc"
+
+    class FileWrapper(list):
+        pass
+
+    sent = FileWrapper([b"x" * (3 * SEND_PIECE)])  # the server sends a file by itself
+    assert InPieces(lambda e, s: sent)({"wsgi.file_wrapper": FileWrapper}, None) is sent
+
+
+@pytest.mark.slow
+def test_a_slow_reader_gets_a_whole_large_body_and_only_a_silent_one_is_dropped(settings, redis,
+                                                                              tmp_path):
+    """gevent gives one sendall one CLIENT_TIMEOUT deadline, and gunicorn sent a body whole:
+    a check's JSON of some MB, read steadily but slower than its size per CLIENT_TIMEOUT,
+    was cut off part-way (with a traceback in the log). A piece's wait still lasts until the
+    kernel frees half the socket's send buffer (up to 4 MB here): a reader slower than about
+    2 MB per CLIENT_TIMEOUT (70 KB/s at 30 s) is still dropped (docs/reliability.md)."""
+    import dataclasses
+    import json
+    import time
+
+    from worker.core.checks import create_check, record_outcomes
+    from worker.core.contract import CheckedDesign, Hit, SearchOptions
+
+    settings = dataclasses.replace(settings, client_timeout=2)
+    hits = [Hit(rank=r, name=f"catalogue-design-{r:04d}", score=0.5, front_score=0.5,
+                back_score=0.5, swapped=False, front=f"images/d{r:04d}_front.png",
+                back=f"images/d{r:04d}_back.png", columns={"garment": "jacket"})
+            for r in range(1, 101)]
+    names = [f"new-design-{i:04d}" for i in range(400)]  # a JSON of about 13 MB
+    check_id = "c" * 32
+    create_check(redis, check_id, names, SearchOptions(k=100), [], {}, settings.result_ttl)
+    record_outcomes(redis, check_id, {i: CheckedDesign(name=n, status="finished", results=hits)
+                                      for i, n in enumerate(names)}, settings.result_ttl)
+    port = free_port()
+    web = start_web(settings, port, log=tmp_path / "web.log")
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/healthz")
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(f"GET /api/checks/{check_id} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     "Connection: close\r\n\r\n".encode())
+        received, started = bytearray(), time.monotonic()
+        while chunk := sock.recv(64 * 1024):  # about 2.5 MB/s: never silent, 5 s in all
+            received += chunk
+            time.sleep(0.025)
+        took = time.monotonic() - started
+        sock.close()
+        head, _, body = bytes(received).partition(b"\r\n\r\n")
+        length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length")))
+        assert len(body) == length, f"{len(body)} of {length} bytes after {took:.1f} s"
+        assert took > 2 * settings.client_timeout, f"read in {took:.1f} s: too fast to tell"
+        assert len(json.loads(body)["designs"]) == len(names)
+        silent = socket.socket()  # its window small: loopback's would take the whole body
+        silent.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        silent.settimeout(10)
+        silent.connect(("127.0.0.1", port))
+        silent.sendall(f"GET /api/checks/{check_id} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        got = bytearray(silent.recv(1))  # the answer has started (its JSON took a while)
+        time.sleep(settings.client_timeout + 2)  # reads nothing more: dropped, the rest unsent
+        while chunk := silent.recv(1 << 20):
+            got += chunk
+        silent.close()
+        assert len(got) < length
+    finally:
+        stop_process(web)

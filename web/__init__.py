@@ -10,6 +10,7 @@ from redis import BlockingConnectionPool, Redis
 from rq import Queue
 
 from web.longpolls import LongPolls
+from web.pacing import InPieces
 from web.submissions import FormRequest
 from worker.core.settings import REPO_ROOT, Settings
 from worker.core.storage import open_storage
@@ -51,5 +52,6 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(duplicates.bp)
     errors.register(app)
     headers.register(app)
+    app.wsgi_app = InPieces(app.wsgi_app)  # a slow reader is not cut off mid-body
 
     return app
