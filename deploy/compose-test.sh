@@ -156,7 +156,7 @@ data = sys.stdin.buffer.read(); image = Image.open(io.BytesIO(data)); image.load
 assert image.format == "JPEG", image.format
 print("    grid: %s %dx%d, %d bytes, decoded" % (image.format, *image.size, len(data)))' \
   <"$WORK/grid.jpg" || fail "the grid does not decode as a JPEG"
-# nginx's own refusals are JSON like the app's (nginx/default.conf.template)
+# nginx's own refusals are JSON like the app's to the API, pages to a page (nginx/default.conf.template)
 head -c $(( (${MAX_UPLOAD_MB:-20} + 1) * 1024 * 1024 )) /dev/zero >"$WORK/big.png"
 refused=$(curl -sS -o "$WORK/refused.json" -D "$WORK/refused.head" -w '%{http_code} %{content_type}' \
   -F "front=@$WORK/big.png" "$BASE/api/searches" || true)  # nginx may close before the upload ends
@@ -166,6 +166,11 @@ grep -qi '^x-content-type-options: nosniff' "$WORK/refused.head" \
   && grep -qi '^cache-control: private, no-store' "$WORK/refused.head" \
   || fail "nginx's refusal lacks the app's headers: $(cat "$WORK/refused.head")"
 log "an upload over MAX_UPLOAD_MB: $refused ($(json 'd["message"]' <"$WORK/refused.json"))"
+# to a page's form (a collection dropped on the page at /) the same refusal is a page to read
+refused=$(curl -sS -o "$WORK/refused.html" -w '%{http_code} %{content_type}' \
+  -F "collection=@$WORK/big.png;filename=season.zip" "$BASE/checks" || true)
+[[ "$refused" == "413 text/html" ]] && grep -q "The upload is too large" "$WORK/refused.html" \
+  || fail "a form's upload over MAX_UPLOAD_MB: $refused $(head -c 300 "$WORK/refused.html")"
 
 # --- the worker dies: restarted, no search left hanging ----------------------------------
 WORKER=$("${COMPOSE[@]}" ps -q worker)
