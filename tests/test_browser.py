@@ -326,7 +326,9 @@ def test_check_a_collection_and_download_its_report(site_then_worker, browser, t
 
     with page.expect_download() as download:
         page.click("#report-csv")
-    report = Path(download.value.path()).read_text().splitlines()
+    saved = Path(download.value.path()).read_bytes()
+    assert saved.startswith("\ufeff".encode())  # Excel reads the names as UTF-8
+    report = saved.decode("utf-8-sig").splitlines()
     assert report[0] == ("design,rank,match,similarity,verdict,front_score,back_score,error,"
                          "filters,swapped,outline_only,score,front_weight,catalogue_version,"
                          "side_copies,order,turned,garment,season")

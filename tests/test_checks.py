@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 from rq.job import Job
 
 from benchmarks.lookalike_edits import lineart
-from tests.http import post_pair
+from tests.http import csv_text, post_pair
 from tests.images import N_PAIRS, design_pair, encode
 from tests.zips import make_zip, pairs_csv, post_collection, season_files
 from worker.core.contract import CheckedDesign
@@ -60,8 +60,7 @@ def test_a_season_of_copies_and_new_designs(indexed_client, indexed_settings, ex
     for design in body["designs"][20:]:
         assert not [h for h in design["results"] if h["verdict"] in FLAGGED], design["name"]
         assert design["order"] == "score"
-    report = list(csv.DictReader(io.StringIO(
-        indexed_client.get(body["report_url"]).get_data(as_text=True))))
+    report = list(csv.DictReader(io.StringIO(csv_text(indexed_client.get(body["report_url"])))))
     assert len(report) == 30 * 20
     firsts = {r["design"]: r for r in report if r["rank"] == "1"}
     assert firsts["copy-of-dress-0013"]["match"] == "dress-0013"
@@ -137,11 +136,11 @@ def test_a_missing_drawing_fails_its_row_and_the_others_are_checked(indexed_clie
     assert all(hit["similarity"] is not None for hit in half["results"])
     report = indexed_client.get(body["report_url"])
     assert report.mimetype == "text/csv" and "attachment" in report.headers["Content-Disposition"]
-    lines = report.get_data(as_text=True).splitlines()
+    lines = csv_text(report).splitlines()
     assert len(lines) == 1 + 3 + 1 + 3 + 3 + 3 + 1
     assert [ln for ln in lines if ln.startswith("lost,")] == [
         "lost,,,,,,,back: 'gone.png' is not in the ZIP,,,,,0.5,,,,,,"]  # no version, order, turn, cols
-    rows = list(csv.DictReader(io.StringIO(report.get_data(as_text=True))))
+    rows = list(csv.DictReader(io.StringIO(csv_text(report))))
     firsts = {r["design"]: r for r in rows if r["rank"] == "1"}
     assert (firsts["one"]["swapped"], firsts["two"]["swapped"]) == ("false", "true")
     assert {r["outline_only"] for r in rows if r["design"] == "sketch"} == {"front back"}
@@ -198,7 +197,8 @@ def test_the_cli_checks_a_folder_in_process(indexed_settings, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "4/4" in proc.stderr  # the progress bar reached the end
     assert "checked 3 of 4 designs (1 failed" in proc.stderr
-    report = list(csv.DictReader(out.open(newline="")))
+    assert out.read_bytes().startswith("\ufeff".encode())  # for Excel, as the download
+    report = list(csv.DictReader(out.open(newline="", encoding="utf-8-sig")))
     assert len(report) == 3 * 5 + 1
     firsts = {r["design"]: r for r in report if r["rank"] == "1"}
     assert firsts["copy-of-jacket-0002"]["match"] == "jacket-0002"
@@ -291,7 +291,7 @@ def test_a_filtered_check_returns_k_hits_all_passing(indexed_client, run_worker,
     page = indexed_client.get(f"/checks/{body['id']}").get_data(as_text=True)
     assert "compared only with designs whose garment is jacket" in page
     assert "1 of 1 designs checked" in page
-    report = list(csv.DictReader(io.StringIO(indexed_client.get(f"{url}/report.csv").text)))
+    report = list(csv.DictReader(io.StringIO(csv_text(indexed_client.get(f"{url}/report.csv")))))
     assert len(report) == k and {row["filters"] for row in report} == {"garment:jacket"}
     refused = post_collection(indexed_client, make_zip(files, [("dress", "f.png", "b.png")]),
                               filter="colour:red")
@@ -348,8 +348,8 @@ def test_a_design_made_of_two_catalogue_designs_sides_is_flagged_side_by_side(
     page = " ".join(indexed_client.get(f"/searches/{body['id']}").get_data(as_text=True).split())
     assert "Searched alone, the front is a" in page and f"of {names[13]}" in page
     assert 'id="page-hint"' not in page  # not "no design here is judged a copy"
-    csv_text = indexed_client.get(body["csv_url"]).get_data(as_text=True)
-    assert f"front: {names[2]} " in csv_text.splitlines()[1]
+    table = csv_text(indexed_client.get(body["csv_url"]))
+    assert f"front: {names[2]} " in table.splitlines()[1]
     # the same design's two sides: each side alone finds it, which its pair's hit already says
     copy = post_pair(indexed_client, _rescanned(2, "front", 31), _rescanned(2, "back", 33))
     # the back weighted 0: the person compares the front alone, nothing to add

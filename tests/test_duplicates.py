@@ -20,6 +20,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
 from benchmarks.perf.banks import clustered_rows, noisy_copies
+from tests.http import csv_text
 from tests.test_ops import CONFORMANCE
 from worker.core.bank import write_bank
 from worker.core.duplicates import DUPLICATES, VERDICTS, duplicate_groups, read_duplicates
@@ -204,7 +205,7 @@ def test_the_csv_has_a_row_per_pair_of_the_groups_the_json_lists(synthetic):
         assert response.status_code == 200 and response.mimetype == "text/csv"
         assert response.headers["Content-Disposition"] == \
             f'attachment; filename="duplicates-{verdict}.csv"'
-        header, *rows = csv.reader(io.StringIO(response.get_data(as_text=True)))
+        header, *rows = csv.reader(io.StringIO(csv_text(response)))
         assert header == ["a", "b", "similarity", "verdict", "group", "sketches"]
         assert rows == [[p["a"], p["b"], str(p["similarity"]), p["verdict"], str(number), ""]
                         for number, g in enumerate(groups, 1) for p in g["pairs"]]
@@ -234,8 +235,8 @@ def test_designs_drawn_as_sketches_are_named_in_their_group_and_marked_on_the_pa
     assert set(marked[0]["sketches"]) <= set(marked[0]["designs"])
     page = client.get("/duplicates?min_verdict=similar").get_data(as_text=True)
     assert page.count("· line sketches") == 2 and 'id="sketches-judged"' in page
-    pairs = list(csv.DictReader(io.StringIO(client.get(
-        "/api/duplicates.csv?min_verdict=similar").get_data(as_text=True))))
+    pairs = list(csv.DictReader(io.StringIO(csv_text(client.get(
+        "/api/duplicates.csv?min_verdict=similar")))))
     assert [p["sketches"] for p in pairs if {p["a"], p["b"]} == {names[original], names[copy]}
             ] == ["a b"]  # the sketched pair, both its designs named
     assert all(p["sketches"] == " ".join(s for s in ("a", "b") if p[s] in marked[0]["sketches"])
@@ -361,7 +362,8 @@ def test_the_cli_writes_a_csv_row_per_pair(synthetic, tmp_path):
                            "similar", "--csv", str(out)], env=service_env(settings),
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    rows = list(csv.DictReader(out.open()))
+    assert out.read_bytes().startswith("\ufeff".encode())  # for Excel, as the download
+    rows = list(csv.DictReader(out.open(encoding="utf-8-sig")))
     groups = duplicate_groups(pairs, manifest["names"], "similar")
     assert len(rows) == sum(len(g["pairs"]) for g in groups)
     assert {(r["a"], r["b"], int(r["group"])) for r in rows} == {

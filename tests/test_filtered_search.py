@@ -10,6 +10,7 @@ import io
 
 import pytest
 
+from tests.http import csv_text
 from tests.images import N_PAIRS, design_pair
 from worker.core.catalogue import load_catalogue
 from worker.core.contract import Hit, SearchResult
@@ -134,7 +135,7 @@ def test_a_search_downloads_as_csv_with_its_filters_and_catalogue_columns(indexe
     assert response.status_code == 200 and response.mimetype == "text/csv"
     assert response.headers["Content-Disposition"] == \
         f'attachment; filename="search-{body["id"][:8]}.csv"'
-    header, *rows = csv.reader(io.StringIO(response.get_data(as_text=True)))
+    header, *rows = csv.reader(io.StringIO(csv_text(response)))
     assert header == [*SEARCH_COLUMNS, "garment", "season"]
     assert len(rows) == 4
     for row, hit in zip(rows, body["results"], strict=True):  # what the JSON says, best first

@@ -8,6 +8,7 @@ from flask import Blueprint, Response, abort, current_app, jsonify, request, sen
 
 from web.apidoc import Responses, api
 from web.errors import RequestRefused, error_response, redis_problem
+from web.headers import csv_attachment
 from web.schemas import Error, Health, Search, SearchCreated, SearchForm, WaitQuery
 from web.searches import MAX_WAIT_S, SearchStatus, describe, fetch_search, finished_result
 from web.submissions import require_multipart, submit_search
@@ -142,9 +143,7 @@ def get_result_csv(search_id: str):
     job = _job_or_404(search_id)
     if (refused := _finished(job)) is not None:
         return refused
-    return Response(search_csv(finished_result(job)),
-                    mimetype="text/csv", headers={
-                        "Content-Disposition": f'attachment; filename="search-{job.id[:8]}.csv"'})
+    return csv_attachment(search_csv(finished_result(job)), f"search-{job.id[:8]}.csv")
 
 
 @bp.get("/healthz")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import io
 
-from flask import Blueprint, Response, abort, current_app, jsonify, request, send_file, url_for
+from flask import Blueprint, abort, current_app, jsonify, request, send_file, url_for
 
 from web.api import UNAVAILABLE, wait_seconds
 from web.apidoc import Responses, api
 from web.check_schemas import CheckCreated, CheckForm, CheckQuery, CollectionCheck
 from web.check_uploads import submit_check
 from web.errors import error_response
+from web.headers import csv_attachment
 from web.schemas import Error
 from web.searches import MAX_WAIT_S, SEARCH_ID, hit_view
 from web.submissions import discard_uploads
@@ -201,8 +202,7 @@ def get_report(check_id: str):
                               f"of {state.total} designs); poll "
                               f"{url_for('checks.get_check', check_id=check_id)}")
     body = report_csv([state.design(row) for row in range(state.total)], state.options)
-    return Response(body, mimetype="text/csv", headers={
-        "Content-Disposition": f'attachment; filename="check-{check_id[:8]}.csv"'})
+    return csv_attachment(body, f"check-{check_id[:8]}.csv")
 
 
 @bp.get("/api/checks/<check_id>/designs/<int:row>.jpg")

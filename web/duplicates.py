@@ -9,10 +9,11 @@ from __future__ import annotations
 import math
 import threading
 
-from flask import Blueprint, Response, current_app, jsonify, render_template, request, url_for
+from flask import Blueprint, current_app, jsonify, render_template, request, url_for
 
 from web.apidoc import Responses, api
 from web.errors import RequestRefused
+from web.headers import csv_attachment
 from web.queryargs import int_arg
 from web.schemas import Duplicates, DuplicatesQuery, Error
 from worker.core.bank import BankError
@@ -101,8 +102,7 @@ def list_duplicates_csv():
     """The duplicate pairs as CSV, for a spreadsheet"""
     min_verdict = _min_verdict()
     _, groups = _groups(min_verdict)
-    return Response(duplicates_csv(groups), mimetype="text/csv", headers={
-        "Content-Disposition": f'attachment; filename="duplicates-{min_verdict}.csv"'})
+    return csv_attachment(duplicates_csv(groups), f"duplicates-{min_verdict}.csv")
 
 
 @bp.get("/duplicates")

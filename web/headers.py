@@ -7,12 +7,19 @@ from __future__ import annotations
 
 import secrets
 
-from flask import Flask, g, request
+from flask import Flask, Response, g, request
 
 PRIVATE = "private, no-store"
 # what a browser may keep an hour: the catalogue's own drawings; every other answer (a search,
 # a check, a design image, a list) may show a team's unreleased designs and is never kept
 CACHED_AN_HOUR = frozenset({"pages.catalogue_image", "browse.thumbnail", "static"})
+
+
+def csv_attachment(text: str, filename: str) -> Response:
+    """A CSV download, UTF-8 with a byte-order mark: Excel reads a file without one in the
+    machine's code page (`Été` as `Ã‰tÃ©`); pandas and `utf-8-sig` readers drop the mark."""
+    return Response("\ufeff" + text, mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
 
 def csp_nonce() -> str:

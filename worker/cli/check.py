@@ -123,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     report = report_csv(designs, options)
     if out is not None:
         try:
-            out.write_text(report, encoding="utf-8", newline="")  # not the locale's
+            # a file for a spreadsheet: Excel reads UTF-8 without a BOM in its code page
+            out.write_text(report, encoding="utf-8-sig", newline="")
         except OSError as exc:  # the check is not lost: the report goes to standard output
             print(f"check: could not write {out} ({exc.strerror}); the report follows on "
                   "standard output", file=sys.stderr)

@@ -40,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
         manifest, pairs = read_duplicates(settings.features_dir)
         groups = duplicate_groups(pairs, manifest["names"], args.min_verdict)
         if args.csv is not None:
-            args.csv.write_text(duplicates_csv(groups), encoding="utf-8", newline="")  # not the locale's
+            # a file for a spreadsheet: Excel reads UTF-8 without a BOM in its code page
+            args.csv.write_text(duplicates_csv(groups), encoding="utf-8-sig", newline="")
     except (BankError, InvalidSetting, OSError) as exc:
         print(f"duplicates: {exc}", file=sys.stderr)
         return 1
