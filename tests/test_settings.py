@@ -377,3 +377,34 @@ def test_auto_weights_keep_the_ones_the_index_was_built_with(tmp_path, monkeypat
     # a setting other than auto is taken as given, whatever the index holds
     assert weights_for(Settings(features_dir=settings.features_dir,
                                 vgg16_weights="bsds500")) == "bsds500"
+
+
+def test_keep_serving_exits_0_when_a_failed_build_leaves_an_index_the_worker_serves(
+        tmp_path, monkeypatch, capsys):
+    """Under docker compose the worker starts only once the catalogue job exits 0: a new
+    drawing that could not be read kept the service down, though the index built before could
+    serve every design it held."""
+    import numpy as np
+
+    from worker.cli.index import main as index_main
+    from worker.core.bank import write_bank
+
+    settings = Settings(database_dir=tmp_path / "db", features_dir=tmp_path / "features",
+                        vgg16_weights="bsds500", precision="float32")
+    settings.database_dir.mkdir()
+    rows = np.eye(2, dtype=np.float32)
+    write_bank(settings.features_dir, rows, rows, {
+        "n_pairs": 2, "dim": 2, "dtype": "float32", "descriptor": settings.descriptor,
+        "precision": "float32", "weights": {"id": "bsds500"}})
+    # refused before the model loads (a drawing that cannot be read, after: the same path)
+    settings.catalogue_csv.write_text("name,front\nnew,new-front.png\n")
+    for name, value in (("DATABASE_DIR", settings.database_dir),
+                        ("FEATURES_DIR", settings.features_dir), ("VGG16_WEIGHTS", "bsds500"),
+                        ("PRECISION", "float32")):
+        monkeypatch.setenv(name, str(value))
+    assert index_main(["--if-needed", "--no-progress"]) == 1
+    assert index_main(["--if-needed", "--no-progress", "--keep-serving"]) == 0
+    said = capsys.readouterr().err
+    assert "back" in said and "the index built before still serves" in said, said
+    monkeypatch.setenv("PRECISION", "int8")  # an index the worker would refuse: still a failure
+    assert index_main(["--if-needed", "--no-progress", "--keep-serving"]) == 1

@@ -78,6 +78,12 @@ def why_build(settings: Settings) -> str | None:
         return LISTED_OTHERWISE[state].format(settings.catalogue_csv.name)
     if (changed := _drawing_changed(settings, current.stat().st_mtime_ns)) is not None:
         return f"the drawing {changed} changed since the index was built"
+    return refused_by_worker(settings, manifest)
+
+
+def refused_by_worker(settings: Settings, manifest: dict) -> str | None:
+    """Why a worker with these settings would refuse the index of `manifest`; None if it
+    serves it (whatever changed in the catalogue since)."""
     # what the worker would refuse (worker.core.bank.check_model_matches), short of loading
     # the model: weights by name and file digest here, by their loaded values in the worker
     built = manifest.get("descriptor")
@@ -120,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
                              "the worker would refuse it (another descriptor, weights or int8 "
                              "against float), or its drawings were prepared or measured another "
                              "way than this version does it")
+    parser.add_argument("--keep-serving", action="store_true",
+                        help="a failed build exits 0 when the index already there would still "
+                             "be served (docker compose's worker then starts on it)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # kill or a lost SSH session unwinds the build as Ctrl-C does (a distributed one withdraws
@@ -159,6 +168,13 @@ def _by_design(exc: UnreadableImages, settings: Settings) -> str:
     return f"{len(exc.failures)} catalogue image(s) could not be read:\n" + "\n".join(lines)
 
 
+def _still_served(settings: Settings) -> bool:
+    try:
+        return refused_by_worker(settings, read_manifest(settings.features_dir)) is None
+    except BankError:  # none, or unreadable
+        return False
+
+
 def _index(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env()
@@ -184,6 +200,10 @@ def _index(args: argparse.Namespace) -> int:
         if isinstance(exc, UnreadableImages):
             exc = _by_design(exc, settings)
         print(f"index: {exc}\nindex: the existing banks were left untouched.", file=sys.stderr)
+        if args.keep_serving and not isinstance(exc, InvalidSetting) and _still_served(settings):
+            print("index: the index built before still serves (without the changes since): "
+                  "--keep-serving, so the workers start on it", file=sys.stderr)
+            return 0
         return 1
     if manifest is None:
         print(f"index: a build that was under way made the index in {settings.features_dir} "
