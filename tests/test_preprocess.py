@@ -189,6 +189,45 @@ def test_a_phone_jpeg_with_a_second_picture_is_its_first_picture():
     stored, _ = stored_form(buf.getvalue(), 10_000_000)
     kept = np.asarray(Image.open(io.BytesIO(stored)), np.float32)
     assert np.abs(kept - np.asarray(photo, np.float32)).mean() < 3  # the photo, not the preview
+    # added to the catalogue (API or CLI): stored as the JPEG it is (a KeyError, a 500, was)
+    from worker.core.queueing import upload_name
+    from worker.core.settings import Settings
+    from worker.indexing.edits import read_drawing
+
+    assert upload_name("e" * 32, "front", info.format) == "e" * 32 + "-front.jpg"
+    path, data = read_drawing(Settings(), buf.getvalue(), "front", trim=True)
+    assert path.startswith("images/") and path.endswith(".jpg") and data == buf.getvalue()
+
+
+def test_a_large_transparent_drawing_is_reduced_before_it_is_put_on_white(tmp_path):
+    """Composited at full size, a 40-megapixel transparent PNG of 0.7 MB took 790 MB to
+    check (an RGB one 170 MB); reduced as premultiplied RGBA first, it is the same drawing.
+    Pillow's pixels are C memory: measured as the peak RSS of a process of its own."""
+    import io
+    import subprocess
+    import sys
+
+    big = Image.new("RGBA", (6000, 6600), (0, 0, 0, 0))
+    big.paste((200, 30, 30, 255), (1000, 1000, 5000, 5600))
+    big.paste((20, 20, 160, 255), (2500, 1000, 2600, 5600))  # a stripe, 100 px of 6000
+    big.save(tmp_path / "big.png")
+    measure = ("import resource, sys; from pathlib import Path; "
+               "from worker.core.images import stored_form; "
+               "data = Path(sys.argv[1]).read_bytes(); "
+               "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; "
+               "stored, info = stored_form(data, 40_000_000); "
+               "Path(sys.argv[2]).write_bytes(stored); "
+               "print(info.mode, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)")
+    out = subprocess.run([sys.executable, "-c", measure, str(tmp_path / "big.png"),
+                          str(tmp_path / "kept.png")], capture_output=True, text=True,
+                         timeout=120, check=True).stdout.split()
+    mode, grown_kib = out[0], int(out[1])
+    kept = Image.open(io.BytesIO((tmp_path / "kept.png").read_bytes()))
+    assert mode == "RGBA" and kept.mode == "RGB" and kept.size == (931, 1024)
+    assert kept.getpixel((10, 10)) == (255, 255, 255)  # transparency is white paper
+    assert kept.getpixel((396, 512)) == (20, 20, 160) and kept.getpixel((300, 500)) == (200, 30, 30)
+    assert grown_kib < 300 * 1024, f"{grown_kib / 1024:.0f} MiB"
+
 
 
 def test_trim_finds_the_drawing_through_margins_and_noise():
@@ -249,3 +288,35 @@ def test_a_drawing_that_shows_nothing_on_the_canvas_is_refused_naming_its_side()
     ImageDraw.Draw(page).line([(0, 1000), (3999, 1000)], fill=(0, 0, 0), width=24)
     canvas, turned = query_canvas(encode(page), 10**8, True, None, "front")  # a line that shows
     assert canvas.shape == (CANVAS, CANVAS, 3) and canvas.min() < 100 and turned == 0
+
+
+def test_a_png_with_too_much_metadata_is_refused_saying_so():
+    """Pillow's own words ("Decompressed data too large for PngImagePlugin.MAX_TEXT_CHUNK")
+    told a designer nothing about what to change."""
+    import io
+
+    from PIL.PngImagePlugin import PngInfo
+
+    from worker.core.images import ImageRejected, load_image
+
+    meta = PngInfo()
+    meta.add_text("XML:com.adobe.xmp", "x" * (2 << 20), zip=True)  # 2 MB, a few KB zipped
+    buf = io.BytesIO()
+    drawing().save(buf, "PNG", pnginfo=meta)
+    with pytest.raises(ImageRejected, match="more than 1 MB of text metadata"):
+        load_image(buf.getvalue())
+
+
+def test_a_cmyk_export_is_not_stored_with_its_cmyk_profile():
+    """The RGB drawing kept of a CMYK JPEG carried the CMYK profile, which does not describe
+    its pixels (a browser showing the stored drawing reads it); an RGB profile is kept."""
+    import io
+
+    from worker.core.images import stored_form
+
+    for mode, kept in (("CMYK", None), ("RGB", b"an RGB profile")):
+        buf = io.BytesIO()
+        drawing().convert(mode).save(buf, "JPEG", icc_profile=b"an " + mode.encode() + b" profile")
+        stored, info = stored_form(buf.getvalue(), 10_000_000)
+        assert info.mode == mode
+        assert Image.open(io.BytesIO(stored)).info.get("icc_profile") == kept

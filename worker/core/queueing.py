@@ -26,7 +26,7 @@ REMOVE_DESIGN_FUNC = "worker.service.edits.remove_design_by_name"
 MATCH_FUNC = "worker.service.matches.draw_match"
 EDIT_FUNCS = (ADD_DESIGN_FUNC, REMOVE_DESIGN_FUNC)  # catalogue edits: they change the catalogue
 CHUNK_FUNC = "worker.service.chunks.extract_chunk"  # a chunk of a distributed index build
-EXTENSION = {"JPEG": "jpg", "PNG": "png"}
+EXTENSION = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png"}  # MPO: a phone's JPEG (a gain map after it)
 UPLOAD_NAME = re.compile(contract.UPLOAD_NAME)  # use fullmatch
 HEARTBEAT_MAX_AGE_S = 60  # a live worker beats at least this often (idle: RQ's dequeue wait)
 
