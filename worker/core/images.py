@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import io
 import math
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
+from worker.core.rgb import ALPHA_MODES, exif_upright, to_rgb  # noqa: F401 - to_rgb: theirs
 from worker.core.widegrey import WIDE_MODES, to_8bit
 
 ACCEPTED_FORMATS = ("JPEG", "PNG")
@@ -83,6 +83,9 @@ def _open(source: bytes | str | Path, max_pixels: int) -> Image.Image:
         raise ImageRejected("too_many_pixels", f"image has too many pixels; the limit is "
                             f"{_pixel_limit(max_pixels)}") from None
     except (OSError, SyntaxError, ValueError) as exc:
+        if "MAX_TEXT_CHUNK" in str(exc):  # Pillow's bound on a PNG's compressed text
+            raise ImageRejected("corrupt", "the PNG carries more than 1 MB of text metadata "
+                                "(XMP, comments): save it again without metadata") from None
         raise ImageRejected("corrupt", f"image could not be read: {exc}") from None
 
 
@@ -131,30 +134,6 @@ def inspect_image(data: bytes, max_pixels: int) -> ImageInfo:
     return ImageInfo(img.format or "", img.width, img.height, img.mode)
 
 
-def exif_upright(img: Image.Image) -> Image.Image:
-    """`img` turned as its EXIF orientation says; as it is when its EXIF cannot be read (a
-    bad Exif block or eXIf chunk: the pixels, which were decoded, are still the drawing)."""
-    try:
-        return ImageOps.exif_transpose(img)
-    except (SyntaxError, ValueError, TypeError, KeyError, IndexError, OSError, struct.error):
-        return img
-
-
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Any mode (palette, alpha, grayscale, 1-bit, CMYK, 16-bit) -> RGB, transparency on
-    white, EXIF orientation applied."""
-    img = exif_upright(img)
-    if img.mode in WIDE_MODES:
-        img = to_8bit(img)
-    if img.mode in ("P", "1", "L", "RGB") and "transparency" in img.info:  # a colour keyed out
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
-    return img.convert("RGB")
-
-
 def stored_size(w: int, h: int) -> tuple[int, int]:
     """The size a w x h upload is kept at: long side STORED_LONG_SIDE, or short side
     STORED_SHORT_SIDE where that is larger (a drawing on a very wide page is a small part of
@@ -170,6 +149,12 @@ def stored_size(w: int, h: int) -> tuple[int, int]:
     else:
         long, short = long * STORED_SHORT_SIDE // short, STORED_SHORT_SIDE
     return (long, short) if w >= h else (short, long)
+
+
+def _reduction(img: Image.Image) -> int:
+    """The whole factor that keeps `img` at twice its stored size at least."""
+    (w, h), (sw, sh) = img.size, stored_size(*img.size)
+    return max(1, min(w // (2 * sw), h // (2 * sh)))
 
 
 def _shrink(img: Image.Image) -> Image.Image:
@@ -235,13 +220,20 @@ def stored_form(data: bytes, max_pixels: int, box: Box | None = None
     info = ImageInfo(img.format or "", img.width, img.height, img.mode)
     img = exif_upright(img)
     if img.mode in WIDE_MODES:  # reduced while wide (to twice the stored size at least)
-        (w, h), (sw, sh) = img.size, stored_size(*img.size)
-        img = to_8bit(img, max(1, min(w // (2 * sw), h // (2 * sh))))
+        img = to_8bit(img, _reduction(img))
     narrow = img.mode in ("L", "RGB") and "transparency" not in img.info  # no colour key
+    if not narrow and (img.mode in ALPHA_MODES or "transparency" in img.info):
+        # reduced as RGBA (premultiplied) before the white goes under it: composited whole,
+        # a 40-megapixel transparent PNG of 0.7 MB took 790 MB
+        img = img.convert("RGBA")
+        if (factor := _reduction(img)) > 1:
+            img = img.reduce(factor)
     if narrow:  # shrink before widening to RGB (alpha: composited first)
         _refuse_blank(img, box)  # before the shrink, which averages a thin faint line away
         img = _shrink(img)
     rgb = to_rgb(img)
+    if info.mode == "CMYK":  # its profile describes CMYK inks, not these RGB pixels
+        rgb.info.pop("icc_profile", None)
     if not narrow:
         _refuse_blank(rgb, box)
     rgb = _shrink(rgb)
