@@ -305,18 +305,38 @@ def test_a_png_with_too_much_metadata_is_refused_saying_so():
     drawing().save(buf, "PNG", pnginfo=meta)
     with pytest.raises(ImageRejected, match="more than 1 MB of text metadata"):
         load_image(buf.getvalue())
+    # the same text after the pixels (read by the decode, not the open)
+    import struct
+    import zlib
+
+    plain = io.BytesIO()
+    drawing().save(plain, "PNG")
+    body = b"Comment\0\0" + zlib.compress(b"x" * (2 << 20))
+    chunk = struct.pack(">I", len(body)) + b"zTXt" + body + struct.pack(
+        ">I", zlib.crc32(b"zTXt" + body))
+    data = plain.getvalue()
+    end = data.rindex(b"IEND") - 4
+    with pytest.raises(ImageRejected, match="more than 1 MB of text metadata"):
+        load_image(data[:end] + chunk + data[end:])
 
 
-def test_a_cmyk_export_is_not_stored_with_its_cmyk_profile():
-    """The RGB drawing kept of a CMYK JPEG carried the CMYK profile, which does not describe
-    its pixels (a browser showing the stored drawing reads it); an RGB profile is kept."""
+def test_a_stored_drawing_keeps_only_an_rgb_profile():
+    """The RGB drawing kept of a CMYK JPEG (or of a grey one) carried its CMYK (grey)
+    profile, which does not describe its pixels (a browser showing the stored drawing reads
+    it); an RGB profile (sRGB, Adobe RGB) is kept."""
     import io
+
+    from PIL import ImageCms
 
     from worker.core.images import stored_form
 
-    for mode, kept in (("CMYK", None), ("RGB", b"an RGB profile")):
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    assert srgb[16:20] == b"RGB "
+    for mode, profile, kept in (("CMYK", b"\0" * 16 + b"CMYK" + b"\0" * 108, None),
+                                ("L", b"\0" * 16 + b"GRAY" + b"\0" * 108, None),
+                                ("RGB", srgb, srgb)):
         buf = io.BytesIO()
-        drawing().convert(mode).save(buf, "JPEG", icc_profile=b"an " + mode.encode() + b" profile")
+        drawing().convert(mode).save(buf, "JPEG", icc_profile=profile)
         stored, info = stored_form(buf.getvalue(), 10_000_000)
         assert info.mode == mode
-        assert Image.open(io.BytesIO(stored)).info.get("icc_profile") == kept
+        assert Image.open(io.BytesIO(stored)).info.get("icc_profile") == kept, mode

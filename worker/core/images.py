@@ -11,11 +11,17 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from worker.core.rgb import ALPHA_MODES, exif_upright, to_rgb  # noqa: F401 - to_rgb: theirs
+from worker.core.rgb import (  # noqa: F401 - to_rgb, is_flat: theirs
+    ALPHA_MODES,
+    exif_upright,
+    flat_on_white,
+    is_flat,
+    reduce_rgba,
+    to_rgb,
+)
 from worker.core.widegrey import WIDE_MODES, to_8bit
 
 ACCEPTED_FORMATS = ("JPEG", "PNG")
-BLANK_SPREAD = 12  # per channel, max - min: a flat colour's JPEG ringing stays below it
 MIN_SIDE = 16
 MAX_ASPECT = 20.0
 STORED_LONG_SIDE = 1024  # px: an upload is kept as RGB pixels at most this large...
@@ -83,10 +89,14 @@ def _open(source: bytes | str | Path, max_pixels: int) -> Image.Image:
         raise ImageRejected("too_many_pixels", f"image has too many pixels; the limit is "
                             f"{_pixel_limit(max_pixels)}") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        if "MAX_TEXT_CHUNK" in str(exc):  # Pillow's bound on a PNG's compressed text
-            raise ImageRejected("corrupt", "the PNG carries more than 1 MB of text metadata "
-                                "(XMP, comments): save it again without metadata") from None
-        raise ImageRejected("corrupt", f"image could not be read: {exc}") from None
+        raise _corrupt(exc, "image could not be read") from None
+
+
+def _corrupt(exc: Exception, what: str) -> ImageRejected:
+    if "MAX_TEXT_CHUNK" in str(exc):  # Pillow's bound on a PNG's compressed text, read at open
+        return ImageRejected("corrupt", "the PNG carries more than 1 MB of text metadata (XMP, "
+                             "comments): save it again without metadata")  # or after the pixels
+    return ImageRejected("corrupt", f"{what}: {exc}")
 
 
 def _check_geometry(img: Image.Image, max_pixels: int) -> None:
@@ -124,7 +134,7 @@ def load_image(source: bytes | str | Path, max_pixels: int = 40_000_000,
     try:
         img.load()
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageRejected("corrupt", f"image is truncated or corrupt: {exc}") from None
+        raise _corrupt(exc, "image is truncated or corrupt") from None
     return img
 
 
@@ -179,33 +189,18 @@ def crop_to_box(img: Image.Image, box: Box | None) -> Image.Image:
     return img.crop((left, top, right, bottom))
 
 
-def _refuse_blank(img: Image.Image, box: Box | None) -> None:
+def _refuse_blank(img: Image.Image, box: Box | None, flat=is_flat) -> None:
     """A drawing of one flat colour (a blank page, an empty layer exported), or a box around
     one colour alone, is refused: it has no design to compare, and its hits would only be
     the plainest garments (or, read as a line sketch, garments cut alike). Judged at full
     size (the worker also refuses a drawing that shows nothing on its canvas)."""
-    if is_flat(img):
+    if flat(img):
         raise ImageRejected("blank", "the drawing is blank (one flat colour, nothing drawn on "
                             "it; transparent areas read as white paper); upload the drawing "
                             "of the design")
-    if box is not None and is_flat(crop_to_box(img, box)):
+    if box is not None and flat(crop_to_box(img, box)):
         raise ImageRejected("blank_box", "the box holds one flat colour alone, no line or "
                             "pattern of the design; draw it around a part that has some")
-
-
-def is_flat(img: Image.Image) -> bool:
-    """Every band within BLANK_SPREAD levels (an "L" image's extrema are one pair). The
-    middle eighth of the rows first: a drawing is nearly always not flat there already, and
-    reading them costs an eighth of reading all (a 12-megapixel upload: ~35 ms)."""
-    w, h = img.size
-    middle = img.crop((0, h * 7 // 16, w, max(h * 9 // 16, h * 7 // 16 + 1)))
-    return _spread_within(middle) and _spread_within(img)
-
-
-def _spread_within(img: Image.Image) -> bool:
-    extrema = img.getextrema()
-    bands = extrema if isinstance(extrema[0], tuple) else (extrema,)
-    return all(high - low <= BLANK_SPREAD for low, high in bands)
 
 
 def stored_form(data: bytes, max_pixels: int, box: Box | None = None
@@ -222,19 +217,20 @@ def stored_form(data: bytes, max_pixels: int, box: Box | None = None
     if img.mode in WIDE_MODES:  # reduced while wide (to twice the stored size at least)
         img = to_8bit(img, _reduction(img))
     narrow = img.mode in ("L", "RGB") and "transparency" not in img.info  # no colour key
-    if not narrow and (img.mode in ALPHA_MODES or "transparency" in img.info):
-        # reduced as RGBA (premultiplied) before the white goes under it: composited whole,
-        # a 40-megapixel transparent PNG of 0.7 MB took 790 MB
-        img = img.convert("RGBA")
-        if (factor := _reduction(img)) > 1:
-            img = img.reduce(factor)
-    if narrow:  # shrink before widening to RGB (alpha: composited first)
+    alpha = not narrow and (img.mode in ALPHA_MODES or "transparency" in img.info)
+    if narrow:  # shrink before widening to RGB
         _refuse_blank(img, box)  # before the shrink, which averages a thin faint line away
         img = _shrink(img)
+    elif alpha:  # judged whole on white a band at a time, then reduced as RGBA (premultiplied)
+        # before the white goes under it: composited whole, a 40-megapixel PNG took 790 MB
+        img = img if img.mode == "RGBA" else img.convert("RGBA")  # (convert would copy it)
+        _refuse_blank(img, box, flat_on_white)
+        if (factor := _reduction(img)) > 1:
+            img = reduce_rgba(img, factor)
     rgb = to_rgb(img)
-    if info.mode == "CMYK":  # its profile describes CMYK inks, not these RGB pixels
-        rgb.info.pop("icc_profile", None)
-    if not narrow:
+    if rgb.info.get("icc_profile", b"")[16:20] not in (b"", b"RGB "):  # CMYK, grey: not these
+        rgb.info.pop("icc_profile")  # pixels' colour space (a browser reads the stored one)
+    if not narrow and not alpha:
         _refuse_blank(rgb, box)
     rgb = _shrink(rgb)
     buf = io.BytesIO()
