@@ -543,15 +543,24 @@ def test_a_worker_s_maintenance_renews_running_checks_pins_and_drops_settled_one
     assert [p.name for p in pins.iterdir()] == [worker_pin]
 
 
-def test_a_check_cancelled_before_its_turn_checks_nothing_and_keeps_nothing(settings, redis):
+def test_a_check_cancelled_before_its_turn_checks_nothing_and_keeps_nothing(settings, redis,
+                                                                             monkeypatch):
     client = _client(settings, check_chunk_pairs=1)
     rows = [("a", "a-f.png", "a-b.png"), ("gone", "a-f.png", "nowhere.png"),
             ("b", "a-b.png", "a-f.png")]
     url = post_collection(client, make_zip(GOOD, rows)).get_json()["url"]
     queue = Queue(settings.check_queue_name, connection=redis)
     assert len(queue) == 2 and len(list(settings.upload_dir.iterdir())) == 4
+    from web import checks
+
+    reads = []
+    real_read = checks.read_check
+    monkeypatch.setattr(checks, "read_check", lambda *args: reads.append(args[2]) or
+                        real_read(*args))
     page = client.get(url.removeprefix("/api")).get_data(as_text=True)
     assert 'id="cancel-form"' in page  # offered while it runs
+    assert reads == [False]  # its progress alone: no design's hits read on each refresh
+    monkeypatch.undo()
     cancelled = client.delete(url)
     assert cancelled.status_code == 200, cancelled.get_json()
     body = cancelled.get_json()

@@ -104,9 +104,11 @@ def submit_check_form():
 @bp.get("/checks/<check_id>")
 def check_page(check_id: str):
     """A progress bar while the check runs; then each design, the most serious verdict first."""
-    state = state_or_404(check_id)
     # a running check's page shows its progress alone: each design's hits read only once done
-    check = describe_check(state, designs=state.status.value == "finished")
+    state = state_or_404(check_id, results=False)
+    if finished := state.status.value == "finished":
+        state = state_or_404(check_id)
+    check = describe_check(state, designs=finished)
     designs = check.get("designs", [])
     for design in designs:
         design["unjudged"] = unjudged(design)
