@@ -351,6 +351,23 @@ def test_the_probes_name_a_redis_fault_not_its_address(settings, where, tmp_path
             client.get("/readyz").get_json()["checks"]["redis"]["reason"]]
     reason = "Connection refused" if where == "tcp" else "No such file or directory"
     assert said == [f"REDIS_URL cannot be reached (ConnectionError: {reason})"] * 2
+    stored = create_app({"SETTINGS": dataclasses.replace(settings, redis_url=url, storage="redis"),
+                         "TESTING": True}).test_client()  # uploads and grids in Redis
+    assert stored.get("/readyz").get_json()["checks"]["output_dir"]["reason"] == \
+        f"results are stored in Redis: REDIS_URL cannot be reached (ConnectionError: {reason})"
+
+
+def test_a_refusal_redis_answered_is_told_in_its_own_words():
+    """A wrong password, or Redis loading its data, read "cannot be reached (no answer)",
+    sending an operator to look for a network fault."""
+    from redis.exceptions import AuthenticationError, BusyLoadingError
+
+    from worker.core.settings import redis_problem
+
+    assert redis_problem(AuthenticationError("invalid username-password pair")) == \
+        "AuthenticationError: invalid username-password pair"
+    assert redis_problem(BusyLoadingError("Redis is loading the dataset in memory")) == \
+        "BusyLoadingError: Redis is loading the dataset in memory"
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ import io
 from flask import Blueprint, Response, abort, current_app, jsonify, request, send_file, url_for
 
 from web.apidoc import Responses, api
-from web.errors import RequestRefused, error_response, redis_problem
+from web.errors import RequestRefused, error_response
 from web.headers import csv_attachment
 from web.schemas import Error, Health, Search, SearchCreated, SearchForm, WaitQuery
 from web.searches import MAX_WAIT_S, SearchStatus, describe, fetch_search, finished_result
@@ -16,6 +16,7 @@ from worker.core.bank import BankError
 from worker.core.queueing import ENDED, live_workers, registered_workers, wait_until_done
 from worker.core.readcache import read_manifest_cached
 from worker.core.results_csv import SEARCH_COLUMNS, search_csv
+from worker.core.settings import redis_problem
 
 bp = Blueprint("api", __name__)
 SEARCH_ID = {"search_id": "the id the submission returned (32 lowercase hex digits); any other "

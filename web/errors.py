@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask, current_app, jsonify, make_response, render_template, request
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 
@@ -23,16 +21,6 @@ QUEUE_UNAVAILABLE = "the search service is briefly unavailable; please retry sho
 
 def queue_unavailable() -> RequestRefused:
     return RequestRefused(503, "queue_unavailable", QUEUE_UNAVAILABLE, retry_after=5)
-
-
-def redis_problem(exc: Exception) -> str:
-    """What the probes tell anyone of a Redis fault: its kind and the system's reason, never
-    its address or a socket's path (`Error 111 connecting to /run/x/redis.sock.`)."""
-    if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
-        cause = exc.__cause__ or exc.__context__
-        reason = getattr(cause, "strerror", None) or "no answer"
-        return f"REDIS_URL cannot be reached ({type(exc).__name__}: {reason})"
-    return f"{type(exc).__name__}: {exc}"
 
 
 def storage_unavailable() -> RequestRefused:

@@ -14,12 +14,12 @@ from rq import Queue
 from rq.registry import BaseRegistry
 
 from web.apidoc import Responses, api, openapi_document
-from web.errors import redis_problem
 from web.schemas import OpenAPIDocument, Readiness
 from worker.core.bank import BankError
 from worker.core.metrics import read_metrics
 from worker.core.queueing import HEARTBEAT_MAX_AGE_S, live_workers
 from worker.core.readcache import read_manifest_cached
+from worker.core.settings import redis_problem
 
 bp = Blueprint("ops", __name__)
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"

@@ -23,7 +23,7 @@ from typing import Protocol
 
 from redis import Redis
 
-from worker.core.settings import Settings
+from worker.core.settings import Settings, redis_problem
 
 KEY_PREFIX = "pairsearch:blob:"
 TEMP_GRACE_S = 3600  # aside-written files older than this are leftovers of a crash
@@ -227,7 +227,8 @@ class RedisStorage:
         try:
             self.connection.ping()
         except Exception as exc:  # noqa: BLE001 - reported as data
-            return False, f"results are stored in Redis, which does not answer: {exc}"
+            log.warning("readyz: redis: %s", exc)
+            return False, f"results are stored in Redis: {redis_problem(exc)}"
         return True, "results are stored in Redis"
 
 
