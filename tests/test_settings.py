@@ -374,6 +374,9 @@ def test_auto_weights_keep_the_ones_the_index_was_built_with(tmp_path, monkeypat
     assert resolve_weights(weights_for(settings)).id == "bsds500"
     assert why_build(settings) == \
         "the index was built with VGG16 weights 'imagenet', the worker will load 'bsds500'"
+    (settings.features_dir / "CURRENT").unlink()  # which index is current cannot be read
+    (settings.features_dir / "CURRENT").mkdir()  # (a --chunks-only worker needs none)
+    assert weights_for(settings) == "auto"
     # a setting other than auto is taken as given, whatever the index holds
     assert weights_for(Settings(features_dir=settings.features_dir,
                                 vgg16_weights="bsds500")) == "bsds500"

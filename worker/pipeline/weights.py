@@ -110,8 +110,8 @@ def weights_for(settings) -> str:
         return setting
     try:
         built = read_manifest(settings.features_dir).get("weights")
-    except BankError:  # no index yet (or an unreadable one: the worker says so)
-        return setting
+    except (BankError, OSError, UnicodeDecodeError):  # no index yet, or one that cannot be
+        return setting  # read (the worker says so; a --chunks-only one needs none)
     built = built.get("id") if isinstance(built, dict) else None
     if built == "bsds500" or (built == "imagenet" and (imagenet_cache_path().is_file()
                                                        or _imagenet_reachable())):
