@@ -134,6 +134,17 @@ def test_a_full_disk_while_a_large_part_spills_is_503_not_500(client, monkeypatc
     assert response.status_code == 503 and response.headers["Retry-After"] == "30"
     assert response.get_json()["error"] == "storage_unavailable"
 
+    from gunicorn.http.errors import NoMoreData
+
+    class ClientLeft(tempfile.SpooledTemporaryFile):  # gunicorn's NoMoreData is an OSError
+        def rollover(self):
+            raise NoMoreData(b"")
+
+    monkeypatch.setattr(submissions, "SpooledTemporaryFile", ClientLeft)
+    response = client.post("/api/searches", data={"front": (io.BytesIO(large), "f.png")},
+                           content_type="multipart/form-data")
+    assert (response.status_code, response.get_json()["error"]) == (408, "request_timeout")
+
 
 def test_catalogue_images_are_regular_files_inside_the_catalogue(settings, redis, tmp_path):
     import os

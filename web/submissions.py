@@ -61,9 +61,9 @@ class FormRequest(Request):
                                  "malformed: cut short before its closing boundary, or a part "
                                  "without its headers") from None
         except OSError as exc:  # a large part's spill into UPLOAD_DIR: a full disk, a quota
-            if isinstance(exc, (TimeoutError, ConnectionError)):  # the client's, not ours
-                raise
             self.__dict__["form"] = self.__dict__["files"] = self.parameter_storage_class()
+            if exc.errno is None or isinstance(exc, TimeoutError | ConnectionError):
+                raise ClientDisconnected() from None  # the body stopped (gunicorn's NoMoreData)
             current_app.logger.warning("could not spill an upload to disk: %s", exc)
             raise storage_unavailable() from None
 
