@@ -59,7 +59,8 @@ test-fast: $(VENV)/.installed
 	$(PY) -m pytest -q -ra -m "not slow"
 
 bench-quality: $(VENV)/.installed
-	$(PY) -m benchmarks.quality --front-weights 0,0.25,0.5,0.75,1
+	$(PY) -m benchmarks.quality --descriptor grey-dir345-lw256-shape-colour-pattern-proportions \
+		--precision auto --front-weights 0,0.25,0.5,0.75,1  # the service's descriptor (its default: flatten)
 
 fuzz: $(VENV)/.installed
 	$(PY) -m benchmarks.fuzz_upload --seconds 60

@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ann-candidates", type=int, default=None,
                         help="search through the coarse index (worker.pipeline.ann), re-scoring "
                              "exactly this many candidates per query vector (0: the service's "
-                             "max(10 k, 200)); default: brute force")
+                             "max(10 k, 5000)); default: brute force")
     parser.add_argument("--score-order", action="store_true",
                         help="keep every list in the score's order (as before the list after "
                              "a found copy was ordered by design: worker/pipeline/listing.py)")

@@ -192,7 +192,7 @@ def build_bank(extractor, catalogue: Catalogue, ann_candidates: int | None = Non
     """In-process banks, built by the indexer's own code: two (n_pairs, dim) float32, scored
     with the descriptor's exact-match bonus unless `exact` is False (as an index built before
     the bonus). With `ann_candidates`, also the coarse index (`worker.pipeline.ann`, whatever
-    the bank's size): 0 re-scores the service's max(10 k, 200) candidates, N > 0 exactly N
+    the bank's size): 0 re-scores the service's max(10 k, 5000) candidates, N > 0 exactly N
     (at least k)."""
     from worker.indexing.build import compute_banks
     from worker.indexing.sketches import sketch_share
@@ -353,7 +353,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                              "whatever the catalogue size (SEARCH_ANN_MIN_PAIRS=0)")
     parser.add_argument("--ann-candidates", type=int, default=0,
                         help="with --ann: rows re-scored exactly per query vector (default 0: "
-                             "the service's max(10 k, 200), the whole sample when it is small)")
+                             "the service's max(10 k, 5000), the whole sample when it is small)")
     args = parser.parse_args(argv)
     if args.ann_candidates < 0:
         parser.error("--ann-candidates must be 0 or more")
@@ -397,7 +397,7 @@ def search_mode(args: argparse.Namespace) -> str:
     if not args.ann:
         return "brute force"
     return (f"coarse + exact ({args.ann_candidates} candidates)" if args.ann_candidates
-            else "coarse + exact (max(10 k, 200) candidates)")
+            else "coarse + exact (max(10 k, 5000) candidates)")
 
 
 def run(args: argparse.Namespace, database: Path) -> dict:
