@@ -15,6 +15,7 @@ from worker.core.archive import CollectionRefused
 
 COLUMNS = ("name", "front", "back")
 NAME_MAX = 200  # characters of a design's name
+PATH_MAX = 1024  # characters of a drawing's path: its error is kept with the check for a day
 LINE_BREAKING = frozenset({"Cc", "Zl", "Zp"})  # NUL, tab, CR/LF, U+2028/9: not in a name's line
 DIRECTION_OVERRIDES = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 BLANK_ROWS = 1000  # a spreadsheet's empty rows skipped; past them a CSV is refused, not read on
@@ -39,6 +40,10 @@ def _row(number: int, record: dict) -> tuple[str, str, str]:
         raise malformed(f"pairs.csv row {number} has no name")
     if len(name) > NAME_MAX:
         raise malformed(f"pairs.csv row {number}: the name is longer than {NAME_MAX} characters")
+    for side, path in (("front", front), ("back", back)):
+        if len(path) > PATH_MAX:
+            raise malformed(f"pairs.csv row {number}: the {side} path is longer than {PATH_MAX} "
+                            "characters")
     if any(unicodedata.category(c) in LINE_BREAKING for c in name):
         raise malformed(f"pairs.csv row {number}: the name holds a line break, tab or other "
                         "control character; a name is one line of text")
