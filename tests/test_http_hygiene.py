@@ -185,3 +185,20 @@ def test_catalogue_images_are_regular_files_inside_the_catalogue(settings, redis
     finally:
         for path in made:
             path.unlink()
+
+
+def test_a_post_a_browser_sends_for_another_site_is_refused(client):
+    """A page elsewhere could make a visitor's browser post collections to a service on
+    loopback (a form, or a no-cors fetch, needs no preflight); the browser says where the
+    request comes from. The service's own pages, scripts and curl are served as before."""
+    from tests.http import post_pair
+
+    for site, status in (("cross-site", 403), ("same-origin", 400), (None, 400)):
+        headers = {} if site is None else {"Sec-Fetch-Site": site}
+        response = client.post("/api/searches", data={}, headers=headers,
+                               content_type="multipart/form-data")
+        assert response.status_code == status, (site, response.get_json())
+    refused = client.post("/checks", headers={"Sec-Fetch-Site": "cross-site"})
+    assert refused.status_code == 403 and "another site" in refused.get_data(as_text=True)
+    assert client.get("/", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 200  # a link
+    assert post_pair(client, None, None).status_code == 400  # no header: as before

@@ -9,7 +9,10 @@ import secrets
 
 from flask import Flask, Response, g, request
 
+from web.errors import RequestRefused
+
 PRIVATE = "private, no-store"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # what a browser may keep an hour: the catalogue's own drawings; every other answer (a search,
 # a check, a design image, a list) may show a team's unreleased designs and is never kept
 CACHED_AN_HOUR = frozenset({"pages.catalogue_image", "browse.thumbnail", "static"})
@@ -38,6 +41,16 @@ def content_security_policy(nonce: str) -> str:
 
 def register(app: Flask) -> None:
     app.jinja_env.globals["csp_nonce"] = csp_nonce
+
+    @app.before_request
+    def refuse_other_sites():
+        """A page of another site may make a visitor's browser POST here (a form, a no-cors
+        fetch: no preflight) to a service reachable on loopback or a LAN only; browsers say
+        so (Sec-Fetch-Site), scripts and curl send no such header."""
+        if request.method not in SAFE_METHODS and \
+                request.headers.get("Sec-Fetch-Site") == "cross-site":
+            raise RequestRefused(403, "cross_site", "a page of another site may not send "
+                                 "requests to this service; use its own pages or its API")
 
     @app.after_request
     def security_headers(response):
