@@ -79,7 +79,8 @@ def test_html_form_redirects_to_a_page_that_shows_the_grid(indexed_client, run_w
                                    content_type="multipart/form-data")
     assert response.status_code == 303 and response.location.startswith("/searches/")
     waiting = indexed_client.get(response.location)
-    assert b"Searching" in waiting.data and b"http-equiv=\"refresh\"" in waiting.data
+    assert b"Searching" in waiting.data and b'http-equiv="refresh" content="10"' in waiting.data
+    assert b'<p id="progress" role="status">' in waiting.data  # read out as it changes
     run_worker()
     page = indexed_client.get(response.location).data.decode()
     assert "result.jpg" in page and "jacket-0002" in page and 'id="results"' in page
@@ -119,6 +120,7 @@ def test_form_errors_are_readable(indexed_client, redis, indexed_settings):
     response = indexed_client.post("/", data={"k": "20"}, content_type="multipart/form-data")
     assert response.status_code == 400
     assert b"no image was uploaded" in response.data and b"<form" in response.data
+    assert b"<title>Error: Paired design search</title>" in response.data  # said first
     response = indexed_client.post("/", data={"front": (io.BytesIO(b"GIF89a"), "x.gif")},
                                    content_type="multipart/form-data")
     assert response.status_code == 415 and b"not a JPEG or PNG image" in response.data
