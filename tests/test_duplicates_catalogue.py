@@ -120,7 +120,7 @@ def test_the_cli_writes_a_row_per_pair_with_its_group(seeded, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "worker.cli.duplicates", "--csv", str(out)],
                           env=service_env(settings), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    rows = list(csv.DictReader(out.open()))
+    rows = list(csv.DictReader(out.open(encoding="utf-8-sig")))  # for Excel: a byte-order mark
     assert list(rows[0]) == ["a", "b", "similarity", "verdict", "group", "sketches"]
     by_group: dict[str, set[str]] = {}
     for row in rows:
