@@ -266,6 +266,7 @@ def test_index_if_needed_judges_again_under_the_lock_of_a_build_under_way(small,
     current = settings.features_dir / "CURRENT"
     generation = current.read_text()
     os.utime(current, (time.time() - 100, time.time() - 100))  # pairs.csv newer: stale
+    os.utime(settings.catalogue_csv)  # (a copy keeps its time: the session's may be older)
     log = tmp_path / "index.log"
     with generations.catalogue_lock(settings.features_dir), log.open("w") as err:  # a build
         proc = subprocess.Popen([sys.executable, "-m", "worker.cli.index", "--if-needed",
