@@ -3,9 +3,11 @@ of the web's handling (`read_side`: check and, since the bounded-storage change,
 re-encode) and of the worker's (`make_canvas` on what the web stored), each in a fresh
 process. The image: a 6320 x 6320 16-bit grey PNG line drawing of ~100 KB, or with
 `--rgb` a 4000 x 3000 RGB PNG of 200 coloured boxes (the common large scan: its blank check
-reads every pixel once). Each stage is run 5 times; the median time is printed.
+reads every pixel once), or with `--rgba` a 6000 x 6600 transparent PNG holding a dress-sized
+box and a stripe (a drawing exported with a transparent background). Each stage is run 5
+times; the median time is printed.
 
-    .venv/bin/python -m benchmarks.decode_cost [--rgb]
+    .venv/bin/python -m benchmarks.decode_cost [--rgb | --rgba]
 """
 
 from __future__ import annotations
@@ -34,6 +36,16 @@ def rgb_drawing() -> bytes:
     for _ in range(200):
         x, y = (int(v) for v in rng.integers(0, 3900, 2))
         draw.rectangle([x, y, x + 80, y + 60], fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def rgba_drawing() -> bytes:
+    """A 6000 x 6600 transparent page with a box and a stripe on it, as PNG (~160 KB)."""
+    img = Image.new("RGBA", (6000, 6600), (0, 0, 0, 0))
+    img.paste((200, 30, 30, 255), (1000, 1000, 5000, 5600))
+    img.paste((20, 20, 160, 255), (2500, 1000, 2600, 5600))
     buf = io.BytesIO()
     img.save(buf, "PNG")
     return buf.getvalue()
@@ -82,10 +94,11 @@ def child(path: str, stage: str) -> None:
           f"(input {len(data) / 1024:.0f} KiB)")
 
 
-def main(rgb: bool) -> None:
+def main(kind: str) -> None:
     path = Path("/tmp/decode_cost.png")
-    path.write_bytes(rgb_drawing() if rgb else drawing())
-    kind = "4000x3000 RGB PNG" if rgb else f"{SIDE}x{SIDE} 16-bit grey PNG"
+    path.write_bytes({"rgb": rgb_drawing, "rgba": rgba_drawing}.get(kind, drawing)())
+    kind = {"rgb": "4000x3000 RGB PNG", "rgba": "6000x6600 transparent PNG"}.get(
+        kind, f"{SIDE}x{SIDE} 16-bit grey PNG")
     print(f"{kind}, {path.stat().st_size / 1024:.0f} KiB")
     subprocess.run([sys.executable, "-m", "benchmarks.decode_cost", "--child", str(path), "web"],
                    check=True)
@@ -98,4 +111,4 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
         child(*sys.argv[2:4])
     else:
-        main("--rgb" in sys.argv[1:])
+        main(next((a[2:] for a in sys.argv[1:] if a in ("--rgb", "--rgba")), "grey"))
