@@ -14,7 +14,8 @@ from rq import Queue
 
 from tests.http import post_pair
 from tests.images import drawn, encode
-from worker.core.images import load_image, to_rgb
+from worker.core.images import load_image
+from worker.core.rgb import to_rgb
 
 GOOD = encode(drawn(Image.new("RGB", (120, 160), (200, 40, 40))))
 

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from PIL import Image, ImageFilter
 
 from tests.images import encode
-from worker.core.images import ImageRejected, inspect_image, is_flat
+from worker.core.images import ImageRejected, inspect_image
+from worker.core.rgb import is_flat
 from worker.pipeline.preprocess import CANVAS, _median3_below, make_canvas
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from worker.core.rgb import (  # noqa: F401 - to_rgb, is_flat: theirs
+from worker.core.rgb import (
     ALPHA_MODES,
     exif_upright,
     flat_on_white,
@@ -93,9 +93,9 @@ def _open(source: bytes | str | Path, max_pixels: int) -> Image.Image:
 
 
 def _corrupt(exc: Exception, what: str) -> ImageRejected:
-    if "MAX_TEXT_CHUNK" in str(exc):  # Pillow's bound on a PNG's compressed text, read at open
+    if "MAX_TEXT_CHUNK" in str(exc):  # Pillow's bound on a PNG's compressed text (either read)
         return ImageRejected("corrupt", "the PNG carries more than 1 MB of text metadata (XMP, "
-                             "comments): save it again without metadata")  # or after the pixels
+                             "comments): save it again without metadata")
     return ImageRejected("corrupt", f"{what}: {exc}")
 
 

@@ -52,7 +52,11 @@ def is_flat(img: Image.Image) -> bool:
 
 def _spread_within(img: Image.Image) -> bool:
     extrema = img.getextrema()
-    bands = extrema if isinstance(extrema[0], tuple) else (extrema,)
+    return _within(extrema if isinstance(extrema[0], tuple) else (extrema,))
+
+
+def _within(bands) -> bool:
+    """Each (low, high) pair within BLANK_SPREAD levels."""
     return all(high - low <= BLANK_SPREAD for low, high in bands)
 
 
@@ -61,11 +65,10 @@ def flat_on_white(img: Image.Image) -> bool:
     whole of it composited at once took four times its pixels again)."""
     low, high = [255] * 3, [0] * 3
     for top in range(0, img.height, BAND_ROWS):
-        band = img.crop((0, top, img.width, min(top + BAND_ROWS, img.height)))
-        white = Image.new("RGBA", band.size, (255, 255, 255, 255))
-        for i, (lo, hi) in enumerate(Image.alpha_composite(white, band).convert("RGB").getextrema()):
+        band = to_rgb(img.crop((0, top, img.width, min(top + BAND_ROWS, img.height))))
+        for i, (lo, hi) in enumerate(band.getextrema()):
             low[i], high[i] = min(low[i], lo), max(high[i], hi)
-        if any(h - lo > BLANK_SPREAD for lo, h in zip(low, high, strict=True)):
+        if not _within(zip(low, high, strict=True)):
             return False
     return True
 

@@ -17,13 +17,8 @@ import numpy as np
 from PIL import Image
 
 from worker.core.contract import Box
-from worker.core.images import (  # noqa: F401 - to_rgb: step 2
-    ImageRejected,
-    crop_to_box,
-    is_flat,
-    load_image,
-    to_rgb,
-)
+from worker.core.images import ImageRejected, crop_to_box, load_image
+from worker.core.rgb import is_flat, to_rgb  # noqa: F401 - to_rgb: step 2, theirs too
 from worker.pipeline.appearance import MEASURED
 from worker.pipeline.captions import side_edges, without_captions
 from worker.pipeline.orientation import Uprights
