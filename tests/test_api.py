@@ -414,7 +414,7 @@ def test_sides_unknown_finds_a_pair_uploaded_back_to_front(indexed_client, run_w
     page = " ".join(indexed_client.get(f"/searches/{body['id']}").get_data(as_text=True).split())
     assert "each drawing matched against both sides" in page and "(sides swapped)" in page
     # the hits' thumbnails (150 px), linked to the drawings, not 20 full drawings
-    assert f'<a href="{top["front_url"]}"><img src="/catalogue/thumbs/{top["front"]}"' in page
+    assert f'<a href="{top["front_url"]}"><img src="/catalogue/thumbs/{top["front"]}?v=' in page
     known_page = indexed_client.get(known.replace("/api/searches/", "/searches/")).get_data(
         as_text=True)
     assert "both sides" not in known_page

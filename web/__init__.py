@@ -9,6 +9,7 @@ from flask import Flask
 from redis import BlockingConnectionPool, Redis
 from rq import Queue
 
+from web.catalogue import thumb_url
 from web.longpolls import LongPolls
 from web.pacing import InPieces
 from web.submissions import FormRequest
@@ -50,6 +51,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(browse.bp)
     app.register_blueprint(checks.bp)
     app.register_blueprint(duplicates.bp)
+    app.jinja_env.globals["thumb_url"] = thumb_url  # the pages' thumbnails of hits
     errors.register(app)
     headers.register(app)
     app.wsgi_app = InPieces(app.wsgi_app)  # a slow reader is not cut off mid-body

@@ -21,7 +21,7 @@ from flask import (
 from pydantic import Field
 
 from web.apidoc import Responses, api
-from web.catalogue import catalogue_file, current_catalogue
+from web.catalogue import catalogue_file, current_catalogue, image_urls
 from web.errors import RequestRefused
 from web.queryargs import int_arg
 from web.schemas import FILTER, Closed, Error, FilterField, Model
@@ -89,11 +89,7 @@ def design_view(catalogue: Catalogue, row: int) -> dict:
     """One design as the listing shows it: names, columns, image and thumbnail URLs."""
     front, back = catalogue.fronts[row], catalogue.backs[row]
     return {"name": catalogue.names[row], "front": front, "back": back,
-            "columns": catalogue.columns_of(row),
-            "front_url": url_for("pages.catalogue_image", path=front),
-            "back_url": url_for("pages.catalogue_image", path=back),
-            "front_thumb_url": url_for("browse.thumbnail", path=front),
-            "back_thumb_url": url_for("browse.thumbnail", path=back)}
+            "columns": catalogue.columns_of(row), **image_urls(front, back)}
 
 
 def listing() -> dict:
@@ -145,7 +141,9 @@ def thumbnail(path: str):
     drawing is gone from the catalogue's folder (its design removed), thumbnail or not."""
     if catalogue_file(path) is None:
         abort(404)
-    thumb = thumbnail_file(current_app.config["SETTINGS"].features_dir, path)
+    catalogue = current_catalogue()  # a thumbnail is named by the path as pairs.csv writes it
+    written = catalogue.written_as.get(path, path) if catalogue is not None else path
+    thumb = thumbnail_file(current_app.config["SETTINGS"].features_dir, written)
     if not thumb.is_file():
         return redirect(url_for("pages.catalogue_image", path=path))
     return send_file(thumb, mimetype="image/jpeg", max_age=3600)

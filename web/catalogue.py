@@ -7,12 +7,18 @@ from __future__ import annotations
 
 import os
 
-from flask import current_app
+from flask import current_app, url_for
 from werkzeug.security import safe_join
 
 from web.errors import RequestRefused
 from worker.core.bank import BankError
-from worker.core.catalogue import Catalogue, CatalogueError, listed_catalogue
+from worker.core.catalogue import (
+    Catalogue,
+    CatalogueError,
+    listed_catalogue,
+    served_path,
+    thumbnail_file,
+)
 from worker.core.filters import FilterError, Filters, NothingPasses, check_some_pass
 from worker.core.readcache import StampedCache, current_stamp, read_manifest_cached
 
@@ -58,6 +64,43 @@ def index_summary() -> dict | None:
         return None
     return {"n_pairs": manifest.get("n_pairs"), "created": manifest.get("created"),
             "updated": manifest.get("updated"), "descriptor": manifest.get("descriptor")}
+
+
+def served(relative: str) -> str:
+    """The path under /database/ of catalogue image `relative` as pairs.csv writes it."""
+    return served_path(os.path.realpath(current_app.config["SETTINGS"].database_dir), relative)
+
+
+def _version(path: str | os.PathLike) -> str | None:
+    """What a URL carries so a browser's copy (kept an hour) is not shown once the file is
+    written again: its mtime; None where there is no file."""
+    try:
+        return f"{os.stat(path).st_mtime_ns:x}"
+    except OSError:
+        return None
+
+
+def drawing_url(relative: str) -> str:
+    """`/database/<path>?v=<mtime>` of catalogue image `relative`."""
+    path = served(relative)
+    version = _version(os.path.join(current_app.config["SETTINGS"].database_dir, path))
+    return url_for("pages.catalogue_image", path=path, v=version)
+
+
+def thumb_url(relative: str) -> str:
+    """`/catalogue/thumbs/<path>?v=<mtime>` of catalogue image `relative`: the thumbnail's
+    mtime (the index writes it anew for a redrawn drawing), else the drawing's."""
+    settings = current_app.config["SETTINGS"]
+    path = served(relative)
+    version = (_version(thumbnail_file(settings.features_dir, relative))
+               or _version(os.path.join(settings.database_dir, path)))
+    return url_for("browse.thumbnail", path=path, v=version)
+
+
+def image_urls(front: str, back: str) -> dict[str, str]:
+    """A design's two drawings and their thumbnails: `front_url`, `front_thumb_url`, ..."""
+    return {"front_url": drawing_url(front), "back_url": drawing_url(back),
+            "front_thumb_url": thumb_url(front), "back_thumb_url": thumb_url(back)}
 
 
 def catalogue_file(path: str) -> tuple[str, str] | None:

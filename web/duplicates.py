@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 import threading
 
-from flask import Blueprint, current_app, jsonify, render_template, request, url_for
+from flask import Blueprint, current_app, jsonify, render_template, request
 
 from web.apidoc import Responses, api
+from web.catalogue import image_urls
 from web.errors import RequestRefused
 from web.headers import csv_attachment
 from web.queryargs import int_arg
@@ -116,12 +117,8 @@ def duplicates_page():
 
     def drawings(name: str) -> dict:
         i = row[name]
-        front, back = manifest["fronts"][i], manifest["backs"][i]
-        return {"name": name,  # the page shows the thumbnails, linked to the drawings
-                "front_url": url_for("pages.catalogue_image", path=front),
-                "back_url": url_for("pages.catalogue_image", path=back),
-                "front_thumb_url": url_for("browse.thumbnail", path=front),
-                "back_thumb_url": url_for("browse.thumbnail", path=back)}
+        # the page shows the thumbnails, linked to the drawings
+        return {"name": name, **image_urls(manifest["fronts"][i], manifest["backs"][i])}
 
     first = (page - 1) * per_page
     on_page = groups[first:first + per_page]

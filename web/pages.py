@@ -18,9 +18,8 @@ from flask import (
 )
 from redis.exceptions import RedisError
 from werkzeug.datastructures import FileStorage, MultiDict
-from werkzeug.security import safe_join
 
-from web.catalogue import catalogue_file, current_catalogue, index_summary
+from web.catalogue import catalogue_file, current_catalogue, index_summary, served
 from web.check_uploads import submit_check
 from web.checks import cancel_unstarted, describe_check, state_or_404
 from web.errors import RequestRefused
@@ -181,9 +180,10 @@ def search_like(name: str):
         abort(404, description=f"no design named {name!r} in the catalogue")
     files = {}
     for side, rel in (("front", manifest["fronts"][row]), ("back", manifest["backs"][row])):
-        path = safe_join(str(settings.database_dir), rel)
-        if path is None or not os.path.isfile(path):
+        found = catalogue_file(served(rel))  # pairs.csv may write it `./x` or in full
+        if found is None:
             abort(404, description=f"the {side} drawing of {name!r} is missing")
+        path = found[0]
         with open(path, "rb") as f:
             files[side] = FileStorage(io.BytesIO(f.read()), filename=os.path.basename(path))
     options = MultiDict([(field, value) for field in ("filter", "k", "front_weight", "sides")

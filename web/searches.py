@@ -10,6 +10,7 @@ from flask import abort, current_app, url_for
 from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.job import Job, JobStatus
 
+from web.catalogue import drawing_url
 from worker.core import contract
 from worker.core.contract import ABANDONED, RESUBMIT, Hit, SearchResult
 from worker.core.queueing import JOB_FUNC
@@ -79,8 +80,8 @@ def finished_result(job: Job) -> SearchResult:
 
 def hit_view(hit: Hit) -> dict:
     """A hit with the URLs of its two catalogue images."""
-    return {**hit.model_dump(), "front_url": url_for("pages.catalogue_image", path=hit.front),
-            "back_url": url_for("pages.catalogue_image", path=hit.back)}
+    return {**hit.model_dump(), "front_url": drawing_url(hit.front),
+            "back_url": drawing_url(hit.back)}
 
 
 def mark_searched_with(search_id: str, name: str, ttl: int) -> None:

@@ -98,6 +98,12 @@ class Catalogue:
         `./images/x.png` and its full path are one (`image_path` resolves, a stat a part)."""
         return os.path.normpath(os.path.join(self.root, relative))
 
+    @cached_property
+    def written_as(self) -> dict[str, str]:
+        """`served_path` of each image path -> the path as pairs.csv writes it (what its
+        thumbnail is named by)."""
+        return {served_path(str(self.root), rel): rel for rel in (*self.fronts, *self.backs)}
+
     def fingerprint(self) -> str:
         """sha256 of the rows, so a bank can tell it was built from this catalogue."""
         digest = hashlib.sha256()
@@ -126,6 +132,18 @@ class Catalogue:
             return [col[i] for i in keep]
         return Catalogue(self.root, pick(self.names), pick(self.fronts), pick(self.backs),
                          {column: pick(values) for column, values in self.extra.items()})
+
+
+def served_path(root: str, relative: str) -> str:
+    """Catalogue image `relative` as a path under `root` that a URL keeps as it is: `./x`,
+    `a/../x` and the full path of x are all `x` (a browser collapses the dots; /database/
+    refuses a full path)."""
+    joined = os.path.join(root, relative)
+    for place in (os.path.normpath(joined), os.path.realpath(joined)):
+        inside = os.path.relpath(place, root)
+        if inside.split(os.sep)[0] not in (os.curdir, os.pardir):
+            return inside.replace(os.sep, "/")
+    return relative  # outside: the index refused it, and /database/ will 404
 
 
 def thumbnail_file(features_dir: Path, relative: str, size: int = THUMB_PX) -> Path:
