@@ -21,7 +21,8 @@ from worker.core.settings import redis_problem
 bp = Blueprint("api", __name__)
 SEARCH_ID = {"search_id": "the id the submission returned (32 lowercase hex digits); any other "
                           "string, an unknown or an expired id is 404"}
-UNAVAILABLE = (Error, "Redis (the queue and the results) is unreachable (`queue_unavailable`)")
+UNAVAILABLE = (Error, "Redis (the queue and the results) is unreachable (`queue_unavailable`) "
+                      "or full (`redis_full`)")
 
 
 @bp.post("/api/searches")
@@ -41,7 +42,8 @@ UNAVAILABLE = (Error, "Redis (the queue and the results) is unreachable (`queue_
                   HTTP_422=(Error, "an image is corrupt or truncated (`corrupt`), under 16 px "
                                    "(`too_small`), of extreme aspect ratio (`bad_aspect`), "
                                    "animated (`animated`) or blank: one flat colour (`blank`)"),
-                  HTTP_503=(Error, "Redis is unreachable (`queue_unavailable`), no worker runs "
+                  HTTP_503=(Error, "Redis is unreachable (`queue_unavailable`) or full "
+                                   "(`redis_full`), no worker runs "
                                    "(`no_worker`), too many searches wait (`queue_full`) or "
                                    "the upload could not be stored (`storage_unavailable`)")))
 def create_search():

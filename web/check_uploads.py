@@ -130,8 +130,8 @@ def submit_check(files: ImmutableMultiDict, form: ImmutableMultiDict) -> str:
     try:
         check_capacity(settings)
         check_waiting_designs(settings, len(collection.names))
-    except RedisError:
-        raise queue_unavailable() from None
+    except RedisError as exc:
+        raise queue_unavailable(exc) from None
     check_id = uuid.uuid4().hex  # 122 random bits: unguessable
     rows, settled = _store(check_id, collection, settings)
     if not rows:
@@ -142,7 +142,7 @@ def submit_check(files: ImmutableMultiDict, form: ImmutableMultiDict) -> str:
         create_check(redis, check_id, collection.names, options, chunks, settled,
                      settings.result_ttl)
         enqueue_chunks(current_app.extensions["check_queue"], settings, check_id, options, chunks)
-    except RedisError:
+    except RedisError as exc:
         discard_uploads(row_uploads(rows))
-        raise queue_unavailable() from None
+        raise queue_unavailable(exc) from None
     return check_id

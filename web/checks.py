@@ -90,7 +90,8 @@ def _designs(state: CheckState) -> list[dict]:
                   HTTP_415=(Error, "the collection is not a ZIP archive (`not_a_zip`), or an "
                                    "entry is compressed with bzip2 or LZMA "
                                    "(`unsupported_compression`)"),
-                  HTTP_503=(Error, "Redis is unreachable (`queue_unavailable`), no worker runs "
+                  HTTP_503=(Error, "Redis is unreachable (`queue_unavailable`) or full "
+                                   "(`redis_full`), no worker runs "
                                    "(`no_worker`), too many searches or checked designs wait "
                                    "(`queue_full`) or "
                                    "the drawings could not be stored (`storage_unavailable`)")))

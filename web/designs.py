@@ -133,7 +133,8 @@ def _run(func: str, kwargs: dict, done_status: int, edit_id: str,
                   HTTP_401=(Error, "no or a wrong bearer token (`unauthorized`)"),
                   HTTP_403=(Error, "editing is disabled: no ADMIN_TOKEN on the server"),
                   HTTP_404=(Error, "no such edit (unknown or expired id)"),
-                  HTTP_503=(Error, "Redis is unreachable (`queue_unavailable`)")))
+                  HTTP_503=(Error, "Redis is unreachable (`queue_unavailable`) or full "
+                                   "(`redis_full`)")))
 def get_edit(edit_id: str):
     """A catalogue edit that was still under way when its request answered 202"""
     _authorise()

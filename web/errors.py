@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask, current_app, jsonify, make_response, render_template, request
-from redis.exceptions import RedisError
+from redis.exceptions import OutOfMemoryError, RedisError
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 
@@ -19,7 +19,19 @@ class RequestRefused(Exception):
 QUEUE_UNAVAILABLE = "the search service is briefly unavailable; please retry shortly"
 
 
-def queue_unavailable() -> RequestRefused:
+REDIS_FULL = ("the service cannot take new work right now: its store is full until older "
+              "results expire (or its operator raises Redis's memory limit); please retry later")
+
+
+def redis_full(exc: BaseException | None) -> bool:
+    """Redis refused a write at its `maxmemory` (it never evicts: results are not dropped)."""
+    return isinstance(exc, OutOfMemoryError)
+
+
+def queue_unavailable(exc: BaseException | None = None) -> RequestRefused:
+    """503 `queue_unavailable` (Redis away: seconds), or `redis_full` (a full Redis: minutes)."""
+    if redis_full(exc):
+        return RequestRefused(503, "redis_full", REDIS_FULL, retry_after=60)
     return RequestRefused(503, "queue_unavailable", QUEUE_UNAVAILABLE, retry_after=5)
 
 
@@ -54,7 +66,7 @@ def register(app: Flask) -> None:
     @app.errorhandler(RedisError)
     def redis_error(exc: RedisError):
         app.logger.warning("redis unavailable: %s", exc)
-        return refused(queue_unavailable())
+        return refused(queue_unavailable(exc))
 
     @app.errorhandler(413)
     def too_large(exc):

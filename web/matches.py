@@ -125,7 +125,7 @@ def match_jpeg(search_id: str, rank: int) -> bytes:
                   HTTP_503=(Error, "still being drawn (`match_pending`), or too many views "
                                    "wait to be drawn (`queue_full`): retry after Retry-After; "
                                    "no worker runs (`no_worker`), or Redis is unreachable "
-                                   "(`queue_unavailable`)")))
+                                   "(`queue_unavailable`) or full (`redis_full`)")))
 def get_match_image(search_id: str, rank: int):
     """Why a hit matches: the query and the hit with their matching regions
 

@@ -14,6 +14,7 @@ from rq import Queue
 from rq.registry import BaseRegistry
 
 from web.apidoc import Responses, api, openapi_document
+from web.errors import redis_full
 from web.schemas import OpenAPIDocument, Readiness
 from worker.core.bank import BankError
 from worker.core.metrics import read_metrics
@@ -23,6 +24,7 @@ from worker.core.settings import redis_problem
 
 bp = Blueprint("ops", __name__)
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+READY_PROBE = "pairsearch:readyz"  # what /readyz writes (60 s) to see that Redis takes work
 
 
 @bp.get("/openapi.json")
@@ -36,10 +38,13 @@ def openapi_json():
 def _check_redis(redis) -> tuple[bool, str]:
     try:
         redis.ping()
+        redis.set(READY_PROBE, b"1", ex=60)  # a full Redis answers a PING and refuses all work
     except RedisError as exc:
         current_app.logger.warning("readyz: redis: %s", exc)
+        if redis_full(exc):
+            return False, f"redis is full and refuses new work ({exc})"
         return False, redis_problem(exc)
-    return True, "redis answers"
+    return True, "redis answers and takes a write"
 
 
 def _check_worker(queue: Queue) -> tuple[bool, str]:
@@ -135,6 +140,7 @@ def metrics():
         }
         workers = live_workers(redis, queue)
         stages = read_metrics(redis)
+        memory = redis.info("memory")
     except RedisError as exc:
         current_app.logger.warning("metrics: redis unavailable: %s", exc)
         out.family("pairsearch_redis_up", "gauge", "1 when Redis answers", [("", {}, 0)])
@@ -148,6 +154,11 @@ def metrics():
     out.family("pairsearch_workers", "gauge",
                f"workers of the queue with a heartbeat in the last {HEARTBEAT_MAX_AGE_S} s",
                [("", {}, workers)])
+    out.family("pairsearch_redis_memory_used_bytes", "gauge", "Redis's used_memory",
+               [("", {}, int(memory["used_memory"]))])
+    out.family("pairsearch_redis_memory_max_bytes", "gauge", "Redis's maxmemory: past it, "
+               "every submission is refused (503 redis_full; 0: no limit)",
+               [("", {}, int(memory.get("maxmemory", 0)))])
     samples = []
     for stage, totals in stages.items():
         samples.append(("_sum", {"stage": stage}, totals["sum_ms"] / 1000.0))

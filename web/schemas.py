@@ -177,7 +177,7 @@ class Error(Closed):
                        "`too_many_pixels`, `not_found`, `not_ready`, `search_failed`, `no_worker`, "
                        "`queue_full`, `queue_unavailable`, `unauthorized`, `invalid_filter`, "
                        "`unknown_filter`, `no_design_passes`, `unsupported_compression`, "
-                       "`no_index`, `cross_site`")
+                       "`no_index`, `cross_site`, `redis_full`")
     message: str = Field(description="what went wrong, for people")
 
 

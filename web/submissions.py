@@ -186,7 +186,7 @@ def store_uploads(uploads: dict[str, bytes]) -> None:
         discard_uploads(stored)
         current_app.logger.warning("could not store an upload: %s", exc)
         if isinstance(exc, RedisError):
-            raise queue_unavailable() from None
+            raise queue_unavailable(exc) from None
         raise storage_unavailable() from None
 
 
@@ -231,8 +231,8 @@ def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> Submit
         if cached is not None and copy_search(cached, search_id, settings):
             return Submitted(search_id, SearchStatus.FINISHED.value)  # a copy: its own id
         check_capacity(settings)
-    except RedisError:
-        raise queue_unavailable() from None
+    except RedisError as exc:
+        raise queue_unavailable(exc) from None
     except OSError as exc:  # the grid could not be copied: search as usual
         current_app.logger.warning("could not copy a cached result: %s", exc)
         check_capacity(settings)
@@ -243,7 +243,7 @@ def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> Submit
                        SearchRequest(search_id=search_id, **names, **options.model_dump()))
         if key is not None:
             current_app.extensions["redis"].set(key, search_id, ex=settings.result_ttl)
-    except RedisError:
+    except RedisError as exc:
         discard_uploads(list(names.values()))
-        raise queue_unavailable() from None
+        raise queue_unavailable(exc) from None
     return Submitted(search_id, SearchStatus.QUEUED.value)

@@ -47,7 +47,7 @@ def _text(value: bytes | str) -> str:
 def read_metrics(connection: Redis) -> dict[str, dict[str, float | int]]:
     """`{stage: {"sum_ms": float, "count": int}}` for every stage recorded so far (raises
     RedisError when Redis is away)."""
-    with connection.pipeline(transaction=True) as pipe:
+    with connection.pipeline(transaction=False) as pipe:  # a full Redis refuses MULTI
         pipe.hgetall(STAGE_MS_SUM)
         pipe.hgetall(STAGE_COUNT)
         sums, counts = pipe.execute()
