@@ -93,6 +93,31 @@ def test_an_abandoned_edit_ends_as_the_catalogue_shows_it(queue, tmp_path, func,
     assert job.id not in StartedJobRegistry(queue=queue).get_job_ids()
 
 
+def test_an_edit_applied_before_two_more_switches_is_still_seen_as_applied(queue, tmp_path):
+    """Two edits switched after it (another worker, the CLI) before its job was settled: its
+    own generation was then deleted, and the design it added was reported "nothing was
+    changed; try the edit again" (the retry refused: `duplicate_name`)."""
+    from worker.core.generations import clean_leftovers, edit_record, new_generation, switch_to
+
+    host, pid = socket.gethostname(), os.getpid()
+    job, worker = started_by(queue, f"{host}.{pid}.dead00", func=ADD_DESIGN_FUNC,
+                             kwargs={"name": "new"})
+    manifest, previous = {"names": ["a"]}, None
+    for edit_id, added in ((job.id, "new"), (uuid.uuid4().hex, "b"), (None, "c")):  # c: the CLI's
+        manifest = {"names": [*manifest["names"], added],
+                    "edit": edit_record("x", edit_id, manifest), "replaces": {"generation": previous}}
+        folder = new_generation(tmp_path)
+        (folder / MANIFEST).write_text(json.dumps(manifest))
+        switch_to(tmp_path, folder)
+        clean_leftovers(tmp_path, keep=previous)  # as each write does
+        previous = folder.name
+    queue.connection.delete(worker.key)
+    assert settle_orphaned_jobs(queue, 60, f"{host}.{pid}.alive1", features_dir=tmp_path) == [job.id]
+    job.refresh()
+    assert job.get_status() == JobStatus.FINISHED
+    assert job.return_value() == {"name": "new", "n_pairs": 4}
+
+
 def test_a_worker_silent_longer_than_a_search_may_run_leaves_an_orphan(queue):
     job, worker = started_by(queue, "elsewhere.4242.aaaaaa")
     stale = (now() - timedelta(seconds=120 + 61)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

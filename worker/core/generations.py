@@ -36,6 +36,7 @@ LOCK = ".catalogue.lock"
 CHUNK_CACHE = "chunks"  # extracted chunks, kept across builds (worker/indexing/chunks.py)
 PINS = "pins"  # pins/<check id>: the generation that check is compared with (`pin`)
 PIN_TTL_S = 3600  # a pin a check's chunks have not renewed for this long is stale
+RECENT_EDITS = 100  # edit ids a generation carries forward: more than land before one is settled
 FLAT_FILES = ("front.npy", "back.npy", "whitening.npz", "manifest.json")
 TEMP_PREFIXES = tuple(f".{name.split('.')[0]}." for name in (*FLAT_FILES, CURRENT))
 
@@ -154,17 +155,27 @@ def kept_folders(features_dir: Path) -> list[Path]:
                                *(sorted(gens.iterdir()) if gens.is_dir() else [])]))
 
 
+def edit_record(before_fingerprint: str, edit_id: str | None, replaced: dict) -> dict:
+    """An edited generation's `edit`: the catalogue it changed, its edit's id, and the ids of
+    the edits before it (`recent`, newest first): two more switches delete an edit's own
+    generation, and `landed` must still see that it was applied."""
+    earlier = replaced.get("edit") or {}
+    recent = [i for i in (earlier.get("id"), *(earlier.get("recent") or [])) if isinstance(i, str)]
+    return {"from": before_fingerprint, "id": edit_id, "recent": recent[:RECENT_EDITS]}
+
+
 def landed(features_dir: Path, edit_id: str) -> bool:
-    """Whether a kept generation (the current one, the one before, pinned ones) was written by
-    catalogue edit `edit_id` (its manifest's `edit.id`): an edit that stopped after its
-    switch was applied, whatever other writers switched to since."""
+    """Whether catalogue edit `edit_id` was applied: a kept generation (the current one, the
+    one before, pinned ones) was written by it or by an edit after it (`edit.id`,
+    `edit.recent`), whatever other writers switched to since."""
     for folder in kept_folders(features_dir):
         try:
             manifest = json.loads((folder / "manifest.json").read_text())
-        except (OSError, ValueError):
+            edit = manifest.get("edit") or {}
+            if edit.get("id") == edit_id or edit_id in (edit.get("recent") or []):
+                return True
+        except (OSError, ValueError, AttributeError, TypeError):
             continue
-        if isinstance(manifest, dict) and (manifest.get("edit") or {}).get("id") == edit_id:
-            return True
     return False
 
 
