@@ -503,6 +503,40 @@ def test_a_check_names_the_catalogue_version_in_either_layout(tmp_path):
     assert flat == "20261203T123302973445Z" and version(None) is None
 
 
+def test_a_worker_s_edit_does_not_wait_behind_a_build(tmp_path):
+    """An edit over HTTP runs in a search worker: behind `make index` (the whole build) it held
+    that worker's searches for 120 s, then failed `catalogue_busy` all the same. Now it is
+    refused at once while a build holds the lock; behind another edit (seconds) it waits, and
+    the CLI's edit (no edit id) waits for a build as before."""
+    from worker.core.settings import Settings
+    from worker.indexing.edits import remove_design
+
+    settings = Settings(database_dir=tmp_path / "db", features_dir=tmp_path / "features")
+    held, release = threading.Event(), threading.Event()
+
+    def hold(holder):
+        with generations.catalogue_lock(settings.features_dir, holder=holder):
+            held.set()
+            release.wait(60)
+
+    builder = threading.Thread(target=hold, args=("build",))
+    builder.start()
+    assert held.wait(10)
+    with pytest.raises(generations.CatalogueBusy):
+        remove_design(settings, "x", edit_id="e1")
+    assert builder.is_alive()  # refused while the build still held the lock, not after
+    release.set()
+    builder.join()
+    held.clear(), release.clear()
+    editor = threading.Thread(target=hold, args=("edit",))
+    editor.start()
+    assert held.wait(10)
+    threading.Timer(0.3, release.set).start()
+    with generations.catalogue_lock(settings.features_dir, 60, behind_build=False):
+        assert not editor.is_alive() or release.is_set()  # it waited for the edit
+    editor.join()
+
+
 def test_a_writer_waiting_for_the_lock_says_so(tmp_path, caplog):
     """`make index` behind another build or an edit sat silent: it looked like a hang."""
     import logging

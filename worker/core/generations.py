@@ -189,12 +189,15 @@ def _previous(features_dir: Path) -> str | None:
 
 
 @contextmanager
-def catalogue_lock(features_dir: Path, wait_s: float | None = None) -> Iterator[None]:
+def catalogue_lock(features_dir: Path, wait_s: float | None = None, holder: str = "edit",
+                   behind_build: bool = True) -> Iterator[None]:
     """Hold the one lock of builds and edits. `wait_s`: None waits as long as it takes, else
-    CatalogueBusy after that many seconds (0: do not wait)."""
+    CatalogueBusy after that many seconds (0: do not wait), or at once when a build holds it
+    and the writer is not to wait `behind_build` (a worker's edit: its wait holds searches).
+    The lock file says who holds it (`holder`: "build" or "edit")."""
     features_dir = Path(features_dir)
     features_dir.mkdir(parents=True, exist_ok=True)
-    with open(features_dir / LOCK, "w") as lock:
+    with open(features_dir / LOCK, "a+") as lock:  # not "w": the holder's word is read
         deadline = None if wait_s is None else time.monotonic() + wait_s
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -208,8 +211,18 @@ def catalogue_lock(features_dir: Path, wait_s: float | None = None) -> Iterator[
                     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
-                    if time.monotonic() >= deadline:
+                    if time.monotonic() >= deadline or not behind_build and _holder(lock) == "build":
                         raise CatalogueBusy("another catalogue edit or an index build is "
                                             "running; try again when it has finished") from None
                     time.sleep(0.1)
+        lock.truncate(0)
+        lock.write(holder)
+        lock.flush()
         yield
+
+
+def _holder(lock) -> str:
+    """What the lock file says of its holder (a killed holder's word stays: at worst an edit
+    is refused once, to be retried)."""
+    lock.seek(0)
+    return lock.read(16)

@@ -103,7 +103,7 @@ def build_index(settings: Settings, extractor, batch_size: int = 16, progress: b
     `distributed` by the running workers (`hold`: tests only, see distributed.py). Given
     `still_needed` (why to build, None: no need), judged once the lock is held: None, nothing
     built, when a build that held it made the index current."""
-    with catalogue_lock(settings.features_dir):
+    with catalogue_lock(settings.features_dir, holder="build"):
         tidy(settings)
         if still_needed is not None and still_needed() is None:
             return None

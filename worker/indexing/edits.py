@@ -56,7 +56,7 @@ from worker.pipeline.verdicts import duplicate_thresholds_in
 
 log = logging.getLogger(__name__)
 
-EDIT_LOCK_WAIT_S = 120  # an edit waits this long for a running build or edit, then refuses
+EDIT_LOCK_WAIT_S = 120  # an edit waits this long for another edit (the CLI's: or a build), then refuses
 
 
 class CatalogueEditError(ValueError):
@@ -64,12 +64,12 @@ class CatalogueEditError(ValueError):
 
 
 @contextmanager
-def editing(settings: Settings, wait_s: float = EDIT_LOCK_WAIT_S
+def editing(settings: Settings, edit_id: str | None = None
             ) -> Iterator[tuple[Catalogue, FeatureBank]]:
     """Hold the catalogue lock and yield the current generation's catalogue and banks, which
     must match each other and DATABASE_DIR/pairs.csv (a hand edit there needs `make index`
     first: an edit would silently drop it)."""
-    with catalogue_lock(settings.features_dir, wait_s):
+    with catalogue_lock(settings.features_dir, EDIT_LOCK_WAIT_S, behind_build=edit_id is None):
         tidy(settings)
         catalogue, bank, _ = load_generation(settings.database_dir, settings.features_dir)
         check_catalogue_matches(bank, catalogue.fingerprint(), len(catalogue))
@@ -160,7 +160,7 @@ def add_designs(settings: Settings, extractor, designs: list[tuple[str, Path | b
     values = columns or [{} for _ in designs]
     if len(values) != len(designs):
         raise ValueError(f"{len(designs)} designs but column values for {len(values)}")
-    with editing(settings) as (catalogue, bank):
+    with editing(settings, edit_id) as (catalogue, bank):
         names = [name for name, _, _ in designs]
         check_column_values(list(catalogue.extra), values, names)
         check_model_matches(bank, extractor.weights_fingerprint, extractor.descriptor,
@@ -228,7 +228,7 @@ def remove_design(settings: Settings, name: str, edit_id: str | None = None) -> 
     """Drop a design's row, and the image files an add stored for it (named by their content,
     STORED_IMAGE) and their thumbnails unless another design uses them; drawings put in the
     catalogue by hand stay (they are the team's artwork, not the service's copies)."""
-    with editing(settings) as (catalogue, bank):
+    with editing(settings, edit_id) as (catalogue, bank):
         if name not in catalogue.names:
             raise CatalogueEditError(f"no design named {name!r} in the catalogue")
         i = catalogue.names.index(name)
