@@ -174,8 +174,9 @@ def check_chunk(**kwargs) -> None:
     engine, connection = current(), get_current_job().connection
     if _patiently(lambda: is_cancelled(connection, chunk.check_id)):  # settled as cancelled
         _discard(engine, chunk)
-        settle_cancelled(connection, chunk.check_id, {row.row: row.name for row in chunk.rows},
-                         engine.settings.result_ttl)
+        rows = {row.row: row.name for row in chunk.rows}
+        _patiently(lambda: settle_cancelled(connection, chunk.check_id, rows,
+                                            engine.settings.result_ttl))
         _unpin(engine, chunk.check_id)  # no later chunk compares anything
         return
     try:  # a pinned version's load counts against the chunk's time, as its pass does
