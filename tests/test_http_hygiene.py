@@ -202,3 +202,13 @@ def test_a_post_a_browser_sends_for_another_site_is_refused(client):
     assert refused.status_code == 403 and "another site" in refused.get_data(as_text=True)
     assert client.get("/", headers={"Sec-Fetch-Site": "cross-site"}).status_code == 200  # a link
     assert post_pair(client, None, None).status_code == 400  # no header: as before
+    # the API's document lists both refusals any write may get (a client generated from it
+    # knew neither)
+    paths = client.get("/openapi.json").get_json()["paths"]
+    for path, method, body in (("/api/searches", "post", True), ("/api/checks", "post", True),
+                               ("/api/designs", "post", True), ("/api/designs/{name}", "delete",
+                                                                 False),
+                               ("/api/checks/{check_id}", "delete", False)):
+        responses = paths[path][method]["responses"]
+        assert "`cross_site`" in responses["403"]["description"], path
+        assert ("408" in responses) == body and responses["403"]["content"], path

@@ -104,6 +104,24 @@ def _finish_operation(operation: dict[str, Any], limits: tuple[str, str]) -> Non
                                     ).strip()
 
 
+def _refusals_of_any_write(method: str, operation: dict[str, Any]) -> None:
+    """What web/headers.py and web/errors.py answer before a route's own code: a POST or
+    DELETE a browser marks cross-site (403), a body that stops arriving (408)."""
+    responses = operation["responses"]
+    error = next((r["content"] for r in responses.values() if _answers_with(r, "Error")), None)
+    if error is None or method not in ("post", "delete"):
+        return
+    cross_site = "sent by another site's page (`Sec-Fetch-Site: cross-site`: `cross_site`)"
+    if "403" in responses:
+        responses["403"]["description"] += f"; or {cross_site}"
+    else:
+        responses["403"] = {"description": cross_site[0].upper() + cross_site[1:],
+                            "content": deepcopy(error)}
+    if "requestBody" in operation:
+        responses["408"] = {"description": "the request body stopped arriving "
+                                           "(`request_timeout`)", "content": deepcopy(error)}
+
+
 def _file_route(operation_id: str, summary: str, found: dict[str, Any],
                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """A route that sends a catalogue file, written out here: spectree's wrapper reads every
@@ -143,7 +161,8 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
     doc = deepcopy(api.spec)
     limits = (_limits(settings), _check_limits(settings))
     for item in doc["paths"].values():
-        for operation in item.values():
+        for method, operation in item.items():
+            _refusals_of_any_write(method, operation)
             _finish_operation(operation, limits)
     doc["paths"].update(deepcopy(FILE_ROUTES))
     return doc

@@ -157,7 +157,7 @@ class _SearchBase(Closed):
     stage: str | None = Field(description="queued, starting, preprocess, extract, search, "
                               "render (the last stage reached)")
     url: str
-    queue_position: int | None = Field(None, ge=0, description="while queued: 0 = next, null out of it")
+    queue_position: int | None = Field(None, ge=0, description="only while queued: 0 = next, null: taken")
     error: str | SkipJsonSchema[None] = Field(None, description="only when failed: why")
     searched_with: str | SkipJsonSchema[None] = Field(None, description="the catalogue design "
                                                       "whose drawings were searched with, if so")
