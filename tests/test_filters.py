@@ -505,6 +505,18 @@ def test_a_catalogue_page_past_the_last_says_so_and_links_the_last(web):
     assert "No design on this page." in html and "page=3" in html and "page=8" not in html
 
 
+def test_a_catalogue_page_whose_filter_is_gone_shows_the_rest_and_says_so(web):
+    """A bookmarked page, or one gone back to, after the last SS24 design was removed: an
+    error page whose only link was "Start a new search". The API still refuses (400)."""
+    page = html.unescape(web.get("/catalogue?filter=garment:gown&filter=garment:dress"
+                                 "&filter=colour:red").get_data(as_text=True))
+    assert "No design has colour red or garment gown any more, so those filters are left out" \
+        in " ".join(page.split())
+    assert "garment is dress" in page and f"of {N_PAIRS} designs" in page
+    assert web.get("/catalogue?filter=garment:dress").get_data(as_text=True).count("left out") == 0
+    assert web.get("/api/catalogue?filter=garment:gown").status_code == 400
+
+
 def test_the_header_links_the_catalogue_and_the_duplicates_from_every_page(web):
     for url in ("/", "/catalogue", "/duplicates"):
         html = web.get(url).get_data(as_text=True)

@@ -32,6 +32,7 @@ from worker.core.filters import (
     Filters,
     allowed_rows,
     as_fields,
+    check_filters,
     facets,
     parse_filter_fields,
 )
@@ -72,17 +73,35 @@ class CatalogueListing(Closed):
     designs: list[CatalogueDesign]
 
 
-def _filters(catalogue: Catalogue) -> tuple[Filters, np.ndarray]:
-    """The query's filters and the rows they let through (400 naming a bad one)."""
+def _filters(catalogue: Catalogue, left_out: list[str] | None = None
+             ) -> tuple[Filters, np.ndarray]:
+    """The query's filters and the rows they let through (400 naming a bad one); given
+    `left_out`, a column or value the catalogue no longer has is left out and named there."""
     try:
         filters = parse_filter_fields(request.args.getlist("filter"))
     except FilterError as exc:
         raise RequestRefused(400, "invalid_filter", str(exc)) from None
+    if left_out is not None:
+        filters = _known(filters, catalogue, left_out)
     try:
         allowed = allowed_rows(filters, catalogue)
     except FilterError as exc:
         raise RequestRefused(400, "unknown_filter", str(exc)) from None
     return filters, np.arange(len(catalogue)) if allowed is None else np.flatnonzero(allowed)
+
+
+def _known(filters: Filters, catalogue: Catalogue, left_out: list[str]) -> Filters:
+    """The columns and values of `filters` the catalogue has; the others appended to
+    `left_out` ("season SS24"): a bookmarked page whose last SS24 design was removed."""
+    kept: Filters = {}
+    for column, values in filters.items():
+        for value in values:
+            try:
+                check_filters({column: [value]}, catalogue)
+                kept.setdefault(column, []).append(value)
+            except FilterError:
+                left_out.append(f"{column} {value}")
+    return kept
 
 
 def design_view(catalogue: Catalogue, row: int) -> dict:
@@ -92,15 +111,15 @@ def design_view(catalogue: Catalogue, row: int) -> dict:
             "columns": catalogue.columns_of(row), **image_urls(front, back)}
 
 
-def listing() -> dict:
+def listing(left_out: list[str] | None = None) -> dict:
     """The page of designs the query asks for (`page`, `per_page`, `filter`), in catalogue
-    order; past the last page, none."""
+    order; past the last page, none. `left_out`: as `_filters`."""
     catalogue = current_catalogue()
     if catalogue is None:
         raise RequestRefused(503, "no_index", "the catalogue has not been indexed yet (or its "
                              "list cannot be read); run `make index`", retry_after=60)
     page, per_page = int_arg("page", 1, 10**6), int_arg("per_page", PER_PAGE, MAX_PER_PAGE)
-    filters, rows = _filters(catalogue)
+    filters, rows = _filters(catalogue, left_out)
     shown = rows[(page - 1) * per_page:page * per_page]
     return {"total": len(rows), "catalogue_pairs": len(catalogue), "page": page,
             "per_page": per_page, "pages": max(1, math.ceil(len(rows) / per_page)),
@@ -124,13 +143,14 @@ def list_catalogue():
 
 @bp.get("/catalogue")
 def catalogue_page():
-    body = listing()
+    left_out: list[str] = []  # a page is shown without them; the API refuses them (400)
+    body = listing(left_out)
 
     def page_url(page: int) -> str:
         return url_for("browse.catalogue_page", page=page, per_page=body["per_page"],
                        filter=as_fields(body["filters"]))
 
-    return render_template("catalogue.html", listing=body, page_url=page_url,
+    return render_template("catalogue.html", listing=body, page_url=page_url, left_out=left_out,
                            facets=body["columns"], chosen=body["filters"],
                            filter_fields=as_fields(body["filters"]))
 
