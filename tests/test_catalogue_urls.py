@@ -86,3 +86,29 @@ def test_a_drawing_written_again_gets_a_new_url(hand_written):
     assert after["front_url"] != before["front_url"]
     assert after["front_thumb_url"] != before["front_thumb_url"]  # no thumbnail: the drawing's
     assert after["back_url"] == before["back_url"]
+
+
+def test_a_design_with_a_blank_placeholder_side_is_searched_by_its_other_side(
+        tmp_path, catalogue_dir, settings, redis):
+    """pairs.csv needs both sides, so a design without a back drawing lists a blank page: it
+    is indexed, and its "Search with this design" answered 422 "the back image was refused:
+    the drawing is blank"."""
+    from PIL import Image
+    from rq import Queue
+
+    from web import create_app
+
+    shutil.copytree(catalogue_dir, tmp_path / "db")
+    catalogue = load_catalogue(tmp_path / "db")
+    Image.new("RGB", (300, 300), "white").save(catalogue.image_path(catalogue.backs[3]))
+    settings = dataclasses.replace(settings, database_dir=tmp_path / "db")
+    fake_generation(settings.database_dir, settings.features_dir, catalogue)
+    web = create_app({"SETTINGS": settings, "TESTING": True}).test_client()
+    response = web.post(f"/designs/{catalogue.names[3]}/search")
+    assert response.status_code == 303, response.get_data(as_text=True)
+    (job,) = Queue(settings.queue_name, connection=redis).jobs
+    assert job.kwargs["front"] is not None and job.kwargs["back"] is None
+    both_blank = catalogue.image_path(catalogue.fronts[3])
+    Image.new("RGB", (300, 300), "white").save(both_blank)
+    refused = web.post(f"/designs/{catalogue.names[3]}/search")
+    assert refused.status_code == 422 and "blank" in refused.get_data(as_text=True)

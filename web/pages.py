@@ -178,22 +178,33 @@ def search_like(name: str):
         row = manifest["names"].index(name)
     except (BankError, KeyError, ValueError):
         abort(404, description=f"no design named {name!r} in the catalogue")
-    files = {}
+    drawings = {}
     for side, rel in (("front", manifest["fronts"][row]), ("back", manifest["backs"][row])):
         found = catalogue_file(served(rel))  # pairs.csv may write it `./x` or in full
         if found is None:
             abort(404, description=f"the {side} drawing of {name!r} is missing")
-        path = found[0]
-        with open(path, "rb") as f:
-            files[side] = FileStorage(io.BytesIO(f.read()), filename=os.path.basename(path))
+        with open(found[0], "rb") as f:
+            drawings[side] = (f.read(), os.path.basename(found[0]))
     options = MultiDict([(field, value) for field in ("filter", "k", "front_weight", "sides")
                          for value in request.form.getlist(field)])  # the search's, kept
-    search_id = submit_search(MultiDict(files), options).id
+    try:
+        search_id = _search_with(drawings, options)
+    except RequestRefused as exc:  # a blank placeholder page: searched by its other side
+        blank = [s for s in drawings if exc.error == "blank" and exc.message.startswith(f"the {s} ")]
+        if len(blank) != 1 or len(drawings) == 1:
+            raise
+        del drawings[blank[0]]
+        search_id = _search_with(drawings, options)
     try:
         mark_searched_with(search_id, name, settings.result_ttl)
     except RedisError:  # the search is queued all the same: only its heading is lost
         current_app.logger.warning("could not record that search %s is %s's", search_id, name)
     return redirect(url_for("pages.search_page", search_id=search_id), code=303)
+
+
+def _search_with(drawings: dict[str, tuple[bytes, str]], options: MultiDict) -> str:
+    return submit_search(MultiDict({side: FileStorage(io.BytesIO(data), filename=name)
+                                    for side, (data, name) in drawings.items()}), options).id
 
 
 @bp.post("/designs/search")
