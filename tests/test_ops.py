@@ -302,15 +302,29 @@ def test_health_is_ok_only_with_a_worker_of_the_search_queue(client, settings, r
     from worker.core.queueing import index_queue_name
 
     rows = np.eye(2, dtype=np.float32)
+    from worker.core.generations import current_id
+
     write_bank(settings.features_dir, rows, rows, {"n_pairs": 2, "dim": 2, "dtype": "float32",
-                                                   "descriptor": settings.descriptor})
+                                                   "descriptor": settings.descriptor,
+                                                   "created": "2026-01-02T03:04:05+00:00",
+                                                   "updated": "2026-02-03T04:05:06+00:00"})
     chunks_only = Worker([index_queue_name(settings)], connection=redis)
     chunks_only.register_birth()
     body = client.get("/healthz").get_json()
     assert body["workers"] == 1 and "index_error" not in body and body["status"] == "degraded"
     searching = Worker([settings.queue_name], connection=redis, name="searching")
     searching.register_birth()
-    assert client.get("/healthz").get_json()["status"] == "ok"
+    searching.heartbeat()
+    body = client.get("/healthz").get_json()
+    assert (body["status"], body["search_workers"]) == ("ok", 1)
+    # after an edit, which version is served (the build's time alone said nothing of it)
+    assert body["index_updated"] == "2026-02-03T04:05:06+00:00"
+    assert body["generation"] == current_id(settings.features_dir) is not None
+    # a worker frozen (or killed: its registration lives minutes more) is what /readyz says
+    redis.hset(searching.key, "last_heartbeat", "2020-01-01T00:00:00.000000Z")
+    body = client.get("/healthz").get_json()
+    assert (body["status"], body["search_workers"], body["workers"]) == ("degraded", 0, 2)
+    assert client.get("/readyz").status_code == 503
 
 
 def test_an_unreadable_current_is_the_index_s_error_not_a_500(client, settings):

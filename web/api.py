@@ -9,11 +9,13 @@ from flask import Blueprint, Response, abort, current_app, jsonify, request, sen
 from web.apidoc import Responses, api
 from web.errors import RequestRefused, error_response
 from web.headers import csv_attachment
-from web.schemas import Error, Health, Search, SearchCreated, SearchForm, WaitQuery
+from web.ops_schemas import Health
+from web.schemas import Error, Search, SearchCreated, SearchForm, WaitQuery
 from web.searches import MAX_WAIT_S, SearchStatus, describe, fetch_search, finished_result
 from web.submissions import require_multipart, submit_search
 from worker.core.bank import BankError
-from worker.core.queueing import ENDED, live_workers, registered_workers, wait_until_done
+from worker.core.generations import current_id
+from worker.core.queueing import ENDED, live_workers, wait_until_done
 from worker.core.readcache import read_manifest_cached
 from worker.core.results_csv import SEARCH_COLUMNS, search_csv
 from worker.core.settings import redis_problem
@@ -158,13 +160,11 @@ def healthz():
     settings = current_app.config["SETTINGS"]
     redis = current_app.extensions["redis"]
     body: dict = {"redis": False, "workers": 0, "queue_length": None}
-    searching = 0  # workers of the search queue: `--chunks-only` ones serve no search
     try:
         redis.ping()
-        queue = current_app.extensions["queue"]
+        queue = current_app.extensions["queue"]  # `--chunks-only` workers serve no search
         body.update(redis=True, workers=live_workers(redis, max_age_s=None),
-                    queue_length=len(queue))
-        searching = registered_workers(queue)
+                    queue_length=len(queue), search_workers=live_workers(redis, queue))
     except Exception as exc:  # noqa: BLE001 - health reports every failure as data
         current_app.logger.warning("healthz: redis: %s", exc)
         body["redis_error"] = settings.without_paths(redis_problem(exc))
@@ -172,9 +172,12 @@ def healthz():
         manifest = read_manifest_cached(settings.features_dir)
         body.update(catalogue_pairs=manifest.get("n_pairs"), descriptor=manifest.get("descriptor"),
                     weights=manifest.get("weights"), precision=manifest.get("precision"),
-                    index_created=manifest.get("created"))
-    except BankError as exc:
+                    index_created=manifest.get("created"),
+                    generation=current_id(settings.features_dir))
+        if manifest.get("updated"):
+            body["index_updated"] = manifest["updated"]
+    except (BankError, OSError) as exc:
         body["index_error"] = settings.without_paths(str(exc))
-    body["status"] = "ok" if body["redis"] and searching and "index_error" not in body \
-        else "degraded"
+    body["status"] = "ok" if body["redis"] and body.get("search_workers") and \
+        "index_error" not in body else "degraded"
     return jsonify(body), 200 if body["redis"] else 503

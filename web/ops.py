@@ -15,7 +15,7 @@ from rq.registry import BaseRegistry
 
 from web.apidoc import Responses, api, openapi_document
 from web.errors import redis_full
-from web.schemas import OpenAPIDocument, Readiness
+from web.ops_schemas import OpenAPIDocument, Readiness
 from worker.core.bank import BankError
 from worker.core.metrics import read_metrics
 from worker.core.queueing import HEARTBEAT_MAX_AGE_S, live_workers

@@ -181,44 +181,6 @@ class Error(Closed):
     message: str = Field(description="what went wrong, for people")
 
 
-class Health(Model):
-    status: Literal["ok", "degraded"] = Field(description="ok: Redis, the index, a search worker")
-    redis: bool
-    redis_error: str | SkipJsonSchema[None] = None
-    workers: int = Field(ge=0, description="workers registered in Redis (any queue)")
-    queue_length: int | None = Field(ge=0)
-    catalogue_pairs: int | None = None
-    descriptor: str | None = None
-    weights: dict[str, Any] | None = Field(None, description="the index's VGG16 weights: id, "
-                                           "fingerprint")
-    precision: str | None = None
-    index_created: str | None = None
-    index_error: str | SkipJsonSchema[None] = None
-
-
-class Check(Closed):
-    ok: bool
-    reason: str
-
-
-class Checks(Closed):
-    redis: Check
-    worker: Check
-    index: Check
-    output_dir: Check
-
-
-class Readiness(Closed):
-    ready: bool
-    checks: Checks
-
-
-class OpenAPIDocument(Model):
-    openapi: str
-    info: dict[str, Any]
-    paths: dict[str, Any]
-
-
 class DuplicatesQuery(Model):
     min_verdict: Verdict = Field(DEFAULT_MIN_VERDICT, description="the least serious verdict that "
                                  "joins two designs: `copy`, `near-duplicate` or `similar` (400 "
