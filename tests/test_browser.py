@@ -268,6 +268,11 @@ def test_browse_the_catalogue_and_search_with_a_design(site, browser):
     assert page.evaluate("img => img.naturalWidth", thumb.element_handle()) <= 150  # a thumbnail
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "catalogue-page.png"), full_page=True)
+    # a name without spaces (the API takes 100 characters) wraps inside its card, not across
+    # its neighbours
+    assert page.evaluate("""card => { card.querySelector('.name').textContent = 'SS26_'.repeat(20);
+                                      return card.scrollWidth <= card.clientWidth; }""",
+                         cards.first.element_handle())
     name = cards.first.get_attribute("data-name")
     cards.first.locator("button").click()
     page.wait_for_selector("img.grid", timeout=90_000)
