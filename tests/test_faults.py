@@ -3,6 +3,7 @@ unwritable output folder, a search past its timeout, a full queue, no worker at 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -191,6 +192,24 @@ def test_make_run_stops_everything_when_its_redis_dies_or_its_terminal_hangs_up(
         stop_process(supervisor)
         stop_process(left)
     assert _gone(children), children
+
+
+def test_a_supervisor_killed_outright_takes_the_web_and_the_worker_with_it(indexed_settings,
+                                                                         tmp_path):
+    """`make run`'s supervisor SIGKILLed (the OOM killer, `kill -9`): the web and the worker
+    served on unsupervised, and the next run's Ctrl-C never stopped them."""
+    run_dir, log = tmp_path / "run", tmp_path / "supervisor.log"
+    supervisor, children = _supervisor_with_its_redis(indexed_settings, run_dir, log)
+    (redis_pid,) = [pid for pid, argv in children.items() if "redis-server" in argv]
+    served = [pid for pid in children if pid != redis_pid]
+    try:
+        supervisor.kill()
+        supervisor.wait(timeout=10)
+        assert _gone(served), {pid: children[pid] for pid in served}
+    finally:
+        for pid in (*served, redis_pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_redis_restart_loses_no_accepted_search(indexed_settings, tmp_path, extractor):

@@ -9,6 +9,7 @@ gunicorn.conf.py) on http://127.0.0.1:5000. Ctrl-C stops them all. One at a time
 from __future__ import annotations
 
 import argparse
+import ctypes
 import fcntl
 import os
 import signal
@@ -33,10 +34,23 @@ from worker.dev.services import web_command
 from worker.pipeline.weights import WeightsUnavailable, resolve_weights, weights_for
 
 RESTART_DELAY = 2.0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, *args], env=env, cwd=REPO_ROOT)
+    parent = os.getpid()
+    return subprocess.Popen([sys.executable, *args], env=env, cwd=REPO_ROOT,
+                            preexec_fn=lambda: _die_with(parent))
+
+
+def _die_with(parent: int) -> None:
+    """In the web's or the worker's process before it runs: a SIGTERM when the supervisor
+    dies, however it dies (killed outright, it left them serving unsupervised, the worker
+    waiting to register with the next run's Redis). Redis is left: the next run stops it."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before the prctl
+        os._exit(1)
 
 
 def _hold_lock(run_dir: Path):
