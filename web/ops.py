@@ -147,9 +147,11 @@ def metrics():
         return Response(out.text(), mimetype=None, content_type=PROMETHEUS_TEXT)
     out.family("pairsearch_redis_up", "gauge", "1 when Redis answers", [("", {}, 1)])
     out.family("pairsearch_searches", "gauge",
-               "searches kept in Redis by status (finished/failed until RESULT_TTL expires)",
+               "jobs of the search queue (searches, and catalogue edits) kept in Redis by "
+               "status (finished/failed until RESULT_TTL expires)",
                [("", {"status": status}, count) for status, count in by_status.items()])
-    out.family("pairsearch_queue_length", "gauge", "searches waiting in the queue",
+    out.family("pairsearch_queue_length", "gauge", "searches (and catalogue edits) waiting "
+               "in the search queue",
                [("", {}, queue_length)])
     out.family("pairsearch_workers", "gauge",
                f"workers of the queue with a heartbeat in the last {HEARTBEAT_MAX_AGE_S} s",
@@ -164,6 +166,7 @@ def metrics():
         samples.append(("_sum", {"stage": stage}, totals["sum_ms"] / 1000.0))
         samples.append(("_count", {"stage": stage}, totals["count"]))
     out.family("pairsearch_stage_duration_seconds", "summary",
-               "time spent per search stage by the workers (stage=total: the whole search)",
+               "time per stage of the searches the workers finished (stage=total: from a "
+               "worker taking it to its answer; stage=queue_wait: before; failed ones uncounted)",
                samples)
     return Response(out.text(), mimetype=None, content_type=PROMETHEUS_TEXT)
