@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from benchmarks.perf.catalogue import QueryImages
 from benchmarks.perf.e2e import prepare_index
 from benchmarks.perf.report import emit, fmt, md_table, percentile, preamble
-from benchmarks.perf.searches import sequential_searches
+from benchmarks.perf.searches import all_finished, sequential_searches
 from benchmarks.perf.service import Service, start_web, started_service, wait_until
 
 
@@ -70,8 +70,8 @@ def cmd_check(args: argparse.Namespace, argv: Sequence[str]) -> int:
         wait_until(lambda: service.worker_count() >= 1, args.timeout, "worker registered")
         images = QueryImages(service.tmp / "database")
         sequential_searches(service, images, 3, args.timeout)  # warm: not counted
-        samples = [s.e2e_ms for s in sequential_searches(service, images, args.searches,
-                                                         args.timeout)]
+        samples = [s.e2e_ms for s in all_finished(sequential_searches(
+            service, images, args.searches, args.timeout))]
         posted, wall, body = run_check(service, collection_zip(images, args.check_pairs),
                                        args.timeout)
     failed = sum(d["status"] == "failed" for d in body["designs"])

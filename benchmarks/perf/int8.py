@@ -23,7 +23,7 @@ from benchmarks.perf.bursts import burst_row, ensure_workers, run_burst
 from benchmarks.perf.catalogue import QueryImages, build_index
 from benchmarks.perf.model import time_extract
 from benchmarks.perf.report import emit, fmt, md_table, percentile, preamble
-from benchmarks.perf.searches import sequential_searches
+from benchmarks.perf.searches import all_finished, sequential_searches
 from benchmarks.perf.service import start_web, started_service
 
 
@@ -63,12 +63,12 @@ def service_round(args: argparse.Namespace, database: Path, precision: str) -> d
         start_web(service, args.timeout)
         images = QueryImages(service.tmp / "database")
         ensure_workers(service, 1, args.timeout)
-        samples = sequential_searches(service, images, args.searches, args.timeout)
+        samples = all_finished(sequential_searches(service, images, args.searches, args.timeout))
         burst = run_burst(service, images, 1, args.concurrent, args.threads, args.timeout)
     row = burst_row(burst)
     return {"load": load, "images/s": build.images / build.wall_s, "index wall s": build.wall_s,
             "e2e p50": percentile([s.e2e_ms for s in samples], 50),
-            "forward p50": percentile([s.timings.get("forward_ms", 0) for s in samples], 50),
+            "forward p50": percentile([s.timings["forward_ms"] for s in samples], 50),
             "searches/s": float(row[8].replace(",", "")) if row[8] != "n/a" else 0.0,
             "burst": row}
 

@@ -105,6 +105,16 @@ def sequential_searches(service: Service, images: QueryImages, n: int, timeout: 
     return samples
 
 
+def all_finished(samples: list[SequentialSample]) -> list[SequentialSample]:
+    """`samples`, once each search is seen finished: a failed one (a worker refusing its bank
+    fails fast) would count as a fast search in a percentile."""
+    failed = [s for s in samples if s.status != "finished"]
+    if failed:
+        raise RuntimeError(f"{len(failed)} of {len(samples)} searches did not finish (the "
+                           f"first: {failed[0].status}); their times would count as searches'")
+    return samples
+
+
 def stat_row(label: str, values: list[float]) -> list[object]:
     return [label, len(values), fmt(percentile(values, 50)), fmt(percentile(values, 95))]
 
