@@ -21,14 +21,14 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 $(DATABASE_DIR)/pairs.csv: | $(VENV)/.installed
-	$(PY) -m worker.cli.sample --out $(DATABASE_DIR)
+	$(PY) -m worker.cli.sample --out "$(DATABASE_DIR)"
 
 catalogue: $(DATABASE_DIR)/pairs.csv
 
 # indexes the catalogue that is there: a mistyped DATABASE_DIR must not get a sample catalogue
 # written into it and served (`make catalogue` writes the sample; `make run` does on its own)
 index: $(VENV)/.installed
-	@test -f $(DATABASE_DIR)/pairs.csv || { echo "make index: no $(DATABASE_DIR)/pairs.csv;" \
+	@test -f "$(DATABASE_DIR)/pairs.csv" || { echo "make index: no $(DATABASE_DIR)/pairs.csv;" \
 	  "put the catalogue there (README, 'The catalogue'), or 'make catalogue' for the sample" >&2; \
 	  exit 2; }
 	$(PY) -m worker.cli.index

@@ -66,6 +66,22 @@ def test_a_sample_of_no_designs_is_refused_naming_the_option(tmp_path):
     assert not (tmp_path / "db").exists()
 
 
+def test_the_sample_does_not_replace_a_catalogue_already_there(tmp_path, capsys):
+    """`python -m worker.cli.sample` writes into DATABASE_DIR by default: run where the team's
+    catalogue is, it replaced its pairs.csv with synthetic designs, and `make run` indexed and
+    served them."""
+    from worker.cli import sample
+
+    listing = tmp_path / "db" / "pairs.csv"
+    listing.parent.mkdir()
+    listing.write_text("name,front,back\nteam-001,images/a.png,images/b.png\n")
+    assert sample.main(["--pairs", "1", "--out", str(tmp_path / "db")]) == 1
+    assert "exists: a catalogue is there" in capsys.readouterr().err
+    assert listing.read_text().startswith("name,front,back\nteam-001,")
+    assert sample.main(["--pairs", "1", "--out", str(tmp_path / "db"), "--force"]) == 0
+    assert "team-001" not in listing.read_text()
+
+
 def test_service_env_carries_every_setting_to_a_child(tmp_path):
     from worker.dev.services import service_env
 

@@ -27,12 +27,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=_pairs, default=200, help="1 or more (default 200)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=None, help="default: DATABASE_DIR")
+    parser.add_argument("--force", action="store_true",
+                        help="replace the list of a catalogue already there with the sample's")
     args = parser.parse_args(argv)
     try:
         out = args.out or Settings.from_env().database_dir
     except InvalidSetting as exc:
         print(f"sample: {exc}", file=sys.stderr)
         return 2
+    if (Path(out) / "pairs.csv").exists() and not args.force:  # a team's catalogue, likely
+        print(f"sample: {Path(out) / 'pairs.csv'} exists: a catalogue is there, and the sample "
+              "would replace its list (--force to do so)", file=sys.stderr)
+        return 1
     path = write_catalogue(out, args.pairs, args.seed)
     print(f"wrote {args.pairs} sample designs to {path}")
     return 0
