@@ -305,6 +305,14 @@ def test_cli_import_adds_a_batch(own_catalogue, tmp_path):
                                env=env, capture_output=True, text=True, timeout=120)
         assert blank.returncode == 1, blank.stderr[-2000:]
         assert f"{drawing}: the front drawing shows nothing at the size" in blank.stderr
+    drawings = [str(batch / rows[1].split(",")[i]) for i in (1, 2)]
+    for name, extra, said in (("imported-0", [], "design name(s) already used: ['imported-0']"),
+                              ("new one", [], "invalid design name(s) ['new one']"),
+                              ("fresh", ["--column", "colour=red"], "has no column 'colour'")):
+        named = subprocess.run([sys.executable, "-m", "worker.cli.catalogue", "add", name,
+                                *drawings, *extra], env=env, capture_output=True, text=True,
+                               timeout=120)  # refused before the model loads, as the drawings
+        assert named.returncode == 1 and said in named.stderr, named.stderr[-2000:]
     assert load_catalogue(own_catalogue.database_dir).names[-1] == "imported-2"  # as the API
 
 

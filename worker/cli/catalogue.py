@@ -12,12 +12,9 @@ from worker.core.catalogue import CatalogueError, load_catalogue
 from worker.core.generations import CatalogueBusy
 from worker.core.images import ImageRejected
 from worker.core.settings import InvalidSetting, Settings
-from worker.indexing.edits import (
-    CatalogueEditError,
-    add_designs,
-    read_drawing,
-    remove_design,
-)
+from worker.indexing.edits import add_designs, read_drawing, remove_design
+from worker.indexing.naming import CatalogueEditError, check_new_designs
+from worker.pipeline.weights import WeightsUnavailable
 
 
 def read_import(source: Path) -> tuple[list[tuple[str, Path, Path]], list[dict[str, str]]]:
@@ -83,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             designs, columns = (([(args.name, args.front, args.back)], [_columns(args.column)])
                                 if args.command == "add" else read_import(args.source))
-            check_drawings(settings, designs)  # before the model loads, naming each file
+            check_new_designs(load_catalogue(settings.database_dir),  # before the model loads,
+                              [name for name, _, _ in designs], columns)
+            check_drawings(settings, designs)  # as the drawings, naming each file
             from worker.pipeline.extract import FeatureExtractor
             from worker.pipeline.weights import weights_for
 
@@ -91,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                                          settings.precision)
             manifest = add_designs(settings, extractor, designs, columns)
     except (CatalogueEditError, CatalogueError, CatalogueBusy, BankError, ImageRejected,
-            InvalidSetting, OSError) as exc:
+            InvalidSetting, WeightsUnavailable, OSError) as exc:
         print(f"catalogue: {exc}", file=sys.stderr)
         return 1
     print(f"catalogue now has {manifest['n_pairs']} designs")

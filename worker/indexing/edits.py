@@ -32,10 +32,8 @@ from worker.core.bank import (
     write_bank,
 )
 from worker.core.catalogue import (
-    DESIGN_NAME,
     Catalogue,
     catalogue_csv,
-    check_column_values,
     load_catalogue,
     write_catalogue_csv,
 )
@@ -45,6 +43,7 @@ from worker.core.images import load_image
 from worker.core.queueing import EXTENSION
 from worker.core.settings import Settings
 from worker.core.storage import write_aside
+from worker.indexing.naming import CatalogueEditError, check_new_designs
 from worker.indexing.recovery import STORED_IMAGE, mark_listed, sync_listed, tidy
 from worker.indexing.sketches import edited_share
 from worker.pipeline.ann import stored_index
@@ -57,10 +56,6 @@ from worker.pipeline.verdicts import duplicate_thresholds_in
 log = logging.getLogger(__name__)
 
 EDIT_LOCK_WAIT_S = 120  # an edit waits this long for another edit (the CLI's: or a build), then refuses
-
-
-class CatalogueEditError(ValueError):
-    """An edit we refuse: duplicate or unknown name, bad image; the message says which."""
 
 
 @contextmanager
@@ -162,19 +157,12 @@ def add_designs(settings: Settings, extractor, designs: list[tuple[str, Path | b
         raise ValueError(f"{len(designs)} designs but column values for {len(values)}")
     with editing(settings, edit_id) as (catalogue, bank):
         names = [name for name, _, _ in designs]
-        check_column_values(list(catalogue.extra), values, names)
+        check_new_designs(catalogue, names, values)
         check_model_matches(bank, extractor.weights_fingerprint, extractor.descriptor,
                             extractor.precision, preprocess_params(extractor.trim))
         if bank.quantised is not None and bank.manifest["sha256"]["quantised_model"] != \
                 extractor.model_id:  # new rows extracted with the model that built the others
             extractor.use_quantised(bank.quantised)
-        bad = [n for n in names if not DESIGN_NAME.fullmatch(n)]
-        if bad:
-            raise CatalogueEditError(f"invalid design name(s) {bad[:5]}: 1-100 ASCII letters, "
-                                     "digits, '.', '_' or '-', starting with a letter or digit")
-        taken = sorted(set(names) & set(catalogue.names) | {n for n in names if names.count(n) > 1})
-        if taken:
-            raise CatalogueEditError(f"design name(s) already used: {taken[:5]}")
         images = [(read_drawing(settings, f, "front", extractor.trim),
                    read_drawing(settings, b, "back", extractor.trim)) for _, f, b in designs]
         created: list[Path] = []
