@@ -165,14 +165,18 @@ def verdict_table(outcomes: list[Outcome], designs: list[Design],
     from worker.pipeline.verdicts import VERDICTS
 
     if not thresholds:
-        return [["(no thresholds for this descriptor)", "", "", "", ""]]
+        return [["(no thresholds for this descriptor)", "", "", "", "", ""]]
     graded = graded_hits(outcomes, designs)
     copies = sum(o.query.row is not None for o in outcomes)
+    unrelated = [o for o in outcomes if o.query.row is None and not o.sketch_only]
     rows = []
     for name in VERDICTS:
         given = [rel for score, rel, _ in graded if score >= thresholds[name]]
         found = sum(rel == 3 for score, rel, copied in graded if copied and score >= thresholds[name])
-        rows.append(verdict_row(name, thresholds[name], given, found, copies))
+        # what an upload that copies nothing meets: any hit of its list given the verdict
+        flagged = np.mean([max(o.judged, default=-1) >= thresholds[name] for o in unrelated])
+        rows.append([*verdict_row(name, thresholds[name], given, found, copies),
+                     f"{flagged:.3f} of {len(unrelated)}" if unrelated else "n/a"])
     return rows
 
 
@@ -228,7 +232,8 @@ def run(args: argparse.Namespace, database: Path) -> dict:
                  ["lists ordered by design after a found copy", f"{similar['by_design']:.3f}"]]),
           "\n")
     source = "calibrated on this run" if args.calibrate else "the index's, as a worker reads them"
-    print(table([f"verdict (thresholds {source})", "score >=", "hits", "precision", "recall"],
+    print(table([f"verdict (thresholds {source})", "score >=", "hits", "precision", "recall",
+                 "unrelated queries with a hit given it"],
                 verdict_table(outcomes, designs, thresholds)), "\n")
     print(table([f"one side searched alone ({len(sides)} sides; thresholds {source})",
                  "score >=", "hits", "precision", "recall"],
