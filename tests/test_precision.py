@@ -71,3 +71,19 @@ def test_int8_and_float_banks_refuse_each_other_float_kinds_do_not():
     for built in ("float32", "bfloat16", None):  # None: a manifest from before PRECISION
         with pytest.raises(BankError, match="runs int8"):
             check_model_matches(bank(built), "f", "d", "int8", {})
+
+
+def test_an_int8_index_whose_manifest_records_no_model_is_refused_as_it_loads(tmp_path):
+    """A damaged or hand-edited manifest: the worker started on it and every search failed
+    with "PRECISION=int8 needs the index's quantised model: build the index at int8"."""
+    from worker.core.bank import load_bank, write_bank
+
+    rows = np.eye(3, dtype=np.float32)
+    manifest = {"n_pairs": 3, "dim": 3, "dtype": "float32", "precision": "int8"}
+    write_bank(tmp_path / "with", rows, rows, manifest, quantised=b"a model")
+    assert load_bank(tmp_path / "with").quantised == b"a model"
+    write_bank(tmp_path / "without", rows, rows, manifest)
+    with pytest.raises(BankError, match="int8 but manifest.json records no quantised model"):
+        load_bank(tmp_path / "without")
+    write_bank(tmp_path / "float", rows, rows, {**manifest, "precision": "bfloat16"})
+    assert load_bank(tmp_path / "float").quantised is None

@@ -1,10 +1,8 @@
-"""Feature banks: `front.npy`, `back.npy` ((n_pairs, dim) float32, rows L2-normalised,
-row i = pairs.csv row i), `whitening.npz` and `manifest.json`, with the catalogue list they
-were built from (`pairs.csv`), together one generation (worker.core.generations).
-
-A writer fills a new generation folder and switches FEATURES_DIR/CURRENT last; a reader
-resolves CURRENT once per load and checks each file against the sha256 the manifest records.
-"""
+"""Feature banks: `front.npy`, `back.npy` ((n_pairs, dim) float32, rows L2-normalised, row i =
+pairs.csv row i), `whitening.npz` and `manifest.json`, with the catalogue list they were built
+from (`pairs.csv`), together one generation (worker.core.generations). A writer fills a new
+generation folder and switches FEATURES_DIR/CURRENT last; a reader resolves CURRENT once per
+load and checks each file against the sha256 the manifest records."""
 
 from __future__ import annotations
 
@@ -119,6 +117,8 @@ def load_bank(features_dir: Path) -> FeatureBank:
 
 def _load_blob(features_dir: Path, manifest: dict, key: str, name: str) -> bytes | None:
     expected = manifest.get("sha256", {}).get(key)
+    if expected is None and key == "quantised_model" and manifest.get("precision") == "int8":
+        raise BankError(f"the banks are int8 but {MANIFEST} records no quantised model; {REINDEX}")
     if expected is None:
         return None
     path = Path(features_dir) / name
