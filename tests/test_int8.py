@@ -84,6 +84,15 @@ def test_an_int8_index_holds_its_model_fingerprinted(int8_features_dir, int8_ext
     assert dtypes.count(np.int8) == 13 and np.float32 in dtypes, dtypes
 
 
+def test_an_int8_model_this_litert_cannot_read_is_the_index_s_error():
+    """A model whose checksum matches but that this LiteRT cannot load (a newer converter on
+    the machine that built it): the worker ended in a LiteRT traceback, not "cannot start"."""
+    from worker.pipeline.quantise import QuantisedModel
+
+    with pytest.raises(BankError, match="int8 model cannot be loaded by this worker's LiteRT"):
+        QuantisedModel(b"not a flatbuffer" * 64)
+
+
 def test_an_int8_worker_searches_with_the_index_model(int8_settings, int8_extractor, redis):
     from web import create_app
     from worker.service.process import make_worker, start_engine

@@ -26,6 +26,8 @@ import numpy as np
 import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
+from worker.core.bank import REINDEX, BankError
+
 
 def quantise(model: keras.Model, representative: np.ndarray | None = None) -> bytes:
     """`model` ((n, 224, 224, 3) float32 -> its outputs) as an int8 LiteRT flatbuffer:
@@ -57,8 +59,12 @@ class QuantisedModel:
     def __init__(self, blob: bytes):
         self.blob = blob
         self.sha256 = hashlib.sha256(blob).hexdigest()
-        self._interpreter = Interpreter(model_content=blob, num_threads=threads())
-        self._runner = self._interpreter.get_signature_runner()
+        try:  # its checksum matched: written by a converter this LiteRT cannot read
+            self._interpreter = Interpreter(model_content=blob, num_threads=threads())
+            self._runner = self._interpreter.get_signature_runner()
+        except (ValueError, RuntimeError) as exc:
+            raise BankError(f"the index's int8 model cannot be loaded by this worker's LiteRT "
+                            f"({exc}); {REINDEX} with the versions the workers run") from None
         self._input = next(iter(self._runner.get_input_details()))
         # Keras exports outputs as output_0, output_1, ...: sort by their index, not as strings
         self._outputs = sorted(self._runner.get_output_details(),
