@@ -209,6 +209,13 @@ def test_the_cli_checks_a_folder_in_process(indexed_settings, tmp_path):
     assert {r["filters"] for r in report} == {"garment:dress,jacket"}  # as parsed: sorted
     assert [r["error"] for r in report if r["design"] == "broken"] == [
         "front: 'img/nothing.png' is not a file in " + str((tmp_path / "season").resolve())]
+    # none of them could be checked (paths written from another folder): not a success
+    (tmp_path / "season" / "pairs.csv").write_bytes(pairs_csv([rows[-1]]))
+    proc = subprocess.run([sys.executable, "-m", "worker.check", str(tmp_path / "season"),
+                           "--no-progress", "--out", str(out)], env=service_env(indexed_settings),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "checked 0 of 1 designs (1 failed" in proc.stderr
+    assert "is not a file in" in out.read_text(encoding="utf-8-sig")  # the report says why
 
 
 def test_a_report_the_cli_cannot_write_goes_to_standard_output(indexed_settings, tmp_path):

@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"checked {len(designs) - failed} of {len(designs)} designs"
           + (f" ({failed} failed: see the error column)" if failed else "")
           + (f" -> {args.out}" if args.out else ""), file=sys.stderr)
-    return 0
+    return 1 if failed == len(designs) else 0  # as the web's 400 no_usable_designs
 
 
 if __name__ == "__main__":
