@@ -60,14 +60,49 @@ def run_search(settings: Settings, storage: Storage, connection: Redis, front: P
         with contextlib.suppress(OSError, RedisError):
             storage.delete_uploads(list(names.values()))
         raise
-    status = wait_until_done(connection, job, timeout)
+    try:
+        status = wait_until_done(connection, job, timeout)
+    except KeyboardInterrupt:
+        _withdraw(storage, job, names)
+        raise
     if status == JobStatus.FINISHED:
         return {"id": search_id, **job.return_value()}
     if status in ENDED:  # failed, stopped or cancelled
         job.refresh()
         raise RuntimeError(job.meta.get("error") or "the search failed")
+    withdrawn = _withdraw(storage, job, names)
     raise TimeoutError(f"no worker finished the search within {timeout:g} s "
-                       "(is `python -m worker` running?)")
+                       "(is `python -m worker` running?)"
+                       + ("; it is withdrawn from the queue" if withdrawn else ""))
+
+
+def _withdraw(storage: Storage, job, names: dict[str, str]) -> bool:
+    """Take a search nobody waits for any more out of the queue, with its uploads, unless a
+    worker has it already (it ends as any search does); whether it was taken out."""
+    with contextlib.suppress(RedisError, OSError):
+        if job.get_status(refresh=True) == JobStatus.QUEUED:
+            job.cancel()
+            storage.delete_uploads(list(names.values()))
+            return True
+    return False
+
+
+def print_hits(result: dict) -> None:
+    """The list as the page shows it: rank, verdict and similarity (what a person reads),
+    score, name; and what the page says of the list and of each side."""
+    print("rank  verdict          similarity  score   name")
+    for hit in result["results"]:
+        similarity = "" if hit.get("similarity") is None else hit["similarity"]
+        print(f"{hit['rank']:>4}  {hit.get('verdict') or '-':<15}  {similarity:>10}  "
+              f"{hit['score']:.4f}  {hit['name']}" + ("  (sides swapped)" if hit.get("swapped")
+                                                       else ""))
+    if result.get("order") == "design":
+        print("after the copy found first, the list is ordered by design, not by score")
+    for side in result.get("outline_only", []):
+        print(f"the {side} is a line sketch: matched by its outline alone, given no verdict")
+    for copy in result.get("side_copies", []):
+        print(f"the {copy['side']} alone is a {copy['verdict']} of {copy['name']} "
+              f"(similarity {copy['similarity']})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,11 +146,14 @@ def main(argv: list[str] | None = None) -> int:
     except RedisError as exc:
         print(f"submit: Redis (REDIS_URL) cannot be reached: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("submit: interrupted; the search is withdrawn unless a worker had it",
+              file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
-    for hit in result["results"]:
-        print(f"{hit['rank']:>3}  {hit['score']:.4f}  {hit['name']}")
+    print_hits(result)
     grid = storage.export_result(result["image"], settings.output_dir)
     if grid is None:
         print("submit: the grid has already expired", file=sys.stderr)
