@@ -375,6 +375,13 @@ def test_the_cli_writes_a_csv_row_per_pair(synthetic, tmp_path):
     missing = subprocess.run([sys.executable, "-m", "worker.cli.duplicates"],
                              env=service_env(gone), capture_output=True, text=True, timeout=60)
     assert missing.returncode == 1 and "no feature banks" in missing.stderr
+    # a descriptor without calibrated thresholds: the page says none can be judged; the
+    # command said "0 group(s)", a clean catalogue
+    plain = dataclasses.replace(settings, features_dir=tmp_path / "plain")
+    write_generation(plain.features_dir, *seeded_bank()[:2], descriptor="flatten")
+    unjudged = subprocess.run([sys.executable, "-m", "worker.cli.duplicates"],
+                              env=service_env(plain), capture_output=True, text=True, timeout=60)
+    assert unjudged.returncode == 1 and "cannot be judged and none is listed" in unjudged.stderr
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])

@@ -12,6 +12,7 @@ from worker.core.bank import BankError
 from worker.core.duplicates import DEFAULT_MIN_VERDICT, VERDICTS, duplicate_groups, read_duplicates
 from worker.core.results_csv import DUPLICATES_COLUMNS, duplicates_csv
 from worker.core.settings import InvalidSetting, Settings
+from worker.pipeline.verdicts import duplicate_thresholds_in
 
 
 def print_groups(groups: list[dict], n_designs: int, min_verdict: str) -> None:
@@ -38,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         manifest, pairs = read_duplicates(settings.features_dir)
+        if duplicate_thresholds_in(manifest) is None:  # "0 groups" would read as a clean one
+            print(f"duplicates: this index's descriptor ({manifest.get('descriptor')}) has no "
+                  "calibrated thresholds, so its pairs cannot be judged and none is listed",
+                  file=sys.stderr)
+            return 1
         groups = duplicate_groups(pairs, manifest["names"], args.min_verdict)
         if args.csv is not None:
             # a file for a spreadsheet: Excel reads UTF-8 without a BOM in its code page
