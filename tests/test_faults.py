@@ -139,14 +139,15 @@ def _children_of(pid: int) -> dict[int, str]:
     return found
 
 
-def _supervisor_with_its_redis(settings, run_dir: Path, log: Path):
-    """`make run`'s supervisor with REDIS_URL unset (its own redis-server); (it, its children)
-    once it has started them all."""
-    env = {k: v for k, v in service_env(settings).items() if k != "REDIS_URL"}
+def _supervisor_with_its_redis(settings, run_dir: Path, log: Path, cwd: Path = REPO_ROOT,
+                               **env_values: str):
+    """`make run`'s supervisor with REDIS_URL unset (its own redis-server), started in `cwd`
+    with `env_values` besides; (it, its children) once it has started them all."""
+    env = {k: v for k, v in service_env(settings).items() if k != "REDIS_URL"} | env_values
     with log.open("wb") as out:
         supervisor = subprocess.Popen(
             [sys.executable, "-m", "worker.cli.supervisor", "--port", str(free_port()),
-             "--run-dir", str(run_dir)], env=env, cwd=REPO_ROOT, stdout=out,
+             "--run-dir", str(run_dir)], env=env, cwd=cwd, stdout=out,
             stderr=subprocess.STDOUT, start_new_session=True)  # its own group, as a terminal's
     deadline = time.monotonic() + 60
     while "Ctrl-C stops everything" not in log.read_text():
@@ -197,12 +198,20 @@ def test_make_run_stops_everything_when_its_redis_dies_or_its_terminal_hangs_up(
 def test_a_supervisor_killed_outright_takes_the_web_and_the_worker_with_it(indexed_settings,
                                                                          tmp_path):
     """`make run`'s supervisor SIGKILLed (the OOM killer, `kill -9`): the web and the worker
-    served on unsupervised, and the next run's Ctrl-C never stopped them."""
+    served on unsupervised, and the next run's Ctrl-C never stopped them. (Started from
+    another folder with FEATURES_DIR relative to it, its children, which run in the
+    repository, read another folder's index.)"""
     run_dir, log = tmp_path / "run", tmp_path / "supervisor.log"
-    supervisor, children = _supervisor_with_its_redis(indexed_settings, run_dir, log)
+    features = indexed_settings.features_dir
+    supervisor, children = _supervisor_with_its_redis(indexed_settings, run_dir, log,
+                                                      features.parent, FEATURES_DIR=features.name)
     (redis_pid,) = [pid for pid, argv in children.items() if "redis-server" in argv]
     served = [pid for pid in children if pid != redis_pid]
     try:
+        for pid in served:
+            environ = dict(item.split("=", 1) for item in Path(f"/proc/{pid}/environ")
+                           .read_text().split("\0") if "=" in item)
+            assert environ["FEATURES_DIR"] == str(features), children[pid]
         supervisor.kill()
         supervisor.wait(timeout=10)
         assert _gone(served), {pid: children[pid] for pid in served}

@@ -140,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidSetting as exc:
         print(f"supervisor: {exc}", file=sys.stderr)
         return 2
+    # the children run in the repository: a folder setting relative to where we were started
+    # must name the folder it named here (DATABASE_DIR=mycat: this folder's, not theirs)
+    os.environ.update({name.upper(): str(getattr(settings, name).absolute())
+                       for name in ("database_dir", "features_dir", "upload_dir", "output_dir")})
     lock = _hold_lock(args.run_dir)
     if lock is None:
         print(f"supervisor: another `make run` is running from this folder (it holds "
