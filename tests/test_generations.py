@@ -432,10 +432,18 @@ def test_an_index_that_cannot_be_loaded_is_tried_again_after_a_while_not_before_
     monkeypatch.setattr(engine, "_load_snapshot", unloadable)
     assert not engine.refresh() and not engine.refresh() and len(tries) == 1
     assert engine.snapshot is before  # still serving the one it had
+    # and says so with its heartbeat (/healthz: `index_refused`, status degraded)
+    current = generations.current_id(settings.features_dir)
+    assert engine.state() == {"pairsearch_serves": before.generation,
+                              "pairsearch_precision": extractor.precision,
+                              "pairsearch_refused": current, "pairsearch_refused_why":
+                                  "front.npy does not match its sha256"} and current != before.generation
     monkeypatch.setattr(engine_module, "RELOAD_RETRY_S", 0)
     assert not engine.refresh() and len(tries) == 2  # the while passed: tried again
     monkeypatch.setattr(engine, "_load_snapshot", real)  # the fault cleared
     assert engine.refresh() and len(engine.snapshot.catalogue) == len(before.catalogue) - 1
+    assert engine.state()["pairsearch_serves"] == current
+    assert engine.state()["pairsearch_refused"] == engine.state()["pairsearch_refused_why"] == ""
 
 
 def test_re_adding_a_removed_name_never_overwrites_a_shared_image(indexed_settings, tmp_path,

@@ -325,6 +325,57 @@ def test_health_is_ok_only_with_a_worker_of_the_search_queue(client, settings, r
     body = client.get("/healthz").get_json()
     assert (body["status"], body["search_workers"], body["workers"]) == ("degraded", 0, 2)
     assert client.get("/readyz").status_code == 503
+    # a worker that cannot load the current index serves the one before: /healthz said ok,
+    # naming the new version, while its searches still found what an edit had removed
+    searching.heartbeat()
+    generation = current_id(settings.features_dir)
+    redis.hset(searching.key, mapping={
+        "pairsearch_serves": "20260101T000000000000Z-abcdef", "pairsearch_precision": "float32",
+        "pairsearch_refused": generation, "pairsearch_refused_why":
+            "the banks were built at precision int8 but this worker runs float32"})
+    body = client.get("/healthz").get_json()
+    assert (body["status"], body["worker_precisions"]) == ("degraded", ["float32"])
+    assert body["index_refused"].startswith("1 of 1 search worker(s) cannot load the current "
+                                            "index and serve the one before: the banks were "
+                                            "built at precision int8")
+    redis.hset(searching.key, mapping={"pairsearch_serves": generation, "pairsearch_refused": ""})
+    assert client.get("/healthz").get_json()["status"] == "ok"
+
+
+def test_a_worker_s_heartbeat_says_what_it_serves_and_an_idle_one_loads_a_new_index(
+        settings, redis, monkeypatch):
+    """What /healthz reads of each worker comes with its heartbeat; an idle worker loaded a
+    new index only with its next job (the first search after an edit paid for the load)."""
+    from worker.core.queueing import WORKER_STATE
+    from worker.service import process
+
+    class Engine:
+        settings = None
+        snapshot = object()
+        refreshed = 0
+
+        def state(self):
+            return dict(zip(WORKER_STATE, ("g2", "bfloat16", "", ""), strict=True))
+
+        def refresh(self):
+            self.refreshed += 1
+            return True
+
+        def hold(self):
+            pass
+
+    monkeypatch.setattr(process, "settle_dead_workers_jobs", lambda *args: None)
+    monkeypatch.setattr(process, "keep_check_pins", lambda *args: None)
+    monkeypatch.setattr(process, "delete_expired_files", lambda *args: None)
+    engine = Engine()
+    worker = process.SearchWorker([Queue(settings.queue_name, connection=redis)],
+                                  connection=redis, engine=engine, name="w1")
+    worker.register_birth()
+    worker.heartbeat()
+    assert redis.hget(worker.key, "pairsearch_serves") == b"g2"
+    redis.hdel(worker.key, *WORKER_STATE)
+    worker.run_maintenance_tasks()
+    assert engine.refreshed == 1 and redis.hget(worker.key, "pairsearch_precision") == b"bfloat16"
 
 
 def test_an_unreadable_current_is_the_index_s_error_not_a_500(client, settings):

@@ -257,7 +257,7 @@ def test_a_search_whose_dead_worker_s_execution_expired_is_run_again_not_failed(
     engine = SimpleNamespace(
         settings=SimpleNamespace(job_timeout=120, result_ttl=600, features_dir=tmp_path),
         storage=FileStorage(tmp_path / "uploads", tmp_path / "output"),
-        hold=lambda: renewed.append(1))
+        hold=lambda: renewed.append(1), snapshot=None)  # no index (a chunks-only worker's)
     worker = SearchWorker([queue], connection=queue.connection, engine=engine,
                           name=f"{host}.{pid}.alive1")
     worker.run_maintenance_tasks()

@@ -15,7 +15,7 @@ from web.searches import MAX_WAIT_S, SearchStatus, describe, fetch_search, finis
 from web.submissions import require_multipart, submit_search
 from worker.core.bank import BankError
 from worker.core.generations import current_id
-from worker.core.queueing import ENDED, live_workers, wait_until_done
+from worker.core.queueing import ENDED, live_workers, wait_until_done, worker_states
 from worker.core.readcache import read_manifest_cached
 from worker.core.results_csv import SEARCH_COLUMNS, search_csv
 from worker.core.settings import redis_problem
@@ -160,11 +160,14 @@ def healthz():
     settings = current_app.config["SETTINGS"]
     redis = current_app.extensions["redis"]
     body: dict = {"redis": False, "workers": 0, "queue_length": None}
+    searching: list[dict[str, str]] = []
     try:
         redis.ping()
         queue = current_app.extensions["queue"]  # `--chunks-only` workers serve no search
+        searching = worker_states(redis, queue)
         body.update(redis=True, workers=live_workers(redis, max_age_s=None),
-                    queue_length=len(queue), search_workers=live_workers(redis, queue))
+                    queue_length=len(queue), search_workers=len(searching),
+                    worker_precisions=sorted({s["pairsearch_precision"] for s in searching} - {""}))
     except Exception as exc:  # noqa: BLE001 - health reports every failure as data
         current_app.logger.warning("healthz: redis: %s", exc)
         body["redis_error"] = settings.without_paths(redis_problem(exc))
@@ -178,6 +181,11 @@ def healthz():
             body["index_updated"] = manifest["updated"]
     except (BankError, OSError) as exc:
         body["index_error"] = settings.without_paths(str(exc))
-    body["status"] = "ok" if body["redis"] and body.get("search_workers") and \
-        "index_error" not in body else "degraded"
+    if refused := [s for s in searching if s["pairsearch_refused"] and
+                   s["pairsearch_refused"] == body.get("generation")]:
+        body["index_refused"] = settings.without_paths(
+            f"{len(refused)} of {len(searching)} search worker(s) cannot load the current index "
+            f"and serve the one before: {refused[0]['pairsearch_refused_why']}")
+    body["status"] = "ok" if body["redis"] and body.get("search_workers") and not \
+        {"index_error", "index_refused"} & body.keys() else "degraded"
     return jsonify(body), 200 if body["redis"] else 503

@@ -30,7 +30,12 @@ class Health(Model):
     index_created: str | None = Field(None, description="when the index was built")
     index_updated: str | SkipJsonSchema[None] = Field(None, description="when a catalogue edit "
                                                       "last changed it, if one has")
-    generation: str | None = Field(None, description="the index version served (`CURRENT`)")
+    generation: str | None = Field(None, description="the current index version (`CURRENT`)")
+    index_refused: str | SkipJsonSchema[None] = Field(None, description="search workers that "
+                                                      "cannot load it (another precision, a "
+                                                      "damaged file) and serve the one before")
+    worker_precisions: list[str] = Field([], description="what the search workers run "
+                                         "(`PRECISION=auto` chooses per machine)")
     index_error: str | SkipJsonSchema[None] = None
 
 

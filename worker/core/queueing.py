@@ -29,6 +29,10 @@ CHUNK_FUNC = "worker.service.chunks.extract_chunk"  # a chunk of a distributed i
 EXTENSION = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png"}  # MPO: a phone's JPEG (a gain map after it)
 UPLOAD_NAME = re.compile(contract.UPLOAD_NAME)  # use fullmatch
 HEARTBEAT_MAX_AGE_S = 60  # a live worker beats at least this often (idle: RQ's dequeue wait)
+# what a search worker adds to its RQ hash with each heartbeat: the generation it serves, its
+# precision, and a newer generation it could not load, with why (worker.service.engine.state)
+WORKER_STATE = ("pairsearch_serves", "pairsearch_precision", "pairsearch_refused",
+                "pairsearch_refused_why")
 
 
 DONE_CHANNEL = "pairsearch:done:"  # + job id: a worker publishes when a job has ended
@@ -123,18 +127,25 @@ def enqueue_match(queue: Queue, settings: Settings, search_id: str, rank: int) -
 def live_workers(redis, queue: Queue | None = None,
                  max_age_s: float | None = HEARTBEAT_MAX_AGE_S) -> int:
     """How many workers registered (for `queue`, else for any) sent a heartbeat at most
-    `max_age_s` ago (None: ever, while registered). Read from RQ's registry, never through
-    `Worker.all`: each Worker it makes raises the shared connection pool's socket timeout to
-    RQ's 415 s, after which a Redis that hangs would hold every request of this process for
-    minutes instead of 5 s."""
+    `max_age_s` ago (None: ever, while registered)."""
+    return len(worker_states(redis, queue, max_age_s))
+
+
+def worker_states(redis, queue: Queue | None = None,
+                  max_age_s: float | None = HEARTBEAT_MAX_AGE_S) -> list[dict[str, str]]:
+    """What each worker `live_workers` counts says it serves with its heartbeat (WORKER_STATE:
+    empty where it says nothing). Read from RQ's registry, never through `Worker.all`: each
+    Worker it makes raises the shared connection pool's socket timeout to RQ's 415 s, after
+    which a Redis that hangs would hold every request of this process for minutes, not 5 s."""
     keys = Worker.all_keys(connection=redis, queue=queue)
     pipe = redis.pipeline(transaction=False)
     for key in keys:
-        pipe.hget(key, "last_heartbeat")
+        pipe.hmget(key, "last_heartbeat", *WORKER_STATE)
     now = datetime.now(UTC)
-    return sum(beat is not None and (max_age_s is None or
-                                     (now - utcparse(beat.decode())).total_seconds() <= max_age_s)
-               for beat in pipe.execute())
+    return [{field: (value or b"").decode() for field, value in zip(WORKER_STATE, rest,
+                                                                     strict=True)}
+            for beat, *rest in pipe.execute() if beat is not None and (
+                max_age_s is None or (now - utcparse(beat.decode())).total_seconds() <= max_age_s)]
 
 
 def registered_workers(queue: Queue) -> int:

@@ -19,6 +19,7 @@ from threadpoolctl import threadpool_limits
 from worker.core.bank import BankError, FeatureBank, check_bank_matches, load_generation, manifest_stamp
 from worker.core.catalogue import Catalogue, CatalogueError
 from worker.core.generations import GENERATION, GENERATIONS, current_id
+from worker.core.queueing import WORKER_STATE
 from worker.core.settings import Settings
 from worker.core.storage import open_storage
 from worker.pipeline.ann import with_coarse_index
@@ -77,7 +78,15 @@ class Engine:
         self._older: Snapshot | None = None  # the last older generation a check was pinned to
         self._unusable: set[str] = set()  # pinned generations found gone or foreign: not retried
         self._refused: tuple[object, float] | None = None  # (manifest stamp, when) not loadable
+        self._refused_why = ""
         self.hold()
+
+    def state(self) -> dict[str, str]:
+        """What this worker serves, as its heartbeat tells the web (queueing.WORKER_STATE)."""
+        refused = self._refused[0][0] if self._refused and self._refused[0] else ""
+        return dict(zip(WORKER_STATE, (self.snapshot and self.snapshot.generation or "",
+                                       self.extractor.precision, refused or "",
+                                       self._refused_why if refused else ""), strict=True))
 
     def hold(self) -> None:
         """Pin the generation this process serves, or renew its pin (`ReadingPin`)."""
@@ -167,13 +176,14 @@ class Engine:
         try:
             self.snapshot, self._older = self._load_snapshot(), None  # its files let go
             self._unusable.clear()
+            self._refused, self._refused_why = None, ""
             self.hold()  # the generation loaded (CURRENT may have moved on while it loaded)
         except JobTimeoutException:  # the running job's time limit: never swallowed
             raise
         except Exception as exc:  # noqa: BLE001 - keep serving the index we have, loudly
             log.error("index changed but cannot be loaded, still serving the previous one (tried "
                       "again in %d s): %s", RELOAD_RETRY_S, exc)
-            self._refused = (stamp, time.monotonic())
+            self._refused, self._refused_why = (stamp, time.monotonic()), str(exc)[:500]
             self.hold()  # the one still served, not the one refused
             return False
         stale = self.thumbnails.drop_stale()

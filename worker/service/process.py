@@ -170,6 +170,14 @@ class SearchWorker(SimpleWorker):
             raise exc_info[1]
         super()._finalize_failure(job, queue, execution, exc_info)
 
+    def heartbeat(self, timeout: int | None = None, pipeline=None):
+        """RQ's, with what this worker serves (`Engine.state`): /healthz tells a worker that
+        cannot load the current index (it serves the one before) from one that serves it."""
+        super().heartbeat(timeout, pipeline)
+        if getattr(self, "engine", None) is not None:  # (RQ's own start, before ours is set)
+            (self.connection if pipeline is None else pipeline).hset(
+                self.key, mapping=self.engine.state())
+
     def prepare_job_execution(self, job: Job, remove_from_intermediate_queue: bool = False):
         super().prepare_job_execution(job, remove_from_intermediate_queue)
         if self.engine.refresh():  # a reload may take a minute: show this worker alive
@@ -181,6 +189,8 @@ class SearchWorker(SimpleWorker):
         worker's job for good once its execution has expired (a restart slower than
         JOB_TIMEOUT + 60 s), where ours would run a search again."""
         settle_dead_workers_jobs(self.connection, self.queues, self.name, self.engine)
+        if self.engine.snapshot is not None and self.engine.refresh():  # idle: a new index
+            self.heartbeat()  # loaded before the next search, and said (a load may take a minute)
         self.engine.hold()  # an idle worker's pin renewed too
         keep_check_pins(self.engine, self.connection)
         super().run_maintenance_tasks()
