@@ -125,6 +125,13 @@ def test_a_bank_built_at_one_precision_is_refused_by_a_worker_at_another(
     model.write_bytes(model.read_bytes()[:-1] + b"\0")  # one byte changed
     with pytest.raises(BankError, match=f"{QUANTISED_MODEL} is missing or does not match"):
         Engine(int8_settings, int8_extractor)
+    # and `index --if-needed` (compose's catalogue job) builds it again: it said "nothing to
+    # build", and compose restarted the refusing worker for ever
+    from worker.cli.index import refused_by_worker
+    from worker.core.bank import read_manifest
+
+    assert refused_by_worker(int8_settings, read_manifest(int8_settings.features_dir)) == (
+        f"the index's int8 model ({QUANTISED_MODEL}) is missing or does not match it")
 
 
 def test_an_edit_keeps_the_index_int8_model(int8_settings, int8_extractor, tmp_path):

@@ -15,8 +15,15 @@ import sys
 
 from redis.exceptions import RedisError
 
-from worker.core.bank import BankError, precision_serves, read_manifest
+from worker.core.bank import (
+    QUANTISED_MODEL,
+    BankError,
+    file_sha256,
+    precision_serves,
+    read_manifest,
+)
 from worker.core.catalogue import CatalogueError, designs_to_index, load_catalogue
+from worker.core.generations import current_dir
 from worker.core.numerals import whole
 from worker.core.settings import InvalidSetting, Settings
 from worker.indexing.build import build_index
@@ -99,6 +106,8 @@ def refused_by_worker(settings: Settings, manifest: dict) -> str | None:
     precision, _ = resolve_precision(settings.precision, settings.descriptor)
     if not precision_serves(built_at, precision):
         return f"the index was built at precision {built_at}, the worker will run {precision}"
+    if built_at == "int8" and not _model_intact(settings, manifest):  # 15 MB: hashed, cheap
+        return f"the index's int8 model ({QUANTISED_MODEL}) is missing or does not match it"
     built_with = manifest.get("weights", {})
     try:
         choice = resolve_weights(weights_for(settings))
@@ -111,6 +120,16 @@ def refused_by_worker(settings: Settings, manifest: dict) -> str | None:
     if built_with.get("file") and built_with["file"] != file_digest(choice):
         return f"the VGG16 weights file {choice.path.name} changed since the index was built"
     return None
+
+
+def _model_intact(settings: Settings, manifest: dict) -> bool:
+    """Whether the int8 model of the current index is the one its manifest records (the
+    worker refuses another: compose restarted it for ever while `--if-needed` built nothing)."""
+    try:
+        digest = file_sha256(current_dir(settings.features_dir) / QUANTISED_MODEL)
+    except OSError:
+        return False
+    return digest == manifest.get("sha256", {}).get("quantised_model")
 
 
 def main(argv: list[str] | None = None) -> int:
