@@ -94,18 +94,19 @@ def test_an_abandoned_edit_ends_as_the_catalogue_shows_it(queue, tmp_path, func,
 
 
 def test_an_edit_applied_before_two_more_switches_is_still_seen_as_applied(queue, tmp_path):
-    """Two edits switched after it (another worker, the CLI) before its job was settled: its
-    own generation was then deleted, and the design it added was reported "nothing was
-    changed; try the edit again" (the retry refused: `duplicate_name`)."""
-    from worker.core.generations import clean_leftovers, edit_record, new_generation, switch_to
+    """Two switches after it (another worker's edit, `make index`) before its job was
+    settled: its own generation was then deleted, and the design it added was reported
+    "nothing was changed; try the edit again" (the retry refused: `duplicate_name`)."""
+    from worker.core.generations import carried_edits, clean_leftovers, new_generation, switch_to
 
     host, pid = socket.gethostname(), os.getpid()
     job, worker = started_by(queue, f"{host}.{pid}.dead00", func=ADD_DESIGN_FUNC,
                              kwargs={"name": "new"})
     manifest, previous = {"names": ["a"]}, None
-    for edit_id, added in ((job.id, "new"), (uuid.uuid4().hex, "b"), (None, "c")):  # c: the CLI's
-        manifest = {"names": [*manifest["names"], added],
-                    "edit": edit_record("x", edit_id, manifest), "replaces": {"generation": previous}}
+    for edit_id, added in ((job.id, "new"), (None, "b"), (uuid.uuid4().hex, "c")):  # b: a build
+        manifest = {"names": [*manifest["names"], added], "recent_edits": carried_edits(tmp_path),
+                    "replaces": {"generation": previous},
+                    **({"edit": {"from": "x", "id": edit_id}} if edit_id else {})}
         folder = new_generation(tmp_path)
         (folder / MANIFEST).write_text(json.dumps(manifest))
         switch_to(tmp_path, folder)

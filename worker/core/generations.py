@@ -155,24 +155,27 @@ def kept_folders(features_dir: Path) -> list[Path]:
                                *(sorted(gens.iterdir()) if gens.is_dir() else [])]))
 
 
-def edit_record(before_fingerprint: str, edit_id: str | None, replaced: dict) -> dict:
-    """An edited generation's `edit`: the catalogue it changed, its edit's id, and the ids of
-    the edits before it (`recent`, newest first): two more switches delete an edit's own
-    generation, and `landed` must still see that it was applied."""
-    earlier = replaced.get("edit") or {}
-    recent = [i for i in (earlier.get("id"), *(earlier.get("recent") or [])) if isinstance(i, str)]
-    return {"from": before_fingerprint, "id": edit_id, "recent": recent[:RECENT_EDITS]}
+def carried_edits(features_dir: Path) -> list[str]:
+    """What a new generation (an edit's or a build's) records as `recent_edits`: the current
+    one's edit id and its own `recent_edits`, newest first. Two more switches delete an
+    edit's own generation, and `landed` must still see that it was applied. Under the lock."""
+    try:
+        manifest = json.loads((current_dir(features_dir) / "manifest.json").read_text())
+        recent = [(manifest.get("edit") or {}).get("id"), *manifest.get("recent_edits", [])]
+    except (OSError, ValueError, AttributeError, TypeError):
+        return []
+    return [i for i in recent if isinstance(i, str)][:RECENT_EDITS]
 
 
 def landed(features_dir: Path, edit_id: str) -> bool:
     """Whether catalogue edit `edit_id` was applied: a kept generation (the current one, the
-    one before, pinned ones) was written by it or by an edit after it (`edit.id`,
-    `edit.recent`), whatever other writers switched to since."""
+    one before, pinned ones) was written by it or names it among the edits before it
+    (`edit.id`, `recent_edits`), whatever other writers switched to since."""
     for folder in kept_folders(features_dir):
         try:
             manifest = json.loads((folder / "manifest.json").read_text())
-            edit = manifest.get("edit") or {}
-            if edit.get("id") == edit_id or edit_id in (edit.get("recent") or []):
+            if (manifest.get("edit") or {}).get("id") == edit_id or \
+                    edit_id in manifest.get("recent_edits", []):
                 return True
         except (OSError, ValueError, AttributeError, TypeError):
             continue

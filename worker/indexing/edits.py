@@ -38,7 +38,7 @@ from worker.core.catalogue import (
     write_catalogue_csv,
 )
 from worker.core.duplicates import DUPLICATES, DuplicatePairs, read_duplicates
-from worker.core.generations import catalogue_lock, current_id, edit_record
+from worker.core.generations import carried_edits, catalogue_lock, current_id
 from worker.core.images import load_image
 from worker.core.queueing import EXTENSION
 from worker.core.settings import Settings
@@ -97,7 +97,8 @@ def _save(settings: Settings, bank: FeatureBank, before: Catalogue, after: Catal
     names, fronts, backs, extra = after.names, after.fronts, after.backs, after.extra
     manifest = {**bank.manifest, "n_pairs": len(names), "names": names, "fronts": fronts,
                 "backs": backs, "catalogue_fingerprint": after.fingerprint(),
-                "edit": edit_record(before.fingerprint(), edit_id, bank.manifest),
+                "edit": {"from": before.fingerprint(), "id": edit_id},
+                "recent_edits": carried_edits(settings.features_dir),
                 "duplicates": duplicates.summary(duplicate_thresholds_in(bank.manifest)),
                 "updated": datetime.now(UTC).isoformat(timespec="seconds"),
                 **edited_share(fronts, backs, duplicates.sketched)}
