@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 from redis import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, WatchError
 from rq import Queue
 from rq.job import JobStatus
 
@@ -79,11 +79,18 @@ def run_search(settings: Settings, storage: Storage, connection: Redis, front: P
 def _withdraw(storage: Storage, job, names: dict[str, str]) -> bool:
     """Take a search nobody waits for any more out of the queue, with its uploads, unless a
     worker has it already (it ends as any search does); whether it was taken out."""
-    with contextlib.suppress(RedisError, OSError):
-        if job.get_status(refresh=True) == JobStatus.QUEUED:
-            job.cancel()
-            storage.delete_uploads(list(names.values()))
-            return True
+    with contextlib.suppress(RedisError, OSError), job.connection.pipeline() as pipe:
+        try:
+            pipe.watch(job.key)  # a worker's start between the read and the cancel: not ours
+            if pipe.hget(job.key, "status") != JobStatus.QUEUED.value.encode():
+                return False
+            pipe.multi()
+            job.cancel(pipeline=pipe)
+            pipe.execute()
+        except WatchError:
+            return False
+        storage.delete_uploads(list(names.values()))
+        return True
     return False
 
 
