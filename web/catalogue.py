@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from flask import current_app, url_for
+from flask import current_app, g, url_for
 from werkzeug.security import safe_join
 
 from web.errors import RequestRefused
@@ -67,17 +67,26 @@ def index_summary() -> dict | None:
 
 
 def served(relative: str) -> str:
-    """The path under /database/ of catalogue image `relative` as pairs.csv writes it."""
-    return served_path(os.path.realpath(current_app.config["SETTINGS"].database_dir), relative)
+    """The path under /database/ of catalogue image `relative` as pairs.csv writes it (once a
+    request: a finished check's page names the same designs thousands of times)."""
+    memo = g.setdefault("served_paths", {})
+    if relative not in memo:
+        if "database_root" not in g:
+            g.database_root = os.path.realpath(current_app.config["SETTINGS"].database_dir)
+        memo[relative] = served_path(g.database_root, relative)
+    return memo[relative]
 
 
 def _version(path: str | os.PathLike) -> str | None:
     """What a URL carries so a browser's copy (kept an hour) is not shown once the file is
-    written again: its mtime; None where there is no file."""
-    try:
-        return f"{os.stat(path).st_mtime_ns:x}"
-    except OSError:
-        return None
+    written again: its mtime; None where there is no file. Once a request a file."""
+    memo = g.setdefault("file_versions", {})
+    if path not in memo:
+        try:
+            memo[path] = f"{os.stat(path).st_mtime_ns:x}"
+        except OSError:
+            memo[path] = None
+    return memo[path]
 
 
 def drawing_url(relative: str) -> str:
