@@ -221,7 +221,10 @@ def catalogue_lock(features_dir: Path, wait_s: float | None = None, holder: str 
         lock.truncate(0)
         lock.write(holder)
         lock.flush()
-        yield
+        try:
+            yield
+        finally:  # while still held: the next holder's word is not read as this one's
+            lock.truncate(0)
 
 
 def _holder(lock) -> str:

@@ -189,8 +189,10 @@ class SearchWorker(SimpleWorker):
         worker's job for good once its execution has expired (a restart slower than
         JOB_TIMEOUT + 60 s), where ours would run a search again."""
         settle_dead_workers_jobs(self.connection, self.queues, self.name, self.engine)
-        if self.engine.snapshot is not None and self.engine.refresh():  # idle: a new index
-            self.heartbeat()  # loaded before the next search, and said (a load may take a minute)
+        if self.engine.snapshot is not None:  # idle: a new index loaded before the next search
+            self.heartbeat()  # a load may take most of a minute: its 60 s start now
+            if self.engine.refresh():
+                self.heartbeat()
         self.engine.hold()  # an idle worker's pin renewed too
         keep_check_pins(self.engine, self.connection)
         super().run_maintenance_tasks()
