@@ -44,9 +44,8 @@ def _spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen:
 
 
 def _die_with(parent: int) -> None:
-    """In the web's or the worker's process before it runs: a SIGTERM when the supervisor
-    dies, however it dies (killed outright, it left them serving unsupervised, the worker
-    waiting to register with the next run's Redis). Redis is left: the next run stops it."""
+    """In the web's or the worker's process before it runs: a SIGTERM when the supervisor dies
+    however it dies (killed, it left them unsupervised). Redis is left: the next run stops it."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:  # it died before the prctl
@@ -140,8 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidSetting as exc:
         print(f"supervisor: {exc}", file=sys.stderr)
         return 2
-    # the children run in the repository: a folder setting relative to where we were started
-    # must name the folder it named here (DATABASE_DIR=mycat: this folder's, not theirs)
+    # the children run in the repository: DATABASE_DIR=mycat names this folder's, not theirs
     os.environ.update({name.upper(): str(getattr(settings, name).absolute())
                        for name in ("database_dir", "features_dir", "upload_dir", "output_dir")})
     lock = _hold_lock(args.run_dir)
