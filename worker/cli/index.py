@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 from worker.core.bank import (
     QUANTISED_MODEL,
     BankError,
-    file_sha256,
+    checked_blob,
     precision_serves,
     read_manifest,
 )
@@ -125,11 +125,12 @@ def refused_by_worker(settings: Settings, manifest: dict) -> str | None:
 def _model_intact(settings: Settings, manifest: dict) -> bool:
     """Whether the int8 model of the current index is the one its manifest records (the
     worker refuses another: compose restarted it for ever while `--if-needed` built nothing)."""
-    try:
-        digest = file_sha256(current_dir(settings.features_dir) / QUANTISED_MODEL)
-    except OSError:
+    try:  # what the worker's load checks
+        checked_blob(current_dir(settings.features_dir), manifest, "quantised_model",
+                     QUANTISED_MODEL)
+    except (BankError, OSError):
         return False
-    return digest == manifest.get("sha256", {}).get("quantised_model")
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -110,12 +110,12 @@ def load_bank(features_dir: Path) -> FeatureBank:
                         f"{manifest.get('format_version')!r}, expected {FORMAT_VERSION}; {REINDEX}")
     front, back = (_load_side(features_dir, side, manifest) for side in SIDES)
     return FeatureBank(front, back, manifest, _load_whitening(features_dir, manifest),
-                       _load_blob(features_dir, manifest, "quantised_model", QUANTISED_MODEL),
+                       checked_blob(features_dir, manifest, "quantised_model", QUANTISED_MODEL),
                        # read and checked when used: it can always be built again
                        features_dir / COARSE_INDEX if "coarse" in manifest.get("sha256", {}) else None)
 
 
-def _load_blob(features_dir: Path, manifest: dict, key: str, name: str) -> bytes | None:
+def checked_blob(features_dir: Path, manifest: dict, key: str, name: str) -> bytes | None:
     expected = manifest.get("sha256", {}).get(key)
     if expected is None and key == "quantised_model" and manifest.get("precision") == "int8":
         raise BankError(f"the banks are int8 but {MANIFEST} records no quantised model; {REINDEX}")
