@@ -11,9 +11,11 @@ class RequestRefused(Exception):
     """A request we refuse (a search, an edit): HTTP status, a short code and a message for
     people, and Retry-After for a refusal that passes."""
 
-    def __init__(self, status: int, error: str, message: str, retry_after: int | None = None):
+    def __init__(self, status: int, error: str, message: str, retry_after: int | None = None,
+                 side: str | None = None):
         super().__init__(message)
         self.status, self.error, self.message, self.retry_after = status, error, message, retry_after
+        self.side = side  # the drawing refused, where one side's was
 
 
 QUEUE_UNAVAILABLE = "the search service is briefly unavailable; please retry shortly"

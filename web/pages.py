@@ -190,10 +190,9 @@ def search_like(name: str):
     try:
         search_id = _search_with(drawings, options)
     except RequestRefused as exc:  # a blank placeholder page: searched by its other side
-        blank = [s for s in drawings if exc.error == "blank" and exc.message.startswith(f"the {s} ")]
-        if len(blank) != 1 or len(drawings) == 1:
+        if exc.error != "blank" or exc.side not in drawings or len(drawings) == 1:
             raise
-        del drawings[blank[0]]
+        del drawings[exc.side]
         search_id = _search_with(drawings, options)
     try:
         mark_searched_with(search_id, name, settings.result_ttl)

@@ -158,7 +158,7 @@ def _checked(upload: FileStorage, side: str, max_pixels: int, box: Box | None
         if exc.reason == "blank_box":
             raise RequestRefused(400, f"invalid_{side}_box", f"{side}_box: {exc}") from None
         raise RequestRefused(STATUS_BY_REASON.get(exc.reason, 422), exc.reason,
-                              f"the {side} image was refused: {exc}") from None
+                              f"the {side} image was refused: {exc}", side=side) from None
     return data, stored, info.format
 
 
