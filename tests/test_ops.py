@@ -495,6 +495,7 @@ def test_metrics_exposition(client, redis, settings):
     for _ in range(2):
         assert post_pair(client).status_code == 202
     record_timings(redis, {"extract_ms": 1500.0, "total_ms": 2000.0})
+    redis.rpush(f"rq:queue:{settings.check_queue_name}", "chunk-1", "chunk-2", "chunk-3")
     response = client.get("/metrics")
     assert response.status_code == 200
     assert response.content_type == "text/plain; version=0.0.4; charset=utf-8"
@@ -507,6 +508,9 @@ def test_metrics_exposition(client, redis, settings):
     assert values["pairsearch_redis_up"] == 1
     assert values['pairsearch_searches{status="queued"}'] == 2
     assert values["pairsearch_queue_length"] == 2
+    # a collection's backlog, which the search queue's length never showed
+    assert [values[f'pairsearch_queued_jobs{{queue="{q}"}}'] for q in ("search", "check", "match")] \
+        == [2, 3, 0]
     assert values['pairsearch_searches{status="finished"}'] == 0
     assert values["pairsearch_workers"] == 0
     assert values['pairsearch_stage_duration_seconds_sum{stage="extract"}'] == 1.5

@@ -139,6 +139,9 @@ def metrics():
             + _live_count(queue.canceled_job_registry, now),
         }
         workers = live_workers(redis, queue)
+        waiting = {"search": queue_length,  # a collection's chunks; views drawn for a person
+                   "check": len(current_app.extensions["check_queue"]),
+                   "match": len(current_app.extensions["match_queue"])}
         stages = read_metrics(redis)
         memory = redis.info("memory")
     except RedisError as exc:
@@ -153,6 +156,9 @@ def metrics():
     out.family("pairsearch_queue_length", "gauge", "searches (and catalogue edits) waiting "
                "in the search queue",
                [("", {}, queue_length)])
+    out.family("pairsearch_queued_jobs", "gauge", "jobs waiting in each queue (check: chunks "
+               "of collections, match: views of a hit)",
+               [("", {"queue": name}, count) for name, count in waiting.items()])
     out.family("pairsearch_workers", "gauge",
                f"workers of the queue with a heartbeat in the last {HEARTBEAT_MAX_AGE_S} s",
                [("", {}, workers)])
