@@ -27,7 +27,13 @@ from schemathesis.specs.openapi.checks import (
 import tests.schemathesis_hooks  # noqa: F401 - valid uploads are drawings (as for the CLI)
 from tests import http
 from tests.images import N_PAIRS, design_pair
-from worker.core.metrics import STAGE_COUNT, STAGE_MS_SUM, read_metrics, record_timings
+from worker.core.metrics import (
+    SEARCHES_ENDED,
+    STAGE_COUNT,
+    STAGE_MS_SUM,
+    read_metrics,
+    record_timings,
+)
 from worker.dev.processes import free_port
 
 FRONT, BACK = design_pair(3, N_PAIRS)
@@ -488,7 +494,9 @@ def test_worker_metrics_store(redis):
         "preprocess": {"sum_ms": 15.0, "count": 2},
         "total": {"sum_ms": 318.25, "count": 2},
     }
-    assert set(redis.keys("pairsearch:metrics:*")) == {STAGE_MS_SUM.encode(), STAGE_COUNT.encode()}
+    assert set(redis.keys("pairsearch:metrics:*")) == {
+        STAGE_MS_SUM.encode(), STAGE_COUNT.encode(), SEARCHES_ENDED.encode()}
+    assert redis.hget(SEARCHES_ENDED, "finished") == b"2"
 
 
 def test_metrics_exposition(client, redis, settings):
@@ -515,6 +523,29 @@ def test_metrics_exposition(client, redis, settings):
     assert values["pairsearch_workers"] == 0
     assert values['pairsearch_stage_duration_seconds_sum{stage="extract"}'] == 1.5
     assert values['pairsearch_stage_duration_seconds_count{stage="total"}'] == 1
+
+
+def test_outcomes_and_refusals_are_counted_only_up(client, redis, settings):
+    """/metrics' searches by status come from RQ's registries, where a finished or failed
+    search is gone once its result expires: no failure rate to alert on, and no count of the
+    503s (`queue_full`, `no_worker`) people met."""
+    from rq import Queue
+
+    from worker.core.queueing import JOB_FUNC
+    from worker.service.process import record_error
+
+    record_timings(redis, {"total_ms": 900.0})
+    job = Queue(settings.queue_name, connection=redis).enqueue(JOB_FUNC, kwargs={})
+    record_error(job, RuntimeError, RuntimeError("the front image was refused"), None)
+    other = Queue(settings.queue_name, connection=redis).enqueue("worker.service.edits.x")
+    record_error(other, RuntimeError, RuntimeError("an edit's failure"), None)  # not a search
+    assert client.get("/api/catalogue").status_code == 503  # no index yet: `no_index`
+    text = client.get("/metrics").text
+    assert "# TYPE pairsearch_searches_ended_total counter" in text
+    values = metric_values(text)
+    assert values['pairsearch_searches_ended_total{outcome="finished"}'] == 1
+    assert values['pairsearch_searches_ended_total{outcome="failed"}'] == 1
+    assert values['pairsearch_refusals_total{error="no_index"}'] == 1
 
 
 def test_metrics_when_redis_is_down(settings):

@@ -6,6 +6,8 @@ from flask import Flask, current_app, jsonify, make_response, render_template, r
 from redis.exceptions import OutOfMemoryError, RedisError
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
+from worker.core.metrics import REFUSALS, count
+
 
 class RequestRefused(Exception):
     """A request we refuse (a search, an edit): HTTP status, a short code and a message for
@@ -57,6 +59,8 @@ def error_response(status: int, error: str, message: str, retry_after: int | Non
     response.status_code = status
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)
+    if status == 503 and error not in ("queue_unavailable", "redis_full"):  # Redis takes it
+        count(current_app.extensions["redis"], REFUSALS, error)
     return response
 
 

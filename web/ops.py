@@ -17,7 +17,7 @@ from web.apidoc import Responses, api, openapi_document
 from web.errors import redis_full
 from web.ops_schemas import OpenAPIDocument, Readiness
 from worker.core.bank import BankError
-from worker.core.metrics import read_metrics
+from worker.core.metrics import read_counts, read_metrics
 from worker.core.queueing import HEARTBEAT_MAX_AGE_S, live_workers
 from worker.core.readcache import read_manifest_cached
 from worker.core.settings import redis_problem
@@ -143,6 +143,7 @@ def metrics():
                    "check": len(current_app.extensions["check_queue"]),
                    "match": len(current_app.extensions["match_queue"])}
         stages = read_metrics(redis)
+        ended, refused = read_counts(redis)
         memory = redis.info("memory")
     except RedisError as exc:
         current_app.logger.warning("metrics: redis unavailable: %s", exc)
@@ -162,6 +163,12 @@ def metrics():
     out.family("pairsearch_workers", "gauge",
                f"workers of the queue with a heartbeat in the last {HEARTBEAT_MAX_AGE_S} s",
                [("", {}, workers)])
+    out.family("pairsearch_searches_ended_total", "counter", "searches the workers finished or "
+               "failed (a drawing refused included), counted in Redis: only up",
+               [("", {"outcome": o}, ended.get(o, 0)) for o in ("finished", "failed")])
+    out.family("pairsearch_refusals_total", "counter", "submissions and requests refused with "
+               "503 by the web, by code (queue_full, no_worker, ...; not Redis's own faults)",
+               [("", {"error": code}, n) for code, n in sorted(refused.items())])
     out.family("pairsearch_redis_memory_used_bytes", "gauge", "Redis's used_memory",
                [("", {}, int(memory["used_memory"]))])
     out.family("pairsearch_redis_memory_max_bytes", "gauge", "Redis's maxmemory: past it, "

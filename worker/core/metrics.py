@@ -17,6 +17,10 @@ log = logging.getLogger(__name__)
 
 STAGE_MS_SUM = "pairsearch:metrics:stage_ms_sum"
 STAGE_COUNT = "pairsearch:metrics:stage_count"
+# counts that only go up (RQ's registries lose a result when it expires): searches ended by
+# outcome, and the web's 503 refusals by their code
+SEARCHES_ENDED = "pairsearch:metrics:searches_ended"
+REFUSALS = "pairsearch:metrics:refusals"
 
 
 def stage_name(timing_key: str) -> str:
@@ -35,9 +39,29 @@ def record_timings(connection: Redis | None, timings: Mapping[str, float]) -> No
                 stage = stage_name(key)
                 pipe.hincrbyfloat(STAGE_MS_SUM, stage, float(ms))
                 pipe.hincrby(STAGE_COUNT, stage, 1)
+            pipe.hincrby(SEARCHES_ENDED, "finished", 1)
             pipe.execute()
     except (RedisError, TypeError, ValueError) as exc:
         log.warning("stage timings not recorded: %s", exc)
+
+
+def count(connection: Redis, key: str, field: str) -> None:
+    """One more `field` in counter hash `key` (SEARCHES_ENDED, REFUSALS); never fails its
+    caller: a Redis error is logged and the count dropped."""
+    try:
+        connection.hincrby(key, field, 1)
+    except RedisError as exc:
+        log.warning("%s %s not counted: %s", key, field, exc)
+
+
+def read_counts(connection: Redis) -> tuple[dict[str, int], dict[str, int]]:
+    """(searches ended by outcome, refusals by code); raises RedisError when Redis is away."""
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.hgetall(SEARCHES_ENDED)
+        pipe.hgetall(REFUSALS)
+        ended, refused = pipe.execute()
+    return ({_text(k): int(v) for k, v in ended.items()},
+            {_text(k): int(v) for k, v in refused.items()})
 
 
 def _text(value: bytes | str) -> str:

@@ -21,7 +21,8 @@ from rq.job import Job
 from rq.job_lifecycle import call_exception_handlers
 
 from worker.core.images import ImageRejected
-from worker.core.queueing import announce_done, index_queue_name
+from worker.core.metrics import SEARCHES_ENDED, count
+from worker.core.queueing import JOB_FUNC, announce_done, index_queue_name
 from worker.core.settings import Settings
 from worker.indexing.recovery import recover_at_start
 from worker.service.dropped import start, take
@@ -56,6 +57,8 @@ def record_error(job: Job, exc_type, exc_value, traceback,
     job.meta["error"] = settings.without_paths(message) if settings else message
     job.meta["error_type"] = exc_type.__name__
     job.save_meta()
+    if job.func_name == JOB_FUNC:
+        count(job.connection, SEARCHES_ENDED, "failed")
     return True
 
 
