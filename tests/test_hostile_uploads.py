@@ -248,6 +248,12 @@ def test_a_padded_upload_is_searched_and_its_upload_deleted_when_it_ends(
     assert body["status"] == "finished" and body["results"][0]["score"] > 0.999  # itself
     assert indexed_client.get(failing).get_json()["status"] == "failed"
     assert list(indexed_settings.upload_dir.iterdir()) == [], "uploads deleted when searches end"
+    # each end counted once, by outcome, where it stays after the results expire (/metrics)
+    from tests.test_ops import metric_values
+
+    values = metric_values(indexed_client.get("/metrics").text)
+    assert [values[f'pairsearch_searches_ended_total{{outcome="{o}"}}']
+            for o in ("finished", "failed")] == [1, 1]
 
 
 def test_redis_never_evicts_and_has_a_memory_limit(redis):

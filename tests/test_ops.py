@@ -27,13 +27,7 @@ from schemathesis.specs.openapi.checks import (
 import tests.schemathesis_hooks  # noqa: F401 - valid uploads are drawings (as for the CLI)
 from tests import http
 from tests.images import N_PAIRS, design_pair
-from worker.core.metrics import (
-    SEARCHES_ENDED,
-    STAGE_COUNT,
-    STAGE_MS_SUM,
-    read_metrics,
-    record_timings,
-)
+from worker.core.metrics import STAGE_COUNT, STAGE_MS_SUM, read_metrics, record_timings
 from worker.dev.processes import free_port
 
 FRONT, BACK = design_pair(3, N_PAIRS)
@@ -494,9 +488,7 @@ def test_worker_metrics_store(redis):
         "preprocess": {"sum_ms": 15.0, "count": 2},
         "total": {"sum_ms": 318.25, "count": 2},
     }
-    assert set(redis.keys("pairsearch:metrics:*")) == {
-        STAGE_MS_SUM.encode(), STAGE_COUNT.encode(), SEARCHES_ENDED.encode()}
-    assert redis.hget(SEARCHES_ENDED, "finished") == b"2"
+    assert set(redis.keys("pairsearch:metrics:*")) == {STAGE_MS_SUM.encode(), STAGE_COUNT.encode()}
 
 
 def test_metrics_exposition(client, redis, settings):
@@ -525,27 +517,23 @@ def test_metrics_exposition(client, redis, settings):
     assert values['pairsearch_stage_duration_seconds_count{stage="total"}'] == 1
 
 
-def test_outcomes_and_refusals_are_counted_only_up(client, redis, settings):
-    """/metrics' searches by status come from RQ's registries, where a finished or failed
-    search is gone once its result expires: no failure rate to alert on, and no count of the
-    503s (`queue_full`, `no_worker`) people met."""
-    from rq import Queue
+def test_refusals_for_want_of_capacity_are_counted_only_up(client, redis, settings):
+    """/metrics' searches by status come from RQ's registries, where a search is gone once its
+    result expires, and no 503 people met (`queue_full`, `no_worker`) was counted anywhere.
+    (Searches ended by outcome: tests/test_hostile_uploads.py, with a real worker.)"""
+    from web import create_app
 
-    from worker.core.queueing import JOB_FUNC
-    from worker.service.process import record_error
-
-    record_timings(redis, {"total_ms": 900.0})
-    job = Queue(settings.queue_name, connection=redis).enqueue(JOB_FUNC, kwargs={})
-    record_error(job, RuntimeError, RuntimeError("the front image was refused"), None)
-    other = Queue(settings.queue_name, connection=redis).enqueue("worker.service.edits.x")
-    record_error(other, RuntimeError, RuntimeError("an edit's failure"), None)  # not a search
-    assert client.get("/api/catalogue").status_code == 503  # no index yet: `no_index`
     text = client.get("/metrics").text
-    assert "# TYPE pairsearch_searches_ended_total counter" in text
-    values = metric_values(text)
-    assert values['pairsearch_searches_ended_total{outcome="finished"}'] == 1
-    assert values['pairsearch_searches_ended_total{outcome="failed"}'] == 1
-    assert values['pairsearch_refusals_total{error="no_index"}'] == 1
+    assert "# TYPE pairsearch_refusals_total counter" in text
+    assert metric_values(text)['pairsearch_refusals_total{error="no_worker"}'] == 0  # a series
+    needing = create_app({"SETTINGS": dataclasses.replace(settings, require_worker=True),
+                          "TESTING": True}).test_client()
+    assert post_pair(needing).status_code == 503  # no worker
+    assert client.get("/api/catalogue").status_code == 503  # no index: not for want of capacity
+    values = metric_values(client.get("/metrics").text)
+    assert values['pairsearch_refusals_total{error="no_worker"}'] == 1
+    assert values['pairsearch_refusals_total{error="queue_full"}'] == 0
+    assert not any("no_index" in name for name in values)
 
 
 def test_metrics_when_redis_is_down(settings):

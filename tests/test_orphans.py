@@ -60,6 +60,9 @@ def test_a_worker_whose_registration_is_gone_leaves_an_orphan(queue):
     queue.connection.delete(worker.key)  # its registration expired (or it was removed)
     assert settle_orphaned_jobs(queue, 60, "here.1.bbbbbb") == [job.id]
     assert failed_with_abandoned(job)
+    from worker.core.metrics import SEARCHES_ENDED
+
+    assert queue.connection.hget(SEARCHES_ENDED, "failed") == b"1"  # counted as failures are
 
 
 @pytest.mark.parametrize("func", [ADD_DESIGN_FUNC, REMOVE_DESIGN_FUNC])
@@ -103,7 +106,8 @@ def test_an_edit_applied_before_two_more_switches_is_still_seen_as_applied(queue
     job, worker = started_by(queue, f"{host}.{pid}.dead00", func=ADD_DESIGN_FUNC,
                              kwargs={"name": "new"})
     manifest, previous = {"names": ["a"]}, None
-    for edit_id, added in ((job.id, "new"), (None, "b"), (uuid.uuid4().hex, "c")):  # b: a build
+    for edit_id, added in ((job.id, "new"), (None, "b"), (uuid.uuid4().hex, "c"),  # b: a build
+                           (uuid.uuid4().hex, "d")):
         manifest = {"names": [*manifest["names"], added], "recent_edits": carried_edits(tmp_path),
                     "replaces": {"generation": previous},
                     **({"edit": {"from": "x", "id": edit_id}} if edit_id else {})}
@@ -116,7 +120,7 @@ def test_an_edit_applied_before_two_more_switches_is_still_seen_as_applied(queue
     assert settle_orphaned_jobs(queue, 60, f"{host}.{pid}.alive1", features_dir=tmp_path) == [job.id]
     job.refresh()
     assert job.get_status() == JobStatus.FINISHED
-    assert job.return_value() == {"name": "new", "n_pairs": 4}
+    assert job.return_value() == {"name": "new", "n_pairs": 5}
 
 
 def test_a_worker_silent_longer_than_a_search_may_run_leaves_an_orphan(queue):

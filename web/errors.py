@@ -20,6 +20,8 @@ class RequestRefused(Exception):
         self.side = side  # the drawing refused, where one side's was
 
 
+# the 503s of a service short of capacity, counted for /metrics (pairsearch_refusals_total)
+COUNTED_REFUSALS = ("queue_full", "no_worker", "catalogue_busy")
 QUEUE_UNAVAILABLE = "the search service is briefly unavailable; please retry shortly"
 
 
@@ -59,7 +61,7 @@ def error_response(status: int, error: str, message: str, retry_after: int | Non
     response.status_code = status
     if retry_after is not None:
         response.headers["Retry-After"] = str(retry_after)
-    if status == 503 and error not in ("queue_unavailable", "redis_full"):  # Redis takes it
+    if error in COUNTED_REFUSALS:  # each read Redis a moment ago: the count is no new wait
         count(current_app.extensions["redis"], REFUSALS, error)
     return response
 

@@ -14,7 +14,7 @@ from rq import Queue
 from rq.registry import BaseRegistry
 
 from web.apidoc import Responses, api, openapi_document
-from web.errors import redis_full
+from web.errors import COUNTED_REFUSALS, redis_full
 from web.ops_schemas import OpenAPIDocument, Readiness
 from worker.core.bank import BankError
 from worker.core.metrics import read_counts, read_metrics
@@ -139,9 +139,9 @@ def metrics():
             + _live_count(queue.canceled_job_registry, now),
         }
         workers = live_workers(redis, queue)
-        waiting = {"search": queue_length,  # a collection's chunks; views drawn for a person
-                   "check": len(current_app.extensions["check_queue"]),
-                   "match": len(current_app.extensions["match_queue"])}
+        waiting = {"search": queue_length,
+                   "check": len(current_app.extensions["check_queue"]),  # collections' chunks
+                   "match": len(current_app.extensions["match_queue"])}  # views of a hit
         stages = read_metrics(redis)
         ended, refused = read_counts(redis)
         memory = redis.info("memory")
@@ -166,9 +166,9 @@ def metrics():
     out.family("pairsearch_searches_ended_total", "counter", "searches the workers finished or "
                "failed (a drawing refused included), counted in Redis: only up",
                [("", {"outcome": o}, ended.get(o, 0)) for o in ("finished", "failed")])
-    out.family("pairsearch_refusals_total", "counter", "submissions and requests refused with "
-               "503 by the web, by code (queue_full, no_worker, ...; not Redis's own faults)",
-               [("", {"error": code}, n) for code, n in sorted(refused.items())])
+    out.family("pairsearch_refusals_total", "counter", "submissions refused with 503 for want "
+               "of capacity, by code", [("", {"error": code}, refused.get(code, 0))
+                                        for code in COUNTED_REFUSALS])
     out.family("pairsearch_redis_memory_used_bytes", "gauge", "Redis's used_memory",
                [("", {}, int(memory["used_memory"]))])
     out.family("pairsearch_redis_memory_max_bytes", "gauge", "Redis's maxmemory: past it, "

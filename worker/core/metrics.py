@@ -39,7 +39,6 @@ def record_timings(connection: Redis | None, timings: Mapping[str, float]) -> No
                 stage = stage_name(key)
                 pipe.hincrbyfloat(STAGE_MS_SUM, stage, float(ms))
                 pipe.hincrby(STAGE_COUNT, stage, 1)
-            pipe.hincrby(SEARCHES_ENDED, "finished", 1)
             pipe.execute()
     except (RedisError, TypeError, ValueError) as exc:
         log.warning("stage timings not recorded: %s", exc)

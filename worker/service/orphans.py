@@ -20,6 +20,7 @@ from worker.core.bank import BankError, read_manifest
 from worker.core.checks import CHECK_FUNC
 from worker.core.contract import ABANDONED
 from worker.core.generations import landed
+from worker.core.metrics import SEARCHES_ENDED, count
 from worker.core.queueing import EDIT_FUNCS, JOB_FUNC, MATCH_FUNC, announce_done
 from worker.service.housekeeping import dead_local_worker, is_orphaned
 
@@ -161,6 +162,8 @@ def _end(queue: Queue, job: Job, ttl: int, outcome: dict | None, error: str) -> 
     if outcome is None:
         job.meta.update(error=error, error_type="AbandonedJobError")
         job.save_meta()
+        if job.func_name == JOB_FUNC:  # its worker died: what an alert on failures is for
+            count(queue.connection, SEARCHES_ENDED, "failed")
     with queue.connection.pipeline() as pipe:
         StartedJobRegistry(queue=queue).remove_executions(job, pipeline=pipe)
         if outcome is None:

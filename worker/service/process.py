@@ -156,7 +156,10 @@ class SearchWorker(SimpleWorker):
             self.leave(job, queue)
             return False
         self.refused = False
-        return super().perform_job(job, queue, execution)
+        succeeded = super().perform_job(job, queue, execution)
+        if succeeded and job.func_name == JOB_FUNC:  # its success recorded by RQ (a failure:
+            count(self.connection, SEARCHES_ENDED, "finished")  # record_error counts it)
+        return succeeded
 
     def _finalize_failure(self, job: Job, queue: Queue, execution: Execution, exc_info) -> None:
         """RQ's, but a cold stop (a second Ctrl-C or SIGTERM, RQ's SystemExit) is not the job's
