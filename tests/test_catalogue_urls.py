@@ -23,6 +23,10 @@ def test_a_path_is_served_as_the_one_under_the_catalogue_a_url_keeps(tmp_path):
     os.symlink(tmp_path / "sub" / "deeper", tmp_path / "deep")
     # the index reads `deep/../x.png` where the system does: sub/x.png, not x.png
     assert served_path(root, "deep/../x.png") == "sub/x.png"
+    (tmp_path / "store").mkdir()
+    os.symlink(tmp_path / "store" / "x.png", tmp_path / "images" / "linked.png")
+    for written in ("images/linked.png", "images/../images/linked.png"):  # one URL, one copy
+        assert served_path(root, written) == "images/linked.png", written
     for written in ("images/a.png", "./images/a.png", "images/../images/a.png",
                     str(tmp_path / "images" / "a.png"), str(tmp_path / "linked" / ".." / "images/a.png")):
         assert served_path(root, written) == "images/a.png", written

@@ -81,7 +81,8 @@ def _withdraw(storage: Storage, job, names: dict[str, str]) -> bool:
     worker has it already (it ends as any search does); whether it was taken out."""
     with contextlib.suppress(RedisError, OSError), job.connection.pipeline() as pipe:
         try:
-            pipe.watch(job.key)  # a worker's start between the read and the cancel: not ours
+            # a worker's start (dropped.start's Lua) writes the job's status: WATCH sees it
+            pipe.watch(job.key)
             if pipe.hget(job.key, "status") != JobStatus.QUEUED.value.encode():
                 return False
             pipe.multi()

@@ -139,10 +139,10 @@ def served_path(root: str, relative: str) -> str:
     `a/../x` and the full path of x are all `x` (a browser collapses the dots; /database/
     refuses a full path)."""
     joined = os.path.join(root, relative)
-    dotted = os.pardir in relative.split("/")  # `link/..` is where the link's target's parent is
-    for place in ((os.path.realpath, os.path.normpath) if dotted else
-                  (os.path.normpath, os.path.realpath)):
-        place = place(joined)
+    folder = os.path.join(os.path.realpath(os.path.dirname(joined)), os.path.basename(joined))
+    # `link/..` is where the link's target's parent is; a link the file itself is stays named
+    for place in ((folder, os.path.normpath(joined)) if os.pardir in relative.split("/") else
+                  (os.path.normpath(joined), folder)):
         inside = os.path.relpath(place, root)
         if inside.split(os.sep)[0] not in (os.curdir, os.pardir):
             return inside.replace(os.sep, "/")

@@ -13,6 +13,7 @@ writes a generation and the flat files become leftovers.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -161,7 +162,8 @@ def carried_edits(features_dir: Path) -> list[str]:
     edit's own generation, and `landed` must still see that it was applied. Under the lock."""
     try:
         manifest = json.loads((current_dir(features_dir) / "manifest.json").read_text())
-        recent = [(manifest.get("edit") or {}).get("id"), *manifest.get("recent_edits", [])]
+        edit = manifest.get("edit") or {}  # `recent`: where the ids were kept before
+        recent = [edit.get("id"), *manifest.get("recent_edits", edit.get("recent") or [])]
     except (OSError, ValueError, AttributeError, TypeError):
         return []
     return [i for i in recent if isinstance(i, str)][:RECENT_EDITS]
@@ -174,8 +176,9 @@ def landed(features_dir: Path, edit_id: str) -> bool:
     for folder in kept_folders(features_dir):
         try:
             manifest = json.loads((folder / "manifest.json").read_text())
-            if (manifest.get("edit") or {}).get("id") == edit_id or \
-                    edit_id in manifest.get("recent_edits", []):
+            edit = manifest.get("edit") or {}
+            if edit.get("id") == edit_id or edit_id in manifest.get("recent_edits", []) or \
+                    edit_id in (edit.get("recent") or []):
                 return True
         except (OSError, ValueError, AttributeError, TypeError):
             continue
@@ -224,7 +227,8 @@ def catalogue_lock(features_dir: Path, wait_s: float | None = None, holder: str 
         try:
             yield
         finally:  # while still held: the next holder's word is not read as this one's
-            lock.truncate(0)
+            with contextlib.suppress(OSError):  # a word left: an edit refused once, no more
+                lock.truncate(0)
 
 
 def _holder(lock) -> str:

@@ -221,7 +221,7 @@ def _build(settings: Settings, extractor, batch_size: int, progress: bool, distr
         "quantised_model": quantised_info(extractor),
         "preprocess": preprocess_params(extractor.trim),
         "catalogue_fingerprint": catalogue.fingerprint(),
-        "recent_edits": carried_edits(settings.features_dir),  # an edit before it: applied
+        "recent_edits": carried_edits(settings.features_dir),  # `landed` sees edits past a build
         "names": catalogue.names, "fronts": catalogue.fronts, "backs": catalogue.backs,
         "images": {"extracted": gathered.extracted,
                    "reused": len(gathered.contents) - gathered.extracted,
