@@ -108,7 +108,7 @@ def test_an_edit_applied_before_two_more_switches_is_still_seen_as_applied(queue
     manifest, previous = {"names": ["a"]}, None
     for edit_id, added in ((job.id, "new"), (None, "b"), (uuid.uuid4().hex, "c"),  # b: a build
                            (uuid.uuid4().hex, "d")):
-        manifest = {"names": [*manifest["names"], added], "recent_edits": carried_edits(tmp_path),
+        manifest = {"names": [*manifest["names"], added], "recent_edits": carried_edits(manifest),
                     "replaces": {"generation": previous},
                     **({"edit": {"from": "x", "id": edit_id}} if edit_id else {})}
         folder = new_generation(tmp_path)

@@ -156,42 +156,47 @@ def kept_folders(features_dir: Path) -> list[Path]:
                                *(sorted(gens.iterdir()) if gens.is_dir() else [])]))
 
 
-def carried_edits(features_dir: Path) -> list[str]:
-    """What a new generation (an edit's or a build's) records as `recent_edits`: the current
-    one's edit id and its own `recent_edits`, newest first. Two more switches delete an
-    edit's own generation, and `landed` must still see that it was applied. Under the lock."""
+def current_manifest(features_dir: Path) -> dict:
+    """The current generation's manifest ({} where there is none or it cannot be read: the
+    readers that check it are worker.core.bank's)."""
+    return _manifest_in(current_dir(features_dir))
+
+
+def _manifest_in(folder: Path) -> dict:
     try:
-        manifest = json.loads((current_dir(features_dir) / "manifest.json").read_text())
-        edit = manifest.get("edit") or {}  # `recent`: where the ids were kept before
-        recent = [edit.get("id"), *manifest.get("recent_edits", edit.get("recent") or [])]
-    except (OSError, ValueError, AttributeError, TypeError):
-        return []
-    return [i for i in recent if isinstance(i, str)][:RECENT_EDITS]
+        manifest = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
+
+
+def edit_ids(manifest: dict) -> list[str]:
+    """The catalogue edits a generation's manifest names as applied: its own (`edit.id`), then
+    those before it (`recent_edits`; `edit.recent` where they were kept before), newest first."""
+    edit = manifest.get("edit") if isinstance(manifest.get("edit"), dict) else {}
+    before = manifest.get("recent_edits", edit.get("recent"))
+    ids = [edit.get("id"), *(before if isinstance(before, list) else [])]
+    return [i for i in ids if isinstance(i, str)]
+
+
+def carried_edits(replaced: dict) -> list[str]:
+    """What a new generation (an edit's or a build's) records as `recent_edits`, from the
+    manifest of the one it replaces: two more switches delete an edit's own generation, and
+    `landed` must still see that it was applied."""
+    return edit_ids(replaced)[:RECENT_EDITS]
 
 
 def landed(features_dir: Path, edit_id: str) -> bool:
     """Whether catalogue edit `edit_id` was applied: a kept generation (the current one, the
     one before, pinned ones) was written by it or names it among the edits before it
     (`edit.id`, `recent_edits`), whatever other writers switched to since."""
-    for folder in kept_folders(features_dir):
-        try:
-            manifest = json.loads((folder / "manifest.json").read_text())
-            edit = manifest.get("edit") or {}
-            if edit.get("id") == edit_id or edit_id in manifest.get("recent_edits", []) or \
-                    edit_id in (edit.get("recent") or []):
-                return True
-        except (OSError, ValueError, AttributeError, TypeError):
-            continue
-    return False
+    return any(edit_id in edit_ids(_manifest_in(folder)) for folder in kept_folders(features_dir))
 
 
 def _previous(features_dir: Path) -> str | None:
     """The generation the current one replaced, as its manifest says (None if unknown)."""
-    try:
-        manifest = json.loads((current_dir(features_dir) / "manifest.json").read_text())
-        return manifest["replaces"]["generation"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    replaces = current_manifest(features_dir).get("replaces")
+    return replaces.get("generation") if isinstance(replaces, dict) else None
 
 
 @contextmanager

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from worker.core.bank import write_bank
 from worker.core.catalogue import Catalogue, catalogue_csv, designs_to_index
 from worker.core.duplicates import DUPLICATES
-from worker.core.generations import carried_edits, catalogue_lock
+from worker.core.generations import carried_edits, catalogue_lock, current_manifest
 from worker.core.images import load_image
 from worker.core.settings import Settings
 from worker.core.whitening import SHRINK, Whitening
@@ -221,7 +221,8 @@ def _build(settings: Settings, extractor, batch_size: int, progress: bool, distr
         "quantised_model": quantised_info(extractor),
         "preprocess": preprocess_params(extractor.trim),
         "catalogue_fingerprint": catalogue.fingerprint(),
-        "recent_edits": carried_edits(settings.features_dir),  # `landed` sees edits past a build
+        # `landed` sees edits past a build
+        "recent_edits": carried_edits(current_manifest(settings.features_dir)),
         "names": catalogue.names, "fronts": catalogue.fronts, "backs": catalogue.backs,
         "images": {"extracted": gathered.extracted,
                    "reused": len(gathered.contents) - gathered.extracted,

@@ -98,7 +98,7 @@ def _save(settings: Settings, bank: FeatureBank, before: Catalogue, after: Catal
     manifest = {**bank.manifest, "n_pairs": len(names), "names": names, "fronts": fronts,
                 "backs": backs, "catalogue_fingerprint": after.fingerprint(),
                 "edit": {"from": before.fingerprint(), "id": edit_id},
-                "recent_edits": carried_edits(settings.features_dir),
+                "recent_edits": carried_edits(bank.manifest),
                 "duplicates": duplicates.summary(duplicate_thresholds_in(bank.manifest)),
                 "updated": datetime.now(UTC).isoformat(timespec="seconds"),
                 **edited_share(fronts, backs, duplicates.sketched)}
