@@ -139,11 +139,16 @@ def served_path(root: str, relative: str) -> str:
     `a/../x` and the full path of x are all `x` (a browser collapses the dots; /database/
     refuses a full path)."""
     joined = os.path.join(root, relative)
-    folder = os.path.join(os.path.realpath(os.path.dirname(joined)), os.path.basename(joined))
-    # `link/..` is where the link's target's parent is; a link the file itself is stays named
-    for place in ((folder, os.path.normpath(joined)) if os.pardir in relative.split("/") else
-                  (os.path.normpath(joined), folder)):
-        inside = os.path.relpath(place, root)
+
+    def folder() -> str:  # links resolved in its folders only: a link the file itself is stays
+        return os.path.join(os.path.realpath(os.path.dirname(joined)), os.path.basename(joined))
+
+    def plain() -> str:  # no disk: `images/x.png`, the common case, costs no system call
+        return os.path.normpath(joined)
+
+    # `link/..` is where the link's target's parent is
+    for place in ((folder, plain) if os.pardir in relative.split("/") else (plain, folder)):
+        inside = os.path.relpath(place(), root)
         if inside.split(os.sep)[0] not in (os.curdir, os.pardir):
             return inside.replace(os.sep, "/")
     return relative  # outside: the index refused it, and /database/ will 404
