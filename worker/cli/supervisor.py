@@ -140,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"supervisor: {exc}", file=sys.stderr)
         return 2
     # the children run in the repository: DATABASE_DIR=mycat names this folder's, not theirs
-    os.environ.update({name.upper(): str(getattr(settings, name).absolute())
-                       for name in ("database_dir", "features_dir", "upload_dir", "output_dir")})
+    os.environ.update({name.upper(): str(value.absolute()) for name, value in vars(settings).items()
+                       if isinstance(value, Path)})
     lock = _hold_lock(args.run_dir)
     if lock is None:
         print(f"supervisor: another `make run` is running from this folder (it holds "

@@ -83,7 +83,8 @@ class Engine:
 
     def state(self) -> dict[str, str]:
         """What this worker serves, as its heartbeat tells the web (queueing.WORKER_STATE)."""
-        refused = self._refused[0][0] if self._refused and self._refused[0] else ""
+        # a manifest stamp's first field is its generation's id (`manifest_stamp`)
+        refused = (self._refused[0] or ("",))[0] if self._refused else ""
         return dict(zip(WORKER_STATE, (self.snapshot and self.snapshot.generation or "",
                                        self.extractor.precision, refused or "",
                                        self._refused_why if refused else ""), strict=True))
