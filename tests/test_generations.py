@@ -590,3 +590,23 @@ def test_a_worker_that_cannot_read_which_index_is_current_serves_the_one_loaded(
         current.rmdir()
         current.write_text(kept)
     assert engine.refresh() is False and engine.snapshot is loaded  # read again: the same
+
+
+def test_an_edit_is_seen_applied_after_a_build_and_another_edit_deleted_its_generation(
+        small, tmp_path, extractor):
+    """What the edits and the builds write themselves (tests/test_orphans.py settles a dead
+    worker's edit from manifests written by hand): an edit, `make index`, one more edit; the
+    first edit's own generation is gone, and it was reported "nothing was changed". Then a
+    third edit: the build's generation is gone too, and the second edit carried the id."""
+    settings, _ = fresh_copy(small, tmp_path)
+    names = load_catalogue(settings.database_dir).names
+    remove_design(settings, names[0], edit_id="first")
+    applied = generations.current_id(settings.features_dir)
+    build_index(settings, extractor, progress=False)
+    remove_design(settings, names[1], edit_id="second")
+    assert not (settings.features_dir / "generations" / applied).exists()
+    assert generations.landed(settings.features_dir, "first")
+    assert generations.landed(settings.features_dir, "second")
+    assert not generations.landed(settings.features_dir, "never")
+    remove_design(settings, names[2], edit_id="third")
+    assert generations.landed(settings.features_dir, "first")
