@@ -13,12 +13,19 @@ from worker.pipeline.precision import cpu_flags, resolve_precision
 VNNI_BF16 = frozenset({"avx512f", "avx512_vnni", "avx512_bf16"})
 
 
+@pytest.fixture(autouse=True)
+def _onednn_unrestricted(monkeypatch):
+    """`auto` reads these from the environment where no `environ` is given."""
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "TF_ENABLE_ONEDNN_OPTS"):
+        monkeypatch.delenv(name, raising=False)
+
+
 def test_auto_picks_bfloat16_where_the_cpu_has_it_else_int8_where_vnni_and_quality_agree(
         monkeypatch):
     monkeypatch.setattr(precision, "INT8_HELD", frozenset({"held"}))
     vnni = frozenset({"avx512f", "avx512_vnni"})
     assert resolve_precision("auto", "held", vnni) == (
-        "int8", "auto: the CPU has VNNI but no bfloat16, and int8 held the quality benchmarks")
+        "int8", "auto: no bfloat16 on this CPU; it has VNNI, and int8 held the quality benchmarks")
     assert resolve_precision("auto", "held", frozenset({"avx_vnni"}))[0] == "int8"
     assert resolve_precision("auto", "other", vnni) == (
         "float32", "auto: no bfloat16 on this CPU (int8 not validated for other, VNNI present)")
@@ -28,6 +35,27 @@ def test_auto_picks_bfloat16_where_the_cpu_has_it_else_int8_where_vnni_and_quali
     assert resolve_precision("auto", "held", frozenset({"amx_bf16", "amx_int8"}))[0] == "bfloat16"
     assert resolve_precision("auto", "held", frozenset({"avx2", "fma"}))[0] == "float32"
     assert resolve_precision("auto", "other", frozenset())[0] == "float32"
+
+
+def test_auto_leaves_bfloat16_alone_where_onednn_is_kept_from_its_units(monkeypatch):
+    """ONEDNN_MAX_CPU_ISA below AVX512_CORE_BF16, or oneDNN off: TensorFlow would emulate
+    bfloat16 (615 ms a pass here against float32's 129: docs/performance.md)."""
+    monkeypatch.setattr(precision, "INT8_HELD", frozenset({"held"}))
+    capped = {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"}
+    assert resolve_precision("auto", "held", VNNI_BF16, capped) == (
+        "int8", "auto: the CPU has bfloat16 but ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI keeps oneDNN "
+                "below the bfloat16 units; it has VNNI, and int8 held the quality benchmarks")
+    assert resolve_precision("auto", "other", VNNI_BF16, capped)[0] == "float32"
+    assert resolve_precision("auto", "held", VNNI_BF16, {"DNNL_MAX_CPU_ISA": "avx2"})[0] == "int8"
+    assert resolve_precision("auto", "other", VNNI_BF16, {"TF_ENABLE_ONEDNN_OPTS": "0"}) == (
+        "float32", "auto: the CPU has bfloat16 but TF_ENABLE_ONEDNN_OPTS=0 turns oneDNN off "
+                   "(int8 not validated for other, VNNI present)")
+    for isa in ("AVX512_CORE_BF16", "avx512_core_amx", "AVX10_1_512_AMX", "ALL", ""):
+        assert resolve_precision("auto", "held", VNNI_BF16,
+                                 {"ONEDNN_MAX_CPU_ISA": isa})[0] == "bfloat16", isa
+    assert resolve_precision("auto", "held", VNNI_BF16, {"TF_ENABLE_ONEDNN_OPTS": "1"})[0] == \
+        "bfloat16"
+    assert resolve_precision("float32", "held", VNNI_BF16, capped)[0] == "float32"
 
 
 def test_the_default_descriptor_runs_int8_on_a_cpu_with_vnni_and_no_bfloat16():
