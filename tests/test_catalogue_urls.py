@@ -94,6 +94,9 @@ def test_a_drawing_written_again_gets_a_new_url(hand_written):
     assert after["front_url"] != before["front_url"]
     assert after["front_thumb_url"] != before["front_thumb_url"]  # no thumbnail: the drawing's
     assert after["back_url"] == before["back_url"]
+    os.utime(drawing, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # the old one back, `cp -p`
+    restored = web.get("/api/catalogue?per_page=3").get_json()["designs"][2]
+    assert restored["front_url"] not in (before["front_url"], after["front_url"])
 
 
 def test_a_design_with_a_blank_placeholder_side_is_searched_by_its_other_side(

@@ -325,8 +325,16 @@ def test_make_run_builds_the_index_again_when_a_drawing_was_overwritten_in_place
     Image.new("RGB", (40, 60), (30, 30, 200)).save(front)  # the design redrawn
     os.utime(front, (index_time + 5, index_time + 5))
     assert why_build(settings) == "the drawing images/a_front.png changed since the index was built"
-    os.utime(front, (index_time - 5, index_time - 5))  # restored with its old time: not seen
+    os.utime(front, (index_time - 5, index_time - 5))  # restored with its old mtime (cp -p)
+    assert why_build(settings) == "the drawing images/a_front.png changed since the index was built"
+    back = settings.database_dir / "images/a_back.png"
+    os.utime(settings.features_dir / "CURRENT")  # the index built again since
     assert why_build(settings) is None
+    os.rename(front, tmp_path / "swap.png")  # front and back were swapped by renaming
+    os.rename(back, front)
+    os.rename(tmp_path / "swap.png", back)
+    assert why_build(settings) in (
+        f"the drawing images/a_{side}.png changed since the index was built" for side in ("front", "back"))
 
 
 def test_the_index_command_keeps_an_ignored_hang_up_and_puts_its_handlers_back(monkeypatch):

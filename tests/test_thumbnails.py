@@ -10,7 +10,13 @@ from worker.core.catalogue import load_catalogue
 from worker.core.settings import InvalidSetting, Settings
 from worker.dev.sample import write_catalogue
 from worker.pipeline import thumbnails
-from worker.pipeline.thumbnails import ThumbnailCache, load_thumbnail, thumbnail_path, write_thumbnail
+from worker.pipeline.thumbnails import (
+    REMOVED,
+    ThumbnailCache,
+    load_thumbnail,
+    thumbnail_path,
+    write_thumbnail,
+)
 
 PAIR_BYTES = 2 * 150 * 150 * 3  # two square thumbnails
 
@@ -124,6 +130,42 @@ def test_a_design_removed_under_a_running_search_gets_a_blank_cell_not_a_failure
     cat.image_path(cat.fronts[0]).unlink()
     assert load_thumbnail(features, cat, cat.fronts[0], cache) is REMOVED
     assert load_thumbnail(features, cat, cat.fronts[1], cache) is not REMOVED
+
+
+def test_a_catalogue_drawing_that_cannot_be_read_gets_a_blank_cell_not_a_failed_search(
+        tmp_path, caplog):
+    """The search failed, its page saying "not a JPEG or PNG image": words about the user's
+    upload, for a catalogue file damaged on disk."""
+    write_catalogue(tmp_path / "db", 2, seed=3)
+    cat = load_catalogue(tmp_path / "db")
+    cat.image_path(cat.fronts[0]).write_bytes(b"not an image at all")
+    with caplog.at_level("WARNING", logger=thumbnails.__name__):
+        assert load_thumbnail(tmp_path / "features", cat, cat.fronts[0], ThumbnailCache(0)) is REMOVED
+    assert f"the catalogue drawing {cat.fronts[0]} cannot be read" in caplog.text
+    assert load_thumbnail(tmp_path / "features", cat, cat.fronts[1], ThumbnailCache(0)) is not REMOVED
+
+
+def test_the_index_makes_again_thumbnails_of_drawings_renamed_into_place(tmp_path):
+    """Front and back swapped by renaming (or restored by `cp -p`) keep mtimes older than
+    their thumbnails: the grid showed the old drawings while the search ranked the new."""
+    import os
+
+    from worker.indexing.build import refresh_thumbnails
+
+    write_catalogue(tmp_path / "db", 1, seed=3)
+    cat = load_catalogue(tmp_path / "db")
+    settings = Settings(database_dir=tmp_path / "db", features_dir=tmp_path / "features")
+    front, back = cat.fronts[0], cat.backs[0]
+    refresh_thumbnails(cat, [front, back], settings)
+    before = {rel: ThumbnailCache(0).get(thumbnail_path(settings.features_dir, rel))
+              for rel in (front, back)}
+    os.rename(cat.image_path(front), tmp_path / "swap.png")
+    os.rename(cat.image_path(back), cat.image_path(front))
+    os.rename(tmp_path / "swap.png", cat.image_path(back))
+    refresh_thumbnails(cat, [front, back], settings)
+    for rel, other in ((front, back), (back, front)):
+        assert np.array_equal(ThumbnailCache(0).get(thumbnail_path(settings.features_dir, rel)),
+                              before[other])
 
 
 def test_a_thumbnail_a_crash_cut_short_is_made_again_not_a_failed_search(tmp_path):

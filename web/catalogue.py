@@ -79,11 +79,12 @@ def served(relative: str) -> str:
 
 def _version(path: str | os.PathLike) -> str | None:
     """What a URL carries so a browser's copy (kept an hour) is not shown once the file is
-    written again: its mtime; None where there is no file. Once a request a file."""
+    written again: its inode's change time (a file renamed into place or restored with an
+    old mtime changes it too); None where there is no file. Once a request a file."""
     memo = g.setdefault("file_versions", {})
     if path not in memo:
         try:
-            memo[path] = f"{os.stat(path).st_mtime_ns:x}"
+            memo[path] = f"{os.stat(path).st_ctime_ns:x}"
         except OSError:
             memo[path] = None
     return memo[path]

@@ -51,14 +51,14 @@ LISTED_OTHERWISE = {"designs": "{} lists other designs than the index",
 
 
 def _drawing_changed(settings: Settings, since_ns: int) -> str | None:
-    """A drawing pairs.csv lists that was written after `since_ns` (overwritten in place under
-    its name: pairs.csv unchanged); None when none was. One stat a drawing; a drawing restored
-    with an older time (`cp -p`) is not seen (`make index` hashes them all), nor one missing
+    """A drawing pairs.csv lists that changed after `since_ns` (overwritten in place under
+    its name, renamed into place, restored with an older mtime by `cp -p`: each sets the
+    inode's change time); None when none did. One stat a drawing; a missing one is not seen
     (the index still serves the rest; the grid leaves its cell blank)."""
     catalogue = load_catalogue(settings.database_dir)
     for relative in dict.fromkeys(catalogue.fronts + catalogue.backs):
         try:
-            if catalogue.image_path(relative).stat().st_mtime_ns > since_ns:
+            if catalogue.image_path(relative).stat().st_ctime_ns > since_ns:
                 return relative
         except (OSError, CatalogueError):
             continue

@@ -171,11 +171,12 @@ def _extract_here(settings: Settings, extractor, catalogue: Catalogue, cache: Ch
 
 def refresh_thumbnails(catalogue: Catalogue, paths: list[str], settings: Settings) -> None:
     """Write the thumbnails that are missing or older than their image (an image whose rows
-    came from the cache was not decoded by this build)."""
+    came from the cache was not decoded by this build). Older than its inode's change time:
+    a drawing renamed into place or restored with its old mtime (`cp -p`) changed it."""
     def refresh(rel: str) -> None:
         thumb = thumbnail_path(settings.features_dir, rel)
         try:
-            if thumb.stat().st_mtime >= catalogue.image_path(rel).stat().st_mtime:
+            if thumb.stat().st_mtime_ns >= catalogue.image_path(rel).stat().st_ctime_ns:
                 return
         except FileNotFoundError:
             pass

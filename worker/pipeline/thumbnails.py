@@ -21,8 +21,8 @@ from worker.pipeline.preprocess import to_rgb
 from worker.pipeline.render import THUMB
 
 log = logging.getLogger(__name__)
-# a removed design's cell: its drawing and thumbnail deleted by the removal, while a search
-# on the generation before it still ranks it
+# a removed design's cell (its drawing and thumbnail deleted by the removal, while a search
+# on the generation before it still ranks it), and that of a drawing no longer readable
 REMOVED = np.full((THUMB, THUMB, 3), 235, np.uint8)
 REMOVED.flags.writeable = False
 
@@ -143,11 +143,12 @@ def load_thumbnail(features_dir: Path, catalogue: Catalogue, relative: str,
     drawing = catalogue.image_path(relative)
     try:
         rgb = to_rgb(load_image(drawing))
-    except ImageRejected:
+    except ImageRejected as exc:  # its rows rank it still: the search stands, the cell is blank
         if drawing.is_file():
-            raise
-        # removed since the generation this search ran on was read
-        log.info("%s was removed from the catalogue; its grid cell is left blank", relative)
+            log.warning("the catalogue drawing %s cannot be read (%s); its grid cell is left "
+                        "blank", relative, exc)
+        else:  # removed since the generation this search ran on was read
+            log.info("%s was removed from the catalogue; its grid cell is left blank", relative)
         return REMOVED
     try:
         write_thumbnail(features_dir, relative, rgb)
