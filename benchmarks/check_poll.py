@@ -1,7 +1,9 @@
-"""What a poll of a large finished collection check costs the web process: `GET
-/api/checks/<id>` whole, and with `?designs=false` (the progress and options alone, what the
-check page polls while it runs). A real redis-server, the app from its factory (Flask's test
-client, in this process), a check written to Redis as the workers write one.
+"""What a large finished collection check costs the web process: `GET /api/checks/<id>`
+whole, with `?designs=false` (the progress and options alone, what the check page polls
+while it runs), its page and its CSV. A real redis-server, the app from its factory (Flask's
+test client, in this process: the time is the process's CPU, on or off the gevent loop), a
+check written to Redis as the workers write one, each design's hits other designs of a
+10,000-design catalogue.
 
     .venv/bin/python -m benchmarks.check_poll [--designs 500] [--k 100] [--repeats 5]
 """
@@ -24,8 +26,8 @@ from worker.core.settings import Settings
 from worker.dev.processes import free_port, start_redis, stop_process
 
 
-def hit(rank: int) -> Hit:
-    name = f"dress-{rank:04d}"
+def hit(rank: int, design: int = 0) -> Hit:
+    name = f"dress-{(design * 37 + rank) % 10_000:04d}"
     return Hit(rank=rank, name=name, score=0.5, front_score=0.5, back_score=0.5, swapped=False,
                front=f"images/{name}_front.png", back=f"images/{name}_back.png", verdict=None,
                similarity=40)
@@ -50,16 +52,16 @@ def main(argv: list[str] | None = None) -> int:
             redis, check_id = Redis(port=port), uuid.uuid4().hex
             names = [f"design-{i}" for i in range(args.designs)]
             create_check(redis, check_id, names, SearchOptions(k=args.k), [], {}, 3600)
-            hits = [hit(rank) for rank in range(1, args.k + 1)]
-            record_outcomes(redis, check_id, {i: CheckedDesign(name=n, status="finished",
-                                                               results=hits)
-                                              for i, n in enumerate(names)}, 3600)
+            record_outcomes(redis, check_id, {i: CheckedDesign(
+                name=n, status="finished", results=[hit(rank, i) for rank in range(1, args.k + 1)])
+                for i, n in enumerate(names)}, 3600)
             rows = []
-            for query in ("", "?designs=false"):
+            for query in ("", "?designs=false", "/report.csv", "page"):
                 times = []
                 for _ in range(args.repeats):
                     start = time.perf_counter()
-                    answer = client.get(f"/api/checks/{check_id}{query}")
+                    answer = client.get(f"/checks/{check_id}" if query == "page"
+                                        else f"/api/checks/{check_id}{query}")
                     times.append(time.perf_counter() - start)
                 assert answer.status_code == 200, answer.get_json()
                 rows.append([query or "(whole)", f"{len(answer.data):,}",
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             stop_process(server)
     print(f"a finished check of {args.designs} designs, k={args.k}; median of {args.repeats}\n")
-    print(md_table(["GET /api/checks/<id>", "bytes", "ms"], rows))
+    print(md_table(["GET /api/checks/<id>", "bytes", "ms"], rows))  # "page": /checks/<id>
     return 0
 
 

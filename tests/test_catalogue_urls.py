@@ -5,6 +5,7 @@ is written again (browsers keep each an hour)."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import shutil
 from urllib.parse import urlsplit
@@ -123,3 +124,35 @@ def test_a_design_with_a_blank_placeholder_side_is_searched_by_its_other_side(
     Image.new("RGB", (300, 300), "white").save(both_blank)
     refused = web.post(f"/designs/{catalogue.names[3]}/search")
     assert refused.status_code == 422 and "blank" in refused.get_data(as_text=True)
+
+
+def test_image_urls_are_those_url_for_builds_whatever_the_name(tmp_path, settings):
+    """Built from a prefix made once a request (url_for costs a finished check a second)."""
+    from flask import url_for
+    from PIL import Image
+
+    from web import create_app
+    from web.catalogue import drawing_url, thumb_url
+
+    names = ["images/a b.png", "images/été#1?.png", "images/100%.png", "x/;=@$&+,'!()*:.png",
+             "images/名前.png", "images/a%2Fb.png"]
+    database = tmp_path / "db"
+    for number, name in enumerate(names):
+        (database / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8), (number, 0, 0)).save(database / name)
+    app = create_app({"SETTINGS": dataclasses.replace(settings, database_dir=database),
+                      "TESTING": True})
+    for root in ("", "/under"):  # served at the root, or under a prefix (SCRIPT_NAME)
+        with app.test_request_context("/", base_url=f"http://127.0.0.1{root}/"):
+            for name in names:
+                for url, endpoint in ((drawing_url(name), "pages.catalogue_image"),
+                                      (thumb_url(name), "browse.thumbnail")):
+                    version = urlsplit(url).query.removeprefix("v=")
+                    assert version and url == url_for(endpoint, path=name, v=version), url
+    client = app.test_client()
+    for number, name in enumerate(names):  # and each URL serves the file it was built for
+        with app.test_request_context("/"):
+            url = drawing_url(name)
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert Image.open(io.BytesIO(response.data)).getpixel((0, 0)) == (number, 0, 0), url

@@ -251,3 +251,61 @@ def test_a_slow_reader_gets_a_whole_large_body_and_only_a_silent_one_is_dropped(
         assert len(got) < length
     finally:
         stop_process(web)
+
+
+@pytest.mark.slow
+def test_a_large_finished_check_is_described_while_the_process_answers_others(settings, redis,
+                                                                              tmp_path):
+    """Its JSON, page and CSV (500 designs x 100 hits: a second or two of pure Python each)
+    were built on the gevent loop: every other request of that web process, /healthz too,
+    waited until they were done. Now on the offload threads, which give the loop the GIL."""
+    import dataclasses
+    import re
+    import threading
+    import time
+
+    from worker.core.checks import create_check, record_outcomes
+    from worker.core.contract import CheckedDesign, Hit, SearchOptions
+
+    settings = dataclasses.replace(settings, web_workers=1)  # the probes reach its process
+    names = [f"new-design-{i:04d}" for i in range(800)]  # past CHECK_MAX_PAIRS: a longer build
+    check_id = "d" * 32
+    create_check(redis, check_id, names, SearchOptions(k=100), [], {}, settings.result_ttl)
+    record_outcomes(redis, check_id, {i: CheckedDesign(name=n, status="finished", results=[
+        Hit(rank=r, name=f"d{(i * 37 + r) % 9000:04d}", score=0.5, front_score=0.5,
+            back_score=0.5, swapped=False, front=f"images/d{(i * 37 + r) % 9000:04d}_f.png",
+            back=f"images/d{(i * 37 + r) % 9000:04d}_b.png") for r in range(1, 101)])
+        for i, n in enumerate(names)}, settings.result_ttl)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    web = start_web(settings, port, log=tmp_path / "web.log")
+    try:
+        wait_for_http(f"{base}/healthz")
+        for path in (f"/api/checks/{check_id}", f"/checks/{check_id}",
+                     f"/api/checks/{check_id}/report.csv"):
+            span = {}
+
+            def fetch(path=path, span=span):
+                span["start"] = time.monotonic()
+                span["response"] = requests.get(base + path, timeout=120)
+                span["end"] = time.monotonic()
+
+            big = threading.Thread(target=fetch)
+            big.start()
+            probes = []
+            while big.is_alive():
+                start = time.monotonic()
+                requests.get(f"{base}/healthz", timeout=120)
+                probes.append((start, time.monotonic()))
+                time.sleep(0.02)
+            big.join()
+            response = span["response"]
+            assert response.status_code == 200, path
+            if path.startswith("/checks/"):  # rendered on a thread: the nonce its header names
+                nonce = re.search(r"'nonce-([^']+)'", response.headers["Content-Security-Policy"])
+                assert f'nonce="{nonce.group(1)}"' in response.text
+            inside = [p for p in probes if span["start"] < p[0] and p[1] < span["end"]]
+            print(path, f"{span['end'] - span['start']:.2f} s,", len(inside), "probes inside")
+            assert len(inside) >= 5, (path, probes, span)
+    finally:
+        stop_process(web)

@@ -66,45 +66,79 @@ def index_summary() -> dict | None:
             "updated": manifest.get("updated"), "descriptor": manifest.get("descriptor")}
 
 
+class CatalogueUrls:
+    """One request's catalogue URLs: each path resolved, each file's version read and each
+    route's prefix built once (a finished check's hits name 20,000 drawings, and url_for and
+    flask.g cost microseconds a call)."""
+
+    SLOT = "pairsearch-path-slot"  # a path no character of which the path converter quotes
+
+    def __init__(self) -> None:
+        settings = current_app.config["SETTINGS"]
+        self.database_dir, self.features_dir = settings.database_dir, settings.features_dir
+        self.root = os.path.realpath(settings.database_dir)
+        self.converter = current_app.url_map.converters["path"](current_app.url_map)
+        self.paths: dict[str, str] = {}
+        self.versions: dict[str | os.PathLike, str | None] = {}
+        self.prefixes: dict[str, str] = {}
+
+    def served(self, relative: str) -> str:
+        if relative not in self.paths:
+            self.paths[relative] = served_path(self.root, relative)
+        return self.paths[relative]
+
+    def version(self, path: str | os.PathLike) -> str | None:
+        """What a URL carries so a browser's copy (kept an hour) is not shown once the file
+        is written again: its inode's change time (a file renamed into place or restored
+        with an old mtime changes it too); None where there is no file."""
+        if path not in self.versions:
+            try:
+                self.versions[path] = f"{os.stat(path).st_ctime_ns:x}"
+            except OSError:
+                self.versions[path] = None
+        return self.versions[path]
+
+    def url(self, endpoint: str, path: str, version: str | None) -> str:
+        """`url_for(endpoint, path=path, v=version)` of a `<path:path>` route."""
+        if endpoint not in self.prefixes:
+            self.prefixes[endpoint] = url_for(endpoint, path=self.SLOT).rsplit(self.SLOT, 1)[0]
+        url = self.prefixes[endpoint] + self.converter.to_url(path)
+        return url if version is None else f"{url}?v={version}"
+
+    def drawing(self, relative: str) -> str:
+        path = self.served(relative)
+        return self.url("pages.catalogue_image", path,
+                        self.version(os.path.join(self.database_dir, path)))
+
+    def thumbnail(self, relative: str) -> str:
+        path = self.served(relative)
+        version = (self.version(thumbnail_file(self.features_dir, relative))
+                   or self.version(os.path.join(self.database_dir, path)))
+        return self.url("browse.thumbnail", path, version)
+
+
+def catalogue_urls() -> CatalogueUrls:
+    """This request's (kept in flask.g)."""
+    urls = g.get("catalogue_urls")
+    if urls is None:
+        urls = g.catalogue_urls = CatalogueUrls()
+    return urls
+
+
 def served(relative: str) -> str:
-    """The path under /database/ of catalogue image `relative` as pairs.csv writes it (once a
-    request: a finished check's page names the same designs thousands of times)."""
-    memo = g.setdefault("served_paths", {})
-    if relative not in memo:
-        if "database_root" not in g:
-            g.database_root = os.path.realpath(current_app.config["SETTINGS"].database_dir)
-        memo[relative] = served_path(g.database_root, relative)
-    return memo[relative]
-
-
-def _version(path: str | os.PathLike) -> str | None:
-    """What a URL carries so a browser's copy (kept an hour) is not shown once the file is
-    written again: its inode's change time (a file renamed into place or restored with an
-    old mtime changes it too); None where there is no file. Once a request a file."""
-    memo = g.setdefault("file_versions", {})
-    if path not in memo:
-        try:
-            memo[path] = f"{os.stat(path).st_ctime_ns:x}"
-        except OSError:
-            memo[path] = None
-    return memo[path]
+    """The path under /database/ of catalogue image `relative` as pairs.csv writes it."""
+    return catalogue_urls().served(relative)
 
 
 def drawing_url(relative: str) -> str:
-    """`/database/<path>?v=<mtime>` of catalogue image `relative`."""
-    path = served(relative)
-    version = _version(os.path.join(current_app.config["SETTINGS"].database_dir, path))
-    return url_for("pages.catalogue_image", path=path, v=version)
+    """`/database/<path>?v=<ctime>` of catalogue image `relative`."""
+    return catalogue_urls().drawing(relative)
 
 
 def thumb_url(relative: str) -> str:
-    """`/catalogue/thumbs/<path>?v=<mtime>` of catalogue image `relative`: the thumbnail's
-    mtime (the index writes it anew for a redrawn drawing), else the drawing's."""
-    settings = current_app.config["SETTINGS"]
-    path = served(relative)
-    version = (_version(thumbnail_file(settings.features_dir, relative))
-               or _version(os.path.join(settings.database_dir, path)))
-    return url_for("browse.thumbnail", path=path, v=version)
+    """`/catalogue/thumbs/<path>?v=<ctime>` of catalogue image `relative`: the thumbnail's
+    (the index writes it anew for a redrawn drawing), else the drawing's."""
+    return catalogue_urls().thumbnail(relative)
 
 
 def image_urls(front: str, back: str) -> dict[str, str]:

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from typing import TypeVar
 
 from flask import Blueprint, abort, current_app, jsonify, request, send_file, url_for
 
 from web.api import UNAVAILABLE, wait_seconds
 from web.apidoc import Responses, api
+from web.catalogue import catalogue_urls
 from web.check_schemas import CheckCreated, CheckForm, CheckQuery, CollectionCheck
 from web.check_uploads import submit_check
 from web.errors import error_response
 from web.headers import csv_attachment
+from web.offload import in_request_off_loop
 from web.schemas import Error
 from web.searches import MAX_WAIT_S, SEARCH_ID, hit_view
 from web.submissions import discard_uploads
@@ -21,12 +25,15 @@ from worker.core.checks import (
     CheckStatus,
     collection_upload_name,
     design_image_name,
+    fetch_check,
+    parse_check,
     read_check,
     read_design,
 )
 from worker.core.checkwait import designs_ahead, wait_for_check
 from worker.core.results_csv import report_csv
 
+T = TypeVar("T")
 bp = Blueprint("checks", __name__)
 CHECK_ID = {"check_id": "the id the submission returned (32 lowercase hex digits); any other "
                         "string, an unknown or an expired id is 404"}
@@ -40,6 +47,21 @@ def state_or_404(check_id: str, results: bool = True) -> CheckState:
     if state is None:
         abort(404, description="no such check (unknown or expired id)")
     return state
+
+
+def finished_off_loop(check_id: str, build: Callable[[CheckState], T]) -> T:
+    """`build(check)` of a finished check, off the gevent loop: its bytes read here (Redis's
+    sockets belong to the loop), parsed and built on an offload thread (500 designs' hits:
+    up to seconds of pure Python). A finished check's state needs no further Redis call."""
+    meta, rows = fetch_check(current_app.extensions["redis"], check_id)
+
+    def parse_and_build() -> T:
+        state = parse_check(check_id, meta, rows)
+        if state is None:  # expired since it was found finished
+            abort(404, description="no such check (unknown or expired id)")
+        return build(state)
+
+    return in_request_off_loop(parse_and_build)
 
 
 def describe_check(state: CheckState, designs: bool = True) -> dict:
@@ -62,9 +84,9 @@ def describe_check(state: CheckState, designs: bool = True) -> dict:
 
 
 def _designs(state: CheckState) -> list[dict]:
-    designs = [state.design(row) for row in range(state.total)]
+    designs, urls = [state.design(row) for row in range(state.total)], catalogue_urls()
     return [{**design.model_dump(exclude={"results"}),
-                         "results": [hit_view(hit) for hit in design.results],
+                         "results": [hit_view(hit, urls) for hit in design.results],
                          "image_url": url_for("checks.get_design_image", check_id=state.id,
                                               row=row) if design.status == "finished" else None}
                         for row, design in enumerate(designs)]
@@ -127,14 +149,17 @@ def get_check(check_id: str):
     if designs not in ("true", "false"):
         return error_response(400, "invalid_designs", "designs must be true or false, got "
                               f"{designs!r}")
-    results = designs == "true"
-    state = state_or_404(check_id, results)
+    state = state_or_404(check_id, results=False)  # the hits read once, for the answer
     if wait and state.status is not CheckStatus.FINISHED:
         with current_app.extensions["long_polls"].slot() as granted:
             if granted:
                 wait_for_check(current_app.extensions["redis"], check_id, wait)
-                state = state_or_404(check_id, results)
-    return jsonify(describe_check(state, designs=results))
+                state = state_or_404(check_id, results=False)
+    if designs == "false":
+        return jsonify(describe_check(state, designs=False))
+    if state.status is not CheckStatus.FINISHED:  # (the check page polls with designs=false)
+        return jsonify(describe_check(state_or_404(check_id), designs=True))
+    return finished_off_loop(check_id, lambda finished: jsonify(describe_check(finished)))
 
 
 def cancel_unstarted(check_id: str) -> CheckState | None:
@@ -197,13 +222,14 @@ def delete_check(check_id: str):
                   HTTP_409=(Error, "not finished yet (`not_ready`)"), HTTP_503=UNAVAILABLE))
 def get_report(check_id: str):
     """The report of a finished check, as CSV"""
-    state = state_or_404(check_id)
+    state = state_or_404(check_id, results=False)
     if state.status is not CheckStatus.FINISHED:
         return error_response(409, "not_ready", f"the check has not finished yet ({state.done} "
                               f"of {state.total} designs); poll "
                               f"{url_for('checks.get_check', check_id=check_id)}")
-    body = report_csv([state.design(row) for row in range(state.total)], state.options)
-    return csv_attachment(body, f"check-{check_id[:8]}.csv")
+    return csv_attachment(finished_off_loop(check_id, lambda finished: report_csv(
+        [finished.design(row) for row in range(finished.total)], finished.options)),
+        f"check-{check_id[:8]}.csv")
 
 
 @bp.get("/api/checks/<check_id>/designs/<int:row>.jpg")
@@ -217,9 +243,9 @@ def get_report(check_id: str):
                   HTTP_503=UNAVAILABLE))
 def get_design_image(check_id: str, row: int):
     """One new design of a check, as it was searched"""
-    state = state_or_404(check_id, results=False)  # one design's hits parsed, not all
+    # its row alone is read: the whole check's state cost a finished page's 500 images 2 s
     design = read_design(current_app.extensions["redis"], check_id, row) \
-        if 0 <= row < state.total else None
+        if SEARCH_ID.fullmatch(check_id) else None
     if design is None or design.status != "finished":
         abort(404, description=f"no checked design at row {row} of this check")
     data = current_app.extensions["storage"].read_result(design_image_name(check_id, row))

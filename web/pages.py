@@ -21,7 +21,7 @@ from werkzeug.datastructures import FileStorage, MultiDict
 
 from web.catalogue import catalogue_file, current_catalogue, index_summary, served
 from web.check_uploads import submit_check
-from web.checks import cancel_unstarted, describe_check, state_or_404
+from web.checks import cancel_unstarted, describe_check, finished_off_loop, state_or_404
 from web.errors import RequestRefused
 from web.searches import describe, fetch_search, mark_searched_with
 from web.submissions import require_multipart, submit_search
@@ -103,10 +103,15 @@ def submit_check_form():
 @bp.get("/checks/<check_id>")
 def check_page(check_id: str):
     """A progress bar while the check runs; then each design, the most serious verdict first."""
-    # a running check's page shows its progress alone: each design's hits read only once done
+    # a running check's page shows its progress alone: each design's hits read only once done,
+    # and off the loop (500 designs' hits: most of a second)
     state = state_or_404(check_id, results=False)
-    if finished := state.status.value == "finished":
-        state = state_or_404(check_id)
+    if state.status.value != "finished":
+        return _check_page(state, finished=False)
+    return finished_off_loop(check_id, lambda finished: _check_page(finished, finished=True))
+
+
+def _check_page(state, finished: bool) -> str:
     check = describe_check(state, designs=finished)
     designs = check.get("designs", [])
     for design in designs:

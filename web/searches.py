@@ -10,7 +10,7 @@ from flask import abort, current_app, url_for
 from rq.exceptions import DeserializationError, NoSuchJobError
 from rq.job import Job, JobStatus
 
-from web.catalogue import drawing_url
+from web.catalogue import CatalogueUrls, catalogue_urls
 from worker.core import contract
 from worker.core.contract import ABANDONED, RESUBMIT, Hit, SearchResult
 from worker.core.queueing import JOB_FUNC
@@ -78,10 +78,11 @@ def finished_result(job: Job) -> SearchResult:
     return SearchResult.model_validate(value)
 
 
-def hit_view(hit: Hit) -> dict:
-    """A hit with the URLs of its two catalogue images."""
-    return {**hit.model_dump(), "front_url": drawing_url(hit.front),
-            "back_url": drawing_url(hit.back)}
+def hit_view(hit: Hit, urls: CatalogueUrls | None = None) -> dict:
+    """A hit with the URLs of its two catalogue images (`urls`: the request's)."""
+    urls = urls or catalogue_urls()
+    return {**hit.model_dump(), "front_url": urls.drawing(hit.front),
+            "back_url": urls.drawing(hit.back)}
 
 
 def mark_searched_with(search_id: str, name: str, ttl: int) -> None:

@@ -138,17 +138,15 @@ def served_path(root: str, relative: str) -> str:
     """Catalogue image `relative` as a path under `root` that a URL keeps as it is: `./x`,
     `a/../x` and the full path of x are all `x` (a browser collapses the dots; /database/
     refuses a full path)."""
+    parts = relative.split("/")
+    if os.pardir not in parts and os.curdir not in parts and "" not in parts:
+        return relative  # `images/x.png`, the common case: as written, no call to the disk
     joined = os.path.join(root, relative)
-
-    def folder() -> str:  # links resolved in its folders only: a link the file itself is stays
-        return os.path.join(os.path.realpath(os.path.dirname(joined)), os.path.basename(joined))
-
-    def plain() -> str:  # no disk: `images/x.png`, the common case, costs no system call
-        return os.path.normpath(joined)
-
-    # `link/..` is where the link's target's parent is
-    for place in ((folder, plain) if os.pardir in relative.split("/") else (plain, folder)):
-        inside = os.path.relpath(place(), root)
+    plain = os.path.normpath(joined)
+    # its folders' links resolved, not the file's own; `link/..` is where the target's parent is
+    folder = os.path.join(os.path.realpath(os.path.dirname(joined)), os.path.basename(joined))
+    for place in ((folder, plain) if os.pardir in parts else (plain, folder)):
+        inside = os.path.relpath(place, root)
         if inside.split(os.sep)[0] not in (os.curdir, os.pardir):
             return inside.replace(os.sep, "/")
     return relative  # outside: the index refused it, and /database/ will 404

@@ -178,26 +178,39 @@ def read_design(connection: Redis, check_id: str, row: int) -> CheckedDesign | N
     return None if value is None else CheckedDesign.model_validate_json(value)
 
 
-def read_check(connection: Redis, check_id: str, results: bool = True,
-               ttl: int | None = None) -> CheckState | None:
-    """The check as stored (None: unknown or expired), with the designs of lost chunks failed,
-    and (given `ttl`) settled so: their reason is the first one seen, and whoever waits for
-    the check is woken. Without `results` only which rows are settled is read (a progress
-    bar's poll of a large check: its designs' hits are megabytes to parse)."""
+def fetch_check(connection: Redis, check_id: str, results: bool = True) -> tuple[dict, dict | list]:
+    """The check's stored fields and its settled rows (with their hits, or only their numbers),
+    as bytes: what `parse_check` reads, without a Redis call."""
     with connection.pipeline() as pipe:
         pipe.hgetall(KEY + check_id)
         (pipe.hgetall if results else pipe.hkeys)(KEY + check_id + ":rows")
         meta, rows = pipe.execute()
+    return meta, rows
+
+
+def parse_check(check_id: str, meta: dict, rows: dict | list) -> CheckState | None:
+    """The check `fetch_check` read (None: unknown or expired), its lost chunks not looked for."""
     if b"names" not in meta:  # unknown, expired, or a flag set as it expired
         return None
-    names = json.loads(meta[b"names"])
-    state = CheckState(
+    names, results = json.loads(meta[b"names"]), isinstance(rows, dict)
+    return CheckState(
         check_id, names, SearchOptions.model_validate_json(meta[b"options"]),
         [(job_id, chunk_rows) for job_id, chunk_rows in json.loads(meta[b"chunks"])],
         b"started" in meta,
         {int(row): CheckedDesign.model_validate_json(value) for row, value in rows.items()}
         if results else {int(row): CheckedDesign(name=names[int(row)], status="finished")
                          for row in rows}, results, b"cancelled" in meta)
+
+
+def read_check(connection: Redis, check_id: str, results: bool = True,
+               ttl: int | None = None) -> CheckState | None:
+    """The check as stored (None: unknown or expired), with the designs of lost chunks failed,
+    and (given `ttl`) settled so: their reason is the first one seen, and whoever waits for
+    the check is woken. Without `results` only which rows are settled is read (a progress
+    bar's poll of a large check: its designs' hits are megabytes to parse)."""
+    state = parse_check(check_id, *fetch_check(connection, check_id, results))
+    if state is None:
+        return None
     lost = lost_designs(connection, state)
     if lost and ttl is not None:
         record_outcomes(connection, check_id, lost, ttl)
