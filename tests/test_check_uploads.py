@@ -492,6 +492,37 @@ def test_checks_past_the_waiting_designs_bound_are_refused_and_leave_nothing(set
     assert third.status_code == 202, third.get_json()
 
 
+def test_checks_queued_while_a_collection_was_stored_count_against_the_bound(settings, redis,
+                                                                             monkeypatch):
+    """The bound was checked only before the drawings were stored (seconds for a large ZIP):
+    uploads from several web processes at once all passed it."""
+    from web import check_uploads
+
+    client = _client(settings, max_check_queue_pairs=3, check_chunk_pairs=1)
+    rows = [("a", "a-f.png", "a-b.png"), ("b", "a-f.png", "a-b.png")]
+    assert post_collection(client, make_zip(GOOD, rows)).status_code == 202  # 2 designs wait
+    queue = Queue(settings.check_queue_name, connection=redis)
+    queue.empty()  # ... and are taken: a new collection may start
+    store, others = check_uploads._store, []
+
+    def stored_while_another_is_queued(*args, **kwargs):
+        stored = store(*args, **kwargs)
+        if not others:  # meanwhile another process queued a collection (its store: this one)
+            others.append(None)
+            others[0] = post_collection(client, make_zip(GOOD, rows))
+        return stored
+
+    monkeypatch.setattr(check_uploads, "_store", stored_while_another_is_queued)
+    before = sorted(settings.upload_dir.iterdir())
+    late = post_collection(client, make_zip(GOOD, rows))
+    monkeypatch.undo()
+    body = late.get_json()
+    assert others[0].status_code == 202  # stored and queued within the late one's store
+    assert (late.status_code, body["error"]) == (503, "queue_full"), body
+    assert len(queue) == 2  # the other's two designs, not the late one's
+    assert len(sorted(settings.upload_dir.iterdir())) == len(before) + 4  # the other's alone
+
+
 def test_a_check_that_expires_as_it_starts_or_is_cancelled_is_not_made_again(settings, redis):
     """A chunk's start or a cancel wrote its flag into a check that had just expired: the key
     came back without its names (every poll of it a 500) and without a TTL (kept for good)."""

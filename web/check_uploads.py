@@ -139,10 +139,12 @@ def submit_check(files: ImmutableMultiDict, form: ImmutableMultiDict) -> str:
     chunks = plan_chunks(rows, settings.check_chunk_pairs)
     redis = current_app.extensions["redis"]
     try:
+        # again: collections stored beside this one (seconds each) may have been queued since
+        check_waiting_designs(settings, len(collection.names))
         create_check(redis, check_id, collection.names, options, chunks, settled,
                      settings.result_ttl)
         enqueue_chunks(current_app.extensions["check_queue"], settings, check_id, options, chunks)
-    except RedisError as exc:
+    except (RedisError, RequestRefused) as exc:
         discard_uploads(row_uploads(rows))
-        raise queue_unavailable(exc) from None
+        raise exc if isinstance(exc, RequestRefused) else queue_unavailable(exc) from None
     return check_id
