@@ -100,6 +100,27 @@ def test_a_design_name_with_dollar_signs_is_drawn_as_text():
         assert Image.open(io.BytesIO(jpeg)).format == "JPEG"
 
 
+def test_a_long_design_name_leaves_the_rank_and_verdict_in_the_view_s_title():
+    """The title is centred on the view's 800 px: a 200-character name (names may be that
+    long) ran off both sides, taking "#1" and "copy 93" with it."""
+    from worker.core.contract import Hit
+    from worker.pipeline.matchview import Panel, render_match_view
+    from worker.service.matches import match_title
+
+    hit = Hit(rank=1, name="long-name-" * 20, score=0.9, front_score=0.9, back_score=0.9,
+              swapped=False, front="f.png", back="b.png", verdict="copy", similarity=93)
+    canvas = np.full((224, 224, 3), 255, np.uint8)
+    for name in ("long-name-" * 20, "W" * 200, "WIDE-" * 40 + "i" * 200):
+        title = match_title(hit.model_copy(update={"name": name}))
+        assert title.startswith(f"#1  {name[:20]}") and title.endswith("…  copy 93"), title
+        view = np.asarray(Image.open(io.BytesIO(render_match_view(
+            [Panel("front", "front", canvas, canvas, [])], title))).convert("L"))
+        band = view[:45]  # the title's
+        assert (band < 128).any() and (band[:, :5] > 200).all() and (band[:, -5:] > 200).all()
+    short = hit.model_copy(update={"name": "tee-0001", "verdict": None})
+    assert match_title(short) == "#1  tee-0001  similarity 93"
+
+
 def finished_search(app, redis, hits: list[dict]) -> str:
     """A search made finished in Redis as a worker leaves one, its grid and query drawing
     stored (no model): the web's match routes read only these."""

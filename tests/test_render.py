@@ -40,6 +40,15 @@ def test_glyph_by_glyph_label_equals_matplotlib_whole_string(text):
     assert np.array_equal(ink(composed), ink(whole))
 
 
+def test_a_name_with_decomposed_accents_is_drawn_as_its_composed_letters():
+    """Names copied from macOS file names hold `e` + U+0301: drawn as a dotted circle beside
+    the `e`, and wider than the precomposed `é`."""
+    font = GlyphFont("bold", 9.5)
+    composed, decomposed = "café-Ñandú", "cafe\u0301-N\u0303andu\u0301"
+    assert np.array_equal(font.coverage(decomposed), font.coverage(composed))
+    assert font.fit(decomposed, 1000) == composed
+
+
 def test_long_names_are_cut_with_an_ellipsis():
     font = GlyphFont("normal", 8.5)
     cut = font.fit("x" * 200, 100)

@@ -19,6 +19,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import ConnectionPatch, Rectangle
 
+from worker.pipeline.render import GlyphFont
+
 CELLS = 28  # the map side looked for (the finest one a descriptor pools is often larger)
 MIN_SIMILARITY = 0.8
 SHIFT_TOLERANCE = 2  # cells a match may move beyond the drawings' median shift
@@ -28,6 +30,8 @@ SHOWN = 10  # matches drawn as boxes (the strongest, spread out); all of them ti
 SPREAD = 0.12  # a boxed match is at least this far (fraction of the canvas) from the others
 JPEG_QUALITY = 85
 HEAT = np.array([220, 30, 30]) / 255  # the tint of matched cells
+TITLE_PX = 760  # the title's room: the view is 800 px wide, the title centred on it
+_title_font: GlyphFont | None = None  # the suptitle's (DejaVu Sans bold, 12 pt at 100 dpi)
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1 as fractions of the canvas
 
@@ -150,6 +154,16 @@ def _draw_panel(fig: Figure, axes: list, panel: Panel) -> None:
         ax.set_xlim(0, size)
         ax.set_ylim(size, 0)
         ax.set_title(name, fontsize=10)
+
+
+def view_title(rank: int, name: str, judged: str) -> str:
+    """`#rank  name  judged`, the name cut with an ellipsis so that the rank and the verdict
+    stay on the view (a 200-character name ran off both sides)."""
+    global _title_font
+    if _title_font is None:
+        _title_font = GlyphFont("bold", 12)
+    ends = f"#{rank}    {judged}"
+    return f"#{rank}  {_title_font.fit(name, TITLE_PX - _title_font.width(ends))}  {judged}"
 
 
 def render_match_view(panels: list[Panel], title: str) -> bytes:

@@ -4,8 +4,11 @@ Drawn so that nothing is laid out twice (timings in docs/performance.md):
 - the page (cell frames, the query's blue frame) is a matplotlib Figure drawn once per grid
   size and kept as pixels;
 - labels are rasterised by matplotlib's own FreeType renderer (`matplotlib.ft2font`), one
-  glyph at a time, each glyph once per process: the composed label is pixel-identical to
-  what `FT2Font.set_text` + `draw_glyphs_to_bitmap` give for the whole string (tested);
+  glyph at a time, each glyph once per process, at whole-pixel pens and not kerned: the
+  composed label is pixel-identical to what `FT2Font.set_text` + `draw_glyphs_to_bitmap`
+  give for the whole string where that kerns nothing (tested), and kerned pairs (`To`, `AV`)
+  stand 1-4 px wider; names are drawn in NFC (a decomposed `é` as one letter), left to right
+  (a right-to-left name's letters in stored order), in DejaVu Sans (other scripts as `�`);
 - thumbnails are pasted 1:1, so nothing is resampled at render time but the query; labels
   are blended through their coverage as a mask, both by Pillow in C.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import io
 import math
+import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -99,7 +103,9 @@ class GlyphFont:
         return sum(self.glyph(c).advance for c in text)
 
     def fit(self, text: str, max_width: int) -> str:
-        """`text`, cut and ended with an ellipsis where it would be wider than `max_width`."""
+        """`text` in NFC (as `coverage` draws it), cut and ended with an ellipsis where it
+        would be wider than `max_width`."""
+        text = unicodedata.normalize("NFC", text)
         if self.width(text) <= max_width:
             return text
         room, kept = max_width - self.width("…"), 0  # one pass: a label may be 50,000 chars
@@ -112,7 +118,8 @@ class GlyphFont:
 
     def coverage(self, text: str) -> np.ndarray:
         """(height, width) uint8 coverage of `text` on one line (overlapping ink OR-ed, as
-        matplotlib's FT2Image does)."""
+        matplotlib's FT2Image does), in NFC: a decomposed letter and accent as one letter."""
+        text = unicodedata.normalize("NFC", text)
         out = np.zeros((self.height, max(1, self.width(text))), np.uint8)
         pen = 0
         for char in text:

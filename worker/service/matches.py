@@ -19,7 +19,13 @@ from worker.core.catalogue import CatalogueError
 from worker.core.contract import SIDES, Hit, SearchResult
 from worker.core.images import ImageRejected
 from worker.core.queueing import match_image_name, query_canvas_name
-from worker.pipeline.matchview import Panel, match_regions, pick_map, render_match_view
+from worker.pipeline.matchview import (
+    Panel,
+    match_regions,
+    pick_map,
+    render_match_view,
+    view_title,
+)
 from worker.pipeline.preprocess import make_canvas
 from worker.service.engine import Engine, current
 from worker.service.jobs import store_result
@@ -31,17 +37,21 @@ class MatchInputError(ValueError):
     """The search, its hit or its kept query cannot be read (the message says which)."""
 
 
+def match_title(hit: Hit) -> str:
+    """`#rank  name  verdict similarity`, as the grid and page judge the hit; a long name cut."""
+    return view_title(hit.rank, hit.name, f"{hit.verdict} {hit.similarity}" if hit.verdict else
+                      f"similarity {hit.similarity}" if hit.similarity is not None
+                      else f"score {hit.score:.3f}")
+
+
 def draw_match(search_id: str, rank: int) -> dict:
     """Draw and store the match view of the hit ranked `rank` in search `search_id`; its file
     name and, per side, the regions matched (fractions of the 224 px canvas)."""
     engine = current()
     hit = hit_at(finished_result(get_current_job().connection, search_id), rank)
     panels = compare(engine, query_canvases(engine, search_id), hit)
-    judged = (f"{hit.verdict} {hit.similarity}" if hit.verdict else  # as the grid and page
-              f"similarity {hit.similarity}" if hit.similarity is not None else f"score {hit.score:.3f}")
-    title = f"#{hit.rank}  {hit.name}  {judged}"
     image = match_image_name(search_id, rank)
-    store_result(engine, image, render_match_view(panels, title))
+    store_result(engine, image, render_match_view(panels, match_title(hit)))
     return {"image": image, "sides": [
         {"query_side": p.query_side, "hit_side": p.hit_side, "count": len(p.matches),
          "matches": [vars(m) for m in p.matches[:REPORTED]]} for p in panels]}
