@@ -6,7 +6,8 @@ mid-upload holds a greenlet (memory), not one of a handful of threads, so hundre
 leave every route answering. gunicorn's gevent worker monkey-patches socket, ssl, threading
 and time when a process starts, before it imports the app (no `preload_app`), so redis-py's
 sockets cooperate. This file imports nothing but the settings (no redis, no Flask) so that
-nothing network-related is imported before the patch.
+nothing network-related but gunicorn's own is imported before the patch (redis-py's asyncio
+module, once imported here, stayed unpatched; tests/test_serving.py).
 
 The knobs are settings (worker/core/settings.py, README): WEB_WORKERS, WEB_CONNECTIONS,
 MAX_LONG_POLLS (read by the app), CLIENT_TIMEOUT. `--bind` chooses the address.

@@ -34,6 +34,22 @@ def test_gunicorn_conf_uses_gevent_workers_and_the_settings(monkeypatch):
     assert web_command("127.0.0.1:1")[:4] == ["-m", "gunicorn", "-c", str(GUNICORN_CONF)]
 
 
+def test_gunicorn_conf_imports_no_redis_before_gevent_patches_the_sockets():
+    """Reading the settings imported redis-py (its asyncio connection module among it), which
+    gevent then could not patch: a MonkeyPatchWarning at every worker's start."""
+    import subprocess
+    import sys
+
+    from worker.core.settings import REPO_ROOT
+
+    code = ("import runpy, sys; runpy.run_path('gunicorn.conf.py'); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('redis', 'flask')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]", out.stdout
+
+
 def test_gunicorn_conf_refuses_more_long_polls_than_connections(monkeypatch):
     monkeypatch.setenv("MAX_LONG_POLLS", "1000")
     monkeypatch.setenv("WEB_CONNECTIONS", "1000")

@@ -9,8 +9,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from redis import exceptions as redis_errors
-
 from worker.core.numerals import PAST, whole
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # worker/core/settings.py -> the repository
@@ -177,6 +175,8 @@ def redis_problem(exc: Exception) -> str:
     """What a probe tells anyone of a Redis fault: its kind and the system's reason, never
     its address or a socket's path (`Error 111 connecting to /run/x/redis.sock.`); a refusal
     Redis itself answered (a wrong password, still loading) in its own words."""
+    from redis import exceptions as redis_errors  # here: gunicorn.conf.py reads these settings
+
     if isinstance(exc, redis_errors.ConnectionError | redis_errors.TimeoutError):
         reason = getattr(exc.__cause__ or exc.__context__, "strerror", None)
         if reason:
