@@ -39,15 +39,17 @@ run: $(VENV)/.installed
 	$(PY) -m worker.cli.supervisor --prepare
 
 # The browser tests drive Debian's chromium (installed with apt; Playwright's own browser
-# download is never used).
+# download is never used), and tests/test_nginx.py runs compose's nginx template in Debian's
+# nginx (its service is not started: the test runs its own on 127.0.0.1).
 # tests/test_browser.py launches /usr/bin/chromium: another chromium on PATH is not it
 browser:
-	@test -x /usr/bin/chromium || command -v apt-get >/dev/null || { \
-	  echo "make test: the browser tests need Debian's chromium at /usr/bin/chromium and" \
-	    "there is no apt-get here; install it, or run 'make test-fast'" >&2; exit 2; }
-	@test -x /usr/bin/chromium || { \
+	@test -x /usr/bin/chromium -a -x /usr/sbin/nginx -a -x /usr/bin/envsubst || command -v apt-get >/dev/null || { \
+	  echo "make test: the tests need Debian's chromium at /usr/bin/chromium and nginx at" \
+	    "/usr/sbin/nginx, and there is no apt-get here; install them, or run 'make test-fast'" >&2; \
+	  exit 2; }
+	@test -x /usr/bin/chromium -a -x /usr/sbin/nginx -a -x /usr/bin/envsubst || { \
 	  SUDO=$$(test "$$(id -u)" -eq 0 || echo sudo); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium nginx gettext-base >/dev/null; }
 
 # Everything (what CI runs): real Redis, real workers, the real VGG16, the browser; the
 # slowest 30 tests are listed, so the suite's time can be watched against its aim.

@@ -735,3 +735,25 @@ def test_a_path_in_other_case_or_naming_a_folder_gets_a_hint(client):
         "front: 'A-F.PNG' is not in the ZIP (it holds 'a-f.png': upper and lower case must "
         "match)", "front: 'img' is not in the ZIP (that is a folder in it; name a drawing)",
         None]
+
+
+def test_a_collection_gets_its_own_size_limit_not_a_search_s(settings, redis):
+    """The ZIP of a 500-design collection had to fit MAX_UPLOAD_MB (20: about 300 small
+    drawings), a search's limit; it has MAX_CHECK_UPLOAD_MB, and a search keeps its own."""
+    import os
+
+    client = _client(settings, max_upload_mb=1, max_check_upload_mb=3)
+    rows = [("a", "a-f.png", "a-b.png")]
+    filler = {"scans/notes.bin": os.urandom(2 * 1024 * 1024)}  # incompressible: 2 MB packed
+    accepted = post_collection(client, make_zip({**GOOD, **filler}, rows))
+    assert accepted.status_code == 202, accepted.get_json()
+    for url in ("/api/checks", "/checks"):
+        refused = post_collection(client, make_zip({**GOOD, "big.bin": os.urandom(4 << 20)},
+                                                   rows), url=url)
+        assert refused.status_code == 413, url
+        assert "the limit is 3 MB a ZIP" in refused.get_data(as_text=True), url
+    search = client.post("/api/searches", data={"front": (io.BytesIO(os.urandom(2 << 20)), "f.png"),
+                                                "back": (io.BytesIO(PNG), "b.png")},
+                         content_type="multipart/form-data")
+    assert search.status_code == 413
+    assert "the limit is 1 MB a request" in search.get_json()["message"]

@@ -70,7 +70,7 @@ def _limits(settings: Settings) -> str:
 
 
 def _check_limits(settings: Settings) -> str:
-    return (f" This server: at most {settings.max_upload_mb} MB per request (413 `too_large`), "
+    return (f" This server: at most {settings.max_check_upload_mb} MB per ZIP (413 `too_large`), "
             f"{settings.check_max_pairs} rows in pairs.csv, {settings.zip_max_entries} ZIP "
             f"entries, {settings.zip_max_mb} MiB unpacked in all (counted while unpacking), "
             f"{settings.zip_max_ratio}x an entry's packed size; an entry past "

@@ -66,6 +66,18 @@ def error_response(status: int, error: str, message: str, retry_after: int | Non
     return response
 
 
+COLLECTION_ENDPOINTS = ("checks.create_check", "pages.submit_check_form")
+
+
+def upload_limit_words(settings, collection: bool) -> str:
+    """What a 413 of a request's size says (nginx's page says the same)."""
+    if collection:
+        return (f"the collection is too large; the limit is {settings.max_check_upload_mb} MB "
+                "a ZIP (split the collection, or make its drawings smaller)")
+    return (f"the upload is too large; the limit is {settings.max_upload_mb} MB a request "
+            "(a search's two drawings, or a design added to the catalogue)")
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(RequestRefused)
     def refused(exc: RequestRefused):
@@ -76,16 +88,22 @@ def register(app: Flask) -> None:
         app.logger.warning("redis unavailable: %s", exc)
         return refused(queue_unavailable(exc))
 
+    @app.before_request
+    def collection_limit():
+        """A collection is one request: its ZIP gets MAX_CHECK_UPLOAD_MB, not a search's MB."""
+        if request.endpoint in COLLECTION_ENDPOINTS:
+            request.max_content_length = app.config["SETTINGS"].max_check_upload_bytes
+
     @app.errorhandler(413)
     def too_large(exc):
-        """Past MAX_UPLOAD_MB, or (within it) past werkzeug's limits on a form's parts."""
-        limit = app.config["SETTINGS"].max_upload_mb
+        """Past MAX_UPLOAD_MB (MAX_CHECK_UPLOAD_MB for a collection), or (within it) past
+        werkzeug's limits on a form's parts."""
         length = request.content_length
-        if length is not None and length <= app.config["MAX_CONTENT_LENGTH"]:
+        if length is not None and length <= (request.max_content_length or 0):
             return error_response(413, "too_large", "the form has too many fields, or a text "
                                   "field is too long")
-        return error_response(413, "too_large", f"the upload is too large; the limit is "
-                              f"{limit} MB a request (a search's drawings, or a collection)")
+        return error_response(413, "too_large", upload_limit_words(
+            app.config["SETTINGS"], request.endpoint in COLLECTION_ENDPOINTS))
 
     @app.errorhandler(ClientDisconnected)
     def client_gone(exc: ClientDisconnected):

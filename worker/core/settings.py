@@ -21,6 +21,7 @@ PRECISION_CHOICES = ("auto", "float32", "bfloat16", "int8")  # auto: worker/pipe
 CHOICES = {"STORAGE": STORAGE_CHOICES, "PRECISION": PRECISION_CHOICES}
 # a value below these makes no sense (RESULT_TTL=0: no search)
 MINIMUMS = {"batch_size": 1, "thumb_cache_mb": 0, "search_ann_min_pairs": 0, "max_upload_mb": 1,
+            "max_check_upload_mb": 1,
             "max_image_pixels": 16 * 16, "result_ttl": 60, "job_timeout": 1,
             "max_queue_length": 1, "web_workers": 1, "web_connections": 2, "max_long_polls": 0,
             "client_timeout": 1, "index_chunk_pairs": 1, "index_chunk_timeout": 1,
@@ -69,6 +70,7 @@ class Settings:
     precision: str = "auto"
     queue_name: str = "searches"
     max_upload_mb: int = 20
+    max_check_upload_mb: int = 200  # a collection's ZIP: CHECK_MAX_PAIRS designs in one request
     max_image_pixels: int = 40_000_000
     result_ttl: int = 24 * 3600
     job_timeout: int = 120
@@ -131,6 +133,10 @@ class Settings:
     @property
     def max_upload_bytes(self) -> int:
         return self.max_upload_mb * 1024 * 1024
+
+    @property
+    def max_check_upload_bytes(self) -> int:
+        return self.max_check_upload_mb * 1024 * 1024
 
     @property
     def match_queue_name(self) -> str:
