@@ -325,3 +325,43 @@ def test_a_large_finished_check_is_described_while_the_process_answers_others(se
             assert len(inside) >= 5, (path, probes, span)
     finally:
         stop_process(web)
+
+
+@pytest.mark.slow
+def test_a_body_trickled_slower_than_the_least_pace_is_refused_and_its_connection_closed(
+        settings, redis, tmp_path):
+    """Each read of a body had its own CLIENT_TIMEOUT: a client sending a byte every half
+    second kept its connection and greenlet for as long as it liked (thousands of them,
+    almost no bandwidth, filled every process's WEB_CONNECTIONS)."""
+    import dataclasses
+    import time
+
+    settings = dataclasses.replace(settings, client_timeout=2, min_upload_kbps=4)
+    port = free_port()
+    web = start_web(settings, port, log=tmp_path / "web.log")
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/healthz")
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.sendall(b"POST /api/searches HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 20000"
+                     b"\r\nContent-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n")
+        sock.settimeout(0.5)
+        answer, closed, deadline = b"", False, time.monotonic() + 20
+        while time.monotonic() < deadline and not closed:
+            try:
+                sock.sendall(b"x")  # a byte every half second: under CLIENT_TIMEOUT each
+            except OSError:
+                closed = True
+            try:
+                chunk = sock.recv(65536)
+                answer, closed = answer + chunk, closed or not chunk
+            except TimeoutError:
+                pass
+            except OSError:
+                closed = True
+        sock.close()
+        print(f"answered and closed {20 - (deadline - time.monotonic()):.1f} s after the head")
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:300]
+        assert b"under the 4 KB/s this server needs" in answer, answer
+        assert closed
+    finally:
+        stop_process(web)

@@ -54,6 +54,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.jinja_env.globals["thumb_url"] = thumb_url  # the pages' thumbnails of hits
     errors.register(app)
     headers.register(app)
-    app.wsgi_app = InPieces(app.wsgi_app)  # a slow reader is not cut off mid-body
+    app.wsgi_app = InPieces(app.wsgi_app, settings.min_upload_kbps * 1024,  # a slow reader is
+                            settings.client_timeout)  # not cut off, a trickled body is
 
     return app

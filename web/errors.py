@@ -6,6 +6,7 @@ from flask import Flask, current_app, jsonify, make_response, render_template, r
 from redis.exceptions import OutOfMemoryError, RedisError
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
+from web.pacing import SlowBody
 from worker.core.metrics import REFUSALS, count
 
 
@@ -107,7 +108,10 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(ClientDisconnected)
     def client_gone(exc: ClientDisconnected):
-        """The body stopped coming: the client left, or was silent for CLIENT_TIMEOUT s."""
+        """The body stopped coming: the client left, was silent for CLIENT_TIMEOUT s, or sent
+        too slowly (werkzeug raises this from the input's SlowBody)."""
+        if isinstance(exc.__context__, SlowBody):
+            return error_response(408, "request_timeout", str(exc.__context__))
         return error_response(408, "request_timeout", "the request body stopped arriving")
 
     @app.errorhandler(HTTPException)

@@ -25,6 +25,7 @@ from web.formfields import (
     what_came,
 )
 from web.offload import off_loop
+from web.pacing import SlowBody
 from web.resultcache import cache_key, copy_search, finished_search
 from web.searches import SearchStatus
 from worker.core.contract import SIDES, SearchOptions, SearchRequest, problems
@@ -62,6 +63,8 @@ class FormRequest(Request):
                                  "without its headers") from None
         except OSError as exc:  # a large part's spill into UPLOAD_DIR: a full disk, a quota
             self.__dict__["form"] = self.__dict__["files"] = self.parameter_storage_class()
+            if isinstance(exc, SlowBody):
+                raise RequestRefused(408, "request_timeout", str(exc)) from None
             if exc.errno is None or isinstance(exc, TimeoutError | ConnectionError):
                 raise ClientDisconnected() from None  # the body stopped (gunicorn's NoMoreData)
             current_app.logger.warning("could not spill an upload to disk: %s", exc)

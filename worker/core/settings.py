@@ -24,7 +24,7 @@ MINIMUMS = {"batch_size": 1, "thumb_cache_mb": 0, "search_ann_min_pairs": 0, "ma
             "max_check_upload_mb": 1,
             "max_image_pixels": 16 * 16, "result_ttl": 60, "job_timeout": 1,
             "max_queue_length": 1, "web_workers": 1, "web_connections": 2, "max_long_polls": 0,
-            "client_timeout": 1, "index_chunk_pairs": 1, "index_chunk_timeout": 1,
+            "client_timeout": 1, "min_upload_kbps": 0, "index_chunk_pairs": 1, "index_chunk_timeout": 1,
             "check_chunk_pairs": 1, "check_max_pairs": 1, "max_check_queue_pairs": 1,
             "zip_max_entries": 2, "zip_max_mb": 1, "zip_max_entry_mb": 1, "zip_max_ratio": 2}
 
@@ -88,6 +88,7 @@ class Settings:
     web_connections: int = 1000  # connections one web process holds at once
     max_long_polls: int = 300  # `?wait=` requests one web process holds; past it, answered at once
     client_timeout: int = 30  # s a client may stay silent mid-request before it is dropped
+    min_upload_kbps: int = 4  # a body's least average pace, CLIENT_TIMEOUT s besides (0: any)
     # indexing (worker/indexing/chunks.py): the unit of work, of resuming and of caching
     index_chunk_pairs: int = 64  # a chunk holds the images of this many pairs (2 each)
     index_chunk_timeout: int = 600  # s a worker may spend on one chunk of a distributed build
