@@ -2,7 +2,8 @@
 # `make compose-test`: docker-compose.yml end to end. Builds the image, brings up redis, the
 # catalogue job (sample catalogue + index), the worker, the web and nginx; searches one
 # catalogue design through nginx with curl (rank 1 must be that design, the grid must decode
-# as a JPEG; an upload over MAX_UPLOAD_MB must get nginx's 413 as JSON); kills the worker
+# as a JPEG; an upload over MAX_UPLOAD_MB must get nginx's 413 as JSON, a collection over
+# MAX_CHECK_UPLOAD_MB a page); kills the worker
 # process and checks it is restarted, the search it may have held ends, and the next search
 # is served; tears everything down (containers, networks, volumes)
 # on any exit. Every socket is on 127.0.0.1 (deploy/compose.test.yml: host networking).
@@ -166,11 +167,14 @@ grep -qi '^x-content-type-options: nosniff' "$WORK/refused.head" \
   && grep -qi '^cache-control: private, no-store' "$WORK/refused.head" \
   || fail "nginx's refusal lacks the app's headers: $(cat "$WORK/refused.head")"
 log "an upload over MAX_UPLOAD_MB: $refused ($(json 'd["message"]' <"$WORK/refused.json"))"
-# to a page's form (a collection dropped on the page at /) the same refusal is a page to read
+# to a page's form (a collection dropped on the page at /) the same refusal is a page to read;
+# a collection's limit is its own (MAX_CHECK_UPLOAD_MB)
+head -c $(( (${MAX_CHECK_UPLOAD_MB:-200} + 1) * 1024 * 1024 )) /dev/zero >"$WORK/big.zip"
 refused=$(curl -sS -o "$WORK/refused.html" -w '%{http_code} %{content_type}' \
-  -F "collection=@$WORK/big.png;filename=season.zip" "$BASE/checks" || true)
-[[ "$refused" == "413 text/html" ]] && grep -q "The upload is too large" "$WORK/refused.html" \
-  || fail "a form's upload over MAX_UPLOAD_MB: $refused $(head -c 300 "$WORK/refused.html")"
+  -F "collection=@$WORK/big.zip;filename=season.zip" "$BASE/checks" || true)
+[[ "$refused" == "413 text/html" ]] && grep -q "The collection is too large" "$WORK/refused.html" \
+  || fail "a form's collection over MAX_CHECK_UPLOAD_MB: $refused $(head -c 300 "$WORK/refused.html")"
+rm -f "$WORK/big.zip"
 
 # --- the worker dies: restarted, no search left hanging ----------------------------------
 WORKER=$("${COMPOSE[@]}" ps -q worker)
