@@ -238,6 +238,29 @@ def test_a_queued_search_shows_the_options_it_asked_for(indexed_client):
     assert indexed_client.get(front_only["url"]).get_json()["front_weight"] == 1.0  # applied
 
 
+def test_a_search_queued_whose_cache_key_cannot_be_written_keeps_its_uploads(
+        indexed_client, redis, indexed_settings, monkeypatch):
+    """The result cache's key was written in the queueing's `try`: Redis refusing it (full)
+    deleted the uploads of a search already queued, answered 503, and the job then failed
+    on its missing drawings."""
+    from redis.exceptions import OutOfMemoryError
+
+    client = indexed_client.application.extensions["redis"]
+    real_set = client.set
+
+    def full_for_cache_keys(name, *args, **kwargs):
+        if str(name).startswith("pairsearch:cache:"):
+            raise OutOfMemoryError("command not allowed when used memory > 'maxmemory'.")
+        return real_set(name, *args, **kwargs)
+
+    monkeypatch.setattr(client, "set", full_for_cache_keys)
+    response = post_pair(indexed_client, GOOD_FRONT, GOOD_BACK)
+    assert response.status_code == 202, response.get_json()
+    queue = Queue(indexed_settings.queue_name, connection=redis)
+    assert queue.job_ids == [response.get_json()["id"]]
+    assert len(list(indexed_settings.upload_dir.iterdir())) == 2  # its job's to read
+
+
 def test_too_large_upload_is_413(redis, indexed_settings):
     import dataclasses
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 
 from flask import current_app
+from redis.exceptions import RedisError
 from rq.job import Job
 
 from web.searches import SearchStatus, fetch_search, search_status
@@ -33,6 +34,19 @@ def cache_key(sides: dict[str, bytes], options: SearchOptions, settings) -> str 
         digest.update(side.encode() + hashlib.sha256(sides[side]).digest() if side in sides
                       else b"-")
     return f"{KEY_PREFIX}{digest.hexdigest()}"
+
+
+def remember_search(key: str | None, search_id: str, ttl: int) -> None:
+    """Let an identical resubmission find queued search `search_id`. A Redis error costs only
+    the cache: the search is queued, and its uploads are its job's (deleting them as for a
+    refused search left a job that failed on them)."""
+    if key is None:
+        return
+    try:
+        current_app.extensions["redis"].set(key, search_id, ex=ttl)
+    except RedisError as exc:
+        current_app.logger.warning("could not keep search %s in the result cache: %s",
+                                   search_id, exc)
 
 
 def finished_search(key: str | None, features_dir) -> Job | None:

@@ -25,8 +25,7 @@ from web.formfields import (
     what_came,
 )
 from web.offload import off_loop
-from web.pacing import SlowBody
-from web.resultcache import cache_key, copy_search, finished_search
+from web.resultcache import cache_key, copy_search, finished_search, remember_search
 from web.searches import SearchStatus
 from worker.core.contract import SIDES, SearchOptions, SearchRequest, problems
 from worker.core.images import STORED_FORMAT, Box, ImageRejected, stored_form
@@ -63,10 +62,8 @@ class FormRequest(Request):
                                  "without its headers") from None
         except OSError as exc:  # a large part's spill into UPLOAD_DIR: a full disk, a quota
             self.__dict__["form"] = self.__dict__["files"] = self.parameter_storage_class()
-            if isinstance(exc, SlowBody):
-                raise RequestRefused(408, "request_timeout", str(exc)) from None
             if exc.errno is None or isinstance(exc, TimeoutError | ConnectionError):
-                raise ClientDisconnected() from None  # the body stopped (gunicorn's NoMoreData)
+                raise ClientDisconnected() from None  # stopped (gunicorn's NoMoreData), too slow
             current_app.logger.warning("could not spill an upload to disk: %s", exc)
             raise storage_unavailable() from None
 
@@ -244,9 +241,8 @@ def submit_search(files: ImmutableMultiDict, form: ImmutableMultiDict) -> Submit
     try:
         enqueue_search(current_app.extensions["queue"], settings,
                        SearchRequest(search_id=search_id, **names, **options.model_dump()))
-        if key is not None:
-            current_app.extensions["redis"].set(key, search_id, ex=settings.result_ttl)
     except RedisError as exc:
         discard_uploads(list(names.values()))
         raise queue_unavailable(exc) from None
+    remember_search(key, search_id, settings.result_ttl)
     return Submitted(search_id, SearchStatus.QUEUED.value)

@@ -123,7 +123,8 @@ def _version(snapshot: Snapshot) -> str | None:
 
 
 def _read(engine: Engine, name: str | None) -> bytes | None:
-    return None if name is None else engine.storage.read_upload(name)
+    """A design's stored drawing (STORAGE=redis: read from Redis, waited for as it restarts)."""
+    return None if name is None else _patiently(lambda: engine.storage.read_upload(name))
 
 
 def _outcomes(engine: Engine, chunk: CheckChunk, snapshot: Snapshot) -> list[CheckedDesign]:
