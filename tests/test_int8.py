@@ -232,3 +232,10 @@ def test_a_worker_keeps_the_published_model_while_chunks_wait_then_frees_it(
     assert chunks.extractor_for(worker, "k", cache) is not running  # made again if needed
     chunks.release_when_idle(None)  # called outside a queue job: freed too
     assert chunks._published is None
+    running = chunks.extractor_for(worker, "k", cache)  # a chunk ends while another waits ...
+    waiting = queue.enqueue("builtins.len", [])
+    chunks.release_when_idle(done)
+    assert chunks.extractor_for(worker, "k", cache) is running
+    queue.remove(waiting)  # ... taken by another worker: this one's maintenance frees it
+    chunks.release_if_no_chunks(queue.connection, queue.name)
+    assert chunks._published is None

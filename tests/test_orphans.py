@@ -260,7 +260,8 @@ def test_a_search_whose_dead_worker_s_execution_expired_is_run_again_not_failed(
     assert registry.get_expired_job_ids()  # what RQ's clean-up would fail
     renewed = []  # the pin on the generation it reads (worker/service/reading.py)
     engine = SimpleNamespace(
-        settings=SimpleNamespace(job_timeout=120, result_ttl=600, features_dir=tmp_path),
+        settings=SimpleNamespace(job_timeout=120, result_ttl=600, features_dir=tmp_path,
+                                 queue_name=queue.name),
         storage=FileStorage(tmp_path / "uploads", tmp_path / "output"),
         hold=lambda: renewed.append(1), snapshot=None)  # no index (a chunks-only worker's)
     worker = SearchWorker([queue], connection=queue.connection, engine=engine,
@@ -268,3 +269,27 @@ def test_a_search_whose_dead_worker_s_execution_expired_is_run_again_not_failed(
     worker.run_maintenance_tasks()
     assert job.get_status(refresh=True) == JobStatus.QUEUED and queue.get_job_ids() == [job.id]
     assert renewed == [1]  # an idle worker's maintenance renews it too
+
+
+def test_a_worker_s_silence_is_judged_by_redis_s_clock_not_this_machine_s(redis, monkeypatch):
+    """The heartbeat's age was taken against this machine's clock: a step of it (NTP, a VM
+    resumed) of a few minutes made every busy worker silent, and its search failed."""
+    from datetime import UTC, datetime
+
+    from rq import Worker
+    from rq.utils import utcformat
+
+    from worker.service import housekeeping
+
+    seconds, micros = redis.time()
+    redis_now = datetime.fromtimestamp(seconds + micros / 1e6, UTC)
+    key, name = Worker.redis_worker_namespace_prefix + "elsewhere.7.abcdef", "elsewhere.7.abcdef"
+    redis.hset(key, "last_heartbeat", utcformat(redis_now - timedelta(seconds=30)))
+    # this machine's clock stepped ten minutes ahead
+    monkeypatch.setattr(housekeeping, "now", lambda: redis_now + timedelta(seconds=600),
+                        raising=False)
+    assert not housekeeping._silent_worker(redis, name, 120)
+    redis.hset(key, "last_heartbeat", utcformat(redis_now - timedelta(seconds=120 + 61)))
+    assert housekeeping._silent_worker(redis, name, 120)  # silent by Redis's clock
+    redis.delete(key)
+    assert housekeeping._silent_worker(redis, name, 120)  # its registration gone

@@ -48,7 +48,17 @@ def release_when_idle(job) -> None:
     """Forget the build's model once no chunk waits on `job`'s queue (None: not a queue job):
     its interpreter and buffers (367 MiB after a batch of 16) are freed with it."""
     global _published
-    if job is None or not Queue(job.origin, connection=job.connection).count:
+    if job is None:
+        _published = None
+    else:
+        release_if_no_chunks(job.connection, job.origin)
+
+
+def release_if_no_chunks(connection, queue_name: str) -> None:
+    """`release_when_idle` for queue `queue_name`; a worker's maintenance asks it too (one
+    whose last chunk ended while others waited, then took searches, kept the model)."""
+    global _published
+    if _published is not None and not Queue(queue_name, connection=connection).count:
         _published = None
 
 

@@ -8,11 +8,12 @@ import logging
 import os
 import socket
 import uuid
+from datetime import UTC, datetime
 
 from redis import Redis
 from rq import Worker
 from rq.job import Job
-from rq.utils import now, utcparse
+from rq.utils import utcparse
 
 log = logging.getLogger(__name__)
 HEARTBEAT_GRACE_S = 60  # beyond JOB_TIMEOUT: a worker this long silent is gone
@@ -43,15 +44,21 @@ def dead_local_worker(name: str, own_name: str | None) -> bool:
 def _silent_worker(connection: Redis, name: str, job_timeout: int) -> bool:
     """A worker on any machine that is gone: its registration expired or was removed, or it
     has sent no heartbeat for longer than a search may run (a worker heartbeats when it
-    takes a search, and between searches)."""
-    beat = connection.hget(Worker.redis_worker_namespace_prefix + name, "last_heartbeat")
+    takes a search, and between searches). Measured by Redis's clock, not this machine's:
+    a step of this one's (NTP, a VM resumed) failed the running searches of live workers.
+    The workers' clocks write the heartbeats: they must agree with Redis's within the grace."""
+    with connection.pipeline(transaction=False) as pipe:
+        pipe.hget(Worker.redis_worker_namespace_prefix + name, "last_heartbeat")
+        pipe.time()
+        beat, (seconds, micros) = pipe.execute()
     if beat is None:
         return True
     try:
         last = utcparse(beat.decode())
     except ValueError:
         return False
-    return (now() - last).total_seconds() > job_timeout + HEARTBEAT_GRACE_S
+    redis_now = datetime.fromtimestamp(seconds + micros / 1e6, UTC)
+    return (redis_now - last).total_seconds() > job_timeout + HEARTBEAT_GRACE_S
 
 
 def gone(connection: Redis, name: str, own_name: str | None, job_timeout: int) -> bool:

@@ -25,6 +25,7 @@ from worker.core.metrics import SEARCHES_ENDED, count
 from worker.core.queueing import JOB_FUNC, announce_done, index_queue_name
 from worker.core.settings import Settings
 from worker.indexing.recovery import recover_at_start
+from worker.service.chunks import release_if_no_chunks
 from worker.service.dropped import start, take
 from worker.service.engine import Engine, install
 from worker.service.housekeeping import worker_name
@@ -201,6 +202,7 @@ class SearchWorker(SimpleWorker):
                 self.heartbeat()
         self.engine.hold()  # an idle worker's pin renewed too
         keep_check_pins(self.engine, self.connection)
+        release_if_no_chunks(self.connection, index_queue_name(self.engine.settings))
         super().run_maintenance_tasks()
         delete_expired_files(self.engine)
 
