@@ -1,8 +1,10 @@
 """The web page in a real browser: Debian's Chromium driven by Playwright, against the app
-served over HTTP, with a real worker process. Screenshots land in test-artifacts/."""
+served over HTTP, with a real worker process. Screenshots land in test-artifacts/ under CI
+(CI=true), else in each test's tmp_path."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import uuid
@@ -19,7 +21,7 @@ from worker.dev.services import start_worker, wait_for_workers
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = REPO_ROOT / "test-artifacts"
+ARTIFACTS = REPO_ROOT / "test-artifacts"  # kept for CI to collect; a local run leaves the tree alone
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
@@ -45,11 +47,24 @@ tests' flushes of database 0 leave alone."""
                          threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    worker = start_worker(settings)
-    wait_for_workers(settings)
-    yield f"http://127.0.0.1:{server.server_port}"
-    stop_process(worker)
-    server.shutdown()
+    worker = None
+    try:  # a worker that never registers (TimeoutError) is stopped all the same
+        worker = start_worker(settings)
+        wait_for_workers(settings)
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        if worker is not None:
+            stop_process(worker)
+        server.shutdown()
+
+
+@pytest.fixture
+def artifacts(tmp_path) -> Path:
+    """Where screenshots go: test-artifacts/ when CI collects it (CI=true), else tmp_path."""
+    if os.environ.get("CI") == "true":
+        ARTIFACTS.mkdir(exist_ok=True)
+        return ARTIFACTS
+    return tmp_path
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +93,7 @@ def drawings(tmp_path) -> tuple[Path, Path]:
     return tmp_path / "front.png", tmp_path / "back.png"
 
 
-def test_upload_a_pair_and_see_the_results(site, browser, drawings):
+def test_upload_a_pair_and_see_the_results(site, browser, drawings, artifacts):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(site)
     page.set_input_files("#front", str(drawings[0]))
@@ -93,8 +108,7 @@ def test_upload_a_pair_and_see_the_results(site, browser, drawings):
     assert "dress-0013" in rows.first.inner_text()
     loaded(page, "img.grid")  # the element is there before its image has arrived
     assert page.evaluate("document.querySelector('img.grid').naturalWidth") > 1000
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "result-page.png"), full_page=True)
+    page.screenshot(path=str(artifacts / "result-page.png"), full_page=True)
 
     # "search with this design" from the second hit starts a new search for that design
     second = rows.nth(1).locator("td").nth(3).inner_text().strip()
@@ -124,7 +138,7 @@ def test_errors_are_shown_in_plain_words(site, browser, tmp_path):
     assert "not a JPEG or PNG image" in page.locator("[role=alert]").inner_text()
 
 
-def test_open_a_match_view_from_a_result_row_and_a_grid_cell(site, browser, drawings):
+def test_open_a_match_view_from_a_result_row_and_a_grid_cell(site, browser, drawings, artifacts):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(site)
     page.set_input_files("#front", str(drawings[0]))
@@ -142,8 +156,7 @@ def test_open_a_match_view_from_a_result_row_and_a_grid_cell(site, browser, draw
     assert page.evaluate("document.getElementById('match').naturalWidth") >= 600
     assert page.locator("#match-status").is_hidden()
     assert "dress-0013" in page.locator("h1").inner_text()
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "match-view.png"), full_page=True)
+    page.screenshot(path=str(artifacts / "match-view.png"), full_page=True)
     page.go_back()
     page.wait_for_selector("img.grid")
     page.locator(".cells a").nth(1).click()  # a grid cell opens its match view too
@@ -228,7 +241,9 @@ def test_a_refused_upload_keeps_the_other_side(site, browser, drawings, tmp_path
     page.click("button[type=submit]")
     page.wait_for_selector("img.grid", timeout=90_000)
     assert "dress-0013" in page.locator("#results tbody tr").first.inner_text()
-def test_filter_a_search_from_the_form(site, browser, drawings):
+
+
+def test_filter_a_search_from_the_form(site, browser, drawings, artifacts):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(site)
     assert f"Searching {N_PAIRS} catalogue designs" in page.locator("#searched").inner_text()
@@ -242,11 +257,10 @@ def test_filter_a_search_from_the_form(site, browser, drawings):
     names = [row.locator("td").nth(3).inner_text().strip()
              for row in page.locator("#results tbody tr").all()]
     assert len(names) == 6 and all(name.startswith("jacket-") for name in names), names
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "filtered-result-page.png"), full_page=True)
+    page.screenshot(path=str(artifacts / "filtered-result-page.png"), full_page=True)
 
 
-def test_browse_the_catalogue_and_search_with_a_design(site, browser):
+def test_browse_the_catalogue_and_search_with_a_design(site, browser, artifacts):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(site)
     page.click("#searched a")
@@ -266,8 +280,7 @@ def test_browse_the_catalogue_and_search_with_a_design(site, browser):
     thumb.scroll_into_view_if_needed()
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=thumb.element_handle())
     assert page.evaluate("img => img.naturalWidth", thumb.element_handle()) <= 150  # a thumbnail
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "catalogue-page.png"), full_page=True)
+    page.screenshot(path=str(artifacts / "catalogue-page.png"), full_page=True)
     # a name without spaces (the API takes 100 characters) wraps inside its card, not across
     # its neighbours
     assert page.evaluate("""card => { card.querySelector('.name').textContent = 'SS26_'.repeat(20);
@@ -296,7 +309,7 @@ def site_then_worker(indexed_settings, redis):
     server.shutdown()
 
 
-def test_check_a_collection_and_download_its_report(site_then_worker, browser, tmp_path):
+def test_check_a_collection_and_download_its_report(site_then_worker, browser, tmp_path, artifacts):
     from tests.zips import make_zip, season_files
 
     site, start_the_worker = site_then_worker
@@ -326,8 +339,7 @@ def test_check_a_collection_and_download_its_report(site_then_worker, browser, t
         "() => [...document.querySelectorAll('img.seen')].every(i => i.complete)")
     widths = page.evaluate("[...document.querySelectorAll('img.seen')].map(i => i.naturalWidth)")
     assert widths == [448] * 5  # each new design beside its hits, as the model saw it
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "check-report.png"), full_page=True)
+    page.screenshot(path=str(artifacts / "check-report.png"), full_page=True)
 
     with page.expect_download() as download:
         page.click("#report-csv")
@@ -384,7 +396,7 @@ def catalogue_site(indexed_settings, redis):
     server.shutdown()
 
 
-def test_review_the_duplicate_groups_with_their_drawings(catalogue_site, browser):
+def test_review_the_duplicate_groups_with_their_drawings(catalogue_site, browser, artifacts):
     """The session catalogue files some designs with another's front: they are duplicates."""
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(catalogue_site)
@@ -405,5 +417,4 @@ def test_review_the_duplicate_groups_with_their_drawings(catalogue_site, browser
                                arg=images.nth(i).element_handle(), timeout=10_000)
     assert group.locator(".pairs tbody tr").count() >= 1
     assert group.locator(".verdict").first.inner_text() in ("copy", "near-duplicate", "similar")
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "duplicates-page.png"), full_page=True)
+    page.screenshot(path=str(artifacts / "duplicates-page.png"), full_page=True)

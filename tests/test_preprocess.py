@@ -254,7 +254,7 @@ def test_trim_finds_the_drawing_through_margins_and_noise():
     assert ink(page, False) > 3 * ink(wide, False)  # without trimming, the margins shrink it
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(st.integers(1, 40), st.integers(1, 40), st.integers(0, 256), st.integers(0, 2**32 - 1),
        st.sampled_from(["noise", "ink"]))
 def test_trim_ink_mask_equals_a_pillow_median_filter(h, w, threshold, seed, kind):
