@@ -81,12 +81,41 @@ def holders(settings, count: int) -> dict[str, str]:
 
 
 def finish(thread, outcome, redis_url: str, hold: str) -> dict:
-    Redis.from_url(redis_url).set(hold, 1)
-    thread.join(timeout=600)
+    release(thread, redis_url, hold)
     assert not thread.is_alive(), "the distributed build did not finish"
     if "error" in outcome:
         raise outcome["error"]
     return outcome["manifest"]
+
+
+def release(thread, redis_url: str, hold: str) -> None:
+    """Let the build's chunks go and wait for it: a test that fails midway leaves no build
+    holding the cluster's workers for the next test."""
+    Redis.from_url(redis_url).set(hold, 1)
+    thread.join(timeout=600)
+
+
+def this_builds(settings, kind, hold: str) -> list[Job]:
+    """The chunk jobs of the build given `hold` in registry `kind`: the module's builds share
+    one queue, whose registries keep every earlier build's jobs."""
+    connection = Redis.from_url(settings.redis_url)
+    jobs = [Job.fetch(i, connection=connection)
+            for i in chunk_registry(settings, kind).get_job_ids()]
+    return [job for job in jobs if job.kwargs["hold"] == hold]
+
+
+def replace_worker(settings, workers: list, victim) -> None:
+    """Start a worker in the killed `victim`'s place in the cluster's list (which the fixture
+    stops) and wait until it registers, so the next test again has two."""
+    log = settings.features_dir.parent / f"worker-after-{victim.pid}.log"
+    fresh = start_worker(settings, log=log)
+    workers[workers.index(victim)] = fresh
+    names = Queue(settings.queue_name, connection=Redis.from_url(settings.redis_url))
+    deadline = time.monotonic() + 300  # a hang guard, not a timing assertion
+    while not any(w.name.split(".")[-2] == str(fresh.pid) for w in Worker.all(queue=names)):
+        assert fresh.poll() is None, log.read_text()[-2000:]
+        assert time.monotonic() < deadline, "the replacement worker did not register"
+        time.sleep(0.2)
 
 
 def chunk_registry(settings, kind):
@@ -98,14 +127,15 @@ def test_two_workers_build_the_same_bank_as_a_local_build(cluster, extractor, fe
     settings, _ = cluster
     hold = f"hold-{uuid.uuid4().hex}"
     thread, outcome = start_build(settings, extractor, hold)
-    held = holders(settings, 2)
-    manifest = finish(thread, outcome, settings.redis_url, hold)
+    try:
+        held = holders(settings, 2)
+        manifest = finish(thread, outcome, settings.redis_url, hold)
+    finally:
+        release(thread, settings.redis_url, hold)
     assert manifest["images"]["distributed"] is True
     assert manifest["images"]["extracted"] == distinct_images(settings.database_dir)
     assert_same_banks(settings.features_dir, features_dir)
-    connection = Redis.from_url(settings.redis_url)
-    finished = [Job.fetch(i, connection=connection)
-                for i in chunk_registry(settings, FinishedJobRegistry).get_job_ids()]
+    finished = this_builds(settings, FinishedJobRegistry, hold)
     assert len(finished) == 3 and set(held) <= {job.worker_name for job in finished}
 
 
@@ -113,21 +143,25 @@ def test_a_worker_killed_mid_chunk_loses_only_that_chunk(cluster, extractor, fea
     settings, workers = cluster
     hold = f"hold-{uuid.uuid4().hex}"
     thread, outcome = start_build(settings, extractor, hold)
-    held = holders(settings, 2)
-    pids = {name.rsplit(".", 2)[1]: name for name in held}  # worker names: host.pid.random
-    victim = next(w for w in workers if str(w.pid) in pids)
-    victim_name = pids[str(victim.pid)]
-    victim.send_signal(signal.SIGKILL)
-    victim.wait()
-    manifest = finish(thread, outcome, settings.redis_url, hold)
+    victim = None
+    try:
+        held = holders(settings, 2)
+        pids = {name.rsplit(".", 2)[1]: name for name in held}  # worker names: host.pid.random
+        victim = next(w for w in workers if str(w.pid) in pids)
+        victim_name = pids[str(victim.pid)]
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        manifest = finish(thread, outcome, settings.redis_url, hold)
+    finally:
+        release(thread, settings.redis_url, hold)
+        if victim is not None:  # the cluster has two workers again for the module's next test
+            replace_worker(settings, workers, victim)
     assert manifest["images"]["extracted"] == distinct_images(settings.database_dir)
     assert_same_banks(settings.features_dir, features_dir)
     connection = Redis.from_url(settings.redis_url)
     lost = Job.fetch(held[victim_name], connection=connection)
     assert lost.get_status() == JobStatus.FAILED and lost.meta["error_type"] == "AbandonedJobError"
-    redone = [job for job in (Job.fetch(i, connection=connection) for i in
-                              chunk_registry(settings, FinishedJobRegistry).get_job_ids())
-              if job.kwargs["hold"] == hold]  # this build's
+    redone = this_builds(settings, FinishedJobRegistry, hold)
     assert any(job.kwargs["key"] == lost.kwargs["key"] for job in redone)
     assert all(job.worker_name != victim_name for job in redone
                if job.kwargs["key"] == lost.kwargs["key"])
