@@ -342,40 +342,47 @@ def test_health_is_ok_only_with_a_worker_of_the_search_queue(client, settings, r
     assert client.get("/healthz").get_json()["status"] == "ok"
 
 
+@pytest.mark.slow
 def test_a_worker_s_heartbeat_says_what_it_serves_and_an_idle_one_loads_a_new_index(
-        settings, redis, monkeypatch):
+        indexed_settings, catalogue_dir, extractor, redis, tmp_path):
     """What /healthz reads of each worker comes with its heartbeat; an idle worker loaded a
-    new index only with its next job (the first search after an edit paid for the load)."""
-    from worker.core.queueing import WORKER_STATE
-    from worker.service import process
+    new index only with its next job (the first search after an edit paid for the load). A
+    real engine, a real edit (a design added), the worker's own maintenance."""
+    from web import create_app
+    from worker.core.generations import current_id
+    from worker.dev.sample import draw_side, make_designs
+    from worker.indexing.edits import add_designs
+    from worker.service.process import make_worker, start_engine
 
-    class Engine:
-        settings = None
-        snapshot = object()
-        refreshed = 0
-
-        def state(self):
-            return dict(zip(WORKER_STATE, ("g2", "bfloat16", "", ""), strict=True))
-
-        def refresh(self):
-            self.refreshed += 1
-            return True
-
-        def hold(self):
-            pass
-
-    monkeypatch.setattr(process, "settle_dead_workers_jobs", lambda *args: None)
-    monkeypatch.setattr(process, "keep_check_pins", lambda *args: None)
-    monkeypatch.setattr(process, "delete_expired_files", lambda *args: None)
-    engine = Engine()
-    worker = process.SearchWorker([Queue(settings.queue_name, connection=redis)],
-                                  connection=redis, engine=engine, name="w1")
+    settings = dataclasses.replace(indexed_settings, database_dir=tmp_path / "db")
+    shutil.copytree(catalogue_dir, settings.database_dir)  # the edit stays in this test
+    engine = start_engine(settings, extractor)
+    worker = make_worker(settings, engine, redis, name="w1")
     worker.register_birth()
-    worker.heartbeat()
-    assert redis.hget(worker.key, "pairsearch_serves") == b"g2"
-    redis.hdel(worker.key, *WORKER_STATE)
-    worker.run_maintenance_tasks()
-    assert engine.refreshed == 1 and redis.hget(worker.key, "pairsearch_precision") == b"bfloat16"
+    try:
+        worker.heartbeat()
+        before = current_id(settings.features_dir)
+        assert before and redis.hget(worker.key, "pairsearch_serves") == before.encode()
+
+        design = make_designs(N_PAIRS + 8, seed=7)[N_PAIRS + 5]  # one the catalogue lacks
+        sides = [tmp_path / "new_front.png", tmp_path / "new_back.png"]
+        for side, path in zip(("front", "back"), sides, strict=True):
+            draw_side(design, side).save(path)
+        add_designs(settings, extractor, [("brand-new", *sides)])
+        after = current_id(settings.features_dir)
+        assert after != before
+        assert redis.hget(worker.key, "pairsearch_serves") == before.encode()  # not yet
+
+        worker.run_maintenance_tasks()  # idle: no job comes to load it
+        assert engine.snapshot.generation == after
+        assert engine.snapshot.catalogue.names[-1] == "brand-new"
+        assert redis.hget(worker.key, "pairsearch_serves") == after.encode()
+        body = create_app({"SETTINGS": settings, "TESTING": True}).test_client() \
+            .get("/healthz").get_json()
+        assert (body["status"], body["generation"], body["search_workers"]) == ("ok", after, 1)
+    finally:
+        worker.register_death()
+        engine.release()
 
 
 def test_an_unreadable_current_is_the_index_s_error_not_a_500(client, settings):
