@@ -224,33 +224,60 @@ def test_a_key_that_is_not_a_job_does_not_stop_the_sweep(queue):
 
 @pytest.mark.slow
 def test_a_search_whose_end_could_not_be_recorded_keeps_its_uploads_for_the_re_run(
-        indexed_client, indexed_settings, extractor, redis, monkeypatch):
-    """Redis lost as the search ended (a Ctrl-C took redis-server with it): RQ raises while
-    recording the outcome, and the uploads stay, or the run that settles it would fail."""
-    from redis.exceptions import ConnectionError as RedisConnectionError
+        indexed_settings, extractor, tmp_path, monkeypatch):
+    """Redis lost as the search ended (a Ctrl-C took redis-server with it): the search runs,
+    its private redis-server is killed before RQ records the outcome, RQ raises while
+    recording it, and the uploads stay: the next worker runs it again from them."""
+    import dataclasses
+
+    from redis import Redis
+    from redis.exceptions import RedisError
 
     from tests.http import post_pair
     from tests.images import N_PAIRS, design_pair
+    from web import create_app
+    from worker.dev.processes import free_port, start_redis, stop_process
+    from worker.service import jobs
     from worker.service.process import make_worker, start_engine
 
-    url = post_pair(indexed_client, *design_pair(5, N_PAIRS)).get_json()["url"]
-    job_id = url.rsplit("/", 1)[1]
-    search = Queue(indexed_settings.queue_name, connection=redis)
-    assert redis.lpop(search.key) == job_id.encode()
-    worker = make_worker(indexed_settings, start_engine(indexed_settings, extractor), redis)
-    assert take(redis, job_id, worker.name, 120)
-    uploads = sorted(indexed_settings.upload_dir.iterdir())
-    assert len(uploads) == 2
+    port, redis_dir = free_port(), tmp_path / "redis"
+    servers = [start_redis(port, redis_dir)]
+    settings = dataclasses.replace(indexed_settings, redis_url=f"redis://127.0.0.1:{port}/0")
+    searched = jobs.search_pair
 
-    def ran_then_lost_redis(self, job, queue):
-        self.refused = False  # started, as perform_job marks it
-        raise RedisConnectionError("Connection closed by server.")
+    def search_then_redis_dies(**kwargs):  # the real search, then the outage
+        result = searched(**kwargs)
+        servers[-1].kill()
+        servers[-1].wait()
+        return result
 
-    monkeypatch.setattr(SimpleWorker, "execute_job", ran_then_lost_redis)
-    with pytest.raises(RedisConnectionError):
-        worker.run_claimed(Job.fetch(job_id, connection=redis), search)
-    assert sorted(indexed_settings.upload_dir.iterdir()) == uploads
-    monkeypatch.undo()
-    worker.run_claimed(Job.fetch(job_id, connection=redis), search)  # the re-run, recorded
-    assert indexed_client.get(url).get_json()["status"] == "finished"
-    assert list(indexed_settings.upload_dir.iterdir()) == []
+    try:
+        redis = Redis.from_url(settings.redis_url)
+        client = create_app({"SETTINGS": settings, "TESTING": True}).test_client()
+        url = post_pair(client, *design_pair(5, N_PAIRS)).get_json()["url"]
+        job_id = url.rsplit("/", 1)[1]
+        search = Queue(settings.queue_name, connection=redis)
+        assert redis.lpop(search.key) == job_id.encode()
+        engine = start_engine(settings, extractor)
+        worker = make_worker(settings, engine, redis)
+        assert take(redis, job_id, worker.name, 120)
+        uploads = sorted(settings.upload_dir.iterdir())
+        assert len(uploads) == 2
+
+        monkeypatch.setattr(jobs, "search_pair", search_then_redis_dies)  # RQ imports it by name
+        with pytest.raises(RedisError):
+            worker.run_claimed(Job.fetch(job_id, connection=redis), search)
+        monkeypatch.undo()
+        assert servers[-1].poll() is not None  # the search ran to its end, then Redis went
+        assert sorted(settings.upload_dir.iterdir()) == uploads
+        assert list(settings.output_dir.glob(f"{job_id}*"))  # its grid was written
+
+        servers.append(start_redis(port, redis_dir))  # append-only: the search left started
+        assert client.get(url).get_json()["status"] == "started"
+        # the next worker (another name: the lost one counts as dead) settles it and runs it
+        make_worker(settings, engine, redis).work(burst=True, with_scheduler=False)
+        assert client.get(url).get_json()["status"] == "finished"
+        assert list(settings.upload_dir.iterdir()) == []
+    finally:
+        for server in servers:
+            stop_process(server)
