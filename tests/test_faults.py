@@ -9,12 +9,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 from redis import Redis
+from redis.exceptions import RedisError
 from rq import Worker
 from rq.command import PUBSUB_CHANNEL_TEMPLATE, send_shutdown_command
 from rq.job import Job
@@ -60,7 +62,11 @@ def test_a_search_whose_worker_is_killed_is_run_again_by_the_next_worker(indexed
     assert status_of(indexed_client, killed_url)["status"] == "started"
     next_url = post_pair(indexed_client, FRONT, BACK).get_json()["url"]
     restarted = start_worker(indexed_settings, "--burst")
-    assert restarted.wait(timeout=180) == 0, restarted.stderr.read()[-2000:]
+    try:  # drained as it runs: a full stderr pipe would hold the worker until the timeout
+        _, err = restarted.communicate(timeout=180)
+    finally:
+        stop_process(restarted)
+    assert restarted.returncode == 0, err[-2000:]
     killed = status_of(indexed_client, killed_url)
     assert killed["status"] == "finished" and killed["k"] == 100 and killed["results"], killed
     assert indexed_client.get(killed["image_url"]).status_code == 200
@@ -390,96 +396,196 @@ def test_a_running_worker_survives_a_redis_restart(indexed_settings, tmp_path):
         server.wait()
 
 
-def test_a_named_worker_keeps_its_name_when_an_outage_ends_its_loop(indexed_settings, redis,
-                                                                    extractor, monkeypatch):
+class OwnRedis:
+    """A redis-server of the test's own on 127.0.0.1, started when the test says, and the
+    settings that use it."""
+
+    def __init__(self, settings, folder: Path):
+        self.port, self.folder, self.servers = free_port(), folder, []
+        self.settings = dataclasses.replace(settings,
+                                            redis_url=f"redis://127.0.0.1:{self.port}/0")
+        self.connection = Redis.from_url(self.settings.redis_url)
+
+    def start(self, full: bool = False) -> None:
+        self.servers.append(start_redis(self.port, self.folder))
+        if full:
+            self.fill()
+
+    def fill(self) -> None:
+        """It refuses every write from now on (maxmemory 1 byte, never evicting), as at its
+        memory limit; PING and CLIENT SETNAME still answered."""
+        self.connection.config_set("maxmemory", 1)
+
+    def empty(self) -> None:
+        self.connection.config_set("maxmemory", 0)
+
+
+@pytest.fixture
+def own_redis(indexed_settings, tmp_path):
+    """OwnRedis; stopped at the end, with the command listeners of workers whose teardown it
+    refused (RQ unsubscribes after it unregisters, which failed)."""
+    from redis.client import PubSubWorkerThread
+
+    before = set(threading.enumerate())
+    own = OwnRedis(indexed_settings, tmp_path / "own-redis")
+    try:
+        yield own
+    finally:
+        for thread in set(threading.enumerate()) - before:
+            if isinstance(thread, PubSubWorkerThread):
+                thread.stop()
+                thread.join(5)
+        for server in own.servers:
+            stop_process(server)
+
+
+def redis_full_from_now_on() -> None:
+    """A job (RQ imports it by name): its Redis refuses every write from here on, so RQ's
+    bookkeeping of its end, and the worker's teardown, are refused."""
+    from rq import get_current_job
+
+    get_current_job().connection.config_set("maxmemory", 1)
+
+
+@contextlib.contextmanager
+def stopped_once_registered(redis_url: str, wanted: str | None = None):
+    """While the test serves in this process: once a worker named `wanted` (None: any) is
+    registered, SIGTERM this process as a process manager would, and yield the names then
+    registered. A do-nothing SIGTERM handler stays around it (`serve` restores the handler
+    it found), and with no registration in 120 s the signal is sent all the same (a hang
+    guard), unless `serve` has returned."""
+    names: list[str] = []
+    done = threading.Event()
+    watcher = Redis.from_url(redis_url)  # its own pool: Worker.all raises a pool's timeouts
+
+    def watch() -> None:
+        deadline = time.monotonic() + 120  # a hang guard, not a timing assertion
+        while not done.is_set() and time.monotonic() < deadline:
+            try:
+                found = sorted(w.name for w in Worker.all(connection=watcher))
+            except RedisError:  # not started yet
+                found = []
+            if found and (wanted is None or wanted in found):
+                names.extend(found)
+                break
+            time.sleep(0.05)
+        if not done.is_set():
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    found_handler = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield names
+    finally:
+        done.set()
+        thread.join(10)
+        signal.signal(signal.SIGTERM, found_handler)
+
+
+def redis_errors(caplog) -> list[str]:
+    """What `serve` logged of each RQ worker that a Redis error ended."""
+    return [r.getMessage() for r in caplog.records
+            if r.getMessage().startswith("worker stopped on a Redis error")]
+
+
+def test_a_named_worker_keeps_its_name_when_an_outage_ends_its_loop(own_redis, extractor,
+                                                                    monkeypatch, caplog):
     """RQ's loop rides out most Redis outages by itself; one that reaches `serve` (an error
     in a job's bookkeeping, at start-up or teardown) made the worker register again under a
-    random name, losing the one given, while its last registration still counted."""
-    from redis.exceptions import ConnectionError as RedisConnectionError
+    random name, losing the one given, while its last registration still counted. Here a
+    real Redis refuses a job's bookkeeping and the worker's teardown (it is full), then has
+    room again."""
+    from rq import Queue
 
-    from worker.service.process import SearchWorker, start_engine
-    from worker.service.serving import serve
+    from worker.service import serving
+    from worker.service.process import start_engine
 
-    registered = []
+    own_redis.start()
+    settings, connection = own_redis.settings, own_redis.connection
+    Queue(settings.queue_name, connection=connection).enqueue(
+        f"{__name__}.redis_full_from_now_on")
+    registered_at_pause: list[list[str]] = []
+    reader = Redis.from_url(settings.redis_url)  # its own pool: Worker.all raises a pool's timeouts
 
-    def work(self, burst=False, with_scheduler=False):
-        self.register_birth()
-        registered.append(self.name)
-        if len(registered) == 1:
-            raise RedisConnectionError("Connection closed by server.")
-        assert [w.name for w in Worker.all(connection=redis)] == [self.name]  # the last: dead
-        self.stop_signalled = True  # as a SIGTERM would
-        return True
+    def pause(seconds, stopped):
+        registered_at_pause.append(sorted(w.name for w in Worker.all(connection=reader)))
+        assert len(registered_at_pause) == 1, "a second outage"
+        own_redis.empty()  # room again: the next registration holds
 
-    monkeypatch.setattr(SearchWorker, "work", work)
-    serve(indexed_settings, start_engine(indexed_settings, extractor), redis, name="cutter-b")
-    assert registered == ["cutter-b", "cutter-b~1"]
+    monkeypatch.setattr(serving, "_pause", pause)
+    engine = start_engine(settings, extractor)
+    with stopped_once_registered(settings.redis_url, "cutter-b~1") as names:
+        serving.serve(settings, engine, connection, name="cutter-b")
+    assert registered_at_pause == [["cutter-b"]]  # its unregistering was refused too
+    assert names == ["cutter-b~1"]  # the name given, kept; the dead registration gone
+    (error,) = redis_errors(caplog)
+    assert "command not allowed when used memory" in error, error
+    # the refused teardown left the first worker's command listener subscribed: a thread and
+    # a connection kept for good, one more each outage
+    assert reader.pubsub_numsub("rq:pubsub:cutter-b") == [(b"rq:pubsub:cutter-b", 0)]
 
 
 def test_a_redis_that_refuses_every_registration_is_retried_after_growing_pauses(
-        indexed_settings, redis, extractor, monkeypatch):
+        own_redis, extractor, monkeypatch, caplog):
     """A Redis that answers PING but refuses writes (out of memory, its disk full, read-only)
     failed each new registration at once, and `serve` made the next at once: hundreds a
     second at full CPU, three log lines each. A Redis away while the worker is built (its
-    CLIENT SETNAME) ended the process."""
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import ResponseError
-
+    CLIENT SETNAME) ended the process. Here a real Redis is away, then up but full for two
+    registrations, then has room."""
     from worker.service import process, serving
 
-    attempts, pauses = [], []
-    real_make = process.make_worker
-
-    def make_worker(*args, **kwargs):
-        attempts.append("make")
-        if len(attempts) == 1:
-            raise RedisConnectionError("Connection refused")
-        return real_make(*args, **kwargs)
-
-    def work(self, burst=False, with_scheduler=False):
-        attempts.append("work")
-        if len(attempts) < 7:
-            raise ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
-        self.stop_signalled = True  # as a SIGTERM would
-        return True
-
-    monkeypatch.setattr(serving, "make_worker", make_worker)
-    monkeypatch.setattr(process.SearchWorker, "work", work)
-    monkeypatch.setattr(serving, "_pause", lambda seconds, stopped: pauses.append(seconds))
-    engine = process.start_engine(indexed_settings, extractor)
-    serving.serve(indexed_settings, engine, redis)
-    assert attempts == ["make"] + ["make", "work"] * 3
-    assert pauses == [1.0, 2.0, 4.0]  # doubling, up to MAX_PAUSE_S
-
-
-def test_a_sigterm_while_redis_is_away_stops_the_worker(indexed_settings, redis, extractor,
-                                                         monkeypatch):
-    """Between two RQ workers (a pause after a failed registration, the wait for Redis) RQ's
-    handler, still installed, raised StopRequested out of `serve` (exit 1, a traceback) or
-    was lost; now the stop is noted and `serve` returns, restoring the handlers it found."""
-    from redis.exceptions import ResponseError
-
-    from worker.service import process, serving
-
-    attempts, pauses = [], []
-
-    def work(self, burst=False, with_scheduler=False):
-        attempts.append("work")
-        raise ResponseError("MISCONF Redis is configured to save RDB snapshots")
+    pauses = []
 
     def pause(seconds, stopped):
         pauses.append(seconds)
+        assert len(pauses) <= 3, f"registrations still refused after {pauses}"
+        if len(pauses) == 1:
+            own_redis.start(full=True)  # back, but taking no writes
+        elif len(pauses) == 3:
+            own_redis.empty()  # room again: the next registration holds
+
+    monkeypatch.setattr(serving, "_pause", pause)
+    settings = own_redis.settings
+    engine = process.start_engine(settings, extractor)
+    with stopped_once_registered(settings.redis_url) as names:
+        serving.serve(settings, engine, own_redis.connection)
+    assert pauses == [1.0, 2.0, 4.0]  # doubling, up to MAX_PAUSE_S
+    assert len(names) == 1  # the fourth worker registered, and stopped when asked
+    errors = redis_errors(caplog)
+    assert len(errors) == 3 and "Connection refused" in errors[0], errors
+    assert all("command not allowed when used memory" in error for error in errors[1:]), errors
+
+
+def test_a_sigterm_while_redis_is_away_stops_the_worker(own_redis, extractor, monkeypatch,
+                                                         caplog):
+    """Between two RQ workers (a pause after a failed registration, the wait for Redis) RQ's
+    handler, still installed, raised StopRequested out of `serve` (exit 1, a traceback) or
+    was lost; now the stop is noted and `serve` returns, restoring the handlers it found.
+    Here a real Redis refuses every registration (it is full)."""
+    from worker.service import process, serving
+
+    pauses = []
+
+    def pause(seconds, stopped):
+        pauses.append(seconds)
+        assert len(pauses) <= 2, "the SIGTERM did not stop serve"
         if len(pauses) == 2:
             os.kill(os.getpid(), signal.SIGTERM)  # as `make run` or a process manager
         time.sleep(0.05)
         assert stopped() is (len(pauses) == 2)
 
-    before = signal.getsignal(signal.SIGTERM)
-    monkeypatch.setattr(process.SearchWorker, "work", work)
+    own_redis.start(full=True)
+    settings = own_redis.settings
+    engine = process.start_engine(settings, extractor)
     monkeypatch.setattr(serving, "_pause", pause)
-    serving.serve(indexed_settings, process.start_engine(indexed_settings, extractor), redis)
-    assert attempts == ["work", "work"] and pauses == [1.0, 2.0]
-    assert signal.getsignal(signal.SIGTERM) is before
+    with stopped_once_registered(settings.redis_url, "never") as names:  # only the hang guard
+        before = signal.getsignal(signal.SIGTERM)
+        serving.serve(settings, engine, own_redis.connection)
+        assert signal.getsignal(signal.SIGTERM) is before
+    assert pauses == [1.0, 2.0] and names == []
+    errors = redis_errors(caplog)
+    assert len(errors) == 2 and all("command not allowed when used memory" in e for e in errors), errors
 
 
 @pytest.mark.parametrize("asked_by", ["SIGTERM", "RQ's shutdown command"])
@@ -566,27 +672,38 @@ def test_a_check_chunk_waits_out_a_redis_restart_instead_of_failing_its_designs(
     Redis restarting for a few seconds failed its designs for good with the connection
     error, and an end not recorded had its uploads deleted all the same."""
     import threading
+    from types import SimpleNamespace
 
     from redis import Redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
-    from worker.service.checks import _patiently
+    from worker.core.storage import RedisStorage
+    from worker.service.checks import _patiently, _read
 
     port = free_port()
     server = start_redis(port, tmp_path / "redis")
-    client = Redis(port=port, socket_connect_timeout=0.5, socket_timeout=2)
+    # no retries of the client's own (redis-py's default outlasts a 2 s restart by itself)
+    client = Redis(port=port, socket_connect_timeout=0.5, socket_timeout=2,
+                   retry=Retry(NoBackoff(), 0))
     client.set("outcome", "kept")
+    storage = RedisStorage(client, 600)  # STORAGE=redis: the chunk's drawings are read there
+    storage.put_upload("c-r0-front.png", b"drawing")
+    for step in (lambda: _patiently(lambda: client.get("outcome")),
+                 lambda: _read(SimpleNamespace(storage=storage), "c-r0-front.png")):
+        stop_process(server)
+        restarted = []
+        timer = threading.Timer(2.0, lambda restarted=restarted: restarted.append(
+            start_redis(port, tmp_path / "redis")))
+        timer.start()
+        try:
+            start = time.monotonic()
+            assert step() in (b"kept", b"drawing")  # append-only: kept
+            assert 1.5 < time.monotonic() - start < 30
+        finally:
+            timer.join()
+        server = restarted[0]
     stop_process(server)
-    restarted = []
-    timer = threading.Timer(2.0, lambda: restarted.append(start_redis(port, tmp_path / "redis")))
-    timer.start()
-    try:
-        start = time.monotonic()
-        assert _patiently(lambda: client.get("outcome")) == b"kept"  # append-only: kept
-        assert 1.5 < time.monotonic() - start < 30
-    finally:
-        timer.join()
-        for server in restarted:
-            stop_process(server)
 
 
 def test_a_second_ctrl_c_during_a_job_leaves_it_for_the_next_worker(indexed_settings, redis,
@@ -626,7 +743,11 @@ def test_a_second_ctrl_c_during_a_job_leaves_it_for_the_next_worker(indexed_sett
     assert job.get_status(refresh=True) == JobStatus.QUEUED
     assert len(list(settings.upload_dir.iterdir())) == 48  # kept for the run again
     restarted = start_worker(indexed_settings, "--burst")
-    assert restarted.wait(timeout=300) == 0, restarted.stderr.read()[-2000:]
+    try:  # drained as it runs: a full stderr pipe would hold the worker until the timeout
+        _, err = restarted.communicate(timeout=300)
+    finally:
+        stop_process(restarted)
+    assert restarted.returncode == 0, err[-2000:]
     body = client.get(check["url"]).get_json()
     assert body["status"] == "finished", body
     assert [d["status"] for d in body["designs"]] == ["finished"] * 24, body["designs"]

@@ -62,6 +62,18 @@ def serve(settings: Settings, engine: Engine, connection: Redis, name: str | Non
             signal.signal(signum, handler)
 
 
+def _stop_listening(worker) -> None:
+    """End the worker's command listener (a thread and a subscribed connection): RQ ends it
+    in its teardown only after unregistering, which a Redis away made fail, so each outage
+    that ended a loop left one behind, subscribed again once Redis was back."""
+    thread = getattr(worker, "pubsub_thread", None)
+    if thread is not None:
+        thread.stop()
+        thread.join(5)
+    if (pubsub := getattr(worker, "pubsub", None)) is not None:
+        pubsub.close()  # drops its connection without a command to Redis
+
+
 def _serve(settings: Settings, engine: Engine, connection: Redis, name: str | None,
            burst: bool) -> None:
     given, outages, pause = name, 0, 0.0
@@ -88,6 +100,7 @@ def _serve(settings: Settings, engine: Engine, connection: Redis, name: str | No
         if seen or not wait_for_redis(connection, lambda: bool(seen)):
             break
         if worker is not None:
+            _stop_listening(worker)
             try:
                 worker.register_death()  # /readyz and /metrics stop counting it at once
             except RedisError:
