@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import runpy
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import requests
@@ -13,6 +15,18 @@ from tests.load_clients import wait_for_http
 from web.longpolls import LongPolls
 from worker.dev.processes import free_port, stop_process
 from worker.dev.services import GUNICORN_CONF, start_web, web_command
+
+
+@contextmanager
+def served(settings, tmp_path) -> Iterator[int]:
+    """gunicorn with these settings on a free port of 127.0.0.1, answering; its port."""
+    port = free_port()
+    web = start_web(settings, port, log=tmp_path / "web.log")
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/healthz")
+        yield port
+    finally:
+        stop_process(web)
 
 
 def test_the_long_poll_cap_grants_slots_up_to_the_limit_then_answers_at_once():
@@ -60,11 +74,8 @@ def test_gunicorn_conf_refuses_more_long_polls_than_connections(monkeypatch):
 def test_requests_gunicorn_refuses_itself_get_the_apis_json_errors(settings, redis, tmp_path):
     """A URL, headers or a request line past gunicorn's limits never reach the app: gunicorn
     answers them, in the same {"error", "message"} shape as every other refusal."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    web = start_web(settings, port, log=tmp_path / "web.log")
-    try:
-        wait_for_http(f"{base}/healthz")
+    with served(settings, tmp_path) as port:
+        base = f"http://127.0.0.1:{port}"
         long_url = requests.get(f"{base}/api/searches/{'a' * 5000}", timeout=10)
         big_header = requests.get(f"{base}/api/searches/x", headers={"X-Big": "b" * 9000},
                                   timeout=10)
@@ -88,8 +99,6 @@ def test_requests_gunicorn_refuses_itself_get_the_apis_json_errors(settings, red
         head, _, body = not_http.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 400 Bad Request") and b"application/json" in head
         assert body == b'{"error": "bad_request", "message": "the request is not valid HTTP"}'
-    finally:
-        stop_process(web)
 
 
 def _raw_collection(port: int, data: bytes) -> bytes:
@@ -235,10 +244,7 @@ def test_a_slow_reader_gets_a_whole_large_body_and_only_a_silent_one_is_dropped(
     create_check(redis, check_id, names, SearchOptions(k=100), [], {}, settings.result_ttl)
     record_outcomes(redis, check_id, {i: CheckedDesign(name=n, status="finished", results=hits)
                                       for i, n in enumerate(names)}, settings.result_ttl)
-    port = free_port()
-    web = start_web(settings, port, log=tmp_path / "web.log")
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/healthz")
+    with served(settings, tmp_path) as port:
         sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         sock.sendall(f"GET /api/checks/{check_id} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                      "Connection: close\r\n\r\n".encode())
@@ -265,8 +271,6 @@ def test_a_slow_reader_gets_a_whole_large_body_and_only_a_silent_one_is_dropped(
             got += chunk
         silent.close()
         assert len(got) < length
-    finally:
-        stop_process(web)
 
 
 @pytest.mark.slow
@@ -292,11 +296,8 @@ def test_a_large_finished_check_is_described_while_the_process_answers_others(se
             back_score=0.5, swapped=False, front=f"images/d{(i * 37 + r) % 9000:04d}_f.png",
             back=f"images/d{(i * 37 + r) % 9000:04d}_b.png") for r in range(1, 101)])
         for i, n in enumerate(names)}, settings.result_ttl)
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    web = start_web(settings, port, log=tmp_path / "web.log")
-    try:
-        wait_for_http(f"{base}/healthz")
+    with served(settings, tmp_path) as port:
+        base = f"http://127.0.0.1:{port}"
         for path in (f"/api/checks/{check_id}", f"/checks/{check_id}",
                      f"/api/checks/{check_id}/report.csv"):
             span = {}
@@ -323,8 +324,6 @@ def test_a_large_finished_check_is_described_while_the_process_answers_others(se
             inside = [p for p in probes if span["start"] < p[0] and p[1] < span["end"]]
             print(path, f"{span['end'] - span['start']:.2f} s,", len(inside), "probes inside")
             assert len(inside) >= 5, (path, probes, span)
-    finally:
-        stop_process(web)
 
 
 @pytest.mark.slow
@@ -337,10 +336,7 @@ def test_a_body_trickled_slower_than_the_least_pace_is_refused_and_its_connectio
     import time
 
     settings = dataclasses.replace(settings, client_timeout=2, min_upload_kbps=4)
-    port = free_port()
-    web = start_web(settings, port, log=tmp_path / "web.log")
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/healthz")
+    with served(settings, tmp_path) as port:
         sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         sock.sendall(b"POST /api/searches HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 20000"
                      b"\r\nContent-Type: multipart/form-data; boundary=b\r\n\r\n--b\r\n")
@@ -363,5 +359,3 @@ def test_a_body_trickled_slower_than_the_least_pace_is_refused_and_its_connectio
         assert answer.startswith(b"HTTP/1.1 408"), answer[:300]
         assert b"under the 4 KB/s this server needs" in answer, answer
         assert closed
-    finally:
-        stop_process(web)

@@ -119,3 +119,28 @@ class CollectionCheck(Closed):
                                          "only if it could not be kept (each design's "
                                          "`catalogue` says which); left out with "
                                          "`?designs=false`")
+
+
+REPORT_CSV = (  # the report's columns, as the API document tells them
+    "CSV: design,rank,match,similarity,verdict,front_score,"
+    "back_score,error,filters,swapped,outline_only,score,"
+    "front_weight,catalogue_version,side_copies,order,turned; "
+    "a row per "
+    "design and hit, one row with its error for a design that "
+    "failed; `filters`: the check's `filter` fields, "
+    "`; `-separated (blank: none); `swapped`: true/false, as a "
+    "hit's; `outline_only`: `front`, `back`, `front back` or "
+    "blank, as the design's; `score`, the hit's; `front_weight`, "
+    "the check's; `catalogue_version`, the catalogue version the "
+    "design was compared with (as its `catalogue`); "
+    "`side_copies`, the design's sides that alone copy a "
+    "catalogue design (`front: <name> <verdict> <similarity>`, "
+    "`; `-separated, as its `side_copies`); `order`, the "
+    "design's `order` (`score` or `design`; blank without "
+    "hits); `turned`, the design's sides scanned sideways and "
+    "turned upright (`front: 270; back: 90`, `; `-separated, as "
+    "its `turned`; blank: none); then the "
+    "catalogue's further columns the hits "
+    "carry (garment, season, ...; one named like ours: "
+    "`catalogue:<name>`)"
+)

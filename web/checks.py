@@ -11,7 +11,7 @@ from flask import Blueprint, abort, current_app, jsonify, request, send_file, ur
 from web.api import UNAVAILABLE, wait_seconds
 from web.apidoc import Responses, api
 from web.catalogue import catalogue_urls
-from web.check_schemas import CheckCreated, CheckForm, CheckQuery, CollectionCheck
+from web.check_schemas import REPORT_CSV, CheckCreated, CheckForm, CheckQuery, CollectionCheck
 from web.check_uploads import submit_check
 from web.errors import error_response
 from web.headers import csv_attachment
@@ -197,27 +197,7 @@ def delete_check(check_id: str):
 @bp.get("/api/checks/<check_id>/report.csv")
 @api.validate(tags=["checks"], operation_id="getCheckReport",
               path_parameter_descriptions=CHECK_ID, skip_validation=True, resp=Responses(
-                  HTTP_200=(None, "CSV: design,rank,match,similarity,verdict,front_score,"
-                                  "back_score,error,filters,swapped,outline_only,score,"
-                                  "front_weight,catalogue_version,side_copies,order,turned; "
-                                  "a row per "
-                                  "design and hit, one row with its error for a design that "
-                                  "failed; `filters`: the check's `filter` fields, "
-                                  "`; `-separated (blank: none); `swapped`: true/false, as a "
-                                  "hit's; `outline_only`: `front`, `back`, `front back` or "
-                                  "blank, as the design's; `score`, the hit's; `front_weight`, "
-                                  "the check's; `catalogue_version`, the catalogue version the "
-                                  "design was compared with (as its `catalogue`); "
-                                  "`side_copies`, the design's sides that alone copy a "
-                                  "catalogue design (`front: <name> <verdict> <similarity>`, "
-                                  "`; `-separated, as its `side_copies`); `order`, the "
-                                  "design's `order` (`score` or `design`; blank without "
-                                  "hits); `turned`, the design's sides scanned sideways and "
-                                  "turned upright (`front: 270; back: 90`, `; `-separated, as "
-                                  "its `turned`; blank: none); then the "
-                                  "catalogue's further columns the hits "
-                                  "carry (garment, season, ...; one named like ours: "
-                                  "`catalogue:<name>`)"),
+                  HTTP_200=(None, REPORT_CSV),
                   HTTP_404=(Error, "unknown, expired or malformed id"),
                   HTTP_409=(Error, "not finished yet (`not_ready`)"), HTTP_503=UNAVAILABLE))
 def get_report(check_id: str):
