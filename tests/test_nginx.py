@@ -86,10 +86,17 @@ def test_a_collection_passes_nginx_up_to_its_own_limit_and_a_search_up_to_its(pr
 
 
 def test_a_web_that_does_not_answer_is_a_json_503_to_the_api_and_a_page_to_people(proxied):
+    """A collection's location has its own 413 page, and nginx then dropped the server's other
+    error pages there: its 502 was nginx's bare HTML, without Retry-After."""
     base, _, web = proxied
     stop_process(web)
-    api = requests.get(base + "/api/searches/" + "0" * 32, timeout=30)
-    assert (api.status_code, api.json()["error"]) == (503, "queue_unavailable")
-    assert api.headers["Retry-After"] == "5"
-    page = requests.get(base + "/", timeout=30)
-    assert page.status_code == 503 and page.headers["Content-Type"].startswith("text/html")
+    for url, post in (("/api/searches/" + "0" * 32, False), ("/api/checks", True)):
+        api = (requests.post(base + url, files={"collection": ("c.zip", _zip(10))}, timeout=30)
+               if post else requests.get(base + url, timeout=30))
+        assert (api.status_code, api.json()["error"]) == (503, "queue_unavailable"), url
+        assert api.headers["Retry-After"] == "5"
+    for url, post in (("/", False), ("/checks", True)):
+        page = (requests.post(base + url, files={"collection": ("c.zip", _zip(10))}, timeout=30)
+                if post else requests.get(base + url, timeout=30))
+        assert page.status_code == 503 and page.headers["Content-Type"].startswith("text/html")
+        assert "Retry-After" in page.headers, url
