@@ -276,30 +276,33 @@ def test_a_slow_reader_gets_a_whole_large_body_and_only_a_silent_one_is_dropped(
 @pytest.mark.slow
 def test_a_large_finished_check_is_described_while_the_process_answers_others(settings, redis,
                                                                               tmp_path):
-    """Its JSON, page and CSV (500 designs x 100 hits: a second or two of pure Python each)
-    were built on the gevent loop: every other request of that web process, /healthz too,
-    waited until they were done. Now on the offload threads, which give the loop the GIL."""
+    """Its JSON, page and CSV (500 designs x 100 hits: a second or two of pure Python each),
+    and a running check's JSON (the API's default poll), were built on the gevent loop: every
+    other request of that web process, /healthz too, waited until they were done. Now on the
+    offload threads, which give the loop the GIL."""
     import dataclasses
     import re
     import threading
     import time
 
-    from worker.core.checks import create_check, record_outcomes
+    from worker.core.checks import create_check, mark_started, record_outcomes
     from worker.core.contract import CheckedDesign, Hit, SearchOptions
 
     settings = dataclasses.replace(settings, web_workers=1)  # the probes reach its process
     names = [f"new-design-{i:04d}" for i in range(800)]  # past CHECK_MAX_PAIRS: a longer build
-    check_id = "d" * 32
-    create_check(redis, check_id, names, SearchOptions(k=100), [], {}, settings.result_ttl)
-    record_outcomes(redis, check_id, {i: CheckedDesign(name=n, status="finished", results=[
-        Hit(rank=r, name=f"d{(i * 37 + r) % 9000:04d}", score=0.5, front_score=0.5,
-            back_score=0.5, swapped=False, front=f"images/d{(i * 37 + r) % 9000:04d}_f.png",
-            back=f"images/d{(i * 37 + r) % 9000:04d}_b.png") for r in range(1, 101)])
-        for i, n in enumerate(names)}, settings.result_ttl)
+    check_id, running_id = "d" * 32, "e" * 32
+    for made, settled in ((check_id, len(names)), (running_id, len(names) - 1)):
+        create_check(redis, made, names, SearchOptions(k=100), [], {}, settings.result_ttl)
+        record_outcomes(redis, made, {i: CheckedDesign(name=n, status="finished", results=[
+            Hit(rank=r, name=f"d{(i * 37 + r) % 9000:04d}", score=0.5, front_score=0.5,
+                back_score=0.5, swapped=False, front=f"images/d{(i * 37 + r) % 9000:04d}_f.png",
+                back=f"images/d{(i * 37 + r) % 9000:04d}_b.png") for r in range(1, 101)])
+            for i, n in enumerate(names[:settled])}, settings.result_ttl)
+    mark_started(redis, running_id)
     with served(settings, tmp_path) as port:
         base = f"http://127.0.0.1:{port}"
         for path in (f"/api/checks/{check_id}", f"/checks/{check_id}",
-                     f"/api/checks/{check_id}/report.csv"):
+                     f"/api/checks/{check_id}/report.csv", f"/api/checks/{running_id}"):
             span = {}
 
             def fetch(path=path, span=span):

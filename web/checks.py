@@ -49,15 +49,16 @@ def state_or_404(check_id: str, results: bool = True) -> CheckState:
     return state
 
 
-def finished_off_loop(check_id: str, build: Callable[[CheckState], T]) -> T:
-    """`build(check)` of a finished check, off the gevent loop: its bytes read here (Redis's
-    sockets belong to the loop), parsed and built on an offload thread (500 designs' hits:
-    up to seconds of pure Python). A finished check's state needs no further Redis call."""
+def check_off_loop(check_id: str, build: Callable[[CheckState], T]) -> T:
+    """`build(check)` of a check no longer queued, off the gevent loop: its bytes read here
+    (Redis's sockets belong to the loop), parsed and built on an offload thread (500 designs'
+    hits: up to seconds of pure Python). Read once already by `state_or_404` (its lost
+    designs settled), such a check's state needs no further Redis call."""
     meta, rows = fetch_check(current_app.extensions["redis"], check_id)
 
     def parse_and_build() -> T:
         state = parse_check(check_id, meta, rows)
-        if state is None:  # expired since it was found finished
+        if state is None:  # expired since it was read
             abort(404, description="no such check (unknown or expired id)")
         return build(state)
 
@@ -157,9 +158,9 @@ def get_check(check_id: str):
                 state = state_or_404(check_id, results=False)
     if designs == "false":
         return jsonify(describe_check(state, designs=False))
-    if state.status is not CheckStatus.FINISHED:  # (the check page polls with designs=false)
+    if state.status is CheckStatus.QUEUED:  # how far back it waits asks Redis; few hits yet
         return jsonify(describe_check(state_or_404(check_id), designs=True))
-    return finished_off_loop(check_id, lambda finished: jsonify(describe_check(finished)))
+    return check_off_loop(check_id, lambda current: jsonify(describe_check(current)))
 
 
 def cancel_unstarted(check_id: str) -> CheckState | None:
@@ -207,7 +208,7 @@ def get_report(check_id: str):
         return error_response(409, "not_ready", f"the check has not finished yet ({state.done} "
                               f"of {state.total} designs); poll "
                               f"{url_for('checks.get_check', check_id=check_id)}")
-    return csv_attachment(finished_off_loop(check_id, lambda finished: report_csv(
+    return csv_attachment(check_off_loop(check_id, lambda finished: report_csv(
         [finished.design(row) for row in range(finished.total)], finished.options)),
         f"check-{check_id[:8]}.csv")
 

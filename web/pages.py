@@ -21,7 +21,7 @@ from werkzeug.datastructures import FileStorage, MultiDict
 
 from web.catalogue import catalogue_file, current_catalogue, index_summary, served
 from web.check_uploads import submit_check
-from web.checks import cancel_unstarted, describe_check, finished_off_loop, state_or_404
+from web.checks import cancel_unstarted, check_off_loop, describe_check, state_or_404
 from web.errors import RequestRefused
 from web.searches import describe, fetch_search, mark_searched_with
 from web.submissions import require_multipart, submit_search
@@ -108,7 +108,7 @@ def check_page(check_id: str):
     state = state_or_404(check_id, results=False)
     if state.status.value != "finished":
         return _check_page(state, finished=False)
-    return finished_off_loop(check_id, lambda finished: _check_page(finished, finished=True))
+    return check_off_loop(check_id, lambda finished: _check_page(finished, finished=True))
 
 
 def _check_page(state, finished: bool) -> str:
