@@ -53,6 +53,8 @@ def test_auto_leaves_bfloat16_alone_where_onednn_is_kept_from_its_units(monkeypa
     for isa in ("AVX512_CORE_BF16", "avx512_core_amx", "AVX10_1_512_AMX", "ALL", ""):
         assert resolve_precision("auto", "held", VNNI_BF16,
                                  {"ONEDNN_MAX_CPU_ISA": isa})[0] == "bfloat16", isa
+    assert resolve_precision("auto", "held", VNNI_BF16, {"TF_ENABLE_ONEDNN_OPTS": "FALSE"})[0] == \
+        "int8"  # TensorFlow reads it in any case
     assert resolve_precision("auto", "held", VNNI_BF16, {"TF_ENABLE_ONEDNN_OPTS": "1"})[0] == \
         "bfloat16"
     assert resolve_precision("float32", "held", VNNI_BF16, capped)[0] == "float32"

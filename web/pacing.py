@@ -103,7 +103,7 @@ class PacedInput:
 
     def readlines(self, hint: int = -1) -> list[bytes]:  # the rest of WSGI's input interface
         lines, size = [], 0
-        while (line := self.readline()) and (hint <= 0 or size < hint):
+        while (hint <= 0 or size < hint) and (line := self.readline()):
             lines.append(line)
             size += len(line)
         return lines

@@ -42,7 +42,7 @@ _BF16_ISAS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX10"
 def bf16_held_back(environ: Mapping[str, str]) -> str | None:
     """Why TensorFlow would not use the CPU's bfloat16 units under these environment
     variables (None where nothing holds them back): oneDNN capped below them, or turned off."""
-    if environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip() in ("0", "false", "False"):
+    if environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip().lower() in ("0", "false"):
         return "TF_ENABLE_ONEDNN_OPTS=0 turns oneDNN off"
     for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
         cap = environ.get(name, "").strip()
