@@ -689,21 +689,24 @@ def test_a_check_chunk_waits_out_a_redis_restart_instead_of_failing_its_designs(
     client.set("outcome", "kept")
     storage = RedisStorage(client, 600)  # STORAGE=redis: the chunk's drawings are read there
     storage.put_upload("c-r0-front.png", b"drawing")
-    for step in (lambda: _patiently(lambda: client.get("outcome")),
-                 lambda: _read(SimpleNamespace(storage=storage), "c-r0-front.png")):
-        stop_process(server)
-        restarted = []
-        timer = threading.Timer(2.0, lambda restarted=restarted: restarted.append(
-            start_redis(port, tmp_path / "redis")))
-        timer.start()
-        try:
-            start = time.monotonic()
-            assert step() in (b"kept", b"drawing")  # append-only: kept
-            assert 1.5 < time.monotonic() - start < 30
-        finally:
-            timer.join()
-        server = restarted[0]
-    stop_process(server)
+    steps = ((lambda: _patiently(lambda: client.get("outcome")), b"kept"),  # append-only: kept
+             (lambda: _read(SimpleNamespace(storage=storage), "c-r0-front.png"), b"drawing"))
+    servers = [server]
+    try:
+        for step, expected in steps:
+            stop_process(servers[-1])
+            timer = threading.Timer(2.0, lambda: servers.append(
+                start_redis(port, tmp_path / "redis")))
+            timer.start()
+            try:
+                start = time.monotonic()
+                assert step() == expected
+                assert 1.5 < time.monotonic() - start < 30
+            finally:
+                timer.join()
+    finally:
+        for running in servers[1:]:
+            stop_process(running)
 
 
 def test_a_second_ctrl_c_during_a_job_leaves_it_for_the_next_worker(indexed_settings, redis,
