@@ -40,7 +40,8 @@ run: $(VENV)/.installed
 
 # The browser tests drive Debian's chromium (installed with apt; Playwright's own browser
 # download is never used), and tests/test_nginx.py runs compose's nginx template in Debian's
-# nginx (its service is not started: the test runs its own on 127.0.0.1).
+# nginx, its own process on 127.0.0.1 (on a host with an init system the package also starts
+# the distribution's nginx service on port 80; the tests do not use it).
 # tests/test_browser.py launches /usr/bin/chromium: another chromium on PATH is not it
 browser:
 	@test -x /usr/bin/chromium -a -x /usr/sbin/nginx -a -x /usr/bin/envsubst || command -v apt-get >/dev/null || { \
