@@ -14,6 +14,7 @@ from rq.job import Job
 
 from tests.http import post_pair
 from tests.images import N_PAIRS, design_pair
+from tests.zips import make_zip, post_collection
 from worker.dev.processes import stop_process
 from worker.dev.services import start_worker, wait_for_workers
 
@@ -53,9 +54,26 @@ def test_two_workers_sharing_only_redis_serve_the_web(indexed_settings, redis, t
                 assert time.monotonic() < deadline, body
                 time.sleep(0.1)
             bodies.append(body)
+        # a collection check through Redis alone too: its drawings stored there, read by the
+        # workers' chunks, deleted once checked
+        files = {}
+        for i in (21, 22):
+            files[f"d{i}-f.png"], files[f"d{i}-b.png"] = design_pair(i, N_PAIRS)
+        checked = post_collection(client, make_zip(files, [(f"new-{i}", f"d{i}-f.png",
+                                                             f"d{i}-b.png") for i in (21, 22)]))
+        assert checked.status_code == 202, checked.get_json()
+        while (check := client.get(checked.get_json()["url"] + "?wait=5").get_json())[
+                "status"] != "finished":
+            assert time.monotonic() < deadline + 120, check
     finally:
         for worker in workers:
             stop_process(worker)
+    for i, design in zip((21, 22), check["designs"], strict=True):
+        assert design["status"] == "finished", design
+        assert design["results"][0]["name"].endswith(f"{i:04d}")
+        seen = client.get(design["image_url"])
+        assert seen.status_code == 200 and Image.open(io.BytesIO(seen.data)).format == "JPEG"
+    assert redis.keys("pairsearch:blob:upload:*") == []  # every search's and design's deleted
     for design, body in zip(designs, bodies, strict=True):
         assert body["status"] == "finished", body
         assert body["results"][0]["name"].endswith(f"{design:04d}")
