@@ -61,3 +61,39 @@ def test_the_probes_and_the_metrics_see_a_full_redis(full):
     assert int(re.search(r"^pairsearch_redis_memory_used_bytes (\d+)$", metrics, re.M)[1]) > 1
     redis.config_set("maxmemory", 0)
     assert client.get("/readyz").get_json()["checks"]["redis"]["ok"]
+
+
+def test_a_collection_that_fills_redis_says_how_far_it_got(tmp_path, settings, catalogue_dir):
+    """With STORAGE=redis a collection's drawings wait in Redis: one that filled it was told
+    the store "is full" and to retry, as if others had filled it, whatever its own size."""
+    import numpy as np
+    from PIL import Image
+
+    from tests.zips import make_zip, post_collection
+    from web import create_app
+
+    fake_generation(catalogue_dir, settings.features_dir, load_catalogue(catalogue_dir))
+    port = free_port()
+    server = start_redis(port, tmp_path / "redis")
+    try:
+        own = dataclasses.replace(settings, redis_url=f"redis://127.0.0.1:{port}/0",
+                                  storage="redis", require_worker=False)
+        client = create_app({"SETTINGS": own, "TESTING": True}).test_client()
+        redis = Redis.from_url(own.redis_url)
+        rng, files = np.random.default_rng(5), {}
+        for i in range(6):  # noise stores at about 1 MB a drawing
+            for side in ("f", "b"):
+                buf = io.BytesIO()
+                Image.fromarray(rng.integers(0, 255, (600, 600, 3), np.uint8)).save(buf, "PNG")
+                files[f"d{i}-{side}.png"] = buf.getvalue()
+        used = redis.info("memory")["used_memory"]
+        redis.config_set("maxmemory", used + 5 * 2**20)  # room for two or three designs
+        refused = post_collection(client, make_zip(files, [(f"n{i}", f"d{i}-f.png", f"d{i}-b.png")
+                                                           for i in range(6)]))
+        body = refused.get_json()
+        assert (refused.status_code, body["error"]) == (503, "redis_full"), body
+        assert re.search(r"after [0-9] of the collection's 6 designs were stored", body["message"])
+        assert refused.headers["Retry-After"] == "60"
+        assert redis.keys("pairsearch:blob:upload:*") == []  # what was stored, deleted again
+    finally:
+        stop_process(server)

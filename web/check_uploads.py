@@ -88,6 +88,13 @@ def _store(check_id: str, collection: Collection, settings
         require_client()  # once more, the last moment before the check is queued
     except BaseException as exc:  # a late bomb, a full disk, a client gone, a fault: none kept
         discard_uploads(stored)
+        if isinstance(exc, RequestRefused) and exc.error == "redis_full" and \
+                settings.storage == "redis":  # this collection may be what fills it
+            raise RequestRefused(503, "redis_full", f"the service's store (Redis) filled up "
+                                 f"after {len(rows)} of the collection's {len(collection.names)} "
+                                 "designs were stored (their drawings wait there until checked); "
+                                 "check the collection in smaller parts, or retry later",
+                                 retry_after=exc.retry_after) from None
         if not isinstance(exc, CollectionRefused):
             raise
         raise RequestRefused(exc.status, exc.reason, str(exc)) from None
