@@ -83,6 +83,9 @@ def test_a_collection_passes_nginx_up_to_its_own_limit_and_a_search_up_to_its(pr
         "front": ("f.png", os.urandom(2 << 20)), "back": ("b.png", b"x")})
     assert search.status_code == 413
     assert "the limit is 1 MB a request" in search.json()["message"]
+    under = requests.post(base + "/api/searches", timeout=60, files={
+        "front": ("f.png", os.urandom(512 << 10)), "back": ("b.png", b"x")})
+    assert (under.status_code, under.json()["error"]) == (415, "unsupported_format")  # the app's
 
 
 def test_a_web_that_does_not_answer_is_a_json_503_to_the_api_and_a_page_to_people(proxied):

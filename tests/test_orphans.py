@@ -272,8 +272,9 @@ def test_a_search_whose_dead_worker_s_execution_expired_is_run_again_not_failed(
 
 
 def test_a_worker_s_silence_is_judged_by_redis_s_clock_not_this_machine_s(redis, monkeypatch):
-    """The heartbeat's age was taken against this machine's clock: a step of it (NTP, a VM
-    resumed) of a few minutes made every busy worker silent, and its search failed."""
+    """The heartbeat's age was taken against this machine's clock (rq's `now`, imported into
+    housekeeping: stepped here ten minutes ahead): a step of it (NTP, a VM resumed) made
+    every busy worker silent, and its search failed. Redis's `TIME` is the clock now."""
     from datetime import UTC, datetime
 
     from rq import Worker

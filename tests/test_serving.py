@@ -276,7 +276,7 @@ def test_a_slow_reader_gets_a_whole_large_body_and_only_a_silent_one_is_dropped(
 @pytest.mark.slow
 def test_a_large_finished_check_is_described_while_the_process_answers_others(settings, redis,
                                                                               tmp_path):
-    """Its JSON, page and CSV (500 designs x 100 hits: a second or two of pure Python each),
+    """Its JSON, page and CSV (800 designs x 100 hits here: a second or two of pure Python each),
     and a running check's JSON (the API's default poll), were built on the gevent loop: every
     other request of that web process, /healthz too, waited until they were done. Now on the
     offload threads, which give the loop the GIL."""

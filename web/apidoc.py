@@ -118,7 +118,8 @@ def _refusals_of_any_write(method: str, operation: dict[str, Any]) -> None:
         responses["403"] = {"description": cross_site[0].upper() + cross_site[1:],
                             "content": deepcopy(error)}
     if "requestBody" in operation:
-        responses["408"] = {"description": "the request body stopped arriving "
+        responses["408"] = {"description": "the request body stopped arriving, or came "
+                                           "slower than MIN_UPLOAD_KBPS "
                                            "(`request_timeout`)", "content": deepcopy(error)}
 
 

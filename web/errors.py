@@ -71,7 +71,7 @@ COLLECTION_ENDPOINTS = ("checks.create_check", "pages.submit_check_form")
 
 
 def upload_limit_words(settings, collection: bool) -> str:
-    """What a 413 of a request's size says (nginx's page says the same)."""
+    """What a 413 of a request's size says (nginx's JSON says the same; its page, shorter)."""
     if collection:
         return (f"the collection is too large; the limit is {settings.max_check_upload_mb} MB "
                 "a ZIP (split the collection, or make its drawings smaller)")

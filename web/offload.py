@@ -1,5 +1,5 @@
 """A request's CPU-bound work (decoding, checking and re-encoding an upload; describing a
-large finished check) run off the gevent loop, on at most OFFLOAD_THREADS native threads per
+large check past its queueing) run off the gevent loop, on at most OFFLOAD_THREADS native threads per
 web process.
 
 Pillow releases the GIL while it decodes, resizes and encodes, so while an upload is handled
