@@ -88,8 +88,9 @@ def _store(check_id: str, collection: Collection, settings
         require_client()  # once more, the last moment before the check is queued
     except BaseException as exc:  # a late bomb, a full disk, a client gone, a fault: none kept
         discard_uploads(stored)
-        if isinstance(exc, RequestRefused) and exc.error == "redis_full" and \
-                settings.storage == "redis":  # this collection may be what fills it
+        # only drawings stored in Redis (STORAGE=redis) write to it here: this collection may
+        # be what fills it
+        if isinstance(exc, RequestRefused) and exc.error == "redis_full":
             raise RequestRefused(503, "redis_full", f"the service's store (Redis) filled up "
                                  f"after {len(rows)} of the collection's {len(collection.names)} "
                                  "designs were stored (their drawings wait there until checked); "
