@@ -286,9 +286,13 @@ def test_a_worker_s_silence_is_judged_by_redis_s_clock_not_this_machine_s(redis,
     redis_now = datetime.fromtimestamp(seconds + micros / 1e6, UTC)
     key, name = Worker.redis_worker_namespace_prefix + "elsewhere.7.abcdef", "elsewhere.7.abcdef"
     redis.hset(key, "last_heartbeat", utcformat(redis_now - timedelta(seconds=30)))
-    # this machine's clock stepped ten minutes ahead
-    monkeypatch.setattr(housekeeping, "now", lambda: redis_now + timedelta(seconds=600),
-                        raising=False)
+    class Stepped(datetime):  # this machine's clock, ten minutes ahead, whichever way it is read
+        @classmethod
+        def now(cls, tz=None):
+            return redis_now + timedelta(seconds=600)
+
+    monkeypatch.setattr(housekeeping, "datetime", Stepped)
+    monkeypatch.setattr(housekeeping, "now", Stepped.now, raising=False)  # rq's, as it was read
     assert not housekeeping._silent_worker(redis, name, 120)
     redis.hset(key, "last_heartbeat", utcformat(redis_now - timedelta(seconds=120 + 61)))
     assert housekeeping._silent_worker(redis, name, 120)  # silent by Redis's clock
